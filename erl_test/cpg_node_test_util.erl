@@ -1,0 +1,64 @@
+%% Helpers loaded on the real erl nodes that the Rust integration tests
+%% start. The tests reach them through rex (rpc), which a hidden node can
+%% use without SPAWN or monitor flags.
+-module(cpg_node_test_util).
+-export([eval/1, eval/2, spawn_recorder/1, recorded/1, spawn_linked_trapper/1,
+         spawn_monitor_of/1, spawn_idle/0, big_binary/1, recorded_pid/1]).
+
+%% Evaluates an Erlang expression sequence given as a string, e.g.
+%% "net_adm:ping('r@host').", and returns its value ({error, ...} on a
+%% crash, so the rpc never hangs).
+eval(Str) -> eval(Str, []).
+eval(Str, Bindings) ->
+    try
+        {ok, Toks, _} = erl_scan:string(Str),
+        {ok, Exprs} = erl_parse:parse_exprs(Toks),
+        {value, V, _} = erl_eval:exprs(Exprs, Bindings),
+        V
+    catch C:R:St -> {error, {C, R, St}}
+    end.
+
+%% A registered process that records every message it receives.
+spawn_recorder(Name) ->
+    Pid = spawn(fun() -> recorder_loop([]) end),
+    register(Name, Pid),
+    Pid.
+recorder_loop(Acc) ->
+    receive
+        {'$recorded', From} -> From ! {'$recorded', lists:reverse(Acc)}, recorder_loop(Acc);
+        {From, echo, Msg} when is_pid(From) -> From ! Msg, recorder_loop(Acc);
+        M -> recorder_loop([M | Acc])
+    end.
+recorded_pid(Pid) -> recorded(Pid).
+recorded(Name) ->
+    Name ! {'$recorded', self()},
+    receive {'$recorded', L} -> L after 5000 -> timeout end.
+
+%% A process that traps exits, links to Target and records what it sees
+%% under the registered Name.
+spawn_linked_trapper(Target) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+        process_flag(trap_exit, true),
+        link(Target),
+        Parent ! {self(), linked},
+        recorder_loop([])
+    end),
+    receive {Pid, linked} -> Pid after 5000 -> timeout end.
+
+%% A process that monitors Target (a pid or {Name, Node}) and records the
+%% 'DOWN' it gets.
+spawn_monitor_of(Target) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+        Ref = erlang:monitor(process, Target),
+        Parent ! {self(), Ref},
+        recorder_loop([])
+    end),
+    receive {Pid, _Ref} -> Pid after 5000 -> timeout end.
+
+%% A process that waits until told to exit with a reason.
+spawn_idle() ->
+    spawn(fun() -> receive {exit, R} -> exit(R) end end).
+
+big_binary(N) -> binary:copy(<<"x">>, N).

@@ -1,0 +1,243 @@
+//! The per-peer connection task: runs the handshake over a socket, then the
+//! read, write and tick loops. The only async code in `dist/`.
+//!
+//! Writes are batched: the writer takes every queued message, encodes them
+//! into one reused buffer and writes that with one syscall when its queue
+//! runs empty. Ticks are sent after a quarter of `net_ticktime` without
+//! output, and every tick received is answered; a peer silent for
+//! `net_ticktime` is declared down.
+
+use super::codec::{self, Packet, Reassembler};
+use super::flags;
+use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Step};
+use crate::term::Limits;
+use bytes::BytesMut;
+use erl_dist::message::Message;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// Socket error.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Handshake failed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The peer sent something undecodable.
+    #[error("bad input from peer: {0}")]
+    Decode(#[from] codec::DecodeError),
+    /// Nothing heard for `net_ticktime`.
+    #[error("net_tick_timeout: no data from the peer for {0:?}")]
+    TickTimeout(Duration),
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Closed,
+    /// We closed it (replaced by a newer connection, or shutting down).
+    #[error("connection closed locally")]
+    ClosedLocally,
+    /// Could not find or reach the peer.
+    #[error("cannot reach the peer: {0}")]
+    Unreachable(String),
+    /// The handshake took too long.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+}
+
+/// Something to send to a peer.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A control message (with payload).
+    Msg(Message),
+}
+
+/// Where a connection delivers what it reads.
+pub trait Router: Send + Sync + 'static {
+    /// A control message from `peer`.
+    fn incoming(&self, peer: &str, msg: Message);
+}
+
+/// Settings of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnConfig {
+    /// `net_ticktime`.
+    pub ticktime: Duration,
+    /// Largest packet or message accepted.
+    pub max_frame: usize,
+    /// Fragment size for large outgoing messages.
+    pub fragment_size: usize,
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn read_hs(s: &mut TcpStream) -> Result<Vec<u8>, ConnectionError> {
+    let len = s.read_u16().await? as usize;
+    let mut b = vec![0; len];
+    s.read_exact(&mut b).await?;
+    Ok(b)
+}
+
+async fn write_hs(s: &mut TcpStream, msgs: &[Vec<u8>]) -> Result<(), ConnectionError> {
+    let mut out = Vec::new();
+    for m in msgs {
+        out.extend_from_slice(&handshake::frame(m));
+    }
+    s.write_all(&out).await?;
+    Ok(())
+}
+
+/// Runs the initiating handshake on a fresh socket.
+pub async fn handshake_out(s: &mut TcpStream, local: Local) -> Result<PeerInfo, ConnectionError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let (mut hs, first) = Initiator::start(local, rand::random());
+        write_hs(s, &[first]).await?;
+        loop {
+            let m = read_hs(s).await?;
+            match hs.handle(&m)? {
+                Step::Continue(out) => write_hs(s, &out).await?,
+                Step::Done(out, peer) => {
+                    write_hs(s, &out).await?;
+                    return Ok(peer);
+                }
+                Step::NameReceived(_) => unreachable!("initiator never yields NameReceived"),
+            }
+        }
+    })
+    .await
+    .map_err(|_| ConnectionError::HandshakeTimeout)?
+}
+
+/// Runs the accepting handshake on a fresh socket.
+pub async fn handshake_in(s: &mut TcpStream, local: Local) -> Result<PeerInfo, ConnectionError> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        let mut hs = Acceptor::new(local, rand::random());
+        let first = read_hs(s).await?;
+        match hs.handle(&first) {
+            Ok(Step::NameReceived(_)) => {}
+            Ok(_) => return Err(HandshakeError::Malformed("unexpected step").into()),
+            Err(e @ HandshakeError::MissingFlags { .. }) => {
+                let _ = write_hs(s, &[hs.refuse("not_allowed")]).await;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        write_hs(s, &hs.accept()?).await?;
+        let reply = read_hs(s).await?;
+        match hs.handle(&reply)? {
+            Step::Done(out, peer) => {
+                write_hs(s, &out).await?;
+                Ok(peer)
+            }
+            _ => Err(HandshakeError::Malformed("unexpected step").into()),
+        }
+    })
+    .await
+    .map_err(|_| ConnectionError::HandshakeTimeout)?
+}
+
+/// Drives an established connection until it ends; returns why.
+pub async fn drive(
+    stream: TcpStream,
+    peer: PeerInfo,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    router: Arc<dyn Router>,
+    cfg: ConnConfig,
+) -> ConnectionError {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let echo = Arc::new(Notify::new());
+    let peer_name = peer.name.to_string();
+    let fragments = peer.flags & flags::FRAGMENTS != 0;
+
+    let echo_w = echo.clone();
+    let writer = async move {
+        let tick_every = cfg.ticktime / 4;
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut seq: u64 = 1;
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => match m {
+                    Some(m) => Some(m),
+                    None => {
+                        let _ = wr.shutdown().await;
+                        return ConnectionError::ClosedLocally;
+                    }
+                },
+                _ = echo_w.notified() => None,
+                _ = tokio::time::sleep(tick_every) => None,
+            };
+            match first {
+                None => buf.extend_from_slice(&[0, 0, 0, 0]),
+                Some(m) => encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq),
+            }
+            while buf.len() < (1 << 20) {
+                match rx.try_recv() {
+                    Ok(m) => encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = wr.write_all(&buf).await {
+                return ConnectionError::Io(e);
+            }
+            buf.clear();
+            if buf.capacity() > (4 << 20) {
+                buf.shrink_to(64 * 1024);
+            }
+        }
+    };
+
+    let reader = async move {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut reasm = Reassembler::new(cfg.max_frame);
+        let limits = Limits::default();
+        loop {
+            match tokio::time::timeout(cfg.ticktime, rd.read_buf(&mut buf)).await {
+                Err(_) => return ConnectionError::TickTimeout(cfg.ticktime),
+                Ok(Err(e)) => return ConnectionError::Io(e),
+                Ok(Ok(0)) => return ConnectionError::Closed,
+                Ok(Ok(_)) => {}
+            }
+            loop {
+                match codec::decode_packet(&mut buf, cfg.max_frame) {
+                    Ok(None) => break,
+                    Ok(Some(Packet::Tick)) => echo.notify_one(),
+                    Ok(Some(Packet::Data(body))) => match reasm.push(&body) {
+                        Ok(None) => {}
+                        Ok(Some(m)) => match codec::decode_message(&m, limits) {
+                            Ok(msg) => router.incoming(&peer_name, msg),
+                            Err(e @ codec::DecodeError::UnsupportedOp(_)) => {
+                                tracing::warn!(peer = %peer_name, "dropped control message: {e}");
+                            }
+                            Err(e) => return ConnectionError::Decode(e),
+                        },
+                        Err(e) => return ConnectionError::Decode(e),
+                    },
+                    Err(e) => return ConnectionError::Decode(e),
+                }
+            }
+        }
+    };
+
+    tokio::select! {
+        e = writer => e,
+        e = reader => e,
+    }
+}
+
+fn encode(m: Outgoing, buf: &mut Vec<u8>, fragments: bool, frag: usize, seq: &mut u64) {
+    let Outgoing::Msg(msg) = m;
+    let start = buf.len();
+    if let Err(e) = codec::encode_message(msg, buf, fragments) {
+        tracing::warn!("dropped an outgoing message that cannot be encoded: {e}");
+        return;
+    }
+    if fragments && buf.len() - start > frag + 7 {
+        codec::fragment_last(buf, start, frag, *seq);
+        *seq += 1;
+    }
+}

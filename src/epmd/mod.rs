@@ -1,0 +1,107 @@
+//! EPMD: the client this node uses to register and to find peers, and an
+//! EPMD-compatible server started inside the process when none runs.
+
+pub mod server;
+pub mod wire;
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use wire::NodeEntry;
+
+/// Errors talking to EPMD.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EpmdError {
+    /// Could not reach EPMD, or the connection failed.
+    #[error("epmd io: {0}")]
+    Io(#[from] std::io::Error),
+    /// EPMD answered with something that is not EPMD protocol.
+    #[error("malformed epmd message: {0}")]
+    Malformed(&'static str),
+    /// EPMD refused the registration (name taken), with its result code.
+    #[error("epmd refused the registration (result {0}); is the name already in use?")]
+    Refused(u8),
+    /// EPMD did not answer in time.
+    #[error("epmd did not answer in time")]
+    Timeout,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn with_timeout<T>(
+    f: impl std::future::Future<Output = Result<T, EpmdError>>,
+) -> Result<T, EpmdError> {
+    tokio::time::timeout(TIMEOUT, f)
+        .await
+        .map_err(|_| EpmdError::Timeout)?
+}
+
+/// An EPMD registration: the node stays registered while this lives.
+#[derive(Debug)]
+pub struct Registration {
+    _stream: TcpStream,
+    /// The creation EPMD handed out.
+    pub creation: u32,
+}
+
+/// Registers `entry` with the EPMD at `host:port`.
+pub async fn register(host: &str, port: u16, entry: NodeEntry) -> Result<Registration, EpmdError> {
+    with_timeout(async {
+        let mut s = TcpStream::connect((host, port)).await?;
+        s.set_nodelay(true)?;
+        s.write_all(&wire::Request::Alive2(entry).encode()).await?;
+        let mut buf = Vec::with_capacity(8);
+        loop {
+            let mut chunk = [0u8; 8];
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(EpmdError::Malformed("epmd closed during ALIVE2"));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(creation) = wire::decode_alive2_resp(&buf)? {
+                return Ok(Registration {
+                    _stream: s,
+                    creation,
+                });
+            }
+        }
+    })
+    .await
+}
+
+async fn one_shot(host: &str, port: u16, req: wire::Request) -> Result<Vec<u8>, EpmdError> {
+    with_timeout(async {
+        let mut s = TcpStream::connect((host, port)).await?;
+        s.write_all(&req.encode()).await?;
+        let mut buf = Vec::new();
+        s.take(64 * 1024).read_to_end(&mut buf).await?;
+        Ok(buf)
+    })
+    .await
+}
+
+/// Asks the EPMD at `host:port` where node `alive` listens.
+pub async fn port_please(
+    host: &str,
+    port: u16,
+    alive: &str,
+) -> Result<Option<NodeEntry>, EpmdError> {
+    let b = one_shot(host, port, wire::Request::PortPlease2(alive.to_string())).await?;
+    wire::decode_port2_resp(&b)
+}
+
+/// Lists the names registered at `host:port`.
+pub async fn names(host: &str, port: u16) -> Result<Vec<(String, u16)>, EpmdError> {
+    let b = one_shot(host, port, wire::Request::Names).await?;
+    wire::decode_names_resp(&b)
+}
+
+/// The EPMD port from `ERL_EPMD_PORT`, else 4369.
+pub fn port_from_env() -> u16 {
+    std::env::var("ERL_EPMD_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(4369)
+}

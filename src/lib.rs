@@ -1,0 +1,47 @@
+//! # cpg-node
+//!
+//! A hidden Erlang distribution node written in Rust that takes part in
+//! CloudI `cpg` process groups as an equal of the BEAM scope processes.
+//!
+//! ```text
+//!             +-----------------------------------------------+
+//!  CLI/app -> | Node (node/)   registry: pid -> mailbox       |
+//!             |   |            peers:    node -> Connection   |
+//!             |   +-- Process (process/)  mailbox, links, mons |
+//!             |   +-- cpg scope (cpg/)    pure Scope + server |
+//!             +---|-------------------------------------------+
+//!                 | Outgoing control messages (one queue per peer)
+//!             +---v-------------------------------------------+
+//!             | dist/connection: one task per peer            |
+//!             |   handshake (pure) -> framing -> buffered IO  |
+//!             +---|-------------------------------------------+
+//!                 | TCP                     EPMD (epmd/) client + server
+//!              BEAM nodes
+//! ```
+//!
+//! # Layout
+//! - [`term`]: the one import path for Erlang terms; safe decoding of
+//!   network input.
+//! - [`epmd`]: EPMD wire format, client, and an embedded server.
+//! - [`dist`]: distribution flags, the handshake state machine, framing,
+//!   control messages and the per-peer connection task.
+//! - [`process`]: light processes with real pids: mailbox, signals, links,
+//!   monitors, gen_server call/reply helpers.
+//! - [`node`]: the node handle that ties it together.
+//! - [`cpg`]: the cpg scope: group-name trie, pure scope state machine,
+//!   scope process, read API.
+//! - [`config`]: node configuration.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod cpg;
+pub mod dist;
+pub mod epmd;
+pub mod node;
+pub mod process;
+pub mod term;
+
+pub use config::NodeConfig;
+pub use node::Node;
+pub use term::Pid;

@@ -1,0 +1,1060 @@
+//! The node: registry of local processes, peers, links and monitors, and
+//! the routing of control messages between them.
+//!
+//! [`Node`] is a cheap handle (an `Arc`). Processes reach the node through
+//! the [`crate::process::Kernel`] trait; connections deliver into it through
+//! [`crate::dist::connection::Router`].
+
+use crate::config::{NodeConfig, NodeName};
+use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, Router};
+use crate::dist::flags;
+use crate::dist::handshake::{Local, PeerInfo};
+use crate::epmd::{self, server::EpmdServer, NodeEntry};
+use crate::process::{Dest, Kernel, MailboxTx, Process, SendError, Signal};
+use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
+use erl_dist::message::Message;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc};
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Could not listen for distribution connections.
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    /// EPMD failed.
+    #[error(transparent)]
+    Epmd(#[from] epmd::EpmdError),
+}
+
+/// A peer came or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A connection is up.
+    Up(String),
+    /// A connection went down, with the reason.
+    Down(String, String),
+}
+
+struct ProcEntry {
+    tx: MailboxTx,
+    name: Option<String>,
+    links: HashSet<Pid>,
+    /// Monitors others hold on this process: ref -> (watcher, how it was
+    /// named: the pid or the registered name).
+    monitors: HashMap<Reference, (Pid, PidOrAtom)>,
+}
+
+/// A monitor one of our processes holds on a process elsewhere.
+struct MonOut {
+    watcher: Pid,
+    node: String,
+    item: Term,
+}
+
+struct Peer {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    id: u64,
+    up: bool,
+}
+
+struct Inner {
+    me: Weak<Inner>,
+    config: NodeConfig,
+    name: String,
+    atom: Atom,
+    creation: u32,
+    port: u16,
+    procs: RwLock<HashMap<u32, ProcEntry>>,
+    names: RwLock<HashMap<String, Pid>>,
+    next_id: AtomicU32,
+    next_ref: AtomicU64,
+    next_conn: AtomicU64,
+    peers: Mutex<HashMap<String, Peer>>,
+    mons_out: Mutex<HashMap<Reference, MonOut>>,
+    events: broadcast::Sender<NodeEvent>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    epmd: Mutex<Option<epmd::Registration>>,
+    _epmd_server: Mutex<Option<EpmdServer>>,
+}
+
+/// A running node. Clone it freely.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.inner.name)
+    }
+}
+
+impl Node {
+    /// Starts the node: listens for connections, registers with EPMD
+    /// (starting an embedded EPMD if none answers and the config allows),
+    /// and starts the `net_kernel` responder.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let listener = TcpListener::bind(("0.0.0.0", 0))
+            .await
+            .map_err(StartError::Listen)?;
+        let port = listener.local_addr().map_err(StartError::Listen)?.port();
+        let entry = NodeEntry::hidden(config.name.alive(), port);
+        let mut server = None;
+        let reg = match epmd::register("127.0.0.1", config.epmd_port, entry.clone()).await {
+            Ok(r) => r,
+            Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
+                tracing::info!(
+                    "no EPMD answers on port {} ({e}); starting an embedded EPMD server",
+                    config.epmd_port
+                );
+                let s = EpmdServer::start("0.0.0.0", config.epmd_port)
+                    .await
+                    .map_err(|e| StartError::Epmd(e.into()))?;
+                server = Some(s);
+                epmd::register("127.0.0.1", config.epmd_port, entry).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let creation = if reg.creation < 4 {
+            reg.creation + 0xE10000
+        } else {
+            reg.creation
+        };
+        let name = config.name.to_string();
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            atom: Atom::from(name.as_str()),
+            name,
+            creation,
+            port,
+            config,
+            procs: RwLock::default(),
+            names: RwLock::default(),
+            next_id: AtomicU32::new(100),
+            next_ref: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
+            peers: Mutex::default(),
+            mons_out: Mutex::default(),
+            events,
+            tasks: Mutex::default(),
+            epmd: Mutex::new(Some(reg)),
+            _epmd_server: Mutex::new(server),
+        });
+        let weak = Arc::downgrade(&inner);
+        let accept = tokio::spawn(accept_loop(weak, listener));
+        inner.tasks.lock().push(accept);
+        let node = Node { inner };
+        node.start_net_kernel();
+        tracing::info!(node = %node.name(), port, creation, "node started (hidden)");
+        Ok(node)
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This node's creation.
+    pub fn creation(&self) -> u32 {
+        self.inner.creation
+    }
+
+    /// The distribution port it listens on.
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// Creates a process (its mailbox is live at once).
+    pub fn spawn_process(&self) -> Process {
+        self.inner.new_process()
+    }
+
+    /// Creates a process registered under `name`.
+    pub fn spawn_registered(&self, name: &str) -> Result<Process, SendError> {
+        let p = self.inner.new_process();
+        p.register(name)?;
+        Ok(p)
+    }
+
+    /// The pid registered under `name`.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.inner.names.read().get(name).cloned()
+    }
+
+    /// Whether a local pid is alive.
+    pub fn is_alive(&self, pid: &Pid) -> bool {
+        self.inner.is_local(pid) && self.inner.procs.read().contains_key(&pid.id)
+    }
+
+    /// Connected peers (handshake done).
+    pub fn peers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .peers
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.up)
+            .map(|(n, _)| n.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Subscribe to nodeup/nodedown events.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Connects to `node` (no-op if connected) and waits until the
+    /// connection is up or has failed.
+    pub async fn connect(&self, node: &str) -> Result<(), ConnectionError> {
+        let mut ev = self.subscribe();
+        if self.peers().iter().any(|p| p == node) {
+            return Ok(());
+        }
+        self.inner
+            .peer_tx(node)
+            .map_err(|e| ConnectionError::Unreachable(e.to_string()))?;
+        let wait = async {
+            loop {
+                if self.peers().iter().any(|p| p == node) {
+                    return Ok(());
+                }
+                match ev.recv().await {
+                    Ok(NodeEvent::Up(n)) if n == node => return Ok(()),
+                    Ok(NodeEvent::Down(n, why)) if n == node => {
+                        return Err(ConnectionError::Unreachable(why))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(ConnectionError::ClosedLocally)
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(15), wait)
+            .await
+            .map_err(|_| ConnectionError::HandshakeTimeout)?
+    }
+
+    /// Closes the connection to `node` (like `erlang:disconnect_node/1`).
+    pub fn disconnect(&self, node: &str) {
+        if let Some(p) = self.inner.peers.lock().remove(node) {
+            self.inner.node_down(node, p.id, "disconnected");
+        }
+    }
+
+    /// `net_adm:ping/1`: `true` for pong.
+    pub async fn ping(&self, node: &str) -> bool {
+        if self.connect(node).await.is_err() {
+            return false;
+        }
+        let mut p = self.spawn_process();
+        let req = tuple(vec![atom("is_auth"), atom(self.name())]);
+        matches!(
+            p.call(
+                Dest::Name("net_kernel".into(), node.into()),
+                req,
+                std::time::Duration::from_secs(10)
+            )
+            .await,
+            Ok(Term::Atom(a)) if a.name == "yes"
+        )
+    }
+
+    /// Calls `Module:Function(Args)` on `node` through its `rex` server, the
+    /// way erl_interface's `ei_rpc` does (`{Self, {call, M, F, A, user}}`,
+    /// answered with `{rex, Result}`). No SPAWN or monitor flags needed.
+    pub async fn rpc(
+        &self,
+        node: &str,
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+        timeout: std::time::Duration,
+    ) -> Result<Term, crate::process::CallError> {
+        let mut p = self.spawn_process();
+        let req = tuple(vec![
+            Term::Pid(p.pid().clone()),
+            tuple(vec![
+                atom("call"),
+                atom(module),
+                atom(function),
+                term::list(args),
+                atom("user"),
+            ]),
+        ]);
+        p.send(Dest::Name("rex".into(), node.into()), req)?;
+        let got = p
+            .recv_match(
+                |s| matches!(s, Signal::Message { msg, .. }
+                    if matches!(term::as_tuple(msg), Some([t, _]) if term::as_atom(t) == Some("rex"))),
+                Some(timeout),
+            )
+            .await;
+        match got {
+            Ok(Some(Signal::Message {
+                msg: Term::Tuple(mut t),
+                ..
+            })) => Ok(t.elements.swap_remove(1)),
+            Ok(_) => Err(crate::process::CallError::Timeout),
+            Err(r) => Err(crate::process::CallError::Exited(r)),
+        }
+    }
+
+    /// Stops the node: every process ends with reason `shutdown` (links and
+    /// monitors are told), queued messages are flushed, connections close,
+    /// and the EPMD entry goes.
+    pub async fn shutdown(&self) {
+        let pids: Vec<Pid> = self
+            .inner
+            .procs
+            .read()
+            .keys()
+            .map(|&id| self.inner.pid(id))
+            .collect();
+        for p in pids {
+            self.inner.exited(&p, atom("shutdown"));
+        }
+        // Dropping the queues lets each writer flush and close.
+        let peers: Vec<Peer> = self.inner.peers.lock().drain().map(|(_, p)| p).collect();
+        drop(peers);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        for t in self.inner.tasks.lock().drain(..) {
+            t.abort();
+        }
+        self.inner.epmd.lock().take();
+        tracing::info!(node = %self.name(), "node stopped");
+    }
+
+    fn start_net_kernel(&self) {
+        let mut p = match self.spawn_registered("net_kernel") {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("cannot register net_kernel: {e}");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while let Ok(s) = p.recv().await {
+                let Signal::Message { msg, .. } = s else {
+                    continue;
+                };
+                match crate::process::parse_call(&msg) {
+                    Some((from, req)) => {
+                        let reply = match term::as_tuple(req) {
+                            Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
+                            _ => {
+                                tracing::debug!("net_kernel: unexpected call {req}");
+                                atom("error")
+                            }
+                        };
+                        let _ = p.reply(&from, reply);
+                    }
+                    None => tracing::debug!("net_kernel: dropped {msg}"),
+                }
+            }
+        });
+    }
+}
+
+async fn accept_loop(inner: Weak<Inner>, listener: TcpListener) {
+    loop {
+        let (sock, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(i) = inner.upgrade() else { return };
+        tokio::spawn(async move { i.incoming_connection(sock, addr).await });
+    }
+}
+
+impl Inner {
+    fn arc(&self) -> Arc<Inner> {
+        self.me.upgrade().expect("node alive while in use")
+    }
+
+    fn local(&self) -> Local {
+        Local {
+            name: self.config.name.clone(),
+            creation: self.creation,
+            flags: flags::OFFERED,
+            cookie: self.config.cookie.clone(),
+        }
+    }
+
+    fn conn_config(&self) -> ConnConfig {
+        ConnConfig {
+            ticktime: self.config.net_ticktime,
+            max_frame: self.config.max_frame,
+            fragment_size: self.config.fragment_size,
+        }
+    }
+
+    fn pid(&self, id: u32) -> Pid {
+        Pid {
+            node: self.atom.clone(),
+            id,
+            serial: 0,
+            creation: self.creation,
+        }
+    }
+
+    fn is_local(&self, pid: &Pid) -> bool {
+        pid.node.name == self.name && pid.creation == self.creation
+    }
+
+    fn new_process(&self) -> Process {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.procs.write().insert(
+            id,
+            ProcEntry {
+                tx,
+                name: None,
+                links: HashSet::new(),
+                monitors: HashMap::new(),
+            },
+        );
+        Process::new(self.pid(id), self.arc(), rx)
+    }
+
+    fn deliver(&self, to: &Pid, s: Signal) -> bool {
+        if !self.is_local(to) {
+            return false;
+        }
+        match self.procs.read().get(&to.id) {
+            Some(e) => e.tx.send(s).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The outgoing queue to `node`, dialling it if needed.
+    fn peer_tx(&self, node: &str) -> Result<mpsc::UnboundedSender<Outgoing>, SendError> {
+        let mut peers = self.peers.lock();
+        if let Some(p) = peers.get(node) {
+            return Ok(p.tx.clone());
+        }
+        let target = NodeName::parse(node).map_err(|_| SendError::NoConnection(node.into()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        peers.insert(
+            node.to_string(),
+            Peer {
+                tx: tx.clone(),
+                id,
+                up: false,
+            },
+        );
+        let me = self.arc();
+        tokio::spawn(async move { me.dial(target, id, rx).await });
+        Ok(tx)
+    }
+
+    fn send_to_node(&self, node: &str, msg: Message) -> Result<(), SendError> {
+        let tx = self.peer_tx(node)?;
+        tx.send(Outgoing::Msg(msg))
+            .map_err(|_| SendError::NoConnection(node.to_string()))
+    }
+
+    async fn dial(
+        self: Arc<Self>,
+        target: NodeName,
+        id: u64,
+        rx: mpsc::UnboundedReceiver<Outgoing>,
+    ) {
+        let node = target.to_string();
+        let result: Result<(TcpStream, PeerInfo), ConnectionError> = async {
+            let entry = epmd::port_please(target.host(), self.config.epmd_port, target.alive())
+                .await
+                .map_err(|e| {
+                    ConnectionError::Unreachable(format!("epmd on {}: {e}", target.host()))
+                })?
+                .ok_or_else(|| {
+                    ConnectionError::Unreachable(format!("{node} is not registered in epmd"))
+                })?;
+            let mut s = TcpStream::connect((target.host(), entry.port)).await?;
+            let peer = connection::handshake_out(&mut s, self.local()).await?;
+            Ok((s, peer))
+        }
+        .await;
+        match result {
+            Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
+            Err(e) => {
+                tracing::warn!(peer = %node, "connection failed: {e}");
+                let removed = {
+                    let mut peers = self.peers.lock();
+                    match peers.get(&node) {
+                        Some(p) if p.id == id => peers.remove(&node).is_some(),
+                        _ => false,
+                    }
+                };
+                if removed {
+                    self.node_down(&node, id, &e.to_string());
+                }
+            }
+        }
+    }
+
+    async fn incoming_connection(self: Arc<Self>, mut sock: TcpStream, addr: std::net::SocketAddr) {
+        let peer = match connection::handshake_in(&mut sock, self.local()).await {
+            Ok(p) => p,
+            Err(ConnectionError::Handshake(
+                crate::dist::handshake::HandshakeError::CookieMismatch,
+            )) => {
+                tracing::warn!(%addr, "connection attempt refused: the peer presented a wrong cookie");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%addr, "incoming connection refused: {e}");
+                return;
+            }
+        };
+        let node = peer.name.to_string();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let old = self
+            .peers
+            .lock()
+            .insert(node.clone(), Peer { tx, id, up: false });
+        if let Some(old) = old {
+            // A peer that dials while we hold a connection to it is a
+            // restarted node (or a simultaneous connect): the new one wins.
+            tracing::info!(peer = %node, "replacing the previous connection");
+            self.node_down(&node, old.id, "replaced by a new connection");
+        }
+        self.run_connection(sock, peer, id, rx).await;
+    }
+
+    async fn run_connection(
+        self: Arc<Self>,
+        s: TcpStream,
+        peer: PeerInfo,
+        id: u64,
+        rx: mpsc::UnboundedReceiver<Outgoing>,
+    ) {
+        let node = peer.name.to_string();
+        {
+            let mut peers = self.peers.lock();
+            match peers.get_mut(&node) {
+                Some(p) if p.id == id => p.up = true,
+                _ => return, // superseded while handshaking
+            }
+        }
+        tracing::info!(peer = %node, creation = peer.creation, "nodeup");
+        let _ = self.events.send(NodeEvent::Up(node.clone()));
+        let router: Arc<dyn Router> = self.clone();
+        let why = connection::drive(s, peer, rx, router, self.conn_config()).await;
+        let removed = {
+            let mut peers = self.peers.lock();
+            match peers.get(&node) {
+                Some(p) if p.id == id => peers.remove(&node).is_some(),
+                _ => false,
+            }
+        };
+        if removed || matches!(why, ConnectionError::ClosedLocally) {
+            tracing::info!(peer = %node, "nodedown: {why}");
+        }
+        if removed {
+            self.node_down(&node, id, &why.to_string());
+        }
+    }
+
+    /// A connection to `node` is gone: fire `noconnection` for links and
+    /// monitors that cross it.
+    fn node_down(&self, node: &str, _id: u64, why: &str) {
+        let noconn = atom("noconnection");
+        let mut signals: Vec<(Pid, Signal)> = Vec::new();
+        {
+            let mut procs = self.procs.write();
+            for (&id, e) in procs.iter_mut() {
+                let me = self.pid(id);
+                e.links.retain(|l| {
+                    if l.node.name == node {
+                        signals.push((
+                            me.clone(),
+                            Signal::Exit {
+                                from: l.clone(),
+                                reason: noconn.clone(),
+                                exit2: false,
+                            },
+                        ));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                e.monitors.retain(|_, (w, _)| w.node.name != node);
+            }
+        }
+        {
+            let mut mons = self.mons_out.lock();
+            mons.retain(|mref, m| {
+                if m.node == node {
+                    signals.push((
+                        m.watcher.clone(),
+                        Signal::Down {
+                            mref: mref.clone(),
+                            item: m.item.clone(),
+                            reason: noconn.clone(),
+                        },
+                    ));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        for (to, s) in signals {
+            self.deliver(&to, s);
+        }
+        let _ = self
+            .events
+            .send(NodeEvent::Down(node.to_string(), why.to_string()));
+    }
+
+    fn local_target(&self, item: &PidOrAtom) -> Option<Pid> {
+        match item {
+            PidOrAtom::Pid(p) if self.is_local(p) => Some(p.clone()),
+            PidOrAtom::Pid(_) => None,
+            PidOrAtom::Atom(a) => self.names.read().get(&a.name).cloned(),
+        }
+    }
+
+    fn add_monitor(&self, target: &Pid, mref: Reference, watcher: Pid, how: PidOrAtom) -> bool {
+        match self.procs.write().get_mut(&target.id) {
+            Some(e) if self.is_local(target) => {
+                e.monitors.insert(mref, (watcher, how));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn handle(&self, peer: &str, msg: Message) {
+        match msg {
+            Message::Send(m) => self.deliver_msg(None, &m.to_pid, m.message),
+            Message::SendTt(m) => self.deliver_msg(None, &m.to_pid, m.message),
+            Message::SendSender(m) => self.deliver_msg(Some(m.from_pid), &m.to_pid, m.message),
+            Message::SendSenderTt(m) => self.deliver_msg(Some(m.from_pid), &m.to_pid, m.message),
+            Message::RegSend(m) => self.deliver_named(m.from_pid, &m.to_name.name, m.message),
+            Message::RegSendTt(m) => self.deliver_named(m.from_pid, &m.to_name.name, m.message),
+            Message::Link(m) => {
+                let ok = self.is_local(&m.to_pid)
+                    && match self.procs.write().get_mut(&m.to_pid.id) {
+                        Some(e) => e.links.insert(m.from_pid.clone()) || true,
+                        None => false,
+                    };
+                if !ok {
+                    let _ = self
+                        .send_to_node(peer, Message::exit(m.to_pid, m.from_pid, atom("noproc")));
+                }
+            }
+            Message::UnlinkId(m) => {
+                if let Some(e) = self.procs.write().get_mut(&m.to_pid.id) {
+                    e.links.remove(&m.from_pid);
+                }
+                let _ = self.send_to_node(peer, Message::unlink_id_ack(m.id, m.to_pid, m.from_pid));
+            }
+            Message::Unlink(m) => {
+                if let Some(e) = self.procs.write().get_mut(&m.to_pid.id) {
+                    e.links.remove(&m.from_pid);
+                }
+            }
+            Message::UnlinkIdAck(_) | Message::NodeLink(_) | Message::GroupLeader(_) => {}
+            Message::Exit(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::ExitTt(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExit(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExitTt(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::Exit2(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::Exit2Tt(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExit2(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExit2Tt(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::MonitorP(m) => {
+                let ok = match self.local_target(&m.to_proc) {
+                    Some(t) => self.add_monitor(
+                        &t,
+                        m.reference.clone(),
+                        m.from_pid.clone(),
+                        m.to_proc.clone(),
+                    ),
+                    None => false,
+                };
+                if !ok {
+                    let _ = self.send_to_node(
+                        peer,
+                        Message::monitor_p_exit(m.to_proc, m.from_pid, m.reference, atom("noproc")),
+                    );
+                }
+            }
+            Message::DemonitorP(m) => {
+                if let Some(t) = self.local_target(&m.to_proc) {
+                    if let Some(e) = self.procs.write().get_mut(&t.id) {
+                        e.monitors.remove(&m.reference);
+                    }
+                }
+            }
+            Message::MonitorPExit(m) => {
+                self.monitor_fired(peer, m.from_proc, m.to_pid, m.reference, m.reason)
+            }
+            Message::PayloadMonitorPExit(m) => {
+                self.monitor_fired(peer, m.from_proc, m.to_pid, m.reference, m.reason)
+            }
+            Message::AliasSend(m) => {
+                tracing::debug!(peer, "dropped ALIAS_SEND to {}: no aliases here", m.alias)
+            }
+            Message::AliasSendTt(m) => {
+                tracing::debug!(peer, "dropped ALIAS_SEND to {}: no aliases here", m.alias)
+            }
+            other => tracing::debug!(peer, "dropped control message {other:?}"),
+        }
+    }
+
+    fn deliver_msg(&self, from: Option<Pid>, to: &Pid, msg: Term) {
+        if !self.deliver(to, Signal::Message { from, msg }) {
+            tracing::trace!(
+                "message to dead or unknown pid {} dropped",
+                term::pid_text(to)
+            );
+        }
+    }
+
+    fn deliver_named(&self, from: Pid, name: &str, msg: Term) {
+        let to = self.names.read().get(name).cloned();
+        match to {
+            Some(p) => self.deliver_msg(Some(from), &p, msg),
+            None => tracing::debug!("message to unregistered name {name} dropped: {msg}"),
+        }
+    }
+
+    fn link_exit(&self, from: Pid, to: Pid, reason: Term) {
+        let linked = self.is_local(&to)
+            && self
+                .procs
+                .write()
+                .get_mut(&to.id)
+                .map(|e| e.links.remove(&from))
+                .unwrap_or(false);
+        if linked {
+            self.deliver(
+                &to,
+                Signal::Exit {
+                    from,
+                    reason,
+                    exit2: false,
+                },
+            );
+        }
+    }
+
+    fn exit2_in(&self, from: Pid, to: Pid, reason: Term) {
+        self.deliver(
+            &to,
+            Signal::Exit {
+                from,
+                reason,
+                exit2: true,
+            },
+        );
+    }
+
+    fn monitor_fired(&self, peer: &str, from: PidOrAtom, to: Pid, mref: Reference, reason: Term) {
+        let m = self.mons_out.lock().remove(&mref);
+        let item = match (m, from) {
+            (Some(m), _) => m.item,
+            (None, PidOrAtom::Pid(p)) => Term::Pid(p),
+            (None, PidOrAtom::Atom(a)) => tuple(vec![Term::Atom(a), atom(peer)]),
+        };
+        self.deliver(&to, Signal::Down { mref, item, reason });
+    }
+
+    fn make_ref_inner(&self) -> Reference {
+        let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        Reference {
+            node: self.atom.clone(),
+            id: vec![
+                (n & 0x3_ffff) as u32,
+                (n >> 18) as u32,
+                self.creation ^ 0x5a5a,
+            ],
+            creation: self.creation,
+        }
+    }
+}
+
+impl Router for Inner {
+    fn incoming(&self, peer: &str, msg: Message) {
+        self.handle(peer, msg);
+    }
+}
+
+impl Kernel for Inner {
+    fn send(&self, from: &Pid, to: &Dest, msg: Term) -> Result<(), SendError> {
+        match to {
+            Dest::Pid(p) if p.node.name == self.name => {
+                self.deliver(
+                    p,
+                    Signal::Message {
+                        from: Some(from.clone()),
+                        msg,
+                    },
+                );
+                Ok(())
+            }
+            Dest::Pid(p) => self.send_to_node(&p.node.name, Message::send(p.clone(), msg)),
+            Dest::Name(name, node) if *node == self.name => {
+                let p = self
+                    .names
+                    .read()
+                    .get(name)
+                    .cloned()
+                    .ok_or(SendError::NoProc)?;
+                self.deliver(
+                    &p,
+                    Signal::Message {
+                        from: Some(from.clone()),
+                        msg,
+                    },
+                );
+                Ok(())
+            }
+            Dest::Name(name, node) => self.send_to_node(
+                node,
+                Message::reg_send(from.clone(), Atom::from(name.as_str()), msg),
+            ),
+        }
+    }
+
+    fn monitor(&self, from: &Pid, to: &Dest) -> Reference {
+        let mref = self.make_ref_inner();
+        let (node, item, target) = match to {
+            Dest::Pid(p) => (
+                p.node.name.clone(),
+                Term::Pid(p.clone()),
+                PidOrAtom::Pid(p.clone()),
+            ),
+            Dest::Name(n, node) => (
+                node.clone(),
+                tuple(vec![atom(n), atom(node)]),
+                PidOrAtom::Atom(Atom::from(n.as_str())),
+            ),
+        };
+        if node == self.name {
+            let ok = match self.local_target(&target) {
+                Some(t) => self.add_monitor(&t, mref.clone(), from.clone(), target),
+                None => false,
+            };
+            if !ok {
+                self.deliver(
+                    from,
+                    Signal::Down {
+                        mref: mref.clone(),
+                        item,
+                        reason: atom("noproc"),
+                    },
+                );
+            }
+            return mref;
+        }
+        self.mons_out.lock().insert(
+            mref.clone(),
+            MonOut {
+                watcher: from.clone(),
+                node: node.clone(),
+                item: item.clone(),
+            },
+        );
+        if self
+            .send_to_node(
+                &node,
+                Message::monitor_p(from.clone(), target, mref.clone()),
+            )
+            .is_err()
+        {
+            self.mons_out.lock().remove(&mref);
+            self.deliver(
+                from,
+                Signal::Down {
+                    mref: mref.clone(),
+                    item,
+                    reason: atom("noconnection"),
+                },
+            );
+        }
+        mref
+    }
+
+    fn demonitor(&self, from: &Pid, mref: &Reference) {
+        if let Some(m) = self.mons_out.lock().remove(mref) {
+            let target = match &m.item {
+                Term::Pid(p) => PidOrAtom::Pid(p.clone()),
+                t => match term::as_tuple(t) {
+                    Some([Term::Atom(a), _]) => PidOrAtom::Atom(a.clone()),
+                    _ => return,
+                },
+            };
+            let _ = self.send_to_node(
+                &m.node,
+                Message::demonitor_p(from.clone(), target, mref.clone()),
+            );
+            return;
+        }
+        for e in self.procs.write().values_mut() {
+            if e.monitors.remove(mref).is_some() {
+                return;
+            }
+        }
+    }
+
+    fn link(&self, from: &Pid, to: &Pid) {
+        if let Some(e) = self.procs.write().get_mut(&from.id) {
+            e.links.insert(to.clone());
+        }
+        if self.is_local(to) {
+            let ok = match self.procs.write().get_mut(&to.id) {
+                Some(e) => {
+                    e.links.insert(from.clone());
+                    true
+                }
+                None => false,
+            };
+            if !ok {
+                self.link_exit(to.clone(), from.clone(), atom("noproc"));
+            }
+        } else if self
+            .send_to_node(&to.node.name, Message::link(from.clone(), to.clone()))
+            .is_err()
+        {
+            self.link_exit(to.clone(), from.clone(), atom("noconnection"));
+        }
+    }
+
+    fn unlink(&self, from: &Pid, to: &Pid) {
+        if let Some(e) = self.procs.write().get_mut(&from.id) {
+            e.links.remove(to);
+        }
+        if self.is_local(to) {
+            if let Some(e) = self.procs.write().get_mut(&to.id) {
+                e.links.remove(from);
+            }
+        } else {
+            let id = self.next_ref.fetch_add(1, Ordering::Relaxed);
+            let _ = self.send_to_node(
+                &to.node.name,
+                Message::unlink_id(
+                    term::int((id & 0x7ff_ffff) as i32),
+                    from.clone(),
+                    to.clone(),
+                ),
+            );
+        }
+    }
+
+    fn exit2(&self, from: &Pid, to: &Pid, reason: Term) {
+        if self.is_local(to) {
+            self.exit2_in(from.clone(), to.clone(), reason);
+        } else {
+            let _ = self.send_to_node(
+                &to.node.name,
+                Message::exit2(from.clone(), to.clone(), reason),
+            );
+        }
+    }
+
+    fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError> {
+        let mut names = self.names.write();
+        if names.contains_key(name) {
+            return Err(SendError::NameTaken(name.to_string()));
+        }
+        match self.procs.write().get_mut(&pid.id) {
+            Some(e) => e.name = Some(name.to_string()),
+            None => return Err(SendError::NoProc),
+        }
+        names.insert(name.to_string(), pid.clone());
+        Ok(())
+    }
+
+    fn make_ref(&self) -> Reference {
+        self.make_ref_inner()
+    }
+
+    fn exited(&self, pid: &Pid, reason: Term) {
+        let Some(e) = self.procs.write().remove(&pid.id) else {
+            return;
+        };
+        if let Some(n) = &e.name {
+            self.names.write().remove(n);
+        }
+        for l in e.links {
+            if self.is_local(&l) {
+                self.link_exit(pid.clone(), l, reason.clone());
+            } else {
+                let node = l.node.name.clone();
+                let _ = self.send_to_node(&node, Message::exit(pid.clone(), l, reason.clone()));
+            }
+        }
+        for (mref, (watcher, how)) in e.monitors {
+            if self.is_local(&watcher) {
+                let item = match &how {
+                    PidOrAtom::Pid(p) => Term::Pid(p.clone()),
+                    PidOrAtom::Atom(a) => tuple(vec![Term::Atom(a.clone()), atom(&self.name)]),
+                };
+                self.deliver(
+                    &watcher,
+                    Signal::Down {
+                        mref,
+                        item,
+                        reason: reason.clone(),
+                    },
+                );
+            } else {
+                let _ = self.send_to_node(
+                    &watcher.node.name,
+                    Message::monitor_p_exit(how, watcher.clone(), mref, reason.clone()),
+                );
+            }
+        }
+        // Monitors this process held on others are no longer wanted.
+        let mine: Vec<(Reference, MonOut)> = {
+            let mut mons = self.mons_out.lock();
+            let refs: Vec<Reference> = mons
+                .iter()
+                .filter(|(_, m)| m.watcher == *pid)
+                .map(|(r, _)| r.clone())
+                .collect();
+            refs.into_iter()
+                .filter_map(|r| mons.remove(&r).map(|m| (r, m)))
+                .collect()
+        };
+        for (mref, m) in mine {
+            let target = match &m.item {
+                Term::Pid(p) => PidOrAtom::Pid(p.clone()),
+                t => match term::as_tuple(t) {
+                    Some([Term::Atom(a), _]) => PidOrAtom::Atom(a.clone()),
+                    _ => continue,
+                },
+            };
+            let _ = self.send_to_node(&m.node, Message::demonitor_p(pid.clone(), target, mref));
+        }
+    }
+
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+}

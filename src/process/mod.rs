@@ -1,0 +1,402 @@
+//! Light processes with real pids: a task-owned mailbox with selective
+//! receive, links, monitors, exit signals and gen_server call/reply.
+//!
+//! A [`Process`] talks to the rest of the node only through the [`Kernel`]
+//! trait, which the node implements; `process` never imports `node`.
+
+use crate::term::{self, atom, tuple, Pid, Reference, Term};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Something that arrives in a mailbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// An ordinary message (`from` is known for SEND_SENDER and REG_SEND).
+    Message {
+        /// The sender, when the wire says.
+        from: Option<Pid>,
+        /// The message.
+        msg: Term,
+    },
+    /// An exit signal from a linked process, or `exit(Pid, Reason)`.
+    Exit {
+        /// Who sent it.
+        from: Pid,
+        /// Why.
+        reason: Term,
+        /// `exit/2` (an EXIT2 signal) rather than a link breaking.
+        exit2: bool,
+    },
+    /// A monitor fired.
+    Down {
+        /// The monitor reference.
+        mref: Reference,
+        /// The monitored pid, or `{Name, Node}` for a monitor by name.
+        item: Term,
+        /// Why.
+        reason: Term,
+    },
+}
+
+impl Signal {
+    /// The `{'EXIT', From, Reason}` or `{'DOWN', Ref, process, Item,
+    /// Reason}` tuple Erlang code would see, or the message itself.
+    pub fn to_term(&self) -> Term {
+        match self {
+            Signal::Message { msg, .. } => msg.clone(),
+            Signal::Exit { from, reason, .. } => {
+                tuple(vec![atom("EXIT"), Term::Pid(from.clone()), reason.clone()])
+            }
+            Signal::Down { mref, item, reason } => tuple(vec![
+                atom("DOWN"),
+                Term::Reference(Box::new(mref.clone())),
+                atom("process"),
+                item.clone(),
+                reason.clone(),
+            ]),
+        }
+    }
+}
+
+/// A sender into a process's mailbox.
+pub type MailboxTx = mpsc::UnboundedSender<Signal>;
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dest {
+    /// A pid, local or remote.
+    Pid(Pid),
+    /// A registered name on a node (`{Name, Node}`; the local node allowed).
+    Name(String, String),
+}
+
+impl std::convert::From<Pid> for Dest {
+    fn from(p: Pid) -> Self {
+        Dest::Pid(p)
+    }
+}
+
+/// Errors of process operations.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No such local process or name.
+    #[error("no such process")]
+    NoProc,
+    /// The node could not be reached.
+    #[error("no connection to {0}")]
+    NoConnection(String),
+    /// The name is taken.
+    #[error("name {0} is already registered")]
+    NameTaken(String),
+    /// The message could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(String),
+}
+
+/// How a gen_server call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No reply in time.
+    #[error("call timed out")]
+    Timeout,
+    /// The server went down (or did not exist) with this reason.
+    #[error("server down: {0}")]
+    Down(Term),
+    /// This process was killed by an exit signal while waiting.
+    #[error("caller exited: {0}")]
+    Exited(Term),
+    /// Sending failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// What the node provides to its processes.
+pub trait Kernel: Send + Sync + 'static {
+    /// Sends a message from `from` to `to`.
+    fn send(&self, from: &Pid, to: &Dest, msg: Term) -> Result<(), SendError>;
+    /// `from` starts monitoring `to`; returns the reference.
+    fn monitor(&self, from: &Pid, to: &Dest) -> Reference;
+    /// Removes a monitor.
+    fn demonitor(&self, from: &Pid, mref: &Reference);
+    /// Links `from` and `to`.
+    fn link(&self, from: &Pid, to: &Pid);
+    /// Removes a link.
+    fn unlink(&self, from: &Pid, to: &Pid);
+    /// Sends an exit signal (`exit(To, Reason)`).
+    fn exit2(&self, from: &Pid, to: &Pid, reason: Term);
+    /// Registers a name for a local pid.
+    fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
+    /// A new unique reference.
+    fn make_ref(&self) -> Reference;
+    /// The process ended: tell links and monitors, free the pid.
+    fn exited(&self, pid: &Pid, reason: Term);
+    /// This node's name.
+    fn node_name(&self) -> &str;
+}
+
+/// A process: owns its mailbox. Dropping it ends the process (reason
+/// `normal`, or a panic reason when dropped while panicking).
+pub struct Process {
+    pid: Pid,
+    kernel: Arc<dyn Kernel>,
+    rx: mpsc::UnboundedReceiver<Signal>,
+    saved: VecDeque<Signal>,
+    trap_exit: bool,
+    exit_reason: Option<Term>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Process({})", term::pid_text(&self.pid))
+    }
+}
+
+/// The caller of a gen_server call, as found in `{'$gen_call', From, Req}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct From {
+    /// The caller.
+    pub pid: Pid,
+    /// The tag to echo (a ref, or `[alias|Ref]` in OTP 24+).
+    pub tag: Term,
+}
+
+/// Matches `{'$gen_call', {Pid, Tag}, Request}`.
+pub fn parse_call(msg: &Term) -> Option<(From, &Term)> {
+    let t = term::as_tuple(msg)?;
+    if t.len() != 3 || term::as_atom(&t[0]) != Some("$gen_call") {
+        return None;
+    }
+    let f = term::as_tuple(&t[1])?;
+    if f.len() != 2 {
+        return None;
+    }
+    let pid = term::as_pid(&f[0])?.clone();
+    Some((
+        From {
+            pid,
+            tag: f[1].clone(),
+        },
+        &t[2],
+    ))
+}
+
+/// Matches `{'$gen_cast', Request}`.
+pub fn parse_cast(msg: &Term) -> Option<&Term> {
+    let t = term::as_tuple(msg)?;
+    (t.len() == 2 && term::as_atom(&t[0]) == Some("$gen_cast")).then(|| &t[1])
+}
+
+impl Process {
+    /// Wraps a registered mailbox. Used by the node's spawn.
+    pub fn new(pid: Pid, kernel: Arc<dyn Kernel>, rx: mpsc::UnboundedReceiver<Signal>) -> Self {
+        Process {
+            pid,
+            kernel,
+            rx,
+            saved: VecDeque::new(),
+            trap_exit: false,
+            exit_reason: None,
+        }
+    }
+
+    /// This process's pid.
+    pub fn pid(&self) -> &Pid {
+        &self.pid
+    }
+
+    /// Trap exits: exit signals arrive as [`Signal::Exit`] instead of
+    /// ending the process.
+    pub fn trap_exit(&mut self, on: bool) {
+        self.trap_exit = on;
+    }
+
+    /// Sends a message.
+    pub fn send(&self, to: impl Into<Dest>, msg: Term) -> Result<(), SendError> {
+        self.kernel.send(&self.pid, &to.into(), msg)
+    }
+
+    /// Monitors a process or a registered name.
+    pub fn monitor(&self, to: impl Into<Dest>) -> Reference {
+        self.kernel.monitor(&self.pid, &to.into())
+    }
+
+    /// Removes a monitor and flushes its `'DOWN'` if already there.
+    pub fn demonitor(&mut self, mref: &Reference) {
+        self.kernel.demonitor(&self.pid, mref);
+        self.saved
+            .retain(|s| !matches!(s, Signal::Down { mref: m, .. } if m == mref));
+    }
+
+    /// Links to a process.
+    pub fn link(&self, to: &Pid) {
+        self.kernel.link(&self.pid, to);
+    }
+
+    /// Removes a link.
+    pub fn unlink(&self, to: &Pid) {
+        self.kernel.unlink(&self.pid, to);
+    }
+
+    /// Sends an exit signal to another process.
+    pub fn exit_other(&self, to: &Pid, reason: Term) {
+        self.kernel.exit2(&self.pid, to, reason);
+    }
+
+    /// Registers a name for this process.
+    pub fn register(&self, name: &str) -> Result<(), SendError> {
+        self.kernel.register(&self.pid, name)
+    }
+
+    /// A new unique reference.
+    pub fn make_ref(&self) -> Reference {
+        self.kernel.make_ref()
+    }
+
+    /// Ends the process with a reason (links and monitors are told).
+    pub fn exit(mut self, reason: Term) {
+        self.exit_reason = Some(reason);
+    }
+
+    /// Whether an exit signal ends this process; sets the exit reason.
+    fn kills(&mut self, s: &Signal) -> Option<Term> {
+        if let Signal::Exit { reason, exit2, .. } = s {
+            let r = term::as_atom(reason);
+            if *exit2 && r == Some("kill") {
+                return Some(atom("killed"));
+            }
+            if !self.trap_exit && r != Some("normal") {
+                return Some(reason.clone());
+            }
+        }
+        None
+    }
+
+    async fn next_raw(&mut self) -> Option<Signal> {
+        self.rx.recv().await
+    }
+
+    /// Waits for the next signal. An exit signal that is not trapped ends
+    /// the process: `Err(reason)` (and every later call returns it too).
+    pub async fn recv(&mut self) -> Result<Signal, Term> {
+        self.recv_match(|_| true, None)
+            .await
+            .and_then(|o| o.ok_or_else(|| atom("timeout")))
+    }
+
+    /// Like [`Process::recv`] with a timeout (`Ok(None)` when it expires).
+    pub async fn recv_timeout(&mut self, t: Duration) -> Result<Option<Signal>, Term> {
+        self.recv_match(|_| true, Some(t)).await
+    }
+
+    /// Selective receive: the first signal for which `pred` holds; others
+    /// stay in the mailbox in order.
+    pub async fn recv_match(
+        &mut self,
+        mut pred: impl FnMut(&Signal) -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Signal>, Term> {
+        if let Some(r) = &self.exit_reason {
+            return Err(r.clone());
+        }
+        if let Some(i) = self.saved.iter().position(&mut pred) {
+            return Ok(self.saved.remove(i));
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let s = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.next_raw()).await {
+                    Ok(s) => s,
+                    Err(_) => return Ok(None),
+                },
+                None => self.next_raw().await,
+            };
+            let Some(s) = s else {
+                let r = atom("killed");
+                self.exit_reason = Some(r.clone());
+                return Err(r);
+            };
+            if let Some(reason) = self.kills(&s) {
+                self.exit_reason = Some(reason.clone());
+                return Err(reason);
+            }
+            if pred(&s) {
+                return Ok(Some(s));
+            }
+            self.saved.push_back(s);
+        }
+    }
+
+    /// `gen_server:call(To, Request, Timeout)`.
+    pub async fn call(
+        &mut self,
+        to: impl Into<Dest>,
+        request: Term,
+        timeout: Duration,
+    ) -> Result<Term, CallError> {
+        let to = to.into();
+        let mref = self.monitor(to.clone());
+        let from = tuple(vec![
+            Term::Pid(self.pid.clone()),
+            Term::Reference(Box::new(mref.clone())),
+        ]);
+        let msg = tuple(vec![atom("$gen_call"), from, request]);
+        if let Err(e) = self.send(to, msg) {
+            self.demonitor(&mref);
+            return Err(e.into());
+        }
+        let m = mref.clone();
+        let got = self
+            .recv_match(
+                |s| match s {
+                    Signal::Message { msg, .. } => is_reply(msg, &m),
+                    Signal::Down { mref, .. } => *mref == m,
+                    _ => false,
+                },
+                Some(timeout),
+            )
+            .await;
+        match got {
+            Err(reason) => Err(CallError::Exited(reason)),
+            Ok(None) => {
+                self.demonitor(&mref);
+                Err(CallError::Timeout)
+            }
+            Ok(Some(Signal::Down { reason, .. })) => Err(CallError::Down(reason)),
+            Ok(Some(Signal::Message { msg, .. })) => {
+                self.demonitor(&mref);
+                match msg {
+                    Term::Tuple(mut t) if t.elements.len() == 2 => Ok(t.elements.swap_remove(1)),
+                    _ => Err(CallError::Down(atom("badreply"))),
+                }
+            }
+            Ok(Some(_)) => Err(CallError::Timeout),
+        }
+    }
+
+    /// Answers a gen_server call: `{Tag, Reply}` to the caller.
+    pub fn reply(&self, from: &From, reply: Term) -> Result<(), SendError> {
+        self.send(from.pid.clone(), tuple(vec![from.tag.clone(), reply]))
+    }
+}
+
+fn is_reply(msg: &Term, mref: &Reference) -> bool {
+    match term::as_tuple(msg) {
+        Some([Term::Reference(r), _]) => **r == *mref,
+        _ => false,
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let reason = match self.exit_reason.take() {
+            Some(r) => r,
+            None if std::thread::panicking() => tuple(vec![atom("panic"), atom("rust")]),
+            None => atom("normal"),
+        };
+        self.kernel.exited(&self.pid, reason);
+    }
+}

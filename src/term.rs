@@ -1,0 +1,463 @@
+//! The one import path for Erlang terms, plus the guard that makes decoding
+//! them from the network safe.
+//!
+//! All term types come from `erl_dist::term` (which re-exports `eetf` 0.11),
+//! so the crate has exactly one `Term` type (`cargo tree -d` shows no second
+//! `eetf`).
+//!
+//! # Why a validator in front of `eetf`
+//!
+//! `eetf` 0.11 trusts its input: it calls `unimplemented!()` on the atom
+//! cache and distribution-header tags, sizes vectors from 32-bit counts read
+//! off the wire before reading the elements (a 6-byte list header can ask for
+//! gigabytes), and recurses once per nesting level. [`validate`] walks the
+//! bytes first, without allocating per term and without recursion, and
+//! refuses anything `eetf` could panic, over-allocate or overflow the stack
+//! on. Only bytes that passed it are handed to `eetf`.
+
+pub use erl_dist::term::{
+    Atom, BigInteger, Binary, BitBinary, ExternalFun, FixInteger, Float, ImproperList, InternalFun,
+    List, Map, Pid, PidOrAtom, Port, Reference, Term, Tuple,
+};
+
+/// Version byte that starts every external term.
+pub const VERSION: u8 = 131;
+
+/// Limits the validator enforces on terms from the network.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deepest nesting of tuples, lists, maps and funs accepted.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_depth: 256 }
+    }
+}
+
+/// Why bytes from the network were not accepted as a term.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TermError {
+    /// The input ended inside a term.
+    #[error("term truncated at byte {0}")]
+    Truncated(usize),
+    /// The term did not start with the version byte 131.
+    #[error("bad external term version byte {0}")]
+    BadVersion(u8),
+    /// A tag this node does not accept (atom cache refs, distribution
+    /// headers, compressed terms, obsolete fun encodings, unknown tags).
+    #[error("unsupported term tag {tag} at byte {pos}")]
+    UnsupportedTag {
+        /// The tag byte.
+        tag: u8,
+        /// Where it was.
+        pos: usize,
+    },
+    /// A pid, port or reference whose node is not an atom.
+    #[error("expected an atom at byte {0}")]
+    ExpectedAtom(usize),
+    /// Nested deeper than [`Limits::max_depth`].
+    #[error("term nested deeper than {0}")]
+    TooDeep(usize),
+    /// `eetf` refused the bytes (bad UTF-8 in an atom, and the like).
+    #[error("term decode: {0}")]
+    Decode(String),
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn need(&mut self, n: usize) -> Result<usize, TermError> {
+        let start = self.pos;
+        match self.pos.checked_add(n) {
+            Some(end) if end <= self.buf.len() => {
+                self.pos = end;
+                Ok(start)
+            }
+            _ => Err(TermError::Truncated(self.buf.len())),
+        }
+    }
+    fn u8(&mut self) -> Result<u8, TermError> {
+        let at = self.need(1)?;
+        Ok(self.buf[at])
+    }
+    fn u16(&mut self) -> Result<usize, TermError> {
+        let at = self.need(2)?;
+        Ok(u16::from_be_bytes([self.buf[at], self.buf[at + 1]]) as usize)
+    }
+    fn u32(&mut self) -> Result<usize, TermError> {
+        let at = self.need(4)?;
+        let b = &self.buf[at..at + 4];
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    fn atom(&mut self) -> Result<(), TermError> {
+        let at = self.pos;
+        match self.u8()? {
+            100 | 118 => {
+                let n = self.u16()?;
+                self.need(n)?;
+            }
+            115 | 119 => {
+                let n = self.u8()? as usize;
+                self.need(n)?;
+            }
+            _ => return Err(TermError::ExpectedAtom(at)),
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `buf[start..]` begins with one complete term body (the bytes
+/// after the 131 version byte) that `eetf` can decode safely, and returns the
+/// offset just past it. Iterative: no recursion, no allocation but a small
+/// stack of pending counts.
+pub fn validate_body(buf: &[u8], start: usize, limits: Limits) -> Result<usize, TermError> {
+    let mut c = Cursor { buf, pos: start };
+    // Terms still to read at each nesting level.
+    let mut pending: Vec<usize> = Vec::with_capacity(8);
+    pending.push(1);
+    while let Some(top) = pending.last_mut() {
+        if *top == 0 {
+            pending.pop();
+            continue;
+        }
+        *top -= 1;
+        let at = c.pos;
+        let tag = c.u8()?;
+        let children = match tag {
+            70 => c.need(8).map(|_| 0)?,  // NEW_FLOAT_EXT
+            97 => c.need(1).map(|_| 0)?,  // SMALL_INTEGER_EXT
+            98 => c.need(4).map(|_| 0)?,  // INTEGER_EXT
+            99 => c.need(31).map(|_| 0)?, // FLOAT_EXT
+            106 => 0,                     // NIL_EXT
+            100 | 115 | 118 | 119 => {
+                c.pos = at;
+                c.atom()?;
+                0
+            }
+            77 => {
+                // BIT_BINARY_EXT
+                let n = c.u32()?;
+                c.need(1 + n)?;
+                0
+            }
+            109 => {
+                let n = c.u32()?;
+                c.need(n)?;
+                0
+            }
+            107 => {
+                let n = c.u16()?;
+                c.need(n)?;
+                0
+            }
+            110 => {
+                let n = c.u8()? as usize;
+                c.need(1 + n)?;
+                0
+            }
+            111 => {
+                let n = c.u32()?;
+                c.need(1 + n)?;
+                0
+            }
+            101 => {
+                // REFERENCE_EXT
+                c.atom()?;
+                c.need(5)?;
+                0
+            }
+            114 | 90 => {
+                // NEW_REFERENCE_EXT / NEWER_REFERENCE_EXT
+                let n = c.u16()?;
+                c.atom()?;
+                c.need(if tag == 114 { 1 } else { 4 })?;
+                c.need(n.checked_mul(4).ok_or(TermError::Truncated(buf.len()))?)?;
+                0
+            }
+            102 => {
+                c.atom()?;
+                c.need(5)?;
+                0
+            }
+            89 => {
+                c.atom()?;
+                c.need(8)?;
+                0
+            }
+            120 => {
+                c.atom()?;
+                c.need(12)?;
+                0
+            }
+            103 => {
+                c.atom()?;
+                c.need(9)?;
+                0
+            }
+            88 => {
+                c.atom()?;
+                c.need(12)?;
+                0
+            }
+            104 => c.u8()? as usize,
+            105 => c.u32()?,
+            108 => c.u32()?.saturating_add(1),
+            116 => c.u32()?.saturating_mul(2),
+            113 => 3, // EXPORT_EXT: module, function, arity
+            112 => {
+                // NEW_FUN_EXT: size, arity, uniq, index, numfree, then
+                // module, old index, old uniq, pid and the free variables.
+                let size = c.u32()?;
+                if size < 4 || at + 1 + size > buf.len() {
+                    return Err(TermError::Truncated(buf.len()));
+                }
+                c.need(1 + 16 + 4)?;
+                let numfree = c.u32()?;
+                numfree.saturating_add(4)
+            }
+            _ => return Err(TermError::UnsupportedTag { tag, pos: at }),
+        };
+        if children > 0 {
+            // Every child takes at least one byte: refuse counts the input
+            // cannot hold before anything is sized from them.
+            if children > buf.len() - c.pos {
+                return Err(TermError::Truncated(buf.len()));
+            }
+            if pending.len() >= limits.max_depth {
+                return Err(TermError::TooDeep(limits.max_depth));
+            }
+            pending.push(children);
+        }
+    }
+    Ok(c.pos)
+}
+
+/// Validates a whole external term (with its 131 byte) at `buf[start..]`
+/// and returns the offset just past it.
+pub fn validate(buf: &[u8], start: usize, limits: Limits) -> Result<usize, TermError> {
+    match buf.get(start) {
+        Some(&VERSION) => validate_body(buf, start + 1, limits),
+        Some(&v) => Err(TermError::BadVersion(v)),
+        None => Err(TermError::Truncated(buf.len())),
+    }
+}
+
+/// Decodes one external term (with its 131 byte) from untrusted bytes.
+pub fn decode(buf: &[u8], limits: Limits) -> Result<Term, TermError> {
+    let end = validate(buf, 0, limits)?;
+    Term::decode(&buf[..end]).map_err(|e| TermError::Decode(e.to_string()))
+}
+
+/// Encodes a term with its 131 byte into `out`.
+pub fn encode_into(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
+    term.encode(out)
+        .map_err(|e| TermError::Decode(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------
+// Builders and matchers.
+
+/// An atom term.
+pub fn atom(name: &str) -> Term {
+    Term::Atom(Atom::from(name))
+}
+
+/// A tuple term.
+pub fn tuple(elements: Vec<Term>) -> Term {
+    Term::Tuple(Tuple::from(elements))
+}
+
+/// A proper list term.
+pub fn list(elements: Vec<Term>) -> Term {
+    Term::List(List::from(elements))
+}
+
+/// The empty list.
+pub fn nil() -> Term {
+    Term::List(List::nil())
+}
+
+/// A small integer term.
+pub fn int(v: i32) -> Term {
+    Term::FixInteger(FixInteger::from(v))
+}
+
+/// A binary term.
+pub fn binary(bytes: Vec<u8>) -> Term {
+    Term::Binary(Binary::from(bytes))
+}
+
+/// The name of an atom term.
+pub fn as_atom(t: &Term) -> Option<&str> {
+    match t {
+        Term::Atom(a) => Some(a.name.as_str()),
+        _ => None,
+    }
+}
+
+/// The elements of a tuple term.
+pub fn as_tuple(t: &Term) -> Option<&[Term]> {
+    match t {
+        Term::Tuple(x) => Some(&x.elements),
+        _ => None,
+    }
+}
+
+/// A pid term.
+pub fn as_pid(t: &Term) -> Option<&Pid> {
+    match t {
+        Term::Pid(p) => Some(p),
+        _ => None,
+    }
+}
+
+/// A small integer term.
+pub fn as_int(t: &Term) -> Option<i64> {
+    match t {
+        Term::FixInteger(i) => Some(i64::from(i.value)),
+        Term::BigInteger(b) => i64::try_from(&b.value).ok(),
+        _ => None,
+    }
+}
+
+/// The elements of a proper list (`[]` included); `None` for other terms.
+/// A STRING_EXT list is not returned here; see [`charlist_to_string`].
+pub fn as_list(t: &Term) -> Option<&[Term]> {
+    match t {
+        Term::List(l) => Some(&l.elements),
+        _ => None,
+    }
+}
+
+/// Why a term is not an Erlang string that maps to a Rust `String`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StringError {
+    /// Not a list of integers.
+    #[error("not a string (a list of character codes)")]
+    NotAString,
+    /// An integer that is not a Unicode scalar value (a surrogate, or above
+    /// 0x10FFFF): no Rust `String` holds it.
+    #[error("character code {0} is not a Unicode scalar value")]
+    BadCodePoint(i64),
+}
+
+/// Converts an Erlang string (STRING_EXT bytes, a LIST_EXT of code points,
+/// or `[]`) into a Rust `String`, without loss.
+pub fn charlist_to_string(t: &Term) -> Result<String, StringError> {
+    match t {
+        Term::ByteList(b) => Ok(b.bytes.iter().map(|&c| char::from(c)).collect()),
+        Term::List(l) => {
+            let mut s = String::with_capacity(l.elements.len());
+            for e in &l.elements {
+                let v = match e {
+                    Term::FixInteger(i) => i64::from(i.value),
+                    _ => return Err(StringError::NotAString),
+                };
+                let c = u32::try_from(v)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .ok_or(StringError::BadCodePoint(v))?;
+                s.push(c);
+            }
+            Ok(s)
+        }
+        _ => Err(StringError::NotAString),
+    }
+}
+
+/// Converts a Rust string into the Erlang string BEAM itself would send:
+/// `[]` when empty, STRING_EXT when every char is below 256 and it fits,
+/// else a LIST_EXT of code points.
+pub fn string_to_charlist(s: &str) -> Term {
+    if s.is_empty() {
+        return nil();
+    }
+    let latin1 = s.chars().all(|c| (c as u32) < 256);
+    let n = s.chars().count();
+    if latin1 && n <= usize::from(u16::MAX) {
+        let bytes: Vec<u8> = s.chars().map(|c| c as u32 as u8).collect();
+        Term::ByteList(bytes.into())
+    } else {
+        list(s.chars().map(|c| int(c as i32)).collect())
+    }
+}
+
+/// Formats a pid as Erlang prints it on another node: `<node.id.serial>`
+/// with the node name spelled out.
+pub fn pid_text(p: &Pid) -> String {
+    format!("<{}.{}.{}>", p.node.name, p.id, p.serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(t: &Term) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_into(t, &mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn round_trip_through_validator() {
+        let t = tuple(vec![
+            atom("join"),
+            string_to_charlist("grüppe"),
+            Term::Pid(Pid::new("a@h", 1, 2, 3)),
+            list(vec![int(1), binary(vec![1, 2, 3])]),
+        ]);
+        let b = enc(&t);
+        assert_eq!(validate(&b, 0, Limits::default()), Ok(b.len()));
+        assert_eq!(decode(&b, Limits::default()).unwrap(), t);
+    }
+
+    #[test]
+    fn refuses_what_eetf_would_panic_on() {
+        // ATOM_CACHE_REF
+        assert!(matches!(
+            decode(&[131, 82, 0], Limits::default()),
+            Err(TermError::UnsupportedTag { tag: 82, .. })
+        ));
+        // distribution header
+        assert!(decode(&[131, 68, 0], Limits::default()).is_err());
+        // a list that claims 4 billion elements
+        assert!(matches!(
+            decode(&[131, 108, 255, 255, 255, 255, 106], Limits::default()),
+            Err(TermError::Truncated(_))
+        ));
+        // deep nesting
+        let mut deep = vec![131];
+        for _ in 0..10_000 {
+            deep.extend_from_slice(&[104, 1]);
+        }
+        deep.push(106);
+        assert!(matches!(
+            decode(&deep, Limits::default()),
+            Err(TermError::TooDeep(_))
+        ));
+    }
+
+    #[test]
+    fn strings_both_ways() {
+        for s in ["abc", "", "a/*", "grüppe", "组/x", "\u{10FFFF}"] {
+            let t = string_to_charlist(s);
+            let b = enc(&t);
+            let back = decode(&b, Limits::default()).unwrap();
+            assert_eq!(charlist_to_string(&back).unwrap(), s);
+        }
+        assert_eq!(enc(&string_to_charlist("")), vec![131, 106]);
+        assert_eq!(enc(&string_to_charlist("ab")), vec![131, 107, 0, 2, 97, 98]);
+        let surrogate = list(vec![int(0xD800)]);
+        assert_eq!(
+            charlist_to_string(&surrogate),
+            Err(StringError::BadCodePoint(0xD800))
+        );
+    }
+}

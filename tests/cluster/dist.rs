@@ -1,0 +1,415 @@
+//! The hidden node as real Erlang nodes see it.
+
+use crate::require_erl;
+use crate::support::{eval, eventually, is_atom, rpc, show, ErlNode, World};
+use cpg_node::process::{Dest, Signal};
+use cpg_node::term::{self, atom, tuple, Term};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn ping_and_hidden_both_ways() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    // Rust -> erl
+    assert!(r.ping(&e.name).await, "rust ping of erl");
+    // erl -> Rust: net_adm:ping, and the node is hidden.
+    let pong = eval(&r, &e.name, &format!("net_adm:ping('{}').", r.name())).await;
+    assert!(is_atom(&pong, "pong"), "{pong}");
+    let hidden = eval(
+        &r,
+        &e.name,
+        &format!("lists:member('{}', nodes(hidden)).", r.name()),
+    )
+    .await;
+    assert!(is_atom(&hidden, "true"), "{hidden}");
+    let visible = eval(
+        &r,
+        &e.name,
+        &format!("lists:member('{}', nodes()).", r.name()),
+    )
+    .await;
+    assert!(is_atom(&visible, "false"), "{visible}");
+    r.shutdown().await;
+}
+
+#[tokio::test]
+async fn erl_dials_rust_first() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let mut echo = r.spawn_registered("echo").unwrap();
+    tokio::spawn(async move {
+        while let Ok(Signal::Message { msg, .. }) = echo.recv().await {
+            if let Some((from, req)) = cpg_node::process::parse_call(&msg) {
+                let _ = echo.reply(&from, req.clone());
+            }
+        }
+    });
+    // A second Rust node only tells erl what to do; erl itself dials r.
+    let e = w.erl("e").await;
+    let ctl = w.rust_node("ctl").await;
+    let got = eval(
+        &ctl,
+        &e.name,
+        &format!("gen_server:call({{echo, '{}'}}, hi).", r.name()),
+    )
+    .await;
+    assert!(
+        is_atom(&got, "hi"),
+        "gen_server:call to the Rust echo: {got}"
+    );
+    let pong = eval(&ctl, &e.name, &format!("net_adm:ping('{}').", r.name())).await;
+    assert!(is_atom(&pong, "pong"));
+    assert!(r.peers().contains(&e.name));
+}
+
+#[tokio::test]
+async fn messages_and_calls_both_ways() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_recorder",
+        vec![atom("rec")],
+    )
+    .await;
+    // Rust -> erl registered name, and back to our pid.
+    me.send(
+        Dest::Name("rec".into(), e.name.clone()),
+        tuple(vec![
+            Term::Pid(me.pid().clone()),
+            atom("echo"),
+            atom("back"),
+        ]),
+    )
+    .unwrap();
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Message { msg, .. }) => assert!(is_atom(&msg, "back"), "{msg}"),
+        other => panic!("no echo: {other:?}"),
+    }
+    // Rust calls a BEAM gen_server (kernel_sup is a supervisor).
+    let reply = me
+        .call(
+            Dest::Name("kernel_sup".into(), e.name.clone()),
+            atom("count_children"),
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(show(&reply).contains("active"), "{reply}");
+    // A call to a name that does not exist fails at once (noproc), not by timeout.
+    let t0 = std::time::Instant::now();
+    let err = me
+        .call(
+            Dest::Name("no_such_server".into(), e.name.clone()),
+            atom("x"),
+            T,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, cpg_node::process::CallError::Down(ref r) if is_atom(r, "noproc")),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn erl_monitors_rust_processes() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let p = r.spawn_process();
+    let pid = p.pid().clone();
+    let watcher = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_monitor_of",
+        vec![Term::Pid(pid.clone())],
+    )
+    .await;
+    assert!(term::as_pid(&watcher).is_some(), "{watcher}");
+    // Give the MONITOR_P time to arrive, then end the process with a reason.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    p.exit(atom("boom"));
+    let w_pid = watcher.clone();
+    let seen = eventually(5, || {
+        let r = r.clone();
+        let e = e.name.clone();
+        let w_pid = w_pid.clone();
+        async move {
+            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![w_pid]).await;
+            show(&got).contains("'DOWN'") && show(&got).contains("boom")
+        }
+    })
+    .await;
+    assert!(seen, "erl monitor did not get DOWN with reason boom");
+    let code = format!(
+        "R = erlang:monitor(process, {{no_such_name, '{}'}}), receive {{'DOWN', R, process, _, Why}} -> Why after 3000 -> timeout end.",
+        r.name()
+    );
+    let got = eval(&r, &e.name, &code).await;
+    assert!(
+        is_atom(&got, "noproc"),
+        "monitor by name on a missing name: {got}"
+    );
+}
+
+#[tokio::test]
+async fn monitor_nonexistent_rust_pid_is_noproc() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let p = r.spawn_process();
+    let mut dead = p.pid().clone();
+    dead.id += 1_000_000;
+    // Ask erl to monitor the dead pid: use a recorder that monitors it.
+    let watcher = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_monitor_of",
+        vec![Term::Pid(dead)],
+    )
+    .await;
+    let seen = eventually(5, || {
+        let r = r.clone();
+        let e = e.name.clone();
+        let w = watcher.clone();
+        async move {
+            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![w]).await;
+            show(&got).contains("noproc")
+        }
+    })
+    .await;
+    assert!(seen, "no immediate noproc DOWN");
+}
+
+#[tokio::test]
+async fn rust_monitors_and_links_erl_processes() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    me.trap_exit(true);
+    let a = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let b = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let (a, b) = (
+        term::as_pid(&a).unwrap().clone(),
+        term::as_pid(&b).unwrap().clone(),
+    );
+    let mref = me.monitor(a.clone());
+    me.link(&b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    me.send(a.clone(), tuple(vec![atom("exit"), atom("bye")]))
+        .unwrap();
+    me.send(b.clone(), tuple(vec![atom("exit"), atom("linked_bye")]))
+        .unwrap();
+    let mut got_down = false;
+    let mut got_exit = false;
+    for _ in 0..2 {
+        match me.recv_timeout(T).await.unwrap() {
+            Some(Signal::Down {
+                mref: m, reason, ..
+            }) if m == mref && is_atom(&reason, "bye") => got_down = true,
+            Some(Signal::Exit { from, reason, .. })
+                if from == b && is_atom(&reason, "linked_bye") =>
+            {
+                got_exit = true
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(got_down && got_exit);
+}
+
+#[tokio::test]
+async fn erl_links_to_rust_process() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let p = r.spawn_process();
+    let trapper = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_linked_trapper",
+        vec![Term::Pid(p.pid().clone())],
+    )
+    .await;
+    assert!(term::as_pid(&trapper).is_some(), "{trapper}");
+    p.exit(atom("boom"));
+    let ok = eventually(5, || {
+        let r = r.clone();
+        let e = e.name.clone();
+        let t = trapper.clone();
+        async move {
+            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![t]).await;
+            show(&got).contains("'EXIT'") && show(&got).contains("boom")
+        }
+    })
+    .await;
+    assert!(ok, "linked erl process did not get EXIT boom");
+    // Linking to a pid that does not exist: the trapper gets noproc.
+    let mut gone = r.spawn_process().pid().clone();
+    gone.id += 1_000_000;
+    let trapper = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_linked_trapper",
+        vec![Term::Pid(gone)],
+    )
+    .await;
+    let ok = eventually(5, || {
+        let r = r.clone();
+        let e = e.name.clone();
+        let t = trapper.clone();
+        async move {
+            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![t]).await;
+            show(&got).contains("noproc")
+        }
+    })
+    .await;
+    assert!(ok, "link to a missing Rust pid did not give noproc");
+}
+
+#[tokio::test]
+async fn wrong_cookie_refused_both_ways() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = ErlNode::start(
+        &crate::support::unique("e"),
+        "another_cookie",
+        w.epmd.port,
+        &[],
+    )
+    .await;
+    assert!(
+        !r.ping(&e.name).await,
+        "rust with the wrong cookie must get pang"
+    );
+    // erl -> Rust with the wrong cookie: use a third node with erl's cookie
+    // to ask erl to ping us.
+    let mut c2 = w.config("ctl");
+    c2.cookie = cpg_node::config::Cookie::new("another_cookie");
+    let ctl = cpg_node::Node::start(c2).await.unwrap();
+    let got = eval(&ctl, &e.name, &format!("net_adm:ping('{}').", r.name())).await;
+    assert!(is_atom(&got, "pang"), "{got}");
+    assert!(!r.peers().contains(&e.name));
+}
+
+#[tokio::test]
+async fn one_mebibyte_both_ways() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_recorder",
+        vec![atom("rec")],
+    )
+    .await;
+    let big = term::binary(vec![b'x'; 1 << 20]);
+    // Rust -> erl -> Rust: erl echoes the binary back.
+    me.send(
+        Dest::Name("rec".into(), e.name.clone()),
+        tuple(vec![Term::Pid(me.pid().clone()), atom("echo"), big.clone()]),
+    )
+    .unwrap();
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Message { msg, .. }) => assert_eq!(msg, big),
+        other => panic!("no 1 MiB echo: {other:?}"),
+    }
+    // erl -> Rust built on the erl side.
+    let got = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "big_binary",
+        vec![term::int(1 << 20)],
+    )
+    .await;
+    assert_eq!(got, big);
+}
+
+#[tokio::test]
+async fn erl_node_restart_and_connection_loss() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let mut e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = term::as_pid(&idle).unwrap().clone();
+    let mref = me.monitor(idle.clone());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    e.kill();
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Down {
+            mref: m, reason, ..
+        }) => {
+            assert_eq!(m, mref);
+            assert!(is_atom(&reason, "noconnection"), "{reason}");
+        }
+        other => panic!("expected noconnection DOWN, got {other:?}"),
+    }
+    e.restart().await;
+    assert!(r.ping(&e.name).await, "ping after the erl node restarted");
+    let pong = eval(&r, &e.name, &format!("net_adm:ping('{}').", r.name())).await;
+    assert!(is_atom(&pong, "pong"));
+}
+
+#[tokio::test]
+async fn rust_node_stop_fires_erl_monitors() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let _echo = r.spawn_registered("echo").unwrap();
+    let e = w.erl("e").await;
+    let ctl = w.rust_node("ctl").await;
+    let target = tuple(vec![atom("echo"), atom(r.name())]);
+    let watcher = rpc(
+        &ctl,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_monitor_of",
+        vec![target],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    r.shutdown().await;
+    let ok = eventually(5, || {
+        let ctl = ctl.clone();
+        let e = e.name.clone();
+        let w = watcher.clone();
+        async move {
+            let got = rpc(&ctl, &e, "cpg_node_test_util", "recorded_pid", vec![w]).await;
+            show(&got).contains("'DOWN'")
+        }
+    })
+    .await;
+    assert!(
+        ok,
+        "erl monitor on {{echo, Rust}} did not fire when the Rust node stopped"
+    );
+}

@@ -1,0 +1,253 @@
+//! Test support: real `erl` nodes behind a drop guard, an embedded EPMD per
+//! test, unique names and random cookies, and rpc into the erl side.
+
+use cpg_node::config::{Cookie, NodeConfig, NodeName};
+use cpg_node::epmd::server::EpmdServer;
+use cpg_node::term::{self, Term};
+use cpg_node::Node;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Whether `erl` can run here. In CI a missing `erl` is a failure, not a skip.
+pub fn erl_available() -> bool {
+    static HAVE: OnceLock<bool> = OnceLock::new();
+    let have = *HAVE.get_or_init(|| {
+        Command::new("erl")
+            .args(["-noshell", "-eval", "halt()."])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    });
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "erl is missing in CI: scripts/test.sh installs it"
+        );
+        eprintln!(
+            "SKIPPED: erl is not installed; run scripts/test.sh to install it and run these tests"
+        );
+    }
+    have
+}
+
+/// Skips the test (returning early) when erl is missing outside CI.
+#[macro_export]
+macro_rules! require_erl {
+    () => {
+        if !$crate::support::erl_available() {
+            return;
+        }
+    };
+}
+
+/// erl_test/*.erl compiled once into target/erl_test_ebin.
+pub fn ebin() -> PathBuf {
+    static EBIN: OnceLock<PathBuf> = OnceLock::new();
+    EBIN.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = root.join("target").join("erl_test_ebin");
+        std::fs::create_dir_all(&out).unwrap();
+        let srcs: Vec<PathBuf> = std::fs::read_dir(root.join("erl_test"))
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "erl"))
+            .collect();
+        let st = Command::new("erlc")
+            .arg("-o")
+            .arg(&out)
+            .args(&srcs)
+            .status()
+            .expect("erlc");
+        assert!(st.success(), "erlc of erl_test failed");
+        out
+    })
+    .clone()
+}
+
+/// A unique node-name prefix for this test run.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u16>()
+    )
+}
+
+/// A random cookie.
+pub fn cookie() -> String {
+    format!("c{:016x}", rand::random::<u64>())
+}
+
+/// This machine's short host name, as `erl -sname` uses it.
+pub fn host() -> String {
+    cpg_node::config::local_host(false)
+}
+
+/// One test's world: its own EPMD on a free port and a cookie.
+pub struct World {
+    pub epmd: EpmdServer,
+    pub cookie: String,
+}
+
+impl World {
+    pub async fn new() -> World {
+        World {
+            epmd: EpmdServer::start("127.0.0.1", 0).await.unwrap(),
+            cookie: cookie(),
+        }
+    }
+
+    pub fn config(&self, prefix: &str) -> NodeConfig {
+        let name = NodeName::parse(&format!("{}@{}", unique(prefix), host())).unwrap();
+        let mut c = NodeConfig::new(name, Cookie::new(self.cookie.clone()));
+        c.epmd_port = self.epmd.port;
+        c.embedded_epmd = false;
+        c
+    }
+
+    pub async fn rust_node(&self, prefix: &str) -> Node {
+        Node::start(self.config(prefix)).await.unwrap()
+    }
+
+    pub async fn erl(&self, prefix: &str) -> ErlNode {
+        ErlNode::start(&unique(prefix), &self.cookie, self.epmd.port, &[]).await
+    }
+}
+
+/// A real erl node, killed (by pid) when dropped.
+pub struct ErlNode {
+    child: Option<Child>,
+    pub alive: String,
+    pub name: String,
+    pub cookie: String,
+    pub epmd_port: u16,
+    pub extra: Vec<String>,
+}
+
+impl ErlNode {
+    pub async fn start(alive: &str, cookie: &str, epmd_port: u16, extra: &[&str]) -> ErlNode {
+        let mut n = ErlNode {
+            child: None,
+            alive: alive.to_string(),
+            name: format!("{alive}@{}", host()),
+            cookie: cookie.to_string(),
+            epmd_port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        n.boot().await;
+        n
+    }
+
+    async fn boot(&mut self) {
+        let child = Command::new("erl")
+            .args([
+                "-sname",
+                &self.alive,
+                "-setcookie",
+                &self.cookie,
+                "-noshell",
+                "-noinput",
+            ])
+            .arg("-pa")
+            .arg(ebin())
+            .args(&self.extra)
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn erl");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(Some(_)) =
+                cpg_node::epmd::port_please("127.0.0.1", self.epmd_port, &self.alive).await
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("erl node {} did not register with epmd", self.name);
+    }
+
+    /// Kills the OS process (SIGKILL, by pid).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills and starts it again under the same name (a new creation).
+    pub async fn restart(&mut self) {
+        self.kill();
+        // Wait for EPMD to drop the old entry.
+        for _ in 0..100 {
+            if let Ok(None) =
+                cpg_node::epmd::port_please("127.0.0.1", self.epmd_port, &self.alive).await
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.boot().await;
+    }
+}
+
+impl Drop for ErlNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Evaluates Erlang code on `erl` (through rex) and returns the value.
+pub async fn eval(node: &Node, erl: &str, code: &str) -> Term {
+    node.rpc(
+        erl,
+        "cpg_node_test_util",
+        "eval",
+        vec![term::string_to_charlist(code)],
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("rpc eval on {erl} failed: {e}: {code}"))
+}
+
+/// Calls `M:F(Args)` on `erl` through rex.
+pub async fn rpc(node: &Node, erl: &str, m: &str, f: &str, args: Vec<Term>) -> Term {
+    node.rpc(erl, m, f, args, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("rpc {m}:{f} on {erl} failed: {e}"))
+}
+
+/// Retries `f` until it returns true or `secs` pass.
+pub async fn eventually<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of a term as Erlang would print it, with atoms unquoted where
+/// eetf quotes them, for readable assertions.
+pub fn show(t: &Term) -> String {
+    t.to_string()
+}
+
+pub fn is_atom(t: &Term, a: &str) -> bool {
+    term::as_atom(t) == Some(a)
+}
