@@ -269,7 +269,7 @@ mod tests {
         let b = Request::Alive2(NodeEntry::hidden("r", 0x1092)).encode();
         assert_eq!(
             b,
-            vec![0, 13, 120, 0x10, 0x92, 72, 0, 0, 6, 0, 6, 0, 1, b'r', 0, 0]
+            vec![0, 14, 120, 0x10, 0x92, 72, 0, 0, 6, 0, 6, 0, 1, b'r', 0, 0]
         );
     }
 

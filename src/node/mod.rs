@@ -658,7 +658,10 @@ impl Inner {
             Message::Link(m) => {
                 let ok = self.is_local(&m.to_pid)
                     && match self.procs.write().get_mut(&m.to_pid.id) {
-                        Some(e) => e.links.insert(m.from_pid.clone()) || true,
+                        Some(e) => {
+                            e.links.insert(m.from_pid.clone());
+                            true
+                        }
                         None => false,
                     };
                 if !ok {
