@@ -1,0 +1,41 @@
+//! A Rust service that BEAM code can call with `gen_server:call`.
+//!
+//! # Usage
+//!
+//! ```sh
+//! cargo run --example echo_service -- svc SECRET
+//! ```
+//!
+//! then, from `erl -sname x -setcookie SECRET`:
+//!
+//! ```erlang
+//! pong = net_adm:ping('svc@yourhost').
+//! {you_said, hi} = gen_server:call({echo_service, 'svc@yourhost'}, hi).
+//! ```
+
+use cpg_node::config::{Cookie, NodeConfig, NodeName};
+use cpg_node::process::{parse_call, Signal};
+use cpg_node::term::{atom, tuple};
+use cpg_node::Node;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "svc".into());
+    let cookie = args.next().unwrap_or_else(|| "cookie".into());
+    let config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
+    let node = Node::start(config).await?;
+    println!("{} serving echo_service; Ctrl-C to stop", node.name());
+    let mut p = node.spawn_registered("echo_service")?;
+    let server = tokio::spawn(async move {
+        while let Ok(Signal::Message { msg, .. }) = p.recv().await {
+            if let Some((from, req)) = parse_call(&msg) {
+                let _ = p.reply(&from, tuple(vec![atom("you_said"), req.clone()]));
+            }
+        }
+    });
+    tokio::signal::ctrl_c().await?;
+    server.abort();
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS (default 60) each. cargo-fuzz needs
+# nightly flags; on a stable-only machine RUSTC_BOOTSTRAP=1 enables them.
+#   cargo install cargo-fuzz && bash scripts/fuzz.sh 600
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+SECS=${1:-60}
+for t in term control handshake epmd; do
+  mkdir -p "corpus/$t"
+  echo "== $t for ${SECS}s"
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 2>&1 \
+    | grep -E "^#[0-9]+.*(DONE|pulse)|Done|ERROR|panicked" | tail -2
+done
