@@ -3,7 +3,7 @@
 %% use without SPAWN or monitor flags.
 -module(cpg_node_test_util).
 -export([eval/1, eval/2, spawn_recorder/1, recorded/1, spawn_linked_trapper/1,
-         spawn_monitor_of/1, spawn_idle/0, big_binary/1, recorded_pid/1]).
+         spawn_monitor_of/1, spawn_idle/0, big_binary/1, recorded_pid/1, wait_for/1]).
 
 %% Evaluates an Erlang expression sequence given as a string, e.g.
 %% "net_adm:ping('r@host').", and returns its value ({error, ...} on a
@@ -62,3 +62,12 @@ spawn_idle() ->
     spawn(fun() -> receive {exit, R} -> exit(R) end end).
 
 big_binary(N) -> binary:copy(<<"x">>, N).
+
+%% Waits (up to 10 s) until Name is registered.
+wait_for(Name) -> wait_for(Name, 200).
+wait_for(Name, 0) -> error({not_registered, Name});
+wait_for(Name, N) ->
+    case whereis(Name) of
+        undefined -> timer:sleep(50), wait_for(Name, N - 1);
+        Pid -> Pid
+    end.

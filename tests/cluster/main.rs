@@ -6,4 +6,5 @@
 
 mod support;
 
+mod cpg_wire;
 mod dist;

@@ -251,3 +251,28 @@ pub fn show(t: &Term) -> String {
 pub fn is_atom(t: &Term, a: &str) -> bool {
     term::as_atom(t) == Some(a)
 }
+
+/// `erl` arguments that start genuine cpg with `node_type` set, from the
+/// ebin folders in `CPG_EBIN`; `None` (with a loud message) when unset.
+pub fn genuine_cpg_args(node_type: &str) -> Option<Vec<String>> {
+    let Some(ebin) = std::env::var_os("CPG_EBIN") else {
+        eprintln!("SKIPPED: CPG_EBIN is not set, so this genuine-cpg test does not run");
+        return None;
+    };
+    let mut v = Vec::new();
+    for d in std::env::split_paths(&ebin) {
+        v.push("-pa".to_string());
+        v.push(d.display().to_string());
+    }
+    v.extend(
+        [
+            "-cpg",
+            "node_type",
+            node_type,
+            "-eval",
+            "{ok, _} = application:ensure_all_started(cpg).",
+        ]
+        .map(String::from),
+    );
+    Some(v)
+}
