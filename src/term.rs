@@ -141,9 +141,14 @@ pub fn validate_body(buf: &[u8], start: usize, limits: Limits) -> Result<usize, 
                 0
             }
             77 => {
-                // BIT_BINARY_EXT
+                // BIT_BINARY_EXT: eetf shifts by (8 - bits), so bits must be
+                // 1..=8 (as the format requires) and the binary non-empty.
                 let n = c.u32()?;
-                c.need(1 + n)?;
+                let bits = c.u8()?;
+                if n == 0 || bits == 0 || bits > 8 {
+                    return Err(TermError::UnsupportedTag { tag, pos: at });
+                }
+                c.need(n)?;
                 0
             }
             109 => {
@@ -442,6 +447,30 @@ mod tests {
             decode(&deep, Limits::default()),
             Err(TermError::TooDeep(_))
         ));
+    }
+
+    #[test]
+    fn fuzz_regressions_replay() {
+        // Every input ever kept from a fuzzer crash must now decode or fail
+        // cleanly.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("fuzz/regressions") {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            let _ = decode(&data, Limits::default());
+            let _ = crate::dist::codec::decode_message(&data, Limits::default());
+            n += 1;
+        }
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn bit_binary_with_zero_tail_bits_refused() {
+        // Found by fuzzing: eetf would shift by 8 and panic.
+        assert!(decode(&[131, 77, 0, 0, 0, 1, 0, 0xff], Limits::default()).is_err());
+        assert!(decode(&[131, 77, 0, 0, 0, 0, 3], Limits::default()).is_err());
+        let ok = decode(&[131, 77, 0, 0, 0, 1, 3, 0xe0], Limits::default()).unwrap();
+        assert!(matches!(ok, Term::BitBinary(_)));
     }
 
     #[test]
