@@ -413,3 +413,55 @@ async fn rust_node_stop_fires_erl_monitors() {
         "erl monitor on {{echo, Rust}} did not fire when the Rust node stopped"
     );
 }
+
+#[tokio::test]
+async fn ticks_keep_idle_links_and_silent_peers_go_down() {
+    require_erl!();
+    let w = World::new().await;
+    let mut cfg = w.config("r");
+    cfg.net_ticktime = Duration::from_secs(2);
+    let r = cpg_node::Node::start(cfg).await.unwrap();
+    let e = ErlNode::start(
+        &crate::support::unique("e"),
+        &w.cookie,
+        w.epmd.port,
+        &["-kernel", "net_ticktime", "2"],
+    )
+    .await;
+    assert!(r.ping(&e.name).await);
+    // Idle for three tick times: both sides tick, nobody drops the link.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        r.peers().contains(&e.name),
+        "link dropped while idle: ticks not sent or answered"
+    );
+    let mut me = r.spawn_process();
+    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let mref = me.monitor(term::as_pid(&idle).unwrap().clone());
+    // Freeze the erl node: the socket stays open but goes silent.
+    let pid = e.os_pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = std::time::Instant::now();
+    let got = me.recv_timeout(Duration::from_secs(10)).await.unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    match got {
+        Some(Signal::Down {
+            mref: m, reason, ..
+        }) => {
+            assert_eq!(m, mref);
+            assert!(is_atom(&reason, "noconnection"), "{reason}");
+        }
+        other => panic!("silent peer not declared down: {other:?}"),
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+}

@@ -174,6 +174,11 @@ impl ErlNode {
         panic!("erl node {} did not register with epmd", self.name);
     }
 
+    /// The OS pid of the erl process.
+    pub fn os_pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     /// Kills the OS process (SIGKILL, by pid).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
