@@ -1,9 +1,15 @@
 //! The cpg scope (CloudI Process Groups): group-name trie, pure scope state
 //! machine, scope process and read API.
 //!
-//! | cpg (Erlang)                       | here                     |
-//! |------------------------------------|--------------------------|
-//! | `trie:find_match2/2`, `is_pattern2`| [`trie`], [`pattern`]    |
-//! | scope messages on the wire         | [`wire`]                 |
+//! | cpg (Erlang)                          | here                         |
+//! |---------------------------------------|------------------------------|
+//! | `trie:find_match2/2`, `is_pattern2/1` | [`trie`], [`pattern`]        |
+//! | `#cpg_data{}` and its updates         | [`group`] (no quadratic path)|
+//! | `cpg.erl` scope state and merge rules | [`scope`] (pure, no IO)      |
+//! | scope messages on the wire            | [`wire`]                     |
 
+pub mod group;
+pub mod pattern;
+pub mod scope;
+pub mod trie;
 pub mod wire;

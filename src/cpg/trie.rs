@@ -1,0 +1,1119 @@
+//! The group-name trie: a map from group names to values whose lookup by
+//! name gives exactly what okeuday/trie's `find_match2/2` gives, so that a
+//! name resolves to the same stored group (exact name or pattern) as on a
+//! genuine cpg node.
+//!
+//! # Shape
+//!
+//! A character trie (one level per `char`, i.e. per Erlang code point) in
+//! which a branch holding a single key is not expanded: it is kept as that
+//! key, its *leaf*. This is the shape genuine trie gives the same key set
+//! when built by `trie:new/1` or `trie:store/3`, and the lookup result
+//! depends on it. [`Trie::remove`] keeps the shape canonical (empty branches
+//! are pruned and a branch left with one key becomes a leaf again), so the
+//! lookup is a function of the stored key set alone. (Genuine `trie:erase/2`
+//! never folds branches back, so a genuine node whose groups came and went
+//! can answer differently from a fresh one; we follow the fresh one.)
+//!
+//! # The lookup rule (`find_match2`)
+//!
+//! A name is looked up from the root. At a node, with the name left to
+//! match being `h` followed by `t`, three branches are tried in this order,
+//! and the first that gives a key wins:
+//!
+//! 1. **Literal `h`.** A leaf gives its key if the rest of the key matches
+//!    `t` by the string matcher of [`pattern_matches`](super::pattern::pattern_matches)
+//!    (both empty counts). Otherwise the key that ends at that node if `t`
+//!    is empty, else the same search one level down with `t`.
+//! 2. **`?`.** A leaf is matched from its `?` against `h t` by the string
+//!    matcher. Otherwise the `?` takes `h` and scans `t` left to right for a
+//!    character `c` that has a branch below the `?`:
+//!    - `c == h` is passed over when the branch for `h` is a leaf or holds
+//!      a key ending right there (`?h`);
+//!    - a leaf branch is tried with the string matcher on what follows
+//!      `c`, and passed over if it fails;
+//!    - a multi-key branch ends the scan: the search one level down, with
+//!      what follows `c`, is the answer of the `?` step (none if nothing
+//!      follows `c`).
+//! 3. **`*`.** A leaf is matched from its `*` against `h t` by the string
+//!    matcher. Otherwise the `*` takes `h` and scans `t` left to right; at
+//!    each `c` with a branch below the `*` it tries that branch (a leaf by
+//!    the string matcher, a multi-key branch by the search one level down,
+//!    which needs at least one more character), shortest first, and
+//!    continues on failure. At the end of the name it gives the key that
+//!    ends with that `*`, if any.
+//!
+//! An exact key therefore always wins. Otherwise, at every position, a
+//! literal beats `?`, which beats `*`, and an earlier end of a `*` beats a
+//! later one. But what a pattern matches depends on its neighbours: with
+//! `?a` and `?b` stored, `?a` matches `xaa` (alone it does not), and with
+//! `*ab` stored, `*a` matches nothing at all (alone it matches `xa`). The
+//! genuine trie behaves so; the vectors in `shared/vectors` pin it.
+//!
+//! Names holding `*` or `?` (genuine trie raises `badarg`, which cpg turns
+//! into "no such group"), and walks that reach a malformed stored pattern in
+//! a way that makes genuine trie raise, give `None`.
+//!
+//! # Cost
+//!
+//! A lookup does not allocate and only visits branches that the name can
+//! enter, so patterns that cannot match cost nothing. Like the genuine
+//! trie, the backtracking of several `*` in one branch can take time
+//! polynomial in the name length. Recursion depth (lookup, insert, remove,
+//! drop) is bounded by the number of branch levels, i.e. by the longest
+//! prefix shared by two stored keys, not by key or name length.
+
+use std::fmt;
+use std::iter::FusedIterator;
+use std::slice;
+
+use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
+
+/// A stored key with its value.
+#[derive(Clone)]
+struct Entry<V> {
+    key: Box<str>,
+    value: V,
+}
+
+/// A trie node. Invariants (all but the root):
+/// - a node without children is a *leaf*: its `value` is `Some`, and the
+///   entry's key is the one key of this branch, at least as long as the
+///   node's depth;
+/// - a node with children holds at least two keys in its subtree; its
+///   `value` is the key that ends exactly at this node, if any.
+///
+/// The root is never a leaf; its `value` is the empty key.
+#[derive(Clone)]
+struct Node<V> {
+    value: Option<Entry<V>>,
+    /// Sorted by `char`, no duplicates.
+    children: Vec<(char, Node<V>)>,
+}
+
+type Found<'a, V> = Result<Option<&'a Entry<V>>, Raise>;
+
+impl<V> Node<V> {
+    const fn new() -> Self {
+        Node {
+            value: None,
+            children: Vec::new(),
+        }
+    }
+
+    fn index(&self, c: char) -> Result<usize, usize> {
+        self.children.binary_search_by(|(k, _)| k.cmp(&c))
+    }
+
+    fn child(&self, c: char) -> Option<&Node<V>> {
+        self.index(c).ok().map(|i| &self.children[i].1)
+    }
+
+    fn child_mut(&mut self, c: char) -> Option<&mut Node<V>> {
+        self.index(c).ok().map(move |i| &mut self.children[i].1)
+    }
+
+    /// The single key of this branch, if it is a leaf.
+    fn leaf(&self) -> Option<&Entry<V>> {
+        if self.children.is_empty() {
+            self.value.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Inserts `entry`, whose key is absent and runs through this node,
+    /// `depth` bytes of it leading here. Splits this node if it is a leaf.
+    fn insert_new(&mut self, depth: usize, entry: Entry<V>) -> &mut V {
+        if self.children.is_empty() {
+            if let Some(old) = self.value.take() {
+                match old.key[depth..].chars().next() {
+                    Some(c) => self.children.push((c, Node::leaf_of(old))),
+                    None => self.value = Some(old),
+                }
+            }
+        }
+        let Some(c) = entry.key[depth..].chars().next() else {
+            return &mut self.value.insert(entry).value;
+        };
+        let below = depth + c.len_utf8();
+        let i = match self.index(c) {
+            Ok(i) => return self.children[i].1.insert_new(below, entry),
+            Err(i) => i,
+        };
+        self.children.insert(i, (c, Node::new()));
+        &mut self.children[i].1.value.insert(entry).value
+    }
+
+    fn leaf_of(entry: Entry<V>) -> Self {
+        Node {
+            value: Some(entry),
+            children: Vec::new(),
+        }
+    }
+
+    /// Removes `key`, `depth` bytes of which lead to this node, and restores
+    /// the invariants of the child it went through.
+    fn remove(&mut self, key: &str, depth: usize) -> Option<Entry<V>> {
+        if self.children.is_empty() {
+            return match &self.value {
+                Some(e) if *e.key == *key => self.value.take(),
+                _ => None,
+            };
+        }
+        let Some(c) = key[depth..].chars().next() else {
+            return self.value.take();
+        };
+        let i = self.index(c).ok()?;
+        let child = &mut self.children[i].1;
+        let removed = child.remove(key, depth + c.len_utf8())?;
+        if child.children.is_empty() {
+            if child.value.is_none() {
+                self.children.remove(i);
+            }
+        } else if child.value.is_none()
+            && child.children.len() == 1
+            && child.children[0].1.children.is_empty()
+        {
+            // One key left, in a leaf below: the branch becomes that leaf.
+            if let Some((_, leaf)) = child.children.pop() {
+                child.value = leaf.value;
+            }
+        }
+        Some(removed)
+    }
+}
+
+/// A map from group names (Unicode strings, compared by `char`, i.e. by
+/// Erlang code point) to `V`, with lookup of the most specific match
+/// exactly as `trie:find_match2/2`.
+///
+/// Keys are stored as given: exact names or patterns (see
+/// [`pattern`](super::pattern)). Keys are not validated: a malformed
+/// pattern is stored and returned by [`get`](Self::get) and
+/// [`iter`](Self::iter) like any key, and takes part in
+/// [`find_match`](Self::find_match) as it does in genuine trie (where the
+/// result is unspecified).
+///
+/// ```
+/// # use cpg_node::cpg::trie::Trie;
+/// let mut groups = Trie::new();
+/// for name in ["a/*", "a/?", "a/x", "a/*/c"] {
+///     groups.insert(name, name.len());
+/// }
+/// assert_eq!(groups.find_match("a/x"), Some(("a/x", &3)));
+/// assert_eq!(groups.find_match("a/y").map(|(k, _)| k), Some("a/*"));
+/// assert_eq!(groups.find_match("a/b/c").map(|(k, _)| k), Some("a/*/c"));
+/// assert_eq!(groups.find_match("b"), None);
+/// assert_eq!(groups.keys().collect::<Vec<_>>(), ["a/*", "a/*/c", "a/?", "a/x"]);
+/// ```
+#[derive(Clone)]
+pub struct Trie<V> {
+    root: Node<V>,
+    len: usize,
+}
+
+impl<V> Trie<V> {
+    /// An empty trie.
+    pub const fn new() -> Self {
+        Trie {
+            root: Node::new(),
+            len: 0,
+        }
+    }
+
+    /// The number of stored keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn entry(&self, key: &str) -> Option<&Entry<V>> {
+        let mut node = &self.root;
+        let mut depth = 0;
+        loop {
+            if node.children.is_empty() {
+                return node.value.as_ref().filter(|e| *e.key == *key);
+            }
+            let Some(c) = key[depth..].chars().next() else {
+                return node.value.as_ref();
+            };
+            node = node.child(c)?;
+            depth += c.len_utf8();
+        }
+    }
+
+    /// The value stored under exactly `key` (no pattern matching: a pattern
+    /// is found by its own spelling).
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    /// Whether exactly `key` is stored.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.entry(key).is_some()
+    }
+
+    /// The value stored under exactly `key`, mutably.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        let mut node = &mut self.root;
+        let mut depth = 0;
+        loop {
+            if node.children.is_empty() {
+                return match &mut node.value {
+                    Some(e) if *e.key == *key => Some(&mut e.value),
+                    _ => None,
+                };
+            }
+            let Some(c) = key[depth..].chars().next() else {
+                return node.value.as_mut().map(|e| &mut e.value);
+            };
+            node = node.child_mut(c)?;
+            depth += c.len_utf8();
+        }
+    }
+
+    /// Stores `value` under `key` (an exact name or a pattern, stored as
+    /// is), returning the value it replaces.
+    pub fn insert(&mut self, key: &str, value: V) -> Option<V> {
+        if let Some(slot) = self.get_mut(key) {
+            return Some(std::mem::replace(slot, value));
+        }
+        self.insert_new(key, value);
+        None
+    }
+
+    fn insert_new(&mut self, key: &str, value: V) -> &mut V {
+        self.len += 1;
+        let entry = Entry {
+            key: key.into(),
+            value,
+        };
+        self.root.insert_new(0, entry)
+    }
+
+    /// The value under `key`, first stored as `f()` if `key` is absent.
+    pub fn entry_or_insert_with(&mut self, key: &str, f: impl FnOnce() -> V) -> &mut V {
+        if !self.contains_key(key) {
+            return self.insert_new(key, f());
+        }
+        self.get_mut(key).expect("the key was found just above")
+    }
+
+    /// Removes `key` (exactly, no pattern matching) and returns its value.
+    /// Branches left empty are pruned, and a branch left with one key
+    /// becomes a leaf again, as if the trie had been built without `key`.
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        let removed = self.root.remove(key, 0)?;
+        self.len -= 1;
+        Some(removed.value)
+    }
+
+    /// The stored key, and its value, that `trie:find_match2(Name, Trie)`
+    /// returns for `name`: `name` itself if stored, else the most specific
+    /// pattern by the rule in the [module documentation](self). `None` for
+    /// the empty name, for a name holding `*` or `?`, and where genuine trie
+    /// finds nothing or raises.
+    ///
+    /// Does not allocate.
+    pub fn find_match(&self, name: &str) -> Option<(&str, &V)> {
+        if self.root.children.is_empty() || name.is_empty() {
+            return None;
+        }
+        let search = Search {
+            checked: pattern::is_pattern(name),
+        };
+        match search.node(&self.root, name, 0) {
+            Ok(Some(e)) => Some((&e.key, &e.value)),
+            Ok(None) | Err(Raise) => None,
+        }
+    }
+
+    /// All keys with their values, keys in Erlang term order of the strings
+    /// (code point by code point, a prefix first), as `trie:to_list/1`.
+    pub fn iter(&self) -> Iter<'_, V> {
+        Iter {
+            pending: self.root.value.as_ref(),
+            stack: vec![self.root.children.iter()],
+            remaining: self.len,
+        }
+    }
+
+    /// All keys, in the order of [`iter`](Self::iter) (as
+    /// `trie:fetch_keys/1`).
+    pub fn keys(&self) -> Keys<'_, V> {
+        Keys { inner: self.iter() }
+    }
+}
+
+/// One lookup: the search of `find_match2`, over node branches.
+struct Search {
+    /// The name may hold wildcards: make the checks where genuine trie
+    /// raises on them.
+    checked: bool,
+}
+
+impl Search {
+    /// The whole search at `node`, `depth` bytes into the keys below it.
+    fn node<'a, V>(&self, node: &'a Node<V>, name: &str, depth: usize) -> Found<'a, V> {
+        let mut chars = name.chars();
+        let Some(h) = chars.next() else {
+            return Ok(None);
+        };
+        if pattern::is_wildcard(h) {
+            return Err(Raise);
+        }
+        let rest = chars.as_str();
+        if let Some(child) = node.child(h) {
+            let below = depth + h.len_utf8();
+            let found = if let Some(leaf) = child.leaf() {
+                let tail = &leaf.key[below..];
+                let hit = if rest.is_empty() {
+                    tail.is_empty()
+                } else {
+                    pattern::match_suffix(tail, rest, self.checked)?
+                };
+                hit.then_some(leaf)
+            } else if rest.is_empty() {
+                child.value.as_ref()
+            } else {
+                self.node(child, rest, below)?
+            };
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        if let Some(found) = self.short(node, name, depth)? {
+            return Ok(Some(found));
+        }
+        self.any(node, name, depth)
+    }
+
+    /// The `?` branch of `node` against `name` (not empty).
+    fn short<'a, V>(&self, node: &'a Node<V>, name: &str, depth: usize) -> Found<'a, V> {
+        let Some(wild) = node.child(WILDCARD_SHORT) else {
+            return Ok(None);
+        };
+        let below = depth + WILDCARD_SHORT.len_utf8();
+        if let Some(leaf) = wild.leaf() {
+            // A key ending with `?` is malformed and never matches here.
+            if leaf.key.len() == below {
+                return Ok(None);
+            }
+            let hit = pattern::match_suffix(&leaf.key[depth..], name, self.checked)?;
+            return Ok(hit.then_some(leaf));
+        }
+        let mut chars = name.chars();
+        let Some(first) = chars.next() else {
+            return Ok(None);
+        };
+        let skip_first = wild.child(first).is_some_and(|c| c.value.is_some());
+        let mut rest = chars.as_str();
+        loop {
+            let mut chars = rest.chars();
+            let Some(c) = chars.next() else {
+                return Ok(None);
+            };
+            let after = chars.as_str();
+            if c == WILDCARD_SHORT {
+                return Err(Raise);
+            }
+            if !(skip_first && c == first) {
+                if let Some(child) = wild.child(c) {
+                    let next = below + c.len_utf8();
+                    match child.leaf() {
+                        None => return self.node(child, after, next),
+                        Some(leaf) => {
+                            if pattern::match_suffix(&leaf.key[next..], after, self.checked)? {
+                                return Ok(Some(leaf));
+                            }
+                        }
+                    }
+                }
+            }
+            rest = after;
+        }
+    }
+
+    /// The `*` branch of `node` against `name` (not empty).
+    fn any<'a, V>(&self, node: &'a Node<V>, name: &str, depth: usize) -> Found<'a, V> {
+        let Some(wild) = node.child(WILDCARD_ANY) else {
+            return Ok(None);
+        };
+        if let Some(leaf) = wild.leaf() {
+            let hit = pattern::match_suffix(&leaf.key[depth..], name, self.checked)?;
+            return Ok(hit.then_some(leaf));
+        }
+        let below = depth + WILDCARD_ANY.len_utf8();
+        let mut chars = name.chars();
+        if chars.next().is_none() {
+            return Ok(None);
+        }
+        let mut rest = chars.as_str();
+        loop {
+            let mut chars = rest.chars();
+            let Some(c) = chars.next() else {
+                return Ok(wild.value.as_ref());
+            };
+            let after = chars.as_str();
+            if c == WILDCARD_ANY {
+                return Err(Raise);
+            }
+            if let Some(child) = wild.child(c) {
+                let next = below + c.len_utf8();
+                let found = match child.leaf() {
+                    None => self.node(child, after, next)?,
+                    Some(leaf) => pattern::match_suffix(&leaf.key[next..], after, self.checked)?
+                        .then_some(leaf),
+                };
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            rest = after;
+        }
+    }
+}
+
+impl<V> Default for Trie<V> {
+    fn default() -> Self {
+        Trie::new()
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for Trie<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<K: AsRef<str>, V> FromIterator<(K, V)> for Trie<V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut trie = Trie::new();
+        trie.extend(iter);
+        trie
+    }
+}
+
+impl<K: AsRef<str>, V> Extend<(K, V)> for Trie<V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (key, value) in iter {
+            self.insert(key.as_ref(), value);
+        }
+    }
+}
+
+impl<'a, V> IntoIterator for &'a Trie<V> {
+    type Item = (&'a str, &'a V);
+    type IntoIter = Iter<'a, V>;
+
+    fn into_iter(self) -> Iter<'a, V> {
+        self.iter()
+    }
+}
+
+/// Iterator over the keys and values of a [`Trie`], in key order; see
+/// [`Trie::iter`].
+pub struct Iter<'a, V> {
+    pending: Option<&'a Entry<V>>,
+    stack: Vec<slice::Iter<'a, (char, Node<V>)>>,
+    remaining: usize,
+}
+
+impl<'a, V> Iterator for Iter<'a, V> {
+    type Item = (&'a str, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entry = match self.pending.take() {
+            Some(entry) => entry,
+            None => loop {
+                let top = self.stack.last_mut()?;
+                match top.next() {
+                    None => {
+                        self.stack.pop();
+                    }
+                    Some((_, node)) => {
+                        if !node.children.is_empty() {
+                            self.stack.push(node.children.iter());
+                        }
+                        if let Some(entry) = &node.value {
+                            break entry;
+                        }
+                    }
+                }
+            },
+        };
+        self.remaining -= 1;
+        Some((&entry.key, &entry.value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<V> ExactSizeIterator for Iter<'_, V> {}
+
+impl<V> FusedIterator for Iter<'_, V> {}
+
+/// Iterator over the keys of a [`Trie`], in order; see [`Trie::keys`].
+pub struct Keys<'a, V> {
+    inner: Iter<'a, V>,
+}
+
+impl<'a, V> Iterator for Keys<'a, V> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.inner.next().map(|(key, _)| key)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+impl<V> ExactSizeIterator for Keys<'_, V> {}
+
+impl<V> FusedIterator for Keys<'_, V> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpg::pattern::{classify, pattern_matches, NameKind};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn matched<'a, V>(trie: &'a Trie<V>, name: &str) -> Option<&'a str> {
+        trie.find_match(name).map(|(key, _)| key)
+    }
+
+    fn trie_of(keys: &[&str]) -> Trie<String> {
+        keys.iter().map(|k| (*k, k.to_string())).collect()
+    }
+
+    /// Every line of the genuine `trie:find_match2/2` and `is_pattern2/1`
+    /// vectors must agree.
+    #[test]
+    fn vectors() {
+        let path = std::env::var("TRIE_VECTORS").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/vectors/trie_find_match2.jsonl"
+            )
+            .to_owned()
+        });
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read the trie vectors {path}: {e}"));
+        let (mut lines, mut tries, mut queries, mut classified) = (0, 0, 0, 0);
+        let mut failures = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            lines += 1;
+            let at = format!("{path}:{}", number + 1);
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: bad JSON: {e}"));
+            let text_of = |v: &serde_json::Value| -> String {
+                v.as_str()
+                    .unwrap_or_else(|| panic!("{at}: not a string: {v}"))
+                    .to_owned()
+            };
+            if let Some(keys) = v.get("keys") {
+                tries += 1;
+                let keys: Vec<String> = keys
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}: keys is not an array"))
+                    .iter()
+                    .map(text_of)
+                    .collect();
+                let trie: Trie<String> = keys.iter().map(|k| (k, k.clone())).collect();
+                assert_eq!(trie.len(), keys.len(), "{at}: duplicate keys");
+                let cases = v["queries"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}: queries is not an array"));
+                for case in cases {
+                    let name = text_of(&case[0]);
+                    let want = case[1].as_str();
+                    queries += 1;
+                    let got = trie.find_match(&name);
+                    if let Some((key, value)) = got {
+                        assert_eq!(key, value, "{at}: key and value disagree");
+                    }
+                    let got = got.map(|(key, _)| key);
+                    if got != want {
+                        failures.push(format!(
+                            "{at}: keys {keys:?}, name {name:?}: want {want:?}, got {got:?}"
+                        ));
+                    }
+                }
+            } else if let Some(name) = v.get("is_pattern2") {
+                classified += 1;
+                let name = text_of(name);
+                let got = match classify(&name) {
+                    Ok(NameKind::Exact) => "exact",
+                    Ok(NameKind::Pattern) => "pattern",
+                    Err(_) => "invalid",
+                };
+                let want = v["result"].as_str();
+                if Some(got) != want {
+                    failures.push(format!(
+                        "{at}: is_pattern2 {name:?}: want {want:?}, got {got:?}"
+                    ));
+                }
+            } else {
+                panic!("{at}: unknown vector line: {line}");
+            }
+        }
+        println!(
+            "trie vectors {path}: {lines} lines checked ({tries} tries with {queries} \
+             find_match2 queries, {classified} is_pattern2 lines), {} failures",
+            failures.len()
+        );
+        assert!(
+            failures.is_empty(),
+            "{} of {} checks disagree with genuine trie:\n{}",
+            failures.len(),
+            queries + classified,
+            failures
+                .iter()
+                .take(40)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(lines > 0, "no vectors in {path}");
+        assert_eq!(lines, tries + classified);
+    }
+
+    #[test]
+    fn cpg_live_example() {
+        let trie = trie_of(&["a/*", "a/?", "a/x", "a/*/c"]);
+        assert_eq!(matched(&trie, "a/x"), Some("a/x"));
+        assert_eq!(matched(&trie, "a/y"), Some("a/*"));
+        assert_eq!(matched(&trie, "a/yy"), Some("a/*"));
+        assert_eq!(matched(&trie, "a/b/c"), Some("a/*/c"));
+    }
+
+    /// Cases checked against genuine trie where the answer depends on the
+    /// other stored keys.
+    #[test]
+    fn neighbours_matter() {
+        assert_eq!(matched(&trie_of(&["?a"]), "xaa"), None);
+        assert_eq!(matched(&trie_of(&["?a", "?b"]), "xaa"), Some("?a"));
+        assert_eq!(matched(&trie_of(&["*a"]), "xa"), Some("*a"));
+        let t = trie_of(&["*a", "*ab"]);
+        assert_eq!(matched(&t, "xa"), None);
+        assert_eq!(matched(&t, "xaya"), None);
+        assert_eq!(matched(&t, "xyab"), Some("*ab"));
+        assert_eq!(matched(&trie_of(&["?a", "?ab"]), "xa"), None);
+        assert_eq!(matched(&trie_of(&["?a/x", "?b"]), "aba/x"), None);
+        assert_eq!(matched(&trie_of(&["?a/x", "?b"]), "cba/x"), Some("?a/x"));
+    }
+
+    #[test]
+    fn unicode_names() {
+        let mut t = trie_of(&["grüppe/*", "组/x", "组/?/y", "ü", "𝄞*"]);
+        assert_eq!(matched(&t, "grüppe/ä"), Some("grüppe/*"));
+        assert_eq!(matched(&t, "组/x"), Some("组/x"));
+        assert_eq!(matched(&t, "组/ß组/y"), Some("组/?/y"));
+        assert_eq!(matched(&t, "ü"), Some("ü"));
+        assert_eq!(matched(&t, "𝄞𝄞"), Some("𝄞*"));
+        assert_eq!(matched(&t, "组/"), None);
+        assert_eq!(t.get("组/x"), Some(&"组/x".to_owned()));
+        assert_eq!(
+            t.keys().collect::<Vec<_>>(),
+            ["grüppe/*", "ü", "组/?/y", "组/x", "𝄞*"]
+        );
+        assert_eq!(t.remove("组/?/y").as_deref(), Some("组/?/y"));
+        assert_eq!(matched(&t, "组/ß组/y"), None);
+        assert_eq!(t.len(), 4);
+    }
+
+    #[test]
+    fn odd_names_and_keys() {
+        let mut t = trie_of(&["a*", "a?b", "ab", "a**", "a?"]);
+        assert_eq!(matched(&t, ""), None);
+        assert_eq!(matched(&t, "a*"), None);
+        assert_eq!(matched(&t, "ab"), Some("ab"));
+        assert_eq!(t.get("a**").map(String::as_str), Some("a**"));
+        // the empty key is a plain map entry, never a match
+        assert_eq!(t.insert("", "empty".into()), None);
+        assert_eq!(t.keys().next(), Some(""));
+        assert_eq!(t.get(""), Some(&"empty".to_owned()));
+        assert_eq!(matched(&t, ""), None);
+        assert_eq!(t.remove("").as_deref(), Some("empty"));
+        assert_eq!(Trie::<u8>::new().find_match("a"), None);
+        // a lone malformed pattern raises in genuine trie: no match
+        assert_eq!(matched(&trie_of(&["a?"]), "ab"), None);
+        assert_eq!(matched(&trie_of(&["a**"]), "abc"), None);
+    }
+
+    #[test]
+    fn map_operations() {
+        let mut t = Trie::new();
+        assert!(t.is_empty());
+        assert_eq!(t.insert("a/b", 1), None);
+        assert_eq!(t.insert("a/b", 2), Some(1));
+        *t.entry_or_insert_with("a/b", || 10) += 1;
+        *t.entry_or_insert_with("a/c", || 10) += 1;
+        assert_eq!(t.get("a/b"), Some(&3));
+        assert_eq!(t.get("a/c"), Some(&11));
+        if let Some(v) = t.get_mut("a/c") {
+            *v = 5;
+        }
+        assert_eq!(t.get("a"), None);
+        assert_eq!(t.get("a/bc"), None);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.remove("a/x"), None);
+        assert_eq!(t.remove("a/b"), Some(3));
+        assert_eq!(t.remove("a/b"), None);
+        assert_eq!(format!("{t:?}"), r#"{"a/c": 5}"#);
+        assert_eq!(t.iter().len(), 1);
+        assert_eq!(t.remove("a/c"), Some(5));
+        assert!(t.is_empty() && t.root.children.is_empty());
+    }
+
+    // ---- property tests -------------------------------------------------
+
+    /// Checks the shape invariants and returns the number of keys below.
+    fn check_node<V>(node: &Node<V>, prefix: &mut String, root: bool) -> usize {
+        if let Some(e) = &node.value {
+            assert!(
+                e.key.starts_with(prefix.as_str()),
+                "{:?} under {prefix:?}",
+                e.key
+            );
+            if !node.children.is_empty() {
+                assert_eq!(&*e.key, prefix.as_str());
+            }
+        }
+        if !root && node.children.is_empty() {
+            assert!(node.value.is_some(), "empty leaf under {prefix:?}");
+        }
+        assert!(node.children.windows(2).all(|w| w[0].0 < w[1].0));
+        let mut count = usize::from(node.value.is_some());
+        for (c, child) in &node.children {
+            prefix.push(*c);
+            count += check_node(child, prefix, false);
+            prefix.pop();
+        }
+        if !root && !node.children.is_empty() {
+            assert!(count >= 2, "branch {prefix:?} holds {count} key");
+        }
+        count
+    }
+
+    fn check_shape<V>(trie: &Trie<V>) {
+        assert_eq!(check_node(&trie.root, &mut String::new(), true), trie.len());
+    }
+
+    /// A naive model of the genuine lookup: the same rule, but over a sorted
+    /// list of keys, finding each branch by scanning the keys that share its
+    /// prefix (no tree, no leaf bookkeeping).
+    struct Model<'k> {
+        keys: &'k [String],
+    }
+
+    impl<'k> Model<'k> {
+        /// The keys (a sorted sub-slice) continuing `keys` with `c` at byte
+        /// `depth`.
+        fn branch(keys: &'k [String], depth: usize, c: char) -> &'k [String] {
+            let at = |k: &String| k.get(depth..).and_then(|s| s.chars().next());
+            let start = keys.iter().position(|k| at(k) == Some(c));
+            let Some(start) = start else { return &[] };
+            let len = keys[start..]
+                .iter()
+                .take_while(|k| at(k) == Some(c))
+                .count();
+            &keys[start..start + len]
+        }
+
+        fn ends_at(keys: &'k [String], depth: usize) -> Option<&'k str> {
+            keys.iter().find(|k| k.len() == depth).map(String::as_str)
+        }
+
+        fn lone(key: &str, from: usize, name: &str) -> bool {
+            pattern::match_suffix(&key[from..], name, false) == Ok(true)
+        }
+
+        fn find(&self, name: &str) -> Option<&'k str> {
+            let keys = match self.keys.first() {
+                Some(k) if k.is_empty() => &self.keys[1..],
+                _ => self.keys,
+            };
+            if keys.is_empty() {
+                return None;
+            }
+            Self::node(keys, 0, name)
+        }
+
+        fn node(keys: &'k [String], depth: usize, name: &str) -> Option<&'k str> {
+            let h = name.chars().next()?;
+            let t = &name[h.len_utf8()..];
+            let below = depth + h.len_utf8();
+            let b = Self::branch(keys, depth, h);
+            let literal = match b {
+                [] => None,
+                [k] => {
+                    let hit = if t.is_empty() {
+                        k.len() == below
+                    } else {
+                        Self::lone(k, below, t)
+                    };
+                    hit.then_some(k.as_str())
+                }
+                _ if t.is_empty() => Self::ends_at(b, below),
+                _ => Self::node(b, below, t),
+            };
+            literal
+                .or_else(|| Self::short(keys, depth, name))
+                .or_else(|| Self::any(keys, depth, name))
+        }
+
+        fn short(keys: &'k [String], depth: usize, name: &str) -> Option<&'k str> {
+            let b = Self::branch(keys, depth, '?');
+            let below = depth + 1;
+            match b {
+                [] => return None,
+                [k] => return (k.len() > below && Self::lone(k, depth, name)).then_some(k),
+                _ => {}
+            }
+            let chars: Vec<char> = name.chars().collect();
+            let first = chars[0];
+            let fb = Self::branch(b, below, first);
+            let skip = fb.len() == 1 || Self::ends_at(fb, below + first.len_utf8()).is_some();
+            let mut offset = first.len_utf8();
+            for &c in &chars[1..] {
+                offset += c.len_utf8();
+                if skip && c == first {
+                    continue;
+                }
+                let after = &name[offset..];
+                let next = below + c.len_utf8();
+                match Self::branch(b, below, c) {
+                    [] => {}
+                    [k] if Self::lone(k, next, after) => return Some(k),
+                    [_] => {}
+                    many => return Self::node(many, next, after),
+                }
+            }
+            None
+        }
+
+        fn any(keys: &'k [String], depth: usize, name: &str) -> Option<&'k str> {
+            let b = Self::branch(keys, depth, '*');
+            let below = depth + 1;
+            match b {
+                [] => return None,
+                [k] => return Self::lone(k, depth, name).then_some(k),
+                _ => {}
+            }
+            let mut chars = name.char_indices().skip(1);
+            for (i, c) in chars.by_ref() {
+                let after = &name[i + c.len_utf8()..];
+                let next = below + c.len_utf8();
+                let found = match Self::branch(b, below, c) {
+                    [] => None,
+                    [k] => Self::lone(k, next, after).then_some(k.as_str()),
+                    many => Self::node(many, next, after),
+                };
+                if found.is_some() {
+                    return found;
+                }
+            }
+            Self::ends_at(b, below)
+        }
+    }
+
+    /// `.+` for both wildcards: what every answer of the genuine lookup
+    /// satisfies, whatever the neighbours.
+    fn plus_matches(pattern: &[char], name: &[char]) -> bool {
+        match pattern.split_first() {
+            None => name.is_empty(),
+            Some((&c, rest)) if pattern::is_wildcard(c) => {
+                (1..=name.len()).any(|n| plus_matches(rest, &name[n..]))
+            }
+            Some((&c, rest)) => name.first() == Some(&c) && plus_matches(rest, &name[1..]),
+        }
+    }
+
+    /// A valid key over `alphabet` (literals) plus `*` and `?`.
+    fn key_strategy(alphabet: &'static [char]) -> impl Strategy<Value = String> {
+        let symbol = prop_oneof![
+            6 => proptest::sample::select(alphabet),
+            2 => Just('*'),
+            2 => Just('?'),
+        ];
+        proptest::collection::vec(symbol, 1..8).prop_map(|chars| {
+            let mut key = String::new();
+            for c in chars {
+                // no two wildcards in a row
+                if !(pattern::is_wildcard(c) && key.ends_with(pattern::is_wildcard)) {
+                    key.push(c);
+                }
+            }
+            if key.ends_with('?') {
+                key.pop();
+                key.push('*');
+            }
+            key
+        })
+    }
+
+    /// Names: random strings, and stored keys with their wildcards filled.
+    fn names(keys: &[String], alphabet: &'static [char]) -> impl Strategy<Value = Vec<String>> {
+        let keys = keys.to_vec();
+        let random = proptest::collection::vec(proptest::sample::select(alphabet), 1..10)
+            .prop_map(|cs| cs.into_iter().collect::<String>());
+        let filled = (
+            proptest::sample::select(keys),
+            proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(alphabet), 1..4),
+                8,
+            ),
+        )
+            .prop_map(|(key, fills)| {
+                let mut fills = fills.into_iter().cycle();
+                let mut name = String::new();
+                for c in key.chars() {
+                    if pattern::is_wildcard(c) {
+                        name.extend(fills.next().unwrap_or_default());
+                    } else {
+                        name.push(c);
+                    }
+                }
+                name
+            });
+        proptest::collection::vec(prop_oneof![random, filled], 1..24)
+    }
+
+    const ASCII: &[char] = &['a', 'b', '/'];
+    const WIDE: &[char] = &['a', 'ü', '组', '/'];
+
+    fn lookup_case(alphabet: &'static [char]) -> impl Strategy<Value = (Vec<String>, Vec<String>)> {
+        proptest::collection::btree_set(key_strategy(alphabet), 1..10).prop_flat_map(move |keys| {
+            let keys: Vec<String> = keys.into_iter().collect();
+            let names = names(&keys, alphabet);
+            (Just(keys), names)
+        })
+    }
+
+    fn check_lookups(keys: &[String], names: &[String]) -> Result<(), TestCaseError> {
+        let trie: Trie<usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+        check_shape(&trie);
+        let model = Model { keys };
+        for name in names {
+            let got = trie.find_match(name);
+            prop_assert_eq!(got.map(|(k, _)| k), model.find(name), "name {:?}", name);
+            if let Some((key, &i)) = got {
+                prop_assert_eq!(key, keys[i].as_str());
+                let (p, n): (Vec<char>, Vec<char>) =
+                    (key.chars().collect(), name.chars().collect());
+                prop_assert!(plus_matches(&p, &n), "{:?} returned for {:?}", key, name);
+            }
+            if trie.contains_key(name) {
+                prop_assert_eq!(got.map(|(k, _)| k), Some(name.as_str()));
+            }
+        }
+        for key in keys {
+            let alone = trie_of(&[key]);
+            for name in names {
+                prop_assert_eq!(
+                    matched(&alone, name).is_some(),
+                    pattern_matches(key, name),
+                    "key {:?} alone, name {:?}",
+                    key,
+                    name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(String, u32),
+        Remove(String),
+        Bump(String),
+    }
+
+    fn ops(alphabet: &'static [char]) -> impl Strategy<Value = Vec<Op>> {
+        let key = prop_oneof![
+            3 => key_strategy(alphabet),
+            1 => proptest::collection::vec(proptest::sample::select(alphabet), 0..5)
+                .prop_map(|cs| cs.into_iter().collect::<String>()),
+        ];
+        let op = prop_oneof![
+            3 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            2 => key.clone().prop_map(Op::Remove),
+            1 => key.prop_map(Op::Bump),
+        ];
+        proptest::collection::vec(op, 1..60)
+    }
+
+    fn check_ops(ops: &[Op]) -> Result<(), TestCaseError> {
+        let mut trie = Trie::new();
+        let mut model: BTreeMap<String, u32> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(k, v) => {
+                    prop_assert_eq!(trie.insert(k, *v), model.insert(k.clone(), *v))
+                }
+                Op::Remove(k) => prop_assert_eq!(trie.remove(k), model.remove(k)),
+                Op::Bump(k) => {
+                    let t = trie.entry_or_insert_with(k, || 7);
+                    *t = t.wrapping_add(1);
+                    let m = model.entry(k.clone()).or_insert(7);
+                    *m = m.wrapping_add(1);
+                }
+            }
+            check_shape(&trie);
+            prop_assert_eq!(trie.len(), model.len());
+            prop_assert!(trie.iter().eq(model.iter().map(|(k, v)| (k.as_str(), v))));
+            let keys: Vec<String> = model.keys().cloned().collect();
+            let touched = ops.iter().map(|op| match op {
+                Op::Insert(k, _) | Op::Remove(k) | Op::Bump(k) => k,
+            });
+            for k in keys.iter().chain(touched) {
+                prop_assert_eq!(trie.get(k), model.get(k));
+                // the shape after removals is the shape of a fresh build
+                let filled = k.replace(['*', '?'], "a");
+                for name in [filled.clone(), format!("{filled}b/a")] {
+                    let want = Model { keys: &keys }.find(&name);
+                    prop_assert_eq!(trie.find_match(&name).map(|(k, _)| k), want);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn lookup_agrees_with_model((keys, names) in lookup_case(ASCII)) {
+            check_lookups(&keys, &names)?;
+        }
+
+        #[test]
+        fn lookup_agrees_with_model_unicode((keys, names) in lookup_case(WIDE)) {
+            check_lookups(&keys, &names)?;
+        }
+
+        #[test]
+        fn map_agrees_with_btreemap(ops in ops(ASCII)) {
+            check_ops(&ops)?;
+        }
+
+        #[test]
+        fn map_agrees_with_btreemap_unicode(ops in ops(WIDE)) {
+            check_ops(&ops)?;
+        }
+    }
+}
