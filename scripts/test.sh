@@ -18,6 +18,7 @@ fi
 echo "== cargo fmt / clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 echo "== cargo test (unit, property, integration against real erl nodes)"
 CI=${CI:-} cargo test --all-targets 2>&1

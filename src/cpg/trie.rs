@@ -189,7 +189,7 @@ impl<V> Node<V> {
 /// exactly as `trie:find_match2/2`.
 ///
 /// Keys are stored as given: exact names or patterns (see
-/// [`pattern`](super::pattern)). Keys are not validated: a malformed
+/// [`pattern`]). Keys are not validated: a malformed
 /// pattern is stored and returned by [`get`](Self::get) and
 /// [`iter`](Self::iter) like any key, and takes part in
 /// [`find_match`](Self::find_match) as it does in genuine trie (where the
