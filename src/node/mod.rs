@@ -801,6 +801,18 @@ impl Inner {
     }
 }
 
+/// What a MONITOR_P/DEMONITOR_P names, from the item a `'DOWN'` reports
+/// (a pid, or `{Name, Node}` for a monitor by name).
+fn monitor_target(item: &Term) -> Option<PidOrAtom> {
+    match item {
+        Term::Pid(p) => Some(PidOrAtom::Pid(p.clone())),
+        t => match term::as_tuple(t) {
+            Some([Term::Atom(a), _]) => Some(PidOrAtom::Atom(a.clone())),
+            _ => None,
+        },
+    }
+}
+
 impl Router for Inner {
     fn incoming(&self, peer: &str, msg: Message) {
         self.handle(peer, msg);
@@ -905,12 +917,8 @@ impl Kernel for Inner {
 
     fn demonitor(&self, from: &Pid, mref: &Reference) {
         if let Some(m) = self.mons_out.lock().remove(mref) {
-            let target = match &m.item {
-                Term::Pid(p) => PidOrAtom::Pid(p.clone()),
-                t => match term::as_tuple(t) {
-                    Some([Term::Atom(a), _]) => PidOrAtom::Atom(a.clone()),
-                    _ => return,
-                },
+            let Some(target) = monitor_target(&m.item) else {
+                return;
             };
             let _ = self.send_to_node(
                 &m.node,
@@ -1046,12 +1054,8 @@ impl Kernel for Inner {
                 .collect()
         };
         for (mref, m) in mine {
-            let target = match &m.item {
-                Term::Pid(p) => PidOrAtom::Pid(p.clone()),
-                t => match term::as_tuple(t) {
-                    Some([Term::Atom(a), _]) => PidOrAtom::Atom(a.clone()),
-                    _ => continue,
-                },
+            let Some(target) = monitor_target(&m.item) else {
+                continue;
             };
             let _ = self.send_to_node(&m.node, Message::demonitor_p(pid.clone(), target, mref));
         }
