@@ -50,18 +50,22 @@
 //! `*ab` stored, `*a` matches nothing at all (alone it matches `xa`). The
 //! genuine trie behaves so; the vectors in `shared/vectors` pin it.
 //!
-//! Names holding `*` or `?` (genuine trie raises `badarg`, which cpg turns
-//! into "no such group"), and walks that reach a malformed stored pattern in
-//! a way that makes genuine trie raise, give `None`.
+//! Where genuine trie raises (`badarg` on a wildcard in the name, or a
+//! failed assertion on a malformed stored pattern), cpg answers "no such
+//! group" and the lookup here gives `None`. A name holding `*` or `?` is
+//! not a pattern query: it mostly raises, and in the rare cases where
+//! genuine trie still returns a key (the wildcard only ever passed over by
+//! a `?` or `*` scan) this lookup returns the same key.
 //!
 //! # Cost
 //!
 //! A lookup does not allocate and only visits branches that the name can
 //! enter, so patterns that cannot match cost nothing. Like the genuine
 //! trie, the backtracking of several `*` in one branch can take time
-//! polynomial in the name length. Recursion depth (lookup, insert, remove,
-//! drop) is bounded by the number of branch levels, i.e. by the longest
-//! prefix shared by two stored keys, not by key or name length.
+//! polynomial in the name length. Insert, remove, clone and drop never
+//! recurse; a lookup recurses only at nodes of its path that have a `*` or
+//! `?` branch (and the string matcher once per `*` of a pattern), so long
+//! names and long shared prefixes need no deep stack.
 
 use std::fmt;
 use std::iter::FusedIterator;
@@ -84,9 +88,10 @@ struct Entry<V> {
 ///   `value` is the key that ends exactly at this node, if any.
 ///
 /// The root is never a leaf; its `value` is the empty key.
-#[derive(Clone)]
 struct Node<V> {
     value: Option<Entry<V>>,
+    /// The number of keys in this subtree, `value` included.
+    count: usize,
     /// Sorted by `char`, no duplicates.
     children: Vec<(char, Node<V>)>,
 }
@@ -97,6 +102,15 @@ impl<V> Node<V> {
     const fn new() -> Self {
         Node {
             value: None,
+            count: 0,
+            children: Vec::new(),
+        }
+    }
+
+    fn leaf_of(entry: Entry<V>) -> Self {
+        Node {
+            value: Some(entry),
+            count: 1,
             children: Vec::new(),
         }
     }
@@ -122,65 +136,79 @@ impl<V> Node<V> {
         }
     }
 
-    /// Inserts `entry`, whose key is absent and runs through this node,
-    /// `depth` bytes of it leading here. Splits this node if it is a leaf.
-    fn insert_new(&mut self, depth: usize, entry: Entry<V>) -> &mut V {
-        if self.children.is_empty() {
-            if let Some(old) = self.value.take() {
-                match old.key[depth..].chars().next() {
-                    Some(c) => self.children.push((c, Node::leaf_of(old))),
-                    None => self.value = Some(old),
+    /// Whether a `*` or `?` branch leaves this node.
+    fn has_wildcard_child(&self) -> bool {
+        self.child(WILDCARD_ANY).is_some() || self.child(WILDCARD_SHORT).is_some()
+    }
+
+    /// Moves every entry of this subtree out, without recursion.
+    fn take_entries(&mut self) -> Vec<Entry<V>> {
+        let mut entries: Vec<Entry<V>> = self.value.take().into_iter().collect();
+        let mut stack = std::mem::take(&mut self.children);
+        while let Some((_, mut node)) = stack.pop() {
+            entries.extend(node.value.take());
+            stack.append(&mut node.children);
+        }
+        self.count = 0;
+        entries
+    }
+}
+
+impl<V: Clone> Clone for Node<V> {
+    /// Copies the subtree without recursion (post-order, explicit stack).
+    fn clone(&self) -> Self {
+        struct Frame<'a, V> {
+            src: &'a Node<V>,
+            built: Vec<(char, Node<V>)>,
+        }
+        fn frame<V>(src: &Node<V>) -> Frame<'_, V> {
+            Frame {
+                src,
+                built: Vec::with_capacity(src.children.len()),
+            }
+        }
+        let mut stack = vec![frame(self)];
+        loop {
+            let Some(top) = stack.last() else {
+                return Node::new();
+            };
+            let src = top.src;
+            if let Some((_, child)) = src.children.get(top.built.len()) {
+                stack.push(frame(child));
+                continue;
+            }
+            let Some(done) = stack.pop() else {
+                return Node::new();
+            };
+            let copy = Node {
+                value: src.value.clone(),
+                count: src.count,
+                children: done.built,
+            };
+            match stack.last_mut() {
+                None => return copy,
+                Some(parent) => {
+                    let c = parent.src.children[parent.built.len()].0;
+                    parent.built.push((c, copy));
                 }
             }
         }
-        let Some(c) = entry.key[depth..].chars().next() else {
-            return &mut self.value.insert(entry).value;
-        };
-        let below = depth + c.len_utf8();
-        let i = match self.index(c) {
-            Ok(i) => return self.children[i].1.insert_new(below, entry),
-            Err(i) => i,
-        };
-        self.children.insert(i, (c, Node::new()));
-        &mut self.children[i].1.value.insert(entry).value
     }
+}
 
-    fn leaf_of(entry: Entry<V>) -> Self {
-        Node {
-            value: Some(entry),
-            children: Vec::new(),
-        }
-    }
-
-    /// Removes `key`, `depth` bytes of which lead to this node, and restores
-    /// the invariants of the child it went through.
-    fn remove(&mut self, key: &str, depth: usize) -> Option<Entry<V>> {
-        if self.children.is_empty() {
-            return match &self.value {
-                Some(e) if *e.key == *key => self.value.take(),
-                _ => None,
-            };
-        }
-        let Some(c) = key[depth..].chars().next() else {
-            return self.value.take();
-        };
-        let i = self.index(c).ok()?;
-        let child = &mut self.children[i].1;
-        let removed = child.remove(key, depth + c.len_utf8())?;
-        if child.children.is_empty() {
-            if child.value.is_none() {
-                self.children.remove(i);
-            }
-        } else if child.value.is_none()
-            && child.children.len() == 1
-            && child.children[0].1.children.is_empty()
+impl<V> Drop for Node<V> {
+    /// Dismantles deep subtrees without recursion.
+    fn drop(&mut self) {
+        if self
+            .children
+            .iter()
+            .any(|(_, child)| !child.children.is_empty())
         {
-            // One key left, in a leaf below: the branch becomes that leaf.
-            if let Some((_, leaf)) = child.children.pop() {
-                child.value = leaf.value;
+            let mut stack = std::mem::take(&mut self.children);
+            while let Some((_, mut node)) = stack.pop() {
+                stack.append(&mut node.children);
             }
         }
-        Some(removed)
     }
 }
 
@@ -210,26 +238,22 @@ impl<V> Node<V> {
 #[derive(Clone)]
 pub struct Trie<V> {
     root: Node<V>,
-    len: usize,
 }
 
 impl<V> Trie<V> {
     /// An empty trie.
     pub const fn new() -> Self {
-        Trie {
-            root: Node::new(),
-            len: 0,
-        }
+        Trie { root: Node::new() }
     }
 
     /// The number of stored keys.
     pub fn len(&self) -> usize {
-        self.len
+        self.root.count
     }
 
     /// Whether no key is stored.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.root.count == 0
     }
 
     fn entry(&self, key: &str) -> Option<&Entry<V>> {
@@ -287,13 +311,39 @@ impl<V> Trie<V> {
         None
     }
 
+    /// Stores a key known to be absent.
     fn insert_new(&mut self, key: &str, value: V) -> &mut V {
-        self.len += 1;
         let entry = Entry {
             key: key.into(),
             value,
         };
-        self.root.insert_new(0, entry)
+        let mut node = &mut self.root;
+        let mut depth = 0;
+        loop {
+            node.count += 1;
+            // A leaf on the way becomes a branch: its key moves one level down.
+            if node.children.is_empty() {
+                if let Some(old) = node.value.take() {
+                    match old.key[depth..].chars().next() {
+                        Some(c) => node.children.push((c, Node::leaf_of(old))),
+                        None => node.value = Some(old),
+                    }
+                }
+            }
+            let Some(c) = entry.key[depth..].chars().next() else {
+                return &mut node.value.insert(entry).value;
+            };
+            depth += c.len_utf8();
+            match node.index(c) {
+                Ok(i) => node = &mut node.children[i].1,
+                Err(i) => {
+                    let mut leaf = Node::new();
+                    leaf.count = 1;
+                    node.children.insert(i, (c, leaf));
+                    return &mut node.children[i].1.value.insert(entry).value;
+                }
+            }
+        }
     }
 
     /// The value under `key`, first stored as `f()` if `key` is absent.
@@ -308,16 +358,44 @@ impl<V> Trie<V> {
     /// Branches left empty are pruned, and a branch left with one key
     /// becomes a leaf again, as if the trie had been built without `key`.
     pub fn remove(&mut self, key: &str) -> Option<V> {
-        let removed = self.root.remove(key, 0)?;
-        self.len -= 1;
-        Some(removed.value)
+        if !self.contains_key(key) {
+            return None;
+        }
+        let mut node = &mut self.root;
+        let mut depth = 0;
+        loop {
+            node.count -= 1;
+            let Some(c) = key[depth..].chars().next() else {
+                // A branch (or the root) keeping at least one other key.
+                return node.value.take().map(|e| e.value);
+            };
+            depth += c.len_utf8();
+            let i = node.index(c).ok()?;
+            if node.children[i].1.children.is_empty() {
+                // The key's own leaf.
+                let (_, mut leaf) = node.children.remove(i);
+                return leaf.value.take().map(|e| e.value);
+            }
+            let child = &mut node.children[i].1;
+            if child.count == 2 {
+                // The branch keeps one key: it becomes that key's leaf.
+                let mut entries = child.take_entries();
+                let removed = entries.iter().position(|e| *e.key == *key);
+                let removed = removed.map(|at| entries.swap_remove(at));
+                if let Some(kept) = entries.pop() {
+                    *child = Node::leaf_of(kept);
+                }
+                return removed.map(|e| e.value);
+            }
+            node = child;
+        }
     }
 
     /// The stored key, and its value, that `trie:find_match2(Name, Trie)`
     /// returns for `name`: `name` itself if stored, else the most specific
     /// pattern by the rule in the [module documentation](self). `None` for
-    /// the empty name, for a name holding `*` or `?`, and where genuine trie
-    /// finds nothing or raises.
+    /// the empty name and where genuine trie finds nothing or raises (as it
+    /// does for almost every name holding `*` or `?`).
     ///
     /// Does not allocate.
     pub fn find_match(&self, name: &str) -> Option<(&str, &V)> {
@@ -339,7 +417,7 @@ impl<V> Trie<V> {
         Iter {
             pending: self.root.value.as_ref(),
             stack: vec![self.root.children.iter()],
-            remaining: self.len,
+            remaining: self.len(),
         }
     }
 
@@ -360,37 +438,49 @@ struct Search {
 impl Search {
     /// The whole search at `node`, `depth` bytes into the keys below it.
     fn node<'a, V>(&self, node: &'a Node<V>, name: &str, depth: usize) -> Found<'a, V> {
-        let mut chars = name.chars();
-        let Some(h) = chars.next() else {
-            return Ok(None);
-        };
-        if pattern::is_wildcard(h) {
-            return Err(Raise);
-        }
-        let rest = chars.as_str();
-        if let Some(child) = node.child(h) {
-            let below = depth + h.len_utf8();
-            let found = if let Some(leaf) = child.leaf() {
-                let tail = &leaf.key[below..];
-                let hit = if rest.is_empty() {
-                    tail.is_empty()
-                } else {
-                    pattern::match_suffix(tail, rest, self.checked)?
-                };
-                hit.then_some(leaf)
-            } else if rest.is_empty() {
-                child.value.as_ref()
-            } else {
-                self.node(child, rest, below)?
+        let (mut node, mut name, mut depth) = (node, name, depth);
+        loop {
+            let mut chars = name.chars();
+            let Some(h) = chars.next() else {
+                return Ok(None);
             };
-            if found.is_some() {
-                return Ok(found);
+            if pattern::is_wildcard(h) {
+                return Err(Raise);
             }
+            let rest = chars.as_str();
+            // Without wildcard branches here, nothing follows a failed
+            // literal step: descend without recursion.
+            let wild = node.has_wildcard_child();
+            if let Some(child) = node.child(h) {
+                let below = depth + h.len_utf8();
+                let found = if let Some(leaf) = child.leaf() {
+                    let tail = &leaf.key[below..];
+                    let hit = if rest.is_empty() {
+                        tail.is_empty()
+                    } else {
+                        pattern::match_suffix(tail, rest, self.checked)?
+                    };
+                    hit.then_some(leaf)
+                } else if rest.is_empty() {
+                    child.value.as_ref()
+                } else if !wild {
+                    (node, name, depth) = (child, rest, below);
+                    continue;
+                } else {
+                    self.node(child, rest, below)?
+                };
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            if !wild {
+                return Ok(None);
+            }
+            if let Some(found) = self.short(node, name, depth)? {
+                return Ok(Some(found));
+            }
+            return self.any(node, name, depth);
         }
-        if let Some(found) = self.short(node, name, depth)? {
-            return Ok(Some(found));
-        }
-        self.any(node, name, depth)
     }
 
     /// The `?` branch of `node` against `name` (not empty).
@@ -779,6 +869,45 @@ mod tests {
         assert!(t.is_empty() && t.root.children.is_empty());
     }
 
+    /// Long shared prefixes make long chains of branches: nothing may
+    /// recurse along them (checked on a small stack).
+    #[test]
+    fn deep_chains_do_not_recurse() {
+        let run = || {
+            let prefix = "a/".repeat(30_000);
+            let mut t = Trie::new();
+            for tail in ["1", "2", "*", ""] {
+                t.insert(&format!("{prefix}{tail}"), tail.len());
+            }
+            assert_eq!(
+                matched(&t, &format!("{prefix}1")).map(str::len),
+                Some(60_001)
+            );
+            assert_eq!(
+                matched(&t, &format!("{prefix}xy")).map(str::len),
+                Some(60_001)
+            );
+            assert_eq!(matched(&t, &prefix[..1000]), None);
+            assert_eq!(t.remove(&format!("{prefix}2")), Some(1));
+            assert_eq!(t.remove(&format!("{prefix}*")), Some(1));
+            assert_eq!(t.len(), 2);
+            assert_eq!(t.remove(&prefix), Some(0));
+            assert_eq!(t.root.children[0].1.children.len(), 0, "back to one leaf");
+            t.insert(&format!("{prefix}3"), 1);
+            let copy = t.clone();
+            drop(t);
+            assert_eq!(copy.len(), 2);
+            assert_eq!(copy.get(&format!("{prefix}3")), Some(&1));
+            drop(copy);
+        };
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(run)
+            .expect("spawn")
+            .join()
+            .expect("deep chains");
+    }
+
     // ---- property tests -------------------------------------------------
 
     /// Checks the shape invariants and returns the number of keys below.
@@ -806,6 +935,7 @@ mod tests {
         if !root && !node.children.is_empty() {
             assert!(count >= 2, "branch {prefix:?} holds {count} key");
         }
+        assert_eq!(node.count, count, "count of {prefix:?}");
         count
     }
 
@@ -914,8 +1044,7 @@ mod tests {
                 [k] => return Self::lone(k, depth, name).then_some(k),
                 _ => {}
             }
-            let mut chars = name.char_indices().skip(1);
-            for (i, c) in chars.by_ref() {
+            for (i, c) in name.char_indices().skip(1) {
                 let after = &name[i + c.len_utf8()..];
                 let next = below + c.len_utf8();
                 let found = match Self::branch(b, below, c) {
@@ -1074,6 +1203,9 @@ mod tests {
                 }
             }
             check_shape(&trie);
+            let copy = trie.clone();
+            check_shape(&copy);
+            prop_assert!(copy.iter().eq(trie.iter()));
             prop_assert_eq!(trie.len(), model.len());
             prop_assert!(trie.iter().eq(model.iter().map(|(k, v)| (k.as_str(), v))));
             let keys: Vec<String> = model.keys().cloned().collect();
@@ -1094,8 +1226,6 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
         #[test]
         fn lookup_agrees_with_model((keys, names) in lookup_case(ASCII)) {
             check_lookups(&keys, &names)?;
