@@ -4,24 +4,17 @@
 //! `{new, Node}` is a plain message. Group names are Erlang strings on the
 //! wire (STRING_EXT, LIST_EXT of code points, or `[]`) and `String`s here.
 
+use super::scope::Request;
 use crate::term::{self, atom, tuple, Pid, Term};
 
-/// A request between scopes (the payload of `{'$gen_cast', _}`), or the
-/// plain `{new, Node}` message.
+/// A message a scope process receives from another node: a cast request
+/// (the payload of `{'$gen_cast', _}`, the same [`Request`] the pure scope
+/// takes), or the plain `{new, Node}` message. `P` is the pid type the
+/// scope uses; it converts from and to the wire's [`Pid`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum WireMsg {
-    /// `{join, Name, Pid}`
-    Join(String, Pid),
-    /// `{join_counts, [{Name, Count}], Pid}`
-    JoinCounts(Vec<(String, usize)>, Pid),
-    /// `{leave, Name, Pid}`
-    Leave(String, Pid),
-    /// `{leave_counts, [{Name, Count}], Pid}`
-    LeaveCounts(Vec<(String, usize)>, Pid),
-    /// `{leave, Pid}`: every copy of `Pid` from every group.
-    LeaveAll(Pid),
-    /// `{exchange, Node, [{Name, History}]}`
-    Exchange(String, Vec<(String, Vec<Pid>)>),
+pub enum WireMsg<P = Pid> {
+    /// `{'$gen_cast', Request}`.
+    Cast(Request<P>),
     /// `{new, Node}` (not a cast).
     New(String),
 }
@@ -76,9 +69,9 @@ fn pid_of(t: &Term, whole: &Term) -> Result<Pid, WireError> {
         .ok_or_else(|| WireError::Unknown(short(whole)))
 }
 
-impl WireMsg {
+impl<P: std::convert::From<Pid>> WireMsg<P> {
     /// Decodes a message received by a scope process.
-    pub fn decode(msg: &Term) -> Result<WireMsg, WireError> {
+    pub fn decode(msg: &Term) -> Result<WireMsg<P>, WireError> {
         let unknown = || WireError::Unknown(short(msg));
         let t = term::as_tuple(msg).ok_or_else(unknown)?;
         match t {
@@ -88,47 +81,61 @@ impl WireMsg {
             [tag, req] if term::as_atom(tag) == Some("$gen_cast") => {
                 let r = term::as_tuple(req).ok_or_else(unknown)?;
                 let head = r.first().and_then(term::as_atom).ok_or_else(unknown)?;
-                match (head, &r[1..]) {
-                    ("join", [n, p]) => Ok(WireMsg::Join(name_of(n, msg)?, pid_of(p, msg)?)),
-                    ("join_counts", [c, p]) => {
-                        Ok(WireMsg::JoinCounts(counts(c, msg)?, pid_of(p, msg)?))
-                    }
-                    ("leave", [n, p]) => Ok(WireMsg::Leave(name_of(n, msg)?, pid_of(p, msg)?)),
-                    ("leave_counts", [c, p]) => {
-                        Ok(WireMsg::LeaveCounts(counts(c, msg)?, pid_of(p, msg)?))
-                    }
-                    ("leave", [p]) => Ok(WireMsg::LeaveAll(pid_of(p, msg)?)),
+                let pid = |t: &Term| pid_of(t, msg).map(P::from);
+                let request = match (head, &r[1..]) {
+                    ("join", [n, p]) => Request::Join {
+                        name: name_of(n, msg)?,
+                        pid: pid(p)?,
+                    },
+                    ("join_counts", [c, p]) => Request::JoinCounts {
+                        counts: counts(c, msg)?,
+                        pid: pid(p)?,
+                    },
+                    ("leave", [n, p]) => Request::Leave {
+                        name: name_of(n, msg)?,
+                        pid: pid(p)?,
+                    },
+                    ("leave_counts", [c, p]) => Request::LeaveCounts {
+                        counts: counts(c, msg)?,
+                        pid: pid(p)?,
+                    },
+                    ("leave", [p]) => Request::LeaveAll { pid: pid(p)? },
                     ("exchange", [node, groups]) => {
-                        let node = term::as_atom(node).ok_or_else(unknown)?.to_string();
+                        let from = term::as_atom(node).ok_or_else(unknown)?.to_string();
                         let gl = term::as_list(groups).ok_or_else(unknown)?;
                         let mut out = Vec::with_capacity(gl.len());
                         for g in gl {
-                            match term::as_tuple(g) {
-                                Some([n, h]) => {
-                                    let pids = term::as_list(h)
-                                        .ok_or_else(unknown)?
-                                        .iter()
-                                        .map(|p| pid_of(p, msg))
-                                        .collect::<Result<Vec<_>, _>>()?;
-                                    out.push((name_of(n, msg)?, pids));
-                                }
-                                _ => return Err(unknown()),
-                            }
+                            let [n, h] = term::as_tuple(g).ok_or_else(unknown)? else {
+                                return Err(unknown());
+                            };
+                            let pids = term::as_list(h)
+                                .ok_or_else(unknown)?
+                                .iter()
+                                .map(pid)
+                                .collect::<Result<Vec<_>, _>>()?;
+                            out.push((name_of(n, msg)?, pids));
                         }
-                        Ok(WireMsg::Exchange(node, out))
+                        Request::Exchange { from, groups: out }
                     }
-                    _ => Err(unknown()),
-                }
+                    _ => return Err(unknown()),
+                };
+                Ok(WireMsg::Cast(request))
             }
             _ => Err(unknown()),
         }
     }
+}
 
+impl<P: Clone + Into<Pid>> WireMsg<P> {
     /// Encodes the message as sent on the wire (casts wrapped in
     /// `{'$gen_cast', _}`).
     pub fn encode(&self) -> Term {
-        let cast = |r: Term| tuple(vec![atom("$gen_cast"), r]);
+        let request = match self {
+            WireMsg::New(node) => return tuple(vec![atom("new"), atom(node)]),
+            WireMsg::Cast(r) => r,
+        };
         let s = term::string_to_charlist;
+        let p = |p: &P| Term::Pid(p.clone().into());
         let counts = |c: &[(String, usize)]| {
             term::list(
                 c.iter()
@@ -136,37 +143,28 @@ impl WireMsg {
                     .collect(),
             )
         };
-        match self {
-            WireMsg::Join(n, p) => cast(tuple(vec![atom("join"), s(n), Term::Pid(p.clone())])),
-            WireMsg::JoinCounts(c, p) => cast(tuple(vec![
-                atom("join_counts"),
-                counts(c),
-                Term::Pid(p.clone()),
-            ])),
-            WireMsg::Leave(n, p) => cast(tuple(vec![atom("leave"), s(n), Term::Pid(p.clone())])),
-            WireMsg::LeaveCounts(c, p) => cast(tuple(vec![
-                atom("leave_counts"),
-                counts(c),
-                Term::Pid(p.clone()),
-            ])),
-            WireMsg::LeaveAll(p) => cast(tuple(vec![atom("leave"), Term::Pid(p.clone())])),
-            WireMsg::Exchange(node, groups) => cast(tuple(vec![
+        let body = match request {
+            Request::Join { name, pid } => tuple(vec![atom("join"), s(name), p(pid)]),
+            Request::JoinCounts { counts: c, pid } => {
+                tuple(vec![atom("join_counts"), counts(c), p(pid)])
+            }
+            Request::Leave { name, pid } => tuple(vec![atom("leave"), s(name), p(pid)]),
+            Request::LeaveCounts { counts: c, pid } => {
+                tuple(vec![atom("leave_counts"), counts(c), p(pid)])
+            }
+            Request::LeaveAll { pid } => tuple(vec![atom("leave"), p(pid)]),
+            Request::Exchange { from, groups } => tuple(vec![
                 atom("exchange"),
-                atom(node),
+                atom(from),
                 term::list(
                     groups
                         .iter()
-                        .map(|(n, h)| {
-                            tuple(vec![
-                                s(n),
-                                term::list(h.iter().map(|p| Term::Pid(p.clone())).collect()),
-                            ])
-                        })
+                        .map(|(n, h)| tuple(vec![s(n), term::list(h.iter().map(p).collect())]))
                         .collect(),
                 ),
-            ])),
-            WireMsg::New(node) => tuple(vec![atom("new"), atom(node)]),
-        }
+            ]),
+        };
+        tuple(vec![atom("$gen_cast"), body])
     }
 }
 
@@ -180,19 +178,32 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let msgs = vec![
-            WireMsg::Join("g1".into(), pid()),
-            WireMsg::JoinCounts(vec![("g1".into(), 2), ("组".into(), 1)], pid()),
-            WireMsg::Leave("g1".into(), pid()),
-            WireMsg::LeaveCounts(vec![("g1".into(), 1)], pid()),
-            WireMsg::LeaveAll(pid()),
-            WireMsg::Exchange(
-                "a@vm".into(),
-                vec![
+        let c = |r: Request<Pid>| WireMsg::Cast(r);
+        let msgs: Vec<WireMsg> = vec![
+            c(Request::Join {
+                name: "g1".into(),
+                pid: pid(),
+            }),
+            c(Request::JoinCounts {
+                counts: vec![("g1".into(), 2), ("组".into(), 1)],
+                pid: pid(),
+            }),
+            c(Request::Leave {
+                name: "g1".into(),
+                pid: pid(),
+            }),
+            c(Request::LeaveCounts {
+                counts: vec![("g1".into(), 1)],
+                pid: pid(),
+            }),
+            c(Request::LeaveAll { pid: pid() }),
+            c(Request::Exchange {
+                from: "a@vm".into(),
+                groups: vec![
                     ("pre".into(), vec![pid()]),
                     ("/x/*".into(), vec![pid(), pid()]),
                 ],
-            ),
+            }),
             WireMsg::New("a@vm".into()),
         ];
         for m in msgs {
@@ -206,7 +217,11 @@ mod tests {
     #[test]
     fn trace_shapes() {
         // {'$gen_cast',{join,"g1",<A.97.0>}} as in wire-trace-hidden.txt
-        let t = WireMsg::Join("g1".into(), pid()).encode();
+        let t = WireMsg::Cast(Request::Join {
+            name: "g1".into(),
+            pid: pid(),
+        })
+        .encode();
         assert_eq!(
             t.to_string().replace(' ', ""),
             tuple(vec![
@@ -244,7 +259,7 @@ mod tests {
             ]),
             tuple(vec![atom("new"), term::int(1)]),
         ] {
-            assert!(WireMsg::decode(&t).is_err(), "{t}");
+            assert!(WireMsg::<Pid>::decode(&t).is_err(), "{t}");
         }
     }
 }

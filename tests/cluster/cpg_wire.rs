@@ -3,12 +3,13 @@
 //! applied by it.
 
 use crate::support::{eval, genuine_cpg_args, show, ErlNode, World};
+use cpg_node::cpg::scope::Request;
 use cpg_node::cpg::wire::WireMsg;
 use cpg_node::process::{Dest, Signal};
 use cpg_node::term::Term;
 use std::time::Duration;
 
-async fn next_wire(p: &mut cpg_node::process::Process) -> WireMsg {
+async fn next_wire(p: &mut cpg_node::process::Process) -> WireMsg<cpg_node::Pid> {
     loop {
         match p.recv_timeout(Duration::from_secs(10)).await.unwrap() {
             Some(Signal::Message { msg, .. }) => {
@@ -43,8 +44,8 @@ async fn genuine_cpg_all_talks_to_a_hidden_scope() {
     r.connect(&e.name).await.unwrap();
     // node_type all: the BEAM scope sends its exchange to the new hidden node.
     match next_wire(&mut scope).await {
-        WireMsg::Exchange(node, groups) => {
-            assert_eq!(node, e.name);
+        WireMsg::Cast(Request::Exchange { from, groups }) => {
+            assert_eq!(from, e.name);
             assert_eq!(groups.len(), 1);
             assert_eq!(groups[0].0, "pre");
             assert_eq!(Term::Pid(groups[0].1[0].clone()), pre);
@@ -58,13 +59,19 @@ async fn genuine_cpg_all_talks_to_a_hidden_scope() {
         "ok = cpg:join(\"g1\", cpg_node_test_util:spawn_idle()).",
     )
     .await;
-    assert!(matches!(next_wire(&mut scope).await, WireMsg::Join(n, _) if n == "g1"));
+    assert!(
+        matches!(next_wire(&mut scope).await, WireMsg::Cast(Request::Join { name, .. }) if name == "g1")
+    );
     // Our join cast is applied by genuine cpg; Unicode names survive.
     let member = r.spawn_process();
     scope
         .send(
             Dest::Name("cpg_default_scope".into(), e.name.clone()),
-            WireMsg::Join("from_rust/ü".into(), member.pid().clone()).encode(),
+            WireMsg::Cast(Request::Join {
+                name: "from_rust/ü".into(),
+                pid: member.pid().clone(),
+            })
+            .encode(),
         )
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -102,8 +109,11 @@ async fn genuine_cpg_all_talks_to_a_hidden_scope() {
     scope
         .send(
             Dest::Name("cpg_default_scope".into(), e.name.clone()),
-            WireMsg::New(r.name().to_string()).encode(),
+            WireMsg::<cpg_node::Pid>::New(r.name().to_string()).encode(),
         )
         .unwrap();
-    assert!(matches!(next_wire(&mut scope).await, WireMsg::Exchange(..)));
+    assert!(matches!(
+        next_wire(&mut scope).await,
+        WireMsg::Cast(Request::Exchange { .. })
+    ));
 }
