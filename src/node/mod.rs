@@ -498,14 +498,7 @@ impl Inner {
             Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
             Err(e) => {
                 tracing::warn!(peer = %node, "connection failed: {e}");
-                let removed = {
-                    let mut peers = self.peers.lock();
-                    match peers.get(&node) {
-                        Some(p) if p.id == id => peers.remove(&node).is_some(),
-                        _ => false,
-                    }
-                };
-                if removed {
+                if self.remove_peer(&node, id) {
                     self.node_down(&node, id, &e.to_string());
                 }
             }
@@ -561,18 +554,22 @@ impl Inner {
         let _ = self.events.send(NodeEvent::Up(node.clone()));
         let router: Arc<dyn Router> = self.clone();
         let why = connection::drive(s, peer, rx, router, self.conn_config()).await;
-        let removed = {
-            let mut peers = self.peers.lock();
-            match peers.get(&node) {
-                Some(p) if p.id == id => peers.remove(&node).is_some(),
-                _ => false,
-            }
-        };
+        let removed = self.remove_peer(&node, id);
         if removed || matches!(why, ConnectionError::ClosedLocally) {
             tracing::info!(peer = %node, "nodedown: {why}");
         }
         if removed {
             self.node_down(&node, id, &why.to_string());
+        }
+    }
+
+    /// Removes the peer entry of connection `id` (not a newer one that
+    /// replaced it); whether it was there.
+    fn remove_peer(&self, node: &str, id: u64) -> bool {
+        let mut peers = self.peers.lock();
+        match peers.get(node) {
+            Some(p) if p.id == id => peers.remove(node).is_some(),
+            _ => false,
         }
     }
 

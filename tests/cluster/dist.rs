@@ -1,7 +1,7 @@
 //! The hidden node as real Erlang nodes see it.
 
 use crate::require_erl;
-use crate::support::{eval, eventually, is_atom, rpc, show, ErlNode, World};
+use crate::support::{eval, is_atom, recorded_eventually, rpc, show, ErlNode, World};
 use cpg_node::process::{Dest, Signal};
 use cpg_node::term::{self, atom, tuple, Term};
 use std::time::Duration;
@@ -143,17 +143,7 @@ async fn erl_monitors_rust_processes() {
     // Give the MONITOR_P time to arrive, then end the process with a reason.
     tokio::time::sleep(Duration::from_millis(200)).await;
     p.exit(atom("boom"));
-    let w_pid = watcher.clone();
-    let seen = eventually(5, || {
-        let r = r.clone();
-        let e = e.name.clone();
-        let w_pid = w_pid.clone();
-        async move {
-            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![w_pid]).await;
-            show(&got).contains("'DOWN'") && show(&got).contains("boom")
-        }
-    })
-    .await;
+    let seen = recorded_eventually(&r, &e.name, &watcher, &["'DOWN'", "boom"]).await;
     assert!(seen, "erl monitor did not get DOWN with reason boom");
     let code = format!(
         "R = erlang:monitor(process, {{no_such_name, '{}'}}), receive {{'DOWN', R, process, _, Why}} -> Why after 3000 -> timeout end.",
@@ -184,16 +174,7 @@ async fn monitor_nonexistent_rust_pid_is_noproc() {
         vec![Term::Pid(dead)],
     )
     .await;
-    let seen = eventually(5, || {
-        let r = r.clone();
-        let e = e.name.clone();
-        let w = watcher.clone();
-        async move {
-            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![w]).await;
-            show(&got).contains("noproc")
-        }
-    })
-    .await;
+    let seen = recorded_eventually(&r, &e.name, &watcher, &["noproc"]).await;
     assert!(seen, "no immediate noproc DOWN");
 }
 
@@ -253,16 +234,7 @@ async fn erl_links_to_rust_process() {
     .await;
     assert!(term::as_pid(&trapper).is_some(), "{trapper}");
     p.exit(atom("boom"));
-    let ok = eventually(5, || {
-        let r = r.clone();
-        let e = e.name.clone();
-        let t = trapper.clone();
-        async move {
-            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![t]).await;
-            show(&got).contains("'EXIT'") && show(&got).contains("boom")
-        }
-    })
-    .await;
+    let ok = recorded_eventually(&r, &e.name, &trapper, &["'EXIT'", "boom"]).await;
     assert!(ok, "linked erl process did not get EXIT boom");
     // Linking to a pid that does not exist: the trapper gets noproc.
     let mut gone = r.spawn_process().pid().clone();
@@ -275,16 +247,7 @@ async fn erl_links_to_rust_process() {
         vec![Term::Pid(gone)],
     )
     .await;
-    let ok = eventually(5, || {
-        let r = r.clone();
-        let e = e.name.clone();
-        let t = trapper.clone();
-        async move {
-            let got = rpc(&r, &e, "cpg_node_test_util", "recorded_pid", vec![t]).await;
-            show(&got).contains("noproc")
-        }
-    })
-    .await;
+    let ok = recorded_eventually(&r, &e.name, &trapper, &["noproc"]).await;
     assert!(ok, "link to a missing Rust pid did not give noproc");
 }
 
@@ -398,16 +361,7 @@ async fn rust_node_stop_fires_erl_monitors() {
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     r.shutdown().await;
-    let ok = eventually(5, || {
-        let ctl = ctl.clone();
-        let e = e.name.clone();
-        let w = watcher.clone();
-        async move {
-            let got = rpc(&ctl, &e, "cpg_node_test_util", "recorded_pid", vec![w]).await;
-            show(&got).contains("'DOWN'")
-        }
-    })
-    .await;
+    let ok = recorded_eventually(&ctl, &e.name, &watcher, &["'DOWN'"]).await;
     assert!(
         ok,
         "erl monitor on {{echo, Rust}} did not fire when the Rust node stopped"

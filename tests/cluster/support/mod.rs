@@ -281,3 +281,27 @@ pub fn genuine_cpg_args(node_type: &str) -> Option<Vec<String>> {
     );
     Some(v)
 }
+
+/// Polls (up to 5 s) what the erl recorder process `recorder` (see
+/// `cpg_node_test_util`) has received until its printed text contains every
+/// one of `needles`.
+pub async fn recorded_eventually(
+    node: &Node,
+    erl: &str,
+    recorder: &Term,
+    needles: &[&str],
+) -> bool {
+    eventually(5, || async {
+        let got = rpc(
+            node,
+            erl,
+            "cpg_node_test_util",
+            "recorded_pid",
+            vec![recorder.clone()],
+        )
+        .await;
+        let text = show(&got);
+        needles.iter().all(|n| text.contains(n))
+    })
+    .await
+}
