@@ -48,6 +48,10 @@ struct ProcEntry {
     /// Monitors others hold on this process: ref -> (watcher, how it was
     /// named: the pid or the registered name).
     monitors: HashMap<Reference, (Pid, PidOrAtom)>,
+    /// Monitors this process holds: ref -> the local target's id, or `None`
+    /// for a target on another node (then in `Inner::mons_out`). Lets exit
+    /// and demonitor find them without scanning every monitor on the node.
+    held: HashMap<Reference, Option<u32>>,
 }
 
 /// A monitor one of our processes holds on a process elsewhere.
@@ -430,6 +434,7 @@ impl Inner {
                 name: None,
                 links: HashSet::new(),
                 monitors: HashMap::new(),
+                held: HashMap::new(),
             },
         );
         Process::new(self.pid(id), self.arc(), rx)
@@ -619,6 +624,9 @@ impl Inner {
             });
         }
         for (to, s) in signals {
+            if let Signal::Down { mref, .. } = &s {
+                self.forget_held(&to, mref);
+            }
             self.deliver(&to, s);
         }
         let _ = self
@@ -631,6 +639,20 @@ impl Inner {
             PidOrAtom::Pid(p) if self.is_local(p) => Some(p.clone()),
             PidOrAtom::Pid(_) => None,
             PidOrAtom::Atom(a) => self.names.read().get(&a.name).cloned(),
+        }
+    }
+
+    /// `watcher` no longer holds monitor `mref`.
+    fn forget_held(&self, watcher: &Pid, mref: &Reference) {
+        if let Some(e) = self.procs.write().get_mut(&watcher.id) {
+            e.held.remove(mref);
+        }
+    }
+
+    /// `watcher` holds monitor `mref` on `target` (`None`: on another node).
+    fn hold(&self, watcher: &Pid, mref: &Reference, target: Option<u32>) {
+        if let Some(e) = self.procs.write().get_mut(&watcher.id) {
+            e.held.insert(mref.clone(), target);
         }
     }
 
@@ -776,12 +798,27 @@ impl Inner {
 
     fn monitor_fired(&self, peer: &str, from: PidOrAtom, to: Pid, mref: Reference, reason: Term) {
         let m = self.mons_out.lock().remove(&mref);
+        self.forget_held(&to, &mref);
         let item = match (m, from) {
             (Some(m), _) => m.item,
             (None, PidOrAtom::Pid(p)) => Term::Pid(p),
             (None, PidOrAtom::Atom(a)) => tuple(vec![Term::Atom(a), atom(peer)]),
         };
         self.deliver(&to, Signal::Down { mref, item, reason });
+    }
+
+    /// Drops a monitor held on a process of another node and tells that
+    /// node (DEMONITOR_P).
+    fn demonitor_remote(&self, from: &Pid, mref: &Reference) {
+        let Some(m) = self.mons_out.lock().remove(mref) else {
+            return;
+        };
+        if let Some(target) = monitor_target(&m.item) {
+            let _ = self.send_to_node(
+                &m.node,
+                Message::demonitor_p(from.clone(), target, mref.clone()),
+            );
+        }
     }
 
     fn make_ref_inner(&self) -> Reference {
@@ -869,7 +906,13 @@ impl Kernel for Inner {
         };
         if node == self.name {
             let ok = match self.local_target(&target) {
-                Some(t) => self.add_monitor(&t, mref.clone(), from.clone(), target),
+                Some(t) => {
+                    let added = self.add_monitor(&t, mref.clone(), from.clone(), target);
+                    if added {
+                        self.hold(from, &mref, Some(t.id));
+                    }
+                    added
+                }
                 None => false,
             };
             if !ok {
@@ -892,6 +935,7 @@ impl Kernel for Inner {
                 item: item.clone(),
             },
         );
+        self.hold(from, &mref, None);
         if self
             .send_to_node(
                 &node,
@@ -900,6 +944,7 @@ impl Kernel for Inner {
             .is_err()
         {
             self.mons_out.lock().remove(&mref);
+            self.forget_held(from, &mref);
             self.deliver(
                 from,
                 Signal::Down {
@@ -913,20 +958,18 @@ impl Kernel for Inner {
     }
 
     fn demonitor(&self, from: &Pid, mref: &Reference) {
-        if let Some(m) = self.mons_out.lock().remove(mref) {
-            let Some(target) = monitor_target(&m.item) else {
-                return;
-            };
-            let _ = self.send_to_node(
-                &m.node,
-                Message::demonitor_p(from.clone(), target, mref.clone()),
-            );
-            return;
-        }
-        for e in self.procs.write().values_mut() {
-            if e.monitors.remove(mref).is_some() {
-                return;
+        let held = match self.procs.write().get_mut(&from.id) {
+            Some(e) => e.held.remove(mref),
+            None => None,
+        };
+        match held {
+            Some(Some(target)) => {
+                if let Some(e) = self.procs.write().get_mut(&target) {
+                    e.monitors.remove(mref);
+                }
             }
+            Some(None) => self.demonitor_remote(from, mref),
+            None => {}
         }
     }
 
@@ -1019,6 +1062,7 @@ impl Kernel for Inner {
         }
         for (mref, (watcher, how)) in e.monitors {
             if self.is_local(&watcher) {
+                self.forget_held(&watcher, &mref);
                 let item = match &how {
                     PidOrAtom::Pid(p) => Term::Pid(p.clone()),
                     PidOrAtom::Atom(a) => tuple(vec![Term::Atom(a.clone()), atom(&self.name)]),
@@ -1039,26 +1083,70 @@ impl Kernel for Inner {
             }
         }
         // Monitors this process held on others are no longer wanted.
-        let mine: Vec<(Reference, MonOut)> = {
-            let mut mons = self.mons_out.lock();
-            let refs: Vec<Reference> = mons
-                .iter()
-                .filter(|(_, m)| m.watcher == *pid)
-                .map(|(r, _)| r.clone())
-                .collect();
-            refs.into_iter()
-                .filter_map(|r| mons.remove(&r).map(|m| (r, m)))
-                .collect()
-        };
-        for (mref, m) in mine {
-            let Some(target) = monitor_target(&m.item) else {
-                continue;
-            };
-            let _ = self.send_to_node(&m.node, Message::demonitor_p(pid.clone(), target, mref));
+        for (mref, target) in e.held {
+            match target {
+                Some(t) => {
+                    if let Some(te) = self.procs.write().get_mut(&t) {
+                        te.monitors.remove(&mref);
+                    }
+                }
+                None => self.demonitor_remote(pid, &mref),
+            }
         }
     }
 
     fn node_name(&self) -> &str {
         &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cookie;
+    use std::time::Duration;
+
+    async fn node() -> (Node, EpmdServer) {
+        let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+        let mut c = NodeConfig::new(NodeName::parse("unit@localhost").unwrap(), Cookie::new("c"));
+        c.epmd_port = epmd.port;
+        c.embedded_epmd = false;
+        (Node::start(c).await.unwrap(), epmd)
+    }
+
+    #[tokio::test]
+    async fn local_monitors_fire_once_and_demonitor_forgets() {
+        let (n, _epmd) = node().await;
+        let mut a = n.spawn_process();
+        let b = n.spawn_process();
+        let m1 = a.monitor(b.pid().clone());
+        a.demonitor(&m1);
+        let m2 = a.monitor(b.pid().clone());
+        let bpid = b.pid().clone();
+        b.exit(atom("bye"));
+        match a.recv_timeout(Duration::from_secs(1)).await.unwrap() {
+            Some(Signal::Down { mref, item, reason }) => {
+                assert_eq!(mref, m2);
+                assert_eq!(item, Term::Pid(bpid.clone()));
+                assert_eq!(reason, atom("bye"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            a.recv_timeout(Duration::from_millis(50)).await.unwrap(),
+            None
+        );
+        // A monitor on a dead pid: noproc at once.
+        let m3 = a.monitor(bpid);
+        assert!(matches!(
+            a.recv_timeout(Duration::from_secs(1)).await.unwrap(),
+            Some(Signal::Down { mref, reason, .. }) if mref == m3 && reason == atom("noproc")
+        ));
+        // The watcher's exit drops the monitors it held on live processes.
+        let c = n.spawn_process();
+        let _ = a.monitor(c.pid().clone());
+        drop(a);
+        assert!(n.inner.procs.read()[&c.pid().id].monitors.is_empty());
+        n.shutdown().await;
     }
 }
