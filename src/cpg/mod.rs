@@ -7,9 +7,15 @@
 //! | `#cpg_data{}` and its updates         | [`group`] (no quadratic path)|
 //! | `cpg.erl` scope state and merge rules | [`scope`] (pure, no IO)      |
 //! | scope messages on the wire            | [`wire`]                     |
+//! | the scope gen_server on a node        | [`server`] ([`CpgScope`])    |
 
 pub mod group;
 pub mod pattern;
 pub mod scope;
+pub mod server;
 pub mod trie;
 pub mod wire;
+
+pub use server::{
+    BeamNodeType, CpgError, CpgScope, GroupEvent, MemberPid, ScopeOptions, DEFAULT_SCOPE,
+};

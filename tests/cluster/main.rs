@@ -6,5 +6,6 @@
 
 mod support;
 
+mod cpg_interop;
 mod cpg_wire;
 mod dist;

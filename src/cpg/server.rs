@@ -1,0 +1,553 @@
+//! The scope process: puts a pure [`Scope`] on a [`Node`].
+//!
+//! One Rust process per scope, registered under the scope atom, speaks the
+//! cpg protocol with the BEAM scopes: it decodes their casts and `{new,
+//! Node}`, follows nodeup/nodedown, monitors every member it stores, and
+//! carries out the effects the pure scope returns (monitors, casts,
+//! notifications). Local writes go through the scope task (as cpg's
+//! gen_server calls do); reads take a read lock on the shared state and
+//! never go through the task.
+//!
+//! Two cluster modes ([`BeamNodeType`]):
+//! - `All`: BEAM cpg runs with `node_type = all`: the Rust node is a full
+//!   peer; state moves by exchanges on connection and casts afterwards.
+//! - `Visible` (cpg's default): BEAM scopes ignore a hidden node's exchange
+//!   and do not cast their joins to it, but apply its join/leave casts and
+//!   answer `{new, Node}`. The Rust node then publishes its own members with
+//!   `join_counts` casts when a node connects, and polls every BEAM scope
+//!   with `{new, node()}`; members of the answering node that its exchange
+//!   no longer lists are removed (cpg's merge alone never removes them).
+
+use super::scope::{Effect, PidInfo, ReadError, Reason, Request, Scope, WriteError};
+use super::wire::WireMsg;
+use crate::node::{Node, NodeEvent};
+use crate::process::{Dest, Process, SendError, Signal};
+use crate::term::{Pid, Reference, Term};
+use parking_lot::RwLock;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// A member pid with Erlang's term order for pids (serial, number, node,
+/// creation; checked on OTP 25), which the merge rules visit pids in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemberPid(pub Pid);
+
+impl Ord for MemberPid {
+    fn cmp(&self, o: &Self) -> Ordering {
+        let (a, b) = (&self.0, &o.0);
+        (a.serial, a.id, &a.node.name, a.creation).cmp(&(b.serial, b.id, &b.node.name, b.creation))
+    }
+}
+
+impl PartialOrd for MemberPid {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl PidInfo for MemberPid {
+    fn node(&self) -> &str {
+        &self.0.node.name
+    }
+}
+
+impl From<Pid> for MemberPid {
+    fn from(p: Pid) -> Self {
+        MemberPid(p)
+    }
+}
+
+impl From<MemberPid> for Pid {
+    fn from(p: MemberPid) -> Self {
+        p.0
+    }
+}
+
+/// How the BEAM side of the cluster runs cpg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeamNodeType {
+    /// `node_type = all`: hidden nodes are full peers.
+    All,
+    /// `node_type = visible` (cpg's default): see the module doc.
+    Visible,
+}
+
+/// Settings of one scope.
+#[derive(Debug, Clone)]
+pub struct ScopeOptions {
+    /// The scope atom (`cpg_default_scope` by default).
+    pub name: String,
+    /// The BEAM side's `node_type`.
+    pub beam_node_type: BeamNodeType,
+    /// How often to ask every BEAM scope for its state in `Visible` mode.
+    pub poll_interval: Duration,
+}
+
+impl ScopeOptions {
+    /// Options for scope `name`, full-peer mode, polling every 5 s if
+    /// switched to `Visible`.
+    pub fn new(name: &str) -> Self {
+        ScopeOptions {
+            name: name.to_string(),
+            beam_node_type: BeamNodeType::All,
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The default scope's name.
+pub const DEFAULT_SCOPE: &str = "cpg_default_scope";
+
+/// A join or leave, as cpg's callbacks see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupEvent {
+    /// Exact group name.
+    pub group: String,
+    /// The member.
+    pub pid: Pid,
+    /// `join_local`, `join_remote`, `leave_local`, `leave_remote` or an exit.
+    pub reason: Reason,
+}
+
+/// Why a scope operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CpgError {
+    /// The write was refused (as cpg answers `error`).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The scope process is gone.
+    #[error("the scope process has stopped")]
+    Stopped,
+    /// Could not register the scope name.
+    #[error(transparent)]
+    Register(#[from] SendError),
+}
+
+enum Command {
+    Join(
+        Vec<(String, usize)>,
+        Pid,
+        oneshot::Sender<Result<(), WriteError>>,
+    ),
+    Leave(
+        Vec<(String, usize)>,
+        Pid,
+        oneshot::Sender<Result<(), WriteError>>,
+    ),
+    LeaveAll(Pid, oneshot::Sender<Result<(), WriteError>>),
+    Refresh(oneshot::Sender<()>),
+}
+
+/// A running scope. Clone it freely; reads never wait for the scope task.
+#[derive(Clone)]
+pub struct CpgScope {
+    name: String,
+    state: Arc<RwLock<Scope<MemberPid>>>,
+    cmd: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<GroupEvent>,
+}
+
+impl std::fmt::Debug for CpgScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpgScope({})", self.name)
+    }
+}
+
+impl CpgScope {
+    /// Starts the scope process on `node`, registered under the scope name.
+    /// It sends `{new, node()}` to every node already connected.
+    pub fn start(node: &Node, opts: ScopeOptions) -> Result<CpgScope, CpgError> {
+        let proc = node.spawn_registered(&opts.name)?;
+        let state = Arc::new(RwLock::new(Scope::new(node.name())));
+        let (cmd, cmd_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(4096);
+        let handle = CpgScope {
+            name: opts.name.clone(),
+            state: state.clone(),
+            cmd,
+            events: events.clone(),
+        };
+        let task = ScopeTask {
+            node: node.clone(),
+            opts,
+            proc,
+            state,
+            events,
+            monitors: HashMap::new(),
+            polled: HashMap::new(),
+        };
+        tokio::spawn(task.run(cmd_rx, node.subscribe()));
+        Ok(handle)
+    }
+
+    /// The scope's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Join/leave events of every group (cpg's callbacks, as a stream).
+    pub fn subscribe(&self) -> broadcast::Receiver<GroupEvent> {
+        self.events.subscribe()
+    }
+
+    async fn call(
+        &self,
+        f: impl FnOnce(oneshot::Sender<Result<(), WriteError>>) -> Command,
+    ) -> Result<(), CpgError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(f(tx)).map_err(|_| CpgError::Stopped)?;
+        Ok(rx.await.map_err(|_| CpgError::Stopped)??)
+    }
+
+    /// `cpg:join(Scope, Name, Pid)` for a pid of this node.
+    pub async fn join(&self, name: &str, pid: &Pid) -> Result<(), CpgError> {
+        self.join_counts(&[(name.to_string(), 1)], pid).await
+    }
+
+    /// `cpg:join_counts(Scope, [{Name, Count}], Pid)`.
+    pub async fn join_counts(&self, counts: &[(String, usize)], pid: &Pid) -> Result<(), CpgError> {
+        let (c, p) = (counts.to_vec(), pid.clone());
+        self.call(|tx| Command::Join(c, p, tx)).await
+    }
+
+    /// `cpg:leave(Scope, Name, Pid)`: one copy.
+    pub async fn leave(&self, name: &str, pid: &Pid) -> Result<(), CpgError> {
+        self.leave_counts(&[(name.to_string(), 1)], pid).await
+    }
+
+    /// `cpg:leave_counts(Scope, [{Name, Count}], Pid)`.
+    pub async fn leave_counts(
+        &self,
+        counts: &[(String, usize)],
+        pid: &Pid,
+    ) -> Result<(), CpgError> {
+        let (c, p) = (counts.to_vec(), pid.clone());
+        self.call(|tx| Command::Leave(c, p, tx)).await
+    }
+
+    /// `cpg:leave(Scope, Pid)`: every copy from every group.
+    pub async fn leave_all(&self, pid: &Pid) -> Result<(), CpgError> {
+        let p = pid.clone();
+        self.call(|tx| Command::LeaveAll(p, tx)).await
+    }
+
+    /// Asks every connected node's scope for its state (`{new, node()}`)
+    /// now; returns once the requests are sent.
+    pub async fn refresh(&self) -> Result<(), CpgError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Refresh(tx))
+            .map_err(|_| CpgError::Stopped)?;
+        rx.await.map_err(|_| CpgError::Stopped)
+    }
+
+    /// Runs `f` on the current state under a read lock (the whole read API
+    /// of [`Scope`]: `get_members`, `get_closest_pid`, `which_groups`, ...).
+    pub fn read<T>(&self, f: impl FnOnce(&Scope<MemberPid>) -> T) -> T {
+        f(&self.state.read())
+    }
+
+    /// `cpg:get_members(Scope, Name)`: (matched key, pids newest first).
+    pub fn get_members(&self, name: &str) -> Result<(String, Vec<Pid>), ReadError> {
+        self.read(|s| {
+            s.get_members(name, None)
+                .map(|(k, v)| (k.to_string(), v.into_iter().map(Pid::from).collect()))
+        })
+    }
+
+    /// `cpg:get_closest_pid(Scope, Name)`: a random local member, else a
+    /// random remote one.
+    pub fn get_closest_pid(&self, name: &str) -> Result<(String, Pid), ReadError> {
+        self.read(|s| {
+            s.get_closest_pid(name, None, &mut |n| rand::random_range(0..n.max(1)))
+                .map(|(k, p)| (k.to_string(), p.0))
+        })
+    }
+
+    /// `cpg:which_groups(Scope)`.
+    pub fn which_groups(&self) -> Vec<String> {
+        self.read(|s| s.which_groups())
+    }
+}
+
+struct ScopeTask {
+    node: Node,
+    opts: ScopeOptions,
+    proc: Process,
+    state: Arc<RwLock<Scope<MemberPid>>>,
+    events: broadcast::Sender<GroupEvent>,
+    monitors: HashMap<Pid, Reference>,
+    /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
+    polled: HashMap<String, ()>,
+}
+
+fn reason_text(t: &Term) -> String {
+    match t {
+        Term::Atom(a) => a.name.clone(),
+        t => t.to_string(),
+    }
+}
+
+impl ScopeTask {
+    async fn run(
+        mut self,
+        mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+        mut node_events: broadcast::Receiver<NodeEvent>,
+    ) {
+        for peer in self.node.peers() {
+            self.peer_up(&peer);
+        }
+        let mut poll = tokio::time::interval(self.opts.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                c = cmd_rx.recv() => match c {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                s = self.proc.recv() => match s {
+                    Ok(s) => self.signal(s),
+                    Err(reason) => {
+                        tracing::error!(scope = %self.opts.name, "scope process killed: {reason}");
+                        break;
+                    }
+                },
+                e = node_events.recv() => match e {
+                    Ok(NodeEvent::Up(n)) => self.peer_up(&n),
+                    Ok(NodeEvent::Down(n, _)) => {
+                        let effects = self.state.write().node_down(&n);
+                        self.polled.remove(&n);
+                        self.execute(effects);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(k)) => {
+                        tracing::warn!(scope = %self.opts.name, "missed {k} node events; resynchronising");
+                        self.resync_peers();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = poll.tick(), if self.opts.beam_node_type == BeamNodeType::Visible => self.ask_all(),
+            }
+        }
+    }
+
+    fn peer_up(&mut self, peer: &str) {
+        let effects = self.state.write().node_up(peer, true);
+        self.execute(effects);
+        // Ask for its state: genuine cpg answers `{new, Node}` whatever our
+        // node type (a BEAM scope at `all` also sends its exchange itself).
+        self.send_new(peer);
+        if self.opts.beam_node_type == BeamNodeType::Visible {
+            self.publish_to(peer);
+        }
+    }
+
+    fn resync_peers(&mut self) {
+        let peers = self.node.peers();
+        let known: Vec<String> = self
+            .state
+            .read()
+            .connected_nodes()
+            .map(String::from)
+            .collect();
+        for n in known.iter().filter(|n| !peers.contains(n)) {
+            let effects = self.state.write().node_down(n);
+            self.execute(effects);
+        }
+        for p in peers.iter().filter(|p| !known.contains(p)) {
+            self.peer_up(p);
+        }
+    }
+
+    /// Visible mode: the BEAM scope ignores our exchange, so announce each
+    /// local member with one `join_counts` cast.
+    fn publish_to(&mut self, peer: &str) {
+        let casts: Vec<Request<MemberPid>> = {
+            let s = self.state.read();
+            let locals: Vec<MemberPid> = s
+                .monitored_pids()
+                .filter(|p| s.is_local(p))
+                .cloned()
+                .collect();
+            locals
+                .into_iter()
+                .map(|pid| Request::JoinCounts {
+                    counts: s.which_groups_counts(&pid),
+                    pid,
+                })
+                .collect()
+        };
+        for request in casts {
+            self.cast(peer, request);
+        }
+    }
+
+    fn send_new(&mut self, peer: &str) {
+        let msg = WireMsg::<MemberPid>::New(self.node.name().to_string()).encode();
+        if self.opts.beam_node_type == BeamNodeType::Visible {
+            self.polled.insert(peer.to_string(), ());
+        }
+        let _ = self
+            .proc
+            .send(Dest::Name(self.opts.name.clone(), peer.to_string()), msg);
+    }
+
+    fn ask_all(&mut self) {
+        for p in self.node.peers() {
+            self.send_new(&p);
+        }
+    }
+
+    fn cast(&self, node: &str, request: Request<MemberPid>) {
+        let msg = WireMsg::Cast(request).encode();
+        if let Err(e) = self
+            .proc
+            .send(Dest::Name(self.opts.name.clone(), node.to_string()), msg)
+        {
+            tracing::debug!(scope = %self.opts.name, "cast to {node} failed: {e}");
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        let (result, reply) = {
+            let mut s = self.state.write();
+            match c {
+                Command::Join(counts, pid, reply) => {
+                    (s.join_counts(&counts, MemberPid(pid)), reply)
+                }
+                Command::Leave(counts, pid, reply) => {
+                    (s.leave_counts(&counts, &MemberPid(pid)), reply)
+                }
+                Command::LeaveAll(pid, reply) => (s.leave_all(&MemberPid(pid)), reply),
+                Command::Refresh(done) => {
+                    drop(s);
+                    self.ask_all();
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        };
+        match result {
+            Ok(effects) => {
+                self.execute(effects);
+                let _ = reply.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    fn signal(&mut self, s: Signal) {
+        match s {
+            Signal::Message { from, msg } => match WireMsg::<MemberPid>::decode(&msg) {
+                Ok(WireMsg::New(node)) => {
+                    let effects = self.state.read().new_node(&node);
+                    self.execute(effects);
+                }
+                Ok(WireMsg::Cast(Request::Exchange {
+                    from: origin,
+                    groups,
+                })) => {
+                    if self.opts.beam_node_type == BeamNodeType::Visible
+                        && self.polled.remove(&origin).is_some()
+                    {
+                        self.drop_unlisted(&origin, &groups);
+                    }
+                    let effects = self.state.write().exchange(&origin, groups);
+                    self.execute(effects);
+                }
+                Ok(WireMsg::Cast(request)) => {
+                    let origin = from
+                        .map(|p| p.node.name)
+                        .or_else(|| request.pid().map(|p| p.0.node.name.clone()))
+                        .unwrap_or_default();
+                    let effects = self.state.write().remote_request(&origin, request);
+                    self.execute(effects);
+                }
+                Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
+            },
+            Signal::Down {
+                item: Term::Pid(pid),
+                reason,
+                mref,
+            } => {
+                if self.monitors.get(&pid) == Some(&mref) {
+                    self.monitors.remove(&pid);
+                    let effects = self
+                        .state
+                        .write()
+                        .member_down(&MemberPid(pid), &reason_text(&reason));
+                    self.execute(effects);
+                }
+            }
+            Signal::Down { .. } => {}
+            Signal::Exit { from, reason, .. } => {
+                tracing::debug!(scope = %self.opts.name, "exit signal from {from}: {reason} (trapped)");
+            }
+        }
+    }
+
+    /// Visible mode: a polled exchange is `origin`'s whole local view; its
+    /// members we hold that it no longer lists have left.
+    fn drop_unlisted(&mut self, origin: &str, groups: &[(String, Vec<MemberPid>)]) {
+        let mut listed: HashMap<(&str, &MemberPid), usize> = HashMap::new();
+        for (name, pids) in groups {
+            for p in pids.iter().filter(|p| p.node() == origin) {
+                *listed.entry((name.as_str(), p)).or_default() += 1;
+            }
+        }
+        let stale: Vec<(String, MemberPid, usize)> = {
+            let s = self.state.read();
+            let mut v = Vec::new();
+            for name in s.which_groups() {
+                let Some(g) = s.group(&name) else { continue };
+                for p in g.pids().filter(|p| p.node() == origin) {
+                    let have = g.count_of(p);
+                    let want = listed.get(&(name.as_str(), p)).copied().unwrap_or(0);
+                    if want < have {
+                        v.push((name.clone(), p.clone(), have - want));
+                    }
+                }
+            }
+            v
+        };
+        for (name, pid, n) in stale {
+            let effects = self.state.write().remote_request(
+                origin,
+                Request::LeaveCounts {
+                    counts: vec![(name, n)],
+                    pid,
+                },
+            );
+            self.execute(effects);
+        }
+    }
+
+    fn execute(&mut self, effects: Vec<Effect<MemberPid>>) {
+        for e in effects {
+            match e {
+                Effect::Monitor(p) => {
+                    let mref = self.proc.monitor(p.0.clone());
+                    self.monitors.insert(p.0, mref);
+                }
+                Effect::Demonitor(p) => {
+                    if let Some(mref) = self.monitors.remove(&p.0) {
+                        self.proc.demonitor(&mref);
+                    }
+                }
+                Effect::Cast { node, request } => self.cast(&node, request),
+                Effect::Notify { name, pid, reason } => {
+                    let _ = self.events.send(GroupEvent {
+                        group: name,
+                        pid: pid.0,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+}

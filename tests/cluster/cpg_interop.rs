@@ -1,0 +1,265 @@
+//! The Rust cpg scope against genuine cpg on real BEAM nodes (needs
+//! CPG_EBIN): both directions, patterns, counts, exits, via, node stop, and
+//! both of BEAM's node types.
+
+use crate::support::{eval, eventually, genuine_cpg_args, show, ErlNode, World};
+use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::term::{self, Term};
+use cpg_node::Node;
+use std::time::Duration;
+
+async fn genuine(w: &World, node_type: &str) -> Option<ErlNode> {
+    let args = genuine_cpg_args(node_type)?;
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    Some(ErlNode::start(&crate::support::unique("g"), &w.cookie, w.epmd.port, &args).await)
+}
+
+/// `cpg:get_members(Name)` on the BEAM node, as a list of pid terms (empty
+/// for `no_such_group`).
+async fn beam_members(ctl: &Node, erl: &str, name: &str) -> Vec<Term> {
+    let got = eval(ctl, erl, &format!("cpg:get_members({name:?}).")).await;
+    match term::as_tuple(&got) {
+        Some([_, _, Term::List(l)]) => l.elements.clone(),
+        _ => vec![],
+    }
+}
+
+fn ours(scope: &CpgScope, name: &str) -> Vec<Term> {
+    scope
+        .get_members(name)
+        .map(|(_, v)| v.into_iter().map(Term::Pid).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn full_peer_with_node_type_all() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let Some(g) = genuine(&w, "all").await else {
+        return;
+    };
+    let ctl = w.rust_node("ctl").await;
+    eval(
+        &ctl,
+        &g.name,
+        "cpg_node_test_util:wait_for(cpg_default_scope).",
+    )
+    .await;
+    let p1 = eval(
+        &ctl,
+        &g.name,
+        "P = cpg_node_test_util:spawn_idle(), ok = cpg:join(\"pre\", P), P.",
+    )
+    .await;
+
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    r.connect(&g.name).await.unwrap();
+    // BEAM's pre-existing member reaches the Rust view.
+    assert!(eventually(5, || async { ours(&scope, "pre") == vec![p1.clone()] }).await);
+
+    // A Rust pattern member is found by BEAM's get_closest_pid.
+    let m = r.spawn_process();
+    scope.join("a/*", m.pid()).await.unwrap();
+    let ok = eventually(5, || async {
+        let got = eval(&ctl, &g.name, "cpg:get_closest_pid(\"a/x\").").await;
+        match term::as_tuple(&got) {
+            Some([_, key, pid]) => {
+                term::charlist_to_string(key).as_deref() == Ok("a/*")
+                    && *pid == Term::Pid(m.pid().clone())
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let got = eval(&ctl, &g.name, "cpg:get_closest_pid(\"a/x\").").await;
+    assert!(ok, "BEAM did not find the Rust member of \"a/*\": {got}");
+
+    // A group joined from both sides, with counts: same pids, same order.
+    eval(
+        &ctl,
+        &g.name,
+        "ok = cpg:join(\"both\", cpg_node_test_util:spawn_idle()).",
+    )
+    .await;
+    scope
+        .join_counts(&[("both".into(), 2)], m.pid())
+        .await
+        .unwrap();
+    eval(
+        &ctl,
+        &g.name,
+        "ok = cpg:join(\"both\", cpg_node_test_util:spawn_idle()).",
+    )
+    .await;
+    let same = eventually(5, || async {
+        let b = beam_members(&ctl, &g.name, "both").await;
+        b.len() == 4 && b == ours(&scope, "both")
+    })
+    .await;
+    assert!(
+        same,
+        "members differ: beam {:?} rust {:?}",
+        beam_members(&ctl, &g.name, "both").await,
+        ours(&scope, "both")
+    );
+    scope.leave("both", m.pid()).await.unwrap();
+    assert!(
+        eventually(5, || async {
+            let b = beam_members(&ctl, &g.name, "both").await;
+            b.len() == 3 && b == ours(&scope, "both")
+        })
+        .await
+    );
+
+    // A BEAM leave and a BEAM member's death reach us.
+    eval(
+        &ctl,
+        &g.name,
+        "[P | _] = element(3, cpg:get_members(\"pre\")), ok = cpg:leave(\"pre\", P).",
+    )
+    .await;
+    assert!(eventually(5, || async { scope.get_members("pre").is_err() }).await);
+
+    // The Rust member exits: gone from BEAM cpg within a second.
+    let t0 = std::time::Instant::now();
+    drop(m);
+    assert!(
+        eventually(5, || async {
+            beam_members(&ctl, &g.name, "a/*").await.is_empty()
+        })
+        .await
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn via_and_rust_node_stop() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let Some(g) = genuine(&w, "all").await else {
+        return;
+    };
+    let ctl = w.rust_node("ctl").await;
+    eval(
+        &ctl,
+        &g.name,
+        "cpg_node_test_util:wait_for(cpg_default_scope).",
+    )
+    .await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let mut svc = r.spawn_process();
+    scope.join("svc", svc.pid()).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok(cpg_node::process::Signal::Message { msg, .. }) = svc.recv().await {
+            if let Some((from, req)) = cpg_node::process::parse_call(&msg) {
+                let _ = svc.reply(&from, req.clone());
+            }
+        }
+    });
+    r.connect(&g.name).await.unwrap();
+    assert!(
+        eventually(5, || async {
+            !beam_members(&ctl, &g.name, "svc").await.is_empty()
+        })
+        .await
+    );
+    // cpg's via with {global, Name} (oldest member anywhere) reaches Rust; a
+    // bare name only looks at members local to the BEAM node.
+    let got = eval(
+        &ctl,
+        &g.name,
+        "gen_server:call({via, cpg, {global, \"svc\"}}, hi).",
+    )
+    .await;
+    assert!(crate::support::is_atom(&got, "hi"), "{got}");
+    let got = eval(
+        &ctl,
+        &g.name,
+        "{ok, _, P} = cpg:get_closest_pid(\"svc\"), gen_server:call(P, hello).",
+    )
+    .await;
+    assert!(crate::support::is_atom(&got, "hello"), "{got}");
+    // The Rust node stops: its members vanish from BEAM cpg within a second.
+    let t0 = std::time::Instant::now();
+    r.shutdown().await;
+    assert!(
+        eventually(5, || async {
+            beam_members(&ctl, &g.name, "svc").await.is_empty()
+        })
+        .await
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn beam_left_at_visible() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let Some(g) = genuine(&w, "visible").await else {
+        return;
+    };
+    let ctl = w.rust_node("ctl").await;
+    eval(
+        &ctl,
+        &g.name,
+        "cpg_node_test_util:wait_for(cpg_default_scope).",
+    )
+    .await;
+    let p1 = eval(
+        &ctl,
+        &g.name,
+        "P = cpg_node_test_util:spawn_idle(), ok = cpg:join(\"pre\", P), P.",
+    )
+    .await;
+    let r = w.rust_node("r").await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.beam_node_type = BeamNodeType::Visible;
+    opts.poll_interval = Duration::from_millis(200);
+    let scope = CpgScope::start(&r, opts).unwrap();
+    // Joined before connecting: published with join_counts on connect.
+    let m = r.spawn_process();
+    scope
+        .join_counts(&[("from_rust".into(), 2)], m.pid())
+        .await
+        .unwrap();
+    r.connect(&g.name).await.unwrap();
+    assert!(eventually(5, || async { ours(&scope, "pre") == vec![p1.clone()] }).await);
+    assert!(
+        eventually(5, || async {
+            beam_members(&ctl, &g.name, "from_rust").await == ours(&scope, "from_rust")
+        })
+        .await
+    );
+    assert_eq!(ours(&scope, "from_rust").len(), 2);
+    // BEAM joins and leaves reach us by polling.
+    let p2 = eval(
+        &ctl,
+        &g.name,
+        "P = cpg_node_test_util:spawn_idle(), ok = cpg:join(\"later\", P), P.",
+    )
+    .await;
+    assert!(eventually(5, || async { ours(&scope, "later") == vec![p2.clone()] }).await);
+    eval(
+        &ctl,
+        &g.name,
+        &format!(
+            "ok = cpg:leave(\"pre\", {}).",
+            "element(1, {hd(element(3, cpg:get_members(\"pre\")))})"
+        ),
+    )
+    .await;
+    assert!(
+        eventually(5, || async { scope.get_members("pre").is_err() }).await,
+        "a BEAM leave was not seen"
+    );
+}
