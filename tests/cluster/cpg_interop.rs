@@ -2,7 +2,7 @@
 //! CPG_EBIN): both directions, patterns, counts, exits, via, node stop, and
 //! both of BEAM's node types.
 
-use crate::support::{eval, eventually, genuine_cpg_args, show, ErlNode, World};
+use crate::support::{eval, eventually, genuine_cpg_args, ErlNode, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::term::{self, Term};
 use cpg_node::Node;
