@@ -7,5 +7,6 @@
 mod support;
 
 mod cpg_interop;
+mod cpg_protocol;
 mod cpg_wire;
 mod dist;

@@ -1,0 +1,244 @@
+//! The Rust scope speaking the cpg protocol with real erl nodes, without
+//! genuine cpg: `erl_test/cpg_protocol_driver.erl` plays a BEAM scope.
+//! Covers every message kind, exchange (both ways), member death through
+//! monitors, nodedown, and malformed input.
+
+use crate::support::{eval, eventually, rpc, World};
+use cpg_node::cpg::scope::Request;
+use cpg_node::cpg::wire::WireMsg;
+use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::term::{self, atom, int, string_to_charlist as s, tuple, Term};
+use cpg_node::{Node, Pid};
+
+const DRV: &str = "cpg_protocol_driver";
+
+async fn member(r: &Node, erl: &str) -> Term {
+    rpc(r, erl, DRV, "member", vec![]).await
+}
+
+async fn cast(r: &Node, erl: &str, req: Term) {
+    rpc(
+        r,
+        erl,
+        DRV,
+        "cast",
+        vec![atom(DEFAULT_SCOPE), atom(r.name()), req],
+    )
+    .await;
+}
+
+/// What the Rust scope sent to the driver, decoded.
+async fn received(r: &Node, erl: &str) -> Vec<WireMsg<Pid>> {
+    let got = rpc(r, erl, DRV, "received", vec![atom(DEFAULT_SCOPE)]).await;
+    term::as_list(&got)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| WireMsg::decode(m).ok())
+        .collect()
+}
+
+fn ours(scope: &CpgScope, name: &str) -> Vec<Term> {
+    scope
+        .get_members(name)
+        .map(|(_, v)| v.into_iter().map(Term::Pid).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn every_message_kind_against_a_driver_scope() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let mut e = w.erl("drv").await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let m = r.spawn_process();
+    scope.join("before", m.pid()).await.unwrap();
+    // The driver scope starts first (set up through another node), then r
+    // connects: the driver gets {new, Rust} and our exchange.
+    let ctl = w.rust_node("ctl").await;
+    rpc(&ctl, &e.name, DRV, "start", vec![atom(DEFAULT_SCOPE)]).await;
+    r.connect(&e.name).await.unwrap();
+    let ok = eventually(5, || async {
+        let got = received(&r, &e.name).await;
+        got.contains(&WireMsg::New(r.name().to_string()))
+            && got.iter().any(|m| {
+                matches!(m, WireMsg::Cast(Request::Exchange { groups, .. })
+                if groups == &vec![("before".to_string(), vec![m_pid(&scope, "before")])])
+            })
+    })
+    .await;
+    assert!(
+        ok,
+        "no {{new, Node}} + exchange on connect: {:?}",
+        received(&r, &e.name).await
+    );
+
+    // join / join_counts / leave / leave_counts / leave-all from the driver.
+    let a = member(&r, &e.name).await;
+    let b = member(&r, &e.name).await;
+    cast(&r, &e.name, tuple(vec![atom("join"), s("g"), a.clone()])).await;
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![
+            atom("join_counts"),
+            term::list(vec![
+                tuple(vec![s("g"), int(2)]),
+                tuple(vec![s("h/*"), int(1)]),
+            ]),
+            b.clone(),
+        ]),
+    )
+    .await;
+    assert!(
+        eventually(5, || async {
+            ours(&scope, "g") == vec![b.clone(), b.clone(), a.clone()]
+        })
+        .await
+    );
+    assert_eq!(
+        scope.get_closest_pid("h/x").map(|(k, p)| (k, Term::Pid(p))),
+        Ok(("h/*".to_string(), b.clone()))
+    );
+    cast(&r, &e.name, tuple(vec![atom("leave"), s("g"), b.clone()])).await;
+    assert!(
+        eventually(5, || async {
+            ours(&scope, "g") == vec![b.clone(), a.clone()]
+        })
+        .await
+    );
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![
+            atom("leave_counts"),
+            term::list(vec![tuple(vec![s("g"), int(1)])]),
+            a.clone(),
+        ]),
+    )
+    .await;
+    assert!(eventually(5, || async { ours(&scope, "g") == vec![b.clone()] }).await);
+    cast(&r, &e.name, tuple(vec![atom("leave"), b.clone()])).await;
+    assert!(
+        eventually(5, || async {
+            scope.get_members("g").is_err() && scope.get_members("h/x").is_err()
+        })
+        .await
+    );
+
+    // An exchange creates groups; a member's death (our monitor) removes it.
+    let c = member(&r, &e.name).await;
+    let exch = tuple(vec![
+        atom("exchange"),
+        atom(&e.name),
+        term::list(vec![tuple(vec![
+            s("x"),
+            term::list(vec![c.clone(), c.clone()]),
+        ])]),
+    ]);
+    cast(&r, &e.name, exch).await;
+    assert!(
+        eventually(5, || async {
+            ours(&scope, "x") == vec![c.clone(), c.clone()]
+        })
+        .await
+    );
+    eval(
+        &r,
+        &e.name,
+        &format!("list_to_pid({:?}) ! {{exit, boom}}.", erl_pid_text(&c)),
+    )
+    .await;
+    assert!(
+        eventually(5, || async { scope.get_members("x").is_err() }).await,
+        "member death not seen"
+    );
+
+    // Our own joins and leaves are cast to the driver in cpg's shapes.
+    scope
+        .join_counts(&[("mine".into(), 2)], m.pid())
+        .await
+        .unwrap();
+    scope.leave("mine", m.pid()).await.unwrap();
+    scope.leave_all(m.pid()).await.unwrap();
+    let mp = m.pid().clone();
+    let ok = eventually(5, || async {
+        let got = received(&r, &e.name).await;
+        let want = [
+            WireMsg::Cast(Request::JoinCounts {
+                counts: vec![("mine".into(), 2)],
+                pid: mp.clone(),
+            }),
+            WireMsg::Cast(Request::LeaveCounts {
+                counts: vec![("mine".into(), 1)],
+                pid: mp.clone(),
+            }),
+            WireMsg::Cast(Request::LeaveAll { pid: mp.clone() }),
+        ];
+        let pos: Vec<Option<usize>> = want
+            .iter()
+            .map(|w| got.iter().position(|g| g == w))
+            .collect();
+        pos.iter().all(Option::is_some) && pos.windows(2).all(|p| p[0] < p[1])
+    })
+    .await;
+    assert!(ok, "our casts: {:?}", received(&r, &e.name).await);
+
+    // {new, Node} is answered with an exchange; junk is dropped, the scope lives on.
+    for junk in [
+        atom("junk"),
+        tuple(vec![
+            atom("$gen_cast"),
+            tuple(vec![atom("join"), atom("not_a_string"), int(1)]),
+        ]),
+        tuple(vec![atom("$gen_cast"), atom("x")]),
+    ] {
+        rpc(
+            &r,
+            &e.name,
+            DRV,
+            "send_raw",
+            vec![atom(DEFAULT_SCOPE), atom(r.name()), junk],
+        )
+        .await;
+    }
+    scope.join("again", m.pid()).await.unwrap();
+    rpc(
+        &r,
+        &e.name,
+        DRV,
+        "new",
+        vec![atom(DEFAULT_SCOPE), atom(r.name())],
+    )
+    .await;
+    let ok = eventually(5, || async {
+        received(&r, &e.name).await.iter().any(|m| matches!(m, WireMsg::Cast(Request::Exchange { groups, .. }) if groups.iter().any(|(n, _)| n == "again")))
+    })
+    .await;
+    assert!(ok, "no exchange answering {{new, Node}} after junk input");
+
+    // nodedown: every member of that node goes.
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("join"), s("gone"), member(&r, &e.name).await]),
+    )
+    .await;
+    assert!(eventually(5, || async { scope.get_members("gone").is_ok() }).await);
+    e.kill();
+    assert!(
+        eventually(5, || async { scope.get_members("gone").is_err() }).await,
+        "nodedown did not remove members"
+    );
+    assert!(scope.get_members("again").is_ok());
+}
+
+fn m_pid(scope: &CpgScope, name: &str) -> Pid {
+    scope.get_members(name).unwrap().1[0].clone()
+}
+
+/// `<0.N.S>` as the erl node itself prints its own pid.
+fn erl_pid_text(t: &Term) -> String {
+    let p = term::as_pid(t).unwrap();
+    format!("<0.{}.{}>", p.id, p.serial)
+}
