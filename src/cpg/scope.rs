@@ -128,6 +128,19 @@ pub enum Reason {
     Exit(String),
 }
 
+impl std::fmt::Display for Reason {
+    /// As cpg passes it to callbacks: `join_local`, ..., `{exit,Reason}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::JoinLocal => f.write_str("join_local"),
+            Reason::JoinRemote => f.write_str("join_remote"),
+            Reason::LeaveLocal => f.write_str("leave_local"),
+            Reason::LeaveRemote => f.write_str("leave_remote"),
+            Reason::Exit(r) => write!(f, "{{exit,{r}}}"),
+        }
+    }
+}
+
 impl Reason {
     /// True for the join reasons (the notification goes to join callbacks),
     /// false for leaves and exits (leave callbacks).

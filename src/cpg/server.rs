@@ -312,7 +312,11 @@ impl ScopeTask {
                 s = self.proc.recv() => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
-                        tracing::error!(scope = %self.opts.name, "scope process killed: {reason}");
+                        if crate::term::as_atom(&reason) == Some("shutdown") {
+                            tracing::debug!(scope = %self.opts.name, "scope stopped: node shutdown");
+                        } else {
+                            tracing::error!(scope = %self.opts.name, "scope process killed: {reason}");
+                        }
                         break;
                     }
                 },

@@ -300,19 +300,30 @@ impl Node {
                 atom("user"),
             ]),
         ]);
-        p.send(Dest::Name("rex".into(), node.into()), req)?;
+        let rex = Dest::Name("rex".into(), node.into());
+        // Monitor rex: a node without one (another Rust node) answers
+        // `noproc` at once instead of leaving us to the timeout.
+        let mref = p.monitor(rex.clone());
+        p.send(rex, req)?;
         let got = p
             .recv_match(
-                |s| matches!(s, Signal::Message { msg, .. }
-                    if matches!(term::as_tuple(msg), Some([t, _]) if term::as_atom(t) == Some("rex"))),
+                |s| match s {
+                    Signal::Message { msg, .. } => {
+                        matches!(term::as_tuple(msg), Some([t, _]) if term::as_atom(t) == Some("rex"))
+                    }
+                    Signal::Down { mref: m, .. } => *m == mref,
+                    _ => false,
+                },
                 Some(timeout),
             )
             .await;
+        p.demonitor(&mref);
         match got {
             Ok(Some(Signal::Message {
                 msg: Term::Tuple(mut t),
                 ..
             })) => Ok(t.elements.swap_remove(1)),
+            Ok(Some(Signal::Down { reason, .. })) => Err(crate::process::CallError::Down(reason)),
             Ok(_) => Err(crate::process::CallError::Timeout),
             Err(r) => Err(crate::process::CallError::Exited(r)),
         }

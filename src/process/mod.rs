@@ -315,7 +315,9 @@ impl Process {
                 None => self.next_raw().await,
             };
             let Some(s) = s else {
-                let r = atom("killed");
+                // The node dropped the mailbox: only its shutdown does that
+                // while the process still exists.
+                let r = atom("shutdown");
                 self.exit_reason = Some(r.clone());
                 return Err(r);
             };

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod cli;
 mod cpg_interop;
 mod cpg_protocol;
 mod cpg_wire;
