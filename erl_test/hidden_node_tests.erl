@@ -22,6 +22,8 @@ all_test_() ->
 wrong_cookie() ->
     R = rust(),
     Right = list_to_atom(os:getenv("COOKIE")),
+    erlang:disconnect_node(R),
+    timer:sleep(100),
     true = erlang:set_cookie(R, 'not_the_cookie'),
     ?assertEqual(pang, net_adm:ping(R)),
     true = erlang:set_cookie(R, Right).
@@ -40,7 +42,7 @@ call() ->
 
 message() ->
     {echo, rust()} ! {self(), hello},
-    ?assertEqual(hello, receive M -> M after 5000 -> timeout end).
+    ?assertEqual(hello, receive hello -> hello after 5000 -> timeout end).
 
 monitor_noproc() ->
     Ref = erlang:monitor(process, {no_such_name, rust()}),
