@@ -445,6 +445,24 @@ Loop = fun L() ->
       R = gen_server:call({echo, Rust}, Req, 5000),
       io:format("erl: gen_server:call({echo, ~p}, ~p) -> ~p~n", [Rust, Req, R]),
       From ! {self(), {called, R}}, L();
+    {From, cpg_new} when is_pid(From) ->
+      %% Play a cpg scope: ask the Rust scope for its state, call a member
+      %% found in it, and join the Rust scope.
+      Self = self(),
+      spawn(fun() ->
+        register(cpg_default_scope, self()),
+        {cpg_default_scope, Rust} ! {new, node()},
+        receive {'$gen_cast', {exchange, _, Groups}} ->
+          io:format("erl: the Rust cpg scope answered {new, Node} with ~p~n", [Groups]),
+          {_, [Member | _]} = lists:keyfind("demo/*", 1, Groups),
+          io:format("erl: gen_server:call(~p, hello_member) -> ~p~n",
+                    [Member, gen_server:call(Member, hello_member)]),
+          gen_server:cast({cpg_default_scope, Rust}, {join, "from_erl", Self})
+        after 5000 -> io:format("erl: no exchange~n") end,
+        Self ! cpg_done
+      end),
+      receive cpg_done -> ok after 10000 -> ok end,
+      From ! {self(), cpg_done}, L();
     {From, monitor_echo} when is_pid(From) ->
       Ref = erlang:monitor(process, {echo, Rust}),
       From ! {self(), monitoring},
@@ -483,6 +501,15 @@ async fn demo(args: NodeArgs) -> Result<i32> {
         node.creation()
     );
     spawn_echo(node.spawn_registered("echo")?);
+    let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
+    let member = node.spawn_process();
+    let member_pid = member.pid().clone();
+    spawn_echo(member);
+    scope.join("demo/*", &member_pid).await?;
+    println!(
+        "rust: cpg: {} joined \"demo/*\" in {DEFAULT_SCOPE}",
+        term::pid_text(&member_pid)
+    );
 
     let erl_available = std::process::Command::new("erl")
         .arg("-version")
@@ -493,7 +520,7 @@ async fn demo(args: NodeArgs) -> Result<i32> {
         .unwrap_or(false);
     let host = cfg.name.host().to_string();
     let code = if erl_available {
-        demo_with_erl(&node, &cookie, &suffix, &host).await
+        demo_with_erl(&node, &scope, &cookie, &suffix, &host).await
     } else {
         println!("rust: erl not found; demo with a second Rust node instead");
         demo_with_rust(&node, &cookie, &suffix, &cfg).await
@@ -506,7 +533,13 @@ fn rand_u32() -> u32 {
     rand::random()
 }
 
-async fn demo_with_erl(node: &Node, cookie: &str, suffix: &str, host: &str) -> Result<i32> {
+async fn demo_with_erl(
+    node: &Node,
+    scope: &CpgScope,
+    cookie: &str,
+    suffix: &str,
+    host: &str,
+) -> Result<i32> {
     let erl_name = format!("demo_erl_{suffix}@{host}");
     let mut child = tokio::process::Command::new("erl")
         .args([
@@ -527,13 +560,13 @@ async fn demo_with_erl(node: &Node, cookie: &str, suffix: &str, host: &str) -> R
         "rust: started a real erl node {erl_name} (pid {:?})",
         child.id()
     );
-    let result = demo_steps(node, &erl_name).await;
+    let result = demo_steps(node, scope, &erl_name).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     let _ = child.kill().await;
     result
 }
 
-async fn demo_steps(node: &Node, peer: &str) -> Result<i32> {
+async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
     let mut ok = false;
     for _ in 0..50 {
         if node.ping(peer).await {
@@ -574,7 +607,36 @@ async fn demo_steps(node: &Node, peer: &str) -> Result<i32> {
     )?;
     let s = me.recv_timeout(Duration::from_secs(5)).await.ok().flatten();
     expect("erl called rust echo", s)?;
-    // 3. monitor the erl side process from Rust, and let it monitor our echo
+    // 3. cpg: the erl side plays a cpg scope against ours
+    me.send(
+        dest.clone(),
+        tuple(vec![Term::Pid(me.pid().clone()), atom("cpg_new")]),
+    )?;
+    let s = me
+        .recv_timeout(Duration::from_secs(10))
+        .await
+        .ok()
+        .flatten();
+    expect("erl spoke cpg to our scope", s)?;
+    let mut seen = false;
+    for _ in 0..50 {
+        if let Ok((_, pids)) = scope.get_members("from_erl") {
+            println!(
+                "rust: cpg get_members(\"from_erl\") -> {}",
+                pids.iter()
+                    .map(term::pid_text)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !seen {
+        bail!("the erl member's join did not reach the Rust scope");
+    }
+    // 4. monitor the erl side process from Rust, and let it monitor our echo
     let erl_pid = node_whereis_remote(&mut me, &dest).await?;
     let mref = me.monitor(erl_pid.clone());
     me.send(
@@ -623,6 +685,7 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
     let mut c2 = NodeConfig::new(name, Cookie::new(cookie));
     c2.epmd_port = cfg.epmd_port;
     let other = Node::start(c2).await?;
+    let other_scope = CpgScope::start(&other, ScopeOptions::new(DEFAULT_SCOPE))?;
     let mut peer = other.spawn_registered("demo_peer")?;
     tokio::spawn(async move {
         while let Ok(Signal::Message { msg, .. }) = peer.recv().await {
@@ -646,7 +709,10 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
             tuple(vec![Term::Pid(me.pid().clone()), atom("hello")]),
         )?;
         let got = me.recv_timeout(Duration::from_secs(5)).await;
-        println!("rust: round trip: {got:?}");
+        match got {
+            Ok(Some(s)) => println!("rust: round trip: got {}", s.to_term()),
+            other => bail!("no round trip: {other:?}"),
+        }
         let mut caller = other.spawn_process();
         let r = caller
             .call(
@@ -655,7 +721,21 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
                 Duration::from_secs(5),
             )
             .await;
-        println!("rust2: gen_server call to echo: {r:?}");
+        println!("rust2: gen_server call to echo: {}", r?);
+        for _ in 0..50 {
+            if let Ok((key, pid)) = other_scope.get_closest_pid("demo/x") {
+                println!(
+                    "rust2: cpg get_closest_pid(\"demo/x\") -> {key:?} {}",
+                    term::pid_text(&pid)
+                );
+                let r = caller
+                    .call(pid, atom("hello_member"), Duration::from_secs(5))
+                    .await;
+                println!("rust2: gen_server call to that member: {}", r?);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         println!("demo done");
         Ok(0)
     }
