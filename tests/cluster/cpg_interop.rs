@@ -263,3 +263,138 @@ async fn beam_left_at_visible() {
         "a BEAM leave was not seen"
     );
 }
+
+fn sorted(mut v: Vec<Term>) -> Vec<String> {
+    let mut s: Vec<String> = v.drain(..).map(|t| t.to_string()).collect();
+    s.sort();
+    s
+}
+
+/// Every node's view of `group` as sorted pid texts: the Rust scope's, then
+/// each BEAM node's.
+async fn views(ctl: &Node, scope: &CpgScope, beams: &[&str], group: &str) -> Vec<Vec<String>> {
+    let mut v = vec![sorted(ours(scope, group))];
+    for b in beams {
+        v.push(sorted(beam_members(ctl, b, group).await));
+    }
+    v
+}
+
+async fn converged(ctl: &Node, scope: &CpgScope, beams: &[&str], group: &str, n: usize) -> bool {
+    eventually(10, || async {
+        let v = views(ctl, scope, beams, group).await;
+        v.iter().all(|x| x.len() == n && *x == v[0])
+    })
+    .await
+}
+
+#[tokio::test]
+async fn netsplit_heal_and_beam_restart() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let Some(g1) = genuine(&w, "all").await else {
+        return;
+    };
+    let Some(mut g2) = genuine(&w, "all").await else {
+        return;
+    };
+    let ctl = w.rust_node("ctl").await;
+    for g in [&g1, &g2] {
+        eval(
+            &ctl,
+            &g.name,
+            "cpg_node_test_util:wait_for(cpg_default_scope).",
+        )
+        .await;
+    }
+    eval(
+        &ctl,
+        &g1.name,
+        &format!("pong = net_adm:ping('{}').", g2.name),
+    )
+    .await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let m = r.spawn_process();
+    scope.join("s", m.pid()).await.unwrap();
+    for g in [&g1, &g2] {
+        eval(
+            &ctl,
+            &g.name,
+            "ok = cpg:join(\"s\", cpg_node_test_util:spawn_idle()).",
+        )
+        .await;
+    }
+    r.connect(&g1.name).await.unwrap();
+    r.connect(&g2.name).await.unwrap();
+    let (n1, n2) = (g1.name.clone(), g2.name.clone());
+    let beams = [n1.as_str(), n2.as_str()];
+    assert!(
+        converged(&ctl, &scope, &beams, "s", 3).await,
+        "before the split: {:?}",
+        views(&ctl, &scope, &beams, "s").await
+    );
+
+    // Netsplit between g1 and the Rust node; both sides change meanwhile.
+    eval(
+        &ctl,
+        &g1.name,
+        &format!("erlang:disconnect_node('{}').", r.name()),
+    )
+    .await;
+    assert!(
+        eventually(5, || async { ours(&scope, "s").len() == 2 }).await,
+        "g1's member not dropped"
+    );
+    assert!(
+        eventually(5, || async {
+            beam_members(&ctl, &g1.name, "s").await.len() == 2
+        })
+        .await
+    );
+    scope.join("t", m.pid()).await.unwrap();
+    eval(
+        &ctl,
+        &g1.name,
+        "ok = cpg:join(\"t\", cpg_node_test_util:spawn_idle()).",
+    )
+    .await;
+    // Heal: the exchange on reconnection makes every view identical.
+    r.connect(&g1.name).await.unwrap();
+    for (g, n) in [("s", 3), ("t", 2)] {
+        assert!(
+            converged(&ctl, &scope, &beams, g, n).await,
+            "after healing, {g}: {:?}",
+            views(&ctl, &scope, &beams, g).await
+        );
+    }
+
+    // A BEAM node killed and restarted: its members go, new ones come.
+    g2.kill();
+    assert!(eventually(5, || async { ours(&scope, "s").len() == 2 }).await);
+    g2.restart().await;
+    eval(
+        &ctl,
+        &g2.name,
+        "cpg_node_test_util:wait_for(cpg_default_scope).",
+    )
+    .await;
+    eval(
+        &ctl,
+        &g2.name,
+        &format!("pong = net_adm:ping('{}').", g1.name),
+    )
+    .await;
+    eval(
+        &ctl,
+        &g2.name,
+        "ok = cpg:join(\"s\", cpg_node_test_util:spawn_idle()).",
+    )
+    .await;
+    r.connect(&g2.name).await.unwrap();
+    assert!(
+        converged(&ctl, &scope, &beams, "s", 3).await,
+        "after the restart: {:?}",
+        views(&ctl, &scope, &beams, "s").await
+    );
+}
