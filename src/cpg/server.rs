@@ -98,6 +98,9 @@ impl ScopeOptions {
     }
 }
 
+/// Groups merged per write lock when an exchange arrives.
+const MERGE_CHUNK: usize = 256;
+
 /// The default scope's name.
 pub const DEFAULT_SCOPE: &str = "cpg_default_scope";
 
@@ -461,8 +464,15 @@ impl ScopeTask {
                     {
                         self.drop_unlisted(&origin, &groups);
                     }
-                    let effects = self.state.write().exchange(&origin, groups);
-                    self.execute(effects);
+                    // Merged in chunks, each under its own write lock, so
+                    // readers wait for at most one chunk of a large state
+                    // transfer. Groups merge independently, in order.
+                    let mut groups = groups.into_iter().peekable();
+                    while groups.peek().is_some() {
+                        let chunk: Vec<_> = groups.by_ref().take(MERGE_CHUNK).collect();
+                        let effects = self.state.write().exchange(&origin, chunk);
+                        self.execute(effects);
+                    }
                 }
                 Ok(WireMsg::Cast(request)) => {
                     let origin = from

@@ -154,6 +154,30 @@ async fn every_message_kind_against_a_driver_scope() {
         "member death not seen"
     );
 
+    // A large exchange (merged in several chunks) arrives whole.
+    let c2 = member(&r, &e.name).await;
+    let groups: Vec<Term> = (0..1000)
+        .map(|i| tuple(vec![s(&format!("big/{i}")), term::list(vec![c2.clone()])]))
+        .collect();
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("exchange"), atom(&e.name), term::list(groups)]),
+    )
+    .await;
+    assert!(
+        eventually(5, || async {
+            scope
+                .which_groups()
+                .iter()
+                .filter(|g| g.starts_with("big/"))
+                .count()
+                == 1000
+        })
+        .await,
+        "large exchange not merged whole"
+    );
+
     // Our own joins and leaves are cast to the driver in cpg's shapes.
     scope
         .join_counts(&[("mine".into(), 2)], m.pid())
