@@ -112,13 +112,24 @@ pub async fn handshake_out(s: &mut TcpStream, local: Local) -> Result<PeerInfo, 
     .map_err(|_| ConnectionError::HandshakeTimeout)?
 }
 
-/// Runs the accepting handshake on a fresh socket.
-pub async fn handshake_in(s: &mut TcpStream, local: Local) -> Result<PeerInfo, ConnectionError> {
+/// Runs the accepting handshake on a fresh socket. `admit` sees the peer's
+/// name first and may refuse it with a status (`nok` when a simultaneous
+/// connect is settled in favour of our own attempt).
+pub async fn handshake_in(
+    s: &mut TcpStream,
+    local: Local,
+    admit: impl FnOnce(&PeerInfo) -> Result<(), &'static str>,
+) -> Result<PeerInfo, ConnectionError> {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let mut hs = Acceptor::new(local, rand::random());
         let first = read_hs(s).await?;
         match hs.handle(&first) {
-            Ok(Step::NameReceived(_)) => {}
+            Ok(Step::NameReceived(peer)) => {
+                if let Err(status) = admit(&peer) {
+                    let _ = write_hs(s, &[hs.refuse(status)]).await;
+                    return Err(HandshakeError::Refused(status.to_string()).into());
+                }
+            }
             Ok(_) => return Err(HandshakeError::Malformed("unexpected step").into()),
             Err(e @ HandshakeError::MissingFlags { .. }) => {
                 let _ = write_hs(s, &[hs.refuse("not_allowed")]).await;

@@ -8,7 +8,7 @@
 use crate::config::{NodeConfig, NodeName};
 use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, Router};
 use crate::dist::flags;
-use crate::dist::handshake::{Local, PeerInfo};
+use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Dest, Kernel, MailboxTx, Process, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +61,17 @@ struct MonOut {
     item: Term,
 }
 
+/// A connected socket handed from an incoming handshake to our own dial.
+type Adopted = (TcpStream, PeerInfo);
+
 struct Peer {
     tx: mpsc::UnboundedSender<Outgoing>,
     id: u64,
     up: bool,
+    /// While our own dial is pending: where an incoming connection from the
+    /// same node goes when it wins a simultaneous connect, so the messages
+    /// already queued for the peer go out on it.
+    adopt: Option<oneshot::Sender<Adopted>>,
 }
 
 struct Inner {
@@ -469,6 +476,7 @@ impl Inner {
         }
         let target = NodeName::parse(node).map_err(|_| SendError::NoConnection(node.into()))?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let (adopt, adopted) = oneshot::channel();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         peers.insert(
             node.to_string(),
@@ -476,10 +484,11 @@ impl Inner {
                 tx: tx.clone(),
                 id,
                 up: false,
+                adopt: Some(adopt),
             },
         );
         let me = self.arc();
-        tokio::spawn(async move { me.dial(target, id, rx).await });
+        tokio::spawn(async move { me.dial(target, id, rx, adopted).await });
         Ok(tx)
     }
 
@@ -494,6 +503,7 @@ impl Inner {
         target: NodeName,
         id: u64,
         rx: mpsc::UnboundedReceiver<Outgoing>,
+        adopted: oneshot::Receiver<Adopted>,
     ) {
         let node = target.to_string();
         let result: Result<(TcpStream, PeerInfo), ConnectionError> = async {
@@ -510,6 +520,17 @@ impl Inner {
             Ok((s, peer))
         }
         .await;
+        // Lost a simultaneous connect: the peer answered `nok` and dials us;
+        // its connection arrives through `adopted`.
+        let result = match result {
+            Err(ConnectionError::Handshake(HandshakeError::Refused(s))) if s == "nok" => {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), adopted).await {
+                    Ok(Ok(conn)) => Ok(conn),
+                    _ => Err(ConnectionError::Handshake(HandshakeError::Refused(s))),
+                }
+            }
+            other => other,
+        };
         match result {
             Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
             Err(e) => {
@@ -522,11 +543,18 @@ impl Inner {
     }
 
     async fn incoming_connection(self: Arc<Self>, mut sock: TcpStream, addr: std::net::SocketAddr) {
-        let peer = match connection::handshake_in(&mut sock, self.local()).await {
+        let admit = |p: &PeerInfo| {
+            let node = p.name.to_string();
+            let dialling = matches!(self.peers.lock().get(&node), Some(peer) if !peer.up);
+            simultaneous_connect(&self.name, &node, dialling)
+        };
+        let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
             Ok(p) => p,
-            Err(ConnectionError::Handshake(
-                crate::dist::handshake::HandshakeError::CookieMismatch,
-            )) => {
+            Err(ConnectionError::Handshake(HandshakeError::Refused(s))) => {
+                tracing::debug!(%addr, "simultaneous connect: kept our own attempt ({s})");
+                return;
+            }
+            Err(ConnectionError::Handshake(HandshakeError::CookieMismatch)) => {
                 tracing::warn!(%addr, "connection attempt refused: the peer presented a wrong cookie");
                 return;
             }
@@ -536,15 +564,36 @@ impl Inner {
             }
         };
         let node = peer.name.to_string();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let old = self
+        // Our own dial to this node is pending: it takes this connection
+        // (with the messages queued on it).
+        let adopt = self
             .peers
             .lock()
-            .insert(node.clone(), Peer { tx, id, up: false });
+            .get_mut(&node)
+            .filter(|p| !p.up)
+            .and_then(|p| p.adopt.take());
+        let (sock, peer) = match adopt {
+            Some(a) => match a.send((sock, peer)) {
+                Ok(()) => return,
+                Err(back) => back,
+            },
+            None => (sock, peer),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let old = self.peers.lock().insert(
+            node.clone(),
+            Peer {
+                tx,
+                id,
+                up: false,
+                adopt: None,
+            },
+        );
         if let Some(old) = old {
             // A peer that dials while we hold a connection to it is a
-            // restarted node (or a simultaneous connect): the new one wins.
+            // restarted node, or won a simultaneous connect: the new one wins
+            // (messages queued for our own attempt are lost with it).
             tracing::info!(peer = %node, "replacing the previous connection");
             self.node_down(&node, old.id, "replaced by a new connection");
         }
@@ -846,6 +895,16 @@ impl Inner {
     }
 }
 
+/// Settles a peer dialling us while we dial it, as `dist_util` does: the
+/// node with the greater name keeps its own attempt and answers `nok`.
+fn simultaneous_connect(me: &str, peer: &str, dialling: bool) -> Result<(), &'static str> {
+    if dialling && me > peer {
+        Err("nok")
+    } else {
+        Ok(())
+    }
+}
+
 /// What a MONITOR_P/DEMONITOR_P names, from the item a `'DOWN'` reports
 /// (a pid, or `{Name, Node}` for a monitor by name).
 fn monitor_target(item: &Term) -> Option<PidOrAtom> {
@@ -1123,6 +1182,14 @@ mod tests {
         c.epmd_port = epmd.port;
         c.embedded_epmd = false;
         (Node::start(c).await.unwrap(), epmd)
+    }
+
+    #[test]
+    fn simultaneous_connect_greater_name_keeps_its_attempt() {
+        assert_eq!(simultaneous_connect("b@h", "a@h", true), Err("nok"));
+        assert_eq!(simultaneous_connect("a@h", "b@h", true), Ok(()));
+        // Not dialling (or already connected: a restarted peer): accept.
+        assert_eq!(simultaneous_connect("b@h", "a@h", false), Ok(()));
     }
 
     #[tokio::test]
