@@ -452,3 +452,20 @@ async fn simultaneous_connects_lose_no_message() {
         b.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn long_names_both_ways() {
+    require_erl!();
+    let w = World::new().await;
+    let mut cfg = w.config("r");
+    cfg.name = cpg_node::config::NodeName::from_cli(
+        &format!("{}@127.0.0.1", crate::support::unique("rl")),
+        true,
+    )
+    .unwrap();
+    let r = cpg_node::Node::start(cfg).await.unwrap();
+    let e = ErlNode::start_long(&crate::support::unique("el"), &w.cookie, w.epmd.port).await;
+    assert!(r.ping(&e.name).await, "rust -> erl with long names");
+    let pong = eval(&r, &e.name, &format!("net_adm:ping('{}').", r.name())).await;
+    assert!(is_atom(&pong, "pong"), "{pong}");
+}

@@ -129,6 +129,8 @@ pub struct ErlNode {
     pub cookie: String,
     pub epmd_port: u16,
     pub extra: Vec<String>,
+    /// `-name` (long names) instead of `-sname`.
+    pub long: bool,
 }
 
 impl ErlNode {
@@ -140,6 +142,22 @@ impl ErlNode {
             cookie: cookie.to_string(),
             epmd_port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            long: false,
+        };
+        n.boot().await;
+        n
+    }
+
+    /// A node with a long name, `alive@127.0.0.1`.
+    pub async fn start_long(alive: &str, cookie: &str, epmd_port: u16) -> ErlNode {
+        let mut n = ErlNode {
+            child: None,
+            alive: alive.to_string(),
+            name: format!("{alive}@127.0.0.1"),
+            cookie: cookie.to_string(),
+            epmd_port,
+            extra: vec![],
+            long: true,
         };
         n.boot().await;
         n
@@ -148,8 +166,8 @@ impl ErlNode {
     async fn boot(&mut self) {
         let child = Command::new("erl")
             .args([
-                "-sname",
-                &self.alive,
+                if self.long { "-name" } else { "-sname" },
+                if self.long { &self.name } else { &self.alive },
                 "-setcookie",
                 &self.cookie,
                 "-noshell",
