@@ -154,6 +154,9 @@ pub struct NodeConfig {
     /// Messages larger than this are sent in fragments to peers that accept
     /// them.
     pub fragment_size: usize,
+    /// Most messages queued for one peer; a peer that falls further behind
+    /// is disconnected rather than allowed to grow memory without bound.
+    pub max_peer_queue: usize,
 }
 
 impl NodeConfig {
@@ -167,6 +170,7 @@ impl NodeConfig {
             embedded_epmd: true,
             max_frame: 256 << 20,
             fragment_size: 64 << 10,
+            max_peer_queue: 1 << 20,
         }
     }
 }

@@ -56,6 +56,15 @@ pub enum Outgoing {
     Msg(Message),
 }
 
+/// What the node and a connection's task share.
+#[derive(Debug, Default)]
+pub struct PeerLink {
+    /// Messages queued for the writer and not yet taken by it.
+    pub queued: std::sync::atomic::AtomicUsize,
+    /// Notified to close the connection at once (queued messages dropped).
+    pub close: Notify,
+}
+
 /// Where a connection delivers what it reads.
 pub trait Router: Send + Sync + 'static {
     /// A control message from `peer`.
@@ -156,6 +165,7 @@ pub async fn drive(
     stream: TcpStream,
     peer: PeerInfo,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    link: Arc<PeerLink>,
     router: Arc<dyn Router>,
     cfg: ConnConfig,
 ) -> ConnectionError {
@@ -166,6 +176,12 @@ pub async fn drive(
     let fragments = peer.flags & flags::FRAGMENTS != 0;
 
     let echo_w = echo.clone();
+    let link_w = link.clone();
+    let taken = move || {
+        link_w
+            .queued
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+    };
     let writer = async move {
         let tick_every = cfg.ticktime / 4;
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -173,7 +189,10 @@ pub async fn drive(
         loop {
             let first = tokio::select! {
                 m = rx.recv() => match m {
-                    Some(m) => Some(m),
+                    Some(m) => {
+                        taken();
+                        Some(m)
+                    }
                     None => {
                         let _ = wr.shutdown().await;
                         return ConnectionError::ClosedLocally;
@@ -188,7 +207,10 @@ pub async fn drive(
             }
             while buf.len() < (1 << 20) {
                 match rx.try_recv() {
-                    Ok(m) => encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq),
+                    Ok(m) => {
+                        taken();
+                        encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq);
+                    }
                     Err(_) => break,
                 }
             }
@@ -237,6 +259,7 @@ pub async fn drive(
     tokio::select! {
         e = writer => e,
         e = reader => e,
+        _ = link.close.notified() => ConnectionError::ClosedLocally,
     }
 }
 

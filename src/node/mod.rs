@@ -6,7 +6,7 @@
 //! [`crate::dist::connection::Router`].
 
 use crate::config::{NodeConfig, NodeName};
-use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, Router};
+use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
@@ -66,6 +66,7 @@ type Adopted = (TcpStream, PeerInfo);
 
 struct Peer {
     tx: mpsc::UnboundedSender<Outgoing>,
+    link: Arc<PeerLink>,
     id: u64,
     up: bool,
     /// While our own dial is pending: where an incoming connection from the
@@ -262,9 +263,7 @@ impl Node {
 
     /// Closes the connection to `node` (like `erlang:disconnect_node/1`).
     pub fn disconnect(&self, node: &str) {
-        if let Some(p) = self.inner.peers.lock().remove(node) {
-            self.inner.node_down(node, p.id, "disconnected");
-        }
+        self.inner.drop_peer(node, "disconnected");
     }
 
     /// `net_adm:ping/1`: `true` for pong.
@@ -469,19 +468,24 @@ impl Inner {
     }
 
     /// The outgoing queue to `node`, dialling it if needed.
-    fn peer_tx(&self, node: &str) -> Result<mpsc::UnboundedSender<Outgoing>, SendError> {
+    fn peer_tx(
+        &self,
+        node: &str,
+    ) -> Result<(mpsc::UnboundedSender<Outgoing>, Arc<PeerLink>), SendError> {
         let mut peers = self.peers.lock();
         if let Some(p) = peers.get(node) {
-            return Ok(p.tx.clone());
+            return Ok((p.tx.clone(), p.link.clone()));
         }
         let target = NodeName::parse(node).map_err(|_| SendError::NoConnection(node.into()))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (adopt, adopted) = oneshot::channel();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let link = Arc::new(PeerLink::default());
         peers.insert(
             node.to_string(),
             Peer {
                 tx: tx.clone(),
+                link: link.clone(),
                 id,
                 up: false,
                 adopt: Some(adopt),
@@ -489,13 +493,37 @@ impl Inner {
         );
         let me = self.arc();
         tokio::spawn(async move { me.dial(target, id, rx, adopted).await });
-        Ok(tx)
+        Ok((tx, link))
     }
 
     fn send_to_node(&self, node: &str, msg: Message) -> Result<(), SendError> {
-        let tx = self.peer_tx(node)?;
+        let (tx, link) = self.peer_tx(node)?;
         tx.send(Outgoing::Msg(msg))
-            .map_err(|_| SendError::NoConnection(node.to_string()))
+            .map_err(|_| SendError::NoConnection(node.to_string()))?;
+        let queued = link.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        if queued > self.config.max_peer_queue {
+            // A peer that cannot keep up must not grow our memory without
+            // bound: drop the connection (monitors and links see
+            // noconnection; cpg state is exchanged again on reconnection).
+            tracing::warn!(
+                peer = node,
+                "outgoing queue over {} messages: peer too slow, disconnecting",
+                self.config.max_peer_queue
+            );
+            self.drop_peer(node, "outgoing queue overflow");
+            return Err(SendError::NoConnection(node.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Closes the connection to `node` at once (its queue is dropped) and
+    /// reports it down.
+    fn drop_peer(&self, node: &str, why: &str) {
+        let removed = self.peers.lock().remove(node);
+        if let Some(p) = removed {
+            p.link.close.notify_one();
+            self.node_down(node, p.id, why);
+        }
     }
 
     async fn dial(
@@ -585,6 +613,7 @@ impl Inner {
             node.clone(),
             Peer {
                 tx,
+                link: Arc::new(PeerLink::default()),
                 id,
                 up: false,
                 adopt: None,
@@ -595,6 +624,7 @@ impl Inner {
             // restarted node, or won a simultaneous connect: the new one wins
             // (messages queued for our own attempt are lost with it).
             tracing::info!(peer = %node, "replacing the previous connection");
+            old.link.close.notify_one();
             self.node_down(&node, old.id, "replaced by a new connection");
         }
         self.run_connection(sock, peer, id, rx).await;
@@ -608,17 +638,20 @@ impl Inner {
         rx: mpsc::UnboundedReceiver<Outgoing>,
     ) {
         let node = peer.name.to_string();
-        {
+        let link = {
             let mut peers = self.peers.lock();
             match peers.get_mut(&node) {
-                Some(p) if p.id == id => p.up = true,
+                Some(p) if p.id == id => {
+                    p.up = true;
+                    p.link.clone()
+                }
                 _ => return, // superseded while handshaking
             }
-        }
+        };
         tracing::info!(peer = %node, creation = peer.creation, "nodeup");
         let _ = self.events.send(NodeEvent::Up(node.clone()));
         let router: Arc<dyn Router> = self.clone();
-        let why = connection::drive(s, peer, rx, router, self.conn_config()).await;
+        let why = connection::drive(s, peer, rx, link, router, self.conn_config()).await;
         let removed = self.remove_peer(&node, id);
         if removed || matches!(why, ConnectionError::ClosedLocally) {
             tracing::info!(peer = %node, "nodedown: {why}");

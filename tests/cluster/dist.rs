@@ -469,3 +469,51 @@ async fn long_names_both_ways() {
     let pong = eval(&r, &e.name, &format!("net_adm:ping('{}').", r.name())).await;
     assert!(is_atom(&pong, "pong"), "{pong}");
 }
+
+#[tokio::test]
+async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
+    require_erl!();
+    let w = World::new().await;
+    let mut cfg = w.config("r");
+    cfg.max_peer_queue = 200;
+    let r = cpg_node::Node::start(cfg).await.unwrap();
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let mref = me.monitor(term::as_pid(&idle).unwrap().clone());
+    let pid = e.os_pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // 64 KiB messages into a frozen peer: the socket buffers fill, then the
+    // queue passes its bound and the connection is dropped.
+    let big = term::binary(vec![0; 64 << 10]);
+    let mut refused = false;
+    for _ in 0..5000 {
+        if me
+            .send(Dest::Name("nobody".into(), e.name.clone()), big.clone())
+            .is_err()
+        {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let got = me.recv_timeout(Duration::from_secs(10)).await.unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert!(refused, "the queue bound was never hit");
+    match got {
+        Some(Signal::Down {
+            mref: m, reason, ..
+        }) => {
+            assert_eq!(m, mref);
+            assert!(is_atom(&reason, "noconnection"), "{reason}");
+        }
+        other => panic!("expected noconnection, got {other:?}"),
+    }
+    assert!(!r.peers().contains(&e.name));
+}
