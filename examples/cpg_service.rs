@@ -1,0 +1,55 @@
+//! A Rust service that joins a cpg group, so BEAM code finds it with
+//! `cpg:get_closest_pid/1` and calls it with `gen_server:call`.
+//!
+//! # Usage
+//!
+//! ```sh
+//! cargo run --example cpg_service -- svc SECRET app@yourhost
+//! ```
+//!
+//! with, on the BEAM side, cpg started with `-cpg node_type all`:
+//!
+//! ```erlang
+//! {ok, "jobs/*", Pid} = cpg:get_closest_pid("jobs/42").
+//! {done, work} = gen_server:call(Pid, work).
+//! ```
+
+use cpg_node::config::{Cookie, NodeConfig, NodeName};
+use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::process::{parse_call, Signal};
+use cpg_node::term::{atom, tuple};
+use cpg_node::Node;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "svc".into());
+    let cookie = args.next().unwrap_or_else(|| "cookie".into());
+    let seed = args.next();
+    let node = Node::start(NodeConfig::new(
+        NodeName::from_cli(&name, false)?,
+        Cookie::new(cookie),
+    ))
+    .await?;
+    let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
+    let mut worker = node.spawn_process();
+    scope.join("jobs/*", worker.pid()).await?;
+    if let Some(seed) = seed {
+        node.connect(&seed).await?;
+    }
+    println!(
+        "{} serving the cpg group \"jobs/*\"; Ctrl-C to stop",
+        node.name()
+    );
+    let server = tokio::spawn(async move {
+        while let Ok(Signal::Message { msg, .. }) = worker.recv().await {
+            if let Some((from, req)) = parse_call(&msg) {
+                let _ = worker.reply(&from, tuple(vec![atom("done"), req.clone()]));
+            }
+        }
+    });
+    tokio::signal::ctrl_c().await?;
+    server.abort();
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Watches the cluster's cpg groups: prints the groups once synced, then
+//! every join and leave as cpg's callbacks would see it.
+//!
+//! # Usage
+//!
+//! ```sh
+//! cargo run --example group_watcher -- watcher SECRET app@yourhost
+//! ```
+//!
+//! then join and leave groups on the BEAM side (`cpg:join("g", self())`).
+
+use cpg_node::config::{Cookie, NodeConfig, NodeName};
+use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::term::pid_text;
+use cpg_node::Node;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "watcher".into());
+    let cookie = args.next().unwrap_or_else(|| "cookie".into());
+    let seed = args
+        .next()
+        .ok_or("usage: group_watcher NAME COOKIE SEED_NODE")?;
+    let node = Node::start(NodeConfig::new(
+        NodeName::from_cli(&name, false)?,
+        Cookie::new(cookie),
+    ))
+    .await?;
+    let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
+    let mut events = scope.subscribe();
+    node.connect(&seed).await?;
+    scope.refresh().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for g in scope.which_groups() {
+        if let Ok((_, pids)) = scope.get_members(&g) {
+            println!(
+                "{g}: {}",
+                pids.iter().map(pid_text).collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            e = events.recv() => match e {
+                Ok(e) => println!("{} {} {}", e.group, pid_text(&e.pid), e.reason),
+                Err(_) => break,
+            },
+        }
+    }
+    node.shutdown().await;
+    Ok(())
+}
