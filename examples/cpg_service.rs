@@ -26,16 +26,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = args.next().unwrap_or_else(|| "svc".into());
     let cookie = args.next().unwrap_or_else(|| "cookie".into());
     let seed = args.next();
-    let node = Node::start(NodeConfig::new(
-        NodeName::from_cli(&name, false)?,
-        Cookie::new(cookie),
-    ))
-    .await?;
+    let mut config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
+    config.epmd_port = cpg_node::epmd::port_from_env(); // ERL_EPMD_PORT, as erl
+    let node = Node::start(config).await?;
     let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
     let mut worker = node.spawn_process();
     scope.join("jobs/*", worker.pid()).await?;
     if let Some(seed) = seed {
-        node.connect(&seed).await?;
+        // The seed may still be starting: retry for a few seconds.
+        let mut tries = 0;
+        while let Err(e) = node.connect(&seed).await {
+            tries += 1;
+            if tries == 20 {
+                return Err(e.into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
     println!(
         "{} serving the cpg group \"jobs/*\"; Ctrl-C to stop",

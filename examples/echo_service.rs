@@ -23,7 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "svc".into());
     let cookie = args.next().unwrap_or_else(|| "cookie".into());
-    let config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
+    let mut config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
+    config.epmd_port = cpg_node::epmd::port_from_env(); // ERL_EPMD_PORT, as erl
     let node = Node::start(config).await?;
     println!("{} serving echo_service; Ctrl-C to stop", node.name());
     let mut p = node.spawn_registered("echo_service")?;

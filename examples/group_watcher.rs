@@ -23,11 +23,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seed = args
         .next()
         .ok_or("usage: group_watcher NAME COOKIE SEED_NODE")?;
-    let node = Node::start(NodeConfig::new(
-        NodeName::from_cli(&name, false)?,
-        Cookie::new(cookie),
-    ))
-    .await?;
+    let mut config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
+    config.epmd_port = cpg_node::epmd::port_from_env(); // ERL_EPMD_PORT, as erl
+    let node = Node::start(config).await?;
     let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
     let mut events = scope.subscribe();
     node.connect(&seed).await?;
