@@ -579,6 +579,27 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
         bail!("{peer} did not answer ping");
     }
     println!("rust: net_adm:ping-equivalent to {peer}: pong");
+    // Distribution is up before erl runs its -eval: wait for demo_peer.
+    let mut registered = false;
+    for _ in 0..50 {
+        let r = node
+            .rpc(
+                peer,
+                "erlang",
+                "whereis",
+                vec![atom("demo_peer")],
+                Duration::from_secs(5),
+            )
+            .await;
+        if matches!(r, Ok(Term::Pid(_))) {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !registered {
+        bail!("demo_peer never registered on {peer}");
+    }
     let mut me = node.spawn_process();
     let dest = cpg_node::process::Dest::Name("demo_peer".into(), peer.into());
     let expect = |what: &str, s: Option<Signal>| -> Result<Term> {

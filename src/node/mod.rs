@@ -498,9 +498,13 @@ impl Inner {
 
     fn send_to_node(&self, node: &str, msg: Message) -> Result<(), SendError> {
         let (tx, link) = self.peer_tx(node)?;
-        tx.send(Outgoing::Msg(msg))
-            .map_err(|_| SendError::NoConnection(node.to_string()))?;
+        // Counted before the send, so the writer (which counts down as it
+        // takes messages) never sees the counter below zero.
         let queued = link.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        if tx.send(Outgoing::Msg(msg)).is_err() {
+            link.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(SendError::NoConnection(node.to_string()));
+        }
         if queued > self.config.max_peer_queue {
             // A peer that cannot keep up must not grow our memory without
             // bound: drop the connection (monitors and links see
