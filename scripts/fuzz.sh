@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS=${1:-60}
-for t in term control handshake epmd; do
+for t in term control handshake epmd cpg_wire; do
   mkdir -p "corpus/$t"
   echo "== $t for ${SECS}s"
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 2>&1 \

@@ -1,0 +1,45 @@
+//! cpg scope messages from a hostile peer: term decoding, then the scope
+//! message decoder, then the pure scope applying whatever decoded (remote
+//! requests, exchanges, `{new, Node}`), then every read on every group.
+#![no_main]
+use cpg_node::cpg::scope::Scope;
+use cpg_node::cpg::wire::WireMsg;
+use cpg_node::cpg::MemberPid;
+use cpg_node::term::{self, Limits};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut scope: Scope<MemberPid> = Scope::new("me@host");
+    let _ = scope.node_up("a@host", true);
+    let mut rest = data;
+    // Several messages: each is a 2-byte length and an external term.
+    while rest.len() >= 2 {
+        let n = (u16::from_be_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
+        let (msg, tail) = rest[2..].split_at(n);
+        rest = tail;
+        let Ok(t) = term::decode(msg, Limits::default()) else { continue };
+        match WireMsg::<MemberPid>::decode(&t) {
+            Ok(WireMsg::Cast(cpg_node::cpg::scope::Request::Exchange { from, groups })) => {
+                let _ = scope.exchange(&from, groups);
+            }
+            Ok(WireMsg::Cast(r)) => {
+                let _ = scope.remote_request("a@host", r);
+            }
+            Ok(WireMsg::New(n)) => {
+                let _ = scope.new_node(&n);
+            }
+            Err(_) => {}
+        }
+    }
+    for g in scope.which_groups() {
+        let _ = scope.get_members(&g, None);
+        let _ = scope.get_closest_pid(&g, None, &mut |n| n / 2);
+        let _ = scope.get_oldest_pid(&g, None);
+    }
+    let _ = scope.node_down("a@host");
+    for g in scope.which_groups() {
+        if let Ok((_, pids)) = scope.get_members(&g, None) {
+            assert!(pids.iter().all(|p| p.0.node.name != "a@host"), "nodedown left a member of a@host");
+        }
+    }
+});
