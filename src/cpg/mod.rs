@@ -8,14 +8,17 @@
 //! | `cpg.erl` scope state and merge rules | [`scope`] (pure, no IO)      |
 //! | scope messages on the wire            | [`wire`]                     |
 //! | the scope gen_server on a node        | [`server`] ([`CpgScope`])    |
+//! | `group_storage` (`trie` or a dict)    | [`storage`]                  |
 
 pub mod group;
 pub mod pattern;
 pub mod scope;
 pub mod server;
+pub mod storage;
 pub mod trie;
 pub mod wire;
 
 pub use server::{
     BeamNodeType, CpgError, CpgScope, GroupEvent, MemberPid, ScopeOptions, DEFAULT_SCOPE,
 };
+pub use storage::{Storage, TermName};

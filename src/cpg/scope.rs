@@ -1,7 +1,8 @@
 //! The pure state machine of one cpg scope (no IO, no async).
 //!
 //! A [`Scope`] holds what a genuine cpg 2.0.7 scope process holds: the groups
-//! (a [`Trie`] of [`GroupData`]), the groups of every monitored pid, and the
+//! (a [`Trie`](super::trie::Trie), or a map, of [`GroupData`]; see
+//! [Group storage](#group-storage)), the groups of every monitored pid, and the
 //! nodes it is connected to / listens to. Every input is a method; the ones
 //! that change state return the [`Effect`]s the caller must carry out, in
 //! order: monitor or demonitor a pid, cast a [`Request`] to the scope on
@@ -18,24 +19,34 @@
 //! | [`Scope::new_node`] | `{new, Node}` |
 //!
 //! Reads ([`Scope::get_members`], [`Scope::get_closest_pid`], ...) follow
-//! `cpg_data`: a group name is looked up with the trie's pattern matching
-//! (exact key first, else the most specific pattern), the returned key is the
-//! stored key that matched, and errors carry the queried name.
+//! `cpg_data`: a group name is looked up in the group storage (see
+//! [`storage`](super::storage)), the returned key is the stored key that
+//! matched, and errors carry the queried name.
+//!
+//! # Group storage
+//!
+//! The name type `N` chooses the storage, as cpg's `group_storage` does:
+//! - `Scope<P>` (`N = String`, [`Scope::new`]): names are Erlang strings in
+//!   the trie; a read finds the exact key first, else the most specific
+//!   pattern (`*`, `?`).
+//! - `Scope<P, TermName>` ([`Scope::new_map`]): names are any Erlang terms
+//!   ([`TermName`]) in a map; reads are exact, `*` and `?` are plain
+//!   characters, and every term is a valid name (`[]` too).
 //!
 //! Deliberate differences from genuine cpg, which would crash its scope on
 //! such input: requests from other nodes about pids of *this* node, requests
-//! with an empty group name and `join_counts` entries with a zero count are
-//! ignored; a local write with an empty or invalid pattern name is refused;
-//! duplicate names in a local `leave_counts` are merged (same result as
-//! cpg's left-to-right processing) before the request is cast.
+//! with a name the storage cannot hold (the empty string in the trie) and
+//! `join_counts` entries with a zero count are ignored; a local write with a
+//! name the storage refuses (empty or invalid pattern in the trie) is
+//! refused; duplicate names in a local `leave_counts` are merged (same result
+//! as cpg's left-to-right processing) before the request is cast.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
 
 use super::group::{CpgData, GroupData, Part};
-use super::pattern;
-use super::trie::Trie;
+use super::storage::{GroupKey, GroupStore, TermName};
 
 /// What the scope needs to know about a pid: the node it lives on.
 pub trait PidInfo {
@@ -54,33 +65,34 @@ pub trait ScopePid: Clone + Eq + Hash + Ord + Debug + PidInfo {}
 impl<T: Clone + Eq + Hash + Ord + Debug + PidInfo> ScopePid for T {}
 
 /// A request cast between scope processes (inside `{'$gen_cast', _}`).
+/// `N` is the group-name type (see [`storage`](super::storage)).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request<P> {
+pub enum Request<P, N = String> {
     /// `{join, Name, Pid}`: one more copy of `pid` in `name`.
     Join {
         /// Group name.
-        name: String,
+        name: N,
         /// The joining pid (on the sending node).
         pid: P,
     },
     /// `{join_counts, [{Name, Count}], Pid}`: `Count` copies per name.
     JoinCounts {
         /// `(name, count)` pairs, processed left to right.
-        counts: Vec<(String, usize)>,
+        counts: Vec<(N, usize)>,
         /// The joining pid.
         pid: P,
     },
     /// `{leave, Name, Pid}`: remove the oldest copy of `pid` from `name`.
     Leave {
         /// Group name.
-        name: String,
+        name: N,
         /// The leaving pid.
         pid: P,
     },
     /// `{leave_counts, [{Name, Count}], Pid}`: remove the `Count` oldest copies.
     LeaveCounts {
         /// `(name, count)` pairs, processed left to right.
-        counts: Vec<(String, usize)>,
+        counts: Vec<(N, usize)>,
         /// The leaving pid.
         pid: P,
     },
@@ -94,11 +106,11 @@ pub enum Request<P> {
         /// The node the state comes from (trusted, as in cpg).
         from: String,
         /// `(name, history)` per group, history newest first.
-        groups: Vec<(String, Vec<P>)>,
+        groups: Vec<(N, Vec<P>)>,
     },
 }
 
-impl<P> Request<P> {
+impl<P, N> Request<P, N> {
     /// The pid a join/leave request is about (`None` for an exchange).
     pub fn pid(&self) -> Option<&P> {
         match self {
@@ -151,7 +163,7 @@ impl Reason {
 
 /// Something the caller of a [`Scope`] method must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect<P> {
+pub enum Effect<P, N = String> {
     /// Start monitoring the pid (emitted once, when the scope first stores
     /// it). A monitor on a pid that no longer exists must be answered with
     /// [`Scope::member_down`] (reason `noproc`).
@@ -163,12 +175,12 @@ pub enum Effect<P> {
         /// Destination node.
         node: String,
         /// The request to send.
-        request: Request<P>,
+        request: Request<P, N>,
     },
     /// Run the join (if [`Reason::is_join`]) or leave callbacks of `name`.
     Notify {
         /// Exact group name.
-        name: String,
+        name: N,
         /// The pid that joined or left.
         pid: P,
         /// Why.
@@ -178,18 +190,18 @@ pub enum Effect<P> {
 
 /// Why a local write was refused (genuine cpg replies just `error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
+pub enum WriteError<N = String> {
     /// Only pids of this node may be joined or removed through this scope.
     #[error("pid is not on this node")]
     NotLocal,
-    /// The group name is empty or an invalid pattern.
+    /// The storage refuses the name (the trie: empty or an invalid pattern).
     #[error("invalid group name {0:?}")]
-    InvalidName(String),
+    InvalidName(N),
     /// A count was not greater than zero.
     #[error("invalid count {count} for group {name:?}")]
     InvalidCount {
         /// The group name.
-        name: String,
+        name: N,
         /// The count given.
         count: usize,
     },
@@ -200,37 +212,38 @@ pub enum WriteError {
 
 /// Why a read found nothing; carries the queried name (never the pattern).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
+pub enum ReadError<N = String> {
     /// `{error, {no_such_group, Name}}`.
     #[error("no_such_group {0:?}")]
-    NoSuchGroup(String),
+    NoSuchGroup(N),
     /// `{error, {no_process, Name}}`.
     #[error("no_process {0:?}")]
-    NoProcess(String),
+    NoProcess(N),
 }
 
 /// A successful read: the stored key that matched (the name itself or a
 /// pattern) and the value.
-pub type ReadResult<'a, T> = Result<(&'a str, T), ReadError>;
+pub type ReadResult<'a, T, N = String> = Result<(&'a <N as GroupKey>::Borrowed, T), ReadError<N>>;
 
 /// Exit reason used by [`Scope::node_down`].
 pub const NODEDOWN_REASON: &str = "noconnection";
 
-/// The state of one cpg scope on this node. See the [module docs](self).
-pub struct Scope<P> {
+/// The state of one cpg scope on this node, with group names of type `N`.
+/// See the [module docs](self).
+pub struct Scope<P, N: GroupKey = String> {
     node: String,
-    groups: Trie<GroupData<P>>,
+    groups: N::Store<GroupData<P>>,
     /// Monitored pids and their group names (cpg's `monitors`).
-    pids: HashMap<P, BTreeSet<String>>,
+    pids: HashMap<P, BTreeSet<N>>,
     /// The monitored pids of each node.
     by_node: HashMap<String, BTreeSet<P>>,
     /// Connected nodes, with "listened" (full peer) flag.
     nodes: BTreeMap<String, bool>,
 }
 
-impl<P: Clone> Clone for Scope<P>
+impl<P: Clone, N: GroupKey> Clone for Scope<P, N>
 where
-    Trie<GroupData<P>>: Clone,
+    N::Store<GroupData<P>>: Clone,
 {
     /// A deep copy (e.g. a snapshot for readers).
     fn clone(&self) -> Self {
@@ -244,7 +257,7 @@ where
     }
 }
 
-impl<P: Debug> Debug for Scope<P> {
+impl<P: Debug, N: GroupKey> Debug for Scope<P, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scope")
             .field("node", &self.node)
@@ -256,11 +269,28 @@ impl<P: Debug> Debug for Scope<P> {
 }
 
 impl<P: ScopePid> Scope<P> {
-    /// An empty scope on the node called `node`.
+    /// An empty scope on the node called `node`, with the trie storage
+    /// (string names, patterns on).
     pub fn new(node: impl Into<String>) -> Self {
+        Scope::with_storage(node)
+    }
+}
+
+impl<P: ScopePid> Scope<P, TermName> {
+    /// An empty scope on the node called `node`, with map storage (any
+    /// term as a name, exact lookups).
+    pub fn new_map(node: impl Into<String>) -> Self {
+        Scope::with_storage(node)
+    }
+}
+
+impl<P: ScopePid, N: GroupKey> Scope<P, N> {
+    /// An empty scope on the node called `node`, storing names of type `N`
+    /// in `N`'s storage ([`Scope::new`] and [`Scope::new_map`] name `N`).
+    pub fn with_storage(node: impl Into<String>) -> Self {
         Scope {
             node: node.into(),
-            groups: Trie::new(),
+            groups: Default::default(),
             pids: HashMap::new(),
             by_node: HashMap::new(),
             nodes: BTreeMap::new(),
@@ -284,7 +314,7 @@ impl<P: ScopePid> Scope<P> {
     /// node-type decision: a listened node is a full peer (it gets our
     /// writes and an exchange now, and its exchanges are accepted).
     /// Returns the exchange cast when `listen` and we have groups.
-    pub fn node_up(&mut self, node: &str, listen: bool) -> Vec<Effect<P>> {
+    pub fn node_up(&mut self, node: &str, listen: bool) -> Vec<Effect<P, N>> {
         if node == self.node {
             return Vec::new();
         }
@@ -299,7 +329,7 @@ impl<P: ScopePid> Scope<P> {
     /// A node disconnected: every member on it is removed from every group
     /// (leave callbacks with `{exit, noconnection}`), and it is no longer a
     /// peer. No demonitor is needed (the monitors died with the connection).
-    pub fn node_down(&mut self, node: &str) -> Vec<Effect<P>> {
+    pub fn node_down(&mut self, node: &str) -> Vec<Effect<P, N>> {
         self.nodes.remove(node);
         let mut effects = Vec::new();
         if node == self.node {
@@ -319,7 +349,7 @@ impl<P: ScopePid> Scope<P> {
 
     /// `{new, Node}`: a scope on `node` started and asks for our state.
     /// Answered whatever the node's type; nothing if we have no groups.
-    pub fn new_node(&self, node: &str) -> Vec<Effect<P>> {
+    pub fn new_node(&self, node: &str) -> Vec<Effect<P, N>> {
         if node == self.node {
             return Vec::new();
         }
@@ -345,19 +375,19 @@ impl<P: ScopePid> Scope<P> {
     }
 
     /// The state cpg sends in an exchange: `(name, history)` for every
-    /// group, in reverse alphabetical order (cpg folds its trie onto a list).
-    pub fn exchange_groups(&self) -> Vec<(String, Vec<P>)> {
-        let mut v: Vec<(String, Vec<P>)> = self
+    /// group, in reverse name order (cpg folds its trie onto a list).
+    pub fn exchange_groups(&self) -> Vec<(N, Vec<P>)> {
+        let mut v: Vec<(N, Vec<P>)> = self
             .groups
             .iter()
-            .map(|(name, g)| (name.to_string(), g.history().cloned().collect()))
+            .map(|(name, g)| (name.to_owned(), g.history().cloned().collect()))
             .collect();
         v.reverse();
         v
     }
 
     /// The exchange request for our whole state (`None` without groups).
-    pub fn exchange_request(&self) -> Option<Request<P>> {
+    pub fn exchange_request(&self) -> Option<Request<P, N>> {
         if self.groups.is_empty() {
             return None;
         }
@@ -367,7 +397,7 @@ impl<P: ScopePid> Scope<P> {
         })
     }
 
-    fn exchange_to(&self, node: &str) -> Option<Effect<P>> {
+    fn exchange_to(&self, node: &str) -> Option<Effect<P, N>> {
         self.exchange_request().map(|request| Effect::Cast {
             node: node.to_string(),
             request,
@@ -378,14 +408,14 @@ impl<P: ScopePid> Scope<P> {
     // Local writes (owner side)
 
     /// Joins local `pid` to `name` once (`cpg:join/2`).
-    pub fn join(&mut self, name: &str, pid: P) -> Result<Vec<Effect<P>>, WriteError> {
+    pub fn join(&mut self, name: &N::Borrowed, pid: P) -> Result<Vec<Effect<P, N>>, WriteError<N>> {
         self.check_local(&pid)?;
         check_name(name)?;
         let mut effects = Vec::new();
         self.add_copies(name, &pid, 1, &mut effects);
         self.cast_peers(
             || Request::Join {
-                name: name.to_string(),
+                name: name.to_owned(),
                 pid,
             },
             &mut effects,
@@ -397,20 +427,20 @@ impl<P: ScopePid> Scope<P> {
     /// (`cpg:join_counts/2`). Every count must be > 0; `[]` does nothing.
     pub fn join_counts(
         &mut self,
-        counts: &[(String, usize)],
+        counts: &[(N, usize)],
         pid: P,
-    ) -> Result<Vec<Effect<P>>, WriteError> {
+    ) -> Result<Vec<Effect<P, N>>, WriteError<N>> {
         self.check_local(&pid)?;
         if counts.is_empty() {
             return Ok(Vec::new());
         }
         for (name, count) in counts {
-            check_name(name)?;
-            check_count(name, *count)?;
+            check_name(name.as_borrowed())?;
+            check_count(name.as_borrowed(), *count)?;
         }
         let mut effects = Vec::new();
         for (name, count) in counts {
-            self.add_copies(name, &pid, *count, &mut effects);
+            self.add_copies(name.as_borrowed(), &pid, *count, &mut effects);
         }
         self.cast_peers(
             || Request::JoinCounts {
@@ -424,7 +454,11 @@ impl<P: ScopePid> Scope<P> {
 
     /// Removes the oldest copy of local `pid` from `name` (`cpg:leave/2`).
     /// Refused unless `pid` is a member of exactly that group name.
-    pub fn leave(&mut self, name: &str, pid: &P) -> Result<Vec<Effect<P>>, WriteError> {
+    pub fn leave(
+        &mut self,
+        name: &N::Borrowed,
+        pid: &P,
+    ) -> Result<Vec<Effect<P, N>>, WriteError<N>> {
         self.check_local(pid)?;
         if !self.is_member(name, pid) {
             return Err(WriteError::NotMember);
@@ -433,7 +467,7 @@ impl<P: ScopePid> Scope<P> {
         self.leave_group(name, pid, 1, &Reason::LeaveLocal, &mut effects);
         self.cast_peers(
             || Request::Leave {
-                name: name.to_string(),
+                name: name.to_owned(),
                 pid: pid.clone(),
             },
             &mut effects,
@@ -446,20 +480,20 @@ impl<P: ScopePid> Scope<P> {
     /// every count > 0; `[]` does nothing.
     pub fn leave_counts(
         &mut self,
-        counts: &[(String, usize)],
+        counts: &[(N, usize)],
         pid: &P,
-    ) -> Result<Vec<Effect<P>>, WriteError> {
+    ) -> Result<Vec<Effect<P, N>>, WriteError<N>> {
         self.check_local(pid)?;
         if counts.is_empty() {
             return Ok(Vec::new());
         }
         for (name, count) in counts {
-            if !self.is_member(name, pid) {
+            if !self.is_member(name.as_borrowed(), pid) {
                 return Err(WriteError::NotMember);
             }
-            check_count(name, *count)?;
+            check_count(name.as_borrowed(), *count)?;
         }
-        let mut merged: Vec<(String, usize)> = Vec::with_capacity(counts.len());
+        let mut merged: Vec<(N, usize)> = Vec::with_capacity(counts.len());
         for (name, count) in counts {
             match merged.iter_mut().find(|(n, _)| n == name) {
                 Some((_, c)) => *c = c.saturating_add(*count),
@@ -468,7 +502,13 @@ impl<P: ScopePid> Scope<P> {
         }
         let mut effects = Vec::new();
         for (name, count) in &merged {
-            self.leave_group(name, pid, *count, &Reason::LeaveLocal, &mut effects);
+            self.leave_group(
+                name.as_borrowed(),
+                pid,
+                *count,
+                &Reason::LeaveLocal,
+                &mut effects,
+            );
         }
         self.cast_peers(
             || Request::LeaveCounts {
@@ -482,7 +522,7 @@ impl<P: ScopePid> Scope<P> {
 
     /// Removes every copy of local `pid` from every group (`cpg:leave/1`).
     /// Refused when the pid is in no group.
-    pub fn leave_all(&mut self, pid: &P) -> Result<Vec<Effect<P>>, WriteError> {
+    pub fn leave_all(&mut self, pid: &P) -> Result<Vec<Effect<P, N>>, WriteError<N>> {
         self.check_local(pid)?;
         if !self.pids.contains_key(pid) {
             return Err(WriteError::NotMember);
@@ -493,7 +533,7 @@ impl<P: ScopePid> Scope<P> {
         Ok(effects)
     }
 
-    fn check_local(&self, pid: &P) -> Result<(), WriteError> {
+    fn check_local(&self, pid: &P) -> Result<(), WriteError<N>> {
         if self.is_local(pid) {
             Ok(())
         } else {
@@ -501,13 +541,13 @@ impl<P: ScopePid> Scope<P> {
         }
     }
 
-    fn is_member(&self, name: &str, pid: &P) -> bool {
+    fn is_member(&self, name: &N::Borrowed, pid: &P) -> bool {
         self.pids.get(pid).is_some_and(|names| names.contains(name))
     }
 
     /// Casts the request built by `make` to every listened node (cpg's
     /// abcast to hidden and visible nodes).
-    fn cast_peers(&self, make: impl FnOnce() -> Request<P>, effects: &mut Vec<Effect<P>>) {
+    fn cast_peers(&self, make: impl FnOnce() -> Request<P, N>, effects: &mut Vec<Effect<P, N>>) {
         let mut peers = self.listened_nodes().peekable();
         if peers.peek().is_none() {
             return;
@@ -530,7 +570,7 @@ impl<P: ScopePid> Scope<P> {
     /// empty group name are ignored; a leave for a pid or group the pid is
     /// not in is ignored. An exchange goes to [`Scope::exchange`] with the
     /// node named inside the message (trusted, as in cpg).
-    pub fn remote_request(&mut self, from_node: &str, request: Request<P>) -> Vec<Effect<P>> {
+    pub fn remote_request(&mut self, from_node: &str, request: Request<P, N>) -> Vec<Effect<P, N>> {
         let mut effects = Vec::new();
         if let Request::Exchange { from, groups } = request {
             return self.exchange(&from, groups);
@@ -540,26 +580,33 @@ impl<P: ScopePid> Scope<P> {
         }
         match request {
             Request::Join { name, pid } => {
-                if !name.is_empty() {
-                    self.add_copies(&name, &pid, 1, &mut effects);
+                let name = name.as_borrowed();
+                if N::valid_remote(name) {
+                    self.add_copies(name, &pid, 1, &mut effects);
                 }
             }
             Request::JoinCounts { counts, pid } => {
                 for (name, count) in counts {
-                    if !name.is_empty() && count > 0 {
-                        self.add_copies(&name, &pid, count, &mut effects);
+                    let name = name.as_borrowed();
+                    if N::valid_remote(name) && count > 0 {
+                        self.add_copies(name, &pid, count, &mut effects);
                     }
                 }
             }
             Request::Leave { name, pid } => {
-                if self.is_member(&name, &pid) {
-                    self.leave_group(&name, &pid, 1, &Reason::LeaveRemote, &mut effects);
+                let name = name.as_borrowed();
+                if self.is_member(name, &pid) {
+                    self.leave_group(name, &pid, 1, &Reason::LeaveRemote, &mut effects);
                 }
             }
             Request::LeaveCounts { counts, pid } => {
-                if counts.iter().all(|(name, _)| self.is_member(name, &pid)) {
+                if counts
+                    .iter()
+                    .all(|(name, _)| self.is_member(name.as_borrowed(), &pid))
+                {
                     for (name, count) in counts {
-                        self.leave_group(&name, &pid, count, &Reason::LeaveRemote, &mut effects);
+                        let name = name.as_borrowed();
+                        self.leave_group(name, &pid, count, &Reason::LeaveRemote, &mut effects);
                     }
                 }
             }
@@ -581,19 +628,20 @@ impl<P: ScopePid> Scope<P> {
     /// of copies: missing copies are added at the newest end, extra copies
     /// are removed from the newest end. Pids absent from the incoming
     /// history are not touched, and no group is deleted.
-    pub fn exchange(&mut self, from_node: &str, groups: Vec<(String, Vec<P>)>) -> Vec<Effect<P>> {
+    pub fn exchange(&mut self, from_node: &str, groups: Vec<(N, Vec<P>)>) -> Vec<Effect<P, N>> {
         let mut effects = Vec::new();
         if !self.is_listened(from_node) {
             return effects;
         }
         for (name, history) in groups {
-            if name.is_empty() {
+            let name = name.as_borrowed();
+            if !N::valid_remote(name) {
                 continue;
             }
-            if self.groups.get(&name).is_some() {
-                self.merge_conflict(&name, &history, &mut effects);
+            if self.groups.get(name).is_some() {
+                self.merge_conflict(name, &history, &mut effects);
             } else {
-                self.merge_new(&name, &history, &mut effects);
+                self.merge_new(name, &history, &mut effects);
             }
         }
         effects
@@ -610,7 +658,7 @@ impl<P: ScopePid> Scope<P> {
         }
     }
 
-    fn merge_new(&mut self, name: &str, history: &[P], effects: &mut Vec<Effect<P>>) {
+    fn merge_new(&mut self, name: &N::Borrowed, history: &[P], effects: &mut Vec<Effect<P, N>>) {
         let mut group = GroupData::new();
         for pid in history.iter().rev() {
             let Some(is_local) = self.accept(pid) else {
@@ -625,7 +673,12 @@ impl<P: ScopePid> Scope<P> {
         }
     }
 
-    fn merge_conflict(&mut self, name: &str, history: &[P], effects: &mut Vec<Effect<P>>) {
+    fn merge_conflict(
+        &mut self,
+        name: &N::Borrowed,
+        history: &[P],
+        effects: &mut Vec<Effect<P, N>>,
+    ) {
         let mut wanted: BTreeMap<&P, usize> = BTreeMap::new();
         for pid in history {
             *wanted.entry(pid).or_insert(0) += 1;
@@ -665,7 +718,7 @@ impl<P: ScopePid> Scope<P> {
     /// its `DOWN`): every copy is removed from every group (sorted by name),
     /// one leave notification per copy with [`Reason::Exit`]. Unknown pids
     /// are ignored. No demonitor is emitted.
-    pub fn member_down(&mut self, pid: &P, reason: &str) -> Vec<Effect<P>> {
+    pub fn member_down(&mut self, pid: &P, reason: &str) -> Vec<Effect<P, N>> {
         let mut effects = Vec::new();
         self.leave_everything(pid, &Reason::Exit(reason.to_string()), false, &mut effects);
         effects
@@ -676,11 +729,17 @@ impl<P: ScopePid> Scope<P> {
 
     /// Adds `count` copies at the newest end, creating the group; one join
     /// notification per call (as cpg's `notify_join/4`); monitors new pids.
-    fn add_copies(&mut self, name: &str, pid: &P, count: usize, effects: &mut Vec<Effect<P>>) {
+    fn add_copies(
+        &mut self,
+        name: &N::Borrowed,
+        pid: &P,
+        count: usize,
+        effects: &mut Vec<Effect<P, N>>,
+    ) {
         let is_local = self.is_local(pid);
         push_notify(effects, name, pid, &join_reason(is_local), 1);
         self.groups
-            .entry_or_insert_with(name, GroupData::new)
+            .get_or_insert_with(name, GroupData::new)
             .join(pid.clone(), is_local, count);
         self.index_add(pid, name, effects);
     }
@@ -689,11 +748,11 @@ impl<P: ScopePid> Scope<P> {
     /// drops the name (and the monitor) when the pid has no copy left.
     fn leave_group(
         &mut self,
-        name: &str,
+        name: &N::Borrowed,
         pid: &P,
         count: usize,
         reason: &Reason,
-        effects: &mut Vec<Effect<P>>,
+        effects: &mut Vec<Effect<P, N>>,
     ) {
         let Some(group) = self.groups.get_mut(name) else {
             return;
@@ -721,7 +780,7 @@ impl<P: ScopePid> Scope<P> {
         pid: &P,
         reason: &Reason,
         demonitor: bool,
-        effects: &mut Vec<Effect<P>>,
+        effects: &mut Vec<Effect<P, N>>,
     ) {
         let Some(names) = self.forget_pid(pid) else {
             return;
@@ -730,27 +789,28 @@ impl<P: ScopePid> Scope<P> {
             effects.push(Effect::Demonitor(pid.clone()));
         }
         for name in names {
-            let Some(group) = self.groups.get_mut(&name) else {
+            let name = name.as_borrowed();
+            let Some(group) = self.groups.get_mut(name) else {
                 continue;
             };
             let removed = group.leave_all(pid);
             if group.is_empty() {
-                self.groups.remove(&name);
+                self.groups.remove(name);
             }
-            push_notify(effects, &name, pid, reason, removed);
+            push_notify(effects, name, pid, reason, removed);
         }
     }
 
     /// Records that `pid` is in `name`; a new pid gets a monitor.
-    fn index_add(&mut self, pid: &P, name: &str, effects: &mut Vec<Effect<P>>) {
+    fn index_add(&mut self, pid: &P, name: &N::Borrowed, effects: &mut Vec<Effect<P, N>>) {
         if let Some(names) = self.pids.get_mut(pid) {
             if !names.contains(name) {
-                names.insert(name.to_string());
+                names.insert(name.to_owned());
             }
             return;
         }
         self.pids
-            .insert(pid.clone(), BTreeSet::from([name.to_string()]));
+            .insert(pid.clone(), BTreeSet::from([name.to_owned()]));
         match self.by_node.get_mut(pid.node()) {
             Some(set) => {
                 set.insert(pid.clone());
@@ -763,7 +823,7 @@ impl<P: ScopePid> Scope<P> {
         effects.push(Effect::Monitor(pid.clone()));
     }
 
-    fn forget_pid(&mut self, pid: &P) -> Option<BTreeSet<String>> {
+    fn forget_pid(&mut self, pid: &P) -> Option<BTreeSet<N>> {
         let names = self.pids.remove(pid)?;
         if let Some(set) = self.by_node.get_mut(pid.node()) {
             set.remove(pid);
@@ -777,22 +837,25 @@ impl<P: ScopePid> Scope<P> {
     // ------------------------------------------------------------------
     // Reads
 
-    fn find(&self, name: &str) -> Result<(&str, &GroupData<P>), ReadError> {
-        // A wildcard in a query makes trie:find_match2 exit with badarg,
-        // which cpg_data turns into no_such_group.
-        if name.contains(['*', '?']) {
-            return Err(ReadError::NoSuchGroup(name.to_string()));
-        }
+    /// The storage's lookup ([`GroupStore::find`]): for the trie, a
+    /// wildcard in a query finds nothing, as `trie:find_match2` exits with
+    /// badarg, which `cpg_data` turns into no_such_group.
+    fn find(&self, name: &N::Borrowed) -> ReadResult<'_, &GroupData<P>, N> {
         self.groups
-            .find_match(name)
-            .ok_or_else(|| ReadError::NoSuchGroup(name.to_string()))
+            .find(name)
+            .ok_or_else(|| ReadError::NoSuchGroup(name.to_owned()))
     }
 
-    fn members(&self, name: &str, part: Part, exclude: Option<&P>) -> ReadResult<'_, Vec<P>> {
+    fn members(
+        &self,
+        name: &N::Borrowed,
+        part: Part,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
         let (key, group) = self.find(name)?;
         let members = group.members(part, exclude);
         if members.is_empty() {
-            Err(ReadError::NoSuchGroup(name.to_string()))
+            Err(ReadError::NoSuchGroup(name.to_owned()))
         } else {
             Ok((key, members))
         }
@@ -800,11 +863,11 @@ impl<P: ScopePid> Scope<P> {
 
     fn pick(
         &self,
-        name: &str,
+        name: &N::Borrowed,
         parts: &[Part],
         exclude: Option<&P>,
         choose: &mut dyn FnMut(usize) -> usize,
-    ) -> ReadResult<'_, P> {
+    ) -> ReadResult<'_, P, N> {
         let (key, group) = self.find(name)?;
         for &part in parts {
             let n = group.count_excluding(part, exclude);
@@ -815,10 +878,16 @@ impl<P: ScopePid> Scope<P> {
                 }
             }
         }
-        Err(ReadError::NoProcess(name.to_string()))
+        Err(ReadError::NoProcess(name.to_owned()))
     }
 
-    fn edge(&self, name: &str, part: Part, exclude: Option<&P>, oldest: bool) -> ReadResult<'_, P> {
+    fn edge(
+        &self,
+        name: &N::Borrowed,
+        part: Part,
+        exclude: Option<&P>,
+        oldest: bool,
+    ) -> ReadResult<'_, P, N> {
         let (key, group) = self.find(name)?;
         let pid = if oldest {
             group.oldest(part, exclude)
@@ -826,24 +895,36 @@ impl<P: ScopePid> Scope<P> {
             group.newest(part, exclude)
         };
         pid.map(|p| (key, p.clone()))
-            .ok_or_else(|| ReadError::NoProcess(name.to_string()))
+            .ok_or_else(|| ReadError::NoProcess(name.to_owned()))
     }
 
     /// `cpg:get_members`: every copy (history order, newest first, with
     /// duplicates) except `exclude`; an empty result is `NoSuchGroup`.
-    pub fn get_members(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, Vec<P>> {
+    pub fn get_members(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
         self.members(name, Part::All, exclude)
     }
 
     /// `cpg:get_local_members`: the copies of pids on this node; an empty
     /// result is `NoSuchGroup`.
-    pub fn get_local_members(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, Vec<P>> {
+    pub fn get_local_members(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
         self.members(name, Part::Local, exclude)
     }
 
     /// `cpg:get_remote_members`: the copies of pids on other nodes; an empty
     /// result is `NoSuchGroup`.
-    pub fn get_remote_members(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, Vec<P>> {
+    pub fn get_remote_members(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
         self.members(name, Part::Remote, exclude)
     }
 
@@ -851,90 +932,108 @@ impl<P: ScopePid> Scope<P> {
     /// `choose(n)` returns an index in `0..n` (taken modulo `n`).
     pub fn get_closest_pid(
         &self,
-        name: &str,
+        name: &N::Borrowed,
         exclude: Option<&P>,
         choose: &mut impl FnMut(usize) -> usize,
-    ) -> ReadResult<'_, P> {
+    ) -> ReadResult<'_, P, N> {
         self.pick(name, &[Part::Local, Part::Remote], exclude, choose)
     }
 
     /// `cpg:get_furthest_pid`: a random remote copy, else a random local one.
     pub fn get_furthest_pid(
         &self,
-        name: &str,
+        name: &N::Borrowed,
         exclude: Option<&P>,
         choose: &mut impl FnMut(usize) -> usize,
-    ) -> ReadResult<'_, P> {
+    ) -> ReadResult<'_, P, N> {
         self.pick(name, &[Part::Remote, Part::Local], exclude, choose)
     }
 
     /// `cpg:get_random_pid`: a random copy (weighted by join count).
     pub fn get_random_pid(
         &self,
-        name: &str,
+        name: &N::Borrowed,
         exclude: Option<&P>,
         choose: &mut impl FnMut(usize) -> usize,
-    ) -> ReadResult<'_, P> {
+    ) -> ReadResult<'_, P, N> {
         self.pick(name, &[Part::All], exclude, choose)
     }
 
     /// `cpg:get_local_pid`: a random local copy, else `NoProcess`.
     pub fn get_local_pid(
         &self,
-        name: &str,
+        name: &N::Borrowed,
         exclude: Option<&P>,
         choose: &mut impl FnMut(usize) -> usize,
-    ) -> ReadResult<'_, P> {
+    ) -> ReadResult<'_, P, N> {
         self.pick(name, &[Part::Local], exclude, choose)
     }
 
     /// `cpg:get_remote_pid`: a random remote copy, else `NoProcess`.
     pub fn get_remote_pid(
         &self,
-        name: &str,
+        name: &N::Borrowed,
         exclude: Option<&P>,
         choose: &mut impl FnMut(usize) -> usize,
-    ) -> ReadResult<'_, P> {
+    ) -> ReadResult<'_, P, N> {
         self.pick(name, &[Part::Remote], exclude, choose)
     }
 
     /// `cpg:get_oldest_pid`: the oldest copy that is not `exclude`.
-    pub fn get_oldest_pid(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, P> {
+    pub fn get_oldest_pid(&self, name: &N::Borrowed, exclude: Option<&P>) -> ReadResult<'_, P, N> {
         self.edge(name, Part::All, exclude, true)
     }
 
     /// `cpg:get_local_oldest_pid`: the oldest local copy.
-    pub fn get_local_oldest_pid(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, P> {
+    pub fn get_local_oldest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
         self.edge(name, Part::Local, exclude, true)
     }
 
     /// `cpg:get_remote_oldest_pid`: the oldest remote copy.
-    pub fn get_remote_oldest_pid(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, P> {
+    pub fn get_remote_oldest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
         self.edge(name, Part::Remote, exclude, true)
     }
 
     /// `cpg:get_newest_pid`: the newest copy that is not `exclude`.
-    pub fn get_newest_pid(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, P> {
+    pub fn get_newest_pid(&self, name: &N::Borrowed, exclude: Option<&P>) -> ReadResult<'_, P, N> {
         self.edge(name, Part::All, exclude, false)
     }
 
     /// `cpg:get_local_newest_pid`: the newest local copy.
-    pub fn get_local_newest_pid(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, P> {
+    pub fn get_local_newest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
         self.edge(name, Part::Local, exclude, false)
     }
 
     /// `cpg:get_remote_newest_pid`: the newest remote copy.
-    pub fn get_remote_newest_pid(&self, name: &str, exclude: Option<&P>) -> ReadResult<'_, P> {
+    pub fn get_remote_newest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
         self.edge(name, Part::Remote, exclude, false)
     }
 
-    /// `cpg:which_groups/0`: every group name (patterns included), sorted.
-    pub fn which_groups(&self) -> Vec<String> {
-        self.groups.keys().map(|k| k.to_string()).collect()
+    /// `cpg:which_groups/0`: every group name (patterns included), in name
+    /// order.
+    pub fn which_groups(&self) -> Vec<N> {
+        self.groups.iter().map(|(k, _)| k.to_owned()).collect()
     }
 
-    /// `cpg:which_groups(Pid)`: the groups of `pid`, sorted; `[]` if unknown.
-    pub fn which_groups_of(&self, pid: &P) -> Vec<String> {
+    /// `cpg:which_groups(Pid)`: the groups of `pid`, in name order; `[]` if
+    /// unknown.
+    pub fn which_groups_of(&self, pid: &P) -> Vec<N> {
         self.pids
             .get(pid)
             .map(|names| names.iter().cloned().collect())
@@ -943,14 +1042,17 @@ impl<P: ScopePid> Scope<P> {
 
     /// `cpg:which_groups_counts(Pid)`: `(name, copies)` per group of `pid`,
     /// sorted by name; `[]` if unknown.
-    pub fn which_groups_counts(&self, pid: &P) -> Vec<(String, usize)> {
+    pub fn which_groups_counts(&self, pid: &P) -> Vec<(N, usize)> {
         let Some(names) = self.pids.get(pid) else {
             return Vec::new();
         };
         names
             .iter()
             .filter_map(|name| {
-                let count = self.groups.get(name).map_or(0, |g| g.count_of(pid));
+                let count = self
+                    .groups
+                    .get(name.as_borrowed())
+                    .map_or(0, |g| g.count_of(pid));
                 (count > 0).then(|| (name.clone(), count))
             })
             .collect()
@@ -958,17 +1060,17 @@ impl<P: ScopePid> Scope<P> {
 
     /// `cpg:join_count(Name, Pid)`: copies of `pid` in the group stored
     /// under exactly `name` (no pattern matching); 0 if none.
-    pub fn join_count(&self, name: &str, pid: &P) -> usize {
+    pub fn join_count(&self, name: &N::Borrowed, pid: &P) -> usize {
         self.groups.get(name).map_or(0, |g| g.count_of(pid))
     }
 
     /// The group stored under exactly `name`.
-    pub fn group(&self, name: &str) -> Option<&GroupData<P>> {
+    pub fn group(&self, name: &N::Borrowed) -> Option<&GroupData<P>> {
         self.groups.get(name)
     }
 
     /// A `#cpg_data{}` copy of the group stored under exactly `name`.
-    pub fn group_data(&self, name: &str) -> Option<CpgData<P>> {
+    pub fn group_data(&self, name: &N::Borrowed) -> Option<CpgData<P>> {
         self.groups.get(name).map(GroupData::to_data)
     }
 
@@ -988,18 +1090,18 @@ impl<P: ScopePid> Scope<P> {
     }
 }
 
-fn check_name(name: &str) -> Result<(), WriteError> {
-    if name.is_empty() || pattern::classify(name).is_err() {
-        Err(WriteError::InvalidName(name.to_string()))
-    } else {
+fn check_name<N: GroupKey>(name: &N::Borrowed) -> Result<(), WriteError<N>> {
+    if N::valid_local(name) {
         Ok(())
+    } else {
+        Err(WriteError::InvalidName(name.to_owned()))
     }
 }
 
-fn check_count(name: &str, count: usize) -> Result<(), WriteError> {
+fn check_count<N: GroupKey>(name: &N::Borrowed, count: usize) -> Result<(), WriteError<N>> {
     if count == 0 {
         Err(WriteError::InvalidCount {
-            name: name.to_string(),
+            name: name.to_owned(),
             count,
         })
     } else {
@@ -1015,16 +1117,16 @@ fn join_reason(is_local: bool) -> Reason {
     }
 }
 
-fn push_notify<P: Clone>(
-    effects: &mut Vec<Effect<P>>,
-    name: &str,
+fn push_notify<P: Clone, N: GroupKey>(
+    effects: &mut Vec<Effect<P, N>>,
+    name: &N::Borrowed,
     pid: &P,
     reason: &Reason,
     times: usize,
 ) {
     for _ in 0..times {
         effects.push(Effect::Notify {
-            name: name.to_string(),
+            name: name.to_owned(),
             pid: pid.clone(),
             reason: reason.clone(),
         });
@@ -1056,7 +1158,7 @@ mod tests {
 
     type E = Effect<T>;
 
-    fn notifies(effects: &[E]) -> Vec<(String, T, Reason)> {
+    fn notifies<N: Clone>(effects: &[Effect<T, N>]) -> Vec<(N, T, Reason)> {
         effects
             .iter()
             .filter_map(|e| match e {
@@ -1068,7 +1170,7 @@ mod tests {
             .collect()
     }
 
-    fn casts(effects: &[E]) -> Vec<(String, Request<T>)> {
+    fn casts<N: Clone>(effects: &[Effect<T, N>]) -> Vec<(String, Request<T, N>)> {
         effects
             .iter()
             .filter_map(|e| match e {
@@ -1078,7 +1180,7 @@ mod tests {
             .collect()
     }
 
-    fn monitors(effects: &[E]) -> Vec<T> {
+    fn monitors<N>(effects: &[Effect<T, N>]) -> Vec<T> {
         effects
             .iter()
             .filter_map(|e| match e {
@@ -1088,7 +1190,7 @@ mod tests {
             .collect()
     }
 
-    fn demonitors(effects: &[E]) -> Vec<T> {
+    fn demonitors<N>(effects: &[Effect<T, N>]) -> Vec<T> {
         effects
             .iter()
             .filter_map(|e| match e {
@@ -1102,7 +1204,7 @@ mod tests {
         (name.to_string(), pid.clone(), reason)
     }
 
-    fn history(s: &Scope<T>, name: &str) -> Vec<T> {
+    fn history<N: GroupKey>(s: &Scope<T, N>, name: &N::Borrowed) -> Vec<T> {
         s.group_data(name).map(|d| d.history).unwrap_or_default()
     }
 
@@ -1111,10 +1213,10 @@ mod tests {
     }
 
     /// Internal consistency of one scope.
-    fn check_invariants(s: &Scope<T>) {
-        let mut seen: BTreeMap<T, BTreeSet<String>> = BTreeMap::new();
+    fn check_invariants<N: GroupKey>(s: &Scope<T, N>) {
+        let mut seen: BTreeMap<T, BTreeSet<N>> = BTreeMap::new();
         for name in s.which_groups() {
-            let g = s.group(&name).unwrap();
+            let g = s.group(name.as_borrowed()).unwrap();
             assert!(!g.is_empty(), "empty group {name} kept");
             let d = g.to_data();
             let local: Vec<T> = d
@@ -2094,6 +2196,196 @@ mod tests {
         assert_eq!(s.which_groups_of(&e), vec!["a/*/c", "a/x"]);
         assert_eq!(s.which_groups_of(&t("n", 9)), Vec::<String>::new());
         assert_eq!(s.which_groups_counts(&t("n", 9)), vec![]);
+    }
+
+    // ------------------------------------------------------------------
+    // Map storage (any term as a name, exact lookups)
+
+    fn tn(t: crate::term::Term) -> TermName {
+        TermName::new(t)
+    }
+
+    fn tuple_name() -> TermName {
+        use crate::term::{atom, tuple};
+        tn(tuple(vec![atom("my"), atom("tuple"), atom("name")]))
+    }
+
+    #[test]
+    fn map_storage_local_writes_any_term() {
+        let mut s = Scope::new_map("a");
+        s.node_up("b", true);
+        let a1 = t("a", 1);
+        let names = [
+            tuple_name(),
+            TermName::atom("some_atom"),
+            TermName::binary(b"bin"),
+            TermName::string(""),
+            TermName::string("a/*"),
+            TermName::string("a**"),
+        ];
+        for name in &names {
+            let e = s.join(name, a1.clone()).unwrap();
+            assert_eq!(
+                notifies(&e),
+                vec![(name.clone(), a1.clone(), Reason::JoinLocal)]
+            );
+            assert_eq!(
+                casts(&e),
+                vec![(
+                    "b".to_string(),
+                    Request::Join {
+                        name: name.clone(),
+                        pid: a1.clone()
+                    }
+                )]
+            );
+        }
+        assert_eq!(monitors(&s.join(&names[0], a1.clone()).unwrap()), vec![]);
+        let mut sorted = names.to_vec();
+        sorted.sort();
+        assert_eq!(s.which_groups(), sorted);
+        assert_eq!(s.which_groups_of(&a1), sorted);
+        assert_eq!(s.join_count(&names[0], &a1), 2);
+        // The same term spelled otherwise on the wire is the same name.
+        let spelled = tn(crate::term::list(
+            "a/*".chars().map(|c| crate::term::int(c as i32)).collect(),
+        ));
+        assert_eq!(s.join_count(&spelled, &a1), 1);
+        s.join(&spelled, a1.clone()).unwrap();
+        assert_eq!(s.join_count(&names[4], &a1), 2);
+        // Errors carry the term name.
+        assert_eq!(
+            s.join_counts(&[(names[1].clone(), 0)], a1.clone()),
+            Err(WriteError::InvalidCount {
+                name: names[1].clone(),
+                count: 0
+            })
+        );
+        assert_eq!(
+            s.leave(&TermName::string("some_atom"), &a1),
+            Err(WriteError::NotMember),
+            "an atom and a string of the same text differ"
+        );
+        let e = s
+            .leave_counts(&[(names[0].clone(), 1), (names[0].clone(), 1)], &a1)
+            .unwrap();
+        assert_eq!(notifies(&e).len(), 2);
+        assert_eq!(
+            casts(&e),
+            vec![(
+                "b".to_string(),
+                Request::LeaveCounts {
+                    counts: vec![(names[0].clone(), 2)],
+                    pid: a1.clone()
+                }
+            )]
+        );
+        assert!(s.group(&names[0]).is_none(), "empty group erased");
+        check_invariants(&s);
+        let e = s.leave_all(&a1).unwrap();
+        assert_eq!(demonitors(&e), vec![a1.clone()]);
+        assert_eq!(s.group_count(), 0);
+        check_invariants(&s);
+    }
+
+    #[test]
+    fn map_storage_reads_are_exact() {
+        let mut s = Scope::new_map("n");
+        let (d, e) = (t("n", 1), t("n", 2));
+        let first = &mut |_: usize| 0;
+        let pat = TermName::string("a/*");
+        let empty = TermName::string("");
+        s.join(&pat, d.clone()).unwrap();
+        s.join(&empty, e.clone()).unwrap();
+        s.join(&tuple_name(), e.clone()).unwrap();
+        // "a/*" is a plain name: found by its own spelling only.
+        assert_eq!(s.get_members(&pat, None), Ok((&pat, vec![d.clone()])));
+        let ay = TermName::string("a/y");
+        assert_eq!(
+            s.get_members(&ay, None),
+            Err(ReadError::NoSuchGroup(ay.clone()))
+        );
+        assert_eq!(
+            s.get_closest_pid(&ay, None, first),
+            Err(ReadError::NoSuchGroup(ay.clone()))
+        );
+        assert_eq!(s.get_members(&empty, None), Ok((&empty, vec![e.clone()])));
+        assert_eq!(
+            s.get_closest_pid(&tuple_name(), None, first),
+            Ok((&tuple_name(), e.clone()))
+        );
+        assert_eq!(
+            s.get_remote_pid(&tuple_name(), None, first),
+            Err(ReadError::NoProcess(tuple_name()))
+        );
+        assert_eq!(
+            s.get_oldest_pid(&tuple_name(), Some(&e)),
+            Err(ReadError::NoProcess(tuple_name()))
+        );
+        let atom = TermName::atom("a/*");
+        assert_eq!(
+            s.get_members(&atom, None),
+            Err(ReadError::NoSuchGroup(atom.clone()))
+        );
+    }
+
+    #[test]
+    fn map_storage_remote_requests_and_exchange() {
+        let mut s = Scope::new_map("b");
+        s.node_up("a", true);
+        let (a1, a2) = (t("a", 1), t("a", 2));
+        let empty = TermName::string("");
+        let at = TermName::atom("some_atom");
+        // An empty name is a name like any other here (the trie ignores it).
+        let e = s.remote_request(
+            "a",
+            Request::Join {
+                name: empty.clone(),
+                pid: a1.clone(),
+            },
+        );
+        assert_eq!(
+            notifies(&e),
+            vec![(empty.clone(), a1.clone(), Reason::JoinRemote)]
+        );
+        assert_eq!(monitors(&e), vec![a1.clone()]);
+        s.remote_request(
+            "a",
+            Request::JoinCounts {
+                counts: vec![(at.clone(), 2), (tuple_name(), 1)],
+                pid: a1.clone(),
+            },
+        );
+        assert_eq!(history(&s, &at), vec![a1.clone(), a1.clone()]);
+        let e = s.exchange(
+            "a",
+            vec![
+                (at.clone(), vec![a2.clone(), a1.clone()]),
+                (TermName::string("new"), vec![a2.clone()]),
+            ],
+        );
+        assert_eq!(
+            notifies(&e),
+            vec![
+                (at.clone(), a1.clone(), Reason::LeaveRemote),
+                (at.clone(), a2.clone(), Reason::JoinRemote),
+                (TermName::string("new"), a2.clone(), Reason::JoinRemote),
+            ]
+        );
+        assert_eq!(s.join_count(&at, &a1), 1);
+        check_invariants(&s);
+        // Our exchange lists every term name.
+        let Some(Request::Exchange { groups, .. }) = s.exchange_request() else {
+            panic!("no exchange");
+        };
+        let mut names: Vec<TermName> = groups.into_iter().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, s.which_groups());
+        assert_eq!(names.len(), 4);
+        let e = s.node_down("a");
+        assert_eq!(notifies(&e).len(), 5);
+        assert_eq!(s.group_count(), 0);
+        check_invariants(&s);
     }
 
     #[test]

@@ -17,9 +17,17 @@
 //!   `join_counts` casts when a node connects, and polls every BEAM scope
 //!   with `{new, node()}`; members of the answering node that its exchange
 //!   no longer lists are removed (cpg's merge alone never removes them).
+//!
+//! Two group storages ([`Storage`], cpg's `group_storage`): [`CpgScope`]
+//! (`CpgScope<String>`, [`CpgScope::start`]) keeps string names in the
+//! trie, with patterns; `CpgScope<TermName>` ([`CpgScope::start_map`]) takes
+//! any Erlang term as a name, with exact lookups, for a cluster whose cpg
+//! runs with a dict-like `group_storage`. Both have the same methods.
 
+use super::group::GroupData;
 use super::scope::{Effect, PidInfo, ReadError, Reason, Request, Scope, WriteError};
-use super::wire::WireMsg;
+use super::storage::{GroupKey, Storage, TermName};
+use super::wire::{WireMsg, WireName};
 use crate::node::{Node, NodeEvent};
 use crate::process::{Dest, Process, SendError, Signal};
 use crate::term::{Pid, Reference, Term};
@@ -84,16 +92,30 @@ pub struct ScopeOptions {
     pub beam_node_type: BeamNodeType,
     /// How often to ask every BEAM scope for its state in `Visible` mode.
     pub poll_interval: Duration,
+    /// The group storage (cpg's `group_storage`): it must be the one of the
+    /// handle started ([`CpgScope::start`]: `Trie`, [`CpgScope::start_map`]:
+    /// `Map`), and should match the BEAM side's.
+    pub storage: Storage,
 }
 
 impl ScopeOptions {
     /// Options for scope `name`, full-peer mode, polling every 5 s if
-    /// switched to `Visible`.
+    /// switched to `Visible`, trie storage.
     pub fn new(name: &str) -> Self {
         ScopeOptions {
             name: name.to_string(),
             beam_node_type: BeamNodeType::All,
             poll_interval: Duration::from_secs(5),
+            storage: Storage::Trie,
+        }
+    }
+
+    /// As [`ScopeOptions::new`], with map storage (for
+    /// [`CpgScope::start_map`]).
+    pub fn new_map(name: &str) -> Self {
+        ScopeOptions {
+            storage: Storage::Map,
+            ..ScopeOptions::new(name)
         }
     }
 }
@@ -106,9 +128,9 @@ pub const DEFAULT_SCOPE: &str = "cpg_default_scope";
 
 /// A join or leave, as cpg's callbacks see it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GroupEvent {
+pub struct GroupEvent<N = String> {
     /// Exact group name.
-    pub group: String,
+    pub group: N,
     /// The member.
     pub pid: Pid,
     /// `join_local`, `join_remote`, `leave_local`, `leave_remote` or an exit.
@@ -118,54 +140,99 @@ pub struct GroupEvent {
 /// Why a scope operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CpgError {
+pub enum CpgError<N = String> {
     /// The write was refused (as cpg answers `error`).
     #[error(transparent)]
-    Write(#[from] WriteError),
+    Write(#[from] WriteError<N>),
     /// The scope process is gone.
     #[error("the scope process has stopped")]
     Stopped,
     /// Could not register the scope name.
     #[error(transparent)]
     Register(#[from] SendError),
+    /// [`ScopeOptions::storage`] is not the storage of the handle started.
+    #[error("scope options ask for {options:?} storage, the handle has {handle:?}")]
+    Storage {
+        /// What the options ask for.
+        options: Storage,
+        /// The storage of the handle's name type.
+        handle: Storage,
+    },
 }
 
-enum Command {
-    Join(
-        Vec<(String, usize)>,
-        Pid,
-        oneshot::Sender<Result<(), WriteError>>,
-    ),
-    Leave(
-        Vec<(String, usize)>,
-        Pid,
-        oneshot::Sender<Result<(), WriteError>>,
-    ),
-    LeaveAll(Pid, oneshot::Sender<Result<(), WriteError>>),
+type Reply<N> = oneshot::Sender<Result<(), WriteError<N>>>;
+
+enum Command<N> {
+    Join(Vec<(N, usize)>, Pid, Reply<N>),
+    Leave(Vec<(N, usize)>, Pid, Reply<N>),
+    LeaveAll(Pid, Reply<N>),
     Refresh(oneshot::Sender<()>),
 }
 
-/// A running scope. Clone it freely; reads never wait for the scope task.
-#[derive(Clone)]
-pub struct CpgScope {
+/// A running scope whose group names are `N`: `String` (trie storage, the
+/// default) or [`TermName`] (map storage). Clone it freely; reads never wait
+/// for the scope task.
+pub struct CpgScope<N: GroupKey = String> {
     name: String,
-    state: Arc<RwLock<Scope<MemberPid>>>,
-    cmd: mpsc::UnboundedSender<Command>,
-    events: broadcast::Sender<GroupEvent>,
+    state: Arc<RwLock<Scope<MemberPid, N>>>,
+    cmd: mpsc::UnboundedSender<Command<N>>,
+    events: broadcast::Sender<GroupEvent<N>>,
 }
 
-impl std::fmt::Debug for CpgScope {
+impl<N: GroupKey> Clone for CpgScope<N> {
+    fn clone(&self) -> Self {
+        CpgScope {
+            name: self.name.clone(),
+            state: self.state.clone(),
+            cmd: self.cmd.clone(),
+            events: self.events.clone(),
+        }
+    }
+}
+
+impl<N: GroupKey> std::fmt::Debug for CpgScope<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CpgScope({})", self.name)
+        write!(f, "CpgScope({}, {:?})", self.name, N::STORAGE)
     }
 }
 
 impl CpgScope {
-    /// Starts the scope process on `node`, registered under the scope name.
+    /// Starts the scope process on `node`, registered under the scope name,
+    /// with trie storage (`opts.storage` must be [`Storage::Trie`]).
     /// It sends `{new, node()}` to every node already connected.
     pub fn start(node: &Node, opts: ScopeOptions) -> Result<CpgScope, CpgError> {
+        CpgScope::start_with(node, opts)
+    }
+}
+
+impl CpgScope<TermName> {
+    /// As [`CpgScope::start`], with map storage: any term is a group name
+    /// and lookups are exact (`opts.storage` must be [`Storage::Map`], as
+    /// [`ScopeOptions::new_map`] sets it).
+    pub fn start_map(
+        node: &Node,
+        opts: ScopeOptions,
+    ) -> Result<CpgScope<TermName>, CpgError<TermName>> {
+        CpgScope::start_with(node, opts)
+    }
+}
+
+impl<N> CpgScope<N>
+where
+    N: WireName + Send + Sync,
+    N::Store<GroupData<MemberPid>>: Send + Sync,
+{
+    /// Starts the scope process with names of type `N`, in `N`'s storage
+    /// ([`CpgScope::start`] and [`CpgScope::start_map`] name `N`).
+    pub fn start_with(node: &Node, opts: ScopeOptions) -> Result<CpgScope<N>, CpgError<N>> {
+        if opts.storage != N::STORAGE {
+            return Err(CpgError::Storage {
+                options: opts.storage,
+                handle: N::STORAGE,
+            });
+        }
         let proc = node.spawn_registered(&opts.name)?;
-        let state = Arc::new(RwLock::new(Scope::new(node.name())));
+        let state = Arc::new(RwLock::new(Scope::with_storage(node.name())));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
         let handle = CpgScope {
@@ -186,61 +253,56 @@ impl CpgScope {
         tokio::spawn(task.run(cmd_rx, node.subscribe()));
         Ok(handle)
     }
+}
 
+impl<N: WireName> CpgScope<N> {
     /// The scope's name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Join/leave events of every group (cpg's callbacks, as a stream).
-    pub fn subscribe(&self) -> broadcast::Receiver<GroupEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<GroupEvent<N>> {
         self.events.subscribe()
     }
 
-    async fn call(
-        &self,
-        f: impl FnOnce(oneshot::Sender<Result<(), WriteError>>) -> Command,
-    ) -> Result<(), CpgError> {
+    async fn call(&self, f: impl FnOnce(Reply<N>) -> Command<N>) -> Result<(), CpgError<N>> {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(f(tx)).map_err(|_| CpgError::Stopped)?;
         Ok(rx.await.map_err(|_| CpgError::Stopped)??)
     }
 
     /// `cpg:join(Scope, Name, Pid)` for a pid of this node.
-    pub async fn join(&self, name: &str, pid: &Pid) -> Result<(), CpgError> {
-        self.join_counts(&[(name.to_string(), 1)], pid).await
+    pub async fn join(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
+        self.join_counts(&[(name.to_owned(), 1)], pid).await
     }
 
     /// `cpg:join_counts(Scope, [{Name, Count}], Pid)`.
-    pub async fn join_counts(&self, counts: &[(String, usize)], pid: &Pid) -> Result<(), CpgError> {
+    pub async fn join_counts(&self, counts: &[(N, usize)], pid: &Pid) -> Result<(), CpgError<N>> {
         let (c, p) = (counts.to_vec(), pid.clone());
         self.call(|tx| Command::Join(c, p, tx)).await
     }
 
     /// `cpg:leave(Scope, Name, Pid)`: one copy.
-    pub async fn leave(&self, name: &str, pid: &Pid) -> Result<(), CpgError> {
-        self.leave_counts(&[(name.to_string(), 1)], pid).await
+    pub async fn leave(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
+        self.leave_counts(&[(name.to_owned(), 1)], pid).await
     }
 
     /// `cpg:leave_counts(Scope, [{Name, Count}], Pid)`.
-    pub async fn leave_counts(
-        &self,
-        counts: &[(String, usize)],
-        pid: &Pid,
-    ) -> Result<(), CpgError> {
+    pub async fn leave_counts(&self, counts: &[(N, usize)], pid: &Pid) -> Result<(), CpgError<N>> {
         let (c, p) = (counts.to_vec(), pid.clone());
         self.call(|tx| Command::Leave(c, p, tx)).await
     }
 
     /// `cpg:leave(Scope, Pid)`: every copy from every group.
-    pub async fn leave_all(&self, pid: &Pid) -> Result<(), CpgError> {
+    pub async fn leave_all(&self, pid: &Pid) -> Result<(), CpgError<N>> {
         let p = pid.clone();
         self.call(|tx| Command::LeaveAll(p, tx)).await
     }
 
     /// Asks every connected node's scope for its state (`{new, node()}`)
     /// now; returns once the requests are sent.
-    pub async fn refresh(&self) -> Result<(), CpgError> {
+    pub async fn refresh(&self) -> Result<(), CpgError<N>> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Command::Refresh(tx))
@@ -250,39 +312,39 @@ impl CpgScope {
 
     /// Runs `f` on the current state under a read lock (the whole read API
     /// of [`Scope`]: `get_members`, `get_closest_pid`, `which_groups`, ...).
-    pub fn read<T>(&self, f: impl FnOnce(&Scope<MemberPid>) -> T) -> T {
+    pub fn read<T>(&self, f: impl FnOnce(&Scope<MemberPid, N>) -> T) -> T {
         f(&self.state.read())
     }
 
     /// `cpg:get_members(Scope, Name)`: (matched key, pids newest first).
-    pub fn get_members(&self, name: &str) -> Result<(String, Vec<Pid>), ReadError> {
+    pub fn get_members(&self, name: &N::Borrowed) -> Result<(N, Vec<Pid>), ReadError<N>> {
         self.read(|s| {
             s.get_members(name, None)
-                .map(|(k, v)| (k.to_string(), v.into_iter().map(Pid::from).collect()))
+                .map(|(k, v)| (k.to_owned(), v.into_iter().map(Pid::from).collect()))
         })
     }
 
     /// `cpg:get_closest_pid(Scope, Name)`: a random local member, else a
     /// random remote one.
-    pub fn get_closest_pid(&self, name: &str) -> Result<(String, Pid), ReadError> {
+    pub fn get_closest_pid(&self, name: &N::Borrowed) -> Result<(N, Pid), ReadError<N>> {
         self.read(|s| {
             s.get_closest_pid(name, None, &mut |n| rand::random_range(0..n.max(1)))
-                .map(|(k, p)| (k.to_string(), p.0))
+                .map(|(k, p)| (k.to_owned(), p.0))
         })
     }
 
     /// `cpg:which_groups(Scope)`.
-    pub fn which_groups(&self) -> Vec<String> {
+    pub fn which_groups(&self) -> Vec<N> {
         self.read(|s| s.which_groups())
     }
 }
 
-struct ScopeTask {
+struct ScopeTask<N: GroupKey> {
     node: Node,
     opts: ScopeOptions,
     proc: Process,
-    state: Arc<RwLock<Scope<MemberPid>>>,
-    events: broadcast::Sender<GroupEvent>,
+    state: Arc<RwLock<Scope<MemberPid, N>>>,
+    events: broadcast::Sender<GroupEvent<N>>,
     monitors: HashMap<Pid, Reference>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     polled: HashMap<String, ()>,
@@ -295,10 +357,10 @@ fn reason_text(t: &Term) -> String {
     }
 }
 
-impl ScopeTask {
+impl<N: WireName> ScopeTask<N> {
     async fn run(
         mut self,
-        mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+        mut cmd_rx: mpsc::UnboundedReceiver<Command<N>>,
         mut node_events: broadcast::Receiver<NodeEvent>,
     ) {
         for peer in self.node.peers() {
@@ -372,7 +434,7 @@ impl ScopeTask {
     /// Visible mode: the BEAM scope ignores our exchange, so announce each
     /// local member with one `join_counts` cast.
     fn publish_to(&mut self, peer: &str) {
-        let casts: Vec<Request<MemberPid>> = {
+        let casts: Vec<Request<MemberPid, N>> = {
             let s = self.state.read();
             let locals: Vec<MemberPid> = s
                 .monitored_pids()
@@ -393,7 +455,7 @@ impl ScopeTask {
     }
 
     fn send_new(&mut self, peer: &str) {
-        let msg = WireMsg::<MemberPid>::New(self.node.name().to_string()).encode();
+        let msg = WireMsg::<MemberPid, N>::New(self.node.name().to_string()).encode();
         if self.opts.beam_node_type == BeamNodeType::Visible {
             self.polled.insert(peer.to_string(), ());
         }
@@ -408,7 +470,7 @@ impl ScopeTask {
         }
     }
 
-    fn cast(&self, node: &str, request: Request<MemberPid>) {
+    fn cast(&self, node: &str, request: Request<MemberPid, N>) {
         let msg = WireMsg::Cast(request).encode();
         if let Err(e) = self
             .proc
@@ -418,7 +480,7 @@ impl ScopeTask {
         }
     }
 
-    fn command(&mut self, c: Command) {
+    fn command(&mut self, c: Command<N>) {
         let (result, reply) = {
             let mut s = self.state.write();
             match c {
@@ -450,7 +512,7 @@ impl ScopeTask {
 
     fn signal(&mut self, s: Signal) {
         match s {
-            Signal::Message { from, msg } => match WireMsg::<MemberPid>::decode(&msg) {
+            Signal::Message { from, msg } => match WireMsg::<MemberPid, N>::decode(&msg) {
                 Ok(WireMsg::New(node)) => {
                     let effects = self.state.read().new_node(&node);
                     self.execute(effects);
@@ -507,21 +569,23 @@ impl ScopeTask {
 
     /// Visible mode: a polled exchange is `origin`'s whole local view; its
     /// members we hold that it no longer lists have left.
-    fn drop_unlisted(&mut self, origin: &str, groups: &[(String, Vec<MemberPid>)]) {
-        let mut listed: HashMap<(&str, &MemberPid), usize> = HashMap::new();
+    fn drop_unlisted(&mut self, origin: &str, groups: &[(N, Vec<MemberPid>)]) {
+        let mut listed: HashMap<(&N::Borrowed, &MemberPid), usize> = HashMap::new();
         for (name, pids) in groups {
             for p in pids.iter().filter(|p| p.node() == origin) {
-                *listed.entry((name.as_str(), p)).or_default() += 1;
+                *listed.entry((name.as_borrowed(), p)).or_default() += 1;
             }
         }
-        let stale: Vec<(String, MemberPid, usize)> = {
+        let stale: Vec<(N, MemberPid, usize)> = {
             let s = self.state.read();
             let mut v = Vec::new();
             for name in s.which_groups() {
-                let Some(g) = s.group(&name) else { continue };
+                let Some(g) = s.group(name.as_borrowed()) else {
+                    continue;
+                };
                 for p in g.pids().filter(|p| p.node() == origin) {
                     let have = g.count_of(p);
-                    let want = listed.get(&(name.as_str(), p)).copied().unwrap_or(0);
+                    let want = listed.get(&(name.as_borrowed(), p)).copied().unwrap_or(0);
                     if want < have {
                         v.push((name.clone(), p.clone(), have - want));
                     }
@@ -541,7 +605,7 @@ impl ScopeTask {
         }
     }
 
-    fn execute(&mut self, effects: Vec<Effect<MemberPid>>) {
+    fn execute(&mut self, effects: Vec<Effect<MemberPid, N>>) {
         for e in effects {
             match e {
                 Effect::Monitor(p) => {

@@ -1,20 +1,58 @@
 //! Messages exchanged with remote cpg scopes, `Term` <-> enum.
 //!
 //! Casts travel as `{'$gen_cast', Request}` to the registered scope name;
-//! `{new, Node}` is a plain message. Group names are Erlang strings on the
-//! wire (STRING_EXT, LIST_EXT of code points, or `[]`) and `String`s here.
+//! `{new, Node}` is a plain message. How a group name travels depends on the
+//! name type ([`WireName`]): with the trie (`String`) names are Erlang strings
+//! on the wire (STRING_EXT, LIST_EXT of code points, or `[]`) and anything
+//! else is refused; with map storage ([`TermName`]) any term is a name and
+//! goes back on the wire as it came.
 
 use super::scope::Request;
+use super::storage::{GroupKey, TermName};
 use crate::term::{self, atom, tuple, Pid, Term};
+
+/// A group-name type as it travels between scopes.
+pub trait WireName: GroupKey {
+    /// The name `t` stands for; `None` when `t` cannot be a name.
+    fn from_term(t: &Term) -> Option<Self>;
+
+    /// The term sent for this name.
+    fn to_term(&self) -> Term;
+}
+
+impl WireName for String {
+    /// An Erlang string ([`term::charlist_to_string`]).
+    fn from_term(t: &Term) -> Option<String> {
+        term::charlist_to_string(t).ok()
+    }
+
+    /// The Erlang string BEAM itself would send ([`term::string_to_charlist`]).
+    fn to_term(&self) -> Term {
+        term::string_to_charlist(self)
+    }
+}
+
+impl WireName for TermName {
+    /// Any term.
+    fn from_term(t: &Term) -> Option<TermName> {
+        Some(TermName::new(t.clone()))
+    }
+
+    /// The term as given or received.
+    fn to_term(&self) -> Term {
+        self.term().clone()
+    }
+}
 
 /// A message a scope process receives from another node: a cast request
 /// (the payload of `{'$gen_cast', _}`, the same [`Request`] the pure scope
 /// takes), or the plain `{new, Node}` message. `P` is the pid type the
-/// scope uses; it converts from and to the wire's [`Pid`].
+/// scope uses; it converts from and to the wire's [`Pid`]. `N` is the
+/// group-name type ([`WireName`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum WireMsg<P = Pid> {
+pub enum WireMsg<P = Pid, N = String> {
     /// `{'$gen_cast', Request}`.
-    Cast(Request<P>),
+    Cast(Request<P, N>),
     /// `{new, Node}` (not a cast).
     New(String),
 }
@@ -26,13 +64,14 @@ pub enum WireError {
     /// Not one of the shapes in the cpg protocol.
     #[error("not a cpg scope message: {0}")]
     Unknown(String),
-    /// A group name that is not an Erlang string.
+    /// A group name the name type refuses (not an Erlang string, for the
+    /// trie).
     #[error("bad group name in {0}")]
     BadName(String),
 }
 
-fn name_of(t: &Term, whole: &Term) -> Result<String, WireError> {
-    term::charlist_to_string(t).map_err(|_| WireError::BadName(short(whole)))
+fn name_of<N: WireName>(t: &Term, whole: &Term) -> Result<N, WireError> {
+    N::from_term(t).ok_or_else(|| WireError::BadName(short(whole)))
 }
 
 fn short(t: &Term) -> String {
@@ -48,7 +87,7 @@ fn short(t: &Term) -> String {
     s
 }
 
-fn counts(t: &Term, whole: &Term) -> Result<Vec<(String, usize)>, WireError> {
+fn counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usize)>, WireError> {
     let l = term::as_list(t).ok_or_else(|| WireError::Unknown(short(whole)))?;
     l.iter()
         .map(|e| match term::as_tuple(e) {
@@ -69,9 +108,9 @@ fn pid_of(t: &Term, whole: &Term) -> Result<Pid, WireError> {
         .ok_or_else(|| WireError::Unknown(short(whole)))
 }
 
-impl<P: std::convert::From<Pid>> WireMsg<P> {
+impl<P: std::convert::From<Pid>, N: WireName> WireMsg<P, N> {
     /// Decodes a message received by a scope process.
-    pub fn decode(msg: &Term) -> Result<WireMsg<P>, WireError> {
+    pub fn decode(msg: &Term) -> Result<WireMsg<P, N>, WireError> {
         let unknown = || WireError::Unknown(short(msg));
         let t = term::as_tuple(msg).ok_or_else(unknown)?;
         match t {
@@ -126,7 +165,7 @@ impl<P: std::convert::From<Pid>> WireMsg<P> {
     }
 }
 
-impl<P: Clone + Into<Pid>> WireMsg<P> {
+impl<P: Clone + Into<Pid>, N: WireName> WireMsg<P, N> {
     /// Encodes the message as sent on the wire (casts wrapped in
     /// `{'$gen_cast', _}`).
     pub fn encode(&self) -> Term {
@@ -134,9 +173,9 @@ impl<P: Clone + Into<Pid>> WireMsg<P> {
             WireMsg::New(node) => return tuple(vec![atom("new"), atom(node)]),
             WireMsg::Cast(r) => r,
         };
-        let s = term::string_to_charlist;
+        let s = N::to_term;
         let p = |p: &P| Term::Pid(p.clone().into());
-        let counts = |c: &[(String, usize)]| {
+        let counts = |c: &[(N, usize)]| {
             term::list(
                 c.iter()
                     .map(|(n, k)| tuple(vec![s(n), term::int(*k as i32)]))
@@ -171,6 +210,7 @@ impl<P: Clone + Into<Pid>> WireMsg<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::term::charlist_to_string;
 
     fn pid() -> Pid {
         Pid::new("a@vm", 97, 0, 3)
@@ -217,7 +257,7 @@ mod tests {
     #[test]
     fn trace_shapes() {
         // {'$gen_cast',{join,"g1",<A.97.0>}} as in wire-trace-hidden.txt
-        let t = WireMsg::Cast(Request::Join {
+        let t = WireMsg::<Pid>::Cast(Request::Join {
             name: "g1".into(),
             pid: pid(),
         })
@@ -235,6 +275,125 @@ mod tests {
             .to_string()
             .replace(' ', "")
         );
+    }
+
+    fn round_trip<N: WireName + std::fmt::Debug>(m: &WireMsg<Pid, N>) -> WireMsg<Pid, N> {
+        let mut b = Vec::new();
+        term::encode_into(&m.encode(), &mut b).unwrap();
+        let t = term::decode(&b, term::Limits::default()).unwrap();
+        WireMsg::decode(&t).unwrap()
+    }
+
+    #[test]
+    fn term_names_round_trip() {
+        let c = |r: Request<Pid, TermName>| WireMsg::Cast(r);
+        let tup = TermName::new(tuple(vec![atom("my"), atom("tuple"), atom("name")]));
+        let map = TermName::new(Term::Map(term::Map {
+            map: [(atom("k"), term::int(1)), (term::int(2), term::nil())]
+                .into_iter()
+                .collect(),
+        }));
+        let names = [
+            tup.clone(),
+            TermName::atom("some_atom"),
+            TermName::binary(b"bin"),
+            TermName::string(""),
+            TermName::string("a/*"),
+            TermName::string("组"),
+            TermName::new(term::int(-5)),
+            map,
+        ];
+        let mut msgs: Vec<WireMsg<Pid, TermName>> = names
+            .iter()
+            .flat_map(|n| {
+                [
+                    c(Request::Join {
+                        name: n.clone(),
+                        pid: pid(),
+                    }),
+                    c(Request::Leave {
+                        name: n.clone(),
+                        pid: pid(),
+                    }),
+                ]
+            })
+            .collect();
+        msgs.push(c(Request::JoinCounts {
+            counts: names.iter().map(|n| (n.clone(), 2)).collect(),
+            pid: pid(),
+        }));
+        msgs.push(c(Request::LeaveCounts {
+            counts: vec![(tup.clone(), 1)],
+            pid: pid(),
+        }));
+        msgs.push(c(Request::Exchange {
+            from: "a@vm".into(),
+            groups: names.iter().map(|n| (n.clone(), vec![pid()])).collect(),
+        }));
+        for m in &msgs {
+            let back = round_trip(m);
+            assert_eq!(&back, m);
+            // The very term that came is the one sent back.
+            assert_eq!(back.encode(), m.encode());
+        }
+        // The cpg shape: {'$gen_cast',{join,{my,tuple,name},Pid}}.
+        assert_eq!(
+            msgs[0].encode(),
+            tuple(vec![
+                atom("$gen_cast"),
+                tuple(vec![atom("join"), tup.term().clone(), Term::Pid(pid())])
+            ])
+        );
+    }
+
+    #[test]
+    fn term_names_take_any_term_strings_only_strings() {
+        for name in [
+            atom("g"),
+            tuple(vec![atom("my"), term::int(1)]),
+            term::binary(b"g".to_vec()),
+            term::nil(),
+            term::string_to_charlist("a/*"),
+        ] {
+            let msg = tuple(vec![
+                atom("$gen_cast"),
+                tuple(vec![atom("join"), name.clone(), Term::Pid(pid())]),
+            ]);
+            let got = WireMsg::<Pid, TermName>::decode(&msg).unwrap();
+            let WireMsg::Cast(Request::Join { name: n, .. }) = &got else {
+                panic!("{got:?}");
+            };
+            assert_eq!(n.term(), &name);
+            assert_eq!(got.encode(), msg, "sent back exactly");
+            let as_string = WireMsg::<Pid>::decode(&msg);
+            match charlist_to_string(&name) {
+                Ok(s) => assert!(
+                    matches!(as_string, Ok(WireMsg::Cast(Request::Join { name, .. })) if name == s)
+                ),
+                Err(_) => assert!(matches!(as_string, Err(WireError::BadName(_)))),
+            }
+        }
+        // A string sent by BEAM (STRING_EXT) and one built as a list of code
+        // points are the same name; each is sent back in its own spelling.
+        let bytes = Term::ByteList(vec![b'a', b'b'].into());
+        let ints = term::list(vec![term::int(97), term::int(98)]);
+        let (x, y) = (TermName::new(bytes.clone()), TermName::new(ints.clone()));
+        assert_eq!(x, y);
+        assert_eq!(x.to_term(), bytes);
+        assert_eq!(y.to_term(), ints);
+        // Any name, but still the cpg shapes.
+        for junk in [
+            tuple(vec![atom("join"), atom("g"), atom("not_a_pid")]),
+            tuple(vec![
+                atom("join_counts"),
+                term::list(vec![tuple(vec![atom("g"), term::int(0)])]),
+                Term::Pid(pid()),
+            ]),
+            tuple(vec![atom("exchange"), atom("a@vm"), atom("g")]),
+        ] {
+            let t = tuple(vec![atom("$gen_cast"), junk]);
+            assert!(WireMsg::<Pid, TermName>::decode(&t).is_err(), "{t}");
+        }
     }
 
     #[test]

@@ -68,7 +68,7 @@ async fn genuine_cpg_all_talks_to_a_hidden_scope() {
         .send(
             Dest::Name("cpg_default_scope".into(), e.name.clone()),
             WireMsg::Cast(Request::Join {
-                name: "from_rust/ü".into(),
+                name: "from_rust/ü".to_string(),
                 pid: member.pid().clone(),
             })
             .encode(),

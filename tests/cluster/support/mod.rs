@@ -278,6 +278,12 @@ pub fn is_atom(t: &Term, a: &str) -> bool {
 /// `erl` arguments that start genuine cpg with `node_type` set, from the
 /// ebin folders in `CPG_EBIN`; `None` (with a loud message) when unset.
 pub fn genuine_cpg_args(node_type: &str) -> Option<Vec<String>> {
+    genuine_cpg_args_env(node_type, &[])
+}
+
+/// As [`genuine_cpg_args`], with more cpg application settings (`-cpg Key
+/// Value`), e.g. `("group_storage", "dict")`.
+pub fn genuine_cpg_args_env(node_type: &str, env: &[(&str, &str)]) -> Option<Vec<String>> {
     let Some(ebin) = std::env::var_os("CPG_EBIN") else {
         eprintln!("SKIPPED: CPG_EBIN is not set, so this genuine-cpg test does not run");
         return None;
@@ -287,16 +293,11 @@ pub fn genuine_cpg_args(node_type: &str) -> Option<Vec<String>> {
         v.push("-pa".to_string());
         v.push(d.display().to_string());
     }
-    v.extend(
-        [
-            "-cpg",
-            "node_type",
-            node_type,
-            "-eval",
-            "{ok, _} = application:ensure_all_started(cpg).",
-        ]
-        .map(String::from),
-    );
+    v.extend(["-cpg", "node_type", node_type].map(String::from));
+    for (key, value) in env {
+        v.extend(["-cpg", key, value].map(String::from));
+    }
+    v.extend(["-eval", "{ok, _} = application:ensure_all_started(cpg)."].map(String::from));
     Some(v)
 }
 

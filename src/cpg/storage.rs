@@ -1,0 +1,667 @@
+//! Group-name storage: what a group name is and the map that holds the
+//! groups, as cpg's `group_storage` application setting chooses.
+//!
+//! | cpg `group_storage` | name type [`GroupKey`] | store [`GroupStore`] | lookup |
+//! |---|---|---|---|
+//! | `trie` (default) | `String` (an Erlang string) | [`Trie`] | exact name first, else the most specific pattern (`*`, `?`) |
+//! | `dict`, or another dict-like module | [`TermName`] (any Erlang term) | `BTreeMap` | exact only; `*` and `?` are plain characters |
+//!
+//! A [`Scope`](super::scope::Scope) is generic over its name type; the
+//! default `String` keeps the trie, so `Scope<P>` is the trie scope.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt::{self, Debug, Display};
+use std::hash::{Hash, Hasher};
+
+use super::pattern;
+use super::trie::Trie;
+use crate::term::{self, Binary, FixInteger, ImproperList, List, Term};
+
+/// Which kind of group storage a scope uses (cpg's `group_storage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Storage {
+    /// cpg's default `trie`: names are strings, patterns match.
+    #[default]
+    Trie,
+    /// A dict-like module: names are any terms, lookups are exact.
+    Map,
+}
+
+/// A group-name type: owns a name, and says where names of its kind are
+/// stored and which names are accepted.
+///
+/// Names are passed to reads and writes borrowed, as
+/// [`Borrowed`](GroupKey::Borrowed) (`&str` for `String`).
+pub trait GroupKey:
+    Clone + Ord + Hash + Debug + Display + Borrow<Self::Borrowed> + 'static
+{
+    /// The borrowed form of a name (`str` for `String`).
+    type Borrowed: ?Sized + Ord + Hash + Debug + Display + ToOwned<Owned = Self> + 'static;
+
+    /// The map from names to `V` that holds the groups.
+    type Store<V>: GroupStore<Self, V>;
+
+    /// The storage kind this name type stands for.
+    const STORAGE: Storage;
+
+    /// Whether a local write (`join`, `join_counts`) may use `name`.
+    fn valid_local(name: &Self::Borrowed) -> bool;
+
+    /// Whether a name received from another node is stored (a name that
+    /// would crash a genuine scope is ignored instead).
+    fn valid_remote(name: &Self::Borrowed) -> bool;
+
+    /// The borrowed form of this name.
+    fn as_borrowed(&self) -> &Self::Borrowed {
+        self.borrow()
+    }
+}
+
+/// A map from group names of type `K` to `V`: the operations a scope needs.
+pub trait GroupStore<K: GroupKey, V>: Default {
+    /// The number of stored names.
+    fn len(&self) -> usize;
+
+    /// Whether no name is stored.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value stored under exactly `name` (no pattern matching).
+    fn get(&self, name: &K::Borrowed) -> Option<&V>;
+
+    /// The value stored under exactly `name`, mutably.
+    fn get_mut(&mut self, name: &K::Borrowed) -> Option<&mut V>;
+
+    /// Stores `value` under `name`, returning the value it replaces.
+    fn insert(&mut self, name: &K::Borrowed, value: V) -> Option<V>;
+
+    /// Removes exactly `name` and returns its value.
+    fn remove(&mut self, name: &K::Borrowed) -> Option<V>;
+
+    /// The value under `name`, first stored as `f()` if `name` is absent.
+    fn get_or_insert_with(&mut self, name: &K::Borrowed, f: impl FnOnce() -> V) -> &mut V;
+
+    /// The stored name, and its value, that a read of `name` resolves to:
+    /// the exact name or the most specific pattern for the trie, the exact
+    /// name only for a map.
+    fn find(&self, name: &K::Borrowed) -> Option<(&K::Borrowed, &V)>;
+
+    /// Every stored name and its value, in name order.
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a K::Borrowed, &'a V)>
+    where
+        V: 'a;
+}
+
+impl GroupKey for String {
+    type Borrowed = str;
+    type Store<V> = Trie<V>;
+    const STORAGE: Storage = Storage::Trie;
+
+    /// Not empty and not an invalid pattern (`a**`, `a?`).
+    fn valid_local(name: &str) -> bool {
+        pattern::classify(name).is_ok()
+    }
+
+    /// Not empty (the trie cannot hold `""`).
+    fn valid_remote(name: &str) -> bool {
+        !name.is_empty()
+    }
+}
+
+impl<V> GroupStore<String, V> for Trie<V> {
+    fn len(&self) -> usize {
+        Trie::len(self)
+    }
+
+    fn get(&self, name: &str) -> Option<&V> {
+        Trie::get(self, name)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut V> {
+        Trie::get_mut(self, name)
+    }
+
+    fn insert(&mut self, name: &str, value: V) -> Option<V> {
+        Trie::insert(self, name, value)
+    }
+
+    fn remove(&mut self, name: &str) -> Option<V> {
+        Trie::remove(self, name)
+    }
+
+    fn get_or_insert_with(&mut self, name: &str, f: impl FnOnce() -> V) -> &mut V {
+        Trie::entry_or_insert_with(self, name, f)
+    }
+
+    /// [`Trie::find_match`], except that a name holding a wildcard finds
+    /// nothing (genuine `trie:find_match2/2` exits with `badarg`, which
+    /// `cpg_data` answers as no such group).
+    fn find(&self, name: &str) -> Option<(&str, &V)> {
+        if name.contains(pattern::is_wildcard) {
+            return None;
+        }
+        self.find_match(name)
+    }
+
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a str, &'a V)>
+    where
+        V: 'a,
+    {
+        Trie::iter(self)
+    }
+}
+
+/// A group name that is any Erlang term (map storage): an atom, a tuple, a
+/// binary, a string, ...
+///
+/// Two names are equal when they are the same Erlang term (`=:=`): they are
+/// compared, ordered and hashed by a canonical external term format
+/// encoding, the same for every spelling of a term on the wire (a string as
+/// STRING_EXT or as a list of integers, a small integer as a big one, map
+/// entries in any order). The order is that of those bytes, not Erlang's
+/// term order. The original term is kept and is what goes back on the wire.
+///
+/// ```
+/// # use cpg_node::cpg::storage::TermName;
+/// # use cpg_node::term::{atom, int, list, tuple};
+/// let a = TermName::new(tuple(vec![atom("my"), atom("name")]));
+/// assert_eq!(a, TermName::new(tuple(vec![atom("my"), atom("name")])));
+/// assert_eq!(TermName::string("ab"), TermName::new(list(vec![int(97), int(98)])));
+/// assert_ne!(TermName::string("ab"), TermName::atom("ab"));
+/// ```
+#[derive(Clone)]
+pub struct TermName {
+    term: Term,
+    key: Box<[u8]>,
+}
+
+impl TermName {
+    /// The name `term`.
+    ///
+    /// A term the external term format cannot hold (an atom longer than
+    /// 65535 bytes, an integer of more than 2^32 bytes) is still a name,
+    /// equal only to itself, but cannot be sent to another node.
+    pub fn new(term: Term) -> TermName {
+        let mut key = vec![term::VERSION];
+        if write_canonical(&canonical(&term), &mut key).is_err() {
+            // Never a valid encoding (no 131 byte first): no collision.
+            key = format!("\0{term:?}").into_bytes();
+        }
+        TermName {
+            term,
+            key: key.into_boxed_slice(),
+        }
+    }
+
+    /// The atom `name`.
+    pub fn atom(name: &str) -> TermName {
+        TermName::new(term::atom(name))
+    }
+
+    /// The Erlang string (list of code points) `name`, as BEAM sends it.
+    pub fn string(name: &str) -> TermName {
+        TermName::new(term::string_to_charlist(name))
+    }
+
+    /// The binary `bytes`.
+    pub fn binary(bytes: &[u8]) -> TermName {
+        TermName::new(term::binary(bytes.to_vec()))
+    }
+
+    /// The term, as given or received.
+    pub fn term(&self) -> &Term {
+        &self.term
+    }
+
+    /// The term, as given or received.
+    pub fn into_term(self) -> Term {
+        self.term
+    }
+
+    /// The canonical encoding names are compared by: external term format
+    /// with the 131 version byte, atoms in UTF-8 (for most terms what
+    /// `term_to_binary/1` gives on OTP 26 and later).
+    pub fn canonical_bytes(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl From<Term> for TermName {
+    fn from(term: Term) -> Self {
+        TermName::new(term)
+    }
+}
+
+impl From<TermName> for Term {
+    fn from(name: TermName) -> Self {
+        name.term
+    }
+}
+
+impl PartialEq for TermName {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for TermName {}
+
+impl PartialOrd for TermName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TermName {
+    /// By canonical bytes (not Erlang's term order).
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl Hash for TermName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl Debug for TermName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TermName({self})")
+    }
+}
+
+impl Display for TermName {
+    /// The term in Erlang syntax, close to `~p`: `{my,tuple,name}`,
+    /// `some_atom`, `'Quoted'`, `"a string"`, `<<"text">>`, `[]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_erlang(&self.term, f)
+    }
+}
+
+/// Writes `t` in Erlang syntax; leaves `eetf` prints well are left to it.
+fn write_erlang(t: &Term, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let seq = |f: &mut fmt::Formatter<'_>, items: &[Term]| -> fmt::Result {
+        for (i, e) in items.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write_erlang(e, f)?;
+        }
+        Ok(())
+    };
+    match t {
+        Term::Atom(a) if is_plain_atom(&a.name) => f.write_str(&a.name),
+        Term::Atom(a) => write_quoted(&a.name, '\'', f),
+        Term::List(_) | Term::ByteList(_) => match term::charlist_to_string(t) {
+            Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => {
+                write_quoted(&s, '"', f)
+            }
+            _ => match t {
+                Term::List(l) => {
+                    f.write_str("[")?;
+                    seq(f, &l.elements)?;
+                    f.write_str("]")
+                }
+                _ => Display::fmt(t, f),
+            },
+        },
+        Term::ImproperList(l) => {
+            f.write_str("[")?;
+            seq(f, &l.elements)?;
+            f.write_str("|")?;
+            write_erlang(&l.last, f)?;
+            f.write_str("]")
+        }
+        Term::Tuple(x) => {
+            f.write_str("{")?;
+            seq(f, &x.elements)?;
+            f.write_str("}")
+        }
+        Term::Binary(b) => match std::str::from_utf8(&b.bytes) {
+            Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => {
+                f.write_str("<<")?;
+                write_quoted(s, '"', f)?;
+                f.write_str(">>")
+            }
+            _ => Display::fmt(t, f),
+        },
+        Term::Map(m) => {
+            f.write_str("#{")?;
+            for (i, (k, v)) in m.map.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write_erlang(k, f)?;
+                f.write_str(" => ")?;
+                write_erlang(v, f)?;
+            }
+            f.write_str("}")
+        }
+        _ => Display::fmt(t, f),
+    }
+}
+
+/// An atom Erlang prints without quotes.
+fn is_plain_atom(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
+        "catch", "cond", "div", "else", "end", "fun", "if", "let", "maybe", "not", "of", "or",
+        "orelse", "receive", "rem", "try", "when", "xor",
+    ];
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@')
+        && !RESERVED.contains(&name)
+}
+
+fn write_quoted(s: &str, quote: char, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    use fmt::Write;
+    f.write_char(quote)?;
+    for c in s.chars() {
+        if c == quote || c == '\\' {
+            f.write_char('\\')?;
+        }
+        f.write_char(c)?;
+    }
+    f.write_char(quote)
+}
+
+impl GroupKey for TermName {
+    type Borrowed = TermName;
+    type Store<V> = BTreeMap<TermName, V>;
+    const STORAGE: Storage = Storage::Map;
+
+    /// Every term (`[]`, `"a/*"`, atoms, tuples, ...).
+    fn valid_local(_: &TermName) -> bool {
+        true
+    }
+
+    /// Every term.
+    fn valid_remote(_: &TermName) -> bool {
+        true
+    }
+}
+
+impl<V> GroupStore<TermName, V> for BTreeMap<TermName, V> {
+    fn len(&self) -> usize {
+        BTreeMap::len(self)
+    }
+
+    fn get(&self, name: &TermName) -> Option<&V> {
+        BTreeMap::get(self, name)
+    }
+
+    fn get_mut(&mut self, name: &TermName) -> Option<&mut V> {
+        BTreeMap::get_mut(self, name)
+    }
+
+    fn insert(&mut self, name: &TermName, value: V) -> Option<V> {
+        BTreeMap::insert(self, name.clone(), value)
+    }
+
+    fn remove(&mut self, name: &TermName) -> Option<V> {
+        BTreeMap::remove(self, name)
+    }
+
+    fn get_or_insert_with(&mut self, name: &TermName, f: impl FnOnce() -> V) -> &mut V {
+        self.entry(name.clone()).or_insert_with(f)
+    }
+
+    /// Exactly `name` (no pattern matching).
+    fn find(&self, name: &TermName) -> Option<(&TermName, &V)> {
+        self.get_key_value(name)
+    }
+
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a TermName, &'a V)>
+    where
+        V: 'a,
+    {
+        BTreeMap::iter(self)
+    }
+}
+
+/// One spelling per Erlang term: strings as lists of integers, integers
+/// that fit 32 bits as small integers, improper lists with a list tail
+/// flattened, bit strings of whole bytes as binaries.
+fn canonical(t: &Term) -> Term {
+    match t {
+        Term::ByteList(b) => term::list(b.bytes.iter().map(|&c| term::int(c.into())).collect()),
+        Term::BigInteger(b) => match i32::try_from(&b.value) {
+            Ok(v) => Term::FixInteger(FixInteger::from(v)),
+            Err(_) => t.clone(),
+        },
+        Term::BitBinary(b) if b.tail_bits_size == 8 => Term::Binary(Binary::from(b.bytes.clone())),
+        Term::Tuple(x) => term::tuple(x.elements.iter().map(canonical).collect()),
+        Term::List(x) => term::list(x.elements.iter().map(canonical).collect()),
+        Term::ImproperList(x) => {
+            let mut elements: Vec<Term> = x.elements.iter().map(canonical).collect();
+            match canonical(&x.last) {
+                Term::List(tail) => {
+                    elements.extend(tail.elements);
+                    Term::List(List::from(elements))
+                }
+                Term::ImproperList(tail) => {
+                    elements.extend(tail.elements);
+                    Term::ImproperList(ImproperList::from((elements, *tail.last)))
+                }
+                last => Term::ImproperList(ImproperList::from((elements, last))),
+            }
+        }
+        Term::Map(m) => Term::Map(term::Map {
+            map: m
+                .map
+                .iter()
+                .map(|(k, v)| (canonical(k), canonical(v)))
+                .collect(),
+        }),
+        _ => t.clone(),
+    }
+}
+
+/// The external term format of a [`canonical`] term (without the version
+/// byte), map entries sorted by the encoding of their keys.
+fn write_canonical(t: &Term, out: &mut Vec<u8>) -> Result<(), term::TermError> {
+    const MAP_EXT: u8 = 116;
+    const LIST_EXT: u8 = 108;
+    const NIL_EXT: u8 = 106;
+    const SMALL_TUPLE_EXT: u8 = 104;
+    const LARGE_TUPLE_EXT: u8 = 105;
+    let len32 = |n: usize| u32::try_from(n).map_err(|_| term::TermError::Decode("too long".into()));
+    match t {
+        Term::Map(m) => {
+            let mut entries = Vec::with_capacity(m.map.len());
+            for (k, v) in &m.map {
+                let (mut kb, mut vb) = (Vec::new(), Vec::new());
+                write_canonical(k, &mut kb)?;
+                write_canonical(v, &mut vb)?;
+                entries.push((kb, vb));
+            }
+            entries.sort();
+            out.push(MAP_EXT);
+            out.extend_from_slice(&len32(entries.len())?.to_be_bytes());
+            for (k, v) in entries {
+                out.extend(k);
+                out.extend(v);
+            }
+        }
+        Term::Tuple(x) => {
+            match u8::try_from(x.elements.len()) {
+                Ok(n) => out.extend([SMALL_TUPLE_EXT, n]),
+                Err(_) => {
+                    out.push(LARGE_TUPLE_EXT);
+                    out.extend_from_slice(&len32(x.elements.len())?.to_be_bytes());
+                }
+            }
+            for e in &x.elements {
+                write_canonical(e, out)?;
+            }
+        }
+        Term::List(x) if !x.elements.iter().all(is_leaf) => {
+            out.push(LIST_EXT);
+            out.extend_from_slice(&len32(x.elements.len())?.to_be_bytes());
+            for e in &x.elements {
+                write_canonical(e, out)?;
+            }
+            out.push(NIL_EXT);
+        }
+        Term::ImproperList(x) => {
+            out.push(LIST_EXT);
+            out.extend_from_slice(&len32(x.elements.len())?.to_be_bytes());
+            for e in &x.elements {
+                write_canonical(e, out)?;
+            }
+            write_canonical(&x.last, out)?;
+        }
+        // Leaves, and lists of leaves (strings among them): as eetf writes
+        // them, which is deterministic for these.
+        leaf => {
+            let mut b = Vec::new();
+            term::encode_into(leaf, &mut b)?;
+            out.extend_from_slice(&b[1..]);
+        }
+    }
+    Ok(())
+}
+
+/// A term that holds no map, tuple or list (eetf encodes it on its own).
+fn is_leaf(t: &Term) -> bool {
+    !matches!(
+        t,
+        Term::Map(_) | Term::Tuple(_) | Term::List(_) | Term::ImproperList(_) | Term::ByteList(_)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::term::{atom, binary, int, list, nil, tuple, BigInteger, BitBinary};
+
+    fn name(t: Term) -> TermName {
+        TermName::new(t)
+    }
+
+    #[test]
+    fn same_term_any_spelling() {
+        // A string as STRING_EXT (ByteList) and as a list of integers.
+        assert_eq!(
+            name(Term::ByteList(vec![97u8, 98].into())),
+            name(list(vec![int(97), int(98)]))
+        );
+        assert_eq!(name(Term::ByteList(Vec::new().into())), name(nil()));
+        // A small integer as a big one.
+        assert_eq!(name(Term::BigInteger(BigInteger::from(7i32))), name(int(7)));
+        // An improper list with a list tail is that proper list.
+        assert_eq!(
+            name(Term::ImproperList(ImproperList::from((
+                vec![atom("a")],
+                list(vec![atom("b")])
+            )))),
+            name(list(vec![atom("a"), atom("b")]))
+        );
+        // Whole-byte bit strings are binaries.
+        assert_eq!(
+            name(Term::BitBinary(BitBinary::from((vec![1u8, 2], 8)))),
+            name(binary(vec![1, 2]))
+        );
+        // Map entries in any order (HashMap order differs per instance).
+        let entries: Vec<(Term, Term)> = (0..50)
+            .map(|i| (int(i), tuple(vec![atom("v"), int(i)])))
+            .collect();
+        let m1 = Term::Map(term::Map {
+            map: entries.iter().cloned().collect(),
+        });
+        let m2 = Term::Map(term::Map {
+            map: entries.iter().rev().cloned().collect(),
+        });
+        assert_eq!(name(m1.clone()), name(m2));
+        // The original term is kept.
+        assert_eq!(name(m1.clone()).into_term(), m1);
+    }
+
+    #[test]
+    fn distinct_terms_differ() {
+        let names = [
+            TermName::atom("a"),
+            TermName::string("a"),
+            TermName::binary(b"a"),
+            name(tuple(vec![atom("a")])),
+            name(list(vec![atom("a")])),
+            name(int(1)),
+            name(Term::Float(1.0.try_into().unwrap())),
+            name(nil()),
+            TermName::atom("[]"),
+            TermName::binary(b""),
+        ];
+        for (i, a) in names.iter().enumerate() {
+            for (j, b) in names.iter().enumerate() {
+                assert_eq!(i == j, a == b, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_pinned() {
+        // term_to_binary({my, "ab", 1}) on OTP 26 and later (OTP 25 writes
+        // the atom as ATOM_EXT, 100, 0, 2).
+        let t = tuple(vec![atom("my"), list(vec![int(97), int(98)]), int(1)]);
+        assert_eq!(
+            name(t).canonical_bytes(),
+            &[131, 104, 3, 119, 2, 109, 121, 107, 0, 2, 97, 98, 97, 1]
+        );
+    }
+
+    #[test]
+    fn display_in_erlang_syntax() {
+        let shown = |t: Term| name(t).to_string();
+        assert_eq!(
+            shown(tuple(vec![atom("my"), atom("tuple"), atom("name")])),
+            "{my,tuple,name}"
+        );
+        assert_eq!(TermName::atom("some_atom").to_string(), "some_atom");
+        assert_eq!(TermName::atom("Big").to_string(), "'Big'");
+        assert_eq!(TermName::atom("it's").to_string(), "'it\\'s'");
+        assert_eq!(TermName::atom("end").to_string(), "'end'");
+        assert_eq!(TermName::string("a/*").to_string(), "\"a/*\"");
+        assert_eq!(TermName::string("").to_string(), "[]");
+        assert_eq!(TermName::string("grüppe").to_string(), "\"grüppe\"");
+        assert_eq!(TermName::binary(b"bin").to_string(), "<<\"bin\">>");
+        assert_eq!(TermName::binary(&[0, 1]).to_string(), "<<0,1>>");
+        assert_eq!(shown(list(vec![atom("a"), int(1)])), "[a,1]");
+        assert_eq!(
+            shown(Term::ImproperList(ImproperList::from((
+                vec![int(1)],
+                atom("t")
+            )))),
+            "[1|t]"
+        );
+    }
+
+    #[test]
+    fn string_store_is_the_trie() {
+        let mut s: <String as GroupKey>::Store<u32> = Default::default();
+        GroupStore::insert(&mut s, "a/*", 1);
+        assert_eq!(GroupStore::find(&s, "a/b"), Some(("a/*", &1)));
+        assert_eq!(GroupStore::find(&s, "a/*"), None, "wildcard in a query");
+        assert!(String::valid_local("a/*"));
+        assert!(!String::valid_local(""));
+        assert!(!String::valid_local("a**"));
+        assert!(String::valid_remote("a**"));
+        assert!(!String::valid_remote(""));
+    }
+
+    #[test]
+    fn term_store_is_exact() {
+        let mut s: <TermName as GroupKey>::Store<u32> = Default::default();
+        let pat = TermName::string("a/*");
+        GroupStore::insert(&mut s, &pat, 1);
+        assert_eq!(GroupStore::find(&s, &TermName::string("a/b")), None);
+        assert_eq!(GroupStore::find(&s, &pat), Some((&pat, &1)));
+        assert!(TermName::valid_local(&TermName::string("")));
+        assert!(TermName::valid_local(&TermName::string("a**")));
+    }
+}

@@ -1,0 +1,267 @@
+//! Map group storage (cpg's `group_storage` other than `trie`): any Erlang
+//! term is a group name and lookups are exact. Against
+//! `erl_test/cpg_protocol_driver.erl` playing a BEAM scope, and (with
+//! CPG_EBIN) against genuine cpg started with `group_storage` `dict`.
+
+use crate::support::{eval, eventually, genuine_cpg_args_env, rpc, ErlNode, World};
+use cpg_node::cpg::scope::{ReadError, Request};
+use cpg_node::cpg::storage::TermName;
+use cpg_node::cpg::wire::WireMsg;
+use cpg_node::cpg::{CpgError, CpgScope, ScopeOptions, Storage, DEFAULT_SCOPE};
+use cpg_node::term::{self, atom, binary, int, string_to_charlist as s, tuple, Term};
+use cpg_node::{Node, Pid};
+
+const DRV: &str = "cpg_protocol_driver";
+
+async fn member(r: &Node, erl: &str) -> Term {
+    rpc(r, erl, DRV, "member", vec![]).await
+}
+
+async fn cast(r: &Node, erl: &str, req: Term) {
+    rpc(
+        r,
+        erl,
+        DRV,
+        "cast",
+        vec![atom(DEFAULT_SCOPE), atom(r.name()), req],
+    )
+    .await;
+}
+
+/// Everything the Rust scope sent to the driver, as raw terms.
+async fn received(r: &Node, erl: &str) -> Vec<Term> {
+    let got = rpc(r, erl, DRV, "received", vec![atom(DEFAULT_SCOPE)]).await;
+    term::as_list(&got).unwrap_or_default().to_vec()
+}
+
+fn ours(scope: &CpgScope<TermName>, name: &Term) -> Vec<Term> {
+    scope
+        .get_members(&TermName::new(name.clone()))
+        .map(|(_, v)| v.into_iter().map(Term::Pid).collect())
+        .unwrap_or_default()
+}
+
+/// `{'$gen_cast', {Tag, [{Name, 1}], Pid}}`: what [`CpgScope::join`] and
+/// [`CpgScope::leave`] cast (`join_counts` / `leave_counts`, as cpg does).
+fn counts_cast(tag: &str, name: &Term, pid: &Pid) -> Term {
+    tuple(vec![
+        atom("$gen_cast"),
+        tuple(vec![
+            atom(tag),
+            term::list(vec![tuple(vec![name.clone(), int(1)])]),
+            Term::Pid(pid.clone()),
+        ]),
+    ])
+}
+
+#[tokio::test]
+async fn term_names_against_a_driver_scope() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("drv").await;
+    let r = w.rust_node("r").await;
+    // The options must agree with the handle's storage.
+    assert_eq!(
+        CpgScope::start_map(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap_err(),
+        CpgError::Storage {
+            options: Storage::Trie,
+            handle: Storage::Map
+        }
+    );
+    let scope = CpgScope::start_map(&r, ScopeOptions::new_map(DEFAULT_SCOPE)).unwrap();
+    let ctl = w.rust_node("ctl").await;
+    rpc(&ctl, &e.name, DRV, "start", vec![atom(DEFAULT_SCOPE)]).await;
+    r.connect(&e.name).await.unwrap();
+
+    // Term names cast by the BEAM side.
+    let tup = tuple(vec![atom("my"), atom("tuple"), atom("name")]);
+    let some_atom = atom("some_atom");
+    let (a, b) = (member(&r, &e.name).await, member(&r, &e.name).await);
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("join"), tup.clone(), a.clone()]),
+    )
+    .await;
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("join"), some_atom.clone(), b.clone()]),
+    )
+    .await;
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![
+            atom("join_counts"),
+            term::list(vec![
+                tuple(vec![s("a/*"), int(2)]),
+                tuple(vec![s(""), int(1)]),
+            ]),
+            b.clone(),
+        ]),
+    )
+    .await;
+    assert!(
+        eventually(5, || async {
+            ours(&scope, &tup) == vec![a.clone()]
+                && ours(&scope, &some_atom) == vec![b.clone()]
+                && ours(&scope, &s("")) == vec![b.clone()]
+        })
+        .await,
+        "term names not joined: {:?}",
+        scope.which_groups()
+    );
+    let (key, pids) = scope.get_members(&TermName::new(tup.clone())).unwrap();
+    assert_eq!(key.term(), &tup);
+    assert_eq!(pids.into_iter().map(Term::Pid).collect::<Vec<_>>(), [a]);
+    // "a/*" is a plain name: no pattern matching, and an atom is not a string.
+    assert_eq!(ours(&scope, &s("a/*")), vec![b.clone(), b.clone()]);
+    let ax = TermName::string("a/x");
+    assert_eq!(scope.get_members(&ax), Err(ReadError::NoSuchGroup(ax)));
+    assert!(scope.get_members(&TermName::string("some_atom")).is_err());
+    assert_eq!(
+        scope
+            .get_closest_pid(&TermName::atom("some_atom"))
+            .map(|(k, p)| (k, Term::Pid(p))),
+        Ok((TermName::atom("some_atom"), b.clone()))
+    );
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("leave"), some_atom.clone(), b.clone()]),
+    )
+    .await;
+    assert!(eventually(5, || async { ours(&scope, &some_atom).is_empty() }).await);
+
+    // A Rust join with a term name is cast back in cpg's shape, the name
+    // exactly as given.
+    let m = r.spawn_process();
+    let mine = tuple(vec![atom("rust"), binary(b"side".to_vec()), int(7)]);
+    scope
+        .join(&TermName::new(mine.clone()), m.pid())
+        .await
+        .unwrap();
+    scope.join(&TermName::string(""), m.pid()).await.unwrap();
+    scope.join(&TermName::string(""), m.pid()).await.unwrap();
+    scope.leave(&TermName::string(""), m.pid()).await.unwrap();
+    let ok = eventually(5, || async {
+        let got = received(&r, &e.name).await;
+        got.contains(&counts_cast("join_counts", &mine, m.pid()))
+            && got.contains(&counts_cast("join_counts", &s(""), m.pid()))
+            && got.contains(&counts_cast("leave_counts", &s(""), m.pid()))
+    })
+    .await;
+    assert!(ok, "our term-name joins: {:?}", received(&r, &e.name).await);
+
+    // {new, Node} is answered with an exchange listing the term names.
+    rpc(
+        &r,
+        &e.name,
+        DRV,
+        "new",
+        vec![atom(DEFAULT_SCOPE), atom(r.name())],
+    )
+    .await;
+    let ok = eventually(5, || async {
+        received(&r, &e.name).await.iter().any(|t| {
+            matches!(WireMsg::<Pid, TermName>::decode(t), Ok(WireMsg::Cast(Request::Exchange { groups, .. }))
+                if groups.iter().any(|(n, h)| n.term() == &mine && h == &vec![m.pid().clone()])
+                    && groups.iter().any(|(n, _)| n.term() == &tup))
+        })
+    })
+    .await;
+    assert!(ok, "no exchange with the term names");
+}
+
+/// Genuine cpg started with `group_storage` `dict` and `node_type` `all`.
+#[tokio::test]
+async fn term_names_against_genuine_cpg_with_dict_storage() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let Some(args) = genuine_cpg_args_env("all", &[("group_storage", "dict")]) else {
+        return;
+    };
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let g = ErlNode::start(&crate::support::unique("g"), &w.cookie, w.epmd.port, &args).await;
+    let ctl = w.rust_node("ctl").await;
+    eval(
+        &ctl,
+        &g.name,
+        "cpg_node_test_util:wait_for(cpg_default_scope).",
+    )
+    .await;
+    let p1 = eval(
+        &ctl,
+        &g.name,
+        "P = cpg_node_test_util:spawn_idle(), \
+         ok = cpg:join({my, tuple, name}, P), ok = cpg:join(some_atom, P), \
+         ok = cpg:join(\"a/*\", P), P.",
+    )
+    .await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start_map(&r, ScopeOptions::new_map(DEFAULT_SCOPE)).unwrap();
+    r.connect(&g.name).await.unwrap();
+    let tup = tuple(vec![atom("my"), atom("tuple"), atom("name")]);
+    assert!(
+        eventually(5, || async {
+            ours(&scope, &tup) == vec![p1.clone()]
+                && ours(&scope, &atom("some_atom")) == vec![p1.clone()]
+                && ours(&scope, &s("a/*")) == vec![p1.clone()]
+        })
+        .await,
+        "BEAM's term names not seen: {:?}",
+        scope.which_groups()
+    );
+    assert!(scope.get_members(&TermName::string("a/x")).is_err());
+
+    // Our term-name member as BEAM sees it.
+    let m = r.spawn_process();
+    scope
+        .join(
+            &TermName::new(tuple(vec![atom("rust"), binary(b"side".to_vec())])),
+            m.pid(),
+        )
+        .await
+        .unwrap();
+    scope.join(&TermName::string("b/*"), m.pid()).await.unwrap();
+    let mp = Term::Pid(m.pid().clone());
+    let ok = eventually(5, || async {
+        let got = eval(&ctl, &g.name, "cpg:get_members({rust, <<\"side\">>}).").await;
+        let exact = eval(&ctl, &g.name, "cpg:get_members(\"b/*\").").await;
+        matches!(term::as_tuple(&got), Some([_, _, Term::List(l)]) if l.elements == vec![mp.clone()])
+            && matches!(term::as_tuple(&exact), Some([_, _, Term::List(l)]) if l.elements == vec![mp.clone()])
+    })
+    .await;
+    assert!(
+        ok,
+        "BEAM does not see our term-name member: {}",
+        eval(&ctl, &g.name, "cpg:which_groups().").await
+    );
+    let none = eval(&ctl, &g.name, "cpg:get_members(\"b/x\").").await;
+    assert!(
+        none.to_string().contains("no_such_group"),
+        "dict storage matched a pattern: {none}"
+    );
+
+    // A BEAM leave reaches us (an atom name needs the scope argument:
+    // cpg:leave(some_atom, Pid) is cpg:leave(Scope, Pid)).
+    let left = eval(
+        &ctl,
+        &g.name,
+        &format!(
+            "cpg:leave(cpg_default_scope, some_atom, list_to_pid({:?})).",
+            erl_pid_text(&p1)
+        ),
+    )
+    .await;
+    assert!(crate::support::is_atom(&left, "ok"), "cpg:leave: {left}");
+    assert!(eventually(5, || async { ours(&scope, &atom("some_atom")).is_empty() }).await);
+    assert_eq!(ours(&scope, &tup), vec![p1.clone()]);
+}
+
+/// `<0.N.S>` as the erl node itself prints its own pid.
+fn erl_pid_text(t: &Term) -> String {
+    let p = term::as_pid(t).unwrap();
+    format!("<0.{}.{}>", p.id, p.serial)
+}
