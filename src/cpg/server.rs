@@ -163,6 +163,8 @@ pub enum CpgError<N = String> {
 type Reply<N> = oneshot::Sender<Result<(), WriteError<N>>>;
 
 enum Command<N> {
+    JoinOne(N, Pid, Reply<N>),
+    LeaveOne(N, Pid, Reply<N>),
     Join(Vec<(N, usize)>, Pid, Reply<N>),
     Leave(Vec<(N, usize)>, Pid, Reply<N>),
     LeaveAll(Pid, Reply<N>),
@@ -274,7 +276,8 @@ impl<N: WireName> CpgScope<N> {
 
     /// `cpg:join(Scope, Name, Pid)` for a pid of this node.
     pub async fn join(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
-        self.join_counts(&[(name.to_owned(), 1)], pid).await
+        let (n, p) = (name.to_owned(), pid.clone());
+        self.call(|tx| Command::JoinOne(n, p, tx)).await
     }
 
     /// `cpg:join_counts(Scope, [{Name, Count}], Pid)`.
@@ -285,7 +288,8 @@ impl<N: WireName> CpgScope<N> {
 
     /// `cpg:leave(Scope, Name, Pid)`: one copy.
     pub async fn leave(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
-        self.leave_counts(&[(name.to_owned(), 1)], pid).await
+        let (n, p) = (name.to_owned(), pid.clone());
+        self.call(|tx| Command::LeaveOne(n, p, tx)).await
     }
 
     /// `cpg:leave_counts(Scope, [{Name, Count}], Pid)`.
@@ -484,6 +488,14 @@ impl<N: WireName> ScopeTask<N> {
         let (result, reply) = {
             let mut s = self.state.write();
             match c {
+                // As cpg:join/leave: cast as {join, Name, Pid} and
+                // {leave, Name, Pid}, not as counts of one.
+                Command::JoinOne(name, pid, reply) => {
+                    (s.join(name.borrow(), MemberPid(pid)), reply)
+                }
+                Command::LeaveOne(name, pid, reply) => {
+                    (s.leave(name.borrow(), &MemberPid(pid)), reply)
+                }
                 Command::Join(counts, pid, reply) => {
                     (s.join_counts(&counts, MemberPid(pid)), reply)
                 }

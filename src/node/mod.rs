@@ -68,7 +68,8 @@ struct Peer {
     tx: mpsc::UnboundedSender<Outgoing>,
     link: Arc<PeerLink>,
     id: u64,
-    up: bool,
+    /// The peer's creation once the connection is up; `None` while dialling.
+    up_creation: Option<u32>,
     /// While our own dial is pending: where an incoming connection from the
     /// same node goes when it wins a simultaneous connect, so the messages
     /// already queued for the peer go out on it.
@@ -217,7 +218,7 @@ impl Node {
             .peers
             .lock()
             .iter()
-            .filter(|(_, p)| p.up)
+            .filter(|(_, p)| p.up_creation.is_some())
             .map(|(n, _)| n.clone())
             .collect();
         v.sort();
@@ -487,7 +488,7 @@ impl Inner {
                 tx: tx.clone(),
                 link: link.clone(),
                 id,
-                up: false,
+                up_creation: None,
                 adopt: Some(adopt),
             },
         );
@@ -577,8 +578,14 @@ impl Inner {
     async fn incoming_connection(self: Arc<Self>, mut sock: TcpStream, addr: std::net::SocketAddr) {
         let admit = |p: &PeerInfo| {
             let node = p.name.to_string();
-            let dialling = matches!(self.peers.lock().get(&node), Some(peer) if !peer.up);
-            simultaneous_connect(&self.name, &node, dialling)
+            let state = match self.peers.lock().get(&node) {
+                None => PeerState::None,
+                Some(peer) => match peer.up_creation {
+                    None => PeerState::Dialling,
+                    Some(c) => PeerState::Up(c),
+                },
+            };
+            admit_incoming(&self.name, p, state)
         };
         let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
             Ok(p) => p,
@@ -602,7 +609,7 @@ impl Inner {
             .peers
             .lock()
             .get_mut(&node)
-            .filter(|p| !p.up)
+            .filter(|p| p.up_creation.is_none())
             .and_then(|p| p.adopt.take());
         let (sock, peer) = match adopt {
             Some(a) => match a.send((sock, peer)) {
@@ -619,7 +626,7 @@ impl Inner {
                 tx,
                 link: Arc::new(PeerLink::default()),
                 id,
-                up: false,
+                up_creation: None,
                 adopt: None,
             },
         );
@@ -646,7 +653,7 @@ impl Inner {
             let mut peers = self.peers.lock();
             match peers.get_mut(&node) {
                 Some(p) if p.id == id => {
-                    p.up = true;
+                    p.up_creation = Some(peer.creation);
                     p.link.clone()
                 }
                 _ => return, // superseded while handshaking
@@ -932,13 +939,26 @@ impl Inner {
     }
 }
 
-/// Settles a peer dialling us while we dial it, as `dist_util` does: the
-/// node with the greater name keeps its own attempt and answers `nok`.
-fn simultaneous_connect(me: &str, peer: &str, dialling: bool) -> Result<(), &'static str> {
-    if dialling && me > peer {
-        Err("nok")
-    } else {
-        Ok(())
+/// What we hold for a node that dials us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerState {
+    None,
+    Dialling,
+    /// Connected, to this creation of the node.
+    Up(u32),
+}
+
+/// Whether to go on with a node that dials us. A simultaneous connect is
+/// settled as `dist_util` does: the node with the greater name keeps its own
+/// attempt and answers `nok`. A second connection from the incarnation we
+/// are already connected to is the loser of such a race arriving late: `nok`
+/// too (its dial adopts our connection). A new creation is a restarted node:
+/// it replaces the old connection.
+fn admit_incoming(me: &str, peer: &PeerInfo, state: PeerState) -> Result<(), &'static str> {
+    match state {
+        PeerState::Dialling if me > peer.name.to_string().as_str() => Err("nok"),
+        PeerState::Up(c) if c == peer.creation => Err("nok"),
+        _ => Ok(()),
     }
 }
 
@@ -1223,10 +1243,25 @@ mod tests {
 
     #[test]
     fn simultaneous_connect_greater_name_keeps_its_attempt() {
-        assert_eq!(simultaneous_connect("b@h", "a@h", true), Err("nok"));
-        assert_eq!(simultaneous_connect("a@h", "b@h", true), Ok(()));
-        // Not dialling (or already connected: a restarted peer): accept.
-        assert_eq!(simultaneous_connect("b@h", "a@h", false), Ok(()));
+        let peer = |n: &str, creation| PeerInfo {
+            name: NodeName::parse(n).unwrap(),
+            flags: 0,
+            creation,
+        };
+        let a = peer("a@h", 1);
+        assert_eq!(admit_incoming("b@h", &a, PeerState::Dialling), Err("nok"));
+        assert_eq!(
+            admit_incoming("a@h", &peer("b@h", 1), PeerState::Dialling),
+            Ok(())
+        );
+        assert_eq!(admit_incoming("b@h", &a, PeerState::None), Ok(()));
+        // Already connected to that incarnation: a late duplicate.
+        assert_eq!(
+            admit_incoming("a@h", &peer("b@h", 1), PeerState::Up(1)),
+            Err("nok")
+        );
+        // A restarted peer (new creation) replaces the old connection.
+        assert_eq!(admit_incoming("b@h", &a, PeerState::Up(7)), Ok(()));
     }
 
     #[tokio::test]

@@ -193,8 +193,8 @@ async fn every_message_kind_against_a_driver_scope() {
                 counts: vec![("mine".into(), 2)],
                 pid: mp.clone(),
             }),
-            WireMsg::Cast(Request::LeaveCounts {
-                counts: vec![("mine".into(), 1)],
+            WireMsg::Cast(Request::Leave {
+                name: "mine".to_string(),
                 pid: mp.clone(),
             }),
             WireMsg::Cast(Request::LeaveAll { pid: mp.clone() }),
