@@ -2,6 +2,7 @@
 //! starts a [`cpg_node::Node`] and runs a subcommand until SIGINT/SIGTERM.
 
 mod cli;
+mod demo;
 
 use anyhow::Result;
 use clap::Parser;
