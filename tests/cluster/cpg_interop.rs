@@ -2,49 +2,20 @@
 //! CPG_EBIN): both directions, patterns, counts, exits, via, node stop, and
 //! both of BEAM's node types.
 
-use crate::support::{eval, eventually, genuine_cpg_args, ErlNode, World};
+use crate::support::cpg::{beam_members, genuine, ours};
+use crate::support::{eval, eventually, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::term::{self, Term};
 use cpg_node::Node;
 use std::time::Duration;
 
-async fn genuine(w: &World, node_type: &str) -> Option<ErlNode> {
-    let args = genuine_cpg_args(node_type)?;
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    Some(ErlNode::start(&crate::support::unique("g"), &w.cookie, w.epmd.port, &args).await)
-}
-
-/// `cpg:get_members(Name)` on the BEAM node, as a list of pid terms (empty
-/// for `no_such_group`).
-async fn beam_members(ctl: &Node, erl: &str, name: &str) -> Vec<Term> {
-    let got = eval(ctl, erl, &format!("cpg:get_members({name:?}).")).await;
-    match term::as_tuple(&got) {
-        Some([_, _, Term::List(l)]) => l.elements.clone(),
-        _ => vec![],
-    }
-}
-
-fn ours(scope: &CpgScope, name: &str) -> Vec<Term> {
-    scope
-        .get_members(name)
-        .map(|(_, v)| v.into_iter().map(Term::Pid).collect())
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn full_peer_with_node_type_all() {
     crate::require_erl!();
     let w = World::new().await;
-    let Some(g) = genuine(&w, "all").await else {
+    let Some((g, ctl)) = genuine(&w, "all", &[]).await else {
         return;
     };
-    let ctl = w.rust_node("ctl").await;
-    eval(
-        &ctl,
-        &g.name,
-        "cpg_node_test_util:wait_for(cpg_default_scope).",
-    )
-    .await;
     let p1 = eval(
         &ctl,
         &g.name,
@@ -141,16 +112,9 @@ async fn full_peer_with_node_type_all() {
 async fn via_and_rust_node_stop() {
     crate::require_erl!();
     let w = World::new().await;
-    let Some(g) = genuine(&w, "all").await else {
+    let Some((g, ctl)) = genuine(&w, "all", &[]).await else {
         return;
     };
-    let ctl = w.rust_node("ctl").await;
-    eval(
-        &ctl,
-        &g.name,
-        "cpg_node_test_util:wait_for(cpg_default_scope).",
-    )
-    .await;
     let r = w.rust_node("r").await;
     let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
     let mut svc = r.spawn_process();
@@ -205,16 +169,9 @@ async fn via_and_rust_node_stop() {
 async fn beam_left_at_visible() {
     crate::require_erl!();
     let w = World::new().await;
-    let Some(g) = genuine(&w, "visible").await else {
+    let Some((g, ctl)) = genuine(&w, "visible", &[]).await else {
         return;
     };
-    let ctl = w.rust_node("ctl").await;
-    eval(
-        &ctl,
-        &g.name,
-        "cpg_node_test_util:wait_for(cpg_default_scope).",
-    )
-    .await;
     let p1 = eval(
         &ctl,
         &g.name,
@@ -292,21 +249,12 @@ async fn converged(ctl: &Node, scope: &CpgScope, beams: &[&str], group: &str, n:
 async fn netsplit_heal_and_beam_restart() {
     crate::require_erl!();
     let w = World::new().await;
-    let Some(g1) = genuine(&w, "all").await else {
+    let Some((g1, ctl)) = genuine(&w, "all", &[]).await else {
         return;
     };
-    let Some(mut g2) = genuine(&w, "all").await else {
+    let Some((mut g2, _ctl2)) = genuine(&w, "all", &[]).await else {
         return;
     };
-    let ctl = w.rust_node("ctl").await;
-    for g in [&g1, &g2] {
-        eval(
-            &ctl,
-            &g.name,
-            "cpg_node_test_util:wait_for(cpg_default_scope).",
-        )
-        .await;
-    }
     eval(
         &ctl,
         &g1.name,

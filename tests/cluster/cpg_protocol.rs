@@ -3,6 +3,7 @@
 //! Covers every message kind, exchange (both ways), member death through
 //! monitors, nodedown, and malformed input.
 
+use crate::support::cpg::{self, cast, erl_pid_text, member, ours, DRV};
 use crate::support::{eval, eventually, rpc, World};
 use cpg_node::cpg::scope::Request;
 use cpg_node::cpg::wire::WireMsg;
@@ -10,38 +11,13 @@ use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::term::{self, atom, int, string_to_charlist as s, tuple, Term};
 use cpg_node::{Node, Pid};
 
-const DRV: &str = "cpg_protocol_driver";
-
-async fn member(r: &Node, erl: &str) -> Term {
-    rpc(r, erl, DRV, "member", vec![]).await
-}
-
-async fn cast(r: &Node, erl: &str, req: Term) {
-    rpc(
-        r,
-        erl,
-        DRV,
-        "cast",
-        vec![atom(DEFAULT_SCOPE), atom(r.name()), req],
-    )
-    .await;
-}
-
 /// What the Rust scope sent to the driver, decoded.
 async fn received(r: &Node, erl: &str) -> Vec<WireMsg<Pid>> {
-    let got = rpc(r, erl, DRV, "received", vec![atom(DEFAULT_SCOPE)]).await;
-    term::as_list(&got)
-        .unwrap_or_default()
+    cpg::received(r, erl)
+        .await
         .iter()
         .filter_map(|m| WireMsg::decode(m).ok())
         .collect()
-}
-
-fn ours(scope: &CpgScope, name: &str) -> Vec<Term> {
-    scope
-        .get_members(name)
-        .map(|(_, v)| v.into_iter().map(Term::Pid).collect())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -259,10 +235,4 @@ async fn every_message_kind_against_a_driver_scope() {
 
 fn m_pid(scope: &CpgScope, name: &str) -> Pid {
     scope.get_members(name).unwrap().1[0].clone()
-}
-
-/// `<0.N.S>` as the erl node itself prints its own pid.
-fn erl_pid_text(t: &Term) -> String {
-    let p = term::as_pid(t).unwrap();
-    format!("<0.{}.{}>", p.id, p.serial)
 }

@@ -3,42 +3,17 @@
 //! `erl_test/cpg_protocol_driver.erl` playing a BEAM scope, and (with
 //! CPG_EBIN) against genuine cpg started with `group_storage` `dict`.
 
-use crate::support::{eval, eventually, genuine_cpg_args_env, rpc, ErlNode, World};
+use crate::support::cpg::{self, cast, erl_pid_text, genuine, member, received, DRV};
+use crate::support::{eval, eventually, rpc, World};
 use cpg_node::cpg::scope::{ReadError, Request};
 use cpg_node::cpg::storage::TermName;
 use cpg_node::cpg::wire::WireMsg;
 use cpg_node::cpg::{CpgError, CpgScope, ScopeOptions, Storage, DEFAULT_SCOPE};
 use cpg_node::term::{self, atom, binary, int, string_to_charlist as s, tuple, Term};
-use cpg_node::{Node, Pid};
-
-const DRV: &str = "cpg_protocol_driver";
-
-async fn member(r: &Node, erl: &str) -> Term {
-    rpc(r, erl, DRV, "member", vec![]).await
-}
-
-async fn cast(r: &Node, erl: &str, req: Term) {
-    rpc(
-        r,
-        erl,
-        DRV,
-        "cast",
-        vec![atom(DEFAULT_SCOPE), atom(r.name()), req],
-    )
-    .await;
-}
-
-/// Everything the Rust scope sent to the driver, as raw terms.
-async fn received(r: &Node, erl: &str) -> Vec<Term> {
-    let got = rpc(r, erl, DRV, "received", vec![atom(DEFAULT_SCOPE)]).await;
-    term::as_list(&got).unwrap_or_default().to_vec()
-}
+use cpg_node::Pid;
 
 fn ours(scope: &CpgScope<TermName>, name: &Term) -> Vec<Term> {
-    scope
-        .get_members(&TermName::new(name.clone()))
-        .map(|(_, v)| v.into_iter().map(Term::Pid).collect())
-        .unwrap_or_default()
+    cpg::ours(scope, &TermName::new(name.clone()))
 }
 
 /// `{'$gen_cast', {Tag, [{Name, 1}], Pid}}`: what [`CpgScope::join`] and
@@ -176,18 +151,9 @@ async fn term_names_against_a_driver_scope() {
 async fn term_names_against_genuine_cpg_with_dict_storage() {
     crate::require_erl!();
     let w = World::new().await;
-    let Some(args) = genuine_cpg_args_env("all", &[("group_storage", "dict")]) else {
+    let Some((g, ctl)) = genuine(&w, "all", &[("group_storage", "dict")]).await else {
         return;
     };
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let g = ErlNode::start(&crate::support::unique("g"), &w.cookie, w.epmd.port, &args).await;
-    let ctl = w.rust_node("ctl").await;
-    eval(
-        &ctl,
-        &g.name,
-        "cpg_node_test_util:wait_for(cpg_default_scope).",
-    )
-    .await;
     let p1 = eval(
         &ctl,
         &g.name,
@@ -255,10 +221,4 @@ async fn term_names_against_genuine_cpg_with_dict_storage() {
     assert!(crate::support::is_atom(&left, "ok"), "cpg:leave: {left}");
     assert!(eventually(5, || async { ours(&scope, &atom("some_atom")).is_empty() }).await);
     assert_eq!(ours(&scope, &tup), vec![p1.clone()]);
-}
-
-/// `<0.N.S>` as the erl node itself prints its own pid.
-fn erl_pid_text(t: &Term) -> String {
-    let p = term::as_pid(t).unwrap();
-    format!("<0.{}.{}>", p.id, p.serial)
 }

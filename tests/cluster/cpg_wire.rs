@@ -2,7 +2,8 @@
 //! what a BEAM scope sends a hidden node's scope, and that our casts are
 //! applied by it.
 
-use crate::support::{eval, genuine_cpg_args, show, ErlNode, World};
+use crate::support::cpg::genuine;
+use crate::support::{eval, show, World};
 use cpg_node::cpg::scope::Request;
 use cpg_node::cpg::wire::WireMsg;
 use cpg_node::process::{Dest, Signal};
@@ -24,21 +25,18 @@ async fn next_wire(p: &mut cpg_node::process::Process) -> WireMsg<cpg_node::Pid>
 #[tokio::test]
 async fn genuine_cpg_all_talks_to_a_hidden_scope() {
     crate::require_erl!();
-    let Some(args) = genuine_cpg_args("all") else {
-        return;
-    };
     let w = World::new().await;
     let r = w.rust_node("r").await;
     let mut scope = r.spawn_registered("cpg_default_scope").unwrap();
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let e = ErlNode::start(&crate::support::unique("g"), &w.cookie, w.epmd.port, &args).await;
     // A pre-existing member on the BEAM side, set up through another node
     // once cpg runs; then r connects.
-    let ctl = w.rust_node("ctl").await;
+    let Some((e, ctl)) = genuine(&w, "all", &[]).await else {
+        return;
+    };
     let pre = eval(
         &ctl,
         &e.name,
-        "cpg_node_test_util:wait_for(cpg_default_scope), P = cpg_node_test_util:spawn_idle(), ok = cpg:join(\"pre\", P), P.",
+        "P = cpg_node_test_util:spawn_idle(), ok = cpg:join(\"pre\", P), P.",
     )
     .await;
     r.connect(&e.name).await.unwrap();

@@ -1,6 +1,8 @@
 //! Test support: real `erl` nodes behind a drop guard, an embedded EPMD per
 //! test, unique names and random cookies, and rpc into the erl side.
 
+pub mod cpg;
+
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::epmd::server::EpmdServer;
 use cpg_node::term::{self, Term};
@@ -275,14 +277,10 @@ pub fn is_atom(t: &Term, a: &str) -> bool {
     term::as_atom(t) == Some(a)
 }
 
-/// `erl` arguments that start genuine cpg with `node_type` set, from the
-/// ebin folders in `CPG_EBIN`; `None` (with a loud message) when unset.
-pub fn genuine_cpg_args(node_type: &str) -> Option<Vec<String>> {
-    genuine_cpg_args_env(node_type, &[])
-}
-
-/// As [`genuine_cpg_args`], with more cpg application settings (`-cpg Key
-/// Value`), e.g. `("group_storage", "dict")`.
+/// `erl` arguments that start genuine cpg with `node_type` and more cpg
+/// application settings (`-cpg Key Value`, e.g. `("group_storage",
+/// "dict")`), from the ebin folders in `CPG_EBIN`; `None` (with a loud
+/// message) when unset.
 pub fn genuine_cpg_args_env(node_type: &str, env: &[(&str, &str)]) -> Option<Vec<String>> {
     let Some(ebin) = std::env::var_os("CPG_EBIN") else {
         eprintln!("SKIPPED: CPG_EBIN is not set, so this genuine-cpg test does not run");
