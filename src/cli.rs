@@ -59,35 +59,17 @@ pub enum Cmd {
         /// The group name (a pattern group is found as cpg finds it).
         group: String,
         #[command(flatten)]
-        cpg: CpgArgs,
-        /// Nodes to ask.
-        #[arg(long, required = true)]
-        connect: Vec<String>,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
+        client: ClientArgs,
     },
     /// Print every group with its members.
     Groups {
         #[command(flatten)]
-        cpg: CpgArgs,
-        /// Nodes to ask.
-        #[arg(long, required = true)]
-        connect: Vec<String>,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
+        client: ClientArgs,
     },
     /// Stream join/leave events until stopped.
     Watch {
         #[command(flatten)]
-        cpg: CpgArgs,
-        /// Nodes to follow.
-        #[arg(long, required = true)]
-        connect: Vec<String>,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
+        client: ClientArgs,
     },
     /// Ping a node: prints pong (exit 0) or pang (exit 1).
     Ping {
@@ -96,6 +78,19 @@ pub enum Cmd {
     },
     /// A local demo: starts what it needs on loopback, shows the node at work.
     Demo,
+}
+
+/// Options of the commands that read the cluster's groups.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub cpg: CpgArgs,
+    /// Nodes to ask.
+    #[arg(long, required = true)]
+    pub connect: Vec<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// cpg options.
@@ -198,13 +193,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             node.shutdown().await;
             Ok(if pong { 0 } else { 1 })
         }
-        Cmd::Members {
-            group,
-            cpg,
-            connect,
-            json,
-        } => {
-            let (node, scopes) = cpg_client(&cli.node, &cpg, &connect).await?;
+        Cmd::Members { group, client } => {
+            let json = client.json;
+            let (node, scopes) = cpg_client(&cli.node, &client).await?;
             let mut found = false;
             for s in &scopes {
                 match s.read(|st| {
@@ -227,8 +218,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             node.shutdown().await;
             Ok(if found { 0 } else { 1 })
         }
-        Cmd::Groups { cpg, connect, json } => {
-            let (node, scopes) = cpg_client(&cli.node, &cpg, &connect).await?;
+        Cmd::Groups { client } => {
+            let json = client.json;
+            let (node, scopes) = cpg_client(&cli.node, &client).await?;
             for s in &scopes {
                 let rows: Vec<(String, Vec<MemberPid>, Vec<MemberPid>)> = s.read(|st| {
                     st.which_groups()
@@ -253,8 +245,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             node.shutdown().await;
             Ok(0)
         }
-        Cmd::Watch { cpg, connect, json } => {
-            let (node, scopes) = cpg_client(&cli.node, &cpg, &connect).await?;
+        Cmd::Watch { client } => {
+            let json = client.json;
+            let (node, scopes) = cpg_client(&cli.node, &client).await?;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             for s in &scopes {
                 let mut events = s.subscribe();
@@ -293,14 +286,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
 
 /// A short-lived node for `members`/`groups`/`watch`: starts the scopes,
 /// connects, asks every scope for its state and waits until it settles.
-async fn cpg_client(
-    args: &NodeArgs,
-    cpg: &CpgArgs,
-    connect: &[String],
-) -> Result<(Node, Vec<CpgScope>)> {
+async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<CpgScope>)> {
+    let connect = &client.connect;
     let default = format!("cpg_cli_{}", std::process::id());
     let node = Node::start(config(args, &default)?).await?;
-    let scopes = cpg.start(&node)?;
+    let scopes = client.cpg.start(&node)?;
     for peer in connect {
         node.connect(peer)
             .await

@@ -9,6 +9,26 @@ use cpg_node::term::{self, Term};
 use cpg_node::Node;
 use std::time::Duration;
 
+/// Asserts that `group` is empty on the BEAM node within a second of `t0`.
+async fn gone_from_beam_within_a_second(
+    ctl: &Node,
+    erl: &str,
+    group: &str,
+    t0: std::time::Instant,
+) {
+    assert!(
+        eventually(5, || async {
+            beam_members(ctl, erl, group).await.is_empty()
+        })
+        .await
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn full_peer_with_node_type_all() {
     crate::require_erl!();
@@ -95,17 +115,7 @@ async fn full_peer_with_node_type_all() {
     // The Rust member exits: gone from BEAM cpg within a second.
     let t0 = std::time::Instant::now();
     drop(m);
-    assert!(
-        eventually(5, || async {
-            beam_members(&ctl, &g.name, "a/*").await.is_empty()
-        })
-        .await
-    );
-    assert!(
-        t0.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        t0.elapsed()
-    );
+    gone_from_beam_within_a_second(&ctl, &g.name, "a/*", t0).await;
 }
 
 #[tokio::test]
@@ -152,17 +162,7 @@ async fn via_and_rust_node_stop() {
     // The Rust node stops: its members vanish from BEAM cpg within a second.
     let t0 = std::time::Instant::now();
     r.shutdown().await;
-    assert!(
-        eventually(5, || async {
-            beam_members(&ctl, &g.name, "svc").await.is_empty()
-        })
-        .await
-    );
-    assert!(
-        t0.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        t0.elapsed()
-    );
+    gone_from_beam_within_a_second(&ctl, &g.name, "svc", t0).await;
 }
 
 #[tokio::test]
