@@ -1,26 +1,47 @@
 #!/usr/bin/env bash
 # Erlang-side tests: starts `cpg-node run --register echo --join svc --join svc`
-# on a private EPMD
-# port (it starts its own EPMD there) and runs the EUnit drivers in
-# erl_test/ from a plain erl node against it. Stops everything it started.
+# on a private EPMD port (it starts its own EPMD there) and runs the EUnit
+# drivers in erl_test/ from a plain erl node against it. Stops everything it
+# started. The binary is the one cargo builds (CARGO_TARGET_DIR honoured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --bin cpg-node
-EBIN=target/erl_test_ebin
+
+# Ask cargo where it put the binary rather than guessing the target folder.
+# The binary is the one `cargo test` builds for the integration tests, so
+# after scripts/test.sh's cargo test nothing is compiled again.
+BIN=$(cargo test --test cluster --no-run --message-format=json-render-diagnostics \
+  | grep '"kind":\["bin"\]' \
+  | sed -n 's/.*"executable":"\([^"]*cpg-node\)".*/\1/p' | tail -n 1)
+if [ -z "$BIN" ] || [ ! -x "$BIN" ]; then
+  echo "erl_tests.sh: cargo built no cpg-node binary (looked for it in cargo's build output)" >&2
+  exit 1
+fi
+WORK=$(mktemp -d)
+EBIN="$WORK/ebin"
 mkdir -p "$EBIN"
 erlc -o "$EBIN" erl_test/*.erl
 export ERL_EPMD_PORT=$((20000 + RANDOM % 20000))
 COOKIE="c$RANDOM$RANDOM$RANDOM"
 HOST=$(hostname -s 2>/dev/null || cut -d. -f1 /proc/sys/kernel/hostname)
 RNODE="erltest_rust_$$@$HOST"
-./target/debug/cpg-node --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc &
+"$BIN" --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc &
 RPID=$!
-cleanup() { kill "$RPID" 2>/dev/null || true; wait "$RPID" 2>/dev/null || true; }
+cleanup() {
+  kill "$RPID" 2>/dev/null || true
+  wait "$RPID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+up=no
 for _ in $(seq 1 100); do
-  if ./target/debug/cpg-node --name "probe_$$" --cookie "$COOKIE" ping "$RNODE" >/dev/null 2>&1; then break; fi
+  if "$BIN" --name "probe_$$" --cookie "$COOKIE" ping "$RNODE" >/dev/null 2>&1; then up=yes; break; fi
+  if ! kill -0 "$RPID" 2>/dev/null; then break; fi
   sleep 0.1
 done
+if [ "$up" != yes ]; then
+  echo "erl_tests.sh: the Rust node $RNODE ($BIN) did not answer a ping; not running the EUnit tests" >&2
+  exit 1
+fi
 RUST_NODE="$RNODE" RUST_OS_PID="$RPID" COOKIE="$COOKIE" \
   erl -sname "erltest_erl_$$" -setcookie "$COOKIE" -noshell -noinput -pa "$EBIN" \
   -eval 'case eunit:test([cpg_scope_tests, hidden_node_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'

@@ -48,7 +48,8 @@
 //! later one. But what a pattern matches depends on its neighbours: with
 //! `?a` and `?b` stored, `?a` matches `xaa` (alone it does not), and with
 //! `*ab` stored, `*a` matches nothing at all (alone it matches `xa`). The
-//! genuine trie behaves so; the vectors in `shared/vectors` pin it.
+//! genuine trie behaves so; the vectors in `tests/data/trie_find_match2.jsonl`
+//! (produced by the genuine trie) pin it.
 //!
 //! Where genuine trie raises (`badarg` on a wildcard in the name, or a
 //! failed assertion on a malformed stored pattern), cpg answers "no such
@@ -693,7 +694,7 @@ mod tests {
         let path = std::env::var("TRIE_VECTORS").unwrap_or_else(|_| {
             concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../shared/vectors/trie_find_match2.jsonl"
+                "/tests/data/trie_find_match2.jsonl"
             )
             .to_owned()
         });

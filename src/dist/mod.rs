@@ -7,8 +7,11 @@
 //!                                                   |  connection.rs: IO
 //! ```
 //!
-//! Spec: the erts "Distribution Protocol" chapter, and
-//! `shared/spec/dist-and-pg-notes.md` for what OTP 25 really sends.
+//! Spec: the erts "Distribution Protocol" chapter (`erl_dist_protocol`) and
+//! the "External Term Format" chapter of the OTP documentation. Where a
+//! live OTP 25 node behaves otherwise, the code says so where it matters
+//! (e.g. the pass-through packets refused once FRAGMENTS is negotiated, in
+//! `codec.rs`).
 
 pub mod codec;
 pub mod connection;

@@ -23,6 +23,7 @@ async fn next_wire(p: &mut cpg_node::process::Process) -> WireMsg<cpg_node::Pid>
 }
 
 #[tokio::test]
+#[ignore = "needs genuine cpg: set CPG_EBIN (see README)"]
 async fn genuine_cpg_all_talks_to_a_hidden_scope() {
     crate::require_erl!();
     let w = World::new().await;
@@ -30,9 +31,7 @@ async fn genuine_cpg_all_talks_to_a_hidden_scope() {
     let mut scope = r.spawn_registered("cpg_default_scope").unwrap();
     // A pre-existing member on the BEAM side, set up through another node
     // once cpg runs; then r connects.
-    let Some((e, ctl)) = genuine(&w, "all", &[]).await else {
-        return;
-    };
+    let (e, ctl) = genuine(&w, "all", &[]).await;
     let pre = eval(
         &ctl,
         &e.name,
