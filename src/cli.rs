@@ -6,6 +6,7 @@ use cpg_node::config::{default_cookie, Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{BeamNodeType, CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::process::{parse_call, Process, Signal};
 use cpg_node::term::{self, atom, Term};
+use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
 use cpg_node::Node;
 use std::time::Duration;
 
@@ -41,9 +42,18 @@ pub struct NodeArgs {
 pub enum Cmd {
     /// Run the node until SIGINT/SIGTERM.
     Run {
-        /// Nodes to connect to at start.
+        /// Seed nodes: connected at start and redialled whenever lost, for
+        /// as long as the node runs (repeatable).
         #[arg(long)]
         connect: Vec<String>,
+        /// Connect only to discovered nodes whose name matches this pattern
+        /// (`*` any run of characters, `?` one; repeatable).
+        #[arg(long)]
+        only: Vec<String>,
+        /// How often to ask the seeds for the cluster's nodes (ms); 0 turns
+        /// discovery off.
+        #[arg(long, default_value_t = 10_000)]
+        discover_interval_ms: u64,
         /// Start an echo process registered under this name (repeatable).
         #[arg(long)]
         register: Vec<String>,
@@ -150,6 +160,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
         Cmd::Run {
             connect,
+            only,
+            discover_interval_ms,
             register,
             cpg,
             join,
@@ -174,10 +186,16 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
                 tracing::info!("echo process {} joined {join:?}", term::pid_text(&pid));
             }
+            let mut opts = ClusterOptions::new(connect.clone());
+            opts.only = only.into_iter().map(NodePattern::new).collect();
+            opts.discover = discover_interval_ms > 0;
+            opts.discover_interval = Duration::from_millis(discover_interval_ms.max(100));
+            let _cluster = Cluster::start(&node, opts);
+            // Say how the first attempt went; the keeper retries either way.
             for peer in &connect {
                 match node.connect(peer).await {
                     Ok(()) => tracing::info!("connected to {peer}"),
-                    Err(e) => tracing::warn!("cannot connect to {peer}: {e}"),
+                    Err(e) => tracing::warn!("cannot connect to {peer} yet: {e}; retrying"),
                 }
             }
             println!("{} running (hidden); Ctrl-C to stop", node.name());

@@ -157,6 +157,52 @@ pub struct NodeConfig {
     /// Most messages queued for one peer; a peer that falls further behind
     /// is disconnected rather than allowed to grow memory without bound.
     pub max_peer_queue: usize,
+    /// How long to wait between attempts to register with EPMD again after
+    /// losing it, and the default for redialling peers
+    /// ([`crate::node::cluster`]).
+    pub backoff: Backoff,
+}
+
+/// Capped exponential backoff with jitter, for anything retried after a
+/// fault: attempt `n` waits between half and all of `initial * 2^n`, at most
+/// `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first retry's upper bound.
+    pub initial: Duration,
+    /// No wait is longer than this.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 200 ms for the first retry (so between 100 and 200 ms), doubling up
+    /// to 10 s.
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before retry `attempt` (0 for the first), with `jitter` in
+    /// `[0, 1)` choosing where in the upper half of the window it falls
+    /// ("equal jitter": retries of many nodes spread out, yet none comes
+    /// sooner than half the window).
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let window = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.max);
+        let jitter = jitter.clamp(0.0, 1.0);
+        window / 2 + window.mul_f64(jitter / 2.0)
+    }
+
+    /// [`Backoff::delay`] with a random jitter.
+    pub fn random_delay(&self, attempt: u32) -> Duration {
+        self.delay(attempt, rand::random::<f64>())
+    }
 }
 
 impl NodeConfig {
@@ -171,6 +217,7 @@ impl NodeConfig {
             max_frame: 256 << 20,
             fragment_size: 64 << 10,
             max_peer_queue: 1 << 20,
+            backoff: Backoff::default(),
         }
     }
 }
@@ -211,6 +258,23 @@ mod tests {
         assert!(NodeName::from_cli("r@host", true).is_err());
         let short = NodeName::from_cli("r", false).unwrap();
         assert!(!short.host().contains('.'));
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_with_jitter_in_the_upper_half() {
+        let b = Backoff::default();
+        assert_eq!(b.delay(0, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay(0, 1.0), Duration::from_millis(200));
+        assert_eq!(b.delay(1, 0.0), Duration::from_millis(200));
+        assert_eq!(b.delay(3, 1.0), Duration::from_millis(1600));
+        for attempt in [6, 7, 30, u32::MAX] {
+            assert_eq!(b.delay(attempt, 1.0), Duration::from_secs(10));
+            assert_eq!(b.delay(attempt, 0.0), Duration::from_secs(5));
+        }
+        for _ in 0..100 {
+            let d = b.random_delay(0);
+            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
+        }
     }
 
     #[test]

@@ -251,6 +251,7 @@ where
             events,
             monitors: HashMap::new(),
             polled: HashMap::new(),
+            remote: HashMap::new(),
         };
         tokio::spawn(task.run(cmd_rx, node.subscribe()));
         Ok(handle)
@@ -352,12 +353,72 @@ struct ScopeTask<N: GroupKey> {
     monitors: HashMap<Pid, Reference>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     polled: HashMap<String, ()>,
+    /// The scope process of each connected peer, monitored by name.
+    remote: HashMap<String, RemoteScope>,
+}
+
+/// How long a probe monitor of a peer's scope must go without a `noproc`
+/// DOWN before the scope counts as running again. A monitor of a name that
+/// is not registered is answered at once (one round trip), so this is many
+/// round trips even on a slow network.
+const PROBE_GRACE: Duration = Duration::from_millis(300);
+/// The first wait before probing a peer's scope that went away.
+const PROBE_FIRST: Duration = Duration::from_millis(200);
+
+/// What the scope task knows of one peer's scope process. A BEAM scope that
+/// restarts (`application:stop/start(cpg)`, a crash) has lost every
+/// membership, ours included, and a hidden node gets no nodeup to tell it:
+/// the monitor's DOWN does. The scope is then probed with a new monitor
+/// (answered at once with `noproc` while the name is not registered); one
+/// that holds for [`PROBE_GRACE`] means the scope is back, and our members
+/// are published to it again.
+struct RemoteScope {
+    mref: Reference,
+    /// `Some(since)` while the monitor is a probe.
+    probing_since: Option<tokio::time::Instant>,
+    /// `Some(at)` while the scope is away: when to probe next.
+    next_probe: Option<tokio::time::Instant>,
+    /// The wait before the next probe after a failed one (doubles up to the
+    /// poll interval).
+    retry: Duration,
 }
 
 fn reason_text(t: &Term) -> String {
     match t {
         Term::Atom(a) => a.name.clone(),
         t => t.to_string(),
+    }
+}
+
+/// Warns when `peer`'s cpg runs with another `node_type` than `ours`: a
+/// BEAM scope at `visible` ignores a hidden node's exchange and never tells
+/// it of joins, so in `All` mode nothing would be published or seen, without
+/// a word. Asked through `rex` (`cpg_app:listen_type()`); peers without
+/// cpg or without `rex` are left alone.
+async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamNodeType) {
+    let Ok(got) = node
+        .rpc(peer, "cpg_app", "listen_type", vec![], Duration::from_secs(5))
+        .await
+    else {
+        return;
+    };
+    let theirs = match crate::term::as_atom(&got) {
+        Some("all") => BeamNodeType::All,
+        Some("visible") => BeamNodeType::Visible,
+        _ => return,
+    };
+    if theirs != ours {
+        let (flag, beam) = match theirs {
+            BeamNodeType::Visible => ("visible", "all"),
+            BeamNodeType::All => ("all", "visible"),
+        };
+        tracing::warn!(
+            %scope,
+            %peer,
+            "{peer} runs cpg with node_type {flag} but this node expects {beam}: memberships will not be kept in step. \
+             Fix: start this node with --beam-node-type {flag} (ScopeOptions::beam_node_type), \
+             or run cpg on the BEAM nodes with node_type {beam}"
+        );
     }
 }
 
@@ -372,7 +433,13 @@ impl<N: WireName> ScopeTask<N> {
         }
         let mut poll = tokio::time::interval(self.opts.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(PROBE_FIRST / 2);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let probing = self
+                .remote
+                .values()
+                .any(|r| r.probing_since.is_some() || r.next_probe.is_some());
             tokio::select! {
                 c = cmd_rx.recv() => match c {
                     Some(c) => self.command(c),
@@ -394,6 +461,7 @@ impl<N: WireName> ScopeTask<N> {
                     Ok(NodeEvent::Down(n, _)) => {
                         let effects = self.state.write().node_down(&n);
                         self.polled.remove(&n);
+                        self.remote.remove(&n);
                         self.execute(effects);
                     }
                     Err(broadcast::error::RecvError::Lagged(k)) => {
@@ -403,13 +471,94 @@ impl<N: WireName> ScopeTask<N> {
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = poll.tick(), if self.opts.beam_node_type == BeamNodeType::Visible => self.ask_all(),
+                _ = probe.tick(), if probing => self.probe_remote_scopes(),
             }
+        }
+    }
+
+    /// Monitors `peer`'s scope process (by name), and checks in the
+    /// background that the peer's cpg runs in the mode we were told.
+    fn watch_remote_scope(&mut self, peer: &str) {
+        let mref = self
+            .proc
+            .monitor(Dest::Name(self.opts.name.clone(), peer.to_string()));
+        self.remote.insert(
+            peer.to_string(),
+            RemoteScope {
+                mref,
+                probing_since: None,
+                next_probe: None,
+                retry: PROBE_FIRST,
+            },
+        );
+        let (node, peer, scope, ours) = (
+            self.node.clone(),
+            peer.to_string(),
+            self.opts.name.clone(),
+            self.opts.beam_node_type,
+        );
+        tokio::spawn(async move { check_mode(&node, &peer, &scope, ours).await });
+    }
+
+    /// A monitor of a peer's scope fired.
+    fn remote_scope_down(&mut self, mref: &Reference, reason: &Term) -> bool {
+        let Some((peer, r)) = self.remote.iter_mut().find(|(_, r)| r.mref == *mref) else {
+            return false;
+        };
+        let reason = reason_text(reason);
+        if reason == "noconnection" {
+            return true; // the nodedown takes care of it
+        }
+        let now = tokio::time::Instant::now();
+        if r.probing_since.take().is_some() {
+            r.retry = (r.retry * 2).min(self.opts.poll_interval.max(PROBE_FIRST));
+        } else {
+            tracing::info!(
+                scope = %self.opts.name,
+                %peer,
+                "the peer's scope process is gone ({reason}); our members go to it again when it is back"
+            );
+            r.retry = PROBE_FIRST;
+        }
+        r.next_probe = Some(now + r.retry);
+        true
+    }
+
+    /// Probes peers whose scope went away, and republishes to those whose
+    /// probe held.
+    fn probe_remote_scopes(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut back = Vec::new();
+        for (peer, r) in self.remote.iter_mut() {
+            if r.next_probe.is_some_and(|at| at <= now) {
+                r.next_probe = None;
+                r.probing_since = Some(now);
+                r.mref = self
+                    .proc
+                    .monitor(Dest::Name(self.opts.name.clone(), peer.clone()));
+            } else if r.probing_since.is_some_and(|at| at + PROBE_GRACE <= now) {
+                r.probing_since = None;
+                r.retry = PROBE_FIRST;
+                back.push(peer.clone());
+            }
+        }
+        for peer in back {
+            tracing::info!(scope = %self.opts.name, %peer, "the peer's scope is back: publishing our members to it");
+            match self.opts.beam_node_type {
+                BeamNodeType::Visible => self.publish_to(&peer),
+                BeamNodeType::All => {
+                    let effects = self.state.read().new_node(&peer);
+                    self.execute(effects);
+                }
+            }
+            self.send_new(&peer);
         }
     }
 
     fn peer_up(&mut self, peer: &str) {
         let effects = self.state.write().node_up(peer, true);
         self.execute(effects);
+        self.watch_remote_scope(peer);
         // Ask for its state: genuine cpg answers `{new, Node}` whatever our
         // node type (a BEAM scope at `all` also sends its exchange itself).
         self.send_new(peer);
@@ -572,7 +721,9 @@ impl<N: WireName> ScopeTask<N> {
                     self.execute(effects);
                 }
             }
-            Signal::Down { .. } => {}
+            Signal::Down { mref, reason, .. } => {
+                self.remote_scope_down(&mref, &reason);
+            }
             Signal::Exit { from, reason, .. } => {
                 tracing::debug!(scope = %self.opts.name, "exit signal from {from}: {reason} (trapped)");
             }

@@ -41,9 +41,24 @@ async fn with_timeout<T>(
 /// An EPMD registration: the node stays registered while this lives.
 #[derive(Debug)]
 pub struct Registration {
-    _stream: TcpStream,
+    stream: TcpStream,
     /// The creation EPMD handed out.
     pub creation: u32,
+}
+
+impl Registration {
+    /// Waits until EPMD closes the registration's connection (it was
+    /// stopped or restarted, and forgot the node). EPMD sends nothing after
+    /// its ALIVE2 answer, so anything read is discarded.
+    pub async fn closed(&mut self) {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 /// Registers `entry` with the EPMD at `host:port`.
@@ -62,7 +77,7 @@ pub async fn register(host: &str, port: u16, entry: NodeEntry) -> Result<Registr
             buf.extend_from_slice(&chunk[..n]);
             if let Some(creation) = wire::decode_alive2_resp(&buf)? {
                 return Ok(Registration {
-                    _stream: s,
+                    stream: s,
                     creation,
                 });
             }

@@ -3,7 +3,10 @@
 //!
 //! [`Node`] is a cheap handle (an `Arc`). Processes reach the node through
 //! the [`crate::process::Kernel`] trait; connections deliver into it through
-//! [`crate::dist::connection::Router`].
+//! [`crate::dist::connection::Router`]. [`cluster`] keeps it connected:
+//! seeds, discovery and redialling after a loss.
+
+pub mod cluster;
 
 use crate::config::{NodeConfig, NodeName};
 use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
@@ -92,7 +95,6 @@ struct Inner {
     mons_out: Mutex<HashMap<Reference, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    epmd: Mutex<Option<epmd::Registration>>,
     _epmd_server: Mutex<Option<EpmdServer>>,
 }
 
@@ -119,7 +121,7 @@ impl Node {
         let port = listener.local_addr().map_err(StartError::Listen)?.port();
         let entry = NodeEntry::hidden(config.name.alive(), port);
         let mut server = None;
-        let reg = match epmd::register("127.0.0.1", config.epmd_port, entry.clone()).await {
+        let reg = match epmd::register(EPMD_HOST, config.epmd_port, entry.clone()).await {
             Ok(r) => r,
             Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
                 tracing::info!(
@@ -130,7 +132,7 @@ impl Node {
                     .await
                     .map_err(|e| StartError::Epmd(e.into()))?;
                 server = Some(s);
-                epmd::register("127.0.0.1", config.epmd_port, entry).await?
+                epmd::register(EPMD_HOST, config.epmd_port, entry.clone()).await?
             }
             Err(e) => return Err(e.into()),
         };
@@ -157,12 +159,18 @@ impl Node {
             mons_out: Mutex::default(),
             events,
             tasks: Mutex::default(),
-            epmd: Mutex::new(Some(reg)),
             _epmd_server: Mutex::new(server),
         });
         let weak = Arc::downgrade(&inner);
         let accept = tokio::spawn(accept_loop(weak, listener));
-        inner.tasks.lock().push(accept);
+        let keeper = tokio::spawn(keep_registered(
+            inner.name.clone(),
+            inner.config.epmd_port,
+            entry,
+            reg,
+            inner.config.backoff,
+        ));
+        inner.tasks.lock().extend([accept, keeper]);
         let node = Node { inner };
         node.start_net_kernel();
         tracing::info!(node = %node.name(), port, creation, "node started (hidden)");
@@ -354,10 +362,10 @@ impl Node {
         let peers: Vec<Peer> = self.inner.peers.lock().drain().map(|(_, p)| p).collect();
         drop(peers);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Aborting the EPMD keeper drops the registration: EPMD forgets us.
         for t in self.inner.tasks.lock().drain(..) {
             t.abort();
         }
-        self.inner.epmd.lock().take();
         tracing::info!(node = %self.name(), "node stopped");
     }
 
@@ -389,6 +397,42 @@ impl Node {
                 }
             }
         });
+    }
+}
+
+/// Where the node registers: EPMD on this host, as `erl` does.
+const EPMD_HOST: &str = "127.0.0.1";
+
+/// Holds the EPMD registration for the node's life. When EPMD goes away
+/// (stopped, restarted) it forgets the node, so peers could no longer find
+/// it: register again, with backoff, as OTP's `erl_epmd` does. The creation
+/// the new EPMD hands out is not used: pids already given out keep theirs.
+async fn keep_registered(
+    node: String,
+    port: u16,
+    entry: NodeEntry,
+    mut reg: epmd::Registration,
+    backoff: crate::config::Backoff,
+) {
+    loop {
+        reg.closed().await;
+        tracing::warn!(%node, "lost the connection to EPMD on port {port}; registering again");
+        let mut attempt = 0;
+        reg = loop {
+            tokio::time::sleep(backoff.random_delay(attempt)).await;
+            match epmd::register(EPMD_HOST, port, entry.clone()).await {
+                Ok(r) => {
+                    tracing::info!(%node, "registered with EPMD again");
+                    break r;
+                }
+                Err(e) => {
+                    if attempt == 0 {
+                        tracing::warn!(%node, "cannot register with EPMD yet: {e}; retrying");
+                    }
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        };
     }
 }
 

@@ -1,0 +1,599 @@
+//! Keeping the node in the cluster: the seeds are dialled until they
+//! answer, every peer the node has seen is redialled after a loss (capped
+//! exponential backoff with jitter), and the cluster's other nodes are
+//! learned from the seeds through `rex` (`erlang:nodes()`), because a
+//! hidden node gets no nodeup for them.
+//!
+//! ```text
+//!   seed / discovered / seen ──> Target { attempt, next_at }
+//!        NodeEvent::Up    ──> attempt = 0, nothing scheduled
+//!        NodeEvent::Down  ──> dial again after Backoff::delay(0)
+//!        dial failed      ──> attempt += 1, dial again after delay(attempt)
+//!        failing longer than `forget_after` and not a seed ──> forgotten
+//! ```
+//!
+//! The policy is a pure state machine ([`Keeper`]: events and `now` in,
+//! the nodes to dial out) so its rules are tested without sockets; one task
+//! ([`Cluster::start`]) drives it.
+
+use crate::config::Backoff;
+use crate::node::{Node, NodeEvent};
+use crate::term::{self, Term};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+/// A node-name pattern for [`ClusterOptions::only`]: `*` stands for any run
+/// of characters (also none), `?` for one character, as in a shell glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePattern(String);
+
+impl NodePattern {
+    /// A pattern from its text.
+    pub fn new(pattern: impl Into<String>) -> Self {
+        NodePattern(pattern.into())
+    }
+
+    /// Whether `name` matches. Iterative, linear in practice: the last `*`
+    /// seen is the only point to backtrack to.
+    pub fn matches(&self, name: &str) -> bool {
+        let p: Vec<char> = self.0.chars().collect();
+        let s: Vec<char> = name.chars().collect();
+        let (mut pi, mut si) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while si < s.len() {
+            if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+                pi += 1;
+                si += 1;
+            } else if pi < p.len() && p[pi] == '*' {
+                star = Some((pi, si));
+                pi += 1;
+            } else if let Some((sp, ss)) = star {
+                pi = sp + 1;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&c| c == '*')
+    }
+}
+
+impl std::fmt::Display for NodePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How the node keeps its place in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Nodes to connect to, and to keep connecting to for as long as the
+    /// node runs, however long they are away.
+    pub seeds: Vec<String>,
+    /// Learn the cluster's nodes from the seeds (`erlang:nodes()` through
+    /// `rex`) and connect to them too.
+    pub discover: bool,
+    /// Only discovered nodes whose name matches one of these are connected
+    /// to (all when empty). Seeds, and peers that connect to us, are kept
+    /// whatever their name.
+    pub only: Vec<NodePattern>,
+    /// How often to ask the seeds again: nodes that join the cluster later
+    /// are found within this time.
+    pub discover_interval: Duration,
+    /// Waits between attempts to reach a lost peer.
+    pub backoff: Backoff,
+    /// A peer that is not a seed and has not been reached for this long is
+    /// no longer dialled (it stopped for good, or was a short-lived client
+    /// such as `cpg-node members`). Discovery finds it again if it returns.
+    pub forget_after: Duration,
+}
+
+impl ClusterOptions {
+    /// Seeds `seeds`, discovery every 10 s, the default backoff, peers
+    /// forgotten after 5 minutes away.
+    pub fn new(seeds: Vec<String>) -> Self {
+        ClusterOptions {
+            seeds,
+            discover: true,
+            only: Vec::new(),
+            discover_interval: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            forget_after: Duration::from_secs(300),
+        }
+    }
+
+    fn wanted(&self, discovered: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p.matches(discovered))
+    }
+}
+
+/// Why a node is a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Given as a seed: dialled for as long as the node runs.
+    Seed,
+    /// Learned from a seed's `erlang:nodes()`.
+    Discovered,
+    /// It connected to us.
+    Seen,
+}
+
+/// What the keeper knows of one node, as [`Cluster::targets`] shows it.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    /// The node's name.
+    pub node: String,
+    /// Why it is kept.
+    pub origin: Origin,
+    /// Whether the connection is up.
+    pub connected: bool,
+    /// Failed attempts since it was last reached.
+    pub failures: u32,
+    /// When the next attempt is due, if one is scheduled.
+    pub next_attempt_in: Option<Duration>,
+    /// The last reason it went down or could not be reached.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Target {
+    origin: Origin,
+    connected: bool,
+    dialling: bool,
+    attempt: u32,
+    next_at: Option<Instant>,
+    failing_since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+impl Target {
+    fn new(origin: Origin) -> Self {
+        Target {
+            origin,
+            connected: false,
+            dialling: false,
+            attempt: 0,
+            next_at: None,
+            failing_since: None,
+            last_error: None,
+        }
+    }
+}
+
+/// The reconnection policy as a pure state machine: it is told what
+/// happened and when, and answers which nodes to dial now and when to ask
+/// again. [`Cluster`] drives it with the node's events.
+#[derive(Debug)]
+pub struct Keeper {
+    me: String,
+    opts: ClusterOptions,
+    targets: HashMap<String, Target>,
+}
+
+impl Keeper {
+    /// A keeper for node `me` whose seeds are all due at `now`.
+    pub fn new(me: &str, opts: ClusterOptions, now: Instant) -> Self {
+        let mut k = Keeper {
+            me: me.to_string(),
+            targets: HashMap::new(),
+            opts,
+        };
+        for s in k.opts.seeds.clone() {
+            if s != k.me {
+                let mut t = Target::new(Origin::Seed);
+                t.next_at = Some(now);
+                k.targets.insert(s, t);
+            }
+        }
+        k
+    }
+
+    /// A connection to `node` is up.
+    pub fn up(&mut self, node: &str) {
+        let t = self
+            .targets
+            .entry(node.to_string())
+            .or_insert_with(|| Target::new(Origin::Seen));
+        t.connected = true;
+        t.attempt = 0;
+        t.next_at = None;
+        t.failing_since = None;
+    }
+
+    /// The connection to `node` went down (or a dial we did not start
+    /// failed): dial again soon. `jitter` in `[0, 1)`.
+    pub fn down(&mut self, node: &str, why: &str, now: Instant, jitter: f64) {
+        let backoff = self.opts.backoff;
+        let t = self
+            .targets
+            .entry(node.to_string())
+            .or_insert_with(|| Target::new(Origin::Seen));
+        let was_up = std::mem::replace(&mut t.connected, false);
+        t.last_error = Some(why.to_string());
+        if t.dialling {
+            return; // our own attempt reports its result itself
+        }
+        if was_up {
+            t.attempt = 0;
+        }
+        t.failing_since.get_or_insert(now);
+        if t.next_at.is_none() {
+            t.next_at = Some(now + backoff.delay(t.attempt, jitter));
+            t.attempt = t.attempt.saturating_add(1);
+        }
+    }
+
+    /// The nodes due for a dial at `now`; each is marked as being dialled
+    /// until [`Keeper::dialled`] reports the outcome.
+    pub fn due(&mut self, now: Instant) -> Vec<String> {
+        let mut v = Vec::new();
+        for (n, t) in self.targets.iter_mut() {
+            if !t.connected && !t.dialling && t.next_at.is_some_and(|at| at <= now) {
+                t.dialling = true;
+                t.next_at = None;
+                v.push(n.clone());
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// The outcome of a dial started by [`Keeper::due`]. A node that is not
+    /// a seed and has failed for longer than `forget_after` is dropped
+    /// (returns `true` then).
+    pub fn dialled(
+        &mut self,
+        node: &str,
+        result: Result<(), String>,
+        now: Instant,
+        jitter: f64,
+    ) -> bool {
+        let backoff = self.opts.backoff;
+        let forget_after = self.opts.forget_after;
+        let Some(t) = self.targets.get_mut(node) else {
+            return false;
+        };
+        t.dialling = false;
+        match result {
+            Ok(()) => {
+                t.connected = true;
+                t.attempt = 0;
+                t.failing_since = None;
+                false
+            }
+            Err(e) => {
+                t.last_error = Some(e);
+                let since = *t.failing_since.get_or_insert(now);
+                if t.origin != Origin::Seed && now.duration_since(since) >= forget_after {
+                    self.targets.remove(node);
+                    return true;
+                }
+                if !t.connected {
+                    t.next_at = Some(now + backoff.delay(t.attempt, jitter));
+                    t.attempt = t.attempt.saturating_add(1);
+                }
+                false
+            }
+        }
+    }
+
+    /// Nodes a seed listed: the wanted ones not yet known become targets,
+    /// due at once.
+    pub fn discovered(&mut self, nodes: &[String], now: Instant) {
+        for n in nodes {
+            if *n == self.me || self.targets.contains_key(n) || !self.opts.wanted(n) {
+                continue;
+            }
+            let mut t = Target::new(Origin::Discovered);
+            t.next_at = Some(now);
+            self.targets.insert(n.clone(), t);
+        }
+    }
+
+    /// The connected nodes to ask for the cluster's members: the connected
+    /// seeds, or when none is up, every connected target.
+    pub fn to_ask(&self) -> Vec<String> {
+        let connected = |o: Option<Origin>| {
+            let mut v: Vec<String> = self
+                .targets
+                .iter()
+                .filter(|(_, t)| t.connected && o.map_or(true, |o| t.origin == o))
+                .map(|(n, _)| n.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        let seeds = connected(Some(Origin::Seed));
+        if seeds.is_empty() {
+            connected(None)
+        } else {
+            seeds
+        }
+    }
+
+    /// When the next dial is due, if any.
+    pub fn next_wake(&self) -> Option<Instant> {
+        self.targets
+            .values()
+            .filter(|t| !t.connected && !t.dialling)
+            .filter_map(|t| t.next_at)
+            .min()
+    }
+
+    /// What the keeper knows, sorted by node name.
+    pub fn status(&self, now: Instant) -> Vec<TargetStatus> {
+        let mut v: Vec<TargetStatus> = self
+            .targets
+            .iter()
+            .map(|(n, t)| TargetStatus {
+                node: n.clone(),
+                origin: t.origin,
+                connected: t.connected,
+                failures: t.attempt,
+                next_attempt_in: t.next_at.map(|at| at.saturating_duration_since(now)),
+                last_error: t.last_error.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
+    }
+}
+
+/// The running keeper of the node's connections. Dropping it stops the
+/// redialling; connections that are up stay up.
+#[derive(Debug)]
+pub struct Cluster {
+    keeper: Arc<parking_lot::Mutex<Keeper>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum Report {
+    Dialled(String, Result<(), String>),
+    Nodes(Vec<String>),
+}
+
+impl Cluster {
+    /// Starts keeping `node` connected as `opts` says. The seeds are
+    /// dialled at once; this returns without waiting for them.
+    pub fn start(node: &Node, opts: ClusterOptions) -> Cluster {
+        let discover = opts.discover;
+        let interval = opts.discover_interval.max(Duration::from_millis(100));
+        let keeper = Arc::new(parking_lot::Mutex::new(Keeper::new(
+            node.name(),
+            opts,
+            Instant::now(),
+        )));
+        let events = node.subscribe();
+        {
+            let mut k = keeper.lock();
+            for p in node.peers() {
+                k.up(&p);
+            }
+        }
+        let task = tokio::spawn(drive(
+            node.clone(),
+            keeper.clone(),
+            events,
+            discover,
+            interval,
+        ));
+        Cluster { keeper, task }
+    }
+
+    /// What the keeper knows of each node it keeps, sorted by name.
+    pub fn targets(&self) -> Vec<TargetStatus> {
+        self.keeper.lock().status(Instant::now())
+    }
+}
+
+async fn drive(
+    node: Node,
+    keeper: Arc<parking_lot::Mutex<Keeper>>,
+    mut events: broadcast::Receiver<NodeEvent>,
+    discover: bool,
+    interval: Duration,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    let mut ask = tokio::time::interval(interval);
+    ask.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = Instant::now();
+        for n in keeper.lock().due(now) {
+            tracing::debug!(peer = %n, "dialling");
+            let (node, tx) = (node.clone(), tx.clone());
+            tokio::spawn(async move {
+                let r = node.connect(&n).await.map_err(|e| e.to_string());
+                let _ = tx.send(Report::Dialled(n, r));
+            });
+        }
+        let wake = keeper.lock().next_wake();
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(NodeEvent::Up(n)) => keeper.lock().up(&n),
+                Ok(NodeEvent::Down(n, why)) => {
+                    keeper.lock().down(&n, &why, Instant::now(), rand::random());
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let peers = node.peers();
+                    let mut k = keeper.lock();
+                    let known: Vec<String> = k.status(Instant::now()).into_iter().map(|t| t.node).collect();
+                    for n in known {
+                        if peers.contains(&n) {
+                            k.up(&n);
+                        } else {
+                            k.down(&n, "missed events", Instant::now(), rand::random());
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            Some(r) = rx.recv() => match r {
+                Report::Dialled(n, result) => {
+                    if let Err(e) = &result {
+                        tracing::debug!(peer = %n, "cannot reach it yet: {e}");
+                    }
+                    if keeper.lock().dialled(&n, result, Instant::now(), rand::random()) {
+                        tracing::info!(peer = %n, "not reached for a long time: no longer dialled");
+                    }
+                }
+                Report::Nodes(nodes) => keeper.lock().discovered(&nodes, Instant::now()),
+            },
+            _ = ask.tick(), if discover => {
+                for seed in keeper.lock().to_ask() {
+                    let (node, tx) = (node.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        if let Some(nodes) = cluster_nodes(&node, &seed).await {
+                            let _ = tx.send(Report::Nodes(nodes));
+                        }
+                    });
+                }
+            }
+            _ = sleep => {}
+        }
+    }
+}
+
+/// `erlang:nodes()` on `peer` through its `rex`; `None` where the peer has
+/// no `rex` (another Rust node) or does not answer.
+async fn cluster_nodes(node: &Node, peer: &str) -> Option<Vec<String>> {
+    let got = node
+        .rpc(peer, "erlang", "nodes", vec![], Duration::from_secs(5))
+        .await
+        .ok()?;
+    let Term::List(l) = got else {
+        return None;
+    };
+    Some(
+        l.elements
+            .iter()
+            .filter_map(|t| term::as_atom(t).map(String::from))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(seeds: &[&str]) -> ClusterOptions {
+        ClusterOptions::new(seeds.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn patterns() {
+        let p = NodePattern::new("app*@h?st");
+        assert!(p.matches("app@host"));
+        assert!(p.matches("app_42@hast"));
+        assert!(!p.matches("app@hst"));
+        assert!(!p.matches("web@host"));
+        assert!(NodePattern::new("*").matches(""));
+        assert!(NodePattern::new("a*b*c").matches("axxbyybzc"));
+        assert!(!NodePattern::new("a*b*c").matches("axxbyy"));
+        assert!(NodePattern::new("").matches(""));
+        assert!(!NodePattern::new("").matches("a"));
+    }
+
+    #[test]
+    fn seeds_are_due_at_once_and_retried_with_growing_waits_forever() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&["s@h", "me@h"]), t0);
+        assert_eq!(k.due(t0), vec!["s@h"]);
+        assert!(k.due(t0).is_empty(), "not dialled twice at once");
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            assert!(!k.dialled("s@h", Err("refused".into()), now, 1.0));
+            let at = k.next_wake().unwrap();
+            waits.push(at - now);
+            now = at;
+            assert_eq!(k.due(now), vec!["s@h"]);
+        }
+        assert_eq!(waits[0], Duration::from_millis(200));
+        assert_eq!(waits[1], Duration::from_millis(400));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(10));
+        now += Duration::from_secs(3600);
+        assert!(
+            !k.dialled("s@h", Err("refused".into()), now, 0.0),
+            "a seed is never forgotten"
+        );
+    }
+
+    #[test]
+    fn a_lost_peer_is_redialled_well_under_a_second_and_up_cancels_it() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&[]), t0);
+        k.up("p@h");
+        assert!(k.due(t0).is_empty());
+        k.down("p@h", "tick timeout", t0, 0.5);
+        let at = k.next_wake().unwrap();
+        assert!(at - t0 < Duration::from_millis(250));
+        k.up("p@h"); // it dialled us first
+        assert_eq!(k.next_wake(), None);
+        assert!(k.due(at).is_empty());
+    }
+
+    #[test]
+    fn a_down_while_we_dial_is_left_to_the_dial_result() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&["s@h"]), t0);
+        assert_eq!(k.due(t0), vec!["s@h"]);
+        k.down("s@h", "not registered", t0, 0.0);
+        assert_eq!(k.next_wake(), None);
+        k.dialled("s@h", Err("not registered".into()), t0, 0.0);
+        assert_eq!(k.next_wake(), Some(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn peers_that_are_not_seeds_are_forgotten_after_a_long_absence() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&[]), t0);
+        k.up("client@h");
+        k.down("client@h", "closed", t0, 0.0);
+        let now = loop {
+            let now = k.next_wake().unwrap();
+            assert_eq!(k.due(now), vec!["client@h"]);
+            if k.dialled("client@h", Err("not registered".into()), now, 0.0) {
+                break now;
+            }
+        };
+        assert!(now - t0 >= Duration::from_secs(300));
+        assert!(now - t0 < Duration::from_secs(320));
+        assert!(k.status(now).is_empty());
+    }
+
+    #[test]
+    fn discovery_adds_wanted_unknown_nodes_and_asks_connected_seeds() {
+        let t0 = Instant::now();
+        let mut o = opts(&["s@h"]);
+        o.only = vec![NodePattern::new("app*")];
+        let mut k = Keeper::new("me@h", o, t0);
+        assert!(k.to_ask().is_empty());
+        assert_eq!(k.due(t0), vec!["s@h"]);
+        k.dialled("s@h", Ok(()), t0, 0.0);
+        k.up("other_rust@h");
+        assert_eq!(k.to_ask(), vec!["s@h"]);
+        k.discovered(
+            &["app1@h".into(), "web@h".into(), "me@h".into(), "s@h".into()],
+            t0,
+        );
+        assert_eq!(k.due(t0), vec!["app1@h"]);
+        k.down("s@h", "closed", t0, 0.0);
+        assert_eq!(k.to_ask(), vec!["other_rust@h"]);
+    }
+}
