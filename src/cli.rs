@@ -4,9 +4,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use cpg_node::config::{default_cookie, Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{BeamNodeType, CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
 use cpg_node::process::{parse_call, Process, Signal};
 use cpg_node::term::{self, atom, Term};
-use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
 use cpg_node::Node;
 use std::time::Duration;
 

@@ -397,7 +397,13 @@ fn reason_text(t: &Term) -> String {
 /// cpg or without `rex` are left alone.
 async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamNodeType) {
     let Ok(got) = node
-        .rpc(peer, "cpg_app", "listen_type", vec![], Duration::from_secs(5))
+        .rpc(
+            peer,
+            "cpg_app",
+            "listen_type",
+            vec![],
+            Duration::from_secs(5),
+        )
         .await
     else {
         return;

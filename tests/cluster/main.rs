@@ -14,3 +14,4 @@ mod cpg_protocol;
 mod cpg_storage;
 mod cpg_wire;
 mod dist;
+mod faults;

@@ -1,0 +1,565 @@
+//! Faults against real BEAM nodes: the Rust node must come back by itself
+//! (issue "never lost from the cluster"). Each test prints the time until
+//! the Rust members were back on the BEAM node.
+//!
+//! The BEAM scope is genuine cpg when CPG_EBIN is set, else the project's
+//! model scope (`erl_test/cpg_model_scope.erl`, node_type `all`), so these
+//! run in CI too. Faults: a seed down at start, killed and restarted; a
+//! BEAM peer and the Rust node (the binary) frozen with SIGSTOP longer than
+//! net_ticktime; EPMD killed and restarted; the BEAM scope restarted; a
+//! silent partition (a proxy that drops every byte) healed.
+
+use crate::support::{eval, eventually, host, unique, ErlNode, World};
+use cpg_node::config::{Cookie, NodeConfig, NodeName};
+use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::node::cluster::{Cluster, ClusterOptions};
+use cpg_node::term::{self, Term};
+use cpg_node::Node;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// net_ticktime on both sides, in seconds: faults are detected in ~2 s.
+const TICK: u64 = 2;
+
+/// The BEAM side's cpg: genuine when CPG_EBIN is set, else the model.
+fn genuine() -> bool {
+    std::env::var_os("CPG_EBIN").is_some()
+}
+
+/// erl arguments for a BEAM node running a cpg scope at node_type `all`
+/// with a short net_ticktime.
+fn beam_args() -> Vec<String> {
+    let mut v: Vec<String> = ["-kernel", "net_ticktime", "2"].map(String::from).to_vec();
+    if genuine() {
+        v.extend(crate::support::genuine_cpg_args_env("all", &[]));
+    } else {
+        v.extend(
+            [
+                "-eval",
+                "{ok, _} = cpg_model_scope:start(cpg_default_scope).",
+            ]
+            .map(String::from),
+        );
+    }
+    v
+}
+
+async fn start_beam(w: &World, alive: &str) -> ErlNode {
+    let args = beam_args();
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ErlNode::start(alive, &w.cookie, w.epmd.port, &args).await
+}
+
+/// The pids in `group` on the BEAM node, as text, through `ctl`; empty
+/// when the group does not exist or the node does not answer.
+async fn beam_members(ctl: &Node, erl: &str, group: &str) -> Vec<String> {
+    let call = if genuine() {
+        format!("cpg:get_members({group:?})")
+    } else {
+        format!("cpg_model_scope:get_members(cpg_default_scope, {group:?})")
+    };
+    let code = format!(
+        "case catch {call} of {{ok, _, Pids}} -> [erlang:pid_to_list(P) || P <- Pids]; _ -> [] end."
+    );
+    let got = ctl
+        .rpc(
+            erl,
+            "cpg_node_test_util",
+            "eval",
+            vec![term::string_to_charlist(&code)],
+            Duration::from_secs(5),
+        )
+        .await;
+    match got {
+        Ok(Term::List(l)) => l
+            .elements
+            .iter()
+            .filter_map(|t| term::charlist_to_string(t).ok())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// How a Rust pid prints on the BEAM node holding it: `<N.Id.Serial>`, N
+/// not known here, so compare by `.Id.Serial>`.
+fn id_suffix(pid: &cpg_node::Pid) -> String {
+    format!(".{}.{}>", pid.id, pid.serial)
+}
+
+/// Waits (up to `secs`) until the BEAM node lists a member ending in
+/// `suffix` in `group` `n` times; the time it took.
+async fn back_on_beam(
+    ctl: &Node,
+    erl: &str,
+    group: &str,
+    suffix: &str,
+    n: usize,
+    secs: u64,
+) -> Option<Duration> {
+    let t = Instant::now();
+    let ok = eventually(secs, || async {
+        beam_members(ctl, erl, group)
+            .await
+            .iter()
+            .filter(|p| p.ends_with(suffix))
+            .count()
+            == n
+    })
+    .await;
+    ok.then(|| t.elapsed())
+}
+
+/// A Rust node with a short ticktime, a scope, and one member in "g".
+async fn rust_member(w: &World) -> (Node, CpgScope, cpg_node::process::Process) {
+    let mut c = w.config("r");
+    c.net_ticktime = Duration::from_secs(TICK);
+    let r = Node::start(c).await.unwrap();
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let member = r.spawn_process();
+    scope.join("g", member.pid()).await.unwrap();
+    (r, scope, member)
+}
+
+fn sig(pid: u32, signal: &str) {
+    let st = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_down_at_start_then_killed_and_restarted() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let alive = unique("seed");
+    let seed = format!("{alive}@{}", host());
+    let (r, _scope, member) = rust_member(&w).await;
+    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![seed.clone()]));
+    let ctl = w.rust_node("ctl").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut g = start_beam(&w, &alive).await;
+    let suffix = id_suffix(member.pid());
+    let t = back_on_beam(&ctl, &seed, "g", &suffix, 1, 15).await;
+    println!("seed down at start: member on the seed {t:?} after it started");
+    assert!(
+        t.is_some(),
+        "the seed that started late never got our member"
+    );
+
+    g.restart().await;
+    let t = back_on_beam(&ctl, &seed, "g", &suffix, 1, 15).await;
+    println!("seed killed and restarted: member back {t:?} after it was up again");
+    assert!(t.is_some(), "the restarted seed never got our member back");
+    assert_eq!(r.peers().iter().filter(|p| **p == seed).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_peer_frozen_longer_than_the_ticktime() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let alive = unique("frozen");
+    let g = start_beam(&w, &alive).await;
+    let (r, _scope, member) = rust_member(&w).await;
+    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
+    let ctl = w.rust_node("ctl").await;
+    let suffix = id_suffix(member.pid());
+    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
+        .await
+        .is_some());
+
+    let mut ev = r.subscribe();
+    sig(g.os_pid(), "-STOP");
+    let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
+        loop {
+            if let Ok(cpg_node::node::NodeEvent::Down(n, _)) = ev.recv().await {
+                if n == g.name {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sig(g.os_pid(), "-CONT");
+    assert!(down.is_ok(), "the frozen peer was not declared down");
+    let t = back_on_beam(&ctl, &g.name, "g", &suffix, 1, 20).await;
+    println!("BEAM peer frozen (SIGSTOP) then resumed: member back {t:?} after SIGCONT");
+    assert!(
+        t.is_some(),
+        "our member never came back on the resumed peer"
+    );
+}
+
+/// The `cpg-node` binary as a child process, killed when dropped.
+struct RustBin(Child);
+
+impl Drop for RustBin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_node_frozen_longer_than_the_ticktime() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let g = start_beam(&w, &unique("peer")).await;
+    let ctl = w.rust_node("ctl").await;
+    let rname = format!("{}@{}", unique("rbin"), host());
+    let bin = RustBin(
+        Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+            .args(["--name", &rname, "--cookie", &w.cookie])
+            .args(["--net-ticktime", &TICK.to_string()])
+            .args(["run", "--connect", &g.name, "--join", "g"])
+            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The Rust member is the only member of "g".
+    assert!(
+        eventually(15, || async {
+            beam_members(&ctl, &g.name, "g").await.len() == 1
+        })
+        .await,
+        "the binary's member never reached the BEAM node"
+    );
+    let pid = beam_members(&ctl, &g.name, "g").await.remove(0);
+
+    sig(bin.0.id(), "-STOP");
+    let gone = eventually(6 * TICK, || async {
+        beam_members(&ctl, &g.name, "g").await.is_empty()
+    })
+    .await;
+    sig(bin.0.id(), "-CONT");
+    assert!(
+        gone,
+        "the frozen Rust node's member stayed on the BEAM node"
+    );
+    let t = Instant::now();
+    let back = eventually(20, || async {
+        beam_members(&ctl, &g.name, "g").await == vec![pid.clone()]
+    })
+    .await;
+    println!(
+        "Rust node frozen (SIGSTOP) then resumed: member back after {:?}",
+        t.elapsed()
+    );
+    assert!(back, "the resumed Rust node never came back");
+}
+
+/// A real `epmd` on a free port, killed (by pid) when dropped.
+struct Epmd {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Epmd {
+    fn start(port: u16) -> Epmd {
+        let child = Command::new("epmd")
+            .args(["-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("epmd (it comes with erlang)");
+        Epmd {
+            child: Some(child),
+            port,
+        }
+    }
+
+    async fn wait_up(&self) {
+        for _ in 0..100 {
+            if cpg_node::epmd::names("127.0.0.1", self.port).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("epmd did not start on port {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Epmd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epmd_killed_and_restarted() {
+    crate::require_erl!();
+    let port = free_port();
+    let mut epmd = Epmd::start(port);
+    epmd.wait_up().await;
+    let cookie = crate::support::cookie();
+    let name = NodeName::parse(&format!("{}@{}", unique("r"), host())).unwrap();
+    let alive = name.alive().to_string();
+    let mut c = NodeConfig::new(name, Cookie::new(cookie.clone()));
+    c.epmd_port = port;
+    c.embedded_epmd = false;
+    let r = Node::start(c).await.unwrap();
+    assert!(cpg_node::epmd::port_please("127.0.0.1", port, &alive)
+        .await
+        .unwrap()
+        .is_some());
+
+    epmd.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut epmd = Epmd::start(port);
+    epmd.wait_up().await;
+    let t = Instant::now();
+    let back = eventually(15, || async {
+        matches!(
+            cpg_node::epmd::port_please("127.0.0.1", port, &alive).await,
+            Ok(Some(e)) if e.port == r.port()
+        )
+    })
+    .await;
+    println!(
+        "EPMD killed and restarted: registered again after {:?}",
+        t.elapsed()
+    );
+    assert!(back, "the node did not register with the new EPMD");
+
+    // A node that starts now finds it through the new EPMD.
+    let g = ErlNode::start(&unique("late"), &cookie, port, &[]).await;
+    let ctl_ping = format!("net_adm:ping('{}').", r.name());
+    let got = eval(&r, &g.name, &ctl_ping).await;
+    assert_eq!(term::as_atom(&got), Some("pong"));
+    drop(g);
+    epmd.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_scope_restarted() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let g = start_beam(&w, &unique("scoperestart")).await;
+    let (r, _scope, member) = rust_member(&w).await;
+    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
+    let ctl = w.rust_node("ctl").await;
+    let suffix = id_suffix(member.pid());
+    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
+        .await
+        .is_some());
+
+    let restart = if genuine() {
+        "ok = application:stop(cpg), ok = application:start(cpg), cpg_node_test_util:wait_for(cpg_default_scope)."
+    } else {
+        "ok = cpg_model_scope:stop(cpg_default_scope), {ok, _} = cpg_model_scope:start(cpg_default_scope), ok."
+    };
+    eval(&ctl, &g.name, restart).await;
+    let t = back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10).await;
+    println!("BEAM scope restarted (node_type all): member back after {t:?}");
+    assert!(
+        t.is_some(),
+        "our member never came back after the scope restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs genuine cpg: set CPG_EBIN (see README)"]
+async fn beam_scope_restarted_in_visible_mode() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let args = crate::support::genuine_cpg_args_env("visible", &[]);
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let g = ErlNode::start(&unique("visrestart"), &w.cookie, w.epmd.port, &args).await;
+    let mut c = w.config("r");
+    c.net_ticktime = Duration::from_secs(TICK);
+    let r = Node::start(c).await.unwrap();
+    let mut o = ScopeOptions::new(DEFAULT_SCOPE);
+    o.beam_node_type = cpg_node::cpg::BeamNodeType::Visible;
+    let scope = CpgScope::start(&r, o).unwrap();
+    let member = r.spawn_process();
+    scope.join("g", member.pid()).await.unwrap();
+    scope.join("g", member.pid()).await.unwrap();
+    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
+    let ctl = w.rust_node("ctl").await;
+    let suffix = id_suffix(member.pid());
+    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 2, 10)
+        .await
+        .is_some());
+
+    eval(
+        &ctl,
+        &g.name,
+        "ok = application:stop(cpg), ok = application:start(cpg), cpg_node_test_util:wait_for(cpg_default_scope).",
+    )
+    .await;
+    let t = back_on_beam(&ctl, &g.name, "g", &suffix, 2, 10).await;
+    println!("BEAM scope restarted (node_type visible): member back (twice) after {t:?}");
+    assert!(
+        t.is_some(),
+        "our member never came back after the scope restart"
+    );
+    // And not more than twice, a while later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 2, 1)
+        .await
+        .is_some());
+}
+
+/// A TCP proxy that can go silent: while `blackhole` is set it swallows
+/// every byte both ways and holds new connections without forwarding, as
+/// a network that drops packets does (no FIN, no RST).
+struct Proxy {
+    port: u16,
+    blackhole: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    async fn start(to: u16) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let bh = blackhole.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((a, _)) = l.accept().await else { return };
+                let bh = bh.clone();
+                tokio::spawn(async move {
+                    while bh.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    let Ok(b) = TcpStream::connect(("127.0.0.1", to)).await else {
+                        return;
+                    };
+                    let (ar, aw) = a.into_split();
+                    let (br, bw) = b.into_split();
+                    let one = tokio::spawn(pump(ar, bw, bh.clone()));
+                    let two = tokio::spawn(pump(br, aw, bh));
+                    let _ = tokio::join!(one, two);
+                });
+            }
+        });
+        Proxy {
+            port,
+            blackhole,
+            task,
+        }
+    }
+}
+
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    blackhole: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if blackhole.load(Ordering::SeqCst) {
+            continue; // dropped on the floor
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_partition_detected_by_ticks_and_healed() {
+    crate::require_erl!();
+    // The BEAM node registers in the world's EPMD; the Rust node looks it up
+    // in a second EPMD where the test registered the proxy under the BEAM
+    // node's name, so every connection from Rust to BEAM crosses the proxy.
+    let w = World::new().await;
+    let alive = unique("far");
+    let g = start_beam(&w, &alive).await;
+    let beam_port = cpg_node::epmd::port_please("127.0.0.1", w.epmd.port, &alive)
+        .await
+        .unwrap()
+        .unwrap()
+        .port;
+    let proxy = Proxy::start(beam_port).await;
+    let epmd2 = cpg_node::epmd::server::EpmdServer::start("127.0.0.1", 0)
+        .await
+        .unwrap();
+    let _fake = cpg_node::epmd::register(
+        "127.0.0.1",
+        epmd2.port,
+        cpg_node::epmd::NodeEntry::hidden(&alive, proxy.port),
+    )
+    .await
+    .unwrap();
+    let mut c = w.config("r");
+    c.epmd_port = epmd2.port;
+    c.net_ticktime = Duration::from_secs(TICK);
+    let r = Node::start(c).await.unwrap();
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let member = r.spawn_process();
+    scope.join("g", member.pid()).await.unwrap();
+    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
+    let ctl = w.rust_node("ctl").await;
+    let suffix = id_suffix(member.pid());
+    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
+        .await
+        .is_some());
+
+    let mut ev = r.subscribe();
+    proxy.blackhole.store(true, Ordering::SeqCst);
+    let t = Instant::now();
+    let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
+        loop {
+            if let Ok(cpg_node::node::NodeEvent::Down(n, why)) = ev.recv().await {
+                if n == g.name {
+                    return why;
+                }
+            }
+        }
+    })
+    .await;
+    println!(
+        "silent partition: Rust side declared the peer down after {:?}: {down:?}",
+        t.elapsed()
+    );
+    assert!(down.is_ok(), "a silent partition was not detected");
+    assert!(
+        eventually(4 * TICK, || async {
+            beam_members(&ctl, &g.name, "g")
+                .await
+                .iter()
+                .all(|p| !p.ends_with(&suffix))
+        })
+        .await,
+        "the BEAM node kept our member through the partition"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.blackhole.store(false, Ordering::SeqCst);
+    let t = back_on_beam(&ctl, &g.name, "g", &suffix, 1, 20).await;
+    println!("silent partition healed: member back after {t:?}");
+    assert!(t.is_some(), "our member never came back after the heal");
+}
