@@ -47,6 +47,10 @@ pub enum ConnectionError {
     /// The handshake took too long.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// The connection's task panicked (a bug); the connection was closed
+    /// and the panic contained.
+    #[error("connection task crashed: {0}")]
+    Crashed(String),
 }
 
 /// Something to send to a peer.

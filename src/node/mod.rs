@@ -7,6 +7,7 @@
 //! seeds, discovery and redialling after a loss.
 
 pub mod cluster;
+pub(crate) mod supervise;
 
 use crate::config::{NodeConfig, NodeName};
 use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
@@ -162,14 +163,22 @@ impl Node {
             _epmd_server: Mutex::new(server),
         });
         let weak = Arc::downgrade(&inner);
-        let accept = tokio::spawn(accept_loop(weak, listener));
-        let keeper = tokio::spawn(keep_registered(
-            inner.name.clone(),
-            inner.config.epmd_port,
-            entry,
-            reg,
-            inner.config.backoff,
-        ));
+        let listener = Arc::new(listener);
+        let backoff = inner.config.backoff;
+        let accept = supervise::supervise("the accept loop".into(), backoff, move || {
+            accept_loop(weak.clone(), listener.clone())
+        });
+        let (node_name, epmd_port) = (inner.name.clone(), inner.config.epmd_port);
+        let mut first = Some(reg);
+        let keeper = supervise::supervise("the EPMD registration".into(), backoff, move || {
+            keep_registered(
+                node_name.clone(),
+                epmd_port,
+                entry.clone(),
+                first.take(),
+                backoff,
+            )
+        });
         inner.tasks.lock().extend([accept, keeper]);
         let node = Node { inner };
         node.start_net_kernel();
@@ -200,6 +209,31 @@ impl Node {
     /// Creates a process (its mailbox is live at once).
     pub fn spawn_process(&self) -> Process {
         self.inner.new_process()
+    }
+
+    /// Runs `body` as a process in its own task and returns its pid. If the
+    /// body panics, the panic is logged with its message and the process
+    /// ends with reason `{panic, rust}`, which its links and monitors see as
+    /// they would see an Erlang process crash; the node carries on.
+    pub fn spawn<F, Fut>(&self, body: F) -> Pid
+    where
+        F: FnOnce(Process) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let p = self.inner.new_process();
+        let pid = p.pid().clone();
+        let inner = self.inner.clone();
+        let run = supervise::CatchUnwind::new(body(p));
+        let id = pid.clone();
+        tokio::spawn(async move {
+            if let Err(msg) = run.await {
+                tracing::error!(pid = %term::pid_text(&id), "process crashed: {msg}");
+                // The process, dropped while unwinding, has already ended
+                // with {panic, rust}; this covers one the body moved away.
+                inner.exited(&id, tuple(vec![atom("panic"), atom("rust")]));
+            }
+        });
+        pid
     }
 
     /// Creates a process registered under `name`.
@@ -403,22 +437,26 @@ impl Node {
 /// Where the node registers: EPMD on this host, as `erl` does.
 const EPMD_HOST: &str = "127.0.0.1";
 
-/// Holds the EPMD registration for the node's life. When EPMD goes away
-/// (stopped, restarted) it forgets the node, so peers could no longer find
-/// it: register again, with backoff, as OTP's `erl_epmd` does. The creation
-/// the new EPMD hands out is not used: pids already given out keep theirs.
+/// Holds the EPMD registration for the node's life (`reg`, or a new one
+/// when started without). When EPMD goes away (stopped, restarted) it
+/// forgets the node, so peers could no longer find it: register again, with
+/// backoff, as OTP's `erl_epmd` does. The creation the new EPMD hands out is
+/// not used: pids already given out keep theirs.
 async fn keep_registered(
     node: String,
     port: u16,
     entry: NodeEntry,
-    mut reg: epmd::Registration,
+    reg: Option<epmd::Registration>,
     backoff: crate::config::Backoff,
 ) {
+    let mut reg = reg;
     loop {
-        reg.closed().await;
-        tracing::warn!(%node, "lost the connection to EPMD on port {port}; registering again");
+        if let Some(r) = reg.as_mut() {
+            r.closed().await;
+            tracing::warn!(%node, "lost the connection to EPMD on port {port}; registering again");
+        }
         let mut attempt = 0;
-        reg = loop {
+        reg = Some(loop {
             tokio::time::sleep(backoff.random_delay(attempt)).await;
             match epmd::register(EPMD_HOST, port, entry.clone()).await {
                 Ok(r) => {
@@ -432,11 +470,11 @@ async fn keep_registered(
                     attempt = attempt.saturating_add(1);
                 }
             }
-        };
+        });
     }
 }
 
-async fn accept_loop(inner: Weak<Inner>, listener: TcpListener) {
+async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) {
     loop {
         let (sock, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -537,7 +575,18 @@ impl Inner {
             },
         );
         let me = self.arc();
-        tokio::spawn(async move { me.dial(target, id, rx, adopted).await });
+        let node = node.to_string();
+        tokio::spawn(async move {
+            // A panic (a bug) must not leave a peer entry that never comes
+            // up or goes down: the peer is reported down and redialled.
+            let dial = supervise::CatchUnwind::new(me.clone().dial(target, id, rx, adopted));
+            if let Err(msg) = dial.await {
+                tracing::error!(peer = %node, "the connection task crashed: {msg}");
+                if me.remove_peer(&node, id) {
+                    me.node_down(&node, id, &ConnectionError::Crashed(msg).to_string());
+                }
+            }
+        });
         Ok((tx, link))
     }
 
@@ -706,7 +755,10 @@ impl Inner {
         tracing::info!(peer = %node, creation = peer.creation, "nodeup");
         let _ = self.events.send(NodeEvent::Up(node.clone()));
         let router: Arc<dyn Router> = self.clone();
-        let why = connection::drive(s, peer, rx, link, router, self.conn_config()).await;
+        let drive = connection::drive(s, peer, rx, link, router, self.conn_config());
+        let why = supervise::CatchUnwind::new(drive)
+            .await
+            .unwrap_or_else(ConnectionError::Crashed);
         let removed = self.remove_peer(&node, id);
         if removed || matches!(why, ConnectionError::ClosedLocally) {
             tracing::info!(peer = %node, "nodedown: {why}");
@@ -1306,6 +1358,33 @@ mod tests {
         );
         // A restarted peer (new creation) replaces the old connection.
         assert_eq!(admit_incoming("b@h", &a, PeerState::Up(7)), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_process_ends_with_a_panic_reason_and_the_node_lives_on() {
+        let (n, _epmd) = node().await;
+        let mut watcher = n.spawn_process();
+        let pid = n.spawn(|mut p| async move {
+            let _ = p.recv().await;
+            panic!("boom");
+        });
+        let mref = watcher.monitor(pid.clone());
+        watcher.send(pid.clone(), atom("go")).unwrap();
+        match watcher.recv_timeout(Duration::from_secs(2)).await.unwrap() {
+            Some(Signal::Down {
+                mref: m, reason, ..
+            }) => {
+                assert_eq!(m, mref);
+                assert_eq!(reason, tuple(vec![atom("panic"), atom("rust")]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!n.is_alive(&pid));
+        assert!(
+            n.is_alive(watcher.pid()),
+            "the node and its other processes live on"
+        );
+        n.shutdown().await;
     }
 
     #[tokio::test]
