@@ -7,6 +7,11 @@ mod demo;
 use anyhow::Result;
 use clap::Parser;
 
+/// mimalloc returns freed pages to the OS, so the node's memory goes back
+/// near idle after a burst (glibc's per-thread arenas keep what they had).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = cli::Cli::parse();
