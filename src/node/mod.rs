@@ -30,6 +30,9 @@ pub enum StartError {
     /// EPMD failed.
     #[error(transparent)]
     Epmd(#[from] epmd::EpmdError),
+    /// The configuration is refused ([`NodeConfig::check`]).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A peer came or went.
@@ -113,6 +116,7 @@ impl Node {
     /// (starting an embedded EPMD if none answers and the config allows),
     /// and starts the `net_kernel` responder.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        config.check()?;
         let listener = TcpListener::bind(("0.0.0.0", 0))
             .await
             .map_err(StartError::Listen)?;
@@ -540,15 +544,27 @@ impl Inner {
     ) {
         let node = target.to_string();
         let result: Result<(TcpStream, PeerInfo), ConnectionError> = async {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &target) {
+                return Err(ConnectionError::MixedNames(why));
+            }
             let entry = epmd::port_please(target.host(), self.config.epmd_port, target.alive())
                 .await
                 .map_err(|e| {
                     ConnectionError::Unreachable(format!("epmd on {}: {e}", target.host()))
                 })?
                 .ok_or_else(|| {
-                    ConnectionError::Unreachable(format!("{node} is not registered in epmd"))
+                    ConnectionError::Unreachable(format!(
+                        "no node {} in EPMD on {} (is it running?)",
+                        target.alive(),
+                        target.host()
+                    ))
                 })?;
-            let mut s = TcpStream::connect((target.host(), entry.port)).await?;
+            let mut s = TcpStream::connect((target.host(), entry.port))
+                .await
+                .map_err(|e| {
+                    let at = format!("{}:{}", target.host(), entry.port);
+                    ConnectionError::Unreachable(format!("{at}: {e}"))
+                })?;
             let peer = connection::handshake_out(&mut s, self.local()).await?;
             Ok((s, peer))
         }
@@ -577,6 +593,10 @@ impl Inner {
 
     async fn incoming_connection(self: Arc<Self>, mut sock: TcpStream, addr: std::net::SocketAddr) {
         let admit = |p: &PeerInfo| {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
+                tracing::warn!(%addr, "incoming connection refused: {why}");
+                return Err("not_allowed");
+            }
             let node = p.name.to_string();
             let state = match self.peers.lock().get(&node) {
                 None => PeerState::None,
@@ -590,7 +610,7 @@ impl Inner {
         let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
             Ok(p) => p,
             Err(ConnectionError::Handshake(HandshakeError::Refused(s))) => {
-                tracing::debug!(%addr, "simultaneous connect: kept our own attempt ({s})");
+                tracing::debug!(%addr, "refused at the name step ({s})");
                 return;
             }
             Err(ConnectionError::Handshake(HandshakeError::CookieMismatch)) => {

@@ -517,3 +517,40 @@ async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
     }
     assert!(!r.peers().contains(&e.name));
 }
+
+/// Short and long names never mix, as between two erl nodes (`erl -sname`
+/// refuses to dial `x@127.0.0.1`, "System NOT running to use fully
+/// qualified hostnames"): our node refuses to dial across, and refuses a
+/// node of the other kind that dials it.
+#[tokio::test]
+async fn short_and_long_names_do_not_mix() {
+    require_erl!();
+    let w = World::new().await;
+    let short = w.rust_node("s").await;
+    let e = ErlNode::start_long(&crate::support::unique("el"), &w.cookie, w.epmd.port).await;
+    match short.connect(&e.name).await {
+        Err(err) => assert!(err.to_string().contains("never connects short"), "{err}"),
+        Ok(()) => panic!("a short-name node connected to the long-name {}", e.name),
+    }
+    // A long-name node dialing the short one is refused at the name step.
+    let local = cpg_node::dist::handshake::Local {
+        name: cpg_node::config::NodeName::parse("intruder@127.0.0.1").unwrap(),
+        creation: 7,
+        flags: cpg_node::dist::flags::OFFERED,
+        cookie: cpg_node::config::Cookie::new(w.cookie.clone()),
+    };
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", short.port()))
+        .await
+        .unwrap();
+    let r = cpg_node::dist::connection::handshake_out(&mut sock, local).await;
+    assert!(
+        matches!(
+            r,
+            Err(cpg_node::dist::connection::ConnectionError::Handshake(
+                cpg_node::dist::handshake::HandshakeError::Refused(ref s)
+            )) if s == "not_allowed"
+        ),
+        "{r:?}"
+    );
+    assert!(short.peers().is_empty());
+}
