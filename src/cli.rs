@@ -8,7 +8,7 @@ use cpg_node::config::{
 use cpg_node::cpg::{BeamNodeType, CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::dist::connection::ConnectionError;
 use cpg_node::dist::handshake::HandshakeError;
-use cpg_node::process::{parse_call, Process, Signal};
+use cpg_node::process::{Process, Signal};
 use cpg_node::term::{self, atom, Term};
 use cpg_node::Node;
 use std::time::Duration;
@@ -596,21 +596,16 @@ async fn wait_for_signal() {
 /// its request back as the reply.
 pub fn spawn_echo(mut p: Process) {
     tokio::spawn(async move {
-        while let Ok(s) = p.recv().await {
-            let Signal::Message { msg, .. } = s else {
-                continue;
-            };
-            if let Some((from, req)) = parse_call(&msg) {
-                let req = req.clone();
-                let _ = p.reply(&from, req);
-                continue;
-            }
-            match term::as_tuple(&msg) {
-                Some([Term::Pid(from), m]) => {
-                    let _ = p.send(from.clone(), m.clone());
+        let on_other = |p: &Process, s: Signal| {
+            if let Signal::Message { msg, .. } = s {
+                match term::as_tuple(&msg) {
+                    Some([Term::Pid(from), m]) => {
+                        let _ = p.send(from.clone(), m.clone());
+                    }
+                    _ => tracing::debug!("echo: ignored {msg}"),
                 }
-                _ => tracing::debug!("echo: ignored {msg}"),
             }
-        }
+        };
+        p.serve(|_, req| req.clone(), on_other).await;
     });
 }

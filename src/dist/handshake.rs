@@ -345,7 +345,7 @@ impl Acceptor {
                 }
                 let f = be_u64(msg, 1)?;
                 let creation = be_u32(msg, 9)?;
-                if f & (1 << 33) != 0 {
+                if f & flags::NAME_ME != 0 {
                     return Err(HandshakeError::NameMe);
                 }
                 let name = parse_name(msg, 13)?;

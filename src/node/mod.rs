@@ -374,24 +374,17 @@ impl Node {
             }
         };
         tokio::spawn(async move {
-            while let Ok(s) = p.recv().await {
-                let Signal::Message { msg, .. } = s else {
-                    continue;
-                };
-                match crate::process::parse_call(&msg) {
-                    Some((from, req)) => {
-                        let reply = match term::as_tuple(req) {
-                            Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
-                            _ => {
-                                tracing::debug!("net_kernel: unexpected call {req}");
-                                atom("error")
-                            }
-                        };
-                        let _ = p.reply(&from, reply);
-                    }
-                    None => tracing::debug!("net_kernel: dropped {msg}"),
+            let on_call = |_: &Process, req: &Term| match term::as_tuple(req) {
+                Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
+                _ => {
+                    tracing::debug!("net_kernel: unexpected call {req}");
+                    atom("error")
                 }
-            }
+            };
+            let on_other = |_: &Process, s: Signal| {
+                tracing::debug!("net_kernel: dropped {}", s.to_term());
+            };
+            p.serve(on_call, on_other).await;
         });
     }
 }
@@ -1035,6 +1028,17 @@ impl Kernel for Inner {
                 Message::reg_send(from.clone(), Atom::from(name.as_str()), msg),
             ),
         }
+    }
+
+    fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError> {
+        if alias.node.name == self.name {
+            // Our processes make no aliases: nothing can be reached.
+            return Ok(());
+        }
+        self.send_to_node(
+            &alias.node.name,
+            Message::alias_send(from.clone(), alias.clone(), msg),
+        )
     }
 
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference {

@@ -42,13 +42,7 @@ async fn erl_dials_rust_first() {
     let w = World::new().await;
     let r = w.rust_node("r").await;
     let mut echo = r.spawn_registered("echo").unwrap();
-    tokio::spawn(async move {
-        while let Ok(Signal::Message { msg, .. }) = echo.recv().await {
-            if let Some((from, req)) = cpg_node::process::parse_call(&msg) {
-                let _ = echo.reply(&from, req.clone());
-            }
-        }
-    });
+    tokio::spawn(async move { echo.serve_calls(|_, req| req.clone()).await });
     // A second Rust node only tells erl what to do; erl itself dials r.
     let e = w.erl("e").await;
     let ctl = w.rust_node("ctl").await;
@@ -553,4 +547,59 @@ async fn short_and_long_names_do_not_mix() {
         "{r:?}"
     );
     assert!(short.peers().is_empty());
+}
+
+/// OTP 24+ `gen_server:call` tags its request `[alias|Ref]`: our reply goes
+/// to that alias (ALIAS_SEND), so, as from a BEAM server, a reply after the
+/// caller's timeout is dropped instead of landing in its mailbox. A plain
+/// `{Pid, Ref}` tag still gets its reply.
+#[tokio::test]
+async fn a_late_reply_to_a_timed_out_call_is_dropped() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let mut slow = r.spawn_registered("slow").unwrap();
+    tokio::spawn(async move {
+        while let Ok(Signal::Message { msg, .. }) = slow.recv().await {
+            if let Some((from, req)) = cpg_node::process::parse_call(&msg) {
+                let req = req.clone();
+                if term::as_atom(&req) == Some("slow") {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let _ = slow.reply(&from, req);
+            }
+        }
+    });
+    let e = w.erl("e").await;
+    let rn = r.name();
+    let late = eval(
+        &r,
+        &e.name,
+        &format!(
+            "{{'EXIT', {{timeout, _}}}} = (catch gen_server:call({{slow, '{rn}'}}, slow, 0)), \
+             receive X -> {{got, X}} after 500 -> none end."
+        ),
+    )
+    .await;
+    assert!(
+        is_atom(&late, "none"),
+        "a late reply reached the caller: {late}"
+    );
+    let quick = eval(
+        &r,
+        &e.name,
+        &format!("gen_server:call({{slow, '{rn}'}}, quick, 5000)."),
+    )
+    .await;
+    assert!(is_atom(&quick, "quick"), "{quick}");
+    let plain = eval(
+        &r,
+        &e.name,
+        &format!(
+            "Ref = make_ref(), {{slow, '{rn}'}} ! {{'$gen_call', {{self(), Ref}}, plain}}, \
+             receive {{Ref, R}} -> R after 5000 -> no_reply end."
+        ),
+    )
+    .await;
+    assert!(is_atom(&plain, "plain"), "{plain}");
 }
