@@ -14,7 +14,25 @@ use std::io::IsTerminal;
 
 #[tokio::main]
 async fn main() {
-    let args = cli::Cli::parse_from(cli::erlang_style_args(std::env::args_os()));
+    let argv = cli::erlang_style_args(std::env::args_os());
+    let args = match cli::Cli::try_parse_from(&argv) {
+        Ok(a) => a,
+        // Under --json a usage error is a JSON object too (help and
+        // --version are printed by clap as usual).
+        Err(e) if e.use_stderr() && argv.iter().any(|a| a == "--json") => {
+            // clap's message without its usage and help lines, on one line.
+            let text = e.render().to_string();
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(|l| l.trim().trim_start_matches("error: "))
+                .collect();
+            let msg = msg.join(" ");
+            println!("{}", serde_json::json!({ "error": msg, "kind": "usage" }));
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     let json = args.json();
     // RUST_LOG overrides; else one-shot commands log warnings only (their
     // own failures come back as the command's error, so the node's log line

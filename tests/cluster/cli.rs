@@ -178,6 +178,13 @@ async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
     assert_eq!(code, 2);
     assert!(one_error_line(&err).contains("net-ticktime"), "{err}");
 
+    // A usage error clap finds is JSON too under --json.
+    let (code, out, _) = cli_raw(&w, &["members", "g", "--json"], None).await;
+    assert_eq!(code, 2);
+    let (kind, msg) = json_error(&out);
+    assert_eq!(kind, "usage");
+    assert!(msg.contains("--connect"), "{msg}");
+
     // A long name from a short-name cluster.
     let long = format!("{}@127.0.0.1", unique("l"));
     let (code, out, _) = cli_raw(
