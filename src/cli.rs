@@ -308,6 +308,21 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
     Ok(c)
 }
 
+/// Starts the node, saying which one failed to start.
+async fn start(c: NodeConfig) -> Result<Node> {
+    let name = c.name.to_string();
+    Node::start(c)
+        .await
+        .with_context(|| format!("cannot start node {name}"))
+}
+
+/// Checks a group name given on the command line, as cpg would.
+fn check_group(g: &str) -> Result<()> {
+    cpg_node::cpg::pattern::classify(g)
+        .map(|_| ())
+        .map_err(|e| user_error("bad_group_name", e.to_string()))
+}
+
 /// Checks a node name given on the command line.
 fn peer_name(node: &str) -> Result<()> {
     NodeName::parse(node).map(|_| ()).map_err(|e| {
@@ -330,7 +345,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
             cpg,
             join,
         } => {
-            let node = Node::start(config(&cli.node, "cpg_node")?).await?;
+            for g in &join {
+                check_group(g)?;
+            }
+            let node = start(config(&cli.node, "cpg_node")?).await?;
             for name in &register {
                 spawn_echo(node.spawn_registered(name)?);
                 tracing::info!("echo process registered as {name}");
@@ -364,7 +382,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Ping { node: target } => {
             peer_name(&target)?;
             let default = format!("ping_{}", std::process::id());
-            let node = Node::start(config(&cli.node, &default)?).await?;
+            let node = start(config(&cli.node, &default)?).await?;
             // net_adm:ping says only pang; the reason goes to stderr.
             let why = node.connect(&target).await.err();
             let pong = why.is_none() && node.ping(&target).await;
@@ -377,8 +395,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Members { group, client } => {
             let json = client.json;
-            cpg_node::cpg::pattern::classify(&group)
-                .map_err(|e| user_error("bad_group_name", e.to_string()))?;
+            check_group(&group)?;
             let (node, scopes) = cpg_client(&cli.node, &client).await?;
             let mut found = false;
             for s in &scopes {
@@ -482,7 +499,7 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
         peer_name(peer)?;
     }
     let default = format!("cpg_cli_{}", std::process::id());
-    let node = Node::start(config(args, &default)?).await?;
+    let node = start(config(args, &default)?).await?;
     let scopes = client.cpg.start(&node)?;
     for peer in connect {
         node.connect(peer)

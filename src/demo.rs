@@ -76,7 +76,9 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
         "demo_rust",
     )?;
     cfg.epmd_port = cpg_node::epmd::port_from_env();
-    let node = Node::start(cfg.clone()).await?;
+    let node = Node::start(cfg.clone())
+        .await
+        .with_context(|| format!("cannot start node {}", cfg.name))?;
     println!(
         "rust: node {} started (hidden, creation {})",
         node.name(),
