@@ -79,9 +79,7 @@ impl NodeName {
     }
 
     /// Whether this is a long name, as `erl` tells them apart: the host has
-    /// a dot or is an IP address. A short-name node and a long-name node
-    /// never connect (`erl` refuses to dial one from the other, and closes
-    /// a connection from one).
+    /// a dot or is an IP address. See [`mixed_names`].
     pub fn is_long(&self) -> bool {
         self.host.contains('.') || self.host.parse::<std::net::IpAddr>().is_ok()
     }
@@ -97,8 +95,11 @@ impl NodeName {
 }
 
 /// Why `me` and `peer` cannot connect, when one has a short name and the
-/// other a long one: `erl` refuses such a connection both ways ("System
-/// (NOT) running to use fully qualified hostnames").
+/// other a long one. Between two `erl` nodes this never happens: each
+/// refuses to dial a node of the other kind ("System NOT running to use
+/// fully qualified hostnames", and the converse). An OTP 25 `erl` does
+/// accept such a dialer (only a non-BEAM node can be one); this node
+/// refuses it too, so the rule holds both ways whoever dials.
 pub fn mixed_names(me: &NodeName, peer: &NodeName) -> Option<String> {
     (me.is_long() != peer.is_long()).then(|| {
         format!(

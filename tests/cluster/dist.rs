@@ -514,8 +514,9 @@ async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
 
 /// Short and long names never mix, as between two erl nodes (`erl -sname`
 /// refuses to dial `x@127.0.0.1`, "System NOT running to use fully
-/// qualified hostnames"): our node refuses to dial across, and refuses a
-/// node of the other kind that dials it.
+/// qualified hostnames", and `erl -name` to dial `x@host`): our node refuses
+/// to dial across, and also refuses a node of the other kind that dials it
+/// (where an OTP 25 erl would accept one).
 #[tokio::test]
 async fn short_and_long_names_do_not_mix() {
     require_erl!();
