@@ -34,6 +34,9 @@ pub enum StartError {
     /// EPMD failed.
     #[error(transparent)]
     Epmd(#[from] epmd::EpmdError),
+    /// The configuration is refused ([`NodeConfig::check`]).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A peer came or went.
@@ -116,6 +119,7 @@ impl Node {
     /// (starting an embedded EPMD if none answers and the config allows),
     /// and starts the `net_kernel` responder.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        config.check()?;
         let listener = TcpListener::bind(("0.0.0.0", 0))
             .await
             .map_err(StartError::Listen)?;
@@ -412,24 +416,17 @@ impl Node {
             }
         };
         tokio::spawn(async move {
-            while let Ok(s) = p.recv().await {
-                let Signal::Message { msg, .. } = s else {
-                    continue;
-                };
-                match crate::process::parse_call(&msg) {
-                    Some((from, req)) => {
-                        let reply = match term::as_tuple(req) {
-                            Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
-                            _ => {
-                                tracing::debug!("net_kernel: unexpected call {req}");
-                                atom("error")
-                            }
-                        };
-                        let _ = p.reply(&from, reply);
-                    }
-                    None => tracing::debug!("net_kernel: dropped {msg}"),
+            let on_call = |_: &Process, req: &Term| match term::as_tuple(req) {
+                Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
+                _ => {
+                    tracing::debug!("net_kernel: unexpected call {req}");
+                    atom("error")
                 }
-            }
+            };
+            let on_other = |_: &Process, s: Signal| {
+                tracing::debug!("net_kernel: dropped {}", s.to_term());
+            };
+            p.serve(on_call, on_other).await;
         });
     }
 }
@@ -633,15 +630,27 @@ impl Inner {
     ) {
         let node = target.to_string();
         let result: Result<(TcpStream, PeerInfo), ConnectionError> = async {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &target) {
+                return Err(ConnectionError::MixedNames(why));
+            }
             let entry = epmd::port_please(target.host(), self.config.epmd_port, target.alive())
                 .await
                 .map_err(|e| {
                     ConnectionError::Unreachable(format!("epmd on {}: {e}", target.host()))
                 })?
                 .ok_or_else(|| {
-                    ConnectionError::Unreachable(format!("{node} is not registered in epmd"))
+                    ConnectionError::Unreachable(format!(
+                        "no node {} in EPMD on {} (is it running?)",
+                        target.alive(),
+                        target.host()
+                    ))
                 })?;
-            let mut s = TcpStream::connect((target.host(), entry.port)).await?;
+            let mut s = TcpStream::connect((target.host(), entry.port))
+                .await
+                .map_err(|e| {
+                    let at = format!("{}:{}", target.host(), entry.port);
+                    ConnectionError::Unreachable(format!("{at}: {e}"))
+                })?;
             let peer = connection::handshake_out(&mut s, self.local()).await?;
             Ok((s, peer))
         }
@@ -670,6 +679,10 @@ impl Inner {
 
     async fn incoming_connection(self: Arc<Self>, mut sock: TcpStream, addr: std::net::SocketAddr) {
         let admit = |p: &PeerInfo| {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
+                tracing::warn!(%addr, "incoming connection refused: {why}");
+                return Err("not_allowed");
+            }
             let node = p.name.to_string();
             let state = match self.peers.lock().get(&node) {
                 None => PeerState::None,
@@ -683,7 +696,7 @@ impl Inner {
         let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
             Ok(p) => p,
             Err(ConnectionError::Handshake(HandshakeError::Refused(s))) => {
-                tracing::debug!(%addr, "simultaneous connect: kept our own attempt ({s})");
+                tracing::debug!(%addr, "refused at the name step ({s})");
                 return;
             }
             Err(ConnectionError::Handshake(HandshakeError::CookieMismatch)) => {
@@ -1111,6 +1124,17 @@ impl Kernel for Inner {
                 Message::reg_send(from.clone(), Atom::from(name.as_str()), msg),
             ),
         }
+    }
+
+    fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError> {
+        if alias.node.name == self.name {
+            // Our processes make no aliases: nothing can be reached.
+            return Ok(());
+        }
+        self.send_to_node(
+            &alias.node.name,
+            Message::alias_send(from.clone(), alias.clone(), msg),
+        )
     }
 
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference {
