@@ -818,6 +818,7 @@ impl<N: WireName> ScopeTask<N> {
             } => {
                 if self.monitors.get(&pid) == Some(&mref) {
                     self.monitors.remove(&pid);
+                    crate::util::shrink_sparse(&mut self.monitors);
                     let effects = self
                         .state
                         .write()
@@ -880,7 +881,9 @@ impl<N: WireName> ScopeTask<N> {
                     self.monitors.insert(p.0, mref);
                 }
                 Effect::Demonitor(p) => {
-                    if let Some(mref) = self.monitors.remove(&p.0) {
+                    let removed = self.monitors.remove(&p.0);
+                    crate::util::shrink_sparse(&mut self.monitors);
+                    if let Some(mref) = removed {
                         self.proc.demonitor(&mref);
                     }
                 }

@@ -16,6 +16,7 @@ use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Dest, Kernel, MailboxTx, Process, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
+use crate::util::shrink_sparse;
 use erl_dist::message::Message;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
@@ -816,6 +817,7 @@ impl Inner {
                     }
                 });
                 e.monitors.retain(|_, (w, _)| w.node.name != node);
+                shrink_sparse(&mut e.monitors);
             }
         }
         {
@@ -835,6 +837,7 @@ impl Inner {
                     true
                 }
             });
+            shrink_sparse(&mut mons);
         }
         for (to, s) in signals {
             if let Signal::Down { mref, .. } = &s {
@@ -859,6 +862,7 @@ impl Inner {
     fn forget_held(&self, watcher: &Pid, mref: &Reference) {
         if let Some(e) = self.procs.write().get_mut(&watcher.id) {
             e.held.remove(mref);
+            shrink_sparse(&mut e.held);
         }
     }
 
@@ -942,6 +946,7 @@ impl Inner {
                 if let Some(t) = self.local_target(&m.to_proc) {
                     if let Some(e) = self.procs.write().get_mut(&t.id) {
                         e.monitors.remove(&m.reference);
+                        shrink_sparse(&mut e.monitors);
                     }
                 }
             }
@@ -1010,7 +1015,12 @@ impl Inner {
     }
 
     fn monitor_fired(&self, peer: &str, from: PidOrAtom, to: Pid, mref: Reference, reason: Term) {
-        let m = self.mons_out.lock().remove(&mref);
+        let m = {
+            let mut mons = self.mons_out.lock();
+            let m = mons.remove(&mref);
+            shrink_sparse(&mut mons);
+            m
+        };
         self.forget_held(&to, &mref);
         let item = match (m, from) {
             (Some(m), _) => m.item,
@@ -1023,7 +1033,13 @@ impl Inner {
     /// Drops a monitor held on a process of another node and tells that
     /// node (DEMONITOR_P).
     fn demonitor_remote(&self, from: &Pid, mref: &Reference) {
-        let Some(m) = self.mons_out.lock().remove(mref) else {
+        let removed = {
+            let mut mons = self.mons_out.lock();
+            let m = mons.remove(mref);
+            shrink_sparse(&mut mons);
+            m
+        };
+        let Some(m) = removed else {
             return;
         };
         if let Some(target) = monitor_target(&m.item) {
@@ -1206,7 +1222,11 @@ impl Kernel for Inner {
 
     fn demonitor(&self, from: &Pid, mref: &Reference) {
         let held = match self.procs.write().get_mut(&from.id) {
-            Some(e) => e.held.remove(mref),
+            Some(e) => {
+                let h = e.held.remove(mref);
+                shrink_sparse(&mut e.held);
+                h
+            }
             None => None,
         };
         match held {
@@ -1293,7 +1313,13 @@ impl Kernel for Inner {
     }
 
     fn exited(&self, pid: &Pid, reason: Term) {
-        let Some(e) = self.procs.write().remove(&pid.id) else {
+        let removed = {
+            let mut procs = self.procs.write();
+            let e = procs.remove(&pid.id);
+            shrink_sparse(&mut procs);
+            e
+        };
+        let Some(e) = removed else {
             return;
         };
         if let Some(n) = &e.name {
@@ -1335,6 +1361,7 @@ impl Kernel for Inner {
                 Some(t) => {
                     if let Some(te) = self.procs.write().get_mut(&t) {
                         te.monitors.remove(&mref);
+                        shrink_sparse(&mut te.monitors);
                     }
                 }
                 None => self.demonitor_remote(pid, &mref),
