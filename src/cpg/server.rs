@@ -25,12 +25,14 @@
 //! runs with a dict-like `group_storage`. Both have the same methods.
 
 use super::group::GroupData;
-use super::scope::{Effect, PidInfo, ReadError, Reason, Request, Scope, WriteError};
+use super::scope::{
+    Effect, PidInfo, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES,
+};
 use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireMsg, WireName};
 use crate::node::{Node, NodeEvent};
 use crate::process::{Dest, Process, SendError, Signal};
-use crate::term::{Pid, Reference, Term};
+use crate::term::{self, Pid, Reference, Term};
 use parking_lot::RwLock;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -96,6 +98,11 @@ pub struct ScopeOptions {
     /// handle started ([`CpgScope::start`]: `Trie`, [`CpgScope::start_map`]:
     /// `Map`), and should match the BEAM side's.
     pub storage: Storage,
+    /// Most copies of one pid in one group ([`DEFAULT_MAX_COPIES`]): a
+    /// local join over it fails with [`WriteError::TooManyCopies`], a
+    /// join or join_counts cast from another node over it is logged and
+    /// ignored (see [`Scope::max_copies`]).
+    pub max_copies: usize,
 }
 
 impl ScopeOptions {
@@ -107,6 +114,7 @@ impl ScopeOptions {
             beam_node_type: BeamNodeType::All,
             poll_interval: Duration::from_secs(5),
             storage: Storage::Trie,
+            max_copies: DEFAULT_MAX_COPIES,
         }
     }
 
@@ -234,7 +242,9 @@ where
             });
         }
         let proc = node.spawn_registered(&opts.name)?;
-        let state = Arc::new(RwLock::new(Scope::with_storage(node.name())));
+        let mut scope = Scope::with_storage(node.name());
+        scope.set_max_copies(opts.max_copies);
+        let state = Arc::new(RwLock::new(scope));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
         let handle = CpgScope {
@@ -549,11 +559,23 @@ impl<N: WireName> ScopeTask<N> {
                     }
                 }
                 Ok(WireMsg::Cast(request)) => {
+                    let mut s = self.state.write();
+                    if let Err(e) = s.check_remote(&request) {
+                        drop(s);
+                        tracing::warn!(
+                            scope = %self.opts.name,
+                            sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
+                            member = request.pid().map(|p| term::pid_text(&p.0)).unwrap_or_default(),
+                            "ignored a cast from another node: {e}"
+                        );
+                        return;
+                    }
                     let origin = from
                         .map(|p| p.node.name)
                         .or_else(|| request.pid().map(|p| p.0.node.name.clone()))
                         .unwrap_or_default();
-                    let effects = self.state.write().remote_request(&origin, request);
+                    let effects = s.remote_request(&origin, request);
+                    drop(s);
                     self.execute(effects);
                 }
                 Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),

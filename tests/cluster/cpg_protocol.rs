@@ -236,3 +236,54 @@ async fn every_message_kind_against_a_driver_scope() {
 fn m_pid(scope: &CpgScope, name: &str) -> Pid {
     scope.get_members(name).unwrap().1[0].clone()
 }
+
+/// `join_counts` with counts nobody can hold (10^10 would be a 4 GiB
+/// allocation, 10^7 about 1 GB) is logged and ignored: the node lives, the
+/// other members are intact and later casts are served. A local join over
+/// the cap is refused.
+#[tokio::test]
+async fn hostile_join_counts_ignored_scope_serves_on() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("drv").await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let a = member(&r, &e.name).await;
+    cast(&r, &e.name, tuple(vec![atom("join"), s("g"), a.clone()])).await;
+    assert!(eventually(5, || async { ours(&scope, "g") == vec![a.clone()] }).await);
+    for count in ["10000000000", "10000000"] {
+        let code = format!(
+            "B = cpg_protocol_driver:member(), \
+             cpg_protocol_driver:cast({DEFAULT_SCOPE}, '{}', \
+             {{join_counts, [{{\"x\", {count}}}, {{\"y\", 1}}], B}}), B.",
+            r.name()
+        );
+        let b = eval(&r, &e.name, &code).await;
+        assert!(term::as_pid(&b).is_some(), "{b}");
+    }
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("join"), s("after"), a.clone()]),
+    )
+    .await;
+    assert!(
+        eventually(5, || async { ours(&scope, "after") == vec![a.clone()] }).await,
+        "the scope stopped serving casts"
+    );
+    assert!(scope.get_members("x").is_err());
+    assert!(
+        scope.get_members("y").is_err(),
+        "a refused request is ignored whole"
+    );
+    assert_eq!(ours(&scope, "g"), vec![a.clone()]);
+    assert!(r.peers().contains(&e.name));
+    let m = r.spawn_process();
+    let err = scope
+        .join_counts(&[("big".into(), 10_000_000_000)], m.pid())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exceed"), "{err}");
+    scope.join("small", m.pid()).await.unwrap();
+    assert_eq!(scope.get_members("small").unwrap().1, vec![m.pid().clone()]);
+}
