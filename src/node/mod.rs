@@ -126,7 +126,9 @@ impl Node {
                     "no EPMD answers on port {} ({e}); starting an embedded EPMD server",
                     config.epmd_port
                 );
-                let s = EpmdServer::start("0.0.0.0", config.epmd_port)
+                // Loopback only: nodes on this host register and look up;
+                // other hosts need a real EPMD (or EpmdOptions::bind).
+                let s = EpmdServer::start("127.0.0.1", config.epmd_port)
                     .await
                     .map_err(|e| StartError::Epmd(e.into()))?;
                 server = Some(s);
