@@ -451,6 +451,15 @@ mod tests {
             assert!(fatal.is_fatal());
         }
         assert!(!DecodeError::Term(TermError::UnsupportedTag { tag: 82, pos: 0 }).is_fatal());
+        // An atom that is not UTF-8 in the payload: refused, not fatal.
+        let mut bad_atom = deep_reg_send(0);
+        bad_atom.truncate(bad_atom.len() - 4);
+        bad_atom.extend_from_slice(&[119, 1, 0xff]);
+        let m = r.push(&bad_atom).unwrap().unwrap();
+        let Err(e) = decode_message(&m, Limits::default()) else {
+            panic!("bad UTF-8 atom decoded")
+        };
+        assert!(!e.is_fatal(), "{e}");
         assert!(!DecodeError::Control("x".into()).is_fatal());
         assert!(!DecodeError::UnsupportedOp(99).is_fatal());
     }
