@@ -5,7 +5,9 @@
 //!
 //! It shares the process (and its file descriptors) with the distribution
 //! listener, so it is guarded ([`EpmdOptions`]):
-//! - it listens on loopback (127.0.0.1) unless told otherwise;
+//! - it listens on loopback (127.0.0.1) unless told otherwise (a node adds
+//!   the addresses its own host name resolves to, where other nodes look
+//!   it up, never the wildcard address);
 //! - a connection that has not sent a complete request within
 //!   `request_timeout` (5 s) is closed; a connection that registered a
 //!   node (ALIVE2) stays open as long as that node lives, as with real epmd;
@@ -17,6 +19,7 @@
 use super::wire::{self, NodeEntry, Request};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +34,9 @@ pub struct EpmdOptions {
     /// Address to bind: 127.0.0.1 by default (only nodes on this host can
     /// register or look up); `0.0.0.0` serves other hosts too.
     pub bind: IpAddr,
+    /// More addresses to listen on with the same port, best effort (e.g.
+    /// where the node's host name points: see [`name_addrs_of`]).
+    pub also: Vec<IpAddr>,
     /// Port (4369 is EPMD's; 0 picks a free one).
     pub port: u16,
     /// Connections open at once, of any kind (256 by default).
@@ -43,6 +49,7 @@ impl Default for EpmdOptions {
     fn default() -> Self {
         EpmdOptions {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            also: Vec::new(),
             port: 4369,
             max_connections: 256,
             request_timeout: Duration::from_secs(5),
@@ -50,10 +57,30 @@ impl Default for EpmdOptions {
     }
 }
 
-/// A running embedded EPMD; it stops when dropped.
+/// The addresses other than 127.0.0.1 that `host` (a node name's host
+/// part) resolves to. Nodes find a node's EPMD by the host in its name, so
+/// the embedded EPMD of a node named `x@host` must listen there too: at
+/// 127.0.1.1 where Debian-like systems map the host name, at the host's
+/// own address where the name resolves to it (where the node's distribution
+/// port is reachable anyway). Never the wildcard address.
+pub async fn name_addrs_of(host: &str) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = match tokio::net::lookup_host((host, 0)).await {
+        Ok(addrs) => addrs
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified() && *ip != IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A running embedded EPMD; it stops (closing its connections) when
+/// dropped.
 #[derive(Debug)]
 pub struct EpmdServer {
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The port it listens on.
     pub port: u16,
     /// The address it listens on.
@@ -62,7 +89,7 @@ pub struct EpmdServer {
 
 impl Drop for EpmdServer {
     fn drop(&mut self) {
-        self.task.abort();
+        self.tasks.iter().for_each(|t| t.abort());
     }
 }
 
@@ -86,39 +113,72 @@ impl EpmdServer {
         let listener = TcpListener::bind((opts.bind, opts.port)).await?;
         let addr = listener.local_addr()?;
         let port = addr.port();
-        let table: Table = Arc::default();
-        let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
-        let timeout = opts.request_timeout;
-        let task = tokio::spawn(async move {
-            let mut creation: u32 = rand::random::<u32>() | 0x10;
-            loop {
-                let (sock, peer) = match listener.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("embedded epmd accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(
-                        "embedded epmd: {} connections open, refused {peer}",
-                        opts.max_connections
-                    );
-                    drop(sock);
-                    continue;
-                };
-                creation = creation.wrapping_add(1).max(4);
-                let table = table.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve(sock, table, creation, port, timeout).await {
-                        tracing::debug!("embedded epmd: client {peer}: {e}");
-                    }
-                    drop(slot);
-                });
+        let mut listeners = vec![listener];
+        for ip in opts.also.iter().filter(|ip| **ip != opts.bind) {
+            match TcpListener::bind((*ip, port)).await {
+                Ok(l) => listeners.push(l),
+                Err(e) => tracing::warn!("embedded epmd: cannot listen on {ip}:{port} too: {e}"),
             }
+        }
+        let shared = Arc::new(Shared {
+            table: Arc::default(),
+            slots: Arc::new(Semaphore::new(opts.max_connections.max(1))),
+            creation: AtomicU32::new(rand::random::<u32>() | 0x10),
+            max_connections: opts.max_connections,
+            timeout: opts.request_timeout,
+            port,
         });
-        Ok(EpmdServer { task, port, addr })
+        let tasks = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(accept_loop(l, shared.clone())))
+            .collect();
+        Ok(EpmdServer { tasks, port, addr })
+    }
+}
+
+/// What the accept loops of one server share.
+struct Shared {
+    table: Table,
+    slots: Arc<Semaphore>,
+    creation: AtomicU32,
+    max_connections: usize,
+    timeout: Duration,
+    port: u16,
+}
+
+/// Accepts and serves until aborted; aborting it ends its connections.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("embedded epmd accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "embedded epmd: {} connections open, refused {peer}",
+                shared.max_connections
+            );
+            drop(sock);
+            continue;
+        };
+        let creation = shared
+            .creation
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
+            .max(4);
+        let (table, port, timeout) = (shared.table.clone(), shared.port, shared.timeout);
+        conns.spawn(async move {
+            if let Err(e) = serve(sock, table, creation, port, timeout).await {
+                tracing::debug!("embedded epmd: client {peer}: {e}");
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -272,6 +332,34 @@ mod tests {
         assert!(EpmdOptions::default().bind.is_loopback());
         let srv = small(4, Duration::from_secs(5)).await;
         assert!(srv.addr.ip().is_loopback());
+        assert!(name_addrs_of("localhost")
+            .await
+            .iter()
+            .all(|ip| ip.is_loopback()));
+        // Another loopback address, as some systems give the host name.
+        let srv = EpmdServer::start_with(EpmdOptions {
+            port: 0,
+            also: vec!["127.0.1.1".parse().unwrap()],
+            ..EpmdOptions::default()
+        })
+        .await
+        .unwrap();
+        let _reg = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden("x", 9))
+            .await
+            .unwrap();
+        let e = crate::epmd::port_please("127.0.1.1", srv.port, "x")
+            .await
+            .unwrap();
+        assert_eq!(e.map(|e| e.port), Some(9));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_server_closes_its_connections() {
+        let srv = small(4, Duration::from_secs(30)).await;
+        let mut idle = TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(srv);
+        assert!(closed_within(&mut idle, Duration::from_secs(2)).await);
     }
 
     #[tokio::test]
