@@ -676,7 +676,9 @@ impl Inner {
         match result {
             Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
             Err(e) => {
-                tracing::warn!(peer = %node, "connection failed: {e}");
+                // Debug only: whoever asked for the connection (a call to
+                // `connect`, the cluster keeper) reports it as it sees fit.
+                tracing::debug!(peer = %node, "connection failed: {e}");
                 if self.remove_peer(&node, id) {
                     self.node_down(&node, id, &e.to_string());
                 }
