@@ -671,7 +671,7 @@ impl<N: WireName> ScopeTask<N> {
             tracing::info!(
                 scope = %self.opts.name,
                 %peer,
-                "the peer's scope process is gone ({reason}); our members go to it again when it is back"
+                "the peer's scope process is not running ({reason}); our members go to it when it is (back) up"
             );
             r.retry = PROBE_FIRST;
         }
