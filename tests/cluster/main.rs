@@ -5,6 +5,9 @@
 //!   wrong cookies, 1 MiB messages, node restart, connection loss.
 //! - `cpg_storage`: map group storage (any term as a group name) against a
 //!   driver scope and, with CPG_EBIN, genuine cpg with `group_storage` dict.
+//! - `schedule`: a randomized schedule of joins, leaves, exits, partitions
+//!   and heals on two BEAM nodes (genuine cpg with CPG_EBIN, else the model
+//!   scope `erl_test/cpg_model_scope.erl`) and a Rust node.
 
 mod support;
 
@@ -14,3 +17,4 @@ mod cpg_protocol;
 mod cpg_storage;
 mod cpg_wire;
 mod dist;
+mod schedule;

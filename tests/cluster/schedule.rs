@@ -1,0 +1,271 @@
+//! A randomized schedule of joins, leaves, member exits, partitions and
+//! heals on a three-node cluster: two BEAM nodes (genuine cpg at
+//! `node_type = all` when CPG_EBIN is set, else the model scope
+//! `erl_test/cpg_model_scope.erl`) and the Rust node's [`CpgScope`].
+//!
+//! The test keeps the owners' truth (who joined what how many times) and,
+//! after every step, waits (at most [`LIMIT`]) until each node's view is
+//! what the truth and the links up say it must be: its own members and
+//! those of every node it is directly connected to. When all links are up
+//! (after a heal that closes the last cut, and at the end) that is the same
+//! view on all three nodes. Views compare, per group, the sorted pids with
+//! one copy per join: history order may legitimately differ between nodes
+//! after a merge (it does between two genuine BEAM nodes too).
+//!
+//! Every operation may run during a partition: a nodedown drops all of the
+//! lost node's members, and an exchange only carries pids of nodes the
+//! receiver is connected to, so a leave or an exit on the far side of a cut
+//! is not resurrected by the heal's merge (which never deletes). What is
+//! not well defined, in genuine cpg too, is a write racing an exchange: an
+//! exchange carries the sender's view of third-party (and of the
+//! receiver's own) pids, and the merge sets their counts to it, so a write
+//! cast that overtakes an exchange computed before it is undone on the
+//! receiver for good. The schedule therefore waits for every view to
+//! settle before the next step, and lets a heal's exchanges land
+//! ([`HEAL_SETTLE`]) before writing again.
+//!
+//! SCHEDULE_SEED (u64) replays a schedule; SCHEDULE_ROUNDS sets its length.
+
+use crate::support::schedule::{Backend, Cluster, Truth, View, LINKS, NODES};
+use crate::support::World;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Longest wait for the views after one step.
+const LIMIT: Duration = Duration::from_secs(5);
+/// Quiet time after a heal has converged, before the next write.
+const HEAL_SETTLE: Duration = Duration::from_millis(300);
+/// Default number of rounds (about a minute on a loaded 2-core CI box).
+const DEFAULT_ROUNDS: usize = 300;
+const GROUPS: [&str; 4] = ["g0", "g1", "g2", "g3"];
+/// Most live members per node.
+const MAX_MEMBERS: usize = 4;
+
+fn env_num<T: std::str::FromStr>(key: &str) -> Option<T> {
+    std::env::var(key).ok().and_then(|v| v.trim().parse().ok())
+}
+
+#[derive(Default)]
+struct Stats {
+    joins: usize,
+    leaves: usize,
+    exits: usize,
+    cuts: usize,
+    heals: usize,
+    worst_step: Duration,
+    worst_heal: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_schedule() {
+    crate::require_erl!();
+    let backend = Backend::from_env();
+    let seed: u64 = env_num("SCHEDULE_SEED").unwrap_or_else(rand::random);
+    let rounds: usize = env_num("SCHEDULE_ROUNDS").unwrap_or(DEFAULT_ROUNDS);
+    println!("schedule: backend {backend:?}, SCHEDULE_SEED={seed}, SCHEDULE_ROUNDS={rounds}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let w = World::new().await;
+    let mut c = Cluster::start(&w, backend).await;
+    let mut truth = Truth::default();
+    let mut log: Vec<String> = Vec::new();
+    let mut st = Stats::default();
+    let t0 = Instant::now();
+
+    for round in 0..rounds {
+        let cut: Vec<usize> = (0..LINKS.len()).filter(|&k| !c.up[k]).collect();
+        let uncut: Vec<usize> = (0..LINKS.len()).filter(|&k| c.up[k]).collect();
+        let roll = rng.random_range(0..100);
+        let mut heal = false;
+        let step = if roll < 10 && !uncut.is_empty() {
+            st.cuts += 1;
+            let k = uncut[rng.random_range(0..uncut.len())];
+            c.cut(k, rng.random_bool(0.5)).await
+        } else if roll < 24 && !cut.is_empty() {
+            st.heals += 1;
+            heal = true;
+            let k = cut[rng.random_range(0..cut.len())];
+            c.heal(k, rng.random_bool(0.5)).await
+        } else if roll < 30 {
+            st.exits += 1;
+            exit_one(&mut c, &mut truth, &mut rng).await
+        } else if roll < 55 {
+            match leave_one(&c, &mut truth, &mut rng).await {
+                Some(s) => {
+                    st.leaves += 1;
+                    s
+                }
+                None => {
+                    st.joins += 1;
+                    join_one(&mut c, &mut truth, &mut rng).await
+                }
+            }
+        } else {
+            st.joins += 1;
+            join_one(&mut c, &mut truth, &mut rng).await
+        };
+        log.push(format!("{round}: {step}"));
+        let expected: Vec<View> = (0..NODES)
+            .map(|i| truth.expected(i, |x, y| c.linked(x, y)))
+            .collect();
+        let all_up = c.up.iter().all(|&u| u);
+        if all_up {
+            assert!(
+                expected.iter().all(|e| e == &expected[0]),
+                "the truth is not one view with every link up"
+            );
+        }
+        match c.converge(&expected, LIMIT).await {
+            Ok(d) => {
+                st.worst_step = st.worst_step.max(d);
+                if heal {
+                    st.worst_heal = st.worst_heal.max(d);
+                    // Let the heal's exchanges land, then check nothing moved.
+                    tokio::time::sleep(HEAL_SETTLE).await;
+                    if let Err(e) = c.converge(&expected, Duration::ZERO).await {
+                        fail(seed, &log, &format!("views moved after the heal:\n{e}"));
+                    }
+                }
+            }
+            Err(e) => fail(seed, &log, &e),
+        }
+    }
+
+    // Heal everything: one view everywhere.
+    for k in 0..LINKS.len() {
+        if !c.up[k] {
+            st.heals += 1;
+            let s = c.heal(k, rng.random_bool(0.5)).await;
+            log.push(format!("end: {s}"));
+        }
+    }
+    let expected: Vec<View> = (0..NODES)
+        .map(|i| truth.expected(i, |x, y| c.linked(x, y)))
+        .collect();
+    match c.converge(&expected, LIMIT).await {
+        Ok(d) => st.worst_heal = st.worst_heal.max(d),
+        Err(e) => fail(seed, &log, &e),
+    }
+    let views = c.views().await;
+    assert!(views.iter().all(|v| v == &views[0]));
+    let memberships: usize = views[0].values().map(|v| v.len()).sum();
+    println!(
+        "schedule: {rounds} rounds in {:.1?} (seed {seed}, {backend:?}): {} joins, {} leaves, \
+         faults: {} exits, {} cuts, {} heals; worst convergence {:.0?} after a heal, \
+         {:.0?} after any step; {} memberships in {} groups at the end",
+        t0.elapsed(),
+        st.joins,
+        st.leaves,
+        st.exits,
+        st.cuts,
+        st.heals,
+        st.worst_heal,
+        st.worst_step,
+        memberships,
+        views[0].len(),
+    );
+}
+
+fn fail(seed: u64, log: &[String], why: &str) -> ! {
+    panic!(
+        "schedule diverged (replay with SCHEDULE_SEED={seed}):\n{why}\nschedule:\n{}",
+        log.join("\n")
+    );
+}
+
+const NODE_NAMES: [&str; NODES] = ["a", "b", "r"];
+
+/// Joins a group on a random node with one of its members (a new one now
+/// and then, so that members join several times and several groups).
+async fn join_one(c: &mut Cluster, truth: &mut Truth, rng: &mut StdRng) -> String {
+    let i = rng.random_range(0..NODES);
+    let n = truth.members[i].len();
+    let k = if n == 0 || (n < MAX_MEMBERS && rng.random_bool(0.3)) {
+        let pid = c.spawn_member(i).await;
+        truth.members[i].push((pid, BTreeMap::new()));
+        n
+    } else {
+        rng.random_range(0..n)
+    };
+    let g = GROUPS[rng.random_range(0..GROUPS.len())];
+    let (pid, groups) = &mut truth.members[i][k];
+    c.write(i, true, g, pid).await;
+    *groups.entry(g.to_string()).or_default() += 1;
+    format!("join {} {g} {pid}", NODE_NAMES[i])
+}
+
+/// Leaves one copy of a random membership of a random node; None when no
+/// node has any.
+async fn leave_one(c: &Cluster, truth: &mut Truth, rng: &mut StdRng) -> Option<String> {
+    let all: Vec<(usize, usize, String)> = (0..NODES)
+        .flat_map(|i| {
+            truth.members[i]
+                .iter()
+                .enumerate()
+                .flat_map(move |(k, (_, gs))| gs.keys().map(move |g| (i, k, g.clone())))
+        })
+        .collect();
+    if all.is_empty() {
+        return None;
+    }
+    let (i, k, g) = all[rng.random_range(0..all.len())].clone();
+    let (pid, groups) = &mut truth.members[i][k];
+    c.write(i, false, &g, pid).await;
+    let n = groups.get_mut(&g).unwrap();
+    *n -= 1;
+    if *n == 0 {
+        groups.remove(&g);
+    }
+    Some(format!("leave {} {g} {pid}", NODE_NAMES[i]))
+}
+
+/// Kills a random member (most likely one in a group).
+async fn exit_one(c: &mut Cluster, truth: &mut Truth, rng: &mut StdRng) -> String {
+    let all: Vec<(usize, usize)> = (0..NODES)
+        .flat_map(|i| (0..truth.members[i].len()).map(move |k| (i, k)))
+        .collect();
+    if all.is_empty() {
+        // Nothing to kill yet: a member that never joined exits.
+        let i = rng.random_range(0..NODES);
+        let pid = c.spawn_member(i).await;
+        c.kill(i, &pid).await;
+        return format!("exit {} {pid} (never joined)", NODE_NAMES[i]);
+    }
+    let (i, k) = all[rng.random_range(0..all.len())];
+    let (pid, groups) = truth.members[i].remove(k);
+    c.kill(i, &pid).await;
+    format!("exit {} {pid} (in {groups:?})", NODE_NAMES[i])
+}
+
+/// Found by the schedule (seed 14414963476544546650 against genuine cpg,
+/// rounds `0: cut 1-2 (by 2)`, `1: join r g3 ...`): a local join right after
+/// `Node::disconnect(peer)` is still cast to that peer (the scope's list of
+/// peers lags the node's until it handles the nodedown event), and the cast
+/// dials the peer again: the partition does not hold. Genuine cpg casts to
+/// `nodes()` as of the call, so a BEAM node does not reconnect this way.
+#[tokio::test]
+#[ignore = "known issue, reported: a join right after Node::disconnect reconnects"]
+async fn join_right_after_disconnect_does_not_reconnect() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let c = Cluster::start(&w, Backend::from_env()).await;
+    let m = c.r.spawn_process();
+    let mut reconnected = 0;
+    for round in 0..20 {
+        let b = c.name(1);
+        c.r.disconnect(&b);
+        let g = format!("after_cut_{round}");
+        c.scope.join(g.as_str(), m.pid()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if c.r.peers().contains(&b) {
+            reconnected += 1;
+        }
+        c.r.connect(&b).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        reconnected, 0,
+        "the cut did not hold {reconnected} times in 20"
+    );
+}
