@@ -22,7 +22,15 @@
 //! cast that overtakes an exchange computed before it is undone on the
 //! receiver for good. The schedule therefore waits for every view to
 //! settle before the next step, and lets a heal's exchanges land
-//! ([`HEAL_SETTLE`]) before writing again.
+//! ([`HEAL_SETTLE`]) before writing again. Writes and exits alone commute
+//! (each pid has one writer, and casts between two nodes stay in order), so
+//! a "burst" step runs several of them back to back without waiting: a
+//! join cast that reaches a node after its member died is removed there
+//! through the monitor's `noproc`.
+//!
+//! A cut also waits until every node, the Rust scope included, has seen
+//! the nodedown: a scope that still believes the peer is up would dial it
+//! again with its next cast (see `join_right_after_disconnect_...` below).
 //!
 //! SCHEDULE_SEED (u64) replays a schedule; SCHEDULE_ROUNDS sets its length.
 
@@ -38,7 +46,7 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// Quiet time after a heal has converged, before the next write.
 const HEAL_SETTLE: Duration = Duration::from_millis(300);
 /// Default number of rounds (about a minute on a loaded 2-core CI box).
-const DEFAULT_ROUNDS: usize = 300;
+const DEFAULT_ROUNDS: usize = 1500;
 const GROUPS: [&str; 4] = ["g0", "g1", "g2", "g3"];
 /// Most live members per node.
 const MAX_MEMBERS: usize = 4;
@@ -54,6 +62,7 @@ struct Stats {
     exits: usize,
     cuts: usize,
     heals: usize,
+    bursts: usize,
     worst_step: Duration,
     worst_heal: Duration,
 }
@@ -76,7 +85,7 @@ async fn randomized_schedule() {
     for round in 0..rounds {
         let cut: Vec<usize> = (0..LINKS.len()).filter(|&k| !c.up[k]).collect();
         let uncut: Vec<usize> = (0..LINKS.len()).filter(|&k| c.up[k]).collect();
-        let roll = rng.random_range(0..100);
+        let roll: u32 = rng.random_range(0..100);
         let mut heal = false;
         let step = if roll < 10 && !uncut.is_empty() {
             st.cuts += 1;
@@ -87,23 +96,19 @@ async fn randomized_schedule() {
             heal = true;
             let k = cut[rng.random_range(0..cut.len())];
             c.heal(k, rng.random_bool(0.5)).await
-        } else if roll < 30 {
-            st.exits += 1;
-            exit_one(&mut c, &mut truth, &mut rng).await
-        } else if roll < 55 {
-            match leave_one(&c, &mut truth, &mut rng).await {
-                Some(s) => {
-                    st.leaves += 1;
-                    s
-                }
-                None => {
-                    st.joins += 1;
-                    join_one(&mut c, &mut truth, &mut rng).await
-                }
+        } else if roll < 36 {
+            // A burst: writes and exits back to back, without waiting.
+            st.bursts += 1;
+            let n = rng.random_range(2..=6);
+            let mut steps = Vec::with_capacity(n);
+            for _ in 0..n {
+                let roll = rng.random_range(24..100);
+                steps.push(write_or_exit(roll, &mut c, &mut truth, &mut rng, &mut st).await);
             }
+            format!("burst [{}]", steps.join("; "))
         } else {
-            st.joins += 1;
-            join_one(&mut c, &mut truth, &mut rng).await
+            let roll = rng.random_range(24..100);
+            write_or_exit(roll, &mut c, &mut truth, &mut rng, &mut st).await
         };
         log.push(format!("{round}: {step}"));
         let expected: Vec<View> = (0..NODES)
@@ -151,12 +156,13 @@ async fn randomized_schedule() {
     assert!(views.iter().all(|v| v == &views[0]));
     let memberships: usize = views[0].values().map(|v| v.len()).sum();
     println!(
-        "schedule: {rounds} rounds in {:.1?} (seed {seed}, {backend:?}): {} joins, {} leaves, \
-         faults: {} exits, {} cuts, {} heals; worst convergence {:.0?} after a heal, \
+        "schedule: {rounds} rounds in {:.1?} (seed {seed}, {backend:?}): {} joins, {} leaves \
+         ({} bursts), faults: {} exits, {} cuts, {} heals; worst convergence {:.0?} after a heal, \
          {:.0?} after any step; {} memberships in {} groups at the end",
         t0.elapsed(),
         st.joins,
         st.leaves,
+        st.bursts,
         st.exits,
         st.cuts,
         st.heals,
@@ -165,6 +171,29 @@ async fn randomized_schedule() {
         memberships,
         views[0].len(),
     );
+}
+
+/// For `roll` in 24..100: an exit (< 30), a leave (< 60; a join when there
+/// is nothing to leave) or a join.
+async fn write_or_exit(
+    roll: u32,
+    c: &mut Cluster,
+    truth: &mut Truth,
+    rng: &mut StdRng,
+    st: &mut Stats,
+) -> String {
+    if roll < 30 {
+        st.exits += 1;
+        return exit_one(c, truth, rng).await;
+    }
+    if roll < 60 {
+        if let Some(s) = leave_one(c, truth, rng).await {
+            st.leaves += 1;
+            return s;
+        }
+    }
+    st.joins += 1;
+    join_one(c, truth, rng).await
 }
 
 fn fail(seed: u64, log: &[String], why: &str) -> ! {

@@ -130,7 +130,7 @@ impl Cluster {
         let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
         r.connect(&a.name).await.unwrap();
         r.connect(&b.name).await.unwrap();
-        Cluster {
+        let c = Cluster {
             backend,
             beams: [a, b],
             ctl,
@@ -138,7 +138,21 @@ impl Cluster {
             scope,
             up: [true; 3],
             rust_members: HashMap::new(),
+        };
+        // Every scope has handled every nodeup, and the exchanges they sent
+        // have landed: a scope that sends to a node it still believes is up
+        // would dial it again after the schedule's first cut.
+        let t0 = Instant::now();
+        while !c.links_settled().await {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{}",
+                c.connections().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c
     }
 
     /// The node name of node `i`.
