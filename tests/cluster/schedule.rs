@@ -63,6 +63,7 @@ struct Stats {
     cuts: usize,
     heals: usize,
     bursts: usize,
+    racing: usize,
     worst_step: Duration,
     worst_heal: Duration,
 }
@@ -95,7 +96,12 @@ async fn randomized_schedule() {
             st.heals += 1;
             heal = true;
             let k = cut[rng.random_range(0..cut.len())];
-            c.heal(k, rng.random_bool(0.5)).await
+            let mut s = c.heal(k, rng.random_bool(0.5)).await;
+            if rng.random_bool(0.5) {
+                st.racing += 1;
+                s += &racing_heal(k, &mut c, &mut truth, &mut rng, &mut st).await;
+            }
+            s
         } else if roll < 36 {
             // A burst: writes and exits back to back, without waiting.
             st.bursts += 1;
@@ -157,7 +163,7 @@ async fn randomized_schedule() {
     let memberships: usize = views[0].values().map(|v| v.len()).sum();
     println!(
         "schedule: {rounds} rounds in {:.1?} (seed {seed}, {backend:?}): {} joins, {} leaves \
-         ({} bursts), faults: {} exits, {} cuts, {} heals; worst convergence {:.0?} after a heal, \
+         ({} bursts), faults: {} exits, {} cuts, {} heals ({} with racing steps); worst convergence {:.0?} after a heal, \
          {:.0?} after any step; {} memberships in {} groups at the end",
         t0.elapsed(),
         st.joins,
@@ -166,11 +172,48 @@ async fn randomized_schedule() {
         st.exits,
         st.cuts,
         st.heals,
+        st.racing,
         st.worst_heal,
         st.worst_step,
         memberships,
         views[0].len(),
     );
+}
+
+/// Right after healing link `k`, while its exchanges fly: exits anywhere
+/// (a merge may bring back a pid that just died; the monitor it gets then
+/// removes it), and writes on the third node when it is cut from one end
+/// of the link (its pids are in neither exchange, or filtered out).
+async fn racing_heal(
+    k: usize,
+    c: &mut Cluster,
+    truth: &mut Truth,
+    rng: &mut StdRng,
+    st: &mut Stats,
+) -> String {
+    let (i, j) = LINKS[k];
+    let t = NODES - i - j;
+    let writes_ok = !c.linked(t, i) || !c.linked(t, j);
+    let n = rng.random_range(1..=4);
+    let mut steps = Vec::with_capacity(n);
+    for _ in 0..n {
+        let s = if writes_ok && rng.random_bool(0.6) {
+            if rng.random_bool(0.4) {
+                if let Some(s) = leave_one(c, truth, rng, Some(t)).await {
+                    st.leaves += 1;
+                    steps.push(s);
+                    continue;
+                }
+            }
+            st.joins += 1;
+            join_one(c, truth, rng, Some(t)).await
+        } else {
+            st.exits += 1;
+            exit_one(c, truth, rng).await
+        };
+        steps.push(s);
+    }
+    format!(" + racing [{}]", steps.join("; "))
 }
 
 /// For `roll` in 24..100: an exit (< 30), a leave (< 60; a join when there
@@ -187,13 +230,13 @@ async fn write_or_exit(
         return exit_one(c, truth, rng).await;
     }
     if roll < 60 {
-        if let Some(s) = leave_one(c, truth, rng).await {
+        if let Some(s) = leave_one(c, truth, rng, None).await {
             st.leaves += 1;
             return s;
         }
     }
     st.joins += 1;
-    join_one(c, truth, rng).await
+    join_one(c, truth, rng, None).await
 }
 
 fn fail(seed: u64, log: &[String], why: &str) -> ! {
@@ -207,8 +250,13 @@ const NODE_NAMES: [&str; NODES] = ["a", "b", "r"];
 
 /// Joins a group on a random node with one of its members (a new one now
 /// and then, so that members join several times and several groups).
-async fn join_one(c: &mut Cluster, truth: &mut Truth, rng: &mut StdRng) -> String {
-    let i = rng.random_range(0..NODES);
+async fn join_one(
+    c: &mut Cluster,
+    truth: &mut Truth,
+    rng: &mut StdRng,
+    node: Option<usize>,
+) -> String {
+    let i = node.unwrap_or_else(|| rng.random_range(0..NODES));
     let n = truth.members[i].len();
     let k = if n == 0 || (n < MAX_MEMBERS && rng.random_bool(0.3)) {
         let pid = c.spawn_member(i).await;
@@ -224,10 +272,16 @@ async fn join_one(c: &mut Cluster, truth: &mut Truth, rng: &mut StdRng) -> Strin
     format!("join {} {g} {pid}", NODE_NAMES[i])
 }
 
-/// Leaves one copy of a random membership of a random node; None when no
-/// node has any.
-async fn leave_one(c: &Cluster, truth: &mut Truth, rng: &mut StdRng) -> Option<String> {
+/// Leaves one copy of a random membership of a random node (or of `node`);
+/// None when there is none.
+async fn leave_one(
+    c: &Cluster,
+    truth: &mut Truth,
+    rng: &mut StdRng,
+    node: Option<usize>,
+) -> Option<String> {
     let all: Vec<(usize, usize, String)> = (0..NODES)
+        .filter(|&i| node.map_or(true, |n| n == i))
         .flat_map(|i| {
             truth.members[i]
                 .iter()
