@@ -1,5 +1,5 @@
-//! A randomized schedule of joins, leaves, member exits, partitions and
-//! heals on a three-node cluster: two BEAM nodes (genuine cpg at
+//! A randomized schedule of joins, leaves, member exits, partitions,
+//! heals and node restarts on a three-node cluster: two BEAM nodes (genuine cpg at
 //! `node_type = all` when CPG_EBIN is set, else the model scope
 //! `erl_test/cpg_model_scope.erl`) and the Rust node's [`CpgScope`].
 //!
@@ -34,7 +34,7 @@
 //!
 //! SCHEDULE_SEED (u64) replays a schedule; SCHEDULE_ROUNDS sets its length.
 
-use crate::support::schedule::{Backend, Cluster, Truth, View, LINKS, NODES};
+use crate::support::schedule::{Backend, Cluster, Truth, View, LINKS, NODES, RUST};
 use crate::support::World;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -46,7 +46,7 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// Quiet time after a heal has converged, before the next write.
 const HEAL_SETTLE: Duration = Duration::from_millis(300);
 /// Default number of rounds (about a minute on a loaded 2-core CI box).
-const DEFAULT_ROUNDS: usize = 1500;
+const DEFAULT_ROUNDS: usize = 2000;
 const GROUPS: [&str; 4] = ["g0", "g1", "g2", "g3"];
 /// Most live members per node.
 const MAX_MEMBERS: usize = 4;
@@ -64,6 +64,7 @@ struct Stats {
     heals: usize,
     bursts: usize,
     racing: usize,
+    restarts: usize,
     worst_step: Duration,
     worst_heal: Duration,
 }
@@ -88,7 +89,17 @@ async fn randomized_schedule() {
         let uncut: Vec<usize> = (0..LINKS.len()).filter(|&k| c.up[k]).collect();
         let roll: u32 = rng.random_range(0..100);
         let mut heal = false;
-        let step = if roll < 10 && !uncut.is_empty() {
+        let step = if roll < 1 {
+            // A node stopped and started again: its members are gone.
+            st.restarts += 1;
+            let i = rng.random_range(0..NODES);
+            truth.members[i].clear();
+            if i == RUST {
+                c.restart_rust().await
+            } else {
+                c.restart(i).await
+            }
+        } else if roll < 10 && !uncut.is_empty() {
             st.cuts += 1;
             let k = uncut[rng.random_range(0..uncut.len())];
             c.cut(k, rng.random_bool(0.5)).await
@@ -163,7 +174,7 @@ async fn randomized_schedule() {
     let memberships: usize = views[0].values().map(|v| v.len()).sum();
     println!(
         "schedule: {rounds} rounds in {:.1?} (seed {seed}, {backend:?}): {} joins, {} leaves \
-         ({} bursts), faults: {} exits, {} cuts, {} heals ({} with racing steps); worst convergence {:.0?} after a heal, \
+         ({} bursts), faults: {} exits, {} cuts, {} heals ({} with racing steps), {} node restarts; worst convergence {:.0?} after a heal, \
          {:.0?} after any step; {} memberships in {} groups at the end",
         t0.elapsed(),
         st.joins,
@@ -173,6 +184,7 @@ async fn randomized_schedule() {
         st.cuts,
         st.heals,
         st.racing,
+        st.restarts,
         st.worst_heal,
         st.worst_step,
         memberships,

@@ -272,6 +272,50 @@ impl Cluster {
         format!("heal {}-{} (by {})", i, j, x)
     }
 
+    /// Kills BEAM node `i` and starts it again (a new incarnation, its
+    /// scope empty and connected to nobody); every link to it is down.
+    pub async fn restart(&mut self, i: usize) -> String {
+        assert!(i != RUST);
+        self.beams[i].restart().await;
+        eval(
+            &self.ctl,
+            &self.beams[i].name,
+            &format!("cpg_node_test_util:wait_for({DEFAULT_SCOPE})."),
+        )
+        .await;
+        for (k, &(x, y)) in LINKS.iter().enumerate() {
+            if x == i || y == i {
+                self.up[k] = false;
+            }
+        }
+        format!("restart {i}")
+    }
+
+    /// Stops the Rust node (its members end with `shutdown`) and starts it
+    /// again under the same name with a new scope; every link to it is down.
+    pub async fn restart_rust(&mut self) -> String {
+        let config = self.r.config().clone();
+        self.r.shutdown().await;
+        self.rust_members.clear();
+        let t0 = Instant::now();
+        self.r = loop {
+            match Node::start(config.clone()).await {
+                Ok(n) => break n,
+                Err(e) => {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "restart: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.scope = CpgScope::start(&self.r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+        for (k, &(x, y)) in LINKS.iter().enumerate() {
+            if x == RUST || y == RUST {
+                self.up[k] = false;
+            }
+        }
+        format!("restart {RUST} (creation {})", self.r.creation())
+    }
+
     /// Node `i`'s view of every group.
     pub async fn view(&self, i: usize) -> View {
         if i == RUST {
