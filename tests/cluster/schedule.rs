@@ -364,3 +364,58 @@ async fn join_right_after_disconnect_does_not_reconnect() {
         "the cut did not hold {reconnected} times in 20"
     );
 }
+
+/// Found while writing the schedule (not in it: the schedule lets a heal
+/// settle before writing on its ends): a join on the Rust node right after
+/// it reconnects to a BEAM node is undone on the Rust node itself, for
+/// good, in about a third of the runs (7 of 20 against genuine cpg, 4 of 20
+/// against the model scope), while both BEAM nodes keep it. On nodeup the
+/// Rust scope sends its exchange and then `{new, Node}`; the join cast
+/// follows. The BEAM scope answers `{new, Node}` before it sees the join,
+/// with an exchange listing our pid with the old count, and the merge sets
+/// the counts of our own local pids to the exchange's (cpg's repair of a
+/// restarted scope), so the Rust node drops one copy without telling
+/// anyone. A genuine scope sends `{new, Node}` only when it starts, not on
+/// nodeup: with `SCHEDULE_PROBE_BEAM=1` a BEAM node does the same (heal its
+/// link to the other BEAM node, join at once) and none of 20 runs diverges.
+#[tokio::test]
+#[ignore = "known issue, reported: a Rust join right after a reconnect is undone on the Rust node"]
+async fn write_right_after_heal_is_kept() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let mut c = Cluster::start(&w, Backend::from_env()).await;
+    let beam = std::env::var_os("SCHEDULE_PROBE_BEAM").is_some();
+    // The writer and the link it heals: r with a (link 1), or a with b (link 0).
+    let (writer, k) = if beam { (0, 0) } else { (RUST, 1) };
+    let mut truth = Truth::default();
+    let mut pid = c.spawn_member(writer).await;
+    truth.members[writer].push((pid.clone(), BTreeMap::new()));
+    let mut diverged = Vec::new();
+    for run in 0..20 {
+        c.cut(k, true).await;
+        let expected: Vec<View> = (0..NODES)
+            .map(|i| truth.expected(i, |x, y| c.linked(x, y)))
+            .collect();
+        c.converge(&expected, LIMIT).await.unwrap();
+        c.heal(k, true).await;
+        c.write(writer, true, "g", &pid).await;
+        *truth.members[writer][0].1.entry("g".into()).or_default() += 1;
+        let expected: Vec<View> = (0..NODES)
+            .map(|i| truth.expected(i, |x, y| c.linked(x, y)))
+            .collect();
+        if let Err(e) = c.converge(&expected, Duration::from_secs(2)).await {
+            diverged.push(format!("run {run}:\n{e}"));
+            // Start again from a clean slate: a new member.
+            c.kill(writer, &pid).await;
+            pid = c.spawn_member(writer).await;
+            truth.members[writer] = vec![(pid.clone(), BTreeMap::new())];
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    assert!(
+        diverged.is_empty(),
+        "{} of 20 runs diverged:\n{}",
+        diverged.len(),
+        diverged.join("\n")
+    );
+}
