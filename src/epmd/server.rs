@@ -39,7 +39,8 @@ pub struct EpmdOptions {
     pub also: Vec<IpAddr>,
     /// Port (4369 is EPMD's; 0 picks a free one).
     pub port: u16,
-    /// Connections open at once, of any kind (256 by default).
+    /// Connections open at once, of any kind: 256 by default, fewer when
+    /// the process may open few files ([`default_max_connections`]).
     pub max_connections: usize,
     /// How long a connection may take to send a complete request (5 s).
     pub request_timeout: Duration,
@@ -51,10 +52,37 @@ impl Default for EpmdOptions {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             also: Vec::new(),
             port: 4369,
-            max_connections: 256,
+            max_connections: default_max_connections(),
             request_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// 256, or an eighth of the process's open-file limit when that is lower
+/// (at least 8): a flood of EPMD connections must never use up the file
+/// descriptors the distribution listener and the peers' connections need
+/// (under `ulimit -n 256`, 32).
+pub fn default_max_connections() -> usize {
+    let files = open_file_limit().unwrap_or(u64::MAX);
+    (files / 8).clamp(8, 256) as usize
+}
+
+/// The soft limit on open files (`ulimit -n`), where the OS tells it.
+fn open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct it is given.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0;
+        if ok && l.rlim_cur != libc::RLIM_INFINITY {
+            #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+            return Some(l.rlim_cur as u64);
+        }
+    }
+    None
 }
 
 /// The addresses other than 127.0.0.1 that `host` (a node name's host
