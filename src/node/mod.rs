@@ -278,6 +278,15 @@ impl Node {
         v
     }
 
+    /// Whether the connection to `node` is up (handshake done).
+    pub fn is_connected(&self, node: &str) -> bool {
+        self.inner
+            .peers
+            .lock()
+            .get(node)
+            .is_some_and(|p| p.up_creation.is_some())
+    }
+
     /// Subscribe to nodeup/nodedown events.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
