@@ -123,7 +123,7 @@ pub enum Origin {
 }
 
 /// What the keeper knows of one node, as [`Cluster::targets`] shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetStatus {
     /// The node's name.
     pub node: String,
@@ -393,6 +393,23 @@ impl Cluster {
     /// What the keeper knows of each node it keeps, sorted by name.
     pub fn targets(&self) -> Vec<TargetStatus> {
         self.keeper.lock().status(Instant::now())
+    }
+
+    /// A handle that reads [`Cluster::targets`] without keeping the keeper
+    /// alive (for a status service).
+    pub fn view(&self) -> ClusterView {
+        ClusterView(Arc::downgrade(&self.keeper))
+    }
+}
+
+/// Reads what a [`Cluster`] knows, for as long as it runs ([`Cluster::view`]).
+#[derive(Debug, Clone)]
+pub struct ClusterView(std::sync::Weak<parking_lot::Mutex<Keeper>>);
+
+impl ClusterView {
+    /// [`Cluster::targets`]; `None` once the cluster is dropped.
+    pub fn targets(&self) -> Option<Vec<TargetStatus>> {
+        self.0.upgrade().map(|k| k.lock().status(Instant::now()))
     }
 }
 

@@ -10,7 +10,9 @@ pub mod cluster;
 pub(crate) mod supervise;
 
 use crate::config::{NodeConfig, NodeName};
-use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
+use crate::dist::connection::{
+    self, ConnConfig, ConnectionError, Direction, LinkStats, Outgoing, PeerLink, Router,
+};
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
@@ -37,6 +39,17 @@ pub enum StartError {
     /// The configuration is refused ([`NodeConfig::check`]).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+}
+
+/// A connected peer, as [`Node::peer_info`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's name.
+    pub node: String,
+    /// The peer's creation (its incarnation).
+    pub creation: u32,
+    /// The connection's counters.
+    pub link: LinkStats,
 }
 
 /// A peer came or went.
@@ -99,6 +112,7 @@ struct Inner {
     mons_out: Mutex<HashMap<Reference, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    started: std::time::Instant,
     _epmd_server: Mutex<Option<EpmdServer>>,
 }
 
@@ -164,6 +178,7 @@ impl Node {
             mons_out: Mutex::default(),
             events,
             tasks: Mutex::default(),
+            started: std::time::Instant::now(),
             _epmd_server: Mutex::new(server),
         });
         let weak = Arc::downgrade(&inner);
@@ -268,6 +283,35 @@ impl Node {
             .map(|(n, _)| n.clone())
             .collect();
         v.sort();
+        v
+    }
+
+    /// How long the node has been running.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// How many processes the node hosts (its own `net_kernel` included).
+    pub fn process_count(&self) -> usize {
+        self.inner.procs.read().len()
+    }
+
+    /// Every connected peer with its connection's counters, sorted by name.
+    pub fn peer_info(&self) -> Vec<PeerStats> {
+        let mut v: Vec<PeerStats> = self
+            .inner
+            .peers
+            .lock()
+            .iter()
+            .filter_map(|(n, p)| {
+                p.up_creation.map(|creation| PeerStats {
+                    node: n.clone(),
+                    creation,
+                    link: p.link.stats(),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
         v
     }
 
@@ -660,14 +704,14 @@ impl Inner {
         let result = match result {
             Err(ConnectionError::Handshake(HandshakeError::Refused(s))) if s == "nok" => {
                 match tokio::time::timeout(std::time::Duration::from_secs(10), adopted).await {
-                    Ok(Ok(conn)) => Ok(conn),
+                    Ok(Ok((sock, peer))) => Ok((sock, peer, Direction::In)),
                     _ => Err(ConnectionError::Handshake(HandshakeError::Refused(s))),
                 }
             }
-            other => other,
+            other => other.map(|(sock, peer)| (sock, peer, Direction::Out)),
         };
         match result {
-            Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
+            Ok((s, peer, dir)) => self.run_connection(s, peer, id, rx, dir).await,
             Err(e) => {
                 tracing::warn!(peer = %node, "connection failed: {e}");
                 if self.remove_peer(&node, id) {
@@ -744,7 +788,7 @@ impl Inner {
             old.link.close.notify_one();
             self.node_down(&node, old.id, "replaced by a new connection");
         }
-        self.run_connection(sock, peer, id, rx).await;
+        self.run_connection(sock, peer, id, rx, Direction::In).await;
     }
 
     async fn run_connection(
@@ -753,12 +797,14 @@ impl Inner {
         peer: PeerInfo,
         id: u64,
         rx: mpsc::UnboundedReceiver<Outgoing>,
+        direction: Direction,
     ) {
         let node = peer.name.to_string();
         let link = {
             let mut peers = self.peers.lock();
             match peers.get_mut(&node) {
                 Some(p) if p.id == id => {
+                    p.link.mark_up(direction);
                     p.up_creation = Some(peer.creation);
                     p.link.clone()
                 }
