@@ -1458,6 +1458,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn peer_info_counts_each_connection_both_ways() {
+        let (a, epmd) = node().await;
+        let mut c = NodeConfig::new(
+            NodeName::parse("unit2@localhost").unwrap(),
+            Cookie::new("c"),
+        );
+        c.epmd_port = epmd.port;
+        c.embedded_epmd = false;
+        let b = Node::start(c).await.unwrap();
+        assert!(a.peer_info().is_empty());
+        a.connect(b.name()).await.unwrap();
+        let mut rx = b.spawn_registered("inbox").unwrap();
+        let mut tx = a.spawn_process();
+        for i in 0..3 {
+            tx.send(Dest::Name("inbox".into(), b.name().into()), term::int(i))
+                .unwrap();
+        }
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        rx.send(tx.pid().clone(), atom("thanks")).unwrap();
+        tx.recv_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let out = &a.peer_info()[0];
+        assert_eq!((out.node.as_str(), out.creation), (b.name(), b.creation()));
+        assert_eq!(out.link.direction, Some(Direction::Out));
+        assert!(out.link.msgs_out >= 3, "{out:?}");
+        assert!(out.link.msgs_in >= 1, "{out:?}");
+        assert!(out.link.bytes_out > 0 && out.link.bytes_in > 0, "{out:?}");
+        assert!(out.link.connected_for.is_some());
+        let inc = &b.peer_info()[0];
+        assert_eq!(inc.node, a.name());
+        assert_eq!(inc.link.direction, Some(Direction::In));
+        assert!(inc.link.msgs_in >= 3, "{inc:?}");
+        assert!(inc.link.last_heard < Duration::from_secs(5), "{inc:?}");
+        assert!(a.uptime() > Duration::ZERO);
+        assert!(b.process_count() >= 2, "net_kernel and inbox");
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn local_monitors_fire_once_and_demonitor_forgets() {
         let (n, _epmd) = node().await;
         let mut a = n.spawn_process();
