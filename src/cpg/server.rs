@@ -191,6 +191,21 @@ enum Command<N> {
     Crash,
 }
 
+/// A scope's counts ([`CpgScope::summary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeSummary {
+    /// The scope's name.
+    pub scope: String,
+    /// Groups (pattern groups included).
+    pub groups: usize,
+    /// Memberships over every group (a pid joined twice counts twice).
+    pub members: usize,
+    /// Memberships of this node's processes.
+    pub local_members: usize,
+    /// Distinct pids in at least one group.
+    pub pids: usize,
+}
+
 /// A running scope whose group names are `N`: `String` (trie storage, the
 /// default) or [`TermName`] (map storage). Clone it freely; reads never wait
 /// for the scope task.
@@ -368,6 +383,20 @@ impl<N: WireName> CpgScope<N> {
     /// `cpg:which_groups(Scope)`.
     pub fn which_groups(&self) -> Vec<N> {
         self.read(|s| s.which_groups())
+    }
+
+    /// Counts of the scope, for a status report.
+    pub fn summary(&self) -> ScopeSummary {
+        self.read(|s| {
+            let (members, local_members) = s.member_totals();
+            ScopeSummary {
+                scope: self.name.clone(),
+                groups: s.group_count(),
+                members,
+                local_members,
+                pids: s.pid_count(),
+            }
+        })
     }
 }
 

@@ -10,7 +10,9 @@ pub mod cluster;
 pub(crate) mod supervise;
 
 use crate::config::{NodeConfig, NodeName};
-use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
+use crate::dist::connection::{
+    self, ConnConfig, ConnectionError, Direction, LinkStats, Outgoing, PeerLink, Router,
+};
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
@@ -38,6 +40,17 @@ pub enum StartError {
     /// The configuration is refused ([`NodeConfig::check`]).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+}
+
+/// A connected peer, as [`Node::peer_info`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's name.
+    pub node: String,
+    /// The peer's creation (its incarnation).
+    pub creation: u32,
+    /// The connection's counters.
+    pub link: LinkStats,
 }
 
 /// A peer came or went.
@@ -100,6 +113,7 @@ struct Inner {
     mons_out: Mutex<HashMap<Reference, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    started: std::time::Instant,
     _epmd_server: Mutex<Option<EpmdServer>>,
 }
 
@@ -171,6 +185,7 @@ impl Node {
             mons_out: Mutex::default(),
             events,
             tasks: Mutex::default(),
+            started: std::time::Instant::now(),
             _epmd_server: Mutex::new(server),
         });
         let weak = Arc::downgrade(&inner);
@@ -285,6 +300,35 @@ impl Node {
             .lock()
             .get(node)
             .is_some_and(|p| p.up_creation.is_some())
+    }
+
+    /// How long the node has been running.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// How many processes the node hosts (its own `net_kernel` included).
+    pub fn process_count(&self) -> usize {
+        self.inner.procs.read().len()
+    }
+
+    /// Every connected peer with its connection's counters, sorted by name.
+    pub fn peer_info(&self) -> Vec<PeerStats> {
+        let mut v: Vec<PeerStats> = self
+            .inner
+            .peers
+            .lock()
+            .iter()
+            .filter_map(|(n, p)| {
+                p.up_creation.map(|creation| PeerStats {
+                    node: n.clone(),
+                    creation,
+                    link: p.link.stats(),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
     }
 
     /// Subscribe to nodeup/nodedown events.
@@ -676,14 +720,14 @@ impl Inner {
         let result = match result {
             Err(ConnectionError::Handshake(HandshakeError::Refused(s))) if s == "nok" => {
                 match tokio::time::timeout(std::time::Duration::from_secs(10), adopted).await {
-                    Ok(Ok(conn)) => Ok(conn),
+                    Ok(Ok((sock, peer))) => Ok((sock, peer, Direction::In)),
                     _ => Err(ConnectionError::Handshake(HandshakeError::Refused(s))),
                 }
             }
-            other => other,
+            other => other.map(|(sock, peer)| (sock, peer, Direction::Out)),
         };
         match result {
-            Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
+            Ok((s, peer, dir)) => self.run_connection(s, peer, id, rx, dir).await,
             Err(e) => {
                 // Debug only: whoever asked for the connection (a call to
                 // `connect`, the cluster keeper) reports it as it sees fit.
@@ -762,7 +806,7 @@ impl Inner {
             old.link.close.notify_one();
             self.node_down(&node, old.id, "replaced by a new connection");
         }
-        self.run_connection(sock, peer, id, rx).await;
+        self.run_connection(sock, peer, id, rx, Direction::In).await;
     }
 
     async fn run_connection(
@@ -771,12 +815,14 @@ impl Inner {
         peer: PeerInfo,
         id: u64,
         rx: mpsc::UnboundedReceiver<Outgoing>,
+        direction: Direction,
     ) {
         let node = peer.name.to_string();
         let link = {
             let mut peers = self.peers.lock();
             match peers.get_mut(&node) {
                 Some(p) if p.id == id => {
+                    p.link.mark_up(direction);
                     p.up_creation = Some(peer.creation);
                     p.link.clone()
                 }
@@ -1453,6 +1499,53 @@ mod tests {
             "the node and its other processes live on"
         );
         n.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn peer_info_counts_each_connection_both_ways() {
+        let (a, epmd) = node().await;
+        let mut c = NodeConfig::new(
+            NodeName::parse("unit2@localhost").unwrap(),
+            Cookie::new("c"),
+        );
+        c.epmd_port = epmd.port;
+        c.embedded_epmd = false;
+        let b = Node::start(c).await.unwrap();
+        assert!(a.peer_info().is_empty());
+        a.connect(b.name()).await.unwrap();
+        let mut rx = b.spawn_registered("inbox").unwrap();
+        let mut tx = a.spawn_process();
+        for i in 0..3 {
+            tx.send(Dest::Name("inbox".into(), b.name().into()), term::int(i))
+                .unwrap();
+        }
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        rx.send(tx.pid().clone(), atom("thanks")).unwrap();
+        tx.recv_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let out = &a.peer_info()[0];
+        assert_eq!((out.node.as_str(), out.creation), (b.name(), b.creation()));
+        assert_eq!(out.link.direction, Some(Direction::Out));
+        assert!(out.link.msgs_out >= 3, "{out:?}");
+        assert!(out.link.msgs_in >= 1, "{out:?}");
+        assert!(out.link.bytes_out > 0 && out.link.bytes_in > 0, "{out:?}");
+        assert!(out.link.connected_for.is_some());
+        let inc = &b.peer_info()[0];
+        assert_eq!(inc.node, a.name());
+        assert_eq!(inc.link.direction, Some(Direction::In));
+        assert!(inc.link.msgs_in >= 3, "{inc:?}");
+        assert!(inc.link.last_heard < Duration::from_secs(5), "{inc:?}");
+        assert!(a.uptime() > Duration::ZERO);
+        assert!(b.process_count() >= 2, "net_kernel and inbox");
+        a.shutdown().await;
+        b.shutdown().await;
     }
 
     #[tokio::test]
