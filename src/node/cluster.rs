@@ -198,6 +198,11 @@ impl Keeper {
         k
     }
 
+    /// Whether `node` is a target.
+    pub fn knows(&self, node: &str) -> bool {
+        self.targets.contains_key(node)
+    }
+
     /// A connection to `node` is up.
     pub fn up(&mut self, node: &str) {
         let t = self
@@ -459,7 +464,15 @@ async fn drive(
         };
         tokio::select! {
             e = events.recv() => match e {
-                Ok(NodeEvent::Up(n)) => keeper.lock().up(&n),
+                Ok(NodeEvent::Up(n)) => {
+                    // A hidden node that dialled us (a `cpg-node status` or
+                    // `members` client, mostly) is not redialled when it
+                    // goes: it comes and goes as it likes.
+                    let mut k = keeper.lock();
+                    if k.knows(&n) || node.is_hidden_peer(&n) == Some(false) {
+                        k.up(&n);
+                    }
+                }
                 Ok(NodeEvent::Down(n, why)) => {
                     keeper.lock().down(&n, &why, Instant::now(), rand::random());
                 }

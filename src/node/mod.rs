@@ -91,6 +91,8 @@ struct Peer {
     id: u64,
     /// The peer's creation once the connection is up; `None` while dialling.
     up_creation: Option<u32>,
+    /// Whether the peer is hidden (did not set DFLAG_PUBLISHED), once up.
+    hidden: bool,
     /// While our own dial is pending: where an incoming connection from the
     /// same node goes when it wins a simultaneous connect, so the messages
     /// already queued for the peer go out on it.
@@ -300,6 +302,17 @@ impl Node {
             .lock()
             .get(node)
             .is_some_and(|p| p.up_creation.is_some())
+    }
+
+    /// Whether `node` is connected and hidden (a `cpg-node`, a query
+    /// client, an `erl -hidden`); `None` when not connected.
+    pub fn is_hidden_peer(&self, node: &str) -> Option<bool> {
+        self.inner
+            .peers
+            .lock()
+            .get(node)
+            .filter(|p| p.up_creation.is_some())
+            .map(|p| p.hidden)
     }
 
     /// How long the node has been running.
@@ -628,6 +641,7 @@ impl Inner {
                 link: link.clone(),
                 id,
                 up_creation: None,
+                hidden: false,
                 adopt: Some(adopt),
             },
         );
@@ -795,6 +809,7 @@ impl Inner {
                 link: Arc::new(PeerLink::default()),
                 id,
                 up_creation: None,
+                hidden: false,
                 adopt: None,
             },
         );
@@ -824,6 +839,7 @@ impl Inner {
                 Some(p) if p.id == id => {
                     p.link.mark_up(direction);
                     p.up_creation = Some(peer.creation);
+                    p.hidden = peer.flags & flags::PUBLISHED == 0;
                     p.link.clone()
                 }
                 _ => return, // superseded while handshaking
