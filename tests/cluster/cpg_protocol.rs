@@ -39,9 +39,9 @@ async fn every_message_kind_against_a_driver_scope() {
     let ok = eventually(5, || async {
         let got = received(&r, &e.name).await;
         got.iter().any(|m| {
-                matches!(m, WireMsg::Cast(Request::Exchange { groups, .. })
+            matches!(m, WireMsg::Cast(Request::Exchange { groups, .. })
                 if groups == &vec![("before".to_string(), vec![m_pid(&scope, "before")])])
-            })
+        })
     })
     .await;
     assert!(
