@@ -345,7 +345,7 @@ fn main() {
             "--only" => only.extend(args.next()),
             _ => {
                 eprintln!(
-                    "usage: cpg_bench [--runs N] [--only lookup|pattern|join|quad|quad30|mem]..."
+                    "usage: cpg_bench [--runs N] [--only lookup|pattern|join|quad|quad30|mem|profile]..."
                 );
                 std::process::exit(2);
             }
@@ -369,6 +369,25 @@ fn main() {
         }
         if want("quad30") {
             quadratic(&[30_000]);
+        }
+        if only.iter().any(|o| o == "profile") {
+            // for `valgrind --tool=callgrind`: a few calls of each hot read
+            for _ in 0..1000 {
+                let _ = black_box(read(&lookup, |s| {
+                    s.get_members("g1000", None).map(|(k, v)| {
+                        (
+                            k.to_owned(),
+                            v.into_iter().map(Pid::from).collect::<Vec<_>>(),
+                        )
+                    })
+                }));
+            }
+            for _ in 0..100_000 {
+                let _ = black_box(read(&lookup, |s| {
+                    s.get_closest_pid("g1000", None, &mut |n| rand::random_range(0..n.max(1)))
+                        .map(|(k, p)| (k.to_owned(), Pid::from(p)))
+                }));
+            }
         }
         if want("mem") {
             out("mem.dg_dp.100000", memory(100_000, 1));
