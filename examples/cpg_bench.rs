@@ -307,6 +307,71 @@ fn quadratic(sizes: &[u32]) {
     }
 }
 
+/// joins/s through a running scope process ([`CpgScope::join`], awaited one
+/// by one as one caller of `cpg:join` does): the command channel, the reply
+/// and the monitor of each pid included. Needs a node (EPMD: a running one,
+/// else the node's own).
+fn scope_joins(runs: usize) {
+    use cpg_node::config::{Cookie, NodeConfig, NodeName};
+    use cpg_node::cpg::{CpgScope, ScopeOptions};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let name = NodeName::from_cli(&format!("cpg_bench_{}", std::process::id()), false)
+            .expect("node name");
+        let node = match cpg_node::Node::start(NodeConfig::new(name, Cookie::new("bench"))).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("cpg_bench: no node ({e}): scope joins not measured");
+                return;
+            }
+        };
+        for run in 0..runs {
+            for (n, one_group) in [
+                (10_000u32, false),
+                (100_000, false),
+                (10_000, true),
+                (100_000, true),
+            ] {
+                let scope = CpgScope::start(
+                    &node,
+                    ScopeOptions::new(&format!("bench_{run}_{n}_{one_group}")),
+                )
+                .expect("scope");
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let pids: Vec<Pid> = (0..n)
+                    .map(|_| {
+                        let mut stopped = stopped.clone();
+                        node.spawn(|p| async move {
+                            let _ = stopped.changed().await;
+                            drop(p)
+                        })
+                    })
+                    .collect();
+                let t = Instant::now();
+                for (i, p) in pids.iter().enumerate() {
+                    let g = if one_group {
+                        "g".to_string()
+                    } else {
+                        format!("g{i}")
+                    };
+                    scope.join(&g, p).await.expect("join");
+                }
+                let rate = n as f64 / t.elapsed().as_secs_f64();
+                let what = if one_group { "g1_dp" } else { "dg_dp" };
+                out(&format!("join_scope.{what}.{n}"), rate);
+                // the processes end; wait until the scope has seen them go
+                let _ = stop.send(true);
+                while scope.read(|s| s.group_count()) > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    });
+}
+
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -345,7 +410,7 @@ fn main() {
             "--only" => only.extend(args.next()),
             _ => {
                 eprintln!(
-                    "usage: cpg_bench [--runs N] [--only lookup|pattern|join|quad|quad30|mem|profile]..."
+                    "usage: cpg_bench [--runs N] [--only lookup|pattern|join|quad|quad30|mem|scope|profile]..."
                 );
                 std::process::exit(2);
             }
@@ -388,6 +453,9 @@ fn main() {
                         .map(|(k, p)| (k.to_owned(), Pid::from(p)))
                 }));
             }
+        }
+        if only.iter().any(|o| o == "scope") {
+            scope_joins(1);
         }
         if want("mem") {
             out("mem.dg_dp.100000", memory(100_000, 1));

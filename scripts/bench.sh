@@ -7,7 +7,8 @@
 # quickrand), ':'-separated. Without it only our side runs and the rows it
 # could not compare are listed. RUNS (default 5): runs of each figure; the
 # table shows median [min-max]. PARTS (default all): a subset of
-# "lookup pattern join quad mem remote quad30" (quad30, the 30k sizes of
+# "lookup pattern join scope quad mem remote quad30" (scope: our joins
+# through a running scope process, on a node of ours; quad30, the 30k sizes of
 # the quadratic paths, and remote run once, not RUNS times: BEAM takes tens
 # of seconds there).
 #
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-5}"
-PARTS="${PARTS:-lookup pattern join quad mem remote quad30}"
+PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -25,7 +26,7 @@ many=() once=()
 for p in $PARTS; do
     case "$p" in
         quad30 | remote) once+=("$p") ;;
-        lookup | pattern | join | quad | mem) many+=("$p") ;;
+        lookup | pattern | join | scope | quad | mem) many+=("$p") ;;
         *) echo "unknown part: $p" >&2; exit 2 ;;
     esac
 done
@@ -114,6 +115,10 @@ for n in (10000, 100000):
     for what, unit in (("join.dg_dp", "joins/s"), ("leave.dg_dp", "leaves/s"), ("join.g1_dp", "joins/s")):
         k = f"{what}.{n}"
         rows.append((f"local {what.replace('.', ' ')}, {n}", k, k, unit, True))
+for n in (10000, 100000):
+    for what in ("dg_dp", "g1_dp"):
+        rows.append((f"local join {what}, {n} [ours through the scope process]",
+                     f"join.{what}.{n}", f"join_scope.{what}.{n}", "joins/s", True))
 for n in (10000, 30000):
     for k, label in (("quad.dg_1p_join", "one pid joins N groups (dg_1p)"),
                      ("quad.g1_dp_leave", "N pids leave one group (g1_dp)"),
