@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Benchmarks cpg-node against genuine cpg on BEAM and prints one table.
+#
+#   CPG_EBIN=/path/cpg/ebin:/path/trie/ebin:/path/quickrand/ebin bash scripts/bench.sh
+#
+# CPG_EBIN: the ebin directories of cpg and its dependencies (trie,
+# quickrand), ':'-separated. Without it only our side runs and the rows it
+# could not compare are listed. RUNS (default 5): runs of each figure; the
+# table shows median [min-max]. PARTS (default all): a subset of
+# "lookup pattern join scope quad mem remote quad30" (scope: our joins
+# through a running scope process, on a node of ours; quad30, the 30k sizes of
+# the quadratic paths, and remote run once, not RUNS times: BEAM takes tens
+# of seconds there).
+#
+# Our side: examples/cpg_bench.rs (release build). BEAM side:
+# bench/erl/cpg_bench.erl, compiled here with erlc into a temporary folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS="${RUNS:-5}"
+PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+many=() once=()
+for p in $PARTS; do
+    case "$p" in
+        quad30 | remote) once+=("$p") ;;
+        lookup | pattern | join | scope | quad | mem) many+=("$p") ;;
+        *) echo "unknown part: $p" >&2; exit 2 ;;
+    esac
+done
+
+echo "building examples/cpg_bench (release)..." >&2
+cargo build --release --no-default-features --example cpg_bench >&2
+target="${CARGO_TARGET_DIR:-target}"
+ours="$target/release/examples/cpg_bench"
+
+only() { for p in "$@"; do printf -- '--only %s ' "$p"; done; }
+
+if [ -n "${CPG_EBIN:-}" ]; then
+    command -v erlc >/dev/null || { echo "CPG_EBIN is set but erlc is missing" >&2; exit 1; }
+    erlc -o "$tmp" bench/erl/cpg_bench.erl
+    pa=()
+    IFS=: read -r -a dirs <<<"$CPG_EBIN"
+    for d in "${dirs[@]}"; do pa+=(-pa "$d"); done
+    beam() {
+        # a distributed node (for the remote part's peer); no output but ours
+        erl +P 2000000 -noshell "${pa[@]}" -pa "$tmp" -sname "cpg_bench_$$" \
+            -s cpg_bench main "$@" -s init stop
+    }
+    if [ ${#many[@]} -gt 0 ]; then
+        echo "BEAM: ${many[*]} x $RUNS..." >&2
+        beam "$RUNS" "${many[@]}" >"$tmp/beam.txt"
+    fi
+    if [ ${#once[@]} -gt 0 ]; then
+        echo "BEAM: ${once[*]} x 1..." >&2
+        beam 1 "${once[@]}" >>"$tmp/beam.txt"
+    fi
+else
+    : >"$tmp/beam.txt"
+fi
+
+if [ ${#many[@]} -gt 0 ]; then
+    echo "cpg-node: ${many[*]} x $RUNS..." >&2
+    # shellcheck disable=SC2046
+    "$ours" --runs "$RUNS" $(only "${many[@]}") >"$tmp/ours.txt"
+else
+    : >"$tmp/ours.txt"
+fi
+if [ ${#once[@]} -gt 0 ]; then
+    echo "cpg-node: ${once[*]} x 1..." >&2
+    # shellcheck disable=SC2046
+    "$ours" --runs 1 $(only "${once[@]}") >>"$tmp/ours.txt"
+fi
+
+CPG_EBIN="${CPG_EBIN:-}" python3 - "$tmp/beam.txt" "$tmp/ours.txt" <<'EOF'
+import os, statistics, sys
+
+def load(path):
+    d = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                d.setdefault(parts[0], []).append(float(parts[1]))
+            except ValueError:
+                pass
+    return d
+
+beam, ours = load(sys.argv[1]), load(sys.argv[2])
+
+# (label, BEAM key, our key, unit, higher is better)
+rows = []
+ops = [("closest", "get_closest_pid"), ("random", "get_random_pid"),
+       ("members", "get_members"), ("oldest", "get_oldest_pid"),
+       ("newest", "get_newest_pid")]
+for r in (1, 8):
+    for op, fn in ops:
+        for n in (1, 10, 1000):
+            k = f"lookup.{op}.{n}.r{r}"
+            rows.append((f"{fn}, group of {n}, {r} reader(s) [cpg_data]", k, k, "ns", False))
+for r in (1, 8):
+    for op, fn in ops:
+        for n in (1, 10, 1000):
+            rows.append((f"{fn}, group of {n}, {r} reader(s) [gen_server]",
+                         f"call.{op}.{n}.r{r}", f"lookup.{op}.{n}.r{r}", "ns", False))
+for n in (1000, 100000):
+    for r in (1, 8):
+        k = f"pattern.{n}.r{r}"
+        rows.append((f"pattern get_closest_pid, {n} pattern groups, {r} reader(s) [cpg_data]", k, k, "ns", False))
+    rows.append((f"pattern get_closest_pid, {n} pattern groups, 1 reader [gen_server]",
+                 f"pattern_call.{n}.r1", f"pattern.{n}.r1", "ns", False))
+for n in (10000, 100000):
+    for what, unit in (("join.dg_dp", "joins/s"), ("leave.dg_dp", "leaves/s"), ("join.g1_dp", "joins/s")):
+        k = f"{what}.{n}"
+        rows.append((f"local {what.replace('.', ' ')}, {n}", k, k, unit, True))
+for n in (10000, 100000):
+    for what in ("dg_dp", "g1_dp"):
+        rows.append((f"local join {what}, {n} [ours through the scope process]",
+                     f"join.{what}.{n}", f"join_scope.{what}.{n}", "joins/s", True))
+for n in (10000, 30000):
+    for k, label in (("quad.dg_1p_join", "one pid joins N groups (dg_1p)"),
+                     ("quad.g1_dp_leave", "N pids leave one group (g1_dp)"),
+                     ("quad.remote_down_g1", "N remote members of one group die")):
+        rows.append((f"{label}, N={n}", f"{k}.{n}", f"{k}.{n}", "ms total", False))
+rows.append(("memory per membership, 100k groups x 1", "mem.dg_dp.100000", "mem.dg_dp.100000", "bytes", False))
+rows.append(("memory per membership, 10k groups x 100", "mem.g100.10000", "mem.g100.10000", "bytes", False))
+
+def fmt(v):
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+def cell(vals):
+    if not vals:
+        return "—"
+    m = statistics.median(vals)
+    if len(vals) == 1:
+        return f"{fmt(m)} (1 run)"
+    return f"{fmt(m)} [{fmt(min(vals))}–{fmt(max(vals))}]"
+
+print("Ratio: BEAM / cpg-node for times and bytes, cpg-node / BEAM for rates:")
+print("> 1 means cpg-node is faster (or smaller). Cells: median [min–max] of the runs.")
+print()
+print("| figure | unit | BEAM cpg | cpg-node | ratio |")
+print("|---|---|---|---|---|")
+missing = []
+for label, bk, ok_, unit, higher in rows:
+    b, o = beam.get(bk), ours.get(ok_)
+    if not b and not o:
+        continue
+    if b and o:
+        bm, om = statistics.median(b), statistics.median(o)
+        ratio = (om / bm) if higher else (bm / om if om else float("inf"))
+        r = f"{ratio:,.1f}×" if ratio >= 10 else f"{ratio:.2f}×"
+    else:
+        r = "—"
+        if o and not b:
+            missing.append(label)
+    print(f"| {label} | {unit} | {cell(b)} | {cell(o)} | {r} |")
+if missing:
+    print()
+    why = "CPG_EBIN unset" if not os.environ.get("CPG_EBIN") else "no BEAM figure"
+    print(f"Not compared ({why}): " + "; ".join(missing))
+EOF
