@@ -162,6 +162,12 @@ fn lookups(s: &RwLock<S>) {
                     })
                 }));
             };
+            // CpgScope::get_members_shared: the key and one shared snapshot
+            let members_shared = |_| {
+                let _ = black_box(read(s, |s| {
+                    s.get_members_shared(name).map(|(k, v)| (k.to_owned(), v))
+                }));
+            };
             let oldest = |_| {
                 let _ = black_box(read(s, |s| {
                     s.get_oldest_pid(name, None)
@@ -186,6 +192,10 @@ fn lookups(s: &RwLock<S>) {
             out(
                 &format!("lookup.members.{n}.r{readers}"),
                 per_call_threads(readers, calls, &members),
+            );
+            out(
+                &format!("lookup.members_shared.{n}.r{readers}"),
+                per_call_threads(readers, 1_000_000, &members_shared),
             );
             out(
                 &format!("lookup.oldest.{n}.r{readers}"),
