@@ -16,7 +16,6 @@
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
-use cpg_node::process::{parse_call, Signal};
 use cpg_node::term::{atom, tuple};
 use cpg_node::Node;
 
@@ -48,11 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         node.name()
     );
     let server = tokio::spawn(async move {
-        while let Ok(Signal::Message { msg, .. }) = worker.recv().await {
-            if let Some((from, req)) = parse_call(&msg) {
-                let _ = worker.reply(&from, tuple(vec![atom("done"), req.clone()]));
-            }
-        }
+        worker
+            .serve_calls(|_, req| tuple(vec![atom("done"), req.clone()]))
+            .await
     });
     tokio::signal::ctrl_c().await?;
     server.abort();

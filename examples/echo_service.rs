@@ -14,7 +14,6 @@
 //! ```
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
-use cpg_node::process::{parse_call, Signal};
 use cpg_node::term::{atom, tuple};
 use cpg_node::Node;
 
@@ -28,12 +27,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::start(config).await?;
     println!("{} serving echo_service; Ctrl-C to stop", node.name());
     let mut p = node.spawn_registered("echo_service")?;
+    // Replies go to the caller's alias (OTP 24+), so a caller that timed
+    // out gets no late reply in its mailbox.
     let server = tokio::spawn(async move {
-        while let Ok(Signal::Message { msg, .. }) = p.recv().await {
-            if let Some((from, req)) = parse_call(&msg) {
-                let _ = p.reply(&from, tuple(vec![atom("you_said"), req.clone()]));
-            }
-        }
+        p.serve_calls(|_, req| tuple(vec![atom("you_said"), req.clone()]))
+            .await
     });
     tokio::signal::ctrl_c().await?;
     server.abort();

@@ -1,16 +1,24 @@
-//! Subcommands of the `cpg-node` binary.
+//! Subcommands of the `cpg-node` binary, and how it reports errors.
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use cpg_node::config::{default_cookie, Cookie, NodeConfig, NodeName};
+use cpg_node::config::{
+    default_cookie_or_create, ConfigError, Cookie, CookieError, NameError, NodeConfig, NodeName,
+};
 use cpg_node::cpg::{BeamNodeType, CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::dist::connection::ConnectionError;
+use cpg_node::dist::handshake::HandshakeError;
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
-use cpg_node::process::{parse_call, Process, Signal};
+use cpg_node::process::{Process, Signal};
 use cpg_node::term::{self, atom, Term};
 use cpg_node::Node;
 use std::time::Duration;
 
 /// A hidden Erlang node in Rust that takes part in cpg process groups.
+///
+/// Erlang's own flags work too: `-sname N`, `-name N` (long names) and
+/// `-setcookie C` are read as `--sname N`, `--name N --long-names` and
+/// `--cookie C`.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 pub struct Cli {
@@ -23,10 +31,15 @@ pub struct Cli {
 /// Options shared by every subcommand.
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
-    /// Node name: `name` (this host is added) or `name@host`.
-    #[arg(long, global = true)]
+    /// Node name: `name` (this host is added) or `name@host`; a short name
+    /// unless --long-names (`-name N` sets both).
+    #[arg(long, global = true, conflicts_with = "sname")]
     pub name: Option<String>,
-    /// Cluster cookie (default: $HOME/.erlang.cookie).
+    /// Short node name, as `erl -sname`: `name` or `name@host`.
+    #[arg(long, global = true, conflicts_with = "long_names")]
+    pub sname: Option<String>,
+    /// Cluster cookie, as `erl -setcookie` (default: $HOME/.erlang.cookie,
+    /// created as erl creates it when missing).
     #[arg(long, global = true, env = "CPG_NODE_COOKIE", hide_env_values = true)]
     pub cookie: Option<String>,
     /// Use long names (name@fully.qualified.host).
@@ -81,7 +94,8 @@ pub enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Ping a node: prints pong (exit 0) or pang (exit 1).
+    /// Ping a node: prints pong (exit 0) or pang (exit 1, and why on
+    /// stderr).
     Ping {
         /// The node.
         node: String,
@@ -141,18 +155,195 @@ impl CpgArgs {
     }
 }
 
+impl Cli {
+    /// Whether errors are to be printed as JSON.
+    pub fn json(&self) -> bool {
+        match &self.cmd {
+            Cmd::Members { client, .. } | Cmd::Groups { client } | Cmd::Watch { client } => {
+                client.json
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Cmd {
+    /// The log level when RUST_LOG is not set: `run` tells what it does,
+    /// the other commands print their result and warnings only. For those,
+    /// the node's own warnings about dials are left out: a failed connect
+    /// comes back as the command's error, printed once.
+    pub fn default_log(&self) -> &'static str {
+        match self {
+            Cmd::Run { .. } => "info",
+            _ => "warn,cpg_node::node=error",
+        }
+    }
+}
+
+/// Rewrites Erlang's single-dash flags into the long flags clap knows:
+/// `-sname N` to `--sname N`, `-name N` to `--name N --long-names`,
+/// `-setcookie C` to `--cookie C`. Only whole arguments are rewritten, and
+/// none after `--`.
+pub fn erlang_style_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("--") => {
+                out.push(a);
+                out.extend(it.by_ref());
+            }
+            Some("-sname") => out.push("--sname".into()),
+            Some("-setcookie") => out.push("--cookie".into()),
+            Some("-name") => {
+                out.push("--long-names".into());
+                out.push("--name".into());
+            }
+            _ => out.push(a),
+        }
+    }
+    out
+}
+
+/// A mistake the user can fix (a bad argument, an unknown group, ...):
+/// printed as one line, with a `kind` for `--json`.
+#[derive(Debug)]
+pub struct UserError {
+    /// A short stable tag: `usage`, `no_such_group`, `bad_group_name`, ...
+    pub kind: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+fn user_error(kind: &'static str, message: impl Into<String>) -> anyhow::Error {
+    UserError {
+        kind,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// What kind of failure `e` is, for `--json` and the exit code.
+fn kind_of(e: &anyhow::Error) -> &'static str {
+    for c in e.chain() {
+        if let Some(u) = c.downcast_ref::<UserError>() {
+            return u.kind;
+        }
+        if c.is::<NameError>() || c.is::<ConfigError>() {
+            return "usage";
+        }
+        if c.is::<CookieError>() {
+            return "cookie_file";
+        }
+        if let Some(c) = c.downcast_ref::<ConnectionError>() {
+            return match c {
+                ConnectionError::Handshake(
+                    HandshakeError::CookieMismatch | HandshakeError::ClosedAfterReply,
+                ) => "wrong_cookie",
+                ConnectionError::MixedNames(_) => "mixed_names",
+                // Node::connect reports a failed dial by its text only.
+                ConnectionError::Unreachable(why) if why.contains("cookie") => "wrong_cookie",
+                ConnectionError::Unreachable(why) if why.contains("never connects short") => {
+                    "mixed_names"
+                }
+                _ => "unreachable",
+            };
+        }
+    }
+    "error"
+}
+
+/// Prints `e` once (stderr, or a JSON object on stdout under `--json`);
+/// returns the exit code: 2 for a usage error, as clap uses, else 1.
+pub fn report(e: &anyhow::Error, json: bool) -> i32 {
+    let kind = kind_of(e);
+    let message = format!("{e:#}");
+    if json {
+        println!("{}", serde_json::json!({ "error": message, "kind": kind }));
+    } else {
+        eprintln!("error: {message}");
+    }
+    if kind == "usage" {
+        2
+    } else {
+        1
+    }
+}
+
 pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
-    let name = NodeName::from_cli(a.name.as_deref().unwrap_or(default_name), a.long_names)?;
+    let name = match &a.sname {
+        Some(s) => NodeName::from_cli(s, false)?,
+        None => NodeName::from_cli(a.name.as_deref().unwrap_or(default_name), a.long_names)?,
+    };
     let cookie = match &a.cookie {
+        Some(c) if c.is_empty() => {
+            return Err(user_error(
+                "usage",
+                "the cookie is empty (--cookie, -setcookie or CPG_NODE_COOKIE)",
+            ))
+        }
         Some(c) => Cookie::new(c.clone()),
         None => {
-            default_cookie().context("no --cookie given and $HOME/.erlang.cookie unreadable")?
+            let (cookie, created) = default_cookie_or_create()?;
+            if let Some(path) = created {
+                eprintln!(
+                    "cpg-node: no cookie given and no {} found: created it with a new random \
+                     cookie, as erl does (every node of the cluster needs the same cookie)",
+                    path.display()
+                );
+            }
+            cookie
         }
     };
+    if a.net_ticktime == 0 {
+        return Err(user_error(
+            "usage",
+            "--net-ticktime must be at least 1 (seconds)",
+        ));
+    }
     let mut c = NodeConfig::new(name, cookie);
     c.epmd_port = cpg_node::epmd::port_from_env();
-    c.net_ticktime = Duration::from_secs(a.net_ticktime.max(1));
+    c.net_ticktime = Duration::from_secs(a.net_ticktime);
+    c.check()?;
     Ok(c)
+}
+
+/// Starts the node, saying which one failed to start.
+async fn start(c: NodeConfig) -> Result<Node> {
+    let name = c.name.to_string();
+    Node::start(c)
+        .await
+        .with_context(|| format!("cannot start node {name}"))
+}
+
+/// Checks a group name given on the command line, as cpg would.
+fn check_group(g: &str) -> Result<()> {
+    cpg_node::cpg::pattern::classify(g)
+        .map(|_| ())
+        .map_err(|e| user_error("bad_group_name", e.to_string()))
+}
+
+/// Checks a node name given on the command line.
+fn peer_name(node: &str) -> Result<()> {
+    NodeName::parse(node).map(|_| ()).map_err(|e| {
+        user_error(
+            "usage",
+            format!(
+                "{e} (for example {node}@{})",
+                cpg_node::config::local_host(false)
+            ),
+        )
+    })
 }
 
 /// Runs a subcommand; returns the exit code.
@@ -166,7 +357,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
             cpg,
             join,
         } => {
-            let node = Node::start(config(&cli.node, "cpg_node")?).await?;
+            for g in &join {
+                check_group(g)?;
+            }
+            let node = start(config(&cli.node, "cpg_node")?).await?;
             for name in &register {
                 spawn_echo(node.spawn_registered(name)?);
                 tracing::info!("echo process registered as {name}");
@@ -193,9 +387,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let _cluster = Cluster::start(&node, opts);
             // Say how the first attempt went; the keeper retries either way.
             for peer in &connect {
-                match node.connect(peer).await {
-                    Ok(()) => tracing::info!("connected to {peer}"),
-                    Err(e) => tracing::warn!("cannot connect to {peer} yet: {e}; retrying"),
+                // A failure is logged by the node ("connection failed"),
+                // and the keeper dials again.
+                if node.connect(peer).await.is_ok() {
+                    tracing::info!("connected to {peer}");
                 }
             }
             println!("{} running (hidden); Ctrl-C to stop", node.name());
@@ -204,19 +399,26 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Ping { node: target } => {
+            peer_name(&target)?;
             let default = format!("ping_{}", std::process::id());
-            let node = Node::start(config(&cli.node, &default)?).await?;
-            let pong = node.ping(&target).await;
+            let node = start(config(&cli.node, &default)?).await?;
+            // net_adm:ping says only pang; the reason goes to stderr.
+            let why = node.connect(&target).await.err();
+            let pong = why.is_none() && node.ping(&target).await;
             println!("{}", if pong { "pong" } else { "pang" });
             node.shutdown().await;
+            if let Some(e) = why {
+                eprintln!("error: cannot connect to {target}: {e}");
+            }
             Ok(if pong { 0 } else { 1 })
         }
         Cmd::Members { group, client } => {
             let json = client.json;
+            check_group(&group)?;
             let (node, scopes) = cpg_client(&cli.node, &client).await?;
             let mut found = false;
             for s in &scopes {
-                match s.read(|st| {
+                if let Ok((key, pids, local)) = s.read(|st| {
                     st.get_members(&group, None).map(|(k, v)| {
                         let local = st
                             .get_local_members(&group, None)
@@ -225,16 +427,22 @@ pub async fn run(cli: Cli) -> Result<i32> {
                         (k.to_string(), v, local)
                     })
                 }) {
-                    Ok((key, pids, local)) => {
-                        found = true;
-                        print_group(s.name(), &group, &key, &pids, &local, json);
-                    }
-                    Err(e) if !json => println!("{}: {e:?}", s.name()),
-                    Err(_) => {}
+                    found = true;
+                    print_group(s.name(), &group, &key, &pids, &local, json);
                 }
             }
             node.shutdown().await;
-            Ok(if found { 0 } else { 1 })
+            if !found {
+                let names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
+                return Err(user_error(
+                    "no_such_group",
+                    format!(
+                        "no group {group:?} in scope {} (no member, and no pattern group matches)",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            Ok(0)
         }
         Cmd::Groups { client } => {
             let json = client.json;
@@ -306,13 +514,16 @@ pub async fn run(cli: Cli) -> Result<i32> {
 /// connects, asks every scope for its state and waits until it settles.
 async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<CpgScope>)> {
     let connect = &client.connect;
+    for peer in connect {
+        peer_name(peer)?;
+    }
     let default = format!("cpg_cli_{}", std::process::id());
-    let node = Node::start(config(args, &default)?).await?;
+    let node = start(config(args, &default)?).await?;
     let scopes = client.cpg.start(&node)?;
     for peer in connect {
         node.connect(peer)
             .await
-            .with_context(|| format!("connecting to {peer}"))?;
+            .with_context(|| format!("cannot connect to {peer}"))?;
     }
     // A hidden node sees only the members of nodes it is connected to (cpg's
     // merge drops the others), so also connect to every node the seeds are
@@ -421,21 +632,16 @@ async fn wait_for_signal() {
 /// its request back as the reply.
 pub fn spawn_echo(mut p: Process) {
     tokio::spawn(async move {
-        while let Ok(s) = p.recv().await {
-            let Signal::Message { msg, .. } = s else {
-                continue;
-            };
-            if let Some((from, req)) = parse_call(&msg) {
-                let req = req.clone();
-                let _ = p.reply(&from, req);
-                continue;
-            }
-            match term::as_tuple(&msg) {
-                Some([Term::Pid(from), m]) => {
-                    let _ = p.send(from.clone(), m.clone());
+        let on_other = |p: &Process, s: Signal| {
+            if let Signal::Message { msg, .. } = s {
+                match term::as_tuple(&msg) {
+                    Some([Term::Pid(from), m]) => {
+                        let _ = p.send(from.clone(), m.clone());
+                    }
+                    _ => tracing::debug!("echo: ignored {msg}"),
                 }
-                _ => tracing::debug!("echo: ignored {msg}"),
             }
-        }
+        };
+        p.serve(|_, req| req.clone(), on_other).await;
     });
 }

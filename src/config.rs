@@ -77,6 +77,51 @@ impl NodeName {
     pub fn host(&self) -> &str {
         &self.host
     }
+
+    /// Whether this is a long name, as `erl` tells them apart: the host has
+    /// a dot or is an IP address. See [`mixed_names`].
+    pub fn is_long(&self) -> bool {
+        self.host.contains('.') || self.host.parse::<std::net::IpAddr>().is_ok()
+    }
+
+    /// "short" or "long", for messages.
+    pub fn mode(&self) -> &'static str {
+        if self.is_long() {
+            "long"
+        } else {
+            "short"
+        }
+    }
+}
+
+/// Why `me` and `peer` cannot connect, when one has a short name and the
+/// other a long one. Between two `erl` nodes this never happens: each
+/// refuses to dial a node of the other kind ("System NOT running to use
+/// fully qualified hostnames", and the converse). An OTP 25 `erl` does
+/// accept such a dialer (only a non-BEAM node can be one); this node
+/// refuses it too, so the rule holds both ways whoever dials.
+pub fn mixed_names(me: &NodeName, peer: &NodeName) -> Option<String> {
+    (me.is_long() != peer.is_long()).then(|| {
+        format!(
+            "{peer} has a {} name and this node ({me}) a {} one: Erlang never connects \
+             short-name and long-name nodes (start with -name for long names, -sname for short)",
+            peer.mode(),
+            me.mode()
+        )
+    })
+}
+
+/// Why a [`NodeConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie is empty (`erl` refuses it too).
+    #[error("the cookie is empty")]
+    EmptyCookie,
+    /// `net_ticktime` under one second: ticks would never let a connection
+    /// rest (`erl` wants a positive integer too).
+    #[error("net_ticktime must be at least 1 second (got {0:?})")]
+    TickTime(Duration),
 }
 
 impl fmt::Display for NodeName {
@@ -206,6 +251,18 @@ impl Backoff {
 }
 
 impl NodeConfig {
+    /// Refuses a configuration `erl` would refuse: an empty cookie, a
+    /// `net_ticktime` under one second. [`crate::Node::start`] checks it.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.cookie.expose().is_empty() {
+            return Err(ConfigError::EmptyCookie);
+        }
+        if self.net_ticktime < Duration::from_secs(1) {
+            return Err(ConfigError::TickTime(self.net_ticktime));
+        }
+        Ok(())
+    }
+
     /// A configuration with the defaults `erl` uses.
     pub fn new(name: NodeName, cookie: Cookie) -> Self {
         NodeConfig {
@@ -222,24 +279,113 @@ impl NodeConfig {
     }
 }
 
-/// Reads `$HOME/.erlang.cookie` as `erl` does.
-pub fn default_cookie() -> std::io::Result<Cookie> {
-    let home = std::env::var_os("HOME").ok_or_else(|| std::io::Error::other("HOME is not set"))?;
-    let path = std::path::Path::new(&home).join(".erlang.cookie");
-    let s = std::fs::read_to_string(&path)?;
+/// Why the cookie could not be had from `$HOME/.erlang.cookie`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CookieError {
+    /// `HOME` is not set, so there is no cookie file to read.
+    #[error("HOME is not set: give the cookie with --cookie or -setcookie")]
+    NoHome,
+    /// The file could not be read or created.
+    #[error("cookie file {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// Group or others may access the file; `erl` refuses it too.
+    #[error("cookie file {} must be accessible by owner only (it has mode {mode:o}; chmod 400 it)", .path.display())]
+    Permissions {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file holds no cookie; `erl` refuses it too ("Too short cookie
+    /// string").
+    #[error("cookie file {} is empty", .path.display())]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
+/// `$HOME/.erlang.cookie`.
+pub fn cookie_path() -> Result<std::path::PathBuf, CookieError> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or(CookieError::NoHome)?;
+    Ok(std::path::Path::new(&home).join(".erlang.cookie"))
+}
+
+/// Reads `$HOME/.erlang.cookie` as `erl` does: a file that group or others
+/// may access, or an empty one, is refused.
+pub fn default_cookie() -> Result<Cookie, CookieError> {
+    read_cookie_file(&cookie_path()?)
+}
+
+/// Like [`default_cookie`], but a missing file is created as `erl` creates
+/// it: 20 random capital letters, mode 0400. Returns the cookie and, when
+/// the file was created, its path (so the caller can say so).
+pub fn default_cookie_or_create() -> Result<(Cookie, Option<std::path::PathBuf>), CookieError> {
+    cookie_file_or_create(&cookie_path()?)
+}
+
+/// [`default_cookie_or_create`] for a cookie file at `path`.
+pub fn cookie_file_or_create(
+    path: &std::path::Path,
+) -> Result<(Cookie, Option<std::path::PathBuf>), CookieError> {
+    let path = path.to_path_buf();
+    match read_cookie_file(&path) {
+        Err(CookieError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            let cookie: String = (0..20)
+                .map(|_| char::from(b'A' + rand::random_range(0..26u8)))
+                .collect();
+            let io = |source| CookieError::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o400);
+            let mut f = o.open(&path).map_err(io)?;
+            std::io::Write::write_all(&mut f, cookie.as_bytes()).map_err(io)?;
+            Ok((Cookie::new(cookie), Some(path)))
+        }
+        other => other.map(|c| (c, None)),
+    }
+}
+
+/// Reads a cookie file with [`default_cookie`]'s rules.
+pub fn read_cookie_file(path: &std::path::Path) -> Result<Cookie, CookieError> {
+    let io = |source| CookieError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(&path) {
-            if m.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    "cookie file {} must be accessible by owner only",
-                    path.display()
-                );
-            }
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(CookieError::Permissions {
+                path: path.to_path_buf(),
+                mode,
+            });
         }
     }
-    Ok(Cookie::new(s.trim()))
+    #[cfg(not(unix))]
+    let _ = meta;
+    let s = std::fs::read_to_string(path).map_err(io)?;
+    let c = s.trim();
+    if c.is_empty() {
+        return Err(CookieError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Cookie::new(c))
 }
 
 #[cfg(test)]
@@ -275,6 +421,59 @@ mod tests {
             let d = b.random_delay(0);
             assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
         }
+    }
+
+    #[test]
+    fn modes() {
+        assert!(!NodeName::parse("a@vm").unwrap().is_long());
+        assert!(NodeName::parse("a@h.example").unwrap().is_long());
+        assert!(NodeName::parse("a@127.0.0.1").unwrap().is_long());
+        assert!(NodeName::parse("a@::1").unwrap().is_long());
+    }
+
+    #[test]
+    fn config_checks() {
+        let n = NodeName::parse("a@h").unwrap();
+        assert!(NodeConfig::new(n.clone(), Cookie::new("c")).check().is_ok());
+        assert_eq!(
+            NodeConfig::new(n.clone(), Cookie::new("")).check(),
+            Err(ConfigError::EmptyCookie)
+        );
+        let mut c = NodeConfig::new(n, Cookie::new("c"));
+        c.net_ticktime = Duration::ZERO;
+        assert!(matches!(c.check(), Err(ConfigError::TickTime(_))));
+    }
+
+    #[test]
+    fn cookie_file_created_as_erl_does_and_refused_when_others_may_read_it() {
+        let dir = std::env::temp_dir().join(format!("cpg_node_cookie_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".erlang.cookie");
+        let (c, created) = cookie_file_or_create(&path).unwrap();
+        assert_eq!(created.as_deref(), Some(path.as_path()));
+        assert_eq!(c.expose().len(), 20);
+        assert!(c.expose().bytes().all(|b| b.is_ascii_uppercase()));
+        let (again, created) = cookie_file_or_create(&path).unwrap();
+        assert_eq!((again, created), (c, None));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o400);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(matches!(
+                read_cookie_file(&path),
+                Err(CookieError::Permissions { mode: 0o644, .. })
+            ));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            read_cookie_file(&path),
+            Err(CookieError::Empty { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
         "demo_rust",
     )?;
     cfg.epmd_port = cpg_node::epmd::port_from_env();
-    let node = Node::start(cfg.clone()).await?;
+    let node = Node::start(cfg.clone())
+        .await
+        .with_context(|| format!("cannot start node {}", cfg.name))?;
     println!(
         "rust: node {} started (hidden, creation {})",
         node.name(),
@@ -111,6 +113,15 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
     code
 }
 
+/// What a `recv_timeout` gave, for the demo's output.
+fn received(r: &std::result::Result<Option<Signal>, Term>) -> String {
+    match r {
+        Ok(Some(s)) => format!("got {}", s.to_term()),
+        Ok(None) => "nothing in time".to_string(),
+        Err(reason) => format!("the process exited: {reason}"),
+    }
+}
+
 fn rand_u32() -> u32 {
     rand::random()
 }
@@ -139,8 +150,8 @@ async fn demo_with_erl(
         .spawn()
         .context("starting erl")?;
     println!(
-        "rust: started a real erl node {erl_name} (pid {:?})",
-        child.id()
+        "rust: started a real erl node {erl_name} (OS pid {})",
+        child.id().unwrap_or_default()
     );
     let result = demo_steps(node, scope, &erl_name).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
@@ -190,7 +201,8 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
                 println!("rust: {what}: got {msg}");
                 Ok(msg)
             }
-            other => bail!("{what}: expected a message, got {other:?}"),
+            Some(other) => bail!("{what}: expected a message, got {}", other.to_term()),
+            None => bail!("{what}: no answer in time"),
         }
     };
     // 1. a message round trip
@@ -260,7 +272,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
         })) if r == mref => {
             println!("rust: our monitor on {item} fired: {reason}");
         }
-        other => println!("rust: monitor result: {other:?}"),
+        other => println!("rust: our monitor did not fire: {}", received(&other)),
     }
     println!("demo done");
     Ok(0)
@@ -279,7 +291,7 @@ async fn node_whereis_remote(
             Some([Term::Pid(p), _]) => Ok(p.clone()),
             _ => bail!("unexpected {msg}"),
         },
-        other => bail!("no answer: {other:?}"),
+        other => bail!("no answer: {}", received(&other)),
     }
 }
 
@@ -314,7 +326,7 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
         let got = me.recv_timeout(Duration::from_secs(5)).await;
         match got {
             Ok(Some(s)) => println!("rust: round trip: got {}", s.to_term()),
-            other => bail!("no round trip: {other:?}"),
+            other => bail!("no round trip: {}", received(&other)),
         }
         let mut caller = other.spawn_process();
         let r = caller
@@ -328,7 +340,7 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
         for _ in 0..50 {
             if let Ok((key, pid)) = other_scope.get_closest_pid("demo/x") {
                 println!(
-                    "rust2: cpg get_closest_pid(\"demo/x\") -> {key:?} {}",
+                    "rust2: cpg get_closest_pid(\"demo/x\") -> \"{key}\" {}",
                     term::pid_text(&pid)
                 );
                 let r = caller

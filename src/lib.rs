@@ -41,6 +41,7 @@ pub mod epmd;
 pub mod node;
 pub mod process;
 pub mod term;
+mod util;
 
 pub use config::NodeConfig;
 pub use node::Node;

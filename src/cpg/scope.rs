@@ -825,6 +825,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
 
     fn forget_pid(&mut self, pid: &P) -> Option<BTreeSet<N>> {
         let names = self.pids.remove(pid)?;
+        crate::util::shrink_sparse(&mut self.pids);
         if let Some(set) = self.by_node.get_mut(pid.node()) {
             set.remove(pid);
             if set.is_empty() {

@@ -169,6 +169,8 @@ enum Command<N> {
     Leave(Vec<(N, usize)>, Pid, Reply<N>),
     LeaveAll(Pid, Reply<N>),
     Refresh(oneshot::Sender<()>),
+    /// Fault injection for the supervision tests: the task panics.
+    Crash,
 }
 
 /// A running scope whose group names are `N`: `String` (trie storage, the
@@ -243,17 +245,15 @@ where
             cmd,
             events: events.clone(),
         };
-        let task = ScopeTask {
-            node: node.clone(),
+        tokio::spawn(supervise_scope(
+            node.clone(),
             opts,
-            proc,
             state,
             events,
-            monitors: HashMap::new(),
-            polled: HashMap::new(),
-            remote: HashMap::new(),
-        };
-        tokio::spawn(task.run(cmd_rx, node.subscribe()));
+            proc,
+            cmd_rx,
+            node.subscribe(),
+        ));
         Ok(handle)
     }
 }
@@ -267,6 +267,13 @@ impl<N: WireName> CpgScope<N> {
     /// Join/leave events of every group (cpg's callbacks, as a stream).
     pub fn subscribe(&self) -> broadcast::Receiver<GroupEvent<N>> {
         self.events.subscribe()
+    }
+
+    /// Makes the scope task panic, for tests of its supervision: it is
+    /// restarted and rebuilds its state. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_crash(&self) {
+        let _ = self.cmd.send(Command::Crash);
     }
 
     async fn call(&self, f: impl FnOnce(Reply<N>) -> Command<N>) -> Result<(), CpgError<N>> {
@@ -428,12 +435,79 @@ async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamNodeType) {
     }
 }
 
+/// How a run of the scope task ended.
+enum Stop {
+    /// The handle was dropped or the node stopped: the scope ends.
+    Done,
+    /// The scope process was killed (an exit signal): restarted.
+    Killed(String),
+}
+
+/// Runs the scope task and restarts it, as an OTP supervisor restarts a
+/// crashed cpg scope, when it panics or its process is killed: a new
+/// process registered under the scope name, the state rebuilt (local
+/// members kept, remote ones asked for again), after a backoff.
+async fn supervise_scope<N: WireName>(
+    node: Node,
+    opts: ScopeOptions,
+    state: Arc<RwLock<Scope<MemberPid, N>>>,
+    events: broadcast::Sender<GroupEvent<N>>,
+    first: Process,
+    mut cmd_rx: mpsc::UnboundedReceiver<Command<N>>,
+    mut node_events: broadcast::Receiver<NodeEvent>,
+) {
+    let backoff = node.config().backoff;
+    let mut proc = Some(first);
+    let mut attempt: u32 = 0;
+    loop {
+        let proc = match proc.take() {
+            Some(p) => p,
+            None => match node.spawn_registered(&opts.name) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(scope = %opts.name, "cannot register the scope again: {e}");
+                    tokio::time::sleep(backoff.random_delay(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
+            },
+        };
+        let task = ScopeTask {
+            node: node.clone(),
+            opts: opts.clone(),
+            proc,
+            state: state.clone(),
+            events: events.clone(),
+            monitors: HashMap::new(),
+            polled: HashMap::new(),
+            remote: HashMap::new(),
+        };
+        let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
+        let why = match crate::node::supervise::CatchUnwind::new(run).await {
+            Ok(Stop::Done) => return,
+            Ok(Stop::Killed(reason)) => format!("its process was killed: {reason}"),
+            Err(msg) => format!("it crashed: {msg}"),
+        };
+        let wait = backoff.random_delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tracing::error!(scope = %opts.name, "scope stopped ({why}); restarting it in {wait:?}");
+        tokio::time::sleep(wait).await;
+    }
+}
+
 impl<N: WireName> ScopeTask<N> {
+    /// Serves until the handle or the node is gone ([`Stop::Done`]) or the
+    /// scope process is killed ([`Stop::Killed`]). `restarted`: a previous
+    /// run crashed, so the state is rebuilt first.
     async fn run(
         mut self,
-        mut cmd_rx: mpsc::UnboundedReceiver<Command<N>>,
-        mut node_events: broadcast::Receiver<NodeEvent>,
-    ) {
+        cmd_rx: &mut mpsc::UnboundedReceiver<Command<N>>,
+        node_events: &mut broadcast::Receiver<NodeEvent>,
+        restarted: bool,
+    ) -> Stop {
+        if restarted {
+            self.rebuild();
+        }
         for peer in self.node.peers() {
             self.peer_up(&peer);
         }
@@ -449,17 +523,16 @@ impl<N: WireName> ScopeTask<N> {
             tokio::select! {
                 c = cmd_rx.recv() => match c {
                     Some(c) => self.command(c),
-                    None => break,
+                    None => return Stop::Done,
                 },
                 s = self.proc.recv() => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
                         if crate::term::as_atom(&reason) == Some("shutdown") {
                             tracing::debug!(scope = %self.opts.name, "scope stopped: node shutdown");
-                        } else {
-                            tracing::error!(scope = %self.opts.name, "scope process killed: {reason}");
+                            return Stop::Done;
                         }
-                        break;
+                        return Stop::Killed(reason.to_string());
                     }
                 },
                 e = node_events.recv() => match e {
@@ -474,11 +547,32 @@ impl<N: WireName> ScopeTask<N> {
                         tracing::warn!(scope = %self.opts.name, "missed {k} node events; resynchronising");
                         self.resync_peers();
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    Err(broadcast::error::RecvError::Closed) => return Stop::Done,
                 },
                 _ = poll.tick(), if self.opts.beam_node_type == BeamNodeType::Visible => self.ask_all(),
                 _ = probe.tick(), if probing => self.probe_remote_scopes(),
             }
+        }
+    }
+
+    /// After a crash: remote members come back from the peers (dropped here,
+    /// asked for again by `peer_up`), local members are ours and stay, each
+    /// monitored again (one that died meanwhile answers `noproc` and goes).
+    fn rebuild(&mut self) {
+        let nodes: Vec<String> = self
+            .state
+            .read()
+            .connected_nodes()
+            .map(String::from)
+            .collect();
+        for n in nodes {
+            let effects = self.state.write().node_down(&n);
+            self.execute(effects);
+        }
+        let pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
+        for p in pids {
+            let mref = self.proc.monitor(p.0.clone());
+            self.monitors.insert(p.0, mref);
         }
     }
 
@@ -664,6 +758,10 @@ impl<N: WireName> ScopeTask<N> {
                     let _ = done.send(());
                     return;
                 }
+                Command::Crash => {
+                    drop(s);
+                    panic!("crash injected into scope {}", self.opts.name);
+                }
             }
         };
         match result {
@@ -720,6 +818,7 @@ impl<N: WireName> ScopeTask<N> {
             } => {
                 if self.monitors.get(&pid) == Some(&mref) {
                     self.monitors.remove(&pid);
+                    crate::util::shrink_sparse(&mut self.monitors);
                     let effects = self
                         .state
                         .write()
@@ -782,7 +881,9 @@ impl<N: WireName> ScopeTask<N> {
                     self.monitors.insert(p.0, mref);
                 }
                 Effect::Demonitor(p) => {
-                    if let Some(mref) = self.monitors.remove(&p.0) {
+                    let removed = self.monitors.remove(&p.0);
+                    crate::util::shrink_sparse(&mut self.monitors);
+                    if let Some(mref) = removed {
                         self.proc.demonitor(&mref);
                     }
                 }

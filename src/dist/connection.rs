@@ -41,12 +41,20 @@ pub enum ConnectionError {
     /// We closed it (replaced by a newer connection, or shutting down).
     #[error("connection closed locally")]
     ClosedLocally,
-    /// Could not find or reach the peer.
-    #[error("cannot reach the peer: {0}")]
+    /// Could not find or reach the peer, or (from [`crate::Node::connect`])
+    /// the attempt failed for the reason given.
+    #[error("{0}")]
     Unreachable(String),
+    /// One node has a short name, the other a long one.
+    #[error("{0}")]
+    MixedNames(String),
     /// The handshake took too long.
     #[error("handshake timed out")]
     HandshakeTimeout,
+    /// The connection's task panicked (a bug); the connection was closed
+    /// and the panic contained.
+    #[error("connection task crashed: {0}")]
+    Crashed(String),
 }
 
 /// Something to send to a peer.
@@ -106,7 +114,12 @@ pub async fn handshake_out(s: &mut TcpStream, local: Local) -> Result<PeerInfo, 
         let (mut hs, first) = Initiator::start(local, rand::random());
         write_hs(s, &[first]).await?;
         loop {
-            let m = read_hs(s).await?;
+            let m = match read_hs(s).await {
+                Err(ConnectionError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(hs.closed_by_peer().into())
+                }
+                m => m?,
+            };
             match hs.handle(&m)? {
                 Step::Continue(out) => write_hs(s, &out).await?,
                 Step::Done(out, peer) => {

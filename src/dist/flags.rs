@@ -45,6 +45,11 @@ pub const MANDATORY_25_DIGEST: u64 = 0x400_0000;
 pub const PUBLISHED: u64 = 0x1;
 /// Full 32-bit pid fields, V4 ports, 5-word refs.
 pub const V4_NC: u64 = 1 << 34;
+/// Process aliases: the ALIAS_SEND control message (OTP 24+). Bit 35,
+/// `16#08 bsl 32` in OTP's dist.hrl (bit 33 is NAME_ME).
+pub const ALIAS: u64 = 1 << 35;
+/// The peer asks us for a name (dynamic names; not supported here).
+pub const NAME_ME: u64 = 1 << 33;
 
 /// The flags OTP 25 requires of every peer.
 pub const MANDATORY_25: u64 = EXTENDED_REFERENCES
@@ -61,8 +66,10 @@ pub const MANDATORY_25: u64 = EXTENDED_REFERENCES
 
 /// What this hidden node advertises: the OTP 25 mandatory set spelled out
 /// and as the digest bit, the OTP 26+ additions (V4_NC, UNLINK_ID), both
-/// monitor flags, SEND_SENDER, EXIT_PAYLOAD and FRAGMENTS. Never PUBLISHED,
-/// never an atom cache.
+/// monitor flags, SEND_SENDER, EXIT_PAYLOAD, FRAGMENTS and ALIAS (we send
+/// ALIAS_SEND to answer a gen_server call made with an alias; ALIAS_SEND
+/// to us is dropped, as we create no aliases). Never PUBLISHED, never an
+/// atom cache.
 pub const OFFERED: u64 = MANDATORY_25
     | MANDATORY_25_DIGEST
     | V4_NC
@@ -71,7 +78,8 @@ pub const OFFERED: u64 = MANDATORY_25
     | DIST_MONITOR_NAME
     | SEND_SENDER
     | EXIT_PAYLOAD
-    | FRAGMENTS;
+    | FRAGMENTS
+    | ALIAS;
 
 /// A peer's flags with the digest bit expanded, as `dist_util` does.
 pub fn expand(flags: u64) -> u64 {
@@ -116,5 +124,7 @@ mod tests {
             vec!["BIG_CREATION"]
         );
         assert_eq!(OFFERED & PUBLISHED, 0);
+        assert_eq!(OFFERED & NAME_ME, 0);
+        assert_eq!(ALIAS, 0x8_0000_0000);
     }
 }

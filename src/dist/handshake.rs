@@ -56,6 +56,21 @@ pub enum HandshakeError {
     /// The peer asked for a dynamic name, which this node does not hand out.
     #[error("dynamic node names are not supported")]
     NameMe,
+    /// The peer closed the connection after our challenge reply: a BEAM
+    /// does that, logging "Invalid challenge reply", when our digest does
+    /// not match its cookie.
+    #[error(
+        "the peer closed the connection after checking our cookie: \
+         probably a wrong cookie (the cookies here and on the peer differ)"
+    )]
+    ClosedAfterReply,
+    /// The peer closed the connection before the handshake's end at another
+    /// step (`while` says which).
+    #[error("the peer closed the connection while {while_}")]
+    Closed {
+        /// What we were waiting for.
+        while_: &'static str,
+    },
 }
 
 /// What we learn about the peer.
@@ -203,6 +218,22 @@ impl Initiator {
         )
     }
 
+    /// What it means that the peer closed the connection now.
+    pub fn closed_by_peer(&self) -> HandshakeError {
+        match self.state {
+            IState::ExpectAck(_) => HandshakeError::ClosedAfterReply,
+            IState::ExpectStatus => HandshakeError::Closed {
+                while_: "we waited for the status (it may refuse this node's name)",
+            },
+            IState::ExpectChallenge => HandshakeError::Closed {
+                while_: "we waited for the challenge",
+            },
+            IState::Finished => HandshakeError::Closed {
+                while_: "finishing the handshake",
+            },
+        }
+    }
+
     /// Feeds one received message. After an error the handshake is over:
     /// every further message is refused.
     pub fn handle(&mut self, msg: &[u8]) -> Result<Step, HandshakeError> {
@@ -320,7 +351,7 @@ impl Acceptor {
                 }
                 let f = be_u64(msg, 1)?;
                 let creation = be_u32(msg, 9)?;
-                if f & (1 << 33) != 0 {
+                if f & flags::NAME_ME != 0 {
                     return Err(HandshakeError::NameMe);
                 }
                 let name = parse_name(msg, 13)?;

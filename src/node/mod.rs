@@ -7,6 +7,7 @@
 //! seeds, discovery and redialling after a loss.
 
 pub mod cluster;
+pub(crate) mod supervise;
 
 use crate::config::{NodeConfig, NodeName};
 use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
@@ -15,6 +16,7 @@ use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Dest, Kernel, MailboxTx, Process, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
+use crate::util::shrink_sparse;
 use erl_dist::message::Message;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
@@ -33,6 +35,9 @@ pub enum StartError {
     /// EPMD failed.
     #[error(transparent)]
     Epmd(#[from] epmd::EpmdError),
+    /// The configuration is refused ([`NodeConfig::check`]).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A peer came or went.
@@ -115,6 +120,7 @@ impl Node {
     /// (starting an embedded EPMD if none answers and the config allows),
     /// and starts the `net_kernel` responder.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        config.check()?;
         let listener = TcpListener::bind(("0.0.0.0", 0))
             .await
             .map_err(StartError::Listen)?;
@@ -162,14 +168,22 @@ impl Node {
             _epmd_server: Mutex::new(server),
         });
         let weak = Arc::downgrade(&inner);
-        let accept = tokio::spawn(accept_loop(weak, listener));
-        let keeper = tokio::spawn(keep_registered(
-            inner.name.clone(),
-            inner.config.epmd_port,
-            entry,
-            reg,
-            inner.config.backoff,
-        ));
+        let listener = Arc::new(listener);
+        let backoff = inner.config.backoff;
+        let accept = supervise::supervise("the accept loop".into(), backoff, move || {
+            accept_loop(weak.clone(), listener.clone())
+        });
+        let (node_name, epmd_port) = (inner.name.clone(), inner.config.epmd_port);
+        let mut first = Some(reg);
+        let keeper = supervise::supervise("the EPMD registration".into(), backoff, move || {
+            keep_registered(
+                node_name.clone(),
+                epmd_port,
+                entry.clone(),
+                first.take(),
+                backoff,
+            )
+        });
         inner.tasks.lock().extend([accept, keeper]);
         let node = Node { inner };
         node.start_net_kernel();
@@ -200,6 +214,31 @@ impl Node {
     /// Creates a process (its mailbox is live at once).
     pub fn spawn_process(&self) -> Process {
         self.inner.new_process()
+    }
+
+    /// Runs `body` as a process in its own task and returns its pid. If the
+    /// body panics, the panic is logged with its message and the process
+    /// ends with reason `{panic, rust}`, which its links and monitors see as
+    /// they would see an Erlang process crash; the node carries on.
+    pub fn spawn<F, Fut>(&self, body: F) -> Pid
+    where
+        F: FnOnce(Process) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let p = self.inner.new_process();
+        let pid = p.pid().clone();
+        let inner = self.inner.clone();
+        let run = supervise::CatchUnwind::new(body(p));
+        let id = pid.clone();
+        tokio::spawn(async move {
+            if let Err(msg) = run.await {
+                tracing::error!(pid = %term::pid_text(&id), "process crashed: {msg}");
+                // The process, dropped while unwinding, has already ended
+                // with {panic, rust}; this covers one the body moved away.
+                inner.exited(&id, tuple(vec![atom("panic"), atom("rust")]));
+            }
+        });
+        pid
     }
 
     /// Creates a process registered under `name`.
@@ -378,24 +417,17 @@ impl Node {
             }
         };
         tokio::spawn(async move {
-            while let Ok(s) = p.recv().await {
-                let Signal::Message { msg, .. } = s else {
-                    continue;
-                };
-                match crate::process::parse_call(&msg) {
-                    Some((from, req)) => {
-                        let reply = match term::as_tuple(req) {
-                            Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
-                            _ => {
-                                tracing::debug!("net_kernel: unexpected call {req}");
-                                atom("error")
-                            }
-                        };
-                        let _ = p.reply(&from, reply);
-                    }
-                    None => tracing::debug!("net_kernel: dropped {msg}"),
+            let on_call = |_: &Process, req: &Term| match term::as_tuple(req) {
+                Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
+                _ => {
+                    tracing::debug!("net_kernel: unexpected call {req}");
+                    atom("error")
                 }
-            }
+            };
+            let on_other = |_: &Process, s: Signal| {
+                tracing::debug!("net_kernel: dropped {}", s.to_term());
+            };
+            p.serve(on_call, on_other).await;
         });
     }
 }
@@ -403,22 +435,26 @@ impl Node {
 /// Where the node registers: EPMD on this host, as `erl` does.
 const EPMD_HOST: &str = "127.0.0.1";
 
-/// Holds the EPMD registration for the node's life. When EPMD goes away
-/// (stopped, restarted) it forgets the node, so peers could no longer find
-/// it: register again, with backoff, as OTP's `erl_epmd` does. The creation
-/// the new EPMD hands out is not used: pids already given out keep theirs.
+/// Holds the EPMD registration for the node's life (`reg`, or a new one
+/// when started without). When EPMD goes away (stopped, restarted) it
+/// forgets the node, so peers could no longer find it: register again, with
+/// backoff, as OTP's `erl_epmd` does. The creation the new EPMD hands out is
+/// not used: pids already given out keep theirs.
 async fn keep_registered(
     node: String,
     port: u16,
     entry: NodeEntry,
-    mut reg: epmd::Registration,
+    reg: Option<epmd::Registration>,
     backoff: crate::config::Backoff,
 ) {
+    let mut reg = reg;
     loop {
-        reg.closed().await;
-        tracing::warn!(%node, "lost the connection to EPMD on port {port}; registering again");
+        if let Some(r) = reg.as_mut() {
+            r.closed().await;
+            tracing::warn!(%node, "lost the connection to EPMD on port {port}; registering again");
+        }
         let mut attempt = 0;
-        reg = loop {
+        reg = Some(loop {
             tokio::time::sleep(backoff.random_delay(attempt)).await;
             match epmd::register(EPMD_HOST, port, entry.clone()).await {
                 Ok(r) => {
@@ -432,11 +468,11 @@ async fn keep_registered(
                     attempt = attempt.saturating_add(1);
                 }
             }
-        };
+        });
     }
 }
 
-async fn accept_loop(inner: Weak<Inner>, listener: TcpListener) {
+async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) {
     loop {
         let (sock, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -537,7 +573,18 @@ impl Inner {
             },
         );
         let me = self.arc();
-        tokio::spawn(async move { me.dial(target, id, rx, adopted).await });
+        let node = node.to_string();
+        tokio::spawn(async move {
+            // A panic (a bug) must not leave a peer entry that never comes
+            // up or goes down: the peer is reported down and redialled.
+            let dial = supervise::CatchUnwind::new(me.clone().dial(target, id, rx, adopted));
+            if let Err(msg) = dial.await {
+                tracing::error!(peer = %node, "the connection task crashed: {msg}");
+                if me.remove_peer(&node, id) {
+                    me.node_down(&node, id, &ConnectionError::Crashed(msg).to_string());
+                }
+            }
+        });
         Ok((tx, link))
     }
 
@@ -584,15 +631,27 @@ impl Inner {
     ) {
         let node = target.to_string();
         let result: Result<(TcpStream, PeerInfo), ConnectionError> = async {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &target) {
+                return Err(ConnectionError::MixedNames(why));
+            }
             let entry = epmd::port_please(target.host(), self.config.epmd_port, target.alive())
                 .await
                 .map_err(|e| {
                     ConnectionError::Unreachable(format!("epmd on {}: {e}", target.host()))
                 })?
                 .ok_or_else(|| {
-                    ConnectionError::Unreachable(format!("{node} is not registered in epmd"))
+                    ConnectionError::Unreachable(format!(
+                        "no node {} in EPMD on {} (is it running?)",
+                        target.alive(),
+                        target.host()
+                    ))
                 })?;
-            let mut s = TcpStream::connect((target.host(), entry.port)).await?;
+            let mut s = TcpStream::connect((target.host(), entry.port))
+                .await
+                .map_err(|e| {
+                    let at = format!("{}:{}", target.host(), entry.port);
+                    ConnectionError::Unreachable(format!("{at}: {e}"))
+                })?;
             let peer = connection::handshake_out(&mut s, self.local()).await?;
             Ok((s, peer))
         }
@@ -621,6 +680,10 @@ impl Inner {
 
     async fn incoming_connection(self: Arc<Self>, mut sock: TcpStream, addr: std::net::SocketAddr) {
         let admit = |p: &PeerInfo| {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
+                tracing::warn!(%addr, "incoming connection refused: {why}");
+                return Err("not_allowed");
+            }
             let node = p.name.to_string();
             let state = match self.peers.lock().get(&node) {
                 None => PeerState::None,
@@ -634,7 +697,7 @@ impl Inner {
         let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
             Ok(p) => p,
             Err(ConnectionError::Handshake(HandshakeError::Refused(s))) => {
-                tracing::debug!(%addr, "simultaneous connect: kept our own attempt ({s})");
+                tracing::debug!(%addr, "refused at the name step ({s})");
                 return;
             }
             Err(ConnectionError::Handshake(HandshakeError::CookieMismatch)) => {
@@ -706,7 +769,10 @@ impl Inner {
         tracing::info!(peer = %node, creation = peer.creation, "nodeup");
         let _ = self.events.send(NodeEvent::Up(node.clone()));
         let router: Arc<dyn Router> = self.clone();
-        let why = connection::drive(s, peer, rx, link, router, self.conn_config()).await;
+        let drive = connection::drive(s, peer, rx, link, router, self.conn_config());
+        let why = supervise::CatchUnwind::new(drive)
+            .await
+            .unwrap_or_else(ConnectionError::Crashed);
         let removed = self.remove_peer(&node, id);
         if removed || matches!(why, ConnectionError::ClosedLocally) {
             tracing::info!(peer = %node, "nodedown: {why}");
@@ -751,6 +817,7 @@ impl Inner {
                     }
                 });
                 e.monitors.retain(|_, (w, _)| w.node.name != node);
+                shrink_sparse(&mut e.monitors);
             }
         }
         {
@@ -770,6 +837,7 @@ impl Inner {
                     true
                 }
             });
+            shrink_sparse(&mut mons);
         }
         for (to, s) in signals {
             if let Signal::Down { mref, .. } = &s {
@@ -794,6 +862,7 @@ impl Inner {
     fn forget_held(&self, watcher: &Pid, mref: &Reference) {
         if let Some(e) = self.procs.write().get_mut(&watcher.id) {
             e.held.remove(mref);
+            shrink_sparse(&mut e.held);
         }
     }
 
@@ -877,6 +946,7 @@ impl Inner {
                 if let Some(t) = self.local_target(&m.to_proc) {
                     if let Some(e) = self.procs.write().get_mut(&t.id) {
                         e.monitors.remove(&m.reference);
+                        shrink_sparse(&mut e.monitors);
                     }
                 }
             }
@@ -945,7 +1015,12 @@ impl Inner {
     }
 
     fn monitor_fired(&self, peer: &str, from: PidOrAtom, to: Pid, mref: Reference, reason: Term) {
-        let m = self.mons_out.lock().remove(&mref);
+        let m = {
+            let mut mons = self.mons_out.lock();
+            let m = mons.remove(&mref);
+            shrink_sparse(&mut mons);
+            m
+        };
         self.forget_held(&to, &mref);
         let item = match (m, from) {
             (Some(m), _) => m.item,
@@ -958,7 +1033,13 @@ impl Inner {
     /// Drops a monitor held on a process of another node and tells that
     /// node (DEMONITOR_P).
     fn demonitor_remote(&self, from: &Pid, mref: &Reference) {
-        let Some(m) = self.mons_out.lock().remove(mref) else {
+        let removed = {
+            let mut mons = self.mons_out.lock();
+            let m = mons.remove(mref);
+            shrink_sparse(&mut mons);
+            m
+        };
+        let Some(m) = removed else {
             return;
         };
         if let Some(target) = monitor_target(&m.item) {
@@ -1061,6 +1142,17 @@ impl Kernel for Inner {
         }
     }
 
+    fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError> {
+        if alias.node.name == self.name {
+            // Our processes make no aliases: nothing can be reached.
+            return Ok(());
+        }
+        self.send_to_node(
+            &alias.node.name,
+            Message::alias_send(from.clone(), alias.clone(), msg),
+        )
+    }
+
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference {
         let mref = self.make_ref_inner();
         let (node, item, target) = match to {
@@ -1130,7 +1222,11 @@ impl Kernel for Inner {
 
     fn demonitor(&self, from: &Pid, mref: &Reference) {
         let held = match self.procs.write().get_mut(&from.id) {
-            Some(e) => e.held.remove(mref),
+            Some(e) => {
+                let h = e.held.remove(mref);
+                shrink_sparse(&mut e.held);
+                h
+            }
             None => None,
         };
         match held {
@@ -1217,7 +1313,13 @@ impl Kernel for Inner {
     }
 
     fn exited(&self, pid: &Pid, reason: Term) {
-        let Some(e) = self.procs.write().remove(&pid.id) else {
+        let removed = {
+            let mut procs = self.procs.write();
+            let e = procs.remove(&pid.id);
+            shrink_sparse(&mut procs);
+            e
+        };
+        let Some(e) = removed else {
             return;
         };
         if let Some(n) = &e.name {
@@ -1259,6 +1361,7 @@ impl Kernel for Inner {
                 Some(t) => {
                     if let Some(te) = self.procs.write().get_mut(&t) {
                         te.monitors.remove(&mref);
+                        shrink_sparse(&mut te.monitors);
                     }
                 }
                 None => self.demonitor_remote(pid, &mref),
@@ -1306,6 +1409,33 @@ mod tests {
         );
         // A restarted peer (new creation) replaces the old connection.
         assert_eq!(admit_incoming("b@h", &a, PeerState::Up(7)), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_process_ends_with_a_panic_reason_and_the_node_lives_on() {
+        let (n, _epmd) = node().await;
+        let mut watcher = n.spawn_process();
+        let pid = n.spawn(|mut p| async move {
+            let _ = p.recv().await;
+            panic!("boom");
+        });
+        let mref = watcher.monitor(pid.clone());
+        watcher.send(pid.clone(), atom("go")).unwrap();
+        match watcher.recv_timeout(Duration::from_secs(2)).await.unwrap() {
+            Some(Signal::Down {
+                mref: m, reason, ..
+            }) => {
+                assert_eq!(m, mref);
+                assert_eq!(reason, tuple(vec![atom("panic"), atom("rust")]));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!n.is_alive(&pid));
+        assert!(
+            n.is_alive(watcher.pid()),
+            "the node and its other processes live on"
+        );
+        n.shutdown().await;
     }
 
     #[tokio::test]

@@ -118,6 +118,10 @@ pub enum CallError {
 pub trait Kernel: Send + Sync + 'static {
     /// Sends a message from `from` to `to`.
     fn send(&self, from: &Pid, to: &Dest, msg: Term) -> Result<(), SendError>;
+    /// Sends a message from `from` to the process alias `alias` (`Alias !
+    /// Msg`; ALIAS_SEND on the wire). A message to an alias that is no
+    /// longer active is dropped by the node that made it.
+    fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError>;
     /// `from` starts monitoring `to`; returns the reference.
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference;
     /// Removes a monitor.
@@ -162,6 +166,22 @@ pub struct From {
     pub pid: Pid,
     /// The tag to echo (a ref, or `[alias|Ref]` in OTP 24+).
     pub tag: Term,
+}
+
+impl From {
+    /// The caller's alias when the tag is `[alias|Alias]`, as OTP 24+
+    /// `gen:call` makes it: the reply goes to the alias, so that once the
+    /// caller has given up (timeout) it is dropped instead of landing in
+    /// the caller's mailbox.
+    pub fn alias(&self) -> Option<&Reference> {
+        match &self.tag {
+            Term::ImproperList(l) => match (l.elements.as_slice(), &*l.last) {
+                ([a], Term::Reference(r)) if term::as_atom(a) == Some("alias") => Some(r),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// Matches `{'$gen_call', {Pid, Tag}, Request}`.
@@ -379,9 +399,47 @@ impl Process {
         }
     }
 
-    /// Answers a gen_server call: `{Tag, Reply}` to the caller.
+    /// Answers a gen_server call: `{Tag, Reply}` to the caller, through
+    /// its alias when the tag carries one (as `gen:reply/2` does), else to
+    /// its pid.
     pub fn reply(&self, from: &From, reply: Term) -> Result<(), SendError> {
-        self.send(from.pid.clone(), tuple(vec![from.tag.clone(), reply]))
+        let msg = tuple(vec![from.tag.clone(), reply]);
+        match from.alias() {
+            Some(alias) => self.kernel.send_alias(&self.pid, alias, msg),
+            None => self.send(from.pid.clone(), msg),
+        }
+    }
+
+    /// A gen_server's receive loop: answers every `{'$gen_call', From,
+    /// Request}` with `on_call(self, Request)` (see [`Process::reply`]) and
+    /// drops any other signal. Returns the exit reason when the process is
+    /// killed.
+    pub async fn serve_calls(&mut self, on_call: impl FnMut(&Process, &Term) -> Term) -> Term {
+        self.serve(on_call, |_, _| {}).await
+    }
+
+    /// [`Process::serve_calls`], with the signals that are not calls
+    /// handed to `on_other`.
+    pub async fn serve(
+        &mut self,
+        mut on_call: impl FnMut(&Process, &Term) -> Term,
+        mut on_other: impl FnMut(&Process, Signal),
+    ) -> Term {
+        loop {
+            let s = match self.recv().await {
+                Ok(s) => s,
+                Err(reason) => return reason,
+            };
+            if let Signal::Message { msg, .. } = &s {
+                if let Some((from, req)) = parse_call(msg) {
+                    let reply = on_call(self, req);
+                    // A caller that has gone is no error of the server's.
+                    let _ = self.reply(&from, reply);
+                    continue;
+                }
+            }
+            on_other(self, s);
+        }
     }
 }
 
@@ -400,5 +458,41 @@ impl Drop for Process {
             None => atom("normal"),
         };
         self.kernel.exited(&self.pid, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::term::{Atom, ImproperList};
+
+    fn pid() -> Pid {
+        Pid::new("a@h", 1, 0, 1)
+    }
+
+    #[test]
+    fn alias_tags_are_recognised_and_plain_refs_are_not() {
+        let r = Reference {
+            node: Atom::from("b@h"),
+            id: vec![1, 2, 3],
+            creation: 1,
+        };
+        let alias_tag = Term::ImproperList(ImproperList {
+            elements: vec![atom("alias")],
+            last: Box::new(Term::Reference(Box::new(r.clone()))),
+        });
+        let msg = tuple(vec![
+            atom("$gen_call"),
+            tuple(vec![Term::Pid(pid()), alias_tag]),
+            atom("req"),
+        ]);
+        let (from, req) = parse_call(&msg).unwrap();
+        assert_eq!(from.alias(), Some(&r));
+        assert_eq!(req, &atom("req"));
+        let plain = From {
+            pid: pid(),
+            tag: Term::Reference(Box::new(r)),
+        };
+        assert_eq!(plain.alias(), None);
     }
 }

@@ -1,9 +1,11 @@
-//! The `cpg-node` binary's cpg commands against a running node.
+//! The `cpg-node` binary's cpg commands against a running node, and what
+//! it tells a user who got something wrong.
 
 use crate::support::{unique, World};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::term::pid_text;
 use serde_json::{json, Value};
+use std::path::Path;
 
 /// Runs `cpg-node` with the world's cookie and EPMD; (exit code, JSON lines).
 async fn cli(w: &World, args: &[&str]) -> (i32, Vec<Value>) {
@@ -57,5 +59,204 @@ async fn members_and_groups_as_json() {
     assert_eq!(names, vec!["a/*", "g"]);
 
     let (code, none) = cli(&w, &["members", "nope", "--connect", target, "--json"]).await;
-    assert_eq!((code, none.len()), (1, 0));
+    assert_eq!(code, 1);
+    assert_eq!(none.len(), 1, "{none:?}");
+    assert_eq!(none[0]["kind"], "no_such_group");
+    assert!(none[0]["error"].as_str().unwrap().contains("\"nope\""));
+}
+
+/// Runs `cpg-node` with exactly `args` (no name or cookie added), with the
+/// world's EPMD and `HOME` (when given); (exit code, stdout, stderr).
+async fn cli_raw(w: &World, args: &[&str], home: Option<&Path>) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"));
+    cmd.args(args)
+        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+        .env_remove("CPG_NODE_COOKIE")
+        .env_remove("RUST_LOG")
+        // User errors print one line whatever the backtrace setting.
+        .env("RUST_BACKTRACE", "1");
+    if let Some(h) = home {
+        cmd.env("HOME", h);
+    }
+    let out = cmd.output().await.expect("run cpg-node");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One JSON error object on stdout; returns (kind, message).
+fn json_error(stdout: &str) -> (String, String) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let v: Value = serde_json::from_str(lines[0]).unwrap();
+    (
+        v["kind"].as_str().unwrap().to_string(),
+        v["error"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A one-line `error: ...` on stderr and nothing else (no log line, no
+/// backtrace).
+fn one_error_line(stderr: &str) -> &str {
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    lines[0]
+}
+
+#[tokio::test]
+async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
+    let w = World::new().await;
+    let a = w.rust_node("a").await;
+    let _scope = CpgScope::start(&a, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let target = a.name().to_string();
+    let name = unique("cli");
+    let base = ["--name", name.as_str(), "--cookie", w.cookie.as_str()];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let w = &w;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli_raw(w, &args, None).await
+        }
+    };
+
+    // An unknown group.
+    let (code, out, err) = run(with(&["members", "nosuch", "--connect", &target])).await;
+    assert_eq!((code, out.as_str()), (1, ""));
+    let line = one_error_line(&err);
+    assert!(line.contains("no group \"nosuch\""), "{line}");
+    assert!(!line.contains("NoSuchGroup"), "{line}");
+
+    // A bad group name, before connecting anywhere.
+    let (code, out, _) = run(with(&["members", "a**", "--connect", &target, "--json"])).await;
+    assert_eq!(code, 1);
+    let (kind, msg) = json_error(&out);
+    assert_eq!(kind, "bad_group_name");
+    assert!(msg.contains("two wildcards"), "{msg}");
+
+    // A node that is not there.
+    let nobody = format!("nobody@{}", crate::support::host());
+    let (code, _, err) = run(with(&["members", "g", "--connect", &nobody])).await;
+    assert_eq!(code, 1);
+    let line = one_error_line(&err);
+    assert!(line.contains("no node nobody in EPMD"), "{line}");
+    assert!(
+        !line.contains("cannot reach the peer: cannot reach"),
+        "{line}"
+    );
+
+    // A wrong cookie: the peer closes the handshake after our reply.
+    let bad = ["--name", name.as_str(), "--cookie", "not_the_cookie"];
+    let args = |extra: &[&str]| -> Vec<String> {
+        bad.iter()
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let (code, out, _) = run(args(&["members", "g", "--connect", &target, "--json"])).await;
+    assert_eq!(code, 1);
+    let (kind, msg) = json_error(&out);
+    assert_eq!(kind, "wrong_cookie", "{msg}");
+    assert!(msg.contains("wrong cookie"), "{msg}");
+    let (code, out, err) = run(args(&["ping", &target])).await;
+    assert_eq!((code, out.trim()), (1, "pang"));
+    assert!(one_error_line(&err).contains("wrong cookie"), "{err}");
+
+    // An empty cookie and a zero net_ticktime are refused (exit 2).
+    let (code, _, err) = cli_raw(&w, &["--cookie", "", "ping", &target], None).await;
+    assert_eq!(code, 2);
+    assert!(one_error_line(&err).contains("cookie is empty"), "{err}");
+    let (code, _, err) = run(with(&["--net-ticktime", "0", "ping", &target])).await;
+    assert_eq!(code, 2);
+    assert!(one_error_line(&err).contains("net-ticktime"), "{err}");
+
+    // A usage error clap finds is JSON too under --json.
+    let (code, out, _) = cli_raw(&w, &["members", "g", "--json"], None).await;
+    assert_eq!(code, 2);
+    let (kind, msg) = json_error(&out);
+    assert_eq!(kind, "usage");
+    assert!(msg.contains("--connect"), "{msg}");
+
+    // A long name from a short-name cluster.
+    let long = format!("{}@127.0.0.1", unique("l"));
+    let (code, out, _) = cli_raw(
+        &w,
+        &[
+            "-name",
+            &long,
+            "-setcookie",
+            &w.cookie,
+            "members",
+            "g",
+            "--connect",
+            &target,
+            "--json",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert_eq!(json_error(&out).0, "mixed_names");
+}
+
+#[tokio::test]
+async fn erlang_style_flags_are_accepted() {
+    let w = World::new().await;
+    let a = w.rust_node("a").await;
+    let sname = unique("s");
+    let (code, out, err) = cli_raw(
+        &w,
+        &["-sname", &sname, "-setcookie", &w.cookie, "ping", a.name()],
+        None,
+    )
+    .await;
+    assert_eq!((code, out.trim()), (0, "pong"), "{err}");
+    assert_eq!(err, "", "a one-shot command logs warnings only");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_missing_cookie_file_is_created_as_erl_does_and_an_open_one_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new().await;
+    let a = w.rust_node("a").await;
+    let home = std::env::temp_dir().join(unique("home"));
+    std::fs::create_dir_all(&home).unwrap();
+    let file = home.join(".erlang.cookie");
+    let name = unique("c");
+    let args = ["--name", name.as_str(), "ping", a.name()];
+
+    let (code, out, err) = cli_raw(&w, &args, Some(&home)).await;
+    // The new cookie is not the cluster's: pang, and the user is told.
+    assert_eq!((code, out.trim()), (1, "pang"));
+    assert!(err.contains("created it with a new random cookie"), "{err}");
+    let cookie = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(cookie.len(), 20);
+    assert!(cookie.bytes().all(|b| b.is_ascii_uppercase()), "{cookie}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o400);
+
+    // The cluster's cookie in an owner-only file: pong.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&file, &w.cookie).unwrap();
+    let (code, out, err) = cli_raw(&w, &args, Some(&home)).await;
+    assert_eq!((code, out.trim()), (0, "pong"), "{err}");
+
+    // Readable by others: refused, as erl refuses it.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = cli_raw(&w, &args, Some(&home)).await;
+    assert_eq!(code, 1);
+    assert!(
+        one_error_line(&err).contains("must be accessible by owner only"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&home);
 }

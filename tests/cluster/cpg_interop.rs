@@ -127,13 +127,7 @@ async fn via_and_rust_node_stop() {
     let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
     let mut svc = r.spawn_process();
     scope.join("svc", svc.pid()).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok(cpg_node::process::Signal::Message { msg, .. }) = svc.recv().await {
-            if let Some((from, req)) = cpg_node::process::parse_call(&msg) {
-                let _ = svc.reply(&from, req.clone());
-            }
-        }
-    });
+    tokio::spawn(async move { svc.serve_calls(|_, req| req.clone()).await });
     r.connect(&g.name).await.unwrap();
     assert!(
         eventually(5, || async {

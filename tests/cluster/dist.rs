@@ -42,13 +42,7 @@ async fn erl_dials_rust_first() {
     let w = World::new().await;
     let r = w.rust_node("r").await;
     let mut echo = r.spawn_registered("echo").unwrap();
-    tokio::spawn(async move {
-        while let Ok(Signal::Message { msg, .. }) = echo.recv().await {
-            if let Some((from, req)) = cpg_node::process::parse_call(&msg) {
-                let _ = echo.reply(&from, req.clone());
-            }
-        }
-    });
+    tokio::spawn(async move { echo.serve_calls(|_, req| req.clone()).await });
     // A second Rust node only tells erl what to do; erl itself dials r.
     let e = w.erl("e").await;
     let ctl = w.rust_node("ctl").await;
@@ -516,4 +510,97 @@ async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
         other => panic!("expected noconnection, got {other:?}"),
     }
     assert!(!r.peers().contains(&e.name));
+}
+
+/// Short and long names never mix, as between two erl nodes (`erl -sname`
+/// refuses to dial `x@127.0.0.1`, "System NOT running to use fully
+/// qualified hostnames", and `erl -name` to dial `x@host`): our node refuses
+/// to dial across, and also refuses a node of the other kind that dials it
+/// (where an OTP 25 erl would accept one).
+#[tokio::test]
+async fn short_and_long_names_do_not_mix() {
+    require_erl!();
+    let w = World::new().await;
+    let short = w.rust_node("s").await;
+    let e = ErlNode::start_long(&crate::support::unique("el"), &w.cookie, w.epmd.port).await;
+    match short.connect(&e.name).await {
+        Err(err) => assert!(err.to_string().contains("never connects short"), "{err}"),
+        Ok(()) => panic!("a short-name node connected to the long-name {}", e.name),
+    }
+    // A long-name node dialing the short one is refused at the name step.
+    let local = cpg_node::dist::handshake::Local {
+        name: cpg_node::config::NodeName::parse("intruder@127.0.0.1").unwrap(),
+        creation: 7,
+        flags: cpg_node::dist::flags::OFFERED,
+        cookie: cpg_node::config::Cookie::new(w.cookie.clone()),
+    };
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", short.port()))
+        .await
+        .unwrap();
+    let r = cpg_node::dist::connection::handshake_out(&mut sock, local).await;
+    assert!(
+        matches!(
+            r,
+            Err(cpg_node::dist::connection::ConnectionError::Handshake(
+                cpg_node::dist::handshake::HandshakeError::Refused(ref s)
+            )) if s == "not_allowed"
+        ),
+        "{r:?}"
+    );
+    assert!(short.peers().is_empty());
+}
+
+/// OTP 24+ `gen_server:call` tags its request `[alias|Ref]`: our reply goes
+/// to that alias (ALIAS_SEND), so, as from a BEAM server, a reply after the
+/// caller's timeout is dropped instead of landing in its mailbox. A plain
+/// `{Pid, Ref}` tag still gets its reply.
+#[tokio::test]
+async fn a_late_reply_to_a_timed_out_call_is_dropped() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let mut slow = r.spawn_registered("slow").unwrap();
+    tokio::spawn(async move {
+        while let Ok(Signal::Message { msg, .. }) = slow.recv().await {
+            if let Some((from, req)) = cpg_node::process::parse_call(&msg) {
+                let req = req.clone();
+                if term::as_atom(&req) == Some("slow") {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let _ = slow.reply(&from, req);
+            }
+        }
+    });
+    let e = w.erl("e").await;
+    let rn = r.name();
+    let late = eval(
+        &r,
+        &e.name,
+        &format!(
+            "{{'EXIT', {{timeout, _}}}} = (catch gen_server:call({{slow, '{rn}'}}, slow, 0)), \
+             receive X -> {{got, X}} after 500 -> none end."
+        ),
+    )
+    .await;
+    assert!(
+        is_atom(&late, "none"),
+        "a late reply reached the caller: {late}"
+    );
+    let quick = eval(
+        &r,
+        &e.name,
+        &format!("gen_server:call({{slow, '{rn}'}}, quick, 5000)."),
+    )
+    .await;
+    assert!(is_atom(&quick, "quick"), "{quick}");
+    let plain = eval(
+        &r,
+        &e.name,
+        &format!(
+            "Ref = make_ref(), {{slow, '{rn}'}} ! {{'$gen_call', {{self(), Ref}}, plain}}, \
+             receive {{Ref, R}} -> R after 5000 -> no_reply end."
+        ),
+    )
+    .await;
+    assert!(is_atom(&plain, "plain"), "{plain}");
 }

@@ -563,3 +563,77 @@ async fn silent_partition_detected_by_ticks_and_healed() {
     println!("silent partition healed: member back after {t:?}");
     assert!(t.is_some(), "our member never came back after the heal");
 }
+
+/// A BEAM member (an idle process) joined to `group` on the BEAM node.
+async fn beam_join_idle(ctl: &Node, erl: &str, group: &str) {
+    let join = if genuine() {
+        format!("cpg:join({group:?}, P)")
+    } else {
+        format!("cpg_model_scope:join(cpg_default_scope, {group:?}, P)")
+    };
+    let code = format!("P = cpg_node_test_util:spawn_idle(), ok = {join}, ok.");
+    assert_eq!(term::as_atom(&eval(ctl, erl, &code).await), Some("ok"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let g = start_beam(&w, &unique("sup")).await;
+    let (r, scope, member) = rust_member(&w).await;
+    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
+    let ctl = w.rust_node("ctl").await;
+    let suffix = id_suffix(member.pid());
+    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
+        .await
+        .is_some());
+    beam_join_idle(&ctl, &g.name, "b").await;
+    let rust_view_ok = || async {
+        scope.get_members("b").map(|(_, v)| v.len()).unwrap_or(0) == 1
+            && scope.get_members("g").map(|(_, v)| v) == Ok(vec![member.pid().clone()])
+    };
+    assert!(eventually(10, rust_view_ok).await);
+
+    let first = r.whereis(DEFAULT_SCOPE).unwrap();
+    scope.inject_crash();
+    assert!(
+        eventually(10, || async {
+            r.whereis(DEFAULT_SCOPE).is_some_and(|p| p != first)
+        })
+        .await,
+        "the crashed scope was not restarted"
+    );
+    assert!(
+        eventually(10, rust_view_ok).await,
+        "state not rebuilt after a crash"
+    );
+    scope.join("g2", member.pid()).await.unwrap();
+    assert!(back_on_beam(&ctl, &g.name, "g2", &suffix, 1, 10)
+        .await
+        .is_some());
+
+    // Killed from the BEAM side, as `exit(Scope, kill)`.
+    let second = r.whereis(DEFAULT_SCOPE).unwrap();
+    crate::support::rpc(
+        &ctl,
+        &g.name,
+        "erlang",
+        "exit",
+        vec![Term::Pid(second.clone()), term::atom("kill")],
+    )
+    .await;
+    assert!(
+        eventually(10, || async {
+            r.whereis(DEFAULT_SCOPE).is_some_and(|p| p != second)
+        })
+        .await,
+        "the killed scope was not restarted"
+    );
+    assert!(
+        eventually(10, rust_view_ok).await,
+        "state not rebuilt after a kill"
+    );
+    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
+        .await
+        .is_some());
+}

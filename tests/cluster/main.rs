@@ -8,6 +8,8 @@
 
 mod support;
 
+// Runs the binary, which needs the default `cli` feature.
+#[cfg(feature = "cli")]
 mod cli;
 mod cpg_interop;
 mod cpg_protocol;

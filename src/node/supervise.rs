@@ -1,0 +1,113 @@
+//! Supervision of the node's own tasks: a panic in one of them (a bug) is
+//! logged and contained, and the task starts again after a backoff, as an
+//! OTP supervisor restarts a crashed child. Nothing here is needed while
+//! the code is right; it keeps one bug from taking the node out of the
+//! cluster for good.
+
+use crate::config::Backoff;
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// A future that turns a panic while polling `F` into `Err(message)`.
+pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> CatchUnwind<F> {
+    pub(crate) fn new(f: F) -> Self {
+        CatchUnwind(Box::pin(f))
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let f = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+/// The text a panic was raised with.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// A run that lasted this long resets the backoff: the next crash is
+/// treated as a new fault, not as a crash loop.
+const STABLE: Duration = Duration::from_secs(60);
+
+/// Runs `make()` and, whenever it panics, logs the panic and runs a fresh
+/// `make()` after a backoff (growing while it keeps crashing). Returns when
+/// a run returns normally. Abort the returned task to stop it.
+pub(crate) fn supervise<F, Fut>(
+    what: String,
+    backoff: Backoff,
+    mut make: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut attempt = 0;
+        loop {
+            let started = tokio::time::Instant::now();
+            match CatchUnwind::new(make()).await {
+                Ok(()) => return,
+                Err(msg) => {
+                    if started.elapsed() >= STABLE {
+                        attempt = 0;
+                    }
+                    let wait = backoff.random_delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    tracing::error!("{what} crashed ({msg}); restarting it in {wait:?}");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crashing_task_is_restarted_until_it_returns() {
+        let runs = Arc::new(AtomicU32::new(0));
+        let r = runs.clone();
+        let h = supervise("test task".into(), Backoff::default(), move || {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) < 3 {
+                    panic!("boom");
+                }
+            }
+        });
+        h.await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn catch_unwind_gives_the_message() {
+        let got = CatchUnwind::new(async { panic!("bad {}", 42) }).await;
+        assert_eq!(got, Err("bad 42".to_string()));
+        let ok = CatchUnwind::new(async { 7 }).await;
+        assert_eq!(ok, Ok(7));
+    }
+}
