@@ -1,7 +1,8 @@
 %% Erlang-side EUnit tests of the Rust cpg scope, run from a plain erl node
 %% (no genuine cpg) against `cpg-node run --join svc --join svc` started by
-%% scripts/erl_tests.sh. This node plays a cpg scope: it registers under
-%% cpg_default_scope and speaks the protocol to the Rust scope.
+%% scripts/erl_tests.sh. This node plays a cpg scope: first the test process
+%% registers under cpg_default_scope and speaks the protocol to the Rust
+%% scope by hand, then cpg_model_scope (a model of a genuine scope) does.
 -module(cpg_scope_tests).
 -include_lib("eunit/include/eunit.hrl").
 
@@ -14,8 +15,72 @@ all_test_() ->
         {"{new, Node} is answered with the Rust scope's state", as_scope(fun new_gets_exchange/0)},
         {"a member found through cpg answers gen_server:call", as_scope(fun call_member/0)},
         {"our join cast is applied by the Rust scope", as_scope(fun join_applied/0)},
-        {"junk to the scope is dropped; it keeps serving", as_scope(fun junk_dropped/0)}
+        {"junk to the scope is dropped; it keeps serving", as_scope(fun junk_dropped/0)},
+        {"a model scope gets the Rust members", with_model(fun model_gets_members/0)},
+        {"a model join is kept by the Rust scope", with_model(fun model_join_kept/0)},
+        {"netsplit and heal with a model scope", with_model(fun model_netsplit/0)}
      ]}.
+
+%% Runs Test with cpg_model_scope (a model of a genuine scope at node_type
+%% all, erl_test/cpg_model_scope.erl) registered as the scope on this node.
+with_model(Test) ->
+    fun() ->
+        pong = net_adm:ping(rust()),
+        {ok, _} = cpg_model_scope:start(?SCOPE),
+        try Test() after cpg_model_scope:stop(?SCOPE) end
+    end.
+
+%% Polls (up to 5 s) until F() returns Want; returns what F() last gave.
+wait_until(Want, F) -> wait_until(Want, F, 100).
+wait_until(_, F, 0) -> F();
+wait_until(Want, F, N) ->
+    case F() of
+        Want -> Want;
+        _ -> timer:sleep(50), wait_until(Want, F, N - 1)
+    end.
+
+svc() -> cpg_model_scope:get_members(?SCOPE, "svc").
+
+%% Waits until the model holds N copies in "svc"; its members.
+wait_svc(N) ->
+    Count = fun() -> case svc() of {ok, _, Ps} -> length(Ps); _ -> 0 end end,
+    ?assertEqual(N, wait_until(N, Count)),
+    case svc() of {ok, _, Ps} -> Ps; _ -> [] end.
+
+%% On start the model sends {new, node()}; the Rust scope answers with its
+%% exchange: its member joined "svc" twice.
+model_gets_members() ->
+    [P, P] = wait_svc(2),
+    ?assertEqual(rust(), node(P)).
+
+%% A local join is cast to the Rust scope; a restarted model scope gets it
+%% back from the Rust scope's exchange (the merge repairs local pids).
+model_join_kept() ->
+    M = cpg_node_test_util:spawn_idle(),
+    ok = cpg_model_scope:join(?SCOPE, "from_model", M),
+    ok = cpg_model_scope:join(?SCOPE, "from_model", M),
+    timer:sleep(200),
+    cpg_model_scope:stop(?SCOPE),
+    {ok, _} = cpg_model_scope:start(?SCOPE),
+    Got = wait_until({ok, "from_model", [M, M]},
+                     fun() -> cpg_model_scope:get_members(?SCOPE, "from_model") end),
+    ?assertEqual({ok, "from_model", [M, M]}, Got),
+    %% Its death reaches the Rust scope through the Rust node's monitor.
+    M ! {exit, done},
+    timer:sleep(300),
+    cpg_model_scope:stop(?SCOPE),
+    {ok, _} = cpg_model_scope:start(?SCOPE),
+    wait_svc(2),
+    ?assertEqual({error, {no_such_group, "from_model"}},
+                 cpg_model_scope:get_members(?SCOPE, "from_model")).
+
+%% A nodedown drops the Rust members; the heal's exchanges bring them back.
+model_netsplit() ->
+    wait_svc(2),
+    true = erlang:disconnect_node(rust()),
+    wait_svc(0),
+    true = net_kernel:connect_node(rust()),
+    wait_svc(2).
 
 %% Runs Test in a process registered as the scope, the way a cpg scope
 %% process is; unregisters and flushes afterwards.

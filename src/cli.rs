@@ -387,8 +387,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let _cluster = Cluster::start(&node, opts);
             // Say how the first attempt went; the keeper retries either way.
             for peer in &connect {
-                // A failure is logged by the node ("connection failed"),
-                // and the keeper dials again.
+                // A failure is logged by the cluster keeper, which dials
+                // again.
                 if node.connect(peer).await.is_ok() {
                     tracing::info!("connected to {peer}");
                 }

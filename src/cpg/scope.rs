@@ -40,6 +40,19 @@
 //! name the storage refuses (empty or invalid pattern in the trie) is
 //! refused; duplicate names in a local `leave_counts` are merged (same result
 //! as cpg's left-to-right processing) before the request is cast.
+//!
+//! # Copies are capped
+//!
+//! Every copy of a pid in a group (one join) costs about 100 bytes here, as a
+//! list cell does on the BEAM, and `join_counts` takes its count from the
+//! message: `{join_counts, [{"x", 10000000000}], Pid}` would have cpg (and
+//! this scope, before the cap) try to allocate for ten billion copies. So no
+//! pid may hold more than [`Scope::max_copies`] copies in one group
+//! ([`DEFAULT_MAX_COPIES`], a million, about 100 MB, unless set with
+//! [`Scope::set_max_copies`]): a local `join`/`join_counts` that would go
+//! over it is refused ([`WriteError::TooManyCopies`]); such a request from
+//! another node is ignored whole ([`Scope::check_remote`] says why, for the
+//! caller to log); an exchange never gives a pid more than the cap.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
@@ -47,6 +60,9 @@ use std::hash::Hash;
 
 use super::group::{CpgData, GroupData, Part};
 use super::storage::{GroupKey, GroupStore, TermName};
+
+/// The default [`Scope::max_copies`]: copies of one pid in one group.
+pub const DEFAULT_MAX_COPIES: usize = 1_000_000;
 
 /// What the scope needs to know about a pid: the node it lives on.
 pub trait PidInfo {
@@ -208,6 +224,17 @@ pub enum WriteError<N = String> {
     /// The pid is unknown, or not a member of a named group.
     #[error("pid is not a member of the group")]
     NotMember,
+    /// The pid would hold more than [`Scope::max_copies`] copies in a group
+    /// (or the request adds more than that in all).
+    #[error("{count} more copies in group {name:?} would exceed the limit of {max} copies")]
+    TooManyCopies {
+        /// The group name.
+        name: N,
+        /// The count asked for it.
+        count: usize,
+        /// [`Scope::max_copies`].
+        max: usize,
+    },
 }
 
 /// Why a read found nothing; carries the queried name (never the pattern).
@@ -239,6 +266,8 @@ pub struct Scope<P, N: GroupKey = String> {
     by_node: HashMap<String, BTreeSet<P>>,
     /// Connected nodes, with "listened" (full peer) flag.
     nodes: BTreeMap<String, bool>,
+    /// Most copies of one pid in one group.
+    max_copies: usize,
 }
 
 impl<P: Clone, N: GroupKey> Clone for Scope<P, N>
@@ -253,6 +282,7 @@ where
             pids: self.pids.clone(),
             by_node: self.by_node.clone(),
             nodes: self.nodes.clone(),
+            max_copies: self.max_copies,
         }
     }
 }
@@ -294,6 +324,69 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             pids: HashMap::new(),
             by_node: HashMap::new(),
             nodes: BTreeMap::new(),
+            max_copies: DEFAULT_MAX_COPIES,
+        }
+    }
+
+    /// Most copies of one pid in one group (see [Copies are
+    /// capped](self#copies-are-capped)).
+    pub fn max_copies(&self) -> usize {
+        self.max_copies
+    }
+
+    /// Sets [`Scope::max_copies`] (at least 1).
+    pub fn set_max_copies(&mut self, max: usize) {
+        self.max_copies = max.max(1);
+    }
+
+    /// Refuses adding `counts` copies of `pid` (names may repeat) if any
+    /// group would then hold more than `max_copies` copies of it, or if the
+    /// request adds more than `max_copies` copies in all. Costs nothing
+    /// proportional to the counts.
+    fn check_copies(&self, counts: &[(N, usize)], pid: &P) -> Result<(), WriteError<N>> {
+        let over = |name: &N, count: usize| WriteError::TooManyCopies {
+            name: name.clone(),
+            count,
+            max: self.max_copies,
+        };
+        let mut total: usize = 0;
+        let mut added: Vec<(&N, usize)> = Vec::new();
+        for (name, count) in counts {
+            total = total.saturating_add(*count);
+            if total > self.max_copies {
+                return Err(over(name, *count));
+            }
+            let have = match added.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, a)) => {
+                    *a += count;
+                    *a
+                }
+                None => {
+                    added.push((name, *count));
+                    *count
+                }
+            };
+            let existing = self
+                .groups
+                .get(name.as_borrowed())
+                .map_or(0, |g| g.count_of(pid));
+            if existing.saturating_add(have) > self.max_copies {
+                return Err(over(name, *count));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether [`Scope::remote_request`] would ignore `request` for asking
+    /// more copies than [`Scope::max_copies`] allows: the refusal, for the
+    /// caller to log with the sender.
+    pub fn check_remote(&self, request: &Request<P, N>) -> Result<(), WriteError<N>> {
+        match request {
+            Request::Join { name, pid } => {
+                self.check_copies(std::slice::from_ref(&(name.clone(), 1)), pid)
+            }
+            Request::JoinCounts { counts, pid } => self.check_copies(counts, pid),
+            _ => Ok(()),
         }
     }
 
@@ -411,6 +504,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     pub fn join(&mut self, name: &N::Borrowed, pid: P) -> Result<Vec<Effect<P, N>>, WriteError<N>> {
         self.check_local(&pid)?;
         check_name(name)?;
+        self.check_copies(&[(name.to_owned(), 1)], &pid)?;
         let mut effects = Vec::new();
         self.add_copies(name, &pid, 1, &mut effects);
         self.cast_peers(
@@ -438,6 +532,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             check_name(name.as_borrowed())?;
             check_count(name.as_borrowed(), *count)?;
         }
+        self.check_copies(counts, &pid)?;
         let mut effects = Vec::new();
         for (name, count) in counts {
             self.add_copies(name.as_borrowed(), &pid, *count, &mut effects);
@@ -578,6 +673,9 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if from_node == self.node || request.pid().map_or(true, |p| self.is_local(p)) {
             return effects;
         }
+        if self.check_remote(&request).is_err() {
+            return effects;
+        }
         match request {
             Request::Join { name, pid } => {
                 let name = name.as_borrowed();
@@ -664,6 +762,9 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             let Some(is_local) = self.accept(pid) else {
                 continue;
             };
+            if group.count_of(pid) >= self.max_copies {
+                continue;
+            }
             group.join(pid.clone(), is_local, 1);
             push_notify(effects, name, pid, &join_reason(is_local), 1);
             self.index_add(pid, name, effects);
@@ -690,7 +791,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             let Some(group) = self.groups.get_mut(name) else {
                 return;
             };
-            let delta = group.set_count_newest(pid, is_local, count);
+            let delta = group.set_count_newest(pid, is_local, count.min(self.max_copies));
             if delta > 0 {
                 push_notify(
                     effects,
@@ -1413,6 +1514,76 @@ mod tests {
         assert_eq!(demonitors(&e), vec![a1.clone()]);
         assert_eq!(s.group_count(), 0);
         assert_eq!(s.which_groups_of(&a1), Vec::<String>::new());
+        check_invariants(&s);
+    }
+
+    #[test]
+    fn local_joins_over_max_copies_refused() {
+        let mut s = Scope::new("a");
+        assert_eq!(s.max_copies(), DEFAULT_MAX_COPIES);
+        let a1 = t("a", 1);
+        // Refused before anything is allocated for it.
+        let e = s
+            .join_counts(&counts(&[("x", 10_000_000_000)]), a1.clone())
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            WriteError::TooManyCopies {
+                count: 10_000_000_000,
+                ..
+            }
+        ));
+        assert_eq!(s.group_count(), 0);
+        s.set_max_copies(5);
+        s.join_counts(&counts(&[("g", 4)]), a1.clone()).unwrap();
+        s.join("g", a1.clone()).unwrap();
+        assert!(matches!(
+            s.join("g", a1.clone()),
+            Err(WriteError::TooManyCopies { max: 5, .. })
+        ));
+        // Repeated names add up; so does the whole request.
+        for bad in [&[("h", 3), ("h", 3)][..], &[("h", 3), ("i", 3)][..]] {
+            assert!(matches!(
+                s.join_counts(&counts(bad), a1.clone()),
+                Err(WriteError::TooManyCopies { .. })
+            ));
+        }
+        assert_eq!(s.join_count("g", &a1), 5);
+        assert_eq!(s.join_count("h", &a1), 0);
+        // Another pid has its own allowance.
+        s.join_counts(&counts(&[("g", 5)]), t("a", 2)).unwrap();
+        check_invariants(&s);
+    }
+
+    #[test]
+    fn remote_joins_over_max_copies_ignored() {
+        let mut s = Scope::new("a");
+        s.node_up("b", true);
+        let b1 = t("b", 1);
+        let huge = Request::JoinCounts {
+            counts: counts(&[("x", 10_000_000_000)]),
+            pid: b1.clone(),
+        };
+        assert!(s.check_remote(&huge).is_err());
+        assert!(s.remote_request("b", huge).is_empty());
+        assert_eq!(s.group_count(), 0);
+        s.set_max_copies(3);
+        let join = || Request::Join {
+            name: "g".into(),
+            pid: b1.clone(),
+        };
+        for _ in 0..3 {
+            assert!(!s.remote_request("b", join()).is_empty());
+        }
+        assert!(s.check_remote(&join()).is_err());
+        assert!(s.remote_request("b", join()).is_empty());
+        assert_eq!(s.join_count("g", &b1), 3);
+        // An exchange gives a pid no more than the cap either, for a new
+        // group or one we have.
+        let many = vec![b1.clone(); 7];
+        s.exchange("b", vec![("g".into(), many.clone()), ("n".into(), many)]);
+        assert_eq!(s.join_count("g", &b1), 3);
+        assert_eq!(s.join_count("n", &b1), 3);
         check_invariants(&s);
     }
 

@@ -23,14 +23,26 @@
 //! trie, with patterns; `CpgScope<TermName>` ([`CpgScope::start_map`]) takes
 //! any Erlang term as a name, with exact lookups, for a cluster whose cpg
 //! runs with a dict-like `group_storage`. Both have the same methods.
+//!
+//! The scope process also answers `gen_server:call(Scope, Request)` from
+//! other nodes as cpg's `handle_call` does: the reads (`get_members`,
+//! `get_closest_pid`, ... with or without an excluded pid, `which_groups`,
+//! `which_groups_counts`, `join_count`) with cpg's replies, and the writes
+//! for pids of this node (`join`, `join_counts`, `leave`, `leave_counts`)
+//! with `{ok, VisibleNodes}` (`[]`: a hidden node has no visible node) or
+//! `error`. Any other request (and `cpg_data`, cpg's internal state) gets
+//! `error`, the reply cpg gives just before it stops on an unknown call;
+//! this scope logs it and lives on.
 
 use super::group::GroupData;
-use super::scope::{Effect, PidInfo, ReadError, Reason, Request, Scope, WriteError};
+use super::scope::{
+    Effect, PidInfo, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES,
+};
 use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireMsg, WireName};
 use crate::node::{Node, NodeEvent};
-use crate::process::{Dest, Process, SendError, Signal};
-use crate::term::{Pid, Reference, Term};
+use crate::process::{self, Dest, Process, SendError, Signal};
+use crate::term::{self, Pid, Reference, Term};
 use parking_lot::RwLock;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -96,6 +108,11 @@ pub struct ScopeOptions {
     /// handle started ([`CpgScope::start`]: `Trie`, [`CpgScope::start_map`]:
     /// `Map`), and should match the BEAM side's.
     pub storage: Storage,
+    /// Most copies of one pid in one group ([`DEFAULT_MAX_COPIES`]): a
+    /// local join over it fails with [`WriteError::TooManyCopies`], a
+    /// join or join_counts cast from another node over it is logged and
+    /// ignored (see [`Scope::max_copies`]).
+    pub max_copies: usize,
 }
 
 impl ScopeOptions {
@@ -107,6 +124,7 @@ impl ScopeOptions {
             beam_node_type: BeamNodeType::All,
             poll_interval: Duration::from_secs(5),
             storage: Storage::Trie,
+            max_copies: DEFAULT_MAX_COPIES,
         }
     }
 
@@ -236,7 +254,9 @@ where
             });
         }
         let proc = node.spawn_registered(&opts.name)?;
-        let state = Arc::new(RwLock::new(Scope::with_storage(node.name())));
+        let mut scope = Scope::with_storage(node.name());
+        scope.set_max_copies(opts.max_copies);
+        let state = Arc::new(RwLock::new(scope));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
         let handle = CpgScope {
@@ -388,6 +408,41 @@ struct RemoteScope {
     /// The wait before the next probe after a failed one (doubles up to the
     /// poll interval).
     retry: Duration,
+}
+
+/// `{error, {no_such_group | no_process, Name}}` with the name as asked.
+fn read_error<M>(e: &ReadError<M>, name: &Term) -> Term {
+    let why = match e {
+        ReadError::NoSuchGroup(_) => "no_such_group",
+        ReadError::NoProcess(_) => "no_process",
+    };
+    term::tuple(vec![
+        term::atom("error"),
+        term::tuple(vec![term::atom(why), name.clone()]),
+    ])
+}
+
+/// A count as an Erlang integer.
+fn count_term(c: usize) -> Term {
+    match i32::try_from(c) {
+        Ok(c) => term::int(c),
+        Err(_) => Term::BigInteger(crate::term::BigInteger::from(c as u64)),
+    }
+}
+
+/// cpg replies `error` to an unknown call (then stops); we log and go on.
+fn unknown_call(scope: &str, request: &Term) -> Term {
+    let mut shown = request.to_string();
+    if shown.len() > 200 {
+        let mut cut = 200;
+        while !shown.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    tracing::warn!(scope = %scope, "unknown call {shown}: replied error");
+    term::atom("error")
 }
 
 fn reason_text(t: &Term) -> String {
@@ -616,7 +671,7 @@ impl<N: WireName> ScopeTask<N> {
             tracing::info!(
                 scope = %self.opts.name,
                 %peer,
-                "the peer's scope process is gone ({reason}); our members go to it again when it is back"
+                "the peer's scope process is not running ({reason}); our members go to it when it is (back) up"
             );
             r.retry = PROBE_FIRST;
         }
@@ -777,6 +832,15 @@ impl<N: WireName> ScopeTask<N> {
 
     fn signal(&mut self, s: Signal) {
         match s {
+            Signal::Message { msg, .. } if process::parse_call(&msg).is_some() => {
+                let Some((caller, request)) = process::parse_call(&msg) else {
+                    return;
+                };
+                let reply = self.answer_call(request);
+                if let Err(e) = self.proc.reply(&caller, reply) {
+                    tracing::debug!(scope = %self.opts.name, "reply to {}: {e}", term::pid_text(&caller.pid));
+                }
+            }
             Signal::Message { from, msg } => match WireMsg::<MemberPid, N>::decode(&msg) {
                 Ok(WireMsg::New(node)) => {
                     let effects = self.state.read().new_node(&node);
@@ -802,11 +866,23 @@ impl<N: WireName> ScopeTask<N> {
                     }
                 }
                 Ok(WireMsg::Cast(request)) => {
+                    let mut s = self.state.write();
+                    if let Err(e) = s.check_remote(&request) {
+                        drop(s);
+                        tracing::warn!(
+                            scope = %self.opts.name,
+                            sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
+                            member = request.pid().map(|p| term::pid_text(&p.0)).unwrap_or_default(),
+                            "ignored a cast from another node: {e}"
+                        );
+                        return;
+                    }
                     let origin = from
                         .map(|p| p.node.name)
                         .or_else(|| request.pid().map(|p| p.0.node.name.clone()))
                         .unwrap_or_default();
-                    let effects = self.state.write().remote_request(&origin, request);
+                    let effects = s.remote_request(&origin, request);
+                    drop(s);
                     self.execute(effects);
                 }
                 Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
@@ -832,6 +908,146 @@ impl<N: WireName> ScopeTask<N> {
             Signal::Exit { from, reason, .. } => {
                 tracing::debug!(scope = %self.opts.name, "exit signal from {from}: {reason} (trapped)");
             }
+        }
+    }
+
+    /// The reply cpg's `handle_call` gives to `request` (see the module
+    /// docs); writes are carried out like local ones.
+    fn answer_call(&mut self, request: &Term) -> Term {
+        let (op, args): (&str, &[Term]) = match request {
+            Term::Atom(a) => (a.name.as_str(), &[]),
+            Term::Tuple(t) => match t.elements.split_first() {
+                Some((Term::Atom(a), rest)) => (a.name.as_str(), rest),
+                _ => ("", &[]),
+            },
+            _ => ("", &[]),
+        };
+        let pid = |t: &Term| term::as_pid(t).cloned().map(MemberPid);
+        let write = match (op, args) {
+            ("join", [n, p]) => match (N::from_term(n), pid(p)) {
+                (Some(n), Some(p)) => Some(self.state.write().join(n.as_borrowed(), p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            ("join_counts", [c, p]) => match (super::wire::counts::<N>(c, request), pid(p)) {
+                (Ok(c), Some(p)) => Some(self.state.write().join_counts(&c, p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            ("leave", [p]) => match pid(p) {
+                Some(p) => Some(self.state.write().leave_all(&p)),
+                None => Some(Err(WriteError::NotMember)),
+            },
+            ("leave", [n, p]) => match (N::from_term(n), pid(p)) {
+                (Some(n), Some(p)) => Some(self.state.write().leave(n.as_borrowed(), &p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            ("leave_counts", [c, p]) => match (super::wire::counts::<N>(c, request), pid(p)) {
+                (Ok(c), Some(p)) => Some(self.state.write().leave_counts(&c, &p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            _ => None,
+        };
+        if let Some(result) = write {
+            return match result {
+                Ok(effects) => {
+                    self.execute(effects);
+                    term::tuple(vec![term::atom("ok"), term::nil()])
+                }
+                Err(_) => term::atom("error"),
+            };
+        }
+        let s = self.state.read();
+        let names = |v: Vec<N>| term::list(v.iter().map(N::to_term).collect());
+        match (op, args) {
+            ("which_groups", []) => return names(s.which_groups()),
+            ("which_groups", [p]) => {
+                return names(pid(p).map(|p| s.which_groups_of(&p)).unwrap_or_default())
+            }
+            ("which_groups_counts", [p]) => {
+                let counts = pid(p)
+                    .map(|p| s.which_groups_counts(&p))
+                    .unwrap_or_default();
+                return term::list(
+                    counts
+                        .iter()
+                        .map(|(n, c)| term::tuple(vec![n.to_term(), count_term(*c)]))
+                        .collect(),
+                );
+            }
+            ("join_count", [n, p]) => {
+                let count = match (N::from_term(n), pid(p)) {
+                    (Some(n), Some(p)) => s.join_count(n.as_borrowed(), &p),
+                    _ => 0,
+                };
+                return count_term(count);
+            }
+            _ => {}
+        }
+        let (name_term, exclude) = match args {
+            [n] => (n, None),
+            [n, p] => match pid(p) {
+                Some(p) => (n, Some(p)),
+                None => return unknown_call(&self.opts.name, request),
+            },
+            _ => return unknown_call(&self.opts.name, request),
+        };
+        let ex = exclude.as_ref();
+        let no_group = || read_error(&ReadError::NoSuchGroup(()), name_term);
+        let members = |r: Result<(&N::Borrowed, Vec<MemberPid>), ReadError<N>>| match r {
+            Ok((k, v)) => term::tuple(vec![
+                term::atom("ok"),
+                k.to_owned().to_term(),
+                term::list(v.into_iter().map(|p| Term::Pid(p.0)).collect()),
+            ]),
+            Err(e) => read_error(&e, name_term),
+        };
+        let one = |r: Result<(&N::Borrowed, MemberPid), ReadError<N>>| match r {
+            Ok((k, p)) => term::tuple(vec![
+                term::atom("ok"),
+                k.to_owned().to_term(),
+                Term::Pid(p.0),
+            ]),
+            Err(e) => read_error(&e, name_term),
+        };
+        let choose = &mut |n: usize| rand::random_range(0..n.max(1));
+        let is_read = matches!(
+            op,
+            "get_members"
+                | "get_local_members"
+                | "get_remote_members"
+                | "get_closest_pid"
+                | "get_furthest_pid"
+                | "get_random_pid"
+                | "get_local_pid"
+                | "get_remote_pid"
+                | "get_oldest_pid"
+                | "get_local_oldest_pid"
+                | "get_remote_oldest_pid"
+                | "get_newest_pid"
+                | "get_local_newest_pid"
+                | "get_remote_newest_pid"
+        );
+        if !is_read {
+            return unknown_call(&self.opts.name, request);
+        }
+        let Some(name) = N::from_term(name_term) else {
+            return no_group();
+        };
+        let n = name.as_borrowed();
+        match op {
+            "get_members" => members(s.get_members(n, ex)),
+            "get_local_members" => members(s.get_local_members(n, ex)),
+            "get_remote_members" => members(s.get_remote_members(n, ex)),
+            "get_closest_pid" => one(s.get_closest_pid(n, ex, choose)),
+            "get_furthest_pid" => one(s.get_furthest_pid(n, ex, choose)),
+            "get_random_pid" => one(s.get_random_pid(n, ex, choose)),
+            "get_local_pid" => one(s.get_local_pid(n, ex, choose)),
+            "get_remote_pid" => one(s.get_remote_pid(n, ex, choose)),
+            "get_oldest_pid" => one(s.get_oldest_pid(n, ex)),
+            "get_local_oldest_pid" => one(s.get_local_oldest_pid(n, ex)),
+            "get_remote_oldest_pid" => one(s.get_remote_oldest_pid(n, ex)),
+            "get_newest_pid" => one(s.get_newest_pid(n, ex)),
+            "get_local_newest_pid" => one(s.get_local_newest_pid(n, ex)),
+            _ => one(s.get_remote_newest_pid(n, ex)),
         }
     }
 

@@ -87,7 +87,7 @@ fn short(t: &Term) -> String {
     s
 }
 
-fn counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usize)>, WireError> {
+pub(crate) fn counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usize)>, WireError> {
     let l = term::as_list(t).ok_or_else(|| WireError::Unknown(short(whole)))?;
     l.iter()
         .map(|e| match term::as_tuple(e) {

@@ -48,6 +48,25 @@ pub enum DecodeError {
     UnsupportedOp(i32),
 }
 
+impl DecodeError {
+    /// Whether the byte stream itself can no longer be trusted (a packet
+    /// length over the limit, an unknown packet type, atom cache refs that
+    /// were never negotiated, a broken fragment sequence): the connection
+    /// must close. Every other error is about the content of one complete
+    /// message (a term too deep, malformed or with an unsupported tag, a
+    /// control message erl_dist cannot use): that message is dropped and
+    /// the connection lives on.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            DecodeError::TooLarge(_)
+            | DecodeError::UnknownType(_)
+            | DecodeError::AtomCache
+            | DecodeError::Fragment(_) => true,
+            DecodeError::Term(_) | DecodeError::Control(_) | DecodeError::UnsupportedOp(_) => false,
+        }
+    }
+}
+
 /// One packet.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Packet {
@@ -199,21 +218,55 @@ fn no_atom_cache(body: &[u8], at: usize) -> Result<&[u8], DecodeError> {
 }
 
 /// Decodes a whole message in pass-through form into a control message
-/// (with its payload). Every term is validated before erl_dist decodes it.
+/// (with its payload). Every term is validated before erl_dist decodes it,
+/// and erl_dist's recursive decoder runs on a stack grown for the depth
+/// measured ([`term::with_stack_for`]).
 pub fn decode_message(msg: &[u8], limits: Limits) -> Result<Message, DecodeError> {
-    let end = term::validate(msg, 0, limits)?;
+    let (end, mut depth) = term::validate_depth(msg, 0, limits)?;
     if end < msg.len() {
-        let pend = term::validate(msg, end, limits)?;
+        let (pend, pdepth) = term::validate_depth(msg, end, limits)?;
         if pend != msg.len() {
             return Err(DecodeError::Control(
                 "trailing bytes after the payload".into(),
             ));
         }
+        depth = depth.max(pdepth);
     }
-    Message::read_from(&mut &msg[..]).map_err(|e| match e {
+    term::with_stack_for(depth, || Message::read_from(&mut &msg[..])).map_err(|e| match e {
         erl_dist::message::RecvError::UnsupportedOp { op } => DecodeError::UnsupportedOp(op),
         e => DecodeError::Control(e.to_string()),
     })
+}
+
+/// A short description of a message's control term (operation, sender,
+/// destination), for logging a message that is dropped: decoded only when
+/// shallow, and cut to 200 characters. `msg` is a message in pass-through
+/// form or a packet body with a whole-message distribution header (`131,
+/// 68, 0`). `None` if it cannot be told.
+pub fn describe_control(msg: &[u8]) -> Option<String> {
+    let shallow = Limits { max_depth: 4 };
+    let ctl = match msg {
+        [term::VERSION, 68, 0, body @ ..] => {
+            let end = term::validate_body(body, 0, shallow).ok()?;
+            let mut t = vec![term::VERSION];
+            t.extend_from_slice(&body[..end]);
+            term::Term::decode(&t[..]).ok()?
+        }
+        _ => {
+            let end = term::validate(msg, 0, shallow).ok()?;
+            term::Term::decode(&msg[..end]).ok()?
+        }
+    };
+    let mut s = ctl.to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    Some(s)
 }
 
 /// Appends one packet to `out`: pass-through form (`112`, control and
@@ -349,5 +402,110 @@ mod tests {
             .is_err());
         assert!(decode_message(&[131, 104, 1, 97, 99], Limits::default()).is_err());
         assert!(decode_message(&[131, 82, 0], Limits::default()).is_err());
+    }
+
+    /// A REG_SEND from `a@h` whose payload is `atom` nested in `depth`
+    /// 1-tuples, as a distribution-header packet body.
+    fn deep_reg_send(depth: usize) -> Vec<u8> {
+        let mut out = vec![];
+        encode_message(
+            Message::reg_send(Pid::new("a@h", 1, 0, 1), "x".into(), atom("ok")),
+            &mut out,
+            true,
+        )
+        .unwrap();
+        assert!(out.ends_with(&[119, 2, b'o', b'k']));
+        let mut body = out[4..out.len() - 4].to_vec();
+        for _ in 0..depth {
+            body.extend_from_slice(&[104, 1]);
+        }
+        body.extend_from_slice(&[119, 2, b'o', b'k']);
+        body
+    }
+
+    #[test]
+    fn content_errors_are_per_message_framing_errors_fatal() {
+        let mut r = Reassembler::new(1 << 20);
+        let too_deep = deep_reg_send(term::DEFAULT_MAX_DEPTH + 1);
+        let Ok(Some(m)) = r.push(&too_deep) else {
+            panic!("the control term is fine")
+        };
+        let Err(e) = decode_message(&m, Limits::default()) else {
+            panic!("too deep, yet decoded")
+        };
+        assert!(matches!(e, DecodeError::Term(TermError::TooDeep(_))), "{e}");
+        assert!(!e.is_fatal());
+        for form in [&too_deep, &m] {
+            let d = describe_control(form).unwrap();
+            assert!(d.contains("a@h"), "{d}");
+        }
+        // The reassembler goes on with the next message.
+        let ok = r.push(&deep_reg_send(3)).unwrap().unwrap();
+        decode_message(&ok, Limits::default()).unwrap();
+        for fatal in [
+            DecodeError::TooLarge(1),
+            DecodeError::UnknownType(1),
+            DecodeError::AtomCache,
+            DecodeError::Fragment("x"),
+        ] {
+            assert!(fatal.is_fatal());
+        }
+        assert!(!DecodeError::Term(TermError::UnsupportedTag { tag: 82, pos: 0 }).is_fatal());
+        // An atom that is not UTF-8 in the payload: refused, not fatal.
+        let mut bad_atom = deep_reg_send(0);
+        bad_atom.truncate(bad_atom.len() - 4);
+        bad_atom.extend_from_slice(&[119, 1, 0xff]);
+        let m = r.push(&bad_atom).unwrap().unwrap();
+        let Err(e) = decode_message(&m, Limits::default()) else {
+            panic!("bad UTF-8 atom decoded")
+        };
+        assert!(!e.is_fatal(), "{e}");
+        assert!(!DecodeError::Control("x".into()).is_fatal());
+        assert!(!DecodeError::UnsupportedOp(99).is_fatal());
+    }
+
+    /// A message at the deepest depth accepted is decoded, used and freed
+    /// on tokio workers (2 MiB stacks) without overflowing them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deepest_accepted_message_is_safe_on_a_worker() {
+        let body = deep_reg_send(term::DEFAULT_MAX_DEPTH);
+        let h = tokio::spawn(async move {
+            let mut r = Reassembler::new(1 << 20);
+            let m = r.push(&body).unwrap().unwrap();
+            let msg = decode_message(&m, Limits::default()).unwrap();
+            let Message::RegSend(rs) = &msg else {
+                panic!("not a reg_send")
+            };
+            let payload = rs.message.clone();
+            assert_eq!(payload, rs.message);
+            let printed = format!("{payload:?}{payload}");
+            let mut out = vec![];
+            encode_message(msg, &mut out, true).unwrap();
+            drop(payload);
+            (printed.len(), out.len())
+        });
+        let (printed, encoded) = h.await.unwrap();
+        assert!(printed > 2 * term::DEFAULT_MAX_DEPTH);
+        assert!(encoded > 2 * term::DEFAULT_MAX_DEPTH);
+    }
+
+    /// Decoding itself never overflows, however deep the limit is set:
+    /// erl_dist runs on a grown stack.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn decode_beyond_the_default_depth_on_a_grown_stack() {
+        let body = deep_reg_send(20_000);
+        let limits = Limits { max_depth: 20_000 };
+        tokio::spawn(async move {
+            let end = term::validate_body(&body, 3, limits).unwrap();
+            let mut m = vec![term::VERSION];
+            m.extend_from_slice(&body[3..end]);
+            m.push(term::VERSION);
+            m.extend_from_slice(&body[end..]);
+            let msg = decode_message(&m, limits).unwrap();
+            // Freed on a grown stack too (Drop recursion is ~64 B a level).
+            term::with_stack_for(20_000, move || drop(msg));
+        })
+        .await
+        .unwrap();
     }
 }

@@ -256,11 +256,12 @@ pub async fn drive(
                         Ok(None) => {}
                         Ok(Some(m)) => match codec::decode_message(&m, limits) {
                             Ok(msg) => router.incoming(&peer_name, msg),
-                            Err(e @ codec::DecodeError::UnsupportedOp(_)) => {
-                                tracing::warn!(peer = %peer_name, "dropped control message: {e}");
-                            }
+                            // One bad message costs that message, not the
+                            // connection (BEAM would have taken it).
+                            Err(e) if !e.is_fatal() => drop_message(&peer_name, &m, &e),
                             Err(e) => return ConnectionError::Decode(e),
                         },
+                        Err(e) if !e.is_fatal() => drop_message(&peer_name, &body, &e),
                         Err(e) => return ConnectionError::Decode(e),
                     },
                     Err(e) => return ConnectionError::Decode(e),
@@ -274,6 +275,17 @@ pub async fn drive(
         e = reader => e,
         _ = link.close.notified() => ConnectionError::ClosedLocally,
     }
+}
+
+/// Logs a message refused for its content; `msg` is the message (or the
+/// packet body) whose control term names the sender when it can be read.
+fn drop_message(peer: &str, msg: &[u8], e: &codec::DecodeError) {
+    let control = codec::describe_control(msg);
+    tracing::warn!(
+        peer = %peer,
+        control = control.as_deref().unwrap_or("?"),
+        "dropped a message from the peer, the connection stays: {e}"
+    );
 }
 
 fn encode(m: Outgoing, buf: &mut Vec<u8>, fragments: bool, frag: usize, seq: &mut u64) {

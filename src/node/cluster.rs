@@ -88,13 +88,14 @@ pub struct ClusterOptions {
     pub backoff: Backoff,
     /// A peer that is not a seed and has not been reached for this long is
     /// no longer dialled (it stopped for good, or was a short-lived client
-    /// such as `cpg-node members`). Discovery finds it again if it returns.
+    /// such as `cpg-node members`). Discovery finds it again if it returns,
+    /// and a BEAM node dials us itself when it needs us.
     pub forget_after: Duration,
 }
 
 impl ClusterOptions {
-    /// Seeds `seeds`, discovery every 10 s, the default backoff, peers
-    /// forgotten after 5 minutes away.
+    /// Seeds `seeds`, discovery every 10 s, the default backoff, peers that
+    /// are not seeds forgotten after a minute away.
     pub fn new(seeds: Vec<String>) -> Self {
         ClusterOptions {
             seeds,
@@ -102,7 +103,7 @@ impl ClusterOptions {
             only: Vec::new(),
             discover_interval: Duration::from_secs(10),
             backoff: Backoff::default(),
-            forget_after: Duration::from_secs(300),
+            forget_after: Duration::from_secs(60),
         }
     }
 
@@ -252,6 +253,15 @@ impl Keeper {
         now: Instant,
         jitter: f64,
     ) -> bool {
+        if let (Err(e), Some(t)) = (&result, self.targets.get(node)) {
+            // A seed's first failure in a row, then every tenth, is worth a
+            // warning; other peers come and go.
+            if t.origin == Origin::Seed && t.attempt % 10 == 0 {
+                tracing::warn!(peer = %node, "cannot reach seed {node}: {e}; retrying");
+            } else {
+                tracing::debug!(peer = %node, "cannot reach it yet: {e}");
+            }
+        }
         let backoff = self.opts.backoff;
         let forget_after = self.opts.forget_after;
         let Some(t) = self.targets.get_mut(node) else {
@@ -445,9 +455,6 @@ async fn drive(
             },
             Some(r) = rx.recv() => match r {
                 Report::Dialled(n, result) => {
-                    if let Err(e) = &result {
-                        tracing::debug!(peer = %n, "cannot reach it yet: {e}");
-                    }
                     if keeper.lock().dialled(&n, result, Instant::now(), rand::random()) {
                         tracing::info!(peer = %n, "not reached for a long time: no longer dialled");
                     }
@@ -572,8 +579,8 @@ mod tests {
                 break now;
             }
         };
-        assert!(now - t0 >= Duration::from_secs(300));
-        assert!(now - t0 < Duration::from_secs(320));
+        assert!(now - t0 >= Duration::from_secs(60));
+        assert!(now - t0 < Duration::from_secs(80));
         assert!(k.status(now).is_empty());
     }
 

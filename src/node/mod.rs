@@ -134,9 +134,15 @@ impl Node {
                     "no EPMD answers on port {} ({e}); starting an embedded EPMD server",
                     config.epmd_port
                 );
-                let s = EpmdServer::start("0.0.0.0", config.epmd_port)
-                    .await
-                    .map_err(|e| StartError::Epmd(e.into()))?;
+                // On loopback, and where our host name points (127.0.1.1
+                // on some systems): where nodes look us up. Not 0.0.0.0.
+                let s = EpmdServer::start_with(epmd::server::EpmdOptions {
+                    port: config.epmd_port,
+                    also: epmd::server::name_addrs_of(config.name.host()).await,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| StartError::Epmd(e.into()))?;
                 server = Some(s);
                 epmd::register(EPMD_HOST, config.epmd_port, entry.clone()).await?
             }
@@ -670,7 +676,9 @@ impl Inner {
         match result {
             Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
             Err(e) => {
-                tracing::warn!(peer = %node, "connection failed: {e}");
+                // Debug only: whoever asked for the connection (a call to
+                // `connect`, the cluster keeper) reports it as it sees fit.
+                tracing::debug!(peer = %node, "connection failed: {e}");
                 if self.remove_peer(&node, id) {
                     self.node_down(&node, id, &e.to_string());
                 }

@@ -334,3 +334,93 @@ async fn netsplit_heal_and_beam_restart() {
         views(&ctl, &scope, &beams, "s").await
     );
 }
+
+/// `gen_server:call` to the Rust scope gets the very replies genuine cpg's
+/// scope gives to the same calls (same membership, pid written `P`), and an
+/// unknown call gets cpg's `error` (genuine cpg then stops; ours goes on).
+#[tokio::test]
+#[ignore = "needs genuine cpg: set CPG_EBIN (see README)"]
+async fn calls_answered_as_genuine_cpg_answers_them() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (g, ctl) = genuine(&w, "visible", &[]).await;
+    let beam_p = eval(
+        &ctl,
+        &g.name,
+        "P = cpg_node_test_util:spawn_idle(), ok = cpg:join(\"g/*\", P), \
+         ok = cpg:join(\"g/*\", P), ok = cpg:join(\"h\", P), P.",
+    )
+    .await;
+    // Another scope name, so that the two memberships stay apart.
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new("other_scope")).unwrap();
+    let m = r.spawn_process();
+    scope.join("g/*", m.pid()).await.unwrap();
+    scope.join("g/*", m.pid()).await.unwrap();
+    scope.join("h", m.pid()).await.unwrap();
+    let ask = |dest: String, p: Term, req: &str| {
+        let code = format!(
+            "F = fun(X) -> lists:flatten(io_lib:format(\"~p\", [X])) end, \
+             R = gen_server:call({dest}, {req}, 5000), {{F(R), F(P)}}."
+        );
+        let (ctl, g) = (&ctl, &g);
+        async move {
+            let got = crate::support::rpc(
+                ctl,
+                &g.name,
+                "cpg_node_test_util",
+                "eval",
+                vec![
+                    term::string_to_charlist(&code),
+                    term::list(vec![term::tuple(vec![term::atom("P"), p])]),
+                ],
+            )
+            .await;
+            let Some([reply, pid]) = term::as_tuple(&got) else {
+                panic!("{got}")
+            };
+            let text: String = term::charlist_to_string(reply)
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            text.replace(&term::charlist_to_string(pid).unwrap(), "P")
+        }
+    };
+    let requests = [
+        "{get_members, \"g/x\"}",
+        "{get_members, \"g/x\", P}",
+        "{get_members, \"nope\"}",
+        "{get_local_members, \"h\"}",
+        "{get_remote_members, \"h\"}",
+        "{get_closest_pid, \"g/y\"}",
+        "{get_oldest_pid, \"h\", P}",
+        "{get_newest_pid, \"h\"}",
+        "which_groups",
+        "{which_groups, P}",
+        "{which_groups_counts, P}",
+        "{join_count, \"g/*\", P}",
+        "{join, \"k\", P}",
+        "{join_counts, [{\"k\", 0}], P}",
+        "{leave_counts, [{\"k\", 1}], P}",
+        "{leave, P}",
+        "which_groups",
+    ];
+    let rust = format!("{{other_scope, '{}'}}", r.name());
+    let m_term = Term::Pid(m.pid().clone());
+    for req in requests {
+        let ours = ask(rust.clone(), m_term.clone(), req).await;
+        let theirs = ask(DEFAULT_SCOPE.to_string(), beam_p.clone(), req).await;
+        assert_eq!(ours, theirs, "replies to {req}");
+    }
+    // Unknown: the same `error`; genuine cpg's scope then stops, ours not.
+    let ours = ask(rust.clone(), m_term.clone(), "whatever").await;
+    assert_eq!(ours, "error");
+    let theirs = eval(
+        &ctl,
+        &g.name,
+        "catch gen_server:call(cpg_default_scope, whatever, 5000).",
+    )
+    .await;
+    assert_eq!(term::as_atom(&theirs), Some("error"), "{theirs}");
+    assert_eq!(ask(rust, m_term, "which_groups").await, "[]");
+}

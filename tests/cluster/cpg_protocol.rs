@@ -236,3 +236,135 @@ async fn every_message_kind_against_a_driver_scope() {
 fn m_pid(scope: &CpgScope, name: &str) -> Pid {
     scope.get_members(name).unwrap().1[0].clone()
 }
+
+/// `join_counts` with counts nobody can hold (10^10 would be a 4 GiB
+/// allocation, 10^7 about 1 GB) is logged and ignored: the node lives, the
+/// other members are intact and later casts are served. A local join over
+/// the cap is refused.
+#[tokio::test]
+async fn hostile_join_counts_ignored_scope_serves_on() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("drv").await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let a = member(&r, &e.name).await;
+    cast(&r, &e.name, tuple(vec![atom("join"), s("g"), a.clone()])).await;
+    assert!(eventually(5, || async { ours(&scope, "g") == vec![a.clone()] }).await);
+    for count in ["10000000000", "10000000"] {
+        let code = format!(
+            "B = cpg_protocol_driver:member(), \
+             cpg_protocol_driver:cast({DEFAULT_SCOPE}, '{}', \
+             {{join_counts, [{{\"x\", {count}}}, {{\"y\", 1}}], B}}), B.",
+            r.name()
+        );
+        let b = eval(&r, &e.name, &code).await;
+        assert!(term::as_pid(&b).is_some(), "{b}");
+    }
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("join"), s("after"), a.clone()]),
+    )
+    .await;
+    assert!(
+        eventually(5, || async { ours(&scope, "after") == vec![a.clone()] }).await,
+        "the scope stopped serving casts"
+    );
+    assert!(scope.get_members("x").is_err());
+    assert!(
+        scope.get_members("y").is_err(),
+        "a refused request is ignored whole"
+    );
+    assert_eq!(ours(&scope, "g"), vec![a.clone()]);
+    assert!(r.peers().contains(&e.name));
+    let m = r.spawn_process();
+    let err = scope
+        .join_counts(&[("big".into(), 10_000_000_000)], m.pid())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("exceed"), "{err}");
+    scope.join("small", m.pid()).await.unwrap();
+    assert_eq!(scope.get_members("small").unwrap().1, vec![m.pid().clone()]);
+}
+
+/// `gen_server:call` to the Rust scope from a BEAM node is answered as
+/// cpg's `handle_call` answers it: the reads with cpg's replies, writes for
+/// Rust pids with `{ok, []}`, anything else with `error` (cpg replies
+/// `error`, then stops; this scope lives on).
+#[tokio::test]
+async fn scope_answers_gen_server_calls() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("e").await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let m = r.spawn_process();
+    scope.join("g", m.pid()).await.unwrap();
+    scope.join("g", m.pid()).await.unwrap();
+    let p = Term::Pid(m.pid().clone());
+    let call = |req: &str| {
+        let code = format!(
+            "T0 = erlang:monotonic_time(millisecond), \
+             R = gen_server:call({{{DEFAULT_SCOPE}, '{}'}}, {req}, 5000), \
+             F = fun(X) -> lists:flatten(io_lib:format(\"~p\", [X])) end, \
+             {{F(R), F(P), erlang:monotonic_time(millisecond) - T0}}.",
+            r.name()
+        );
+        let bindings = term::list(vec![tuple(vec![atom("P"), p.clone()])]);
+        let (r, e) = (&r, &e);
+        let req = req.to_string();
+        async move {
+            let got = rpc(
+                r,
+                &e.name,
+                "cpg_node_test_util",
+                "eval",
+                vec![s(&code), bindings],
+            )
+            .await;
+            match term::as_tuple(&got) {
+                Some([reply, pid, ms]) => {
+                    assert!(term::as_int(ms).unwrap() < 2000, "slow reply to {req}");
+                    // As erl prints it, without line breaks, and with the
+                    // Rust pid written `P`.
+                    let text: String = term::charlist_to_string(reply)
+                        .unwrap()
+                        .split_whitespace()
+                        .collect();
+                    text.replace(&term::charlist_to_string(pid).unwrap(), "P")
+                }
+                _ => panic!("call {req}: {got}"),
+            }
+        }
+    };
+    assert_eq!(call("{get_members, \"g\"}").await, "{ok,\"g\",[P,P]}");
+    assert_eq!(
+        call("{get_members, \"g\", P}").await,
+        "{error,{no_such_group,\"g\"}}"
+    );
+    assert_eq!(
+        call("{get_members, \"nope\"}").await,
+        "{error,{no_such_group,\"nope\"}}"
+    );
+    assert_eq!(call("{get_closest_pid, \"g\"}").await, "{ok,\"g\",P}");
+    assert_eq!(
+        call("{get_remote_pid, \"g\"}").await,
+        "{error,{no_process,\"g\"}}"
+    );
+    assert_eq!(call("which_groups").await, "[\"g\"]");
+    assert_eq!(call("{which_groups_counts, P}").await, "[{\"g\",2}]");
+    assert_eq!(call("{join_count, \"g\", P}").await, "2");
+    // Unknown requests get cpg's `error`, and the scope goes on serving.
+    assert_eq!(call("whatever").await, "error");
+    assert_eq!(call("{get_members}").await, "error");
+    // Writes for our own pids; an erl pid is not ours to join.
+    assert_eq!(call("{join, \"h\", P}").await, "{ok,[]}");
+    assert_eq!(ours(&scope, "h"), vec![p.clone()]);
+    assert_eq!(call("{join, \"h\", self()}").await, "error");
+    assert_eq!(call("{leave, \"h\", P}").await, "{ok,[]}");
+    assert!(scope.get_members("h").is_err());
+    assert_eq!(call("{join_counts, [{\"h\", 0}], P}").await, "error");
+    assert_eq!(call("{leave, P}").await, "{ok,[]}");
+    assert_eq!(call("which_groups").await, "[]");
+}

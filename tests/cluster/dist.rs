@@ -604,3 +604,96 @@ async fn a_late_reply_to_a_timed_out_call_is_dropped() {
     .await;
     assert!(is_atom(&plain, "plain"), "{plain}");
 }
+
+/// A message nested deeper than the node accepts costs that message only:
+/// the connection, a monitor across it and an erl monitor of a Rust process
+/// stay, and the messages after it arrive. A message at the deepest depth
+/// accepted is delivered (decoded on a 2 MiB tokio worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_deep_message_is_dropped_not_the_connection() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = term::as_pid(&idle).unwrap().clone();
+    let mref = me.monitor(idle.clone());
+    let watcher = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_monitor_of",
+        vec![Term::Pid(me.pid().clone())],
+    )
+    .await;
+    // `{deepest, Nest(max - 1)}` nests exactly `max` deep.
+    let max = term::DEFAULT_MAX_DEPTH;
+    let code = format!(
+        "Nest = fun(N) -> lists:foldl(fun(_, A) -> {{A}} end, bottom, lists:seq(1, N)) end, \
+         P ! {{too_deep, Nest({})}}, P ! {{deepest, Nest({})}}, P ! after_deep, ok.",
+        max * 5,
+        max - 1
+    );
+    let ok = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "eval",
+        vec![
+            term::string_to_charlist(&code),
+            term::list(vec![tuple(vec![atom("P"), Term::Pid(me.pid().clone())])]),
+        ],
+    )
+    .await;
+    assert!(is_atom(&ok, "ok"), "{ok}");
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Message { msg, .. }) => {
+            let f = term::as_tuple(&msg).expect("a tuple");
+            assert!(is_atom(&f[0], "deepest"), "first message: {:?}", f[0]);
+            // Count the levels without recursion.
+            let mut depth = 0;
+            let mut t = &f[1];
+            while let Some([inner]) = term::as_tuple(t) {
+                depth += 1;
+                t = inner;
+            }
+            assert_eq!(depth, max - 1);
+            assert!(is_atom(t, "bottom"));
+        }
+        other => panic!("expected the deepest accepted message, got {other:?}"),
+    }
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Message { msg, .. }) => assert!(is_atom(&msg, "after_deep"), "{msg}"),
+        other => panic!("expected after_deep, got {other:?}"),
+    }
+    // Still connected, both ways, and the monitors across the link stand.
+    assert!(r.peers().contains(&e.name));
+    let hidden = eval(
+        &r,
+        &e.name,
+        &format!("lists:member('{}', nodes(hidden)).", r.name()),
+    )
+    .await;
+    assert!(is_atom(&hidden, "true"), "{hidden}");
+    let recorded = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "recorded_pid",
+        vec![watcher],
+    )
+    .await;
+    assert_eq!(show(&recorded), "[]", "the erl monitor fired");
+    me.send(idle.clone(), tuple(vec![atom("exit"), atom("bye")]))
+        .unwrap();
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Down {
+            mref: m, reason, ..
+        }) if m == mref => {
+            assert!(is_atom(&reason, "bye"), "monitor reason {reason}")
+        }
+        other => panic!("expected the monitor's DOWN bye, got {other:?}"),
+    }
+    r.shutdown().await;
+}

@@ -637,3 +637,41 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
         .await
         .is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_is_discovered_from_a_seed_and_filtered_by_only() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let seed = start_beam(&w, &unique("seed")).await;
+    let app = start_beam(&w, &unique("app")).await;
+    let web = start_beam(&w, &unique("web")).await;
+    let ctl = w.rust_node("ctl").await;
+    for other in [&app.name, &web.name] {
+        let code = format!("true = net_kernel:connect_node('{other}').");
+        eval(&ctl, &seed.name, &code).await;
+    }
+    let (r, _scope, member) = rust_member(&w).await;
+    let mut opts = ClusterOptions::new(vec![seed.name.clone()]);
+    opts.only = vec![cpg_node::node::cluster::NodePattern::new("app*")];
+    opts.discover_interval = Duration::from_millis(300);
+    let _cluster = Cluster::start(&r, opts);
+    let suffix = id_suffix(member.pid());
+    let t = back_on_beam(&ctl, &app.name, "g", &suffix, 1, 10).await;
+    println!("discovered app node: member there after {t:?}");
+    assert!(
+        t.is_some(),
+        "the node matching --only was not found through the seed"
+    );
+    assert!(r.peers().contains(&app.name));
+    assert!(
+        !r.peers().contains(&web.name),
+        "a node not matching --only was connected to"
+    );
+    // A node that joins the cluster later is found at the next discovery.
+    let late = start_beam(&w, &unique("app_late")).await;
+    let code = format!("true = net_kernel:connect_node('{}').", late.name);
+    eval(&ctl, &seed.name, &code).await;
+    let t = back_on_beam(&ctl, &late.name, "g", &suffix, 1, 10).await;
+    println!("a node that joined later: member there after {t:?}");
+    assert!(t.is_some(), "a node that joined later was not discovered");
+}

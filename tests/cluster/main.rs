@@ -5,6 +5,12 @@
 //!   wrong cookies, 1 MiB messages, node restart, connection loss.
 //! - `cpg_storage`: map group storage (any term as a group name) against a
 //!   driver scope and, with CPG_EBIN, genuine cpg with `group_storage` dict.
+//! - `faults`: the node comes back by itself after faults (seed restart,
+//!   SIGSTOP either side, EPMD restart, scope restarts, silent partition,
+//!   crashes), and discovers the cluster through a seed.
+//! - `schedule`: a randomized schedule of joins, leaves, exits, partitions
+//!   and heals on two BEAM nodes (genuine cpg with CPG_EBIN, else the model
+//!   scope `erl_test/cpg_model_scope.erl`) and a Rust node.
 
 mod support;
 
@@ -17,3 +23,4 @@ mod cpg_storage;
 mod cpg_wire;
 mod dist;
 mod faults;
+mod schedule;

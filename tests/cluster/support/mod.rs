@@ -2,6 +2,7 @@
 //! test, unique names and random cookies, and rpc into the erl side.
 
 pub mod cpg;
+pub mod schedule;
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::epmd::server::EpmdServer;
