@@ -1,7 +1,11 @@
 //! Term decoding of untrusted bytes: validator + eetf must never panic, and
 //! whatever decodes must re-encode to bytes the validator accepts and that
-//! decode and encode to the same bytes again.
+//! decode to the same Erlang term. Terms are compared by their canonical
+//! encoding (`TermName`): the representation may change (a list of small
+//! integers comes back as a string) and eetf's `==` on maps whose keys are
+//! maps depends on hash order.
 #![no_main]
+use cpg_node::cpg::TermName;
 use cpg_node::term::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 
@@ -14,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let again = term::decode(&out, Limits::default()).expect("our own encoding does not decode");
-    let mut out2 = Vec::new();
-    term::encode_into(&again, &mut out2).expect("a decoded term encodes again");
-    assert_eq!(out, out2, "encode/decode/encode changed the term");
+    assert_eq!(
+        TermName::new(again).canonical_bytes(),
+        TermName::new(t).canonical_bytes(),
+        "encode/decode changed the term"
+    );
 });

@@ -11,6 +11,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug, Display};
 use std::hash::{Hash, Hasher};
@@ -452,15 +453,39 @@ fn canonical(t: &Term) -> Term {
                 last => Term::ImproperList(ImproperList::from((elements, last))),
             }
         }
-        Term::Map(m) => Term::Map(term::Map {
-            map: m
-                .map
-                .iter()
-                .map(|(k, v)| (canonical(k), canonical(v)))
-                .collect(),
-        }),
+        Term::Map(m) => {
+            let mut map = std::collections::HashMap::with_capacity(m.map.len());
+            for (k, v) in &m.map {
+                // Keys spelled differently can be one key once canonical (0
+                // and a bignum 0; BEAM refuses such a map). Which value is
+                // kept must not depend on the order the map iterates in, or
+                // two equal terms would give two names: the greatest by
+                // canonical encoding.
+                match map.entry(canonical(k)) {
+                    Entry::Vacant(e) => {
+                        e.insert(canonical(v));
+                    }
+                    Entry::Occupied(mut e) => {
+                        let v = canonical(v);
+                        if canonical_encoding(&v) > canonical_encoding(e.get()) {
+                            e.insert(v);
+                        }
+                    }
+                }
+            }
+            Term::Map(term::Map { map })
+        }
         _ => t.clone(),
     }
+}
+
+/// [`write_canonical`] into a fresh buffer (empty if it cannot encode).
+fn canonical_encoding(t: &Term) -> Vec<u8> {
+    let mut b = Vec::new();
+    if write_canonical(t, &mut b).is_err() {
+        b.clear();
+    }
+    b
 }
 
 /// The external term format of a [`canonical`] term (without the version
@@ -602,6 +627,42 @@ mod tests {
                 assert_eq!(i == j, a == b, "{a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn map_keys_equal_once_canonical_give_one_name() {
+        // Found by fuzzing (fuzz/regressions/term-map-keys-equal-once-
+        // canonical): keys 0 and bignum 0 are one key once canonical, and
+        // the value kept depended on the map's (random) iteration order, so
+        // the same term gave different names.
+        let zero = Term::FixInteger(FixInteger::from(0));
+        let big_zero = Term::BigInteger(BigInteger::from(0i32));
+        let names: std::collections::BTreeSet<Vec<u8>> = (0..32)
+            .map(|i| {
+                let mut m = std::collections::HashMap::new();
+                let (a, b) = if i % 2 == 0 {
+                    (zero.clone(), big_zero.clone())
+                } else {
+                    (big_zero.clone(), zero.clone())
+                };
+                m.insert(a, atom("a"));
+                m.insert(b, atom("b"));
+                name(Term::Map(term::Map { map: m }))
+                    .canonical_bytes()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/term-map-keys-equal-once-canonical");
+        let bytes = std::fs::read(path).unwrap();
+        let names: std::collections::BTreeSet<Vec<u8>> = (0..32)
+            .map(|_| {
+                let t = term::decode(&bytes, term::Limits::default()).unwrap();
+                name(t).canonical_bytes().to_vec()
+            })
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 
     #[test]
