@@ -13,11 +13,12 @@
 //!
 //! Domains are small: 4 nodes (us, two peers, one never connected), 3 pids
 //! per node, 6 group names (4 valid, a pattern among them, plus the empty
-//! name and an invalid pattern), counts 0..=4.
+//! name and an invalid pattern), counts 0..=4, and a copies cap
+//! (`max_copies`) that the fuzzer may lower to 1..=4 at any time.
 #![no_main]
 use arbitrary::Arbitrary;
 use cpg_node::cpg::pattern;
-use cpg_node::cpg::scope::{Effect, Reason, Request, Scope, NODEDOWN_REASON};
+use cpg_node::cpg::scope::{Effect, Reason, Request, Scope, DEFAULT_MAX_COPIES, NODEDOWN_REASON};
 use cpg_node::cpg::wire::WireMsg;
 use cpg_node::cpg::MemberPid;
 use cpg_node::term::{self, Limits, Pid};
@@ -114,6 +115,8 @@ enum Op {
     /// A member died (`'DOWN'`); the flag picks the reason.
     MemberDown(At, bool),
     NewNode(Node),
+    /// `set_max_copies(count)` (0 means 1).
+    MaxCopies(Count),
 }
 
 fn pid(ix: usize) -> MemberPid {
@@ -148,14 +151,33 @@ fn list(l: &[(Name, Count)]) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// Copies per (group, pid), and the connected nodes with their listen flag.
-#[derive(Clone, Default, Debug)]
+/// Copies per (group, pid), the connected nodes with their listen flag,
+/// and the copies cap.
+#[derive(Clone, Debug)]
 struct Model {
     counts: BTreeMap<(&'static str, usize), usize>,
     nodes: BTreeMap<usize, bool>,
+    max: usize,
 }
 
 impl Model {
+    fn new() -> Model {
+        Model {
+            counts: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            max: DEFAULT_MAX_COPIES,
+        }
+    }
+    /// Whether adding `counts` copies of `p` stays within the cap: in all,
+    /// and per name (names may repeat) on top of what it holds.
+    fn within_cap(&self, counts: &[(String, usize)], p: usize) -> bool {
+        let total: usize = counts.iter().map(|(_, c)| c).sum();
+        total <= self.max
+            && counts.iter().all(|(g, _)| {
+                let add: usize = counts.iter().filter(|(h, _)| h == g).map(|(_, c)| c).sum();
+                self.get(g, p) + add <= self.max
+            })
+    }
     fn get(&self, g: &str, p: usize) -> usize {
         self.counts
             .iter()
@@ -556,20 +578,22 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
         Op::Join(g, i) => {
             let p = At(Node::Me, *i).ix();
             let r = scope.join(g.s(), pid(p));
-            let ok = valid_local(g.s());
+            let ok = valid_local(g.s()) && model.within_cap(&[(g.s().to_string(), 1)], p);
             local_write(model, ok, p, r, &|m| m.add(g.s(), p, 1), true);
         }
         Op::JoinAny(g, at) => {
             let p = at.ix();
             let r = scope.join(g.s(), pid(p));
-            let ok = is_local(p) && valid_local(g.s());
+            let ok =
+                is_local(p) && valid_local(g.s()) && model.within_cap(&[(g.s().to_string(), 1)], p);
             local_write(model, ok, p, r, &|m| m.add(g.s(), p, 1), true);
         }
         Op::JoinCounts(l, i) => {
             let p = At(Node::Me, *i).ix();
             let l = list(l);
             let r = scope.join_counts(&l, pid(p));
-            let ok = l.iter().all(|(g, c)| valid_local(g) && *c > 0);
+            let ok = l.is_empty()
+                || (l.iter().all(|(g, c)| valid_local(g) && *c > 0) && model.within_cap(&l, p));
             let change = |m: &mut Model| {
                 for (g, c) in &l {
                     m.add(g, p, *c);
@@ -634,18 +658,21 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
                 ),
                 Remote::LeaveAll(at) => (Request::LeaveAll { pid: pid(at.ix()) }, at.ix()),
             };
-            // Requests from ourselves or about our own pids are ignored.
+            // Requests from ourselves or about our own pids are ignored, and
+            // joins over the cap are ignored whole.
             if from != ME && !is_local(p) {
                 match &request {
                     Request::Join { name, .. } => {
-                        if valid_remote(name) {
+                        if valid_remote(name) && model.within_cap(&[(name.clone(), 1)], p) {
                             model.add(name, p, 1);
                         }
                     }
                     Request::JoinCounts { counts, .. } => {
-                        for (g, c) in counts {
-                            if valid_remote(g) {
-                                model.add(g, p, *c);
+                        if model.within_cap(counts, p) {
+                            for (g, c) in counts {
+                                if valid_remote(g) {
+                                    model.add(g, p, *c);
+                                }
                             }
                         }
                     }
@@ -675,7 +702,7 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
                 })
                 .collect();
             // Only from a listened node (named inside the message, trusted);
-            // each accepted pid gets exactly its number of copies.
+            // each accepted pid gets exactly its number of copies, capped.
             if model.listened(from) {
                 for (g, h) in &groups {
                     if !valid_remote(g) {
@@ -687,6 +714,7 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
                     }
                     for (q, c) in wanted {
                         if model.accepts(q) {
+                            let c = c.min(model.max);
                             model.set(g, q, c);
                         }
                     }
@@ -739,6 +767,11 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
             let effects = scope.member_down(&pid(at.ix()), reason);
             check_effects(Kind::Death(reason), &before, model, &effects, None);
         }
+        Op::MaxCopies(c) => {
+            scope.set_max_copies(count(*c));
+            model.max = count(*c).max(1);
+            assert_eq!(scope.max_copies(), model.max);
+        }
         Op::NewNode(n) => {
             let n = *n as usize;
             let effects = scope.new_node(NODES[n]);
@@ -751,7 +784,7 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
 
 fuzz_target!(|ops: Vec<Op>| {
     let mut scope: Scope<MemberPid> = Scope::new(NODES[ME]);
-    let mut model = Model::default();
+    let mut model = Model::new();
     for (i, op) in ops.iter().take(MAX_OPS).enumerate() {
         apply(&mut scope, &mut model, op);
         check_reads(&scope, &model, i);
