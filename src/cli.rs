@@ -9,7 +9,9 @@ use cpg_node::cpg::{BeamNodeType, CpgScope, MemberPid, ScopeOptions, DEFAULT_SCO
 use cpg_node::dist::connection::ConnectionError;
 use cpg_node::dist::handshake::HandshakeError;
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
-use cpg_node::process::{Process, Signal};
+use cpg_node::node::NodeEvent;
+use cpg_node::process::{CallError, Dest, Process, Signal};
+use cpg_node::status::{self, NodeStatus, Status};
 use cpg_node::term::{self, atom, Term};
 use cpg_node::Node;
 use std::time::Duration;
@@ -89,10 +91,23 @@ pub enum Cmd {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Stream join/leave events until stopped.
+    /// Print the groups, then stream join/leave events until stopped;
+    /// nodes that join the cluster later are followed too.
     Watch {
         #[command(flatten)]
         client: ClientArgs,
+        /// How often to ask the seeds for the cluster's nodes (ms).
+        #[arg(long, default_value_t = 10_000)]
+        discover_interval_ms: u64,
+    },
+    /// Ask a running cpg-node for its status (peers and their traffic,
+    /// scopes, cluster targets), as the node itself answers it.
+    Status {
+        /// The node (`cpg-node run` serves its status as `cpg_node_status`).
+        node: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Ping a node: prints pong (exit 0) or pang (exit 1, and why on
     /// stderr).
@@ -159,9 +174,10 @@ impl Cli {
     /// Whether errors are to be printed as JSON.
     pub fn json(&self) -> bool {
         match &self.cmd {
-            Cmd::Members { client, .. } | Cmd::Groups { client } | Cmd::Watch { client } => {
+            Cmd::Members { client, .. } | Cmd::Groups { client } | Cmd::Watch { client, .. } => {
                 client.json
             }
+            Cmd::Status { json, .. } => *json,
             _ => false,
         }
     }
@@ -384,7 +400,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
             opts.only = only.into_iter().map(NodePattern::new).collect();
             opts.discover = discover_interval_ms > 0;
             opts.discover_interval = Duration::from_millis(discover_interval_ms.max(100));
-            let _cluster = Cluster::start(&node, opts);
+            let cluster = Cluster::start(&node, opts);
+            let mut st = Status::new(&node).cluster(&cluster);
+            for s in &scopes {
+                st = st.scope(s);
+            }
+            st.serve()
+                .with_context(|| format!("cannot register {}", status::NAME))?;
             // Say how the first attempt went; the keeper retries either way.
             for peer in &connect {
                 // A failure is logged by the cluster keeper, which dials
@@ -411,6 +433,44 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 eprintln!("error: cannot connect to {target}: {e}");
             }
             Ok(if pong { 0 } else { 1 })
+        }
+        Cmd::Status { node: target, json } => {
+            peer_name(&target)?;
+            let default = format!("status_{}", std::process::id());
+            let node = start(config(&cli.node, &default)?).await?;
+            let got =
+                async {
+                    node.connect(&target)
+                        .await
+                        .with_context(|| format!("cannot connect to {target}"))?;
+                    let mut p = node.spawn_process();
+                    let to = Dest::Name(status::NAME.into(), target.clone());
+                    let req = atom(status::REQUEST);
+                    match p.call(to, req, Duration::from_secs(10)).await {
+                        Ok(t) => Ok(t),
+                        Err(CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
+                            Err(user_error(
+                                "no_status",
+                                format!(
+                                    "{target} has no {} process: it is not a cpg-node \
+                                 (a BEAM node has none)",
+                                    status::NAME
+                                ),
+                            ))
+                        }
+                        Err(e) => Err(anyhow::Error::new(e)
+                            .context(format!("asking {target} for its status"))),
+                    }
+                }
+                .await;
+            node.shutdown().await;
+            let st = NodeStatus::from_term(&got?)?;
+            if json {
+                println!("{}", status_json(&st));
+            } else {
+                print_status(&st, node.name());
+            }
+            Ok(0)
         }
         Cmd::Members { group, client } => {
             let json = client.json;
@@ -448,33 +508,29 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let json = client.json;
             let (node, scopes) = cpg_client(&cli.node, &client).await?;
             for s in &scopes {
-                let rows: Vec<(String, Vec<MemberPid>, Vec<MemberPid>)> = s.read(|st| {
-                    st.which_groups()
-                        .into_iter()
-                        .map(|g| {
-                            let all = st
-                                .group(&g)
-                                .map(|d| d.history().cloned().collect())
-                                .unwrap_or_default();
-                            let local = st
-                                .group(&g)
-                                .map(|d| d.local().cloned().collect())
-                                .unwrap_or_default();
-                            (g, all, local)
-                        })
-                        .collect()
-                });
-                for (g, all, local) in rows {
+                for (g, all, local) in group_rows(s) {
                     print_group(s.name(), &g, &g, &all, &local, json);
                 }
             }
             node.shutdown().await;
             Ok(0)
         }
-        Cmd::Watch { client } => {
+        Cmd::Watch {
+            client,
+            discover_interval_ms,
+        } => {
             let json = client.json;
             let (node, scopes) = cpg_client(&cli.node, &client).await?;
+            // Nodes that join later are found through the seeds and
+            // connected to; lost ones are redialled.
+            let mut opts = ClusterOptions::new(client.connect.clone());
+            opts.discover_hidden = true;
+            opts.discover_interval = Duration::from_millis(discover_interval_ms.max(100));
+            let _cluster = Cluster::start(&node, opts);
+            let mut node_events = node.subscribe();
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            // Subscribed before the groups are printed: a change made
+            // meanwhile is printed again as an event rather than lost.
             for s in &scopes {
                 let mut events = s.subscribe();
                 let (tx, name) = (tx.clone(), s.name().to_string());
@@ -486,11 +542,33 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     }
                 });
             }
+            for s in &scopes {
+                for (g, all, local) in group_rows(s) {
+                    print_group(s.name(), &g, &g, &all, &local, json);
+                }
+            }
+            let names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
+            let mut up: std::collections::HashSet<String> = node.peers().into_iter().collect();
+            eprintln!(
+                "cpg-node: watching scope {} on {} (and nodes that join later); Ctrl-C to stop",
+                names.join(", "),
+                node.peers().join(", ")
+            );
             let stop = wait_for_signal();
             tokio::pin!(stop);
             loop {
                 tokio::select! {
                     _ = &mut stop => break,
+                    Ok(e) = node_events.recv() => match e {
+                        NodeEvent::Up(n) if up.insert(n.clone()) => {
+                            eprintln!("cpg-node: now watching {n} too");
+                        }
+                        // A failed redial is a Down too: said once.
+                        NodeEvent::Down(n, why) if up.remove(&n) => {
+                            eprintln!("cpg-node: lost {n}: {why}");
+                        }
+                        _ => {}
+                    },
                     Some((scope, e)) = rx.recv() => {
                         let pid = term::pid_text(&e.pid);
                         if json {
@@ -574,6 +652,237 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
         last = now;
     }
     Ok((node, scopes))
+}
+
+/// Every group of `s`: (name, members newest first, local members).
+fn group_rows(s: &CpgScope) -> Vec<(String, Vec<MemberPid>, Vec<MemberPid>)> {
+    s.read(|st| {
+        st.which_groups()
+            .into_iter()
+            .map(|g| {
+                let all = st
+                    .group(&g)
+                    .map(|d| d.history().cloned().collect())
+                    .unwrap_or_default();
+                let local = st
+                    .group(&g)
+                    .map(|d| d.local().cloned().collect())
+                    .unwrap_or_default();
+                (g, all, local)
+            })
+            .collect()
+    })
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// The status as one JSON object, with the Erlang map's keys.
+fn status_json(st: &NodeStatus) -> serde_json::Value {
+    use serde_json::json;
+    let peers: Vec<_> = st
+        .peers
+        .iter()
+        .map(|p| {
+            let l = &p.link;
+            json!({
+                "node": p.node, "creation": p.creation,
+                "direction": l.direction.map(|d| d.as_str()),
+                "connected_ms": l.connected_for.map(ms), "last_heard_ms": ms(l.last_heard),
+                "msgs_in": l.msgs_in, "msgs_out": l.msgs_out,
+                "bytes_in": l.bytes_in, "bytes_out": l.bytes_out, "queued": l.queued,
+            })
+        })
+        .collect();
+    let scopes: Vec<_> = st
+        .scopes
+        .iter()
+        .map(|s| {
+            json!({
+                "scope": s.scope, "groups": s.groups, "members": s.members,
+                "local_members": s.local_members, "pids": s.pids,
+            })
+        })
+        .collect();
+    let cluster = st.cluster.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| {
+                json!({
+                    "node": t.node, "origin": origin_text(t.origin), "connected": t.connected,
+                    "failures": t.failures, "next_attempt_ms": t.next_attempt_in.map(ms),
+                    "last_error": t.last_error,
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    json!({
+        "node": st.node, "creation": st.creation, "version": st.version,
+        "uptime_ms": ms(st.uptime), "processes": st.processes,
+        "peers": peers, "scopes": scopes, "cluster": cluster,
+    })
+}
+
+fn origin_text(o: cpg_node::node::cluster::Origin) -> &'static str {
+    use cpg_node::node::cluster::Origin;
+    match o {
+        Origin::Seed => "seed",
+        Origin::Discovered => "discovered",
+        Origin::Seen => "seen",
+    }
+}
+
+/// A duration as a person reads it: `850ms`, `12.3s`, `4m05s`, `2h03m`.
+fn human_time(d: Duration) -> String {
+    let ms = d.as_millis();
+    let s = d.as_secs();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// A byte count as a person reads it: `812 B`, `12.4 KiB`, `3.1 MiB`.
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// Prints rows as columns two spaces apart, indented by two.
+fn print_table(head: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("  {}", s.join("  ").trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// The status as text; `me` (the asking node, a peer for the moment) is
+/// marked.
+fn print_status(st: &NodeStatus, me: &str) {
+    let name = |n: &str| {
+        if n == me {
+            format!("{n} (this query)")
+        } else {
+            n.to_string()
+        }
+    };
+    println!(
+        "node {} (creation {}), cpg-node {}",
+        st.node, st.creation, st.version
+    );
+    println!("up {}, {} processes", human_time(st.uptime), st.processes);
+    println!();
+    println!("peers: {}", st.peers.len());
+    if !st.peers.is_empty() {
+        let rows: Vec<Vec<String>> = st
+            .peers
+            .iter()
+            .map(|p| {
+                let l = &p.link;
+                vec![
+                    name(&p.node),
+                    l.direction.map_or("-", |d| d.as_str()).to_string(),
+                    l.connected_for.map_or("-".into(), human_time),
+                    format!("{} ago", human_time(l.last_heard)),
+                    format!("{}/{}", l.msgs_in, l.msgs_out),
+                    format!("{}/{}", human_bytes(l.bytes_in), human_bytes(l.bytes_out)),
+                    l.queued.to_string(),
+                ]
+            })
+            .collect();
+        print_table(
+            &[
+                "NODE",
+                "DIR",
+                "UP",
+                "LAST HEARD",
+                "MSGS IN/OUT",
+                "BYTES IN/OUT",
+                "QUEUED",
+            ],
+            &rows,
+        );
+    }
+    println!();
+    println!("scopes: {}", st.scopes.len());
+    if !st.scopes.is_empty() {
+        let rows: Vec<Vec<String>> = st
+            .scopes
+            .iter()
+            .map(|s| {
+                vec![
+                    s.scope.clone(),
+                    s.groups.to_string(),
+                    s.members.to_string(),
+                    s.local_members.to_string(),
+                    s.pids.to_string(),
+                ]
+            })
+            .collect();
+        print_table(&["SCOPE", "GROUPS", "MEMBERS", "LOCAL", "PIDS"], &rows);
+    }
+    println!();
+    match &st.cluster {
+        None => println!("cluster: no keeper runs"),
+        Some(ts) => {
+            println!("cluster: {} nodes kept", ts.len());
+            if !ts.is_empty() {
+                let rows: Vec<Vec<String>> = ts
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            name(&t.node),
+                            origin_text(t.origin).to_string(),
+                            if t.connected { "yes" } else { "no" }.to_string(),
+                            t.failures.to_string(),
+                            t.next_attempt_in
+                                .map_or("-".into(), |d| format!("in {}", human_time(d))),
+                            t.last_error.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &[
+                        "NODE",
+                        "ORIGIN",
+                        "CONNECTED",
+                        "FAILURES",
+                        "NEXT ATTEMPT",
+                        "LAST ERROR",
+                    ],
+                    &rows,
+                );
+            }
+        }
+    }
 }
 
 fn print_group(

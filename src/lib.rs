@@ -30,6 +30,7 @@
 //! - [`node`]: the node handle that ties it together.
 //! - [`cpg`]: the cpg scope: group-name trie, pure scope state machine,
 //!   scope process, read API.
+//! - [`status`]: the node's status, served to any node of the cluster.
 //! - [`config`]: node configuration.
 
 #![warn(missing_docs)]
@@ -40,6 +41,7 @@ pub mod dist;
 pub mod epmd;
 pub mod node;
 pub mod process;
+pub mod status;
 pub mod term;
 mod util;
 

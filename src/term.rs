@@ -352,6 +352,24 @@ pub fn int(v: i32) -> Term {
     Term::FixInteger(FixInteger::from(v))
 }
 
+/// A non-negative integer term: a small integer when it fits, else a
+/// bignum (Erlang sees the same integer either way).
+pub fn uint(v: u64) -> Term {
+    match i32::try_from(v) {
+        Ok(i) => int(i),
+        Err(_) => Term::BigInteger(BigInteger::from(v)),
+    }
+}
+
+/// A map term from its pairs.
+pub fn map(pairs: Vec<(Term, Term)>) -> Term {
+    Term::Map(Map::from(
+        pairs
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+    ))
+}
+
 /// A binary term.
 pub fn binary(bytes: Vec<u8>) -> Term {
     Term::Binary(Binary::from(bytes))

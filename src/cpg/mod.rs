@@ -19,6 +19,7 @@ pub mod trie;
 pub mod wire;
 
 pub use server::{
-    BeamNodeType, CpgError, CpgScope, GroupEvent, MemberPid, ScopeOptions, DEFAULT_SCOPE,
+    BeamNodeType, CpgError, CpgScope, GroupEvent, MemberPid, ScopeOptions, ScopeSummary,
+    DEFAULT_SCOPE,
 };
 pub use storage::{Storage, TermName};

@@ -1181,6 +1181,19 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         self.groups.len()
     }
 
+    /// Totals over every group: (memberships, local memberships). A pid
+    /// joined twice counts twice, as in `get_members`.
+    pub fn member_totals(&self) -> (usize, usize) {
+        self.groups.iter().fold((0, 0), |(all, local), (_, g)| {
+            (all + g.len(), local + g.local_count())
+        })
+    }
+
+    /// Number of distinct pids in at least one group.
+    pub fn pid_count(&self) -> usize {
+        self.pids.len()
+    }
+
     /// True when the scope monitors `pid` (it is in at least one group).
     pub fn is_monitored(&self, pid: &P) -> bool {
         self.pids.contains_key(pid)

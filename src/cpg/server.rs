@@ -191,6 +191,21 @@ enum Command<N> {
     Crash,
 }
 
+/// A scope's counts ([`CpgScope::summary`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeSummary {
+    /// The scope's name.
+    pub scope: String,
+    /// Groups (pattern groups included).
+    pub groups: usize,
+    /// Memberships over every group (a pid joined twice counts twice).
+    pub members: usize,
+    /// Memberships of this node's processes.
+    pub local_members: usize,
+    /// Distinct pids in at least one group.
+    pub pids: usize,
+}
+
 /// A running scope whose group names are `N`: `String` (trie storage, the
 /// default) or [`TermName`] (map storage). Clone it freely; reads never wait
 /// for the scope task.
@@ -368,6 +383,20 @@ impl<N: WireName> CpgScope<N> {
     /// `cpg:which_groups(Scope)`.
     pub fn which_groups(&self) -> Vec<N> {
         self.read(|s| s.which_groups())
+    }
+
+    /// Counts of the scope, for a status report.
+    pub fn summary(&self) -> ScopeSummary {
+        self.read(|s| {
+            let (members, local_members) = s.member_totals();
+            ScopeSummary {
+                scope: self.name.clone(),
+                groups: s.group_count(),
+                members,
+                local_members,
+                pids: s.pid_count(),
+            }
+        })
     }
 }
 
@@ -565,6 +594,10 @@ impl<N: WireName> ScopeTask<N> {
         }
         for peer in self.node.peers() {
             self.peer_up(&peer);
+            if restarted {
+                // As a starting cpg scope: "send me your state".
+                self.send_new(&peer);
+            }
         }
         let mut poll = tokio::time::interval(self.opts.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -576,20 +609,9 @@ impl<N: WireName> ScopeTask<N> {
                 .values()
                 .any(|r| r.probing_since.is_some() || r.next_probe.is_some());
             tokio::select! {
-                c = cmd_rx.recv() => match c {
-                    Some(c) => self.command(c),
-                    None => return Stop::Done,
-                },
-                s = self.proc.recv() => match s {
-                    Ok(s) => self.signal(s),
-                    Err(reason) => {
-                        if crate::term::as_atom(&reason) == Some("shutdown") {
-                            tracing::debug!(scope = %self.opts.name, "scope stopped: node shutdown");
-                            return Stop::Done;
-                        }
-                        return Stop::Killed(reason.to_string());
-                    }
-                },
+                // Node events first: a peer's exchange that follows its
+                // nodeup must find the peer known (else it is ignored).
+                biased;
                 e = node_events.recv() => match e {
                     Ok(NodeEvent::Up(n)) => self.peer_up(&n),
                     Ok(NodeEvent::Down(n, _)) => {
@@ -603,6 +625,20 @@ impl<N: WireName> ScopeTask<N> {
                         self.resync_peers();
                     }
                     Err(broadcast::error::RecvError::Closed) => return Stop::Done,
+                },
+                c = cmd_rx.recv() => match c {
+                    Some(c) => self.command(c),
+                    None => return Stop::Done,
+                },
+                s = self.proc.recv() => match s {
+                    Ok(s) => self.signal(s),
+                    Err(reason) => {
+                        if crate::term::as_atom(&reason) == Some("shutdown") {
+                            tracing::debug!(scope = %self.opts.name, "scope stopped: node shutdown");
+                            return Stop::Done;
+                        }
+                        return Stop::Killed(reason.to_string());
+                    }
                 },
                 _ = poll.tick(), if self.opts.beam_node_type == BeamNodeType::Visible => self.ask_all(),
                 _ = probe.tick(), if probing => self.probe_remote_scopes(),
@@ -714,10 +750,14 @@ impl<N: WireName> ScopeTask<N> {
         let effects = self.state.write().node_up(peer, true);
         self.execute(effects);
         self.watch_remote_scope(peer);
-        // Ask for its state: genuine cpg answers `{new, Node}` whatever our
-        // node type (a BEAM scope at `all` also sends its exchange itself).
-        self.send_new(peer);
+        // `All`: as cpg on nodeup, our exchange goes out (node_up's effect)
+        // and the peer's comes in by itself; no `{new, Node}`, whose answer
+        // could carry our own pids' counts from before a write that crosses
+        // it, and the merge would set them back (cpg sends `{new, Node}`
+        // only when its scope starts). `Visible`: the BEAM scope tells us
+        // nothing unasked, so ask, and publish ours by casts.
         if self.opts.beam_node_type == BeamNodeType::Visible {
+            self.send_new(peer);
             self.publish_to(peer);
         }
     }
@@ -763,6 +803,11 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     fn send_new(&mut self, peer: &str) {
+        // Like cpg, only to nodes connected now: a send to any other would
+        // dial it, undoing a disconnect.
+        if !self.node.is_connected(peer) {
+            return;
+        }
         let msg = WireMsg::<MemberPid, N>::New(self.node.name().to_string()).encode();
         if self.opts.beam_node_type == BeamNodeType::Visible {
             self.polled.insert(peer.to_string(), ());
@@ -779,6 +824,12 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     fn cast(&self, node: &str, request: Request<MemberPid, N>) {
+        // cpg casts to the nodes connected at the time of the call; a send to
+        // a node not connected (our view of peers lags the node's) would dial
+        // it and undo a disconnect.
+        if !self.node.is_connected(node) {
+            return;
+        }
         let msg = WireMsg::Cast(request).encode();
         if let Err(e) = self
             .proc
@@ -850,10 +901,19 @@ impl<N: WireName> ScopeTask<N> {
                     from: origin,
                     groups,
                 })) => {
-                    if self.opts.beam_node_type == BeamNodeType::Visible
-                        && self.polled.remove(&origin).is_some()
-                    {
-                        self.drop_unlisted(&origin, &groups);
+                    let mut groups = groups;
+                    if self.opts.beam_node_type == BeamNodeType::Visible {
+                        if self.polled.remove(&origin).is_some() {
+                            self.drop_unlisted(&origin, &groups);
+                        }
+                        // A BEAM scope at `visible` learns our members only
+                        // from our casts, so its view of them may lag: we
+                        // own them (cpg's rule 1), its view never changes
+                        // ours.
+                        let me = self.node.name();
+                        for (_, pids) in groups.iter_mut() {
+                            pids.retain(|p| p.node() != me);
+                        }
                     }
                     // Merged in chunks, each under its own write lock, so
                     // readers wait for at most one chunk of a large state

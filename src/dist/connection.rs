@@ -13,8 +13,10 @@ use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInf
 use crate::term::Limits;
 use bytes::BytesMut;
 use erl_dist::message::Message;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
@@ -64,13 +66,129 @@ pub enum Outgoing {
     Msg(Message),
 }
 
-/// What the node and a connection's task share.
-#[derive(Debug, Default)]
+/// Which side dialled a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The peer dialled us.
+    In,
+    /// We dialled the peer.
+    Out,
+}
+
+impl Direction {
+    /// `"in"` or `"out"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// What the node and a connection's task share. The counters are updated
+/// by the reader and writer with relaxed atomics (no lock on the hot path)
+/// and read by [`crate::Node::peer_info`].
+#[derive(Debug)]
 pub struct PeerLink {
     /// Messages queued for the writer and not yet taken by it.
-    pub queued: std::sync::atomic::AtomicUsize,
+    pub queued: AtomicUsize,
     /// Notified to close the connection at once (queued messages dropped).
     pub close: Notify,
+    /// When this link was made; the times below count from it.
+    base: Instant,
+    /// Milliseconds from `base` to the connection coming up, plus one (0
+    /// while handshaking).
+    up_at: AtomicU64,
+    /// 1 when the peer dialled us, 2 when we dialled it (0 until up).
+    direction: AtomicU8,
+    /// Milliseconds from `base` to the last bytes read (ticks included).
+    last_in: AtomicU64,
+    /// Control messages read (after reassembly) and written.
+    msgs_in: AtomicU64,
+    msgs_out: AtomicU64,
+    /// Bytes read from and written to the socket (framing and ticks
+    /// included).
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Default for PeerLink {
+    fn default() -> Self {
+        PeerLink {
+            queued: AtomicUsize::new(0),
+            close: Notify::new(),
+            base: Instant::now(),
+            up_at: AtomicU64::new(0),
+            direction: AtomicU8::new(0),
+            last_in: AtomicU64::new(0),
+            msgs_in: AtomicU64::new(0),
+            msgs_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A snapshot of a connection's counters ([`PeerLink::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Which side dialled; `None` while the handshake runs.
+    pub direction: Option<Direction>,
+    /// How long the connection has been up; `None` while handshaking.
+    pub connected_for: Option<Duration>,
+    /// How long ago bytes last came from the peer (a tick counts).
+    pub last_heard: Duration,
+    /// Control messages received.
+    pub msgs_in: u64,
+    /// Control messages sent.
+    pub msgs_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Messages queued for the writer.
+    pub queued: usize,
+}
+
+impl PeerLink {
+    fn ms(&self) -> u64 {
+        self.base.elapsed().as_millis() as u64
+    }
+
+    /// The connection is up, dialled by `direction`'s side.
+    pub fn mark_up(&self, direction: Direction) {
+        let now = self.ms();
+        self.direction.store(
+            match direction {
+                Direction::In => 1,
+                Direction::Out => 2,
+            },
+            Relaxed,
+        );
+        self.last_in.store(now, Relaxed);
+        self.up_at.store(now + 1, Relaxed);
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> LinkStats {
+        let now = self.ms();
+        let up_at = self.up_at.load(Relaxed);
+        LinkStats {
+            direction: match self.direction.load(Relaxed) {
+                1 => Some(Direction::In),
+                2 => Some(Direction::Out),
+                _ => None,
+            },
+            connected_for: (up_at > 0)
+                .then(|| Duration::from_millis(now.saturating_sub(up_at - 1))),
+            last_heard: Duration::from_millis(now.saturating_sub(self.last_in.load(Relaxed))),
+            msgs_in: self.msgs_in.load(Relaxed),
+            msgs_out: self.msgs_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            queued: self.queued.load(Relaxed),
+        }
+    }
 }
 
 /// Where a connection delivers what it reads.
@@ -190,10 +308,9 @@ pub async fn drive(
 
     let echo_w = echo.clone();
     let link_w = link.clone();
-    let taken = move || {
-        link_w
-            .queued
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed)
+    let taken = {
+        let link_w = link_w.clone();
+        move || link_w.queued.fetch_sub(1, Relaxed)
     };
     let writer = async move {
         let tick_every = cfg.ticktime / 4;
@@ -214,15 +331,20 @@ pub async fn drive(
                 _ = echo_w.notified() => None,
                 _ = tokio::time::sleep(tick_every) => None,
             };
+            let mut msgs = 0;
             match first {
                 None => buf.extend_from_slice(&[0, 0, 0, 0]),
-                Some(m) => encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq),
+                Some(m) => {
+                    encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq);
+                    msgs += 1;
+                }
             }
             while buf.len() < (1 << 20) {
                 match rx.try_recv() {
                     Ok(m) => {
                         taken();
                         encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq);
+                        msgs += 1;
                     }
                     Err(_) => break,
                 }
@@ -230,6 +352,8 @@ pub async fn drive(
             if let Err(e) = wr.write_all(&buf).await {
                 return ConnectionError::Io(e);
             }
+            link_w.msgs_out.fetch_add(msgs, Relaxed);
+            link_w.bytes_out.fetch_add(buf.len() as u64, Relaxed);
             buf.clear();
             if buf.capacity() > (4 << 20) {
                 buf.shrink_to(64 * 1024);
@@ -237,6 +361,7 @@ pub async fn drive(
         }
     };
 
+    let link_r = link.clone();
     let reader = async move {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut reasm = Reassembler::new(cfg.max_frame);
@@ -246,7 +371,10 @@ pub async fn drive(
                 Err(_) => return ConnectionError::TickTimeout(cfg.ticktime),
                 Ok(Err(e)) => return ConnectionError::Io(e),
                 Ok(Ok(0)) => return ConnectionError::Closed,
-                Ok(Ok(_)) => {}
+                Ok(Ok(n)) => {
+                    link_r.bytes_in.fetch_add(n as u64, Relaxed);
+                    link_r.last_in.store(link_r.ms(), Relaxed);
+                }
             }
             loop {
                 match codec::decode_packet(&mut buf, cfg.max_frame) {
@@ -255,7 +383,10 @@ pub async fn drive(
                     Ok(Some(Packet::Data(body))) => match reasm.push(&body) {
                         Ok(None) => {}
                         Ok(Some(m)) => match codec::decode_message(&m, limits) {
-                            Ok(msg) => router.incoming(&peer_name, msg),
+                            Ok(msg) => {
+                                link_r.msgs_in.fetch_add(1, Relaxed);
+                                router.incoming(&peer_name, msg)
+                            }
                             // One bad message costs that message, not the
                             // connection (BEAM would have taken it).
                             Err(e) if !e.is_fatal() => drop_message(&peer_name, &m, &e),

@@ -77,6 +77,10 @@ pub struct ClusterOptions {
     /// Learn the cluster's nodes from the seeds (`erlang:nodes()` through
     /// `rex`) and connect to them too.
     pub discover: bool,
+    /// Discover hidden nodes too (`erlang:nodes(connected)` instead of
+    /// `erlang:nodes()`), such as other cpg-node instances connected to
+    /// the seeds. Off by default: it also finds short-lived clients.
+    pub discover_hidden: bool,
     /// Only discovered nodes whose name matches one of these are connected
     /// to (all when empty). Seeds, and peers that connect to us, are kept
     /// whatever their name.
@@ -100,6 +104,7 @@ impl ClusterOptions {
         ClusterOptions {
             seeds,
             discover: true,
+            discover_hidden: false,
             only: Vec::new(),
             discover_interval: Duration::from_secs(10),
             backoff: Backoff::default(),
@@ -124,7 +129,7 @@ pub enum Origin {
 }
 
 /// What the keeper knows of one node, as [`Cluster::targets`] shows it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetStatus {
     /// The node's name.
     pub node: String,
@@ -191,6 +196,11 @@ impl Keeper {
             }
         }
         k
+    }
+
+    /// Whether `node` is a target.
+    pub fn knows(&self, node: &str) -> bool {
+        self.targets.contains_key(node)
     }
 
     /// A connection to `node` is up.
@@ -377,6 +387,7 @@ impl Cluster {
     /// dialled at once; this returns without waiting for them.
     pub fn start(node: &Node, opts: ClusterOptions) -> Cluster {
         let discover = opts.discover;
+        let hidden = opts.discover_hidden;
         let interval = opts.discover_interval.max(Duration::from_millis(100));
         let keeper = Arc::new(parking_lot::Mutex::new(Keeper::new(
             node.name(),
@@ -394,7 +405,7 @@ impl Cluster {
             node.clone(),
             keeper.clone(),
             events,
-            discover,
+            discover.then_some(hidden),
             interval,
         ));
         Cluster { keeper, task }
@@ -404,13 +415,31 @@ impl Cluster {
     pub fn targets(&self) -> Vec<TargetStatus> {
         self.keeper.lock().status(Instant::now())
     }
+
+    /// A handle that reads [`Cluster::targets`] without keeping the keeper
+    /// alive (for a status service).
+    pub fn view(&self) -> ClusterView {
+        ClusterView(Arc::downgrade(&self.keeper))
+    }
+}
+
+/// Reads what a [`Cluster`] knows, for as long as it runs ([`Cluster::view`]).
+#[derive(Debug, Clone)]
+pub struct ClusterView(std::sync::Weak<parking_lot::Mutex<Keeper>>);
+
+impl ClusterView {
+    /// [`Cluster::targets`]; `None` once the cluster is dropped.
+    pub fn targets(&self) -> Option<Vec<TargetStatus>> {
+        self.0.upgrade().map(|k| k.lock().status(Instant::now()))
+    }
 }
 
 async fn drive(
     node: Node,
     keeper: Arc<parking_lot::Mutex<Keeper>>,
     mut events: broadcast::Receiver<NodeEvent>,
-    discover: bool,
+    // Some(hidden too) when discovering.
+    discover: Option<bool>,
     interval: Duration,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
@@ -435,7 +464,15 @@ async fn drive(
         };
         tokio::select! {
             e = events.recv() => match e {
-                Ok(NodeEvent::Up(n)) => keeper.lock().up(&n),
+                Ok(NodeEvent::Up(n)) => {
+                    // A hidden node that dialled us (a `cpg-node status` or
+                    // `members` client, mostly) is not redialled when it
+                    // goes: it comes and goes as it likes.
+                    let mut k = keeper.lock();
+                    if k.knows(&n) || node.is_hidden_peer(&n) == Some(false) {
+                        k.up(&n);
+                    }
+                }
                 Ok(NodeEvent::Down(n, why)) => {
                     keeper.lock().down(&n, &why, Instant::now(), rand::random());
                 }
@@ -461,11 +498,12 @@ async fn drive(
                 }
                 Report::Nodes(nodes) => keeper.lock().discovered(&nodes, Instant::now()),
             },
-            _ = ask.tick(), if discover => {
+            _ = ask.tick(), if discover.is_some() => {
+                let hidden = discover == Some(true);
                 for seed in keeper.lock().to_ask() {
                     let (node, tx) = (node.clone(), tx.clone());
                     tokio::spawn(async move {
-                        if let Some(nodes) = cluster_nodes(&node, &seed).await {
+                        if let Some(nodes) = cluster_nodes(&node, &seed, hidden).await {
                             let _ = tx.send(Report::Nodes(nodes));
                         }
                     });
@@ -476,11 +514,17 @@ async fn drive(
     }
 }
 
-/// `erlang:nodes()` on `peer` through its `rex`; `None` where the peer has
-/// no `rex` (another Rust node) or does not answer.
-async fn cluster_nodes(node: &Node, peer: &str) -> Option<Vec<String>> {
+/// `erlang:nodes()` (or `erlang:nodes(connected)` when `hidden`) on `peer`
+/// through its `rex`; `None` where the peer has no `rex` (another Rust
+/// node) or does not answer.
+async fn cluster_nodes(node: &Node, peer: &str, hidden: bool) -> Option<Vec<String>> {
+    let args = if hidden {
+        vec![term::atom("connected")]
+    } else {
+        vec![]
+    };
     let got = node
-        .rpc(peer, "erlang", "nodes", vec![], Duration::from_secs(5))
+        .rpc(peer, "erlang", "nodes", args, Duration::from_secs(5))
         .await
         .ok()?;
     let Term::List(l) = got else {

@@ -10,7 +10,9 @@ pub mod cluster;
 pub(crate) mod supervise;
 
 use crate::config::{NodeConfig, NodeName};
-use crate::dist::connection::{self, ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
+use crate::dist::connection::{
+    self, ConnConfig, ConnectionError, Direction, LinkStats, Outgoing, PeerLink, Router,
+};
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
@@ -38,6 +40,17 @@ pub enum StartError {
     /// The configuration is refused ([`NodeConfig::check`]).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+}
+
+/// A connected peer, as [`Node::peer_info`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's name.
+    pub node: String,
+    /// The peer's creation (its incarnation).
+    pub creation: u32,
+    /// The connection's counters.
+    pub link: LinkStats,
 }
 
 /// A peer came or went.
@@ -78,6 +91,8 @@ struct Peer {
     id: u64,
     /// The peer's creation once the connection is up; `None` while dialling.
     up_creation: Option<u32>,
+    /// Whether the peer is hidden (did not set DFLAG_PUBLISHED), once up.
+    hidden: bool,
     /// While our own dial is pending: where an incoming connection from the
     /// same node goes when it wins a simultaneous connect, so the messages
     /// already queued for the peer go out on it.
@@ -100,6 +115,7 @@ struct Inner {
     mons_out: Mutex<HashMap<Reference, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    started: std::time::Instant,
     _epmd_server: Mutex<Option<EpmdServer>>,
 }
 
@@ -171,6 +187,7 @@ impl Node {
             mons_out: Mutex::default(),
             events,
             tasks: Mutex::default(),
+            started: std::time::Instant::now(),
             _epmd_server: Mutex::new(server),
         });
         let weak = Arc::downgrade(&inner);
@@ -275,6 +292,55 @@ impl Node {
             .map(|(n, _)| n.clone())
             .collect();
         v.sort();
+        v
+    }
+
+    /// Whether the connection to `node` is up (handshake done).
+    pub fn is_connected(&self, node: &str) -> bool {
+        self.inner
+            .peers
+            .lock()
+            .get(node)
+            .is_some_and(|p| p.up_creation.is_some())
+    }
+
+    /// Whether `node` is connected and hidden (a `cpg-node`, a query
+    /// client, an `erl -hidden`); `None` when not connected.
+    pub fn is_hidden_peer(&self, node: &str) -> Option<bool> {
+        self.inner
+            .peers
+            .lock()
+            .get(node)
+            .filter(|p| p.up_creation.is_some())
+            .map(|p| p.hidden)
+    }
+
+    /// How long the node has been running.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// How many processes the node hosts (its own `net_kernel` included).
+    pub fn process_count(&self) -> usize {
+        self.inner.procs.read().len()
+    }
+
+    /// Every connected peer with its connection's counters, sorted by name.
+    pub fn peer_info(&self) -> Vec<PeerStats> {
+        let mut v: Vec<PeerStats> = self
+            .inner
+            .peers
+            .lock()
+            .iter()
+            .filter_map(|(n, p)| {
+                p.up_creation.map(|creation| PeerStats {
+                    node: n.clone(),
+                    creation,
+                    link: p.link.stats(),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
         v
     }
 
@@ -575,6 +641,7 @@ impl Inner {
                 link: link.clone(),
                 id,
                 up_creation: None,
+                hidden: false,
                 adopt: Some(adopt),
             },
         );
@@ -667,14 +734,14 @@ impl Inner {
         let result = match result {
             Err(ConnectionError::Handshake(HandshakeError::Refused(s))) if s == "nok" => {
                 match tokio::time::timeout(std::time::Duration::from_secs(10), adopted).await {
-                    Ok(Ok(conn)) => Ok(conn),
+                    Ok(Ok((sock, peer))) => Ok((sock, peer, Direction::In)),
                     _ => Err(ConnectionError::Handshake(HandshakeError::Refused(s))),
                 }
             }
-            other => other,
+            other => other.map(|(sock, peer)| (sock, peer, Direction::Out)),
         };
         match result {
-            Ok((s, peer)) => self.run_connection(s, peer, id, rx).await,
+            Ok((s, peer, dir)) => self.run_connection(s, peer, id, rx, dir).await,
             Err(e) => {
                 // Debug only: whoever asked for the connection (a call to
                 // `connect`, the cluster keeper) reports it as it sees fit.
@@ -742,6 +809,7 @@ impl Inner {
                 link: Arc::new(PeerLink::default()),
                 id,
                 up_creation: None,
+                hidden: false,
                 adopt: None,
             },
         );
@@ -753,7 +821,7 @@ impl Inner {
             old.link.close.notify_one();
             self.node_down(&node, old.id, "replaced by a new connection");
         }
-        self.run_connection(sock, peer, id, rx).await;
+        self.run_connection(sock, peer, id, rx, Direction::In).await;
     }
 
     async fn run_connection(
@@ -762,13 +830,16 @@ impl Inner {
         peer: PeerInfo,
         id: u64,
         rx: mpsc::UnboundedReceiver<Outgoing>,
+        direction: Direction,
     ) {
         let node = peer.name.to_string();
         let link = {
             let mut peers = self.peers.lock();
             match peers.get_mut(&node) {
                 Some(p) if p.id == id => {
+                    p.link.mark_up(direction);
                     p.up_creation = Some(peer.creation);
+                    p.hidden = peer.flags & flags::PUBLISHED == 0;
                     p.link.clone()
                 }
                 _ => return, // superseded while handshaking
@@ -1444,6 +1515,53 @@ mod tests {
             "the node and its other processes live on"
         );
         n.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn peer_info_counts_each_connection_both_ways() {
+        let (a, epmd) = node().await;
+        let mut c = NodeConfig::new(
+            NodeName::parse("unit2@localhost").unwrap(),
+            Cookie::new("c"),
+        );
+        c.epmd_port = epmd.port;
+        c.embedded_epmd = false;
+        let b = Node::start(c).await.unwrap();
+        assert!(a.peer_info().is_empty());
+        a.connect(b.name()).await.unwrap();
+        let mut rx = b.spawn_registered("inbox").unwrap();
+        let mut tx = a.spawn_process();
+        for i in 0..3 {
+            tx.send(Dest::Name("inbox".into(), b.name().into()), term::int(i))
+                .unwrap();
+        }
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        rx.send(tx.pid().clone(), atom("thanks")).unwrap();
+        tx.recv_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let out = &a.peer_info()[0];
+        assert_eq!((out.node.as_str(), out.creation), (b.name(), b.creation()));
+        assert_eq!(out.link.direction, Some(Direction::Out));
+        assert!(out.link.msgs_out >= 3, "{out:?}");
+        assert!(out.link.msgs_in >= 1, "{out:?}");
+        assert!(out.link.bytes_out > 0 && out.link.bytes_in > 0, "{out:?}");
+        assert!(out.link.connected_for.is_some());
+        let inc = &b.peer_info()[0];
+        assert_eq!(inc.node, a.name());
+        assert_eq!(inc.link.direction, Some(Direction::In));
+        assert!(inc.link.msgs_in >= 3, "{inc:?}");
+        assert!(inc.link.last_heard < Duration::from_secs(5), "{inc:?}");
+        assert!(a.uptime() > Duration::ZERO);
+        assert!(b.process_count() >= 2, "net_kernel and inbox");
+        a.shutdown().await;
+        b.shutdown().await;
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use crate::support::{unique, World};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
-use cpg_node::term::pid_text;
+use cpg_node::term::{atom, pid_text, tuple};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -259,4 +259,224 @@ async fn a_missing_cookie_file_is_created_as_erl_does_and_an_open_one_refused() 
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// `cpg-node run` as a child process (killed when dropped), with the
+/// world's cookie and EPMD; returns once it says it is running.
+struct RunningNode {
+    child: tokio::process::Child,
+    name: String,
+}
+
+impl RunningNode {
+    async fn start(w: &World, args: &[&str]) -> RunningNode {
+        use tokio::io::AsyncBufReadExt;
+        let alive = unique("run");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+            .args(["--sname", &alive, "--cookie", &w.cookie, "run"])
+            .args(args)
+            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run cpg-node");
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), out.next_line())
+            .await
+            .expect("cpg-node run starts")
+            .unwrap()
+            .unwrap_or_default();
+        assert!(line.contains("running"), "{line}");
+        RunningNode {
+            child,
+            name: format!("{alive}@{}", crate::support::host()),
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn status_of_a_running_node_from_the_cli_and_from_an_erl_shell() {
+    use cpg_node::status::NodeStatus;
+    let w = World::new().await;
+    let e = w.erl("e").await;
+    let run = RunningNode::start(
+        &w,
+        &["--connect", &e.name, "--join", "svc", "--join", "svc"],
+    )
+    .await;
+    let ctl = w.rust_node("ctl").await;
+    ctl.connect(&e.name).await.unwrap();
+
+    // The seed is connected and has talked to the node.
+    let has_talked = |v: &[Value]| {
+        v.first()
+            .and_then(|s| s["peers"].as_array())
+            .is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["node"] == e.name.as_str() && p["msgs_in"].as_u64() > Some(0))
+            })
+    };
+    let mut last = Vec::new();
+    for _ in 0..40 {
+        let (code, v) = cli(&w, &["status", &run.name, "--json"]).await;
+        last = v;
+        if code == 0 && has_talked(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(has_talked(&last), "{last:?}");
+    let st = &last[0];
+    assert_eq!(st["node"], run.name.as_str());
+    assert!(st["uptime_ms"].as_u64().unwrap() > 0);
+    assert!(st["processes"].as_u64().unwrap() >= 4, "{st}");
+    let peer = st["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"] == e.name.as_str())
+        .unwrap();
+    assert_eq!(peer["direction"], "out", "a seed is dialled by the node");
+    for k in [
+        "msgs_out",
+        "bytes_in",
+        "bytes_out",
+        "connected_ms",
+        "last_heard_ms",
+    ] {
+        assert!(peer[k].is_u64(), "{k}: {peer}");
+    }
+    assert!(peer["bytes_in"].as_u64() > Some(0), "{peer}");
+    assert_eq!(
+        st["scopes"],
+        json!([{"scope": DEFAULT_SCOPE, "groups": 1, "members": 2, "local_members": 2, "pids": 1}])
+    );
+    let seed = st["cluster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["node"] == e.name.as_str())
+        .unwrap();
+    assert_eq!(
+        (&seed["origin"], &seed["connected"]),
+        (&json!("seed"), &json!(true))
+    );
+
+    // The text form.
+    let name = unique("cli");
+    let args = ["--name", &name, "--cookie", &w.cookie, "status", &run.name];
+    let (code, out, err) = cli_raw(&w, &args, None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("node {} (creation ", run.name)),
+        "{out}"
+    );
+    for s in ["peers:", e.name.as_str(), "SCOPE", DEFAULT_SCOPE, "seed"] {
+        assert!(out.contains(s), "{s}: {out}");
+    }
+
+    // From an erl shell: gen_server:call({cpg_node_status, Node}, status).
+    let code = format!(
+        "gen_server:call({{cpg_node_status, '{}'}}, status).",
+        run.name
+    );
+    let reply = crate::support::eval(&ctl, &e.name, &code).await;
+    let st = NodeStatus::from_term(&reply).unwrap_or_else(|err| panic!("{err}: {reply}"));
+    assert_eq!(st.node, run.name);
+    assert!(st.peers.iter().any(|p| p.node == e.name), "{st:?}");
+    assert_eq!(st.scopes[0].members, 2);
+    let code = format!(
+        "gen_server:call({{cpg_node_status, '{}'}}, other).",
+        run.name
+    );
+    let reply = crate::support::eval(&ctl, &e.name, &code).await;
+    let unknown = tuple(vec![
+        atom("error"),
+        tuple(vec![atom("unknown_call"), atom("other")]),
+    ]);
+    assert_eq!(reply, unknown);
+    // There is no rex on the Rust node: rpc:call answers {badrpc, _}
+    // ({badrpc, notsup} from OTP 25: erpc needs the spawn feature), at once.
+    let code = format!("rpc:call('{}', erlang, node, [], 5000).", run.name);
+    let reply = crate::support::eval(&ctl, &e.name, &code).await;
+    assert!(
+        matches!(cpg_node::term::as_tuple(&reply), Some([b, _]) if crate::support::is_atom(b, "badrpc")),
+        "{reply}"
+    );
+
+    // A BEAM node has no status process: a clear error.
+    let (code, v) = cli(&w, &["status", &e.name, "--json"]).await;
+    assert_eq!(code, 1);
+    assert_eq!(v[0]["kind"], "no_status", "{v:?}");
+    assert!(v[0]["error"].as_str().unwrap().contains("cpg_node_status"));
+    ctl.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_prints_the_groups_first_then_follows_nodes_that_come_later() {
+    use tokio::io::AsyncBufReadExt;
+    let w = World::new().await;
+    let e = w.erl("e").await;
+    let _a = RunningNode::start(&w, &["--connect", &e.name, "--join", "early"]).await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args(["--name", &unique("watch"), "--cookie", &w.cookie, "watch"])
+        .args([
+            "--connect",
+            &e.name,
+            "--json",
+            "--discover-interval-ms",
+            "200",
+        ])
+        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run cpg-node watch");
+    let mut out = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut err = tokio::io::BufReader::new(watch.stderr.take().unwrap()).lines();
+    let secs = std::time::Duration::from_secs(20);
+    let next = |l: Option<String>| -> Value { serde_json::from_str(&l.unwrap()).unwrap() };
+    // The current groups first.
+    let first = next(
+        tokio::time::timeout(secs, out.next_line())
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(
+        (&first["group"], first["pids"].as_array().unwrap().len()),
+        (&json!("early"), 1)
+    );
+    // What it watches, on stderr.
+    let said = tokio::time::timeout(secs, err.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        said.contains("watching scope cpg_default_scope on"),
+        "{said}"
+    );
+    assert!(said.contains(&e.name), "{said}");
+    // A node that starts later (found through the seed) is followed.
+    let _b = RunningNode::start(&w, &["--connect", &e.name, "--join", "late"]).await;
+    let event = next(
+        tokio::time::timeout(secs, out.next_line())
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(event["group"], "late", "{event}");
+    assert_eq!(event["event"], "join_remote", "{event}");
+    let _ = watch.start_kill();
 }
