@@ -6,6 +6,7 @@
 //! maps depends on hash order.
 #![no_main]
 use cpg_node::cpg::TermName;
+use cpg_node::status::NodeStatus;
 use cpg_node::term::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 
@@ -13,6 +14,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(t) = term::decode(data, Limits::default()) else {
         return;
     };
+    if let Ok(s) = NodeStatus::from_term(&t) {
+        assert_eq!(
+            NodeStatus::from_term(&s.to_term()),
+            Ok(s),
+            "status round trip"
+        );
+    }
     let mut out = Vec::new();
     if term::encode_into(&t, &mut out).is_err() {
         return;

@@ -162,6 +162,28 @@ terms = {
     "fun": export("lists", "map", 2),
     "nested": tup(*([tup(lst(tup(NIL)))] * 3)),
 }
+UNDEF = atom("undefined")
+
+
+def amap(**kv):
+    return map_(*[(atom(k), v) for k, v in kv.items()])
+
+
+terms["status"] = amap(
+    node=atom("rust@host"), creation=integer(70000), version=binary(b"0.1.0"),
+    uptime_ms=integer(5123), processes=integer(4),
+    peers=lst(amap(node=atom("app@host"), creation=small_big(2**31), direction=atom("in"),
+                   connected_ms=integer(5000), last_heard_ms=integer(120), msgs_in=integer(12),
+                   msgs_out=integer(9), bytes_in=integer(2048), bytes_out=integer(1024),
+                   queued=integer(0))),
+    scopes=lst(amap(scope=atom("cpg_default_scope"), groups=integer(2), members=integer(3),
+                    local_members=integer(1), pids=integer(2))),
+    cluster=lst(amap(node=atom("app@host"), origin=atom("seed"), connected=atom("true"),
+                     failures=integer(0), next_attempt_ms=UNDEF,
+                     last_error=binary(b"refused"))))
+terms["status-minimal"] = amap(
+    node=atom("r@h"), creation=integer(1), version=binary(b""), uptime_ms=integer(0),
+    processes=integer(0), peers=NIL, scopes=NIL, cluster=UNDEF)
 for k, v in terms.items():
     write("term", k, term(v))
 
