@@ -391,6 +391,16 @@ fn check_reads(scope: &Scope<MemberPid>, model: &Model, salt: usize) {
     monitored.sort_unstable();
     let members: Vec<usize> = (0..NPIDS).filter(|&p| model.member(p)).collect();
     assert_eq!(monitored, members, "monitored pids");
+    assert_eq!(scope.pid_count(), members.len(), "pid_count");
+    let total: usize = model.counts.values().sum();
+    let local: usize = model
+        .counts
+        .iter()
+        .filter(|((_, p), _)| is_local(*p))
+        .map(|(_, c)| c)
+        .sum();
+    assert_eq!(scope.member_totals(), (total, local), "member_totals");
+    assert_eq!(scope.max_copies(), model.max);
     for p in 0..NPIDS {
         let mp = pid(p);
         assert_eq!(scope.is_monitored(&mp), model.member(p));
