@@ -24,6 +24,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::sync::{Arc, OnceLock};
 
 /// Which part of a group's membership an operation looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -240,6 +241,11 @@ pub struct GroupData<P> {
     copies: HashMap<P, Copies>,
     local_count: usize,
     remote_count: usize,
+    /// Every copy, newest first, built on the first read after a change and
+    /// handed out shared ([`GroupData::shared_members`]): as BEAM returns
+    /// the list it holds, a read of a group that did not change copies
+    /// nothing. Dropped by every change.
+    shared: OnceLock<Arc<[P]>>,
 }
 
 impl<P: Clone + Eq + Hash> Default for GroupData<P> {
@@ -257,6 +263,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
             copies: HashMap::new(),
             local_count: 0,
             remote_count: 0,
+            shared: OnceLock::new(),
         }
     }
 
@@ -310,6 +317,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         if count == 0 {
             return;
         }
+        self.shared = OnceLock::new();
         let first = self.slots.len();
         let is_local = match self.copies.get_mut(&pid) {
             Some(c) => {
@@ -374,6 +382,9 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         let have = c.slots.len();
         let n = count.min(have);
         let is_local = c.is_local;
+        if n > 0 {
+            self.shared = OnceLock::new();
+        }
         for _ in 0..n {
             let pos = c.slots.pop(oldest).expect("n <= len");
             self.slots[pos] = None;
@@ -436,6 +447,15 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     /// cpg's `remote`: copies of remote pids, newest first.
     pub fn remote(&self) -> impl DoubleEndedIterator<Item = &P> + '_ {
         self.iter(Part::Remote)
+    }
+
+    /// Every copy, newest first, as one shared immutable snapshot: the
+    /// first read after a change builds it (`O(n)`), later reads only count
+    /// a reference (no copy, no allocation) until the group changes.
+    pub fn shared_members(&self) -> Arc<[P]> {
+        self.shared
+            .get_or_init(|| self.iter(Part::All).cloned().collect())
+            .clone()
     }
 
     /// The copies in `part` except those of `exclude`, newest first, as a
@@ -735,6 +755,11 @@ mod tests {
                 }
                 let r = d.to_data();
                 prop_assert_eq!(&r.history, &m.history);
+                // The shared snapshot is never stale, and while nothing
+                // changes it is handed out again, not rebuilt.
+                let snap = d.shared_members();
+                prop_assert_eq!(&snap[..], &m.history[..]);
+                prop_assert!(Arc::ptr_eq(&snap, &d.shared_members()));
                 prop_assert_eq!(&r.local, &m.local);
                 prop_assert_eq!(&r.remote, &m.remote);
                 prop_assert_eq!(r.local_count, m.local.len());

@@ -57,6 +57,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::Arc;
 
 use super::group::{CpgData, GroupData, Part};
 use super::storage::{GroupKey, GroupStore, TermName};
@@ -1008,6 +1009,16 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         exclude: Option<&P>,
     ) -> ReadResult<'_, Vec<P>, N> {
         self.members(name, Part::All, exclude)
+    }
+
+    /// `cpg:get_members(Name)` as one shared snapshot (newest first): no
+    /// copy while the group does not change ([`GroupData::shared_members`]).
+    pub fn get_members_shared(&self, name: &N::Borrowed) -> ReadResult<'_, Arc<[P]>, N> {
+        let (key, group) = self.find(name)?;
+        if group.is_empty() {
+            return Err(ReadError::NoSuchGroup(name.to_owned()));
+        }
+        Ok((key, group.shared_members()))
     }
 
     /// `cpg:get_local_members`: the copies of pids on this node; an empty

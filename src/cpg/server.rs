@@ -371,6 +371,16 @@ impl<N: WireName> CpgScope<N> {
         })
     }
 
+    /// `cpg:get_members(Scope, Name)` as a shared, immutable snapshot (pids
+    /// newest first): while the group does not change, every read hands
+    /// out the same snapshot without copying it, as BEAM hands out its list.
+    pub fn get_members_shared(
+        &self,
+        name: &N::Borrowed,
+    ) -> Result<(N, Arc<[MemberPid]>), ReadError<N>> {
+        self.read(|s| s.get_members_shared(name).map(|(k, v)| (k.to_owned(), v)))
+    }
+
     /// `cpg:get_closest_pid(Scope, Name)`: a random local member, else a
     /// random remote one.
     pub fn get_closest_pid(&self, name: &N::Borrowed) -> Result<(N, Pid), ReadError<N>> {

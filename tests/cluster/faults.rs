@@ -124,6 +124,38 @@ async fn rust_member(w: &World) -> (Node, CpgScope, cpg_node::process::Process) 
     (r, scope, member)
 }
 
+/// A Rust node with a member in "g" that keeps the BEAM node `g` as its
+/// seed, once the member is on `g`; `ctl` observes the BEAM side.
+struct Joined {
+    r: Node,
+    scope: CpgScope,
+    member: cpg_node::process::Process,
+    _cluster: Cluster,
+    ctl: Node,
+    suffix: String,
+}
+
+async fn joined(w: &World, g: &ErlNode) -> Joined {
+    let (r, scope, member) = rust_member(w).await;
+    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
+    let ctl = w.rust_node("ctl").await;
+    let suffix = id_suffix(member.pid());
+    assert!(
+        back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
+            .await
+            .is_some(),
+        "our member never reached the BEAM node"
+    );
+    Joined {
+        r,
+        scope,
+        member,
+        _cluster,
+        ctl,
+        suffix,
+    }
+}
+
 fn sig(pid: u32, signal: &str) {
     let st = Command::new("kill")
         .args([signal, &pid.to_string()])
@@ -165,13 +197,9 @@ async fn beam_peer_frozen_longer_than_the_ticktime() {
     let w = World::new().await;
     let alive = unique("frozen");
     let g = start_beam(&w, &alive).await;
-    let (r, _scope, member) = rust_member(&w).await;
-    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
-    let ctl = w.rust_node("ctl").await;
-    let suffix = id_suffix(member.pid());
-    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
-        .await
-        .is_some());
+    // Held whole: the keeper (its `Cluster`) must live as long as the test.
+    let j = joined(&w, &g).await;
+    let (r, ctl, suffix) = (&j.r, &j.ctl, &j.suffix);
 
     let mut ev = r.subscribe();
     sig(g.os_pid(), "-STOP");
@@ -188,7 +216,7 @@ async fn beam_peer_frozen_longer_than_the_ticktime() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     sig(g.os_pid(), "-CONT");
     assert!(down.is_ok(), "the frozen peer was not declared down");
-    let t = back_on_beam(&ctl, &g.name, "g", &suffix, 1, 20).await;
+    let t = back_on_beam(ctl, &g.name, "g", suffix, 1, 20).await;
     println!("BEAM peer frozen (SIGSTOP) then resumed: member back {t:?} after SIGCONT");
     assert!(
         t.is_some(),
@@ -357,21 +385,17 @@ async fn beam_scope_restarted() {
     crate::require_erl!();
     let w = World::new().await;
     let g = start_beam(&w, &unique("scoperestart")).await;
-    let (r, _scope, member) = rust_member(&w).await;
-    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
-    let ctl = w.rust_node("ctl").await;
-    let suffix = id_suffix(member.pid());
-    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
-        .await
-        .is_some());
+    // Held whole: the keeper (its `Cluster`) must live as long as the test.
+    let j = joined(&w, &g).await;
+    let (ctl, suffix) = (&j.ctl, &j.suffix);
 
     let restart = if genuine() {
         "ok = application:stop(cpg), ok = application:start(cpg), cpg_node_test_util:wait_for(cpg_default_scope)."
     } else {
         "ok = cpg_model_scope:stop(cpg_default_scope), {ok, _} = cpg_model_scope:start(cpg_default_scope), ok."
     };
-    eval(&ctl, &g.name, restart).await;
-    let t = back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10).await;
+    eval(ctl, &g.name, restart).await;
+    let t = back_on_beam(ctl, &g.name, "g", suffix, 1, 10).await;
     println!("BEAM scope restarted (node_type all): member back after {t:?}");
     assert!(
         t.is_some(),
@@ -580,13 +604,14 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
     crate::require_erl!();
     let w = World::new().await;
     let g = start_beam(&w, &unique("sup")).await;
-    let (r, scope, member) = rust_member(&w).await;
-    let _cluster = Cluster::start(&r, ClusterOptions::new(vec![g.name.clone()]));
-    let ctl = w.rust_node("ctl").await;
-    let suffix = id_suffix(member.pid());
-    assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
-        .await
-        .is_some());
+    let Joined {
+        r,
+        scope,
+        member,
+        ctl,
+        suffix,
+        _cluster,
+    } = joined(&w, &g).await;
     beam_join_idle(&ctl, &g.name, "b").await;
     let rust_view_ok = || async {
         scope.get_members("b").map(|(_, v)| v.len()).unwrap_or(0) == 1
