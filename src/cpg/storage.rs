@@ -11,8 +11,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::hash_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 use std::fmt::{self, Debug, Display};
 use std::hash::{Hash, Hasher};
 
@@ -454,26 +453,31 @@ fn canonical(t: &Term) -> Term {
             }
         }
         Term::Map(m) => {
-            let mut map = std::collections::HashMap::with_capacity(m.map.len());
+            // Entries by the canonical encoding of their keys, not by
+            // eetf's `Hash`: keys spelled differently can be one key once
+            // canonical (0 and a bignum 0), and eetf hashes a map in its
+            // (random) iteration order, so two equal map keys can even be two
+            // keys of one map. BEAM refuses both. Which value is kept must
+            // not depend on iteration order, or two equal terms would give
+            // two names: the greatest by canonical encoding.
+            let mut entries: BTreeMap<Vec<u8>, (Term, Term, Vec<u8>)> = BTreeMap::new();
             for (k, v) in &m.map {
-                // Keys spelled differently can be one key once canonical (0
-                // and a bignum 0; BEAM refuses such a map). Which value is
-                // kept must not depend on the order the map iterates in, or
-                // two equal terms would give two names: the greatest by
-                // canonical encoding.
-                match map.entry(canonical(k)) {
-                    Entry::Vacant(e) => {
-                        e.insert(canonical(v));
+                let (k, v) = (canonical(k), canonical(v));
+                let vb = canonical_encoding(&v);
+                match entries.entry(canonical_encoding(&k)) {
+                    btree_map::Entry::Vacant(e) => {
+                        e.insert((k, v, vb));
                     }
-                    Entry::Occupied(mut e) => {
-                        let v = canonical(v);
-                        if canonical_encoding(&v) > canonical_encoding(e.get()) {
-                            e.insert(v);
+                    btree_map::Entry::Occupied(mut e) => {
+                        if vb > e.get().2 {
+                            e.insert((k, v, vb));
                         }
                     }
                 }
             }
-            Term::Map(term::Map { map })
+            Term::Map(term::Map {
+                map: entries.into_values().map(|(k, v, _)| (k, v)).collect(),
+            })
         }
         _ => t.clone(),
     }
@@ -653,14 +657,27 @@ mod tests {
             })
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/regressions/term-map-keys-equal-once-canonical");
-        let bytes = std::fs::read(path).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let bytes = std::fs::read(path.join("term-map-keys-equal-once-canonical")).unwrap();
         let names: std::collections::BTreeSet<Vec<u8>> = (0..32)
             .map(|_| {
                 let t = term::decode(&bytes, term::Limits::default()).unwrap();
                 name(t).canonical_bytes().to_vec()
             })
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // Also found by fuzzing (term-map-keys-equal-maps): eetf hashes a
+        // map in its iteration order, so a decoded map can hold two equal
+        // map keys (#{#{..} => 2, #{..} => []}); which one the name kept
+        // depended on hash order. (Whether decoding keeps both is random
+        // too: BEAM refuses such a map, and so should term::decode.)
+        let bytes = std::fs::read(path.join("term-map-keys-equal-maps")).unwrap();
+        let both = (0..1000)
+            .map(|_| term::decode(&bytes, term::Limits::default()).unwrap())
+            .find(|t| matches!(t, Term::Map(m) if m.map.len() == 2))
+            .expect("eetf keeps both equal map keys at times");
+        let names: std::collections::BTreeSet<Vec<u8>> = (0..32)
+            .map(|_| name(both.clone()).canonical_bytes().to_vec())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
