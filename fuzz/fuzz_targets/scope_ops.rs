@@ -5,7 +5,8 @@
 //! and `{new, Node}`.
 //!
 //! A model keeps only the number of copies of each pid in each group, and
-//! after every operation the scope must agree with it through every read,
+//! after every operation the scope must agree with it through every read
+//! (the shared `get_members` snapshot, cached until the group changes, too),
 //! and the effects must agree with the change: monitors for pids that
 //! became members, demonitors for pids that stopped being members (none
 //! after a death), one notification per copy removed, casts of a successful
@@ -454,6 +455,8 @@ fn check_reads(scope: &Scope<MemberPid>, model: &Model, salt: usize) {
                 assert_eq!(d.distinct_pids(), want.len());
                 let data = scope.group_data(g).expect("group_data");
                 assert_eq!(multiset(&data.history), want, "history of {g}");
+                // The cached snapshot is never stale.
+                assert_eq!(&d.shared_members()[..], &data.history[..], "shared of {g}");
                 assert_eq!(data.local_count + data.remote_count, total);
                 assert_eq!(data.local.len(), local);
                 assert_eq!(data.remote.len(), total - local);
@@ -500,6 +503,16 @@ fn check_lookup(
         }
         Err(_) => None,
     };
+    if ex.is_none() {
+        match (scope.get_members_shared(q), scope.get_members(q, None)) {
+            (Ok((k1, shared)), Ok((k2, m))) => {
+                assert_eq!(k1, k2, "get_members_shared {q}");
+                assert_eq!(&shared[..], &m[..], "get_members_shared {q}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "get_members_shared {q}"),
+            (a, b) => panic!("get_members_shared {q}: {a:?}, get_members: {b:?}"),
+        }
+    }
     if stored && !pattern::is_pattern(q) {
         // Found as itself unless every copy is excluded.
         let any = !want(q, all).is_empty();
