@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
         let n = (u16::from_be_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
         let (msg, tail) = rest[2..].split_at(n);
         rest = tail;
-        let Ok(t) = term::decode(msg, Limits::default()) else { continue };
+        let Ok(t) = term::decode(msg, Limits::default()) else {
+            continue;
+        };
         match WireMsg::<MemberPid>::decode(&t) {
             Ok(WireMsg::Cast(cpg_node::cpg::scope::Request::Exchange { from, groups })) => {
                 let _ = scope.exchange(&from, groups);
@@ -39,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = scope.node_down("a@host");
     for g in scope.which_groups() {
         if let Ok((_, pids)) = scope.get_members(&g, None) {
-            assert!(pids.iter().all(|p| p.0.node.name != "a@host"), "nodedown left a member of a@host");
+            assert!(
+                pids.iter().all(|p| p.0.node.name != "a@host"),
+                "nodedown left a member of a@host"
+            );
         }
     }
 });

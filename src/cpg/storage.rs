@@ -11,7 +11,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{btree_map, BTreeMap};
 use std::fmt::{self, Debug, Display};
 use std::hash::{Hash, Hasher};
 
@@ -452,15 +452,44 @@ fn canonical(t: &Term) -> Term {
                 last => Term::ImproperList(ImproperList::from((elements, last))),
             }
         }
-        Term::Map(m) => Term::Map(term::Map {
-            map: m
-                .map
-                .iter()
-                .map(|(k, v)| (canonical(k), canonical(v)))
-                .collect(),
-        }),
+        Term::Map(m) => {
+            // Entries by the canonical encoding of their keys, not by
+            // eetf's `Hash`: keys spelled differently can be one key once
+            // canonical (0 and a bignum 0), and eetf hashes a map in its
+            // (random) iteration order, so two equal map keys can even be two
+            // keys of one map. BEAM refuses both. Which value is kept must
+            // not depend on iteration order, or two equal terms would give
+            // two names: the greatest by canonical encoding.
+            let mut entries: BTreeMap<Vec<u8>, (Term, Term, Vec<u8>)> = BTreeMap::new();
+            for (k, v) in &m.map {
+                let (k, v) = (canonical(k), canonical(v));
+                let vb = canonical_encoding(&v);
+                match entries.entry(canonical_encoding(&k)) {
+                    btree_map::Entry::Vacant(e) => {
+                        e.insert((k, v, vb));
+                    }
+                    btree_map::Entry::Occupied(mut e) => {
+                        if vb > e.get().2 {
+                            e.insert((k, v, vb));
+                        }
+                    }
+                }
+            }
+            Term::Map(term::Map {
+                map: entries.into_values().map(|(k, v, _)| (k, v)).collect(),
+            })
+        }
         _ => t.clone(),
     }
+}
+
+/// [`write_canonical`] into a fresh buffer (empty if it cannot encode).
+fn canonical_encoding(t: &Term) -> Vec<u8> {
+    let mut b = Vec::new();
+    if write_canonical(t, &mut b).is_err() {
+        b.clear();
+    }
+    b
 }
 
 /// The external term format of a [`canonical`] term (without the version
@@ -602,6 +631,55 @@ mod tests {
                 assert_eq!(i == j, a == b, "{a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn map_keys_equal_once_canonical_give_one_name() {
+        // Found by fuzzing (fuzz/regressions/term-map-keys-equal-once-
+        // canonical): keys 0 and bignum 0 are one key once canonical, and
+        // the value kept depended on the map's (random) iteration order, so
+        // the same term gave different names.
+        let zero = Term::FixInteger(FixInteger::from(0));
+        let big_zero = Term::BigInteger(BigInteger::from(0i32));
+        let names: std::collections::BTreeSet<Vec<u8>> = (0..32)
+            .map(|i| {
+                let mut m = std::collections::HashMap::new();
+                let (a, b) = if i % 2 == 0 {
+                    (zero.clone(), big_zero.clone())
+                } else {
+                    (big_zero.clone(), zero.clone())
+                };
+                m.insert(a, atom("a"));
+                m.insert(b, atom("b"));
+                name(Term::Map(term::Map { map: m }))
+                    .canonical_bytes()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let bytes = std::fs::read(path.join("term-map-keys-equal-once-canonical")).unwrap();
+        let names: std::collections::BTreeSet<Vec<u8>> = (0..32)
+            .map(|_| {
+                let t = term::decode(&bytes, term::Limits::default()).unwrap();
+                name(t).canonical_bytes().to_vec()
+            })
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // Also found by fuzzing (term-map-keys-equal-maps): eetf hashes a
+        // map in its iteration order, so a decoded map can hold two equal
+        // map keys (#{#{..} => 2, #{..} => []}); which one the name kept
+        // depended on hash order. (Whether decoding keeps both is random
+        // too: BEAM refuses such a map, and so should term::decode.)
+        let bytes = std::fs::read(path.join("term-map-keys-equal-maps")).unwrap();
+        let both = (0..1000)
+            .map(|_| term::decode(&bytes, term::Limits::default()).unwrap())
+            .find(|t| matches!(t, Term::Map(m) if m.map.len() == 2))
+            .expect("eetf keeps both equal map keys at times");
+        let names: std::collections::BTreeSet<Vec<u8>> = (0..32)
+            .map(|_| name(both.clone()).canonical_bytes().to_vec())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 
     #[test]

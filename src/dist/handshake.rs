@@ -234,12 +234,15 @@ impl Initiator {
         }
     }
 
-    /// Feeds one received message.
+    /// Feeds one received message. After an error the handshake is over:
+    /// every further message is refused.
     pub fn handle(&mut self, msg: &[u8]) -> Result<Step, HandshakeError> {
+        // Any error ends the handshake: the state is taken first.
+        let state = std::mem::replace(&mut self.state, IState::Finished);
         let tag = *msg
             .first()
             .ok_or(HandshakeError::Malformed("empty message"))?;
-        match std::mem::replace(&mut self.state, IState::Finished) {
+        match state {
             IState::ExpectStatus => {
                 if tag != b's' {
                     return Err(HandshakeError::UnexpectedTag {
@@ -330,12 +333,15 @@ impl Acceptor {
         }
     }
 
-    /// Feeds one received message.
+    /// Feeds one received message. After an error the handshake is over:
+    /// every further message is refused.
     pub fn handle(&mut self, msg: &[u8]) -> Result<Step, HandshakeError> {
+        // Any error ends the handshake: the state is taken first.
+        let state = std::mem::replace(&mut self.state, AState::Finished);
         let tag = *msg
             .first()
             .ok_or(HandshakeError::Malformed("empty message"))?;
-        match std::mem::replace(&mut self.state, AState::Finished) {
+        match state {
             AState::ExpectName => {
                 if tag != b'N' {
                     return Err(HandshakeError::UnexpectedTag {
@@ -479,6 +485,70 @@ mod tests {
             i.handle(b"salive").unwrap(),
             Step::Continue(vec![b"strue".to_vec()])
         );
+    }
+
+    /// Splits a fuzz input (a mode byte, then messages with 2-byte lengths)
+    /// as fuzz/fuzz_targets/handshake.rs does.
+    fn fuzz_messages(data: &[u8]) -> Vec<Vec<u8>> {
+        let mut msgs = Vec::new();
+        let mut rest = data.get(1..).unwrap_or_default();
+        while rest.len() >= 2 {
+            let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+            let take = n.min(rest.len() - 2);
+            msgs.push(rest[2..2 + take].to_vec());
+            rest = &rest[2 + take..];
+        }
+        msgs
+    }
+
+    #[test]
+    fn fuzz_regressions_replay() {
+        // Inputs kept from handshake fuzzer crashes (fuzz/regressions/
+        // handshake-*): once either side has failed, it stays failed.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).expect("fuzz/regressions") {
+            let path = e.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !file.starts_with("handshake-") {
+                continue;
+            }
+            let msgs = fuzz_messages(&std::fs::read(&path).unwrap());
+            let mut a = Acceptor::new(local("b@h", "c"), 7);
+            let mut failed = false;
+            for m in &msgs {
+                match a.handle(m) {
+                    Err(_) => failed = true,
+                    Ok(Step::NameReceived(_)) if !failed => {
+                        a.accept().unwrap();
+                    }
+                    r => assert!(!failed, "{file}: acceptor went on after an error: {r:?}"),
+                }
+            }
+            let (mut i, _) = Initiator::start(local("a@h", "c"), 9);
+            let mut failed = false;
+            for m in &msgs {
+                match i.handle(m) {
+                    Err(_) => failed = true,
+                    r => assert!(!failed, "{file}: initiator went on after an error: {r:?}"),
+                }
+            }
+            n += 1;
+        }
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn empty_message_ends_the_handshake() {
+        // Found by fuzzing: an empty message was refused but left the state
+        // as it was, so a later name was still accepted.
+        let mut a = Acceptor::new(local("b@h", "c"), 2);
+        assert!(a.handle(b"").is_err());
+        let (_, name) = Initiator::start(local("a@h", "c"), 1);
+        assert!(a.handle(&name).is_err());
+        let (mut i, _) = Initiator::start(local("a@h", "c"), 1);
+        assert!(i.handle(b"").is_err());
+        assert!(i.handle(b"sok").is_err());
     }
 
     #[test]
