@@ -497,6 +497,10 @@ fn reason_text(t: &Term) -> String {
 /// a word. Asked through `rex` (`cpg_app:listen_type()`); peers without
 /// cpg or without `rex` are left alone.
 async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamNodeType) {
+    // Not to a peer that went away meanwhile: the call would dial it.
+    if !node.is_connected(peer) {
+        return;
+    }
     let Ok(got) = node
         .rpc(
             peer,
@@ -731,6 +735,9 @@ impl<N: WireName> ScopeTask<N> {
         let now = tokio::time::Instant::now();
         let mut back = Vec::new();
         for (peer, r) in self.remote.iter_mut() {
+            if !self.node.is_connected(peer) {
+                continue; // its nodedown is on its way; a probe would dial it
+            }
             if r.next_probe.is_some_and(|at| at <= now) {
                 r.next_probe = None;
                 r.probing_since = Some(now);
@@ -757,6 +764,12 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     fn peer_up(&mut self, peer: &str) {
+        // A stale nodeup (the peer went down again before we got to it; its
+        // nodedown follows): nothing is sent, since a send would dial the
+        // peer again and undo a disconnect.
+        if !self.node.is_connected(peer) {
+            return;
+        }
         let effects = self.state.write().node_up(peer, true);
         self.execute(effects);
         self.watch_remote_scope(peer);
