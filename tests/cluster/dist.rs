@@ -4,9 +4,17 @@ use crate::require_erl;
 use crate::support::{eval, is_atom, recorded_eventually, rpc, show, ErlNode, World};
 use cpg_node::process::{Dest, Signal};
 use cpg_node::term::{self, atom, tuple, Term};
+use cpg_node::Node;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
+
+/// `r` is among `erl`'s hidden peers (`nodes(hidden)`).
+async fn assert_hidden_peer_of(r: &Node, erl: &str) {
+    let code = format!("lists:member('{}', nodes(hidden)).", r.name());
+    let hidden = eval(r, erl, &code).await;
+    assert!(is_atom(&hidden, "true"), "{hidden}");
+}
 
 #[tokio::test]
 async fn ping_and_hidden_both_ways() {
@@ -19,13 +27,7 @@ async fn ping_and_hidden_both_ways() {
     // erl -> Rust: net_adm:ping, and the node is hidden.
     let pong = eval(&r, &e.name, &format!("net_adm:ping('{}').", r.name())).await;
     assert!(is_atom(&pong, "pong"), "{pong}");
-    let hidden = eval(
-        &r,
-        &e.name,
-        &format!("lists:member('{}', nodes(hidden)).", r.name()),
-    )
-    .await;
-    assert!(is_atom(&hidden, "true"), "{hidden}");
+    assert_hidden_peer_of(&r, &e.name).await;
     let visible = eval(
         &r,
         &e.name,
@@ -669,13 +671,7 @@ async fn too_deep_message_is_dropped_not_the_connection() {
     }
     // Still connected, both ways, and the monitors across the link stand.
     assert!(r.peers().contains(&e.name));
-    let hidden = eval(
-        &r,
-        &e.name,
-        &format!("lists:member('{}', nodes(hidden)).", r.name()),
-    )
-    .await;
-    assert!(is_atom(&hidden, "true"), "{hidden}");
+    assert_hidden_peer_of(&r, &e.name).await;
     let recorded = rpc(
         &r,
         &e.name,
