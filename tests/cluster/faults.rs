@@ -588,6 +588,15 @@ async fn silent_partition_detected_by_ticks_and_healed() {
     assert!(t.is_some(), "our member never came back after the heal");
 }
 
+/// Whether the scope is registered again under a pid other than `old`
+/// within 10 s.
+async fn restarted(r: &Node, old: &cpg_node::Pid) -> bool {
+    eventually(10, || async {
+        r.whereis(DEFAULT_SCOPE).is_some_and(|p| p != *old)
+    })
+    .await
+}
+
 /// A BEAM member (an idle process) joined to `group` on the BEAM node.
 async fn beam_join_idle(ctl: &Node, erl: &str, group: &str) {
     let join = if genuine() {
@@ -622,10 +631,7 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
     let first = r.whereis(DEFAULT_SCOPE).unwrap();
     scope.inject_crash();
     assert!(
-        eventually(10, || async {
-            r.whereis(DEFAULT_SCOPE).is_some_and(|p| p != first)
-        })
-        .await,
+        restarted(&r, &first).await,
         "the crashed scope was not restarted"
     );
     assert!(
@@ -648,10 +654,7 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
     )
     .await;
     assert!(
-        eventually(10, || async {
-            r.whereis(DEFAULT_SCOPE).is_some_and(|p| p != second)
-        })
-        .await,
+        restarted(&r, &second).await,
         "the killed scope was not restarted"
     );
     assert!(
