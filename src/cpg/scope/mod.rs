@@ -1,0 +1,511 @@
+//! The pure state machine of one cpg scope (no IO, no async).
+//!
+//! A [`Scope`] holds what a genuine cpg 2.0.7 scope process holds: the groups
+//! (a [`Trie`](super::trie::Trie), or a map, of [`GroupData`]; see
+//! [Group storage](#group-storage)), the groups of every monitored pid, and the
+//! nodes it is connected to / listens to. Every input is a method; the ones
+//! that change state return the [`Effect`]s the caller must carry out, in
+//! order: monitor or demonitor a pid, cast a [`Request`] to the scope on
+//! another node, or run the join/leave callbacks ([`Effect::Notify`]).
+//!
+//! Inputs and the cpg messages they stand for:
+//!
+//! | method | cpg |
+//! |---|---|
+//! | [`Scope::join`], [`Scope::join_counts`], [`Scope::leave`], [`Scope::leave_counts`], [`Scope::leave_all`] | the owner-side `handle_call` of a local write, plus the caller's `abcast` |
+//! | [`Scope::remote_request`] | `handle_cast` of `{join,..}`, `{join_counts,..}`, `{leave,..}`, `{leave_counts,..}`, `{exchange,..}` |
+//! | [`Scope::member_down`] | `{'DOWN',..}` of a local member, `{'DOWNS',..}` of remote members |
+//! | [`Scope::node_up`], [`Scope::node_down`] | `{nodeup,..}`, `{nodedown,..}` |
+//! | [`Scope::new_node`] | `{new, Node}` |
+//!
+//! Reads ([`Scope::get_members`], [`Scope::get_closest_pid`], ...) follow
+//! `cpg_data`: a group name is looked up in the group storage (see
+//! [`storage`](super::storage)), the returned key is the stored key that
+//! matched, and errors carry the queried name.
+//!
+//! # Layout
+//!
+//! One file per kind of input, each an `impl Scope` block: `local` (this
+//! node's writes), `remote` (requests and exchanges from other scopes, member
+//! deaths), `index` (the pid and node index behind monitors), `read` (the
+//! `get_*` reads); node up/down and the exchange sent to peers are here.
+//! `tests/` holds the unit tests by the same kinds, and `tests/sim.rs` a
+//! three-node simulation checked against a model of the owners' truth.
+//!
+//! # Group storage
+//!
+//! The name type `N` chooses the storage, as cpg's `group_storage` does:
+//! - `Scope<P>` (`N = String`, [`Scope::new`]): names are Erlang strings in
+//!   the trie; a read finds the exact key first, else the most specific
+//!   pattern (`*`, `?`).
+//! - `Scope<P, TermName>` ([`Scope::new_map`]): names are any Erlang terms
+//!   ([`TermName`]) in a map; reads are exact, `*` and `?` are plain
+//!   characters, and every term is a valid name (`[]` too).
+//!
+//! Deliberate differences from genuine cpg, which would crash its scope on
+//! such input: requests from other nodes about pids of *this* node, requests
+//! with a name the storage cannot hold (the empty string in the trie) and
+//! `join_counts` entries with a zero count are ignored; a local write with a
+//! name the storage refuses (empty or invalid pattern in the trie) is
+//! refused; duplicate names in a local `leave_counts` are merged (same result
+//! as cpg's left-to-right processing) before the request is cast.
+//!
+//! # Copies are capped
+//!
+//! Every copy of a pid in a group (one join) costs about 100 bytes here, as a
+//! list cell does on the BEAM, and `join_counts` takes its count from the
+//! message: `{join_counts, [{"x", 10000000000}], Pid}` would have cpg (and
+//! this scope, before the cap) try to allocate for ten billion copies. So no
+//! pid may hold more than [`Scope::max_copies`] copies in one group
+//! ([`DEFAULT_MAX_COPIES`], a million, about 100 MB, unless set with
+//! [`Scope::set_max_copies`]): a local `join`/`join_counts` that would go
+//! over it is refused ([`WriteError::TooManyCopies`]); such a request from
+//! another node is ignored whole ([`Scope::check_remote`] says why, for the
+//! caller to log); an exchange never gives a pid more than the cap.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+mod index;
+mod local;
+mod read;
+mod remote;
+#[cfg(test)]
+mod tests;
+
+use super::group::{CpgData, GroupData, Part};
+use super::storage::{GroupKey, GroupStore, TermName};
+
+/// The default [`Scope::max_copies`]: copies of one pid in one group.
+pub const DEFAULT_MAX_COPIES: usize = 1_000_000;
+
+/// What the scope needs to know about a pid: the node it lives on.
+pub trait PidInfo {
+    /// The node name of the pid (`node(Pid)`), e.g. `"a@host"`.
+    fn node(&self) -> &str;
+}
+
+/// Everything a pid type must provide to be stored in a [`Scope`].
+///
+/// `Ord` should follow Erlang term order for pids (OTP 25: serial, then
+/// number, then node, then creation); it decides the order in which an
+/// exchange merge visits pids, hence the order of callbacks and of copies
+/// added at the same time.
+pub trait ScopePid: Clone + Eq + Hash + Ord + Debug + PidInfo {}
+
+impl<T: Clone + Eq + Hash + Ord + Debug + PidInfo> ScopePid for T {}
+
+/// A request cast between scope processes (inside `{'$gen_cast', _}`).
+/// `N` is the group-name type (see [`storage`](super::storage)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<P, N = String> {
+    /// `{join, Name, Pid}`: one more copy of `pid` in `name`.
+    Join {
+        /// Group name.
+        name: N,
+        /// The joining pid (on the sending node).
+        pid: P,
+    },
+    /// `{join_counts, [{Name, Count}], Pid}`: `Count` copies per name.
+    JoinCounts {
+        /// `(name, count)` pairs, processed left to right.
+        counts: Vec<(N, usize)>,
+        /// The joining pid.
+        pid: P,
+    },
+    /// `{leave, Name, Pid}`: remove the oldest copy of `pid` from `name`.
+    Leave {
+        /// Group name.
+        name: N,
+        /// The leaving pid.
+        pid: P,
+    },
+    /// `{leave_counts, [{Name, Count}], Pid}`: remove the `Count` oldest copies.
+    LeaveCounts {
+        /// `(name, count)` pairs, processed left to right.
+        counts: Vec<(N, usize)>,
+        /// The leaving pid.
+        pid: P,
+    },
+    /// `{leave, Pid}`: remove every copy of `pid` from every group.
+    LeaveAll {
+        /// The leaving pid.
+        pid: P,
+    },
+    /// `{exchange, FromNode, [{Name, History}]}`: whole-state transfer.
+    Exchange {
+        /// The node the state comes from (trusted, as in cpg).
+        from: String,
+        /// `(name, history)` per group, history newest first.
+        groups: Vec<(N, Vec<P>)>,
+    },
+}
+
+impl<P, N> Request<P, N> {
+    /// The pid a join/leave request is about (`None` for an exchange).
+    pub fn pid(&self) -> Option<&P> {
+        match self {
+            Request::Join { pid, .. }
+            | Request::JoinCounts { pid, .. }
+            | Request::Leave { pid, .. }
+            | Request::LeaveCounts { pid, .. }
+            | Request::LeaveAll { pid } => Some(pid),
+            Request::Exchange { .. } => None,
+        }
+    }
+}
+
+/// The reason given to join/leave callbacks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// `join_local`: a pid of this node joined.
+    JoinLocal,
+    /// `join_remote`: a pid of another node joined.
+    JoinRemote,
+    /// `leave_local`: a pid of this node left.
+    LeaveLocal,
+    /// `leave_remote`: a pid of another node left.
+    LeaveRemote,
+    /// `{exit, Reason}`: the pid died (or its node went down); the text is
+    /// the exit reason, e.g. `"killed"` or `"noconnection"`.
+    Exit(String),
+}
+
+impl std::fmt::Display for Reason {
+    /// As cpg passes it to callbacks: `join_local`, ..., `{exit,Reason}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::JoinLocal => f.write_str("join_local"),
+            Reason::JoinRemote => f.write_str("join_remote"),
+            Reason::LeaveLocal => f.write_str("leave_local"),
+            Reason::LeaveRemote => f.write_str("leave_remote"),
+            Reason::Exit(r) => write!(f, "{{exit,{r}}}"),
+        }
+    }
+}
+
+impl Reason {
+    /// True for the join reasons (the notification goes to join callbacks),
+    /// false for leaves and exits (leave callbacks).
+    pub fn is_join(&self) -> bool {
+        matches!(self, Reason::JoinLocal | Reason::JoinRemote)
+    }
+}
+
+/// Something the caller of a [`Scope`] method must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect<P, N = String> {
+    /// Start monitoring the pid (emitted once, when the scope first stores
+    /// it). A monitor on a pid that no longer exists must be answered with
+    /// [`Scope::member_down`] (reason `noproc`).
+    Monitor(P),
+    /// Stop monitoring the pid (it left its last group).
+    Demonitor(P),
+    /// Cast `request` to this scope on `node`.
+    Cast {
+        /// Destination node.
+        node: String,
+        /// The request to send.
+        request: Request<P, N>,
+    },
+    /// Run the join (if [`Reason::is_join`]) or leave callbacks of `name`.
+    Notify {
+        /// Exact group name.
+        name: N,
+        /// The pid that joined or left.
+        pid: P,
+        /// Why.
+        reason: Reason,
+    },
+}
+
+/// Why a local write was refused (genuine cpg replies just `error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError<N = String> {
+    /// Only pids of this node may be joined or removed through this scope.
+    #[error("pid is not on this node")]
+    NotLocal,
+    /// The storage refuses the name (the trie: empty or an invalid pattern).
+    #[error("invalid group name {0:?}")]
+    InvalidName(N),
+    /// A count was not greater than zero.
+    #[error("invalid count {count} for group {name:?}")]
+    InvalidCount {
+        /// The group name.
+        name: N,
+        /// The count given.
+        count: usize,
+    },
+    /// The pid is unknown, or not a member of a named group.
+    #[error("pid is not a member of the group")]
+    NotMember,
+    /// The pid would hold more than [`Scope::max_copies`] copies in a group
+    /// (or the request adds more than that in all).
+    #[error("{count} more copies in group {name:?} would exceed the limit of {max} copies")]
+    TooManyCopies {
+        /// The group name.
+        name: N,
+        /// The count asked for it.
+        count: usize,
+        /// [`Scope::max_copies`].
+        max: usize,
+    },
+}
+
+/// Why a read found nothing; carries the queried name (never the pattern).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError<N = String> {
+    /// `{error, {no_such_group, Name}}`.
+    #[error("no_such_group {0:?}")]
+    NoSuchGroup(N),
+    /// `{error, {no_process, Name}}`.
+    #[error("no_process {0:?}")]
+    NoProcess(N),
+}
+
+/// A successful read: the stored key that matched (the name itself or a
+/// pattern) and the value.
+pub type ReadResult<'a, T, N = String> = Result<(&'a <N as GroupKey>::Borrowed, T), ReadError<N>>;
+
+/// Exit reason used by [`Scope::node_down`].
+pub const NODEDOWN_REASON: &str = "noconnection";
+
+/// The state of one cpg scope on this node, with group names of type `N`.
+/// See the [module docs](self).
+pub struct Scope<P, N: GroupKey = String> {
+    node: String,
+    groups: N::Store<GroupData<P>>,
+    /// Monitored pids and their group names (cpg's `monitors`).
+    pids: HashMap<P, BTreeSet<N>>,
+    /// The monitored pids of each node.
+    by_node: HashMap<String, BTreeSet<P>>,
+    /// Connected nodes, with "listened" (full peer) flag.
+    nodes: BTreeMap<String, bool>,
+    /// Most copies of one pid in one group.
+    max_copies: usize,
+}
+
+impl<P: Clone, N: GroupKey> Clone for Scope<P, N>
+where
+    N::Store<GroupData<P>>: Clone,
+{
+    /// A deep copy (e.g. a snapshot for readers).
+    fn clone(&self) -> Self {
+        Scope {
+            node: self.node.clone(),
+            groups: self.groups.clone(),
+            pids: self.pids.clone(),
+            by_node: self.by_node.clone(),
+            nodes: self.nodes.clone(),
+            max_copies: self.max_copies,
+        }
+    }
+}
+
+impl<P: Debug, N: GroupKey> Debug for Scope<P, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("node", &self.node)
+            .field("groups", &self.groups.len())
+            .field("pids", &self.pids.len())
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+impl<P: ScopePid> Scope<P> {
+    /// An empty scope on the node called `node`, with the trie storage
+    /// (string names, patterns on).
+    pub fn new(node: impl Into<String>) -> Self {
+        Scope::with_storage(node)
+    }
+}
+
+impl<P: ScopePid> Scope<P, TermName> {
+    /// An empty scope on the node called `node`, with map storage (any
+    /// term as a name, exact lookups).
+    pub fn new_map(node: impl Into<String>) -> Self {
+        Scope::with_storage(node)
+    }
+}
+
+impl<P: ScopePid, N: GroupKey> Scope<P, N> {
+    /// An empty scope on the node called `node`, storing names of type `N`
+    /// in `N`'s storage ([`Scope::new`] and [`Scope::new_map`] name `N`).
+    pub fn with_storage(node: impl Into<String>) -> Self {
+        Scope {
+            node: node.into(),
+            groups: Default::default(),
+            pids: HashMap::new(),
+            by_node: HashMap::new(),
+            nodes: BTreeMap::new(),
+            max_copies: DEFAULT_MAX_COPIES,
+        }
+    }
+
+    /// Most copies of one pid in one group (see [Copies are
+    /// capped](self#copies-are-capped)).
+    pub fn max_copies(&self) -> usize {
+        self.max_copies
+    }
+
+    /// Sets [`Scope::max_copies`] (at least 1).
+    pub fn set_max_copies(&mut self, max: usize) {
+        self.max_copies = max.max(1);
+    }
+
+    /// Our own node name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// True when `pid` lives on this node.
+    pub fn is_local(&self, pid: &P) -> bool {
+        pid.node() == self.node
+    }
+
+    // ------------------------------------------------------------------
+    // Nodes
+
+    /// A node connected (`{nodeup, Node, _}`). `listen` is the caller's
+    /// node-type decision: a listened node is a full peer (it gets our
+    /// writes and an exchange now, and its exchanges are accepted).
+    /// Returns the exchange cast when `listen` and we have groups.
+    pub fn node_up(&mut self, node: &str, listen: bool) -> Vec<Effect<P, N>> {
+        if node == self.node {
+            return Vec::new();
+        }
+        self.nodes.insert(node.to_string(), listen);
+        if listen {
+            self.exchange_to(node).into_iter().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A node disconnected: every member on it is removed from every group
+    /// (leave callbacks with `{exit, noconnection}`), and it is no longer a
+    /// peer. No demonitor is needed (the monitors died with the connection).
+    pub fn node_down(&mut self, node: &str) -> Vec<Effect<P, N>> {
+        self.nodes.remove(node);
+        let mut effects = Vec::new();
+        if node == self.node {
+            return effects;
+        }
+        let pids: Vec<P> = self
+            .by_node
+            .get(node)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let reason = Reason::Exit(NODEDOWN_REASON.to_string());
+        for pid in pids {
+            self.leave_everything(&pid, &reason, false, &mut effects);
+        }
+        effects
+    }
+
+    /// `{new, Node}`: a scope on `node` started and asks for our state.
+    /// Answered whatever the node's type; nothing if we have no groups.
+    pub fn new_node(&self, node: &str) -> Vec<Effect<P, N>> {
+        if node == self.node {
+            return Vec::new();
+        }
+        self.exchange_to(node).into_iter().collect()
+    }
+
+    /// True when `node` is connected and listened (a full peer).
+    pub fn is_listened(&self, node: &str) -> bool {
+        self.nodes.get(node).copied().unwrap_or(false)
+    }
+
+    /// Connected nodes (listened or not), sorted.
+    pub fn connected_nodes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.nodes.keys().map(String::as_str)
+    }
+
+    /// Listened nodes (the ones our writes are cast to), sorted.
+    pub fn listened_nodes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.nodes
+            .iter()
+            .filter(|(_, listen)| **listen)
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// The state cpg sends in an exchange: `(name, history)` for every
+    /// group, in reverse name order (cpg folds its trie onto a list).
+    pub fn exchange_groups(&self) -> Vec<(N, Vec<P>)> {
+        let mut v: Vec<(N, Vec<P>)> = self
+            .groups
+            .iter()
+            .map(|(name, g)| (name.to_owned(), g.history().cloned().collect()))
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// The exchange request for our whole state (`None` without groups).
+    pub fn exchange_request(&self) -> Option<Request<P, N>> {
+        if self.groups.is_empty() {
+            return None;
+        }
+        Some(Request::Exchange {
+            from: self.node.clone(),
+            groups: self.exchange_groups(),
+        })
+    }
+
+    pub(super) fn exchange_to(&self, node: &str) -> Option<Effect<P, N>> {
+        self.exchange_request().map(|request| Effect::Cast {
+            node: node.to_string(),
+            request,
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // Local writes (owner side)
+}
+
+fn check_name<N: GroupKey>(name: &N::Borrowed) -> Result<(), WriteError<N>> {
+    if N::valid_local(name) {
+        Ok(())
+    } else {
+        Err(WriteError::InvalidName(name.to_owned()))
+    }
+}
+
+fn check_count<N: GroupKey>(name: &N::Borrowed, count: usize) -> Result<(), WriteError<N>> {
+    if count == 0 {
+        Err(WriteError::InvalidCount {
+            name: name.to_owned(),
+            count,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn join_reason(is_local: bool) -> Reason {
+    if is_local {
+        Reason::JoinLocal
+    } else {
+        Reason::JoinRemote
+    }
+}
+
+fn push_notify<P: Clone, N: GroupKey>(
+    effects: &mut Vec<Effect<P, N>>,
+    name: &N::Borrowed,
+    pid: &P,
+    reason: &Reason,
+    times: usize,
+) {
+    for _ in 0..times {
+        effects.push(Effect::Notify {
+            name: name.to_owned(),
+            pid: pid.clone(),
+            reason: reason.clone(),
+        });
+    }
+}

@@ -1,0 +1,280 @@
+//! Reads: cpg_data's `get_*` functions and the inspection helpers.
+
+use super::*;
+
+impl<P: ScopePid, N: GroupKey> Scope<P, N> {
+    /// The storage's lookup ([`GroupStore::find`]): for the trie, a
+    /// wildcard in a query finds nothing, as `trie:find_match2` exits with
+    /// badarg, which `cpg_data` turns into no_such_group.
+    pub(super) fn find(&self, name: &N::Borrowed) -> ReadResult<'_, &GroupData<P>, N> {
+        self.groups
+            .find(name)
+            .ok_or_else(|| ReadError::NoSuchGroup(name.to_owned()))
+    }
+
+    pub(super) fn members(
+        &self,
+        name: &N::Borrowed,
+        part: Part,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
+        let (key, group) = self.find(name)?;
+        let members = group.members(part, exclude);
+        if members.is_empty() {
+            Err(ReadError::NoSuchGroup(name.to_owned()))
+        } else {
+            Ok((key, members))
+        }
+    }
+
+    pub(super) fn pick(
+        &self,
+        name: &N::Borrowed,
+        parts: &[Part],
+        exclude: Option<&P>,
+        choose: &mut dyn FnMut(usize) -> usize,
+    ) -> ReadResult<'_, P, N> {
+        let (key, group) = self.find(name)?;
+        for &part in parts {
+            let n = group.count_excluding(part, exclude);
+            if n > 0 {
+                let i = choose(n) % n;
+                if let Some(pid) = group.nth_excluding(part, i, exclude) {
+                    return Ok((key, pid.clone()));
+                }
+            }
+        }
+        Err(ReadError::NoProcess(name.to_owned()))
+    }
+
+    pub(super) fn edge(
+        &self,
+        name: &N::Borrowed,
+        part: Part,
+        exclude: Option<&P>,
+        oldest: bool,
+    ) -> ReadResult<'_, P, N> {
+        let (key, group) = self.find(name)?;
+        let pid = if oldest {
+            group.oldest(part, exclude)
+        } else {
+            group.newest(part, exclude)
+        };
+        pid.map(|p| (key, p.clone()))
+            .ok_or_else(|| ReadError::NoProcess(name.to_owned()))
+    }
+
+    /// `cpg:get_members`: every copy (history order, newest first, with
+    /// duplicates) except `exclude`; an empty result is `NoSuchGroup`.
+    pub fn get_members(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
+        self.members(name, Part::All, exclude)
+    }
+
+    /// `cpg:get_members(Name)` as one shared snapshot (newest first): no
+    /// copy while the group does not change ([`GroupData::shared_members`]).
+    pub fn get_members_shared(&self, name: &N::Borrowed) -> ReadResult<'_, Arc<[P]>, N> {
+        let (key, group) = self.find(name)?;
+        if group.is_empty() {
+            return Err(ReadError::NoSuchGroup(name.to_owned()));
+        }
+        Ok((key, group.shared_members()))
+    }
+
+    /// `cpg:get_local_members`: the copies of pids on this node; an empty
+    /// result is `NoSuchGroup`.
+    pub fn get_local_members(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
+        self.members(name, Part::Local, exclude)
+    }
+
+    /// `cpg:get_remote_members`: the copies of pids on other nodes; an empty
+    /// result is `NoSuchGroup`.
+    pub fn get_remote_members(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, Vec<P>, N> {
+        self.members(name, Part::Remote, exclude)
+    }
+
+    /// `cpg:get_closest_pid`: a random local copy, else a random remote one.
+    /// `choose(n)` returns an index in `0..n` (taken modulo `n`).
+    pub fn get_closest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+        choose: &mut impl FnMut(usize) -> usize,
+    ) -> ReadResult<'_, P, N> {
+        self.pick(name, &[Part::Local, Part::Remote], exclude, choose)
+    }
+
+    /// `cpg:get_furthest_pid`: a random remote copy, else a random local one.
+    pub fn get_furthest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+        choose: &mut impl FnMut(usize) -> usize,
+    ) -> ReadResult<'_, P, N> {
+        self.pick(name, &[Part::Remote, Part::Local], exclude, choose)
+    }
+
+    /// `cpg:get_random_pid`: a random copy (weighted by join count).
+    pub fn get_random_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+        choose: &mut impl FnMut(usize) -> usize,
+    ) -> ReadResult<'_, P, N> {
+        self.pick(name, &[Part::All], exclude, choose)
+    }
+
+    /// `cpg:get_local_pid`: a random local copy, else `NoProcess`.
+    pub fn get_local_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+        choose: &mut impl FnMut(usize) -> usize,
+    ) -> ReadResult<'_, P, N> {
+        self.pick(name, &[Part::Local], exclude, choose)
+    }
+
+    /// `cpg:get_remote_pid`: a random remote copy, else `NoProcess`.
+    pub fn get_remote_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+        choose: &mut impl FnMut(usize) -> usize,
+    ) -> ReadResult<'_, P, N> {
+        self.pick(name, &[Part::Remote], exclude, choose)
+    }
+
+    /// `cpg:get_oldest_pid`: the oldest copy that is not `exclude`.
+    pub fn get_oldest_pid(&self, name: &N::Borrowed, exclude: Option<&P>) -> ReadResult<'_, P, N> {
+        self.edge(name, Part::All, exclude, true)
+    }
+
+    /// `cpg:get_local_oldest_pid`: the oldest local copy.
+    pub fn get_local_oldest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
+        self.edge(name, Part::Local, exclude, true)
+    }
+
+    /// `cpg:get_remote_oldest_pid`: the oldest remote copy.
+    pub fn get_remote_oldest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
+        self.edge(name, Part::Remote, exclude, true)
+    }
+
+    /// `cpg:get_newest_pid`: the newest copy that is not `exclude`.
+    pub fn get_newest_pid(&self, name: &N::Borrowed, exclude: Option<&P>) -> ReadResult<'_, P, N> {
+        self.edge(name, Part::All, exclude, false)
+    }
+
+    /// `cpg:get_local_newest_pid`: the newest local copy.
+    pub fn get_local_newest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
+        self.edge(name, Part::Local, exclude, false)
+    }
+
+    /// `cpg:get_remote_newest_pid`: the newest remote copy.
+    pub fn get_remote_newest_pid(
+        &self,
+        name: &N::Borrowed,
+        exclude: Option<&P>,
+    ) -> ReadResult<'_, P, N> {
+        self.edge(name, Part::Remote, exclude, false)
+    }
+
+    /// `cpg:which_groups/0`: every group name (patterns included), in name
+    /// order.
+    pub fn which_groups(&self) -> Vec<N> {
+        self.groups.iter().map(|(k, _)| k.to_owned()).collect()
+    }
+
+    /// `cpg:which_groups(Pid)`: the groups of `pid`, in name order; `[]` if
+    /// unknown.
+    pub fn which_groups_of(&self, pid: &P) -> Vec<N> {
+        self.pids
+            .get(pid)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `cpg:which_groups_counts(Pid)`: `(name, copies)` per group of `pid`,
+    /// sorted by name; `[]` if unknown.
+    pub fn which_groups_counts(&self, pid: &P) -> Vec<(N, usize)> {
+        let Some(names) = self.pids.get(pid) else {
+            return Vec::new();
+        };
+        names
+            .iter()
+            .filter_map(|name| {
+                let count = self
+                    .groups
+                    .get(name.as_borrowed())
+                    .map_or(0, |g| g.count_of(pid));
+                (count > 0).then(|| (name.clone(), count))
+            })
+            .collect()
+    }
+
+    /// `cpg:join_count(Name, Pid)`: copies of `pid` in the group stored
+    /// under exactly `name` (no pattern matching); 0 if none.
+    pub fn join_count(&self, name: &N::Borrowed, pid: &P) -> usize {
+        self.groups.get(name).map_or(0, |g| g.count_of(pid))
+    }
+
+    /// The group stored under exactly `name`.
+    pub fn group(&self, name: &N::Borrowed) -> Option<&GroupData<P>> {
+        self.groups.get(name)
+    }
+
+    /// A `#cpg_data{}` copy of the group stored under exactly `name`.
+    pub fn group_data(&self, name: &N::Borrowed) -> Option<CpgData<P>> {
+        self.groups.get(name).map(GroupData::to_data)
+    }
+
+    /// Number of groups.
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Totals over every group: (memberships, local memberships). A pid
+    /// joined twice counts twice, as in `get_members`.
+    pub fn member_totals(&self) -> (usize, usize) {
+        self.groups.iter().fold((0, 0), |(all, local), (_, g)| {
+            (all + g.len(), local + g.local_count())
+        })
+    }
+
+    /// Number of distinct pids in at least one group.
+    pub fn pid_count(&self) -> usize {
+        self.pids.len()
+    }
+
+    /// True when the scope monitors `pid` (it is in at least one group).
+    pub fn is_monitored(&self, pid: &P) -> bool {
+        self.pids.contains_key(pid)
+    }
+
+    /// The monitored pids, in no particular order.
+    pub fn monitored_pids(&self) -> impl Iterator<Item = &P> + '_ {
+        self.pids.keys()
+    }
+}

@@ -1,0 +1,193 @@
+//! Input from other nodes: requests cast by their scopes, the exchange
+//! merge, and member deaths (cpg's `handle_cast`s and `DOWN`s).
+
+use super::*;
+
+impl<P: ScopePid, N: GroupKey> Scope<P, N> {
+    /// Whether [`Scope::remote_request`] would ignore `request` for asking
+    /// more copies than [`Scope::max_copies`] allows: the refusal, for the
+    /// caller to log with the sender.
+    pub fn check_remote(&self, request: &Request<P, N>) -> Result<(), WriteError<N>> {
+        match request {
+            Request::Join { name, pid } => {
+                self.check_copies(std::slice::from_ref(&(name.clone(), 1)), pid)
+            }
+            Request::JoinCounts { counts, pid } => self.check_copies(counts, pid),
+            _ => Ok(()),
+        }
+    }
+
+    /// A request cast by the scope on `from_node`. Join/leave requests are
+    /// applied to the (remote) pid they name, unvalidated as in cpg, except
+    /// that requests about pids of this node, from this node, or with an
+    /// empty group name are ignored; a leave for a pid or group the pid is
+    /// not in is ignored. An exchange goes to [`Scope::exchange`] with the
+    /// node named inside the message (trusted, as in cpg).
+    pub fn remote_request(&mut self, from_node: &str, request: Request<P, N>) -> Vec<Effect<P, N>> {
+        let mut effects = Vec::new();
+        if let Request::Exchange { from, groups } = request {
+            return self.exchange(&from, groups);
+        }
+        if from_node == self.node || request.pid().map_or(true, |p| self.is_local(p)) {
+            return effects;
+        }
+        if self.check_remote(&request).is_err() {
+            return effects;
+        }
+        match request {
+            Request::Join { name, pid } => {
+                let name = name.as_borrowed();
+                if N::valid_remote(name) {
+                    self.add_copies(name, &pid, 1, &mut effects);
+                }
+            }
+            Request::JoinCounts { counts, pid } => {
+                for (name, count) in counts {
+                    let name = name.as_borrowed();
+                    if N::valid_remote(name) && count > 0 {
+                        self.add_copies(name, &pid, count, &mut effects);
+                    }
+                }
+            }
+            Request::Leave { name, pid } => {
+                let name = name.as_borrowed();
+                if self.is_member(name, &pid) {
+                    self.leave_group(name, &pid, 1, &Reason::LeaveRemote, &mut effects);
+                }
+            }
+            Request::LeaveCounts { counts, pid } => {
+                if counts
+                    .iter()
+                    .all(|(name, _)| self.is_member(name.as_borrowed(), &pid))
+                {
+                    for (name, count) in counts {
+                        let name = name.as_borrowed();
+                        self.leave_group(name, &pid, count, &Reason::LeaveRemote, &mut effects);
+                    }
+                }
+            }
+            Request::LeaveAll { pid } => {
+                self.leave_everything(&pid, &Reason::LeaveRemote, true, &mut effects);
+            }
+            Request::Exchange { .. } => {}
+        }
+        effects
+    }
+
+    /// `{exchange, FromNode, HistoryL}`: merges another scope's state.
+    ///
+    /// Ignored unless `from_node` is listened. Groups are merged in message
+    /// order. A group we do not have is created from its history, keeping
+    /// only pids of this node or of listened nodes (each copy notified, each
+    /// pid monitored). For a group we have, each distinct pid of this node
+    /// or of a listened node, in pid order, gets exactly the incoming number
+    /// of copies: missing copies are added at the newest end, extra copies
+    /// are removed from the newest end. Pids absent from the incoming
+    /// history are not touched, and no group is deleted.
+    pub fn exchange(&mut self, from_node: &str, groups: Vec<(N, Vec<P>)>) -> Vec<Effect<P, N>> {
+        let mut effects = Vec::new();
+        if !self.is_listened(from_node) {
+            return effects;
+        }
+        for (name, history) in groups {
+            let name = name.as_borrowed();
+            if !N::valid_remote(name) {
+                continue;
+            }
+            if self.groups.get(name).is_some() {
+                self.merge_conflict(name, &history, &mut effects);
+            } else {
+                self.merge_new(name, &history, &mut effects);
+            }
+        }
+        effects
+    }
+
+    /// `Some(is_local)` when a pid may be taken from an exchange.
+    pub(super) fn accept(&self, pid: &P) -> Option<bool> {
+        if self.is_local(pid) {
+            Some(true)
+        } else if self.is_listened(pid.node()) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn merge_new(
+        &mut self,
+        name: &N::Borrowed,
+        history: &[P],
+        effects: &mut Vec<Effect<P, N>>,
+    ) {
+        let mut group = GroupData::new();
+        for pid in history.iter().rev() {
+            let Some(is_local) = self.accept(pid) else {
+                continue;
+            };
+            if group.count_of(pid) >= self.max_copies {
+                continue;
+            }
+            group.join(pid.clone(), is_local, 1);
+            push_notify(effects, name, pid, &join_reason(is_local), 1);
+            self.index_add(pid, name, effects);
+        }
+        if !group.is_empty() {
+            self.groups.insert(name, group);
+        }
+    }
+
+    pub(super) fn merge_conflict(
+        &mut self,
+        name: &N::Borrowed,
+        history: &[P],
+        effects: &mut Vec<Effect<P, N>>,
+    ) {
+        let mut wanted: BTreeMap<&P, usize> = BTreeMap::new();
+        for pid in history {
+            *wanted.entry(pid).or_insert(0) += 1;
+        }
+        for (pid, count) in wanted {
+            let Some(is_local) = self.accept(pid) else {
+                continue;
+            };
+            let Some(group) = self.groups.get_mut(name) else {
+                return;
+            };
+            let delta = group.set_count_newest(pid, is_local, count.min(self.max_copies));
+            if delta > 0 {
+                push_notify(
+                    effects,
+                    name,
+                    pid,
+                    &join_reason(is_local),
+                    delta.unsigned_abs(),
+                );
+                self.index_add(pid, name, effects);
+            } else if delta < 0 {
+                let reason = if is_local {
+                    Reason::LeaveLocal
+                } else {
+                    Reason::LeaveRemote
+                };
+                push_notify(effects, name, pid, &reason, delta.unsigned_abs());
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Deaths
+
+    /// A monitored pid (local or remote) died with `reason` (the `Info` of
+    /// its `DOWN`): every copy is removed from every group (sorted by name),
+    /// one leave notification per copy with [`Reason::Exit`]. Unknown pids
+    /// are ignored. No demonitor is emitted.
+    pub fn member_down(&mut self, pid: &P, reason: &str) -> Vec<Effect<P, N>> {
+        let mut effects = Vec::new();
+        self.leave_everything(pid, &Reason::Exit(reason.to_string()), false, &mut effects);
+        effects
+    }
+
+    // ------------------------------------------------------------------
+    // Internal updates
+}

@@ -1,0 +1,549 @@
+use super::*;
+
+// ------------------------------------------------------------------
+// Remote requests
+
+#[test]
+fn remote_requests() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    let (a1, b1) = (t("a", 1), t("b", 1));
+    let e = s.remote_request(
+        "a",
+        Request::Join {
+            name: "g".into(),
+            pid: a1.clone(),
+        },
+    );
+    assert_eq!(notifies(&e), vec![n("g", &a1, Reason::JoinRemote)]);
+    assert_eq!(monitors(&e), vec![a1.clone()]);
+    assert!(casts(&e).is_empty(), "replicas never cast");
+    let e = s.remote_request(
+        "a",
+        Request::JoinCounts {
+            counts: counts(&[("g", 2), ("h", 1)]),
+            pid: a1.clone(),
+        },
+    );
+    assert!(monitors(&e).is_empty());
+    assert_eq!(notifies(&e).len(), 2);
+    let d = s.group_data("g").unwrap();
+    assert_eq!((d.local_count, d.remote_count), (0, 3));
+    assert_eq!(d.remote, vec![a1.clone(); 3]);
+    // leave of unknown group / pid: ignored
+    assert!(s
+        .remote_request(
+            "a",
+            Request::Leave {
+                name: "x".into(),
+                pid: a1.clone()
+            }
+        )
+        .is_empty());
+    assert!(s
+        .remote_request(
+            "a",
+            Request::Leave {
+                name: "g".into(),
+                pid: t("a", 9)
+            }
+        )
+        .is_empty());
+    assert!(s
+        .remote_request("a", Request::LeaveAll { pid: t("a", 9) })
+        .is_empty());
+    // leave_counts with one unknown name: nothing at all
+    assert!(s
+        .remote_request(
+            "a",
+            Request::LeaveCounts {
+                counts: counts(&[("g", 1), ("x", 1)]),
+                pid: a1.clone()
+            }
+        )
+        .is_empty());
+    assert_eq!(s.join_count("g", &a1), 3);
+    // replica side does not validate counts: more than present removes all
+    let e = s.remote_request(
+        "a",
+        Request::LeaveCounts {
+            counts: counts(&[("g", 9)]),
+            pid: a1.clone(),
+        },
+    );
+    assert_eq!(notifies(&e), vec![n("g", &a1, Reason::LeaveRemote); 3]);
+    assert!(demonitors(&e).is_empty());
+    assert!(s.group("g").is_none());
+    let e = s.remote_request("a", Request::LeaveAll { pid: a1.clone() });
+    assert_eq!(demonitors(&e), vec![a1.clone()]);
+    assert_eq!(notifies(&e), vec![n("h", &a1, Reason::LeaveRemote)]);
+    // requests about our own pids, from ourselves, empty names, zero counts: ignored
+    s.join("g", b1.clone()).unwrap();
+    for r in [
+        Request::Join {
+            name: "g".into(),
+            pid: b1.clone(),
+        },
+        Request::Leave {
+            name: "g".into(),
+            pid: b1.clone(),
+        },
+        Request::LeaveAll { pid: b1.clone() },
+        Request::LeaveCounts {
+            counts: counts(&[("g", 1)]),
+            pid: b1.clone(),
+        },
+    ] {
+        assert!(s.remote_request("a", r).is_empty());
+    }
+    assert!(s
+        .remote_request(
+            "b",
+            Request::Join {
+                name: "g".into(),
+                pid: a1.clone()
+            }
+        )
+        .is_empty());
+    assert!(s
+        .remote_request(
+            "a",
+            Request::Join {
+                name: String::new(),
+                pid: a1.clone()
+            }
+        )
+        .is_empty());
+    assert!(s
+        .remote_request(
+            "a",
+            Request::JoinCounts {
+                counts: counts(&[("q", 0)]),
+                pid: a1.clone()
+            }
+        )
+        .is_empty());
+    assert_eq!(history(&s, "g"), vec![b1.clone()]);
+    assert_eq!(s.which_groups(), vec!["g"]);
+    check_invariants(&s);
+}
+
+#[test]
+fn remote_join_from_unlistened_node_is_applied() {
+    // cpg applies join casts whatever the sender's node type.
+    let mut s = Scope::new("b");
+    s.node_up("h", false);
+    let h1 = t("h", 1);
+    let e = s.remote_request(
+        "h",
+        Request::Join {
+            name: "g".into(),
+            pid: h1.clone(),
+        },
+    );
+    assert_eq!(monitors(&e), vec![h1.clone()]);
+    assert_eq!(history(&s, "g"), vec![h1.clone()]);
+    // but our writes are not cast to it
+    let e = s.join("g", t("b", 1)).unwrap();
+    assert!(casts(&e).is_empty());
+    // and it gets no exchange on connection, but does on {new, Node}
+    assert!(s.node_up("h", false).is_empty());
+    assert_eq!(casts(&s.new_node("h")).len(), 1);
+}
+
+// ------------------------------------------------------------------
+// Deaths and nodes
+
+#[test]
+fn member_down_removes_everything() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    let (a1, b1) = (t("a", 1), t("b", 1));
+    s.remote_request(
+        "a",
+        Request::JoinCounts {
+            counts: counts(&[("z", 1), ("g", 2)]),
+            pid: a1.clone(),
+        },
+    );
+    s.join_counts(&counts(&[("g", 2)]), b1.clone()).unwrap();
+    let e = s.member_down(&b1, "killed");
+    assert_eq!(
+        notifies(&e),
+        vec![n("g", &b1, Reason::Exit("killed".into())); 2]
+    );
+    assert!(demonitors(&e).is_empty());
+    assert!(casts(&e).is_empty(), "nothing is sent when a member dies");
+    let e = s.member_down(&a1, "noproc");
+    assert_eq!(
+        notifies(&e),
+        vec![
+            n("g", &a1, Reason::Exit("noproc".into())),
+            n("g", &a1, Reason::Exit("noproc".into())),
+            n("z", &a1, Reason::Exit("noproc".into()))
+        ]
+    );
+    assert_eq!(s.group_count(), 0);
+    assert!(s.member_down(&a1, "noproc").is_empty());
+    check_invariants(&s);
+}
+
+#[test]
+fn node_down_removes_members_of_that_node() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    s.node_up("c", true);
+    let (a1, a2, c1, b1) = (t("a", 1), t("a", 2), t("c", 1), t("b", 1));
+    s.remote_request(
+        "a",
+        Request::Join {
+            name: "g".into(),
+            pid: a1.clone(),
+        },
+    );
+    s.remote_request(
+        "a",
+        Request::Join {
+            name: "h".into(),
+            pid: a2.clone(),
+        },
+    );
+    s.remote_request(
+        "c",
+        Request::Join {
+            name: "g".into(),
+            pid: c1.clone(),
+        },
+    );
+    s.join("h", b1.clone()).unwrap();
+    let e = s.node_down("a");
+    assert_eq!(
+        notifies(&e),
+        vec![
+            n("g", &a1, Reason::Exit(NODEDOWN_REASON.into())),
+            n("h", &a2, Reason::Exit(NODEDOWN_REASON.into()))
+        ]
+    );
+    assert!(demonitors(&e).is_empty());
+    assert!(!s.is_listened("a"));
+    assert_eq!(s.connected_nodes().collect::<Vec<_>>(), vec!["c"]);
+    assert_eq!(history(&s, "g"), vec![c1.clone()]);
+    assert_eq!(history(&s, "h"), vec![b1.clone()]);
+    // our writes now go to c only
+    let e = s.join("g", b1.clone()).unwrap();
+    assert_eq!(casts(&e).len(), 1);
+    check_invariants(&s);
+}
+
+#[test]
+fn node_up_sends_exchange_reverse_alphabetical() {
+    let mut s = Scope::new("a");
+    assert!(s.new_node("b").is_empty(), "no groups, nothing sent");
+    let a1 = t("a", 1);
+    for g in ["/x/*", "pre", "m"] {
+        s.join(g, a1.clone()).unwrap();
+    }
+    s.join("m", t("a", 2)).unwrap();
+    let e = s.node_up("b", true);
+    let expect = Request::Exchange {
+        from: "a".into(),
+        groups: vec![
+            ("pre".into(), vec![a1.clone()]),
+            ("m".into(), vec![t("a", 2), a1.clone()]),
+            ("/x/*".into(), vec![a1.clone()]),
+        ],
+    };
+    assert_eq!(
+        e,
+        vec![Effect::Cast {
+            node: "b".into(),
+            request: expect.clone()
+        }]
+    );
+    assert!(s.node_up("h", false).is_empty());
+    assert_eq!(
+        s.new_node("h"),
+        vec![Effect::Cast {
+            node: "h".into(),
+            request: expect
+        }]
+    );
+    assert!(s.node_up("a", true).is_empty(), "own node ignored");
+    assert!(s.new_node("a").is_empty());
+}
+
+// ------------------------------------------------------------------
+// Exchange merge
+
+#[test]
+fn exchange_from_unlistened_node_ignored() {
+    let mut s = Scope::new("b");
+    let a1 = t("a", 1);
+    let groups = vec![("g".to_string(), vec![a1.clone()])];
+    assert!(s.exchange("a", groups.clone()).is_empty(), "not connected");
+    s.node_up("a", false);
+    assert!(
+        s.exchange("a", groups.clone()).is_empty(),
+        "connected, not listened"
+    );
+    assert!(s.exchange("b", groups.clone()).is_empty(), "ourselves");
+    assert!(s
+        .remote_request(
+            "a",
+            Request::Exchange {
+                from: "ghost".into(),
+                groups: groups.clone()
+            }
+        )
+        .is_empty());
+    assert_eq!(s.group_count(), 0);
+    s.node_up("a", true);
+    let e = s.remote_request(
+        "x",
+        Request::Exchange {
+            from: "a".into(),
+            groups,
+        },
+    );
+    assert_eq!(monitors(&e), vec![a1.clone()]);
+    assert_eq!(history(&s, "g"), vec![a1]);
+}
+
+/// The live crafted-exchange experiment of findings (b), node b.
+#[test]
+fn findings_crafted_exchange() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    let (pa1, pa2, pb1, fake) = (t("a", 100), t("a", 101), t("b", 103), t("ghost", 5));
+    // g: history [PB1, PA1, PA2, PA1]
+    s.remote_request(
+        "a",
+        Request::Join {
+            name: "g".into(),
+            pid: pa1.clone(),
+        },
+    );
+    s.remote_request(
+        "a",
+        Request::Join {
+            name: "g".into(),
+            pid: pa2.clone(),
+        },
+    );
+    s.remote_request(
+        "a",
+        Request::Join {
+            name: "g".into(),
+            pid: pa1.clone(),
+        },
+    );
+    s.join("g", pb1.clone()).unwrap();
+    assert_eq!(
+        history(&s, "g"),
+        vec![pb1.clone(), pa1.clone(), pa2.clone(), pa1.clone()]
+    );
+    let e = s.exchange(
+        "a",
+        vec![
+            (
+                "g".into(),
+                vec![
+                    pb1.clone(),
+                    pa2.clone(),
+                    pb1.clone(),
+                    pb1.clone(),
+                    pa1.clone(),
+                    fake.clone(),
+                ],
+            ),
+            (
+                "n".into(),
+                vec![
+                    pa1.clone(),
+                    pb1.clone(),
+                    fake.clone(),
+                    pa2.clone(),
+                    pa1.clone(),
+                    fake.clone(),
+                ],
+            ),
+        ],
+    );
+    assert_eq!(
+        s.group_data("g").unwrap(),
+        CpgData {
+            local_count: 3,
+            local: vec![pb1.clone(); 3],
+            remote_count: 2,
+            remote: vec![pa2.clone(), pa1.clone()],
+            history: vec![
+                pb1.clone(),
+                pb1.clone(),
+                pb1.clone(),
+                pa2.clone(),
+                pa1.clone()
+            ],
+        }
+    );
+    assert_eq!(
+        s.group_data("n").unwrap(),
+        CpgData {
+            local_count: 1,
+            local: vec![pb1.clone()],
+            remote_count: 3,
+            remote: vec![pa1.clone(), pa2.clone(), pa1.clone()],
+            history: vec![pa1.clone(), pb1.clone(), pa2.clone(), pa1.clone()],
+        }
+    );
+    assert_eq!(
+        notifies(&e),
+        vec![
+            n("g", &pa1, Reason::LeaveRemote),
+            n("g", &pb1, Reason::JoinLocal),
+            n("g", &pb1, Reason::JoinLocal),
+            n("n", &pa1, Reason::JoinRemote),
+            n("n", &pa2, Reason::JoinRemote),
+            n("n", &pb1, Reason::JoinLocal),
+            n("n", &pa1, Reason::JoinRemote),
+        ]
+    );
+    assert!(monitors(&e).is_empty(), "all already monitored");
+    assert!(casts(&e).is_empty(), "merging never sends");
+    assert!(!s.is_monitored(&fake));
+    check_invariants(&s);
+}
+
+#[test]
+fn exchange_new_group_filtered_by_connected_nodes() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    s.node_up("h", false);
+    let (a1, c1, h1, b1) = (t("a", 1), t("c", 1), t("h", 1), t("b", 1));
+    let e = s.exchange(
+        "a",
+        vec![
+            ("x".into(), vec![c1.clone(), h1.clone()]),
+            (
+                "g".into(),
+                vec![a1.clone(), c1.clone(), b1.clone(), a1.clone(), h1.clone()],
+            ),
+        ],
+    );
+    assert!(s.group("x").is_none(), "nothing reachable: not created");
+    assert_eq!(
+        s.group_data("g").unwrap(),
+        CpgData {
+            local_count: 1,
+            local: vec![b1.clone()],
+            remote_count: 2,
+            remote: vec![a1.clone(), a1.clone()],
+            history: vec![a1.clone(), b1.clone(), a1.clone()],
+        }
+    );
+    // oldest first, one per copy; each pid monitored once
+    assert_eq!(
+        notifies(&e),
+        vec![
+            n("g", &a1, Reason::JoinRemote),
+            n("g", &b1, Reason::JoinLocal),
+            n("g", &a1, Reason::JoinRemote),
+        ]
+    );
+    assert_eq!(monitors(&e), vec![a1.clone(), b1.clone()]);
+    // relay: pids of another listened node are accepted too
+    s.node_up("c", true);
+    s.exchange("a", vec![("g".into(), vec![c1.clone()])]);
+    assert_eq!(
+        history(&s, "g"),
+        vec![c1.clone(), a1.clone(), b1.clone(), a1.clone()]
+    );
+    check_invariants(&s);
+}
+
+#[test]
+fn exchange_conflict_rules() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    let (a1, a2, b1) = (t("a", 1), t("a", 2), t("b", 1));
+    s.remote_request(
+        "a",
+        Request::JoinCounts {
+            counts: counts(&[("g", 3)]),
+            pid: a1.clone(),
+        },
+    );
+    s.join("g", b1.clone()).unwrap();
+    s.join("g", b1.clone()).unwrap();
+    s.remote_request(
+        "a",
+        Request::Join {
+            name: "g".into(),
+            pid: a2.clone(),
+        },
+    );
+    // history [a2, b1, b1, a1, a1, a1]
+    // incoming: a1 x1 (remove 2 newest a1), b1 x3 (add 1), a2 absent (untouched)
+    let e = s.exchange(
+        "a",
+        vec![(
+            "g".into(),
+            vec![b1.clone(), a1.clone(), b1.clone(), b1.clone()],
+        )],
+    );
+    assert_eq!(
+        history(&s, "g"),
+        vec![b1.clone(), a2.clone(), b1.clone(), b1.clone(), a1.clone()]
+    );
+    assert_eq!(
+        notifies(&e),
+        vec![
+            n("g", &a1, Reason::LeaveRemote),
+            n("g", &a1, Reason::LeaveRemote),
+            n("g", &b1, Reason::JoinLocal)
+        ]
+    );
+    // own pid forced down to the sender's count (newest copies removed)
+    let e = s.exchange("a", vec![("g".into(), vec![b1.clone()])]);
+    assert_eq!(notifies(&e), vec![n("g", &b1, Reason::LeaveLocal); 2]);
+    assert_eq!(history(&s, "g"), vec![a2.clone(), b1.clone(), a1.clone()]);
+    assert!(demonitors(&e).is_empty());
+    check_invariants(&s);
+}
+
+#[test]
+fn findings_reconnect_after_netsplit() {
+    let mut a = Scope::new("a");
+    let mut b = Scope::new("b");
+    let (pa1, pb1) = (t("a", 1), t("b", 1));
+    b.join_counts(&counts(&[("g", 3)]), pb1.clone()).unwrap();
+    a.join_counts(&counts(&[("g", 2)]), pa1.clone()).unwrap();
+    let ea = a.node_up("b", true);
+    let eb = b.node_up("a", true);
+    for (node, req) in casts(&ea) {
+        assert_eq!(node, "b");
+        b.remote_request("a", req);
+    }
+    for (_, req) in casts(&eb) {
+        a.remote_request("b", req);
+    }
+    assert_eq!(
+        history(&b, "g"),
+        vec![
+            pa1.clone(),
+            pa1.clone(),
+            pb1.clone(),
+            pb1.clone(),
+            pb1.clone()
+        ]
+    );
+    assert_eq!(
+        history(&a, "g"),
+        vec![
+            pb1.clone(),
+            pb1.clone(),
+            pb1.clone(),
+            pa1.clone(),
+            pa1.clone()
+        ]
+    );
+}
