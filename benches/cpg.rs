@@ -5,14 +5,13 @@
 use cpg_node::cpg::scope::Scope;
 use cpg_node::cpg::trie::Trie;
 use cpg_node::cpg::MemberPid;
-use cpg_node::term::Pid;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use std::hint::black_box;
 
 const NODE: &str = "bench@localhost";
 
 fn pid(i: u32) -> MemberPid {
-    MemberPid(Pid::new(NODE, i & 0x7fff, i >> 15, 1))
+    MemberPid::new(NODE, i & 0x7fff, i >> 15, 1).expect("node name")
 }
 
 /// Groups "g1", "g10", "g1000" of that many distinct pids.

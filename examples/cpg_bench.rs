@@ -66,7 +66,7 @@ type S = Scope<MemberPid>;
 
 fn pid(node: &str, i: u32) -> MemberPid {
     // Erlang pids: 15-bit number, 13-bit serial
-    MemberPid(Pid::new(node, i & 0x7fff, i >> 15, 1))
+    MemberPid::new(node, i & 0x7fff, i >> 15, 1).expect("node name")
 }
 
 fn join(s: &RwLock<S>, name: &str, p: MemberPid) {

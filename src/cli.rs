@@ -893,7 +893,7 @@ fn print_group(
     local: &[MemberPid],
     json: bool,
 ) {
-    let text = |v: &[MemberPid]| v.iter().map(|p| term::pid_text(&p.0)).collect::<Vec<_>>();
+    let text = |v: &[MemberPid]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>();
     let remote: Vec<MemberPid> = pids
         .iter()
         .filter(|p| !local.contains(p))

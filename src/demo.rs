@@ -339,10 +339,7 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
         println!("rust2: gen_server call to echo: {}", r?);
         for _ in 0..50 {
             if let Ok((key, pid)) = other_scope.get_closest_pid("demo/x") {
-                println!(
-                    "rust2: cpg get_closest_pid(\"demo/x\") -> \"{key}\" {}",
-                    term::pid_text(&pid)
-                );
+                println!("rust2: cpg get_closest_pid(\"demo/x\") -> \"{key}\" {pid}");
                 let r = caller
                     .call(pid, atom("hello_member"), Duration::from_secs(5))
                     .await;

@@ -20,6 +20,8 @@
 //! ```
 //!
 //! # Layout
+//! - [`atom`]: interned node names (a pid stored by a scope is 16 bytes,
+//!   `Copy`).
 //! - [`term`]: the one import path for Erlang terms; safe decoding of
 //!   network input.
 //! - [`epmd`]: EPMD wire format, client, and an embedded server.
@@ -35,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod atom;
 pub mod config;
 pub mod cpg;
 pub mod dist;

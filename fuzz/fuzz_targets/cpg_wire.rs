@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     for g in scope.which_groups() {
         if let Ok((_, pids)) = scope.get_members(&g, None) {
             assert!(
-                pids.iter().all(|p| p.0.node.name != "a@host"),
+                pids.iter().all(|p| p.node() != "a@host"),
                 "nodedown left a member of a@host"
             );
         }

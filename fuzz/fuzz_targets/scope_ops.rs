@@ -22,7 +22,7 @@ use cpg_node::cpg::pattern;
 use cpg_node::cpg::scope::{Effect, Reason, Request, Scope, DEFAULT_MAX_COPIES, NODEDOWN_REASON};
 use cpg_node::cpg::wire::WireMsg;
 use cpg_node::cpg::MemberPid;
-use cpg_node::term::{self, Limits, Pid};
+use cpg_node::term::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -121,20 +121,16 @@ enum Op {
 }
 
 fn pid(ix: usize) -> MemberPid {
-    MemberPid(Pid::new(
-        NODES[ix / PIDS_PER_NODE],
-        (ix % PIDS_PER_NODE) as u32,
-        0,
-        1,
-    ))
+    MemberPid::new(NODES[ix / PIDS_PER_NODE], (ix % PIDS_PER_NODE) as u32, 0, 1)
+        .expect("a short node name")
 }
 
 fn ix_of(p: &MemberPid) -> usize {
     let n = NODES
         .iter()
-        .position(|n| *n == p.0.node.name)
+        .position(|n| *n == p.node())
         .expect("a pid of a known node");
-    n * PIDS_PER_NODE + p.0.id as usize
+    n * PIDS_PER_NODE + p.id() as usize
 }
 
 fn is_local(ix: usize) -> bool {
@@ -776,7 +772,7 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
                 for g in scope.which_groups() {
                     if let Ok((_, pids)) = scope.get_members(&g, None) {
                         assert!(
-                            pids.iter().all(|p| p.0.node.name != NODES[n]),
+                            pids.iter().all(|p| p.node() != NODES[n]),
                             "member of {} after its nodedown",
                             NODES[n]
                         );

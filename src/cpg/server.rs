@@ -35,56 +35,18 @@
 //! this scope logs it and lives on.
 
 use super::group::GroupData;
-use super::scope::{
-    Effect, PidInfo, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES,
-};
+use super::member::MemberPid;
+use super::scope::{Effect, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES};
 use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireMsg, WireName};
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, Process, SendError, Signal};
 use crate::term::{self, Pid, Reference, Term};
 use parking_lot::RwLock;
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
-
-/// A member pid with Erlang's term order for pids (serial, number, node,
-/// creation; checked on OTP 25), which the merge rules visit pids in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MemberPid(pub Pid);
-
-impl Ord for MemberPid {
-    fn cmp(&self, o: &Self) -> Ordering {
-        let (a, b) = (&self.0, &o.0);
-        (a.serial, a.id, &a.node.name, a.creation).cmp(&(b.serial, b.id, &b.node.name, b.creation))
-    }
-}
-
-impl PartialOrd for MemberPid {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-impl PidInfo for MemberPid {
-    fn node(&self) -> &str {
-        &self.0.node.name
-    }
-}
-
-impl From<Pid> for MemberPid {
-    fn from(p: Pid) -> Self {
-        MemberPid(p)
-    }
-}
-
-impl From<MemberPid> for Pid {
-    fn from(p: MemberPid) -> Self {
-        p.0
-    }
-}
 
 /// How the BEAM side of the cluster runs cpg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +130,9 @@ pub enum CpgError<N = String> {
     /// Could not register the scope name.
     #[error(transparent)]
     Register(#[from] SendError),
+    /// The pid's node name cannot be stored (see [`crate::atom`]).
+    #[error("bad pid: {0}")]
+    BadPid(#[from] crate::atom::AtomError),
     /// [`ScopeOptions::storage`] is not the storage of the handle started.
     #[error("scope options ask for {options:?} storage, the handle has {handle:?}")]
     Storage {
@@ -181,11 +146,11 @@ pub enum CpgError<N = String> {
 type Reply<N> = oneshot::Sender<Result<(), WriteError<N>>>;
 
 enum Command<N> {
-    JoinOne(N, Pid, Reply<N>),
-    LeaveOne(N, Pid, Reply<N>),
-    Join(Vec<(N, usize)>, Pid, Reply<N>),
-    Leave(Vec<(N, usize)>, Pid, Reply<N>),
-    LeaveAll(Pid, Reply<N>),
+    JoinOne(N, MemberPid, Reply<N>),
+    LeaveOne(N, MemberPid, Reply<N>),
+    Join(Vec<(N, usize)>, MemberPid, Reply<N>),
+    Leave(Vec<(N, usize)>, MemberPid, Reply<N>),
+    LeaveAll(MemberPid, Reply<N>),
     Refresh(oneshot::Sender<()>),
     /// Fault injection for the supervision tests: the task panics.
     Crash,
@@ -319,31 +284,31 @@ impl<N: WireName> CpgScope<N> {
 
     /// `cpg:join(Scope, Name, Pid)` for a pid of this node.
     pub async fn join(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
-        let (n, p) = (name.to_owned(), pid.clone());
+        let (n, p) = (name.to_owned(), MemberPid::try_from(pid)?);
         self.call(|tx| Command::JoinOne(n, p, tx)).await
     }
 
     /// `cpg:join_counts(Scope, [{Name, Count}], Pid)`.
     pub async fn join_counts(&self, counts: &[(N, usize)], pid: &Pid) -> Result<(), CpgError<N>> {
-        let (c, p) = (counts.to_vec(), pid.clone());
+        let (c, p) = (counts.to_vec(), MemberPid::try_from(pid)?);
         self.call(|tx| Command::Join(c, p, tx)).await
     }
 
     /// `cpg:leave(Scope, Name, Pid)`: one copy.
     pub async fn leave(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
-        let (n, p) = (name.to_owned(), pid.clone());
+        let (n, p) = (name.to_owned(), MemberPid::try_from(pid)?);
         self.call(|tx| Command::LeaveOne(n, p, tx)).await
     }
 
     /// `cpg:leave_counts(Scope, [{Name, Count}], Pid)`.
     pub async fn leave_counts(&self, counts: &[(N, usize)], pid: &Pid) -> Result<(), CpgError<N>> {
-        let (c, p) = (counts.to_vec(), pid.clone());
+        let (c, p) = (counts.to_vec(), MemberPid::try_from(pid)?);
         self.call(|tx| Command::Leave(c, p, tx)).await
     }
 
     /// `cpg:leave(Scope, Pid)`: every copy from every group.
     pub async fn leave_all(&self, pid: &Pid) -> Result<(), CpgError<N>> {
-        let p = pid.clone();
+        let p = MemberPid::try_from(pid)?;
         self.call(|tx| Command::LeaveAll(p, tx)).await
     }
 
@@ -382,11 +347,12 @@ impl<N: WireName> CpgScope<N> {
     }
 
     /// `cpg:get_closest_pid(Scope, Name)`: a random local member, else a
-    /// random remote one.
-    pub fn get_closest_pid(&self, name: &N::Borrowed) -> Result<(N, Pid), ReadError<N>> {
+    /// random remote one. The pid is a [`MemberPid`] (16 bytes, `Copy`):
+    /// send to it directly (`Dest::from`), or `to_pid()` for the wire's pid.
+    pub fn get_closest_pid(&self, name: &N::Borrowed) -> Result<(N, MemberPid), ReadError<N>> {
         self.read(|s| {
             s.get_closest_pid(name, None, &mut |n| rand::random_range(0..n.max(1)))
-                .map(|(k, p)| (k.to_owned(), p.0))
+                .map(|(k, p)| (k.to_owned(), p))
         })
     }
 
@@ -416,7 +382,7 @@ struct ScopeTask<N: GroupKey> {
     proc: Process,
     state: Arc<RwLock<Scope<MemberPid, N>>>,
     events: broadcast::Sender<GroupEvent<N>>,
-    monitors: HashMap<Pid, Reference>,
+    monitors: HashMap<MemberPid, Reference>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     polled: HashMap<String, ()>,
     /// The scope process of each connected peer, monitored by name.
@@ -676,8 +642,8 @@ impl<N: WireName> ScopeTask<N> {
         }
         let pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
         for p in pids {
-            let mref = self.proc.monitor(p.0.clone());
-            self.monitors.insert(p.0, mref);
+            let mref = self.proc.monitor(p);
+            self.monitors.insert(p, mref);
         }
     }
 
@@ -868,19 +834,11 @@ impl<N: WireName> ScopeTask<N> {
             match c {
                 // As cpg:join/leave: cast as {join, Name, Pid} and
                 // {leave, Name, Pid}, not as counts of one.
-                Command::JoinOne(name, pid, reply) => {
-                    (s.join(name.borrow(), MemberPid(pid)), reply)
-                }
-                Command::LeaveOne(name, pid, reply) => {
-                    (s.leave(name.borrow(), &MemberPid(pid)), reply)
-                }
-                Command::Join(counts, pid, reply) => {
-                    (s.join_counts(&counts, MemberPid(pid)), reply)
-                }
-                Command::Leave(counts, pid, reply) => {
-                    (s.leave_counts(&counts, &MemberPid(pid)), reply)
-                }
-                Command::LeaveAll(pid, reply) => (s.leave_all(&MemberPid(pid)), reply),
+                Command::JoinOne(name, pid, reply) => (s.join(name.borrow(), pid), reply),
+                Command::LeaveOne(name, pid, reply) => (s.leave(name.borrow(), &pid), reply),
+                Command::Join(counts, pid, reply) => (s.join_counts(&counts, pid), reply),
+                Command::Leave(counts, pid, reply) => (s.leave_counts(&counts, &pid), reply),
+                Command::LeaveAll(pid, reply) => (s.leave_all(&pid), reply),
                 Command::Refresh(done) => {
                     drop(s);
                     self.ask_all();
@@ -955,14 +913,14 @@ impl<N: WireName> ScopeTask<N> {
                         tracing::warn!(
                             scope = %self.opts.name,
                             sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
-                            member = request.pid().map(|p| term::pid_text(&p.0)).unwrap_or_default(),
+                            member = request.pid().map(|p| p.to_string()).unwrap_or_default(),
                             "ignored a cast from another node: {e}"
                         );
                         return;
                     }
                     let origin = from
                         .map(|p| p.node.name)
-                        .or_else(|| request.pid().map(|p| p.0.node.name.clone()))
+                        .or_else(|| request.pid().map(|p| p.node().to_string()))
                         .unwrap_or_default();
                     let effects = s.remote_request(&origin, request);
                     drop(s);
@@ -975,13 +933,13 @@ impl<N: WireName> ScopeTask<N> {
                 reason,
                 mref,
             } => {
+                let Ok(pid) = MemberPid::try_from(&pid) else {
+                    return;
+                };
                 if self.monitors.get(&pid) == Some(&mref) {
                     self.monitors.remove(&pid);
                     crate::util::shrink_sparse(&mut self.monitors);
-                    let effects = self
-                        .state
-                        .write()
-                        .member_down(&MemberPid(pid), &reason_text(&reason));
+                    let effects = self.state.write().member_down(&pid, &reason_text(&reason));
                     self.execute(effects);
                 }
             }
@@ -1005,7 +963,7 @@ impl<N: WireName> ScopeTask<N> {
             },
             _ => ("", &[]),
         };
-        let pid = |t: &Term| term::as_pid(t).cloned().map(MemberPid);
+        let pid = |t: &Term| term::as_pid(t).and_then(|p| MemberPid::try_from(p).ok());
         let write = match (op, args) {
             ("join", [n, p]) => match (N::from_term(n), pid(p)) {
                 (Some(n), Some(p)) => Some(self.state.write().join(n.as_borrowed(), p)),
@@ -1079,7 +1037,7 @@ impl<N: WireName> ScopeTask<N> {
             Ok((k, v)) => term::tuple(vec![
                 term::atom("ok"),
                 k.to_owned().to_term(),
-                term::list(v.into_iter().map(|p| Term::Pid(p.0)).collect()),
+                term::list(v.into_iter().map(|p| Term::Pid(p.to_pid())).collect()),
             ]),
             Err(e) => read_error(&e, name_term),
         };
@@ -1087,7 +1045,7 @@ impl<N: WireName> ScopeTask<N> {
             Ok((k, p)) => term::tuple(vec![
                 term::atom("ok"),
                 k.to_owned().to_term(),
-                Term::Pid(p.0),
+                Term::Pid(p.to_pid()),
             ]),
             Err(e) => read_error(&e, name_term),
         };
@@ -1154,7 +1112,7 @@ impl<N: WireName> ScopeTask<N> {
                     let have = g.count_of(p);
                     let want = listed.get(&(name.as_borrowed(), p)).copied().unwrap_or(0);
                     if want < have {
-                        v.push((name.clone(), p.clone(), have - want));
+                        v.push((name.clone(), *p, have - want));
                     }
                 }
             }
@@ -1176,11 +1134,11 @@ impl<N: WireName> ScopeTask<N> {
         for e in effects {
             match e {
                 Effect::Monitor(p) => {
-                    let mref = self.proc.monitor(p.0.clone());
-                    self.monitors.insert(p.0, mref);
+                    let mref = self.proc.monitor(p);
+                    self.monitors.insert(p, mref);
                 }
                 Effect::Demonitor(p) => {
-                    let removed = self.monitors.remove(&p.0);
+                    let removed = self.monitors.remove(&p);
                     crate::util::shrink_sparse(&mut self.monitors);
                     if let Some(mref) = removed {
                         self.proc.demonitor(&mref);
@@ -1190,7 +1148,7 @@ impl<N: WireName> ScopeTask<N> {
                 Effect::Notify { name, pid, reason } => {
                     let _ = self.events.send(GroupEvent {
                         group: name,
-                        pid: pid.0,
+                        pid: pid.to_pid(),
                         reason,
                     });
                 }

@@ -68,6 +68,10 @@ pub enum WireError {
     /// trie).
     #[error("bad group name in {0}")]
     BadName(String),
+    /// A pid whose node name cannot be interned (longer than an atom may
+    /// be, or the node-name table is full: see [`crate::atom`]).
+    #[error("bad pid in {0}")]
+    BadPid(String),
 }
 
 fn name_of<N: WireName>(t: &Term, whole: &Term) -> Result<N, WireError> {
@@ -108,7 +112,7 @@ fn pid_of(t: &Term, whole: &Term) -> Result<Pid, WireError> {
         .ok_or_else(|| WireError::Unknown(short(whole)))
 }
 
-impl<P: std::convert::From<Pid>, N: WireName> WireMsg<P, N> {
+impl<P: TryFrom<Pid>, N: WireName> WireMsg<P, N> {
     /// Decodes a message received by a scope process.
     pub fn decode(msg: &Term) -> Result<WireMsg<P, N>, WireError> {
         let unknown = || WireError::Unknown(short(msg));
@@ -120,7 +124,10 @@ impl<P: std::convert::From<Pid>, N: WireName> WireMsg<P, N> {
             [tag, req] if term::as_atom(tag) == Some("$gen_cast") => {
                 let r = term::as_tuple(req).ok_or_else(unknown)?;
                 let head = r.first().and_then(term::as_atom).ok_or_else(unknown)?;
-                let pid = |t: &Term| pid_of(t, msg).map(P::from);
+                let pid = |t: &Term| {
+                    pid_of(t, msg)
+                        .and_then(|p| P::try_from(p).map_err(|_| WireError::BadPid(short(msg))))
+                };
                 let request = match (head, &r[1..]) {
                     ("join", [n, p]) => Request::Join {
                         name: name_of(n, msg)?,

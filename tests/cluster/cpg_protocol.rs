@@ -80,7 +80,9 @@ async fn every_message_kind_against_a_driver_scope() {
         .await
     );
     assert_eq!(
-        scope.get_closest_pid("h/x").map(|(k, p)| (k, Term::Pid(p))),
+        scope
+            .get_closest_pid("h/x")
+            .map(|(k, p)| (k, Term::Pid(p.to_pid()))),
         Ok(("h/*".to_string(), b.clone()))
     );
     cast(&r, &e.name, tuple(vec![atom("leave"), s("g"), b.clone()])).await;

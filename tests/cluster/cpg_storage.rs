@@ -95,7 +95,7 @@ async fn term_names_against_a_driver_scope() {
     assert_eq!(
         scope
             .get_closest_pid(&TermName::atom("some_atom"))
-            .map(|(k, p)| (k, Term::Pid(p))),
+            .map(|(k, p)| (k, Term::Pid(p.to_pid()))),
         Ok((TermName::atom("some_atom"), b.clone()))
     );
     cast(

@@ -1,0 +1,156 @@
+//! Interned node names: each distinct name is stored once, for the life of
+//! the program, and referred to by a 4-byte [`Atom`].
+//!
+//! A pid names its node; a scope holds the same node name in every copy of
+//! every member pid, and a read hands pids out. Keeping the name as an
+//! [`Atom`] makes a pid 16 bytes and `Copy`: storing, cloning and returning
+//! it never allocates and never touches a shared counter, so readers on
+//! many threads do not contend.
+//!
+//! Like the BEAM's atom table (node names are atoms there), the table only
+//! grows and is bounded: at most [`MAX_ATOMS`] names (the BEAM's default
+//! `+t` limit) of at most [`MAX_ATOM_CHARS`] characters. The BEAM stops when
+//! its table is full; here [`Atom::new`] returns [`AtomError`] and the caller
+//! drops the input that carried the name (a hostile peer inventing node
+//! names costs at most the table, never the node).
+//!
+//! Reading a name ([`Atom::as_str`]) takes no lock: the table is a fixed
+//! array of chunks filled once each.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, OnceLock};
+
+/// Most distinct names the table holds (the BEAM's default atom limit).
+pub const MAX_ATOMS: usize = 1 << 20;
+/// Longest name, in characters (the BEAM's atom limit).
+pub const MAX_ATOM_CHARS: usize = 255;
+
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+const CHUNKS: usize = MAX_ATOMS / CHUNK;
+
+type Chunk = Box<[OnceLock<&'static str>]>;
+
+/// Names by index, read without a lock.
+static TABLE: [OnceLock<Chunk>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
+/// Index by name, for interning (writers only).
+static INDEX: OnceLock<Mutex<HashMap<&'static str, u32>>> = OnceLock::new();
+
+/// An interned name (a node name): 4 bytes, `Copy`, compared by index.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Atom(u32);
+
+/// Why a name could not be interned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AtomError {
+    /// The table already holds [`MAX_ATOMS`] names.
+    #[error("the node-name table is full ({MAX_ATOMS} distinct names, as the BEAM's atom table)")]
+    TableFull,
+    /// The name is longer than [`MAX_ATOM_CHARS`] characters.
+    #[error("name of {0} characters is longer than an atom may be ({MAX_ATOM_CHARS})")]
+    TooLong(usize),
+}
+
+impl Atom {
+    /// The atom for `name`, interning it on first use.
+    pub fn new(name: &str) -> Result<Atom, AtomError> {
+        if name.len() > MAX_ATOM_CHARS {
+            let chars = name.chars().count();
+            if chars > MAX_ATOM_CHARS {
+                return Err(AtomError::TooLong(chars));
+            }
+        }
+        let index = INDEX.get_or_init(Default::default);
+        let mut map = index.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&i) = map.get(name) {
+            return Ok(Atom(i));
+        }
+        let i = map.len();
+        if i >= MAX_ATOMS {
+            return Err(AtomError::TableFull);
+        }
+        let name: &'static str = Box::leak(name.into());
+        let chunk =
+            TABLE[i >> CHUNK_BITS].get_or_init(|| (0..CHUNK).map(|_| OnceLock::new()).collect());
+        // Only this (locked) writer ever sets slot i.
+        let _ = chunk[i & (CHUNK - 1)].set(name);
+        map.insert(name, i as u32);
+        Ok(Atom(i as u32))
+    }
+
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        let i = self.0 as usize;
+        // An Atom exists only once its slot is set (set before the Atom is
+        // returned, under the index lock; OnceLock::get is an acquire load).
+        TABLE[i >> CHUNK_BITS]
+            .get()
+            .and_then(|c| c[i & (CHUNK - 1)].get())
+            .copied()
+            .unwrap_or("")
+    }
+
+    /// How many names are interned.
+    pub fn count() -> usize {
+        INDEX
+            .get()
+            .map_or(0, |m| m.lock().unwrap_or_else(|e| e.into_inner()).len())
+    }
+}
+
+impl fmt::Debug for Atom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Atom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_name_same_atom_and_back() {
+        let a = Atom::new("atom_test_a@host").unwrap();
+        let b = Atom::new("atom_test_b@host").unwrap();
+        assert_eq!(a, Atom::new("atom_test_a@host").unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.as_str(), "atom_test_a@host");
+        assert_eq!(b.to_string(), "atom_test_b@host");
+        assert_eq!(std::mem::size_of::<Atom>(), 4);
+    }
+
+    #[test]
+    fn too_long_is_refused_by_characters_not_bytes() {
+        let ok = "é".repeat(MAX_ATOM_CHARS);
+        assert_eq!(Atom::new(&ok).unwrap().as_str(), ok);
+        let long = "x".repeat(MAX_ATOM_CHARS + 1);
+        assert_eq!(
+            Atom::new(&long),
+            Err(AtomError::TooLong(MAX_ATOM_CHARS + 1))
+        );
+    }
+
+    #[test]
+    fn names_interned_on_many_threads_agree() {
+        let names: Vec<String> = (0..200).map(|i| format!("atom_thr_{i}@h")).collect();
+        let per_thread: Vec<Vec<Atom>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| names.iter().map(|n| Atom::new(n).unwrap()).collect()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for atoms in &per_thread {
+            assert_eq!(atoms, &per_thread[0]);
+        }
+        for (a, n) in per_thread[0].iter().zip(&names) {
+            assert_eq!(a.as_str(), n);
+        }
+    }
+}
