@@ -64,7 +64,7 @@ fn joins(c: &mut Criterion) {
             || Scope::<MemberPid>::new(NODE),
             |mut s| {
                 for (n, p) in &items {
-                    black_box(s.join(n, p.clone()).unwrap());
+                    black_box(s.join(n, *p).unwrap());
                 }
                 s
             },
@@ -76,7 +76,7 @@ fn joins(c: &mut Criterion) {
             || Scope::<MemberPid>::new(NODE),
             |mut s| {
                 for (_, p) in &items {
-                    black_box(s.join("g", p.clone()).unwrap());
+                    black_box(s.join("g", *p).unwrap());
                 }
                 s
             },
@@ -88,7 +88,7 @@ fn joins(c: &mut Criterion) {
             || {
                 let mut s = Scope::<MemberPid>::new(NODE);
                 for (n, p) in &items {
-                    s.join(n, p.clone()).unwrap();
+                    s.join(n, *p).unwrap();
                 }
                 s
             },

@@ -251,7 +251,7 @@ fn join_rate(n: u32, one_group: bool) -> (f64, RwLock<S>, Vec<(String, MemberPid
         .collect();
     let t = Instant::now();
     for (g, p) in &items {
-        join(&s, g, p.clone());
+        join(&s, g, *p);
     }
     (n as f64 / t.elapsed().as_secs_f64(), s, items)
 }
@@ -281,7 +281,7 @@ fn quadratic(sizes: &[u32]) {
         let p = pid(NODE, 1);
         let t = Instant::now();
         for i in 0..n {
-            join(&s, &format!("g{i}"), p.clone());
+            join(&s, &format!("g{i}"), p);
         }
         out(&format!("quad.dg_1p_join.{n}"), ms(t));
 
@@ -300,7 +300,7 @@ fn quadratic(sizes: &[u32]) {
         for p in &pids {
             let req = Request::Join {
                 name: "g".to_string(),
-                pid: p.clone(),
+                pid: *p,
             };
             black_box(s.write().remote_request(PEER, req));
         }
@@ -400,7 +400,7 @@ fn memory(groups: u32, members: u32) -> f64 {
     let s = RwLock::new(S::new(NODE));
     for i in 0..total {
         let g = &names[(i / members) as usize];
-        let p = pids[(i % np) as usize].clone();
+        let p = pids[(i % np) as usize];
         black_box(s.write().join(g, p).expect("join"));
     }
     let used = LIVE.load(Ordering::Relaxed) - before;
