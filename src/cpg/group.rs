@@ -65,9 +65,15 @@ pub struct CpgData<P> {
 
 /// Fenwick (binary indexed) tree over the slots, with two counters per
 /// position: `[local, remote]`. Node `i` (1-based) is stored at `t[i - 1]`.
+/// Counters are `u32` (8 bytes a slot): a group would need billions of
+/// copies, hundreds of gigabytes of slots, to overflow one.
 #[derive(Debug, Clone, Default)]
 struct Fenwick {
-    t: Vec<[usize; 2]>,
+    t: Vec<[u32; 2]>,
+}
+
+fn wide(c: [u32; 2]) -> [usize; 2] {
+    [c[0] as usize, c[1] as usize]
 }
 
 fn lowbit(i: usize) -> usize {
@@ -88,8 +94,8 @@ impl Fenwick {
         let mut s = [0, 0];
         while i > 0 {
             let node = self.t[i - 1];
-            s[0] += node[0];
-            s[1] += node[1];
+            s[0] += node[0] as usize;
+            s[1] += node[1] as usize;
             i &= i - 1;
         }
         s
@@ -105,8 +111,11 @@ impl Fenwick {
         let i = self.t.len() + 1;
         let lo = self.prefix2(i - lowbit(i));
         let hi = self.prefix2(i - 1);
-        let mut node = [hi[0] - lo[0], hi[1] - lo[1]];
+        let mut node = [(hi[0] - lo[0]) as u32, (hi[1] - lo[1]) as u32];
         node[usize::from(!is_local)] += 1;
+        if self.t.len() == self.t.capacity() && self.t.len() < 4 {
+            self.t.reserve_exact(1);
+        }
         self.t.push(node);
     }
 
@@ -134,7 +143,7 @@ impl Fenwick {
         while step > 0 {
             let next = pos + step;
             if next <= n {
-                let w = weight(self.t[next - 1], part);
+                let w = weight(wide(self.t[next - 1]), part);
                 if w <= rem {
                     pos = next;
                     rem -= w;
@@ -148,7 +157,7 @@ impl Fenwick {
     /// Rebuilds the tree from per-position counters in `O(n)`.
     fn rebuild(&mut self, values: impl Iterator<Item = [usize; 2]>) {
         self.t.clear();
-        self.t.extend(values);
+        self.t.extend(values.map(|v| [v[0] as u32, v[1] as u32]));
         let n = self.t.len();
         for i in 1..=n {
             let j = i + lowbit(i);
@@ -225,6 +234,91 @@ struct Copies {
     slots: SlotList,
 }
 
+/// Most distinct pids a [`PidMap`] keeps in a vector before it moves them
+/// to a hash map.
+const FEW_PIDS: usize = 8;
+
+/// The copies of each pid of a group. Most groups have a few distinct
+/// pids: those sit in a vector searched linearly (a hash map allocates room
+/// for several entries and its control bytes even for one); a larger group
+/// gets a hash map.
+#[derive(Debug, Clone)]
+enum PidMap<P> {
+    Few(Vec<(P, Copies)>),
+    Many(HashMap<P, Copies>),
+}
+
+impl<P: Eq + Hash> PidMap<P> {
+    fn get(&self, pid: &P) -> Option<&Copies> {
+        match self {
+            PidMap::Few(v) => v.iter().find(|(p, _)| p == pid).map(|(_, c)| c),
+            PidMap::Many(m) => m.get(pid),
+        }
+    }
+
+    fn get_mut(&mut self, pid: &P) -> Option<&mut Copies> {
+        match self {
+            PidMap::Few(v) => v.iter_mut().find(|(p, _)| p == pid).map(|(_, c)| c),
+            PidMap::Many(m) => m.get_mut(pid),
+        }
+    }
+
+    /// Inserts a pid that has no entry yet.
+    fn insert_new(&mut self, pid: P, c: Copies) {
+        match self {
+            PidMap::Few(v) if v.len() < FEW_PIDS => {
+                v.reserve_exact(1);
+                v.push((pid, c));
+            }
+            PidMap::Few(v) => {
+                let mut m: HashMap<P, Copies> = std::mem::take(v).into_iter().collect();
+                m.insert(pid, c);
+                *self = PidMap::Many(m);
+            }
+            PidMap::Many(m) => {
+                m.insert(pid, c);
+            }
+        }
+    }
+
+    fn remove(&mut self, pid: &P) {
+        match self {
+            PidMap::Few(v) => {
+                if let Some(i) = v.iter().position(|(p, _)| p == pid) {
+                    v.swap_remove(i);
+                }
+            }
+            PidMap::Many(m) => {
+                m.remove(pid);
+                crate::util::shrink_sparse(m);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            PidMap::Few(v) => v.len(),
+            PidMap::Many(m) => m.len(),
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &P> + '_ {
+        let (few, many) = match self {
+            PidMap::Few(v) => (Some(v.iter().map(|(p, _)| p)), None),
+            PidMap::Many(m) => (None, Some(m.keys())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Copies> + '_ {
+        let (few, many) = match self {
+            PidMap::Few(v) => (Some(v.iter_mut().map(|(_, c)| c)), None),
+            PidMap::Many(m) => (None, Some(m.values_mut())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+}
+
 /// Compaction happens when holes exceed both this and the live copies.
 const COMPACT_MIN_HOLES: usize = 64;
 
@@ -238,7 +332,7 @@ pub struct GroupData<P> {
     /// Oldest first; `None` = removed copy not yet compacted away.
     slots: Vec<Option<Slot<P>>>,
     tree: Fenwick,
-    copies: HashMap<P, Copies>,
+    copies: PidMap<P>,
     local_count: usize,
     remote_count: usize,
     /// Every copy, newest first, built on the first read after a change and
@@ -260,7 +354,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         GroupData {
             slots: Vec::new(),
             tree: Fenwick::default(),
-            copies: HashMap::new(),
+            copies: PidMap::Few(Vec::new()),
             local_count: 0,
             remote_count: 0,
             shared: OnceLock::new(),
@@ -327,7 +421,8 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
             None => {
                 let mut slots = SlotList::One(first);
                 (first + 1..first + count).for_each(|pos| slots.push_back(pos));
-                self.copies.insert(pid.clone(), Copies { is_local, slots });
+                self.copies
+                    .insert_new(pid.clone(), Copies { is_local, slots });
                 is_local
             }
         };
@@ -371,6 +466,11 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     }
 
     fn push_slot(&mut self, pid: P, is_local: bool) {
+        // Small groups grow one slot at a time (a first push would
+        // otherwise allocate four).
+        if self.slots.len() == self.slots.capacity() && self.slots.len() < 4 {
+            self.slots.reserve_exact(1);
+        }
         self.slots.push(Some(Slot { pid, is_local }));
         self.tree.push(is_local);
     }
@@ -731,12 +831,13 @@ mod tests {
         Set(u8, usize),
     }
 
+    /// Up to 12 distinct pids: groups cross `FEW_PIDS` both ways.
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u8..8, 1usize..4).prop_map(|(p, n)| Op::Join(p, n)),
-            3 => (0u8..8, 1usize..4).prop_map(|(p, n)| Op::Leave(p, n)),
-            1 => (0u8..8).prop_map(Op::LeaveAll),
-            2 => (0u8..8, 0usize..5).prop_map(|(p, n)| Op::Set(p, n)),
+            4 => (0u8..12, 1usize..4).prop_map(|(p, n)| Op::Join(p, n)),
+            3 => (0u8..12, 1usize..4).prop_map(|(p, n)| Op::Leave(p, n)),
+            1 => (0u8..12).prop_map(Op::LeaveAll),
+            2 => (0u8..12, 0usize..5).prop_map(|(p, n)| Op::Set(p, n)),
         ]
     }
 

@@ -66,16 +66,25 @@ async fn full_peer_with_node_type_all() {
     assert!(ok, "BEAM did not find the Rust member of \"a/*\": {got}");
 
     // A group joined from both sides, with counts: same pids, same order.
+    // Each side waits until the other's join has arrived before it joins,
+    // so that both see the joins in one order (cpg orders copies by arrival).
     eval(
         &ctl,
         &g.name,
         "ok = cpg:join(\"both\", cpg_node_test_util:spawn_idle()).",
     )
     .await;
+    assert!(eventually(5, || async { ours(&scope, "both").len() == 1 }).await);
     scope
         .join_counts(&[("both".into(), 2)], m.pid())
         .await
         .unwrap();
+    assert!(
+        eventually(5, || async {
+            beam_members(&ctl, &g.name, "both").await.len() == 3
+        })
+        .await
+    );
     eval(
         &ctl,
         &g.name,

@@ -3,6 +3,102 @@
 
 use super::*;
 
+/// Most names a pid's [`Names`] keeps in a sorted vector before it moves
+/// them to a tree.
+const FEW_NAMES: usize = 8;
+
+/// The group names of one pid, in name order. Most pids are in a few
+/// groups: those names sit in a vector grown one slot at a time (a tree
+/// node would take about 300 bytes for one name); a pid in many groups
+/// gets a tree, so that joining 100k groups stays `O(log n)` a join.
+#[derive(Debug, Clone)]
+pub(super) enum Names<N> {
+    /// At most [`FEW_NAMES`], sorted.
+    Few(Vec<N>),
+    /// More.
+    Many(BTreeSet<N>),
+}
+
+impl<N: GroupKey> Names<N> {
+    fn one(name: N) -> Self {
+        Names::Few(vec![name])
+    }
+
+    fn find(v: &[N], name: &N::Borrowed) -> Result<usize, usize> {
+        v.binary_search_by(|n| n.as_borrowed().cmp(name))
+    }
+
+    /// Whether `name` is among the names.
+    pub(super) fn contains(&self, name: &N::Borrowed) -> bool {
+        match self {
+            Names::Few(v) => Self::find(v, name).is_ok(),
+            Names::Many(s) => s.contains(name),
+        }
+    }
+
+    /// Adds `name` (no-op if present).
+    fn insert(&mut self, name: &N::Borrowed) {
+        match self {
+            Names::Few(v) => {
+                let Err(at) = Self::find(v, name) else {
+                    return;
+                };
+                if v.len() < FEW_NAMES {
+                    v.reserve_exact(1);
+                    v.insert(at, name.to_owned());
+                } else {
+                    let mut s: BTreeSet<N> = std::mem::take(v).into_iter().collect();
+                    s.insert(name.to_owned());
+                    *self = Names::Many(s);
+                }
+            }
+            Names::Many(s) => {
+                if !s.contains(name) {
+                    s.insert(name.to_owned());
+                }
+            }
+        }
+    }
+
+    /// Removes `name` if present.
+    fn remove(&mut self, name: &N::Borrowed) {
+        match self {
+            Names::Few(v) => {
+                if let Ok(at) = Self::find(v, name) {
+                    v.remove(at);
+                }
+            }
+            Names::Many(s) => {
+                s.remove(name);
+            }
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        match self {
+            Names::Few(v) => v.is_empty(),
+            Names::Many(s) => s.is_empty(),
+        }
+    }
+
+    /// The names in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &N> + '_ {
+        let (few, many) = match self {
+            Names::Few(v) => (Some(v.iter()), None),
+            Names::Many(s) => (None, Some(s.iter())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+
+    /// The names in order, owned.
+    pub(super) fn into_vec(self) -> Vec<N> {
+        match self {
+            Names::Few(v) => v,
+            Names::Many(s) => s.into_iter().collect(),
+        }
+    }
+}
+
 impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// Adds `count` copies at the newest end, creating the group; one join
     /// notification per call (as cpg's `notify_join/4`); monitors new pids.
@@ -86,13 +182,10 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         effects: &mut Vec<Effect<P, N>>,
     ) {
         if let Some(names) = self.pids.get_mut(pid) {
-            if !names.contains(name) {
-                names.insert(name.to_owned());
-            }
+            names.insert(name);
             return;
         }
-        self.pids
-            .insert(pid.clone(), BTreeSet::from([name.to_owned()]));
+        self.pids.insert(pid.clone(), Names::one(name.to_owned()));
         match self.by_node.get_mut(pid.node()) {
             Some(set) => {
                 set.insert(pid.clone());
@@ -105,7 +198,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         effects.push(Effect::Monitor(pid.clone()));
     }
 
-    pub(super) fn forget_pid(&mut self, pid: &P) -> Option<BTreeSet<N>> {
+    pub(super) fn forget_pid(&mut self, pid: &P) -> Option<Vec<N>> {
         let names = self.pids.remove(pid)?;
         crate::util::shrink_sparse(&mut self.pids);
         if let Some(set) = self.by_node.get_mut(pid.node()) {
@@ -114,9 +207,6 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
                 self.by_node.remove(pid.node());
             }
         }
-        Some(names)
+        Some(names.into_vec())
     }
-
-    // ------------------------------------------------------------------
-    // Reads
 }

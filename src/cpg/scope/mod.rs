@@ -278,7 +278,7 @@ pub struct Scope<P, N: GroupKey = String> {
     node: String,
     groups: N::Store<GroupData<P>>,
     /// Monitored pids and their group names (cpg's `monitors`).
-    pids: HashMap<P, BTreeSet<N>>,
+    pids: HashMap<P, index::Names<N>>,
     /// The monitored pids of each node.
     by_node: HashMap<String, BTreeSet<P>>,
     /// Connected nodes, with "listened" (full peer) flag.

@@ -115,7 +115,8 @@ fn check_invariants<N: GroupKey>(s: &Scope<T, N>) {
     }
     assert_eq!(s.pids.len(), seen.len());
     for (p, names) in &seen {
-        assert_eq!(s.pids.get(p), Some(names), "index of {p:?}");
+        let index: Option<Vec<&N>> = s.pids.get(p).map(|n| n.iter().collect());
+        assert_eq!(index, Some(names.iter().collect()), "index of {p:?}");
         assert!(s.by_node[p.node()].contains(p));
     }
     assert_eq!(

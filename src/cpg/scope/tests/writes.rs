@@ -285,3 +285,25 @@ fn leave_all_local() {
     assert_eq!(s.which_groups(), vec!["g"]);
     check_invariants(&s);
 }
+
+#[test]
+fn a_pid_in_many_groups_keeps_its_names_in_order() {
+    // Crosses the index's small-vector limit both ways.
+    let mut s = Scope::new("a");
+    let a1 = t("a", 1);
+    let names: Vec<String> = (0..20).map(|i| format!("g{:02}", (i * 7) % 20)).collect();
+    for (i, n) in names.iter().enumerate() {
+        let e = s.join(n, a1.clone()).unwrap();
+        assert_eq!(monitors(&e).len(), usize::from(i == 0));
+        check_invariants(&s);
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(s.which_groups_of(&a1), sorted);
+    for (i, n) in names.iter().enumerate().rev() {
+        let e = s.leave(n, &a1).unwrap();
+        assert_eq!(demonitors(&e).len(), usize::from(i == 0));
+        check_invariants(&s);
+    }
+    assert!(s.which_groups_of(&a1).is_empty());
+}
