@@ -40,6 +40,7 @@ pub mod cpg;
 pub mod dist;
 pub mod epmd;
 pub mod node;
+pub mod pg;
 pub mod process;
 pub mod status;
 pub mod term;
