@@ -23,4 +23,5 @@ mod cpg_storage;
 mod cpg_wire;
 mod dist;
 mod faults;
+mod pg;
 mod schedule;
