@@ -18,4 +18,4 @@ pub mod server;
 pub mod wire;
 
 pub use scope::{EventKind, PgError, PgEvent, PgState};
-pub use server::{PgMonitor, PgScope, PgScopeError, DEFAULT_PG_SCOPE};
+pub use server::{MonitorError, PgMonitor, PgScope, PgScopeError, DEFAULT_PG_SCOPE};

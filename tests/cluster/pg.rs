@@ -344,3 +344,96 @@ async fn converged_split(ctl: &Node, a: &str, pg: &PgScope, pa: &Term, mt: &Term
     })
     .await
 }
+
+/// `cpg-node run --pg-join` as a child process, killed when dropped.
+#[cfg(feature = "cli")]
+struct RustBin(std::process::Child);
+
+#[cfg(feature = "cli")]
+impl Drop for RustBin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_run_pg_join_and_pg_members() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let ctl = w.rust_node("ctl").await;
+    let a = pg_node(&w, &ctl, &[]).await;
+    let before = scope_pids(&ctl, &[&a.name], &["pg"]).await;
+    let pa = beam_member(&ctl, &a.name, "pg", "{room,1}").await;
+
+    let rname = format!("{}@{}", unique("rbin"), crate::support::host());
+    let _bin = RustBin(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+            .args(["--name", &rname, "--cookie", &w.cookie])
+            .args(["run", "--connect", &a.name])
+            .args([
+                "--pg-join",
+                "{room,1}",
+                "--pg-join",
+                "{room,1}",
+                "--pg-join",
+                "plain",
+            ])
+            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The Rust echo member is listed twice in {room,1} and once in plain.
+    let from_rust = |t: &Term| term::as_pid(t).is_some_and(|p| p.node.name == rname);
+    assert!(
+        eventually(20, || async {
+            let m = beam_members(&ctl, &a.name, "pg", "{room,1}").await;
+            m.iter().filter(|t| from_rust(t)).count() == 2
+                && m.contains(&pa)
+                && beam_members(&ctl, &a.name, "pg", "plain")
+                    .await
+                    .iter()
+                    .filter(|t| from_rust(t))
+                    .count()
+                    == 1
+        })
+        .await,
+        "BEAM does not list the Rust member: {:?}",
+        beam_members(&ctl, &a.name, "pg", "{room,1}").await
+    );
+
+    // pg-members lists the BEAM member and the Rust ones (its visible peer).
+    let (code, rows) = crate::cli::cli(
+        &w,
+        &["pg-members", "{room,1}", "--connect", &a.name, "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["scope"], "pg");
+    assert_eq!(rows[0]["group"], "{room,1}");
+    let listed: Vec<String> = rows[0]["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        listed.contains(&term::pid_text(term::as_pid(&pa).unwrap())),
+        "{listed:?}"
+    );
+    let (code, rows) = crate::cli::cli(&w, &["pg-groups", "--connect", &a.name, "--json"]).await;
+    assert_eq!(code, 0);
+    let groups: Vec<&str> = rows.iter().map(|r| r["group"].as_str().unwrap()).collect();
+    assert!(
+        groups.contains(&"{room,1}") && groups.contains(&"plain"),
+        "{groups:?}"
+    );
+    assert_eq!(
+        before,
+        scope_pids(&ctl, &[&a.name], &["pg"]).await,
+        "a BEAM scope crashed"
+    );
+}
