@@ -42,6 +42,7 @@ pub mod epmd;
 pub mod node;
 pub mod pg;
 pub mod process;
+pub mod pubsub;
 pub mod status;
 pub mod term;
 mod util;

@@ -24,4 +24,5 @@ mod cpg_wire;
 mod dist;
 mod faults;
 mod pg;
+mod pubsub;
 mod schedule;
