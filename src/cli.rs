@@ -138,6 +138,56 @@ pub enum Cmd {
         #[command(flatten)]
         client: PgClientArgs,
     },
+    /// Phoenix.PubSub (PG2 adapter): subscribe to topics or broadcast.
+    Pubsub {
+        #[command(subcommand)]
+        cmd: PubsubCmd,
+    },
+}
+
+/// What to do with a Phoenix.PubSub instance.
+#[derive(Subcommand, Debug)]
+pub enum PubsubCmd {
+    /// Print every broadcast to these topics (all topics when none) until
+    /// stopped: `TOPIC MESSAGE` lines, or JSON objects with --json.
+    Subscribe {
+        /// Topics (binaries on the Elixir side).
+        topics: Vec<String>,
+        #[command(flatten)]
+        args: PubsubArgs,
+    },
+    /// `Phoenix.PubSub.broadcast(PubSub, TOPIC, TERM)`: TERM is Erlang
+    /// syntax (`hello`, '{new_msg, <<"hi">>}').
+    Broadcast {
+        /// The topic.
+        topic: String,
+        /// The message, as an Erlang term.
+        term: String,
+        #[command(flatten)]
+        args: PubsubArgs,
+    },
+}
+
+/// Options of the `pubsub` commands.
+#[derive(Args, Debug, Clone)]
+pub struct PubsubArgs {
+    /// The PubSub instance's name, as in Elixir (`MyApp.PubSub`).
+    #[arg(long)]
+    pub pubsub: String,
+    /// Nodes to connect to (the nodes they are connected to are joined
+    /// too); kept connected while subscribed.
+    #[arg(long, required = true)]
+    pub connect: Vec<String>,
+    /// The instance's pool size (default: as many groups as the nodes
+    /// have, at least 1).
+    #[arg(long)]
+    pub pool_size: Option<usize>,
+    /// Group naming: `current` (2.0 and 2.1.1 onwards) or `2.1.0`.
+    #[arg(long, default_value = "current", value_parser = ["current", "2.1.0"])]
+    pub naming: String,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// OTP pg options of `run`.
@@ -229,6 +279,9 @@ impl Cli {
             Cmd::PgMembers { client, .. } | Cmd::PgGroups { client } | Cmd::PgWatch { client } => {
                 client.json
             }
+            Cmd::Pubsub {
+                cmd: PubsubCmd::Subscribe { args, .. } | PubsubCmd::Broadcast { args, .. },
+            } => args.json,
             _ => false,
         }
     }
@@ -643,6 +696,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::PgGroups { client } => crate::pg_cli::groups(&cli.node, &client).await,
         Cmd::PgWatch { client } => crate::pg_cli::watch(&cli.node, &client).await,
+        Cmd::Pubsub { cmd } => crate::pg_cli::pubsub(&cli.node, cmd).await,
     }
 }
 

@@ -1,9 +1,11 @@
-//! The `cpg-node` commands for OTP pg: `run --pg-scope/--pg-join`,
-//! `pg-members`, `pg-groups` and `pg-watch`.
+//! The `cpg-node` commands for OTP pg (`run --pg-scope/--pg-join`,
+//! `pg-members`, `pg-groups`, `pg-watch`) and Phoenix.PubSub (`pubsub
+//! subscribe`, `pubsub broadcast`).
 
+use crate::cli::user_error;
 use crate::cli::{
     config, connect_seeds_peers, peer_name, spawn_echo, start, wait_for_signal, NodeArgs,
-    PgClientArgs, PgRunArgs,
+    PgClientArgs, PgRunArgs, PubsubCmd,
 };
 use anyhow::{Context, Result};
 use cpg_node::cpg::TermName;
@@ -63,23 +65,32 @@ pub async fn start_run(node: &Node, a: &PgRunArgs) -> Result<Vec<PgScope>> {
 /// peers (where the pg scopes are), and waits until every connected
 /// node's scope has answered (at most 3 s) and the view settles.
 async fn client(args: &NodeArgs, c: &PgClientArgs) -> Result<(Node, Vec<PgScope>)> {
-    for peer in &c.connect {
+    connect_scopes(args, &scope_names(&c.pg_scopes), &c.connect).await
+}
+
+/// [`client`] for the scopes `names` and the seeds `connect`.
+async fn connect_scopes(
+    args: &NodeArgs,
+    names: &[String],
+    connect: &[String],
+) -> Result<(Node, Vec<PgScope>)> {
+    for peer in connect {
         peer_name(peer)?;
     }
     let default = format!("pg_cli_{}", std::process::id());
     let node = start(config(args, &default)?).await?;
-    let scopes: Vec<PgScope> = scope_names(&c.pg_scopes)
+    let scopes: Vec<PgScope> = names
         .iter()
         .map(|n| PgScope::start(&node, n).with_context(|| format!("starting pg scope {n}")))
         .collect::<Result<_>>()?;
-    for peer in &c.connect {
+    for peer in connect {
         node.connect(peer)
             .await
             .with_context(|| format!("cannot connect to {peer}"))?;
     }
     // Hidden peers too: another cpg-node's members are known only to its
     // own scope (a BEAM scope's sync lists its own node's members).
-    connect_seeds_peers(&node, &c.connect).await;
+    connect_seeds_peers(&node, connect).await;
     let answered = |scopes: &[PgScope]| {
         scopes
             .iter()
@@ -217,4 +228,99 @@ pub async fn watch(args: &NodeArgs, c: &PgClientArgs) -> Result<i32> {
     }
     node.shutdown().await;
     Ok(0)
+}
+
+/// `pubsub subscribe` and `pubsub broadcast`.
+pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
+    use cpg_node::pubsub::{self, Naming, PubSub};
+    let (PubsubCmd::Subscribe { args: p, .. } | PubsubCmd::Broadcast { args: p, .. }) = &cmd;
+    let p = p.clone();
+    let (node, scopes) = connect_scopes(args, &[pubsub::SCOPE.to_string()], &p.connect).await?;
+    let scope = scopes[0].clone();
+    let adapter = pubsub::adapter_name(&p.pubsub);
+    let seen = pubsub::seen_pool_size(&scope, &adapter);
+    let pool = p.pool_size.unwrap_or(seen).max(1);
+    let naming = if p.naming == "2.1.0" {
+        Naming::V2_1_0
+    } else {
+        Naming::Current
+    };
+    let ps = PubSub::new(scope, &p.pubsub, pool, naming);
+    match cmd {
+        PubsubCmd::Broadcast {
+            topic, term: text, ..
+        } => {
+            let msg = term::parse::parse_term(&text)
+                .map_err(|e| user_error("bad_term", format!("{text:?}: {e}")))?;
+            let from = node.spawn_process();
+            let sent = ps.broadcast(&from, topic.as_bytes(), msg);
+            // Shutdown flushes what is queued for each peer.
+            node.shutdown().await;
+            if sent.is_empty() {
+                return Err(user_error(
+                    "no_subscribers",
+                    format!(
+                        "no member of {} on any connected node: is {} running there?",
+                        ps.groups()[0],
+                        p.pubsub
+                    ),
+                ));
+            }
+            let nodes: Vec<&str> = sent.iter().map(|p| p.node.name.as_str()).collect();
+            if p.json {
+                println!("{}", serde_json::json!({ "topic": topic, "nodes": nodes }));
+            } else {
+                println!("sent to {}", nodes.join(" "));
+            }
+            Ok(0)
+        }
+        PubsubCmd::Subscribe { topics, .. } => {
+            let t: Vec<&[u8]> = topics.iter().map(|t| t.as_bytes()).collect();
+            let mut sub = ps.subscribe(&node, &t).await?;
+            let _keep = cpg_node::node::cluster::Cluster::start(
+                &node,
+                cpg_node::node::cluster::ClusterOptions::new(p.connect.clone()),
+            );
+            eprintln!(
+                "cpg-node: subscribed to {} on {} (pool of {pool}: {}); Ctrl-C to stop",
+                if topics.is_empty() {
+                    "every topic".to_string()
+                } else {
+                    topics.join(", ")
+                },
+                p.pubsub,
+                ps.groups()
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            let stop = wait_for_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    b = sub.recv() => match b {
+                        Ok(b) => {
+                            let topic = String::from_utf8_lossy(&b.topic);
+                            let msg = TermName::new(b.msg).to_string();
+                            if p.json {
+                                println!("{}", serde_json::json!({
+                                    "topic": topic, "msg": msg, "dispatcher": b.dispatcher,
+                                }));
+                            } else {
+                                println!("{topic} {msg}");
+                            }
+                        }
+                        Err(reason) => {
+                            node.shutdown().await;
+                            anyhow::bail!("the subscriber process ended: {reason}");
+                        }
+                    },
+                }
+            }
+            node.shutdown().await;
+            Ok(0)
+        }
+    }
 }
