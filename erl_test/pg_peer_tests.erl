@@ -20,13 +20,7 @@ ensure_pg() ->
         _ -> ok
     end.
 
-wait_until(Want, F) -> wait_until(Want, F, 200).
-wait_until(_, F, 0) -> F();
-wait_until(Want, F, N) ->
-    case F() of
-        Want -> Want;
-        _ -> timer:sleep(50), wait_until(Want, F, N - 1)
-    end.
+wait_until(Want, F) -> cpg_node_test_util:wait_until(Want, F, 200).
 
 %% The Rust scope discovers ours (it retries while no scope answered).
 rust_svc() ->
