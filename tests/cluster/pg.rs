@@ -437,3 +437,33 @@ async fn cli_run_pg_join_and_pg_members() {
         "a BEAM scope crashed"
     );
 }
+
+/// Two Rust nodes' scopes are peers of each other too (each discovers the
+/// other), and a scope that stops takes its members with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rust_scopes_are_peers() {
+    let w = World::new().await;
+    let r1 = w.rust_node("r1").await;
+    let r2 = w.rust_node("r2").await;
+    let s1 = PgScope::start(&r1, "pg").unwrap();
+    let s2 = PgScope::start(&r2, "pg").unwrap();
+    let m1 = r1.spawn_process();
+    let m2 = r2.spawn_process();
+    s1.join(&g("both"), m1.pid()).await.unwrap();
+    r1.connect(r2.name()).await.unwrap();
+    s2.join(&g("both"), m2.pid()).await.unwrap();
+    let want = pids(&[m1.pid().clone(), m2.pid().clone()]);
+    for s in [&s1, &s2] {
+        assert!(eventually(10, || async { pids(&s.get_members(&g("both"))) == want }).await);
+    }
+    let (snapshot, mut mon) = s1.monitor(&g("both"));
+    assert_eq!(pids(&snapshot), want);
+    drop(s2);
+    let e = tokio::time::timeout(std::time::Duration::from_secs(10), mon.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.kind, cpg_node::pg::EventKind::Leave);
+    assert_eq!(e.pids, vec![m2.pid().clone()]);
+    assert_eq!(s1.get_members(&g("both")), vec![m1.pid().clone()]);
+}
