@@ -146,6 +146,17 @@ impl PgState {
         &self.me
     }
 
+    /// After our scope process was restarted as `me`: every peer is
+    /// forgotten (they dropped our old process's groups; they are
+    /// discovered again), local memberships are kept and monitored again.
+    pub fn restarted(&mut self, me: Pid) -> Vec<Effect> {
+        self.me = me;
+        let peers: Vec<Pid> = self.peers().cloned().collect();
+        let mut effects: Vec<Effect> = peers.iter().flat_map(|p| self.peer_down(p)).collect();
+        effects.extend(self.local_pids.keys().cloned().map(Effect::MonitorMember));
+        effects
+    }
+
     fn peer_index(&self, peer: &Pid) -> Option<usize> {
         self.peers.iter().position(|(p, _)| p == peer)
     }
@@ -544,6 +555,22 @@ mod tests {
         let e = s.peer_down(&beam_scope());
         assert_eq!(e.len(), 2);
         assert!(s.which_groups().is_empty());
+    }
+
+    #[test]
+    fn a_restart_forgets_peers_and_keeps_local_members() {
+        let mut s = PgState::new(me());
+        s.join(&g(1), &[local(1), local(1)]).unwrap();
+        s.handle(PgMsg::Sync {
+            peer: beam_scope(),
+            groups: vec![(g(1), vec![remote(1)])],
+        });
+        let new_me = Pid::new("r@h", 2, 0, 1);
+        let e = s.restarted(new_me.clone());
+        assert!(e.contains(&Effect::MonitorMember(local(1))));
+        assert_eq!(s.peers().count(), 0);
+        assert_eq!(s.get_members(&g(1)), vec![local(1), local(1)]);
+        assert_eq!(s.sync_msg().peer(), &new_me);
     }
 
     #[test]

@@ -65,6 +65,8 @@ enum Command {
     Join(TermName, Vec<Pid>, Reply),
     Leave(TermName, Vec<Pid>, Reply),
     Discover(oneshot::Sender<()>),
+    /// Fault injection for the supervision tests: the task panics.
+    Crash,
 }
 
 /// A running pg scope. Clone it freely; the scope stops when the last
@@ -72,7 +74,6 @@ enum Command {
 #[derive(Clone)]
 pub struct PgScope {
     name: String,
-    pid: Pid,
     state: Arc<RwLock<PgState>>,
     events: broadcast::Sender<PgEvent>,
     cmd: mpsc::UnboundedSender<Command>,
@@ -124,26 +125,21 @@ impl PgScope {
     /// and discovers the scopes of every connected node.
     pub fn start(node: &Node, name: &str) -> Result<PgScope, PgScopeError> {
         let node_events = node.subscribe();
-        let mut proc = node.spawn_registered(name)?;
-        proc.trap_exit(true);
-        let pid = proc.pid().clone();
-        let state = Arc::new(RwLock::new(PgState::new(pid.clone())));
+        let proc = node.spawn_registered(name)?;
+        let state = Arc::new(RwLock::new(PgState::new(proc.pid().clone())));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
-        let task = Task {
-            node: node.clone(),
-            name: name.to_string(),
+        tokio::spawn(supervise(
+            node.clone(),
+            name.to_string(),
+            state.clone(),
+            events.clone(),
             proc,
-            state: state.clone(),
-            events: events.clone(),
-            members: HashMap::new(),
-            peers: HashMap::new(),
-            pending: HashMap::new(),
-        };
-        tokio::spawn(task.run(cmd_rx, node_events));
+            cmd_rx,
+            node_events,
+        ));
         Ok(PgScope {
             name: name.to_string(),
-            pid,
             state,
             events,
             cmd,
@@ -155,9 +151,18 @@ impl PgScope {
         &self.name
     }
 
-    /// The scope process's pid (what BEAM scopes know us as).
-    pub fn pid(&self) -> &Pid {
-        &self.pid
+    /// The scope process's pid (what BEAM scopes know us as; a new one
+    /// after the scope task was restarted).
+    pub fn pid(&self) -> Pid {
+        self.read(|s| s.me().clone())
+    }
+
+    /// Makes the scope task panic, for tests of its supervision: it is
+    /// restarted under a new pid, keeps its local members and discovers
+    /// its peers again. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_crash(&self) {
+        let _ = self.cmd.send(Command::Crash);
     }
 
     async fn call(&self, c: impl FnOnce(Reply) -> Command) -> Result<(), PgScopeError> {
@@ -267,12 +272,71 @@ struct Task {
     pending: HashMap<String, Pending>,
 }
 
+/// Runs the scope task, and restarts it (a new process under the scope
+/// name, local members kept, peers discovered again) after a backoff when
+/// it panics or its process is killed, until the handles or the node are
+/// gone.
+async fn supervise(
+    node: Node,
+    name: String,
+    state: Arc<RwLock<PgState>>,
+    events: broadcast::Sender<PgEvent>,
+    first: Process,
+    mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+    mut node_events: broadcast::Receiver<NodeEvent>,
+) {
+    let backoff = node.config().backoff;
+    let mut proc = Some(first);
+    let mut attempt: u32 = 0;
+    loop {
+        let mut p = match proc.take() {
+            Some(p) => p,
+            None => match node.spawn_registered(&name) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(scope = %name, "cannot register the pg scope again: {e}");
+                    tokio::time::sleep(backoff.random_delay(attempt)).await;
+                    attempt = attempt.saturating_add(1);
+                    continue;
+                }
+            },
+        };
+        p.trap_exit(true);
+        let mut task = Task {
+            node: node.clone(),
+            name: name.clone(),
+            proc: p,
+            state: state.clone(),
+            events: events.clone(),
+            members: HashMap::new(),
+            peers: HashMap::new(),
+            pending: HashMap::new(),
+        };
+        if attempt > 0 {
+            let me = task.proc.pid().clone();
+            task.apply(|s| s.restarted(me));
+        }
+        let run = task.run(&mut cmd_rx, &mut node_events);
+        let why = match crate::node::supervise::CatchUnwind::new(run).await {
+            Ok(None) => return,
+            Ok(Some(reason)) => format!("its process was killed: {reason}"),
+            Err(msg) => format!("it crashed: {msg}"),
+        };
+        let wait = backoff.random_delay(attempt);
+        attempt = attempt.saturating_add(1);
+        tracing::error!(scope = %name, "pg scope stopped ({why}); restarting it in {wait:?}");
+        tokio::time::sleep(wait).await;
+    }
+}
+
 impl Task {
+    /// Serves until the handles or the node are gone (`None`) or the scope
+    /// process is killed (`Some(reason)`).
     async fn run(
         mut self,
-        mut cmd_rx: mpsc::UnboundedReceiver<Command>,
-        mut node_events: broadcast::Receiver<NodeEvent>,
-    ) {
+        cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
+        node_events: &mut broadcast::Receiver<NodeEvent>,
+    ) -> Option<String> {
         for peer in self.node.peers() {
             self.discover_now(&peer);
         }
@@ -292,17 +356,20 @@ impl Task {
                         tracing::warn!(scope = %self.name, "missed {k} node events; resynchronising");
                         self.resync();
                     }
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 c = cmd_rx.recv() => match c {
                     Some(c) => self.command(c),
-                    None => return,
+                    None => return None,
                 },
                 s = self.proc.recv() => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
-                        tracing::debug!(scope = %self.name, "pg scope process ended: {reason}");
-                        return;
+                        if term::as_atom(&reason) == Some("shutdown") {
+                            tracing::debug!(scope = %self.name, "pg scope stopped: node shutdown");
+                            return None;
+                        }
+                        return Some(reason.to_string());
                     }
                 },
                 _ = tick.tick(), if !self.pending.is_empty() => self.retry_discovers(),
@@ -442,6 +509,7 @@ impl Task {
                 }
                 let _ = done.send(());
             }
+            Command::Crash => panic!("crash injected into pg scope {}", self.name),
         }
     }
 

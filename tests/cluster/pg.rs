@@ -326,6 +326,12 @@ async fn reconnect_and_remote_scope_restart_converge() {
     .await;
     assert!(converged("s2", "x", vec![mt.clone()]).await);
     let after = scope_pids(&ctl, &erls, &["pg", "s2"]).await;
+    // Our own scope task crashes: restarted under a new pid, it keeps our
+    // member and is discovered again; BEAM dropped the old one's groups.
+    let old_ours = pg.pid();
+    pg.inject_crash();
+    assert!(eventually(10, || async { pg.pid() != old_ours }).await);
+    assert!(converged("pg", "grp", both.to_vec()).await);
     // A last change goes through, and no scope crashed on it.
     pg.leave(&g("grp"), m.pid()).await.unwrap();
     assert!(converged("pg", "grp", vec![pa.clone()]).await);
