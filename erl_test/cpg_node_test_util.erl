@@ -3,7 +3,8 @@
 %% use without SPAWN or monitor flags.
 -module(cpg_node_test_util).
 -export([eval/1, eval/2, spawn_recorder/1, recorded/1, spawn_linked_trapper/1,
-         spawn_monitor_of/1, spawn_idle/0, big_binary/1, recorded_pid/1, wait_for/1]).
+         spawn_monitor_of/1, spawn_idle/0, big_binary/1, recorded_pid/1, wait_for/1,
+         wait_until/3]).
 
 %% Evaluates an Erlang expression sequence given as a string, e.g.
 %% "net_adm:ping('r@host').", and returns its value ({error, ...} on a
@@ -70,4 +71,13 @@ wait_for(Name, N) ->
     case whereis(Name) of
         undefined -> timer:sleep(50), wait_for(Name, N - 1);
         Pid -> Pid
+    end.
+
+%% Polls F() every 50 ms, at most Tries times, until it returns Want;
+%% returns what F() last gave.
+wait_until(_, F, 0) -> F();
+wait_until(Want, F, Tries) ->
+    case F() of
+        Want -> Want;
+        _ -> timer:sleep(50), wait_until(Want, F, Tries - 1)
     end.

@@ -31,13 +31,7 @@ with_model(Test) ->
     end.
 
 %% Polls (up to 5 s) until F() returns Want; returns what F() last gave.
-wait_until(Want, F) -> wait_until(Want, F, 100).
-wait_until(_, F, 0) -> F();
-wait_until(Want, F, N) ->
-    case F() of
-        Want -> Want;
-        _ -> timer:sleep(50), wait_until(Want, F, N - 1)
-    end.
+wait_until(Want, F) -> cpg_node_test_util:wait_until(Want, F, 100).
 
 svc() -> cpg_model_scope:get_members(?SCOPE, "svc").
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Erlang-side tests: starts `cpg-node run --register echo --join svc --join svc`
+# Erlang-side tests: starts `cpg-node run --register echo --join svc --join svc
+# --pg-join svc --pg-join svc`
 # on a private EPMD port (it starts its own EPMD there) and runs the EUnit
 # drivers in erl_test/ from a plain erl node against it. Stops everything it
 # started. The binary is the one cargo builds (CARGO_TARGET_DIR honoured).
@@ -20,11 +21,13 @@ WORK=$(mktemp -d)
 EBIN="$WORK/ebin"
 mkdir -p "$EBIN"
 erlc -o "$EBIN" erl_test/*.erl
-export ERL_EPMD_PORT=$((20000 + RANDOM % 20000))
+# Below Linux's ephemeral range (32768-60999), where an outgoing connection
+# of any other program may hold the port.
+export ERL_EPMD_PORT=$((20000 + RANDOM % 12000))
 COOKIE="c$RANDOM$RANDOM$RANDOM"
 HOST=$(hostname -s 2>/dev/null || cut -d. -f1 /proc/sys/kernel/hostname)
 RNODE="erltest_rust_$$@$HOST"
-"$BIN" --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc &
+"$BIN" --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc --pg-join svc --pg-join svc &
 RPID=$!
 cleanup() {
   kill "$RPID" 2>/dev/null || true
@@ -42,6 +45,7 @@ if [ "$up" != yes ]; then
   echo "erl_tests.sh: the Rust node $RNODE ($BIN) did not answer a ping; not running the EUnit tests" >&2
   exit 1
 fi
+# hidden_node_tests last: its final test stops the Rust node.
 RUST_NODE="$RNODE" RUST_OS_PID="$RPID" COOKIE="$COOKIE" \
   erl -sname "erltest_erl_$$" -setcookie "$COOKIE" -noshell -noinput -pa "$EBIN" \
-  -eval 'case eunit:test([cpg_scope_tests, hidden_node_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'
+  -eval 'case eunit:test([cpg_scope_tests, pg_peer_tests, hidden_node_tests], [verbose]) of ok -> halt(0); _ -> halt(1) end.'

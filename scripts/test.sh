@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, unit and property tests, the
 # integration tests against real erl nodes, and the Erlang-side EUnit
-# tests. Installs Erlang/OTP from Debian first when `erl` is missing.
+# tests. Installs Erlang/OTP and Elixir from Debian first when `erl` or
+# `elixir` is missing.
 #
 # Tests against genuine cpg are `#[ignore]`d unless CPG_EBIN names the ebin
 # folders of a cpg, trie and quickrand you built yourself; then they run too.
@@ -13,6 +14,13 @@ if ! command -v erl >/dev/null 2>&1 || ! command -v erlc >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq erlang-nox erlang-dev >/dev/null
+fi
+
+if ! command -v elixir >/dev/null 2>&1; then
+  echo "== installing Elixir from Debian (the Phoenix.PubSub tests run on an Elixir node)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq elixir >/dev/null
 fi
 
 IGNORED=()

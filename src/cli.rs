@@ -78,6 +78,8 @@ pub enum Cmd {
         /// group to join it several times; patterns such as "a/*" allowed).
         #[arg(long)]
         join: Vec<String>,
+        #[command(flatten)]
+        pg: PgRunArgs,
     },
     /// Print the members of a group as the cluster's cpg scopes see them.
     Members {
@@ -117,6 +119,102 @@ pub enum Cmd {
     },
     /// A local demo: starts what it needs on loopback, shows the node at work.
     Demo,
+    /// Print the members of an OTP pg group (`pg:get_members/2`) as the
+    /// cluster's pg scopes see them.
+    PgMembers {
+        /// The group, as an Erlang term: `my_group` (an atom), '"s"' (a
+        /// string), '{a,1}' (a tuple); text that is no term is an atom.
+        group: String,
+        #[command(flatten)]
+        client: PgClientArgs,
+    },
+    /// Print every OTP pg group with its members.
+    PgGroups {
+        #[command(flatten)]
+        client: PgClientArgs,
+    },
+    /// Print the OTP pg groups, then stream joins and leaves until stopped.
+    PgWatch {
+        #[command(flatten)]
+        client: PgClientArgs,
+    },
+    /// Phoenix.PubSub (PG2 adapter): subscribe to topics or broadcast.
+    Pubsub {
+        #[command(subcommand)]
+        cmd: PubsubCmd,
+    },
+}
+
+/// What to do with a Phoenix.PubSub instance.
+#[derive(Subcommand, Debug)]
+pub enum PubsubCmd {
+    /// Print every broadcast to these topics (all topics when none) until
+    /// stopped: `TOPIC MESSAGE` lines, or JSON objects with --json.
+    Subscribe {
+        /// Topics (binaries on the Elixir side).
+        topics: Vec<String>,
+        #[command(flatten)]
+        args: PubsubArgs,
+    },
+    /// `Phoenix.PubSub.broadcast(PubSub, TOPIC, TERM)`: TERM is Erlang
+    /// syntax (`hello`, '{new_msg, <<"hi">>}').
+    Broadcast {
+        /// The topic.
+        topic: String,
+        /// The message, as an Erlang term.
+        term: String,
+        #[command(flatten)]
+        args: PubsubArgs,
+    },
+}
+
+/// Options of the `pubsub` commands.
+#[derive(Args, Debug, Clone)]
+pub struct PubsubArgs {
+    /// The PubSub instance's name, as in Elixir (`MyApp.PubSub`).
+    #[arg(long)]
+    pub pubsub: String,
+    /// Nodes to connect to (the nodes they are connected to are joined
+    /// too); kept connected while subscribed.
+    #[arg(long, required = true)]
+    pub connect: Vec<String>,
+    /// The instance's pool size (default: as many groups as the nodes
+    /// have, at least 1).
+    #[arg(long)]
+    pub pool_size: Option<usize>,
+    /// Group naming: `current` (2.0 and 2.1.1 onwards) or `2.1.0`.
+    #[arg(long, default_value = "current", value_parser = ["current", "2.1.0"])]
+    pub naming: String,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// OTP pg options of `run`.
+#[derive(Args, Debug, Clone)]
+pub struct PgRunArgs {
+    /// Take part in this OTP pg scope (repeatable; `pg` when --pg-join is
+    /// given without it).
+    #[arg(long = "pg-scope")]
+    pub pg_scopes: Vec<String>,
+    /// Join an echo process to this pg group in every pg scope, read as an
+    /// Erlang term (`my_group`, '"s"', '{a,1}'); repeat it to join twice.
+    #[arg(long = "pg-join")]
+    pub pg_join: Vec<String>,
+}
+
+/// Options of the commands that read the cluster's OTP pg groups.
+#[derive(Args, Debug, Clone)]
+pub struct PgClientArgs {
+    /// The pg scope (repeatable; default `pg`).
+    #[arg(long = "pg-scope")]
+    pub pg_scopes: Vec<String>,
+    /// Nodes to ask (the nodes they are connected to are asked too).
+    #[arg(long, required = true)]
+    pub connect: Vec<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of the commands that read the cluster's groups.
@@ -178,6 +276,12 @@ impl Cli {
                 client.json
             }
             Cmd::Status { json, .. } => *json,
+            Cmd::PgMembers { client, .. } | Cmd::PgGroups { client } | Cmd::PgWatch { client } => {
+                client.json
+            }
+            Cmd::Pubsub {
+                cmd: PubsubCmd::Subscribe { args, .. } | PubsubCmd::Broadcast { args, .. },
+            } => args.json,
             _ => false,
         }
     }
@@ -241,7 +345,7 @@ impl std::fmt::Display for UserError {
 
 impl std::error::Error for UserError {}
 
-fn user_error(kind: &'static str, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn user_error(kind: &'static str, message: impl Into<String>) -> anyhow::Error {
     UserError {
         kind,
         message: message.into(),
@@ -335,7 +439,7 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
 }
 
 /// Starts the node, saying which one failed to start.
-async fn start(c: NodeConfig) -> Result<Node> {
+pub(crate) async fn start(c: NodeConfig) -> Result<Node> {
     let name = c.name.to_string();
     Node::start(c)
         .await
@@ -350,7 +454,7 @@ fn check_group(g: &str) -> Result<()> {
 }
 
 /// Checks a node name given on the command line.
-fn peer_name(node: &str) -> Result<()> {
+pub(crate) fn peer_name(node: &str) -> Result<()> {
     NodeName::parse(node).map(|_| ()).map_err(|e| {
         user_error(
             "usage",
@@ -372,6 +476,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             register,
             cpg,
             join,
+            pg,
         } => {
             for g in &join {
                 check_group(g)?;
@@ -382,6 +487,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 tracing::info!("echo process registered as {name}");
             }
             let scopes = cpg.start(&node)?;
+            let _pg_scopes = crate::pg_cli::start_run(&node, &pg).await?;
             if !join.is_empty() {
                 let member = node.spawn_process();
                 let pid = member.pid().clone();
@@ -585,6 +691,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Demo => crate::demo::demo(cli.node).await,
+        Cmd::PgMembers { group, client } => {
+            crate::pg_cli::members(&cli.node, &client, &group).await
+        }
+        Cmd::PgGroups { client } => crate::pg_cli::groups(&cli.node, &client).await,
+        Cmd::PgWatch { client } => crate::pg_cli::watch(&cli.node, &client).await,
+        Cmd::Pubsub { cmd } => crate::pg_cli::pubsub(&cli.node, cmd).await,
     }
 }
 
@@ -606,24 +718,7 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
     // A hidden node sees only the members of nodes it is connected to (cpg's
     // merge drops the others), so also connect to every node the seeds are
     // connected to, hidden ones included.
-    for seed in connect {
-        let rpc = node.rpc(
-            seed,
-            "erlang",
-            "nodes",
-            vec![atom("connected")],
-            Duration::from_secs(5),
-        );
-        if let Ok(Term::List(l)) = rpc.await {
-            for n in l.elements.iter().filter_map(term::as_atom) {
-                if n != node.name() && !n.contains("_script_process") {
-                    if let Err(e) = node.connect(n).await {
-                        tracing::debug!("cannot reach {n}: {e}");
-                    }
-                }
-            }
-        }
-    }
+    connect_seeds_peers(&node, connect).await;
     for s in &scopes {
         s.refresh().await?;
     }
@@ -652,6 +747,29 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
         last = now;
     }
     Ok((node, scopes))
+}
+
+/// Connects to every node the `seeds` are connected to, hidden ones
+/// included (asked through their `rex`); unreachable ones are skipped.
+pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
+    for seed in seeds {
+        let rpc = node.rpc(
+            seed,
+            "erlang",
+            "nodes",
+            vec![atom("connected")],
+            Duration::from_secs(5),
+        );
+        if let Ok(Term::List(l)) = rpc.await {
+            for n in l.elements.iter().filter_map(term::as_atom) {
+                if n != node.name() && !n.contains("_script_process") {
+                    if let Err(e) = node.connect(n).await {
+                        tracing::debug!("cannot reach {n}: {e}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Every group of `s`: (name, members newest first, local members).
@@ -917,7 +1035,7 @@ fn print_group(
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

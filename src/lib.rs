@@ -32,6 +32,10 @@
 //! - [`node`]: the node handle that ties it together.
 //! - [`cpg`]: the cpg scope: group-name trie, pure scope state machine,
 //!   scope process, read API.
+//! - [`pg`]: a peer of OTP `pg` scopes: wire messages, pure scope state,
+//!   scope process, read API.
+//! - [`pubsub`]: Phoenix.PubSub (PG2 adapter) subscribers and broadcasts
+//!   over a pg scope.
 //! - [`status`]: the node's status, served to any node of the cluster.
 //! - [`config`]: node configuration.
 
@@ -43,7 +47,9 @@ pub mod cpg;
 pub mod dist;
 pub mod epmd;
 pub mod node;
+pub mod pg;
 pub mod process;
+pub mod pubsub;
 pub mod status;
 pub mod term;
 mod util;

@@ -8,6 +8,7 @@
 
 mod cli;
 mod demo;
+mod pg_cli;
 
 use clap::Parser;
 use std::io::IsTerminal;

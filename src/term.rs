@@ -34,6 +34,8 @@
 //!   not the connection. Raise it only if the code receiving such terms runs
 //!   on larger stacks.
 
+pub mod parse;
+
 pub use erl_dist::term::{
     Atom, BigInteger, Binary, BitBinary, ExternalFun, FixInteger, Float, ImproperList, InternalFun,
     List, Map, Pid, PidOrAtom, Port, Reference, Term, Tuple,

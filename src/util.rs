@@ -15,6 +15,20 @@ pub(crate) fn shrink_sparse<K: Eq + Hash, V>(m: &mut HashMap<K, V>) {
     }
 }
 
+/// A term as text for a log line, cut at about 200 bytes.
+pub(crate) fn short_text(t: &crate::term::Term) -> String {
+    let mut s = t.to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// Runs `cpg-node` with the world's cookie and EPMD; (exit code, JSON lines).
-async fn cli(w: &World, args: &[&str]) -> (i32, Vec<Value>) {
+pub(crate) async fn cli(w: &World, args: &[&str]) -> (i32, Vec<Value>) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
         .args(["--name", &unique("cli"), "--cookie", &w.cookie])
         .args(args)

@@ -23,4 +23,6 @@ mod cpg_storage;
 mod cpg_wire;
 mod dist;
 mod faults;
+mod pg;
+mod pubsub;
 mod schedule;

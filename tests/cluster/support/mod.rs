@@ -324,3 +324,30 @@ pub async fn recorded_eventually(
     })
     .await
 }
+
+/// Elixir's ebin folder, when `elixir` runs here (`None` skips: in CI a
+/// missing elixir is a failure, not a skip).
+pub fn elixir_ebin() -> Option<String> {
+    static EBIN: OnceLock<Option<String>> = OnceLock::new();
+    let got = EBIN
+        .get_or_init(|| {
+            let out = Command::new("elixir")
+                .args(["-e", "IO.puts(:code.lib_dir(:elixir))"])
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (out.status.success() && !dir.is_empty()).then(|| format!("{dir}/ebin"))
+        })
+        .clone();
+    if got.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "elixir is missing in CI: scripts/test.sh installs it"
+        );
+        eprintln!(
+            "SKIPPED: elixir is not installed; run scripts/test.sh to install it and run the Phoenix.PubSub tests"
+        );
+    }
+    got
+}

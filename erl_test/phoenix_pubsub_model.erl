@@ -1,0 +1,98 @@
+%% Phoenix.PubSub's PG2 adapter as it puts broadcasts on the wire (2.1.1
+%% onwards; pool size 1 is 2.0), for a node where Phoenix itself is not
+%% installed. Runs on an erl node with Elixir's ebin on the path: the local
+%% subscriptions live in an Elixir `Registry`, as Phoenix keeps them. Every
+%% wire shape is in this module; with Phoenix installed, the same test runs
+%% against `Phoenix.PubSub` itself by starting it instead of `start/2` and
+%% calling `Phoenix.PubSub.broadcast/3` and `subscribe/2` in the places of
+%% `broadcast/3` and `subscriber/2`.
+%%
+%% - scope: 'Elixir.Phoenix.PubSub' (pg:start_link(Phoenix.PubSub) in
+%%   Phoenix's application);
+%% - groups: [Adapter, Adapter_2, ..., Adapter_N], Adapter being
+%%   'Elixir.<Name>.Adapter'; one worker per group per node, registered
+%%   under the group atom and a member of the group;
+%% - broadcast: the caller picks one group (phash2(self(), N)) and sends
+%%   {forward_to_local, Topic, Msg, Dispatcher} to its members on other
+%%   nodes, then dispatches locally; a worker dispatches what it receives.
+-module(phoenix_pubsub_model).
+-export([start/2, broadcast/3, subscriber/2, received/1]).
+
+-define(SCOPE, 'Elixir.Phoenix.PubSub').
+-define(DISPATCHER, 'Elixir.Phoenix.PubSub').
+
+%% Starts instance Name (an atom such as 'Elixir.MyApp.PubSub') with
+%% PoolSize workers; returns the group atoms.
+start(Name, PoolSize) ->
+    {ok, _} = application:ensure_all_started(elixir),
+    Parent = self(),
+    Owner = spawn(fun() ->
+        case whereis(?SCOPE) of
+            undefined -> {ok, _} = pg:start(?SCOPE);
+            _ -> ok
+        end,
+        {ok, _} = 'Elixir.Registry':start_link([{keys, duplicate}, {name, Name}]),
+        Groups = groups(Name, PoolSize),
+        persistent_term:put({?MODULE, Name}, list_to_tuple(Groups)),
+        [spawn(fun() -> worker(Name, G) end) || G <- Groups],
+        Parent ! {self(), Groups},
+        receive stop -> ok end
+    end),
+    receive {Owner, Groups} -> wait_workers(Groups), Groups after 10000 -> timeout end.
+
+wait_workers(Groups) ->
+    case lists:all(fun(G) -> lists:member(whereis(G), pg:get_local_members(?SCOPE, G)) end, Groups) of
+        true -> ok;
+        false -> timer:sleep(20), wait_workers(Groups)
+    end.
+
+groups(Name, PoolSize) ->
+    Adapter = list_to_atom(atom_to_list(Name) ++ ".Adapter"),
+    [Adapter | [list_to_atom(atom_to_list(Adapter) ++ "_" ++ integer_to_list(I))
+                || I <- lists:seq(2, PoolSize)]].
+
+worker(Name, Group) ->
+    register(Group, self()),
+    ok = pg:join(?SCOPE, Group, self()),
+    worker_loop(Name).
+
+worker_loop(Name) ->
+    receive
+        {forward_to_local, Topic, Msg, Dispatcher} when is_binary(Topic), is_atom(Dispatcher) ->
+            local_broadcast(Name, Topic, Msg);
+        _ -> ok
+    end,
+    worker_loop(Name).
+
+%% Phoenix.PubSub.broadcast(Name, Topic, Msg) from the calling process.
+broadcast(Name, Topic, Msg) ->
+    Groups = persistent_term:get({?MODULE, Name}),
+    Group = element(erlang:phash2(self(), tuple_size(Groups)) + 1, Groups),
+    Forward = {forward_to_local, Topic, Msg, ?DISPATCHER},
+    [P ! Forward || P <- pg:get_members(?SCOPE, Group), node(P) =/= node()],
+    local_broadcast(Name, Topic, Msg).
+
+%% The default dispatcher: Msg to every local subscriber of Topic.
+local_broadcast(Name, Topic, Msg) ->
+    'Elixir.Registry':dispatch(Name, Topic, fun(Entries) -> [P ! Msg || {P, _} <- Entries] end),
+    ok.
+
+%% A process subscribed to Topic that records what it receives.
+subscriber(Name, Topic) ->
+    Parent = self(),
+    P = spawn(fun() ->
+        {ok, _} = 'Elixir.Registry':register(Name, Topic, nil),
+        Parent ! {self(), subscribed},
+        loop([])
+    end),
+    receive {P, subscribed} -> P after 5000 -> timeout end.
+
+loop(Acc) ->
+    receive
+        {'$received', From} -> From ! {'$received', lists:reverse(Acc)}, loop(Acc);
+        M -> loop([M | Acc])
+    end.
+
+received(P) ->
+    P ! {'$received', self()},
+    receive {'$received', L} -> L after 5000 -> timeout end.

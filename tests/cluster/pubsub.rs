@@ -1,0 +1,218 @@
+//! Phoenix.PubSub's wire shapes between the Rust node and an Elixir node
+//! (erl with Elixir's ebin; Phoenix itself is not installed here, so
+//! `erl_test/phoenix_pubsub_model.erl` plays its PG2 adapter, with an
+//! Elixir Registry for subscriptions): a broadcast from the Elixir side
+//! reaches a Rust subscriber exactly once, with a pool of two groups, and a
+//! Rust broadcast reaches an Elixir subscriber.
+
+use crate::pg::scope_pids;
+use crate::support::{elixir_ebin, eval, eventually, unique, ErlNode, World};
+use cpg_node::cpg::TermName;
+use cpg_node::pg::PgScope;
+use cpg_node::pubsub::{self, Naming, PubSub};
+use cpg_node::term::{self, Term};
+use std::time::Duration;
+
+const MODEL: &str = "phoenix_pubsub_model";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
+    crate::require_erl!();
+    let Some(ebin) = elixir_ebin() else { return };
+    let w = World::new().await;
+    let ctl = w.rust_node("ctl").await;
+    let ex = ErlNode::start(&unique("ex"), &w.cookie, w.epmd.port, &["-pa", &ebin]).await;
+    let groups = eval(
+        &ctl,
+        &ex.name,
+        &format!("{MODEL}:start('Elixir.MyApp.PubSub', 2)."),
+    )
+    .await;
+    eprintln!(
+        "Elixir node {} runs MyApp.PubSub with groups {groups}",
+        ex.name
+    );
+    let before = scope_pids(&ctl, &[&ex.name], &["'Elixir.Phoenix.PubSub'"]).await;
+
+    let r = w.rust_node("r").await;
+    let scope = PgScope::start(&r, pubsub::SCOPE).unwrap();
+    r.connect(&ex.name).await.unwrap();
+    let adapter = pubsub::adapter_name("MyApp.PubSub");
+    assert!(
+        eventually(10, || async {
+            pubsub::seen_pool_size(&scope, &adapter) == 2
+        })
+        .await
+    );
+    let ps = PubSub::new(scope.clone(), "MyApp.PubSub", 2, Naming::Current);
+    let mut sub = ps.subscribe(&r, &[b"room:1"]).await.unwrap();
+    // Our subscriber is in both groups on the Elixir node.
+    for g in [
+        "'Elixir.MyApp.PubSub.Adapter'",
+        "'Elixir.MyApp.PubSub.Adapter_2'",
+    ] {
+        let me = Term::Pid(sub.pid().clone());
+        assert!(
+            eventually(10, || async {
+                let m = eval(
+                    &ctl,
+                    &ex.name,
+                    &format!("pg:get_members('Elixir.Phoenix.PubSub', {g})."),
+                )
+                .await;
+                term::as_list(&m).is_some_and(|l| l.contains(&me))
+            })
+            .await
+        );
+    }
+
+    // Four broadcasts from four Elixir processes (which pick groups by
+    // their pids), one to another topic, then a marker: each arrives once.
+    for i in 1..=4 {
+        elixir_broadcast(&ctl, &ex.name, "room:1", &format!("{{hello, {i}}}")).await;
+    }
+    elixir_broadcast(&ctl, &ex.name, "other", "nope").await;
+    elixir_broadcast(&ctl, &ex.name, "room:1", "done").await;
+    let mut got = Vec::new();
+    loop {
+        let b = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .expect("no broadcast reached the Rust subscriber")
+            .unwrap();
+        assert_eq!(b.topic, b"room:1");
+        assert_eq!(b.dispatcher, pubsub::DEFAULT_DISPATCHER);
+        if term::as_atom(&b.msg) == Some("done") {
+            break;
+        }
+        eprintln!("Rust subscriber got {}", TermName::new(b.msg.clone()));
+        got.push(TermName::new(b.msg).to_string());
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec!["{hello,1}", "{hello,2}", "{hello,3}", "{hello,4}"]
+    );
+
+    // A Rust broadcast reaches the Elixir subscriber (and ours).
+    let esub = eval(
+        &ctl,
+        &ex.name,
+        &format!("{MODEL}:subscriber('Elixir.MyApp.PubSub', <<\"room:1\">>)."),
+    )
+    .await;
+    let from = r.spawn_process();
+    let msg = term::tuple(vec![term::atom("from_rust"), term::int(1)]);
+    let sent = ps.broadcast(&from, b"room:1", msg.clone());
+    assert_eq!(
+        sent.len(),
+        2,
+        "one member per node (theirs and ours): {sent:?}"
+    );
+    assert!(elixir_got(&ctl, &ex.name, &esub, &msg).await);
+    eprintln!("Elixir subscriber got {}", TermName::new(msg.clone()));
+    let ours = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ours.msg, msg);
+    assert_eq!(
+        before,
+        scope_pids(&ctl, &[&ex.name], &["'Elixir.Phoenix.PubSub'"]).await,
+        "the Phoenix scope crashed"
+    );
+}
+
+/// `Phoenix.PubSub.broadcast(MyApp.PubSub, Topic, Msg)` (Msg in Erlang
+/// syntax) from a new process on the Elixir node.
+async fn elixir_broadcast(ctl: &cpg_node::Node, ex: &str, topic: &str, msg: &str) {
+    let code = format!("{MODEL}:broadcast('Elixir.MyApp.PubSub', <<\"{topic}\">>, {msg}).");
+    eval(ctl, ex, &code).await;
+}
+
+/// Whether the Elixir subscriber `esub` gets exactly `[want]` (within 10 s).
+async fn elixir_got(ctl: &cpg_node::Node, ex: &str, esub: &Term, want: &Term) -> bool {
+    eventually(10, || async {
+        let got = eval(ctl, ex, &format!("{MODEL}:received({}).", erl_pid(esub))).await;
+        term::as_list(&got).is_some_and(|l| l == std::slice::from_ref(want))
+    })
+    .await
+}
+
+fn erl_pid(t: &Term) -> String {
+    let p = term::as_pid(t).unwrap();
+    format!("list_to_pid(\"<0.{}.{}>\")", p.id, p.serial)
+}
+
+/// `cpg-node pubsub subscribe` prints what the Elixir side broadcasts;
+/// `cpg-node pubsub broadcast` reaches an Elixir subscriber.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_subscribe_and_broadcast() {
+    use tokio::io::AsyncBufReadExt;
+    crate::require_erl!();
+    let Some(ebin) = elixir_ebin() else { return };
+    let w = World::new().await;
+    let ctl = w.rust_node("ctl").await;
+    let ex = ErlNode::start(&unique("ex"), &w.cookie, w.epmd.port, &["-pa", &ebin]).await;
+    eval(
+        &ctl,
+        &ex.name,
+        &format!("{MODEL}:start('Elixir.MyApp.PubSub', 3)."),
+    )
+    .await;
+
+    let sname = format!("{}@{}", unique("sub"), crate::support::host());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args(["--name", &sname, "--cookie", &w.cookie])
+        .args(["pubsub", "subscribe", "room:1", "--pubsub", "MyApp.PubSub"])
+        .args(["--connect", &ex.name, "--json"])
+        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Subscribed once its process is in all three groups.
+    assert!(eventually(20, || async {
+        let got = eval(&ctl, &ex.name, "lists:sum([length([P || P <- pg:get_members('Elixir.Phoenix.PubSub', G), node(P) =/= node()]) || G <- tuple_to_list(persistent_term:get({phoenix_pubsub_model, 'Elixir.MyApp.PubSub'}))]).").await;
+        term::as_int(&got) == Some(3)
+    })
+    .await);
+    elixir_broadcast(&ctl, &ex.name, "other", "nope").await;
+    elixir_broadcast(&ctl, &ex.name, "room:1", r#"{new_msg, <<"hi">>}"#).await;
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("pubsub subscribe printed nothing")
+        .unwrap()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["topic"], "room:1", "{line}");
+    assert_eq!(v["msg"], "{new_msg,<<\"hi\">>}", "{line}");
+    let _ = child.kill().await;
+
+    let esub = eval(
+        &ctl,
+        &ex.name,
+        &format!("{MODEL}:subscriber('Elixir.MyApp.PubSub', <<\"room:2\">>)."),
+    )
+    .await;
+    let (code, out) = crate::cli::cli(
+        &w,
+        &[
+            "pubsub",
+            "broadcast",
+            "room:2",
+            "{from_cli,1}",
+            "--pubsub",
+            "MyApp.PubSub",
+            "--connect",
+            &ex.name,
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out:?}");
+    assert_eq!(out[0]["nodes"], serde_json::json!([ex.name]));
+    let want = term::tuple(vec![term::atom("from_cli"), term::int(1)]);
+    assert!(elixir_got(&ctl, &ex.name, &esub, &want).await);
+}
