@@ -21,3 +21,6 @@ pub mod control;
 pub mod flags;
 pub mod handshake;
 pub mod link;
+
+#[cfg(test)]
+mod golden_tests;
