@@ -299,7 +299,7 @@ pub async fn handshake_in(
 /// How many times [`drive`]'s loop runs before it yields to other tasks.
 const ROUNDS: usize = 32;
 /// Messages taken off the queue at a time.
-const TAKE: usize = 256;
+const TAKE: usize = 4096;
 
 /// Drives an established connection until it ends; returns why.
 ///
