@@ -15,9 +15,9 @@
 //!
 //! Decoding checks the control term and the payload with
 //! [`crate::term::validate_body_depth`] (once each) and hands the very same
-//! bytes to erl_dist's `Message::read_from` through a chained reader that
-//! supplies the 131 version bytes a distribution header leaves out: no
-//! copy of the message, no second validation.
+//! bytes to erl_dist's `Message::read_from` through a reader over slices
+//! that supplies the 131 version bytes a distribution header leaves out:
+//! no copy of the message, no second validation.
 
 use super::codec::{DecodeError, PASS_THROUGH};
 use crate::term::{self, Atom, Limits, List, Pid, PidOrAtom, Reference, Term};
@@ -548,14 +548,56 @@ pub fn decode_terms(data: &[u8], versioned: bool, limits: Limits) -> Result<Mess
         depth = depth.max(pdepth);
     }
     let version: &[u8] = if versioned { &[] } else { &[term::VERSION] };
-    let mut r = version
-        .chain(&data[..cend])
-        .chain(version)
-        .chain(&data[cend..]);
+    let mut r = Segments {
+        parts: [version, &data[..cend], version, &data[cend..]],
+        at: 0,
+    };
     term::with_stack_for(depth, || Message::read_from(&mut r)).map_err(|e| match e {
         erl_dist::message::RecvError::UnsupportedOp { op } => DecodeError::UnsupportedOp(op),
         e => DecodeError::Control(e.to_string()),
     })
+}
+
+/// Reads slices one after the other. `eetf` reads a byte or a few at a
+/// time through `read_exact`: served here from the current slice when it
+/// holds them (as `&[u8]` does), which `std::io::Chain`'s generic
+/// `read_exact` loop does not.
+struct Segments<'a> {
+    parts: [&'a [u8]; 4],
+    at: usize,
+}
+
+impl Read for Segments<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at < self.parts.len() {
+            let n = self.parts[self.at].read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.at += 1;
+        }
+        Ok(0)
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        while self.at < self.parts.len() && self.parts[self.at].is_empty() {
+            self.at += 1;
+        }
+        if let Some(p) = self.parts.get_mut(self.at) {
+            if p.len() >= buf.len() {
+                return p.read_exact(buf);
+            }
+        }
+        // Across slices.
+        let mut done = 0;
+        while done < buf.len() {
+            match self.read(&mut buf[done..])? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a message in pass-through form without its 112 byte (control

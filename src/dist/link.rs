@@ -207,11 +207,7 @@ impl Link {
 
     /// The next thing the input gave.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let e = self.events.pop_front();
-        if e.is_none() && self.events.capacity() > 1024 {
-            self.events = VecDeque::new();
-        }
-        e
+        self.events.pop_front()
     }
 
     /// Queues a message for the peer.
@@ -239,9 +235,6 @@ impl Link {
                 Ok(()) => n += 1,
                 Err(e) => tracing::warn!("dropped an outgoing message that cannot be encoded: {e}"),
             }
-        }
-        if self.queue.is_empty() && self.queue.capacity() > 1024 {
-            self.queue = VecDeque::new();
         }
         if buf.len() == before && self.tick_due {
             buf.extend_from_slice(&[0, 0, 0, 0]);
@@ -277,12 +270,21 @@ impl Link {
 
     /// Time passed: a tick becomes due after a quarter of `net_ticktime`
     /// without output; a peer silent for `net_ticktime` is down.
+    /// Also the time to give back what a burst grew: queues kept at the
+    /// size of the burst would hold memory while the link idles, and
+    /// shrinking them at every drain would reallocate them at every read.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), LinkError> {
         if now >= self.last_in + self.cfg.ticktime {
             return Err(LinkError::TickTimeout(self.cfg.ticktime));
         }
         if now >= self.last_out + self.cfg.ticktime / 4 {
             self.tick_due = true;
+        }
+        if self.events.is_empty() && self.events.capacity() > 64 {
+            self.events = VecDeque::new();
+        }
+        if self.queue.is_empty() && self.queue.capacity() > 64 {
+            self.queue = VecDeque::new();
         }
         Ok(())
     }
@@ -493,6 +495,17 @@ mod tests {
         assert_eq!(drain(&mut l), vec![msg(1, 600_000)]);
         l.handle_input(&[0, 0, 0, 0], t0).unwrap();
         assert_eq!(l.partial.capacity(), 0);
+        // Queues a burst grew are given back when the timer fires.
+        for i in 0..5000 {
+            l.queue(msg(i, 1));
+        }
+        let mut buf = vec![];
+        l.poll_transmit(t0, &mut buf);
+        l.handle_input(&buf, t0).unwrap();
+        assert_eq!(drain(&mut l).len(), 5000);
+        assert!(l.queue.capacity() >= 5000 && l.events.capacity() >= 5000);
+        l.handle_timeout(t0 + TICK / 4).unwrap();
+        assert_eq!((l.queue.capacity(), l.events.capacity()), (0, 0));
     }
 
     proptest! {
