@@ -7,10 +7,12 @@
 # quickrand), ':'-separated. Without it only our side runs and the rows it
 # could not compare are listed. RUNS (default 5): runs of each figure; the
 # table shows median [min-max]. PARTS (default all): a subset of
-# "lookup pattern join scope quad mem remote quad30" (scope: our joins
+# "lookup pattern join scope quad mem remote quad30 msgs" (scope: our joins
 # through a running scope process, on a node of ours; quad30, the 30k sizes of
 # the quadratic paths, and remote run once, not RUNS times: BEAM takes tens
-# of seconds there).
+# of seconds there; msgs: messages per second and RSS after a burst,
+# scripts/bench_msgs.sh, BEAM -> BEAM between two erl nodes as the
+# baseline, which needs no CPG_EBIN).
 #
 # Our side: examples/cpg_bench.rs (release build). BEAM side:
 # bench/erl/cpg_bench.erl, compiled here with erlc into a temporary folder.
@@ -18,13 +20,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-5}"
-PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30}"
+PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30 msgs}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-many=() once=()
+many=() once=() msgs=""
 for p in $PARTS; do
     case "$p" in
+        msgs) msgs=1 ;;
         quad30 | remote) once+=("$p") ;;
         lookup | pattern | join | scope | quad | mem) many+=("$p") ;;
         *) echo "unknown part: $p" >&2; exit 2 ;;
@@ -72,6 +75,9 @@ if [ ${#once[@]} -gt 0 ]; then
     echo "cpg-node: ${once[*]} x 1..." >&2
     # shellcheck disable=SC2046
     "$ours" --runs 1 $(only "${once[@]}") >>"$tmp/ours.txt"
+fi
+if [ -n "$msgs" ]; then
+    RUNS="$RUNS" bash scripts/bench_msgs.sh "$tmp/beam.txt" "$tmp/ours.txt"
 fi
 
 CPG_EBIN="${CPG_EBIN:-}" python3 - "$tmp/beam.txt" "$tmp/ours.txt" <<'EOF'
@@ -130,6 +136,18 @@ for n in (10000, 30000):
         rows.append((f"{label}, N={n}", f"{k}.{n}", f"{k}.{n}", "ms total", False))
 rows.append(("memory per membership, 100k groups x 1", "mem.dg_dp.100000", "mem.dg_dp.100000", "bytes", False))
 rows.append(("memory per membership, 10k groups x 100", "mem.g100.10000", "mem.g100.10000", "bytes", False))
+for size, what in (("small", "{m, 1}"), ("1k", "{m, <<_:1024/binary>>}")):
+    for path, label in (("rust_beam", "Rust→BEAM"), ("beam_rust", "BEAM→Rust")):
+        rows.append((f"messages {what}, {label} [vs BEAM→BEAM]", f"msgs.beam_beam.{size}",
+                     f"msgs.{path}.{size}", "msgs/s", True))
+    if size == "1k":
+        for path, label in (("rust_beam", "Rust→BEAM"), ("beam_rust", "BEAM→Rust")):
+            rows.append((f"payload throughput 1 KiB, {label} [vs BEAM→BEAM]", f"mb.beam_beam.1k",
+                         f"mb.{path}.1k", "MB/s", True))
+for when in ("before_burst", "after_burst", "idle_3s_after"):
+    # ours only (no BEAM key): not listed as "not compared"
+    rows.append((f"RSS of our node, {when.replace('_', ' ')} (200k × 1 KiB each way)",
+                 None, f"rss.{when}", "MB", False))
 
 def fmt(v):
     if v >= 100:
@@ -153,7 +171,7 @@ print("| figure | unit | BEAM cpg | cpg-node | ratio |")
 print("|---|---|---|---|---|")
 missing = []
 for label, bk, ok_, unit, higher in rows:
-    b, o = beam.get(bk), ours.get(ok_)
+    b, o = beam.get(bk) if bk else None, ours.get(ok_)
     if not b and not o:
         continue
     if b and o:
@@ -162,7 +180,7 @@ for label, bk, ok_, unit, higher in rows:
         r = f"{ratio:,.1f}×" if ratio >= 10 else f"{ratio:.2f}×"
     else:
         r = "—"
-        if o and not b:
+        if o and not b and bk:
             missing.append(label)
     print(f"| {label} | {unit} | {cell(b)} | {cell(o)} | {r} |")
 if missing:

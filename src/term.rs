@@ -25,7 +25,7 @@
 //! levels, `Debug` past ~3,600, `Clone`/`==` past ~5,100, `encode` past
 //! ~8,700, `Display` past ~10,800, `Drop` past ~32,000. So:
 //!
-//! * [`decode`] (and `dist::codec::decode_message`) run `eetf` on a stack
+//! * [`decode`] (and `dist::control::decode_terms`) run `eetf` on a stack
 //!   grown for the depth the validator measured ([`with_stack_for`]): decoding
 //!   never overflows, whatever [`Limits::max_depth`] is set to;
 //! * [`Limits::max_depth`] defaults to 2,000, where every other recursive
@@ -568,7 +568,7 @@ mod tests {
         for e in std::fs::read_dir(&dir).expect("fuzz/regressions") {
             let data = std::fs::read(e.unwrap().path()).unwrap();
             let _ = decode(&data, Limits::default());
-            let _ = crate::dist::codec::decode_message(&data, Limits::default());
+            let _ = crate::dist::control::decode_message(&data, Limits::default());
             n += 1;
         }
         assert!(n > 0);

@@ -1,123 +1,150 @@
 //! Packets after the handshake: framing, fragment reassembly and control
-//! message decoding, exactly as a connection's reader runs them (a message
-//! refused for its content is described for the log and dropped, a framing
-//! error ends the stream).
+//! message decoding, exactly as a connection runs them (`dist::link::Link`:
+//! a message refused for its content is described for the log and
+//! dropped, a framing error ends the stream), the input cut into reads at
+//! places the input chooses.
 //!
 //! Whatever decodes is sent back through our encoder: the payload, if the
-//! operation has one, must be the same Erlang term (compared by canonical encoding: a list of small
-//! integers may come back as a string, map entries in another order);
-//! the control term may be rewritten by erl_dist once, but a second
-//! encode/decode must change nothing; and the distribution-header and
-//! fragmented forms must reassemble to the same terms.
+//! operation has one, must be the same Erlang term (compared by canonical
+//! encoding: a list of small integers may come back as a string, map
+//! entries in another order); the control term may be rewritten once, but a
+//! second encode/decode must change nothing; and the pass-through,
+//! distribution-header and fragmented forms must give the same terms.
 #![no_main]
-use bytes::BytesMut;
 use cpg_node::cpg::TermName;
-use cpg_node::dist::codec::{self, Packet, Reassembler};
+use cpg_node::dist::codec::{self, Reassembler};
+use cpg_node::dist::control;
+use cpg_node::dist::link::{Event, Link, LinkConfig};
 use cpg_node::term::{self, Limits};
 use erl_dist::message::Message;
 use libfuzzer_sys::fuzz_target;
+use std::time::{Duration, Instant};
 
 const MAX: usize = 1 << 20;
 
-/// The whole messages (pass-through form) in a byte stream of our own
-/// encoding; any error is a failure.
-fn reassemble(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let mut buf = BytesMut::from(bytes);
-    let mut r = Reassembler::new(MAX);
-    let mut out = Vec::new();
-    while let Some(p) = codec::decode_packet(&mut buf, MAX).expect("our own framing") {
-        if let Packet::Data(b) = p {
-            if let Some(m) = r.push(&b).expect("our own packets reassemble") {
-                out.push(m);
-            }
-        }
-    }
-    out
-}
-
-/// Canonical bytes of the control term and of the payload of a message in
-/// pass-through form.
-fn canonical(m: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
-    let canon = |b: &[u8]| {
-        let t = term::decode(b, Limits::default()).expect("a term of our own encoding");
-        TermName::new(t).canonical_bytes().to_vec()
+fn link(frag: usize) -> Link {
+    let cfg = LinkConfig {
+        ticktime: Duration::from_secs(60),
+        max_frame: MAX,
+        fragment_size: frag,
+        fragments: true,
+        limits: Limits::default(),
     };
-    let end = term::validate(m, 0, Limits::default()).expect("control term validates");
-    (canon(&m[..end]), (end < m.len()).then(|| canon(&m[end..])))
+    Link::new(cfg, Instant::now())
 }
 
-fn encode(msg: &Message, header: bool, frag: Option<usize>) -> Option<Vec<u8>> {
-    let mut out = vec![0, 0, 0, 0]; // a tick first
-    codec::encode_message(msg.clone(), &mut out, header).ok()?;
-    if let Some(size) = frag {
-        codec::fragment_last(&mut out, 4, size, 42);
-    }
-    Some(out)
+/// The messages in a byte stream of our own encoding; any error is a
+/// failure.
+fn receive(bytes: &[u8]) -> Vec<Message> {
+    let mut l = link(1000);
+    l.handle_input(bytes, Instant::now())
+        .expect("our own framing");
+    std::iter::from_fn(|| l.poll_event())
+        .map(|e| match e {
+            Event::Message(m) => m,
+            Event::Dropped { error, .. } => panic!("our own message refused: {error}"),
+        })
+        .collect()
 }
 
-/// `m`: the message as received (pass-through form), `msg`: what it
-/// decoded to.
-fn round_trip(m: &[u8], msg: &Message, frag_size: usize) {
-    let Some(plain) = encode(msg, false, None) else {
+/// Canonical bytes of a term written by `control::put_term`.
+fn canon(t: &term::Term) -> Vec<u8> {
+    TermName::new(t.clone()).canonical_bytes().to_vec()
+}
+
+/// Canonical bytes of the control term and of the payload of a message
+/// as we encode it in pass-through form.
+fn canonical(msg: &Message) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = vec![];
+    control::encode_message(msg, &mut out, false).ok()?;
+    let body = &out[5..];
+    let end = term::validate(body, 0, Limits::default()).expect("control term validates");
+    let t = |b: &[u8]| canon(&term::decode(b, Limits::default()).expect("our own term"));
+    Some((t(&body[..end]), (end < body.len()).then(|| t(&body[end..]))))
+}
+
+/// `whole`: the message as received, `msg`: what it decoded to.
+fn round_trip(whole: &codec::Whole<'_>, msg: &Message, frag_size: usize) {
+    let Some((ctl, payload)) = canonical(msg) else {
         return;
     };
-    let got = reassemble(&plain);
-    assert_eq!(got.len(), 1);
-    let (ctl, payload) = canonical(&got[0]);
     // erl_dist ignores a payload after an operation that has none (and so
     // drops it); one that it keeps must be the same term.
-    if payload.is_some() {
-        assert_eq!(payload, canonical(m).1, "the payload changed");
+    if let (Some(p), codec::Whole::Borrowed { data, versioned }) = (&payload, whole) {
+        let at = |v: bool| {
+            if v {
+                term::validate(data, 0, Limits::default())
+            } else {
+                term::validate_body(data, 0, Limits::default())
+            }
+        };
+        let end = at(*versioned).unwrap();
+        let mut got = vec![term::VERSION];
+        got.extend_from_slice(&data[end + usize::from(*versioned)..]);
+        let got = term::decode(&got, Limits::default()).unwrap();
+        assert_eq!(Some(canon(&got)), Some(p.clone()), "the payload changed");
     }
-    let again = codec::decode_message(&got[0], Limits::default())
-        .expect("our own encoding does not decode");
-    if let Some(b) = encode(&again, false, None) {
-        let got2 = reassemble(&b);
-        assert_eq!(got2.len(), 1);
-        assert_eq!(
-            canonical(&got2[0]),
-            (ctl.clone(), payload.clone()),
-            "a second encode/decode changed the message"
-        );
-    }
-    for frag in [None, Some(frag_size)] {
-        let bytes = encode(msg, true, frag).expect("encodes with a header too");
-        let got = reassemble(&bytes);
-        assert_eq!(got.len(), 1, "fragments {frag:?}");
+    for header in [false, true] {
+        let mut out = vec![0, 0, 0, 0]; // a tick first
+        control::encode_message(msg, &mut out, header).expect("encodes");
+        if header {
+            codec::fragment_last(&mut out, 4, frag_size, 42);
+        }
+        let got = receive(&out);
+        assert_eq!(got.len(), 1, "header {header}");
         assert_eq!(
             canonical(&got[0]),
-            (ctl.clone(), payload.clone()),
-            "header/fragments {frag:?} give other terms"
+            Some((ctl.clone(), payload.clone())),
+            "header {header}: other terms"
         );
-        codec::decode_message(&got[0], Limits::default()).expect("header form decodes");
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut buf = BytesMut::from(data);
-    let mut r = Reassembler::new(MAX);
     let frag_size = 1 + data.first().copied().unwrap_or(0) as usize;
-    while let Ok(Some(p)) = codec::decode_packet(&mut buf, MAX) {
-        if let Packet::Data(b) = p {
-            match r.push(&b) {
-                Ok(Some(m)) => match codec::decode_message(&m, Limits::default()) {
-                    Ok(msg) => round_trip(&m, &msg, frag_size),
-                    Err(e) if !e.is_fatal() => {
-                        let _ = codec::describe_control(&m);
-                    }
-                    Err(_) => break,
-                },
-                Ok(None) => {}
+    // The stream as a link reads it, cut where the second byte says.
+    let cut = 1 + data.get(1).copied().unwrap_or(0) as usize;
+    let mut l = link(frag_size);
+    for chunk in data.chunks(cut) {
+        if l.handle_input(chunk, Instant::now()).is_err() {
+            break;
+        }
+    }
+    while l.poll_event().is_some() {}
+    // The same packets through the reassembler, to check each message.
+    let mut r = Reassembler::new(MAX);
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let Some(body) = rest.get(4..4 + len) else {
+            break;
+        };
+        rest = &rest[4 + len..];
+        if body.is_empty() {
+            continue;
+        }
+        match r.push(body) {
+            Ok(Some(w)) => match w.decode(Limits::default()) {
+                Ok(msg) => round_trip(&w, &msg, frag_size),
                 Err(e) if !e.is_fatal() => {
-                    let _ = codec::describe_control(&b);
+                    let _ = codec::describe_control(w.bytes());
                 }
                 Err(_) => break,
-            }
+            },
+            Ok(None) => {}
+            Err(_) => break,
         }
     }
     // The body alone, as a whole message and as a packet body to describe.
-    if let Ok(msg) = codec::decode_message(data, Limits::default()) {
-        round_trip(data, &msg, frag_size);
+    if let Ok(msg) = control::decode_message(data, Limits::default()) {
+        round_trip(
+            &codec::Whole::Borrowed {
+                data,
+                versioned: true,
+            },
+            &msg,
+            frag_size,
+        );
     }
     let _ = codec::describe_control(data);
 });

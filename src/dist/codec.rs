@@ -1,21 +1,24 @@
-//! Framing after the handshake, fragment reassembly, and control messages.
+//! Packet bodies after the handshake: fragment reassembly, the fragment
+//! writer, and the errors of decoding.
 //!
-//! Every packet is a 4-byte big-endian length; length 0 is a tick. Without
-//! an atom cache a packet is either `112` (pass-through) followed by the
-//! control term and the optional payload, each with its own 131 byte, or a
-//! distribution header (`131, 68`: whole message, `131, 69`: first fragment,
-//! `131, 70`: further fragment) followed by terms without their 131 byte.
-//! Both forms are turned here into the pass-through form that
-//! `erl_dist::message::Message::read_from` decodes.
+//! Every packet is a 4-byte big-endian length; length 0 is a tick (framing
+//! is done by [`super::link::Link`]). Without an atom cache a packet body
+//! is either `112` (pass-through) followed by the control term and the
+//! optional payload, each with its own 131 byte, or a distribution header
+//! (`131, 68`: whole message, `131, 69`: first fragment, `131, 70`: further
+//! fragment) followed by terms without their 131 byte. A whole message is
+//! decoded where it lies in the packet ([`Whole::Borrowed`]); only
+//! fragments are copied, to be joined.
 //!
-//! erl_dist 0.8 has no fragments and trusts its input, so this module wraps
-//! it: the bytes are checked by [`crate::term::validate`] before erl_dist
-//! sees them, and reassembly is bounded.
+//! erl_dist 0.8 has no fragments and trusts its input, so the bytes are
+//! checked by [`crate::term::validate_body`] before erl_dist sees them
+//! ([`control::decode_terms`]), and reassembly is bounded.
 
+use super::control;
 use crate::term::{self, Limits, TermError};
-use bytes::{Buf, BytesMut};
 use erl_dist::message::Message;
 use std::collections::HashMap;
+use std::io::Read;
 
 /// Pass-through packet type.
 pub const PASS_THROUGH: u8 = 112;
@@ -67,35 +70,38 @@ impl DecodeError {
     }
 }
 
-/// One packet.
+/// A whole message out of one packet, or out of the last fragment of one.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Packet {
-    /// A tick (length 0).
-    Tick,
-    /// A packet body.
-    Data(BytesMut),
+pub enum Whole<'a> {
+    /// Its terms where they lie in the packet: with their 131 bytes
+    /// (`versioned`, the pass-through form) or after a distribution header.
+    Borrowed {
+        /// The control term and the optional payload.
+        data: &'a [u8],
+        /// Whether each term starts with its 131 byte.
+        versioned: bool,
+    },
+    /// Reassembled from fragments: the terms without their 131 bytes.
+    Owned(Vec<u8>),
 }
 
-/// Takes one packet off the front of `buf`: `Ok(None)` when more bytes are
-/// needed.
-pub fn decode_packet(buf: &mut BytesMut, max: usize) -> Result<Option<Packet>, DecodeError> {
-    if buf.len() < 4 {
-        return Ok(None);
+impl Whole<'_> {
+    /// Validates the terms once and decodes the control message
+    /// ([`control::decode_terms`]).
+    pub fn decode(&self, limits: Limits) -> Result<Message, DecodeError> {
+        match self {
+            Whole::Borrowed { data, versioned } => control::decode_terms(data, *versioned, limits),
+            Whole::Owned(data) => control::decode_terms(data, false, limits),
+        }
     }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if len > max {
-        return Err(DecodeError::TooLarge(len));
+
+    /// The bytes, for describing a message that is dropped.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Whole::Borrowed { data, .. } => data,
+            Whole::Owned(data) => data,
+        }
     }
-    if len == 0 {
-        buf.advance(4);
-        return Ok(Some(Packet::Tick));
-    }
-    if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
-        return Ok(None);
-    }
-    buf.advance(4);
-    Ok(Some(Packet::Data(buf.split_to(len))))
 }
 
 struct Partial {
@@ -103,13 +109,12 @@ struct Partial {
     data: Vec<u8>,
 }
 
-/// Turns packet bodies into whole messages in pass-through form (control
-/// term and payload, each with its 131 byte), reassembling fragments.
+/// Sorts packet bodies into whole messages, reassembling fragments (the
+/// only case where a message's bytes are copied).
 pub struct Reassembler {
     partial: HashMap<u64, Partial>,
     max_message: usize,
     max_partial: usize,
-    limits: Limits,
 }
 
 impl Reassembler {
@@ -119,19 +124,22 @@ impl Reassembler {
             partial: HashMap::new(),
             max_message,
             max_partial: 64,
-            limits: Limits::default(),
         }
     }
 
-    /// Feeds one packet body; returns a whole message when one is complete.
-    pub fn push(&mut self, body: &[u8]) -> Result<Option<Vec<u8>>, DecodeError> {
+    /// Feeds one (non-empty) packet body; returns a whole message when one
+    /// is complete. Errors here are all about framing (fatal).
+    pub fn push<'a>(&mut self, body: &'a [u8]) -> Result<Option<Whole<'a>>, DecodeError> {
         match body.first() {
-            Some(&PASS_THROUGH) => Ok(Some(body[1..].to_vec())),
+            Some(&PASS_THROUGH) => Ok(Some(Whole::Borrowed {
+                data: &body[1..],
+                versioned: true,
+            })),
             Some(&term::VERSION) => match body.get(1) {
-                Some(68) => {
-                    let rest = no_atom_cache(body, 2)?;
-                    self.restore_versions(rest).map(Some)
-                }
+                Some(68) => Ok(Some(Whole::Borrowed {
+                    data: no_atom_cache(body, 2)?,
+                    versioned: false,
+                })),
                 Some(69) => {
                     let seq = be_u64(body, 2)?;
                     let id = be_u64(body, 10)?;
@@ -140,7 +148,10 @@ impl Reassembler {
                         return Err(DecodeError::Fragment("fragment id 0"));
                     }
                     if id == 1 {
-                        return self.restore_versions(rest).map(Some);
+                        return Ok(Some(Whole::Borrowed {
+                            data: rest,
+                            versioned: false,
+                        }));
                     }
                     if self.partial.len() >= self.max_partial {
                         return Err(DecodeError::Fragment("too many messages in reassembly"));
@@ -175,7 +186,10 @@ impl Reassembler {
                     p.next_id -= 1;
                     if id == 1 {
                         let p = self.partial.remove(&seq).expect("present");
-                        return self.restore_versions(&p.data).map(Some);
+                        if self.partial.is_empty() && self.partial.capacity() > 64 {
+                            self.partial.shrink_to_fit();
+                        }
+                        return Ok(Some(Whole::Owned(p.data)));
                     }
                     Ok(None)
                 }
@@ -185,20 +199,6 @@ impl Reassembler {
             Some(&t) => Err(DecodeError::UnknownType(t)),
             None => Err(DecodeError::UnknownType(0)),
         }
-    }
-
-    /// Terms after a distribution header lack their 131 byte: put it back
-    /// in front of the control term and of the payload.
-    fn restore_versions(&self, rest: &[u8]) -> Result<Vec<u8>, DecodeError> {
-        let end = term::validate_body(rest, 0, self.limits)?;
-        let mut out = Vec::with_capacity(rest.len() + 2);
-        out.push(term::VERSION);
-        out.extend_from_slice(&rest[..end]);
-        if end < rest.len() {
-            out.push(term::VERSION);
-            out.extend_from_slice(&rest[end..]);
-        }
-        Ok(out)
     }
 }
 
@@ -217,46 +217,21 @@ fn no_atom_cache(body: &[u8], at: usize) -> Result<&[u8], DecodeError> {
     }
 }
 
-/// Decodes a whole message in pass-through form into a control message
-/// (with its payload). Every term is validated before erl_dist decodes it,
-/// and erl_dist's recursive decoder runs on a stack grown for the depth
-/// measured ([`term::with_stack_for`]).
-pub fn decode_message(msg: &[u8], limits: Limits) -> Result<Message, DecodeError> {
-    let (end, mut depth) = term::validate_depth(msg, 0, limits)?;
-    if end < msg.len() {
-        let (pend, pdepth) = term::validate_depth(msg, end, limits)?;
-        if pend != msg.len() {
-            return Err(DecodeError::Control(
-                "trailing bytes after the payload".into(),
-            ));
-        }
-        depth = depth.max(pdepth);
-    }
-    term::with_stack_for(depth, || Message::read_from(&mut &msg[..])).map_err(|e| match e {
-        erl_dist::message::RecvError::UnsupportedOp { op } => DecodeError::UnsupportedOp(op),
-        e => DecodeError::Control(e.to_string()),
-    })
-}
-
 /// A short description of a message's control term (operation, sender,
 /// destination), for logging a message that is dropped: decoded only when
 /// shallow, and cut to 200 characters. `msg` is a message in pass-through
-/// form or a packet body with a whole-message distribution header (`131,
-/// 68, 0`). `None` if it cannot be told.
+/// form (without its 112), the terms after a distribution header (without
+/// their 131 bytes), or a packet body with a whole-message distribution
+/// header (`131, 68, 0`). `None` if it cannot be told.
 pub fn describe_control(msg: &[u8]) -> Option<String> {
     let shallow = Limits { max_depth: 4 };
-    let ctl = match msg {
-        [term::VERSION, 68, 0, body @ ..] => {
-            let end = term::validate_body(body, 0, shallow).ok()?;
-            let mut t = vec![term::VERSION];
-            t.extend_from_slice(&body[..end]);
-            term::Term::decode(&t[..]).ok()?
-        }
-        _ => {
-            let end = term::validate(msg, 0, shallow).ok()?;
-            term::Term::decode(&msg[..end]).ok()?
-        }
+    let body = match msg {
+        [term::VERSION, 68, 0, body @ ..] => body,
+        [term::VERSION, ..] => &msg[1..],
+        body => body,
     };
+    let end = term::validate_body(body, 0, shallow).ok()?;
+    let ctl = term::Term::decode([term::VERSION].chain(&body[..end])).ok()?;
     let mut s = ctl.to_string();
     if s.len() > 200 {
         let mut cut = 200;
@@ -269,93 +244,70 @@ pub fn describe_control(msg: &[u8]) -> Option<String> {
     Some(s)
 }
 
-/// Appends one packet to `out`: pass-through form (`112`, control and
-/// payload each with its 131 byte), or with `dist_header` the normal
-/// distribution header without atom cache refs (`131, 68, 0`, terms
-/// without their 131 byte), which a BEAM expects once FRAGMENTS is
-/// negotiated.
-pub fn encode_message(
-    msg: Message,
-    out: &mut Vec<u8>,
-    dist_header: bool,
-) -> Result<(), DecodeError> {
-    let start = out.len();
-    out.extend_from_slice(&[0, 0, 0, 0, PASS_THROUGH]);
-    if let Err(e) = msg.write_into(out) {
-        out.truncate(start);
-        return Err(DecodeError::Control(e.to_string()));
-    }
-    if dist_header {
-        // [len][112][131 ctl][131 payload] -> [len][131 68 0][ctl][payload]
-        let body = start + 5;
-        let Ok(cend) = term::validate(
-            out,
-            body,
-            Limits {
-                max_depth: usize::MAX,
-            },
-        ) else {
-            out.truncate(start);
-            return Err(DecodeError::Control(
-                "encoded control term does not validate".into(),
-            ));
-        };
-        if cend < out.len() {
-            out.remove(cend); // the payload's 131
-        }
-        out.splice(start + 4..body + 1, [term::VERSION, 68, 0]);
-    }
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    Ok(())
-}
-
 /// Rewrites the last packet in `out` (starting at `start`, written by
-/// [`encode_message`] with `dist_header`) into fragments carrying at most
-/// `frag` bytes of data each, with sequence id `seq`. Small packets stay
-/// as they are.
+/// [`control::encode_message`] with a distribution header) in place into
+/// fragments carrying at most `frag` bytes of data each, with sequence id
+/// `seq`. Small packets stay as they are. Each byte of the message moves
+/// once (from the back, so nothing is overwritten before it moved).
 pub fn fragment_last(out: &mut Vec<u8>, start: usize, frag: usize, seq: u64) {
+    const FIRST: usize = 4 + 2 + 16 + 1; // length, 131 69, seq, id, no atom cache
+    const NEXT: usize = 4 + 2 + 16; // length, 131 70, seq, id
     let data_at = start + 7;
+    let frag = frag.max(1);
     if out.len() <= data_at + frag || out[start + 4..data_at] != [term::VERSION, 68, 0] {
         return;
     }
-    let data = out.split_off(data_at);
-    out.truncate(start);
-    let chunks: Vec<&[u8]> = data.chunks(frag).collect();
-    let n = chunks.len() as u64;
-    for (i, chunk) in chunks.iter().enumerate() {
-        let id = n - i as u64;
-        let hdr_len = if i == 0 { 19 } else { 18 };
-        let len = (hdr_len + chunk.len()) as u32;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&[term::VERSION, if i == 0 { 69 } else { 70 }]);
-        out.extend_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&id.to_be_bytes());
+    let size = out.len() - data_at;
+    let n = size.div_ceil(frag);
+    let at = |i: usize| start + FIRST + i * (frag + NEXT); // where chunk i goes
+    let last_len = size - (n - 1) * frag;
+    out.resize(at(n - 1) + last_len, 0);
+    for i in (0..n).rev() {
+        let len = if i == n - 1 { last_len } else { frag };
+        let from = data_at + i * frag;
+        out.copy_within(from..from + len, at(i));
+        let id = (n - i) as u64;
+        let hdr = at(i) - if i == 0 { FIRST } else { NEXT };
+        let plen = (if i == 0 { FIRST } else { NEXT } - 4 + len) as u32;
+        out[hdr..hdr + 4].copy_from_slice(&plen.to_be_bytes());
+        out[hdr + 4] = term::VERSION;
+        out[hdr + 5] = if i == 0 { 69 } else { 70 };
+        out[hdr + 6..hdr + 14].copy_from_slice(&seq.to_be_bytes());
+        out[hdr + 14..hdr + 22].copy_from_slice(&id.to_be_bytes());
         if i == 0 {
-            out.push(0); // no atom cache refs
+            out[hdr + 22] = 0; // no atom cache refs
         }
-        out.extend_from_slice(chunk);
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::dist::control::{decode_message, encode_message};
     use crate::term::{atom, binary, Pid};
 
     fn sample(size: usize) -> Message {
         Message::reg_send(Pid::new("a@h", 1, 0, 1), "x".into(), binary(vec![7; size]))
     }
 
+    /// Packet bodies of a framed byte stream (ticks are empty bodies).
+    pub(crate) fn packets(mut b: &[u8]) -> Vec<&[u8]> {
+        let mut v = vec![];
+        while b.len() >= 4 {
+            let len = u32::from_be_bytes(b[..4].try_into().unwrap()) as usize;
+            v.push(&b[4..4 + len]);
+            b = &b[4 + len..];
+        }
+        assert!(b.is_empty());
+        v
+    }
+
     fn roundtrip(out: &[u8], max: usize) -> Vec<Message> {
-        let mut buf = BytesMut::from(out);
         let mut r = Reassembler::new(max);
         let mut got = vec![];
-        while let Some(p) = decode_packet(&mut buf, max).unwrap() {
-            if let Packet::Data(b) = p {
-                if let Some(m) = r.push(&b).unwrap() {
-                    got.push(decode_message(&m, Limits::default()).unwrap());
-                }
+        for b in packets(out).into_iter().filter(|b| !b.is_empty()) {
+            if let Some(m) = r.push(b).unwrap() {
+                got.push(m.decode(Limits::default()).unwrap());
             }
         }
         got
@@ -364,9 +316,9 @@ mod tests {
     #[test]
     fn pass_through_round_trip() {
         let mut out = vec![];
-        encode_message(sample(10), &mut out, false).unwrap();
+        encode_message(&sample(10), &mut out, false).unwrap();
         encode_message(
-            Message::send(Pid::new("a@h", 1, 0, 1), atom("hi")),
+            &Message::send(Pid::new("a@h", 1, 0, 1), atom("hi")),
             &mut out,
             true,
         )
@@ -383,17 +335,23 @@ mod tests {
 
     #[test]
     fn fragments_round_trip() {
-        let mut out = vec![];
-        encode_message(sample(100_000), &mut out, true).unwrap();
-        fragment_last(&mut out, 0, 4096, 42);
-        assert!(out.len() > 100_000 + 20 * 18);
-        assert_eq!(roundtrip(&out, 1 << 20), vec![sample(100_000)]);
+        for (size, frag) in [(100_000, 4096), (5000, 1), (5000, 4999), (3, 1)] {
+            let mut out = vec![1, 2];
+            encode_message(&sample(size), &mut out, true).unwrap();
+            let whole = out.clone();
+            fragment_last(&mut out, 2, frag, 42);
+            let data = whole.len() - 9;
+            let n = data.div_ceil(frag);
+            if data > frag {
+                assert_eq!(out.len(), whole.len() + 16 + 22 * (n - 1), "{size} {frag}");
+            }
+            assert_eq!(&out[..2], &[1, 2]);
+            assert_eq!(roundtrip(&out[2..], 1 << 20), vec![sample(size)]);
+        }
     }
 
     #[test]
     fn hostile_packets() {
-        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
-        assert!(decode_packet(&mut buf, 1000).is_err());
         let mut r = Reassembler::new(1000);
         assert!(r.push(&[1]).is_err());
         assert!(r.push(&[131, 68, 1]).is_err());
@@ -409,7 +367,7 @@ mod tests {
     fn deep_reg_send(depth: usize) -> Vec<u8> {
         let mut out = vec![];
         encode_message(
-            Message::reg_send(Pid::new("a@h", 1, 0, 1), "x".into(), atom("ok")),
+            &Message::reg_send(Pid::new("a@h", 1, 0, 1), "x".into(), atom("ok")),
             &mut out,
             true,
         )
@@ -428,20 +386,24 @@ mod tests {
         let mut r = Reassembler::new(1 << 20);
         let too_deep = deep_reg_send(term::DEFAULT_MAX_DEPTH + 1);
         let Ok(Some(m)) = r.push(&too_deep) else {
-            panic!("the control term is fine")
+            panic!("the framing is fine")
         };
-        let Err(e) = decode_message(&m, Limits::default()) else {
+        let Err(e) = m.decode(Limits::default()) else {
             panic!("too deep, yet decoded")
         };
         assert!(matches!(e, DecodeError::Term(TermError::TooDeep(_))), "{e}");
         assert!(!e.is_fatal());
-        for form in [&too_deep, &m] {
+        for form in [&too_deep[..], m.bytes()] {
             let d = describe_control(form).unwrap();
             assert!(d.contains("a@h"), "{d}");
         }
         // The reassembler goes on with the next message.
-        let ok = r.push(&deep_reg_send(3)).unwrap().unwrap();
-        decode_message(&ok, Limits::default()).unwrap();
+        let ok = deep_reg_send(3);
+        r.push(&ok)
+            .unwrap()
+            .unwrap()
+            .decode(Limits::default())
+            .unwrap();
         for fatal in [
             DecodeError::TooLarge(1),
             DecodeError::UnknownType(1),
@@ -456,7 +418,7 @@ mod tests {
         bad_atom.truncate(bad_atom.len() - 4);
         bad_atom.extend_from_slice(&[119, 1, 0xff]);
         let m = r.push(&bad_atom).unwrap().unwrap();
-        let Err(e) = decode_message(&m, Limits::default()) else {
+        let Err(e) = m.decode(Limits::default()) else {
             panic!("bad UTF-8 atom decoded")
         };
         assert!(!e.is_fatal(), "{e}");
@@ -472,7 +434,7 @@ mod tests {
         let h = tokio::spawn(async move {
             let mut r = Reassembler::new(1 << 20);
             let m = r.push(&body).unwrap().unwrap();
-            let msg = decode_message(&m, Limits::default()).unwrap();
+            let msg = m.decode(Limits::default()).unwrap();
             let Message::RegSend(rs) = &msg else {
                 panic!("not a reg_send")
             };
@@ -480,7 +442,7 @@ mod tests {
             assert_eq!(payload, rs.message);
             let printed = format!("{payload:?}{payload}");
             let mut out = vec![];
-            encode_message(msg, &mut out, true).unwrap();
+            encode_message(&msg, &mut out, true).unwrap();
             drop(payload);
             (printed.len(), out.len())
         });
@@ -496,12 +458,7 @@ mod tests {
         let body = deep_reg_send(20_000);
         let limits = Limits { max_depth: 20_000 };
         tokio::spawn(async move {
-            let end = term::validate_body(&body, 3, limits).unwrap();
-            let mut m = vec![term::VERSION];
-            m.extend_from_slice(&body[3..end]);
-            m.push(term::VERSION);
-            m.extend_from_slice(&body[end..]);
-            let msg = decode_message(&m, limits).unwrap();
+            let msg = control::decode_terms(&body[3..], false, limits).unwrap();
             // Freed on a grown stack too (Drop recursion is ~64 B a level).
             term::with_stack_for(20_000, move || drop(msg));
         })

@@ -1,23 +1,26 @@
-//! The per-peer connection task: runs the handshake over a socket, then the
-//! read, write and tick loops. The only async code in `dist/`.
+//! The per-peer connection task: runs the handshake over a socket, then
+//! [`drive`]s the established link. The only async code in `dist/`; the
+//! protocol state (framing, ticks, batching, fragments, the silent-peer
+//! timeout) is [`super::link::Link`], which does no IO.
 //!
-//! Writes are batched: the writer takes every queued message, encodes them
-//! into one reused buffer and writes that with one syscall when its queue
-//! runs empty. Ticks are sent after a quarter of `net_ticktime` without
-//! output, and every tick received is answered; a peer silent for
-//! `net_ticktime` is declared down.
+//! Writes are batched: the driver takes the queued messages, the link
+//! encodes them into one reused buffer, written with as few syscalls as
+//! the socket allows and flushed when the queue runs empty.
 
-use super::codec::{self, Packet, Reassembler};
+use super::codec;
 use super::flags;
 use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Step};
+use super::link::{Event, Link, LinkConfig, LinkError, HIGH_WATER, LOW_WATER};
 use crate::term::Limits;
-use bytes::BytesMut;
 use erl_dist::message::Message;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 
@@ -228,6 +231,7 @@ async fn write_hs(s: &mut TcpStream, msgs: &[Vec<u8>]) -> Result<(), ConnectionE
 
 /// Runs the initiating handshake on a fresh socket.
 pub async fn handshake_out(s: &mut TcpStream, local: Local) -> Result<PeerInfo, ConnectionError> {
+    let _ = s.set_nodelay(true);
     tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let (mut hs, first) = Initiator::start(local, rand::random());
         write_hs(s, &[first]).await?;
@@ -260,6 +264,7 @@ pub async fn handshake_in(
     local: Local,
     admit: impl FnOnce(&PeerInfo) -> Result<(), &'static str>,
 ) -> Result<PeerInfo, ConnectionError> {
+    let _ = s.set_nodelay(true);
     tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let mut hs = Acceptor::new(local, rand::random());
         let first = read_hs(s).await?;
@@ -291,143 +296,395 @@ pub async fn handshake_in(
     .map_err(|_| ConnectionError::HandshakeTimeout)?
 }
 
+/// How many times [`drive`]'s loop runs before it yields to other tasks.
+const ROUNDS: usize = 32;
+/// Messages taken off the queue at a time.
+const TAKE: usize = 4096;
+
 /// Drives an established connection until it ends; returns why.
-pub async fn drive(
-    stream: TcpStream,
+///
+/// One task, one loop: it reads into a fixed buffer and feeds
+/// [`Link::handle_input`] (whose messages go to `router`), takes queued
+/// messages into the link, writes one batch ([`Link::poll_transmit`]) at a
+/// time and flushes when the queue runs empty, and keeps the link's timer.
+/// Nothing but the link is generic: any socket will do (`tokio::io::duplex`
+/// in the tests, with paused time).
+pub async fn drive<S>(
+    stream: S,
     peer: PeerInfo,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
     link: Arc<PeerLink>,
     router: Arc<dyn Router>,
     cfg: ConnConfig,
-) -> ConnectionError {
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let echo = Arc::new(Notify::new());
-    let peer_name = peer.name.to_string();
-    let fragments = peer.flags & flags::FRAGMENTS != 0;
-
-    let echo_w = echo.clone();
-    let link_w = link.clone();
-    let taken = {
-        let link_w = link_w.clone();
-        move || link_w.queued.fetch_sub(1, Relaxed)
+) -> ConnectionError
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let now = tokio::time::Instant::now();
+    let state = Link::new(
+        LinkConfig {
+            ticktime: cfg.ticktime,
+            max_frame: cfg.max_frame,
+            fragment_size: cfg.fragment_size,
+            fragments: peer.flags & flags::FRAGMENTS != 0,
+            limits: Limits::default(),
+        },
+        now.into_std(),
+    );
+    let mut d = Driver {
+        io: stream,
+        state,
+        rx,
+        rx_open: true,
+        rbuf: vec![0; LOW_WATER].into_boxed_slice(),
+        wbuf: Vec::with_capacity(LOW_WATER),
+        wpos: 0,
+        unflushed: false,
+        timer: Box::pin(tokio::time::sleep_until(now + cfg.ticktime / 4)),
+        shared: link.clone(),
+        router,
+        peer: peer.name.to_string(),
     };
-    let writer = async move {
-        let tick_every = cfg.ticktime / 4;
-        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut seq: u64 = 1;
-        loop {
-            let first = tokio::select! {
-                m = rx.recv() => match m {
-                    Some(m) => {
-                        taken();
-                        Some(m)
-                    }
-                    None => {
-                        let _ = wr.shutdown().await;
-                        return ConnectionError::ClosedLocally;
-                    }
-                },
-                _ = echo_w.notified() => None,
-                _ = tokio::time::sleep(tick_every) => None,
-            };
-            let mut msgs = 0;
-            match first {
-                None => buf.extend_from_slice(&[0, 0, 0, 0]),
-                Some(m) => {
-                    encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq);
-                    msgs += 1;
-                }
-            }
-            while buf.len() < (1 << 20) {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        taken();
-                        encode(m, &mut buf, fragments, cfg.fragment_size, &mut seq);
-                        msgs += 1;
-                    }
-                    Err(_) => break,
-                }
-            }
-            if let Err(e) = wr.write_all(&buf).await {
-                return ConnectionError::Io(e);
-            }
-            link_w.msgs_out.fetch_add(msgs, Relaxed);
-            link_w.bytes_out.fetch_add(buf.len() as u64, Relaxed);
-            buf.clear();
-            if buf.capacity() > (4 << 20) {
-                buf.shrink_to(64 * 1024);
-            }
-        }
-    };
-
-    let link_r = link.clone();
-    let reader = async move {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut reasm = Reassembler::new(cfg.max_frame);
-        let limits = Limits::default();
-        loop {
-            match tokio::time::timeout(cfg.ticktime, rd.read_buf(&mut buf)).await {
-                Err(_) => return ConnectionError::TickTimeout(cfg.ticktime),
-                Ok(Err(e)) => return ConnectionError::Io(e),
-                Ok(Ok(0)) => return ConnectionError::Closed,
-                Ok(Ok(n)) => {
-                    link_r.bytes_in.fetch_add(n as u64, Relaxed);
-                    link_r.last_in.store(link_r.ms(), Relaxed);
-                }
-            }
-            loop {
-                match codec::decode_packet(&mut buf, cfg.max_frame) {
-                    Ok(None) => break,
-                    Ok(Some(Packet::Tick)) => echo.notify_one(),
-                    Ok(Some(Packet::Data(body))) => match reasm.push(&body) {
-                        Ok(None) => {}
-                        Ok(Some(m)) => match codec::decode_message(&m, limits) {
-                            Ok(msg) => {
-                                link_r.msgs_in.fetch_add(1, Relaxed);
-                                router.incoming(&peer_name, msg)
-                            }
-                            // One bad message costs that message, not the
-                            // connection (BEAM would have taken it).
-                            Err(e) if !e.is_fatal() => drop_message(&peer_name, &m, &e),
-                            Err(e) => return ConnectionError::Decode(e),
-                        },
-                        Err(e) if !e.is_fatal() => drop_message(&peer_name, &body, &e),
-                        Err(e) => return ConnectionError::Decode(e),
-                    },
-                    Err(e) => return ConnectionError::Decode(e),
-                }
-            }
-        }
-    };
-
     tokio::select! {
-        e = writer => e,
-        e = reader => e,
+        e = std::future::poll_fn(|cx| d.poll(cx)) => e,
         _ = link.close.notified() => ConnectionError::ClosedLocally,
     }
 }
 
-/// Logs a message refused for its content; `msg` is the message (or the
-/// packet body) whose control term names the sender when it can be read.
-fn drop_message(peer: &str, msg: &[u8], e: &codec::DecodeError) {
-    let control = codec::describe_control(msg);
-    tracing::warn!(
-        peer = %peer,
-        control = control.as_deref().unwrap_or("?"),
-        "dropped a message from the peer, the connection stays: {e}"
-    );
+struct Driver<S> {
+    io: S,
+    state: Link,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    rx_open: bool,
+    rbuf: Box<[u8]>,
+    wbuf: Vec<u8>,
+    /// Bytes of `wbuf` already written.
+    wpos: usize,
+    unflushed: bool,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    shared: Arc<PeerLink>,
+    router: Arc<dyn Router>,
+    peer: String,
 }
 
-fn encode(m: Outgoing, buf: &mut Vec<u8>, fragments: bool, frag: usize, seq: &mut u64) {
-    let Outgoing::Msg(msg) = m;
-    let start = buf.len();
-    if let Err(e) = codec::encode_message(msg, buf, fragments) {
-        tracing::warn!("dropped an outgoing message that cannot be encoded: {e}");
-        return;
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// Runs until nothing can progress (every source has registered the
+    /// waker) or the connection ends.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ConnectionError> {
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            let now = tokio::time::Instant::now();
+            // Input.
+            let mut rb = ReadBuf::new(&mut self.rbuf);
+            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Err(e)) => return Poll::Ready(ConnectionError::Io(e)),
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    return Poll::Ready(ConnectionError::Closed)
+                }
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    self.shared.bytes_in.fetch_add(n as u64, Relaxed);
+                    self.shared.last_in.store(self.shared.ms(), Relaxed);
+                    if let Err(e) = self.state.handle_input(&self.rbuf[..n], now.into_std()) {
+                        return Poll::Ready(e.into());
+                    }
+                    self.deliver();
+                    progress = true;
+                }
+                Poll::Pending => {}
+            }
+            // Time.
+            if self.timer.as_mut().poll(cx).is_ready() {
+                if let Err(e) = self.state.handle_timeout(now.into_std()) {
+                    return Poll::Ready(e.into());
+                }
+            }
+            // Output: a new batch once the last one is written.
+            if self.wpos == self.wbuf.len() {
+                self.take(cx);
+                self.wbuf.clear();
+                self.wpos = 0;
+                let n = self.state.poll_transmit(now.into_std(), &mut self.wbuf);
+                self.shared.msgs_out.fetch_add(n as u64, Relaxed);
+            }
+            while self.wpos < self.wbuf.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(ConnectionError::Io(
+                            std::io::ErrorKind::WriteZero.into(),
+                        ))
+                    }
+                    Poll::Ready(Ok(k)) => {
+                        self.wpos += k;
+                        self.shared.bytes_out.fetch_add(k as u64, Relaxed);
+                        self.unflushed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(ConnectionError::Io(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if self.wpos == self.wbuf.len() && !self.state.wants_transmit() {
+                // The queue ran empty: flush, give back a buffer a burst
+                // grew, and close if the node let go of the queue.
+                if self.wbuf.capacity() > HIGH_WATER {
+                    self.wbuf = Vec::with_capacity(LOW_WATER);
+                    self.wpos = 0;
+                }
+                if self.unflushed {
+                    match Pin::new(&mut self.io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => self.unflushed = false,
+                        Poll::Ready(Err(e)) => return Poll::Ready(ConnectionError::Io(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                if !self.rx_open && !self.unflushed {
+                    let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                    return Poll::Ready(ConnectionError::ClosedLocally);
+                }
+            }
+            // The timer, to the link's next deadline.
+            let next = tokio::time::Instant::from_std(self.state.next_timeout());
+            if self.timer.deadline() != next {
+                self.timer.as_mut().reset(next);
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                progress = true;
+            }
+            if !(progress || self.wpos == self.wbuf.len() && self.state.wants_transmit()) {
+                return Poll::Pending;
+            }
+        }
+        // Busy: let other tasks run, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
-    if fragments && buf.len() - start > frag + 7 {
-        codec::fragment_last(buf, start, frag, *seq);
-        *seq += 1;
+
+    /// Takes queued messages into the link (a batch's worth at most).
+    fn take(&mut self, cx: &mut Context<'_>) {
+        while self.rx_open && self.state.queued() < TAKE {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Outgoing::Msg(m))) => {
+                    self.shared.queued.fetch_sub(1, Relaxed);
+                    self.state.queue(m);
+                }
+                Poll::Ready(None) => self.rx_open = false,
+                Poll::Pending => break,
+            }
+        }
+    }
+
+    /// Hands what the link decoded to the router.
+    fn deliver(&mut self) {
+        while let Some(e) = self.state.poll_event() {
+            match e {
+                Event::Message(m) => {
+                    self.shared.msgs_in.fetch_add(1, Relaxed);
+                    self.router.incoming(&self.peer, m);
+                }
+                Event::Dropped { error, control } => tracing::warn!(
+                    peer = %self.peer,
+                    control = control.as_deref().unwrap_or("?"),
+                    "dropped a message from the peer, the connection stays: {error}"
+                ),
+            }
+        }
+    }
+}
+
+impl From<LinkError> for ConnectionError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Decode(e) => ConnectionError::Decode(e),
+            LinkError::TickTimeout(t) => ConnectionError::TickTimeout(t),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NodeName;
+    use crate::dist::control;
+    use crate::term::{atom, binary, Pid};
+    use tokio::io::DuplexStream;
+
+    const TICK: Duration = Duration::from_secs(60);
+
+    /// Hands every message to a channel.
+    struct Collect(mpsc::UnboundedSender<(String, Message)>);
+
+    impl Router for Collect {
+        fn incoming(&self, peer: &str, msg: Message) {
+            let _ = self.0.send((peer.to_string(), msg));
+        }
+    }
+
+    fn peer(name: &str) -> PeerInfo {
+        PeerInfo {
+            name: NodeName::parse(name).unwrap(),
+            flags: flags::OFFERED,
+            creation: 1,
+        }
+    }
+
+    struct Side {
+        tx: mpsc::UnboundedSender<Outgoing>,
+        got: mpsc::UnboundedReceiver<(String, Message)>,
+        link: Arc<PeerLink>,
+        task: tokio::task::JoinHandle<ConnectionError>,
+    }
+
+    /// A driven connection over `io` to a peer called `name`.
+    fn side(io: DuplexStream, name: &str) -> Side {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (gtx, got) = mpsc::unbounded_channel();
+        let link = Arc::new(PeerLink::default());
+        let cfg = ConnConfig {
+            ticktime: TICK,
+            max_frame: 1 << 24,
+            fragment_size: 64 * 1024,
+        };
+        let task = tokio::spawn(drive(
+            io,
+            peer(name),
+            rx,
+            link.clone(),
+            Arc::new(Collect(gtx)),
+            cfg,
+        ));
+        Side {
+            tx,
+            got,
+            link,
+            task,
+        }
+    }
+
+    fn send(s: &Side, m: Message) {
+        s.link.queued.fetch_add(1, Relaxed);
+        s.tx.send(Outgoing::Msg(m)).unwrap();
+    }
+
+    fn msg(i: u32, size: usize) -> Message {
+        Message::send(Pid::new("a@h", i, 0, 1), binary(vec![1; size]))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_drivers_exchange_messages_both_ways() {
+        let (a, b) = tokio::io::duplex(4096);
+        let (mut a, mut b) = (side(a, "b@h"), side(b, "a@h"));
+        let sizes = [0, 10, 1000, 200_000, 3];
+        for (i, &n) in sizes.iter().enumerate() {
+            send(&a, msg(i as u32, n));
+            send(
+                &b,
+                Message::reg_send(Pid::new("b@h", 1, 0, 1), "x".into(), atom("hi")),
+            );
+        }
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(
+                b.got.recv().await.unwrap(),
+                ("a@h".into(), msg(i as u32, n))
+            );
+            assert_eq!(a.got.recv().await.unwrap().0, "b@h");
+        }
+        let s = a.link.stats();
+        assert_eq!((s.msgs_out, s.msgs_in, s.queued), (5, 5, 0));
+        assert!(s.bytes_out > 200_000);
+        assert_eq!(b.link.stats().bytes_in, s.bytes_out);
+        // The node letting go of the queue closes the connection; the peer
+        // sees it closed.
+        drop(a.tx);
+        assert!(matches!(
+            a.task.await.unwrap(),
+            ConnectionError::ClosedLocally
+        ));
+        assert!(matches!(b.task.await.unwrap(), ConnectionError::Closed));
+    }
+
+    /// Ticks on paused time: a quarter of `net_ticktime` of silence brings a
+    /// tick, a tick received is answered, and a peer silent for
+    /// `net_ticktime` is down.
+    #[tokio::test(start_paused = true)]
+    async fn ticks_and_the_silent_peer_timeout() {
+        let (ours, mut raw) = tokio::io::duplex(4096);
+        let s = side(ours, "p@h");
+        let t0 = tokio::time::Instant::now();
+        let mut four = [9u8; 4];
+        raw.read_exact(&mut four).await.unwrap();
+        assert_eq!(four, [0, 0, 0, 0]);
+        assert_eq!(t0.elapsed(), TICK / 4);
+        // The peer ticks: answered at once.
+        tokio::time::sleep(TICK / 8).await;
+        raw.write_all(&[0, 0, 0, 0]).await.unwrap();
+        let heard = tokio::time::Instant::now();
+        raw.read_exact(&mut four).await.unwrap();
+        assert_eq!((four, heard.elapsed()), ([0, 0, 0, 0], Duration::ZERO));
+        // Then silence: ticks every quarter, down a ticktime after the
+        // peer was last heard.
+        let mut ticks = 0;
+        while raw.read_exact(&mut four).await.is_ok() {
+            ticks += 1;
+        }
+        assert_eq!(ticks, 3);
+        assert_eq!(heard.elapsed(), TICK);
+        assert!(matches!(s.task.await.unwrap(), ConnectionError::TickTimeout(t) if t == TICK));
+    }
+
+    /// Framing garbage ends the connection; a message refused for its
+    /// content does not.
+    #[tokio::test(start_paused = true)]
+    async fn bad_input() {
+        let (ours, mut raw) = tokio::io::duplex(4096);
+        let mut s = side(ours, "p@h");
+        let mut out = vec![];
+        let good = Message::reg_send(Pid::new("p@h", 1, 0, 1), "x".into(), atom("ok"));
+        control::encode_message(&good, &mut out, true).unwrap();
+        let mut bad = out.clone();
+        let n = bad.len();
+        bad[n - 4] = 200; // an unknown tag in the payload
+        raw.write_all(&bad).await.unwrap();
+        raw.write_all(&out).await.unwrap();
+        assert_eq!(s.got.recv().await.unwrap().1, good);
+        raw.write_all(&[0, 0, 0, 1, 7]).await.unwrap();
+        assert!(matches!(
+            s.task.await.unwrap(),
+            ConnectionError::Decode(codec::DecodeError::UnknownType(7))
+        ));
+    }
+
+    /// A peer that reads nothing gets a burst in batches, and the writer's
+    /// buffer is given back once the burst is out.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_to_a_slow_reader() {
+        let (ours, mut raw) = tokio::io::duplex(64 * 1024);
+        let s = side(ours, "p@h");
+        let n = 2000;
+        for i in 0..n {
+            send(&s, msg(i, 1024));
+        }
+        let mut rx = Link::new(
+            LinkConfig {
+                ticktime: TICK,
+                max_frame: 1 << 24,
+                fragment_size: 64 * 1024,
+                fragments: true,
+                limits: Limits::default(),
+            },
+            Instant::now(),
+        );
+        let mut got = 0;
+        let mut buf = vec![0; 10_000];
+        while got < n {
+            let k = raw.read(&mut buf).await.unwrap();
+            rx.handle_input(&buf[..k], Instant::now()).unwrap();
+            while let Some(Event::Message(m)) = rx.poll_event() {
+                assert_eq!(m, msg(got, 1024));
+                got += 1;
+            }
+        }
+        assert_eq!(s.link.stats().queued, 0);
+        assert_eq!(s.link.stats().msgs_out, n as u64);
     }
 }

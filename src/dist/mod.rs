@@ -2,8 +2,10 @@
 //!
 //! ```text
 //!  connect/accept -> handshake (pure, handshake.rs) -> connected -> down
-//!                                                   |  codec.rs: packets,
-//!                                                   |  fragments, control
+//!                                                   |  link.rs: framing, ticks,
+//!                                                   |    batching (pure)
+//!                                                   |  codec.rs: fragments
+//!                                                   |  control.rs: messages
 //!                                                   |  connection.rs: IO
 //! ```
 //!
@@ -15,5 +17,10 @@
 
 pub mod codec;
 pub mod connection;
+pub mod control;
 pub mod flags;
 pub mod handshake;
+pub mod link;
+
+#[cfg(test)]
+mod golden_tests;

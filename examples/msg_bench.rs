@@ -1,0 +1,203 @@
+//! Messages per second over the distribution, the harness behind
+//! `scripts/bench_msgs.sh`: BEAM -> BEAM (two `erl` nodes, the baseline),
+//! BEAM -> Rust and Rust -> BEAM, with small messages (`{m, 1}`) and
+//! 1 KiB ones (`{m, <<_:1024/binary>>}`), over loopback; then the RSS of
+//! this process around a burst of 200k 1 KiB messages each way.
+//!
+//! ```sh
+//! erlc -o /tmp/mb bench/erl/msg_bench.erl
+//! cargo run --release --no-default-features --example msg_bench -- /tmp/mb 100000 5
+//! ```
+//!
+//! Arguments: the folder holding `msg_bench.beam`, messages per run,
+//! runs. Prints `key value` lines: `beam.msgs.<path>.<size> msgs/s` for
+//! the BEAM -> BEAM baseline, `ours.msgs.<path>.<size>` for the paths
+//! through this node, `*.mb.<path>.1k` MB/s of payload, and
+//! `ours.rss.<when> MB`. A run counts from the
+//! first send until the receiving process has counted every message.
+
+use cpg_node::config::{Cookie, NodeConfig, NodeName};
+use cpg_node::epmd::server::EpmdServer;
+use cpg_node::process::{Process, Signal};
+use cpg_node::term::{self, atom, binary, int, tuple, Pid, Term};
+use cpg_node::Node;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(120);
+
+// The allocator the `cpg-node` binary ships with (it gives freed memory
+// back to the OS), so that the RSS figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// An `erl` node, killed when dropped.
+struct Erl(std::process::Child, String);
+
+impl Drop for Erl {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn erl(alive: &str, cookie: &str, epmd: u16, ebin: &str) -> Erl {
+    let child = std::process::Command::new("erl")
+        .args([
+            "-sname",
+            alive,
+            "-setcookie",
+            cookie,
+            "-noshell",
+            "-pa",
+            ebin,
+        ])
+        .args(["+sbwt", "none"])
+        .env("ERL_EPMD_PORT", epmd.to_string())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("erl");
+    let host = hostname();
+    Erl(child, format!("{alive}@{host}"))
+}
+
+fn hostname() -> String {
+    let out = std::process::Command::new("hostname")
+        .arg("-s")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+async fn rpc(node: &Node, erl: &str, f: &str, args: Vec<Term>) -> Term {
+    node.rpc(erl, "msg_bench", f, args, T).await.expect("rpc")
+}
+
+/// A Rust process counting what it is told to expect, as `msg_bench:sink/0`.
+async fn rust_sink(mut p: Process) {
+    while let Ok(Signal::Message { msg, .. }) = p.recv().await {
+        let Some([_, n, from]) = term::as_tuple(&msg) else {
+            continue;
+        };
+        let (Some(n), Some(from)) = (term::as_int(n), term::as_pid(from).cloned()) else {
+            continue;
+        };
+        let mut left = n;
+        while left > 0 {
+            match p.recv().await {
+                Ok(Signal::Message { .. }) => left -= 1,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        let me = Term::from(p.pid().clone());
+        let _ = p.send(from, tuple(vec![atom("done"), me]));
+    }
+}
+
+/// Rust -> BEAM: messages per second from a process of ours to `sink`.
+async fn rust_blast(p: &mut Process, sink: &Pid, n: usize, payload: &Term) -> f64 {
+    let me = Term::from(p.pid().clone());
+    p.send(sink.clone(), tuple(vec![atom("expect"), int(n as i32), me]))
+        .unwrap();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        p.send(sink.clone(), tuple(vec![atom("m"), payload.clone()]))
+            .unwrap();
+    }
+    loop {
+        match tokio::time::timeout(T, p.recv()).await {
+            Ok(Ok(Signal::Message { msg, .. })) if term::as_tuple(&msg).is_some() => break,
+            Ok(Ok(_)) => {}
+            other => panic!("no done from the sink: {other:?}"),
+        }
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// BEAM -> `sink`, timed on the sending `erl` node.
+async fn beam_blast(node: &Node, from: &str, sink: &Pid, n: usize, payload: &Term) -> f64 {
+    let args = vec![Term::from(sink.clone()), int(n as i32), payload.clone()];
+    let us = rpc(node, from, "blast", args).await;
+    let us = term::as_int(&us).unwrap_or_else(|| panic!("blast: {us}"));
+    n as f64 / (us as f64 / 1e6)
+}
+
+fn rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let ebin = args.next().expect("the folder of msg_bench.beam");
+    let n: usize = args.next().map_or(100_000, |s| s.parse().unwrap());
+    let runs: usize = args.next().map_or(3, |s| s.parse().unwrap());
+    let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+    let cookie = format!("mb{}", rand::random::<u32>());
+    let tag = std::process::id();
+    let mut config = NodeConfig::new(
+        NodeName::from_cli(&format!("mb_r{tag}"), false).unwrap(),
+        Cookie::new(cookie.clone()),
+    );
+    config.epmd_port = epmd.port;
+    config.embedded_epmd = false;
+    let node = Node::start(config).await.unwrap();
+    let a = erl(&format!("mb_a{tag}"), &cookie, epmd.port, &ebin);
+    let b = erl(&format!("mb_b{tag}"), &cookie, epmd.port, &ebin);
+    for e in [&a, &b] {
+        let t0 = Instant::now();
+        while !node.ping(&e.1).await {
+            assert!(t0.elapsed() < T, "{} did not come up", e.1);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let beam_sink = rpc(&node, &b.1, "sink", vec![]).await;
+    let beam_sink = term::as_pid(&beam_sink).expect("sink pid").clone();
+    let sink = node.spawn_process();
+    let our_sink = sink.pid().clone();
+    tokio::spawn(rust_sink(sink));
+    let mut me = node.spawn_process();
+    // a and b connect to each other before the first timed run
+    rpc(
+        &node,
+        &a.1,
+        "blast",
+        vec![Term::from(beam_sink.clone()), int(10), int(1)],
+    )
+    .await;
+
+    let sizes = [("small", int(1)), ("1k", binary(vec![7; 1024]))];
+    for _ in 0..runs {
+        for (size, payload) in &sizes {
+            let bb = beam_blast(&node, &a.1, &beam_sink, n, payload).await;
+            let br = beam_blast(&node, &a.1, &our_sink, n, payload).await;
+            let rb = rust_blast(&mut me, &beam_sink, n, payload).await;
+            for (side, path, rate) in [
+                ("beam", "beam_beam", bb),
+                ("ours", "beam_rust", br),
+                ("ours", "rust_beam", rb),
+            ] {
+                println!("{side}.msgs.{path}.{size} {rate:.0}");
+                if *size == "1k" {
+                    // payload bytes only
+                    println!("{side}.mb.{path}.{size} {:.1}", rate * 1024.0 / 1e6);
+                }
+            }
+        }
+    }
+    // Memory: a burst of 200k 1 KiB messages each way, then idle.
+    let burst = 200_000;
+    let kib = binary(vec![7; 1024]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!("ours.rss.before_burst {:.1}", rss_mb());
+    rust_blast(&mut me, &beam_sink, burst, &kib).await;
+    beam_blast(&node, &a.1, &our_sink, burst, &kib).await;
+    println!("ours.rss.after_burst {:.1}", rss_mb());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("ours.rss.idle_3s_after {:.1}", rss_mb());
+    node.shutdown().await;
+}
