@@ -175,7 +175,9 @@ impl Fenwick {
 #[derive(Debug, Clone)]
 enum SlotList {
     One(usize),
-    Many(VecDeque<usize>),
+    /// Boxed: most pids have one copy, and the list stays 16 bytes.
+    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
+    Many(Box<VecDeque<usize>>),
 }
 
 impl SlotList {
@@ -188,7 +190,7 @@ impl SlotList {
 
     fn push_back(&mut self, pos: usize) {
         match self {
-            SlotList::One(first) => *self = SlotList::Many(VecDeque::from([*first, pos])),
+            SlotList::One(first) => *self = SlotList::Many(Box::new(VecDeque::from([*first, pos]))),
             SlotList::Many(v) => v.push_back(pos),
         }
     }
@@ -245,7 +247,9 @@ const FEW_PIDS: usize = 8;
 #[derive(Debug, Clone)]
 enum PidMap<P> {
     Few(Vec<(P, Copies)>),
-    Many(HashMap<P, Copies>),
+    /// Boxed: a group of one pid pays for a pointer, not a whole map.
+    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
+    Many(Box<HashMap<P, Copies>>),
 }
 
 impl<P: Eq + Hash> PidMap<P> {
@@ -273,7 +277,7 @@ impl<P: Eq + Hash> PidMap<P> {
             PidMap::Few(v) => {
                 let mut m: HashMap<P, Copies> = std::mem::take(v).into_iter().collect();
                 m.insert(pid, c);
-                *self = PidMap::Many(m);
+                *self = PidMap::Many(Box::new(m));
             }
             PidMap::Many(m) => {
                 m.insert(pid, c);
@@ -290,7 +294,7 @@ impl<P: Eq + Hash> PidMap<P> {
             }
             PidMap::Many(m) => {
                 m.remove(pid);
-                crate::util::shrink_sparse(m);
+                crate::util::shrink_sparse(&mut **m);
             }
         }
     }

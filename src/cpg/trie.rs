@@ -89,8 +89,13 @@ struct Entry<V> {
 ///   `value` is the key that ends exactly at this node, if any.
 ///
 /// The root is never a leaf; its `value` is the empty key.
+///
+/// The entry is boxed: most nodes (every inner node of a long shared
+/// prefix) hold none, and a node sits inline in its parent's `children`,
+/// so an unboxed entry would make every node, and every spare slot of a
+/// `children` vector, as big as a group.
 struct Node<V> {
-    value: Option<Entry<V>>,
+    value: Option<Box<Entry<V>>>,
     /// The number of keys in this subtree, `value` included.
     count: usize,
     /// Sorted by `char`, no duplicates.
@@ -110,7 +115,7 @@ impl<V> Node<V> {
 
     fn leaf_of(entry: Entry<V>) -> Self {
         Node {
-            value: Some(entry),
+            value: Some(Box::new(entry)),
             count: 1,
             children: Vec::new(),
         }
@@ -131,7 +136,7 @@ impl<V> Node<V> {
     /// The single key of this branch, if it is a leaf.
     fn leaf(&self) -> Option<&Entry<V>> {
         if self.children.is_empty() {
-            self.value.as_ref()
+            self.value.as_deref()
         } else {
             None
         }
@@ -144,10 +149,10 @@ impl<V> Node<V> {
 
     /// Moves every entry of this subtree out, without recursion.
     fn take_entries(&mut self) -> Vec<Entry<V>> {
-        let mut entries: Vec<Entry<V>> = self.value.take().into_iter().collect();
+        let mut entries: Vec<Entry<V>> = self.value.take().into_iter().map(|e| *e).collect();
         let mut stack = std::mem::take(&mut self.children);
         while let Some((_, mut node)) = stack.pop() {
-            entries.extend(node.value.take());
+            entries.extend(node.value.take().map(|e| *e));
             stack.append(&mut node.children);
         }
         self.count = 0;
@@ -262,10 +267,10 @@ impl<V> Trie<V> {
         let mut depth = 0;
         loop {
             if node.children.is_empty() {
-                return node.value.as_ref().filter(|e| *e.key == *key);
+                return node.value.as_deref().filter(|e| *e.key == *key);
             }
             let Some(c) = key[depth..].chars().next() else {
-                return node.value.as_ref();
+                return node.value.as_deref();
             };
             node = node.child(c)?;
             depth += c.len_utf8();
@@ -326,13 +331,23 @@ impl<V> Trie<V> {
             if node.children.is_empty() {
                 if let Some(old) = node.value.take() {
                     match old.key[depth..].chars().next() {
-                        Some(c) => node.children.push((c, Node::leaf_of(old))),
+                        Some(c) => {
+                            node.children.reserve_exact(1);
+                            node.children.push((
+                                c,
+                                Node {
+                                    value: Some(old),
+                                    count: 1,
+                                    children: Vec::new(),
+                                },
+                            ))
+                        }
                         None => node.value = Some(old),
                     }
                 }
             }
             let Some(c) = entry.key[depth..].chars().next() else {
-                return &mut node.value.insert(entry).value;
+                return &mut node.value.insert(Box::new(entry)).value;
             };
             depth += c.len_utf8();
             match node.index(c) {
@@ -340,8 +355,13 @@ impl<V> Trie<V> {
                 Err(i) => {
                     let mut leaf = Node::new();
                     leaf.count = 1;
+                    // Most nodes have a few children: grow one at a time
+                    // up to 8, then double.
+                    if node.children.len() == node.children.capacity() && node.children.len() < 8 {
+                        node.children.reserve_exact(1);
+                    }
                     node.children.insert(i, (c, leaf));
-                    return &mut node.children[i].1.value.insert(entry).value;
+                    return &mut node.children[i].1.value.insert(Box::new(entry)).value;
                 }
             }
         }
@@ -416,7 +436,7 @@ impl<V> Trie<V> {
     /// (code point by code point, a prefix first), as `trie:to_list/1`.
     pub fn iter(&self) -> Iter<'_, V> {
         Iter {
-            pending: self.root.value.as_ref(),
+            pending: self.root.value.as_deref(),
             stack: vec![self.root.children.iter()],
             remaining: self.len(),
         }
@@ -463,7 +483,7 @@ impl Search {
                     };
                     hit.then_some(leaf)
                 } else if rest.is_empty() {
-                    child.value.as_ref()
+                    child.value.as_deref()
                 } else if !wild {
                     (node, name, depth) = (child, rest, below);
                     continue;
@@ -548,7 +568,7 @@ impl Search {
         loop {
             let mut chars = rest.chars();
             let Some(c) = chars.next() else {
-                return Ok(wild.value.as_ref());
+                return Ok(wild.value.as_deref());
             };
             let after = chars.as_str();
             if c == WILDCARD_ANY {
