@@ -2,7 +2,7 @@
 //! fire, and the `noconnection` fan-out when a peer goes down. Changes with
 //! the semantics of links and monitors.
 
-use super::{Inner, NodeEvent};
+use super::{DownReason, Inner, NodeEvent};
 use crate::process::Signal;
 use crate::term::{self, atom, tuple, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
@@ -18,7 +18,7 @@ pub(super) struct MonOut {
 impl Inner {
     /// A connection to `node` is gone: fire `noconnection` for links and
     /// monitors that cross it.
-    pub(super) fn node_down(&self, node: &str, _id: u64, why: &str) {
+    pub(super) fn node_down(&self, node: &str, _id: u64, reason: DownReason) {
         let noconn = atom("noconnection");
         let mut signals: Vec<(Pid, Signal)> = Vec::new();
         {
@@ -69,9 +69,10 @@ impl Inner {
             }
             self.deliver(&to, s);
         }
-        let _ = self
-            .events
-            .send(NodeEvent::Down(node.to_string(), why.to_string()));
+        let _ = self.events.send(NodeEvent::Down {
+            node: node.to_string(),
+            reason,
+        });
     }
 
     /// `watcher` no longer holds monitor `mref`.

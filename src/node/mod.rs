@@ -26,19 +26,21 @@ pub mod cluster;
 mod kernel;
 mod links;
 mod peers;
+mod reason;
 mod registry;
 mod router;
 mod services;
 pub(crate) mod supervise;
 
 use crate::config::NodeConfig;
-use crate::dist::connection::{ConnectionError, LinkStats};
+use crate::dist::connection::LinkStats;
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Kernel, Process, SendError};
 use crate::term::{self, atom, tuple, Atom, Pid, Reference};
 use links::MonOut;
 use parking_lot::{Mutex, RwLock};
 use peers::{Peer, EPMD_HOST};
+pub use reason::DownReason;
 use registry::ProcEntry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -77,8 +79,13 @@ pub struct PeerStats {
 pub enum NodeEvent {
     /// A connection is up.
     Up(String),
-    /// A connection went down, with the reason.
-    Down(String, String),
+    /// A connection went down, or an attempt to make one failed.
+    Down {
+        /// The peer.
+        node: String,
+        /// Why.
+        reason: DownReason,
+    },
 }
 
 struct Inner {
@@ -333,14 +340,14 @@ impl Node {
 
     /// Connects to `node` (no-op if connected) and waits until the
     /// connection is up or has failed.
-    pub async fn connect(&self, node: &str) -> Result<(), ConnectionError> {
+    pub async fn connect(&self, node: &str) -> Result<(), DownReason> {
         let mut ev = self.subscribe();
         if self.peers().iter().any(|p| p == node) {
             return Ok(());
         }
         self.inner
             .peer_tx(node)
-            .map_err(|e| ConnectionError::Unreachable(e.to_string()))?;
+            .map_err(|e| DownReason::Unreachable(e.to_string()))?;
         let wait = async {
             loop {
                 if self.peers().iter().any(|p| p == node) {
@@ -348,11 +355,9 @@ impl Node {
                 }
                 match ev.recv().await {
                     Ok(NodeEvent::Up(n)) if n == node => return Ok(()),
-                    Ok(NodeEvent::Down(n, why)) if n == node => {
-                        return Err(ConnectionError::Unreachable(why))
-                    }
+                    Ok(NodeEvent::Down { node: n, reason }) if n == node => return Err(reason),
                     Err(broadcast::error::RecvError::Closed) => {
-                        return Err(ConnectionError::ClosedLocally)
+                        return Err(DownReason::ClosedLocally)
                     }
                     _ => {}
                 }
@@ -360,12 +365,12 @@ impl Node {
         };
         tokio::time::timeout(std::time::Duration::from_secs(15), wait)
             .await
-            .map_err(|_| ConnectionError::HandshakeTimeout)?
+            .map_err(|_| DownReason::HandshakeTimeout)?
     }
 
     /// Closes the connection to `node` (like `erlang:disconnect_node/1`).
     pub fn disconnect(&self, node: &str) {
-        self.inner.drop_peer(node, "disconnected");
+        self.inner.drop_peer(node, DownReason::Disconnected);
     }
 
     /// Stops the node: every process ends with reason `shutdown` (links and

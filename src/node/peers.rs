@@ -3,13 +3,13 @@
 //! EPMD registration that lets peers find us. Changes with the distribution
 //! protocol's connection set-up.
 
-use super::{supervise, Inner, NodeEvent};
+use super::{supervise, DownReason, Inner, NodeEvent};
 use crate::config::NodeName;
 use crate::dist::connection::{
     self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, Router,
 };
 use crate::dist::flags;
-use crate::dist::handshake::{HandshakeError, Local, PeerInfo};
+use crate::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
 use crate::epmd::{self, NodeEntry};
 use crate::process::SendError;
 use erl_dist::message::Message;
@@ -142,7 +142,7 @@ impl Inner {
             if let Err(msg) = dial.await {
                 tracing::error!(peer = %node, "the connection task crashed: {msg}");
                 if me.remove_peer(&node, id) {
-                    me.node_down(&node, id, &ConnectionError::Crashed(msg).to_string());
+                    me.node_down(&node, id, DownReason::Crashed(msg));
                 }
             }
         });
@@ -167,7 +167,7 @@ impl Inner {
                 "outgoing queue over {} messages: peer too slow, disconnecting",
                 self.config.max_peer_queue
             );
-            self.drop_peer(node, "outgoing queue overflow");
+            self.drop_peer(node, DownReason::QueueOverflow);
             return Err(SendError::NoConnection(node.to_string()));
         }
         Ok(())
@@ -175,7 +175,7 @@ impl Inner {
 
     /// Closes the connection to `node` at once (its queue is dropped) and
     /// reports it down.
-    pub(super) fn drop_peer(&self, node: &str, why: &str) {
+    pub(super) fn drop_peer(&self, node: &str, why: DownReason) {
         let removed = self.peers.lock().remove(node);
         if let Some(p) = removed {
             p.link.close.notify_one();
@@ -220,10 +220,12 @@ impl Inner {
         // Lost a simultaneous connect: the peer answered `nok` and dials us;
         // its connection arrives through `adopted`.
         let result = match result {
-            Err(ConnectionError::Handshake(HandshakeError::Refused(s))) if s == "nok" => {
+            Err(ConnectionError::Handshake(HandshakeError::Rejected(Status::Nok))) => {
                 match tokio::time::timeout(std::time::Duration::from_secs(10), adopted).await {
                     Ok(Ok((sock, peer))) => Ok((sock, peer, Direction::In)),
-                    _ => Err(ConnectionError::Handshake(HandshakeError::Refused(s))),
+                    _ => Err(ConnectionError::Handshake(HandshakeError::Rejected(
+                        Status::Nok,
+                    ))),
                 }
             }
             other => other.map(|(sock, peer)| (sock, peer, Direction::Out)),
@@ -235,7 +237,7 @@ impl Inner {
                 // `connect`, the cluster keeper) reports it as it sees fit.
                 tracing::debug!(peer = %node, "connection failed: {e}");
                 if self.remove_peer(&node, id) {
-                    self.node_down(&node, id, &e.to_string());
+                    self.node_down(&node, id, e.into());
                 }
             }
         }
@@ -249,7 +251,7 @@ impl Inner {
         let admit = |p: &PeerInfo| {
             if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
                 tracing::warn!(%addr, "incoming connection refused: {why}");
-                return Err("not_allowed");
+                return Err(Status::NotAllowed.as_str());
             }
             let node = p.name.to_string();
             let state = match self.peers.lock().get(&node) {
@@ -259,7 +261,7 @@ impl Inner {
                     Some(c) => PeerState::Up(c),
                 },
             };
-            admit_incoming(&self.name, p, state)
+            admit_incoming(&self.name, p, state).map_err(Status::as_str)
         };
         let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
             Ok(p) => p,
@@ -311,7 +313,7 @@ impl Inner {
             // (messages queued for our own attempt are lost with it).
             tracing::info!(peer = %node, "replacing the previous connection");
             old.link.close.notify_one();
-            self.node_down(&node, old.id, "replaced by a new connection");
+            self.node_down(&node, old.id, DownReason::Replaced);
         }
         self.run_connection(sock, peer, id, rx, Direction::In).await;
     }
@@ -349,7 +351,7 @@ impl Inner {
             tracing::info!(peer = %node, "nodedown: {why}");
         }
         if removed {
-            self.node_down(&node, id, &why.to_string());
+            self.node_down(&node, id, why.into());
         }
     }
 
@@ -379,10 +381,10 @@ enum PeerState {
 /// are already connected to is the loser of such a race arriving late: `nok`
 /// too (its dial adopts our connection). A new creation is a restarted node:
 /// it replaces the old connection.
-fn admit_incoming(me: &str, peer: &PeerInfo, state: PeerState) -> Result<(), &'static str> {
+fn admit_incoming(me: &str, peer: &PeerInfo, state: PeerState) -> Result<(), Status> {
     match state {
-        PeerState::Dialling if me > peer.name.to_string().as_str() => Err("nok"),
-        PeerState::Up(c) if c == peer.creation => Err("nok"),
+        PeerState::Dialling if me > peer.name.to_string().as_str() => Err(Status::Nok),
+        PeerState::Up(c) if c == peer.creation => Err(Status::Nok),
         _ => Ok(()),
     }
 }
@@ -403,7 +405,10 @@ mod tests {
             creation,
         };
         let a = peer("a@h", 1);
-        assert_eq!(admit_incoming("b@h", &a, PeerState::Dialling), Err("nok"));
+        assert_eq!(
+            admit_incoming("b@h", &a, PeerState::Dialling),
+            Err(Status::Nok)
+        );
         assert_eq!(
             admit_incoming("a@h", &peer("b@h", 1), PeerState::Dialling),
             Ok(())
@@ -412,7 +417,7 @@ mod tests {
         // Already connected to that incarnation: a late duplicate.
         assert_eq!(
             admit_incoming("a@h", &peer("b@h", 1), PeerState::Up(1)),
-            Err("nok")
+            Err(Status::Nok)
         );
         // A restarted peer (new creation) replaces the old connection.
         assert_eq!(admit_incoming("b@h", &a, PeerState::Up(7)), Ok(()));

@@ -205,7 +205,7 @@ async fn beam_peer_frozen_longer_than_the_ticktime() {
     sig(g.os_pid(), "-STOP");
     let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
         loop {
-            if let Ok(cpg_node::node::NodeEvent::Down(n, _)) = ev.recv().await {
+            if let Ok(cpg_node::node::NodeEvent::Down { node: n, .. }) = ev.recv().await {
                 if n == g.name {
                     return;
                 }
@@ -558,7 +558,11 @@ async fn silent_partition_detected_by_ticks_and_healed() {
     let t = Instant::now();
     let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
         loop {
-            if let Ok(cpg_node::node::NodeEvent::Down(n, why)) = ev.recv().await {
+            if let Ok(cpg_node::node::NodeEvent::Down {
+                node: n,
+                reason: why,
+            }) = ev.recv().await
+            {
                 if n == g.name {
                     return why;
                 }
