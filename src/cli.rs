@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use cpg_node::config::{
     default_cookie_or_create, ConfigError, Cookie, CookieError, NameError, NodeConfig, NodeName,
+    PortRange,
 };
 use cpg_node::cpg::{BeamNodeType, CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
@@ -48,6 +49,11 @@ pub struct NodeArgs {
     /// net_ticktime in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     pub net_ticktime: u64,
+    /// Distribution port to listen on: `MIN-MAX` takes the first free one,
+    /// as erl's inet_dist_listen_min/max (e.g. for a firewall), or `PORT`;
+    /// default: any free port.
+    #[arg(long, global = true, value_name = "MIN-MAX")]
+    pub dist_port_range: Option<PortRange>,
 }
 
 /// What to do.
@@ -326,6 +332,7 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
     let mut c = NodeConfig::new(name, cookie);
     c.epmd_port = cpg_node::epmd::port_from_env();
     c.net_ticktime = Duration::from_secs(a.net_ticktime);
+    c.listen_ports = a.dist_port_range.unwrap_or_default();
     c.check()?;
     Ok(c)
 }

@@ -33,7 +33,7 @@ mod services;
 pub(crate) mod supervise;
 
 use crate::config::NodeConfig;
-use crate::dist::connection::LinkStats;
+use crate::dist::connection::{LinkStats, PeerLink};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Kernel, Process, SendError};
 use crate::term::{self, atom, tuple, Atom, Pid, Reference};
@@ -43,10 +43,10 @@ use peers::{Peer, EPMD_HOST};
 pub use reason::DownReason;
 use registry::ProcEntry;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Weak};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 /// Why the node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,9 @@ pub enum StartError {
     /// Could not listen for distribution connections.
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
+    /// Every port of [`NodeConfig::listen_ports`] is taken.
+    #[error("no free distribution port in {0} (inet_dist_listen_min/max)")]
+    NoFreePort(crate::config::PortRange),
     /// EPMD failed.
     #[error(transparent)]
     Epmd(#[from] epmd::EpmdError),
@@ -104,9 +107,17 @@ struct Inner {
     mons_out: Mutex<HashMap<Reference, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Connections running (handshake done, see `peers::LiveConn`), and
+    /// their end, which shutdown waits for.
+    live_conns: AtomicUsize,
+    conn_ended: Notify,
     started: std::time::Instant,
     _epmd_server: Mutex<Option<EpmdServer>>,
 }
+
+/// How long [`Node::shutdown`] waits for the connections to write out what
+/// is queued for them.
+pub const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A running node. Clone it freely.
 #[derive(Clone)]
@@ -123,12 +134,23 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// Starts the node: listens for connections, registers with EPMD
     /// (starting an embedded EPMD if none answers and the config allows),
-    /// and starts the `net_kernel` responder.
+    /// and starts the `net_kernel` responder. It listens on the first free
+    /// port of [`NodeConfig::listen_ports`] (any port by default).
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         config.check()?;
-        let listener = TcpListener::bind(("0.0.0.0", 0))
-            .await
-            .map_err(StartError::Listen)?;
+        let listener = peers::listen(config.listen_ports).await?;
+        Node::start_with_listener(config, listener).await
+    }
+
+    /// [`Node::start`] on a listener the caller has bound (a port chosen
+    /// elsewhere, a socket handed down): distribution connections are
+    /// accepted on it and EPMD is given its port.
+    /// [`NodeConfig::listen_ports`] is not used.
+    pub async fn start_with_listener(
+        config: NodeConfig,
+        listener: TcpListener,
+    ) -> Result<Node, StartError> {
+        config.check()?;
         let port = listener.local_addr().map_err(StartError::Listen)?.port();
         let entry = NodeEntry::hidden(config.name.alive(), port);
         let mut server = None;
@@ -176,6 +198,8 @@ impl Node {
             mons_out: Mutex::default(),
             events,
             tasks: Mutex::default(),
+            live_conns: AtomicUsize::new(0),
+            conn_ended: Notify::new(),
             started: std::time::Instant::now(),
             _epmd_server: Mutex::new(server),
         });
@@ -374,8 +398,9 @@ impl Node {
     }
 
     /// Stops the node: every process ends with reason `shutdown` (links and
-    /// monitors are told), queued messages are flushed, connections close,
-    /// and the EPMD entry goes.
+    /// monitors are told), the messages queued for each peer are written
+    /// out (waiting at most [`SHUTDOWN_FLUSH`] for a slow peer),
+    /// connections close, and the EPMD entry goes.
     pub async fn shutdown(&self) {
         let pids: Vec<Pid> = self
             .inner
@@ -387,10 +412,26 @@ impl Node {
         for p in pids {
             self.inner.exited(&p, atom("shutdown"));
         }
-        // Dropping the queues lets each writer flush and close.
-        let peers: Vec<Peer> = self.inner.peers.lock().drain().map(|(_, p)| p).collect();
-        drop(peers);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Dropping the queues lets each writer flush what is queued and
+        // close; the connections' tasks end once they have.
+        let links: Vec<Arc<PeerLink>> = self
+            .inner
+            .peers
+            .lock()
+            .drain()
+            .map(|(_, p)| p.link)
+            .collect();
+        if tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.connections_ended())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown: peers still had messages queued after {SHUTDOWN_FLUSH:?}; closing"
+            );
+            for l in links {
+                l.close.notify_one();
+            }
+        }
         // Aborting the EPMD keeper drops the registration: EPMD forgets us.
         for t in self.inner.tasks.lock().drain(..) {
             t.abort();
@@ -412,15 +453,21 @@ mod tests {
     use crate::process::Signal;
     use std::time::Duration;
 
-    /// A node named `name@localhost` registered with the EPMD on `epmd`.
-    pub(super) async fn node_named(name: &str, epmd: u16) -> Node {
+    /// The configuration of a node named `name@localhost` registering with
+    /// the EPMD on `epmd`.
+    pub(super) fn config(name: &str, epmd: u16) -> NodeConfig {
         let mut c = NodeConfig::new(
             NodeName::parse(&format!("{name}@localhost")).unwrap(),
             Cookie::new("c"),
         );
         c.epmd_port = epmd;
         c.embedded_epmd = false;
-        Node::start(c).await.unwrap()
+        c
+    }
+
+    /// A node named `name@localhost` registered with the EPMD on `epmd`.
+    pub(super) async fn node_named(name: &str, epmd: u16) -> Node {
+        Node::start(config(name, epmd)).await.unwrap()
     }
 
     /// A node with an EPMD of its own (keep the EPMD alive as long as it).

@@ -3,8 +3,8 @@
 //! EPMD registration that lets peers find us. Changes with the distribution
 //! protocol's connection set-up.
 
-use super::{supervise, DownReason, Inner, NodeEvent};
-use crate::config::NodeName;
+use super::{supervise, DownReason, Inner, NodeEvent, StartError};
+use crate::config::{NodeName, PortRange};
 use crate::dist::connection::{
     self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, Router,
 };
@@ -36,6 +36,43 @@ pub(super) struct Peer {
 }
 
 /// Where the node registers: EPMD on this host, as `erl` does.
+/// Binds the distribution listener on the first free port of `ports`
+/// (trying each in turn, as `inet_dist_listen_min/max` do).
+pub(super) async fn listen(ports: PortRange) -> Result<TcpListener, StartError> {
+    if ports.is_any() {
+        return TcpListener::bind(("0.0.0.0", 0))
+            .await
+            .map_err(StartError::Listen);
+    }
+    for port in ports.min..=ports.max {
+        match TcpListener::bind(("0.0.0.0", port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(StartError::Listen(e)),
+        }
+    }
+    Err(StartError::NoFreePort(ports))
+}
+
+/// A running connection, counted in `Inner::live_conns` for as long as it
+/// lives.
+struct LiveConn(Arc<Inner>);
+
+impl LiveConn {
+    fn new(inner: &Arc<Inner>) -> LiveConn {
+        inner.live_conns.fetch_add(1, Ordering::AcqRel);
+        LiveConn(inner.clone())
+    }
+}
+
+impl Drop for LiveConn {
+    fn drop(&mut self) {
+        if self.0.live_conns.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.conn_ended.notify_waiters();
+        }
+    }
+}
+
 pub(super) const EPMD_HOST: &str = "127.0.0.1";
 
 /// Holds the EPMD registration for the node's life (`reg`, or a new one
@@ -327,14 +364,16 @@ impl Inner {
         direction: Direction,
     ) {
         let node = peer.name.to_string();
-        let link = {
+        // Counted under the peers lock: a shutdown that drains the peers
+        // after this waits for this connection to flush.
+        let (link, _live) = {
             let mut peers = self.peers.lock();
             match peers.get_mut(&node) {
                 Some(p) if p.id == id => {
                     p.link.mark_up(direction);
                     p.up_creation = Some(peer.creation);
                     p.hidden = peer.flags & flags::PUBLISHED == 0;
-                    p.link.clone()
+                    (p.link.clone(), LiveConn::new(&self))
                 }
                 _ => return, // superseded while handshaking
             }
@@ -352,6 +391,20 @@ impl Inner {
         }
         if removed {
             self.node_down(&node, id, why.into());
+        }
+    }
+
+    /// Resolves once no connection is running (each has flushed its queue
+    /// and closed, or failed).
+    pub(super) async fn connections_ended(&self) {
+        loop {
+            let ended = self.conn_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.live_conns.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
         }
     }
 
@@ -391,8 +444,10 @@ fn admit_incoming(me: &str, peer: &PeerInfo, state: PeerState) -> Result<(), Sta
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{node, node_named};
+    use super::super::tests::{config, node, node_named};
+    use super::super::{Node, StartError};
     use super::*;
+    use crate::epmd::server::EpmdServer;
     use crate::process::Dest;
     use crate::term::{self, atom};
     use std::time::Duration;
@@ -462,5 +517,40 @@ mod tests {
         assert!(b.process_count() >= 2, "net_kernel and inbox");
         a.shutdown().await;
         b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn listens_on_the_first_free_port_of_the_range_or_a_given_listener() {
+        let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+        let taken = TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+        let p = taken.local_addr().unwrap().port();
+        let mut c = config("ranged", epmd.port);
+        c.listen_ports = PortRange::single(p);
+        match Node::start(c.clone()).await {
+            Err(StartError::NoFreePort(r)) => assert_eq!(r, PortRange::single(p)),
+            other => panic!("{other:?}"),
+        }
+        c.listen_ports = PortRange {
+            min: p,
+            max: p.saturating_add(20),
+        };
+        let n = Node::start(c).await.unwrap();
+        assert!(
+            n.port() > p && n.port() <= p.saturating_add(20),
+            "{}",
+            n.port()
+        );
+        n.shutdown().await;
+
+        let mine = TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+        let port = mine.local_addr().unwrap().port();
+        let n = Node::start_with_listener(config("handed", epmd.port), mine)
+            .await
+            .unwrap();
+        assert_eq!(n.port(), port);
+        let other = node_named("dialler", epmd.port).await;
+        other.connect(n.name()).await.unwrap();
+        other.shutdown().await;
+        n.shutdown().await;
     }
 }
