@@ -126,7 +126,7 @@ impl Kernel for Inner {
     }
 
     fn demonitor(&self, from: &Pid, mref: &Reference) {
-        let held = match self.procs.write().get_mut(&from.id) {
+        let held = match self.procs.write(from.id).get_mut(&from.id) {
             Some(e) => {
                 let h = e.held.remove(mref);
                 shrink_sparse(&mut e.held);
@@ -136,7 +136,7 @@ impl Kernel for Inner {
         };
         match held {
             Some(Some(target)) => {
-                if let Some(e) = self.procs.write().get_mut(&target) {
+                if let Some(e) = self.procs.write(target).get_mut(&target) {
                     e.monitors.remove(mref);
                 }
             }
@@ -146,11 +146,11 @@ impl Kernel for Inner {
     }
 
     fn link(&self, from: &Pid, to: &Pid) {
-        if let Some(e) = self.procs.write().get_mut(&from.id) {
+        if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
             e.links.insert(to.clone());
         }
         if self.is_local(to) {
-            let ok = match self.procs.write().get_mut(&to.id) {
+            let ok = match self.procs.write(to.id).get_mut(&to.id) {
                 Some(e) => {
                     e.links.insert(from.clone());
                     true
@@ -169,11 +169,11 @@ impl Kernel for Inner {
     }
 
     fn unlink(&self, from: &Pid, to: &Pid) {
-        if let Some(e) = self.procs.write().get_mut(&from.id) {
+        if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
             e.links.remove(to);
         }
         if self.is_local(to) {
-            if let Some(e) = self.procs.write().get_mut(&to.id) {
+            if let Some(e) = self.procs.write(to.id).get_mut(&to.id) {
                 e.links.remove(from);
             }
         } else {
@@ -205,7 +205,7 @@ impl Kernel for Inner {
         if names.contains_key(name) {
             return Err(SendError::NameTaken(name.to_string()));
         }
-        match self.procs.write().get_mut(&pid.id) {
+        match self.procs.write(pid.id).get_mut(&pid.id) {
             Some(e) => e.name = Some(name.to_string()),
             None => return Err(SendError::NoProc),
         }
@@ -218,12 +218,7 @@ impl Kernel for Inner {
     }
 
     fn exited(&self, pid: &Pid, reason: Term) {
-        let removed = {
-            let mut procs = self.procs.write();
-            let e = procs.remove(&pid.id);
-            shrink_sparse(&mut procs);
-            e
-        };
+        let removed = self.procs.remove(pid.id);
         let Some(e) = removed else {
             return;
         };
@@ -264,7 +259,7 @@ impl Kernel for Inner {
         for (mref, target) in e.held {
             match target {
                 Some(t) => {
-                    if let Some(te) = self.procs.write().get_mut(&t) {
+                    if let Some(te) = self.procs.write(t).get_mut(&t) {
                         te.monitors.remove(&mref);
                         shrink_sparse(&mut te.monitors);
                     }

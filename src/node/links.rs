@@ -21,29 +21,26 @@ impl Inner {
     pub(super) fn node_down(&self, node: &str, _id: u64, reason: DownReason) {
         let noconn = atom("noconnection");
         let mut signals: Vec<(Pid, Signal)> = Vec::new();
-        {
-            let mut procs = self.procs.write();
-            for (&id, e) in procs.iter_mut() {
-                let me = self.pid(id);
-                e.links.retain(|l| {
-                    if l.node.name == node {
-                        signals.push((
-                            me.clone(),
-                            Signal::Exit {
-                                from: l.clone(),
-                                reason: noconn.clone(),
-                                exit2: false,
-                            },
-                        ));
-                        false
-                    } else {
-                        true
-                    }
-                });
-                e.monitors.retain(|_, (w, _)| w.node.name != node);
-                shrink_sparse(&mut e.monitors);
-            }
-        }
+        self.procs.for_each_mut(|id, e| {
+            let me = self.pid(id);
+            e.links.retain(|l| {
+                if l.node.name == node {
+                    signals.push((
+                        me.clone(),
+                        Signal::Exit {
+                            from: l.clone(),
+                            reason: noconn.clone(),
+                            exit2: false,
+                        },
+                    ));
+                    false
+                } else {
+                    true
+                }
+            });
+            e.monitors.retain(|_, (w, _)| w.node.name != node);
+            shrink_sparse(&mut e.monitors);
+        });
         {
             let mut mons = self.mons_out.lock();
             mons.retain(|mref, m| {
@@ -77,7 +74,7 @@ impl Inner {
 
     /// `watcher` no longer holds monitor `mref`.
     pub(super) fn forget_held(&self, watcher: &Pid, mref: &Reference) {
-        if let Some(e) = self.procs.write().get_mut(&watcher.id) {
+        if let Some(e) = self.procs.write(watcher.id).get_mut(&watcher.id) {
             e.held.remove(mref);
             shrink_sparse(&mut e.held);
         }
@@ -85,7 +82,7 @@ impl Inner {
 
     /// `watcher` holds monitor `mref` on `target` (`None`: on another node).
     pub(super) fn hold(&self, watcher: &Pid, mref: &Reference, target: Option<u32>) {
-        if let Some(e) = self.procs.write().get_mut(&watcher.id) {
+        if let Some(e) = self.procs.write(watcher.id).get_mut(&watcher.id) {
             e.held.insert(mref.clone(), target);
         }
     }
@@ -97,7 +94,7 @@ impl Inner {
         watcher: Pid,
         how: PidOrAtom,
     ) -> bool {
-        match self.procs.write().get_mut(&target.id) {
+        match self.procs.write(target.id).get_mut(&target.id) {
             Some(e) if self.is_local(target) => {
                 e.monitors.insert(mref, (watcher, how));
                 true
@@ -110,7 +107,7 @@ impl Inner {
         let linked = self.is_local(&to)
             && self
                 .procs
-                .write()
+                .write(to.id)
                 .get_mut(&to.id)
                 .map(|e| e.links.remove(&from))
                 .unwrap_or(false);
@@ -231,7 +228,9 @@ mod tests {
         let c = n.spawn_process();
         let _ = a.monitor(c.pid().clone());
         drop(a);
-        assert!(n.inner.procs.read()[&c.pid().id].monitors.is_empty());
+        assert!(n.inner.procs.read(c.pid().id)[&c.pid().id]
+            .monitors
+            .is_empty());
         n.shutdown().await;
     }
 }

@@ -41,7 +41,7 @@ use links::MonOut;
 use parking_lot::{Mutex, RwLock};
 use peers::{Peer, EPMD_HOST};
 pub use reason::DownReason;
-use registry::ProcEntry;
+use registry::ProcTable;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Weak};
@@ -98,12 +98,14 @@ struct Inner {
     atom: Atom,
     creation: u32,
     port: u16,
-    procs: RwLock<HashMap<u32, ProcEntry>>,
+    procs: ProcTable,
     names: RwLock<HashMap<String, Pid>>,
     next_id: AtomicU32,
     next_ref: AtomicU64,
     next_conn: AtomicU64,
-    peers: Mutex<HashMap<String, Peer>>,
+    /// Peers by name: read by every remote send, written when a peer is
+    /// dialled, comes up, or goes.
+    peers: RwLock<HashMap<String, Peer>>,
     mons_out: Mutex<HashMap<Reference, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -189,12 +191,12 @@ impl Node {
             creation,
             port,
             config,
-            procs: RwLock::default(),
+            procs: ProcTable::default(),
             names: RwLock::default(),
             next_id: AtomicU32::new(100),
             next_ref: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
-            peers: Mutex::default(),
+            peers: RwLock::default(),
             mons_out: Mutex::default(),
             events,
             tasks: Mutex::default(),
@@ -291,7 +293,7 @@ impl Node {
 
     /// Whether a local pid is alive.
     pub fn is_alive(&self, pid: &Pid) -> bool {
-        self.inner.is_local(pid) && self.inner.procs.read().contains_key(&pid.id)
+        self.inner.is_local(pid) && self.inner.procs.read(pid.id).contains_key(&pid.id)
     }
 
     /// Connected peers (handshake done).
@@ -299,7 +301,7 @@ impl Node {
         let mut v: Vec<String> = self
             .inner
             .peers
-            .lock()
+            .read()
             .iter()
             .filter(|(_, p)| p.up_creation.is_some())
             .map(|(n, _)| n.clone())
@@ -312,7 +314,7 @@ impl Node {
     pub fn is_connected(&self, node: &str) -> bool {
         self.inner
             .peers
-            .lock()
+            .read()
             .get(node)
             .is_some_and(|p| p.up_creation.is_some())
     }
@@ -322,7 +324,7 @@ impl Node {
     pub fn is_hidden_peer(&self, node: &str) -> Option<bool> {
         self.inner
             .peers
-            .lock()
+            .read()
             .get(node)
             .filter(|p| p.up_creation.is_some())
             .map(|p| p.hidden)
@@ -335,7 +337,7 @@ impl Node {
 
     /// How many processes the node hosts (its own `net_kernel` included).
     pub fn process_count(&self) -> usize {
-        self.inner.procs.read().len()
+        self.inner.procs.len()
     }
 
     /// Every connected peer with its connection's counters, sorted by name.
@@ -343,7 +345,7 @@ impl Node {
         let mut v: Vec<PeerStats> = self
             .inner
             .peers
-            .lock()
+            .read()
             .iter()
             .filter_map(|(n, p)| {
                 p.up_creation.map(|creation| PeerStats {
@@ -405,9 +407,9 @@ impl Node {
         let pids: Vec<Pid> = self
             .inner
             .procs
-            .read()
-            .keys()
-            .map(|&id| self.inner.pid(id))
+            .ids()
+            .into_iter()
+            .map(|id| self.inner.pid(id))
             .collect();
         for p in pids {
             self.inner.exited(&p, atom("shutdown"));
@@ -417,7 +419,7 @@ impl Node {
         let links: Vec<Arc<PeerLink>> = self
             .inner
             .peers
-            .lock()
+            .write()
             .drain()
             .map(|(_, p)| p.link)
             .collect();

@@ -36,6 +36,19 @@ pub(super) struct Peer {
 }
 
 /// Where the node registers: EPMD on this host, as `erl` does.
+/// Puts `msg` on a peer's queue; how many are queued with it, or `None`
+/// when the connection is gone.
+fn enqueue(tx: &mpsc::UnboundedSender<Outgoing>, link: &PeerLink, msg: Message) -> Option<usize> {
+    // Counted before the send, so the writer (which counts down as it takes
+    // messages) never sees the counter below zero.
+    let queued = link.queued.fetch_add(1, Ordering::Relaxed) + 1;
+    if tx.send(Outgoing::Msg(msg)).is_err() {
+        link.queued.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(queued)
+}
+
 /// Binds the distribution listener on the first free port of `ports`
 /// (trying each in turn, as `inet_dist_listen_min/max` do).
 pub(super) async fn listen(ports: PortRange) -> Result<TcpListener, StartError> {
@@ -150,7 +163,11 @@ impl Inner {
         &self,
         node: &str,
     ) -> Result<(mpsc::UnboundedSender<Outgoing>, Arc<PeerLink>), SendError> {
-        let mut peers = self.peers.lock();
+        if let Some(p) = self.peers.read().get(node) {
+            return Ok((p.tx.clone(), p.link.clone()));
+        }
+        let mut peers = self.peers.write();
+        // Looked up again: another sender may have started the dial.
         if let Some(p) = peers.get(node) {
             return Ok((p.tx.clone(), p.link.clone()));
         }
@@ -186,15 +203,23 @@ impl Inner {
         Ok((tx, link))
     }
 
+    /// Queues `msg` for `node`, dialling it if needed. A peer already known
+    /// is found under the peers' read lock (senders do not serialize) and
+    /// nothing is cloned or allocated.
     pub(super) fn send_to_node(&self, node: &str, msg: Message) -> Result<(), SendError> {
-        let (tx, link) = self.peer_tx(node)?;
-        // Counted before the send, so the writer (which counts down as it
-        // takes messages) never sees the counter below zero.
-        let queued = link.queued.fetch_add(1, Ordering::Relaxed) + 1;
-        if tx.send(Outgoing::Msg(msg)).is_err() {
-            link.queued.fetch_sub(1, Ordering::Relaxed);
+        let queued = {
+            let peers = self.peers.read();
+            if let Some(p) = peers.get(node) {
+                enqueue(&p.tx, &p.link, msg)
+            } else {
+                drop(peers);
+                let (tx, link) = self.peer_tx(node)?;
+                enqueue(&tx, &link, msg)
+            }
+        };
+        let Some(queued) = queued else {
             return Err(SendError::NoConnection(node.to_string()));
-        }
+        };
         if queued > self.config.max_peer_queue {
             // A peer that cannot keep up must not grow our memory without
             // bound: drop the connection (monitors and links see
@@ -213,7 +238,7 @@ impl Inner {
     /// Closes the connection to `node` at once (its queue is dropped) and
     /// reports it down.
     pub(super) fn drop_peer(&self, node: &str, why: DownReason) {
-        let removed = self.peers.lock().remove(node);
+        let removed = self.peers.write().remove(node);
         if let Some(p) = removed {
             p.link.close.notify_one();
             self.node_down(node, p.id, why);
@@ -291,7 +316,7 @@ impl Inner {
                 return Err(Status::NotAllowed.as_str());
             }
             let node = p.name.to_string();
-            let state = match self.peers.lock().get(&node) {
+            let state = match self.peers.read().get(&node) {
                 None => PeerState::None,
                 Some(peer) => match peer.up_creation {
                     None => PeerState::Dialling,
@@ -320,7 +345,7 @@ impl Inner {
         // (with the messages queued on it).
         let adopt = self
             .peers
-            .lock()
+            .write()
             .get_mut(&node)
             .filter(|p| p.up_creation.is_none())
             .and_then(|p| p.adopt.take());
@@ -333,7 +358,7 @@ impl Inner {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let old = self.peers.lock().insert(
+        let old = self.peers.write().insert(
             node.clone(),
             Peer {
                 tx,
@@ -367,7 +392,7 @@ impl Inner {
         // Counted under the peers lock: a shutdown that drains the peers
         // after this waits for this connection to flush.
         let (link, _live) = {
-            let mut peers = self.peers.lock();
+            let mut peers = self.peers.write();
             match peers.get_mut(&node) {
                 Some(p) if p.id == id => {
                     p.link.mark_up(direction);
@@ -411,7 +436,7 @@ impl Inner {
     /// Removes the peer entry of connection `id` (not a newer one that
     /// replaced it); whether it was there.
     pub(super) fn remove_peer(&self, node: &str, id: u64) -> bool {
-        let mut peers = self.peers.lock();
+        let mut peers = self.peers.write();
         match peers.get(node) {
             Some(p) if p.id == id => peers.remove(node).is_some(),
             _ => false,

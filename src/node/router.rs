@@ -26,7 +26,7 @@ impl Inner {
             Message::RegSendTt(m) => self.deliver_named(m.from_pid, &m.to_name.name, m.message),
             Message::Link(m) => {
                 let ok = self.is_local(&m.to_pid)
-                    && match self.procs.write().get_mut(&m.to_pid.id) {
+                    && match self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
                         Some(e) => {
                             e.links.insert(m.from_pid.clone());
                             true
@@ -39,13 +39,13 @@ impl Inner {
                 }
             }
             Message::UnlinkId(m) => {
-                if let Some(e) = self.procs.write().get_mut(&m.to_pid.id) {
+                if let Some(e) = self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
                     e.links.remove(&m.from_pid);
                 }
                 let _ = self.send_to_node(peer, Message::unlink_id_ack(m.id, m.to_pid, m.from_pid));
             }
             Message::Unlink(m) => {
-                if let Some(e) = self.procs.write().get_mut(&m.to_pid.id) {
+                if let Some(e) = self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
                     e.links.remove(&m.from_pid);
                 }
             }
@@ -77,7 +77,7 @@ impl Inner {
             }
             Message::DemonitorP(m) => {
                 if let Some(t) = self.local_target(&m.to_proc) {
-                    if let Some(e) = self.procs.write().get_mut(&t.id) {
+                    if let Some(e) = self.procs.write(t.id).get_mut(&t.id) {
                         e.monitors.remove(&m.reference);
                         shrink_sparse(&mut e.monitors);
                     }
