@@ -20,6 +20,7 @@
 //!   └──────────────────────────────────────────┘
 //!   mod.rs (this file): the handle, start/shutdown/spawn/connect
 //!   services.rs: net_kernel responder, rex client (rpc)
+//!   reason.rs: why a peer went down (NodeEvent::Down, Node::connect)
 //! ```
 
 pub mod cluster;
@@ -365,7 +366,7 @@ impl Node {
     }
 
     /// Connects to `node` (no-op if connected) and waits until the
-    /// connection is up or has failed.
+    /// connection is up or has failed, and why ([`DownReason`]).
     pub async fn connect(&self, node: &str) -> Result<(), DownReason> {
         let mut ev = self.subscribe();
         if self.peers().iter().any(|p| p == node) {
