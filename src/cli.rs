@@ -4,12 +4,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use cpg_node::config::{
     default_cookie_or_create, ConfigError, Cookie, CookieError, NameError, NodeConfig, NodeName,
+    PortRange,
 };
 use cpg_node::cpg::{BeamNodeType, CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
-use cpg_node::dist::connection::ConnectionError;
-use cpg_node::dist::handshake::HandshakeError;
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
-use cpg_node::node::NodeEvent;
+use cpg_node::node::{DownReason, NodeEvent};
 use cpg_node::process::{CallError, Dest, Process, Signal};
 use cpg_node::status::{self, NodeStatus, Status};
 use cpg_node::term::{self, atom, Term};
@@ -50,6 +49,11 @@ pub struct NodeArgs {
     /// net_ticktime in seconds.
     #[arg(long, global = true, default_value_t = 60)]
     pub net_ticktime: u64,
+    /// Distribution port to listen on: `MIN-MAX` takes the first free one,
+    /// as erl's inet_dist_listen_min/max (e.g. for a firewall), or `PORT`;
+    /// default: any free port.
+    #[arg(long, global = true, value_name = "MIN-MAX")]
+    pub dist_port_range: Option<PortRange>,
 }
 
 /// What to do.
@@ -365,22 +369,20 @@ fn kind_of(e: &anyhow::Error) -> &'static str {
         if c.is::<CookieError>() {
             return "cookie_file";
         }
-        if let Some(c) = c.downcast_ref::<ConnectionError>() {
-            return match c {
-                ConnectionError::Handshake(
-                    HandshakeError::CookieMismatch | HandshakeError::ClosedAfterReply,
-                ) => "wrong_cookie",
-                ConnectionError::MixedNames(_) => "mixed_names",
-                // Node::connect reports a failed dial by its text only.
-                ConnectionError::Unreachable(why) if why.contains("cookie") => "wrong_cookie",
-                ConnectionError::Unreachable(why) if why.contains("never connects short") => {
-                    "mixed_names"
-                }
-                _ => "unreachable",
-            };
+        if let Some(r) = c.downcast_ref::<DownReason>() {
+            return down_kind(r);
         }
     }
     "error"
+}
+
+/// The error kind of a failed connection, from its typed reason.
+fn down_kind(r: &DownReason) -> &'static str {
+    match r {
+        DownReason::WrongCookie(_) => "wrong_cookie",
+        DownReason::MixedNames(_) => "mixed_names",
+        _ => "unreachable",
+    }
 }
 
 /// Prints `e` once (stderr, or a JSON object on stdout under `--json`);
@@ -434,6 +436,7 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
     let mut c = NodeConfig::new(name, cookie);
     c.epmd_port = cpg_node::epmd::port_from_env();
     c.net_ticktime = Duration::from_secs(a.net_ticktime);
+    c.listen_ports = a.dist_port_range.unwrap_or_default();
     c.check()?;
     Ok(c)
 }
@@ -670,7 +673,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                             eprintln!("cpg-node: now watching {n} too");
                         }
                         // A failed redial is a Down too: said once.
-                        NodeEvent::Down(n, why) if up.remove(&n) => {
+                        NodeEvent::Down { node: n, reason: why } if up.remove(&n) => {
                             eprintln!("cpg-node: lost {n}: {why}");
                         }
                         _ => {}

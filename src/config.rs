@@ -122,6 +122,69 @@ pub enum ConfigError {
     /// rest (`erl` wants a positive integer too).
     #[error("net_ticktime must be at least 1 second (got {0:?})")]
     TickTime(Duration),
+    /// A distribution port range whose low end is above its high end.
+    #[error("bad distribution port range {0}: the low end is above the high end")]
+    PortRange(PortRange),
+}
+
+/// The ports the node may listen on for distribution connections, as
+/// `erl`'s `inet_dist_listen_min`/`inet_dist_listen_max`: the first free
+/// one is taken. `0-0` (the default) lets the system pick any free port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PortRange {
+    /// The lowest port tried.
+    pub min: u16,
+    /// The highest port tried.
+    pub max: u16,
+}
+
+impl PortRange {
+    /// Any free port, chosen by the system.
+    pub const ANY: PortRange = PortRange { min: 0, max: 0 };
+
+    /// Just `port`.
+    pub fn single(port: u16) -> PortRange {
+        PortRange {
+            min: port,
+            max: port,
+        }
+    }
+
+    /// Whether the system picks the port.
+    pub fn is_any(&self) -> bool {
+        *self == PortRange::ANY
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+/// Why a port range could not be parsed ([`PortRange`]'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad port range {0:?}: expected MIN-MAX or PORT (ports 0-65535, MIN <= MAX)")]
+pub struct PortRangeError(pub String);
+
+impl std::str::FromStr for PortRange {
+    type Err = PortRangeError;
+    /// `MIN-MAX` or a single `PORT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || PortRangeError(s.to_string());
+        let port = |p: &str| p.trim().parse::<u16>().map_err(|_| bad());
+        let r = match s.split_once('-') {
+            Some((min, max)) => PortRange {
+                min: port(min)?,
+                max: port(max)?,
+            },
+            None => PortRange::single(port(s)?),
+        };
+        if r.min > r.max {
+            return Err(bad());
+        }
+        Ok(r)
+    }
 }
 
 impl fmt::Display for NodeName {
@@ -206,6 +269,8 @@ pub struct NodeConfig {
     /// losing it, and the default for redialling peers
     /// ([`crate::node::cluster`]).
     pub backoff: Backoff,
+    /// The ports to listen on for distribution connections (default: any).
+    pub listen_ports: PortRange,
 }
 
 /// Capped exponential backoff with jitter, for anything retried after a
@@ -260,6 +325,9 @@ impl NodeConfig {
         if self.net_ticktime < Duration::from_secs(1) {
             return Err(ConfigError::TickTime(self.net_ticktime));
         }
+        if self.listen_ports.min > self.listen_ports.max {
+            return Err(ConfigError::PortRange(self.listen_ports));
+        }
         Ok(())
     }
 
@@ -275,6 +343,7 @@ impl NodeConfig {
             fragment_size: 64 << 10,
             max_peer_queue: 1 << 20,
             backoff: Backoff::default(),
+            listen_ports: PortRange::ANY,
         }
     }
 }
@@ -391,6 +460,26 @@ pub fn read_cookie_file(path: &std::path::Path) -> Result<Cookie, CookieError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_ranges() {
+        let r = |s: &str| s.parse::<PortRange>();
+        assert_eq!(
+            r("9100-9105"),
+            Ok(PortRange {
+                min: 9100,
+                max: 9105
+            })
+        );
+        assert_eq!(r("9100"), Ok(PortRange::single(9100)));
+        assert!(r("0").unwrap().is_any());
+        for bad in ["9105-9100", "a-b", "1-", "-1", "70000", ""] {
+            assert!(r(bad).is_err(), "{bad}");
+        }
+        let mut c = NodeConfig::new(NodeName::parse("a@h").unwrap(), Cookie::new("c"));
+        c.listen_ports = PortRange { min: 2, max: 1 };
+        assert!(matches!(c.check(), Err(ConfigError::PortRange(_))));
+    }
 
     #[test]
     fn names() {

@@ -594,7 +594,7 @@ impl<N: WireName> ScopeTask<N> {
                 biased;
                 e = node_events.recv() => match e {
                     Ok(NodeEvent::Up(n)) => self.peer_up(&n),
-                    Ok(NodeEvent::Down(n, _)) => {
+                    Ok(NodeEvent::Down { node: n, .. }) => {
                         let effects = self.state.write().node_down(&n);
                         self.polled.remove(&n);
                         self.remote.remove(&n);

@@ -39,8 +39,16 @@ pub enum HandshakeError {
     /// The peer's digest did not match: it has another cookie.
     #[error("the peer's digest does not match our cookie (wrong cookie on one side)")]
     CookieMismatch,
-    /// The peer refused us with this status.
+    /// The peer refused us at the status step (`nok`, `not_allowed`, or a
+    /// status we cannot go on with, such as `named:` we never ask for).
     #[error("the peer refused the connection: status {0}")]
+    Rejected(Status),
+    /// The peer answered a status this protocol version does not know.
+    #[error("unknown handshake status {0:?}")]
+    UnknownStatus(String),
+    /// We refused the peer at the name step with this status (the acceptor
+    /// side, see [`crate::dist::connection::handshake_in`]).
+    #[error("refused the peer at the name step: status {0}")]
     Refused(String),
     /// The peer lacks distribution flags OTP 25 requires.
     #[error("peer {peer} lacks mandatory distribution flags {missing:?}")]
@@ -71,6 +79,63 @@ pub enum HandshakeError {
         /// What we were waiting for.
         while_: &'static str,
     },
+}
+
+/// A handshake status: what the acceptor answers the initiator's name with
+/// (`'s'` then the status text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// `ok`: go on.
+    Ok,
+    /// `ok_simultaneous`: go on; the acceptor dropped its own attempt.
+    OkSimultaneous,
+    /// `nok`: a simultaneous connect the acceptor wins; its own connection
+    /// comes instead.
+    Nok,
+    /// `not_allowed`: the acceptor does not let us connect.
+    NotAllowed,
+    /// `alive`: the acceptor still holds a connection from an earlier
+    /// incarnation of us; the initiator answers `true` to replace it.
+    Alive,
+    /// `named:`: the acceptor gives us a dynamic name (only answered when
+    /// asked for one, which we never do).
+    Named,
+}
+
+impl Status {
+    /// The status as sent on the wire (after the `'s'` tag; `named:` is
+    /// followed by the name given).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::OkSimultaneous => "ok_simultaneous",
+            Status::Nok => "nok",
+            Status::NotAllowed => "not_allowed",
+            Status::Alive => "alive",
+            Status::Named => "named:",
+        }
+    }
+
+    /// Parses a status message's text (after the `'s'` tag); `None` for one
+    /// the protocol does not define.
+    pub fn parse(text: &[u8]) -> Option<Status> {
+        Some(match text {
+            b"ok" => Status::Ok,
+            b"ok_simultaneous" => Status::OkSimultaneous,
+            b"nok" => Status::Nok,
+            b"not_allowed" => Status::NotAllowed,
+            b"alive" => Status::Alive,
+            t if t.starts_with(b"named:") => Status::Named,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What we learn about the peer.
@@ -250,19 +315,20 @@ impl Initiator {
                         state: "waiting for the status",
                     });
                 }
-                match &msg[1..] {
-                    b"ok" | b"ok_simultaneous" => {
+                match Status::parse(&msg[1..]) {
+                    Some(Status::Ok | Status::OkSimultaneous) => {
                         self.state = IState::ExpectChallenge;
                         Ok(Step::Continue(vec![]))
                     }
-                    b"alive" => {
+                    Some(Status::Alive) => {
                         // The peer still holds a connection from an earlier
                         // incarnation of us: tell it to drop that one.
                         self.state = IState::ExpectChallenge;
                         Ok(Step::Continue(vec![b"strue".to_vec()]))
                     }
-                    other => Err(HandshakeError::Refused(
-                        String::from_utf8_lossy(other).into_owned(),
+                    Some(refused) => Err(HandshakeError::Rejected(refused)),
+                    None => Err(HandshakeError::UnknownStatus(
+                        String::from_utf8_lossy(&msg[1..]).into_owned(),
                     )),
                 }
             }
@@ -403,7 +469,8 @@ impl Acceptor {
     }
 
     /// After [`Step::NameReceived`]: refuse with a status such as `nok` or
-    /// `not_allowed`; returns the message to send before closing.
+    /// `not_allowed` ([`Status::as_str`]); returns the message to send
+    /// before closing.
     pub fn refuse(&mut self, status: &str) -> Vec<u8> {
         self.state = AState::Finished;
         let mut m = b"s".to_vec();
@@ -553,11 +620,24 @@ mod tests {
 
     #[test]
     fn refusals_and_garbage() {
-        let (mut i, _) = Initiator::start(local("a@h", "c"), 1);
+        let status = |msg: &[u8]| Initiator::start(local("a@h", "c"), 1).0.handle(msg);
+        let rejected = |s| Err(HandshakeError::Rejected(s));
+        assert_eq!(status(b"snot_allowed"), rejected(Status::NotAllowed));
+        assert_eq!(status(b"snok"), rejected(Status::Nok));
+        assert_eq!(status(b"snamed:\0\x03x@h"), rejected(Status::Named));
         assert_eq!(
-            i.handle(b"snot_allowed"),
-            Err(HandshakeError::Refused("not_allowed".into()))
+            status(b"smaybe"),
+            Err(HandshakeError::UnknownStatus("maybe".into()))
         );
+        for s in [
+            Status::Ok,
+            Status::OkSimultaneous,
+            Status::Nok,
+            Status::NotAllowed,
+            Status::Alive,
+        ] {
+            assert_eq!(Status::parse(s.as_str().as_bytes()), Some(s));
+        }
         let mut a = Acceptor::new(local("b@h", "c"), 2);
         assert!(a.handle(b"").is_err());
         let mut a = Acceptor::new(local("b@h", "c"), 2);

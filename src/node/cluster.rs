@@ -473,8 +473,8 @@ async fn drive(
                         k.up(&n);
                     }
                 }
-                Ok(NodeEvent::Down(n, why)) => {
-                    keeper.lock().down(&n, &why, Instant::now(), rand::random());
+                Ok(NodeEvent::Down { node: n, reason }) => {
+                    keeper.lock().down(&n, &reason.to_string(), Instant::now(), rand::random());
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let peers = node.peers();

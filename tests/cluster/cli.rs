@@ -177,6 +177,9 @@ async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
     let (code, _, err) = run(with(&["--net-ticktime", "0", "ping", &target])).await;
     assert_eq!(code, 2);
     assert!(one_error_line(&err).contains("net-ticktime"), "{err}");
+    let (code, _, err) = run(with(&["--dist-port-range", "9200-9100", "ping", &target])).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("bad port range"), "{err}");
 
     // A usage error clap finds is JSON too under --json.
     let (code, out, _) = cli_raw(&w, &["members", "g", "--json"], None).await;

@@ -530,7 +530,10 @@ async fn short_and_long_names_do_not_mix() {
     let short = w.rust_node("s").await;
     let e = ErlNode::start_long(&crate::support::unique("el"), &w.cookie, w.epmd.port).await;
     match short.connect(&e.name).await {
-        Err(err) => assert!(err.to_string().contains("never connects short"), "{err}"),
+        Err(err @ cpg_node::node::DownReason::MixedNames(_)) => {
+            assert!(err.to_string().contains("never connects short"), "{err}")
+        }
+        Err(err) => panic!("not refused for its name: {err:?}"),
         Ok(()) => panic!("a short-name node connected to the long-name {}", e.name),
     }
     // A long-name node dialing the short one is refused at the name step.
@@ -548,8 +551,10 @@ async fn short_and_long_names_do_not_mix() {
         matches!(
             r,
             Err(cpg_node::dist::connection::ConnectionError::Handshake(
-                cpg_node::dist::handshake::HandshakeError::Refused(ref s)
-            )) if s == "not_allowed"
+                cpg_node::dist::handshake::HandshakeError::Rejected(
+                    cpg_node::dist::handshake::Status::NotAllowed
+                )
+            ))
         ),
         "{r:?}"
     );

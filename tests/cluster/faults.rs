@@ -13,7 +13,8 @@ use crate::support::{eval, eventually, host, unique, ErlNode, World};
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions};
-use cpg_node::term::{self, Term};
+use cpg_node::process::Dest;
+use cpg_node::term::{self, atom, tuple, Term};
 use cpg_node::Node;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,7 +206,7 @@ async fn beam_peer_frozen_longer_than_the_ticktime() {
     sig(g.os_pid(), "-STOP");
     let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
         loop {
-            if let Ok(cpg_node::node::NodeEvent::Down(n, _)) = ev.recv().await {
+            if let Ok(cpg_node::node::NodeEvent::Down { node: n, .. }) = ev.recv().await {
                 if n == g.name {
                     return;
                 }
@@ -558,7 +559,11 @@ async fn silent_partition_detected_by_ticks_and_healed() {
     let t = Instant::now();
     let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
         loop {
-            if let Ok(cpg_node::node::NodeEvent::Down(n, why)) = ev.recv().await {
+            if let Ok(cpg_node::node::NodeEvent::Down {
+                node: n,
+                reason: why,
+            }) = ev.recv().await
+            {
                 if n == g.name {
                     return why;
                 }
@@ -702,4 +707,65 @@ async fn the_cluster_is_discovered_from_a_seed_and_filtered_by_only() {
     let t = back_on_beam(&ctl, &late.name, "g", &suffix, 1, 10).await;
     println!("a node that joined later: member there after {t:?}");
     assert!(t.is_some(), "a node that joined later was not discovered");
+}
+
+/// `Node::shutdown` writes out what is queued before it returns: a burst
+/// sent just before it, to an erl node too frozen to read it all at once
+/// (it resumes a second later), all reaches the node, though the Rust
+/// node's runtime (every task) is gone as soon as `shutdown` returns, as
+/// when a program ends. Writing it out does not fit in the sockets'
+/// buffers, so a shutdown that did not wait would lose most of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_queued_before_shutdown_reach_a_slow_erl_node() {
+    crate::require_erl!();
+    const N: i32 = 20_000;
+    let w = World::new().await;
+    let e = w.erl("sink").await;
+    let ctl = w.rust_node("ctl").await;
+    let sink = "Sink = spawn(fun() -> Loop = fun L(N) -> receive \
+                {count, From} -> From ! {count, N}, L(N); {n, _, _} -> L(N + 1) end end, \
+                Loop(0) end), register(flush_sink, Sink), ok.";
+    assert_eq!(eval(&ctl, &e.name, sink).await, atom("ok"));
+    let (config, target, os_pid) = (w.config("flusher"), e.name.clone(), e.os_pid());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = Node::start(config).await.unwrap();
+            r.connect(&target).await.unwrap();
+            let p = r.spawn_process();
+            sig(os_pid, "-STOP");
+            let resume = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                sig(os_pid, "-CONT");
+            });
+            let to = Dest::Name("flush_sink".into(), target.clone());
+            for i in 0..N {
+                let payload = term::binary(vec![7; 2048]);
+                p.send(to.clone(), tuple(vec![atom("n"), term::int(i), payload]))
+                    .unwrap();
+            }
+            r.shutdown().await;
+            resume.join().unwrap();
+        });
+        // Every task of the node ends here: what was not written is lost.
+        drop(rt);
+    })
+    .join()
+    .unwrap();
+    let count = "flush_sink ! {count, self()}, \
+                 receive {count, N} -> N after 5000 -> timeout end.";
+    // Read until all have come (the erl node may still be reading).
+    let mut got = eval(&ctl, &e.name, count).await;
+    for _ in 0..100 {
+        if term::as_int(&got) == Some(N as i64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        got = eval(&ctl, &e.name, count).await;
+    }
+    assert_eq!(term::as_int(&got), Some(N as i64), "got {got}");
 }

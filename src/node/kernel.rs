@@ -1,0 +1,275 @@
+//! The outbound kernel: what local processes ask of the node (send,
+//! monitor, link, exit, register), through [`crate::process::Kernel`].
+//! Changes with the process API.
+
+use super::links::MonOut;
+use super::Inner;
+use crate::process::{Dest, Kernel, SendError, Signal};
+use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
+use crate::util::shrink_sparse;
+use erl_dist::message::Message;
+use std::sync::atomic::Ordering;
+
+impl Kernel for Inner {
+    fn send(&self, from: &Pid, to: &Dest, msg: Term) -> Result<(), SendError> {
+        match to {
+            Dest::Pid(p) if p.node.name == self.name => {
+                self.deliver(
+                    p,
+                    Signal::Message {
+                        from: Some(from.clone()),
+                        msg,
+                    },
+                );
+                Ok(())
+            }
+            Dest::Pid(p) => self.send_to_node(&p.node.name, Message::send(p.clone(), msg)),
+            Dest::Name(name, node) if *node == self.name => {
+                let p = self
+                    .names
+                    .read()
+                    .get(name)
+                    .cloned()
+                    .ok_or(SendError::NoProc)?;
+                self.deliver(
+                    &p,
+                    Signal::Message {
+                        from: Some(from.clone()),
+                        msg,
+                    },
+                );
+                Ok(())
+            }
+            Dest::Name(name, node) => self.send_to_node(
+                node,
+                Message::reg_send(from.clone(), Atom::from(name.as_str()), msg),
+            ),
+        }
+    }
+
+    fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError> {
+        if alias.node.name == self.name {
+            // Our processes make no aliases: nothing can be reached.
+            return Ok(());
+        }
+        self.send_to_node(
+            &alias.node.name,
+            Message::alias_send(from.clone(), alias.clone(), msg),
+        )
+    }
+
+    fn monitor(&self, from: &Pid, to: &Dest) -> Reference {
+        let mref = self.make_ref_inner();
+        let (node, item, target) = match to {
+            Dest::Pid(p) => (
+                p.node.name.clone(),
+                Term::Pid(p.clone()),
+                PidOrAtom::Pid(p.clone()),
+            ),
+            Dest::Name(n, node) => (
+                node.clone(),
+                tuple(vec![atom(n), atom(node)]),
+                PidOrAtom::Atom(Atom::from(n.as_str())),
+            ),
+        };
+        if node == self.name {
+            let ok = match self.local_target(&target) {
+                Some(t) => {
+                    let added = self.add_monitor(&t, mref.clone(), from.clone(), target);
+                    if added {
+                        self.hold(from, &mref, Some(t.id));
+                    }
+                    added
+                }
+                None => false,
+            };
+            if !ok {
+                self.deliver(
+                    from,
+                    Signal::Down {
+                        mref: mref.clone(),
+                        item,
+                        reason: atom("noproc"),
+                    },
+                );
+            }
+            return mref;
+        }
+        self.mons_out.lock().insert(
+            mref.clone(),
+            MonOut {
+                watcher: from.clone(),
+                node: node.clone(),
+                item: item.clone(),
+            },
+        );
+        self.hold(from, &mref, None);
+        if self
+            .send_to_node(
+                &node,
+                Message::monitor_p(from.clone(), target, mref.clone()),
+            )
+            .is_err()
+        {
+            self.mons_out.lock().remove(&mref);
+            self.forget_held(from, &mref);
+            self.deliver(
+                from,
+                Signal::Down {
+                    mref: mref.clone(),
+                    item,
+                    reason: atom("noconnection"),
+                },
+            );
+        }
+        mref
+    }
+
+    fn demonitor(&self, from: &Pid, mref: &Reference) {
+        let held = match self.procs.write(from.id).get_mut(&from.id) {
+            Some(e) => {
+                let h = e.held.remove(mref);
+                shrink_sparse(&mut e.held);
+                h
+            }
+            None => None,
+        };
+        match held {
+            Some(Some(target)) => {
+                if let Some(e) = self.procs.write(target).get_mut(&target) {
+                    e.monitors.remove(mref);
+                }
+            }
+            Some(None) => self.demonitor_remote(from, mref),
+            None => {}
+        }
+    }
+
+    fn link(&self, from: &Pid, to: &Pid) {
+        if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
+            e.links.insert(to.clone());
+        }
+        if self.is_local(to) {
+            let ok = match self.procs.write(to.id).get_mut(&to.id) {
+                Some(e) => {
+                    e.links.insert(from.clone());
+                    true
+                }
+                None => false,
+            };
+            if !ok {
+                self.link_exit(to.clone(), from.clone(), atom("noproc"));
+            }
+        } else if self
+            .send_to_node(&to.node.name, Message::link(from.clone(), to.clone()))
+            .is_err()
+        {
+            self.link_exit(to.clone(), from.clone(), atom("noconnection"));
+        }
+    }
+
+    fn unlink(&self, from: &Pid, to: &Pid) {
+        if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
+            e.links.remove(to);
+        }
+        if self.is_local(to) {
+            if let Some(e) = self.procs.write(to.id).get_mut(&to.id) {
+                e.links.remove(from);
+            }
+        } else {
+            let id = self.next_ref.fetch_add(1, Ordering::Relaxed);
+            let _ = self.send_to_node(
+                &to.node.name,
+                Message::unlink_id(
+                    term::int((id & 0x7ff_ffff) as i32),
+                    from.clone(),
+                    to.clone(),
+                ),
+            );
+        }
+    }
+
+    fn exit2(&self, from: &Pid, to: &Pid, reason: Term) {
+        if self.is_local(to) {
+            self.exit2_in(from.clone(), to.clone(), reason);
+        } else {
+            let _ = self.send_to_node(
+                &to.node.name,
+                Message::exit2(from.clone(), to.clone(), reason),
+            );
+        }
+    }
+
+    fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError> {
+        let mut names = self.names.write();
+        if names.contains_key(name) {
+            return Err(SendError::NameTaken(name.to_string()));
+        }
+        match self.procs.write(pid.id).get_mut(&pid.id) {
+            Some(e) => e.name = Some(name.to_string()),
+            None => return Err(SendError::NoProc),
+        }
+        names.insert(name.to_string(), pid.clone());
+        Ok(())
+    }
+
+    fn make_ref(&self) -> Reference {
+        self.make_ref_inner()
+    }
+
+    fn exited(&self, pid: &Pid, reason: Term) {
+        let removed = self.procs.remove(pid.id);
+        let Some(e) = removed else {
+            return;
+        };
+        if let Some(n) = &e.name {
+            self.names.write().remove(n);
+        }
+        for l in e.links {
+            if self.is_local(&l) {
+                self.link_exit(pid.clone(), l, reason.clone());
+            } else {
+                let node = l.node.name.clone();
+                let _ = self.send_to_node(&node, Message::exit(pid.clone(), l, reason.clone()));
+            }
+        }
+        for (mref, (watcher, how)) in e.monitors {
+            if self.is_local(&watcher) {
+                self.forget_held(&watcher, &mref);
+                let item = match &how {
+                    PidOrAtom::Pid(p) => Term::Pid(p.clone()),
+                    PidOrAtom::Atom(a) => tuple(vec![Term::Atom(a.clone()), atom(&self.name)]),
+                };
+                self.deliver(
+                    &watcher,
+                    Signal::Down {
+                        mref,
+                        item,
+                        reason: reason.clone(),
+                    },
+                );
+            } else {
+                let _ = self.send_to_node(
+                    &watcher.node.name,
+                    Message::monitor_p_exit(how, watcher.clone(), mref, reason.clone()),
+                );
+            }
+        }
+        // Monitors this process held on others are no longer wanted.
+        for (mref, target) in e.held {
+            match target {
+                Some(t) => {
+                    if let Some(te) = self.procs.write(t).get_mut(&t) {
+                        te.monitors.remove(&mref);
+                        shrink_sparse(&mut te.monitors);
+                    }
+                }
+                None => self.demonitor_remote(pid, &mref),
+            }
+        }
+    }
+
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,581 @@
+//! Peers: dialling (EPMD lookup, handshake), accepting, settling a
+//! simultaneous connect, admission, and dropping or removing a peer. Also the
+//! EPMD registration that lets peers find us. Changes with the distribution
+//! protocol's connection set-up.
+
+use super::{supervise, DownReason, Inner, NodeEvent, StartError};
+use crate::config::{NodeName, PortRange};
+use crate::dist::connection::{
+    self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, Router,
+};
+use crate::dist::flags;
+use crate::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
+use crate::epmd::{self, NodeEntry};
+use crate::process::SendError;
+use erl_dist::message::Message;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// A connected socket handed from an incoming handshake to our own dial.
+pub(super) type Adopted = (TcpStream, PeerInfo);
+
+pub(super) struct Peer {
+    pub(super) tx: mpsc::UnboundedSender<Outgoing>,
+    pub(super) link: Arc<PeerLink>,
+    pub(super) id: u64,
+    /// The peer's creation once the connection is up; `None` while dialling.
+    pub(super) up_creation: Option<u32>,
+    /// Whether the peer is hidden (did not set DFLAG_PUBLISHED), once up.
+    pub(super) hidden: bool,
+    /// While our own dial is pending: where an incoming connection from the
+    /// same node goes when it wins a simultaneous connect, so the messages
+    /// already queued for the peer go out on it.
+    pub(super) adopt: Option<oneshot::Sender<Adopted>>,
+}
+
+/// Where the node registers: EPMD on this host, as `erl` does.
+/// Puts `msg` on a peer's queue; how many are queued with it, or `None`
+/// when the connection is gone.
+fn enqueue(tx: &mpsc::UnboundedSender<Outgoing>, link: &PeerLink, msg: Message) -> Option<usize> {
+    // Counted before the send, so the writer (which counts down as it takes
+    // messages) never sees the counter below zero.
+    let queued = link.queued.fetch_add(1, Ordering::Relaxed) + 1;
+    if tx.send(Outgoing::Msg(msg)).is_err() {
+        link.queued.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(queued)
+}
+
+/// Binds the distribution listener on the first free port of `ports`
+/// (trying each in turn, as `inet_dist_listen_min/max` do).
+pub(super) async fn listen(ports: PortRange) -> Result<TcpListener, StartError> {
+    if ports.is_any() {
+        return TcpListener::bind(("0.0.0.0", 0))
+            .await
+            .map_err(StartError::Listen);
+    }
+    for port in ports.min..=ports.max {
+        match TcpListener::bind(("0.0.0.0", port)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(StartError::Listen(e)),
+        }
+    }
+    Err(StartError::NoFreePort(ports))
+}
+
+/// A running connection, counted in `Inner::live_conns` for as long as it
+/// lives.
+struct LiveConn(Arc<Inner>);
+
+impl LiveConn {
+    fn new(inner: &Arc<Inner>) -> LiveConn {
+        inner.live_conns.fetch_add(1, Ordering::AcqRel);
+        LiveConn(inner.clone())
+    }
+}
+
+impl Drop for LiveConn {
+    fn drop(&mut self) {
+        if self.0.live_conns.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.conn_ended.notify_waiters();
+        }
+    }
+}
+
+pub(super) const EPMD_HOST: &str = "127.0.0.1";
+
+/// Holds the EPMD registration for the node's life (`reg`, or a new one
+/// when started without). When EPMD goes away (stopped, restarted) it
+/// forgets the node, so peers could no longer find it: register again, with
+/// backoff, as OTP's `erl_epmd` does. The creation the new EPMD hands out is
+/// not used: pids already given out keep theirs.
+pub(super) async fn keep_registered(
+    node: String,
+    port: u16,
+    entry: NodeEntry,
+    reg: Option<epmd::Registration>,
+    backoff: crate::config::Backoff,
+) {
+    let mut reg = reg;
+    loop {
+        if let Some(r) = reg.as_mut() {
+            r.closed().await;
+            tracing::warn!(%node, "lost the connection to EPMD on port {port}; registering again");
+        }
+        let mut attempt = 0;
+        reg = Some(loop {
+            tokio::time::sleep(backoff.random_delay(attempt)).await;
+            match epmd::register(EPMD_HOST, port, entry.clone()).await {
+                Ok(r) => {
+                    tracing::info!(%node, "registered with EPMD again");
+                    break r;
+                }
+                Err(e) => {
+                    if attempt == 0 {
+                        tracing::warn!(%node, "cannot register with EPMD yet: {e}; retrying");
+                    }
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        });
+    }
+}
+
+pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) {
+    loop {
+        let (sock, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(i) = inner.upgrade() else { return };
+        tokio::spawn(async move { i.incoming_connection(sock, addr).await });
+    }
+}
+
+impl Inner {
+    pub(super) fn local(&self) -> Local {
+        Local {
+            name: self.config.name.clone(),
+            creation: self.creation,
+            flags: flags::OFFERED,
+            cookie: self.config.cookie.clone(),
+        }
+    }
+
+    pub(super) fn conn_config(&self) -> ConnConfig {
+        ConnConfig {
+            ticktime: self.config.net_ticktime,
+            max_frame: self.config.max_frame,
+            fragment_size: self.config.fragment_size,
+        }
+    }
+
+    /// The outgoing queue to `node`, dialling it if needed.
+    pub(super) fn peer_tx(
+        &self,
+        node: &str,
+    ) -> Result<(mpsc::UnboundedSender<Outgoing>, Arc<PeerLink>), SendError> {
+        if let Some(p) = self.peers.read().get(node) {
+            return Ok((p.tx.clone(), p.link.clone()));
+        }
+        let mut peers = self.peers.write();
+        // Looked up again: another sender may have started the dial.
+        if let Some(p) = peers.get(node) {
+            return Ok((p.tx.clone(), p.link.clone()));
+        }
+        let target = NodeName::parse(node).map_err(|_| SendError::NoConnection(node.into()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (adopt, adopted) = oneshot::channel();
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let link = Arc::new(PeerLink::default());
+        peers.insert(
+            node.to_string(),
+            Peer {
+                tx: tx.clone(),
+                link: link.clone(),
+                id,
+                up_creation: None,
+                hidden: false,
+                adopt: Some(adopt),
+            },
+        );
+        let me = self.arc();
+        let node = node.to_string();
+        tokio::spawn(async move {
+            // A panic (a bug) must not leave a peer entry that never comes
+            // up or goes down: the peer is reported down and redialled.
+            let dial = supervise::CatchUnwind::new(me.clone().dial(target, id, rx, adopted));
+            if let Err(msg) = dial.await {
+                tracing::error!(peer = %node, "the connection task crashed: {msg}");
+                if me.remove_peer(&node, id) {
+                    me.node_down(&node, id, DownReason::Crashed(msg));
+                }
+            }
+        });
+        Ok((tx, link))
+    }
+
+    /// Queues `msg` for `node`, dialling it if needed. A peer already known
+    /// is found under the peers' read lock (senders do not serialize) and
+    /// nothing is cloned or allocated.
+    pub(super) fn send_to_node(&self, node: &str, msg: Message) -> Result<(), SendError> {
+        let queued = {
+            let peers = self.peers.read();
+            if let Some(p) = peers.get(node) {
+                enqueue(&p.tx, &p.link, msg)
+            } else {
+                drop(peers);
+                let (tx, link) = self.peer_tx(node)?;
+                enqueue(&tx, &link, msg)
+            }
+        };
+        let Some(queued) = queued else {
+            return Err(SendError::NoConnection(node.to_string()));
+        };
+        if queued > self.config.max_peer_queue {
+            // A peer that cannot keep up must not grow our memory without
+            // bound: drop the connection (monitors and links see
+            // noconnection; cpg state is exchanged again on reconnection).
+            tracing::warn!(
+                peer = node,
+                "outgoing queue over {} messages: peer too slow, disconnecting",
+                self.config.max_peer_queue
+            );
+            self.drop_peer(node, DownReason::QueueOverflow);
+            return Err(SendError::NoConnection(node.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Closes the connection to `node` at once (its queue is dropped) and
+    /// reports it down.
+    pub(super) fn drop_peer(&self, node: &str, why: DownReason) {
+        let removed = self.peers.write().remove(node);
+        if let Some(p) = removed {
+            p.link.close.notify_one();
+            self.node_down(node, p.id, why);
+        }
+    }
+
+    pub(super) async fn dial(
+        self: Arc<Self>,
+        target: NodeName,
+        id: u64,
+        rx: mpsc::UnboundedReceiver<Outgoing>,
+        adopted: oneshot::Receiver<Adopted>,
+    ) {
+        let node = target.to_string();
+        let result: Result<(TcpStream, PeerInfo), ConnectionError> = async {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &target) {
+                return Err(ConnectionError::MixedNames(why));
+            }
+            let entry = epmd::port_please(target.host(), self.config.epmd_port, target.alive())
+                .await
+                .map_err(|e| {
+                    ConnectionError::Unreachable(format!("epmd on {}: {e}", target.host()))
+                })?
+                .ok_or_else(|| {
+                    ConnectionError::Unreachable(format!(
+                        "no node {} in EPMD on {} (is it running?)",
+                        target.alive(),
+                        target.host()
+                    ))
+                })?;
+            let mut s = TcpStream::connect((target.host(), entry.port))
+                .await
+                .map_err(|e| {
+                    let at = format!("{}:{}", target.host(), entry.port);
+                    ConnectionError::Unreachable(format!("{at}: {e}"))
+                })?;
+            let peer = connection::handshake_out(&mut s, self.local()).await?;
+            Ok((s, peer))
+        }
+        .await;
+        // Lost a simultaneous connect: the peer answered `nok` and dials us;
+        // its connection arrives through `adopted`.
+        let result = match result {
+            Err(ConnectionError::Handshake(HandshakeError::Rejected(Status::Nok))) => {
+                match tokio::time::timeout(std::time::Duration::from_secs(10), adopted).await {
+                    Ok(Ok((sock, peer))) => Ok((sock, peer, Direction::In)),
+                    _ => Err(ConnectionError::Handshake(HandshakeError::Rejected(
+                        Status::Nok,
+                    ))),
+                }
+            }
+            other => other.map(|(sock, peer)| (sock, peer, Direction::Out)),
+        };
+        match result {
+            Ok((s, peer, dir)) => self.run_connection(s, peer, id, rx, dir).await,
+            Err(e) => {
+                // Debug only: whoever asked for the connection (a call to
+                // `connect`, the cluster keeper) reports it as it sees fit.
+                tracing::debug!(peer = %node, "connection failed: {e}");
+                if self.remove_peer(&node, id) {
+                    self.node_down(&node, id, e.into());
+                }
+            }
+        }
+    }
+
+    pub(super) async fn incoming_connection(
+        self: Arc<Self>,
+        mut sock: TcpStream,
+        addr: std::net::SocketAddr,
+    ) {
+        let admit = |p: &PeerInfo| {
+            if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
+                tracing::warn!(%addr, "incoming connection refused: {why}");
+                return Err(Status::NotAllowed.as_str());
+            }
+            let node = p.name.to_string();
+            let state = match self.peers.read().get(&node) {
+                None => PeerState::None,
+                Some(peer) => match peer.up_creation {
+                    None => PeerState::Dialling,
+                    Some(c) => PeerState::Up(c),
+                },
+            };
+            admit_incoming(&self.name, p, state).map_err(Status::as_str)
+        };
+        let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
+            Ok(p) => p,
+            Err(ConnectionError::Handshake(HandshakeError::Refused(s))) => {
+                tracing::debug!(%addr, "refused at the name step ({s})");
+                return;
+            }
+            Err(ConnectionError::Handshake(HandshakeError::CookieMismatch)) => {
+                tracing::warn!(%addr, "connection attempt refused: the peer presented a wrong cookie");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%addr, "incoming connection refused: {e}");
+                return;
+            }
+        };
+        let node = peer.name.to_string();
+        // Our own dial to this node is pending: it takes this connection
+        // (with the messages queued on it).
+        let adopt = self
+            .peers
+            .write()
+            .get_mut(&node)
+            .filter(|p| p.up_creation.is_none())
+            .and_then(|p| p.adopt.take());
+        let (sock, peer) = match adopt {
+            Some(a) => match a.send((sock, peer)) {
+                Ok(()) => return,
+                Err(back) => back,
+            },
+            None => (sock, peer),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let old = self.peers.write().insert(
+            node.clone(),
+            Peer {
+                tx,
+                link: Arc::new(PeerLink::default()),
+                id,
+                up_creation: None,
+                hidden: false,
+                adopt: None,
+            },
+        );
+        if let Some(old) = old {
+            // A peer that dials while we hold a connection to it is a
+            // restarted node, or won a simultaneous connect: the new one wins
+            // (messages queued for our own attempt are lost with it).
+            tracing::info!(peer = %node, "replacing the previous connection");
+            old.link.close.notify_one();
+            self.node_down(&node, old.id, DownReason::Replaced);
+        }
+        self.run_connection(sock, peer, id, rx, Direction::In).await;
+    }
+
+    pub(super) async fn run_connection(
+        self: Arc<Self>,
+        s: TcpStream,
+        peer: PeerInfo,
+        id: u64,
+        rx: mpsc::UnboundedReceiver<Outgoing>,
+        direction: Direction,
+    ) {
+        let node = peer.name.to_string();
+        // Counted under the peers lock: a shutdown that drains the peers
+        // after this waits for this connection to flush.
+        let (link, _live) = {
+            let mut peers = self.peers.write();
+            match peers.get_mut(&node) {
+                Some(p) if p.id == id => {
+                    p.link.mark_up(direction);
+                    p.up_creation = Some(peer.creation);
+                    p.hidden = peer.flags & flags::PUBLISHED == 0;
+                    (p.link.clone(), LiveConn::new(&self))
+                }
+                _ => return, // superseded while handshaking
+            }
+        };
+        tracing::info!(peer = %node, creation = peer.creation, "nodeup");
+        let _ = self.events.send(NodeEvent::Up(node.clone()));
+        let router: Arc<dyn Router> = self.clone();
+        let drive = connection::drive(s, peer, rx, link, router, self.conn_config());
+        let why = supervise::CatchUnwind::new(drive)
+            .await
+            .unwrap_or_else(ConnectionError::Crashed);
+        let removed = self.remove_peer(&node, id);
+        if removed || matches!(why, ConnectionError::ClosedLocally) {
+            tracing::info!(peer = %node, "nodedown: {why}");
+        }
+        if removed {
+            self.node_down(&node, id, why.into());
+        }
+    }
+
+    /// Resolves once no connection is running (each has flushed its queue
+    /// and closed, or failed).
+    pub(super) async fn connections_ended(&self) {
+        loop {
+            let ended = self.conn_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.live_conns.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// Removes the peer entry of connection `id` (not a newer one that
+    /// replaced it); whether it was there.
+    pub(super) fn remove_peer(&self, node: &str, id: u64) -> bool {
+        let mut peers = self.peers.write();
+        match peers.get(node) {
+            Some(p) if p.id == id => peers.remove(node).is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// What we hold for a node that dials us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerState {
+    None,
+    Dialling,
+    /// Connected, to this creation of the node.
+    Up(u32),
+}
+
+/// Whether to go on with a node that dials us. A simultaneous connect is
+/// settled as `dist_util` does: the node with the greater name keeps its own
+/// attempt and answers `nok`. A second connection from the incarnation we
+/// are already connected to is the loser of such a race arriving late: `nok`
+/// too (its dial adopts our connection). A new creation is a restarted node:
+/// it replaces the old connection.
+fn admit_incoming(me: &str, peer: &PeerInfo, state: PeerState) -> Result<(), Status> {
+    match state {
+        PeerState::Dialling if me > peer.name.to_string().as_str() => Err(Status::Nok),
+        PeerState::Up(c) if c == peer.creation => Err(Status::Nok),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, node, node_named};
+    use super::super::{Node, StartError};
+    use super::*;
+    use crate::epmd::server::EpmdServer;
+    use crate::process::Dest;
+    use crate::term::{self, atom};
+    use std::time::Duration;
+
+    #[test]
+    fn simultaneous_connect_greater_name_keeps_its_attempt() {
+        let peer = |n: &str, creation| PeerInfo {
+            name: NodeName::parse(n).unwrap(),
+            flags: 0,
+            creation,
+        };
+        let a = peer("a@h", 1);
+        assert_eq!(
+            admit_incoming("b@h", &a, PeerState::Dialling),
+            Err(Status::Nok)
+        );
+        assert_eq!(
+            admit_incoming("a@h", &peer("b@h", 1), PeerState::Dialling),
+            Ok(())
+        );
+        assert_eq!(admit_incoming("b@h", &a, PeerState::None), Ok(()));
+        // Already connected to that incarnation: a late duplicate.
+        assert_eq!(
+            admit_incoming("a@h", &peer("b@h", 1), PeerState::Up(1)),
+            Err(Status::Nok)
+        );
+        // A restarted peer (new creation) replaces the old connection.
+        assert_eq!(admit_incoming("b@h", &a, PeerState::Up(7)), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn peer_info_counts_each_connection_both_ways() {
+        let (a, epmd) = node().await;
+        let b = node_named("unit2", epmd.port).await;
+        assert!(a.peer_info().is_empty());
+        a.connect(b.name()).await.unwrap();
+        let mut rx = b.spawn_registered("inbox").unwrap();
+        let mut tx = a.spawn_process();
+        for i in 0..3 {
+            tx.send(Dest::Name("inbox".into(), b.name().into()), term::int(i))
+                .unwrap();
+        }
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(5))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        rx.send(tx.pid().clone(), atom("thanks")).unwrap();
+        tx.recv_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        let out = &a.peer_info()[0];
+        assert_eq!((out.node.as_str(), out.creation), (b.name(), b.creation()));
+        assert_eq!(out.link.direction, Some(Direction::Out));
+        assert!(out.link.msgs_out >= 3, "{out:?}");
+        assert!(out.link.msgs_in >= 1, "{out:?}");
+        assert!(out.link.bytes_out > 0 && out.link.bytes_in > 0, "{out:?}");
+        assert!(out.link.connected_for.is_some());
+        let inc = &b.peer_info()[0];
+        assert_eq!(inc.node, a.name());
+        assert_eq!(inc.link.direction, Some(Direction::In));
+        assert!(inc.link.msgs_in >= 3, "{inc:?}");
+        assert!(inc.link.last_heard < Duration::from_secs(5), "{inc:?}");
+        assert!(a.uptime() > Duration::ZERO);
+        assert!(b.process_count() >= 2, "net_kernel and inbox");
+        a.shutdown().await;
+        b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn listens_on_the_first_free_port_of_the_range_or_a_given_listener() {
+        let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+        let taken = TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+        let p = taken.local_addr().unwrap().port();
+        let mut c = config("ranged", epmd.port);
+        c.listen_ports = PortRange::single(p);
+        match Node::start(c.clone()).await {
+            Err(StartError::NoFreePort(r)) => assert_eq!(r, PortRange::single(p)),
+            other => panic!("{other:?}"),
+        }
+        c.listen_ports = PortRange {
+            min: p,
+            max: p.saturating_add(20),
+        };
+        let n = Node::start(c).await.unwrap();
+        assert!(
+            n.port() > p && n.port() <= p.saturating_add(20),
+            "{}",
+            n.port()
+        );
+        n.shutdown().await;
+
+        let mine = TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+        let port = mine.local_addr().unwrap().port();
+        let n = Node::start_with_listener(config("handed", epmd.port), mine)
+            .await
+            .unwrap();
+        assert_eq!(n.port(), port);
+        let other = node_named("dialler", epmd.port).await;
+        other.connect(n.name()).await.unwrap();
+        other.shutdown().await;
+        n.shutdown().await;
+    }
+}

@@ -1,0 +1,152 @@
+//! The registry of local processes: pids, refs, registered names and the
+//! process table (each process's mailbox, links and monitors). Changes when
+//! what a local process is changes.
+
+use super::Inner;
+use crate::process::{MailboxTx, Process, Signal};
+use crate::term::{Pid, PidOrAtom, Reference};
+use crate::util::shrink_sparse;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+
+pub(super) struct ProcEntry {
+    pub(super) tx: MailboxTx,
+    pub(super) name: Option<String>,
+    pub(super) links: HashSet<Pid>,
+    /// Monitors others hold on this process: ref -> (watcher, how it was
+    /// named: the pid or the registered name).
+    pub(super) monitors: HashMap<Reference, (Pid, PidOrAtom)>,
+    /// Monitors this process holds: ref -> the local target's id, or `None`
+    /// for a target on another node (then in `Inner::mons_out`). Lets exit
+    /// and demonitor find them without scanning every monitor on the node.
+    pub(super) held: HashMap<Reference, Option<u32>>,
+}
+
+/// Shards of the process table: a process lives in shard `id % SHARDS`, so
+/// sends to different processes, and a spawn or an exit beside them, do not
+/// contend on one lock.
+const SHARDS: usize = 16;
+
+/// The local processes by pid id, sharded ([`SHARDS`]).
+pub(super) struct ProcTable {
+    shards: [RwLock<HashMap<u32, ProcEntry>>; SHARDS],
+}
+
+impl Default for ProcTable {
+    fn default() -> Self {
+        ProcTable {
+            shards: std::array::from_fn(|_| RwLock::default()),
+        }
+    }
+}
+
+impl ProcTable {
+    fn shard(&self, id: u32) -> &RwLock<HashMap<u32, ProcEntry>> {
+        &self.shards[id as usize % SHARDS]
+    }
+
+    /// The shard holding process `id`, to read.
+    pub(super) fn read(&self, id: u32) -> RwLockReadGuard<'_, HashMap<u32, ProcEntry>> {
+        self.shard(id).read()
+    }
+
+    /// The shard holding process `id`, to change.
+    pub(super) fn write(&self, id: u32) -> RwLockWriteGuard<'_, HashMap<u32, ProcEntry>> {
+        self.shard(id).write()
+    }
+
+    /// Takes process `id` out of the table.
+    pub(super) fn remove(&self, id: u32) -> Option<ProcEntry> {
+        let mut shard = self.write(id);
+        let e = shard.remove(&id);
+        shrink_sparse(&mut shard);
+        e
+    }
+
+    /// How many processes there are.
+    pub(super) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// The ids of every process.
+    pub(super) fn ids(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for s in &self.shards {
+            ids.extend(s.read().keys().copied());
+        }
+        ids
+    }
+
+    /// Calls `f` on every process, one shard locked at a time.
+    pub(super) fn for_each_mut(&self, mut f: impl FnMut(u32, &mut ProcEntry)) {
+        for s in &self.shards {
+            for (&id, e) in s.write().iter_mut() {
+                f(id, e);
+            }
+        }
+    }
+}
+
+impl Inner {
+    pub(super) fn pid(&self, id: u32) -> Pid {
+        Pid {
+            node: self.atom.clone(),
+            id,
+            serial: 0,
+            creation: self.creation,
+        }
+    }
+
+    pub(super) fn is_local(&self, pid: &Pid) -> bool {
+        pid.node.name == self.name && pid.creation == self.creation
+    }
+
+    pub(super) fn new_process(&self) -> Process {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.procs.write(id).insert(
+            id,
+            ProcEntry {
+                tx,
+                name: None,
+                links: HashSet::new(),
+                monitors: HashMap::new(),
+                held: HashMap::new(),
+            },
+        );
+        Process::new(self.pid(id), self.arc(), rx)
+    }
+
+    pub(super) fn deliver(&self, to: &Pid, s: Signal) -> bool {
+        if !self.is_local(to) {
+            return false;
+        }
+        match self.procs.read(to.id).get(&to.id) {
+            Some(e) => e.tx.send(s).is_ok(),
+            None => false,
+        }
+    }
+
+    pub(super) fn local_target(&self, item: &PidOrAtom) -> Option<Pid> {
+        match item {
+            PidOrAtom::Pid(p) if self.is_local(p) => Some(p.clone()),
+            PidOrAtom::Pid(_) => None,
+            PidOrAtom::Atom(a) => self.names.read().get(&a.name).cloned(),
+        }
+    }
+
+    pub(super) fn make_ref_inner(&self) -> Reference {
+        let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        Reference {
+            node: self.atom.clone(),
+            id: vec![
+                (n & 0x3_ffff) as u32,
+                (n >> 18) as u32,
+                self.creation ^ 0x5a5a,
+            ],
+            creation: self.creation,
+        }
+    }
+}

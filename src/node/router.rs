@@ -1,0 +1,118 @@
+//! The inbound router: control messages from peers become signals to local
+//! processes (messages, link exits, monitors). Changes with the set of
+//! control messages we understand.
+
+use super::Inner;
+use crate::dist::connection::Router;
+use crate::process::Signal;
+use crate::term::{self, atom, Pid, Term};
+use crate::util::shrink_sparse;
+use erl_dist::message::Message;
+
+impl Router for Inner {
+    fn incoming(&self, peer: &str, msg: Message) {
+        self.handle(peer, msg);
+    }
+}
+
+impl Inner {
+    pub(super) fn handle(&self, peer: &str, msg: Message) {
+        match msg {
+            Message::Send(m) => self.deliver_msg(None, &m.to_pid, m.message),
+            Message::SendTt(m) => self.deliver_msg(None, &m.to_pid, m.message),
+            Message::SendSender(m) => self.deliver_msg(Some(m.from_pid), &m.to_pid, m.message),
+            Message::SendSenderTt(m) => self.deliver_msg(Some(m.from_pid), &m.to_pid, m.message),
+            Message::RegSend(m) => self.deliver_named(m.from_pid, &m.to_name.name, m.message),
+            Message::RegSendTt(m) => self.deliver_named(m.from_pid, &m.to_name.name, m.message),
+            Message::Link(m) => {
+                let ok = self.is_local(&m.to_pid)
+                    && match self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
+                        Some(e) => {
+                            e.links.insert(m.from_pid.clone());
+                            true
+                        }
+                        None => false,
+                    };
+                if !ok {
+                    let _ = self
+                        .send_to_node(peer, Message::exit(m.to_pid, m.from_pid, atom("noproc")));
+                }
+            }
+            Message::UnlinkId(m) => {
+                if let Some(e) = self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
+                    e.links.remove(&m.from_pid);
+                }
+                let _ = self.send_to_node(peer, Message::unlink_id_ack(m.id, m.to_pid, m.from_pid));
+            }
+            Message::Unlink(m) => {
+                if let Some(e) = self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
+                    e.links.remove(&m.from_pid);
+                }
+            }
+            Message::UnlinkIdAck(_) | Message::NodeLink(_) | Message::GroupLeader(_) => {}
+            Message::Exit(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::ExitTt(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExit(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExitTt(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::Exit2(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::Exit2Tt(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExit2(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExit2Tt(m) => self.exit2_in(m.from_pid, m.to_pid, m.reason),
+            Message::MonitorP(m) => {
+                let ok = match self.local_target(&m.to_proc) {
+                    Some(t) => self.add_monitor(
+                        &t,
+                        m.reference.clone(),
+                        m.from_pid.clone(),
+                        m.to_proc.clone(),
+                    ),
+                    None => false,
+                };
+                if !ok {
+                    let _ = self.send_to_node(
+                        peer,
+                        Message::monitor_p_exit(m.to_proc, m.from_pid, m.reference, atom("noproc")),
+                    );
+                }
+            }
+            Message::DemonitorP(m) => {
+                if let Some(t) = self.local_target(&m.to_proc) {
+                    if let Some(e) = self.procs.write(t.id).get_mut(&t.id) {
+                        e.monitors.remove(&m.reference);
+                        shrink_sparse(&mut e.monitors);
+                    }
+                }
+            }
+            Message::MonitorPExit(m) => {
+                self.monitor_fired(peer, m.from_proc, m.to_pid, m.reference, m.reason)
+            }
+            Message::PayloadMonitorPExit(m) => {
+                self.monitor_fired(peer, m.from_proc, m.to_pid, m.reference, m.reason)
+            }
+            Message::AliasSend(m) => {
+                tracing::debug!(peer, "dropped ALIAS_SEND to {}: no aliases here", m.alias)
+            }
+            Message::AliasSendTt(m) => {
+                tracing::debug!(peer, "dropped ALIAS_SEND to {}: no aliases here", m.alias)
+            }
+            other => tracing::debug!(peer, "dropped control message {other:?}"),
+        }
+    }
+
+    pub(super) fn deliver_msg(&self, from: Option<Pid>, to: &Pid, msg: Term) {
+        if !self.deliver(to, Signal::Message { from, msg }) {
+            tracing::trace!(
+                "message to dead or unknown pid {} dropped",
+                term::pid_text(to)
+            );
+        }
+    }
+
+    pub(super) fn deliver_named(&self, from: Pid, name: &str, msg: Term) {
+        let to = self.names.read().get(name).cloned();
+        match to {
+            Some(p) => self.deliver_msg(Some(from), &p, msg),
+            None => tracing::debug!("message to unregistered name {name} dropped: {msg}"),
+        }
+    }
+}
