@@ -347,7 +347,7 @@ impl Task {
                 biased;
                 e = node_events.recv() => match e {
                     Ok(NodeEvent::Up(n)) => self.discover_now(&n),
-                    Ok(NodeEvent::Down(n, _)) => {
+                    Ok(NodeEvent::Down { node: n, .. }) => {
                         self.pending.remove(&n);
                         self.peers.retain(|_, p| p.node.name != n);
                         self.apply(|s| s.node_down(&n));
