@@ -7,8 +7,6 @@
 //! backtrace.
 
 mod cli;
-mod demo;
-mod pg_cli;
 
 use clap::Parser;
 use std::io::IsTerminal;

@@ -1,6 +1,6 @@
 //! [`MemberPid`]: the pid a cpg scope stores and hands out.
 //!
-//! The wire's [`Pid`](crate::term::Pid) spells its node name out in a
+//! The wire's [`Pid`] spells its node name out in a
 //! `String`: every copy allocates, and a scope copies a member pid into its
 //! group, its pid index and every read. A [`MemberPid`] keeps the node as an
 //! interned [`Atom`]: 16 bytes, `Copy`, so a join, a read and a returned

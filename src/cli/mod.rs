@@ -1,4 +1,8 @@
-//! Subcommands of the `cpg-node` binary, and how it reports errors.
+//! Subcommands of the `cpg-node` binary, and how it reports errors. The
+//! OTP pg and Phoenix.PubSub commands are in `pg`, the local demo in `demo`.
+
+mod demo;
+mod pg;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -490,7 +494,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 tracing::info!("echo process registered as {name}");
             }
             let scopes = cpg.start(&node)?;
-            let _pg_scopes = crate::pg_cli::start_run(&node, &pg).await?;
+            let _pg_scopes = pg::start_run(&node, &pg).await?;
             if !join.is_empty() {
                 let member = node.spawn_process();
                 let pid = member.pid().clone();
@@ -693,13 +697,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             node.shutdown().await;
             Ok(0)
         }
-        Cmd::Demo => crate::demo::demo(cli.node).await,
-        Cmd::PgMembers { group, client } => {
-            crate::pg_cli::members(&cli.node, &client, &group).await
-        }
-        Cmd::PgGroups { client } => crate::pg_cli::groups(&cli.node, &client).await,
-        Cmd::PgWatch { client } => crate::pg_cli::watch(&cli.node, &client).await,
-        Cmd::Pubsub { cmd } => crate::pg_cli::pubsub(&cli.node, cmd).await,
+        Cmd::Demo => demo::demo(cli.node).await,
+        Cmd::PgMembers { group, client } => pg::members(&cli.node, &client, &group).await,
+        Cmd::PgGroups { client } => pg::groups(&cli.node, &client).await,
+        Cmd::PgWatch { client } => pg::watch(&cli.node, &client).await,
+        Cmd::Pubsub { cmd } => pg::pubsub(&cli.node, cmd).await,
     }
 }
 
