@@ -21,25 +21,37 @@ WORK=$(mktemp -d)
 EBIN="$WORK/ebin"
 mkdir -p "$EBIN"
 erlc -o "$EBIN" erl_test/*.erl
-# Below Linux's ephemeral range (32768-60999), where an outgoing connection
-# of any other program may hold the port.
-export ERL_EPMD_PORT=$((20000 + RANDOM % 12000))
 COOKIE="c$RANDOM$RANDOM$RANDOM"
 HOST=$(hostname -s 2>/dev/null || cut -d. -f1 /proc/sys/kernel/hostname)
 RNODE="erltest_rust_$$@$HOST"
-"$BIN" --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc --pg-join svc --pg-join svc &
-RPID=$!
+RPID=""
 cleanup() {
-  kill "$RPID" 2>/dev/null || true
-  wait "$RPID" 2>/dev/null || true
+  if [ -n "$RPID" ]; then
+    kill "$RPID" 2>/dev/null || true
+    wait "$RPID" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# The node starts its own EPMD on a random port below Linux's ephemeral
+# range (32768-60999, where an outgoing connection of any other program may
+# hold the port); a port some other program holds anyway is tried again
+# with another one.
 up=no
-for _ in $(seq 1 100); do
-  if "$BIN" --name "probe_$$" --cookie "$COOKIE" ping "$RNODE" >/dev/null 2>&1; then up=yes; break; fi
-  if ! kill -0 "$RPID" 2>/dev/null; then break; fi
-  sleep 0.1
+for attempt in 1 2 3 4 5; do
+  export ERL_EPMD_PORT=$((20000 + RANDOM % 12000))
+  "$BIN" --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc --pg-join svc --pg-join svc &
+  RPID=$!
+  for _ in $(seq 1 100); do
+    if "$BIN" --name "probe_$$" --cookie "$COOKIE" ping "$RNODE" >/dev/null 2>&1; then up=yes; break; fi
+    if ! kill -0 "$RPID" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  [ "$up" = yes ] && break
+  kill "$RPID" 2>/dev/null || true
+  wait "$RPID" 2>/dev/null || true
+  RPID=""
+  echo "erl_tests.sh: the Rust node did not come up with EPMD port $ERL_EPMD_PORT (attempt $attempt of 5)" >&2
 done
 if [ "$up" != yes ]; then
   echo "erl_tests.sh: the Rust node $RNODE ($BIN) did not answer a ping; not running the EUnit tests" >&2

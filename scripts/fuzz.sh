@@ -13,7 +13,7 @@ SECS=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(epmd epmd_server handshake cpg_wire scope_ops control term)
+  TARGETS=(epmd epmd_server handshake cpg_wire scope_ops control term pg_wire)
 fi
 status=0
 for t in "${TARGETS[@]}"; do
