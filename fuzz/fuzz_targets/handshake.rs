@@ -9,7 +9,7 @@
 #![no_main]
 use cpg_node::config::{Cookie, NodeName};
 use cpg_node::dist::flags;
-use cpg_node::dist::handshake::{digest, Acceptor, Initiator, Local, PeerInfo, Step};
+use cpg_node::dist::handshake::{digest, Acceptor, Initiator, Local, PeerInfo, Status, Step};
 use libfuzzer_sys::fuzz_target;
 
 const ACCEPTOR_CHALLENGE: u32 = 7;
@@ -46,7 +46,7 @@ fn acceptor(msgs: &[Vec<u8>], knows_cookie: bool, refuse: bool) {
             Ok(Step::NameReceived(p)) => {
                 assert!(named.is_none(), "second name accepted");
                 if refuse {
-                    assert_eq!(a.refuse("nok"), b"snok");
+                    assert_eq!(a.refuse(Status::Nok), b"snok");
                     ended = true;
                 } else {
                     let out = a.accept().expect("accept after the name");

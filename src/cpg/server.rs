@@ -437,15 +437,7 @@ fn count_term(c: usize) -> Term {
 
 /// cpg replies `error` to an unknown call (then stops); we log and go on.
 fn unknown_call(scope: &str, request: &Term) -> Term {
-    let mut shown = request.to_string();
-    if shown.len() > 200 {
-        let mut cut = 200;
-        while !shown.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        shown.truncate(cut);
-        shown.push('…');
-    }
+    let shown = crate::util::short_text(request);
     tracing::warn!(scope = %scope, "unknown call {shown}: replied error");
     term::atom("error")
 }

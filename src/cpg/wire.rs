@@ -79,16 +79,7 @@ fn name_of<N: WireName>(t: &Term, whole: &Term) -> Result<N, WireError> {
 }
 
 fn short(t: &Term) -> String {
-    let mut s = t.to_string();
-    if s.len() > 200 {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
-    }
-    s
+    crate::util::short_text(t)
 }
 
 pub(crate) fn counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usize)>, WireError> {

@@ -232,16 +232,7 @@ pub fn describe_control(msg: &[u8]) -> Option<String> {
     };
     let end = term::validate_body(body, 0, shallow).ok()?;
     let ctl = term::Term::decode([term::VERSION].chain(&body[..end])).ok()?;
-    let mut s = ctl.to_string();
-    if s.len() > 200 {
-        let mut cut = 200;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    Some(s)
+    Some(crate::util::short_text(&ctl))
 }
 
 /// Rewrites the last packet in `out` (starting at `start`, written by

@@ -9,7 +9,7 @@
 
 use super::codec;
 use super::flags;
-use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Step};
+use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Status, Step};
 use super::link::{Event, Link, LinkConfig, LinkError, HIGH_WATER, LOW_WATER};
 use crate::term::Limits;
 use erl_dist::message::Message;
@@ -46,8 +46,7 @@ pub enum ConnectionError {
     /// We closed it (replaced by a newer connection, or shutting down).
     #[error("connection closed locally")]
     ClosedLocally,
-    /// Could not find or reach the peer, or (from [`crate::Node::connect`])
-    /// the attempt failed for the reason given.
+    /// Could not find the peer (EPMD) or reach its port.
     #[error("{0}")]
     Unreachable(String),
     /// One node has a short name, the other a long one.
@@ -262,7 +261,7 @@ pub async fn handshake_out(s: &mut TcpStream, local: Local) -> Result<PeerInfo, 
 pub async fn handshake_in(
     s: &mut TcpStream,
     local: Local,
-    admit: impl FnOnce(&PeerInfo) -> Result<(), &'static str>,
+    admit: impl FnOnce(&PeerInfo) -> Result<(), Status>,
 ) -> Result<PeerInfo, ConnectionError> {
     let _ = s.set_nodelay(true);
     tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
@@ -272,12 +271,12 @@ pub async fn handshake_in(
             Ok(Step::NameReceived(peer)) => {
                 if let Err(status) = admit(&peer) {
                     let _ = write_hs(s, &[hs.refuse(status)]).await;
-                    return Err(HandshakeError::Refused(status.to_string()).into());
+                    return Err(HandshakeError::Refused(status).into());
                 }
             }
             Ok(_) => return Err(HandshakeError::Malformed("unexpected step").into()),
             Err(e @ HandshakeError::MissingFlags { .. }) => {
-                let _ = write_hs(s, &[hs.refuse("not_allowed")]).await;
+                let _ = write_hs(s, &[hs.refuse(Status::NotAllowed)]).await;
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),

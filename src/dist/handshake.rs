@@ -49,7 +49,7 @@ pub enum HandshakeError {
     /// We refused the peer at the name step with this status (the acceptor
     /// side, see [`crate::dist::connection::handshake_in`]).
     #[error("refused the peer at the name step: status {0}")]
-    Refused(String),
+    Refused(Status),
     /// The peer lacks distribution flags OTP 25 requires.
     #[error("peer {peer} lacks mandatory distribution flags {missing:?}")]
     MissingFlags {
@@ -468,13 +468,13 @@ impl Acceptor {
         }
     }
 
-    /// After [`Step::NameReceived`]: refuse with a status such as `nok` or
-    /// `not_allowed` ([`Status::as_str`]); returns the message to send
-    /// before closing.
-    pub fn refuse(&mut self, status: &str) -> Vec<u8> {
+    /// After [`Step::NameReceived`]: refuse with a status such as
+    /// [`Status::Nok`] or [`Status::NotAllowed`]; returns the message to
+    /// send before closing.
+    pub fn refuse(&mut self, status: Status) -> Vec<u8> {
         self.state = AState::Finished;
         let mut m = b"s".to_vec();
-        m.extend_from_slice(status.as_bytes());
+        m.extend_from_slice(status.as_str().as_bytes());
         m
     }
 }

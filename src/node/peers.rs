@@ -313,7 +313,7 @@ impl Inner {
         let admit = |p: &PeerInfo| {
             if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
                 tracing::warn!(%addr, "incoming connection refused: {why}");
-                return Err(Status::NotAllowed.as_str());
+                return Err(Status::NotAllowed);
             }
             let node = p.name.to_string();
             let state = match self.peers.read().get(&node) {
@@ -323,7 +323,7 @@ impl Inner {
                     Some(c) => PeerState::Up(c),
                 },
             };
-            admit_incoming(&self.name, p, state).map_err(Status::as_str)
+            admit_incoming(&self.name, p, state)
         };
         let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
             Ok(p) => p,
