@@ -143,14 +143,7 @@ pub enum CpgError<N = String> {
     },
 }
 
-type Reply<N> = oneshot::Sender<Result<(), WriteError<N>>>;
-
-enum Command<N> {
-    JoinOne(N, MemberPid, Reply<N>),
-    LeaveOne(N, MemberPid, Reply<N>),
-    Join(Vec<(N, usize)>, MemberPid, Reply<N>),
-    Leave(Vec<(N, usize)>, MemberPid, Reply<N>),
-    LeaveAll(MemberPid, Reply<N>),
+enum Command {
     Refresh(oneshot::Sender<()>),
     /// Fault injection for the supervision tests: the task panics.
     Crash,
@@ -171,13 +164,38 @@ pub struct ScopeSummary {
     pub pids: usize,
 }
 
+/// The effects of local writes made by handles, waiting for the scope task
+/// to carry them out (monitors, casts, notifications).
+///
+/// A handle's write ([`CpgScope::join`], ...) changes the shared state
+/// itself, under the write lock, and queues its effects here before it lets
+/// the lock go: no round trip to the scope task, as the state machine is
+/// cheap and the hand-off is what cost (two cross-thread wake-ups a join).
+/// The task carries out whatever is queued before the effects of anything
+/// it does itself ([`ScopeTask::execute`]), and a task's change is made
+/// under the same lock, after: effects run in the order the changes were
+/// made, as when the task made every change.
+/// What a scope's handles and its task share: the state, the queued
+/// effects of the handles' writes, the event stream.
+type Shared<N> = (
+    Arc<RwLock<Scope<MemberPid, N>>>,
+    Arc<Pending<N>>,
+    broadcast::Sender<GroupEvent<N>>,
+);
+
+struct Pending<N: GroupKey> {
+    effects: parking_lot::Mutex<Vec<Effect<MemberPid, N>>>,
+    wake: tokio::sync::Notify,
+}
+
 /// A running scope whose group names are `N`: `String` (trie storage, the
 /// default) or [`TermName`] (map storage). Clone it freely; reads never wait
-/// for the scope task.
+/// for the scope task, and neither do writes (see `Pending`).
 pub struct CpgScope<N: GroupKey = String> {
     name: String,
     state: Arc<RwLock<Scope<MemberPid, N>>>,
-    cmd: mpsc::UnboundedSender<Command<N>>,
+    pending: Arc<Pending<N>>,
+    cmd: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<GroupEvent<N>>,
 }
 
@@ -186,6 +204,7 @@ impl<N: GroupKey> Clone for CpgScope<N> {
         CpgScope {
             name: self.name.clone(),
             state: self.state.clone(),
+            pending: self.pending.clone(),
             cmd: self.cmd.clone(),
             events: self.events.clone(),
         }
@@ -239,17 +258,21 @@ where
         let state = Arc::new(RwLock::new(scope));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
+        let pending = Arc::new(Pending {
+            effects: parking_lot::Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+        });
         let handle = CpgScope {
             name: opts.name.clone(),
             state: state.clone(),
+            pending: pending.clone(),
             cmd,
             events: events.clone(),
         };
         tokio::spawn(supervise_scope(
             node.clone(),
             opts,
-            state,
-            events,
+            (state, pending, events),
             proc,
             cmd_rx,
             node.subscribe(),
@@ -276,40 +299,54 @@ impl<N: WireName> CpgScope<N> {
         let _ = self.cmd.send(Command::Crash);
     }
 
-    async fn call(&self, f: impl FnOnce(Reply<N>) -> Command<N>) -> Result<(), CpgError<N>> {
-        let (tx, rx) = oneshot::channel();
-        self.cmd.send(f(tx)).map_err(|_| CpgError::Stopped)?;
-        Ok(rx.await.map_err(|_| CpgError::Stopped)??)
+    /// Applies a local write to the shared state and queues its effects
+    /// for the scope task (see `Pending`).
+    fn write(
+        &self,
+        f: impl FnOnce(&mut Scope<MemberPid, N>) -> Result<Vec<Effect<MemberPid, N>>, WriteError<N>>,
+    ) -> Result<(), CpgError<N>> {
+        if self.cmd.is_closed() {
+            return Err(CpgError::Stopped);
+        }
+        let mut s = self.state.write();
+        let effects = f(&mut s)?;
+        if !effects.is_empty() {
+            self.pending.effects.lock().extend(effects);
+            self.pending.wake.notify_one();
+        }
+        drop(s);
+        Ok(())
     }
 
-    /// `cpg:join(Scope, Name, Pid)` for a pid of this node.
+    /// `cpg:join(Scope, Name, Pid)` for a pid of this node. As cpg casts
+    /// `{join, Name, Pid}` (not counts of one).
     pub async fn join(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
-        let (n, p) = (name.to_owned(), MemberPid::try_from(pid)?);
-        self.call(|tx| Command::JoinOne(n, p, tx)).await
+        let p = MemberPid::try_from(pid)?;
+        self.write(|s| s.join(name, p))
     }
 
     /// `cpg:join_counts(Scope, [{Name, Count}], Pid)`.
     pub async fn join_counts(&self, counts: &[(N, usize)], pid: &Pid) -> Result<(), CpgError<N>> {
-        let (c, p) = (counts.to_vec(), MemberPid::try_from(pid)?);
-        self.call(|tx| Command::Join(c, p, tx)).await
+        let p = MemberPid::try_from(pid)?;
+        self.write(|s| s.join_counts(counts, p))
     }
 
     /// `cpg:leave(Scope, Name, Pid)`: one copy.
     pub async fn leave(&self, name: &N::Borrowed, pid: &Pid) -> Result<(), CpgError<N>> {
-        let (n, p) = (name.to_owned(), MemberPid::try_from(pid)?);
-        self.call(|tx| Command::LeaveOne(n, p, tx)).await
+        let p = MemberPid::try_from(pid)?;
+        self.write(|s| s.leave(name, &p))
     }
 
     /// `cpg:leave_counts(Scope, [{Name, Count}], Pid)`.
     pub async fn leave_counts(&self, counts: &[(N, usize)], pid: &Pid) -> Result<(), CpgError<N>> {
-        let (c, p) = (counts.to_vec(), MemberPid::try_from(pid)?);
-        self.call(|tx| Command::Leave(c, p, tx)).await
+        let p = MemberPid::try_from(pid)?;
+        self.write(|s| s.leave_counts(counts, &p))
     }
 
     /// `cpg:leave(Scope, Pid)`: every copy from every group.
     pub async fn leave_all(&self, pid: &Pid) -> Result<(), CpgError<N>> {
         let p = MemberPid::try_from(pid)?;
-        self.call(|tx| Command::LeaveAll(p, tx)).await
+        self.write(|s| s.leave_all(&p))
     }
 
     /// Asks every connected node's scope for its state (`{new, node()}`)
@@ -381,6 +418,8 @@ struct ScopeTask<N: GroupKey> {
     opts: ScopeOptions,
     proc: Process,
     state: Arc<RwLock<Scope<MemberPid, N>>>,
+    /// Effects of the handles' writes, carried out first (see `Pending`).
+    pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
     monitors: HashMap<MemberPid, Reference>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
@@ -506,10 +545,9 @@ enum Stop {
 async fn supervise_scope<N: WireName>(
     node: Node,
     opts: ScopeOptions,
-    state: Arc<RwLock<Scope<MemberPid, N>>>,
-    events: broadcast::Sender<GroupEvent<N>>,
+    (state, pending, events): Shared<N>,
     first: Process,
-    mut cmd_rx: mpsc::UnboundedReceiver<Command<N>>,
+    mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     mut node_events: broadcast::Receiver<NodeEvent>,
 ) {
     let backoff = node.config().backoff;
@@ -533,6 +571,7 @@ async fn supervise_scope<N: WireName>(
             opts: opts.clone(),
             proc,
             state: state.clone(),
+            pending: pending.clone(),
             events: events.clone(),
             monitors: HashMap::new(),
             polled: HashMap::new(),
@@ -557,7 +596,7 @@ impl<N: WireName> ScopeTask<N> {
     /// run crashed, so the state is rebuilt first.
     async fn run(
         mut self,
-        cmd_rx: &mut mpsc::UnboundedReceiver<Command<N>>,
+        cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
         node_events: &mut broadcast::Receiver<NodeEvent>,
         restarted: bool,
     ) -> Stop {
@@ -602,6 +641,7 @@ impl<N: WireName> ScopeTask<N> {
                     Some(c) => self.command(c),
                     None => return Stop::Done,
                 },
+                _ = self.pending.wake.notified() => self.execute(Vec::new()),
                 s = self.proc.recv() => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
@@ -820,37 +860,14 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
-    fn command(&mut self, c: Command<N>) {
-        let (result, reply) = {
-            let mut s = self.state.write();
-            match c {
-                // As cpg:join/leave: cast as {join, Name, Pid} and
-                // {leave, Name, Pid}, not as counts of one.
-                Command::JoinOne(name, pid, reply) => (s.join(name.borrow(), pid), reply),
-                Command::LeaveOne(name, pid, reply) => (s.leave(name.borrow(), &pid), reply),
-                Command::Join(counts, pid, reply) => (s.join_counts(&counts, pid), reply),
-                Command::Leave(counts, pid, reply) => (s.leave_counts(&counts, &pid), reply),
-                Command::LeaveAll(pid, reply) => (s.leave_all(&pid), reply),
-                Command::Refresh(done) => {
-                    drop(s);
-                    self.ask_all();
-                    let _ = done.send(());
-                    return;
-                }
-                Command::Crash => {
-                    drop(s);
-                    panic!("crash injected into scope {}", self.opts.name);
-                }
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Refresh(done) => {
+                self.execute(Vec::new());
+                self.ask_all();
+                let _ = done.send(());
             }
-        };
-        match result {
-            Ok(effects) => {
-                self.execute(effects);
-                let _ = reply.send(Ok(()));
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
+            Command::Crash => panic!("crash injected into scope {}", self.opts.name),
         }
     }
 
@@ -1122,12 +1139,19 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// Carries out the effects of the handles' writes queued so far, then
+    /// `effects` (a change the task made after them).
     fn execute(&mut self, effects: Vec<Effect<MemberPid, N>>) {
-        for e in effects {
+        let queued = std::mem::take(&mut *self.pending.effects.lock());
+        for e in queued.into_iter().chain(effects) {
             match e {
                 Effect::Monitor(p) => {
-                    let mref = self.proc.monitor(p);
-                    self.monitors.insert(p, mref);
+                    // Already monitored when a restart's rebuild ran before
+                    // the queued effect.
+                    if !self.monitors.contains_key(&p) {
+                        let mref = self.proc.monitor(p);
+                        self.monitors.insert(p, mref);
+                    }
                 }
                 Effect::Demonitor(p) => {
                     let removed = self.monitors.remove(&p);
