@@ -4,9 +4,11 @@
 //! cpg protocol with the BEAM scopes: it decodes their casts and `{new,
 //! Node}`, follows nodeup/nodedown, monitors every member it stores, and
 //! carries out the effects the pure scope returns (monitors, casts,
-//! notifications). Local writes go through the scope task (as cpg's
-//! gen_server calls do); reads take a read lock on the shared state and
-//! never go through the task.
+//! notifications). A handle's local write changes the shared state under
+//! its write lock and queues the effects for the task (cpg makes a
+//! gen_server call for it; the result is the same, in order, without the
+//! round trip); reads take a read lock on the shared state and never go
+//! through the task.
 //!
 //! Two cluster modes ([`BeamNodeType`]):
 //! - `All`: BEAM cpg runs with `node_type = all`: the Rust node is a full
