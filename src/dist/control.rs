@@ -256,6 +256,7 @@ pub fn put_term(out: &mut Vec<u8>, t: &Term) -> Result<(), EncodeError> {
 }
 
 /// One element of a control tuple.
+#[derive(Clone, Copy)]
 enum F<'a> {
     Pid(&'a Pid),
     Atom(&'a Atom),
@@ -269,184 +270,211 @@ enum F<'a> {
     Unused,
 }
 
+/// The elements of a control tuple after the operation: at most six (a
+/// SPAWN_REQUEST_TT), kept inline so that encoding a message allocates
+/// nothing but its bytes.
+struct Fields<'a> {
+    items: [F<'a>; 6],
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new(items: &[F<'a>]) -> Self {
+        let mut all = [F::Unused; 6];
+        all[..items.len()].copy_from_slice(items);
+        Fields {
+            items: all,
+            len: items.len(),
+        }
+    }
+
+    fn as_slice(&self) -> &[F<'a>] {
+        &self.items[..self.len]
+    }
+}
+
 /// The operation, the other elements of the control tuple and the payload
 /// of `msg`; `None` for a tick.
-fn parts(msg: &Message) -> Option<(u8, Vec<F<'_>>, Option<F<'_>>)> {
+fn parts(msg: &Message) -> Option<(u8, Fields<'_>, Option<F<'_>>)> {
     use Message as M;
     use F::*;
     Some(match msg {
-        M::Link(m) => (1, vec![Pid(&m.from_pid), Pid(&m.to_pid)], None),
-        M::Send(m) => (2, vec![Unused, Pid(&m.to_pid)], Some(Term(&m.message))),
-        M::Exit(m) => (
-            3,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.reason)],
-            None,
-        ),
-        M::Unlink(m) => (4, vec![Pid(&m.from_pid), Pid(&m.to_pid)], None),
-        M::NodeLink(_) => (5, vec![], None),
-        M::RegSend(m) => (
-            6,
-            vec![Pid(&m.from_pid), Unused, Atom(&m.to_name)],
+        M::Link(m) => (1, Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid)]), None),
+        M::Send(m) => (
+            2,
+            Fields::new(&[Unused, Pid(&m.to_pid)]),
             Some(Term(&m.message)),
         ),
-        M::GroupLeader(m) => (7, vec![Pid(&m.from_pid), Pid(&m.to_pid)], None),
+        M::Exit(m) => (
+            3,
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.reason)]),
+            None,
+        ),
+        M::Unlink(m) => (4, Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid)]), None),
+        M::NodeLink(_) => (5, Fields::new(&[]), None),
+        M::RegSend(m) => (
+            6,
+            Fields::new(&[Pid(&m.from_pid), Unused, Atom(&m.to_name)]),
+            Some(Term(&m.message)),
+        ),
+        M::GroupLeader(m) => (7, Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid)]), None),
         M::Exit2(m) => (
             8,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.reason)],
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.reason)]),
             None,
         ),
         M::SendTt(m) => (
             12,
-            vec![Unused, Pid(&m.to_pid), Term(&m.trace_token)],
+            Fields::new(&[Unused, Pid(&m.to_pid), Term(&m.trace_token)]),
             Some(Term(&m.message)),
         ),
         M::ExitTt(m) => (
             13,
-            vec![
+            Fields::new(&[
                 Pid(&m.from_pid),
                 Pid(&m.to_pid),
                 Term(&m.trace_token),
                 Term(&m.reason),
-            ],
+            ]),
             None,
         ),
         M::RegSendTt(m) => (
             16,
-            vec![
+            Fields::new(&[
                 Pid(&m.from_pid),
                 Unused,
                 Atom(&m.to_name),
                 Term(&m.trace_token),
-            ],
+            ]),
             Some(Term(&m.message)),
         ),
         M::Exit2Tt(m) => (
             18,
-            vec![
+            Fields::new(&[
                 Pid(&m.from_pid),
                 Pid(&m.to_pid),
                 Term(&m.trace_token),
                 Term(&m.reason),
-            ],
+            ]),
             None,
         ),
         M::MonitorP(m) => (
             19,
-            vec![Pid(&m.from_pid), Proc(&m.to_proc), Ref(&m.reference)],
+            Fields::new(&[Pid(&m.from_pid), Proc(&m.to_proc), Ref(&m.reference)]),
             None,
         ),
         M::DemonitorP(m) => (
             20,
-            vec![Pid(&m.from_pid), Proc(&m.to_proc), Ref(&m.reference)],
+            Fields::new(&[Pid(&m.from_pid), Proc(&m.to_proc), Ref(&m.reference)]),
             None,
         ),
         M::MonitorPExit(m) => (
             21,
-            vec![
+            Fields::new(&[
                 Proc(&m.from_proc),
                 Pid(&m.to_pid),
                 Ref(&m.reference),
                 Term(&m.reason),
-            ],
+            ]),
             None,
         ),
         M::SendSender(m) => (
             22,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid)],
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid)]),
             Some(Term(&m.message)),
         ),
         M::SendSenderTt(m) => (
             23,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.trace_token)],
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.trace_token)]),
             Some(Term(&m.message)),
         ),
         M::PayloadExit(m) => (
             24,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid)],
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid)]),
             Some(Term(&m.reason)),
         ),
         M::PayloadExitTt(m) => (
             25,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.trace_token)],
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.trace_token)]),
             Some(Term(&m.reason)),
         ),
         M::PayloadExit2(m) => (
             26,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid)],
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid)]),
             Some(Term(&m.reason)),
         ),
         M::PayloadExit2Tt(m) => (
             27,
-            vec![Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.trace_token)],
+            Fields::new(&[Pid(&m.from_pid), Pid(&m.to_pid), Term(&m.trace_token)]),
             Some(Term(&m.reason)),
         ),
         M::PayloadMonitorPExit(m) => (
             28,
-            vec![Proc(&m.from_proc), Pid(&m.to_pid), Ref(&m.reference)],
+            Fields::new(&[Proc(&m.from_proc), Pid(&m.to_pid), Ref(&m.reference)]),
             Some(Term(&m.reason)),
         ),
         M::SpawnRequest(m) => (
             29,
-            vec![
+            Fields::new(&[
                 Ref(&m.req_id),
                 Pid(&m.from_pid),
                 Pid(&m.group_leader),
                 Mfa(&m.mfa.module, &m.mfa.function, m.mfa.arity.value),
                 List(&m.opt_list),
-            ],
+            ]),
             Some(List(&m.arg_list)),
         ),
         M::SpawnRequestTt(m) => (
             30,
-            vec![
+            Fields::new(&[
                 Ref(&m.req_id),
                 Pid(&m.from_pid),
                 Pid(&m.group_leader),
                 Mfa(&m.mfa.module, &m.mfa.function, m.mfa.arity.value),
                 List(&m.opt_list),
                 Term(&m.trace_token),
-            ],
+            ]),
             Some(List(&m.arg_list)),
         ),
         M::SpawnReply(m) => (
             31,
-            vec![
+            Fields::new(&[
                 Ref(&m.req_id),
                 Pid(&m.to_pid),
                 Int(m.flags.value),
                 Proc(&m.result),
-            ],
+            ]),
             None,
         ),
         M::SpawnReplyTt(m) => (
             32,
-            vec![
+            Fields::new(&[
                 Ref(&m.req_id),
                 Pid(&m.to_pid),
                 Int(m.flags.value),
                 Proc(&m.result),
                 Term(&m.trace_token),
-            ],
+            ]),
             None,
         ),
         M::AliasSend(m) => (
             33,
-            vec![Pid(&m.from_pid), Ref(&m.alias)],
+            Fields::new(&[Pid(&m.from_pid), Ref(&m.alias)]),
             Some(Term(&m.message)),
         ),
         M::AliasSendTt(m) => (
             34,
-            vec![Pid(&m.from_pid), Ref(&m.alias), Term(&m.trace_token)],
+            Fields::new(&[Pid(&m.from_pid), Ref(&m.alias), Term(&m.trace_token)]),
             Some(Term(&m.message)),
         ),
         M::UnlinkId(m) => (
             35,
-            vec![Term(&m.id), Pid(&m.from_pid), Pid(&m.to_pid)],
+            Fields::new(&[Term(&m.id), Pid(&m.from_pid), Pid(&m.to_pid)]),
             None,
         ),
         M::UnlinkIdAck(m) => (
             36,
-            vec![Term(&m.id), Pid(&m.from_pid), Pid(&m.to_pid)],
+            Fields::new(&[Term(&m.id), Pid(&m.from_pid), Pid(&m.to_pid)]),
             None,
         ),
         M::Tick => return None,
@@ -500,6 +528,7 @@ pub fn encode_message(
     } else {
         out.extend_from_slice(&[PASS_THROUGH, term::VERSION]);
     }
+    let fields = fields.as_slice();
     out.extend_from_slice(&[SMALL_TUPLE, 1 + fields.len() as u8, SMALL_INTEGER, op]);
     let mut r = fields.iter().try_for_each(|f| put_field(out, f));
     if let (Ok(()), Some(p)) = (&r, &payload) {
