@@ -41,6 +41,7 @@ use super::member::MemberPid;
 use super::scope::{Effect, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES};
 use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireMsg, WireName};
+use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, Process, SendError, Signal};
 use crate::term::{self, Pid, Reference, Term};
@@ -552,21 +553,12 @@ async fn supervise_scope<N: WireName>(
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     mut node_events: broadcast::Receiver<NodeEvent>,
 ) {
-    let backoff = node.config().backoff;
     let mut proc = Some(first);
     let mut attempt: u32 = 0;
     loop {
         let proc = match proc.take() {
             Some(p) => p,
-            None => match node.spawn_registered(&opts.name) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(scope = %opts.name, "cannot register the scope again: {e}");
-                    tokio::time::sleep(backoff.random_delay(attempt)).await;
-                    attempt = attempt.saturating_add(1);
-                    continue;
-                }
-            },
+            None => supervise::register_again(&node, &opts.name, &mut attempt).await,
         };
         let task = ScopeTask {
             node: node.clone(),
@@ -580,15 +572,13 @@ async fn supervise_scope<N: WireName>(
             remote: HashMap::new(),
         };
         let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
-        let why = match crate::node::supervise::CatchUnwind::new(run).await {
+        let why = match supervise::CatchUnwind::new(run).await {
             Ok(Stop::Done) => return,
             Ok(Stop::Killed(reason)) => format!("its process was killed: {reason}"),
             Err(msg) => format!("it crashed: {msg}"),
         };
-        let wait = backoff.random_delay(attempt);
-        attempt = attempt.saturating_add(1);
-        tracing::error!(scope = %opts.name, "scope stopped ({why}); restarting it in {wait:?}");
-        tokio::time::sleep(wait).await;
+        let what = format!("scope {}", opts.name);
+        supervise::before_restart(&node, &what, &why, &mut attempt).await;
     }
 }
 

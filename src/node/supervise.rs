@@ -45,6 +45,36 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// For a restarted scope task: a new process registered under `name`,
+/// tried again after a backoff while that fails (the name is still held).
+/// `attempt` counts the restarts and failures, for the backoff.
+pub(crate) async fn register_again(
+    node: &crate::Node,
+    name: &str,
+    attempt: &mut u32,
+) -> crate::process::Process {
+    let backoff = node.config().backoff;
+    loop {
+        match node.spawn_registered(name) {
+            Ok(p) => return p,
+            Err(e) => {
+                tracing::error!(scope = %name, "cannot register {name} again: {e}");
+                tokio::time::sleep(backoff.random_delay(*attempt)).await;
+                *attempt = attempt.saturating_add(1);
+            }
+        }
+    }
+}
+
+/// After a scope task stopped (`why`): logs it and waits the backoff of
+/// `attempt` (then counted) before the restart.
+pub(crate) async fn before_restart(node: &crate::Node, what: &str, why: &str, attempt: &mut u32) {
+    let wait = node.config().backoff.random_delay(*attempt);
+    *attempt = attempt.saturating_add(1);
+    tracing::error!("{what} stopped ({why}); restarting it in {wait:?}");
+    tokio::time::sleep(wait).await;
+}
+
 /// A run that lasted this long resets the backoff: the next crash is
 /// treated as a new fault, not as a crash loop.
 const STABLE: Duration = Duration::from_secs(60);

@@ -25,6 +25,7 @@
 use super::scope::{Effect, PgError, PgEvent, PgState};
 use super::wire::PgMsg;
 use crate::cpg::storage::TermName;
+use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, Process, SendError, Signal};
 use crate::term::{self, Pid, Reference};
@@ -285,21 +286,12 @@ async fn supervise(
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     mut node_events: broadcast::Receiver<NodeEvent>,
 ) {
-    let backoff = node.config().backoff;
     let mut proc = Some(first);
     let mut attempt: u32 = 0;
     loop {
         let mut p = match proc.take() {
             Some(p) => p,
-            None => match node.spawn_registered(&name) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(scope = %name, "cannot register the pg scope again: {e}");
-                    tokio::time::sleep(backoff.random_delay(attempt)).await;
-                    attempt = attempt.saturating_add(1);
-                    continue;
-                }
-            },
+            None => supervise::register_again(&node, &name, &mut attempt).await,
         };
         p.trap_exit(true);
         let mut task = Task {
@@ -317,15 +309,12 @@ async fn supervise(
             task.apply(|s| s.restarted(me));
         }
         let run = task.run(&mut cmd_rx, &mut node_events);
-        let why = match crate::node::supervise::CatchUnwind::new(run).await {
+        let why = match supervise::CatchUnwind::new(run).await {
             Ok(None) => return,
             Ok(Some(reason)) => format!("its process was killed: {reason}"),
             Err(msg) => format!("it crashed: {msg}"),
         };
-        let wait = backoff.random_delay(attempt);
-        attempt = attempt.saturating_add(1);
-        tracing::error!(scope = %name, "pg scope stopped ({why}); restarting it in {wait:?}");
-        tokio::time::sleep(wait).await;
+        supervise::before_restart(&node, &format!("pg scope {name}"), &why, &mut attempt).await;
     }
 }
 
