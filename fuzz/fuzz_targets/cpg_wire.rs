@@ -8,15 +8,13 @@ use cpg_node::cpg::MemberPid;
 use cpg_node::term::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "frames.rs"]
+mod frames;
+
 fuzz_target!(|data: &[u8]| {
     let mut scope: Scope<MemberPid> = Scope::new("me@host");
     let _ = scope.node_up("a@host", true);
-    let mut rest = data;
-    // Several messages: each is a 2-byte length and an external term.
-    while rest.len() >= 2 {
-        let n = (u16::from_be_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
-        let (msg, tail) = rest[2..].split_at(n);
-        rest = tail;
+    for msg in frames::frames(data) {
         let Ok(t) = term::decode(msg, Limits::default()) else {
             continue;
         };

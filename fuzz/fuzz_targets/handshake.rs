@@ -12,6 +12,9 @@ use cpg_node::dist::flags;
 use cpg_node::dist::handshake::{digest, Acceptor, Initiator, Local, PeerInfo, Status, Step};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "frames.rs"]
+mod frames;
+
 const ACCEPTOR_CHALLENGE: u32 = 7;
 const INITIATOR_CHALLENGE: u32 = 9;
 
@@ -125,14 +128,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Split the input into handshake messages by 2-byte lengths.
-    let mut msgs = Vec::new();
-    let mut rest = data;
-    while rest.len() >= 2 {
-        let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-        let take = n.min(rest.len() - 2);
-        msgs.push(rest[2..2 + take].to_vec());
-        rest = &rest[2 + take..];
-    }
+    let msgs: Vec<Vec<u8>> = frames::frames(data).map(<[u8]>::to_vec).collect();
     let knows_cookie = mode & 1 != 0;
     acceptor(&msgs, knows_cookie, mode & 2 != 0);
     initiator(&msgs, knows_cookie);

@@ -11,15 +11,13 @@ use cpg_node::pg::wire::PgMsg;
 use cpg_node::term::{self, Limits, Pid};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "frames.rs"]
+mod frames;
+
 fuzz_target!(|data: &[u8]| {
     let me = Pid::new("me@host", 1, 0, 1);
     let mut state = PgState::new(me);
-    let mut rest = data;
-    // Several messages: each is a 2-byte length and an external term.
-    while rest.len() >= 2 {
-        let n = (u16::from_be_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
-        let (msg, tail) = rest[2..].split_at(n);
-        rest = tail;
+    for msg in frames::frames(data) {
         let Ok(t) = term::decode(msg, Limits::default()) else {
             continue;
         };
@@ -44,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for g in state.which_groups() {
         assert!(
-            state.get_members(&g).iter().all(|p| p.node.name == "me@host"),
+            state
+                .get_members(&g)
+                .iter()
+                .all(|p| p.node.name == "me@host"),
             "a downed peer left members behind"
         );
     }
