@@ -113,9 +113,9 @@ impl<V> Node<V> {
         }
     }
 
-    fn leaf_of(entry: Entry<V>) -> Self {
+    fn leaf_of(entry: Box<Entry<V>>) -> Self {
         Node {
-            value: Some(Box::new(entry)),
+            value: Some(entry),
             count: 1,
             children: Vec::new(),
         }
@@ -148,11 +148,11 @@ impl<V> Node<V> {
     }
 
     /// Moves every entry of this subtree out, without recursion.
-    fn take_entries(&mut self) -> Vec<Entry<V>> {
-        let mut entries: Vec<Entry<V>> = self.value.take().into_iter().map(|e| *e).collect();
+    fn take_entries(&mut self) -> Vec<Box<Entry<V>>> {
+        let mut entries: Vec<Box<Entry<V>>> = self.value.take().into_iter().collect();
         let mut stack = std::mem::take(&mut self.children);
         while let Some((_, mut node)) = stack.pop() {
-            entries.extend(node.value.take().map(|e| *e));
+            entries.extend(node.value.take());
             stack.append(&mut node.children);
         }
         self.count = 0;
@@ -333,14 +333,7 @@ impl<V> Trie<V> {
                     match old.key[depth..].chars().next() {
                         Some(c) => {
                             node.children.reserve_exact(1);
-                            node.children.push((
-                                c,
-                                Node {
-                                    value: Some(old),
-                                    count: 1,
-                                    children: Vec::new(),
-                                },
-                            ))
+                            node.children.push((c, Node::leaf_of(old)))
                         }
                         None => node.value = Some(old),
                     }
