@@ -7,21 +7,28 @@ use super::*;
 /// them to a tree.
 const FEW_NAMES: usize = 8;
 
-/// The group names of one pid, in name order. Most pids are in a few
-/// groups: those names sit in a vector grown one slot at a time (a tree
-/// node would take about 300 bytes for one name); a pid in many groups
-/// gets a tree, so that joining 100k groups stays `O(log n)` a join.
+/// The group names of one pid, in name order. Most pids are in one group:
+/// that name is kept inline (no allocation beside the map entry); a few
+/// names sit in a vector grown one slot at a time (a tree node would take
+/// about 300 bytes for one name); a pid in many groups gets a tree, so that
+/// joining 100k groups stays `O(log n)` a join. The vector and the tree are
+/// boxed so that the whole is as small as one name (24 bytes for a
+/// `String`, 40 for a pid-index entry with a `MemberPid`).
 #[derive(Debug, Clone)]
 pub(super) enum Names<N> {
-    /// At most [`FEW_NAMES`], sorted.
-    Few(Vec<N>),
+    /// Exactly one.
+    One(N),
+    /// From 2 to [`FEW_NAMES`], sorted (briefly fewer after removals).
+    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
+    Few(Box<Vec<N>>),
     /// More.
-    Many(BTreeSet<N>),
+    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
+    Many(Box<BTreeSet<N>>),
 }
 
 impl<N: GroupKey> Names<N> {
     fn one(name: N) -> Self {
-        Names::Few(vec![name])
+        Names::One(name)
     }
 
     fn find(v: &[N], name: &N::Borrowed) -> Result<usize, usize> {
@@ -31,6 +38,7 @@ impl<N: GroupKey> Names<N> {
     /// Whether `name` is among the names.
     pub(super) fn contains(&self, name: &N::Borrowed) -> bool {
         match self {
+            Names::One(n) => n.as_borrowed() == name,
             Names::Few(v) => Self::find(v, name).is_ok(),
             Names::Many(s) => s.contains(name),
         }
@@ -39,6 +47,15 @@ impl<N: GroupKey> Names<N> {
     /// Adds `name` (no-op if present).
     fn insert(&mut self, name: &N::Borrowed) {
         match self {
+            Names::One(n) => {
+                if n.as_borrowed() != name {
+                    let mut v = Vec::with_capacity(2);
+                    v.push(n.clone());
+                    let at = usize::from(n.as_borrowed() < name);
+                    v.insert(at, name.to_owned());
+                    *self = Names::Few(Box::new(v));
+                }
+            }
             Names::Few(v) => {
                 let Err(at) = Self::find(v, name) else {
                     return;
@@ -47,9 +64,9 @@ impl<N: GroupKey> Names<N> {
                     v.reserve_exact(1);
                     v.insert(at, name.to_owned());
                 } else {
-                    let mut s: BTreeSet<N> = std::mem::take(v).into_iter().collect();
+                    let mut s: BTreeSet<N> = std::mem::take(&mut **v).into_iter().collect();
                     s.insert(name.to_owned());
-                    *self = Names::Many(s);
+                    *self = Names::Many(Box::new(s));
                 }
             }
             Names::Many(s) => {
@@ -60,12 +77,21 @@ impl<N: GroupKey> Names<N> {
         }
     }
 
-    /// Removes `name` if present.
+    /// Removes `name` if present. Removing the one name of [`Names::One`]
+    /// leaves an empty vector (the caller forgets the pid then).
     fn remove(&mut self, name: &N::Borrowed) {
         match self {
+            Names::One(n) => {
+                if n.as_borrowed() == name {
+                    *self = Names::Few(Box::default());
+                }
+            }
             Names::Few(v) => {
                 if let Ok(at) = Self::find(v, name) {
                     v.remove(at);
+                    if v.len() == 1 {
+                        *self = Names::One(v.remove(0));
+                    }
                 }
             }
             Names::Many(s) => {
@@ -76,6 +102,7 @@ impl<N: GroupKey> Names<N> {
 
     pub(super) fn is_empty(&self) -> bool {
         match self {
+            Names::One(_) => false,
             Names::Few(v) => v.is_empty(),
             Names::Many(s) => s.is_empty(),
         }
@@ -84,6 +111,7 @@ impl<N: GroupKey> Names<N> {
     /// The names in order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &N> + '_ {
         let (few, many) = match self {
+            Names::One(n) => (Some(std::slice::from_ref(n).iter()), None),
             Names::Few(v) => (Some(v.iter()), None),
             Names::Many(s) => (None, Some(s.iter())),
         };
@@ -93,8 +121,9 @@ impl<N: GroupKey> Names<N> {
     /// The names in order, owned.
     pub(super) fn into_vec(self) -> Vec<N> {
         match self {
-            Names::Few(v) => v,
-            Names::Many(s) => s.into_iter().collect(),
+            Names::One(n) => vec![n],
+            Names::Few(v) => *v,
+            Names::Many(s) => (*s).into_iter().collect(),
         }
     }
 }
@@ -186,27 +215,12 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             return;
         }
         self.pids.insert(pid.clone(), Names::one(name.to_owned()));
-        match self.by_node.get_mut(pid.node()) {
-            Some(set) => {
-                set.insert(pid.clone());
-            }
-            None => {
-                self.by_node
-                    .insert(pid.node().to_string(), BTreeSet::from([pid.clone()]));
-            }
-        }
         effects.push(Effect::Monitor(pid.clone()));
     }
 
     pub(super) fn forget_pid(&mut self, pid: &P) -> Option<Vec<N>> {
         let names = self.pids.remove(pid)?;
         crate::util::shrink_sparse(&mut self.pids);
-        if let Some(set) = self.by_node.get_mut(pid.node()) {
-            set.remove(pid);
-            if set.is_empty() {
-                self.by_node.remove(pid.node());
-            }
-        }
         Some(names.into_vec())
     }
 }

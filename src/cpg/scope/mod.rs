@@ -277,10 +277,11 @@ pub const NODEDOWN_REASON: &str = "noconnection";
 pub struct Scope<P, N: GroupKey = String> {
     node: String,
     groups: N::Store<GroupData<P>>,
-    /// Monitored pids and their group names (cpg's `monitors`).
+    /// Monitored pids and their group names (cpg's `monitors`). There is
+    /// no index by node: a node going down is rare, and finding its pids by
+    /// one pass over this map costs less than keeping a tree entry for
+    /// every pid (about 30 bytes a pid) all the time.
     pids: HashMap<P, index::Names<N>>,
-    /// The monitored pids of each node.
-    by_node: HashMap<String, BTreeSet<P>>,
     /// Connected nodes, with "listened" (full peer) flag.
     nodes: BTreeMap<String, bool>,
     /// Most copies of one pid in one group.
@@ -297,7 +298,6 @@ where
             node: self.node.clone(),
             groups: self.groups.clone(),
             pids: self.pids.clone(),
-            by_node: self.by_node.clone(),
             nodes: self.nodes.clone(),
             max_copies: self.max_copies,
         }
@@ -339,7 +339,6 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             node: node.into(),
             groups: Default::default(),
             pids: HashMap::new(),
-            by_node: HashMap::new(),
             nodes: BTreeMap::new(),
             max_copies: DEFAULT_MAX_COPIES,
         }
@@ -394,11 +393,14 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if node == self.node {
             return effects;
         }
-        let pids: Vec<P> = self
-            .by_node
-            .get(node)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
+        // in pid order, as the tree of the node's pids gave them before
+        let mut pids: Vec<P> = self
+            .pids
+            .keys()
+            .filter(|p| p.node() == node)
+            .cloned()
+            .collect();
+        pids.sort_unstable();
         let reason = Reason::Exit(NODEDOWN_REASON.to_string());
         for pid in pids {
             self.leave_everything(&pid, &reason, false, &mut effects);
