@@ -228,12 +228,22 @@ struct Slot<P> {
     is_local: bool,
 }
 
-/// The copies one pid has in one group (never empty).
+/// The copies one pid has in one group (never empty). The pid's side
+/// (local or remote) is not kept here: it is in each of its slots ([`side`]),
+/// so an entry of a group's pid map is 32 bytes for a `MemberPid`.
 #[derive(Debug, Clone)]
 struct Copies {
-    is_local: bool,
     /// Slot positions, ascending (oldest first).
     slots: SlotList,
+}
+
+/// Whether the pid whose copies are `c` is local, read from its newest slot.
+fn side<P>(slots: &[Option<Slot<P>>], c: &Copies) -> bool {
+    c.slots
+        .iter_newest()
+        .next()
+        .and_then(|pos| slots[pos].as_ref())
+        .is_some_and(|s| s.is_local)
 }
 
 /// Most distinct pids a [`PidMap`] keeps in a vector before it moves them
@@ -326,13 +336,11 @@ impl<P: Eq + Hash> PidMap<P> {
 /// Compaction happens when holes exceed both this and the live copies.
 const COMPACT_MIN_HOLES: usize = 64;
 
-/// Membership of one group (cpg's `#cpg_data{}`), with sub-linear updates.
-///
-/// "Newest first" everywhere, as in cpg: index 0 of [`nth`](Self::nth) is the
-/// latest join. Local/remote is decided by the caller at join time
-/// (`node(Pid) == node()` in cpg) and kept per pid.
+/// A group of two copies or more: slots, Fenwick tree, per-pid copies (see
+/// the module docs). [`GroupData`] wraps it, and keeps the usual group of
+/// one copy inline instead.
 #[derive(Debug, Clone)]
-pub struct GroupData<P> {
+struct Big<P> {
     /// Oldest first; `None` = removed copy not yet compacted away.
     slots: Vec<Option<Slot<P>>>,
     tree: Fenwick,
@@ -346,16 +354,9 @@ pub struct GroupData<P> {
     shared: OnceLock<Arc<[P]>>,
 }
 
-impl<P: Clone + Eq + Hash> Default for GroupData<P> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<P: Clone + Eq + Hash> GroupData<P> {
-    /// An empty group.
-    pub fn new() -> Self {
-        GroupData {
+impl<P: Clone + Eq + Hash> Big<P> {
+    fn new() -> Self {
+        Big {
             slots: Vec::new(),
             tree: Fenwick::default(),
             copies: PidMap::Few(Vec::new()),
@@ -366,27 +367,12 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     }
 
     /// Number of copies (length of cpg's `history`).
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.local_count + self.remote_count
     }
 
-    /// True when no copy is left (cpg then erases the group).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// cpg's `local_count`.
-    pub fn local_count(&self) -> usize {
-        self.local_count
-    }
-
-    /// cpg's `remote_count`.
-    pub fn remote_count(&self) -> usize {
-        self.remote_count
-    }
-
     /// Number of copies in `part`.
-    pub fn count(&self, part: Part) -> usize {
+    fn count(&self, part: Part) -> usize {
         match part {
             Part::All => self.len(),
             Part::Local => self.local_count,
@@ -395,23 +381,23 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     }
 
     /// Number of copies of `pid` (cpg's `count(Pid, History)`).
-    pub fn count_of(&self, pid: &P) -> usize {
+    fn count_of(&self, pid: &P) -> usize {
         self.copies.get(pid).map_or(0, |c| c.slots.len())
     }
 
     /// Number of distinct pids.
-    pub fn distinct_pids(&self) -> usize {
+    fn distinct_pids(&self) -> usize {
         self.copies.len()
     }
 
     /// The distinct pids, in no particular order.
-    pub fn pids(&self) -> impl Iterator<Item = &P> + '_ {
+    fn pids(&self) -> impl Iterator<Item = &P> + '_ {
         self.copies.keys()
     }
 
     /// Adds `count` copies of `pid` at the newest end (cpg's `prepend`).
     /// `is_local` is only used when `pid` has no copy yet.
-    pub fn join(&mut self, pid: P, is_local: bool, count: usize) {
+    fn join(&mut self, pid: P, is_local: bool, count: usize) {
         if count == 0 {
             return;
         }
@@ -419,14 +405,14 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         let first = self.slots.len();
         let is_local = match self.copies.get_mut(&pid) {
             Some(c) => {
+                let is_local = side(&self.slots, c);
                 (first..first + count).for_each(|pos| c.slots.push_back(pos));
-                c.is_local
+                is_local
             }
             None => {
                 let mut slots = SlotList::One(first);
                 (first + 1..first + count).for_each(|pos| slots.push_back(pos));
-                self.copies
-                    .insert_new(pid.clone(), Copies { is_local, slots });
+                self.copies.insert_new(pid.clone(), Copies { slots });
                 is_local
             }
         };
@@ -441,32 +427,17 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         }
     }
 
-    /// Removes up to `count` copies of `pid`, oldest first (cpg's `leave`
-    /// and `leave_counts`). Returns how many were removed.
-    pub fn leave_oldest(&mut self, pid: &P, count: usize) -> usize {
-        self.take_copies(pid, count, true)
-    }
-
-    /// Removes every copy of `pid` (leave-all, death, nodedown). Returns how
-    /// many were removed.
-    pub fn leave_all(&mut self, pid: &P) -> usize {
-        self.take_copies(pid, usize::MAX, true)
-    }
-
-    /// The exchange merge rule: makes `pid` have exactly `count` copies by
-    /// adding copies at the newest end or removing copies from the **newest**
-    /// end. Returns the change (positive: added, negative: removed).
-    pub fn set_count_newest(&mut self, pid: &P, is_local: bool, count: usize) -> isize {
-        let have = self.count_of(pid);
-        if count > have {
-            self.join(pid.clone(), is_local, count - have);
-            (count - have) as isize
-        } else if count < have {
-            let removed = self.take_copies(pid, have - count, false);
-            -(removed as isize)
-        } else {
-            0
+    /// The pid and side of the one live copy, when exactly one is left.
+    fn only(&self) -> Option<(P, bool)> {
+        if self.len() != 1 {
+            return None;
         }
+        self.slots
+            .iter()
+            .rev()
+            .flatten()
+            .next()
+            .map(|s| (s.pid.clone(), s.is_local))
     }
 
     fn push_slot(&mut self, pid: P, is_local: bool) {
@@ -485,7 +456,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         };
         let have = c.slots.len();
         let n = count.min(have);
-        let is_local = c.is_local;
+        let is_local = side(&self.slots, c);
         if n > 0 {
             self.shared = OnceLock::new();
         }
@@ -531,11 +502,258 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     }
 
     /// The copies in `part`, newest first.
-    pub fn iter(&self, part: Part) -> impl DoubleEndedIterator<Item = &P> + '_ {
+    fn iter(&self, part: Part) -> impl DoubleEndedIterator<Item = &P> + '_ {
         self.slots.iter().rev().filter_map(move |s| match s {
             Some(s) if part.includes(s.is_local) => Some(&s.pid),
             _ => None,
         })
+    }
+
+    /// Every copy, newest first, as one shared immutable snapshot: the
+    /// first read after a change builds it (`O(n)`), later reads only count
+    /// a reference (no copy, no allocation) until the group changes.
+    fn shared_members(&self) -> Arc<[P]> {
+        self.shared
+            .get_or_init(|| self.iter(Part::All).cloned().collect())
+            .clone()
+    }
+
+    /// The `i`-th copy of `part`, newest first (`i == 0` is the newest), in
+    /// `O(log n)`.
+    fn nth(&self, part: Part, i: usize) -> Option<&P> {
+        let n = self.count(part);
+        if i >= n {
+            return None;
+        }
+        let pos = self.tree.select(n - 1 - i, part);
+        self.slots[pos].as_ref().map(|s| &s.pid)
+    }
+
+    /// Number of copies in `part` that are not copies of `exclude`.
+    fn count_excluding(&self, part: Part, exclude: Option<&P>) -> usize {
+        let n = self.count(part);
+        match exclude.and_then(|ex| self.copies.get(ex)) {
+            Some(c) if part.includes(side(&self.slots, c)) => n - c.slots.len(),
+            _ => n,
+        }
+    }
+
+    /// The `i`-th copy of `part` that is not a copy of `exclude`, newest
+    /// first. `O((1 + copies of exclude) * log n)`.
+    fn nth_excluding(&self, part: Part, i: usize, exclude: Option<&P>) -> Option<&P> {
+        let c = match exclude.and_then(|ex| self.copies.get(ex)) {
+            Some(c) if part.includes(side(&self.slots, c)) => c,
+            _ => return self.nth(part, i),
+        };
+        let n = self.count(part);
+        let mut target = i;
+        // Ranks (from newest) of the excluded copies, ascending.
+        for pos in c.slots.iter_newest() {
+            let rank = n - self.tree.prefix(pos + 1, part);
+            if rank <= target {
+                target += 1;
+            } else {
+                break;
+            }
+        }
+        self.nth(part, target)
+    }
+}
+
+/// Membership of one group (cpg's `#cpg_data{}`), with sub-linear updates.
+///
+/// "Newest first" everywhere, as in cpg: index 0 of [`nth`](Self::nth) is the
+/// latest join. Local/remote is decided by the caller at join time
+/// (`node(Pid) == node()` in cpg) and kept per pid.
+///
+/// Most groups hold one copy of one pid (a service registered under its
+/// own name): such a group is kept inline, the pid and its side, with no
+/// allocation (24 bytes for a `MemberPid`). The second copy moves the group
+/// to the full representation; a group back to one copy moves back.
+#[derive(Debug, Clone)]
+pub struct GroupData<P> {
+    repr: Repr<P>,
+}
+
+#[derive(Debug, Clone)]
+enum Repr<P> {
+    /// No copy (a new group, or one whose last copy left).
+    Empty,
+    /// Exactly one copy.
+    One { pid: P, is_local: bool },
+    /// Two copies or more (briefly fewer, inside a write).
+    Big(Box<Big<P>>),
+}
+
+impl<P: Clone + Eq + Hash> Default for GroupData<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Clone + Eq + Hash> GroupData<P> {
+    /// An empty group.
+    pub fn new() -> Self {
+        GroupData { repr: Repr::Empty }
+    }
+
+    /// The one copy of a one-copy group and the full representation of a
+    /// larger one (both `None` when empty).
+    fn split(&self) -> (Option<(&P, bool)>, Option<&Big<P>>) {
+        match &self.repr {
+            Repr::Empty => (None, None),
+            Repr::One { pid, is_local } => (Some((pid, *is_local)), None),
+            Repr::Big(b) => (None, Some(b)),
+        }
+    }
+
+    /// Number of copies (length of cpg's `history`).
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::One { .. } => 1,
+            Repr::Big(b) => b.len(),
+        }
+    }
+
+    /// True when no copy is left (cpg then erases the group).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// cpg's `local_count`.
+    pub fn local_count(&self) -> usize {
+        self.count(Part::Local)
+    }
+
+    /// cpg's `remote_count`.
+    pub fn remote_count(&self) -> usize {
+        self.count(Part::Remote)
+    }
+
+    /// Number of copies in `part`.
+    pub fn count(&self, part: Part) -> usize {
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::One { is_local, .. } => usize::from(part.includes(*is_local)),
+            Repr::Big(b) => b.count(part),
+        }
+    }
+
+    /// Number of copies of `pid` (cpg's `count(Pid, History)`).
+    pub fn count_of(&self, pid: &P) -> usize {
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::One { pid: p, .. } => usize::from(p == pid),
+            Repr::Big(b) => b.count_of(pid),
+        }
+    }
+
+    /// Number of distinct pids.
+    pub fn distinct_pids(&self) -> usize {
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::One { .. } => 1,
+            Repr::Big(b) => b.distinct_pids(),
+        }
+    }
+
+    /// The distinct pids, in no particular order.
+    pub fn pids(&self) -> impl Iterator<Item = &P> + '_ {
+        let (one, big) = self.split();
+        one.map(|(p, _)| p)
+            .into_iter()
+            .chain(big.into_iter().flat_map(Big::pids))
+    }
+
+    /// Adds `count` copies of `pid` at the newest end (cpg's `prepend`).
+    /// `is_local` is only used when `pid` has no copy yet.
+    pub fn join(&mut self, pid: P, is_local: bool, count: usize) {
+        if count == 0 {
+            return;
+        }
+        if count == 1 && matches!(self.repr, Repr::Empty) {
+            self.repr = Repr::One { pid, is_local };
+            return;
+        }
+        self.big().join(pid, is_local, count);
+    }
+
+    /// The full representation, made from the inline one if needed.
+    fn big(&mut self) -> &mut Big<P> {
+        if !matches!(self.repr, Repr::Big(_)) {
+            let mut b = Box::new(Big::new());
+            if let Repr::One { pid, is_local } = std::mem::replace(&mut self.repr, Repr::Empty) {
+                b.join(pid, is_local, 1);
+            }
+            self.repr = Repr::Big(b);
+        }
+        match &mut self.repr {
+            Repr::Big(b) => b,
+            _ => unreachable!("just made"),
+        }
+    }
+
+    /// Removes up to `count` oldest copies of `pid` (cpg's `leave` and
+    /// `leave_counts`). Returns how many were removed.
+    pub fn leave_oldest(&mut self, pid: &P, count: usize) -> usize {
+        self.take_copies(pid, count, true)
+    }
+
+    /// Removes every copy of `pid` (leave-all, death, nodedown). Returns how
+    /// many were removed.
+    pub fn leave_all(&mut self, pid: &P) -> usize {
+        self.take_copies(pid, usize::MAX, true)
+    }
+
+    /// The exchange merge rule: makes `pid` have exactly `count` copies by
+    /// adding copies at the newest end or removing copies from the **newest**
+    /// end. Returns the change (positive: added, negative: removed).
+    pub fn set_count_newest(&mut self, pid: &P, is_local: bool, count: usize) -> isize {
+        let have = self.count_of(pid);
+        if count > have {
+            self.join(pid.clone(), is_local, count - have);
+            (count - have) as isize
+        } else if count < have {
+            let removed = self.take_copies(pid, have - count, false);
+            -(removed as isize)
+        } else {
+            0
+        }
+    }
+
+    fn take_copies(&mut self, pid: &P, count: usize, oldest: bool) -> usize {
+        match &mut self.repr {
+            Repr::Empty => 0,
+            Repr::One { pid: p, .. } => {
+                if p != pid || count == 0 {
+                    return 0;
+                }
+                self.repr = Repr::Empty;
+                1
+            }
+            Repr::Big(b) => {
+                let n = b.take_copies(pid, count, oldest);
+                match b.len() {
+                    0 => self.repr = Repr::Empty,
+                    1 => {
+                        let (pid, is_local) = b.only().expect("one copy");
+                        self.repr = Repr::One { pid, is_local };
+                    }
+                    _ => {}
+                }
+                n
+            }
+        }
+    }
+
+    /// The copies in `part`, newest first.
+    pub fn iter(&self, part: Part) -> impl DoubleEndedIterator<Item = &P> + '_ {
+        let (one, big) = self.split();
+        let one = one.filter(|(_, is_local)| part.includes(*is_local));
+        one.map(|(p, _)| p)
+            .into_iter()
+            .chain(big.into_iter().flat_map(move |b| b.iter(part)))
     }
 
     /// cpg's `history`: every copy, newest first.
@@ -553,13 +771,16 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         self.iter(Part::Remote)
     }
 
-    /// Every copy, newest first, as one shared immutable snapshot: the
-    /// first read after a change builds it (`O(n)`), later reads only count
-    /// a reference (no copy, no allocation) until the group changes.
+    /// Every copy, newest first, as one shared immutable snapshot: for a
+    /// larger group the first read after a change builds it (`O(n)`) and
+    /// later reads only count a reference (no copy, no allocation) until
+    /// the group changes; a group of one copy builds its one-element
+    /// snapshot on each read (one small allocation, no cache to keep).
     pub fn shared_members(&self) -> Arc<[P]> {
-        self.shared
-            .get_or_init(|| self.iter(Part::All).cloned().collect())
-            .clone()
+        match &self.repr {
+            Repr::Big(b) => b.shared_members(),
+            _ => self.iter(Part::All).cloned().collect(),
+        }
     }
 
     /// The copies in `part` except those of `exclude`, newest first, as a
@@ -570,45 +791,40 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         v
     }
 
+    /// Slots held, holes included (tests of compaction).
+    #[cfg(test)]
+    fn slot_count(&self) -> usize {
+        match &self.repr {
+            Repr::Big(b) => b.slots.len(),
+            _ => self.len(),
+        }
+    }
+
     /// The `i`-th copy of `part`, newest first (`i == 0` is the newest), in
     /// `O(log n)`.
     pub fn nth(&self, part: Part, i: usize) -> Option<&P> {
-        let n = self.count(part);
-        if i >= n {
-            return None;
+        match &self.repr {
+            Repr::Empty => None,
+            Repr::One { pid, is_local } => (i == 0 && part.includes(*is_local)).then_some(pid),
+            Repr::Big(b) => b.nth(part, i),
         }
-        let pos = self.tree.select(n - 1 - i, part);
-        self.slots[pos].as_ref().map(|s| &s.pid)
     }
 
     /// Number of copies in `part` that are not copies of `exclude`.
     pub fn count_excluding(&self, part: Part, exclude: Option<&P>) -> usize {
-        let n = self.count(part);
-        match exclude.and_then(|ex| self.copies.get(ex)) {
-            Some(c) if part.includes(c.is_local) => n - c.slots.len(),
-            _ => n,
+        match &self.repr {
+            Repr::Big(b) => b.count_excluding(part, exclude),
+            _ => self.iter(part).filter(|p| Some(*p) != exclude).count(),
         }
     }
 
     /// The `i`-th copy of `part` that is not a copy of `exclude`, newest
     /// first. `O((1 + copies of exclude) * log n)`.
     pub fn nth_excluding(&self, part: Part, i: usize, exclude: Option<&P>) -> Option<&P> {
-        let c = match exclude.and_then(|ex| self.copies.get(ex)) {
-            Some(c) if part.includes(c.is_local) => c,
-            _ => return self.nth(part, i),
-        };
-        let n = self.count(part);
-        let mut target = i;
-        // Ranks (from newest) of the excluded copies, ascending.
-        for pos in c.slots.iter_newest() {
-            let rank = n - self.tree.prefix(pos + 1, part);
-            if rank <= target {
-                target += 1;
-            } else {
-                break;
-            }
+        match &self.repr {
+            Repr::Big(b) => b.nth_excluding(part, i, exclude),
+            _ => self.iter(part).filter(|p| Some(*p) != exclude).nth(i),
         }
-        self.nth(part, target)
     }
 
     /// The newest copy of `part` that is not `exclude`.
@@ -627,9 +843,9 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     /// A plain `#cpg_data{}` copy of this group.
     pub fn to_data(&self) -> CpgData<P> {
         CpgData {
-            local_count: self.local_count,
+            local_count: self.local_count(),
             local: self.local().cloned().collect(),
-            remote_count: self.remote_count,
+            remote_count: self.remote_count(),
             remote: self.remote().cloned().collect(),
             history: self.history().cloned().collect(),
         }
@@ -740,7 +956,7 @@ mod tests {
             d.leave_oldest(&i, 1);
         }
         // compaction has happened (holes > live) - check everything still agrees
-        assert!(d.slots.len() < 1500);
+        assert!(d.slot_count() < 1500);
         let r = d.to_data();
         assert_eq!(r.history.len(), d.len());
         for (i, p) in r.history.iter().enumerate() {
@@ -758,11 +974,14 @@ mod tests {
         for i in 0..n {
             d.join(i, i % 2 == 0, 1);
         }
-        for i in 0..n {
+        for i in 0..n - 2 {
             assert_eq!(d.leave_oldest(&i, 1), 1);
         }
-        assert!(d.is_empty());
-        assert!(d.slots.len() <= COMPACT_MIN_HOLES + 1);
+        assert!(d.slot_count() <= COMPACT_MIN_HOLES + 2);
+        assert_eq!(d.leave_oldest(&(n - 2), 1), 1);
+        assert!(matches!(d.repr, Repr::One { pid, .. } if pid == n - 1));
+        assert_eq!(d.leave_oldest(&(n - 1), 1), 1);
+        assert!(d.is_empty() && matches!(d.repr, Repr::Empty));
     }
 
     /// Naive model: the cpg lists, newest first, exactly as cpg updates them.
@@ -861,10 +1080,11 @@ mod tests {
                 let r = d.to_data();
                 prop_assert_eq!(&r.history, &m.history);
                 // The shared snapshot is never stale, and while nothing
-                // changes it is handed out again, not rebuilt.
+                // changes it is handed out again, not rebuilt (a group of
+                // one copy, kept inline, builds it on each read).
                 let snap = d.shared_members();
                 prop_assert_eq!(&snap[..], &m.history[..]);
-                prop_assert!(Arc::ptr_eq(&snap, &d.shared_members()));
+                prop_assert_eq!(Arc::ptr_eq(&snap, &d.shared_members()), d.len() > 1);
                 prop_assert_eq!(&r.local, &m.local);
                 prop_assert_eq!(&r.remote, &m.remote);
                 prop_assert_eq!(r.local_count, m.local.len());
