@@ -93,13 +93,76 @@ struct Entry<V> {
 /// The entry is boxed: most nodes (every inner node of a long shared
 /// prefix) hold none, and a node sits inline in its parent's `children`,
 /// so an unboxed entry would make every node, and every spare slot of a
-/// `children` vector, as big as a group.
+/// `children` vector, as big as a group. For the same reason the child list
+/// is one pointer ([`Kids`]): a node is 24 bytes, 32 in its parent's list.
 struct Node<V> {
     value: Option<Box<Entry<V>>>,
     /// The number of keys in this subtree, `value` included.
     count: usize,
     /// Sorted by `char`, no duplicates.
-    children: Vec<(char, Node<V>)>,
+    children: Kids<V>,
+}
+
+/// A node's children: no allocation for a leaf (most nodes), a boxed
+/// vector otherwise, so that the list costs a leaf 8 bytes, not the 24 of
+/// an empty `Vec`. Reads see a slice.
+struct Kids<V>(Option<Box<KidList<V>>>);
+
+/// The children of a node that has some, sorted by `char`.
+type KidList<V> = Vec<(char, Node<V>)>;
+
+impl<V> Kids<V> {
+    const fn new() -> Self {
+        Kids(None)
+    }
+
+    /// The vector, made on first use.
+    #[allow(clippy::box_collection)] // deliberate: a leaf holds no Vec
+    fn vec(&mut self) -> &mut KidList<V> {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.capacity())
+    }
+
+    /// Removes the `i`-th child; the list is freed when it empties.
+    fn remove(&mut self, i: usize) -> (char, Node<V>) {
+        let v = self.vec();
+        let child = v.remove(i);
+        if v.is_empty() {
+            self.0 = None;
+        }
+        child
+    }
+
+    /// Moves the children out, leaving none.
+    fn take(&mut self) -> KidList<V> {
+        self.0.take().map(|v| *v).unwrap_or_default()
+    }
+}
+
+impl<V> From<KidList<V>> for Kids<V> {
+    fn from(v: KidList<V>) -> Self {
+        Kids((!v.is_empty()).then(|| Box::new(v)))
+    }
+}
+
+impl<V> std::ops::Deref for Kids<V> {
+    type Target = [(char, Node<V>)];
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<V> std::ops::DerefMut for Kids<V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match &mut self.0 {
+            Some(v) => v.as_mut_slice(),
+            None => &mut [],
+        }
+    }
 }
 
 type Found<'a, V> = Result<Option<&'a Entry<V>>, Raise>;
@@ -109,7 +172,7 @@ impl<V> Node<V> {
         Node {
             value: None,
             count: 0,
-            children: Vec::new(),
+            children: Kids::new(),
         }
     }
 
@@ -117,7 +180,7 @@ impl<V> Node<V> {
         Node {
             value: Some(entry),
             count: 1,
-            children: Vec::new(),
+            children: Kids::new(),
         }
     }
 
@@ -150,10 +213,10 @@ impl<V> Node<V> {
     /// Moves every entry of this subtree out, without recursion.
     fn take_entries(&mut self) -> Vec<Box<Entry<V>>> {
         let mut entries: Vec<Box<Entry<V>>> = self.value.take().into_iter().collect();
-        let mut stack = std::mem::take(&mut self.children);
+        let mut stack = self.children.take();
         while let Some((_, mut node)) = stack.pop() {
             entries.extend(node.value.take());
-            stack.append(&mut node.children);
+            stack.extend(node.children.take());
         }
         self.count = 0;
         entries
@@ -189,7 +252,7 @@ impl<V: Clone> Clone for Node<V> {
             let copy = Node {
                 value: src.value.clone(),
                 count: src.count,
-                children: done.built,
+                children: done.built.into(),
             };
             match stack.last_mut() {
                 None => return copy,
@@ -210,9 +273,9 @@ impl<V> Drop for Node<V> {
             .iter()
             .any(|(_, child)| !child.children.is_empty())
         {
-            let mut stack = std::mem::take(&mut self.children);
+            let mut stack = self.children.take();
             while let Some((_, mut node)) = stack.pop() {
-                stack.append(&mut node.children);
+                stack.extend(node.children.take());
             }
         }
     }
@@ -332,8 +395,9 @@ impl<V> Trie<V> {
                 if let Some(old) = node.value.take() {
                     match old.key[depth..].chars().next() {
                         Some(c) => {
-                            node.children.reserve_exact(1);
-                            node.children.push((c, Node::leaf_of(old)))
+                            let kids = node.children.vec();
+                            kids.reserve_exact(1);
+                            kids.push((c, Node::leaf_of(old)))
                         }
                         None => node.value = Some(old),
                     }
@@ -351,9 +415,9 @@ impl<V> Trie<V> {
                     // Most nodes have a few children: grow one at a time
                     // up to 8, then double.
                     if node.children.len() == node.children.capacity() && node.children.len() < 8 {
-                        node.children.reserve_exact(1);
+                        node.children.vec().reserve_exact(1);
                     }
-                    node.children.insert(i, (c, leaf));
+                    node.children.vec().insert(i, (c, leaf));
                     return &mut node.children[i].1.value.insert(Box::new(entry)).value;
                 }
             }
@@ -941,7 +1005,7 @@ mod tests {
         }
         assert!(node.children.windows(2).all(|w| w[0].0 < w[1].0));
         let mut count = usize::from(node.value.is_some());
-        for (c, child) in &node.children {
+        for (c, child) in node.children.iter() {
             prefix.push(*c);
             count += check_node(child, prefix, false);
             prefix.pop();
