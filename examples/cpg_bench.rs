@@ -143,23 +143,18 @@ fn lookups(s: &RwLock<S>) {
             let closest = |_| {
                 let _ = black_box(read(s, |s| {
                     s.get_closest_pid(name, None, &mut { rnd })
-                        .map(|(k, p)| (k.to_owned(), Pid::from(p)))
+                        .map(|(k, p)| (k.to_owned(), p))
                 }));
             };
             let random = |_| {
                 let _ = black_box(read(s, |s| {
                     s.get_random_pid(name, None, &mut { rnd })
-                        .map(|(k, p)| (k.to_owned(), Pid::from(p)))
+                        .map(|(k, p)| (k.to_owned(), p))
                 }));
             };
             let members = |_| {
                 let _ = black_box(read(s, |s| {
-                    s.get_members(name, None).map(|(k, v)| {
-                        (
-                            k.to_owned(),
-                            v.into_iter().map(Pid::from).collect::<Vec<_>>(),
-                        )
-                    })
+                    s.get_members(name, None).map(|(k, v)| (k.to_owned(), v))
                 }));
             };
             // CpgScope::get_members_shared: the key and one shared snapshot
@@ -170,14 +165,12 @@ fn lookups(s: &RwLock<S>) {
             };
             let oldest = |_| {
                 let _ = black_box(read(s, |s| {
-                    s.get_oldest_pid(name, None)
-                        .map(|(k, p)| (k.to_owned(), Pid::from(p)))
+                    s.get_oldest_pid(name, None).map(|(k, p)| (k.to_owned(), p))
                 }));
             };
             let newest = |_| {
                 let _ = black_box(read(s, |s| {
-                    s.get_newest_pid(name, None)
-                        .map(|(k, p)| (k.to_owned(), Pid::from(p)))
+                    s.get_newest_pid(name, None).map(|(k, p)| (k.to_owned(), p))
                 }));
             };
             let calls = if n == 1000 { 200_000 } else { 1_000_000 };
@@ -228,7 +221,7 @@ fn patterns(n: u32) {
         let name = names[i % names.len()].as_str();
         black_box(read(&s, |s| {
             s.get_closest_pid(name, None, &mut |n| rand::random_range(0..n.max(1)))
-                .map(|(k, p)| (k.to_owned(), Pid::from(p)))
+                .map(|(k, p)| (k.to_owned(), p))
                 .expect("pattern")
         }));
     };
@@ -449,18 +442,13 @@ fn main() {
             // for `valgrind --tool=callgrind`: a few calls of each hot read
             for _ in 0..1000 {
                 let _ = black_box(read(&lookup, |s| {
-                    s.get_members("g1000", None).map(|(k, v)| {
-                        (
-                            k.to_owned(),
-                            v.into_iter().map(Pid::from).collect::<Vec<_>>(),
-                        )
-                    })
+                    s.get_members("g1000", None).map(|(k, v)| (k.to_owned(), v))
                 }));
             }
             for _ in 0..100_000 {
                 let _ = black_box(read(&lookup, |s| {
                     s.get_closest_pid("g1000", None, &mut |n| rand::random_range(0..n.max(1)))
-                        .map(|(k, p)| (k.to_owned(), Pid::from(p)))
+                        .map(|(k, p)| (k.to_owned(), p))
                 }));
             }
         }

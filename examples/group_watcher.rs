@@ -35,7 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Ok((_, pids)) = scope.get_members(&g) {
             println!(
                 "{g}: {}",
-                pids.iter().map(pid_text).collect::<Vec<_>>().join(" ")
+                pids.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             );
         }
     }

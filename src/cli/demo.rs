@@ -239,7 +239,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
             println!(
                 "rust: cpg get_members(\"from_erl\") -> {}",
                 pids.iter()
-                    .map(term::pid_text)
+                    .map(|p| p.to_string())
                     .collect::<Vec<_>>()
                     .join(" ")
             );

@@ -368,12 +368,12 @@ impl<N: WireName> CpgScope<N> {
         f(&self.state.read())
     }
 
-    /// `cpg:get_members(Scope, Name)`: (matched key, pids newest first).
-    pub fn get_members(&self, name: &N::Borrowed) -> Result<(N, Vec<Pid>), ReadError<N>> {
-        self.read(|s| {
-            s.get_members(name, None)
-                .map(|(k, v)| (k.to_owned(), v.into_iter().map(Pid::from).collect()))
-        })
+    /// `cpg:get_members(Scope, Name)`: (matched key, pids newest first), a
+    /// copy of the members (16 bytes a pid, nothing allocated per pid). For
+    /// no copy at all, see [`get_members_shared`](Self::get_members_shared);
+    /// `Pid::from` gives a pid's wire form.
+    pub fn get_members(&self, name: &N::Borrowed) -> Result<(N, Vec<MemberPid>), ReadError<N>> {
+        self.read(|s| s.get_members(name, None).map(|(k, v)| (k.to_owned(), v)))
     }
 
     /// `cpg:get_members(Scope, Name)` as a shared, immutable snapshot (pids

@@ -205,9 +205,21 @@ impl<V> Node<V> {
         }
     }
 
-    /// Whether a `*` or `?` branch leaves this node.
+    /// Whether a `*` or `?` branch leaves this node. Children are sorted
+    /// by `char` and both wildcards sort below every letter and digit, so
+    /// most nodes answer from their first child without a search.
     fn has_wildcard_child(&self) -> bool {
-        self.child(WILDCARD_ANY).is_some() || self.child(WILDCARD_SHORT).is_some()
+        const LAST: char = if WILDCARD_ANY > WILDCARD_SHORT {
+            WILDCARD_ANY
+        } else {
+            WILDCARD_SHORT
+        };
+        match self.children.first() {
+            Some((c, _)) if *c <= LAST => {
+                self.child(WILDCARD_ANY).is_some() || self.child(WILDCARD_SHORT).is_some()
+            }
+            _ => false,
+        }
     }
 
     /// Moves every entry of this subtree out, without recursion.

@@ -243,7 +243,7 @@ async fn every_message_kind_against_a_driver_scope() {
 }
 
 fn m_pid(scope: &CpgScope, name: &str) -> Pid {
-    scope.get_members(name).unwrap().1[0].clone()
+    Pid::from(scope.get_members(name).unwrap().1[0])
 }
 
 /// `join_counts` with counts nobody can hold (10^10 would be a 4 GiB

@@ -86,7 +86,12 @@ async fn term_names_against_a_driver_scope() {
     );
     let (key, pids) = scope.get_members(&TermName::new(tup.clone())).unwrap();
     assert_eq!(key.term(), &tup);
-    assert_eq!(pids.into_iter().map(Term::Pid).collect::<Vec<_>>(), [a]);
+    assert_eq!(
+        pids.into_iter()
+            .map(|p| Term::Pid(p.into()))
+            .collect::<Vec<_>>(),
+        [a]
+    );
     // "a/*" is a plain name: no pattern matching, and an atom is not a string.
     assert_eq!(ours(&scope, &s("a/*")), vec![b.clone(), b.clone()]);
     let ax = TermName::string("a/x");

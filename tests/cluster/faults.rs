@@ -11,7 +11,7 @@
 
 use crate::support::{eval, eventually, host, unique, ErlNode, World};
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
-use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::cpg::{CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions};
 use cpg_node::process::Dest;
 use cpg_node::term::{self, atom, tuple, Term};
@@ -629,7 +629,8 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
     beam_join_idle(&ctl, &g.name, "b").await;
     let rust_view_ok = || async {
         scope.get_members("b").map(|(_, v)| v.len()).unwrap_or(0) == 1
-            && scope.get_members("g").map(|(_, v)| v) == Ok(vec![member.pid().clone()])
+            && scope.get_members("g").map(|(_, v)| v)
+                == Ok(vec![MemberPid::try_from(member.pid()).unwrap()])
     };
     assert!(eventually(10, rust_view_ok).await);
 

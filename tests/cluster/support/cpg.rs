@@ -42,7 +42,7 @@ where
 {
     scope
         .get_members(name)
-        .map(|(_, v)| v.into_iter().map(Term::Pid).collect())
+        .map(|(_, v)| v.into_iter().map(|p| Term::Pid(p.into())).collect())
         .unwrap_or_default()
 }
 

@@ -322,8 +322,10 @@ impl Cluster {
             let mut v = View::new();
             for g in self.scope.which_groups() {
                 if let Ok((_, pids)) = self.scope.get_members(g.as_str()) {
-                    let mut p: Vec<String> =
-                        pids.into_iter().map(|p| Term::Pid(p).to_string()).collect();
+                    let mut p: Vec<String> = pids
+                        .into_iter()
+                        .map(|p| Term::Pid(p.into()).to_string())
+                        .collect();
                     p.sort();
                     v.insert(g, p);
                 }
