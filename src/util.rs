@@ -1,14 +1,20 @@
 //! Small helpers shared by the layers.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
+
+/// A hash map keyed by pids (or other small keys) with `foldhash`, a fast
+/// hasher randomly seeded per map, instead of std's SipHash: hashing a
+/// 16-byte pid with SipHash was a fifth of an exchange merge. The random
+/// seed keeps colliding keys hard to craft from outside, as std's does.
+pub(crate) type PidHashMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 
 /// Gives memory back from a map that has emptied out: once fewer than a
 /// quarter of its slots are used it shrinks to twice its length. Called
 /// after removals, this costs O(1) amortised (a map shrinks again only
 /// after half of what it kept has gone), and a burst (100k monitors, 100k
 /// memberships) no longer pins its peak size for the node's life.
-pub(crate) fn shrink_sparse<K: Eq + Hash, V>(m: &mut HashMap<K, V>) {
+pub(crate) fn shrink_sparse<K: Eq + Hash, V, S: BuildHasher>(m: &mut HashMap<K, V, S>) {
     const MIN: usize = 256;
     if m.capacity() > MIN && m.len() * 4 < m.capacity() {
         m.shrink_to((m.len() * 2).max(MIN / 4));

@@ -22,7 +22,8 @@
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
 
-use std::collections::{HashMap, VecDeque};
+use crate::util::PidHashMap;
+use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::{Arc, OnceLock};
 
@@ -259,7 +260,7 @@ enum PidMap<P> {
     Few(Vec<(P, Copies)>),
     /// Boxed: a group of one pid pays for a pointer, not a whole map.
     #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Many(Box<HashMap<P, Copies>>),
+    Many(Box<PidHashMap<P, Copies>>),
 }
 
 impl<P: Eq + Hash> PidMap<P> {
@@ -285,7 +286,7 @@ impl<P: Eq + Hash> PidMap<P> {
                 v.push((pid, c));
             }
             PidMap::Few(v) => {
-                let mut m: HashMap<P, Copies> = std::mem::take(v).into_iter().collect();
+                let mut m: PidHashMap<P, Copies> = std::mem::take(v).into_iter().collect();
                 m.insert(pid, c);
                 *self = PidMap::Many(Box::new(m));
             }
@@ -355,6 +356,21 @@ struct Big<P> {
 }
 
 impl<P: Clone + Eq + Hash> Big<P> {
+    /// Room for `n` copies of up to `n` distinct pids, allocated once.
+    fn with_capacity(n: usize) -> Self {
+        let mut b = Big::new();
+        b.slots.reserve_exact(n);
+        b.tree.t.reserve_exact(n);
+        b.copies = if n > FEW_PIDS {
+            let mut m = PidHashMap::default();
+            m.reserve(n);
+            PidMap::Many(Box::new(m))
+        } else {
+            PidMap::Few(Vec::with_capacity(n))
+        };
+        b
+    }
+
     fn new() -> Self {
         Big {
             slots: Vec::new(),
@@ -597,6 +613,18 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         GroupData { repr: Repr::Empty }
     }
 
+    /// An empty group with room for `n` copies (of up to `n` pids), for a
+    /// group whose size is known, as one arriving whole in an exchange:
+    /// its vectors are allocated once instead of growing copy by copy.
+    pub fn with_capacity(n: usize) -> Self {
+        if n <= 1 {
+            return Self::new();
+        }
+        GroupData {
+            repr: Repr::Big(Box::new(Big::with_capacity(n))),
+        }
+    }
+
     /// The one copy of a one-copy group and the full representation of a
     /// larger one (both `None` when empty).
     fn split(&self) -> (Option<(&P, bool)>, Option<&Big<P>>) {
@@ -734,15 +762,36 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
             }
             Repr::Big(b) => {
                 let n = b.take_copies(pid, count, oldest);
-                match b.len() {
-                    0 => self.repr = Repr::Empty,
-                    1 => {
-                        let (pid, is_local) = b.only().expect("one copy");
-                        self.repr = Repr::One { pid, is_local };
-                    }
-                    _ => {}
-                }
+                self.settle();
                 n
+            }
+        }
+    }
+
+    /// Back to the empty or inline form when at most one copy is left.
+    fn settle(&mut self) {
+        if let Repr::Big(b) = &self.repr {
+            match b.len() {
+                0 => self.repr = Repr::Empty,
+                1 => {
+                    let (pid, is_local) = b.only().expect("one copy");
+                    self.repr = Repr::One { pid, is_local };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Gives back room reserved by [`with_capacity`](Self::with_capacity)
+    /// and not used.
+    pub fn shrink_to_fit(&mut self) {
+        self.settle();
+        if let Repr::Big(b) = &mut self.repr {
+            b.slots.shrink_to_fit();
+            b.tree.t.shrink_to_fit();
+            match &mut b.copies {
+                PidMap::Few(v) => v.shrink_to_fit(),
+                PidMap::Many(m) => m.shrink_to_fit(),
             }
         }
     }

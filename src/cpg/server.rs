@@ -45,6 +45,7 @@ use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, Process, SendError, Signal};
 use crate::term::{self, Pid, Reference, Term};
+use crate::util::PidHashMap;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -311,7 +312,7 @@ impl<N: WireName> CpgScope<N> {
         if self.cmd.is_closed() {
             return Err(CpgError::Stopped);
         }
-        let mut s = self.state.write();
+        let mut s = write_state(&self.state, &self.events);
         let effects = f(&mut s)?;
         if !effects.is_empty() {
             self.pending.effects.lock().extend(effects);
@@ -424,7 +425,7 @@ struct ScopeTask<N: GroupKey> {
     /// Effects of the handles' writes, carried out first (see `Pending`).
     pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
-    monitors: HashMap<MemberPid, Reference>,
+    monitors: PidHashMap<MemberPid, Reference>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     polled: HashMap<String, ()>,
     /// The scope process of each connected peer, monitored by name.
@@ -541,6 +542,17 @@ enum Stop {
     Killed(String),
 }
 
+/// The scope's state, locked for a change, with [`Effect::Notify`] on only
+/// while someone is subscribed to the events (nobody else reads them).
+fn write_state<'a, N: WireName>(
+    state: &'a RwLock<Scope<MemberPid, N>>,
+    events: &broadcast::Sender<GroupEvent<N>>,
+) -> parking_lot::RwLockWriteGuard<'a, Scope<MemberPid, N>> {
+    let mut s = state.write();
+    s.set_notify(events.receiver_count() > 0);
+    s
+}
+
 /// Runs the scope task and restarts it, as an OTP supervisor restarts a
 /// crashed cpg scope, when it panics or its process is killed: a new
 /// process registered under the scope name, the state rebuilt (local
@@ -567,7 +579,7 @@ async fn supervise_scope<N: WireName>(
             state: state.clone(),
             pending: pending.clone(),
             events: events.clone(),
-            monitors: HashMap::new(),
+            monitors: PidHashMap::default(),
             polled: HashMap::new(),
             remote: HashMap::new(),
         };
@@ -618,7 +630,7 @@ impl<N: WireName> ScopeTask<N> {
                 e = node_events.recv() => match e {
                     Ok(NodeEvent::Up(n)) => self.peer_up(&n),
                     Ok(NodeEvent::Down { node: n, .. }) => {
-                        let effects = self.state.write().node_down(&n);
+                        let effects = write_state(&self.state, &self.events).node_down(&n);
                         self.polled.remove(&n);
                         self.remote.remove(&n);
                         self.execute(effects);
@@ -661,7 +673,7 @@ impl<N: WireName> ScopeTask<N> {
             .map(String::from)
             .collect();
         for n in nodes {
-            let effects = self.state.write().node_down(&n);
+            let effects = write_state(&self.state, &self.events).node_down(&n);
             self.execute(effects);
         }
         let pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
@@ -760,7 +772,7 @@ impl<N: WireName> ScopeTask<N> {
         if !self.node.is_connected(peer) {
             return;
         }
-        let effects = self.state.write().node_up(peer, true);
+        let effects = write_state(&self.state, &self.events).node_up(peer, true);
         self.execute(effects);
         self.watch_remote_scope(peer);
         // `All`: as cpg on nodeup, our exchange goes out (node_up's effect)
@@ -784,7 +796,7 @@ impl<N: WireName> ScopeTask<N> {
             .map(String::from)
             .collect();
         for n in known.iter().filter(|n| !peers.contains(n)) {
-            let effects = self.state.write().node_down(n);
+            let effects = write_state(&self.state, &self.events).node_down(n);
             self.execute(effects);
         }
         for p in peers.iter().filter(|p| !known.contains(p)) {
@@ -903,12 +915,13 @@ impl<N: WireName> ScopeTask<N> {
                     let mut groups = groups.into_iter().peekable();
                     while groups.peek().is_some() {
                         let chunk: Vec<_> = groups.by_ref().take(MERGE_CHUNK).collect();
-                        let effects = self.state.write().exchange(&origin, chunk);
+                        let effects =
+                            write_state(&self.state, &self.events).exchange(&origin, chunk);
                         self.execute(effects);
                     }
                 }
                 Ok(WireMsg::Cast(request)) => {
-                    let mut s = self.state.write();
+                    let mut s = write_state(&self.state, &self.events);
                     if let Err(e) = s.check_remote(&request) {
                         drop(s);
                         tracing::warn!(
@@ -940,7 +953,8 @@ impl<N: WireName> ScopeTask<N> {
                 if self.monitors.get(&pid) == Some(&mref) {
                     self.monitors.remove(&pid);
                     crate::util::shrink_sparse(&mut self.monitors);
-                    let effects = self.state.write().member_down(&pid, &reason_text(&reason));
+                    let effects = write_state(&self.state, &self.events)
+                        .member_down(&pid, &reason_text(&reason));
                     self.execute(effects);
                 }
             }
@@ -967,23 +981,29 @@ impl<N: WireName> ScopeTask<N> {
         let pid = |t: &Term| term::as_pid(t).and_then(|p| MemberPid::try_from(p).ok());
         let write = match (op, args) {
             ("join", [n, p]) => match (N::from_term(n), pid(p)) {
-                (Some(n), Some(p)) => Some(self.state.write().join(n.as_borrowed(), p)),
+                (Some(n), Some(p)) => {
+                    Some(write_state(&self.state, &self.events).join(n.as_borrowed(), p))
+                }
                 _ => Some(Err(WriteError::NotMember)),
             },
             ("join_counts", [c, p]) => match (super::wire::counts::<N>(c, request), pid(p)) {
-                (Ok(c), Some(p)) => Some(self.state.write().join_counts(&c, p)),
+                (Ok(c), Some(p)) => Some(write_state(&self.state, &self.events).join_counts(&c, p)),
                 _ => Some(Err(WriteError::NotMember)),
             },
             ("leave", [p]) => match pid(p) {
-                Some(p) => Some(self.state.write().leave_all(&p)),
+                Some(p) => Some(write_state(&self.state, &self.events).leave_all(&p)),
                 None => Some(Err(WriteError::NotMember)),
             },
             ("leave", [n, p]) => match (N::from_term(n), pid(p)) {
-                (Some(n), Some(p)) => Some(self.state.write().leave(n.as_borrowed(), &p)),
+                (Some(n), Some(p)) => {
+                    Some(write_state(&self.state, &self.events).leave(n.as_borrowed(), &p))
+                }
                 _ => Some(Err(WriteError::NotMember)),
             },
             ("leave_counts", [c, p]) => match (super::wire::counts::<N>(c, request), pid(p)) {
-                (Ok(c), Some(p)) => Some(self.state.write().leave_counts(&c, &p)),
+                (Ok(c), Some(p)) => {
+                    Some(write_state(&self.state, &self.events).leave_counts(&c, &p))
+                }
                 _ => Some(Err(WriteError::NotMember)),
             },
             _ => None,
@@ -1120,7 +1140,7 @@ impl<N: WireName> ScopeTask<N> {
             v
         };
         for (name, pid, n) in stale {
-            let effects = self.state.write().remote_request(
+            let effects = write_state(&self.state, &self.events).remote_request(
                 origin,
                 Request::LeaveCounts {
                     counts: vec![(name, n)],

@@ -139,7 +139,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         effects: &mut Vec<Effect<P, N>>,
     ) {
         let is_local = self.is_local(pid);
-        push_notify(effects, name, pid, &join_reason(is_local), 1);
+        push_notify(self.notify, effects, name, pid, &join_reason(is_local), 1);
         self.groups
             .get_or_insert_with(name, GroupData::new)
             .join(pid.clone(), is_local, count);
@@ -164,7 +164,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if group.is_empty() {
             self.groups.remove(name);
         }
-        push_notify(effects, name, pid, reason, removed);
+        push_notify(self.notify, effects, name, pid, reason, removed);
         if !still_member {
             if let Some(names) = self.pids.get_mut(pid) {
                 names.remove(name);
@@ -199,7 +199,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             if group.is_empty() {
                 self.groups.remove(name);
             }
-            push_notify(effects, name, pid, reason, removed);
+            push_notify(self.notify, effects, name, pid, reason, removed);
         }
     }
 
@@ -210,11 +210,15 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         name: &N::Borrowed,
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        if let Some(names) = self.pids.get_mut(pid) {
-            names.insert(name);
-            return;
+        match self.pids.entry(pid.clone()) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                e.get_mut().insert(name);
+                return;
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Names::one(name.to_owned()));
+            }
         }
-        self.pids.insert(pid.clone(), Names::one(name.to_owned()));
         effects.push(Effect::Monitor(pid.clone()));
     }
 

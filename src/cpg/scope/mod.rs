@@ -63,7 +63,7 @@
 //! another node is ignored whole ([`Scope::check_remote`] says why, for the
 //! caller to log); an exchange never gives a pid more than the cap.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -77,6 +77,7 @@ mod tests;
 
 use super::group::{CpgData, GroupData, Part};
 use super::storage::{GroupKey, GroupStore, TermName};
+use crate::util::PidHashMap;
 
 /// The default [`Scope::max_copies`]: copies of one pid in one group.
 pub const DEFAULT_MAX_COPIES: usize = 1_000_000;
@@ -281,11 +282,13 @@ pub struct Scope<P, N: GroupKey = String> {
     /// no index by node: a node going down is rare, and finding its pids by
     /// one pass over this map costs less than keeping a tree entry for
     /// every pid (about 30 bytes a pid) all the time.
-    pids: HashMap<P, index::Names<N>>,
+    pids: PidHashMap<P, index::Names<N>>,
     /// Connected nodes, with "listened" (full peer) flag.
     nodes: BTreeMap<String, bool>,
     /// Most copies of one pid in one group.
     max_copies: usize,
+    /// Whether changes produce [`Effect::Notify`].
+    notify: bool,
 }
 
 impl<P: Clone, N: GroupKey> Clone for Scope<P, N>
@@ -300,6 +303,7 @@ where
             pids: self.pids.clone(),
             nodes: self.nodes.clone(),
             max_copies: self.max_copies,
+            notify: self.notify,
         }
     }
 }
@@ -338,9 +342,10 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         Scope {
             node: node.into(),
             groups: Default::default(),
-            pids: HashMap::new(),
+            pids: PidHashMap::default(),
             nodes: BTreeMap::new(),
             max_copies: DEFAULT_MAX_COPIES,
+            notify: true,
         }
     }
 
@@ -353,6 +358,14 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// Sets [`Scope::max_copies`] (at least 1).
     pub fn set_max_copies(&mut self, max: usize) {
         self.max_copies = max.max(1);
+    }
+
+    /// Whether changes produce [`Effect::Notify`] (on by default). A caller
+    /// with no one to tell turns them off: an exchange bringing a million
+    /// memberships then builds no million notifications only to drop them.
+    /// Nothing else changes.
+    pub fn set_notify(&mut self, on: bool) {
+        self.notify = on;
     }
 
     /// Our own node name.
@@ -496,13 +509,19 @@ fn join_reason(is_local: bool) -> Reason {
     }
 }
 
+/// Pushes `times` notifications, unless notifications are off
+/// ([`Scope::set_notify`]).
 fn push_notify<P: Clone, N: GroupKey>(
+    on: bool,
     effects: &mut Vec<Effect<P, N>>,
     name: &N::Borrowed,
     pid: &P,
     reason: &Reason,
     times: usize,
 ) {
+    if !on {
+        return;
+    }
     for _ in 0..times {
         effects.push(Effect::Notify {
             name: name.to_owned(),

@@ -120,7 +120,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         history: &[P],
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        let mut group = GroupData::new();
+        let mut group = GroupData::with_capacity(history.len());
         for pid in history.iter().rev() {
             let Some(is_local) = self.accept(pid) else {
                 continue;
@@ -129,8 +129,11 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
                 continue;
             }
             group.join(pid.clone(), is_local, 1);
-            push_notify(effects, name, pid, &join_reason(is_local), 1);
+            push_notify(self.notify, effects, name, pid, &join_reason(is_local), 1);
             self.index_add(pid, name, effects);
+        }
+        if group.len() < history.len() {
+            group.shrink_to_fit();
         }
         if !group.is_empty() {
             self.groups.insert(name, group);
@@ -157,6 +160,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             let delta = group.set_count_newest(pid, is_local, count.min(self.max_copies));
             if delta > 0 {
                 push_notify(
+                    self.notify,
                     effects,
                     name,
                     pid,
@@ -170,7 +174,14 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
                 } else {
                     Reason::LeaveRemote
                 };
-                push_notify(effects, name, pid, &reason, delta.unsigned_abs());
+                push_notify(
+                    self.notify,
+                    effects,
+                    name,
+                    pid,
+                    &reason,
+                    delta.unsigned_abs(),
+                );
             }
         }
     }

@@ -547,3 +547,44 @@ fn findings_reconnect_after_netsplit() {
         ]
     );
 }
+
+/// An exchange into a scope with notifications off gives the same state and
+/// the same monitors, and no `Notify`; a group arriving with pids that are
+/// not taken (a third node's) is stored as small as if built copy by copy.
+#[test]
+fn exchange_without_notifications_and_with_refused_pids() {
+    let groups = vec![
+        ("g".to_string(), vec![t("a", 1), t("c", 1), t("c", 2)]),
+        ("h".to_string(), vec![t("a", 2), t("a", 1), t("a", 2)]),
+    ];
+    let mut on = Scope::new("b");
+    let mut off = Scope::new("b");
+    off.set_notify(false);
+    let (mut e_on, mut e_off) = (Vec::new(), Vec::new());
+    for s in [&mut on, &mut off] {
+        s.node_up("a", true);
+    }
+    e_on.extend(on.remote_request(
+        "a",
+        Request::Exchange {
+            from: "a".into(),
+            groups: groups.clone(),
+        },
+    ));
+    e_off.extend(off.remote_request(
+        "a",
+        Request::Exchange {
+            from: "a".into(),
+            groups,
+        },
+    ));
+    assert_eq!(notifies(&e_on).len(), 4);
+    assert!(notifies(&e_off).is_empty());
+    assert_eq!(monitors(&e_on), monitors(&e_off));
+    for g in ["g", "h"] {
+        assert_eq!(on.group_data(g), off.group_data(g));
+    }
+    // "g" kept one of its three copies (c@ is not a listened node)
+    assert_eq!(off.group_data("g").unwrap().history, vec![t("a", 1)]);
+    check_invariants(&off);
+}
