@@ -3,11 +3,12 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 
-/// A hash map keyed by pids (or other small keys) with `foldhash`, a fast
-/// hasher randomly seeded per map, instead of std's SipHash: hashing a
-/// 16-byte pid with SipHash was a fifth of an exchange merge. The random
-/// seed keeps colliding keys hard to craft from outside, as std's does.
-pub(crate) type PidHashMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+/// A hash map for the hot paths (pids, monitor references) with `foldhash`,
+/// a fast hasher randomly seeded per map, instead of std's SipHash: hashing
+/// a 16-byte pid with SipHash was a fifth of an exchange merge, and the
+/// monitor maps the largest cost of an ingest. The random seed keeps
+/// colliding keys hard to craft from outside, as std's does.
+pub(crate) type FastHashMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 
 /// Gives memory back from a map that has emptied out: once fewer than a
 /// quarter of its slots are used it shrinks to twice its length. Called

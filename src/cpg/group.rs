@@ -22,7 +22,7 @@
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
 
-use crate::util::PidHashMap;
+use crate::util::FastHashMap;
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::sync::{Arc, OnceLock};
@@ -260,7 +260,7 @@ enum PidMap<P> {
     Few(Vec<(P, Copies)>),
     /// Boxed: a group of one pid pays for a pointer, not a whole map.
     #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Many(Box<PidHashMap<P, Copies>>),
+    Many(Box<FastHashMap<P, Copies>>),
 }
 
 impl<P: Eq + Hash> PidMap<P> {
@@ -286,7 +286,7 @@ impl<P: Eq + Hash> PidMap<P> {
                 v.push((pid, c));
             }
             PidMap::Few(v) => {
-                let mut m: PidHashMap<P, Copies> = std::mem::take(v).into_iter().collect();
+                let mut m: FastHashMap<P, Copies> = std::mem::take(v).into_iter().collect();
                 m.insert(pid, c);
                 *self = PidMap::Many(Box::new(m));
             }
@@ -362,7 +362,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
         b.slots.reserve_exact(n);
         b.tree.t.reserve_exact(n);
         b.copies = if n > FEW_PIDS {
-            let mut m = PidHashMap::default();
+            let mut m = FastHashMap::default();
             m.reserve(n);
             PidMap::Many(Box::new(m))
         } else {

@@ -45,7 +45,7 @@ use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, Process, SendError, Signal};
 use crate::term::{self, Pid, Reference, Term};
-use crate::util::PidHashMap;
+use crate::util::FastHashMap;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,6 +106,9 @@ impl ScopeOptions {
 
 /// Groups merged per write lock when an exchange arrives.
 const MERGE_CHUNK: usize = 256;
+
+/// Members of a node that went down removed per write lock.
+const NODE_DOWN_CHUNK: usize = 1024;
 
 /// The default scope's name.
 pub const DEFAULT_SCOPE: &str = "cpg_default_scope";
@@ -425,7 +428,7 @@ struct ScopeTask<N: GroupKey> {
     /// Effects of the handles' writes, carried out first (see `Pending`).
     pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
-    monitors: PidHashMap<MemberPid, Reference>,
+    monitors: FastHashMap<MemberPid, Reference>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     polled: HashMap<String, ()>,
     /// The scope process of each connected peer, monitored by name.
@@ -579,7 +582,7 @@ async fn supervise_scope<N: WireName>(
             state: state.clone(),
             pending: pending.clone(),
             events: events.clone(),
-            monitors: PidHashMap::default(),
+            monitors: FastHashMap::default(),
             polled: HashMap::new(),
             remote: HashMap::new(),
         };
@@ -630,10 +633,9 @@ impl<N: WireName> ScopeTask<N> {
                 e = node_events.recv() => match e {
                     Ok(NodeEvent::Up(n)) => self.peer_up(&n),
                     Ok(NodeEvent::Down { node: n, .. }) => {
-                        let effects = write_state(&self.state, &self.events).node_down(&n);
+                        self.node_down(&n);
                         self.polled.remove(&n);
                         self.remote.remove(&n);
-                        self.execute(effects);
                     }
                     Err(broadcast::error::RecvError::Lagged(k)) => {
                         tracing::warn!(scope = %self.opts.name, "missed {k} node events; resynchronising");
@@ -673,8 +675,7 @@ impl<N: WireName> ScopeTask<N> {
             .map(String::from)
             .collect();
         for n in nodes {
-            let effects = write_state(&self.state, &self.events).node_down(&n);
-            self.execute(effects);
+            self.node_down(&n);
         }
         let pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
         for p in pids {
@@ -787,6 +788,20 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// `node` went down: its members leave in parts of
+    /// [`NODE_DOWN_CHUNK`], each under its own write lock, so that lookups
+    /// are answered while a node with a million memberships is removed (as
+    /// an exchange is merged in parts). Readers may meet some of the dead
+    /// node's members in between, as BEAM code reading a cached
+    /// `cpg_data` does.
+    fn node_down(&mut self, node: &str) {
+        let pids = write_state(&self.state, &self.events).node_down_start(node);
+        for part in pids.chunks(NODE_DOWN_CHUNK) {
+            let effects = write_state(&self.state, &self.events).node_members_down(part);
+            self.execute(effects);
+        }
+    }
+
     fn resync_peers(&mut self) {
         let peers = self.node.peers();
         let known: Vec<String> = self
@@ -796,8 +811,7 @@ impl<N: WireName> ScopeTask<N> {
             .map(String::from)
             .collect();
         for n in known.iter().filter(|n| !peers.contains(n)) {
-            let effects = write_state(&self.state, &self.events).node_down(n);
-            self.execute(effects);
+            self.node_down(n);
         }
         for p in peers.iter().filter(|p| !known.contains(p)) {
             self.peer_up(p);

@@ -38,6 +38,7 @@ use crate::dist::connection::{LinkStats, PeerLink};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Kernel, Process, SendError};
 use crate::term::{self, atom, tuple, Atom, Pid, Reference};
+use crate::util::FastHashMap;
 use links::MonOut;
 use parking_lot::{Mutex, RwLock};
 use peers::{Peer, EPMD_HOST};
@@ -107,7 +108,7 @@ struct Inner {
     /// Peers by name: read by every remote send, written when a peer is
     /// dialled, comes up, or goes.
     peers: RwLock<HashMap<String, Peer>>,
-    mons_out: Mutex<HashMap<Reference, MonOut>>,
+    mons_out: Mutex<FastHashMap<Reference, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Connections running (handshake done, see `peers::LiveConn`), and

@@ -5,7 +5,7 @@
 use super::Inner;
 use crate::process::{MailboxTx, Process, Signal};
 use crate::term::{Pid, PidOrAtom, Reference};
-use crate::util::shrink_sparse;
+use crate::util::{shrink_sparse, FastHashMap};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -17,11 +17,11 @@ pub(super) struct ProcEntry {
     pub(super) links: HashSet<Pid>,
     /// Monitors others hold on this process: ref -> (watcher, how it was
     /// named: the pid or the registered name).
-    pub(super) monitors: HashMap<Reference, (Pid, PidOrAtom)>,
+    pub(super) monitors: FastHashMap<Reference, (Pid, PidOrAtom)>,
     /// Monitors this process holds: ref -> the local target's id, or `None`
     /// for a target on another node (then in `Inner::mons_out`). Lets exit
     /// and demonitor find them without scanning every monitor on the node.
-    pub(super) held: HashMap<Reference, Option<u32>>,
+    pub(super) held: FastHashMap<Reference, Option<u32>>,
 }
 
 /// Shards of the process table: a process lives in shard `id % SHARDS`, so
@@ -112,8 +112,8 @@ impl Inner {
                 tx,
                 name: None,
                 links: HashSet::new(),
-                monitors: HashMap::new(),
-                held: HashMap::new(),
+                monitors: FastHashMap::default(),
+                held: FastHashMap::default(),
             },
         );
         Process::new(self.pid(id), self.arc(), rx)

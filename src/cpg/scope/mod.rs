@@ -77,7 +77,7 @@ mod tests;
 
 use super::group::{CpgData, GroupData, Part};
 use super::storage::{GroupKey, GroupStore, TermName};
-use crate::util::PidHashMap;
+use crate::util::FastHashMap;
 
 /// The default [`Scope::max_copies`]: copies of one pid in one group.
 pub const DEFAULT_MAX_COPIES: usize = 1_000_000;
@@ -282,7 +282,7 @@ pub struct Scope<P, N: GroupKey = String> {
     /// no index by node: a node going down is rare, and finding its pids by
     /// one pass over this map costs less than keeping a tree entry for
     /// every pid (about 30 bytes a pid) all the time.
-    pids: PidHashMap<P, index::Names<N>>,
+    pids: FastHashMap<P, index::Names<N>>,
     /// Connected nodes, with "listened" (full peer) flag.
     nodes: BTreeMap<String, bool>,
     /// Most copies of one pid in one group.
@@ -342,7 +342,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         Scope {
             node: node.into(),
             groups: Default::default(),
-            pids: PidHashMap::default(),
+            pids: FastHashMap::default(),
             nodes: BTreeMap::new(),
             max_copies: DEFAULT_MAX_COPIES,
             notify: true,
@@ -401,10 +401,18 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// (leave callbacks with `{exit, noconnection}`), and it is no longer a
     /// peer. No demonitor is needed (the monitors died with the connection).
     pub fn node_down(&mut self, node: &str) -> Vec<Effect<P, N>> {
+        let pids = self.node_down_start(node);
+        self.node_members_down(&pids)
+    }
+
+    /// The first half of [`node_down`](Self::node_down), for a caller that
+    /// removes a large node's members in parts (readers get the lock in
+    /// between): `node` is no longer a peer, and its members are returned,
+    /// in pid order, for [`node_members_down`](Self::node_members_down).
+    pub fn node_down_start(&mut self, node: &str) -> Vec<P> {
         self.nodes.remove(node);
-        let mut effects = Vec::new();
         if node == self.node {
-            return effects;
+            return Vec::new();
         }
         // in pid order, as the tree of the node's pids gave them before
         let mut pids: Vec<P> = self
@@ -414,9 +422,17 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             .cloned()
             .collect();
         pids.sort_unstable();
+        pids
+    }
+
+    /// The second half of [`node_down`](Self::node_down): `pids` (members
+    /// of a node that went down) leave every group, with `{exit,
+    /// noconnection}`. Pids no longer stored are skipped.
+    pub fn node_members_down(&mut self, pids: &[P]) -> Vec<Effect<P, N>> {
+        let mut effects = Vec::new();
         let reason = Reason::Exit(NODEDOWN_REASON.to_string());
         for pid in pids {
-            self.leave_everything(&pid, &reason, false, &mut effects);
+            self.leave_everything(pid, &reason, false, &mut effects);
         }
         effects
     }

@@ -588,3 +588,38 @@ fn exchange_without_notifications_and_with_refused_pids() {
     assert_eq!(off.group_data("g").unwrap().history, vec![t("a", 1)]);
     check_invariants(&off);
 }
+
+/// A node down done in parts (as the scope task does, a write lock each)
+/// gives the effects and the state of one `node_down`.
+#[test]
+fn node_down_in_parts_equals_node_down() {
+    let mut whole = Scope::new("b");
+    whole.node_up("a", true);
+    whole.node_up("c", true);
+    for i in 1..=20u32 {
+        for g in ["g", "h", "i"].iter().take(1 + (i % 3) as usize) {
+            let pid = t(if i % 4 == 0 { "c" } else { "a" }, i);
+            whole.remote_request(
+                "x",
+                Request::Join {
+                    name: (*g).into(),
+                    pid,
+                },
+            );
+        }
+    }
+    let mut parts = whole.clone();
+    let expect = whole.node_down("a");
+    let pids = parts.node_down_start("a");
+    assert_eq!(pids.len(), 15);
+    let mut got = Vec::new();
+    for part in pids.chunks(4) {
+        got.extend(parts.node_members_down(part));
+    }
+    assert_eq!(got, expect);
+    assert!(!parts.is_listened("a"));
+    for g in ["g", "h", "i"] {
+        assert_eq!(parts.group_data(g), whole.group_data(g));
+    }
+    check_invariants(&parts);
+}
