@@ -23,6 +23,8 @@
 //!   our scope receives), `rust_beam` (joins through [`CpgScope::join`],
 //!   the `erl` node's scope receives). The clock runs on the joining side;
 //!   the watcher on the other side polls every millisecond and says done.
+//!   `prop_lag.<path>.<G>x<K>` ms: of that, the time after the last join
+//!   returned.
 //! - `ingest.<path>.<G>x<K>` ms: a node whose scope holds the shape is
 //!   connected to (after a disconnect); time until the receiving scope
 //!   holds it all. `ingest_lookup_max_us` / `ingest_lookup_median_us` /
@@ -102,9 +104,11 @@ async fn rpc(node: &Node, erl: &str, f: &str, args: Vec<Term>) -> Term {
         .unwrap_or_else(|e| panic!("rpc {erl} cluster_bench:{f}: {e:?}"))
 }
 
-async fn rpc_int(node: &Node, erl: &str, f: &str, args: Vec<Term>) -> i64 {
-    let t = rpc(node, erl, f, args).await;
-    term::as_int(&t).unwrap_or_else(|| panic!("cluster_bench:{f}: {t}"))
+/// The integers of a tuple an rpc returned.
+fn ints(t: &Term, what: &str) -> Vec<i64> {
+    term::as_tuple(t)
+        .and_then(|v| v.iter().map(term::as_int).collect())
+        .unwrap_or_else(|| panic!("cluster_bench:{what}: {t}"))
 }
 
 fn shape_term((g, k): (usize, usize)) -> Term {
@@ -172,18 +176,26 @@ async fn watcher(mut p: Process, scope: CpgScope, shape: (usize, usize)) {
     let _ = p.send(from, tuple(vec![atom("done"), me]));
 }
 
-/// BEAM -> Rust: the joins on `e`, our scope watches.
-async fn prop_beam_rust(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usize)) -> f64 {
+/// `cluster_bench:run_joins/2`'s `{Us, JoinsUs}` in ms.
+fn joins_tuple(t: &Term) -> (f64, f64) {
+    let v = ints(t, "run_joins");
+    (ms(v[0]), ms(v[1]))
+}
+
+/// BEAM -> Rust: the joins on `e`, our scope watches. (ms until our scope
+/// holds them all, ms until the last join returned.)
+async fn prop_beam_rust(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usize)) -> (f64, f64) {
     let w = r.spawn_process();
     let wpid = w.pid().clone();
     tokio::spawn(watcher(w, scope.clone(), shape));
-    let us = rpc_int(r, e, "run_joins", vec![shape_term(shape), Term::from(wpid)]).await;
+    let t = rpc(r, e, "run_joins", vec![shape_term(shape), Term::from(wpid)]).await;
     wait_until("our scope to empty", || groups(scope) == 0).await;
-    ms(us)
+    joins_tuple(&t)
 }
 
-/// Rust -> BEAM: the joins through our scope, `e`'s scope watches.
-async fn prop_rust_beam(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usize)) -> f64 {
+/// Rust -> BEAM: the joins through our scope, `e`'s scope watches (as
+/// [`prop_beam_rust`]).
+async fn prop_rust_beam(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usize)) -> (f64, f64) {
     let (g, k) = shape;
     let w = rpc(r, e, "watch", vec![shape_term(shape)]).await;
     let w = term::as_pid(&w).expect("watcher pid").clone();
@@ -201,6 +213,7 @@ async fn prop_rust_beam(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usiz
                 .expect("join");
         }
     }
+    let joins = t0.elapsed().as_secs_f64() * 1000.0;
     loop {
         match tokio::time::timeout(T, me.recv()).await {
             Ok(Ok(Signal::Message { .. })) => break,
@@ -212,7 +225,13 @@ async fn prop_rust_beam(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usiz
     drop(members);
     wait_until("our scope to empty", || groups(scope) == 0).await;
     wait_beam_empty(r, e).await;
-    t
+    (t, joins)
+}
+
+fn print_prop(side: &str, path: &str, shape: (usize, usize), (t, joins): (f64, f64)) {
+    let s = shape_key(shape);
+    println!("{side}.prop.{path}.{s} {t:.1}");
+    println!("{side}.prop_lag.{path}.{s} {:.1}", t - joins);
 }
 
 /// Lookups of "reader" every millisecond on a thread, each with its start.
@@ -286,13 +305,8 @@ fn print_ingest(side: &str, path: &str, shape: (usize, usize), v: (f64, f64, f64
 }
 
 fn ingest_tuple(t: &Term) -> (f64, f64, f64, usize) {
-    let f = |i: usize| {
-        term::as_tuple(t)
-            .and_then(|v| v.get(i))
-            .and_then(term::as_int)
-            .unwrap_or_else(|| panic!("ingest: {t}"))
-    };
-    (ms(f(0)), f(1) as f64, f(2) as f64, f(3) as usize)
+    let v = ints(t, "ingest");
+    (ms(v[0]), v[1] as f64, v[2] as f64, v[3] as usize)
 }
 
 async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bool) {
@@ -348,8 +362,8 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
     if prop {
         for _ in 0..runs {
             for shape in SHAPES {
-                let us = rpc_int(&r, &a.1, "bb_prop", vec![atom(&b_name), shape_term(shape)]).await;
-                println!("beam.prop.beam_beam.{} {:.1}", shape_key(shape), ms(us));
+                let t = rpc(&r, &a.1, "bb_prop", vec![atom(&b_name), shape_term(shape)]).await;
+                print_prop("beam", "beam_beam", shape, joins_tuple(&t));
             }
         }
     }
@@ -372,9 +386,9 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
         for _ in 0..runs {
             for shape in SHAPES {
                 let t = prop_beam_rust(&r, &scope, &e.1, shape).await;
-                println!("ours.prop.beam_rust.{} {t:.1}", shape_key(shape));
+                print_prop("ours", "beam_rust", shape, t);
                 let t = prop_rust_beam(&r, &scope, &e.1, shape).await;
-                println!("ours.prop.rust_beam.{} {t:.1}", shape_key(shape));
+                print_prop("ours", "rust_beam", shape, t);
             }
         }
     }

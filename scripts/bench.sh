@@ -160,6 +160,8 @@ for key, label in shapes:
     for path, plabel in (("beam_rust", "BEAM→Rust"), ("rust_beam", "Rust→BEAM")):
         rows.append((f"propagation of {label} joins, {plabel} [vs BEAM→BEAM]",
                      f"prop.beam_beam.{key}", f"prop.{path}.{key}", "ms", False))
+        rows.append((f"of which after the last join returned, {plabel} [vs BEAM→BEAM]",
+                     f"prop_lag.beam_beam.{key}", f"prop_lag.{path}.{key}", "ms", False))
 for key, label in shapes:
     rows.append((f"exchange ingest of {label}, BEAM→Rust [vs BEAM→BEAM]",
                  f"ingest.beam_beam.{key}", f"ingest.beam_rust.{key}", "ms", False))

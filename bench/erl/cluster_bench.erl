@@ -58,7 +58,8 @@ wait_groups(N) ->
     end.
 
 %% BEAM -> BEAM, run on the joining node: a watcher on node B, then the
-%% joins here; returns the microseconds once both scopes are empty again.
+%% joins here; returns run_joins/2's figures once both scopes are empty
+%% again.
 bb_prop(B, Shape) ->
     W = rpc:call(B, ?MODULE, watch, [Shape]),
     true = is_pid(W),
@@ -67,16 +68,18 @@ bb_prop(B, Shape) ->
     T.
 
 %% Joins Shape here, timed from the first join until Watcher says done;
-%% then the members exit and the scope empties. Returns microseconds.
+%% then the members exit and the scope empties. Returns {Us, JoinsUs}:
+%% the microseconds until done, and until the last join returned.
 run_joins({G, _} = Shape, Watcher) ->
     {H, Pids} = holder(G),
     Watcher ! {start, self()},
     T0 = now_us(),
     join_all(Shape, Pids),
+    TJ = now_us() - T0,
     receive {done, _} -> ok after ?T -> exit(watcher_timeout) end,
     T = now_us() - T0,
     kill_holder(H),
-    T.
+    {T, TJ}.
 
 %% A watcher process for Shape on this node (see run_joins/2).
 watch(Shape) ->
