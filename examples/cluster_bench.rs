@@ -25,8 +25,9 @@
 //!   the watcher on the other side polls every millisecond and says done.
 //!   `prop_lag.<path>.<G>x<K>` ms: of that, the time after the last join
 //!   returned.
-//! - `ingest.<path>.<G>x<K>` ms: a node whose scope holds the shape is
-//!   connected to (after a disconnect); time until the receiving scope
+//! - `ingest.<path>.<G>x<K>` ms: a node whose scope holds the shape (those
+//!   of `prop`, and 100k x 10) is connected to (after a disconnect, once
+//!   the receiving scope is idle again); time until the receiving scope
 //!   holds it all. `ingest_lookup_max_us` / `ingest_lookup_median_us` /
 //!   `ingest_lookups`: `get_closest_pid("reader")` (a group of one local
 //!   member) called every millisecond by a reader thread (BEAM: a process
@@ -41,7 +42,7 @@ use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::dist::control;
 use cpg_node::epmd::server::EpmdServer;
-use cpg_node::process::{Process, Signal};
+use cpg_node::process::{Dest, Process, Signal};
 use cpg_node::term::{self, atom, binary, int, list, tuple, Limits, Pid, Term};
 use cpg_node::Node;
 use erl_dist::message::Message;
@@ -56,8 +57,11 @@ const T: Duration = Duration::from_secs(120);
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The shapes: (groups, members per group).
+/// The shapes of propagation: (groups, members per group).
 const SHAPES: [(usize, usize); 2] = [(100_000, 1), (10_000, 10)];
+
+/// The shapes of the ingest: those, and 1M memberships.
+const INGEST_SHAPES: [(usize, usize); 3] = [(100_000, 1), (10_000, 10), (100_000, 10)];
 
 /// An `erl` node, killed when dropped.
 struct Erl(std::process::Child, String);
@@ -275,15 +279,22 @@ impl Reader {
 }
 
 /// BEAM -> Rust ingest: disconnect from `e` (which holds the shape), wait
-/// until its members are gone, connect and time until our scope holds them.
+/// until its members are gone and the scope process is idle (a call to it
+/// is answered after the `DOWN`s the disconnect queued, as
+/// `cluster_bench:wait_idle/0` on BEAM), connect and time until our scope
+/// holds them.
 async fn ingest_beam_rust(
     r: &Node,
+    me: &mut Process,
     scope: &CpgScope,
     e: &str,
     shape: (usize, usize),
 ) -> (f64, f64, f64, usize) {
     r.disconnect(e);
     wait_until("e's members to go", || groups(scope) == 0).await;
+    let to = Dest::Name(DEFAULT_SCOPE.into(), r.name().into());
+    let req = tuple(vec![atom("which_groups"), Term::from(me.pid().clone())]);
+    me.call(to, req, T).await.expect("call to our scope");
     let reader = Reader::start(scope);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let t0 = Instant::now();
@@ -369,7 +380,7 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
     }
     if ingest {
         rpc(&r, &b.1, "reader_group", vec![]).await;
-        for shape in SHAPES {
+        for shape in INGEST_SHAPES {
             rpc(&r, &a.1, "fill", vec![shape_term(shape)]).await;
             for _ in 0..runs {
                 let t = rpc(&r, &b.1, "ingest", vec![a_atom.clone(), shape_term(shape)]).await;
@@ -395,11 +406,12 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
     if ingest {
         let member = r.spawn_process();
         scope.join("reader", member.pid()).await.expect("join");
-        for shape in SHAPES {
+        let mut me = r.spawn_process();
+        for shape in INGEST_SHAPES {
             rpc(&r, &e.1, "fill", vec![shape_term(shape)]).await;
             wait_until("the fill to arrive", || holds(&scope, shape)).await;
             for _ in 0..runs {
-                let v = ingest_beam_rust(&r, &scope, &e.1, shape).await;
+                let v = ingest_beam_rust(&r, &mut me, &scope, &e.1, shape).await;
                 print_ingest("ours", "beam_rust", shape, v);
             }
             rpc(&r, &e.1, "clear", vec![]).await;

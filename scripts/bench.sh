@@ -162,7 +162,7 @@ for key, label in shapes:
                      f"prop.beam_beam.{key}", f"prop.{path}.{key}", "ms", False))
         rows.append((f"of which after the last join returned, {plabel} [vs BEAM→BEAM]",
                      f"prop_lag.beam_beam.{key}", f"prop_lag.{path}.{key}", "ms", False))
-for key, label in shapes:
+for key, label in shapes + (("100000x10", "100k groups × 10 (1M memberships)"),):
     rows.append((f"exchange ingest of {label}, BEAM→Rust [vs BEAM→BEAM]",
                  f"ingest.beam_beam.{key}", f"ingest.beam_rust.{key}", "ms", False))
     for what in ("max", "median"):

@@ -5,9 +5,9 @@
 #   prop    100k groups x 1 and 10k x 10 joined on one node, until another
 #           node's scope holds them: BEAM -> BEAM (the baseline),
 #           BEAM -> Rust, Rust -> BEAM
-#   ingest  a node whose scope holds them is connected to; time until the
-#           receiving scope holds them, and lookups meanwhile:
-#           BEAM -> BEAM vs BEAM -> Rust
+#   ingest  a node whose scope holds them (or 100k x 10) is connected to;
+#           time until the receiving scope holds them, and lookups
+#           meanwhile: BEAM -> BEAM vs BEAM -> Rust
 #   codec   encode/decode of four messages: term_to_binary/binary_to_term
 #           vs the crate's term codec
 # prop and ingest need genuine cpg (CPG_EBIN: its ebin folders and those of

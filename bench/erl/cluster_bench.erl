@@ -19,6 +19,9 @@
 -define(SCOPE, cpg_default_scope).
 -define(T, 120000).
 
+%% Every call to the scope waits as long as it takes (infinity): a scope
+%% busy with 1M memberships can take longer than gen_server's 5 s.
+
 now_us() -> erlang:monotonic_time(microsecond).
 
 name(I) -> "p" ++ integer_to_list(I).
@@ -43,12 +46,13 @@ join_all({G, K}, Pids) -> join_all(0, G, K, Pids).
 join_all(G, G, _, _) -> ok;
 join_all(I, G, K, Pids) ->
     Name = name(I),
-    [ok = cpg:join(?SCOPE, Name, element((I + J) rem G + 1, Pids))
+    [ok = cpg:join(?SCOPE, Name, element((I + J) rem G + 1, Pids), infinity)
      || J <- lists:seq(0, K - 1)],
     join_all(I + 1, G, K, Pids).
 
 %% Groups in this node's scope, the ingest's "reader" group left out.
-groups() -> length([X || X <- cpg:which_groups(?SCOPE), X =/= "reader"]).
+groups() ->
+    length([X || X <- cpg:which_groups(?SCOPE, infinity), X =/= "reader"]).
 
 %% Waits until this node's scope has exactly N groups (reader left out).
 wait_groups(N) ->
@@ -93,7 +97,7 @@ wait_empty() -> wait_groups(0).
 
 %% Until the last group holds K members and G groups exist.
 poll({G, K} = Shape) ->
-    Full = case cpg:get_members(?SCOPE, name(G - 1)) of
+    Full = case cpg:get_members(?SCOPE, name(G - 1), infinity) of
                {ok, _, L} when length(L) >= K -> groups() >= G;
                _ -> false
            end,
@@ -119,11 +123,12 @@ clear() ->
 %% up), kept until the node stops.
 reader_group() ->
     P = spawn(fun() -> receive stop -> ok end end),
-    ok = cpg:join(?SCOPE, "reader", P),
+    ok = cpg:join(?SCOPE, "reader", P, infinity),
     ok.
 
 %% Ingest on this node (which holds the reader group): disconnect from S
-%% (which holds Shape), wait until its members are gone, then connect and
+%% (which holds Shape), wait until its members are gone and the scope is
+%% idle, then connect and
 %% time until Shape is here; a reader process calls
 %% cpg:get_closest_pid("reader") every millisecond meanwhile. Returns
 %% {Us, LookupMaxUs, LookupMedianUs, Lookups} (lookups started within the
@@ -131,6 +136,7 @@ reader_group() ->
 ingest(S, Shape) ->
     erlang:disconnect_node(S),
     wait_groups(0),
+    wait_idle(),
     Self = self(),
     R = spawn_link(fun() -> reader(Self, []) end),
     receive after 20 -> ok end,
@@ -147,12 +153,21 @@ ingest(S, Shape) ->
                  end,
     {T1 - T0, Max, Med, length(In)}.
 
+%% Until the scope's mailbox is empty: the 'DOWN's of the remote members
+%% a disconnect leaves behind are handled before the clock starts.
+wait_idle() ->
+    _ = cpg:which_groups(?SCOPE, self(), infinity),
+    case process_info(whereis(?SCOPE), message_queue_len) of
+        {message_queue_len, 0} -> ok;
+        _ -> receive after 5 -> wait_idle() end
+    end.
+
 reader(Parent, Acc) ->
     receive
         stop -> Parent ! {samples, self(), Acc}
     after 1 ->
         T = now_us(),
-        {ok, _, _} = cpg:get_closest_pid(?SCOPE, "reader"),
+        {ok, _, _} = cpg:get_closest_pid(?SCOPE, "reader", infinity),
         reader(Parent, [{T, now_us() - T} | Acc])
     end.
 
