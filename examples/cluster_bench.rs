@@ -290,13 +290,17 @@ async fn ingest_beam_rust(
     e: &str,
     shape: (usize, usize),
 ) -> (f64, f64, f64, usize) {
-    r.disconnect(e);
-    wait_until("e's members to go", || groups(scope) == 0).await;
-    let to = Dest::Name(DEFAULT_SCOPE.into(), r.name().into());
-    let req = tuple(vec![atom("which_groups"), Term::from(me.pid().clone())]);
-    me.call(to, req, T).await.expect("call to our scope");
     let reader = Reader::start(scope);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    loop {
+        r.disconnect(e);
+        wait_until("e's members to go", || groups(scope) == 0).await;
+        let to = Dest::Name(DEFAULT_SCOPE.into(), r.name().into());
+        let req = tuple(vec![atom("which_groups"), Term::from(me.pid().clone())]);
+        me.call(to, req, T).await.expect("call to our scope");
+        if !r.is_connected(e) {
+            break;
+        }
+    }
     let t0 = Instant::now();
     r.connect(e).await.expect("connect");
     while !holds(scope, shape) {
@@ -382,6 +386,7 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
         rpc(&r, &b.1, "reader_group", vec![]).await;
         for shape in INGEST_SHAPES {
             rpc(&r, &a.1, "fill", vec![shape_term(shape)]).await;
+            rpc(&r, &b.1, "settle", vec![a_atom.clone(), shape_term(shape)]).await;
             for _ in 0..runs {
                 let t = rpc(&r, &b.1, "ingest", vec![a_atom.clone(), shape_term(shape)]).await;
                 print_ingest("beam", "beam_beam", shape, ingest_tuple(&t));

@@ -14,7 +14,7 @@
 %% every millisecond.
 -module(cluster_bench).
 -export([bb_prop/2, run_joins/2, watch/1, wait_empty/0, fill/1, clear/0,
-         groups/0, reader_group/0, ingest/2, codec/1]).
+         groups/0, reader_group/0, settle/2, ingest/2, codec/1]).
 
 -define(SCOPE, cpg_default_scope).
 -define(T, 120000).
@@ -134,12 +134,9 @@ reader_group() ->
 %% {Us, LookupMaxUs, LookupMedianUs, Lookups} (lookups started within the
 %% ingest).
 ingest(S, Shape) ->
-    erlang:disconnect_node(S),
-    wait_groups(0),
-    wait_idle(),
     Self = self(),
     R = spawn_link(fun() -> reader(Self, []) end),
-    receive after 20 -> ok end,
+    disconnect(S),
     T0 = now_us(),
     true = net_kernel:connect_node(S),
     poll(Shape),
@@ -152,6 +149,24 @@ ingest(S, Shape) ->
                      _ -> {lists:last(In), lists:nth((length(In) + 1) div 2, In)}
                  end,
     {T1 - T0, Max, Med, length(In)}.
+
+%% Disconnects from S, waits until S's members are gone and the scope is
+%% idle; again if something connected to S meanwhile.
+disconnect(S) ->
+    erlang:disconnect_node(S),
+    wait_groups(0),
+    wait_idle(),
+    case lists:member(S, nodes()) of
+        true -> disconnect(S);
+        false -> ok
+    end.
+
+%% Connects to S (which holds Shape), then waits until this node's scope
+%% holds Shape too and is idle.
+settle(S, Shape) ->
+    true = net_kernel:connect_node(S),
+    poll(Shape),
+    wait_idle().
 
 %% Until the scope's mailbox is empty: the 'DOWN's of the remote members
 %% a disconnect leaves behind are handled before the clock starts.
