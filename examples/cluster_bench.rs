@@ -31,7 +31,9 @@
 //!   holds it all. `ingest_lookup_max_us` / `ingest_lookup_median_us` /
 //!   `ingest_lookups`: `get_closest_pid("reader")` (a group of one local
 //!   member) called every millisecond by a reader thread (BEAM: a process
-//!   calling `cpg:get_closest_pid/2`) during the ingest.
+//!   calling `cpg:get_closest_pid/2`) during the ingest. `nodedown.*`: the
+//!   same for the disconnect before it, until the source's members are
+//!   gone from the receiving scope.
 //! - `codec.<msg>.<op>` ns per op: `encode` ([`control::put_term`] into a
 //!   new buffer with the version byte, as `term_to_binary` returns a new
 //!   binary), `decode` ([`term::decode`]), `decode_msg`
@@ -261,12 +263,16 @@ impl Reader {
         Reader { stop, thread }
     }
 
-    /// (max µs, median µs, lookups) of the lookups started in [t0, t1].
-    fn stop(self, t0: Instant, t1: Instant) -> (f64, f64, usize) {
+    /// Every lookup: when it started, how long it took.
+    fn stop(self) -> Vec<(Instant, Duration)> {
         self.stop.store(true, Ordering::Relaxed);
-        let v = self.thread.join().expect("reader");
+        self.thread.join().expect("reader")
+    }
+
+    /// (max µs, median µs, lookups) of the lookups started in [t0, t1].
+    fn stats(v: &[(Instant, Duration)], t0: Instant, t1: Instant) -> (f64, f64, usize) {
         let mut l: Vec<f64> = v
-            .into_iter()
+            .iter()
             .filter(|(at, _)| *at >= t0 && *at <= t1)
             .map(|(_, d)| d.as_secs_f64() * 1e6)
             .collect();
@@ -278,50 +284,71 @@ impl Reader {
     }
 }
 
+/// A timed window and the reader's lookups in it: ms, then max µs,
+/// median µs and count of the lookups.
+type Window = (f64, f64, f64, usize);
+
 /// BEAM -> Rust ingest: disconnect from `e` (which holds the shape), wait
 /// until its members are gone and the scope process is idle (a call to it
 /// is answered after the `DOWN`s the disconnect queued, as
 /// `cluster_bench:wait_idle/0` on BEAM), connect and time until our scope
-/// holds them.
+/// holds them. The ingest's window, then the node-down's (from the
+/// disconnect until e's members are gone).
 async fn ingest_beam_rust(
     r: &Node,
     me: &mut Process,
     scope: &CpgScope,
     e: &str,
     shape: (usize, usize),
-) -> (f64, f64, f64, usize) {
+) -> (Window, Window) {
     let reader = Reader::start(scope);
-    loop {
+    let (d0, d1) = loop {
+        let d0 = Instant::now();
         r.disconnect(e);
         wait_until("e's members to go", || groups(scope) == 0).await;
+        let d1 = Instant::now();
         let to = Dest::Name(DEFAULT_SCOPE.into(), r.name().into());
         let req = tuple(vec![atom("which_groups"), Term::from(me.pid().clone())]);
         me.call(to, req, T).await.expect("call to our scope");
         if !r.is_connected(e) {
-            break;
+            break (d0, d1);
         }
-    }
+    };
     let t0 = Instant::now();
     r.connect(e).await.expect("connect");
     while !holds(scope, shape) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let t1 = Instant::now();
-    let (max, med, n) = reader.stop(t0, t1);
-    ((t1 - t0).as_secs_f64() * 1000.0, max, med, n)
+    let v = reader.stop();
+    let w = |a: Instant, b: Instant| {
+        let (max, med, n) = Reader::stats(&v, a, b);
+        ((b - a).as_secs_f64() * 1000.0, max, med, n)
+    };
+    (w(t0, t1), w(d0, d1))
 }
 
-fn print_ingest(side: &str, path: &str, shape: (usize, usize), v: (f64, f64, f64, usize)) {
+fn print_ingest(side: &str, path: &str, shape: (usize, usize), (i, d): (Window, Window)) {
     let s = shape_key(shape);
-    println!("{side}.ingest.{path}.{s} {:.1}", v.0);
-    println!("{side}.ingest_lookup_max_us.{path}.{s} {:.1}", v.1);
-    println!("{side}.ingest_lookup_median_us.{path}.{s} {:.1}", v.2);
-    println!("{side}.ingest_lookups.{path}.{s} {}", v.3);
+    for (what, v) in [("ingest", i), ("nodedown", d)] {
+        println!("{side}.{what}.{path}.{s} {:.1}", v.0);
+        println!("{side}.{what}_lookup_max_us.{path}.{s} {:.1}", v.1);
+        println!("{side}.{what}_lookup_median_us.{path}.{s} {:.1}", v.2);
+        println!("{side}.{what}_lookups.{path}.{s} {}", v.3);
+    }
 }
 
-fn ingest_tuple(t: &Term) -> (f64, f64, f64, usize) {
+fn ingest_tuple(t: &Term) -> (Window, Window) {
     let v = ints(t, "ingest");
-    (ms(v[0]), v[1] as f64, v[2] as f64, v[3] as usize)
+    let w = |o: usize| {
+        (
+            ms(v[o]),
+            v[o + 1] as f64,
+            v[o + 2] as f64,
+            v[o + 3] as usize,
+        )
+    };
+    (w(0), w(4))
 }
 
 async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bool) {

@@ -162,16 +162,19 @@ for key, label in shapes:
                      f"prop.beam_beam.{key}", f"prop.{path}.{key}", "ms", False))
         rows.append((f"of which after the last join returned, {plabel} [vs BEAM→BEAM]",
                      f"prop_lag.beam_beam.{key}", f"prop_lag.{path}.{key}", "ms", False))
-for key, label in shapes + (("100000x10", "100k groups × 10 (1M memberships)"),):
-    rows.append((f"exchange ingest of {label}, BEAM→Rust [vs BEAM→BEAM]",
-                 f"ingest.beam_beam.{key}", f"ingest.beam_rust.{key}", "ms", False))
-    for what in ("max", "median"):
-        rows.append((f"get_closest_pid latency during that ingest, {what}",
-                     f"ingest_lookup_{what}_us.beam_beam.{key}",
-                     f"ingest_lookup_{what}_us.beam_rust.{key}", "µs", False))
-    rows.append((f"lookups answered during that ingest (one a ms)",
-                 f"ingest_lookups.beam_beam.{key}", f"ingest_lookups.beam_rust.{key}",
-                 "lookups", True))
+for part, title, during in (("ingest", "exchange ingest of {}", "that ingest"),
+                           ("nodedown", "node down: its {} gone", "that node down")):
+    for key, label in shapes + (("100000x10", "100k groups × 10 (1M memberships)"),):
+        rows.append((f"{title.format(label)}, BEAM→Rust [vs BEAM→BEAM]",
+                     f"{part}.beam_beam.{key}", f"{part}.beam_rust.{key}", "ms", False))
+        # a node down blocks BEAM's scope throughout: its median is its max
+        for what in ("max", "median") if part == "ingest" else ("max",):
+            rows.append((f"get_closest_pid latency during {during}, {what}",
+                         f"{part}_lookup_{what}_us.beam_beam.{key}",
+                         f"{part}_lookup_{what}_us.beam_rust.{key}", "µs", False))
+        rows.append((f"lookups answered during {during} (one a ms)",
+                     f"{part}_lookups.beam_beam.{key}", f"{part}_lookups.beam_rust.{key}",
+                     "lookups", True))
 for msg, what in (("join", "{'$gen_cast', {join, \"group/name\", Pid}}"),
                   ("exchange", "{'$gen_cast', {exchange, Node, 1000 × {\"group/I\", [Pid]}}}"),
                   ("bin1k", "{m, <<_:1024/binary>>}"), ("small", "{m, 1}")):

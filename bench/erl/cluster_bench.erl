@@ -136,29 +136,50 @@ reader_group() ->
 ingest(S, Shape) ->
     Self = self(),
     R = spawn_link(fun() -> reader(Self, []) end),
-    disconnect(S),
+    {D0, D1} = disconnect(S, Shape),
     T0 = now_us(),
     true = net_kernel:connect_node(S),
     poll(Shape),
     T1 = now_us(),
     R ! stop,
     Samples = receive {samples, R, L} -> L end,
+    {Max, Med, N} = latencies(Samples, T0, T1),
+    {DMax, DMed, DN} = latencies(Samples, D0, D1),
+    {T1 - T0, Max, Med, N, D1 - D0, DMax, DMed, DN}.
+
+%% {Max, Median, Count} of the lookups started within [T0, T1].
+latencies(Samples, T0, T1) ->
     In = lists:sort([Lat || {At, Lat} <- Samples, At >= T0, At =< T1]),
-    {Max, Med} = case In of
-                     [] -> {0, 0};
-                     _ -> {lists:last(In), lists:nth((length(In) + 1) div 2, In)}
-                 end,
-    {T1 - T0, Max, Med, length(In)}.
+    case In of
+        [] -> {0, 0, 0};
+        _ -> {lists:last(In), lists:nth((length(In) + 1) div 2, In), length(In)}
+    end.
 
 %% Disconnects from S, waits until S's members are gone and the scope is
-%% idle; again if something connected to S meanwhile.
-disconnect(S) ->
+%% idle; again if something connected to S meanwhile. Returns when the
+%% disconnect started and when the members were gone (polled every ms).
+disconnect(S, Shape) ->
+    D0 = now_us(),
     erlang:disconnect_node(S),
-    wait_groups(0),
+    gone(Shape),
+    D1 = now_us(),
     wait_idle(),
     case lists:member(S, nodes()) of
-        true -> disconnect(S);
-        false -> ok
+        true -> disconnect(S, Shape);
+        false -> {D0, D1}
+    end.
+
+%% Until Shape's groups are gone: the first group polled every ms (cpg
+%% drops a node's members in one go), then all of them counted (which
+%% copies every name: not every ms).
+gone(Shape) ->
+    case cpg:get_members(?SCOPE, name(0), infinity) of
+        {ok, _, _} -> receive after 1 -> gone(Shape) end;
+        {error, _} ->
+            case groups() of
+                0 -> ok;
+                _ -> receive after 5 -> gone(Shape) end
+            end
     end.
 
 %% Connects to S (which holds Shape), then waits until this node's scope
