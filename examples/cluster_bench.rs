@@ -31,7 +31,7 @@
 //!   holds it all. `ingest_lookup_max_us` / `ingest_lookup_median_us` /
 //!   `ingest_lookups`: `get_closest_pid("reader")` (a group of one local
 //!   member) called every millisecond by a reader thread (BEAM: a process
-//!   calling `cpg:get_closest_pid/2`) during the ingest. `nodedown.*`: the
+//!   calling `cpg:get_closest_pid/3`) during the ingest. `nodedown.*`: the
 //!   same for the disconnect before it, until the source's members are
 //!   gone from the receiving scope.
 //! - `codec.<msg>.<op>` ns per op: `encode` ([`control::put_term`] into a
