@@ -7,12 +7,16 @@
 # quickrand), ':'-separated. Without it only our side runs and the rows it
 # could not compare are listed. RUNS (default 5): runs of each figure; the
 # table shows median [min-max]. PARTS (default all): a subset of
-# "lookup pattern join scope quad mem remote quad30 msgs" (scope: our joins
+# "lookup pattern join scope quad mem remote quad30 msgs prop ingest codec"
+# (scope: our joins
 # through a running scope process, on a node of ours; quad30, the 30k sizes of
 # the quadratic paths, and remote run once, not RUNS times: BEAM takes tens
 # of seconds there; msgs: messages per second and RSS after a burst,
 # scripts/bench_msgs.sh, BEAM -> BEAM between two erl nodes as the
-# baseline, which needs no CPG_EBIN).
+# baseline, which needs no CPG_EBIN; prop, ingest, codec: propagation of
+# 100k joins, exchange ingest and the term codec, scripts/bench_cluster.sh,
+# BEAM -> BEAM between two erl nodes as the baseline; codec needs no
+# CPG_EBIN, the other two are skipped without it).
 #
 # Our side: examples/cpg_bench.rs (release build). BEAM side:
 # bench/erl/cpg_bench.erl, compiled here with erlc into a temporary folder.
@@ -20,22 +24,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-5}"
-PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30 msgs}"
+PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30 msgs prop ingest codec}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-many=() once=() msgs=""
+many=() once=() msgs="" cluster=()
 for p in $PARTS; do
     case "$p" in
         msgs) msgs=1 ;;
+        prop | ingest | codec) cluster+=("$p") ;;
         quad30 | remote) once+=("$p") ;;
         lookup | pattern | join | scope | quad | mem) many+=("$p") ;;
         *) echo "unknown part: $p" >&2; exit 2 ;;
     esac
 done
 
-echo "building examples/cpg_bench (release)..." >&2
-cargo build --release --no-default-features --example cpg_bench >&2
+if [ ${#many[@]} -gt 0 ] || [ ${#once[@]} -gt 0 ]; then
+    echo "building examples/cpg_bench (release)..." >&2
+    cargo build --release --no-default-features --example cpg_bench >&2
+fi
 target="${CARGO_TARGET_DIR:-target}"
 ours="$target/release/examples/cpg_bench"
 
@@ -78,6 +85,10 @@ if [ ${#once[@]} -gt 0 ]; then
 fi
 if [ -n "$msgs" ]; then
     RUNS="$RUNS" bash scripts/bench_msgs.sh "$tmp/beam.txt" "$tmp/ours.txt"
+fi
+if [ ${#cluster[@]} -gt 0 ]; then
+    RUNS="$RUNS" PARTS="${cluster[*]}" CPG_EBIN="${CPG_EBIN:-}" \
+        bash scripts/bench_cluster.sh "$tmp/beam.txt" "$tmp/ours.txt"
 fi
 
 CPG_EBIN="${CPG_EBIN:-}" python3 - "$tmp/beam.txt" "$tmp/ours.txt" <<'EOF'
@@ -144,6 +155,35 @@ for size, what in (("small", "{m, 1}"), ("1k", "{m, <<_:1024/binary>>}")):
         for path, label in (("rust_beam", "Rust→BEAM"), ("beam_rust", "BEAM→Rust")):
             rows.append((f"payload throughput 1 KiB, {label} [vs BEAM→BEAM]", f"mb.beam_beam.1k",
                          f"mb.{path}.1k", "MB/s", True))
+shapes = (("100000x1", "100k groups × 1"), ("10000x10", "10k groups × 10"))
+for key, label in shapes:
+    for path, plabel in (("beam_rust", "BEAM→Rust"), ("rust_beam", "Rust→BEAM")):
+        rows.append((f"propagation of {label} joins, {plabel} [vs BEAM→BEAM]",
+                     f"prop.beam_beam.{key}", f"prop.{path}.{key}", "ms", False))
+        rows.append((f"of which after the last join returned, {plabel} [vs BEAM→BEAM]",
+                     f"prop_lag.beam_beam.{key}", f"prop_lag.{path}.{key}", "ms", False))
+for part, title, during in (("ingest", "exchange ingest of {}", "that ingest"),
+                           ("nodedown", "node down: its {} gone", "that node down")):
+    for key, label in shapes + (("100000x10", "100k groups × 10 (1M memberships)"),):
+        rows.append((f"{title.format(label)}, BEAM→Rust [vs BEAM→BEAM]",
+                     f"{part}.beam_beam.{key}", f"{part}.beam_rust.{key}", "ms", False))
+        # a node down blocks BEAM's scope throughout: its median is its max
+        for what in ("max", "median") if part == "ingest" else ("max",):
+            rows.append((f"get_closest_pid latency during {during}, {what}",
+                         f"{part}_lookup_{what}_us.beam_beam.{key}",
+                         f"{part}_lookup_{what}_us.beam_rust.{key}", "µs", False))
+        rows.append((f"lookups answered during {during} (one a ms)",
+                     f"{part}_lookups.beam_beam.{key}", f"{part}_lookups.beam_rust.{key}",
+                     "lookups", True))
+for msg, what in (("join", "{'$gen_cast', {join, \"group/name\", Pid}}"),
+                  ("exchange", "{'$gen_cast', {exchange, Node, 1000 × {\"group/I\", [Pid]}}}"),
+                  ("bin1k", "{m, <<_:1024/binary>>}"), ("small", "{m, 1}")):
+    rows.append((f"encode {what} [term_to_binary vs control::put_term]",
+                 f"codec.{msg}.encode", f"codec.{msg}.encode", "ns", False))
+    rows.append((f"decode {what} [binary_to_term vs term::decode]",
+                 f"codec.{msg}.decode", f"codec.{msg}.decode", "ns", False))
+    rows.append((f"decode {what} as a received SEND [binary_to_term vs control::decode_message]",
+                 f"codec.{msg}.decode", f"codec.{msg}.decode_msg", "ns", False))
 for when in ("before_burst", "after_burst", "idle_3s_after"):
     # ours only (no BEAM key): not listed as "not compared"
     rows.append((f"RSS of our node, {when.replace('_', ' ')} (200k × 1 KiB each way)",

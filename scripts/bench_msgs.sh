@@ -13,18 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MSGS="${MSGS:-100000}"
 RUNS="${RUNS:-5}"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-command -v erlc >/dev/null || { echo "bench_msgs: erlc is missing" >&2; exit 1; }
-erlc -o "$tmp" bench/erl/msg_bench.erl
-echo "building examples/msg_bench (release)..." >&2
-cargo build --release --no-default-features --example msg_bench >&2
-target="${CARGO_TARGET_DIR:-target}"
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
+bench_prepare msg_bench
 echo "messages: $MSGS x $RUNS runs each way..." >&2
-"$target/release/examples/msg_bench" "$tmp" "$MSGS" "$RUNS" >"$tmp/out.txt"
-if [ $# -eq 2 ]; then
-    sed -n 's/^beam\.//p' "$tmp/out.txt" >>"$1"
-    sed -n 's/^ours\.//p' "$tmp/out.txt" >>"$2"
-else
-    cat "$tmp/out.txt"
-fi
+"$bin" "$tmp" "$MSGS" "$RUNS" >"$tmp/out.txt"
+bench_output "$tmp/out.txt" "$@"
