@@ -1,17 +1,37 @@
-//! Term decoding of untrusted bytes: validator + eetf must never panic, and
-//! whatever decodes must re-encode to bytes the validator accepts and that
-//! decode to the same Erlang term. Terms are compared by their canonical
+//! Term decoding of untrusted bytes: our decoder must never panic, must
+//! agree with the former path (validator + eetf, `term::decode_two_pass`;
+//! for whole control messages, validator + erl_dist,
+//! `control::decode_terms_two_pass`): the same term or the same error, and
+//! whatever decodes must re-encode to bytes that decode to the same Erlang
+//! term. Terms are compared by their canonical
 //! encoding (`TermName`): the representation may change (a list of small
 //! integers comes back as a string) and eetf's `==` on maps whose keys are
 //! maps depends on hash order.
 #![no_main]
 use cpg_node::cpg::TermName;
+use cpg_node::dist::codec::DecodeError;
+use cpg_node::dist::control;
 use cpg_node::status::NodeStatus;
-use cpg_node::term::{self, Limits, Term};
+use cpg_node::term::{self, Limits, Term, TermError};
+use erl_dist::message::Message;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(t) = term::decode(data, Limits::default()) else {
+    let limits = Limits::default();
+    let ours = term::decode(data, limits);
+    match (&ours, &term::decode_two_pass(data, limits)) {
+        (Ok(a), Ok(b)) => assert_eq!(canon(a), canon(b), "ours and eetf decode differently"),
+        (Err(TermError::Decode(_)), Err(TermError::Decode(_))) => {}
+        (a, b) => assert_eq!(
+            a.as_ref().err(),
+            b.as_ref().err(),
+            "ours and validator+eetf differ"
+        ),
+    }
+    for versioned in [true, false] {
+        same_message(data, versioned);
+    }
+    let Ok(t) = ours else {
         return;
     };
     if let Ok(s) = NodeStatus::from_term(&t) {
@@ -38,6 +58,39 @@ fuzz_target!(|data: &[u8]| {
         "encode/decode changed the term"
     );
 });
+
+fn canon(t: &Term) -> Vec<u8> {
+    TermName::new(t.clone()).canonical_bytes().to_vec()
+}
+
+/// Canonical bytes of a message's terms (in pass-through form, as we
+/// encode it).
+fn canon_message(m: &Message) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    control::encode_message(m, &mut out, false).expect("a decoded message encodes");
+    let body = &out[5..];
+    let cend = term::validate(body, 0, Limits::default()).expect("our control term");
+    [&body[..cend], &body[cend..]]
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| canon(&term::decode(b, Limits::default()).expect("our own term")))
+        .collect()
+}
+
+/// `data` as a message's terms: our decoding and the former one agree
+/// (the same message, or errors of the same kind). SEND_TT excepted:
+/// erl_dist reads its last two elements swapped.
+fn same_message(data: &[u8], versioned: bool) {
+    let limits = Limits::default();
+    let ours = control::decode_terms(data, versioned, limits);
+    let old = control::decode_terms_two_pass(data, versioned, limits);
+    match (&ours, &old) {
+        (Ok(Message::SendTt(_)), _) | (_, Ok(Message::SendTt(_))) => {}
+        (Ok(a), Ok(b)) => assert_eq!(canon_message(a), canon_message(b), "messages differ"),
+        (Err(DecodeError::Control(_)), Err(DecodeError::Control(_))) => {}
+        (a, b) => assert_eq!(a.as_ref().err(), b.as_ref().err(), "message errors differ"),
+    }
+}
 
 /// Whether some map in `t` has a key that is or holds a map.
 fn map_key_holds_map(t: &Term) -> bool {

@@ -906,6 +906,26 @@ pub(crate) mod tests {
                 check_mutations(data, !header);
             }
         }
+        // Control terms that are no control tuple, tuples longer than any,
+        // unknown operations.
+        for op in [1, 2, 9, 99] {
+            for len in [1usize, 2, 7, 8, 300] {
+                let elements =
+                    std::iter::once(int(op)).chain(std::iter::repeat_n(list(vec![]), len - 1));
+                let mut b = vec![];
+                tuple(elements.collect()).encode(&mut b).unwrap();
+                b.extend_from_slice(&[131, 106]);
+                check_against_two_pass(&b, true);
+            }
+        }
+        for bad in [
+            &[131, 106][..],
+            &[131, 104, 0],
+            &[131, 104, 1, 106],
+            &[131, 97, 1],
+        ] {
+            check_against_two_pass(bad, true);
+        }
         // SEND_TT as the protocol lays it out: {12, '', ToPid, Token}.
         let tt = Message::send_tt(pid(2), atom("m"), atom("token"));
         let mut out = vec![];
