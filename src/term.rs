@@ -484,6 +484,41 @@ pub fn string_to_charlist(s: &str) -> Term {
     }
 }
 
+/// Whether some map in `t` has a key that is or holds a map. `eetf`
+/// hashes a map in its (random) iteration order, so equal maps as keys
+/// may or may not be found equal: decoding such a map (with keys BEAM
+/// would find equal) keeps one or both of them by chance, and `==` on
+/// such terms is unreliable.
+pub fn keyed_by_map(t: &Term) -> bool {
+    fn holds_map(t: &Term) -> bool {
+        match t {
+            Term::Map(_) => true,
+            Term::Tuple(x) => x.elements.iter().any(holds_map),
+            Term::List(x) => x.elements.iter().any(holds_map),
+            Term::ImproperList(x) => x.elements.iter().any(holds_map) || holds_map(&x.last),
+            Term::InternalFun(f) => fun_free_vars(f).iter().any(holds_map),
+            _ => false,
+        }
+    }
+    match t {
+        Term::Map(m) => m
+            .map
+            .iter()
+            .any(|(k, v)| holds_map(k) || keyed_by_map(k) || keyed_by_map(v)),
+        Term::Tuple(x) => x.elements.iter().any(keyed_by_map),
+        Term::List(x) => x.elements.iter().any(keyed_by_map),
+        Term::ImproperList(x) => x.elements.iter().any(keyed_by_map) || keyed_by_map(&x.last),
+        Term::InternalFun(f) => fun_free_vars(f).iter().any(keyed_by_map),
+        _ => false,
+    }
+}
+
+fn fun_free_vars(f: &InternalFun) -> &[Term] {
+    match f {
+        InternalFun::New { free_vars, .. } | InternalFun::Old { free_vars, .. } => free_vars,
+    }
+}
+
 /// Formats a pid as Erlang prints it on another node: `<node.id.serial>`
 /// with the node name spelled out.
 pub fn pid_text(p: &Pid) -> String {

@@ -20,6 +20,8 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let ours = term::decode(data, limits);
     match (&ours, &term::decode_two_pass(data, limits)) {
+        // A map keyed by maps comes out of either at random (see below).
+        (Ok(a), Ok(b)) if term::keyed_by_map(a) || term::keyed_by_map(b) => {}
         (Ok(a), Ok(b)) => assert_eq!(canon(a), canon(b), "ours and eetf decode differently"),
         (Err(TermError::Decode(_)), Err(TermError::Decode(_))) => {}
         (a, b) => assert_eq!(
@@ -46,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let again = term::decode(&out, Limits::default()).expect("our own encoding does not decode");
-    if map_key_holds_map(&t) {
+    if term::keyed_by_map(&t) {
         // eetf hashes a map in its (random) iteration order, so decoding a
         // map whose keys are equal maps (BEAM refuses it: duplicate keys)
         // keeps one or both of them at random: no round trip to compare.
@@ -64,8 +66,8 @@ fn canon(t: &Term) -> Vec<u8> {
 }
 
 /// Canonical bytes of a message's terms (in pass-through form, as we
-/// encode it).
-fn canon_message(m: &Message) -> Vec<Vec<u8>> {
+/// encode it); `None` for a map keyed by maps (decoded at random).
+fn canon_message(m: &Message) -> Option<Vec<Vec<u8>>> {
     let mut out = vec![];
     control::encode_message(m, &mut out, false).expect("a decoded message encodes");
     let body = &out[5..];
@@ -73,7 +75,10 @@ fn canon_message(m: &Message) -> Vec<Vec<u8>> {
     [&body[..cend], &body[cend..]]
         .iter()
         .filter(|b| !b.is_empty())
-        .map(|b| canon(&term::decode(b, Limits::default()).expect("our own term")))
+        .map(|b| {
+            let t = term::decode(b, Limits::default()).expect("our own term");
+            (!term::keyed_by_map(&t)).then(|| canon(&t))
+        })
         .collect()
 }
 
@@ -86,33 +91,12 @@ fn same_message(data: &[u8], versioned: bool) {
     let old = control::decode_terms_two_pass(data, versioned, limits);
     match (&ours, &old) {
         (Ok(Message::SendTt(_)), _) | (_, Ok(Message::SendTt(_))) => {}
-        (Ok(a), Ok(b)) => assert_eq!(canon_message(a), canon_message(b), "messages differ"),
+        (Ok(a), Ok(b)) => {
+            if let (Some(a), Some(b)) = (canon_message(a), canon_message(b)) {
+                assert_eq!(a, b, "messages differ");
+            }
+        }
         (Err(DecodeError::Control(_)), Err(DecodeError::Control(_))) => {}
         (a, b) => assert_eq!(a.as_ref().err(), b.as_ref().err(), "message errors differ"),
-    }
-}
-
-/// Whether some map in `t` has a key that is or holds a map.
-fn map_key_holds_map(t: &Term) -> bool {
-    fn holds_map(t: &Term) -> bool {
-        match t {
-            Term::Map(_) => true,
-            Term::Tuple(x) => x.elements.iter().any(holds_map),
-            Term::List(x) => x.elements.iter().any(holds_map),
-            Term::ImproperList(x) => x.elements.iter().any(holds_map) || holds_map(&x.last),
-            _ => false,
-        }
-    }
-    match t {
-        Term::Map(m) => m
-            .map
-            .iter()
-            .any(|(k, v)| holds_map(k) || map_key_holds_map(k) || map_key_holds_map(v)),
-        Term::Tuple(x) => x.elements.iter().any(map_key_holds_map),
-        Term::List(x) => x.elements.iter().any(map_key_holds_map),
-        Term::ImproperList(x) => {
-            x.elements.iter().any(map_key_holds_map) || map_key_holds_map(&x.last)
-        }
-        _ => false,
     }
 }
