@@ -10,7 +10,7 @@
 //! valgrind --tool=callgrind target/release/examples/decode_bench new small 100000
 //! ```
 //!
-//! With no arguments, prints `key value` lines `decode.<path>.<kind>.<size>
+//! Uses mimalloc, as the `cpg-node` binary does. With no arguments, prints `key value` lines `decode.<path>.<kind>.<size>
 //! ns/msg` (median of 7 runs of 100k messages) and the ratio. With
 //! `PATH SIZE N` (`old`|`new`|`link`, `small`|`1k`), decodes N messages of
 //! each kind once, for an instruction count; `link` feeds them as one
@@ -22,6 +22,10 @@ use cpg_node::term::{atom, binary, int, tuple, Limits, Pid, Term};
 use erl_dist::message::Message;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+// The allocator the `cpg-node` binary ships with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn payload(size: &str) -> Term {
     match size {
@@ -99,6 +103,20 @@ fn main() {
                 }
             }
             assert_eq!(through_link(&stream), n * packets.len());
+            return;
+        }
+        if let Some(path) = path.strip_prefix("term-") {
+            // The payload alone, as a versioned term.
+            let mut bytes = vec![];
+            payload(size).encode(&mut bytes).unwrap();
+            let limits = Limits::default();
+            for _ in 0..n * packets.len() {
+                black_box(match path {
+                    "old" => cpg_node::term::decode_two_pass(black_box(&bytes), limits),
+                    _ => cpg_node::term::decode(black_box(&bytes), limits),
+                })
+                .unwrap();
+            }
             return;
         }
         for (_, p) in &packets {
