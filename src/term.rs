@@ -5,15 +5,16 @@
 //! so the crate has exactly one `Term` type (`cargo tree -d` shows no second
 //! `eetf`).
 //!
-//! # Why a validator in front of `eetf`
+//! # Decoding untrusted bytes
 //!
 //! `eetf` 0.11 trusts its input: it calls `unimplemented!()` on the atom
 //! cache and distribution-header tags, sizes vectors from 32-bit counts read
 //! off the wire before reading the elements (a 6-byte list header can ask for
-//! gigabytes), and recurses once per nesting level. [`validate`] walks the
-//! bytes first, without allocating per term and without recursion, and
-//! refuses anything `eetf` could panic, over-allocate or overflow the stack
-//! on. Only bytes that passed it are handed to `eetf`.
+//! gigabytes), and recurses once per nesting level. So terms from the
+//! network are decoded by our own decoder ([`decode()`], [`mod@decode`]),
+//! which checks and builds in one pass and accepts exactly what [`validate`]
+//! followed by `eetf` accepted ([`decode_two_pass`], kept as the reference
+//! for tests and fuzzing). `eetf` still encodes.
 //!
 //! # Nesting depth
 //!
@@ -25,15 +26,16 @@
 //! levels, `Debug` past ~3,600, `Clone`/`==` past ~5,100, `encode` past
 //! ~8,700, `Display` past ~10,800, `Drop` past ~32,000. So:
 //!
-//! * [`decode`] (and `dist::control::decode_terms`) run `eetf` on a stack
-//!   grown for the depth the validator measured ([`with_stack_for`]): decoding
-//!   never overflows, whatever [`Limits::max_depth`] is set to;
+//! * [`decode()`] (and `dist::control::decode_terms`) grow the stack as they
+//!   go deeper (checked every 64 levels): decoding never overflows, whatever
+//!   [`Limits::max_depth`] is set to;
 //! * [`Limits::max_depth`] defaults to 2,000, where every other recursive
 //!   operation on the decoded term still fits a 2 MiB worker stack with room
 //!   to spare. A message nested deeper is dropped (see `dist::connection`),
 //!   not the connection. Raise it only if the code receiving such terms runs
 //!   on larger stacks.
 
+pub mod decode;
 pub mod parse;
 
 pub use erl_dist::term::{
@@ -99,7 +101,8 @@ pub enum TermError {
     /// Nested deeper than [`Limits::max_depth`].
     #[error("term nested deeper than {0}")]
     TooDeep(usize),
-    /// `eetf` refused the bytes (bad UTF-8 in an atom, and the like).
+    /// Well-formed bytes holding what `eetf` refuses too (bad UTF-8 in an
+    /// atom, a non-finite float, and the like).
     #[error("term decode: {0}")]
     Decode(String),
 }
@@ -312,9 +315,17 @@ pub fn validate_depth(
     }
 }
 
-/// Decodes one external term (with its 131 byte) from untrusted bytes, on a
-/// stack large enough for its depth.
+/// Decodes one external term (with its 131 byte) from untrusted bytes, in
+/// one pass ([`mod@decode`]). Bytes after the term are ignored.
 pub fn decode(buf: &[u8], limits: Limits) -> Result<Term, TermError> {
+    decode::decode_versioned(buf, 0, limits)?.term
+}
+
+/// What [`decode()`] did before it had its own decoder: [`validate`], then
+/// `eetf` on a stack grown for the depth measured. The reference the
+/// differential tests and the fuzz target hold [`decode()`] to; not used to
+/// read the network.
+pub fn decode_two_pass(buf: &[u8], limits: Limits) -> Result<Term, TermError> {
     let (end, depth) = validate_depth(buf, 0, limits)?;
     with_stack_for(depth, || Term::decode(&buf[..end]))
         .map_err(|e| TermError::Decode(e.to_string()))
@@ -470,6 +481,41 @@ pub fn string_to_charlist(s: &str) -> Term {
         Term::ByteList(bytes.into())
     } else {
         list(s.chars().map(|c| int(c as i32)).collect())
+    }
+}
+
+/// Whether some map in `t` has a key that is or holds a map. `eetf`
+/// hashes a map in its (random) iteration order, so equal maps as keys
+/// may or may not be found equal: decoding such a map (with keys BEAM
+/// would find equal) keeps one or both of them by chance, and `==` on
+/// such terms is unreliable.
+pub fn keyed_by_map(t: &Term) -> bool {
+    fn holds_map(t: &Term) -> bool {
+        match t {
+            Term::Map(_) => true,
+            Term::Tuple(x) => x.elements.iter().any(holds_map),
+            Term::List(x) => x.elements.iter().any(holds_map),
+            Term::ImproperList(x) => x.elements.iter().any(holds_map) || holds_map(&x.last),
+            Term::InternalFun(f) => fun_free_vars(f).iter().any(holds_map),
+            _ => false,
+        }
+    }
+    match t {
+        Term::Map(m) => m
+            .map
+            .iter()
+            .any(|(k, v)| holds_map(k) || keyed_by_map(k) || keyed_by_map(v)),
+        Term::Tuple(x) => x.elements.iter().any(keyed_by_map),
+        Term::List(x) => x.elements.iter().any(keyed_by_map),
+        Term::ImproperList(x) => x.elements.iter().any(keyed_by_map) || keyed_by_map(&x.last),
+        Term::InternalFun(f) => fun_free_vars(f).iter().any(keyed_by_map),
+        _ => false,
+    }
+}
+
+fn fun_free_vars(f: &InternalFun) -> &[Term] {
+    match f {
+        InternalFun::New { free_vars, .. } | InternalFun::Old { free_vars, .. } => free_vars,
     }
 }
 

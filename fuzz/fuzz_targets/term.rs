@@ -1,17 +1,39 @@
-//! Term decoding of untrusted bytes: validator + eetf must never panic, and
-//! whatever decodes must re-encode to bytes the validator accepts and that
-//! decode to the same Erlang term. Terms are compared by their canonical
+//! Term decoding of untrusted bytes: our decoder must never panic, must
+//! agree with the former path (validator + eetf, `term::decode_two_pass`;
+//! for whole control messages, validator + erl_dist,
+//! `control::decode_terms_two_pass`): the same term or the same error, and
+//! whatever decodes must re-encode to bytes that decode to the same Erlang
+//! term. Terms are compared by their canonical
 //! encoding (`TermName`): the representation may change (a list of small
 //! integers comes back as a string) and eetf's `==` on maps whose keys are
 //! maps depends on hash order.
 #![no_main]
 use cpg_node::cpg::TermName;
+use cpg_node::dist::codec::DecodeError;
+use cpg_node::dist::control;
 use cpg_node::status::NodeStatus;
-use cpg_node::term::{self, Limits, Term};
+use cpg_node::term::{self, Limits, Term, TermError};
+use erl_dist::message::Message;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(t) = term::decode(data, Limits::default()) else {
+    let limits = Limits::default();
+    let ours = term::decode(data, limits);
+    match (&ours, &term::decode_two_pass(data, limits)) {
+        // A map keyed by maps comes out of either at random (see below).
+        (Ok(a), Ok(b)) if term::keyed_by_map(a) || term::keyed_by_map(b) => {}
+        (Ok(a), Ok(b)) => assert_eq!(canon(a), canon(b), "ours and eetf decode differently"),
+        (Err(TermError::Decode(_)), Err(TermError::Decode(_))) => {}
+        (a, b) => assert_eq!(
+            a.as_ref().err(),
+            b.as_ref().err(),
+            "ours and validator+eetf differ"
+        ),
+    }
+    for versioned in [true, false] {
+        same_message(data, versioned);
+    }
+    let Ok(t) = ours else {
         return;
     };
     if let Ok(s) = NodeStatus::from_term(&t) {
@@ -26,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let again = term::decode(&out, Limits::default()).expect("our own encoding does not decode");
-    if map_key_holds_map(&t) {
+    if term::keyed_by_map(&t) {
         // eetf hashes a map in its (random) iteration order, so decoding a
         // map whose keys are equal maps (BEAM refuses it: duplicate keys)
         // keeps one or both of them at random: no round trip to compare.
@@ -39,27 +61,42 @@ fuzz_target!(|data: &[u8]| {
     );
 });
 
-/// Whether some map in `t` has a key that is or holds a map.
-fn map_key_holds_map(t: &Term) -> bool {
-    fn holds_map(t: &Term) -> bool {
-        match t {
-            Term::Map(_) => true,
-            Term::Tuple(x) => x.elements.iter().any(holds_map),
-            Term::List(x) => x.elements.iter().any(holds_map),
-            Term::ImproperList(x) => x.elements.iter().any(holds_map) || holds_map(&x.last),
-            _ => false,
+fn canon(t: &Term) -> Vec<u8> {
+    TermName::new(t.clone()).canonical_bytes().to_vec()
+}
+
+/// Canonical bytes of a message's terms (in pass-through form, as we
+/// encode it); `None` for a map keyed by maps (decoded at random).
+fn canon_message(m: &Message) -> Option<Vec<Vec<u8>>> {
+    let mut out = vec![];
+    control::encode_message(m, &mut out, false).expect("a decoded message encodes");
+    let body = &out[5..];
+    let cend = term::validate(body, 0, Limits::default()).expect("our control term");
+    [&body[..cend], &body[cend..]]
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| {
+            let t = term::decode(b, Limits::default()).expect("our own term");
+            (!term::keyed_by_map(&t)).then(|| canon(&t))
+        })
+        .collect()
+}
+
+/// `data` as a message's terms: our decoding and the former one agree
+/// (the same message, or errors of the same kind). SEND_TT excepted:
+/// erl_dist reads its last two elements swapped.
+fn same_message(data: &[u8], versioned: bool) {
+    let limits = Limits::default();
+    let ours = control::decode_terms(data, versioned, limits);
+    let old = control::decode_terms_two_pass(data, versioned, limits);
+    match (&ours, &old) {
+        (Ok(Message::SendTt(_)), _) | (_, Ok(Message::SendTt(_))) => {}
+        (Ok(a), Ok(b)) => {
+            if let (Some(a), Some(b)) = (canon_message(a), canon_message(b)) {
+                assert_eq!(a, b, "messages differ");
+            }
         }
-    }
-    match t {
-        Term::Map(m) => m
-            .map
-            .iter()
-            .any(|(k, v)| holds_map(k) || map_key_holds_map(k) || map_key_holds_map(v)),
-        Term::Tuple(x) => x.elements.iter().any(map_key_holds_map),
-        Term::List(x) => x.elements.iter().any(map_key_holds_map),
-        Term::ImproperList(x) => {
-            x.elements.iter().any(map_key_holds_map) || map_key_holds_map(&x.last)
-        }
-        _ => false,
+        (Err(DecodeError::Control(_)), Err(DecodeError::Control(_))) => {}
+        (a, b) => assert_eq!(a.as_ref().err(), b.as_ref().err(), "message errors differ"),
     }
 }

@@ -10,15 +10,14 @@
 //! decoded where it lies in the packet ([`Whole::Borrowed`]); only
 //! fragments are copied, to be joined.
 //!
-//! erl_dist 0.8 has no fragments and trusts its input, so the bytes are
-//! checked by [`crate::term::validate_body`] before erl_dist sees them
-//! ([`control::decode_terms`]), and reassembly is bounded.
+//! erl_dist 0.8 has no fragments and trusts its input, so terms are read
+//! by our own decoder ([`control::decode_terms`]), and reassembly is
+//! bounded.
 
 use super::control;
 use crate::term::{self, Limits, TermError};
 use erl_dist::message::Message;
 use std::collections::HashMap;
-use std::io::Read;
 
 /// Pass-through packet type.
 pub const PASS_THROUGH: u8 = 112;
@@ -230,8 +229,10 @@ pub fn describe_control(msg: &[u8]) -> Option<String> {
         [term::VERSION, ..] => &msg[1..],
         body => body,
     };
-    let end = term::validate_body(body, 0, shallow).ok()?;
-    let ctl = term::Term::decode([term::VERSION].chain(&body[..end])).ok()?;
+    let ctl = term::decode::decode_body(body, 0, shallow)
+        .ok()?
+        .term
+        .ok()?;
     Some(crate::util::short_text(&ctl))
 }
 

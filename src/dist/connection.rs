@@ -475,10 +475,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Hands what the link decoded to the router.
     fn deliver(&mut self) {
+        // Counted once per read, not with an atomic add per message.
+        let mut n = 0;
         while let Some(e) = self.state.poll_event() {
             match e {
                 Event::Message(m) => {
-                    self.shared.msgs_in.fetch_add(1, Relaxed);
+                    n += 1;
                     self.router.incoming(&self.peer, m);
                 }
                 Event::Dropped { error, control } => tracing::warn!(
@@ -487,6 +489,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     "dropped a message from the peer, the connection stays: {error}"
                 ),
             }
+        }
+        if n > 0 {
+            self.shared.msgs_in.fetch_add(n, Relaxed);
         }
     }
 }

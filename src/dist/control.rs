@@ -13,15 +13,18 @@
 //! `term_to_binary` writes for those terms; the rare kinds (big integers,
 //! funs) go through `eetf`'s encoder.
 //!
-//! Decoding checks the control term and the payload with
-//! [`crate::term::validate_body_depth`] (once each) and hands the very same
-//! bytes to erl_dist's `Message::read_from` through a reader over slices
-//! that supplies the 131 version bytes a distribution header leaves out:
-//! no copy of the message, no second validation.
+//! Decoding reads the control term and the payload where they lie in the
+//! packet, each checked and built in one pass by our own term decoder
+//! ([`crate::term::decode`](mod@crate::term::decode)), and turns the
+//! control tuple into a [`Message`] as erl_dist's `Message::read_from`
+//! would: no copy of the message, no second walk over its bytes.
+//! [`decode_terms_two_pass`] keeps the former path (validator, then
+//! erl_dist and `eetf`) as the reference for tests and fuzzing.
 
 use super::codec::{DecodeError, PASS_THROUGH};
-use crate::term::{self, Atom, Limits, List, Pid, PidOrAtom, Reference, Term};
+use crate::term::{self, Atom, FixInteger, Limits, List, Pid, PidOrAtom, Reference, Term, Tuple};
 use erl_dist::message::Message;
+use erl_dist::term::Mfa;
 use std::io::Read;
 
 /// Why an outgoing message could not be encoded (it is dropped).
@@ -555,10 +558,221 @@ pub fn encode_message(
 /// Decodes a whole message from its terms: `data` is the control term
 /// followed by the optional payload, each with its 131 byte when
 /// `versioned` (the pass-through form), without when they follow a
-/// distribution header. Each term is validated once, then erl_dist
-/// decodes the same bytes (on a stack grown for the depth measured,
-/// [`term::with_stack_for`]).
+/// distribution header. Each term is checked and built in one pass
+/// ([`term::decode`](mod@term::decode)), then the control tuple becomes a
+/// [`Message`] as erl_dist's `Message::read_from` would make it.
 pub fn decode_terms(data: &[u8], versioned: bool, limits: Limits) -> Result<Message, DecodeError> {
+    let read = |at| {
+        if versioned {
+            term::decode::decode_versioned(data, at, limits)
+        } else {
+            term::decode::decode_body(data, at, limits)
+        }
+    };
+    let ctl = read(0)?;
+    let payload = if ctl.end < data.len() {
+        let p = read(ctl.end)?;
+        if p.end != data.len() {
+            return Err(DecodeError::Control(
+                "trailing bytes after the payload".into(),
+            ));
+        }
+        Some(p.term)
+    } else {
+        None
+    };
+    message_from_terms(ctl.term, payload)
+}
+
+/// A control term's message, as erl_dist 0.8 reads it (the same checks,
+/// the same refusals), except `SEND_TT`, read as the protocol lays it out:
+/// `{12, Unused, ToPid, TraceToken}` (erl_dist swaps the last two).
+/// `payload` is `None` when there is none; a payload is ignored by
+/// operations without one, as erl_dist never reads it.
+fn message_from_terms(
+    ctl: Result<Term, term::TermError>,
+    payload: Option<Result<Term, term::TermError>>,
+) -> Result<Message, DecodeError> {
+    fn bad(e: String) -> DecodeError {
+        DecodeError::Control(e)
+    }
+    fn want<T>(t: Term, what: &str) -> Result<T, DecodeError>
+    where
+        Term: TryInto<T, Error = Term>,
+    {
+        t.try_into()
+            .map_err(|t| bad(format!("{t} is not a {what}")))
+    }
+    let pid = |t| want::<Pid>(t, "pid");
+    let atom = |t| want::<Atom>(t, "atom");
+    let reference = |t| want::<Reference>(t, "reference");
+    let int = |t| want::<FixInteger>(t, "integer");
+    let list = |t| want::<List>(t, "list");
+    let proc = |t: Term| match t {
+        Term::Pid(p) => Ok(PidOrAtom::Pid(p)),
+        Term::Atom(a) => Ok(PidOrAtom::Atom(a)),
+        t => Err(bad(format!("{t} is not a pid or atom"))),
+    };
+    let mfa = |t| {
+        let [module, function, arity] = fields::<3>(want::<Tuple>(t, "tuple")?)?;
+        Ok::<_, DecodeError>(Mfa {
+            module: atom(module)?,
+            function: atom(function)?,
+            arity: int(arity)?,
+        })
+    };
+    let ctl = want::<Tuple>(ctl.map_err(|e| bad(e.to_string()))?, "Tuple")?;
+    let op = match ctl.elements.first() {
+        Some(Term::FixInteger(i)) => i.value,
+        Some(t) => return Err(bad(format!("{t} is not a integer"))),
+        None => return Err(bad(format!("{ctl} is not a non empty tuple"))),
+    };
+    let mut payload = payload;
+    let mut payload = move || match payload.take() {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(e)) => Err(bad(e.to_string())),
+        None => Err(bad("no payload".into())),
+    };
+    use Message as M;
+    // Operations whose control tuples have the same shape share an arm.
+    Ok(match op {
+        1 | 4 | 7 => {
+            let make: fn(Pid, Pid) -> Message = match op {
+                1 => M::link,
+                4 => M::unlink,
+                _ => M::group_leader,
+            };
+            let [_, from, to] = fields(ctl)?;
+            make(pid(from)?, pid(to)?)
+        }
+        3 | 8 => {
+            let make: fn(Pid, Pid, Term) -> Message = if op == 3 { M::exit } else { M::exit2 };
+            let [_, from, to, reason] = fields(ctl)?;
+            make(pid(from)?, pid(to)?, reason)
+        }
+        13 | 18 => {
+            let make: fn(Pid, Pid, Term, Term) -> Message =
+                if op == 13 { M::exit_tt } else { M::exit2_tt };
+            let [_, from, to, token, reason] = fields(ctl)?;
+            make(pid(from)?, pid(to)?, reason, token)
+        }
+        22 | 24 | 26 => {
+            let make: fn(Pid, Pid, Term) -> Message = match op {
+                22 => M::send_sender,
+                24 => M::payload_exit,
+                _ => M::payload_exit2,
+            };
+            let [_, from, to] = fields(ctl)?;
+            make(pid(from)?, pid(to)?, payload()?)
+        }
+        23 | 25 | 27 => {
+            let make: fn(Pid, Pid, Term, Term) -> Message = match op {
+                23 => M::send_sender_tt,
+                25 => M::payload_exit_tt,
+                _ => M::payload_exit2_tt,
+            };
+            let [_, from, to, token] = fields(ctl)?;
+            make(pid(from)?, pid(to)?, payload()?, token)
+        }
+        19 | 20 => {
+            let make: fn(Pid, PidOrAtom, Reference) -> Message = if op == 19 {
+                M::monitor_p
+            } else {
+                M::demonitor_p
+            };
+            let [_, from, to, r] = fields(ctl)?;
+            make(pid(from)?, proc(to)?, reference(r)?)
+        }
+        35 | 36 => {
+            let make: fn(Term, Pid, Pid) -> Message = if op == 35 {
+                M::unlink_id
+            } else {
+                M::unlink_id_ack
+            };
+            let [_, id, from, to] = fields(ctl)?;
+            make(id, pid(from)?, pid(to)?)
+        }
+        2 => {
+            let [_, _, to] = fields(ctl)?;
+            M::send(pid(to)?, payload()?)
+        }
+        5 => {
+            let [_] = fields(ctl)?;
+            M::node_link()
+        }
+        6 => {
+            let [_, from, _, name] = fields(ctl)?;
+            M::reg_send(pid(from)?, atom(name)?, payload()?)
+        }
+        12 => {
+            let [_, _, to, token] = fields(ctl)?;
+            M::send_tt(pid(to)?, payload()?, token)
+        }
+        16 => {
+            let [_, from, _, name, token] = fields(ctl)?;
+            M::reg_send_tt(pid(from)?, atom(name)?, payload()?, token)
+        }
+        21 => {
+            let [_, from, to, r, reason] = fields(ctl)?;
+            M::monitor_p_exit(proc(from)?, pid(to)?, reference(r)?, reason)
+        }
+        28 => {
+            let [_, from, to, r] = fields(ctl)?;
+            M::payload_monitor_p_exit(proc(from)?, pid(to)?, reference(r)?, payload()?)
+        }
+        29 => {
+            let [_, r, from, gl, m, opts] = fields(ctl)?;
+            let (r, from, gl, m, opts) =
+                (reference(r)?, pid(from)?, pid(gl)?, mfa(m)?, list(opts)?);
+            M::spawn_request(r, from, gl, m, opts, list(payload()?)?)
+        }
+        30 => {
+            let [_, r, from, gl, m, opts, token] = fields(ctl)?;
+            let (r, from, gl, m, opts) =
+                (reference(r)?, pid(from)?, pid(gl)?, mfa(m)?, list(opts)?);
+            M::spawn_request_tt(r, from, gl, m, opts, list(payload()?)?, token)
+        }
+        31 => {
+            let [_, r, to, flags, result] = fields(ctl)?;
+            M::spawn_reply(reference(r)?, pid(to)?, int(flags)?, proc(result)?)
+        }
+        32 => {
+            let [_, r, to, flags, result, token] = fields(ctl)?;
+            M::spawn_reply_tt(reference(r)?, pid(to)?, int(flags)?, proc(result)?, token)
+        }
+        33 => {
+            let [_, from, alias] = fields(ctl)?;
+            M::alias_send(pid(from)?, reference(alias)?, payload()?)
+        }
+        34 => {
+            let [_, from, alias, token] = fields(ctl)?;
+            M::alias_send_tt(pid(from)?, reference(alias)?, payload()?, token)
+        }
+        op => return Err(DecodeError::UnsupportedOp(op)),
+    })
+}
+
+/// A tuple's `N` elements, or erl_dist's refusal of a tuple of another
+/// size.
+fn fields<const N: usize>(t: Tuple) -> Result<[Term; N], DecodeError> {
+    if t.elements.len() != N {
+        return Err(DecodeError::Control(format!(
+            "{t} is not a {N} elements tuple"
+        )));
+    }
+    Ok(t.elements.try_into().expect("N elements"))
+}
+
+/// What [`decode_terms`] did before it had its own decoder: each term
+/// validated ([`term::validate_body_depth`]), then erl_dist's
+/// `Message::read_from` on the same bytes. The reference the differential
+/// tests and the fuzz target hold [`decode_terms`] to; not used to read
+/// the network.
+pub fn decode_terms_two_pass(
+    data: &[u8],
+    versioned: bool,
+    limits: Limits,
+) -> Result<Message, DecodeError> {
     let validate = |at| {
         if versioned {
             term::validate_depth(data, at, limits)
@@ -636,10 +850,91 @@ pub fn decode_message(msg: &[u8], limits: Limits) -> Result<Message, DecodeError
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::term::{atom, binary, int, list, map, tuple};
+    use crate::term::{atom, binary, int, list, map, tuple, TermError};
     use proptest::prelude::*;
+
+    /// Ours and the former path (validator, erl_dist) agree on `data`: the
+    /// same message or the same kind of error. `SEND_TT` excepted, which
+    /// erl_dist reads with its last two elements swapped.
+    pub(crate) fn check_against_two_pass(data: &[u8], versioned: bool) {
+        let limits = Limits::default();
+        let ours = decode_terms(data, versioned, limits);
+        let old = decode_terms_two_pass(data, versioned, limits);
+        let same = match (&ours, &old) {
+            (Ok(a), Ok(b)) => a == b,
+            (Err(DecodeError::Control(_)), Err(DecodeError::Control(_))) => true,
+            (Err(DecodeError::Term(TermError::Decode(_))), _) => false,
+            (Err(a), Err(b)) => a == b,
+            (Ok(Message::SendTt(_)), _) | (_, Ok(Message::SendTt(_))) => true,
+            _ => false,
+        };
+        assert!(same, "{data:?}\n ours {ours:?}\n old  {old:?}");
+    }
+
+    /// [`check_against_two_pass`] on every prefix of `data` and with each
+    /// byte set to a few values.
+    pub(crate) fn check_mutations(data: &[u8], versioned: bool) {
+        for n in 0..data.len() {
+            check_against_two_pass(&data[..n], versioned);
+        }
+        let mut b = data.to_vec();
+        for at in 0..b.len() {
+            let was = b[at];
+            for v in [0, 1, 2, 12, 97, 104, 106, 119, 255, was ^ 1, was ^ 0x80] {
+                b[at] = v;
+                check_against_two_pass(&b, versioned);
+            }
+            b[at] = was;
+        }
+    }
+
+    #[test]
+    fn every_kind_and_its_mutations_decode_as_before() {
+        let payload = tuple(vec![
+            atom("m"),
+            list(vec![int(1), atom("é")]),
+            binary(vec![7; 3]),
+        ]);
+        for msg in all_kinds(payload) {
+            for header in [false, true] {
+                let mut out = vec![];
+                encode_message(&msg, &mut out, header).unwrap();
+                let data = if header { &out[7..] } else { &out[5..] };
+                assert_eq!(decode_terms(data, !header, Limits::default()).unwrap(), msg);
+                check_mutations(data, !header);
+            }
+        }
+        // Control terms that are no control tuple, tuples longer than any,
+        // unknown operations.
+        for op in [1, 2, 9, 99] {
+            for len in [1usize, 2, 7, 8, 300] {
+                let elements =
+                    std::iter::once(int(op)).chain(std::iter::repeat_n(list(vec![]), len - 1));
+                let mut b = vec![];
+                tuple(elements.collect()).encode(&mut b).unwrap();
+                b.extend_from_slice(&[131, 106]);
+                check_against_two_pass(&b, true);
+            }
+        }
+        for bad in [
+            &[131, 106][..],
+            &[131, 104, 0],
+            &[131, 104, 1, 106],
+            &[131, 97, 1],
+        ] {
+            check_against_two_pass(bad, true);
+        }
+        // SEND_TT as the protocol lays it out: {12, '', ToPid, Token}.
+        let tt = Message::send_tt(pid(2), atom("m"), atom("token"));
+        let mut out = vec![];
+        encode_message(&tt, &mut out, true).unwrap();
+        assert_eq!(
+            decode_terms(&out[7..], false, Limits::default()).unwrap(),
+            tt
+        );
+    }
 
     fn pid(n: u32) -> Pid {
         Pid::new("a@h", n, 0, 7)

@@ -100,6 +100,21 @@ fn beam_frames_decode_and_reencode_byte_for_byte() {
 }
 
 #[test]
+fn beam_frames_and_their_mutations_decode_as_before() {
+    for frame in [
+        REG_SEND,
+        SEND_SENDER_SMALL,
+        SEND_SENDER_TERMS,
+        MONITOR_P,
+        DEMONITOR_P,
+    ] {
+        let bytes = hex(frame);
+        assert_eq!(&bytes[4..7], &[131, 68, 0]);
+        super::control::tests::check_mutations(&bytes[7..], false);
+    }
+}
+
+#[test]
 fn beam_frames_mean_what_erl_sent() {
     let Message::RegSend(m) = decode(&hex(REG_SEND)) else {
         panic!("not a REG_SEND")

@@ -109,10 +109,16 @@ impl Inner {
     }
 
     pub(super) fn deliver_named(&self, from: Pid, name: &str, msg: Term) {
-        let to = self.names.read().get(name).cloned();
-        match to {
-            Some(p) => self.deliver_msg(Some(from), &p, msg),
-            None => tracing::debug!("message to unregistered name {name} dropped: {msg}"),
+        // Delivered under the names lock (names, then procs: the order
+        // `register` takes them in) rather than cloning the pid, and its
+        // node name, for every message.
+        let names = self.names.read();
+        match names.get(name) {
+            Some(p) => self.deliver_msg(Some(from), p, msg),
+            None => {
+                drop(names);
+                tracing::debug!("message to unregistered name {name} dropped: {msg}")
+            }
         }
     }
 }
