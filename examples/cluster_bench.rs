@@ -55,6 +55,9 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(120);
 
+/// Longest a BEAM ingest run may take (they take 2-3 s).
+const INGEST_T: Duration = Duration::from_secs(40);
+
 // The allocator the `cpg-node` binary ships with.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -415,8 +418,14 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
             rpc(&r, &a.1, "fill", vec![shape_term(shape)]).await;
             rpc(&r, &b.1, "settle", vec![a_atom.clone(), shape_term(shape)]).await;
             for _ in 0..runs {
-                let t = rpc(&r, &b.1, "ingest", vec![a_atom.clone(), shape_term(shape)]).await;
-                print_ingest("beam", "beam_beam", shape, ingest_tuple(&t));
+                // Now and then (not understood; seen twice in many runs)
+                // b's ingest never returns on a shared machine. The run is
+                // then reported and skipped, not the whole bench.
+                let args = vec![a_atom.clone(), shape_term(shape)];
+                match r.rpc(&b.1, "cluster_bench", "ingest", args, INGEST_T).await {
+                    Ok(t) => print_ingest("beam", "beam_beam", shape, ingest_tuple(&t)),
+                    Err(e) => eprintln!("BEAM ingest run skipped: {e:?}"),
+                }
             }
             rpc(&r, &a.1, "clear", vec![]).await;
             wait_beam_empty(&r, &b.1).await;
