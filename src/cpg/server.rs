@@ -171,6 +171,14 @@ pub struct ScopeSummary {
     pub pids: usize,
 }
 
+/// What a scope's handles and its task share: the state, the queued
+/// effects of the handles' writes, the event stream.
+type Shared<N> = (
+    Arc<RwLock<Scope<MemberPid, N>>>,
+    Arc<Pending<N>>,
+    broadcast::Sender<GroupEvent<N>>,
+);
+
 /// The effects of local writes made by handles, waiting for the scope task
 /// to carry them out (monitors, casts, notifications).
 ///
@@ -182,14 +190,6 @@ pub struct ScopeSummary {
 /// it does itself ([`ScopeTask::execute`]), and a task's change is made
 /// under the same lock, after: effects run in the order the changes were
 /// made, as when the task made every change.
-/// What a scope's handles and its task share: the state, the queued
-/// effects of the handles' writes, the event stream.
-type Shared<N> = (
-    Arc<RwLock<Scope<MemberPid, N>>>,
-    Arc<Pending<N>>,
-    broadcast::Sender<GroupEvent<N>>,
-);
-
 struct Pending<N: GroupKey> {
     effects: parking_lot::Mutex<Vec<Effect<MemberPid, N>>>,
     wake: tokio::sync::Notify,
