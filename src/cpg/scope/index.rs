@@ -16,9 +16,12 @@ const FEW_NAMES: usize = 8;
 /// `String`, 40 for a pid-index entry with a `MemberPid`).
 #[derive(Debug, Clone)]
 pub(super) enum Names<N> {
+    /// None left: the pid's last name was removed (the caller forgets the
+    /// pid then).
+    Empty,
     /// Exactly one.
     One(N),
-    /// From 2 to [`FEW_NAMES`], sorted (briefly fewer after removals).
+    /// From 2 to [`FEW_NAMES`], sorted.
     #[allow(clippy::box_collection)] // deliberate: keeps the enum small
     Few(Box<Vec<N>>),
     /// More.
@@ -38,6 +41,7 @@ impl<N: GroupKey> Names<N> {
     /// Whether `name` is among the names.
     pub(super) fn contains(&self, name: &N::Borrowed) -> bool {
         match self {
+            Names::Empty => false,
             Names::One(n) => n.as_borrowed() == name,
             Names::Few(v) => Self::find(v, name).is_ok(),
             Names::Many(s) => s.contains(name),
@@ -47,6 +51,7 @@ impl<N: GroupKey> Names<N> {
     /// Adds `name` (no-op if present).
     fn insert(&mut self, name: &N::Borrowed) {
         match self {
+            Names::Empty => *self = Names::One(name.to_owned()),
             Names::One(n) => {
                 if n.as_borrowed() != name {
                     let mut v = Vec::with_capacity(2);
@@ -77,13 +82,13 @@ impl<N: GroupKey> Names<N> {
         }
     }
 
-    /// Removes `name` if present. Removing the one name of [`Names::One`]
-    /// leaves an empty vector (the caller forgets the pid then).
+    /// Removes `name` if present.
     fn remove(&mut self, name: &N::Borrowed) {
         match self {
+            Names::Empty => {}
             Names::One(n) => {
                 if n.as_borrowed() == name {
-                    *self = Names::Few(Box::default());
+                    *self = Names::Empty;
                 }
             }
             Names::Few(v) => {
@@ -102,8 +107,8 @@ impl<N: GroupKey> Names<N> {
 
     pub(super) fn is_empty(&self) -> bool {
         match self {
-            Names::One(_) => false,
-            Names::Few(v) => v.is_empty(),
+            Names::Empty => true,
+            Names::One(_) | Names::Few(_) => false,
             Names::Many(s) => s.is_empty(),
         }
     }
@@ -111,6 +116,7 @@ impl<N: GroupKey> Names<N> {
     /// The names in order.
     pub(super) fn iter(&self) -> impl Iterator<Item = &N> + '_ {
         let (few, many) = match self {
+            Names::Empty => (None, None),
             Names::One(n) => (Some(std::slice::from_ref(n).iter()), None),
             Names::Few(v) => (Some(v.iter()), None),
             Names::Many(s) => (None, Some(s.iter())),
@@ -121,6 +127,7 @@ impl<N: GroupKey> Names<N> {
     /// The names in order, owned.
     pub(super) fn into_vec(self) -> Vec<N> {
         match self {
+            Names::Empty => Vec::new(),
             Names::One(n) => vec![n],
             Names::Few(v) => *v,
             Names::Many(s) => (*s).into_iter().collect(),
