@@ -371,6 +371,17 @@ impl<P: Clone + Eq + Hash> Big<P> {
         b
     }
 
+    /// Gives back the room [`with_capacity`](Self::with_capacity) reserved
+    /// and the copies did not use.
+    fn shrink_to_fit(&mut self) {
+        self.slots.shrink_to_fit();
+        self.tree.t.shrink_to_fit();
+        match &mut self.copies {
+            PidMap::Few(v) => v.shrink_to_fit(),
+            PidMap::Many(m) => m.shrink_to_fit(),
+        }
+    }
+
     fn new() -> Self {
         Big {
             slots: Vec::new(),
@@ -787,12 +798,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     pub fn shrink_to_fit(&mut self) {
         self.settle();
         if let Repr::Big(b) = &mut self.repr {
-            b.slots.shrink_to_fit();
-            b.tree.t.shrink_to_fit();
-            match &mut b.copies {
-                PidMap::Few(v) => v.shrink_to_fit(),
-                PidMap::Many(m) => m.shrink_to_fit(),
-            }
+            b.shrink_to_fit();
         }
     }
 
