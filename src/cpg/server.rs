@@ -598,6 +598,11 @@ async fn supervise_scope<N: WireName>(
 }
 
 impl<N: WireName> ScopeTask<N> {
+    /// The shared state, locked for a change ([`write_state`]).
+    fn state_mut(&self) -> parking_lot::RwLockWriteGuard<'_, Scope<MemberPid, N>> {
+        write_state(&self.state, &self.events)
+    }
+
     /// Serves until the handle or the node is gone ([`Stop::Done`]) or the
     /// scope process is killed ([`Stop::Killed`]). `restarted`: a previous
     /// run crashed, so the state is rebuilt first.
@@ -773,7 +778,7 @@ impl<N: WireName> ScopeTask<N> {
         if !self.node.is_connected(peer) {
             return;
         }
-        let effects = write_state(&self.state, &self.events).node_up(peer, true);
+        let effects = self.state_mut().node_up(peer, true);
         self.execute(effects);
         self.watch_remote_scope(peer);
         // `All`: as cpg on nodeup, our exchange goes out (node_up's effect)
@@ -795,9 +800,9 @@ impl<N: WireName> ScopeTask<N> {
     /// node's members in between, as BEAM code reading a cached
     /// `cpg_data` does.
     fn node_down(&mut self, node: &str) {
-        let pids = write_state(&self.state, &self.events).node_down_start(node);
+        let pids = self.state_mut().node_down_start(node);
         for part in pids.chunks(NODE_DOWN_CHUNK) {
-            let effects = write_state(&self.state, &self.events).node_members_down(part);
+            let effects = self.state_mut().node_members_down(part);
             self.execute(effects);
         }
     }
@@ -929,13 +934,12 @@ impl<N: WireName> ScopeTask<N> {
                     let mut groups = groups.into_iter().peekable();
                     while groups.peek().is_some() {
                         let chunk: Vec<_> = groups.by_ref().take(MERGE_CHUNK).collect();
-                        let effects =
-                            write_state(&self.state, &self.events).exchange(&origin, chunk);
+                        let effects = self.state_mut().exchange(&origin, chunk);
                         self.execute(effects);
                     }
                 }
                 Ok(WireMsg::Cast(request)) => {
-                    let mut s = write_state(&self.state, &self.events);
+                    let mut s = self.state_mut();
                     if let Err(e) = s.check_remote(&request) {
                         drop(s);
                         tracing::warn!(
@@ -967,8 +971,7 @@ impl<N: WireName> ScopeTask<N> {
                 if self.monitors.get(&pid) == Some(&mref) {
                     self.monitors.remove(&pid);
                     crate::util::shrink_sparse(&mut self.monitors);
-                    let effects = write_state(&self.state, &self.events)
-                        .member_down(&pid, &reason_text(&reason));
+                    let effects = self.state_mut().member_down(&pid, &reason_text(&reason));
                     self.execute(effects);
                 }
             }
@@ -995,29 +998,23 @@ impl<N: WireName> ScopeTask<N> {
         let pid = |t: &Term| term::as_pid(t).and_then(|p| MemberPid::try_from(p).ok());
         let write = match (op, args) {
             ("join", [n, p]) => match (N::from_term(n), pid(p)) {
-                (Some(n), Some(p)) => {
-                    Some(write_state(&self.state, &self.events).join(n.as_borrowed(), p))
-                }
+                (Some(n), Some(p)) => Some(self.state_mut().join(n.as_borrowed(), p)),
                 _ => Some(Err(WriteError::NotMember)),
             },
             ("join_counts", [c, p]) => match (super::wire::counts::<N>(c, request), pid(p)) {
-                (Ok(c), Some(p)) => Some(write_state(&self.state, &self.events).join_counts(&c, p)),
+                (Ok(c), Some(p)) => Some(self.state_mut().join_counts(&c, p)),
                 _ => Some(Err(WriteError::NotMember)),
             },
             ("leave", [p]) => match pid(p) {
-                Some(p) => Some(write_state(&self.state, &self.events).leave_all(&p)),
+                Some(p) => Some(self.state_mut().leave_all(&p)),
                 None => Some(Err(WriteError::NotMember)),
             },
             ("leave", [n, p]) => match (N::from_term(n), pid(p)) {
-                (Some(n), Some(p)) => {
-                    Some(write_state(&self.state, &self.events).leave(n.as_borrowed(), &p))
-                }
+                (Some(n), Some(p)) => Some(self.state_mut().leave(n.as_borrowed(), &p)),
                 _ => Some(Err(WriteError::NotMember)),
             },
             ("leave_counts", [c, p]) => match (super::wire::counts::<N>(c, request), pid(p)) {
-                (Ok(c), Some(p)) => {
-                    Some(write_state(&self.state, &self.events).leave_counts(&c, &p))
-                }
+                (Ok(c), Some(p)) => Some(self.state_mut().leave_counts(&c, &p)),
                 _ => Some(Err(WriteError::NotMember)),
             },
             _ => None,
@@ -1154,7 +1151,7 @@ impl<N: WireName> ScopeTask<N> {
             v
         };
         for (name, pid, n) in stale {
-            let effects = write_state(&self.state, &self.events).remote_request(
+            let effects = self.state_mut().remote_request(
                 origin,
                 Request::LeaveCounts {
                     counts: vec![(name, n)],
