@@ -70,6 +70,7 @@
 
 use std::fmt;
 use std::iter::FusedIterator;
+use std::num::NonZeroU32;
 use std::slice;
 
 use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
@@ -81,6 +82,109 @@ struct Entry<V> {
     value: V,
 }
 
+/// A handle to a key stored in a [`Trie`]: valid until that key is removed
+/// (the trie may then give the same handle to another key). Four bytes, so
+/// that an index of groups by pid can name a group without a copy of its
+/// name.
+///
+/// ```
+/// # use cpg_node::cpg::trie::Trie;
+/// let mut groups = Trie::new();
+/// let (id, _) = groups.id_or_insert_with("a/b", || 1);
+/// assert_eq!(groups.id("a/b"), Some(id));
+/// assert_eq!(groups.get_by_id(id), Some(("a/b", &1)));
+/// assert_eq!(groups.remove_by_id(id), Some(1));
+/// assert_eq!(groups.get_by_id(id), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryId(NonZeroU32);
+
+impl EntryId {
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
+/// Entries per chunk of [`Entries`].
+const CHUNK: usize = 256;
+
+/// The stored entries, by [`EntryId`], in chunks of [`CHUNK`] slots: the
+/// table grows a chunk at a time (no doubling slack, no entry moves when it
+/// grows), and a removed key's slot is reused by the next insert. An empty
+/// trie gives all its chunks back.
+#[derive(Clone)]
+struct Entries<V> {
+    chunks: Vec<Box<[Option<Entry<V>>]>>,
+    /// Vacant slots below `used`, reused last freed first.
+    free: Vec<EntryId>,
+    /// Slots handed out so far (vacant ones included).
+    used: usize,
+}
+
+impl<V> Entries<V> {
+    const fn new() -> Self {
+        Entries {
+            chunks: Vec::new(),
+            free: Vec::new(),
+            used: 0,
+        }
+    }
+
+    fn slot(&self, id: EntryId) -> Option<&Option<Entry<V>>> {
+        let i = id.index();
+        self.chunks.get(i / CHUNK).map(|c| &c[i % CHUNK])
+    }
+
+    fn slot_mut(&mut self, id: EntryId) -> Option<&mut Option<Entry<V>>> {
+        let i = id.index();
+        self.chunks.get_mut(i / CHUNK).map(|c| &mut c[i % CHUNK])
+    }
+
+    /// The entry `id` names, if stored.
+    fn get(&self, id: EntryId) -> Option<&Entry<V>> {
+        self.slot(id)?.as_ref()
+    }
+
+    fn get_mut(&mut self, id: EntryId) -> Option<&mut Entry<V>> {
+        self.slot_mut(id)?.as_mut()
+    }
+
+    /// The entry a node holds: nodes only hold stored ids.
+    fn at(&self, id: EntryId) -> &Entry<V> {
+        self.get(id).expect("a trie node names a stored entry")
+    }
+
+    fn insert(&mut self, entry: Entry<V>) -> EntryId {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                if self.used == self.chunks.len() * CHUNK {
+                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                }
+                self.used += 1;
+                // At most u32::MAX keys: each costs tens of bytes, so the
+                // machine's memory ends long before.
+                let n = u32::try_from(self.used).expect("fewer than 2^32 keys");
+                EntryId(NonZeroU32::MIN.saturating_add(n - 1))
+            }
+        };
+        if let Some(slot) = self.slot_mut(id) {
+            *slot = Some(entry);
+        }
+        id
+    }
+
+    /// Takes the entry out; its id is free for reuse.
+    fn take(&mut self, id: EntryId) -> Option<Entry<V>> {
+        let entry = self.slot_mut(id)?.take()?;
+        self.free.push(id);
+        if self.free.len() == self.used {
+            *self = Entries::new();
+        }
+        Some(entry)
+    }
+}
+
 /// A trie node. Invariants (all but the root):
 /// - a node without children is a *leaf*: its `value` is `Some`, and the
 ///   entry's key is the one key of this branch, at least as long as the
@@ -90,35 +194,37 @@ struct Entry<V> {
 ///
 /// The root is never a leaf; its `value` is the empty key.
 ///
-/// The entry is boxed: most nodes (every inner node of a long shared
-/// prefix) hold none, and a node sits inline in its parent's `children`,
-/// so an unboxed entry would make every node, and every spare slot of a
-/// `children` vector, as big as a group. For the same reason the child list
-/// is one pointer ([`Kids`]): a node is 24 bytes, 32 in its parent's list.
-struct Node<V> {
-    value: Option<Box<Entry<V>>>,
-    /// The number of keys in this subtree, `value` included.
-    count: usize,
+/// The entry sits in the trie's [`Entries`], named by its [`EntryId`]:
+/// most nodes (every inner node of a long shared prefix) hold none, and a
+/// node sits inline in its parent's `children`, so an inline entry would
+/// make every node, and every spare slot of a `children` vector, as big as
+/// a group. For the same reason the child list is one pointer ([`Kids`]): a
+/// node is 16 bytes, 24 in its parent's list.
+struct Node {
+    value: Option<EntryId>,
+    /// The number of keys in this subtree, `value` included (fewer than
+    /// 2^32, as entry ids).
+    count: u32,
     /// Sorted by `char`, no duplicates.
-    children: Kids<V>,
+    children: Kids,
 }
 
 /// A node's children: no allocation for a leaf (most nodes), a boxed
 /// vector otherwise, so that the list costs a leaf 8 bytes, not the 24 of
 /// an empty `Vec`. Reads see a slice.
-struct Kids<V>(Option<Box<KidList<V>>>);
+struct Kids(Option<Box<KidList>>);
 
 /// The children of a node that has some, sorted by `char`.
-type KidList<V> = Vec<(char, Node<V>)>;
+type KidList = Vec<(char, Node)>;
 
-impl<V> Kids<V> {
+impl Kids {
     const fn new() -> Self {
         Kids(None)
     }
 
     /// The vector, made on first use.
     #[allow(clippy::box_collection)] // deliberate: a leaf holds no Vec
-    fn vec(&mut self) -> &mut KidList<V> {
+    fn vec(&mut self) -> &mut KidList {
         self.0.get_or_insert_with(Box::default)
     }
 
@@ -127,7 +233,7 @@ impl<V> Kids<V> {
     }
 
     /// Removes the `i`-th child; the list is freed when it empties.
-    fn remove(&mut self, i: usize) -> (char, Node<V>) {
+    fn remove(&mut self, i: usize) -> (char, Node) {
         let v = self.vec();
         let child = v.remove(i);
         if v.is_empty() {
@@ -137,26 +243,26 @@ impl<V> Kids<V> {
     }
 
     /// Moves the children out, leaving none.
-    fn take(&mut self) -> KidList<V> {
+    fn take(&mut self) -> KidList {
         self.0.take().map(|v| *v).unwrap_or_default()
     }
 }
 
-impl<V> From<KidList<V>> for Kids<V> {
-    fn from(v: KidList<V>) -> Self {
+impl From<KidList> for Kids {
+    fn from(v: KidList) -> Self {
         Kids((!v.is_empty()).then(|| Box::new(v)))
     }
 }
 
-impl<V> std::ops::Deref for Kids<V> {
-    type Target = [(char, Node<V>)];
+impl std::ops::Deref for Kids {
+    type Target = [(char, Node)];
 
     fn deref(&self) -> &Self::Target {
         self.0.as_deref().map_or(&[], Vec::as_slice)
     }
 }
 
-impl<V> std::ops::DerefMut for Kids<V> {
+impl std::ops::DerefMut for Kids {
     fn deref_mut(&mut self) -> &mut Self::Target {
         match &mut self.0 {
             Some(v) => v.as_mut_slice(),
@@ -167,7 +273,7 @@ impl<V> std::ops::DerefMut for Kids<V> {
 
 type Found<'a, V> = Result<Option<&'a Entry<V>>, Raise>;
 
-impl<V> Node<V> {
+impl Node {
     const fn new() -> Self {
         Node {
             value: None,
@@ -176,9 +282,9 @@ impl<V> Node<V> {
         }
     }
 
-    fn leaf_of(entry: Box<Entry<V>>) -> Self {
+    fn leaf_of(id: EntryId) -> Self {
         Node {
-            value: Some(entry),
+            value: Some(id),
             count: 1,
             children: Kids::new(),
         }
@@ -188,18 +294,14 @@ impl<V> Node<V> {
         self.children.binary_search_by(|(k, _)| k.cmp(&c))
     }
 
-    fn child(&self, c: char) -> Option<&Node<V>> {
+    fn child(&self, c: char) -> Option<&Node> {
         self.index(c).ok().map(|i| &self.children[i].1)
     }
 
-    fn child_mut(&mut self, c: char) -> Option<&mut Node<V>> {
-        self.index(c).ok().map(move |i| &mut self.children[i].1)
-    }
-
     /// The single key of this branch, if it is a leaf.
-    fn leaf(&self) -> Option<&Entry<V>> {
+    fn leaf(&self) -> Option<EntryId> {
         if self.children.is_empty() {
-            self.value.as_deref()
+            self.value
         } else {
             None
         }
@@ -222,27 +324,27 @@ impl<V> Node<V> {
         }
     }
 
-    /// Moves every entry of this subtree out, without recursion.
-    fn take_entries(&mut self) -> Vec<Box<Entry<V>>> {
-        let mut entries: Vec<Box<Entry<V>>> = self.value.take().into_iter().collect();
+    /// Moves every entry id of this subtree out, without recursion.
+    fn take_ids(&mut self) -> Vec<EntryId> {
+        let mut ids: Vec<EntryId> = self.value.take().into_iter().collect();
         let mut stack = self.children.take();
         while let Some((_, mut node)) = stack.pop() {
-            entries.extend(node.value.take());
+            ids.extend(node.value.take());
             stack.extend(node.children.take());
         }
         self.count = 0;
-        entries
+        ids
     }
 }
 
-impl<V: Clone> Clone for Node<V> {
+impl Clone for Node {
     /// Copies the subtree without recursion (post-order, explicit stack).
     fn clone(&self) -> Self {
-        struct Frame<'a, V> {
-            src: &'a Node<V>,
-            built: Vec<(char, Node<V>)>,
+        struct Frame<'a> {
+            src: &'a Node,
+            built: Vec<(char, Node)>,
         }
-        fn frame<V>(src: &Node<V>) -> Frame<'_, V> {
+        fn frame(src: &Node) -> Frame<'_> {
             Frame {
                 src,
                 built: Vec::with_capacity(src.children.len()),
@@ -262,7 +364,7 @@ impl<V: Clone> Clone for Node<V> {
                 return Node::new();
             };
             let copy = Node {
-                value: src.value.clone(),
+                value: src.value,
                 count: src.count,
                 children: done.built.into(),
             };
@@ -277,7 +379,7 @@ impl<V: Clone> Clone for Node<V> {
     }
 }
 
-impl<V> Drop for Node<V> {
+impl Drop for Node {
     /// Dismantles deep subtrees without recursion.
     fn drop(&mut self) {
         if self
@@ -304,6 +406,9 @@ impl<V> Drop for Node<V> {
 /// [`find_match`](Self::find_match) as it does in genuine trie (where the
 /// result is unspecified).
 ///
+/// Each stored key also has a small handle, its [`EntryId`], by which it
+/// can be read and removed without spelling it again.
+///
 /// ```
 /// # use cpg_node::cpg::trie::Trie;
 /// let mut groups = Trie::new();
@@ -318,18 +423,22 @@ impl<V> Drop for Node<V> {
 /// ```
 #[derive(Clone)]
 pub struct Trie<V> {
-    root: Node<V>,
+    root: Node,
+    entries: Entries<V>,
 }
 
 impl<V> Trie<V> {
     /// An empty trie.
     pub const fn new() -> Self {
-        Trie { root: Node::new() }
+        Trie {
+            root: Node::new(),
+            entries: Entries::new(),
+        }
     }
 
     /// The number of stored keys.
     pub fn len(&self) -> usize {
-        self.root.count
+        self.root.count as usize
     }
 
     /// Whether no key is stored.
@@ -337,15 +446,16 @@ impl<V> Trie<V> {
         self.root.count == 0
     }
 
-    fn entry(&self, key: &str) -> Option<&Entry<V>> {
+    /// The handle of exactly `key` (no pattern matching), if stored.
+    pub fn id(&self, key: &str) -> Option<EntryId> {
         let mut node = &self.root;
         let mut depth = 0;
         loop {
             if node.children.is_empty() {
-                return node.value.as_deref().filter(|e| *e.key == *key);
+                return node.value.filter(|&id| *self.entries.at(id).key == *key);
             }
             let Some(c) = key[depth..].chars().next() else {
-                return node.value.as_deref();
+                return node.value;
             };
             node = node.child(c)?;
             depth += c.len_utf8();
@@ -355,31 +465,28 @@ impl<V> Trie<V> {
     /// The value stored under exactly `key` (no pattern matching: a pattern
     /// is found by its own spelling).
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.entry(key).map(|e| &e.value)
+        self.id(key).map(|id| &self.entries.at(id).value)
     }
 
     /// Whether exactly `key` is stored.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.entry(key).is_some()
+        self.id(key).is_some()
     }
 
     /// The value stored under exactly `key`, mutably.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
-        let mut node = &mut self.root;
-        let mut depth = 0;
-        loop {
-            if node.children.is_empty() {
-                return match &mut node.value {
-                    Some(e) if *e.key == *key => Some(&mut e.value),
-                    _ => None,
-                };
-            }
-            let Some(c) = key[depth..].chars().next() else {
-                return node.value.as_mut().map(|e| &mut e.value);
-            };
-            node = node.child_mut(c)?;
-            depth += c.len_utf8();
-        }
+        let id = self.id(key)?;
+        self.entries.get_mut(id).map(|e| &mut e.value)
+    }
+
+    /// The key and value `id` names; `None` if it names no stored key.
+    pub fn get_by_id(&self, id: EntryId) -> Option<(&str, &V)> {
+        self.entries.get(id).map(|e| (&*e.key, &e.value))
+    }
+
+    /// The key and value `id` names, the value mutably.
+    pub fn get_mut_by_id(&mut self, id: EntryId) -> Option<(&str, &mut V)> {
+        self.entries.get_mut(id).map(|e| (&*e.key, &mut e.value))
     }
 
     /// Stores `value` under `key` (an exact name or a pattern, stored as
@@ -393,19 +500,20 @@ impl<V> Trie<V> {
     }
 
     /// Stores a key known to be absent.
-    fn insert_new(&mut self, key: &str, value: V) -> &mut V {
-        let entry = Entry {
+    fn insert_new(&mut self, key: &str, value: V) -> EntryId {
+        let Trie { root, entries } = self;
+        let id = entries.insert(Entry {
             key: key.into(),
             value,
-        };
-        let mut node = &mut self.root;
+        });
+        let mut node = root;
         let mut depth = 0;
         loop {
             node.count += 1;
             // A leaf on the way becomes a branch: its key moves one level down.
             if node.children.is_empty() {
                 if let Some(old) = node.value.take() {
-                    match old.key[depth..].chars().next() {
+                    match entries.at(old).key[depth..].chars().next() {
                         Some(c) => {
                             let kids = node.children.vec();
                             kids.reserve_exact(1);
@@ -415,22 +523,21 @@ impl<V> Trie<V> {
                     }
                 }
             }
-            let Some(c) = entry.key[depth..].chars().next() else {
-                return &mut node.value.insert(Box::new(entry)).value;
+            let Some(c) = key[depth..].chars().next() else {
+                node.value = Some(id);
+                return id;
             };
             depth += c.len_utf8();
             match node.index(c) {
                 Ok(i) => node = &mut node.children[i].1,
                 Err(i) => {
-                    let mut leaf = Node::new();
-                    leaf.count = 1;
                     // Most nodes have a few children: grow one at a time
                     // up to 8, then double.
                     if node.children.len() == node.children.capacity() && node.children.len() < 8 {
                         node.children.vec().reserve_exact(1);
                     }
-                    node.children.vec().insert(i, (c, leaf));
-                    return &mut node.children[i].1.value.insert(Box::new(entry)).value;
+                    node.children.vec().insert(i, (c, Node::leaf_of(id)));
+                    return id;
                 }
             }
         }
@@ -438,44 +545,61 @@ impl<V> Trie<V> {
 
     /// The value under `key`, first stored as `f()` if `key` is absent.
     pub fn entry_or_insert_with(&mut self, key: &str, f: impl FnOnce() -> V) -> &mut V {
-        if !self.contains_key(key) {
-            return self.insert_new(key, f());
-        }
-        self.get_mut(key).expect("the key was found just above")
+        self.id_or_insert_with(key, f).1
+    }
+
+    /// The handle and value of `key`, first stored as `f()` if `key` is
+    /// absent.
+    pub fn id_or_insert_with(&mut self, key: &str, f: impl FnOnce() -> V) -> (EntryId, &mut V) {
+        let id = match self.id(key) {
+            Some(id) => id,
+            None => self.insert_new(key, f()),
+        };
+        let entry = self
+            .entries
+            .get_mut(id)
+            .expect("the key was just found or stored");
+        (id, &mut entry.value)
     }
 
     /// Removes `key` (exactly, no pattern matching) and returns its value.
     /// Branches left empty are pruned, and a branch left with one key
     /// becomes a leaf again, as if the trie had been built without `key`.
     pub fn remove(&mut self, key: &str) -> Option<V> {
-        if !self.contains_key(key) {
-            return None;
-        }
+        let id = self.id(key)?;
+        self.remove_by_id(id)
+    }
+
+    /// Removes the key `id` names, as [`remove`](Self::remove) does.
+    pub fn remove_by_id(&mut self, id: EntryId) -> Option<V> {
+        let entry = self.entries.take(id)?;
+        let key = &*entry.key;
         let mut node = &mut self.root;
         let mut depth = 0;
         loop {
             node.count -= 1;
             let Some(c) = key[depth..].chars().next() else {
                 // A branch (or the root) keeping at least one other key.
-                return node.value.take().map(|e| e.value);
+                node.value = None;
+                return Some(entry.value);
             };
             depth += c.len_utf8();
-            let i = node.index(c).ok()?;
+            let Ok(i) = node.index(c) else {
+                return Some(entry.value);
+            };
             if node.children[i].1.children.is_empty() {
                 // The key's own leaf.
-                let (_, mut leaf) = node.children.remove(i);
-                return leaf.value.take().map(|e| e.value);
+                node.children.remove(i);
+                return Some(entry.value);
             }
             let child = &mut node.children[i].1;
             if child.count == 2 {
                 // The branch keeps one key: it becomes that key's leaf.
-                let mut entries = child.take_entries();
-                let removed = entries.iter().position(|e| *e.key == *key);
-                let removed = removed.map(|at| entries.swap_remove(at));
-                if let Some(kept) = entries.pop() {
+                let ids = child.take_ids();
+                if let Some(&kept) = ids.iter().find(|&&other| other != id) {
                     *child = Node::leaf_of(kept);
                 }
-                return removed.map(|e| e.value);
+                return Some(entry.value);
             }
             node = child;
         }
@@ -494,6 +618,7 @@ impl<V> Trie<V> {
         }
         let search = Search {
             checked: pattern::is_pattern(name),
+            entries: &self.entries,
         };
         match search.node(&self.root, name, 0) {
             Ok(Some(e)) => Some((&e.key, &e.value)),
@@ -505,7 +630,8 @@ impl<V> Trie<V> {
     /// (code point by code point, a prefix first), as `trie:to_list/1`.
     pub fn iter(&self) -> Iter<'_, V> {
         Iter {
-            pending: self.root.value.as_deref(),
+            entries: &self.entries,
+            pending: self.root.value,
             stack: vec![self.root.children.iter()],
             remaining: self.len(),
         }
@@ -519,15 +645,25 @@ impl<V> Trie<V> {
 }
 
 /// One lookup: the search of `find_match2`, over node branches.
-struct Search {
+struct Search<'a, V> {
     /// The name may hold wildcards: make the checks where genuine trie
     /// raises on them.
     checked: bool,
+    entries: &'a Entries<V>,
 }
 
-impl Search {
+impl<'a, V> Search<'a, V> {
+    fn entry(&self, id: EntryId) -> &'a Entry<V> {
+        self.entries.at(id)
+    }
+
+    /// The entry of `node` if it is a leaf.
+    fn leaf(&self, node: &Node) -> Option<&'a Entry<V>> {
+        node.leaf().map(|id| self.entry(id))
+    }
+
     /// The whole search at `node`, `depth` bytes into the keys below it.
-    fn node<'a, V>(&self, node: &'a Node<V>, name: &str, depth: usize) -> Found<'a, V> {
+    fn node(&self, node: &'a Node, name: &str, depth: usize) -> Found<'a, V> {
         let (mut node, mut name, mut depth) = (node, name, depth);
         loop {
             let mut chars = name.chars();
@@ -543,7 +679,7 @@ impl Search {
             let wild = node.has_wildcard_child();
             if let Some(child) = node.child(h) {
                 let below = depth + h.len_utf8();
-                let found = if let Some(leaf) = child.leaf() {
+                let found = if let Some(leaf) = self.leaf(child) {
                     let tail = &leaf.key[below..];
                     let hit = if rest.is_empty() {
                         tail.is_empty()
@@ -552,7 +688,7 @@ impl Search {
                     };
                     hit.then_some(leaf)
                 } else if rest.is_empty() {
-                    child.value.as_deref()
+                    child.value.map(|id| self.entry(id))
                 } else if !wild {
                     (node, name, depth) = (child, rest, below);
                     continue;
@@ -574,12 +710,12 @@ impl Search {
     }
 
     /// The `?` branch of `node` against `name` (not empty).
-    fn short<'a, V>(&self, node: &'a Node<V>, name: &str, depth: usize) -> Found<'a, V> {
+    fn short(&self, node: &'a Node, name: &str, depth: usize) -> Found<'a, V> {
         let Some(wild) = node.child(WILDCARD_SHORT) else {
             return Ok(None);
         };
         let below = depth + WILDCARD_SHORT.len_utf8();
-        if let Some(leaf) = wild.leaf() {
+        if let Some(leaf) = self.leaf(wild) {
             // A key ending with `?` is malformed and never matches here.
             if leaf.key.len() == below {
                 return Ok(None);
@@ -605,7 +741,7 @@ impl Search {
             if !(skip_first && c == first) {
                 if let Some(child) = wild.child(c) {
                     let next = below + c.len_utf8();
-                    match child.leaf() {
+                    match self.leaf(child) {
                         None => return self.node(child, after, next),
                         Some(leaf) => {
                             if pattern::match_suffix(&leaf.key[next..], after, self.checked)? {
@@ -620,11 +756,11 @@ impl Search {
     }
 
     /// The `*` branch of `node` against `name` (not empty).
-    fn any<'a, V>(&self, node: &'a Node<V>, name: &str, depth: usize) -> Found<'a, V> {
+    fn any(&self, node: &'a Node, name: &str, depth: usize) -> Found<'a, V> {
         let Some(wild) = node.child(WILDCARD_ANY) else {
             return Ok(None);
         };
-        if let Some(leaf) = wild.leaf() {
+        if let Some(leaf) = self.leaf(wild) {
             let hit = pattern::match_suffix(&leaf.key[depth..], name, self.checked)?;
             return Ok(hit.then_some(leaf));
         }
@@ -637,7 +773,7 @@ impl Search {
         loop {
             let mut chars = rest.chars();
             let Some(c) = chars.next() else {
-                return Ok(wild.value.as_deref());
+                return Ok(wild.value.map(|id| self.entry(id)));
             };
             let after = chars.as_str();
             if c == WILDCARD_ANY {
@@ -645,7 +781,7 @@ impl Search {
             }
             if let Some(child) = wild.child(c) {
                 let next = below + c.len_utf8();
-                let found = match child.leaf() {
+                let found = match self.leaf(child) {
                     None => self.node(child, after, next)?,
                     Some(leaf) => pattern::match_suffix(&leaf.key[next..], after, self.checked)?
                         .then_some(leaf),
@@ -699,8 +835,9 @@ impl<'a, V> IntoIterator for &'a Trie<V> {
 /// Iterator over the keys and values of a [`Trie`], in key order; see
 /// [`Trie::iter`].
 pub struct Iter<'a, V> {
-    pending: Option<&'a Entry<V>>,
-    stack: Vec<slice::Iter<'a, (char, Node<V>)>>,
+    entries: &'a Entries<V>,
+    pending: Option<EntryId>,
+    stack: Vec<slice::Iter<'a, (char, Node)>>,
     remaining: usize,
 }
 
@@ -708,8 +845,8 @@ impl<'a, V> Iterator for Iter<'a, V> {
     type Item = (&'a str, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let entry = match self.pending.take() {
-            Some(entry) => entry,
+        let id = match self.pending.take() {
+            Some(id) => id,
             None => loop {
                 let top = self.stack.last_mut()?;
                 match top.next() {
@@ -720,14 +857,15 @@ impl<'a, V> Iterator for Iter<'a, V> {
                         if !node.children.is_empty() {
                             self.stack.push(node.children.iter());
                         }
-                        if let Some(entry) = &node.value {
-                            break entry;
+                        if let Some(id) = node.value {
+                            break id;
                         }
                     }
                 }
             },
         };
         self.remaining -= 1;
+        let entry = self.entries.at(id);
         Some((&entry.key, &entry.value))
     }
 
@@ -998,11 +1136,34 @@ mod tests {
             .expect("deep chains");
     }
 
+    #[test]
+    fn entry_slots_are_reused_and_given_back() {
+        let mut t = Trie::new();
+        let ids: Vec<EntryId> = (0..600)
+            .map(|i| t.id_or_insert_with(&format!("g{i}"), || i).0)
+            .collect();
+        assert_eq!(t.entries.chunks.len(), 3, "600 entries in chunks of 256");
+        assert_eq!(t.remove_by_id(ids[10]), Some(10));
+        assert_eq!(t.get_by_id(ids[10]), None, "a removed handle reads nothing");
+        assert_eq!(t.remove_by_id(ids[10]), None);
+        let (again, _) = t.id_or_insert_with("new", || 1000);
+        assert_eq!(again, ids[10], "the freed slot is reused");
+        assert_eq!(t.entries.chunks.len(), 3);
+        assert_eq!(t.get_by_id(again), Some(("new", &1000)));
+        for (i, id) in ids.iter().enumerate().filter(|&(i, _)| i != 10) {
+            assert_eq!(t.remove_by_id(*id), Some(i));
+        }
+        assert_eq!(t.remove("new"), Some(1000));
+        assert!(t.is_empty());
+        assert!(t.entries.chunks.is_empty() && t.entries.free.is_empty());
+        check_shape(&t);
+    }
+
     // ---- property tests -------------------------------------------------
 
     /// Checks the shape invariants and returns the number of keys below.
-    fn check_node<V>(node: &Node<V>, prefix: &mut String, root: bool) -> usize {
-        if let Some(e) = &node.value {
+    fn check_node<V>(entries: &Entries<V>, node: &Node, prefix: &mut String, root: bool) -> usize {
+        if let Some(e) = node.value.map(|id| entries.at(id)) {
             assert!(
                 e.key.starts_with(prefix.as_str()),
                 "{:?} under {prefix:?}",
@@ -1019,18 +1180,21 @@ mod tests {
         let mut count = usize::from(node.value.is_some());
         for (c, child) in node.children.iter() {
             prefix.push(*c);
-            count += check_node(child, prefix, false);
+            count += check_node(entries, child, prefix, false);
             prefix.pop();
         }
         if !root && !node.children.is_empty() {
             assert!(count >= 2, "branch {prefix:?} holds {count} key");
         }
-        assert_eq!(node.count, count, "count of {prefix:?}");
+        assert_eq!(node.count as usize, count, "count of {prefix:?}");
         count
     }
 
     fn check_shape<V>(trie: &Trie<V>) {
-        assert_eq!(check_node(&trie.root, &mut String::new(), true), trie.len());
+        assert_eq!(
+            check_node(&trie.entries, &trie.root, &mut String::new(), true),
+            trie.len()
+        );
     }
 
     /// A naive model of the genuine lookup: the same rule, but over a sorted
@@ -1259,6 +1423,8 @@ mod tests {
     enum Op {
         Insert(String, u32),
         Remove(String),
+        /// Removed by its handle.
+        RemoveById(String),
         Bump(String),
     }
 
@@ -1270,7 +1436,8 @@ mod tests {
         ];
         let op = prop_oneof![
             3 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
-            2 => key.clone().prop_map(Op::Remove),
+            1 => key.clone().prop_map(Op::Remove),
+            1 => key.clone().prop_map(Op::RemoveById),
             1 => key.prop_map(Op::Bump),
         ];
         proptest::collection::vec(op, 1..60)
@@ -1285,6 +1452,10 @@ mod tests {
                     prop_assert_eq!(trie.insert(k, *v), model.insert(k.clone(), *v))
                 }
                 Op::Remove(k) => prop_assert_eq!(trie.remove(k), model.remove(k)),
+                Op::RemoveById(k) => {
+                    let removed = trie.id(k).and_then(|id| trie.remove_by_id(id));
+                    prop_assert_eq!(removed, model.remove(k));
+                }
                 Op::Bump(k) => {
                     let t = trie.entry_or_insert_with(k, || 7);
                     *t = t.wrapping_add(1);
@@ -1299,8 +1470,16 @@ mod tests {
             prop_assert_eq!(trie.len(), model.len());
             prop_assert!(trie.iter().eq(model.iter().map(|(k, v)| (k.as_str(), v))));
             let keys: Vec<String> = model.keys().cloned().collect();
+            // every stored key has its own handle, which reads it back
+            let mut ids = std::collections::BTreeSet::new();
+            for k in &keys {
+                let id = trie.id(k);
+                prop_assert!(id.is_some_and(|id| ids.insert(id)), "one handle per key");
+                let by_id = id.and_then(|id| trie.get_by_id(id));
+                prop_assert_eq!(by_id, Some((k.as_str(), &model[k])));
+            }
             let touched = ops.iter().map(|op| match op {
-                Op::Insert(k, _) | Op::Remove(k) | Op::Bump(k) => k,
+                Op::Insert(k, _) | Op::Remove(k) | Op::RemoveById(k) | Op::Bump(k) => k,
             });
             for k in keys.iter().chain(touched) {
                 prop_assert_eq!(trie.get(k), model.get(k));
