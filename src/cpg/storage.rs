@@ -16,7 +16,7 @@ use std::fmt::{self, Debug, Display};
 use std::hash::{Hash, Hasher};
 
 use super::pattern;
-use super::trie::Trie;
+use super::trie::{EntryId, Trie};
 use crate::term::{self, Binary, FixInteger, ImproperList, List, Term};
 
 /// Which kind of group storage a scope uses (cpg's `group_storage`).
@@ -42,6 +42,13 @@ pub trait GroupKey:
 
     /// The map from names to `V` that holds the groups.
     type Store<V>: GroupStore<Self, V>;
+
+    /// A handle to a stored name ([`GroupStore::handle`]), by which the
+    /// scope's index of pids names their groups: valid until the name is
+    /// removed from its store, after which the store may reuse it.
+    /// [`EntryId`] (4 bytes) for the trie, so a name is stored once; the
+    /// name itself for a map.
+    type Handle: Clone + Ord + Hash + Debug + Send + Sync + 'static;
 
     /// The storage kind this name type stands for.
     const STORAGE: Storage;
@@ -84,6 +91,25 @@ pub trait GroupStore<K: GroupKey, V>: Default {
     /// The value under `name`, first stored as `f()` if `name` is absent.
     fn get_or_insert_with(&mut self, name: &K::Borrowed, f: impl FnOnce() -> V) -> &mut V;
 
+    /// The handle of exactly `name`, if stored.
+    fn handle(&self, name: &K::Borrowed) -> Option<K::Handle>;
+
+    /// The handle and value of `name`, first stored as `f()` if absent.
+    fn handle_or_insert_with(
+        &mut self,
+        name: &K::Borrowed,
+        f: impl FnOnce() -> V,
+    ) -> (K::Handle, &mut V);
+
+    /// The stored name and value `handle` names.
+    fn by_handle(&self, handle: &K::Handle) -> Option<(&K::Borrowed, &V)>;
+
+    /// The stored name and value `handle` names, the value mutably.
+    fn by_handle_mut(&mut self, handle: &K::Handle) -> Option<(&K::Borrowed, &mut V)>;
+
+    /// Removes the name `handle` names and returns its value.
+    fn remove_by_handle(&mut self, handle: &K::Handle) -> Option<V>;
+
     /// The stored name, and its value, that a read of `name` resolves to:
     /// the exact name or the most specific pattern for the trie, the exact
     /// name only for a map.
@@ -98,6 +124,7 @@ pub trait GroupStore<K: GroupKey, V>: Default {
 impl GroupKey for String {
     type Borrowed = str;
     type Store<V> = Trie<V>;
+    type Handle = EntryId;
     const STORAGE: Storage = Storage::Trie;
 
     /// Not empty and not an invalid pattern (`a**`, `a?`).
@@ -134,6 +161,26 @@ impl<V> GroupStore<String, V> for Trie<V> {
 
     fn get_or_insert_with(&mut self, name: &str, f: impl FnOnce() -> V) -> &mut V {
         Trie::entry_or_insert_with(self, name, f)
+    }
+
+    fn handle(&self, name: &str) -> Option<EntryId> {
+        Trie::id(self, name)
+    }
+
+    fn handle_or_insert_with(&mut self, name: &str, f: impl FnOnce() -> V) -> (EntryId, &mut V) {
+        Trie::id_or_insert_with(self, name, f)
+    }
+
+    fn by_handle(&self, handle: &EntryId) -> Option<(&str, &V)> {
+        Trie::get_by_id(self, *handle)
+    }
+
+    fn by_handle_mut(&mut self, handle: &EntryId) -> Option<(&str, &mut V)> {
+        Trie::get_mut_by_id(self, *handle)
+    }
+
+    fn remove_by_handle(&mut self, handle: &EntryId) -> Option<V> {
+        Trie::remove_by_id(self, *handle)
     }
 
     /// [`Trie::find_match`], except that a name holding a wildcard finds
@@ -374,6 +421,7 @@ fn write_quoted(s: &str, quote: char, f: &mut fmt::Formatter<'_>) -> fmt::Result
 impl GroupKey for TermName {
     type Borrowed = TermName;
     type Store<V> = BTreeMap<TermName, V>;
+    type Handle = TermName;
     const STORAGE: Storage = Storage::Map;
 
     /// Every term (`[]`, `"a/*"`, atoms, tuples, ...).
@@ -410,6 +458,30 @@ impl<V> GroupStore<TermName, V> for BTreeMap<TermName, V> {
 
     fn get_or_insert_with(&mut self, name: &TermName, f: impl FnOnce() -> V) -> &mut V {
         self.entry(name.clone()).or_insert_with(f)
+    }
+
+    fn handle(&self, name: &TermName) -> Option<TermName> {
+        self.get_key_value(name).map(|(k, _)| k.clone())
+    }
+
+    fn handle_or_insert_with(
+        &mut self,
+        name: &TermName,
+        f: impl FnOnce() -> V,
+    ) -> (TermName, &mut V) {
+        (name.clone(), self.entry(name.clone()).or_insert_with(f))
+    }
+
+    fn by_handle(&self, handle: &TermName) -> Option<(&TermName, &V)> {
+        self.get_key_value(handle)
+    }
+
+    fn by_handle_mut(&mut self, handle: &TermName) -> Option<(&TermName, &mut V)> {
+        self.range_mut(handle..=handle).next()
+    }
+
+    fn remove_by_handle(&mut self, handle: &TermName) -> Option<V> {
+        BTreeMap::remove(self, handle)
     }
 
     /// Exactly `name` (no pattern matching).

@@ -3,96 +3,87 @@
 
 use super::*;
 
-/// Most names a pid's [`Names`] keeps in a sorted vector before it moves
-/// them to a tree.
-const FEW_NAMES: usize = 8;
+/// Most group handles a pid's [`Names`] keeps in a sorted vector before it
+/// moves them to a tree: 8, or as many as fit 64 bytes (16 trie
+/// [`EntryId`](crate::cpg::trie::EntryId)s, where a tree node costs more
+/// than a vector of 16).
+const fn few_names<H>() -> usize {
+    let fit = 64 / std::mem::size_of::<H>();
+    if fit > 8 {
+        fit
+    } else {
+        8
+    }
+}
 
-/// The group names of one pid, in name order. Most pids are in one group:
-/// that name is kept inline (no allocation beside the map entry); a few
-/// names sit in a vector grown one slot at a time (a tree node would take
-/// about 300 bytes for one name); a pid in many groups gets a tree, so that
-/// joining 100k groups stays `O(log n)` a join. The vector and the tree are
-/// boxed so that the whole is as small as one name (24 bytes for a
-/// `String`, 40 for a pid-index entry with a `MemberPid`).
+/// The groups of one pid, as handles of their names in the group store
+/// ([`GroupKey::Handle`]: a 4-byte id in the trie, so the pid index holds no
+/// copy of a name), sorted by handle. Most pids are in one group: that
+/// handle is kept inline (no allocation beside the map entry); a few sit in
+/// a vector grown one slot at a time (a tree node would take hundreds of
+/// bytes for one); a pid in many groups gets a tree, so that joining 100k
+/// groups stays `O(log n)` a join. The vector and the tree are boxed so
+/// that the whole is as small as one handle beside the tag (16 bytes for
+/// the trie's, a pid-index entry 32 with a `MemberPid`).
 #[derive(Debug, Clone)]
-pub(super) enum Names<N> {
-    /// None left: the pid's last name was removed (the caller forgets the
+pub(super) enum Names<H> {
+    /// None left: the pid's last group was removed (the caller forgets the
     /// pid then).
     Empty,
     /// Exactly one.
-    One(N),
-    /// From 2 to [`FEW_NAMES`], sorted.
+    One(H),
+    /// From 2 to [`few_names`], sorted.
     #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Few(Box<Vec<N>>),
+    Few(Box<Vec<H>>),
     /// More.
     #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Many(Box<BTreeSet<N>>),
+    Many(Box<BTreeSet<H>>),
 }
 
-impl<N: GroupKey> Names<N> {
-    fn one(name: N) -> Self {
-        Names::One(name)
-    }
-
-    fn find(v: &[N], name: &N::Borrowed) -> Result<usize, usize> {
-        v.binary_search_by(|n| n.as_borrowed().cmp(name))
-    }
-
-    /// Whether `name` is among the names.
-    pub(super) fn contains(&self, name: &N::Borrowed) -> bool {
+impl<H: Ord + Clone> Names<H> {
+    /// Adds `h` (no-op if present).
+    fn insert(&mut self, h: H) {
         match self {
-            Names::Empty => false,
-            Names::One(n) => n.as_borrowed() == name,
-            Names::Few(v) => Self::find(v, name).is_ok(),
-            Names::Many(s) => s.contains(name),
-        }
-    }
-
-    /// Adds `name` (no-op if present).
-    fn insert(&mut self, name: &N::Borrowed) {
-        match self {
-            Names::Empty => *self = Names::One(name.to_owned()),
+            Names::Empty => *self = Names::One(h),
             Names::One(n) => {
-                if n.as_borrowed() != name {
+                if *n != h {
                     let mut v = Vec::with_capacity(2);
                     v.push(n.clone());
-                    let at = usize::from(n.as_borrowed() < name);
-                    v.insert(at, name.to_owned());
+                    let at = usize::from(*n < h);
+                    v.insert(at, h);
                     *self = Names::Few(Box::new(v));
                 }
             }
             Names::Few(v) => {
-                let Err(at) = Self::find(v, name) else {
+                let Err(at) = v.binary_search(&h) else {
                     return;
                 };
-                if v.len() < FEW_NAMES {
+                if v.len() < few_names::<H>() {
                     v.reserve_exact(1);
-                    v.insert(at, name.to_owned());
+                    v.insert(at, h);
                 } else {
-                    let mut s: BTreeSet<N> = std::mem::take(&mut **v).into_iter().collect();
-                    s.insert(name.to_owned());
+                    let mut s: BTreeSet<H> = std::mem::take(&mut **v).into_iter().collect();
+                    s.insert(h);
                     *self = Names::Many(Box::new(s));
                 }
             }
             Names::Many(s) => {
-                if !s.contains(name) {
-                    s.insert(name.to_owned());
-                }
+                s.insert(h);
             }
         }
     }
 
-    /// Removes `name` if present.
-    fn remove(&mut self, name: &N::Borrowed) {
+    /// Removes `h` if present.
+    fn remove(&mut self, h: &H) {
         match self {
             Names::Empty => {}
             Names::One(n) => {
-                if n.as_borrowed() == name {
+                if n == h {
                     *self = Names::Empty;
                 }
             }
             Names::Few(v) => {
-                if let Ok(at) = Self::find(v, name) {
+                if let Ok(at) = v.binary_search(h) {
                     v.remove(at);
                     if v.len() == 1 {
                         *self = Names::One(v.remove(0));
@@ -100,7 +91,7 @@ impl<N: GroupKey> Names<N> {
                 }
             }
             Names::Many(s) => {
-                s.remove(name);
+                s.remove(h);
             }
         }
     }
@@ -113,8 +104,8 @@ impl<N: GroupKey> Names<N> {
         }
     }
 
-    /// The names in order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = &N> + '_ {
+    /// The handles in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &H> + '_ {
         let (few, many) = match self {
             Names::Empty => (None, None),
             Names::One(n) => (Some(std::slice::from_ref(n).iter()), None),
@@ -124,8 +115,8 @@ impl<N: GroupKey> Names<N> {
         few.into_iter().flatten().chain(many.into_iter().flatten())
     }
 
-    /// The names in order, owned.
-    pub(super) fn into_vec(self) -> Vec<N> {
+    /// The handles in order, owned.
+    pub(super) fn into_vec(self) -> Vec<H> {
         match self {
             Names::Empty => Vec::new(),
             Names::One(n) => vec![n],
@@ -133,6 +124,28 @@ impl<N: GroupKey> Names<N> {
             Names::Many(s) => (*s).into_iter().collect(),
         }
     }
+}
+
+/// The pid index of a scope with names of type `N`.
+pub(super) type PidIndex<P, N> = FastHashMap<P, Names<<N as GroupKey>::Handle>>;
+
+/// Records that `pid` is in the group `h`; a new pid gets a monitor.
+pub(super) fn index_add<P: ScopePid, N: GroupKey>(
+    pids: &mut PidIndex<P, N>,
+    pid: &P,
+    h: N::Handle,
+    effects: &mut Vec<Effect<P, N>>,
+) {
+    match pids.entry(pid.clone()) {
+        std::collections::hash_map::Entry::Occupied(mut e) => {
+            e.get_mut().insert(h);
+            return;
+        }
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Names::One(h));
+        }
+    }
+    effects.push(Effect::Monitor(pid.clone()));
 }
 
 impl<P: ScopePid, N: GroupKey> Scope<P, N> {
@@ -147,10 +160,9 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     ) {
         let is_local = self.is_local(pid);
         push_notify(self.notify, effects, name, pid, &join_reason(is_local), 1);
-        self.groups
-            .get_or_insert_with(name, GroupData::new)
-            .join(pid.clone(), is_local, count);
-        self.index_add(pid, name, effects);
+        let (h, group) = self.groups.handle_or_insert_with(name, GroupData::new);
+        group.join(pid.clone(), is_local, count);
+        index_add(&mut self.pids, pid, h, effects);
     }
 
     /// Removes up to `count` oldest copies; erases the group when empty;
@@ -163,18 +175,21 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         reason: &Reason,
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        let Some(group) = self.groups.get_mut(name) else {
+        let Some(h) = self.groups.handle(name) else {
+            return;
+        };
+        let Some((_, group)) = self.groups.by_handle_mut(&h) else {
             return;
         };
         let removed = group.leave_oldest(pid, count);
         let still_member = group.count_of(pid) > 0;
         if group.is_empty() {
-            self.groups.remove(name);
+            self.groups.remove_by_handle(&h);
         }
         push_notify(self.notify, effects, name, pid, reason, removed);
         if !still_member {
             if let Some(names) = self.pids.get_mut(pid) {
-                names.remove(name);
+                names.remove(&h);
                 if names.is_empty() {
                     self.forget_pid(pid);
                     effects.push(Effect::Demonitor(pid.clone()));
@@ -183,7 +198,8 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         }
     }
 
-    /// Removes every copy of `pid` everywhere and forgets it.
+    /// Removes every copy of `pid` everywhere and forgets it; the groups
+    /// are visited in name order (as cpg folds over its groups).
     pub(super) fn leave_everything(
         &mut self,
         pid: &P,
@@ -191,45 +207,43 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         demonitor: bool,
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        let Some(names) = self.forget_pid(pid) else {
+        let Some(mut handles) = self.forget_pid(pid) else {
             return;
         };
         if demonitor {
             effects.push(Effect::Demonitor(pid.clone()));
         }
-        for name in names {
-            let name = name.as_borrowed();
-            let Some(group) = self.groups.get_mut(name) else {
+        if handles.len() > 1 {
+            let groups = &self.groups;
+            let name = |h: &N::Handle| groups.by_handle(h).map(|(name, _)| name);
+            handles.sort_by(|a, b| name(a).cmp(&name(b)));
+        }
+        for h in handles {
+            let Some((name, group)) = self.groups.by_handle_mut(&h) else {
                 continue;
             };
             let removed = group.leave_all(pid);
-            if group.is_empty() {
-                self.groups.remove(name);
-            }
+            let empty = group.is_empty();
             push_notify(self.notify, effects, name, pid, reason, removed);
+            if empty {
+                self.groups.remove_by_handle(&h);
+            }
         }
     }
 
-    /// Records that `pid` is in `name`; a new pid gets a monitor.
-    pub(super) fn index_add(
-        &mut self,
-        pid: &P,
-        name: &N::Borrowed,
-        effects: &mut Vec<Effect<P, N>>,
-    ) {
-        match self.pids.entry(pid.clone()) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                e.get_mut().insert(name);
-                return;
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Names::one(name.to_owned()));
-            }
-        }
-        effects.push(Effect::Monitor(pid.clone()));
+    /// The names of the groups `handles` name, in name order.
+    pub(super) fn names_of<'a>(
+        &'a self,
+        handles: impl Iterator<Item = &'a N::Handle>,
+    ) -> Vec<&'a N::Borrowed> {
+        let mut names: Vec<&N::Borrowed> = handles
+            .filter_map(|h| self.groups.by_handle(h).map(|(name, _)| name))
+            .collect();
+        names.sort_unstable();
+        names
     }
 
-    pub(super) fn forget_pid(&mut self, pid: &P) -> Option<Vec<N>> {
+    pub(super) fn forget_pid(&mut self, pid: &P) -> Option<Vec<N::Handle>> {
         let names = self.pids.remove(pid)?;
         crate::util::shrink_sparse(&mut self.pids);
         Some(names.into_vec())

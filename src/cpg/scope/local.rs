@@ -179,7 +179,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     }
 
     pub(super) fn is_member(&self, name: &N::Borrowed, pid: &P) -> bool {
-        self.pids.get(pid).is_some_and(|names| names.contains(name))
+        self.groups.get(name).is_some_and(|g| g.count_of(pid) > 0)
     }
 
     /// Casts the request built by `make` to every listened node (cpg's

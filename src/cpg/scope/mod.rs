@@ -278,11 +278,11 @@ pub const NODEDOWN_REASON: &str = "noconnection";
 pub struct Scope<P, N: GroupKey = String> {
     node: String,
     groups: N::Store<GroupData<P>>,
-    /// Monitored pids and their group names (cpg's `monitors`). There is
-    /// no index by node: a node going down is rare, and finding its pids by
-    /// one pass over this map costs less than keeping a tree entry for
-    /// every pid (about 30 bytes a pid) all the time.
-    pids: FastHashMap<P, index::Names<N>>,
+    /// Monitored pids and their groups, by handle (cpg's `monitors`).
+    /// There is no index by node: a node going down is rare, and finding
+    /// its pids by one pass over this map costs less than keeping a tree
+    /// entry for every pid (about 30 bytes a pid) all the time.
+    pids: index::PidIndex<P, N>,
     /// Connected nodes, with "listened" (full peer) flag.
     nodes: BTreeMap<String, bool>,
     /// Most copies of one pid in one group.

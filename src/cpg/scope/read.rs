@@ -210,26 +210,25 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// `cpg:which_groups(Pid)`: the groups of `pid`, in name order; `[]` if
     /// unknown.
     pub fn which_groups_of(&self, pid: &P) -> Vec<N> {
-        self.pids
-            .get(pid)
-            .map(|names| names.iter().cloned().collect())
-            .unwrap_or_default()
+        let Some(handles) = self.pids.get(pid) else {
+            return Vec::new();
+        };
+        let names = self.names_of(handles.iter());
+        names.into_iter().map(ToOwned::to_owned).collect()
     }
 
     /// `cpg:which_groups_counts(Pid)`: `(name, copies)` per group of `pid`,
     /// sorted by name; `[]` if unknown.
     pub fn which_groups_counts(&self, pid: &P) -> Vec<(N, usize)> {
-        let Some(names) = self.pids.get(pid) else {
+        let Some(handles) = self.pids.get(pid) else {
             return Vec::new();
         };
+        let names = self.names_of(handles.iter());
         names
-            .iter()
+            .into_iter()
             .filter_map(|name| {
-                let count = self
-                    .groups
-                    .get(name.as_borrowed())
-                    .map_or(0, |g| g.count_of(pid));
-                (count > 0).then(|| (name.clone(), count))
+                let count = self.groups.get(name).map_or(0, |g| g.count_of(pid));
+                (count > 0).then(|| (name.to_owned(), count))
             })
             .collect()
     }

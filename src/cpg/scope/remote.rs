@@ -120,23 +120,30 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         history: &[P],
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        let mut group = GroupData::with_capacity(history.len());
+        let (h, _) = self
+            .groups
+            .handle_or_insert_with(name, || GroupData::with_capacity(history.len()));
         for pid in history.iter().rev() {
             let Some(is_local) = self.accept(pid) else {
                 continue;
+            };
+            let Some((_, group)) = self.groups.by_handle_mut(&h) else {
+                return;
             };
             if group.count_of(pid) >= self.max_copies {
                 continue;
             }
             group.join(pid.clone(), is_local, 1);
             push_notify(self.notify, effects, name, pid, &join_reason(is_local), 1);
-            self.index_add(pid, name, effects);
+            index::index_add(&mut self.pids, pid, h.clone(), effects);
         }
-        if group.len() < history.len() {
+        let Some((_, group)) = self.groups.by_handle_mut(&h) else {
+            return;
+        };
+        if group.is_empty() {
+            self.groups.remove_by_handle(&h);
+        } else if group.len() < history.len() {
             group.shrink_to_fit();
-        }
-        if !group.is_empty() {
-            self.groups.insert(name, group);
         }
     }
 
@@ -150,11 +157,14 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         for pid in history {
             *wanted.entry(pid).or_insert(0) += 1;
         }
+        let Some(h) = self.groups.handle(name) else {
+            return;
+        };
         for (pid, count) in wanted {
             let Some(is_local) = self.accept(pid) else {
                 continue;
             };
-            let Some(group) = self.groups.get_mut(name) else {
+            let Some((_, group)) = self.groups.by_handle_mut(&h) else {
                 return;
             };
             let delta = group.set_count_newest(pid, is_local, count.min(self.max_copies));
@@ -167,7 +177,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
                     &join_reason(is_local),
                     delta.unsigned_abs(),
                 );
-                self.index_add(pid, name, effects);
+                index::index_add(&mut self.pids, pid, h.clone(), effects);
             } else if delta < 0 {
                 let reason = if is_local {
                     Reason::LeaveLocal

@@ -115,7 +115,14 @@ fn check_invariants<N: GroupKey>(s: &Scope<T, N>) {
     }
     assert_eq!(s.pids.len(), seen.len());
     for (p, names) in &seen {
-        let index: Option<Vec<&N>> = s.pids.get(p).map(|n| n.iter().collect());
-        assert_eq!(index, Some(names.iter().collect()), "index of {p:?}");
+        let handles = s.pids.get(p).map(|n| n.iter().collect::<Vec<_>>());
+        let index = handles.as_ref().map(|h| s.names_of(h.iter().copied()));
+        let want: Vec<&N::Borrowed> = names.iter().map(|n| n.as_borrowed()).collect();
+        assert_eq!(index, Some(want), "index of {p:?}");
+        // every handle names a stored group that holds the pid
+        for h in handles.into_iter().flatten() {
+            let group = s.groups.by_handle(h).map(|(_, g)| g);
+            assert!(group.is_some_and(|g| g.count_of(p) > 0), "handle of {p:?}");
+        }
     }
 }
