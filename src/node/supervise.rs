@@ -11,11 +11,13 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A future that turns a panic while polling `F` into `Err(message)`.
 pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
 
 impl<F: Future> CatchUnwind<F> {
+    /// `f`, pinned, with its panics caught.
     pub(crate) fn new(f: F) -> Self {
         CatchUnwind(Box::pin(f))
     }
@@ -66,22 +68,46 @@ pub(crate) async fn register_again(
     }
 }
 
-/// After a scope task stopped (`why`): logs it and waits the backoff of
-/// `attempt` (then counted) before the restart.
-pub(crate) async fn before_restart(node: &crate::Node, what: &str, why: &str, attempt: &mut u32) {
-    let wait = node.config().backoff.random_delay(*attempt);
+/// A run that lasted at least this long resets the backoff: the crash
+/// that ended it is treated as a new fault, not as part of a crash loop,
+/// so the restart after it waits the first (shortest) delay again. One
+/// rule for every supervisor here: [`supervise`] and the scope supervisors
+/// (through [`before_restart`]).
+pub(crate) const STABLE: Duration = Duration::from_secs(60);
+
+/// The backoff attempt for the restart after a run that lasted `ran_for`,
+/// `attempt` being the count so far: 0 (the first delay) if the run was
+/// stable (at least [`STABLE`]), else `attempt` unchanged.
+pub(crate) fn next_attempt(attempt: u32, ran_for: Duration) -> u32 {
+    if ran_for >= STABLE {
+        0
+    } else {
+        attempt
+    }
+}
+
+/// After a supervised run that began at `started` stopped (`why`): resets
+/// `attempt` if that run was stable ([`next_attempt`]), logs the stop, and
+/// waits the backoff of `attempt` (then counted, so it is at least 1 after
+/// this) before the restart.
+pub(crate) async fn before_restart(
+    backoff: Backoff,
+    what: &str,
+    why: &str,
+    attempt: &mut u32,
+    started: Instant,
+) {
+    *attempt = next_attempt(*attempt, started.elapsed());
+    let wait = backoff.random_delay(*attempt);
     *attempt = attempt.saturating_add(1);
     tracing::error!("{what} stopped ({why}); restarting it in {wait:?}");
     tokio::time::sleep(wait).await;
 }
 
-/// A run that lasted this long resets the backoff: the next crash is
-/// treated as a new fault, not as a crash loop.
-const STABLE: Duration = Duration::from_secs(60);
-
 /// Runs `make()` and, whenever it panics, logs the panic and runs a fresh
-/// `make()` after a backoff (growing while it keeps crashing). Returns when
-/// a run returns normally. Abort the returned task to stop it.
+/// `make()` after a backoff (growing while it keeps crashing, back to the
+/// first delay after a run of [`STABLE`]: [`before_restart`]). Returns
+/// when a run returns normally. Abort the returned task to stop it.
 pub(crate) fn supervise<F, Fut>(
     what: String,
     backoff: Backoff,
@@ -94,17 +120,12 @@ where
     tokio::spawn(async move {
         let mut attempt = 0;
         loop {
-            let started = tokio::time::Instant::now();
+            let started = Instant::now();
             match CatchUnwind::new(make()).await {
                 Ok(()) => return,
                 Err(msg) => {
-                    if started.elapsed() >= STABLE {
-                        attempt = 0;
-                    }
-                    let wait = backoff.random_delay(attempt);
-                    attempt = attempt.saturating_add(1);
-                    tracing::error!("{what} crashed ({msg}); restarting it in {wait:?}");
-                    tokio::time::sleep(wait).await;
+                    let why = format!("it crashed: {msg}");
+                    before_restart(backoff, &what, &why, &mut attempt, started).await;
                 }
             }
         }
