@@ -154,6 +154,78 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 4);
     }
 
+    #[test]
+    fn only_a_stable_run_resets_the_attempt() {
+        assert_eq!(next_attempt(0, Duration::ZERO), 0);
+        assert_eq!(next_attempt(7, Duration::ZERO), 7);
+        assert_eq!(next_attempt(7, STABLE - Duration::from_millis(1)), 7);
+        assert_eq!(next_attempt(7, STABLE), 0);
+        assert_eq!(next_attempt(u32::MAX, STABLE * 100), 0);
+    }
+
+    /// The wait `before_restart` takes (in paused time, so exact) after a
+    /// run of `ran_for`, with `attempt` restarts before; and the count after.
+    async fn wait_after(attempt: u32, ran_for: Duration) -> (Duration, u32) {
+        let started = Instant::now();
+        tokio::time::advance(ran_for).await;
+        let mut attempt = attempt;
+        let before = Instant::now();
+        before_restart(Backoff::default(), "test", "test", &mut attempt, started).await;
+        (before.elapsed(), attempt)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_restart_waits_the_first_delay_after_a_stable_run() {
+        let first = Backoff::default().delay(0, 1.0);
+        let capped = Backoff::default().delay(u32::MAX, 0.0);
+        // A crash loop: the wait stays at the cap, the count grows.
+        let (wait, attempt) = wait_after(10, Duration::from_secs(1)).await;
+        assert!(wait >= capped, "{wait:?}");
+        assert_eq!(attempt, 11);
+        // After a stable run: the first delay again, counted as the first.
+        let (wait, attempt) = wait_after(10, STABLE).await;
+        assert!(wait <= first, "{wait:?}");
+        assert_eq!(attempt, 1);
+        // The first restart is unchanged.
+        let (wait, attempt) = wait_after(0, Duration::ZERO).await;
+        assert!(wait <= first, "{wait:?}");
+        assert_eq!(attempt, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_stable_run_resets_the_backoff_of_supervise() {
+        // Runs 0 to 5 crash at once, run 6 after a stable run, run 7 returns.
+        let starts = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let s = starts.clone();
+        let h = supervise("test task".into(), Backoff::default(), move || {
+            let s = s.clone();
+            async move {
+                let run = {
+                    let mut starts = s.lock();
+                    starts.push(Instant::now());
+                    starts.len() - 1
+                };
+                match run {
+                    0..=5 => panic!("boom"),
+                    6 => {
+                        tokio::time::sleep(STABLE).await;
+                        panic!("boom after a while")
+                    }
+                    _ => {}
+                }
+            }
+        });
+        h.await.unwrap();
+        let starts = starts.lock();
+        assert_eq!(starts.len(), 8);
+        let b = Backoff::default();
+        // The crash loop backs off: the sixth restart waits delay(5).
+        assert!(starts[6] - starts[5] >= b.delay(5, 0.0));
+        // The crash after the stable run is restarted after the first delay.
+        let gap = starts[7] - starts[6] - STABLE;
+        assert!(gap <= b.delay(0, 1.0), "{gap:?}");
+    }
+
     #[tokio::test]
     async fn catch_unwind_gives_the_message() {
         let got = CatchUnwind::new(async { panic!("bad {}", 42) }).await;
