@@ -559,7 +559,9 @@ fn write_state<'a, N: WireName>(
 /// Runs the scope task and restarts it, as an OTP supervisor restarts a
 /// crashed cpg scope, when it panics or its process is killed: a new
 /// process registered under the scope name, the state rebuilt (local
-/// members kept, remote ones asked for again), after a backoff.
+/// members kept, remote ones asked for again), after a backoff that grows
+/// while it keeps crashing and starts over after a stable run
+/// ([`supervise::before_restart`]).
 async fn supervise_scope<N: WireName>(
     node: Node,
     opts: ScopeOptions,
@@ -586,6 +588,7 @@ async fn supervise_scope<N: WireName>(
             polled: HashMap::new(),
             remote: HashMap::new(),
         };
+        let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
         let why = match supervise::CatchUnwind::new(run).await {
             Ok(Stop::Done) => return,
@@ -593,7 +596,8 @@ async fn supervise_scope<N: WireName>(
             Err(msg) => format!("it crashed: {msg}"),
         };
         let what = format!("scope {}", opts.name);
-        supervise::before_restart(&node, &what, &why, &mut attempt).await;
+        let backoff = node.config().backoff;
+        supervise::before_restart(backoff, &what, &why, &mut attempt, started).await;
     }
 }
 

@@ -11,11 +11,13 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// A future that turns a panic while polling `F` into `Err(message)`.
 pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
 
 impl<F: Future> CatchUnwind<F> {
+    /// `f`, pinned, with its panics caught.
     pub(crate) fn new(f: F) -> Self {
         CatchUnwind(Box::pin(f))
     }
@@ -66,22 +68,46 @@ pub(crate) async fn register_again(
     }
 }
 
-/// After a scope task stopped (`why`): logs it and waits the backoff of
-/// `attempt` (then counted) before the restart.
-pub(crate) async fn before_restart(node: &crate::Node, what: &str, why: &str, attempt: &mut u32) {
-    let wait = node.config().backoff.random_delay(*attempt);
+/// A run that lasted at least this long resets the backoff: the crash
+/// that ended it is treated as a new fault, not as part of a crash loop,
+/// so the restart after it waits the first (shortest) delay again. One
+/// rule for every supervisor here: [`supervise`] and the scope supervisors
+/// (through [`before_restart`]).
+pub(crate) const STABLE: Duration = Duration::from_secs(60);
+
+/// The backoff attempt for the restart after a run that lasted `ran_for`,
+/// `attempt` being the count so far: 0 (the first delay) if the run was
+/// stable (at least [`STABLE`]), else `attempt` unchanged.
+pub(crate) fn next_attempt(attempt: u32, ran_for: Duration) -> u32 {
+    if ran_for >= STABLE {
+        0
+    } else {
+        attempt
+    }
+}
+
+/// After a supervised run that began at `started` stopped (`why`): resets
+/// `attempt` if that run was stable ([`next_attempt`]), logs the stop, and
+/// waits the backoff of `attempt` (then counted, so it is at least 1 after
+/// this) before the restart.
+pub(crate) async fn before_restart(
+    backoff: Backoff,
+    what: &str,
+    why: &str,
+    attempt: &mut u32,
+    started: Instant,
+) {
+    *attempt = next_attempt(*attempt, started.elapsed());
+    let wait = backoff.random_delay(*attempt);
     *attempt = attempt.saturating_add(1);
     tracing::error!("{what} stopped ({why}); restarting it in {wait:?}");
     tokio::time::sleep(wait).await;
 }
 
-/// A run that lasted this long resets the backoff: the next crash is
-/// treated as a new fault, not as a crash loop.
-const STABLE: Duration = Duration::from_secs(60);
-
 /// Runs `make()` and, whenever it panics, logs the panic and runs a fresh
-/// `make()` after a backoff (growing while it keeps crashing). Returns when
-/// a run returns normally. Abort the returned task to stop it.
+/// `make()` after a backoff (growing while it keeps crashing, back to the
+/// first delay after a run of [`STABLE`]: [`before_restart`]). Returns
+/// when a run returns normally. Abort the returned task to stop it.
 pub(crate) fn supervise<F, Fut>(
     what: String,
     backoff: Backoff,
@@ -94,17 +120,12 @@ where
     tokio::spawn(async move {
         let mut attempt = 0;
         loop {
-            let started = tokio::time::Instant::now();
+            let started = Instant::now();
             match CatchUnwind::new(make()).await {
                 Ok(()) => return,
                 Err(msg) => {
-                    if started.elapsed() >= STABLE {
-                        attempt = 0;
-                    }
-                    let wait = backoff.random_delay(attempt);
-                    attempt = attempt.saturating_add(1);
-                    tracing::error!("{what} crashed ({msg}); restarting it in {wait:?}");
-                    tokio::time::sleep(wait).await;
+                    let why = format!("it crashed: {msg}");
+                    before_restart(backoff, &what, &why, &mut attempt, started).await;
                 }
             }
         }
@@ -131,6 +152,78 @@ mod tests {
         });
         h.await.unwrap();
         assert_eq!(runs.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn only_a_stable_run_resets_the_attempt() {
+        assert_eq!(next_attempt(0, Duration::ZERO), 0);
+        assert_eq!(next_attempt(7, Duration::ZERO), 7);
+        assert_eq!(next_attempt(7, STABLE - Duration::from_millis(1)), 7);
+        assert_eq!(next_attempt(7, STABLE), 0);
+        assert_eq!(next_attempt(u32::MAX, STABLE * 100), 0);
+    }
+
+    /// The wait `before_restart` takes (in paused time, so exact) after a
+    /// run of `ran_for`, with `attempt` restarts before; and the count after.
+    async fn wait_after(attempt: u32, ran_for: Duration) -> (Duration, u32) {
+        let started = Instant::now();
+        tokio::time::advance(ran_for).await;
+        let mut attempt = attempt;
+        let before = Instant::now();
+        before_restart(Backoff::default(), "test", "test", &mut attempt, started).await;
+        (before.elapsed(), attempt)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_restart_waits_the_first_delay_after_a_stable_run() {
+        let first = Backoff::default().delay(0, 1.0);
+        let capped = Backoff::default().delay(u32::MAX, 0.0);
+        // A crash loop: the wait stays at the cap, the count grows.
+        let (wait, attempt) = wait_after(10, Duration::from_secs(1)).await;
+        assert!(wait >= capped, "{wait:?}");
+        assert_eq!(attempt, 11);
+        // After a stable run: the first delay again, counted as the first.
+        let (wait, attempt) = wait_after(10, STABLE).await;
+        assert!(wait <= first, "{wait:?}");
+        assert_eq!(attempt, 1);
+        // The first restart is unchanged.
+        let (wait, attempt) = wait_after(0, Duration::ZERO).await;
+        assert!(wait <= first, "{wait:?}");
+        assert_eq!(attempt, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_stable_run_resets_the_backoff_of_supervise() {
+        // Runs 0 to 5 crash at once, run 6 after a stable run, run 7 returns.
+        let starts = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let s = starts.clone();
+        let h = supervise("test task".into(), Backoff::default(), move || {
+            let s = s.clone();
+            async move {
+                let run = {
+                    let mut starts = s.lock();
+                    starts.push(Instant::now());
+                    starts.len() - 1
+                };
+                match run {
+                    0..=5 => panic!("boom"),
+                    6 => {
+                        tokio::time::sleep(STABLE).await;
+                        panic!("boom after a while")
+                    }
+                    _ => {}
+                }
+            }
+        });
+        h.await.unwrap();
+        let starts = starts.lock();
+        assert_eq!(starts.len(), 8);
+        let b = Backoff::default();
+        // The crash loop backs off: the sixth restart waits delay(5).
+        assert!(starts[6] - starts[5] >= b.delay(5, 0.0));
+        // The crash after the stable run is restarted after the first delay.
+        let gap = starts[7] - starts[6] - STABLE;
+        assert!(gap <= b.delay(0, 1.0), "{gap:?}");
     }
 
     #[tokio::test]

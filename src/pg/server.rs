@@ -276,7 +276,8 @@ struct Task {
 /// Runs the scope task, and restarts it (a new process under the scope
 /// name, local members kept, peers discovered again) after a backoff when
 /// it panics or its process is killed, until the handles or the node are
-/// gone.
+/// gone. The backoff grows while it keeps crashing and starts over after a
+/// stable run ([`supervise::before_restart`]).
 async fn supervise(
     node: Node,
     name: String,
@@ -308,13 +309,15 @@ async fn supervise(
             let me = task.proc.pid().clone();
             task.apply(|s| s.restarted(me));
         }
+        let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, &mut node_events);
         let why = match supervise::CatchUnwind::new(run).await {
             Ok(None) => return,
             Ok(Some(reason)) => format!("its process was killed: {reason}"),
             Err(msg) => format!("it crashed: {msg}"),
         };
-        supervise::before_restart(&node, &format!("pg scope {name}"), &why, &mut attempt).await;
+        let (backoff, what) = (node.config().backoff, format!("pg scope {name}"));
+        supervise::before_restart(backoff, &what, &why, &mut attempt, started).await;
     }
 }
 
