@@ -73,6 +73,8 @@ use std::iter::FusedIterator;
 use std::num::NonZeroU32;
 use std::slice;
 
+use thin_vec::ThinVec;
+
 use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
 
 /// A stored key with its value.
@@ -209,48 +211,39 @@ struct Node {
     children: Kids,
 }
 
-/// A node's children: no allocation for a leaf (most nodes), a boxed
-/// vector otherwise, so that the list costs a leaf 8 bytes, not the 24 of
-/// an empty `Vec`. Reads see a slice.
-struct Kids(Option<Box<KidList>>);
-
-/// The children of a node that has some, sorted by `char`.
-type KidList = Vec<(char, Node)>;
+/// A node's children: one pointer to a single allocation holding the
+/// length, the capacity and the children ([`ThinVec`]), nothing allocated
+/// for a leaf (most nodes). A lookup reads one cache line for the list
+/// header and the first children, where a boxed `Vec` would read its
+/// header and its buffer apart.
+struct Kids(ThinVec<(char, Node)>);
 
 impl Kids {
     const fn new() -> Self {
-        Kids(None)
+        Kids(ThinVec::new())
     }
 
-    /// The vector, made on first use.
-    #[allow(clippy::box_collection)] // deliberate: a leaf holds no Vec
-    fn vec(&mut self) -> &mut KidList {
-        self.0.get_or_insert_with(Box::default)
+    /// The vector.
+    fn vec(&mut self) -> &mut ThinVec<(char, Node)> {
+        &mut self.0
     }
 
     fn capacity(&self) -> usize {
-        self.0.as_ref().map_or(0, |v| v.capacity())
+        self.0.capacity()
     }
 
     /// Removes the `i`-th child; the list is freed when it empties.
     fn remove(&mut self, i: usize) -> (char, Node) {
-        let v = self.vec();
-        let child = v.remove(i);
-        if v.is_empty() {
-            self.0 = None;
+        let child = self.0.remove(i);
+        if self.0.is_empty() {
+            self.0 = ThinVec::new();
         }
         child
     }
 
     /// Moves the children out, leaving none.
-    fn take(&mut self) -> KidList {
-        self.0.take().map(|v| *v).unwrap_or_default()
-    }
-}
-
-impl From<KidList> for Kids {
-    fn from(v: KidList) -> Self {
-        Kids((!v.is_empty()).then(|| Box::new(v)))
+    fn take(&mut self) -> ThinVec<(char, Node)> {
+        std::mem::take(&mut self.0)
     }
 }
 
@@ -258,16 +251,13 @@ impl std::ops::Deref for Kids {
     type Target = [(char, Node)];
 
     fn deref(&self) -> &Self::Target {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_slice()
     }
 }
 
 impl std::ops::DerefMut for Kids {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        match &mut self.0 {
-            Some(v) => v.as_mut_slice(),
-            None => &mut [],
-        }
+        self.0.as_mut_slice()
     }
 }
 
@@ -342,12 +332,12 @@ impl Clone for Node {
     fn clone(&self) -> Self {
         struct Frame<'a> {
             src: &'a Node,
-            built: Vec<(char, Node)>,
+            built: ThinVec<(char, Node)>,
         }
         fn frame(src: &Node) -> Frame<'_> {
             Frame {
                 src,
-                built: Vec::with_capacity(src.children.len()),
+                built: ThinVec::with_capacity(src.children.len()),
             }
         }
         let mut stack = vec![frame(self)];
@@ -366,7 +356,7 @@ impl Clone for Node {
             let copy = Node {
                 value: src.value,
                 count: src.count,
-                children: done.built.into(),
+                children: Kids(done.built),
             };
             match stack.last_mut() {
                 None => return copy,
