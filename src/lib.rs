@@ -51,6 +51,7 @@ pub mod pg;
 pub mod process;
 pub mod pubsub;
 pub mod status;
+pub mod sync;
 pub mod term;
 mod util;
 

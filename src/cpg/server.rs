@@ -44,9 +44,9 @@ use super::wire::{WireMsg, WireName};
 use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, Process, SendError, Signal};
+use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Reference, Term};
 use crate::util::FastHashMap;
-use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,7 +174,7 @@ pub struct ScopeSummary {
 /// What a scope's handles and its task share: the state, the queued
 /// effects of the handles' writes, the event stream.
 type Shared<N> = (
-    Arc<RwLock<Scope<MemberPid, N>>>,
+    Arc<ReadMostly<Scope<MemberPid, N>>>,
     Arc<Pending<N>>,
     broadcast::Sender<GroupEvent<N>>,
 );
@@ -200,7 +200,7 @@ struct Pending<N: GroupKey> {
 /// for the scope task, and neither do writes (see `Pending`).
 pub struct CpgScope<N: GroupKey = String> {
     name: String,
-    state: Arc<RwLock<Scope<MemberPid, N>>>,
+    state: Arc<ReadMostly<Scope<MemberPid, N>>>,
     pending: Arc<Pending<N>>,
     cmd: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<GroupEvent<N>>,
@@ -262,7 +262,7 @@ where
         let proc = node.spawn_registered(&opts.name)?;
         let mut scope = Scope::with_storage(node.name());
         scope.set_max_copies(opts.max_copies);
-        let state = Arc::new(RwLock::new(scope));
+        let state = Arc::new(ReadMostly::new(scope));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
         let pending = Arc::new(Pending {
@@ -424,7 +424,7 @@ struct ScopeTask<N: GroupKey> {
     node: Node,
     opts: ScopeOptions,
     proc: Process,
-    state: Arc<RwLock<Scope<MemberPid, N>>>,
+    state: Arc<ReadMostly<Scope<MemberPid, N>>>,
     /// Effects of the handles' writes, carried out first (see `Pending`).
     pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
@@ -548,9 +548,9 @@ enum Stop {
 /// The scope's state, locked for a change, with [`Effect::Notify`] on only
 /// while someone is subscribed to the events (nobody else reads them).
 fn write_state<'a, N: WireName>(
-    state: &'a RwLock<Scope<MemberPid, N>>,
+    state: &'a ReadMostly<Scope<MemberPid, N>>,
     events: &broadcast::Sender<GroupEvent<N>>,
-) -> parking_lot::RwLockWriteGuard<'a, Scope<MemberPid, N>> {
+) -> crossbeam_utils::sync::ShardedLockWriteGuard<'a, Scope<MemberPid, N>> {
     let mut s = state.write();
     s.set_notify(events.receiver_count() > 0);
     s
@@ -603,7 +603,7 @@ async fn supervise_scope<N: WireName>(
 
 impl<N: WireName> ScopeTask<N> {
     /// The shared state, locked for a change ([`write_state`]).
-    fn state_mut(&self) -> parking_lot::RwLockWriteGuard<'_, Scope<MemberPid, N>> {
+    fn state_mut(&self) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, Scope<MemberPid, N>> {
         write_state(&self.state, &self.events)
     }
 

@@ -28,8 +28,8 @@ use crate::cpg::storage::TermName;
 use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, Process, SendError, Signal};
+use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Reference};
-use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,7 +75,7 @@ enum Command {
 #[derive(Clone)]
 pub struct PgScope {
     name: String,
-    state: Arc<RwLock<PgState>>,
+    state: Arc<ReadMostly<PgState>>,
     events: broadcast::Sender<PgEvent>,
     cmd: mpsc::UnboundedSender<Command>,
 }
@@ -127,7 +127,7 @@ impl PgScope {
     pub fn start(node: &Node, name: &str) -> Result<PgScope, PgScopeError> {
         let node_events = node.subscribe();
         let proc = node.spawn_registered(name)?;
-        let state = Arc::new(RwLock::new(PgState::new(proc.pid().clone())));
+        let state = Arc::new(ReadMostly::new(PgState::new(proc.pid().clone())));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
         tokio::spawn(supervise(
@@ -264,7 +264,7 @@ struct Task {
     node: Node,
     name: String,
     proc: Process,
-    state: Arc<RwLock<PgState>>,
+    state: Arc<ReadMostly<PgState>>,
     events: broadcast::Sender<PgEvent>,
     /// Local members' monitors.
     members: HashMap<Pid, Reference>,
@@ -281,7 +281,7 @@ struct Task {
 async fn supervise(
     node: Node,
     name: String,
-    state: Arc<RwLock<PgState>>,
+    state: Arc<ReadMostly<PgState>>,
     events: broadcast::Sender<PgEvent>,
     first: Process,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
