@@ -20,8 +20,8 @@
 
 use cpg_node::cpg::scope::{Request, Scope};
 use cpg_node::cpg::MemberPid;
+use cpg_node::sync::ReadMostly;
 use cpg_node::term::Pid;
-use parking_lot::RwLock;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -69,11 +69,11 @@ fn pid(node: &str, i: u32) -> MemberPid {
     MemberPid::new(node, i & 0x7fff, i >> 15, 1).expect("node name")
 }
 
-fn join(s: &RwLock<S>, name: &str, p: MemberPid) {
+fn join(s: &ReadMostly<S>, name: &str, p: MemberPid) {
     black_box(s.write().join(name, p).expect("join"));
 }
 
-fn leave(s: &RwLock<S>, name: &str, p: &MemberPid) {
+fn leave(s: &ReadMostly<S>, name: &str, p: &MemberPid) {
     black_box(s.write().leave(name, p).expect("leave"));
 }
 
@@ -121,8 +121,8 @@ fn out(key: &str, v: f64) {
 }
 
 /// Groups "g1", "g10", "g1000" of that many distinct local pids.
-fn lookup_scope() -> RwLock<S> {
-    let s = RwLock::new(S::new(NODE));
+fn lookup_scope() -> ReadMostly<S> {
+    let s = ReadMostly::new(S::new(NODE));
     let mut next = 1;
     for n in [1u32, 10, 1000] {
         for _ in 0..n {
@@ -133,7 +133,7 @@ fn lookup_scope() -> RwLock<S> {
     s
 }
 
-fn lookups(s: &RwLock<S>) {
+fn lookups(s: &ReadMostly<S>) {
     let rnd = |n: usize| rand::random_range(0..n.max(1));
     for n in [1, 10, 1000] {
         let name = format!("g{n}");
@@ -163,6 +163,13 @@ fn lookups(s: &RwLock<S>) {
                     s.get_members_shared(name).map(|(k, v)| (k.to_owned(), v))
                 }));
             };
+            // Scope::get_members_ref: the pids used in place under the
+            // read lock; nothing is copied out (not even the key)
+            let members_ref = |_| {
+                read(s, |s| {
+                    let _ = black_box(s.get_members_ref(name));
+                });
+            };
             let oldest = |_| {
                 let _ = black_box(read(s, |s| {
                     s.get_oldest_pid(name, None).map(|(k, p)| (k.to_owned(), p))
@@ -191,6 +198,10 @@ fn lookups(s: &RwLock<S>) {
                 per_call_threads(readers, 1_000_000, &members_shared),
             );
             out(
+                &format!("lookup.members_ref.{n}.r{readers}"),
+                per_call_threads(readers, 1_000_000, &members_ref),
+            );
+            out(
                 &format!("lookup.oldest.{n}.r{readers}"),
                 per_call_threads(readers, 1_000_000, &oldest),
             );
@@ -203,14 +214,14 @@ fn lookups(s: &RwLock<S>) {
 }
 
 /// What `CpgScope::read` does.
-fn read<T>(s: &RwLock<S>, f: impl FnOnce(&S) -> T) -> T {
+fn read<T>(s: &ReadMostly<S>, f: impl FnOnce(&S) -> T) -> T {
     f(&s.read())
 }
 
 /// Pattern groups "p<i>/*" (one member each); get_closest_pid of
 /// "p<j>/job" for j cycling over them.
 fn patterns(n: u32) {
-    let s = RwLock::new(S::new(NODE));
+    let s = ReadMostly::new(S::new(NODE));
     for i in 0..n {
         join(&s, &format!("p{i}/*"), pid(NODE, i + 1));
     }
@@ -230,8 +241,8 @@ fn patterns(n: u32) {
 }
 
 /// joins/s of `n` joins: dg_dp (group i, pid i) or g1_dp (one group).
-fn join_rate(n: u32, one_group: bool) -> (f64, RwLock<S>, Vec<(String, MemberPid)>) {
-    let s = RwLock::new(S::new(NODE));
+fn join_rate(n: u32, one_group: bool) -> (f64, ReadMostly<S>, Vec<(String, MemberPid)>) {
+    let s = ReadMostly::new(S::new(NODE));
     let items: Vec<(String, MemberPid)> = (0..n)
         .map(|i| {
             let g = if one_group {
@@ -270,7 +281,7 @@ fn joins_and_leaves() {
 fn quadratic(sizes: &[u32]) {
     for &n in sizes {
         // dg_1p: one pid joins n groups
-        let s = RwLock::new(S::new(NODE));
+        let s = ReadMostly::new(S::new(NODE));
         let p = pid(NODE, 1);
         let t = Instant::now();
         for i in 0..n {
@@ -287,7 +298,7 @@ fn quadratic(sizes: &[u32]) {
         out(&format!("quad.g1_dp_leave.{n}"), ms(t));
 
         // n remote members of one group die (their DOWNs arrive)
-        let s = RwLock::new(S::new(NODE));
+        let s = ReadMostly::new(S::new(NODE));
         s.write().node_up(PEER, true);
         let pids: Vec<MemberPid> = (0..n).map(|i| pid(PEER, i + 1)).collect();
         for p in &pids {
@@ -390,7 +401,7 @@ fn memory(groups: u32, members: u32) -> f64 {
     let pids: Vec<MemberPid> = (0..np).map(|i| pid(NODE, i + 1)).collect();
     let before = LIVE.load(Ordering::Relaxed);
     COUNTING.store(true, Ordering::SeqCst);
-    let s = RwLock::new(S::new(NODE));
+    let s = ReadMostly::new(S::new(NODE));
     for i in 0..total {
         let g = &names[(i / members) as usize];
         let p = pids[(i % np) as usize];

@@ -540,9 +540,13 @@ impl<P: Clone + Eq + Hash> Big<P> {
     /// first read after a change builds it (`O(n)`), later reads only count
     /// a reference (no copy, no allocation) until the group changes.
     fn shared_members(&self) -> Arc<[P]> {
+        self.snapshot().clone()
+    }
+
+    /// The snapshot of every copy, newest first, built on first use.
+    fn snapshot(&self) -> &Arc<[P]> {
         self.shared
             .get_or_init(|| self.iter(Part::All).cloned().collect())
-            .clone()
     }
 
     /// The `i`-th copy of `part`, newest first (`i == 0` is the newest), in
@@ -835,6 +839,19 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         match &self.repr {
             Repr::Big(b) => b.shared_members(),
             _ => self.iter(Part::All).cloned().collect(),
+        }
+    }
+
+    /// Every copy, newest first (cpg's `history`), borrowed from the group:
+    /// no copy, no allocation and no shared count written (readers on many
+    /// cores write nothing in common). A group of two copies or more builds
+    /// its snapshot on the first read after a change, as
+    /// [`shared_members`](Self::shared_members) does.
+    pub fn members_slice(&self) -> &[P] {
+        match &self.repr {
+            Repr::Empty => &[],
+            Repr::One { pid, .. } => std::slice::from_ref(pid),
+            Repr::Big(b) => b.snapshot(),
         }
     }
 

@@ -84,6 +84,18 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         Ok((key, group.shared_members()))
     }
 
+    /// `cpg:get_members(Name)` borrowed from the state (newest first): no
+    /// copy, no allocation, no count bumped; for reads under
+    /// [`CpgScope::read`](crate::cpg::CpgScope::read) that use the pids in
+    /// place ([`GroupData::members_slice`]).
+    pub fn get_members_ref(&self, name: &N::Borrowed) -> ReadResult<'_, &[P], N> {
+        let (key, group) = self.find(name)?;
+        if group.is_empty() {
+            return Err(ReadError::NoSuchGroup(name.to_owned()));
+        }
+        Ok((key, group.members_slice()))
+    }
+
     /// `cpg:get_local_members`: the copies of pids on this node; an empty
     /// result is `NoSuchGroup`.
     pub fn get_local_members(

@@ -92,6 +92,13 @@ fn check_invariants<N: GroupKey>(s: &Scope<T, N>) {
         let g = s.group(name.as_borrowed()).unwrap();
         assert!(!g.is_empty(), "empty group {name} kept");
         let d = g.to_data();
+        assert_eq!(g.members_slice(), d.history, "borrowed members of {name}");
+        // a read by a pattern's own spelling finds nothing (as cpg_data)
+        if let Ok((key, borrowed)) = s.get_members_ref(name.as_borrowed()) {
+            if key == name.as_borrowed() {
+                assert_eq!(borrowed, d.history, "get_members_ref of {name}");
+            }
+        }
         let local: Vec<T> = d
             .history
             .iter()
