@@ -164,9 +164,13 @@ impl<V> Entries<V> {
                     self.chunks.push((0..CHUNK).map(|_| None).collect());
                 }
                 self.used += 1;
-                // At most u32::MAX keys: each costs tens of bytes, so the
-                // machine's memory ends long before.
-                let n = u32::try_from(self.used).expect("fewer than 2^32 keys");
+                // Fewer than 2^31 keys (the count bits of a node): each
+                // costs tens of bytes, so the machine's memory ends long
+                // before.
+                let n = u32::try_from(self.used)
+                    .ok()
+                    .filter(|&n| n < WILD)
+                    .expect("fewer than 2^31 keys");
                 EntryId(NonZeroU32::MIN.saturating_add(n - 1))
             }
         };
@@ -205,11 +209,17 @@ impl<V> Entries<V> {
 struct Node {
     value: Option<EntryId>,
     /// The number of keys in this subtree, `value` included (fewer than
-    /// 2^32, as entry ids).
-    count: u32,
+    /// 2^31), and in the top bit ([`WILD`]) whether a `*` or `?` branch
+    /// leaves this node: a lookup asks at every node it passes, and a
+    /// search of the children for both would cost two binary searches
+    /// wherever a child sorts below `?` (digits, `/`, `-`, ...).
+    meta: u32,
     /// Sorted by `char`, no duplicates.
     children: Kids,
 }
+
+/// The bit of [`Node::meta`] that says a wildcard branch leaves the node.
+const WILD: u32 = 1 << 31;
 
 /// A node's children: one pointer to a single allocation holding the
 /// length, the capacity and the children ([`ThinVec`]), nothing allocated
@@ -267,7 +277,7 @@ impl Node {
     const fn new() -> Self {
         Node {
             value: None,
-            count: 0,
+            meta: 0,
             children: Kids::new(),
         }
     }
@@ -275,7 +285,7 @@ impl Node {
     fn leaf_of(id: EntryId) -> Self {
         Node {
             value: Some(id),
-            count: 1,
+            meta: 1,
             children: Kids::new(),
         }
     }
@@ -297,21 +307,20 @@ impl Node {
         }
     }
 
-    /// Whether a `*` or `?` branch leaves this node. Children are sorted
-    /// by `char` and both wildcards sort below every letter and digit, so
-    /// most nodes answer from their first child without a search.
+    /// The number of keys in this subtree.
+    fn count(&self) -> u32 {
+        self.meta & !WILD
+    }
+
+    /// Whether a `*` or `?` branch leaves this node.
     fn has_wildcard_child(&self) -> bool {
-        const LAST: char = if WILDCARD_ANY > WILDCARD_SHORT {
-            WILDCARD_ANY
-        } else {
-            WILDCARD_SHORT
-        };
-        match self.children.first() {
-            Some((c, _)) if *c <= LAST => {
-                self.child(WILDCARD_ANY).is_some() || self.child(WILDCARD_SHORT).is_some()
-            }
-            _ => false,
-        }
+        self.meta & WILD != 0
+    }
+
+    /// Sets the wildcard bit again after a child was added or removed.
+    fn children_changed(&mut self) {
+        let wild = self.child(WILDCARD_ANY).is_some() || self.child(WILDCARD_SHORT).is_some();
+        self.meta = self.count() | if wild { WILD } else { 0 };
     }
 
     /// Moves every entry id of this subtree out, without recursion.
@@ -322,7 +331,7 @@ impl Node {
             ids.extend(node.value.take());
             stack.extend(node.children.take());
         }
-        self.count = 0;
+        self.meta = 0;
         ids
     }
 }
@@ -355,7 +364,7 @@ impl Clone for Node {
             };
             let copy = Node {
                 value: src.value,
-                count: src.count,
+                meta: src.meta,
                 children: Kids(done.built),
             };
             match stack.last_mut() {
@@ -428,12 +437,12 @@ impl<V> Trie<V> {
 
     /// The number of stored keys.
     pub fn len(&self) -> usize {
-        self.root.count as usize
+        self.root.count() as usize
     }
 
     /// Whether no key is stored.
     pub fn is_empty(&self) -> bool {
-        self.root.count == 0
+        self.root.count() == 0
     }
 
     /// The handle of exactly `key` (no pattern matching), if stored.
@@ -499,7 +508,7 @@ impl<V> Trie<V> {
         let mut node = root;
         let mut depth = 0;
         loop {
-            node.count += 1;
+            node.meta += 1;
             // A leaf on the way becomes a branch: its key moves one level down.
             if node.children.is_empty() {
                 if let Some(old) = node.value.take() {
@@ -507,7 +516,8 @@ impl<V> Trie<V> {
                         Some(c) => {
                             let kids = node.children.vec();
                             kids.reserve_exact(1);
-                            kids.push((c, Node::leaf_of(old)))
+                            kids.push((c, Node::leaf_of(old)));
+                            node.children_changed();
                         }
                         None => node.value = Some(old),
                     }
@@ -527,6 +537,7 @@ impl<V> Trie<V> {
                         node.children.vec().reserve_exact(1);
                     }
                     node.children.vec().insert(i, (c, Node::leaf_of(id)));
+                    node.children_changed();
                     return id;
                 }
             }
@@ -567,7 +578,7 @@ impl<V> Trie<V> {
         let mut node = &mut self.root;
         let mut depth = 0;
         loop {
-            node.count -= 1;
+            node.meta -= 1;
             let Some(c) = key[depth..].chars().next() else {
                 // A branch (or the root) keeping at least one other key.
                 node.value = None;
@@ -580,10 +591,11 @@ impl<V> Trie<V> {
             if node.children[i].1.children.is_empty() {
                 // The key's own leaf.
                 node.children.remove(i);
+                node.children_changed();
                 return Some(entry.value);
             }
             let child = &mut node.children[i].1;
-            if child.count == 2 {
+            if child.count() == 2 {
                 // The branch keeps one key: it becomes that key's leaf.
                 let ids = child.take_ids();
                 if let Some(&kept) = ids.iter().find(|&&other| other != id) {
@@ -1176,7 +1188,13 @@ mod tests {
         if !root && !node.children.is_empty() {
             assert!(count >= 2, "branch {prefix:?} holds {count} key");
         }
-        assert_eq!(node.count as usize, count, "count of {prefix:?}");
+        assert_eq!(node.count() as usize, count, "count of {prefix:?}");
+        let wild = node.child(WILDCARD_ANY).is_some() || node.child(WILDCARD_SHORT).is_some();
+        assert_eq!(
+            node.has_wildcard_child(),
+            wild,
+            "wildcard bit of {prefix:?}"
+        );
         count
     }
 
