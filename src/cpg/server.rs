@@ -374,7 +374,8 @@ impl<N: WireName> CpgScope<N> {
 
     /// `cpg:get_members(Scope, Name)`: (matched key, pids newest first), a
     /// copy of the members (16 bytes a pid, nothing allocated per pid). For
-    /// no copy at all, see [`get_members_shared`](Self::get_members_shared);
+    /// no copy at all, see [`get_members_shared`](Self::get_members_shared),
+    /// or [`Scope::get_members_ref`] inside [`read`](Self::read);
     /// `Pid::from` gives a pid's wire form.
     pub fn get_members(&self, name: &N::Borrowed) -> Result<(N, Vec<MemberPid>), ReadError<N>> {
         self.read(|s| s.get_members(name, None).map(|(k, v)| (k.to_owned(), v)))
