@@ -22,9 +22,9 @@
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
 
-use crate::util::FastHashMap;
+use hashbrown::HashTable;
 use std::collections::VecDeque;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
 /// Which part of a group's membership an operation looks at.
@@ -114,9 +114,7 @@ impl Fenwick {
         let hi = self.prefix2(i - 1);
         let mut node = [(hi[0] - lo[0]) as u32, (hi[1] - lo[1]) as u32];
         node[usize::from(!is_local)] += 1;
-        if self.t.len() == self.t.capacity() && self.t.len() < 4 {
-            self.t.reserve_exact(1);
-        }
+        make_room(&mut self.t);
         self.t.push(node);
     }
 
@@ -171,55 +169,12 @@ impl Fenwick {
     }
 }
 
-/// Ascending slot positions of one pid's copies; one copy (the usual case)
-/// is kept inline.
-#[derive(Debug, Clone)]
-enum SlotList {
-    One(usize),
-    /// Boxed: most pids have one copy, and the list stays 16 bytes.
-    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Many(Box<VecDeque<usize>>),
-}
-
-impl SlotList {
-    fn len(&self) -> usize {
-        match self {
-            SlotList::One(_) => 1,
-            SlotList::Many(v) => v.len(),
-        }
-    }
-
-    fn push_back(&mut self, pos: usize) {
-        match self {
-            SlotList::One(first) => *self = SlotList::Many(Box::new(VecDeque::from([*first, pos]))),
-            SlotList::Many(v) => v.push_back(pos),
-        }
-    }
-
-    /// Removes the oldest (`oldest`) or newest position. `None` when this
-    /// was the last one (the list must then be dropped).
-    fn pop(&mut self, oldest: bool) -> Option<usize> {
-        match self {
-            SlotList::One(pos) => Some(*pos),
-            SlotList::Many(v) if oldest => v.pop_front(),
-            SlotList::Many(v) => v.pop_back(),
-        }
-    }
-
-    /// Positions, newest first.
-    fn iter_newest(&self) -> impl Iterator<Item = usize> + '_ {
-        let (one, many) = match self {
-            SlotList::One(pos) => (Some(*pos), None),
-            SlotList::Many(v) => (None, Some(v.iter().rev().copied())),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
-    }
-
-    fn remap(&mut self, remap: &[usize]) {
-        match self {
-            SlotList::One(pos) => *pos = remap[*pos],
-            SlotList::Many(v) => v.iter_mut().for_each(|pos| *pos = remap[*pos]),
-        }
+/// Makes room for one more element: one at a time below four (a first
+/// push would otherwise allocate four), then doubling.
+fn make_room<T>(v: &mut Vec<T>) {
+    let len = v.len();
+    if len == v.capacity() {
+        v.reserve_exact(if len < 4 { 1 } else { len });
     }
 }
 
@@ -229,108 +184,202 @@ struct Slot<P> {
     is_local: bool,
 }
 
-/// The copies one pid has in one group (never empty). The pid's side
-/// (local or remote) is not kept here: it is in each of its slots ([`side`]),
-/// so an entry of a group's pid map is 32 bytes for a `MemberPid`.
-#[derive(Debug, Clone)]
-struct Copies {
-    /// Slot positions, ascending (oldest first).
-    slots: SlotList,
+/// Slot positions and [`PidIndex`] values are `u32`. A value with this bit
+/// set names an entry of [`Big::multi`] (a pid with several copies);
+/// without it, the value is the slot position of the pid's only copy. A
+/// group is bounded to `MULTI` (2^31) slots, holes included: that many
+/// slots would take over 60 GB.
+const MULTI: u32 = 1 << 31;
+
+/// The copies of the pids that have several copies in a group: ascending
+/// slot positions (oldest first), never fewer than two.
+type MultiLists = Vec<VecDeque<u32>>;
+
+/// A slot position as stored.
+fn pos32(pos: usize) -> u32 {
+    assert!(
+        pos < MULTI as usize,
+        "a cpg group holds fewer than 2^31 slots"
+    );
+    pos as u32
 }
 
-/// Whether the pid whose copies are `c` is local, read from its newest slot.
-fn side<P>(slots: &[Option<Slot<P>>], c: &Copies) -> bool {
-    c.slots
-        .iter_newest()
-        .next()
-        .and_then(|pos| slots[pos].as_ref())
-        .is_some_and(|s| s.is_local)
+/// The live slot a [`PidIndex`] value leads to (the only copy, or the
+/// oldest of several); `None` for a value that leads nowhere.
+fn slot_of<'a, P>(
+    slots: &'a [Option<Slot<P>>],
+    multi: &[VecDeque<u32>],
+    v: u32,
+) -> Option<&'a Slot<P>> {
+    let pos = if v & MULTI == 0 {
+        v
+    } else {
+        *multi.get((v & !MULTI) as usize)?.front()?
+    };
+    slots.get(pos as usize)?.as_ref()
 }
 
-/// Most distinct pids a [`PidMap`] keeps in a vector before it moves them
-/// to a hash map.
+/// Most distinct pids a [`PidIndex`] keeps in a vector before it moves
+/// them to a hash table.
 const FEW_PIDS: usize = 8;
 
-/// The copies of each pid of a group. Most groups have a few distinct
-/// pids: those sit in a vector searched linearly (a hash map allocates room
-/// for several entries and its control bytes even for one); a larger group
-/// gets a hash map.
-#[derive(Debug, Clone)]
-enum PidMap<P> {
-    Few(Vec<(P, Copies)>),
-    /// Boxed: a group of one pid pays for a pointer, not a whole map.
-    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Many(Box<FastHashMap<P, Copies>>),
+/// The hash table of a group's pids: values only (4 bytes each), the pid of
+/// a value is read through the slots ([`slot_of`]).
+#[derive(Debug, Clone, Default)]
+struct PidTable {
+    table: HashTable<u32>,
+    state: foldhash::quality::RandomState,
 }
 
-impl<P: Eq + Hash> PidMap<P> {
-    fn get(&self, pid: &P) -> Option<&Copies> {
+/// Per distinct pid of a group, one `u32` value that leads to its copies
+/// (see [`MULTI`]). Most groups have a few distinct pids: those sit in a
+/// vector searched linearly (a hash table allocates room for several
+/// entries and its control bytes even for one); a larger group gets a hash
+/// table. The pid itself is never stored here: it is read from the slots.
+#[derive(Debug, Clone)]
+enum PidIndex {
+    Few(Vec<u32>),
+    /// Boxed: a small group pays for a pointer, not a table and its seed.
+    Many(Box<PidTable>),
+}
+
+/// A hash table shrinks to twice its length once fewer than a quarter of
+/// its room is used and it has more than this room (as
+/// [`crate::util::shrink_sparse`] does for maps).
+const TABLE_SHRINK_MIN: usize = 256;
+
+impl PidIndex {
+    /// The value of `pid`.
+    fn get<P: Eq + Hash>(
+        &self,
+        slots: &[Option<Slot<P>>],
+        multi: &[VecDeque<u32>],
+        pid: &P,
+    ) -> Option<u32> {
+        let is = |v: &u32| slot_of(slots, multi, *v).is_some_and(|s| s.pid == *pid);
         match self {
-            PidMap::Few(v) => v.iter().find(|(p, _)| p == pid).map(|(_, c)| c),
-            PidMap::Many(m) => m.get(pid),
+            PidIndex::Few(v) => v.iter().copied().find(is),
+            PidIndex::Many(t) => t.table.find(t.state.hash_one(pid), is).copied(),
         }
     }
 
-    fn get_mut(&mut self, pid: &P) -> Option<&mut Copies> {
-        match self {
-            PidMap::Few(v) => v.iter_mut().find(|(p, _)| p == pid).map(|(_, c)| c),
-            PidMap::Many(m) => m.get_mut(pid),
+    /// Adds the value `v` of a pid that has none yet; `v` already leads to
+    /// its slot.
+    fn insert_new<P: Eq + Hash>(
+        &mut self,
+        slots: &[Option<Slot<P>>],
+        multi: &[VecDeque<u32>],
+        v: u32,
+    ) {
+        if let PidIndex::Few(few) = self {
+            if few.len() < FEW_PIDS {
+                few.reserve_exact(1);
+                few.push(v);
+                return;
+            }
+            let mut t = Box::<PidTable>::default();
+            for old in std::mem::take(few) {
+                t.insert(slots, multi, old);
+            }
+            *self = PidIndex::Many(t);
+        }
+        if let PidIndex::Many(t) = self {
+            t.insert(slots, multi, v);
         }
     }
 
-    /// Inserts a pid that has no entry yet.
-    fn insert_new(&mut self, pid: P, c: Copies) {
-        match self {
-            PidMap::Few(v) if v.len() < FEW_PIDS => {
-                v.reserve_exact(1);
-                v.push((pid, c));
-            }
-            PidMap::Few(v) => {
-                let mut m: FastHashMap<P, Copies> = std::mem::take(v).into_iter().collect();
-                m.insert(pid, c);
-                *self = PidMap::Many(Box::new(m));
-            }
-            PidMap::Many(m) => {
-                m.insert(pid, c);
-            }
+    /// Replaces the value `old` of `pid` by `new`.
+    fn replace<P: Hash>(&mut self, pid: &P, old: u32, new: u32) {
+        let found = match self {
+            PidIndex::Few(v) => v.iter_mut().find(|v| **v == old),
+            PidIndex::Many(t) => t.table.find_mut(t.state.hash_one(pid), |v| *v == old),
+        };
+        if let Some(v) = found {
+            *v = new;
         }
     }
 
-    fn remove(&mut self, pid: &P) {
+    /// Removes the value `old` of `pid`.
+    fn remove<P: Hash>(&mut self, pid: &P, old: u32) {
         match self {
-            PidMap::Few(v) => {
-                if let Some(i) = v.iter().position(|(p, _)| p == pid) {
+            PidIndex::Few(v) => {
+                if let Some(i) = v.iter().position(|v| *v == old) {
                     v.swap_remove(i);
                 }
             }
-            PidMap::Many(m) => {
-                m.remove(pid);
-                crate::util::shrink_sparse(&mut **m);
+            PidIndex::Many(t) => {
+                if let Ok(e) = t.table.find_entry(t.state.hash_one(pid), |v| *v == old) {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Gives room back: all of it (`exact`), or that of a sparse table.
+    fn shrink<P: Hash>(&mut self, slots: &[Option<Slot<P>>], multi: &[VecDeque<u32>], exact: bool) {
+        match self {
+            PidIndex::Few(v) if exact => v.shrink_to_fit(),
+            PidIndex::Few(_) => {}
+            PidIndex::Many(t) => {
+                let len = t.table.len();
+                let keep = if exact {
+                    len
+                } else if t.table.capacity() > TABLE_SHRINK_MIN && len * 4 < t.table.capacity() {
+                    (len * 2).max(TABLE_SHRINK_MIN / 4)
+                } else {
+                    return;
+                };
+                let state = &t.state;
+                t.table
+                    .shrink_to(keep, |v| hash_value(state, slots, multi, *v));
             }
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            PidMap::Few(v) => v.len(),
-            PidMap::Many(m) => m.len(),
+            PidIndex::Few(v) => v.len(),
+            PidIndex::Many(t) => t.table.len(),
         }
     }
 
-    fn keys(&self) -> impl Iterator<Item = &P> + '_ {
+    fn values(&self) -> impl Iterator<Item = u32> + '_ {
         let (few, many) = match self {
-            PidMap::Few(v) => (Some(v.iter().map(|(p, _)| p)), None),
-            PidMap::Many(m) => (None, Some(m.keys())),
+            PidIndex::Few(v) => (Some(v.iter()), None),
+            PidIndex::Many(t) => (None, Some(t.table.iter())),
+        };
+        few.into_iter()
+            .flatten()
+            .chain(many.into_iter().flatten())
+            .copied()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut u32> + '_ {
+        let (few, many) = match self {
+            PidIndex::Few(v) => (Some(v.iter_mut()), None),
+            PidIndex::Many(t) => (None, Some(t.table.iter_mut())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
     }
+}
 
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut Copies> + '_ {
-        let (few, many) = match self {
-            PidMap::Few(v) => (Some(v.iter_mut().map(|(_, c)| c)), None),
-            PidMap::Many(m) => (None, Some(m.values_mut())),
-        };
-        few.into_iter().flatten().chain(many.into_iter().flatten())
+/// The hash of the pid a value leads to (0 for one leading nowhere, which
+/// the table never holds).
+fn hash_value<P: Hash>(
+    state: &foldhash::quality::RandomState,
+    slots: &[Option<Slot<P>>],
+    multi: &[VecDeque<u32>],
+    v: u32,
+) -> u64 {
+    slot_of(slots, multi, v).map_or(0, |s| state.hash_one(&s.pid))
+}
+
+impl PidTable {
+    fn insert<P: Hash>(&mut self, slots: &[Option<Slot<P>>], multi: &[VecDeque<u32>], v: u32) {
+        let state = &self.state;
+        let hash = hash_value(state, slots, multi, v);
+        self.table
+            .insert_unique(hash, v, |v| hash_value(state, slots, multi, *v));
     }
 }
 
@@ -345,7 +394,11 @@ struct Big<P> {
     /// Oldest first; `None` = removed copy not yet compacted away.
     slots: Vec<Option<Slot<P>>>,
     tree: Fenwick,
-    copies: PidMap<P>,
+    /// Per distinct pid, where its copies are.
+    index: PidIndex,
+    /// The positions of the pids with several copies, in no order (an
+    /// entry freed moves the last one into its place).
+    multi: MultiLists,
     local_count: usize,
     remote_count: usize,
     /// Every copy, newest first, built on the first read after a change and
@@ -361,12 +414,13 @@ impl<P: Clone + Eq + Hash> Big<P> {
         let mut b = Big::new();
         b.slots.reserve_exact(n);
         b.tree.t.reserve_exact(n);
-        b.copies = if n > FEW_PIDS {
-            let mut m = FastHashMap::default();
-            m.reserve(n);
-            PidMap::Many(Box::new(m))
+        b.index = if n > FEW_PIDS {
+            PidIndex::Many(Box::new(PidTable {
+                table: HashTable::with_capacity(n),
+                state: Default::default(),
+            }))
         } else {
-            PidMap::Few(Vec::with_capacity(n))
+            PidIndex::Few(Vec::with_capacity(n))
         };
         b
     }
@@ -376,17 +430,16 @@ impl<P: Clone + Eq + Hash> Big<P> {
     fn shrink_to_fit(&mut self) {
         self.slots.shrink_to_fit();
         self.tree.t.shrink_to_fit();
-        match &mut self.copies {
-            PidMap::Few(v) => v.shrink_to_fit(),
-            PidMap::Many(m) => m.shrink_to_fit(),
-        }
+        self.multi.shrink_to_fit();
+        self.index.shrink(&self.slots, &self.multi, true);
     }
 
     fn new() -> Self {
         Big {
             slots: Vec::new(),
             tree: Fenwick::default(),
-            copies: PidMap::Few(Vec::new()),
+            index: PidIndex::Few(Vec::new()),
+            multi: Vec::new(),
             local_count: 0,
             remote_count: 0,
             shared: OnceLock::new(),
@@ -407,19 +460,51 @@ impl<P: Clone + Eq + Hash> Big<P> {
         }
     }
 
+    /// The index value of `pid`.
+    fn value(&self, pid: &P) -> Option<u32> {
+        self.index.get(&self.slots, &self.multi, pid)
+    }
+
+    /// Whether the pid of value `v` is local.
+    fn side(&self, v: u32) -> bool {
+        slot_of(&self.slots, &self.multi, v).is_some_and(|s| s.is_local)
+    }
+
+    /// Number of copies behind value `v`.
+    fn copies(&self, v: u32) -> usize {
+        if v & MULTI == 0 {
+            1
+        } else {
+            self.multi[(v & !MULTI) as usize].len()
+        }
+    }
+
+    /// Slot positions behind value `v`, newest first.
+    fn newest_first(&self, v: u32) -> impl Iterator<Item = usize> + '_ {
+        let (one, many) = if v & MULTI == 0 {
+            (Some(v as usize), None)
+        } else {
+            let list = &self.multi[(v & !MULTI) as usize];
+            (None, Some(list.iter().rev().map(|&pos| pos as usize)))
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
     /// Number of copies of `pid` (cpg's `count(Pid, History)`).
     fn count_of(&self, pid: &P) -> usize {
-        self.copies.get(pid).map_or(0, |c| c.slots.len())
+        self.value(pid).map_or(0, |v| self.copies(v))
     }
 
     /// Number of distinct pids.
     fn distinct_pids(&self) -> usize {
-        self.copies.len()
+        self.index.len()
     }
 
     /// The distinct pids, in no particular order.
     fn pids(&self) -> impl Iterator<Item = &P> + '_ {
-        self.copies.keys()
+        self.index
+            .values()
+            .filter_map(|v| slot_of(&self.slots, &self.multi, v).map(|s| &s.pid))
     }
 
     /// Adds `count` copies of `pid` at the newest end (cpg's `prepend`).
@@ -429,28 +514,64 @@ impl<P: Clone + Eq + Hash> Big<P> {
             return;
         }
         self.shared = OnceLock::new();
-        let first = self.slots.len();
-        let is_local = match self.copies.get_mut(&pid) {
-            Some(c) => {
-                let is_local = side(&self.slots, c);
-                (first..first + count).for_each(|pos| c.slots.push_back(pos));
-                is_local
-            }
-            None => {
-                let mut slots = SlotList::One(first);
-                (first + 1..first + count).for_each(|pos| slots.push_back(pos));
-                self.copies.insert_new(pid.clone(), Copies { slots });
-                is_local
-            }
-        };
+        let first = pos32(self.slots.len());
+        let old = self.value(&pid);
+        let is_local = old.map_or(is_local, |v| self.side(v));
+        // The slots first: every index value then leads to a live slot.
         for _ in 1..count {
             self.push_slot(pid.clone(), is_local);
         }
         self.push_slot(pid, is_local);
+        let end = pos32(self.slots.len());
         if is_local {
             self.local_count += count;
         } else {
             self.remote_count += count;
+        }
+        match old {
+            Some(v) if v & MULTI != 0 => self.multi[(v & !MULTI) as usize].extend(first..end),
+            Some(v) => {
+                let new = self.new_multi(v, first, end);
+                let pid = &self.slots[first as usize]
+                    .as_ref()
+                    .expect("just pushed")
+                    .pid;
+                self.index.replace(pid, v, new);
+            }
+            None if count == 1 => self.index.insert_new(&self.slots, &self.multi, first),
+            None => {
+                let mut list = VecDeque::with_capacity(count);
+                list.extend(first..end);
+                self.multi.push(list);
+                let new = MULTI | pos32(self.multi.len() - 1);
+                self.index.insert_new(&self.slots, &self.multi, new);
+            }
+        }
+    }
+
+    /// A new entry of `multi` holding `oldest` then `first..end`; returns
+    /// its value.
+    fn new_multi(&mut self, oldest: u32, first: u32, end: u32) -> u32 {
+        let mut list = VecDeque::with_capacity(1 + (end - first) as usize);
+        list.push_back(oldest);
+        list.extend(first..end);
+        self.multi.push(list);
+        MULTI | pos32(self.multi.len() - 1)
+    }
+
+    /// Drops entry `i` of `multi`, no longer in the index: the last entry
+    /// moves into its place and its index value follows.
+    fn free_multi(&mut self, i: usize) {
+        let last = self.multi.len() - 1;
+        if i != last {
+            let from = MULTI | pos32(last);
+            if let Some(s) = slot_of(&self.slots, &self.multi, from) {
+                self.index.replace(&s.pid, from, MULTI | pos32(i));
+            }
+        }
+        self.multi.swap_remove(i);
+        if self.multi.capacity() > 8 && self.multi.len() * 4 < self.multi.capacity() {
+            self.multi.shrink_to(self.multi.len() * 2);
         }
     }
 
@@ -468,32 +589,53 @@ impl<P: Clone + Eq + Hash> Big<P> {
     }
 
     fn push_slot(&mut self, pid: P, is_local: bool) {
-        // Small groups grow one slot at a time (a first push would
-        // otherwise allocate four).
-        if self.slots.len() == self.slots.capacity() && self.slots.len() < 4 {
-            self.slots.reserve_exact(1);
-        }
+        make_room(&mut self.slots);
         self.slots.push(Some(Slot { pid, is_local }));
         self.tree.push(is_local);
     }
 
+    /// Empties slot `pos` (a copy on side `is_local`).
+    fn clear_slot(&mut self, pos: u32, is_local: bool) {
+        self.slots[pos as usize] = None;
+        self.tree.remove(pos as usize, is_local);
+    }
+
     fn take_copies(&mut self, pid: &P, count: usize, oldest: bool) -> usize {
-        let Some(c) = self.copies.get_mut(pid) else {
+        let Some(v) = self.value(pid) else {
             return 0;
         };
-        let have = c.slots.len();
+        let have = self.copies(v);
         let n = count.min(have);
-        let is_local = side(&self.slots, c);
-        if n > 0 {
-            self.shared = OnceLock::new();
+        if n == 0 {
+            return 0;
         }
-        for _ in 0..n {
-            let pos = c.slots.pop(oldest).expect("n <= len");
-            self.slots[pos] = None;
-            self.tree.remove(pos, is_local);
-        }
+        self.shared = OnceLock::new();
+        let is_local = self.side(v);
         if n == have {
-            self.copies.remove(pid);
+            // Out of the index while its slots still name it.
+            self.index.remove(pid, v);
+        }
+        if v & MULTI == 0 {
+            self.clear_slot(v, is_local);
+        } else {
+            let i = (v & !MULTI) as usize;
+            for _ in 0..n {
+                let list = &mut self.multi[i];
+                let pos = if oldest {
+                    list.pop_front()
+                } else {
+                    list.pop_back()
+                };
+                self.clear_slot(pos.expect("n <= copies"), is_local);
+            }
+            match self.multi[i].len() {
+                0 => self.free_multi(i),
+                1 => {
+                    self.index.replace(pid, v, self.multi[i][0]);
+                    self.free_multi(i);
+                }
+                _ => {}
+            }
         }
         if is_local {
             self.local_count -= n;
@@ -501,6 +643,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
             self.remote_count -= n;
         }
         self.maybe_compact();
+        self.index.shrink(&self.slots, &self.multi, false);
         n
     }
 
@@ -510,17 +653,23 @@ impl<P: Clone + Eq + Hash> Big<P> {
         if holes <= COMPACT_MIN_HOLES || holes <= live {
             return;
         }
-        let mut remap = vec![usize::MAX; self.slots.len()];
+        let mut remap = vec![u32::MAX; self.slots.len()];
         let mut slots = Vec::with_capacity(live);
         for (i, s) in self.slots.drain(..).enumerate() {
             if s.is_some() {
-                remap[i] = slots.len();
+                remap[i] = pos32(slots.len());
                 slots.push(s);
             }
         }
         self.slots = slots;
-        for c in self.copies.values_mut() {
-            c.slots.remap(&remap);
+        // A pid's hash does not change: its value is rewritten in place.
+        for v in self.index.values_mut() {
+            if *v & MULTI == 0 {
+                *v = remap[*v as usize];
+            }
+        }
+        for list in &mut self.multi {
+            list.iter_mut().for_each(|pos| *pos = remap[*pos as usize]);
         }
         self.tree.rebuild(self.slots.iter().map(|s| match s {
             Some(Slot { is_local: true, .. }) => [1, 0],
@@ -556,26 +705,60 @@ impl<P: Clone + Eq + Hash> Big<P> {
         self.slots[pos].as_ref().map(|s| &s.pid)
     }
 
+    /// Checks the pid index against the slots (tests): every value leads
+    /// to live slots of its own pid, every `multi` entry is used once and
+    /// holds two ascending positions or more, every live copy is indexed.
+    #[cfg(test)]
+    fn check(&self) {
+        let mut used = vec![false; self.multi.len()];
+        let mut indexed = 0;
+        for v in self.index.values() {
+            let pid = &slot_of(&self.slots, &self.multi, v).expect("live").pid;
+            assert_eq!(self.value(pid), Some(v));
+            if v & MULTI != 0 {
+                let i = (v & !MULTI) as usize;
+                assert!(!std::mem::replace(&mut used[i], true));
+                let list = &self.multi[i];
+                assert!(list.len() >= 2);
+                assert!(list.iter().zip(list.iter().skip(1)).all(|(a, b)| a < b));
+            }
+            for pos in self.newest_first(v) {
+                assert!(self.slots[pos].as_ref().is_some_and(|s| s.pid == *pid));
+            }
+            indexed += self.copies(v);
+        }
+        assert!(used.into_iter().all(|u| u));
+        assert_eq!(indexed, self.len());
+        assert_eq!(self.slots.iter().flatten().count(), self.len());
+        if let PidIndex::Few(v) = &self.index {
+            assert!(v.len() <= FEW_PIDS);
+        }
+    }
+
+    /// The index value of `exclude` when it has copies in `part`.
+    fn excluded(&self, part: Part, exclude: Option<&P>) -> Option<u32> {
+        exclude
+            .and_then(|ex| self.value(ex))
+            .filter(|&v| part.includes(self.side(v)))
+    }
+
     /// Number of copies in `part` that are not copies of `exclude`.
     fn count_excluding(&self, part: Part, exclude: Option<&P>) -> usize {
         let n = self.count(part);
-        match exclude.and_then(|ex| self.copies.get(ex)) {
-            Some(c) if part.includes(side(&self.slots, c)) => n - c.slots.len(),
-            _ => n,
-        }
+        self.excluded(part, exclude)
+            .map_or(n, |v| n - self.copies(v))
     }
 
     /// The `i`-th copy of `part` that is not a copy of `exclude`, newest
     /// first. `O((1 + copies of exclude) * log n)`.
     fn nth_excluding(&self, part: Part, i: usize, exclude: Option<&P>) -> Option<&P> {
-        let c = match exclude.and_then(|ex| self.copies.get(ex)) {
-            Some(c) if part.includes(side(&self.slots, c)) => c,
-            _ => return self.nth(part, i),
+        let Some(v) = self.excluded(part, exclude) else {
+            return self.nth(part, i);
         };
         let n = self.count(part);
         let mut target = i;
         // Ranks (from newest) of the excluded copies, ascending.
-        for pos in c.slots.iter_newest() {
+        for pos in self.newest_first(v) {
             let rank = n - self.tree.prefix(pos + 1, part);
             if rank <= target {
                 target += 1;
@@ -846,6 +1029,15 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         v
     }
 
+    /// Checks the internal invariants (tests).
+    #[cfg(test)]
+    fn check(&self) {
+        if let Repr::Big(b) = &self.repr {
+            assert!(b.len() > 1);
+            b.check();
+        }
+    }
+
     /// Slots held, holes included (tests of compaction).
     #[cfg(test)]
     fn slot_count(&self) -> usize {
@@ -1039,6 +1231,93 @@ mod tests {
         assert!(d.is_empty() && matches!(d.repr, Repr::Empty));
     }
 
+    #[test]
+    fn several_copies_of_a_pid() {
+        // oldest..newest: A A B A C A A
+        let mut d = g(&[('A', true, 2), ('B', false, 1)]);
+        for (p, n) in [('A', 1), ('C', 1), ('A', 2)] {
+            d.join(p, true, n);
+        }
+        d.check();
+        assert_eq!(d.count_of(&'A'), 5);
+        assert_eq!(d.distinct_pids(), 3);
+        // the newest two, then the oldest two
+        assert_eq!(d.set_count_newest(&'A', true, 3), -2);
+        assert_eq!(d.leave_oldest(&'A', 2), 2);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['C', 'A', 'B']);
+        // A is back to one copy, then to several again
+        d.join('A', false, 2);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['A', 'A', 'C', 'A', 'B']);
+        assert_eq!(d.to_data().remote, vec!['B']);
+        assert_eq!(d.nth_excluding(Part::Local, 0, Some(&'A')), Some(&'C'));
+        assert_eq!(d.leave_all(&'A'), 3);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['C', 'B']);
+    }
+
+    #[test]
+    fn freed_multi_entry_moves_the_last_one() {
+        // A, B, C get multi entries 0, 1, 2; freeing A's moves C's to 0,
+        // then B's (now the last) and C's are freed without a move.
+        let mut d = g(&[('A', true, 2), ('B', true, 3)]);
+        d.join('C', false, 2);
+        d.join('D', true, 1);
+        assert_eq!(d.leave_all(&'A'), 2);
+        d.check();
+        assert_eq!(d.count_of(&'C'), 2);
+        assert_eq!(d.leave_oldest(&'B', 2), 2);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['D', 'C', 'C', 'B']);
+        assert_eq!(d.set_count_newest(&'C', false, 1), -1);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['D', 'C', 'B']);
+        let Repr::Big(b) = &d.repr else { panic!("big") };
+        assert!(b.multi.is_empty());
+    }
+
+    #[test]
+    fn compaction_remaps_the_pid_table() {
+        // 200 pids (a hash table), every third with three copies; most
+        // leave, which compacts the slots several times.
+        let mut d = GroupData::new();
+        for i in 0..200u32 {
+            d.join(i, i % 2 == 0, if i % 3 == 0 { 3 } else { 1 });
+        }
+        for i in 0..200u32 {
+            d.join(i, true, 1);
+        }
+        d.check();
+        for i in (0..200u32).filter(|i| i % 7 != 0) {
+            d.leave_oldest(&i, 1 + (i % 3) as usize);
+            d.check();
+        }
+        assert!(d.slot_count() < 400);
+        let mut want: Vec<u32> = Vec::new();
+        for i in 0..200u32 {
+            let first = if i % 3 == 0 { 3 } else { 1 };
+            let left = if i % 7 == 0 {
+                0
+            } else {
+                (1 + (i % 3) as usize).min(first)
+            };
+            want.extend(std::iter::repeat(i).take(first - left));
+        }
+        let mut second: Vec<u32> = (0..200u32)
+            .filter(|i| {
+                let first = if i % 3 == 0 { 3 } else { 1 };
+                i % 7 == 0 || (*i as usize % 3) < first
+            })
+            .collect();
+        want.append(&mut second);
+        want.reverse();
+        assert_eq!(d.to_data().history, want);
+        for i in 0..200u32 {
+            assert_eq!(d.count_of(&i), want.iter().filter(|p| **p == i).count());
+        }
+    }
+
     /// Naive model: the cpg lists, newest first, exactly as cpg updates them.
     #[derive(Debug, Clone, Default)]
     struct Model {
@@ -1111,12 +1390,31 @@ mod tests {
 
     /// Up to 12 distinct pids: groups cross `FEW_PIDS` both ways.
     fn op() -> impl Strategy<Value = Op> {
+        op_of(12)
+    }
+
+    /// Operations on up to `pids` distinct pids.
+    fn op_of(pids: u8) -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u8..12, 1usize..4).prop_map(|(p, n)| Op::Join(p, n)),
-            3 => (0u8..12, 1usize..4).prop_map(|(p, n)| Op::Leave(p, n)),
-            1 => (0u8..12).prop_map(Op::LeaveAll),
-            2 => (0u8..12, 0usize..5).prop_map(|(p, n)| Op::Set(p, n)),
+            4 => (0..pids, 1usize..4).prop_map(|(p, n)| Op::Join(p, n)),
+            3 => (0..pids, 1usize..4).prop_map(|(p, n)| Op::Leave(p, n)),
+            1 => (0..pids).prop_map(Op::LeaveAll),
+            2 => (0..pids, 0usize..5).prop_map(|(p, n)| Op::Set(p, n)),
         ]
+    }
+
+    /// Applies `o` to the group and to the model; the results must agree.
+    fn apply(d: &mut GroupData<u8>, m: &mut Model, o: Op) -> Result<(), TestCaseError> {
+        match o {
+            Op::Join(p, n) => {
+                d.join(p, is_local(p), n);
+                m.join(p, n);
+            }
+            Op::Leave(p, n) => prop_assert_eq!(d.leave_oldest(&p, n), m.leave(p, n)),
+            Op::LeaveAll(p) => prop_assert_eq!(d.leave_all(&p), m.leave(p, usize::MAX)),
+            Op::Set(p, n) => prop_assert_eq!(d.set_count_newest(&p, is_local(p), n), m.set(p, n)),
+        }
+        Ok(())
     }
 
     proptest! {
@@ -1126,12 +1424,8 @@ mod tests {
             let mut d: GroupData<u8> = GroupData::new();
             let mut m = Model::default();
             for o in ops {
-                match o {
-                    Op::Join(p, n) => { d.join(p, is_local(p), n); m.join(p, n); }
-                    Op::Leave(p, n) => prop_assert_eq!(d.leave_oldest(&p, n), m.leave(p, n)),
-                    Op::LeaveAll(p) => prop_assert_eq!(d.leave_all(&p), m.leave(p, usize::MAX)),
-                    Op::Set(p, n) => prop_assert_eq!(d.set_count_newest(&p, is_local(p), n), m.set(p, n)),
-                }
+                apply(&mut d, &mut m, o)?;
+                d.check();
                 let r = d.to_data();
                 prop_assert_eq!(&r.history, &m.history);
                 // The shared snapshot is never stale, and while nothing
@@ -1165,6 +1459,29 @@ mod tests {
             for p in 0u8..8 {
                 prop_assert_eq!(d.count_of(&p), m.history.iter().filter(|x| **x == p).count());
             }
+        }
+
+        /// Many distinct pids, several copies each, long runs: the hash
+        /// table, its `multi` entries moving as others are freed, and
+        /// compactions remapping both.
+        #[test]
+        fn pid_table_matches_naive_lists(ops in proptest::collection::vec(op_of(48), 0..1500)) {
+            let mut d: GroupData<u8> = GroupData::new();
+            let mut m = Model::default();
+            for o in ops {
+                apply(&mut d, &mut m, o)?;
+                d.check();
+            }
+            prop_assert_eq!(d.to_data().history, m.history.clone());
+            for p in 0u8..48 {
+                prop_assert_eq!(d.count_of(&p), m.history.iter().filter(|x| **x == p).count());
+            }
+            let mut pids: Vec<u8> = d.pids().copied().collect();
+            pids.sort_unstable();
+            let mut want = m.history.clone();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(pids, want);
         }
     }
 }
