@@ -153,9 +153,10 @@ impl Fenwick {
         pos
     }
 
-    /// Rebuilds the tree from per-position counters in `O(n)`.
-    fn rebuild(&mut self, values: impl Iterator<Item = [usize; 2]>) {
-        self.t.clear();
+    /// Rebuilds the tree from per-position counters in `O(n)`, in a vector
+    /// of the new size (the old one may be far larger).
+    fn rebuild(&mut self, values: impl ExactSizeIterator<Item = [usize; 2]>) {
+        self.t = Vec::with_capacity(values.len());
         self.t.extend(values.map(|v| [v[0] as u32, v[1] as u32]));
         let n = self.t.len();
         for i in 1..=n {
