@@ -10,14 +10,17 @@
 //! [`GroupData`] stores the same information differently, so that every
 //! operation is `O(log n)` per copy touched (amortized):
 //!
-//! * every copy (one join) gets a slot in a vector ordered oldest to newest;
-//!   removed copies leave a hole that is swept away by an occasional
-//!   compaction (when holes outnumber live copies);
-//! * a Fenwick tree over the slots, counting local and remote copies apart,
-//!   gives the i-th local / remote / any copy in `O(log n)`;
+//! * every copy (one join) gets a slot (its pid) in a vector ordered oldest
+//!   to newest; removed copies leave a hole that is swept away by an
+//!   occasional compaction (when holes outnumber live copies);
+//! * two bits per slot (holds a copy, is local) and a Fenwick tree over
+//!   blocks of 64 slots, counting local and remote copies apart, give the
+//!   i-th local / remote / any copy in `O(log n)`;
 //! * per pid, the slots of its copies in ascending order, so leaving from the
 //!   oldest end (`leave`) or from the newest end (exchange merge) touches only
-//!   that pid's copies.
+//!   that pid's copies: one `u32` per distinct pid in a hash table (the pid
+//!   itself is read from its slot), leading to its only slot or to the list
+//!   of its slots.
 //!
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
@@ -64,13 +67,45 @@ pub struct CpgData<P> {
     pub history: Vec<P>,
 }
 
-/// Fenwick (binary indexed) tree over the slots, with two counters per
-/// position: `[local, remote]`. Node `i` (1-based) is stored at `t[i - 1]`.
-/// Counters are `u32` (8 bytes a slot): a group would need billions of
-/// copies, hundreds of gigabytes of slots, to overflow one.
+/// Slots per block of the [`Fenwick`] tree: one bit each in a `u64`.
+const BLOCK: usize = 64;
+
+/// 64 slots of a group: which hold a copy, which copies are local, and the
+/// Fenwick node of the block.
+#[derive(Debug, Clone, Copy, Default)]
+struct Block {
+    /// Bit `j`: slot `64 * b + j` of block `b` holds a copy.
+    live: u64,
+    /// Bit `j`: that copy is local (left as it was for a hole).
+    local: u64,
+    /// Fenwick node `b + 1`: `[local, remote]` copies of the blocks it
+    /// covers.
+    node: [u32; 2],
+}
+
+impl Block {
+    /// The slots of the block that hold a copy in `part`.
+    fn bits(&self, part: Part) -> u64 {
+        match part {
+            Part::All => self.live,
+            Part::Local => self.live & self.local,
+            Part::Remote => self.live & !self.local,
+        }
+    }
+}
+
+/// Which slots of a group hold a copy and on which side, and a Fenwick
+/// (binary indexed) tree over blocks of [`BLOCK`] slots counting local and
+/// remote copies apart: 24 bytes per 64 slots (3 bits a slot). Counting
+/// and selection go down the tree to a block, then count bits within it.
+/// Counters are `u32`: a group would need billions of copies, hundreds of
+/// gigabytes of slots, to overflow one.
 #[derive(Debug, Clone, Default)]
 struct Fenwick {
-    t: Vec<[u32; 2]>,
+    /// Node `i` (1-based) of the tree is `blocks[i - 1].node`.
+    blocks: Vec<Block>,
+    /// Number of slots (holes included).
+    len: usize,
 }
 
 fn wide(c: [u32; 2]) -> [usize; 2] {
@@ -89,12 +124,40 @@ fn weight(c: [usize; 2], part: Part) -> usize {
     }
 }
 
+/// Bit position of the `k`-th (0-based) set bit of `w`; 64 if `w` has no
+/// more than `k` set bits.
+fn select_bit(mut w: u64, mut k: usize) -> usize {
+    let mut base = 0;
+    while base < 64 {
+        let c = (w & 0xff).count_ones() as usize;
+        if k < c {
+            let mut byte = w & 0xff;
+            for _ in 0..k {
+                byte &= byte - 1;
+            }
+            return base + byte.trailing_zeros() as usize;
+        }
+        k -= c;
+        w >>= 8;
+        base += 8;
+    }
+    64
+}
+
 impl Fenwick {
-    /// Sums of the first `i` positions.
+    /// Room for `n` slots.
+    fn with_capacity(n: usize) -> Self {
+        Fenwick {
+            blocks: Vec::with_capacity(n.div_ceil(BLOCK)),
+            len: 0,
+        }
+    }
+
+    /// Sums of the first `i` blocks.
     fn prefix2(&self, mut i: usize) -> [usize; 2] {
         let mut s = [0, 0];
         while i > 0 {
-            let node = self.t[i - 1];
+            let node = self.blocks[i - 1].node;
             s[0] += node[0] as usize;
             s[1] += node[1] as usize;
             i &= i - 1;
@@ -102,36 +165,61 @@ impl Fenwick {
         s
     }
 
-    /// Number of `part` elements among the first `i` positions.
+    /// Whether slot `pos` holds a copy in `part`.
+    fn has(&self, pos: usize, part: Part) -> bool {
+        self.blocks
+            .get(pos / BLOCK)
+            .is_some_and(|b| (b.bits(part) >> (pos % BLOCK)) & 1 != 0)
+    }
+
+    /// Number of `part` copies among the first `i` slots.
     fn prefix(&self, i: usize, part: Part) -> usize {
-        weight(self.prefix2(i), part)
+        let (b, r) = (i / BLOCK, i % BLOCK);
+        let mut n = weight(self.prefix2(b), part);
+        if r > 0 {
+            n += (self.blocks[b].bits(part) & ((1 << r) - 1)).count_ones() as usize;
+        }
+        n
     }
 
-    /// Appends a position holding one element (local or remote).
+    /// Appends a slot holding one copy (local or remote).
     fn push(&mut self, is_local: bool) {
-        let i = self.t.len() + 1;
-        let lo = self.prefix2(i - lowbit(i));
-        let hi = self.prefix2(i - 1);
-        let mut node = [(hi[0] - lo[0]) as u32, (hi[1] - lo[1]) as u32];
-        node[usize::from(!is_local)] += 1;
-        make_room(&mut self.t);
-        self.t.push(node);
+        let (b, r) = (self.len / BLOCK, self.len % BLOCK);
+        if r == 0 {
+            // The new node covers blocks (i - lowbit(i), i].
+            let i = b + 1;
+            let lo = self.prefix2(i - lowbit(i));
+            let hi = self.prefix2(i - 1);
+            let node = [(hi[0] - lo[0]) as u32, (hi[1] - lo[1]) as u32];
+            make_room(&mut self.blocks);
+            self.blocks.push(Block {
+                node,
+                ..Block::default()
+            });
+        }
+        // The last block's node covers no later block.
+        let block = &mut self.blocks[b];
+        block.live |= 1 << r;
+        block.local = (block.local & !(1 << r)) | (u64::from(is_local) << r);
+        block.node[usize::from(!is_local)] += 1;
+        self.len += 1;
     }
 
-    /// Removes the element at 0-based position `pos`.
+    /// Removes the copy at 0-based slot `pos`.
     fn remove(&mut self, pos: usize, is_local: bool) {
         let c = usize::from(!is_local);
-        let mut i = pos + 1;
-        while i <= self.t.len() {
-            self.t[i - 1][c] -= 1;
+        self.blocks[pos / BLOCK].live &= !(1 << (pos % BLOCK));
+        let mut i = pos / BLOCK + 1;
+        while i <= self.blocks.len() {
+            self.blocks[i - 1].node[c] -= 1;
             i += lowbit(i);
         }
     }
 
-    /// 0-based position of the `k`-th (0-based, oldest first) `part`
-    /// element. Requires `k < total(part)`.
+    /// 0-based slot of the `k`-th (0-based, oldest first) `part` copy.
+    /// Requires `k < total(part)`.
     fn select(&self, k: usize, part: Part) -> usize {
-        let n = self.t.len();
+        let n = self.blocks.len();
         let mut pos = 0;
         let mut rem = k;
         let mut step = if n == 0 {
@@ -142,7 +230,7 @@ impl Fenwick {
         while step > 0 {
             let next = pos + step;
             if next <= n {
-                let w = weight(wide(self.t[next - 1]), part);
+                let w = weight(wide(self.blocks[next - 1].node), part);
                 if w <= rem {
                     pos = next;
                     rem -= w;
@@ -150,23 +238,8 @@ impl Fenwick {
             }
             step >>= 1;
         }
-        pos
-    }
-
-    /// Rebuilds the tree from per-position counters in `O(n)`, in a vector
-    /// of the new size (the old one may be far larger).
-    fn rebuild(&mut self, values: impl ExactSizeIterator<Item = [usize; 2]>) {
-        self.t = Vec::with_capacity(values.len());
-        self.t.extend(values.map(|v| [v[0] as u32, v[1] as u32]));
-        let n = self.t.len();
-        for i in 1..=n {
-            let j = i + lowbit(i);
-            if j <= n {
-                let v = self.t[i - 1];
-                self.t[j - 1][0] += v[0];
-                self.t[j - 1][1] += v[1];
-            }
-        }
+        let bits = self.blocks.get(pos).map_or(0, |b| b.bits(part));
+        pos * BLOCK + select_bit(bits, rem)
     }
 }
 
@@ -184,17 +257,11 @@ fn make_room<T>(v: &mut Vec<T>) {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Slot<P> {
-    pid: P,
-    is_local: bool,
-}
-
 /// Slot positions and [`PidIndex`] values are `u32`. A value with this bit
 /// set names an entry of [`Big::multi`] (a pid with several copies);
 /// without it, the value is the slot position of the pid's only copy. A
 /// group is bounded to `MULTI` (2^31) slots, holes included: that many
-/// slots would take over 60 GB.
+/// slots would take over 30 GB.
 const MULTI: u32 = 1 << 31;
 
 /// The copies of the pids that have several copies in a group: ascending
@@ -210,19 +277,49 @@ fn pos32(pos: usize) -> u32 {
     pos as u32
 }
 
-/// The live slot a [`PidIndex`] value leads to (the only copy, or the
-/// oldest of several); `None` for a value that leads nowhere.
-fn slot_of<'a, P>(
-    slots: &'a [Option<Slot<P>>],
-    multi: &[VecDeque<u32>],
-    v: u32,
-) -> Option<&'a Slot<P>> {
-    let pos = if v & MULTI == 0 {
-        v
-    } else {
-        *multi.get((v & !MULTI) as usize)?.front()?
+/// What a [`PidIndex`] value is read through: a group's slots, which of
+/// them hold a copy, and its `multi` lists.
+struct View<'a, P> {
+    slots: &'a [P],
+    tree: &'a Fenwick,
+    multi: &'a [VecDeque<u32>],
+}
+
+impl<P> Clone for View<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for View<'_, P> {}
+
+impl<'a, P> View<'a, P> {
+    /// The live slot a value leads to (the only copy, or the oldest of
+    /// several); `None` for a value that leads nowhere.
+    fn pos(self, v: u32) -> Option<usize> {
+        let pos = if v & MULTI == 0 {
+            v
+        } else {
+            *self.multi.get((v & !MULTI) as usize)?.front()?
+        } as usize;
+        self.tree.has(pos, Part::All).then_some(pos)
+    }
+
+    /// The pid a value leads to.
+    fn pid(self, v: u32) -> Option<&'a P> {
+        self.pos(v).and_then(|pos| self.slots.get(pos))
+    }
+}
+
+/// The [`View`] of a [`Big`], borrowing only the fields it reads.
+macro_rules! view {
+    ($big:expr) => {
+        View {
+            slots: &$big.slots,
+            tree: &$big.tree,
+            multi: &$big.multi,
+        }
     };
-    slots.get(pos as usize)?.as_ref()
 }
 
 /// Most distinct pids a [`PidIndex`] keeps in a vector before it moves
@@ -230,7 +327,7 @@ fn slot_of<'a, P>(
 const FEW_PIDS: usize = 8;
 
 /// The hash table of a group's pids: values only (4 bytes each), the pid of
-/// a value is read through the slots ([`slot_of`]).
+/// a value is read through the slots ([`View`]).
 #[derive(Debug, Clone, Default)]
 struct PidTable {
     table: HashTable<u32>,
@@ -256,13 +353,8 @@ const TABLE_SHRINK_MIN: usize = 256;
 
 impl PidIndex {
     /// The value of `pid`.
-    fn get<P: Eq + Hash>(
-        &self,
-        slots: &[Option<Slot<P>>],
-        multi: &[VecDeque<u32>],
-        pid: &P,
-    ) -> Option<u32> {
-        let is = |v: &u32| slot_of(slots, multi, *v).is_some_and(|s| s.pid == *pid);
+    fn get<P: Eq + Hash>(&self, r: View<'_, P>, pid: &P) -> Option<u32> {
+        let is = |v: &u32| r.pid(*v) == Some(pid);
         match self {
             PidIndex::Few(v) => v.iter().copied().find(is),
             PidIndex::Many(t) => t.table.find(t.state.hash_one(pid), is).copied(),
@@ -271,12 +363,7 @@ impl PidIndex {
 
     /// Adds the value `v` of a pid that has none yet; `v` already leads to
     /// its slot.
-    fn insert_new<P: Eq + Hash>(
-        &mut self,
-        slots: &[Option<Slot<P>>],
-        multi: &[VecDeque<u32>],
-        v: u32,
-    ) {
+    fn insert_new<P: Eq + Hash>(&mut self, r: View<'_, P>, v: u32) {
         if let PidIndex::Few(few) = self {
             if few.len() < FEW_PIDS {
                 few.reserve_exact(1);
@@ -285,12 +372,12 @@ impl PidIndex {
             }
             let mut t = Box::<PidTable>::default();
             for old in std::mem::take(few) {
-                t.insert(slots, multi, old);
+                t.insert(r, old);
             }
             *self = PidIndex::Many(t);
         }
         if let PidIndex::Many(t) = self {
-            t.insert(slots, multi, v);
+            t.insert(r, v);
         }
     }
 
@@ -322,7 +409,7 @@ impl PidIndex {
     }
 
     /// Gives room back: all of it (`exact`), or that of a sparse table.
-    fn shrink<P: Hash>(&mut self, slots: &[Option<Slot<P>>], multi: &[VecDeque<u32>], exact: bool) {
+    fn shrink<P: Hash>(&mut self, r: View<'_, P>, exact: bool) {
         match self {
             PidIndex::Few(v) if exact => v.shrink_to_fit(),
             PidIndex::Few(_) => {}
@@ -336,8 +423,7 @@ impl PidIndex {
                     return;
                 };
                 let state = &t.state;
-                t.table
-                    .shrink_to(keep, |v| hash_value(state, slots, multi, *v));
+                t.table.shrink_to(keep, |v| hash_value(state, r, *v));
             }
         }
     }
@@ -371,21 +457,16 @@ impl PidIndex {
 
 /// The hash of the pid a value leads to (0 for one leading nowhere, which
 /// the table never holds).
-fn hash_value<P: Hash>(
-    state: &foldhash::quality::RandomState,
-    slots: &[Option<Slot<P>>],
-    multi: &[VecDeque<u32>],
-    v: u32,
-) -> u64 {
-    slot_of(slots, multi, v).map_or(0, |s| state.hash_one(&s.pid))
+fn hash_value<P: Hash>(state: &foldhash::quality::RandomState, r: View<'_, P>, v: u32) -> u64 {
+    r.pid(v).map_or(0, |pid| state.hash_one(pid))
 }
 
 impl PidTable {
-    fn insert<P: Hash>(&mut self, slots: &[Option<Slot<P>>], multi: &[VecDeque<u32>], v: u32) {
+    fn insert<P: Hash>(&mut self, r: View<'_, P>, v: u32) {
         let state = &self.state;
-        let hash = hash_value(state, slots, multi, v);
+        let hash = hash_value(state, r, v);
         self.table
-            .insert_unique(hash, v, |v| hash_value(state, slots, multi, *v));
+            .insert_unique(hash, v, |v| hash_value(state, r, *v));
     }
 }
 
@@ -397,8 +478,10 @@ const COMPACT_MIN_HOLES: usize = 64;
 /// one copy inline instead.
 #[derive(Debug, Clone)]
 struct Big<P> {
-    /// Oldest first; `None` = removed copy not yet compacted away.
-    slots: Vec<Option<Slot<P>>>,
+    /// The pid of each copy, oldest first; a removed copy (a hole, see
+    /// [`Fenwick::has`]) keeps its pid until a compaction sweeps it away.
+    slots: Vec<P>,
+    /// Which slots hold a copy and on which side, and their counts.
     tree: Fenwick,
     /// Per distinct pid, where its copies are.
     index: PidIndex,
@@ -419,7 +502,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
     fn with_capacity(n: usize) -> Self {
         let mut b = Big::new();
         b.slots.reserve_exact(n);
-        b.tree.t.reserve_exact(n);
+        b.tree = Fenwick::with_capacity(n);
         b.index = if n > FEW_PIDS {
             PidIndex::Many(Box::new(PidTable {
                 table: HashTable::with_capacity(n),
@@ -435,9 +518,9 @@ impl<P: Clone + Eq + Hash> Big<P> {
     /// and the copies did not use.
     fn shrink_to_fit(&mut self) {
         self.slots.shrink_to_fit();
-        self.tree.t.shrink_to_fit();
+        self.tree.blocks.shrink_to_fit();
         self.multi.shrink_to_fit();
-        self.index.shrink(&self.slots, &self.multi, true);
+        self.index.shrink(view!(self), true);
     }
 
     fn new() -> Self {
@@ -468,12 +551,14 @@ impl<P: Clone + Eq + Hash> Big<P> {
 
     /// The index value of `pid`.
     fn value(&self, pid: &P) -> Option<u32> {
-        self.index.get(&self.slots, &self.multi, pid)
+        self.index.get(view!(self), pid)
     }
 
     /// Whether the pid of value `v` is local.
     fn side(&self, v: u32) -> bool {
-        slot_of(&self.slots, &self.multi, v).is_some_and(|s| s.is_local)
+        view!(self)
+            .pos(v)
+            .is_some_and(|pos| self.tree.has(pos, Part::Local))
     }
 
     /// Number of copies behind value `v`.
@@ -508,9 +593,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
 
     /// The distinct pids, in no particular order.
     fn pids(&self) -> impl Iterator<Item = &P> + '_ {
-        self.index
-            .values()
-            .filter_map(|v| slot_of(&self.slots, &self.multi, v).map(|s| &s.pid))
+        self.index.values().filter_map(|v| view!(self).pid(v))
     }
 
     /// Adds `count` copies of `pid` at the newest end (cpg's `prepend`).
@@ -538,19 +621,15 @@ impl<P: Clone + Eq + Hash> Big<P> {
             Some(v) if v & MULTI != 0 => self.multi[(v & !MULTI) as usize].extend(first..end),
             Some(v) => {
                 let new = self.new_multi(v, first, end);
-                let pid = &self.slots[first as usize]
-                    .as_ref()
-                    .expect("just pushed")
-                    .pid;
-                self.index.replace(pid, v, new);
+                self.index.replace(&self.slots[first as usize], v, new);
             }
-            None if count == 1 => self.index.insert_new(&self.slots, &self.multi, first),
+            None if count == 1 => self.index.insert_new(view!(self), first),
             None => {
                 let mut list = VecDeque::with_capacity(count);
                 list.extend(first..end);
                 self.multi.push(list);
                 let new = MULTI | pos32(self.multi.len() - 1);
-                self.index.insert_new(&self.slots, &self.multi, new);
+                self.index.insert_new(view!(self), new);
             }
         }
     }
@@ -571,8 +650,8 @@ impl<P: Clone + Eq + Hash> Big<P> {
         let last = self.multi.len() - 1;
         if i != last {
             let from = MULTI | pos32(last);
-            if let Some(s) = slot_of(&self.slots, &self.multi, from) {
-                self.index.replace(&s.pid, from, MULTI | pos32(i));
+            if let Some(pid) = view!(self).pid(from) {
+                self.index.replace(pid, from, MULTI | pos32(i));
             }
         }
         self.multi.swap_remove(i);
@@ -586,23 +665,20 @@ impl<P: Clone + Eq + Hash> Big<P> {
         if self.len() != 1 {
             return None;
         }
-        self.slots
-            .iter()
+        let pos = (0..self.slots.len())
             .rev()
-            .flatten()
-            .next()
-            .map(|s| (s.pid.clone(), s.is_local))
+            .find(|&pos| self.tree.has(pos, Part::All))?;
+        Some((self.slots[pos].clone(), self.tree.has(pos, Part::Local)))
     }
 
     fn push_slot(&mut self, pid: P, is_local: bool) {
         make_room(&mut self.slots);
-        self.slots.push(Some(Slot { pid, is_local }));
+        self.slots.push(pid);
         self.tree.push(is_local);
     }
 
-    /// Empties slot `pos` (a copy on side `is_local`).
+    /// Makes slot `pos` (a copy on side `is_local`) a hole.
     fn clear_slot(&mut self, pos: u32, is_local: bool) {
-        self.slots[pos as usize] = None;
         self.tree.remove(pos as usize, is_local);
     }
 
@@ -649,7 +725,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
             self.remote_count -= n;
         }
         self.maybe_compact();
-        self.index.shrink(&self.slots, &self.multi, false);
+        self.index.shrink(view!(self), false);
         n
     }
 
@@ -661,13 +737,16 @@ impl<P: Clone + Eq + Hash> Big<P> {
         }
         let mut remap = vec![u32::MAX; self.slots.len()];
         let mut slots = Vec::with_capacity(live);
-        for (i, s) in self.slots.drain(..).enumerate() {
-            if s.is_some() {
+        let mut tree = Fenwick::with_capacity(live);
+        for (i, pid) in self.slots.drain(..).enumerate() {
+            if self.tree.has(i, Part::All) {
                 remap[i] = pos32(slots.len());
-                slots.push(s);
+                slots.push(pid);
+                tree.push(self.tree.has(i, Part::Local));
             }
         }
         self.slots = slots;
+        self.tree = tree;
         // A pid's hash does not change: its value is rewritten in place.
         for v in self.index.values_mut() {
             if *v & MULTI == 0 {
@@ -677,18 +756,16 @@ impl<P: Clone + Eq + Hash> Big<P> {
         for list in &mut self.multi {
             list.iter_mut().for_each(|pos| *pos = remap[*pos as usize]);
         }
-        self.tree.rebuild(self.slots.iter().map(|s| match s {
-            Some(Slot { is_local: true, .. }) => [1, 0],
-            _ => [0, 1],
-        }));
     }
 
     /// The copies in `part`, newest first.
     fn iter(&self, part: Part) -> impl DoubleEndedIterator<Item = &P> + '_ {
-        self.slots.iter().rev().filter_map(move |s| match s {
-            Some(s) if part.includes(s.is_local) => Some(&s.pid),
-            _ => None,
-        })
+        let tree = &self.tree;
+        self.slots
+            .iter()
+            .enumerate()
+            .rev()
+            .filter_map(move |(pos, pid)| tree.has(pos, part).then_some(pid))
     }
 
     /// Every copy, newest first, as one shared immutable snapshot: the
@@ -708,7 +785,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
             return None;
         }
         let pos = self.tree.select(n - 1 - i, part);
-        self.slots[pos].as_ref().map(|s| &s.pid)
+        self.slots.get(pos)
     }
 
     /// Checks the pid index against the slots (tests): every value leads
@@ -719,7 +796,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
         let mut used = vec![false; self.multi.len()];
         let mut indexed = 0;
         for v in self.index.values() {
-            let pid = &slot_of(&self.slots, &self.multi, v).expect("live").pid;
+            let pid = view!(self).pid(v).expect("live");
             assert_eq!(self.value(pid), Some(v));
             if v & MULTI != 0 {
                 let i = (v & !MULTI) as usize;
@@ -729,13 +806,18 @@ impl<P: Clone + Eq + Hash> Big<P> {
                 assert!(list.iter().zip(list.iter().skip(1)).all(|(a, b)| a < b));
             }
             for pos in self.newest_first(v) {
-                assert!(self.slots[pos].as_ref().is_some_and(|s| s.pid == *pid));
+                assert!(self.tree.has(pos, Part::All) && self.slots[pos] == *pid);
             }
             indexed += self.copies(v);
         }
         assert!(used.into_iter().all(|u| u));
         assert_eq!(indexed, self.len());
-        assert_eq!(self.slots.iter().flatten().count(), self.len());
+        assert_eq!(self.tree.len, self.slots.len());
+        let n = self.slots.len();
+        let live = (0..n).filter(|&pos| self.tree.has(pos, Part::All)).count();
+        assert_eq!(live, self.len());
+        assert_eq!(self.tree.prefix(n, Part::Local), self.local_count);
+        assert_eq!(self.tree.prefix(n, Part::Remote), self.remote_count);
         if let PidIndex::Few(v) = &self.index {
             assert!(v.len() <= FEW_PIDS);
         }
@@ -1321,6 +1403,52 @@ mod tests {
         assert_eq!(d.to_data().history, want);
         for i in 0..200u32 {
             assert_eq!(d.count_of(&i), want.iter().filter(|p| **p == i).count());
+        }
+    }
+
+    #[test]
+    fn select_bit_finds_each_set_bit() {
+        let w: u64 = 0x8000_0100_00f0_0001;
+        let set: Vec<usize> = (0..64).filter(|b| (w >> b) & 1 != 0).collect();
+        for (k, b) in set.iter().enumerate() {
+            assert_eq!(select_bit(w, k), *b);
+        }
+        assert_eq!(select_bit(w, set.len()), 64);
+        assert_eq!(select_bit(0, 0), 64);
+        assert_eq!(select_bit(u64::MAX, 63), 63);
+    }
+
+    proptest! {
+        /// The tree over blocks against plain per-slot flags: counts and
+        /// selection of every part, across block boundaries.
+        #[test]
+        fn fenwick_matches_flags(sides in proptest::collection::vec(any::<bool>(), 1..400), holes in proptest::collection::vec(any::<prop::sample::Index>(), 0..300)) {
+            let mut t = Fenwick::default();
+            // per slot: None = hole, Some(is_local)
+            let mut flags: Vec<Option<bool>> = Vec::new();
+            for &l in &sides {
+                t.push(l);
+                flags.push(Some(l));
+            }
+            for h in holes {
+                let pos = h.index(flags.len());
+                if let Some(l) = flags[pos].take() {
+                    t.remove(pos, l);
+                }
+            }
+            for part in [Part::All, Part::Local, Part::Remote] {
+                let mut k = 0;
+                for (pos, f) in flags.iter().enumerate() {
+                    prop_assert_eq!(t.prefix(pos, part), k);
+                    let here = f.is_some_and(|l| part.includes(l));
+                    prop_assert_eq!(t.has(pos, part), here);
+                    if here {
+                        prop_assert_eq!(t.select(k, part), pos);
+                        k += 1;
+                    }
+                }
+                prop_assert_eq!(t.prefix(flags.len(), part), k);
+            }
         }
     }
 
