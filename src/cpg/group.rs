@@ -125,23 +125,155 @@ fn weight(c: [usize; 2], part: Part) -> usize {
 }
 
 /// Bit position of the `k`-th (0-based) set bit of `w`; 64 if `w` has no
-/// more than `k` set bits.
-fn select_bit(mut w: u64, mut k: usize) -> usize {
-    let mut base = 0;
-    while base < 64 {
-        let c = (w & 0xff).count_ones() as usize;
-        if k < c {
-            let mut byte = w & 0xff;
-            for _ in 0..k {
-                byte &= byte - 1;
-            }
-            return base + byte.trailing_zeros() as usize;
-        }
-        k -= c;
-        w >>= 8;
-        base += 8;
+/// more than `k` set bits. Broadword: the running bit counts of the eight
+/// bytes side by side in one word find the byte, a table the bit.
+fn select_bit(w: u64, k: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // bits set in each byte, then in bytes 0..=i (at most 64: 7 bits)
+    let mut c = w - ((w >> 1) & 0x5555_5555_5555_5555);
+    c = (c & 0x3333_3333_3333_3333) + ((c >> 2) & 0x3333_3333_3333_3333);
+    c = (c + (c >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    let running = c.wrapping_mul(ONES);
+    if k >= (running >> 56) as usize {
+        return 64;
     }
-    64
+    // the bytes whose running count is at most k: those before the bit's
+    let at_most = ((((k as u64) * ONES) | HIGH) - running) & HIGH;
+    let byte = ((at_most >> 7).wrapping_mul(ONES) >> 56) as u32;
+    let before = ((running << 8) >> (8 * byte)) & 0xff;
+    let bits = (w >> (8 * byte)) & 0xff;
+    8 * byte as usize + usize::from(SELECT_IN_BYTE[bits as usize][(k as u64 - before) as usize])
+}
+
+/// `SELECT_IN_BYTE[b][r]`: position of the `r`-th set bit of byte `b` (8
+/// where there is none), for [`select_bit`].
+static SELECT_IN_BYTE: [[u8; 8]; 256] = {
+    let mut t = [[8u8; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut r = 0;
+        let mut j = 0;
+        while j < 8 {
+            if (b >> j) & 1 != 0 {
+                t[b][r] = j as u8;
+                r += 1;
+            }
+            j += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The slots holding a copy in one part, oldest first (from both ends):
+/// the set bits of the blocks, so holes cost nothing to skip.
+struct Positions<'a> {
+    blocks: &'a [Block],
+    part: Part,
+    /// Blocks `lo..hi` are not started yet.
+    lo: usize,
+    hi: usize,
+    /// The block the front is in and its bits not yet taken.
+    front: (usize, u64),
+    /// The block the back is in and its bits not yet taken.
+    back: (usize, u64),
+}
+
+impl<'a> Positions<'a> {
+    fn new(blocks: &'a [Block], part: Part) -> Self {
+        Positions {
+            blocks,
+            part,
+            lo: 0,
+            hi: blocks.len(),
+            front: (0, 0),
+            back: (0, 0),
+        }
+    }
+}
+
+/// Takes the lowest (`low`) or highest set bit of a block's bits; its slot.
+fn take_bit((block, bits): &mut (usize, u64), low: bool) -> Option<usize> {
+    if *bits == 0 {
+        return None;
+    }
+    let j = if low {
+        bits.trailing_zeros()
+    } else {
+        63 - bits.leading_zeros()
+    };
+    *bits &= !(1 << j);
+    Some(*block * BLOCK + j as usize)
+}
+
+impl Positions<'_> {
+    /// The next slot from the oldest end (`oldest`) or the newest.
+    fn step(&mut self, oldest: bool) -> Option<usize> {
+        loop {
+            let (near, far) = if oldest {
+                (&mut self.front, &mut self.back)
+            } else {
+                (&mut self.back, &mut self.front)
+            };
+            if let Some(pos) = take_bit(near, oldest) {
+                return Some(pos);
+            }
+            if self.lo == self.hi {
+                return take_bit(far, oldest);
+            }
+            let block = if oldest {
+                self.lo += 1;
+                self.lo - 1
+            } else {
+                self.hi -= 1;
+                self.hi
+            };
+            *near = (block, self.blocks[block].bits(self.part));
+        }
+    }
+}
+
+impl Iterator for Positions<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        self.step(true)
+    }
+}
+
+impl DoubleEndedIterator for Positions<'_> {
+    fn next_back(&mut self) -> Option<usize> {
+        self.step(false)
+    }
+
+    /// The whole walk newest first (what collecting a group's members
+    /// runs): a tight loop per block, none of `next_back`'s bookkeeping.
+    fn rfold<B, F: FnMut(B, usize) -> B>(mut self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        while let Some(pos) = take_bit(&mut self.back, false) {
+            acc = f(acc, pos);
+        }
+        for block in (self.lo..self.hi).rev() {
+            let base = block * BLOCK;
+            let mut bits = self.blocks[block].bits(self.part);
+            if bits == u64::MAX {
+                for j in (0..BLOCK).rev() {
+                    acc = f(acc, base + j);
+                }
+                continue;
+            }
+            while bits != 0 {
+                let j = 63 - bits.leading_zeros();
+                bits &= !(1 << j);
+                acc = f(acc, base + j as usize);
+            }
+        }
+        while let Some(pos) = take_bit(&mut self.front, false) {
+            acc = f(acc, pos);
+        }
+        acc
+    }
 }
 
 impl Fenwick {
@@ -760,12 +892,9 @@ impl<P: Clone + Eq + Hash> Big<P> {
 
     /// The copies in `part`, newest first.
     fn iter(&self, part: Part) -> impl DoubleEndedIterator<Item = &P> + '_ {
-        let tree = &self.tree;
-        self.slots
-            .iter()
-            .enumerate()
+        Positions::new(&self.tree.blocks, part)
             .rev()
-            .filter_map(move |(pos, pid)| tree.has(pos, part).then_some(pid))
+            .map(|pos| &self.slots[pos])
     }
 
     /// Every copy, newest first, as one shared immutable snapshot: the
@@ -773,7 +902,13 @@ impl<P: Clone + Eq + Hash> Big<P> {
     /// a reference (no copy, no allocation) until the group changes.
     fn shared_members(&self) -> Arc<[P]> {
         self.shared
-            .get_or_init(|| self.iter(Part::All).cloned().collect())
+            .get_or_init(|| {
+                // `for_each` walks the slots in one loop (`Positions::rfold`);
+                // `collect` would step through `next` per copy.
+                let mut v = Vec::with_capacity(self.len());
+                self.iter(Part::All).for_each(|p| v.push(p.clone()));
+                v.into()
+            })
             .clone()
     }
 
@@ -1113,7 +1248,11 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     /// vector (cpg's `[P || P <- L, P =/= Exclude]`).
     pub fn members(&self, part: Part, exclude: Option<&P>) -> Vec<P> {
         let mut v = Vec::with_capacity(self.count_excluding(part, exclude));
-        v.extend(self.iter(part).filter(|p| Some(*p) != exclude).cloned());
+        // `for_each`, not `extend`: one loop over the slots (see
+        // `Positions::rfold`).
+        self.iter(part)
+            .filter(|p| Some(*p) != exclude)
+            .for_each(|p| v.push(p.clone()));
         v
     }
 
@@ -1448,6 +1587,38 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(t.prefix(flags.len(), part), k);
+                // from both ends, alternating, they meet without a gap
+                let want: Vec<usize> = (0..flags.len()).filter(|&pos| t.has(pos, part)).collect();
+                let mut it = Positions::new(&t.blocks, part);
+                let (mut front, mut back) = (Vec::new(), Vec::new());
+                for i in 0.. {
+                    let got = if i % 3 == 0 {
+                        it.next_back().map(|p| back.push(p))
+                    } else {
+                        it.next().map(|p| front.push(p))
+                    };
+                    if got.is_none() {
+                        break;
+                    }
+                }
+                prop_assert!(it.next().is_none() && it.next_back().is_none());
+                let mut folded: Vec<usize> = Positions::new(&t.blocks, part).rev().collect();
+                folded.reverse();
+                prop_assert_eq!(&folded, &want);
+                // and after a few steps from each end
+                let mut it = Positions::new(&t.blocks, part);
+                let head: Vec<usize> = it.by_ref().take(3).collect();
+                let tail: Vec<usize> = it.by_ref().rev().take(70).collect();
+                let mut all = head;
+                let rest = it.rfold(Vec::new(), |mut v, p| {
+                    v.push(p);
+                    v
+                });
+                all.extend(rest.into_iter().rev());
+                all.extend(tail.into_iter().rev());
+                prop_assert_eq!(&all, &want);
+                front.extend(back.into_iter().rev());
+                prop_assert_eq!(front, want);
             }
         }
     }
