@@ -400,7 +400,8 @@ const MULTI: u32 = 1 << 31;
 /// slot positions (oldest first), never fewer than two.
 type MultiLists = Vec<VecDeque<u32>>;
 
-/// A slot position as stored.
+/// A slot position as stored. Panics at 2^31 slots ([`MULTI`]): a group
+/// of over 30 GB, which no join reaches first (each copy is a slot).
 fn pos32(pos: usize) -> u32 {
     assert!(
         pos < MULTI as usize,
