@@ -10,21 +10,24 @@
 //! [`GroupData`] stores the same information differently, so that every
 //! operation is `O(log n)` per copy touched (amortized):
 //!
-//! * every copy (one join) gets a slot in a vector ordered oldest to newest;
-//!   removed copies leave a hole that is swept away by an occasional
-//!   compaction (when holes outnumber live copies);
-//! * a Fenwick tree over the slots, counting local and remote copies apart,
-//!   gives the i-th local / remote / any copy in `O(log n)`;
+//! * every copy (one join) gets a slot (its pid) in a vector ordered oldest
+//!   to newest; removed copies leave a hole that is swept away by an
+//!   occasional compaction (when holes outnumber live copies);
+//! * two bits per slot (holds a copy, is local) and a Fenwick tree over
+//!   blocks of 64 slots, counting local and remote copies apart, give the
+//!   i-th local / remote / any copy in `O(log n)`;
 //! * per pid, the slots of its copies in ascending order, so leaving from the
 //!   oldest end (`leave`) or from the newest end (exchange merge) touches only
-//!   that pid's copies.
+//!   that pid's copies: one `u32` per distinct pid in a hash table (the pid
+//!   itself is read from its slot), leading to its only slot or to the list
+//!   of its slots.
 //!
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
 
-use crate::util::FastHashMap;
+use hashbrown::HashTable;
 use std::collections::VecDeque;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, OnceLock};
 
 /// Which part of a group's membership an operation looks at.
@@ -64,13 +67,45 @@ pub struct CpgData<P> {
     pub history: Vec<P>,
 }
 
-/// Fenwick (binary indexed) tree over the slots, with two counters per
-/// position: `[local, remote]`. Node `i` (1-based) is stored at `t[i - 1]`.
-/// Counters are `u32` (8 bytes a slot): a group would need billions of
-/// copies, hundreds of gigabytes of slots, to overflow one.
+/// Slots per block of the [`Fenwick`] tree: one bit each in a `u64`.
+const BLOCK: usize = 64;
+
+/// 64 slots of a group: which hold a copy, which copies are local, and the
+/// Fenwick node of the block.
+#[derive(Debug, Clone, Copy, Default)]
+struct Block {
+    /// Bit `j`: slot `64 * b + j` of block `b` holds a copy.
+    live: u64,
+    /// Bit `j`: that copy is local (left as it was for a hole).
+    local: u64,
+    /// Fenwick node `b + 1`: `[local, remote]` copies of the blocks it
+    /// covers.
+    node: [u32; 2],
+}
+
+impl Block {
+    /// The slots of the block that hold a copy in `part`.
+    fn bits(&self, part: Part) -> u64 {
+        match part {
+            Part::All => self.live,
+            Part::Local => self.live & self.local,
+            Part::Remote => self.live & !self.local,
+        }
+    }
+}
+
+/// Which slots of a group hold a copy and on which side, and a Fenwick
+/// (binary indexed) tree over blocks of [`BLOCK`] slots counting local and
+/// remote copies apart: 24 bytes per 64 slots (3 bits a slot). Counting
+/// and selection go down the tree to a block, then count bits within it.
+/// Counters are `u32`: a group would need billions of copies, hundreds of
+/// gigabytes of slots, to overflow one.
 #[derive(Debug, Clone, Default)]
 struct Fenwick {
-    t: Vec<[u32; 2]>,
+    /// Node `i` (1-based) of the tree is `blocks[i - 1].node`.
+    blocks: Vec<Block>,
+    /// Number of slots (holes included).
+    len: usize,
 }
 
 fn wide(c: [u32; 2]) -> [usize; 2] {
@@ -89,12 +124,172 @@ fn weight(c: [usize; 2], part: Part) -> usize {
     }
 }
 
+/// Bit position of the `k`-th (0-based) set bit of `w`; 64 if `w` has no
+/// more than `k` set bits. Broadword: the running bit counts of the eight
+/// bytes side by side in one word find the byte, a table the bit.
+fn select_bit(w: u64, k: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // bits set in each byte, then in bytes 0..=i (at most 64: 7 bits)
+    let mut c = w - ((w >> 1) & 0x5555_5555_5555_5555);
+    c = (c & 0x3333_3333_3333_3333) + ((c >> 2) & 0x3333_3333_3333_3333);
+    c = (c + (c >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    let running = c.wrapping_mul(ONES);
+    if k >= (running >> 56) as usize {
+        return 64;
+    }
+    // the bytes whose running count is at most k: those before the bit's
+    let at_most = ((((k as u64) * ONES) | HIGH) - running) & HIGH;
+    let byte = ((at_most >> 7).wrapping_mul(ONES) >> 56) as u32;
+    let before = ((running << 8) >> (8 * byte)) & 0xff;
+    let bits = (w >> (8 * byte)) & 0xff;
+    8 * byte as usize + usize::from(SELECT_IN_BYTE[bits as usize][(k as u64 - before) as usize])
+}
+
+/// `SELECT_IN_BYTE[b][r]`: position of the `r`-th set bit of byte `b` (8
+/// where there is none), for [`select_bit`].
+static SELECT_IN_BYTE: [[u8; 8]; 256] = {
+    let mut t = [[8u8; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut r = 0;
+        let mut j = 0;
+        while j < 8 {
+            if (b >> j) & 1 != 0 {
+                t[b][r] = j as u8;
+                r += 1;
+            }
+            j += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The slots holding a copy in one part, oldest first (from both ends):
+/// the set bits of the blocks, so holes cost nothing to skip.
+struct Positions<'a> {
+    blocks: &'a [Block],
+    part: Part,
+    /// Blocks `lo..hi` are not started yet.
+    lo: usize,
+    hi: usize,
+    /// The block the front is in and its bits not yet taken.
+    front: (usize, u64),
+    /// The block the back is in and its bits not yet taken.
+    back: (usize, u64),
+}
+
+impl<'a> Positions<'a> {
+    fn new(blocks: &'a [Block], part: Part) -> Self {
+        Positions {
+            blocks,
+            part,
+            lo: 0,
+            hi: blocks.len(),
+            front: (0, 0),
+            back: (0, 0),
+        }
+    }
+}
+
+/// Takes the lowest (`low`) or highest set bit of a block's bits; its slot.
+fn take_bit((block, bits): &mut (usize, u64), low: bool) -> Option<usize> {
+    if *bits == 0 {
+        return None;
+    }
+    let j = if low {
+        bits.trailing_zeros()
+    } else {
+        63 - bits.leading_zeros()
+    };
+    *bits &= !(1 << j);
+    Some(*block * BLOCK + j as usize)
+}
+
+impl Positions<'_> {
+    /// The next slot from the oldest end (`oldest`) or the newest.
+    fn step(&mut self, oldest: bool) -> Option<usize> {
+        loop {
+            let (near, far) = if oldest {
+                (&mut self.front, &mut self.back)
+            } else {
+                (&mut self.back, &mut self.front)
+            };
+            if let Some(pos) = take_bit(near, oldest) {
+                return Some(pos);
+            }
+            if self.lo == self.hi {
+                return take_bit(far, oldest);
+            }
+            let block = if oldest {
+                self.lo += 1;
+                self.lo - 1
+            } else {
+                self.hi -= 1;
+                self.hi
+            };
+            *near = (block, self.blocks[block].bits(self.part));
+        }
+    }
+}
+
+impl Iterator for Positions<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        self.step(true)
+    }
+}
+
+impl DoubleEndedIterator for Positions<'_> {
+    fn next_back(&mut self) -> Option<usize> {
+        self.step(false)
+    }
+
+    /// The whole walk newest first (what collecting a group's members
+    /// runs): a tight loop per block, none of `next_back`'s bookkeeping.
+    fn rfold<B, F: FnMut(B, usize) -> B>(mut self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        while let Some(pos) = take_bit(&mut self.back, false) {
+            acc = f(acc, pos);
+        }
+        for block in (self.lo..self.hi).rev() {
+            let base = block * BLOCK;
+            let mut bits = self.blocks[block].bits(self.part);
+            if bits == u64::MAX {
+                for j in (0..BLOCK).rev() {
+                    acc = f(acc, base + j);
+                }
+                continue;
+            }
+            while bits != 0 {
+                let j = 63 - bits.leading_zeros();
+                bits &= !(1 << j);
+                acc = f(acc, base + j as usize);
+            }
+        }
+        while let Some(pos) = take_bit(&mut self.front, false) {
+            acc = f(acc, pos);
+        }
+        acc
+    }
+}
+
 impl Fenwick {
-    /// Sums of the first `i` positions.
+    /// Room for `n` slots.
+    fn with_capacity(n: usize) -> Self {
+        Fenwick {
+            blocks: Vec::with_capacity(n.div_ceil(BLOCK)),
+            len: 0,
+        }
+    }
+
+    /// Sums of the first `i` blocks.
     fn prefix2(&self, mut i: usize) -> [usize; 2] {
         let mut s = [0, 0];
         while i > 0 {
-            let node = self.t[i - 1];
+            let node = self.blocks[i - 1].node;
             s[0] += node[0] as usize;
             s[1] += node[1] as usize;
             i &= i - 1;
@@ -102,38 +297,61 @@ impl Fenwick {
         s
     }
 
-    /// Number of `part` elements among the first `i` positions.
+    /// Whether slot `pos` holds a copy in `part`.
+    fn has(&self, pos: usize, part: Part) -> bool {
+        self.blocks
+            .get(pos / BLOCK)
+            .is_some_and(|b| (b.bits(part) >> (pos % BLOCK)) & 1 != 0)
+    }
+
+    /// Number of `part` copies among the first `i` slots.
     fn prefix(&self, i: usize, part: Part) -> usize {
-        weight(self.prefix2(i), part)
-    }
-
-    /// Appends a position holding one element (local or remote).
-    fn push(&mut self, is_local: bool) {
-        let i = self.t.len() + 1;
-        let lo = self.prefix2(i - lowbit(i));
-        let hi = self.prefix2(i - 1);
-        let mut node = [(hi[0] - lo[0]) as u32, (hi[1] - lo[1]) as u32];
-        node[usize::from(!is_local)] += 1;
-        if self.t.len() == self.t.capacity() && self.t.len() < 4 {
-            self.t.reserve_exact(1);
+        let (b, r) = (i / BLOCK, i % BLOCK);
+        let mut n = weight(self.prefix2(b), part);
+        if r > 0 {
+            n += (self.blocks[b].bits(part) & ((1 << r) - 1)).count_ones() as usize;
         }
-        self.t.push(node);
+        n
     }
 
-    /// Removes the element at 0-based position `pos`.
+    /// Appends a slot holding one copy (local or remote).
+    fn push(&mut self, is_local: bool) {
+        let (b, r) = (self.len / BLOCK, self.len % BLOCK);
+        if r == 0 {
+            // The new node covers blocks (i - lowbit(i), i].
+            let i = b + 1;
+            let lo = self.prefix2(i - lowbit(i));
+            let hi = self.prefix2(i - 1);
+            let node = [(hi[0] - lo[0]) as u32, (hi[1] - lo[1]) as u32];
+            make_room(&mut self.blocks);
+            self.blocks.push(Block {
+                node,
+                ..Block::default()
+            });
+        }
+        // The last block's node covers no later block.
+        let block = &mut self.blocks[b];
+        block.live |= 1 << r;
+        block.local = (block.local & !(1 << r)) | (u64::from(is_local) << r);
+        block.node[usize::from(!is_local)] += 1;
+        self.len += 1;
+    }
+
+    /// Removes the copy at 0-based slot `pos`.
     fn remove(&mut self, pos: usize, is_local: bool) {
         let c = usize::from(!is_local);
-        let mut i = pos + 1;
-        while i <= self.t.len() {
-            self.t[i - 1][c] -= 1;
+        self.blocks[pos / BLOCK].live &= !(1 << (pos % BLOCK));
+        let mut i = pos / BLOCK + 1;
+        while i <= self.blocks.len() {
+            self.blocks[i - 1].node[c] -= 1;
             i += lowbit(i);
         }
     }
 
-    /// 0-based position of the `k`-th (0-based, oldest first) `part`
-    /// element. Requires `k < total(part)`.
+    /// 0-based slot of the `k`-th (0-based, oldest first) `part` copy.
+    /// Requires `k < total(part)`.
     fn select(&self, k: usize, part: Part) -> usize {
-        let n = self.t.len();
+        let n = self.blocks.len();
         let mut pos = 0;
         let mut rem = k;
         let mut step = if n == 0 {
@@ -144,7 +362,7 @@ impl Fenwick {
         while step > 0 {
             let next = pos + step;
             if next <= n {
-                let w = weight(wide(self.t[next - 1]), part);
+                let w = weight(wide(self.blocks[next - 1].node), part);
                 if w <= rem {
                     pos = next;
                     rem -= w;
@@ -152,185 +370,236 @@ impl Fenwick {
             }
             step >>= 1;
         }
-        pos
+        let bits = self.blocks.get(pos).map_or(0, |b| b.bits(part));
+        pos * BLOCK + select_bit(bits, rem)
+    }
+}
+
+/// Makes room for one more element: one at a time below four (a first
+/// push would otherwise allocate four), then by a quarter of the length
+/// (at least four) instead of doubling. The slots and the Fenwick tree of
+/// a group then carry at most a quarter of their length unused (an eighth
+/// on average) instead of up to as much again; a push stays amortized
+/// `O(1)`: growing by a quarter moves each element about four times in
+/// all.
+fn make_room<T>(v: &mut Vec<T>) {
+    let len = v.len();
+    if len == v.capacity() {
+        v.reserve_exact(if len < 4 { 1 } else { (len / 4).max(4) });
+    }
+}
+
+/// Slot positions and [`PidIndex`] values are `u32`. A value with this bit
+/// set names an entry of [`Big::multi`] (a pid with several copies);
+/// without it, the value is the slot position of the pid's only copy. A
+/// group is bounded to `MULTI` (2^31) slots, holes included: that many
+/// slots would take over 30 GB.
+const MULTI: u32 = 1 << 31;
+
+/// The copies of the pids that have several copies in a group: ascending
+/// slot positions (oldest first), never fewer than two.
+type MultiLists = Vec<VecDeque<u32>>;
+
+/// A slot position as stored. Panics at 2^31 slots ([`MULTI`]): a group
+/// of over 30 GB, which no join reaches first (each copy is a slot).
+fn pos32(pos: usize) -> u32 {
+    assert!(
+        pos < MULTI as usize,
+        "a cpg group holds fewer than 2^31 slots"
+    );
+    pos as u32
+}
+
+/// What a [`PidIndex`] value is read through: a group's slots, which of
+/// them hold a copy, and its `multi` lists.
+struct View<'a, P> {
+    slots: &'a [P],
+    tree: &'a Fenwick,
+    multi: &'a [VecDeque<u32>],
+}
+
+impl<P> Clone for View<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for View<'_, P> {}
+
+impl<'a, P> View<'a, P> {
+    /// The live slot a value leads to (the only copy, or the oldest of
+    /// several); `None` for a value that leads nowhere.
+    fn pos(self, v: u32) -> Option<usize> {
+        let pos = if v & MULTI == 0 {
+            v
+        } else {
+            *self.multi.get((v & !MULTI) as usize)?.front()?
+        } as usize;
+        self.tree.has(pos, Part::All).then_some(pos)
     }
 
-    /// Rebuilds the tree from per-position counters in `O(n)`.
-    fn rebuild(&mut self, values: impl Iterator<Item = [usize; 2]>) {
-        self.t.clear();
-        self.t.extend(values.map(|v| [v[0] as u32, v[1] as u32]));
-        let n = self.t.len();
-        for i in 1..=n {
-            let j = i + lowbit(i);
-            if j <= n {
-                let v = self.t[i - 1];
-                self.t[j - 1][0] += v[0];
-                self.t[j - 1][1] += v[1];
-            }
+    /// The pid a value leads to.
+    fn pid(self, v: u32) -> Option<&'a P> {
+        self.pos(v).and_then(|pos| self.slots.get(pos))
+    }
+}
+
+/// The [`View`] of a [`Big`], borrowing only the fields it reads.
+macro_rules! view {
+    ($big:expr) => {
+        View {
+            slots: &$big.slots,
+            tree: &$big.tree,
+            multi: &$big.multi,
         }
-    }
+    };
 }
 
-/// Ascending slot positions of one pid's copies; one copy (the usual case)
-/// is kept inline.
-#[derive(Debug, Clone)]
-enum SlotList {
-    One(usize),
-    /// Boxed: most pids have one copy, and the list stays 16 bytes.
-    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Many(Box<VecDeque<usize>>),
-}
-
-impl SlotList {
-    fn len(&self) -> usize {
-        match self {
-            SlotList::One(_) => 1,
-            SlotList::Many(v) => v.len(),
-        }
-    }
-
-    fn push_back(&mut self, pos: usize) {
-        match self {
-            SlotList::One(first) => *self = SlotList::Many(Box::new(VecDeque::from([*first, pos]))),
-            SlotList::Many(v) => v.push_back(pos),
-        }
-    }
-
-    /// Removes the oldest (`oldest`) or newest position. `None` when this
-    /// was the last one (the list must then be dropped).
-    fn pop(&mut self, oldest: bool) -> Option<usize> {
-        match self {
-            SlotList::One(pos) => Some(*pos),
-            SlotList::Many(v) if oldest => v.pop_front(),
-            SlotList::Many(v) => v.pop_back(),
-        }
-    }
-
-    /// Positions, newest first.
-    fn iter_newest(&self) -> impl Iterator<Item = usize> + '_ {
-        let (one, many) = match self {
-            SlotList::One(pos) => (Some(*pos), None),
-            SlotList::Many(v) => (None, Some(v.iter().rev().copied())),
-        };
-        one.into_iter().chain(many.into_iter().flatten())
-    }
-
-    fn remap(&mut self, remap: &[usize]) {
-        match self {
-            SlotList::One(pos) => *pos = remap[*pos],
-            SlotList::Many(v) => v.iter_mut().for_each(|pos| *pos = remap[*pos]),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Slot<P> {
-    pid: P,
-    is_local: bool,
-}
-
-/// The copies one pid has in one group (never empty). The pid's side
-/// (local or remote) is not kept here: it is in each of its slots ([`side`]),
-/// so an entry of a group's pid map is 32 bytes for a `MemberPid`.
-#[derive(Debug, Clone)]
-struct Copies {
-    /// Slot positions, ascending (oldest first).
-    slots: SlotList,
-}
-
-/// Whether the pid whose copies are `c` is local, read from its newest slot.
-fn side<P>(slots: &[Option<Slot<P>>], c: &Copies) -> bool {
-    c.slots
-        .iter_newest()
-        .next()
-        .and_then(|pos| slots[pos].as_ref())
-        .is_some_and(|s| s.is_local)
-}
-
-/// Most distinct pids a [`PidMap`] keeps in a vector before it moves them
-/// to a hash map.
+/// Most distinct pids a [`PidIndex`] keeps in a vector before it moves
+/// them to a hash table.
 const FEW_PIDS: usize = 8;
 
-/// The copies of each pid of a group. Most groups have a few distinct
-/// pids: those sit in a vector searched linearly (a hash map allocates room
-/// for several entries and its control bytes even for one); a larger group
-/// gets a hash map.
-#[derive(Debug, Clone)]
-enum PidMap<P> {
-    Few(Vec<(P, Copies)>),
-    /// Boxed: a group of one pid pays for a pointer, not a whole map.
-    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Many(Box<FastHashMap<P, Copies>>),
+/// The hash table of a group's pids: values only (4 bytes each), the pid of
+/// a value is read through the slots ([`View`]).
+#[derive(Debug, Clone, Default)]
+struct PidTable {
+    table: HashTable<u32>,
+    state: foldhash::quality::RandomState,
 }
 
-impl<P: Eq + Hash> PidMap<P> {
-    fn get(&self, pid: &P) -> Option<&Copies> {
+/// Per distinct pid of a group, one `u32` value that leads to its copies
+/// (see [`MULTI`]). Most groups have a few distinct pids: those sit in a
+/// vector searched linearly (a hash table allocates room for several
+/// entries and its control bytes even for one); a larger group gets a hash
+/// table. The pid itself is never stored here: it is read from the slots.
+#[derive(Debug, Clone)]
+enum PidIndex {
+    Few(Vec<u32>),
+    /// Boxed: a small group pays for a pointer, not a table and its seed.
+    Many(Box<PidTable>),
+}
+
+/// A hash table shrinks to twice its length once fewer than a quarter of
+/// its room is used and it has more than this room (as
+/// [`crate::util::shrink_sparse`] does for maps).
+const TABLE_SHRINK_MIN: usize = 256;
+
+impl PidIndex {
+    /// The value of `pid`.
+    fn get<P: Eq + Hash>(&self, r: View<'_, P>, pid: &P) -> Option<u32> {
+        let is = |v: &u32| r.pid(*v) == Some(pid);
         match self {
-            PidMap::Few(v) => v.iter().find(|(p, _)| p == pid).map(|(_, c)| c),
-            PidMap::Many(m) => m.get(pid),
+            PidIndex::Few(v) => v.iter().copied().find(is),
+            PidIndex::Many(t) => t.table.find(t.state.hash_one(pid), is).copied(),
         }
     }
 
-    fn get_mut(&mut self, pid: &P) -> Option<&mut Copies> {
-        match self {
-            PidMap::Few(v) => v.iter_mut().find(|(p, _)| p == pid).map(|(_, c)| c),
-            PidMap::Many(m) => m.get_mut(pid),
+    /// Adds the value `v` of a pid that has none yet; `v` already leads to
+    /// its slot.
+    fn insert_new<P: Eq + Hash>(&mut self, r: View<'_, P>, v: u32) {
+        if let PidIndex::Few(few) = self {
+            if few.len() < FEW_PIDS {
+                few.reserve_exact(1);
+                few.push(v);
+                return;
+            }
+            let mut t = Box::<PidTable>::default();
+            for old in std::mem::take(few) {
+                t.insert(r, old);
+            }
+            *self = PidIndex::Many(t);
+        }
+        if let PidIndex::Many(t) = self {
+            t.insert(r, v);
         }
     }
 
-    /// Inserts a pid that has no entry yet.
-    fn insert_new(&mut self, pid: P, c: Copies) {
-        match self {
-            PidMap::Few(v) if v.len() < FEW_PIDS => {
-                v.reserve_exact(1);
-                v.push((pid, c));
-            }
-            PidMap::Few(v) => {
-                let mut m: FastHashMap<P, Copies> = std::mem::take(v).into_iter().collect();
-                m.insert(pid, c);
-                *self = PidMap::Many(Box::new(m));
-            }
-            PidMap::Many(m) => {
-                m.insert(pid, c);
-            }
+    /// Replaces the value `old` of `pid` by `new`.
+    fn replace<P: Hash>(&mut self, pid: &P, old: u32, new: u32) {
+        let found = match self {
+            PidIndex::Few(v) => v.iter_mut().find(|v| **v == old),
+            PidIndex::Many(t) => t.table.find_mut(t.state.hash_one(pid), |v| *v == old),
+        };
+        if let Some(v) = found {
+            *v = new;
         }
     }
 
-    fn remove(&mut self, pid: &P) {
+    /// Removes the value `old` of `pid`.
+    fn remove<P: Hash>(&mut self, pid: &P, old: u32) {
         match self {
-            PidMap::Few(v) => {
-                if let Some(i) = v.iter().position(|(p, _)| p == pid) {
+            PidIndex::Few(v) => {
+                if let Some(i) = v.iter().position(|v| *v == old) {
                     v.swap_remove(i);
                 }
             }
-            PidMap::Many(m) => {
-                m.remove(pid);
-                crate::util::shrink_sparse(&mut **m);
+            PidIndex::Many(t) => {
+                if let Ok(e) = t.table.find_entry(t.state.hash_one(pid), |v| *v == old) {
+                    e.remove();
+                }
+            }
+        }
+    }
+
+    /// Gives room back: all of it (`exact`), or that of a sparse table.
+    fn shrink<P: Hash>(&mut self, r: View<'_, P>, exact: bool) {
+        match self {
+            PidIndex::Few(v) if exact => v.shrink_to_fit(),
+            PidIndex::Few(_) => {}
+            PidIndex::Many(t) => {
+                let len = t.table.len();
+                let keep = if exact {
+                    len
+                } else if t.table.capacity() > TABLE_SHRINK_MIN && len * 4 < t.table.capacity() {
+                    (len * 2).max(TABLE_SHRINK_MIN / 4)
+                } else {
+                    return;
+                };
+                let state = &t.state;
+                t.table.shrink_to(keep, |v| hash_value(state, r, *v));
             }
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            PidMap::Few(v) => v.len(),
-            PidMap::Many(m) => m.len(),
+            PidIndex::Few(v) => v.len(),
+            PidIndex::Many(t) => t.table.len(),
         }
     }
 
-    fn keys(&self) -> impl Iterator<Item = &P> + '_ {
+    fn values(&self) -> impl Iterator<Item = u32> + '_ {
         let (few, many) = match self {
-            PidMap::Few(v) => (Some(v.iter().map(|(p, _)| p)), None),
-            PidMap::Many(m) => (None, Some(m.keys())),
+            PidIndex::Few(v) => (Some(v.iter()), None),
+            PidIndex::Many(t) => (None, Some(t.table.iter())),
+        };
+        few.into_iter()
+            .flatten()
+            .chain(many.into_iter().flatten())
+            .copied()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut u32> + '_ {
+        let (few, many) = match self {
+            PidIndex::Few(v) => (Some(v.iter_mut()), None),
+            PidIndex::Many(t) => (None, Some(t.table.iter_mut())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
     }
+}
 
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut Copies> + '_ {
-        let (few, many) = match self {
-            PidMap::Few(v) => (Some(v.iter_mut().map(|(_, c)| c)), None),
-            PidMap::Many(m) => (None, Some(m.values_mut())),
-        };
-        few.into_iter().flatten().chain(many.into_iter().flatten())
+/// The hash of the pid a value leads to (0 for one leading nowhere, which
+/// the table never holds).
+fn hash_value<P: Hash>(state: &foldhash::quality::RandomState, r: View<'_, P>, v: u32) -> u64 {
+    r.pid(v).map_or(0, |pid| state.hash_one(pid))
+}
+
+impl PidTable {
+    fn insert<P: Hash>(&mut self, r: View<'_, P>, v: u32) {
+        let state = &self.state;
+        let hash = hash_value(state, r, v);
+        self.table
+            .insert_unique(hash, v, |v| hash_value(state, r, *v));
     }
 }
 
@@ -342,10 +611,16 @@ const COMPACT_MIN_HOLES: usize = 64;
 /// one copy inline instead.
 #[derive(Debug, Clone)]
 struct Big<P> {
-    /// Oldest first; `None` = removed copy not yet compacted away.
-    slots: Vec<Option<Slot<P>>>,
+    /// The pid of each copy, oldest first; a removed copy (a hole, see
+    /// [`Fenwick::has`]) keeps its pid until a compaction sweeps it away.
+    slots: Vec<P>,
+    /// Which slots hold a copy and on which side, and their counts.
     tree: Fenwick,
-    copies: PidMap<P>,
+    /// Per distinct pid, where its copies are.
+    index: PidIndex,
+    /// The positions of the pids with several copies, in no order (an
+    /// entry freed moves the last one into its place).
+    multi: MultiLists,
     local_count: usize,
     remote_count: usize,
     /// Every copy, newest first, built on the first read after a change and
@@ -360,13 +635,14 @@ impl<P: Clone + Eq + Hash> Big<P> {
     fn with_capacity(n: usize) -> Self {
         let mut b = Big::new();
         b.slots.reserve_exact(n);
-        b.tree.t.reserve_exact(n);
-        b.copies = if n > FEW_PIDS {
-            let mut m = FastHashMap::default();
-            m.reserve(n);
-            PidMap::Many(Box::new(m))
+        b.tree = Fenwick::with_capacity(n);
+        b.index = if n > FEW_PIDS {
+            PidIndex::Many(Box::new(PidTable {
+                table: HashTable::with_capacity(n),
+                state: Default::default(),
+            }))
         } else {
-            PidMap::Few(Vec::with_capacity(n))
+            PidIndex::Few(Vec::with_capacity(n))
         };
         b
     }
@@ -375,18 +651,17 @@ impl<P: Clone + Eq + Hash> Big<P> {
     /// and the copies did not use.
     fn shrink_to_fit(&mut self) {
         self.slots.shrink_to_fit();
-        self.tree.t.shrink_to_fit();
-        match &mut self.copies {
-            PidMap::Few(v) => v.shrink_to_fit(),
-            PidMap::Many(m) => m.shrink_to_fit(),
-        }
+        self.tree.blocks.shrink_to_fit();
+        self.multi.shrink_to_fit();
+        self.index.shrink(view!(self), true);
     }
 
     fn new() -> Self {
         Big {
             slots: Vec::new(),
             tree: Fenwick::default(),
-            copies: PidMap::Few(Vec::new()),
+            index: PidIndex::Few(Vec::new()),
+            multi: Vec::new(),
             local_count: 0,
             remote_count: 0,
             shared: OnceLock::new(),
@@ -407,19 +682,51 @@ impl<P: Clone + Eq + Hash> Big<P> {
         }
     }
 
+    /// The index value of `pid`.
+    fn value(&self, pid: &P) -> Option<u32> {
+        self.index.get(view!(self), pid)
+    }
+
+    /// Whether the pid of value `v` is local.
+    fn side(&self, v: u32) -> bool {
+        view!(self)
+            .pos(v)
+            .is_some_and(|pos| self.tree.has(pos, Part::Local))
+    }
+
+    /// Number of copies behind value `v`.
+    fn copies(&self, v: u32) -> usize {
+        if v & MULTI == 0 {
+            1
+        } else {
+            self.multi[(v & !MULTI) as usize].len()
+        }
+    }
+
+    /// Slot positions behind value `v`, newest first.
+    fn newest_first(&self, v: u32) -> impl Iterator<Item = usize> + '_ {
+        let (one, many) = if v & MULTI == 0 {
+            (Some(v as usize), None)
+        } else {
+            let list = &self.multi[(v & !MULTI) as usize];
+            (None, Some(list.iter().rev().map(|&pos| pos as usize)))
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
     /// Number of copies of `pid` (cpg's `count(Pid, History)`).
     fn count_of(&self, pid: &P) -> usize {
-        self.copies.get(pid).map_or(0, |c| c.slots.len())
+        self.value(pid).map_or(0, |v| self.copies(v))
     }
 
     /// Number of distinct pids.
     fn distinct_pids(&self) -> usize {
-        self.copies.len()
+        self.index.len()
     }
 
     /// The distinct pids, in no particular order.
     fn pids(&self) -> impl Iterator<Item = &P> + '_ {
-        self.copies.keys()
+        self.index.values().filter_map(|v| view!(self).pid(v))
     }
 
     /// Adds `count` copies of `pid` at the newest end (cpg's `prepend`).
@@ -429,28 +736,60 @@ impl<P: Clone + Eq + Hash> Big<P> {
             return;
         }
         self.shared = OnceLock::new();
-        let first = self.slots.len();
-        let is_local = match self.copies.get_mut(&pid) {
-            Some(c) => {
-                let is_local = side(&self.slots, c);
-                (first..first + count).for_each(|pos| c.slots.push_back(pos));
-                is_local
-            }
-            None => {
-                let mut slots = SlotList::One(first);
-                (first + 1..first + count).for_each(|pos| slots.push_back(pos));
-                self.copies.insert_new(pid.clone(), Copies { slots });
-                is_local
-            }
-        };
+        let first = pos32(self.slots.len());
+        let old = self.value(&pid);
+        let is_local = old.map_or(is_local, |v| self.side(v));
+        // The slots first: every index value then leads to a live slot.
         for _ in 1..count {
             self.push_slot(pid.clone(), is_local);
         }
         self.push_slot(pid, is_local);
+        let end = pos32(self.slots.len());
         if is_local {
             self.local_count += count;
         } else {
             self.remote_count += count;
+        }
+        match old {
+            Some(v) if v & MULTI != 0 => self.multi[(v & !MULTI) as usize].extend(first..end),
+            Some(v) => {
+                let new = self.new_multi(v, first, end);
+                self.index.replace(&self.slots[first as usize], v, new);
+            }
+            None if count == 1 => self.index.insert_new(view!(self), first),
+            None => {
+                let mut list = VecDeque::with_capacity(count);
+                list.extend(first..end);
+                self.multi.push(list);
+                let new = MULTI | pos32(self.multi.len() - 1);
+                self.index.insert_new(view!(self), new);
+            }
+        }
+    }
+
+    /// A new entry of `multi` holding `oldest` then `first..end`; returns
+    /// its value.
+    fn new_multi(&mut self, oldest: u32, first: u32, end: u32) -> u32 {
+        let mut list = VecDeque::with_capacity(1 + (end - first) as usize);
+        list.push_back(oldest);
+        list.extend(first..end);
+        self.multi.push(list);
+        MULTI | pos32(self.multi.len() - 1)
+    }
+
+    /// Drops entry `i` of `multi`, no longer in the index: the last entry
+    /// moves into its place and its index value follows.
+    fn free_multi(&mut self, i: usize) {
+        let last = self.multi.len() - 1;
+        if i != last {
+            let from = MULTI | pos32(last);
+            if let Some(pid) = view!(self).pid(from) {
+                self.index.replace(pid, from, MULTI | pos32(i));
+            }
+        }
+        self.multi.swap_remove(i);
+        if self.multi.capacity() > 8 && self.multi.len() * 4 < self.multi.capacity() {
+            self.multi.shrink_to(self.multi.len() * 2);
         }
     }
 
@@ -459,41 +798,59 @@ impl<P: Clone + Eq + Hash> Big<P> {
         if self.len() != 1 {
             return None;
         }
-        self.slots
-            .iter()
+        let pos = (0..self.slots.len())
             .rev()
-            .flatten()
-            .next()
-            .map(|s| (s.pid.clone(), s.is_local))
+            .find(|&pos| self.tree.has(pos, Part::All))?;
+        Some((self.slots[pos].clone(), self.tree.has(pos, Part::Local)))
     }
 
     fn push_slot(&mut self, pid: P, is_local: bool) {
-        // Small groups grow one slot at a time (a first push would
-        // otherwise allocate four).
-        if self.slots.len() == self.slots.capacity() && self.slots.len() < 4 {
-            self.slots.reserve_exact(1);
-        }
-        self.slots.push(Some(Slot { pid, is_local }));
+        make_room(&mut self.slots);
+        self.slots.push(pid);
         self.tree.push(is_local);
     }
 
+    /// Makes slot `pos` (a copy on side `is_local`) a hole.
+    fn clear_slot(&mut self, pos: u32, is_local: bool) {
+        self.tree.remove(pos as usize, is_local);
+    }
+
     fn take_copies(&mut self, pid: &P, count: usize, oldest: bool) -> usize {
-        let Some(c) = self.copies.get_mut(pid) else {
+        let Some(v) = self.value(pid) else {
             return 0;
         };
-        let have = c.slots.len();
+        let have = self.copies(v);
         let n = count.min(have);
-        let is_local = side(&self.slots, c);
-        if n > 0 {
-            self.shared = OnceLock::new();
+        if n == 0 {
+            return 0;
         }
-        for _ in 0..n {
-            let pos = c.slots.pop(oldest).expect("n <= len");
-            self.slots[pos] = None;
-            self.tree.remove(pos, is_local);
-        }
+        self.shared = OnceLock::new();
+        let is_local = self.side(v);
         if n == have {
-            self.copies.remove(pid);
+            // Out of the index while its slots still name it.
+            self.index.remove(pid, v);
+        }
+        if v & MULTI == 0 {
+            self.clear_slot(v, is_local);
+        } else {
+            let i = (v & !MULTI) as usize;
+            for _ in 0..n {
+                let list = &mut self.multi[i];
+                let pos = if oldest {
+                    list.pop_front()
+                } else {
+                    list.pop_back()
+                };
+                self.clear_slot(pos.expect("n <= copies"), is_local);
+            }
+            match self.multi[i].len() {
+                0 => self.free_multi(i),
+                1 => {
+                    self.index.replace(pid, v, self.multi[i][0]);
+                    self.free_multi(i);
+                }
+                _ => {}
+            }
         }
         if is_local {
             self.local_count -= n;
@@ -501,6 +858,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
             self.remote_count -= n;
         }
         self.maybe_compact();
+        self.index.shrink(view!(self), false);
         n
     }
 
@@ -510,30 +868,34 @@ impl<P: Clone + Eq + Hash> Big<P> {
         if holes <= COMPACT_MIN_HOLES || holes <= live {
             return;
         }
-        let mut remap = vec![usize::MAX; self.slots.len()];
+        let mut remap = vec![u32::MAX; self.slots.len()];
         let mut slots = Vec::with_capacity(live);
-        for (i, s) in self.slots.drain(..).enumerate() {
-            if s.is_some() {
-                remap[i] = slots.len();
-                slots.push(s);
+        let mut tree = Fenwick::with_capacity(live);
+        for (i, pid) in self.slots.drain(..).enumerate() {
+            if self.tree.has(i, Part::All) {
+                remap[i] = pos32(slots.len());
+                slots.push(pid);
+                tree.push(self.tree.has(i, Part::Local));
             }
         }
         self.slots = slots;
-        for c in self.copies.values_mut() {
-            c.slots.remap(&remap);
+        self.tree = tree;
+        // A pid's hash does not change: its value is rewritten in place.
+        for v in self.index.values_mut() {
+            if *v & MULTI == 0 {
+                *v = remap[*v as usize];
+            }
         }
-        self.tree.rebuild(self.slots.iter().map(|s| match s {
-            Some(Slot { is_local: true, .. }) => [1, 0],
-            _ => [0, 1],
-        }));
+        for list in &mut self.multi {
+            list.iter_mut().for_each(|pos| *pos = remap[*pos as usize]);
+        }
     }
 
     /// The copies in `part`, newest first.
     fn iter(&self, part: Part) -> impl DoubleEndedIterator<Item = &P> + '_ {
-        self.slots.iter().rev().filter_map(move |s| match s {
-            Some(s) if part.includes(s.is_local) => Some(&s.pid),
-            _ => None,
-        })
+        Positions::new(&self.tree.blocks, part)
+            .rev()
+            .map(|pos| &self.slots[pos])
     }
 
     /// Every copy, newest first, as one shared immutable snapshot: the
@@ -546,7 +908,13 @@ impl<P: Clone + Eq + Hash> Big<P> {
     /// The snapshot of every copy, newest first, built on first use.
     fn snapshot(&self) -> &Arc<[P]> {
         self.shared
-            .get_or_init(|| self.iter(Part::All).cloned().collect())
+            .get_or_init(|| {
+                // `for_each` walks the slots in one loop (`Positions::rfold`);
+                // `collect` would step through `next` per copy.
+                let mut v = Vec::with_capacity(self.len());
+                self.iter(Part::All).for_each(|p| v.push(p.clone()));
+                v.into()
+            })
     }
 
     /// The `i`-th copy of `part`, newest first (`i == 0` is the newest), in
@@ -557,29 +925,68 @@ impl<P: Clone + Eq + Hash> Big<P> {
             return None;
         }
         let pos = self.tree.select(n - 1 - i, part);
-        self.slots[pos].as_ref().map(|s| &s.pid)
+        self.slots.get(pos)
+    }
+
+    /// Checks the pid index against the slots (tests): every value leads
+    /// to live slots of its own pid, every `multi` entry is used once and
+    /// holds two ascending positions or more, every live copy is indexed.
+    #[cfg(test)]
+    fn check(&self) {
+        let mut used = vec![false; self.multi.len()];
+        let mut indexed = 0;
+        for v in self.index.values() {
+            let pid = view!(self).pid(v).expect("live");
+            assert_eq!(self.value(pid), Some(v));
+            if v & MULTI != 0 {
+                let i = (v & !MULTI) as usize;
+                assert!(!std::mem::replace(&mut used[i], true));
+                let list = &self.multi[i];
+                assert!(list.len() >= 2);
+                assert!(list.iter().zip(list.iter().skip(1)).all(|(a, b)| a < b));
+            }
+            for pos in self.newest_first(v) {
+                assert!(self.tree.has(pos, Part::All) && self.slots[pos] == *pid);
+            }
+            indexed += self.copies(v);
+        }
+        assert!(used.into_iter().all(|u| u));
+        assert_eq!(indexed, self.len());
+        assert_eq!(self.tree.len, self.slots.len());
+        let n = self.slots.len();
+        let live = (0..n).filter(|&pos| self.tree.has(pos, Part::All)).count();
+        assert_eq!(live, self.len());
+        assert_eq!(self.tree.prefix(n, Part::Local), self.local_count);
+        assert_eq!(self.tree.prefix(n, Part::Remote), self.remote_count);
+        if let PidIndex::Few(v) = &self.index {
+            assert!(v.len() <= FEW_PIDS);
+        }
+    }
+
+    /// The index value of `exclude` when it has copies in `part`.
+    fn excluded(&self, part: Part, exclude: Option<&P>) -> Option<u32> {
+        exclude
+            .and_then(|ex| self.value(ex))
+            .filter(|&v| part.includes(self.side(v)))
     }
 
     /// Number of copies in `part` that are not copies of `exclude`.
     fn count_excluding(&self, part: Part, exclude: Option<&P>) -> usize {
         let n = self.count(part);
-        match exclude.and_then(|ex| self.copies.get(ex)) {
-            Some(c) if part.includes(side(&self.slots, c)) => n - c.slots.len(),
-            _ => n,
-        }
+        self.excluded(part, exclude)
+            .map_or(n, |v| n - self.copies(v))
     }
 
     /// The `i`-th copy of `part` that is not a copy of `exclude`, newest
     /// first. `O((1 + copies of exclude) * log n)`.
     fn nth_excluding(&self, part: Part, i: usize, exclude: Option<&P>) -> Option<&P> {
-        let c = match exclude.and_then(|ex| self.copies.get(ex)) {
-            Some(c) if part.includes(side(&self.slots, c)) => c,
-            _ => return self.nth(part, i),
+        let Some(v) = self.excluded(part, exclude) else {
+            return self.nth(part, i);
         };
         let n = self.count(part);
         let mut target = i;
         // Ranks (from newest) of the excluded copies, ascending.
-        for pos in c.slots.iter_newest() {
+        for pos in self.newest_first(v) {
             let rank = n - self.tree.prefix(pos + 1, part);
             if rank <= target {
                 target += 1;
@@ -859,8 +1266,21 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     /// vector (cpg's `[P || P <- L, P =/= Exclude]`).
     pub fn members(&self, part: Part, exclude: Option<&P>) -> Vec<P> {
         let mut v = Vec::with_capacity(self.count_excluding(part, exclude));
-        v.extend(self.iter(part).filter(|p| Some(*p) != exclude).cloned());
+        // `for_each`, not `extend`: one loop over the slots (see
+        // `Positions::rfold`).
+        self.iter(part)
+            .filter(|p| Some(*p) != exclude)
+            .for_each(|p| v.push(p.clone()));
         v
+    }
+
+    /// Checks the internal invariants (tests).
+    #[cfg(test)]
+    fn check(&self) {
+        if let Repr::Big(b) = &self.repr {
+            assert!(b.len() > 1);
+            b.check();
+        }
     }
 
     /// Slots held, holes included (tests of compaction).
@@ -1056,6 +1476,171 @@ mod tests {
         assert!(d.is_empty() && matches!(d.repr, Repr::Empty));
     }
 
+    #[test]
+    fn several_copies_of_a_pid() {
+        // oldest..newest: A A B A C A A
+        let mut d = g(&[('A', true, 2), ('B', false, 1)]);
+        for (p, n) in [('A', 1), ('C', 1), ('A', 2)] {
+            d.join(p, true, n);
+        }
+        d.check();
+        assert_eq!(d.count_of(&'A'), 5);
+        assert_eq!(d.distinct_pids(), 3);
+        // the newest two, then the oldest two
+        assert_eq!(d.set_count_newest(&'A', true, 3), -2);
+        assert_eq!(d.leave_oldest(&'A', 2), 2);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['C', 'A', 'B']);
+        // A is back to one copy, then to several again
+        d.join('A', false, 2);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['A', 'A', 'C', 'A', 'B']);
+        assert_eq!(d.to_data().remote, vec!['B']);
+        assert_eq!(d.nth_excluding(Part::Local, 0, Some(&'A')), Some(&'C'));
+        assert_eq!(d.leave_all(&'A'), 3);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['C', 'B']);
+    }
+
+    #[test]
+    fn freed_multi_entry_moves_the_last_one() {
+        // A, B, C get multi entries 0, 1, 2; freeing A's moves C's to 0,
+        // then B's (now the last) and C's are freed without a move.
+        let mut d = g(&[('A', true, 2), ('B', true, 3)]);
+        d.join('C', false, 2);
+        d.join('D', true, 1);
+        assert_eq!(d.leave_all(&'A'), 2);
+        d.check();
+        assert_eq!(d.count_of(&'C'), 2);
+        assert_eq!(d.leave_oldest(&'B', 2), 2);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['D', 'C', 'C', 'B']);
+        assert_eq!(d.set_count_newest(&'C', false, 1), -1);
+        d.check();
+        assert_eq!(d.to_data().history, vec!['D', 'C', 'B']);
+        let Repr::Big(b) = &d.repr else { panic!("big") };
+        assert!(b.multi.is_empty());
+    }
+
+    #[test]
+    fn compaction_remaps_the_pid_table() {
+        // 200 pids (a hash table), every third with three copies; most
+        // leave, which compacts the slots several times.
+        let mut d = GroupData::new();
+        for i in 0..200u32 {
+            d.join(i, i % 2 == 0, if i % 3 == 0 { 3 } else { 1 });
+        }
+        for i in 0..200u32 {
+            d.join(i, true, 1);
+        }
+        d.check();
+        for i in (0..200u32).filter(|i| i % 7 != 0) {
+            d.leave_oldest(&i, 1 + (i % 3) as usize);
+            d.check();
+        }
+        assert!(d.slot_count() < 400);
+        let mut want: Vec<u32> = Vec::new();
+        for i in 0..200u32 {
+            let first = if i % 3 == 0 { 3 } else { 1 };
+            let left = if i % 7 == 0 {
+                0
+            } else {
+                (1 + (i % 3) as usize).min(first)
+            };
+            want.extend(std::iter::repeat(i).take(first - left));
+        }
+        let mut second: Vec<u32> = (0..200u32)
+            .filter(|i| {
+                let first = if i % 3 == 0 { 3 } else { 1 };
+                i % 7 == 0 || (*i as usize % 3) < first
+            })
+            .collect();
+        want.append(&mut second);
+        want.reverse();
+        assert_eq!(d.to_data().history, want);
+        for i in 0..200u32 {
+            assert_eq!(d.count_of(&i), want.iter().filter(|p| **p == i).count());
+        }
+    }
+
+    #[test]
+    fn select_bit_finds_each_set_bit() {
+        let w: u64 = 0x8000_0100_00f0_0001;
+        let set: Vec<usize> = (0..64).filter(|b| (w >> b) & 1 != 0).collect();
+        for (k, b) in set.iter().enumerate() {
+            assert_eq!(select_bit(w, k), *b);
+        }
+        assert_eq!(select_bit(w, set.len()), 64);
+        assert_eq!(select_bit(0, 0), 64);
+        assert_eq!(select_bit(u64::MAX, 63), 63);
+    }
+
+    proptest! {
+        /// The tree over blocks against plain per-slot flags: counts and
+        /// selection of every part, across block boundaries.
+        #[test]
+        fn fenwick_matches_flags(sides in proptest::collection::vec(any::<bool>(), 1..400), holes in proptest::collection::vec(any::<prop::sample::Index>(), 0..300)) {
+            let mut t = Fenwick::default();
+            // per slot: None = hole, Some(is_local)
+            let mut flags: Vec<Option<bool>> = Vec::new();
+            for &l in &sides {
+                t.push(l);
+                flags.push(Some(l));
+            }
+            for h in holes {
+                let pos = h.index(flags.len());
+                if let Some(l) = flags[pos].take() {
+                    t.remove(pos, l);
+                }
+            }
+            for part in [Part::All, Part::Local, Part::Remote] {
+                let mut k = 0;
+                for (pos, f) in flags.iter().enumerate() {
+                    prop_assert_eq!(t.prefix(pos, part), k);
+                    let here = f.is_some_and(|l| part.includes(l));
+                    prop_assert_eq!(t.has(pos, part), here);
+                    if here {
+                        prop_assert_eq!(t.select(k, part), pos);
+                        k += 1;
+                    }
+                }
+                prop_assert_eq!(t.prefix(flags.len(), part), k);
+                // from both ends, alternating, they meet without a gap
+                let want: Vec<usize> = (0..flags.len()).filter(|&pos| t.has(pos, part)).collect();
+                let mut it = Positions::new(&t.blocks, part);
+                let (mut front, mut back) = (Vec::new(), Vec::new());
+                for i in 0.. {
+                    let got = if i % 3 == 0 {
+                        it.next_back().map(|p| back.push(p))
+                    } else {
+                        it.next().map(|p| front.push(p))
+                    };
+                    if got.is_none() {
+                        break;
+                    }
+                }
+                prop_assert!(it.next().is_none() && it.next_back().is_none());
+                let mut folded: Vec<usize> = Positions::new(&t.blocks, part).rev().collect();
+                folded.reverse();
+                prop_assert_eq!(&folded, &want);
+                // and after a few steps from each end
+                let mut it = Positions::new(&t.blocks, part);
+                let head: Vec<usize> = it.by_ref().take(3).collect();
+                let tail: Vec<usize> = it.by_ref().rev().take(70).collect();
+                let mut all = head;
+                let rest = it.rfold(Vec::new(), |mut v, p| {
+                    v.push(p);
+                    v
+                });
+                all.extend(rest.into_iter().rev());
+                all.extend(tail.into_iter().rev());
+                prop_assert_eq!(&all, &want);
+                front.extend(back.into_iter().rev());
+                prop_assert_eq!(front, want);
+            }
+        }
+    }
+
     /// Naive model: the cpg lists, newest first, exactly as cpg updates them.
     #[derive(Debug, Clone, Default)]
     struct Model {
@@ -1128,12 +1713,31 @@ mod tests {
 
     /// Up to 12 distinct pids: groups cross `FEW_PIDS` both ways.
     fn op() -> impl Strategy<Value = Op> {
+        op_of(12)
+    }
+
+    /// Operations on up to `pids` distinct pids.
+    fn op_of(pids: u8) -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0u8..12, 1usize..4).prop_map(|(p, n)| Op::Join(p, n)),
-            3 => (0u8..12, 1usize..4).prop_map(|(p, n)| Op::Leave(p, n)),
-            1 => (0u8..12).prop_map(Op::LeaveAll),
-            2 => (0u8..12, 0usize..5).prop_map(|(p, n)| Op::Set(p, n)),
+            4 => (0..pids, 1usize..4).prop_map(|(p, n)| Op::Join(p, n)),
+            3 => (0..pids, 1usize..4).prop_map(|(p, n)| Op::Leave(p, n)),
+            1 => (0..pids).prop_map(Op::LeaveAll),
+            2 => (0..pids, 0usize..5).prop_map(|(p, n)| Op::Set(p, n)),
         ]
+    }
+
+    /// Applies `o` to the group and to the model; the results must agree.
+    fn apply(d: &mut GroupData<u8>, m: &mut Model, o: Op) -> Result<(), TestCaseError> {
+        match o {
+            Op::Join(p, n) => {
+                d.join(p, is_local(p), n);
+                m.join(p, n);
+            }
+            Op::Leave(p, n) => prop_assert_eq!(d.leave_oldest(&p, n), m.leave(p, n)),
+            Op::LeaveAll(p) => prop_assert_eq!(d.leave_all(&p), m.leave(p, usize::MAX)),
+            Op::Set(p, n) => prop_assert_eq!(d.set_count_newest(&p, is_local(p), n), m.set(p, n)),
+        }
+        Ok(())
     }
 
     proptest! {
@@ -1143,12 +1747,8 @@ mod tests {
             let mut d: GroupData<u8> = GroupData::new();
             let mut m = Model::default();
             for o in ops {
-                match o {
-                    Op::Join(p, n) => { d.join(p, is_local(p), n); m.join(p, n); }
-                    Op::Leave(p, n) => prop_assert_eq!(d.leave_oldest(&p, n), m.leave(p, n)),
-                    Op::LeaveAll(p) => prop_assert_eq!(d.leave_all(&p), m.leave(p, usize::MAX)),
-                    Op::Set(p, n) => prop_assert_eq!(d.set_count_newest(&p, is_local(p), n), m.set(p, n)),
-                }
+                apply(&mut d, &mut m, o)?;
+                d.check();
                 let r = d.to_data();
                 prop_assert_eq!(&r.history, &m.history);
                 // The shared snapshot is never stale, and while nothing
@@ -1182,6 +1782,29 @@ mod tests {
             for p in 0u8..8 {
                 prop_assert_eq!(d.count_of(&p), m.history.iter().filter(|x| **x == p).count());
             }
+        }
+
+        /// Many distinct pids, several copies each, long runs: the hash
+        /// table, its `multi` entries moving as others are freed, and
+        /// compactions remapping both.
+        #[test]
+        fn pid_table_matches_naive_lists(ops in proptest::collection::vec(op_of(48), 0..1500)) {
+            let mut d: GroupData<u8> = GroupData::new();
+            let mut m = Model::default();
+            for o in ops {
+                apply(&mut d, &mut m, o)?;
+                d.check();
+            }
+            prop_assert_eq!(d.to_data().history, m.history.clone());
+            for p in 0u8..48 {
+                prop_assert_eq!(d.count_of(&p), m.history.iter().filter(|x| **x == p).count());
+            }
+            let mut pids: Vec<u8> = d.pids().copied().collect();
+            pids.sort_unstable();
+            let mut want = m.history.clone();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(pids, want);
         }
     }
 }
