@@ -907,14 +907,13 @@ impl<P: Clone + Eq + Hash> Big<P> {
 
     /// The snapshot of every copy, newest first, built on first use.
     fn snapshot(&self) -> &Arc<[P]> {
-        self.shared
-            .get_or_init(|| {
-                // `for_each` walks the slots in one loop (`Positions::rfold`);
-                // `collect` would step through `next` per copy.
-                let mut v = Vec::with_capacity(self.len());
-                self.iter(Part::All).for_each(|p| v.push(p.clone()));
-                v.into()
-            })
+        self.shared.get_or_init(|| {
+            // `for_each` walks the slots in one loop (`Positions::rfold`);
+            // `collect` would step through `next` per copy.
+            let mut v = Vec::with_capacity(self.len());
+            self.iter(Part::All).for_each(|p| v.push(p.clone()));
+            v.into()
+        })
     }
 
     /// The `i`-th copy of `part`, newest first (`i == 0` is the newest), in
