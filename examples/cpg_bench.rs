@@ -1,6 +1,6 @@
 //! The cpg-node side of `scripts/bench.sh`: the workloads of the
 //! comparison with genuine cpg on BEAM, on the pure [`Scope`] (reads under
-//! the same `parking_lot` read lock [`CpgScope::read`] takes, writes under
+//! the same read lock ([`ReadMostly`]) [`CpgScope::read`] takes, writes under
 //! its write lock, as the scope task applies them).
 //!
 //! Prints one `key value` line per figure and run (the keys are the ones
