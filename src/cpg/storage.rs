@@ -190,7 +190,7 @@ impl<V> GroupStore<String, V> for Trie<V> {
         if name.contains(pattern::is_wildcard) {
             return None;
         }
-        self.find_match(name)
+        self.find_match_plain(name)
     }
 
     fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a str, &'a V)>

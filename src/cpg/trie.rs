@@ -634,11 +634,22 @@ impl<V> Trie<V> {
     ///
     /// Does not allocate.
     pub fn find_match(&self, name: &str) -> Option<(&str, &V)> {
+        self.search(name, pattern::is_pattern(name))
+    }
+
+    /// [`find_match`](Self::find_match) of a name known to hold no `*` or
+    /// `?` (the check is then skipped).
+    pub(crate) fn find_match_plain(&self, name: &str) -> Option<(&str, &V)> {
+        self.search(name, false)
+    }
+
+    /// The search of `find_match2`; `checked`: the name may hold wildcards.
+    fn search(&self, name: &str, checked: bool) -> Option<(&str, &V)> {
         if self.root.children.is_empty() || name.is_empty() {
             return None;
         }
         let search = Search {
-            checked: pattern::is_pattern(name),
+            checked,
             entries: &self.entries,
         };
         match search.node(&self.root, name, 0) {

@@ -38,7 +38,8 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         for &part in parts {
             let n = group.count_excluding(part, exclude);
             if n > 0 {
-                let i = choose(n) % n;
+                // one candidate: taken without a draw
+                let i = if n == 1 { 0 } else { choose(n) % n };
                 if let Some(pid) = group.nth_excluding(part, i, exclude) {
                     return Ok((key, pid.clone()));
                 }
@@ -117,7 +118,8 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     }
 
     /// `cpg:get_closest_pid`: a random local copy, else a random remote one.
-    /// `choose(n)` returns an index in `0..n` (taken modulo `n`).
+    /// `choose(n)` returns an index in `0..n` (taken modulo `n`); it is not
+    /// called when there is one candidate.
     pub fn get_closest_pid(
         &self,
         name: &N::Borrowed,
