@@ -16,10 +16,18 @@ pub(crate) type FastHashMap<K, V> = HashMap<K, V, foldhash::quality::RandomState
 /// after half of what it kept has gone), and a burst (100k monitors, 100k
 /// memberships) no longer pins its peak size for the node's life.
 pub(crate) fn shrink_sparse<K: Eq + Hash, V, S: BuildHasher>(m: &mut HashMap<K, V, S>) {
-    const MIN: usize = 256;
-    if m.capacity() > MIN && m.len() * 4 < m.capacity() {
-        m.shrink_to((m.len() * 2).max(MIN / 4));
+    if let Some(room) = sparse_room(m.len(), m.capacity()) {
+        m.shrink_to(room);
     }
+}
+
+/// The rule of [`shrink_sparse`], for any hash table: the room a table of
+/// `len` entries in `capacity` slots shrinks to (twice its length), or
+/// `None` while it is not sparse (a quarter or more used, or 256 slots or
+/// fewer).
+pub(crate) fn sparse_room(len: usize, capacity: usize) -> Option<usize> {
+    const MIN: usize = 256;
+    (capacity > MIN && len * 4 < capacity).then(|| (len * 2).max(MIN / 4))
 }
 
 /// A term as text for a log line, cut at about 200 bytes. Formatting stops

@@ -479,11 +479,6 @@ enum PidIndex {
     Many(Box<PidTable>),
 }
 
-/// A hash table shrinks to twice its length once fewer than a quarter of
-/// its room is used and it has more than this room (as
-/// [`crate::util::shrink_sparse`] does for maps).
-const TABLE_SHRINK_MIN: usize = 256;
-
 impl PidIndex {
     /// The value of `pid`.
     fn get<P: Eq + Hash>(&self, r: View<'_, P>, pid: &P) -> Option<u32> {
@@ -548,10 +543,12 @@ impl PidIndex {
             PidIndex::Few(_) => {}
             PidIndex::Many(t) => {
                 let len = t.table.len();
+                // a sparse table shrinks as the maps do
+                // (`crate::util::shrink_sparse`)
                 let keep = if exact {
                     len
-                } else if t.table.capacity() > TABLE_SHRINK_MIN && len * 4 < t.table.capacity() {
-                    (len * 2).max(TABLE_SHRINK_MIN / 4)
+                } else if let Some(room) = crate::util::sparse_room(len, t.table.capacity()) {
+                    room
                 } else {
                     return;
                 };
