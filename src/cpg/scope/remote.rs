@@ -120,15 +120,13 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         history: &[P],
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        let (h, _) = self
-            .groups
-            .handle_or_insert_with(name, || GroupData::with_capacity(history.len()));
+        // The name is stored first (empty) for its handle, which the pid
+        // index takes; the group is built aside and stored whole.
+        let (h, _) = self.groups.handle_or_insert_with(name, GroupData::new);
+        let mut group = GroupData::with_capacity(history.len());
         for pid in history.iter().rev() {
             let Some(is_local) = self.accept(pid) else {
                 continue;
-            };
-            let Some((_, group)) = self.groups.by_handle_mut(&h) else {
-                return;
             };
             if group.count_of(pid) >= self.max_copies {
                 continue;
@@ -137,13 +135,15 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             push_notify(self.notify, effects, name, pid, &join_reason(is_local), 1);
             index::index_add(&mut self.pids, pid, h.clone(), effects);
         }
-        let Some((_, group)) = self.groups.by_handle_mut(&h) else {
-            return;
-        };
         if group.is_empty() {
             self.groups.remove_by_handle(&h);
-        } else if group.len() < history.len() {
+            return;
+        }
+        if group.len() < history.len() {
             group.shrink_to_fit();
+        }
+        if let Some((_, stored)) = self.groups.by_handle_mut(&h) {
+            *stored = group;
         }
     }
 
