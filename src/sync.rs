@@ -28,8 +28,8 @@ fn now_nanos() -> u64 {
 /// ns instead of 30–80). A writer takes every shard, so a write costs a few
 /// uncontended lock operations more.
 ///
-/// A writer that changes the state in parts (a node going down, an
-/// exchange merged) calls [`let_readers_in`](Self::let_readers_in)
+/// A writer that changes the state in parts (the cpg scope removing a
+/// node that went down) calls [`let_readers_in`](Self::let_readers_in)
 /// between them: the lock does not hand itself to waiting readers, and a
 /// writer taking it again at once would keep them waiting for the whole
 /// change. Readers that have waited over a millisecond are let in first,

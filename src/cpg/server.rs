@@ -805,9 +805,9 @@ impl<N: WireName> ScopeTask<N> {
     /// between parts ([`ReadMostly::let_readers_in`]: without it, a reader
     /// waited up to 0.1 s behind the parts of a 1M-membership node). The
     /// exchange merge does not: its worst lookup was a few ms without it,
-    /// and single runs with it were no better (too noisy to say more). Readers may meet some of the dead
-    /// node's members in between, as BEAM code reading a cached
-    /// `cpg_data` does.
+    /// and single runs with it were no better (too noisy to say more).
+    /// Readers may meet some of the dead node's members in between, as BEAM
+    /// code reading a cached `cpg_data` does.
     fn node_down(&mut self, node: &str) {
         let pids = self.state_mut().node_down_start(node);
         for part in pids.chunks(NODE_DOWN_CHUNK) {
