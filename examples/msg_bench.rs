@@ -171,16 +171,30 @@ async fn main() {
     .await;
 
     let sizes = [("small", int(1)), ("1k", binary(vec![7; 1024]))];
+    // MSG_BENCH_ONLY=path.size[,...] (e.g. `beam_rust.small`) runs only
+    // those, and no burst: for profiling one path.
+    let only = std::env::var("MSG_BENCH_ONLY").ok();
+    let wanted = |path: &str, size: &str| {
+        only.as_deref().map_or(true, |o| {
+            o.split(',').any(|w| w == format!("{path}.{size}"))
+        })
+    };
     for _ in 0..runs {
         for (size, payload) in &sizes {
-            let bb = beam_blast(&node, &a.1, &beam_sink, n, payload).await;
-            let br = beam_blast(&node, &a.1, &our_sink, n, payload).await;
-            let rb = rust_blast(&mut me, &beam_sink, n, payload).await;
-            for (side, path, rate) in [
-                ("beam", "beam_beam", bb),
-                ("ours", "beam_rust", br),
-                ("ours", "rust_beam", rb),
-            ] {
+            let mut rates = Vec::new();
+            if wanted("beam_beam", size) {
+                let bb = beam_blast(&node, &a.1, &beam_sink, n, payload).await;
+                rates.push(("beam", "beam_beam", bb));
+            }
+            if wanted("beam_rust", size) {
+                let br = beam_blast(&node, &a.1, &our_sink, n, payload).await;
+                rates.push(("ours", "beam_rust", br));
+            }
+            if wanted("rust_beam", size) {
+                let rb = rust_blast(&mut me, &beam_sink, n, payload).await;
+                rates.push(("ours", "rust_beam", rb));
+            }
+            for (side, path, rate) in rates {
                 println!("{side}.msgs.{path}.{size} {rate:.0}");
                 if *size == "1k" {
                     // payload bytes only
@@ -188,6 +202,10 @@ async fn main() {
                 }
             }
         }
+    }
+    if only.is_some() {
+        node.shutdown().await;
+        return;
     }
     // Memory: a burst of 200k 1 KiB messages each way, then idle.
     let burst = 200_000;

@@ -264,12 +264,14 @@ impl Kids {
 impl std::ops::Deref for Kids {
     type Target = [(char, Node)];
 
+    #[inline]
     fn deref(&self) -> &Self::Target {
         self.0.as_slice()
     }
 }
 
 impl std::ops::DerefMut for Kids {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Self::Target {
         self.0.as_mut_slice()
     }
