@@ -298,21 +298,7 @@ impl<'a> Decoder<'a> {
                 };
                 Term::Port(Port { node, id, creation })
             }
-            103 | 88 => {
-                let node = self.atom()?;
-                let id = self.u32()?;
-                let serial = self.u32()?;
-                let creation = match tag {
-                    103 => u32::from(self.c.u8()?),
-                    _ => self.u32()?,
-                };
-                Term::Pid(Pid {
-                    node,
-                    id,
-                    serial,
-                    creation,
-                })
-            }
+            103 | 88 => Term::Pid(self.pid_body(tag)?),
             104 | 105 => {
                 let n = if tag == 104 {
                     usize::from(self.c.u8()?)
@@ -369,6 +355,23 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
+    /// A pid after its tag (`PID_EXT` 103 or `NEW_PID_EXT` 88).
+    fn pid_body(&mut self, tag: u8) -> Result<Pid, TermError> {
+        let node = self.atom()?;
+        let id = self.u32()?;
+        let serial = self.u32()?;
+        let creation = match tag {
+            103 => u32::from(self.c.u8()?),
+            _ => self.u32()?,
+        };
+        Ok(Pid {
+            node,
+            id,
+            serial,
+            creation,
+        })
+    }
+
     /// NEW_FUN_EXT: size, arity, uniq, index, numfree, then module, old
     /// index, old uniq, pid and the free variables.
     fn new_fun(&mut self, at: usize, level: usize) -> Result<Term, TermError> {
@@ -413,6 +416,68 @@ impl<'a> Decoder<'a> {
         v.extend_from_slice(&self.c.buf[at..self.c.pos]);
         let t = Term::decode(&v[..]).map_err(|e| e.to_string());
         self.or_refuse(t, Term::List(List::nil()))
+    }
+}
+
+/// The fields of a control tuple read one by one straight from the bytes,
+/// without building the tuple as a [`Term`] first (the receive path's
+/// `SEND`, `SEND_SENDER` and `REG_SEND`, see `dist::control`). Each
+/// method takes the next field only if it is exactly what is asked and
+/// well formed; otherwise it returns `None` without saying why, and the
+/// caller decodes the whole term the general way ([`decode_body`]), which
+/// reports the error, or accepts an unusual but valid shape, as always.
+pub(crate) struct Fields<'a> {
+    d: Decoder<'a>,
+}
+
+impl<'a> Fields<'a> {
+    /// Fields starting at `buf[start]` (no 131 byte).
+    pub(crate) fn new(buf: &'a [u8], start: usize) -> Self {
+        Fields {
+            d: Decoder {
+                c: Cursor { buf, pos: start },
+                max_depth: usize::MAX,
+                refused: None,
+            },
+        }
+    }
+
+    /// A `SMALL_TUPLE_EXT` header: its arity.
+    pub(crate) fn tuple(&mut self) -> Option<usize> {
+        match self.d.c.u8().ok()? {
+            104 => self.d.c.u8().ok().map(usize::from),
+            _ => None,
+        }
+    }
+
+    /// A `SMALL_INTEGER_EXT` or `INTEGER_EXT`.
+    pub(crate) fn int(&mut self) -> Option<i32> {
+        match self.d.c.u8().ok()? {
+            97 => self.d.c.u8().ok().map(i32::from),
+            98 => self.d.array().ok().map(i32::from_be_bytes),
+            _ => None,
+        }
+    }
+
+    /// An atom with a UTF-8 name.
+    pub(crate) fn atom(&mut self) -> Option<Atom> {
+        let a = self.d.atom().ok()?;
+        self.d.refused.is_none().then_some(a)
+    }
+
+    /// A pid (`PID_EXT` or `NEW_PID_EXT`) whose node name is UTF-8.
+    pub(crate) fn pid(&mut self) -> Option<Pid> {
+        let tag = self.d.c.u8().ok()?;
+        if tag != 103 && tag != 88 {
+            return None;
+        }
+        let p = self.d.pid_body(tag).ok()?;
+        self.d.refused.is_none().then_some(p)
+    }
+
+    /// Offset just past the fields read.
+    pub(crate) fn end(&self) -> usize {
+        self.d.c.pos
     }
 }
 
