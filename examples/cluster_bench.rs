@@ -33,7 +33,10 @@
 //!   member) called every millisecond by a reader thread (BEAM: a process
 //!   calling `cpg:get_closest_pid/3`) during the ingest. `nodedown.*`: the
 //!   same for the disconnect before it, until the source's members are
-//!   gone from the receiving scope.
+//!   gone from the receiving scope. `info.ingest_cpu_ms.<ours|e>.<G>x<K>`
+//!   (not in the table; `scripts/bench.sh` keeps only `beam.`/`ours.`
+//!   lines): CPU time of this process and of the source `erl` node during
+//!   each BEAM -> Rust ingest, to tell which end bounds it.
 //! - `codec.<msg>.<op>` ns per op: `encode` ([`control::put_term`] into a
 //!   new buffer with the version byte, as `term_to_binary` returns a new
 //!   binary), `decode` ([`term::decode`]), `decode_msg`
@@ -301,7 +304,7 @@ async fn ingest_beam_rust(
     r: &Node,
     me: &mut Process,
     scope: &CpgScope,
-    e: &str,
+    (e, e_os): (&str, u32),
     shape: (usize, usize),
 ) -> (Window, Window) {
     let reader = Reader::start(scope);
@@ -317,18 +320,41 @@ async fn ingest_beam_rust(
             break (d0, d1);
         }
     };
+    let (ours0, e0) = (cpu_ms("self"), cpu_ms(&e_os.to_string()));
     let t0 = Instant::now();
     r.connect(e).await.expect("connect");
     while !holds(scope, shape) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let t1 = Instant::now();
+    // Where the ingest's time goes: CPU time of our process (the reader
+    // thread included) and of e's, over the window. Not in the table.
+    let s = shape_key(shape);
+    println!("info.ingest_cpu_ms.ours.{s} {:.1}", cpu_ms("self") - ours0);
+    println!(
+        "info.ingest_cpu_ms.e.{s} {:.1}",
+        cpu_ms(&e_os.to_string()) - e0
+    );
     let v = reader.stop();
     let w = |a: Instant, b: Instant| {
         let (max, med, n) = Reader::stats(&v, a, b);
         ((b - a).as_secs_f64() * 1000.0, max, med, n)
     };
     (w(t0, t1), w(d0, d1))
+}
+
+/// CPU time (ms) of all threads of process `pid` (`"self"`: this one), from
+/// `/proc/PID/task/*/schedstat`; 0 where it cannot be read.
+fn cpu_ms(pid: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e6
 }
 
 fn print_ingest(side: &str, path: &str, shape: (usize, usize), (i, d): (Window, Window)) {
@@ -449,10 +475,17 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
         scope.join("reader", member.pid()).await.expect("join");
         let mut me = r.spawn_process();
         for shape in INGEST_SHAPES {
+            // the OS pid of e's emulator (`erl` may be a script)
+            let e_os = r
+                .rpc(&e.1, "os", "getpid", vec![], T)
+                .await
+                .ok()
+                .and_then(|t| term::charlist_to_string(&t).ok()?.parse().ok())
+                .unwrap_or(0u32);
             rpc(&r, &e.1, "fill", vec![shape_term(shape)]).await;
             wait_until("the fill to arrive", || holds(&scope, shape)).await;
             for _ in 0..runs {
-                let v = ingest_beam_rust(&r, &mut me, &scope, &e.1, shape).await;
+                let v = ingest_beam_rust(&r, &mut me, &scope, (&e.1, e_os), shape).await;
                 print_ingest("ours", "beam_rust", shape, v);
             }
             rpc(&r, &e.1, "clear", vec![]).await;
