@@ -172,7 +172,8 @@ async fn main() {
 
     let sizes = [("small", int(1)), ("1k", binary(vec![7; 1024]))];
     // MSG_BENCH_ONLY=path.size[,...] (e.g. `beam_rust.small`) runs only
-    // those, and no burst: for profiling one path.
+    // those, and no burst, then prints each link's counters to stderr
+    // (bytes per message): for profiling one path.
     let only = std::env::var("MSG_BENCH_ONLY").ok();
     let wanted = |path: &str, size: &str| {
         only.as_deref().map_or(true, |o| {
@@ -204,6 +205,9 @@ async fn main() {
         }
     }
     if only.is_some() {
+        for p in node.peer_info() {
+            eprintln!("{p:?}");
+        }
         node.shutdown().await;
         return;
     }

@@ -98,6 +98,15 @@ pub enum TermError {
     /// A pid, port or reference whose node is not an atom.
     #[error("expected an atom at byte {0}")]
     ExpectedAtom(usize),
+    /// An `ATOM_CACHE_REF` to an entry the message's distribution header
+    /// does not list.
+    #[error("atom cache reference {index} at byte {pos} is not in the header")]
+    AtomCacheRef {
+        /// The reference's index.
+        index: u8,
+        /// Where it was.
+        pos: usize,
+    },
     /// Nested deeper than [`Limits::max_depth`].
     #[error("term nested deeper than {0}")]
     TooDeep(usize),

@@ -2,19 +2,27 @@
 //! writer, and the errors of decoding.
 //!
 //! Every packet is a 4-byte big-endian length; length 0 is a tick (framing
-//! is done by [`super::link::Link`]). Without an atom cache a packet body
-//! is either `112` (pass-through) followed by the control term and the
-//! optional payload, each with its own 131 byte, or a distribution header
-//! (`131, 68`: whole message, `131, 69`: first fragment, `131, 70`: further
-//! fragment) followed by terms without their 131 byte. A whole message is
-//! decoded where it lies in the packet ([`Whole::Borrowed`]); only
-//! fragments are copied, to be joined.
+//! is done by [`super::link::Link`]). A packet body is either `112`
+//! (pass-through) followed by the control term and the optional payload,
+//! each with its own 131 byte, or a distribution header (`131, 68`: whole
+//! message, `131, 69`: first fragment, `131, 70`: further fragment)
+//! followed by terms without their 131 byte. A whole message is decoded
+//! where it lies in the packet ([`Whole::Borrowed`]); only fragments are
+//! copied, to be joined.
 //!
-//! erl_dist 0.8 has no fragments and trusts its input, so terms are read
-//! by our own decoder ([`control::decode_terms`]), and reassembly is
-//! bounded.
+//! The headers of whole messages and first fragments list the atom cache
+//! entries the message's terms name by `ATOM_CACHE_REF`, adding new ones
+//! to the connection's cache ([`AtomCache`]): this node offers
+//! `DFLAG_DIST_HDR_ATOM_CACHE`, as BEAM nodes do between themselves, so a
+//! BEAM peer writes each atom (node names of pids, message atoms) once per
+//! connection instead of in every message.
+//!
+//! erl_dist 0.8 has no fragments, no atom cache and trusts its input, so
+//! terms are read by our own decoder ([`control::decode_terms_in`]), and
+//! reassembly and the cache are bounded.
 
 use super::control;
+use crate::term::decode::AtomRefs;
 use crate::term::{self, Limits, TermError};
 use erl_dist::message::Message;
 use std::collections::HashMap;
@@ -32,9 +40,11 @@ pub enum DecodeError {
     /// A packet type this node does not speak.
     #[error("unknown packet type {0}")]
     UnknownType(u8),
-    /// A distribution header that refers to an atom cache (never negotiated).
-    #[error("distribution header uses the atom cache, which was not negotiated")]
-    AtomCache,
+    /// A distribution header whose atom cache part cannot be used (a
+    /// reference to an entry never set, an atom too long or not UTF-8):
+    /// the cache no longer matches the peer's.
+    #[error("atom cache: {0}")]
+    AtomCache(&'static str),
     /// A fragment out of order, or too many messages in reassembly.
     #[error("fragment error: {0}")]
     Fragment(&'static str),
@@ -62,7 +72,7 @@ impl DecodeError {
         match self {
             DecodeError::TooLarge(_)
             | DecodeError::UnknownType(_)
-            | DecodeError::AtomCache
+            | DecodeError::AtomCache(_)
             | DecodeError::Fragment(_) => true,
             DecodeError::Term(_) | DecodeError::Control(_) | DecodeError::UnsupportedOp(_) => false,
         }
@@ -70,7 +80,7 @@ impl DecodeError {
 }
 
 /// A whole message out of one packet, or out of the last fragment of one.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Whole<'a> {
     /// Its terms where they lie in the packet: with their 131 bytes
     /// (`versioned`, the pass-through form) or after a distribution header.
@@ -79,18 +89,35 @@ pub enum Whole<'a> {
         data: &'a [u8],
         /// Whether each term starts with its 131 byte.
         versioned: bool,
+        /// The atom cache entries its header listed.
+        refs: AtomRefs<'a>,
     },
     /// Reassembled from fragments: the terms without their 131 bytes.
-    Owned(Vec<u8>),
+    Owned {
+        /// The control term and the optional payload.
+        data: Vec<u8>,
+        /// The atoms the first fragment's header listed, as they were
+        /// then (later headers may reuse their cache slots).
+        atoms: Vec<Option<Box<str>>>,
+        /// `0..atoms.len()`, for [`AtomRefs::idx`].
+        idx: Vec<u16>,
+    },
 }
 
 impl Whole<'_> {
     /// Validates the terms once and decodes the control message
-    /// ([`control::decode_terms`]).
+    /// ([`control::decode_terms_in`]).
     pub fn decode(&self, limits: Limits) -> Result<Message, DecodeError> {
         match self {
-            Whole::Borrowed { data, versioned } => control::decode_terms(data, *versioned, limits),
-            Whole::Owned(data) => control::decode_terms(data, false, limits),
+            Whole::Borrowed {
+                data,
+                versioned,
+                refs,
+            } => control::decode_terms_in(data, *versioned, limits, *refs),
+            Whole::Owned { data, atoms, idx } => {
+                let refs = AtomRefs { idx, slots: atoms };
+                control::decode_terms_in(data, false, limits, refs)
+            }
         }
     }
 
@@ -98,22 +125,106 @@ impl Whole<'_> {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Whole::Borrowed { data, .. } => data,
-            Whole::Owned(data) => data,
+            Whole::Owned { data, .. } => data,
         }
+    }
+}
+
+/// Entries of the atom cache: 8 segments of 256.
+pub const ATOM_CACHE_SIZE: usize = 2048;
+
+/// The longest atom text a cache entry takes: 255 characters of up to 4
+/// bytes (BEAM's limit), so the cache holds at most 2 MiB.
+const MAX_ATOM_BYTES: usize = 255 * 4;
+
+/// One connection's atom cache, as the peer fills it through the headers
+/// of its messages (`DFLAG_DIST_HDR_ATOM_CACHE`). The slots are allocated
+/// by the first header that sets one.
+#[derive(Debug, Default)]
+pub struct AtomCache {
+    slots: Vec<Option<Box<str>>>,
+}
+
+impl AtomCache {
+    /// Reads the atom cache part of a distribution header at `body[at..]`
+    /// (`NumberOfAtomCacheRefs`, the flags, the references), storing new
+    /// entries and putting the slot of each listed one into `refs`.
+    /// Returns where the header ends. Every error is fatal: after one the
+    /// cache no longer matches the peer's.
+    pub fn read_header(
+        &mut self,
+        body: &[u8],
+        at: usize,
+        refs: &mut Vec<u16>,
+    ) -> Result<usize, DecodeError> {
+        const SHORT: DecodeError = DecodeError::Fragment("header truncated");
+        refs.clear();
+        let n = usize::from(*body.get(at).ok_or(SHORT)?);
+        let mut pos = at + 1;
+        if n == 0 {
+            return Ok(pos);
+        }
+        // A half byte of flags per reference, low half first, then one
+        // more: bit 0 says lengths take two bytes.
+        let flags = body.get(pos..pos + n / 2 + 1).ok_or(SHORT)?;
+        pos += flags.len();
+        let half = |i: usize| (flags[i / 2] >> ((i % 2) * 4)) & 0x0f;
+        let long = half(n) & 1 == 1;
+        if self.slots.is_empty() {
+            self.slots.resize(ATOM_CACHE_SIZE, None);
+        }
+        for i in 0..n {
+            let f = half(i);
+            let within = usize::from(*body.get(pos).ok_or(SHORT)?);
+            pos += 1;
+            let slot = usize::from(f & 7) * 256 + within;
+            if f & 8 != 0 {
+                let len = if long {
+                    let b = body.get(pos..pos + 2).ok_or(SHORT)?;
+                    pos += 2;
+                    usize::from(u16::from_be_bytes([b[0], b[1]]))
+                } else {
+                    pos += 1;
+                    usize::from(*body.get(pos - 1).ok_or(SHORT)?)
+                };
+                if len > MAX_ATOM_BYTES {
+                    return Err(DecodeError::AtomCache("atom longer than 255 characters"));
+                }
+                let text = body.get(pos..pos + len).ok_or(SHORT)?;
+                pos += len;
+                let name = std::str::from_utf8(text)
+                    .map_err(|_| DecodeError::AtomCache("atom text is not UTF-8"))?;
+                self.slots[slot] = Some(name.into());
+            } else if self.slots[slot].is_none() {
+                return Err(DecodeError::AtomCache("reference to an entry never set"));
+            }
+            refs.push(slot as u16);
+        }
+        Ok(pos)
+    }
+
+    /// The slots (empty before the first entry).
+    pub fn slots(&self) -> &[Option<Box<str>>] {
+        &self.slots
     }
 }
 
 struct Partial {
     next_id: u64,
     data: Vec<u8>,
+    atoms: Vec<Option<Box<str>>>,
 }
 
 /// Sorts packet bodies into whole messages, reassembling fragments (the
-/// only case where a message's bytes are copied).
+/// only case where a message's bytes are copied), and keeps the
+/// connection's atom cache.
 pub struct Reassembler {
     partial: HashMap<u64, Partial>,
     max_message: usize,
     max_partial: usize,
+    cache: AtomCache,
+    /// The current message's atom cache slots (reused).
+    refs: Vec<u16>,
 }
 
 impl Reassembler {
@@ -123,34 +234,36 @@ impl Reassembler {
             partial: HashMap::new(),
             max_message,
             max_partial: 64,
+            cache: AtomCache::default(),
+            refs: Vec::new(),
         }
     }
 
     /// Feeds one (non-empty) packet body; returns a whole message when one
-    /// is complete. Errors here are all about framing (fatal).
-    pub fn push<'a>(&mut self, body: &'a [u8]) -> Result<Option<Whole<'a>>, DecodeError> {
+    /// is complete. Errors here are all about framing and the atom cache
+    /// (fatal).
+    pub fn push<'a>(&'a mut self, body: &'a [u8]) -> Result<Option<Whole<'a>>, DecodeError> {
         match body.first() {
             Some(&PASS_THROUGH) => Ok(Some(Whole::Borrowed {
                 data: &body[1..],
                 versioned: true,
+                refs: AtomRefs::NONE,
             })),
             Some(&term::VERSION) => match body.get(1) {
-                Some(68) => Ok(Some(Whole::Borrowed {
-                    data: no_atom_cache(body, 2)?,
-                    versioned: false,
-                })),
+                Some(68) => {
+                    let at = self.cache.read_header(body, 2, &mut self.refs)?;
+                    Ok(Some(self.borrowed(&body[at..])))
+                }
                 Some(69) => {
                     let seq = be_u64(body, 2)?;
                     let id = be_u64(body, 10)?;
-                    let rest = no_atom_cache(body, 18)?;
                     if id == 0 {
                         return Err(DecodeError::Fragment("fragment id 0"));
                     }
+                    let at = self.cache.read_header(body, 18, &mut self.refs)?;
+                    let rest = &body[at..];
                     if id == 1 {
-                        return Ok(Some(Whole::Borrowed {
-                            data: rest,
-                            versioned: false,
-                        }));
+                        return Ok(Some(self.borrowed(rest)));
                     }
                     if self.partial.len() >= self.max_partial {
                         return Err(DecodeError::Fragment("too many messages in reassembly"));
@@ -158,11 +271,18 @@ impl Reassembler {
                     if rest.len() > self.max_message {
                         return Err(DecodeError::TooLarge(rest.len()));
                     }
+                    let slots = self.cache.slots();
+                    let atoms = self
+                        .refs
+                        .iter()
+                        .map(|&i| slots[usize::from(i)].clone())
+                        .collect();
                     self.partial.insert(
                         seq,
                         Partial {
                             next_id: id - 1,
                             data: rest.to_vec(),
+                            atoms,
                         },
                     );
                     Ok(None)
@@ -188,7 +308,12 @@ impl Reassembler {
                         if self.partial.is_empty() && self.partial.capacity() > 64 {
                             self.partial.shrink_to_fit();
                         }
-                        return Ok(Some(Whole::Owned(p.data)));
+                        let idx = (0..p.atoms.len() as u16).collect();
+                        return Ok(Some(Whole::Owned {
+                            data: p.data,
+                            atoms: p.atoms,
+                            idx,
+                        }));
                     }
                     Ok(None)
                 }
@@ -199,6 +324,18 @@ impl Reassembler {
             None => Err(DecodeError::UnknownType(0)),
         }
     }
+
+    /// A whole message after a distribution header just read.
+    fn borrowed<'a>(&'a self, data: &'a [u8]) -> Whole<'a> {
+        Whole::Borrowed {
+            data,
+            versioned: false,
+            refs: AtomRefs {
+                idx: &self.refs,
+                slots: self.cache.slots(),
+            },
+        }
+    }
 }
 
 fn be_u64(b: &[u8], at: usize) -> Result<u64, DecodeError> {
@@ -206,14 +343,6 @@ fn be_u64(b: &[u8], at: usize) -> Result<u64, DecodeError> {
         .and_then(|s| s.try_into().ok())
         .map(u64::from_be_bytes)
         .ok_or(DecodeError::Fragment("header truncated"))
-}
-
-fn no_atom_cache(body: &[u8], at: usize) -> Result<&[u8], DecodeError> {
-    match body.get(at) {
-        Some(0) => Ok(&body[at + 1..]),
-        Some(_) => Err(DecodeError::AtomCache),
-        None => Err(DecodeError::Fragment("header truncated")),
-    }
 }
 
 /// A short description of a message's control term (operation, sender,
@@ -399,7 +528,7 @@ pub(crate) mod tests {
         for fatal in [
             DecodeError::TooLarge(1),
             DecodeError::UnknownType(1),
-            DecodeError::AtomCache,
+            DecodeError::AtomCache("x"),
             DecodeError::Fragment("x"),
         ] {
             assert!(fatal.is_fatal());
@@ -456,5 +585,164 @@ pub(crate) mod tests {
         })
         .await
         .unwrap();
+    }
+
+    /// The atom cache part of a header: `(segment, index within, new text)`
+    /// for each reference; `long`: two-byte lengths.
+    fn cache_header(refs: &[(u8, u8, Option<&str>)], long: bool) -> Vec<u8> {
+        let n = refs.len();
+        let mut flags = vec![0u8; n / 2 + 1];
+        let mut half = |i: usize, v: u8| flags[i / 2] |= v << ((i % 2) * 4);
+        for (i, (seg, _, new)) in refs.iter().enumerate() {
+            half(i, seg | if new.is_some() { 8 } else { 0 });
+        }
+        half(n, u8::from(long));
+        let mut out = vec![n as u8];
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&flags);
+        for (_, within, new) in refs {
+            out.push(*within);
+            if let Some(text) = new {
+                if long {
+                    out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+                } else {
+                    out.push(text.len() as u8);
+                }
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+        out
+    }
+
+    /// `{22, From, To}` and `{m, 1}` with both pids' node and `m` as atom
+    /// cache references 0, 1 and 2.
+    fn send_sender_by_refs() -> Vec<u8> {
+        let pid = |r: u8, id: u8| vec![88, 82, r, 0, 0, 0, id, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut b = vec![104, 3, 97, 22];
+        b.extend(pid(0, 5));
+        b.extend(pid(1, 6));
+        b.extend_from_slice(&[104, 2, 82, 2, 97, 1]);
+        b
+    }
+
+    fn expected() -> Message {
+        Message::send_sender(
+            Pid::new("a@h", 5, 0, 1),
+            Pid::new("b@h", 6, 0, 1),
+            crate::term::tuple(vec![atom("m"), crate::term::int(1)]),
+        )
+    }
+
+    fn decode_one(r: &mut Reassembler, body: &[u8]) -> Result<Option<Message>, DecodeError> {
+        match r.push(body)? {
+            Some(w) => w.decode(Limits::default()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    #[test]
+    fn atom_cache_entries_are_set_then_named_by_later_messages() {
+        for long in [false, true] {
+            let mut r = Reassembler::new(1 << 20);
+            let mut first = vec![131, 68];
+            first.extend(cache_header(
+                &[
+                    (0, 7, Some("a@h")),
+                    (3, 255, Some("b@h")),
+                    (7, 0, Some("m")),
+                ],
+                long,
+            ));
+            first.extend(send_sender_by_refs());
+            assert_eq!(decode_one(&mut r, &first).unwrap(), Some(expected()));
+            // The same entries, now only named.
+            let mut again = vec![131, 68];
+            again.extend(cache_header(
+                &[(0, 7, None), (3, 255, None), (7, 0, None)],
+                long,
+            ));
+            again.extend(send_sender_by_refs());
+            assert_eq!(decode_one(&mut r, &again).unwrap(), Some(expected()));
+            // Every truncation fails without a panic, and none decodes.
+            for n in 0..again.len() {
+                let mut r2 = Reassembler::new(1 << 20);
+                let _ = decode_one(&mut r2, &first);
+                assert!(!matches!(decode_one(&mut r2, &again[..n]), Ok(Some(_))));
+            }
+        }
+    }
+
+    #[test]
+    fn atom_cache_faults() {
+        let mut r = Reassembler::new(1 << 20);
+        // An entry never set: the caches differ, the connection must close.
+        let mut never = vec![131, 68];
+        never.extend(cache_header(&[(1, 1, None)], false));
+        never.extend(send_sender_by_refs());
+        let e = decode_one(&mut r, &never).unwrap_err();
+        assert!(
+            matches!(e, DecodeError::AtomCache(_)) && e.is_fatal(),
+            "{e:?}"
+        );
+        // An atom over 255 characters, or not UTF-8: fatal too.
+        let long = "x".repeat(MAX_ATOM_BYTES + 1);
+        for text in [long.as_str(), "\u{0}"] {
+            let mut b = vec![131, 68];
+            b.extend(cache_header(&[(0, 0, Some(text))], true));
+            if text.len() == 1 {
+                let at = b.len() - 1;
+                b[at] = 0xff; // not UTF-8
+            }
+            b.extend_from_slice(&[104, 1, 97, 5]);
+            let e = decode_one(&mut r, &b).unwrap_err();
+            assert!(matches!(e, DecodeError::AtomCache(_)), "{e:?}");
+        }
+        // A reference past the header's list: this message only.
+        let mut past = vec![131, 68];
+        past.extend(cache_header(
+            &[(0, 1, Some("a@h")), (0, 2, Some("b@h"))],
+            false,
+        ));
+        past.extend(send_sender_by_refs()); // names reference 2
+        let e = decode_one(&mut r, &past).unwrap_err();
+        assert!(!e.is_fatal(), "{e:?}");
+        // Without a header list, tag 82 is refused as before (here where
+        // a pid's node must be an atom).
+        let mut none = vec![131, 68, 0];
+        none.extend(send_sender_by_refs());
+        let e = decode_one(&mut r, &none).unwrap_err();
+        assert_eq!(e, DecodeError::Term(TermError::ExpectedAtom(5)));
+    }
+
+    #[test]
+    fn a_fragmented_message_keeps_the_atoms_of_its_first_fragment() {
+        let mut r = Reassembler::new(1 << 20);
+        let data = send_sender_by_refs();
+        let (head, tail) = data.split_at(10);
+        let mut first = vec![131, 69];
+        first.extend_from_slice(&9u64.to_be_bytes());
+        first.extend_from_slice(&2u64.to_be_bytes());
+        first.extend(cache_header(
+            &[
+                (0, 7, Some("a@h")),
+                (3, 255, Some("b@h")),
+                (7, 0, Some("m")),
+            ],
+            false,
+        ));
+        first.extend_from_slice(head);
+        assert_eq!(decode_one(&mut r, &first).unwrap(), None);
+        // Another message overwrites slot (7, 0) meanwhile.
+        let mut other = vec![131, 68];
+        other.extend(cache_header(&[(7, 0, Some("zz"))], false));
+        other.extend_from_slice(&[104, 1, 97, 5]);
+        let _ = decode_one(&mut r, &other);
+        let mut last = vec![131, 70];
+        last.extend_from_slice(&9u64.to_be_bytes());
+        last.extend_from_slice(&1u64.to_be_bytes());
+        last.extend_from_slice(tail);
+        assert_eq!(decode_one(&mut r, &last).unwrap(), Some(expected()));
     }
 }

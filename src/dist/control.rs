@@ -22,6 +22,7 @@
 //! erl_dist and `eetf`) as the reference for tests and fuzzing.
 
 use super::codec::{DecodeError, PASS_THROUGH};
+use crate::term::decode::AtomRefs;
 use crate::term::{self, Atom, FixInteger, Limits, List, Pid, PidOrAtom, Reference, Term, Tuple};
 use erl_dist::message::Message;
 use erl_dist::term::Mfa;
@@ -562,14 +563,31 @@ pub fn encode_message(
 /// ([`term::decode`](mod@term::decode)), then the control tuple becomes a
 /// [`Message`] as erl_dist's `Message::read_from` would make it.
 pub fn decode_terms(data: &[u8], versioned: bool, limits: Limits) -> Result<Message, DecodeError> {
-    decode_usual(data, versioned, limits).unwrap_or_else(|| decode_general(data, versioned, limits))
+    decode_terms_in(data, versioned, limits, AtomRefs::NONE)
 }
 
-/// [`decode_terms`] of any message: the control term decoded as a
+/// [`decode_terms`] of the terms after a distribution header whose atom
+/// cache entries are `refs`.
+pub fn decode_terms_in(
+    data: &[u8],
+    versioned: bool,
+    limits: Limits,
+    refs: AtomRefs<'_>,
+) -> Result<Message, DecodeError> {
+    decode_usual(data, versioned, limits, refs)
+        .unwrap_or_else(|| decode_general(data, versioned, limits, refs))
+}
+
+/// [`decode_terms_in`] of any message: the control term decoded as a
 /// [`Term`], then made a [`Message`].
-fn decode_general(data: &[u8], versioned: bool, limits: Limits) -> Result<Message, DecodeError> {
-    let ctl = read_term(data, 0, versioned, limits)?;
-    let payload = payload_at(data, ctl.end, versioned, limits)?;
+fn decode_general(
+    data: &[u8],
+    versioned: bool,
+    limits: Limits,
+    refs: AtomRefs<'_>,
+) -> Result<Message, DecodeError> {
+    let ctl = read_term(data, 0, versioned, limits, refs)?;
+    let payload = payload_at(data, ctl.end, versioned, limits, refs)?;
     message_from_terms(ctl.term, payload)
 }
 
@@ -579,11 +597,12 @@ fn read_term(
     at: usize,
     versioned: bool,
     limits: Limits,
+    refs: AtomRefs<'_>,
 ) -> Result<term::decode::Decoded, term::TermError> {
     if versioned {
         term::decode::decode_versioned(data, at, limits)
     } else {
-        term::decode::decode_body(data, at, limits)
+        term::decode::decode_body_in(data, at, limits, refs)
     }
 }
 
@@ -594,11 +613,12 @@ fn payload_at(
     at: usize,
     versioned: bool,
     limits: Limits,
+    refs: AtomRefs<'_>,
 ) -> Result<Option<Result<Term, term::TermError>>, DecodeError> {
     if at >= data.len() {
         return Ok(None);
     }
-    let p = read_term(data, at, versioned, limits)?;
+    let p = read_term(data, at, versioned, limits, refs)?;
     if p.end != data.len() {
         return Err(DecodeError::Control(
             "trailing bytes after the payload".into(),
@@ -630,6 +650,7 @@ fn decode_usual(
     data: &[u8],
     versioned: bool,
     limits: Limits,
+    refs: AtomRefs<'_>,
 ) -> Option<Result<Message, DecodeError>> {
     // The tuple and its fields are two levels.
     if limits.max_depth < 2 {
@@ -640,7 +661,7 @@ fn decode_usual(
         (true, Some(&term::VERSION)) => 1,
         (true, _) => return None,
     };
-    let mut f = term::decode::Fields::new(data, start);
+    let mut f = term::decode::Fields::new(data, start, refs);
     let arity = f.tuple()?;
     let op = f.int()?;
     enum Usual {
@@ -664,7 +685,7 @@ fn decode_usual(
         }
         _ => return None,
     };
-    let payload = payload_at(data, f.end(), versioned, limits).and_then(required);
+    let payload = payload_at(data, f.end(), versioned, limits, refs).and_then(required);
     Some(payload.map(|p| match ctl {
         Usual::Send(to) => Message::send(to, p),
         Usual::SendSender(from, to) => Message::send_sender(from, to, p),
@@ -945,9 +966,14 @@ pub(crate) mod tests {
     pub(crate) fn check_against_two_pass(data: &[u8], versioned: bool) {
         let limits = Limits::default();
         let ours = decode_terms(data, versioned, limits);
-        if let Some(usual) = decode_usual(data, versioned, limits) {
+        let none = AtomRefs::NONE;
+        if let Some(usual) = decode_usual(data, versioned, limits, none) {
             // the direct read of the usual messages is the general path's
-            assert_eq!(usual, decode_general(data, versioned, limits), "{data:?}");
+            assert_eq!(
+                usual,
+                decode_general(data, versioned, limits, none),
+                "{data:?}"
+            );
         }
         let old = decode_terms_two_pass(data, versioned, limits);
         let same = match (&ours, &old) {

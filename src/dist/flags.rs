@@ -23,6 +23,8 @@ pub const EXPORT_PTR_TAG: u64 = 0x200;
 pub const BIT_BINARIES: u64 = 0x400;
 /// NEW_FLOAT_EXT.
 pub const NEW_FLOATS: u64 = 0x800;
+/// The atom cache in distribution headers (`DFLAG_DIST_HDR_ATOM_CACHE`).
+pub const DIST_HDR_ATOM_CACHE: u64 = 0x2000;
 /// UTF-8 atoms.
 pub const UTF8_ATOMS: u64 = 0x1_0000;
 /// Maps.
@@ -68,9 +70,12 @@ pub const MANDATORY_25: u64 = EXTENDED_REFERENCES
 /// and as the digest bit, the OTP 26+ additions (V4_NC, UNLINK_ID), both
 /// monitor flags, SEND_SENDER, EXIT_PAYLOAD, FRAGMENTS and ALIAS (we send
 /// ALIAS_SEND to answer a gen_server call made with an alias; ALIAS_SEND
-/// to us is dropped, as we create no aliases). Never PUBLISHED, never an
-/// atom cache.
+/// to us is dropped, as we create no aliases), and the atom cache in
+/// distribution headers, which BEAM peers then use for what they send us
+/// (we read it, `dist::codec::AtomCache`; what we send lists no entries).
+/// Never PUBLISHED.
 pub const OFFERED: u64 = MANDATORY_25
+    | DIST_HDR_ATOM_CACHE
     | MANDATORY_25_DIGEST
     | V4_NC
     | UNLINK_ID

@@ -192,17 +192,14 @@ impl Link {
         };
         match whole.decode(self.cfg.limits) {
             Ok(m) => self.events.push_back(Event::Message(m)),
-            Err(e) if !e.is_fatal() => self.dropped(e, whole.bytes()),
+            Err(e) if !e.is_fatal() => dropped(&mut self.events, e, whole.bytes()),
             Err(e) => return Err(e.into()),
         }
         Ok(())
     }
 
     fn dropped(&mut self, error: DecodeError, bytes: &[u8]) {
-        self.events.push_back(Event::Dropped {
-            error,
-            control: codec::describe_control(bytes),
-        });
+        dropped(&mut self.events, error, bytes);
     }
 
     /// The next thing the input gave.
@@ -294,6 +291,15 @@ impl Link {
     pub fn wants_transmit(&self) -> bool {
         self.tick_due || !self.queue.is_empty()
     }
+}
+
+/// Records a message that was dropped, with its control term when it
+/// can be read.
+fn dropped(events: &mut VecDeque<Event>, error: DecodeError, bytes: &[u8]) {
+    events.push_back(Event::Dropped {
+        error,
+        control: codec::describe_control(bytes),
+    });
 }
 
 #[cfg(test)]

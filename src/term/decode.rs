@@ -67,13 +67,52 @@ pub struct Decoded {
     pub end: usize,
 }
 
+/// The atoms a message's `ATOM_CACHE_REF`s (tag 82, then an index) name:
+/// the entries its distribution header lists, in order, looked up in the
+/// connection's atom cache (`dist::codec::AtomCache`). [`AtomRefs::NONE`]
+/// outside a message with such a header: tag 82 is then refused, as any
+/// tag this node does not accept.
+#[derive(Debug, Clone, Copy)]
+pub struct AtomRefs<'a> {
+    /// Slot of each listed entry, in `slots`.
+    pub idx: &'a [u16],
+    /// The cache's slots.
+    pub slots: &'a [Option<Box<str>>],
+}
+
+impl<'a> AtomRefs<'a> {
+    /// No atom cache references.
+    pub const NONE: AtomRefs<'static> = AtomRefs {
+        idx: &[],
+        slots: &[],
+    };
+
+    /// The name of the `i`-th listed entry.
+    pub fn get(&self, i: u8) -> Option<&'a str> {
+        let slot = *self.idx.get(usize::from(i))?;
+        self.slots.get(usize::from(slot))?.as_deref()
+    }
+}
+
 /// Reads one term body (without its 131 byte) at `buf[start..]`. The outer
 /// error is structural; see [`Decoded::term`] for the other.
 pub fn decode_body(buf: &[u8], start: usize, limits: Limits) -> Result<Decoded, TermError> {
+    decode_body_in(buf, start, limits, AtomRefs::NONE)
+}
+
+/// [`decode_body`] of a term after a distribution header whose atom cache
+/// entries are `refs`.
+pub fn decode_body_in(
+    buf: &[u8],
+    start: usize,
+    limits: Limits,
+    refs: AtomRefs<'_>,
+) -> Result<Decoded, TermError> {
     let mut d = Decoder {
         c: Cursor { buf, pos: start },
         max_depth: limits.max_depth,
         refused: None,
+        refs,
     };
     let mut t = nil();
     d.child(0, &mut t)?;
@@ -100,6 +139,8 @@ struct Decoder<'a> {
     max_depth: usize,
     /// The first thing `eetf` would have refused in otherwise good bytes.
     refused: Option<String>,
+    /// What `ATOM_CACHE_REF`s name.
+    refs: AtomRefs<'a>,
 }
 
 /// `to` taken from a term, the way `eetf` converts (`"X is not a Y"`).
@@ -155,10 +196,20 @@ impl<'a> Decoder<'a> {
         let n = match self.c.u8()? {
             100 | 118 => self.c.u16()?,
             115 | 119 => usize::from(self.c.u8()?),
+            82 if !self.refs.idx.is_empty() => return self.cached_atom(at),
             _ => return Err(TermError::ExpectedAtom(at)),
         };
         let name = self.bytes(n)?;
         Ok(self.atom_name(name))
+    }
+
+    /// The atom an `ATOM_CACHE_REF` at `at` names (its tag read).
+    fn cached_atom(&mut self, at: usize) -> Result<Atom, TermError> {
+        let index = self.c.u8()?;
+        match self.refs.get(index) {
+            Some(name) => Ok(Atom::from(name)),
+            None => Err(TermError::AtomCacheRef { index, pos: at }),
+        }
     }
 
     /// Checks a container of `n` elements at nesting `level` (the
@@ -233,6 +284,7 @@ impl<'a> Decoder<'a> {
                 let name = self.bytes(n)?;
                 Term::Atom(self.atom_name(name))
             }
+            82 if !self.refs.idx.is_empty() => Term::Atom(self.cached_atom(at)?),
             77 => {
                 // eetf shifts by (8 - bits): bits must be 1..=8 (as the
                 // format requires) and the binary non-empty.
@@ -431,13 +483,15 @@ pub(crate) struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// Fields starting at `buf[start]` (no 131 byte).
-    pub(crate) fn new(buf: &'a [u8], start: usize) -> Self {
+    /// Fields starting at `buf[start]` (no 131 byte), `refs` what atom
+    /// cache references name.
+    pub(crate) fn new(buf: &'a [u8], start: usize, refs: AtomRefs<'a>) -> Self {
         Fields {
             d: Decoder {
                 c: Cursor { buf, pos: start },
                 max_depth: usize::MAX,
                 refused: None,
+                refs,
             },
         }
     }
