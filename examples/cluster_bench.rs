@@ -37,6 +37,11 @@
 //!   (not in the table; `scripts/bench.sh` keeps only `beam.`/`ours.`
 //!   lines): CPU time of this process and of the source `erl` node during
 //!   each BEAM -> Rust ingest, to tell which end bounds it.
+//!
+//!   To profile our side of an ingest alone: `CB_ONLY_OURS=1` skips the
+//!   BEAM -> BEAM runs, `CB_MARKS=1` prints each ingest's window to stderr
+//!   as `mark ingest.<G>x<K> START,END` (CLOCK_MONOTONIC seconds); run
+//!   under `perf record -k mono` and give a window to `perf report --time`.
 //! - `codec.<msg>.<op>` ns per op: `encode` ([`control::put_term`] into a
 //!   new buffer with the version byte, as `term_to_binary` returns a new
 //!   binary), `decode` ([`term::decode`]), `decode_msg`
@@ -327,6 +332,11 @@ async fn ingest_beam_rust(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let t1 = Instant::now();
+    mark(
+        "ingest",
+        shape,
+        mono_s() - t1.duration_since(t0).as_secs_f64(),
+    );
     // Where the ingest's time goes: CPU time of our process (the reader
     // thread included) and of e's, over the window. Not in the table.
     let s = shape_key(shape);
@@ -341,6 +351,31 @@ async fn ingest_beam_rust(
         ((b - a).as_secs_f64() * 1000.0, max, med, n)
     };
     (w(t0, t1), w(d0, d1))
+}
+
+/// CLOCK_MONOTONIC now, in seconds: the clock of `perf record -k mono`.
+fn mono_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// With `CB_MARKS` set, prints the window that just ended (from `start`
+/// to now, CLOCK_MONOTONIC seconds) to stderr, as `perf report --time
+/// START,END` takes it: to profile only our side of an ingest, run the
+/// bench under `perf record -k mono` and report each window.
+fn mark(what: &str, shape: (usize, usize), start: f64) {
+    if std::env::var_os("CB_MARKS").is_some() {
+        eprintln!(
+            "mark {what}.{} {start:.6},{:.6}",
+            shape_key(shape),
+            mono_s()
+        );
+    }
 }
 
 /// CPU time (ms) of all threads of process `pid` (`"self"`: this one), from
@@ -430,7 +465,9 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
     ))
     .await;
     let (a_atom, b_name) = (atom(&a.1), b.1.clone());
-    if prop {
+    // CB_ONLY_OURS: skip the BEAM -> BEAM runs (when profiling ours)
+    let beam = std::env::var_os("CB_ONLY_OURS").is_none();
+    if prop && beam {
         for _ in 0..runs {
             for shape in SHAPES {
                 let t = rpc(&r, &a.1, "bb_prop", vec![atom(&b_name), shape_term(shape)]).await;
@@ -438,7 +475,7 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
             }
         }
     }
-    if ingest {
+    if ingest && beam {
         rpc(&r, &b.1, "reader_group", vec![]).await;
         for shape in INGEST_SHAPES {
             rpc(&r, &a.1, "fill", vec![shape_term(shape)]).await;

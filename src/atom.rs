@@ -17,7 +17,7 @@
 //! Reading a name ([`Atom::as_str`]) takes no lock: the table is a fixed
 //! array of chunks filled once each.
 
-use std::collections::HashMap;
+use crate::util::FastHashMap;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
@@ -35,7 +35,27 @@ type Chunk = Box<[OnceLock<&'static str>]>;
 /// Names by index, read without a lock.
 static TABLE: [OnceLock<Chunk>; CHUNKS] = [const { OnceLock::new() }; CHUNKS];
 /// Index by name, for interning (writers only).
-static INDEX: OnceLock<Mutex<HashMap<&'static str, u32>>> = OnceLock::new();
+static INDEX: OnceLock<Mutex<FastHashMap<&'static str, u32>>> = OnceLock::new();
+
+/// How many recently interned names each thread keeps ([`Atom::new`]).
+const RECENT_LEN: usize = 4;
+
+type Recent = [Option<(&'static str, Atom)>; RECENT_LEN];
+
+thread_local! {
+    /// This thread's last interned names, the newest first.
+    static RECENT: std::cell::Cell<Recent> = const { std::cell::Cell::new([None; RECENT_LEN]) };
+}
+
+/// Puts `(name, atom)` first in this thread's recent names.
+fn remember(name: &'static str, atom: Atom) {
+    RECENT.with(|r| {
+        let mut v = r.get();
+        v.copy_within(0..RECENT_LEN - 1, 1);
+        v[0] = Some((name, atom));
+        r.set(v);
+    });
+}
 
 /// An interned name (a node name): 4 bytes, `Copy`, compared by index.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,9 +81,21 @@ impl Atom {
                 return Err(AtomError::TooLong(chars));
             }
         }
+        // The names this thread interned last: a decoded exchange or a
+        // stream of messages names the same few nodes over and over, found
+        // here without the lock.
+        if let Some(a) = RECENT.with(|r| {
+            r.get()
+                .iter()
+                .find(|e| e.is_some_and(|(n, _)| n == name))
+                .and_then(|e| e.map(|(_, a)| a))
+        }) {
+            return Ok(a);
+        }
         let index = INDEX.get_or_init(Default::default);
         let mut map = index.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(&i) = map.get(name) {
+        if let Some((&n, &i)) = map.get_key_value(name) {
+            remember(n, Atom(i));
             return Ok(Atom(i));
         }
         let i = map.len();
@@ -76,6 +108,7 @@ impl Atom {
         // Only this (locked) writer ever sets slot i.
         let _ = chunk[i & (CHUNK - 1)].set(name);
         map.insert(name, i as u32);
+        remember(name, Atom(i as u32));
         Ok(Atom(i as u32))
     }
 

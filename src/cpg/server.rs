@@ -47,6 +47,7 @@ use crate::process::{self, Dest, Process, SendError, Signal};
 use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Reference, Term};
 use crate::util::FastHashMap;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -687,11 +688,8 @@ impl<N: WireName> ScopeTask<N> {
         for n in nodes {
             self.node_down(&n);
         }
-        let pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
-        for p in pids {
-            let mref = self.proc.monitor(p);
-            self.monitors.insert(p, mref);
-        }
+        let mut pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
+        self.monitor_all(&mut pids);
     }
 
     /// Monitors `peer`'s scope process (by name), and checks in the
@@ -1176,31 +1174,60 @@ impl<N: WireName> ScopeTask<N> {
     /// `effects` (a change the task made after them).
     fn execute(&mut self, effects: Vec<Effect<MemberPid, N>>) {
         let queued = std::mem::take(&mut *self.pending.effects.lock());
+        // A run of monitors is made in one go (an exchange brings one per
+        // new remote pid: one lock and one queueing to the peer for all).
+        let mut to_monitor: Vec<MemberPid> = Vec::new();
         for e in queued.into_iter().chain(effects) {
             match e {
-                Effect::Monitor(p) => {
-                    // Already monitored when a restart's rebuild ran before
-                    // the queued effect.
-                    if !self.monitors.contains_key(&p) {
-                        let mref = self.proc.monitor(p);
-                        self.monitors.insert(p, mref);
-                    }
+                // Already monitored when a restart's rebuild ran before the
+                // queued effect.
+                Effect::Monitor(p) if self.monitors.contains_key(&p) => {}
+                Effect::Monitor(p) => to_monitor.push(p),
+                e => {
+                    self.monitor_all(&mut to_monitor);
+                    self.execute_one(e);
                 }
-                Effect::Demonitor(p) => {
-                    let removed = self.monitors.remove(&p);
-                    crate::util::shrink_sparse(&mut self.monitors);
-                    if let Some(mref) = removed {
-                        self.proc.demonitor(&mref);
-                    }
+            }
+        }
+        self.monitor_all(&mut to_monitor);
+    }
+
+    /// Monitors the pids of `pids` (emptied), in one go.
+    fn monitor_all(&mut self, pids: &mut Vec<MemberPid>) {
+        if pids.is_empty() {
+            return;
+        }
+        let full: Vec<Pid> = pids.iter().map(MemberPid::to_pid).collect();
+        let refs = self.proc.monitor_many(&full);
+        for (p, mref) in pids.drain(..).zip(refs) {
+            match self.monitors.entry(p) {
+                // The same pid twice in one run: one monitor is enough.
+                Entry::Occupied(_) => self.proc.demonitor(&mref),
+                Entry::Vacant(v) => {
+                    v.insert(mref);
                 }
-                Effect::Cast { node, request } => self.cast(&node, request),
-                Effect::Notify { name, pid, reason } => {
-                    let _ = self.events.send(GroupEvent {
-                        group: name,
-                        pid: pid.to_pid(),
-                        reason,
-                    });
+            }
+        }
+    }
+
+    /// Carries out one effect other than a monitor.
+    fn execute_one(&mut self, e: Effect<MemberPid, N>) {
+        match e {
+            Effect::Monitor(p) => self.monitor_all(&mut vec![p]),
+            Effect::Demonitor(p) => {
+                let removed = self.monitors.remove(&p);
+                crate::util::shrink_sparse(&mut self.monitors);
+                if let Some(mref) = removed {
+                    self.proc.demonitor(&mref);
                 }
+            }
+            Effect::Cast { node, request } => self.cast(&node, request),
+            Effect::Notify { name, pid, reason } => {
+                let _ = self.events.send(GroupEvent {
+                    group: name,
+                    pid: pid.to_pid(),
+                    reason,
+                });
             }
         }
     }

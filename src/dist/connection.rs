@@ -62,10 +62,31 @@ pub enum ConnectionError {
 }
 
 /// Something to send to a peer.
+// A `Msg` is sent as is, not boxed: a box would be one more allocation per
+// message on the hot path; the channel stores the enum in blocks anyway.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outgoing {
     /// A control message (with payload).
     Msg(Message),
+    /// Control messages sent in this order, queued at once (a process
+    /// monitoring many pids of one node: one channel send, not one each).
+    Batch(Vec<Message>),
+}
+
+impl Outgoing {
+    /// How many messages this is.
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Msg(_) => 1,
+            Outgoing::Batch(v) => v.len(),
+        }
+    }
+
+    /// Whether this holds no message (an empty batch).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Which side dialled a connection.
@@ -466,6 +487,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Poll::Ready(Some(Outgoing::Msg(m))) => {
                     self.shared.queued.fetch_sub(1, Relaxed);
                     self.state.queue(m);
+                }
+                // Taken whole: the batch may take the link past TAKE once.
+                Poll::Ready(Some(Outgoing::Batch(v))) => {
+                    self.shared.queued.fetch_sub(v.len(), Relaxed);
+                    for m in v {
+                        self.state.queue(m);
+                    }
                 }
                 Poll::Ready(None) => self.rx_open = false,
                 Poll::Pending => break,

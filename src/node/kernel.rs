@@ -3,6 +3,7 @@
 //! Changes with the process API.
 
 use super::links::MonOut;
+use super::registry::RefKey;
 use super::Inner;
 use crate::process::{Dest, Kernel, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
@@ -59,15 +60,16 @@ impl Kernel for Inner {
     }
 
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference {
-        let mref = self.make_ref_inner();
+        let key = self.make_ref_key();
+        let mref = self.ref_of(key);
         let (node, item, target) = match to {
             Dest::Pid(p) => (
-                p.node.name.clone(),
+                p.node.name.as_str(),
                 Term::Pid(p.clone()),
                 PidOrAtom::Pid(p.clone()),
             ),
             Dest::Name(n, node) => (
-                node.clone(),
+                node.as_str(),
                 tuple(vec![atom(n), atom(node)]),
                 PidOrAtom::Atom(Atom::from(n.as_str())),
             ),
@@ -77,7 +79,7 @@ impl Kernel for Inner {
                 Some(t) => {
                     let added = self.add_monitor(&t, mref.clone(), from.clone(), target);
                     if added {
-                        self.hold(from, &mref, Some(t.id));
+                        self.hold(from, key, Some(t.id));
                     }
                     added
                 }
@@ -96,39 +98,83 @@ impl Kernel for Inner {
             return mref;
         }
         self.mons_out.lock().insert(
-            mref.clone(),
+            key,
             MonOut {
-                watcher: from.clone(),
-                node: node.clone(),
-                item: item.clone(),
+                watcher: from.id,
+                item,
             },
         );
-        self.hold(from, &mref, None);
+        self.hold(from, key, None);
         if self
-            .send_to_node(
-                &node,
-                Message::monitor_p(from.clone(), target, mref.clone()),
-            )
+            .send_to_node(node, Message::monitor_p(from.clone(), target, mref.clone()))
             .is_err()
         {
-            self.mons_out.lock().remove(&mref);
-            self.forget_held(from, &mref);
-            self.deliver(
-                from,
-                Signal::Down {
-                    mref: mref.clone(),
-                    item,
-                    reason: atom("noconnection"),
-                },
-            );
+            self.monitor_unsent(from, key);
         }
         mref
     }
 
+    fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<Reference> {
+        let mut refs = Vec::with_capacity(to.len());
+        // The remote ones, by index in `to`, with their keys.
+        let mut remote: Vec<(usize, RefKey)> = Vec::new();
+        for (i, p) in to.iter().enumerate() {
+            if p.node.name == self.name {
+                refs.push(self.monitor(from, &Dest::Pid(p.clone())));
+            } else {
+                let key = self.make_ref_key();
+                refs.push(self.ref_of(key));
+                remote.push((i, key));
+            }
+        }
+        if remote.is_empty() {
+            return refs;
+        }
+        // The bookkeeping of them all under one lock each.
+        {
+            let mut mons = self.mons_out.lock();
+            mons.reserve(remote.len());
+            for &(i, key) in &remote {
+                let item = Term::Pid(to[i].clone());
+                mons.insert(
+                    key,
+                    MonOut {
+                        watcher: from.id,
+                        item,
+                    },
+                );
+            }
+        }
+        if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
+            e.held.reserve(remote.len());
+            e.held.extend(remote.iter().map(|&(_, key)| (key, None)));
+        }
+        // One queueing per run of pids of the same node.
+        for run in remote.chunk_by(|a, b| to[a.0].node.name == to[b.0].node.name) {
+            let node = &to[run[0].0].node.name;
+            let msgs = run
+                .iter()
+                .map(|&(i, _)| {
+                    let target = PidOrAtom::Pid(to[i].clone());
+                    Message::monitor_p(from.clone(), target, refs[i].clone())
+                })
+                .collect();
+            if self.send_batch_to_node(node, msgs).is_err() {
+                for &(_, key) in run {
+                    self.monitor_unsent(from, key);
+                }
+            }
+        }
+        refs
+    }
+
     fn demonitor(&self, from: &Pid, mref: &Reference) {
+        let Some(key) = self.ref_key(mref) else {
+            return; // not ours: no monitor of ours has it
+        };
         let held = match self.procs.write(from.id).get_mut(&from.id) {
             Some(e) => {
-                let h = e.held.remove(mref);
+                let h = e.held.remove(&key);
                 shrink_sparse(&mut e.held);
                 h
             }
@@ -140,7 +186,7 @@ impl Kernel for Inner {
                     e.monitors.remove(mref);
                 }
             }
-            Some(None) => self.demonitor_remote(from, mref),
+            Some(None) => self.demonitor_remote(from, key),
             None => {}
         }
     }
@@ -235,7 +281,9 @@ impl Kernel for Inner {
         }
         for (mref, (watcher, how)) in e.monitors {
             if self.is_local(&watcher) {
-                self.forget_held(&watcher, &mref);
+                if let Some(key) = self.ref_key(&mref) {
+                    self.forget_held(&watcher, key);
+                }
                 let item = match &how {
                     PidOrAtom::Pid(p) => Term::Pid(p.clone()),
                     PidOrAtom::Atom(a) => tuple(vec![Term::Atom(a.clone()), atom(&self.name)]),
@@ -256,15 +304,15 @@ impl Kernel for Inner {
             }
         }
         // Monitors this process held on others are no longer wanted.
-        for (mref, target) in e.held {
+        for (key, target) in e.held {
             match target {
                 Some(t) => {
                     if let Some(te) = self.procs.write(t).get_mut(&t) {
-                        te.monitors.remove(&mref);
+                        te.monitors.remove(&self.ref_of(key));
                         shrink_sparse(&mut te.monitors);
                     }
                 }
-                None => self.demonitor_remote(pid, &mref),
+                None => self.demonitor_remote(pid, key),
             }
         }
     }

@@ -2,17 +2,32 @@
 //! fire, and the `noconnection` fan-out when a peer goes down. Changes with
 //! the semantics of links and monitors.
 
+use super::registry::RefKey;
 use super::{DownReason, Inner, NodeEvent};
 use crate::process::Signal;
 use crate::term::{self, atom, tuple, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
 use erl_dist::message::Message;
 
-/// A monitor one of our processes holds on a process elsewhere.
+/// A monitor one of our processes holds on a process elsewhere (in
+/// `Inner::mons_out`, by the [`RefKey`] of its ref).
 pub(super) struct MonOut {
-    pub(super) watcher: Pid,
-    pub(super) node: String,
+    /// The watcher: the id of one of our processes.
+    pub(super) watcher: u32,
+    /// What its `'DOWN'` names: the pid, or `{Name, Node}`. Its node is
+    /// the node the monitor crosses to ([`item_node`]).
     pub(super) item: Term,
+}
+
+/// The node a monitor's item is on: a pid's, or `Node` of `{Name, Node}`.
+pub(super) fn item_node(item: &Term) -> Option<&str> {
+    match item {
+        Term::Pid(p) => Some(&p.node.name),
+        t => match term::as_tuple(t) {
+            Some([_, Term::Atom(n)]) => Some(&n.name),
+            _ => None,
+        },
+    }
 }
 
 impl Inner {
@@ -43,12 +58,12 @@ impl Inner {
         });
         {
             let mut mons = self.mons_out.lock();
-            mons.retain(|mref, m| {
-                if m.node == node {
+            mons.retain(|&key, m| {
+                if item_node(&m.item) == Some(node) {
                     signals.push((
-                        m.watcher.clone(),
+                        self.pid(m.watcher),
                         Signal::Down {
-                            mref: mref.clone(),
+                            mref: self.ref_of(key),
                             item: m.item.clone(),
                             reason: noconn.clone(),
                         },
@@ -62,7 +77,9 @@ impl Inner {
         }
         for (to, s) in signals {
             if let Signal::Down { mref, .. } = &s {
-                self.forget_held(&to, mref);
+                if let Some(key) = self.ref_key(mref) {
+                    self.forget_held(&to, key);
+                }
             }
             self.deliver(&to, s);
         }
@@ -73,17 +90,17 @@ impl Inner {
     }
 
     /// `watcher` no longer holds monitor `mref`.
-    pub(super) fn forget_held(&self, watcher: &Pid, mref: &Reference) {
+    pub(super) fn forget_held(&self, watcher: &Pid, key: RefKey) {
         if let Some(e) = self.procs.write(watcher.id).get_mut(&watcher.id) {
-            e.held.remove(mref);
+            e.held.remove(&key);
             shrink_sparse(&mut e.held);
         }
     }
 
     /// `watcher` holds monitor `mref` on `target` (`None`: on another node).
-    pub(super) fn hold(&self, watcher: &Pid, mref: &Reference, target: Option<u32>) {
+    pub(super) fn hold(&self, watcher: &Pid, key: RefKey, target: Option<u32>) {
         if let Some(e) = self.procs.write(watcher.id).get_mut(&watcher.id) {
-            e.held.insert(mref.clone(), target);
+            e.held.insert(key, target);
         }
     }
 
@@ -142,13 +159,16 @@ impl Inner {
         mref: Reference,
         reason: Term,
     ) {
-        let m = {
+        let key = self.ref_key(&mref);
+        let m = key.and_then(|key| {
             let mut mons = self.mons_out.lock();
-            let m = mons.remove(&mref);
+            let m = mons.remove(&key);
             shrink_sparse(&mut mons);
             m
-        };
-        self.forget_held(&to, &mref);
+        });
+        if let Some(key) = key {
+            self.forget_held(&to, key);
+        }
         let item = match (m, from) {
             (Some(m), _) => m.item,
             (None, PidOrAtom::Pid(p)) => Term::Pid(p),
@@ -157,22 +177,40 @@ impl Inner {
         self.deliver(&to, Signal::Down { mref, item, reason });
     }
 
+    /// The MONITOR_P of remote monitor `key` could not be queued (no
+    /// connection): it fires `noconnection` at once, unless the node's
+    /// going down fired it meanwhile.
+    pub(super) fn monitor_unsent(&self, watcher: &Pid, key: RefKey) {
+        let removed = self.mons_out.lock().remove(&key);
+        if let Some(m) = removed {
+            self.forget_held(watcher, key);
+            self.deliver(
+                watcher,
+                Signal::Down {
+                    mref: self.ref_of(key),
+                    item: m.item,
+                    reason: atom("noconnection"),
+                },
+            );
+        }
+    }
+
     /// Drops a monitor held on a process of another node and tells that
     /// node (DEMONITOR_P).
-    pub(super) fn demonitor_remote(&self, from: &Pid, mref: &Reference) {
+    pub(super) fn demonitor_remote(&self, from: &Pid, key: RefKey) {
         let removed = {
             let mut mons = self.mons_out.lock();
-            let m = mons.remove(mref);
+            let m = mons.remove(&key);
             shrink_sparse(&mut mons);
             m
         };
         let Some(m) = removed else {
             return;
         };
-        if let Some(target) = monitor_target(&m.item) {
+        if let (Some(target), Some(node)) = (monitor_target(&m.item), item_node(&m.item)) {
             let _ = self.send_to_node(
-                &m.node,
-                Message::demonitor_p(from.clone(), target, mref.clone()),
+                node,
+                Message::demonitor_p(from.clone(), target, self.ref_of(key)),
             );
         }
     }
@@ -194,7 +232,73 @@ fn monitor_target(item: &Term) -> Option<PidOrAtom> {
 mod tests {
     use super::super::tests::node;
     use super::*;
+    use crate::term::Atom;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_ref_key_names_only_our_own_refs() {
+        let (n, _epmd) = node().await;
+        let i = &n.inner;
+        let r = i.make_ref_inner();
+        let key = i.ref_key(&r).expect("our ref");
+        assert_eq!(i.ref_of(key), r);
+        let far = i.ref_of(1 << 40);
+        assert_eq!(i.ref_key(&far), Some(1 << 40));
+        // Another node's, another incarnation's, another shape's: none.
+        let mut other = r.clone();
+        other.node = Atom::from("elsewhere@host");
+        assert_eq!(i.ref_key(&other), None);
+        let mut older = r.clone();
+        older.creation ^= 1;
+        assert_eq!(i.ref_key(&older), None);
+        let mut longer = r.clone();
+        longer.id.push(7);
+        assert_eq!(i.ref_key(&longer), None);
+        n.shutdown().await;
+    }
+
+    /// Monitors of pids of a node that cannot be reached, made in one go,
+    /// each fire `noconnection` with its own ref; the local one in the same
+    /// batch fires when its process ends.
+    #[tokio::test]
+    async fn monitor_many_fires_noconnection_for_an_unreachable_node() {
+        let (n, _epmd) = node().await;
+        let mut a = n.spawn_process();
+        let b = n.spawn_process();
+        let far = |id| Pid {
+            node: Atom::from("nobody_here@localhost"),
+            id,
+            serial: 0,
+            creation: 1,
+        };
+        let pids = vec![far(1), b.pid().clone(), far(2)];
+        let refs = a.monitor_many(&pids);
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            match a.recv_timeout(Duration::from_secs(10)).await.unwrap() {
+                Some(Signal::Down { mref, item, reason }) => {
+                    assert_eq!(reason, atom("noconnection"));
+                    got.push((mref, item));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        got.sort_by_key(|(_, item)| format!("{item}"));
+        assert_eq!(
+            got,
+            vec![
+                (refs[0].clone(), Term::Pid(far(1))),
+                (refs[2].clone(), Term::Pid(far(2))),
+            ]
+        );
+        assert!(n.inner.mons_out.lock().is_empty());
+        drop(b);
+        match a.recv_timeout(Duration::from_secs(1)).await.unwrap() {
+            Some(Signal::Down { mref, .. }) => assert_eq!(mref, refs[1]),
+            other => panic!("{other:?}"),
+        }
+        n.shutdown().await;
+    }
 
     #[tokio::test]
     async fn local_monitors_fire_once_and_demonitor_forgets() {

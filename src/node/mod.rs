@@ -37,7 +37,7 @@ use crate::config::NodeConfig;
 use crate::dist::connection::{LinkStats, PeerLink};
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Kernel, Process, SendError};
-use crate::term::{self, atom, tuple, Atom, Pid, Reference};
+use crate::term::{self, atom, tuple, Atom, Pid};
 use crate::util::FastHashMap;
 use links::MonOut;
 use parking_lot::{Mutex, RwLock};
@@ -108,7 +108,9 @@ struct Inner {
     /// Peers by name: read by every remote send, written when a peer is
     /// dialled, comes up, or goes.
     peers: RwLock<HashMap<String, Peer>>,
-    mons_out: Mutex<FastHashMap<Reference, MonOut>>,
+    /// Monitors our processes hold on processes elsewhere, by the key of
+    /// their ref.
+    mons_out: Mutex<FastHashMap<registry::RefKey, MonOut>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Connections running (handshake done, see `peers::LiveConn`), and

@@ -38,12 +38,13 @@ pub(super) struct Peer {
 /// Where the node registers: EPMD on this host, as `erl` does.
 /// Puts `msg` on a peer's queue; how many are queued with it, or `None`
 /// when the connection is gone.
-fn enqueue(tx: &mpsc::UnboundedSender<Outgoing>, link: &PeerLink, msg: Message) -> Option<usize> {
+fn enqueue(tx: &mpsc::UnboundedSender<Outgoing>, link: &PeerLink, out: Outgoing) -> Option<usize> {
     // Counted before the send, so the writer (which counts down as it takes
     // messages) never sees the counter below zero.
-    let queued = link.queued.fetch_add(1, Ordering::Relaxed) + 1;
-    if tx.send(Outgoing::Msg(msg)).is_err() {
-        link.queued.fetch_sub(1, Ordering::Relaxed);
+    let n = out.len();
+    let queued = link.queued.fetch_add(n, Ordering::Relaxed) + n;
+    if tx.send(out).is_err() {
+        link.queued.fetch_sub(n, Ordering::Relaxed);
         return None;
     }
     Some(queued)
@@ -207,14 +208,28 @@ impl Inner {
     /// is found under the peers' read lock (senders do not serialize) and
     /// nothing is cloned or allocated.
     pub(super) fn send_to_node(&self, node: &str, msg: Message) -> Result<(), SendError> {
+        self.send_out(node, Outgoing::Msg(msg))
+    }
+
+    /// Queues `msgs` for `node`, in order, with one send to its connection
+    /// (as [`Inner::send_to_node`] each).
+    pub(super) fn send_batch_to_node(
+        &self,
+        node: &str,
+        msgs: Vec<Message>,
+    ) -> Result<(), SendError> {
+        self.send_out(node, Outgoing::Batch(msgs))
+    }
+
+    fn send_out(&self, node: &str, out: Outgoing) -> Result<(), SendError> {
         let queued = {
             let peers = self.peers.read();
             if let Some(p) = peers.get(node) {
-                enqueue(&p.tx, &p.link, msg)
+                enqueue(&p.tx, &p.link, out)
             } else {
                 drop(peers);
                 let (tx, link) = self.peer_tx(node)?;
-                enqueue(&tx, &link, msg)
+                enqueue(&tx, &link, out)
             }
         };
         let Some(queued) = queued else {

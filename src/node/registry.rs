@@ -21,8 +21,15 @@ pub(super) struct ProcEntry {
     /// Monitors this process holds: ref -> the local target's id, or `None`
     /// for a target on another node (then in `Inner::mons_out`). Lets exit
     /// and demonitor find them without scanning every monitor on the node.
-    pub(super) held: FastHashMap<Reference, Option<u32>>,
+    /// Keyed by [`RefKey`]: every such ref is one this node made.
+    pub(super) held: FastHashMap<RefKey, Option<u32>>,
 }
+
+/// A ref this node made, by the counter it was made from: the
+/// bookkeeping of monitors (`ProcEntry::held`, `Inner::mons_out`) is keyed
+/// by it, which hashes and stores 8 bytes where a [`Reference`] is a node
+/// name and a vector, each allocated.
+pub(super) type RefKey = u64;
 
 /// Shards of the process table: a process lives in shard `id % SHARDS`, so
 /// sends to different processes, and a spawn or an exit beside them, do not
@@ -138,7 +145,33 @@ impl Inner {
     }
 
     pub(super) fn make_ref_inner(&self) -> Reference {
-        let n = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        self.ref_of(self.next_ref.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A new ref of this node, as its [`RefKey`] (the ref itself is
+    /// [`Inner::ref_of`] the key).
+    pub(super) fn make_ref_key(&self) -> RefKey {
+        self.next_ref.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The key of a ref this node made ([`Inner::make_ref_inner`]), `None`
+    /// for any other ref (another node's, or an older incarnation's).
+    pub(super) fn ref_key(&self, r: &Reference) -> Option<RefKey> {
+        match r.id[..] {
+            [lo, hi, check]
+                if lo <= 0x3_ffff
+                    && check == self.creation ^ 0x5a5a
+                    && r.creation == self.creation
+                    && r.node.name == self.name =>
+            {
+                Some(u64::from(lo) | u64::from(hi) << 18)
+            }
+            _ => None,
+        }
+    }
+
+    /// The ref of key `n` ([`Inner::ref_key`] of it is `Some(n)`).
+    pub(super) fn ref_of(&self, n: RefKey) -> Reference {
         Reference {
             node: self.atom.clone(),
             id: vec![

@@ -124,6 +124,14 @@ pub trait Kernel: Send + Sync + 'static {
     fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError>;
     /// `from` starts monitoring `to`; returns the reference.
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference;
+    /// `from` starts monitoring each pid of `to`, in order; returns the
+    /// references, in the same order. As [`Kernel::monitor`] of each; a
+    /// kernel may do it in one go (one lock, one queueing per node).
+    fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<Reference> {
+        to.iter()
+            .map(|p| self.monitor(from, &Dest::Pid(p.clone())))
+            .collect()
+    }
     /// Removes a monitor.
     fn demonitor(&self, from: &Pid, mref: &Reference);
     /// Links `from` and `to`.
@@ -242,6 +250,13 @@ impl Process {
     /// Monitors a process or a registered name.
     pub fn monitor(&self, to: impl Into<Dest>) -> Reference {
         self.kernel.monitor(&self.pid, &to.into())
+    }
+
+    /// Monitors each pid of `to` (as [`Process::monitor`] of each, in
+    /// order); returns their references in the same order. Monitors of
+    /// many pids of another node are queued to it in one go.
+    pub fn monitor_many(&self, to: &[Pid]) -> Vec<Reference> {
+        self.kernel.monitor_many(&self.pid, to)
     }
 
     /// Removes a monitor and flushes its `'DOWN'` if already there.

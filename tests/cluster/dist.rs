@@ -311,6 +311,65 @@ async fn one_mebibyte_both_ways() {
     assert_eq!(got, big);
 }
 
+/// `Process::monitor_many`: the monitors of several pids of one BEAM node,
+/// queued in one go, behave as one `monitor` each: a death fires the
+/// right ref with its reason, a demonitored one stays silent, and the
+/// rest fire `noconnection` when the node goes.
+#[tokio::test]
+async fn monitor_many_on_an_erl_node() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let mut e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let p = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+        pids.push(term::as_pid(&p).unwrap().clone());
+    }
+    // A local pid in the batch too.
+    let local = r.spawn_process();
+    pids.push(local.pid().clone());
+    let refs = me.monitor_many(&pids);
+    assert_eq!(refs.len(), 4);
+    me.demonitor(&refs[1]);
+    // Monitors reached e before the kill: e fires the first with `killed`.
+    rpc(
+        &r,
+        &e.name,
+        "erlang",
+        "exit",
+        vec![Term::Pid(pids[0].clone()), atom("kill")],
+    )
+    .await;
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Down { mref, item, reason }) => {
+            assert_eq!(mref, refs[0]);
+            assert_eq!(item, Term::Pid(pids[0].clone()));
+            assert!(is_atom(&reason, "killed"), "{reason}");
+        }
+        other => panic!("expected the first pid's DOWN, got {other:?}"),
+    }
+    drop(local);
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Down { mref, .. }) => assert_eq!(mref, refs[3]),
+        other => panic!("expected the local pid's DOWN, got {other:?}"),
+    }
+    e.kill();
+    match me.recv_timeout(T).await.unwrap() {
+        Some(Signal::Down { mref, reason, .. }) => {
+            assert_eq!(mref, refs[2]);
+            assert!(is_atom(&reason, "noconnection"), "{reason}");
+        }
+        other => panic!("expected noconnection DOWN, got {other:?}"),
+    }
+    // The demonitored one never fires.
+    assert_eq!(
+        me.recv_timeout(Duration::from_millis(200)).await.unwrap(),
+        None
+    );
+}
+
 #[tokio::test]
 async fn erl_node_restart_and_connection_loss() {
     require_erl!();
