@@ -920,6 +920,11 @@ impl<P: Clone + Eq + Hash> Big<P> {
         if i >= n {
             return None;
         }
+        // No hole, and `part` is every copy (the other side has none): the
+        // copy is its slot, found without walking the tree.
+        if n == self.slots.len() {
+            return self.slots.get(n - 1 - i);
+        }
         let pos = self.tree.select(n - 1 - i, part);
         self.slots.get(pos)
     }
