@@ -59,7 +59,12 @@ impl<H: Ord + Clone> Names<H> {
                     return;
                 };
                 if v.len() < few_names::<H>() {
-                    v.reserve_exact(1);
+                    // Grown by a quarter (two at least), not one at a time:
+                    // a pid joining its groups one by one (an exchange)
+                    // would move its names at every join.
+                    if v.len() == v.capacity() {
+                        v.reserve_exact((v.len() / 4).max(2).min(few_names::<H>() - v.len()));
+                    }
                     v.insert(at, h);
                 } else {
                     let mut s: BTreeSet<H> = std::mem::take(&mut **v).into_iter().collect();
