@@ -5,7 +5,7 @@
 use super::registry::RefKey;
 use super::{DownReason, Inner, NodeEvent};
 use crate::process::Signal;
-use crate::term::{self, atom, tuple, Pid, PidOrAtom, Reference, Term};
+use crate::term::{self, atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
 use erl_dist::message::Message;
 
@@ -151,29 +151,35 @@ impl Inner {
         );
     }
 
-    pub(super) fn monitor_fired(
-        &self,
-        peer: &str,
-        from: PidOrAtom,
-        to: Pid,
-        mref: Reference,
-        reason: Term,
-    ) {
-        let key = self.ref_key(&mref);
-        let m = key.and_then(|key| {
+    /// MONITOR_P_EXIT from `peer`: the process a monitor of ours watched
+    /// is gone. Fired only for a monitor one of our processes holds, by
+    /// that process (`to`), on a process of `peer`; anything else (a
+    /// monitor already removed by `demonitor`, or a peer naming a monitor
+    /// that is not its own) is dropped, as BEAM drops a `DOWN` it no
+    /// longer expects: after `demonitor` no `'DOWN'` arrives.
+    pub(super) fn monitor_fired(&self, peer: &str, to: Pid, mref: Reference, reason: Term) {
+        let Some(key) = self.ref_key(&mref) else {
+            tracing::debug!(peer, "dropped MONITOR_P_EXIT for a ref not ours: {mref}");
+            return;
+        };
+        let m = {
             let mut mons = self.mons_out.lock();
+            let ours = mons.get(&key).is_some_and(|m| {
+                // The item's node: the node the monitor crosses to.
+                m.watcher == to.id && self.is_local(&to) && item_node(&m.item) == Some(peer)
+            });
+            if !ours {
+                return;
+            }
             let m = mons.remove(&key);
             shrink_sparse(&mut mons);
             m
-        });
-        if let Some(key) = key {
-            self.forget_held(&to, key);
-        }
-        let item = match (m, from) {
-            (Some(m), _) => m.item,
-            (None, PidOrAtom::Pid(p)) => Term::Pid(p),
-            (None, PidOrAtom::Atom(a)) => tuple(vec![Term::Atom(a), atom(peer)]),
         };
+        let Some(m) = m else {
+            return;
+        };
+        self.forget_held(&to, key);
+        let item = m.item;
         self.deliver(&to, Signal::Down { mref, item, reason });
     }
 
@@ -254,6 +260,60 @@ mod tests {
         let mut longer = r.clone();
         longer.id.push(7);
         assert_eq!(i.ref_key(&longer), None);
+        n.shutdown().await;
+    }
+
+    /// A MONITOR_P_EXIT fires a monitor only from the node it crosses to
+    /// and for the process that holds it, once; a ref not ours, another
+    /// peer or another watcher changes nothing.
+    #[tokio::test]
+    async fn monitor_p_exit_fires_only_its_own_monitor_once() {
+        let (n, _epmd) = node().await;
+        let i = &n.inner;
+        let mut a = n.spawn_process();
+        let b = n.spawn_process();
+        let far = Pid {
+            node: Atom::from("far@host"),
+            id: 7,
+            serial: 0,
+            creation: 1,
+        };
+        // A monitor as `monitor` records it (its MONITOR_P not sent).
+        let key = i.make_ref_key();
+        let item = Term::Pid(far.clone());
+        i.mons_out.lock().insert(
+            key,
+            MonOut {
+                watcher: a.pid().id,
+                item: item.clone(),
+            },
+        );
+        i.hold(a.pid(), key, None);
+        let mref = i.ref_of(key);
+        let bye = || atom("bye");
+        i.monitor_fired("other@host", a.pid().clone(), mref.clone(), bye());
+        i.monitor_fired("far@host", b.pid().clone(), mref.clone(), bye());
+        let mut foreign = mref.clone();
+        foreign.node = Atom::from("far@host");
+        i.monitor_fired("far@host", a.pid().clone(), foreign, bye());
+        assert!(i.mons_out.lock().contains_key(&key));
+        let quiet = Duration::from_millis(50);
+        assert_eq!(a.recv_timeout(quiet).await.unwrap(), None);
+        i.monitor_fired("far@host", a.pid().clone(), mref.clone(), bye());
+        match a.recv_timeout(Duration::from_secs(1)).await.unwrap() {
+            Some(Signal::Down {
+                mref: m,
+                item: it,
+                reason,
+            }) => {
+                assert_eq!((m, it, reason), (mref.clone(), item, bye()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(i.mons_out.lock().is_empty());
+        // Fired once: a second exit (or one after demonitor) is dropped.
+        i.monitor_fired("far@host", a.pid().clone(), mref, bye());
+        assert_eq!(a.recv_timeout(quiet).await.unwrap(), None);
         n.shutdown().await;
     }
 

@@ -83,11 +83,9 @@ impl Inner {
                     }
                 }
             }
-            Message::MonitorPExit(m) => {
-                self.monitor_fired(peer, m.from_proc, m.to_pid, m.reference, m.reason)
-            }
+            Message::MonitorPExit(m) => self.monitor_fired(peer, m.to_pid, m.reference, m.reason),
             Message::PayloadMonitorPExit(m) => {
-                self.monitor_fired(peer, m.from_proc, m.to_pid, m.reference, m.reason)
+                self.monitor_fired(peer, m.to_pid, m.reference, m.reason)
             }
             Message::AliasSend(m) => {
                 tracing::debug!(peer, "dropped ALIAS_SEND to {}: no aliases here", m.alias)
