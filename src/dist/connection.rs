@@ -320,6 +320,10 @@ pub async fn handshake_in(
 const ROUNDS: usize = 32;
 /// Messages taken off the queue at a time.
 const TAKE: usize = 4096;
+/// Most messages an [`Outgoing::Batch`] should hold: the writer takes a
+/// batch whole, so a bigger one would take it past the number of messages
+/// it takes off the queue at a time (this many).
+pub const BATCH_MAX: usize = TAKE;
 
 /// Drives an established connection until it ends; returns why.
 ///

@@ -5,6 +5,7 @@
 use super::links::MonOut;
 use super::registry::RefKey;
 use super::Inner;
+use crate::dist::connection::BATCH_MAX;
 use crate::process::{Dest, Kernel, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
@@ -149,19 +150,27 @@ impl Kernel for Inner {
             e.held.reserve(remote.len());
             e.held.extend(remote.iter().map(|&(_, key)| (key, None)));
         }
-        // One queueing per run of pids of the same node.
+        // One queueing per run of pids of the same node, in batches the
+        // writer takes whole (at most BATCH_MAX messages each).
         for run in remote.chunk_by(|a, b| to[a.0].node.name == to[b.0].node.name) {
             let node = &to[run[0].0].node.name;
-            let msgs = run
-                .iter()
-                .map(|&(i, _)| {
-                    let target = PidOrAtom::Pid(to[i].clone());
-                    Message::monitor_p(from.clone(), target, refs[i].clone())
-                })
-                .collect();
-            if self.send_batch_to_node(node, msgs).is_err() {
-                for &(_, key) in run {
-                    self.monitor_unsent(from, key);
+            let mut sent = true;
+            for batch in run.chunks(BATCH_MAX) {
+                if sent {
+                    let msgs = batch
+                        .iter()
+                        .map(|&(i, _)| {
+                            let target = PidOrAtom::Pid(to[i].clone());
+                            Message::monitor_p(from.clone(), target, refs[i].clone())
+                        })
+                        .collect();
+                    sent = self.send_batch_to_node(node, msgs).is_ok();
+                }
+                // Once a batch could not be queued, neither are the rest.
+                if !sent {
+                    for &(_, key) in batch {
+                        self.monitor_unsent(from, key);
+                    }
                 }
             }
         }

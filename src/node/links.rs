@@ -238,6 +238,7 @@ fn monitor_target(item: &Term) -> Option<PidOrAtom> {
 mod tests {
     use super::super::tests::node;
     use super::*;
+    use crate::dist::connection::BATCH_MAX;
     use crate::term::Atom;
     use std::time::Duration;
 
@@ -357,6 +358,21 @@ mod tests {
             Some(Signal::Down { mref, .. }) => assert_eq!(mref, refs[1]),
             other => panic!("{other:?}"),
         }
+        // More pids than one batch holds: queued in several, each fires.
+        let many: Vec<Pid> = (0..BATCH_MAX as u32 * 2 + 3).map(far).collect();
+        let refs = a.monitor_many(&many);
+        let mut fired = std::collections::HashSet::new();
+        while fired.len() < many.len() {
+            match a.recv_timeout(Duration::from_secs(10)).await.unwrap() {
+                Some(Signal::Down { mref, reason, .. }) => {
+                    assert_eq!(reason, atom("noconnection"));
+                    assert!(fired.insert(mref));
+                }
+                other => panic!("after {} DOWNs: {other:?}", fired.len()),
+            }
+        }
+        assert_eq!(fired, refs.into_iter().collect());
+        assert!(n.inner.mons_out.lock().is_empty());
         n.shutdown().await;
     }
 
