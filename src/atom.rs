@@ -86,9 +86,8 @@ impl Atom {
         // here without the lock.
         if let Some(a) = RECENT.with(|r| {
             r.get()
-                .iter()
-                .find(|e| e.is_some_and(|(n, _)| n == name))
-                .and_then(|e| e.map(|(_, a)| a))
+                .into_iter()
+                .find_map(|e| e.filter(|&(n, _)| n == name).map(|(_, a)| a))
         }) {
             return Ok(a);
         }

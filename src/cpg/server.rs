@@ -1178,14 +1178,31 @@ impl<N: WireName> ScopeTask<N> {
         // new remote pid: one lock and one queueing to the peer for all).
         let mut to_monitor: Vec<MemberPid> = Vec::new();
         for e in queued.into_iter().chain(effects) {
+            if !matches!(e, Effect::Monitor(_)) {
+                self.monitor_all(&mut to_monitor);
+            }
             match e {
                 // Already monitored when a restart's rebuild ran before the
                 // queued effect.
-                Effect::Monitor(p) if self.monitors.contains_key(&p) => {}
-                Effect::Monitor(p) => to_monitor.push(p),
-                e => {
-                    self.monitor_all(&mut to_monitor);
-                    self.execute_one(e);
+                Effect::Monitor(p) => {
+                    if !self.monitors.contains_key(&p) {
+                        to_monitor.push(p);
+                    }
+                }
+                Effect::Demonitor(p) => {
+                    let removed = self.monitors.remove(&p);
+                    crate::util::shrink_sparse(&mut self.monitors);
+                    if let Some(mref) = removed {
+                        self.proc.demonitor(&mref);
+                    }
+                }
+                Effect::Cast { node, request } => self.cast(&node, request),
+                Effect::Notify { name, pid, reason } => {
+                    let _ = self.events.send(GroupEvent {
+                        group: name,
+                        pid: pid.to_pid(),
+                        reason,
+                    });
                 }
             }
         }
@@ -1206,28 +1223,6 @@ impl<N: WireName> ScopeTask<N> {
                 Entry::Vacant(v) => {
                     v.insert(mref);
                 }
-            }
-        }
-    }
-
-    /// Carries out one effect other than a monitor.
-    fn execute_one(&mut self, e: Effect<MemberPid, N>) {
-        match e {
-            Effect::Monitor(p) => self.monitor_all(&mut vec![p]),
-            Effect::Demonitor(p) => {
-                let removed = self.monitors.remove(&p);
-                crate::util::shrink_sparse(&mut self.monitors);
-                if let Some(mref) = removed {
-                    self.proc.demonitor(&mref);
-                }
-            }
-            Effect::Cast { node, request } => self.cast(&node, request),
-            Effect::Notify { name, pid, reason } => {
-                let _ = self.events.send(GroupEvent {
-                    group: name,
-                    pid: pid.to_pid(),
-                    reason,
-                });
             }
         }
     }

@@ -76,16 +76,11 @@ pub enum Outgoing {
 
 impl Outgoing {
     /// How many messages this is.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Outgoing::Msg(_) => 1,
             Outgoing::Batch(v) => v.len(),
         }
-    }
-
-    /// Whether this holds no message (an empty batch).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -8,6 +8,7 @@ use crate::process::Signal;
 use crate::term::{self, atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
 use erl_dist::message::Message;
+use std::collections::hash_map::Entry;
 
 /// A monitor one of our processes holds on a process elsewhere (in
 /// `Inner::mons_out`, by the [`RefKey`] of its ref).
@@ -35,7 +36,9 @@ impl Inner {
     /// monitors that cross it.
     pub(super) fn node_down(&self, node: &str, _id: u64, reason: DownReason) {
         let noconn = atom("noconnection");
-        let mut signals: Vec<(Pid, Signal)> = Vec::new();
+        // Each signal, with the key of the monitor it fires (its watcher
+        // no longer holds it).
+        let mut signals: Vec<(Pid, Signal, Option<RefKey>)> = Vec::new();
         self.procs.for_each_mut(|id, e| {
             let me = self.pid(id);
             e.links.retain(|l| {
@@ -47,6 +50,7 @@ impl Inner {
                             reason: noconn.clone(),
                             exit2: false,
                         },
+                        None,
                     ));
                     false
                 } else {
@@ -67,6 +71,7 @@ impl Inner {
                             item: m.item.clone(),
                             reason: noconn.clone(),
                         },
+                        Some(key),
                     ));
                     false
                 } else {
@@ -75,11 +80,9 @@ impl Inner {
             });
             shrink_sparse(&mut mons);
         }
-        for (to, s) in signals {
-            if let Signal::Down { mref, .. } = &s {
-                if let Some(key) = self.ref_key(mref) {
-                    self.forget_held(&to, key);
-                }
+        for (to, s, held) in signals {
+            if let Some(key) = held {
+                self.forget_held(&to, key);
             }
             self.deliver(&to, s);
         }
@@ -164,19 +167,19 @@ impl Inner {
         };
         let m = {
             let mut mons = self.mons_out.lock();
-            let ours = mons.get(&key).is_some_and(|m| {
+            let m = match mons.entry(key) {
                 // The item's node: the node the monitor crosses to.
-                m.watcher == to.id && self.is_local(&to) && item_node(&m.item) == Some(peer)
-            });
-            if !ours {
-                return;
-            }
-            let m = mons.remove(&key);
+                Entry::Occupied(e)
+                    if e.get().watcher == to.id
+                        && self.is_local(&to)
+                        && item_node(&e.get().item) == Some(peer) =>
+                {
+                    e.remove()
+                }
+                _ => return,
+            };
             shrink_sparse(&mut mons);
             m
-        };
-        let Some(m) = m else {
-            return;
         };
         self.forget_held(&to, key);
         let item = m.item;
