@@ -25,10 +25,11 @@
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
 
+use super::snapshot::Snapshot;
 use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// Which part of a group's membership an operation looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -623,8 +624,9 @@ struct Big<P> {
     /// Every copy, newest first, built on the first read after a change and
     /// handed out shared ([`GroupData::shared_members`]): as BEAM returns
     /// the list it holds, a read of a group that did not change copies
-    /// nothing. Dropped by every change.
-    shared: OnceLock<Arc<[P]>>,
+    /// nothing (each CPU counts its own copy, see [`Snapshot`]). Dropped
+    /// by every change.
+    shared: Snapshot<P>,
 }
 
 impl<P: Clone + Eq + Hash> Big<P> {
@@ -661,7 +663,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
             multi: Vec::new(),
             local_count: 0,
             remote_count: 0,
-            shared: OnceLock::new(),
+            shared: Snapshot::default(),
         }
     }
 
@@ -732,7 +734,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
         if count == 0 {
             return;
         }
-        self.shared = OnceLock::new();
+        self.shared.clear();
         let first = pos32(self.slots.len());
         let old = self.value(&pid);
         let is_local = old.map_or(is_local, |v| self.side(v));
@@ -821,7 +823,7 @@ impl<P: Clone + Eq + Hash> Big<P> {
         if n == 0 {
             return 0;
         }
-        self.shared = OnceLock::new();
+        self.shared.clear();
         let is_local = self.side(v);
         if n == have {
             // Out of the index while its slots still name it.
@@ -897,20 +899,24 @@ impl<P: Clone + Eq + Hash> Big<P> {
 
     /// Every copy, newest first, as one shared immutable snapshot: the
     /// first read after a change builds it (`O(n)`), later reads only count
-    /// a reference (no copy, no allocation) until the group changes.
+    /// a reference (no copy, no allocation) until the group changes; the
+    /// first read on each other CPU copies it once (see [`Snapshot`]).
     fn shared_members(&self) -> Arc<[P]> {
-        self.snapshot().clone()
+        self.shared.handout(|| self.build_snapshot())
     }
 
     /// The snapshot of every copy, newest first, built on first use.
     fn snapshot(&self) -> &Arc<[P]> {
-        self.shared.get_or_init(|| {
-            // `for_each` walks the slots in one loop (`Positions::rfold`);
-            // `collect` would step through `next` per copy.
-            let mut v = Vec::with_capacity(self.len());
-            self.iter(Part::All).for_each(|p| v.push(p.clone()));
-            v.into()
-        })
+        self.shared.get(|| self.build_snapshot())
+    }
+
+    /// Every copy, newest first, as a new list.
+    fn build_snapshot(&self) -> Arc<[P]> {
+        // `for_each` walks the slots in one loop (`Positions::rfold`);
+        // `collect` would step through `next` per copy.
+        let mut v = Vec::with_capacity(self.len());
+        self.iter(Part::All).for_each(|p| v.push(p.clone()));
+        v.into()
     }
 
     /// The `i`-th copy of `part`, newest first (`i == 0` is the newest), in
@@ -1757,7 +1763,12 @@ mod tests {
                 // one copy, kept inline, builds it on each read).
                 let snap = d.shared_members();
                 prop_assert_eq!(&snap[..], &m.history[..]);
-                prop_assert_eq!(Arc::ptr_eq(&snap, &d.shared_members()), d.len() > 1);
+                prop_assert_eq!(&d.shared_members()[..], &m.history[..]);
+                prop_assert_eq!(d.members_slice(), &m.history[..]);
+                if d.len() > 1 {
+                    // Built once, then borrowed again.
+                    prop_assert!(std::ptr::eq(d.members_slice(), d.members_slice()));
+                }
                 prop_assert_eq!(&r.local, &m.local);
                 prop_assert_eq!(&r.remote, &m.remote);
                 prop_assert_eq!(r.local_count, m.local.len());

@@ -16,6 +16,7 @@ pub mod member;
 pub mod pattern;
 pub mod scope;
 pub mod server;
+mod snapshot;
 pub mod storage;
 pub mod trie;
 pub mod wire;

@@ -384,7 +384,9 @@ impl<N: WireName> CpgScope<N> {
 
     /// `cpg:get_members(Scope, Name)` as a shared, immutable snapshot (pids
     /// newest first): while the group does not change, every read hands
-    /// out the same snapshot without copying it, as BEAM hands out its list.
+    /// out the same snapshot without copying it, as BEAM hands out its list
+    /// (each CPU that reads it gets its own copy once, so readers on
+    /// different cores do not write one reference count).
     pub fn get_members_shared(
         &self,
         name: &N::Borrowed,
