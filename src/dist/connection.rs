@@ -11,6 +11,7 @@ use super::codec;
 use super::flags;
 use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Status, Step};
 use super::link::{Event, Link, LinkConfig, LinkError, HIGH_WATER, LOW_WATER};
+use super::monitors::MonitorBatch;
 use crate::term::Limits;
 use erl_dist::message::Message;
 use std::future::Future;
@@ -69,9 +70,10 @@ pub enum ConnectionError {
 pub enum Outgoing {
     /// A control message (with payload).
     Msg(Message),
-    /// Control messages sent in this order, queued at once (a process
-    /// monitoring many pids of one node: one channel send, not one each).
-    Batch(Vec<Message>),
+    /// MONITOR_Ps of one process to pids of the peer, sent in this order,
+    /// queued at once (one channel send, not one each) and written from
+    /// their numbers ([`MonitorBatch`]).
+    Monitors(MonitorBatch),
 }
 
 impl Outgoing {
@@ -79,7 +81,7 @@ impl Outgoing {
     pub(crate) fn len(&self) -> usize {
         match self {
             Outgoing::Msg(_) => 1,
-            Outgoing::Batch(v) => v.len(),
+            Outgoing::Monitors(b) => b.targets.len(),
         }
     }
 }
@@ -315,7 +317,7 @@ pub async fn handshake_in(
 const ROUNDS: usize = 32;
 /// Messages taken off the queue at a time.
 const TAKE: usize = 4096;
-/// Most messages an [`Outgoing::Batch`] should hold: the writer takes a
+/// Most monitors an [`Outgoing::Monitors`] should hold: the writer takes a
 /// batch whole, so a bigger one would take it past the number of messages
 /// it takes off the queue at a time (this many).
 pub const BATCH_MAX: usize = TAKE;
@@ -488,11 +490,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     self.state.queue(m);
                 }
                 // Taken whole: the batch may take the link past TAKE once.
-                Poll::Ready(Some(Outgoing::Batch(v))) => {
-                    self.shared.queued.fetch_sub(v.len(), Relaxed);
-                    for m in v {
-                        self.state.queue(m);
-                    }
+                Poll::Ready(Some(Outgoing::Monitors(b))) => {
+                    self.shared.queued.fetch_sub(b.targets.len(), Relaxed);
+                    self.state.queue_monitors(b);
                 }
                 Poll::Ready(None) => self.rx_open = false,
                 Poll::Pending => break,

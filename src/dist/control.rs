@@ -43,9 +43,9 @@ pub enum EncodeError {
     Term(String),
 }
 
-const SMALL_INTEGER: u8 = 97;
+pub(super) const SMALL_INTEGER: u8 = 97;
 const INTEGER: u8 = 98;
-const SMALL_TUPLE: u8 = 104;
+pub(super) const SMALL_TUPLE: u8 = 104;
 const LARGE_TUPLE: u8 = 105;
 const NIL: u8 = 106;
 const STRING: u8 = 107;
@@ -54,9 +54,9 @@ const BINARY: u8 = 109;
 const MAP: u8 = 116;
 const NEW_FLOAT: u8 = 70;
 const BIT_BINARY: u8 = 77;
-const NEW_PID: u8 = 88;
+pub(super) const NEW_PID: u8 = 88;
 const NEW_PORT: u8 = 89;
-const NEWER_REFERENCE: u8 = 90;
+pub(super) const NEWER_REFERENCE: u8 = 90;
 const V4_PORT: u8 = 120;
 const ATOM_UTF8: u8 = 118;
 const SMALL_ATOM_UTF8: u8 = 119;
@@ -67,7 +67,7 @@ fn put_u32(out: &mut Vec<u8>, n: usize) -> Result<(), EncodeError> {
     Ok(())
 }
 
-fn put_atom(out: &mut Vec<u8>, a: &Atom) -> Result<(), EncodeError> {
+pub(super) fn put_atom(out: &mut Vec<u8>, a: &Atom) -> Result<(), EncodeError> {
     let name = a.name.as_bytes();
     if let Ok(n) = u8::try_from(name.len()) {
         out.extend_from_slice(&[SMALL_ATOM_UTF8, n]);
@@ -90,7 +90,7 @@ fn put_int(out: &mut Vec<u8>, v: i32) {
     }
 }
 
-fn put_pid(out: &mut Vec<u8>, p: &Pid) -> Result<(), EncodeError> {
+pub(super) fn put_pid(out: &mut Vec<u8>, p: &Pid) -> Result<(), EncodeError> {
     out.push(NEW_PID);
     put_atom(out, &p.node)?;
     out.extend_from_slice(&p.id.to_be_bytes());
@@ -522,26 +522,41 @@ pub fn encode_message(
     out: &mut Vec<u8>,
     dist_header: bool,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    out.extend_from_slice(&[0, 0, 0, 0]);
     let Some((op, fields, payload)) = parts(msg) else {
+        out.extend_from_slice(&[0, 0, 0, 0]);
         return Ok(());
     };
+    put_packet(out, dist_header, |out| {
+        let fields = fields.as_slice();
+        out.extend_from_slice(&[SMALL_TUPLE, 1 + fields.len() as u8, SMALL_INTEGER, op]);
+        fields.iter().try_for_each(|f| put_field(out, f))?;
+        if let Some(p) = &payload {
+            if !dist_header {
+                out.push(term::VERSION);
+            }
+            put_field(out, p)?;
+        }
+        Ok(())
+    })
+}
+
+/// Appends one packet to `out`: the 4-byte length, the header (see
+/// [`encode_message`]), then what `body` writes (the control term, then
+/// the payload with its 131 byte in the pass-through form). On error
+/// nothing is appended.
+pub(super) fn put_packet(
+    out: &mut Vec<u8>,
+    dist_header: bool,
+    body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0]);
     if dist_header {
         out.extend_from_slice(&[term::VERSION, 68, 0]);
     } else {
         out.extend_from_slice(&[PASS_THROUGH, term::VERSION]);
     }
-    let fields = fields.as_slice();
-    out.extend_from_slice(&[SMALL_TUPLE, 1 + fields.len() as u8, SMALL_INTEGER, op]);
-    let mut r = fields.iter().try_for_each(|f| put_field(out, f));
-    if let (Ok(()), Some(p)) = (&r, &payload) {
-        if !dist_header {
-            out.push(term::VERSION);
-        }
-        r = put_field(out, p);
-    }
-    if let Err(e) = r {
+    if let Err(e) = body(out) {
         out.truncate(start);
         return Err(e);
     }

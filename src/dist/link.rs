@@ -15,10 +15,12 @@
 //! `net_ticktime` after the last bytes; here it is `net_ticktime` exactly.)
 
 use super::codec::{self, DecodeError, Reassembler};
-use super::control::{self, EncodeError};
+use super::control;
+use super::monitors::{self, MonitorBatch, MonitorHead, MonitorTarget};
 use crate::term::Limits;
 use erl_dist::message::Message;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Settings of one link.
@@ -76,6 +78,16 @@ pub const HIGH_WATER: usize = 256 * 1024;
 /// The size buffers shrink back to.
 pub const LOW_WATER: usize = 64 * 1024;
 
+/// What waits to be written: a message, or the MONITOR_Ps of a batch not
+/// yet written (one entry for them all, taken from the front one by one).
+// A `Message` is large (296 bytes), but it is what the queue holds; boxing
+// it would allocate once per message sent.
+#[allow(clippy::large_enum_variant)]
+enum Queued {
+    Msg(Message),
+    Monitors(Arc<MonitorHead>, std::vec::IntoIter<MonitorTarget>),
+}
+
 /// One connection's protocol state.
 pub struct Link {
     cfg: LinkConfig,
@@ -83,7 +95,9 @@ pub struct Link {
     partial: Vec<u8>,
     reasm: Reassembler,
     events: VecDeque<Event>,
-    queue: VecDeque<Message>,
+    queue: VecDeque<Queued>,
+    /// Messages in `queue` (a batch's MONITOR_Ps count one each).
+    queued: usize,
     tick_due: bool,
     last_in: Instant,
     last_out: Instant,
@@ -100,6 +114,7 @@ impl Link {
             reasm: Reassembler::new(cfg.max_frame),
             events: VecDeque::new(),
             queue: VecDeque::new(),
+            queued: 0,
             tick_due: false,
             last_in: now,
             last_out: now,
@@ -209,12 +224,23 @@ impl Link {
 
     /// Queues a message for the peer.
     pub fn queue(&mut self, msg: Message) {
-        self.queue.push_back(msg);
+        self.queue.push_back(Queued::Msg(msg));
+        self.queued += 1;
+    }
+
+    /// Queues the MONITOR_Ps of `batch`, in order (one queued message
+    /// each).
+    pub fn queue_monitors(&mut self, batch: MonitorBatch) {
+        if !batch.targets.is_empty() {
+            self.queued += batch.targets.len();
+            self.queue
+                .push_back(Queued::Monitors(batch.head, batch.targets.into_iter()));
+        }
     }
 
     /// Messages queued and not yet handed out by [`Link::poll_transmit`].
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queued
     }
 
     /// Appends framed bytes to send to `buf`: queued messages, until `buf`
@@ -224,12 +250,32 @@ impl Link {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> usize {
         let before = buf.len();
         let mut n = 0;
+        let fragments = self.cfg.fragments;
         while buf.len() < BATCH {
-            let Some(msg) = self.queue.pop_front() else {
-                break;
+            let start = buf.len();
+            let r = if let Some(Queued::Monitors(head, targets)) = self.queue.front_mut() {
+                // Popped with its last monitor (never left empty).
+                let Some(t) = targets.next() else {
+                    self.queue.pop_front();
+                    continue;
+                };
+                let r = monitors::encode_monitor_p(head, &t, buf, fragments);
+                if targets.len() == 0 {
+                    self.queue.pop_front();
+                }
+                r
+            } else {
+                let Some(Queued::Msg(m)) = self.queue.pop_front() else {
+                    break;
+                };
+                control::encode_message(&m, buf, fragments)
             };
-            match self.encode(&msg, buf) {
-                Ok(()) => n += 1,
+            self.queued -= 1;
+            match r {
+                Ok(()) => {
+                    n += 1;
+                    self.fragment(buf, start);
+                }
                 Err(e) => tracing::warn!("dropped an outgoing message that cannot be encoded: {e}"),
             }
         }
@@ -243,14 +289,13 @@ impl Link {
         n
     }
 
-    fn encode(&mut self, msg: &Message, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let start = buf.len();
-        control::encode_message(msg, buf, self.cfg.fragments)?;
+    /// Splits the packet written from `start` into fragments if it is
+    /// larger than one.
+    fn fragment(&mut self, buf: &mut Vec<u8>, start: usize) {
         if self.cfg.fragments && buf.len() - start > self.cfg.fragment_size + 7 {
             codec::fragment_last(buf, start, self.cfg.fragment_size, self.seq);
             self.seq += 1;
         }
-        Ok(())
     }
 
     /// When [`Link::handle_timeout`] must next be called (unless input or
@@ -398,6 +443,55 @@ mod tests {
             (0..3).map(|i| msg(i, 10)).collect::<Vec<_>>()
         );
         assert!(!l.wants_transmit(), "data went out instead of the tick");
+    }
+
+    #[test]
+    fn a_monitor_batch_goes_out_in_order_between_messages() {
+        use crate::term::{Atom, PidOrAtom};
+        let t0 = Instant::now();
+        let head = Arc::new(MonitorHead {
+            from: Pid::new("a@h", 9, 0, 1),
+            node: Atom::from("b@h"),
+            ref_node: Atom::from("a@h"),
+            ref_creation: 1,
+        });
+        let target = |i: u32| MonitorTarget {
+            id: i,
+            serial: 0,
+            creation: 2,
+            ref_id: [i, 0, 7],
+        };
+        let monitor = |i: u32| {
+            let t = target(i);
+            Message::monitor_p(
+                head.from.clone(),
+                PidOrAtom::Pid(head.pid(&t)),
+                head.reference(&t),
+            )
+        };
+        for fragments in [true, false] {
+            let mut l = Link::new(cfg(fragments), t0);
+            l.queue(msg(0, 10));
+            l.queue_monitors(MonitorBatch {
+                head: head.clone(),
+                targets: (1..4).map(target).collect(),
+            });
+            l.queue_monitors(MonitorBatch {
+                head: head.clone(),
+                targets: vec![],
+            });
+            l.queue(msg(4, 10));
+            assert_eq!(l.queued(), 5);
+            let mut buf = vec![];
+            assert_eq!(l.poll_transmit(t0, &mut buf), 5);
+            assert_eq!((l.queued(), l.wants_transmit()), (0, false));
+            let mut peer = Link::new(cfg(fragments), t0);
+            peer.handle_input(&buf, t0).unwrap();
+            let mut want = vec![msg(0, 10)];
+            want.extend((1..4).map(monitor));
+            want.push(msg(4, 10));
+            assert_eq!(drain(&mut peer), want);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!                                                   |    batching (pure)
 //!                                                   |  codec.rs: fragments
 //!                                                   |  control.rs: messages
+//!                                                   |  monitors.rs: MONITOR_P batches
 //!                                                   |  connection.rs: IO
 //! ```
 //!
@@ -21,6 +22,7 @@ pub mod control;
 pub mod flags;
 pub mod handshake;
 pub mod link;
+pub mod monitors;
 
 #[cfg(test)]
 mod golden_tests;

@@ -6,11 +6,13 @@ use super::links::MonOut;
 use super::registry::RefKey;
 use super::Inner;
 use crate::dist::connection::BATCH_MAX;
+use crate::dist::monitors::{MonitorBatch, MonitorHead, MonitorTarget};
 use crate::process::{Dest, Kernel, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
 use erl_dist::message::Message;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 impl Kernel for Inner {
     fn send(&self, from: &Pid, to: &Dest, msg: Term) -> Result<(), SendError> {
@@ -151,20 +153,32 @@ impl Kernel for Inner {
             e.held.extend(remote.iter().map(|&(_, key)| (key, None)));
         }
         // One queueing per run of pids of the same node, in batches the
-        // writer takes whole (at most BATCH_MAX messages each).
+        // writer takes whole (at most BATCH_MAX monitors each), written
+        // from their numbers (no Message, pid or ref built for each).
         for run in remote.chunk_by(|a, b| to[a.0].node.name == to[b.0].node.name) {
-            let node = &to[run[0].0].node.name;
+            let head = Arc::new(MonitorHead {
+                from: from.clone(),
+                node: to[run[0].0].node.clone(),
+                ref_node: self.atom.clone(),
+                ref_creation: self.creation,
+            });
             let mut sent = true;
             for batch in run.chunks(BATCH_MAX) {
                 if sent {
-                    let msgs = batch
+                    let targets = batch
                         .iter()
-                        .map(|&(i, _)| {
-                            let target = PidOrAtom::Pid(to[i].clone());
-                            Message::monitor_p(from.clone(), target, refs[i].clone())
+                        .map(|&(i, key)| MonitorTarget {
+                            id: to[i].id,
+                            serial: to[i].serial,
+                            creation: to[i].creation,
+                            ref_id: self.ref_words(key),
                         })
                         .collect();
-                    sent = self.send_batch_to_node(node, msgs).is_ok();
+                    let batch = MonitorBatch {
+                        head: head.clone(),
+                        targets,
+                    };
+                    sent = self.send_monitors_to_node(&head.node.name, batch).is_ok();
                 }
                 // Once a batch could not be queued, neither are the rest.
                 if !sent {

@@ -10,6 +10,7 @@ use crate::dist::connection::{
 };
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
+use crate::dist::monitors::MonitorBatch;
 use crate::epmd::{self, NodeEntry};
 use crate::process::SendError;
 use erl_dist::message::Message;
@@ -211,14 +212,14 @@ impl Inner {
         self.send_out(node, Outgoing::Msg(msg))
     }
 
-    /// Queues `msgs` for `node`, in order, with one send to its connection
-    /// (as [`Inner::send_to_node`] each).
-    pub(super) fn send_batch_to_node(
+    /// Queues the MONITOR_Ps of `batch` for `node`, in order, with one
+    /// send to its connection (as [`Inner::send_to_node`] each).
+    pub(super) fn send_monitors_to_node(
         &self,
         node: &str,
-        msgs: Vec<Message>,
+        batch: MonitorBatch,
     ) -> Result<(), SendError> {
-        self.send_out(node, Outgoing::Batch(msgs))
+        self.send_out(node, Outgoing::Monitors(batch))
     }
 
     fn send_out(&self, node: &str, out: Outgoing) -> Result<(), SendError> {

@@ -174,12 +174,17 @@ impl Inner {
     pub(super) fn ref_of(&self, n: RefKey) -> Reference {
         Reference {
             node: self.atom.clone(),
-            id: vec![
-                (n & 0x3_ffff) as u32,
-                (n >> 18) as u32,
-                self.creation ^ 0x5a5a,
-            ],
+            id: self.ref_words(n).to_vec(),
             creation: self.creation,
         }
+    }
+
+    /// The words of the ref of key `n` (its `id`).
+    pub(super) fn ref_words(&self, n: RefKey) -> [u32; 3] {
+        [
+            (n & 0x3_ffff) as u32,
+            (n >> 18) as u32,
+            self.creation ^ 0x5a5a,
+        ]
     }
 }
