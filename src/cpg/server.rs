@@ -43,7 +43,7 @@ use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireMsg, WireName};
 use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
-use crate::process::{self, Dest, Process, SendError, Signal};
+use crate::process::{self, Dest, MonitorKey, Process, SendError, Signal};
 use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Reference, Term};
 use crate::util::FastHashMap;
@@ -432,7 +432,7 @@ struct ScopeTask<N: GroupKey> {
     /// Effects of the handles' writes, carried out first (see `Pending`).
     pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
-    monitors: FastHashMap<MemberPid, Reference>,
+    monitors: FastHashMap<MemberPid, MonitorKey>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     polled: HashMap<String, ()>,
     /// The scope process of each connected peer, monitored by name.
@@ -978,7 +978,8 @@ impl<N: WireName> ScopeTask<N> {
                 let Ok(pid) = MemberPid::try_from(&pid) else {
                     return;
                 };
-                if self.monitors.get(&pid) == Some(&mref) {
+                let ours = self.proc.monitor_key(&mref);
+                if ours.is_some() && self.monitors.get(&pid).copied() == ours {
                     self.monitors.remove(&pid);
                     crate::util::shrink_sparse(&mut self.monitors);
                     let effects = self.state_mut().member_down(&pid, &reason_text(&reason));
@@ -1194,8 +1195,8 @@ impl<N: WireName> ScopeTask<N> {
                 Effect::Demonitor(p) => {
                     let removed = self.monitors.remove(&p);
                     crate::util::shrink_sparse(&mut self.monitors);
-                    if let Some(mref) = removed {
-                        self.proc.demonitor(&mref);
+                    if let Some(key) = removed {
+                        self.proc.demonitor_key(key);
                     }
                 }
                 Effect::Cast { node, request } => self.cast(&node, request),
@@ -1217,13 +1218,13 @@ impl<N: WireName> ScopeTask<N> {
             return;
         }
         let full: Vec<Pid> = pids.iter().map(MemberPid::to_pid).collect();
-        let refs = self.proc.monitor_many(&full);
-        for (p, mref) in pids.drain(..).zip(refs) {
+        let keys = self.proc.monitor_many_keys(&full);
+        for (p, key) in pids.drain(..).zip(keys) {
             match self.monitors.entry(p) {
                 // The same pid twice in one run: one monitor is enough.
-                Entry::Occupied(_) => self.proc.demonitor(&mref),
+                Entry::Occupied(_) => self.proc.demonitor_key(key),
                 Entry::Vacant(v) => {
-                    v.insert(mref);
+                    v.insert(key);
                 }
             }
         }

@@ -7,7 +7,7 @@ use super::registry::RefKey;
 use super::Inner;
 use crate::dist::connection::BATCH_MAX;
 use crate::dist::monitors::{MonitorBatch, MonitorHead, MonitorTarget};
-use crate::process::{Dest, Kernel, SendError, Signal};
+use crate::process::{Dest, Kernel, MonitorKey, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
 use erl_dist::message::Message;
@@ -63,75 +63,26 @@ impl Kernel for Inner {
     }
 
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference {
-        let key = self.make_ref_key();
-        let mref = self.ref_of(key);
-        let (node, item, target) = match to {
-            Dest::Pid(p) => (
-                p.node.name.as_str(),
-                Term::Pid(p.clone()),
-                PidOrAtom::Pid(p.clone()),
-            ),
-            Dest::Name(n, node) => (
-                node.as_str(),
-                tuple(vec![atom(n), atom(node)]),
-                PidOrAtom::Atom(Atom::from(n.as_str())),
-            ),
-        };
-        if node == self.name {
-            let ok = match self.local_target(&target) {
-                Some(t) => {
-                    let added = self.add_monitor(&t, mref.clone(), from.clone(), target);
-                    if added {
-                        self.hold(from, key, Some(t.id));
-                    }
-                    added
-                }
-                None => false,
-            };
-            if !ok {
-                self.deliver(
-                    from,
-                    Signal::Down {
-                        mref: mref.clone(),
-                        item,
-                        reason: atom("noproc"),
-                    },
-                );
-            }
-            return mref;
-        }
-        self.mons_out.lock().insert(
-            key,
-            MonOut {
-                watcher: from.id,
-                item,
-            },
-        );
-        self.hold(from, key, None);
-        if self
-            .send_to_node(node, Message::monitor_p(from.clone(), target, mref.clone()))
-            .is_err()
-        {
-            self.monitor_unsent(from, key);
-        }
-        mref
+        self.monitor_keyed(from, to).1
     }
 
-    fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<Reference> {
-        let mut refs = Vec::with_capacity(to.len());
+    fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<MonitorKey> {
+        let mut keys = Vec::with_capacity(to.len());
         // The remote ones, by index in `to`, with their keys.
         let mut remote: Vec<(usize, RefKey)> = Vec::new();
         for (i, p) in to.iter().enumerate() {
             if p.node.name == self.name {
-                refs.push(self.monitor(from, &Dest::Pid(p.clone())));
+                keys.push(MonitorKey(
+                    self.monitor_keyed(from, &Dest::Pid(p.clone())).0,
+                ));
             } else {
                 let key = self.make_ref_key();
-                refs.push(self.ref_of(key));
+                keys.push(MonitorKey(key));
                 remote.push((i, key));
             }
         }
         if remote.is_empty() {
-            return refs;
+            return keys;
         }
         // The bookkeeping of them all under one lock each.
         {
@@ -188,13 +139,19 @@ impl Kernel for Inner {
                 }
             }
         }
-        refs
+        keys
     }
 
-    fn demonitor(&self, from: &Pid, mref: &Reference) {
-        let Some(key) = self.ref_key(mref) else {
-            return; // not ours: no monitor of ours has it
-        };
+    fn monitor_key(&self, mref: &Reference) -> Option<MonitorKey> {
+        self.ref_key(mref).map(MonitorKey)
+    }
+
+    fn monitor_ref(&self, key: MonitorKey) -> Reference {
+        self.ref_of(key.0)
+    }
+
+    fn demonitor_key(&self, from: &Pid, key: MonitorKey) {
+        let key = key.0;
         let held = match self.procs.write(from.id).get_mut(&from.id) {
             Some(e) => {
                 let h = e.held.remove(&key);
@@ -206,7 +163,7 @@ impl Kernel for Inner {
         match held {
             Some(Some(target)) => {
                 if let Some(e) = self.procs.write(target).get_mut(&target) {
-                    e.monitors.remove(mref);
+                    e.monitors.remove(&self.ref_of(key));
                 }
             }
             Some(None) => self.demonitor_remote(from, key),
@@ -342,5 +299,63 @@ impl Kernel for Inner {
 
     fn node_name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Inner {
+    /// [`Kernel::monitor`], also returning the monitor's key.
+    fn monitor_keyed(&self, from: &Pid, to: &Dest) -> (RefKey, Reference) {
+        let key = self.make_ref_key();
+        let mref = self.ref_of(key);
+        let (node, item, target) = match to {
+            Dest::Pid(p) => (
+                p.node.name.as_str(),
+                Term::Pid(p.clone()),
+                PidOrAtom::Pid(p.clone()),
+            ),
+            Dest::Name(n, node) => (
+                node.as_str(),
+                tuple(vec![atom(n), atom(node)]),
+                PidOrAtom::Atom(Atom::from(n.as_str())),
+            ),
+        };
+        if node == self.name {
+            let ok = match self.local_target(&target) {
+                Some(t) => {
+                    let added = self.add_monitor(&t, mref.clone(), from.clone(), target);
+                    if added {
+                        self.hold(from, key, Some(t.id));
+                    }
+                    added
+                }
+                None => false,
+            };
+            if !ok {
+                self.deliver(
+                    from,
+                    Signal::Down {
+                        mref: mref.clone(),
+                        item,
+                        reason: atom("noproc"),
+                    },
+                );
+            }
+            return (key, mref);
+        }
+        self.mons_out.lock().insert(
+            key,
+            MonOut {
+                watcher: from.id,
+                item,
+            },
+        );
+        self.hold(from, key, None);
+        if self
+            .send_to_node(node, Message::monitor_p(from.clone(), target, mref.clone()))
+            .is_err()
+        {
+            self.monitor_unsent(from, key);
+        }
+        (key, mref)
     }
 }

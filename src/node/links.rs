@@ -242,6 +242,7 @@ mod tests {
     use super::super::tests::node;
     use super::*;
     use crate::dist::connection::BATCH_MAX;
+    use crate::process::Kernel;
     use crate::term::Atom;
     use std::time::Duration;
 
@@ -414,6 +415,56 @@ mod tests {
         assert!(n.inner.procs.read(c.pid().id)[&c.pid().id]
             .monitors
             .is_empty());
+        n.shutdown().await;
+    }
+
+    /// Monitors named by their keys: a key names its ref both ways, a
+    /// demonitor by key forgets a local and a remote monitor (no 'DOWN'
+    /// after it, nothing left in the bookkeeping), and a ref this node did
+    /// not make has no key.
+    #[tokio::test]
+    async fn monitors_by_key_fire_and_demonitor_as_by_ref() {
+        let (n, _epmd) = node().await;
+        let mut a = n.spawn_process();
+        let (b, c) = (n.spawn_process(), n.spawn_process());
+        let far = Pid {
+            node: Atom::from("nobody_here@localhost"),
+            id: 1,
+            serial: 0,
+            creation: 1,
+        };
+        let keys = a.monitor_many_keys(&[b.pid().clone(), c.pid().clone(), far]);
+        let refs: Vec<Reference> = keys.iter().map(|&k| n.inner.monitor_ref(k)).collect();
+        for (k, r) in keys.iter().zip(&refs) {
+            assert_eq!(a.monitor_key(r), Some(*k));
+        }
+        let mut other = refs[0].clone();
+        other.node = Atom::from("else@where");
+        assert_eq!(a.monitor_key(&other), None);
+        a.demonitor_key(keys[0]);
+        assert!(n.inner.procs.read(b.pid().id)[&b.pid().id]
+            .monitors
+            .is_empty());
+        // The remote one fires noconnection (its node cannot be reached).
+        match a.recv_timeout(Duration::from_secs(10)).await.unwrap() {
+            Some(Signal::Down { mref, reason, .. }) => {
+                assert_eq!((mref, reason), (refs[2].clone(), atom("noconnection")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(n.inner.mons_out.lock().is_empty());
+        drop(b);
+        c.exit(atom("bye"));
+        match a.recv_timeout(Duration::from_secs(1)).await.unwrap() {
+            Some(Signal::Down { mref, reason, .. }) => {
+                assert_eq!((mref, reason), (refs[1].clone(), atom("bye")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            a.recv_timeout(Duration::from_millis(50)).await.unwrap(),
+            None
+        );
         n.shutdown().await;
     }
 }

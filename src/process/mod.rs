@@ -125,15 +125,21 @@ pub trait Kernel: Send + Sync + 'static {
     /// `from` starts monitoring `to`; returns the reference.
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference;
     /// `from` starts monitoring each pid of `to`, in order; returns the
-    /// references, in the same order. As [`Kernel::monitor`] of each; a
-    /// kernel may do it in one go (one lock, one queueing per node).
-    fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<Reference> {
-        to.iter()
-            .map(|p| self.monitor(from, &Dest::Pid(p.clone())))
-            .collect()
-    }
+    /// monitors' keys, in the same order. As [`Kernel::monitor`] of each,
+    /// done in one go (one lock, one queueing per node).
+    fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<MonitorKey>;
+    /// The key of `mref` if this node made it (`None` for any other ref).
+    fn monitor_key(&self, mref: &Reference) -> Option<MonitorKey>;
+    /// The reference of a key ([`Kernel::monitor_key`] of it is the key).
+    fn monitor_ref(&self, key: MonitorKey) -> Reference;
     /// Removes a monitor.
-    fn demonitor(&self, from: &Pid, mref: &Reference);
+    fn demonitor(&self, from: &Pid, mref: &Reference) {
+        if let Some(key) = self.monitor_key(mref) {
+            self.demonitor_key(from, key);
+        }
+    }
+    /// Removes the monitor of `key`.
+    fn demonitor_key(&self, from: &Pid, key: MonitorKey);
     /// Links `from` and `to`.
     fn link(&self, from: &Pid, to: &Pid);
     /// Removes a link.
@@ -166,6 +172,14 @@ impl std::fmt::Debug for Process {
         write!(f, "Process({})", term::pid_text(&self.pid))
     }
 }
+
+/// A monitor this node made, named by the key of its reference: 8 bytes,
+/// `Copy`, nothing allocated, where a [`Reference`] holds a node name and
+/// a vector. What a process keeping many monitors stores (a cpg scope,
+/// one per member pid); [`Process::monitor_key`] gives the key of a
+/// `'DOWN'`'s reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MonitorKey(pub(crate) u64);
 
 /// The caller of a gen_server call, as found in `{'$gen_call', From, Req}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,7 +270,21 @@ impl Process {
     /// order); returns their references in the same order. Monitors of
     /// many pids of another node are queued to it in one go.
     pub fn monitor_many(&self, to: &[Pid]) -> Vec<Reference> {
+        let keys = self.kernel.monitor_many(&self.pid, to);
+        keys.into_iter()
+            .map(|k| self.kernel.monitor_ref(k))
+            .collect()
+    }
+
+    /// As [`Process::monitor_many`], the monitors named by their keys
+    /// ([`MonitorKey`]: what a process keeping many monitors stores).
+    pub fn monitor_many_keys(&self, to: &[Pid]) -> Vec<MonitorKey> {
         self.kernel.monitor_many(&self.pid, to)
+    }
+
+    /// The key of `mref` (a `'DOWN'`'s reference) if this node made it.
+    pub fn monitor_key(&self, mref: &Reference) -> Option<MonitorKey> {
+        self.kernel.monitor_key(mref)
     }
 
     /// Removes a monitor and flushes its `'DOWN'` if already there.
@@ -264,6 +292,16 @@ impl Process {
         self.kernel.demonitor(&self.pid, mref);
         self.saved
             .retain(|s| !matches!(s, Signal::Down { mref: m, .. } if m == mref));
+    }
+
+    /// Removes the monitor of `key` and flushes its `'DOWN'` if already
+    /// there.
+    pub fn demonitor_key(&mut self, key: MonitorKey) {
+        self.kernel.demonitor_key(&self.pid, key);
+        let kernel = &self.kernel;
+        self.saved.retain(
+            |s| !matches!(s, Signal::Down { mref, .. } if kernel.monitor_key(mref) == Some(key)),
+        );
     }
 
     /// Links to a process.
