@@ -2,7 +2,7 @@
 //! monitor, link, exit, register), through [`crate::process::Kernel`].
 //! Changes with the process API.
 
-use super::links::MonOut;
+use super::links::{MonItem, MonOut};
 use super::registry::RefKey;
 use super::Inner;
 use crate::dist::connection::BATCH_MAX;
@@ -89,7 +89,7 @@ impl Kernel for Inner {
             let mut mons = self.mons_out.lock();
             mons.reserve(remote.len());
             for &(i, key) in &remote {
-                let item = Term::Pid(to[i].clone());
+                let item = MonItem::pid(&to[i]);
                 mons.insert(
                     key,
                     MonOut {
@@ -346,7 +346,7 @@ impl Inner {
             key,
             MonOut {
                 watcher: from.id,
-                item,
+                item: MonItem::new(item),
             },
         );
         self.hold(from, key, None);

@@ -16,12 +16,91 @@ pub(super) struct MonOut {
     /// The watcher: the id of one of our processes.
     pub(super) watcher: u32,
     /// What its `'DOWN'` names: the pid, or `{Name, Node}`. Its node is
-    /// the node the monitor crosses to ([`item_node`]).
-    pub(super) item: Term,
+    /// the node the monitor crosses to ([`MonItem::node`]).
+    pub(super) item: MonItem,
+}
+
+/// What a remote monitor's `'DOWN'` names, kept small: a node holds one
+/// per remote pid its processes monitor (a cpg scope: one per remote
+/// member pid). A pid is its interned node and numbers (16 bytes, nothing
+/// allocated); anything else (`{Name, Node}`, or a pid whose node name
+/// cannot be interned) is the term, boxed.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum MonItem {
+    /// A pid.
+    Pid {
+        node: crate::atom::Atom,
+        id: u32,
+        serial: u32,
+        creation: u32,
+    },
+    /// Any other item.
+    Term(Box<Term>),
+}
+
+impl MonItem {
+    /// The item naming pid `p`.
+    pub(super) fn pid(p: &Pid) -> MonItem {
+        match crate::atom::Atom::new(&p.node.name) {
+            Ok(node) => MonItem::Pid {
+                node,
+                id: p.id,
+                serial: p.serial,
+                creation: p.creation,
+            },
+            Err(_) => MonItem::Term(Box::new(Term::Pid(p.clone()))),
+        }
+    }
+
+    /// The item `t` (a pid, or `{Name, Node}`).
+    pub(super) fn new(t: Term) -> MonItem {
+        match t {
+            Term::Pid(p) => MonItem::pid(&p),
+            t => MonItem::Term(Box::new(t)),
+        }
+    }
+
+    /// The node it is on: a pid's, or `Node` of `{Name, Node}`.
+    pub(super) fn node(&self) -> Option<&str> {
+        match self {
+            MonItem::Pid { node, .. } => Some(node.as_str()),
+            MonItem::Term(t) => item_node(t),
+        }
+    }
+
+    /// The item as the `'DOWN'` names it.
+    pub(super) fn to_term(&self) -> Term {
+        match self {
+            &MonItem::Pid {
+                node,
+                id,
+                serial,
+                creation,
+            } => Term::Pid(Pid {
+                node: term::Atom::from(node.as_str()),
+                id,
+                serial,
+                creation,
+            }),
+            MonItem::Term(t) => (**t).clone(),
+        }
+    }
+
+    /// What a MONITOR_P/DEMONITOR_P names: the pid, or the name of
+    /// `{Name, Node}`.
+    fn target(&self) -> Option<PidOrAtom> {
+        match self {
+            MonItem::Pid { .. } => match self.to_term() {
+                Term::Pid(p) => Some(PidOrAtom::Pid(p)),
+                _ => None,
+            },
+            MonItem::Term(t) => monitor_target(t),
+        }
+    }
 }
 
 /// The node a monitor's item is on: a pid's, or `Node` of `{Name, Node}`.
-pub(super) fn item_node(item: &Term) -> Option<&str> {
+fn item_node(item: &Term) -> Option<&str> {
     match item {
         Term::Pid(p) => Some(&p.node.name),
         t => match term::as_tuple(t) {
@@ -63,12 +142,12 @@ impl Inner {
         {
             let mut mons = self.mons_out.lock();
             mons.retain(|&key, m| {
-                if item_node(&m.item) == Some(node) {
+                if m.item.node() == Some(node) {
                     signals.push((
                         self.pid(m.watcher),
                         Signal::Down {
                             mref: self.ref_of(key),
-                            item: m.item.clone(),
+                            item: m.item.to_term(),
                             reason: noconn.clone(),
                         },
                         Some(key),
@@ -172,7 +251,7 @@ impl Inner {
                 Entry::Occupied(e)
                     if e.get().watcher == to.id
                         && self.is_local(&to)
-                        && item_node(&e.get().item) == Some(peer) =>
+                        && e.get().item.node() == Some(peer) =>
                 {
                     e.remove()
                 }
@@ -182,7 +261,7 @@ impl Inner {
             m
         };
         self.forget_held(&to, key);
-        let item = m.item;
+        let item = m.item.to_term();
         self.deliver(&to, Signal::Down { mref, item, reason });
     }
 
@@ -197,7 +276,7 @@ impl Inner {
                 watcher,
                 Signal::Down {
                     mref: self.ref_of(key),
-                    item: m.item,
+                    item: m.item.to_term(),
                     reason: atom("noconnection"),
                 },
             );
@@ -216,7 +295,7 @@ impl Inner {
         let Some(m) = removed else {
             return;
         };
-        if let (Some(target), Some(node)) = (monitor_target(&m.item), item_node(&m.item)) {
+        if let (Some(target), Some(node)) = (m.item.target(), m.item.node()) {
             let _ = self.send_to_node(
                 node,
                 Message::demonitor_p(from.clone(), target, self.ref_of(key)),
@@ -290,7 +369,7 @@ mod tests {
             key,
             MonOut {
                 watcher: a.pid().id,
-                item: item.clone(),
+                item: MonItem::new(item.clone()),
             },
         );
         i.hold(a.pid(), key, None);
@@ -378,6 +457,28 @@ mod tests {
         assert_eq!(fired, refs.into_iter().collect());
         assert!(n.inner.mons_out.lock().is_empty());
         n.shutdown().await;
+    }
+
+    #[test]
+    fn a_monitor_item_is_small_and_names_what_the_down_names() {
+        assert!(std::mem::size_of::<MonItem>() <= 24);
+        let p = Pid::new("far@host", 7, 1, 3);
+        let it = MonItem::pid(&p);
+        assert!(matches!(it, MonItem::Pid { .. }));
+        assert_eq!(it, MonItem::new(Term::Pid(p.clone())));
+        assert_eq!(it.node(), Some("far@host"));
+        assert_eq!(it.to_term(), Term::Pid(p.clone()));
+        assert_eq!(it.target(), Some(PidOrAtom::Pid(p)));
+        // {Name, Node}, and a pid whose node cannot be interned: the term.
+        let named = term::tuple(vec![atom("srv"), atom("far@host")]);
+        let it = MonItem::new(named.clone());
+        assert_eq!((it.node(), it.to_term()), (Some("far@host"), named));
+        assert_eq!(it.target(), Some(PidOrAtom::Atom(Atom::from("srv"))));
+        let long = Pid::new("n".repeat(300).as_str(), 1, 0, 1);
+        let it = MonItem::pid(&long);
+        assert!(matches!(it, MonItem::Term(_)));
+        assert_eq!(it.node(), Some(long.node.name.as_str()));
+        assert_eq!(it.to_term(), Term::Pid(long));
     }
 
     #[tokio::test]
