@@ -54,9 +54,9 @@ const BINARY: u8 = 109;
 const MAP: u8 = 116;
 const NEW_FLOAT: u8 = 70;
 const BIT_BINARY: u8 = 77;
-pub(super) const NEW_PID: u8 = 88;
+const NEW_PID: u8 = 88;
 const NEW_PORT: u8 = 89;
-pub(super) const NEWER_REFERENCE: u8 = 90;
+const NEWER_REFERENCE: u8 = 90;
 const V4_PORT: u8 = 120;
 const ATOM_UTF8: u8 = 118;
 const SMALL_ATOM_UTF8: u8 = 119;
@@ -67,7 +67,7 @@ fn put_u32(out: &mut Vec<u8>, n: usize) -> Result<(), EncodeError> {
     Ok(())
 }
 
-pub(super) fn put_atom(out: &mut Vec<u8>, a: &Atom) -> Result<(), EncodeError> {
+fn put_atom(out: &mut Vec<u8>, a: &Atom) -> Result<(), EncodeError> {
     let name = a.name.as_bytes();
     if let Ok(n) = u8::try_from(name.len()) {
         out.extend_from_slice(&[SMALL_ATOM_UTF8, n]);
@@ -91,21 +91,43 @@ fn put_int(out: &mut Vec<u8>, v: i32) {
 }
 
 pub(super) fn put_pid(out: &mut Vec<u8>, p: &Pid) -> Result<(), EncodeError> {
+    put_pid_parts(out, &p.node, p.id, p.serial, p.creation)
+}
+
+/// A `NEW_PID_EXT` from its parts (what [`put_pid`] writes for the pid).
+pub(super) fn put_pid_parts(
+    out: &mut Vec<u8>,
+    node: &Atom,
+    id: u32,
+    serial: u32,
+    creation: u32,
+) -> Result<(), EncodeError> {
     out.push(NEW_PID);
-    put_atom(out, &p.node)?;
-    out.extend_from_slice(&p.id.to_be_bytes());
-    out.extend_from_slice(&p.serial.to_be_bytes());
-    out.extend_from_slice(&p.creation.to_be_bytes());
+    put_atom(out, node)?;
+    for n in [id, serial, creation] {
+        out.extend_from_slice(&n.to_be_bytes());
+    }
     Ok(())
 }
 
 fn put_ref(out: &mut Vec<u8>, r: &Reference) -> Result<(), EncodeError> {
-    let n = u16::try_from(r.id.len()).map_err(|_| EncodeError::TooLarge(r.id.len()))?;
+    put_ref_parts(out, &r.node, r.creation, &r.id)
+}
+
+/// A `NEWER_REFERENCE_EXT` from its parts (what [`put_ref`] writes for
+/// the reference).
+pub(super) fn put_ref_parts(
+    out: &mut Vec<u8>,
+    node: &Atom,
+    creation: u32,
+    id: &[u32],
+) -> Result<(), EncodeError> {
+    let n = u16::try_from(id.len()).map_err(|_| EncodeError::TooLarge(id.len()))?;
     out.push(NEWER_REFERENCE);
     out.extend_from_slice(&n.to_be_bytes());
-    put_atom(out, &r.node)?;
-    out.extend_from_slice(&r.creation.to_be_bytes());
-    for w in &r.id {
+    put_atom(out, node)?;
+    out.extend_from_slice(&creation.to_be_bytes());
+    for w in id {
         out.extend_from_slice(&w.to_be_bytes());
     }
     Ok(())

@@ -11,7 +11,9 @@
 //! bytes written are the ones `encode_message` writes for the same
 //! `Message` (tested below).
 
-use super::control::{put_atom, put_packet, put_pid, EncodeError, NEWER_REFERENCE, NEW_PID};
+use super::control::{
+    put_packet, put_pid, put_pid_parts, put_ref_parts, EncodeError, SMALL_INTEGER, SMALL_TUPLE,
+};
 use crate::term::{Atom, Pid};
 use std::sync::Arc;
 
@@ -83,21 +85,10 @@ pub fn encode_monitor_p(
     dist_header: bool,
 ) -> Result<(), EncodeError> {
     put_packet(out, dist_header, |out| {
-        out.extend_from_slice(&[super::control::SMALL_TUPLE, 4]);
-        out.extend_from_slice(&[super::control::SMALL_INTEGER, MONITOR_P]);
+        out.extend_from_slice(&[SMALL_TUPLE, 4, SMALL_INTEGER, MONITOR_P]);
         put_pid(out, &head.from)?;
-        out.push(NEW_PID);
-        put_atom(out, &head.node)?;
-        for n in [t.id, t.serial, t.creation] {
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-        out.push(NEWER_REFERENCE);
-        out.extend_from_slice(&3u16.to_be_bytes());
-        put_atom(out, &head.ref_node)?;
-        out.extend_from_slice(&head.ref_creation.to_be_bytes());
-        for w in t.ref_id {
-            out.extend_from_slice(&w.to_be_bytes());
-        }
+        put_pid_parts(out, &head.node, t.id, t.serial, t.creation)?;
+        put_ref_parts(out, &head.ref_node, head.ref_creation, &t.ref_id)?;
         Ok(())
     })
 }
