@@ -94,6 +94,12 @@ pub trait GroupStore<K: GroupKey, V>: Default {
     /// The handle of exactly `name`, if stored.
     fn handle(&self, name: &K::Borrowed) -> Option<K::Handle>;
 
+    /// Stores `value` under `name`, which the caller found absent (by
+    /// [`handle`](Self::handle)), and returns its handle; cheaper than
+    /// [`handle_or_insert_with`](Self::handle_or_insert_with) when the
+    /// absence is already known (the trie walks down once, not twice).
+    fn insert_absent(&mut self, name: &K::Borrowed, value: V) -> K::Handle;
+
     /// The handle and value of `name`, first stored as `f()` if absent.
     fn handle_or_insert_with(
         &mut self,
@@ -165,6 +171,10 @@ impl<V> GroupStore<String, V> for Trie<V> {
 
     fn handle(&self, name: &str) -> Option<EntryId> {
         Trie::id(self, name)
+    }
+
+    fn insert_absent(&mut self, name: &str, value: V) -> EntryId {
+        Trie::insert_absent(self, name, value)
     }
 
     fn handle_or_insert_with(&mut self, name: &str, f: impl FnOnce() -> V) -> (EntryId, &mut V) {
@@ -462,6 +472,11 @@ impl<V> GroupStore<TermName, V> for BTreeMap<TermName, V> {
 
     fn handle(&self, name: &TermName) -> Option<TermName> {
         self.get_key_value(name).map(|(k, _)| k.clone())
+    }
+
+    fn insert_absent(&mut self, name: &TermName, value: V) -> TermName {
+        BTreeMap::insert(self, name.clone(), value);
+        name.clone()
     }
 
     fn handle_or_insert_with(

@@ -519,6 +519,15 @@ impl<V> Trie<V> {
         None
     }
 
+    /// Stores `value` under `key`, which the caller knows to be absent
+    /// (found so by [`id`](Self::id)), and returns its id: one walk down
+    /// instead of [`id_or_insert_with`](Self::id_or_insert_with)'s two.
+    /// The key must be absent: a present key would be stored twice.
+    pub fn insert_absent(&mut self, key: &str, value: V) -> EntryId {
+        debug_assert!(self.id(key).is_none(), "insert_absent of a stored key");
+        self.insert_new(key, value)
+    }
+
     /// Stores a key known to be absent.
     fn insert_new(&mut self, key: &str, value: V) -> EntryId {
         let Trie { root, entries } = self;
@@ -1191,6 +1200,28 @@ mod tests {
         assert!(t.is_empty());
         assert!(t.entries.chunks.is_empty() && t.entries.free.is_empty());
         check_shape(&t);
+    }
+
+    #[test]
+    fn insert_absent_stores_as_insert_does() {
+        let keys = ["a/b", "a/c", "a", "a/*", "b?", "", "a/b/c"];
+        let mut by_insert = Trie::new();
+        let mut by_absent = Trie::new();
+        for (i, k) in keys.iter().enumerate() {
+            by_insert.insert(k, i);
+            let id = by_absent.insert_absent(k, i);
+            assert_eq!(by_absent.get_by_id(id), Some((*k, &i)));
+            assert_eq!(by_absent.id(k), Some(id));
+            check_shape(&by_absent);
+        }
+        for name in ["a/b", "a/x", "bz", "a/b/c", "", "q"] {
+            assert_eq!(
+                by_absent.find_match(name),
+                by_insert.find_match(name),
+                "{name}"
+            );
+        }
+        assert_eq!(by_absent.len(), keys.len());
     }
 
     // ---- property tests -------------------------------------------------

@@ -145,11 +145,13 @@ impl<P: TryFrom<Pid>, N: WireName> WireMsg<P, N> {
                             let [n, h] = term::as_tuple(g).ok_or_else(unknown)? else {
                                 return Err(unknown());
                             };
-                            let pids = term::as_list(h)
-                                .ok_or_else(unknown)?
-                                .iter()
-                                .map(pid)
-                                .collect::<Result<Vec<_>, _>>()?;
+                            // Sized up front: a `Result` collect does not
+                            // know the length and grows the vector.
+                            let l = term::as_list(h).ok_or_else(unknown)?;
+                            let mut pids = Vec::with_capacity(l.len());
+                            for p in l {
+                                pids.push(pid(p)?);
+                            }
                             out.push((name_of(n, msg)?, pids));
                         }
                         Request::Exchange { from, groups: out }

@@ -94,10 +94,11 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             if !N::valid_remote(name) {
                 continue;
             }
-            if self.groups.get(name).is_some() {
-                self.merge_conflict(name, &history, &mut effects);
-            } else {
-                self.merge_new(name, &history, &mut effects);
+            // One walk of the trie to tell the two cases apart, one more
+            // to store a new name (none again for a group we have).
+            match self.groups.handle(name) {
+                Some(h) => self.merge_conflict(name, h, &history, &mut effects),
+                None => self.merge_new(name, &history, &mut effects),
             }
         }
         effects
@@ -120,9 +121,10 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         history: &[P],
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        // The name is stored first (empty) for its handle, which the pid
-        // index takes; the group is built aside and stored whole.
-        let (h, _) = self.groups.handle_or_insert_with(name, GroupData::new);
+        // The name (absent: `exchange` looked) is stored first, empty, for
+        // its handle, which the pid index takes; the group is built aside
+        // and stored whole.
+        let h = self.groups.insert_absent(name, GroupData::new());
         let mut group = GroupData::with_capacity(history.len());
         for pid in history.iter().rev() {
             let Some(is_local) = self.accept(pid) else {
@@ -150,6 +152,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     pub(super) fn merge_conflict(
         &mut self,
         name: &N::Borrowed,
+        h: N::Handle,
         history: &[P],
         effects: &mut Vec<Effect<P, N>>,
     ) {
@@ -157,9 +160,6 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         for pid in history {
             *wanted.entry(pid).or_insert(0) += 1;
         }
-        let Some(h) = self.groups.handle(name) else {
-            return;
-        };
         for (pid, count) in wanted {
             let Some(is_local) = self.accept(pid) else {
                 continue;
