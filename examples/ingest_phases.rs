@@ -4,7 +4,8 @@
 //! all, pid i in groups i..i+K, as `bench/erl/cluster_bench.erl` builds
 //! them), decoded ([`control::decode_terms`] after a distribution header with no atom cache refs, as a BEAM sends it), turned into a request
 //! ([`WireMsg::decode`]) and merged into an empty scope
-//! ([`Scope::exchange`]); then the parts dropped.
+//! ([`Scope::exchange`], notifications off as in a scope process no one
+//! subscribed to); then the parts dropped.
 //!
 //! ```sh
 //! cargo run --release --example ingest_phases -- 10000 10 5
@@ -72,6 +73,9 @@ fn main() {
         };
         let mut scope: Scope<MemberPid> = Scope::new("r@vm");
         scope.node_up("e@vm", true);
+        // As the scope process runs it when no one subscribed to its
+        // events (`CpgScope::subscribe`).
+        scope.set_notify(false);
         let t0 = Instant::now();
         let eff = scope.exchange(&from, groups);
         let merge = ms(t0);

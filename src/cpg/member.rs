@@ -94,6 +94,10 @@ impl PidInfo for MemberPid {
     fn node(&self) -> &str {
         self.node.as_str()
     }
+
+    fn same_node(&self, other: &Self) -> bool {
+        self.node == other.node
+    }
 }
 
 impl fmt::Debug for MemberPid {

@@ -86,6 +86,16 @@ pub const DEFAULT_MAX_COPIES: usize = 1_000_000;
 pub trait PidInfo {
     /// The node name of the pid (`node(Pid)`), e.g. `"a@host"`.
     fn node(&self) -> &str;
+
+    /// Whether `other` is on the same node. By name unless the type knows
+    /// a cheaper way ([`MemberPid`](crate::cpg::MemberPid) compares its
+    /// interned node ids).
+    fn same_node(&self, other: &Self) -> bool
+    where
+        Self: Sized,
+    {
+        self.node() == other.node()
+    }
 }
 
 /// Everything a pid type must provide to be stored in a [`Scope`].

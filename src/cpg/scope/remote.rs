@@ -89,6 +89,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if !self.is_listened(from_node) {
             return effects;
         }
+        let mut memo = AcceptMemo::new();
         for (name, history) in groups {
             let name = name.as_borrowed();
             if !N::valid_remote(name) {
@@ -97,11 +98,24 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             // One walk of the trie to tell the two cases apart, one more
             // to store a new name (none again for a group we have).
             match self.groups.handle(name) {
-                Some(h) => self.merge_conflict(name, h, &history, &mut effects),
-                None => self.merge_new(name, &history, &mut effects),
+                Some(h) => self.merge_conflict(name, h, &history, &mut memo, &mut effects),
+                None => self.merge_new(name, &history, &mut memo, &mut effects),
             }
         }
         effects
+    }
+
+    /// [`Scope::accept`], answered from `memo` when `pid` is on the node
+    /// of the pid asked last.
+    fn accept_memo(&self, memo: &mut AcceptMemo<P>, pid: &P) -> Option<bool> {
+        if let Some((last, answer)) = &memo.last {
+            if last.same_node(pid) {
+                return *answer;
+            }
+        }
+        let answer = self.accept(pid);
+        memo.last = Some((pid.clone(), answer));
+        answer
     }
 
     /// `Some(is_local)` when a pid may be taken from an exchange.
@@ -119,6 +133,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         &mut self,
         name: &N::Borrowed,
         history: &[P],
+        memo: &mut AcceptMemo<P>,
         effects: &mut Vec<Effect<P, N>>,
     ) {
         // The name (absent: `exchange` looked) is stored first, empty, for
@@ -127,7 +142,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         let h = self.groups.insert_absent(name, GroupData::new());
         let mut group = GroupData::with_capacity(history.len());
         for pid in history.iter().rev() {
-            let Some(is_local) = self.accept(pid) else {
+            let Some(is_local) = self.accept_memo(memo, pid) else {
                 continue;
             };
             if group.count_of(pid) >= self.max_copies {
@@ -154,6 +169,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         name: &N::Borrowed,
         h: N::Handle,
         history: &[P],
+        memo: &mut AcceptMemo<P>,
         effects: &mut Vec<Effect<P, N>>,
     ) {
         let mut wanted: BTreeMap<&P, usize> = BTreeMap::new();
@@ -161,7 +177,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             *wanted.entry(pid).or_insert(0) += 1;
         }
         for (pid, count) in wanted {
-            let Some(is_local) = self.accept(pid) else {
+            let Some(is_local) = self.accept_memo(memo, pid) else {
                 continue;
             };
             let Some((_, group)) = self.groups.by_handle_mut(&h) else {
@@ -211,4 +227,20 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
 
     // ------------------------------------------------------------------
     // Internal updates
+}
+
+/// What [`Scope::accept`] said for the node of the pid asked last, in one
+/// exchange. An exchange's pids are nearly all of one node and the answer
+/// depends on the node alone, so most pids are answered by
+/// [`PidInfo::same_node`] (two interned ids compared, for a
+/// [`MemberPid`](crate::cpg::MemberPid)) instead of comparing the node
+/// name with ours and looking it up among the connected nodes.
+pub(super) struct AcceptMemo<P> {
+    last: Option<(P, Option<bool>)>,
+}
+
+impl<P> AcceptMemo<P> {
+    pub(super) fn new() -> Self {
+        AcceptMemo { last: None }
+    }
 }

@@ -615,3 +615,35 @@ fn node_down_in_parts_equals_node_down() {
     }
     check_invariants(&parts);
 }
+
+#[test]
+fn exchange_of_member_pids_accepts_by_node_as_names_do() {
+    // `MemberPid` answers `same_node` by its interned node id, which the
+    // exchange uses to skip the node lookups for a run of pids of one
+    // node: interleaved nodes must still be told apart.
+    use crate::cpg::MemberPid;
+    let p = |node: &str, id: u32| MemberPid::new(node, id, 0, 1).unwrap();
+    let (a1, a2, c1, h1, b1) = (
+        p("a@x", 1),
+        p("a@x", 2),
+        p("c@x", 1),
+        p("h@x", 1),
+        p("b@x", 1),
+    );
+    assert!(a1.same_node(&a2) && !a1.same_node(&c1));
+    let mut s: Scope<MemberPid> = Scope::new("b@x");
+    s.node_up("a@x", true);
+    s.node_up("h@x", false);
+    s.exchange(
+        "a@x",
+        vec![
+            ("g".into(), vec![a1, c1, a2, h1, b1, h1, a1]),
+            ("k".into(), vec![h1, c1]),
+            ("m".into(), vec![c1, a2]),
+        ],
+    );
+    let members = |g: &str| s.get_members(g, None).ok().map(|(_, v)| v);
+    assert_eq!(members("g"), Some(vec![a1, a2, b1, a1]));
+    assert_eq!(members("k"), None, "no pid of a listened node: not created");
+    assert_eq!(members("m"), Some(vec![a2]));
+}
