@@ -5,7 +5,8 @@
 //! them), decoded ([`control::decode_terms`] after a distribution header with no atom cache refs, as a BEAM sends it), turned into a request
 //! ([`WireMsg::decode`]) and merged into an empty scope
 //! ([`Scope::exchange`], notifications off as in a scope process no one
-//! subscribed to); then the parts dropped.
+//! subscribed to); then the node goes down and its exchange is merged
+//! again (a netsplit healed); then the parts dropped.
 //!
 //! ```sh
 //! cargo run --release --example ingest_phases -- 10000 10 5
@@ -55,7 +56,7 @@ fn main() {
         _ => (10_000, 10, 5),
     };
     let bytes = exchange_bytes(g, k);
-    let mut t: Vec<[f64; 5]> = Vec::new();
+    let mut t: Vec<[f64; 7]> = Vec::new();
     for _ in 0..runs {
         let ms = |i: Instant| i.elapsed().as_secs_f64() * 1e3;
         let t0 = Instant::now();
@@ -71,21 +72,43 @@ fn main() {
         let WireMsg::Cast(Request::Exchange { from, groups }) = w else {
             panic!()
         };
+        let again = groups.clone();
         let mut scope: Scope<MemberPid> = Scope::new("r@vm");
         scope.node_up("e@vm", true);
         // As the scope process runs it when no one subscribed to its
         // events (`CpgScope::subscribe`).
         scope.set_notify(false);
+        // A group of ours, so that the scope is not empty in between.
+        let me = MemberPid::new("r@vm", 1, 0, 1).unwrap();
+        scope.join("reader", me).unwrap();
         let t0 = Instant::now();
         let eff = scope.exchange(&from, groups);
         let merge = ms(t0);
+        drop(eff);
+        // The node goes down and comes back (a netsplit healed).
+        let t0 = Instant::now();
+        let eff = scope.node_down("e@vm");
+        let down = ms(t0);
+        drop(eff);
+        scope.node_up("e@vm", true);
+        let t0 = Instant::now();
+        let eff = scope.exchange(&from, again);
+        let remerge = ms(t0);
         let t0 = Instant::now();
         drop(eff);
         drop(scope);
         let drop_scope = ms(t0);
-        t.push([d, wd, drop_term, merge, drop_scope]);
+        t.push([d, wd, drop_term, merge, down, remerge, drop_scope]);
     }
-    let names = ["decode", "wire", "drop_term", "merge", "drop_scope"];
+    let names = [
+        "decode",
+        "wire",
+        "drop_term",
+        "merge",
+        "node_down",
+        "merge_again",
+        "drop_scope",
+    ];
     for (i, n) in names.iter().enumerate() {
         let mut v: Vec<f64> = t.iter().map(|r| r[i]).collect();
         v.sort_by(f64::total_cmp);
