@@ -1203,12 +1203,17 @@ mod tests {
             .expect("deep chains");
     }
 
+    /// Stores `{prefix}{i}` => i for i in 0..n; their ids, in that order.
+    fn store_numbered(t: &mut Trie<usize>, prefix: &str, n: usize) -> Vec<EntryId> {
+        (0..n)
+            .map(|i| t.id_or_insert_with(&format!("{prefix}{i}"), || i).0)
+            .collect()
+    }
+
     #[test]
     fn entry_slots_are_reused_and_given_back() {
         let mut t = Trie::new();
-        let ids: Vec<EntryId> = (0..600)
-            .map(|i| t.id_or_insert_with(&format!("g{i}"), || i).0)
-            .collect();
+        let ids = store_numbered(&mut t, "g", 600);
         assert_eq!(t.entries.chunks.len(), 3, "600 entries in chunks of 256");
         assert_eq!(t.remove_by_id(ids[10]), Some(10));
         assert_eq!(t.get_by_id(ids[10]), None, "a removed handle reads nothing");
@@ -1229,17 +1234,13 @@ mod tests {
     #[test]
     fn bulk_freed_ids_are_reused_in_table_order() {
         let mut t = Trie::new();
-        let ids: Vec<EntryId> = (0..1000)
-            .map(|i| t.id_or_insert_with(&format!("g{i}"), || i).0)
-            .collect();
+        let ids = store_numbered(&mut t, "g", 1000);
         // Freed in a scrambled order (as a node down frees its groups in
         // pid order), all but one so the table stays.
         for i in (1..1000).map(|i| (i * 7919) % 1000).filter(|&i| i != 0) {
             assert_eq!(t.remove_by_id(ids[i]), Some(i));
         }
-        let again: Vec<EntryId> = (0..999)
-            .map(|i| t.id_or_insert_with(&format!("h{i}"), || i).0)
-            .collect();
+        let again = store_numbered(&mut t, "h", 999);
         let mut sorted = again.clone();
         sorted.sort();
         assert_eq!(again, sorted, "reused lowest first, in table order");
