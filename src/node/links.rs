@@ -76,12 +76,7 @@ impl MonItem {
                 id,
                 serial,
                 creation,
-            } => Term::Pid(Pid {
-                node: term::Atom::from(node.as_str()),
-                id,
-                serial,
-                creation,
-            }),
+            } => Term::Pid(Pid::new(node.as_str(), id, serial, creation)),
             MonItem::Term(t) => (**t).clone(),
         }
     }
@@ -90,10 +85,17 @@ impl MonItem {
     /// `{Name, Node}`.
     fn target(&self) -> Option<PidOrAtom> {
         match self {
-            MonItem::Pid { .. } => match self.to_term() {
-                Term::Pid(p) => Some(PidOrAtom::Pid(p)),
-                _ => None,
-            },
+            &MonItem::Pid {
+                node,
+                id,
+                serial,
+                creation,
+            } => Some(PidOrAtom::Pid(Pid::new(
+                node.as_str(),
+                id,
+                serial,
+                creation,
+            ))),
             MonItem::Term(t) => monitor_target(t),
         }
     }
