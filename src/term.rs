@@ -47,7 +47,7 @@ pub use erl_dist::term::{
 pub const VERSION: u8 = 131;
 
 /// Limits the validator enforces on terms from the network.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest nesting of tuples, lists, maps and funs accepted (see the
     /// module documentation for why 2,000 by default).

@@ -1,10 +1,14 @@
 //! cpg scope messages from a hostile peer: term decoding, then the scope
 //! message decoder, then the pure scope applying whatever decoded (remote
 //! requests, exchanges, `{new, Node}`), then every read on every group.
+//! Each message is also read as a large one is (its payload left as bytes,
+//! an exchange read straight from them): whatever that reads, the term
+//! path must read the same.
 #![no_main]
 use cpg_node::cpg::scope::Scope;
 use cpg_node::cpg::wire::WireMsg;
 use cpg_node::cpg::MemberPid;
+use cpg_node::dist::raw::RawPayload;
 use cpg_node::term::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 
@@ -15,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let mut scope: Scope<MemberPid> = Scope::new("me@host");
     let _ = scope.node_up("a@host", true);
     for msg in frames::frames(data) {
+        let raw = RawPayload::new(msg.to_vec(), 0, true, Vec::new(), Limits::default());
+        if let Some(fast) = WireMsg::<MemberPid>::decode_exchange(&raw) {
+            let t = raw.decode().expect("the exchange was read from its bytes");
+            assert_eq!(WireMsg::<MemberPid>::decode(&t).as_ref(), Ok(&fast));
+        }
         let Ok(t) = term::decode(msg, Limits::default()) else {
             continue;
         };

@@ -38,6 +38,17 @@ impl MemberPid {
         })
     }
 
+    /// The pid `<node.id.serial>` of incarnation `creation` of the node
+    /// whose name is already interned as `node`.
+    pub fn with_atom(node: Atom, id: u32, serial: u32, creation: u32) -> MemberPid {
+        MemberPid {
+            node,
+            id,
+            serial,
+            creation,
+        }
+    }
+
     /// The node the pid lives on.
     pub fn node(&self) -> &'static str {
         self.node.as_str()

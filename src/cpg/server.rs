@@ -40,7 +40,7 @@ use super::group::GroupData;
 use super::member::MemberPid;
 use super::scope::{Effect, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES};
 use super::storage::{GroupKey, Storage, TermName};
-use super::wire::{WireMsg, WireName};
+use super::wire::{WireError, WireMsg, WireName};
 use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, MonitorKey, Process, SendError, Signal};
@@ -260,7 +260,7 @@ where
                 handle: N::STORAGE,
             });
         }
-        let proc = node.spawn_registered(&opts.name)?;
+        let proc = node.spawn_registered_raw(&opts.name)?;
         let mut scope = Scope::with_storage(node.name());
         scope.set_max_copies(opts.max_copies);
         let state = Arc::new(ReadMostly::new(scope));
@@ -579,7 +579,7 @@ async fn supervise_scope<N: WireName>(
     loop {
         let proc = match proc.take() {
             Some(p) => p,
-            None => supervise::register_again(&node, &opts.name, &mut attempt).await,
+            None => supervise::register_again(&node, &opts.name, true, &mut attempt).await,
         };
         let task = ScopeTask {
             node: node.clone(),
@@ -915,60 +915,15 @@ impl<N: WireName> ScopeTask<N> {
                     tracing::debug!(scope = %self.opts.name, "reply to {}: {e}", term::pid_text(&caller.pid));
                 }
             }
-            Signal::Message { from, msg } => match WireMsg::<MemberPid, N>::decode(&msg) {
-                Ok(WireMsg::New(node)) => {
-                    let effects = self.state.read().new_node(&node);
-                    self.execute(effects);
-                }
-                Ok(WireMsg::Cast(Request::Exchange {
-                    from: origin,
-                    groups,
-                })) => {
-                    let mut groups = groups;
-                    if self.opts.beam_node_type == BeamNodeType::Visible {
-                        if self.polled.remove(&origin).is_some() {
-                            self.drop_unlisted(&origin, &groups);
-                        }
-                        // A BEAM scope at `visible` learns our members only
-                        // from our casts, so its view of them may lag: we
-                        // own them (cpg's rule 1), its view never changes
-                        // ours.
-                        let me = self.node.name();
-                        for (_, pids) in groups.iter_mut() {
-                            pids.retain(|p| p.node() != me);
-                        }
-                    }
-                    // Merged in chunks, each under its own write lock, so
-                    // readers wait for at most one chunk of a large state
-                    // transfer. Groups merge independently, in order.
-                    let mut groups = groups.into_iter().peekable();
-                    while groups.peek().is_some() {
-                        let chunk: Vec<_> = groups.by_ref().take(MERGE_CHUNK).collect();
-                        let effects = self.state_mut().exchange(&origin, chunk);
-                        self.execute(effects);
-                    }
-                }
-                Ok(WireMsg::Cast(request)) => {
-                    let mut s = self.state_mut();
-                    if let Err(e) = s.check_remote(&request) {
-                        drop(s);
-                        tracing::warn!(
-                            scope = %self.opts.name,
-                            sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
-                            member = request.pid().map(|p| p.to_string()).unwrap_or_default(),
-                            "ignored a cast from another node: {e}"
-                        );
-                        return;
-                    }
-                    let origin = from
-                        .map(|p| p.node.name)
-                        .or_else(|| request.pid().map(|p| p.node().to_string()))
-                        .unwrap_or_default();
-                    let effects = s.remote_request(&origin, request);
-                    drop(s);
-                    self.execute(effects);
-                }
-                Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
+            Signal::Message { from, msg } => self.wire(from, WireMsg::decode(&msg)),
+            // A large message to the scope: an exchange is read from its
+            // bytes; anything else as a term, as it would have come.
+            Signal::Raw { from, payload } => match WireMsg::decode_exchange(&payload) {
+                Some(m) => self.wire(from, Ok(m)),
+                None => match payload.decode() {
+                    Ok(msg) => self.signal(Signal::Message { from, msg }),
+                    Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
+                },
             },
             Signal::Down {
                 item: Term::Pid(pid),
@@ -992,6 +947,65 @@ impl<N: WireName> ScopeTask<N> {
             Signal::Exit { from, reason, .. } => {
                 tracing::debug!(scope = %self.opts.name, "exit signal from {from}: {reason} (trapped)");
             }
+        }
+    }
+
+    /// A message from another node's scope (decoded, or why not).
+    fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
+        match m {
+            Ok(WireMsg::New(node)) => {
+                let effects = self.state.read().new_node(&node);
+                self.execute(effects);
+            }
+            Ok(WireMsg::Cast(Request::Exchange {
+                from: origin,
+                groups,
+            })) => {
+                let mut groups = groups;
+                if self.opts.beam_node_type == BeamNodeType::Visible {
+                    if self.polled.remove(&origin).is_some() {
+                        self.drop_unlisted(&origin, &groups);
+                    }
+                    // A BEAM scope at `visible` learns our members only
+                    // from our casts, so its view of them may lag: we
+                    // own them (cpg's rule 1), its view never changes
+                    // ours.
+                    let me = self.node.name();
+                    for (_, pids) in groups.iter_mut() {
+                        pids.retain(|p| p.node() != me);
+                    }
+                }
+                // Merged in chunks, each under its own write lock, so
+                // readers wait for at most one chunk of a large state
+                // transfer. Groups merge independently, in order.
+                let mut groups = groups.into_iter().peekable();
+                while groups.peek().is_some() {
+                    let chunk: Vec<_> = groups.by_ref().take(MERGE_CHUNK).collect();
+                    let effects = self.state_mut().exchange(&origin, chunk);
+                    self.execute(effects);
+                }
+            }
+            Ok(WireMsg::Cast(request)) => {
+                let mut s = self.state_mut();
+                if let Err(e) = s.check_remote(&request) {
+                    drop(s);
+                    tracing::warn!(
+                        scope = %self.opts.name,
+                        sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
+                        member = request.pid().map(|p| p.to_string()).unwrap_or_default(),
+                        "ignored a cast from another node: {e}"
+                    );
+                    return;
+                }
+                let origin = from
+                    .map(|p| p.node.name)
+                    .or_else(|| request.pid().map(|p| p.node().to_string()))
+                    .unwrap_or_default();
+                let effects = s.remote_request(&origin, request);
+                drop(s);
+                self.execute(effects);
+            }
+            Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
         }
     }
 

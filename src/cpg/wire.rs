@@ -7,8 +7,12 @@
 //! else is refused; with map storage ([`TermName`]) any term is a name and
 //! goes back on the wire as it came.
 
+use super::member::MemberPid;
 use super::scope::Request;
 use super::storage::{GroupKey, TermName};
+use crate::atom::Atom;
+use crate::dist::raw::RawPayload;
+use crate::term::decode::Fields;
 use crate::term::{self, atom, tuple, Pid, Term};
 
 /// A group-name type as it travels between scopes.
@@ -18,9 +22,23 @@ pub trait WireName: GroupKey {
 
     /// The term sent for this name.
     fn to_term(&self) -> Term;
+
+    /// The name an Erlang string of characters below 256 stands for
+    /// (`bytes`, one a character: a STRING_EXT, or `[]` when empty), as
+    /// [`WireName::from_term`] of that string; `None` when this type does
+    /// not read names from bytes (exchanges are then read as terms).
+    fn from_latin1(bytes: &[u8]) -> Option<Self> {
+        let _ = bytes;
+        None
+    }
 }
 
 impl WireName for String {
+    /// As [`term::charlist_to_string`] of the string.
+    fn from_latin1(bytes: &[u8]) -> Option<String> {
+        Some(bytes.iter().map(|&c| char::from(c)).collect())
+    }
+
     /// An Erlang string ([`term::charlist_to_string`]).
     fn from_term(t: &Term) -> Option<String> {
         term::charlist_to_string(t).ok()
@@ -162,6 +180,87 @@ impl<P: TryFrom<Pid>, N: WireName> WireMsg<P, N> {
             }
             _ => Err(unknown()),
         }
+    }
+}
+
+impl<N: WireName> WireMsg<MemberPid, N> {
+    /// The exchange a large message to a scope process brings (a peer's
+    /// whole state: 100k groups), read straight from its bytes into the
+    /// message, without the 5 allocations a group takes as a [`Term`]
+    /// (tuple, string, list, pid, node name) only to be converted and
+    /// freed. `None` for any other message, or an exchange not plainly
+    /// shaped as BEAM sends it (a name in code points above 255, a
+    /// LARGE_TUPLE, a node name not UTF-8 or not interned, ...): the caller
+    /// then decodes the term ([`RawPayload::decode`]) and
+    /// [`WireMsg::decode`]s it, which handles or refuses it as always.
+    /// What this returns is what that path returns (a unit test and the
+    /// `cpg_raw` fuzz target hold them together).
+    pub fn decode_exchange<'a>(payload: &'a RawPayload) -> Option<WireMsg<MemberPid, N>> {
+        // The pids are at nesting 6; a lower limit is the term path's to
+        // refuse.
+        if payload.limits().max_depth < 8 {
+            return None;
+        }
+        let (data, start, refs) = payload.body()?;
+        let mut f = Fields::new(data, start, refs);
+        if f.tuple()? != 2 || f.atom_str()? != "$gen_cast" {
+            return None;
+        }
+        if f.tuple()? != 3 || f.atom_str()? != "exchange" {
+            return None;
+        }
+        let from = f.atom_str()?.to_string();
+        let mut groups = Vec::new();
+        // The last node seen and its interned name: a state's pids come in
+        // runs of one node.
+        let mut last: Option<(&'a str, Atom)> = None;
+        let mut pid = |f: &mut Fields<'a>| -> Option<MemberPid> {
+            let (node, id, serial, creation) = f.pid_parts()?;
+            let atom = match last {
+                Some((n, a)) if n == node => a,
+                _ => {
+                    let a = Atom::new(node).ok()?;
+                    last = Some((node, a));
+                    a
+                }
+            };
+            Some(MemberPid::with_atom(atom, id, serial, creation))
+        };
+        // A list's elements take a byte each at least (a group 9, a pid
+        // 13): no more room is reserved than the bytes could fill.
+        let (n, tail) = list_len(&mut f)?;
+        groups.reserve_exact(n.min(f.remaining() / 9));
+        for _ in 0..n {
+            if f.tuple()? != 2 {
+                return None;
+            }
+            let name = match f.peek()? {
+                106 => N::from_latin1(f.nil().map(|_| &[][..])?)?,
+                _ => N::from_latin1(f.string()?)?,
+            };
+            let (k, pids_tail) = list_len(&mut f)?;
+            let mut pids = Vec::with_capacity(k.min(f.remaining() / 13));
+            for _ in 0..k {
+                pids.push(pid(&mut f)?);
+            }
+            if pids_tail {
+                f.nil()?;
+            }
+            groups.push((name, pids));
+        }
+        if tail {
+            f.nil()?;
+        }
+        (f.end() == data.len()).then_some(WireMsg::Cast(Request::Exchange { from, groups }))
+    }
+}
+
+/// A list's length, and whether a tail follows its elements: `NIL_EXT`
+/// (none), or a `LIST_EXT` header (a tail, which must be `NIL_EXT`).
+fn list_len(f: &mut Fields<'_>) -> Option<(usize, bool)> {
+    match f.peek()? {
+        106 => f.nil().map(|_| (0, false)),
+        _ => f.list().map(|n| (n, true)),
     }
 }
 
@@ -419,6 +518,159 @@ mod tests {
             tuple(vec![atom("new"), term::int(1)]),
         ] {
             assert!(WireMsg::<Pid>::decode(&t).is_err(), "{t}");
+        }
+    }
+
+    /// What [`WireMsg::decode_exchange`] makes of `payload` agrees with
+    /// the term path: an answer is the term path's answer. Returns it.
+    pub(crate) fn check_raw<N: WireName + std::fmt::Debug>(
+        payload: &RawPayload,
+    ) -> Option<WireMsg<MemberPid, N>> {
+        let fast = WireMsg::<MemberPid, N>::decode_exchange(payload);
+        if let Some(m) = &fast {
+            let t = payload.decode().expect("the fast path read it");
+            assert_eq!(&WireMsg::<MemberPid, N>::decode(&t).unwrap(), m);
+        }
+        fast
+    }
+
+    fn exchange_term(from: &str, groups: Vec<(Term, Vec<Pid>)>) -> Term {
+        tuple(vec![
+            atom("$gen_cast"),
+            tuple(vec![
+                atom("exchange"),
+                atom(from),
+                term::list(
+                    groups
+                        .into_iter()
+                        .map(|(n, pids)| {
+                            tuple(vec![
+                                n,
+                                term::list(pids.into_iter().map(Term::Pid).collect()),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ]),
+        ])
+    }
+
+    #[test]
+    fn raw_exchanges_read_as_the_term_path_reads_them() {
+        let p = |n: &str, i| Pid::new(n, i, 0, 3);
+        let s = term::string_to_charlist;
+        let plain = exchange_term(
+            "a@vm",
+            vec![
+                (s("pre"), vec![p("a@vm", 96)]),
+                (s("/x/*"), vec![p("a@vm", 96), p("a@vm", 96), p("b@vm", 7)]),
+                (s(""), vec![p("c@vm", 1)]),
+                (s("é"), vec![]),
+                (s("ab"), vec![p("a@vm", 1), p("b@vm", 2), p("a@vm", 3)]),
+            ],
+        );
+        let payload = RawPayload::of_term(&plain).unwrap();
+        let m = check_raw::<String>(&payload).expect("read from its bytes");
+        let WireMsg::Cast(Request::Exchange { from, groups }) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(from, "a@vm");
+        assert_eq!(groups.len(), 5);
+        assert_eq!(groups[3], ("é".to_string(), vec![]));
+        assert_eq!(groups[4].1[2], MemberPid::new("a@vm", 3, 0, 3).unwrap());
+        // An empty exchange.
+        let empty = RawPayload::of_term(&exchange_term("a@vm", vec![])).unwrap();
+        assert!(check_raw::<String>(&empty).is_some());
+        // Left to the term path: a name in code points above 255, a map
+        // storage's names, another message, a pid list that is no list.
+        let unicode = exchange_term("a@vm", vec![(s("组"), vec![p("a@vm", 1)])]);
+        let unicode = RawPayload::of_term(&unicode).unwrap();
+        assert!(check_raw::<String>(&unicode).is_none());
+        assert!(WireMsg::<MemberPid, String>::decode(&unicode.decode().unwrap()).is_ok());
+        assert!(check_raw::<TermName>(&payload).is_none());
+        let join = WireMsg::<Pid>::Cast(Request::Join {
+            name: "g".into(),
+            pid: pid(),
+        });
+        assert!(check_raw::<String>(&RawPayload::of_term(&join.encode()).unwrap()).is_none());
+        let odd = tuple(vec![
+            atom("$gen_cast"),
+            tuple(vec![
+                atom("exchange"),
+                atom("a@vm"),
+                term::list(vec![tuple(vec![s("g"), atom("x")])]),
+            ]),
+        ]);
+        assert!(check_raw::<String>(&RawPayload::of_term(&odd).unwrap()).is_none());
+        // Every prefix and byte changed: never an answer the term path
+        // does not give.
+        let mut b = Vec::new();
+        term::encode_into(&plain, &mut b).unwrap();
+        let raw = |b: &[u8]| RawPayload::new(b.to_vec(), 0, true, vec![], term::Limits::default());
+        for n in 0..b.len() {
+            check_raw::<String>(&raw(&b[..n]));
+        }
+        for at in 0..b.len() {
+            let was = b[at];
+            for v in [0, 1, 2, 97, 100, 104, 106, 107, 108, 119, 255, was ^ 1] {
+                b[at] = v;
+                check_raw::<String>(&raw(&b));
+            }
+            b[at] = was;
+        }
+    }
+
+    #[test]
+    fn raw_exchanges_after_a_header_read_cached_atoms() {
+        // {'$gen_cast', {exchange, 'a@h', [{"g", [<a@h.5.0>]}]}} as terms
+        // after a distribution header listing '$gen_cast', exchange, a@h.
+        let mut b = vec![104, 2, 82, 0, 104, 3, 82, 1, 82, 2, 108, 0, 0, 0, 1];
+        b.extend([104, 2, 107, 0, 1, b'g', 108, 0, 0, 0, 1, 88, 82, 2]);
+        b.extend([0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 106, 106]);
+        let atoms = ["$gen_cast", "exchange", "a@h"].map(|a| Some(Box::<str>::from(a)));
+        let payload = RawPayload::new(b, 0, false, atoms.to_vec(), term::Limits::default());
+        let m = check_raw::<String>(&payload).expect("read from its bytes");
+        assert_eq!(
+            m,
+            WireMsg::Cast(Request::Exchange {
+                from: "a@h".into(),
+                groups: vec![("g".into(), vec![MemberPid::new("a@h", 5, 0, 9).unwrap()])],
+            })
+        );
+        // A low depth limit is the term path's to apply.
+        let (data, _, _) = payload.body().unwrap();
+        let shallow = RawPayload::new(
+            data.to_vec(),
+            0,
+            false,
+            atoms.to_vec(),
+            term::Limits { max_depth: 4 },
+        );
+        assert!(check_raw::<String>(&shallow).is_none());
+        assert!(shallow.decode().is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_exchanges_read_from_bytes(
+            groups in proptest::collection::vec(
+                ("[a-z/*?é]{0,6}", proptest::collection::vec((0u8..3, 0u32..50), 0..4)),
+                0..20,
+            )
+        ) {
+            let nodes = ["a@h", "b@h", "c@h"];
+            let groups = groups
+                .into_iter()
+                .map(|(n, pids)| {
+                    let pids = pids
+                        .into_iter()
+                        .map(|(k, i)| Pid::new(nodes[usize::from(k)], i, 0, 1))
+                        .collect();
+                    (term::string_to_charlist(&n), pids)
+                })
+                .collect();
+            let payload = RawPayload::of_term(&exchange_term("a@h", groups)).unwrap();
+            proptest::prop_assert!(check_raw::<String>(&payload).is_some());
         }
     }
 }

@@ -22,6 +22,7 @@
 //! reassembly and the cache are bounded.
 
 use super::control;
+use super::raw::{self, RawNames, RawPayload, RawRegSend};
 use crate::term::decode::AtomRefs;
 use crate::term::{self, Limits, TermError};
 use erl_dist::message::Message;
@@ -119,6 +120,41 @@ impl Whole<'_> {
                 control::decode_terms_in(data, false, limits, refs)
             }
         }
+    }
+
+    /// The message as a `REG_SEND` with its payload left as bytes, when
+    /// it is one to a name of `names` and large enough
+    /// ([`raw`]); else the message itself.
+    pub fn into_raw(self, names: &RawNames, limits: Limits) -> Result<RawRegSend, Self> {
+        let (from, to_name, payload) = match self {
+            Whole::Borrowed {
+                data,
+                versioned,
+                refs,
+            } => {
+                let Some(h) = raw::take(data, versioned, refs, names) else {
+                    return Err(self);
+                };
+                let payload = RawPayload::new(data[h.at..].to_vec(), 0, versioned, h.atoms, limits);
+                (h.from, h.to_name, payload)
+            }
+            Whole::Owned { data, atoms, idx } => {
+                let refs = AtomRefs {
+                    idx: &idx,
+                    slots: &atoms,
+                };
+                let Some(h) = raw::take(&data, false, refs, names) else {
+                    return Err(Whole::Owned { data, atoms, idx });
+                };
+                let payload = RawPayload::new(data, h.at, false, h.atoms, limits);
+                (h.from, h.to_name, payload)
+            }
+        };
+        Ok(RawRegSend {
+            from,
+            to_name,
+            payload,
+        })
     }
 
     /// The bytes, for describing a message that is dropped.

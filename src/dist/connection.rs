@@ -12,6 +12,7 @@ use super::flags;
 use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Status, Step};
 use super::link::{Event, Link, LinkConfig, LinkError, HIGH_WATER, LOW_WATER};
 use super::monitors::MonitorBatch;
+use super::raw::{RawNames, RawRegSend};
 use crate::term::Limits;
 use erl_dist::message::Message;
 use std::future::Future;
@@ -215,6 +216,30 @@ impl PeerLink {
 pub trait Router: Send + Sync + 'static {
     /// A control message from `peer`.
     fn incoming(&self, peer: &str, msg: Message);
+
+    /// The names whose large `REG_SEND`s this router takes with their
+    /// payload as bytes ([`Router::incoming_raw`]); none by default.
+    fn raw_names(&self) -> Option<RawNames> {
+        None
+    }
+
+    /// A large `REG_SEND` from `peer` to one of [`Router::raw_names`],
+    /// its payload as bytes. By default it is decoded here and handed to
+    /// [`Router::incoming`] as any other message (dropped, with a warning,
+    /// if it does not decode, as the link drops such a message).
+    fn incoming_raw(&self, peer: &str, msg: RawRegSend) {
+        match msg.payload.decode() {
+            Ok(t) => self.incoming(
+                peer,
+                Message::reg_send(msg.from, msg.to_name.as_str().into(), t),
+            ),
+            Err(e) => tracing::warn!(
+                peer,
+                to = msg.to_name,
+                "dropped a message from the peer, the connection stays: {e}"
+            ),
+        }
+    }
 }
 
 /// Settings of one connection.
@@ -342,7 +367,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let now = tokio::time::Instant::now();
-    let state = Link::new(
+    let mut state = Link::new(
         LinkConfig {
             ticktime: cfg.ticktime,
             max_frame: cfg.max_frame,
@@ -352,6 +377,9 @@ where
         },
         now.into_std(),
     );
+    if let Some(names) = router.raw_names() {
+        state.set_raw_names(names);
+    }
     let mut d = Driver {
         io: stream,
         state,
@@ -509,6 +537,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Event::Message(m) => {
                     n += 1;
                     self.router.incoming(&self.peer, m);
+                }
+                Event::Raw(m) => {
+                    n += 1;
+                    self.router.incoming_raw(&self.peer, m);
                 }
                 Event::Dropped { error, control } => tracing::warn!(
                     peer = %self.peer,

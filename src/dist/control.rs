@@ -730,6 +730,30 @@ fn decode_usual(
     }))
 }
 
+/// The control tuple of a `REG_SEND` shaped as BEAM sends it, `{6,
+/// FromPid, '', ToName}` (as [`decode_usual`] reads it): the sender, the
+/// name, and where the payload starts in `data` (at its 131 byte when
+/// `versioned`). `None` for anything else, and when no payload follows.
+pub(crate) fn reg_send_head<'a>(
+    data: &'a [u8],
+    versioned: bool,
+    refs: AtomRefs<'a>,
+) -> Option<(Pid, &'a str, usize)> {
+    let start = match (versioned, data.first()) {
+        (false, _) => 0,
+        (true, Some(&term::VERSION)) => 1,
+        (true, _) => return None,
+    };
+    let mut f = term::decode::Fields::new(data, start, refs);
+    if (f.tuple()?, f.int()?) != (4, 6) {
+        return None;
+    }
+    let from = f.pid()?;
+    f.atom()?;
+    let name = f.atom_str()?;
+    (f.end() < data.len()).then_some((from, name, f.end()))
+}
+
 /// A control term's message, as erl_dist 0.8 reads it (the same checks,
 /// the same refusals), except `SEND_TT`, read as the protocol lays it out:
 /// `{12, Unused, ToPid, TraceToken}` (erl_dist swaps the last two).

@@ -17,6 +17,7 @@
 use super::codec::{self, DecodeError, Reassembler};
 use super::control;
 use super::monitors::{self, MonitorBatch, MonitorHead, MonitorTarget};
+use super::raw::{RawNames, RawRegSend};
 use crate::term::Limits;
 use erl_dist::message::Message;
 use std::collections::VecDeque;
@@ -48,6 +49,9 @@ pub struct LinkConfig {
 pub enum Event {
     /// A control message from the peer.
     Message(Message),
+    /// A large `REG_SEND` to a name that takes its payload as bytes
+    /// ([`Link::set_raw_names`]).
+    Raw(RawRegSend),
     /// A message refused for its content: it is dropped, the connection
     /// stays (the BEAM would have taken it).
     Dropped {
@@ -103,6 +107,8 @@ pub struct Link {
     last_out: Instant,
     /// Sequence id of the next fragmented message.
     seq: u64,
+    /// Names whose large `REG_SEND`s are handed over as bytes.
+    raw: Option<RawNames>,
 }
 
 impl Link {
@@ -119,7 +125,14 @@ impl Link {
             last_in: now,
             last_out: now,
             seq: 1,
+            raw: None,
         }
+    }
+
+    /// Hands over large `REG_SEND`s to the names of `names` with their
+    /// payload as bytes ([`Event::Raw`], see [`super::raw`]).
+    pub fn set_raw_names(&mut self, names: RawNames) {
+        self.raw = Some(names);
     }
 
     /// Feeds bytes read from the peer. Whole packets are decoded where they
@@ -204,6 +217,16 @@ impl Link {
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
+        };
+        let whole = match &self.raw {
+            Some(names) => match whole.into_raw(names, self.cfg.limits) {
+                Ok(r) => {
+                    self.events.push_back(Event::Raw(r));
+                    return Ok(());
+                }
+                Err(whole) => whole,
+            },
+            None => whole,
         };
         match whole.decode(self.cfg.limits) {
             Ok(m) => self.events.push_back(Event::Message(m)),
@@ -548,6 +571,39 @@ mod tests {
             drain(&mut peer),
             vec![msg(1, 5000), msg(2, 10), msg(3, 2500)]
         );
+    }
+
+    #[test]
+    fn large_reg_sends_to_raw_names_keep_their_payload_as_bytes() {
+        let t0 = Instant::now();
+        let from = Pid::new("a@h", 1, 0, 1);
+        let reg = |to: &str, size: usize| {
+            Message::reg_send(from.clone(), to.into(), binary(vec![7; size]))
+        };
+        for fragments in [false, true] {
+            let mut l = Link::new(cfg(fragments), t0);
+            let big = crate::dist::raw::RAW_MIN + 10;
+            l.queue(reg("scope", big));
+            l.queue(reg("scope", 10));
+            l.queue(reg("other", big));
+            l.queue(reg("scope", 3 * big));
+            let mut buf = vec![];
+            l.poll_transmit(t0, &mut buf);
+            let mut peer = Link::new(cfg(fragments), t0);
+            let names = RawNames::default();
+            names.insert("scope");
+            peer.set_raw_names(names);
+            peer.handle_input(&buf, t0).unwrap();
+            let events: Vec<Event> = std::iter::from_fn(|| peer.poll_event()).collect();
+            assert_eq!(events.len(), 4);
+            for (e, size) in [(&events[0], big), (&events[3], 3 * big)] {
+                let Event::Raw(r) = e else { panic!("{e:?}") };
+                assert_eq!((&r.from, r.to_name.as_str()), (&from, "scope"));
+                assert_eq!(r.payload.decode().unwrap(), binary(vec![7; size]));
+            }
+            assert!(matches!(&events[1], Event::Message(m) if *m == reg("scope", 10)));
+            assert!(matches!(&events[2], Event::Message(m) if *m == reg("other", big)));
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!                                                   |  codec.rs: fragments
 //!                                                   |  control.rs: messages
 //!                                                   |  monitors.rs: MONITOR_P batches
+//!                                                   |  raw.rs: payloads left as bytes
 //!                                                   |  connection.rs: IO
 //! ```
 //!
@@ -23,6 +24,7 @@ pub mod flags;
 pub mod handshake;
 pub mod link;
 pub mod monitors;
+pub mod raw;
 
 #[cfg(test)]
 mod golden_tests;

@@ -227,16 +227,11 @@ impl Kernel for Inner {
     }
 
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError> {
-        let mut names = self.names.write();
-        if names.contains_key(name) {
-            return Err(SendError::NameTaken(name.to_string()));
-        }
-        match self.procs.write(pid.id).get_mut(&pid.id) {
-            Some(e) => e.name = Some(name.to_string()),
-            None => return Err(SendError::NoProc),
-        }
-        names.insert(name.to_string(), pid.clone());
-        Ok(())
+        self.register_as(pid, name, false)
+    }
+
+    fn register_raw(&self, pid: &Pid, name: &str) -> Result<(), SendError> {
+        self.register_as(pid, name, true)
     }
 
     fn make_ref(&self) -> Reference {
@@ -249,7 +244,9 @@ impl Kernel for Inner {
             return;
         };
         if let Some(n) = &e.name {
-            self.names.write().remove(n);
+            let mut names = self.names.write();
+            names.remove(n);
+            self.raw_names.remove(n);
         }
         for l in e.links {
             if self.is_local(&l) {

@@ -35,6 +35,7 @@ pub(crate) mod supervise;
 
 use crate::config::NodeConfig;
 use crate::dist::connection::{LinkStats, PeerLink};
+use crate::dist::raw::RawNames;
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Kernel, Process, SendError};
 use crate::term::{self, atom, tuple, Atom, Pid};
@@ -102,6 +103,9 @@ struct Inner {
     port: u16,
     procs: ProcTable,
     names: RwLock<HashMap<String, Pid>>,
+    /// The names of `names` registered with `register_raw`: changed
+    /// under the `names` write lock, read by the links.
+    raw_names: RawNames,
     next_id: AtomicU32,
     next_ref: AtomicU64,
     next_conn: AtomicU64,
@@ -197,6 +201,7 @@ impl Node {
             config,
             procs: ProcTable::default(),
             names: RwLock::default(),
+            raw_names: RawNames::default(),
             next_id: AtomicU32::new(100),
             next_ref: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
@@ -287,6 +292,15 @@ impl Node {
     pub fn spawn_registered(&self, name: &str) -> Result<Process, SendError> {
         let p = self.inner.new_process();
         p.register(name)?;
+        Ok(p)
+    }
+
+    /// Creates a process registered under `name` whose large messages from
+    /// other nodes may come as [`Signal::Raw`](crate::process::Signal::Raw)
+    /// ([`Process::register_raw`]).
+    pub fn spawn_registered_raw(&self, name: &str) -> Result<Process, SendError> {
+        let p = self.inner.new_process();
+        p.register_raw(name)?;
         Ok(p)
     }
 
@@ -480,6 +494,39 @@ mod tests {
     pub(super) async fn node() -> (Node, EpmdServer) {
         let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
         (node_named("unit", epmd.port).await, epmd)
+    }
+
+    #[tokio::test]
+    async fn raw_payloads_reach_only_a_process_registered_raw() {
+        use crate::dist::connection::Router;
+        use crate::dist::raw::{RawPayload, RawRegSend};
+        let (n, _epmd) = node().await;
+        let msg = tuple(vec![atom("m"), crate::term::binary(vec![1; 100])]);
+        let raw = || RawRegSend {
+            from: Pid::new("peer@h", 1, 0, 1),
+            to_name: "s".into(),
+            payload: RawPayload::of_term(&msg).unwrap(),
+        };
+        let mut p = n.spawn_registered_raw("s").unwrap();
+        assert!(n.inner.raw_names().unwrap().contains("s"));
+        n.inner.incoming_raw("peer@h", raw());
+        match p.recv().await.unwrap() {
+            Signal::Raw { from, payload } => {
+                assert_eq!(from.unwrap().node.name, "peer@h");
+                assert_eq!(payload.decode().unwrap(), msg);
+            }
+            s => panic!("{s:?}"),
+        }
+        // Its name gone with it, the next owner of the name gets the
+        // message decoded.
+        p.exit(atom("normal"));
+        assert!(!n.inner.raw_names().unwrap().contains("s"));
+        let mut q = n.spawn_registered("s").unwrap();
+        n.inner.incoming_raw("peer@h", raw());
+        match q.recv().await.unwrap() {
+            Signal::Message { msg: m, .. } => assert_eq!(m, msg),
+            s => panic!("{s:?}"),
+        }
     }
 
     #[tokio::test]

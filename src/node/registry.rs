@@ -3,7 +3,7 @@
 //! what a local process is changes.
 
 use super::Inner;
-use crate::process::{MailboxTx, Process, Signal};
+use crate::process::{MailboxTx, Process, SendError, Signal};
 use crate::term::{Pid, PidOrAtom, Reference};
 use crate::util::{shrink_sparse, FastHashMap};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -124,6 +124,25 @@ impl Inner {
             },
         );
         Process::new(self.pid(id), self.arc(), rx)
+    }
+
+    /// Registers `name` for the local `pid`; `raw`: its large messages
+    /// from other nodes come as [`Signal::Raw`] (the name joins
+    /// `raw_names` under the names lock, as `exited` removes it).
+    pub(super) fn register_as(&self, pid: &Pid, name: &str, raw: bool) -> Result<(), SendError> {
+        let mut names = self.names.write();
+        if names.contains_key(name) {
+            return Err(SendError::NameTaken(name.to_string()));
+        }
+        match self.procs.write(pid.id).get_mut(&pid.id) {
+            Some(e) => e.name = Some(name.to_string()),
+            None => return Err(SendError::NoProc),
+        }
+        names.insert(name.to_string(), pid.clone());
+        if raw {
+            self.raw_names.insert(name);
+        }
+        Ok(())
     }
 
     pub(super) fn deliver(&self, to: &Pid, s: Signal) -> bool {

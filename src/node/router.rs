@@ -4,6 +4,7 @@
 
 use super::Inner;
 use crate::dist::connection::Router;
+use crate::dist::raw::{RawNames, RawRegSend};
 use crate::process::Signal;
 use crate::term::{self, atom, Pid, Term};
 use crate::util::shrink_sparse;
@@ -12,6 +13,38 @@ use erl_dist::message::Message;
 impl Router for Inner {
     fn incoming(&self, peer: &str, msg: Message) {
         self.handle(peer, msg);
+    }
+
+    fn raw_names(&self) -> Option<RawNames> {
+        Some(self.raw_names.clone())
+    }
+
+    /// Delivered as [`Signal::Raw`] when the name is still one registered
+    /// raw (checked under the names lock, which `exited` removes it
+    /// under), else decoded and delivered as any message.
+    fn incoming_raw(&self, peer: &str, msg: RawRegSend) {
+        let names = self.names.read();
+        if self.raw_names.contains(&msg.to_name) {
+            if let Some(p) = names.get(&msg.to_name) {
+                let s = Signal::Raw {
+                    from: Some(msg.from),
+                    payload: msg.payload,
+                };
+                if !self.deliver(p, s) {
+                    tracing::trace!("message to dead process {} dropped", term::pid_text(p));
+                }
+            }
+            return;
+        }
+        drop(names);
+        match msg.payload.decode() {
+            Ok(t) => self.deliver_named(msg.from, &msg.to_name, t),
+            Err(e) => tracing::warn!(
+                peer,
+                to = msg.to_name,
+                "dropped a message from the peer, the connection stays: {e}"
+            ),
+        }
     }
 }
 

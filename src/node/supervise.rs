@@ -49,15 +49,21 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// For a restarted scope task: a new process registered under `name`,
 /// tried again after a backoff while that fails (the name is still held).
-/// `attempt` counts the restarts and failures, for the backoff.
+/// `attempt` counts the restarts and failures, for the backoff. `raw`:
+/// registered with [`crate::Node::spawn_registered_raw`].
 pub(crate) async fn register_again(
     node: &crate::Node,
     name: &str,
+    raw: bool,
     attempt: &mut u32,
 ) -> crate::process::Process {
     let backoff = node.config().backoff;
     loop {
-        match node.spawn_registered(name) {
+        let p = match raw {
+            true => node.spawn_registered_raw(name),
+            false => node.spawn_registered(name),
+        };
+        match p {
             Ok(p) => return p,
             Err(e) => {
                 tracing::error!(scope = %name, "cannot register {name} again: {e}");

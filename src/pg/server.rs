@@ -292,7 +292,7 @@ async fn supervise(
     loop {
         let mut p = match proc.take() {
             Some(p) => p,
-            None => supervise::register_again(&node, &name, &mut attempt).await,
+            None => supervise::register_again(&node, &name, false, &mut attempt).await,
         };
         p.trap_exit(true);
         let mut task = Task {
@@ -507,6 +507,12 @@ impl Task {
 
     fn signal(&mut self, s: Signal) {
         match s {
+            // Never registered raw: none comes, but one would be read as
+            // any message.
+            Signal::Raw { .. } => match s.decoded() {
+                Ok(s) => self.signal(s),
+                Err(e) => tracing::warn!(scope = %self.name, "dropped: {e}"),
+            },
             Signal::Message { msg, from } => {
                 if process::parse_call(&msg).is_some() {
                     tracing::warn!(scope = %self.name, "dropped a gen_server call (a pg scope takes none from other nodes): {}", crate::util::short_text(&msg));

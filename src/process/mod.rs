@@ -4,6 +4,7 @@
 //! A [`Process`] talks to the rest of the node only through the [`Kernel`]
 //! trait, which the node implements; `process` never imports `node`.
 
+use crate::dist::raw::RawPayload;
 use crate::term::{self, atom, tuple, Pid, Reference, Term};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -29,6 +30,15 @@ pub enum Signal {
         /// `exit/2` (an EXIT2 signal) rather than a link breaking.
         exit2: bool,
     },
+    /// A large message to a name registered with
+    /// [`Process::register_raw`], its payload left as bytes (see
+    /// [`crate::dist::raw`]); [`RawPayload::decode`] gives the term.
+    Raw {
+        /// The sender.
+        from: Option<Pid>,
+        /// The message, undecoded.
+        payload: RawPayload,
+    },
     /// A monitor fired.
     Down {
         /// The monitor reference.
@@ -41,11 +51,27 @@ pub enum Signal {
 }
 
 impl Signal {
+    /// The signal with a [`Signal::Raw`] payload decoded into a
+    /// [`Signal::Message`] (any other signal as it is); the decoding error
+    /// of a payload the link would have dropped.
+    pub fn decoded(self) -> Result<Signal, term::TermError> {
+        match self {
+            Signal::Raw { from, payload } => Ok(Signal::Message {
+                from,
+                msg: payload.decode()?,
+            }),
+            s => Ok(s),
+        }
+    }
+
     /// The `{'EXIT', From, Reason}` or `{'DOWN', Ref, process, Item,
     /// Reason}` tuple Erlang code would see, or the message itself.
     pub fn to_term(&self) -> Term {
         match self {
             Signal::Message { msg, .. } => msg.clone(),
+            // What the link would have refused is dropped there; here it
+            // can only be named.
+            Signal::Raw { payload, .. } => payload.decode().unwrap_or_else(|_| atom("bad_payload")),
             Signal::Exit { from, reason, .. } => {
                 tuple(vec![atom("EXIT"), Term::Pid(from.clone()), reason.clone()])
             }
@@ -148,6 +174,12 @@ pub trait Kernel: Send + Sync + 'static {
     fn exit2(&self, from: &Pid, to: &Pid, reason: Term);
     /// Registers a name for a local pid.
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
+    /// Registers a name for a local pid whose large messages from other
+    /// nodes may come as [`Signal::Raw`] (by default: never, a plain
+    /// [`Kernel::register`]).
+    fn register_raw(&self, pid: &Pid, name: &str) -> Result<(), SendError> {
+        self.register(pid, name)
+    }
     /// A new unique reference.
     fn make_ref(&self) -> Reference;
     /// The process ended: tell links and monitors, free the pid.
@@ -322,6 +354,16 @@ impl Process {
     /// Registers a name for this process.
     pub fn register(&self, name: &str) -> Result<(), SendError> {
         self.kernel.register(&self.pid, name)
+    }
+
+    /// Registers a name for this process, whose large messages from other
+    /// nodes (`REG_SEND`s to the name of at least
+    /// [`RAW_MIN`](crate::dist::raw::RAW_MIN) bytes) may then arrive as
+    /// [`Signal::Raw`], for a process that reads some of them faster from
+    /// their bytes. Every other message arrives decoded, as after
+    /// [`Process::register`].
+    pub fn register_raw(&self, name: &str) -> Result<(), SendError> {
+        self.kernel.register_raw(&self.pid, name)
     }
 
     /// A new unique reference.

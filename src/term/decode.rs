@@ -533,6 +533,70 @@ impl<'a> Fields<'a> {
     pub(crate) fn end(&self) -> usize {
         self.d.c.pos
     }
+
+    /// The tag of the next field, not taken.
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.d.c.buf.get(self.d.c.pos).copied()
+    }
+
+    /// Bytes left after the fields read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.d.c.buf.len() - self.d.c.pos
+    }
+
+    /// A `LIST_EXT` header: its length (the elements and the tail follow).
+    pub(crate) fn list(&mut self) -> Option<usize> {
+        match self.d.c.u8().ok()? {
+            108 => self.d.c.u32().ok(),
+            _ => None,
+        }
+    }
+
+    /// A `NIL_EXT`.
+    pub(crate) fn nil(&mut self) -> Option<()> {
+        (self.d.c.u8().ok()? == 106).then_some(())
+    }
+
+    /// A `STRING_EXT`: its bytes (each a character below 256).
+    pub(crate) fn string(&mut self) -> Option<&'a [u8]> {
+        match self.d.c.u8().ok()? {
+            107 => {
+                let n = self.d.c.u16().ok()?;
+                self.d.bytes(n).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// An atom's text, borrowed from the bytes (or from the atom cache),
+    /// UTF-8 as [`Fields::atom`] requires.
+    pub(crate) fn atom_str(&mut self) -> Option<&'a str> {
+        let n = match self.d.c.u8().ok()? {
+            100 | 118 => self.d.c.u16().ok()?,
+            115 | 119 => usize::from(self.d.c.u8().ok()?),
+            82 if !self.d.refs.idx.is_empty() => return self.d.refs.get(self.d.c.u8().ok()?),
+            _ => return None,
+        };
+        std::str::from_utf8(self.d.bytes(n).ok()?).ok()
+    }
+
+    /// A pid (`PID_EXT` or `NEW_PID_EXT`) as its parts, the node's name
+    /// borrowed: node, number, serial, creation, as [`Fields::pid`] reads
+    /// them.
+    pub(crate) fn pid_parts(&mut self) -> Option<(&'a str, u32, u32, u32)> {
+        let tag = self.d.c.u8().ok()?;
+        if tag != 103 && tag != 88 {
+            return None;
+        }
+        let node = self.atom_str()?;
+        let id = self.d.u32().ok()?;
+        let serial = self.d.u32().ok()?;
+        let creation = match tag {
+            103 => u32::from(self.d.c.u8().ok()?),
+            _ => self.d.u32().ok()?,
+        };
+        Some((node, id, serial, creation))
+    }
 }
 
 /// `[]`, the stand-in a term is written over.
