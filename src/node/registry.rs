@@ -5,7 +5,7 @@
 use super::Inner;
 use crate::process::{MailboxTx, Process, SendError, Signal};
 use crate::term::{Pid, PidOrAtom, Reference};
-use crate::util::{shrink_sparse, FastHashMap};
+use crate::util::{shrink_sparse, FastHashMap, SeqKeyMap};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -22,7 +22,7 @@ pub(super) struct ProcEntry {
     /// for a target on another node (then in `Inner::mons_out`). Lets exit
     /// and demonitor find them without scanning every monitor on the node.
     /// Keyed by [`RefKey`]: every such ref is one this node made.
-    pub(super) held: FastHashMap<RefKey, Option<u32>>,
+    pub(super) held: SeqKeyMap<RefKey, Option<u32>>,
 }
 
 /// A ref this node made, by the counter it was made from: the
@@ -120,7 +120,7 @@ impl Inner {
                 name: None,
                 links: HashSet::new(),
                 monitors: FastHashMap::default(),
-                held: FastHashMap::default(),
+                held: SeqKeyMap::default(),
             },
         );
         Process::new(self.pid(id), self.arc(), rx)
