@@ -617,7 +617,11 @@ fn write_canonical(t: &Term, out: &mut Vec<u8>) -> Result<(), term::TermError> {
                 write_canonical(e, out)?;
             }
         }
-        Term::List(x) if !x.elements.iter().all(is_leaf) => {
+        // eetf 0.11 writes a list of integers below 256 as STRING_EXT,
+        // negative ones included (`[-300]` as `"Ô"`, `[-1]` as `[255]`):
+        // such a list is written here element by element instead, so two
+        // different names never share their bytes.
+        Term::List(x) if !x.elements.iter().all(is_leaf) || x.elements.iter().any(is_negative) => {
             out.push(LIST_EXT);
             out.extend_from_slice(&len32(x.elements.len())?.to_be_bytes());
             for e in &x.elements {
@@ -644,6 +648,11 @@ fn write_canonical(t: &Term, out: &mut Vec<u8>) -> Result<(), term::TermError> {
     Ok(())
 }
 
+/// A negative fixed-size integer (see the list case of `write_canonical`).
+fn is_negative(t: &Term) -> bool {
+    matches!(t, Term::FixInteger(i) if i.value < 0)
+}
+
 /// A term that holds no map, tuple or list (eetf encodes it on its own).
 fn is_leaf(t: &Term) -> bool {
     !matches!(
@@ -659,6 +668,18 @@ mod tests {
 
     fn name(t: Term) -> TermName {
         TermName::new(t)
+    }
+
+    #[test]
+    fn negative_integers_are_no_string() {
+        // eetf writes [-300] as "Ô" and [-1] as [255] (STRING_EXT).
+        for (neg, byte) in [(-300, 212), (-1, 255), (-256, 0)] {
+            let a = name(list(vec![int(neg)]));
+            let b = name(list(vec![int(byte)]));
+            assert_ne!(a, b);
+            assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+            assert_eq!(a, name(list(vec![int(neg)])));
+        }
     }
 
     #[test]

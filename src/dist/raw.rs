@@ -96,9 +96,9 @@ impl RawPayload {
 
     /// The payload of `t` as a BEAM sends it without a header (131 and the
     /// term).
-    pub fn of_term(t: &Term) -> Result<RawPayload, TermError> {
-        let mut data = Vec::new();
-        crate::term::encode_into(t, &mut data)?;
+    pub fn of_term(t: &Term) -> Result<RawPayload, control::EncodeError> {
+        let mut data = vec![crate::term::VERSION];
+        control::put_term(&mut data, t)?;
         Ok(RawPayload::new(
             data,
             0,
