@@ -31,12 +31,25 @@ pub trait WireName: GroupKey {
         let _ = bytes;
         None
     }
+
+    /// The name an Erlang string of code points stands for (a LIST_EXT of
+    /// integers), as [`WireName::from_term`] of it; `None` as for
+    /// [`WireName::from_latin1`].
+    fn from_chars(chars: &[char]) -> Option<Self> {
+        let _ = chars;
+        None
+    }
 }
 
 impl WireName for String {
     /// As [`term::charlist_to_string`] of the string.
     fn from_latin1(bytes: &[u8]) -> Option<String> {
         Some(bytes.iter().map(|&c| char::from(c)).collect())
+    }
+
+    /// As [`term::charlist_to_string`] of the list.
+    fn from_chars(chars: &[char]) -> Option<String> {
+        Some(chars.iter().collect())
     }
 
     /// An Erlang string ([`term::charlist_to_string`]).
@@ -189,8 +202,8 @@ impl<N: WireName> WireMsg<MemberPid, N> {
     /// message, without the 5 allocations a group takes as a [`Term`]
     /// (tuple, string, list, pid, node name) only to be converted and
     /// freed. `None` for any other message, or an exchange not plainly
-    /// shaped as BEAM sends it (a name in code points above 255, a
-    /// LARGE_TUPLE, a node name not UTF-8 or not interned, ...): the caller
+    /// shaped as BEAM sends it (a LARGE_TUPLE, a name that is no string,
+    /// a node name not UTF-8 or not interned, ...): the caller
     /// then decodes the term ([`RawPayload::decode`]) and
     /// [`WireMsg::decode`]s it, which handles or refuses it as always.
     /// What this returns is what that path returns (a unit test and the
@@ -211,6 +224,7 @@ impl<N: WireName> WireMsg<MemberPid, N> {
         }
         let from = f.atom_str()?.to_string();
         let mut groups = Vec::new();
+        let mut chars = Vec::new();
         // The last node seen and its interned name: a state's pids come in
         // runs of one node.
         let mut last: Option<(&'a str, Atom)> = None;
@@ -236,6 +250,16 @@ impl<N: WireName> WireMsg<MemberPid, N> {
             }
             let name = match f.peek()? {
                 106 => N::from_latin1(f.nil().map(|_| &[][..])?)?,
+                108 => {
+                    // Code points (a name with a character above 255),
+                    // read into a buffer kept for the next one.
+                    chars.clear();
+                    for _ in 0..f.list()? {
+                        chars.push(u32::try_from(f.int()?).ok().and_then(char::from_u32)?);
+                    }
+                    f.nil()?;
+                    N::from_chars(&chars)?
+                }
                 _ => N::from_latin1(f.string()?)?,
             };
             let (k, pids_tail) = list_len(&mut f)?;
@@ -581,12 +605,24 @@ mod tests {
         // An empty exchange.
         let empty = RawPayload::of_term(&exchange_term("a@vm", vec![])).unwrap();
         assert!(check_raw::<String>(&empty).is_some());
-        // Left to the term path: a name in code points above 255, a map
-        // storage's names, another message, a pid list that is no list.
-        let unicode = exchange_term("a@vm", vec![(s("组"), vec![p("a@vm", 1)])]);
+        // A name in code points above 255 (a list of integers).
+        let unicode = exchange_term("a@vm", vec![(s("组/é"), vec![p("a@vm", 1)])]);
         let unicode = RawPayload::of_term(&unicode).unwrap();
-        assert!(check_raw::<String>(&unicode).is_none());
-        assert!(WireMsg::<MemberPid, String>::decode(&unicode.decode().unwrap()).is_ok());
+        assert!(check_raw::<String>(&unicode).is_some());
+        // Left to the term path: a list that is no string (a code point
+        // out of range, not an integer), a map storage's names, another
+        // message, a pid list that is no list.
+        for bad in [
+            term::list(vec![term::int(0x110000)]),
+            term::list(vec![term::int(-300)]),
+            term::list(vec![term::int(-1)]),
+            term::list(vec![atom("a")]),
+        ] {
+            let t = exchange_term("a@vm", vec![(bad.clone(), vec![p("a@vm", 1)])]);
+            let raw = RawPayload::of_term(&t).unwrap();
+            assert!(check_raw::<String>(&raw).is_none(), "{bad:?}");
+            assert!(WireMsg::<MemberPid, String>::decode(&raw.decode().unwrap()).is_err());
+        }
         assert!(check_raw::<TermName>(&payload).is_none());
         let join = WireMsg::<Pid>::Cast(Request::Join {
             name: "g".into(),
@@ -654,7 +690,7 @@ mod tests {
         #[test]
         fn random_exchanges_read_from_bytes(
             groups in proptest::collection::vec(
-                ("[a-z/*?é]{0,6}", proptest::collection::vec((0u8..3, 0u32..50), 0..4)),
+                ("[a-z/*?é组]{0,6}", proptest::collection::vec((0u8..3, 0u32..50), 0..4)),
                 0..20,
             )
         ) {
