@@ -9,7 +9,7 @@
 //! decoding and encoding cpg messages, the public API taking `&Pid`).
 
 use crate::atom::{Atom, AtomError};
-use crate::process::Dest;
+use crate::process::{Dest, InternedPid};
 use crate::term::Pid;
 use std::cmp::Ordering;
 use std::fmt;
@@ -46,6 +46,16 @@ impl MemberPid {
             id,
             serial,
             creation,
+        }
+    }
+
+    /// The pid as the kernel monitors it ([`InternedPid`]: the same parts).
+    pub fn interned(&self) -> InternedPid {
+        InternedPid {
+            node: self.node,
+            id: self.id,
+            serial: self.serial,
+            creation: self.creation,
         }
     }
 

@@ -5,9 +5,10 @@
 use super::links::{MonItem, MonOut};
 use super::registry::RefKey;
 use super::Inner;
+use crate::atom::Atom as NodeAtom;
 use crate::dist::connection::BATCH_MAX;
 use crate::dist::monitors::{MonitorBatch, MonitorHead, MonitorTarget};
-use crate::process::{Dest, Kernel, MonitorKey, SendError, Signal};
+use crate::process::{Dest, InternedPid, Kernel, MonitorKey, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
 use erl_dist::message::Message;
@@ -67,79 +68,31 @@ impl Kernel for Inner {
     }
 
     fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<MonitorKey> {
-        let mut keys = Vec::with_capacity(to.len());
-        // The remote ones, by index in `to`, with their keys.
-        let mut remote: Vec<(usize, RefKey)> = Vec::new();
-        for (i, p) in to.iter().enumerate() {
-            if p.node.name == self.name {
-                keys.push(MonitorKey(
-                    self.monitor_keyed(from, &Dest::Pid(p.clone())).0,
-                ));
-            } else {
-                let key = self.make_ref_key();
-                keys.push(MonitorKey(key));
-                remote.push((i, key));
-            }
+        // Interned (always, short of a full node-name table), they go in
+        // one batch; else one by one, each item kept as a term.
+        let interned: Option<Vec<InternedPid>> = to
+            .iter()
+            .map(|p| {
+                let node = NodeAtom::new(&p.node.name).ok()?;
+                Some(InternedPid {
+                    node,
+                    id: p.id,
+                    serial: p.serial,
+                    creation: p.creation,
+                })
+            })
+            .collect();
+        match interned {
+            Some(to) => self.monitor_interned(from, &to),
+            None => to
+                .iter()
+                .map(|p| MonitorKey(self.monitor_keyed(from, &Dest::Pid(p.clone())).0))
+                .collect(),
         }
-        if remote.is_empty() {
-            return keys;
-        }
-        // The bookkeeping of them all under one lock each.
-        {
-            let mut mons = self.mons_out.lock();
-            mons.reserve(remote.len());
-            for &(i, key) in &remote {
-                let item = MonItem::pid(&to[i]);
-                mons.insert(
-                    key,
-                    MonOut {
-                        watcher: from.id,
-                        item,
-                    },
-                );
-            }
-        }
-        if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
-            e.held.reserve(remote.len());
-            e.held.extend(remote.iter().map(|&(_, key)| (key, None)));
-        }
-        // One queueing per run of pids of the same node, in batches the
-        // writer takes whole (at most BATCH_MAX monitors each), written
-        // from their numbers (no Message, pid or ref built for each).
-        for run in remote.chunk_by(|a, b| to[a.0].node.name == to[b.0].node.name) {
-            let head = Arc::new(MonitorHead {
-                from: from.clone(),
-                node: to[run[0].0].node.clone(),
-                ref_node: self.atom.clone(),
-                ref_creation: self.creation,
-            });
-            let mut sent = true;
-            for batch in run.chunks(BATCH_MAX) {
-                if sent {
-                    let targets = batch
-                        .iter()
-                        .map(|&(i, key)| MonitorTarget {
-                            id: to[i].id,
-                            serial: to[i].serial,
-                            creation: to[i].creation,
-                            ref_id: self.ref_words(key),
-                        })
-                        .collect();
-                    let batch = MonitorBatch {
-                        head: head.clone(),
-                        targets,
-                    };
-                    sent = self.send_monitors_to_node(&head.node.name, batch).is_ok();
-                }
-                // Once a batch could not be queued, neither are the rest.
-                if !sent {
-                    for &(_, key) in batch {
-                        self.monitor_unsent(from, key);
-                    }
-                }
-            }
-        }
-        keys
+    }
+
+    fn monitor_many_interned(&self, from: &Pid, to: &[InternedPid]) -> Vec<MonitorKey> {
+        self.monitor_interned(from, to)
     }
 
     fn monitor_key(&self, mref: &Reference) -> Option<MonitorKey> {
@@ -300,6 +253,90 @@ impl Kernel for Inner {
 }
 
 impl Inner {
+    /// Monitors `to` for `from` in one go: one lock for the records, one
+    /// queueing per run of pids of one node, in batches the writer takes
+    /// whole (at most BATCH_MAX monitors each), written from their numbers
+    /// (no Message, pid or ref built for each). A pid of this node is
+    /// monitored as [`Inner::monitor_keyed`] does.
+    fn monitor_interned(&self, from: &Pid, to: &[InternedPid]) -> Vec<MonitorKey> {
+        let mut keys = Vec::with_capacity(to.len());
+        // The remote ones, by index in `to`, with their keys.
+        let mut remote: Vec<(usize, RefKey)> = Vec::new();
+        let me = NodeAtom::new(&self.name).ok();
+        for (i, p) in to.iter().enumerate() {
+            if Some(p.node) == me {
+                keys.push(MonitorKey(
+                    self.monitor_keyed(from, &Dest::Pid(p.to_pid())).0,
+                ));
+            } else {
+                let key = self.make_ref_key();
+                keys.push(MonitorKey(key));
+                remote.push((i, key));
+            }
+        }
+        if remote.is_empty() {
+            return keys;
+        }
+        {
+            let mut mons = self.mons_out.lock();
+            mons.reserve(remote.len());
+            for &(i, key) in &remote {
+                let p = &to[i];
+                let item = MonItem::Pid {
+                    node: p.node,
+                    id: p.id,
+                    serial: p.serial,
+                    creation: p.creation,
+                };
+                mons.insert(
+                    key,
+                    MonOut {
+                        watcher: from.id,
+                        item,
+                    },
+                );
+            }
+        }
+        if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
+            e.held.reserve(remote.len());
+            e.held.extend(remote.iter().map(|&(_, key)| (key, None)));
+        }
+        for run in remote.chunk_by(|a, b| to[a.0].node == to[b.0].node) {
+            let head = Arc::new(MonitorHead {
+                from: from.clone(),
+                node: Atom::from(to[run[0].0].node.as_str()),
+                ref_node: self.atom.clone(),
+                ref_creation: self.creation,
+            });
+            let mut sent = true;
+            for batch in run.chunks(BATCH_MAX) {
+                if sent {
+                    let targets = batch
+                        .iter()
+                        .map(|&(i, key)| MonitorTarget {
+                            id: to[i].id,
+                            serial: to[i].serial,
+                            creation: to[i].creation,
+                            ref_id: self.ref_words(key),
+                        })
+                        .collect();
+                    let batch = MonitorBatch {
+                        head: head.clone(),
+                        targets,
+                    };
+                    sent = self.send_monitors_to_node(&head.node.name, batch).is_ok();
+                }
+                // Once a batch could not be queued, neither are the rest.
+                if !sent {
+                    for &(_, key) in batch {
+                        self.monitor_unsent(from, key);
+                    }
+                }
+            }
+        }
+        keys
+    }
+
     /// [`Kernel::monitor`], also returning the monitor's key.
     fn monitor_keyed(&self, from: &Pid, to: &Dest) -> (RefKey, Reference) {
         let key = self.make_ref_key();

@@ -140,6 +140,29 @@ pub enum CallError {
     Send(#[from] SendError),
 }
 
+/// A pid by its parts, its node's name interned ([`crate::atom::Atom`]):
+/// what a process keeping many pids stores (a cpg scope's `MemberPid`),
+/// monitored with [`Process::monitor_many_interned_keys`] without a wire
+/// [`Pid`] (and its node-name `String`) built for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InternedPid {
+    /// The node, interned.
+    pub node: crate::atom::Atom,
+    /// The pid number.
+    pub id: u32,
+    /// The serial.
+    pub serial: u32,
+    /// The node's incarnation.
+    pub creation: u32,
+}
+
+impl InternedPid {
+    /// The wire pid.
+    pub fn to_pid(&self) -> Pid {
+        Pid::new(self.node.as_str(), self.id, self.serial, self.creation)
+    }
+}
+
 /// What the node provides to its processes.
 pub trait Kernel: Send + Sync + 'static {
     /// Sends a message from `from` to `to`.
@@ -154,6 +177,12 @@ pub trait Kernel: Send + Sync + 'static {
     /// monitors' keys, in the same order. As [`Kernel::monitor`] of each,
     /// done in one go (one lock, one queueing per node).
     fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<MonitorKey>;
+    /// [`Kernel::monitor_many`] of pids given with their node interned
+    /// (by default: made wire pids and monitored so).
+    fn monitor_many_interned(&self, from: &Pid, to: &[InternedPid]) -> Vec<MonitorKey> {
+        let pids: Vec<Pid> = to.iter().map(InternedPid::to_pid).collect();
+        self.monitor_many(from, &pids)
+    }
     /// The key of `mref` if this node made it (`None` for any other ref).
     fn monitor_key(&self, mref: &Reference) -> Option<MonitorKey>;
     /// The reference of a key ([`Kernel::monitor_key`] of it is the key).
@@ -312,6 +341,12 @@ impl Process {
     /// ([`MonitorKey`]: what a process keeping many monitors stores).
     pub fn monitor_many_keys(&self, to: &[Pid]) -> Vec<MonitorKey> {
         self.kernel.monitor_many(&self.pid, to)
+    }
+
+    /// As [`Process::monitor_many_keys`], of pids whose node is interned
+    /// ([`InternedPid`]): no wire pid built for each.
+    pub fn monitor_many_interned_keys(&self, to: &[InternedPid]) -> Vec<MonitorKey> {
+        self.kernel.monitor_many_interned(&self.pid, to)
     }
 
     /// The key of `mref` (a `'DOWN'`'s reference) if this node made it.
