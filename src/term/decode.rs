@@ -192,24 +192,35 @@ impl<'a> Decoder<'a> {
     /// An atom where the format requires one (the node of a pid, port or
     /// reference).
     fn atom(&mut self) -> Result<Atom, TermError> {
+        let name = self.atom_bytes()?;
+        Ok(self.atom_name(name))
+    }
+
+    /// The text of an atom where the format requires one, borrowed: its
+    /// bytes (not yet checked as UTF-8), or the name a cache reference
+    /// gives.
+    fn atom_bytes(&mut self) -> Result<&'a [u8], TermError> {
         let at = self.c.pos;
         let n = match self.c.u8()? {
             100 | 118 => self.c.u16()?,
             115 | 119 => usize::from(self.c.u8()?),
-            82 if !self.refs.idx.is_empty() => return self.cached_atom(at),
+            82 if !self.refs.idx.is_empty() => return self.cached_name(at).map(str::as_bytes),
             _ => return Err(TermError::ExpectedAtom(at)),
         };
-        let name = self.bytes(n)?;
-        Ok(self.atom_name(name))
+        self.bytes(n)
+    }
+
+    /// The name an `ATOM_CACHE_REF` at `at` gives (its tag read).
+    fn cached_name(&mut self, at: usize) -> Result<&'a str, TermError> {
+        let index = self.c.u8()?;
+        self.refs
+            .get(index)
+            .ok_or(TermError::AtomCacheRef { index, pos: at })
     }
 
     /// The atom an `ATOM_CACHE_REF` at `at` names (its tag read).
     fn cached_atom(&mut self, at: usize) -> Result<Atom, TermError> {
-        let index = self.c.u8()?;
-        match self.refs.get(index) {
-            Some(name) => Ok(Atom::from(name)),
-            None => Err(TermError::AtomCacheRef { index, pos: at }),
-        }
+        self.cached_name(at).map(Atom::from)
     }
 
     /// Checks a container of `n` elements at nesting `level` (the
@@ -410,18 +421,25 @@ impl<'a> Decoder<'a> {
     /// A pid after its tag (`PID_EXT` 103 or `NEW_PID_EXT` 88).
     fn pid_body(&mut self, tag: u8) -> Result<Pid, TermError> {
         let node = self.atom()?;
-        let id = self.u32()?;
-        let serial = self.u32()?;
-        let creation = match tag {
-            103 => u32::from(self.c.u8()?),
-            _ => self.u32()?,
-        };
+        let (id, serial, creation) = self.pid_numbers(tag)?;
         Ok(Pid {
             node,
             id,
             serial,
             creation,
         })
+    }
+
+    /// A pid's number, serial and creation, after its node (`tag`:
+    /// `PID_EXT` 103, whose creation is a byte, or `NEW_PID_EXT` 88).
+    fn pid_numbers(&mut self, tag: u8) -> Result<(u32, u32, u32), TermError> {
+        let id = self.u32()?;
+        let serial = self.u32()?;
+        let creation = match tag {
+            103 => u32::from(self.c.u8()?),
+            _ => self.u32()?,
+        };
+        Ok((id, serial, creation))
     }
 
     /// NEW_FUN_EXT: size, arity, uniq, index, numfree, then module, old
@@ -571,13 +589,7 @@ impl<'a> Fields<'a> {
     /// An atom's text, borrowed from the bytes (or from the atom cache),
     /// UTF-8 as [`Fields::atom`] requires.
     pub(crate) fn atom_str(&mut self) -> Option<&'a str> {
-        let n = match self.d.c.u8().ok()? {
-            100 | 118 => self.d.c.u16().ok()?,
-            115 | 119 => usize::from(self.d.c.u8().ok()?),
-            82 if !self.d.refs.idx.is_empty() => return self.d.refs.get(self.d.c.u8().ok()?),
-            _ => return None,
-        };
-        std::str::from_utf8(self.d.bytes(n).ok()?).ok()
+        std::str::from_utf8(self.d.atom_bytes().ok()?).ok()
     }
 
     /// A pid (`PID_EXT` or `NEW_PID_EXT`) as its parts, the node's name
@@ -589,12 +601,7 @@ impl<'a> Fields<'a> {
             return None;
         }
         let node = self.atom_str()?;
-        let id = self.d.u32().ok()?;
-        let serial = self.d.u32().ok()?;
-        let creation = match tag {
-            103 => u32::from(self.d.c.u8().ok()?),
-            _ => self.d.u32().ok()?,
-        };
+        let (id, serial, creation) = self.d.pid_numbers(tag).ok()?;
         Some((node, id, serial, creation))
     }
 }
