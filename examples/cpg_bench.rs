@@ -152,15 +152,18 @@ fn lookups(s: &ReadMostly<S>) {
                         .map(|(k, p)| (k.to_owned(), p))
                 }));
             };
+            // CpgScope::get_members: the key and the group's snapshot
+            // (a one-pid group's pid inline, a larger group's shared list)
             let members = |_| {
                 let _ = black_box(read(s, |s| {
                     s.get_members(name, None).map(|(k, v)| (k.to_owned(), v))
                 }));
             };
-            // CpgScope::get_members_shared: the key and one shared snapshot
-            let members_shared = |_| {
+            // the same, then copied into a list of the caller's own
+            let members_vec = |_| {
                 let _ = black_box(read(s, |s| {
-                    s.get_members_shared(name).map(|(k, v)| (k.to_owned(), v))
+                    s.get_members(name, None)
+                        .map(|(k, v)| (k.to_owned(), v.to_vec()))
                 }));
             };
             // Scope::get_members_ref: the pids used in place under the
@@ -191,11 +194,11 @@ fn lookups(s: &ReadMostly<S>) {
             );
             out(
                 &format!("lookup.members.{n}.r{readers}"),
-                per_call_threads(readers, calls, &members),
+                per_call_threads(readers, 1_000_000, &members),
             );
             out(
-                &format!("lookup.members_shared.{n}.r{readers}"),
-                per_call_threads(readers, 1_000_000, &members_shared),
+                &format!("lookup.members_vec.{n}.r{readers}"),
+                per_call_threads(readers, calls, &members_vec),
             );
             out(
                 &format!("lookup.members_ref.{n}.r{readers}"),

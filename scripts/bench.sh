@@ -119,8 +119,8 @@ for r in (1, 8):
             rows.append((f"{fn}, group of {n}, {r} reader(s) [cpg_data]", k, k, "ns", False))
 for r in (1, 8):
     for n in (1, 10, 1000):
-        rows.append((f"get_members as a shared snapshot (get_members_shared), group of {n}, {r} reader(s) [vs cpg_data get_members]",
-                     f"lookup.members.{n}.r{r}", f"lookup.members_shared.{n}.r{r}", "ns", False))
+        rows.append((f"get_members then copied into a Vec (to_vec), group of {n}, {r} reader(s) [vs cpg_data get_members]",
+                     f"lookup.members.{n}.r{r}", f"lookup.members_vec.{n}.r{r}", "ns", False))
 for r in (1, 8):
     for n in (1, 10, 1000):
         rows.append((f"get_members borrowed under the read lock (get_members_ref), group of {n}, {r} reader(s) [vs cpg_data get_members]",

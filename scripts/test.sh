@@ -41,5 +41,15 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 echo "== cargo test (unit, property, integration against real erl nodes)"
 CI=${CI:-} cargo test --all-targets -- ${IGNORED[@]+"${IGNORED[@]}"} 2>&1
 
+# The fuzz targets (fuzz/, run with scripts/fuzz.sh) build against the
+# library's API; checking them here keeps them from falling behind it.
+# libfuzzer-sys compiles libFuzzer (C++) in its build script.
+if command -v c++ >/dev/null 2>&1; then
+  echo "== fuzz targets compile (cargo check)"
+  cargo check --quiet --manifest-path fuzz/Cargo.toml --bins
+else
+  echo "== fuzz targets not checked: no C++ compiler (c++) for libfuzzer-sys"
+fi
+
 echo "== Erlang-side EUnit tests (erl_test/)"
 bash scripts/erl_tests.sh

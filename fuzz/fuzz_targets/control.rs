@@ -43,6 +43,8 @@ fn receive(bytes: &[u8]) -> Vec<Message> {
         .map(|e| match e {
             Event::Message(m) => m,
             Event::Dropped { error, .. } => panic!("our own message refused: {error}"),
+            // no name of this link takes raw payloads (no `set_raw_names`)
+            Event::Raw(r) => panic!("a raw payload with no raw name: {r:?}"),
         })
         .collect()
 }

@@ -500,13 +500,14 @@ fn check_lookup(
         Err(_) => None,
     };
     if ex.is_none() {
-        match (scope.get_members_shared(q), scope.get_members(q, None)) {
-            (Ok((k1, shared)), Ok((k2, m))) => {
-                assert_eq!(k1, k2, "get_members_shared {q}");
-                assert_eq!(&shared[..], &m[..], "get_members_shared {q}");
+        // The snapshot agrees with the borrowed members.
+        match (scope.get_members_ref(q), scope.get_members(q, None)) {
+            (Ok((k1, borrowed)), Ok((k2, m))) => {
+                assert_eq!(k1, k2, "get_members_ref {q}");
+                assert_eq!(borrowed, &m[..], "get_members_ref {q}");
             }
-            (Err(a), Err(b)) => assert_eq!(a, b, "get_members_shared {q}"),
-            (a, b) => panic!("get_members_shared {q}: {a:?}, get_members: {b:?}"),
+            (Err(a), Err(b)) => assert_eq!(a, b, "get_members_ref {q}"),
+            (a, b) => panic!("get_members_ref {q}: {a:?}, get_members: {b:?}"),
         }
     }
     if stored && !pattern::is_pattern(q) {

@@ -25,7 +25,7 @@
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Members, Snapshot};
 use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash};
@@ -1244,15 +1244,17 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         self.iter(Part::Remote)
     }
 
-    /// Every copy, newest first, as one shared immutable snapshot: for a
-    /// larger group the first read after a change builds it (`O(n)`) and
-    /// later reads only count a reference (no copy, no allocation) until
-    /// the group changes; a group of one copy builds its one-element
-    /// snapshot on each read (one small allocation, no cache to keep).
-    pub fn shared_members(&self) -> Arc<[P]> {
+    /// Every copy, newest first, as one immutable snapshot: a group of one
+    /// copy gives its pid inline (nothing allocated); for a larger group
+    /// the first read after a change builds the list (`O(n)`) and later
+    /// reads only count a reference (no copy, no allocation) until the
+    /// group changes.
+    #[inline]
+    pub fn shared_members(&self) -> Members<P> {
         match &self.repr {
-            Repr::Big(b) => b.shared_members(),
-            _ => self.iter(Part::All).cloned().collect(),
+            Repr::Empty => Members::empty(),
+            Repr::One { pid, .. } => Members::one(pid.clone()),
+            Repr::Big(b) => Members::shared(b.shared_members()),
         }
     }
 

@@ -25,4 +25,5 @@ pub use member::MemberPid;
 pub use server::{
     BeamNodeType, CpgError, CpgScope, GroupEvent, ScopeOptions, ScopeSummary, DEFAULT_SCOPE,
 };
+pub use snapshot::Members;
 pub use storage::{Storage, TermName};

@@ -39,6 +39,7 @@
 use super::group::GroupData;
 use super::member::MemberPid;
 use super::scope::{Effect, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES};
+use super::snapshot::Members;
 use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireError, WireMsg, WireName};
 use crate::node::supervise;
@@ -373,25 +374,17 @@ impl<N: WireName> CpgScope<N> {
         f(&self.state.read())
     }
 
-    /// `cpg:get_members(Scope, Name)`: (matched key, pids newest first), a
-    /// copy of the members (16 bytes a pid, nothing allocated per pid). For
-    /// no copy at all, see [`get_members_shared`](Self::get_members_shared),
-    /// or [`Scope::get_members_ref`] inside [`read`](Self::read);
-    /// `Pid::from` gives a pid's wire form.
-    pub fn get_members(&self, name: &N::Borrowed) -> Result<(N, Vec<MemberPid>), ReadError<N>> {
+    /// `cpg:get_members(Scope, Name)`: the matched key and the members
+    /// (newest first) as an immutable snapshot ([`Members`], a slice of
+    /// [`MemberPid`]s): as BEAM hands out the list it holds, nothing is
+    /// copied; a group of one pid gives it inline, a larger group shares
+    /// its list until it changes (each CPU that reads it gets its own copy
+    /// once, so readers on different cores do not write one reference
+    /// count). `to_vec()` gives a list of one's own; `Pid::from` gives a
+    /// pid's wire form. For a read that uses the pids in place,
+    /// [`Scope::get_members_ref`] inside [`read`](Self::read).
+    pub fn get_members(&self, name: &N::Borrowed) -> Result<(N, Members), ReadError<N>> {
         self.read(|s| s.get_members(name, None).map(|(k, v)| (k.to_owned(), v)))
-    }
-
-    /// `cpg:get_members(Scope, Name)` as a shared, immutable snapshot (pids
-    /// newest first): while the group does not change, every read hands
-    /// out the same snapshot without copying it, as BEAM hands out its list
-    /// (each CPU that reads it gets its own copy once, so readers on
-    /// different cores do not write one reference count).
-    pub fn get_members_shared(
-        &self,
-        name: &N::Borrowed,
-    ) -> Result<(N, Arc<[MemberPid]>), ReadError<N>> {
-        self.read(|s| s.get_members_shared(name).map(|(k, v)| (k.to_owned(), v)))
     }
 
     /// `cpg:get_closest_pid(Scope, Name)`: a random local member, else a
@@ -1090,13 +1083,13 @@ impl<N: WireName> ScopeTask<N> {
         };
         let ex = exclude.as_ref();
         let no_group = || read_error(&ReadError::NoSuchGroup(()), name_term);
-        let members = |r: Result<(&N::Borrowed, Vec<MemberPid>), ReadError<N>>| match r {
+        let members = |r: Result<(&N::Borrowed, &[MemberPid]), &ReadError<N>>| match r {
             Ok((k, v)) => term::tuple(vec![
                 term::atom("ok"),
                 k.to_owned().to_term(),
-                term::list(v.into_iter().map(|p| Term::Pid(p.to_pid())).collect()),
+                term::list(v.iter().map(|p| Term::Pid(p.to_pid())).collect()),
             ]),
-            Err(e) => read_error(&e, name_term),
+            Err(e) => read_error(e, name_term),
         };
         let one = |r: Result<(&N::Borrowed, MemberPid), ReadError<N>>| match r {
             Ok((k, p)) => term::tuple(vec![
@@ -1132,9 +1125,17 @@ impl<N: WireName> ScopeTask<N> {
         };
         let n = name.as_borrowed();
         match op {
-            "get_members" => members(s.get_members(n, ex)),
-            "get_local_members" => members(s.get_local_members(n, ex)),
-            "get_remote_members" => members(s.get_remote_members(n, ex)),
+            "get_members" => members(s.get_members(n, ex).as_ref().map(|(k, v)| (*k, &v[..]))),
+            "get_local_members" => members(
+                s.get_local_members(n, ex)
+                    .as_ref()
+                    .map(|(k, v)| (*k, &v[..])),
+            ),
+            "get_remote_members" => members(
+                s.get_remote_members(n, ex)
+                    .as_ref()
+                    .map(|(k, v)| (*k, &v[..])),
+            ),
             "get_closest_pid" => one(s.get_closest_pid(n, ex, choose)),
             "get_furthest_pid" => one(s.get_furthest_pid(n, ex, choose)),
             "get_random_pid" => one(s.get_random_pid(n, ex, choose)),

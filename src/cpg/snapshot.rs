@@ -1,7 +1,9 @@
-//! [`Snapshot`]: a group's members as a shared immutable list, one copy per
-//! CPU for the readers that take it away.
+//! [`Members`]: what `get_members` hands out, a group's members as an
+//! immutable snapshot that no read copies; [`Snapshot`]: a group's members
+//! as a shared immutable list, one copy per CPU for the readers that take
+//! it away.
 //!
-//! A read that hands out the list (`get_members_shared`) clones an `Arc`:
+//! A read that hands out the list (`get_members`) clones an `Arc`:
 //! one atomic add, and one subtract when the reader drops it. With one
 //! list, every reader on every core writes the same counter, whose cache
 //! line then moves between the cores at each read: with 8 readers on 2
@@ -11,7 +13,146 @@
 //! many threads read, none of a group read on one CPU or only borrowed
 //! ([`Snapshot::get`]).
 
+use std::fmt;
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
+
+use super::member::MemberPid;
+
+/// A group's members (newest first, as cpg's `get_members` lists them) as
+/// an immutable snapshot, what [`CpgScope::get_members`] and
+/// [`Scope::get_members`] return: as BEAM hands out the list it holds, a
+/// read copies nothing. A group of one pid gives its pid inline (nothing
+/// allocated); a larger group shares the list it keeps until it changes
+/// (a read counts a reference). It derefs to a slice (`&members[..]`,
+/// `members.iter()`, `members.len()`); `to_vec` gives an owned copy.
+///
+/// The snapshot stays as it was when read: later joins and leaves make a
+/// new list and leave this one alone.
+///
+/// [`CpgScope::get_members`]: crate::cpg::CpgScope::get_members
+/// [`Scope::get_members`]: crate::cpg::scope::Scope::get_members
+#[derive(Clone)]
+pub struct Members<P = MemberPid>(Held<P>);
+
+#[derive(Clone)]
+enum Held<P> {
+    Empty,
+    One(P),
+    Shared(Arc<[P]>),
+}
+
+impl<P> Members<P> {
+    /// No members.
+    pub const fn empty() -> Self {
+        Members(Held::Empty)
+    }
+
+    /// One member, held inline.
+    pub const fn one(pid: P) -> Self {
+        Members(Held::One(pid))
+    }
+
+    /// Members shared with whoever else holds `list`.
+    pub fn shared(list: Arc<[P]>) -> Self {
+        Members(Held::Shared(list))
+    }
+
+    /// The members as a slice.
+    pub fn as_slice(&self) -> &[P] {
+        match &self.0 {
+            Held::Empty => &[],
+            Held::One(p) => std::slice::from_ref(p),
+            Held::Shared(list) => list,
+        }
+    }
+}
+
+impl<P> Default for Members<P> {
+    fn default() -> Self {
+        Members::empty()
+    }
+}
+
+impl<P> Deref for Members<P> {
+    type Target = [P];
+
+    #[inline]
+    fn deref(&self) -> &[P] {
+        self.as_slice()
+    }
+}
+
+impl<P> AsRef<[P]> for Members<P> {
+    fn as_ref(&self) -> &[P] {
+        self.as_slice()
+    }
+}
+
+impl<P> From<Vec<P>> for Members<P> {
+    /// Members from a list of one's own (an empty or one-pid list is held
+    /// inline).
+    fn from(mut v: Vec<P>) -> Self {
+        match v.len() {
+            0 => Members::empty(),
+            1 => Members::one(v.remove(0)),
+            _ => Members::shared(v.into()),
+        }
+    }
+}
+
+impl<P: Clone> From<Members<P>> for Vec<P> {
+    fn from(m: Members<P>) -> Self {
+        m.to_vec()
+    }
+}
+
+impl<'a, P> IntoIterator for &'a Members<P> {
+    type Item = &'a P;
+    type IntoIter = std::slice::Iter<'a, P>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl<P: fmt::Debug> fmt::Debug for Members<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<P: PartialEq> PartialEq for Members<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<P: Eq> Eq for Members<P> {}
+
+impl<P: PartialEq<Q>, Q> PartialEq<[Q]> for Members<P> {
+    fn eq(&self, other: &[Q]) -> bool {
+        self.as_slice() == other
+    }
+}
+
+impl<P: PartialEq<Q>, Q> PartialEq<&[Q]> for Members<P> {
+    fn eq(&self, other: &&[Q]) -> bool {
+        self.as_slice() == *other
+    }
+}
+
+impl<P: PartialEq<Q>, Q> PartialEq<Vec<Q>> for Members<P> {
+    fn eq(&self, other: &Vec<Q>) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<P: PartialEq<Q>, Q, const N: usize> PartialEq<[Q; N]> for Members<P> {
+    fn eq(&self, other: &[Q; N]) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
 
 /// How many copies a snapshot may have: one per CPU the process may run
 /// on (at most 64).
@@ -75,6 +216,7 @@ impl<P: Clone> Snapshot<P> {
 
     /// The list, built by `build` if there is none, as this CPU's copy
     /// (made from the list on the CPU's first read after a change).
+    #[inline]
     pub(crate) fn handout(&self, build: impl FnOnce() -> Arc<[P]>) -> Arc<[P]> {
         let first = self.get(build);
         let i = slot();
@@ -120,6 +262,29 @@ mod tests {
         assert_eq!(&s.handout(|| vec![9].into())[..], &[9]);
         // What was handed out before stays as it was.
         assert_eq!(&a[..], &[3, 2, 1]);
+    }
+
+    #[test]
+    fn members_hold_one_pid_inline_and_share_larger_lists() {
+        let none: Members<u32> = Members::default();
+        assert!(none.is_empty());
+        assert_eq!(none, Vec::<u32>::new());
+        let one = Members::from(vec![7]);
+        assert!(matches!(one.0, Held::One(7)));
+        assert_eq!(one, [7]);
+        let list: Arc<[u32]> = vec![3, 2, 1].into();
+        let many = Members::shared(list.clone());
+        let again = many.clone();
+        // Clones share the one list: nothing copied.
+        assert!(std::ptr::eq(many.as_slice(), list.as_ref()));
+        assert!(std::ptr::eq(again.as_slice(), list.as_ref()));
+        assert_eq!(Arc::strong_count(&list), 3);
+        assert_eq!(many, vec![3, 2, 1]);
+        assert_eq!(many.iter().sum::<u32>(), 6);
+        assert_eq!((&many).into_iter().count(), 3);
+        assert_eq!(Vec::from(again), vec![3, 2, 1]);
+        assert_eq!(format!("{many:?}"), "[3, 2, 1]");
+        assert_eq!(Members::from(vec![3, 2, 1]), many);
     }
 
     #[test]

@@ -629,7 +629,7 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
     beam_join_idle(&ctl, &g.name, "b").await;
     let rust_view_ok = || async {
         scope.get_members("b").map(|(_, v)| v.len()).unwrap_or(0) == 1
-            && scope.get_members("g").map(|(_, v)| v)
+            && scope.get_members("g").map(|(_, v)| v.to_vec())
                 == Ok(vec![MemberPid::try_from(member.pid()).unwrap()])
     };
     assert!(eventually(10, rust_view_ok).await);

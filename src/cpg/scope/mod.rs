@@ -66,7 +66,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
 
 mod index;
 mod local;
@@ -76,6 +75,7 @@ mod remote;
 mod tests;
 
 use super::group::{CpgData, GroupData, Part};
+use super::snapshot::Members;
 use super::storage::{GroupKey, GroupStore, TermName};
 use crate::util::FastHashMap;
 

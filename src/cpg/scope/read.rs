@@ -67,17 +67,22 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
 
     /// `cpg:get_members`: every copy (history order, newest first, with
     /// duplicates) except `exclude`; an empty result is `NoSuchGroup`.
+    ///
+    /// Without `exclude` nothing is copied: the group's own immutable
+    /// snapshot ([`GroupData::shared_members`]: a one-copy group's pid
+    /// inline, a larger group's list shared until it changes), as BEAM
+    /// hands out its list. With `exclude`, the other copies are copied
+    /// into a list of their own.
     pub fn get_members(
         &self,
         name: &N::Borrowed,
         exclude: Option<&P>,
-    ) -> ReadResult<'_, Vec<P>, N> {
-        self.members(name, Part::All, exclude)
-    }
-
-    /// `cpg:get_members(Name)` as one shared snapshot (newest first): no
-    /// copy while the group does not change ([`GroupData::shared_members`]).
-    pub fn get_members_shared(&self, name: &N::Borrowed) -> ReadResult<'_, Arc<[P]>, N> {
+    ) -> ReadResult<'_, Members<P>, N> {
+        if exclude.is_some() {
+            return self
+                .members(name, Part::All, exclude)
+                .map(|(key, v)| (key, Members::from(v)));
+        }
         let (key, group) = self.find(name)?;
         if group.is_empty() {
             return Err(ReadError::NoSuchGroup(name.to_owned()));

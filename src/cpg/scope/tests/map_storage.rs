@@ -101,7 +101,10 @@ fn map_storage_reads_are_exact() {
     s.join(&empty, e.clone()).unwrap();
     s.join(&tuple_name(), e.clone()).unwrap();
     // "a/*" is a plain name: found by its own spelling only.
-    assert_eq!(s.get_members(&pat, None), Ok((&pat, vec![d.clone()])));
+    assert_eq!(
+        s.get_members(&pat, None),
+        Ok((&pat, vec![d.clone()].into()))
+    );
     let ay = TermName::string("a/y");
     assert_eq!(
         s.get_members(&ay, None),
@@ -111,7 +114,10 @@ fn map_storage_reads_are_exact() {
         s.get_closest_pid(&ay, None, first),
         Err(ReadError::NoSuchGroup(ay.clone()))
     );
-    assert_eq!(s.get_members(&empty, None), Ok((&empty, vec![e.clone()])));
+    assert_eq!(
+        s.get_members(&empty, None),
+        Ok((&empty, vec![e.clone()].into()))
+    );
     assert_eq!(
         s.get_closest_pid(&tuple_name(), None, first),
         Ok((&tuple_name(), e.clone()))
@@ -203,7 +209,10 @@ fn reads_remote_view() {
         },
     );
     let first = &mut |_: usize| 0;
-    assert_eq!(s.get_members("p/x", None), Ok(("p/*", vec![pa1.clone()])));
+    assert_eq!(
+        s.get_members("p/x", None),
+        Ok(("p/*", vec![pa1.clone()].into()))
+    );
     assert_eq!(
         s.get_local_members("p/x", None),
         Err(ReadError::NoSuchGroup("p/x".into()))

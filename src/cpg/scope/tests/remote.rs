@@ -642,7 +642,7 @@ fn exchange_of_member_pids_accepts_by_node_as_names_do() {
             ("m".into(), vec![c1, a2]),
         ],
     );
-    let members = |g: &str| s.get_members(g, None).ok().map(|(_, v)| v);
+    let members = |g: &str| s.get_members(g, None).ok().map(|(_, v)| v.to_vec());
     assert_eq!(members("g"), Some(vec![a1, a2, b1, a1]));
     assert_eq!(members("k"), None, "no pid of a listened node: not created");
     assert_eq!(members("m"), Some(vec![a2]));
