@@ -71,9 +71,9 @@
 use std::fmt;
 use std::iter::FusedIterator;
 use std::num::NonZeroU32;
-use std::slice;
 
-use thin_vec::ThinVec;
+mod kids;
+use kids::Kids;
 
 use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
 
@@ -229,7 +229,7 @@ impl<V> Entries<V> {
 /// node sits inline in its parent's `children`, so an inline entry would
 /// make every node, and every spare slot of a `children` vector, as big as
 /// a group. For the same reason the child list is one pointer ([`Kids`]): a
-/// node is 16 bytes, 24 in its parent's list.
+/// node is 16 bytes, 20 in its parent's list (with its character).
 struct Node {
     value: Option<EntryId>,
     /// The number of keys in this subtree, `value` included (fewer than
@@ -238,8 +238,9 @@ struct Node {
     /// search of the children for both would cost two binary searches
     /// wherever a child sorts below `?` (digits, `/`, `-`, ...).
     meta: u32,
-    /// Sorted by `char`, no duplicates.
-    children: Kids,
+    /// Sorted by `char`, no duplicates; one pointer (nothing allocated for
+    /// a leaf), the characters apart from the nodes (see [`kids`]).
+    children: Kids<Node>,
 }
 
 /// Child lists up to this long are searched by counting, longer ones by
@@ -248,58 +249,6 @@ const SHORT_LIST: usize = 16;
 
 /// The bit of [`Node::meta`] that says a wildcard branch leaves the node.
 const WILD: u32 = 1 << 31;
-
-/// A node's children: one pointer to a single allocation holding the
-/// length, the capacity and the children ([`ThinVec`]), nothing allocated
-/// for a leaf (most nodes). A lookup reads one cache line for the list
-/// header and the first children, where a boxed `Vec` would read its
-/// header and its buffer apart.
-struct Kids(ThinVec<(char, Node)>);
-
-impl Kids {
-    const fn new() -> Self {
-        Kids(ThinVec::new())
-    }
-
-    /// The vector.
-    fn vec(&mut self) -> &mut ThinVec<(char, Node)> {
-        &mut self.0
-    }
-
-    fn capacity(&self) -> usize {
-        self.0.capacity()
-    }
-
-    /// Removes the `i`-th child; the list is freed when it empties.
-    fn remove(&mut self, i: usize) -> (char, Node) {
-        let child = self.0.remove(i);
-        if self.0.is_empty() {
-            self.0 = ThinVec::new();
-        }
-        child
-    }
-
-    /// Moves the children out, leaving none.
-    fn take(&mut self) -> ThinVec<(char, Node)> {
-        std::mem::take(&mut self.0)
-    }
-}
-
-impl std::ops::Deref for Kids {
-    type Target = [(char, Node)];
-
-    #[inline]
-    fn deref(&self) -> &Self::Target {
-        self.0.as_slice()
-    }
-}
-
-impl std::ops::DerefMut for Kids {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.0.as_mut_slice()
-    }
-}
 
 type Found<'a, V> = Result<Option<&'a Entry<V>>, Raise>;
 
@@ -323,23 +272,23 @@ impl Node {
     /// Where `c` is among the children (`Err`: where it would go).
     #[inline]
     fn index(&self, c: char) -> Result<usize, usize> {
-        let kids = &*self.children;
-        if kids.len() > SHORT_LIST {
-            return kids.binary_search_by(|(k, _)| k.cmp(&c));
+        let chars = self.children.chars();
+        if chars.len() > SHORT_LIST {
+            return chars.binary_search(&c);
         }
         // Counting the smaller children reads them all, but with no load
         // waiting on another and no branch to mispredict: faster than a
         // binary search's chain of dependent loads on a list this short.
-        let at: usize = kids.iter().map(|(k, _)| usize::from(*k < c)).sum();
-        match kids.get(at) {
-            Some((k, _)) if *k == c => Ok(at),
+        let at: usize = chars.iter().map(|k| usize::from(*k < c)).sum();
+        match chars.get(at) {
+            Some(k) if *k == c => Ok(at),
             _ => Err(at),
         }
     }
 
     #[inline]
     fn child(&self, c: char) -> Option<&Node> {
-        self.index(c).ok().map(|i| &self.children[i].1)
+        self.index(c).ok().map(|i| &self.children.nodes()[i])
     }
 
     /// The single key of this branch, if it is a leaf.
@@ -371,10 +320,11 @@ impl Node {
     /// Moves every entry id of this subtree out, without recursion.
     fn take_ids(&mut self) -> Vec<EntryId> {
         let mut ids: Vec<EntryId> = self.value.take().into_iter().collect();
-        let mut stack = self.children.take();
-        while let Some((_, mut node)) = stack.pop() {
+        let mut stack = vec![];
+        self.children.drain_nodes_into(&mut stack);
+        while let Some(mut node) = stack.pop() {
             ids.extend(node.value.take());
-            stack.extend(node.children.take());
+            node.children.drain_nodes_into(&mut stack);
         }
         self.meta = 0;
         ids
@@ -386,12 +336,12 @@ impl Clone for Node {
     fn clone(&self) -> Self {
         struct Frame<'a> {
             src: &'a Node,
-            built: ThinVec<(char, Node)>,
+            built: Kids<Node>,
         }
         fn frame(src: &Node) -> Frame<'_> {
             Frame {
                 src,
-                built: ThinVec::with_capacity(src.children.len()),
+                built: Kids::with_capacity(src.children.len()),
             }
         }
         let mut stack = vec![frame(self)];
@@ -410,13 +360,13 @@ impl Clone for Node {
             let copy = Node {
                 value: src.value,
                 meta: src.meta,
-                children: Kids(done.built),
+                children: done.built,
             };
             match stack.last_mut() {
                 None => return copy,
                 Some(parent) => {
-                    let c = parent.src.children[parent.built.len()].0;
-                    parent.built.push((c, copy));
+                    let c = parent.src.children.chars()[parent.built.len()];
+                    parent.built.push(c, copy);
                 }
             }
         }
@@ -428,12 +378,14 @@ impl Drop for Node {
     fn drop(&mut self) {
         if self
             .children
+            .nodes()
             .iter()
-            .any(|(_, child)| !child.children.is_empty())
+            .any(|child| !child.children.is_empty())
         {
-            let mut stack = self.children.take();
-            while let Some((_, mut node)) = stack.pop() {
-                stack.extend(node.children.take());
+            let mut stack = vec![];
+            self.children.drain_nodes_into(&mut stack);
+            while let Some(mut node) = stack.pop() {
+                node.children.drain_nodes_into(&mut stack);
             }
         }
     }
@@ -568,9 +520,7 @@ impl<V> Trie<V> {
                 if let Some(old) = node.value.take() {
                     match entries.at(old).key[depth..].chars().next() {
                         Some(c) => {
-                            let kids = node.children.vec();
-                            kids.reserve_exact(1);
-                            kids.push((c, Node::leaf_of(old)));
+                            node.children.push(c, Node::leaf_of(old));
                             node.children_changed();
                         }
                         None => node.value = Some(old),
@@ -583,14 +533,10 @@ impl<V> Trie<V> {
             };
             depth += c.len_utf8();
             match node.index(c) {
-                Ok(i) => node = &mut node.children[i].1,
+                Ok(i) => node = &mut node.children.nodes_mut()[i],
                 Err(i) => {
-                    // Most nodes have a few children: grow one at a time
-                    // up to 8, then double.
-                    if node.children.len() == node.children.capacity() && node.children.len() < 8 {
-                        node.children.vec().reserve_exact(1);
-                    }
-                    node.children.vec().insert(i, (c, Node::leaf_of(id)));
+                    // (The list grows one at a time up to 8, then doubles.)
+                    node.children.insert(i, c, Node::leaf_of(id));
                     node.children_changed();
                     return id;
                 }
@@ -642,13 +588,13 @@ impl<V> Trie<V> {
             let Ok(i) = node.index(c) else {
                 return Some(entry.value);
             };
-            if node.children[i].1.children.is_empty() {
+            if node.children.nodes()[i].children.is_empty() {
                 // The key's own leaf.
                 node.children.remove(i);
                 node.children_changed();
                 return Some(entry.value);
             }
-            let child = &mut node.children[i].1;
+            let child = &mut node.children.nodes_mut()[i];
             if child.count() == 2 {
                 // The branch keeps one key: it becomes that key's leaf.
                 let ids = child.take_ids();
@@ -904,7 +850,7 @@ impl<'a, V> IntoIterator for &'a Trie<V> {
 pub struct Iter<'a, V> {
     entries: &'a Entries<V>,
     pending: Option<EntryId>,
-    stack: Vec<slice::Iter<'a, (char, Node)>>,
+    stack: Vec<kids::Iter<'a, Node>>,
     remaining: usize,
 }
 
@@ -1187,7 +1133,11 @@ mod tests {
             assert_eq!(t.remove(&format!("{prefix}*")), Some(1));
             assert_eq!(t.len(), 2);
             assert_eq!(t.remove(&prefix), Some(0));
-            assert_eq!(t.root.children[0].1.children.len(), 0, "back to one leaf");
+            assert_eq!(
+                t.root.children.nodes()[0].children.len(),
+                0,
+                "back to one leaf"
+            );
             t.insert(&format!("{prefix}3"), 1);
             let copy = t.clone();
             drop(t);
@@ -1292,10 +1242,10 @@ mod tests {
         if !root && node.children.is_empty() {
             assert!(node.value.is_some(), "empty leaf under {prefix:?}");
         }
-        assert!(node.children.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(node.children.chars().windows(2).all(|w| w[0] < w[1]));
         let mut count = usize::from(node.value.is_some());
         for (c, child) in node.children.iter() {
-            prefix.push(*c);
+            prefix.push(c);
             count += check_node(entries, child, prefix, false);
             prefix.pop();
         }

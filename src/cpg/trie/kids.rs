@@ -1,0 +1,445 @@
+//! [`Kids`]: a trie node's children, sorted by character, in one
+//! allocation that holds the characters first and the child nodes after
+//! them.
+//!
+//! A lookup step reads a node's characters to find the one it follows
+//! (all of them, when it counts the smaller ones), then that one child.
+//! With `(char, node)` pairs side by side, as a `Vec<(char, Node)>` holds
+//! them, the characters of ten children spread over four cache lines (a
+//! pair is 24 bytes: 4 of character, 4 of padding, 16 of node); here they
+//! sit together (40 bytes) on the line of the header, and the step reads
+//! one more line for the child. In a trie larger than the cache, where
+//! every level of a walk is a miss, that is fewer lines fetched per level;
+//! the pair's padding goes too (20 bytes a child instead of 24).
+//!
+//! Like `thin_vec::ThinVec`, which it replaces, a `Kids` is one pointer:
+//! to a shared, never-written empty header when there are no children
+//! (most nodes are leaves), else to its own block
+//! `[len: u32, cap: u32, chars: [char; cap], nodes: [T; cap]]`.
+
+use std::alloc::{self, Layout};
+use std::iter::{Copied, Zip};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use std::slice;
+
+/// The head of a block: how many children it holds, and room for how many.
+#[repr(C)]
+struct Header {
+    len: u32,
+    cap: u32,
+}
+
+/// The header of every empty list (capacity 0: never written, never freed).
+static EMPTY: Header = Header { len: 0, cap: 0 };
+
+/// A pointer to [`EMPTY`].
+const fn empty() -> NonNull<Header> {
+    // SAFETY: a static is never null; `EMPTY` is only ever read.
+    unsafe { NonNull::new_unchecked(ptr::addr_of!(EMPTY).cast_mut()) }
+}
+
+/// A node's children: characters in ascending order, each with its node.
+/// The order is the caller's to keep ([`insert`](Self::insert) puts a
+/// child where it is told).
+pub(super) struct Kids<T> {
+    head: NonNull<Header>,
+    _owns: PhantomData<T>,
+}
+
+// SAFETY: a `Kids<T>` owns its block and the `T`s in it, as a `Vec<T>`
+// does; the shared `EMPTY` header is never written.
+unsafe impl<T: Send> Send for Kids<T> {}
+// SAFETY: as above; `&Kids<T>` only gives out `&T` and `&[char]`.
+unsafe impl<T: Sync> Sync for Kids<T> {}
+
+/// The children in order, as `(char, &T)`.
+pub(super) type Iter<'a, T> = Zip<Copied<slice::Iter<'a, char>>, slice::Iter<'a, T>>;
+
+impl<T> Kids<T> {
+    /// No children (nothing allocated).
+    pub(super) const fn new() -> Self {
+        Kids {
+            head: empty(),
+            _owns: PhantomData,
+        }
+    }
+
+    /// No children, with room for `cap` of them.
+    pub(super) fn with_capacity(cap: usize) -> Self {
+        let mut kids = Kids::new();
+        if cap > 0 {
+            kids.regrow(cap);
+        }
+        kids
+    }
+
+    /// The layout of a block with room for `cap` children, and where its
+    /// nodes start.
+    fn layout(cap: usize) -> (Layout, usize) {
+        let chars = Layout::array::<char>(cap).expect("children of a trie node fit in memory");
+        let nodes = Layout::array::<T>(cap).expect("children of a trie node fit in memory");
+        let (head, chars_at) = Layout::new::<Header>()
+            .extend(chars)
+            .expect("children of a trie node fit in memory");
+        let (block, nodes_at) = head
+            .extend(nodes)
+            .expect("children of a trie node fit in memory");
+        debug_assert_eq!(chars_at, size_of::<Header>());
+        debug_assert_eq!(nodes_at, Self::nodes_at(cap));
+        (block.pad_to_align(), nodes_at)
+    }
+
+    /// Where the nodes start in a block of capacity `cap` (as `layout`
+    /// computes it, without its overflow checks: for a block that exists).
+    #[inline]
+    fn nodes_at(cap: usize) -> usize {
+        (size_of::<Header>() + cap * size_of::<char>()).next_multiple_of(align_of::<T>())
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: `head` points to `EMPTY` or to a block of ours, whose
+        // header is initialized from its allocation on.
+        unsafe { self.head.as_ref() }
+    }
+
+    /// The number of children.
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        self.header().len as usize
+    }
+
+    /// Whether there are no children.
+    #[inline]
+    pub(super) fn is_empty(&self) -> bool {
+        self.header().len == 0
+    }
+
+    /// Room for how many children the block has.
+    #[inline]
+    pub(super) fn capacity(&self) -> usize {
+        self.header().cap as usize
+    }
+
+    /// The characters' array (capacity 0: the list is `EMPTY`).
+    fn chars_ptr(&self) -> *mut char {
+        // SAFETY (of the `add`): the characters follow the header inside
+        // the block (`layout`); for `EMPTY` this is one past its end, which
+        // is only used for a capacity above 0.
+        unsafe { self.head.as_ptr().cast::<u8>().add(size_of::<Header>()) }.cast()
+    }
+
+    /// The nodes' array (capacity above 0).
+    fn nodes_ptr(&self) -> *mut T {
+        let at = Self::nodes_at(self.capacity());
+        // SAFETY: `at` is inside the block `layout(cap)` describes.
+        unsafe { self.head.as_ptr().cast::<u8>().add(at) }.cast()
+    }
+
+    /// The characters, ascending.
+    #[inline]
+    pub(super) fn chars(&self) -> &[char] {
+        if self.capacity() == 0 {
+            return &[];
+        }
+        // SAFETY: the first `len` characters of the block are initialized.
+        unsafe { slice::from_raw_parts(self.chars_ptr(), self.len()) }
+    }
+
+    /// The child nodes, in the order of their characters.
+    #[inline]
+    pub(super) fn nodes(&self) -> &[T] {
+        if self.capacity() == 0 {
+            return &[];
+        }
+        // SAFETY: the first `len` nodes of the block are initialized.
+        unsafe { slice::from_raw_parts(self.nodes_ptr(), self.len()) }
+    }
+
+    /// The child nodes, mutably.
+    #[inline]
+    pub(super) fn nodes_mut(&mut self) -> &mut [T] {
+        if self.capacity() == 0 {
+            return &mut [];
+        }
+        // SAFETY: as `nodes`; `&mut self` makes the borrow unique.
+        unsafe { slice::from_raw_parts_mut(self.nodes_ptr(), self.len()) }
+    }
+
+    /// The `i`-th child.
+    pub(super) fn get(&self, i: usize) -> Option<(char, &T)> {
+        Some((*self.chars().get(i)?, self.nodes().get(i)?))
+    }
+
+    /// The children in order.
+    pub(super) fn iter(&self) -> Iter<'_, T> {
+        self.chars().iter().copied().zip(self.nodes())
+    }
+
+    /// Moves the children to a new block with room for `cap` (at least
+    /// `len`) and frees the old one.
+    fn regrow(&mut self, cap: usize) {
+        let len = self.len();
+        assert!(cap >= len && u32::try_from(cap).is_ok(), "trie children");
+        let (layout, nodes_at) = Self::layout(cap);
+        // SAFETY: the layout has a non-zero size (it holds the header).
+        let block = unsafe { alloc::alloc(layout) };
+        let Some(head) = NonNull::new(block.cast::<Header>()) else {
+            alloc::handle_alloc_error(layout);
+        };
+        // SAFETY: the new block is `layout(cap)`; its header, characters
+        // and nodes are written before use; the old block's `len`
+        // characters and nodes are moved (bitwise, once) and the old block
+        // freed without dropping them.
+        unsafe {
+            head.as_ptr().write(Header {
+                len: len as u32,
+                cap: cap as u32,
+            });
+            if self.capacity() > 0 {
+                let new_chars = block.add(size_of::<Header>()).cast::<char>();
+                let new_nodes = block.add(nodes_at).cast::<T>();
+                ptr::copy_nonoverlapping(self.chars_ptr(), new_chars, len);
+                ptr::copy_nonoverlapping(self.nodes_ptr(), new_nodes, len);
+                self.free_block();
+            }
+        }
+        self.head = head;
+    }
+
+    /// Frees the block (capacity above 0) without dropping its nodes.
+    ///
+    /// # Safety
+    /// The nodes must have been moved out or dropped, and `head` must be
+    /// replaced before the next use.
+    unsafe fn free_block(&mut self) {
+        let (layout, _) = Self::layout(self.capacity());
+        // SAFETY: the block was allocated with this layout (`regrow`).
+        unsafe { alloc::dealloc(self.head.as_ptr().cast(), layout) };
+    }
+
+    /// Makes room for one more child: one at a time up to 8 (most nodes
+    /// have a few children), then doubling.
+    fn room_for_one(&mut self) {
+        let cap = self.capacity();
+        if self.len() == cap {
+            self.regrow(if cap < 8 { cap + 1 } else { cap * 2 });
+        }
+    }
+
+    /// Inserts `c` with its node at `i` (`i <= len`), moving the later
+    /// children up.
+    pub(super) fn insert(&mut self, i: usize, c: char, node: T) {
+        let len = self.len();
+        assert!(i <= len, "insert at {i} of {len} children");
+        self.room_for_one();
+        // SAFETY: the block has room for `len + 1`; the children from `i`
+        // move up by one (overlapping copies), then slot `i` is written.
+        unsafe {
+            let chars = self.chars_ptr();
+            let nodes = self.nodes_ptr();
+            ptr::copy(chars.add(i), chars.add(i + 1), len - i);
+            ptr::copy(nodes.add(i), nodes.add(i + 1), len - i);
+            chars.add(i).write(c);
+            nodes.add(i).write(node);
+            self.head.as_mut().len += 1;
+        }
+    }
+
+    /// Appends `c` with its node (the caller keeps the order).
+    pub(super) fn push(&mut self, c: char, node: T) {
+        self.insert(self.len(), c, node);
+    }
+
+    /// Removes the `i`-th child, moving the later ones down; the block is
+    /// freed when the last child goes.
+    pub(super) fn remove(&mut self, i: usize) -> (char, T) {
+        let len = self.len();
+        assert!(i < len, "remove of {i} of {len} children");
+        // SAFETY: slot `i` is initialized: it is read out (moved), the
+        // later children move down by one, and `len` drops by one, so
+        // nothing is read or dropped twice.
+        let child = unsafe {
+            let chars = self.chars_ptr();
+            let nodes = self.nodes_ptr();
+            let child = (chars.add(i).read(), nodes.add(i).read());
+            ptr::copy(chars.add(i + 1), chars.add(i), len - i - 1);
+            ptr::copy(nodes.add(i + 1), nodes.add(i), len - i - 1);
+            self.head.as_mut().len -= 1;
+            child
+        };
+        if len == 1 {
+            // SAFETY: no node is left in the block, and `head` moves to
+            // `EMPTY` right after (no drop of the freed block).
+            unsafe { self.free_block() };
+            self.head = empty();
+        }
+        child
+    }
+
+    /// Moves every child node to the end of `out` (their characters are
+    /// dropped) and frees the block, leaving no children.
+    pub(super) fn drain_nodes_into(&mut self, out: &mut Vec<T>) {
+        let len = self.len();
+        if self.capacity() == 0 {
+            return;
+        }
+        out.reserve(len);
+        // SAFETY: the `len` nodes are read out once each (`len` is zeroed
+        // first, so a panic cannot drop them again), then the block is
+        // freed without dropping them and replaced by `EMPTY`.
+        unsafe {
+            self.head.as_mut().len = 0;
+            let nodes = self.nodes_ptr();
+            for i in 0..len {
+                out.push(nodes.add(i).read());
+            }
+            self.free_block();
+        }
+        self.head = empty();
+    }
+}
+
+impl<T> Drop for Kids<T> {
+    fn drop(&mut self) {
+        if self.capacity() == 0 {
+            return;
+        }
+        // SAFETY: the `len` nodes are initialized and dropped once, then
+        // the block is freed.
+        unsafe {
+            ptr::drop_in_place(self.nodes_mut());
+            self.free_block();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::rc::Rc;
+
+    /// A node that counts its live copies (every one must be dropped once).
+    type Counted = Rc<u32>;
+
+    fn contents(k: &Kids<Counted>) -> Vec<(char, u32)> {
+        k.iter().map(|(c, n)| (c, **n)).collect()
+    }
+
+    #[test]
+    fn empty_lists_allocate_nothing() {
+        let k: Kids<String> = Kids::new();
+        assert!(k.is_empty());
+        assert_eq!(k.capacity(), 0);
+        assert_eq!(k.chars(), &[] as &[char]);
+        assert!(k.nodes().is_empty());
+        assert!(k.get(0).is_none());
+        let k: Kids<String> = Kids::with_capacity(0);
+        assert_eq!(k.capacity(), 0);
+        assert_eq!(size_of::<Kids<String>>(), 8);
+    }
+
+    #[test]
+    fn grows_one_at_a_time_then_doubles() {
+        let mut k = Kids::new();
+        let mut caps = vec![];
+        for i in 0..20u32 {
+            k.push(char::from_u32(0x60 + i).unwrap(), i.to_string());
+            caps.push(k.capacity());
+        }
+        assert_eq!(
+            caps,
+            [1, 2, 3, 4, 5, 6, 7, 8, 16, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32]
+        );
+        assert_eq!(k.nodes()[19], "19");
+        assert_eq!(k.chars()[0], '`');
+    }
+
+    /// Nodes with a stricter alignment than the characters land aligned
+    /// whatever the capacity (an odd number of characters before them).
+    #[test]
+    fn nodes_are_aligned() {
+        for cap in 1..10 {
+            let mut k: Kids<u128> = Kids::with_capacity(cap);
+            k.push('a', 7);
+            assert_eq!(k.nodes().as_ptr() as usize % align_of::<u128>(), 0);
+            assert_eq!(k.nodes(), &[7]);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize, char),
+        Remove(usize),
+        Drain,
+        Clone,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<usize>(), any::<char>()).prop_map(|(i, c)| Op::Insert(i, c)),
+            2 => any::<usize>().prop_map(Op::Remove),
+            1 => Just(Op::Drain),
+            1 => Just(Op::Clone),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of inserts and removes leaves the same children as
+        /// a `Vec` of pairs, and every node is dropped exactly once.
+        #[test]
+        fn behaves_as_a_vec_of_pairs(ops in proptest::collection::vec(op(), 0..200)) {
+            let mut k: Kids<Counted> = Kids::new();
+            let mut model: Vec<(char, u32)> = vec![];
+            let mut live: Vec<Counted> = vec![];
+            let mut next = 0u32;
+            for op in ops {
+                match op {
+                    Op::Insert(i, c) => {
+                        let i = i % (model.len() + 1);
+                        let node = Rc::new(next);
+                        live.push(node.clone());
+                        k.insert(i, c, node);
+                        model.insert(i, (c, next));
+                        next += 1;
+                    }
+                    Op::Remove(i) if !model.is_empty() => {
+                        let i = i % model.len();
+                        let (c, n) = k.remove(i);
+                        prop_assert_eq!((c, *n), model.remove(i));
+                    }
+                    Op::Remove(_) => {}
+                    Op::Drain => {
+                        let mut out = vec![];
+                        k.drain_nodes_into(&mut out);
+                        let want: Vec<u32> = model.drain(..).map(|(_, n)| n).collect();
+                        prop_assert_eq!(out.iter().map(|n| **n).collect::<Vec<_>>(), want);
+                        prop_assert!(k.is_empty() && k.capacity() == 0);
+                    }
+                    Op::Clone => {
+                        let mut copy = Kids::with_capacity(k.len());
+                        for (c, n) in k.iter() {
+                            copy.push(c, n.clone());
+                        }
+                        prop_assert_eq!(contents(&copy), contents(&k));
+                    }
+                }
+                prop_assert_eq!(contents(&k), model.clone());
+                prop_assert_eq!(k.len(), model.len());
+                prop_assert!(k.capacity() >= k.len());
+                // an emptied list gives its block back
+                prop_assert_eq!(k.capacity() == 0, k.is_empty());
+                for (i, &(c, n)) in model.iter().enumerate() {
+                    prop_assert_eq!(k.get(i).map(|(c, n)| (c, **n)), Some((c, n)));
+                }
+            }
+            drop(k);
+            // Only our own clones are left: every node in the list was
+            // dropped once (a double drop would have panicked or freed).
+            for n in &live {
+                prop_assert_eq!(Rc::strong_count(n), 1);
+            }
+        }
+    }
+}
