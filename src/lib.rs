@@ -20,8 +20,8 @@
 //! ```
 //!
 //! # Layout
-//! - [`atom`]: interned node names (a pid stored by a scope is 16 bytes,
-//!   `Copy`).
+//! - [`atom`]: interned node names; [`pid`]: pids with their node interned
+//!   (16 bytes, `Copy`: what a scope stores and the node monitors).
 //! - [`term`]: the one import path for Erlang terms; safe decoding of
 //!   network input.
 //! - [`epmd`]: EPMD wire format, client, and an embedded server.
@@ -48,6 +48,7 @@ pub mod dist;
 pub mod epmd;
 pub mod node;
 pub mod pg;
+pub mod pid;
 pub mod process;
 pub mod pubsub;
 pub mod status;

@@ -1,230 +1,30 @@
 //! [`MemberPid`]: the pid a cpg scope stores and hands out.
 //!
-//! The wire's [`Pid`] spells its node name out in a
+//! The wire's [`Pid`](crate::term::Pid) spells its node name out in a
 //! `String`: every copy allocates, and a scope copies a member pid into its
-//! group, its pid index and every read. A [`MemberPid`] keeps the node as an
-//! interned [`Atom`]: 16 bytes, `Copy`, so a join, a read and a returned
-//! pid never allocate and readers on many threads share nothing they write.
-//! Conversion to and from the wire's pid is at the edge (the scope process
-//! decoding and encoding cpg messages, the public API taking `&Pid`).
+//! group, its pid index and every read. A member pid is an
+//! [`InternedPid`]: its node interned, 16 bytes, `Copy`, so a join, a read
+//! and a returned pid never allocate and readers on many threads share
+//! nothing they write, and the scope hands its pids to the node to monitor
+//! as they are. Conversion to and from the wire's pid is at the edge (the
+//! scope process decoding and encoding cpg messages, the public API taking
+//! `&Pid`).
 
-use crate::atom::{Atom, AtomError};
-use crate::process::{Dest, InternedPid};
-use crate::term::Pid;
-use std::cmp::Ordering;
-use std::fmt;
+use crate::pid::InternedPid;
 
 use super::scope::PidInfo;
 
 /// A member pid: node (interned), number, serial and creation, ordered as
-/// Erlang orders pids (serial, number, node, creation; checked on OTP 25),
-/// the order in which cpg's merge rules visit pids.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MemberPid {
-    node: Atom,
-    id: u32,
-    serial: u32,
-    creation: u32,
-}
-
-impl MemberPid {
-    /// The pid `<node.id.serial>` of incarnation `creation` of `node`.
-    pub fn new(node: &str, id: u32, serial: u32, creation: u32) -> Result<MemberPid, AtomError> {
-        Ok(MemberPid {
-            node: Atom::new(node)?,
-            id,
-            serial,
-            creation,
-        })
-    }
-
-    /// The pid `<node.id.serial>` of incarnation `creation` of the node
-    /// whose name is already interned as `node`.
-    pub fn with_atom(node: Atom, id: u32, serial: u32, creation: u32) -> MemberPid {
-        MemberPid {
-            node,
-            id,
-            serial,
-            creation,
-        }
-    }
-
-    /// The pid as the kernel monitors it ([`InternedPid`]: the same parts).
-    pub fn interned(&self) -> InternedPid {
-        InternedPid {
-            node: self.node,
-            id: self.id,
-            serial: self.serial,
-            creation: self.creation,
-        }
-    }
-
-    /// The node the pid lives on.
-    pub fn node(&self) -> &'static str {
-        self.node.as_str()
-    }
-
-    /// The node as an interned atom (compared without reading the name).
-    pub fn node_atom(&self) -> Atom {
-        self.node
-    }
-
-    /// The pid number (`ID` of `NEW_PID_EXT`).
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
-    /// The serial.
-    pub fn serial(&self) -> u32 {
-        self.serial
-    }
-
-    /// The node's creation (incarnation) the pid belongs to.
-    pub fn creation(&self) -> u32 {
-        self.creation
-    }
-
-    /// The wire's pid (allocates the node name).
-    pub fn to_pid(&self) -> Pid {
-        Pid::new(self.node.as_str(), self.id, self.serial, self.creation)
-    }
-}
-
-impl Ord for MemberPid {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (self.serial, self.id)
-            .cmp(&(o.serial, o.id))
-            .then_with(|| {
-                if self.node == o.node {
-                    Ordering::Equal
-                } else {
-                    self.node.as_str().cmp(o.node.as_str())
-                }
-            })
-            .then(self.creation.cmp(&o.creation))
-    }
-}
-
-impl PartialOrd for MemberPid {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
+/// Erlang orders pids (serial, number, node, creation), the order in which
+/// cpg's merge rules visit pids. See [`InternedPid`].
+pub type MemberPid = InternedPid;
 
 impl PidInfo for MemberPid {
     fn node(&self) -> &str {
-        self.node.as_str()
+        InternedPid::node(self)
     }
 
     fn same_node(&self, other: &Self) -> bool {
-        self.node == other.node
-    }
-}
-
-impl fmt::Debug for MemberPid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")
-    }
-}
-
-impl fmt::Display for MemberPid {
-    /// As Erlang prints a pid on another node: `<node.id.serial>`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{}.{}.{}>", self.node, self.id, self.serial)
-    }
-}
-
-impl TryFrom<&Pid> for MemberPid {
-    type Error = AtomError;
-    fn try_from(p: &Pid) -> Result<Self, AtomError> {
-        MemberPid::new(&p.node.name, p.id, p.serial, p.creation)
-    }
-}
-
-impl TryFrom<Pid> for MemberPid {
-    type Error = AtomError;
-    fn try_from(p: Pid) -> Result<Self, AtomError> {
-        MemberPid::try_from(&p)
-    }
-}
-
-impl From<MemberPid> for Pid {
-    fn from(p: MemberPid) -> Pid {
-        p.to_pid()
-    }
-}
-
-impl From<&MemberPid> for Pid {
-    fn from(p: &MemberPid) -> Pid {
-        p.to_pid()
-    }
-}
-
-impl From<MemberPid> for Dest {
-    fn from(p: MemberPid) -> Dest {
-        Dest::Pid(p.to_pid())
-    }
-}
-
-impl PartialEq<Pid> for MemberPid {
-    fn eq(&self, p: &Pid) -> bool {
-        self.id == p.id
-            && self.serial == p.serial
-            && self.creation == p.creation
-            && self.node.as_str() == p.node.name
-    }
-}
-
-impl PartialEq<MemberPid> for Pid {
-    fn eq(&self, p: &MemberPid) -> bool {
-        p == self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(node: &str, id: u32, serial: u32, creation: u32) -> MemberPid {
-        MemberPid::new(node, id, serial, creation).unwrap()
-    }
-
-    #[test]
-    fn small_copy_and_round_trips() {
-        assert_eq!(std::mem::size_of::<MemberPid>(), 16);
-        let p = Pid::new("a@h", 7, 2, 3);
-        let mp = MemberPid::try_from(&p).unwrap();
-        assert_eq!(mp.to_pid(), p);
-        assert_eq!(mp, p);
-        assert_eq!(mp.node(), "a@h");
-        assert_eq!(mp.to_string(), "<a@h.7.2>");
-    }
-
-    #[test]
-    fn erlang_term_order_serial_number_node_creation() {
-        let mut v = vec![
-            m("b@h", 1, 0, 1),
-            m("a@h", 2, 0, 1),
-            m("a@h", 1, 1, 1),
-            m("a@h", 1, 0, 2),
-            m("a@h", 1, 0, 1),
-        ];
-        v.sort();
-        assert_eq!(
-            v,
-            vec![
-                m("a@h", 1, 0, 1),
-                m("a@h", 1, 0, 2),
-                m("b@h", 1, 0, 1),
-                m("a@h", 2, 0, 1),
-                m("a@h", 1, 1, 1),
-            ]
-        );
-    }
-
-    #[test]
-    fn over_long_node_name_is_an_error() {
-        let p = Pid::new("x".repeat(300), 1, 0, 1);
-        assert!(MemberPid::try_from(&p).is_err());
+        self.node_atom() == other.node_atom()
     }
 }

@@ -44,7 +44,7 @@ use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireError, WireMsg, WireName};
 use crate::node::supervise;
 use crate::node::{Node, NodeEvent};
-use crate::process::{self, Dest, InternedPid, MonitorKey, Process, SendError, Signal};
+use crate::process::{self, Dest, MonitorKey, Process, SendError, Signal};
 use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Reference, Term};
 use crate::util::FastHashMap;
@@ -1232,8 +1232,7 @@ impl<N: WireName> ScopeTask<N> {
         if pids.is_empty() {
             return;
         }
-        let interned: Vec<InternedPid> = pids.iter().map(MemberPid::interned).collect();
-        let keys = self.proc.monitor_many_interned_keys(&interned);
+        let keys = self.proc.monitor_many_interned_keys(pids);
         for (p, key) in pids.drain(..).zip(keys) {
             match self.monitors.entry(p) {
                 // The same pid twice in one run: one monitor is enough.

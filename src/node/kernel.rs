@@ -74,12 +74,7 @@ impl Kernel for Inner {
             .iter()
             .map(|p| {
                 let node = NodeAtom::new(&p.node.name).ok()?;
-                Some(InternedPid {
-                    node,
-                    id: p.id,
-                    serial: p.serial,
-                    creation: p.creation,
-                })
+                Some(InternedPid::with_atom(node, p.id, p.serial, p.creation))
             })
             .collect();
         match interned {
@@ -264,7 +259,7 @@ impl Inner {
         let mut remote: Vec<(usize, RefKey)> = Vec::new();
         let me = NodeAtom::new(&self.name).ok();
         for (i, p) in to.iter().enumerate() {
-            if Some(p.node) == me {
+            if Some(p.node_atom()) == me {
                 keys.push(MonitorKey(
                     self.monitor_keyed(from, &Dest::Pid(p.to_pid())).0,
                 ));
@@ -281,13 +276,7 @@ impl Inner {
             let mut mons = self.mons_out.lock();
             mons.reserve(remote.len());
             for &(i, key) in &remote {
-                let p = &to[i];
-                let item = MonItem::Pid {
-                    node: p.node,
-                    id: p.id,
-                    serial: p.serial,
-                    creation: p.creation,
-                };
+                let item = MonItem::Pid(to[i]);
                 mons.insert(
                     key,
                     MonOut {
@@ -301,10 +290,10 @@ impl Inner {
             e.held.reserve(remote.len());
             e.held.extend(remote.iter().map(|&(_, key)| (key, None)));
         }
-        for run in remote.chunk_by(|a, b| to[a.0].node == to[b.0].node) {
+        for run in remote.chunk_by(|a, b| to[a.0].node_atom() == to[b.0].node_atom()) {
             let head = Arc::new(MonitorHead {
                 from: from.clone(),
-                node: Atom::from(to[run[0].0].node.as_str()),
+                node: Atom::from(to[run[0].0].node()),
                 ref_node: self.atom.clone(),
                 ref_creation: self.creation,
             });
@@ -314,9 +303,9 @@ impl Inner {
                     let targets = batch
                         .iter()
                         .map(|&(i, key)| MonitorTarget {
-                            id: to[i].id,
-                            serial: to[i].serial,
-                            creation: to[i].creation,
+                            id: to[i].id(),
+                            serial: to[i].serial(),
+                            creation: to[i].creation(),
                             ref_id: self.ref_words(key),
                         })
                         .collect();

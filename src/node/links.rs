@@ -4,6 +4,7 @@
 
 use super::registry::RefKey;
 use super::{DownReason, Inner, NodeEvent};
+use crate::pid::InternedPid;
 use crate::process::Signal;
 use crate::term::{self, atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
@@ -28,12 +29,7 @@ pub(super) struct MonOut {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum MonItem {
     /// A pid.
-    Pid {
-        node: crate::atom::Atom,
-        id: u32,
-        serial: u32,
-        creation: u32,
-    },
+    Pid(InternedPid),
     /// Any other item.
     Term(Box<Term>),
 }
@@ -41,13 +37,8 @@ pub(super) enum MonItem {
 impl MonItem {
     /// The item naming pid `p`.
     pub(super) fn pid(p: &Pid) -> MonItem {
-        match crate::atom::Atom::new(&p.node.name) {
-            Ok(node) => MonItem::Pid {
-                node,
-                id: p.id,
-                serial: p.serial,
-                creation: p.creation,
-            },
+        match InternedPid::try_from(p) {
+            Ok(p) => MonItem::Pid(p),
             Err(_) => MonItem::Term(Box::new(Term::Pid(p.clone()))),
         }
     }
@@ -63,7 +54,7 @@ impl MonItem {
     /// The node it is on: a pid's, or `Node` of `{Name, Node}`.
     pub(super) fn node(&self) -> Option<&str> {
         match self {
-            MonItem::Pid { node, .. } => Some(node.as_str()),
+            MonItem::Pid(p) => Some(p.node()),
             MonItem::Term(t) => item_node(t),
         }
     }
@@ -71,12 +62,7 @@ impl MonItem {
     /// The item as the `'DOWN'` names it.
     pub(super) fn to_term(&self) -> Term {
         match self {
-            &MonItem::Pid {
-                node,
-                id,
-                serial,
-                creation,
-            } => Term::Pid(Pid::new(node.as_str(), id, serial, creation)),
+            MonItem::Pid(p) => Term::Pid(p.to_pid()),
             MonItem::Term(t) => (**t).clone(),
         }
     }
@@ -85,17 +71,7 @@ impl MonItem {
     /// `{Name, Node}`.
     fn target(&self) -> Option<PidOrAtom> {
         match self {
-            &MonItem::Pid {
-                node,
-                id,
-                serial,
-                creation,
-            } => Some(PidOrAtom::Pid(Pid::new(
-                node.as_str(),
-                id,
-                serial,
-                creation,
-            ))),
+            MonItem::Pid(p) => Some(PidOrAtom::Pid(p.to_pid())),
             MonItem::Term(t) => monitor_target(t),
         }
     }
@@ -466,7 +442,7 @@ mod tests {
         assert!(std::mem::size_of::<MonItem>() <= 24);
         let p = Pid::new("far@host", 7, 1, 3);
         let it = MonItem::pid(&p);
-        assert!(matches!(it, MonItem::Pid { .. }));
+        assert!(matches!(it, MonItem::Pid(_)));
         assert_eq!(it, MonItem::new(Term::Pid(p.clone())));
         assert_eq!(it.node(), Some("far@host"));
         assert_eq!(it.to_term(), Term::Pid(p.clone()));

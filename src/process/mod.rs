@@ -140,28 +140,11 @@ pub enum CallError {
     Send(#[from] SendError),
 }
 
-/// A pid by its parts, its node's name interned ([`crate::atom::Atom`]):
-/// what a process keeping many pids stores (a cpg scope's `MemberPid`),
-/// monitored with [`Process::monitor_many_interned_keys`] without a wire
-/// [`Pid`] (and its node-name `String`) built for each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct InternedPid {
-    /// The node, interned.
-    pub node: crate::atom::Atom,
-    /// The pid number.
-    pub id: u32,
-    /// The serial.
-    pub serial: u32,
-    /// The node's incarnation.
-    pub creation: u32,
-}
-
-impl InternedPid {
-    /// The wire pid.
-    pub fn to_pid(&self) -> Pid {
-        Pid::new(self.node.as_str(), self.id, self.serial, self.creation)
-    }
-}
+/// A pid by its parts, its node's name interned: what a process keeping
+/// many pids stores (a cpg scope's `MemberPid`), monitored with
+/// [`Process::monitor_many_interned_keys`] without a wire [`Pid`] (and its
+/// node-name `String`) built for each.
+pub use crate::pid::InternedPid;
 
 /// What the node provides to its processes.
 pub trait Kernel: Send + Sync + 'static {
