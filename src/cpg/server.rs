@@ -459,6 +459,22 @@ struct RemoteScope {
 }
 
 /// `{error, {no_such_group | no_process, Name}}` with the name as asked.
+/// `{ok, Key, Pids}` of a members read (a snapshot or a list), or its
+/// error.
+fn members_reply<N: WireName>(
+    r: Result<(&N::Borrowed, impl std::ops::Deref<Target = [MemberPid]>), ReadError<N>>,
+    name: &Term,
+) -> Term {
+    match r {
+        Ok((k, v)) => term::tuple(vec![
+            term::atom("ok"),
+            k.to_owned().to_term(),
+            term::list(v.iter().map(|p| Term::Pid(p.to_pid())).collect()),
+        ]),
+        Err(e) => read_error(&e, name),
+    }
+}
+
 fn read_error<M>(e: &ReadError<M>, name: &Term) -> Term {
     let why = match e {
         ReadError::NoSuchGroup(_) => "no_such_group",
@@ -1083,14 +1099,6 @@ impl<N: WireName> ScopeTask<N> {
         };
         let ex = exclude.as_ref();
         let no_group = || read_error(&ReadError::NoSuchGroup(()), name_term);
-        let members = |r: Result<(&N::Borrowed, &[MemberPid]), &ReadError<N>>| match r {
-            Ok((k, v)) => term::tuple(vec![
-                term::atom("ok"),
-                k.to_owned().to_term(),
-                term::list(v.iter().map(|p| Term::Pid(p.to_pid())).collect()),
-            ]),
-            Err(e) => read_error(e, name_term),
-        };
         let one = |r: Result<(&N::Borrowed, MemberPid), ReadError<N>>| match r {
             Ok((k, p)) => term::tuple(vec![
                 term::atom("ok"),
@@ -1125,17 +1133,9 @@ impl<N: WireName> ScopeTask<N> {
         };
         let n = name.as_borrowed();
         match op {
-            "get_members" => members(s.get_members(n, ex).as_ref().map(|(k, v)| (*k, &v[..]))),
-            "get_local_members" => members(
-                s.get_local_members(n, ex)
-                    .as_ref()
-                    .map(|(k, v)| (*k, &v[..])),
-            ),
-            "get_remote_members" => members(
-                s.get_remote_members(n, ex)
-                    .as_ref()
-                    .map(|(k, v)| (*k, &v[..])),
-            ),
+            "get_members" => members_reply(s.get_members(n, ex), name_term),
+            "get_local_members" => members_reply(s.get_local_members(n, ex), name_term),
+            "get_remote_members" => members_reply(s.get_remote_members(n, ex), name_term),
             "get_closest_pid" => one(s.get_closest_pid(n, ex, choose)),
             "get_furthest_pid" => one(s.get_furthest_pid(n, ex, choose)),
             "get_random_pid" => one(s.get_random_pid(n, ex, choose)),

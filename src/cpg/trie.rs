@@ -320,14 +320,20 @@ impl Node {
     /// Moves every entry id of this subtree out, without recursion.
     fn take_ids(&mut self) -> Vec<EntryId> {
         let mut ids: Vec<EntryId> = self.value.take().into_iter().collect();
+        self.dismantle(|node| ids.extend(node.value.take()));
+        self.meta = 0;
+        ids
+    }
+
+    /// Moves every node below this one out and drops it, without
+    /// recursion, showing each to `f` first.
+    fn dismantle(&mut self, mut f: impl FnMut(&mut Node)) {
         let mut stack = vec![];
         self.children.drain_nodes_into(&mut stack);
         while let Some(mut node) = stack.pop() {
-            ids.extend(node.value.take());
+            f(&mut node);
             node.children.drain_nodes_into(&mut stack);
         }
-        self.meta = 0;
-        ids
     }
 }
 
@@ -382,11 +388,7 @@ impl Drop for Node {
             .iter()
             .any(|child| !child.children.is_empty())
         {
-            let mut stack = vec![];
-            self.children.drain_nodes_into(&mut stack);
-            while let Some(mut node) = stack.pop() {
-                node.children.drain_nodes_into(&mut stack);
-            }
+            self.dismantle(|_| {});
         }
     }
 }

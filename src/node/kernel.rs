@@ -70,13 +70,8 @@ impl Kernel for Inner {
     fn monitor_many(&self, from: &Pid, to: &[Pid]) -> Vec<MonitorKey> {
         // Interned (always, short of a full node-name table), they go in
         // one batch; else one by one, each item kept as a term.
-        let interned: Option<Vec<InternedPid>> = to
-            .iter()
-            .map(|p| {
-                let node = NodeAtom::new(&p.node.name).ok()?;
-                Some(InternedPid::with_atom(node, p.id, p.serial, p.creation))
-            })
-            .collect();
+        let interned: Option<Vec<InternedPid>> =
+            to.iter().map(|p| InternedPid::try_from(p).ok()).collect();
         match interned {
             Some(to) => self.monitor_interned(from, &to),
             None => to
