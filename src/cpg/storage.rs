@@ -197,10 +197,7 @@ impl<V> GroupStore<String, V> for Trie<V> {
     /// nothing (genuine `trie:find_match2/2` exits with `badarg`, which
     /// `cpg_data` answers as no such group).
     fn find(&self, name: &str) -> Option<(&str, &V)> {
-        if name.contains(pattern::is_wildcard) {
-            return None;
-        }
-        self.find_match_plain(name)
+        self.find_name(name)
     }
 
     fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a str, &'a V)>

@@ -60,8 +60,12 @@
 //!
 //! # Cost
 //!
-//! A lookup does not allocate and only visits branches that the name can
-//! enter, so patterns that cannot match cost nothing. Like the genuine
+//! Every key is also in a hash index by its exact spelling: asking for
+//! exactly a key, and looking up a name that is stored as it is (which
+//! always wins), is one probe, whatever the trie's size and the name's
+//! length. Only other names walk the trie, and only when patterns are
+//! stored. A lookup does not allocate and only visits branches that the
+//! name can enter, so patterns that cannot match cost nothing. Like the genuine
 //! trie, the backtracking of several `*` in one branch can take time
 //! polynomial in the name length. Insert, remove, clone and drop never
 //! recurse; a lookup recurses only at nodes of its path that have a `*` or
@@ -76,6 +80,9 @@ mod kids;
 use kids::Kids;
 
 use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
+use foldhash::quality::RandomState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
 /// A stored key with its value.
 #[derive(Clone)]
@@ -423,15 +430,44 @@ impl Drop for Node {
 pub struct Trie<V> {
     root: Node,
     entries: Entries<V>,
+    /// Every stored key's id, by the hash of its key: the exact index.
+    /// Asking for exactly a key ([`id`](Self::id), hence every join, leave
+    /// and merge step) is one probe instead of a walk down the trie; and
+    /// since a stored name always wins `find_match2`, a lookup of a name
+    /// that is stored as it is ends there too (see
+    /// [`find_match`](Self::find_match)). Four bytes and a control byte a
+    /// slot: 6.5 bytes a key at 100k keys. The trie stays whole (plain keys
+    /// shape which pattern a name finds), the index is beside it.
+    exact: HashTable<EntryId>,
+    /// Seeded per trie (names come from the network).
+    hasher: RandomState,
+    /// How many stored keys hold a `*` or `?`: without any, a name that is
+    /// not in the exact index matches nothing, and with only patterns, no
+    /// name is in it.
+    patterns: u32,
 }
+
+/// An exact index this much larger than its keys (and above
+/// [`INDEX_MIN`]) is shrunk after a remove: a scope whose groups went away
+/// gives the index's memory back.
+const INDEX_SLACK: usize = 4;
+/// The capacity below which the exact index is never shrunk.
+const INDEX_MIN: usize = 64;
 
 impl<V> Trie<V> {
     /// An empty trie.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         Trie {
             root: Node::new(),
             entries: Entries::new(),
+            exact: HashTable::new(),
+            hasher: RandomState::default(),
+            patterns: 0,
         }
+    }
+
+    fn hash(hasher: &RandomState, key: &str) -> u64 {
+        hasher.hash_one(key)
     }
 
     /// The number of stored keys.
@@ -446,18 +482,15 @@ impl<V> Trie<V> {
 
     /// The handle of exactly `key` (no pattern matching), if stored.
     pub fn id(&self, key: &str) -> Option<EntryId> {
-        let mut node = &self.root;
-        let mut depth = 0;
-        loop {
-            if node.children.is_empty() {
-                return node.value.filter(|&id| *self.entries.at(id).key == *key);
-            }
-            let Some(c) = key[depth..].chars().next() else {
-                return node.value;
-            };
-            node = node.child(c)?;
-            depth += c.len_utf8();
+        if self.exact.is_empty() {
+            return None;
         }
+        let entries = &self.entries;
+        self.exact
+            .find(Self::hash(&self.hasher, key), |&id| {
+                *entries.at(id).key == *key
+            })
+            .copied()
     }
 
     /// The value stored under exactly `key` (no pattern matching: a pattern
@@ -508,11 +541,23 @@ impl<V> Trie<V> {
 
     /// Stores a key known to be absent.
     fn insert_new(&mut self, key: &str, value: V) -> EntryId {
-        let Trie { root, entries } = self;
+        let Trie {
+            root,
+            entries,
+            exact,
+            hasher,
+            patterns,
+        } = self;
         let id = entries.insert(Entry {
             key: key.into(),
             value,
         });
+        exact.insert_unique(Self::hash(hasher, key), id, |&id| {
+            Self::hash(hasher, &entries.at(id).key)
+        });
+        if pattern::is_pattern(key) {
+            *patterns += 1;
+        }
         let mut node = root;
         let mut depth = 0;
         loop {
@@ -577,6 +622,7 @@ impl<V> Trie<V> {
     pub fn remove_by_id(&mut self, id: EntryId) -> Option<V> {
         let entry = self.entries.take(id)?;
         let key = &*entry.key;
+        self.unindex(key, id);
         let mut node = &mut self.root;
         let mut depth = 0;
         loop {
@@ -609,6 +655,32 @@ impl<V> Trie<V> {
         }
     }
 
+    /// Takes `key` (stored as `id`, already out of `entries`) out of the
+    /// exact index, and shrinks the index when it is mostly empty.
+    fn unindex(&mut self, key: &str, id: EntryId) {
+        if let Ok(slot) = self
+            .exact
+            .find_entry(Self::hash(&self.hasher, key), |&other| other == id)
+        {
+            slot.remove();
+        }
+        if pattern::is_pattern(key) {
+            self.patterns -= 1;
+        }
+        let (len, cap) = (self.exact.len(), self.exact.capacity());
+        if len == 0 {
+            self.exact = HashTable::new();
+        } else if cap > INDEX_MIN && len * INDEX_SLACK < cap {
+            let Trie {
+                entries,
+                exact,
+                hasher,
+                ..
+            } = self;
+            exact.shrink_to(2 * len, |&id| Self::hash(hasher, &entries.at(id).key));
+        }
+    }
+
     /// The stored key, and its value, that `trie:find_match2(Name, Trie)`
     /// returns for `name`: `name` itself if stored, else the most specific
     /// pattern by the rule in the [module documentation](self). `None` for
@@ -617,13 +689,66 @@ impl<V> Trie<V> {
     ///
     /// Does not allocate.
     pub fn find_match(&self, name: &str) -> Option<(&str, &V)> {
-        self.search(name, pattern::is_pattern(name))
+        if pattern::is_pattern(name) {
+            self.search(name, true)
+        } else {
+            self.find_match_plain(name)
+        }
     }
 
     /// [`find_match`](Self::find_match) of a name known to hold no `*` or
     /// `?` (the check is then skipped).
-    pub(crate) fn find_match_plain(&self, name: &str) -> Option<(&str, &V)> {
-        self.search(name, false)
+    fn find_match_plain(&self, name: &str) -> Option<(&str, &V)> {
+        // A stored name always wins find_match2 (the literal branch is
+        // tried first at every level, and leads only to it): one probe of
+        // the exact index answers, whatever the trie's size. Only a name
+        // not stored as it is walks the trie, for the patterns.
+        if name.is_empty() {
+            return None;
+        }
+        match self.exact_match(name) {
+            Ok(found) => found,
+            Err(()) => self.search(name, false),
+        }
+    }
+
+    /// `Ok` with the answer of `find_match2` when the exact index gives it
+    /// (`name` stored as it is, or no pattern stored), `Err` when the
+    /// trie's patterns must be searched.
+    #[inline]
+    fn exact_match(&self, name: &str) -> Result<Option<(&str, &V)>, ()> {
+        let patterns = self.patterns as usize;
+        if patterns < self.len() {
+            if let Some(id) = self.id(name) {
+                let e = self.entries.at(id);
+                return Ok(Some((&e.key, &e.value)));
+            }
+        }
+        if patterns == 0 {
+            Ok(None)
+        } else {
+            Err(())
+        }
+    }
+
+    /// The lookup of a cpg read (`cpg_data`'s `trie:find_match2` call): as
+    /// [`find_match`](Self::find_match), except that a name holding a
+    /// wildcard finds nothing (genuine `trie:find_match2/2` exits with
+    /// `badarg`, which `cpg_data` answers as no such group).
+    pub(crate) fn find_name(&self, name: &str) -> Option<(&str, &V)> {
+        if name.is_empty() {
+            return None;
+        }
+        // The wildcard check only where a wildcard could make a difference:
+        // with no pattern stored, such a name is in no index and matches
+        // nothing anyway.
+        if self.patterns > 0 && pattern::is_pattern(name) {
+            return None;
+        }
+        match self.exact_match(name) {
+            Ok(found) => found,
+            Err(()) => self.search(name, false),
+        }
     }
 
     /// The search of `find_match2`; `checked`: the name may hold wildcards.
@@ -1184,6 +1309,35 @@ mod tests {
     }
 
     #[test]
+    fn exact_index_finds_every_key_and_shrinks() {
+        let mut t = Trie::new();
+        let ids = store_numbered(&mut t, "g/", 10_000);
+        t.insert("g/*", 0);
+        let big = t.exact.capacity();
+        assert!(big >= 10_001);
+        for (i, id) in ids.iter().enumerate().skip(10) {
+            assert_eq!(t.remove_by_id(*id), Some(i));
+        }
+        assert!(t.exact.capacity() < big / 16, "{}", t.exact.capacity());
+        for (i, id) in ids.iter().enumerate().take(10) {
+            let name = format!("g/{i}");
+            assert_eq!(t.id(&name), Some(*id));
+            // a stored name finds itself, another one the pattern
+            assert_eq!(t.find_match(&name), Some((name.as_str(), &i)));
+        }
+        assert_eq!(t.find_match("g/10").map(|(k, _)| k), Some("g/*"));
+        assert_eq!(t.find_match(""), None);
+        t.remove("g/*");
+        assert_eq!(t.find_match("g/10"), None);
+        assert_eq!(t.patterns, 0);
+        for i in 0..10 {
+            t.remove(&format!("g/{i}"));
+        }
+        assert!(t.is_empty());
+        assert_eq!(t.exact.capacity(), 0, "an empty trie gives its index back");
+    }
+
+    #[test]
     fn bulk_freed_ids_are_reused_in_table_order() {
         let mut t = Trie::new();
         let ids = store_numbered(&mut t, "g", 1000);
@@ -1542,6 +1696,11 @@ mod tests {
             check_shape(&copy);
             prop_assert!(copy.iter().eq(trie.iter()));
             prop_assert_eq!(trie.len(), model.len());
+            // the exact index holds every key once; the pattern count is right
+            prop_assert_eq!(trie.exact.len(), model.len());
+            prop_assert_eq!(copy.exact.len(), model.len());
+            let patterns = model.keys().filter(|k| pattern::is_pattern(k)).count();
+            prop_assert_eq!(trie.patterns as usize, patterns);
             prop_assert!(trie.iter().eq(model.iter().map(|(k, v)| (k.as_str(), v))));
             let keys: Vec<String> = model.keys().cloned().collect();
             // every stored key has its own handle, which reads it back
