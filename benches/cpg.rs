@@ -126,16 +126,19 @@ fn trie(c: &mut Criterion) {
                 black_box(t.get(&names[i]))
             })
         });
-        g.bench_with_input(
-            BenchmarkId::new("find_match_pattern", n),
-            &pat,
-            |b, names| {
+        // a stored name (one probe of the exact index, whatever n), then
+        // names that only patterns match (the walk)
+        for (id, trie, names) in [
+            ("find_match_exact", &t, &exact),
+            ("find_match_pattern", &p, &pat),
+        ] {
+            g.bench_with_input(BenchmarkId::new(id, n), names, |b, names| {
                 b.iter(|| {
                     i = (i + 1) % names.len();
-                    black_box(p.find_match(&names[i]).map(|m| m.0.len()))
+                    black_box(trie.find_match(&names[i]).map(|m| m.0.len()))
                 })
-            },
-        );
+            });
+        }
         g.bench_function(BenchmarkId::new("insert_remove", n), |b| {
             b.iter(|| {
                 t.insert("/svc/new/name", 0);

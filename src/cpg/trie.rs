@@ -1632,6 +1632,13 @@ mod tests {
                 prop_assert_eq!(got.map(|(k, _)| k), Some(name.as_str()));
             }
         }
+        // The exact index answers as the walk does: a stored name wins.
+        for name in names.iter().chain(keys) {
+            if !name.is_empty() && !pattern::is_pattern(name) {
+                let walked = trie.search(name, false).map(|(k, _)| k);
+                prop_assert_eq!(trie.find_match(name).map(|(k, _)| k), walked, "{:?}", name);
+            }
+        }
         for key in keys {
             let alone = trie_of(&[key]);
             for name in names {
