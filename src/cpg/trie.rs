@@ -65,12 +65,12 @@
 //! always wins), is one probe, whatever the trie's size and the name's
 //! length. Only other names walk the trie, and only when patterns are
 //! stored. A lookup does not allocate and only visits branches that the
-//! name can enter, so patterns that cannot match cost nothing. Like the genuine
-//! trie, the backtracking of several `*` in one branch can take time
-//! polynomial in the name length. Insert, remove, clone and drop never
-//! recurse; a lookup recurses only at nodes of its path that have a `*` or
-//! `?` branch (and the string matcher once per `*` of a pattern), so long
-//! names and long shared prefixes need no deep stack.
+//! name can enter, so patterns that cannot match cost nothing. Like the
+//! genuine trie, the backtracking of several `*` in one branch can take
+//! time polynomial in the name length. Insert, remove, clone and drop
+//! never recurse; a lookup recurses only at nodes of its path that have a
+//! `*` or `?` branch (and the string matcher once per `*` of a pattern),
+//! so long names and long shared prefixes need no deep stack.
 
 use std::fmt;
 use std::iter::FusedIterator;
@@ -736,19 +736,13 @@ impl<V> Trie<V> {
     /// wildcard finds nothing (genuine `trie:find_match2/2` exits with
     /// `badarg`, which `cpg_data` answers as no such group).
     pub(crate) fn find_name(&self, name: &str) -> Option<(&str, &V)> {
-        if name.is_empty() {
-            return None;
-        }
         // The wildcard check only where a wildcard could make a difference:
         // with no pattern stored, such a name is in no index and matches
         // nothing anyway.
         if self.patterns > 0 && pattern::is_pattern(name) {
             return None;
         }
-        match self.exact_match(name) {
-            Ok(found) => found,
-            Err(()) => self.search(name, false),
-        }
+        self.find_match_plain(name)
     }
 
     /// The search of `find_match2`; `checked`: the name may hold wildcards.
@@ -1717,6 +1711,8 @@ mod tests {
                 prop_assert!(id.is_some_and(|id| ids.insert(id)), "one handle per key");
                 let by_id = id.and_then(|id| trie.get_by_id(id));
                 prop_assert_eq!(by_id, Some((k.as_str(), &model[k])));
+                // a copy's index finds its keys under the same ids
+                prop_assert_eq!(copy.id(k), id);
             }
             let touched = ops.iter().map(|op| match op {
                 Op::Insert(k, _) | Op::Remove(k) | Op::RemoveById(k) | Op::Bump(k) => k,
