@@ -121,6 +121,12 @@ pub trait GroupStore<K: GroupKey, V>: Default {
     /// name only for a map.
     fn find(&self, name: &K::Borrowed) -> Option<(&K::Borrowed, &V)>;
 
+    /// Makes room for `additional` more names at once (before a merge
+    /// that brings many), where the storage has room to make; a hint.
+    fn reserve(&mut self, additional: usize) {
+        let _ = additional;
+    }
+
     /// Every stored name and its value, in name order.
     fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a K::Borrowed, &'a V)>
     where
@@ -198,6 +204,10 @@ impl<V> GroupStore<String, V> for Trie<V> {
     /// `cpg_data` answers as no such group).
     fn find(&self, name: &str) -> Option<(&str, &V)> {
         self.find_name(name)
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        Trie::reserve(self, additional);
     }
 
     fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a str, &'a V)>

@@ -470,6 +470,19 @@ impl<V> Trie<V> {
         hasher.hash_one(key)
     }
 
+    /// Makes room in the exact index for `additional` more keys, so that
+    /// many inserts in a row (a merge) do not grow it step by step (each
+    /// growth reads every stored key again to hash it).
+    pub fn reserve(&mut self, additional: usize) {
+        let Trie {
+            entries,
+            exact,
+            hasher,
+            ..
+        } = self;
+        exact.reserve(additional, |&id| Self::hash(hasher, &entries.at(id).key));
+    }
+
     /// The number of stored keys.
     pub fn len(&self) -> usize {
         self.root.count() as usize
@@ -1329,6 +1342,19 @@ mod tests {
         }
         assert!(t.is_empty());
         assert_eq!(t.exact.capacity(), 0, "an empty trie gives its index back");
+    }
+
+    #[test]
+    fn reserve_makes_room_for_a_run_of_inserts() {
+        let mut t = Trie::new();
+        store_numbered(&mut t, "a/", 10);
+        t.reserve(5_000);
+        let cap = t.exact.capacity();
+        assert!(cap >= 5_010);
+        let ids = store_numbered(&mut t, "b/", 5_000);
+        assert_eq!(t.exact.capacity(), cap, "no growth on the way");
+        assert_eq!(t.id("b/4999"), Some(ids[4999]));
+        assert_eq!(t.get("a/9"), Some(&9));
     }
 
     #[test]

@@ -90,6 +90,11 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             return effects;
         }
         let mut memo = AcceptMemo::new();
+        // Room for the names the scope does not hold yet, at most: a first
+        // exchange into a small scope fills the storage in one go, one of
+        // names the scope holds asks for nothing.
+        self.groups
+            .reserve(groups.len().saturating_sub(self.groups.len()));
         for (name, history) in groups {
             let name = name.as_borrowed();
             if !N::valid_remote(name) {
