@@ -318,8 +318,12 @@ impl Node {
         self.meta & WILD != 0
     }
 
-    /// Sets the wildcard bit again after a child was added or removed.
-    fn children_changed(&mut self) {
+    /// Sets the wildcard bit again after the child `c` was added or
+    /// removed (only a `*` or `?` child can change it).
+    fn children_changed(&mut self, c: char) {
+        if !pattern::is_wildcard(c) {
+            return;
+        }
         let wild = self.child(WILDCARD_ANY).is_some() || self.child(WILDCARD_SHORT).is_some();
         self.meta = self.count() | if wild { WILD } else { 0 };
     }
@@ -581,7 +585,7 @@ impl<V> Trie<V> {
                     match entries.at(old).key[depth..].chars().next() {
                         Some(c) => {
                             node.children.push(c, Node::leaf_of(old));
-                            node.children_changed();
+                            node.children_changed(c);
                         }
                         None => node.value = Some(old),
                     }
@@ -597,7 +601,7 @@ impl<V> Trie<V> {
                 Err(i) => {
                     // (The list grows one at a time up to 8, then doubles.)
                     node.children.insert(i, c, Node::leaf_of(id));
-                    node.children_changed();
+                    node.children_changed(c);
                     return id;
                 }
             }
@@ -652,7 +656,7 @@ impl<V> Trie<V> {
             if node.children.nodes()[i].children.is_empty() {
                 // The key's own leaf.
                 node.children.remove(i);
-                node.children_changed();
+                node.children_changed(c);
                 return Some(entry.value);
             }
             let child = &mut node.children.nodes_mut()[i];
