@@ -474,6 +474,16 @@ impl<V> Trie<V> {
         hasher.hash_one(key)
     }
 
+    /// The hash of a key the exact index holds, by its id, for the index
+    /// to move it when it grows or shrinks: the same as [`hash`](Self::hash)
+    /// of the key looked up.
+    fn rehash<'a>(
+        hasher: &'a RandomState,
+        entries: &'a Entries<V>,
+    ) -> impl Fn(&EntryId) -> u64 + 'a {
+        move |&id| Self::hash(hasher, &entries.at(id).key)
+    }
+
     /// Makes room in the exact index for `additional` more keys, so that
     /// many inserts in a row (a merge) do not grow it step by step (each
     /// growth reads every stored key again to hash it).
@@ -484,7 +494,7 @@ impl<V> Trie<V> {
             hasher,
             ..
         } = self;
-        exact.reserve(additional, |&id| Self::hash(hasher, &entries.at(id).key));
+        exact.reserve(additional, Self::rehash(hasher, entries));
     }
 
     /// The number of stored keys.
@@ -569,9 +579,7 @@ impl<V> Trie<V> {
             key: key.into(),
             value,
         });
-        exact.insert_unique(Self::hash(hasher, key), id, |&id| {
-            Self::hash(hasher, &entries.at(id).key)
-        });
+        exact.insert_unique(Self::hash(hasher, key), id, Self::rehash(hasher, entries));
         if pattern::is_pattern(key) {
             *patterns += 1;
         }
@@ -694,7 +702,7 @@ impl<V> Trie<V> {
                 hasher,
                 ..
             } = self;
-            exact.shrink_to(2 * len, |&id| Self::hash(hasher, &entries.at(id).key));
+            exact.shrink_to(2 * len, Self::rehash(hasher, entries));
         }
     }
 
@@ -719,33 +727,22 @@ impl<V> Trie<V> {
         // A stored name always wins find_match2 (the literal branch is
         // tried first at every level, and leads only to it): one probe of
         // the exact index answers, whatever the trie's size. Only a name
-        // not stored as it is walks the trie, for the patterns.
+        // not stored as it is walks the trie, and only if patterns are
+        // stored (with only patterns stored, the index is not probed).
         if name.is_empty() {
             return None;
         }
-        match self.exact_match(name) {
-            Ok(found) => found,
-            Err(()) => self.search(name, false),
-        }
-    }
-
-    /// `Ok` with the answer of `find_match2` when the exact index gives it
-    /// (`name` stored as it is, or no pattern stored), `Err` when the
-    /// trie's patterns must be searched.
-    #[inline]
-    fn exact_match(&self, name: &str) -> Result<Option<(&str, &V)>, ()> {
         let patterns = self.patterns as usize;
         if patterns < self.len() {
             if let Some(id) = self.id(name) {
                 let e = self.entries.at(id);
-                return Ok(Some((&e.key, &e.value)));
+                return Some((&e.key, &e.value));
             }
         }
         if patterns == 0 {
-            Ok(None)
-        } else {
-            Err(())
+            return None;
         }
+        self.search(name, false)
     }
 
     /// The lookup of a cpg read (`cpg_data`'s `trie:find_match2` call): as
