@@ -38,6 +38,14 @@
 //!   lines): CPU time of this process and of the source `erl` node during
 //!   each BEAM -> Rust ingest, to tell which end bounds it.
 //!
+//! - `ingest_mem.<G>x<K>` bytes per membership: what the receiving node
+//!   holds for the shape after an ingest (one run a shape, after the timed
+//!   ones): BEAM `erlang:memory(total)` after a garbage collection of
+//!   every process, less the same before the connect; ours the bytes
+//!   allocated less those freed from before the connect until the scope
+//!   holds the shape and is idle (the whole node: scope, monitors,
+//!   connection).
+//!
 //!   To profile our side of an ingest alone: `CB_ONLY_OURS=1` skips the
 //!   BEAM -> BEAM runs, `CB_MARKS=1` prints each ingest's window to stderr
 //!   as `mark ingest.<G>x<K> START,END` (CLOCK_MONOTONIC seconds); run
@@ -56,8 +64,9 @@ use cpg_node::process::{Dest, Process, Signal};
 use cpg_node::term::{self, atom, binary, int, list, tuple, Limits, Pid, Term};
 use cpg_node::Node;
 use erl_dist::message::Message;
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,9 +75,50 @@ const T: Duration = Duration::from_secs(120);
 /// Longest a BEAM ingest run may take (they take 2-3 s).
 const INGEST_T: Duration = Duration::from_secs(40);
 
-// The allocator the `cpg-node` binary ships with.
+/// The allocator the `cpg-node` binary ships with (mimalloc), counting the
+/// bytes allocated less the bytes freed while [`COUNTING`] is set: the
+/// memory an ingest leaves held ([`ingest_memory_ours`]). Off during the
+/// timed runs (a relaxed load per allocation).
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed to mimalloc unchanged; the counter only
+// reads sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
+    }
+}
+
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: Counting = Counting;
 
 /// The shapes of propagation: (groups, members per group).
 const SHAPES: [(usize, usize); 2] = [(100_000, 1), (10_000, 10)];
@@ -313,18 +363,7 @@ async fn ingest_beam_rust(
     shape: (usize, usize),
 ) -> (Window, Window) {
     let reader = Reader::start(scope);
-    let (d0, d1) = loop {
-        let d0 = Instant::now();
-        r.disconnect(e);
-        wait_until("e's members to go", || groups(scope) == 0).await;
-        let d1 = Instant::now();
-        let to = Dest::Name(DEFAULT_SCOPE.into(), r.name().into());
-        let req = tuple(vec![atom("which_groups"), Term::from(me.pid().clone())]);
-        me.call(to, req, T).await.expect("call to our scope");
-        if !r.is_connected(e) {
-            break (d0, d1);
-        }
-    };
+    let (d0, d1) = disconnect(r, me, scope, e).await;
     let (ours0, e0) = (cpu_ms("self"), cpu_ms(&e_os.to_string()));
     let t0 = Instant::now();
     r.connect(e).await.expect("connect");
@@ -351,6 +390,58 @@ async fn ingest_beam_rust(
         ((b - a).as_secs_f64() * 1000.0, max, med, n)
     };
     (w(t0, t1), w(d0, d1))
+}
+
+/// Disconnects from `e`, waits until its members are gone from our scope
+/// and the scope process is idle (a call to it is answered after the
+/// `DOWN`s the disconnect queued, as `cluster_bench:wait_idle/0` on BEAM);
+/// again if `e` connected meanwhile. When the disconnect started and when
+/// the members were gone.
+async fn disconnect(r: &Node, me: &mut Process, scope: &CpgScope, e: &str) -> (Instant, Instant) {
+    loop {
+        let d0 = Instant::now();
+        r.disconnect(e);
+        wait_until("e's members to go", || groups(scope) == 0).await;
+        let d1 = Instant::now();
+        wait_scope_idle(r, me).await;
+        if !r.is_connected(e) {
+            return (d0, d1);
+        }
+    }
+}
+
+/// Until our scope process has answered a call (it handles its mailbox
+/// in order: what was queued before is done).
+async fn wait_scope_idle(r: &Node, me: &mut Process) {
+    let to = Dest::Name(DEFAULT_SCOPE.into(), r.name().into());
+    let req = tuple(vec![atom("which_groups"), Term::from(me.pid().clone())]);
+    me.call(to, req, T).await.expect("call to our scope");
+}
+
+/// Bytes our node holds for `e`'s shape after an ingest (the counterpart
+/// of `cluster_bench:ingest_memory/2`): disconnect and wait idle, count
+/// allocations from there, connect, wait until the scope holds the shape
+/// and is idle (and the monitors it asked for are set: 200 ms more), and
+/// return what was allocated less what was freed meanwhile: the scope's
+/// state, its monitors, the node's monitor records, the connection's
+/// buffers, whatever the view costs the whole node.
+async fn ingest_memory_ours(
+    r: &Node,
+    me: &mut Process,
+    scope: &CpgScope,
+    e: &str,
+    shape: (usize, usize),
+) -> isize {
+    disconnect(r, me, scope, e).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let l0 = LIVE.load(Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    r.connect(e).await.expect("connect");
+    wait_until("the shape to arrive", || holds(scope, shape)).await;
+    wait_scope_idle(r, me).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    COUNTING.store(false, Ordering::SeqCst);
+    LIVE.load(Ordering::SeqCst) - l0
 }
 
 /// CLOCK_MONOTONIC now, in seconds: the clock of `perf record -k mono`.
@@ -400,6 +491,12 @@ fn print_ingest(side: &str, path: &str, shape: (usize, usize), (i, d): (Window, 
         println!("{side}.{what}_lookup_median_us.{path}.{s} {:.1}", v.2);
         println!("{side}.{what}_lookups.{path}.{s} {}", v.3);
     }
+}
+
+/// `<side>.ingest_mem.<G>x<K>`: bytes per membership.
+fn print_memory(side: &str, (g, k): (usize, usize), bytes: isize) {
+    let s = shape_key((g, k));
+    println!("{side}.ingest_mem.{s} {:.1}", bytes as f64 / (g * k) as f64);
 }
 
 fn ingest_tuple(t: &Term) -> (Window, Window) {
@@ -490,6 +587,16 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
                     Err(e) => eprintln!("BEAM ingest run skipped: {e:?}"),
                 }
             }
+            let args = vec![a_atom.clone(), shape_term(shape)];
+            match r
+                .rpc(&b.1, "cluster_bench", "ingest_memory", args, INGEST_T)
+                .await
+            {
+                Ok(t) if term::as_int(&t).is_some() => {
+                    print_memory("beam", shape, term::as_int(&t).unwrap_or(0) as isize)
+                }
+                other => eprintln!("BEAM ingest memory run skipped: {other:?}"),
+            }
             rpc(&r, &a.1, "clear", vec![]).await;
             wait_beam_empty(&r, &b.1).await;
         }
@@ -525,6 +632,8 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
                 let v = ingest_beam_rust(&r, &mut me, &scope, (&e.1, e_os), shape).await;
                 print_ingest("ours", "beam_rust", shape, v);
             }
+            let bytes = ingest_memory_ours(&r, &mut me, &scope, &e.1, shape).await;
+            print_memory("ours", shape, bytes);
             rpc(&r, &e.1, "clear", vec![]).await;
             wait_until("our scope to empty", || groups(&scope) == 0).await;
         }

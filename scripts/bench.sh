@@ -179,6 +179,10 @@ for part, title, during in (("ingest", "exchange ingest of {}", "that ingest"),
         rows.append((f"lookups answered during {during} (one a ms)",
                      f"{part}_lookups.beam_beam.{key}", f"{part}_lookups.beam_rust.{key}",
                      "lookups", True))
+for key, label in shapes + (("100000x10", "100k groups × 10 (1M memberships)"),):
+    rows.append((f"memory of the whole receiving node per membership after the ingest of {label} "
+                 "[erlang:memory(total) vs bytes allocated less freed]",
+                 f"ingest_mem.{key}", f"ingest_mem.{key}", "bytes", False))
 for msg, what in (("join", "{'$gen_cast', {join, \"group/name\", Pid}}"),
                   ("exchange", "{'$gen_cast', {exchange, Node, 1000 × {\"group/I\", [Pid]}}}"),
                   ("bin1k", "{m, <<_:1024/binary>>}"), ("small", "{m, 1}")):

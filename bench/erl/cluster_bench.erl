@@ -14,7 +14,8 @@
 %% every millisecond.
 -module(cluster_bench).
 -export([bb_prop/2, run_joins/2, watch/1, wait_empty/0, fill/1, clear/0,
-         groups/0, reader_group/0, settle/2, ingest/2, codec/1]).
+         groups/0, reader_group/0, settle/2, ingest/2, ingest_memory/2,
+         codec/1]).
 
 -define(SCOPE, cpg_default_scope).
 -define(T, 120000).
@@ -146,6 +147,25 @@ ingest(S, Shape) ->
     {Max, Med, N} = latencies(Samples, T0, T1),
     {DMax, DMed, DN} = latencies(Samples, D0, D1),
     {T1 - T0, Max, Med, N, D1 - D0, DMax, DMed, DN}.
+
+%% Memory the node holds for S's Shape after an ingest: disconnect from S
+%% (which holds Shape), wait until its members are gone and the scope is
+%% idle, collect every process's garbage and read erlang:memory(total);
+%% connect, wait until Shape is here and the scope is idle, collect again
+%% and read again. Returns the difference in bytes (the scope's state, its
+%% monitors, the connection: everything the node allocated for the view).
+ingest_memory(S, Shape) ->
+    _ = disconnect(S, Shape),
+    M0 = settled_memory(),
+    true = net_kernel:connect_node(S),
+    poll(Shape),
+    wait_idle(),
+    M1 = settled_memory(),
+    M1 - M0.
+
+settled_memory() ->
+    [erlang:garbage_collect(P) || P <- processes()],
+    erlang:memory(total).
 
 %% {Max, Median, Count} of the lookups started within [T0, T1].
 latencies(Samples, T0, T1) ->
