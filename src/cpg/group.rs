@@ -457,8 +457,13 @@ macro_rules! view {
 }
 
 /// Most distinct pids a [`PidIndex`] keeps in a vector before it moves
-/// them to a hash table.
-const FEW_PIDS: usize = 8;
+/// them to a hash table. 16: finding a pid among 16 is a scan of 16 `u32`s
+/// and of the slots they lead to (a few cache lines), and a group of up
+/// to 16 pids pays 4 bytes a pid where the table would cost a 40-byte box
+/// and a 96-byte table (for 9 to 14 pids: 16 buckets and their control
+/// bytes), so a group of 10 remote members takes 136 bytes less (measured
+/// whole-node, `ingest_mem` of `scripts/bench.sh`).
+const FEW_PIDS: usize = 16;
 
 /// The hash table of a group's pids: values only (4 bytes each), the pid of
 /// a value is read through the slots ([`View`]).
@@ -1720,9 +1725,9 @@ mod tests {
         Set(u8, usize),
     }
 
-    /// Up to 12 distinct pids: groups cross `FEW_PIDS` both ways.
+    /// Up to 20 distinct pids: groups cross `FEW_PIDS` both ways.
     fn op() -> impl Strategy<Value = Op> {
-        op_of(12)
+        op_of(20)
     }
 
     /// Operations on up to `pids` distinct pids.
