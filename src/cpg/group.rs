@@ -1022,11 +1022,11 @@ const SMALL_BACK: usize = SMALL_MAX / 2;
 /// A group of 2 to [`SMALL_MAX`] copies: the copies' pids oldest first,
 /// without holes, and one bit a copy for its side. Every operation is a
 /// scan of at most 16 slots (a few cache lines), and the group costs its
-/// slots and 80 bytes, where a [`Big`] adds a Fenwick block, the pid
-/// index and its own 168 bytes: a group of 10 members takes 152 bytes
-/// less (whole-node memory after the ingest of 10k groups × 10 remote
-/// members, `ingest_mem` of `scripts/bench.sh`: 73.6 → 58.4 bytes a
-/// membership).
+/// slots and 48 bytes (80 before its snapshot was boxed on first read),
+/// where a [`Big`] adds a Fenwick block, the pid index and its own 136
+/// bytes (168): a group of 10 members took 152 bytes less (whole-node
+/// memory after the ingest of 10k groups × 10 remote members, `ingest_mem`
+/// of `scripts/bench.sh`: 73.6 → 58.4 bytes a membership).
 #[derive(Debug, Clone)]
 struct Small<P> {
     /// The pid of each copy, oldest first (no holes).
@@ -1789,6 +1789,15 @@ mod tests {
         assert_eq!(d.leave_all(&'A'), 3);
         d.check();
         assert_eq!(d.to_data().history, vec!['C', 'B']);
+    }
+
+    #[test]
+    fn representation_sizes() {
+        // a 16-byte pid, as `MemberPid`
+        type P = [u64; 2];
+        assert_eq!(std::mem::size_of::<Small<P>>(), 48);
+        assert_eq!(std::mem::size_of::<Big<P>>(), 136);
+        assert_eq!(std::mem::size_of::<GroupData<P>>(), 24);
     }
 
     #[test]
