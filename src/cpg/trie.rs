@@ -119,17 +119,27 @@ const CHUNK: usize = 256;
 
 /// The stored entries, by [`EntryId`], in chunks of [`CHUNK`] slots: the
 /// table grows a chunk at a time (no doubling slack, no entry moves when it
-/// grows), and a removed key's slot is reused by the next insert. An empty
-/// trie gives all its chunks back.
+/// grows), and a removed key's slot is reused by the next insert. The last
+/// chunks are given back as soon as they hold nothing (a node down that
+/// took most groups leaves the table as small as what is left, not as big
+/// as it was), and an empty trie gives all its chunks back.
 #[derive(Clone)]
 struct Entries<V> {
     chunks: Vec<Box<[Option<Entry<V>>]>>,
-    /// Vacant slots below `used`: the last freed are reused first, but a
-    /// long run of frees is sorted first (see [`Entries::insert`]).
+    /// Stored entries per chunk.
+    live: Vec<u16>,
+    /// Stored entries in all.
+    len: usize,
+    /// Vacant slots: the last freed are reused first, but a long run of
+    /// frees is sorted first (see [`Entries::insert`]). Ids at or above
+    /// `used` are stale (their chunk was given back): skipped when popped,
+    /// swept out once they are half the list.
     free: Vec<EntryId>,
     /// Ids pushed on `free` since it was last sorted.
     unsorted: usize,
-    /// Slots handed out so far (vacant ones included).
+    /// Stale ids on `free`.
+    stale: usize,
+    /// Slots handed out so far (vacant ones included) in the chunks held.
     used: usize,
 }
 
@@ -141,8 +151,11 @@ impl<V> Entries<V> {
     const fn new() -> Self {
         Entries {
             chunks: Vec::new(),
+            live: Vec::new(),
+            len: 0,
             free: Vec::new(),
             unsorted: 0,
+            stale: 0,
             used: 0,
         }
     }
@@ -184,41 +197,78 @@ impl<V> Entries<V> {
             self.free.sort_unstable_by(|a, b| b.cmp(a));
             self.unsorted = 0;
         }
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.unsorted = self.unsorted.min(self.free.len());
-                id
-            }
-            None => {
-                if self.used == self.chunks.len() * CHUNK {
-                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+        let id = loop {
+            match self.free.pop() {
+                Some(id) if id.index() >= self.used => self.stale -= 1,
+                Some(id) => {
+                    self.unsorted = self.unsorted.min(self.free.len());
+                    break id;
                 }
-                self.used += 1;
-                // Fewer than 2^31 keys (the count bits of a node): each
-                // costs tens of bytes, so the machine's memory ends long
-                // before.
-                let n = u32::try_from(self.used)
-                    .ok()
-                    .filter(|&n| n < WILD)
-                    .expect("fewer than 2^31 keys");
-                EntryId(NonZeroU32::MIN.saturating_add(n - 1))
+                None => break self.new_slot(),
             }
         };
         if let Some(slot) = self.slot_mut(id) {
             *slot = Some(entry);
         }
+        self.live[id.index() / CHUNK] += 1;
+        self.len += 1;
         id
+    }
+
+    /// A slot never handed out (in a new chunk if need be).
+    fn new_slot(&mut self) -> EntryId {
+        if self.used == self.chunks.len() * CHUNK {
+            self.chunks.push((0..CHUNK).map(|_| None).collect());
+            self.live.push(0);
+        }
+        self.used += 1;
+        // Fewer than 2^31 keys (the count bits of a node): each costs tens
+        // of bytes, so the machine's memory ends long before.
+        let n = u32::try_from(self.used)
+            .ok()
+            .filter(|&n| n < WILD)
+            .expect("fewer than 2^31 keys");
+        EntryId(NonZeroU32::MIN.saturating_add(n - 1))
     }
 
     /// Takes the entry out; its id is free for reuse.
     fn take(&mut self, id: EntryId) -> Option<Entry<V>> {
         let entry = self.slot_mut(id)?.take()?;
+        self.len -= 1;
+        if self.len == 0 {
+            *self = Entries::new();
+            return Some(entry);
+        }
+        let chunk = id.index() / CHUNK;
+        self.live[chunk] -= 1;
         self.free.push(id);
         self.unsorted += 1;
-        if self.free.len() == self.used {
-            *self = Entries::new();
+        if self.live[chunk] == 0 && chunk + 1 == self.chunks.len() {
+            self.give_back_last_chunks();
         }
         Some(entry)
+    }
+
+    /// Gives back the last chunks while they hold nothing. Their slots were
+    /// all handed out and are all vacant, so all are on `free`: stale now.
+    fn give_back_last_chunks(&mut self) {
+        while self.live.last() == Some(&0) {
+            self.chunks.pop();
+            self.live.pop();
+        }
+        // the chunks left were all handed out (a chunk is added when the
+        // last one is full)
+        let used = self.chunks.len() * CHUNK;
+        self.stale += self.used - used;
+        self.used = used;
+        if 2 * self.stale > self.free.len() {
+            self.free.retain(|id| id.index() < used);
+            self.stale = 0;
+            self.unsorted = self.unsorted.min(self.free.len());
+            if self.free.capacity() > 4 * self.free.len() {
+                self.free.shrink_to(2 * self.free.len());
+            }
+        }
     }
 }
 
@@ -1317,6 +1367,55 @@ mod tests {
     }
 
     #[test]
+    fn last_chunks_are_given_back_when_vacant() {
+        let mut t = Trie::new();
+        let ids = store_numbered(&mut t, "g", 1000);
+        assert_eq!(t.entries.chunks.len(), 4);
+        // All but the first chunk's keys go, scrambled (as a node down).
+        for i in (0..1000).map(|i| (i * 7919) % 1000).filter(|&i| i >= 256) {
+            assert_eq!(t.remove_by_id(ids[i]), Some(i));
+        }
+        assert_eq!(t.entries.chunks.len(), 1, "three vacant chunks given back");
+        assert_eq!(t.entries.used, 256);
+        assert!(t.entries.free.is_empty(), "no stale id kept");
+        assert!(
+            t.entries.free.capacity() < 1000,
+            "{}",
+            t.entries.free.capacity()
+        );
+        // Still all there, and new keys take new slots after them.
+        for (i, id) in ids.iter().enumerate().take(256) {
+            assert_eq!(t.get_by_id(*id), Some((format!("g{i}").as_str(), &i)));
+        }
+        let again = store_numbered(&mut t, "h", 300);
+        assert_eq!(again[0], ids[256], "the first slot past the chunk kept");
+        assert_eq!(t.entries.chunks.len(), 3);
+        // A chunk given back while the free list holds more live slots
+        // than stale ids: those are kept there, skipped when popped.
+        for id in &ids[..100] {
+            t.remove_by_id(*id);
+        }
+        for id in &again[256..] {
+            t.remove_by_id(*id);
+        }
+        assert_eq!((t.entries.chunks.len(), t.entries.used), (2, 512));
+        assert_eq!((t.entries.free.len(), t.entries.stale), (144, 44));
+        let reused = store_numbered(&mut t, "r", 101);
+        assert_eq!(
+            &reused[..100],
+            &ids[..100],
+            "the free slots first, lowest first"
+        );
+        assert_eq!(
+            reused[100], again[256],
+            "then a new slot, the stale ids skipped"
+        );
+        assert_eq!((t.entries.free.len(), t.entries.stale), (0, 0));
+        assert_eq!(t.len(), 256 + 256 + 1);
+        check_shape(&t);
+    }
+
+    #[test]
     fn exact_index_finds_every_key_and_shrinks() {
         let mut t = Trie::new();
         let ids = store_numbered(&mut t, "g/", 10_000);
@@ -1444,6 +1543,41 @@ mod tests {
             check_node(&trie.entries, &trie.root, &mut String::new(), true),
             trie.len()
         );
+        check_entries(&trie.entries);
+    }
+
+    /// The entry table's counts against its slots: every chunk's live
+    /// count, the total, the last chunk holding something, every vacant
+    /// slot handed out on the free list once, the stale ids counted.
+    fn check_entries<V>(e: &Entries<V>) {
+        assert_eq!(e.live.len(), e.chunks.len());
+        let mut live = 0;
+        for (c, chunk) in e.chunks.iter().enumerate() {
+            let n = chunk.iter().filter(|s| s.is_some()).count();
+            assert_eq!(usize::from(e.live[c]), n, "chunk {c}");
+            live += n;
+        }
+        assert_eq!(live, e.len);
+        assert_ne!(e.live.last(), Some(&0), "a vacant last chunk is given back");
+        assert!(
+            e.used <= e.chunks.len() * CHUNK && e.used + CHUNK > e.chunks.len() * CHUNK
+                || e.chunks.is_empty()
+        );
+        let stale = e.free.iter().filter(|id| id.index() >= e.used).count();
+        assert_eq!(stale, e.stale);
+        let mut free: Vec<usize> = e
+            .free
+            .iter()
+            .map(|id| id.index())
+            .filter(|&i| i < e.used)
+            .collect();
+        free.sort_unstable();
+        free.dedup();
+        let vacant: Vec<usize> = (0..e.used)
+            .filter(|&i| e.chunks[i / CHUNK][i % CHUNK].is_none())
+            .collect();
+        assert_eq!(free, vacant);
+        assert_eq!(e.free.len() - stale, vacant.len(), "no id twice");
     }
 
     /// A naive model of the genuine lookup: the same rule, but over a sorted
@@ -1776,6 +1910,33 @@ mod tests {
         #[test]
         fn map_agrees_with_btreemap_unicode(ops in ops(WIDE)) {
             check_ops(&ops)?;
+        }
+
+        /// Runs of inserts and removes over 700 numbered keys: the entry
+        /// table across several chunks, given back and grown again.
+        #[test]
+        fn entry_chunks_follow_churn(
+            runs in proptest::collection::vec((any::<bool>(), 0u32..700, 1u32..300), 1..16)
+        ) {
+            let mut t = Trie::new();
+            let mut model: BTreeMap<String, u32> = BTreeMap::new();
+            for (insert, start, n) in runs {
+                // two keys in three of the run, from either end
+                let run: Vec<u32> = (start..(start + n).min(700)).filter(|i| i % 3 != 1).collect();
+                for &i in if n % 2 == 0 { run.clone() } else { run.into_iter().rev().collect() }.iter() {
+                    let k = format!("k{i}");
+                    if insert {
+                        prop_assert_eq!(t.insert(&k, i), model.insert(k, i));
+                    } else {
+                        prop_assert_eq!(t.remove(&k), model.remove(&k));
+                    }
+                }
+                check_shape(&t);
+                prop_assert_eq!(t.len(), model.len());
+                for (k, v) in &model {
+                    prop_assert_eq!(t.get(k), Some(v));
+                }
+            }
         }
     }
 }
