@@ -22,6 +22,12 @@
 //!   itself is read from its slot), leading to its only slot or to the list
 //!   of its slots.
 //!
+//! That machinery pays off for large groups only. A group of one copy is
+//! held inline, and a group of up to 16 copies is a plain list of its
+//! pids with a side bit each, every operation a scan of at most 16 slots
+//! (less memory than the full form, and a faster merge: most groups of a
+//! real cluster hold a handful of members).
+//!
 //! [`GroupData::to_data`] gives back the exact `#cpg_data{}` lists as a
 //! [`CpgData`].
 
