@@ -39,7 +39,7 @@
 //!   each BEAM -> Rust ingest, to tell which end bounds it.
 //!
 //! - `ingest_mem.<G>x<K>` bytes per membership: what the receiving node
-//!   holds for the shape after an ingest (one run a shape, after the timed
+//!   holds for the shape after an ingest (as many runs, after the timed
 //!   ones): BEAM `erlang:memory(total)` after a garbage collection of
 //!   every process, less the same before the connect; ours the bytes
 //!   allocated less those freed from before the connect until the scope
@@ -395,13 +395,20 @@ async fn ingest_beam_rust(
 /// Disconnects from `e`, waits until its members are gone from our scope
 /// and the scope process is idle (a call to it is answered after the
 /// `DOWN`s the disconnect queued, as `cluster_bench:wait_idle/0` on BEAM);
-/// again if `e` connected meanwhile. When the disconnect started and when
-/// the members were gone.
+/// again if `e` connected meanwhile (genuine cpg on `e` may connect again
+/// right after a disconnect, see `cluster_bench:disconnect/2`). When the
+/// last disconnect started and when the members were gone.
 async fn disconnect(r: &Node, me: &mut Process, scope: &CpgScope, e: &str) -> (Instant, Instant) {
     loop {
         let d0 = Instant::now();
         r.disconnect(e);
-        wait_until("e's members to go", || groups(scope) == 0).await;
+        wait_until("e's members to go, or e back", || {
+            groups(scope) == 0 || r.is_connected(e)
+        })
+        .await;
+        if groups(scope) != 0 {
+            continue;
+        }
         let d1 = Instant::now();
         wait_scope_idle(r, me).await;
         if !r.is_connected(e) {
@@ -587,15 +594,17 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
                     Err(e) => eprintln!("BEAM ingest run skipped: {e:?}"),
                 }
             }
-            let args = vec![a_atom.clone(), shape_term(shape)];
-            match r
-                .rpc(&b.1, "cluster_bench", "ingest_memory", args, INGEST_T)
-                .await
-            {
-                Ok(t) if term::as_int(&t).is_some() => {
-                    print_memory("beam", shape, term::as_int(&t).unwrap_or(0) as isize)
+            for _ in 0..runs {
+                let args = vec![a_atom.clone(), shape_term(shape)];
+                match r
+                    .rpc(&b.1, "cluster_bench", "ingest_memory", args, INGEST_T)
+                    .await
+                {
+                    Ok(t) if term::as_int(&t).is_some() => {
+                        print_memory("beam", shape, term::as_int(&t).unwrap_or(0) as isize)
+                    }
+                    other => eprintln!("BEAM ingest memory run skipped: {other:?}"),
                 }
-                other => eprintln!("BEAM ingest memory run skipped: {other:?}"),
             }
             rpc(&r, &a.1, "clear", vec![]).await;
             wait_beam_empty(&r, &b.1).await;
@@ -632,8 +641,10 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
                 let v = ingest_beam_rust(&r, &mut me, &scope, (&e.1, e_os), shape).await;
                 print_ingest("ours", "beam_rust", shape, v);
             }
-            let bytes = ingest_memory_ours(&r, &mut me, &scope, &e.1, shape).await;
-            print_memory("ours", shape, bytes);
+            for _ in 0..runs {
+                let bytes = ingest_memory_ours(&r, &mut me, &scope, &e.1, shape).await;
+                print_memory("ours", shape, bytes);
+            }
             rpc(&r, &e.1, "clear", vec![]).await;
             wait_until("our scope to empty", || groups(&scope) == 0).await;
         }
