@@ -64,9 +64,8 @@ use cpg_node::process::{Dest, Process, Signal};
 use cpg_node::term::{self, atom, binary, int, list, tuple, Limits, Pid, Term};
 use cpg_node::Node;
 use erl_dist::message::Message;
-use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,50 +74,14 @@ const T: Duration = Duration::from_secs(120);
 /// Longest a BEAM ingest run may take (they take 2-3 s).
 const INGEST_T: Duration = Duration::from_secs(40);
 
+#[path = "support/counting.rs"]
+mod counting;
+
 /// The allocator the `cpg-node` binary ships with (mimalloc), counting the
-/// bytes allocated less the bytes freed while [`COUNTING`] is set: the
-/// memory an ingest leaves held ([`ingest_memory_ours`]). Off during the
-/// timed runs (a relaxed load per allocation).
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is passed to mimalloc unchanged; the counter only
-// reads sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract, passed on.
-        unsafe { mimalloc::MiMalloc.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract, passed on.
-        unsafe { mimalloc::MiMalloc.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract, passed on.
-        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract, passed on.
-        unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
-    }
-}
-
+/// memory an ingest leaves held ([`ingest_memory_ours`]); off during the
+/// timed runs.
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting<mimalloc::MiMalloc> = counting::Counting(mimalloc::MiMalloc);
 
 /// The shapes of propagation: (groups, members per group).
 const SHAPES: [(usize, usize); 2] = [(100_000, 1), (10_000, 10)];
@@ -441,14 +404,12 @@ async fn ingest_memory_ours(
 ) -> isize {
     disconnect(r, me, scope, e).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let l0 = LIVE.load(Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    let at = counting::start();
     r.connect(e).await.expect("connect");
     wait_until("the shape to arrive", || holds(scope, shape)).await;
     wait_scope_idle(r, me).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    COUNTING.store(false, Ordering::SeqCst);
-    LIVE.load(Ordering::SeqCst) - l0
+    counting::stop(at)
 }
 
 /// CLOCK_MONOTONIC now, in seconds: the clock of `perf record -k mono`.

@@ -22,42 +22,18 @@ use cpg_node::cpg::scope::{Request, Scope};
 use cpg_node::cpg::MemberPid;
 use cpg_node::sync::ReadMostly;
 use cpg_node::term::Pid;
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::System;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Barrier;
 use std::time::Instant;
 
-/// The system allocator, counting live bytes while [`COUNTING`] is set
-/// (off during the timed parts: no shared counter is touched then).
-struct Counting;
+#[path = "support/counting.rs"]
+mod counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        }
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        }
-        System.dealloc(p, l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        }
-        System.realloc(p, l, new)
-    }
-}
-
+/// The system allocator, counting live bytes for the memory rows (off
+/// during the timed parts: no shared counter is touched then).
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting<System> = counting::Counting(System);
 
 const NODE: &str = "bench@localhost";
 const PEER: &str = "peer@localhost";
@@ -402,16 +378,14 @@ fn memory(groups: u32, members: u32) -> f64 {
     let np = total.min(100_000);
     let names: Vec<String> = (0..groups).map(|i| format!("g{i}")).collect();
     let pids: Vec<MemberPid> = (0..np).map(|i| pid(NODE, i + 1)).collect();
-    let before = LIVE.load(Ordering::Relaxed);
-    COUNTING.store(true, Ordering::SeqCst);
+    let at = counting::start();
     let s = ReadMostly::new(S::new(NODE));
     for i in 0..total {
         let g = &names[(i / members) as usize];
         let p = pids[(i % np) as usize];
         black_box(s.write().join(g, p).expect("join"));
     }
-    let used = LIVE.load(Ordering::Relaxed) - before;
-    COUNTING.store(false, Ordering::SeqCst);
+    let used = counting::stop(at);
     drop(s);
     drop(pids);
     used as f64 / (groups * members) as f64
