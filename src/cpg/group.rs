@@ -1192,7 +1192,7 @@ impl<P: Clone + Eq + Hash> Small<P> {
         if bits == self.bits(Part::All) {
             return self.slots.get(len.checked_sub(1 + i)?);
         }
-        let n = self.count(part);
+        let n = bits.count_ones() as usize;
         if i >= n {
             return None;
         }
@@ -1393,22 +1393,14 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
                     Repr::One { pid, is_local } => Some((pid, is_local)),
                     _ => None,
                 };
-                let total = count + usize::from(old.is_some());
-                if total <= SMALL_MAX {
-                    let mut s = Box::new(Small::with_capacity(total));
-                    if let Some((p, l)) = old {
-                        s.join(p, l, 1);
-                    }
-                    s.join(pid, is_local, count);
-                    self.repr = Repr::Small(s);
-                } else {
-                    let mut b = Box::new(Big::with_capacity(total));
-                    if let Some((p, l)) = old {
-                        b.join(p, l, 1);
-                    }
-                    b.join(pid, is_local, count);
-                    self.repr = Repr::Big(b);
+                // Two copies or more (a single one into an empty group is
+                // the first arm): the form `with_capacity` picks for them,
+                // the copy there before first.
+                *self = GroupData::with_capacity(count + usize::from(old.is_some()));
+                if let Some((p, l)) = old {
+                    self.join(p, l, 1);
                 }
+                self.join(pid, is_local, count);
             }
         }
     }
