@@ -128,8 +128,6 @@ struct Entries<V> {
     chunks: Vec<Box<[Option<Entry<V>>]>>,
     /// Stored entries per chunk.
     live: Vec<u16>,
-    /// Stored entries in all.
-    len: usize,
     /// Vacant slots: the last freed are reused first, but a long run of
     /// frees is sorted first (see [`Entries::insert`]). Ids at or above
     /// `used` are stale (their chunk was given back): skipped when popped,
@@ -152,7 +150,6 @@ impl<V> Entries<V> {
         Entries {
             chunks: Vec::new(),
             live: Vec::new(),
-            len: 0,
             free: Vec::new(),
             unsorted: 0,
             stale: 0,
@@ -211,7 +208,6 @@ impl<V> Entries<V> {
             *slot = Some(entry);
         }
         self.live[id.index() / CHUNK] += 1;
-        self.len += 1;
         id
     }
 
@@ -234,16 +230,14 @@ impl<V> Entries<V> {
     /// Takes the entry out; its id is free for reuse.
     fn take(&mut self, id: EntryId) -> Option<Entry<V>> {
         let entry = self.slot_mut(id)?.take()?;
-        self.len -= 1;
-        if self.len == 0 {
-            *self = Entries::new();
-            return Some(entry);
-        }
         let chunk = id.index() / CHUNK;
         self.live[chunk] -= 1;
         self.free.push(id);
         self.unsorted += 1;
-        if self.live[chunk] == 0 && chunk + 1 == self.chunks.len() {
+        // every slot handed out is free (the stale ids aside): empty
+        if self.free.len() - self.stale == self.used {
+            *self = Entries::new();
+        } else if self.live[chunk] == 0 && chunk + 1 == self.chunks.len() {
             self.give_back_last_chunks();
         }
         Some(entry)
@@ -1543,13 +1537,13 @@ mod tests {
             check_node(&trie.entries, &trie.root, &mut String::new(), true),
             trie.len()
         );
-        check_entries(&trie.entries);
+        check_entries(&trie.entries, trie.len());
     }
 
     /// The entry table's counts against its slots: every chunk's live
     /// count, the total, the last chunk holding something, every vacant
     /// slot handed out on the free list once, the stale ids counted.
-    fn check_entries<V>(e: &Entries<V>) {
+    fn check_entries<V>(e: &Entries<V>, len: usize) {
         assert_eq!(e.live.len(), e.chunks.len());
         let mut live = 0;
         for (c, chunk) in e.chunks.iter().enumerate() {
@@ -1557,7 +1551,7 @@ mod tests {
             assert_eq!(usize::from(e.live[c]), n, "chunk {c}");
             live += n;
         }
-        assert_eq!(live, e.len);
+        assert_eq!(live, len);
         assert_ne!(e.live.last(), Some(&0), "a vacant last chunk is given back");
         assert!(
             e.used <= e.chunks.len() * CHUNK && e.used + CHUNK > e.chunks.len() * CHUNK
