@@ -1591,7 +1591,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     pub fn count_excluding(&self, part: Part, exclude: Option<&P>) -> usize {
         match (&self.repr, exclude) {
             (Repr::Big(b), _) => b.count_excluding(part, exclude),
-            (Repr::Small(s), None) => s.count(part),
+            (_, None) => self.count(part),
             _ => self.iter(part).filter(|p| Some(*p) != exclude).count(),
         }
     }
@@ -1602,6 +1602,9 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         match (&self.repr, exclude) {
             (Repr::Big(b), _) => b.nth_excluding(part, i, exclude),
             (Repr::Small(s), None) => s.nth(part, i),
+            (Repr::One { pid, is_local }, None) => {
+                (i == 0 && part.includes(*is_local)).then_some(pid)
+            }
             _ => self.iter(part).filter(|p| Some(*p) != exclude).nth(i),
         }
     }
