@@ -121,7 +121,9 @@ pub fn classify(name: &str) -> Result<NameKind, PatternError> {
 /// Whether `name` holds a wildcard character (`*` or `?`), valid pattern or
 /// not.
 pub fn is_pattern(name: &str) -> bool {
-    name.contains(is_wildcard)
+    // Byte by byte: both wildcards are ASCII, and in UTF-8 an ASCII byte is
+    // never part of another character (no decoding needed).
+    name.bytes().any(|b| b == b'*' || b == b'?')
 }
 
 /// Whether `pattern` matches `name` on its own: the string matcher genuine
