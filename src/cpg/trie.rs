@@ -294,10 +294,6 @@ struct Node {
     children: Kids<Node>,
 }
 
-/// Child lists up to this long are searched by counting, longer ones by
-/// binary search ([`Node::index`]).
-const SHORT_LIST: usize = 16;
-
 /// The bit of [`Node::meta`] that says a wildcard branch leaves the node.
 const WILD: u32 = 1 << 31;
 
@@ -323,23 +319,12 @@ impl Node {
     /// Where `c` is among the children (`Err`: where it would go).
     #[inline]
     fn index(&self, c: char) -> Result<usize, usize> {
-        let chars = self.children.chars();
-        if chars.len() > SHORT_LIST {
-            return chars.binary_search(&c);
-        }
-        // Counting the smaller children reads them all, but with no load
-        // waiting on another and no branch to mispredict: faster than a
-        // binary search's chain of dependent loads on a list this short.
-        let at: usize = chars.iter().map(|k| usize::from(*k < c)).sum();
-        match chars.get(at) {
-            Some(k) if *k == c => Ok(at),
-            _ => Err(at),
-        }
+        self.children.position(c)
     }
 
     #[inline]
     fn child(&self, c: char) -> Option<&Node> {
-        self.index(c).ok().map(|i| &self.children.nodes()[i])
+        self.children.find(c)
     }
 
     /// The single key of this branch, if it is a leaf.
@@ -870,7 +855,7 @@ impl<'a, V> Search<'a, V> {
             // literal step: descend without recursion.
             let wild = node.has_wildcard_child();
             if let Some(child) = node.child(h) {
-                let below = depth + h.len_utf8();
+                let below = depth + (name.len() - rest.len());
                 let found = if let Some(leaf) = self.leaf(child) {
                     let tail = &leaf.key[below..];
                     let hit = if rest.is_empty() {

@@ -94,7 +94,9 @@ impl<T> Kids<T> {
     /// computes it, without its overflow checks: for a block that exists).
     #[inline]
     fn nodes_at(cap: usize) -> usize {
-        (size_of::<Header>() + cap * size_of::<char>()).next_multiple_of(align_of::<T>())
+        // alignments are powers of two: a mask rounds up
+        let align = align_of::<T>();
+        (size_of::<Header>() + cap * size_of::<char>() + align - 1) & !(align - 1)
     }
 
     fn header(&self) -> &Header {
@@ -144,6 +146,34 @@ impl<T> Kids<T> {
         }
         // SAFETY: the first `len` characters of the block are initialized.
         unsafe { slice::from_raw_parts(self.chars_ptr(), self.len()) }
+    }
+
+    /// Where `c` is among the characters (`Err`: where it would go).
+    #[inline]
+    pub(super) fn position(&self, c: char) -> Result<usize, usize> {
+        search(self.chars(), c)
+    }
+
+    /// The child of character `c`, if there is one: the step of a lookup,
+    /// which reads the header once.
+    #[inline]
+    pub(super) fn find(&self, c: char) -> Option<&T> {
+        let Header { len, cap } = *self.header();
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a list with children is a block of ours (capacity above
+        // 0) whose first `len` characters and nodes are initialized.
+        unsafe {
+            let chars = slice::from_raw_parts(self.chars_ptr(), len as usize);
+            let i = search(chars, c).ok()?;
+            let nodes = self
+                .head
+                .as_ptr()
+                .cast::<u8>()
+                .add(Self::nodes_at(cap as usize));
+            Some(&*nodes.cast::<T>().add(i))
+        }
     }
 
     /// The child nodes, in the order of their characters.
@@ -316,6 +346,94 @@ impl<T> Drop for Kids<T> {
     }
 }
 
+/// Child lists up to this long are searched by comparing every character
+/// ([`search_short`]), longer ones by binary search.
+const SHORT_LIST: usize = 16;
+
+/// Where `c` is among `chars` (ascending, no duplicates; `Err`: where it
+/// would go), as `chars.binary_search(&c)` answers.
+#[inline]
+fn search(chars: &[char], c: char) -> Result<usize, usize> {
+    if chars.len() > SHORT_LIST {
+        chars.binary_search(&c)
+    } else {
+        search_short(chars, c)
+    }
+}
+
+/// Where `c` is among `chars` (ascending, no duplicates, at most
+/// [`SHORT_LIST`] of them; `Err`: where it would go), as
+/// `chars.binary_search(&c)` answers.
+///
+/// Counting the characters below `c` reads them all, but with no load
+/// waiting on another and no branch to mispredict: faster than a binary
+/// search's chain of dependent loads on a list this short. A lookup step
+/// makes this search at every level of its walk.
+#[inline]
+fn search_short(chars: &[char], c: char) -> Result<usize, usize> {
+    debug_assert!(chars.len() <= SHORT_LIST);
+    let at = count_below(chars, c);
+    match chars.get(at) {
+        Some(k) if *k == c => Ok(at),
+        _ => Err(at),
+    }
+}
+
+/// The number of `chars` (at most 16) below `c`, four compared at once
+/// (SSE2, which every x86-64 CPU has): a list of ten takes four compares
+/// where the compiler's loop took one a character (it vectorizes only
+/// lists of 16 and more).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn count_below(chars: &[char], c: char) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_castsi128_ps, _mm_cmplt_epi32, _mm_loadu_si128, _mm_movemask_ps,
+        _mm_set1_epi32,
+    };
+    let n = chars.len();
+    if n < 4 {
+        return count_below_one_by_one(chars, c);
+    }
+    let p = chars.as_ptr();
+    // A bit per character: set where it is below `c`. The lanes are
+    // compared as signed 32-bit integers, which orders chars as chars
+    // (every char is at most 0x10FFFF).
+    // SAFETY: SSE2 is part of x86-64. Each load reads the four chars at
+    // `i..i + 4` with `i + 4 <= n`: inside the slice (unaligned loads).
+    let below = unsafe {
+        let key = _mm_set1_epi32(c as i32);
+        let four = |i: usize| -> u32 {
+            let v = _mm_loadu_si128(p.add(i).cast::<__m128i>());
+            (_mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(v, key))) as u32) << i
+        };
+        // The first four and the last four cover up to eight characters,
+        // with the second four and the four before the last up to sixteen
+        // (overlapping: a character's bit is the same in every four that
+        // holds it). No loop: two or four loads.
+        let mut below = four(0) | four(n - 4);
+        if n > 8 {
+            below |= four(4) | four(n - 8);
+        }
+        below
+    };
+    // Ascending: the characters below `c` are the first ones, their bits
+    // the low ones.
+    (!below).trailing_zeros() as usize
+}
+
+/// The number of `chars` below `c`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn count_below(chars: &[char], c: char) -> usize {
+    count_below_one_by_one(chars, c)
+}
+
+/// The number of `chars` below `c`, one compare a character.
+#[inline]
+fn count_below_one_by_one(chars: &[char], c: char) -> usize {
+    chars.iter().map(|k| usize::from(*k < c)).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +445,35 @@ mod tests {
 
     fn contents(k: &Kids<Counted>) -> Vec<(char, u32)> {
         k.iter().map(|(c, n)| (c, **n)).collect()
+    }
+
+    #[test]
+    fn short_search_answers_as_binary_search() {
+        // every length up to 16, characters spread over the code points
+        // (ASCII, two to four UTF-8 bytes, the largest), every character
+        // asked with its neighbours and the extremes
+        let pool: Vec<char> =
+            "!/09?AZaz\u{7f}\u{e9}\u{3b1}\u{800}\u{ffff}\u{10000}\u{10fffe}\u{10ffff}"
+                .chars()
+                .collect();
+        for n in 0..=pool.len().min(SHORT_LIST) {
+            for start in 0..=pool.len() - n {
+                let chars = &pool[start..start + n];
+                let mut asked = vec!['\0', char::MAX];
+                for &k in &pool {
+                    asked.push(k);
+                    asked.extend(char::from_u32(k as u32 + 1));
+                    asked.extend(char::from_u32((k as u32).saturating_sub(1)));
+                }
+                for c in asked {
+                    assert_eq!(
+                        search_short(chars, c),
+                        chars.binary_search(&c),
+                        "{chars:?} {c:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
