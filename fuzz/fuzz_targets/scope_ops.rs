@@ -261,7 +261,7 @@ fn check_effects(
     for e in effects {
         match e {
             Effect::Monitor(p) => monitors.push(ix_of(p)),
-            Effect::Demonitor(p) => demonitors.push(ix_of(p)),
+            Effect::Demonitor(p, _) => demonitors.push(ix_of(p)),
             Effect::Notify { name, pid, reason } => {
                 let p = ix_of(pid);
                 let local = is_local(p);

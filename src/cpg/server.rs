@@ -38,7 +38,9 @@
 
 use super::group::GroupData;
 use super::member::MemberPid;
-use super::scope::{Effect, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES};
+use super::scope::{
+    Effect, MonitorTag, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES,
+};
 use super::snapshot::Members;
 use super::storage::{GroupKey, Storage, TermName};
 use super::wire::{WireError, WireMsg, WireName};
@@ -47,8 +49,6 @@ use crate::node::{Node, NodeEvent};
 use crate::process::{self, Dest, MonitorKey, Process, SendError, Signal};
 use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Reference, Term};
-use crate::util::FastHashMap;
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -425,7 +425,6 @@ struct ScopeTask<N: GroupKey> {
     /// Effects of the handles' writes, carried out first (see `Pending`).
     pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
-    monitors: FastHashMap<MemberPid, MonitorKey>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     polled: HashMap<String, ()>,
     /// The scope process of each connected peer, monitored by name.
@@ -597,7 +596,6 @@ async fn supervise_scope<N: WireName>(
             state: state.clone(),
             pending: pending.clone(),
             events: events.clone(),
-            monitors: FastHashMap::default(),
             polled: HashMap::new(),
             remote: HashMap::new(),
         };
@@ -942,10 +940,16 @@ impl<N: WireName> ScopeTask<N> {
                 let Ok(pid) = MemberPid::try_from(&pid) else {
                     return;
                 };
+                // Only the DOWN of the pid's current monitor: one of a
+                // monitor since dropped (the pid left, then joined again)
+                // is stale.
                 let ours = self.proc.monitor_key(&mref);
-                if ours.is_some() && self.monitors.get(&pid).copied() == ours {
-                    self.monitors.remove(&pid);
-                    crate::util::shrink_sparse(&mut self.monitors);
+                let current = self
+                    .state
+                    .read()
+                    .monitor_of(&pid)
+                    .map(|t| MonitorKey(t.get()));
+                if ours.is_some() && current == ours {
                     let effects = self.state_mut().member_down(&pid, &reason_text(&reason));
                     self.execute(effects);
                 }
@@ -1200,20 +1204,12 @@ impl<N: WireName> ScopeTask<N> {
                 self.monitor_all(&mut to_monitor);
             }
             match e {
-                // Already monitored when a restart's rebuild ran before the
-                // queued effect.
-                Effect::Monitor(p) => {
-                    if !self.monitors.contains_key(&p) {
-                        to_monitor.push(p);
-                    }
-                }
-                Effect::Demonitor(p) => {
-                    let removed = self.monitors.remove(&p);
-                    crate::util::shrink_sparse(&mut self.monitors);
-                    if let Some(key) = removed {
-                        self.proc.demonitor_key(key);
-                    }
-                }
+                // (A pid monitored already, by a restart's rebuild before
+                // this queued effect, gets one monitor: see `monitor_all`.)
+                Effect::Monitor(p) => to_monitor.push(p),
+                Effect::Demonitor(_, Some(tag)) => self.proc.demonitor_key(MonitorKey(tag.get())),
+                // Left before its monitor was set: `monitor_all` drops it.
+                Effect::Demonitor(_, None) => {}
                 Effect::Cast { node, request } => self.cast(&node, request),
                 Effect::Notify { name, pid, reason } => {
                     let _ = self.events.send(GroupEvent {
@@ -1227,20 +1223,32 @@ impl<N: WireName> ScopeTask<N> {
         self.monitor_all(&mut to_monitor);
     }
 
-    /// Monitors the pids of `pids` (emptied), in one go.
+    /// Monitors the pids of `pids` (emptied), in one go, and records each
+    /// monitor beside its pid in the scope ([`Scope::set_monitor`]). A
+    /// monitor not needed after all is dropped: of a pid that left before
+    /// it was set, or the older of two on one pid.
     fn monitor_all(&mut self, pids: &mut Vec<MemberPid>) {
         if pids.is_empty() {
             return;
         }
         let keys = self.proc.monitor_many_interned_keys(pids);
-        for (p, key) in pids.drain(..).zip(keys) {
-            match self.monitors.entry(p) {
-                // The same pid twice in one run: one monitor is enough.
-                Entry::Occupied(_) => self.proc.demonitor_key(key),
-                Entry::Vacant(v) => {
-                    v.insert(key);
+        let mut unneeded: Vec<MonitorKey> = Vec::new();
+        {
+            let mut state = self.state_mut();
+            for (p, key) in pids.drain(..).zip(keys) {
+                // keys count from 1: never 0
+                let Some(tag) = MonitorTag::new(key.0) else {
+                    unneeded.push(key);
+                    continue;
+                };
+                match state.set_monitor(&p, tag) {
+                    Ok(None) => {}
+                    Ok(Some(old)) | Err(old) => unneeded.push(MonitorKey(old.get())),
                 }
             }
+        }
+        for key in unneeded {
+            self.proc.demonitor_key(key);
         }
     }
 }

@@ -131,8 +131,16 @@ impl<H: Ord + Clone> Names<H> {
     }
 }
 
+/// A pid's entry in the pid index: its groups, and the handle of the
+/// monitor the caller set on it ([`Scope::set_monitor`]).
+#[derive(Debug, Clone)]
+pub(super) struct PidEntry<H> {
+    pub(super) names: Names<H>,
+    pub(super) monitor: Option<MonitorTag>,
+}
+
 /// The pid index of a scope with names of type `N`.
-pub(super) type PidIndex<P, N> = FastHashMap<P, Names<<N as GroupKey>::Handle>>;
+pub(super) type PidIndex<P, N> = FastHashMap<P, PidEntry<<N as GroupKey>::Handle>>;
 
 /// Records that `pid` is in the group `h`; a new pid gets a monitor.
 pub(super) fn index_add<P: ScopePid, N: GroupKey>(
@@ -143,11 +151,14 @@ pub(super) fn index_add<P: ScopePid, N: GroupKey>(
 ) {
     match pids.entry(pid.clone()) {
         std::collections::hash_map::Entry::Occupied(mut e) => {
-            e.get_mut().insert(h);
+            e.get_mut().names.insert(h);
             return;
         }
         std::collections::hash_map::Entry::Vacant(e) => {
-            e.insert(Names::One(h));
+            e.insert(PidEntry {
+                names: Names::One(h),
+                monitor: None,
+            });
         }
     }
     effects.push(Effect::Monitor(pid.clone()));
@@ -193,11 +204,11 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         }
         push_notify(self.notify, effects, name, pid, reason, removed);
         if !still_member {
-            if let Some(names) = self.pids.get_mut(pid) {
-                names.remove(&h);
-                if names.is_empty() {
-                    self.forget_pid(pid);
-                    effects.push(Effect::Demonitor(pid.clone()));
+            if let Some(entry) = self.pids.get_mut(pid) {
+                entry.names.remove(&h);
+                if entry.names.is_empty() {
+                    let monitor = self.forget_pid(pid).and_then(|(_, m)| m);
+                    effects.push(Effect::Demonitor(pid.clone(), monitor));
                 }
             }
         }
@@ -212,11 +223,11 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         demonitor: bool,
         effects: &mut Vec<Effect<P, N>>,
     ) {
-        let Some(mut handles) = self.forget_pid(pid) else {
+        let Some((mut handles, monitor)) = self.forget_pid(pid) else {
             return;
         };
         if demonitor {
-            effects.push(Effect::Demonitor(pid.clone()));
+            effects.push(Effect::Demonitor(pid.clone(), monitor));
         }
         if handles.len() > 1 {
             let groups = &self.groups;
@@ -248,9 +259,27 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         names
     }
 
-    pub(super) fn forget_pid(&mut self, pid: &P) -> Option<Vec<N::Handle>> {
-        let names = self.pids.remove(pid)?;
+    /// Drops `pid` from the index: its groups' handles and its monitor's.
+    pub(super) fn forget_pid(&mut self, pid: &P) -> Option<(Vec<N::Handle>, Option<MonitorTag>)> {
+        let entry = self.pids.remove(pid)?;
         crate::util::shrink_sparse(&mut self.pids);
-        Some(names.into_vec())
+        Some((entry.names.into_vec(), entry.monitor))
+    }
+
+    /// Records `tag`, the handle of the monitor the caller set on `pid` for
+    /// its [`Effect::Monitor`]: [`monitor_of`](Self::monitor_of) answers it
+    /// and the pid's [`Effect::Demonitor`] gives it back. Returns the handle
+    /// it replaces (a monitor the caller no longer needs), or `Err(tag)`
+    /// when `pid` is no longer stored (it left before its monitor was set:
+    /// the caller drops that monitor).
+    pub fn set_monitor(
+        &mut self,
+        pid: &P,
+        tag: MonitorTag,
+    ) -> Result<Option<MonitorTag>, MonitorTag> {
+        match self.pids.get_mut(pid) {
+            Some(entry) => Ok(entry.monitor.replace(tag)),
+            None => Err(tag),
+        }
     }
 }

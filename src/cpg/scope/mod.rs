@@ -205,6 +205,13 @@ impl Reason {
     }
 }
 
+/// The caller's handle of a monitor it set for an [`Effect::Monitor`] (its
+/// monitor reference, as a number), kept beside the pid in the scope's pid
+/// index ([`Scope::set_monitor`]) and given back with the pid's
+/// [`Effect::Demonitor`]: the driver needs no table of its own from pid to
+/// monitor (a scope monitors every remote member).
+pub type MonitorTag = std::num::NonZeroU64;
+
 /// Something the caller of a [`Scope`] method must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect<P, N = String> {
@@ -212,8 +219,9 @@ pub enum Effect<P, N = String> {
     /// it). A monitor on a pid that no longer exists must be answered with
     /// [`Scope::member_down`] (reason `noproc`).
     Monitor(P),
-    /// Stop monitoring the pid (it left its last group).
-    Demonitor(P),
+    /// Stop monitoring the pid (it left its last group), with the handle
+    /// of its monitor recorded by [`Scope::set_monitor`], if any.
+    Demonitor(P, Option<MonitorTag>),
     /// Cast `request` to this scope on `node`.
     Cast {
         /// Destination node.

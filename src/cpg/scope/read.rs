@@ -229,20 +229,20 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// `cpg:which_groups(Pid)`: the groups of `pid`, in name order; `[]` if
     /// unknown.
     pub fn which_groups_of(&self, pid: &P) -> Vec<N> {
-        let Some(handles) = self.pids.get(pid) else {
+        let Some(entry) = self.pids.get(pid) else {
             return Vec::new();
         };
-        let names = self.names_of(handles.iter());
+        let names = self.names_of(entry.names.iter());
         names.into_iter().map(ToOwned::to_owned).collect()
     }
 
     /// `cpg:which_groups_counts(Pid)`: `(name, copies)` per group of `pid`,
     /// sorted by name; `[]` if unknown.
     pub fn which_groups_counts(&self, pid: &P) -> Vec<(N, usize)> {
-        let Some(handles) = self.pids.get(pid) else {
+        let Some(entry) = self.pids.get(pid) else {
             return Vec::new();
         };
-        let names = self.names_of(handles.iter());
+        let names = self.names_of(entry.names.iter());
         names
             .into_iter()
             .filter_map(|name| {
@@ -294,5 +294,11 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// The monitored pids, in no particular order.
     pub fn monitored_pids(&self) -> impl Iterator<Item = &P> + '_ {
         self.pids.keys()
+    }
+
+    /// The handle of `pid`'s monitor recorded by
+    /// [`set_monitor`](Self::set_monitor).
+    pub fn monitor_of(&self, pid: &P) -> Option<MonitorTag> {
+        self.pids.get(pid)?.monitor
     }
 }

@@ -67,7 +67,7 @@ fn demonitors<N>(effects: &[Effect<T, N>]) -> Vec<T> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Demonitor(p) => Some(p.clone()),
+            Effect::Demonitor(p, _) => Some(p.clone()),
             _ => None,
         })
         .collect()
@@ -122,7 +122,7 @@ fn check_invariants<N: GroupKey>(s: &Scope<T, N>) {
     }
     assert_eq!(s.pids.len(), seen.len());
     for (p, names) in &seen {
-        let handles = s.pids.get(p).map(|n| n.iter().collect::<Vec<_>>());
+        let handles = s.pids.get(p).map(|n| n.names.iter().collect::<Vec<_>>());
         let index = handles.as_ref().map(|h| s.names_of(h.iter().copied()));
         let want: Vec<&N::Borrowed> = names.iter().map(|n| n.as_borrowed()).collect();
         assert_eq!(index, Some(want), "index of {p:?}");

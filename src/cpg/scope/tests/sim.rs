@@ -21,8 +21,12 @@ struct Net {
     /// FIFO per (from, to); (x, x) carries local DOWNs.
     chans: BTreeMap<(usize, usize), VecDeque<Msg>>,
     links: BTreeSet<(usize, usize)>,
-    /// What each scope's caller monitors (driven by the effects).
-    monitors: Vec<BTreeSet<T>>,
+    /// What each scope's caller monitors (driven by the effects), with the
+    /// handle it recorded in the scope (`None`: the pid left in the same
+    /// batch of effects, before its monitor could be recorded).
+    monitors: Vec<BTreeMap<T, Option<MonitorTag>>>,
+    /// The last monitor handle handed out.
+    tags: u64,
     dead: BTreeSet<T>,
     /// Pid generation per (node, slot): a killed pid is never reused.
     gens: BTreeMap<(usize, usize), u32>,
@@ -36,7 +40,8 @@ impl Net {
             scopes: NODES.iter().map(|n| Scope::new(*n)).collect(),
             chans: BTreeMap::new(),
             links: BTreeSet::new(),
-            monitors: vec![BTreeSet::new(); 3],
+            monitors: vec![BTreeMap::new(); 3],
+            tags: 0,
             dead: BTreeSet::new(),
             gens: BTreeMap::new(),
             truth: BTreeMap::new(),
@@ -66,7 +71,16 @@ impl Net {
         for e in effects {
             match e {
                 Effect::Monitor(p) => {
-                    assert!(self.monitors[s].insert(p.clone()), "double monitor {p:?}");
+                    // the driver records its monitor as it sets it
+                    self.tags += 1;
+                    let tag = MonitorTag::new(self.tags).unwrap();
+                    let recorded = match self.scopes[s].set_monitor(&p, tag) {
+                        Ok(None) => Some(tag),
+                        Ok(Some(old)) => panic!("{p:?} had a monitor recorded: {old}"),
+                        Err(_) => None,
+                    };
+                    let was = self.monitors[s].insert(p.clone(), recorded);
+                    assert!(was.is_none(), "double monitor {p:?}");
                     if self.dead.contains(&p) {
                         let owner = idx(p.node());
                         if self.linked(owner, s) {
@@ -76,11 +90,9 @@ impl Net {
                         }
                     }
                 }
-                Effect::Demonitor(p) => {
-                    assert!(
-                        self.monitors[s].remove(&p),
-                        "demonitor of unmonitored {p:?}"
-                    );
+                Effect::Demonitor(p, tag) => {
+                    // with the handle recorded for it
+                    assert_eq!(self.monitors[s].remove(&p), Some(tag), "demonitor of {p:?}");
                 }
                 Effect::Cast { node, request } => {
                     let to = idx(&node);
@@ -129,7 +141,7 @@ impl Net {
         self.chans.remove(&(x, y));
         self.chans.remove(&(y, x));
         for (a, b) in [(x, y), (y, x)] {
-            self.monitors[a].retain(|p| p.node() != NODES[b]);
+            self.monitors[a].retain(|p, _| p.node() != NODES[b]);
             let e = self.scopes[a].node_down(NODES[b]);
             self.apply(a, e);
         }
@@ -186,7 +198,7 @@ impl Net {
                 self.dead.insert(pid.clone());
                 *self.gens.entry((node, slot)).or_insert(0) += 1;
                 for x in 0..3 {
-                    if self.monitors[x].contains(&pid) {
+                    if self.monitors[x].contains_key(&pid) {
                         self.push(node, x, Msg::Down(pid.clone(), "killed".into()));
                     }
                 }
@@ -222,7 +234,11 @@ impl Net {
         for (i, s) in self.scopes.iter().enumerate() {
             check_invariants(s);
             let mine: BTreeSet<T> = s.monitored_pids().cloned().collect();
-            assert_eq!(mine, self.monitors[i], "monitors of {}", NODES[i]);
+            let monitored: BTreeSet<T> = self.monitors[i].keys().cloned().collect();
+            assert_eq!(mine, monitored, "monitors of {}", NODES[i]);
+            for (p, tag) in &self.monitors[i] {
+                assert_eq!(s.monitor_of(p), *tag, "monitor of {p:?} on {}", NODES[i]);
+            }
             assert_eq!(s.which_groups().into_iter().collect::<BTreeSet<_>>(), names);
             let mut have = BTreeMap::new();
             for g in s.which_groups() {

@@ -265,7 +265,7 @@ fn leave_all_local() {
         .unwrap();
     s.join("g", a2.clone()).unwrap();
     let e = s.leave_all(&a1).unwrap();
-    assert_eq!(e[0], Effect::Demonitor(a1.clone()));
+    assert_eq!(e[0], Effect::Demonitor(a1.clone(), None));
     // names in sorted order, one notification per copy
     assert_eq!(
         notifies(&e),
