@@ -14,6 +14,9 @@ pub(crate) type FastHashMap<K, V> = HashMap<K, V, foldhash::quality::RandomState
 /// node makes, see [`SeqKeys`]).
 pub(crate) type SeqKeyMap<K, V> = HashMap<K, V, SeqKeys>;
 
+/// A hash set of keys that are a counter of our own (see [`SeqKeys`]).
+pub(crate) type SeqKeySet<K> = std::collections::HashSet<K, SeqKeys>;
+
 /// Hashes a `u64` counter so that consecutive keys land in consecutive
 /// slots: the low 57 bits are the key itself (hashbrown picks the slot
 /// from the low bits), the top 7 (the tag it compares first) a
@@ -61,6 +64,15 @@ impl std::hash::Hasher for SeqHasher {
 /// after half of what it kept has gone), and a burst (100k monitors, 100k
 /// memberships) no longer pins its peak size for the node's life.
 pub(crate) fn shrink_sparse<K: Eq + Hash, V, S: BuildHasher>(m: &mut HashMap<K, V, S>) {
+    if let Some(room) = sparse_room(m.len(), m.capacity()) {
+        m.shrink_to(room);
+    }
+}
+
+/// [`shrink_sparse`] for a set.
+pub(crate) fn shrink_sparse_set<K: Eq + Hash, S: BuildHasher>(
+    m: &mut std::collections::HashSet<K, S>,
+) {
     if let Some(room) = sparse_room(m.len(), m.capacity()) {
         m.shrink_to(room);
     }

@@ -96,11 +96,7 @@ impl Kernel for Inner {
     fn demonitor_key(&self, from: &Pid, key: MonitorKey) {
         let key = key.0;
         let held = match self.procs.write(from.id).get_mut(&from.id) {
-            Some(e) => {
-                let h = e.held.remove(&key);
-                shrink_sparse(&mut e.held);
-                h
-            }
+            Some(e) => e.held.remove(key),
             None => None,
         };
         match held {
@@ -224,7 +220,7 @@ impl Kernel for Inner {
             }
         }
         // Monitors this process held on others are no longer wanted.
-        for (key, target) in e.held {
+        for (key, target) in e.held.into_iter() {
             match target {
                 Some(t) => {
                     if let Some(te) = self.procs.write(t).get_mut(&t) {
@@ -269,7 +265,7 @@ impl Inner {
         }
         {
             let mut mons = self.mons_out.lock();
-            mons.reserve(remote.len());
+            mons.reserve_pids(remote.len());
             for &(i, key) in &remote {
                 let item = MonItem::Pid(to[i]);
                 mons.insert(
@@ -282,8 +278,7 @@ impl Inner {
             }
         }
         if let Some(e) = self.procs.write(from.id).get_mut(&from.id) {
-            e.held.reserve(remote.len());
-            e.held.extend(remote.iter().map(|&(_, key)| (key, None)));
+            e.held.extend_remote(remote.iter().map(|&(_, key)| key));
         }
         for run in remote.chunk_by(|a, b| to[a.0].node_atom() == to[b.0].node_atom()) {
             let head = Arc::new(MonitorHead {

@@ -7,9 +7,8 @@ use super::{DownReason, Inner, NodeEvent};
 use crate::pid::InternedPid;
 use crate::process::Signal;
 use crate::term::{self, atom, Pid, PidOrAtom, Reference, Term};
-use crate::util::shrink_sparse;
+use crate::util::{shrink_sparse, SeqKeyMap};
 use erl_dist::message::Message;
-use std::collections::hash_map::Entry;
 
 /// A monitor one of our processes holds on a process elsewhere (in
 /// `Inner::mons_out`, by the [`RefKey`] of its ref).
@@ -19,6 +18,121 @@ pub(super) struct MonOut {
     /// What its `'DOWN'` names: the pid, or `{Name, Node}`. Its node is
     /// the node the monitor crosses to ([`MonItem::node`]).
     pub(super) item: MonItem,
+}
+
+/// The monitors our processes hold on processes elsewhere (`Inner::mons_out`),
+/// by the [`RefKey`] of their ref. Monitors of a pid (nearly all: a cpg
+/// scope holds one per remote member) sit in a table of their own with
+/// 32-byte entries (key, watcher, pid); the others (`{Name, Node}`) in a
+/// second, where the boxed item would make every entry 40 bytes.
+#[derive(Default)]
+pub(super) struct MonsOut {
+    pids: SeqKeyMap<RefKey, (u32, InternedPid)>,
+    other: SeqKeyMap<RefKey, (u32, Box<Term>)>,
+}
+
+impl MonsOut {
+    /// Records monitor `key`.
+    pub(super) fn insert(&mut self, key: RefKey, m: MonOut) {
+        match m.item {
+            MonItem::Pid(p) => {
+                self.pids.insert(key, (m.watcher, p));
+            }
+            MonItem::Term(t) => {
+                self.other.insert(key, (m.watcher, t));
+            }
+        }
+    }
+
+    /// Makes room for `n` more monitors of pids.
+    pub(super) fn reserve_pids(&mut self, n: usize) {
+        self.pids.reserve(n);
+    }
+
+    /// Removes monitor `key`.
+    pub(super) fn remove(&mut self, key: RefKey) -> Option<MonOut> {
+        self.remove_if(key, |_, _| true)
+    }
+
+    /// Removes monitor `key` if `take` says so of its watcher and of the
+    /// node its item is on.
+    pub(super) fn remove_if(
+        &mut self,
+        key: RefKey,
+        take: impl FnOnce(u32, Option<&str>) -> bool,
+    ) -> Option<MonOut> {
+        if let Some(&(watcher, p)) = self.pids.get(&key) {
+            if !take(watcher, Some(p.node())) {
+                return None;
+            }
+            self.pids.remove(&key);
+            shrink_sparse(&mut self.pids);
+            return Some(MonOut {
+                watcher,
+                item: MonItem::Pid(p),
+            });
+        }
+        let (watcher, t) = self.other.get(&key)?;
+        if !take(*watcher, item_node(t)) {
+            return None;
+        }
+        let (watcher, t) = self.other.remove(&key)?;
+        shrink_sparse(&mut self.other);
+        Some(MonOut {
+            watcher,
+            item: MonItem::Term(t),
+        })
+    }
+
+    /// Removes every monitor of an item on `node`.
+    pub(super) fn take_node(&mut self, node: &str) -> Vec<(RefKey, MonOut)> {
+        let mut taken = Vec::new();
+        self.pids.retain(|&key, &mut (watcher, p)| {
+            if p.node() != node {
+                return true;
+            }
+            taken.push((
+                key,
+                MonOut {
+                    watcher,
+                    item: MonItem::Pid(p),
+                },
+            ));
+            false
+        });
+        shrink_sparse(&mut self.pids);
+        let keys: Vec<RefKey> = self
+            .other
+            .iter()
+            .filter(|(_, (_, t))| item_node(t) == Some(node))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in keys {
+            if let Some((watcher, t)) = self.other.remove(&key) {
+                taken.push((
+                    key,
+                    MonOut {
+                        watcher,
+                        item: MonItem::Term(t),
+                    },
+                ));
+            }
+        }
+        shrink_sparse(&mut self.other);
+        taken
+    }
+
+    /// The number of monitors.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.pids.len() + self.other.len()
+    }
+
+    /// Whether monitor `key` is recorded.
+    #[cfg(test)]
+    pub(super) fn contains_key(&self, key: RefKey) -> bool {
+        self.pids.contains_key(&key) || self.other.contains_key(&key)
+    }
 }
 
 /// What a remote monitor's `'DOWN'` names, kept small: a node holds one
@@ -118,24 +232,18 @@ impl Inner {
             shrink_sparse(&mut e.monitors);
         });
         {
-            let mut mons = self.mons_out.lock();
-            mons.retain(|&key, m| {
-                if m.item.node() == Some(node) {
-                    signals.push((
-                        self.pid(m.watcher),
-                        Signal::Down {
-                            mref: self.ref_of(key),
-                            item: m.item.to_term(),
-                            reason: noconn.clone(),
-                        },
-                        Some(key),
-                    ));
-                    false
-                } else {
-                    true
-                }
-            });
-            shrink_sparse(&mut mons);
+            let taken = self.mons_out.lock().take_node(node);
+            for (key, m) in taken {
+                signals.push((
+                    self.pid(m.watcher),
+                    Signal::Down {
+                        mref: self.ref_of(key),
+                        item: m.item.to_term(),
+                        reason: noconn.clone(),
+                    },
+                    Some(key),
+                ));
+            }
         }
         for (to, s, held) in signals {
             if let Some(key) = held {
@@ -152,8 +260,7 @@ impl Inner {
     /// `watcher` no longer holds monitor `mref`.
     pub(super) fn forget_held(&self, watcher: &Pid, key: RefKey) {
         if let Some(e) = self.procs.write(watcher.id).get_mut(&watcher.id) {
-            e.held.remove(&key);
-            shrink_sparse(&mut e.held);
+            e.held.remove(key);
         }
     }
 
@@ -222,21 +329,12 @@ impl Inner {
             tracing::debug!(peer, "dropped MONITOR_P_EXIT for a ref not ours: {mref}");
             return;
         };
-        let m = {
-            let mut mons = self.mons_out.lock();
-            let m = match mons.entry(key) {
-                // The item's node: the node the monitor crosses to.
-                Entry::Occupied(e)
-                    if e.get().watcher == to.id
-                        && self.is_local(&to)
-                        && e.get().item.node() == Some(peer) =>
-                {
-                    e.remove()
-                }
-                _ => return,
-            };
-            shrink_sparse(&mut mons);
-            m
+        // The item's node: the node the monitor crosses to.
+        let fired = self.mons_out.lock().remove_if(key, |watcher, node| {
+            watcher == to.id && self.is_local(&to) && node == Some(peer)
+        });
+        let Some(m) = fired else {
+            return;
         };
         self.forget_held(&to, key);
         let item = m.item.to_term();
@@ -247,7 +345,7 @@ impl Inner {
     /// connection): it fires `noconnection` at once, unless the node's
     /// going down fired it meanwhile.
     pub(super) fn monitor_unsent(&self, watcher: &Pid, key: RefKey) {
-        let removed = self.mons_out.lock().remove(&key);
+        let removed = self.mons_out.lock().remove(key);
         if let Some(m) = removed {
             self.forget_held(watcher, key);
             self.deliver(
@@ -264,12 +362,7 @@ impl Inner {
     /// Drops a monitor held on a process of another node and tells that
     /// node (DEMONITOR_P).
     pub(super) fn demonitor_remote(&self, from: &Pid, key: RefKey) {
-        let removed = {
-            let mut mons = self.mons_out.lock();
-            let m = mons.remove(&key);
-            shrink_sparse(&mut mons);
-            m
-        };
+        let removed = self.mons_out.lock().remove(key);
         let Some(m) = removed else {
             return;
         };
@@ -300,7 +393,7 @@ mod tests {
     use super::*;
     use crate::dist::connection::BATCH_MAX;
     use crate::process::Kernel;
-    use crate::term::Atom;
+    use crate::term::{tuple, Atom};
     use std::time::Duration;
 
     #[tokio::test]
@@ -358,7 +451,7 @@ mod tests {
         let mut foreign = mref.clone();
         foreign.node = Atom::from("far@host");
         i.monitor_fired("far@host", a.pid().clone(), foreign, bye());
-        assert!(i.mons_out.lock().contains_key(&key));
+        assert!(i.mons_out.lock().contains_key(key));
         let quiet = Duration::from_millis(50);
         assert_eq!(a.recv_timeout(quiet).await.unwrap(), None);
         i.monitor_fired("far@host", a.pid().clone(), mref.clone(), bye());
@@ -372,7 +465,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(i.mons_out.lock().is_empty());
+        assert!(i.mons_out.lock().len() == 0);
         // Fired once: a second exit (or one after demonitor) is dropped.
         i.monitor_fired("far@host", a.pid().clone(), mref, bye());
         assert_eq!(a.recv_timeout(quiet).await.unwrap(), None);
@@ -413,7 +506,7 @@ mod tests {
                 (refs[2].clone(), Term::Pid(far(2))),
             ]
         );
-        assert!(n.inner.mons_out.lock().is_empty());
+        assert!(n.inner.mons_out.lock().len() == 0);
         drop(b);
         match a.recv_timeout(Duration::from_secs(1)).await.unwrap() {
             Some(Signal::Down { mref, .. }) => assert_eq!(mref, refs[1]),
@@ -433,8 +526,71 @@ mod tests {
             }
         }
         assert_eq!(fired, refs.into_iter().collect());
-        assert!(n.inner.mons_out.lock().is_empty());
+        assert!(n.inner.mons_out.lock().len() == 0);
         n.shutdown().await;
+    }
+
+    #[test]
+    fn monitors_of_pids_and_of_names_are_kept_apart_and_found_alike() {
+        // a monitor of a pid: 32 bytes with its key
+        assert_eq!(std::mem::size_of::<(RefKey, (u32, InternedPid))>(), 32);
+        let mut m = MonsOut::default();
+        let pid = |node: &str, id| {
+            MonItem::pid(&Pid {
+                node: Atom::from(node),
+                id,
+                serial: 0,
+                creation: 1,
+            })
+        };
+        let named = |node: &str| MonItem::new(tuple(vec![atom("reg"), atom(node)]));
+        m.insert(
+            1,
+            MonOut {
+                watcher: 7,
+                item: pid("a@h", 1),
+            },
+        );
+        m.insert(
+            2,
+            MonOut {
+                watcher: 7,
+                item: named("a@h"),
+            },
+        );
+        m.insert(
+            3,
+            MonOut {
+                watcher: 8,
+                item: pid("b@h", 2),
+            },
+        );
+        m.insert(
+            4,
+            MonOut {
+                watcher: 8,
+                item: named("b@h"),
+            },
+        );
+        assert_eq!(m.len(), 4);
+        // taken only when the watcher and the node fit
+        assert!(m.remove_if(1, |w, n| w == 8 && n == Some("a@h")).is_none());
+        assert!(m.remove_if(2, |w, n| w == 7 && n == Some("b@h")).is_none());
+        assert_eq!(m.len(), 4);
+        let got = m.remove_if(2, |w, n| w == 7 && n == Some("a@h")).unwrap();
+        assert_eq!((got.watcher, got.item), (7, named("a@h")));
+        assert!(!m.contains_key(2) && m.remove(2).is_none());
+        // a node going down takes both kinds of its monitors
+        let mut down = m.take_node("b@h");
+        down.sort_by_key(|(k, _)| *k);
+        let down: Vec<_> = down
+            .into_iter()
+            .map(|(k, m)| (k, m.watcher, m.item))
+            .collect();
+        assert_eq!(down, vec![(3, 8, pid("b@h", 2)), (4, 8, named("b@h"))]);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m.remove(1).map(|m| m.item), Some(pid("a@h", 1)));
+        assert_eq!(m.len(), 0);
     }
 
     #[test]
@@ -531,7 +687,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(n.inner.mons_out.lock().is_empty());
+        assert!(n.inner.mons_out.lock().len() == 0);
         drop(b);
         c.exit(atom("bye"));
         match a.recv_timeout(Duration::from_secs(1)).await.unwrap() {

@@ -39,8 +39,7 @@ use crate::dist::raw::RawNames;
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
 use crate::process::{Kernel, Process, SendError};
 use crate::term::{self, atom, tuple, Atom, Pid};
-use crate::util::SeqKeyMap;
-use links::MonOut;
+use links::MonsOut;
 use parking_lot::{Mutex, RwLock};
 use peers::{Peer, EPMD_HOST};
 pub use reason::DownReason;
@@ -114,7 +113,7 @@ struct Inner {
     peers: RwLock<HashMap<String, Peer>>,
     /// Monitors our processes hold on processes elsewhere, by the key of
     /// their ref.
-    mons_out: Mutex<SeqKeyMap<registry::RefKey, MonOut>>,
+    mons_out: Mutex<MonsOut>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Connections running (handshake done, see `peers::LiveConn`), and

@@ -5,7 +5,7 @@
 use super::Inner;
 use crate::process::{MailboxTx, Process, SendError, Signal};
 use crate::term::{Pid, PidOrAtom, Reference};
-use crate::util::{shrink_sparse, FastHashMap, SeqKeyMap};
+use crate::util::{shrink_sparse, shrink_sparse_set, FastHashMap, SeqKeyMap, SeqKeySet};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -18,11 +18,60 @@ pub(super) struct ProcEntry {
     /// Monitors others hold on this process: ref -> (watcher, how it was
     /// named: the pid or the registered name).
     pub(super) monitors: FastHashMap<Reference, (Pid, PidOrAtom)>,
-    /// Monitors this process holds: ref -> the local target's id, or `None`
-    /// for a target on another node (then in `Inner::mons_out`). Lets exit
-    /// and demonitor find them without scanning every monitor on the node.
-    /// Keyed by [`RefKey`]: every such ref is one this node made.
-    pub(super) held: SeqKeyMap<RefKey, Option<u32>>,
+    /// Monitors this process holds. Lets exit and demonitor find them
+    /// without scanning every monitor on the node.
+    pub(super) held: Held,
+}
+
+/// The monitors a process holds, by the [`RefKey`] of their ref (every
+/// such ref is one this node made): on a process of this node, with its
+/// id, or on one of another node (then in `Inner::mons_out`). In two
+/// tables: the process that holds many monitors holds them on other
+/// nodes' processes (a cpg scope: one per remote member), 8 bytes each in
+/// a set where a map with room for a target id took 16.
+#[derive(Default)]
+pub(super) struct Held {
+    local: SeqKeyMap<RefKey, u32>,
+    remote: SeqKeySet<RefKey>,
+}
+
+impl Held {
+    /// Holds monitor `key` on `target` (`None`: on another node).
+    pub(super) fn insert(&mut self, key: RefKey, target: Option<u32>) {
+        match target {
+            Some(t) => {
+                self.local.insert(key, t);
+            }
+            None => {
+                self.remote.insert(key);
+            }
+        }
+    }
+
+    /// Holds the monitors `keys`, all on other nodes.
+    pub(super) fn extend_remote(&mut self, keys: impl ExactSizeIterator<Item = RefKey>) {
+        self.remote.reserve(keys.len());
+        self.remote.extend(keys);
+    }
+
+    /// Drops monitor `key`: `Some(target)` if it was held (`target` as
+    /// given to [`insert`](Self::insert)).
+    pub(super) fn remove(&mut self, key: RefKey) -> Option<Option<u32>> {
+        if self.remote.remove(&key) {
+            shrink_sparse_set(&mut self.remote);
+            return Some(None);
+        }
+        let t = self.local.remove(&key)?;
+        shrink_sparse(&mut self.local);
+        Some(Some(t))
+    }
+
+    /// Every monitor held, with its target as [`insert`](Self::insert)
+    /// took it.
+    pub(super) fn into_iter(self) -> impl Iterator<Item = (RefKey, Option<u32>)> {
+        let local = self.local.into_iter().map(|(k, t)| (k, Some(t)));
+        local.chain(self.remote.into_iter().map(|k| (k, None)))
+    }
 }
 
 /// A ref this node made, by the counter it was made from: the
@@ -120,7 +169,7 @@ impl Inner {
                 name: None,
                 links: HashSet::new(),
                 monitors: FastHashMap::default(),
-                held: SeqKeyMap::default(),
+                held: Held::default(),
             },
         );
         Process::new(self.pid(id), self.arc(), rx)
