@@ -1,6 +1,7 @@
 //! The pid index: which groups each monitored pid is in and which pids
 //! each node has, kept in step with the groups (monitor/demonitor effects).
 
+use super::thin::ThinList;
 use super::*;
 
 /// Most group handles a pid's [`Names`] keeps in a sorted vector before it
@@ -32,9 +33,8 @@ pub(super) enum Names<H> {
     Empty,
     /// Exactly one.
     One(H),
-    /// From 2 to [`few_names`], sorted.
-    #[allow(clippy::box_collection)] // deliberate: keeps the enum small
-    Few(Box<Vec<H>>),
+    /// From 2 to [`few_names`], sorted, in one block behind one pointer.
+    Few(ThinList<H>),
     /// More.
     #[allow(clippy::box_collection)] // deliberate: keeps the enum small
     Many(Box<BTreeSet<H>>),
@@ -44,18 +44,22 @@ impl<H: Ord + Clone> Names<H> {
     /// Adds `h` (no-op if present).
     fn insert(&mut self, h: H) {
         match self {
-            Names::Empty => *self = Names::One(h),
+            Names::Empty => {
+                *self = Names::One(h);
+                return;
+            }
             Names::One(n) => {
                 if *n != h {
-                    let mut v = Vec::with_capacity(2);
-                    v.push(n.clone());
+                    let mut v = ThinList::with_capacity(2);
+                    v.insert(0, n.clone());
                     let at = usize::from(*n < h);
                     v.insert(at, h);
-                    *self = Names::Few(Box::new(v));
+                    *self = Names::Few(v);
                 }
+                return;
             }
             Names::Few(v) => {
-                let Err(at) = v.binary_search(&h) else {
+                let Err(at) = v.as_slice().binary_search(&h) else {
                     return;
                 };
                 if v.len() < few_names::<H>() {
@@ -66,15 +70,19 @@ impl<H: Ord + Clone> Names<H> {
                         v.reserve_exact((v.len() / 4).max(2).min(few_names::<H>() - v.len()));
                     }
                     v.insert(at, h);
-                } else {
-                    let mut s: BTreeSet<H> = std::mem::take(&mut **v).into_iter().collect();
-                    s.insert(h);
-                    *self = Names::Many(Box::new(s));
+                    return;
                 }
+                // full: the names move to a tree (below)
             }
             Names::Many(s) => {
                 s.insert(h);
+                return;
             }
+        }
+        if let Names::Few(v) = std::mem::replace(self, Names::Empty) {
+            let mut s: BTreeSet<H> = v.into_vec().into_iter().collect();
+            s.insert(h);
+            *self = Names::Many(Box::new(s));
         }
     }
 
@@ -88,7 +96,7 @@ impl<H: Ord + Clone> Names<H> {
                 }
             }
             Names::Few(v) => {
-                if let Ok(at) = v.binary_search(h) {
+                if let Ok(at) = v.as_slice().binary_search(h) {
                     v.remove(at);
                     if v.len() == 1 {
                         *self = Names::One(v.remove(0));
@@ -114,7 +122,7 @@ impl<H: Ord + Clone> Names<H> {
         let (few, many) = match self {
             Names::Empty => (None, None),
             Names::One(n) => (Some(std::slice::from_ref(n).iter()), None),
-            Names::Few(v) => (Some(v.iter()), None),
+            Names::Few(v) => (Some(v.as_slice().iter()), None),
             Names::Many(s) => (None, Some(s.iter())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
@@ -125,7 +133,7 @@ impl<H: Ord + Clone> Names<H> {
         match self {
             Names::Empty => Vec::new(),
             Names::One(n) => vec![n],
-            Names::Few(v) => *v,
+            Names::Few(v) => v.into_vec(),
             Names::Many(s) => (*s).into_iter().collect(),
         }
     }

@@ -73,6 +73,7 @@ mod read;
 mod remote;
 #[cfg(test)]
 mod tests;
+mod thin;
 
 use super::group::{CpgData, GroupData, Part};
 use super::snapshot::Members;
