@@ -1,5 +1,5 @@
-//! The pid index: which groups each monitored pid is in and which pids
-//! each node has, kept in step with the groups (monitor/demonitor effects).
+//! The pid index: which groups each monitored pid is in, and the handle of
+//! its monitor, kept in step with the groups (monitor/demonitor effects).
 
 use super::thin::ThinList;
 use super::*;
