@@ -265,6 +265,11 @@ pub struct NodeConfig {
     /// Most messages queued for one peer; a peer that falls further behind
     /// is disconnected rather than allowed to grow memory without bound.
     pub max_peer_queue: usize,
+    /// Messages queued for one peer above which it is busy:
+    /// [`Process::send_paced`](crate::process::Process::send_paced) waits
+    /// until its connection has taken the queue back to this (BEAM's
+    /// `dist_buf_busy_limit`, counted in messages rather than bytes).
+    pub busy_peer_queue: usize,
     /// How long to wait between attempts to register with EPMD again after
     /// losing it, and the default for redialling peers
     /// ([`crate::node::cluster`]).
@@ -342,6 +347,7 @@ impl NodeConfig {
             max_frame: 256 << 20,
             fragment_size: 64 << 10,
             max_peer_queue: 1 << 20,
+            busy_peer_queue: 8192,
             backoff: Backoff::default(),
             listen_ports: PortRange::ANY,
         }

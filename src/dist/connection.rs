@@ -17,8 +17,8 @@ use crate::term::Limits;
 use erl_dist::message::Message;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -115,6 +115,14 @@ pub struct PeerLink {
     pub queued: AtomicUsize,
     /// Notified to close the connection at once (queued messages dropped).
     pub close: Notify,
+    /// Notified when the writer has taken messages from the queue, and
+    /// when the connection ends ([`PeerLink::wait_below`]).
+    drained: Notify,
+    /// Set when the connection has ended: its queue is never taken again.
+    ended: AtomicBool,
+    /// Senders in [`PeerLink::wait_below`]: the writer notifies only when
+    /// there are some (a notification takes a lock).
+    waiting: AtomicUsize,
     /// When this link was made; the times below count from it.
     base: Instant,
     /// Milliseconds from `base` to the connection coming up, plus one (0
@@ -138,6 +146,9 @@ impl Default for PeerLink {
         PeerLink {
             queued: AtomicUsize::new(0),
             close: Notify::new(),
+            drained: Notify::new(),
+            ended: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             base: Instant::now(),
             up_at: AtomicU64::new(0),
             direction: AtomicU8::new(0),
@@ -174,6 +185,45 @@ pub struct LinkStats {
 impl PeerLink {
     fn ms(&self) -> u64 {
         self.base.elapsed().as_millis() as u64
+    }
+
+    /// Waits until at most `limit` messages are queued for the writer, or
+    /// the connection has ended: what a sender does on a busy peer, as
+    /// BEAM suspends a process sending to a busy distribution port.
+    pub async fn wait_below(&self, limit: usize) {
+        if self.queued.load(SeqCst) <= limit {
+            return;
+        }
+        /// Counts a waiting sender while it waits (dropped on return or
+        /// when the waiting future is dropped).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            // Registered, and counted in `waiting`, before the check: the
+            // writer lowers `queued` and then reads `waiting` (sequentially
+            // consistent, both sides), so a drain after the check wakes
+            // this wait.
+            drained.as_mut().enable();
+            if self.queued.load(SeqCst) <= limit || self.ended.load(SeqCst) {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// The connection has ended: nothing will take the queue again; the
+    /// senders waiting on it go on.
+    pub fn end(&self) {
+        self.ended.store(true, SeqCst);
+        self.drained.notify_waiters();
     }
 
     /// The connection is up, dialled by `direction`'s side.
@@ -394,10 +444,12 @@ where
         router,
         peer: peer.name.to_string(),
     };
-    tokio::select! {
+    let why = tokio::select! {
         e = std::future::poll_fn(|cx| d.poll(cx)) => e,
         _ = link.close.notified() => ConnectionError::ClosedLocally,
-    }
+    };
+    link.end();
+    why
 }
 
 struct Driver<S> {
@@ -511,20 +563,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Takes queued messages into the link (a batch's worth at most).
     fn take(&mut self, cx: &mut Context<'_>) {
+        let mut taken = false;
         while self.rx_open && self.state.queued() < TAKE {
             match self.rx.poll_recv(cx) {
+                // (`SeqCst`: see `PeerLink::wait_below`; on x86-64 the same
+                // locked instruction as `Relaxed`.)
                 Poll::Ready(Some(Outgoing::Msg(m))) => {
-                    self.shared.queued.fetch_sub(1, Relaxed);
+                    self.shared.queued.fetch_sub(1, SeqCst);
                     self.state.queue(m);
+                    taken = true;
                 }
                 // Taken whole: the batch may take the link past TAKE once.
                 Poll::Ready(Some(Outgoing::Monitors(b))) => {
-                    self.shared.queued.fetch_sub(b.targets.len(), Relaxed);
+                    self.shared.queued.fetch_sub(b.targets.len(), SeqCst);
                     self.state.queue_monitors(b);
+                    taken = true;
                 }
                 Poll::Ready(None) => self.rx_open = false,
                 Poll::Pending => break,
             }
+        }
+        if taken && self.shared.waiting.load(SeqCst) > 0 {
+            // once a batch, not a message: senders waiting on a busy peer
+            self.shared.drained.notify_waiters();
         }
     }
 
@@ -631,6 +692,52 @@ mod tests {
 
     fn msg(i: u32, size: usize) -> Message {
         Message::send(Pid::new("a@h", i, 0, 1), binary(vec![1; size]))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_waits_on_a_busy_queue_until_the_writer_takes_it() {
+        // a's writer blocked: b does not read yet (a small pipe)
+        let (a_io, mut b_io) = tokio::io::duplex(1024);
+        let a = side(a_io, "b@h");
+        for i in 0..3000 {
+            send(&a, msg(i, 100));
+        }
+        let waiter = {
+            let link = a.link.clone();
+            tokio::spawn(async move { link.wait_below(500).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiter.is_finished(), "waits while over the limit");
+        assert!(a.link.stats().queued > 500);
+        // b reads: the writer takes the queue down and the sender goes on
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0; 1 << 16];
+            while b_io.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter goes on once the queue is taken")
+            .unwrap();
+        assert!(a.link.stats().queued <= 500);
+        // under the limit: no wait at all
+        a.link.wait_below(usize::MAX).await;
+        // a connection that ends lets its waiters go, whatever is queued
+        let link = Arc::new(PeerLink::default());
+        link.queued.store(10, Relaxed);
+        let w = {
+            let link = link.clone();
+            tokio::spawn(async move { link.wait_below(0).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!w.is_finished());
+        link.end();
+        tokio::time::timeout(Duration::from_secs(1), w)
+            .await
+            .expect("an ended connection releases its waiters")
+            .unwrap();
+        link.wait_below(0).await;
+        drop(a.tx);
+        reader.abort();
     }
 
     #[tokio::test(start_paused = true)]

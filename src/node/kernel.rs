@@ -6,7 +6,7 @@ use super::links::{MonItem, MonOut};
 use super::registry::RefKey;
 use super::Inner;
 use crate::atom::Atom as NodeAtom;
-use crate::dist::connection::BATCH_MAX;
+use crate::dist::connection::{PeerLink, BATCH_MAX};
 use crate::dist::monitors::{MonitorBatch, MonitorHead, MonitorTarget};
 use crate::process::{Dest, InternedPid, Kernel, MonitorKey, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
@@ -50,6 +50,22 @@ impl Kernel for Inner {
                 Message::reg_send(from.clone(), Atom::from(name.as_str()), msg),
             ),
         }
+    }
+
+    fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, usize)> {
+        let node = match to {
+            Dest::Pid(p) => p.node.name.as_str(),
+            Dest::Name(_, node) => node.as_str(),
+        };
+        if node == self.name {
+            return None;
+        }
+        let limit = self.config.busy_peer_queue;
+        let peers = self.peers.read();
+        let link = &peers.get(node)?.link;
+        // the queue's length read without cloning the link: most sends
+        // find the peer not busy
+        (link.queued.load(Ordering::Relaxed) > limit).then(|| (link.clone(), limit))
     }
 
     fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError> {

@@ -440,6 +440,11 @@ impl Node {
             .drain()
             .map(|(_, p)| p.link)
             .collect();
+        // Senders waiting on a busy peer (`send_paced`) go on: what they
+        // sent is queued, and flushed below.
+        for l in &links {
+            l.end();
+        }
         if tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.connections_ended())
             .await
             .is_err()

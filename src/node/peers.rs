@@ -256,6 +256,7 @@ impl Inner {
     pub(super) fn drop_peer(&self, node: &str, why: DownReason) {
         let removed = self.peers.write().remove(node);
         if let Some(p) = removed {
+            p.link.end();
             p.link.close.notify_one();
             self.node_down(node, p.id, why);
         }
@@ -390,6 +391,7 @@ impl Inner {
             // restarted node, or won a simultaneous connect: the new one wins
             // (messages queued for our own attempt are lost with it).
             tracing::info!(peer = %node, "replacing the previous connection");
+            old.link.end();
             old.link.close.notify_one();
             self.node_down(&node, old.id, DownReason::Replaced);
         }
@@ -454,7 +456,13 @@ impl Inner {
     pub(super) fn remove_peer(&self, node: &str, id: u64) -> bool {
         let mut peers = self.peers.write();
         match peers.get(node) {
-            Some(p) if p.id == id => peers.remove(node).is_some(),
+            Some(p) if p.id == id => {
+                // senders waiting on its queue go on (it is dropped)
+                if let Some(p) = peers.remove(node) {
+                    p.link.end();
+                }
+                true
+            }
             _ => false,
         }
     }

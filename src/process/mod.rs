@@ -4,6 +4,7 @@
 //! A [`Process`] talks to the rest of the node only through the [`Kernel`]
 //! trait, which the node implements; `process` never imports `node`.
 
+use crate::dist::connection::PeerLink;
 use crate::dist::raw::RawPayload;
 use crate::term::{self, atom, tuple, Pid, Reference, Term};
 use std::collections::VecDeque;
@@ -186,6 +187,14 @@ pub trait Kernel: Send + Sync + 'static {
     fn exit2(&self, from: &Pid, to: &Pid, reason: Term);
     /// Registers a name for a local pid.
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
+    /// The connection a message to `to` goes out on, if it is busy (more
+    /// messages queued for it than the node's limit), with that limit;
+    /// `None` otherwise, and for a local destination (by default: never
+    /// busy).
+    fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, usize)> {
+        let _ = to;
+        None
+    }
     /// Registers a name for a local pid whose large messages from other
     /// nodes may come as [`Signal::Raw`] (by default: never, a plain
     /// [`Kernel::register`]).
@@ -303,6 +312,24 @@ impl Process {
     /// Sends a message.
     pub fn send(&self, to: impl Into<Dest>, msg: Term) -> Result<(), SendError> {
         self.kernel.send(&self.pid, &to.into(), msg)
+    }
+
+    /// Sends a message, then, if it went to a busy peer (more messages
+    /// queued for its connection than
+    /// [`NodeConfig::busy_peer_queue`](crate::config::NodeConfig::busy_peer_queue)),
+    /// waits until the connection has taken its queue back to that limit,
+    /// or has ended. As BEAM suspends a process that sends on a busy
+    /// distribution port: a sender faster than the peer is held back
+    /// instead of growing this node's memory until the peer is
+    /// disconnected ([`NodeConfig::max_peer_queue`](crate::config::NodeConfig::max_peer_queue)).
+    /// [`send`](Self::send) never waits.
+    pub async fn send_paced(&self, to: impl Into<Dest>, msg: Term) -> Result<(), SendError> {
+        let to = to.into();
+        self.kernel.send(&self.pid, &to, msg)?;
+        if let Some((link, limit)) = self.kernel.busy_link(&to) {
+            link.wait_below(limit).await;
+        }
+        Ok(())
     }
 
     /// Monitors a process or a registered name.

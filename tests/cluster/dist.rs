@@ -577,6 +577,68 @@ async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
     assert!(!r.peers().contains(&e.name));
 }
 
+/// `Process::send_paced` holds a sender back while the peer is busy (as
+/// BEAM suspends a process sending on a busy distribution port): into a
+/// frozen erl node, twice as many messages as the queue bound that drops a
+/// peer are sent without the peer being dropped, and all arrive once it
+/// runs again.
+#[tokio::test]
+async fn a_paced_sender_waits_on_a_busy_peer_and_loses_nothing() {
+    require_erl!();
+    let w = World::new().await;
+    let mut cfg = w.config("r");
+    cfg.busy_peer_queue = 50;
+    cfg.max_peer_queue = 200;
+    let r = cpg_node::Node::start(cfg).await.unwrap();
+    let e = w.erl("e").await;
+    let me = r.spawn_process();
+    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = term::as_pid(&idle).unwrap().clone();
+    let os_pid = e.os_pid().to_string();
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &os_pid])
+            .status();
+    };
+    signal("-STOP");
+    let n = 400;
+    let sender = {
+        let idle = idle.clone();
+        tokio::spawn(async move {
+            let big = term::binary(vec![0; 64 << 10]);
+            for _ in 0..n {
+                me.send_paced(idle.clone(), big.clone()).await.unwrap();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let queued = r
+        .peer_info()
+        .into_iter()
+        .find(|p| p.node == e.name)
+        .map(|p| p.link.queued);
+    let held = !sender.is_finished();
+    signal("-CONT");
+    assert!(held, "the sender was not held back by the frozen peer");
+    assert!(queued.is_some_and(|q| q <= 51), "queued: {queued:?}");
+    tokio::time::timeout(Duration::from_secs(60), sender)
+        .await
+        .expect("the sender goes on once the peer reads again")
+        .unwrap();
+    assert!(r.peers().contains(&e.name), "the busy peer was dropped");
+    let want = tuple(vec![atom("message_queue_len"), term::int(n)]);
+    let mut got = atom("none");
+    for _ in 0..100 {
+        let info = vec![Term::from(idle.clone()), atom("message_queue_len")];
+        got = rpc(&r, &e.name, "erlang", "process_info", info).await;
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, want, "every message arrived");
+}
+
 /// Short and long names never mix, as between two erl nodes (`erl -sname`
 /// refuses to dial `x@127.0.0.1`, "System NOT running to use fully
 /// qualified hostnames", and `erl -name` to dial `x@host`): our node refuses
