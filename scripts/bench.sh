@@ -54,10 +54,15 @@ if [ -n "${CPG_EBIN:-}" ]; then
     pa=()
     IFS=: read -r -a dirs <<<"$CPG_EBIN"
     for d in "${dirs[@]}"; do pa+=(-pa "$d"); done
+    # The BEAM node registers with an EPMD of its own port, stopped at the
+    # end (an erl node on the default port would leave a system EPMD
+    # daemon running after the bench).
+    epmd_port=$((20000 + RANDOM % 20000))
+    trap 'epmd -port "$epmd_port" -kill >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
     beam() {
         # a distributed node (for the remote part's peer); no output but ours
-        erl +P 2000000 -noshell "${pa[@]}" -pa "$tmp" -sname "cpg_bench_$$" \
-            -s cpg_bench main "$@" -s init stop
+        ERL_EPMD_PORT="$epmd_port" erl +P 2000000 -noshell "${pa[@]}" -pa "$tmp" \
+            -sname "cpg_bench_$$" -s cpg_bench main "$@" -s init stop
     }
     if [ ${#many[@]} -gt 0 ]; then
         echo "BEAM: ${many[*]} x $RUNS..." >&2
