@@ -43,7 +43,13 @@ for attempt in 1 2 3 4 5; do
   "$BIN" --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc --pg-join svc --pg-join svc &
   RPID=$!
   for _ in $(seq 1 100); do
-    if "$BIN" --name "probe_$$" --cookie "$COOKIE" ping "$RNODE" >/dev/null 2>&1; then up=yes; break; fi
+    # The probe pings only once the Rust node is registered with the EPMD
+    # it started: a probe run before that finds no EPMD, starts one of its
+    # own (as any node of ours does), and the Rust node could register with
+    # it and lose it when the probe exits (it registers again, ~100 ms
+    # later, but the first tests would run in that gap).
+    if epmd -port "$ERL_EPMD_PORT" -names 2>/dev/null | grep -q "^name ${RNODE%@*} " &&
+      "$BIN" --name "probe_$$" --cookie "$COOKIE" ping "$RNODE" >/dev/null 2>&1; then up=yes; break; fi
     if ! kill -0 "$RPID" 2>/dev/null; then break; fi
     sleep 0.1
   done
