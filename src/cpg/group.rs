@@ -1601,10 +1601,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
     pub fn nth_excluding(&self, part: Part, i: usize, exclude: Option<&P>) -> Option<&P> {
         match (&self.repr, exclude) {
             (Repr::Big(b), _) => b.nth_excluding(part, i, exclude),
-            (Repr::Small(s), None) => s.nth(part, i),
-            (Repr::One { pid, is_local }, None) => {
-                (i == 0 && part.includes(*is_local)).then_some(pid)
-            }
+            (_, None) => self.nth(part, i),
             _ => self.iter(part).filter(|p| Some(*p) != exclude).nth(i),
         }
     }
