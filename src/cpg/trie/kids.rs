@@ -133,7 +133,14 @@ impl<T> Kids<T> {
 
     /// The nodes' array (capacity above 0).
     fn nodes_ptr(&self) -> *mut T {
-        let at = Self::nodes_at(self.capacity());
+        self.nodes_ptr_in(self.capacity())
+    }
+
+    /// The nodes' array, `cap` being this block's capacity (read once by
+    /// the caller).
+    #[inline]
+    fn nodes_ptr_in(&self, cap: usize) -> *mut T {
+        let at = Self::nodes_at(cap);
         // SAFETY: `at` is inside the block `layout(cap)` describes.
         unsafe { self.head.as_ptr().cast::<u8>().add(at) }.cast()
     }
@@ -167,12 +174,7 @@ impl<T> Kids<T> {
         unsafe {
             let chars = slice::from_raw_parts(self.chars_ptr(), len as usize);
             let i = search(chars, c).ok()?;
-            let nodes = self
-                .head
-                .as_ptr()
-                .cast::<u8>()
-                .add(Self::nodes_at(cap as usize));
-            Some(&*nodes.cast::<T>().add(i))
+            Some(&*self.nodes_ptr_in(cap as usize).add(i))
         }
     }
 
