@@ -9,6 +9,7 @@ use crate::process::Signal;
 use crate::term::{self, atom, Pid, PidOrAtom, Reference, Term};
 use crate::util::{shrink_sparse, SeqKeyMap};
 use erl_dist::message::Message;
+use std::collections::hash_map::Entry;
 
 /// A monitor one of our processes holds on a process elsewhere (in
 /// `Inner::mons_out`, by the [`RefKey`] of its ref).
@@ -61,22 +62,27 @@ impl MonsOut {
         key: RefKey,
         take: impl FnOnce(u32, Option<&str>) -> bool,
     ) -> Option<MonOut> {
-        if let Some(&(watcher, p)) = self.pids.get(&key) {
+        // one probe a table (the entry is looked at, then taken)
+        if let Entry::Occupied(e) = self.pids.entry(key) {
+            let (watcher, p) = *e.get();
             if !take(watcher, Some(p.node())) {
                 return None;
             }
-            self.pids.remove(&key);
+            e.remove();
             shrink_sparse(&mut self.pids);
             return Some(MonOut {
                 watcher,
                 item: MonItem::Pid(p),
             });
         }
-        let (watcher, t) = self.other.get(&key)?;
+        let Entry::Occupied(e) = self.other.entry(key) else {
+            return None;
+        };
+        let (watcher, t) = e.get();
         if !take(*watcher, item_node(t)) {
             return None;
         }
-        let (watcher, t) = self.other.remove(&key)?;
+        let (watcher, t) = e.remove();
         shrink_sparse(&mut self.other);
         Some(MonOut {
             watcher,
