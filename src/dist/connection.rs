@@ -115,10 +115,10 @@ pub struct PeerLink {
     pub queued: AtomicUsize,
     /// Notified to close the connection at once (queued messages dropped).
     pub close: Notify,
-    /// Notified when the writer has taken messages from the queue, and
-    /// when the connection ends ([`PeerLink::wait_below`]).
+    /// Notified when the writer has taken messages from the queue, and at
+    /// [`PeerLink::end`] ([`PeerLink::wait_below`]).
     drained: Notify,
-    /// Set when the connection has ended: its queue is never taken again.
+    /// Set by [`PeerLink::end`].
     ended: AtomicBool,
     /// Senders in [`PeerLink::wait_below`]: the writer notifies only when
     /// there are some (a notification takes a lock).
@@ -188,12 +188,9 @@ impl PeerLink {
     }
 
     /// Waits until at most `limit` messages are queued for the writer, or
-    /// the connection has ended: what a sender does on a busy peer, as
+    /// until [`end`](Self::end): what a sender does on a busy peer, as
     /// BEAM suspends a process sending to a busy distribution port.
     pub async fn wait_below(&self, limit: usize) {
-        if self.queued.load(SeqCst) <= limit {
-            return;
-        }
         /// Counts a waiting sender while it waits (dropped on return or
         /// when the waiting future is dropped).
         struct Waiting<'a>(&'a AtomicUsize);
@@ -219,8 +216,9 @@ impl PeerLink {
         }
     }
 
-    /// The connection has ended: nothing will take the queue again; the
-    /// senders waiting on it go on.
+    /// Nothing will take the queue for its sender any more (the node let go
+    /// of the peer: its connection ended, was dropped or replaced, or the
+    /// node shuts down): the senders waiting on it go on.
     pub fn end(&self) {
         self.ended.store(true, SeqCst);
         self.drained.notify_waiters();
@@ -444,12 +442,10 @@ where
         router,
         peer: peer.name.to_string(),
     };
-    let why = tokio::select! {
+    tokio::select! {
         e = std::future::poll_fn(|cx| d.poll(cx)) => e,
         _ = link.close.notified() => ConnectionError::ClosedLocally,
-    };
-    link.end();
-    why
+    }
 }
 
 struct Driver<S> {

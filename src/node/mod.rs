@@ -438,13 +438,8 @@ impl Node {
             .peers
             .write()
             .drain()
-            .map(|(_, p)| p.link)
+            .map(|(_, p)| p.link.clone())
             .collect();
-        // Senders waiting on a busy peer (`send_paced`) go on: what they
-        // sent is queued, and flushed below.
-        for l in &links {
-            l.end();
-        }
         if tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.connections_ended())
             .await
             .is_err()

@@ -36,6 +36,16 @@ pub(super) struct Peer {
     pub(super) adopt: Option<oneshot::Sender<Adopted>>,
 }
 
+impl Drop for Peer {
+    /// A peer gone from the node's table (its connection ended, was
+    /// dropped or replaced, or the node shuts down): nothing takes its
+    /// queue for us any more, so senders waiting on it
+    /// ([`Process::send_paced`](crate::process::Process::send_paced)) go on.
+    fn drop(&mut self) {
+        self.link.end();
+    }
+}
+
 /// Where the node registers: EPMD on this host, as `erl` does.
 /// Puts `msg` on a peer's queue; how many are queued with it, or `None`
 /// when the connection is gone.
@@ -256,7 +266,6 @@ impl Inner {
     pub(super) fn drop_peer(&self, node: &str, why: DownReason) {
         let removed = self.peers.write().remove(node);
         if let Some(p) = removed {
-            p.link.end();
             p.link.close.notify_one();
             self.node_down(node, p.id, why);
         }
@@ -391,7 +400,6 @@ impl Inner {
             // restarted node, or won a simultaneous connect: the new one wins
             // (messages queued for our own attempt are lost with it).
             tracing::info!(peer = %node, "replacing the previous connection");
-            old.link.end();
             old.link.close.notify_one();
             self.node_down(&node, old.id, DownReason::Replaced);
         }
@@ -456,13 +464,7 @@ impl Inner {
     pub(super) fn remove_peer(&self, node: &str, id: u64) -> bool {
         let mut peers = self.peers.write();
         match peers.get(node) {
-            Some(p) if p.id == id => {
-                // senders waiting on its queue go on (it is dropped)
-                if let Some(p) = peers.remove(node) {
-                    p.link.end();
-                }
-                true
-            }
+            Some(p) if p.id == id => peers.remove(node).is_some(),
             _ => false,
         }
     }
