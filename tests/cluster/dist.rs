@@ -1,7 +1,7 @@
 //! The hidden node as real Erlang nodes see it.
 
 use crate::require_erl;
-use crate::support::{eval, is_atom, recorded_eventually, rpc, show, ErlNode, World};
+use crate::support::{eval, is_atom, recorded_eventually, rpc, show, sig, ErlNode, World};
 use cpg_node::process::{Dest, Signal};
 use cpg_node::term::{self, atom, tuple, Term};
 use cpg_node::Node;
@@ -452,17 +452,10 @@ async fn ticks_keep_idle_links_and_silent_peers_go_down() {
     let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
     let mref = me.monitor(term::as_pid(&idle).unwrap().clone());
     // Freeze the erl node: the socket stays open but goes silent.
-    let pid = e.os_pid().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sig(e.os_pid(), "-STOP");
     let t0 = std::time::Instant::now();
     let got = me.recv_timeout(Duration::from_secs(10)).await.unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-CONT", &pid])
-        .status();
+    sig(e.os_pid(), "-CONT");
     match got {
         Some(Signal::Down {
             mref: m, reason, ..
@@ -540,12 +533,7 @@ async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
     let mut me = r.spawn_process();
     let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
     let mref = me.monitor(term::as_pid(&idle).unwrap().clone());
-    let pid = e.os_pid().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sig(e.os_pid(), "-STOP");
     // 64 KiB messages into a frozen peer: the socket buffers fill, then the
     // queue passes its bound and the connection is dropped.
     let big = term::binary(vec![0; 64 << 10]);
@@ -561,9 +549,7 @@ async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
         tokio::task::yield_now().await;
     }
     let got = me.recv_timeout(Duration::from_secs(10)).await.unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-CONT", &pid])
-        .status();
+    sig(e.os_pid(), "-CONT");
     assert!(refused, "the queue bound was never hit");
     match got {
         Some(Signal::Down {
@@ -594,13 +580,7 @@ async fn a_paced_sender_waits_on_a_busy_peer_and_loses_nothing() {
     let me = r.spawn_process();
     let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
     let idle = term::as_pid(&idle).unwrap().clone();
-    let os_pid = e.os_pid().to_string();
-    let signal = |sig: &str| {
-        let _ = std::process::Command::new("kill")
-            .args([sig, &os_pid])
-            .status();
-    };
-    signal("-STOP");
+    sig(e.os_pid(), "-STOP");
     let n = 400;
     let sender = {
         let idle = idle.clone();
@@ -618,7 +598,7 @@ async fn a_paced_sender_waits_on_a_busy_peer_and_loses_nothing() {
         .find(|p| p.node == e.name)
         .map(|p| p.link.queued);
     let held = !sender.is_finished();
-    signal("-CONT");
+    sig(e.os_pid(), "-CONT");
     assert!(held, "the sender was not held back by the frozen peer");
     assert!(queued.is_some_and(|q| q <= 51), "queued: {queued:?}");
     tokio::time::timeout(Duration::from_secs(60), sender)

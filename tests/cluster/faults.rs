@@ -9,7 +9,7 @@
 //! net_ticktime; EPMD killed and restarted; the BEAM scope restarted; a
 //! silent partition (a proxy that drops every byte) healed.
 
-use crate::support::{eval, eventually, host, unique, ErlNode, World};
+use crate::support::{eval, eventually, host, sig, unique, ErlNode, World};
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions};
@@ -155,14 +155,6 @@ async fn joined(w: &World, g: &ErlNode) -> Joined {
         ctl,
         suffix,
     }
-}
-
-fn sig(pid: u32, signal: &str) {
-    let st = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill {signal} {pid}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

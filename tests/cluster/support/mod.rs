@@ -271,6 +271,16 @@ where
 
 /// The text of a term as Erlang would print it, with atoms unquoted where
 /// eetf quotes them, for readable assertions.
+/// Sends `signal` (`-STOP`, `-CONT`, ...) to the OS process `pid` with
+/// `kill`, by pid.
+pub fn sig(pid: u32, signal: &str) {
+    let st = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {signal} {pid}");
+}
+
 pub fn show(t: &Term) -> String {
     t.to_string()
 }
