@@ -255,8 +255,20 @@ pub struct NodeConfig {
     /// `net_ticktime`: a peer silent this long is declared down; ticks are
     /// sent every quarter of it.
     pub net_ticktime: Duration,
-    /// Start an EPMD server inside the process if none answers.
+    /// Start an EPMD server inside the process if none answers: at start,
+    /// and later whenever the EPMD the node registered with is gone and
+    /// none answers in its place (so that the node stays findable by name).
     pub embedded_epmd: bool,
+    /// Whether [`crate::Node::start`] fails when no EPMD answers and
+    /// `embedded_epmd` is off (the default, as `erl -start_epmd false`
+    /// without an EPMD does). Off, the node starts unregistered: it dials
+    /// other nodes as usual (looking them up through the EPMD of their
+    /// host), but none can find it by name until an EPMD comes up on
+    /// `epmd_port`, with which it then registers. The CLI's one-shot
+    /// commands (`ping`, `status`, `members`, ...) run so: they never own
+    /// an EPMD, which a longer-lived node could have registered with and
+    /// would lose when the command exits.
+    pub epmd_required: bool,
     /// Largest frame accepted from a peer (bytes).
     pub max_frame: usize,
     /// Messages larger than this are sent in fragments to peers that accept
@@ -344,6 +356,7 @@ impl NodeConfig {
             epmd_port: 4369,
             net_ticktime: Duration::from_secs(60),
             embedded_epmd: true,
+            epmd_required: true,
             max_frame: 256 << 20,
             fragment_size: 64 << 10,
             max_peer_queue: 1 << 20,

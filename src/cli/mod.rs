@@ -445,6 +445,18 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
     Ok(c)
 }
 
+/// [`config`] for a command that only asks the cluster something (`ping`,
+/// `status`, `members`, `pg-groups`, `pubsub`, ...): it registers with the
+/// EPMD that answers, but never starts one (nor fails without one), so
+/// that it never owns an EPMD a longer-lived node registered with meanwhile
+/// and would lose when the command exits.
+pub(crate) fn client_config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
+    let mut c = config(a, default_name)?;
+    c.embedded_epmd = false;
+    c.epmd_required = false;
+    Ok(c)
+}
+
 /// Starts the node, saying which one failed to start.
 pub(crate) async fn start(c: NodeConfig) -> Result<Node> {
     let name = c.name.to_string();
@@ -536,7 +548,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Ping { node: target } => {
             peer_name(&target)?;
             let default = format!("ping_{}", std::process::id());
-            let node = start(config(&cli.node, &default)?).await?;
+            let node = start(client_config(&cli.node, &default)?).await?;
             // net_adm:ping says only pang; the reason goes to stderr.
             let why = node.connect(&target).await.err();
             let pong = why.is_none() && node.ping(&target).await;
@@ -550,7 +562,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Cmd::Status { node: target, json } => {
             peer_name(&target)?;
             let default = format!("status_{}", std::process::id());
-            let node = start(config(&cli.node, &default)?).await?;
+            let node = start(client_config(&cli.node, &default)?).await?;
             let got =
                 async {
                     node.connect(&target)
@@ -713,7 +725,7 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
         peer_name(peer)?;
     }
     let default = format!("cpg_cli_{}", std::process::id());
-    let node = start(config(args, &default)?).await?;
+    let node = start(client_config(args, &default)?).await?;
     let scopes = client.cpg.start(&node)?;
     for peer in connect {
         node.connect(peer)

@@ -4,7 +4,7 @@
 
 use crate::cli::user_error;
 use crate::cli::{
-    config, connect_seeds_peers, peer_name, spawn_echo, start, wait_for_signal, NodeArgs,
+    client_config, connect_seeds_peers, peer_name, spawn_echo, start, wait_for_signal, NodeArgs,
     PgClientArgs, PgRunArgs, PubsubCmd,
 };
 use anyhow::{Context, Result};
@@ -78,7 +78,7 @@ async fn connect_scopes(
         peer_name(peer)?;
     }
     let default = format!("pg_cli_{}", std::process::id());
-    let node = start(config(args, &default)?).await?;
+    let node = start(client_config(args, &default)?).await?;
     let scopes: Vec<PgScope> = names
         .iter()
         .map(|n| PgScope::start(&node, n).with_context(|| format!("starting pg scope {n}")))

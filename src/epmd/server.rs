@@ -122,6 +122,16 @@ impl Drop for EpmdServer {
 }
 
 impl EpmdServer {
+    /// Stops it and waits until its ports are closed (dropping it stops it
+    /// too, but the ports close a moment later, on the runtime).
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        tasks.iter().for_each(|t| t.abort());
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
     /// Binds `addr:port` (port 0 picks one) and serves until dropped, with
     /// the default limits of [`EpmdOptions`].
     pub async fn start(addr: &str, port: u16) -> std::io::Result<EpmdServer> {

@@ -41,7 +41,7 @@ use crate::process::{Kernel, Process, SendError};
 use crate::term::{self, atom, tuple, Atom, Pid};
 use links::MonsOut;
 use parking_lot::{Mutex, RwLock};
-use peers::{Peer, EPMD_HOST};
+use peers::Peer;
 pub use reason::DownReason;
 use registry::ProcTable;
 use std::collections::HashMap;
@@ -121,7 +121,9 @@ struct Inner {
     live_conns: AtomicUsize,
     conn_ended: Notify,
     started: std::time::Instant,
-    _epmd_server: Mutex<Option<EpmdServer>>,
+    /// The embedded EPMD this node runs, if it started one (at start, or
+    /// when the EPMD it registered with went away).
+    epmd_server: Mutex<Option<EpmdServer>>,
 }
 
 /// How long [`Node::shutdown`] waits for the connections to write out what
@@ -162,32 +164,14 @@ impl Node {
         config.check()?;
         let port = listener.local_addr().map_err(StartError::Listen)?.port();
         let entry = NodeEntry::hidden(config.name.alive(), port);
-        let mut server = None;
-        let reg = match epmd::register(EPMD_HOST, config.epmd_port, entry.clone()).await {
-            Ok(r) => r,
-            Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
-                tracing::info!(
-                    "no EPMD answers on port {} ({e}); starting an embedded EPMD server",
-                    config.epmd_port
-                );
-                // On loopback, and where our host name points (127.0.1.1
-                // on some systems): where nodes look us up. Not 0.0.0.0.
-                let s = EpmdServer::start_with(epmd::server::EpmdOptions {
-                    port: config.epmd_port,
-                    also: epmd::server::name_addrs_of(config.name.host()).await,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| StartError::Epmd(e.into()))?;
-                server = Some(s);
-                epmd::register(EPMD_HOST, config.epmd_port, entry.clone()).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let creation = if reg.creation < 4 {
-            reg.creation + 0xE10000
-        } else {
-            reg.creation
+        let (reg, server) = peers::register_first(&config, &entry).await?;
+        let creation = match &reg {
+            // Creations 0-3 are the old 2-bit ones: moved out of their range
+            // (as the embedded EPMD's are) so that our pids use the new form.
+            Some(r) if r.creation < 4 => r.creation + 0xE10000,
+            Some(r) => r.creation,
+            // Unregistered: one of our own, as EPMD would have given.
+            None => rand::random::<u32>() | 0x10,
         };
         let name = config.name.to_string();
         let (events, _) = broadcast::channel(1024);
@@ -211,7 +195,7 @@ impl Node {
             live_conns: AtomicUsize::new(0),
             conn_ended: Notify::new(),
             started: std::time::Instant::now(),
-            _epmd_server: Mutex::new(server),
+            epmd_server: Mutex::new(server),
         });
         let weak = Arc::downgrade(&inner);
         let listener = Arc::new(listener);
@@ -219,16 +203,10 @@ impl Node {
         let accept = supervise::supervise("the accept loop".into(), backoff, move || {
             peers::accept_loop(weak.clone(), listener.clone())
         });
-        let (node_name, epmd_port) = (inner.name.clone(), inner.config.epmd_port);
-        let mut first = Some(reg);
+        let weak = Arc::downgrade(&inner);
+        let mut first = reg;
         let keeper = supervise::supervise("the EPMD registration".into(), backoff, move || {
-            peers::keep_registered(
-                node_name.clone(),
-                epmd_port,
-                entry.clone(),
-                first.take(),
-                backoff,
-            )
+            peers::keep_registered(weak.clone(), entry.clone(), first.take())
         });
         inner.tasks.lock().extend([accept, keeper]);
         let node = Node { inner };
@@ -419,7 +397,8 @@ impl Node {
     /// Stops the node: every process ends with reason `shutdown` (links and
     /// monitors are told), the messages queued for each peer are written
     /// out (waiting at most [`SHUTDOWN_FLUSH`] for a slow peer),
-    /// connections close, and the EPMD entry goes.
+    /// connections close, the EPMD entry goes, and an embedded EPMD the
+    /// node runs stops.
     pub async fn shutdown(&self) {
         let pids: Vec<Pid> = self
             .inner
@@ -454,6 +433,12 @@ impl Node {
         // Aborting the EPMD keeper drops the registration: EPMD forgets us.
         for t in self.inner.tasks.lock().drain(..) {
             t.abort();
+        }
+        // An embedded EPMD stops with its node, as it would with the
+        // process; nodes registered with it find or start another.
+        let epmd = self.inner.epmd_server.lock().take();
+        if let Some(s) = epmd {
+            s.stop().await;
         }
         tracing::info!(node = %self.name(), "node stopped");
     }

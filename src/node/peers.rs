@@ -4,13 +4,14 @@
 //! protocol's connection set-up.
 
 use super::{supervise, DownReason, Inner, NodeEvent, StartError};
-use crate::config::{NodeName, PortRange};
+use crate::config::{NodeConfig, NodeName, PortRange};
 use crate::dist::connection::{
     self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, Router,
 };
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
 use crate::dist::monitors::MonitorBatch;
+use crate::epmd::server::{EpmdOptions, EpmdServer};
 use crate::epmd::{self, NodeEntry};
 use crate::process::SendError;
 use erl_dist::message::Message;
@@ -100,18 +101,65 @@ impl Drop for LiveConn {
 
 pub(super) const EPMD_HOST: &str = "127.0.0.1";
 
+/// Registers a starting node with the EPMD on `config.epmd_port`. When none
+/// answers, starts an embedded one if the config allows (and registers with
+/// it), or starts unregistered if the config does not require EPMD.
+pub(super) async fn register_first(
+    config: &NodeConfig,
+    entry: &NodeEntry,
+) -> Result<(Option<epmd::Registration>, Option<EpmdServer>), StartError> {
+    let port = config.epmd_port;
+    match epmd::register(EPMD_HOST, port, entry.clone()).await {
+        Ok(r) => Ok((Some(r), None)),
+        Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
+            tracing::info!(
+                "no EPMD answers on port {port} ({e}); starting an embedded EPMD server"
+            );
+            let s = start_embedded_epmd(config)
+                .await
+                .map_err(|e| StartError::Epmd(e.into()))?;
+            let r = epmd::register(EPMD_HOST, port, entry.clone()).await?;
+            Ok((Some(r), Some(s)))
+        }
+        Err(epmd::EpmdError::Io(e)) if !config.epmd_required => {
+            tracing::debug!("no EPMD answers on port {port} ({e}); starting unregistered");
+            Ok((None, None))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An embedded EPMD on `config.epmd_port`, listening on loopback and where
+/// the node's host name points (127.0.1.1 on some systems): where nodes look
+/// us up. Not 0.0.0.0.
+async fn start_embedded_epmd(config: &NodeConfig) -> std::io::Result<EpmdServer> {
+    EpmdServer::start_with(EpmdOptions {
+        port: config.epmd_port,
+        also: epmd::server::name_addrs_of(config.name.host()).await,
+        ..Default::default()
+    })
+    .await
+}
+
 /// Holds the EPMD registration for the node's life (`reg`, or a new one
 /// when started without). When EPMD goes away (stopped, restarted) it
 /// forgets the node, so peers could no longer find it: register again, with
-/// backoff, as OTP's `erl_epmd` does. The creation the new EPMD hands out is
-/// not used: pids already given out keep theirs.
+/// backoff. Where no EPMD answers any more and the config allows an
+/// embedded one, start it, as at start: a node that registered with an EPMD
+/// another process ran (a `cpg-node` that exited, a stopped `epmd`) stays
+/// findable. The creation the new EPMD hands out is not used: pids already
+/// given out keep theirs.
 pub(super) async fn keep_registered(
-    node: String,
-    port: u16,
+    inner: Weak<Inner>,
     entry: NodeEntry,
     reg: Option<epmd::Registration>,
-    backoff: crate::config::Backoff,
 ) {
+    let Some((node, config)) = inner.upgrade().map(|i| (i.name.clone(), i.config.clone())) else {
+        return;
+    };
+    let (port, backoff) = (config.epmd_port, config.backoff);
+    // A node that may run without EPMD says little about not finding one.
+    let quiet = !config.epmd_required && !config.embedded_epmd;
     let mut reg = reg;
     loop {
         if let Some(r) = reg.as_mut() {
@@ -123,12 +171,43 @@ pub(super) async fn keep_registered(
             tokio::time::sleep(backoff.random_delay(attempt)).await;
             match epmd::register(EPMD_HOST, port, entry.clone()).await {
                 Ok(r) => {
-                    tracing::info!(%node, "registered with EPMD again");
+                    tracing::info!(%node, "registered with EPMD on port {port}");
                     break r;
                 }
+                Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
+                    // Nothing listens there: take the port. Another node
+                    // may take it first; then we register with its EPMD.
+                    match start_embedded_epmd(&config).await {
+                        Ok(s) => {
+                            tracing::warn!(
+                                %node,
+                                "no EPMD answers on port {port} ({e}); started an embedded EPMD server"
+                            );
+                            let Some(i) = inner.upgrade() else { return };
+                            *i.epmd_server.lock() = Some(s);
+                            drop(i);
+                            match epmd::register(EPMD_HOST, port, entry.clone()).await {
+                                Ok(r) => {
+                                    tracing::info!(%node, "registered with EPMD on port {port}");
+                                    break r;
+                                }
+                                Err(e) => tracing::warn!(
+                                    %node,
+                                    "cannot register with our embedded EPMD: {e}; retrying"
+                                ),
+                            }
+                        }
+                        Err(e2) => {
+                            tracing::debug!(%node, "cannot start an embedded EPMD on port {port}: {e2}");
+                        }
+                    }
+                    attempt = attempt.saturating_add(1);
+                }
                 Err(e) => {
-                    if attempt == 0 {
+                    if attempt == 0 && !quiet {
                         tracing::warn!(%node, "cannot register with EPMD yet: {e}; retrying");
+                    } else {
+                        tracing::debug!(%node, "cannot register with EPMD yet: {e}; retrying");
                     }
                     attempt = attempt.saturating_add(1);
                 }

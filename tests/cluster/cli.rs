@@ -210,6 +210,37 @@ async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
     assert_eq!(json_error(&out).0, "mixed_names");
 }
 
+/// A one-shot command where no EPMD answers runs no EPMD of its own (a
+/// node starting meanwhile could register with it and lose it when the
+/// command exits): `ping` says pang, and why: nothing answers on the port.
+#[tokio::test]
+async fn a_one_shot_command_runs_no_epmd() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args([
+            "--cookie",
+            "c",
+            "ping",
+            &format!("ghost@{}", crate::support::host()),
+        ])
+        .env("ERL_EPMD_PORT", port.to_string())
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run cpg-node");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!((out.status.code(), stdout.trim()), (Some(1), "pang"));
+    // Its own EPMD would have answered (the name is not registered).
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+}
+
 #[tokio::test]
 async fn erlang_style_flags_are_accepted() {
     let w = World::new().await;

@@ -328,6 +328,44 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A Rust node registered with the real EPMD on `port` (`embedded`: one
+/// allowed to start an embedded EPMD); with its alive name.
+async fn node_on(port: u16, cookie: &str, embedded: bool) -> (Node, String) {
+    let name = NodeName::parse(&format!("{}@{}", unique("r"), host())).unwrap();
+    let alive = name.alive().to_string();
+    let mut c = NodeConfig::new(name, Cookie::new(cookie.to_string()));
+    c.epmd_port = port;
+    c.embedded_epmd = embedded;
+    let r = Node::start(c).await.unwrap();
+    assert!(cpg_node::epmd::port_please("127.0.0.1", port, &alive)
+        .await
+        .unwrap()
+        .is_some());
+    (r, alive)
+}
+
+/// Whether the EPMD on `port` comes to list `alive` at `r`'s port within
+/// 15 s; prints how long it took.
+async fn listed_again(port: u16, alive: &str, r: &Node, what: &str) -> bool {
+    let t = Instant::now();
+    let back = eventually(15, || async {
+        matches!(
+            cpg_node::epmd::port_please("127.0.0.1", port, alive).await,
+            Ok(Some(e)) if e.port == r.port()
+        )
+    })
+    .await;
+    println!("{what}: registered again after {:?}", t.elapsed());
+    back
+}
+
+/// A BEAM node that starts now finds `r` through the EPMD on `port`.
+async fn found_by_a_new_beam_node(r: &Node, cookie: &str, port: u16) {
+    let g = ErlNode::start(&unique("late"), cookie, port, &[]).await;
+    let got = eval(r, &g.name, &format!("net_adm:ping('{}').", r.name())).await;
+    assert_eq!(term::as_atom(&got), Some("pong"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn epmd_killed_and_restarted() {
     crate::require_erl!();
@@ -335,42 +373,71 @@ async fn epmd_killed_and_restarted() {
     let mut epmd = Epmd::start(port);
     epmd.wait_up().await;
     let cookie = crate::support::cookie();
-    let name = NodeName::parse(&format!("{}@{}", unique("r"), host())).unwrap();
-    let alive = name.alive().to_string();
-    let mut c = NodeConfig::new(name, Cookie::new(cookie.clone()));
-    c.epmd_port = port;
-    c.embedded_epmd = false;
-    let r = Node::start(c).await.unwrap();
-    assert!(cpg_node::epmd::port_please("127.0.0.1", port, &alive)
-        .await
-        .unwrap()
-        .is_some());
+    let (r, alive) = node_on(port, &cookie, false).await;
 
     epmd.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut epmd = Epmd::start(port);
     epmd.wait_up().await;
-    let t = Instant::now();
-    let back = eventually(15, || async {
-        matches!(
-            cpg_node::epmd::port_please("127.0.0.1", port, &alive).await,
-            Ok(Some(e)) if e.port == r.port()
-        )
-    })
-    .await;
-    println!(
-        "EPMD killed and restarted: registered again after {:?}",
-        t.elapsed()
-    );
+    let back = listed_again(port, &alive, &r, "EPMD killed and restarted").await;
     assert!(back, "the node did not register with the new EPMD");
-
-    // A node that starts now finds it through the new EPMD.
-    let g = ErlNode::start(&unique("late"), &cookie, port, &[]).await;
-    let ctl_ping = format!("net_adm:ping('{}').", r.name());
-    let got = eval(&r, &g.name, &ctl_ping).await;
-    assert_eq!(term::as_atom(&got), Some("pong"));
-    drop(g);
+    found_by_a_new_beam_node(&r, &cookie, port).await;
     epmd.kill();
+}
+
+/// The EPMD a node registered with goes away for good (a `cpg-node` that
+/// ran it exited, an `epmd` stopped) and none answers in its place: a node
+/// allowed an embedded EPMD starts one, as it would at start, and registers
+/// with it; a BEAM node started later finds it through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn epmd_gone_for_good_the_node_runs_its_own() {
+    crate::require_erl!();
+    let port = free_port();
+    let mut epmd = Epmd::start(port);
+    epmd.wait_up().await;
+    let cookie = crate::support::cookie();
+    let (r, alive) = node_on(port, &cookie, true).await;
+
+    epmd.kill();
+    let back = listed_again(port, &alive, &r, "EPMD killed for good, one of its own").await;
+    assert!(back, "no EPMD answers for the node after its EPMD went");
+    found_by_a_new_beam_node(&r, &cookie, port).await;
+    r.shutdown().await;
+    // Its EPMD went with it.
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+}
+
+/// A node that may run without EPMD (`epmd_required` off, no embedded
+/// one, as the CLI's one-shot commands run) starts where none answers,
+/// listens on no EPMD port, and registers once an EPMD comes up. One that
+/// requires EPMD (the default) does not start there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_epmd_registers_once_one_comes() {
+    crate::require_erl!();
+    let port = free_port();
+    let config = |required: bool| {
+        let name = NodeName::parse(&format!("{}@{}", unique("u"), host())).unwrap();
+        let mut c = NodeConfig::new(name, Cookie::new(crate::support::cookie()));
+        c.epmd_port = port;
+        c.embedded_epmd = false;
+        c.epmd_required = required;
+        c
+    };
+    let err = Node::start(config(true)).await.unwrap_err();
+    assert!(matches!(err, cpg_node::node::StartError::Epmd(_)), "{err}");
+    let c = config(false);
+    let alive = c.name.alive().to_string();
+    let r = Node::start(c).await.unwrap();
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "the node started an EPMD"
+    );
+    let epmd = Epmd::start(port);
+    epmd.wait_up().await;
+    let back = listed_again(port, &alive, &r, "An EPMD came").await;
+    assert!(back, "the node did not register with the EPMD that came");
+    r.shutdown().await;
+    drop(epmd);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
