@@ -114,6 +114,10 @@ pub enum TermError {
     /// atom, a non-finite float, and the like).
     #[error("term decode: {0}")]
     Decode(String),
+    /// A term that cannot be written in the external format (an atom over
+    /// 65,535 bytes, more than 2^32 - 1 elements).
+    #[error("term encode: {0}")]
+    Encode(String),
 }
 
 struct Cursor<'a> {
@@ -340,10 +344,17 @@ pub fn decode_two_pass(buf: &[u8], limits: Limits) -> Result<Term, TermError> {
         .map_err(|e| TermError::Decode(e.to_string()))
 }
 
-/// Encodes a term with its 131 byte into `out`.
+/// Encodes a term with its 131 byte into `out` (nothing appended on error),
+/// as the node writes terms to its peers (`dist::control::put_term`), not
+/// with eetf 0.11's encoder, which writes a list of integers below 256 as a
+/// string, negative ones wrapped into bytes (`[-1]` as `[255]`).
 pub fn encode_into(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
-    term.encode(out)
-        .map_err(|e| TermError::Decode(e.to_string()))
+    let start = out.len();
+    out.push(VERSION);
+    crate::dist::control::put_term(out, term).map_err(|e| {
+        out.truncate(start);
+        TermError::Encode(e.to_string())
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -555,6 +566,34 @@ mod tests {
         let b = enc(&t);
         assert_eq!(validate(&b, 0, Limits::default()), Ok(b.len()));
         assert_eq!(decode(&b, Limits::default()).unwrap(), t);
+    }
+
+    #[test]
+    fn negative_integers_in_a_list_keep_their_value() {
+        // Found by fuzzing (fuzz/regressions/term-negative-integers-in-a-
+        // list-encoded): eetf's encoder wrote [1, -5, -1469094806] as the
+        // string [1, 251, 106].
+        let bytes = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/regressions/term-negative-integers-in-a-list-encoded"),
+        )
+        .unwrap();
+        let t = decode(&bytes, Limits::default()).unwrap();
+        assert_eq!(t, list(vec![int(1), int(-5), int(-1469094806)]));
+        assert_eq!(decode(&enc(&t), Limits::default()).unwrap(), t);
+        for t in [list(vec![int(-1)]), list(vec![int(255), int(-300)])] {
+            assert_eq!(decode(&enc(&t), Limits::default()).unwrap(), t);
+        }
+        // a list of bytes is still a string, as BEAM writes it
+        assert_eq!(enc(&list(vec![int(1), int(255)])), [131, 107, 0, 2, 1, 255]);
+        // nothing appended for a term that cannot be written
+        let mut out = vec![7];
+        let long = atom(&"a".repeat(70_000));
+        assert!(matches!(
+            encode_into(&long, &mut out),
+            Err(TermError::Encode(_))
+        ));
+        assert_eq!(out, [7]);
     }
 
     #[test]

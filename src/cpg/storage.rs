@@ -594,7 +594,7 @@ fn write_canonical(t: &Term, out: &mut Vec<u8>) -> Result<(), term::TermError> {
     const NIL_EXT: u8 = 106;
     const SMALL_TUPLE_EXT: u8 = 104;
     const LARGE_TUPLE_EXT: u8 = 105;
-    let len32 = |n: usize| u32::try_from(n).map_err(|_| term::TermError::Decode("too long".into()));
+    let len32 = |n: usize| u32::try_from(n).map_err(|_| term::TermError::Encode("too long".into()));
     match t {
         Term::Map(m) => {
             let mut entries = Vec::with_capacity(m.map.len());
