@@ -274,20 +274,34 @@ pub struct NodeConfig {
     /// Messages larger than this are sent in fragments to peers that accept
     /// them.
     pub fragment_size: usize,
-    /// Most messages queued for one peer; a peer that falls further behind
-    /// is disconnected rather than allowed to grow memory without bound.
-    pub max_peer_queue: usize,
-    /// Messages queued for one peer above which it is busy:
+    /// Most queued for one peer: a peer that falls further behind (more
+    /// messages, or more bytes with more than one message) is disconnected
+    /// rather than allowed to grow memory without bound. By default a
+    /// million messages or 1 GiB.
+    pub max_peer_queue: QueueLimit,
+    /// Queued for one peer above which it is busy:
     /// [`Process::send_paced`](crate::process::Process::send_paced) waits
-    /// until its connection has taken the queue back to this (BEAM's
-    /// `dist_buf_busy_limit`, counted in messages rather than bytes).
-    pub busy_peer_queue: usize,
+    /// until its connection has taken the queue back to this. By default
+    /// 1 MiB, BEAM's `dist_buf_busy_limit`, or 8,192 messages (a queue of
+    /// small messages costs more memory than their bytes on the wire).
+    pub busy_peer_queue: QueueLimit,
     /// How long to wait between attempts to register with EPMD again after
     /// losing it, and the default for redialling peers
     /// ([`crate::node::cluster`]).
     pub backoff: Backoff,
     /// The ports to listen on for distribution connections (default: any).
     pub listen_ports: PortRange,
+}
+
+/// A bound on what is queued for one peer: messages, and their bytes as
+/// they will be written (the size of their encoding, which the queue holds
+/// as terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimit {
+    /// Messages.
+    pub messages: usize,
+    /// Bytes.
+    pub bytes: usize,
 }
 
 /// Capped exponential backoff with jitter, for anything retried after a
@@ -359,8 +373,14 @@ impl NodeConfig {
             epmd_required: true,
             max_frame: 256 << 20,
             fragment_size: 64 << 10,
-            max_peer_queue: 1 << 20,
-            busy_peer_queue: 8192,
+            max_peer_queue: QueueLimit {
+                messages: 1 << 20,
+                bytes: 1 << 30,
+            },
+            busy_peer_queue: QueueLimit {
+                messages: 8192,
+                bytes: 1 << 20,
+            },
             backoff: Backoff::default(),
             listen_ports: PortRange::ANY,
         }

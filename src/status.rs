@@ -10,7 +10,8 @@
 //!   peers => [#{node => 'app@host', creation => 1699999999,
 //!               direction => in | out, connected_ms => 5000,
 //!               last_heard_ms => 120, msgs_in => 12, msgs_out => 9,
-//!               bytes_in => 2048, bytes_out => 1024, queued => 0}],
+//!               bytes_in => 2048, bytes_out => 1024, queued => 0,
+//!               queued_bytes => 0}],
 //!   scopes => [#{scope => cpg_default_scope, groups => 2, members => 3,
 //!                local_members => 1, pids => 2}],
 //!   cluster => undefined |
@@ -200,6 +201,7 @@ impl NodeStatus {
                     ("bytes_in", term::uint(l.bytes_in)),
                     ("bytes_out", term::uint(l.bytes_out)),
                     ("queued", term::uint(l.queued as u64)),
+                    ("queued_bytes", term::uint(l.queued_bytes as u64)),
                 ])
             })
             .collect();
@@ -272,6 +274,8 @@ impl NodeStatus {
                         bytes_in: f.u64("bytes_in")?,
                         bytes_out: f.u64("bytes_out")?,
                         queued: f.u64("queued")? as usize,
+                        // (absent from the status of a node older than it)
+                        queued_bytes: f.opt_u64("queued_bytes")?.unwrap_or(0) as usize,
                     },
                 })
             })
@@ -377,6 +381,13 @@ impl<'a> Fields<'a> {
         .ok_or_else(|| self.bad(k))
     }
 
+    fn opt_u64(&self, k: &str) -> Result<Option<u64>, BadStatus> {
+        match self.0.get(k) {
+            None => Ok(None),
+            Some(_) => self.u64(k).map(Some),
+        }
+    }
+
     fn u32(&self, k: &str) -> Result<u32, BadStatus> {
         u32::try_from(self.u64(k)?).map_err(|_| self.bad(k))
     }
@@ -426,6 +437,7 @@ mod tests {
                     bytes_in: 100,
                     bytes_out: 200,
                     queued: 0,
+                    queued_bytes: 1 << 20,
                 },
             }],
             scopes: vec![ScopeSummary {

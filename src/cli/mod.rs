@@ -827,6 +827,7 @@ fn status_json(st: &NodeStatus) -> serde_json::Value {
                 "connected_ms": l.connected_for.map(ms), "last_heard_ms": ms(l.last_heard),
                 "msgs_in": l.msgs_in, "msgs_out": l.msgs_out,
                 "bytes_in": l.bytes_in, "bytes_out": l.bytes_out, "queued": l.queued,
+                "queued_bytes": l.queued_bytes,
             })
         })
         .collect();

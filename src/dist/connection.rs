@@ -8,11 +8,13 @@
 //! the socket allows and flushed when the queue runs empty.
 
 use super::codec;
+use super::control;
 use super::flags;
 use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Status, Step};
 use super::link::{Event, Link, LinkConfig, LinkError, HIGH_WATER, LOW_WATER};
 use super::monitors::MonitorBatch;
 use super::raw::{RawNames, RawRegSend};
+pub use crate::config::QueueLimit;
 use crate::term::Limits;
 use erl_dist::message::Message;
 use std::future::Future;
@@ -69,8 +71,10 @@ pub enum ConnectionError {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A control message (with payload).
-    Msg(Message),
+    /// A control message (with payload), with its size as written
+    /// ([`Outgoing::msg`] measures it): counted against the queue's byte
+    /// bound by the sender, taken back by the writer.
+    Msg(Message, usize),
     /// MONITOR_Ps of one process to pids of the peer, sent in this order,
     /// queued at once (one channel send, not one each) and written from
     /// their numbers ([`MonitorBatch`]).
@@ -78,14 +82,34 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    /// `msg`, measured ([`control::message_size`]).
+    pub fn msg(msg: Message) -> Self {
+        let size = control::message_size(&msg);
+        Outgoing::Msg(msg, size)
+    }
+
     /// How many messages this is.
     pub(crate) fn len(&self) -> usize {
         match self {
-            Outgoing::Msg(_) => 1,
+            Outgoing::Msg(..) => 1,
             Outgoing::Monitors(b) => b.targets.len(),
         }
     }
+
+    /// What it costs while queued, in bytes as written (a MONITOR_P of a
+    /// batch is counted as [`MONITOR_P_SIZE`]). The sender adds it to
+    /// [`PeerLink::queued_bytes`], the writer takes it back.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Outgoing::Msg(_, size) => *size,
+            Outgoing::Monitors(b) => b.targets.len() * MONITOR_P_SIZE,
+        }
+    }
 }
+
+/// About what one MONITOR_P of a [`MonitorBatch`] takes on the wire (two
+/// pids and a reference with their node names, the packet's head).
+pub const MONITOR_P_SIZE: usize = 128;
 
 /// Which side dialled a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +137,8 @@ impl Direction {
 pub struct PeerLink {
     /// Messages queued for the writer and not yet taken by it.
     pub queued: AtomicUsize,
+    /// Their size as they will be written ([`control::message_size`]).
+    pub queued_bytes: AtomicUsize,
     /// Notified to close the connection at once (queued messages dropped).
     pub close: Notify,
     /// Notified when the writer has taken messages from the queue, and at
@@ -145,6 +171,7 @@ impl Default for PeerLink {
     fn default() -> Self {
         PeerLink {
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             close: Notify::new(),
             drained: Notify::new(),
             ended: AtomicBool::new(false),
@@ -180,6 +207,8 @@ pub struct LinkStats {
     pub bytes_out: u64,
     /// Messages queued for the writer.
     pub queued: usize,
+    /// Their size in bytes, as they will be written.
+    pub queued_bytes: usize,
 }
 
 impl PeerLink {
@@ -187,10 +216,15 @@ impl PeerLink {
         self.base.elapsed().as_millis() as u64
     }
 
-    /// Waits until at most `limit` messages are queued for the writer, or
-    /// until [`end`](Self::end): what a sender does on a busy peer, as
-    /// BEAM suspends a process sending to a busy distribution port.
-    pub async fn wait_below(&self, limit: usize) {
+    /// Whether more than `limit` is queued for the writer.
+    pub fn over(&self, limit: QueueLimit) -> bool {
+        self.queued.load(SeqCst) > limit.messages || self.queued_bytes.load(SeqCst) > limit.bytes
+    }
+
+    /// Waits until at most `limit` is queued for the writer, or until
+    /// [`end`](Self::end): what a sender does on a busy peer, as BEAM
+    /// suspends a process sending to a busy distribution port.
+    pub async fn wait_below(&self, limit: QueueLimit) {
         /// Counts a waiting sender while it waits (dropped on return or
         /// when the waiting future is dropped).
         struct Waiting<'a>(&'a AtomicUsize);
@@ -209,7 +243,7 @@ impl PeerLink {
             // consistent, both sides), so a drain after the check wakes
             // this wait.
             drained.as_mut().enable();
-            if self.queued.load(SeqCst) <= limit || self.ended.load(SeqCst) {
+            if !self.over(limit) || self.ended.load(SeqCst) {
                 return;
             }
             drained.await;
@@ -256,6 +290,7 @@ impl PeerLink {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             queued: self.queued.load(Relaxed),
+            queued_bytes: self.queued_bytes.load(Relaxed),
         }
     }
 }
@@ -559,29 +594,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     /// Takes queued messages into the link (a batch's worth at most).
     fn take(&mut self, cx: &mut Context<'_>) {
-        let mut taken = false;
+        // Counted down once a batch, not with two atomic operations a
+        // message on the line the senders count up on.
+        let (mut taken, mut bytes) = (0, 0);
         while self.rx_open && self.state.queued() < TAKE {
             match self.rx.poll_recv(cx) {
-                // (`SeqCst`: see `PeerLink::wait_below`; on x86-64 the same
-                // locked instruction as `Relaxed`.)
-                Poll::Ready(Some(Outgoing::Msg(m))) => {
-                    self.shared.queued.fetch_sub(1, SeqCst);
+                Poll::Ready(Some(Outgoing::Msg(m, size))) => {
+                    taken += 1;
+                    bytes += size;
                     self.state.queue(m);
-                    taken = true;
                 }
                 // Taken whole: the batch may take the link past TAKE once.
                 Poll::Ready(Some(Outgoing::Monitors(b))) => {
-                    self.shared.queued.fetch_sub(b.targets.len(), SeqCst);
+                    taken += b.targets.len();
+                    bytes += b.targets.len() * MONITOR_P_SIZE;
                     self.state.queue_monitors(b);
-                    taken = true;
                 }
                 Poll::Ready(None) => self.rx_open = false,
                 Poll::Pending => break,
             }
         }
-        if taken && self.shared.waiting.load(SeqCst) > 0 {
-            // once a batch, not a message: senders waiting on a busy peer
-            self.shared.drained.notify_waiters();
+        if taken > 0 {
+            // (`SeqCst`: see `PeerLink::wait_below`; on x86-64 the same
+            // locked instruction as `Relaxed`.)
+            self.shared.queued.fetch_sub(taken, SeqCst);
+            self.shared.queued_bytes.fetch_sub(bytes, SeqCst);
+            if self.shared.waiting.load(SeqCst) > 0 {
+                // senders waiting on a busy peer
+                self.shared.drained.notify_waiters();
+            }
         }
     }
 
@@ -682,16 +723,24 @@ mod tests {
     }
 
     fn send(s: &Side, m: Message) {
+        let out = Outgoing::msg(m);
         s.link.queued.fetch_add(1, Relaxed);
-        s.tx.send(Outgoing::Msg(m)).unwrap();
+        s.link.queued_bytes.fetch_add(out.bytes(), Relaxed);
+        s.tx.send(out).unwrap();
     }
 
     fn msg(i: u32, size: usize) -> Message {
         Message::send(Pid::new("a@h", i, 0, 1), binary(vec![1; size]))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_sender_waits_on_a_busy_queue_until_the_writer_takes_it() {
+    const NO_LIMIT: QueueLimit = QueueLimit {
+        messages: usize::MAX,
+        bytes: usize::MAX,
+    };
+
+    /// A sender held by `limit` (of 3000 queued messages of 100 bytes) until
+    /// the writer has taken the queue under it.
+    async fn a_sender_waits_until_the_writer_takes_the_queue_under(limit: QueueLimit) {
         // a's writer blocked: b does not read yet (a small pipe)
         let (a_io, mut b_io) = tokio::io::duplex(1024);
         let a = side(a_io, "b@h");
@@ -700,11 +749,11 @@ mod tests {
         }
         let waiter = {
             let link = a.link.clone();
-            tokio::spawn(async move { link.wait_below(500).await })
+            tokio::spawn(async move { link.wait_below(limit).await })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!waiter.is_finished(), "waits while over the limit");
-        assert!(a.link.stats().queued > 500);
+        assert!(a.link.over(limit));
         // b reads: the writer takes the queue down and the sender goes on
         let reader = tokio::spawn(async move {
             let mut buf = vec![0; 1 << 16];
@@ -714,15 +763,49 @@ mod tests {
             .await
             .expect("the waiter goes on once the queue is taken")
             .unwrap();
-        assert!(a.link.stats().queued <= 500);
+        assert!(!a.link.over(limit));
         // under the limit: no wait at all
-        a.link.wait_below(usize::MAX).await;
-        // a connection that ends lets its waiters go, whatever is queued
+        a.link.wait_below(NO_LIMIT).await;
+        drop(a.tx);
+        // everything taken: the counters are back to zero
+        let ended = tokio::time::timeout(Duration::from_secs(5), a.task).await;
+        assert!(ended.is_ok(), "the writer ends once its queue is closed");
+        let st = a.link.stats();
+        assert_eq!((st.queued, st.queued_bytes), (0, 0));
+        reader.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_waits_on_a_queue_of_too_many_messages() {
+        let limit = QueueLimit {
+            messages: 500,
+            bytes: usize::MAX,
+        };
+        a_sender_waits_until_the_writer_takes_the_queue_under(limit).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_waits_on_a_queue_of_too_many_bytes() {
+        // 100-byte payloads: a message is about 130 bytes as written
+        assert!((120..160).contains(&Outgoing::msg(msg(1, 100)).bytes()));
+        let limit = QueueLimit {
+            messages: usize::MAX,
+            bytes: 64 << 10,
+        };
+        a_sender_waits_until_the_writer_takes_the_queue_under(limit).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_connection_releases_its_waiters() {
         let link = Arc::new(PeerLink::default());
         link.queued.store(10, Relaxed);
+        let none = QueueLimit {
+            messages: 0,
+            bytes: 0,
+        };
         let w = {
             let link = link.clone();
-            tokio::spawn(async move { link.wait_below(0).await })
+            tokio::spawn(async move { link.wait_below(none).await })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!w.is_finished());
@@ -731,9 +814,7 @@ mod tests {
             .await
             .expect("an ended connection releases its waiters")
             .unwrap();
-        link.wait_below(0).await;
-        drop(a.tx);
-        reader.abort();
+        link.wait_below(none).await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -281,6 +281,109 @@ pub fn put_term(out: &mut Vec<u8>, t: &Term) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// The length of what [`put_term`] writes for `t`, computed without
+/// writing it (what a queued message will cost on the wire; 0 for a term
+/// it refuses). One walk of the term, no allocation but for big integers
+/// and funs (rare), which are measured by encoding them.
+pub fn term_size(t: &Term) -> usize {
+    match t {
+        Term::Atom(a) => atom_size(a),
+        Term::FixInteger(i) => int_size(i.value),
+        Term::Pid(p) => pid_size(&p.node),
+        Term::Reference(r) => ref_size(&r.node, r.id.len()),
+        Term::Float(_) => 9,
+        Term::Binary(b) => 5 + b.bytes.len(),
+        Term::BitBinary(b) => 6 + b.bytes.len(),
+        Term::Tuple(t) => {
+            let head = if t.elements.len() < 256 { 2 } else { 5 };
+            head + t.elements.iter().map(term_size).sum::<usize>()
+        }
+        Term::List(l) => list_size(l),
+        Term::ByteList(b) if b.bytes.len() <= u16::MAX as usize => 3 + b.bytes.len(),
+        Term::ByteList(b) => 6 + 2 * b.bytes.len(),
+        Term::ImproperList(l) => {
+            5 + l.elements.iter().map(term_size).sum::<usize>() + term_size(&l.last)
+        }
+        Term::Map(m) => {
+            5 + m
+                .map
+                .iter()
+                .map(|(k, v)| term_size(k) + term_size(v))
+                .sum::<usize>()
+        }
+        Term::Port(p) => 1 + atom_size(&p.node) + if p.id >> 32 == 0 { 8 } else { 12 },
+        Term::BigInteger(_) | Term::ExternalFun(_) | Term::InternalFun(_) => {
+            let mut out = Vec::new();
+            put_term(&mut out, t).map_or(0, |()| out.len())
+        }
+    }
+}
+
+fn atom_size(a: &Atom) -> usize {
+    let n = a.name.len();
+    if n <= u8::MAX as usize {
+        2 + n
+    } else {
+        3 + n
+    }
+}
+
+fn int_size(v: i32) -> usize {
+    if (0..=255).contains(&v) {
+        2
+    } else {
+        5
+    }
+}
+
+fn pid_size(node: &Atom) -> usize {
+    1 + atom_size(node) + 12
+}
+
+fn ref_size(node: &Atom, words: usize) -> usize {
+    3 + atom_size(node) + 4 + 4 * words
+}
+
+fn list_size(l: &List) -> usize {
+    let n = l.elements.len();
+    let byte = |t: &Term| matches!(t, Term::FixInteger(i) if (0..256).contains(&i.value));
+    if n > 0 && n <= u16::MAX as usize && l.elements.iter().all(byte) {
+        3 + n
+    } else if n > 0 {
+        6 + l.elements.iter().map(term_size).sum::<usize>()
+    } else {
+        1
+    }
+}
+
+/// The length of the packet [`encode_message`] appends for `msg` with a
+/// distribution header (4 for a tick), computed without encoding it: what
+/// the message costs while it waits in a peer's queue, counted against
+/// the queue's byte limits.
+pub fn message_size(msg: &Message) -> usize {
+    let Some((_, fields, payload)) = parts(msg) else {
+        return 4;
+    };
+    let fields: usize = fields.as_slice().iter().map(field_size).sum();
+    // length, `131, 68, 0`, the tuple's head and the operation
+    4 + 3 + 2 + 2 + fields + payload.as_ref().map_or(0, field_size)
+}
+
+fn field_size(f: &F<'_>) -> usize {
+    match f {
+        F::Pid(p) => pid_size(&p.node),
+        F::Atom(a) => atom_size(a),
+        F::Ref(r) => ref_size(&r.node, r.id.len()),
+        F::Proc(PidOrAtom::Pid(p)) => pid_size(&p.node),
+        F::Proc(PidOrAtom::Atom(a)) => atom_size(a),
+        F::Term(t) => term_size(t),
+        F::List(l) => list_size(l),
+        F::Int(i) => int_size(*i),
+        F::Mfa(m, f, a) => 2 + atom_size(m) + atom_size(f) + int_size(*a),
+        F::Unused => 2,
+    }
+}
+
 /// One element of a control tuple.
 #[derive(Clone, Copy)]
 enum F<'a> {
@@ -1291,6 +1394,35 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// The sizes counted against a peer's queue limits are what the
+        /// writer writes, for terms and for whole messages.
+        #[test]
+        fn sizes_are_what_is_written(t in arb_term()) {
+            let mut out = vec![];
+            put_term(&mut out, &t).unwrap();
+            prop_assert_eq!(term_size(&t), out.len());
+            let long = Pid::new("a_rather_long_node_name@some.host", 1, 2, 3);
+            for m in [
+                Message::send(pid(2), t.clone()),
+                Message::reg_send(long.clone(), "name".into(), t.clone()),
+                Message::exit(pid(1), long, t.clone()),
+                Message::monitor_p(pid(1), PidOrAtom::Atom("x".into()), reference()),
+                Message::spawn_request(
+                    reference(),
+                    pid(1),
+                    pid(2),
+                    Mfa { module: "m".into(), function: "f".into(), arity: 300.into() },
+                    List::from(vec![t.clone()]),
+                    List::from(vec![]),
+                ),
+                Message::Tick,
+            ] {
+                let mut out = vec![];
+                encode_message(&m, &mut out, true).unwrap();
+                prop_assert_eq!(message_size(&m), out.len(), "{:?}", m);
+            }
+        }
+
         /// Our term writer gives eetf's bytes, without the 131.
         #[test]
         fn put_term_is_eetf_without_the_version(t in arb_term()) {

@@ -6,7 +6,7 @@ use super::links::{MonItem, MonOut};
 use super::registry::RefKey;
 use super::Inner;
 use crate::atom::Atom as NodeAtom;
-use crate::dist::connection::{PeerLink, BATCH_MAX};
+use crate::dist::connection::{PeerLink, QueueLimit, BATCH_MAX};
 use crate::dist::monitors::{MonitorBatch, MonitorHead, MonitorTarget};
 use crate::process::{Dest, InternedPid, Kernel, MonitorKey, SendError, Signal};
 use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
@@ -52,7 +52,7 @@ impl Kernel for Inner {
         }
     }
 
-    fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, usize)> {
+    fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, QueueLimit)> {
         let node = match to {
             Dest::Pid(p) => p.node.name.as_str(),
             Dest::Name(_, node) => node.as_str(),
@@ -63,9 +63,9 @@ impl Kernel for Inner {
         let limit = self.config.busy_peer_queue;
         let peers = self.peers.read();
         let link = &peers.get(node)?.link;
-        // the queue's length read without cloning the link: most sends
-        // find the peer not busy
-        (link.queued.load(Ordering::Relaxed) > limit).then(|| (link.clone(), limit))
+        // the queue read without cloning the link: most sends find the
+        // peer not busy
+        link.over(limit).then(|| (link.clone(), limit))
     }
 
     fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError> {

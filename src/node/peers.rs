@@ -6,7 +6,7 @@
 use super::{supervise, DownReason, Inner, NodeEvent, StartError};
 use crate::config::{NodeConfig, NodeName, PortRange};
 use crate::dist::connection::{
-    self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, Router,
+    self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, QueueLimit, Router,
 };
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
@@ -47,19 +47,27 @@ impl Drop for Peer {
     }
 }
 
-/// Where the node registers: EPMD on this host, as `erl` does.
-/// Puts `msg` on a peer's queue; how many are queued with it, or `None`
-/// when the connection is gone.
-fn enqueue(tx: &mpsc::UnboundedSender<Outgoing>, link: &PeerLink, out: Outgoing) -> Option<usize> {
+/// Puts `out` on a peer's queue; how much is queued with it (messages,
+/// bytes), or `None` when the connection is gone.
+fn enqueue(
+    tx: &mpsc::UnboundedSender<Outgoing>,
+    link: &PeerLink,
+    out: Outgoing,
+) -> Option<QueueLimit> {
     // Counted before the send, so the writer (which counts down as it takes
-    // messages) never sees the counter below zero.
-    let n = out.len();
+    // messages) never sees the counters below zero.
+    let (n, bytes) = (out.len(), out.bytes());
     let queued = link.queued.fetch_add(n, Ordering::Relaxed) + n;
+    let queued_bytes = link.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
     if tx.send(out).is_err() {
         link.queued.fetch_sub(n, Ordering::Relaxed);
+        link.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         return None;
     }
-    Some(queued)
+    Some(QueueLimit {
+        messages: queued,
+        bytes: queued_bytes,
+    })
 }
 
 /// Binds the distribution listener on the first free port of `ports`
@@ -99,6 +107,7 @@ impl Drop for LiveConn {
     }
 }
 
+/// Where the node registers: EPMD on this host, as `erl` does.
 pub(super) const EPMD_HOST: &str = "127.0.0.1";
 
 /// Registers a starting node with the EPMD on `config.epmd_port`. When none
@@ -298,7 +307,7 @@ impl Inner {
     /// is found under the peers' read lock (senders do not serialize) and
     /// nothing is cloned or allocated.
     pub(super) fn send_to_node(&self, node: &str, msg: Message) -> Result<(), SendError> {
-        self.send_out(node, Outgoing::Msg(msg))
+        self.send_out(node, Outgoing::msg(msg))
     }
 
     /// Queues the MONITOR_Ps of `batch` for `node`, in order, with one
@@ -325,14 +334,18 @@ impl Inner {
         let Some(queued) = queued else {
             return Err(SendError::NoConnection(node.to_string()));
         };
-        if queued > self.config.max_peer_queue {
+        let max = self.config.max_peer_queue;
+        // One message alone over the byte bound goes (a large exchange to a
+        // new peer): the bound is on how far a peer falls behind.
+        if queued.messages > max.messages || (queued.bytes > max.bytes && queued.messages > 1) {
             // A peer that cannot keep up must not grow our memory without
             // bound: drop the connection (monitors and links see
             // noconnection; cpg state is exchanged again on reconnection).
             tracing::warn!(
                 peer = node,
-                "outgoing queue over {} messages: peer too slow, disconnecting",
-                self.config.max_peer_queue
+                "outgoing queue over {} messages or {} bytes: peer too slow, disconnecting",
+                max.messages,
+                max.bytes
             );
             self.drop_peer(node, DownReason::QueueOverflow);
             return Err(SendError::NoConnection(node.to_string()));

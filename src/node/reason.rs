@@ -50,8 +50,8 @@ pub enum DownReason {
     /// simultaneous connect): the new connection replaced this one.
     #[error("replaced by a new connection")]
     Replaced,
-    /// The peer could not keep up: more than `max_peer_queue` messages were
-    /// queued for it.
+    /// The peer could not keep up: more than `max_peer_queue` (messages,
+    /// or bytes) was queued for it.
     #[error("outgoing queue overflow")]
     QueueOverflow,
     /// We closed it otherwise (the node shutting down).

@@ -4,7 +4,7 @@
 //! A [`Process`] talks to the rest of the node only through the [`Kernel`]
 //! trait, which the node implements; `process` never imports `node`.
 
-use crate::dist::connection::PeerLink;
+use crate::dist::connection::{PeerLink, QueueLimit};
 use crate::dist::raw::RawPayload;
 use crate::term::{self, atom, tuple, Pid, Reference, Term};
 use std::collections::VecDeque;
@@ -188,10 +188,11 @@ pub trait Kernel: Send + Sync + 'static {
     /// Registers a name for a local pid.
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
     /// The connection a message to `to` goes out on, if it is busy (more
-    /// messages queued for it than the node's limit), with that limit;
+    /// queued for it, messages or bytes, than the node's limit), with that
+    /// limit;
     /// `None` otherwise, and for a local destination (by default: never
     /// busy).
-    fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, usize)> {
+    fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, QueueLimit)> {
         let _ = to;
         None
     }
@@ -314,8 +315,8 @@ impl Process {
         self.kernel.send(&self.pid, &to.into(), msg)
     }
 
-    /// Sends a message, then, if it went to a busy peer (more messages
-    /// queued for its connection than
+    /// Sends a message, then, if it went to a busy peer (more messages or
+    /// bytes queued for its connection than
     /// [`NodeConfig::busy_peer_queue`](crate::config::NodeConfig::busy_peer_queue)),
     /// waits until the connection has taken its queue back to that limit,
     /// or has ended. As BEAM suspends a process that sends on a busy

@@ -2,6 +2,7 @@
 
 use crate::require_erl;
 use crate::support::{eval, is_atom, recorded_eventually, rpc, show, sig, ErlNode, World};
+use cpg_node::config::QueueLimit;
 use cpg_node::process::{Dest, Signal};
 use cpg_node::term::{self, atom, tuple, Term};
 use cpg_node::Node;
@@ -522,20 +523,20 @@ async fn long_names_both_ways() {
     assert!(is_atom(&pong, "pong"), "{pong}");
 }
 
-#[tokio::test]
-async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
-    require_erl!();
+/// 64 KiB messages sent into a frozen erl node with `send` (which never
+/// waits) under the queue bound `max`: the socket buffers fill, then the
+/// queue passes its bound and the connection is dropped (monitors see
+/// noconnection) rather than left to grow.
+async fn a_peer_that_cannot_keep_up_is_dropped(max: QueueLimit) {
     let w = World::new().await;
     let mut cfg = w.config("r");
-    cfg.max_peer_queue = 200;
+    cfg.max_peer_queue = max;
     let r = cpg_node::Node::start(cfg).await.unwrap();
     let e = w.erl("e").await;
     let mut me = r.spawn_process();
     let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
     let mref = me.monitor(term::as_pid(&idle).unwrap().clone());
     sig(e.os_pid(), "-STOP");
-    // 64 KiB messages into a frozen peer: the socket buffers fill, then the
-    // queue passes its bound and the connection is dropped.
     let big = term::binary(vec![0; 64 << 10]);
     let mut refused = false;
     for _ in 0..5000 {
@@ -563,18 +564,41 @@ async fn a_peer_that_cannot_keep_up_is_dropped_not_buffered_forever() {
     assert!(!r.peers().contains(&e.name));
 }
 
+#[tokio::test]
+async fn a_peer_too_many_messages_behind_is_dropped_not_buffered_forever() {
+    require_erl!();
+    a_peer_that_cannot_keep_up_is_dropped(QueueLimit {
+        messages: 200,
+        bytes: usize::MAX,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_peer_too_many_bytes_behind_is_dropped_not_buffered_forever() {
+    require_erl!();
+    // 4 MiB: 64 messages of 64 KiB, far under the message bound
+    a_peer_that_cannot_keep_up_is_dropped(QueueLimit {
+        messages: 1 << 20,
+        bytes: 4 << 20,
+    })
+    .await;
+}
+
 /// `Process::send_paced` holds a sender back while the peer is busy (as
 /// BEAM suspends a process sending on a busy distribution port): into a
-/// frozen erl node, twice as many messages as the queue bound that drops a
-/// peer are sent without the peer being dropped, and all arrive once it
-/// runs again.
-#[tokio::test]
-async fn a_paced_sender_waits_on_a_busy_peer_and_loses_nothing() {
-    require_erl!();
+/// frozen erl node, 400 messages of 64 KiB (twice the queue bound that
+/// drops a peer) are sent without the peer being dropped, the queue stays
+/// at the busy bound (`most_queued` messages at most), and all arrive once
+/// the peer runs again.
+async fn a_paced_sender_waits_on_a_busy_peer(busy: QueueLimit, most_queued: usize) {
     let w = World::new().await;
     let mut cfg = w.config("r");
-    cfg.busy_peer_queue = 50;
-    cfg.max_peer_queue = 200;
+    cfg.busy_peer_queue = busy;
+    cfg.max_peer_queue = QueueLimit {
+        messages: 200,
+        bytes: 13 << 20,
+    };
     let r = cpg_node::Node::start(cfg).await.unwrap();
     let e = w.erl("e").await;
     let me = r.spawn_process();
@@ -600,7 +624,10 @@ async fn a_paced_sender_waits_on_a_busy_peer_and_loses_nothing() {
     let held = !sender.is_finished();
     sig(e.os_pid(), "-CONT");
     assert!(held, "the sender was not held back by the frozen peer");
-    assert!(queued.is_some_and(|q| q <= 51), "queued: {queued:?}");
+    assert!(
+        queued.is_some_and(|q| q <= most_queued),
+        "queued: {queued:?}"
+    );
     tokio::time::timeout(Duration::from_secs(60), sender)
         .await
         .expect("the sender goes on once the peer reads again")
@@ -617,6 +644,29 @@ async fn a_paced_sender_waits_on_a_busy_peer_and_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(got, want, "every message arrived");
+}
+
+#[tokio::test]
+async fn a_paced_sender_waits_on_a_peer_busy_with_messages_and_loses_nothing() {
+    require_erl!();
+    let busy = QueueLimit {
+        messages: 50,
+        bytes: usize::MAX,
+    };
+    a_paced_sender_waits_on_a_busy_peer(busy, 51).await;
+}
+
+#[tokio::test]
+async fn a_paced_sender_waits_on_a_peer_busy_with_bytes_and_loses_nothing() {
+    require_erl!();
+    // the default busy bound of bytes (BEAM's 1 MiB): 16 messages of 64 KiB
+    let busy = cpg_node::config::NodeConfig::new(
+        cpg_node::config::NodeName::parse("x@h").unwrap(),
+        cpg_node::config::Cookie::new("c".to_string()),
+    )
+    .busy_peer_queue;
+    assert_eq!(busy.bytes, 1 << 20);
+    a_paced_sender_waits_on_a_busy_peer(busy, 17).await;
 }
 
 /// Short and long names never mix, as between two erl nodes (`erl -sname`
