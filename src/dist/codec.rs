@@ -256,6 +256,8 @@ struct Partial {
 /// connection's atom cache.
 pub struct Reassembler {
     partial: HashMap<u64, Partial>,
+    /// The bytes of every message in reassembly, together.
+    partial_bytes: usize,
     max_message: usize,
     max_partial: usize,
     cache: AtomCache,
@@ -264,10 +266,14 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
-    /// Messages up to `max_message` bytes; at most 64 in reassembly at once.
+    /// Messages up to `max_message` bytes; at most 64 in reassembly at
+    /// once, holding at most `max_message` bytes together (a peer that
+    /// starts many fragmented messages and never ends them holds no more
+    /// than one message's worth).
     pub fn new(max_message: usize) -> Self {
         Reassembler {
             partial: HashMap::new(),
+            partial_bytes: 0,
             max_message,
             max_partial: 64,
             cache: AtomCache::default(),
@@ -304,9 +310,7 @@ impl Reassembler {
                     if self.partial.len() >= self.max_partial {
                         return Err(DecodeError::Fragment("too many messages in reassembly"));
                     }
-                    if rest.len() > self.max_message {
-                        return Err(DecodeError::TooLarge(rest.len()));
-                    }
+                    self.hold(rest.len())?;
                     let slots = self.cache.slots();
                     let atoms = self
                         .refs
@@ -337,10 +341,16 @@ impl Reassembler {
                     if p.data.len() + rest.len() > self.max_message {
                         return Err(DecodeError::TooLarge(p.data.len() + rest.len()));
                     }
+                    let total = self.partial_bytes + rest.len();
+                    if total > self.max_message {
+                        return Err(DecodeError::TooLarge(total));
+                    }
+                    self.partial_bytes = total;
                     p.data.extend_from_slice(rest);
                     p.next_id -= 1;
                     if id == 1 {
                         let p = self.partial.remove(&seq).expect("present");
+                        self.partial_bytes -= p.data.len();
                         if self.partial.is_empty() && self.partial.capacity() > 64 {
                             self.partial.shrink_to_fit();
                         }
@@ -359,6 +369,16 @@ impl Reassembler {
             Some(&t) => Err(DecodeError::UnknownType(t)),
             None => Err(DecodeError::UnknownType(0)),
         }
+    }
+
+    /// Counts `n` more bytes held in reassembly, if the bound allows.
+    fn hold(&mut self, n: usize) -> Result<(), DecodeError> {
+        let total = self.partial_bytes + n;
+        if n > self.max_message || total > self.max_message {
+            return Err(DecodeError::TooLarge(total));
+        }
+        self.partial_bytes = total;
+        Ok(())
     }
 
     /// A whole message after a distribution header just read.
@@ -517,6 +537,50 @@ pub(crate) mod tests {
             .is_err());
         assert!(decode_message(&[131, 104, 1, 97, 99], Limits::default()).is_err());
         assert!(decode_message(&[131, 82, 0], Limits::default()).is_err());
+    }
+
+    /// The first fragment (of `frags`) of message `seq`: a distribution
+    /// header with no atoms, then `n` bytes.
+    fn first_fragment(seq: u64, frags: u64, n: usize) -> Vec<u8> {
+        let mut b = vec![131, 69];
+        b.extend_from_slice(&seq.to_be_bytes());
+        b.extend_from_slice(&frags.to_be_bytes());
+        b.push(0);
+        b.resize(b.len() + n, 0);
+        b
+    }
+
+    fn next_fragment(seq: u64, id: u64, n: usize) -> Vec<u8> {
+        let mut b = vec![131, 70];
+        b.extend_from_slice(&seq.to_be_bytes());
+        b.extend_from_slice(&id.to_be_bytes());
+        b.resize(b.len() + n, 0);
+        b
+    }
+
+    #[test]
+    fn messages_in_reassembly_hold_one_message_s_worth_together() {
+        let mut r = Reassembler::new(1000);
+        // four unfinished messages of 300 bytes: the fourth is refused
+        for seq in 1..=3 {
+            assert!(matches!(r.push(&first_fragment(seq, 3, 300)), Ok(None)));
+        }
+        assert!(matches!(
+            r.push(&first_fragment(4, 3, 300)),
+            Err(DecodeError::TooLarge(1200))
+        ));
+        // so is a continuation that takes the total over
+        assert!(matches!(
+            r.push(&next_fragment(1, 2, 200)),
+            Err(DecodeError::TooLarge(1100))
+        ));
+        // a finished message gives its bytes back
+        let mut r = Reassembler::new(1000);
+        for _ in 0..10 {
+            assert!(matches!(r.push(&first_fragment(7, 2, 400)), Ok(None)));
+            assert!(matches!(r.push(&next_fragment(7, 1, 400)), Ok(Some(_))));
+        }
+        assert_eq!(r.partial_bytes, 0);
     }
 
     /// A REG_SEND from `a@h` whose payload is `atom` nested in `depth`
