@@ -431,8 +431,14 @@ impl Node {
             }
         }
         // Aborting the EPMD keeper drops the registration: EPMD forgets us.
-        for t in self.inner.tasks.lock().drain(..) {
+        let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();
+        for t in &tasks {
             t.abort();
+        }
+        // Ended, so that the EPMD keeper cannot start an EPMD after the
+        // line below.
+        for t in tasks {
+            let _ = t.await;
         }
         // An embedded EPMD stops with its node, as it would with the
         // process; nodes registered with it find or start another.

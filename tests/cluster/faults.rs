@@ -407,6 +407,34 @@ async fn epmd_gone_for_good_the_node_runs_its_own() {
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }
 
+/// Two nodes starting at the same moment where no EPMD answers: both find
+/// none, one embedded EPMD takes the port and the other node registers
+/// with it. Whichever stops first, the other stays findable (it runs an
+/// EPMD of its own if the one that stopped had it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_starting_at_once_share_an_embedded_epmd() {
+    let port = free_port();
+    let config = || {
+        let name = NodeName::parse(&format!("{}@{}", unique("t"), host())).unwrap();
+        let mut c = NodeConfig::new(name, Cookie::new(crate::support::cookie()));
+        c.epmd_port = port;
+        c
+    };
+    let (ca, cb) = (config(), config());
+    let (alive_a, alive_b) = (ca.name.alive().to_string(), cb.name.alive().to_string());
+    let (a, b) = tokio::join!(Node::start(ca), Node::start(cb));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    for (alive, n) in [(&alive_a, &a), (&alive_b, &b)] {
+        let e = cpg_node::epmd::port_please("127.0.0.1", port, alive).await;
+        assert!(matches!(e, Ok(Some(ref e)) if e.port == n.port()), "{alive}: {e:?}");
+    }
+    a.shutdown().await;
+    let back = listed_again(port, &alive_b, &b, "The other node stopped").await;
+    assert!(back, "the node left was not findable after the other stopped");
+    b.shutdown().await;
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+}
+
 /// A node that may run without EPMD (`epmd_required` off, no embedded
 /// one, as the CLI's one-shot commands run) starts where none answers,
 /// listens on no EPMD port, and registers once an EPMD comes up. One that
