@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Erlang-side tests: starts `cpg-node run --register echo --join svc --join svc
-# --pg-join svc --pg-join svc`
-# on a private EPMD port (it starts its own EPMD there) and runs the EUnit
+# Erlang-side tests: starts `cpg-node run --start-epmd false --register echo
+# --join svc --join svc --pg-join svc --pg-join svc`
+# on a private EPMD port (it runs its own EPMD there, in its process, so
+# that nothing outlives the run) and runs the EUnit
 # drivers in erl_test/ from a plain erl node against it. Stops everything it
 # started. The binary is the one cargo builds (CARGO_TARGET_DIR honoured).
 set -euo pipefail
@@ -40,7 +41,7 @@ trap cleanup EXIT
 up=no
 for attempt in 1 2 3 4 5; do
   export ERL_EPMD_PORT=$((20000 + RANDOM % 12000))
-  "$BIN" --name "$RNODE" --cookie "$COOKIE" run --register echo --join svc --join svc --pg-join svc --pg-join svc &
+  "$BIN" --name "$RNODE" --cookie "$COOKIE" run --start-epmd false --register echo --join svc --join svc --pg-join svc --pg-join svc &
   RPID=$!
   for _ in $(seq 1 100); do
     # The probe pings only once the Rust node is registered with the EPMD

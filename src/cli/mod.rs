@@ -88,6 +88,13 @@ pub enum Cmd {
         join: Vec<String>,
         #[command(flatten)]
         pg: PgRunArgs,
+        /// Where no EPMD answers, start Erlang's `epmd -daemon` (as `erl`
+        /// does; `-start_epmd false` works too): it outlives this node, so
+        /// the nodes that register with it stay findable when this one
+        /// stops or restarts. Without `epmd` installed, or with `false`,
+        /// the node runs an EPMD inside its own process instead.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        start_epmd: bool,
     },
     /// Print the members of a group as the cluster's cpg scopes see them.
     Members {
@@ -310,7 +317,7 @@ impl Cmd {
 
 /// Rewrites Erlang's single-dash flags into the long flags clap knows:
 /// `-sname N` to `--sname N`, `-name N` to `--name N --long-names`,
-/// `-setcookie C` to `--cookie C`. Only whole arguments are rewritten, and
+/// `-setcookie C` to `--cookie C`, `-start_epmd B` to `--start-epmd B`. Only whole arguments are rewritten, and
 /// none after `--`.
 pub fn erlang_style_args(
     args: impl IntoIterator<Item = std::ffi::OsString>,
@@ -325,6 +332,7 @@ pub fn erlang_style_args(
             }
             Some("-sname") => out.push("--sname".into()),
             Some("-setcookie") => out.push("--cookie".into()),
+            Some("-start_epmd") => out.push("--start-epmd".into()),
             Some("-name") => {
                 out.push("--long-names".into());
                 out.push("--name".into());
@@ -457,6 +465,42 @@ pub(crate) fn client_config(a: &NodeArgs, default_name: &str) -> Result<NodeConf
     Ok(c)
 }
 
+/// Where no EPMD answers on `port`, starts `epmd -port PORT -daemon` and
+/// waits (at most 3 s) until it answers, as `erl` starts one. Quietly does
+/// nothing where `epmd` cannot be run (Erlang not installed): the node
+/// then starts the EPMD of its own process.
+async fn epmd_daemon(port: u16) {
+    if cpg_node::epmd::names("127.0.0.1", port).await.is_ok() {
+        return;
+    }
+    let started = tokio::process::Command::new("epmd")
+        .args(["-port", &port.to_string(), "-daemon"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    match started {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            tracing::info!("epmd -daemon on port {port} failed ({s}); running an EPMD in-process");
+            return;
+        }
+        Err(e) => {
+            tracing::info!("cannot run epmd ({e}); running an EPMD in-process");
+            return;
+        }
+    }
+    for _ in 0..150 {
+        if cpg_node::epmd::names("127.0.0.1", port).await.is_ok() {
+            tracing::info!("started epmd -daemon on port {port}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!("epmd -daemon on port {port} does not answer; running an EPMD in-process");
+}
+
 /// Starts the node, saying which one failed to start.
 pub(crate) async fn start(c: NodeConfig) -> Result<Node> {
     let name = c.name.to_string();
@@ -496,11 +540,16 @@ pub async fn run(cli: Cli) -> Result<i32> {
             cpg,
             join,
             pg,
+            start_epmd,
         } => {
             for g in &join {
                 check_group(g)?;
             }
-            let node = start(config(&cli.node, "cpg_node")?).await?;
+            let config = config(&cli.node, "cpg_node")?;
+            if start_epmd {
+                epmd_daemon(config.epmd_port).await;
+            }
+            let node = start(config).await?;
             for name in &register {
                 spawn_echo(node.spawn_registered(name)?);
                 tracing::info!("echo process registered as {name}");
@@ -1089,4 +1138,40 @@ pub fn spawn_echo(mut p: Process) {
         };
         p.serve(|_, req| req.clone(), on_other).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let argv = erlang_style_args(args.iter().map(std::ffi::OsString::from));
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn erlang_flags_become_ours() {
+        let cli = parse(&["cpg-node", "-sname", "x", "-setcookie", "c", "run"]);
+        assert_eq!(
+            (cli.node.sname.as_deref(), cli.node.cookie.as_deref()),
+            (Some("x"), Some("c"))
+        );
+        assert!(matches!(
+            cli.cmd,
+            Cmd::Run {
+                start_epmd: true,
+                ..
+            }
+        ));
+        let cli = parse(&["cpg-node", "run", "-start_epmd", "false"]);
+        assert!(matches!(
+            cli.cmd,
+            Cmd::Run {
+                start_epmd: false,
+                ..
+            }
+        ));
+        let cli = parse(&["cpg-node", "-name", "x@h.example", "ping", "y@h.example"]);
+        assert!(cli.node.long_names);
+    }
 }

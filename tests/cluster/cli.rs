@@ -241,6 +241,80 @@ async fn a_one_shot_command_runs_no_epmd() {
     assert!(stderr.contains("Connection refused"), "{stderr}");
 }
 
+/// Stops the EPMD on `port` when dropped (`epmd -kill`: it refuses while
+/// nodes are registered, so drop it after them).
+struct KillEpmd(u16);
+
+impl Drop for KillEpmd {
+    fn drop(&mut self) {
+        let epmd = |arg: &str| {
+            std::process::Command::new("epmd")
+                .args(["-port", &self.0.to_string(), arg])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        // Until it answers no more: the nodes just stopped may still be
+        // registered for a moment.
+        for _ in 0..100 {
+            epmd("-kill");
+            if !epmd("-names") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// `cpg-node run` where no EPMD answers starts `epmd -daemon`, as `erl`
+/// does: when the node is killed, an erl node that registered with that
+/// EPMD meanwhile is still found by name (with the EPMD inside the killed
+/// process, it was gone with it).
+#[tokio::test]
+async fn run_starts_an_epmd_daemon_that_outlives_it() {
+    crate::require_erl!();
+    use tokio::io::AsyncBufReadExt;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _kill_epmd = KillEpmd(port);
+    let cookie = crate::support::cookie();
+    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args(["--sname", &unique("run"), "--cookie", &cookie, "run"])
+        .env("ERL_EPMD_PORT", port.to_string())
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run cpg-node");
+    let mut out = tokio::io::BufReader::new(run.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(20), out.next_line())
+        .await
+        .expect("cpg-node run starts")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(line.contains("running"), "{line}");
+    let e = crate::support::ErlNode::start(&unique("e"), &cookie, port, &[]).await;
+    run.kill().await.unwrap();
+    let ping = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args(["--cookie", &cookie, "ping", &e.name])
+        .env("ERL_EPMD_PORT", port.to_string())
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ping.stdout).trim(),
+        "pong",
+        "{}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
+}
+
 #[tokio::test]
 async fn erlang_style_flags_are_accepted() {
     let w = World::new().await;

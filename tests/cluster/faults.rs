@@ -426,11 +426,17 @@ async fn two_nodes_starting_at_once_share_an_embedded_epmd() {
     let (a, b) = (a.unwrap(), b.unwrap());
     for (alive, n) in [(&alive_a, &a), (&alive_b, &b)] {
         let e = cpg_node::epmd::port_please("127.0.0.1", port, alive).await;
-        assert!(matches!(e, Ok(Some(ref e)) if e.port == n.port()), "{alive}: {e:?}");
+        assert!(
+            matches!(e, Ok(Some(ref e)) if e.port == n.port()),
+            "{alive}: {e:?}"
+        );
     }
     a.shutdown().await;
     let back = listed_again(port, &alive_b, &b, "The other node stopped").await;
-    assert!(back, "the node left was not findable after the other stopped");
+    assert!(
+        back,
+        "the node left was not findable after the other stopped"
+    );
     b.shutdown().await;
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }
