@@ -274,7 +274,6 @@ impl Drop for KillEpmd {
 #[tokio::test]
 async fn run_starts_an_epmd_daemon_that_outlives_it() {
     crate::require_erl!();
-    use tokio::io::AsyncBufReadExt;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -282,24 +281,9 @@ async fn run_starts_an_epmd_daemon_that_outlives_it() {
         .port();
     let _kill_epmd = KillEpmd(port);
     let cookie = crate::support::cookie();
-    let mut run = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
-        .args(["--sname", &unique("run"), "--cookie", &cookie, "run"])
-        .env("ERL_EPMD_PORT", port.to_string())
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run cpg-node");
-    let mut out = tokio::io::BufReader::new(run.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(std::time::Duration::from_secs(20), out.next_line())
-        .await
-        .expect("cpg-node run starts")
-        .unwrap()
-        .unwrap_or_default();
-    assert!(line.contains("running"), "{line}");
+    let mut run = RunningNode::start_on(port, &cookie, &[]).await;
     let e = crate::support::ErlNode::start(&unique("e"), &cookie, port, &[]).await;
-    run.kill().await.unwrap();
+    run.child.kill().await.unwrap();
     let ping = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
         .args(["--cookie", &cookie, "ping", &e.name])
         .env("ERL_EPMD_PORT", port.to_string())
@@ -378,12 +362,18 @@ struct RunningNode {
 
 impl RunningNode {
     async fn start(w: &World, args: &[&str]) -> RunningNode {
+        RunningNode::start_on(w.epmd.port, &w.cookie, args).await
+    }
+
+    /// `cpg-node run` with EPMD port `epmd` (whatever answers there, if
+    /// anything) and `cookie`.
+    async fn start_on(epmd: u16, cookie: &str, args: &[&str]) -> RunningNode {
         use tokio::io::AsyncBufReadExt;
         let alive = unique("run");
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
-            .args(["--sname", &alive, "--cookie", &w.cookie, "run"])
+            .args(["--sname", &alive, "--cookie", cookie, "run"])
             .args(args)
-            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+            .env("ERL_EPMD_PORT", epmd.to_string())
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
