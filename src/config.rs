@@ -258,6 +258,10 @@ pub struct NodeConfig {
     /// Start an EPMD server inside the process if none answers: at start,
     /// and later whenever the EPMD the node registered with is gone and
     /// none answers in its place (so that the node stays findable by name).
+    /// It goes with the process: BEAM nodes that registered with it can no
+    /// longer be found by name afterwards (BEAM does not register again).
+    /// Where that matters, start `epmd -daemon` before the node, as `erl`
+    /// and the CLI's `run` do.
     pub embedded_epmd: bool,
     /// Whether [`crate::Node::start`] fails when no EPMD answers and
     /// `embedded_epmd` is off (the default, as `erl -start_epmd false`

@@ -317,8 +317,8 @@ impl Cmd {
 
 /// Rewrites Erlang's single-dash flags into the long flags clap knows:
 /// `-sname N` to `--sname N`, `-name N` to `--name N --long-names`,
-/// `-setcookie C` to `--cookie C`, `-start_epmd B` to `--start-epmd B`. Only whole arguments are rewritten, and
-/// none after `--`.
+/// `-setcookie C` to `--cookie C`, `-start_epmd B` to `--start-epmd B`.
+/// Only whole arguments are rewritten, and none after `--`.
 pub fn erlang_style_args(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Vec<std::ffi::OsString> {
