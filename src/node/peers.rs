@@ -233,7 +233,15 @@ pub(super) async fn keep_registered(
     }
 }
 
+/// Accepts distribution connections. At most [`max_handshakes`] of them
+/// handshake at once: a connection over that is closed at once, so that a
+/// flood of connections that never handshake (each may take up to the
+/// handshake timeout) cannot use up the file descriptors the connected
+/// peers, our own dials and the EPMD registration need.
 pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_handshakes()));
+    let mut refused = 0u64;
+    let mut last_said = None::<std::time::Instant>;
     loop {
         let (sock, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -243,9 +251,30 @@ pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) 
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(sock);
+            refused += 1;
+            // said once a second at most, with the count since
+            if last_said.map_or(true, |t: std::time::Instant| t.elapsed().as_secs() >= 1) {
+                tracing::warn!(
+                    %addr,
+                    "{} connections handshaking at once: refused {refused} more",
+                    max_handshakes()
+                );
+                last_said = Some(std::time::Instant::now());
+                refused = 0;
+            }
+            continue;
+        };
         let Some(i) = inner.upgrade() else { return };
-        tokio::spawn(async move { i.incoming_connection(sock, addr).await });
+        tokio::spawn(async move { i.incoming_connection(sock, addr, slot).await });
     }
+}
+
+/// Most incoming connections handshaking at once: as many as the embedded
+/// EPMD's connections (256, fewer under a low open-file limit).
+pub(super) fn max_handshakes() -> usize {
+    epmd::server::default_max_connections()
 }
 
 impl Inner {
@@ -431,10 +460,13 @@ impl Inner {
         }
     }
 
+    /// A connection accepted by [`accept_loop`], which holds `slot` until
+    /// the handshake is over.
     pub(super) async fn incoming_connection(
         self: Arc<Self>,
         mut sock: TcpStream,
         addr: std::net::SocketAddr,
+        slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let admit = |p: &PeerInfo| {
             if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
@@ -451,7 +483,9 @@ impl Inner {
             };
             admit_incoming(&self.name, p, state)
         };
-        let peer = match connection::handshake_in(&mut sock, self.local(), admit).await {
+        let handshake = connection::handshake_in(&mut sock, self.local(), admit).await;
+        drop(slot);
+        let peer = match handshake {
             Ok(p) => p,
             Err(ConnectionError::Handshake(HandshakeError::Refused(s))) => {
                 tracing::debug!(%addr, "refused at the name step ({s})");

@@ -441,6 +441,47 @@ async fn two_nodes_starting_at_once_share_an_embedded_epmd() {
     assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
 }
 
+/// A flood of connections to the distribution port that never handshake:
+/// at most as many handshake at once as the embedded EPMD takes
+/// connections (`default_max_connections`), and one more is closed at
+/// once; meanwhile the node still dials out, and once the flood goes a
+/// BEAM node connects in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_is_bounded() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let bound = cpg_node::epmd::server::default_max_connections();
+    let mut flood = Vec::new();
+    for _ in 0..bound {
+        flood.push(TcpStream::connect(("127.0.0.1", r.port())).await.unwrap());
+    }
+    // Every slot taken (the node has accepted them all) before the next.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut over = TcpStream::connect(("127.0.0.1", r.port())).await.unwrap();
+    let mut b = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), over.read(&mut b)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection over the bound was not closed: {closed:?}"
+    );
+    assert!(
+        r.ping(&e.name).await,
+        "the node could not dial out during the flood"
+    );
+    r.disconnect(&e.name);
+    drop(flood);
+    // e dials r (asked through another node)
+    let ctl = w.rust_node("ctl").await;
+    let ping = format!("net_adm:ping('{}').", r.name());
+    let back = eventually(10, || async {
+        term::as_atom(&eval(&ctl, &e.name, &ping).await) == Some("pong")
+    })
+    .await;
+    assert!(back, "a BEAM node could not connect in after the flood");
+}
+
 /// A node that may run without EPMD (`epmd_required` off, no embedded
 /// one, as the CLI's one-shot commands run) starts where none answers,
 /// listens on no EPMD port, and registers once an EPMD comes up. One that
