@@ -999,7 +999,11 @@ fn print_status(st: &NodeStatus, me: &str) {
                     format!("{} ago", human_time(l.last_heard)),
                     format!("{}/{}", l.msgs_in, l.msgs_out),
                     format!("{}/{}", human_bytes(l.bytes_in), human_bytes(l.bytes_out)),
-                    l.queued.to_string(),
+                    if l.queued == 0 {
+                        "0".to_string()
+                    } else {
+                        format!("{} ({})", l.queued, human_bytes(l.queued_bytes as u64))
+                    },
                 ]
             })
             .collect();
