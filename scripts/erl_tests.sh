@@ -44,11 +44,10 @@ for attempt in 1 2 3 4 5; do
   "$BIN" --name "$RNODE" --cookie "$COOKIE" run --start-epmd false --register echo --join svc --join svc --pg-join svc --pg-join svc &
   RPID=$!
   for _ in $(seq 1 100); do
-    # The probe pings only once the Rust node is registered with the EPMD
-    # it started: a probe run before that finds no EPMD, starts one of its
-    # own (as any node of ours does), and the Rust node could register with
-    # it and lose it when the probe exits (it registers again, ~100 ms
-    # later, but the first tests would run in that gap).
+    # Up once the Rust node is listed by the EPMD it started and answers a
+    # ping (the probe, a one-shot command, never starts an EPMD of its own:
+    # before 400fbbb one run too early did, the Rust node registered with
+    # it and lost it when the probe exited).
     if epmd -port "$ERL_EPMD_PORT" -names 2>/dev/null | grep -q "^name ${RNODE%@*} " &&
       "$BIN" --name "probe_$$" --cookie "$COOKIE" ping "$RNODE" >/dev/null 2>&1; then up=yes; break; fi
     if ! kill -0 "$RPID" 2>/dev/null; then break; fi
