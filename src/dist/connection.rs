@@ -216,6 +216,30 @@ impl PeerLink {
         self.base.elapsed().as_millis() as u64
     }
 
+    /// Puts `out` on `tx`, the queue of this link's writer, counted
+    /// (messages and bytes) as the writer counts it down when it takes it;
+    /// how much is queued with it, or `None` when the writer is gone.
+    pub fn enqueue(
+        &self,
+        tx: &mpsc::UnboundedSender<Outgoing>,
+        out: Outgoing,
+    ) -> Option<QueueLimit> {
+        // Counted before the send, so the writer never sees the counters
+        // below zero.
+        let (n, bytes) = (out.len(), out.bytes());
+        let queued = self.queued.fetch_add(n, Relaxed) + n;
+        let queued_bytes = self.queued_bytes.fetch_add(bytes, Relaxed) + bytes;
+        if tx.send(out).is_err() {
+            self.queued.fetch_sub(n, Relaxed);
+            self.queued_bytes.fetch_sub(bytes, Relaxed);
+            return None;
+        }
+        Some(QueueLimit {
+            messages: queued,
+            bytes: queued_bytes,
+        })
+    }
+
     /// Whether more than `limit` is queued for the writer.
     pub fn over(&self, limit: QueueLimit) -> bool {
         self.queued.load(SeqCst) > limit.messages || self.queued_bytes.load(SeqCst) > limit.bytes
@@ -723,10 +747,7 @@ mod tests {
     }
 
     fn send(s: &Side, m: Message) {
-        let out = Outgoing::msg(m);
-        s.link.queued.fetch_add(1, Relaxed);
-        s.link.queued_bytes.fetch_add(out.bytes(), Relaxed);
-        s.tx.send(out).unwrap();
+        s.link.enqueue(&s.tx, Outgoing::msg(m)).unwrap();
     }
 
     fn msg(i: u32, size: usize) -> Message {

@@ -6,7 +6,7 @@
 use super::{supervise, DownReason, Inner, NodeEvent, StartError};
 use crate::config::{NodeConfig, NodeName, PortRange};
 use crate::dist::connection::{
-    self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, QueueLimit, Router,
+    self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, Router,
 };
 use crate::dist::flags;
 use crate::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
@@ -45,29 +45,6 @@ impl Drop for Peer {
     fn drop(&mut self) {
         self.link.end();
     }
-}
-
-/// Puts `out` on a peer's queue; how much is queued with it (messages,
-/// bytes), or `None` when the connection is gone.
-fn enqueue(
-    tx: &mpsc::UnboundedSender<Outgoing>,
-    link: &PeerLink,
-    out: Outgoing,
-) -> Option<QueueLimit> {
-    // Counted before the send, so the writer (which counts down as it takes
-    // messages) never sees the counters below zero.
-    let (n, bytes) = (out.len(), out.bytes());
-    let queued = link.queued.fetch_add(n, Ordering::Relaxed) + n;
-    let queued_bytes = link.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-    if tx.send(out).is_err() {
-        link.queued.fetch_sub(n, Ordering::Relaxed);
-        link.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        return None;
-    }
-    Some(QueueLimit {
-        messages: queued,
-        bytes: queued_bytes,
-    })
 }
 
 /// Binds the distribution listener on the first free port of `ports`
@@ -361,11 +338,11 @@ impl Inner {
         let queued = {
             let peers = self.peers.read();
             if let Some(p) = peers.get(node) {
-                enqueue(&p.tx, &p.link, out)
+                p.link.enqueue(&p.tx, out)
             } else {
                 drop(peers);
                 let (tx, link) = self.peer_tx(node)?;
-                enqueue(&tx, &link, out)
+                link.enqueue(&tx, out)
             }
         };
         let Some(queued) = queued else {
