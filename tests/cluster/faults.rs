@@ -9,8 +9,7 @@
 //! net_ticktime; EPMD killed and restarted; the BEAM scope restarted; a
 //! silent partition (a proxy that drops every byte) healed.
 
-use crate::support::{eval, eventually, host, sig, unique, ErlNode, World};
-use cpg_node::config::{Cookie, NodeConfig, NodeName};
+use crate::support::{eval, eventually, host, node_config, sig, unique, ErlNode, World};
 use cpg_node::cpg::{CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions};
 use cpg_node::process::Dest;
@@ -331,10 +330,8 @@ fn free_port() -> u16 {
 /// A Rust node registered with the real EPMD on `port` (`embedded`: one
 /// allowed to start an embedded EPMD); with its alive name.
 async fn node_on(port: u16, cookie: &str, embedded: bool) -> (Node, String) {
-    let name = NodeName::parse(&format!("{}@{}", unique("r"), host())).unwrap();
-    let alive = name.alive().to_string();
-    let mut c = NodeConfig::new(name, Cookie::new(cookie.to_string()));
-    c.epmd_port = port;
+    let mut c = node_config("r", cookie, port);
+    let alive = c.name.alive().to_string();
     c.embedded_epmd = embedded;
     let r = Node::start(c).await.unwrap();
     assert!(cpg_node::epmd::port_please("127.0.0.1", port, &alive)
@@ -414,12 +411,7 @@ async fn epmd_gone_for_good_the_node_runs_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_starting_at_once_share_an_embedded_epmd() {
     let port = free_port();
-    let config = || {
-        let name = NodeName::parse(&format!("{}@{}", unique("t"), host())).unwrap();
-        let mut c = NodeConfig::new(name, Cookie::new(crate::support::cookie()));
-        c.epmd_port = port;
-        c
-    };
+    let config = || node_config("t", &crate::support::cookie(), port);
     let (ca, cb) = (config(), config());
     let (alive_a, alive_b) = (ca.name.alive().to_string(), cb.name.alive().to_string());
     let (a, b) = tokio::join!(Node::start(ca), Node::start(cb));
@@ -502,9 +494,7 @@ async fn a_node_without_epmd_registers_once_one_comes() {
     crate::require_erl!();
     let port = free_port();
     let config = |required: bool| {
-        let name = NodeName::parse(&format!("{}@{}", unique("u"), host())).unwrap();
-        let mut c = NodeConfig::new(name, Cookie::new(crate::support::cookie()));
-        c.epmd_port = port;
+        let mut c = node_config("u", &crate::support::cookie(), port);
         c.embedded_epmd = false;
         c.epmd_required = required;
         c

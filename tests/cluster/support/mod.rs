@@ -94,6 +94,16 @@ pub fn host() -> String {
     cpg_node::config::local_host(false)
 }
 
+/// The config of a node named `<unique prefix>@<this host>` with `cookie`,
+/// using the EPMD on `epmd_port` (the other settings as `NodeConfig::new`
+/// gives them: an embedded EPMD allowed).
+pub fn node_config(prefix: &str, cookie: &str, epmd_port: u16) -> NodeConfig {
+    let name = NodeName::parse(&format!("{}@{}", unique(prefix), host())).unwrap();
+    let mut c = NodeConfig::new(name, Cookie::new(cookie.to_string()));
+    c.epmd_port = epmd_port;
+    c
+}
+
 /// One test's world: its own EPMD on a free port and a cookie.
 pub struct World {
     pub epmd: EpmdServer,
@@ -109,9 +119,7 @@ impl World {
     }
 
     pub fn config(&self, prefix: &str) -> NodeConfig {
-        let name = NodeName::parse(&format!("{}@{}", unique(prefix), host())).unwrap();
-        let mut c = NodeConfig::new(name, Cookie::new(self.cookie.clone()));
-        c.epmd_port = self.epmd.port;
+        let mut c = node_config(prefix, &self.cookie, self.epmd.port);
         c.embedded_epmd = false;
         c
     }
