@@ -189,9 +189,8 @@ pub trait Kernel: Send + Sync + 'static {
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
     /// The connection a message to `to` goes out on, if it is busy (more
     /// queued for it, messages or bytes, than the node's limit), with that
-    /// limit;
-    /// `None` otherwise, and for a local destination (by default: never
-    /// busy).
+    /// limit; `None` otherwise, and for a local destination (by default:
+    /// never busy).
     fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, QueueLimit)> {
         let _ = to;
         None
