@@ -310,7 +310,7 @@ impl Reassembler {
                     if self.partial.len() >= self.max_partial {
                         return Err(DecodeError::Fragment("too many messages in reassembly"));
                     }
-                    self.hold(rest.len())?;
+                    hold(&mut self.partial_bytes, self.max_message, rest.len())?;
                     let slots = self.cache.slots();
                     let atoms = self
                         .refs
@@ -341,11 +341,7 @@ impl Reassembler {
                     if p.data.len() + rest.len() > self.max_message {
                         return Err(DecodeError::TooLarge(p.data.len() + rest.len()));
                     }
-                    let total = self.partial_bytes + rest.len();
-                    if total > self.max_message {
-                        return Err(DecodeError::TooLarge(total));
-                    }
-                    self.partial_bytes = total;
+                    hold(&mut self.partial_bytes, self.max_message, rest.len())?;
                     p.data.extend_from_slice(rest);
                     p.next_id -= 1;
                     if id == 1 {
@@ -371,16 +367,6 @@ impl Reassembler {
         }
     }
 
-    /// Counts `n` more bytes held in reassembly, if the bound allows.
-    fn hold(&mut self, n: usize) -> Result<(), DecodeError> {
-        let total = self.partial_bytes + n;
-        if n > self.max_message || total > self.max_message {
-            return Err(DecodeError::TooLarge(total));
-        }
-        self.partial_bytes = total;
-        Ok(())
-    }
-
     /// A whole message after a distribution header just read.
     fn borrowed<'a>(&'a self, data: &'a [u8]) -> Whole<'a> {
         Whole::Borrowed {
@@ -392,6 +378,18 @@ impl Reassembler {
             },
         }
     }
+}
+
+/// Counts `n` more bytes into `held`, the bytes of every message in
+/// reassembly, if that stays within `max` (a field of the reassembler,
+/// taken apart from it so that a message in reassembly can stay borrowed).
+fn hold(held: &mut usize, max: usize, n: usize) -> Result<(), DecodeError> {
+    let total = *held + n;
+    if total > max {
+        return Err(DecodeError::TooLarge(total));
+    }
+    *held = total;
+    Ok(())
 }
 
 fn be_u64(b: &[u8], at: usize) -> Result<u64, DecodeError> {
