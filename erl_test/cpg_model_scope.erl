@@ -1,6 +1,11 @@
-%% A model of a cpg scope process at node_type `all`, written for the tests
-%% from the protocol description (no genuine cpg code): CI has no genuine
-%% cpg, so the schedule test runs the BEAM side of the cluster on this.
+%% A model of a cpg scope process, written for the tests from the protocol
+%% description (no genuine cpg code): CI has no genuine cpg, so the
+%% schedule test runs the BEAM side of the cluster on this. It runs at
+%% node_type `all` (start/1) or as given (start/2), kept where cpg keeps it
+%% (the application env `cpg`/`node_type`, which a peer may ask for): at
+%% `visible`, hidden nodes are not listened to (their exchanges ignored,
+%% our writes not cast to them, their pids dropped from merges), but their
+%% casts are applied and their `{new, Node}` answered, as cpg does.
 %%
 %% It keeps, per group, the history list of member pids (newest first, one
 %% copy per join). The local and remote lists of the description are the
@@ -10,7 +15,8 @@
 %% is always the local or remote list), so only the history is stored.
 %%
 %% The protocol, between the scope processes registered as Scope on every
-%% node (visible and hidden nodes alike, i.e. nodes(connected)):
+%% node listened to (at `all`, visible and hidden nodes alike, i.e.
+%% nodes(connected); at `visible`, nodes()):
 %% - casts {join, Name, Pid}, {join_counts, [{Name, Count}], Pid},
 %%   {leave, Name, Pid}, {leave_counts, [{Name, Count}], Pid}, {leave, Pid}
 %%   for the owner's writes, each applied as a remote change;
@@ -22,7 +28,7 @@
 -module(cpg_model_scope).
 -behaviour(gen_server).
 
--export([start/1, stop/1,
+-export([start/1, start/2, stop/1,
          join/3, join_counts/3, leave/3, leave/2,
          get_members/2, get_local_members/2, get_remote_members/2,
          which_groups/1, count/3]).
@@ -36,7 +42,11 @@
 
 %% Starts the scope registered as Scope, not linked to the caller (the
 %% tests start it from a short-lived rpc process).
-start(Scope) -> gen_server:start({local, Scope}, ?MODULE, Scope, []).
+start(Scope) -> start(Scope, all).
+
+start(Scope, NodeType) when NodeType =:= all; NodeType =:= visible ->
+    ok = application:set_env(cpg, node_type, NodeType),
+    gen_server:start({local, Scope}, ?MODULE, Scope, []).
 
 stop(Scope) -> gen_server:stop(Scope).
 
@@ -68,7 +78,11 @@ count(Scope, Name, Pid) -> gen_server:call(Scope, {count, Name, Pid}).
 %%% The scope process
 
 init(Scope) ->
-    ok = net_kernel:monitor_nodes(true, [{node_type, all}, nodedown_reason]),
+    Types = case node_type() of
+        all -> [{node_type, all}];
+        visible -> []
+    end,
+    ok = net_kernel:monitor_nodes(true, Types ++ [nodedown_reason]),
     %% "I just started, send me your state."
     [{Scope, N} ! {new, node()} || N <- peers()],
     {ok, #state{scope = Scope}}.
@@ -104,7 +118,8 @@ handle_call({count, Name, Pid}, _, S) ->
 
 %% A remote owner's write, or a peer's state.
 handle_cast({exchange, Node, HistoryL}, S) ->
-    %% Only from a node we listen to (any connected node at `all`).
+    %% Only from a node we listen to (any connected node at `all`, a
+    %% visible one at `visible`).
     case lists:member(Node, peers()) of
         true -> {noreply, lists:foldl(fun merge/2, S, HistoryL)};
         false -> {noreply, S}
@@ -242,8 +257,20 @@ unmonitor_gone(#state{monitors = M} = S, Pids) ->
 %%% Helpers
 
 %% The nodes whose scopes we talk to: every connected node, visible or
-%% hidden, except release-script nodes (Name_script_process...).
-peers() -> [N || N <- nodes(connected), not ignored(N)].
+%% hidden (only visible ones at `visible`), except release-script nodes
+%% (Name_script_process...).
+peers() ->
+    Nodes = case node_type() of
+        all -> nodes(connected);
+        visible -> nodes()
+    end,
+    [N || N <- Nodes, not ignored(N)].
+
+node_type() ->
+    case application:get_env(cpg, node_type) of
+        {ok, visible} -> visible;
+        _ -> all
+    end.
 
 ignored(Node) ->
     [Local | _] = string:split(atom_to_list(node()), "@"),

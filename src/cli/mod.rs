@@ -251,11 +251,13 @@ pub struct CpgArgs {
     /// cpg scope to take part in (repeatable; default cpg_default_scope).
     #[arg(long = "scope")]
     pub scopes: Vec<String>,
-    /// node_type of the BEAM cpg scopes: `all` (the Rust node is a full
-    /// peer) or `visible` (cpg's default: publish by casts, poll for state).
-    #[arg(long, default_value = "all", value_parser = ["all", "visible"])]
+    /// node_type of the BEAM cpg scopes: `auto` (each BEAM node asked when
+    /// it connects, and treated as it answers), `all` (the Rust node is a
+    /// full peer) or `visible` (cpg's default: publish by casts, poll for
+    /// state).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "all", "visible"])]
     pub beam_node_type: String,
-    /// In visible mode, how often to ask each BEAM scope for its state (ms).
+    /// How often to ask each BEAM scope at `visible` for its state (ms).
     #[arg(long, default_value_t = 5000)]
     pub poll_interval_ms: u64,
 }
@@ -271,10 +273,10 @@ impl CpgArgs {
             .iter()
             .map(|n| {
                 let mut o = ScopeOptions::new(n);
-                o.beam_node_type = if self.beam_node_type == "visible" {
-                    BeamNodeType::Visible
-                } else {
-                    BeamNodeType::All
+                o.beam_node_type = match self.beam_node_type.as_str() {
+                    "visible" => BeamNodeType::Visible,
+                    "all" => BeamNodeType::All,
+                    _ => BeamNodeType::Auto,
                 };
                 o.poll_interval = Duration::from_millis(self.poll_interval_ms.max(10));
                 Ok(CpgScope::start(node, o)?)

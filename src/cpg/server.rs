@@ -10,7 +10,8 @@
 //! round trip); reads take a read lock on the shared state and never go
 //! through the task.
 //!
-//! Two cluster modes ([`BeamNodeType`]):
+//! Two cluster modes, per BEAM node ([`BeamNodeType`]; by default each
+//! node is asked which one its cpg runs in when it connects, `Auto`):
 //! - `All`: BEAM cpg runs with `node_type = all`: the Rust node is a full
 //!   peer; state moves by exchanges on connection and casts afterwards.
 //! - `Visible` (cpg's default): BEAM scopes ignore a hidden node's exchange
@@ -57,9 +58,30 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// How the BEAM side of the cluster runs cpg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BeamNodeType {
+    /// Each BEAM node is asked when it connects (`application:get_env(cpg,
+    /// node_type)` through its `rex`, one round trip) and treated as it
+    /// answers: `all` as [`All`](Self::All), `visible` (cpg's default) as
+    /// [`Visible`](Self::Visible); a node without cpg loaded, or that does
+    /// not answer, as `All`, and asked again when its scope process (re)starts. Until it
+    /// answers, nothing of ours goes to it; then our whole state does (an
+    /// exchange at `all`, `join_counts` casts at `visible`), and the casts
+    /// of every later write.
+    Auto,
     /// `node_type = all`: hidden nodes are full peers.
     All,
     /// `node_type = visible` (cpg's default): see the module doc.
+    Visible,
+}
+
+/// How the scope task treats one peer (the mode of [`BeamNodeType`] that
+/// applies to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerMode {
+    /// `Auto`, and the peer has not said yet: no cast goes to it.
+    Asking,
+    /// A full peer.
+    All,
+    /// Published to by casts, polled with `{new, Node}`.
     Visible,
 }
 
@@ -68,9 +90,10 @@ pub enum BeamNodeType {
 pub struct ScopeOptions {
     /// The scope atom (`cpg_default_scope` by default).
     pub name: String,
-    /// The BEAM side's `node_type`.
+    /// The BEAM side's `node_type` (by default [`BeamNodeType::Auto`]: each
+    /// node is asked).
     pub beam_node_type: BeamNodeType,
-    /// How often to ask every BEAM scope for its state in `Visible` mode.
+    /// How often to ask every BEAM scope at `visible` for its state.
     pub poll_interval: Duration,
     /// The group storage (cpg's `group_storage`): it must be the one of the
     /// handle started ([`CpgScope::start`]: `Trie`, [`CpgScope::start_map`]:
@@ -84,12 +107,13 @@ pub struct ScopeOptions {
 }
 
 impl ScopeOptions {
-    /// Options for scope `name`, full-peer mode, polling every 5 s if
-    /// switched to `Visible`, trie storage.
+    /// Options for scope `name`: each BEAM node's mode asked when it
+    /// connects ([`BeamNodeType::Auto`]), those at `visible` polled every
+    /// 5 s, trie storage.
     pub fn new(name: &str) -> Self {
         ScopeOptions {
             name: name.to_string(),
-            beam_node_type: BeamNodeType::All,
+            beam_node_type: BeamNodeType::Auto,
             poll_interval: Duration::from_secs(5),
             storage: Storage::Trie,
             max_copies: DEFAULT_MAX_COPIES,
@@ -191,7 +215,9 @@ type Shared<N> = (
 /// The task carries out whatever is queued before the effects of anything
 /// it does itself ([`ScopeTask::execute`]), and a task's change is made
 /// under the same lock, after: effects run in the order the changes were
-/// made, as when the task made every change.
+/// made, as when the task made every change. (Where the order against
+/// later writes matters too, for a message read off the state, the queue
+/// is taken under the same lock as the change: [`ScopeTask::change`].)
 struct Pending<N: GroupKey> {
     effects: parking_lot::Mutex<Vec<Effect<MemberPid, N>>>,
     wake: tokio::sync::Notify,
@@ -429,6 +455,21 @@ struct ScopeTask<N: GroupKey> {
     polled: HashMap<String, ()>,
     /// The scope process of each connected peer, monitored by name.
     remote: HashMap<String, RemoteScope>,
+    /// `Auto`: the answers of peers asked for their cpg's `node_type`.
+    modes_tx: mpsc::UnboundedSender<ModeAnswer>,
+    modes_rx: mpsc::UnboundedReceiver<ModeAnswer>,
+    /// Numbers the questions (a late answer to an earlier one is dropped).
+    asked: u64,
+}
+
+/// A peer's answer to `Auto`'s question ([`ask_node_type`]).
+struct ModeAnswer {
+    peer: String,
+    /// The question's number ([`RemoteScope::question`]).
+    question: u64,
+    answer: Option<BeamNodeType>,
+    /// Asked because the peer's scope came back (not on connection).
+    back: bool,
 }
 
 /// How long a probe monitor of a peer's scope must go without a `noproc`
@@ -448,6 +489,10 @@ const PROBE_FIRST: Duration = Duration::from_millis(200);
 /// are published to it again.
 struct RemoteScope {
     mref: Reference,
+    /// How we treat the peer (given, or as it answered under `Auto`).
+    mode: PeerMode,
+    /// The number of the last question asked (`Auto`).
+    question: u64,
     /// `Some(since)` while the monitor is a probe.
     probing_since: Option<tokio::time::Instant>,
     /// `Some(at)` while the scope is away: when to probe next.
@@ -507,46 +552,79 @@ fn reason_text(t: &Term) -> String {
     }
 }
 
-/// Warns when `peer`'s cpg runs with another `node_type` than `ours`: a
-/// BEAM scope at `visible` ignores a hidden node's exchange and never tells
-/// it of joins, so in `All` mode nothing would be published or seen, without
-/// a word. Asked through `rex` (`cpg_app:listen_type()`); peers without
-/// cpg or without `rex` are left alone.
-async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamNodeType) {
-    // Not to a peer that went away meanwhile: the call would dial it.
+/// How `peer`'s cpg runs, asked through its `rex`:
+/// `application:get_env(cpg, node_type)`, which cpg reads when its scopes
+/// start (its `.app` says `visible` unless configured). `None` when the
+/// peer has no cpg loaded (the env is then `undefined`), does not answer,
+/// or is gone (not asked then: the call would dial it again).
+async fn ask_node_type(node: &Node, peer: &str) -> Option<BeamNodeType> {
     if !node.is_connected(peer) {
-        return;
+        return None;
     }
-    let Ok(got) = node
-        .rpc(
-            peer,
-            "cpg_app",
-            "listen_type",
-            vec![],
-            Duration::from_secs(5),
-        )
+    let args = vec![term::atom("cpg"), term::atom("node_type")];
+    let got = node
+        .rpc(peer, "application", "get_env", args, Duration::from_secs(5))
         .await
-    else {
+        .ok()?;
+    match term::as_tuple(&got) {
+        Some([ok, v]) if term::as_atom(ok) == Some("ok") => match term::as_atom(v) {
+            Some("all") => Some(BeamNodeType::All),
+            Some("visible") => Some(BeamNodeType::Visible),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Warns when `peer`'s cpg runs with another `node_type` than `ours` (a
+/// mode given, not `Auto`): a BEAM scope at `visible` ignores a hidden
+/// node's exchange and never tells it of joins, so in `All` mode nothing
+/// would be published or seen, without a word.
+async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamNodeType) {
+    let Some(theirs) = ask_node_type(node, peer).await else {
         return;
-    };
-    let theirs = match crate::term::as_atom(&got) {
-        Some("all") => BeamNodeType::All,
-        Some("visible") => BeamNodeType::Visible,
-        _ => return,
     };
     if theirs != ours {
         let (flag, beam) = match theirs {
             BeamNodeType::Visible => ("visible", "all"),
-            BeamNodeType::All => ("all", "visible"),
+            _ => ("all", "visible"),
         };
         tracing::warn!(
             %scope,
             %peer,
             "{peer} runs cpg with node_type {flag} but this node expects {beam}: memberships will not be kept in step. \
-             Fix: start this node with --beam-node-type {flag} (ScopeOptions::beam_node_type), \
+             Fix: start this node with --beam-node-type {flag} or auto (ScopeOptions::beam_node_type), \
              or run cpg on the BEAM nodes with node_type {beam}"
         );
     }
+}
+
+/// `Visible`: the BEAM scope ignores our exchange, so each local member is
+/// announced to `peer` with one `join_counts` cast. `replace`: each after a
+/// `{leave, Pid}` cast, for a scope that may hold some of ours already
+/// (one that came back: a restarted scope holds none, and the leave does
+/// nothing there, but our casts may have reached it in the moment between
+/// its start and our probe seeing it, and `join_counts` adds).
+fn publish_to<N: WireName>(
+    s: &Scope<MemberPid, N>,
+    peer: &str,
+    replace: bool,
+) -> Vec<Effect<MemberPid, N>> {
+    let mut effects = Vec::new();
+    for pid in s.monitored_pids().filter(|p| s.is_local(p)) {
+        let cast = |request| Effect::Cast {
+            node: peer.to_string(),
+            request,
+        };
+        if replace {
+            effects.push(cast(Request::LeaveAll { pid: *pid }));
+        }
+        effects.push(cast(Request::JoinCounts {
+            counts: s.which_groups_counts(pid),
+            pid: *pid,
+        }));
+    }
+    effects
 }
 
 /// How a run of the scope task ended.
@@ -589,6 +667,7 @@ async fn supervise_scope<N: WireName>(
             Some(p) => p,
             None => supervise::register_again(&node, &opts.name, true, &mut attempt).await,
         };
+        let (modes_tx, modes_rx) = mpsc::unbounded_channel();
         let task = ScopeTask {
             node: node.clone(),
             opts: opts.clone(),
@@ -598,6 +677,9 @@ async fn supervise_scope<N: WireName>(
             events: events.clone(),
             polled: HashMap::new(),
             remote: HashMap::new(),
+            modes_tx,
+            modes_rx,
+            asked: 0,
         };
         let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
@@ -678,7 +760,8 @@ impl<N: WireName> ScopeTask<N> {
                         return Stop::Killed(reason.to_string());
                     }
                 },
-                _ = poll.tick(), if self.opts.beam_node_type == BeamNodeType::Visible => self.ask_all(),
+                Some(a) = self.modes_rx.recv() => self.mode_answered(a),
+                _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => self.poll_visible(),
                 _ = probe.tick(), if probing => self.probe_remote_scopes(),
             }
         }
@@ -701,21 +784,33 @@ impl<N: WireName> ScopeTask<N> {
         self.monitor_all(&mut pids);
     }
 
-    /// Monitors `peer`'s scope process (by name), and checks in the
-    /// background that the peer's cpg runs in the mode we were told.
+    /// Monitors `peer`'s scope process (by name) and sets how the peer is
+    /// treated: as we were told (checked in the background against how
+    /// the peer's cpg runs), or, under `Auto`, asked.
     fn watch_remote_scope(&mut self, peer: &str) {
         let mref = self
             .proc
             .monitor(Dest::Name(self.opts.name.clone(), peer.to_string()));
+        let mode = match self.opts.beam_node_type {
+            BeamNodeType::Auto => PeerMode::Asking,
+            BeamNodeType::All => PeerMode::All,
+            BeamNodeType::Visible => PeerMode::Visible,
+        };
         self.remote.insert(
             peer.to_string(),
             RemoteScope {
                 mref,
+                mode,
+                question: 0,
                 probing_since: None,
                 next_probe: None,
                 retry: PROBE_FIRST,
             },
         );
+        if mode == PeerMode::Asking {
+            self.ask_mode(peer, false);
+            return;
+        }
         let (node, peer, scope, ours) = (
             self.node.clone(),
             peer.to_string(),
@@ -723,6 +818,94 @@ impl<N: WireName> ScopeTask<N> {
             self.opts.beam_node_type,
         );
         tokio::spawn(async move { check_mode(&node, &peer, &scope, ours).await });
+    }
+
+    /// `Auto`: asks `peer` how its cpg runs ([`ask_node_type`]); our state
+    /// goes to it with the answer ([`mode_answered`](Self::mode_answered)).
+    /// On a new connection nothing of ours goes to it until then. `back`:
+    /// its scope process came back: our casts go on as before meanwhile
+    /// (the new scope may get some of them before the state, which sets it
+    /// right), for cpg may have restarted with another node_type or been
+    /// loaded only now.
+    fn ask_mode(&mut self, peer: &str, back: bool) {
+        let Some(r) = self.remote.get_mut(peer) else {
+            return;
+        };
+        self.asked += 1;
+        if !back {
+            r.mode = PeerMode::Asking;
+        }
+        r.question = self.asked;
+        let (node, tx, peer, question) = (
+            self.node.clone(),
+            self.modes_tx.clone(),
+            peer.to_string(),
+            self.asked,
+        );
+        tokio::spawn(async move {
+            let answer = ask_node_type(&node, &peer).await;
+            let _ = tx.send(ModeAnswer {
+                peer,
+                question,
+                answer,
+                back,
+            });
+        });
+    }
+
+    /// `Auto`: `peer` said how its cpg runs (or did not). In one step under
+    /// the state's lock, the effects of the writes queued so far are taken
+    /// (their casts to a peer still asking are dropped: what it gets next
+    /// holds them) and our state is read; then the peer's mode is set, so
+    /// the casts of any later write go to it after the state: an exchange
+    /// at `all` (as cpg sends on nodeup), `join_counts` casts at `visible`
+    /// (and `{new, Node}`: its state is polled from now on).
+    fn mode_answered(&mut self, a: ModeAnswer) {
+        let Some(r) = self.remote.get(&a.peer) else {
+            return; // gone since
+        };
+        if r.question != a.question {
+            return; // a question asked again since
+        }
+        let mode = match a.answer {
+            Some(BeamNodeType::Visible) => PeerMode::Visible,
+            _ => PeerMode::All,
+        };
+        let how = match a.answer {
+            Some(BeamNodeType::Visible) => {
+                "node_type visible: our members go by casts, its own are polled"
+            }
+            Some(_) => "node_type all: a full peer",
+            None => "no cpg node_type (cpg not loaded, or no answer): treated as a full peer",
+        };
+        tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
+        let (queued, state) = {
+            let s = self.state_mut();
+            let queued = std::mem::take(&mut *self.pending.effects.lock());
+            let state = match mode {
+                PeerMode::Visible => publish_to(&s, &a.peer, a.back),
+                _ => s.new_node(&a.peer),
+            };
+            (queued, state)
+        };
+        self.carry_out(queued);
+        if let Some(r) = self.remote.get_mut(&a.peer) {
+            r.mode = mode;
+        }
+        self.carry_out(state);
+        if a.back || mode == PeerMode::Visible {
+            self.send_new(&a.peer);
+        }
+    }
+
+    /// How `peer` is treated: its mode under `Auto` (a full peer if not
+    /// watched), else the mode given.
+    fn mode_of(&self, peer: &str) -> PeerMode {
+        match self.opts.beam_node_type {
+            BeamNodeType::All => PeerMode::All,
+            BeamNodeType::Visible => PeerMode::Visible,
+            BeamNodeType::Auto => self.remote.get(peer).map_or(PeerMode::All, |r| r.mode),
+        }
     }
 
     /// A monitor of a peer's scope fired.
@@ -772,12 +955,15 @@ impl<N: WireName> ScopeTask<N> {
         }
         for peer in back {
             tracing::info!(scope = %self.opts.name, %peer, "the peer's scope is back: publishing our members to it");
-            match self.opts.beam_node_type {
-                BeamNodeType::Visible => self.publish_to(&peer),
-                BeamNodeType::All => {
-                    let effects = self.state.read().new_node(&peer);
-                    self.execute(effects);
-                }
+            // (Under `Auto` asked again first: cpg may have restarted with
+            // another node_type, or been loaded only now.)
+            if self.opts.beam_node_type == BeamNodeType::Auto {
+                self.ask_mode(&peer, true);
+                continue;
+            }
+            match self.mode_of(&peer) {
+                PeerMode::Visible => self.change(|s| publish_to(s, &peer, true)),
+                _ => self.change(|s| s.new_node(&peer)),
             }
             self.send_new(&peer);
         }
@@ -790,8 +976,8 @@ impl<N: WireName> ScopeTask<N> {
         if !self.node.is_connected(peer) {
             return;
         }
-        let effects = self.state_mut().node_up(peer, true);
-        self.execute(effects);
+        // The peer's mode first: under `Auto` it is asked, and nothing of
+        // ours goes to it (node_up's exchange included) until it answers.
         self.watch_remote_scope(peer);
         // `All`: as cpg on nodeup, our exchange goes out (node_up's effect)
         // and the peer's comes in by itself; no `{new, Node}`, whose answer
@@ -799,9 +985,16 @@ impl<N: WireName> ScopeTask<N> {
         // it, and the merge would set them back (cpg sends `{new, Node}`
         // only when its scope starts). `Visible`: the BEAM scope tells us
         // nothing unasked, so ask, and publish ours by casts.
-        if self.opts.beam_node_type == BeamNodeType::Visible {
+        let visible = self.mode_of(peer) == PeerMode::Visible;
+        self.change(|s| {
+            let mut effects = s.node_up(peer, true);
+            if visible {
+                effects.extend(publish_to(s, peer, false));
+            }
+            effects
+        });
+        if visible {
             self.send_new(peer);
-            self.publish_to(peer);
         }
     }
 
@@ -840,29 +1033,6 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
-    /// Visible mode: the BEAM scope ignores our exchange, so announce each
-    /// local member with one `join_counts` cast.
-    fn publish_to(&mut self, peer: &str) {
-        let casts: Vec<Request<MemberPid, N>> = {
-            let s = self.state.read();
-            let locals: Vec<MemberPid> = s
-                .monitored_pids()
-                .filter(|p| s.is_local(p))
-                .cloned()
-                .collect();
-            locals
-                .into_iter()
-                .map(|pid| Request::JoinCounts {
-                    counts: s.which_groups_counts(&pid),
-                    pid,
-                })
-                .collect()
-        };
-        for request in casts {
-            self.cast(peer, request);
-        }
-    }
-
     fn send_new(&mut self, peer: &str) {
         // Like cpg, only to nodes connected now: a send to any other would
         // dial it, undoing a disconnect.
@@ -870,7 +1040,7 @@ impl<N: WireName> ScopeTask<N> {
             return;
         }
         let msg = WireMsg::<MemberPid, N>::New(self.node.name().to_string()).encode();
-        if self.opts.beam_node_type == BeamNodeType::Visible {
+        if self.mode_of(peer) == PeerMode::Visible {
             self.polled.insert(peer.to_string(), ());
         }
         let _ = self
@@ -881,6 +1051,15 @@ impl<N: WireName> ScopeTask<N> {
     fn ask_all(&mut self) {
         for p in self.node.peers() {
             self.send_new(&p);
+        }
+    }
+
+    /// The poll: every peer at `visible` is asked for its state.
+    fn poll_visible(&mut self) {
+        for p in self.node.peers() {
+            if self.mode_of(&p) == PeerMode::Visible {
+                self.send_new(&p);
+            }
         }
     }
 
@@ -966,16 +1145,13 @@ impl<N: WireName> ScopeTask<N> {
     /// A message from another node's scope (decoded, or why not).
     fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
         match m {
-            Ok(WireMsg::New(node)) => {
-                let effects = self.state.read().new_node(&node);
-                self.execute(effects);
-            }
+            Ok(WireMsg::New(node)) => self.change(|s| s.new_node(&node)),
             Ok(WireMsg::Cast(Request::Exchange {
                 from: origin,
                 groups,
             })) => {
                 let mut groups = groups;
-                if self.opts.beam_node_type == BeamNodeType::Visible {
+                if self.mode_of(&origin) == PeerMode::Visible {
                     if self.polled.remove(&origin).is_some() {
                         self.drop_unlisted(&origin, &groups);
                     }
@@ -1196,10 +1372,35 @@ impl<N: WireName> ScopeTask<N> {
     /// `effects` (a change the task made after them).
     fn execute(&mut self, effects: Vec<Effect<MemberPid, N>>) {
         let queued = std::mem::take(&mut *self.pending.effects.lock());
+        self.carry_out(queued);
+        self.carry_out(effects);
+    }
+
+    /// `f`'s change under the state's lock, with the effects of the writes
+    /// queued until then taken under the same lock: carried out before
+    /// `f`'s, and those of every later write after. For a message read off
+    /// the state (an exchange, the casts that publish our members), which
+    /// must go after the casts of the writes it holds and before those of
+    /// the writes it does not: `execute` takes the queue only once the
+    /// lock is let go, and a write in between would be cast before the
+    /// state that does not hold it, then undone by it.
+    fn change(&mut self, f: impl FnOnce(&mut Scope<MemberPid, N>) -> Vec<Effect<MemberPid, N>>) {
+        let (queued, effects) = {
+            let mut s = self.state_mut();
+            let effects = f(&mut s);
+            (std::mem::take(&mut *self.pending.effects.lock()), effects)
+        };
+        self.carry_out(queued);
+        self.carry_out(effects);
+    }
+
+    /// Carries out `effects`, in order. A cast to a peer asked for its mode
+    /// (`Auto`) is dropped: the state it gets once it answers holds it.
+    fn carry_out(&mut self, effects: Vec<Effect<MemberPid, N>>) {
         // A run of monitors is made in one go (an exchange brings one per
         // new remote pid: one lock and one queueing to the peer for all).
         let mut to_monitor: Vec<MemberPid> = Vec::new();
-        for e in queued.into_iter().chain(effects) {
+        for e in effects {
             if !matches!(e, Effect::Monitor(_)) {
                 self.monitor_all(&mut to_monitor);
             }
@@ -1210,7 +1411,11 @@ impl<N: WireName> ScopeTask<N> {
                 Effect::Demonitor(_, Some(tag)) => self.proc.demonitor_key(MonitorKey(tag.get())),
                 // Left before its monitor was set: `monitor_all` drops it.
                 Effect::Demonitor(_, None) => {}
-                Effect::Cast { node, request } => self.cast(&node, request),
+                Effect::Cast { node, request } => {
+                    if self.mode_of(&node) != PeerMode::Asking {
+                        self.cast(&node, request);
+                    }
+                }
                 Effect::Notify { name, pid, reason } => {
                     let _ = self.events.send(GroupEvent {
                         group: name,

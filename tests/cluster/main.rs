@@ -3,6 +3,8 @@
 //! - `dist`: the hidden node seen from Erlang: ping, nodes(hidden), message
 //!   round trips, gen_server calls both ways, monitors and links both ways,
 //!   wrong cookies, 1 MiB messages, node restart, connection loss.
+//! - `cpg_modes`: the default `Auto` mode against a BEAM scope at `all` and
+//!   at `visible` (genuine cpg with CPG_EBIN, else the model scope).
 //! - `cpg_storage`: map group storage (any term as a group name) against a
 //!   driver scope and, with CPG_EBIN, genuine cpg with `group_storage` dict.
 //! - `faults`: the node comes back by itself after faults (seed restart,
@@ -18,6 +20,7 @@ mod support;
 #[cfg(feature = "cli")]
 mod cli;
 mod cpg_interop;
+mod cpg_modes;
 mod cpg_protocol;
 mod cpg_storage;
 mod cpg_wire;

@@ -1,0 +1,260 @@
+//! `BeamNodeType::Auto` (the default): each BEAM node is asked how its cpg
+//! runs when it connects, and treated so, at `all` and at `visible` (cpg's
+//! default), with nothing configured on either side. Against genuine cpg
+//! when CPG_EBIN is set, else the model scope
+//! (`erl_test/cpg_model_scope.erl`, started at the node_type asked), so
+//! these run in CI too.
+
+use crate::support::{eval, eventually, unique, ErlNode, World};
+use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::process::Process;
+use cpg_node::term::Term;
+use cpg_node::Node;
+use std::time::Duration;
+
+fn genuine() -> bool {
+    std::env::var_os("CPG_EBIN").is_some()
+}
+
+/// A BEAM node whose cpg scope runs at `node_type`.
+async fn beam_at(w: &World, node_type: &str) -> ErlNode {
+    let args: Vec<String> = if genuine() {
+        crate::support::genuine_cpg_args_env(node_type, &[])
+    } else {
+        vec![
+            "-eval".into(),
+            format!("{{ok, _}} = cpg_model_scope:start(cpg_default_scope, {node_type})."),
+        ]
+    };
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ErlNode::start(&unique("b"), &w.cookie, w.epmd.port, &args).await
+}
+
+/// Waits until the scope runs on the BEAM node.
+async fn scope_up(ctl: &Node, erl: &str) {
+    eval(ctl, erl, "cpg_node_test_util:wait_for(cpg_default_scope).").await;
+}
+
+/// Erlang code reading `group` on the BEAM node: `{ok, _, Pids}` or an
+/// error.
+fn members_call(group: &str) -> String {
+    if genuine() {
+        format!("cpg:get_members({group:?})")
+    } else {
+        format!("cpg_model_scope:get_members(cpg_default_scope, {group:?})")
+    }
+}
+
+/// How many times `pid` is in `group` on the BEAM node.
+async fn beam_count(ctl: &Node, erl: &str, group: &str, pid: &cpg_node::Pid) -> usize {
+    let code = format!(
+        "case {} of {{ok, _, Pids}} -> Pids; _ -> [] end.",
+        members_call(group)
+    );
+    match eval(ctl, erl, &code).await {
+        Term::List(l) => l
+            .elements
+            .iter()
+            .filter(|t| **t == Term::Pid(pid.clone()))
+            .count(),
+        _ => 0,
+    }
+}
+
+/// A BEAM process joined to `group` on the BEAM node.
+async fn beam_join(ctl: &Node, erl: &str, group: &str) -> Term {
+    let join = if genuine() {
+        format!("ok = cpg:join({group:?}, P)")
+    } else {
+        format!("ok = cpg_model_scope:join(cpg_default_scope, {group:?}, P)")
+    };
+    eval(
+        ctl,
+        erl,
+        &format!("P = cpg_node_test_util:spawn_idle(), {join}, P."),
+    )
+    .await
+}
+
+async fn beam_leave(ctl: &Node, erl: &str, group: &str, pid: &Term) {
+    let pid = format!("list_to_pid({:?})", crate::support::cpg::erl_pid_text(pid));
+    let leave = if genuine() {
+        format!("ok = cpg:leave({group:?}, {pid}).")
+    } else {
+        format!("ok = cpg_model_scope:leave(cpg_default_scope, {group:?}, {pid}).")
+    };
+    eval(ctl, erl, &leave).await;
+}
+
+fn count_ours(scope: &CpgScope, group: &str, pid: &Term) -> usize {
+    crate::support::cpg::ours(scope, group)
+        .iter()
+        .filter(|p| *p == pid)
+        .count()
+}
+
+/// A Rust node whose scope runs in `mode` (BEAM scopes at visible polled
+/// every 200 ms), with a process joined twice to `group`, connected to `g`
+/// once joined.
+async fn joined_then_connected(
+    w: &World,
+    mode: BeamNodeType,
+    group: &str,
+    g: &ErlNode,
+) -> (Node, CpgScope, Process) {
+    let r = w.rust_node("r").await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.poll_interval = Duration::from_millis(200);
+    opts.beam_node_type = mode;
+    let scope = CpgScope::start(&r, opts).unwrap();
+    let m = r.spawn_process();
+    scope
+        .join_counts(&[(group.into(), 2)], m.pid())
+        .await
+        .unwrap();
+    r.connect(&g.name).await.unwrap();
+    (r, scope, m)
+}
+
+/// With default options, against a BEAM scope at `node_type`: members
+/// joined before the connection and in a burst right as it comes up reach
+/// BEAM exactly as often as joined (nothing cast twice while the peer is
+/// asked, nothing lost), BEAM's members and its later joins and leaves reach
+/// us.
+async fn auto_against(node_type: &str) {
+    let w = World::new().await;
+    let g = beam_at(&w, node_type).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &g.name).await;
+    let before = beam_join(&ctl, &g.name, "pre").await;
+
+    let (r, scope, early) = joined_then_connected(&w, BeamNodeType::Auto, "early", &g).await;
+    // Joins while the peer is asked for its node_type (and after).
+    let burst = r.spawn_process();
+    for _ in 0..20 {
+        scope.join("burst", burst.pid()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for (group, pid, n) in [("early", early.pid(), 2), ("burst", burst.pid(), 20)] {
+        assert!(
+            eventually(5, || async {
+                beam_count(&ctl, &g.name, group, pid).await == n
+            })
+            .await,
+            "{node_type}: BEAM holds {} copies in {group}, not {n}",
+            beam_count(&ctl, &g.name, group, pid).await
+        );
+    }
+    assert!(
+        eventually(5, || async { count_ours(&scope, "pre", &before) == 1 }).await,
+        "{node_type}: BEAM's member {before} not seen: {:?}",
+        crate::support::cpg::ours(&scope, "pre")
+    );
+    // Later changes on both sides.
+    scope.leave("burst", burst.pid()).await.unwrap();
+    let later = beam_join(&ctl, &g.name, "later").await;
+    assert!(
+        eventually(5, || async { count_ours(&scope, "later", &later) == 1 }).await,
+        "{node_type}: BEAM's later join not seen"
+    );
+    beam_leave(&ctl, &g.name, "pre", &before).await;
+    assert!(
+        eventually(5, || async { scope.get_members("pre").is_err() }).await,
+        "{node_type}: BEAM's leave not seen"
+    );
+    assert!(
+        eventually(5, || async {
+            beam_count(&ctl, &g.name, "burst", burst.pid()).await == 19
+        })
+        .await,
+        "{node_type}: our leave not seen"
+    );
+    // Nothing more arrives later (a cast or a publication twice).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(beam_count(&ctl, &g.name, "early", early.pid()).await, 2);
+    assert_eq!(beam_count(&ctl, &g.name, "burst", burst.pid()).await, 19);
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_against_a_beam_scope_at_all() {
+    crate::require_erl!();
+    auto_against("all").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_against_a_beam_scope_at_visible() {
+    crate::require_erl!();
+    auto_against("visible").await;
+}
+
+/// A BEAM node whose cpg is not started (its code and settings only).
+async fn beam_without_scope(w: &World, node_type: &str) -> ErlNode {
+    let args: Vec<String> = if genuine() {
+        let mut v = crate::support::genuine_cpg_args_env(node_type, &[]);
+        // without the trailing `-eval` that starts cpg
+        v.truncate(v.len() - 2);
+        v
+    } else {
+        vec![]
+    };
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    ErlNode::start(&unique("b"), &w.cookie, w.epmd.port, &args).await
+}
+
+/// The BEAM scope starts after the Rust node connected (cpg started late,
+/// or restarted), `delay` after the connection, and we run in `mode`: our members reach it
+/// exactly as often as joined whatever the moment (the peer's node_type is
+/// asked again once its scope runs, and the state we publish then replaces
+/// whatever of ours reached the new scope before).
+async fn with_a_late_beam_scope(node_type: &str, mode: BeamNodeType) {
+    for delay in [0, 20, 60, 150, 300] {
+        let w = World::new().await;
+        let g = beam_without_scope(&w, node_type).await;
+        let ctl = w.rust_node("ctl").await;
+        let (r, scope, m) = joined_then_connected(&w, mode, "g", &g).await;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let start = if genuine() {
+            "{ok, _} = application:ensure_all_started(cpg), ok.".to_string()
+        } else {
+            format!("{{ok, _}} = cpg_model_scope:start(cpg_default_scope, {node_type}), ok.")
+        };
+        eval(&ctl, &g.name, &start).await;
+        scope.join("g", m.pid()).await.unwrap();
+        assert!(
+            eventually(5, || async {
+                beam_count(&ctl, &g.name, "g", m.pid()).await == 3
+            })
+            .await,
+            "{node_type}, scope started {delay} ms after: BEAM holds {} copies, not 3",
+            beam_count(&ctl, &g.name, "g", m.pid()).await
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            beam_count(&ctl, &g.name, "g", m.pid()).await,
+            3,
+            "{node_type}, scope started {delay} ms after: later"
+        );
+        r.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_with_a_late_beam_scope_at_all() {
+    crate::require_erl!();
+    with_a_late_beam_scope("all", BeamNodeType::Auto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_with_a_late_beam_scope_at_visible() {
+    crate::require_erl!();
+    with_a_late_beam_scope("visible", BeamNodeType::Auto).await;
+}
+
+/// The same with the mode given: the state published to a scope that came
+/// back replaces what of ours reached it before (`join_counts` adds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visible_mode_with_a_late_beam_scope() {
+    crate::require_erl!();
+    with_a_late_beam_scope("visible", BeamNodeType::Visible).await;
+}
