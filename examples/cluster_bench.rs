@@ -57,7 +57,7 @@
 //!   included, as a message arrives).
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
-use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::dist::control;
 use cpg_node::epmd::server::EpmdServer;
 use cpg_node::process::{Dest, Process, Signal};
@@ -491,7 +491,12 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
     config.epmd_port = epmd.port;
     config.embedded_epmd = false;
     let r = Node::start(config).await.expect("node");
-    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).expect("scope");
+    // `All`, not the default `Auto`: the BEAM -> BEAM runs' nodes run cpg at
+    // visible, and `Auto` would poll their whole state every 5 s (a
+    // load on the baseline); `e` runs at all.
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.beam_node_type = BeamNodeType::All;
+    let scope = CpgScope::start(&r, opts).expect("scope");
     let mut pa: Vec<String> = std::env::split_paths(cpg_ebin)
         .map(|p| p.display().to_string())
         .collect();

@@ -880,7 +880,8 @@ impl<N: WireName> ScopeTask<N> {
         };
         tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
         let (queued, state) = {
-            let s = self.state_mut();
+            // (A read lock keeps the handles' writes out as well.)
+            let s = self.state.read();
             let queued = std::mem::take(&mut *self.pending.effects.lock());
             let state = match mode {
                 PeerMode::Visible => publish_to(&s, &a.peer, a.back),
@@ -962,8 +963,8 @@ impl<N: WireName> ScopeTask<N> {
                 continue;
             }
             match self.mode_of(&peer) {
-                PeerMode::Visible => self.change(|s| publish_to(s, &peer, true)),
-                _ => self.change(|s| s.new_node(&peer)),
+                PeerMode::Visible => self.tell_state(|s| publish_to(s, &peer, true)),
+                _ => self.tell_state(|s| s.new_node(&peer)),
             }
             self.send_new(&peer);
         }
@@ -1145,7 +1146,7 @@ impl<N: WireName> ScopeTask<N> {
     /// A message from another node's scope (decoded, or why not).
     fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
         match m {
-            Ok(WireMsg::New(node)) => self.change(|s| s.new_node(&node)),
+            Ok(WireMsg::New(node)) => self.tell_state(|s| s.new_node(&node)),
             Ok(WireMsg::Cast(Request::Exchange {
                 from: origin,
                 groups,
@@ -1388,6 +1389,19 @@ impl<N: WireName> ScopeTask<N> {
         let (queued, effects) = {
             let mut s = self.state_mut();
             let effects = f(&mut s);
+            (std::mem::take(&mut *self.pending.effects.lock()), effects)
+        };
+        self.carry_out(queued);
+        self.carry_out(effects);
+    }
+
+    /// [`change`](Self::change) for a message read off the state that
+    /// changes nothing, under a read lock (which keeps the handles' writes
+    /// out as well, and lets readers in).
+    fn tell_state(&mut self, f: impl FnOnce(&Scope<MemberPid, N>) -> Vec<Effect<MemberPid, N>>) {
+        let (queued, effects) = {
+            let s = self.state.read();
+            let effects = f(&s);
             (std::mem::take(&mut *self.pending.effects.lock()), effects)
         };
         self.carry_out(queued);
