@@ -113,6 +113,10 @@ handle_call({get_members, Name, Which}, _, #state{groups = G} = S) ->
     {reply, Reply, S};
 handle_call(which_groups, _, #state{groups = G} = S) ->
     {reply, lists:sort(maps:keys(G)), S};
+handle_call({which_groups, Pid}, _, S) ->
+    %% cpg's which_groups(Scope, Pid) (a polling node's call after its
+    %% {new, Node}).
+    {reply, groups_of(Pid, S), S};
 handle_call({count, Name, Pid}, _, S) ->
     {reply, count_in(Name, Pid, S), S}.
 

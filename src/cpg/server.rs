@@ -20,6 +20,9 @@
 //!   `join_counts` casts when a node connects, and polls every BEAM scope
 //!   with `{new, node()}`; members of the answering node that its exchange
 //!   no longer lists are removed (cpg's merge alone never removes them).
+//!   Each poll is followed by a `{which_groups, Pid}` call, whose reply
+//!   comes after the exchange: a scope whose whole view is empty sends no
+//!   exchange, and the reply alone then says that its last members left.
 //!
 //! Two group storages ([`Storage`], cpg's `group_storage`): [`CpgScope`]
 //! (`CpgScope<String>`, [`CpgScope::start`]) keeps string names in the
@@ -451,8 +454,9 @@ struct ScopeTask<N: GroupKey> {
     /// Effects of the handles' writes, carried out first (see `Pending`).
     pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
-    /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
-    polled: HashMap<String, ()>,
+    /// Visible mode: nodes asked with `{new, node()}` and not yet answered,
+    /// with the reference of the call that follows the question.
+    polled: HashMap<String, Reference>,
     /// The scope process of each connected peer, monitored by name.
     remote: HashMap<String, RemoteScope>,
     /// `Auto`: the answers of peers asked for their cpg's `node_type`.
@@ -1041,12 +1045,46 @@ impl<N: WireName> ScopeTask<N> {
             return;
         }
         let msg = WireMsg::<MemberPid, N>::New(self.node.name().to_string()).encode();
+        let to = || Dest::Name(self.opts.name.clone(), peer.to_string());
+        let _ = self.proc.send(to(), msg);
         if self.mode_of(peer) == PeerMode::Visible {
-            self.polled.insert(peer.to_string(), ());
+            // cpg sends no exchange for an empty view: a call after the
+            // question (cheap: the groups of a pid it does not hold) is
+            // answered after the exchange, if any, and tells the two apart
+            // (`poll_reply`).
+            let r = self.proc.make_ref();
+            let me = Term::Pid(self.proc.pid().clone());
+            let call = term::tuple(vec![
+                term::atom("$gen_call"),
+                term::tuple(vec![me.clone(), Term::from(r.clone())]),
+                term::tuple(vec![term::atom("which_groups"), me]),
+            ]);
+            let _ = self.proc.send(to(), call);
+            self.polled.insert(peer.to_string(), r);
         }
-        let _ = self
-            .proc
-            .send(Dest::Name(self.opts.name.clone(), peer.to_string()), msg);
+    }
+
+    /// A reply to the call that follows a poll (`send_new`): if the polled
+    /// node's exchange did not come before it, its view is empty, and every
+    /// member of it we hold has left. True for any reply to a call of ours
+    /// (one of an earlier poll too), which is not a cpg message.
+    fn poll_reply(&mut self, msg: &Term) -> bool {
+        let Some([Term::Reference(r), _]) = term::as_tuple(msg) else {
+            return false;
+        };
+        if r.node.name != self.node.name() {
+            return false;
+        }
+        let peer = self
+            .polled
+            .iter()
+            .find(|(_, p)| **p == **r)
+            .map(|(peer, _)| peer.clone());
+        if let Some(peer) = peer {
+            self.polled.remove(&peer);
+            self.drop_unlisted(&peer, &[]);
+        }
+        true
     }
 
     fn ask_all(&mut self) {
@@ -1092,6 +1130,11 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     fn signal(&mut self, s: Signal) {
+        if let Signal::Message { msg, .. } = &s {
+            if self.poll_reply(msg) {
+                return;
+            }
+        }
         match s {
             Signal::Message { msg, .. } if process::parse_call(&msg).is_some() => {
                 let Some((caller, request)) = process::parse_call(&msg) else {

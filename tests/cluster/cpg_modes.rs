@@ -258,3 +258,28 @@ async fn visible_mode_with_a_late_beam_scope() {
     crate::require_erl!();
     with_a_late_beam_scope("visible", BeamNodeType::Visible).await;
 }
+
+/// A BEAM scope at visible whose last member leaves (not dies): its view
+/// is empty, and cpg answers a poll of an empty view with no exchange at
+/// all; the leave must still reach us (the poll's call tells).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_member_of_a_visible_beam_scope_leaves() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let g = beam_at(&w, "visible").await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &g.name).await;
+    let p = beam_join(&ctl, &g.name, "last").await;
+    let r = w.rust_node("r").await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.poll_interval = Duration::from_millis(100);
+    let scope = CpgScope::start(&r, opts).unwrap();
+    r.connect(&g.name).await.unwrap();
+    assert!(eventually(5, || async { count_ours(&scope, "last", &p) == 1 }).await);
+    beam_leave(&ctl, &g.name, "last", &p).await;
+    assert!(
+        eventually(5, || async { scope.get_members("last").is_err() }).await,
+        "the leave of the visible scope's last member was not seen"
+    );
+    r.shutdown().await;
+}

@@ -12,7 +12,8 @@
 //!   crashes), and discovers the cluster through a seed.
 //! - `schedule`: a randomized schedule of joins, leaves, exits, partitions
 //!   and heals on two BEAM nodes (genuine cpg with CPG_EBIN, else the model
-//!   scope `erl_test/cpg_model_scope.erl`) and a Rust node.
+//!   scope `erl_test/cpg_model_scope.erl`; at node_type `all`, and at
+//!   `visible`) and a Rust node.
 
 mod support;
 

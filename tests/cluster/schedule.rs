@@ -1,7 +1,9 @@
 //! A randomized schedule of joins, leaves, member exits, partitions,
-//! heals and node restarts on a three-node cluster: two BEAM nodes (genuine cpg at
-//! `node_type = all` when CPG_EBIN is set, else the model scope
-//! `erl_test/cpg_model_scope.erl`) and the Rust node's [`CpgScope`].
+//! heals and node restarts on a three-node cluster: two BEAM nodes (genuine cpg
+//! when CPG_EBIN is set, else the model scope
+//! `erl_test/cpg_model_scope.erl`), at `node_type = all` and, in a second
+//! test, at cpg's default `visible`, and the Rust node's [`CpgScope`]
+//! with its default options (it asks each BEAM node its node_type).
 //!
 //! The test keeps the owners' truth (who joined what how many times) and,
 //! after every step, waits (at most [`LIMIT`]) until each node's view is
@@ -79,13 +81,27 @@ struct Stats {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomized_schedule() {
     crate::require_erl!();
+    schedule("all", DEFAULT_ROUNDS).await;
+}
+
+/// The same at cpg's default node_type, `visible`: the BEAM scopes ignore
+/// the hidden Rust node's exchange and do not cast to it; the Rust scope
+/// (`Auto`) publishes its members by casts and polls theirs (every 100 ms
+/// here). Half the rounds (each step waits for a poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_schedule_at_visible() {
+    crate::require_erl!();
+    schedule("visible", DEFAULT_ROUNDS / 2).await;
+}
+
+async fn schedule(node_type: &str, default_rounds: usize) {
     let backend = Backend::from_env();
     let seed: u64 = env_num("SCHEDULE_SEED").unwrap_or_else(rand::random);
-    let rounds: usize = env_num("SCHEDULE_ROUNDS").unwrap_or(DEFAULT_ROUNDS);
+    let rounds: usize = env_num("SCHEDULE_ROUNDS").unwrap_or(default_rounds);
     // SCHEDULE_RACY=1: writes on both ends after a heal; =beam: BEAM ends.
     let racy = std::env::var("SCHEDULE_RACY").ok().map(|v| v == "beam");
     println!(
-        "schedule: backend {backend:?}, SCHEDULE_SEED={seed}, SCHEDULE_ROUNDS={rounds}{}",
+        "schedule: backend {backend:?} at {node_type}, SCHEDULE_SEED={seed}, SCHEDULE_ROUNDS={rounds}{}",
         match racy {
             Some(true) => ", SCHEDULE_RACY=beam",
             Some(false) => ", SCHEDULE_RACY=1",
@@ -94,7 +110,7 @@ async fn randomized_schedule() {
     );
     let mut rng = StdRng::seed_from_u64(seed);
     let w = World::new().await;
-    let mut c = Cluster::start(&w, backend).await;
+    let mut c = Cluster::start(&w, backend, node_type).await;
     let mut truth = Truth::default();
     let mut log: Vec<String> = Vec::new();
     let mut st = Stats::default();
@@ -380,7 +396,7 @@ async fn exit_one(c: &mut Cluster, truth: &mut Truth, rng: &mut StdRng) -> Strin
 async fn join_right_after_disconnect_does_not_reconnect() {
     crate::require_erl!();
     let w = World::new().await;
-    let c = Cluster::start(&w, Backend::from_env()).await;
+    let c = Cluster::start(&w, Backend::from_env(), "all").await;
     let m = c.r.spawn_process();
     let mut reconnected = 0;
     for round in 0..20 {
@@ -428,7 +444,7 @@ async fn join_right_after_disconnect_does_not_reconnect() {
 async fn write_right_after_heal_is_kept() {
     crate::require_erl!();
     let w = World::new().await;
-    let mut c = Cluster::start(&w, Backend::from_env()).await;
+    let mut c = Cluster::start(&w, Backend::from_env(), "all").await;
     let beam = std::env::var_os("SCHEDULE_PROBE_BEAM").is_some();
     // The writer and the link it heals: r with a (link 1), or a with b (link 0).
     let (writer, k) = if beam { (0, 0) } else { (RUST, 1) };

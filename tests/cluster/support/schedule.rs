@@ -21,7 +21,7 @@ pub const LINKS: [(usize, usize); 3] = [(0, 1), (0, 2), (1, 2)];
 /// What runs cpg on the BEAM nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// Genuine cpg at `node_type = all` (from CPG_EBIN).
+    /// Genuine cpg (from CPG_EBIN).
     Genuine,
     /// `erl_test/cpg_model_scope.erl` (always available).
     Model,
@@ -46,15 +46,24 @@ impl Backend {
         }
     }
 
-    fn erl_args(self) -> Vec<String> {
+    /// `erl` arguments of a node whose scope runs at `node_type`.
+    fn erl_args(self, t: &str) -> Vec<String> {
         match self {
-            Backend::Genuine => genuine_cpg_args_env("all", &[]),
+            Backend::Genuine => genuine_cpg_args_env(t, &[]),
             Backend::Model => vec![
                 "-eval".into(),
-                format!("{{ok, _}} = cpg_model_scope:start({DEFAULT_SCOPE})."),
+                format!("{{ok, _}} = cpg_model_scope:start({DEFAULT_SCOPE}, {t})."),
             ],
         }
     }
+}
+
+/// The Rust node's scope, with the default options (`Auto`: it asks each
+/// BEAM node its `node_type`), polling BEAM scopes at visible every 100 ms.
+fn rust_scope(r: &Node) -> CpgScope {
+    let mut o = ScopeOptions::new(DEFAULT_SCOPE);
+    o.poll_interval = Duration::from_millis(100);
+    CpgScope::start(r, o).unwrap()
 }
 
 /// Per group, the sorted pid texts, one per join.
@@ -108,10 +117,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Two BEAM nodes connected to each other and a Rust node connected to
-    /// both, every scope up.
-    pub async fn start(w: &World, backend: Backend) -> Cluster {
-        let args = backend.erl_args();
+    /// Two BEAM nodes whose scopes run at `node_type` (`all`, or
+    /// `visible`, cpg's default), connected to each other, and a Rust node
+    /// connected to both, every scope up.
+    pub async fn start(w: &World, backend: Backend, node_type: &str) -> Cluster {
+        let args = backend.erl_args(node_type);
         let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
         let a = ErlNode::start(&unique("sa"), &w.cookie, w.epmd.port, &args).await;
         let b = ErlNode::start(&unique("sb"), &w.cookie, w.epmd.port, &args).await;
@@ -127,7 +137,7 @@ impl Cluster {
         let got = eval(&ctl, &a.name, &format!("net_adm:ping('{}').", b.name)).await;
         assert!(super::is_atom(&got, "pong"), "a-b ping: {got}");
         let r = w.rust_node("sr").await;
-        let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+        let scope = rust_scope(&r);
         r.connect(&a.name).await.unwrap();
         r.connect(&b.name).await.unwrap();
         let c = Cluster {
@@ -307,7 +317,7 @@ impl Cluster {
                 }
             }
         };
-        self.scope = CpgScope::start(&self.r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+        self.scope = rust_scope(&self.r);
         for (k, &(x, y)) in LINKS.iter().enumerate() {
             if x == RUST || y == RUST {
                 self.up[k] = false;
