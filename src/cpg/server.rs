@@ -1383,31 +1383,30 @@ impl<N: WireName> ScopeTask<N> {
                 *listed.entry((name.as_borrowed(), p)).or_default() += 1;
             }
         }
-        let stale: Vec<(N, MemberPid, usize)> = {
+        // Per pid of `origin` we hold (not per group we hold: a poll of a
+        // node with few members into a large scope reads only theirs), the
+        // copies it no longer lists, left in one request.
+        let stale: Vec<(MemberPid, Vec<(N, usize)>)> = {
             let s = self.state.read();
-            let mut v = Vec::new();
-            for name in s.which_groups() {
-                let Some(g) = s.group(name.as_borrowed()) else {
-                    continue;
-                };
-                for p in g.pids().filter(|p| p.node() == origin) {
-                    let have = g.count_of(p);
-                    let want = listed.get(&(name.as_borrowed(), p)).copied().unwrap_or(0);
-                    if want < have {
-                        v.push((name.clone(), *p, have - want));
-                    }
-                }
-            }
-            v
+            s.monitored_pids()
+                .filter(|p| p.node() == origin)
+                .filter_map(|p| {
+                    let gone: Vec<(N, usize)> = s
+                        .which_groups_counts(p)
+                        .into_iter()
+                        .filter_map(|(name, have)| {
+                            let want = listed.get(&(name.as_borrowed(), p)).copied().unwrap_or(0);
+                            (want < have).then(|| (name, have - want))
+                        })
+                        .collect();
+                    (!gone.is_empty()).then_some((*p, gone))
+                })
+                .collect()
         };
-        for (name, pid, n) in stale {
-            let effects = self.state_mut().remote_request(
-                origin,
-                Request::LeaveCounts {
-                    counts: vec![(name, n)],
-                    pid,
-                },
-            );
+        for (pid, counts) in stale {
+            let effects = self
+                .state_mut()
+                .remote_request(origin, Request::LeaveCounts { counts, pid });
             self.execute(effects);
         }
     }
