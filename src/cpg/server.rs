@@ -717,7 +717,7 @@ impl<N: WireName> ScopeTask<N> {
             self.rebuild();
         }
         for peer in self.node.peers() {
-            self.peer_up(&peer);
+            self.peer_up(&peer, restarted);
             if restarted {
                 // As a starting cpg scope: "send me your state".
                 self.send_new(&peer);
@@ -737,7 +737,7 @@ impl<N: WireName> ScopeTask<N> {
                 // nodeup must find the peer known (else it is ignored).
                 biased;
                 e = node_events.recv() => match e {
-                    Ok(NodeEvent::Up(n)) => self.peer_up(&n),
+                    Ok(NodeEvent::Up(n)) => self.peer_up(&n, false),
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.node_down(&n);
                         self.polled.remove(&n);
@@ -790,12 +790,17 @@ impl<N: WireName> ScopeTask<N> {
 
     /// Monitors `peer`'s scope process (by name) and sets how the peer is
     /// treated: as we were told (checked in the background against how
-    /// the peer's cpg runs), or, under `Auto`, asked.
-    fn watch_remote_scope(&mut self, peer: &str) {
+    /// the peer's cpg runs), or, under `Auto`, asked. A `known` peer (the
+    /// task restarted) may hold our members from before: it is asked as a
+    /// scope that came back is, treated as a full peer until it answers
+    /// (our casts go on, so none of our leaves is lost on it; the answer
+    /// then replaces what it holds of ours).
+    fn watch_remote_scope(&mut self, peer: &str, known: bool) {
         let mref = self
             .proc
             .monitor(Dest::Name(self.opts.name.clone(), peer.to_string()));
         let mode = match self.opts.beam_node_type {
+            BeamNodeType::Auto if known => PeerMode::All,
             BeamNodeType::Auto => PeerMode::Asking,
             BeamNodeType::All => PeerMode::All,
             BeamNodeType::Visible => PeerMode::Visible,
@@ -811,8 +816,8 @@ impl<N: WireName> ScopeTask<N> {
                 retry: PROBE_FIRST,
             },
         );
-        if mode == PeerMode::Asking {
-            self.ask_mode(peer, false);
+        if self.opts.beam_node_type == BeamNodeType::Auto {
+            self.ask_mode(peer, known);
             return;
         }
         let (node, peer, scope, ours) = (
@@ -974,7 +979,9 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
-    fn peer_up(&mut self, peer: &str) {
+    /// `peer` is connected. `known`: it was before this run of the task
+    /// (a restart after a crash), so its scope may hold our members.
+    fn peer_up(&mut self, peer: &str, known: bool) {
         // A stale nodeup (the peer went down again before we got to it; its
         // nodedown follows): nothing is sent, since a send would dial the
         // peer again and undo a disconnect.
@@ -983,7 +990,7 @@ impl<N: WireName> ScopeTask<N> {
         }
         // The peer's mode first: under `Auto` it is asked, and nothing of
         // ours goes to it (node_up's exchange included) until it answers.
-        self.watch_remote_scope(peer);
+        self.watch_remote_scope(peer, known);
         // `All`: as cpg on nodeup, our exchange goes out (node_up's effect)
         // and the peer's comes in by itself; no `{new, Node}`, whose answer
         // could carry our own pids' counts from before a write that crosses
@@ -1034,7 +1041,7 @@ impl<N: WireName> ScopeTask<N> {
             self.node_down(n);
         }
         for p in peers.iter().filter(|p| !known.contains(p)) {
-            self.peer_up(p);
+            self.peer_up(p, false);
         }
     }
 
@@ -1195,14 +1202,17 @@ impl<N: WireName> ScopeTask<N> {
                 groups,
             })) => {
                 let mut groups = groups;
-                if self.mode_of(&origin) == PeerMode::Visible {
-                    if self.polled.remove(&origin).is_some() {
-                        self.drop_unlisted(&origin, &groups);
-                    }
+                let mode = self.mode_of(&origin);
+                if mode == PeerMode::Visible && self.polled.remove(&origin).is_some() {
+                    self.drop_unlisted(&origin, &groups);
+                }
+                if mode != PeerMode::All {
                     // A BEAM scope at `visible` learns our members only
                     // from our casts, so its view of them may lag: we
                     // own them (cpg's rule 1), its view never changes
-                    // ours.
+                    // ours. So too for one still asked for its mode (an
+                    // answer to a `{new, Node}` of `refresh`): it has had
+                    // nothing of ours yet.
                     let me = self.node.name();
                     for (_, pids) in groups.iter_mut() {
                         pids.retain(|p| p.node() != me);

@@ -784,7 +784,13 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
         .await
         .is_some());
 
-    // Killed from the BEAM side, as `exit(Scope, kill)`.
+    // Killed from the BEAM side, as `exit(Scope, kill)`; a leave right as
+    // the new scope starts reaches BEAM (the peer held our members through
+    // the restart: none of our casts may be held back meanwhile).
+    scope.join("g3", member.pid()).await.unwrap();
+    assert!(back_on_beam(&ctl, &g.name, "g3", &suffix, 1, 10)
+        .await
+        .is_some());
     let second = r.whereis(DEFAULT_SCOPE).unwrap();
     crate::support::rpc(
         &ctl,
@@ -797,6 +803,13 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
     assert!(
         restarted(&r, &second).await,
         "the killed scope was not restarted"
+    );
+    scope.leave("g3", member.pid()).await.unwrap();
+    assert!(
+        back_on_beam(&ctl, &g.name, "g3", &suffix, 0, 10)
+            .await
+            .is_some(),
+        "a leave right after the restart did not reach BEAM"
     );
     assert!(
         eventually(10, rust_view_ok).await,
