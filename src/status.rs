@@ -13,7 +13,8 @@
 //!               bytes_in => 2048, bytes_out => 1024, queued => 0,
 //!               queued_bytes => 0}],
 //!   scopes => [#{scope => cpg_default_scope, groups => 2, members => 3,
-//!                local_members => 1, pids => 2}],
+//!                local_members => 1, pids => 2,
+//!                node_types => #{'app@host' => all | visible | asking}}],
 //!   cluster => undefined |
 //!              [#{node => 'app@host', origin => seed | discovered | seen,
 //!                 connected => true, failures => 0,
@@ -215,6 +216,13 @@ impl NodeStatus {
                     ("members", term::uint(s.members as u64)),
                     ("local_members", term::uint(s.local_members as u64)),
                     ("pids", term::uint(s.pids as u64)),
+                    (
+                        "node_types",
+                        m(s.node_types
+                            .iter()
+                            .map(|(n, t)| (n.as_str(), atom(t)))
+                            .collect()),
+                    ),
                 ])
             })
             .collect();
@@ -291,6 +299,21 @@ impl NodeStatus {
                     members: f.u64("members")? as usize,
                     local_members: f.u64("local_members")? as usize,
                     pids: f.u64("pids")? as usize,
+                    // (absent from the status of a node older than it)
+                    node_types: match f.0.get("node_types") {
+                        None => Vec::new(),
+                        Some(t) => Fields::of(t)?
+                            .0
+                            .iter()
+                            .map(|(n, v)| {
+                                term::as_atom(v)
+                                    .map(|v| (n.to_string(), v.to_string()))
+                                    .ok_or_else(|| BadStatus(format!("node_types: {v}")))
+                            })
+                            .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?
+                            .into_iter()
+                            .collect(),
+                    },
                 })
             })
             .collect::<Result<_, BadStatus>>()?;
@@ -446,6 +469,10 @@ mod tests {
                 members: 3,
                 local_members: 1,
                 pids: 2,
+                node_types: vec![
+                    ("app@h".into(), "visible".into()),
+                    ("b@h".into(), "all".into()),
+                ],
             }],
             cluster: Some(vec![TargetStatus {
                 node: "app@h".into(),

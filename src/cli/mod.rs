@@ -889,6 +889,7 @@ fn status_json(st: &NodeStatus) -> serde_json::Value {
             json!({
                 "scope": s.scope, "groups": s.groups, "members": s.members,
                 "local_members": s.local_members, "pids": s.pids,
+                "node_types": s.node_types.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
             })
         })
         .collect();
@@ -973,6 +974,15 @@ fn print_table(head: &[&str], rows: &[Vec<String>]) {
 
 /// The status as text; `me` (the asking node, a peer for the moment) is
 /// marked.
+/// `node (type), ...` of a scope's peers, `-` for none.
+fn node_types_text(types: &[(String, String)]) -> String {
+    if types.is_empty() {
+        return "-".into();
+    }
+    let shown: Vec<String> = types.iter().map(|(n, t)| format!("{n} ({t})")).collect();
+    shown.join(", ")
+}
+
 fn print_status(st: &NodeStatus, me: &str) {
     let name = |n: &str| {
         if n == me {
@@ -1035,10 +1045,14 @@ fn print_status(st: &NodeStatus, me: &str) {
                     s.members.to_string(),
                     s.local_members.to_string(),
                     s.pids.to_string(),
+                    node_types_text(&s.node_types),
                 ]
             })
             .collect();
-        print_table(&["SCOPE", "GROUPS", "MEMBERS", "LOCAL", "PIDS"], &rows);
+        print_table(
+            &["SCOPE", "GROUPS", "MEMBERS", "LOCAL", "PIDS", "NODE TYPES"],
+            &rows,
+        );
     }
     println!();
     match &st.cluster {

@@ -198,14 +198,33 @@ pub struct ScopeSummary {
     pub local_members: usize,
     /// Distinct pids in at least one group.
     pub pids: usize,
+    /// How the scope treats each connected node's cpg, by node name:
+    /// `all`, `visible`, or `asking` (under [`BeamNodeType::Auto`], not
+    /// answered yet).
+    pub node_types: Vec<(String, String)>,
+}
+
+/// How the scope task treats each peer, as the handles read it for
+/// [`CpgScope::summary`].
+type PeerModes = parking_lot::Mutex<std::collections::BTreeMap<String, PeerMode>>;
+
+impl PeerMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            PeerMode::Asking => "asking",
+            PeerMode::All => "all",
+            PeerMode::Visible => "visible",
+        }
+    }
 }
 
 /// What a scope's handles and its task share: the state, the queued
-/// effects of the handles' writes, the event stream.
+/// effects of the handles' writes, the event stream, the peers' modes.
 type Shared<N> = (
     Arc<ReadMostly<Scope<MemberPid, N>>>,
     Arc<Pending<N>>,
     broadcast::Sender<GroupEvent<N>>,
+    Arc<PeerModes>,
 );
 
 /// The effects of local writes made by handles, waiting for the scope task
@@ -235,6 +254,7 @@ pub struct CpgScope<N: GroupKey = String> {
     pending: Arc<Pending<N>>,
     cmd: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<GroupEvent<N>>,
+    modes: Arc<PeerModes>,
 }
 
 impl<N: GroupKey> Clone for CpgScope<N> {
@@ -245,6 +265,7 @@ impl<N: GroupKey> Clone for CpgScope<N> {
             pending: self.pending.clone(),
             cmd: self.cmd.clone(),
             events: self.events.clone(),
+            modes: self.modes.clone(),
         }
     }
 }
@@ -300,17 +321,19 @@ where
             effects: parking_lot::Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
         });
+        let modes = Arc::new(PeerModes::default());
         let handle = CpgScope {
             name: opts.name.clone(),
             state: state.clone(),
             pending: pending.clone(),
             cmd,
             events: events.clone(),
+            modes: modes.clone(),
         };
         tokio::spawn(supervise_scope(
             node.clone(),
             opts,
-            (state, pending, events),
+            (state, pending, events, modes),
             proc,
             cmd_rx,
             node.subscribe(),
@@ -431,8 +454,15 @@ impl<N: WireName> CpgScope<N> {
         self.read(|s| s.which_groups())
     }
 
-    /// Counts of the scope, for a status report.
+    /// Counts of the scope, and how it treats each peer, for a status
+    /// report.
     pub fn summary(&self) -> ScopeSummary {
+        let node_types = self
+            .modes
+            .lock()
+            .iter()
+            .map(|(n, m)| (n.clone(), m.as_str().to_string()))
+            .collect();
         self.read(|s| {
             let (members, local_members) = s.member_totals();
             ScopeSummary {
@@ -441,6 +471,7 @@ impl<N: WireName> CpgScope<N> {
                 members,
                 local_members,
                 pids: s.pid_count(),
+                node_types,
             }
         })
     }
@@ -454,6 +485,8 @@ struct ScopeTask<N: GroupKey> {
     /// Effects of the handles' writes, carried out first (see `Pending`).
     pending: Arc<Pending<N>>,
     events: broadcast::Sender<GroupEvent<N>>,
+    /// Each peer's mode of `remote`, for the handles' summary (`show_mode`).
+    modes: Arc<PeerModes>,
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered,
     /// with the reference of the call that follows the question.
     polled: HashMap<String, Reference>,
@@ -659,7 +692,7 @@ fn write_state<'a, N: WireName>(
 async fn supervise_scope<N: WireName>(
     node: Node,
     opts: ScopeOptions,
-    (state, pending, events): Shared<N>,
+    (state, pending, events, modes): Shared<N>,
     first: Process,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     mut node_events: broadcast::Receiver<NodeEvent>,
@@ -672,6 +705,8 @@ async fn supervise_scope<N: WireName>(
             None => supervise::register_again(&node, &opts.name, true, &mut attempt).await,
         };
         let (modes_tx, modes_rx) = mpsc::unbounded_channel();
+        // (A new run knows no peer yet: each is watched again.)
+        modes.lock().clear();
         let task = ScopeTask {
             node: node.clone(),
             opts: opts.clone(),
@@ -679,6 +714,7 @@ async fn supervise_scope<N: WireName>(
             state: state.clone(),
             pending: pending.clone(),
             events: events.clone(),
+            modes: modes.clone(),
             polled: HashMap::new(),
             remote: HashMap::new(),
             modes_tx,
@@ -742,6 +778,7 @@ impl<N: WireName> ScopeTask<N> {
                         self.node_down(&n);
                         self.polled.remove(&n);
                         self.remote.remove(&n);
+                        self.show_mode(&n);
                     }
                     Err(broadcast::error::RecvError::Lagged(k)) => {
                         tracing::warn!(scope = %self.opts.name, "missed {k} node events; resynchronising");
@@ -816,6 +853,7 @@ impl<N: WireName> ScopeTask<N> {
                 retry: PROBE_FIRST,
             },
         );
+        self.show_mode(peer);
         if self.opts.beam_node_type == BeamNodeType::Auto {
             self.ask_mode(peer, known);
             return;
@@ -845,6 +883,7 @@ impl<N: WireName> ScopeTask<N> {
             r.mode = PeerMode::Asking;
         }
         r.question = self.asked;
+        self.show_mode(peer);
         let (node, tx, peer, question) = (
             self.node.clone(),
             self.modes_tx.clone(),
@@ -902,10 +941,20 @@ impl<N: WireName> ScopeTask<N> {
         if let Some(r) = self.remote.get_mut(&a.peer) {
             r.mode = mode;
         }
+        self.show_mode(&a.peer);
         self.carry_out(state);
         if a.back || mode == PeerMode::Visible {
             self.send_new(&a.peer);
         }
+    }
+
+    /// Shows `peer`'s mode (or that it is gone) to the handles.
+    fn show_mode(&self, peer: &str) {
+        let mut modes = self.modes.lock();
+        match self.remote.get(peer) {
+            Some(r) => modes.insert(peer.to_string(), r.mode),
+            None => modes.remove(peer),
+        };
     }
 
     /// How `peer` is treated: its mode under `Auto` (a full peer if not

@@ -413,14 +413,15 @@ async fn status_of_a_running_node_from_the_cli_and_from_an_erl_shell() {
     let ctl = w.rust_node("ctl").await;
     ctl.connect(&e.name).await.unwrap();
 
-    // The seed is connected and has talked to the node.
+    // The seed is connected and has talked to the node, and the scope
+    // knows how the seed's cpg runs (`all`: it has none loaded).
     let has_talked = |v: &[Value]| {
-        v.first()
-            .and_then(|s| s["peers"].as_array())
-            .is_some_and(|ps| {
+        v.first().is_some_and(|s| {
+            s["peers"].as_array().is_some_and(|ps| {
                 ps.iter()
                     .any(|p| p["node"] == e.name.as_str() && p["msgs_in"].as_u64() > Some(0))
-            })
+            }) && s["scopes"][0]["node_types"][e.name.as_str()] == "all"
+        })
     };
     let mut last = Vec::new();
     for _ in 0..40 {
@@ -453,9 +454,13 @@ async fn status_of_a_running_node_from_the_cli_and_from_an_erl_shell() {
         assert!(peer[k].is_u64(), "{k}: {peer}");
     }
     assert!(peer["bytes_in"].as_u64() > Some(0), "{peer}");
+    let mut scopes = st["scopes"].clone();
+    // (Other peers, such as this status query's own node, come and go.)
+    scopes[0]["node_types"].take();
     assert_eq!(
-        st["scopes"],
-        json!([{"scope": DEFAULT_SCOPE, "groups": 1, "members": 2, "local_members": 2, "pids": 1}])
+        scopes,
+        json!([{"scope": DEFAULT_SCOPE, "groups": 1, "members": 2, "local_members": 2, "pids": 1,
+                "node_types": null}])
     );
     let seed = st["cluster"]
         .as_array()
@@ -477,7 +482,16 @@ async fn status_of_a_running_node_from_the_cli_and_from_an_erl_shell() {
         out.starts_with(&format!("node {} (creation ", run.name)),
         "{out}"
     );
-    for s in ["peers:", e.name.as_str(), "SCOPE", DEFAULT_SCOPE, "seed"] {
+    let seed_type = format!("{} (all)", e.name);
+    for s in [
+        "peers:",
+        e.name.as_str(),
+        "SCOPE",
+        DEFAULT_SCOPE,
+        "seed",
+        "NODE TYPES",
+        &seed_type,
+    ] {
         assert!(out.contains(s), "{s}: {out}");
     }
 
@@ -491,6 +505,12 @@ async fn status_of_a_running_node_from_the_cli_and_from_an_erl_shell() {
     assert_eq!(st.node, run.name);
     assert!(st.peers.iter().any(|p| p.node == e.name), "{st:?}");
     assert_eq!(st.scopes[0].members, 2);
+    assert!(
+        st.scopes[0]
+            .node_types
+            .contains(&(e.name.clone(), "all".to_string())),
+        "{st:?}"
+    );
     let code = format!(
         "gen_server:call({{cpg_node_status, '{}'}}, other).",
         run.name

@@ -150,6 +150,15 @@ async fn auto_against(node_type: &str) {
         "{node_type}: BEAM's member {before} not seen: {:?}",
         crate::support::cpg::ours(&scope, "pre")
     );
+    // The summary (`cpg-node status`) says how the node is treated.
+    assert!(
+        scope
+            .summary()
+            .node_types
+            .contains(&(g.name.clone(), node_type.to_string())),
+        "{:?}",
+        scope.summary()
+    );
     // Later changes on both sides.
     scope.leave("burst", burst.pid()).await.unwrap();
     let later = beam_join(&ctl, &g.name, "later").await;
