@@ -972,8 +972,6 @@ fn print_table(head: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// The status as text; `me` (the asking node, a peer for the moment) is
-/// marked.
 /// `node (type), ...` of a scope's peers, `-` for none.
 fn node_types_text(types: &[(String, String)]) -> String {
     if types.is_empty() {
@@ -983,6 +981,8 @@ fn node_types_text(types: &[(String, String)]) -> String {
     shown.join(", ")
 }
 
+/// The status as text; `me` (the asking node, a peer for the moment) is
+/// marked.
 fn print_status(st: &NodeStatus, me: &str) {
     let name = |n: &str| {
         if n == me {
