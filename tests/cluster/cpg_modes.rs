@@ -5,6 +5,7 @@
 //! (`erl_test/cpg_model_scope.erl`, started at the node_type asked), so
 //! these run in CI too.
 
+use crate::support::schedule::Backend;
 use crate::support::{eval, eventually, unique, ErlNode, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::process::Process;
@@ -12,22 +13,23 @@ use cpg_node::term::Term;
 use cpg_node::Node;
 use std::time::Duration;
 
-fn genuine() -> bool {
-    std::env::var_os("CPG_EBIN").is_some()
-}
-
-/// A BEAM node whose cpg scope runs at `node_type`.
-async fn beam_at(w: &World, node_type: &str) -> ErlNode {
-    let args: Vec<String> = if genuine() {
-        crate::support::genuine_cpg_args_env(node_type, &[])
-    } else {
-        vec![
-            "-eval".into(),
-            format!("{{ok, _}} = cpg_model_scope:start(cpg_default_scope, {node_type})."),
-        ]
-    };
+/// A BEAM node whose cpg scope runs at `node_type`, or (`started` false)
+/// with cpg's code and settings only: the scope is started later with
+/// the last argument pair (`-eval Start`) of [`Backend::erl_args`].
+async fn beam_at(w: &World, node_type: &str, started: bool) -> ErlNode {
+    let mut args = Backend::from_env().erl_args(node_type);
+    if !started {
+        args.truncate(args.len() - 2);
+    }
     let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     ErlNode::start(&unique("b"), &w.cookie, w.epmd.port, &args).await
+}
+
+/// The Erlang code that starts the scope of a node [`beam_at`] started
+/// without it.
+fn scope_start(node_type: &str) -> String {
+    let args = Backend::from_env().erl_args(node_type);
+    format!("{}, ok.", args[args.len() - 1].trim_end_matches('.'))
 }
 
 /// Waits until the scope runs on the BEAM node.
@@ -35,21 +37,19 @@ async fn scope_up(ctl: &Node, erl: &str) {
     eval(ctl, erl, "cpg_node_test_util:wait_for(cpg_default_scope).").await;
 }
 
-/// Erlang code reading `group` on the BEAM node: `{ok, _, Pids}` or an
-/// error.
-fn members_call(group: &str) -> String {
-    if genuine() {
-        format!("cpg:get_members({group:?})")
-    } else {
-        format!("cpg_model_scope:get_members(cpg_default_scope, {group:?})")
-    }
+/// `Module:F(cpg_default_scope, Args)` of the BEAM side's cpg.
+fn cpg_call(f: &str, args: &str) -> String {
+    format!(
+        "{}:{f}({DEFAULT_SCOPE}, {args})",
+        Backend::from_env().module()
+    )
 }
 
 /// How many times `pid` is in `group` on the BEAM node.
 async fn beam_count(ctl: &Node, erl: &str, group: &str, pid: &cpg_node::Pid) -> usize {
     let code = format!(
         "case {} of {{ok, _, Pids}} -> Pids; _ -> [] end.",
-        members_call(group)
+        cpg_call("get_members", &format!("{group:?}"))
     );
     match eval(ctl, erl, &code).await {
         Term::List(l) => l
@@ -63,11 +63,7 @@ async fn beam_count(ctl: &Node, erl: &str, group: &str, pid: &cpg_node::Pid) -> 
 
 /// A BEAM process joined to `group` on the BEAM node.
 async fn beam_join(ctl: &Node, erl: &str, group: &str) -> Term {
-    let join = if genuine() {
-        format!("ok = cpg:join({group:?}, P)")
-    } else {
-        format!("ok = cpg_model_scope:join(cpg_default_scope, {group:?}, P)")
-    };
+    let join = format!("ok = {}", cpg_call("join", &format!("{group:?}, P")));
     eval(
         ctl,
         erl,
@@ -78,11 +74,7 @@ async fn beam_join(ctl: &Node, erl: &str, group: &str) -> Term {
 
 async fn beam_leave(ctl: &Node, erl: &str, group: &str, pid: &Term) {
     let pid = format!("list_to_pid({:?})", crate::support::cpg::erl_pid_text(pid));
-    let leave = if genuine() {
-        format!("ok = cpg:leave({group:?}, {pid}).")
-    } else {
-        format!("ok = cpg_model_scope:leave(cpg_default_scope, {group:?}, {pid}).")
-    };
+    let leave = format!("ok = {}.", cpg_call("leave", &format!("{group:?}, {pid}")));
     eval(ctl, erl, &leave).await;
 }
 
@@ -123,7 +115,7 @@ async fn joined_then_connected(
 /// us.
 async fn auto_against(node_type: &str) {
     let w = World::new().await;
-    let g = beam_at(&w, node_type).await;
+    let g = beam_at(&w, node_type, true).await;
     let ctl = w.rust_node("ctl").await;
     scope_up(&ctl, &g.name).await;
     let before = beam_join(&ctl, &g.name, "pre").await;
@@ -197,20 +189,6 @@ async fn auto_against_a_beam_scope_at_visible() {
     auto_against("visible").await;
 }
 
-/// A BEAM node whose cpg is not started (its code and settings only).
-async fn beam_without_scope(w: &World, node_type: &str) -> ErlNode {
-    let args: Vec<String> = if genuine() {
-        let mut v = crate::support::genuine_cpg_args_env(node_type, &[]);
-        // without the trailing `-eval` that starts cpg
-        v.truncate(v.len() - 2);
-        v
-    } else {
-        vec![]
-    };
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    ErlNode::start(&unique("b"), &w.cookie, w.epmd.port, &args).await
-}
-
 /// The BEAM scope starts after the Rust node connected (cpg started late,
 /// or restarted), `delay` after the connection, and we run in `mode`: our members reach it
 /// exactly as often as joined whatever the moment (the peer's node_type is
@@ -219,16 +197,11 @@ async fn beam_without_scope(w: &World, node_type: &str) -> ErlNode {
 async fn with_a_late_beam_scope(node_type: &str, mode: BeamNodeType) {
     for delay in [0, 20, 60, 150, 300] {
         let w = World::new().await;
-        let g = beam_without_scope(&w, node_type).await;
+        let g = beam_at(&w, node_type, false).await;
         let ctl = w.rust_node("ctl").await;
         let (r, scope, m) = joined_then_connected(&w, mode, "g", &g).await;
         tokio::time::sleep(Duration::from_millis(delay)).await;
-        let start = if genuine() {
-            "{ok, _} = application:ensure_all_started(cpg), ok.".to_string()
-        } else {
-            format!("{{ok, _}} = cpg_model_scope:start(cpg_default_scope, {node_type}), ok.")
-        };
-        eval(&ctl, &g.name, &start).await;
+        eval(&ctl, &g.name, &scope_start(node_type)).await;
         scope.join("g", m.pid()).await.unwrap();
         assert!(
             eventually(5, || async {
@@ -275,7 +248,7 @@ async fn visible_mode_with_a_late_beam_scope() {
 async fn the_last_member_of_a_visible_beam_scope_leaves() {
     crate::require_erl!();
     let w = World::new().await;
-    let g = beam_at(&w, "visible").await;
+    let g = beam_at(&w, "visible", true).await;
     let ctl = w.rust_node("ctl").await;
     scope_up(&ctl, &g.name).await;
     let p = beam_join(&ctl, &g.name, "last").await;

@@ -39,7 +39,7 @@ impl Backend {
 
     /// The module with `join/3`, `leave/3`, `get_members/2`,
     /// `which_groups/1` (scope first).
-    fn module(self) -> &'static str {
+    pub fn module(self) -> &'static str {
         match self {
             Backend::Genuine => "cpg",
             Backend::Model => "cpg_model_scope",
@@ -47,7 +47,7 @@ impl Backend {
     }
 
     /// `erl` arguments of a node whose scope runs at `node_type`.
-    fn erl_args(self, t: &str) -> Vec<String> {
+    pub fn erl_args(self, t: &str) -> Vec<String> {
         match self {
             Backend::Genuine => genuine_cpg_args_env(t, &[]),
             Backend::Model => vec![
