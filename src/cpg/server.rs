@@ -664,6 +664,21 @@ fn publish_to<N: WireName>(
     effects
 }
 
+/// Our whole state as `peer` is told it in `mode` (an exchange, or at
+/// `visible` the casts of [`publish_to`]), once it answered under `Auto` or
+/// when its scope `came_back`.
+fn state_for<N: WireName>(
+    s: &Scope<MemberPid, N>,
+    peer: &str,
+    mode: PeerMode,
+    came_back: bool,
+) -> Vec<Effect<MemberPid, N>> {
+    match mode {
+        PeerMode::Visible => publish_to(s, peer, came_back),
+        _ => s.new_node(peer),
+    }
+}
+
 /// How a run of the scope task ended.
 enum Stop {
     /// The handle was dropped or the node stopped: the scope ends.
@@ -931,10 +946,7 @@ impl<N: WireName> ScopeTask<N> {
             // (A read lock keeps the handles' writes out as well.)
             let s = self.state.read();
             let queued = std::mem::take(&mut *self.pending.effects.lock());
-            let state = match mode {
-                PeerMode::Visible => publish_to(&s, &a.peer, a.back),
-                _ => s.new_node(&a.peer),
-            };
+            let state = state_for(&s, &a.peer, mode, a.back);
             (queued, state)
         };
         self.carry_out(queued);
@@ -1020,10 +1032,8 @@ impl<N: WireName> ScopeTask<N> {
                 self.ask_mode(&peer, true);
                 continue;
             }
-            match self.mode_of(&peer) {
-                PeerMode::Visible => self.tell_state(|s| publish_to(s, &peer, true)),
-                _ => self.tell_state(|s| s.new_node(&peer)),
-            }
+            let mode = self.mode_of(&peer);
+            self.tell_state(|s| state_for(s, &peer, mode, true));
             self.send_new(&peer);
         }
     }
