@@ -101,19 +101,15 @@ pub(super) async fn register_first(
             tracing::info!(
                 "no EPMD answers on port {port} ({e}); starting an embedded EPMD server"
             );
-            match start_embedded_epmd(config).await {
-                Ok(s) => {
-                    let r = epmd::register(EPMD_HOST, port, entry.clone()).await?;
-                    Ok((Some(r), Some(s)))
-                }
+            let server = match start_embedded_epmd(config).await {
+                Ok(s) => Some(s),
                 // Another node started at the same moment took the port
                 // first: register with its EPMD.
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    let r = epmd::register(EPMD_HOST, port, entry.clone()).await?;
-                    Ok((Some(r), None))
-                }
-                Err(e) => Err(StartError::Epmd(e.into())),
-            }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+                Err(e) => return Err(StartError::Epmd(e.into())),
+            };
+            let r = epmd::register(EPMD_HOST, port, entry.clone()).await?;
+            Ok((Some(r), server))
         }
         Err(epmd::EpmdError::Io(e)) if !config.epmd_required => {
             tracing::debug!("no EPMD answers on port {port} ({e}); starting unregistered");
