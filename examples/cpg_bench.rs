@@ -198,7 +198,8 @@ fn read<T>(s: &ReadMostly<S>, f: impl FnOnce(&S) -> T) -> T {
 }
 
 /// Pattern groups "p<i>/*" (one member each); get_closest_pid of
-/// "p<j>/job" for j cycling over them.
+/// "p<j>/job" for j cycling over 1000 of them, and of 100k names
+/// "p<(j * 7919) mod n>/job<j>" in turn (`pattern_unique`).
 fn patterns(n: u32) {
     let s = ReadMostly::new(S::new(NODE));
     for i in 0..n {
@@ -207,16 +208,27 @@ fn patterns(n: u32) {
     let names: Vec<String> = (0..1000.min(n))
         .map(|j| format!("p{}/job", j * (n / 1000.min(n))))
         .collect();
-    let f = |i: usize| {
-        let name = names[i % names.len()].as_str();
+    // One lookup as a user makes it: the key found copied out.
+    let closest = |name: &str| {
         black_box(read(&s, |s| {
             s.get_closest_pid(name, None, &mut |n| rand::random_range(0..n.max(1)))
                 .map(|(k, p)| (k.to_owned(), p))
                 .expect("pattern")
         }));
     };
+    let f = |i: usize| closest(names[i % names.len()].as_str());
     out(&format!("pattern.{n}.r1"), per_call_threads(1, 500_000, &f));
     out(&format!("pattern.{n}.r8"), per_call_threads(8, 500_000, &f));
+    // 100k names in turn: each search is made again (the per-thread memo
+    // of searches keeps a few thousand), as `cpg_bench.erl`'s.
+    let unique: Vec<String> = (0..100_000u32)
+        .map(|j| format!("p{}/job{j}", (u64::from(j) * 7919 % u64::from(n))))
+        .collect();
+    let once = |i: usize| closest(unique[i % unique.len()].as_str());
+    out(
+        &format!("pattern_unique.{n}.r1"),
+        per_call_threads(1, 500_000, &once),
+    );
 }
 
 /// joins/s of `n` joins: dg_dp (group i, pid i) or g1_dp (one group).

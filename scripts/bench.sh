@@ -141,6 +141,9 @@ for n in (1000, 100000):
         rows.append((f"pattern get_closest_pid, {n} pattern groups, {r} reader(s) [cpg_data]", k, k, "ns", False))
     rows.append((f"pattern get_closest_pid, {n} pattern groups, 1 reader [gen_server]",
                  f"pattern_call.{n}.r1", f"pattern.{n}.r1", "ns", False))
+    k = f"pattern_unique.{n}.r1"
+    rows.append((f"pattern get_closest_pid of 100k names in turn (none repeated soon), {n} pattern groups, 1 reader [cpg_data]",
+                 k, k, "ns", False))
 for n in (10000, 100000):
     for what, unit in (("join.dg_dp", "joins/s"), ("leave.dg_dp", "leaves/s"), ("join.g1_dp", "joins/s")):
         k = f"{what}.{n}"

@@ -112,7 +112,13 @@ lookups() ->
     [stop(Ps) || {_, Ps} <- Members],
     ok.
 
-%% pattern groups "p<i>/*", one member each; get_closest_pid("p<j>/job").
+%% the names of the pattern_unique rows (as examples/cpg_bench.rs).
+unique_names(N) ->
+    ["p" ++ integer_to_list((J * 7919) rem N) ++ "/job" ++ integer_to_list(J)
+     || J <- lists:seq(0, 99999)].
+
+%% pattern groups "p<i>/*", one member each; get_closest_pid("p<j>/job")
+%% (1000 names in turn), and of 100k names in turn (pattern_unique).
 patterns(N) ->
     Ps = procs(N),
     lists:foreach(fun({I, P}) -> ok = cpg:join("p" ++ integer_to_list(I) ++ "/*", P) end,
@@ -126,6 +132,11 @@ patterns(N) ->
     out(io_lib:format("pattern.~b.r1", [N]), per_call(1, 200000, Data)),
     out(io_lib:format("pattern.~b.r8", [N]), per_call(8, 200000, Data)),
     out(io_lib:format("pattern_call.~b.r1", [N]), per_call(1, 20000, Call)),
+    %% 100k names, each looked up once a round: "p<(J * 7919) rem N>/job<J>"
+    Unique = list_to_tuple(unique_names(N)),
+    U = tuple_size(Unique),
+    Once = fun(I) -> {ok, _, _} = cpg_data:get_closest_pid(element(I rem U + 1, Unique), Groups) end,
+    out(io_lib:format("pattern_unique.~b.r1", [N]), per_call(1, 200000, Once)),
     stop(Ps),
     wait_empty().
 

@@ -442,6 +442,8 @@ impl<N: WireName> CpgScope<N> {
     /// `cpg:get_closest_pid(Scope, Name)`: a random local member, else a
     /// random remote one. The pid is a [`MemberPid`] (16 bytes, `Copy`):
     /// send to it directly (`Dest::from`), or `to_pid()` for the wire's pid.
+    /// The matched key is copied out (a `String`); [`Scope::get_closest_pid`]
+    /// inside [`read`](Self::read) lends it instead and allocates nothing.
     pub fn get_closest_pid(&self, name: &N::Borrowed) -> Result<(N, MemberPid), ReadError<N>> {
         self.read(|s| {
             s.get_closest_pid(name, None, &mut |n| rand::random_range(0..n.max(1)))
