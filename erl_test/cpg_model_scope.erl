@@ -28,7 +28,7 @@
 -module(cpg_model_scope).
 -behaviour(gen_server).
 
--export([start/1, start/2, stop/1,
+-export([start/1, start/2, stop/1, reset/1,
          join/3, join_counts/3, leave/3, leave/2,
          get_members/2, get_local_members/2, get_remote_members/2,
          which_groups/1, count/3]).
@@ -49,6 +49,11 @@ start(Scope, NodeType) when NodeType =:= all; NodeType =:= visible ->
     gen_server:start({local, Scope}, ?MODULE, Scope, []).
 
 stop(Scope) -> gen_server:stop(Scope).
+
+%% cpg:reset/1 after the node_type env changed from visible to all: the
+%% scope listens to hidden nodes from now on and asks each for its state
+%% ({new, Node}), as cpg's listen_reset does.
+reset(Scope) -> gen_server:call(Scope, reset).
 
 %% Writes take a local pid only: the owner node alone writes (rule 1).
 join(Scope, Name, Pid) when node(Pid) =:= node() ->
@@ -118,7 +123,16 @@ handle_call({which_groups, Pid}, _, S) ->
     %% {new, Node}).
     {reply, groups_of(Pid, S), S};
 handle_call({count, Name, Pid}, _, S) ->
-    {reply, count_in(Name, Pid, S), S}.
+    {reply, count_in(Name, Pid, S), S};
+handle_call(reset, _, #state{scope = Scope} = S) ->
+    case node_type() of
+        all ->
+            ok = net_kernel:monitor_nodes(true, [{node_type, all}, nodedown_reason]),
+            [{Scope, N} ! {new, node()} || N <- nodes(hidden), not ignored(N)];
+        visible ->
+            ok
+    end,
+    {reply, ok, S}.
 
 %% A remote owner's write, or a peer's state.
 handle_cast({exchange, Node, HistoryL}, S) ->

@@ -668,15 +668,19 @@ fn publish_to<N: WireName>(
 
 /// Our whole state as `peer` is told it in `mode` (an exchange, or at
 /// `visible` the casts of [`publish_to`]), once it answered under `Auto` or
-/// when its scope `came_back`.
+/// when its scope `came_back`. `polled`: what we hold of its members came
+/// by polls (it was at `visible`), so the exchange leaves them out
+/// ([`Scope::new_node_without_its_own`]).
 fn state_for<N: WireName>(
     s: &Scope<MemberPid, N>,
     peer: &str,
     mode: PeerMode,
     came_back: bool,
+    polled: bool,
 ) -> Vec<Effect<MemberPid, N>> {
     match mode {
         PeerMode::Visible => publish_to(s, peer, came_back),
+        _ if polled => s.new_node_without_its_own(peer),
         _ => s.new_node(peer),
     }
 }
@@ -932,6 +936,7 @@ impl<N: WireName> ScopeTask<N> {
         if r.question != a.question {
             return; // a question asked again since
         }
+        let was_visible = r.mode == PeerMode::Visible;
         let mode = match a.answer {
             Some(BeamNodeType::Visible) => PeerMode::Visible,
             _ => PeerMode::All,
@@ -948,7 +953,7 @@ impl<N: WireName> ScopeTask<N> {
             // (A read lock keeps the handles' writes out as well.)
             let s = self.state.read();
             let queued = std::mem::take(&mut *self.pending.effects.lock());
-            let state = state_for(&s, &a.peer, mode, a.back);
+            let state = state_for(&s, &a.peer, mode, a.back, was_visible);
             (queued, state)
         };
         self.carry_out(queued);
@@ -957,7 +962,11 @@ impl<N: WireName> ScopeTask<N> {
         }
         self.show_mode(&a.peer);
         self.carry_out(state);
-        if a.back || mode == PeerMode::Visible {
+        if was_visible && mode == PeerMode::All {
+            // Its members came by polls: a member that left since the
+            // last one is in no cast to come, and its next state tells.
+            self.ask_state(&a.peer, true);
+        } else if a.back || mode == PeerMode::Visible {
             self.send_new(&a.peer);
         }
     }
@@ -1035,7 +1044,9 @@ impl<N: WireName> ScopeTask<N> {
                 continue;
             }
             let mode = self.mode_of(&peer);
-            self.tell_state(|s| state_for(s, &peer, mode, true));
+            // (A fixed mode: a peer's members came by polls only at
+            // `visible`, which publishes by casts.)
+            self.tell_state(|s| state_for(s, &peer, mode, true, false));
             self.send_new(&peer);
         }
     }
@@ -1106,7 +1117,16 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// Asks `peer` for its state (`{new, Node}`); polled if it is at
+    /// `visible` ([`ask_state`](Self::ask_state)).
     fn send_new(&mut self, peer: &str) {
+        self.ask_state(peer, self.mode_of(peer) == PeerMode::Visible);
+    }
+
+    /// Asks `peer` for its state; `poll`: the answer is its whole view
+    /// (what of its members it does not list is gone), as a poll of a node
+    /// at `visible` takes it.
+    fn ask_state(&mut self, peer: &str, poll: bool) {
         // Like cpg, only to nodes connected now: a send to any other would
         // dial it, undoing a disconnect.
         if !self.node.is_connected(peer) {
@@ -1115,7 +1135,7 @@ impl<N: WireName> ScopeTask<N> {
         let msg = WireMsg::<MemberPid, N>::New(self.node.name().to_string()).encode();
         let to = || Dest::Name(self.opts.name.clone(), peer.to_string());
         let _ = self.proc.send(to(), msg);
-        if self.mode_of(peer) == PeerMode::Visible {
+        if poll {
             // cpg sends no exchange for an empty view: a call after the
             // question (cheap: the groups of a pid it does not hold) is
             // answered after the exchange, if any, and tells the two apart
@@ -1257,14 +1277,34 @@ impl<N: WireName> ScopeTask<N> {
     /// A message from another node's scope (decoded, or why not).
     fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
         match m {
-            Ok(WireMsg::New(node)) => self.tell_state(|s| s.new_node(&node)),
+            Ok(WireMsg::New(node)) => {
+                // Answered whatever the node's type, as cpg does; without
+                // its own members where we know them from polls only.
+                if self.mode_of(&node) == PeerMode::All {
+                    self.tell_state(|s| s.new_node(&node));
+                } else {
+                    self.tell_state(|s| s.new_node_without_its_own(&node));
+                }
+                // A cpg at `visible` sends `{new, Node}` to no hidden node:
+                // one that does listens to us now (its node_type set to
+                // `all` and `cpg:reset/1` called, which asks every hidden
+                // node so). Asked again, it becomes a full peer.
+                if self.opts.beam_node_type == BeamNodeType::Auto
+                    && self.mode_of(&node) == PeerMode::Visible
+                {
+                    tracing::info!(scope = %self.opts.name, peer = %node, "a scope at visible asked for our state: asking its node_type again");
+                    self.ask_mode(&node, true);
+                }
+            }
             Ok(WireMsg::Cast(Request::Exchange {
                 from: origin,
                 groups,
             })) => {
                 let mut groups = groups;
                 let mode = self.mode_of(&origin);
-                if mode == PeerMode::Visible && self.polled.remove(&origin).is_some() {
+                // (The first exchange after a poll: also from a peer that
+                // turned full peer since, whose members came by polls.)
+                if self.polled.remove(&origin).is_some() {
                     self.drop_unlisted(&origin, &groups);
                 }
                 if mode != PeerMode::All {

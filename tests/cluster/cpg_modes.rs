@@ -61,6 +61,22 @@ async fn beam_count(ctl: &Node, erl: &str, group: &str, pid: &cpg_node::Pid) -> 
     }
 }
 
+/// Waits (up to 5 s) until the BEAM node holds `pid` `n` times in
+/// `group`; else how many times it does.
+async fn beam_holds(
+    ctl: &Node,
+    erl: &str,
+    group: &str,
+    pid: &cpg_node::Pid,
+    n: usize,
+) -> Result<(), usize> {
+    if eventually(5, || async { beam_count(ctl, erl, group, pid).await == n }).await {
+        Ok(())
+    } else {
+        Err(beam_count(ctl, erl, group, pid).await)
+    }
+}
+
 /// A BEAM process joined to `group` on the BEAM node.
 async fn beam_join(ctl: &Node, erl: &str, group: &str) -> Term {
     let join = format!("ok = {}", cpg_call("join", &format!("{group:?}, P")));
@@ -128,14 +144,9 @@ async fn auto_against(node_type: &str) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     for (group, pid, n) in [("early", early.pid(), 2), ("burst", burst.pid(), 20)] {
-        assert!(
-            eventually(5, || async {
-                beam_count(&ctl, &g.name, group, pid).await == n
-            })
-            .await,
-            "{node_type}: BEAM holds {} copies in {group}, not {n}",
-            beam_count(&ctl, &g.name, group, pid).await
-        );
+        if let Err(got) = beam_holds(&ctl, &g.name, group, pid, n).await {
+            panic!("{node_type}: BEAM holds {got} copies in {group}, not {n}");
+        }
     }
     assert!(
         eventually(5, || async { count_ours(&scope, "pre", &before) == 1 }).await,
@@ -203,14 +214,9 @@ async fn with_a_late_beam_scope(node_type: &str, mode: BeamNodeType) {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         eval(&ctl, &g.name, &scope_start(node_type)).await;
         scope.join("g", m.pid()).await.unwrap();
-        assert!(
-            eventually(5, || async {
-                beam_count(&ctl, &g.name, "g", m.pid()).await == 3
-            })
-            .await,
-            "{node_type}, scope started {delay} ms after: BEAM holds {} copies, not 3",
-            beam_count(&ctl, &g.name, "g", m.pid()).await
-        );
+        if let Err(got) = beam_holds(&ctl, &g.name, "g", m.pid(), 3).await {
+            panic!("{node_type}, scope started {delay} ms after: BEAM holds {got} copies, not 3");
+        }
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!(
             beam_count(&ctl, &g.name, "g", m.pid()).await,
@@ -241,6 +247,25 @@ async fn visible_mode_with_a_late_beam_scope() {
     with_a_late_beam_scope("visible", BeamNodeType::Visible).await;
 }
 
+/// A BEAM node whose scope runs at visible, the node that drives it, and
+/// a BEAM process it joined to `group`.
+async fn visible_beam_with(w: &World, group: &str) -> (ErlNode, Node, Term) {
+    let g = beam_at(w, "visible", true).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &g.name).await;
+    let p = beam_join(&ctl, &g.name, group).await;
+    (g, ctl, p)
+}
+
+/// A Rust node whose scope (default options otherwise) polls every `poll`.
+async fn polling_node(w: &World, poll: Duration) -> (Node, CpgScope) {
+    let r = w.rust_node("r").await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.poll_interval = poll;
+    let scope = CpgScope::start(&r, opts).unwrap();
+    (r, scope)
+}
+
 /// A BEAM scope at visible whose last member leaves (not dies): its view
 /// is empty, and cpg answers a poll of an empty view with no exchange at
 /// all; the leave must still reach us (the poll's call tells).
@@ -248,14 +273,8 @@ async fn visible_mode_with_a_late_beam_scope() {
 async fn the_last_member_of_a_visible_beam_scope_leaves() {
     crate::require_erl!();
     let w = World::new().await;
-    let g = beam_at(&w, "visible", true).await;
-    let ctl = w.rust_node("ctl").await;
-    scope_up(&ctl, &g.name).await;
-    let p = beam_join(&ctl, &g.name, "last").await;
-    let r = w.rust_node("r").await;
-    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
-    opts.poll_interval = Duration::from_millis(100);
-    let scope = CpgScope::start(&r, opts).unwrap();
+    let (g, ctl, p) = visible_beam_with(&w, "last").await;
+    let (r, scope) = polling_node(&w, Duration::from_millis(100)).await;
     r.connect(&g.name).await.unwrap();
     assert!(eventually(5, || async { count_ours(&scope, "last", &p) == 1 }).await);
     beam_leave(&ctl, &g.name, "last", &p).await;
@@ -263,5 +282,62 @@ async fn the_last_member_of_a_visible_beam_scope_leaves() {
         eventually(5, || async { scope.get_members("last").is_err() }).await,
         "the leave of the visible scope's last member was not seen"
     );
+    r.shutdown().await;
+}
+
+/// A BEAM scope at visible whose node_type is set to `all` at run time
+/// (`application:set_env` then `cpg:reset/1`, which asks every hidden node
+/// for its state): we become its full peer at once, not at the next poll
+/// (a minute here): its members joined since the last poll reach us, one
+/// that left since is gone (no cast will tell), and its later joins come by
+/// cast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beam_scope_reset_from_visible_to_all() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (g, ctl, gone) = visible_beam_with(&w, "gone").await;
+    let (r, scope) = polling_node(&w, Duration::from_secs(60)).await;
+    let m = r.spawn_process();
+    scope.join("ours", m.pid()).await.unwrap();
+    r.connect(&g.name).await.unwrap();
+    let mode = |t: &str| (g.name.clone(), t.to_string());
+    assert!(
+        eventually(5, || async {
+            scope.summary().node_types.contains(&mode("visible"))
+                && count_ours(&scope, "gone", &gone) == 1
+                && beam_count(&ctl, &g.name, "ours", m.pid()).await == 1
+        })
+        .await,
+        "{:?}",
+        scope.summary()
+    );
+    beam_leave(&ctl, &g.name, "gone", &gone).await;
+    let theirs = beam_join(&ctl, &g.name, "theirs").await;
+    let reset = format!(
+        "ok = application:set_env(cpg, node_type, all), ok = {}:reset({DEFAULT_SCOPE}).",
+        Backend::from_env().module()
+    );
+    eval(&ctl, &g.name, &reset).await;
+    assert!(
+        eventually(5, || async {
+            count_ours(&scope, "theirs", &theirs) == 1
+                && scope.get_members("gone").is_err()
+                && scope.summary().node_types.contains(&mode("all"))
+        })
+        .await,
+        "after the reset: {:?}, {:?}, {:?}",
+        crate::support::cpg::ours(&scope, "theirs"),
+        crate::support::cpg::ours(&scope, "gone"),
+        scope.summary()
+    );
+    let later = beam_join(&ctl, &g.name, "later").await;
+    assert!(
+        eventually(5, || async { count_ours(&scope, "later", &later) == 1 }).await,
+        "a join after the reset not seen"
+    );
+    scope.join("ours", m.pid()).await.unwrap();
+    if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
+        panic!("BEAM holds {got} copies of ours, not 2");
+    }
     r.shutdown().await;
 }

@@ -465,6 +465,35 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         self.exchange_to(node).into_iter().collect()
     }
 
+    /// [`new_node`](Self::new_node) for a node whose own members we know
+    /// from polls only (a BEAM scope at `visible`): our state without its
+    /// pids. What we hold of them may have left since the last poll, and a
+    /// scope that listens to us takes its own pids' counts from our state
+    /// (the merge of rule 2), which would bring them back.
+    pub fn new_node_without_its_own(&self, node: &str) -> Vec<Effect<P, N>> {
+        if node == self.node {
+            return Vec::new();
+        }
+        let groups: Vec<(N, Vec<P>)> = self
+            .exchange_groups()
+            .into_iter()
+            .filter_map(|(name, mut pids)| {
+                pids.retain(|p| p.node() != node);
+                (!pids.is_empty()).then_some((name, pids))
+            })
+            .collect();
+        if groups.is_empty() {
+            return Vec::new();
+        }
+        vec![Effect::Cast {
+            node: node.to_string(),
+            request: Request::Exchange {
+                from: self.node.clone(),
+                groups,
+            },
+        }]
+    }
+
     /// True when `node` is connected and listened (a full peer).
     pub fn is_listened(&self, node: &str) -> bool {
         self.nodes.get(node).copied().unwrap_or(false)

@@ -272,6 +272,53 @@ fn node_up_sends_exchange_reverse_alphabetical() {
     assert!(s.new_node("a").is_empty());
 }
 
+#[test]
+fn state_for_a_polled_node_leaves_its_members_out() {
+    let mut s = Scope::new("a");
+    let (a1, b1, c1) = (t("a", 1), t("b", 1), t("c", 1));
+    s.node_up("b", true);
+    s.node_up("c", true);
+    s.join("g", a1.clone()).unwrap();
+    for (name, pid) in [("g", &b1), ("only_b", &b1), ("g", &c1)] {
+        s.remote_request(
+            pid.node(),
+            Request::Join {
+                name: name.into(),
+                pid: pid.clone(),
+            },
+        );
+    }
+    let e = s.new_node_without_its_own("b");
+    assert_eq!(
+        casts(&e),
+        vec![(
+            "b".to_string(),
+            Request::Exchange {
+                from: "a".into(),
+                groups: vec![("g".into(), vec![c1.clone(), a1.clone()])],
+            }
+        )]
+    );
+    // The whole state to anyone else.
+    assert_eq!(casts(&s.new_node("b")).len(), 1);
+    match &casts(&s.new_node_without_its_own("c"))[0].1 {
+        Request::Exchange { groups, .. } => assert_eq!(groups.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    // Nothing when all we hold is its own.
+    let mut s = Scope::new("a");
+    s.node_up("b", true);
+    s.remote_request(
+        "b",
+        Request::Join {
+            name: "g".into(),
+            pid: b1.clone(),
+        },
+    );
+    assert!(s.new_node_without_its_own("b").is_empty());
+    assert!(s.new_node_without_its_own("a").is_empty());
+}
+
 // ------------------------------------------------------------------
 // Exchange merge
 
