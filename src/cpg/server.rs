@@ -532,6 +532,9 @@ struct RemoteScope {
     mode: PeerMode,
     /// The number of the last question asked (`Auto`).
     question: u64,
+    /// The number of the last question answered: a question is out while
+    /// it differs from `question`.
+    answered: u64,
     /// `Some(since)` while the monitor is a probe.
     probing_since: Option<tokio::time::Instant>,
     /// `Some(at)` while the scope is away: when to probe next.
@@ -869,6 +872,7 @@ impl<N: WireName> ScopeTask<N> {
                 mref,
                 mode,
                 question: 0,
+                answered: 0,
                 probing_since: None,
                 next_probe: None,
                 retry: PROBE_FIRST,
@@ -937,6 +941,9 @@ impl<N: WireName> ScopeTask<N> {
             return; // a question asked again since
         }
         let was_visible = r.mode == PeerMode::Visible;
+        if let Some(r) = self.remote.get_mut(&a.peer) {
+            r.answered = a.question;
+        }
         let mode = match a.answer {
             Some(BeamNodeType::Visible) => PeerMode::Visible,
             _ => PeerMode::All,
@@ -1289,8 +1296,15 @@ impl<N: WireName> ScopeTask<N> {
                 // one that does listens to us now (its node_type set to
                 // `all` and `cpg:reset/1` called, which asks every hidden
                 // node so). Asked again, it becomes a full peer.
+                // (Once while a question is out: a peer sending `{new, Node}`
+                // over and over asks nothing more of us.)
+                let asking = self
+                    .remote
+                    .get(&node)
+                    .is_some_and(|r| r.question != r.answered);
                 if self.opts.beam_node_type == BeamNodeType::Auto
                     && self.mode_of(&node) == PeerMode::Visible
+                    && !asking
                 {
                     tracing::info!(scope = %self.opts.name, peer = %node, "a scope at visible asked for our state: asking its node_type again");
                     self.ask_mode(&node, true);
