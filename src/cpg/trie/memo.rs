@@ -69,7 +69,12 @@ fn set_of(name: &str) -> usize {
 impl Slot {
     /// Whether this slot holds `name` in the trie at `version`.
     fn holds(&self, version: u64, name: &[u8]) -> bool {
-        self.version == version && &self.name[..usize::from(self.len)] == name
+        self.version == version && self.holds_name(name)
+    }
+
+    /// Whether this slot holds `name` (in whatever key set).
+    fn holds_name(&self, name: &[u8]) -> bool {
+        &self.name[..usize::from(self.len)] == name
     }
 }
 
@@ -106,8 +111,12 @@ pub(super) fn find(
         if memo.is_empty() {
             *memo = vec![Slot::EMPTY; 2 * SETS].into_boxed_slice();
         }
-        // The newest first: the one there moves to the second slot.
-        memo[at + 1] = memo[at];
+        // The newest first: the one there moves to the second slot, unless
+        // it is this name's answer in an older key set (replaced in place,
+        // so that the set's other name is kept).
+        if !memo[at].holds_name(bytes) {
+            memo[at + 1] = memo[at];
+        }
         let slot = &mut memo[at];
         slot.version = version;
         slot.found = found;
@@ -150,6 +159,22 @@ mod tests {
         assert_eq!(find_counting(8, "a/bc", id(5)), id(5));
         assert_eq!(find_counting(8, "a/", id(6)), None);
         assert_eq!(searches.get(), 4);
+    }
+
+    #[test]
+    fn a_new_answer_for_a_name_keeps_the_other_name_of_its_set() {
+        // Two names of one set.
+        let a = "a/b";
+        let b = (0..)
+            .map(|i| format!("n{i}"))
+            .find(|n| set_of(n) == set_of(a))
+            .unwrap();
+        find(1, &b, || id(2));
+        find(1, a, || id(1));
+        // The key set changed: `a` searched again, `b` still held.
+        assert_eq!(find(2, a, || id(3)), id(3));
+        assert_eq!(find(1, &b, || id(9)), id(2));
+        assert_eq!(find(2, a, || id(9)), id(3));
     }
 
     #[test]
