@@ -934,16 +934,14 @@ impl<N: WireName> ScopeTask<N> {
     /// at `all` (as cpg sends on nodeup), `join_counts` casts at `visible`
     /// (and `{new, Node}`: its state is polled from now on).
     fn mode_answered(&mut self, a: ModeAnswer) {
-        let Some(r) = self.remote.get(&a.peer) else {
+        let Some(r) = self.remote.get_mut(&a.peer) else {
             return; // gone since
         };
         if r.question != a.question {
             return; // a question asked again since
         }
+        r.answered = a.question;
         let was_visible = r.mode == PeerMode::Visible;
-        if let Some(r) = self.remote.get_mut(&a.peer) {
-            r.answered = a.question;
-        }
         let mode = match a.answer {
             Some(BeamNodeType::Visible) => PeerMode::Visible,
             _ => PeerMode::All,
@@ -1285,9 +1283,10 @@ impl<N: WireName> ScopeTask<N> {
     fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
         match m {
             Ok(WireMsg::New(node)) => {
+                let mode = self.mode_of(&node);
                 // Answered whatever the node's type, as cpg does; without
                 // its own members where we know them from polls only.
-                if self.mode_of(&node) == PeerMode::All {
+                if mode == PeerMode::All {
                     self.tell_state(|s| s.new_node(&node));
                 } else {
                     self.tell_state(|s| s.new_node_without_its_own(&node));
@@ -1303,7 +1302,7 @@ impl<N: WireName> ScopeTask<N> {
                     .get(&node)
                     .is_some_and(|r| r.question != r.answered);
                 if self.opts.beam_node_type == BeamNodeType::Auto
-                    && self.mode_of(&node) == PeerMode::Visible
+                    && mode == PeerMode::Visible
                     && !asking
                 {
                     tracing::info!(scope = %self.opts.name, peer = %node, "a scope at visible asked for our state: asking its node_type again");
