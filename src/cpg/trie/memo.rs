@@ -52,6 +52,16 @@ impl Slot {
         len: 0,
         name: [0; NAME_MAX],
     };
+
+    /// Whether this slot holds `name` in the trie at `version`.
+    fn holds(&self, version: u64, name: &[u8]) -> bool {
+        self.version == version && self.holds_name(name)
+    }
+
+    /// Whether this slot holds `name` (in whatever key set).
+    fn holds_name(&self, name: &[u8]) -> bool {
+        &self.name[..usize::from(self.len)] == name
+    }
 }
 
 thread_local! {
@@ -64,18 +74,6 @@ fn set_of(name: &str) -> usize {
     // Not seeded: a name that collides only costs the search it would have
     // made without a memo.
     ((FixedState::default().hash_one(name) as usize) & (SETS - 1)) * 2
-}
-
-impl Slot {
-    /// Whether this slot holds `name` in the trie at `version`.
-    fn holds(&self, version: u64, name: &[u8]) -> bool {
-        self.version == version && self.holds_name(name)
-    }
-
-    /// Whether this slot holds `name` (in whatever key set).
-    fn holds_name(&self, name: &[u8]) -> bool {
-        &self.name[..usize::from(self.len)] == name
-    }
 }
 
 /// What `search` finds for `name` in the trie at `version`, from this
