@@ -83,11 +83,7 @@ count(Scope, Name, Pid) -> gen_server:call(Scope, {count, Name, Pid}).
 %%% The scope process
 
 init(Scope) ->
-    Types = case node_type() of
-        all -> [{node_type, all}];
-        visible -> []
-    end,
-    ok = net_kernel:monitor_nodes(true, Types ++ [nodedown_reason]),
+    ok = monitor_peers(),
     %% "I just started, send me your state."
     [{Scope, N} ! {new, node()} || N <- peers()],
     {ok, #state{scope = Scope}}.
@@ -127,7 +123,7 @@ handle_call({count, Name, Pid}, _, S) ->
 handle_call(reset, _, #state{scope = Scope} = S) ->
     case node_type() of
         all ->
-            ok = net_kernel:monitor_nodes(true, [{node_type, all}, nodedown_reason]),
+            ok = monitor_peers(),
             [{Scope, N} ! {new, node()} || N <- nodes(hidden), not ignored(N)];
         visible ->
             ok
@@ -283,6 +279,14 @@ peers() ->
         visible -> nodes()
     end,
     [N || N <- Nodes, not ignored(N)].
+
+%% nodeup/nodedown of the nodes the node_type listens to.
+monitor_peers() ->
+    Types = case node_type() of
+        all -> [{node_type, all}];
+        visible -> []
+    end,
+    net_kernel:monitor_nodes(true, Types ++ [nodedown_reason]).
 
 node_type() ->
     case application:get_env(cpg, node_type) of
