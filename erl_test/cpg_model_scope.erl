@@ -50,9 +50,11 @@ start(Scope, NodeType) when NodeType =:= all; NodeType =:= visible ->
 
 stop(Scope) -> gen_server:stop(Scope).
 
-%% cpg:reset/1 after the node_type env changed from visible to all: the
-%% scope listens to hidden nodes from now on and asks each for its state
-%% ({new, Node}), as cpg's listen_reset does.
+%% cpg:reset/1 after the node_type env changed, as cpg's listen_reset
+%% does: from visible to all, the scope listens to hidden nodes from now on
+%% and asks each for its state ({new, Node}); from all to visible, it stops
+%% and each hidden node counts as gone (its members dropped, nothing sent
+%% to it).
 reset(Scope) -> gen_server:call(Scope, reset).
 
 %% Writes take a local pid only: the owner node alone writes (rule 1).
@@ -83,7 +85,7 @@ count(Scope, Name, Pid) -> gen_server:call(Scope, {count, Name, Pid}).
 %%% The scope process
 
 init(Scope) ->
-    ok = monitor_peers(),
+    ok = monitor_peers(true, node_type()),
     %% "I just started, send me your state."
     [{Scope, N} ! {new, node()} || N <- peers()],
     {ok, #state{scope = Scope}}.
@@ -121,14 +123,18 @@ handle_call({which_groups, Pid}, _, S) ->
 handle_call({count, Name, Pid}, _, S) ->
     {reply, count_in(Name, Pid, S), S};
 handle_call(reset, _, #state{scope = Scope} = S) ->
+    Hidden = [N || N <- nodes(hidden), not ignored(N)],
     case node_type() of
         all ->
-            ok = monitor_peers(),
-            [{Scope, N} ! {new, node()} || N <- nodes(hidden), not ignored(N)];
+            ok = monitor_peers(true, all),
+            ok = monitor_peers(false, visible),
+            [{Scope, N} ! {new, node()} || N <- Hidden],
+            {reply, ok, S};
         visible ->
-            ok
-    end,
-    {reply, ok, S}.
+            ok = monitor_peers(true, visible),
+            ok = monitor_peers(false, all),
+            {reply, ok, lists:foldl(fun node_gone/2, S, Hidden)}
+    end.
 
 %% A remote owner's write, or a peer's state.
 handle_cast({exchange, Node, HistoryL}, S) ->
@@ -150,14 +156,17 @@ handle_info({nodeup, Node, _}, S) ->
         false -> send_exchange(Node, S)
     end,
     {noreply, S};
-handle_info({nodedown, Node, _}, #state{groups = G} = S) ->
-    %% Every member on that node goes (their monitors fire noconnection too).
-    Pids = lists:usort([P || H <- maps:values(G), P <- H, node(P) =:= Node]),
-    {noreply, lists:foldl(fun remove_all/2, S, Pids)};
+handle_info({nodedown, Node, _}, S) ->
+    {noreply, node_gone(Node, S)};
 handle_info({'DOWN', _, process, Pid, _}, #state{monitors = M} = S) ->
     {noreply, remove_all(Pid, S#state{monitors = maps:remove(Pid, M)})};
 handle_info(_, S) ->
     {noreply, S}.
+
+%% Every member on Node goes (their monitors fire noconnection too).
+node_gone(Node, #state{groups = G} = S) ->
+    Pids = lists:usort([P || H <- maps:values(G), P <- H, node(P) =:= Node]),
+    lists:foldl(fun remove_all/2, S, Pids).
 
 %%% Writes
 
@@ -280,13 +289,13 @@ peers() ->
     end,
     [N || N <- Nodes, not ignored(N)].
 
-%% nodeup/nodedown of the nodes the node_type listens to.
-monitor_peers() ->
-    Types = case node_type() of
+%% nodeup/nodedown of the nodes the node_type listens to (Flag: on or off).
+monitor_peers(Flag, NodeType) ->
+    Types = case NodeType of
         all -> [{node_type, all}];
         visible -> []
     end,
-    net_kernel:monitor_nodes(true, Types ++ [nodedown_reason]).
+    net_kernel:monitor_nodes(Flag, Types ++ [nodedown_reason]).
 
 node_type() ->
     case application:get_env(cpg, node_type) of

@@ -257,7 +257,8 @@ pub struct CpgArgs {
     /// state).
     #[arg(long, default_value = "auto", value_parser = ["auto", "all", "visible"])]
     pub beam_node_type: String,
-    /// How often to ask each BEAM scope at `visible` for its state (ms).
+    /// How often to ask each BEAM scope at `visible` for its state, and
+    /// under `auto` each other BEAM node its node_type again (ms).
     #[arg(long, default_value_t = 5000)]
     pub poll_interval_ms: u64,
 }

@@ -23,6 +23,11 @@
 //!   Each poll is followed by a `{which_groups, Pid}` call, whose reply
 //!   comes after the exchange: a scope whose whole view is empty sends no
 //!   exchange, and the reply alone then says that its last members left.
+//!   The answer also shows the scope's view of our members, which each
+//!   poll sets right (`repair`). Under `Auto`, each poll asks the full
+//!   peers their node_type again: one switched to `visible` (its
+//!   `cpg:reset/1` drops our members and tells us nothing) is polled from
+//!   then on.
 //!
 //! Two group storages ([`Storage`], cpg's `group_storage`): [`CpgScope`]
 //! (`CpgScope<String>`, [`CpgScope::start`]) keeps string names in the
@@ -39,6 +44,8 @@
 //! `error`. Any other request (and `cpg_data`, cpg's internal state) gets
 //! `error`, the reply cpg gives just before it stops on an unknown call;
 //! this scope logs it and lives on.
+
+mod repair;
 
 use super::group::GroupData;
 use super::member::MemberPid;
@@ -96,7 +103,8 @@ pub struct ScopeOptions {
     /// The BEAM side's `node_type` (by default [`BeamNodeType::Auto`]: each
     /// node is asked).
     pub beam_node_type: BeamNodeType,
-    /// How often to ask every BEAM scope at `visible` for its state.
+    /// How often to ask every BEAM scope at `visible` for its state (and,
+    /// under [`BeamNodeType::Auto`], every other BEAM node its node_type).
     pub poll_interval: Duration,
     /// The group storage (cpg's `group_storage`): it must be the one of the
     /// handle started ([`CpgScope::start`]: `Trie`, [`CpgScope::start_map`]:
@@ -489,9 +497,14 @@ struct ScopeTask<N: GroupKey> {
     events: broadcast::Sender<GroupEvent<N>>,
     /// Each peer's mode of `remote`, for the handles' summary (`show_mode`).
     modes: Arc<PeerModes>,
-    /// Visible mode: nodes asked with `{new, node()}` and not yet answered,
-    /// with the reference of the call that follows the question.
-    polled: HashMap<String, Reference>,
+    /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
+    polled: HashMap<String, Poll>,
+    /// Numbers the changes of our members (casts and deaths) while a poll
+    /// is out, for [`repair`].
+    writes: u64,
+    /// While a poll is out: the number of each local pid's last change
+    /// (cleared when none is out).
+    written: HashMap<MemberPid, u64>,
     /// The scope process of each connected peer, monitored by name.
     remote: HashMap<String, RemoteScope>,
     /// `Auto`: the answers of peers asked for their cpg's `node_type`.
@@ -501,14 +514,34 @@ struct ScopeTask<N: GroupKey> {
     asked: u64,
 }
 
+/// A poll that is out ([`ScopeTask::ask_state`]).
+struct Poll {
+    /// The call that follows the question.
+    call: Reference,
+    /// [`ScopeTask::writes`] when the first unanswered question went: the
+    /// peer's answer holds the changes of ours numbered up to it.
+    since: u64,
+}
+
+/// Why `Auto` asks a peer how its cpg runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// It connected: nothing of ours goes to it until it answers.
+    Connect,
+    /// Its scope process came back, or asked for our state while polled.
+    Back,
+    /// Asked again at each poll while it is a full peer: `cpg:reset/1`
+    /// after its `node_type` became `visible` tells a hidden node nothing.
+    Recheck,
+}
+
 /// A peer's answer to `Auto`'s question ([`ask_node_type`]).
 struct ModeAnswer {
     peer: String,
     /// The question's number ([`RemoteScope::question`]).
     question: u64,
     answer: Option<BeamNodeType>,
-    /// Asked because the peer's scope came back (not on connection).
-    back: bool,
+    why: Ask,
 }
 
 /// How long a probe monitor of a peer's scope must go without a `noproc`
@@ -740,6 +773,8 @@ async fn supervise_scope<N: WireName>(
             events: events.clone(),
             modes: modes.clone(),
             polled: HashMap::new(),
+            writes: 0,
+            written: HashMap::new(),
             remote: HashMap::new(),
             modes_tx,
             modes_rx,
@@ -800,7 +835,7 @@ impl<N: WireName> ScopeTask<N> {
                     Ok(NodeEvent::Up(n)) => self.peer_up(&n, false),
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.node_down(&n);
-                        self.polled.remove(&n);
+                        self.poll_answered(&n);
                         self.remote.remove(&n);
                         self.show_mode(&n);
                     }
@@ -880,7 +915,7 @@ impl<N: WireName> ScopeTask<N> {
         );
         self.show_mode(peer);
         if self.opts.beam_node_type == BeamNodeType::Auto {
-            self.ask_mode(peer, known);
+            self.ask_mode(peer, if known { Ask::Back } else { Ask::Connect });
             return;
         }
         let (node, peer, scope, ours) = (
@@ -894,17 +929,18 @@ impl<N: WireName> ScopeTask<N> {
 
     /// `Auto`: asks `peer` how its cpg runs ([`ask_node_type`]); our state
     /// goes to it with the answer ([`mode_answered`](Self::mode_answered)).
-    /// On a new connection nothing of ours goes to it until then. `back`:
-    /// its scope process came back: our casts go on as before meanwhile
-    /// (the new scope may get some of them before the state, which sets it
-    /// right), for cpg may have restarted with another node_type or been
-    /// loaded only now.
-    fn ask_mode(&mut self, peer: &str, back: bool) {
+    /// On a new connection nothing of ours goes to it until then. Its
+    /// scope process came back ([`Ask::Back`]): our casts go on as before
+    /// meanwhile (the new scope may get some of them before the state, which
+    /// sets it right), for cpg may have restarted with another node_type or
+    /// been loaded only now. [`Ask::Recheck`]: nothing changes until it
+    /// answers otherwise.
+    fn ask_mode(&mut self, peer: &str, why: Ask) {
         let Some(r) = self.remote.get_mut(peer) else {
             return;
         };
         self.asked += 1;
-        if !back {
+        if why == Ask::Connect {
             r.mode = PeerMode::Asking;
         }
         r.question = self.asked;
@@ -921,7 +957,7 @@ impl<N: WireName> ScopeTask<N> {
                 peer,
                 question,
                 answer,
-                back,
+                why,
             });
         });
     }
@@ -942,6 +978,22 @@ impl<N: WireName> ScopeTask<N> {
         }
         r.answered = a.question;
         let was_visible = r.mode == PeerMode::Visible;
+        if a.why == Ask::Recheck {
+            // A full peer whose cpg now says `visible`: after `cpg:reset/1`
+            // it has dropped our members and tells us nothing more. It is
+            // polled from now on, and each poll sets its view of our
+            // members right ([`repair`]): nothing is published here, for
+            // the env may have changed before the reset (the scope still
+            // at `all`, holding ours: published again, they would count
+            // twice).
+            if r.mode == PeerMode::All && a.answer == Some(BeamNodeType::Visible) {
+                tracing::info!(scope = %self.opts.name, peer = %a.peer, "node_type now visible: its state is polled, its view of our members set right by each poll");
+                r.mode = PeerMode::Visible;
+                self.show_mode(&a.peer);
+                self.ask_state(&a.peer, true);
+            }
+            return;
+        }
         let mode = match a.answer {
             Some(BeamNodeType::Visible) => PeerMode::Visible,
             _ => PeerMode::All,
@@ -958,7 +1010,7 @@ impl<N: WireName> ScopeTask<N> {
             // (A read lock keeps the handles' writes out as well.)
             let s = self.state.read();
             let queued = std::mem::take(&mut *self.pending.effects.lock());
-            let state = state_for(&s, &a.peer, mode, a.back, was_visible);
+            let state = state_for(&s, &a.peer, mode, a.why == Ask::Back, was_visible);
             (queued, state)
         };
         self.carry_out(queued);
@@ -971,7 +1023,7 @@ impl<N: WireName> ScopeTask<N> {
             // Its members came by polls: a member that left since the
             // last one is in no cast to come, and its next state tells.
             self.ask_state(&a.peer, true);
-        } else if a.back || mode == PeerMode::Visible {
+        } else if a.why == Ask::Back || mode == PeerMode::Visible {
             self.send_new(&a.peer);
         }
     }
@@ -1016,6 +1068,10 @@ impl<N: WireName> ScopeTask<N> {
             r.retry = PROBE_FIRST;
         }
         r.next_probe = Some(now + r.retry);
+        // A poll out to it goes unanswered: forgotten (and none is sent
+        // while it is away), so that changes are not numbered for it.
+        let peer = peer.clone();
+        self.poll_answered(&peer);
         true
     }
 
@@ -1045,7 +1101,7 @@ impl<N: WireName> ScopeTask<N> {
             // (Under `Auto` asked again first: cpg may have restarted with
             // another node_type, or been loaded only now.)
             if self.opts.beam_node_type == BeamNodeType::Auto {
-                self.ask_mode(&peer, true);
+                self.ask_mode(&peer, Ask::Back);
                 continue;
             }
             let mode = self.mode_of(&peer);
@@ -1153,8 +1209,77 @@ impl<N: WireName> ScopeTask<N> {
                 term::tuple(vec![term::atom("which_groups"), me]),
             ]);
             let _ = self.proc.send(to(), call);
-            self.polled.insert(peer.to_string(), r);
+            // The first question out is the one the next answer answers.
+            let since = self.writes;
+            self.polled
+                .entry(peer.to_string())
+                .and_modify(|p| p.call = r.clone())
+                .or_insert(Poll { call: r, since });
         }
+    }
+
+    /// `peer`'s poll is answered (or the peer gone): its [`Poll`], if one
+    /// was out. The numbering of changes stops while none is.
+    fn poll_answered(&mut self, peer: &str) -> Option<Poll> {
+        let p = self.polled.remove(peer);
+        if self.polled.is_empty() {
+            self.written.clear();
+        }
+        p
+    }
+
+    /// Numbers a change of our member `pid` while a poll is out ([`repair`]).
+    fn wrote(&mut self, pid: &MemberPid) {
+        if !self.polled.is_empty() && pid.node() == self.node.name() {
+            self.writes += 1;
+            self.written.insert(*pid, self.writes);
+        }
+    }
+
+    /// A poll of `peer` answered with its whole view (`view`; empty when it
+    /// sent no exchange): where it differs from ours for a member of ours
+    /// not changed since the question, the difference is cast again
+    /// ([`repair::casts`]). Only to a visible (published) node: a BEAM
+    /// node, whose cpg answers with its whole history, ours included (a
+    /// cpg-node polled in a fixed `visible` mode leaves our members out).
+    fn repair(&mut self, peer: &str, poll: &Poll, view: &[(N, Vec<MemberPid>)]) {
+        if self.node.is_hidden_peer(peer) != Some(false) || self.mode_of(peer) != PeerMode::Visible
+        {
+            return;
+        }
+        let (queued, casts) = {
+            // (A read lock keeps the handles' writes out as well: what is
+            // queued is what the state holds beyond our casts so far.)
+            let s = self.state.read();
+            let queued = std::mem::take(&mut *self.pending.effects.lock());
+            let mut written: Vec<MemberPid> = queued
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Cast { request, .. } => request.pid().copied(),
+                    _ => None,
+                })
+                .collect();
+            written.extend(
+                self.written
+                    .iter()
+                    .filter(|(_, n)| **n > poll.since)
+                    .map(|(p, _)| *p),
+            );
+            written.sort_unstable();
+            written.dedup();
+            let casts = repair::casts(&s, peer, view, |p| written.binary_search(p).is_ok());
+            (queued, casts)
+        };
+        self.carry_out(queued);
+        if !casts.is_empty() {
+            tracing::info!(
+                scope = %self.opts.name,
+                %peer,
+                "its view of our members differs from ours (a reset to visible, a lost cast): {} casts to set it right",
+                casts.len()
+            );
+        }
+        self.carry_out(casts);
     }
 
     /// A reply to the call that follows a poll (`send_new`): if the polled
@@ -1171,11 +1296,13 @@ impl<N: WireName> ScopeTask<N> {
         let peer = self
             .polled
             .iter()
-            .find(|(_, p)| **p == **r)
+            .find(|(_, p)| p.call == **r)
             .map(|(peer, _)| peer.clone());
         if let Some(peer) = peer {
-            self.polled.remove(&peer);
-            self.drop_unlisted(&peer, &[]);
+            if let Some(poll) = self.poll_answered(&peer) {
+                self.drop_unlisted(&peer, &[]);
+                self.repair(&peer, &poll, &[]);
+            }
         }
         true
     }
@@ -1186,11 +1313,28 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
-    /// The poll: every peer at `visible` is asked for its state.
+    /// The poll: every peer at `visible` is asked for its state; under
+    /// `Auto`, every BEAM node we treat as a full peer is asked its
+    /// node_type again ([`Ask::Recheck`]).
     fn poll_visible(&mut self) {
         for p in self.node.peers() {
-            if self.mode_of(&p) == PeerMode::Visible {
-                self.send_new(&p);
+            let away = self
+                .remote
+                .get(&p)
+                .is_some_and(|r| r.probing_since.is_some() || r.next_probe.is_some());
+            match self.mode_of(&p) {
+                // (One whose scope is away is asked when it is back.)
+                PeerMode::Visible if !away => self.send_new(&p),
+                PeerMode::All if self.opts.beam_node_type == BeamNodeType::Auto => {
+                    let settled = self
+                        .remote
+                        .get(&p)
+                        .is_some_and(|r| r.question == r.answered);
+                    if settled && !away && self.node.is_hidden_peer(&p) == Some(false) {
+                        self.ask_mode(&p, Ask::Recheck);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -1266,6 +1410,7 @@ impl<N: WireName> ScopeTask<N> {
                     .monitor_of(&pid)
                     .map(|t| MonitorKey(t.get()));
                 if ours.is_some() && current == ours {
+                    self.wrote(&pid);
                     let effects = self.state_mut().member_down(&pid, &reason_text(&reason));
                     self.execute(effects);
                 }
@@ -1306,7 +1451,7 @@ impl<N: WireName> ScopeTask<N> {
                     && !asking
                 {
                     tracing::info!(scope = %self.opts.name, peer = %node, "a scope at visible asked for our state: asking its node_type again");
-                    self.ask_mode(&node, true);
+                    self.ask_mode(&node, Ask::Back);
                 }
             }
             Ok(WireMsg::Cast(Request::Exchange {
@@ -1317,8 +1462,22 @@ impl<N: WireName> ScopeTask<N> {
                 let mode = self.mode_of(&origin);
                 // (The first exchange after a poll: also from a peer that
                 // turned full peer since, whose members came by polls.)
-                if self.polled.remove(&origin).is_some() {
+                if let Some(poll) = self.poll_answered(&origin) {
                     self.drop_unlisted(&origin, &groups);
+                    self.repair(&origin, &poll, &groups);
+                }
+                if mode == PeerMode::All && !self.polled.is_empty() {
+                    // Merged, its copies of our members set ours (cpg's
+                    // rule 2): a change of each, for the polls out.
+                    let me = self.node.name();
+                    let ours: Vec<MemberPid> = groups
+                        .iter()
+                        .flat_map(|(_, pids)| pids.iter().filter(|p| p.node() == me))
+                        .copied()
+                        .collect();
+                    for p in &ours {
+                        self.wrote(p);
+                    }
                 }
                 if mode != PeerMode::All {
                     // A BEAM scope at `visible` learns our members only
@@ -1592,6 +1751,9 @@ impl<N: WireName> ScopeTask<N> {
                 // Left before its monitor was set: `monitor_all` drops it.
                 Effect::Demonitor(_, None) => {}
                 Effect::Cast { node, request } => {
+                    if let Some(p) = request.pid() {
+                        self.wrote(p);
+                    }
                     if self.mode_of(&node) != PeerMode::Asking {
                         self.cast(&node, request);
                     }

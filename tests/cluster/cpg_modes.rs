@@ -341,3 +341,87 @@ async fn a_beam_scope_reset_from_visible_to_all() {
     }
     r.shutdown().await;
 }
+
+/// A BEAM scope at all switched to visible at run time
+/// (`application:set_env(cpg, node_type, visible)`, then `cpg:reset/1`,
+/// which drops every member of a hidden node and tells it nothing): its
+/// node_type, asked again at each poll, shows the switch; the node is
+/// polled from then on, and each poll sets its view of our members right:
+/// ours held there again after the reset, as often as joined (not cast
+/// again while the scope still held them, between the env and the reset),
+/// its later joins and leaves seen, our later writes applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beam_scope_reset_from_all_to_visible() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let g = beam_at(&w, "all", true).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &g.name).await;
+    let theirs = beam_join(&ctl, &g.name, "theirs").await;
+    let (r, scope) = polling_node(&w, Duration::from_millis(200)).await;
+    let m = r.spawn_process();
+    scope
+        .join_counts(&[("ours".into(), 2)], m.pid())
+        .await
+        .unwrap();
+    r.connect(&g.name).await.unwrap();
+    let mode = |t: &str| (g.name.clone(), t.to_string());
+    assert!(
+        eventually(5, || async {
+            scope.summary().node_types.contains(&mode("all"))
+                && count_ours(&scope, "theirs", &theirs) == 1
+                && beam_count(&ctl, &g.name, "ours", m.pid()).await == 2
+        })
+        .await,
+        "{:?}",
+        scope.summary()
+    );
+    // The env first: genuine cpg reads it only at start and reset, so the
+    // scope still runs at all and holds ours: the switch is seen, and
+    // nothing of ours is cast again.
+    eval(
+        &ctl,
+        &g.name,
+        "ok = application:set_env(cpg, node_type, visible).",
+    )
+    .await;
+    assert!(
+        eventually(5, || async {
+            scope.summary().node_types.contains(&mode("visible"))
+        })
+        .await,
+        "the switch not seen: {:?}",
+        scope.summary()
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(beam_count(&ctl, &g.name, "ours", m.pid()).await, 2);
+    // The reset drops ours there, and tells us nothing: a poll does.
+    let reset = format!(
+        "ok = {}:reset({DEFAULT_SCOPE}).",
+        Backend::from_env().module()
+    );
+    eval(&ctl, &g.name, &reset).await;
+    if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
+        panic!("after the reset BEAM holds {got} copies of ours, not 2");
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(beam_count(&ctl, &g.name, "ours", m.pid()).await, 2);
+    let later = beam_join(&ctl, &g.name, "later").await;
+    beam_leave(&ctl, &g.name, "theirs", &theirs).await;
+    assert!(
+        eventually(5, || async {
+            count_ours(&scope, "later", &later) == 1 && scope.get_members("theirs").is_err()
+        })
+        .await,
+        "its changes after the reset not seen"
+    );
+    scope.join("ours", m.pid()).await.unwrap();
+    if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 3).await {
+        panic!("after our join BEAM holds {got} copies of ours, not 3");
+    }
+    scope.leave("ours", m.pid()).await.unwrap();
+    if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
+        panic!("after our leave BEAM holds {got} copies of ours, not 2");
+    }
+    r.shutdown().await;
+}

@@ -1,0 +1,253 @@
+//! Visible mode: a BEAM scope's view of our members, set right from its
+//! polled state.
+//!
+//! A BEAM scope at `visible` learns our members only from our casts. Its
+//! answer to a poll (`{new, Node}`) is its whole view, ours included, as of
+//! the moment it read the question: our casts and the question travel on
+//! one connection, so it has applied every cast sent before the question
+//! and none after. Where that view and ours differ for a member whose
+//! writes were all cast before the question, the scope lost them (its
+//! `cpg:reset/1` to `visible` dropped every member of a hidden node; a
+//! cast reached a scope that went away and came back): the difference is
+//! cast again, so the scope holds what we hold. A member written since the
+//! question is left to the next poll, which sees its casts.
+
+use super::super::member::MemberPid;
+use super::super::scope::{Effect, Request, Scope};
+use super::super::storage::GroupKey;
+use std::collections::HashMap;
+
+/// The casts to `peer` that set its view of our members (`view`: its
+/// polled state, empty when it sent none) to ours (`s`), for every local
+/// pid that `written_since` the poll says is untouched since: the copies it
+/// lacks with `join_counts`, those it holds beyond ours with `leave_counts`
+/// (each only for groups it lists, as cpg takes a `leave_counts` whole or
+/// not at all), a pid it holds and we do not (it left, or died before the
+/// question) left whole.
+pub(super) fn casts<N: GroupKey>(
+    s: &Scope<MemberPid, N>,
+    peer: &str,
+    view: &[(N, Vec<MemberPid>)],
+    written_since: impl Fn(&MemberPid) -> bool,
+) -> Vec<Effect<MemberPid, N>> {
+    // Its copies of each of our pids, per group.
+    let mut theirs: HashMap<MemberPid, Vec<(&N, usize)>> = HashMap::new();
+    for (name, pids) in view {
+        for p in pids.iter().filter(|p| s.is_local(p)) {
+            let groups = theirs.entry(*p).or_default();
+            match groups.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => groups.push((name, 1)),
+            }
+        }
+    }
+    let mut effects = Vec::new();
+    let mut cast = |request| {
+        effects.push(Effect::Cast {
+            node: peer.to_string(),
+            request,
+        })
+    };
+    let ours = s.monitored_pids().filter(|p| s.is_local(p));
+    for pid in ours.filter(|p| !written_since(p)) {
+        let mine = s.which_groups_counts(pid);
+        let held = theirs.remove(pid).unwrap_or_default();
+        let count_in = |groups: &[(&N, usize)], name: &N| {
+            groups
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, c)| *c)
+        };
+        let extra: Vec<(N, usize)> = held
+            .iter()
+            .filter_map(|(name, c)| {
+                let want = mine.iter().find(|(n, _)| n == *name).map_or(0, |(_, c)| *c);
+                (*c > want).then(|| ((*name).clone(), c - want))
+            })
+            .collect();
+        let lacking: Vec<(N, usize)> = mine
+            .iter()
+            .filter_map(|(name, c)| {
+                let have = count_in(&held, name);
+                (*c > have).then(|| (name.clone(), c - have))
+            })
+            .collect();
+        if !extra.is_empty() {
+            cast(Request::LeaveCounts {
+                counts: extra,
+                pid: *pid,
+            });
+        }
+        if !lacking.is_empty() {
+            cast(Request::JoinCounts {
+                counts: lacking,
+                pid: *pid,
+            });
+        }
+    }
+    let mut gone: Vec<_> = theirs
+        .into_iter()
+        .filter(|(p, _)| !written_since(p))
+        .collect();
+    gone.sort_by_key(|a| a.0);
+    for (pid, held) in gone {
+        cast(Request::LeaveCounts {
+            counts: held.into_iter().map(|(n, c)| (n.clone(), c)).collect(),
+            pid,
+        });
+    }
+    effects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "rust@host";
+    const PEER: &str = "beam@host";
+
+    fn local(id: u32) -> MemberPid {
+        MemberPid::new(ME, id, 0, 1).unwrap()
+    }
+
+    fn remote(id: u32) -> MemberPid {
+        MemberPid::new(PEER, id, 0, 1).unwrap()
+    }
+
+    /// Ours: a in "g" twice and "h" once, b in "g" once; the peer's own
+    /// member c in "g".
+    fn scope() -> Scope<MemberPid, String> {
+        let mut s = Scope::new(ME);
+        s.node_up(PEER, true);
+        for (name, pid) in [
+            ("g", local(1)),
+            ("g", local(1)),
+            ("h", local(1)),
+            ("g", local(2)),
+        ] {
+            s.join(name, pid).unwrap();
+        }
+        s.remote_request(
+            PEER,
+            Request::Join {
+                name: "g".into(),
+                pid: remote(3),
+            },
+        );
+        s
+    }
+
+    fn view(groups: &[(&str, &[MemberPid])]) -> Vec<(String, Vec<MemberPid>)> {
+        groups
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.to_vec()))
+            .collect()
+    }
+
+    fn requests(effects: Vec<Effect<MemberPid, String>>) -> Vec<Request<MemberPid, String>> {
+        effects
+            .into_iter()
+            .map(|e| match e {
+                Effect::Cast { node, request } if node == PEER => request,
+                e => panic!("not a cast to the peer: {e:?}"),
+            })
+            .collect()
+    }
+
+    fn counts(c: &[(&str, usize)]) -> Vec<(String, usize)> {
+        c.iter().map(|(n, k)| (n.to_string(), *k)).collect()
+    }
+
+    #[test]
+    fn a_view_that_holds_ours_needs_nothing() {
+        let s = scope();
+        let v = view(&[
+            ("g", &[local(2), remote(3), local(1), local(1)]),
+            ("h", &[local(1)]),
+        ]);
+        assert!(casts(&s, PEER, &v, |_| false).is_empty());
+    }
+
+    #[test]
+    fn an_empty_view_gets_every_member_again() {
+        let s = scope();
+        let mut got = requests(casts(&s, PEER, &[], |_| false));
+        got.sort_by_key(|r| *r.pid().unwrap());
+        assert_eq!(
+            got,
+            vec![
+                Request::JoinCounts {
+                    counts: counts(&[("g", 2), ("h", 1)]),
+                    pid: local(1)
+                },
+                Request::JoinCounts {
+                    counts: counts(&[("g", 1)]),
+                    pid: local(2)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_and_extra_copies_and_a_departed_pid() {
+        let s = scope();
+        // a: one copy of "g" missing, "h" missing, an extra "x";
+        // b: two copies where we hold one; d: left, still held there.
+        let v = view(&[
+            ("g", &[local(1), local(2), local(2), remote(3), local(4)]),
+            ("x", &[local(1)]),
+        ]);
+        let got = requests(casts(&s, PEER, &v, |_| false));
+        let mut want = vec![
+            Request::LeaveCounts {
+                counts: counts(&[("x", 1)]),
+                pid: local(1),
+            },
+            Request::JoinCounts {
+                counts: counts(&[("g", 1), ("h", 1)]),
+                pid: local(1),
+            },
+            Request::LeaveCounts {
+                counts: counts(&[("g", 1)]),
+                pid: local(2),
+            },
+            Request::LeaveCounts {
+                counts: counts(&[("g", 1)]),
+                pid: local(4),
+            },
+        ];
+        let key = |r: &Request<MemberPid, String>| {
+            (*r.pid().unwrap(), matches!(r, Request::JoinCounts { .. }))
+        };
+        let mut got_sorted = got.clone();
+        got_sorted.sort_by_key(key);
+        want.sort_by_key(key);
+        assert_eq!(got_sorted, want);
+    }
+
+    #[test]
+    fn a_pid_written_since_the_question_is_left_to_the_next_poll() {
+        let s = scope();
+        let touched = |p: &MemberPid| *p == local(1) || *p == local(4);
+        let v = view(&[("g", &[local(4)])]);
+        assert_eq!(
+            requests(casts(&s, PEER, &v, touched)),
+            vec![Request::JoinCounts {
+                counts: counts(&[("g", 1)]),
+                pid: local(2)
+            }]
+        );
+    }
+
+    #[test]
+    fn the_peers_own_members_and_other_nodes_are_not_ours_to_set() {
+        let s = scope();
+        let other = MemberPid::new("third@host", 9, 0, 1).unwrap();
+        let v = view(&[
+            ("g", &[local(2), local(1), local(1)]),
+            ("h", &[local(1)]),
+            ("y", &[remote(7), other]),
+        ]);
+        assert!(casts(&s, PEER, &v, |_| false).is_empty());
+    }
+}
