@@ -503,7 +503,7 @@ struct ScopeTask<N: GroupKey> {
     /// is out, for [`repair`].
     writes: u64,
     /// While a poll is out: the number of each local pid's last change
-    /// (cleared when none is out).
+    /// (cleared when the first poll goes out while none is).
     written: HashMap<MemberPid, u64>,
     /// The scope process of each connected peer, monitored by name.
     remote: HashMap<String, RemoteScope>,
@@ -518,8 +518,8 @@ struct ScopeTask<N: GroupKey> {
 struct Poll {
     /// The call that follows the question.
     call: Reference,
-    /// [`ScopeTask::writes`] when the first unanswered question went: the
-    /// peer's answer holds the changes of ours numbered up to it.
+    /// [`ScopeTask::writes`] when the question went: the peer's answer
+    /// holds the changes of ours numbered up to it.
     since: u64,
 }
 
@@ -1186,11 +1186,14 @@ impl<N: WireName> ScopeTask<N> {
 
     /// Asks `peer` for its state; `poll`: the answer is its whole view
     /// (what of its members it does not list is gone), as a poll of a node
-    /// at `visible` takes it.
+    /// at `visible` takes it. One poll at a time: while one is out, its
+    /// answer is on the way (and a slow scope is not asked to encode its
+    /// state again and again), and an answer is known to be that of the
+    /// question out, so it holds our casts up to [`Poll::since`].
     fn ask_state(&mut self, peer: &str, poll: bool) {
         // Like cpg, only to nodes connected now: a send to any other would
         // dial it, undoing a disconnect.
-        if !self.node.is_connected(peer) {
+        if !self.node.is_connected(peer) || poll && self.polled.contains_key(peer) {
             return;
         }
         let msg = WireMsg::<MemberPid, N>::New(self.node.name().to_string()).encode();
@@ -1209,23 +1212,20 @@ impl<N: WireName> ScopeTask<N> {
                 term::tuple(vec![term::atom("which_groups"), me]),
             ]);
             let _ = self.proc.send(to(), call);
-            // The first question out is the one the next answer answers.
+            if self.polled.is_empty() {
+                // (Changes from before are in every answer to come.)
+                self.written.clear();
+            }
             let since = self.writes;
             self.polled
-                .entry(peer.to_string())
-                .and_modify(|p| p.call = r.clone())
-                .or_insert(Poll { call: r, since });
+                .insert(peer.to_string(), Poll { call: r, since });
         }
     }
 
     /// `peer`'s poll is answered (or the peer gone): its [`Poll`], if one
-    /// was out. The numbering of changes stops while none is.
+    /// was out. (The numbering of changes stops while none is.)
     fn poll_answered(&mut self, peer: &str) -> Option<Poll> {
-        let p = self.polled.remove(peer);
-        if self.polled.is_empty() {
-            self.written.clear();
-        }
-        p
+        self.polled.remove(peer)
     }
 
     /// Numbers a change of our member `pid` while a poll is out ([`repair`]).

@@ -8,7 +8,8 @@
 use crate::support::schedule::Backend;
 use crate::support::{eval, eventually, unique, ErlNode, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
-use cpg_node::process::Process;
+use cpg_node::process::{Dest, Process};
+use cpg_node::term;
 use cpg_node::term::Term;
 use cpg_node::Node;
 use std::time::Duration;
@@ -423,5 +424,99 @@ async fn a_beam_scope_reset_from_all_to_visible() {
     if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
         panic!("after our leave BEAM holds {got} copies of ours, not 2");
     }
+    r.shutdown().await;
+}
+
+/// A BEAM scope at visible that lost one of our members without our
+/// knowing (here a `{leave, Pid}` cast from another hidden node, as one of
+/// ours would be) gets it back with the next poll, as often as joined, and
+/// keeps it so: the poll's answer shows its view of ours. (Polls here
+/// only when asked, `refresh`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visible_beam_scope_that_lost_our_member_gets_it_back() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (g, ctl, _) = visible_beam_with(&w, "theirs").await;
+    let (r, scope) = polling_node(&w, Duration::from_secs(60)).await;
+    let m = r.spawn_process();
+    scope
+        .join_counts(&[("ours".into(), 2), ("also".into(), 1)], m.pid())
+        .await
+        .unwrap();
+    r.connect(&g.name).await.unwrap();
+    if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
+        panic!("BEAM holds {got} copies of ours, not 2");
+    }
+    // (A scope at visible applies a hidden node's casts.)
+    let leave = term::tuple(vec![
+        term::atom("$gen_cast"),
+        term::tuple(vec![term::atom("leave"), Term::Pid(m.pid().clone())]),
+    ]);
+    ctl.spawn_process()
+        .send(Dest::Name(DEFAULT_SCOPE.into(), g.name.clone()), leave)
+        .unwrap();
+    for group in ["ours", "also"] {
+        if let Err(got) = beam_holds(&ctl, &g.name, group, m.pid(), 0).await {
+            panic!("the leave not applied: {got} copies in {group}");
+        }
+    }
+    scope.refresh().await.unwrap();
+    for (group, n) in [("ours", 2), ("also", 1)] {
+        if let Err(got) = beam_holds(&ctl, &g.name, group, m.pid(), n).await {
+            panic!("after a poll BEAM holds {got} copies in {group}, not {n}");
+        }
+    }
+    scope.refresh().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(beam_count(&ctl, &g.name, "ours", m.pid()).await, 2);
+    assert_eq!(beam_count(&ctl, &g.name, "also", m.pid()).await, 1);
+    r.shutdown().await;
+}
+
+/// Polls racing our writes: a member joins and leaves over and over while
+/// a BEAM scope at visible is polled every 10 ms. An answer to a poll holds
+/// our casts sent before the question only, so a member written since is
+/// not set right from it (that would cast a join the scope already has
+/// coming, or a leave of a copy it never got): BEAM never holds more
+/// copies than we ever did, and ends holding what we hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_racing_our_writes_set_nothing_wrong() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (g, ctl, _) = visible_beam_with(&w, "theirs").await;
+    let (r, scope) = polling_node(&w, Duration::from_millis(10)).await;
+    let m = r.spawn_process();
+    scope.join("steady", m.pid()).await.unwrap();
+    r.connect(&g.name).await.unwrap();
+    if let Err(got) = beam_holds(&ctl, &g.name, "steady", m.pid(), 1).await {
+        panic!("BEAM holds {got} copies, not 1");
+    }
+    let writer = {
+        let (scope, pid) = (scope.clone(), m.pid().clone());
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                scope.join("flip", &pid).await.unwrap();
+                tokio::time::sleep(Duration::from_micros(700)).await;
+                scope.leave("flip", &pid).await.unwrap();
+                tokio::time::sleep(Duration::from_micros(700)).await;
+            }
+        })
+    };
+    let mut most = 0;
+    let mut samples = 0;
+    while !writer.is_finished() {
+        most = most.max(beam_count(&ctl, &g.name, "flip", m.pid()).await);
+        most = most.max(beam_count(&ctl, &g.name, "steady", m.pid()).await);
+        samples += 1;
+    }
+    writer.await.unwrap();
+    assert!(samples > 20, "{samples} samples");
+    assert!(
+        most <= 1,
+        "BEAM held {most} copies of one membership of ours"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(beam_count(&ctl, &g.name, "flip", m.pid()).await, 0);
+    assert_eq!(beam_count(&ctl, &g.name, "steady", m.pid()).await, 1);
     r.shutdown().await;
 }
