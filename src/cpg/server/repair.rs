@@ -30,15 +30,12 @@ pub(super) fn casts<N: GroupKey>(
     view: &[(N, Vec<MemberPid>)],
     written_since: impl Fn(&MemberPid) -> bool,
 ) -> Vec<Effect<MemberPid, N>> {
-    // Its copies of each of our pids, per group.
-    let mut theirs: HashMap<MemberPid, Vec<(&N, usize)>> = HashMap::new();
+    // Its copies of each of our pids, per group (maps: a pid may be in
+    // many groups).
+    let mut theirs: HashMap<MemberPid, HashMap<&N, usize>> = HashMap::new();
     for (name, pids) in view {
         for p in pids.iter().filter(|p| s.is_local(p)) {
-            let groups = theirs.entry(*p).or_default();
-            match groups.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, c)) => *c += 1,
-                None => groups.push((name, 1)),
-            }
+            *theirs.entry(*p).or_default().entry(name).or_default() += 1;
         }
     }
     let mut effects = Vec::new();
@@ -52,26 +49,22 @@ pub(super) fn casts<N: GroupKey>(
     for pid in ours.filter(|p| !written_since(p)) {
         let mine = s.which_groups_counts(pid);
         let held = theirs.remove(pid).unwrap_or_default();
-        let count_in = |groups: &[(&N, usize)], name: &N| {
-            groups
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0, |(_, c)| *c)
-        };
-        let extra: Vec<(N, usize)> = held
-            .iter()
-            .filter_map(|(name, c)| {
-                let want = mine.iter().find(|(n, _)| n == *name).map_or(0, |(_, c)| *c);
-                (*c > want).then(|| ((*name).clone(), c - want))
-            })
-            .collect();
         let lacking: Vec<(N, usize)> = mine
             .iter()
             .filter_map(|(name, c)| {
-                let have = count_in(&held, name);
+                let have = held.get(name).copied().unwrap_or(0);
                 (*c > have).then(|| (name.clone(), c - have))
             })
             .collect();
+        let mine: HashMap<&N, usize> = mine.iter().map(|(n, c)| (n, *c)).collect();
+        let mut extra: Vec<(N, usize)> = held
+            .into_iter()
+            .filter_map(|(name, c)| {
+                let want = mine.get(name).copied().unwrap_or(0);
+                (c > want).then(|| (name.clone(), c - want))
+            })
+            .collect();
+        extra.sort();
         if !extra.is_empty() {
             cast(Request::LeaveCounts {
                 counts: extra,
@@ -91,10 +84,9 @@ pub(super) fn casts<N: GroupKey>(
         .collect();
     gone.sort_by_key(|a| a.0);
     for (pid, held) in gone {
-        cast(Request::LeaveCounts {
-            counts: held.into_iter().map(|(n, c)| (n.clone(), c)).collect(),
-            pid,
-        });
+        let mut counts: Vec<(N, usize)> = held.into_iter().map(|(n, c)| (n.clone(), c)).collect();
+        counts.sort();
+        cast(Request::LeaveCounts { counts, pid });
     }
     effects
 }
@@ -249,5 +241,82 @@ mod tests {
             ("y", &[remote(7), other]),
         ]);
         assert!(casts(&s, PEER, &v, |_| false).is_empty());
+    }
+
+    /// A BEAM scope's view of our members after `casts` (applied as cpg
+    /// does: `join_counts` adds, `leave_counts` removes all or nothing).
+    fn apply(
+        view: &mut HashMap<(MemberPid, String), usize>,
+        effects: Vec<Effect<MemberPid, String>>,
+    ) {
+        for r in requests(effects) {
+            match r {
+                Request::JoinCounts { counts, pid } => {
+                    for (n, c) in counts {
+                        *view.entry((pid, n)).or_default() += c;
+                    }
+                }
+                Request::LeaveCounts { counts, pid } => {
+                    if counts
+                        .iter()
+                        .all(|(n, _)| view.contains_key(&(pid, n.clone())))
+                    {
+                        for (n, c) in counts {
+                            let k = view.get_mut(&(pid, n.clone())).unwrap();
+                            *k = k.saturating_sub(c);
+                            if *k == 0 {
+                                view.remove(&(pid, n));
+                            }
+                        }
+                    }
+                }
+                r => panic!("unexpected {r:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the peer's view of our members and whichever of them
+        /// were written since the question, the casts leave it holding
+        /// exactly ours for every member not written since, and touch no
+        /// other.
+        #[test]
+        fn the_casts_set_every_untouched_member_right(
+            ours in proptest::collection::vec((0u32..6, 0usize..4, 1usize..4), 0..14),
+            theirs in proptest::collection::vec((0u32..8, 0usize..5, 1usize..4), 0..14),
+            written in proptest::collection::vec(0u32..8, 0..4),
+        ) {
+            let names = ["a", "b", "c", "d", "e"];
+            let mut s: Scope<MemberPid, String> = Scope::new(ME);
+            s.node_up(PEER, true);
+            for (id, g, c) in &ours {
+                s.join_counts(&[(names[*g].to_string(), *c)], local(*id)).unwrap();
+            }
+            let mut before: HashMap<(MemberPid, String), usize> = HashMap::new();
+            for (id, g, c) in &theirs {
+                *before.entry((local(*id), names[*g].to_string())).or_default() += c;
+            }
+            // As a view: one list per group, each pid as often as held.
+            let mut groups: HashMap<String, Vec<MemberPid>> = HashMap::new();
+            for ((p, n), c) in &before {
+                groups.entry(n.clone()).or_default().extend(std::iter::repeat(*p).take(*c));
+            }
+            let v: Vec<(String, Vec<MemberPid>)> = groups.into_iter().collect();
+            let touched = |p: &MemberPid| written.iter().any(|w| local(*w) == *p);
+            let mut after = before.clone();
+            apply(&mut after, casts(&s, PEER, &v, touched));
+            for id in 0..8 {
+                let p = local(id);
+                for n in names {
+                    let k = (p, n.to_string());
+                    let got = after.get(&k).copied().unwrap_or(0);
+                    if touched(&p) {
+                        proptest::prop_assert_eq!(got, before.get(&k).copied().unwrap_or(0));
+                    } else {
+                        proptest::prop_assert_eq!(got, s.join_count(n, &p), "{:?}", k);
+                    }
+                }
+            }
+        }
     }
 }
