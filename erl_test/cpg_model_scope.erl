@@ -2,7 +2,8 @@
 %% description (no genuine cpg code): CI has no genuine cpg, so the
 %% schedule test runs the BEAM side of the cluster on this. It runs at
 %% node_type `all` (start/1) or as given (start/2), kept where cpg keeps it
-%% (the application env `cpg`/`node_type`, which a peer may ask for): at
+%% (the application env `cpg`/`node_type`, which a peer may ask for, read
+%% at init and by reset/1 only, as cpg reads it): at
 %% `visible`, hidden nodes are not listened to (their exchanges ignored,
 %% our writes not cast to them, their pids dropped from merges), but their
 %% casts are applied and their `{new, Node}` answered, as cpg does.
@@ -35,6 +36,7 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -record(state, {scope :: atom(),
+                listen :: all | visible,  % the node_type at init or last reset
                 groups = #{} :: #{term() => [pid()]},    % Name => History
                 monitors = #{} :: #{pid() => reference()}}).
 
@@ -85,10 +87,11 @@ count(Scope, Name, Pid) -> gen_server:call(Scope, {count, Name, Pid}).
 %%% The scope process
 
 init(Scope) ->
-    ok = monitor_peers(true, node_type()),
+    Listen = node_type(),
+    ok = monitor_peers(true, Listen),
     %% "I just started, send me your state."
-    [{Scope, N} ! {new, node()} || N <- peers()],
-    {ok, #state{scope = Scope}}.
+    [{Scope, N} ! {new, node()} || N <- peers(Listen)],
+    {ok, #state{scope = Scope, listen = Listen}}.
 
 handle_call({join, Name, Pid}, _, S) ->
     {reply, ok, write({join, Name, Pid}, S)};
@@ -122,25 +125,27 @@ handle_call({which_groups, Pid}, _, S) ->
     {reply, groups_of(Pid, S), S};
 handle_call({count, Name, Pid}, _, S) ->
     {reply, count_in(Name, Pid, S), S};
-handle_call(reset, _, #state{scope = Scope} = S) ->
+handle_call(reset, _, #state{scope = Scope, listen = Old} = S) ->
     Hidden = [N || N <- nodes(hidden), not ignored(N)],
     case node_type() of
+        Old ->
+            {reply, ok, S};  % unchanged: nothing to do
         all ->
             ok = monitor_peers(true, all),
             ok = monitor_peers(false, visible),
             [{Scope, N} ! {new, node()} || N <- Hidden],
-            {reply, ok, S};
+            {reply, ok, S#state{listen = all}};
         visible ->
             ok = monitor_peers(true, visible),
             ok = monitor_peers(false, all),
-            {reply, ok, lists:foldl(fun node_gone/2, S, Hidden)}
+            {reply, ok, lists:foldl(fun node_gone/2, S#state{listen = visible}, Hidden)}
     end.
 
 %% A remote owner's write, or a peer's state.
-handle_cast({exchange, Node, HistoryL}, S) ->
+handle_cast({exchange, Node, HistoryL}, #state{listen = Listen} = S) ->
     %% Only from a node we listen to (any connected node at `all`, a
     %% visible one at `visible`).
-    case lists:member(Node, peers()) of
+    case lists:member(Node, peers(Listen)) of
         true -> {noreply, lists:foldl(fun merge/2, S, HistoryL)};
         false -> {noreply, S}
     end;
@@ -171,8 +176,8 @@ node_gone(Node, #state{groups = G} = S) ->
 %%% Writes
 
 %% A local write: applied here, then cast to every other node's scope.
-write(Request, #state{scope = Scope} = S) ->
-    [gen_server:cast({Scope, N}, Request) || N <- peers()],
+write(Request, #state{scope = Scope, listen = Listen} = S) ->
+    [gen_server:cast({Scope, N}, Request) || N <- peers(Listen)],
     apply_write(Request, S).
 
 apply_write({join, Name, Pid}, S) ->
@@ -226,9 +231,9 @@ set_history(Name, H, #state{groups = G} = S) ->
 
 %%% Merge of a peer's exchange (rule 2; never deletes what the peer omits)
 
-merge({Name, History}, #state{groups = G} = S) ->
+merge({Name, History}, #state{groups = G, listen = Listen} = S) ->
     %% Only pids of this node or of a node we listen to count.
-    Known = fun(P) -> node(P) =:= node() orelse lists:member(node(P), peers()) end,
+    Known = fun(P) -> node(P) =:= node() orelse lists:member(node(P), peers(Listen)) end,
     case maps:is_key(Name, G) of
         false ->
             %% A new group: the peer's history as it is, pids of unknown
@@ -279,11 +284,12 @@ unmonitor_gone(#state{monitors = M} = S, Pids) ->
 
 %%% Helpers
 
-%% The nodes whose scopes we talk to: every connected node, visible or
-%% hidden (only visible ones at `visible`), except release-script nodes
-%% (Name_script_process...).
-peers() ->
-    Nodes = case node_type() of
+%% The nodes whose scopes we talk to at Listen (the node_type the scope
+%% read at init or its last reset, as cpg keeps it): every connected node,
+%% visible or hidden (only visible ones at `visible`), except
+%% release-script nodes (Name_script_process...).
+peers(Listen) ->
+    Nodes = case Listen of
         all -> nodes(connected);
         visible -> nodes()
     end,
