@@ -9,6 +9,7 @@
 //! net_ticktime; EPMD killed and restarted; the BEAM scope restarted; a
 //! silent partition (a proxy that drops every byte) healed.
 
+use crate::support::schedule::Backend;
 use crate::support::{eval, eventually, host, node_config, sig, unique, ErlNode, World};
 use cpg_node::cpg::{CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions};
@@ -27,24 +28,14 @@ const TICK: u64 = 2;
 
 /// The BEAM side's cpg: genuine when CPG_EBIN is set, else the model.
 fn genuine() -> bool {
-    std::env::var_os("CPG_EBIN").is_some()
+    Backend::from_env() == Backend::Genuine
 }
 
 /// erl arguments for a BEAM node running a cpg scope at node_type `all`
 /// with a short net_ticktime.
 fn beam_args() -> Vec<String> {
     let mut v: Vec<String> = ["-kernel", "net_ticktime", "2"].map(String::from).to_vec();
-    if genuine() {
-        v.extend(crate::support::genuine_cpg_args_env("all", &[]));
-    } else {
-        v.extend(
-            [
-                "-eval",
-                "{ok, _} = cpg_model_scope:start(cpg_default_scope).",
-            ]
-            .map(String::from),
-        );
-    }
+    v.extend(Backend::from_env().erl_args("all"));
     v
 }
 
@@ -57,11 +48,10 @@ async fn start_beam(w: &World, alive: &str) -> ErlNode {
 /// The pids in `group` on the BEAM node, as text, through `ctl`; empty
 /// when the group does not exist or the node does not answer.
 async fn beam_members(ctl: &Node, erl: &str, group: &str) -> Vec<String> {
-    let call = if genuine() {
-        format!("cpg:get_members({group:?})")
-    } else {
-        format!("cpg_model_scope:get_members(cpg_default_scope, {group:?})")
-    };
+    let call = format!(
+        "{}:get_members({DEFAULT_SCOPE}, {group:?})",
+        Backend::from_env().module()
+    );
     let code = format!(
         "case catch {call} of {{ok, _, Pids}} -> [erlang:pid_to_list(P) || P <- Pids]; _ -> [] end."
     );
@@ -739,11 +729,10 @@ async fn restarted(r: &Node, old: &cpg_node::Pid) -> bool {
 
 /// A BEAM member (an idle process) joined to `group` on the BEAM node.
 async fn beam_join_idle(ctl: &Node, erl: &str, group: &str) {
-    let join = if genuine() {
-        format!("cpg:join({group:?}, P)")
-    } else {
-        format!("cpg_model_scope:join(cpg_default_scope, {group:?}, P)")
-    };
+    let join = format!(
+        "{}:join({DEFAULT_SCOPE}, {group:?}, P)",
+        Backend::from_env().module()
+    );
     let code = format!("P = cpg_node_test_util:spawn_idle(), ok = {join}, ok.");
     assert_eq!(term::as_atom(&eval(ctl, erl, &code).await), Some("ok"));
 }
