@@ -419,7 +419,9 @@ impl<N: WireName> CpgScope<N> {
     }
 
     /// Asks every connected node's scope for its state (`{new, node()}`)
-    /// now; returns once the requests are sent.
+    /// now; returns once the requests are sent. A node polled at `visible`
+    /// that has not yet answered the last poll is not asked again: that
+    /// answer is on its way.
     pub async fn refresh(&self) -> Result<(), CpgError<N>> {
         let (tx, rx) = oneshot::channel();
         self.cmd
