@@ -1269,7 +1269,7 @@ impl<N: WireName> ScopeTask<N> {
             );
             written.sort_unstable();
             written.dedup();
-            let casts = repair::casts(&s, peer, view, |p| written.binary_search(p).is_ok());
+            let casts = repair::casts(&s, peer, view, &written);
             (queued, casts)
         };
         self.carry_out(queued);
