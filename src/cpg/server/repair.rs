@@ -112,7 +112,9 @@ fn holds_ours<N: GroupKey>(
         .flat_map(|p| s.which_groups_counts(p))
         .map(|(_, c)| c)
         .sum();
-    let ours = s.member_totals().1 - written_copies;
+    // (`written` holds local pids only, so this never goes below zero; if
+    // it did, the full comparison would run, which is right anyway.)
+    let ours = s.member_totals().1.saturating_sub(written_copies);
     let mut seen = 0;
     let mut run: Vec<MemberPid> = Vec::new();
     for (name, pids) in view {
