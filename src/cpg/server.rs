@@ -579,6 +579,18 @@ struct RemoteScope {
     retry: Duration,
 }
 
+impl RemoteScope {
+    /// A question about its mode is out (`Auto`).
+    fn asking(&self) -> bool {
+        self.question != self.answered
+    }
+
+    /// Its scope process is away (probed, or waiting to be).
+    fn away(&self) -> bool {
+        self.probing_since.is_some() || self.next_probe.is_some()
+    }
+}
+
 /// `{error, {no_such_group | no_process, Name}}` with the name as asked.
 /// `{ok, Key, Pids}` of a members read (a snapshot or a list), or its
 /// error.
@@ -825,10 +837,7 @@ impl<N: WireName> ScopeTask<N> {
         let mut probe = tokio::time::interval(PROBE_FIRST / 2);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let probing = self
-                .remote
-                .values()
-                .any(|r| r.probing_since.is_some() || r.next_probe.is_some());
+            let probing = self.remote.values().any(RemoteScope::away);
             tokio::select! {
                 // Node events first: a peer's exchange that follows its
                 // nodeup must find the peer known (else it is ignored).
@@ -837,7 +846,7 @@ impl<N: WireName> ScopeTask<N> {
                     Ok(NodeEvent::Up(n)) => self.peer_up(&n, false),
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.node_down(&n);
-                        self.poll_answered(&n);
+                        self.polled.remove(&n);
                         self.remote.remove(&n);
                         self.show_mode(&n);
                     }
@@ -1008,13 +1017,8 @@ impl<N: WireName> ScopeTask<N> {
             None => "no cpg node_type (cpg not loaded, or no answer): treated as a full peer",
         };
         tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
-        let (queued, state) = {
-            // (A read lock keeps the handles' writes out as well.)
-            let s = self.state.read();
-            let queued = std::mem::take(&mut *self.pending.effects.lock());
-            let state = state_for(&s, &a.peer, mode, a.why == Ask::Back, was_visible);
-            (queued, state)
-        };
+        let (queued, state) =
+            self.read_state(|s, _| state_for(s, &a.peer, mode, a.why == Ask::Back, was_visible));
         self.carry_out(queued);
         if let Some(r) = self.remote.get_mut(&a.peer) {
             r.mode = mode;
@@ -1073,7 +1077,7 @@ impl<N: WireName> ScopeTask<N> {
         // A poll out to it goes unanswered: forgotten (and none is sent
         // while it is away), so that changes are not numbered for it.
         let peer = peer.clone();
-        self.poll_answered(&peer);
+        self.polled.remove(&peer);
         true
     }
 
@@ -1224,12 +1228,6 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
-    /// `peer`'s poll is answered (or the peer gone): its [`Poll`], if one
-    /// was out. (The numbering of changes stops while none is.)
-    fn poll_answered(&mut self, peer: &str) -> Option<Poll> {
-        self.polled.remove(peer)
-    }
-
     /// Numbers a change of our member `pid` while a poll is out ([`repair`]).
     fn wrote(&mut self, pid: &MemberPid) {
         if !self.polled.is_empty() && pid.node() == self.node.name() {
@@ -1249,11 +1247,9 @@ impl<N: WireName> ScopeTask<N> {
         {
             return;
         }
-        let (queued, casts) = {
-            // (A read lock keeps the handles' writes out as well: what is
-            // queued is what the state holds beyond our casts so far.)
-            let s = self.state.read();
-            let queued = std::mem::take(&mut *self.pending.effects.lock());
+        // (The queued writes are in the state but not yet cast: written
+        // since the question too.)
+        let (queued, casts) = self.read_state(|s, queued| {
             let mut written: Vec<MemberPid> = queued
                 .iter()
                 .filter_map(|e| match e {
@@ -1269,9 +1265,8 @@ impl<N: WireName> ScopeTask<N> {
             );
             written.sort_unstable();
             written.dedup();
-            let casts = repair::casts(&s, peer, view, &written);
-            (queued, casts)
-        };
+            repair::casts(s, peer, view, &written)
+        });
         self.carry_out(queued);
         if !casts.is_empty() {
             tracing::info!(
@@ -1301,7 +1296,7 @@ impl<N: WireName> ScopeTask<N> {
             .find(|(_, p)| p.call == **r)
             .map(|(peer, _)| peer.clone());
         if let Some(peer) = peer {
-            if let Some(poll) = self.poll_answered(&peer) {
+            if let Some(poll) = self.polled.remove(&peer) {
                 self.drop_unlisted(&peer, &[]);
                 self.repair(&peer, &poll, &[]);
             }
@@ -1320,21 +1315,19 @@ impl<N: WireName> ScopeTask<N> {
     /// node_type again ([`Ask::Recheck`]).
     fn poll_visible(&mut self) {
         for p in self.node.peers() {
-            let away = self
-                .remote
-                .get(&p)
-                .is_some_and(|r| r.probing_since.is_some() || r.next_probe.is_some());
+            // (Whether its scope is away, whether a question is out.)
+            let known = self.remote.get(&p).map(|r| (r.away(), r.asking()));
+            let away = known.is_some_and(|(away, _)| away);
             match self.mode_of(&p) {
                 // (One whose scope is away is asked when it is back.)
                 PeerMode::Visible if !away => self.send_new(&p),
-                PeerMode::All if self.opts.beam_node_type == BeamNodeType::Auto => {
-                    let settled = self
-                        .remote
-                        .get(&p)
-                        .is_some_and(|r| r.question == r.answered);
-                    if settled && !away && self.node.is_hidden_peer(&p) == Some(false) {
-                        self.ask_mode(&p, Ask::Recheck);
-                    }
+                // (Watched, its scope up, no question out.)
+                PeerMode::All
+                    if self.opts.beam_node_type == BeamNodeType::Auto
+                        && known == Some((false, false))
+                        && self.node.is_hidden_peer(&p) == Some(false) =>
+                {
+                    self.ask_mode(&p, Ask::Recheck);
                 }
                 _ => {}
             }
@@ -1444,10 +1437,7 @@ impl<N: WireName> ScopeTask<N> {
                 // node so). Asked again, it becomes a full peer.
                 // (Once while a question is out: a peer sending `{new, Node}`
                 // over and over asks nothing more of us.)
-                let asking = self
-                    .remote
-                    .get(&node)
-                    .is_some_and(|r| r.question != r.answered);
+                let asking = self.remote.get(&node).is_some_and(RemoteScope::asking);
                 if self.opts.beam_node_type == BeamNodeType::Auto
                     && mode == PeerMode::Visible
                     && !asking
@@ -1464,20 +1454,15 @@ impl<N: WireName> ScopeTask<N> {
                 let mode = self.mode_of(&origin);
                 // (The first exchange after a poll: also from a peer that
                 // turned full peer since, whose members came by polls.)
-                if let Some(poll) = self.poll_answered(&origin) {
+                if let Some(poll) = self.polled.remove(&origin) {
                     self.drop_unlisted(&origin, &groups);
                     self.repair(&origin, &poll, &groups);
                 }
                 if mode == PeerMode::All && !self.polled.is_empty() {
                     // Merged, its copies of our members set ours (cpg's
-                    // rule 2): a change of each, for the polls out.
-                    let me = self.node.name();
-                    let ours: Vec<MemberPid> = groups
-                        .iter()
-                        .flat_map(|(_, pids)| pids.iter().filter(|p| p.node() == me))
-                        .copied()
-                        .collect();
-                    for p in &ours {
+                    // rule 2): a change of each, for the polls out
+                    // (`wrote` passes over the pids of other nodes).
+                    for p in groups.iter().flat_map(|(_, pids)| pids) {
                         self.wrote(p);
                     }
                 }
@@ -1726,13 +1711,24 @@ impl<N: WireName> ScopeTask<N> {
     /// changes nothing, under a read lock (which keeps the handles' writes
     /// out as well, and lets readers in).
     fn tell_state(&mut self, f: impl FnOnce(&Scope<MemberPid, N>) -> Vec<Effect<MemberPid, N>>) {
-        let (queued, effects) = {
-            let s = self.state.read();
-            let effects = f(&s);
-            (std::mem::take(&mut *self.pending.effects.lock()), effects)
-        };
+        let (queued, effects) = self.read_state(|s, _| f(s));
         self.carry_out(queued);
         self.carry_out(effects);
+    }
+
+    /// `f` read off the state under its read lock (which keeps the handles'
+    /// writes out as well), with the effects of the writes queued until
+    /// then, taken under the same lock (and shown to `f`): the state holds
+    /// what our casts so far and those effects tell, no more. The caller
+    /// carries the queued effects out before whatever it sends of `f`'s.
+    fn read_state<T>(
+        &self,
+        f: impl FnOnce(&Scope<MemberPid, N>, &[Effect<MemberPid, N>]) -> T,
+    ) -> (Vec<Effect<MemberPid, N>>, T) {
+        let s = self.state.read();
+        let queued = std::mem::take(&mut *self.pending.effects.lock());
+        let t = f(&s, &queued);
+        (queued, t)
     }
 
     /// Carries out `effects`, in order. A cast to a peer asked for its mode
