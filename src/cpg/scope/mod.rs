@@ -471,27 +471,21 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// scope that listens to us takes its own pids' counts from our state
     /// (the merge of rule 2), which would bring them back.
     pub fn new_node_without_its_own(&self, node: &str) -> Vec<Effect<P, N>> {
-        if node == self.node {
-            return Vec::new();
-        }
-        let groups: Vec<(N, Vec<P>)> = self
-            .exchange_groups()
-            .into_iter()
-            .filter_map(|(name, mut pids)| {
+        let mut effects = self.new_node(node);
+        if let Some(Effect::Cast {
+            request: Request::Exchange { groups, .. },
+            ..
+        }) = effects.first_mut()
+        {
+            groups.retain_mut(|(_, pids)| {
                 pids.retain(|p| p.node() != node);
-                (!pids.is_empty()).then_some((name, pids))
-            })
-            .collect();
-        if groups.is_empty() {
-            return Vec::new();
+                !pids.is_empty()
+            });
+            if groups.is_empty() {
+                effects.clear();
+            }
         }
-        vec![Effect::Cast {
-            node: node.to_string(),
-            request: Request::Exchange {
-                from: self.node.clone(),
-                groups,
-            },
-        }]
+        effects
     }
 
     /// True when `node` is connected and listened (a full peer).
