@@ -248,10 +248,10 @@ async fn visible_mode_with_a_late_beam_scope() {
     with_a_late_beam_scope("visible", BeamNodeType::Visible).await;
 }
 
-/// A BEAM node whose scope runs at visible, the node that drives it, and
-/// a BEAM process it joined to `group`.
-async fn visible_beam_with(w: &World, group: &str) -> (ErlNode, Node, Term) {
-    let g = beam_at(w, "visible", true).await;
+/// A BEAM node whose scope runs at `node_type`, the node that drives it,
+/// and a BEAM process it joined to `group`.
+async fn beam_with(w: &World, node_type: &str, group: &str) -> (ErlNode, Node, Term) {
+    let g = beam_at(w, node_type, true).await;
     let ctl = w.rust_node("ctl").await;
     scope_up(&ctl, &g.name).await;
     let p = beam_join(&ctl, &g.name, group).await;
@@ -274,7 +274,7 @@ async fn polling_node(w: &World, poll: Duration) -> (Node, CpgScope) {
 async fn the_last_member_of_a_visible_beam_scope_leaves() {
     crate::require_erl!();
     let w = World::new().await;
-    let (g, ctl, p) = visible_beam_with(&w, "last").await;
+    let (g, ctl, p) = beam_with(&w, "visible", "last").await;
     let (r, scope) = polling_node(&w, Duration::from_millis(100)).await;
     r.connect(&g.name).await.unwrap();
     assert!(eventually(5, || async { count_ours(&scope, "last", &p) == 1 }).await);
@@ -296,7 +296,7 @@ async fn the_last_member_of_a_visible_beam_scope_leaves() {
 async fn a_beam_scope_reset_from_visible_to_all() {
     crate::require_erl!();
     let w = World::new().await;
-    let (g, ctl, gone) = visible_beam_with(&w, "gone").await;
+    let (g, ctl, gone) = beam_with(&w, "visible", "gone").await;
     let (r, scope) = polling_node(&w, Duration::from_secs(60)).await;
     let m = r.spawn_process();
     scope.join("ours", m.pid()).await.unwrap();
@@ -355,10 +355,7 @@ async fn a_beam_scope_reset_from_visible_to_all() {
 async fn a_beam_scope_reset_from_all_to_visible() {
     crate::require_erl!();
     let w = World::new().await;
-    let g = beam_at(&w, "all", true).await;
-    let ctl = w.rust_node("ctl").await;
-    scope_up(&ctl, &g.name).await;
-    let theirs = beam_join(&ctl, &g.name, "theirs").await;
+    let (g, ctl, theirs) = beam_with(&w, "all", "theirs").await;
     let (r, scope) = polling_node(&w, Duration::from_millis(200)).await;
     let m = r.spawn_process();
     scope
@@ -436,7 +433,7 @@ async fn a_beam_scope_reset_from_all_to_visible() {
 async fn a_visible_beam_scope_that_lost_our_member_gets_it_back() {
     crate::require_erl!();
     let w = World::new().await;
-    let (g, ctl, _) = visible_beam_with(&w, "theirs").await;
+    let (g, ctl, _) = beam_with(&w, "visible", "theirs").await;
     let (r, scope) = polling_node(&w, Duration::from_secs(60)).await;
     let m = r.spawn_process();
     scope
@@ -483,7 +480,7 @@ async fn a_visible_beam_scope_that_lost_our_member_gets_it_back() {
 async fn polls_racing_our_writes_set_nothing_wrong() {
     crate::require_erl!();
     let w = World::new().await;
-    let (g, ctl, _) = visible_beam_with(&w, "theirs").await;
+    let (g, ctl, _) = beam_with(&w, "visible", "theirs").await;
     let (r, scope) = polling_node(&w, Duration::from_millis(10)).await;
     let m = r.spawn_process();
     scope.join("steady", m.pid()).await.unwrap();
