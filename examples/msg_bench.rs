@@ -15,6 +15,15 @@
 //! through this node, `*.mb.<path>.1k` MB/s of payload, and
 //! `ours.rss.<when> MB`. A run counts from the
 //! first send until the receiving process has counted every message.
+//! The path `beam_rust_at_once` is BEAM -> Rust to a second node of this
+//! process started with `read_hold: None` (no read coalescing).
+//!
+//! Then the cost of read coalescing to calls: `*.call_<p50|p99>.<path>.<load>`
+//! µs, the median and 99th percentile of 2,000 sequential
+//! `gen_server:call`s from a process of `a` to an echo process (BEAM: on
+//! `b`; ours: on each of the two nodes) while another process of `a`
+//! streams 100 messages of 1 KiB a millisecond to the same echo (`stream`)
+//! or nothing (`idle`).
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::epmd::server::EpmdServer;
@@ -94,6 +103,15 @@ async fn rust_sink(mut p: Process) {
     }
 }
 
+/// An echo process on `node`: a gen_server call gets its request back,
+/// anything else is dropped (as `msg_bench:echo/0`).
+fn spawn_echo(node: &Node) -> Pid {
+    let mut p = node.spawn_process();
+    let pid = p.pid().clone();
+    tokio::spawn(async move { p.serve_calls(|_, req| req.clone()).await });
+    pid
+}
+
 /// Rust -> BEAM: messages per second from a process of ours to `sink`.
 async fn rust_blast(p: &mut Process, sink: &Pid, n: usize, payload: &Term) -> f64 {
     let me = Term::from(p.pid().clone());
@@ -145,7 +163,12 @@ async fn main() {
     );
     config.epmd_port = epmd.port;
     config.embedded_epmd = false;
+    // The same without read coalescing, for the rows that show its effect.
+    let mut config0 = config.clone();
+    config0.name = NodeName::from_cli(&format!("mb_r0{tag}"), false).unwrap();
+    config0.read_hold = None;
     let node = Node::start(config).await.unwrap();
+    let node0 = Node::start(config0).await.unwrap();
     let a = erl(&format!("mb_a{tag}"), &cookie, epmd.port, &ebin);
     let b = erl(&format!("mb_b{tag}"), &cookie, epmd.port, &ebin);
     for e in [&a, &b] {
@@ -160,6 +183,9 @@ async fn main() {
     let sink = node.spawn_process();
     let our_sink = sink.pid().clone();
     tokio::spawn(rust_sink(sink));
+    let sink0 = node0.spawn_process();
+    let our_sink0 = sink0.pid().clone();
+    tokio::spawn(rust_sink(sink0));
     let mut me = node.spawn_process();
     // a and b connect to each other before the first timed run
     rpc(
@@ -191,6 +217,10 @@ async fn main() {
                 let br = beam_blast(&node, &a.1, &our_sink, n, payload).await;
                 rates.push(("ours", "beam_rust", br));
             }
+            if wanted("beam_rust_at_once", size) {
+                let br = beam_blast(&node, &a.1, &our_sink0, n, payload).await;
+                rates.push(("ours", "beam_rust_at_once", br));
+            }
             if wanted("rust_beam", size) {
                 let rb = rust_blast(&mut me, &beam_sink, n, payload).await;
                 rates.push(("ours", "rust_beam", rb));
@@ -204,10 +234,32 @@ async fn main() {
             }
         }
     }
+    if wanted("calls", "all") {
+        let beam_echo = rpc(&node, &b.1, "echo", vec![]).await;
+        let echoes = [
+            ("beam", "beam_beam", beam_echo),
+            ("ours", "beam_rust", Term::from(spawn_echo(&node))),
+            ("ours", "beam_rust_at_once", Term::from(spawn_echo(&node0))),
+        ];
+        for _ in 0..runs {
+            for (load, burst) in [("idle", 0), ("stream", 100)] {
+                for (side, path, echo) in &echoes {
+                    let args = vec![echo.clone(), int(2000), int(burst)];
+                    let t = rpc(&node, &a.1, "calls", args).await;
+                    let v: Vec<i64> = term::as_tuple(&t)
+                        .and_then(|v| v.iter().map(term::as_int).collect())
+                        .unwrap_or_else(|| panic!("calls: {t}"));
+                    println!("{side}.call_p50.{path}.{load} {}", v[0]);
+                    println!("{side}.call_p99.{path}.{load} {}", v[1]);
+                }
+            }
+        }
+    }
     if only.is_some() {
         for p in node.peer_info() {
             eprintln!("{p:?}");
         }
+        node0.shutdown().await;
         node.shutdown().await;
         return;
     }
@@ -221,5 +273,6 @@ async fn main() {
     println!("ours.rss.after_burst {:.1}", rss_mb());
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("ours.rss.idle_3s_after {:.1}", rss_mb());
+    node0.shutdown().await;
     node.shutdown().await;
 }

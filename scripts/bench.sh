@@ -159,14 +159,22 @@ for n in (10000, 30000):
         rows.append((f"{label}, N={n}", f"{k}.{n}", f"{k}.{n}", "ms total", False))
 rows.append(("memory per membership, 100k groups x 1", "mem.dg_dp.100000", "mem.dg_dp.100000", "bytes", False))
 rows.append(("memory per membership, 10k groups x 100", "mem.g100.10000", "mem.g100.10000", "bytes", False))
+msg_paths = (("rust_beam", "Rust→BEAM"), ("beam_rust", "BEAM→Rust"),
+             ("beam_rust_at_once", "BEAM→Rust, read coalescing off (read_hold: None)"))
 for size, what in (("small", "{m, 1}"), ("1k", "{m, <<_:1024/binary>>}")):
-    for path, label in (("rust_beam", "Rust→BEAM"), ("beam_rust", "BEAM→Rust")):
+    for path, label in msg_paths:
         rows.append((f"messages {what}, {label} [vs BEAM→BEAM]", f"msgs.beam_beam.{size}",
                      f"msgs.{path}.{size}", "msgs/s", True))
     if size == "1k":
-        for path, label in (("rust_beam", "Rust→BEAM"), ("beam_rust", "BEAM→Rust")):
+        for path, label in msg_paths:
             rows.append((f"payload throughput 1 KiB, {label} [vs BEAM→BEAM]", f"mb.beam_beam.1k",
                          f"mb.{path}.1k", "MB/s", True))
+for load, lload in (("idle", "nothing else on the connection"),
+                    ("stream", "100 × 1 KiB a ms streamed to the same process")):
+    for stat in ("p50", "p99"):
+        for path, label in msg_paths[1:]:
+            rows.append((f"gen_server:call round trip {stat}, {label}, {lload} [vs BEAM→BEAM]",
+                         f"call_{stat}.beam_beam.{load}", f"call_{stat}.{path}.{load}", "µs", False))
 shapes = (("100000x1", "100k groups × 1"), ("10000x10", "10k groups × 10"))
 for key, label in shapes:
     for path, plabel in (("beam_rust", "BEAM→Rust"), ("rust_beam", "Rust→BEAM")):

@@ -278,6 +278,20 @@ pub struct NodeConfig {
     /// Messages larger than this are sent in fragments to peers that accept
     /// them.
     pub fragment_size: usize,
+    /// Read coalescing: when a peer streams messages (a read that drained
+    /// the socket brought 8 or more, and 64 or more came within the last
+    /// millisecond; see [`Burst`](crate::dist::connection::Burst)), wait this long before
+    /// reading that connection again, so that the peer writes into the
+    /// socket's buffer without waking this node for each write; what came
+    /// meanwhile is then read in one go. The peer's CPU a message falls and
+    /// the rate rises (a BEAM node streaming to us on loopback: about 2×
+    /// the messages a second; see BENCHMARKS.md). The wait is rounded up to
+    /// the runtime's timer (tokio's: the next millisecond tick), so a
+    /// message that arrives during it is read up to about 1 ms later; a
+    /// connection that brings one message at a time (calls and their
+    /// replies) never waits. `None` reads at once, always. By default
+    /// 100 µs (so at most about 1.1 ms).
+    pub read_hold: Option<Duration>,
     /// Most queued for one peer: a peer that falls further behind (more
     /// messages, or more bytes with more than one message) is disconnected
     /// rather than allowed to grow memory without bound. By default a
@@ -296,6 +310,9 @@ pub struct NodeConfig {
     /// The ports to listen on for distribution connections (default: any).
     pub listen_ports: PortRange,
 }
+
+/// The default [`NodeConfig::read_hold`].
+pub const DEFAULT_READ_HOLD: Duration = Duration::from_micros(100);
 
 /// A bound on what is queued for one peer: messages, and their bytes as
 /// they will be written (the size of their encoding, which the queue holds
@@ -377,6 +394,7 @@ impl NodeConfig {
             epmd_required: true,
             max_frame: 256 << 20,
             fragment_size: 64 << 10,
+            read_hold: Some(DEFAULT_READ_HOLD),
             max_peer_queue: QueueLimit {
                 messages: 1 << 20,
                 bytes: 1 << 30,

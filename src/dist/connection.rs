@@ -358,6 +358,9 @@ pub struct ConnConfig {
     pub max_frame: usize,
     /// Fragment size for large outgoing messages.
     pub fragment_size: usize,
+    /// How long to wait before reading again amid a stream ([`Burst`]);
+    /// `None` reads at once (see `NodeConfig::read_hold`).
+    pub read_hold: Option<Duration>,
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -449,6 +452,43 @@ pub async fn handshake_in(
 const ROUNDS: usize = 32;
 /// Messages taken off the queue at a time.
 const TAKE: usize = 4096;
+/// Messages that, delivered within one [`BURST_WINDOW`], make a stream
+/// ([`Burst`]): 64 in 1 ms, a rate of 64k messages a second.
+pub const BURST_MSGS: u64 = 64;
+/// Messages one read must deliver for a stream to be held ([`Burst`]).
+pub const BURST_READ: u64 = 8;
+/// The window over which [`BURST_MSGS`] are counted.
+pub const BURST_WINDOW: Duration = Duration::from_millis(1);
+
+/// Tells a peer that streams messages (so many a millisecond that waking
+/// up for each read costs more than it gains) from one that sends a few
+/// at a time (calls and their replies, casts now and then): after a read
+/// that drained the socket (a full buffer means more is waiting, read at
+/// once), delivered [`BURST_READ`] messages or more (a caller waiting for
+/// each reply sends one or two at a time, however fast) and brought the
+/// current [`BURST_WINDOW`]'s to [`BURST_MSGS`], the driver waits `read_hold` before reading again, so
+/// that the peer's next writes land in the socket's buffer without a
+/// wake-up each (on loopback, waking the reader is most of what a write
+/// costs the writer) and are read together.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Burst {
+    window_end: Option<Instant>,
+    msgs: u64,
+}
+
+impl Burst {
+    /// A read at `now` of `read` bytes into a buffer of `buf` delivered
+    /// `msgs` messages: whether to wait before the next.
+    pub fn after_read(&mut self, now: Instant, read: usize, buf: usize, msgs: u64) -> bool {
+        if self.window_end.map_or(true, |end| now >= end) {
+            self.window_end = Some(now + BURST_WINDOW);
+            self.msgs = 0;
+        }
+        self.msgs += msgs;
+        read < buf && msgs >= BURST_READ && self.msgs >= BURST_MSGS
+    }
+}
+
 /// Most monitors an [`Outgoing::Monitors`] should hold: the writer takes a
 /// batch whole, so a bigger one would take it past the number of messages
 /// it takes off the queue at a time (this many).
@@ -497,6 +537,10 @@ where
         wpos: 0,
         unflushed: false,
         timer: Box::pin(tokio::time::sleep_until(now + cfg.ticktime / 4)),
+        hold: cfg.read_hold,
+        held: Box::pin(tokio::time::sleep_until(now)),
+        holding: false,
+        burst: Burst::default(),
         shared: link.clone(),
         router,
         peer: peer.name.to_string(),
@@ -518,6 +562,12 @@ struct Driver<S> {
     wpos: usize,
     unflushed: bool,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// [`ConnConfig::read_hold`].
+    hold: Option<Duration>,
+    /// Until when reading waits after a burst (while `holding`).
+    held: Pin<Box<tokio::time::Sleep>>,
+    holding: bool,
+    burst: Burst,
     shared: Arc<PeerLink>,
     router: Arc<dyn Router>,
     peer: String,
@@ -530,9 +580,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         for _ in 0..ROUNDS {
             let mut progress = false;
             let now = tokio::time::Instant::now();
-            // Input.
+            // Input, unless waiting after a burst.
+            if self.holding && self.held.as_mut().poll(cx).is_ready() {
+                self.holding = false;
+            }
             let mut rb = ReadBuf::new(&mut self.rbuf);
-            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+            let read = if self.holding {
+                Poll::Pending
+            } else {
+                Pin::new(&mut self.io).poll_read(cx, &mut rb)
+            };
+            match read {
                 Poll::Ready(Err(e)) => return Poll::Ready(ConnectionError::Io(e)),
                 Poll::Ready(Ok(())) if rb.filled().is_empty() => {
                     return Poll::Ready(ConnectionError::Closed)
@@ -544,8 +602,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     if let Err(e) = self.state.handle_input(&self.rbuf[..n], now.into_std()) {
                         return Poll::Ready(e.into());
                     }
-                    self.deliver();
+                    let msgs = self.deliver();
                     progress = true;
+                    if let Some(hold) = self.hold {
+                        if self
+                            .burst
+                            .after_read(now.into_std(), n, self.rbuf.len(), msgs)
+                        {
+                            self.held.as_mut().reset(now + hold);
+                            self.holding = true;
+                        }
+                    }
                 }
                 Poll::Pending => {}
             }
@@ -650,8 +717,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// Hands what the link decoded to the router.
-    fn deliver(&mut self) {
+    /// Hands what the link decoded to the router; how many messages.
+    fn deliver(&mut self) -> u64 {
         // Counted once per read, not with an atomic add per message.
         let mut n = 0;
         while let Some(e) = self.state.poll_event() {
@@ -674,6 +741,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if n > 0 {
             self.shared.msgs_in.fetch_add(n, Relaxed);
         }
+        n
     }
 }
 
@@ -722,6 +790,11 @@ mod tests {
 
     /// A driven connection over `io` to a peer called `name`.
     fn side(io: DuplexStream, name: &str) -> Side {
+        side_with(io, name, None)
+    }
+
+    /// [`side`] with a [`ConnConfig::read_hold`].
+    fn side_with(io: DuplexStream, name: &str, read_hold: Option<Duration>) -> Side {
         let (tx, rx) = mpsc::unbounded_channel();
         let (gtx, got) = mpsc::unbounded_channel();
         let link = Arc::new(PeerLink::default());
@@ -729,6 +802,7 @@ mod tests {
             ticktime: TICK,
             max_frame: 1 << 24,
             fragment_size: 64 * 1024,
+            read_hold,
         };
         let task = tokio::spawn(drive(
             io,
@@ -869,6 +943,70 @@ mod tests {
             ConnectionError::ClosedLocally
         ));
         assert!(matches!(b.task.await.unwrap(), ConnectionError::Closed));
+    }
+
+    #[test]
+    fn a_stream_is_told_from_calls() {
+        let t0 = Instant::now();
+        let ms = |k: u64| t0 + Duration::from_micros(k * 1000);
+        let buf = 64 * 1024;
+        // A caller waiting for each reply: one or two messages a read,
+        // however many reads a millisecond.
+        let mut b = Burst::default();
+        assert!((0..1000).all(|i| !b.after_read(t0, 100, buf, 1 + i % 2)));
+        // Reads of 8 hold once the window holds 64.
+        let mut b = Burst::default();
+        assert!((0..7).all(|_| !b.after_read(t0, 500, buf, 8)));
+        assert!(b.after_read(t0, 500, buf, 8));
+        // ... but not after a full buffer: more is waiting, read at once.
+        assert!(!b.after_read(t0, buf, buf, 8));
+        assert!(b.after_read(t0, 500, buf, 8));
+        // A new window counts afresh: 63 in it do not hold, 64 do.
+        assert!(!b.after_read(ms(1), 500, buf, 63));
+        assert!(b.after_read(ms(1), 500, buf, 8));
+        // Reads of 7 never hold, 64 in a window or not.
+        let mut b = Burst::default();
+        assert!((0..100).all(|_| !b.after_read(ms(2), 500, buf, 7)));
+    }
+
+    /// Read coalescing on paused time: after a read that brought a stream
+    /// (100 messages at once), the next read waits `read_hold`; messages
+    /// one at a time are read at once; without `read_hold`, all at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_is_read_after_the_hold() {
+        const HOLD: Duration = Duration::from_millis(5);
+        for hold in [Some(HOLD), None] {
+            let (a, b) = tokio::io::duplex(1 << 20);
+            let (a, mut b) = (side(a, "b@h"), side_with(b, "a@h", hold));
+            for i in 0..100 {
+                let t0 = tokio::time::Instant::now();
+                send(&a, msg(i, 10));
+                assert_eq!(b.got.recv().await.unwrap().1, msg(i, 10));
+                assert_eq!(t0.elapsed(), Duration::ZERO, "{hold:?}");
+            }
+            for round in 0..3 {
+                for i in 0..100 {
+                    send(&a, msg(i, 10));
+                }
+                for i in 0..100 {
+                    assert_eq!(b.got.recv().await.unwrap().1, msg(i, 10));
+                }
+                let t0 = tokio::time::Instant::now();
+                send(&a, msg(100, 10));
+                assert_eq!(b.got.recv().await.unwrap().1, msg(100, 10));
+                match hold {
+                    Some(h) => assert!(t0.elapsed() >= h, "round {round}: {:?}", t0.elapsed()),
+                    None => assert_eq!(t0.elapsed(), Duration::ZERO),
+                }
+                // Quiet for a while: the next message comes at once.
+                tokio::time::sleep(HOLD * 2).await;
+                let t0 = tokio::time::Instant::now();
+                send(&a, msg(101, 10));
+                assert_eq!(b.got.recv().await.unwrap().1, msg(101, 10));
+                assert_eq!(t0.elapsed(), Duration::ZERO, "{hold:?}");
+            }
+            assert_eq!(b.link.stats().msgs_in, 100 + 3 * 102);
+        }
     }
 
     /// Ticks on paused time: a quarter of `net_ticktime` of silence brings a

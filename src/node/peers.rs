@@ -265,6 +265,7 @@ impl Inner {
             ticktime: self.config.net_ticktime,
             max_frame: self.config.max_frame,
             fragment_size: self.config.fragment_size,
+            read_hold: self.config.read_hold,
         }
     }
 

@@ -120,6 +120,60 @@ async fn messages_and_calls_both_ways() {
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
+/// A BEAM process streams 50k messages to a Rust process while another
+/// makes 200 calls to a Rust echo over the same connection: with read
+/// coalescing on (the default), every message arrives, in order, and every
+/// call is answered.
+#[tokio::test]
+async fn a_stream_from_erl_arrives_whole_and_in_order_with_calls_meanwhile() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    assert!(r.config().read_hold.is_some());
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let mut echo = r.spawn_process();
+    let echo_pid = echo.pid().clone();
+    tokio::spawn(async move { echo.serve_calls(|_, req| req.clone()).await });
+    const N: i64 = 50_000;
+    let code = format!(
+        "Self = self(), \
+         S = spawn(fun() -> lists:foreach(fun(I) -> P ! {{m, I}} end, lists:seq(1, {N})), \
+                            Self ! sent end), \
+         Rs = [gen_server:call(E, I) || I <- lists:seq(1, 200)], \
+         receive sent -> ok end, \
+         Rs =:= lists:seq(1, 200)."
+    );
+    let bindings = term::list(vec![
+        tuple(vec![atom("P"), Term::Pid(me.pid().clone())]),
+        tuple(vec![atom("E"), Term::Pid(echo_pid)]),
+    ]);
+    let calls = tokio::spawn({
+        let r = r.clone();
+        let name = e.name.clone();
+        async move {
+            rpc(
+                &r,
+                &name,
+                "cpg_node_test_util",
+                "eval",
+                vec![term::string_to_charlist(&code), bindings],
+            )
+            .await
+        }
+    });
+    for i in 1..=N {
+        match me.recv_timeout(Duration::from_secs(30)).await.unwrap() {
+            Some(Signal::Message { msg, .. }) => {
+                let got = term::as_tuple(&msg).and_then(|t| term::as_int(&t[1]));
+                assert_eq!(got, Some(i), "{msg}");
+            }
+            other => panic!("message {i} of {N} missing: {other:?}"),
+        }
+    }
+    assert!(is_atom(&calls.await.unwrap(), "true"));
+}
+
 #[tokio::test]
 async fn erl_monitors_rust_processes() {
     require_erl!();
