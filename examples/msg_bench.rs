@@ -23,7 +23,8 @@
 //! `gen_server:call`s from a process of `a` to an echo process (BEAM: on
 //! `b`; ours: on each of the two nodes) while another process of `a`
 //! streams 100 messages of 1 KiB a millisecond to the same echo (`stream`)
-//! or nothing (`idle`).
+//! or nothing (`idle`); `*.callers.<path>.<n>` calls a second of `n`
+//! processes of `a` calling the echo at once, each in a loop (1 s).
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::epmd::server::EpmdServer;
@@ -242,6 +243,14 @@ async fn main() {
             ("ours", "beam_rust_at_once", Term::from(spawn_echo(&node0))),
         ];
         for _ in 0..runs {
+            for callers in [10, 100] {
+                for (side, path, echo) in &echoes {
+                    let args = vec![echo.clone(), int(callers), int(1000)];
+                    let t = rpc(&node, &a.1, "callers", args).await;
+                    let rate = term::as_int(&t).unwrap_or_else(|| panic!("callers: {t}"));
+                    println!("{side}.callers.{path}.{callers} {rate}");
+                }
+            }
             for (load, burst) in [("idle", 0), ("stream", 100)] {
                 for (side, path, echo) in &echoes {
                     let args = vec![echo.clone(), int(2000), int(burst)];

@@ -169,6 +169,10 @@ for size, what in (("small", "{m, 1}"), ("1k", "{m, <<_:1024/binary>>}")):
         for path, label in msg_paths:
             rows.append((f"payload throughput 1 KiB, {label} [vs BEAM→BEAM]", f"mb.beam_beam.1k",
                          f"mb.{path}.1k", "MB/s", True))
+for n in (10, 100):
+    for path, label in msg_paths[1:]:
+        rows.append((f"gen_server:calls a second from {n} callers at once, each in a loop, {label} [vs BEAM→BEAM]",
+                     f"callers.beam_beam.{n}", f"callers.{path}.{n}", "calls/s", True))
 for load, lload in (("idle", "nothing else on the connection"),
                     ("stream", "100 × 1 KiB a ms streamed to the same process")):
     for stat in ("p50", "p99"):

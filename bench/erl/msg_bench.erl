@@ -7,9 +7,10 @@
 %% another node, BEAM or ours) until the sink says it got them all.
 %% echo/0 runs a process answering gen_server calls with the request and
 %% dropping anything else; calls/3 times sequential calls to an echo
-%% while a stream of 1 KiB messages goes to it from another process.
+%% while a stream of 1 KiB messages goes to it from another process;
+%% callers/3 counts the calls a second of many callers at once.
 -module(msg_bench).
--export([sink/0, blast/3, echo/0, calls/3]).
+-export([sink/0, blast/3, echo/0, calls/3, callers/3]).
 
 sink() ->
     Pid = spawn(fun() -> sink_loop() end),
@@ -82,3 +83,21 @@ stream_loop(Echo, Burst, M) ->
     [Echo ! M || _ <- lists:seq(1, Burst)],
     receive after 1 -> ok end,
     stream_loop(Echo, Burst, M).
+
+%% Callers processes of this node call Echo in a loop for Ms milliseconds,
+%% each call after the last one's reply: the calls a second of them all.
+callers(Echo, Callers, Ms) ->
+    Self = self(),
+    End = erlang:monotonic_time(millisecond) + Ms,
+    Ps = [spawn(fun() -> Self ! {calls, call_loop(Echo, End, 0)} end)
+          || _ <- lists:seq(1, Callers)],
+    N = lists:sum([receive {calls, K} -> K end || _ <- Ps]),
+    N * 1000 div Ms.
+
+call_loop(Echo, End, N) ->
+    case erlang:monotonic_time(millisecond) >= End of
+        true -> N;
+        false ->
+            x = gen_server:call(Echo, x),
+            call_loop(Echo, End, N + 1)
+    end.

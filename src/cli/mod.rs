@@ -58,11 +58,10 @@ pub struct NodeArgs {
     /// default: any free port.
     #[arg(long, global = true, value_name = "MIN-MAX")]
     pub dist_port_range: Option<PortRange>,
-    /// Read coalescing: after a read that brought a burst of messages (8 or
-    /// more), wait this many microseconds (rounded up to the runtime's
-    /// 1 ms timer tick) before reading that connection again, so that a
-    /// peer streaming to us is not woken up per message; 0 reads at once
-    /// (lowest latency under load). Default 100.
+    /// Read coalescing: while a peer streams messages to us one way, wait
+    /// this many microseconds (rounded up to the runtime's 1 ms timer tick)
+    /// between reads of its connection, so that it is not woken up per
+    /// message; 0 reads at once (lowest latency under load). Default 100.
     #[arg(long, global = true, value_name = "MICROSECONDS")]
     pub read_hold_us: Option<u64>,
 }

@@ -460,20 +460,33 @@ pub const BURST_READ: u64 = 8;
 /// The window over which [`BURST_MSGS`] are counted.
 pub const BURST_WINDOW: Duration = Duration::from_millis(1);
 
-/// Tells a peer that streams messages (so many a millisecond that waking
-/// up for each read costs more than it gains) from one that sends a few
-/// at a time (calls and their replies, casts now and then): after a read
-/// that drained the socket (a full buffer means more is waiting, read at
-/// once), delivered [`BURST_READ`] messages or more (a caller waiting for
-/// each reply sends one or two at a time, however fast) and brought the
-/// current [`BURST_WINDOW`]'s to [`BURST_MSGS`], the driver waits `read_hold` before reading again, so
-/// that the peer's next writes land in the socket's buffer without a
-/// wake-up each (on loopback, waking the reader is most of what a write
-/// costs the writer) and are read together.
+/// Tells a peer that streams messages to us, one way (so many a
+/// millisecond that waking up for each read costs more than it gains),
+/// from one that calls us or sends a few at a time. After a read, the
+/// driver waits `read_hold` before reading again, so that the peer's next
+/// writes land in the socket's buffer without a wake-up each (on loopback,
+/// waking the reader is most of what a write costs the writer) and are read
+/// together, when all of these hold:
+///
+/// * the read drained the socket (a full buffer means more is waiting,
+///   read at once);
+/// * it delivered [`BURST_READ`] messages or more (a caller waiting for
+///   each reply sends one or two at a time, however fast);
+/// * the current [`BURST_WINDOW`] brought [`BURST_MSGS`] or more;
+/// * we sent the peer fewer than one message for eight it sent in that
+///   window: callers waiting for our replies (however many, each in its
+///   loop) send nothing while we wait, so a hold would only slow them
+///   (with 10 or 30 BEAM processes calling an echo of ours in a loop,
+///   holds without this rule halved the calls a second).
+///
+/// A peer that waits for something of ours that goes another way (through
+/// another node) is not told apart, nor one we answer once for eight or
+/// more of its messages.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Burst {
     window_end: Option<Instant>,
-    msgs: u64,
+    msgs_in: u64,
+    msgs_out: u64,
 }
 
 impl Burst {
@@ -482,10 +495,19 @@ impl Burst {
     pub fn after_read(&mut self, now: Instant, read: usize, buf: usize, msgs: u64) -> bool {
         if self.window_end.map_or(true, |end| now >= end) {
             self.window_end = Some(now + BURST_WINDOW);
-            self.msgs = 0;
+            self.msgs_in = 0;
+            self.msgs_out = 0;
         }
-        self.msgs += msgs;
-        read < buf && msgs >= BURST_READ && self.msgs >= BURST_MSGS
+        self.msgs_in += msgs;
+        read < buf
+            && msgs >= BURST_READ
+            && self.msgs_in >= BURST_MSGS
+            && self.msgs_out.saturating_mul(8) < self.msgs_in
+    }
+
+    /// `msgs` messages went to the peer.
+    pub fn sent(&mut self, msgs: u64) {
+        self.msgs_out += msgs;
     }
 }
 
@@ -629,6 +651,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 self.wpos = 0;
                 let n = self.state.poll_transmit(now.into_std(), &mut self.wbuf);
                 self.shared.msgs_out.fetch_add(n as u64, Relaxed);
+                self.burst.sent(n as u64);
             }
             while self.wpos < self.wbuf.len() {
                 match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
@@ -948,7 +971,7 @@ mod tests {
     #[test]
     fn a_stream_is_told_from_calls() {
         let t0 = Instant::now();
-        let ms = |k: u64| t0 + Duration::from_micros(k * 1000);
+        let ms = |k: u64| t0 + Duration::from_millis(k);
         let buf = 64 * 1024;
         // A caller waiting for each reply: one or two messages a read,
         // however many reads a millisecond.
@@ -961,12 +984,26 @@ mod tests {
         // ... but not after a full buffer: more is waiting, read at once.
         assert!(!b.after_read(t0, buf, buf, 8));
         assert!(b.after_read(t0, 500, buf, 8));
-        // A new window counts afresh: 63 in it do not hold, 64 do.
-        assert!(!b.after_read(ms(1), 500, buf, 63));
+        // A new window counts afresh: 56 in it do not hold, 64 do.
+        let mut b = Burst::default();
+        assert!(!b.after_read(t0, 500, buf, 60));
+        assert!(!b.after_read(ms(1), 500, buf, 56));
         assert!(b.after_read(ms(1), 500, buf, 8));
         // Reads of 7 never hold, 64 in a window or not.
         let mut b = Burst::default();
         assert!((0..100).all(|_| !b.after_read(ms(2), 500, buf, 7)));
+        // Many callers at once: reads of 8 and more, but we answer one
+        // message of theirs in three: no hold.
+        let mut b = Burst::default();
+        for k in 0..100 {
+            assert!(!b.after_read(ms(k / 10), 500, buf, 30));
+            b.sent(10);
+        }
+        // One answer for eight or more is a stream still.
+        let mut b = Burst::default();
+        assert!(!b.after_read(t0, 500, buf, 32));
+        b.sent(8);
+        assert!(b.after_read(t0, 500, buf, 33));
     }
 
     /// Read coalescing on paused time: after a read that brought a stream
