@@ -285,7 +285,7 @@ pub struct NodeConfig {
     /// reading that connection again, so that the peer writes into the
     /// socket's buffer without waking this node for each write; what came
     /// meanwhile is then read in one go. The peer's CPU a message falls and
-    /// the rate rises (a BEAM node streaming to us on loopback: about 2×
+    /// the rate rises (a BEAM node streaming to us on loopback: 1.4–3×
     /// the messages a second; see BENCHMARKS.md). The wait is rounded up to
     /// the runtime's timer (tokio's: the next millisecond tick), so a
     /// message that arrives during it is read up to about 1 ms later; a
