@@ -198,9 +198,10 @@ async fn main() {
     .await;
 
     let sizes = [("small", int(1)), ("1k", binary(vec![7; 1024]))];
-    // MSG_BENCH_ONLY=path.size[,...] (e.g. `beam_rust.small`) runs only
-    // those, and no burst, then prints each link's counters to stderr
-    // (bytes per message): for profiling one path.
+    // MSG_BENCH_ONLY=path.size[,...] (e.g. `beam_rust.small`; `calls.all`
+    // for the call rows) runs only those, and no burst, then prints each
+    // link's counters to stderr (bytes per message): for profiling one
+    // path.
     let only = std::env::var("MSG_BENCH_ONLY").ok();
     let wanted = |path: &str, size: &str| {
         only.as_deref().map_or(true, |o| {

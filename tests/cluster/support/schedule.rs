@@ -114,6 +114,8 @@ pub struct Cluster {
     /// Which links are up, by index into [`LINKS`].
     pub up: [bool; 3],
     rust_members: HashMap<String, Process>,
+    /// The cluster's cookie (see [`Cluster::bar`]).
+    cookie: String,
 }
 
 impl Cluster {
@@ -148,6 +150,7 @@ impl Cluster {
             scope,
             up: [true; 3],
             rust_members: HashMap::new(),
+            cookie: w.cookie.clone(),
         };
         // Every scope has handled every nodeup, and the exchanges they sent
         // have landed: a scope that sends to a node it still believes is up
@@ -245,10 +248,33 @@ impl Cluster {
         }
     }
 
+    /// Bars link `k` (each BEAM end holds a wrong cookie for the other end,
+    /// so no connection between them can be made), or lifts the bar. A cut
+    /// must stay cut until its heal, and a BEAM node dials again whatever
+    /// it sends to: a `rex` reply to a call of the Rust node that crossed
+    /// the disconnect did so (a BEAM end accepted our node's dial 1.5 ms
+    /// after it had disconnected from it, and the schedule diverged), which
+    /// a real partition would not.
+    async fn bar(&self, k: usize, barred: bool) {
+        let (i, j) = LINKS[k];
+        let cookie = if barred {
+            format!("{}_barred", self.cookie)
+        } else {
+            self.cookie.clone()
+        };
+        for (p, q) in [(i, j), (j, i)] {
+            if p != RUST {
+                let code = format!("erlang:set_cookie('{}', '{cookie}').", self.name(q));
+                eval(&self.ctl, &self.beams[p].name, &code).await;
+            }
+        }
+    }
+
     /// Cuts link `k`, from the side `from_first` picks. Returns how.
     pub async fn cut(&mut self, k: usize, from_first: bool) -> String {
         let (i, j) = LINKS[k];
         let (x, y) = if from_first { (i, j) } else { (j, i) };
+        self.bar(k, true).await;
         if x == RUST {
             self.r.disconnect(&self.name(y));
         } else {
@@ -267,6 +293,7 @@ impl Cluster {
     pub async fn heal(&mut self, k: usize, from_first: bool) -> String {
         let (i, j) = LINKS[k];
         let (x, y) = if from_first { (i, j) } else { (j, i) };
+        self.bar(k, false).await;
         if x == RUST {
             self.r.connect(&self.name(y)).await.unwrap();
         } else {
@@ -286,6 +313,16 @@ impl Cluster {
     /// scope empty and connected to nobody); every link to it is down.
     pub async fn restart(&mut self, i: usize) -> String {
         assert!(i != RUST);
+        let links = LINKS
+            .iter()
+            .enumerate()
+            .filter(|(_, &(x, y))| x == i || y == i);
+        let links: Vec<usize> = links.map(|(k, _)| k).collect();
+        // Barred from the other ends first, then (once it is up again)
+        // from the new incarnation too.
+        for &k in &links {
+            self.bar(k, true).await;
+        }
         self.beams[i].restart().await;
         eval(
             &self.ctl,
@@ -293,10 +330,9 @@ impl Cluster {
             &format!("cpg_node_test_util:wait_for({DEFAULT_SCOPE})."),
         )
         .await;
-        for (k, &(x, y)) in LINKS.iter().enumerate() {
-            if x == i || y == i {
-                self.up[k] = false;
-            }
+        for &k in &links {
+            self.bar(k, true).await;
+            self.up[k] = false;
         }
         format!("restart {i}")
     }
@@ -304,6 +340,11 @@ impl Cluster {
     /// Stops the Rust node (its members end with `shutdown`) and starts it
     /// again under the same name with a new scope; every link to it is down.
     pub async fn restart_rust(&mut self) -> String {
+        for (k, &(x, y)) in LINKS.iter().enumerate() {
+            if x == RUST || y == RUST {
+                self.bar(k, true).await;
+            }
+        }
         let config = self.r.config().clone();
         self.r.shutdown().await;
         self.rust_members.clear();
