@@ -73,6 +73,7 @@ fn through_link(stream: &[u8]) -> usize {
         max_frame: 1 << 24,
         fragment_size: 64 * 1024,
         fragments: true,
+        atom_cache: true,
         limits: Limits::default(),
     };
     let now = Instant::now();

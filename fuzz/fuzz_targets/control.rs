@@ -9,12 +9,14 @@
 //! encoding: a list of small integers may come back as a string, map
 //! entries in another order); the control term may be rewritten once, but a
 //! second encode/decode must change nothing; and the pass-through,
-//! distribution-header and fragmented forms must give the same terms.
+//! distribution-header, fragmented and atom-cached forms must give the
+//! same terms.
 #![no_main]
 use cpg_node::cpg::TermName;
 use cpg_node::dist::codec::{self, Reassembler};
 use cpg_node::dist::control;
 use cpg_node::dist::link::{Event, Link, LinkConfig};
+use cpg_node::dist::send_cache::SendCache;
 use cpg_node::term::{self, Limits};
 use erl_dist::message::Message;
 use libfuzzer_sys::fuzz_target;
@@ -28,6 +30,7 @@ fn link(frag: usize) -> Link {
         max_frame: MAX,
         fragment_size: frag,
         fragments: true,
+        atom_cache: true,
         limits: Limits::default(),
     };
     Link::new(cfg, Instant::now())
@@ -102,6 +105,24 @@ fn round_trip(whole: &codec::Whole<'_>, msg: &Message, frag_size: usize) {
             canonical(&got[0]),
             Some((ctl.clone(), payload.clone())),
             "header {header}: other terms"
+        );
+    }
+    // Through the atom cache, twice in one stream (new entries, then the
+    // same atoms as references to them), each fragmented.
+    let mut cache = SendCache::new();
+    let mut out = vec![];
+    for seq in [7, 8] {
+        let start = out.len();
+        control::encode_message_cached(msg, &mut out, &mut cache).expect("encodes");
+        codec::fragment_last(&mut out, start, frag_size, seq);
+    }
+    let got = receive(&out);
+    assert_eq!(got.len(), 2, "through the atom cache");
+    for m in &got {
+        assert_eq!(
+            canonical(m),
+            Some((ctl.clone(), payload.clone())),
+            "through the atom cache: other terms"
         );
     }
 }

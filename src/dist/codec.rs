@@ -15,7 +15,8 @@
 //! to the connection's cache ([`AtomCache`]): this node offers
 //! `DFLAG_DIST_HDR_ATOM_CACHE`, as BEAM nodes do between themselves, so a
 //! BEAM peer writes each atom (node names of pids, message atoms) once per
-//! connection instead of in every message.
+//! connection instead of in every message. Our own messages do the same
+//! for a peer that offers it ([`super::send_cache`]).
 //!
 //! erl_dist 0.8 has no fragments, no atom cache and trusts its input, so
 //! terms are read by our own decoder ([`control::decode_terms_in`]), and
@@ -420,39 +421,54 @@ pub fn describe_control(msg: &[u8]) -> Option<String> {
 }
 
 /// Rewrites the last packet in `out` (starting at `start`, written by
-/// [`control::encode_message`] with a distribution header) in place into
-/// fragments carrying at most `frag` bytes of data each, with sequence id
-/// `seq`. Small packets stay as they are. Each byte of the message moves
+/// [`control::encode_message`] with a distribution header, or by
+/// [`control::encode_message_cached`]) in place into fragments carrying at
+/// most `frag` bytes of data each, with sequence id `seq`; the first
+/// carries the header's atom cache part. Small packets stay as they are;
+/// returns whether the packet was split. Each byte of the message moves
 /// once (from the back, so nothing is overwritten before it moved).
-pub fn fragment_last(out: &mut Vec<u8>, start: usize, frag: usize, seq: u64) {
-    const FIRST: usize = 4 + 2 + 16 + 1; // length, 131 69, seq, id, no atom cache
-    const NEXT: usize = 4 + 2 + 16; // length, 131 70, seq, id
-    let data_at = start + 7;
+pub fn fragment_last(out: &mut Vec<u8>, start: usize, frag: usize, seq: u64) -> bool {
+    const IDS: usize = 4 + 2 + 16; // length, 131 69, seq, id
+    const NEXT: usize = IDS; // length, 131 70, seq, id
+    if out.get(start + 4..start + 6) != Some(&[term::VERSION, 68][..]) {
+        return false;
+    }
+    let Some(cache) = super::send_cache::header_len(&out[start + 6..]) else {
+        return false;
+    };
+    let first = IDS + cache;
+    let data_at = start + 6 + cache;
     let frag = frag.max(1);
-    if out.len() <= data_at + frag || out[start + 4..data_at] != [term::VERSION, 68, 0] {
-        return;
+    if out.len() <= data_at + frag {
+        return false;
     }
     let size = out.len() - data_at;
     let n = size.div_ceil(frag);
-    let at = |i: usize| start + FIRST + i * (frag + NEXT); // where chunk i goes
+    let at = |i: usize| start + first + i * (frag + NEXT); // where chunk i goes
     let last_len = size - (n - 1) * frag;
     out.resize(at(n - 1) + last_len, 0);
     for i in (0..n).rev() {
         let len = if i == n - 1 { last_len } else { frag };
         let from = data_at + i * frag;
         out.copy_within(from..from + len, at(i));
-        let id = (n - i) as u64;
-        let hdr = at(i) - if i == 0 { FIRST } else { NEXT };
-        let plen = (if i == 0 { FIRST } else { NEXT } - 4 + len) as u32;
+        let hdr = at(i) - if i == 0 { first } else { NEXT };
+        if i == 0 {
+            // The atom cache part after the ids (its data moved already).
+            out.copy_within(start + 6..start + 6 + cache, start + IDS);
+        }
+        let plen = (if i == 0 { first } else { NEXT } - 4 + len) as u32;
         out[hdr..hdr + 4].copy_from_slice(&plen.to_be_bytes());
         out[hdr + 4] = term::VERSION;
         out[hdr + 5] = if i == 0 { 69 } else { 70 };
         out[hdr + 6..hdr + 14].copy_from_slice(&seq.to_be_bytes());
-        out[hdr + 14..hdr + 22].copy_from_slice(&id.to_be_bytes());
-        if i == 0 {
-            out[hdr + 22] = 0; // no atom cache refs
-        }
+        out[hdr + 14..hdr + 22].copy_from_slice(&id(n, i).to_be_bytes());
     }
+    true
+}
+
+/// The fragment id of chunk `i` of `n`: counting down to 1.
+fn id(n: usize, i: usize) -> u64 {
+    (n - i) as u64
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Our own control-message codec: a [`Message`] is written straight into
 //! the connection's output buffer (length placeholder, header, control
-//! tuple, payload, then the length patched in), and a received message is
-//! validated once and decoded from the packet bytes where they lie.
+//! tuple, payload, then the length patched in; with the peer's atom cache,
+//! [`encode_message_cached`], the header's list of atoms is put in after
+//! the terms), and a received message is validated once and decoded from
+//! the packet bytes where they lie.
 //!
 //! Encoding writes the control tuple field by field (no intermediate
 //! `Tuple`, no per-message `Vec`) and never re-reads what it wrote: it
@@ -22,6 +24,7 @@
 //! erl_dist and `eetf`) as the reference for tests and fuzzing.
 
 use super::codec::{DecodeError, PASS_THROUGH};
+use super::send_cache::SendCache;
 use crate::term::decode::AtomRefs;
 use crate::term::{self, Atom, FixInteger, Limits, List, Pid, PidOrAtom, Reference, Term, Tuple};
 use erl_dist::message::Message;
@@ -60,6 +63,35 @@ const NEWER_REFERENCE: u8 = 90;
 const V4_PORT: u8 = 120;
 const ATOM_UTF8: u8 = 118;
 const SMALL_ATOM_UTF8: u8 = 119;
+const ATOM_CACHE_REF: u8 = 82;
+
+/// Where a message's terms are written: the connection's buffer, and the
+/// connection's atom cache when its atoms go through it (then the caller
+/// writes the header after the terms, [`put_packet`]).
+pub(super) struct Enc<'a> {
+    out: &'a mut Vec<u8>,
+    cache: Option<&'a mut SendCache>,
+}
+
+impl<'a> Enc<'a> {
+    /// Terms written with their atoms inline.
+    pub(super) fn plain(out: &'a mut Vec<u8>) -> Self {
+        Enc { out, cache: None }
+    }
+}
+
+impl std::ops::Deref for Enc<'_> {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        self.out
+    }
+}
+
+impl std::ops::DerefMut for Enc<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+}
 
 fn put_u32(out: &mut Vec<u8>, n: usize) -> Result<(), EncodeError> {
     let n = u32::try_from(n).map_err(|_| EncodeError::TooLarge(n))?;
@@ -67,8 +99,18 @@ fn put_u32(out: &mut Vec<u8>, n: usize) -> Result<(), EncodeError> {
     Ok(())
 }
 
-fn put_atom(out: &mut Vec<u8>, a: &Atom) -> Result<(), EncodeError> {
-    let name = a.name.as_bytes();
+fn put_atom(out: &mut Enc<'_>, a: &Atom) -> Result<(), EncodeError> {
+    put_atom_text(out, &a.name)
+}
+
+/// An atom: a reference into the message's atom cache entries when the
+/// connection has one and the atom is cached, else its text.
+fn put_atom_text(out: &mut Enc<'_>, text: &str) -> Result<(), EncodeError> {
+    if let Some(i) = out.cache.as_deref_mut().and_then(|c| c.reference(text)) {
+        out.out.extend_from_slice(&[ATOM_CACHE_REF, i]);
+        return Ok(());
+    }
+    let name = text.as_bytes();
     if let Ok(n) = u8::try_from(name.len()) {
         out.extend_from_slice(&[SMALL_ATOM_UTF8, n]);
     } else if let Ok(n) = u16::try_from(name.len()) {
@@ -90,13 +132,13 @@ fn put_int(out: &mut Vec<u8>, v: i32) {
     }
 }
 
-pub(super) fn put_pid(out: &mut Vec<u8>, p: &Pid) -> Result<(), EncodeError> {
+pub(super) fn put_pid(out: &mut Enc<'_>, p: &Pid) -> Result<(), EncodeError> {
     put_pid_parts(out, &p.node, p.id, p.serial, p.creation)
 }
 
 /// A `NEW_PID_EXT` from its parts (what [`put_pid`] writes for the pid).
 pub(super) fn put_pid_parts(
-    out: &mut Vec<u8>,
+    out: &mut Enc<'_>,
     node: &Atom,
     id: u32,
     serial: u32,
@@ -110,14 +152,14 @@ pub(super) fn put_pid_parts(
     Ok(())
 }
 
-fn put_ref(out: &mut Vec<u8>, r: &Reference) -> Result<(), EncodeError> {
+fn put_ref(out: &mut Enc<'_>, r: &Reference) -> Result<(), EncodeError> {
     put_ref_parts(out, &r.node, r.creation, &r.id)
 }
 
 /// A `NEWER_REFERENCE_EXT` from its parts (what [`put_ref`] writes for
 /// the reference).
 pub(super) fn put_ref_parts(
-    out: &mut Vec<u8>,
+    out: &mut Enc<'_>,
     node: &Atom,
     creation: u32,
     id: &[u32],
@@ -133,14 +175,14 @@ pub(super) fn put_ref_parts(
     Ok(())
 }
 
-fn put_pid_or_atom(out: &mut Vec<u8>, p: &PidOrAtom) -> Result<(), EncodeError> {
+fn put_pid_or_atom(out: &mut Enc<'_>, p: &PidOrAtom) -> Result<(), EncodeError> {
     match p {
         PidOrAtom::Pid(p) => put_pid(out, p),
         PidOrAtom::Atom(a) => put_atom(out, a),
     }
 }
 
-fn put_list(out: &mut Vec<u8>, l: &List) -> Result<(), EncodeError> {
+fn put_list(out: &mut Enc<'_>, l: &List) -> Result<(), EncodeError> {
     let byte = |t: &Term| match t {
         Term::FixInteger(i) if (0..256).contains(&i.value) => Some(i.value as u8),
         _ => None,
@@ -156,7 +198,7 @@ fn put_list(out: &mut Vec<u8>, l: &List) -> Result<(), EncodeError> {
         out.push(LIST);
         put_u32(out, n)?;
         for e in &l.elements {
-            put_term(out, e)?;
+            put_term_in(out, e)?;
         }
     }
     out.push(NIL);
@@ -187,6 +229,11 @@ impl std::io::Write for SkipVersion<'_> {
 
 /// Appends the external format of `t` without its 131 version byte.
 pub fn put_term(out: &mut Vec<u8>, t: &Term) -> Result<(), EncodeError> {
+    put_term_in(&mut Enc::plain(out), t)
+}
+
+/// [`put_term`] into a message's terms.
+fn put_term_in(out: &mut Enc<'_>, t: &Term) -> Result<(), EncodeError> {
     match t {
         Term::Atom(a) => put_atom(out, a)?,
         Term::FixInteger(i) => put_int(out, i.value),
@@ -219,7 +266,7 @@ pub fn put_term(out: &mut Vec<u8>, t: &Term) -> Result<(), EncodeError> {
                 put_u32(out, n)?;
             }
             for e in &t.elements {
-                put_term(out, e)?;
+                put_term_in(out, e)?;
             }
         }
         Term::List(l) => put_list(out, l)?,
@@ -241,16 +288,16 @@ pub fn put_term(out: &mut Vec<u8>, t: &Term) -> Result<(), EncodeError> {
             out.push(LIST);
             put_u32(out, l.elements.len())?;
             for e in &l.elements {
-                put_term(out, e)?;
+                put_term_in(out, e)?;
             }
-            put_term(out, &l.last)?;
+            put_term_in(out, &l.last)?;
         }
         Term::Map(m) => {
             out.push(MAP);
             put_u32(out, m.map.len())?;
             for (k, v) in &m.map {
-                put_term(out, k)?;
-                put_term(out, v)?;
+                put_term_in(out, k)?;
+                put_term_in(out, v)?;
             }
         }
         Term::Port(p) => {
@@ -269,7 +316,7 @@ pub fn put_term(out: &mut Vec<u8>, t: &Term) -> Result<(), EncodeError> {
         Term::BigInteger(_) | Term::ExternalFun(_) | Term::InternalFun(_) => {
             let start = out.len();
             let w = SkipVersion {
-                out: &mut *out,
+                out,
                 skipped: false,
             };
             if let Err(e) = t.encode(w) {
@@ -359,7 +406,9 @@ fn list_size(l: &List) -> usize {
 /// The length of the packet [`encode_message`] appends for `msg` with a
 /// distribution header (4 for a tick), computed without encoding it: what
 /// the message costs while it waits in a peer's queue, counted against
-/// the queue's byte limits.
+/// the queue's byte limits. Through the atom cache the packet is shorter
+/// (2 bytes an atom the peer holds), or a few bytes longer the first time
+/// an atom is sent.
 pub fn message_size(msg: &Message) -> usize {
     let Some((_, fields, payload)) = parts(msg) else {
         return 4;
@@ -610,13 +659,13 @@ fn parts(msg: &Message) -> Option<(u8, Fields<'_>, Option<F<'_>>)> {
     })
 }
 
-fn put_field(out: &mut Vec<u8>, f: &F<'_>) -> Result<(), EncodeError> {
+fn put_field(out: &mut Enc<'_>, f: &F<'_>) -> Result<(), EncodeError> {
     match f {
         F::Pid(p) => put_pid(out, p),
         F::Atom(a) => put_atom(out, a),
         F::Ref(r) => put_ref(out, r),
         F::Proc(p) => put_pid_or_atom(out, p),
-        F::Term(t) => put_term(out, t),
+        F::Term(t) => put_term_in(out, t),
         F::List(l) => put_list(out, l),
         F::Int(i) => {
             put_int(out, *i);
@@ -629,10 +678,7 @@ fn put_field(out: &mut Vec<u8>, f: &F<'_>) -> Result<(), EncodeError> {
             put_int(out, *a);
             Ok(())
         }
-        F::Unused => {
-            out.extend_from_slice(&[SMALL_ATOM_UTF8, 0]);
-            Ok(())
-        }
+        F::Unused => put_atom_text(out, ""),
     }
 }
 
@@ -647,11 +693,31 @@ pub fn encode_message(
     out: &mut Vec<u8>,
     dist_header: bool,
 ) -> Result<(), EncodeError> {
+    encode_in(msg, out, dist_header, None)
+}
+
+/// [`encode_message`] with a distribution header whose atom cache
+/// references name the message's atoms through the connection's `cache`
+/// ([`SendCache`]), as a BEAM node writes to another.
+pub fn encode_message_cached(
+    msg: &Message,
+    out: &mut Vec<u8>,
+    cache: &mut SendCache,
+) -> Result<(), EncodeError> {
+    encode_in(msg, out, true, Some(cache))
+}
+
+fn encode_in(
+    msg: &Message,
+    out: &mut Vec<u8>,
+    dist_header: bool,
+    cache: Option<&mut SendCache>,
+) -> Result<(), EncodeError> {
     let Some((op, fields, payload)) = parts(msg) else {
         out.extend_from_slice(&[0, 0, 0, 0]);
         return Ok(());
     };
-    put_packet(out, dist_header, |out| {
+    put_packet(out, dist_header, cache, |out| {
         let fields = fields.as_slice();
         out.extend_from_slice(&[SMALL_TUPLE, 1 + fields.len() as u8, SMALL_INTEGER, op]);
         fields.iter().try_for_each(|f| put_field(out, f))?;
@@ -667,13 +733,18 @@ pub fn encode_message(
 
 /// Appends one packet to `out`: the 4-byte length, the header (see
 /// [`encode_message`]), then what `body` writes (the control term, then
-/// the payload with its 131 byte in the pass-through form). On error
-/// nothing is appended.
+/// the payload with its 131 byte in the pass-through form). With a
+/// distribution header and a `cache`, the atoms `body` writes go through
+/// it and the header lists them (it is written after the terms, where
+/// `131, 68, 0` held its place). On error nothing is appended and the
+/// cache is as it was.
 pub(super) fn put_packet(
     out: &mut Vec<u8>,
     dist_header: bool,
-    body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+    cache: Option<&mut SendCache>,
+    body: impl FnOnce(&mut Enc<'_>) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
+    let mut cache = if dist_header { cache } else { None };
     let start = out.len();
     out.extend_from_slice(&[0, 0, 0, 0]);
     if dist_header {
@@ -681,17 +752,36 @@ pub(super) fn put_packet(
     } else {
         out.extend_from_slice(&[PASS_THROUGH, term::VERSION]);
     }
-    if let Err(e) = body(out) {
+    if let Some(c) = cache.as_deref_mut() {
+        c.begin();
+    }
+    let written = body(&mut Enc {
+        out: &mut *out,
+        cache: cache.as_deref_mut(),
+    });
+    let header = match (&written, cache.as_deref_mut()) {
+        (Ok(()), Some(c)) => c.header(),
+        _ => &[0][..],
+    };
+    let len = out.len() - start - 4 + header.len() - 1;
+    if let Err(e) = written.and(u32::try_from(len).map_err(|_| EncodeError::TooLarge(len))) {
         out.truncate(start);
+        if let Some(c) = cache {
+            c.abort();
+        }
         return Err(e);
     }
-    let len = out.len() - start - 4;
-    match u32::try_from(len) {
-        Ok(n) => out[start..start + 4].copy_from_slice(&n.to_be_bytes()),
-        Err(_) => {
-            out.truncate(start);
-            return Err(EncodeError::TooLarge(len));
-        }
+    if header.len() > 1 {
+        // The cache part of the header in place of its `0`.
+        let at = start + 6;
+        let end = out.len();
+        out.resize(end + header.len() - 1, 0);
+        out.copy_within(at + 1..end, at + header.len());
+        out[at..at + header.len()].copy_from_slice(header);
+    }
+    out[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+    if let Some(c) = cache {
+        c.finish();
     }
     Ok(())
 }

@@ -62,6 +62,7 @@ fn link() -> Link {
         max_frame: 1 << 24,
         fragment_size: BEAM_FRAGMENT,
         fragments: true,
+        atom_cache: true,
         limits: Limits::default(),
     };
     Link::new(cfg, Instant::now())

@@ -18,6 +18,7 @@ use super::codec::{self, DecodeError, Reassembler};
 use super::control;
 use super::monitors::{self, MonitorBatch, MonitorHead, MonitorTarget};
 use super::raw::{RawNames, RawRegSend};
+use super::send_cache::SendCache;
 use crate::term::Limits;
 use erl_dist::message::Message;
 use std::collections::VecDeque;
@@ -37,6 +38,10 @@ pub struct LinkConfig {
     /// distribution header (a BEAM refuses pass-through packets once
     /// FRAGMENTS is negotiated) and large ones are fragmented.
     pub fragments: bool,
+    /// Whether the peer keeps an atom cache for us
+    /// (`DFLAG_DIST_HDR_ATOM_CACHE`): with `fragments`, outgoing messages
+    /// then name their atoms through it ([`SendCache`]).
+    pub atom_cache: bool,
     /// Limits on terms received.
     pub limits: Limits,
 }
@@ -109,6 +114,8 @@ pub struct Link {
     seq: u64,
     /// Names whose large `REG_SEND`s are handed over as bytes.
     raw: Option<RawNames>,
+    /// The peer's atom cache as our messages filled it.
+    send_cache: Option<SendCache>,
 }
 
 impl Link {
@@ -126,6 +133,7 @@ impl Link {
             last_out: now,
             seq: 1,
             raw: None,
+            send_cache: (cfg.fragments && cfg.atom_cache).then(SendCache::new),
         }
     }
 
@@ -282,7 +290,8 @@ impl Link {
                     self.queue.pop_front();
                     continue;
                 };
-                let r = monitors::encode_monitor_p(head, &t, buf, fragments);
+                let cache = self.send_cache.as_mut();
+                let r = monitors::encode_monitor_p(head, &t, buf, fragments, cache);
                 if targets.len() == 0 {
                     self.queue.pop_front();
                 }
@@ -291,7 +300,10 @@ impl Link {
                 let Some(Queued::Msg(m)) = self.queue.pop_front() else {
                     break;
                 };
-                control::encode_message(&m, buf, fragments)
+                match self.send_cache.as_mut() {
+                    Some(c) => control::encode_message_cached(&m, buf, c),
+                    None => control::encode_message(&m, buf, fragments),
+                }
             };
             self.queued -= 1;
             match r {
@@ -315,8 +327,10 @@ impl Link {
     /// Splits the packet written from `start` into fragments if it is
     /// larger than one.
     fn fragment(&mut self, buf: &mut Vec<u8>, start: usize) {
-        if self.cfg.fragments && buf.len() - start > self.cfg.fragment_size + 7 {
-            codec::fragment_last(buf, start, self.cfg.fragment_size, self.seq);
+        if self.cfg.fragments
+            && buf.len() - start > self.cfg.fragment_size + 7
+            && codec::fragment_last(buf, start, self.cfg.fragment_size, self.seq)
+        {
             self.seq += 1;
         }
     }
@@ -384,6 +398,7 @@ mod tests {
             max_frame: 1 << 20,
             fragment_size: 1000,
             fragments,
+            atom_cache: fragments,
             limits: Limits::default(),
         }
     }

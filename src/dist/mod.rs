@@ -8,6 +8,7 @@
 //!                                                   |  control.rs: messages
 //!                                                   |  monitors.rs: MONITOR_P batches
 //!                                                   |  raw.rs: payloads left as bytes
+//!                                                   |  send_cache.rs: our atom cache entries
 //!                                                   |  connection.rs: IO
 //! ```
 //!
@@ -25,6 +26,7 @@ pub mod handshake;
 pub mod link;
 pub mod monitors;
 pub mod raw;
+pub mod send_cache;
 
 #[cfg(test)]
 mod golden_tests;

@@ -14,6 +14,7 @@
 use super::control::{
     put_packet, put_pid, put_pid_parts, put_ref_parts, EncodeError, SMALL_INTEGER, SMALL_TUPLE,
 };
+use super::send_cache::SendCache;
 use crate::term::{Atom, Pid};
 use std::sync::Arc;
 
@@ -77,14 +78,16 @@ impl MonitorHead {
 }
 
 /// Appends one packet carrying the MONITOR_P of `t` to `out`, framed as
-/// `encode_message` frames a message (`dist_header`: see there).
+/// `encode_message` frames a message (`dist_header`: see there; with a
+/// `cache`, as `encode_message_cached` does).
 pub fn encode_monitor_p(
     head: &MonitorHead,
     t: &MonitorTarget,
     out: &mut Vec<u8>,
     dist_header: bool,
+    cache: Option<&mut SendCache>,
 ) -> Result<(), EncodeError> {
-    put_packet(out, dist_header, |out| {
+    put_packet(out, dist_header, cache, |out| {
         out.extend_from_slice(&[SMALL_TUPLE, 4, SMALL_INTEGER, MONITOR_P]);
         put_pid(out, &head.from)?;
         put_pid_parts(out, &head.node, t.id, t.serial, t.creation)?;
@@ -130,7 +133,7 @@ mod tests {
                 Message::monitor_p(h.from.clone(), PidOrAtom::Pid(h.pid(&t)), h.reference(&t));
             for dist_header in [true, false] {
                 let (mut ours, mut theirs) = (vec![9], vec![9]);
-                encode_monitor_p(&h, &t, &mut ours, dist_header).unwrap();
+                encode_monitor_p(&h, &t, &mut ours, dist_header, None).unwrap();
                 encode_message(&msg, &mut theirs, dist_header).unwrap();
                 assert_eq!(ours, theirs);
                 if !dist_header {
@@ -151,7 +154,7 @@ mod tests {
             ref_id: [1, 2, 3],
         };
         let mut out = vec![1, 2];
-        assert!(encode_monitor_p(&h, &t, &mut out, true).is_err());
+        assert!(encode_monitor_p(&h, &t, &mut out, true, None).is_err());
         assert_eq!(out, [1, 2]);
     }
 }

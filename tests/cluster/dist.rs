@@ -3,7 +3,7 @@
 use crate::require_erl;
 use crate::support::{eval, is_atom, recorded_eventually, rpc, show, sig, ErlNode, World};
 use cpg_node::config::QueueLimit;
-use cpg_node::process::{Dest, Signal};
+use cpg_node::process::{Dest, Process, Signal};
 use cpg_node::term::{self, atom, tuple, Term};
 use cpg_node::Node;
 use std::time::Duration;
@@ -15,6 +15,25 @@ async fn assert_hidden_peer_of(r: &Node, erl: &str) {
     let code = format!("lists:member('{}', nodes(hidden)).", r.name());
     let hidden = eval(r, erl, &code).await;
     assert!(is_atom(&hidden, "true"), "{hidden}");
+}
+
+/// A Rust node, an erl node running a recorder registered as `rec`
+/// (`cpg_node_test_util:spawn_recorder/1`: `{Pid, echo, X}` sends `X` to
+/// `Pid`), and a Rust process.
+async fn with_recorder() -> (World, Node, ErlNode, Process) {
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let me = r.spawn_process();
+    rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "spawn_recorder",
+        vec![atom("rec")],
+    )
+    .await;
+    (w, r, e, me)
 }
 
 #[tokio::test]
@@ -67,18 +86,7 @@ async fn erl_dials_rust_first() {
 #[tokio::test]
 async fn messages_and_calls_both_ways() {
     require_erl!();
-    let w = World::new().await;
-    let r = w.rust_node("r").await;
-    let e = w.erl("e").await;
-    let mut me = r.spawn_process();
-    rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "spawn_recorder",
-        vec![atom("rec")],
-    )
-    .await;
+    let (_w, _r, e, mut me) = with_recorder().await;
     // Rust -> erl registered name, and back to our pid.
     me.send(
         Dest::Name("rec".into(), e.name.clone()),
@@ -331,18 +339,7 @@ async fn wrong_cookie_refused_both_ways() {
 #[tokio::test]
 async fn one_mebibyte_both_ways() {
     require_erl!();
-    let w = World::new().await;
-    let r = w.rust_node("r").await;
-    let e = w.erl("e").await;
-    let mut me = r.spawn_process();
-    rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "spawn_recorder",
-        vec![atom("rec")],
-    )
-    .await;
+    let (_w, r, e, mut me) = with_recorder().await;
     let big = term::binary(vec![b'x'; 1 << 20]);
     // Rust -> erl -> Rust: erl echoes the binary back.
     me.send(
@@ -364,6 +361,52 @@ async fn one_mebibyte_both_ways() {
     )
     .await;
     assert_eq!(got, big);
+}
+
+/// Our messages name their atoms through the BEAM's atom cache
+/// (`DFLAG_DIST_HDR_ATOM_CACHE`): a BEAM node reads them as written, with
+/// more than 255 atoms in one message, long and non-ASCII atoms, more
+/// distinct atoms than the cache holds (slots replaced), atoms sent again
+/// (references to entries it holds), and a fragmented message whose first
+/// fragment carries the entries. Each comes back through its echo.
+#[tokio::test]
+async fn atoms_through_the_atom_cache_reach_erl_as_written() {
+    require_erl!();
+    let (_w, _r, e, mut me) = with_recorder().await;
+    let names = |from: usize, n: usize| -> Term {
+        term::list(
+            (from..from + n)
+                .map(|i| match i % 97 {
+                    0 => atom(&"é".repeat(1 + i % 255)),
+                    1 => atom(&"L".repeat(255)),
+                    2 => atom(""),
+                    _ => atom(&format!("cache_atom_{i}")),
+                })
+                .collect(),
+        )
+    };
+    let mut terms: Vec<Term> = vec![names(0, 600)];
+    terms.extend((0..40).map(|i| names(i * 100, 100)));
+    terms.push(names(0, 600));
+    terms.push(tuple(vec![
+        names(5000, 300),
+        term::binary(vec![b'f'; 300_000]),
+        names(0, 50),
+    ]));
+    terms.push(names(0, 600));
+    for t in &terms {
+        me.send(
+            Dest::Name("rec".into(), e.name.clone()),
+            tuple(vec![Term::Pid(me.pid().clone()), atom("echo"), t.clone()]),
+        )
+        .unwrap();
+    }
+    for (i, t) in terms.iter().enumerate() {
+        match me.recv_timeout(T).await.unwrap() {
+            Some(Signal::Message { msg, .. }) => assert!(&msg == t, "echo {i} differs"),
+            other => panic!("no echo {i}: {other:?}"),
+        }
+    }
 }
 
 /// `Process::monitor_many`: the monitors of several pids of one BEAM node,
