@@ -280,7 +280,8 @@ pub struct NodeConfig {
     pub fragment_size: usize,
     /// Read coalescing: when a peer streams messages one way (a read that
     /// drained the socket brought 8 or more, 64 or more came within the
-    /// last millisecond, and we sent it fewer than one for eight; see
+    /// last millisecond, we sent it fewer than one for eight, and none
+    /// was a call within the last 1–2 ms; see
     /// [`Burst`](crate::dist::connection::Burst)), wait this long before
     /// reading that connection again, so that the peer writes into the
     /// socket's buffer without waking this node for each write; what came
@@ -289,8 +290,9 @@ pub struct NodeConfig {
     /// the messages a second; see BENCHMARKS.md). The wait is rounded up to
     /// the runtime's timer (tokio's: the next millisecond tick), so a
     /// message that arrives during it is read up to about 1 ms later; a
-    /// connection that brings one message at a time, or calls from many
-    /// processes at once (each waiting for its reply), never waits. `None`
+    /// connection that brings one message at a time, or calls (one caller
+    /// beside a stream, or many at once, each waiting for its reply),
+    /// never waits. `None`
     /// reads at once, always. By default 100 µs (so at most about 1.1 ms).
     pub read_hold: Option<Duration>,
     /// Most queued for one peer: a peer that falls further behind (more

@@ -15,7 +15,7 @@ use super::link::{Event, Link, LinkConfig, LinkError, HIGH_WATER, LOW_WATER};
 use super::monitors::MonitorBatch;
 use super::raw::{RawNames, RawRegSend};
 pub use crate::config::QueueLimit;
-use crate::term::Limits;
+use crate::term::{Limits, Term};
 use erl_dist::message::Message;
 use std::future::Future;
 use std::pin::Pin;
@@ -477,32 +477,59 @@ pub const BURST_WINDOW: Duration = Duration::from_millis(1);
 ///   window: callers waiting for our replies (however many, each in its
 ///   loop) send nothing while we wait, so a hold would only slow them
 ///   (with 10 or 30 BEAM processes calling an echo of ours in a loop,
-///   holds without this rule halved the calls a second).
+///   holds without this rule halved the calls a second);
+/// * no call came from the peer in this window or the one before (a
+///   `'$gen_call'` request, or a spawn request as `erpc` makes): its
+///   caller waits for us, and one that calls beside a stream (a call every
+///   100 µs beside 100 messages of 1 KiB a millisecond) sends about one
+///   message for eight of ours, at the edge of the rule above, and had a
+///   call in a hundred wait for a hold.
 ///
 /// A peer that waits for something of ours that goes another way (through
 /// another node) is not told apart, nor one we answer once for eight or
-/// more of its messages.
+/// more of its messages by other means than a call.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Burst {
     window_end: Option<Instant>,
     msgs_in: u64,
     msgs_out: u64,
+    /// Calls from the peer in this window.
+    calls: u64,
+    /// Calls from the peer in the window just before this one.
+    calls_before: u64,
 }
 
 impl Burst {
     /// A read at `now` of `read` bytes into a buffer of `buf` delivered
-    /// `msgs` messages: whether to wait before the next.
-    pub fn after_read(&mut self, now: Instant, read: usize, buf: usize, msgs: u64) -> bool {
-        if self.window_end.map_or(true, |end| now >= end) {
-            self.window_end = Some(now + BURST_WINDOW);
-            self.msgs_in = 0;
-            self.msgs_out = 0;
+    /// `msgs` messages, `calls` of them calls ([`is_call`]): whether to
+    /// wait before the next.
+    pub fn after_read(
+        &mut self,
+        now: Instant,
+        read: usize,
+        buf: usize,
+        msgs: u64,
+        calls: u64,
+    ) -> bool {
+        match self.window_end {
+            Some(end) if now < end => {}
+            end => {
+                let next = end.is_some_and(|end| now < end + BURST_WINDOW);
+                self.calls_before = if next { self.calls } else { 0 };
+                self.window_end = Some(now + BURST_WINDOW);
+                self.msgs_in = 0;
+                self.msgs_out = 0;
+                self.calls = 0;
+            }
         }
         self.msgs_in += msgs;
+        self.calls += calls;
         read < buf
             && msgs >= BURST_READ
             && self.msgs_in >= BURST_MSGS
             && self.msgs_out.saturating_mul(8) < self.msgs_in
+            && self.calls == 0
+            && self.calls_before == 0
     }
 
     /// `msgs` messages went to the peer.
@@ -625,12 +652,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     if let Err(e) = self.state.handle_input(&self.rbuf[..n], now.into_std()) {
                         return Poll::Ready(e.into());
                     }
-                    let msgs = self.deliver();
+                    let (msgs, calls) = self.deliver();
                     progress = true;
                     if let Some(hold) = self.hold {
                         if self
                             .burst
-                            .after_read(now.into_std(), n, self.rbuf.len(), msgs)
+                            .after_read(now.into_std(), n, self.rbuf.len(), msgs, calls)
                         {
                             self.held.as_mut().reset(now + hold);
                             self.holding = true;
@@ -742,13 +769,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     /// Hands what the link decoded to the router; how many messages.
-    fn deliver(&mut self) -> u64 {
+    /// Hands the messages read to the router: how many, and how many of
+    /// them are calls ([`is_call`]).
+    fn deliver(&mut self) -> (u64, u64) {
         // Counted once per read, not with an atomic add per message.
         let mut n = 0;
+        let mut calls = 0;
         while let Some(e) = self.state.poll_event() {
             match e {
                 Event::Message(m) => {
                     n += 1;
+                    calls += u64::from(is_call(&m));
                     self.router.incoming(&self.peer, m);
                 }
                 Event::Raw(m) => {
@@ -765,8 +796,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if n > 0 {
             self.shared.msgs_in.fetch_add(n, Relaxed);
         }
-        n
+        (n, calls)
     }
+}
+
+/// Whether a message is a call whose caller waits for our answer: a
+/// `gen_server:call` (`gen:call`, as `gen_statem` and `rex` calls are too)
+/// request, `{'$gen_call', From, Request}`, or a spawn request (what
+/// `erpc` and `rpc:call` send).
+pub fn is_call(m: &Message) -> bool {
+    let payload = match m {
+        Message::Send(s) => &s.message,
+        Message::SendSender(s) => &s.message,
+        Message::RegSend(s) => &s.message,
+        Message::AliasSend(s) => &s.message,
+        Message::SendTt(s) => &s.message,
+        Message::SendSenderTt(s) => &s.message,
+        Message::RegSendTt(s) => &s.message,
+        Message::AliasSendTt(s) => &s.message,
+        Message::SpawnRequest(_) | Message::SpawnRequestTt(_) => return true,
+        _ => return false,
+    };
+    matches!(payload, Term::Tuple(t) if t.elements.len() == 3
+        && matches!(&t.elements[0], Term::Atom(a) if a.name == "$gen_call"))
 }
 
 impl From<LinkError> for ConnectionError {
@@ -783,7 +835,7 @@ mod tests {
     use super::*;
     use crate::config::NodeName;
     use crate::dist::control;
-    use crate::term::{atom, binary, Pid};
+    use crate::term::{atom, binary, tuple, Atom, Pid};
     use tokio::io::DuplexStream;
 
     const TICK: Duration = Duration::from_secs(60);
@@ -977,34 +1029,74 @@ mod tests {
         // A caller waiting for each reply: one or two messages a read,
         // however many reads a millisecond.
         let mut b = Burst::default();
-        assert!((0..1000).all(|i| !b.after_read(t0, 100, buf, 1 + i % 2)));
+        assert!((0..1000).all(|i| !b.after_read(t0, 100, buf, 1 + i % 2, 0)));
         // Reads of 8 hold once the window holds 64.
         let mut b = Burst::default();
-        assert!((0..7).all(|_| !b.after_read(t0, 500, buf, 8)));
-        assert!(b.after_read(t0, 500, buf, 8));
+        assert!((0..7).all(|_| !b.after_read(t0, 500, buf, 8, 0)));
+        assert!(b.after_read(t0, 500, buf, 8, 0));
         // ... but not after a full buffer: more is waiting, read at once.
-        assert!(!b.after_read(t0, buf, buf, 8));
-        assert!(b.after_read(t0, 500, buf, 8));
+        assert!(!b.after_read(t0, buf, buf, 8, 0));
+        assert!(b.after_read(t0, 500, buf, 8, 0));
         // A new window counts afresh: 56 in it do not hold, 64 do.
         let mut b = Burst::default();
-        assert!(!b.after_read(t0, 500, buf, 60));
-        assert!(!b.after_read(ms(1), 500, buf, 56));
-        assert!(b.after_read(ms(1), 500, buf, 8));
+        assert!(!b.after_read(t0, 500, buf, 60, 0));
+        assert!(!b.after_read(ms(1), 500, buf, 56, 0));
+        assert!(b.after_read(ms(1), 500, buf, 8, 0));
         // Reads of 7 never hold, 64 in a window or not.
         let mut b = Burst::default();
-        assert!((0..100).all(|_| !b.after_read(ms(2), 500, buf, 7)));
+        assert!((0..100).all(|_| !b.after_read(ms(2), 500, buf, 7, 0)));
         // Many callers at once: reads of 8 and more, but we answer one
         // message of theirs in three: no hold.
         let mut b = Burst::default();
         for k in 0..100 {
-            assert!(!b.after_read(ms(k / 10), 500, buf, 30));
+            assert!(!b.after_read(ms(k / 10), 500, buf, 30, 0));
             b.sent(10);
         }
         // One answer for eight or more is a stream still.
         let mut b = Burst::default();
-        assert!(!b.after_read(t0, 500, buf, 32));
+        assert!(!b.after_read(t0, 500, buf, 32, 0));
         b.sent(8);
-        assert!(b.after_read(t0, 500, buf, 33));
+        assert!(b.after_read(t0, 500, buf, 33, 0));
+        // A peer that calls us beside a stream (a call a read): no hold
+        // in the window of a call, nor in the next; two windows later, a
+        // hold.
+        let mut b = Burst::default();
+        assert!(!b.after_read(t0, 500, buf, 70, 1));
+        assert!(!b.after_read(t0, 500, buf, 70, 0));
+        b.sent(1);
+        assert!(!b.after_read(ms(1), 500, buf, 70, 0));
+        assert!(!b.after_read(ms(1), 500, buf, 70, 0));
+        assert!(b.after_read(ms(2), 500, buf, 70, 0));
+        // After a quiet gap the last window's calls no longer count.
+        let mut b = Burst::default();
+        assert!(!b.after_read(t0, 500, buf, 70, 1));
+        assert!(b.after_read(ms(5), 500, buf, 70, 0));
+    }
+
+    #[test]
+    fn calls_are_told_from_other_messages() {
+        let to = Pid::new("a@h", 1, 0, 1);
+        let from = Pid::new("b@h", 2, 0, 1);
+        let call = tuple(vec![
+            atom("$gen_call"),
+            tuple(vec![Term::Pid(from.clone()), atom("tag")]),
+            atom("ping"),
+        ]);
+        assert!(is_call(&Message::send_sender(
+            from.clone(),
+            to.clone(),
+            call.clone()
+        )));
+        assert!(is_call(&Message::reg_send(
+            from.clone(),
+            Atom::from("srv"),
+            call.clone()
+        )));
+        assert!(is_call(&Message::send(to.clone(), call)));
+        let cast = tuple(vec![atom("$gen_cast"), atom("ping")]);
+        assert!(!is_call(&Message::send(to.clone(), cast)));
+        assert!(!is_call(&Message::send(to.clone(), atom("$gen_call"))));
+        assert!(!is_call(&Message::link(from, to)));
     }
 
     /// Read coalescing on paused time: after a read that brought a stream
