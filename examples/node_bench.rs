@@ -1,9 +1,12 @@
 //! Message throughput of the node's hot paths: local sends (one process to
 //! another on this node, from 1 and 4 senders at once) and remote sends to
 //! an `erl` node (small and 1 KiB messages, from 1 and 4 senders), which
-//! go through the peer routing and the connection's writer.
+//! go through the peer routing and the connection's writer; and what a
+//! process costs: 100k spawned, the time a spawn and the RSS a process
+//! (`spawn_ns`, `process_rss_bytes`).
 //!
-//! Prints one `key value` line per figure and run, in messages per second.
+//! Prints one `key value` line per figure and run, in messages per second
+//! (the spawn rows in their own units).
 //! The erl rows are skipped when `erl` is not on the PATH.
 //!
 //! ```sh
@@ -122,6 +125,17 @@ fn local_sink(node: &Node, total: usize) -> (Dest, tokio::task::JoinHandle<()>) 
     (to, done)
 }
 
+/// Processes spawned at once for the spawn rows.
+const SPAWNED: usize = 100_000;
+
+/// This process's resident set, from `/proc/self/statm` (0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::args()
@@ -141,6 +155,14 @@ async fn main() {
     let node = Node::start(c).await.unwrap();
 
     for _ in 0..runs {
+        let rss0 = rss_bytes();
+        let t = Instant::now();
+        let procs: Vec<_> = (0..SPAWNED).map(|_| node.spawn_process()).collect();
+        let spawn_ns = t.elapsed().as_nanos() as f64 / SPAWNED as f64;
+        let per_process = rss_bytes().saturating_sub(rss0) as f64 / SPAWNED as f64;
+        println!("spawn_ns {spawn_ns:.0}");
+        println!("process_rss_bytes {per_process:.0}");
+        drop(procs);
         for senders in [1, 4] {
             let (to, done) = local_sink(&node, LOCAL / senders * senders);
             let r = rate(&node, to, term::int(1), LOCAL, senders).await;

@@ -9,7 +9,6 @@ use crate::util::{shrink_sparse, shrink_sparse_set, FastHashMap, SeqKeyMap, SeqK
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
 
 pub(super) struct ProcEntry {
     pub(super) tx: MailboxTx,
@@ -161,7 +160,7 @@ impl Inner {
 
     pub(super) fn new_process(&self) -> Process {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::process::mailbox();
         self.procs.write(id).insert(
             id,
             ProcEntry {

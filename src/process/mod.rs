@@ -10,7 +10,6 @@ use crate::term::{self, atom, tuple, Pid, Reference, Term};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Something that arrives in a mailbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,8 +86,8 @@ impl Signal {
     }
 }
 
-/// A sender into a process's mailbox.
-pub type MailboxTx = mpsc::UnboundedSender<Signal>;
+pub mod mailbox;
+pub use mailbox::{mailbox, MailboxRx, MailboxTx};
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -214,7 +213,7 @@ pub trait Kernel: Send + Sync + 'static {
 pub struct Process {
     pid: Pid,
     kernel: Arc<dyn Kernel>,
-    rx: mpsc::UnboundedReceiver<Signal>,
+    rx: MailboxRx,
     saved: VecDeque<Signal>,
     trap_exit: bool,
     exit_reason: Option<Term>,
@@ -287,7 +286,7 @@ pub fn parse_cast(msg: &Term) -> Option<&Term> {
 
 impl Process {
     /// Wraps a registered mailbox. Used by the node's spawn.
-    pub fn new(pid: Pid, kernel: Arc<dyn Kernel>, rx: mpsc::UnboundedReceiver<Signal>) -> Self {
+    pub fn new(pid: Pid, kernel: Arc<dyn Kernel>, rx: MailboxRx) -> Self {
         Process {
             pid,
             kernel,
