@@ -768,7 +768,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// Hands what the link decoded to the router; how many messages.
     /// Hands the messages read to the router: how many, and how many of
     /// them are calls ([`is_call`]).
     fn deliver(&mut self) -> (u64, u64) {

@@ -75,7 +75,7 @@ pub(super) struct Enc<'a> {
 
 impl<'a> Enc<'a> {
     /// Terms written with their atoms inline.
-    pub(super) fn plain(out: &'a mut Vec<u8>) -> Self {
+    fn plain(out: &'a mut Vec<u8>) -> Self {
         Enc { out, cache: None }
     }
 }

@@ -18,6 +18,13 @@ pub const RUST: usize = 2;
 /// The three links between them.
 pub const LINKS: [(usize, usize); 3] = [(0, 1), (0, 2), (1, 2)];
 
+/// The links (indices into [`LINKS`]) that end at node `i`.
+fn links_of(i: usize) -> Vec<usize> {
+    (0..LINKS.len())
+        .filter(|&k| LINKS[k].0 == i || LINKS[k].1 == i)
+        .collect()
+}
+
 /// What runs cpg on the BEAM nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -313,11 +320,7 @@ impl Cluster {
     /// scope empty and connected to nobody); every link to it is down.
     pub async fn restart(&mut self, i: usize) -> String {
         assert!(i != RUST);
-        let links = LINKS
-            .iter()
-            .enumerate()
-            .filter(|(_, &(x, y))| x == i || y == i);
-        let links: Vec<usize> = links.map(|(k, _)| k).collect();
+        let links = links_of(i);
         // Barred from the other ends first, then (once it is up again)
         // from the new incarnation too.
         for &k in &links {
@@ -340,10 +343,8 @@ impl Cluster {
     /// Stops the Rust node (its members end with `shutdown`) and starts it
     /// again under the same name with a new scope; every link to it is down.
     pub async fn restart_rust(&mut self) -> String {
-        for (k, &(x, y)) in LINKS.iter().enumerate() {
-            if x == RUST || y == RUST {
-                self.bar(k, true).await;
-            }
+        for k in links_of(RUST) {
+            self.bar(k, true).await;
         }
         let config = self.r.config().clone();
         self.r.shutdown().await;
@@ -359,10 +360,8 @@ impl Cluster {
             }
         };
         self.scope = rust_scope(&self.r);
-        for (k, &(x, y)) in LINKS.iter().enumerate() {
-            if x == RUST || y == RUST {
-                self.up[k] = false;
-            }
+        for k in links_of(RUST) {
+            self.up[k] = false;
         }
         format!("restart {RUST} (creation {})", self.r.creation())
     }
