@@ -189,7 +189,7 @@ fn slot_of(name: &str) -> usize {
 }
 
 /// The length of the atom cache part of a distribution header at
-/// `bytes[0..]` (what [`SendCache::commit`] wrote), `None` if the bytes
+/// `bytes[0..]` (what [`SendCache::header`] wrote), `None` if the bytes
 /// end before it does.
 pub(super) fn header_len(bytes: &[u8]) -> Option<usize> {
     let n = usize::from(*bytes.first()?);
