@@ -1,0 +1,182 @@
+//! `gen_server:call(Scope, Request)` from other nodes, answered as cpg's
+//! `handle_call` does (see the parent module's docs).
+
+use super::task::ScopeTask;
+use super::*;
+
+/// `{ok, Key, Pids}` of a members read (a snapshot or a list), or its
+/// error.
+fn members_reply<N: WireName>(
+    r: Result<(&N::Borrowed, impl std::ops::Deref<Target = [MemberPid]>), ReadError<N>>,
+    name: &Term,
+) -> Term {
+    match r {
+        Ok((k, v)) => term::tuple(vec![
+            term::atom("ok"),
+            k.to_owned().to_term(),
+            term::list(v.iter().map(|p| Term::Pid(p.to_pid())).collect()),
+        ]),
+        Err(e) => read_error(&e, name),
+    }
+}
+
+/// `{error, {no_such_group | no_process, Name}}` with the name as asked.
+fn read_error<M>(e: &ReadError<M>, name: &Term) -> Term {
+    let why = match e {
+        ReadError::NoSuchGroup(_) => "no_such_group",
+        ReadError::NoProcess(_) => "no_process",
+    };
+    term::tuple(vec![
+        term::atom("error"),
+        term::tuple(vec![term::atom(why), name.clone()]),
+    ])
+}
+
+/// A count as an Erlang integer.
+fn count_term(c: usize) -> Term {
+    match i32::try_from(c) {
+        Ok(c) => term::int(c),
+        Err(_) => Term::BigInteger(crate::term::BigInteger::from(c as u64)),
+    }
+}
+
+/// cpg replies `error` to an unknown call (then stops); we log and go on.
+fn unknown_call(scope: &str, request: &Term) -> Term {
+    let shown = crate::util::short_text(request);
+    tracing::warn!(scope = %scope, "unknown call {shown}: replied error");
+    term::atom("error")
+}
+
+impl<N: WireName> ScopeTask<N> {
+    /// The reply cpg's `handle_call` gives to `request` (see the module
+    /// docs); writes are carried out like local ones.
+    pub(super) fn answer_call(&mut self, request: &Term) -> Term {
+        let (op, args): (&str, &[Term]) = match request {
+            Term::Atom(a) => (a.name.as_str(), &[]),
+            Term::Tuple(t) => match t.elements.split_first() {
+                Some((Term::Atom(a), rest)) => (a.name.as_str(), rest),
+                _ => ("", &[]),
+            },
+            _ => ("", &[]),
+        };
+        let pid = |t: &Term| term::as_pid(t).and_then(|p| MemberPid::try_from(p).ok());
+        let write = match (op, args) {
+            ("join", [n, p]) => match (N::from_term(n), pid(p)) {
+                (Some(n), Some(p)) => Some(self.state_mut().join(n.as_borrowed(), p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            ("join_counts", [c, p]) => match (crate::cpg::wire::counts::<N>(c, request), pid(p)) {
+                (Ok(c), Some(p)) => Some(self.state_mut().join_counts(&c, p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            ("leave", [p]) => match pid(p) {
+                Some(p) => Some(self.state_mut().leave_all(&p)),
+                None => Some(Err(WriteError::NotMember)),
+            },
+            ("leave", [n, p]) => match (N::from_term(n), pid(p)) {
+                (Some(n), Some(p)) => Some(self.state_mut().leave(n.as_borrowed(), &p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            ("leave_counts", [c, p]) => match (crate::cpg::wire::counts::<N>(c, request), pid(p)) {
+                (Ok(c), Some(p)) => Some(self.state_mut().leave_counts(&c, &p)),
+                _ => Some(Err(WriteError::NotMember)),
+            },
+            _ => None,
+        };
+        if let Some(result) = write {
+            return match result {
+                Ok(effects) => {
+                    self.execute(effects);
+                    term::tuple(vec![term::atom("ok"), term::nil()])
+                }
+                Err(_) => term::atom("error"),
+            };
+        }
+        let s = self.state.read();
+        let names = |v: Vec<N>| term::list(v.iter().map(N::to_term).collect());
+        match (op, args) {
+            ("which_groups", []) => return names(s.which_groups()),
+            ("which_groups", [p]) => {
+                return names(pid(p).map(|p| s.which_groups_of(&p)).unwrap_or_default())
+            }
+            ("which_groups_counts", [p]) => {
+                let counts = pid(p)
+                    .map(|p| s.which_groups_counts(&p))
+                    .unwrap_or_default();
+                return term::list(
+                    counts
+                        .iter()
+                        .map(|(n, c)| term::tuple(vec![n.to_term(), count_term(*c)]))
+                        .collect(),
+                );
+            }
+            ("join_count", [n, p]) => {
+                let count = match (N::from_term(n), pid(p)) {
+                    (Some(n), Some(p)) => s.join_count(n.as_borrowed(), &p),
+                    _ => 0,
+                };
+                return count_term(count);
+            }
+            _ => {}
+        }
+        let (name_term, exclude) = match args {
+            [n] => (n, None),
+            [n, p] => match pid(p) {
+                Some(p) => (n, Some(p)),
+                None => return unknown_call(&self.opts.name, request),
+            },
+            _ => return unknown_call(&self.opts.name, request),
+        };
+        let ex = exclude.as_ref();
+        let no_group = || read_error(&ReadError::NoSuchGroup(()), name_term);
+        let one = |r: Result<(&N::Borrowed, MemberPid), ReadError<N>>| match r {
+            Ok((k, p)) => term::tuple(vec![
+                term::atom("ok"),
+                k.to_owned().to_term(),
+                Term::Pid(p.to_pid()),
+            ]),
+            Err(e) => read_error(&e, name_term),
+        };
+        let choose = &mut |n: usize| rand::random_range(0..n.max(1));
+        let is_read = matches!(
+            op,
+            "get_members"
+                | "get_local_members"
+                | "get_remote_members"
+                | "get_closest_pid"
+                | "get_furthest_pid"
+                | "get_random_pid"
+                | "get_local_pid"
+                | "get_remote_pid"
+                | "get_oldest_pid"
+                | "get_local_oldest_pid"
+                | "get_remote_oldest_pid"
+                | "get_newest_pid"
+                | "get_local_newest_pid"
+                | "get_remote_newest_pid"
+        );
+        if !is_read {
+            return unknown_call(&self.opts.name, request);
+        }
+        let Some(name) = N::from_term(name_term) else {
+            return no_group();
+        };
+        let n = name.as_borrowed();
+        match op {
+            "get_members" => members_reply(s.get_members(n, ex), name_term),
+            "get_local_members" => members_reply(s.get_local_members(n, ex), name_term),
+            "get_remote_members" => members_reply(s.get_remote_members(n, ex), name_term),
+            "get_closest_pid" => one(s.get_closest_pid(n, ex, choose)),
+            "get_furthest_pid" => one(s.get_furthest_pid(n, ex, choose)),
+            "get_random_pid" => one(s.get_random_pid(n, ex, choose)),
+            "get_local_pid" => one(s.get_local_pid(n, ex, choose)),
+            "get_remote_pid" => one(s.get_remote_pid(n, ex, choose)),
+            "get_oldest_pid" => one(s.get_oldest_pid(n, ex)),
+            "get_local_oldest_pid" => one(s.get_local_oldest_pid(n, ex)),
+            "get_remote_oldest_pid" => one(s.get_remote_oldest_pid(n, ex)),
+            "get_newest_pid" => one(s.get_newest_pid(n, ex)),
+            "get_local_newest_pid" => one(s.get_local_newest_pid(n, ex)),
+            _ => one(s.get_remote_newest_pid(n, ex)),
+        }
+    }
+}

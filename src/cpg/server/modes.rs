@@ -1,0 +1,364 @@
+//! How each peer's cpg runs (`all` or `visible`, asked under `Auto`),
+//! and whether its scope process is running: watched by a monitor,
+//! probed when it went away, our state sent again when it is back.
+
+use super::poll::publish_to;
+use super::task::{reason_text, ScopeTask};
+use super::*;
+
+/// Why `Auto` asks a peer how its cpg runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ask {
+    /// It connected: nothing of ours goes to it until it answers.
+    Connect,
+    /// Its scope process came back, or asked for our state while polled.
+    Back,
+    /// Asked again at each poll while it is a full peer: `cpg:reset/1`
+    /// after its `node_type` became `visible` tells a hidden node nothing.
+    Recheck,
+}
+
+/// A peer's answer to `Auto`'s question ([`ask_node_type`]).
+pub(super) struct ModeAnswer {
+    pub(super) peer: String,
+    /// The question's number ([`RemoteScope::question`]).
+    pub(super) question: u64,
+    pub(super) answer: Option<BeamNodeType>,
+    pub(super) why: Ask,
+}
+
+/// How long a probe monitor of a peer's scope must go without a `noproc`
+/// DOWN before the scope counts as running again. A monitor of a name that
+/// is not registered is answered at once (one round trip), so this is many
+/// round trips even on a slow network.
+pub(super) const PROBE_GRACE: Duration = Duration::from_millis(300);
+/// The first wait before probing a peer's scope that went away.
+pub(super) const PROBE_FIRST: Duration = Duration::from_millis(200);
+
+/// What the scope task knows of one peer's scope process. A BEAM scope that
+/// restarts (`application:stop/start(cpg)`, a crash) has lost every
+/// membership, ours included, and a hidden node gets no nodeup to tell it:
+/// the monitor's DOWN does. The scope is then probed with a new monitor
+/// (answered at once with `noproc` while the name is not registered); one
+/// that holds for [`PROBE_GRACE`] means the scope is back, and our members
+/// are published to it again.
+pub(super) struct RemoteScope {
+    pub(super) mref: Reference,
+    /// How we treat the peer (given, or as it answered under `Auto`).
+    pub(super) mode: PeerMode,
+    /// The number of the last question asked (`Auto`).
+    pub(super) question: u64,
+    /// The number of the last question answered: a question is out while
+    /// it differs from `question`.
+    pub(super) answered: u64,
+    /// `Some(since)` while the monitor is a probe.
+    pub(super) probing_since: Option<tokio::time::Instant>,
+    /// `Some(at)` while the scope is away: when to probe next.
+    pub(super) next_probe: Option<tokio::time::Instant>,
+    /// The wait before the next probe after a failed one (doubles up to the
+    /// poll interval).
+    pub(super) retry: Duration,
+}
+
+impl RemoteScope {
+    /// A question about its mode is out (`Auto`).
+    pub(super) fn asking(&self) -> bool {
+        self.question != self.answered
+    }
+
+    /// Its scope process is away (probed, or waiting to be).
+    pub(super) fn away(&self) -> bool {
+        self.probing_since.is_some() || self.next_probe.is_some()
+    }
+}
+
+/// How `peer`'s cpg runs, asked through its `rex`:
+/// `application:get_env(cpg, node_type)`, which cpg reads when its scopes
+/// start (its `.app` says `visible` unless configured). `None` when the
+/// peer has no cpg loaded (the env is then `undefined`), does not answer,
+/// or is gone (not asked then: the call would dial it again).
+pub(super) async fn ask_node_type(node: &Node, peer: &str) -> Option<BeamNodeType> {
+    if !node.is_connected(peer) {
+        return None;
+    }
+    let args = vec![term::atom("cpg"), term::atom("node_type")];
+    let got = node
+        .rpc(peer, "application", "get_env", args, Duration::from_secs(5))
+        .await
+        .ok()?;
+    match term::as_tuple(&got) {
+        Some([ok, v]) if term::as_atom(ok) == Some("ok") => match term::as_atom(v) {
+            Some("all") => Some(BeamNodeType::All),
+            Some("visible") => Some(BeamNodeType::Visible),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Warns when `peer`'s cpg runs with another `node_type` than `ours` (a
+/// mode given, not `Auto`): a BEAM scope at `visible` ignores a hidden
+/// node's exchange and never tells it of joins, so in `All` mode nothing
+/// would be published or seen, without a word.
+pub(super) async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamNodeType) {
+    let Some(theirs) = ask_node_type(node, peer).await else {
+        return;
+    };
+    if theirs != ours {
+        let (flag, beam) = match theirs {
+            BeamNodeType::Visible => ("visible", "all"),
+            _ => ("all", "visible"),
+        };
+        tracing::warn!(
+            %scope,
+            %peer,
+            "{peer} runs cpg with node_type {flag} but this node expects {beam}: memberships will not be kept in step. \
+             Fix: start this node with --beam-node-type {flag} or auto (ScopeOptions::beam_node_type), \
+             or run cpg on the BEAM nodes with node_type {beam}"
+        );
+    }
+}
+
+/// Our whole state as `peer` is told it in `mode` (an exchange, or at
+/// `visible` the casts of [`publish_to`]), once it answered under `Auto` or
+/// when its scope `came_back`. `polled`: what we hold of its members came
+/// by polls (it was at `visible`), so the exchange leaves them out
+/// ([`Scope::new_node_without_its_own`]).
+pub(super) fn state_for<N: WireName>(
+    s: &Scope<MemberPid, N>,
+    peer: &str,
+    mode: PeerMode,
+    came_back: bool,
+    polled: bool,
+) -> Vec<Effect<MemberPid, N>> {
+    match mode {
+        PeerMode::Visible => publish_to(s, peer, came_back),
+        _ if polled => s.new_node_without_its_own(peer),
+        _ => s.new_node(peer),
+    }
+}
+
+impl<N: WireName> ScopeTask<N> {
+    /// Monitors `peer`'s scope process (by name) and sets how the peer is
+    /// treated: as we were told (checked in the background against how
+    /// the peer's cpg runs), or, under `Auto`, asked. A `known` peer (the
+    /// task restarted) may hold our members from before: it is asked as a
+    /// scope that came back is, treated as a full peer until it answers
+    /// (our casts go on, so none of our leaves is lost on it; the answer
+    /// then replaces what it holds of ours).
+    pub(super) fn watch_remote_scope(&mut self, peer: &str, known: bool) {
+        let mref = self
+            .proc
+            .monitor(Dest::Name(self.opts.name.clone(), peer.to_string()));
+        let mode = match self.opts.beam_node_type {
+            BeamNodeType::Auto if known => PeerMode::All,
+            BeamNodeType::Auto => PeerMode::Asking,
+            BeamNodeType::All => PeerMode::All,
+            BeamNodeType::Visible => PeerMode::Visible,
+        };
+        self.remote.insert(
+            peer.to_string(),
+            RemoteScope {
+                mref,
+                mode,
+                question: 0,
+                answered: 0,
+                probing_since: None,
+                next_probe: None,
+                retry: PROBE_FIRST,
+            },
+        );
+        self.show_mode(peer);
+        if self.opts.beam_node_type == BeamNodeType::Auto {
+            self.ask_mode(peer, if known { Ask::Back } else { Ask::Connect });
+            return;
+        }
+        let (node, peer, scope, ours) = (
+            self.node.clone(),
+            peer.to_string(),
+            self.opts.name.clone(),
+            self.opts.beam_node_type,
+        );
+        tokio::spawn(async move { check_mode(&node, &peer, &scope, ours).await });
+    }
+
+    /// `Auto`: asks `peer` how its cpg runs ([`ask_node_type`]); our state
+    /// goes to it with the answer ([`mode_answered`](Self::mode_answered)).
+    /// On a new connection nothing of ours goes to it until then. Its
+    /// scope process came back ([`Ask::Back`]): our casts go on as before
+    /// meanwhile (the new scope may get some of them before the state, which
+    /// sets it right), for cpg may have restarted with another node_type or
+    /// been loaded only now. [`Ask::Recheck`]: nothing changes until it
+    /// answers otherwise.
+    pub(super) fn ask_mode(&mut self, peer: &str, why: Ask) {
+        let Some(r) = self.remote.get_mut(peer) else {
+            return;
+        };
+        self.asked += 1;
+        if why == Ask::Connect {
+            r.mode = PeerMode::Asking;
+        }
+        r.question = self.asked;
+        self.show_mode(peer);
+        let (node, tx, peer, question) = (
+            self.node.clone(),
+            self.modes_tx.clone(),
+            peer.to_string(),
+            self.asked,
+        );
+        tokio::spawn(async move {
+            let answer = ask_node_type(&node, &peer).await;
+            let _ = tx.send(ModeAnswer {
+                peer,
+                question,
+                answer,
+                why,
+            });
+        });
+    }
+
+    /// `Auto`: `peer` said how its cpg runs (or did not). In one step under
+    /// the state's lock, the effects of the writes queued so far are taken
+    /// (their casts to a peer still asking are dropped: what it gets next
+    /// holds them) and our state is read; then the peer's mode is set, so
+    /// the casts of any later write go to it after the state: an exchange
+    /// at `all` (as cpg sends on nodeup), `join_counts` casts at `visible`
+    /// (and `{new, Node}`: its state is polled from now on).
+    pub(super) fn mode_answered(&mut self, a: ModeAnswer) {
+        let Some(r) = self.remote.get_mut(&a.peer) else {
+            return; // gone since
+        };
+        if r.question != a.question {
+            return; // a question asked again since
+        }
+        r.answered = a.question;
+        let was_visible = r.mode == PeerMode::Visible;
+        if a.why == Ask::Recheck {
+            // A full peer whose cpg now says `visible`: after `cpg:reset/1`
+            // it has dropped our members and tells us nothing more. It is
+            // polled from now on, and each poll sets its view of our
+            // members right ([`repair`]): nothing is published here, for
+            // the env may have changed before the reset (the scope still
+            // at `all`, holding ours: published again, they would count
+            // twice).
+            if r.mode == PeerMode::All && a.answer == Some(BeamNodeType::Visible) {
+                tracing::info!(scope = %self.opts.name, peer = %a.peer, "node_type now visible: its state is polled, its view of our members set right by each poll");
+                r.mode = PeerMode::Visible;
+                self.show_mode(&a.peer);
+                self.ask_state(&a.peer, true);
+            }
+            return;
+        }
+        let mode = match a.answer {
+            Some(BeamNodeType::Visible) => PeerMode::Visible,
+            _ => PeerMode::All,
+        };
+        let how = match a.answer {
+            Some(BeamNodeType::Visible) => {
+                "node_type visible: our members go by casts, its own are polled"
+            }
+            Some(_) => "node_type all: a full peer",
+            None => "no cpg node_type (cpg not loaded, or no answer): treated as a full peer",
+        };
+        tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
+        let (queued, state) =
+            self.read_state(|s, _| state_for(s, &a.peer, mode, a.why == Ask::Back, was_visible));
+        self.carry_out(queued);
+        if let Some(r) = self.remote.get_mut(&a.peer) {
+            r.mode = mode;
+        }
+        self.show_mode(&a.peer);
+        self.carry_out(state);
+        if was_visible && mode == PeerMode::All {
+            // Its members came by polls: a member that left since the
+            // last one is in no cast to come, and its next state tells.
+            self.ask_state(&a.peer, true);
+        } else if a.why == Ask::Back || mode == PeerMode::Visible {
+            self.send_new(&a.peer);
+        }
+    }
+
+    /// Shows `peer`'s mode (or that it is gone) to the handles.
+    pub(super) fn show_mode(&self, peer: &str) {
+        let mut modes = self.modes.lock();
+        match self.remote.get(peer) {
+            Some(r) => modes.insert(peer.to_string(), r.mode),
+            None => modes.remove(peer),
+        };
+    }
+
+    /// How `peer` is treated: its mode under `Auto` (a full peer if not
+    /// watched), else the mode given.
+    pub(super) fn mode_of(&self, peer: &str) -> PeerMode {
+        match self.opts.beam_node_type {
+            BeamNodeType::All => PeerMode::All,
+            BeamNodeType::Visible => PeerMode::Visible,
+            BeamNodeType::Auto => self.remote.get(peer).map_or(PeerMode::All, |r| r.mode),
+        }
+    }
+
+    /// A monitor of a peer's scope fired.
+    pub(super) fn remote_scope_down(&mut self, mref: &Reference, reason: &Term) -> bool {
+        let Some((peer, r)) = self.remote.iter_mut().find(|(_, r)| r.mref == *mref) else {
+            return false;
+        };
+        let reason = reason_text(reason);
+        if reason == "noconnection" {
+            return true; // the nodedown takes care of it
+        }
+        let now = tokio::time::Instant::now();
+        if r.probing_since.take().is_some() {
+            r.retry = (r.retry * 2).min(self.opts.poll_interval.max(PROBE_FIRST));
+        } else {
+            tracing::info!(
+                scope = %self.opts.name,
+                %peer,
+                "the peer's scope process is not running ({reason}); our members go to it when it is (back) up"
+            );
+            r.retry = PROBE_FIRST;
+        }
+        r.next_probe = Some(now + r.retry);
+        // A poll out to it goes unanswered: forgotten (and none is sent
+        // while it is away), so that changes are not numbered for it.
+        let peer = peer.clone();
+        self.polled.remove(&peer);
+        true
+    }
+
+    /// Probes peers whose scope went away, and republishes to those whose
+    /// probe held.
+    pub(super) fn probe_remote_scopes(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut back = Vec::new();
+        for (peer, r) in self.remote.iter_mut() {
+            if !self.node.is_connected(peer) {
+                continue; // its nodedown is on its way; a probe would dial it
+            }
+            if r.next_probe.is_some_and(|at| at <= now) {
+                r.next_probe = None;
+                r.probing_since = Some(now);
+                r.mref = self
+                    .proc
+                    .monitor(Dest::Name(self.opts.name.clone(), peer.clone()));
+            } else if r.probing_since.is_some_and(|at| at + PROBE_GRACE <= now) {
+                r.probing_since = None;
+                r.retry = PROBE_FIRST;
+                back.push(peer.clone());
+            }
+        }
+        for peer in back {
+            tracing::info!(scope = %self.opts.name, %peer, "the peer's scope is back: publishing our members to it");
+            // (Under `Auto` asked again first: cpg may have restarted with
+            // another node_type, or been loaded only now.)
+            if self.opts.beam_node_type == BeamNodeType::Auto {
+                self.ask_mode(&peer, Ask::Back);
+                continue;
+            }
+            let mode = self.mode_of(&peer);
+            // (A fixed mode: a peer's members came by polls only at
+            // `visible`, which publishes by casts.)
+            self.tell_state(|s| state_for(s, &peer, mode, true, false));
+            self.send_new(&peer);
+        }
+    }
+}

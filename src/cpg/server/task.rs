@@ -1,0 +1,574 @@
+//! The scope task: the scope process's loop, what it does with each
+//! signal, node event and command, and the effects it carries out, in the
+//! order the changes were made; restarted by [`supervise_scope`] as an
+//! OTP supervisor restarts a crashed cpg scope.
+
+use super::modes::{Ask, ModeAnswer, RemoteScope, PROBE_FIRST};
+use super::poll::{publish_to, Poll};
+use super::*;
+
+/// The scope process's state between signals: the peers it watches, the
+/// polls it has out, and the shared state and queued effects it shares
+/// with the handles.
+pub(super) struct ScopeTask<N: GroupKey> {
+    pub(super) node: Node,
+    pub(super) opts: ScopeOptions,
+    pub(super) proc: Process,
+    pub(super) state: Arc<ReadMostly<Scope<MemberPid, N>>>,
+    /// Effects of the handles' writes, carried out first (see `Pending`).
+    pub(super) pending: Arc<Pending<N>>,
+    pub(super) events: broadcast::Sender<GroupEvent<N>>,
+    /// Each peer's mode of `remote`, for the handles' summary (`show_mode`).
+    pub(super) modes: Arc<PeerModes>,
+    /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
+    pub(super) polled: HashMap<String, Poll>,
+    /// Numbers the changes of our members (casts and deaths) while a poll
+    /// is out, for [`repair`].
+    pub(super) writes: u64,
+    /// While a poll is out: the number of each local pid's last change
+    /// (cleared when the first poll goes out while none is).
+    pub(super) written: HashMap<MemberPid, u64>,
+    /// The scope process of each connected peer, monitored by name.
+    pub(super) remote: HashMap<String, RemoteScope>,
+    /// `Auto`: the answers of peers asked for their cpg's `node_type`.
+    pub(super) modes_tx: mpsc::UnboundedSender<ModeAnswer>,
+    pub(super) modes_rx: mpsc::UnboundedReceiver<ModeAnswer>,
+    /// Numbers the questions (a late answer to an earlier one is dropped).
+    pub(super) asked: u64,
+}
+
+/// How a run of the scope task ended.
+pub(super) enum Stop {
+    /// The handle was dropped or the node stopped: the scope ends.
+    Done,
+    /// The scope process was killed (an exit signal): restarted.
+    Killed(String),
+}
+
+/// The scope's state, locked for a change, with [`Effect::Notify`] on only
+/// while someone is subscribed to the events (nobody else reads them).
+pub(super) fn write_state<'a, N: WireName>(
+    state: &'a ReadMostly<Scope<MemberPid, N>>,
+    events: &broadcast::Sender<GroupEvent<N>>,
+) -> crossbeam_utils::sync::ShardedLockWriteGuard<'a, Scope<MemberPid, N>> {
+    let mut s = state.write();
+    s.set_notify(events.receiver_count() > 0);
+    s
+}
+
+/// Runs the scope task and restarts it, as an OTP supervisor restarts a
+/// crashed cpg scope, when it panics or its process is killed: a new
+/// process registered under the scope name, the state rebuilt (local
+/// members kept, remote ones asked for again), after a backoff that grows
+/// while it keeps crashing and starts over after a stable run
+/// ([`supervise::before_restart`]).
+pub(super) async fn supervise_scope<N: WireName>(
+    node: Node,
+    opts: ScopeOptions,
+    (state, pending, events, modes): Shared<N>,
+    first: Process,
+    mut cmd_rx: mpsc::UnboundedReceiver<Command>,
+    mut node_events: broadcast::Receiver<NodeEvent>,
+) {
+    let mut proc = Some(first);
+    let mut attempt: u32 = 0;
+    loop {
+        let proc = match proc.take() {
+            Some(p) => p,
+            None => supervise::register_again(&node, &opts.name, true, &mut attempt).await,
+        };
+        let (modes_tx, modes_rx) = mpsc::unbounded_channel();
+        // (A new run knows no peer yet: each is watched again.)
+        modes.lock().clear();
+        let task = ScopeTask {
+            node: node.clone(),
+            opts: opts.clone(),
+            proc,
+            state: state.clone(),
+            pending: pending.clone(),
+            events: events.clone(),
+            modes: modes.clone(),
+            polled: HashMap::new(),
+            writes: 0,
+            written: HashMap::new(),
+            remote: HashMap::new(),
+            modes_tx,
+            modes_rx,
+            asked: 0,
+        };
+        let started = tokio::time::Instant::now();
+        let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
+        let why = match supervise::CatchUnwind::new(run).await {
+            Ok(Stop::Done) => return,
+            Ok(Stop::Killed(reason)) => format!("its process was killed: {reason}"),
+            Err(msg) => format!("it crashed: {msg}"),
+        };
+        let what = format!("scope {}", opts.name);
+        let backoff = node.config().backoff;
+        supervise::before_restart(backoff, &what, &why, &mut attempt, started).await;
+    }
+}
+
+pub(super) fn reason_text(t: &Term) -> String {
+    match t {
+        Term::Atom(a) => a.name.clone(),
+        t => t.to_string(),
+    }
+}
+
+impl<N: WireName> ScopeTask<N> {
+    /// The shared state, locked for a change ([`write_state`]).
+    pub(super) fn state_mut(
+        &self,
+    ) -> crossbeam_utils::sync::ShardedLockWriteGuard<'_, Scope<MemberPid, N>> {
+        write_state(&self.state, &self.events)
+    }
+
+    /// Serves until the handle or the node is gone ([`Stop::Done`]) or the
+    /// scope process is killed ([`Stop::Killed`]). `restarted`: a previous
+    /// run crashed, so the state is rebuilt first.
+    pub(super) async fn run(
+        mut self,
+        cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
+        node_events: &mut broadcast::Receiver<NodeEvent>,
+        restarted: bool,
+    ) -> Stop {
+        if restarted {
+            self.rebuild();
+        }
+        for peer in self.node.peers() {
+            self.peer_up(&peer, restarted);
+            if restarted {
+                // As a starting cpg scope: "send me your state".
+                self.send_new(&peer);
+            }
+        }
+        let mut poll = tokio::time::interval(self.opts.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(PROBE_FIRST / 2);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let probing = self.remote.values().any(RemoteScope::away);
+            tokio::select! {
+                // Node events first: a peer's exchange that follows its
+                // nodeup must find the peer known (else it is ignored).
+                biased;
+                e = node_events.recv() => match e {
+                    Ok(NodeEvent::Up(n)) => self.peer_up(&n, false),
+                    Ok(NodeEvent::Down { node: n, .. }) => {
+                        self.node_down(&n);
+                        self.polled.remove(&n);
+                        self.remote.remove(&n);
+                        self.show_mode(&n);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(k)) => {
+                        tracing::warn!(scope = %self.opts.name, "missed {k} node events; resynchronising");
+                        self.resync_peers();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Stop::Done,
+                },
+                c = cmd_rx.recv() => match c {
+                    Some(c) => self.command(c),
+                    None => return Stop::Done,
+                },
+                _ = self.pending.wake.notified() => self.execute(Vec::new()),
+                s = self.proc.recv() => match s {
+                    Ok(s) => self.signal(s),
+                    Err(reason) => {
+                        if crate::term::as_atom(&reason) == Some("shutdown") {
+                            tracing::debug!(scope = %self.opts.name, "scope stopped: node shutdown");
+                            return Stop::Done;
+                        }
+                        return Stop::Killed(reason.to_string());
+                    }
+                },
+                Some(a) = self.modes_rx.recv() => self.mode_answered(a),
+                _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => self.poll_visible(),
+                _ = probe.tick(), if probing => self.probe_remote_scopes(),
+            }
+        }
+    }
+
+    /// After a crash: remote members come back from the peers (dropped here,
+    /// asked for again by `peer_up`), local members are ours and stay, each
+    /// monitored again (one that died meanwhile answers `noproc` and goes).
+    pub(super) fn rebuild(&mut self) {
+        let nodes: Vec<String> = self
+            .state
+            .read()
+            .connected_nodes()
+            .map(String::from)
+            .collect();
+        for n in nodes {
+            self.node_down(&n);
+        }
+        let mut pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
+        self.monitor_all(&mut pids);
+    }
+
+    /// `peer` is connected. `known`: it was before this run of the task
+    /// (a restart after a crash), so its scope may hold our members.
+    pub(super) fn peer_up(&mut self, peer: &str, known: bool) {
+        // A stale nodeup (the peer went down again before we got to it; its
+        // nodedown follows): nothing is sent, since a send would dial the
+        // peer again and undo a disconnect.
+        if !self.node.is_connected(peer) {
+            return;
+        }
+        // The peer's mode first: under `Auto` it is asked, and nothing of
+        // ours goes to it (node_up's exchange included) until it answers.
+        self.watch_remote_scope(peer, known);
+        // `All`: as cpg on nodeup, our exchange goes out (node_up's effect)
+        // and the peer's comes in by itself; no `{new, Node}`, whose answer
+        // could carry our own pids' counts from before a write that crosses
+        // it, and the merge would set them back (cpg sends `{new, Node}`
+        // only when its scope starts). `Visible`: the BEAM scope tells us
+        // nothing unasked, so ask, and publish ours by casts.
+        let visible = self.mode_of(peer) == PeerMode::Visible;
+        self.change(|s| {
+            let mut effects = s.node_up(peer, true);
+            if visible {
+                effects.extend(publish_to(s, peer, false));
+            }
+            effects
+        });
+        if visible {
+            self.send_new(peer);
+        }
+    }
+
+    /// `node` went down: its members leave in parts of
+    /// [`NODE_DOWN_CHUNK`], each under its own write lock, so that lookups
+    /// are answered while a node with a million memberships is removed (as
+    /// an exchange is merged in parts). Readers that waited long are let in
+    /// between parts ([`ReadMostly::let_readers_in`]: without it, a reader
+    /// waited up to 0.1 s behind the parts of a 1M-membership node). The
+    /// exchange merge does not: its worst lookup was a few ms without it,
+    /// and single runs with it were no better (too noisy to say more).
+    /// Readers may meet some of the dead node's members in between, as BEAM
+    /// code reading a cached `cpg_data` does.
+    pub(super) fn node_down(&mut self, node: &str) {
+        let pids = self.state_mut().node_down_start(node);
+        for part in pids.chunks(NODE_DOWN_CHUNK) {
+            self.state.let_readers_in();
+            let effects = self.state_mut().node_members_down(part);
+            self.execute(effects);
+        }
+    }
+
+    pub(super) fn resync_peers(&mut self) {
+        let peers = self.node.peers();
+        let known: Vec<String> = self
+            .state
+            .read()
+            .connected_nodes()
+            .map(String::from)
+            .collect();
+        for n in known.iter().filter(|n| !peers.contains(n)) {
+            self.node_down(n);
+        }
+        for p in peers.iter().filter(|p| !known.contains(p)) {
+            self.peer_up(p, false);
+        }
+    }
+
+    pub(super) fn cast(&self, node: &str, request: Request<MemberPid, N>) {
+        // cpg casts to the nodes connected at the time of the call; a send to
+        // a node not connected (our view of peers lags the node's) would dial
+        // it and undo a disconnect.
+        if !self.node.is_connected(node) {
+            return;
+        }
+        let msg = WireMsg::Cast(request).encode();
+        if let Err(e) = self
+            .proc
+            .send(Dest::Name(self.opts.name.clone(), node.to_string()), msg)
+        {
+            tracing::debug!(scope = %self.opts.name, "cast to {node} failed: {e}");
+        }
+    }
+
+    pub(super) fn command(&mut self, c: Command) {
+        match c {
+            Command::Refresh(done) => {
+                self.execute(Vec::new());
+                self.ask_all();
+                let _ = done.send(());
+            }
+            Command::Crash => panic!("crash injected into scope {}", self.opts.name),
+        }
+    }
+
+    pub(super) fn signal(&mut self, s: Signal) {
+        if let Signal::Message { msg, .. } = &s {
+            if self.poll_reply(msg) {
+                return;
+            }
+        }
+        match s {
+            Signal::Message { msg, .. } if process::parse_call(&msg).is_some() => {
+                let Some((caller, request)) = process::parse_call(&msg) else {
+                    return;
+                };
+                let reply = self.answer_call(request);
+                if let Err(e) = self.proc.reply(&caller, reply) {
+                    tracing::debug!(scope = %self.opts.name, "reply to {}: {e}", term::pid_text(&caller.pid));
+                }
+            }
+            Signal::Message { from, msg } => self.wire(from, WireMsg::decode(&msg)),
+            // A large message to the scope: an exchange is read from its
+            // bytes; anything else as a term, as it would have come.
+            Signal::Raw { from, payload } => match WireMsg::decode_exchange(&payload) {
+                Some(m) => self.wire(from, Ok(m)),
+                None => match payload.decode() {
+                    Ok(msg) => self.signal(Signal::Message { from, msg }),
+                    Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
+                },
+            },
+            Signal::Down {
+                item: Term::Pid(pid),
+                reason,
+                mref,
+            } => {
+                let Ok(pid) = MemberPid::try_from(&pid) else {
+                    return;
+                };
+                // Only the DOWN of the pid's current monitor: one of a
+                // monitor since dropped (the pid left, then joined again)
+                // is stale.
+                let ours = self.proc.monitor_key(&mref);
+                let current = self
+                    .state
+                    .read()
+                    .monitor_of(&pid)
+                    .map(|t| MonitorKey(t.get()));
+                if ours.is_some() && current == ours {
+                    self.wrote(&pid);
+                    let effects = self.state_mut().member_down(&pid, &reason_text(&reason));
+                    self.execute(effects);
+                }
+            }
+            Signal::Down { mref, reason, .. } => {
+                self.remote_scope_down(&mref, &reason);
+            }
+            Signal::Exit { from, reason, .. } => {
+                tracing::debug!(scope = %self.opts.name, "exit signal from {from}: {reason} (trapped)");
+            }
+        }
+    }
+
+    /// A message from another node's scope (decoded, or why not).
+    pub(super) fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
+        match m {
+            Ok(WireMsg::New(node)) => {
+                let mode = self.mode_of(&node);
+                // Answered whatever the node's type, as cpg does; without
+                // its own members where we know them from polls only.
+                if mode == PeerMode::All {
+                    self.tell_state(|s| s.new_node(&node));
+                } else {
+                    self.tell_state(|s| s.new_node_without_its_own(&node));
+                }
+                // A cpg at `visible` sends `{new, Node}` to no hidden node:
+                // one that does listens to us now (its node_type set to
+                // `all` and `cpg:reset/1` called, which asks every hidden
+                // node so). Asked again, it becomes a full peer.
+                // (Once while a question is out: a peer sending `{new, Node}`
+                // over and over asks nothing more of us.)
+                let asking = self.remote.get(&node).is_some_and(RemoteScope::asking);
+                if self.opts.beam_node_type == BeamNodeType::Auto
+                    && mode == PeerMode::Visible
+                    && !asking
+                {
+                    tracing::info!(scope = %self.opts.name, peer = %node, "a scope at visible asked for our state: asking its node_type again");
+                    self.ask_mode(&node, Ask::Back);
+                }
+            }
+            Ok(WireMsg::Cast(Request::Exchange {
+                from: origin,
+                groups,
+            })) => {
+                let mut groups = groups;
+                let mode = self.mode_of(&origin);
+                // (The first exchange after a poll: also from a peer that
+                // turned full peer since, whose members came by polls.)
+                if let Some(poll) = self.polled.remove(&origin) {
+                    self.drop_unlisted(&origin, &groups);
+                    self.repair(&origin, &poll, &groups);
+                }
+                if mode == PeerMode::All && !self.polled.is_empty() {
+                    // Merged, its copies of our members set ours (cpg's
+                    // rule 2): a change of each, for the polls out
+                    // (`wrote` passes over the pids of other nodes).
+                    for p in groups.iter().flat_map(|(_, pids)| pids) {
+                        self.wrote(p);
+                    }
+                }
+                if mode != PeerMode::All {
+                    // A BEAM scope at `visible` learns our members only
+                    // from our casts, so its view of them may lag: we
+                    // own them (cpg's rule 1), its view never changes
+                    // ours. So too for one still asked for its mode (an
+                    // answer to a `{new, Node}` of `refresh`): it has had
+                    // nothing of ours yet.
+                    let me = self.node.name();
+                    for (_, pids) in groups.iter_mut() {
+                        pids.retain(|p| p.node() != me);
+                    }
+                }
+                // Merged in chunks, each under its own write lock, so
+                // readers wait for at most one chunk of a large state
+                // transfer. Groups merge independently, in order.
+                let mut groups = groups.into_iter().peekable();
+                while groups.peek().is_some() {
+                    let chunk: Vec<_> = groups.by_ref().take(MERGE_CHUNK).collect();
+                    let effects = self.state_mut().exchange(&origin, chunk);
+                    self.execute(effects);
+                }
+            }
+            Ok(WireMsg::Cast(request)) => {
+                let mut s = self.state_mut();
+                if let Err(e) = s.check_remote(&request) {
+                    drop(s);
+                    tracing::warn!(
+                        scope = %self.opts.name,
+                        sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
+                        member = request.pid().map(|p| p.to_string()).unwrap_or_default(),
+                        "ignored a cast from another node: {e}"
+                    );
+                    return;
+                }
+                let origin = from
+                    .map(|p| p.node.name)
+                    .or_else(|| request.pid().map(|p| p.node().to_string()))
+                    .unwrap_or_default();
+                let effects = s.remote_request(&origin, request);
+                drop(s);
+                self.execute(effects);
+            }
+            Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
+        }
+    }
+
+    /// Carries out the effects of the handles' writes queued so far, then
+    /// `effects` (a change the task made after them).
+    pub(super) fn execute(&mut self, effects: Vec<Effect<MemberPid, N>>) {
+        let queued = std::mem::take(&mut *self.pending.effects.lock());
+        self.carry_out(queued);
+        self.carry_out(effects);
+    }
+
+    /// `f`'s change under the state's lock, with the effects of the writes
+    /// queued until then taken under the same lock: carried out before
+    /// `f`'s, and those of every later write after. For a message read off
+    /// the state (an exchange, the casts that publish our members), which
+    /// must go after the casts of the writes it holds and before those of
+    /// the writes it does not: `execute` takes the queue only once the
+    /// lock is let go, and a write in between would be cast before the
+    /// state that does not hold it, then undone by it.
+    pub(super) fn change(
+        &mut self,
+        f: impl FnOnce(&mut Scope<MemberPid, N>) -> Vec<Effect<MemberPid, N>>,
+    ) {
+        let (queued, effects) = {
+            let mut s = self.state_mut();
+            let effects = f(&mut s);
+            (std::mem::take(&mut *self.pending.effects.lock()), effects)
+        };
+        self.carry_out(queued);
+        self.carry_out(effects);
+    }
+
+    /// [`change`](Self::change) for a message read off the state that
+    /// changes nothing, under a read lock (which keeps the handles' writes
+    /// out as well, and lets readers in).
+    pub(super) fn tell_state(
+        &mut self,
+        f: impl FnOnce(&Scope<MemberPid, N>) -> Vec<Effect<MemberPid, N>>,
+    ) {
+        let (queued, effects) = self.read_state(|s, _| f(s));
+        self.carry_out(queued);
+        self.carry_out(effects);
+    }
+
+    /// `f` read off the state under its read lock (which keeps the handles'
+    /// writes out as well), with the effects of the writes queued until
+    /// then, taken under the same lock (and shown to `f`): the state holds
+    /// what our casts so far and those effects tell, no more. The caller
+    /// carries the queued effects out before whatever it sends of `f`'s.
+    pub(super) fn read_state<T>(
+        &self,
+        f: impl FnOnce(&Scope<MemberPid, N>, &[Effect<MemberPid, N>]) -> T,
+    ) -> (Vec<Effect<MemberPid, N>>, T) {
+        let s = self.state.read();
+        let queued = std::mem::take(&mut *self.pending.effects.lock());
+        let t = f(&s, &queued);
+        (queued, t)
+    }
+
+    /// Carries out `effects`, in order. A cast to a peer asked for its mode
+    /// (`Auto`) is dropped: the state it gets once it answers holds it.
+    pub(super) fn carry_out(&mut self, effects: Vec<Effect<MemberPid, N>>) {
+        // A run of monitors is made in one go (an exchange brings one per
+        // new remote pid: one lock and one queueing to the peer for all).
+        let mut to_monitor: Vec<MemberPid> = Vec::new();
+        for e in effects {
+            if !matches!(e, Effect::Monitor(_)) {
+                self.monitor_all(&mut to_monitor);
+            }
+            match e {
+                // (A pid monitored already, by a restart's rebuild before
+                // this queued effect, gets one monitor: see `monitor_all`.)
+                Effect::Monitor(p) => to_monitor.push(p),
+                Effect::Demonitor(_, Some(tag)) => self.proc.demonitor_key(MonitorKey(tag.get())),
+                // Left before its monitor was set: `monitor_all` drops it.
+                Effect::Demonitor(_, None) => {}
+                Effect::Cast { node, request } => {
+                    if let Some(p) = request.pid() {
+                        self.wrote(p);
+                    }
+                    if self.mode_of(&node) != PeerMode::Asking {
+                        self.cast(&node, request);
+                    }
+                }
+                Effect::Notify { name, pid, reason } => {
+                    let _ = self.events.send(GroupEvent {
+                        group: name,
+                        pid: pid.to_pid(),
+                        reason,
+                    });
+                }
+            }
+        }
+        self.monitor_all(&mut to_monitor);
+    }
+
+    /// Monitors the pids of `pids` (emptied), in one go, and records each
+    /// monitor beside its pid in the scope ([`Scope::set_monitor`]). A
+    /// monitor not needed after all is dropped: of a pid that left before
+    /// it was set, or the older of two on one pid.
+    pub(super) fn monitor_all(&mut self, pids: &mut Vec<MemberPid>) {
+        if pids.is_empty() {
+            return;
+        }
+        let keys = self.proc.monitor_many_interned_keys(pids);
+        let mut unneeded: Vec<MonitorKey> = Vec::new();
+        {
+            let mut state = self.state_mut();
+            for (p, key) in pids.drain(..).zip(keys) {
+                // keys count from 1: never 0
+                let Some(tag) = MonitorTag::new(key.0) else {
+                    unneeded.push(key);
+                    continue;
+                };
+                match state.set_monitor(&p, tag) {
+                    Ok(None) => {}
+                    Ok(Some(old)) | Err(old) => unneeded.push(MonitorKey(old.get())),
+                }
+            }
+        }
+        for key in unneeded {
+            self.proc.demonitor_key(key);
+        }
+    }
+}
