@@ -1,0 +1,76 @@
+//! How the binary reports a failure: one line on stderr, or a JSON object
+//! under `--json`, and the exit code.
+
+use cpg_node::config::{ConfigError, CookieError, NameError};
+use cpg_node::node::DownReason;
+
+/// A mistake the user can fix (a bad argument, an unknown group, ...):
+/// printed as one line, with a `kind` for `--json`.
+#[derive(Debug)]
+pub struct UserError {
+    /// A short stable tag: `usage`, `no_such_group`, `bad_group_name`, ...
+    pub kind: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+pub(crate) fn user_error(kind: &'static str, message: impl Into<String>) -> anyhow::Error {
+    UserError {
+        kind,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// What kind of failure `e` is, for `--json` and the exit code.
+fn kind_of(e: &anyhow::Error) -> &'static str {
+    for c in e.chain() {
+        if let Some(u) = c.downcast_ref::<UserError>() {
+            return u.kind;
+        }
+        if c.is::<NameError>() || c.is::<ConfigError>() {
+            return "usage";
+        }
+        if c.is::<CookieError>() {
+            return "cookie_file";
+        }
+        if let Some(r) = c.downcast_ref::<DownReason>() {
+            return down_kind(r);
+        }
+    }
+    "error"
+}
+
+/// The error kind of a failed connection, from its typed reason.
+fn down_kind(r: &DownReason) -> &'static str {
+    match r {
+        DownReason::WrongCookie(_) => "wrong_cookie",
+        DownReason::MixedNames(_) => "mixed_names",
+        _ => "unreachable",
+    }
+}
+
+/// Prints `e` once (stderr, or a JSON object on stdout under `--json`);
+/// returns the exit code: 2 for a usage error, as clap uses, else 1.
+pub fn report(e: &anyhow::Error, json: bool) -> i32 {
+    let kind = kind_of(e);
+    let message = format!("{e:#}");
+    if json {
+        println!("{}", serde_json::json!({ "error": message, "kind": kind }));
+    } else {
+        eprintln!("error: {message}");
+    }
+    if kind == "usage" {
+        2
+    } else {
+        1
+    }
+}
