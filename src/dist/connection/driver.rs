@@ -1,0 +1,269 @@
+//! The loop of an established connection: reads fed to the link, queued
+//! messages taken into it, batches written, the link's timer kept.
+
+use super::*;
+
+/// How many times [`drive`]'s loop runs before it yields to other tasks.
+pub(super) const ROUNDS: usize = 32;
+/// Messages taken off the queue at a time.
+pub(super) const TAKE: usize = 4096;
+/// Most monitors an [`Outgoing::Monitors`] should hold: the writer takes a
+/// batch whole, so a bigger one would take it past the number of messages
+/// it takes off the queue at a time (this many).
+pub const BATCH_MAX: usize = TAKE;
+
+/// Drives an established connection until it ends; returns why.
+///
+/// One task, one loop: it reads into a fixed buffer and feeds
+/// [`Link::handle_input`] (whose messages go to `router`), takes queued
+/// messages into the link, writes one batch ([`Link::poll_transmit`]) at a
+/// time and flushes when the queue runs empty, and keeps the link's timer.
+/// Nothing but the link is generic: any socket will do (`tokio::io::duplex`
+/// in the tests, with paused time).
+pub async fn drive<S>(
+    stream: S,
+    peer: PeerInfo,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    link: Arc<PeerLink>,
+    router: Arc<dyn Router>,
+    cfg: ConnConfig,
+) -> ConnectionError
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let now = tokio::time::Instant::now();
+    let mut state = Link::new(
+        LinkConfig {
+            ticktime: cfg.ticktime,
+            max_frame: cfg.max_frame,
+            fragment_size: cfg.fragment_size,
+            fragments: peer.flags & flags::FRAGMENTS != 0,
+            atom_cache: peer.flags & flags::DIST_HDR_ATOM_CACHE != 0,
+            limits: Limits::default(),
+        },
+        now.into_std(),
+    );
+    if let Some(names) = router.raw_names() {
+        state.set_raw_names(names);
+    }
+    let mut d = Driver {
+        io: stream,
+        state,
+        rx,
+        rx_open: true,
+        rbuf: vec![0; LOW_WATER].into_boxed_slice(),
+        wbuf: Vec::with_capacity(LOW_WATER),
+        wpos: 0,
+        unflushed: false,
+        timer: Box::pin(tokio::time::sleep_until(now + cfg.ticktime / 4)),
+        hold: cfg.read_hold,
+        held: Box::pin(tokio::time::sleep_until(now)),
+        holding: false,
+        burst: Burst::default(),
+        shared: link.clone(),
+        router,
+        peer: peer.name.to_string(),
+    };
+    tokio::select! {
+        e = std::future::poll_fn(|cx| d.poll(cx)) => e,
+        _ = link.close.notified() => ConnectionError::ClosedLocally,
+    }
+}
+
+pub(super) struct Driver<S> {
+    io: S,
+    state: Link,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    rx_open: bool,
+    rbuf: Box<[u8]>,
+    wbuf: Vec<u8>,
+    /// Bytes of `wbuf` already written.
+    wpos: usize,
+    unflushed: bool,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// [`ConnConfig::read_hold`].
+    hold: Option<Duration>,
+    /// Until when reading waits after a burst (while `holding`).
+    held: Pin<Box<tokio::time::Sleep>>,
+    holding: bool,
+    burst: Burst,
+    shared: Arc<PeerLink>,
+    router: Arc<dyn Router>,
+    peer: String,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// Runs until nothing can progress (every source has registered the
+    /// waker) or the connection ends.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ConnectionError> {
+        for _ in 0..ROUNDS {
+            let mut progress = false;
+            let now = tokio::time::Instant::now();
+            // Input, unless waiting after a burst.
+            if self.holding && self.held.as_mut().poll(cx).is_ready() {
+                self.holding = false;
+            }
+            let mut rb = ReadBuf::new(&mut self.rbuf);
+            let read = if self.holding {
+                Poll::Pending
+            } else {
+                Pin::new(&mut self.io).poll_read(cx, &mut rb)
+            };
+            match read {
+                Poll::Ready(Err(e)) => return Poll::Ready(ConnectionError::Io(e)),
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    return Poll::Ready(ConnectionError::Closed)
+                }
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    self.shared.bytes_in.fetch_add(n as u64, Relaxed);
+                    self.shared.last_in.store(self.shared.ms(), Relaxed);
+                    if let Err(e) = self.state.handle_input(&self.rbuf[..n], now.into_std()) {
+                        return Poll::Ready(e.into());
+                    }
+                    let (msgs, calls) = self.deliver();
+                    progress = true;
+                    if let Some(hold) = self.hold {
+                        if self
+                            .burst
+                            .after_read(now.into_std(), n, self.rbuf.len(), msgs, calls)
+                        {
+                            self.held.as_mut().reset(now + hold);
+                            self.holding = true;
+                        }
+                    }
+                }
+                Poll::Pending => {}
+            }
+            // Time.
+            if self.timer.as_mut().poll(cx).is_ready() {
+                if let Err(e) = self.state.handle_timeout(now.into_std()) {
+                    return Poll::Ready(e.into());
+                }
+            }
+            // Output: a new batch once the last one is written.
+            if self.wpos == self.wbuf.len() {
+                self.take(cx);
+                self.wbuf.clear();
+                self.wpos = 0;
+                let n = self.state.poll_transmit(now.into_std(), &mut self.wbuf);
+                self.shared.msgs_out.fetch_add(n as u64, Relaxed);
+                self.burst.sent(n as u64);
+            }
+            while self.wpos < self.wbuf.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(ConnectionError::Io(
+                            std::io::ErrorKind::WriteZero.into(),
+                        ))
+                    }
+                    Poll::Ready(Ok(k)) => {
+                        self.wpos += k;
+                        self.shared.bytes_out.fetch_add(k as u64, Relaxed);
+                        self.unflushed = true;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(ConnectionError::Io(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if self.wpos == self.wbuf.len() && !self.state.wants_transmit() {
+                // The queue ran empty: flush, give back a buffer a burst
+                // grew, and close if the node let go of the queue.
+                if self.wbuf.capacity() > HIGH_WATER {
+                    self.wbuf = Vec::with_capacity(LOW_WATER);
+                    self.wpos = 0;
+                }
+                if self.unflushed {
+                    match Pin::new(&mut self.io).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => self.unflushed = false,
+                        Poll::Ready(Err(e)) => return Poll::Ready(ConnectionError::Io(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                if !self.rx_open && !self.unflushed {
+                    let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+                    return Poll::Ready(ConnectionError::ClosedLocally);
+                }
+            }
+            // The timer, to the link's next deadline.
+            let next = tokio::time::Instant::from_std(self.state.next_timeout());
+            if self.timer.deadline() != next {
+                self.timer.as_mut().reset(next);
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
+                progress = true;
+            }
+            if !(progress || self.wpos == self.wbuf.len() && self.state.wants_transmit()) {
+                return Poll::Pending;
+            }
+        }
+        // Busy: let other tasks run, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Takes queued messages into the link (a batch's worth at most).
+    fn take(&mut self, cx: &mut Context<'_>) {
+        // Counted down once a batch, not with two atomic operations a
+        // message on the line the senders count up on.
+        let (mut taken, mut bytes) = (0, 0);
+        while self.rx_open && self.state.queued() < TAKE {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Outgoing::Msg(m, size))) => {
+                    taken += 1;
+                    bytes += size;
+                    self.state.queue(m);
+                }
+                // Taken whole: the batch may take the link past TAKE once.
+                Poll::Ready(Some(Outgoing::Monitors(b))) => {
+                    taken += b.targets.len();
+                    bytes += b.targets.len() * MONITOR_P_SIZE;
+                    self.state.queue_monitors(b);
+                }
+                Poll::Ready(None) => self.rx_open = false,
+                Poll::Pending => break,
+            }
+        }
+        if taken > 0 {
+            // (`SeqCst`: see `PeerLink::wait_below`; on x86-64 the same
+            // locked instruction as `Relaxed`.)
+            self.shared.queued.fetch_sub(taken, SeqCst);
+            self.shared.queued_bytes.fetch_sub(bytes, SeqCst);
+            if self.shared.waiting.load(SeqCst) > 0 {
+                // senders waiting on a busy peer
+                self.shared.drained.notify_waiters();
+            }
+        }
+    }
+
+    /// Hands the messages read to the router: how many, and how many of
+    /// them are calls ([`is_call`]).
+    fn deliver(&mut self) -> (u64, u64) {
+        // Counted once per read, not with an atomic add per message.
+        let mut n = 0;
+        let mut calls = 0;
+        while let Some(e) = self.state.poll_event() {
+            match e {
+                Event::Message(m) => {
+                    n += 1;
+                    calls += u64::from(is_call(&m));
+                    self.router.incoming(&self.peer, m);
+                }
+                Event::Raw(m) => {
+                    n += 1;
+                    self.router.incoming_raw(&self.peer, m);
+                }
+                Event::Dropped { error, control } => tracing::warn!(
+                    peer = %self.peer,
+                    control = control.as_deref().unwrap_or("?"),
+                    "dropped a message from the peer, the connection stays: {error}"
+                ),
+            }
+        }
+        if n > 0 {
+            self.shared.msgs_in.fetch_add(n, Relaxed);
+        }
+        (n, calls)
+    }
+}
