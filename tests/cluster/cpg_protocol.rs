@@ -111,6 +111,35 @@ async fn every_message_kind_against_a_driver_scope() {
         .await
     );
 
+    // An exchange never sets our own members (cpg's rule 1: a peer's copy
+    // of them is at best as new as ours, and one that crossed a write of
+    // ours would undo it), neither in a group we have nor in a new one;
+    // the members of other nodes it lists are merged.
+    let mine = Term::Pid(m.pid().clone());
+    let d = member(&r, &e.name).await;
+    let exch = tuple(vec![
+        atom("exchange"),
+        atom(&e.name),
+        term::list(vec![
+            tuple(vec![s("before"), term::list(vec![mine.clone(); 3])]),
+            tuple(vec![
+                s("mine/new"),
+                term::list(vec![mine.clone(), d.clone()]),
+            ]),
+            tuple(vec![s("mine/only"), term::list(vec![mine.clone()])]),
+        ]),
+    ]);
+    cast(&r, &e.name, exch).await;
+    assert!(
+        eventually(5, || async { ours(&scope, "mine/new") == vec![d.clone()] }).await,
+        "{:?}",
+        ours(&scope, "mine/new")
+    );
+    assert_eq!(ours(&scope, "before"), vec![mine.clone()]);
+    assert!(scope.get_members("mine/only").is_err());
+    cast(&r, &e.name, tuple(vec![atom("leave"), d.clone()])).await;
+    assert!(eventually(5, || async { scope.get_members("mine/new").is_err() }).await);
+
     // An exchange creates groups; a member's death (our monitor) removes it.
     let c = member(&r, &e.name).await;
     let exch = tuple(vec![

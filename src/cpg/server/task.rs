@@ -219,9 +219,7 @@ impl<N: WireName> ScopeTask<N> {
         // ours goes to it (node_up's exchange included) until it answers.
         self.watch_remote_scope(peer, known);
         // `All`: as cpg on nodeup, our exchange goes out (node_up's effect)
-        // and the peer's comes in by itself; no `{new, Node}`, whose answer
-        // could carry our own pids' counts from before a write that crosses
-        // it, and the merge would set them back (cpg sends `{new, Node}`
+        // and the peer's comes in by itself; no `{new, Node}` (cpg sends it
         // only when its scope starts). `Visible`: the BEAM scope tells us
         // nothing unasked, so ask, and publish ours by casts.
         let visible = self.mode_of(peer) == PeerMode::Visible;
@@ -389,32 +387,28 @@ impl<N: WireName> ScopeTask<N> {
                 groups,
             })) => {
                 let mut groups = groups;
-                let mode = self.mode_of(&origin);
                 // (The first exchange after a poll: also from a peer that
                 // turned full peer since, whose members came by polls.)
                 if let Some(poll) = self.polled.remove(&origin) {
                     self.drop_unlisted(&origin, &groups);
                     self.repair(&origin, &poll, &groups);
                 }
-                if mode == PeerMode::All && !self.polled.is_empty() {
-                    // Merged, its copies of our members set ours (cpg's
-                    // rule 2): a change of each, for the polls out
-                    // (`wrote` passes over the pids of other nodes).
-                    for p in groups.iter().flat_map(|(_, pids)| pids) {
-                        self.wrote(p);
-                    }
-                }
-                if mode != PeerMode::All {
-                    // A BEAM scope at `visible` learns our members only
-                    // from our casts, so its view of them may lag: we
-                    // own them (cpg's rule 1), its view never changes
-                    // ours. So too for one still asked for its mode (an
-                    // answer to a `{new, Node}` of `refresh`): it has had
-                    // nothing of ours yet.
-                    let me = self.node.name();
-                    for (_, pids) in groups.iter_mut() {
-                        pids.retain(|p| p.node() != me);
-                    }
+                // Our own members are ours (cpg's rule 1): a peer's copies
+                // of them never set ours, whatever its mode. cpg's merge
+                // sets a scope's own pids from an exchange to repair a
+                // scope that restarted empty; ours never loses its local
+                // members (they survive a restart of this task), so a
+                // peer's view of them is at best as new as ours, and one
+                // that answers a `{new, Node}` of ours while a write of
+                // ours is on its way would undo that write here (a leave
+                // made as the task restarts: the answer put the member
+                // back, and our next exchange put it back on the peer). A
+                // BEAM scope at `visible` learns our members only from our
+                // casts, and one still asked for its mode has had nothing
+                // of ours yet: the same holds for them.
+                let me = self.node.name();
+                for (_, pids) in groups.iter_mut() {
+                    pids.retain(|p| p.node() != me);
                 }
                 // Merged in chunks, each under its own write lock, so
                 // readers wait for at most one chunk of a large state
