@@ -406,9 +406,13 @@ impl<N: WireName> ScopeTask<N> {
                 // BEAM scope at `visible` learns our members only from our
                 // casts, and one still asked for its mode has had nothing
                 // of ours yet: the same holds for them.
-                let me = self.node.name();
-                for (_, pids) in groups.iter_mut() {
-                    pids.retain(|p| p.node() != me);
+                // (Our node's atom, compared as a number: an exchange of a
+                // million memberships is read once more. A name that could
+                // be no atom is that of no pid decoded.)
+                if let Ok(me) = crate::atom::Atom::new(self.node.name()) {
+                    for (_, pids) in groups.iter_mut() {
+                        pids.retain(|p| p.node_atom() != me);
+                    }
                 }
                 // Merged in chunks, each under its own write lock, so
                 // readers wait for at most one chunk of a large state
