@@ -84,6 +84,12 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// of copies: missing copies are added at the newest end, extra copies
     /// are removed from the newest end. Pids absent from the incoming
     /// history are not touched, and no group is deleted.
+    ///
+    /// That is cpg's merge, pids of this node included (it repairs a cpg
+    /// scope that restarted empty). The scope process
+    /// ([`CpgScope`](crate::cpg::CpgScope)) leaves our own pids out of an
+    /// exchange before it merges: ours survive a restart, and a peer's
+    /// copy of them could only undo a write of ours that crossed it.
     pub fn exchange(&mut self, from_node: &str, groups: Vec<(N, Vec<P>)>) -> Vec<Effect<P, N>> {
         let mut effects = Vec::new();
         if !self.is_listened(from_node) {
