@@ -180,7 +180,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn atom_name(&mut self, bytes: &[u8]) -> Atom {
-        match std::str::from_utf8(bytes) {
+        match utf8(bytes) {
             Ok(s) => Atom::from(s),
             Err(e) => {
                 self.refuse(format!("I/O error: {e}"));
@@ -589,7 +589,7 @@ impl<'a> Fields<'a> {
     /// An atom's text, borrowed from the bytes (or from the atom cache),
     /// UTF-8 as [`Fields::atom`] requires.
     pub(crate) fn atom_str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.d.atom_bytes().ok()?).ok()
+        utf8(self.d.atom_bytes().ok()?).ok()
     }
 
     /// A pid (`PID_EXT` or `NEW_PID_EXT`) as its parts, the node's name
@@ -609,6 +609,18 @@ impl<'a> Fields<'a> {
 /// `[]`, the stand-in a term is written over.
 fn nil() -> Term {
     Term::List(List::nil())
+}
+
+/// An atom's text as UTF-8. Most atoms (node names, tags) are ASCII: a
+/// check of that first, word by word, costs less than the full UTF-8
+/// validation does on a short text (callgrind of `decode_bench`).
+fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes)
+    }
 }
 
 /// FLOAT_EXT, as `eetf` reads it: 31 bytes of text, NULs trimmed, parsed
