@@ -73,8 +73,6 @@
 //! so long names and long shared prefixes need no deep stack.
 
 use std::fmt;
-use std::iter::FusedIterator;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod entries;
@@ -89,11 +87,10 @@ mod tests;
 pub use entries::EntryId;
 use entries::{Entries, Entry};
 pub use iter::{Iter, Keys};
-use kids::Kids;
-use node::{Found, Node, WILD};
+use node::Node;
 use search::Search;
 
-use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
+use crate::cpg::pattern::{self};
 use foldhash::quality::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;

@@ -2,7 +2,10 @@
 //! `handle_call` does (see the parent module's docs).
 
 use super::task::ScopeTask;
-use super::*;
+use crate::cpg::member::MemberPid;
+use crate::cpg::scope::{ReadError, WriteError};
+use crate::cpg::wire::WireName;
+use crate::term::{self, Term};
 
 /// `{ok, Key, Pids}` of a members read (a snapshot or a list), or its
 /// error.

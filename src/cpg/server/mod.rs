@@ -55,18 +55,14 @@ use task::{supervise_scope, write_state};
 
 use super::group::GroupData;
 use super::member::MemberPid;
-use super::scope::{
-    Effect, MonitorTag, ReadError, Reason, Request, Scope, WriteError, DEFAULT_MAX_COPIES,
-};
+use super::scope::{Effect, ReadError, Reason, Scope, WriteError, DEFAULT_MAX_COPIES};
 use super::snapshot::Members;
 use super::storage::{GroupKey, Storage, TermName};
-use super::wire::{WireError, WireMsg, WireName};
-use crate::node::supervise;
-use crate::node::{Node, NodeEvent};
-use crate::process::{self, Dest, MonitorKey, Process, SendError, Signal};
+use super::wire::WireName;
+use crate::node::Node;
+use crate::process::SendError;
 use crate::sync::ReadMostly;
-use crate::term::{self, Pid, Reference, Term};
-use std::collections::HashMap;
+use crate::term::Pid;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};

@@ -4,7 +4,14 @@
 
 use super::poll::publish_to;
 use super::task::{reason_text, ScopeTask};
-use super::*;
+use super::{BeamNodeType, PeerMode};
+use crate::cpg::member::MemberPid;
+use crate::cpg::scope::{Effect, Scope};
+use crate::cpg::wire::WireName;
+use crate::node::Node;
+use crate::process::Dest;
+use crate::term::{self, Reference, Term};
+use std::time::Duration;
 
 /// Why `Auto` asks a peer how its cpg runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

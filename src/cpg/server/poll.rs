@@ -5,7 +5,13 @@
 
 use super::modes::Ask;
 use super::task::ScopeTask;
-use super::*;
+use super::{repair, BeamNodeType, PeerMode};
+use crate::cpg::member::MemberPid;
+use crate::cpg::scope::{Effect, Request, Scope};
+use crate::cpg::wire::{WireMsg, WireName};
+use crate::process::Dest;
+use crate::term::{self, Reference, Term};
+use std::collections::HashMap;
 
 /// A poll that is out ([`ScopeTask::ask_state`]).
 pub(super) struct Poll {

@@ -5,7 +5,21 @@
 
 use super::modes::{Ask, ModeAnswer, RemoteScope, PROBE_FIRST};
 use super::poll::{publish_to, Poll};
-use super::*;
+use super::{
+    BeamNodeType, Command, GroupEvent, PeerMode, PeerModes, Pending, ScopeOptions, Shared,
+    MERGE_CHUNK, NODE_DOWN_CHUNK,
+};
+use crate::cpg::member::MemberPid;
+use crate::cpg::scope::{Effect, MonitorTag, Request, Scope};
+use crate::cpg::storage::GroupKey;
+use crate::cpg::wire::{WireError, WireMsg, WireName};
+use crate::node::{supervise, Node, NodeEvent};
+use crate::process::{self, Dest, MonitorKey, Process, Signal};
+use crate::sync::ReadMostly;
+use crate::term::{self, Pid, Term};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
 
 /// The scope process's state between signals: the peers it watches, the
 /// polls it has out, and the shared state and queued effects it shares
@@ -23,7 +37,7 @@ pub(super) struct ScopeTask<N: GroupKey> {
     /// Visible mode: nodes asked with `{new, node()}` and not yet answered.
     pub(super) polled: HashMap<String, Poll>,
     /// Numbers the changes of our members (casts and deaths) while a poll
-    /// is out, for [`repair`].
+    /// is out, for [`repair`](super::repair).
     pub(super) writes: u64,
     /// While a poll is out: the number of each local pid's last change
     /// (cleared when the first poll goes out while none is).

@@ -1,7 +1,8 @@
 //! Where a trie's keys and values live: a table of entries in chunks,
 //! each named by an [`EntryId`] that stays valid until its key is removed.
 
-use super::*;
+use super::node::WILD;
+use std::num::NonZeroU32;
 
 /// A stored key with its value.
 #[derive(Clone)]
@@ -10,7 +11,7 @@ pub(super) struct Entry<V> {
     pub(super) value: V,
 }
 
-/// A handle to a key stored in a [`Trie`]: valid until that key is removed
+/// A handle to a key stored in a [`Trie`](super::Trie): valid until that key is removed
 /// (the trie may then give the same handle to another key). Four bytes, so
 /// that an index of groups by pid can name a group without a copy of its
 /// name.

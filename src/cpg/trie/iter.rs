@@ -1,9 +1,12 @@
 //! Iterators over a trie's keys and values, in key order.
 
-use super::*;
+use super::entries::{Entries, EntryId};
+use super::kids;
+use super::node::Node;
+use std::iter::FusedIterator;
 
-/// Iterator over the keys and values of a [`Trie`], in key order; see
-/// [`Trie::iter`].
+/// Iterator over the keys and values of a [`Trie`](super::Trie), in key order; see
+/// [`Trie::iter`](super::Trie::iter).
 pub struct Iter<'a, V> {
     pub(super) entries: &'a Entries<V>,
     pub(super) pending: Option<EntryId>,
@@ -48,7 +51,8 @@ impl<V> ExactSizeIterator for Iter<'_, V> {}
 
 impl<V> FusedIterator for Iter<'_, V> {}
 
-/// Iterator over the keys of a [`Trie`], in order; see [`Trie::keys`].
+/// Iterator over the keys of a [`Trie`](super::Trie), in order; see
+/// [`Trie::keys`](super::Trie::keys).
 pub struct Keys<'a, V> {
     pub(super) inner: Iter<'a, V>,
 }

@@ -1,6 +1,8 @@
 //! A node of the trie: its entry, its count and wildcard bit, its children.
 
-use super::*;
+use super::entries::EntryId;
+use super::kids::Kids;
+use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
 
 /// A trie node. Invariants (all but the root):
 /// - a node without children is a *leaf*: its `value` is `Some`, and the
@@ -11,7 +13,7 @@ use super::*;
 ///
 /// The root is never a leaf; its `value` is the empty key.
 ///
-/// The entry sits in the trie's [`Entries`], named by its [`EntryId`]:
+/// The entry sits in the trie's [`Entries`](super::entries::Entries), named by its [`EntryId`]:
 /// most nodes (every inner node of a long shared prefix) hold none, and a
 /// node sits inline in its parent's `children`, so an inline entry would
 /// make every node, and every spare slot of a `children` vector, as big as
@@ -26,7 +28,7 @@ pub(super) struct Node {
     /// wherever a child sorts below `?` (digits, `/`, `-`, ...).
     pub(super) meta: u32,
     /// Sorted by `char`, no duplicates; one pointer (nothing allocated for
-    /// a leaf), the characters apart from the nodes (see [`kids`]).
+    /// a leaf), the characters apart from the nodes (see [`kids`](super::kids)).
     pub(super) children: Kids<Node>,
 }
 

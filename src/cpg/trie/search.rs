@@ -1,7 +1,9 @@
 //! One pattern lookup: the search of genuine trie's `find_match2`, over
 //! the branches a name can enter.
 
-use super::*;
+use super::entries::{Entries, Entry, EntryId};
+use super::node::{Found, Node};
+use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
 
 /// One lookup: the search of `find_match2`, over node branches.
 pub(super) struct Search<'a, V> {

@@ -1,9 +1,12 @@
 //! Tests of the trie: against the genuine trie's answers, a naive
 //! matcher, and its invariants.
 
-use super::entries::CHUNK;
-use super::*;
-use crate::cpg::pattern::{classify, pattern_matches, NameKind};
+use super::entries::{Entries, EntryId, CHUNK};
+use super::node::Node;
+use super::Trie;
+use crate::cpg::pattern::{
+    self, classify, pattern_matches, NameKind, WILDCARD_ANY, WILDCARD_SHORT,
+};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 

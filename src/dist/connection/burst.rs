@@ -1,7 +1,9 @@
 //! Read coalescing: which peers stream to us one way, so that the driver
 //! waits a little before reading again (see [`Burst`]).
 
-use super::*;
+use crate::term::Term;
+use erl_dist::message::Message;
+use std::time::{Duration, Instant};
 
 /// Messages that, delivered within one [`BURST_WINDOW`], make a stream
 /// ([`Burst`]): 64 in 1 ms, a rate of 64k messages a second.

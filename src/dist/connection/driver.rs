@@ -1,7 +1,20 @@
 //! The loop of an established connection: reads fed to the link, queued
 //! messages taken into it, batches written, the link's timer kept.
 
-use super::*;
+use super::burst::{is_call, Burst};
+use super::{ConnConfig, ConnectionError, Outgoing, PeerLink, Router, MONITOR_P_SIZE};
+use crate::dist::flags;
+use crate::dist::handshake::PeerInfo;
+use crate::dist::link::{Event, Link, LinkConfig, HIGH_WATER, LOW_WATER};
+use crate::term::Limits;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 
 /// How many times [`drive`]'s loop runs before it yields to other tasks.
 pub(super) const ROUNDS: usize = 32;

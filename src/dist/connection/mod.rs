@@ -17,22 +17,16 @@ pub use driver::{drive, BATCH_MAX};
 
 use super::codec;
 use super::control;
-use super::flags;
 use super::handshake::{self, Acceptor, HandshakeError, Initiator, Local, PeerInfo, Status, Step};
-use super::link::{Event, Link, LinkConfig, LinkError, HIGH_WATER, LOW_WATER};
+use super::link::LinkError;
 use super::monitors::MonitorBatch;
 use super::raw::{RawNames, RawRegSend};
 pub use crate::config::QueueLimit;
-use crate::term::{Limits, Term};
 use erl_dist::message::Message;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 

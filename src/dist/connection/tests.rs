@@ -1,11 +1,20 @@
 //! Tests of the connection: the driver over `tokio::io::duplex` with
 //! paused time, read coalescing, the queue handle.
 
-use super::*;
-use crate::config::NodeName;
-use crate::dist::control;
-use crate::term::{atom, binary, tuple, Atom, Pid};
-use tokio::io::DuplexStream;
+use super::burst::{is_call, Burst};
+use super::driver::drive;
+use super::{ConnConfig, ConnectionError, Outgoing, PeerLink, Router};
+use crate::config::{NodeName, QueueLimit};
+use crate::dist::handshake::PeerInfo;
+use crate::dist::link::{Event, Link, LinkConfig};
+use crate::dist::{codec, control, flags};
+use crate::term::{atom, binary, tuple, Atom, Limits, Pid, Term};
+use erl_dist::message::Message;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
 
 const TICK: Duration = Duration::from_secs(60);
 

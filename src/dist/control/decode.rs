@@ -2,7 +2,12 @@
 //! and built in one pass, the control tuple made a `Message` (see the
 //! parent module).
 
-use super::*;
+use crate::dist::codec::DecodeError;
+use crate::term::decode::AtomRefs;
+use crate::term::{self, Atom, FixInteger, Limits, List, Pid, PidOrAtom, Reference, Term, Tuple};
+use erl_dist::message::Message;
+use erl_dist::term::Mfa;
+use std::io::Read;
 
 /// Decodes a whole message from its terms: `data` is the control term
 /// followed by the optional payload, each with its 131 byte when

@@ -1,7 +1,11 @@
 //! Writing a message: the control tuple field by field and the payload
 //! straight into the connection's buffer (see the parent module).
 
-use super::*;
+use super::EncodeError;
+use crate::dist::codec::PASS_THROUGH;
+use crate::dist::send_cache::SendCache;
+use crate::term::{self, Atom, List, Pid, PidOrAtom, Reference, Term};
+use erl_dist::message::Message;
 
 pub(in crate::dist) const SMALL_INTEGER: u8 = 97;
 pub(super) const INTEGER: u8 = 98;

@@ -1,5 +1,6 @@
-//! Our own control-message codec: a [`Message`] is written straight into
-//! the connection's output buffer (length placeholder, header, control
+//! Our own control-message codec: a
+//! [`Message`](erl_dist::message::Message) is written straight into the
+//! connection's output buffer (length placeholder, header, control
 //! tuple, payload, then the length patched in; with the peer's atom cache,
 //! [`encode_message_cached`], the header's list of atoms is put in after
 //! the terms), and a received message is validated once and decoded from
@@ -18,7 +19,7 @@
 //! Decoding reads the control term and the payload where they lie in the
 //! packet, each checked and built in one pass by our own term decoder
 //! ([`crate::term::decode`](mod@crate::term::decode)), and turns the
-//! control tuple into a [`Message`] as erl_dist's `Message::read_from`
+//! control tuple into a [`Message`](erl_dist::message::Message) as erl_dist's `Message::read_from`
 //! would: no copy of the message, no second walk over its bytes.
 //! [`decode_terms_two_pass`] keeps the former path (validator, then
 //! erl_dist and `eetf`) as the reference for tests and fuzzing.
@@ -34,14 +35,6 @@ pub use encode::{encode_message, encode_message_cached, message_size, put_term, 
 pub(super) use encode::{
     put_packet, put_pid, put_pid_parts, put_ref_parts, SMALL_INTEGER, SMALL_TUPLE,
 };
-
-use super::codec::{DecodeError, PASS_THROUGH};
-use super::send_cache::SendCache;
-use crate::term::decode::AtomRefs;
-use crate::term::{self, Atom, FixInteger, Limits, List, Pid, PidOrAtom, Reference, Term, Tuple};
-use erl_dist::message::Message;
-use erl_dist::term::Mfa;
-use std::io::Read;
 
 /// Why an outgoing message could not be encoded (it is dropped).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

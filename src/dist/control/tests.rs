@@ -2,8 +2,16 @@
 //! mutations of valid messages, round trips, golden bytes.
 
 use super::decode::{decode_general, decode_usual};
-use super::*;
-use crate::term::{atom, binary, int, list, map, tuple, TermError};
+use super::{
+    decode_message, decode_terms, decode_terms_two_pass, encode_message, message_size, put_term,
+    term_size, EncodeError,
+};
+use crate::dist::codec::{DecodeError, PASS_THROUGH};
+use crate::term::decode::AtomRefs;
+use crate::term::{self, atom, binary, int, list, map, tuple, TermError};
+use crate::term::{Atom, Limits, List, Pid, PidOrAtom, Reference, Term};
+use erl_dist::message::Message;
+use erl_dist::term::Mfa;
 use proptest::prelude::*;
 
 /// Ours and the former path (validator, erl_dist) agree on `data`: the
