@@ -48,10 +48,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let again = term::decode(&out, Limits::default()).expect("our own encoding does not decode");
-    if term::keyed_by_map(&t) {
+    if term::keyed_by_map(&t) || equal_keys(&t) {
         // eetf hashes a map in its (random) iteration order, so decoding a
         // map whose keys are equal maps (BEAM refuses it: duplicate keys)
         // keeps one or both of them at random: no round trip to compare.
+        // So too for keys equal as Erlang terms but spelled apart (`[1,2]`
+        // as a list and as a string, 0 as a small and a big integer; BEAM
+        // refuses those too, we keep both): written back, they are spelled
+        // alike, and the decoder keeps the last.
         return;
     }
     assert_eq!(
@@ -98,5 +102,24 @@ fn same_message(data: &[u8], versioned: bool) {
         }
         (Err(DecodeError::Control(_)), Err(DecodeError::Control(_))) => {}
         (a, b) => assert_eq!(a.as_ref().err(), b.as_ref().err(), "message errors differ"),
+    }
+}
+
+/// A map anywhere in `t` with two keys that are one Erlang term (equal
+/// canonical encodings).
+fn equal_keys(t: &Term) -> bool {
+    match t {
+        Term::Map(m) => {
+            let mut seen = std::collections::HashSet::new();
+            m.map.iter().any(|(k, v)| {
+                !seen.insert(TermName::new(k.clone()).canonical_bytes().to_vec())
+                    || equal_keys(k)
+                    || equal_keys(v)
+            })
+        }
+        Term::Tuple(x) => x.elements.iter().any(equal_keys),
+        Term::List(x) => x.elements.iter().any(equal_keys),
+        Term::ImproperList(x) => x.elements.iter().any(equal_keys) || equal_keys(&x.last),
+        _ => false,
     }
 }
