@@ -35,6 +35,7 @@
 //!   not the connection. Raise it only if the code receiving such terms runs
 //!   on larger stacks.
 
+pub(crate) mod canonical;
 pub mod decode;
 pub mod parse;
 
@@ -666,6 +667,46 @@ mod tests {
             n += 1;
         }
         assert!(n > 0);
+    }
+
+    #[test]
+    fn maps_with_two_equal_keys_refused_as_beam_refuses_them() {
+        // Each of these is `badarg` to `binary_to_term` on OTP 25 (checked
+        // on a real node): keys spelled alike, and keys spelled apart that
+        // are one term (a string and a list; an old and a new atom tag; a
+        // small and a big integer).
+        let refused: [&[u8]; 4] = [
+            &[131, 116, 0, 0, 0, 2, 97, 1, 97, 1, 97, 1, 97, 2],
+            &[
+                131, 116, 0, 0, 0, 2, 107, 0, 2, 1, 2, 97, 1, 108, 0, 0, 0, 2, 97, 1, 97, 2, 106,
+                97, 2,
+            ],
+            &[
+                131, 116, 0, 0, 0, 2, 100, 0, 1, 97, 97, 1, 119, 1, 97, 97, 2,
+            ],
+            &[131, 116, 0, 0, 0, 2, 97, 0, 97, 1, 110, 1, 0, 0, 97, 2],
+        ];
+        for b in refused {
+            assert_eq!(
+                decode(b, Limits::default()),
+                Err(TermError::Decode(decode::DUPLICATE_KEYS.into())),
+                "{b:?}"
+            );
+            // and so is a message carrying one
+            let mut m = vec![131, 104, 3, 97, 2, 119, 0];
+            m.extend(enc(&Term::from(crate::term::Pid::new("n@h", 1, 2, 3)))[1..].iter());
+            m.extend_from_slice(b);
+            assert!(crate::dist::control::decode_message(&m, Limits::default()).is_err());
+        }
+        // Keys that differ are kept, whatever their spelling.
+        let ok: &[u8] = &[
+            131, 116, 0, 0, 0, 3, 107, 0, 2, 1, 2, 97, 1, 108, 0, 0, 0, 2, 97, 1, 97, 3, 106, 97,
+            2, 110, 1, 0, 0, 97, 3,
+        ];
+        match decode(ok, Limits::default()) {
+            Ok(Term::Map(m)) => assert_eq!(m.map.len(), 3),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -388,10 +388,20 @@ impl<'a> Decoder<'a> {
                     self.open(n.saturating_mul(2), level)?;
                 }
                 let mut map = HashMap::with_capacity(n.min(PREALLOC));
+                // (Whether a key could equal another spelled otherwise.)
+                let mut spelled = false;
                 for _ in 0..n {
                     let k = self.next(level + 1)?;
                     let v = self.next(level + 1)?;
+                    spelled |= !one_spelling(&k);
                     map.insert(k, v);
+                }
+                // As BEAM's `binary_to_term`: a map with two equal keys is
+                // refused (`badarg`), those spelled alike (fewer entries
+                // than the map said) and those spelled apart (`[1,2]` as a
+                // list and as a string, 0 as a small and a big integer).
+                if map.len() < n || spelled && keys_equal_once_canonical(&map) {
+                    self.refuse(DUPLICATE_KEYS.to_string());
                 }
                 Term::Map(Map::from(map))
             }
@@ -611,6 +621,38 @@ fn nil() -> Term {
     Term::List(List::nil())
 }
 
+/// The text of the [`TermError::Decode`] a map gets when two of its keys
+/// are one term (BEAM's `binary_to_term` refuses it with `badarg`; the
+/// former path, validator and `eetf`, keeps one or both).
+pub const DUPLICATE_KEYS: &str = "map with duplicate keys";
+
+/// A key whose every equal term is spelled as it is (atoms are one term
+/// whatever their tag: eetf reads them alike), so that an equal key would
+/// have been an equal `eetf` value.
+fn one_spelling(t: &Term) -> bool {
+    match t {
+        Term::Atom(_)
+        | Term::FixInteger(_)
+        | Term::Binary(_)
+        | Term::Float(_)
+        | Term::Pid(_)
+        | Term::Port(_)
+        | Term::Reference(_) => true,
+        Term::Tuple(x) => x.elements.iter().all(one_spelling),
+        _ => false,
+    }
+}
+
+/// Two keys of `map` that are one term once canonical.
+fn keys_equal_once_canonical(map: &HashMap<Term, Term>) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(map.len());
+    map.keys().any(|k| {
+        !seen.insert(crate::term::canonical::canonical_encoding(
+            &crate::term::canonical::canonical(k),
+        ))
+    })
+}
+
 /// An atom's text as UTF-8. Most atoms (node names, tags) are ASCII: a
 /// check of that first, word by word, costs less than the full UTF-8
 /// validation does on a short text (callgrind of `decode_bench`).
@@ -659,6 +701,9 @@ pub(crate) mod tests {
         match (a, b) {
             (Ok(x), Ok(y)) => same_term(x, y),
             (Err(TermError::Decode(_)), Err(TermError::Decode(_))) => true,
+            // (We refuse a map with duplicate keys, as BEAM does; eetf
+            // keeps it.)
+            (Err(TermError::Decode(m)), Ok(_)) => m == DUPLICATE_KEYS,
             (Err(x), Err(y)) => x == y,
             _ => false,
         }

@@ -7,7 +7,7 @@ use super::{
     term_size, EncodeError,
 };
 use crate::dist::codec::{DecodeError, PASS_THROUGH};
-use crate::term::decode::AtomRefs;
+use crate::term::decode::{AtomRefs, DUPLICATE_KEYS};
 use crate::term::{self, atom, binary, int, list, map, tuple, TermError};
 use crate::term::{Atom, Limits, List, Pid, PidOrAtom, Reference, Term};
 use erl_dist::message::Message;
@@ -33,6 +33,14 @@ pub(crate) fn check_against_two_pass(data: &[u8], versioned: bool) {
     let same = match (&ours, &old) {
         (Ok(a), Ok(b)) => a == b,
         (Err(DecodeError::Control(_)), Err(DecodeError::Control(_))) => true,
+        // (We refuse a map with duplicate keys, as BEAM does, wherever it
+        // is: the control tuple too, before its operation is looked at;
+        // eetf keeps it.)
+        (Err(DecodeError::Term(TermError::Decode(m)) | DecodeError::Control(m)), _)
+            if m.contains(DUPLICATE_KEYS) =>
+        {
+            true
+        }
         (Err(DecodeError::Term(TermError::Decode(_))), _) => false,
         (Err(a), Err(b)) => a == b,
         (Ok(Message::SendTt(_)), _) | (_, Ok(Message::SendTt(_))) => true,
