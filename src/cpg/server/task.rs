@@ -203,17 +203,21 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// The nodes the scope's state holds as connected (copied out of the
+    /// read lock: the caller changes the state for each).
+    fn connected_nodes(&self) -> Vec<String> {
+        self.state
+            .read()
+            .connected_nodes()
+            .map(String::from)
+            .collect()
+    }
+
     /// After a crash: remote members come back from the peers (dropped here,
     /// asked for again by `peer_up`), local members are ours and stay, each
     /// monitored again (one that died meanwhile answers `noproc` and goes).
     pub(super) fn rebuild(&mut self) {
-        let nodes: Vec<String> = self
-            .state
-            .read()
-            .connected_nodes()
-            .map(String::from)
-            .collect();
-        for n in nodes {
+        for n in self.connected_nodes() {
             self.node_down(&n);
         }
         let mut pids: Vec<MemberPid> = self.state.read().monitored_pids().cloned().collect();
@@ -270,12 +274,7 @@ impl<N: WireName> ScopeTask<N> {
 
     pub(super) fn resync_peers(&mut self) {
         let peers = self.node.peers();
-        let known: Vec<String> = self
-            .state
-            .read()
-            .connected_nodes()
-            .map(String::from)
-            .collect();
+        let known = self.connected_nodes();
         for n in known.iter().filter(|n| !peers.contains(n)) {
             self.node_down(n);
         }
