@@ -33,6 +33,9 @@ use cpg_node::term::{self, atom, binary, int, tuple, Pid, Term};
 use cpg_node::Node;
 use std::time::{Duration, Instant};
 
+#[path = "support/rss.rs"]
+mod rss;
+
 const T: Duration = Duration::from_secs(120);
 
 // The allocator the `cpg-node` binary ships with (it gives freed memory
@@ -142,11 +145,7 @@ async fn beam_blast(node: &Node, from: &str, sink: &Pid, n: usize, payload: &Ter
 }
 
 fn rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    rss::rss_bytes() as f64 / (1024.0 * 1024.0)
 }
 
 #[tokio::main]

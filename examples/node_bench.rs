@@ -21,6 +21,9 @@ use cpg_node::Node;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/rss.rs"]
+mod rss;
+
 const LOCAL: usize = 400_000;
 const REMOTE: usize = 200_000;
 
@@ -128,14 +131,6 @@ fn local_sink(node: &Node, total: usize) -> (Dest, tokio::task::JoinHandle<()>) 
 /// Processes spawned at once for the spawn rows.
 const SPAWNED: usize = 100_000;
 
-/// This process's resident set, from `/proc/self/statm` (0 elsewhere).
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::args()
@@ -155,11 +150,11 @@ async fn main() {
     let node = Node::start(c).await.unwrap();
 
     for _ in 0..runs {
-        let rss0 = rss_bytes();
+        let rss0 = rss::rss_bytes();
         let t = Instant::now();
         let procs: Vec<_> = (0..SPAWNED).map(|_| node.spawn_process()).collect();
         let spawn_ns = t.elapsed().as_nanos() as f64 / SPAWNED as f64;
-        let per_process = rss_bytes().saturating_sub(rss0) as f64 / SPAWNED as f64;
+        let per_process = rss::rss_bytes().saturating_sub(rss0) as f64 / SPAWNED as f64;
         println!("spawn_ns {spawn_ns:.0}");
         println!("process_rss_bytes {per_process:.0}");
         drop(procs);
