@@ -465,11 +465,14 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         self.exchange_to(node).into_iter().collect()
     }
 
-    /// [`new_node`](Self::new_node) for a node whose own members we know
-    /// from polls only (a BEAM scope at `visible`): our state without its
-    /// pids. What we hold of them may have left since the last poll, and a
-    /// scope that listens to us takes its own pids' counts from our state
-    /// (the merge of rule 2), which would bring them back.
+    /// [`new_node`](Self::new_node) without `node`'s own pids, for a node
+    /// that has no need of them and whose writes they could undo: a scope
+    /// that listens to us takes its own pids' counts from our state (the
+    /// merge of rule 2). Used for a node whose members we know from polls
+    /// only (a BEAM scope at `visible`: what we hold of them may have left
+    /// since the last poll) and for the state a new peer gets once it said
+    /// its node_type (what we hold of its members came from it, and may
+    /// cross its later writes on the way).
     pub fn new_node_without_its_own(&self, node: &str) -> Vec<Effect<P, N>> {
         let mut effects = self.new_node(node);
         if let Some(Effect::Cast {

@@ -128,9 +128,21 @@ pub(super) async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamN
 
 /// Our whole state as `peer` is told it in `mode` (an exchange, or at
 /// `visible` the casts of [`publish_to`]), once it answered under `Auto` or
-/// when its scope `came_back`. `polled`: what we hold of its members came
-/// by polls (it was at `visible`), so the exchange leaves them out
-/// ([`Scope::new_node_without_its_own`]).
+/// when its scope `came_back`. The exchange leaves the peer's own members
+/// out ([`Scope::new_node_without_its_own`]) where the peer has no need of
+/// them and they could undo its writes:
+/// - on a new connection (not `came_back`): cpg sends its exchange at
+///   nodeup, when it holds none of the peer's members (they left with the
+///   nodedown); ours goes once the peer answered, and what we hold of its
+///   members by then came from the peer itself. Listed as they were read,
+///   they would cross the peer's writes still on their way to us, and the
+///   merge sets a scope's own pids' counts from an exchange: a join made
+///   right after the connect would be undone on the peer, for good;
+/// - `polled`: they came by polls (it was at `visible`), and a member that
+///   left since the last poll would be brought back.
+///
+/// A scope that came back (started again, empty) gets them: they repair it,
+/// as cpg's answer to its `{new, Node}` does.
 pub(super) fn state_for<N: WireName>(
     s: &Scope<MemberPid, N>,
     peer: &str,
@@ -140,7 +152,7 @@ pub(super) fn state_for<N: WireName>(
 ) -> Vec<Effect<MemberPid, N>> {
     match mode {
         PeerMode::Visible => publish_to(s, peer, came_back),
-        _ if polled => s.new_node_without_its_own(peer),
+        _ if polled || !came_back => s.new_node_without_its_own(peer),
         _ => s.new_node(peer),
     }
 }
