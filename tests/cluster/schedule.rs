@@ -35,9 +35,9 @@
 //! again with its next cast (see `join_right_after_disconnect_...` below).
 //!
 //! SCHEDULE_SEED (u64) replays a schedule; SCHEDULE_ROUNDS sets its length;
-//! SCHEDULE_RACY=1 also writes on both ends of a link right after its heal
-//! (see [`racing_heal`]; the Rust node fails it for now), SCHEDULE_RACY=beam
-//! on its BEAM ends only.
+//! SCHEDULE_RACY says who writes right after a heal (see [`racing_heal`]):
+//! by default both ends of the link and the third node, `beam` the BEAM
+//! ends and the third node, `0` the third node only.
 //! The regression tests at the end pin bugs of the Rust node this
 //! schedule found (all fixed: a cast to a node not connected dialled it;
 //! a `{new, Node}` sent on nodeup had its answer undo a crossing write;
@@ -100,14 +100,17 @@ async fn schedule(node_type: &str, default_rounds: usize) {
     let backend = Backend::from_env();
     let seed: u64 = env_num("SCHEDULE_SEED").unwrap_or_else(rand::random);
     let rounds: usize = env_num("SCHEDULE_ROUNDS").unwrap_or(default_rounds);
-    // SCHEDULE_RACY=1: writes on both ends after a heal; =beam: BEAM ends.
-    let racy = std::env::var("SCHEDULE_RACY").ok().map(|v| v == "beam");
+    let racy = match std::env::var("SCHEDULE_RACY").as_deref() {
+        Ok("0") => Racing::Third,
+        Ok("beam") => Racing::BeamEnds,
+        _ => Racing::BothEnds,
+    };
     println!(
-        "schedule: backend {backend:?} at {node_type}, SCHEDULE_SEED={seed}, SCHEDULE_ROUNDS={rounds}{}",
+        "schedule: backend {backend:?} at {node_type}, SCHEDULE_SEED={seed}, SCHEDULE_ROUNDS={rounds}, SCHEDULE_RACY={}",
         match racy {
-            Some(true) => ", SCHEDULE_RACY=beam",
-            Some(false) => ", SCHEDULE_RACY=1",
-            None => "",
+            Racing::Third => "0",
+            Racing::BeamEnds => "beam",
+            Racing::BothEnds => "1",
         }
     );
     let mut rng = StdRng::seed_from_u64(seed);
@@ -234,18 +237,31 @@ async fn schedule(node_type: &str, default_rounds: usize) {
     );
 }
 
+/// Who writes right after a heal, while its exchanges fly (besides the
+/// third node, which may always).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Racing {
+    /// The third node only (`SCHEDULE_RACY=0`).
+    Third,
+    /// The ends of the link that are BEAM nodes too (`SCHEDULE_RACY=beam`).
+    BeamEnds,
+    /// Both ends of the link too (the default).
+    BothEnds,
+}
+
 /// Right after healing link `k`, while its exchanges fly: exits anywhere
 /// (a merge may bring back a pid that just died; the monitor it gets then
 /// removes it), and writes on the third node when it is cut from one end
-/// of the link (its pids are in neither exchange, or filtered out). With
-/// `racy` (SCHEDULE_RACY=1), writes on both ends of the link too: each
-/// exchange carries the writer's pids only as the writer itself sent them
-/// (nobody else holds them after the cut), so genuine cpg keeps them, but
-/// the Rust node fails this (see `write_right_after_heal_is_kept`);
-/// SCHEDULE_RACY=beam writes on the BEAM ends only (`Some(true)`).
+/// of the link (its pids are in neither exchange, or filtered out), and,
+/// as `racy` says, on the ends of the link: an exchange carries the
+/// writer's pids only as the writer itself sent them (nobody else holds
+/// them after the cut) and a writer's casts stay in order, so cpg keeps
+/// them (the Rust node did not, until the fixes that
+/// `write_right_after_heal_is_kept` and
+/// `beam_write_right_after_heal_with_rust_is_kept` pin).
 async fn racing_heal(
     k: usize,
-    racy: Option<bool>,
+    racy: Racing,
     c: &mut Cluster,
     truth: &mut Truth,
     rng: &mut StdRng,
@@ -257,8 +273,10 @@ async fn racing_heal(
     if !c.linked(t, i) || !c.linked(t, j) {
         writers.push(t);
     }
-    if let Some(beam_only) = racy {
-        writers.extend([i, j].into_iter().filter(|&w| !beam_only || w != RUST));
+    match racy {
+        Racing::Third => {}
+        Racing::BeamEnds => writers.extend([i, j].into_iter().filter(|&w| w != RUST)),
+        Racing::BothEnds => writers.extend([i, j]),
     }
     let n = rng.random_range(1..=4);
     let mut steps = Vec::with_capacity(n);
