@@ -809,6 +809,79 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
         .is_some());
 }
 
+/// BEAM joins made while our scope restarts are kept, on BEAM and on
+/// ours. The restarted scope drops the peer's members, asks the peer its
+/// node_type and then sends its state (the peer may hold our members from
+/// before): that state listed the peer's pids as the new scope had them
+/// by then, and a join cast on its way (or the peer's exchange, if the
+/// answer came first) was missing from it; the peer's merge set its own
+/// pids' counts from it, so BEAM lost copies of its own member for good.
+/// Our state now leaves the peer's own members out, as cpg's holds none
+/// on a nodeup either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_joins_while_our_scope_restarts_are_kept() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let g = start_beam(&w, &unique("rj")).await;
+    let Joined {
+        r,
+        scope,
+        ctl,
+        _cluster,
+        ..
+    } = joined(&w, &g).await;
+    let m = Backend::from_env().module();
+    let join = format!("ok = {m}:join({DEFAULT_SCOPE}, \"race\", P)");
+    let code = format!(
+        "P = cpg_node_test_util:spawn_idle(), true = register(race_member, P), {join}, {join}, ok."
+    );
+    eval(&ctl, &g.name, &code).await;
+    let ours = || scope.get_members("race").map(|(_, v)| v.len()).unwrap_or(0);
+    assert!(eventually(10, || async { ours() == 2 }).await);
+    // A BEAM process joins back to back until told to stop, while our
+    // scope is killed three times; then it puts its count in race_joins.
+    let code = format!(
+        "spawn(fun() -> register(race_joiner, self()), P = whereis(race_member), \
+         Loop = fun L(N) -> receive stop -> N after 0 -> {join}, L(N + 1) end end, \
+         persistent_term:put(race_joins, Loop(0)) end), ok."
+    );
+    eval(&ctl, &g.name, &code).await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let old = r.whereis(DEFAULT_SCOPE).unwrap();
+        let kill = vec![Term::Pid(old.clone()), atom("kill")];
+        crate::support::rpc(&ctl, &g.name, "erlang", "exit", kill).await;
+        assert!(
+            restarted(&r, &old).await,
+            "the killed scope was not restarted"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    eval(&ctl, &g.name, "race_joiner ! stop, ok.").await;
+    let joins = || async {
+        let got = eval(&ctl, &g.name, "persistent_term:get(race_joins, none).").await;
+        term::as_int(&got)
+    };
+    assert!(
+        eventually(20, || async { joins().await.is_some() }).await,
+        "the BEAM joins did not stop"
+    );
+    let want = 2 + joins().await.unwrap() as usize;
+    println!("{} BEAM joins during three restarts of our scope", want - 2);
+    let code = format!("{{ok, _, Ps}} = {m}:get_members({DEFAULT_SCOPE}, \"race\"), length(Ps).");
+    let beam = || async { term::as_int(&eval(&ctl, &g.name, &code).await) };
+    assert!(
+        eventually(10, || async { beam().await == Some(want as i64) }).await,
+        "BEAM holds {:?} copies of its member, not {want}",
+        beam().await
+    );
+    assert!(
+        eventually(10, || async { ours() == want }).await,
+        "we hold {} copies of the BEAM member, not {want}",
+        ours()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_is_discovered_from_a_seed_and_filtered_by_only() {
     crate::require_erl!();

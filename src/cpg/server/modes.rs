@@ -18,6 +18,10 @@ use std::time::Duration;
 pub(super) enum Ask {
     /// It connected: nothing of ours goes to it until it answers.
     Connect,
+    /// Our scope process started again (after a crash or a kill) while the
+    /// peer stayed connected: it may hold our members from before, so it
+    /// is treated as a full peer until it answers (our casts go on).
+    Restarted,
     /// Its scope process came back, or asked for our state while polled.
     Back,
     /// Asked again at each poll while it is a full peer: `cpg:reset/1`
@@ -128,32 +132,35 @@ pub(super) async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamN
 
 /// Our whole state as `peer` is told it in `mode` (an exchange, or at
 /// `visible` the casts of [`publish_to`]), once it answered under `Auto` or
-/// when its scope `came_back`. The exchange leaves the peer's own members
-/// out ([`Scope::new_node_without_its_own`]) where the peer has no need of
-/// them and they could undo its writes:
-/// - on a new connection (not `came_back`): cpg sends its exchange at
-///   nodeup, when it holds none of the peer's members (they left with the
-///   nodedown); ours goes once the peer answered, and what we hold of its
-///   members by then came from the peer itself. Listed as they were read,
-///   they would cross the peer's writes still on their way to us, and the
-///   merge sets a scope's own pids' counts from an exchange: a join made
-///   right after the connect would be undone on the peer, for good;
-/// - `polled`: they came by polls (it was at `visible`), and a member that
-///   left since the last poll would be brought back.
+/// when its scope came back. `replace`: it may hold our members already
+/// (what it gets replaces them, see [`publish_to`]).
 ///
-/// A scope that came back (started again, empty) gets them: they repair it,
-/// as cpg's answer to its `{new, Node}` does.
+/// The exchange carries the peer's own members only where `repair` says
+/// so: for a scope that came back (started again, empty), which they
+/// repair, as cpg's answer to its `{new, Node}` does. Anywhere else the
+/// peer has no need of them and they could undo its writes, for the merge
+/// sets a scope's own pids' counts from an exchange:
+/// - on a new connection: cpg sends its exchange at nodeup, when it holds
+///   none of the peer's members (they left with the nodedown); ours goes
+///   once the peer answered, and what we hold of its members by then came
+///   from the peer itself. Listed as they were read, they would cross the
+///   peer's writes still on their way to us: a join made right after the
+///   connect would be undone on the peer, for good;
+/// - after our scope restarted (it dropped the peer's members): the same,
+///   and the peer's exchange may not even have come yet;
+/// - where they came by polls (it was at `visible`): a member that left
+///   since the last poll would be brought back.
 pub(super) fn state_for<N: WireName>(
     s: &Scope<MemberPid, N>,
     peer: &str,
     mode: PeerMode,
-    came_back: bool,
-    polled: bool,
+    replace: bool,
+    repair: bool,
 ) -> Vec<Effect<MemberPid, N>> {
     match mode {
-        PeerMode::Visible => publish_to(s, peer, came_back),
-        _ if polled || !came_back => s.new_node_without_its_own(peer),
-        _ => s.new_node(peer),
+        PeerMode::Visible => publish_to(s, peer, replace),
+        _ if repair => s.new_node(peer),
+        _ => s.new_node_without_its_own(peer),
     }
 }
 
@@ -161,10 +168,10 @@ impl<N: WireName> ScopeTask<N> {
     /// Monitors `peer`'s scope process (by name) and sets how the peer is
     /// treated: as we were told (checked in the background against how
     /// the peer's cpg runs), or, under `Auto`, asked. A `known` peer (the
-    /// task restarted) may hold our members from before: it is asked as a
-    /// scope that came back is, treated as a full peer until it answers
-    /// (our casts go on, so none of our leaves is lost on it; the answer
-    /// then replaces what it holds of ours).
+    /// task restarted) may hold our members from before ([`Ask::Restarted`]):
+    /// treated as a full peer until it answers (our casts go on, so none of
+    /// our leaves is lost on it; the answer then replaces what it holds of
+    /// ours).
     pub(super) fn watch_remote_scope(&mut self, peer: &str, known: bool) {
         let mref = self
             .proc
@@ -189,7 +196,7 @@ impl<N: WireName> ScopeTask<N> {
         );
         self.show_mode(peer);
         if self.opts.beam_node_type == BeamNodeType::Auto {
-            self.ask_mode(peer, if known { Ask::Back } else { Ask::Connect });
+            self.ask_mode(peer, if known { Ask::Restarted } else { Ask::Connect });
             return;
         }
         let (node, peer, scope, ours) = (
@@ -203,8 +210,9 @@ impl<N: WireName> ScopeTask<N> {
 
     /// `Auto`: asks `peer` how its cpg runs ([`ask_node_type`]); our state
     /// goes to it with the answer ([`mode_answered`](Self::mode_answered)).
-    /// On a new connection nothing of ours goes to it until then. Its
-    /// scope process came back ([`Ask::Back`]): our casts go on as before
+    /// On a new connection nothing of ours goes to it until then. Our
+    /// scope restarted ([`Ask::Restarted`]) or its scope process came back
+    /// ([`Ask::Back`]): our casts go on as before
     /// meanwhile (the new scope may get some of them before the state, which
     /// sets it right), for cpg may have restarted with another node_type or
     /// been loaded only now. [`Ask::Recheck`]: nothing changes until it
@@ -280,8 +288,9 @@ impl<N: WireName> ScopeTask<N> {
             None => "no cpg node_type (cpg not loaded, or no answer): treated as a full peer",
         };
         tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
-        let (queued, state) =
-            self.read_state(|s, _| state_for(s, &a.peer, mode, a.why == Ask::Back, was_visible));
+        let replace = a.why != Ask::Connect;
+        let repair = a.why == Ask::Back && !was_visible;
+        let (queued, state) = self.read_state(|s, _| state_for(s, &a.peer, mode, replace, repair));
         self.carry_out(queued);
         if let Some(r) = self.remote.get_mut(&a.peer) {
             r.mode = mode;
@@ -292,7 +301,7 @@ impl<N: WireName> ScopeTask<N> {
             // Its members came by polls: a member that left since the
             // last one is in no cast to come, and its next state tells.
             self.ask_state(&a.peer, true);
-        } else if a.why == Ask::Back || mode == PeerMode::Visible {
+        } else if replace || mode == PeerMode::Visible {
             self.send_new(&a.peer);
         }
     }
@@ -376,7 +385,7 @@ impl<N: WireName> ScopeTask<N> {
             let mode = self.mode_of(&peer);
             // (A fixed mode: a peer's members came by polls only at
             // `visible`, which publishes by casts.)
-            self.tell_state(|s| state_for(s, &peer, mode, true, false));
+            self.tell_state(|s| state_for(s, &peer, mode, true, true));
             self.send_new(&peer);
         }
     }
