@@ -514,6 +514,11 @@ async fn beam_scope_restarted() {
     // Held whole: the keeper (its `Cluster`) must live as long as the test.
     let j = joined(&w, &g).await;
     let (ctl, suffix) = (&j.ctl, &j.suffix);
+    // A BEAM member too: the restarted scope gets it back from its peers'
+    // answers to its `{new, Node}` (ours here, its only peer), as cpg does.
+    beam_join_idle(ctl, &g.name, "b").await;
+    let beam_b = || async { beam_members(ctl, &g.name, "b").await.len() };
+    assert!(eventually(10, || async { j.scope.get_members("b").is_ok() }).await);
 
     let restart = if genuine() {
         "ok = application:stop(cpg), ok = application:start(cpg), cpg_node_test_util:wait_for(cpg_default_scope)."
@@ -526,6 +531,10 @@ async fn beam_scope_restarted() {
     assert!(
         t.is_some(),
         "our member never came back after the scope restart"
+    );
+    assert!(
+        eventually(10, || async { beam_b().await == 1 }).await,
+        "the BEAM node's own member was not repaired after its scope restart"
     );
 }
 

@@ -135,11 +135,10 @@ pub(super) async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamN
 /// when its scope came back. `replace`: it may hold our members already
 /// (what it gets replaces them, see [`publish_to`]).
 ///
-/// The exchange carries the peer's own members only where `repair` says
-/// so: for a scope that came back (started again, empty), which they
-/// repair, as cpg's answer to its `{new, Node}` does. Anywhere else the
-/// peer has no need of them and they could undo its writes, for the merge
-/// sets a scope's own pids' counts from an exchange:
+/// The exchange leaves the peer's own members out
+/// ([`Scope::new_node_without_its_own`]): the peer has no need of them,
+/// and they could undo its writes, for the merge sets a scope's own pids'
+/// counts from an exchange:
 /// - on a new connection: cpg sends its exchange at nodeup, when it holds
 ///   none of the peer's members (they left with the nodedown); ours goes
 ///   once the peer answered, and what we hold of its members by then came
@@ -148,6 +147,10 @@ pub(super) async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamN
 ///   connect would be undone on the peer, for good;
 /// - after our scope restarted (it dropped the peer's members): the same,
 ///   and the peer's exchange may not even have come yet;
+/// - to a scope that came back (started again, empty): it asked us for
+///   our state (`{new, Node}`, to every node it listens to, as cpg does on
+///   start) and our answer held them, which repairs it as cpg's answer
+///   does; listed again later, they would undo the joins it made since;
 /// - where they came by polls (it was at `visible`): a member that left
 ///   since the last poll would be brought back.
 pub(super) fn state_for<N: WireName>(
@@ -155,11 +158,9 @@ pub(super) fn state_for<N: WireName>(
     peer: &str,
     mode: PeerMode,
     replace: bool,
-    repair: bool,
 ) -> Vec<Effect<MemberPid, N>> {
     match mode {
         PeerMode::Visible => publish_to(s, peer, replace),
-        _ if repair => s.new_node(peer),
         _ => s.new_node_without_its_own(peer),
     }
 }
@@ -289,8 +290,7 @@ impl<N: WireName> ScopeTask<N> {
         };
         tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
         let replace = a.why != Ask::Connect;
-        let repair = a.why == Ask::Back && !was_visible;
-        let (queued, state) = self.read_state(|s, _| state_for(s, &a.peer, mode, replace, repair));
+        let (queued, state) = self.read_state(|s, _| state_for(s, &a.peer, mode, replace));
         self.carry_out(queued);
         if let Some(r) = self.remote.get_mut(&a.peer) {
             r.mode = mode;
@@ -385,7 +385,7 @@ impl<N: WireName> ScopeTask<N> {
             let mode = self.mode_of(&peer);
             // (A fixed mode: a peer's members came by polls only at
             // `visible`, which publishes by casts.)
-            self.tell_state(|s| state_for(s, &peer, mode, true, true));
+            self.tell_state(|s| state_for(s, &peer, mode, true));
             self.send_new(&peer);
         }
     }
