@@ -1,5 +1,7 @@
 //! A randomized schedule of joins, leaves, member exits, partitions,
-//! heals and node restarts on a three-node cluster: two BEAM nodes (genuine cpg
+//! heals, node restarts and scope restarts (the scope process alone: a
+//! BEAM scope starts empty and gets its members back from the peers that
+//! listen to it, ours keeps its members) on a three-node cluster: two BEAM nodes (genuine cpg
 //! when CPG_EBIN is set, else the model scope
 //! `erl_test/cpg_model_scope.erl`), at `node_type = all` and, in a second
 //! test, at cpg's default `visible`, and the Rust node's [`CpgScope`]
@@ -75,6 +77,7 @@ struct Stats {
     bursts: usize,
     racing: usize,
     restarts: usize,
+    scope_restarts: usize,
     peak_memberships: usize,
     worst_step: Duration,
     worst_heal: Duration,
@@ -136,6 +139,23 @@ async fn schedule(node_type: &str, default_rounds: usize) {
             } else {
                 c.restart(i).await
             }
+        } else if roll < 2 {
+            // A scope process restarted alone (its node and members stay).
+            st.scope_restarts += 1;
+            let i = rng.random_range(0..NODES);
+            let s = c.restart_scope(i).await;
+            // Ours keeps its members. A BEAM scope starts empty and asks the
+            // nodes it listens to for their state ({new, Node}): those
+            // linked to it hold its members and give them back; with none
+            // (or, at visible, only the hidden Rust node), they are gone.
+            let repaired =
+                (0..NODES).any(|j| j != i && c.linked(i, j) && (j != RUST || node_type == "all"));
+            if i != RUST && !repaired {
+                for (_, groups) in truth.members[i].iter_mut() {
+                    groups.clear();
+                }
+            }
+            s
         } else if roll < 10 && !uncut.is_empty() {
             st.cuts += 1;
             let k = uncut[rng.random_range(0..uncut.len())];
@@ -218,7 +238,7 @@ async fn schedule(node_type: &str, default_rounds: usize) {
     let memberships: usize = views[0].values().map(|v| v.len()).sum();
     println!(
         "schedule: {rounds} rounds in {:.1?} (seed {seed}, {backend:?}): {} joins, {} leaves \
-         ({} bursts), faults: {} exits, {} cuts, {} heals ({} with racing steps), {} node restarts; worst convergence {:.0?} after a heal, \
+         ({} bursts), faults: {} exits, {} cuts, {} heals ({} with racing steps), {} node restarts, {} scope restarts; worst convergence {:.0?} after a heal, \
          {:.0?} after any step; at most {} memberships, {} in {} groups at the end",
         t0.elapsed(),
         st.joins,
@@ -229,6 +249,7 @@ async fn schedule(node_type: &str, default_rounds: usize) {
         st.heals,
         st.racing,
         st.restarts,
+        st.scope_restarts,
         st.worst_heal,
         st.worst_step,
         st.peak_memberships,

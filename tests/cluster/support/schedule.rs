@@ -120,6 +120,8 @@ pub struct Cluster {
     pub scope: CpgScope,
     /// Which links are up, by index into [`LINKS`].
     pub up: [bool; 3],
+    /// The BEAM scopes' `node_type` (`all` or `visible`).
+    pub node_type: String,
     rust_members: HashMap<String, Process>,
     /// The cluster's cookie (see [`Cluster::bar`]).
     cookie: String,
@@ -156,6 +158,7 @@ impl Cluster {
             r,
             scope,
             up: [true; 3],
+            node_type: node_type.to_string(),
             rust_members: HashMap::new(),
             cookie: w.cookie.clone(),
         };
@@ -338,6 +341,51 @@ impl Cluster {
             self.up[k] = false;
         }
         format!("restart {i}")
+    }
+
+    /// Restarts node `i`'s scope process alone (the node and its member
+    /// processes stay up): a BEAM scope is stopped and started again
+    /// (genuine cpg: its application; the model: its scope), ours is
+    /// killed as `exit(Scope, kill)` does (through a BEAM node linked to
+    /// it, else from within) and restarts under its supervisor. Returns
+    /// once the new scope is registered.
+    pub async fn restart_scope(&mut self, i: usize) -> String {
+        if i == RUST {
+            let old = self.r.whereis(DEFAULT_SCOPE).expect("our scope");
+            let by = (0..NODES).find(|&j| j != RUST && self.linked(j, RUST));
+            match by {
+                Some(j) => {
+                    let kill = vec![Term::Pid(old.clone()), atom("kill")];
+                    rpc(&self.ctl, &self.beams[j].name, "erlang", "exit", kill).await;
+                }
+                None => self.scope.inject_crash(),
+            }
+            let t0 = Instant::now();
+            while self.r.whereis(DEFAULT_SCOPE).map_or(true, |p| p == old) {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "our scope not restarted"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            return match by {
+                Some(j) => format!("scope restart {RUST} (killed from {j})"),
+                None => format!("scope restart {RUST} (crashed)"),
+            };
+        }
+        let t = &self.node_type;
+        let code = match self.backend {
+            Backend::Genuine => format!(
+                "ok = application:stop(cpg), ok = application:start(cpg), \
+                 cpg_node_test_util:wait_for({DEFAULT_SCOPE})."
+            ),
+            Backend::Model => format!(
+                "ok = cpg_model_scope:stop({DEFAULT_SCOPE}), \
+                 {{ok, _}} = cpg_model_scope:start({DEFAULT_SCOPE}, {t}), ok."
+            ),
+        };
+        eval(&self.ctl, &self.beams[i].name, &code).await;
+        format!("scope restart {i}")
     }
 
     /// Stops the Rust node (its members end with `shutdown`) and starts it
