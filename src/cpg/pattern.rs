@@ -163,6 +163,24 @@ pub(crate) struct Raise;
 /// holding a wildcard raises once the matcher reaches it); without it the
 /// caller promises that `name` has no wildcard, which saves rescans.
 pub(crate) fn match_suffix(pattern: &str, name: &str, checked: bool) -> Result<bool, Raise> {
+    // The checks can only change the answer where this part of the name
+    // holds a wildcard (every one of them looks for one in it): without,
+    // the answer is the search's below, in time linear in the name for
+    // most patterns and never worse than the two lengths' product.
+    if checked && is_pattern(name) {
+        match_search(pattern, name, true)
+    } else {
+        match_greedy(pattern, name)
+    }
+}
+
+/// [`match_suffix`] as genuine trie computes it: each `*` tries every
+/// occurrence of the literal after it in turn, recursively. Exponential in
+/// the number of `*` for some names (`*a*a*a*a*c` against `aaa...ab`), so
+/// used only for a name holding a wildcard, where the search raises at the
+/// first scan that meets it (a name without one goes to [`match_greedy`]),
+/// and by the tests as the reference.
+pub(crate) fn match_search(pattern: &str, name: &str, checked: bool) -> Result<bool, Raise> {
     let mut pattern = pattern;
     let mut name = name;
     loop {
@@ -213,7 +231,7 @@ pub(crate) fn match_suffix(pattern: &str, name: &str, checked: bool) -> Result<b
                 let pattern_after = &pattern_rest[end.len_utf8()..];
                 let mut search = name_rest;
                 while let Some(after) = find_literal(end, search, checked)? {
-                    if match_suffix(pattern_after, after, checked)? {
+                    if match_search(pattern_after, after, checked)? {
                         return Ok(true);
                     }
                     search = after;
@@ -227,6 +245,169 @@ pub(crate) fn match_suffix(pattern: &str, name: &str, checked: bool) -> Result<b
             _ => return no_wildcard_then(name, checked, false),
         }
     }
+}
+
+/// [`match_search`] for a name without wildcards, without its blow-up: the
+/// same answer (a match, none, or [`Raise`]), found by trying only the
+/// last `*` met at its next occurrences, never an earlier one.
+///
+/// Why that gives the same answer: between two `*`, a pattern is literals
+/// and `?` runs, which leave no choice, and where such a part matches from
+/// two starting points the later start ends no earlier. A `*` picks any
+/// occurrence of its literal at least one character on. So once every
+/// occurrence the last `*` can pick has failed, an earlier `*` picking a
+/// later occurrence could only start the last one later, with fewer
+/// occurrences to pick from: it fails too. And a malformed part (a `?` or
+/// `*` with a wildcard or nothing after it, which raises when the search
+/// reaches it with characters left) is reached by some choice exactly when
+/// the earliest choices reach it, which leave the most characters.
+///
+/// Each step moves the last `*` to a later occurrence, and a `?` after it
+/// remembers where its literal was found, so its scans go forward only:
+/// time linear in the name, times the pattern's length at worst.
+fn match_greedy(pattern: &str, name: &str) -> Result<bool, Raise> {
+    // Up to the first `*` with a literal after it, nothing to choose.
+    let (mut pi, mut ni) = (0, 0);
+    loop {
+        match step(pattern, name, pi, ni, |end, from| position(end, name, from)) {
+            Step::Next(p, n) => (pi, ni) = (p, n),
+            Step::Done(answer) => return answer,
+            Step::Failed => return Ok(false),
+            Step::Star(star) => return match_stars(pattern, name, star),
+        }
+    }
+}
+
+/// The last `*` met: where the pattern goes on after its literal, the
+/// literal, and where the name is searched for its next occurrence.
+struct Star {
+    pattern_after: usize,
+    end: char,
+    search: usize,
+}
+
+/// One step of the matcher at pattern byte `pi`, name byte `ni`.
+enum Step {
+    /// On to these positions.
+    Next(usize, usize),
+    /// The answer, whatever any `*` chooses.
+    Done(Result<bool, Raise>),
+    /// No match from here.
+    Failed,
+    /// A `*` with a literal after it: a choice to make.
+    Star(Star),
+}
+
+/// The step at `(pi, ni)`, as [`match_search`]'s loop takes it (without
+/// checks); `scan(end, from)` finds the first `end` from byte `from` on.
+#[inline(always)]
+fn step(
+    pattern: &str,
+    name: &str,
+    pi: usize,
+    ni: usize,
+    scan: impl FnOnce(char, usize) -> Option<usize>,
+) -> Step {
+    let Some(p) = pattern[pi..].chars().next() else {
+        return if ni == name.len() {
+            Step::Done(Ok(true))
+        } else {
+            Step::Failed
+        };
+    };
+    let Some(n) = name[ni..].chars().next() else {
+        return Step::Failed;
+    };
+    let after_p = pi + p.len_utf8();
+    match p {
+        WILDCARD_SHORT => {
+            let Some(end) = pattern[after_p..].chars().next() else {
+                return Step::Done(Err(Raise));
+            };
+            if is_wildcard(end) {
+                return Step::Done(Err(Raise));
+            }
+            if n == end {
+                return Step::Failed;
+            }
+            // None from here, none from any later start either: no `*`
+            // met before can make it match.
+            match scan(end, ni + n.len_utf8()) {
+                Some(at) => Step::Next(after_p + end.len_utf8(), at + end.len_utf8()),
+                None => Step::Done(Ok(false)),
+            }
+        }
+        WILDCARD_ANY => match pattern[after_p..].chars().next() {
+            None => Step::Done(Ok(true)),
+            Some(end) if is_wildcard(end) => Step::Done(Err(Raise)),
+            Some(end) => Step::Star(Star {
+                pattern_after: after_p + end.len_utf8(),
+                end,
+                search: ni + n.len_utf8(),
+            }),
+        },
+        literal if literal == n => Step::Next(after_p, ni + n.len_utf8()),
+        _ => Step::Failed,
+    }
+}
+
+/// [`match_greedy`] from its first `*` with a choice on: a failure moves
+/// the last `*` met to its next occurrence (see there why no earlier one).
+#[inline(never)]
+fn match_stars(pattern: &str, name: &str, first: Star) -> Result<bool, Raise> {
+    let mut star = first;
+    // Per `?` after the last `*` (by its position in the pattern): where
+    // its last scan started and what it found. The next start is later, so
+    // its scans go forward only.
+    let mut scans: Vec<(usize, usize, Option<usize>)> = Vec::new();
+    let (mut pi, mut ni);
+    'choose: loop {
+        // The last `*` at its next occurrence, or no match at all.
+        let Some(at) = position(star.end, name, star.search) else {
+            return Ok(false);
+        };
+        star.search = at + star.end.len_utf8();
+        (pi, ni) = (star.pattern_after, star.search);
+        loop {
+            let scan = |end, from| {
+                let scan = || position(end, name, from);
+                match scans.iter_mut().find(|s| s.0 == pi) {
+                    Some(s) if from >= s.1 && s.2.map_or(true, |at| at >= from) => {
+                        s.1 = from;
+                        s.2
+                    }
+                    Some(s) => {
+                        (s.1, s.2) = (from, scan());
+                        s.2
+                    }
+                    None => {
+                        let found = scan();
+                        scans.push((pi, from, found));
+                        found
+                    }
+                }
+            };
+            match step(pattern, name, pi, ni, scan) {
+                Step::Next(p, n) => (pi, ni) = (p, n),
+                Step::Done(answer) => return answer,
+                Step::Failed => continue 'choose,
+                Step::Star(next) => {
+                    star = next;
+                    scans.clear();
+                    continue 'choose;
+                }
+            }
+        }
+    }
+}
+
+/// Where `c` first occurs in `name` from byte `from` on (a plain loop:
+/// names are short, and `str::find`'s setup costs more than it saves).
+fn position(c: char, name: &str, from: usize) -> Option<usize> {
+    name[from..]
+        .char_indices()
+        .find(|&(_, d)| d == c)
+        .map(|(i, _)| from + i)
 }
 
 /// `result`, unless checking is on and `name` holds a wildcard.
@@ -312,5 +493,81 @@ mod tests {
         assert!(!pattern_matches("a?", "ab"));
         assert_eq!(match_suffix("a?", "ab", false), Err(Raise));
         assert_eq!(match_suffix("ab", "a?", true), Err(Raise));
+    }
+
+    /// Patterns of a few literals and wildcards in any order, malformed
+    /// ones (`**`, `*?`, a trailing `?`) included.
+    fn any_pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(
+            prop_oneof![3 => Just('a'), 2 => Just('b'), 1 => Just('ü'), 2 => Just('*'), 2 => Just('?')],
+            0..9,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+
+        /// The greedy matcher answers as genuine trie's search does (a match,
+        /// none, or a raise), on names without wildcards; with checks asked
+        /// for, on names with them too.
+        #[test]
+        fn greedy_answers_as_the_search(
+            pattern in any_pattern(),
+            name in "[abü]{0,10}",
+            wild in proptest::option::of((0usize..11, proptest::prelude::prop_oneof![
+                proptest::prelude::Just('*'), proptest::prelude::Just('?')])),
+        ) {
+            proptest::prop_assert_eq!(
+                match_greedy(&pattern, &name),
+                match_search(&pattern, &name, false),
+                "{:?} against {:?}", pattern, name
+            );
+            let mut name = name;
+            if let Some((at, w)) = wild {
+                let at = name.char_indices().map(|(i, _)| i).nth(at).unwrap_or(name.len());
+                name.insert(at, w);
+            }
+            proptest::prop_assert_eq!(
+                match_suffix(&pattern, &name, true),
+                match_search(&pattern, &name, true),
+                "{:?} against {:?} (checked)", pattern, name
+            );
+        }
+    }
+
+    /// The blow-up of genuine trie's search (every occurrence of `a` tried
+    /// by each `*`: some 10^11 tries here) is a walk along the name.
+    #[test]
+    fn many_stars_against_a_long_name() {
+        let pattern = format!("{}*c", "*a".repeat(12));
+        let name = format!("{}b", "a".repeat(10_000));
+        assert_eq!(match_suffix(&pattern, &name, false), Ok(false));
+        assert_eq!(match_suffix(&pattern, &format!("{name}c"), false), Ok(true));
+        // ?-runs after the last `*` scan forward only
+        let pattern = format!("{}?bc", "*a".repeat(12));
+        let name = format!("{}bd", "a".repeat(10_000));
+        assert_eq!(match_suffix(&pattern, &name, false), Ok(false));
+        // a malformed tail raises where it is reached with characters left
+        let pattern = format!("{}*b?", "*a".repeat(12));
+        assert_eq!(
+            match_suffix(&pattern, &format!("{}bx", "a".repeat(10_000)), false),
+            Err(Raise)
+        );
+        assert_eq!(
+            match_suffix(&pattern, &format!("{}b", "a".repeat(10_000)), false),
+            Ok(false)
+        );
+        // as many stars as the name is long: no recursion to overflow
+        let pattern = "*a".repeat(100_000);
+        assert_eq!(
+            match_suffix(&pattern, &"a".repeat(200_000), false),
+            Ok(true)
+        );
+        assert_eq!(
+            match_suffix(&pattern, &"a".repeat(199_999), false),
+            Ok(false)
+        );
     }
 }

@@ -496,11 +496,7 @@ impl<V> Trie<V> {
         if self.root.children.is_empty() || name.is_empty() {
             return None;
         }
-        let search = Search {
-            checked,
-            entries: &self.entries,
-        };
-        search.node(&self.root, name, 0).unwrap_or(None)
+        Search::run(&self.entries, &self.root, name, checked).unwrap_or(None)
     }
 
     /// All keys with their values, keys in Erlang term order of the strings

@@ -1,19 +1,95 @@
 //! One pattern lookup: the search of genuine trie's `find_match2`, over
 //! the branches a name can enter.
+//!
+//! Genuine trie tries, at each `*` branch, every later position of the
+//! name in turn, recursively: with several keys sharing a run of `*`
+//! (`*a*a*a...*c` and `*a*a*a...*d`), a name such as `aaa...ab` costs
+//! exponential time (32 characters: 95 ms; 48: minutes). The search here
+//! is the same, step for step, while it stays within [`BUDGET`] steps,
+//! which every lookup of a real cluster does. Past that it starts again
+//! remembering what it found at each (node, position) and at each step of
+//! a `*` branch: the same answer, each of those worked out once, so the
+//! time is polynomial (nodes times the name's length, times the length
+//! again for `?` branches).
 
 use super::entries::{Entries, Entry, EntryId};
 use super::node::{Found, Node};
 use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
-/// One lookup: the search of `find_match2`, over node branches.
-pub(super) struct Search<'a, V> {
-    /// The name may hold wildcards: make the checks where genuine trie
-    /// raises on them.
-    pub(super) checked: bool,
-    pub(super) entries: &'a Entries<V>,
+/// Steps (positions tried in wildcard branches) a search takes before it
+/// starts again remembering its answers.
+pub(super) const BUDGET: u32 = 1 << 16;
+
+/// Answers remembered by a search past its budget, keyed by a node's
+/// address and how much of the name is left.
+#[derive(Default)]
+struct Memo {
+    /// What [`Search::node`] answered.
+    nodes: HashMap<(usize, usize), Found>,
+    /// What the loop of [`Search::any`] answers from a position on.
+    any: HashMap<(usize, usize), Found>,
 }
 
-impl<'a, V> Search<'a, V> {
+/// One lookup: the search of `find_match2`, over node branches.
+pub(super) struct Search<'a, 'm, V> {
+    /// The name may hold wildcards: make the checks where genuine trie
+    /// raises on them.
+    checked: bool,
+    entries: &'a Entries<V>,
+    /// Steps left before the search gives up (it unwinds with
+    /// `Err(Raise)`) and starts again with a memo.
+    budget: Cell<u32>,
+    memo: Option<&'m RefCell<Memo>>,
+}
+
+impl<'a, V> Search<'a, '_, V> {
+    /// The search of `name` from `root` (`checked`: the name may hold
+    /// wildcards).
+    pub(super) fn run(entries: &'a Entries<V>, root: &'a Node, name: &str, checked: bool) -> Found {
+        Self::run_within(entries, root, name, checked, BUDGET)
+    }
+
+    /// [`run`](Self::run) with `budget` steps before the memo.
+    pub(super) fn run_within(
+        entries: &'a Entries<V>,
+        root: &'a Node,
+        name: &str,
+        checked: bool,
+        budget: u32,
+    ) -> Found {
+        let search = Search {
+            checked,
+            entries,
+            budget: Cell::new(budget),
+            memo: None,
+        };
+        let found = search.node(root, name, 0);
+        if search.budget.get() > 0 {
+            return found;
+        }
+        let memo = RefCell::new(Memo::default());
+        let search = Search {
+            memo: Some(&memo),
+            ..search
+        };
+        search.node(root, name, 0)
+    }
+
+    /// One step taken; false (and the search unwinds) once the budget is
+    /// spent, unless the search remembers its answers.
+    #[inline]
+    fn step(&self) -> bool {
+        let left = self.budget.get();
+        if left > 0 {
+            self.budget.set(left - 1);
+            true
+        } else {
+            self.memo.is_some()
+        }
+    }
+
     pub(super) fn entry(&self, id: EntryId) -> &'a Entry<V> {
         self.entries.at(id)
     }
@@ -24,7 +100,31 @@ impl<'a, V> Search<'a, V> {
     }
 
     /// The whole search at `node`, `depth` bytes into the keys below it.
+    /// (Its steps are counted in the loops of the wildcard branches, which
+    /// every call below the first comes from.)
     pub(super) fn node(&self, node: &'a Node, name: &str, depth: usize) -> Found {
+        match self.memo {
+            None => self.node_search(node, name, depth),
+            Some(memo) => self.node_memo(memo, node, name, depth),
+        }
+    }
+
+    /// [`node`](Self::node) past the budget: each (node, position) worked
+    /// out once.
+    #[inline(never)]
+    fn node_memo(&self, memo: &RefCell<Memo>, node: &'a Node, name: &str, depth: usize) -> Found {
+        let key = (node as *const Node as usize, name.len());
+        if let Some(&found) = memo.borrow().nodes.get(&key) {
+            return found;
+        }
+        let found = self.node_search(node, name, depth);
+        memo.borrow_mut().nodes.insert(key, found);
+        found
+    }
+
+    /// [`node`](Self::node)'s search.
+    #[inline(always)]
+    fn node_search(&self, node: &'a Node, name: &str, depth: usize) -> Found {
         let (mut node, mut name, mut depth) = (node, name, depth);
         loop {
             let mut chars = name.chars();
@@ -91,6 +191,9 @@ impl<'a, V> Search<'a, V> {
         let skip_first = wild.child(first).is_some_and(|c| c.value.is_some());
         let mut rest = chars.as_str();
         loop {
+            if !self.step() {
+                return Err(Raise);
+            }
             let mut chars = rest.chars();
             let Some(c) = chars.next() else {
                 return Ok(None);
@@ -130,8 +233,46 @@ impl<'a, V> Search<'a, V> {
         if chars.next().is_none() {
             return Ok(None);
         }
-        let mut rest = chars.as_str();
+        let rest = chars.as_str();
+        let Some(memo) = self.memo else {
+            return self.any_from(wild, rest, below, |_| None);
+        };
+        // Past the budget: the loop's answer from a position on is the same
+        // whichever call reached it, so each position is tried once, and
+        // every position the loop went through gets its answer.
+        let at = wild as *const Node as usize;
+        let mut passed = Vec::new();
+        let found = self.any_from(wild, rest, below, |rest| {
+            let known = memo.borrow().any.get(&(at, rest.len())).copied();
+            if known.is_none() {
+                passed.push(rest.len());
+            }
+            known
+        });
+        let mut memo = memo.borrow_mut();
+        for left in passed {
+            memo.any.insert((at, left), found);
+        }
+        found
+    }
+
+    /// The loop of [`any`](Self::any) from `rest` on, under the `*` branch
+    /// `wild` (`below` bytes into its keys); `known` gives the loop's
+    /// answer from a position where it is already known.
+    fn any_from(
+        &self,
+        wild: &'a Node,
+        mut rest: &str,
+        below: usize,
+        mut known: impl FnMut(&str) -> Option<Found>,
+    ) -> Found {
         loop {
+            if let Some(found) = known(rest) {
+                return found;
+            }
+            if !self.step() {
+                return Err(Raise);
+            }
             let mut chars = rest.chars();
             let Some(c) = chars.next() else {
                 return Ok(wild.value);

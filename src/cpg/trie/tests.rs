@@ -3,6 +3,7 @@
 
 use super::entries::{Entries, EntryId, CHUNK};
 use super::node::Node;
+use super::search::Search;
 use super::Trie;
 use crate::cpg::pattern::{
     self, classify, pattern_matches, NameKind, WILDCARD_ANY, WILDCARD_SHORT,
@@ -703,11 +704,37 @@ fn lookup_case(alphabet: &'static [char]) -> impl Strategy<Value = (Vec<String>,
     })
 }
 
+/// The search past its budget (remembering its answers) answers as the
+/// search within it, for `name` and for `name` with a wildcard put in.
+fn memo_agrees<V>(trie: &Trie<V>, name: &str) -> Result<(), TestCaseError> {
+    let search = |name: &str, checked, budget| {
+        Search::run_within(&trie.entries, &trie.root, name, checked, budget)
+    };
+    let mut cases = vec![(name.to_string(), pattern::is_pattern(name))];
+    for (at, _) in name.char_indices().step_by(3) {
+        for w in ['*', '?'] {
+            let mut wild = name.to_string();
+            wild.insert(at, w);
+            cases.push((wild, true));
+        }
+    }
+    for (name, checked) in cases {
+        prop_assert_eq!(
+            search(&name, checked, 0),
+            search(&name, checked, u32::MAX),
+            "name {:?}",
+            name
+        );
+    }
+    Ok(())
+}
+
 fn check_lookups(keys: &[String], names: &[String]) -> Result<(), TestCaseError> {
     let trie: Trie<usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
     check_shape(&trie);
     let model = Model { keys };
     for name in names {
+        memo_agrees(&trie, name)?;
         let got = trie.find_match(name);
         prop_assert_eq!(got.map(|(k, _)| k), model.find(name), "name {:?}", name);
         if let Some((key, &i)) = got {
@@ -837,6 +864,19 @@ proptest! {
         check_lookups(&keys, &names)?;
     }
 
+    /// Keys malformed or not (`a**`, `*?b`, `ab?`), which a peer's join
+    /// may bring: the search past its budget answers as within it.
+    #[test]
+    fn memo_agrees_on_any_keys(
+        keys in proptest::collection::btree_set("[ab*?]{1,7}", 1..10),
+        names in proptest::collection::vec("[ab]{1,10}", 1..10),
+    ) {
+        let trie: Trie<usize> = keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+        for name in &names {
+            memo_agrees(&trie, name)?;
+        }
+    }
+
     #[test]
     fn map_agrees_with_btreemap(ops in ops(ASCII)) {
         check_ops(&ops)?;
@@ -873,4 +913,18 @@ proptest! {
             }
         }
     }
+}
+
+/// Keys sharing a run of `*` against a name that none matches: genuine
+/// trie's search tries every way to place the name's `a`s (some 10^13 at
+/// 100 characters); past its budget ours remembers what it found.
+#[test]
+fn many_stars_shared_by_keys() {
+    let c = format!("{}*c", "*a".repeat(12));
+    let d = format!("{}*d", "*a".repeat(12));
+    let t = trie_of(&[&c, &d]);
+    let name = format!("{}b", "a".repeat(1000));
+    assert_eq!(matched(&t, &name), None);
+    assert_eq!(matched(&t, &format!("{name}d")), Some(d.as_str()));
+    assert_eq!(matched(&t, &format!("{name}c")), Some(c.as_str()));
 }
