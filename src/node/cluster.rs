@@ -203,8 +203,12 @@ impl Keeper {
         self.targets.contains_key(node)
     }
 
-    /// A connection to `node` is up.
+    /// A connection to `node` is up. This node's own name is never a
+    /// target.
     pub fn up(&mut self, node: &str) {
+        if node == self.me {
+            return;
+        }
         let t = self
             .targets
             .entry(node.to_string())
@@ -218,6 +222,9 @@ impl Keeper {
     /// The connection to `node` went down (or a dial we did not start
     /// failed): dial again soon. `jitter` in `[0, 1)`.
     pub fn down(&mut self, node: &str, why: &str, now: Instant, jitter: f64) {
+        if node == self.me {
+            return;
+        }
         let backoff = self.opts.backoff;
         let t = self
             .targets
@@ -597,6 +604,17 @@ mod tests {
         k.up("p@h"); // it dialled us first
         assert_eq!(k.next_wake(), None);
         assert!(k.due(at).is_empty());
+    }
+
+    #[test]
+    fn our_own_name_is_never_a_target() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&["me@h"]), t0);
+        k.up("me@h");
+        k.down("me@h", "closed", t0, 0.0);
+        k.discovered(&["me@h".into()], t0);
+        assert!(k.status(t0).is_empty());
+        assert!(k.due(t0 + Duration::from_secs(1)).is_empty());
     }
 
     #[test]

@@ -360,8 +360,13 @@ impl Node {
     }
 
     /// Connects to `node` (no-op if connected) and waits until the
-    /// connection is up or has failed, and why ([`DownReason`]).
+    /// connection is up or has failed, and why ([`DownReason`]). This
+    /// node's own name is never dialled: `Ok` at once, as
+    /// `net_kernel:connect_node(node())` is `true`.
     pub async fn connect(&self, node: &str) -> Result<(), DownReason> {
+        if node == self.name() {
+            return Ok(());
+        }
         let mut ev = self.subscribe();
         if self.peers().iter().any(|p| p == node) {
             return Ok(());

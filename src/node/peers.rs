@@ -277,6 +277,11 @@ impl Inner {
         if let Some(p) = self.peers.read().get(node) {
             return Ok((p.tx.clone(), p.link.clone()));
         }
+        if node == self.name {
+            // Never dialled: it would be a connection to ourselves (BEAM's
+            // `net_kernel` has none either; local sends never come here).
+            return Err(SendError::NoConnection(node.into()));
+        }
         let mut peers = self.peers.write();
         // Looked up again: another sender may have started the dial.
         if let Some(p) = peers.get(node) {
@@ -443,6 +448,12 @@ impl Inner {
         slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let admit = |p: &PeerInfo| {
+            if p.name.to_string() == self.name {
+                // As BEAM answers a node that has its own name: `nok` (its
+                // `net_kernel` cannot make a connection to itself).
+                tracing::warn!(%addr, "incoming connection refused: the peer says it is {}, this node", self.name);
+                return Err(Status::Nok);
+            }
             if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
                 tracing::warn!(%addr, "incoming connection refused: {why}");
                 return Err(Status::NotAllowed);

@@ -2,7 +2,10 @@
 
 use crate::require_erl;
 use crate::support::{eval, is_atom, recorded_eventually, rpc, show, sig, ErlNode, World};
-use cpg_node::config::QueueLimit;
+use cpg_node::config::{Cookie, NodeName, QueueLimit};
+use cpg_node::dist::connection::ConnectionError;
+use cpg_node::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
+use cpg_node::node::cluster::{Cluster, ClusterOptions};
 use cpg_node::process::{Dest, Process, Signal};
 use cpg_node::term::{self, atom, tuple, Term};
 use cpg_node::Node;
@@ -785,28 +788,70 @@ async fn short_and_long_names_do_not_mix() {
         Ok(()) => panic!("a short-name node connected to the long-name {}", e.name),
     }
     // A long-name node dialing the short one is refused at the name step.
-    let local = cpg_node::dist::handshake::Local {
-        name: cpg_node::config::NodeName::parse("intruder@127.0.0.1").unwrap(),
+    let r = handshake_as("intruder@127.0.0.1", &w.cookie, short.port()).await;
+    assert_eq!(refused_with(&r), Some(Status::NotAllowed), "{r:?}");
+    assert!(short.peers().is_empty());
+}
+
+/// Dials the distribution port `port` on loopback and does our side of the
+/// handshake as node `name`.
+async fn handshake_as(name: &str, cookie: &str, port: u16) -> Result<PeerInfo, ConnectionError> {
+    let local = Local {
+        name: NodeName::parse(name).unwrap(),
         creation: 7,
         flags: cpg_node::dist::flags::OFFERED,
-        cookie: cpg_node::config::Cookie::new(w.cookie.clone()),
+        cookie: Cookie::new(cookie.to_string()),
     };
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", short.port()))
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let r = cpg_node::dist::connection::handshake_out(&mut sock, local).await;
+    cpg_node::dist::connection::handshake_out(&mut sock, local).await
+}
+
+/// The status the acceptor refused a handshake with, if it did.
+fn refused_with(r: &Result<PeerInfo, ConnectionError>) -> Option<Status> {
+    match r {
+        Err(ConnectionError::Handshake(HandshakeError::Rejected(s))) => Some(*s),
+        _ => None,
+    }
+}
+
+/// A peer that presents our own node name is refused at the name step with
+/// `nok`, the status a BEAM node sends then (its `net_kernel` cannot make
+/// a connection to itself); nothing comes up, and the node never dials its
+/// own name, even named as a seed of its cluster keeper (it did: a peer
+/// with our name was accepted, and the keeper then redialled it, that is
+/// us, for a minute after each loss).
+#[tokio::test]
+async fn a_peer_using_our_own_name_is_refused_as_beam_refuses_it() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut events = r.subscribe();
+    let cluster = Cluster::start(&r, ClusterOptions::new(vec![r.name().to_string()]));
+    let r_said = handshake_as(r.name(), &w.cookie, r.port()).await;
+    assert_eq!(refused_with(&r_said), Some(Status::Nok), "{r_said:?}");
+    let e_port = cpg_node::epmd::port_please("127.0.0.1", w.epmd.port, &e.alive)
+        .await
+        .unwrap()
+        .expect("the erl node is registered")
+        .port;
+    let e_said = handshake_as(&e.name, &w.cookie, e_port).await;
+    assert_eq!(refused_with(&e_said), refused_with(&r_said), "{e_said:?}");
+    // Connecting to ourselves is a no-op, as `net_kernel:connect_node(node())`.
+    r.connect(r.name()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(r.peers().is_empty(), "{:?}", r.peers());
+    assert!(r.peer_info().is_empty());
+    assert!(cluster.targets().is_empty(), "{:?}", cluster.targets());
     assert!(
-        matches!(
-            r,
-            Err(cpg_node::dist::connection::ConnectionError::Handshake(
-                cpg_node::dist::handshake::HandshakeError::Rejected(
-                    cpg_node::dist::handshake::Status::NotAllowed
-                )
-            ))
-        ),
-        "{r:?}"
+        events.try_recv().is_err(),
+        "a node event for a connection that never came up"
     );
-    assert!(short.peers().is_empty());
+    // The node still takes a real peer.
+    r.connect(&e.name).await.unwrap();
+    assert_eq!(r.peers(), vec![e.name.clone()]);
 }
 
 /// OTP 24+ `gen_server:call` tags its request `[alias|Ref]`: our reply goes
