@@ -1,11 +1,12 @@
 //! Keeping the node in the cluster: the seeds are dialled until they
-//! answer, every peer the node has seen is redialled after a loss (capped
-//! exponential backoff with jitter), and the cluster's other nodes are
+//! answer, they, the discovered nodes and every visible peer the node has
+//! seen are redialled after a loss (capped exponential backoff with jitter;
+//! hidden peers that dialled us, query clients mostly, are not), and the cluster's other nodes are
 //! learned from the seeds through `rex` (`erlang:nodes()`), because a
 //! hidden node gets no nodeup for them.
 //!
 //! ```text
-//!   seed / discovered / seen ──> Target { attempt, next_at }
+//!   seed / discovered / seen (a visible peer up) ──> Target { attempt, next_at }
 //!        NodeEvent::Up    ──> attempt = 0, nothing scheduled
 //!        NodeEvent::Down  ──> dial again after Backoff::delay(0)
 //!        dial failed      ──> attempt += 1, dial again after delay(attempt)
@@ -124,7 +125,7 @@ pub enum Origin {
     Seed,
     /// Learned from a seed's `erlang:nodes()`.
     Discovered,
-    /// It connected to us.
+    /// A visible peer that was connected (it dialled us, mostly).
     Seen,
 }
 
@@ -203,8 +204,9 @@ impl Keeper {
         self.targets.contains_key(node)
     }
 
-    /// A connection to `node` is up. This node's own name is never a
-    /// target.
+    /// A connection to `node` is up: a node not yet a target becomes one
+    /// ([`Origin::Seen`]), so the caller reports only targets and visible
+    /// peers. This node's own name is never a target.
     pub fn up(&mut self, node: &str) {
         if node == self.me {
             return;
@@ -220,16 +222,15 @@ impl Keeper {
     }
 
     /// The connection to `node` went down (or a dial we did not start
-    /// failed): dial again soon. `jitter` in `[0, 1)`.
+    /// failed): dial again soon if it is a target (a seed, a discovered
+    /// node, or a visible peer [`Keeper::up`] took). Any other node (a
+    /// hidden peer that dialled us, such as a `cpg-node status` client, or
+    /// our own name) is left alone. `jitter` in `[0, 1)`.
     pub fn down(&mut self, node: &str, why: &str, now: Instant, jitter: f64) {
-        if node == self.me {
-            return;
-        }
         let backoff = self.opts.backoff;
-        let t = self
-            .targets
-            .entry(node.to_string())
-            .or_insert_with(|| Target::new(Origin::Seen));
+        let Some(t) = self.targets.get_mut(node) else {
+            return;
+        };
         let was_up = std::mem::replace(&mut t.connected, false);
         t.last_error = Some(why.to_string());
         if t.dialling {
@@ -403,9 +404,12 @@ impl Cluster {
         )));
         let events = node.subscribe();
         {
+            // The visible peers already up, as `drive` takes them later.
             let mut k = keeper.lock();
             for p in node.peers() {
-                k.up(&p);
+                if node.is_hidden_peer(&p) == Some(false) {
+                    k.up(&p);
+                }
             }
         }
         let task = tokio::spawn(drive(
@@ -615,6 +619,27 @@ mod tests {
         k.discovered(&["me@h".into()], t0);
         assert!(k.status(t0).is_empty());
         assert!(k.due(t0 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn only_targets_are_redialled() {
+        // A hidden peer that dialled us (never reported up) went down, or a
+        // dial someone else made of an unknown node failed: not a target.
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&["s@h"]), t0);
+        assert_eq!(k.due(t0), vec!["s@h"]);
+        k.dialled("s@h", Ok(()), t0, 0.0);
+        for i in 0..300 {
+            k.down(&format!("hidden{i}@h"), "closed", t0, 0.0);
+        }
+        assert_eq!(k.next_wake(), None);
+        assert!(k.due(t0 + Duration::from_secs(10)).is_empty());
+        let known: Vec<String> = k.status(t0).into_iter().map(|t| t.node).collect();
+        assert_eq!(known, vec!["s@h"]);
+        // A visible peer (reported up) is redialled when lost.
+        k.up("visible@h");
+        k.down("visible@h", "closed", t0, 0.0);
+        assert_eq!(k.due(t0 + Duration::from_secs(1)), vec!["visible@h"]);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 use crate::support::schedule::Backend;
 use crate::support::{eval, eventually, host, node_config, sig, unique, ErlNode, World};
 use cpg_node::cpg::{CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
-use cpg_node::node::cluster::{Cluster, ClusterOptions};
+use cpg_node::node::cluster::{Cluster, ClusterOptions, Origin};
+use cpg_node::node::NodeEvent;
 use cpg_node::process::Dest;
 use cpg_node::term::{self, atom, tuple, Term};
 use cpg_node::Node;
@@ -927,6 +928,58 @@ async fn the_cluster_is_discovered_from_a_seed_and_filtered_by_only() {
     let t = back_on_beam(&ctl, &late.name, "g", &suffix, 1, 10).await;
     println!("a node that joined later: member there after {t:?}");
     assert!(t.is_some(), "a node that joined later was not discovered");
+}
+
+/// The keeper redials seeds, discovered nodes and visible peers, not the
+/// hidden peers that dialled us (query clients such as `cpg-node status`):
+/// hidden nodes that connect and leave never become targets and are never
+/// dialled (300 of them became 2,483 failed dials in 20 s), while a BEAM
+/// node that dialled us and was killed is redialled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_peers_that_dialled_us_are_not_redialled_visible_ones_are() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let cluster = Cluster::start(&r, ClusterOptions::new(vec![]));
+    let mut events = r.subscribe();
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let c = w.rust_node("client").await;
+        c.connect(r.name()).await.unwrap();
+        clients.push(c);
+    }
+    let ping = format!("pong = net_adm:ping('{}').", r.name());
+    let mut e = ErlNode::start(&unique("e"), &w.cookie, w.epmd.port, &["-eval", &ping]).await;
+    assert!(
+        eventually(10, || async { r.peers().contains(&e.name) }).await,
+        "the BEAM node did not dial us"
+    );
+    let hidden: Vec<String> = clients.iter().map(|c| c.name().to_string()).collect();
+    for c in clients {
+        c.shutdown().await;
+    }
+    e.kill();
+    assert!(
+        eventually(10, || async { r.peers().is_empty() }).await,
+        "{:?}",
+        r.peers()
+    );
+    // Long enough for several redials (the first within 200 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let targets = cluster.targets();
+    let nodes: Vec<&str> = targets.iter().map(|t| t.node.as_str()).collect();
+    assert_eq!(nodes, vec![e.name.as_str()], "{targets:?}");
+    assert_eq!(targets[0].origin, Origin::Seen);
+    assert!(targets[0].failures >= 2, "not redialled: {targets:?}");
+    // Each hidden client went down once (its own connection), and was
+    // never dialled: no failed attempt reported it down again.
+    let mut downs = 0;
+    while let Ok(ev) = events.try_recv() {
+        if let NodeEvent::Down { node, .. } = ev {
+            downs += usize::from(hidden.contains(&node));
+        }
+    }
+    assert_eq!(downs, hidden.len());
 }
 
 /// `Node::shutdown` writes out what is queued before it returns: a burst
