@@ -233,7 +233,10 @@ impl Subscriber {
                         crate::util::short_text(&msg)
                     ),
                 },
-                other => tracing::debug!("pubsub subscriber: ignored {:?}", other.to_term()),
+                other => tracing::debug!(
+                    "pubsub subscriber: ignored {}",
+                    crate::util::short_text(&other.to_term())
+                ),
             }
         }
     }

@@ -308,7 +308,9 @@ impl NodeStatus {
                             .map(|(n, v)| {
                                 term::as_atom(v)
                                     .map(|v| (n.to_string(), v.to_string()))
-                                    .ok_or_else(|| BadStatus(format!("node_types: {v}")))
+                                    .ok_or_else(|| {
+                                        BadStatus(format!("node_types: {}", term::show(*v)))
+                                    })
                             })
                             .collect::<Result<std::collections::BTreeMap<_, _>, _>>()?
                             .into_iter()
@@ -321,7 +323,7 @@ impl NodeStatus {
             t if term::as_atom(t) == Some("undefined") => None,
             t => Some(
                 term::as_list(t)
-                    .ok_or_else(|| BadStatus(format!("cluster: {t}")))?
+                    .ok_or_else(|| BadStatus(format!("cluster: {}", term::show(t))))?
                     .iter()
                     .map(|c| {
                         let f = Fields::of(c)?;
@@ -366,7 +368,7 @@ impl<'a> Fields<'a> {
                     .filter_map(|(k, v)| term::as_atom(k).map(|k| (k, v)))
                     .collect(),
             )),
-            _ => Err(BadStatus(format!("not a map: {t}"))),
+            _ => Err(BadStatus(format!("not a map: {}", term::show(t)))),
         }
     }
 
@@ -378,7 +380,7 @@ impl<'a> Fields<'a> {
     }
 
     fn bad(&self, k: &str) -> BadStatus {
-        BadStatus(format!("field {k}: {}", self.0[k]))
+        BadStatus(format!("field {k}: {}", term::show(self.0[k])))
     }
 
     fn atom(&self, k: &str) -> Result<String, BadStatus> {

@@ -38,14 +38,23 @@
 pub(crate) mod canonical;
 pub mod decode;
 pub mod parse;
+pub mod show;
 
 pub use erl_dist::term::{
     Atom, BigInteger, Binary, BitBinary, ExternalFun, FixInteger, Float, ImproperList, InternalFun,
     List, Map, Pid, PidOrAtom, Port, Reference, Term, Tuple,
 };
+pub use show::{show, show_max, Show};
 
 /// Version byte that starts every external term.
 pub const VERSION: u8 = 131;
+
+/// The largest integer accepted, in bytes: what BEAM's `binary_to_term`
+/// and distribution take (`BIG_ARITY_MAX` 64-bit words, 2^19 - 1; OTP 25
+/// refuses 4,194,297 bytes with `badarg`, and its arithmetic stops at
+/// 2^33,554,368 with `system_limit`). A larger one is refused
+/// ([`TermError::IntegerTooLarge`]) before anything is built from it.
+pub const MAX_INTEGER_BYTES: usize = 4_194_296;
 
 /// Limits the validator enforces on terms from the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +120,15 @@ pub enum TermError {
     /// Nested deeper than [`Limits::max_depth`].
     #[error("term nested deeper than {0}")]
     TooDeep(usize),
+    /// An integer of more than [`MAX_INTEGER_BYTES`] bytes, which BEAM
+    /// refuses too.
+    #[error("integer of {bytes} bytes at byte {pos}: over the 4194296 bytes BEAM takes")]
+    IntegerTooLarge {
+        /// Its size (LARGE_BIG_EXT's count).
+        bytes: usize,
+        /// Where it was.
+        pos: usize,
+    },
     /// Well-formed bytes holding what `eetf` refuses too (bad UTF-8 in an
     /// atom, a non-finite float, and the like).
     #[error("term decode: {0}")]
@@ -234,6 +252,9 @@ pub fn validate_body_depth(
             }
             111 => {
                 let n = c.u32()?;
+                if n > MAX_INTEGER_BYTES {
+                    return Err(TermError::IntegerTooLarge { bytes: n, pos: at });
+                }
                 c.need(1 + n)?;
                 0
             }

@@ -394,6 +394,8 @@ fn write_erlang(t: &Term, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             }
             _ => Display::fmt(t, f),
         },
+        // (A name from the network may be an integer of megabytes.)
+        Term::BigInteger(i) => crate::term::show::write_integer(f, i),
         Term::Map(m) => {
             f.write_str("#{")?;
             for (i, (k, v)) in m.map.iter().enumerate() {

@@ -332,7 +332,11 @@ impl Inner {
     /// longer expects: after `demonitor` no `'DOWN'` arrives.
     pub(super) fn monitor_fired(&self, peer: &str, to: Pid, mref: Reference, reason: Term) {
         let Some(key) = self.ref_key(&mref) else {
-            tracing::debug!(peer, "dropped MONITOR_P_EXIT for a ref not ours: {mref}");
+            tracing::debug!(
+                peer,
+                "dropped MONITOR_P_EXIT for a ref not ours: {}",
+                term::show(&mref)
+            );
             return;
         };
         // The item's node: the node the monitor crosses to.

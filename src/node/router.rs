@@ -121,12 +121,21 @@ impl Inner {
                 self.monitor_fired(peer, m.to_pid, m.reference, m.reason)
             }
             Message::AliasSend(m) => {
-                tracing::debug!(peer, "dropped ALIAS_SEND to {}: no aliases here", m.alias)
+                tracing::debug!(
+                    peer,
+                    "dropped ALIAS_SEND to {}: no aliases here",
+                    term::show(&m.alias)
+                )
             }
             Message::AliasSendTt(m) => {
-                tracing::debug!(peer, "dropped ALIAS_SEND to {}: no aliases here", m.alias)
+                tracing::debug!(
+                    peer,
+                    "dropped ALIAS_SEND to {}: no aliases here",
+                    term::show(&m.alias)
+                )
             }
-            other => tracing::debug!(peer, "dropped control message {other:?}"),
+            // (Named, not printed: its terms are the peer's to size.)
+            other => tracing::debug!(peer, "dropped a {} control message", unserved(&other)),
         }
     }
 
@@ -148,8 +157,21 @@ impl Inner {
             Some(p) => self.deliver_msg(Some(from), p, msg),
             None => {
                 drop(names);
-                tracing::debug!("message to unregistered name {name} dropped: {msg}")
+                tracing::debug!(
+                    "message to unregistered name {name} dropped: {}",
+                    term::show(&msg)
+                )
             }
         }
+    }
+}
+
+/// The kind of a control message the router does not serve.
+fn unserved(m: &Message) -> &'static str {
+    match m {
+        Message::SpawnRequest(_) | Message::SpawnRequestTt(_) => "SPAWN_REQUEST",
+        Message::SpawnReply(_) | Message::SpawnReplyTt(_) => "SPAWN_REPLY",
+        Message::Tick => "tick",
+        _ => "unserved",
     }
 }

@@ -88,12 +88,12 @@ impl Node {
             let on_call = |_: &Process, req: &Term| match term::as_tuple(req) {
                 Some([t, _]) if term::as_atom(t) == Some("is_auth") => atom("yes"),
                 _ => {
-                    tracing::debug!("net_kernel: unexpected call {req}");
+                    tracing::debug!("net_kernel: unexpected call {}", term::show(req));
                     atom("error")
                 }
             };
             let on_other = |_: &Process, s: Signal| {
-                tracing::debug!("net_kernel: dropped {}", s.to_term());
+                tracing::debug!("net_kernel: dropped {}", term::show(&s.to_term()));
             };
             p.serve(on_call, on_other).await;
         });

@@ -361,7 +361,7 @@ impl Task {
                             tracing::debug!(scope = %self.name, "pg scope stopped: node shutdown");
                             return None;
                         }
-                        return Some(reason.to_string());
+                        return Some(term::show(&reason).to_string());
                     }
                 },
                 _ = tick.tick(), if !self.pending.is_empty() => self.retry_discovers(),
@@ -530,7 +530,7 @@ impl Task {
             Signal::Down { mref, item, reason } => {
                 if let Some(peer) = self.peers.remove(&mref) {
                     let node = peer.node.name.clone();
-                    tracing::info!(scope = %self.name, peer = %term::pid_text(&peer), "peer scope down: {reason}");
+                    tracing::info!(scope = %self.name, peer = %term::pid_text(&peer), "peer scope down: {}", term::show(&reason));
                     self.apply(|s| s.peer_down(&peer));
                     // Restarted scopes never discover a hidden node: find
                     // the new one.
@@ -548,7 +548,7 @@ impl Task {
                 }
             }
             Signal::Exit { from, reason, .. } => {
-                tracing::debug!(scope = %self.name, "exit signal from {from}: {reason} (trapped)");
+                tracing::debug!(scope = %self.name, "exit signal from {}: {} (trapped)", term::show(&from), term::show(&reason));
             }
         }
     }

@@ -32,7 +32,10 @@
 //! No count read off the wire sizes an allocation before it is checked
 //! against the bytes left, and preallocation of tuples, lists and maps is
 //! capped ([`PREALLOC`]): a nest of headers claiming large counts costs a
-//! few KiB per level, not a product of the claims. Recursion is one frame
+//! few KiB per level, not a product of the claims. An integer is
+//! refused past [`super::MAX_INTEGER_BYTES`] (4 MiB, BEAM's own bound);
+//! below it, it is built in linear time (`num-bigint`'s `from_bytes_le`
+//! packs the bytes, no base conversion). Recursion is one frame
 //! per nesting level, bounded by [`Limits::max_depth`], and every 64 levels
 //! the stack is checked and grown if needed (`stacker`), so decoding is
 //! safe on a 2 MiB worker stack whatever the limit.
@@ -148,7 +151,8 @@ fn expect<T>(t: Term, what: &str) -> Result<T, String>
 where
     Term: TryInto<T, Error = Term>,
 {
-    t.try_into().map_err(|t| format!("{t} is not a {what}"))
+    t.try_into()
+        .map_err(|t| format!("{} is not a {what}", super::show(&t)))
 }
 
 impl<'a> Decoder<'a> {
@@ -324,6 +328,9 @@ impl<'a> Decoder<'a> {
                 } else {
                     self.c.u32()?
                 };
+                if n > super::MAX_INTEGER_BYTES {
+                    return Err(TermError::IntegerTooLarge { bytes: n, pos: at });
+                }
                 self.c.need(1)?;
                 self.bytes(n)?;
                 self.big(at)
@@ -970,5 +977,36 @@ pub(crate) mod tests {
             decode(&b, Limits::default()),
             Err(TermError::Truncated(_))
         ));
+    }
+
+    /// Integers up to BEAM's bound are taken (built in linear time: a
+    /// 4 MiB one is a copy of its bytes), one byte more is refused as BEAM
+    /// refuses it, before its bytes are even looked at (a 16 MiB claim in
+    /// a short input is refused for its size, not as truncated), by both
+    /// paths alike.
+    #[test]
+    fn integers_past_beams_bound_are_refused() {
+        let max = super::super::MAX_INTEGER_BYTES;
+        let big = |n: usize, len: usize| {
+            let mut b = vec![131, 111];
+            b.extend_from_slice(&(n as u32).to_be_bytes());
+            b.push(1);
+            b.resize(b.len() + len, 0xff);
+            b
+        };
+        match decode(&big(max, max), Limits::default()) {
+            Ok(Term::BigInteger(i)) => {
+                assert_eq!(i.value.bits(), max as u64 * 8);
+                assert!(i.value < crate::term::BigInteger::from(0i32).value);
+            }
+            other => panic!("{other:?}"),
+        }
+        for (n, len) in [(max + 1, max + 1), (16 << 20, 16), (u32::MAX as usize, 0)] {
+            let b = big(n, len);
+            let refused = Err(TermError::IntegerTooLarge { bytes: n, pos: 1 });
+            assert_eq!(decode(&b, Limits::default()), refused);
+            assert_eq!(decode_two_pass(&b, Limits::default()), refused);
+        }
+        check(&big(max + 1, 3));
     }
 }

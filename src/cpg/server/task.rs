@@ -126,7 +126,7 @@ pub(super) async fn supervise_scope<N: WireName>(
 pub(super) fn reason_text(t: &Term) -> String {
     match t {
         Term::Atom(a) => a.name.clone(),
-        t => t.to_string(),
+        t => crate::term::show(t).to_string(),
     }
 }
 
@@ -193,7 +193,7 @@ impl<N: WireName> ScopeTask<N> {
                             tracing::debug!(scope = %self.opts.name, "scope stopped: node shutdown");
                             return Stop::Done;
                         }
-                        return Stop::Killed(reason.to_string());
+                        return Stop::Killed(crate::term::show(&reason).to_string());
                     }
                 },
                 Some(a) = self.modes_rx.recv() => self.mode_answered(a),
@@ -363,7 +363,7 @@ impl<N: WireName> ScopeTask<N> {
                 self.remote_scope_down(&mref, &reason);
             }
             Signal::Exit { from, reason, .. } => {
-                tracing::debug!(scope = %self.opts.name, "exit signal from {from}: {reason} (trapped)");
+                tracing::debug!(scope = %self.opts.name, "exit signal from {}: {} (trapped)", crate::term::show(&from), crate::term::show(&reason));
             }
         }
     }

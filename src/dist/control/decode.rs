@@ -189,7 +189,7 @@ pub(super) fn message_from_terms(
         Term: TryInto<T, Error = Term>,
     {
         t.try_into()
-            .map_err(|t| bad(format!("{t} is not a {what}")))
+            .map_err(|t| bad(format!("{} is not a {what}", term::show(&t))))
     }
     let pid = |t| want::<Pid>(t, "pid");
     let atom = |t| want::<Atom>(t, "atom");
@@ -199,7 +199,7 @@ pub(super) fn message_from_terms(
     let proc = |t: Term| match t {
         Term::Pid(p) => Ok(PidOrAtom::Pid(p)),
         Term::Atom(a) => Ok(PidOrAtom::Atom(a)),
-        t => Err(bad(format!("{t} is not a pid or atom"))),
+        t => Err(bad(format!("{} is not a pid or atom", term::show(&t)))),
     };
     let mfa = |t| {
         let [module, function, arity] = fields::<3>(want::<Tuple>(t, "tuple")?)?;
@@ -212,8 +212,13 @@ pub(super) fn message_from_terms(
     let ctl = want::<Tuple>(ctl.map_err(|e| bad(e.to_string()))?, "Tuple")?;
     let op = match ctl.elements.first() {
         Some(Term::FixInteger(i)) => i.value,
-        Some(t) => return Err(bad(format!("{t} is not a integer"))),
-        None => return Err(bad(format!("{ctl} is not a non empty tuple"))),
+        Some(t) => return Err(bad(format!("{} is not a integer", term::show(t)))),
+        None => {
+            return Err(bad(format!(
+                "{} is not a non empty tuple",
+                term::show(&ctl)
+            )))
+        }
     };
     let mut payload = payload;
     let mut payload = move || required(payload.take());
@@ -341,7 +346,8 @@ pub(super) fn message_from_terms(
 pub(super) fn fields<const N: usize>(t: Tuple) -> Result<[Term; N], DecodeError> {
     if t.elements.len() != N {
         return Err(DecodeError::Control(format!(
-            "{t} is not a {N} elements tuple"
+            "{} is not a {N} elements tuple",
+            term::show(&t)
         )));
     }
     Ok(t.elements.try_into().expect("N elements"))
