@@ -27,6 +27,7 @@ pub mod link;
 pub mod monitors;
 pub mod raw;
 pub mod send_cache;
+pub mod sender;
 
 #[cfg(test)]
 mod golden_tests;

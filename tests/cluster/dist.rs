@@ -995,3 +995,89 @@ async fn too_deep_message_is_dropped_not_the_connection() {
     }
     r.shutdown().await;
 }
+
+/// A peer speaks for its own processes only, as BEAM's `erts_net_message`
+/// requires: a `LINK` from a raw client X naming a process of the erl node
+/// N (of an old creation of N) as the sender is dropped, and so is a
+/// `MONITOR_P` naming N's process as the watcher. Before, the link was
+/// taken, and when our process exited, our `EXIT` to that pid made N log
+/// "Invalid distribution message" and drop its connection to us (the
+/// monitor across it fired `noconnection`). X's own link still works.
+#[tokio::test]
+async fn a_link_naming_another_nodes_process_is_dropped() {
+    use cpg_node::dist::{control, flags, handshake};
+    use erl_dist::message::Message;
+    use tokio::io::AsyncWriteExt;
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    assert!(r.ping(&e.name).await);
+    let creation = r
+        .peer_info()
+        .into_iter()
+        .find(|p| p.node == e.name)
+        .expect("erl is a peer")
+        .creation;
+    // Watches the connection to erl: a DOWN here means it was dropped.
+    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = term::as_pid(&idle).unwrap().clone();
+    let mut watch = r.spawn_process();
+    let mref = watch.monitor(idle);
+    let victim = r.spawn_process();
+    let mut own = r.spawn_process();
+    // X: a raw client that completed the handshake.
+    let x = format!("{}@{}", crate::support::unique("x"), crate::support::host());
+    let local = handshake::Local {
+        name: cpg_node::config::NodeName::parse(&x).unwrap(),
+        creation: 7,
+        flags: flags::OFFERED,
+        cookie: cpg_node::config::Cookie::new(w.cookie.clone()),
+    };
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", r.port()))
+        .await
+        .unwrap();
+    cpg_node::dist::connection::handshake_out(&mut sock, local)
+        .await
+        .unwrap();
+    let stale = term::Pid::new(e.name.as_str(), 77, 0, creation.wrapping_add(1));
+    let x_pid = term::Pid::new(x.as_str(), 5, 0, 7);
+    let mut out = Vec::new();
+    for m in [
+        Message::link(stale.clone(), victim.pid().clone()),
+        Message::monitor_p(
+            stale.clone(),
+            term::PidOrAtom::Pid(victim.pid().clone()),
+            r.spawn_process().make_ref(),
+        ),
+        Message::link(x_pid.clone(), own.pid().clone()),
+    ] {
+        control::encode_message(&m, &mut out, false).unwrap();
+    }
+    sock.write_all(&out).await.unwrap();
+    // X's own link is taken: its connection going down is an exit for
+    // `own` (trapped), from X's pid.
+    own.trap_exit(true);
+    drop(sock);
+    match own.recv_timeout(T).await.unwrap() {
+        Some(Signal::Exit { from, reason, .. }) => {
+            assert_eq!(from, x_pid);
+            assert!(is_atom(&reason, "noconnection"), "{reason}");
+        }
+        other => panic!("expected X's noconnection exit, got {other:?}"),
+    }
+    // The spoofed link was not: the victim's exit sends erl nothing.
+    victim.exit(atom("boom"));
+    match watch.recv_timeout(Duration::from_secs(2)).await.unwrap() {
+        None => {}
+        Some(Signal::Down {
+            mref: m, reason, ..
+        }) if m == mref => {
+            panic!("erl dropped its connection to us: {reason}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(r.peers().contains(&e.name));
+    assert_hidden_peer_of(&r, &e.name).await;
+    r.shutdown().await;
+}

@@ -6,6 +6,7 @@ use super::{ConnConfig, ConnectionError, Outgoing, PeerLink, Router, MONITOR_P_S
 use crate::dist::flags;
 use crate::dist::handshake::PeerInfo;
 use crate::dist::link::{Event, Link, LinkConfig, HIGH_WATER, LOW_WATER};
+use crate::dist::sender;
 use crate::term::Limits;
 use std::future::Future;
 use std::pin::Pin;
@@ -76,6 +77,7 @@ where
         shared: link.clone(),
         router,
         peer: peer.name.to_string(),
+        creation: peer.creation,
     };
     tokio::select! {
         e = std::future::poll_fn(|cx| d.poll(cx)) => e,
@@ -103,6 +105,8 @@ pub(super) struct Driver<S> {
     shared: Arc<PeerLink>,
     router: Arc<dyn Router>,
     peer: String,
+    /// The peer's creation (handshake).
+    creation: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -258,15 +262,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut calls = 0;
         while let Some(e) = self.state.poll_event() {
             match e {
-                Event::Message(m) => {
-                    n += 1;
-                    calls += u64::from(is_call(&m));
-                    self.router.incoming(&self.peer, m);
-                }
-                Event::Raw(m) => {
-                    n += 1;
-                    self.router.incoming_raw(&self.peer, m);
-                }
+                // A message whose sender is not the peer's is dropped
+                // here, before any router acts on it (see `sender`).
+                Event::Message(m) => match sender::check(&m, &self.peer, self.creation) {
+                    Ok(()) => {
+                        n += 1;
+                        calls += u64::from(is_call(&m));
+                        self.router.incoming(&self.peer, m);
+                    }
+                    Err(e) => self.spoofed(e),
+                },
+                Event::Raw(m) => match sender::check_reg_send(&m.from, &self.peer, self.creation) {
+                    Ok(()) => {
+                        n += 1;
+                        self.router.incoming_raw(&self.peer, m);
+                    }
+                    Err(e) => self.spoofed(e),
+                },
                 Event::Dropped { error, control } => tracing::warn!(
                     peer = %self.peer,
                     control = control.as_deref().unwrap_or("?"),
@@ -278,5 +290,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             self.shared.msgs_in.fetch_add(n, Relaxed);
         }
         (n, calls)
+    }
+
+    fn spoofed(&self, e: sender::ForeignSender) {
+        tracing::warn!(
+            peer = %self.peer,
+            "dropped a message from the peer, the connection stays: {e}"
+        );
     }
 }
