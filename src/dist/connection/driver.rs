@@ -77,7 +77,6 @@ where
         shared: link.clone(),
         router,
         peer: peer.name.to_string(),
-        creation: peer.creation,
     };
     tokio::select! {
         e = std::future::poll_fn(|cx| d.poll(cx)) => e,
@@ -105,8 +104,6 @@ pub(super) struct Driver<S> {
     shared: Arc<PeerLink>,
     router: Arc<dyn Router>,
     peer: String,
-    /// The peer's creation (handshake).
-    creation: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -264,7 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             match e {
                 // A message whose sender is not the peer's is dropped
                 // here, before any router acts on it (see `sender`).
-                Event::Message(m) => match sender::check(&m, &self.peer, self.creation) {
+                Event::Message(m) => match sender::check(&m, &self.peer) {
                     Ok(()) => {
                         n += 1;
                         calls += u64::from(is_call(&m));
@@ -272,7 +269,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     }
                     Err(e) => self.spoofed(e),
                 },
-                Event::Raw(m) => match sender::check_reg_send(&m.from, &self.peer, self.creation) {
+                Event::Raw(m) => match sender::check_reg_send(&m.from, &self.peer) {
                     Ok(()) => {
                         n += 1;
                         self.router.incoming_raw(&self.peer, m);
