@@ -88,7 +88,7 @@ pub(crate) fn sparse_room(len: usize, capacity: usize) -> Option<usize> {
 }
 
 /// A term as text for a log line or an error: at most about 200 bytes,
-/// at a cost bounded by that ([`crate::term::show`]), however large the
+/// at a cost bounded by that ([`crate::term::show()`]), however large the
 /// term from the network.
 pub(crate) fn short_text(t: &crate::term::Term) -> String {
     crate::term::show(t).to_string()
