@@ -94,6 +94,51 @@ pub(crate) fn short_text(t: &crate::term::Term) -> String {
     crate::term::show(t).to_string()
 }
 
+/// Lets at most `per_window` events a `window` through: a warning for each
+/// message a peer sends that is refused for its content would otherwise be
+/// a log line per message (2.6 MB of bad packets made 39 MB of log). Each
+/// event let through carries how many were held back since the last one.
+#[derive(Debug)]
+pub(crate) struct RateLimit {
+    per_window: u32,
+    window: std::time::Duration,
+    start: Option<std::time::Instant>,
+    seen: u32,
+    held: u64,
+}
+
+impl RateLimit {
+    /// At most `per_window` events every `window`.
+    pub(crate) const fn new(per_window: u32, window: std::time::Duration) -> Self {
+        RateLimit {
+            per_window,
+            window,
+            start: None,
+            seen: 0,
+            held: 0,
+        }
+    }
+
+    /// An event at `now`: `Some(n)` when it goes through (`n` events held
+    /// back since the last one that did), `None` when it is held back.
+    pub(crate) fn event(&mut self, now: std::time::Instant) -> Option<u64> {
+        match self.start {
+            Some(s) if now.saturating_duration_since(s) < self.window => {}
+            _ => {
+                self.start = Some(now);
+                self.seen = 0;
+            }
+        }
+        self.seen = self.seen.saturating_add(1);
+        if self.seen <= self.per_window {
+            Some(std::mem::take(&mut self.held))
+        } else {
+            self.held += 1;
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +183,19 @@ mod tests {
         small.remove(&1);
         shrink_sparse(&mut small);
         assert_eq!(small.capacity(), cap, "small maps are left alone");
+    }
+
+    #[test]
+    fn rate_limit_lets_a_few_through_a_window_and_counts_the_rest() {
+        use std::time::{Duration, Instant};
+        let mut l = RateLimit::new(3, Duration::from_secs(1));
+        let t0 = Instant::now();
+        let got: Vec<Option<u64>> = (0..10).map(|_| l.event(t0)).collect();
+        assert_eq!(got[..3], [Some(0), Some(0), Some(0)]);
+        assert!(got[3..].iter().all(Option::is_none));
+        // The next window: the first event through says 7 were held back.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(l.event(t1), Some(7));
+        assert_eq!(l.event(t1), Some(0));
     }
 }

@@ -8,6 +8,7 @@ use crate::dist::handshake::PeerInfo;
 use crate::dist::link::{Event, Link, LinkConfig, HIGH_WATER, LOW_WATER};
 use crate::dist::sender;
 use crate::term::Limits;
+use crate::util::RateLimit;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -16,6 +17,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
+
+/// Warnings a second about messages dropped for their content, per
+/// connection ([`RateLimit`]); the rest are counted in the next one.
+const WARNINGS_A_SECOND: u32 = 10;
 
 /// How many times [`drive`]'s loop runs before it yields to other tasks.
 pub(super) const ROUNDS: usize = 32;
@@ -77,6 +82,7 @@ where
         shared: link.clone(),
         router,
         peer: peer.name.to_string(),
+        warnings: RateLimit::new(WARNINGS_A_SECOND, Duration::from_secs(1)),
     };
     tokio::select! {
         e = std::future::poll_fn(|cx| d.poll(cx)) => e,
@@ -104,6 +110,8 @@ pub(super) struct Driver<S> {
     shared: Arc<PeerLink>,
     router: Arc<dyn Router>,
     peer: String,
+    /// Bounds the warnings about dropped messages.
+    warnings: RateLimit,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -276,11 +284,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     }
                     Err(e) => self.spoofed(e),
                 },
-                Event::Dropped { error, control } => tracing::warn!(
-                    peer = %self.peer,
-                    control = control.as_deref().unwrap_or("?"),
-                    "dropped a message from the peer, the connection stays: {error}"
-                ),
+                Event::Dropped { error, control } => {
+                    if let Some(held_back) = self.warnings.event(std::time::Instant::now()) {
+                        tracing::warn!(
+                            peer = %self.peer,
+                            control = control.as_deref().unwrap_or("?"),
+                            held_back,
+                            "dropped a message from the peer, the connection stays: {error}"
+                        );
+                    }
+                }
             }
         }
         if n > 0 {
@@ -289,10 +302,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         (n, calls)
     }
 
-    fn spoofed(&self, e: sender::ForeignSender) {
-        tracing::warn!(
-            peer = %self.peer,
-            "dropped a message from the peer, the connection stays: {e}"
-        );
+    fn spoofed(&mut self, e: sender::ForeignSender) {
+        if let Some(held_back) = self.warnings.event(std::time::Instant::now()) {
+            tracing::warn!(
+                peer = %self.peer,
+                held_back,
+                "dropped a message from the peer, the connection stays: {e}"
+            );
+        }
     }
 }
