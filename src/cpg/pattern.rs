@@ -401,13 +401,12 @@ fn match_stars(pattern: &str, name: &str, first: Star) -> Result<bool, Raise> {
     }
 }
 
-/// Where `c` first occurs in `name` from byte `from` on (a plain loop:
-/// names are short, and `str::find`'s setup costs more than it saves).
+/// Where `c` first occurs in `name` from byte `from` on: [`find_literal`]'s
+/// scan (a plain loop: names are short, and `str::find`'s setup costs more
+/// than it saves), without its checks, which never raises.
 fn position(c: char, name: &str, from: usize) -> Option<usize> {
-    name[from..]
-        .char_indices()
-        .find(|&(_, d)| d == c)
-        .map(|(i, _)| from + i)
+    let after = find_literal(c, &name[from..], false).ok()??;
+    Some(name.len() - after.len() - c.len_utf8())
 }
 
 /// `result`, unless checking is on and `name` holds a wildcard.

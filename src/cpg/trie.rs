@@ -90,7 +90,7 @@ pub use iter::{Iter, Keys};
 use node::Node;
 use search::Search;
 
-use crate::cpg::pattern::{self};
+use crate::cpg::pattern;
 use foldhash::quality::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
