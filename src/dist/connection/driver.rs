@@ -275,24 +275,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                         calls += u64::from(is_call(&m));
                         self.router.incoming(&self.peer, m);
                     }
-                    Err(e) => self.spoofed(e),
+                    Err(e) => self.dropped(e.op, &e),
                 },
                 Event::Raw(m) => match sender::check_reg_send(&m.from, &self.peer) {
                     Ok(()) => {
                         n += 1;
                         self.router.incoming_raw(&self.peer, m);
                     }
-                    Err(e) => self.spoofed(e),
+                    Err(e) => self.dropped(e.op, &e),
                 },
                 Event::Dropped { error, control } => {
-                    if let Some(held_back) = self.warnings.event(std::time::Instant::now()) {
-                        tracing::warn!(
-                            peer = %self.peer,
-                            control = control.as_deref().unwrap_or("?"),
-                            held_back,
-                            "dropped a message from the peer, the connection stays: {error}"
-                        );
-                    }
+                    self.dropped(control.as_deref().unwrap_or("?"), &error)
                 }
             }
         }
@@ -302,12 +295,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         (n, calls)
     }
 
-    fn spoofed(&mut self, e: sender::ForeignSender) {
+    /// Warns (within [`WARNINGS_A_SECOND`]) that a message from the peer,
+    /// whose control term is `control`, was dropped for `why`.
+    fn dropped(&mut self, control: &str, why: &dyn std::fmt::Display) {
         if let Some(held_back) = self.warnings.event(std::time::Instant::now()) {
             tracing::warn!(
                 peer = %self.peer,
+                control,
                 held_back,
-                "dropped a message from the peer, the connection stays: {e}"
+                "dropped a message from the peer, the connection stays: {why}"
             );
         }
     }
