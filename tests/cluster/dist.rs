@@ -788,14 +788,18 @@ async fn short_and_long_names_do_not_mix() {
         Ok(()) => panic!("a short-name node connected to the long-name {}", e.name),
     }
     // A long-name node dialing the short one is refused at the name step.
-    let r = handshake_as("intruder@127.0.0.1", &w.cookie, short.port()).await;
+    let (_, r) = handshake_as("intruder@127.0.0.1", &w.cookie, short.port()).await;
     assert_eq!(refused_with(&r), Some(Status::NotAllowed), "{r:?}");
     assert!(short.peers().is_empty());
 }
 
 /// Dials the distribution port `port` on loopback and does our side of the
-/// handshake as node `name`.
-async fn handshake_as(name: &str, cookie: &str, port: u16) -> Result<PeerInfo, ConnectionError> {
+/// handshake as node `name` (creation 7); the socket, to go on with.
+async fn handshake_as(
+    name: &str,
+    cookie: &str,
+    port: u16,
+) -> (tokio::net::TcpStream, Result<PeerInfo, ConnectionError>) {
     let local = Local {
         name: NodeName::parse(name).unwrap(),
         creation: 7,
@@ -805,7 +809,8 @@ async fn handshake_as(name: &str, cookie: &str, port: u16) -> Result<PeerInfo, C
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    cpg_node::dist::connection::handshake_out(&mut sock, local).await
+    let r = cpg_node::dist::connection::handshake_out(&mut sock, local).await;
+    (sock, r)
 }
 
 /// The status the acceptor refused a handshake with, if it did.
@@ -830,14 +835,14 @@ async fn a_peer_using_our_own_name_is_refused_as_beam_refuses_it() {
     let e = w.erl("e").await;
     let mut events = r.subscribe();
     let cluster = Cluster::start(&r, ClusterOptions::new(vec![r.name().to_string()]));
-    let r_said = handshake_as(r.name(), &w.cookie, r.port()).await;
+    let (_, r_said) = handshake_as(r.name(), &w.cookie, r.port()).await;
     assert_eq!(refused_with(&r_said), Some(Status::Nok), "{r_said:?}");
     let e_port = cpg_node::epmd::port_please("127.0.0.1", w.epmd.port, &e.alive)
         .await
         .unwrap()
         .expect("the erl node is registered")
         .port;
-    let e_said = handshake_as(&e.name, &w.cookie, e_port).await;
+    let (_, e_said) = handshake_as(&e.name, &w.cookie, e_port).await;
     assert_eq!(refused_with(&e_said), refused_with(&r_said), "{e_said:?}");
     // Connecting to ourselves is a no-op, as `net_kernel:connect_node(node())`.
     r.connect(r.name()).await.unwrap();
@@ -1005,7 +1010,7 @@ async fn too_deep_message_is_dropped_not_the_connection() {
 /// monitor across it fired `noconnection`). X's own link still works.
 #[tokio::test]
 async fn a_link_naming_another_nodes_process_is_dropped() {
-    use cpg_node::dist::{control, flags, handshake};
+    use cpg_node::dist::control;
     use erl_dist::message::Message;
     use tokio::io::AsyncWriteExt;
     require_erl!();
@@ -1028,18 +1033,8 @@ async fn a_link_naming_another_nodes_process_is_dropped() {
     let mut own = r.spawn_process();
     // X: a raw client that completed the handshake.
     let x = format!("{}@{}", crate::support::unique("x"), crate::support::host());
-    let local = handshake::Local {
-        name: cpg_node::config::NodeName::parse(&x).unwrap(),
-        creation: 7,
-        flags: flags::OFFERED,
-        cookie: cpg_node::config::Cookie::new(w.cookie.clone()),
-    };
-    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", r.port()))
-        .await
-        .unwrap();
-    cpg_node::dist::connection::handshake_out(&mut sock, local)
-        .await
-        .unwrap();
+    let (mut sock, up) = handshake_as(&x, &w.cookie, r.port()).await;
+    up.unwrap();
     let stale = term::Pid::new(e.name.as_str(), 77, 0, creation.wrapping_add(1));
     let x_pid = term::Pid::new(x.as_str(), 5, 0, 7);
     let mut out = Vec::new();
