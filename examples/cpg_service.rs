@@ -19,8 +19,13 @@ use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::term::{atom, tuple};
 use cpg_node::Node;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The node's own runtime: a long computation in one task (a scope
+    // answering an absurd pattern lookup) does not hold up the others.
+    cpg_node::runtime::build(None)?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "svc".into());
     let cookie = args.next().unwrap_or_else(|| "cookie".into());

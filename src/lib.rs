@@ -38,6 +38,8 @@
 //!   over a pg scope.
 //! - [`status`]: the node's status, served to any node of the cluster.
 //! - [`config`]: node configuration.
+//! - [`runtime`]: the tokio runtime the binary runs on, with a watchdog
+//!   that keeps the node serving while one task computes for long.
 
 #![warn(missing_docs)]
 
@@ -51,6 +53,7 @@ pub mod pg;
 pub mod pid;
 pub mod process;
 pub mod pubsub;
+pub mod runtime;
 pub mod status;
 pub mod sync;
 pub mod term;

@@ -16,8 +16,19 @@ use std::io::IsTerminal;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The node's runtime, with its watchdog (`cpg_node::runtime`).
+    let rt = match cpg_node::runtime::build(None) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(run());
+}
+
+async fn run() {
     let argv = cli::erlang_style_args(std::env::args_os());
     let args = match cli::Cli::try_parse_from(&argv) {
         Ok(a) => a,

@@ -51,6 +51,24 @@ pub(super) struct ScopeTask<N: GroupKey> {
     pub(super) asked: u64,
 }
 
+/// How long the scope task works on without giving its worker back (see
+/// [`ScopeTask::run`]).
+const YIELD_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// What the scope task's loop waited for.
+enum Input {
+    Node(Result<NodeEvent, broadcast::error::RecvError>),
+    Command(Option<Command>),
+    /// The handles queued effects.
+    Pending,
+    Signal(Result<Signal, Term>),
+    Mode(ModeAnswer),
+    /// Visible mode's poll is due.
+    Poll,
+    /// The probe of peers' scopes that went away is due.
+    Probe,
+}
+
 /// How a run of the scope task ended.
 pub(super) enum Stop {
     /// The handle was dropped or the node stopped: the scope ends.
@@ -161,13 +179,53 @@ impl<N: WireName> ScopeTask<N> {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval(PROBE_FIRST / 2);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // When this run of work began: the last time the task waited for
+        // input, or gave its worker back.
+        let mut busy_since = std::time::Instant::now();
         loop {
+            // A long run of work (a burst of casts, each of a million
+            // copies; a huge merge) gives its worker back every
+            // YIELD_AFTER, for the tasks it woke meanwhile: tokio runs the
+            // task a worker woke last next on that worker, where no other
+            // worker can take it, so a connection's writer woken by our
+            // first send would otherwise wait for the whole burst, and
+            // with it every reply to that peer (measured: echo calls held
+            // up 1.5 s behind 60 casts of a million copies).
+            if busy_since.elapsed() >= YIELD_AFTER {
+                tokio::task::yield_now().await;
+                busy_since = std::time::Instant::now();
+            }
             let probing = self.remote.values().any(RemoteScope::away);
-            tokio::select! {
-                // Node events first: a peer's exchange that follows its
-                // nodeup must find the peer known (else it is ignored).
-                biased;
-                e = node_events.recv() => match e {
+            let mut waited = false;
+            let input = {
+                let next = std::pin::pin!(async {
+                    tokio::select! {
+                        // Node events first: a peer's exchange that follows
+                        // its nodeup must find the peer known (else it is
+                        // ignored).
+                        biased;
+                        e = node_events.recv() => Input::Node(e),
+                        c = cmd_rx.recv() => Input::Command(c),
+                        _ = self.pending.wake.notified() => Input::Pending,
+                        s = self.proc.recv() => Input::Signal(s),
+                        Some(a) = self.modes_rx.recv() => Input::Mode(a),
+                        _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => Input::Poll,
+                        _ = probe.tick(), if probing => Input::Probe,
+                    }
+                });
+                let mut next = next;
+                std::future::poll_fn(|cx| {
+                    let r = std::future::Future::poll(next.as_mut(), cx);
+                    waited |= r.is_pending();
+                    r
+                })
+                .await
+            };
+            if waited {
+                busy_since = std::time::Instant::now();
+            }
+            match input {
+                Input::Node(e) => match e {
                     Ok(NodeEvent::Up(n)) => self.peer_up(&n, false),
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.node_down(&n);
@@ -181,12 +239,12 @@ impl<N: WireName> ScopeTask<N> {
                     }
                     Err(broadcast::error::RecvError::Closed) => return Stop::Done,
                 },
-                c = cmd_rx.recv() => match c {
+                Input::Command(c) => match c {
                     Some(c) => self.command(c),
                     None => return Stop::Done,
                 },
-                _ = self.pending.wake.notified() => self.execute(Vec::new()),
-                s = self.proc.recv() => match s {
+                Input::Pending => self.execute(Vec::new()),
+                Input::Signal(s) => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
                         if crate::term::as_atom(&reason) == Some("shutdown") {
@@ -196,9 +254,9 @@ impl<N: WireName> ScopeTask<N> {
                         return Stop::Killed(crate::term::show(&reason).to_string());
                     }
                 },
-                Some(a) = self.modes_rx.recv() => self.mode_answered(a),
-                _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => self.poll_visible(),
-                _ = probe.tick(), if probing => self.probe_remote_scopes(),
+                Input::Mode(a) => self.mode_answered(a),
+                Input::Poll => self.poll_visible(),
+                Input::Probe => self.probe_remote_scopes(),
             }
         }
     }
