@@ -43,6 +43,7 @@
 
 #![warn(missing_docs)]
 
+mod admission;
 pub mod atom;
 pub mod config;
 pub mod cpg;

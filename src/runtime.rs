@@ -80,7 +80,7 @@ fn build_watched(
 #[derive(Default)]
 struct Watch {
     /// One slot per worker: when it last woke, in milliseconds since
-    /// [`epoch`] plus one, or 0 while it is idle.
+    /// [`now_ms`]'s start plus one, or 0 while it is idle.
     slots: Mutex<Vec<Arc<AtomicU64>>>,
     /// The watchdog is asleep until a worker wakes.
     asleep: AtomicBool,

@@ -12,11 +12,14 @@
 //!   `request_timeout` (5 s) is closed; a connection that registered a
 //!   node (ALIVE2) stays open as long as that node lives, as with real epmd;
 //! - at most `max_connections` (256) connections are open at once, of any
-//!   kind; one more is accepted and closed at once, so idle connections can
-//!   never take the descriptors the distribution listener needs, and once
-//!   they time out registrations work again.
+//!   kind, so idle connections can never take the descriptors the
+//!   distribution listener needs; one more closes the oldest connection
+//!   that has not registered a node (a registration keeps its place), so a
+//!   flood of idle connections keeps nobody out unless it opens them
+//!   faster than a client's request takes.
 
 use super::wire::{self, NodeEntry, Request};
+use crate::admission::Entered;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,7 +28,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 type Table = Arc<parking_lot::Mutex<HashMap<String, NodeEntry>>>;
 
@@ -161,7 +163,7 @@ impl EpmdServer {
         }
         let shared = Arc::new(Shared {
             table: Arc::default(),
-            slots: Arc::new(Semaphore::new(opts.max_connections.max(1))),
+            admission: crate::admission::Admission::default(),
             creation: AtomicU32::new(rand::random::<u32>() | 0x10),
             max_connections: opts.max_connections,
             timeout: opts.request_timeout,
@@ -178,7 +180,7 @@ impl EpmdServer {
 /// What the accept loops of one server share.
 struct Shared {
     table: Table,
-    slots: Arc<Semaphore>,
+    admission: crate::admission::Admission,
     creation: AtomicU32,
     max_connections: usize,
     timeout: Duration,
@@ -188,6 +190,8 @@ struct Shared {
 /// Accepts and serves until aborted; aborting it ends its connections.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut conns = tokio::task::JoinSet::new();
+    // One warning a second about the bound, saying how many were held back.
+    let mut warnings = crate::util::RateLimit::new(1, Duration::from_secs(1));
     loop {
         while conns.try_join_next().is_some() {}
         let (sock, peer) = match listener.accept().await {
@@ -198,13 +202,35 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "embedded epmd: {} connections open, refused {peer}",
-                shared.max_connections
-            );
-            drop(sock);
-            continue;
+        let (slot, closed) = match shared.admission.enter(shared.max_connections) {
+            Entered::Admitted {
+                slot,
+                closed,
+                evicted,
+            } => {
+                if let Some(held_back) = evicted
+                    .then(|| warnings.event(std::time::Instant::now()))
+                    .flatten()
+                {
+                    tracing::warn!(
+                        held_back,
+                        "embedded epmd: {} connections open, closed the oldest that registered no node",
+                        shared.max_connections
+                    );
+                }
+                (slot, closed)
+            }
+            Entered::Full => {
+                if let Some(held_back) = warnings.event(std::time::Instant::now()) {
+                    tracing::warn!(
+                        held_back,
+                        "embedded epmd: {} nodes registered, refused {peer}",
+                        shared.max_connections
+                    );
+                }
+                drop(sock);
+                continue;
+            }
         };
         let creation = shared
             .creation
@@ -213,8 +239,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .max(4);
         let (table, port, timeout) = (shared.table.clone(), shared.port, shared.timeout);
         conns.spawn(async move {
-            if let Err(e) = serve(sock, table, creation, port, timeout).await {
-                tracing::debug!("embedded epmd: client {peer}: {e}");
+            tokio::select! {
+                r = serve(sock, table, creation, port, timeout, &slot) => {
+                    if let Err(e) = r {
+                        tracing::debug!("embedded epmd: client {peer}: {e}");
+                    }
+                }
+                _ = closed => tracing::debug!("embedded epmd: closed {peer} for a newer connection"),
             }
             drop(slot);
         });
@@ -227,6 +258,7 @@ async fn serve(
     creation: u32,
     port: u16,
     timeout: Duration,
+    slot: &crate::admission::Slot,
 ) -> Result<(), super::EpmdError> {
     let read_request = async {
         let mut buf = Vec::with_capacity(64);
@@ -257,6 +289,8 @@ async fn serve(
                 sock.write_all(&wire::encode_alive2_resp(1, 0)).await?;
                 return Ok(());
             };
+            // A node's registration is never closed for a newer connection.
+            slot.settle();
             sock.write_all(&wire::encode_alive2_resp(0, creation))
                 .await?;
             let mut sink = [0u8; 64];
@@ -485,38 +519,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_bounded_registration_works_after_a_flood() {
+    async fn connections_bounded_registration_works_during_a_flood() {
         let max = 8;
-        let srv = small(max, Duration::from_millis(400)).await;
+        let srv = small(max, Duration::from_secs(30)).await;
         let reg = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden("a", 1))
             .await
             .unwrap();
-        // The registration holds one slot; a flood takes the others.
+        // The registration holds one place; a flood takes the others.
         let mut flood = Vec::new();
         for _ in 0..max - 1 {
             flood.push(TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        // One more is closed at once, well before the timeout.
-        let mut extra = TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
-        assert!(closed_within(&mut extra, Duration::from_millis(200)).await);
-        assert!(
-            crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden("b", 2))
-                .await
-                .is_err(),
-            "registered while every slot was taken"
-        );
-        // The flood times out; registration and lookups work again, and
-        // the first registration never went away.
-        for s in &mut flood {
-            assert!(closed_within(s, Duration::from_secs(2)).await);
-        }
+        // One more closes the oldest of the flood at once, long before the
+        // timeout; the registration keeps its place.
+        let extra = TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
+        assert!(closed_within(&mut flood[0], Duration::from_millis(500)).await);
+        assert!(!closed_within(&mut flood[1], Duration::from_millis(100)).await);
+        // A registration and a lookup get through the held flood.
         let reg_b = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden("b", 2))
             .await
             .unwrap();
         let mut names = crate::epmd::names("127.0.0.1", srv.port).await.unwrap();
         names.sort();
         assert_eq!(names, vec![("a".to_string(), 1), ("b".to_string(), 2)]);
-        drop((reg, reg_b));
+        drop((reg, reg_b, extra, flood));
+    }
+
+    /// With every place held by a registration, one more is refused.
+    #[tokio::test]
+    async fn registrations_are_never_closed_for_newer_connections() {
+        let srv = small(2, Duration::from_secs(30)).await;
+        let a = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden("a", 1))
+            .await
+            .unwrap();
+        let b = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden("b", 2))
+            .await
+            .unwrap();
+        let mut extra = TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
+        assert!(closed_within(&mut extra, Duration::from_secs(2)).await);
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let names = crate::epmd::names("127.0.0.1", srv.port).await.unwrap();
+        assert_eq!(names, vec![("a".to_string(), 1)]);
+        drop(a);
     }
 }

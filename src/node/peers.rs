@@ -4,6 +4,7 @@
 //! protocol's connection set-up.
 
 use super::{supervise, DownReason, Inner, NodeEvent, StartError};
+use crate::admission::Entered;
 use crate::config::{NodeConfig, NodeName, PortRange};
 use crate::dist::connection::{
     self, ConnConfig, ConnectionError, Direction, Outgoing, PeerLink, Router,
@@ -207,14 +208,18 @@ pub(super) async fn keep_registered(
 }
 
 /// Accepts distribution connections. At most [`max_handshakes`] of them
-/// handshake at once: a connection over that is closed at once, so that a
-/// flood of connections that never handshake (each may take up to the
-/// handshake timeout) cannot use up the file descriptors the connected
-/// peers, our own dials and the EPMD registration need.
+/// handshake at once, so that a flood of connections that never handshake
+/// (each may take up to the handshake timeout) cannot use up the file
+/// descriptors the connected peers, our own dials and the EPMD
+/// registration need. One more closes the oldest of them, not the new one:
+/// a flood keeps a peer out only by opening connections faster than the
+/// peer's handshake takes (a few milliseconds), where refusing the new one
+/// kept every peer out for as long as the flood was held. BEAM has no such
+/// bound and answers under the same flood.
 pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_handshakes()));
-    let mut refused = 0u64;
-    let mut last_said = None::<std::time::Instant>;
+    let handshaking = crate::admission::Admission::default();
+    // One warning a second about the bound, saying how many were held back.
+    let mut warnings = crate::util::RateLimit::new(1, std::time::Duration::from_secs(1));
     loop {
         let (sock, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -224,23 +229,28 @@ pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) 
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            drop(sock);
-            refused += 1;
-            // said once a second at most, with the count since
-            if last_said.map_or(true, |t: std::time::Instant| t.elapsed().as_secs() >= 1) {
-                tracing::warn!(
-                    %addr,
-                    "{} connections handshaking at once: refused {refused} more",
-                    max_handshakes()
-                );
-                last_said = Some(std::time::Instant::now());
-                refused = 0;
-            }
-            continue;
+        let (slot, closed, evicted) = match handshaking.enter(max_handshakes()) {
+            Entered::Admitted {
+                slot,
+                closed,
+                evicted,
+            } => (slot, closed, evicted),
+            // (nothing here settles a place)
+            Entered::Full => continue,
         };
+        if let Some(held_back) = evicted
+            .then(|| warnings.event(std::time::Instant::now()))
+            .flatten()
+        {
+            tracing::warn!(
+                %addr,
+                held_back,
+                "{} connections handshaking at once: closed the oldest",
+                max_handshakes()
+            );
+        }
         let Some(i) = inner.upgrade() else { return };
-        tokio::spawn(async move { i.incoming_connection(sock, addr, slot).await });
+        tokio::spawn(async move { i.incoming_connection(sock, addr, slot, closed).await });
     }
 }
 
@@ -440,12 +450,14 @@ impl Inner {
     }
 
     /// A connection accepted by [`accept_loop`], which holds `slot` until
-    /// the handshake is over.
+    /// the handshake is over, and is closed if `closed` ends first (a
+    /// newer connection took its place).
     pub(super) async fn incoming_connection(
         self: Arc<Self>,
         mut sock: TcpStream,
         addr: std::net::SocketAddr,
-        slot: tokio::sync::OwnedSemaphorePermit,
+        slot: crate::admission::Slot,
+        closed: tokio::sync::oneshot::Receiver<()>,
     ) {
         let admit = |p: &PeerInfo| {
             if p.name.to_string() == self.name {
@@ -468,7 +480,13 @@ impl Inner {
             };
             admit_incoming(&self.name, p, state)
         };
-        let handshake = connection::handshake_in(&mut sock, self.local(), admit).await;
+        let handshake = tokio::select! {
+            h = connection::handshake_in(&mut sock, self.local(), admit) => h,
+            _ = closed => {
+                tracing::debug!(%addr, "closed before its handshake ended: the oldest of {} handshaking", max_handshakes());
+                return;
+            }
+        };
         drop(slot);
         let peer = match handshake {
             Ok(p) => p,
