@@ -14,6 +14,14 @@
 //! drops the input that carried the name (a hostile peer inventing node
 //! names costs at most the table, never the node).
 //!
+//! The last [`PEER_RESERVE`] places are kept for the names of nodes that
+//! connect ([`Atom::new_peer`], called once a handshake is through, and
+//! for the node's own name): names that only come in messages
+//! ([`Atom::new`]) cannot take them. A peer that fills the table with
+//! invented node names (1,048,576 in 2 s, measured) so keeps no node that
+//! connects later from being named, and that node's members from being
+//! seen (its exchange was dropped whole, for one pid it could not name).
+//!
 //! Reading a name ([`Atom::as_str`]) takes no lock: the table is a fixed
 //! array of chunks filled once each.
 
@@ -23,6 +31,9 @@ use std::sync::{Mutex, OnceLock};
 
 /// Most distinct names the table holds (the BEAM's default atom limit).
 pub const MAX_ATOMS: usize = 1 << 20;
+/// Places of the table that only [`Atom::new_peer`] fills: names of nodes
+/// that connected.
+pub const PEER_RESERVE: usize = 1 << 16;
 /// Longest name, in characters (the BEAM's atom limit).
 pub const MAX_ATOM_CHARS: usize = 255;
 
@@ -64,8 +75,9 @@ pub struct Atom(u32);
 /// Why a name could not be interned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AtomError {
-    /// The table already holds [`MAX_ATOMS`] names.
-    #[error("the node-name table is full ({MAX_ATOMS} distinct names, as the BEAM's atom table)")]
+    /// The table is full: [`MAX_ATOMS`] names, or all but the
+    /// [`PEER_RESERVE`] for a name that no connected node has.
+    #[error("the node-name table is full ({MAX_ATOMS} distinct names, as the BEAM's atom table, {PEER_RESERVE} of them kept for connected nodes)")]
     TableFull,
     /// The name is longer than [`MAX_ATOM_CHARS`] characters.
     #[error("name of {0} characters is longer than an atom may be ({MAX_ATOM_CHARS})")]
@@ -73,8 +85,20 @@ pub enum AtomError {
 }
 
 impl Atom {
-    /// The atom for `name`, interning it on first use.
+    /// The atom for `name`, interning it on first use if fewer than
+    /// [`MAX_ATOMS`] - [`PEER_RESERVE`] names are interned.
     pub fn new(name: &str) -> Result<Atom, AtomError> {
+        Atom::intern(name, MAX_ATOMS - PEER_RESERVE)
+    }
+
+    /// The atom for the name of a node that connected (or this node's own
+    /// name), which may take the places kept for such names.
+    pub fn new_peer(name: &str) -> Result<Atom, AtomError> {
+        Atom::intern(name, MAX_ATOMS)
+    }
+
+    /// Interns `name` if fewer than `limit` names are.
+    fn intern(name: &str, limit: usize) -> Result<Atom, AtomError> {
         if name.len() > MAX_ATOM_CHARS {
             let chars = name.chars().count();
             if chars > MAX_ATOM_CHARS {
@@ -98,7 +122,7 @@ impl Atom {
             return Ok(Atom(i));
         }
         let i = map.len();
-        if i >= MAX_ATOMS {
+        if i >= limit {
             return Err(AtomError::TableFull);
         }
         let name: &'static str = Box::leak(name.into());

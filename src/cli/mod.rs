@@ -372,7 +372,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 tokio::select! {
                     _ = &mut stop => break,
                     Ok(e) = node_events.recv() => match e {
-                        NodeEvent::Up(n) if up.insert(n.clone()) => {
+                        NodeEvent::Up { node: n, .. } if up.insert(n.clone()) => {
                             eprintln!("cpg-node: now watching {n} too");
                         }
                         // A failed redial is a Down too: said once.

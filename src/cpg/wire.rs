@@ -105,6 +105,56 @@ pub enum WireError {
     BadPid(String),
 }
 
+/// A pid as the decoder keeps it: the wire's [`Pid`], or a
+/// [`MemberPid`] (its node name interned).
+pub trait FromWirePid: Sized {
+    /// The pid; `Ok(None)` when it cannot be kept for a reason that is not
+    /// the message's fault (the node-name table is full of names that only
+    /// came in messages: [`crate::atom`]): an exchange leaves it out and
+    /// keeps the rest, a cast naming it is refused. `Err` for a pid no
+    /// node could have (a node name longer than an atom).
+    fn from_wire(p: &Pid) -> Result<Option<Self>, crate::atom::AtomError>;
+}
+
+impl FromWirePid for Pid {
+    fn from_wire(p: &Pid) -> Result<Option<Pid>, crate::atom::AtomError> {
+        Ok(Some(p.clone()))
+    }
+}
+
+impl FromWirePid for MemberPid {
+    fn from_wire(p: &Pid) -> Result<Option<MemberPid>, crate::atom::AtomError> {
+        match MemberPid::try_from(p) {
+            Ok(p) => Ok(Some(p)),
+            Err(crate::atom::AtomError::TableFull) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Warns (once a second at most, saying how many warnings were held back)
+/// that an exchange from `from` left out `skipped` pids whose node names
+/// the full node-name table could not take.
+fn warn_skipped(from: &str, skipped: usize) {
+    static WARNINGS: std::sync::Mutex<crate::util::RateLimit> = std::sync::Mutex::new(
+        crate::util::RateLimit::new(1, std::time::Duration::from_secs(1)),
+    );
+    if skipped == 0 {
+        return;
+    }
+    let mut w = WARNINGS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(held_back) = w.event(std::time::Instant::now()) {
+        tracing::warn!(
+            peer = %from,
+            skipped,
+            held_back,
+            "exchange: left out pids of nodes whose names the full node-name table cannot take"
+        );
+    }
+}
+
 fn name_of<N: WireName>(t: &Term, whole: &Term) -> Result<N, WireError> {
     N::from_term(t).ok_or_else(|| WireError::BadName(short(whole)))
 }
@@ -128,13 +178,7 @@ pub(crate) fn counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usiz
         .collect()
 }
 
-fn pid_of(t: &Term, whole: &Term) -> Result<Pid, WireError> {
-    term::as_pid(t)
-        .cloned()
-        .ok_or_else(|| WireError::Unknown(short(whole)))
-}
-
-impl<P: TryFrom<Pid>, N: WireName> WireMsg<P, N> {
+impl<P: FromWirePid, N: WireName> WireMsg<P, N> {
     /// Decodes a message received by a scope process.
     pub fn decode(msg: &Term) -> Result<WireMsg<P, N>, WireError> {
         let unknown = || WireError::Unknown(short(msg));
@@ -146,10 +190,12 @@ impl<P: TryFrom<Pid>, N: WireName> WireMsg<P, N> {
             [tag, req] if term::as_atom(tag) == Some("$gen_cast") => {
                 let r = term::as_tuple(req).ok_or_else(unknown)?;
                 let head = r.first().and_then(term::as_atom).ok_or_else(unknown)?;
-                let pid = |t: &Term| {
-                    pid_of(t, msg)
-                        .and_then(|p| P::try_from(p).map_err(|_| WireError::BadPid(short(msg))))
+                let bad = || WireError::BadPid(short(msg));
+                let maybe_pid = |t: &Term| {
+                    let p = term::as_pid(t).ok_or_else(unknown)?;
+                    P::from_wire(p).map_err(|_| bad())
                 };
+                let pid = |t: &Term| maybe_pid(t)?.ok_or_else(bad);
                 let request = match (head, &r[1..]) {
                     ("join", [n, p]) => Request::Join {
                         name: name_of(n, msg)?,
@@ -172,6 +218,7 @@ impl<P: TryFrom<Pid>, N: WireName> WireMsg<P, N> {
                         let from = term::as_atom(node).ok_or_else(unknown)?.to_string();
                         let gl = term::as_list(groups).ok_or_else(unknown)?;
                         let mut out = Vec::with_capacity(gl.len());
+                        let mut skipped = 0;
                         for g in gl {
                             let [n, h] = term::as_tuple(g).ok_or_else(unknown)? else {
                                 return Err(unknown());
@@ -181,10 +228,19 @@ impl<P: TryFrom<Pid>, N: WireName> WireMsg<P, N> {
                             let l = term::as_list(h).ok_or_else(unknown)?;
                             let mut pids = Vec::with_capacity(l.len());
                             for p in l {
-                                pids.push(pid(p)?);
+                                match maybe_pid(p)? {
+                                    Some(p) => pids.push(p),
+                                    None => skipped += 1,
+                                }
                             }
-                            out.push((name_of(n, msg)?, pids));
+                            let name = name_of(n, msg)?;
+                            // A group whose every pid was left out is left
+                            // out too (a state lists groups with members).
+                            if !pids.is_empty() || l.is_empty() {
+                                out.push((name, pids));
+                            }
                         }
+                        warn_skipped(&from, skipped);
                         Request::Exchange { from, groups: out }
                     }
                     _ => return Err(unknown()),
@@ -227,18 +283,28 @@ impl<N: WireName> WireMsg<MemberPid, N> {
         let mut chars = Vec::new();
         // The last node seen and its interned name: a state's pids come in
         // runs of one node.
-        let mut last: Option<(&'a str, Atom)> = None;
-        let mut pid = |f: &mut Fields<'a>| -> Option<MemberPid> {
+        let mut last: Option<(&'a str, Option<Atom>)> = None;
+        let mut skipped = 0;
+        // `Some(None)`: a pid left out, as `FromWirePid` says.
+        let mut pid = |f: &mut Fields<'a>| -> Option<Option<MemberPid>> {
             let (node, id, serial, creation) = f.pid_parts()?;
             let atom = match last {
                 Some((n, a)) if n == node => a,
                 _ => {
-                    let a = Atom::new(node).ok()?;
+                    let a = match Atom::new(node) {
+                        Ok(a) => Some(a),
+                        Err(crate::atom::AtomError::TableFull) => None,
+                        Err(_) => return None,
+                    };
                     last = Some((node, a));
                     a
                 }
             };
-            Some(MemberPid::with_atom(atom, id, serial, creation))
+            let Some(atom) = atom else {
+                skipped += 1;
+                return Some(None);
+            };
+            Some(Some(MemberPid::with_atom(atom, id, serial, creation)))
         };
         // A list's elements take a byte each at least (a group 9, a pid
         // 13): no more room is reserved than the bytes could fill.
@@ -265,17 +331,27 @@ impl<N: WireName> WireMsg<MemberPid, N> {
             let (k, pids_tail) = list_len(&mut f)?;
             let mut pids = Vec::with_capacity(k.min(f.remaining() / 13));
             for _ in 0..k {
-                pids.push(pid(&mut f)?);
+                if let Some(p) = pid(&mut f)? {
+                    pids.push(p);
+                }
             }
             if pids_tail {
                 f.nil()?;
             }
-            groups.push((name, pids));
+            // As the term path: a group whose every pid was left out is
+            // left out.
+            if !pids.is_empty() || k == 0 {
+                groups.push((name, pids));
+            }
         }
         if tail {
             f.nil()?;
         }
-        (f.end() == data.len()).then_some(WireMsg::Cast(Request::Exchange { from, groups }))
+        if f.end() != data.len() {
+            return None;
+        }
+        warn_skipped(&from, skipped);
+        Some(WireMsg::Cast(Request::Exchange { from, groups }))
     }
 }
 

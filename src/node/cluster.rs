@@ -475,12 +475,14 @@ async fn drive(
         };
         tokio::select! {
             e = events.recv() => match e {
-                Ok(NodeEvent::Up(n)) => {
+                Ok(NodeEvent::Up { node: n, hidden }) => {
                     // A hidden node that dialled us (a `cpg-node status` or
                     // `members` client, mostly) is not redialled when it
-                    // goes: it comes and goes as it likes.
+                    // goes: it comes and goes as it likes. (Told by the
+                    // event: a connection that already ended is no longer
+                    // there to ask.)
                     let mut k = keeper.lock();
-                    if k.knows(&n) || node.is_hidden_peer(&n) == Some(false) {
+                    if k.knows(&n) || !hidden {
                         k.up(&n);
                     }
                 }

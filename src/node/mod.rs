@@ -83,7 +83,13 @@ pub struct PeerStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     /// A connection is up.
-    Up(String),
+    Up {
+        /// The peer.
+        node: String,
+        /// It is a hidden node (it did not publish itself: a C node, a
+        /// `cpg-node` client, another hidden node).
+        hidden: bool,
+    },
     /// A connection went down, or an attempt to make one failed.
     Down {
         /// The peer.
@@ -174,6 +180,11 @@ impl Node {
             None => rand::random::<u32>() | 0x10,
         };
         let name = config.name.to_string();
+        // Our own pids must be nameable however full the node-name table
+        // is of names that came in messages (`crate::atom`).
+        if let Err(e) = crate::atom::Atom::new_peer(&name) {
+            tracing::warn!("this node's own name cannot be interned: {e}");
+        }
         let (events, _) = broadcast::channel(1024);
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
@@ -380,7 +391,7 @@ impl Node {
                     return Ok(());
                 }
                 match ev.recv().await {
-                    Ok(NodeEvent::Up(n)) if n == node => return Ok(()),
+                    Ok(NodeEvent::Up { node: n, .. }) if n == node => return Ok(()),
                     Ok(NodeEvent::Down { node: n, reason }) if n == node => return Err(reason),
                     Err(broadcast::error::RecvError::Closed) => {
                         return Err(DownReason::ClosedLocally)

@@ -566,8 +566,17 @@ impl Inner {
                 _ => return, // superseded while handshaking
             }
         };
+        // Its name may take the places of the node-name table kept for
+        // connected nodes, so its pids can be named however full the
+        // table is of names that only came in messages.
+        if let Err(e) = crate::atom::Atom::new_peer(&node) {
+            tracing::warn!(peer = %node, "its pids cannot be named: {e}");
+        }
         tracing::info!(peer = %node, creation = peer.creation, "nodeup");
-        let _ = self.events.send(NodeEvent::Up(node.clone()));
+        let _ = self.events.send(NodeEvent::Up {
+            node: node.clone(),
+            hidden: peer.flags & flags::PUBLISHED == 0,
+        });
         let router: Arc<dyn Router> = self.clone();
         let drive = connection::drive(s, peer, rx, link, router, self.conn_config());
         let why = supervise::CatchUnwind::new(drive)

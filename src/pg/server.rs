@@ -338,7 +338,7 @@ impl Task {
             tokio::select! {
                 biased;
                 e = node_events.recv() => match e {
-                    Ok(NodeEvent::Up(n)) => self.discover_now(&n),
+                    Ok(NodeEvent::Up { node: n, .. }) => self.discover_now(&n),
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.pending.remove(&n);
                         self.peers.retain(|_, p| p.node.name != n);

@@ -226,7 +226,7 @@ impl<N: WireName> ScopeTask<N> {
             }
             match input {
                 Input::Node(e) => match e {
-                    Ok(NodeEvent::Up(n)) => self.peer_up(&n, false),
+                    Ok(NodeEvent::Up { node: n, .. }) => self.peer_up(&n, false),
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.node_down(&n);
                         self.polled.remove(&n);
