@@ -49,6 +49,14 @@ pub(super) struct ScopeTask<N: GroupKey> {
     pub(super) modes_rx: mpsc::UnboundedReceiver<ModeAnswer>,
     /// Numbers the questions (a late answer to an earlier one is dropped).
     pub(super) asked: u64,
+    /// An exchange being merged, chunk by chunk.
+    pub(super) merging: Option<Merge<N>>,
+}
+
+/// The groups of an exchange not yet merged, and whose they are.
+pub(super) struct Merge<N> {
+    origin: String,
+    rest: std::vec::IntoIter<(N, Vec<MemberPid>)>,
 }
 
 /// How long the scope task works on without giving its worker back (see
@@ -127,6 +135,7 @@ pub(super) async fn supervise_scope<N: WireName>(
             modes_tx,
             modes_rx,
             asked: 0,
+            merging: None,
         };
         let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
@@ -194,6 +203,12 @@ impl<N: WireName> ScopeTask<N> {
             if busy_since.elapsed() >= YIELD_AFTER {
                 tokio::task::yield_now().await;
                 busy_since = std::time::Instant::now();
+            }
+            // An exchange is merged whole before anything else is taken:
+            // messages apply in the order they came.
+            if self.merging.is_some() {
+                self.merge_chunk();
+                continue;
             }
             let probing = self.remote.values().any(RemoteScope::away);
             let mut waited = false;
@@ -426,6 +441,19 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// Merges the next [`MERGE_CHUNK`] groups of the exchange being merged.
+    pub(super) fn merge_chunk(&mut self) {
+        let Some(mut m) = self.merging.take() else {
+            return;
+        };
+        let chunk: Vec<_> = m.rest.by_ref().take(MERGE_CHUNK).collect();
+        let effects = self.state_mut().exchange(&m.origin, chunk);
+        self.execute(effects);
+        if m.rest.len() > 0 {
+            self.merging = Some(m);
+        }
+    }
+
     /// A message from another node's scope (decoded, or why not).
     pub(super) fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
         match m {
@@ -487,12 +515,16 @@ impl<N: WireName> ScopeTask<N> {
                 }
                 // Merged in chunks, each under its own write lock, so
                 // readers wait for at most one chunk of a large state
-                // transfer. Groups merge independently, in order.
-                let mut groups = groups.into_iter().peekable();
-                while groups.peek().is_some() {
-                    let chunk: Vec<_> = groups.by_ref().take(MERGE_CHUNK).collect();
-                    let effects = self.state_mut().exchange(&origin, chunk);
-                    self.execute(effects);
+                // transfer. Groups merge independently, in order. The
+                // first chunk here, the rest by the loop (`run`), which
+                // takes no other input until they are merged but may give
+                // its worker back between them.
+                if !groups.is_empty() {
+                    self.merging = Some(Merge {
+                        origin,
+                        rest: groups.into_iter(),
+                    });
+                    self.merge_chunk();
                 }
             }
             Ok(WireMsg::Cast(request)) => {
