@@ -56,7 +56,8 @@ fn build_watched(
     let watch = Arc::new(Watch::default());
     let (on_park, on_unpark, on_stop) = (watch.clone(), watch.clone(), watch.clone());
     // The watchdog holds a `Handle`, which holds these callbacks and so
-    // `watch`: it ends on the flag `on_stop` sets, not on a count.
+    // `watch`: it ends on the flag `on_stop` sets when the last worker
+    // ends, not on a count of references.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("cpg-node-worker")
@@ -86,7 +87,7 @@ struct Watch {
     asleep: AtomicBool,
     /// The watchdog thread, to wake it.
     watchdog: OnceLock<Thread>,
-    /// A worker has stopped: the runtime is shutting down.
+    /// Every worker has stopped: the runtime is shutting down.
     stopped: AtomicBool,
 }
 
@@ -122,12 +123,20 @@ impl Watch {
         }
     }
 
-    /// Called by every runtime thread as it ends. Workers end only when
-    /// the runtime shuts down (blocking threads, which end when idle, have
-    /// no slot).
+    /// Called by every runtime thread as it ends: a worker gives its slot
+    /// back, and the last one to go (the runtime shutting down) stops the
+    /// watchdog. (A worker's thread may also end while the runtime runs,
+    /// one that `block_in_place` handed to the blocking pool; the others
+    /// keep their slots. Blocking threads have none.)
     fn thread_stopped(&self) {
-        if SLOT.with(|slot| slot.get().is_some()) {
+        let Some(mine) = SLOT.with(|slot| slot.get().cloned()) else {
+            return;
+        };
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.retain(|s| !Arc::ptr_eq(s, &mine));
+        if slots.is_empty() {
             self.stopped.store(true, Ordering::SeqCst);
+            drop(slots);
             self.wake_watchdog();
         }
     }
