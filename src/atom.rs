@@ -17,10 +17,11 @@
 //! The last [`PEER_RESERVE`] places are kept for the names of nodes that
 //! connect ([`Atom::new_peer`], called once a handshake is through, and
 //! for the node's own name): names that only come in messages
-//! ([`Atom::new`]) cannot take them. A peer that fills the table with
-//! invented node names (1,048,576 in 2 s, measured) so keeps no node that
-//! connects later from being named, and that node's members from being
-//! seen (its exchange was dropped whole, for one pid it could not name).
+//! ([`Atom::new`]) cannot take them. A peer that fills the rest with
+//! invented node names (a million in 3 s, measured) then keeps no node
+//! that connects later from being named, nor that node's members from
+//! being seen (before, its exchange was dropped whole, for one pid it
+//! could not name).
 //!
 //! Reading a name ([`Atom::as_str`]) takes no lock: the table is a fixed
 //! array of chunks filled once each.

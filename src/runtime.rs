@@ -54,14 +54,16 @@ fn build_watched(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(2);
     let watch = Arc::new(Watch::default());
-    let (on_park, on_unpark, on_stop) = (watch.clone(), watch.clone(), watch.clone());
+    let (on_start, on_park, on_unpark, on_stop) =
+        (watch.clone(), watch.clone(), watch.clone(), watch.clone());
     // The watchdog holds a `Handle`, which holds these callbacks and so
-    // `watch`: it ends on the flag `on_stop` sets when the last worker
-    // ends, not on a count of references.
+    // `watch`: it ends on the flag `on_stop` sets when the runtime's last
+    // thread ends, not on a count of references.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("cpg-node-worker")
         .enable_all()
+        .on_thread_start(move || on_start.thread_started())
         .on_thread_park(move || on_park.set_busy(false))
         .on_thread_unpark(move || on_unpark.set_busy(true))
         .on_thread_stop(move || on_stop.thread_stopped())
@@ -80,19 +82,21 @@ fn build_watched(
 /// What the workers tell the watchdog.
 #[derive(Default)]
 struct Watch {
-    /// One slot per worker: when it last woke, in milliseconds since
-    /// [`now_ms`]'s start plus one, or 0 while it is idle.
+    /// One slot per thread of the runtime: when it last woke, in
+    /// milliseconds since [`now_ms`]'s start plus one, or 0 while it is
+    /// idle (a blocking-pool thread, which neither parks nor wakes as a
+    /// worker does, stays at 0).
     slots: Mutex<Vec<Arc<AtomicU64>>>,
     /// The watchdog is asleep until a worker wakes.
     asleep: AtomicBool,
     /// The watchdog thread, to wake it.
     watchdog: OnceLock<Thread>,
-    /// Every worker has stopped: the runtime is shutting down.
+    /// Every thread of the runtime has stopped: it is shut down.
     stopped: AtomicBool,
 }
 
 thread_local! {
-    /// This worker's slot in [`Watch::slots`].
+    /// This thread's slot in [`Watch::slots`].
     static SLOT: OnceCell<Arc<AtomicU64>> = const { OnceCell::new() };
 }
 
@@ -104,18 +108,34 @@ fn now_ms() -> u64 {
 }
 
 impl Watch {
-    /// Called by a worker as it wakes (`busy`) or goes idle.
-    fn set_busy(&self, busy: bool) {
+    /// This thread's slot, made and listed on first use.
+    fn slot(&self) -> Arc<AtomicU64> {
         SLOT.with(|slot| {
-            let slot = slot.get_or_init(|| {
+            slot.get_or_init(|| {
                 let s = Arc::new(AtomicU64::new(0));
                 self.slots
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(s.clone());
                 s
-            });
-            slot.store(if busy { now_ms() + 1 } else { 0 }, Ordering::Relaxed);
+            })
+            .clone()
+        })
+    }
+
+    /// Called by every thread of the runtime as it starts.
+    fn thread_started(&self) {
+        self.slot();
+    }
+
+    /// Called by a worker as it wakes (`busy`) or goes idle.
+    fn set_busy(&self, busy: bool) {
+        SLOT.with(|slot| {
+            let v = if busy { now_ms() + 1 } else { 0 };
+            match slot.get() {
+                Some(s) => s.store(v, Ordering::Relaxed),
+                None => self.slot().store(v, Ordering::Relaxed),
+            }
         });
         if busy && self.asleep.load(Ordering::Relaxed) && self.asleep.swap(false, Ordering::SeqCst)
         {
@@ -123,11 +143,11 @@ impl Watch {
         }
     }
 
-    /// Called by every runtime thread as it ends: a worker gives its slot
-    /// back, and the last one to go (the runtime shutting down) stops the
-    /// watchdog. (A worker's thread may also end while the runtime runs,
-    /// one that `block_in_place` handed to the blocking pool; the others
-    /// keep their slots. Blocking threads have none.)
+    /// Called by every thread of the runtime as it ends: it gives its slot
+    /// back, and the last one to go (the runtime shut down) stops the
+    /// watchdog. (Threads also end while the runtime runs: blocking-pool
+    /// threads left idle, a worker's thread that `block_in_place` handed
+    /// to the blocking pool. The workers keep their slots meanwhile.)
     fn thread_stopped(&self) {
         let Some(mine) = SLOT.with(|slot| slot.get().cloned()) else {
             return;
@@ -246,7 +266,15 @@ mod tests {
     #[test]
     fn the_watchdog_ends_with_the_runtime() {
         let (rt, watchdog) = build_watched(Some(2)).unwrap();
-        rt.block_on(async { tokio::time::sleep(Duration::from_millis(10)).await });
+        rt.block_on(async {
+            // A blocking-pool thread comes and goes meanwhile.
+            tokio::task::spawn_blocking(|| ()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await
+        });
+        drop(rt);
+        watchdog.join().unwrap();
+        // Dropped before any worker ever went idle.
+        let (rt, watchdog) = build_watched(Some(2)).unwrap();
         drop(rt);
         watchdog.join().unwrap();
     }
