@@ -321,6 +321,15 @@ async fn supervise(
     }
 }
 
+/// What the pg scope task's loop waited for.
+enum Input {
+    Node(Result<NodeEvent, broadcast::error::RecvError>),
+    Command(Option<Command>),
+    Signal(Result<Signal, term::Term>),
+    /// Discovers that did not answer are due again.
+    Retry,
+}
+
 impl Task {
     /// Serves until the handles or the node are gone (`None`) or the scope
     /// process is killed (`Some(reason)`).
@@ -334,10 +343,24 @@ impl Task {
         }
         let mut tick = tokio::time::interval(DISCOVER_FIRST / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Gives the worker back every 2 ms of a run of work, for the tasks
+        // it woke meanwhile (`util::Turns`).
+        let mut turns = crate::util::Turns::new();
         loop {
-            tokio::select! {
-                biased;
-                e = node_events.recv() => match e {
+            let retrying = !self.pending.is_empty();
+            let input = turns
+                .next(async {
+                    tokio::select! {
+                        biased;
+                        e = node_events.recv() => Input::Node(e),
+                        c = cmd_rx.recv() => Input::Command(c),
+                        s = self.proc.recv() => Input::Signal(s),
+                        _ = tick.tick(), if retrying => Input::Retry,
+                    }
+                })
+                .await;
+            match input {
+                Input::Node(e) => match e {
                     Ok(NodeEvent::Up { node: n, .. }) => self.discover_now(&n),
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.pending.remove(&n);
@@ -350,11 +373,11 @@ impl Task {
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
-                c = cmd_rx.recv() => match c {
+                Input::Command(c) => match c {
                     Some(c) => self.command(c),
                     None => return None,
                 },
-                s = self.proc.recv() => match s {
+                Input::Signal(s) => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
                         if term::as_atom(&reason) == Some("shutdown") {
@@ -364,7 +387,7 @@ impl Task {
                         return Some(term::show(&reason).to_string());
                     }
                 },
-                _ = tick.tick(), if !self.pending.is_empty() => self.retry_discovers(),
+                Input::Retry => self.retry_discovers(),
             }
         }
     }

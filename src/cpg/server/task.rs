@@ -59,10 +59,6 @@ pub(super) struct Merge<N> {
     rest: std::vec::IntoIter<(N, Vec<MemberPid>)>,
 }
 
-/// How long the scope task works on without giving its worker back (see
-/// [`ScopeTask::run`]).
-const YIELD_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
-
 /// What the scope task's loop waited for.
 enum Input {
     Node(Result<NodeEvent, broadcast::error::RecvError>),
@@ -188,32 +184,21 @@ impl<N: WireName> ScopeTask<N> {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval(PROBE_FIRST / 2);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // When this run of work began: the last time the task waited for
-        // input, or gave its worker back.
-        let mut busy_since = std::time::Instant::now();
+        // Gives the worker back every 2 ms of a run of work (a burst of
+        // casts, each of a million copies; a huge merge), for the tasks it
+        // woke meanwhile (`util::Turns`).
+        let mut turns = crate::util::Turns::new();
         loop {
-            // A long run of work (a burst of casts, each of a million
-            // copies; a huge merge) gives its worker back every
-            // YIELD_AFTER, for the tasks it woke meanwhile: tokio runs the
-            // task a worker woke last next on that worker, where no other
-            // worker can take it, so a connection's writer woken by our
-            // first send would otherwise wait for the whole burst, and
-            // with it every reply to that peer (measured: echo calls held
-            // up 1.5 s behind 60 casts of a million copies).
-            if busy_since.elapsed() >= YIELD_AFTER {
-                tokio::task::yield_now().await;
-                busy_since = std::time::Instant::now();
-            }
             // An exchange is merged whole before anything else is taken:
             // messages apply in the order they came.
             if self.merging.is_some() {
+                turns.turn().await;
                 self.merge_chunk();
                 continue;
             }
             let probing = self.remote.values().any(RemoteScope::away);
-            let mut waited = false;
-            let input = {
-                let next = std::pin::pin!(async {
+            let input = turns
+                .next(async {
                     tokio::select! {
                         // Node events first: a peer's exchange that follows
                         // its nodeup must find the peer known (else it is
@@ -227,18 +212,8 @@ impl<N: WireName> ScopeTask<N> {
                         _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => Input::Poll,
                         _ = probe.tick(), if probing => Input::Probe,
                     }
-                });
-                let mut next = next;
-                std::future::poll_fn(|cx| {
-                    let r = std::future::Future::poll(next.as_mut(), cx);
-                    waited |= r.is_pending();
-                    r
                 })
-                .await
-            };
-            if waited {
-                busy_since = std::time::Instant::now();
-            }
+                .await;
             match input {
                 Input::Node(e) => match e {
                     Ok(NodeEvent::Up { node: n, .. }) => self.peer_up(&n, false),
