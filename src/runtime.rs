@@ -26,6 +26,7 @@
 //! [`Builder::on_thread_unpark`]: tokio::runtime::Builder::on_thread_unpark
 //! [`Builder::on_thread_park`]: tokio::runtime::Builder::on_thread_park
 
+use crate::sync::now_nanos;
 use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -83,9 +84,9 @@ fn build_watched(
 #[derive(Default)]
 struct Watch {
     /// One slot per thread of the runtime: when it last woke, in
-    /// milliseconds since [`now_ms`]'s start plus one, or 0 while it is
-    /// idle (a blocking-pool thread, which neither parks nor wakes as a
-    /// worker does, stays at 0).
+    /// nanoseconds ([`now_nanos`]) plus one, or 0 while it is idle (a
+    /// blocking-pool thread, which neither parks nor wakes as a worker
+    /// does, stays at 0).
     slots: Mutex<Vec<Arc<AtomicU64>>>,
     /// The watchdog is asleep until a worker wakes.
     asleep: AtomicBool,
@@ -98,13 +99,6 @@ struct Watch {
 thread_local! {
     /// This thread's slot in [`Watch::slots`].
     static SLOT: OnceCell<Arc<AtomicU64>> = const { OnceCell::new() };
-}
-
-/// Milliseconds since the first call.
-fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Watch {
@@ -131,7 +125,7 @@ impl Watch {
     /// Called by a worker as it wakes (`busy`) or goes idle.
     fn set_busy(&self, busy: bool) {
         SLOT.with(|slot| {
-            let v = if busy { now_ms() + 1 } else { 0 };
+            let v = if busy { now_nanos() + 1 } else { 0 };
             match slot.get() {
                 Some(s) => s.store(v, Ordering::Relaxed),
                 None => self.slot().store(v, Ordering::Relaxed),
@@ -169,13 +163,13 @@ impl Watch {
 
     /// The longest time a worker has been busy, if one is.
     fn busiest(&self) -> Option<Duration> {
-        let now = now_ms() + 1;
+        let now = now_nanos() + 1;
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots
             .iter()
             .map(|s| s.load(Ordering::Relaxed))
             .filter(|&since| since != 0)
-            .map(|since| Duration::from_millis(now.saturating_sub(since)))
+            .map(|since| Duration::from_nanos(now.saturating_sub(since)))
             .max()
     }
 }

@@ -13,8 +13,9 @@ const FAIR_AFTER: Duration = Duration::from_millis(1);
 /// The longest [`ReadMostly::let_readers_in`] waits for the readers.
 const HANDOFF_WAIT: Duration = Duration::from_millis(1);
 
-/// Nanoseconds since the first call (a clock that fits an atomic).
-fn now_nanos() -> u64 {
+/// Nanoseconds since the first call (a clock that fits an atomic; the
+/// runtime's watchdog reads it too).
+pub(crate) fn now_nanos() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)

@@ -124,12 +124,28 @@ impl FromWirePid for Pid {
 
 impl FromWirePid for MemberPid {
     fn from_wire(p: &Pid) -> Result<Option<MemberPid>, crate::atom::AtomError> {
-        match MemberPid::try_from(p) {
-            Ok(p) => Ok(Some(p)),
-            Err(crate::atom::AtomError::TableFull) => Ok(None),
-            Err(e) => Err(e),
-        }
+        unless_full(MemberPid::try_from(p))
     }
+}
+
+/// What both decoding paths of an exchange make of an interning: a full
+/// node-name table leaves the pid out (`Ok(None)`, see [`FromWirePid`]),
+/// any other error refuses it.
+fn unless_full<T>(
+    r: Result<T, crate::atom::AtomError>,
+) -> Result<Option<T>, crate::atom::AtomError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(crate::atom::AtomError::TableFull) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether both decoding paths keep a group of `listed` pids of which
+/// `kept` could be named: a group whose every pid was left out is left out
+/// too (a state lists groups with members).
+fn keep_group(kept: usize, listed: usize) -> bool {
+    kept > 0 || listed == 0
 }
 
 /// Warns (once a second at most, saying how many warnings were held back)
@@ -234,9 +250,7 @@ impl<P: FromWirePid, N: WireName> WireMsg<P, N> {
                                 }
                             }
                             let name = name_of(n, msg)?;
-                            // A group whose every pid was left out is left
-                            // out too (a state lists groups with members).
-                            if !pids.is_empty() || l.is_empty() {
+                            if keep_group(pids.len(), l.len()) {
                                 out.push((name, pids));
                             }
                         }
@@ -291,11 +305,7 @@ impl<N: WireName> WireMsg<MemberPid, N> {
             let atom = match last {
                 Some((n, a)) if n == node => a,
                 _ => {
-                    let a = match Atom::new(node) {
-                        Ok(a) => Some(a),
-                        Err(crate::atom::AtomError::TableFull) => None,
-                        Err(_) => return None,
-                    };
+                    let a = unless_full(Atom::new(node)).ok()?;
                     last = Some((node, a));
                     a
                 }
@@ -338,9 +348,7 @@ impl<N: WireName> WireMsg<MemberPid, N> {
             if pids_tail {
                 f.nil()?;
             }
-            // As the term path: a group whose every pid was left out is
-            // left out.
-            if !pids.is_empty() || k == 0 {
+            if keep_group(pids.len(), k) {
                 groups.push((name, pids));
             }
         }

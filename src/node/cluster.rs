@@ -1,9 +1,9 @@
 //! Keeping the node in the cluster: the seeds are dialled until they
 //! answer, they, the discovered nodes and every visible peer the node has
-//! seen are redialled after a loss (capped exponential backoff with jitter;
-//! hidden peers that dialled us, query clients mostly, are not), and the cluster's other nodes are
-//! learned from the seeds through `rex` (`erlang:nodes()`), because a
-//! hidden node gets no nodeup for them.
+//! seen are redialled after a loss (capped exponential backoff with
+//! jitter; hidden peers that dialled us, query clients mostly, are not),
+//! and the cluster's other nodes are learned from the seeds through `rex`
+//! (`erlang:nodes()`), because a hidden node gets no nodeup for them.
 //!
 //! ```text
 //!   seed / discovered / seen (a visible peer up) ──> Target { attempt, next_at }
