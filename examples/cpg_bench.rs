@@ -67,28 +67,38 @@ fn per_call(total: usize, f: &(dyn Fn(usize) + Sync)) -> f64 {
 }
 
 /// ns per call of `f` with `readers` threads doing `total` calls between
-/// them: wall time (from the barrier to the last reader's end) ×
-/// min(readers, cores) / calls.
+/// them: wall time (from the first reader's start after the barrier to the
+/// last reader's end, as the readers' own clocks read them) ×
+/// min(readers, cores) / calls. (The spawning thread's clock is not used:
+/// with more readers than cores it may run again only after they are done.)
 fn per_call_threads(readers: usize, total: usize, f: &(dyn Fn(usize) + Sync)) -> f64 {
     if readers == 1 {
         return per_call(total, f);
     }
     let each = total / readers;
-    let barrier = Barrier::new(readers + 1);
-    let start = std::thread::scope(|sc| {
-        for r in 0..readers {
-            let barrier = &barrier;
-            sc.spawn(move || {
-                barrier.wait();
-                for i in 0..each {
-                    f(i + r);
-                }
-            });
-        }
-        barrier.wait();
-        Instant::now()
+    let barrier = Barrier::new(readers);
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..readers)
+            .map(|r| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for i in 0..each {
+                        f(i + r);
+                    }
+                    (start, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a reader"))
+            .collect()
     });
-    let wall = start.elapsed().as_nanos() as f64;
+    let first = spans.iter().map(|s| s.0).min().expect("readers");
+    let last = spans.iter().map(|s| s.1).max().expect("readers");
+    let wall = (last - first).as_nanos() as f64;
     wall * readers.min(cores()) as f64 / (each * readers) as f64
 }
 
