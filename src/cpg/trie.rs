@@ -418,7 +418,10 @@ impl<V> Trie<V> {
     /// the empty name and where genuine trie finds nothing or raises (as it
     /// does for almost every name holding `*` or `?`).
     ///
-    /// Does not allocate.
+    /// Allocates nothing but the calling thread's memo of searches (128
+    /// KiB, once, on its first pattern search) and, for a search past its
+    /// step budget (long names against keys sharing runs of `*`), that
+    /// search's own table.
     pub fn find_match(&self, name: &str) -> Option<(&str, &V)> {
         if pattern::is_pattern(name) {
             self.search(name, true)

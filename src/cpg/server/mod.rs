@@ -455,7 +455,8 @@ impl<N: WireName> CpgScope<N> {
     /// random remote one. The pid is a [`MemberPid`] (16 bytes, `Copy`):
     /// send to it directly (`Dest::from`), or `to_pid()` for the wire's pid.
     /// The matched key is copied out (a `String`); [`Scope::get_closest_pid`]
-    /// inside [`read`](Self::read) lends it instead and allocates nothing.
+    /// inside [`read`](Self::read) lends it instead and allocates nothing
+    /// (but for a thread's memo of pattern searches, once, on its first).
     pub fn get_closest_pid(&self, name: &N::Borrowed) -> Result<(N, MemberPid), ReadError<N>> {
         self.read(|s| {
             s.get_closest_pid(name, None, &mut |n| rand::random_range(0..n.max(1)))
