@@ -430,6 +430,14 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// in pid order, for [`node_members_down`](Self::node_members_down).
     pub fn node_down_start(&mut self, node: &str) -> Vec<P> {
         self.nodes.remove(node);
+        self.members_of_node(node)
+    }
+
+    /// The pids of `node` the scope stores, in pid order, for
+    /// [`node_members_down`](Self::node_members_down), `node` staying a
+    /// peer (its members are to be asked for again, while our writes still
+    /// go to it).
+    pub fn members_of_node(&self, node: &str) -> Vec<P> {
         if node == self.node {
             return Vec::new();
         }

@@ -663,6 +663,48 @@ fn node_down_in_parts_equals_node_down() {
     check_invariants(&parts);
 }
 
+/// A restarted scope task drops a connected peer's members but keeps it a
+/// peer (`members_of_node`, then `node_members_down`): a local write made
+/// meanwhile still casts to it, so that a leave is not lost on it (the
+/// exchange that follows only adds).
+#[test]
+fn members_dropped_the_node_stays_a_peer_and_gets_our_leaves() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    let (a1, b1) = (t("a", 1), t("b", 1));
+    s.remote_request(
+        "a",
+        Request::Join {
+            name: "g".into(),
+            pid: a1.clone(),
+        },
+    );
+    s.join("g", b1.clone()).unwrap();
+    let pids = s.members_of_node("a");
+    assert_eq!(pids, vec![a1.clone()]);
+    let e = s.node_members_down(&pids);
+    assert_eq!(
+        notifies(&e),
+        vec![n("g", &a1, Reason::Exit(NODEDOWN_REASON.into()))]
+    );
+    assert_eq!(history(&s, "g"), vec![b1.clone()]);
+    assert!(s.is_listened("a"));
+    let e = s.leave("g", &b1).unwrap();
+    assert_eq!(
+        casts(&e),
+        vec![(
+            "a".to_string(),
+            Request::Leave {
+                name: "g".into(),
+                pid: b1.clone()
+            }
+        )]
+    );
+    // our own node has no members to drop
+    assert!(s.members_of_node("b").is_empty());
+    check_invariants(&s);
+}
+
 #[test]
 fn exchange_of_member_pids_accepts_by_node_as_names_do() {
     // `MemberPid` answers `same_node` by its interned node id, which the
