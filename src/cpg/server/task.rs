@@ -274,9 +274,8 @@ impl<N: WireName> ScopeTask<N> {
     /// undone on the BEAM peer, about once in 36 runs of the fault test
     /// with three at once).
     pub(super) fn rebuild(&mut self) {
-        let peers = self.node.peers();
         for n in self.connected_nodes() {
-            if peers.contains(&n) {
+            if self.node.is_connected(&n) {
                 self.drop_members_of(&n);
             } else {
                 self.node_down(&n);
