@@ -384,6 +384,24 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         }
     }
 
+    /// The copies in `part` except those of `exclude`, newest first, as
+    /// [`Members`]: the group's own snapshot ([`shared_members`](Self::shared_members),
+    /// nothing copied) when that is every copy (`part` holds the whole
+    /// group, as it does for a group whose members are all on this node or
+    /// all on others, and `exclude` is not in it); else a list of their own.
+    pub fn part_members(&self, part: Part, exclude: Option<&P>) -> Members<P> {
+        let whole = match part {
+            Part::All => true,
+            Part::Local => self.local_count() == self.len(),
+            Part::Remote => self.remote_count() == self.len(),
+        };
+        if whole && exclude.map_or(true, |p| self.count_of(p) == 0) {
+            self.shared_members()
+        } else {
+            Members::from(self.members(part, exclude))
+        }
+    }
+
     /// The copies in `part` except those of `exclude`, newest first, as a
     /// vector (cpg's `[P || P <- L, P =/= Exclude]`).
     pub fn members(&self, part: Part, exclude: Option<&P>) -> Vec<P> {

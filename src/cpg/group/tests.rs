@@ -424,10 +424,12 @@ proptest! {
                 prop_assert_eq!(d.nth(part, i), Some(p));
             }
             prop_assert_eq!(d.nth(part, list.len()), None);
+            prop_assert_eq!(&d.part_members(part, None)[..], &list[..]);
             for ex in 0u8..8 {
                 let filtered: Vec<u8> = list.iter().copied().filter(|x| *x != ex).collect();
                 prop_assert_eq!(d.count_excluding(part, Some(&ex)), filtered.len());
                 prop_assert_eq!(d.members(part, Some(&ex)), filtered.clone());
+                prop_assert_eq!(&d.part_members(part, Some(&ex))[..], &filtered[..]);
                 prop_assert_eq!(d.newest(part, Some(&ex)), filtered.first());
                 prop_assert_eq!(d.oldest(part, Some(&ex)), filtered.last());
                 for &k in &picks {

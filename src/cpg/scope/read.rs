@@ -17,9 +17,9 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         name: &N::Borrowed,
         part: Part,
         exclude: Option<&P>,
-    ) -> ReadResult<'_, Vec<P>, N> {
+    ) -> ReadResult<'_, Members<P>, N> {
         let (key, group) = self.find(name)?;
-        let members = group.members(part, exclude);
+        let members = group.part_members(part, exclude);
         if members.is_empty() {
             Err(ReadError::NoSuchGroup(name.to_owned()))
         } else {
@@ -68,26 +68,17 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// `cpg:get_members`: every copy (history order, newest first, with
     /// duplicates) except `exclude`; an empty result is `NoSuchGroup`.
     ///
-    /// Without `exclude` nothing is copied: the group's own immutable
-    /// snapshot ([`GroupData::shared_members`]: a one-copy group's pid
-    /// inline, a larger group's list shared until it changes), as BEAM
-    /// hands out its list. With `exclude`, the other copies are copied
-    /// into a list of their own.
+    /// Nothing is copied unless `exclude` is a member: the group's own
+    /// immutable snapshot ([`GroupData::shared_members`]: a one-copy
+    /// group's pid inline, a larger group's list shared until it changes),
+    /// as BEAM hands out its list. With `exclude` in the group, the other
+    /// copies are copied into a list of their own.
     pub fn get_members(
         &self,
         name: &N::Borrowed,
         exclude: Option<&P>,
     ) -> ReadResult<'_, Members<P>, N> {
-        if exclude.is_some() {
-            return self
-                .members(name, Part::All, exclude)
-                .map(|(key, v)| (key, Members::from(v)));
-        }
-        let (key, group) = self.find(name)?;
-        if group.is_empty() {
-            return Err(ReadError::NoSuchGroup(name.to_owned()));
-        }
-        Ok((key, group.shared_members()))
+        self.members(name, Part::All, exclude)
     }
 
     /// `cpg:get_members(Name)` borrowed from the state (newest first): no
@@ -102,23 +93,28 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         Ok((key, group.members_slice()))
     }
 
-    /// `cpg:get_local_members`: the copies of pids on this node; an empty
-    /// result is `NoSuchGroup`.
+    /// `cpg:get_local_members`: the copies of pids on this node, newest
+    /// first; an empty result is `NoSuchGroup`. A group whose copies are
+    /// all local gives its shared snapshot, as
+    /// [`get_members`](Self::get_members) does (nothing copied); a mixed
+    /// group, the local copies in a list of their own
+    /// ([`GroupData::part_members`]).
     pub fn get_local_members(
         &self,
         name: &N::Borrowed,
         exclude: Option<&P>,
-    ) -> ReadResult<'_, Vec<P>, N> {
+    ) -> ReadResult<'_, Members<P>, N> {
         self.members(name, Part::Local, exclude)
     }
 
-    /// `cpg:get_remote_members`: the copies of pids on other nodes; an empty
-    /// result is `NoSuchGroup`.
+    /// `cpg:get_remote_members`: the copies of pids on other nodes, newest
+    /// first; an empty result is `NoSuchGroup`. Shared or copied as
+    /// [`get_local_members`](Self::get_local_members) says.
     pub fn get_remote_members(
         &self,
         name: &N::Borrowed,
         exclude: Option<&P>,
-    ) -> ReadResult<'_, Vec<P>, N> {
+    ) -> ReadResult<'_, Members<P>, N> {
         self.members(name, Part::Remote, exclude)
     }
 

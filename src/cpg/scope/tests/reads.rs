@@ -48,7 +48,7 @@ fn reads_single_node() {
     );
     assert_eq!(
         s.get_local_members("g", Some(&a)),
-        Ok(("g", vec![c.clone(), c.clone(), b.clone()]))
+        Ok(("g", vec![c.clone(), c.clone(), b.clone()].into()))
     );
     // random selection: index into the copies, newest first
     let mut idx = 3;
