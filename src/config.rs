@@ -17,6 +17,18 @@ pub enum NameError {
     /// Empty alive or host part, or more than one `@`.
     #[error("bad node name {0:?}: expected alive@host with both parts non-empty")]
     Malformed(String),
+    /// A name `erl` would not take as its own, and no BEAM node dials
+    /// (`net_adm:ping` answers `pang` without trying): the part before `@`
+    /// of anything but ASCII letters, digits, `_` and `-`, or a host part
+    /// with a space, a control character or a character above U+00FF
+    /// (`net_kernel`'s "Invalid node name!").
+    #[error("invalid node name {name:?}: {why}")]
+    Invalid {
+        /// The name.
+        name: String,
+        /// Which part is wrong, and what it may hold.
+        why: &'static str,
+    },
     /// A short name whose host part has dots, or a long name whose host
     /// has none (and is not an IP address), as `erl` refuses.
     #[error("node name {name:?} does not fit {mode} names")]
@@ -44,14 +56,17 @@ impl NodeName {
     }
 
     /// Builds a node name from `name` the way `erl -sname`/`-name` does: a
-    /// name without `@` gets this machine's short host name (or its fully
-    /// qualified one with `long_names`).
+    /// name without `@` (or ending in it) gets this machine's short host
+    /// name (or its fully qualified one with `long_names`); a name `erl`
+    /// would refuse is refused ([`NodeName::check_own`]).
     pub fn from_cli(name: &str, long_names: bool) -> Result<Self, NameError> {
-        let n = if name.contains('@') {
-            Self::parse(name)?
+        let alive = name.strip_suffix('@').unwrap_or(name);
+        let n = if alive.contains('@') {
+            Self::parse(alive)?
         } else {
-            Self::parse(&format!("{}@{}", name, local_host(long_names)))?
+            Self::parse(&format!("{}@{}", alive, local_host(long_names)))?
         };
+        n.check_own()?;
         let ip = n.host.parse::<std::net::IpAddr>().is_ok();
         if !long_names && n.host.contains('.') && !ip {
             return Err(NameError::WrongMode {
@@ -66,6 +81,33 @@ impl NodeName {
             });
         }
         Ok(n)
+    }
+
+    /// Whether `erl` would take this name as its own, as `net_kernel`
+    /// checks it at start: the part before `@` of ASCII letters, digits,
+    /// `_` and `-` only; the host part of characters from `!` to U+00FF
+    /// (no space or control character). A BEAM node does not dial a name
+    /// that fails (`net_adm:ping` answers `pang` without trying), so a
+    /// node started under one could never be reached.
+    /// [`NodeConfig::check`] asks it of the node's own name; names of
+    /// other nodes are taken as they come.
+    pub fn check_own(&self) -> Result<(), NameError> {
+        let alive_ok = self
+            .alive
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let host_ok = self.host.chars().all(|c| ('!'..='\u{ff}').contains(&c));
+        let why = if !alive_ok {
+            "the part before @ may hold only ASCII letters, digits, _ and - (as erl requires)"
+        } else if !host_ok {
+            "the host part may not hold spaces, control characters or characters above U+00FF (as erl requires)"
+        } else {
+            return Ok(());
+        };
+        Err(NameError::Invalid {
+            name: self.to_string(),
+            why,
+        })
     }
 
     /// The part before `@` (what EPMD knows).
@@ -115,6 +157,9 @@ pub fn mixed_names(me: &NodeName, peer: &NodeName) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// The node's own name is one `erl` would refuse.
+    #[error(transparent)]
+    Name(#[from] NameError),
     /// The cookie is empty (`erl` refuses it too).
     #[error("the cookie is empty")]
     EmptyCookie,
@@ -371,9 +416,11 @@ impl Backoff {
 }
 
 impl NodeConfig {
-    /// Refuses a configuration `erl` would refuse: an empty cookie, a
-    /// `net_ticktime` under one second. [`crate::Node::start`] checks it.
+    /// Refuses a configuration `erl` would refuse: a name it would not
+    /// take ([`NodeName::check_own`]), an empty cookie, a `net_ticktime`
+    /// under one second. [`crate::Node::start`] checks it.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.name.check_own()?;
         if self.cookie.expose().is_empty() {
             return Err(ConfigError::EmptyCookie);
         }
@@ -553,6 +600,22 @@ mod tests {
         assert!(NodeName::parse("@h").is_err());
         assert!(NodeName::parse("a@").is_err());
         assert!(NodeName::from_cli("r@a.b", false).is_err());
+        // As `erl -sname` takes them (OTP 25, tried): the alive part of
+        // [0-9A-Za-z_-], the host of printable Latin-1, "a@" on this host.
+        for good in ["a-b", "a_b", "Ab9", "9", "_", "a@h_x", "a@b!c", "a@bä"] {
+            let n = NodeName::from_cli(good, false);
+            assert!(n.is_ok(), "{good}: {n:?}");
+        }
+        assert_eq!(
+            NodeName::from_cli("a@", false).unwrap().host(),
+            NodeName::from_cli("a", false).unwrap().host()
+        );
+        for bad in [
+            "a.b", "a+b", "ä", "a b", "bad!name", "a@b c", "a@b\tc", "a@bĀ",
+        ] {
+            let n = NodeName::from_cli(bad, false);
+            assert!(matches!(n, Err(NameError::Invalid { .. })), "{bad}: {n:?}");
+        }
         assert!(NodeName::from_cli("r@127.0.0.1", false).is_ok());
         assert!(NodeName::from_cli("r@host", true).is_err());
         let short = NodeName::from_cli("r", false).unwrap();
@@ -595,6 +658,11 @@ mod tests {
         let mut c = NodeConfig::new(n, Cookie::new("c"));
         c.net_ticktime = Duration::ZERO;
         assert!(matches!(c.check(), Err(ConfigError::TickTime(_))));
+        let odd = NodeName::parse("bad!name@h").unwrap();
+        assert!(matches!(
+            NodeConfig::new(odd, Cookie::new("c")).check(),
+            Err(ConfigError::Name(NameError::Invalid { .. }))
+        ));
     }
 
     #[test]
