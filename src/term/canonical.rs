@@ -1,18 +1,21 @@
 //! One spelling per Erlang term: a term as the canonical form its
 //! equal terms share (strings as lists, small integers as such, whole-byte
-//! bit strings as binaries, map entries by their keys' encodings), and its
-//! encoding. Group names of map storage are compared by it
+//! bit strings as binaries, `-0.0` as `0.0`, map entries by their keys'
+//! encodings), and its encoding. Group names of map storage are compared by it
 //! ([`TermName`](crate::cpg::TermName)), and the decoder refuses a map whose
 //! keys are one term spelled apart, as BEAM does.
 
-use crate::term::{Binary, FixInteger, ImproperList, List, Term};
+use crate::term::{Binary, FixInteger, Float, ImproperList, List, Term};
 use std::collections::{btree_map, BTreeMap};
 
 /// One spelling per Erlang term: strings as lists of integers, integers
 /// that fit 32 bits as small integers, improper lists with a list tail
-/// flattened, bit strings of whole bytes as binaries.
+/// flattened, bit strings of whole bytes as binaries, `-0.0` as `0.0`
+/// (OTP 25 and earlier: `-0.0 =:= 0.0`, one map key, one `dict` key,
+/// though `term_to_binary` keeps the sign; OTP 27 tells them apart).
 pub(crate) fn canonical(t: &Term) -> Term {
     match t {
+        Term::Float(f) if f.value == 0.0 => Term::Float(Float { value: 0.0 }),
         Term::ByteList(b) => crate::term::list(
             b.bytes
                 .iter()
