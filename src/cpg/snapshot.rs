@@ -40,6 +40,11 @@ enum Held<P> {
     Empty,
     One(P),
     Shared(Arc<[P]>),
+    /// A list made for one read (`get_local_members` of a mixed group,
+    /// `get_members` with an exclusion): kept in its own buffer behind a
+    /// small shared header, not copied into an `Arc<[P]>` (which would
+    /// allocate and copy the list again).
+    Made(Arc<Vec<P>>),
 }
 
 impl<P> Members<P> {
@@ -64,6 +69,7 @@ impl<P> Members<P> {
             Held::Empty => &[],
             Held::One(p) => std::slice::from_ref(p),
             Held::Shared(list) => list,
+            Held::Made(list) => list,
         }
     }
 }
@@ -91,12 +97,12 @@ impl<P> AsRef<[P]> for Members<P> {
 
 impl<P> From<Vec<P>> for Members<P> {
     /// Members from a list of one's own (an empty or one-pid list is held
-    /// inline).
+    /// inline; a longer one stays in its buffer, not copied).
     fn from(mut v: Vec<P>) -> Self {
         match v.len() {
             0 => Members::empty(),
             1 => Members::one(v.remove(0)),
-            _ => Members::shared(v.into()),
+            _ => Members(Held::Made(Arc::new(v))),
         }
     }
 }
@@ -322,6 +328,14 @@ mod tests {
         assert_eq!(many.iter().sum::<u32>(), 6);
         assert_eq!((&many).into_iter().count(), 3);
         assert_eq!(Vec::from(again), vec![3, 2, 1]);
+        // A list of one's own stays in its buffer (no second copy), and
+        // its clones share it.
+        let v = vec![5, 4];
+        let at = v.as_ptr();
+        let made = Members::from(v);
+        assert!(std::ptr::eq(made.as_slice().as_ptr(), at));
+        assert!(std::ptr::eq(made.clone().as_slice().as_ptr(), at));
+        assert_eq!(made, [5, 4]);
         assert_eq!(format!("{many:?}"), "[3, 2, 1]");
         assert_eq!(Members::from(vec![3, 2, 1]), many);
     }

@@ -78,7 +78,15 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         name: &N::Borrowed,
         exclude: Option<&P>,
     ) -> ReadResult<'_, Members<P>, N> {
-        self.members(name, Part::All, exclude)
+        if exclude.is_some() {
+            return self.members(name, Part::All, exclude);
+        }
+        // The usual read, without the exclusion's checks.
+        let (key, group) = self.find(name)?;
+        if group.is_empty() {
+            return Err(ReadError::NoSuchGroup(name.to_owned()));
+        }
+        Ok((key, group.shared_members()))
     }
 
     /// `cpg:get_members(Name)` borrowed from the state (newest first): no
