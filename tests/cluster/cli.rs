@@ -598,3 +598,90 @@ async fn watch_prints_the_groups_first_then_follows_nodes_that_come_later() {
     assert_eq!(event["event"], "join_remote", "{event}");
     let _ = watch.start_kill();
 }
+
+/// `cpg-node demo` (the README's main command) with what it finds: its
+/// exit code and stdout, after it has stopped.
+async fn demo(w: &World, path: Option<&str>) -> (i32, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"));
+    cmd.arg("demo")
+        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true);
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the demo ends within a minute")
+        .expect("run cpg-node demo");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// The README's main command on a machine with Erlang: the demo starts a
+/// real erl node, messages, calls, cpg and monitors go both ways, and the
+/// erl node it started is gone when it ends.
+#[tokio::test]
+async fn the_readme_demo_runs_against_a_real_erl_node_and_stops_it() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (code, out) = demo(&w, None).await;
+    assert_eq!(code, 0);
+    for seen in [
+        "started a real erl node",
+        ": pong",
+        "erl: got hello_from_rust",
+        "erl: gen_server:call({echo,",
+        "erl: the Rust cpg scope answered {new, Node} with [{\"demo/*\"",
+        "rust: cpg get_members(\"from_erl\") -> <demo_erl_",
+        "erl: 'DOWN' for {echo,",
+        "rust: our monitor on",
+        "demo done",
+    ] {
+        assert!(out.contains(seen), "{seen:?} missing from:\n{out}");
+    }
+    // "started a real erl node NAME (OS pid N)": N has exited.
+    let pid: u32 = out
+        .split("(OS pid ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .expect("the erl node's OS pid");
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+    };
+    assert!(
+        crate::support::eventually(5, || async { gone() }).await,
+        "the demo's erl node {pid} still runs"
+    );
+}
+
+/// The same command on a machine without Erlang (no `erl` on the PATH):
+/// a second Rust node plays the other side.
+#[tokio::test]
+async fn the_readme_demo_runs_without_erlang() {
+    let w = World::new().await;
+    let empty = std::env::temp_dir().join(unique("no_erl"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, out) = demo(&w, Some(empty.to_str().unwrap())).await;
+    let _ = std::fs::remove_dir_all(&empty);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("erl not found; demo with a second Rust node"),
+        "{out}"
+    );
+    for seen in [
+        ": pong",
+        "rust2: gen_server call to echo: 'hi'",
+        "rust2: cpg get_closest_pid(\"demo/x\") -> \"demo/*\"",
+        "demo done",
+    ] {
+        assert!(out.contains(seen), "{seen:?} missing from:\n{out}");
+    }
+}
