@@ -397,6 +397,7 @@ fn check_reads(scope: &Scope<MemberPid>, model: &Model, salt: usize) {
         .map(|(_, c)| c)
         .sum();
     assert_eq!(scope.member_totals(), (total, local), "member_totals");
+    assert_eq!(scope.total_copies(), total, "total_copies");
     assert_eq!(scope.max_copies(), model.max);
     for p in 0..NPIDS {
         let mp = pid(p);

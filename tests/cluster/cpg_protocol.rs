@@ -330,6 +330,74 @@ async fn hostile_join_counts_ignored_scope_serves_on() {
     assert_eq!(scope.get_members("small").unwrap().1, vec![m.pid().clone()]);
 }
 
+/// Many casts each under the per-group cap, a million copies into a new
+/// group every time, once grew the node by 30 to 57 MB a cast: the scope
+/// holds at most `max_total_copies` in all (here lowered to 5,000 with
+/// casts of 1,000), ignores what would go past it, keeps serving, and
+/// takes copies again once some leave. The casts come from a real erl
+/// node, one after the other from one process (so in order).
+#[tokio::test]
+async fn join_counts_into_ever_new_groups_stop_at_the_scope_cap() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("drv").await;
+    let r = w.rust_node("r").await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.max_copies = 1000;
+    opts.max_total_copies = 5000;
+    let scope = CpgScope::start(&r, opts).unwrap();
+    let code = format!(
+        "B = cpg_protocol_driver:member(), \
+         [cpg_protocol_driver:cast({DEFAULT_SCOPE}, '{}', \
+           {{join_counts, [{{\"g\" ++ integer_to_list(I), 1000}}], B}}) \
+          || I <- lists:seq(1, 12)], \
+         cpg_protocol_driver:cast({DEFAULT_SCOPE}, '{}', {{join, \"last\", B}}), B.",
+        r.name(),
+        r.name()
+    );
+    let b = eval(&r, &e.name, &code).await;
+    assert!(term::as_pid(&b).is_some(), "{b}");
+    // Five groups of 1,000 fill the scope: the other seven casts and the
+    // last join are ignored, in the order they came.
+    let full = || scope.read(|s| (s.total_copies(), s.group_count()));
+    assert!(
+        eventually(5, || async { full() == (5000, 5) }).await,
+        "{:?}",
+        full()
+    );
+    assert!(scope.get_members("g6").is_err());
+    assert!(scope.get_members("last").is_err());
+    // A local write past it fails and says why.
+    let m = r.spawn_process();
+    let err = scope.join("mine", m.pid()).await.unwrap_err();
+    assert!(err.to_string().contains("in all"), "{err}");
+    // The node still serves: a leave makes room, and a join goes in.
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![
+            atom("leave_counts"),
+            term::list(vec![tuple(vec![s("g1"), int(1000)])]),
+            b.clone(),
+        ]),
+    )
+    .await;
+    cast(
+        &r,
+        &e.name,
+        tuple(vec![atom("join"), s("after"), b.clone()]),
+    )
+    .await;
+    assert!(
+        eventually(5, || async { ours(&scope, "after") == vec![b.clone()] }).await,
+        "no room after the leave: {:?}",
+        full()
+    );
+    scope.join("mine", m.pid()).await.unwrap();
+    assert_eq!(full(), (4002, 6));
+    assert!(r.peers().contains(&e.name));
+}
+
 /// `gen_server:call` to the Rust scope from a BEAM node is answered as
 /// cpg's `handle_call` answers it: the reads with cpg's replies, writes for
 /// Rust pids with `{ok, []}`, anything else with `error` (cpg replies

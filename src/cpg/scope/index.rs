@@ -186,6 +186,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         push_notify(self.notify, effects, name, pid, &join_reason(is_local), 1);
         let (h, group) = self.groups.handle_or_insert_with(name, GroupData::new);
         group.join(pid.clone(), is_local, count);
+        self.copies += count;
         index_add(&mut self.pids, pid, h, effects);
     }
 
@@ -206,6 +207,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             return;
         };
         let removed = group.leave_oldest(pid, count);
+        self.copies -= removed;
         let still_member = group.count_of(pid) > 0;
         if group.is_empty() {
             self.groups.remove_by_handle(&h);
@@ -247,6 +249,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
                 continue;
             };
             let removed = group.leave_all(pid);
+            self.copies -= removed;
             let empty = group.is_empty();
             push_notify(self.notify, effects, name, pid, reason, removed);
             if empty {

@@ -5,8 +5,9 @@ use super::*;
 
 impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// Refuses adding `counts` copies of `pid` (names may repeat) if any
-    /// group would then hold more than `max_copies` copies of it, or if the
-    /// request adds more than `max_copies` copies in all. Costs nothing
+    /// group would then hold more than `max_copies` copies of it, if the
+    /// request adds more than `max_copies` copies in all, or if the scope
+    /// would then hold more than `max_total_copies`. Costs nothing
     /// proportional to the counts.
     pub(super) fn check_copies(&self, counts: &[(N, usize)], pid: &P) -> Result<(), WriteError<N>> {
         let over = |name: &N, count: usize| WriteError::TooManyCopies {
@@ -38,6 +39,12 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             if existing.saturating_add(have) > self.max_copies {
                 return Err(over(name, *count));
             }
+        }
+        if self.copies.saturating_add(total) > self.max_total_copies {
+            return Err(WriteError::ScopeFull {
+                count: total,
+                max: self.max_total_copies,
+            });
         }
         Ok(())
     }

@@ -62,6 +62,21 @@
 //! over it is refused ([`WriteError::TooManyCopies`]); such a request from
 //! another node is ignored whole ([`Scope::check_remote`] says why, for the
 //! caller to log); an exchange never gives a pid more than the cap.
+//!
+//! That bounds one message, not many: a cast of a few dozen bytes asking
+//! a million copies in a new group each time (any name, any pid of the
+//! sender's node) grew the node by 30 to 57 MB a cast, so a few hundred
+//! casts would have used up the machine's memory (16 such casts took the
+//! binary from 16 to 494 MB of RSS; 8 more, past the cap, left it there). So the scope also holds at most
+//! [`Scope::max_total_copies`] copies in all, every group and node
+//! together ([`DEFAULT_MAX_TOTAL_COPIES`], 16,777,216, from 0.6 to about
+//! 2 GB here depending on the shape; genuine cpg would need about 6.5 GB
+//! for as many memberships): a local write that would go over it is
+//! refused ([`WriteError::ScopeFull`]), a request from another node is
+//! ignored whole (and logged), and an exchange adds no copy past it. A
+//! peer that fills the scope keeps others from adding members until
+//! copies leave, and the node keeps serving; genuine cpg has no such
+//! bound.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
@@ -82,6 +97,9 @@ use crate::util::FastHashMap;
 
 /// The default [`Scope::max_copies`]: copies of one pid in one group.
 pub const DEFAULT_MAX_COPIES: usize = 1_000_000;
+
+/// The default [`Scope::max_total_copies`]: copies in the whole scope.
+pub const DEFAULT_MAX_TOTAL_COPIES: usize = 1 << 24;
 
 /// What the scope needs to know about a pid: the node it lives on.
 pub trait PidInfo {
@@ -272,6 +290,15 @@ pub enum WriteError<N = String> {
         /// [`Scope::max_copies`].
         max: usize,
     },
+    /// The scope would hold more than [`Scope::max_total_copies`] copies
+    /// in all.
+    #[error("{count} more copies would take the scope past its limit of {max} copies in all")]
+    ScopeFull {
+        /// The copies the request adds.
+        count: usize,
+        /// [`Scope::max_total_copies`].
+        max: usize,
+    },
 }
 
 /// Why a read found nothing; carries the queried name (never the pattern).
@@ -306,6 +333,11 @@ pub struct Scope<P, N: GroupKey = String> {
     nodes: BTreeMap<String, bool>,
     /// Most copies of one pid in one group.
     max_copies: usize,
+    /// Copies in every group together (the sum of their lengths), kept
+    /// by every change of a group.
+    copies: usize,
+    /// Most copies in every group together.
+    max_total_copies: usize,
     /// Whether changes produce [`Effect::Notify`].
     notify: bool,
 }
@@ -322,6 +354,8 @@ where
             pids: self.pids.clone(),
             nodes: self.nodes.clone(),
             max_copies: self.max_copies,
+            copies: self.copies,
+            max_total_copies: self.max_total_copies,
             notify: self.notify,
         }
     }
@@ -364,6 +398,8 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             pids: FastHashMap::default(),
             nodes: BTreeMap::new(),
             max_copies: DEFAULT_MAX_COPIES,
+            copies: 0,
+            max_total_copies: DEFAULT_MAX_TOTAL_COPIES,
             notify: true,
         }
     }
@@ -377,6 +413,24 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// Sets [`Scope::max_copies`] (at least 1).
     pub fn set_max_copies(&mut self, max: usize) {
         self.max_copies = max.max(1);
+    }
+
+    /// Most copies the scope holds in all, every group and node together
+    /// (see [Copies are capped](self#copies-are-capped)).
+    pub fn max_total_copies(&self) -> usize {
+        self.max_total_copies
+    }
+
+    /// Sets [`Scope::max_total_copies`] (at least 1). Copies held beyond a
+    /// lowered limit stay; no copy is added until they are under it.
+    pub fn set_max_total_copies(&mut self, max: usize) {
+        self.max_total_copies = max.max(1);
+    }
+
+    /// Copies held in all (every group's length, summed): what
+    /// [`Scope::max_total_copies`] bounds.
+    pub fn total_copies(&self) -> usize {
+        self.copies
     }
 
     /// Whether changes produce [`Effect::Notify`] (on by default). A caller

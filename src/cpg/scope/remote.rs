@@ -5,8 +5,9 @@ use super::*;
 
 impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// Whether [`Scope::remote_request`] would ignore `request` for asking
-    /// more copies than [`Scope::max_copies`] allows: the refusal, for the
-    /// caller to log with the sender.
+    /// more copies than [`Scope::max_copies`] or
+    /// [`Scope::max_total_copies`] allows: the refusal, for the caller to
+    /// log with the sender.
     pub fn check_remote(&self, request: &Request<P, N>) -> Result<(), WriteError<N>> {
         match request {
             Request::Join { name, pid } => {
@@ -156,7 +157,9 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             let Some(is_local) = self.accept_memo(memo, pid) else {
                 continue;
             };
-            if group.count_of(pid) >= self.max_copies {
+            if group.count_of(pid) >= self.max_copies
+                || self.copies + group.len() >= self.max_total_copies
+            {
                 continue;
             }
             group.join(pid.clone(), is_local, 1);
@@ -170,6 +173,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if group.len() < history.len() {
             group.shrink_to_fit();
         }
+        self.copies += group.len();
         if let Some((_, stored)) = self.groups.by_handle_mut(&h) {
             *stored = group;
         }
@@ -194,7 +198,12 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             let Some((_, group)) = self.groups.by_handle_mut(&h) else {
                 return;
             };
-            let delta = group.set_count_newest(pid, is_local, count.min(self.max_copies));
+            // No more copies than the room left in the scope.
+            let have = group.count_of(pid);
+            let room = self.max_total_copies.saturating_sub(self.copies);
+            let count = count.min(self.max_copies).min(have.saturating_add(room));
+            let delta = group.set_count_newest(pid, is_local, count);
+            self.copies = self.copies.wrapping_add_signed(delta);
             if delta > 0 {
                 push_notify(
                     self.notify,

@@ -55,7 +55,9 @@ use task::{supervise_scope, write_state};
 
 use super::group::GroupData;
 use super::member::MemberPid;
-use super::scope::{Effect, ReadError, Reason, Scope, WriteError, DEFAULT_MAX_COPIES};
+use super::scope::{
+    Effect, ReadError, Reason, Scope, WriteError, DEFAULT_MAX_COPIES, DEFAULT_MAX_TOTAL_COPIES,
+};
 use super::snapshot::Members;
 use super::storage::{GroupKey, Storage, TermName};
 use super::wire::WireName;
@@ -117,6 +119,11 @@ pub struct ScopeOptions {
     /// join or join_counts cast from another node over it is logged and
     /// ignored (see [`Scope::max_copies`]).
     pub max_copies: usize,
+    /// Most copies the scope holds in all ([`DEFAULT_MAX_TOTAL_COPIES`]):
+    /// a local write over it fails with [`WriteError::ScopeFull`], a cast
+    /// from another node over it is logged and ignored, an exchange adds
+    /// no copy past it (see [`Scope::max_total_copies`]).
+    pub max_total_copies: usize,
 }
 
 impl ScopeOptions {
@@ -130,6 +137,7 @@ impl ScopeOptions {
             poll_interval: Duration::from_secs(5),
             storage: Storage::Trie,
             max_copies: DEFAULT_MAX_COPIES,
+            max_total_copies: DEFAULT_MAX_TOTAL_COPIES,
         }
     }
 
@@ -324,6 +332,7 @@ where
         let proc = node.spawn_registered_raw(&opts.name)?;
         let mut scope = Scope::with_storage(node.name());
         scope.set_max_copies(opts.max_copies);
+        scope.set_max_total_copies(opts.max_total_copies);
         let state = Arc::new(ReadMostly::new(scope));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);

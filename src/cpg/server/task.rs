@@ -51,6 +51,10 @@ pub(super) struct ScopeTask<N: GroupKey> {
     pub(super) asked: u64,
     /// An exchange being merged, chunk by chunk.
     pub(super) merging: Option<Merge<N>>,
+    /// Warnings of casts refused for their copies: at most 10 a second (a
+    /// peer flooding them would flood the log), each saying how many were
+    /// held back since the last.
+    pub(super) refusals: crate::util::RateLimit,
 }
 
 /// The groups of an exchange not yet merged, and whose they are.
@@ -132,6 +136,7 @@ pub(super) async fn supervise_scope<N: WireName>(
             modes_rx,
             asked: 0,
             merging: None,
+            refusals: crate::util::RateLimit::new(10, std::time::Duration::from_secs(1)),
         };
         let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
@@ -532,12 +537,15 @@ impl<N: WireName> ScopeTask<N> {
                 let mut s = self.state_mut();
                 if let Err(e) = s.check_remote(&request) {
                     drop(s);
-                    tracing::warn!(
-                        scope = %self.opts.name,
-                        sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
-                        member = request.pid().map(|p| p.to_string()).unwrap_or_default(),
-                        "ignored a cast from another node: {e}"
-                    );
+                    if let Some(held_back) = self.refusals.event(std::time::Instant::now()) {
+                        tracing::warn!(
+                            scope = %self.opts.name,
+                            sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
+                            member = request.pid().map(|p| p.to_string()).unwrap_or_default(),
+                            held_back,
+                            "ignored a cast from another node: {e}"
+                        );
+                    }
                     return;
                 }
                 let origin = from

@@ -87,6 +87,11 @@ fn counts(v: &[(&str, usize)]) -> Vec<(String, usize)> {
 
 /// Internal consistency of one scope.
 fn check_invariants<N: GroupKey>(s: &Scope<T, N>) {
+    assert_eq!(
+        s.total_copies(),
+        s.member_totals().0,
+        "the scope's count of copies"
+    );
     let mut seen: BTreeMap<T, BTreeSet<N>> = BTreeMap::new();
     for name in s.which_groups() {
         let g = s.group(name.as_borrowed()).unwrap();

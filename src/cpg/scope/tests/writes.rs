@@ -235,6 +235,60 @@ fn remote_joins_over_max_copies_ignored() {
 }
 
 #[test]
+fn the_scope_holds_no_more_than_max_total_copies() {
+    let mut s = Scope::new("a");
+    s.node_up("b", true);
+    assert_eq!(s.max_total_copies(), DEFAULT_MAX_TOTAL_COPIES);
+    s.set_max_total_copies(10);
+    let (a1, b1, b2) = (t("a", 1), t("b", 1), t("b", 2));
+    // What used to grow the node by tens of MB a cast: join_counts into a
+    // new group each time, each under the per-group cap.
+    for i in 0..5 {
+        let cast = Request::JoinCounts {
+            counts: counts(&[(&format!("g{i}"), 3)]),
+            pid: b1.clone(),
+        };
+        let full = s.check_remote(&cast).is_err();
+        assert_eq!(full, i >= 3, "cast {i}");
+        assert_eq!(s.remote_request("b", cast).is_empty(), full);
+    }
+    assert_eq!(s.total_copies(), 9);
+    assert!(matches!(
+        s.check_remote(&Request::Join {
+            name: "x".into(),
+            pid: b2.clone()
+        }),
+        Ok(())
+    ));
+    assert!(matches!(
+        s.join_counts(&counts(&[("l", 2)]), a1.clone()),
+        Err(WriteError::ScopeFull { count: 2, max: 10 })
+    ));
+    s.join("l", a1.clone()).unwrap();
+    assert_eq!(s.total_copies(), 10);
+    assert!(matches!(
+        s.join("l", a1.clone()),
+        Err(WriteError::ScopeFull { count: 1, max: 10 })
+    ));
+    // An exchange adds no copy past it, to a new group or one we have.
+    s.exchange("b", vec![("n".into(), vec![b2.clone(); 4])]);
+    s.exchange("b", vec![("g0".into(), vec![b1.clone(); 6])]);
+    assert_eq!(s.group_count(), 4);
+    assert_eq!(s.join_count("g0", &b1), 3);
+    // Copies that leave make room again; an exchange that lowers a count
+    // always applies.
+    s.exchange("b", vec![("g0".into(), vec![b1.clone()])]);
+    assert_eq!(s.total_copies(), 8);
+    s.exchange("b", vec![("n".into(), vec![b2.clone(); 4])]);
+    assert_eq!(s.join_count("n", &b2), 2);
+    assert_eq!(s.total_copies(), 10);
+    s.member_down(&b2, "normal");
+    s.node_down("b");
+    assert_eq!(s.total_copies(), 1);
+    check_invariants(&s);
+}
+
+#[test]
 fn leave_counts_duplicates_are_merged() {
     let mut s = Scope::new("a");
     s.node_up("b", true);
