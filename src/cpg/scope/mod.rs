@@ -66,17 +66,17 @@
 //! That bounds one message, not many: a cast of a few dozen bytes asking
 //! a million copies in a new group each time (any name, any pid of the
 //! sender's node) grew the node by 30 to 57 MB a cast, so a few hundred
-//! casts would have used up the machine's memory (16 such casts took the
-//! binary from 16 to 494 MB of RSS; 8 more, past the cap, left it there). So the scope also holds at most
-//! [`Scope::max_total_copies`] copies in all, every group and node
+//! casts would have used up the machine's memory. So the scope also holds
+//! at most [`Scope::max_total_copies`] copies in all, every group and node
 //! together ([`DEFAULT_MAX_TOTAL_COPIES`], 16,777,216, from 0.6 to about
 //! 2 GB here depending on the shape; genuine cpg would need about 6.5 GB
 //! for as many memberships): a local write that would go over it is
 //! refused ([`WriteError::ScopeFull`]), a request from another node is
 //! ignored whole (and logged), and an exchange adds no copy past it. A
 //! peer that fills the scope keeps others from adding members until
-//! copies leave, and the node keeps serving; genuine cpg has no such
-//! bound.
+//! copies leave, and the node keeps serving (16 such casts took the
+//! binary from 16 to 494 MB of RSS; 8 more, past the cap, left it there);
+//! genuine cpg has no such bound.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;

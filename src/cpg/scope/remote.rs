@@ -198,10 +198,13 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             let Some((_, group)) = self.groups.by_handle_mut(&h) else {
                 return;
             };
-            // No more copies than the room left in the scope.
-            let have = group.count_of(pid);
+            // No more copies than the room left in the scope (the pid's
+            // own count looked up only when the room is short).
+            let mut count = count.min(self.max_copies);
             let room = self.max_total_copies.saturating_sub(self.copies);
-            let count = count.min(self.max_copies).min(have.saturating_add(room));
+            if count > room {
+                count = count.min(group.count_of(pid).saturating_add(room));
+            }
             let delta = group.set_count_newest(pid, is_local, count);
             self.copies = self.copies.wrapping_add_signed(delta);
             if delta > 0 {

@@ -279,6 +279,10 @@ fn the_scope_holds_no_more_than_max_total_copies() {
     // always applies.
     s.exchange("b", vec![("g0".into(), vec![b1.clone()])]);
     assert_eq!(s.total_copies(), 8);
+    // A count raised as far as the room goes, in a group we have.
+    s.exchange("b", vec![("g0".into(), vec![b1.clone(); 6])]);
+    assert_eq!((s.join_count("g0", &b1), s.total_copies()), (3, 10));
+    s.exchange("b", vec![("g0".into(), vec![b1.clone()])]);
     s.exchange("b", vec![("n".into(), vec![b2.clone(); 4])]);
     assert_eq!(s.join_count("n", &b2), 2);
     assert_eq!(s.total_copies(), 10);
