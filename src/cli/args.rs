@@ -252,6 +252,11 @@ pub struct CpgArgs {
     /// under `auto` each other BEAM node its node_type again (ms).
     #[arg(long, default_value_t = 5000)]
     pub poll_interval_ms: u64,
+    /// Most copies each scope holds in all (a pid joined twice counts
+    /// twice): a join past it fails, a cast from another node past it is
+    /// logged and ignored. Raise it for a cluster with more memberships.
+    #[arg(long, default_value_t = cpg_node::cpg::scope::DEFAULT_MAX_TOTAL_COPIES, value_name = "N")]
+    pub max_total_copies: usize,
 }
 
 impl Cli {

@@ -43,6 +43,7 @@ impl CpgArgs {
                     _ => BeamNodeType::Auto,
                 };
                 o.poll_interval = Duration::from_millis(self.poll_interval_ms.max(10));
+                o.max_total_copies = self.max_total_copies;
                 Ok(CpgScope::start(node, o)?)
             })
             .collect()

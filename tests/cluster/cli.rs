@@ -685,3 +685,32 @@ async fn the_readme_demo_runs_without_erlang() {
         assert!(out.contains(seen), "{seen:?} missing from:\n{out}");
     }
 }
+
+/// `run --max-total-copies N` sets each scope's bound on copies in all: a
+/// `--join` past it stops the command with the scope's reason.
+#[tokio::test]
+async fn run_takes_the_scope_cap_on_copies() {
+    let w = World::new().await;
+    let name = unique("cap");
+    let args = [
+        "--sname",
+        name.as_str(),
+        "--cookie",
+        w.cookie.as_str(),
+        "run",
+        "--max-total-copies",
+        "2",
+        "--join",
+        "g",
+        "--join",
+        "g",
+        "--join",
+        "g",
+    ];
+    let (code, _, err) = cli_raw(&w, &args, None).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("joining \"g\"") && err.contains("past its limit of 2 copies in all"),
+        "{err}"
+    );
+}
