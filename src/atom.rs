@@ -75,6 +75,7 @@ pub struct Atom(u32);
 
 /// Why a name could not be interned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AtomError {
     /// The table is full: [`MAX_ATOMS`] names, or all but the
     /// [`PEER_RESERVE`] for a name that no connected node has.

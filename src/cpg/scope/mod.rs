@@ -260,7 +260,10 @@ pub enum Effect<P, N = String> {
 }
 
 /// Why a local write was refused (genuine cpg replies just `error`).
+/// More reasons may come (as [`WriteError::ScopeFull`] did): match with a
+/// wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WriteError<N = String> {
     /// Only pids of this node may be joined or removed through this scope.
     #[error("pid is not on this node")]
