@@ -134,28 +134,53 @@ async fn demo_with_erl(
     host: &str,
 ) -> Result<i32> {
     let erl_name = format!("demo_erl_{suffix}@{host}");
-    let mut child = tokio::process::Command::new("erl")
-        .args([
-            "-sname",
-            &erl_name,
-            "-setcookie",
-            cookie,
-            "-noshell",
-            "-eval",
-            DEMO_ERL,
-        ])
-        .env("DEMO_RUST", node.name())
-        .env("ERL_EPMD_PORT", node.config().epmd_port.to_string())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting erl")?;
+    let mut cmd = tokio::process::Command::new("erl");
+    cmd.args([
+        "-sname",
+        &erl_name,
+        "-setcookie",
+        cookie,
+        "-noshell",
+        "-eval",
+        DEMO_ERL,
+    ])
+    .env("DEMO_RUST", node.name())
+    .env("ERL_EPMD_PORT", node.config().epmd_port.to_string())
+    .kill_on_drop(true);
+    // Its own process group: a Ctrl-C at the terminal reaches the demo,
+    // which stops erl below, and not erl (whose break menu it would show).
+    #[cfg(unix)]
+    cmd.process_group(0);
+    let mut child = cmd.spawn().context("starting erl")?;
     println!(
         "rust: started a real erl node {erl_name} (OS pid {})",
         child.id().unwrap_or_default()
     );
-    let result = demo_steps(node, scope, &erl_name).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    // SIGINT or SIGTERM stops erl too: `kill_on_drop` does nothing when the
+    // demo is killed by a signal, and erl would run on until its own 30 s
+    // timer.
+    let interrupted = super::wait_for_signal();
+    tokio::pin!(interrupted);
+    let result = tokio::select! {
+        r = demo_steps(node, scope, &erl_name) => r,
+        code = &mut interrupted => {
+            println!("rust: interrupted; stopping {erl_name}");
+            let _ = child.kill().await;
+            return Ok(code);
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(Duration::from_secs(10), child.wait()) => {}
+        code = &mut interrupted => {
+            let _ = child.kill().await;
+            return Ok(code);
+        }
+    }
     let _ = child.kill().await;
+    // After erl's own last line.
+    if result.is_ok() {
+        println!("demo done");
+    }
     result
 }
 
@@ -171,7 +196,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
     if !ok {
         bail!("{peer} did not answer ping");
     }
-    println!("rust: net_adm:ping-equivalent to {peer}: pong");
+    println!("rust: ping {peer} (as net_adm:ping does): pong");
     // Distribution is up before erl runs its -eval: wait for demo_peer.
     let mut registered = false;
     for _ in 0..50 {
@@ -252,6 +277,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
         bail!("the erl member's join did not reach the Rust scope");
     }
     // 4. monitor the erl side process from Rust, and let it monitor our echo
+    println!("rust: asking demo_peer for its pid (`who`), to monitor it");
     let erl_pid = node_whereis_remote(&mut me, &dest).await?;
     let mref = me.monitor(erl_pid.clone());
     me.send(
@@ -260,7 +286,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
     )?;
     let s = me.recv_timeout(Duration::from_secs(5)).await.ok().flatten();
     expect("erl monitors rust echo", s)?;
-    println!("rust: stopping the echo process; erl should see 'DOWN'");
+    println!("rust: killing the echo process; erl should see 'DOWN' with reason killed");
     if let Some(echo) = node.whereis("echo") {
         me.exit_other(&echo, atom("kill"));
     }
@@ -274,7 +300,6 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
         }
         other => println!("rust: our monitor did not fire: {}", received(&other)),
     }
-    println!("demo done");
     Ok(0)
 }
 

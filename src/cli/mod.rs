@@ -477,7 +477,9 @@ pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
     }
 }
 
-pub(crate) async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere); returns the exit code
+/// a shell gives a process killed by it (130, 143).
+pub(crate) async fn wait_for_signal() -> i32 {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -485,16 +487,19 @@ pub(crate) async fn wait_for_signal() {
             Ok(s) => s,
             Err(_) => {
                 let _ = tokio::signal::ctrl_c().await;
-                return;
+                return 130;
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => 130,
+            _ = term.recv() => 143,
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        130
+    }
 }
 
 /// An echo process: `{From, Msg}` gets `Msg` back; a gen_server call gets

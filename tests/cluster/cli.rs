@@ -651,14 +651,59 @@ async fn the_readme_demo_runs_against_a_real_erl_node_and_stops_it() {
         .and_then(|s| s.split(')').next())
         .and_then(|s| s.parse().ok())
         .expect("the erl node's OS pid");
-    let gone = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
-    };
     assert!(
-        crate::support::eventually(5, || async { gone() }).await,
+        crate::support::eventually(5, || async { os_process_gone(pid) }).await,
         "the demo's erl node {pid} still runs"
     );
+}
+
+/// Whether OS process `pid` has exited (gone, or a zombie).
+fn os_process_gone(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+}
+
+/// The demo stopped by SIGTERM or SIGINT (as `kill`, `timeout` or a
+/// terminal's Ctrl-C do) while its erl node runs: it stops that node and
+/// exits with the signal's shell code (143, 130), leaving no erl behind.
+#[tokio::test]
+async fn an_interrupted_demo_stops_its_erl_node() {
+    crate::require_erl!();
+    use tokio::io::AsyncBufReadExt;
+    let w = World::new().await;
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+            .arg("demo")
+            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run cpg-node demo");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // "started a real erl node NAME (OS pid N)"
+        let erl: u32 = loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+                .await
+                .expect("the demo starts erl")
+                .unwrap()
+                .expect("the demo starts erl before it ends");
+            if let Some(rest) = line.split("(OS pid ").nth(1) {
+                break rest.trim_end_matches(')').parse().expect("an OS pid");
+            }
+        };
+        // SAFETY: kill(2) with a pid and a signal number.
+        assert_eq!(unsafe { libc::kill(child.id().unwrap() as i32, signal) }, 0);
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+            .await
+            .expect("the demo ends on the signal")
+            .unwrap();
+        assert_eq!(status.code(), Some(code), "signal {signal}: {status:?}");
+        assert!(
+            crate::support::eventually(5, || async { os_process_gone(erl) }).await,
+            "the demo's erl node {erl} still runs after signal {signal}"
+        );
+    }
 }
 
 /// The same command on a machine without Erlang (no `erl` on the PATH):
