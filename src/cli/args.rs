@@ -255,7 +255,7 @@ pub struct CpgArgs {
     /// Most copies each scope holds in all (a pid joined twice counts
     /// twice): a join past it fails, a cast from another node past it is
     /// logged and ignored. Raise it for a cluster with more memberships.
-    #[arg(long, default_value_t = cpg_node::cpg::scope::DEFAULT_MAX_TOTAL_COPIES, value_name = "N")]
+    #[arg(long, default_value_t = cpg_node::cpg::scope::DEFAULT_MAX_TOTAL_COPIES, value_name = "N", value_parser = at_least_one)]
     pub max_total_copies: usize,
 }
 
@@ -317,4 +317,14 @@ pub fn erlang_style_args(
         }
     }
     out
+}
+
+/// A count of at least 1 (`--max-total-copies`: a scope holding no copy
+/// could never be joined).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

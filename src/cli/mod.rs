@@ -571,4 +571,20 @@ mod tests {
             Some(Duration::from_micros(250))
         );
     }
+
+    #[test]
+    fn max_total_copies_is_at_least_one() {
+        let cap = |n: &str| {
+            let argv = ["cpg-node", "run", "--max-total-copies", n].map(std::ffi::OsString::from);
+            Cli::try_parse_from(argv).map(|cli| match cli.cmd {
+                Cmd::Run { cpg, .. } => cpg.max_total_copies,
+                _ => unreachable!("run"),
+            })
+        };
+        assert_eq!(cap("1").unwrap(), 1);
+        assert_eq!(cap("5000").unwrap(), 5000);
+        let e = cap("0").unwrap_err().to_string();
+        assert!(e.contains("must be at least 1"), "{e}");
+        assert!(cap("x").is_err());
+    }
 }

@@ -223,7 +223,8 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
     match &st.cluster {
         None => println!("cluster: no keeper runs"),
         Some(ts) => {
-            println!("cluster: {} nodes kept", ts.len());
+            let n = ts.len();
+            println!("cluster: {n} node{} kept", if n == 1 { "" } else { "s" });
             if !ts.is_empty() {
                 let rows: Vec<Vec<String>> = ts
                     .iter()

@@ -404,7 +404,20 @@ impl Inner {
             let entry = epmd::port_please(target.host(), self.config.epmd_port, target.alive())
                 .await
                 .map_err(|e| {
-                    ConnectionError::Unreachable(format!("epmd on {}: {e}", target.host()))
+                    let port = self.config.epmd_port;
+                    let hint = match &e {
+                        epmd::EpmdError::Io(io)
+                            if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                        {
+                            " (no EPMD listens there: is the node running, and on this \
+                             port? ERL_EPMD_PORT sets it, as for erl)"
+                        }
+                        _ => "",
+                    };
+                    ConnectionError::Unreachable(format!(
+                        "EPMD at {}:{port}: {e}{hint}",
+                        target.host()
+                    ))
                 })?
                 .ok_or_else(|| {
                     ConnectionError::Unreachable(format!(
@@ -459,7 +472,10 @@ impl Inner {
         slot: crate::admission::Slot,
         closed: tokio::sync::oneshot::Receiver<()>,
     ) {
+        // The name the peer gave, for the warnings after it.
+        let claimed = std::sync::OnceLock::new();
         let admit = |p: &PeerInfo| {
+            let _ = claimed.set(p.name.to_string());
             if p.name.to_string() == self.name {
                 // As BEAM answers a node that has its own name: `nok` (its
                 // `net_kernel` cannot make a connection to itself).
@@ -495,11 +511,13 @@ impl Inner {
                 return;
             }
             Err(ConnectionError::Handshake(HandshakeError::CookieMismatch)) => {
-                tracing::warn!(%addr, "connection attempt refused: the peer presented a wrong cookie");
+                let peer = claimed.get().map_or("?", String::as_str);
+                tracing::warn!(%addr, %peer, "connection attempt refused: the peer presented a wrong cookie");
                 return;
             }
             Err(e) => {
-                tracing::warn!(%addr, "incoming connection refused: {e}");
+                let peer = claimed.get().map_or("?", String::as_str);
+                tracing::warn!(%addr, %peer, "incoming connection refused: {e}");
                 return;
             }
         };

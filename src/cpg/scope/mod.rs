@@ -284,7 +284,7 @@ pub enum WriteError<N = String> {
     NotMember,
     /// The pid would hold more than [`Scope::max_copies`] copies in a group
     /// (or the request adds more than that in all).
-    #[error("{count} more copies in group {name:?} would exceed the limit of {max} copies")]
+    #[error("{} in group {name:?} would exceed the limit of {max} copies", more_copies(*count))]
     TooManyCopies {
         /// The group name.
         name: N,
@@ -295,13 +295,22 @@ pub enum WriteError<N = String> {
     },
     /// The scope would hold more than [`Scope::max_total_copies`] copies
     /// in all.
-    #[error("{count} more copies would take the scope past its limit of {max} copies in all")]
+    #[error("{} would take the scope past its limit of {max} copies in all", more_copies(*count))]
     ScopeFull {
         /// The copies the request adds.
         count: usize,
         /// [`Scope::max_total_copies`].
         max: usize,
     },
+}
+
+/// "1 more copy", "N more copies" (for [`WriteError`]'s texts).
+fn more_copies(n: usize) -> String {
+    if n == 1 {
+        "1 more copy".to_string()
+    } else {
+        format!("{n} more copies")
+    }
 }
 
 /// Why a read found nothing; carries the queried name (never the pattern).

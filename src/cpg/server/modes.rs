@@ -288,7 +288,13 @@ impl<N: WireName> ScopeTask<N> {
             Some(_) => "node_type all: a full peer",
             None => "no cpg node_type (cpg not loaded, or no answer): treated as a full peer",
         };
-        tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
+        // A hidden peer is mostly a query client (`cpg-node status`, an
+        // erl remote shell) with no cpg: said at debug, not for each query.
+        if self.node.is_hidden_peer(&a.peer) == Some(true) {
+            tracing::debug!(scope = %self.opts.name, peer = %a.peer, "{how}");
+        } else {
+            tracing::info!(scope = %self.opts.name, peer = %a.peer, "{how}");
+        }
         let replace = a.why != Ask::Connect;
         let (queued, state) = self.read_state(|s, _| state_for(s, &a.peer, mode, replace));
         self.carry_out(queued);
@@ -338,11 +344,13 @@ impl<N: WireName> ScopeTask<N> {
         if r.probing_since.take().is_some() {
             r.retry = (r.retry * 2).min(self.opts.poll_interval.max(PROBE_FIRST));
         } else {
-            tracing::info!(
-                scope = %self.opts.name,
-                %peer,
-                "the peer's scope process is not running ({reason}); our members go to it when it is (back) up"
-            );
+            let msg = "the peer's scope process is not running; our members go to it when it is (back) up";
+            // (At debug for a hidden peer, as above.)
+            if self.node.is_hidden_peer(peer) == Some(true) {
+                tracing::debug!(scope = %self.opts.name, %peer, %reason, "{msg}");
+            } else {
+                tracing::info!(scope = %self.opts.name, %peer, %reason, "{msg}");
+            }
             r.retry = PROBE_FIRST;
         }
         r.next_probe = Some(now + r.retry);
