@@ -7,7 +7,9 @@
 //! cargo run --example cpg_service -- svc SECRET app@yourhost
 //! ```
 //!
-//! with, on the BEAM side, cpg started with `-cpg node_type all`:
+//! with, on the BEAM side, cpg as it comes (`ScopeOptions::new` asks each
+//! BEAM node how its cpg runs; with its default `node_type` `visible` our
+//! members are cast to it, with `all` the scopes exchange as peers):
 //!
 //! ```erlang
 //! {ok, "jobs/*", Pid} = cpg:get_closest_pid("jobs/42").

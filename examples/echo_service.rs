@@ -17,8 +17,12 @@ use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::term::{atom, tuple};
 use cpg_node::Node;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The node's own runtime (see the README's "As a library").
+    cpg_node::runtime::build(None)?.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "svc".into());
     let cookie = args.next().unwrap_or_else(|| "cookie".into());

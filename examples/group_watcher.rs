@@ -11,12 +11,17 @@
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::node::cluster::{Cluster, ClusterOptions};
 use cpg_node::term::pid_text;
 use cpg_node::Node;
 use std::time::Duration;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The node's own runtime (see the README's "As a library").
+    cpg_node::runtime::build(None)?.block_on(watch())
+}
+
+async fn watch() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "watcher".into());
     let cookie = args.next().unwrap_or_else(|| "cookie".into());
@@ -28,10 +33,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::start(config).await?;
     let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
     let mut events = scope.subscribe();
+    // The seed first, to stop with its reason when it cannot be reached.
     node.connect(&seed).await?;
+    // Then keep it, and follow the nodes it knows: a hidden node is told of
+    // no other node, and sees only the members of the nodes it is
+    // connected to (hidden ones, such as other cpg-node instances,
+    // included here).
+    let mut opts = ClusterOptions::new(vec![seed.clone()]);
+    opts.discover_hidden = true;
+    let cluster = Cluster::start(&node, opts);
     scope.refresh().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for g in scope.which_groups() {
+    eprintln!(
+        "{} watching the cpg groups of {seed} and the nodes it knows; Ctrl-C to stop",
+        node.name()
+    );
+    // The events of what the listing below shows (the seed's state came
+    // in as joins): dropped, so that only later changes are printed.
+    use tokio::sync::broadcast::error::TryRecvError;
+    while !matches!(
+        events.try_recv(),
+        Err(TryRecvError::Empty | TryRecvError::Closed)
+    ) {}
+    let groups = scope.which_groups();
+    if groups.is_empty() {
+        println!("(no groups yet)");
+    }
+    for g in groups {
         if let Ok((_, pids)) = scope.get_members(&g) {
             println!(
                 "{g}: {}",
@@ -51,6 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         }
     }
+    drop(cluster);
     node.shutdown().await;
     Ok(())
 }

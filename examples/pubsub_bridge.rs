@@ -21,8 +21,12 @@ use cpg_node::Node;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The node's own runtime (see the README's "As a library").
+    cpg_node::runtime::build(None)?.block_on(bridge())
+}
+
+async fn bridge() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: pubsub_bridge NAME COOKIE SEED_NODE PUBSUB TOPIC";
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [name, cookie, seed, instance, topic] = args.as_slice() else {
