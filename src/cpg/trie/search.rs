@@ -26,7 +26,8 @@ use std::cell::{Cell, RefCell};
 pub(super) const BUDGET: u32 = 1 << 16;
 
 /// Steps the search remembering its answers takes at most (about 30 ms and
-/// 20 MB of memo); past them it gives up and finds nothing, with a
+/// 20 MB of memo, a step per 64 bytes of the name matched or descended
+/// counted too); past them it gives up and finds nothing, with a
 /// warning. Only names of thousands of characters against several keys
 /// sharing long runs of wildcards get there (a 100,000-character name
 /// against two keys of twelve `*`: 0.9 s and 600 MB without the bound),
@@ -91,12 +92,72 @@ impl<'a, V> Search<'a, '_, V> {
         if search.budget.get() > 0 {
             return found;
         }
-        tracing::warn!(
-            chars = name.chars().count(),
-            "a pattern lookup gave up after {MEMO_BUDGET} steps and found nothing \
-             (the name is long and many stored patterns share runs of wildcards)"
+        // At most 10 warnings a second in the process (a peer asking such
+        // lookups in a loop would flood the log), each saying how many
+        // were held back since the last.
+        static WARNINGS: std::sync::Mutex<crate::util::RateLimit> = std::sync::Mutex::new(
+            crate::util::RateLimit::new(10, std::time::Duration::from_secs(1)),
         );
+        let pass = WARNINGS
+            .lock()
+            .map_or(Some(0), |mut w| w.event(std::time::Instant::now()));
+        if let Some(held_back) = pass {
+            tracing::warn!(
+                chars = name.chars().count(),
+                held_back,
+                "a pattern lookup gave up after {MEMO_BUDGET} steps and found nothing \
+                 (the name is long and many stored patterns share runs of wildcards)"
+            );
+        }
         Ok(None)
+    }
+
+    /// Bytes of the name worth one step: matching a leaf's tail against
+    /// the rest of the name, or descending the trie along it, costs a step
+    /// per this many bytes (about what a step of the wildcard loops costs),
+    /// so that a long name costs its length, not one step: without it, a
+    /// 20,000-character name against keys sharing runs of `*` took 0.7 s
+    /// within the step bounds (about steps times the name's length).
+    const BYTES_A_STEP: usize = 64;
+
+    /// Charges `bytes` of work on the name ([`Self::BYTES_A_STEP`]); false
+    /// (and the search unwinds) once the budget is spent.
+    #[inline]
+    fn spend(&self, bytes: usize) -> bool {
+        let cost = bytes / Self::BYTES_A_STEP;
+        if cost == 0 {
+            return true;
+        }
+        let left = self.budget.get();
+        match u32::try_from(cost) {
+            Ok(cost) if cost < left => {
+                self.budget.set(left - cost);
+                true
+            }
+            _ => {
+                self.budget.set(0);
+                false
+            }
+        }
+    }
+
+    /// Whether the key tail `tail` matches `rest` of the name
+    /// ([`pattern::match_suffix`]), its work charged first: the length of
+    /// `rest` for a tail with a wildcard (its literals are looked for in
+    /// the whole rest), else of the shorter of the two (compared in turn).
+    #[inline]
+    fn suffix(&self, tail: &str, rest: &str) -> Result<bool, Raise> {
+        let work = if rest.len() < Self::BYTES_A_STEP {
+            0
+        } else if pattern::is_pattern(tail) {
+            rest.len()
+        } else {
+            tail.len().min(rest.len())
+        };
+        if !self.spend(work) {
+            return Err(Raise);
+        }
+        pattern::match_suffix(tail, rest, self.checked)
     }
 
     /// One step taken; false (and the search unwinds) once the budget is
@@ -148,6 +209,9 @@ impl<'a, V> Search<'a, '_, V> {
     #[inline(always)]
     fn node_search(&self, node: &'a Node, name: &str, depth: usize) -> Found {
         let (mut node, mut name, mut depth) = (node, name, depth);
+        // Literal steps down without a wildcard branch, charged a step per
+        // BYTES_A_STEP of them.
+        let mut descended = 0;
         loop {
             let mut chars = name.chars();
             let Some(h) = chars.next() else {
@@ -167,13 +231,17 @@ impl<'a, V> Search<'a, '_, V> {
                     let hit = if rest.is_empty() {
                         tail.is_empty()
                     } else {
-                        pattern::match_suffix(tail, rest, self.checked)?
+                        self.suffix(tail, rest)?
                     };
                     hit.then_some(id)
                 } else if rest.is_empty() {
                     child.value
                 } else if !wild {
                     (node, name, depth) = (child, rest, below);
+                    descended += 1;
+                    if descended % Self::BYTES_A_STEP == 0 && !self.step() {
+                        return Err(Raise);
+                    }
                     continue;
                 } else {
                     self.node(child, rest, below)?
@@ -203,7 +271,7 @@ impl<'a, V> Search<'a, '_, V> {
             if leaf.key.len() == below {
                 return Ok(None);
             }
-            let hit = pattern::match_suffix(&leaf.key[depth..], name, self.checked)?;
+            let hit = self.suffix(&leaf.key[depth..], name)?;
             return Ok(hit.then_some(id));
         }
         let mut chars = name.chars();
@@ -230,7 +298,7 @@ impl<'a, V> Search<'a, '_, V> {
                     match self.leaf(child) {
                         None => return self.node(child, after, next),
                         Some((id, leaf)) => {
-                            if pattern::match_suffix(&leaf.key[next..], after, self.checked)? {
+                            if self.suffix(&leaf.key[next..], after)? {
                                 return Ok(Some(id));
                             }
                         }
@@ -247,7 +315,7 @@ impl<'a, V> Search<'a, '_, V> {
             return Ok(None);
         };
         if let Some((id, leaf)) = self.leaf(wild) {
-            let hit = pattern::match_suffix(&leaf.key[depth..], name, self.checked)?;
+            let hit = self.suffix(&leaf.key[depth..], name)?;
             return Ok(hit.then_some(id));
         }
         let below = depth + WILDCARD_ANY.len_utf8();
@@ -307,9 +375,7 @@ impl<'a, V> Search<'a, '_, V> {
                 let next = below + c.len_utf8();
                 let found = match self.leaf(child) {
                     None => self.node(child, after, next)?,
-                    Some((id, leaf)) => {
-                        pattern::match_suffix(&leaf.key[next..], after, self.checked)?.then_some(id)
-                    }
+                    Some((id, leaf)) => self.suffix(&leaf.key[next..], after)?.then_some(id),
                 };
                 if found.is_some() {
                     return Ok(found);

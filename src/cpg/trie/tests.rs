@@ -933,4 +933,20 @@ fn many_stars_shared_by_keys() {
     let t0 = std::time::Instant::now();
     assert_eq!(matched(&t, &name), None);
     println!("100,000 characters: {:?}", t0.elapsed());
+    // The name's length counts against the bound, not only the steps of
+    // the wildcard loops: with `d` four `*a` longer than `c`, each of those
+    // steps matched the rest of the name against `d`'s tail, so 20,000
+    // characters took 0.7 s within the bound (and `c` was found after
+    // 0.1 s). Now the search gives up there.
+    let d = format!("{}*d", "*a".repeat(16));
+    let t = trie_of(&[&c, &d]);
+    let name = format!("{}c", "a".repeat(20_000));
+    let t0 = std::time::Instant::now();
+    assert_eq!(matched(&t, &name), None);
+    println!("20,000 characters: {:?}", t0.elapsed());
+    // A long name whose search stays within the bound is answered.
+    assert_eq!(
+        matched(&t, &format!("{}d", "a".repeat(20_000))),
+        Some(d.as_str())
+    );
 }
