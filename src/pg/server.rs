@@ -271,6 +271,10 @@ struct Task {
     /// Peer scopes' monitors.
     peers: HashMap<Reference, Pid>,
     pending: HashMap<String, Pending>,
+    /// Warnings of messages dropped: at most 10 a second, each saying how
+    /// many were held back since the last (a peer flooding the scope with
+    /// junk would flood the log).
+    drops: crate::util::RateLimit,
 }
 
 /// Runs the scope task, and restarts it (a new process under the scope
@@ -296,6 +300,7 @@ async fn supervise(
         };
         p.trap_exit(true);
         let mut task = Task {
+            drops: crate::util::RateLimit::new(10, Duration::from_secs(1)),
             node: node.clone(),
             name: name.clone(),
             proc: p,
@@ -534,20 +539,31 @@ impl Task {
             // any message.
             Signal::Raw { .. } => match s.decoded() {
                 Ok(s) => self.signal(s),
-                Err(e) => tracing::warn!(scope = %self.name, "dropped: {e}"),
+                Err(e) => {
+                    if let Some(held_back) = self.drops.event(Instant::now().into_std()) {
+                        tracing::warn!(scope = %self.name, held_back, "dropped: {e}");
+                    }
+                }
             },
             Signal::Message { msg, from } => {
                 if process::parse_call(&msg).is_some() {
-                    tracing::warn!(scope = %self.name, "dropped a gen_server call (a pg scope takes none from other nodes): {}", crate::util::short_text(&msg));
+                    if let Some(held_back) = self.drops.event(Instant::now().into_std()) {
+                        tracing::warn!(scope = %self.name, held_back, "dropped a gen_server call (a pg scope takes none from other nodes): {}", crate::util::short_text(&msg));
+                    }
                     return;
                 }
                 match PgMsg::decode(&msg) {
                     Ok(m) => self.apply(|s| s.handle(m)),
-                    Err(e) => tracing::warn!(
-                        scope = %self.name,
-                        sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
-                        "dropped: {e}"
-                    ),
+                    Err(e) => {
+                        if let Some(held_back) = self.drops.event(Instant::now().into_std()) {
+                            tracing::warn!(
+                                scope = %self.name,
+                                sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
+                                held_back,
+                                "dropped: {e}"
+                            );
+                        }
+                    }
                 }
             }
             Signal::Down { mref, item, reason } => {

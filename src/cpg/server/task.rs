@@ -51,9 +51,11 @@ pub(super) struct ScopeTask<N: GroupKey> {
     pub(super) asked: u64,
     /// An exchange being merged, chunk by chunk.
     pub(super) merging: Option<Merge<N>>,
-    /// Warnings of casts refused for their copies: at most 10 a second (a
-    /// peer flooding them would flood the log), each saying how many were
-    /// held back since the last.
+    /// Warnings of what the scope refuses from other nodes (casts refused
+    /// for their copies, messages it cannot read, unknown calls): at most
+    /// 10 a second (a peer flooding them would flood the log: 200,000
+    /// lines in 3 s before), each saying how many were held back since the
+    /// last.
     pub(super) refusals: crate::util::RateLimit,
 }
 
@@ -412,7 +414,11 @@ impl<N: WireName> ScopeTask<N> {
                 Some(m) => self.wire(from, Ok(m)),
                 None => match payload.decode() {
                     Ok(msg) => self.signal(Signal::Message { from, msg }),
-                    Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
+                    Err(e) => {
+                        if let Some(held_back) = self.refusals.event(std::time::Instant::now()) {
+                            tracing::warn!(scope = %self.opts.name, held_back, "dropped: {e}");
+                        }
+                    }
                 },
             },
             Signal::Down {
@@ -556,7 +562,16 @@ impl<N: WireName> ScopeTask<N> {
                 drop(s);
                 self.execute(effects);
             }
-            Err(e) => tracing::warn!(scope = %self.opts.name, "dropped: {e}"),
+            Err(e) => {
+                if let Some(held_back) = self.refusals.event(std::time::Instant::now()) {
+                    tracing::warn!(
+                        scope = %self.opts.name,
+                        sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
+                        held_back,
+                        "dropped: {e}"
+                    );
+                }
+            }
         }
     }
 
