@@ -29,6 +29,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The longest node name (the part before `@`, in bytes) it registers, as
+/// erl's epmd (`MAXSYMLEN`).
+const MAX_NAME: usize = 255;
+
 type Table = Arc<parking_lot::Mutex<HashMap<String, NodeEntry>>>;
 
 /// How the embedded EPMD listens and what it puts up with.
@@ -282,6 +286,12 @@ async fn serve(
     };
     match req {
         Request::Alive2(entry) => {
+            // A name erl's epmd refuses (empty, or over its MAXSYMLEN of
+            // 255 bytes): refused too, as a taken name is.
+            if entry.name.is_empty() || entry.name.len() > MAX_NAME {
+                sock.write_all(&wire::encode_alive2_resp(1, 0)).await?;
+                return Ok(());
+            }
             // From here the entry goes with this connection, whatever ends
             // it: a client gone before our answer (a failed write), a read
             // error, the server stopped (the task aborted).
@@ -398,6 +408,29 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("entry not removed after the registering connection closed");
+    }
+
+    /// Names erl's epmd refuses (empty, over 255 bytes) are refused; 255
+    /// bytes are taken.
+    #[tokio::test]
+    async fn names_empty_or_over_255_bytes_are_refused() {
+        let srv = small(16, Duration::from_secs(5)).await;
+        for name in [String::new(), "n".repeat(256), "n".repeat(300)] {
+            let r = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden(&name, 1)).await;
+            assert!(
+                matches!(r, Err(crate::epmd::EpmdError::Refused(1))),
+                "{} bytes: {r:?}",
+                name.len()
+            );
+        }
+        let long = "n".repeat(255);
+        let _reg = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden(&long, 1))
+            .await
+            .expect("255 bytes");
+        assert_eq!(
+            crate::epmd::names("127.0.0.1", srv.port).await.unwrap(),
+            vec![(long, 1)]
+        );
     }
 
     /// A client that sends ALIVE2 and resets its connection at once (SO_LINGER
