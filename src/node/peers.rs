@@ -475,18 +475,18 @@ impl Inner {
         // The name the peer gave, for the warnings after it.
         let claimed = std::sync::OnceLock::new();
         let admit = |p: &PeerInfo| {
-            let _ = claimed.set(p.name.to_string());
-            if p.name.to_string() == self.name {
+            let node = p.name.to_string();
+            let _ = claimed.set(node.clone());
+            if node == self.name {
                 // As BEAM answers a node that has its own name: `nok` (its
                 // `net_kernel` cannot make a connection to itself).
                 tracing::warn!(%addr, "incoming connection refused: the peer says it is {}, this node", self.name);
                 return Err(Status::Nok);
             }
             if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
-                tracing::warn!(%addr, "incoming connection refused: {why}");
+                tracing::warn!(%addr, peer = %node, "incoming connection refused: {why}");
                 return Err(Status::NotAllowed);
             }
-            let node = p.name.to_string();
             let state = match self.peers.read().get(&node) {
                 None => PeerState::None,
                 Some(peer) => match peer.up_creation {
