@@ -4,12 +4,13 @@
 //! scopes can reach it as `{Scope, Node}`), speaks pg's protocol:
 //! - it sends `{discover, Self}` to `{Scope, Node}` for every connected
 //!   node when it starts, on every nodeup, and again, with a backoff from
-//!   [`DISCOVER_FIRST`] up to [`DISCOVER_MAX`], for as long as no scope on a
-//!   connected node is a known peer: so a scope that starts later, restarts
-//!   (its pid is monitored: the `'DOWN'` drops its groups and starts the
-//!   retries) or comes back after a reconnection is found again. A
-//!   `discover` to a name not registered is dropped by BEAM, so the retries
-//!   are harmless;
+//!   [`DISCOVER_FIRST`] up to [`DISCOVER_MAX`], until a `discover` or
+//!   `sync` comes from that node (a scope answers ours with both; a
+//!   process that only claimed to be a scope earlier does not stop them):
+//!   so a scope that starts later, restarts (its pid is monitored: the
+//!   `'DOWN'` drops its groups and starts the retries) or comes back after
+//!   a reconnection is found again. A `discover` to a name not registered
+//!   is dropped by BEAM, so the retries are harmless;
 //! - it answers `discover` with a `sync`, applies `sync`, `join` and
 //!   `leave`, monitors the local members and leaves for them when they
 //!   exit, and sends joins and leaves of its own members to every peer;
@@ -254,7 +255,11 @@ impl PgScope {
     }
 }
 
-/// A node whose scope is not a known peer yet: when to discover it next.
+/// A node whose scope is not found yet: when to discover it next. It is
+/// found when a `discover` or `sync` comes from that node (a scope answers
+/// ours with both), not when any peer there is known: a process that sent
+/// us a `discover` of its own (any process may) would otherwise count as
+/// that node's scope, and a restarted scope would never be looked for.
 struct Pending {
     at: Instant,
     wait: Duration,
@@ -461,7 +466,7 @@ impl Task {
         let mut due = Vec::new();
         let state = self.state.read();
         self.pending.retain(|node, p| {
-            if !self.node.is_connected(node) || state.has_peer_on(node) {
+            if !self.node.is_connected(node) {
                 return false;
             }
             if p.at <= now {
@@ -553,7 +558,13 @@ impl Task {
                     return;
                 }
                 match PgMsg::decode(&msg) {
-                    Ok(m) => self.apply(|s| s.handle(m)),
+                    Ok(m) => {
+                        // A scope on that node spoke: it is found.
+                        if let PgMsg::Discover { peer } | PgMsg::Sync { peer, .. } = &m {
+                            self.pending.remove(&peer.node.name);
+                        }
+                        self.apply(|s| s.handle(m))
+                    }
                     Err(e) => {
                         if let Some(held_back) = self.drops.event(Instant::now().into_std()) {
                             tracing::warn!(

@@ -246,6 +246,19 @@ fn erl_pid(t: &Term) -> String {
     format!("list_to_pid(\"<0.{}.{}>\")", p.id, p.serial)
 }
 
+/// Kills `erl`'s `pg` scope and waits until kernel's supervisor has
+/// started a new one.
+async fn restart_beam_pg(ctl: &Node, erl: &str) {
+    let old = eval(ctl, erl, "whereis(pg).").await;
+    eval(ctl, erl, "exit(whereis(pg), kill).").await;
+    let restarted = eventually(10, || async {
+        let p = eval(ctl, erl, "whereis(pg).").await;
+        term::as_pid(&p).is_some() && p != old
+    })
+    .await;
+    assert!(restarted, "pg of {erl} not restarted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_and_remote_scope_restart_converge() {
     crate::require_erl!();
@@ -295,26 +308,35 @@ async fn reconnect_and_remote_scope_restart_converge() {
     // The BEAM scope restarts (killed; kernel's supervisor starts a new
     // one): it lost every membership, its own node's too (pg's doc says
     // so), and does not know us. Ours come back by our discover.
-    eval(&ctl, &a.name, "exit(whereis(pg), kill).").await;
-    let old_pg = before[0].clone();
-    assert!(
-        eventually(10, || async {
-            let p = eval(&ctl, &a.name, "whereis(pg).").await;
-            term::as_pid(&p).is_some() && p != old_pg
-        })
-        .await
-    );
+    restart_beam_pg(&ctl, &a.name).await;
     assert!(
         converged("pg", "grp", vec![mt.clone()]).await,
         "Rust member not back after the restart"
     );
     // The BEAM member joins again and reaches us.
+    let join_again = format!("pg:join(pg, grp, {}).", erl_pid(&pa));
+    eval(&ctl, &a.name, &join_again).await;
+    assert!(converged("pg", "grp", both.to_vec()).await);
+
+    // A process of that node that is no scope claims to be one (any
+    // process may send `{discover, Pid}`), then the real scope restarts
+    // again: ours must still look for the new one (the claim once stopped
+    // the retries, and the new scope never learned our member).
     eval(
         &ctl,
         &a.name,
-        &format!("pg:join(pg, grp, {}).", erl_pid(&pa)),
+        &format!(
+            "P = spawn(fun() -> receive stop -> ok end end), {{pg, '{}'}} ! {{discover, P}}, timer:sleep(300).",
+            r.name()
+        ),
     )
     .await;
+    restart_beam_pg(&ctl, &a.name).await;
+    assert!(
+        converged("pg", "grp", vec![mt.clone()]).await,
+        "Rust member not back after a restart with a false scope on that node"
+    );
+    eval(&ctl, &a.name, &join_again).await;
     assert!(converged("pg", "grp", both.to_vec()).await);
 
     // An unsupervised scope stopped and started again by hand.
