@@ -464,7 +464,6 @@ impl Task {
     fn retry_discovers(&mut self) {
         let now = Instant::now();
         let mut due = Vec::new();
-        let state = self.state.read();
         self.pending.retain(|node, p| {
             if !self.node.is_connected(node) {
                 return false;
@@ -476,14 +475,18 @@ impl Task {
             }
             true
         });
-        let me = state.me().clone();
-        drop(state);
+        if due.is_empty() {
+            return;
+        }
+        let msg = PgMsg::Discover {
+            peer: self.state.read().me().clone(),
+        }
+        .encode();
         for node in due {
             tracing::debug!(scope = %self.name, %node, "discover");
-            let msg = PgMsg::Discover { peer: me.clone() }.encode();
             if let Err(e) = self
                 .proc
-                .send(Dest::Name(self.name.clone(), node.clone()), msg)
+                .send(Dest::Name(self.name.clone(), node.clone()), msg.clone())
             {
                 tracing::debug!(scope = %self.name, "discover to {node}: {e}");
             }
