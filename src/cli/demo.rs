@@ -151,15 +151,15 @@ async fn demo_with_erl(
     // which stops erl below, and not erl (whose break menu it would show).
     #[cfg(unix)]
     cmd.process_group(0);
+    // SIGINT or SIGTERM stops erl too: `kill_on_drop` does nothing when the
+    // demo is killed by a signal, and erl would run on until its own 30 s
+    // timer. Listening starts here, before erl does.
+    let interrupted = super::wait_for_signal();
     let mut child = cmd.spawn().context("starting erl")?;
     println!(
         "rust: started a real erl node {erl_name} (OS pid {})",
         child.id().unwrap_or_default()
     );
-    // SIGINT or SIGTERM stops erl too: `kill_on_drop` does nothing when the
-    // demo is killed by a signal, and erl would run on until its own 30 s
-    // timer.
-    let interrupted = super::wait_for_signal();
     tokio::pin!(interrupted);
     let result = tokio::select! {
         r = demo_steps(node, scope, &erl_name) => r,

@@ -228,8 +228,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     tracing::info!("connected to {peer}");
                 }
             }
+            let stop = wait_for_signal();
             println!("{} running (hidden); Ctrl-C to stop", node.name());
-            wait_for_signal().await;
+            stop.await;
             node.shutdown().await;
             Ok(0)
         }
@@ -362,12 +363,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             let names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
             let mut up: std::collections::HashSet<String> = node.peers().into_iter().collect();
+            let stop = wait_for_signal();
             eprintln!(
                 "cpg-node: watching scope {} on {} (and nodes that join later); Ctrl-C to stop",
                 names.join(", "),
                 node.peers().join(", ")
             );
-            let stop = wait_for_signal();
             tokio::pin!(stop);
             loop {
                 tokio::select! {
@@ -477,28 +478,45 @@ pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
     }
 }
 
-/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere); returns the exit code
-/// a shell gives a process killed by it (130, 143).
-pub(crate) async fn wait_for_signal() -> i32 {
+/// Listens for SIGINT and SIGTERM (Ctrl-C elsewhere) from the moment it is
+/// called: the returned future ends with the exit code a shell gives a
+/// process killed by the signal (130, 143). Call it before saying "ready"
+/// (or starting a child to stop): a handler installed only when the future
+/// is first polled leaves a window in which the signal's default action
+/// kills the process outright.
+pub(crate) fn wait_for_signal() -> impl std::future::Future<Output = i32> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return 130;
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => tokio::select! {
+                    _ = int.recv() => 130,
+                    _ = term.recv() => 143,
+                },
+                (Ok(mut int), Err(_)) => {
+                    int.recv().await;
+                    130
+                }
+                (Err(_), Ok(mut term)) => {
+                    term.recv().await;
+                    143
+                }
+                (Err(_), Err(_)) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    130
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => 130,
-            _ = term.recv() => 143,
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        130
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            130
+        }
     }
 }
 

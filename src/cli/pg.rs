@@ -200,6 +200,7 @@ pub async fn watch(args: &NodeArgs, c: &PgClientArgs) -> Result<i32> {
         &node,
         cpg_node::node::cluster::ClusterOptions::new(c.connect.clone()),
     );
+    let stop = wait_for_signal();
     eprintln!(
         "cpg-node: watching pg scope {} on {}; Ctrl-C to stop",
         scopes
@@ -209,7 +210,6 @@ pub async fn watch(args: &NodeArgs, c: &PgClientArgs) -> Result<i32> {
             .join(", "),
         node.peers().join(", ")
     );
-    let stop = wait_for_signal();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -281,6 +281,7 @@ pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
                 &node,
                 cpg_node::node::cluster::ClusterOptions::new(p.connect.clone()),
             );
+            let stop = wait_for_signal();
             eprintln!(
                 "cpg-node: subscribed to {} on {} (pool of {pool}: {}); Ctrl-C to stop",
                 if topics.is_empty() {
@@ -295,7 +296,6 @@ pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
                     .collect::<Vec<_>>()
                     .join(", "),
             );
-            let stop = wait_for_signal();
             tokio::pin!(stop);
             loop {
                 tokio::select! {

@@ -400,6 +400,27 @@ impl Drop for RunningNode {
     }
 }
 
+/// `run` signalled (SIGTERM, SIGINT) as soon as it says it is running shuts
+/// down and exits 0: it listens for the signals before it says so (a
+/// listener set up later left a window in which the signal killed it).
+#[tokio::test]
+async fn run_stopped_by_a_signal_right_after_it_says_running_exits_cleanly() {
+    let w = World::new().await;
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut n = RunningNode::start(&w, &[]).await;
+        // SAFETY: kill(2) with a pid and a signal number.
+        assert_eq!(
+            unsafe { libc::kill(n.child.id().unwrap() as i32, signal) },
+            0
+        );
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), n.child.wait())
+            .await
+            .expect("run ends on the signal")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "signal {signal}: {status:?}");
+    }
+}
+
 #[tokio::test]
 async fn status_of_a_running_node_from_the_cli_and_from_an_erl_shell() {
     use cpg_node::status::NodeStatus;
