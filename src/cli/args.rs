@@ -18,8 +18,10 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-/// Options shared by every subcommand.
+/// Options shared by every subcommand: the node this process runs (for a
+/// one-shot command, the hidden node that asks the cluster).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Node options (this process's own hidden node)")]
 pub struct NodeArgs {
     /// Node name: `name` (this host is added) or `name@host`; a short name
     /// unless --long-names (`-name N` sets both).
@@ -71,14 +73,10 @@ pub enum Cmd {
         /// Start an echo process registered under this name (repeatable).
         #[arg(long)]
         register: Vec<String>,
-        #[command(flatten)]
-        cpg: CpgArgs,
         /// Join an echo process to this group in every scope (repeat a
         /// group to join it several times; patterns such as "a/*" allowed).
         #[arg(long)]
         join: Vec<String>,
-        #[command(flatten)]
-        pg: PgRunArgs,
         /// Where no EPMD answers, start Erlang's `epmd -daemon` (as `erl`
         /// does; `-start_epmd false` works too): it outlives this node, so
         /// the nodes that register with it stay findable when this one
@@ -86,6 +84,12 @@ pub enum Cmd {
         /// the node runs an EPMD inside its own process instead.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         start_epmd: bool,
+        // The flattened groups last: each sets its own help heading, which
+        // clap keeps for the fields after it.
+        #[command(flatten)]
+        cpg: CpgArgs,
+        #[command(flatten)]
+        pg: PgRunArgs,
     },
     /// Print the members of a group as the cluster's cpg scopes see them.
     Members {
@@ -102,11 +106,12 @@ pub enum Cmd {
     /// Print the groups, then stream join/leave events until stopped;
     /// nodes that join the cluster later are followed too.
     Watch {
-        #[command(flatten)]
-        client: ClientArgs,
         /// How often to ask the seeds for the cluster's nodes (ms).
         #[arg(long, default_value_t = 10_000)]
         discover_interval_ms: u64,
+        /// Last: its cpg options set their own help heading.
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Ask a running cpg-node for its status (peers and their traffic,
     /// scopes, cluster targets), as the node itself answers it.
@@ -198,6 +203,7 @@ pub struct PubsubArgs {
 
 /// OTP pg options of `run`.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "OTP pg options")]
 pub struct PgRunArgs {
     /// Take part in this OTP pg scope (repeatable; `pg` when --pg-join is
     /// given without it).
@@ -226,18 +232,21 @@ pub struct PgClientArgs {
 /// Options of the commands that read the cluster's groups.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    #[command(flatten)]
-    pub cpg: CpgArgs,
     /// Nodes to ask.
     #[arg(long, required = true)]
     pub connect: Vec<String>,
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Last: it sets its own help heading.
+    #[command(flatten)]
+    pub cpg: CpgArgs,
 }
 
-/// cpg options.
+/// cpg options: the scopes this process's node runs (for a one-shot
+/// command, the replica it reads the cluster's groups from).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "cpg scope options (this node's replica of the scopes)")]
 pub struct CpgArgs {
     /// cpg scope to take part in (repeatable; default cpg_default_scope).
     #[arg(long = "scope")]
