@@ -428,6 +428,9 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
     for s in &scopes {
         s.refresh().await?;
     }
+    for s in &scopes {
+        scope_nodes(&node, "cpg", s.name()).await;
+    }
     // Settled: no change in the total membership for 300 ms (at most 5 s).
     let total = |scopes: &[CpgScope]| -> usize {
         scopes
@@ -476,6 +479,67 @@ pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
             }
         }
     }
+}
+
+/// The nodes among `nodes` where no process is registered as `name`: each
+/// is asked by a monitor of `{name, Node}`, which a node answers at once
+/// with a 'DOWN' (`noproc`) where the name is free, as BEAM answers
+/// `erlang:monitor(process, {Name, Node})`. A ping of each node after the
+/// monitors comes back on the same connection after any such 'DOWN', so
+/// once the pings are answered the 'DOWN's are in; a node that does not
+/// answer its ping counts as without.
+pub(crate) async fn nodes_without(node: &Node, name: &str, nodes: &[String]) -> Vec<String> {
+    let mut p = node.spawn_process();
+    let mut asked: Vec<(cpg_node::term::Reference, &String)> = nodes
+        .iter()
+        .map(|n| (p.monitor(Dest::Name(name.into(), n.clone())), n))
+        .collect();
+    let mut without = Vec::new();
+    for n in nodes {
+        if !node.ping(n).await {
+            without.push(n.clone());
+        }
+    }
+    while let Ok(Some(Signal::Down { mref, .. })) = p
+        .recv_match(|s| matches!(s, Signal::Down { .. }), Some(Duration::ZERO))
+        .await
+    {
+        if let Some(i) = asked.iter().position(|(r, _)| *r == mref) {
+            let n = asked.swap_remove(i).1;
+            if !without.contains(n) {
+                without.push(n.clone());
+            }
+        }
+    }
+    for (r, _) in &asked {
+        p.demonitor(r);
+    }
+    without.sort();
+    without
+}
+
+/// The connected nodes that run the scope `name` (of the kind `kind`,
+/// `cpg` or `pg`, for the message); says on stderr when none does, since a
+/// misspelt scope otherwise reads as an empty one.
+pub(crate) async fn scope_nodes(node: &Node, kind: &str, name: &str) -> Vec<String> {
+    let peers = node.peers();
+    let without = nodes_without(node, name, &peers).await;
+    let with: Vec<String> = peers
+        .iter()
+        .filter(|n| !without.contains(n))
+        .cloned()
+        .collect();
+    if with.is_empty() {
+        eprintln!(
+            "warning: no node asked runs {kind} scope {name} (asked: {}), so it shows no group",
+            if peers.is_empty() {
+                "none".to_string()
+            } else {
+                peers.join(", ")
+            }
+        );
+    }
+    with
 }
 
 /// Listens for SIGINT and SIGTERM (Ctrl-C elsewhere) from the moment it is

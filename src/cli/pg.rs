@@ -4,8 +4,8 @@
 
 use crate::cli::user_error;
 use crate::cli::{
-    client_config, connect_seeds_peers, peer_name, spawn_echo, start, wait_for_signal, NodeArgs,
-    PgClientArgs, PgRunArgs, PubsubCmd,
+    client_config, connect_seeds_peers, peer_name, scope_nodes, spawn_echo, start, wait_for_signal,
+    NodeArgs, PgClientArgs, PgRunArgs, PubsubCmd,
 };
 use anyhow::{Context, Result};
 use cpg_node::cpg::TermName;
@@ -91,10 +91,17 @@ async fn connect_scopes(
     // Hidden peers too: another cpg-node's members are known only to its
     // own scope (a BEAM scope's sync lists its own node's members).
     connect_seeds_peers(&node, connect).await;
+    // Wait only for the nodes that run each scope: a node without it never
+    // answers.
+    let mut running = Vec::with_capacity(scopes.len());
+    for s in &scopes {
+        running.push(scope_nodes(&node, "pg", s.name()).await);
+    }
     let answered = |scopes: &[PgScope]| {
         scopes
             .iter()
-            .all(|s| node.peers().iter().all(|n| s.read(|st| st.has_peer_on(n))))
+            .zip(&running)
+            .all(|(s, nodes)| nodes.iter().all(|n| s.read(|st| st.has_peer_on(n))))
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while !answered(&scopes) && tokio::time::Instant::now() < deadline {

@@ -106,6 +106,56 @@ fn one_error_line(stderr: &str) -> &str {
     lines[0]
 }
 
+/// A scope that no node asked runs (a misspelt name, a node without pg) is
+/// said on stderr, where it used to read as an empty scope; a scope that
+/// runs is not, on a Rust node or a BEAM one.
+#[tokio::test]
+async fn a_scope_no_node_runs_is_said() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let a = w.rust_node("a").await;
+    let _scope = CpgScope::start(&a, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let e = w.erl("e").await;
+    let name = unique("cli");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--name", name.as_str(), "--cookie", w.cookie.as_str()];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let w = &w;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli_raw(w, &args, None).await
+        }
+    };
+    let warned = |stderr: &str, kind: &str, scope: &str| {
+        stderr.lines().any(|l| {
+            l.starts_with(&format!(
+                "warning: no node asked runs {kind} scope {scope} "
+            ))
+        })
+    };
+    // cpg: the Rust node runs the default scope only.
+    let (code, _, err) = run(&["groups", "--connect", a.name()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let (code, _, err) = run(&["groups", "--scope", "nosuch", "--connect", a.name()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(warned(&err, "cpg", "nosuch"), "{err}");
+    assert!(err.contains(a.name()), "the nodes asked are named: {err}");
+    let (code, _, err) = run(&["members", "g", "--scope", "nosuch", "--connect", a.name()]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(warned(&err, "cpg", "nosuch"), "{err}");
+    assert!(err.contains("error: no group \"g\""), "{err}");
+    // pg: the erl node has none until pg:start(pg).
+    let (code, _, err) = run(&["pg-groups", "--connect", &e.name]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(warned(&err, "pg", "pg"), "{err}");
+    crate::support::eval(&a, &e.name, "{ok, _} = pg:start(pg), ok.").await;
+    let (code, _, err) = run(&["pg-groups", "--connect", &e.name]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
 #[tokio::test]
 async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
     let w = World::new().await;
