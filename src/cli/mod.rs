@@ -459,7 +459,10 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
 }
 
 /// Connects to every node the `seeds` are connected to, hidden ones
-/// included (asked through their `rex`); unreachable ones are skipped.
+/// included; unreachable ones are skipped. A BEAM seed is asked through its
+/// `rex` (`erlang:nodes(connected)`); a cpg-node seed, which has no `rex`,
+/// through the status it serves (its peers), so that a query through it
+/// sees the whole cluster and not only that node's own members.
 pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
     for seed in seeds {
         let rpc = node.rpc(
@@ -469,16 +472,46 @@ pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
             vec![atom("connected")],
             Duration::from_secs(5),
         );
-        if let Ok(Term::List(l)) = rpc.await {
-            for n in l.elements.iter().filter_map(term::as_atom) {
-                if n != node.name() && !n.contains("_script_process") {
-                    if let Err(e) = node.connect(n).await {
-                        tracing::debug!("cannot reach {n}: {e}");
-                    }
+        let peers: Vec<String> = match rpc.await {
+            Ok(Term::List(l)) => l
+                .elements
+                .iter()
+                .filter_map(term::as_atom)
+                .map(str::to_string)
+                .collect(),
+            Err(CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
+                status_peers(node, seed).await.unwrap_or_else(|| {
+                    eprintln!(
+                        "warning: {seed} answers neither rex nor {}: only it is asked, \
+                         not the nodes it is connected to",
+                        status::NAME
+                    );
+                    Vec::new()
+                })
+            }
+            _ => Vec::new(),
+        };
+        for n in peers {
+            if n != node.name() && !n.contains("_script_process") {
+                if let Err(e) = node.connect(&n).await {
+                    tracing::debug!("cannot reach {n}: {e}");
                 }
             }
         }
     }
+}
+
+/// The peers of the cpg-node `seed`, from the status it serves (`run`
+/// serves it), or `None` where it serves none.
+async fn status_peers(node: &Node, seed: &str) -> Option<Vec<String>> {
+    let mut p = node.spawn_process();
+    let to = Dest::Name(status::NAME.into(), seed.into());
+    let got = p
+        .call(to, atom(status::REQUEST), Duration::from_secs(5))
+        .await
+        .ok()?;
+    let st = NodeStatus::from_term(&got).ok()?;
+    Some(st.peers.into_iter().map(|p| p.node).collect())
 }
 
 /// The nodes among `nodes` where no process is registered as `name`: each

@@ -115,6 +115,7 @@ async fn a_scope_no_node_runs_is_said() {
     let w = World::new().await;
     let a = w.rust_node("a").await;
     let _scope = CpgScope::start(&a, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    cpg_node::status::Status::new(&a).serve().unwrap();
     let e = w.erl("e").await;
     let name = unique("cli");
     let run = |extra: &[&str]| {
@@ -161,6 +162,9 @@ async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
     let w = World::new().await;
     let a = w.rust_node("a").await;
     let _scope = CpgScope::start(&a, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    // As `run` does: without it, a query through `a` warns that only `a` is
+    // asked (it has no rex to tell its peers).
+    cpg_node::status::Status::new(&a).serve().unwrap();
     let target = a.name().to_string();
     let name = unique("cli");
     let base = ["--name", name.as_str(), "--cookie", w.cookie.as_str()];
@@ -401,6 +405,53 @@ async fn a_missing_cookie_file_is_created_as_erl_does_and_an_open_one_refused() 
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// A query through a cpg-node seed (which has no `rex` to list its peers)
+/// sees the members of the nodes that seed is connected to: it reads them
+/// from the status the seed serves. A seed serving neither is said to be
+/// the only node asked.
+#[tokio::test]
+async fn a_query_through_a_cpg_node_seed_sees_the_nodes_beyond_it() {
+    let w = World::new().await;
+    let seed = RunningNode::start(&w, &[]).await;
+    let b = w.rust_node("b").await;
+    let scope = CpgScope::start(&b, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    b.connect(&seed.name).await.unwrap();
+    let member = b.spawn_process();
+    scope.join("beyond", member.pid()).await.unwrap();
+    let (code, rows) = cli(
+        &w,
+        &["members", "beyond", "--connect", &seed.name, "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{rows:?}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["pids"], json!([pid_text(member.pid())]), "{rows:?}");
+    // A library node serving no status: only it is asked, and that is said.
+    let c = w.rust_node("c").await;
+    let _c_scope = CpgScope::start(&c, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    c.connect(b.name()).await.unwrap();
+    let name = unique("cli");
+    let (code, _, err) = cli_raw(
+        &w,
+        &[
+            "--name",
+            &name,
+            "--cookie",
+            &w.cookie,
+            "groups",
+            "--connect",
+            c.name(),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("warning: {} answers neither rex nor", c.name())),
+        "{err}"
+    );
 }
 
 /// `cpg-node run` as a child process (killed when dropped), with the
