@@ -257,6 +257,18 @@ impl NodeStatus {
         ])
     }
 
+    /// Asks `peer`'s status process for its status, as `cpg-node status`
+    /// does; `None` where `peer` serves none (a BEAM node, or a node that
+    /// never called [`Status::serve`]), does not answer within `timeout`,
+    /// or answers something else. A cpg-node has no `rex`: this is how
+    /// another node learns its peers.
+    pub async fn ask(node: &Node, peer: &str, timeout: Duration) -> Option<NodeStatus> {
+        let mut p = node.spawn_process();
+        let to = crate::process::Dest::Name(NAME.into(), peer.into());
+        let got = p.call(to, atom(REQUEST), timeout).await.ok()?;
+        NodeStatus::from_term(&got).ok()
+    }
+
     /// Reads the map [`NodeStatus::to_term`] makes (as another node's
     /// status process answered it).
     pub fn from_term(t: &Term) -> Result<NodeStatus, BadStatus> {

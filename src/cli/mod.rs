@@ -459,37 +459,19 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
 }
 
 /// Connects to every node the `seeds` are connected to, hidden ones
-/// included; unreachable ones are skipped. A BEAM seed is asked through its
-/// `rex` (`erlang:nodes(connected)`); a cpg-node seed, which has no `rex`,
-/// through the status it serves (its peers), so that a query through it
-/// sees the whole cluster and not only that node's own members.
+/// included; unreachable ones are skipped. A BEAM seed tells them through
+/// its `rex`, a cpg-node seed (which has no `rex`) through the status it
+/// serves ([`cpg_node::node::cluster::nodes_of`]), so that a query through
+/// it sees the whole cluster and not only that node's own members.
 pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
     for seed in seeds {
-        let rpc = node.rpc(
-            seed,
-            "erlang",
-            "nodes",
-            vec![atom("connected")],
-            Duration::from_secs(5),
-        );
-        let peers: Vec<String> = match rpc.await {
-            Ok(Term::List(l)) => l
-                .elements
-                .iter()
-                .filter_map(term::as_atom)
-                .map(str::to_string)
-                .collect(),
-            Err(CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
-                status_peers(node, seed).await.unwrap_or_else(|| {
-                    eprintln!(
-                        "warning: {seed} answers neither rex nor {}: only it is asked, \
-                         not the nodes it is connected to",
-                        status::NAME
-                    );
-                    Vec::new()
-                })
-            }
-            _ => Vec::new(),
+        let Some(peers) = cpg_node::node::cluster::nodes_of(node, seed, true).await else {
+            eprintln!(
+                "warning: cannot learn the nodes {seed} is connected to (a BEAM node tells \
+                 them through rex, a cpg-node through its {}): only {seed} is asked",
+                status::NAME
+            );
+            continue;
         };
         for n in peers {
             if n != node.name() && !n.contains("_script_process") {
@@ -499,19 +481,6 @@ pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
             }
         }
     }
-}
-
-/// The peers of the cpg-node `seed`, from the status it serves (`run`
-/// serves it), or `None` where it serves none.
-async fn status_peers(node: &Node, seed: &str) -> Option<Vec<String>> {
-    let mut p = node.spawn_process();
-    let to = Dest::Name(status::NAME.into(), seed.into());
-    let got = p
-        .call(to, atom(status::REQUEST), Duration::from_secs(5))
-        .await
-        .ok()?;
-    let st = NodeStatus::from_term(&got).ok()?;
-    Some(st.peers.into_iter().map(|p| p.node).collect())
 }
 
 /// The nodes among `nodes` where no process is registered as `name`: each

@@ -80,7 +80,9 @@ pub struct ClusterOptions {
     pub discover: bool,
     /// Discover hidden nodes too (`erlang:nodes(connected)` instead of
     /// `erlang:nodes()`), such as other cpg-node instances connected to
-    /// the seeds. Off by default: it also finds short-lived clients.
+    /// the seeds; a seed that is itself a cpg-node (no `rex`) is then asked
+    /// for the peers its status lists ([`nodes_of`]). Off by default: it
+    /// also finds short-lived clients.
     pub discover_hidden: bool,
     /// Only discovered nodes whose name matches one of these are connected
     /// to (all when empty). Seeds, and peers that connect to us, are kept
@@ -516,7 +518,7 @@ async fn drive(
                 for seed in keeper.lock().to_ask() {
                     let (node, tx) = (node.clone(), tx.clone());
                     tokio::spawn(async move {
-                        if let Some(nodes) = cluster_nodes(&node, &seed, hidden).await {
+                        if let Some(nodes) = nodes_of(&node, &seed, hidden).await {
                             let _ = tx.send(Report::Nodes(nodes));
                         }
                     });
@@ -527,10 +529,13 @@ async fn drive(
     }
 }
 
-/// `erlang:nodes()` (or `erlang:nodes(connected)` when `hidden`) on `peer`
-/// through its `rex`; `None` where the peer has no `rex` (another Rust
-/// node) or does not answer.
-async fn cluster_nodes(node: &Node, peer: &str, hidden: bool) -> Option<Vec<String>> {
+/// The nodes `peer` is connected to, as it tells them: `erlang:nodes()` (or
+/// `erlang:nodes(connected)` when `hidden`) through its `rex`; `None`
+/// where the peer does not answer. A peer without
+/// `rex` (another cpg-node) is asked, when `hidden`, for the peers its
+/// status lists ([`crate::status::NodeStatus::ask`]); those include hidden
+/// ones, so they are not taken for `erlang:nodes()`.
+pub async fn nodes_of(node: &Node, peer: &str, hidden: bool) -> Option<Vec<String>> {
     let args = if hidden {
         vec![term::atom("connected")]
     } else {
@@ -538,17 +543,22 @@ async fn cluster_nodes(node: &Node, peer: &str, hidden: bool) -> Option<Vec<Stri
     };
     let got = node
         .rpc(peer, "erlang", "nodes", args, Duration::from_secs(5))
-        .await
-        .ok()?;
-    let Term::List(l) = got else {
-        return None;
-    };
-    Some(
-        l.elements
-            .iter()
-            .filter_map(|t| term::as_atom(t).map(String::from))
-            .collect(),
-    )
+        .await;
+    match got {
+        Ok(Term::List(l)) => Some(
+            l.elements
+                .iter()
+                .filter_map(|t| term::as_atom(t).map(String::from))
+                .collect(),
+        ),
+        Err(crate::process::CallError::Down(r))
+            if hidden && term::as_atom(&r) == Some("noproc") =>
+        {
+            let st = crate::status::NodeStatus::ask(node, peer, Duration::from_secs(5)).await?;
+            Some(st.peers.into_iter().map(|p| p.node).collect())
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -449,7 +449,10 @@ async fn a_query_through_a_cpg_node_seed_sees_the_nodes_beyond_it() {
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains(&format!("warning: {} answers neither rex nor", c.name())),
+        err.contains(&format!(
+            "warning: cannot learn the nodes {} is connected to",
+            c.name()
+        )),
         "{err}"
     );
 }
@@ -660,21 +663,22 @@ async fn status_of_a_running_node_from_the_cli_and_from_an_erl_shell() {
     ctl.shutdown().await;
 }
 
-#[tokio::test]
-async fn watch_prints_the_groups_first_then_follows_nodes_that_come_later() {
+type Lines<R> = tokio::io::Lines<tokio::io::BufReader<R>>;
+
+/// `cpg-node watch --json` through `seed`, asking for new nodes every
+/// 200 ms: the child and its stdout and stderr lines.
+fn spawn_watch(
+    w: &World,
+    seed: &str,
+) -> (
+    tokio::process::Child,
+    Lines<tokio::process::ChildStdout>,
+    Lines<tokio::process::ChildStderr>,
+) {
     use tokio::io::AsyncBufReadExt;
-    let w = World::new().await;
-    let e = w.erl("e").await;
-    let _a = RunningNode::start(&w, &["--connect", &e.name, "--join", "early"]).await;
     let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
         .args(["--name", &unique("watch"), "--cookie", &w.cookie, "watch"])
-        .args([
-            "--connect",
-            &e.name,
-            "--json",
-            "--discover-interval-ms",
-            "200",
-        ])
+        .args(["--connect", seed, "--json", "--discover-interval-ms", "200"])
         .env("ERL_EPMD_PORT", w.epmd.port.to_string())
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
@@ -682,8 +686,17 @@ async fn watch_prints_the_groups_first_then_follows_nodes_that_come_later() {
         .kill_on_drop(true)
         .spawn()
         .expect("run cpg-node watch");
-    let mut out = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
-    let mut err = tokio::io::BufReader::new(watch.stderr.take().unwrap()).lines();
+    let out = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let err = tokio::io::BufReader::new(watch.stderr.take().unwrap()).lines();
+    (watch, out, err)
+}
+
+#[tokio::test]
+async fn watch_prints_the_groups_first_then_follows_nodes_that_come_later() {
+    let w = World::new().await;
+    let e = w.erl("e").await;
+    let _a = RunningNode::start(&w, &["--connect", &e.name, "--join", "early"]).await;
+    let (mut watch, mut out, mut err) = spawn_watch(&w, &e.name);
     let secs = std::time::Duration::from_secs(20);
     let next = |l: Option<String>| -> Value { serde_json::from_str(&l.unwrap()).unwrap() };
     // The current groups first.
@@ -716,6 +729,32 @@ async fn watch_prints_the_groups_first_then_follows_nodes_that_come_later() {
             .unwrap()
             .unwrap(),
     );
+    assert_eq!(event["group"], "late", "{event}");
+    assert_eq!(event["event"], "join_remote", "{event}");
+    let _ = watch.start_kill();
+}
+
+/// `watch` through a cpg-node seed (no `rex`) follows the nodes that
+/// connect to that seed later: it learns them from the seed's status.
+#[tokio::test]
+async fn watch_through_a_cpg_node_seed_follows_nodes_that_come_later() {
+    let w = World::new().await;
+    let seed = RunningNode::start(&w, &[]).await;
+    let (mut watch, mut out, mut err) = spawn_watch(&w, &seed.name);
+    let secs = std::time::Duration::from_secs(20);
+    let said = tokio::time::timeout(secs, err.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(said.contains("watching scope"), "{said}");
+    let _b = RunningNode::start(&w, &["--connect", &seed.name, "--join", "late"]).await;
+    let line = tokio::time::timeout(secs, out.next_line())
+        .await
+        .expect("the join beyond the seed is seen")
+        .unwrap()
+        .unwrap();
+    let event: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(event["group"], "late", "{event}");
     assert_eq!(event["event"], "join_remote", "{event}");
     let _ = watch.start_kill();
