@@ -483,41 +483,56 @@ pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
     }
 }
 
-/// The nodes among `nodes` where no process is registered as `name`: each
-/// is asked by a monitor of `{name, Node}`, which a node answers at once
-/// with a 'DOWN' (`noproc`) where the name is free, as BEAM answers
-/// `erlang:monitor(process, {Name, Node})`. A ping of each node after the
-/// monitors comes back on the same connection after any such 'DOWN', so
-/// once the pings are answered the 'DOWN's are in; a node that does not
-/// answer its ping counts as without.
-pub(crate) async fn nodes_without(node: &Node, name: &str, nodes: &[String]) -> Vec<String> {
+/// Which of `nodes` have a process registered as `name`. Each is asked by
+/// a monitor of `{name, Node}`, which a node answers at once with a 'DOWN'
+/// (`noproc`) where the name is free, as BEAM answers
+/// `erlang:monitor(process, {Name, Node})`; then by a ping, whose answer
+/// comes back on the same connection after any such 'DOWN', so once the
+/// pings are answered the 'DOWN's are in. Returns the nodes that have it
+/// and those that did not answer the ping within 3 s (counted as without).
+pub(crate) async fn nodes_with(
+    node: &Node,
+    name: &str,
+    nodes: &[String],
+) -> (Vec<String>, Vec<String>) {
     let mut p = node.spawn_process();
-    let mut asked: Vec<(cpg_node::term::Reference, &String)> = nodes
+    let mut asked: Vec<(cpg_node::term::Reference, String)> = nodes
         .iter()
-        .map(|n| (p.monitor(Dest::Name(name.into(), n.clone())), n))
+        .map(|n| (p.monitor(Dest::Name(name.into(), n.clone())), n.clone()))
         .collect();
-    let mut without = Vec::new();
+    // All at once, each for at most 3 s: a frozen node must not hold the
+    // command for a ping timeout per node.
+    let mut pings = tokio::task::JoinSet::new();
     for n in nodes {
-        if !node.ping(n).await {
-            without.push(n.clone());
+        let (node, n) = (node.clone(), n.clone());
+        pings.spawn(async move {
+            let pong = tokio::time::timeout(Duration::from_secs(3), node.ping(&n)).await;
+            (n, pong.unwrap_or(false))
+        });
+    }
+    let mut silent = Vec::new();
+    while let Some(done) = pings.join_next().await {
+        if let Ok((n, false)) = done {
+            silent.push(n);
         }
     }
     while let Ok(Some(Signal::Down { mref, .. })) = p
         .recv_match(|s| matches!(s, Signal::Down { .. }), Some(Duration::ZERO))
         .await
     {
-        if let Some(i) = asked.iter().position(|(r, _)| *r == mref) {
-            let n = asked.swap_remove(i).1;
-            if !without.contains(n) {
-                without.push(n.clone());
-            }
-        }
+        asked.retain(|(r, _)| *r != mref);
     }
     for (r, _) in &asked {
         p.demonitor(r);
     }
-    without.sort();
-    without
+    let mut with: Vec<String> = asked
+        .into_iter()
+        .map(|(_, n)| n)
+        .filter(|n| !silent.contains(n))
+        .collect();
+    with.sort();
+    silent.sort();
+    (with, silent)
 }
 
 /// The connected nodes that run the scope `name` (of the kind `kind`,
@@ -525,20 +540,20 @@ pub(crate) async fn nodes_without(node: &Node, name: &str, nodes: &[String]) -> 
 /// misspelt scope otherwise reads as an empty one.
 pub(crate) async fn scope_nodes(node: &Node, kind: &str, name: &str) -> Vec<String> {
     let peers = node.peers();
-    let without = nodes_without(node, name, &peers).await;
-    let with: Vec<String> = peers
-        .iter()
-        .filter(|n| !without.contains(n))
-        .cloned()
-        .collect();
+    let (with, silent) = nodes_with(node, name, &peers).await;
     if with.is_empty() {
+        let asked = if peers.is_empty() {
+            "none".to_string()
+        } else {
+            peers.join(", ")
+        };
+        let silent = if silent.is_empty() {
+            String::new()
+        } else {
+            format!("; no answer to a ping in 3 s from {}", silent.join(", "))
+        };
         eprintln!(
-            "warning: no node asked runs {kind} scope {name} (asked: {}), so it shows no group",
-            if peers.is_empty() {
-                "none".to_string()
-            } else {
-                peers.join(", ")
-            }
+            "warning: no node asked runs {kind} scope {name} (asked: {asked}{silent}), so it shows no group"
         );
     }
     with
