@@ -8,7 +8,7 @@
 //! #{node => 'rust@host', creation => 1700000000, version => <<"0.1.0">>,
 //!   uptime_ms => 5123, processes => 4,
 //!   peers => [#{node => 'app@host', creation => 1699999999,
-//!               direction => in | out, connected_ms => 5000,
+//!               hidden => false, direction => in | out, connected_ms => 5000,
 //!               last_heard_ms => 120, msgs_in => 12, msgs_out => 9,
 //!               bytes_in => 2048, bytes_out => 1024, queued => 0,
 //!               queued_bytes => 0}],
@@ -194,6 +194,7 @@ impl NodeStatus {
                 m(vec![
                     ("node", atom(&p.node)),
                     ("creation", term::uint(p.creation.into())),
+                    ("hidden", atom(if p.hidden { "true" } else { "false" })),
                     ("direction", opt(l.direction.map(|d| atom(d.as_str())))),
                     ("connected_ms", opt(l.connected_for.map(ms))),
                     ("last_heard_ms", ms(l.last_heard)),
@@ -281,6 +282,8 @@ impl NodeStatus {
                 Ok(PeerStats {
                     node: f.atom("node")?,
                     creation: f.u32("creation")?,
+                    // (absent from the status of a node older than it)
+                    hidden: f.opt_atom("hidden")?.as_deref() == Some("true"),
                     link: LinkStats {
                         direction: match f.opt_atom("direction")?.as_deref() {
                             Some("in") => Some(Direction::In),
@@ -465,6 +468,7 @@ mod tests {
             peers: vec![PeerStats {
                 node: "app@h".into(),
                 creation: 3,
+                hidden: true,
                 link: LinkStats {
                     direction: Some(Direction::In),
                     connected_for: Some(Duration::from_millis(1234)),

@@ -38,7 +38,7 @@ pub(crate) fn status_json(st: &NodeStatus) -> serde_json::Value {
         .map(|p| {
             let l = &p.link;
             json!({
-                "node": p.node, "creation": p.creation,
+                "node": p.node, "creation": p.creation, "hidden": p.hidden,
                 "direction": l.direction.map(|d| d.as_str()),
                 "connected_ms": l.connected_for.map(ms), "last_heard_ms": ms(l.last_heard),
                 "msgs_in": l.msgs_in, "msgs_out": l.msgs_out,
@@ -149,9 +149,11 @@ fn node_types_text(types: &[(String, String)]) -> String {
 /// The status as text; `me` (the asking node, a peer for the moment) is
 /// marked.
 pub(crate) fn print_status(st: &NodeStatus, me: &str) {
-    let name = |n: &str| {
+    let name = |n: &str, hidden: bool| {
         if n == me {
             format!("{n} (this query)")
+        } else if hidden {
+            format!("{n} (hidden)")
         } else {
             n.to_string()
         }
@@ -170,7 +172,7 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
             .map(|p| {
                 let l = &p.link;
                 vec![
-                    name(&p.node),
+                    name(&p.node, p.hidden),
                     l.direction.map_or("-", |d| d.as_str()).to_string(),
                     l.connected_for.map_or("-".into(), human_time),
                     format!("{} ago", human_time(l.last_heard)),
@@ -230,7 +232,7 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
                     .iter()
                     .map(|t| {
                         vec![
-                            name(&t.node),
+                            name(&t.node, false),
                             origin_text(t.origin).to_string(),
                             if t.connected { "yes" } else { "no" }.to_string(),
                             t.failures.to_string(),

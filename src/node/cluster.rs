@@ -76,12 +76,13 @@ pub struct ClusterOptions {
     /// node runs, however long they are away.
     pub seeds: Vec<String>,
     /// Learn the cluster's nodes from the seeds (`erlang:nodes()` through
-    /// `rex`) and connect to them too.
+    /// `rex`; from a cpg-node seed, the visible peers its status lists) and
+    /// connect to them too.
     pub discover: bool,
     /// Discover hidden nodes too (`erlang:nodes(connected)` instead of
     /// `erlang:nodes()`), such as other cpg-node instances connected to
-    /// the seeds; a seed that is itself a cpg-node (no `rex`) is then asked
-    /// for the peers its status lists ([`nodes_of`]). Off by default: it
+    /// the seeds (a seed that is itself a cpg-node, with no `rex`, is asked
+    /// for the peers its status lists, [`nodes_of`]). Off by default: it
     /// also finds short-lived clients.
     pub discover_hidden: bool,
     /// Only discovered nodes whose name matches one of these are connected
@@ -530,11 +531,10 @@ async fn drive(
 }
 
 /// The nodes `peer` is connected to, as it tells them: `erlang:nodes()` (or
-/// `erlang:nodes(connected)` when `hidden`) through its `rex`; `None`
-/// where the peer does not answer. A peer without
-/// `rex` (another cpg-node) is asked, when `hidden`, for the peers its
-/// status lists ([`crate::status::NodeStatus::ask`]); those include hidden
-/// ones, so they are not taken for `erlang:nodes()`.
+/// `erlang:nodes(connected)` when `hidden`) through its `rex`; a peer
+/// without `rex` (another cpg-node) is asked instead for the peers its
+/// status lists ([`crate::status::NodeStatus::ask`]), its hidden ones only
+/// when `hidden`. `None` where the peer answers neither.
 pub async fn nodes_of(node: &Node, peer: &str, hidden: bool) -> Option<Vec<String>> {
     let args = if hidden {
         vec![term::atom("connected")]
@@ -551,11 +551,15 @@ pub async fn nodes_of(node: &Node, peer: &str, hidden: bool) -> Option<Vec<Strin
                 .filter_map(|t| term::as_atom(t).map(String::from))
                 .collect(),
         ),
-        Err(crate::process::CallError::Down(r))
-            if hidden && term::as_atom(&r) == Some("noproc") =>
-        {
+        Err(crate::process::CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
             let st = crate::status::NodeStatus::ask(node, peer, Duration::from_secs(5)).await?;
-            Some(st.peers.into_iter().map(|p| p.node).collect())
+            Some(
+                st.peers
+                    .into_iter()
+                    .filter(|p| hidden || !p.hidden)
+                    .map(|p| p.node)
+                    .collect(),
+            )
         }
         _ => None,
     }

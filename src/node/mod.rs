@@ -75,6 +75,9 @@ pub struct PeerStats {
     pub node: String,
     /// The peer's creation (its incarnation).
     pub creation: u32,
+    /// Whether the peer is hidden (a cpg-node, a query client, an erl
+    /// started with `-hidden`): such a peer is not in `erlang:nodes()`.
+    pub hidden: bool,
     /// The connection's counters.
     pub link: LinkStats,
 }
@@ -357,6 +360,7 @@ impl Node {
                 p.up_creation.map(|creation| PeerStats {
                     node: n.clone(),
                     creation,
+                    hidden: p.hidden,
                     link: p.link.stats(),
                 })
             })

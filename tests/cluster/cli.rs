@@ -457,6 +457,43 @@ async fn a_query_through_a_cpg_node_seed_sees_the_nodes_beyond_it() {
     );
 }
 
+/// Discovery through a cpg-node seed (which has no `rex`): the node learns
+/// the seed's visible peers from the seed's status, as it learns a BEAM
+/// seed's `erlang:nodes()`, and connects to them; the seed's hidden peers
+/// (query clients, other cpg-nodes) are left out unless hidden discovery is
+/// asked for.
+#[tokio::test]
+async fn discovery_through_a_cpg_node_seed_finds_its_visible_peers() {
+    use cpg_node::node::cluster::{Cluster, ClusterOptions};
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("e").await;
+    let seed = RunningNode::start(&w, &["--connect", &e.name]).await;
+    let hidden = w.rust_node("h").await;
+    hidden.connect(&seed.name).await.unwrap();
+    let r = w.rust_node("r").await;
+    let mut opts = ClusterOptions::new(vec![seed.name.clone()]);
+    opts.discover_interval = std::time::Duration::from_millis(200);
+    let _cluster = Cluster::start(&r, opts);
+    let e_name = e.name.clone();
+    assert!(
+        crate::support::eventually(10, || {
+            let (r, e_name) = (r.clone(), e_name.clone());
+            async move { r.peers().contains(&e_name) }
+        })
+        .await,
+        "the seed's BEAM peer not found: {:?}",
+        r.peers()
+    );
+    // The hidden peer is not taken for a cluster node.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        !r.peers().iter().any(|p| p == hidden.name()),
+        "{:?}",
+        r.peers()
+    );
+}
+
 /// `cpg-node run` as a child process (killed when dropped), with the
 /// world's cookie and EPMD; returns once it says it is running.
 struct RunningNode {
