@@ -9,11 +9,16 @@
 //! which a branch holding a single key is not expanded: it is kept as that
 //! key, its *leaf*. This is the shape genuine trie gives the same key set
 //! when built by `trie:new/1` or `trie:store/3`, and the lookup result
-//! depends on it. [`Trie::remove`] keeps the shape canonical (empty branches
-//! are pruned and a branch left with one key becomes a leaf again), so the
-//! lookup is a function of the stored key set alone. (Genuine `trie:erase/2`
-//! never folds branches back, so a genuine node whose groups came and went
-//! can answer differently from a fresh one; we follow the fresh one.)
+//! depends on it. Like genuine `trie:erase/2`, [`Trie::remove`] takes a
+//! key's leaf away but never folds a branch back: a branch two keys once
+//! shared stays expanded, however few keys are left below it (even none).
+//! So, as on a genuine cpg node, the lookup depends on the keys that came
+//! and went, not only on the stored ones: with `*c` stored, `bc` finds `*c`,
+//! but not after `*cbb*` was stored and removed (the vectors in
+//! `tests/data/trie_history.jsonl`, made by the genuine trie, pin this).
+//! The branches kept are those of names that were stored at the same time
+//! and shared a prefix; a scope that restarts starts a new trie, as a
+//! genuine scope process does.
 //!
 //! # The lookup rule (`find_match2`)
 //!
@@ -42,6 +47,9 @@
 //!    which needs at least one more character), shortest first, and
 //!    continues on failure. At the end of the name it gives the key that
 //!    ends with that `*`, if any.
+//!
+//! "Leaf" and "multi-key branch" above mean the shape: a branch that once
+//! held two keys counts as multi-key whatever it holds now.
 //!
 //! An exact key therefore always wins. Otherwise, at every position, a
 //! literal beats `?`, which beats `*`, and an earlier end of a `*` beats a
@@ -144,7 +152,18 @@ pub struct Trie<V> {
     /// ([`next_version`]; a clone keeps it with the same keys): what the
     /// per-thread memo of searches ([`memo`]) checks its answers against.
     version: u64,
+    /// Expanded branches holding no key any more, kept for the shape (see
+    /// the module documentation): past [`GHOSTS_MAX`] and four times the
+    /// keys, the shape is built again from the stored keys alone.
+    ghosts: usize,
 }
+
+/// Empty branches kept for their shape before the trie is built again from
+/// its keys (about 20 MB of them): names that shared long prefixes and
+/// went leave their branches behind, in genuine trie as here, and a peer
+/// making such names without end would otherwise grow the trie without
+/// end.
+const GHOSTS_MAX: usize = 1 << 20;
 
 /// A number no trie's key set had before (the first is 1; the memo's
 /// empty slots hold 0).
@@ -170,6 +189,7 @@ impl<V> Trie<V> {
             hasher: RandomState::default(),
             patterns: 0,
             version: next_version(),
+            ghosts: 0,
         }
     }
 
@@ -272,12 +292,12 @@ impl<V> Trie<V> {
     /// Stores a key known to be absent.
     fn insert_new(&mut self, key: &str, value: V) -> EntryId {
         let Trie {
-            root,
             entries,
             exact,
             hasher,
             patterns,
             version,
+            ..
         } = self;
         *version = next_version();
         let id = entries.insert(Entry {
@@ -288,12 +308,26 @@ impl<V> Trie<V> {
         if pattern::is_pattern(key) {
             *patterns += 1;
         }
+        self.ghosts -= Self::place(&mut self.root, &self.entries, id);
+        id
+    }
+
+    /// Puts the key `id` (in `entries`) in the tree under `root`; returns
+    /// how many empty branches it went through (no longer empty).
+    fn place(root: &mut Node, entries: &Entries<V>, id: EntryId) -> usize {
+        let key = &*entries.at(id).key;
+        let mut refilled = 0;
         let mut node = root;
         let mut depth = 0;
         loop {
+            if node.count() == 0 && node.is_expanded() && depth > 0 {
+                refilled += 1;
+            }
             node.meta += 1;
-            // A leaf on the way becomes a branch: its key moves one level down.
-            if node.children.is_empty() {
+            // A leaf on the way becomes a branch (expanded for good): its
+            // key moves one level down.
+            if !node.is_expanded() {
+                node.expand();
                 if let Some(old) = node.value.take() {
                     match entries.at(old).key[depth..].chars().next() {
                         Some(c) => {
@@ -306,7 +340,7 @@ impl<V> Trie<V> {
             }
             let Some(c) = key[depth..].chars().next() else {
                 node.value = Some(id);
-                return id;
+                return refilled;
             };
             depth += c.len_utf8();
             match node.index(c) {
@@ -315,10 +349,31 @@ impl<V> Trie<V> {
                     // (The list grows one at a time up to 8, then doubles.)
                     node.children.insert(i, c, Node::leaf_of(id));
                     node.children_changed(c);
-                    return id;
+                    return refilled;
                 }
             }
         }
+    }
+
+    /// Builds the tree again from the stored keys alone, as a fresh trie of
+    /// them would be (the ids stay): the empty branches go, and lookups
+    /// answer as a genuine trie built from these keys would.
+    fn rebuild(&mut self) {
+        tracing::warn!(
+            keys = self.len(),
+            empty_branches = self.ghosts,
+            "group names that came and went left too many empty trie branches: \
+             the trie is built again from the stored names (pattern lookups now \
+             answer as a genuine cpg scope started afresh would)"
+        );
+        let mut ids: Vec<EntryId> = self.root.value.take().into_iter().collect();
+        self.root.dismantle(|node| ids.extend(node.value.take()));
+        self.root = Node::new();
+        for id in ids {
+            Self::place(&mut self.root, &self.entries, id);
+        }
+        self.ghosts = 0;
+        self.version = next_version();
     }
 
     /// The value under `key`, first stored as `f()` if `key` is absent.
@@ -341,8 +396,11 @@ impl<V> Trie<V> {
     }
 
     /// Removes `key` (exactly, no pattern matching) and returns its value.
-    /// Branches left empty are pruned, and a branch left with one key
-    /// becomes a leaf again, as if the trie had been built without `key`.
+    /// As genuine `trie:erase/2` does, the key's own leaf goes and the
+    /// branches keep their shape: a branch that two keys once shared stays
+    /// expanded, however few keys are left below it (even none), and
+    /// [`find_match`](Self::find_match) answers by that shape, as genuine
+    /// `find_match2` does (see the module documentation).
     pub fn remove(&mut self, key: &str) -> Option<V> {
         let id = self.id(key)?;
         self.remove_by_id(id)
@@ -356,34 +414,34 @@ impl<V> Trie<V> {
         self.unindex(key, id);
         let mut node = &mut self.root;
         let mut depth = 0;
+        let mut emptied = 0;
         loop {
             node.meta -= 1;
+            if node.count() == 0 && depth > 0 {
+                emptied += 1;
+            }
             let Some(c) = key[depth..].chars().next() else {
-                // A branch (or the root) keeping at least one other key.
+                // The key ends at this expanded node (or the root).
                 node.value = None;
-                return Some(entry.value);
+                break;
             };
             depth += c.len_utf8();
             let Ok(i) = node.index(c) else {
-                return Some(entry.value);
+                break;
             };
-            if node.children.nodes()[i].children.is_empty() {
-                // The key's own leaf.
+            if !node.children.nodes()[i].is_expanded() {
+                // The key's own leaf (genuine trie empties its slot).
                 node.children.remove(i);
                 node.children_changed(c);
-                return Some(entry.value);
+                break;
             }
-            let child = &mut node.children.nodes_mut()[i];
-            if child.count() == 2 {
-                // The branch keeps one key: it becomes that key's leaf.
-                let ids = child.take_ids();
-                if let Some(&kept) = ids.iter().find(|&&other| other != id) {
-                    *child = Node::leaf_of(kept);
-                }
-                return Some(entry.value);
-            }
-            node = child;
+            node = &mut node.children.nodes_mut()[i];
         }
+        self.ghosts += emptied;
+        if self.ghosts > GHOSTS_MAX && self.ghosts > 4 * self.len() {
+            self.rebuild();
+        }
+        Some(entry.value)
     }
 
     /// Takes `key` (stored as `id`, already out of `entries`) out of the

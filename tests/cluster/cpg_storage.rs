@@ -226,3 +226,73 @@ async fn term_names_against_genuine_cpg_with_dict_storage() {
     assert!(eventually(5, || async { ours(&scope, &atom("some_atom")).is_empty() }).await);
     assert_eq!(ours(&scope, &tup), vec![p1.clone()]);
 }
+
+/// The trie against genuine okeuday/trie on histories drawn now: random
+/// `trie:store/3` and `trie:erase/2` sequences, each followed by
+/// `find_match2/2` of some names (`scripts/trie_history_vectors.erl`, with
+/// a new seed each run), replayed on our trie: every answer must agree.
+/// (`tests/data/trie_history.jsonl`, checked by the unit tests, is such a
+/// run kept.)
+#[test]
+#[ignore = "needs genuine cpg: set CPG_EBIN (see README)"]
+fn trie_answers_as_genuine_trie_after_random_histories() {
+    crate::require_erl!();
+    let ebin = std::env::var_os("CPG_EBIN").expect("CPG_EBIN");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(crate::support::unique("trie_history"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/trie_history_vectors.erl"
+    );
+    let ok = std::process::Command::new("erlc")
+        .arg("-o")
+        .arg(&dir)
+        .arg(script)
+        .status()
+        .expect("erlc")
+        .success();
+    assert!(ok, "erlc {script}");
+    let seed: u32 = rand::random::<u32>() % 1_000_000_000 + 1;
+    let out = dir.join("out.jsonl");
+    let mut cmd = std::process::Command::new("erl");
+    cmd.arg("-noshell");
+    for d in std::env::split_paths(&ebin) {
+        cmd.arg("-pa").arg(d);
+    }
+    cmd.arg("-pa").arg(&dir).arg("-eval").arg(format!(
+        "trie_history_vectors:main({seed}, 1000, \"{}\"), halt().",
+        out.display()
+    ));
+    assert!(cmd.status().expect("erl").success(), "seed {seed}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut queries, mut failures) = (0, Vec::new());
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let mut trie: cpg_node::cpg::trie::Trie<()> = cpg_node::cpg::trie::Trie::new();
+        for op in v["ops"].as_array().unwrap() {
+            let key = op[1].as_str().unwrap();
+            if op[0] == "+" {
+                trie.insert(key, ());
+            } else {
+                trie.remove(key);
+            }
+        }
+        for q in v["queries"].as_array().unwrap() {
+            queries += 1;
+            let (name, want) = (q[0].as_str().unwrap(), q[1].as_str());
+            let got = trie.find_match(name).map(|(k, _)| k);
+            if got != want {
+                failures.push(format!("{line}\n  {name:?}: got {got:?}, genuine {want:?}"));
+            }
+        }
+    }
+    assert!(queries > 5_000, "{queries} queries (seed {seed})");
+    assert!(
+        failures.is_empty(),
+        "seed {seed}: {} of {queries} answers differ:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
+}

@@ -4,12 +4,17 @@ use super::entries::EntryId;
 use super::kids::Kids;
 use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
 
-/// A trie node. Invariants (all but the root):
-/// - a node without children is a *leaf*: its `value` is `Some`, and the
-///   entry's key is the one key of this branch, at least as long as the
-///   node's depth;
-/// - a node with children holds at least two keys in its subtree; its
-///   `value` is the key that ends exactly at this node, if any.
+/// A trie node: a slot of genuine trie's node tuples. Invariants (all but
+/// the root):
+/// - a node not [`EXPANDED`] is a *leaf* (genuine trie's slot holding the
+///   rest of its one key, `{Tail, Value}`): no children, its `value` is
+///   `Some`, and the entry's key is the one key of this branch, at least as
+///   long as the node's depth;
+/// - an [`EXPANDED`] node (a slot holding a node tuple) has held two keys
+///   in its subtree at some time; it stays expanded when they go, as
+///   genuine `trie:erase/2` leaves it (however few keys are left below, even
+///   none), and genuine `find_match2` answers by that shape; its `value` is
+///   the key that ends exactly at this node, if any.
 ///
 /// The root is never a leaf; its `value` is the empty key.
 ///
@@ -22,10 +27,11 @@ use crate::cpg::pattern::{self, Raise, WILDCARD_ANY, WILDCARD_SHORT};
 pub(super) struct Node {
     pub(super) value: Option<EntryId>,
     /// The number of keys in this subtree, `value` included (fewer than
-    /// 2^31), and in the top bit ([`WILD`]) whether a `*` or `?` branch
+    /// 2^30); in the top bit ([`WILD`]) whether a `*` or `?` branch
     /// leaves this node: a lookup asks at every node it passes, and a
     /// search of the children for both would cost two binary searches
-    /// wherever a child sorts below `?` (digits, `/`, `-`, ...).
+    /// wherever a child sorts below `?` (digits, `/`, `-`, ...); in the
+    /// next bit ([`EXPANDED`]) whether the node is expanded.
     pub(super) meta: u32,
     /// Sorted by `char`, no duplicates; one pointer (nothing allocated for
     /// a leaf), the characters apart from the nodes (see [`kids`](super::kids)).
@@ -34,6 +40,13 @@ pub(super) struct Node {
 
 /// The bit of [`Node::meta`] that says a wildcard branch leaves the node.
 pub(super) const WILD: u32 = 1 << 31;
+
+/// The bit of [`Node::meta`] that says the node is expanded: it got a
+/// child once (a second key came through it), and is never a leaf again.
+pub(super) const EXPANDED: u32 = 1 << 30;
+
+/// The bits of [`Node::meta`] that are not the count.
+const FLAGS: u32 = WILD | EXPANDED;
 
 /// A search's answer: the key found (none), or a wildcard in the name
 /// where genuine trie raises.
@@ -70,16 +83,28 @@ impl Node {
     /// The single key of this branch, if it is a leaf.
     #[inline]
     pub(super) fn leaf(&self) -> Option<EntryId> {
-        if self.children.is_empty() {
-            self.value
-        } else {
+        if self.is_expanded() {
             None
+        } else {
+            self.value
         }
+    }
+
+    /// Whether the node is expanded ([`EXPANDED`]).
+    #[inline]
+    pub(super) fn is_expanded(&self) -> bool {
+        self.meta & EXPANDED != 0
+    }
+
+    /// Marks the node expanded (it gets a child).
+    #[inline]
+    pub(super) fn expand(&mut self) {
+        self.meta |= EXPANDED;
     }
 
     /// The number of keys in this subtree.
     pub(super) fn count(&self) -> u32 {
-        self.meta & !WILD
+        self.meta & !FLAGS
     }
 
     /// Whether a `*` or `?` branch leaves this node.
@@ -94,15 +119,7 @@ impl Node {
             return;
         }
         let wild = self.child(WILDCARD_ANY).is_some() || self.child(WILDCARD_SHORT).is_some();
-        self.meta = self.count() | if wild { WILD } else { 0 };
-    }
-
-    /// Moves every entry id of this subtree out, without recursion.
-    pub(super) fn take_ids(&mut self) -> Vec<EntryId> {
-        let mut ids: Vec<EntryId> = self.value.take().into_iter().collect();
-        self.dismantle(|node| ids.extend(node.value.take()));
-        self.meta = 0;
-        ids
+        self.meta = (self.meta & !WILD) | if wild { WILD } else { 0 };
     }
 
     /// Moves every node below this one out and drops it, without
