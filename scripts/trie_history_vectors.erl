@@ -38,7 +38,10 @@ case_line() ->
     Names = lists:usort(
         [fill(K) || K <- Pool] ++
         [fill(K) ++ rand_string("ab/", 1, 3) || K <- Pool] ++
-        [rand_string("ab/", 1, 8) || _ <- lists:seq(1, 8)]),
+        [rand_string("ab/", 1, 8) || _ <- lists:seq(1, 8)] ++
+        % names holding wildcards: mostly badarg (null), but a `*` or `?`
+        % scan can pass over them and find a key
+        Pool ++ [rand_string(alphabet(), 1, 8) || _ <- lists:seq(1, 6)]),
     Queries = [{N, answer(N, Trie)} || N <- Names],
     ["{\"ops\":[", join([["[\"", Op, "\",", str(K), "]"] || {Op, K} <- lists:reverse(Ops)]),
      "],\"queries\":[",

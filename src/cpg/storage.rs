@@ -200,9 +200,9 @@ impl<V> GroupStore<String, V> for Trie<V> {
         Trie::remove_by_id(self, *handle)
     }
 
-    /// [`Trie::find_match`], except that a name holding a wildcard finds
-    /// nothing (genuine `trie:find_match2/2` exits with `badarg`, which
-    /// `cpg_data` answers as no such group).
+    /// [`Trie::find_match`]: where genuine `trie:find_match2/2` exits with
+    /// `badarg` (most names holding a wildcard), no group, as `cpg_data`
+    /// answers.
     fn find(&self, name: &str) -> Option<(&str, &V)> {
         self.find_name(name)
     }

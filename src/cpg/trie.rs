@@ -516,16 +516,19 @@ impl<V> Trie<V> {
         Some((&e.key, &e.value))
     }
 
-    /// The lookup of a cpg read (`cpg_data`'s `trie:find_match2` call): as
-    /// [`find_match`](Self::find_match), except that a name holding a
-    /// wildcard finds nothing (genuine `trie:find_match2/2` exits with
-    /// `badarg`, which `cpg_data` answers as no such group).
+    /// The lookup of a cpg read (`cpg_data`'s `trie:find_match2` call,
+    /// whose `badarg` it answers as no such group): as
+    /// [`find_match`](Self::find_match). A name holding a wildcard mostly
+    /// finds nothing (genuine trie raises), but where a `*` or `?` branch's
+    /// scan passes over its wildcard, genuine trie finds a key and cpg
+    /// answers with that group (with `a*` and `a*b*c` stored, `a/?` finds
+    /// `a*`), and so does this lookup.
     pub(crate) fn find_name(&self, name: &str) -> Option<(&str, &V)> {
         // The wildcard check only where a wildcard could make a difference:
         // with no pattern stored, such a name is in no index and matches
         // nothing anyway.
         if self.patterns > 0 && pattern::is_pattern(name) {
-            return None;
+            return self.search(name, true);
         }
         self.find_match_plain(name)
     }
