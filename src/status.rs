@@ -73,6 +73,18 @@ pub struct NodeStatus {
 #[error("unexpected status reply: {0}")]
 pub struct BadStatus(pub String);
 
+/// Why [`NodeStatus::ask`] got no status.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// The call failed (`Down(noproc)`: the peer serves no status).
+    #[error(transparent)]
+    Call(#[from] crate::process::CallError),
+    /// The reply is not a status.
+    #[error(transparent)]
+    Bad(#[from] BadStatus),
+}
+
 type ScopeFn = Arc<dyn Fn() -> ScopeSummary + Send + Sync>;
 
 /// What the status reports on: the node, and the scopes and cluster keeper
@@ -258,16 +270,16 @@ impl NodeStatus {
         ])
     }
 
-    /// Asks `peer`'s status process for its status, as `cpg-node status`
-    /// does; `None` where `peer` serves none (a BEAM node, or a node that
-    /// never called [`Status::serve`]), does not answer within `timeout`,
-    /// or answers something else. A cpg-node has no `rex`: this is how
+    /// Asks `peer`'s status process for its status (`cpg-node status`
+    /// does). Where `peer` serves none (a BEAM node, or a node that never
+    /// called [`Status::serve`]) the call fails with
+    /// `CallError::Down(noproc)`. A cpg-node has no `rex`: this is also how
     /// another node learns its peers.
-    pub async fn ask(node: &Node, peer: &str, timeout: Duration) -> Option<NodeStatus> {
+    pub async fn ask(node: &Node, peer: &str, timeout: Duration) -> Result<NodeStatus, AskError> {
         let mut p = node.spawn_process();
         let to = crate::process::Dest::Name(NAME.into(), peer.into());
-        let got = p.call(to, atom(REQUEST), timeout).await.ok()?;
-        NodeStatus::from_term(&got).ok()
+        let got = p.call(to, atom(REQUEST), timeout).await?;
+        Ok(NodeStatus::from_term(&got)?)
     }
 
     /// Reads the map [`NodeStatus::to_term`] makes (as another node's

@@ -20,8 +20,8 @@ use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
 use cpg_node::node::NodeEvent;
 use cpg_node::process::{CallError, Dest, Process, Signal};
-use cpg_node::status::{self, NodeStatus, Status};
-use cpg_node::term::{self, atom, Term};
+use cpg_node::status::{self, AskError, NodeStatus, Status};
+use cpg_node::term::{self, Term};
 use cpg_node::Node;
 use std::time::Duration;
 
@@ -257,12 +257,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     node.connect(&target)
                         .await
                         .with_context(|| format!("cannot connect to {target}"))?;
-                    let mut p = node.spawn_process();
-                    let to = Dest::Name(status::NAME.into(), target.clone());
-                    let req = atom(status::REQUEST);
-                    match p.call(to, req, Duration::from_secs(10)).await {
-                        Ok(t) => Ok(t),
-                        Err(CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
+                    match NodeStatus::ask(&node, &target, Duration::from_secs(10)).await {
+                        Ok(st) => Ok(st),
+                        Err(AskError::Call(CallError::Down(r)))
+                            if term::as_atom(&r) == Some("noproc") =>
+                        {
                             Err(user_error(
                                 "no_status",
                                 format!(
@@ -272,13 +271,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
                                 ),
                             ))
                         }
+                        Err(AskError::Bad(b)) => Err(b.into()),
                         Err(e) => Err(anyhow::Error::new(e)
                             .context(format!("asking {target} for its status"))),
                     }
                 }
                 .await;
             node.shutdown().await;
-            let st = NodeStatus::from_term(&got?)?;
+            let st = got?;
             if json {
                 println!("{}", status_json(&st));
             } else {

@@ -552,7 +552,9 @@ pub async fn nodes_of(node: &Node, peer: &str, hidden: bool) -> Option<Vec<Strin
                 .collect(),
         ),
         Err(crate::process::CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
-            let st = crate::status::NodeStatus::ask(node, peer, Duration::from_secs(5)).await?;
+            let st = crate::status::NodeStatus::ask(node, peer, Duration::from_secs(5))
+                .await
+                .ok()?;
             Some(
                 st.peers
                     .into_iter()
