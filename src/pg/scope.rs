@@ -127,25 +127,9 @@ fn counts(pids: &[Pid]) -> HashMap<&Pid, usize> {
 /// its first copy in `a` goes; the rest keeps its order. Linear: a `sync`
 /// of a big group was quadratic (a scan of `b` for each pid of `a`).
 fn minus(a: &[Pid], b: &[Pid]) -> Vec<Pid> {
-    if b.len() <= SCAN {
-        let mut b = b.to_vec();
-        return a
-            .iter()
-            .filter(|p| !remove_one(&mut b, p))
-            .cloned()
-            .collect();
-    }
-    let mut left = counts(b);
-    a.iter()
-        .filter(|p| match left.get_mut(p) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                false
-            }
-            _ => true,
-        })
-        .cloned()
-        .collect()
+    let mut left = a.to_vec();
+    strike(&mut left, b);
+    left
 }
 
 /// Removes from `list` the first copy of each pid of `pids` (as `list --
@@ -153,12 +137,20 @@ fn minus(a: &[Pid], b: &[Pid]) -> Vec<Pid> {
 /// Linear: a peer's `leave` of N pids from a group of N was quadratic
 /// (4 s of the scope for 100k).
 fn remove_each(list: &mut Vec<Pid>, pids: &[Pid]) -> Vec<Pid> {
+    let found = strike(list, pids);
+    pids.iter()
+        .zip(found)
+        .filter(|&(_, found)| found)
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
+/// `list -- pids` in place: for each pid of `pids` its first copy in
+/// `list` goes; whether each was there, in the order of `pids`. By scans
+/// for a few pids, else by a table of counts and one pass over `list`.
+fn strike(list: &mut Vec<Pid>, pids: &[Pid]) -> Vec<bool> {
     if pids.len() <= SCAN {
-        return pids
-            .iter()
-            .filter(|p| remove_one(list, p))
-            .cloned()
-            .collect();
+        return pids.iter().map(|p| remove_one(list, p)).collect();
     }
     // Per pid: copies still to remove, copies removed.
     let mut want: HashMap<&Pid, (usize, usize)> =
@@ -172,14 +164,13 @@ fn remove_each(list: &mut Vec<Pid>, pids: &[Pid]) -> Vec<Pid> {
         _ => true,
     });
     pids.iter()
-        .filter(|p| match want.get_mut(p) {
+        .map(|p| match want.get_mut(p) {
             Some((_, gone)) if *gone > 0 => {
                 *gone -= 1;
                 true
             }
             _ => false,
         })
-        .cloned()
         .collect()
 }
 
