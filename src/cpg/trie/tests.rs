@@ -19,6 +19,22 @@ fn trie_of(keys: &[&str]) -> Trie<String> {
     keys.iter().map(|k| (*k, k.to_string())).collect()
 }
 
+/// The JSON objects of a vectors file, one a line (blank lines skipped),
+/// each with where it is (`path:line`) for the failures.
+fn vector_lines(path: &str) -> Vec<(String, serde_json::Value)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read the trie vectors {path}: {e}"));
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(number, line)| {
+            let at = format!("{path}:{}", number + 1);
+            let v = serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: bad JSON: {e}"));
+            (at, v)
+        })
+        .collect()
+}
+
 /// Every line of the genuine `trie:find_match2/2` and `is_pattern2/1`
 /// vectors must agree.
 #[test]
@@ -30,18 +46,10 @@ fn vectors() {
         )
         .to_owned()
     });
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read the trie vectors {path}: {e}"));
     let (mut lines, mut tries, mut queries, mut classified) = (0, 0, 0, 0);
     let mut failures = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
+    for (at, v) in vector_lines(&path) {
         lines += 1;
-        let at = format!("{path}:{}", number + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: bad JSON: {e}"));
         let text_of = |v: &serde_json::Value| -> String {
             v.as_str()
                 .unwrap_or_else(|| panic!("{at}: not a string: {v}"))
@@ -90,7 +98,7 @@ fn vectors() {
                 ));
             }
         } else {
-            panic!("{at}: unknown vector line: {line}");
+            panic!("{at}: unknown vector line: {v}");
         }
     }
     println!(
@@ -124,25 +132,17 @@ fn vectors() {
 #[test]
 fn history_vectors() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/trie_history.jsonl");
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read the trie history vectors {path}: {e}"));
     let (mut cases, mut queries, mut fresh_differs, mut wildcard_hits) = (0, 0, 0, 0);
     let mut failures = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{path}:{}", number + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{at}: bad JSON: {e}"));
+    for (at, v) in vector_lines(path) {
         let mut trie: Trie<()> = Trie::new();
-        let mut live: BTreeMap<String, ()> = BTreeMap::new();
+        let mut live: BTreeSet<String> = BTreeSet::new();
         for op in v["ops"].as_array().expect("ops") {
             let (op, key) = (op[0].as_str().unwrap(), op[1].as_str().unwrap());
             match op {
                 "+" => {
                     trie.insert(key, ());
-                    live.insert(key.to_owned(), ());
+                    live.insert(key.to_owned());
                 }
                 "-" => {
                     assert!(trie.remove(key).is_some(), "{at}: {key:?} not stored");
@@ -152,7 +152,7 @@ fn history_vectors() {
             }
             check_shape(&trie);
         }
-        let fresh: Trie<()> = live.keys().map(|k| (k.as_str(), ())).collect();
+        let fresh: Trie<()> = live.iter().map(|k| (k.as_str(), ())).collect();
         cases += 1;
         for q in v["queries"].as_array().expect("queries") {
             queries += 1;
