@@ -490,11 +490,7 @@ pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
 /// comes back on the same connection after any such 'DOWN', so once the
 /// pings are answered the 'DOWN's are in. Returns the nodes that have it
 /// and those that did not answer the ping within 3 s (counted as without).
-pub(crate) async fn nodes_with(
-    node: &Node,
-    name: &str,
-    nodes: &[String],
-) -> (Vec<String>, Vec<String>) {
+async fn nodes_with(node: &Node, name: &str, nodes: &[String]) -> (Vec<String>, Vec<String>) {
     let mut p = node.spawn_process();
     let mut asked: Vec<(cpg_node::term::Reference, String)> = nodes
         .iter()
