@@ -286,6 +286,81 @@ async fn the_last_member_of_a_visible_beam_scope_leaves() {
     r.shutdown().await;
 }
 
+/// The members of `group` on the BEAM node, in its order (none: empty).
+async fn beam_members(ctl: &Node, erl: &str, group: &str) -> Vec<Term> {
+    let code = format!(
+        "case {} of {{ok, _, Pids}} -> Pids; _ -> [] end.",
+        cpg_call("get_members", &format!("{group:?}"))
+    );
+    match eval(ctl, erl, &code).await {
+        Term::List(l) => l.elements,
+        _ => Vec::new(),
+    }
+}
+
+/// Waits (up to 5 s) until our members of `group` are `order`, in order.
+async fn ours_become(scope: &CpgScope, group: &str, order: &[Term]) {
+    let ours = || crate::support::cpg::ours(scope, group);
+    assert!(
+        eventually(5, || async { ours() == order }).await,
+        "{group}: ours {:?}, the BEAM scope's {order:?}",
+        ours()
+    );
+}
+
+/// A visible BEAM scope's members leave and join again between two of our
+/// polls: the counts stay, the order changes (cpg puts a join at the
+/// newest end and a leave takes the oldest copy), and ours follows it,
+/// as a node that got the casts holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visible_beam_scopes_order_after_leaves_and_joins_between_polls() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (g, ctl, a) = beam_with(&w, "visible", "again").await;
+    let b = beam_join(&ctl, &g.name, "again").await;
+    // Writes of the BEAM node's pids, in one go (`(Function, Group, Pid)`).
+    let writes = |calls: &[(&str, &str, &Term)]| {
+        let calls: Vec<String> = calls
+            .iter()
+            .map(|(f, group, p)| {
+                let p = crate::support::cpg::erl_pid_text(p);
+                let call = cpg_call(f, &format!("{group:?}, list_to_pid({p:?})"));
+                format!("ok = {call}, ")
+            })
+            .collect();
+        format!("{}ok.", calls.concat())
+    };
+    let code = writes(&[
+        ("join", "twice", &a),
+        ("join", "twice", &b),
+        ("join", "twice", &a),
+    ]);
+    eval(&ctl, &g.name, &code).await;
+    let (r, scope) = polling_node(&w, Duration::from_millis(300)).await;
+    r.connect(&g.name).await.unwrap();
+    for group in ["again", "twice"] {
+        ours_become(&scope, group, &beam_members(&ctl, &g.name, group).await).await;
+    }
+    ours_become(&scope, "again", &[b.clone(), a.clone()]).await;
+    // Microseconds apart, on the BEAM node: no poll between them.
+    let code = writes(&[
+        ("leave", "again", &a),
+        ("join", "again", &a),
+        ("leave", "twice", &a),
+    ]);
+    eval(&ctl, &g.name, &code).await;
+    for group in ["again", "twice"] {
+        let order = [a.clone(), b.clone()];
+        assert_eq!(
+            beam_members(&ctl, &g.name, group).await,
+            order,
+            "{group} on BEAM"
+        );
+        ours_become(&scope, group, &order).await;
+    }
+    r.shutdown().await;
+}
+
 /// A BEAM scope at visible whose node_type is set to `all` at run time
 /// (`application:set_env` then `cpg:reset/1`, which asks every hidden node
 /// for its state): we become its full peer at once, not at the next poll

@@ -92,6 +92,34 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// exchange before it merges: ours survive a restart, and a peer's
     /// copy of them could only undo a write of ours that crossed it.
     pub fn exchange(&mut self, from_node: &str, groups: Vec<(N, Vec<P>)>) -> Vec<Effect<P, N>> {
+        self.merge_exchange(from_node, groups, false)
+    }
+
+    /// [`Scope::exchange`] of an answer to a poll: `from_node`'s whole
+    /// view, whose copies of its own pids are also in `from_node`'s order.
+    /// After each group's merge, that node's copies in ours are put in the
+    /// order its history lists them ([`Scope::follow_order`]).
+    ///
+    /// A node whose scope tells us nothing of its changes (a BEAM scope at
+    /// `visible`) is read by polls, and the merge alone keeps counts, not
+    /// order: `join A`, `join B`, then `leave A` and `join A` between two
+    /// polls leave the counts as they were, where a genuine observer that
+    /// got the casts holds `[A, B]` (newest first) and the merge alone kept
+    /// `[B, A]`.
+    pub fn exchange_polled(
+        &mut self,
+        from_node: &str,
+        groups: Vec<(N, Vec<P>)>,
+    ) -> Vec<Effect<P, N>> {
+        self.merge_exchange(from_node, groups, true)
+    }
+
+    fn merge_exchange(
+        &mut self,
+        from_node: &str,
+        groups: Vec<(N, Vec<P>)>,
+        polled: bool,
+    ) -> Vec<Effect<P, N>> {
         let mut effects = Vec::new();
         if !self.is_listened(from_node) {
             return effects;
@@ -110,11 +138,115 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             // One walk of the trie to tell the two cases apart, one more
             // to store a new name (none again for a group we have).
             match self.groups.handle(name) {
-                Some(h) => self.merge_conflict(name, h, &history, &mut memo, &mut effects),
+                Some(h) => {
+                    self.merge_conflict(name, h.clone(), &history, &mut memo, &mut effects);
+                    if polled {
+                        self.follow_order(name, &h, from_node, &history, &mut effects);
+                    }
+                }
+                // (Built in the order listed.)
                 None => self.merge_new(name, &history, &mut memo, &mut effects),
             }
         }
         effects
+    }
+
+    /// Puts `origin`'s copies in group `name` (handle `h`) in the order
+    /// `listed` (that group's history from `origin`, newest first) lists
+    /// them, moving as few copies as it takes: the longest run of `listed`'s
+    /// oldest copies that ours hold in the same order stays in place, and
+    /// the copies before it, which must have joined again since ours were
+    /// placed, go to the newest end of the group, as their casts would have
+    /// put them (a leave and a join notified for each). The other nodes'
+    /// copies stay where they are: where they interleave with `origin`'s,
+    /// the order a genuine observer holds depends on when each cast
+    /// reached it, which no poll tells. Nothing is done unless the merge
+    /// left us the same copies of `origin`'s pids as listed (a cap may
+    /// have cut them).
+    pub(super) fn follow_order(
+        &mut self,
+        name: &N::Borrowed,
+        h: &N::Handle,
+        origin: &str,
+        listed: &[P],
+        effects: &mut Vec<Effect<P, N>>,
+    ) {
+        let Some((_, group)) = self.groups.by_handle_mut(h) else {
+            return;
+        };
+        let of_origin = |p: &&P| p.node() == origin;
+        // (Mostly in order already: told without a copy.)
+        if listed
+            .iter()
+            .filter(of_origin)
+            .eq(group.history().filter(of_origin))
+        {
+            return;
+        }
+        let theirs: Vec<&P> = listed.iter().filter(of_origin).collect();
+        let ours: Vec<&P> = group.history().filter(of_origin).collect();
+        if theirs.len() != ours.len() {
+            return;
+        }
+        let same_copies = {
+            let (mut a, mut b) = (theirs.clone(), ours.clone());
+            a.sort_unstable();
+            b.sort_unstable();
+            a == b
+        };
+        if !same_copies {
+            return;
+        }
+        // The longest suffix of `theirs` that `ours` holds as a subsequence
+        // (matched greedily from the oldest end): `theirs[..moved]` is what
+        // joined again.
+        let mut kept = vec![false; ours.len()];
+        let (mut moved, mut j) = (theirs.len(), ours.len());
+        while moved > 0 && j > 0 {
+            if theirs[moved - 1] == ours[j - 1] {
+                kept[j - 1] = true;
+                moved -= 1;
+            }
+            j -= 1;
+        }
+        let mut order: Vec<P> = theirs[..moved].iter().map(|p| (*p).clone()).collect();
+        let mut left: Vec<P> = Vec::new();
+        let mut k = 0;
+        for p in group.history() {
+            if p.node() != origin {
+                order.push(p.clone());
+            } else {
+                if kept[k] {
+                    order.push(p.clone());
+                } else {
+                    left.push(p.clone());
+                }
+                k += 1;
+            }
+        }
+        let mut rebuilt = GroupData::with_capacity(order.len());
+        for p in order.iter().rev() {
+            rebuilt.join(p.clone(), p.node() == self.node, 1);
+        }
+        *group = rebuilt;
+        for p in &left {
+            let reason = if self.is_local(p) {
+                Reason::LeaveLocal
+            } else {
+                Reason::LeaveRemote
+            };
+            push_notify(self.notify, effects, name, p, &reason, 1);
+        }
+        for p in &order[..moved] {
+            push_notify(
+                self.notify,
+                effects,
+                name,
+                p,
+                &join_reason(self.is_local(p)),
+                1,
+            );
+        }
     }
 
     /// [`Scope::accept`], answered from `memo` when `pid` is on the node

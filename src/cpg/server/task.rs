@@ -63,6 +63,9 @@ pub(super) struct ScopeTask<N: GroupKey> {
 pub(super) struct Merge<N> {
     origin: String,
     rest: std::vec::IntoIter<(N, Vec<MemberPid>)>,
+    /// The answer to a poll: `origin`'s copies are also put in its order
+    /// ([`Scope::exchange_polled`]).
+    polled: bool,
 }
 
 /// What the scope task's loop waited for.
@@ -459,7 +462,11 @@ impl<N: WireName> ScopeTask<N> {
             return;
         };
         let chunk: Vec<_> = m.rest.by_ref().take(MERGE_CHUNK).collect();
-        let effects = self.state_mut().exchange(&m.origin, chunk);
+        let effects = if m.polled {
+            self.state_mut().exchange_polled(&m.origin, chunk)
+        } else {
+            self.state_mut().exchange(&m.origin, chunk)
+        };
         self.execute(effects);
         if m.rest.len() > 0 {
             self.merging = Some(m);
@@ -500,9 +507,10 @@ impl<N: WireName> ScopeTask<N> {
                 let mut groups = groups;
                 // (The first exchange after a poll: also from a peer that
                 // turned full peer since, whose members came by polls.)
-                if let Some(poll) = self.polled.remove(&origin) {
+                let polled = self.polled.remove(&origin);
+                if let Some(poll) = &polled {
                     self.drop_unlisted(&origin, &groups);
-                    self.repair(&origin, &poll, &groups);
+                    self.repair(&origin, poll, &groups);
                 }
                 // Our own members are ours (cpg's rule 1): a peer's copies
                 // of them never set ours, whatever its mode. cpg's merge
@@ -535,6 +543,7 @@ impl<N: WireName> ScopeTask<N> {
                     self.merging = Some(Merge {
                         origin,
                         rest: groups.into_iter(),
+                        polled: polled.is_some(),
                     });
                     self.merge_chunk();
                 }

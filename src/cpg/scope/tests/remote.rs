@@ -736,3 +736,135 @@ fn exchange_of_member_pids_accepts_by_node_as_names_do() {
     assert_eq!(members("k"), None, "no pid of a listened node: not created");
     assert_eq!(members("m"), Some(vec![a2]));
 }
+
+// ------------------------------------------------------------------
+// A polled exchange (a node read by polls): its order too
+
+/// Joins, in order, one copy each of `pids` (remote, cast by their nodes).
+fn joined(s: &mut Scope<T>, name: &str, pids: &[T]) {
+    for p in pids {
+        s.remote_request(
+            p.node,
+            Request::Join {
+                name: name.into(),
+                pid: p.clone(),
+            },
+        );
+    }
+}
+
+#[test]
+fn polled_exchange_puts_a_rejoined_copy_at_the_newest_end() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    s.node_up("c", true);
+    let (a1, a2, c1) = (t("a", 1), t("a", 2), t("c", 1));
+    joined(&mut s, "g", &[a1.clone(), c1.clone(), a2.clone()]);
+    assert_eq!(history(&s, "g"), vec![a2.clone(), c1.clone(), a1.clone()]);
+    // `a` left a1 and joined it again: its history lists [a1, a2]. A plain
+    // exchange keeps the counts, and so the order.
+    let listed = vec![("g".to_string(), vec![a1.clone(), a2.clone()])];
+    let e = s.exchange("a", listed.clone());
+    assert!(notifies(&e).is_empty());
+    assert_eq!(history(&s, "g"), vec![a2.clone(), c1.clone(), a1.clone()]);
+    // A poll's answer moves a1 to the newest end, as its casts would have.
+    let e = s.exchange_polled("a", listed.clone());
+    assert_eq!(history(&s, "g"), vec![a1.clone(), a2.clone(), c1.clone()]);
+    assert_eq!(
+        notifies(&e),
+        vec![
+            n("g", &a1, Reason::LeaveRemote),
+            n("g", &a1, Reason::JoinRemote)
+        ]
+    );
+    assert!(monitors(&e).is_empty() && demonitors(&e).is_empty());
+    // In order now: the same answer again changes nothing.
+    assert!(s.exchange_polled("a", listed).is_empty());
+    assert_eq!(history(&s, "g"), vec![a1.clone(), a2.clone(), c1.clone()]);
+    check_invariants(&s);
+}
+
+#[test]
+fn polled_exchange_after_a_leave_of_one_copy_of_several() {
+    // `join A, B, A`, then `leave A` on `a`: cpg leaves the oldest copy,
+    // its history is [A, B]; the merge alone drops the newest: [B, A].
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    let (a1, a2) = (t("a", 1), t("a", 2));
+    joined(&mut s, "k", &[a1.clone(), a2.clone(), a1.clone()]);
+    let listed = vec![("k".to_string(), vec![a1.clone(), a2.clone()])];
+    let mut plain = s.clone();
+    plain.exchange("a", listed.clone());
+    assert_eq!(history(&plain, "k"), vec![a2.clone(), a1.clone()]);
+    s.exchange_polled("a", listed);
+    assert_eq!(history(&s, "k"), vec![a1.clone(), a2.clone()]);
+    check_invariants(&s);
+}
+
+#[test]
+fn polled_exchange_leaves_a_capped_group_as_merged() {
+    // The cap keeps fewer copies than listed: no order to follow.
+    let mut s = Scope::new("b");
+    s.set_max_copies(2);
+    s.node_up("a", true);
+    let (a1, a2) = (t("a", 1), t("a", 2));
+    joined(&mut s, "g", &[a1.clone(), a2.clone()]);
+    s.exchange_polled(
+        "a",
+        vec![(
+            "g".into(),
+            vec![a2.clone(), a1.clone(), a1.clone(), a1.clone()],
+        )],
+    );
+    assert_eq!(history(&s, "g"), vec![a1.clone(), a2.clone(), a1.clone()]);
+    check_invariants(&s);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever order a poll lists `a`'s copies in, a polled exchange
+    /// leaves them in that order, keeps the other nodes' copies in theirs,
+    /// moves no more copies than it must (the oldest copies already in
+    /// order stay), and notifies a leave and a join per copy moved.
+    #[test]
+    fn polled_exchange_follows_any_order(
+        before in proptest::collection::vec((0u32..4, any::<bool>()), 1..24),
+        shuffle in proptest::collection::vec(any::<prop::sample::Index>(), 24),
+    ) {
+        let mut s = Scope::new("b");
+        s.node_up("a", true);
+        s.node_up("c", true);
+        let pids: Vec<T> = before
+            .iter()
+            .map(|&(id, on_a)| t(if on_a { "a" } else { "c" }, id))
+            .collect();
+        joined(&mut s, "g", &pids);
+        let was = history(&s, "g");
+        let of_a = |h: &[T]| h.iter().filter(|p| p.node == "a").cloned().collect::<Vec<_>>();
+        let of_c = |h: &[T]| h.iter().filter(|p| p.node == "c").cloned().collect::<Vec<_>>();
+        let mut listed = of_a(&was);
+        for (i, ix) in shuffle.iter().enumerate().take(listed.len()) {
+            let j = ix.index(listed.len());
+            listed.swap(i, j);
+        }
+        let e = s.exchange_polled("a", vec![("g".into(), listed.clone())]);
+        let now = history(&s, "g");
+        prop_assert_eq!(of_a(&now), listed.clone());
+        prop_assert_eq!(of_c(&now), of_c(&was));
+        // The copies kept in place: the longest run of the listed oldest
+        // copies found in order in ours.
+        let moved = notifies(&e).len() / 2;
+        let ours = of_a(&was);
+        let (mut i, mut j) = (listed.len(), ours.len());
+        while i > 0 && j > 0 {
+            if listed[i - 1] == ours[j - 1] {
+                i -= 1;
+            }
+            j -= 1;
+        }
+        prop_assert_eq!(moved, i);
+        prop_assert_eq!(&now[..moved], &listed[..moved]);
+        check_invariants(&s);
+    }
+}
