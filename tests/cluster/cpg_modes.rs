@@ -361,6 +361,82 @@ async fn a_visible_beam_scopes_order_after_leaves_and_joins_between_polls() {
     r.shutdown().await;
 }
 
+/// Polls go on while other nodes keep our scope busy with calls: BEAM
+/// processes calling it back to back (a cluster's lookups) must not hold
+/// off the poll that sees a visible BEAM scope's member leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_go_on_under_a_flood_of_calls() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (g, ctl, p) = beam_with(&w, "visible", "flooded").await;
+    let (r, scope) = polling_node(&w, Duration::from_millis(100)).await;
+    r.connect(&g.name).await.unwrap();
+    assert!(eventually(5, || async { count_ours(&scope, "flooded", &p) == 1 }).await);
+    // Eight callers, each sending calls without waiting for the replies
+    // (a backlog always queued), until told to stop.
+    let flood = format!(
+        "Scope = {{{DEFAULT_SCOPE}, '{}'}}, \
+         Call = {{'$gen_call', {{self(), make_ref()}}, {{get_closest_pid, \"nosuch\"}}}}, \
+         Loop = fun L() -> receive stop -> ok after 0 -> \
+             [Scope ! Call || _ <- lists:seq(1, 40)], timer:sleep(1), L() end end, \
+         Ps = [spawn(Loop) || _ <- lists:seq(1, 8)], \
+         register(flood, spawn(fun() -> receive stop -> [P ! stop || P <- Ps] end end)), ok.",
+        r.name()
+    );
+    eval(&ctl, &g.name, &flood).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    beam_leave(&ctl, &g.name, "flooded", &p).await;
+    let seen = eventually(5, || async { scope.get_members("flooded").is_err() }).await;
+    eval(&ctl, &g.name, "flood ! stop, ok.").await;
+    assert!(
+        seen,
+        "a member's leave not seen in 5 s of polls every 100 ms under calls"
+    );
+    r.shutdown().await;
+}
+
+/// A poll whose question is lost (here: a scope process on a plain erl
+/// node that drops the first `{new, Node}` and call it gets, as a scope
+/// not registered yet when they came would) is asked again once it has
+/// gone unanswered long enough; before, that node was never polled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_left_unanswered_is_asked_again() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let g = w.erl("b").await;
+    let ctl = w.rust_node("ctl").await;
+    // Drops its first question and call; then answers each `{new, Node}`
+    // with an exchange of one member of "again", and each call with [].
+    let scope = format!(
+        "P = cpg_node_test_util:spawn_idle(), \
+         Loop = fun L(Lost) -> receive \
+             {{new, _}} when Lost < 2 -> L(Lost + 1); \
+             {{'$gen_call', _, _}} when Lost < 2 -> L(Lost + 1); \
+             {{new, N}} -> gen_server:cast({{{DEFAULT_SCOPE}, N}}, {{exchange, node(), [{{\"again\", [P]}}]}}), L(Lost); \
+             {{'$gen_call', From, _}} -> gen_server:reply(From, []), L(Lost); \
+             _ -> L(Lost) end end, \
+         register({DEFAULT_SCOPE}, spawn(fun() -> Loop(0) end)), P."
+    );
+    let p = eval(&ctl, &g.name, &scope).await;
+    let r = w.rust_node("r").await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.poll_interval = Duration::from_millis(100);
+    opts.beam_node_type = BeamNodeType::Visible;
+    let ours = CpgScope::start(&r, opts).unwrap();
+    r.connect(&g.name).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count_ours(&ours, "again", &p),
+        0,
+        "the lost poll was answered"
+    );
+    assert!(
+        eventually(8, || async { count_ours(&ours, "again", &p) == 1 }).await,
+        "the node was not polled again"
+    );
+    r.shutdown().await;
+}
+
 /// A BEAM scope at visible whose node_type is set to `all` at run time
 /// (`application:set_env` then `cpg:reset/1`, which asks every hidden node
 /// for its state): we become its full peer at once, not at the next poll

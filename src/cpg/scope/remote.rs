@@ -151,6 +151,35 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         effects
     }
 
+    /// The copies of `origin`'s pids that `groups` (its whole view, as a
+    /// poll of it answers) no longer lists: per pid we hold, the groups
+    /// and how many copies to leave (a `leave_counts` request each).
+    /// Walks the pids we hold of `origin`, not our groups: a poll of a node
+    /// with few members into a large scope reads only theirs.
+    pub fn unlisted(&self, origin: &str, groups: &[(N, Vec<P>)]) -> Vec<(P, Vec<(N, usize)>)> {
+        let mut listed: std::collections::HashMap<(&N::Borrowed, &P), usize> =
+            std::collections::HashMap::new();
+        for (name, pids) in groups {
+            for p in pids.iter().filter(|p| p.node() == origin) {
+                *listed.entry((name.as_borrowed(), p)).or_default() += 1;
+            }
+        }
+        self.monitored_pids()
+            .filter(|p| p.node() == origin)
+            .filter_map(|p| {
+                let gone: Vec<(N, usize)> = self
+                    .which_groups_counts(p)
+                    .into_iter()
+                    .filter_map(|(name, have)| {
+                        let want = listed.get(&(name.as_borrowed(), p)).copied().unwrap_or(0);
+                        (want < have).then(|| (name, have - want))
+                    })
+                    .collect();
+                (!gone.is_empty()).then(|| (p.clone(), gone))
+            })
+            .collect()
+    }
+
     /// Puts `origin`'s copies in group `name` (handle `h`) in the order
     /// `listed` (that group's history from `origin`, newest first) lists
     /// them, moving as few copies as it takes: the longest run of `listed`'s

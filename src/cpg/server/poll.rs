@@ -11,7 +11,6 @@ use crate::cpg::scope::{Effect, Request, Scope};
 use crate::cpg::wire::{WireMsg, WireName};
 use crate::process::Dest;
 use crate::term::{self, Reference, Term};
-use std::collections::HashMap;
 
 /// A poll that is out ([`ScopeTask::ask_state`]).
 pub(super) struct Poll {
@@ -20,6 +19,18 @@ pub(super) struct Poll {
     /// [`ScopeTask::writes`] when the question went: the peer's answer
     /// holds the changes of ours numbered up to it.
     pub(super) since: u64,
+    /// When the question went.
+    pub(super) asked: tokio::time::Instant,
+}
+
+/// How long a poll may go unanswered before it is asked again: twice the
+/// poll interval, 5 s at least. A scope answers at once, or after
+/// encoding its state (seconds for millions of memberships); a question
+/// or its answer lost (the peer's scope not yet registered when it came,
+/// or anything else) would otherwise stop that node's polls for good, and
+/// with them every leave of its members.
+fn poll_lost_after(interval: std::time::Duration) -> std::time::Duration {
+    (interval * 2).max(std::time::Duration::from_secs(5))
 }
 
 /// `Visible`: the BEAM scope ignores our exchange, so each local member is
@@ -66,8 +77,20 @@ impl<N: WireName> ScopeTask<N> {
     pub(super) fn ask_state(&mut self, peer: &str, poll: bool) {
         // Like cpg, only to nodes connected now: a send to any other would
         // dial it, undoing a disconnect.
-        if !self.node.is_connected(peer) || poll && self.polled.contains_key(peer) {
+        if !self.node.is_connected(peer) {
             return;
+        }
+        // (The first question's number, if it is asked again: its answer
+        // may still come, and holds our changes up to it only.)
+        let mut since = self.writes;
+        if let Some(out) = self.polled.get(peer).filter(|_| poll) {
+            let waited = out.asked.elapsed();
+            if waited < poll_lost_after(self.opts.poll_interval) {
+                tracing::debug!(scope = %self.opts.name, %peer, "a poll is still out: not asked again");
+                return;
+            }
+            tracing::warn!(scope = %self.opts.name, %peer, "no answer to a poll in {} ms: asking again", waited.as_millis());
+            since = out.since;
         }
         let msg = WireMsg::<MemberPid, N>::New(self.node.name().to_string()).encode();
         let to = || Dest::Name(self.opts.name.clone(), peer.to_string());
@@ -89,9 +112,16 @@ impl<N: WireName> ScopeTask<N> {
                 // (Changes from before are in every answer to come.)
                 self.written.clear();
             }
-            let since = self.writes;
-            self.polled
-                .insert(peer.to_string(), Poll { call: r, since });
+            tracing::debug!(scope = %self.opts.name, %peer, "poll sent");
+            let asked = tokio::time::Instant::now();
+            self.polled.insert(
+                peer.to_string(),
+                Poll {
+                    call: r,
+                    since,
+                    asked,
+                },
+            );
         }
     }
 
@@ -164,6 +194,7 @@ impl<N: WireName> ScopeTask<N> {
             .map(|(peer, _)| peer.clone());
         if let Some(peer) = peer {
             if let Some(poll) = self.polled.remove(&peer) {
+                tracing::debug!(scope = %self.opts.name, %peer, "poll answered: no member");
                 self.drop_unlisted(&peer, &[]);
                 self.repair(&peer, &poll, &[]);
             }
@@ -202,34 +233,10 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     /// Visible mode: a polled exchange is `origin`'s whole local view; its
-    /// members we hold that it no longer lists have left.
+    /// members we hold that it no longer lists have left
+    /// ([`Scope::unlisted`]), each pid's copies in one request.
     pub(super) fn drop_unlisted(&mut self, origin: &str, groups: &[(N, Vec<MemberPid>)]) {
-        let mut listed: HashMap<(&N::Borrowed, &MemberPid), usize> = HashMap::new();
-        for (name, pids) in groups {
-            for p in pids.iter().filter(|p| p.node() == origin) {
-                *listed.entry((name.as_borrowed(), p)).or_default() += 1;
-            }
-        }
-        // Per pid of `origin` we hold (not per group we hold: a poll of a
-        // node with few members into a large scope reads only theirs), the
-        // copies it no longer lists, left in one request.
-        let stale: Vec<(MemberPid, Vec<(N, usize)>)> = {
-            let s = self.state.read();
-            s.monitored_pids()
-                .filter(|p| p.node() == origin)
-                .filter_map(|p| {
-                    let gone: Vec<(N, usize)> = s
-                        .which_groups_counts(p)
-                        .into_iter()
-                        .filter_map(|(name, have)| {
-                            let want = listed.get(&(name.as_borrowed(), p)).copied().unwrap_or(0);
-                            (want < have).then(|| (name, have - want))
-                        })
-                        .collect();
-                    (!gone.is_empty()).then_some((*p, gone))
-                })
-                .collect()
-        };
+        let stale = self.state.read().unlisted(origin, groups);
         for (pid, counts) in stale {
             let effects = self
                 .state_mut()

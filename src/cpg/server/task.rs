@@ -509,6 +509,7 @@ impl<N: WireName> ScopeTask<N> {
                 // turned full peer since, whose members came by polls.)
                 let polled = self.polled.remove(&origin);
                 if let Some(poll) = &polled {
+                    tracing::debug!(scope = %self.opts.name, peer = %origin, groups = groups.len(), "poll answered");
                     self.drop_unlisted(&origin, &groups);
                     self.repair(&origin, poll, &groups);
                 }

@@ -868,3 +868,49 @@ proptest! {
         check_invariants(&s);
     }
 }
+
+/// The task's `drop_unlisted` (`server::poll`), over the pure scope: the
+/// copies of `origin`'s pids that its polled view no longer lists leave.
+fn drop_unlisted(s: &mut Scope<T>, origin: &str, groups: &[(String, Vec<T>)]) {
+    for (pid, counts) in s.unlisted(origin, groups) {
+        s.remote_request(origin, Request::LeaveCounts { counts, pid });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A node read by polls only (a BEAM scope at `visible`): its writes,
+    /// with a poll now and then (its dropped copies, then its view merged
+    /// as a polled exchange). After every poll our view of its members is
+    /// its own, order included.
+    #[test]
+    fn polls_alone_follow_a_node(
+        steps in proptest::collection::vec((0u8..6, 0u32..4, 0usize..3), 1..80),
+    ) {
+        const NAMES: [&str; 3] = ["g", "b*c", "h"];
+        let mut a: Scope<T> = Scope::new("a");
+        let mut s = Scope::new("b");
+        s.node_up("a", true);
+        for (op, id, g) in steps {
+            let (pid, name) = (t("a", id), NAMES[g]);
+            let _ = match op {
+                0 | 1 => a.join(name, pid),
+                2 => a.leave(name, &pid),
+                3 => a.join_counts(&counts(&[(name, 2), ("h", 1)]), pid),
+                4 => a.leave_all(&pid),
+                _ => {
+                    let view = a.exchange_groups();
+                    drop_unlisted(&mut s, "a", &view);
+                    s.exchange_polled("a", view.clone());
+                    for (name, pids) in &view {
+                        prop_assert_eq!(&history(&s, name.as_str()), pids, "{}", name);
+                    }
+                    prop_assert_eq!(s.which_groups().len(), view.len());
+                    check_invariants(&s);
+                    Ok(Vec::new())
+                }
+            };
+        }
+    }
+}
