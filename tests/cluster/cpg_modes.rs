@@ -248,6 +248,45 @@ async fn visible_mode_with_a_late_beam_scope() {
     with_a_late_beam_scope("visible", BeamNodeType::Visible).await;
 }
 
+/// A BEAM node that says its cpg runs at `visible` before its scope
+/// process is up (the application loaded, or its env set): no poll goes
+/// to the scope while it is away (one sent then is lost, and held every
+/// later poll off until it was given up), and once it is up its members'
+/// joins and leaves reach us within a few polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visible_beam_scope_that_starts_after_it_said_visible() {
+    crate::require_erl!();
+    for delay in [0, 30, 80, 150, 250] {
+        let w = World::new().await;
+        let g = beam_at(&w, "visible", false).await;
+        let ctl = w.rust_node("ctl").await;
+        eval(
+            &ctl,
+            &g.name,
+            "application:set_env(cpg, node_type, visible).",
+        )
+        .await;
+        let (r, scope) = polling_node(&w, Duration::from_millis(100)).await;
+        r.connect(&g.name).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        eval(&ctl, &g.name, &scope_start("visible")).await;
+        scope_up(&ctl, &g.name).await;
+        let p = beam_join(&ctl, &g.name, "late").await;
+        // (Within 3 s: less than the 5 s after which a lost poll is asked
+        // again.)
+        assert!(
+            eventually(3, || async { count_ours(&scope, "late", &p) == 1 }).await,
+            "scope started {delay} ms after: the join of its member was not seen"
+        );
+        beam_leave(&ctl, &g.name, "late", &p).await;
+        assert!(
+            eventually(3, || async { scope.get_members("late").is_err() }).await,
+            "scope started {delay} ms after: the leave was not seen"
+        );
+        r.shutdown().await;
+    }
+}
+
 /// A BEAM node whose scope runs at `node_type`, the node that drives it,
 /// and a BEAM process it joined to `group`.
 async fn beam_with(w: &World, node_type: &str, group: &str) -> (ErlNode, Node, Term) {

@@ -3,7 +3,7 @@
 //! it no longer lists dropped, and its view of ours set right
 //! ([`repair`]).
 
-use super::modes::Ask;
+use super::modes::{Ask, RemoteScope};
 use super::task::ScopeTask;
 use super::{repair, BeamNodeType, PeerMode};
 use crate::cpg::member::MemberPid;
@@ -78,6 +78,13 @@ impl<N: WireName> ScopeTask<N> {
         // Like cpg, only to nodes connected now: a send to any other would
         // dial it, undoing a disconnect.
         if !self.node.is_connected(peer) {
+            return;
+        }
+        // Nor to a scope process that is away: what is sent to a name not
+        // registered is lost, and a poll would wait for an answer that
+        // cannot come. It is asked when it is back (`probe_remote_scopes`).
+        if self.remote.get(peer).is_some_and(RemoteScope::away) {
+            tracing::debug!(scope = %self.opts.name, %peer, "its scope is away: not asked now");
             return;
         }
         // (The first question's number, if it is asked again: its answer
