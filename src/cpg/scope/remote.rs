@@ -97,8 +97,13 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
 
     /// [`Scope::exchange`] of an answer to a poll: `from_node`'s whole
     /// view, whose copies of its own pids are also in `from_node`'s order.
-    /// After each group's merge, that node's copies in ours are put in the
-    /// order its history lists them ([`Scope::follow_order`]).
+    /// Only `from_node`'s own pids are taken: each node we poll is read
+    /// from its own answers (its view of a third node's members is at best
+    /// as new as ours: a leave still on its way to it would bring a member
+    /// back here until that node's next poll; the third node's are read
+    /// from it, by poll or by cast). After each group's merge, that node's
+    /// copies in ours are put in the order its history lists them
+    /// (`follow_order`).
     ///
     /// A node whose scope tells us nothing of its changes (a BEAM scope at
     /// `visible`) is read by polls, and the merge alone keeps counts, not
@@ -130,10 +135,16 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         // names the scope holds asks for nothing.
         self.groups
             .reserve(groups.len().saturating_sub(self.groups.len()));
-        for (name, history) in groups {
+        for (name, mut history) in groups {
             let name = name.as_borrowed();
             if !N::valid_remote(name) {
                 continue;
+            }
+            if polled && history.iter().any(|p| p.node() != from_node) {
+                history.retain(|p| p.node() == from_node);
+                if history.is_empty() {
+                    continue;
+                }
             }
             // One walk of the trie to tell the two cases apart, one more
             // to store a new name (none again for a group we have).

@@ -914,3 +914,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn polled_exchange_takes_only_the_polled_nodes_pids() {
+    // `c` lists a member of `a` that `a` itself dropped (a leave still on
+    // its way to `c`): a poll of `c` does not bring it back.
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    s.node_up("c", true);
+    let (a1, c1) = (t("a", 1), t("c", 1));
+    let e = s.exchange_polled("c", vec![("g".into(), vec![a1.clone(), c1.clone()])]);
+    assert_eq!(history(&s, "g"), vec![c1.clone()]);
+    assert_eq!(monitors(&e), vec![c1.clone()]);
+    s.exchange_polled("c", vec![("h".into(), vec![a1.clone()])]);
+    assert!(
+        s.group_data("h").is_none(),
+        "no group of another node's pids"
+    );
+    // A plain exchange (a full peer's) takes them, as cpg's merge does.
+    s.exchange("c", vec![("g".into(), vec![a1.clone(), c1.clone()])]);
+    assert_eq!(history(&s, "g"), vec![a1.clone(), c1.clone()]);
+    check_invariants(&s);
+}
