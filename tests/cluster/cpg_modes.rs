@@ -272,7 +272,7 @@ async fn a_visible_beam_scope_that_starts_after_it_said_visible() {
         eval(&ctl, &g.name, &scope_start("visible")).await;
         scope_up(&ctl, &g.name).await;
         let p = beam_join(&ctl, &g.name, "late").await;
-        // (Within 3 s: less than the 5 s after which a lost poll is asked
+        // (Within 3 s: less than the 10 s after which a lost poll is asked
         // again.)
         assert!(
             eventually(3, || async { count_ours(&scope, "late", &p) == 1 }).await,
@@ -470,7 +470,7 @@ async fn a_poll_left_unanswered_is_asked_again() {
         "the lost poll was answered"
     );
     assert!(
-        eventually(8, || async { count_ours(&ours, "again", &p) == 1 }).await,
+        eventually(13, || async { count_ours(&ours, "again", &p) == 1 }).await,
         "the node was not polled again"
     );
     r.shutdown().await;

@@ -23,14 +23,16 @@ pub(super) struct Poll {
     pub(super) asked: tokio::time::Instant,
 }
 
-/// How long a poll may go unanswered before it is asked again: twice the
-/// poll interval, 5 s at least. A scope answers at once, or after
-/// encoding its state (seconds for millions of memberships); a question
-/// or its answer lost (the peer's scope not yet registered when it came,
-/// or anything else) would otherwise stop that node's polls for good, and
-/// with them every leave of its members.
+/// How long a poll may go unanswered before it is asked again: four poll
+/// intervals, 10 s at least. A scope answers at once, or after encoding
+/// its state (seconds for millions of memberships: asked again too soon,
+/// a slow scope would be asked to encode it again and again). No poll goes
+/// to a scope known to be away, and one that goes away or whose node goes
+/// down is forgotten; this is the net for any other loss, which would
+/// otherwise stop that node's polls for good, and with them every leave of
+/// its members.
 fn poll_lost_after(interval: std::time::Duration) -> std::time::Duration {
-    (interval * 2).max(std::time::Duration::from_secs(5))
+    (interval * 4).max(std::time::Duration::from_secs(10))
 }
 
 /// `Visible`: the BEAM scope ignores our exchange, so each local member is
