@@ -149,24 +149,29 @@ fn keep_group(kept: usize, listed: usize) -> bool {
 }
 
 /// Warns (once a second at most, saying how many warnings were held back)
-/// that an exchange from `from` left out `skipped` pids whose node names
-/// the full node-name table could not take.
-fn warn_skipped(from: &str, skipped: usize) {
+/// that an exchange from node `from` (`None`: a join or leave cast) left
+/// out `pids` pids whose node names the full node-name table could not
+/// take, and `groups` groups whose names this scope's storage cannot hold
+/// (genuine cpg's trie takes any list of integers: `[16#D800]`, a
+/// surrogate, is no Rust `char`). The rest is taken: a peer whose state
+/// holds one such name is not lost whole (at `visible`, a poll's answer
+/// refused whole dropped every one of that node's members).
+fn warn_left_out(from: Option<&str>, pids: usize, groups: usize) {
     static WARNINGS: std::sync::Mutex<crate::util::RateLimit> = std::sync::Mutex::new(
         crate::util::RateLimit::new(1, std::time::Duration::from_secs(1)),
     );
-    if skipped == 0 {
+    if pids == 0 && groups == 0 {
         return;
     }
     let mut w = WARNINGS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(held_back) = w.event(std::time::Instant::now()) {
+        let what = from.map_or("a cast".into(), |n| format!("an exchange from {n}"));
         tracing::warn!(
-            peer = %from,
-            skipped,
             held_back,
-            "exchange: left out pids of nodes whose names the full node-name table cannot take"
+            "{what}: left out {pids} pids of nodes whose names the full node-name table cannot take, \
+             and {groups} groups whose names this scope cannot hold"
         );
     }
 }
@@ -179,7 +184,34 @@ fn short(t: &Term) -> String {
     crate::util::short_text(t)
 }
 
+/// The `[{Name, Count}]` of a `join_counts` or `leave_counts` request,
+/// each count above 0, each name one this storage holds (else an error).
 pub(crate) fn counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usize)>, WireError> {
+    count_terms(t, whole)?
+        .into_iter()
+        .map(|(n, c)| Ok((name_of(n, whole)?, c)))
+        .collect()
+}
+
+/// [`counts`] of a cast from another node's scope: names this storage
+/// cannot hold (a surrogate code point, which genuine cpg's trie takes)
+/// are left out and the rest is applied, as their groups are left out of
+/// an exchange.
+fn cast_counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usize)>, WireError> {
+    let terms = count_terms(t, whole)?;
+    let listed = terms.len();
+    let held: Vec<(N, usize)> = terms
+        .into_iter()
+        .filter_map(|(n, c)| Some((N::from_term(n)?, c)))
+        .collect();
+    if held.len() < listed {
+        warn_left_out(None, 0, listed - held.len());
+    }
+    Ok(held)
+}
+
+/// The `(Name, Count)` terms of a counts list, each count above 0.
+fn count_terms<'t>(t: &'t Term, whole: &Term) -> Result<Vec<(&'t Term, usize)>, WireError> {
     let l = term::as_list(t).ok_or_else(|| WireError::Unknown(short(whole)))?;
     l.iter()
         .map(|e| match term::as_tuple(e) {
@@ -187,7 +219,7 @@ pub(crate) fn counts<N: WireName>(t: &Term, whole: &Term) -> Result<Vec<(N, usiz
                 let c = term::as_int(c)
                     .filter(|&c| c > 0)
                     .ok_or_else(|| WireError::Unknown(short(whole)))?;
-                Ok((name_of(n, whole)?, c as usize))
+                Ok((n, c as usize))
             }
             _ => Err(WireError::Unknown(short(whole))),
         })
@@ -218,7 +250,7 @@ impl<P: FromWirePid, N: WireName> WireMsg<P, N> {
                         pid: pid(p)?,
                     },
                     ("join_counts", [c, p]) => Request::JoinCounts {
-                        counts: counts(c, msg)?,
+                        counts: cast_counts(c, msg)?,
                         pid: pid(p)?,
                     },
                     ("leave", [n, p]) => Request::Leave {
@@ -226,7 +258,7 @@ impl<P: FromWirePid, N: WireName> WireMsg<P, N> {
                         pid: pid(p)?,
                     },
                     ("leave_counts", [c, p]) => Request::LeaveCounts {
-                        counts: counts(c, msg)?,
+                        counts: cast_counts(c, msg)?,
                         pid: pid(p)?,
                     },
                     ("leave", [p]) => Request::LeaveAll { pid: pid(p)? },
@@ -234,10 +266,14 @@ impl<P: FromWirePid, N: WireName> WireMsg<P, N> {
                         let from = term::as_atom(node).ok_or_else(unknown)?.to_string();
                         let gl = term::as_list(groups).ok_or_else(unknown)?;
                         let mut out = Vec::with_capacity(gl.len());
-                        let mut skipped = 0;
+                        let (mut skipped, mut bad_names) = (0, 0);
                         for g in gl {
                             let [n, h] = term::as_tuple(g).ok_or_else(unknown)? else {
                                 return Err(unknown());
+                            };
+                            let Some(name) = N::from_term(n) else {
+                                bad_names += 1;
+                                continue;
                             };
                             // Sized up front: a `Result` collect does not
                             // know the length and grows the vector.
@@ -249,12 +285,11 @@ impl<P: FromWirePid, N: WireName> WireMsg<P, N> {
                                     None => skipped += 1,
                                 }
                             }
-                            let name = name_of(n, msg)?;
                             if keep_group(pids.len(), l.len()) {
                                 out.push((name, pids));
                             }
                         }
-                        warn_skipped(&from, skipped);
+                        warn_left_out(Some(&from), skipped, bad_names);
                         Request::Exchange { from, groups: out }
                     }
                     _ => return Err(unknown()),
@@ -358,7 +393,7 @@ impl<N: WireName> WireMsg<MemberPid, N> {
         if f.end() != data.len() {
             return None;
         }
-        warn_skipped(&from, skipped);
+        warn_left_out(Some(&from), skipped, 0);
         Some(WireMsg::Cast(Request::Exchange { from, groups }))
     }
 }
@@ -629,6 +664,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn cast_counts_leave_out_names_a_string_cannot_hold() {
+        // `join_counts` and `leave_counts` casts naming a group genuine
+        // cpg's trie holds and a `String` cannot (a surrogate): the rest
+        // is applied; a call's counts are refused whole.
+        let odd = term::list(vec![term::int(0xD800)]);
+        let list = term::list(vec![
+            tuple(vec![odd, term::int(1)]),
+            tuple(vec![term::string_to_charlist("ok"), term::int(2)]),
+        ]);
+        for tag in ["join_counts", "leave_counts"] {
+            let t = tuple(vec![
+                atom("$gen_cast"),
+                tuple(vec![atom(tag), list.clone(), Term::Pid(pid())]),
+            ]);
+            let m = WireMsg::<Pid>::decode(&t).unwrap();
+            let WireMsg::Cast(r) = m else { panic!("{m:?}") };
+            let counts = match r {
+                Request::JoinCounts { counts, .. } | Request::LeaveCounts { counts, .. } => counts,
+                r => panic!("{r:?}"),
+            };
+            assert_eq!(counts, vec![("ok".to_string(), 2)], "{tag}");
+        }
+        assert!(counts::<String>(&list, &list).is_err());
+    }
+
     /// What [`WireMsg::decode_exchange`] makes of `payload` agrees with
     /// the term path: an answer is the term path's answer. Returns it.
     pub(crate) fn check_raw<N: WireName + std::fmt::Debug>(
@@ -694,18 +755,30 @@ mod tests {
         let unicode = RawPayload::of_term(&unicode).unwrap();
         assert!(check_raw::<String>(&unicode).is_some());
         // Left to the term path: a list that is no string (a code point
-        // out of range, not an integer), a map storage's names, another
-        // message, a pid list that is no list.
+        // out of range or a surrogate, which genuine cpg's trie takes, not
+        // an integer), a map storage's names, another message, a pid list
+        // that is no list. The term path leaves out the groups of names a
+        // `String` cannot hold, and takes the rest.
         for bad in [
             term::list(vec![term::int(0x110000)]),
+            term::list(vec![term::int(0xD800)]),
             term::list(vec![term::int(-300)]),
             term::list(vec![term::int(-1)]),
             term::list(vec![atom("a")]),
         ] {
-            let t = exchange_term("a@vm", vec![(bad.clone(), vec![p("a@vm", 1)])]);
+            let groups = vec![
+                (bad.clone(), vec![p("a@vm", 1)]),
+                (s("ok"), vec![p("a@vm", 2)]),
+            ];
+            let t = exchange_term("a@vm", groups);
             let raw = RawPayload::of_term(&t).unwrap();
             assert!(check_raw::<String>(&raw).is_none(), "{bad:?}");
-            assert!(WireMsg::<MemberPid, String>::decode(&raw.decode().unwrap()).is_err());
+            let m = WireMsg::<MemberPid, String>::decode(&raw.decode().unwrap());
+            let Ok(WireMsg::Cast(Request::Exchange { groups, .. })) = m else {
+                panic!("{bad:?}: {m:?}")
+            };
+            let ok = vec![MemberPid::new("a@vm", 2, 0, 3).unwrap()];
+            assert_eq!(groups, vec![("ok".to_string(), ok)], "{bad:?}");
         }
         assert!(check_raw::<TermName>(&payload).is_none());
         let join = WireMsg::<Pid>::Cast(Request::Join {

@@ -287,6 +287,33 @@ async fn a_visible_beam_scope_that_starts_after_it_said_visible() {
     }
 }
 
+/// A BEAM scope holding a group whose name this node's storage cannot
+/// hold (`[16#D800]`: a list of integers genuine cpg's trie takes, no
+/// Rust string): its other groups are still read, at both node types
+/// (before, the whole exchange was refused, and at `visible` every poll
+/// then dropped all of that node's members).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_beam_scope_with_a_name_we_cannot_hold() {
+    crate::require_erl!();
+    for node_type in ["visible", "all"] {
+        let w = World::new().await;
+        let (g, ctl, p) = beam_with(&w, node_type, "fine").await;
+        let pid = crate::support::cpg::erl_pid_text(&p);
+        let odd = cpg_call("join", &format!("[16#D800], list_to_pid({pid:?})"));
+        eval(&ctl, &g.name, &format!("ok = {odd}.")).await;
+        let (r, scope) = polling_node(&w, Duration::from_millis(100)).await;
+        r.connect(&g.name).await.unwrap();
+        assert!(
+            eventually(5, || async { count_ours(&scope, "fine", &p) == 1 }).await,
+            "{node_type}: the other group was not read"
+        );
+        // Several polls later, still there.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(count_ours(&scope, "fine", &p), 1, "{node_type}: later");
+        r.shutdown().await;
+    }
+}
+
 /// A BEAM node whose scope runs at `node_type`, the node that drives it,
 /// and a BEAM process it joined to `group`.
 async fn beam_with(w: &World, node_type: &str, group: &str) -> (ErlNode, Node, Term) {
