@@ -1199,23 +1199,3 @@ fn many_stars_shared_by_keys() {
         Some(d.as_str())
     );
 }
-
-#[test]
-fn tmp_probe() {
-    for keys in [
-        vec!["*"],
-        vec!["é*", "*"],
-        vec!["b*", "*"],
-        vec!["*", "a*"],
-        vec!["a", "*"],
-    ] {
-        let t: Trie<()> = keys.iter().map(|k| (*k, ())).collect();
-        for q in ["a/?/c", "a/c", "a?", "b", "a*"] {
-            eprintln!(
-                "{keys:?} {q}: {:?} {:?}",
-                t.find_match(q).map(|x| x.0),
-                t.find_name(q).map(|x| x.0)
-            );
-        }
-    }
-}
