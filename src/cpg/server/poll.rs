@@ -1,6 +1,8 @@
 //! Visible mode: our members published by casts, each peer at `visible`
-//! polled for its state (`{new, Node}` and a call after it), its members
-//! it no longer lists dropped, and its view of ours set right
+//! polled for its state (`{new, Node}` and a call after it; one poll out
+//! at a time, none to a scope that is away, one unanswered for long asked
+//! again), its members it no longer lists dropped, the rest taken in its
+//! order ([`Scope::exchange_polled`]), and its view of ours set right
 //! ([`repair`]).
 
 use super::modes::{Ask, RemoteScope};
