@@ -137,6 +137,23 @@ impl RateLimit {
             None
         }
     }
+
+    /// Whether events are held back, untold yet.
+    pub(crate) fn holding(&self) -> bool {
+        self.held > 0
+    }
+
+    /// The events held back, once the window they came in has ended with
+    /// no event let through since to tell them (a flood that stopped):
+    /// `Some(n)`, and the count starts again; `None` while the window is
+    /// open or nothing is held back. Called now and then by an owner that
+    /// has a timer, so that the count of a flood is told when it ends.
+    pub(crate) fn untold(&mut self, now: std::time::Instant) -> Option<u64> {
+        let ended = self
+            .start
+            .is_some_and(|s| now.saturating_duration_since(s) >= self.window);
+        (ended && self.held > 0).then(|| std::mem::take(&mut self.held))
+    }
 }
 
 /// How long a process-like task (a scope) works on before it gives its
@@ -233,6 +250,32 @@ mod tests {
         small.remove(&1);
         shrink_sparse(&mut small);
         assert_eq!(small.capacity(), cap, "small maps are left alone");
+    }
+
+    #[test]
+    fn rate_limit_tells_what_a_flood_held_back_once_it_ended() {
+        use std::time::{Duration, Instant};
+        let mut l = RateLimit::new(2, Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(l.untold(t0), None);
+        for _ in 0..5 {
+            l.event(t0);
+        }
+        assert!(l.holding());
+        assert_eq!(
+            l.untold(t0 + Duration::from_millis(500)),
+            None,
+            "window open"
+        );
+        assert_eq!(l.untold(t0 + Duration::from_secs(1)), Some(3));
+        assert!(!l.holding());
+        assert_eq!(l.untold(t0 + Duration::from_secs(2)), None, "told once");
+        // An event let through tells them first: nothing untold then.
+        for _ in 0..4 {
+            l.event(t0 + Duration::from_secs(3));
+        }
+        assert_eq!(l.event(t0 + Duration::from_secs(4)), Some(2));
+        assert_eq!(l.untold(t0 + Duration::from_secs(6)), None);
     }
 
     #[test]

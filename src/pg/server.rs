@@ -338,6 +338,9 @@ enum Input {
     Signal(Result<Signal, term::Term>),
     /// Discovers that did not answer are due again.
     Retry,
+    /// Drops held back from the log may be untold since their flood ended
+    /// ([`crate::util::RateLimit::untold`]).
+    Untold,
 }
 
 impl Task {
@@ -353,6 +356,8 @@ impl Task {
         }
         let mut tick = tokio::time::interval(DISCOVER_FIRST / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut untold = tokio::time::interval(Duration::from_secs(1));
+        untold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Gives the worker back every 2 ms of a run of work, for the tasks
         // it woke meanwhile (`util::Turns`).
         let mut turns = crate::util::Turns::new();
@@ -366,6 +371,7 @@ impl Task {
                         c = cmd_rx.recv() => Input::Command(c),
                         s = self.proc.recv() => Input::Signal(s),
                         _ = tick.tick(), if retrying => Input::Retry,
+                        _ = untold.tick(), if self.drops.holding() => Input::Untold,
                     }
                 })
                 .await;
@@ -398,6 +404,11 @@ impl Task {
                     }
                 },
                 Input::Retry => self.retry_discovers(),
+                Input::Untold => {
+                    if let Some(held_back) = self.drops.untold(Instant::now().into_std()) {
+                        tracing::warn!(scope = %self.name, held_back, "{held_back} more dropped messages were not logged (a flood, now over)");
+                    }
+                }
             }
         }
     }

@@ -509,6 +509,16 @@ impl RunningNode {
     /// `cpg-node run` with EPMD port `epmd` (whatever answers there, if
     /// anything) and `cookie`.
     async fn start_on(epmd: u16, cookie: &str, args: &[&str]) -> RunningNode {
+        RunningNode::start_with(epmd, cookie, args, std::process::Stdio::null()).await
+    }
+
+    /// [`RunningNode::start_on`], its log (stderr) to `stderr`.
+    async fn start_with(
+        epmd: u16,
+        cookie: &str,
+        args: &[&str],
+        stderr: std::process::Stdio,
+    ) -> RunningNode {
         use tokio::io::AsyncBufReadExt;
         let alive = unique("run");
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
@@ -517,7 +527,7 @@ impl RunningNode {
             .env("ERL_EPMD_PORT", epmd.to_string())
             .env_remove("RUST_LOG")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("run cpg-node");
@@ -539,6 +549,59 @@ impl Drop for RunningNode {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// A peer's flood of messages a scope cannot read is logged 10 times at
+/// most in its second, and once it is over, one more line tells how many
+/// were not logged (before, that count waited for the next refusal): for
+/// the cpg scope and for an OTP pg scope.
+#[tokio::test]
+async fn a_flood_of_refused_messages_is_counted_once_it_is_over() {
+    use cpg_node::term;
+    use tokio::io::AsyncBufReadExt;
+    let w = World::new().await;
+    let args = ["--pg-scope", "pg"];
+    let stderr = std::process::Stdio::piped();
+    let mut run = RunningNode::start_with(w.epmd.port, &w.cookie, &args, stderr).await;
+    let mut log = tokio::io::BufReader::new(run.child.stderr.take().unwrap()).lines();
+    let peer = w.rust_node("flood").await;
+    let p = peer.spawn_process();
+    let scopes = [cpg_node::cpg::DEFAULT_SCOPE, "pg"];
+    for scope in scopes {
+        let to = cpg_node::process::Dest::Name(scope.into(), run.name.clone());
+        for i in 0..50 {
+            let junk = term::tuple(vec![term::atom("junk"), term::int(i)]);
+            p.send(to.clone(), junk).unwrap();
+        }
+    }
+    // Per scope: the lines of the flood, and the line that told the rest.
+    let mut seen: [(usize, Option<String>); 2] = Default::default();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(6), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            let Some(k) = scopes
+                .iter()
+                .position(|s| line.contains(&format!("scope={s} ")))
+            else {
+                continue;
+            };
+            if line.contains("were not logged") {
+                seen[k].1 = Some(line);
+            } else if line.contains("dropped") {
+                seen[k].0 += 1;
+            }
+            if seen.iter().all(|(_, told)| told.is_some()) {
+                break;
+            }
+        }
+    })
+    .await;
+    for (scope, (dropped, told)) in scopes.iter().zip(seen) {
+        assert!(dropped <= 10, "{scope}: {dropped} lines for one flood");
+        let told = told.unwrap_or_else(|| panic!("{scope}: the flood's count not told"));
+        let rest = format!("held_back={}", 50 - dropped);
+        assert!(told.contains(&rest), "{scope}: {told} ({dropped} logged)");
+    }
+    peer.shutdown().await;
 }
 
 /// `run` signalled (SIGTERM, SIGINT) as soon as it says it is running shuts

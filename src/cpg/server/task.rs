@@ -80,6 +80,9 @@ enum Input {
     Poll,
     /// The probe of peers' scopes that went away is due.
     Probe,
+    /// Refusals held back from the log may be untold since their flood
+    /// ended ([`crate::util::RateLimit::untold`]).
+    Untold,
 }
 
 /// How a run of the scope task ended.
@@ -194,6 +197,8 @@ impl<N: WireName> ScopeTask<N> {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval(PROBE_FIRST / 2);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut untold = tokio::time::interval(std::time::Duration::from_secs(1));
+        untold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Gives the worker back every 2 ms of a run of work (a burst of
         // casts, each of a million copies; a huge merge), for the tasks it
         // woke meanwhile (`util::Turns`).
@@ -221,6 +226,7 @@ impl<N: WireName> ScopeTask<N> {
                         Some(a) = self.modes_rx.recv() => Input::Mode(a),
                         _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => Input::Poll,
                         _ = probe.tick(), if probing => Input::Probe,
+                        _ = untold.tick(), if self.refusals.holding() => Input::Untold,
                     }
                 })
                 .await;
@@ -257,6 +263,11 @@ impl<N: WireName> ScopeTask<N> {
                 Input::Mode(a) => self.mode_answered(a),
                 Input::Poll => self.poll_visible(),
                 Input::Probe => self.probe_remote_scopes(),
+                Input::Untold => {
+                    if let Some(held_back) = self.refusals.untold(std::time::Instant::now()) {
+                        tracing::warn!(scope = %self.opts.name, held_back, "{held_back} more refused messages were not logged (a flood, now over)");
+                    }
+                }
             }
         }
     }
