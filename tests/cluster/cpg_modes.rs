@@ -48,17 +48,23 @@ fn cpg_call(f: &str, args: &str) -> String {
 
 /// How many times `pid` is in `group` on the BEAM node.
 async fn beam_count(ctl: &Node, erl: &str, group: &str, pid: &cpg_node::Pid) -> usize {
+    let pid = Term::Pid(pid.clone());
+    beam_members(ctl, erl, group)
+        .await
+        .iter()
+        .filter(|t| **t == pid)
+        .count()
+}
+
+/// The members of `group` on the BEAM node, in its order (none: empty).
+async fn beam_members(ctl: &Node, erl: &str, group: &str) -> Vec<Term> {
     let code = format!(
         "case {} of {{ok, _, Pids}} -> Pids; _ -> [] end.",
         cpg_call("get_members", &format!("{group:?}"))
     );
     match eval(ctl, erl, &code).await {
-        Term::List(l) => l
-            .elements
-            .iter()
-            .filter(|t| **t == Term::Pid(pid.clone()))
-            .count(),
-        _ => 0,
+        Term::List(l) => l.elements,
+        _ => Vec::new(),
     }
 }
 
@@ -350,18 +356,6 @@ async fn the_last_member_of_a_visible_beam_scope_leaves() {
         "the leave of the visible scope's last member was not seen"
     );
     r.shutdown().await;
-}
-
-/// The members of `group` on the BEAM node, in its order (none: empty).
-async fn beam_members(ctl: &Node, erl: &str, group: &str) -> Vec<Term> {
-    let code = format!(
-        "case {} of {{ok, _, Pids}} -> Pids; _ -> [] end.",
-        cpg_call("get_members", &format!("{group:?}"))
-    );
-    match eval(ctl, erl, &code).await {
-        Term::List(l) => l.elements,
-        _ => Vec::new(),
-    }
 }
 
 /// Waits (up to 5 s) until our members of `group` are `order`, in order.
