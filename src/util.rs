@@ -154,6 +154,109 @@ impl RateLimit {
             .is_some_and(|s| now.saturating_duration_since(s) >= self.window);
         (ended && self.held > 0).then(|| std::mem::take(&mut self.held))
     }
+
+    /// When the current window ends (`None` before the first event).
+    fn window_end(&self) -> Option<std::time::Instant> {
+        self.start.map(|s| s + self.window)
+    }
+}
+
+/// A [`RateLimit`] for a log that other nodes can flood, which also tells
+/// the count of a flood once it is over: the first event held back in a
+/// window starts a task (where a tokio runtime runs) that, once the window
+/// has ended and no event let through has told the count since, calls the
+/// `over` given at construction with it. Without it the count of a flood
+/// that stopped waited for the next event let through, perhaps for ever.
+/// At most one such task runs per log; each event costs an uncontended
+/// lock.
+pub(crate) struct FloodLog {
+    state: std::sync::Mutex<FloodState>,
+    over: Box<dyn Fn(u64) + Send + Sync>,
+}
+
+struct FloodState {
+    limit: RateLimit,
+    /// A task is waiting to tell what is held back.
+    telling: bool,
+}
+
+impl FloodLog {
+    /// At most `per_window` events every `window`; `over(n)` tells the `n`
+    /// events a flood held back once it is over (say "n more … were not
+    /// logged").
+    pub(crate) fn new(
+        per_window: u32,
+        window: std::time::Duration,
+        over: impl Fn(u64) + Send + Sync + 'static,
+    ) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(FloodLog {
+            state: std::sync::Mutex::new(FloodState {
+                limit: RateLimit::new(per_window, window),
+                telling: false,
+            }),
+            over: Box::new(over),
+        })
+    }
+
+    /// An event now: `Some(n)` when it is to be logged (`n` events held
+    /// back since the last one logged or told), `None` when it is held
+    /// back (and told later, by the event let through next or by `over`).
+    pub(crate) fn event(self: &std::sync::Arc<Self>) -> Option<u64> {
+        let mut s = self.lock();
+        let passed = s.limit.event(Self::now());
+        if passed.is_none() && !s.telling {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                s.telling = true;
+                rt.spawn(Self::tell_when_over(std::sync::Arc::clone(self)));
+            }
+        }
+        passed
+    }
+
+    /// Waits for the window's end, then tells what is still held back; a
+    /// flood still going on holds it back in its new window, waited for
+    /// in turn.
+    async fn tell_when_over(this: std::sync::Arc<Self>) {
+        loop {
+            let end = this.lock().limit.window_end();
+            if let Some(end) = end {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(end)).await;
+            }
+            let mut s = this.lock();
+            match s.limit.untold(Self::now()) {
+                Some(n) => {
+                    s.telling = false;
+                    drop(s);
+                    (this.over)(n);
+                    return;
+                }
+                None if s.limit.holding() && end.is_some() => continue,
+                None => {
+                    s.telling = false;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FloodState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Now, on tokio's clock where there is one (paused in tests).
+    fn now() -> std::time::Instant {
+        tokio::time::Instant::now().into_std()
+    }
+}
+
+impl std::fmt::Debug for FloodLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FloodLog")
+            .field("limit", &self.lock().limit)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a process-like task (a scope) works on before it gives its
@@ -276,6 +379,49 @@ mod tests {
         }
         assert_eq!(l.event(t0 + Duration::from_secs(4)), Some(2));
         assert_eq!(l.untold(t0 + Duration::from_secs(6)), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_log_tells_a_flood_once_it_is_over_once() {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = told.clone();
+        let log = FloodLog::new(2, Duration::from_secs(1), move |n| {
+            t.lock().unwrap().push(n)
+        });
+        let passed: Vec<Option<u64>> = (0..5).map(|_| log.event()).collect();
+        assert_eq!(passed, [Some(0), Some(0), None, None, None]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(told.lock().unwrap().is_empty(), "the window is open");
+        // More of the same flood in the same window: one count for all.
+        assert_eq!(log.event(), None);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(*told.lock().unwrap(), [4]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(*told.lock().unwrap(), [4], "told once");
+        // A later flood whose count an event let through tells first: the
+        // task tells nothing more, and the next flood is told in turn.
+        assert_eq!(log.event(), Some(0));
+        assert_eq!(log.event(), Some(0));
+        assert_eq!(log.event(), None);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(log.event(), Some(0), "told by the task already");
+        assert_eq!(*told.lock().unwrap(), [4, 1]);
+        let _ = (log.event(), log.event());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(*told.lock().unwrap(), [4, 1, 1]);
+    }
+
+    #[test]
+    fn a_flood_log_outside_a_runtime_counts_in_the_next_event() {
+        let log = FloodLog::new(1, std::time::Duration::from_millis(10), |_| {
+            panic!("no task outside a runtime")
+        });
+        assert_eq!(log.event(), Some(0));
+        assert_eq!((log.event(), log.event()), (None, None));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(log.event(), Some(2));
     }
 
     #[test]

@@ -157,16 +157,19 @@ fn keep_group(kept: usize, listed: usize) -> bool {
 /// holds one such name is not lost whole (at `visible`, a poll's answer
 /// refused whole dropped every one of that node's members).
 fn warn_left_out(from: Option<&str>, pids: usize, groups: usize) {
-    static WARNINGS: std::sync::Mutex<crate::util::RateLimit> = std::sync::Mutex::new(
-        crate::util::RateLimit::new(1, std::time::Duration::from_secs(1)),
-    );
+    static WARNINGS: std::sync::LazyLock<std::sync::Arc<crate::util::FloodLog>> =
+        std::sync::LazyLock::new(|| {
+            crate::util::FloodLog::new(1, std::time::Duration::from_secs(1), |held_back| {
+                tracing::warn!(
+                    held_back,
+                    "{held_back} more exchanges or casts that left out pids or groups were not logged (a flood, now over)"
+                );
+            })
+        });
     if pids == 0 && groups == 0 {
         return;
     }
-    let mut w = WARNINGS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(held_back) = w.event(std::time::Instant::now()) {
+    if let Some(held_back) = WARNINGS.event() {
         let what = from.map_or("a cast".into(), |n| format!("an exchange from {n}"));
         tracing::warn!(
             held_back,

@@ -194,8 +194,14 @@ struct Shared {
 /// Accepts and serves until aborted; aborting it ends its connections.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut conns = tokio::task::JoinSet::new();
-    // One warning a second about the bound, saying how many were held back.
-    let mut warnings = crate::util::RateLimit::new(1, Duration::from_secs(1));
+    // One warning a second about the bound, saying how many were held back
+    // (and once a flood is over, how many were not logged).
+    let warnings = crate::util::FloodLog::new(1, Duration::from_secs(1), |held_back| {
+        tracing::warn!(
+            held_back,
+            "embedded epmd: {held_back} more connections closed or refused were not logged (a flood, now over)"
+        );
+    });
     loop {
         while conns.try_join_next().is_some() {}
         let (sock, peer) = match listener.accept().await {
@@ -212,10 +218,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 closed,
                 evicted,
             } => {
-                if let Some(held_back) = evicted
-                    .then(|| warnings.event(std::time::Instant::now()))
-                    .flatten()
-                {
+                if let Some(held_back) = evicted.then(|| warnings.event()).flatten() {
                     tracing::warn!(
                         held_back,
                         "embedded epmd: {} connections open, closed the oldest that registered no node",
@@ -225,7 +228,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 (slot, closed)
             }
             Entered::Full => {
-                if let Some(held_back) = warnings.event(std::time::Instant::now()) {
+                if let Some(held_back) = warnings.event() {
                     tracing::warn!(
                         held_back,
                         "embedded epmd: {} nodes registered, refused {peer}",

@@ -218,8 +218,14 @@ pub(super) async fn keep_registered(
 /// bound and answers under the same flood.
 pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) {
     let handshaking = crate::admission::Admission::default();
-    // One warning a second about the bound, saying how many were held back.
-    let mut warnings = crate::util::RateLimit::new(1, std::time::Duration::from_secs(1));
+    // One warning a second about the bound, saying how many were held back
+    // (and once a flood is over, how many were not logged).
+    let warnings = crate::util::FloodLog::new(1, std::time::Duration::from_secs(1), |held_back| {
+        tracing::warn!(
+            held_back,
+            "{held_back} more connections closed while handshaking were not logged (a flood, now over)"
+        );
+    });
     loop {
         let (sock, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -238,10 +244,7 @@ pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) 
             // (nothing here settles a place)
             Entered::Full => continue,
         };
-        if let Some(held_back) = evicted
-            .then(|| warnings.event(std::time::Instant::now()))
-            .flatten()
-        {
+        if let Some(held_back) = evicted.then(|| warnings.event()).flatten() {
             tracing::warn!(
                 %addr,
                 held_back,

@@ -278,8 +278,9 @@ struct Task {
     pending: HashMap<String, Pending>,
     /// Warnings of messages dropped: at most 10 a second, each saying how
     /// many were held back since the last (a peer flooding the scope with
-    /// junk would flood the log).
-    drops: crate::util::RateLimit,
+    /// junk would flood the log); once a flood is over, one more says how
+    /// many were not logged ([`crate::util::FloodLog`]).
+    drops: Arc<crate::util::FloodLog>,
 }
 
 /// Runs the scope task, and restarts it (a new process under the scope
@@ -298,6 +299,11 @@ async fn supervise(
 ) {
     let mut proc = Some(first);
     let mut attempt: u32 = 0;
+    // (One log for every run: a restart does not lose a flood's count.)
+    let scope = name.clone();
+    let drops = crate::util::FloodLog::new(10, Duration::from_secs(1), move |held_back| {
+        tracing::warn!(scope = %scope, held_back, "{held_back} more dropped messages were not logged (a flood, now over)");
+    });
     loop {
         let mut p = match proc.take() {
             Some(p) => p,
@@ -305,7 +311,7 @@ async fn supervise(
         };
         p.trap_exit(true);
         let mut task = Task {
-            drops: crate::util::RateLimit::new(10, Duration::from_secs(1)),
+            drops: drops.clone(),
             node: node.clone(),
             name: name.clone(),
             proc: p,
@@ -338,9 +344,6 @@ enum Input {
     Signal(Result<Signal, term::Term>),
     /// Discovers that did not answer are due again.
     Retry,
-    /// Drops held back from the log may be untold since their flood ended
-    /// ([`crate::util::RateLimit::untold`]).
-    Untold,
 }
 
 impl Task {
@@ -356,8 +359,6 @@ impl Task {
         }
         let mut tick = tokio::time::interval(DISCOVER_FIRST / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut untold = tokio::time::interval(Duration::from_secs(1));
-        untold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Gives the worker back every 2 ms of a run of work, for the tasks
         // it woke meanwhile (`util::Turns`).
         let mut turns = crate::util::Turns::new();
@@ -371,7 +372,6 @@ impl Task {
                         c = cmd_rx.recv() => Input::Command(c),
                         s = self.proc.recv() => Input::Signal(s),
                         _ = tick.tick(), if retrying => Input::Retry,
-                        _ = untold.tick(), if self.drops.holding() => Input::Untold,
                     }
                 })
                 .await;
@@ -404,11 +404,6 @@ impl Task {
                     }
                 },
                 Input::Retry => self.retry_discovers(),
-                Input::Untold => {
-                    if let Some(held_back) = self.drops.untold(Instant::now().into_std()) {
-                        tracing::warn!(scope = %self.name, held_back, "{held_back} more dropped messages were not logged (a flood, now over)");
-                    }
-                }
             }
         }
     }
@@ -559,14 +554,14 @@ impl Task {
             Signal::Raw { .. } => match s.decoded() {
                 Ok(s) => self.signal(s),
                 Err(e) => {
-                    if let Some(held_back) = self.drops.event(Instant::now().into_std()) {
+                    if let Some(held_back) = self.drops.event() {
                         tracing::warn!(scope = %self.name, held_back, "dropped: {e}");
                     }
                 }
             },
             Signal::Message { msg, from } => {
                 if process::parse_call(&msg).is_some() {
-                    if let Some(held_back) = self.drops.event(Instant::now().into_std()) {
+                    if let Some(held_back) = self.drops.event() {
                         tracing::warn!(scope = %self.name, held_back, "dropped a gen_server call (a pg scope takes none from other nodes): {}", crate::util::short_text(&msg));
                     }
                     return;
@@ -580,7 +575,7 @@ impl Task {
                         self.apply(|s| s.handle(m))
                     }
                     Err(e) => {
-                        if let Some(held_back) = self.drops.event(Instant::now().into_std()) {
+                        if let Some(held_back) = self.drops.event() {
                             tracing::warn!(
                                 scope = %self.name,
                                 sender = from.as_ref().map(term::pid_text).unwrap_or_default(),

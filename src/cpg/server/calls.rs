@@ -45,8 +45,12 @@ fn count_term(c: usize) -> Term {
 
 /// cpg replies `error` to an unknown call (then stops); we log (within
 /// `refusals`, shared with the scope's other refusals) and go on.
-fn unknown_call(scope: &str, refusals: &mut crate::util::RateLimit, request: &Term) -> Term {
-    if let Some(held_back) = refusals.event(std::time::Instant::now()) {
+fn unknown_call(
+    scope: &str,
+    refusals: &std::sync::Arc<crate::util::FloodLog>,
+    request: &Term,
+) -> Term {
+    if let Some(held_back) = refusals.event() {
         let shown = crate::util::short_text(request);
         tracing::warn!(scope = %scope, held_back, "unknown call {shown}: replied error");
     }
@@ -129,9 +133,9 @@ impl<N: WireName> ScopeTask<N> {
             [n] => (n, None),
             [n, p] => match pid(p) {
                 Some(p) => (n, Some(p)),
-                None => return unknown_call(&self.opts.name, &mut self.refusals, request),
+                None => return unknown_call(&self.opts.name, &self.refusals, request),
             },
-            _ => return unknown_call(&self.opts.name, &mut self.refusals, request),
+            _ => return unknown_call(&self.opts.name, &self.refusals, request),
         };
         let ex = exclude.as_ref();
         let no_group = || read_error(&ReadError::NoSuchGroup(()), name_term);
@@ -162,7 +166,7 @@ impl<N: WireName> ScopeTask<N> {
                 | "get_remote_newest_pid"
         );
         if !is_read {
-            return unknown_call(&self.opts.name, &mut self.refusals, request);
+            return unknown_call(&self.opts.name, &self.refusals, request);
         }
         let Some(name) = N::from_term(name_term) else {
             return no_group();

@@ -56,7 +56,9 @@ pub(super) struct ScopeTask<N: GroupKey> {
     /// 10 a second (a peer flooding them would flood the log: 200,000
     /// lines in 3 s before), each saying how many were held back since the
     /// last.
-    pub(super) refusals: crate::util::RateLimit,
+    /// Once a flood of them is over, one more says how many were not
+    /// logged ([`crate::util::FloodLog`]).
+    pub(super) refusals: std::sync::Arc<crate::util::FloodLog>,
 }
 
 /// The groups of an exchange not yet merged, and whose they are.
@@ -80,9 +82,6 @@ enum Input {
     Poll,
     /// The probe of peers' scopes that went away is due.
     Probe,
-    /// Refusals held back from the log may be untold since their flood
-    /// ended ([`crate::util::RateLimit::untold`]).
-    Untold,
 }
 
 /// How a run of the scope task ended.
@@ -120,6 +119,15 @@ pub(super) async fn supervise_scope<N: WireName>(
 ) {
     let mut proc = Some(first);
     let mut attempt: u32 = 0;
+    // (One log for every run: a restart does not lose a flood's count.)
+    let scope = opts.name.clone();
+    let refusals = crate::util::FloodLog::new(
+        10,
+        std::time::Duration::from_secs(1),
+        move |held_back| {
+            tracing::warn!(scope = %scope, held_back, "{held_back} more refused messages were not logged (a flood, now over)");
+        },
+    );
     loop {
         let proc = match proc.take() {
             Some(p) => p,
@@ -144,7 +152,7 @@ pub(super) async fn supervise_scope<N: WireName>(
             modes_rx,
             asked: 0,
             merging: None,
-            refusals: crate::util::RateLimit::new(10, std::time::Duration::from_secs(1)),
+            refusals: refusals.clone(),
         };
         let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
@@ -197,8 +205,6 @@ impl<N: WireName> ScopeTask<N> {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval(PROBE_FIRST / 2);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut untold = tokio::time::interval(std::time::Duration::from_secs(1));
-        untold.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Gives the worker back every 2 ms of a run of work (a burst of
         // casts, each of a million copies; a huge merge), for the tasks it
         // woke meanwhile (`util::Turns`).
@@ -226,7 +232,6 @@ impl<N: WireName> ScopeTask<N> {
                         Some(a) = self.modes_rx.recv() => Input::Mode(a),
                         _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => Input::Poll,
                         _ = probe.tick(), if probing => Input::Probe,
-                        _ = untold.tick(), if self.refusals.holding() => Input::Untold,
                     }
                 })
                 .await;
@@ -263,11 +268,6 @@ impl<N: WireName> ScopeTask<N> {
                 Input::Mode(a) => self.mode_answered(a),
                 Input::Poll => self.poll_visible(),
                 Input::Probe => self.probe_remote_scopes(),
-                Input::Untold => {
-                    if let Some(held_back) = self.refusals.untold(std::time::Instant::now()) {
-                        tracing::warn!(scope = %self.opts.name, held_back, "{held_back} more refused messages were not logged (a flood, now over)");
-                    }
-                }
             }
         }
     }
@@ -429,7 +429,7 @@ impl<N: WireName> ScopeTask<N> {
                 None => match payload.decode() {
                     Ok(msg) => self.signal(Signal::Message { from, msg }),
                     Err(e) => {
-                        if let Some(held_back) = self.refusals.event(std::time::Instant::now()) {
+                        if let Some(held_back) = self.refusals.event() {
                             tracing::warn!(scope = %self.opts.name, held_back, "dropped: {e}");
                         }
                     }
@@ -564,7 +564,7 @@ impl<N: WireName> ScopeTask<N> {
                 let mut s = self.state_mut();
                 if let Err(e) = s.check_remote(&request) {
                     drop(s);
-                    if let Some(held_back) = self.refusals.event(std::time::Instant::now()) {
+                    if let Some(held_back) = self.refusals.event() {
                         tracing::warn!(
                             scope = %self.opts.name,
                             sender = from.as_ref().map(term::pid_text).unwrap_or_default(),
@@ -584,7 +584,7 @@ impl<N: WireName> ScopeTask<N> {
                 self.execute(effects);
             }
             Err(e) => {
-                if let Some(held_back) = self.refusals.event(std::time::Instant::now()) {
+                if let Some(held_back) = self.refusals.event() {
                     tracing::warn!(
                         scope = %self.opts.name,
                         sender = from.as_ref().map(term::pid_text).unwrap_or_default(),

@@ -95,13 +95,16 @@ impl<'a, V> Search<'a, '_, V> {
         // At most 10 warnings a second in the process (a peer asking such
         // lookups in a loop would flood the log), each saying how many
         // were held back since the last.
-        static WARNINGS: std::sync::Mutex<crate::util::RateLimit> = std::sync::Mutex::new(
-            crate::util::RateLimit::new(10, std::time::Duration::from_secs(1)),
-        );
-        let pass = WARNINGS
-            .lock()
-            .map_or(Some(0), |mut w| w.event(std::time::Instant::now()));
-        if let Some(held_back) = pass {
+        static WARNINGS: std::sync::LazyLock<std::sync::Arc<crate::util::FloodLog>> =
+            std::sync::LazyLock::new(|| {
+                crate::util::FloodLog::new(10, std::time::Duration::from_secs(1), |held_back| {
+                    tracing::warn!(
+                        held_back,
+                        "{held_back} more pattern lookups that gave up were not logged (a flood, now over)"
+                    );
+                })
+            });
+        if let Some(held_back) = WARNINGS.event() {
             tracing::warn!(
                 chars = name.chars().count(),
                 held_back,

@@ -8,7 +8,7 @@ use crate::dist::handshake::PeerInfo;
 use crate::dist::link::{Event, Link, LinkConfig, HIGH_WATER, LOW_WATER};
 use crate::dist::sender;
 use crate::term::Limits;
-use crate::util::RateLimit;
+use crate::util::FloodLog;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -19,7 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 /// Warnings a second about messages dropped for their content, per
-/// connection ([`RateLimit`]); the rest are counted in the next one.
+/// connection ([`FloodLog`]); the rest are counted in the next one, or in
+/// one more once the flood is over.
 const WARNINGS_A_SECOND: u32 = 10;
 
 /// How many times [`drive`]'s loop runs before it yields to other tasks.
@@ -82,7 +83,20 @@ where
         shared: link.clone(),
         router,
         peer: peer.name.to_string(),
-        warnings: RateLimit::new(WARNINGS_A_SECOND, Duration::from_secs(1)),
+        warnings: {
+            let peer = peer.name.to_string();
+            FloodLog::new(
+                WARNINGS_A_SECOND,
+                Duration::from_secs(1),
+                move |held_back| {
+                    tracing::warn!(
+                        peer = %peer,
+                        held_back,
+                        "{held_back} more dropped messages from the peer were not logged (a flood, now over)"
+                    );
+                },
+            )
+        },
     };
     tokio::select! {
         e = std::future::poll_fn(|cx| d.poll(cx)) => e,
@@ -110,8 +124,9 @@ pub(super) struct Driver<S> {
     shared: Arc<PeerLink>,
     router: Arc<dyn Router>,
     peer: String,
-    /// Bounds the warnings about dropped messages.
-    warnings: RateLimit,
+    /// Bounds the warnings about dropped messages (and counts a flood of
+    /// them once it is over).
+    warnings: Arc<FloodLog>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
@@ -298,7 +313,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     /// Warns (within [`WARNINGS_A_SECOND`]) that a message from the peer,
     /// whose control term is `control`, was dropped for `why`.
     fn dropped(&mut self, control: &str, why: &dyn std::fmt::Display) {
-        if let Some(held_back) = self.warnings.event(std::time::Instant::now()) {
+        if let Some(held_back) = self.warnings.event() {
             tracing::warn!(
                 peer = %self.peer,
                 control,
