@@ -16,6 +16,7 @@ all_test_() ->
         {"a member found through cpg answers gen_server:call", as_scope(fun call_member/0)},
         {"our join cast is applied by the Rust scope", as_scope(fun join_applied/0)},
         {"junk to the scope is dropped; it keeps serving", as_scope(fun junk_dropped/0)},
+        {"cpg_data hands out the state as genuine cpg holds it", as_scope(fun state_handed_out/0)},
         {"a model scope gets the Rust members", with_model(fun model_gets_members/0)},
         {"a model join is kept by the Rust scope", with_model(fun model_join_kept/0)},
         {"netsplit and heal with a model scope", with_model(fun model_netsplit/0)}
@@ -123,3 +124,54 @@ junk_dropped() ->
     gen_server:cast({?SCOPE, rust()}, {join, "", self()}),
     {_, Groups} = exchange(),
     ?assertMatch({"svc", [_, _]}, lists:keyfind("svc", 1, Groups)).
+
+%% The `cpg_data` call (what cpg_data:get_groups/1 makes) answers the
+%% scope's state as genuine cpg holds it, {trie, Trie}: a trie of
+%% okeuday/trie's layout whose values are #cpg_data{} records (the Rust
+%% node's view: its pids local). Read here without genuine trie, by the
+%% layout: every group the scope lists, with its members, and no other.
+%% `{cpg_data, From}` sends the same as {cloudi_cpg_data, State}, and
+%% `{reset, From}` answers {cloudi_cpg_reset, Scope}.
+state_handed_out() ->
+    Me = self(),
+    gen_server:cast({?SCOPE, rust()}, {join, "svd", Me}),
+    gen_server:cast({?SCOPE, rust()}, {join, "s/*", Me}),
+    timer:sleep(200),
+    {trie, Trie} = State = gen_server:call({?SCOPE, rust()}, cpg_data, 5000),
+    Groups = trie_to_list(Trie),
+    ?assertEqual(lists:sort(gen_server:call({?SCOPE, rust()}, which_groups)),
+                 [K || {K, _} <- Groups]),
+    {"svc", Svc} = lists:keyfind("svc", 1, Groups),
+    {cpg_data, 2, [P, P], 0, [], [P, P]} = Svc,
+    ?assertEqual(rust(), node(P)),
+    ?assertEqual({cpg_data, 0, [], 1, [Me], [Me]}, element(2, lists:keyfind("svd", 1, Groups))),
+    %% (A pattern is found by a name it matches, as its spelling holds a
+    %% wildcard, which a read refuses.)
+    Name = fun(K) -> [case C of $* -> $x; _ -> C end || C <- K] end,
+    [?assertEqual({ok, K, H}, gen_server:call({?SCOPE, rust()}, {get_members, Name(K)}))
+     || {K, {cpg_data, _, _, _, _, H}} <- Groups],
+    %% "svc" and "svd" share their first two characters: one slot for "s",
+    %% below it "/*" as a leaf and a node for "v" holding "c" and "d".
+    {115, 115, {{{47, 118, Slots}, error}}} = Trie,
+    {"*", _} = element(1, Slots),
+    {{99, 100, {{[], Svc}, {[], _}}}, error} = element(118 - 47 + 1, Slots),
+    flush(),
+    {?SCOPE, rust()} ! {cpg_data, Me},
+    receive {cloudi_cpg_data, Got} -> ?assertEqual(State, Got)
+    after 5000 -> error(no_cloudi_cpg_data) end,
+    {?SCOPE, rust()} ! {reset, Me},
+    receive {cloudi_cpg_reset, Scope} -> ?assertEqual(?SCOPE, Scope)
+    after 5000 -> error(no_cloudi_cpg_reset) end,
+    gen_server:cast({?SCOPE, rust()}, {leave, Me}),
+    timer:sleep(200).
+
+%% The keys and values of an okeuday/trie term, in key order, read by its
+%% layout: [] or {I0, I1, Slots}, one {Node, Value} slot a character, Node a
+%% node below or the rest of a leaf's key, Value the key's or error.
+trie_to_list([]) -> [];
+trie_to_list({I0, I1, Slots}) ->
+    lists:append([slot_to_list([C], element(C - I0 + 1, Slots)) || C <- lists:seq(I0, I1)]).
+slot_to_list(_, {[], error}) -> [];
+slot_to_list(Key, {{_, _, _} = Node, Value}) ->
+    [{Key, Value} || Value =/= error] ++ [{Key ++ K, V} || {K, V} <- trie_to_list(Node)];
+slot_to_list(Key, {Tail, Value}) -> [{Key ++ Tail, Value}].

@@ -16,7 +16,7 @@ use std::fmt::{self, Debug, Display};
 use std::hash::{Hash, Hasher};
 
 use super::pattern;
-use super::trie::{EntryId, Trie};
+use super::trie::{EntryId, GenuineBounds, GenuineTooBig, Trie};
 use crate::term::canonical::{canonical, write_canonical};
 use crate::term::{self, Term};
 
@@ -132,6 +132,20 @@ pub trait GroupStore<K: GroupKey, V>: Default {
     fn iter<'a>(&'a self) -> impl Iterator<Item = (&'a K::Borrowed, &'a V)>
     where
         V: 'a;
+
+    /// The storage as a genuine cpg scope holds it, `{Module, Data}` (what
+    /// `cpg_data:get_groups/1` returns and `cpg_data`'s functions read),
+    /// each value written by `value`: `{trie, Trie}` for the trie
+    /// ([`Trie::genuine_term`]); `None` for a map, whose BEAM module
+    /// (`dict`, `orddict`, ...) the scope does not know.
+    fn genuine_term(
+        &self,
+        bounds: GenuineBounds,
+        value: impl FnMut(&V) -> Term,
+    ) -> Option<Result<Term, GenuineTooBig>> {
+        let _ = (bounds, value);
+        None
+    }
 }
 
 impl GroupKey for String {
@@ -216,6 +230,15 @@ impl<V> GroupStore<String, V> for Trie<V> {
         V: 'a,
     {
         Trie::iter(self)
+    }
+
+    fn genuine_term(
+        &self,
+        bounds: GenuineBounds,
+        mut value: impl FnMut(&V) -> Term,
+    ) -> Option<Result<Term, GenuineTooBig>> {
+        let t = Trie::genuine_term(self, bounds, &mut value);
+        Some(t.map(|t| term::tuple(vec![term::atom("trie"), t])))
     }
 }
 

@@ -84,6 +84,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod entries;
+mod genuine;
 mod iter;
 mod kids;
 mod memo;
@@ -94,6 +95,7 @@ mod tests;
 
 pub use entries::EntryId;
 use entries::{Entries, Entry};
+pub use genuine::{GenuineBounds, GenuineTooBig};
 pub use iter::{Iter, Keys};
 use node::Node;
 use search::Search;

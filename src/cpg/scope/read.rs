@@ -1,6 +1,7 @@
 //! Reads: cpg_data's `get_*` functions and the inspection helpers.
 
 use super::*;
+use crate::term::{self, Term};
 
 impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// The storage's lookup ([`GroupStore::find`]): for the trie, a
@@ -265,6 +266,33 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// The group stored under exactly `name`.
     pub fn group(&self, name: &N::Borrowed) -> Option<&GroupData<P>> {
         self.groups.get(name)
+    }
+
+    /// The scope's state as genuine cpg hands it out (its `cpg_data` call,
+    /// `cpg_data:get_groups/1`): the group storage as its BEAM module
+    /// holds it ([`GroupStore::genuine_term`]: `{trie, Trie}`), each group
+    /// a `#cpg_data{}` record `{cpg_data, LocalCount, Local, RemoteCount,
+    /// Remote, History}` of this node's view, every list newest first and
+    /// each pid written by `pid`. Any BEAM node with cpg loaded reads it
+    /// with `cpg_data`'s functions (`cpg_data:get_members(Name, Groups)`).
+    /// `None` for a map storage; refused past `bounds`.
+    pub fn genuine_state(
+        &self,
+        bounds: crate::cpg::trie::GenuineBounds,
+        pid: impl Fn(&P) -> Term,
+    ) -> Option<Result<Term, crate::cpg::trie::GenuineTooBig>> {
+        let count = |n: usize| term::uint(n as u64);
+        let pids = |it: &mut dyn Iterator<Item = &P>| term::list(it.map(&pid).collect());
+        self.groups.genuine_term(bounds, |g| {
+            term::tuple(vec![
+                term::atom("cpg_data"),
+                count(g.local_count()),
+                pids(&mut g.local()),
+                count(g.remote_count()),
+                pids(&mut g.remote()),
+                pids(&mut g.history()),
+            ])
+        })
     }
 
     /// A `#cpg_data{}` copy of the group stored under exactly `name`.

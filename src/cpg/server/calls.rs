@@ -58,6 +58,63 @@ fn unknown_call(
 }
 
 impl<N: WireName> ScopeTask<N> {
+    /// The scope's state as genuine cpg hands it out
+    /// ([`Scope::genuine_state`](crate::cpg::scope::Scope::genuine_state)):
+    /// the reply to a `cpg_data` call, and what `{cpg_data, From}` sends.
+    /// `None` for a map storage, and (with a warning) for a trie too big to
+    /// write ([`GenuineBounds`](crate::cpg::trie::GenuineBounds)).
+    pub(super) fn genuine_state(&self) -> Option<Term> {
+        let bounds = crate::cpg::trie::GenuineBounds::default();
+        let state = self.state.read();
+        match state.genuine_state(bounds, |p| Term::Pid(p.to_pid()))? {
+            Ok(t) => Some(t),
+            Err(e) => {
+                drop(state);
+                if let Some(held_back) = self.refusals.event() {
+                    tracing::warn!(scope = %self.opts.name, held_back, "cpg_data: {e}, too big to hand out");
+                }
+                None
+            }
+        }
+    }
+
+    /// A message cpg's `handle_info` takes besides the protocol's:
+    /// `{cpg_data, From}` (`cpg_data:get_groups/2,3`) sends `From` the
+    /// state as `{cloudi_cpg_data, Groups}`, and `{reset, From}` (the
+    /// `node_type` read again) answers `{cloudi_cpg_reset, Scope}`; this
+    /// scope's `node_type` is its options', which stay. `From` is a pid or
+    /// a name registered on this node. False for any other message.
+    pub(super) fn info(&mut self, msg: &Term) -> bool {
+        let Some([tag, from]) = term::as_tuple(msg) else {
+            return false;
+        };
+        let reply = match term::as_atom(tag) {
+            // (A map storage hands out no state: the message is refused.)
+            Some("cpg_data") if N::STORAGE == crate::cpg::Storage::Trie => {
+                match self.genuine_state() {
+                    Some(groups) => term::tuple(vec![term::atom("cloudi_cpg_data"), groups]),
+                    None => return true,
+                }
+            }
+            Some("reset") => term::tuple(vec![
+                term::atom("cloudi_cpg_reset"),
+                term::atom(&self.opts.name),
+            ]),
+            _ => return false,
+        };
+        let to = match from {
+            Term::Pid(p) => crate::process::Dest::Pid(p.clone()),
+            Term::Atom(a) => {
+                crate::process::Dest::Name(a.name.clone(), self.node.name().to_string())
+            }
+            _ => return false,
+        };
+        if let Err(e) = self.proc.send(to, reply) {
+            tracing::debug!(scope = %self.opts.name, "{}: {e}", crate::util::short_text(msg));
+        }
+        true
+    }
+
     /// The reply cpg's `handle_call` gives to `request` (see the module
     /// docs); writes are carried out like local ones.
     pub(super) fn answer_call(&mut self, request: &Term) -> Term {
@@ -101,6 +158,11 @@ impl<N: WireName> ScopeTask<N> {
                 }
                 Err(_) => term::atom("error"),
             };
+        }
+        if let ("cpg_data", []) = (op, args) {
+            return self
+                .genuine_state()
+                .unwrap_or_else(|| unknown_call(&self.opts.name, &self.refusals, request));
         }
         let s = self.state.read();
         let names = |v: Vec<N>| term::list(v.iter().map(N::to_term).collect());

@@ -41,9 +41,13 @@
 //! `which_groups_counts`, `join_count`) with cpg's replies, and the writes
 //! for pids of this node (`join`, `join_counts`, `leave`, `leave_counts`)
 //! with `{ok, VisibleNodes}` (`[]`: a hidden node has no visible node) or
-//! `error`. Any other request (and `cpg_data`, cpg's internal state) gets
-//! `error`, the reply cpg gives just before it stops on an unknown call;
-//! this scope logs it and lives on.
+//! `error`; `cpg_data` (what `cpg_data:get_groups/1` calls) with the state
+//! as genuine cpg holds it, `{trie, Trie}`, which `cpg_data`'s functions
+//! read on any BEAM node ([`Scope::genuine_state`]; a map storage hands
+//! out none, and answers `error`). The messages `{cpg_data, From}` and
+//! `{reset, From}` are answered as cpg's `handle_info` answers them. Any
+//! other request gets `error`, the reply cpg gives just before it stops on
+//! an unknown call; this scope logs it and lives on.
 
 mod calls;
 mod modes;

@@ -421,7 +421,11 @@ impl<N: WireName> ScopeTask<N> {
                     tracing::debug!(scope = %self.opts.name, "reply to {}: {e}", term::pid_text(&caller.pid));
                 }
             }
-            Signal::Message { from, msg } => self.wire(from, WireMsg::decode(&msg)),
+            Signal::Message { from, msg } => {
+                if !self.info(&msg) {
+                    self.wire(from, WireMsg::decode(&msg));
+                }
+            }
             // A large message to the scope: an exchange is read from its
             // bytes; anything else as a term, as it would have come.
             Signal::Raw { from, payload } => match WireMsg::decode_exchange(&payload) {

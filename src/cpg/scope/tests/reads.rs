@@ -191,3 +191,65 @@ fn reads_patterns_and_names() {
     assert_eq!(s.which_groups_of(&t("n", 9)), Vec::<String>::new());
     assert_eq!(s.which_groups_counts(&t("n", 9)), vec![]);
 }
+
+/// The state as genuine cpg hands it out: `{trie, Trie}`, each group a
+/// `#cpg_data{}` record of this node's view (its own pids local), lists
+/// newest first; a map storage hands out none.
+#[test]
+fn the_state_handed_out_is_genuine_cpgs_term() {
+    use crate::term::{atom, int, list, nil, string_to_charlist as s_, tuple, Term};
+    let mut s = Scope::new("a");
+    s.node_up("b", true);
+    let (a1, b1) = (t("a", 1), t("b", 1));
+    s.join("gh", a1.clone()).unwrap();
+    s.remote_request(
+        "b",
+        Request::Join {
+            name: "gh".into(),
+            pid: b1.clone(),
+        },
+    );
+    s.join("gh", a1.clone()).unwrap();
+    s.join("gi", a1.clone()).unwrap();
+    let pid = |p: &T| atom(&format!("{}{}", p.node, p.id));
+    let got = s.genuine_state(Default::default(), pid).unwrap().unwrap();
+    let record = |lc: i32, l: Vec<Term>, rc: i32, r: Vec<Term>, h: Vec<Term>| {
+        tuple(vec![
+            atom("cpg_data"),
+            int(lc),
+            list(l),
+            int(rc),
+            list(r),
+            list(h),
+        ])
+    };
+    let (pa, pb) = (pid(&a1), pid(&b1));
+    let gh = record(
+        2,
+        vec![pa.clone(), pa.clone()],
+        1,
+        vec![pb.clone()],
+        vec![pa.clone(), pb, pa.clone()],
+    );
+    let gi = record(1, vec![pa.clone()], 0, vec![], vec![pa]);
+    // "gh" and "gi" share "g": one slot for it, a node below for h and i.
+    let want = tuple(vec![
+        atom("trie"),
+        tuple(vec![
+            int(103),
+            int(103),
+            tuple(vec![tuple(vec![
+                tuple(vec![
+                    int(104),
+                    int(105),
+                    tuple(vec![tuple(vec![nil(), gh]), tuple(vec![s_(""), gi])]),
+                ]),
+                atom("error"),
+            ])]),
+        ]),
+    ]);
+    assert_eq!(got, want);
+    let mut m = Scope::<T, TermName>::new_map("a");
+    m.join(&TermName::new(atom("g")), a1).unwrap();
+    assert!(m.genuine_state(Default::default(), pid).is_none());
+}
