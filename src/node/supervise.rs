@@ -1,6 +1,7 @@
 //! Supervision of the node's own tasks: a panic in one of them (a bug) is
-//! logged and contained, and the task starts again after a backoff, as an
-//! OTP supervisor restarts a crashed child. Nothing here is needed while
+//! logged and contained, and the task starts again, as an OTP supervisor
+//! restarts a crashed child: at once the first few times, then after a
+//! growing backoff ([`before_restart`]). Nothing here is needed while
 //! the code is right; it keeps one bug from taking the node out of the
 //! cluster for good.
 
@@ -76,7 +77,7 @@ pub(crate) async fn register_again(
 
 /// A run that lasted at least this long resets the backoff: the crash
 /// that ended it is treated as a new fault, not as part of a crash loop,
-/// so the restart after it waits the first (shortest) delay again. One
+/// so the restart after it is made at once again ([`AT_ONCE`]). One
 /// rule for every supervisor here: [`supervise`] and the scope supervisors
 /// (through [`before_restart`]).
 pub(crate) const STABLE: Duration = Duration::from_secs(60);
@@ -92,10 +93,26 @@ pub(crate) fn next_attempt(attempt: u32, ran_for: Duration) -> u32 {
     }
 }
 
+/// Restarts made at once after a stable run, before the backoff starts:
+/// cpg's supervisor (`cpg_sup`) restarts a scope at once up to 5 times in
+/// 60 s, then gives up (and cpg stops on that node); here the restarts past
+/// them back off instead, so that a task that keeps crashing, or a peer
+/// that keeps killing a scope, cannot keep the node busy rebuilding it.
+pub(crate) const AT_ONCE: u32 = 5;
+
+/// The wait before restart `attempt` (0 for the first since a stable run):
+/// none for the first [`AT_ONCE`], then `backoff`'s delays from its first.
+pub(crate) fn restart_delay(backoff: Backoff, attempt: u32) -> Duration {
+    match attempt.checked_sub(AT_ONCE) {
+        None => Duration::ZERO,
+        Some(k) => backoff.random_delay(k),
+    }
+}
+
 /// After a supervised run that began at `started` stopped (`why`): resets
 /// `attempt` if that run was stable ([`next_attempt`]), logs the stop, and
-/// waits the backoff of `attempt` (then counted, so it is at least 1 after
-/// this) before the restart.
+/// waits [`restart_delay`] of `attempt` (then counted, so it is at least 1
+/// after this) before the restart.
 pub(crate) async fn before_restart(
     backoff: Backoff,
     what: &str,
@@ -104,7 +121,7 @@ pub(crate) async fn before_restart(
     started: Instant,
 ) {
     *attempt = next_attempt(*attempt, started.elapsed());
-    let wait = backoff.random_delay(*attempt);
+    let wait = restart_delay(backoff, *attempt);
     *attempt = attempt.saturating_add(1);
     tracing::error!("{what} stopped ({why}); restarting it in {wait:?}");
     tokio::time::sleep(wait).await;
@@ -181,26 +198,33 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn before_restart_waits_the_first_delay_after_a_stable_run() {
-        let first = Backoff::default().delay(0, 1.0);
-        let capped = Backoff::default().delay(u32::MAX, 0.0);
+    async fn before_restart_restarts_at_once_after_a_stable_run_then_backs_off() {
+        let b = Backoff::default();
+        let capped = b.delay(u32::MAX, 0.0);
         // A crash loop: the wait stays at the cap, the count grows.
-        let (wait, attempt) = wait_after(10, Duration::from_secs(1)).await;
+        let (wait, attempt) = wait_after(20, Duration::from_secs(1)).await;
         assert!(wait >= capped, "{wait:?}");
-        assert_eq!(attempt, 11);
-        // After a stable run: the first delay again, counted as the first.
-        let (wait, attempt) = wait_after(10, STABLE).await;
-        assert!(wait <= first, "{wait:?}");
+        assert_eq!(attempt, 21);
+        // After a stable run: at once again, counted as the first.
+        let (wait, attempt) = wait_after(20, STABLE).await;
+        assert_eq!(wait, Duration::ZERO);
         assert_eq!(attempt, 1);
-        // The first restart is unchanged.
-        let (wait, attempt) = wait_after(0, Duration::ZERO).await;
-        assert!(wait <= first, "{wait:?}");
-        assert_eq!(attempt, 1);
+        // The first AT_ONCE restarts are made at once, then the backoff's
+        // first delay.
+        for k in 0..AT_ONCE {
+            assert_eq!(wait_after(k, Duration::ZERO).await, (Duration::ZERO, k + 1));
+        }
+        let (wait, attempt) = wait_after(AT_ONCE, Duration::ZERO).await;
+        assert!(
+            wait >= b.delay(0, 0.0) && wait <= b.delay(0, 1.0),
+            "{wait:?}"
+        );
+        assert_eq!(attempt, AT_ONCE + 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_long_stable_run_resets_the_backoff_of_supervise() {
-        // Runs 0 to 5 crash at once, run 6 after a stable run, run 7 returns.
+        // Runs 0 to 7 crash at once, run 8 after a stable run, run 9 returns.
         let starts = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = starts.clone();
         let h = supervise("test task".into(), Backoff::default(), move || {
@@ -212,8 +236,8 @@ mod tests {
                     starts.len() - 1
                 };
                 match run {
-                    0..=5 => panic!("boom"),
-                    6 => {
+                    0..=7 => panic!("boom"),
+                    8 => {
                         tokio::time::sleep(STABLE).await;
                         panic!("boom after a while")
                     }
@@ -223,13 +247,16 @@ mod tests {
         });
         h.await.unwrap();
         let starts = starts.lock();
-        assert_eq!(starts.len(), 8);
+        assert_eq!(starts.len(), 10);
         let b = Backoff::default();
-        // The crash loop backs off: the sixth restart waits delay(5).
-        assert!(starts[6] - starts[5] >= b.delay(5, 0.0));
-        // The crash after the stable run is restarted after the first delay.
-        let gap = starts[7] - starts[6] - STABLE;
-        assert!(gap <= b.delay(0, 1.0), "{gap:?}");
+        // As cpg's supervisor, the first restarts are made at once; then
+        // the crash loop backs off: the eighth restart waits delay(2).
+        let n = AT_ONCE as usize;
+        assert_eq!(starts[n], starts[0]);
+        assert!(starts[n + 1] - starts[n] >= b.delay(0, 0.0));
+        assert!(starts[8] - starts[7] >= b.delay(2, 0.0));
+        // The crash after the stable run is restarted at once.
+        assert_eq!(starts[9] - starts[8], STABLE);
     }
 
     #[tokio::test]

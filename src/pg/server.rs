@@ -284,10 +284,11 @@ struct Task {
 }
 
 /// Runs the scope task, and restarts it (a new process under the scope
-/// name, local members kept, peers discovered again) after a backoff when
-/// it panics or its process is killed, until the handles or the node are
-/// gone. The backoff grows while it keeps crashing and starts over after a
-/// stable run ([`supervise::before_restart`]).
+/// name, local members kept, peers discovered again) when it panics or its
+/// process is killed, until the handles or the node are gone: at once the
+/// first five times, then after a backoff that grows while it keeps
+/// crashing; all over again after a stable run
+/// ([`supervise::before_restart`]).
 async fn supervise(
     node: Node,
     name: String,

@@ -106,8 +106,9 @@ pub(super) fn write_state<'a, N: WireName>(
 /// Runs the scope task and restarts it, as an OTP supervisor restarts a
 /// crashed cpg scope, when it panics or its process is killed: a new
 /// process registered under the scope name, the state rebuilt (local
-/// members kept, remote ones asked for again), after a backoff that grows
-/// while it keeps crashing and starts over after a stable run
+/// members kept, remote ones asked for again): at once the first five
+/// times, as cpg's supervisor does, then after a backoff that grows while
+/// it keeps crashing; all over again after a stable run
 /// ([`supervise::before_restart`]).
 pub(super) async fn supervise_scope<N: WireName>(
     node: Node,
