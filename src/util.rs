@@ -400,8 +400,8 @@ mod tests {
         assert_eq!(*told.lock().unwrap(), [4]);
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(*told.lock().unwrap(), [4], "told once");
-        // A later flood whose count an event let through tells first: the
-        // task tells nothing more, and the next flood is told in turn.
+        // A later flood is told in turn, once its window has ended; the
+        // event after that starts afresh (nothing left to tell).
         assert_eq!(log.event(), Some(0));
         assert_eq!(log.event(), Some(0));
         assert_eq!(log.event(), None);

@@ -131,13 +131,9 @@ impl Kernel for Inner {
             e.links.insert(to.clone());
         }
         if self.is_local(to) {
-            let ok = match self.procs.write(to.id).get_mut(&to.id) {
-                Some(e) => {
-                    e.links.insert(from.clone());
-                    true
-                }
-                None => false,
-            };
+            let ok = self
+                .with_proc(to, |e| e.links.insert(from.clone()))
+                .is_some();
             if !ok {
                 self.link_exit(to.clone(), from.clone(), atom("noproc"));
             }
@@ -154,9 +150,7 @@ impl Kernel for Inner {
             e.links.remove(to);
         }
         if self.is_local(to) {
-            if let Some(e) = self.procs.write(to.id).get_mut(&to.id) {
-                e.links.remove(from);
-            }
+            self.with_proc(to, |e| e.links.remove(from));
         } else {
             let id = self.next_ref.fetch_add(1, Ordering::Relaxed);
             let _ = self.send_to_node(

@@ -284,23 +284,14 @@ impl Inner {
         watcher: Pid,
         how: PidOrAtom,
     ) -> bool {
-        match self.procs.write(target.id).get_mut(&target.id) {
-            Some(e) if self.is_local(target) => {
-                e.monitors.insert(mref, (watcher, how));
-                true
-            }
-            _ => false,
-        }
+        self.with_proc(target, |e| e.monitors.insert(mref, (watcher, how)))
+            .is_some()
     }
 
     pub(super) fn link_exit(&self, from: Pid, to: Pid, reason: Term) {
-        let linked = self.is_local(&to)
-            && self
-                .procs
-                .write(to.id)
-                .get_mut(&to.id)
-                .map(|e| e.links.remove(&from))
-                .unwrap_or(false);
+        let linked = self
+            .with_proc(&to, |e| e.links.remove(&from))
+            .unwrap_or(false);
         if linked {
             self.deliver(
                 &to,
@@ -660,6 +651,43 @@ mod tests {
         assert!(n.inner.procs.read(c.pid().id)[&c.pid().id]
             .monitors
             .is_empty());
+        n.shutdown().await;
+    }
+
+    /// A pid of this node with a serial it never gave (a peer's forgery, or
+    /// on BEAM a process long gone) names no process, though its number is
+    /// a live one's: a monitor of it fires at once with noproc, a link to it
+    /// exits with noproc, a message to it reaches nobody, and it is not
+    /// alive. (It named the live process: a cpg member joined under it
+    /// was never seen to die.)
+    #[tokio::test]
+    async fn a_pid_with_a_serial_never_given_names_no_process() {
+        let (n, _epmd) = node().await;
+        let mut a = n.spawn_process();
+        a.trap_exit(true);
+        let mut b = n.spawn_process();
+        let mut ghost = b.pid().clone();
+        ghost.serial = 5;
+        assert!(n.is_alive(b.pid()) && !n.is_alive(&ghost));
+        let m = a.monitor(ghost.clone());
+        assert!(matches!(
+            a.recv_timeout(Duration::from_secs(1)).await.unwrap(),
+            Some(Signal::Down { mref, reason, .. }) if mref == m && reason == atom("noproc")
+        ));
+        a.link(&ghost);
+        assert!(matches!(
+            a.recv_timeout(Duration::from_secs(1)).await.unwrap(),
+            Some(Signal::Exit { from, reason, .. }) if from == ghost && reason == atom("noproc")
+        ));
+        a.send(ghost.clone(), atom("hi")).unwrap();
+        assert_eq!(
+            b.recv_timeout(Duration::from_millis(100)).await.unwrap(),
+            None
+        );
+        assert!(n.inner.procs.read(b.pid().id)[&b.pid().id]
+            .monitors
+            .is_empty());
+        assert!(n.inner.procs.read(b.pid().id)[&b.pid().id].links.is_empty());
         n.shutdown().await;
     }
 

@@ -302,7 +302,9 @@ impl Node {
 
     /// Whether a local pid is alive.
     pub fn is_alive(&self, pid: &Pid) -> bool {
-        self.inner.is_local(pid) && self.inner.procs.read(pid.id).contains_key(&pid.id)
+        self.inner
+            .local_id(pid)
+            .is_some_and(|id| self.inner.procs.read(id).contains_key(&id))
     }
 
     /// Connected peers (handshake done).

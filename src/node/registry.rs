@@ -158,6 +158,24 @@ impl Inner {
         pid.node.name == self.name && pid.creation == self.creation
     }
 
+    /// The process-table id of `pid` if it may name one of this node's
+    /// processes: a pid of this node ([`is_local`](Self::is_local)) with
+    /// serial 0, the only serial this node gives. A pid of this node with
+    /// another serial names none (on BEAM, a process long gone): a message
+    /// to it is dropped, a monitor of it fires at once with `noproc`, a
+    /// link to it exits with `noproc`, as BEAM does. (A forged one named
+    /// the live process of its number: a peer's join of it made a member
+    /// that no monitor saw die.)
+    pub(super) fn local_id(&self, pid: &Pid) -> Option<u32> {
+        (self.is_local(pid) && pid.serial == 0).then_some(pid.id)
+    }
+
+    /// `f` on the table entry of the process `pid` names, if it lives.
+    pub(super) fn with_proc<T>(&self, pid: &Pid, f: impl FnOnce(&mut ProcEntry) -> T) -> Option<T> {
+        let id = self.local_id(pid)?;
+        self.procs.write(id).get_mut(&id).map(f)
+    }
+
     pub(super) fn new_process(&self) -> Process {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = crate::process::mailbox();
@@ -194,10 +212,10 @@ impl Inner {
     }
 
     pub(super) fn deliver(&self, to: &Pid, s: Signal) -> bool {
-        if !self.is_local(to) {
+        let Some(id) = self.local_id(to) else {
             return false;
-        }
-        match self.procs.read(to.id).get(&to.id) {
+        };
+        match self.procs.read(id).get(&id) {
             Some(e) => e.tx.send(s).is_ok(),
             None => false,
         }
@@ -205,7 +223,7 @@ impl Inner {
 
     pub(super) fn local_target(&self, item: &PidOrAtom) -> Option<Pid> {
         match item {
-            PidOrAtom::Pid(p) if self.is_local(p) => Some(p.clone()),
+            PidOrAtom::Pid(p) if self.local_id(p).is_some() => Some(p.clone()),
             PidOrAtom::Pid(_) => None,
             PidOrAtom::Atom(a) => self.names.read().get(&a.name).cloned(),
         }

@@ -58,29 +58,20 @@ impl Inner {
             Message::RegSend(m) => self.deliver_named(m.from_pid, &m.to_name.name, m.message),
             Message::RegSendTt(m) => self.deliver_named(m.from_pid, &m.to_name.name, m.message),
             Message::Link(m) => {
-                let ok = self.is_local(&m.to_pid)
-                    && match self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
-                        Some(e) => {
-                            e.links.insert(m.from_pid.clone());
-                            true
-                        }
-                        None => false,
-                    };
+                let ok = self
+                    .with_proc(&m.to_pid, |e| e.links.insert(m.from_pid.clone()))
+                    .is_some();
                 if !ok {
                     let _ = self
                         .send_to_node(peer, Message::exit(m.to_pid, m.from_pid, atom("noproc")));
                 }
             }
             Message::UnlinkId(m) => {
-                if let Some(e) = self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
-                    e.links.remove(&m.from_pid);
-                }
+                self.with_proc(&m.to_pid, |e| e.links.remove(&m.from_pid));
                 let _ = self.send_to_node(peer, Message::unlink_id_ack(m.id, m.to_pid, m.from_pid));
             }
             Message::Unlink(m) => {
-                if let Some(e) = self.procs.write(m.to_pid.id).get_mut(&m.to_pid.id) {
-                    e.links.remove(&m.from_pid);
-                }
+                self.with_proc(&m.to_pid, |e| e.links.remove(&m.from_pid));
             }
             Message::UnlinkIdAck(_) | Message::NodeLink(_) | Message::GroupLeader(_) => {}
             Message::Exit(m) => self.link_exit(m.from_pid, m.to_pid, m.reason),
@@ -110,10 +101,10 @@ impl Inner {
             }
             Message::DemonitorP(m) => {
                 if let Some(t) = self.local_target(&m.to_proc) {
-                    if let Some(e) = self.procs.write(t.id).get_mut(&t.id) {
+                    self.with_proc(&t, |e| {
                         e.monitors.remove(&m.reference);
                         shrink_sparse(&mut e.monitors);
-                    }
+                    });
                 }
             }
             Message::MonitorPExit(m) => self.monitor_fired(peer, m.to_pid, m.reference, m.reason),

@@ -478,3 +478,46 @@ async fn scope_answers_gen_server_calls() {
     assert_eq!(call("{leave, P}").await, "{ok,[]}");
     assert_eq!(call("which_groups").await, "[]");
 }
+
+/// A peer's join of a pid of our node that no process of ours has (the
+/// number of a live one, another serial: forged, or a process long gone
+/// as BEAM sees it) is dropped at once, as genuine cpg drops such a pid:
+/// its monitor fires with noproc. It named the live process before, and
+/// stayed a member, cast to every BEAM scope, until that process died.
+#[tokio::test]
+async fn a_join_of_a_pid_of_ours_that_names_no_process_is_dropped_at_once() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("e").await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let m = r.spawn_process();
+    scope.join("real", m.pid()).await.unwrap();
+    let code = format!(
+        "B = term_to_binary(P), N = byte_size(B) - 8, \
+         <<Pre:N/binary, _:32, Creation:32>> = B, \
+         Ghost = binary_to_term(<<Pre/binary, 5:32, Creation:32>>), \
+         {{gen_server:call({{{DEFAULT_SCOPE}, '{}'}}, {{join, \"ghost\", Ghost}}, 5000), Ghost}}.",
+        r.name()
+    );
+    let bindings = term::list(vec![tuple(vec![atom("P"), Term::Pid(m.pid().clone())])]);
+    let got = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "eval",
+        vec![s(&code), bindings],
+    )
+    .await;
+    let Some([reply, Term::Pid(ghost)]) = term::as_tuple(&got) else {
+        panic!("{got}")
+    };
+    assert_eq!((ghost.id, ghost.serial), (m.pid().id, 5), "{got}");
+    assert_eq!(reply.to_string(), "{'ok',[]}", "{got}");
+    assert!(
+        eventually(2, || async { scope.get_members("ghost").is_err() }).await,
+        "the member named by no process stayed: {:?}",
+        scope.get_members("ghost")
+    );
+    assert_eq!(ours(&scope, "real"), vec![Term::Pid(m.pid().clone())]);
+}
