@@ -16,21 +16,21 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             max: self.max_copies,
         };
         let mut total: usize = 0;
-        let mut added: Vec<(&N, usize)> = Vec::new();
+        // The copies each name adds so far (the names of one request may
+        // repeat): by a hash map, as a request may name many groups (a
+        // scan per name cost 15 s for one cast of 80,000).
+        let mut added: crate::util::FastHashMap<&N, usize> = Default::default();
         for (name, count) in counts {
             total = total.saturating_add(*count);
             if total > self.max_copies {
                 return Err(over(name, *count));
             }
-            let have = match added.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, a)) => {
-                    *a += count;
-                    *a
-                }
-                None => {
-                    added.push((name, *count));
-                    *count
-                }
+            let have = if counts.len() == 1 {
+                *count
+            } else {
+                let a = added.entry(name).or_insert(0);
+                *a += count;
+                *a
             };
             let existing = self
                 .groups
@@ -137,11 +137,17 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             }
             check_count(name.as_borrowed(), *count)?;
         }
+        // Each name once, in the order it first came (a hash map finds it
+        // again: a request may name many groups).
         let mut merged: Vec<(N, usize)> = Vec::with_capacity(counts.len());
+        let mut at: crate::util::FastHashMap<&N, usize> = Default::default();
         for (name, count) in counts {
-            match merged.iter_mut().find(|(n, _)| n == name) {
-                Some((_, c)) => *c = c.saturating_add(*count),
-                None => merged.push((name.clone(), *count)),
+            match at.get(name) {
+                Some(&i) => merged[i].1 = merged[i].1.saturating_add(*count),
+                None => {
+                    at.insert(name, merged.len());
+                    merged.push((name.clone(), *count));
+                }
             }
         }
         let mut effects = Vec::new();
