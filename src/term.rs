@@ -379,6 +379,46 @@ pub fn encode_into(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
     })
 }
 
+/// About the heap memory `t` holds beyond its own `Term` slot: the slots of
+/// its elements and every buffer below. A term in memory can take many
+/// times its encoding (a character above 255 is a 2-byte integer on the
+/// wire and a whole `Term` here), so what bounds the memory of terms
+/// waiting somewhere (a peer's send queue) counts this, not their bytes on
+/// the wire. One walk of the term, no allocation.
+pub fn heap_size(t: &Term) -> usize {
+    const SLOT: usize = std::mem::size_of::<Term>();
+    let slots = |elements: &[Term], capacity: usize| {
+        capacity * SLOT + elements.iter().map(heap_size).sum::<usize>()
+    };
+    match t {
+        Term::Atom(a) => a.name.capacity(),
+        Term::FixInteger(_) | Term::Float(_) => 0,
+        Term::Pid(p) => p.node.name.capacity(),
+        Term::Port(p) => p.node.name.capacity(),
+        Term::Reference(r) => r.node.name.capacity() + 4 * r.id.capacity(),
+        Term::Binary(b) => b.bytes.capacity(),
+        Term::BitBinary(b) => b.bytes.capacity(),
+        Term::ByteList(b) => b.bytes.capacity(),
+        Term::Tuple(t) => slots(&t.elements, t.elements.capacity()),
+        Term::List(l) => slots(&l.elements, l.elements.capacity()),
+        Term::ImproperList(l) => {
+            slots(&l.elements, l.elements.capacity()) + SLOT + heap_size(&l.last)
+        }
+        Term::Map(m) => {
+            // Each entry two slots and the table's control byte and slack.
+            m.map.capacity() * (2 * SLOT + 8)
+                + m.map
+                    .iter()
+                    .map(|(k, v)| heap_size(k) + heap_size(v))
+                    .sum::<usize>()
+        }
+        // Rare: their encoding, a fair measure of their digits and fields.
+        Term::BigInteger(_) | Term::ExternalFun(_) | Term::InternalFun(_) => {
+            crate::dist::control::term_size(t)
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Builders and matchers.
 

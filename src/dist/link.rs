@@ -16,7 +16,7 @@
 
 use super::codec::{self, DecodeError, Reassembler};
 use super::control;
-use super::monitors::{self, MonitorBatch, MonitorHead, MonitorTarget};
+use super::monitors::{self, MonitorBatch, MonitorHead, MonitorTarget, MONITOR_P_SIZE};
 use super::raw::{RawNames, RawRegSend};
 use super::send_cache::SendCache;
 use crate::term::Limits;
@@ -93,7 +93,8 @@ pub const LOW_WATER: usize = 64 * 1024;
 // it would allocate once per message sent.
 #[allow(clippy::large_enum_variant)]
 enum Queued {
-    Msg(Message),
+    /// A message and what it costs while queued ([`Link::queue_sized`]).
+    Msg(Message, usize),
     Monitors(Arc<MonitorHead>, std::vec::IntoIter<MonitorTarget>),
 }
 
@@ -107,6 +108,8 @@ pub struct Link {
     queue: VecDeque<Queued>,
     /// Messages in `queue` (a batch's MONITOR_Ps count one each).
     queued: usize,
+    /// What they cost ([`Link::queued_bytes`]).
+    queued_bytes: usize,
     tick_due: bool,
     last_in: Instant,
     last_out: Instant,
@@ -128,6 +131,7 @@ impl Link {
             events: VecDeque::new(),
             queue: VecDeque::new(),
             queued: 0,
+            queued_bytes: 0,
             tick_due: false,
             last_in: now,
             last_out: now,
@@ -255,8 +259,17 @@ impl Link {
 
     /// Queues a message for the peer.
     pub fn queue(&mut self, msg: Message) {
-        self.queue.push_back(Queued::Msg(msg));
+        let size = control::message_cost(&msg);
+        self.queue_sized(msg, size);
+    }
+
+    /// [`queue`](Self::queue) of a message already measured: `size` is what
+    /// it costs while queued ([`control::message_cost`]), counted in
+    /// [`queued_bytes`](Self::queued_bytes) until it is written.
+    pub fn queue_sized(&mut self, msg: Message, size: usize) {
+        self.queue.push_back(Queued::Msg(msg, size));
         self.queued += 1;
+        self.queued_bytes += size;
     }
 
     /// Queues the MONITOR_Ps of `batch`, in order (one queued message
@@ -264,6 +277,7 @@ impl Link {
     pub fn queue_monitors(&mut self, batch: MonitorBatch) {
         if !batch.targets.is_empty() {
             self.queued += batch.targets.len();
+            self.queued_bytes += batch.targets.len() * MONITOR_P_SIZE;
             self.queue
                 .push_back(Queued::Monitors(batch.head, batch.targets.into_iter()));
         }
@@ -272,6 +286,15 @@ impl Link {
     /// Messages queued and not yet handed out by [`Link::poll_transmit`].
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// What the queued messages cost: their sizes as given to
+    /// [`queue_sized`](Self::queue_sized) (a MONITOR_P of a batch
+    /// [`MONITOR_P_SIZE`]). A writer bounds what it takes in by it, as by
+    /// [`queued`](Self::queued), so that what waits here, uncounted by the
+    /// senders' bounds, stays small.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
     }
 
     /// Appends framed bytes to send to `buf`: queued messages, until `buf`
@@ -295,11 +318,13 @@ impl Link {
                 if targets.len() == 0 {
                     self.queue.pop_front();
                 }
+                self.queued_bytes -= MONITOR_P_SIZE;
                 r
             } else {
-                let Some(Queued::Msg(m)) = self.queue.pop_front() else {
+                let Some(Queued::Msg(m, size)) = self.queue.pop_front() else {
                     break;
                 };
+                self.queued_bytes -= size;
                 match self.send_cache.as_mut() {
                     Some(c) => control::encode_message_cached(&m, buf, c),
                     None => control::encode_message(&m, buf, fragments),
@@ -472,8 +497,11 @@ mod tests {
         for i in 0..3 {
             l.queue(msg(i, 10));
         }
+        let cost = control::message_cost(&msg(0, 10));
+        assert_eq!(l.queued_bytes(), 3 * cost);
         let mut buf = vec![];
         assert_eq!(l.poll_transmit(t0, &mut buf), 3);
+        assert_eq!((l.queued(), l.queued_bytes()), (0, 0));
         let mut peer = Link::new(cfg(false), t0);
         peer.handle_input(&buf, t0).unwrap();
         assert_eq!(
@@ -523,6 +551,7 @@ mod tests {
             let mut buf = vec![];
             assert_eq!(l.poll_transmit(t0, &mut buf), 5);
             assert_eq!((l.queued(), l.wants_transmit()), (0, false));
+            assert_eq!(l.queued_bytes(), 0);
             let mut peer = Link::new(cfg(fragments), t0);
             peer.handle_input(&buf, t0).unwrap();
             let mut want = vec![msg(0, 10)];

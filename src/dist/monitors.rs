@@ -21,6 +21,11 @@ use std::sync::Arc;
 /// Control message tag of MONITOR_P.
 const MONITOR_P: u8 = 19;
 
+/// About what one MONITOR_P of a [`MonitorBatch`] takes on the wire (two
+/// pids and a reference with their node names, the packet's head): what
+/// it costs while queued.
+pub const MONITOR_P_SIZE: usize = 128;
+
 /// What the monitors of a [`MonitorBatch`] share.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorHead {

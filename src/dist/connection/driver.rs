@@ -27,6 +27,12 @@ const WARNINGS_A_SECOND: u32 = 10;
 pub(super) const ROUNDS: usize = 32;
 /// Messages taken off the queue at a time.
 pub(super) const TAKE: usize = 4096;
+/// Most bytes (as [`Outgoing::bytes`] counts them) in the link at a time
+/// beyond one message: what the link holds is no longer counted by the
+/// senders' queue bounds, so it is kept small (it held up to [`TAKE`]
+/// messages of any size: a peer that never read kept gigabytes of
+/// replies there).
+pub(super) const TAKE_BYTES: usize = 4 << 20;
 /// Most monitors an [`Outgoing::Monitors`] should hold: the writer takes a
 /// batch whole, so a bigger one would take it past the number of messages
 /// it takes off the queue at a time (this many).
@@ -245,12 +251,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         // Counted down once a batch, not with two atomic operations a
         // message on the line the senders count up on.
         let (mut taken, mut bytes) = (0, 0);
-        while self.rx_open && self.state.queued() < TAKE {
+        while self.rx_open && self.state.queued() < TAKE && self.state.queued_bytes() < TAKE_BYTES {
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(Outgoing::Msg(m, size))) => {
                     taken += 1;
                     bytes += size;
-                    self.state.queue(m);
+                    self.state.queue_sized(m, size);
                 }
                 // Taken whole: the batch may take the link past TAKE once.
                 Poll::Ready(Some(Outgoing::Monitors(b))) => {

@@ -73,7 +73,7 @@ pub enum ConnectionError {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A control message (with payload), with its size as written
+    /// A control message (with payload), with what it costs while queued
     /// ([`Outgoing::msg`] measures it): counted against the queue's byte
     /// bound by the sender, taken back by the writer.
     Msg(Message, usize),
@@ -84,9 +84,9 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
-    /// `msg`, measured ([`control::message_size`]).
+    /// `msg`, measured ([`control::message_cost`]).
     pub fn msg(msg: Message) -> Self {
-        let size = control::message_size(&msg);
+        let size = control::message_cost(&msg);
         Outgoing::Msg(msg, size)
     }
 
@@ -98,8 +98,8 @@ impl Outgoing {
         }
     }
 
-    /// What it costs while queued, in bytes as written (a MONITOR_P of a
-    /// batch is counted as [`MONITOR_P_SIZE`]). The sender adds it to
+    /// What it costs while queued, in bytes (see [`Outgoing::msg`]; a
+    /// MONITOR_P of a batch is counted as [`MONITOR_P_SIZE`]). The sender adds it to
     /// [`PeerLink::queued_bytes`], the writer takes it back.
     pub(crate) fn bytes(&self) -> usize {
         match self {
@@ -109,9 +109,7 @@ impl Outgoing {
     }
 }
 
-/// About what one MONITOR_P of a [`MonitorBatch`] takes on the wire (two
-/// pids and a reference with their node names, the packet's head).
-pub const MONITOR_P_SIZE: usize = 128;
+pub use crate::dist::monitors::MONITOR_P_SIZE;
 
 /// Which side dialled a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +137,8 @@ impl Direction {
 pub struct PeerLink {
     /// Messages queued for the writer and not yet taken by it.
     pub queued: AtomicUsize,
-    /// Their size as they will be written ([`control::message_size`]).
+    /// What they cost ([`control::message_cost`]): their size as written, or
+    /// the memory they hold where that is more.
     pub queued_bytes: AtomicUsize,
     /// Notified to close the connection at once (queued messages dropped).
     pub close: Notify,

@@ -402,3 +402,39 @@ async fn a_burst_to_a_slow_reader() {
     assert_eq!(s.link.stats().queued, 0);
     assert_eq!(s.link.stats().msgs_out, n as u64);
 }
+
+/// A peer that never reads: what its writer takes off the queue into the
+/// link stays about [`TAKE_BYTES`] (one large message past it at most),
+/// and the rest stays on the queue, counted by the senders' bounds; a
+/// message of terms counts the memory they hold where that is more than
+/// their bytes on the wire. (The writer took up to 4,096 messages of any
+/// size, uncounted: a peer that never read held gigabytes of replies.)
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_never_reads_holds_little_outside_the_counted_queue() {
+    use super::driver::TAKE_BYTES;
+    use crate::term::{list, string_to_charlist};
+    let (a_io, _b_io) = tokio::io::duplex(1024);
+    let a = side(a_io, "b@h");
+    // A reply of 2,000 names above U+00FF: about 14 times its bytes.
+    let names = list((0..2000).map(|_| string_to_charlist("€€€€€€€€")).collect());
+    // (Measured on a clone, as sent: a clone's lists hold no spare room.)
+    let reply = Message::send(Pid::new("b@h", 1, 0, 1), names).clone();
+    let (size, cost) = (control::message_size(&reply), control::message_cost(&reply));
+    assert!(cost >= 4 * size, "cost {cost}, size {size}");
+    let n = 400;
+    for _ in 0..n {
+        send(&a, reply.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let st = a.link.stats();
+    let taken = n - st.queued;
+    // In the link: TAKE_BYTES' worth, one more at most; out of it, encoded
+    // into the write buffer (a batch, one more at most) and the pipe.
+    let in_link = TAKE_BYTES / cost + 1;
+    let written = (crate::dist::link::BATCH + 1024) / size + 1;
+    assert!(
+        taken >= 1 && taken <= in_link + written,
+        "{taken} taken (cost {cost}, size {size})"
+    );
+    assert_eq!(st.queued_bytes, st.queued * cost);
+}

@@ -379,6 +379,40 @@ pub fn message_size(msg: &Message) -> usize {
     4 + 3 + 2 + 2 + fields + payload.as_ref().map_or(0, field_size)
 }
 
+/// What `msg` costs while it waits to be written, against the byte bounds
+/// of a peer's queue: the larger of its size as written
+/// ([`message_size`]) and the memory it holds ([`message_memory`]), so that
+/// those bounds bound memory (a queue of terms counted by their bytes on
+/// the wire held 4 to 14 times its bound: 4 GiB at a 1 GiB bound).
+pub fn message_cost(msg: &Message) -> usize {
+    message_size(msg).max(message_memory(msg))
+}
+
+/// About the heap memory `msg` holds while it waits in a peer's queue: its
+/// terms' ([`crate::term::heap_size`]), often more than [`message_size`]
+/// (a list of characters above 255 takes about 14 times its bytes on the
+/// wire). The message's own slot in the queue (about 300 bytes) is not
+/// counted: the queue's bound on messages bounds it.
+pub fn message_memory(msg: &Message) -> usize {
+    let heap = |f: &F<'_>| match f {
+        F::Term(t) => crate::term::heap_size(t),
+        F::List(l) => {
+            l.elements.capacity() * std::mem::size_of::<Term>()
+                + l.elements.iter().map(crate::term::heap_size).sum::<usize>()
+        }
+        F::Pid(p) => p.node.name.capacity(),
+        F::Proc(PidOrAtom::Pid(p)) => p.node.name.capacity(),
+        F::Atom(a) => a.name.capacity(),
+        F::Proc(PidOrAtom::Atom(a)) => a.name.capacity(),
+        F::Ref(r) => r.node.name.capacity() + 4 * r.id.capacity(),
+        F::Int(_) | F::Mfa(..) | F::Unused => 0,
+    };
+    let Some((_, fields, payload)) = parts(msg) else {
+        return 0;
+    };
+    fields.as_slice().iter().map(heap).sum::<usize>() + payload.as_ref().map_or(0, heap)
+}
+
 pub(super) fn field_size(f: &F<'_>) -> usize {
     match f {
         F::Pid(p) => pid_size(&p.node),
