@@ -521,3 +521,64 @@ async fn a_join_of_a_pid_of_ours_that_names_no_process_is_dropped_at_once() {
     );
     assert_eq!(ours(&scope, "real"), vec![Term::Pid(m.pid().clone())]);
 }
+
+/// A full peer's join that the scope's total cap refused is learned once
+/// copies have left and there is room: the peer is asked for its state
+/// again, and its exchange brings the member. (Its casts say no more of
+/// it, and a peer at `all` is not polled: the member stayed unknown here
+/// for as long as the connection lasted.) The BEAM side is the model of a
+/// cpg scope (`erl_test/cpg_model_scope.erl`) at `all`.
+#[tokio::test]
+async fn a_join_refused_at_the_scope_cap_is_learned_once_there_is_room() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("m").await;
+    let r = w.rust_node("r").await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.max_total_copies = 3;
+    let scope = CpgScope::start(&r, opts).unwrap();
+    let started = eval(
+        &r,
+        &e.name,
+        &format!("{{ok, _}} = cpg_model_scope:start({DEFAULT_SCOPE}), ok."),
+    )
+    .await;
+    assert_eq!(term::as_atom(&started), Some("ok"), "{started}");
+    r.connect(&e.name).await.unwrap();
+    let join = |i: u32| {
+        format!(
+            "P = cpg_node_test_util:spawn_idle(), register(capped_{i}, P), \
+             ok = cpg_model_scope:join({DEFAULT_SCOPE}, \"g\", P), P."
+        )
+    };
+    let mut pids = Vec::new();
+    for i in 1..=3 {
+        pids.push(eval(&r, &e.name, &join(i)).await);
+        let n = pids.len();
+        assert!(eventually(5, || async { ours(&scope, "g").len() == n }).await);
+    }
+    // Full: the fourth join is refused here.
+    let p4 = eval(&r, &e.name, &join(4)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(ours(&scope, "g").len(), 3);
+    assert!(!ours(&scope, "g").contains(&p4));
+    // A leave makes room: the refused member comes.
+    eval(
+        &r,
+        &e.name,
+        &format!("ok = cpg_model_scope:leave({DEFAULT_SCOPE}, \"g\", whereis(capped_1)), ok."),
+    )
+    .await;
+    let mut want = vec![p4.clone(), pids[2].clone(), pids[1].clone()];
+    want.sort_by_key(|p| p.to_string());
+    let got = || {
+        let mut v = ours(&scope, "g");
+        v.sort_by_key(|p| p.to_string());
+        v
+    };
+    assert!(
+        eventually(15, || async { got() == want }).await,
+        "ours {:?}, want {want:?}",
+        got()
+    );
+}

@@ -445,6 +445,12 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         self.copies
     }
 
+    /// Whether the scope holds [`Scope::max_total_copies`] copies (or more,
+    /// after the cap was lowered): no copy can be added.
+    pub fn is_full(&self) -> bool {
+        self.copies >= self.max_total_copies
+    }
+
     /// Whether changes produce [`Effect::Notify`] (on by default). A caller
     /// with no one to tell turns them off: an exchange bringing a million
     /// memberships then builds no million notifications only to drop them.

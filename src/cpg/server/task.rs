@@ -10,7 +10,7 @@ use super::{
     MERGE_CHUNK, NODE_DOWN_CHUNK,
 };
 use crate::cpg::member::MemberPid;
-use crate::cpg::scope::{Effect, MonitorTag, Request, Scope};
+use crate::cpg::scope::{Effect, MonitorTag, Request, Scope, WriteError};
 use crate::cpg::storage::GroupKey;
 use crate::cpg::wire::{WireError, WireMsg, WireName};
 use crate::node::{supervise, Node, NodeEvent};
@@ -20,6 +20,10 @@ use crate::term::{self, Pid, Term};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
+
+/// How often peers some of whose members did not fit under the scope's
+/// total cap are asked again, while there is room ([`ScopeTask::ask_refused`]).
+pub(super) const REFUSED_ASKED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The scope process's state between signals: the peers it watches, the
 /// polls it has out, and the shared state and queued effects it shares
@@ -59,6 +63,12 @@ pub(super) struct ScopeTask<N: GroupKey> {
     /// Once a flood of them is over, one more says how many were not
     /// logged ([`crate::util::FloodLog`]).
     pub(super) refusals: std::sync::Arc<crate::util::FloodLog>,
+    /// Full peers some of whose members the scope's total cap left out (a
+    /// cast refused, an exchange merged up to the cap): asked for their
+    /// state again once copies have left and there is room
+    /// ([`ScopeTask::ask_refused`]). Their casts say no more of what was
+    /// left out, and a peer at `all` is not polled.
+    pub(super) refused: std::collections::BTreeSet<String>,
 }
 
 /// The groups of an exchange not yet merged, and whose they are.
@@ -82,6 +92,8 @@ enum Input {
     Poll,
     /// The probe of peers' scopes that went away is due.
     Probe,
+    /// Peers some of whose members did not fit may be asked again.
+    Refused,
 }
 
 /// How a run of the scope task ended.
@@ -154,6 +166,7 @@ pub(super) async fn supervise_scope<N: WireName>(
             asked: 0,
             merging: None,
             refusals: refusals.clone(),
+            refused: Default::default(),
         };
         let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
@@ -206,6 +219,8 @@ impl<N: WireName> ScopeTask<N> {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut probe = tokio::time::interval(PROBE_FIRST / 2);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut refused = tokio::time::interval(REFUSED_ASKED_AFTER);
+        refused.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Gives the worker back every 2 ms of a run of work (a burst of
         // casts, each of a million copies; a huge merge), for the tasks it
         // woke meanwhile (`util::Turns`).
@@ -233,6 +248,7 @@ impl<N: WireName> ScopeTask<N> {
                         Some(a) = self.modes_rx.recv() => Input::Mode(a),
                         _ = poll.tick(), if self.opts.beam_node_type != BeamNodeType::All => Input::Poll,
                         _ = probe.tick(), if probing => Input::Probe,
+                        _ = refused.tick(), if !self.refused.is_empty() => Input::Refused,
                     }
                 })
                 .await;
@@ -242,6 +258,7 @@ impl<N: WireName> ScopeTask<N> {
                     Ok(NodeEvent::Down { node: n, .. }) => {
                         self.node_down(&n);
                         self.polled.remove(&n);
+                        self.refused.remove(&n);
                         self.remote.remove(&n);
                         self.show_mode(&n);
                     }
@@ -269,6 +286,7 @@ impl<N: WireName> ScopeTask<N> {
                 Input::Mode(a) => self.mode_answered(a),
                 Input::Poll => self.poll_visible(),
                 Input::Probe => self.probe_remote_scopes(),
+                Input::Refused => self.ask_refused(),
             }
         }
     }
@@ -486,6 +504,27 @@ impl<N: WireName> ScopeTask<N> {
         self.execute(effects);
         if m.rest.len() > 0 {
             self.merging = Some(m);
+        } else if !m.polled && self.state.read().is_full() {
+            // (Some of it may not have fit: asked again when there is room.)
+            self.refused.insert(m.origin);
+        }
+    }
+
+    /// Asks the full peers some of whose members did not fit for their
+    /// state again, once copies have left and the scope has room: their
+    /// exchange's merge adds what it holds and we do not (cpg's merge).
+    /// Each is asked at most once every [`REFUSED_ASKED_AFTER`]; what does
+    /// not fit again is asked for again. A peer read by polls needs no
+    /// question: its next poll brings it all.
+    pub(super) fn ask_refused(&mut self) {
+        if self.state.read().is_full() {
+            return;
+        }
+        for peer in std::mem::take(&mut self.refused) {
+            if self.mode_of(&peer) == PeerMode::All {
+                tracing::info!(scope = %self.opts.name, %peer, "room again under the scope's total cap: asking the peer for the members it left out");
+                self.ask_state(&peer, false);
+            }
         }
     }
 
@@ -569,6 +608,11 @@ impl<N: WireName> ScopeTask<N> {
                 let mut s = self.state_mut();
                 if let Err(e) = s.check_remote(&request) {
                     drop(s);
+                    if matches!(e, WriteError::ScopeFull { .. }) {
+                        let node = from.as_ref().map(|p| p.node.name.clone());
+                        let node = node.or_else(|| request.pid().map(|p| p.node().to_string()));
+                        self.refused.extend(node);
+                    }
                     if let Some(held_back) = self.refusals.event() {
                         tracing::warn!(
                             scope = %self.opts.name,
