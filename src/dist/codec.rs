@@ -252,13 +252,60 @@ struct Partial {
     atoms: Vec<Option<Box<str>>>,
 }
 
+/// Bytes in reassembly across connections: each connection holds at most
+/// one message's worth ([`Reassembler::new`]), and all of them together at
+/// most `max`, so that many peers each streaming fragments that never end
+/// cannot add their bounds up (six such peers held 1.8 GB). A fragment
+/// past it closes the connection that sent it.
+#[derive(Debug)]
+pub struct ReassemblyBudget {
+    held: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl ReassemblyBudget {
+    /// At most `max` bytes in all.
+    pub const fn new(max: usize) -> Self {
+        ReassemblyBudget {
+            held: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.held
+            .fetch_update(Relaxed, Relaxed, |h| {
+                h.checked_add(n).filter(|&t| t <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        self.held.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The process's [`ReassemblyBudget`], every connection of every node in
+/// it: 1 GiB (four connections' worth at the default
+/// [`max_frame`](crate::config::NodeConfig::max_frame)).
+pub static PROCESS_REASSEMBLY: ReassemblyBudget = ReassemblyBudget::new(1 << 30);
+
 /// Sorts packet bodies into whole messages, reassembling fragments (the
 /// only case where a message's bytes are copied), and keeps the
 /// connection's atom cache.
 pub struct Reassembler {
     partial: HashMap<u64, Partial>,
-    /// The bytes of every message in reassembly, together.
+    /// The memory of every message in reassembly, together: their
+    /// buffers' capacities (taken from `budget` too, and given back when
+    /// they go).
     partial_bytes: usize,
+    budget: &'static ReassemblyBudget,
     max_message: usize,
     max_partial: usize,
     cache: AtomCache,
@@ -272,9 +319,16 @@ impl Reassembler {
     /// starts many fragmented messages and never ends them holds no more
     /// than one message's worth).
     pub fn new(max_message: usize) -> Self {
+        Self::with_budget(max_message, &PROCESS_REASSEMBLY)
+    }
+
+    /// [`new`](Self::new), its bytes counted in `budget` instead of the
+    /// process's.
+    pub fn with_budget(max_message: usize, budget: &'static ReassemblyBudget) -> Self {
         Reassembler {
             partial: HashMap::new(),
             partial_bytes: 0,
+            budget,
             max_message,
             max_partial: 64,
             cache: AtomCache::default(),
@@ -311,7 +365,8 @@ impl Reassembler {
                     if self.partial.len() >= self.max_partial {
                         return Err(DecodeError::Fragment("too many messages in reassembly"));
                     }
-                    hold(&mut self.partial_bytes, self.max_message, rest.len())?;
+                    // (`to_vec` below: exactly this long.)
+                    self.hold(rest.len())?;
                     let slots = self.cache.slots();
                     let atoms = self
                         .refs
@@ -342,12 +397,28 @@ impl Reassembler {
                     if p.data.len() + rest.len() > self.max_message {
                         return Err(DecodeError::TooLarge(p.data.len() + rest.len()));
                     }
-                    hold(&mut self.partial_bytes, self.max_message, rest.len())?;
+                    // Grown here, by doubling up to one message's worth,
+                    // and its capacity counted: what it holds is memory, a
+                    // vector's spare room included (counting its bytes
+                    // alone let eight connections at the bounds hold 2 GB).
+                    let need = p.data.len() + rest.len();
+                    if need > p.data.capacity() {
+                        let cap = p.data.capacity();
+                        let new_cap = need.max((cap * 2).min(self.max_message));
+                        Self::hold_in(
+                            &mut self.partial_bytes,
+                            self.budget,
+                            self.max_message,
+                            new_cap - cap,
+                        )?;
+                        p.data.reserve_exact(new_cap - p.data.len());
+                    }
                     p.data.extend_from_slice(rest);
                     p.next_id -= 1;
                     if id == 1 {
                         let p = self.partial.remove(&seq).expect("present");
-                        self.partial_bytes -= p.data.len();
+                        self.partial_bytes -= p.data.capacity();
+                        self.budget.give(p.data.capacity());
                         if self.partial.is_empty() && self.partial.capacity() > 64 {
                             self.partial.shrink_to_fit();
                         }
@@ -384,13 +455,38 @@ impl Reassembler {
 /// Counts `n` more bytes into `held`, the bytes of every message in
 /// reassembly, if that stays within `max` (a field of the reassembler,
 /// taken apart from it so that a message in reassembly can stay borrowed).
-fn hold(held: &mut usize, max: usize, n: usize) -> Result<(), DecodeError> {
-    let total = *held + n;
-    if total > max {
-        return Err(DecodeError::TooLarge(total));
+impl Reassembler {
+    /// Counts `n` more bytes in reassembly: refused past one message's
+    /// worth on this connection, or past the budget of every connection.
+    fn hold(&mut self, n: usize) -> Result<(), DecodeError> {
+        Self::hold_in(&mut self.partial_bytes, self.budget, self.max_message, n)
     }
-    *held = total;
-    Ok(())
+
+    fn hold_in(
+        held: &mut usize,
+        budget: &ReassemblyBudget,
+        max: usize,
+        n: usize,
+    ) -> Result<(), DecodeError> {
+        let total = *held + n;
+        if total > max {
+            return Err(DecodeError::TooLarge(total));
+        }
+        if !budget.take(n) {
+            return Err(DecodeError::Fragment(
+                "fragments in reassembly past the budget of every connection together",
+            ));
+        }
+        *held = total;
+        Ok(())
+    }
+}
+
+impl Drop for Reassembler {
+    /// The bytes of messages left half-reassembled go back to the budget.
+    fn drop(&mut self) {
+        self.budget.give(self.partial_bytes);
+    }
 }
 
 fn be_u64(b: &[u8], at: usize) -> Result<u64, DecodeError> {
@@ -572,6 +668,34 @@ pub(crate) mod tests {
         b
     }
 
+    /// Connections share a budget of bytes in reassembly: one past it is
+    /// refused (its connection closes) while others hold it, and the
+    /// bytes come back when a message completes or a connection goes.
+    #[test]
+    fn connections_in_reassembly_share_one_budget() {
+        let budget: &'static ReassemblyBudget = Box::leak(Box::new(ReassemblyBudget::new(2500)));
+        let mut a = Reassembler::with_budget(1000, budget);
+        let mut b = Reassembler::with_budget(1000, budget);
+        let mut c = Reassembler::with_budget(1000, budget);
+        assert!(a.push(&first_fragment(1, 2, 900)).unwrap().is_none());
+        assert!(b.push(&first_fragment(1, 2, 900)).unwrap().is_none());
+        assert_eq!(budget.held(), 1800);
+        // Each is within its own bound; together past the budget.
+        assert!(matches!(
+            c.push(&first_fragment(1, 2, 900)),
+            Err(DecodeError::Fragment(_))
+        ));
+        assert_eq!(budget.held(), 1800);
+        // A message completed gives its bytes back, a connection gone too.
+        assert!(a.push(&next_fragment(1, 1, 50)).unwrap().is_some());
+        assert_eq!(budget.held(), 900);
+        drop(b);
+        assert_eq!(budget.held(), 0);
+        assert!(c.push(&first_fragment(2, 2, 900)).unwrap().is_none());
+        drop(c);
+        assert_eq!(budget.held(), 0);
+    }
+
     #[test]
     fn messages_in_reassembly_hold_one_message_s_worth_together() {
         let mut r = Reassembler::new(1000);
@@ -583,10 +707,11 @@ pub(crate) mod tests {
             r.push(&first_fragment(4, 3, 300)),
             Err(DecodeError::TooLarge(1200))
         ));
-        // so is a continuation that takes the total over
+        // so is a continuation that takes the total over (its buffer,
+        // doubled to 600, counted: 300 more)
         assert!(matches!(
             r.push(&next_fragment(1, 2, 200)),
-            Err(DecodeError::TooLarge(1100))
+            Err(DecodeError::TooLarge(1200))
         ));
         // a finished message gives its bytes back
         let mut r = Reassembler::new(1000);
