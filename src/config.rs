@@ -345,6 +345,12 @@ pub struct NodeConfig {
     /// rather than allowed to grow memory without bound. By default a
     /// million messages or 1 GiB.
     pub max_peer_queue: QueueLimit,
+    /// Most queued for every peer together, in bytes as
+    /// [`max_peer_queue`](Self::max_peer_queue) counts them: past it, a
+    /// peer with more than 16 MiB queued that is sent more is disconnected,
+    /// so that many slow peers cannot add their bounds up. By default
+    /// 2 GiB.
+    pub max_total_queue: usize,
     /// Queued for one peer above which it is busy:
     /// [`Process::send_paced`](crate::process::Process::send_paced) waits
     /// until its connection has taken the queue back to this. By default
@@ -449,6 +455,7 @@ impl NodeConfig {
                 messages: 1 << 20,
                 bytes: 1 << 30,
             },
+            max_total_queue: 2 << 30,
             busy_peer_queue: QueueLimit {
                 messages: 8192,
                 bytes: 1 << 20,

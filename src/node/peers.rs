@@ -207,6 +207,10 @@ pub(super) async fn keep_registered(
     }
 }
 
+/// A peer's queue past which a send to it also checks every peer's queue
+/// together against [`NodeConfig::max_total_queue`](crate::config::NodeConfig::max_total_queue).
+const TOTAL_CHECKED_FROM: usize = 16 << 20;
+
 /// Accepts distribution connections. At most [`max_handshakes`] of them
 /// handshake at once, so that a flood of connections that never handshake
 /// (each may take up to the handshake timeout) cannot use up the file
@@ -378,6 +382,28 @@ impl Inner {
             );
             self.drop_peer(node, DownReason::QueueOverflow);
             return Err(SendError::NoConnection(node.to_string()));
+        }
+        // Every peer's queue together, looked at only for a peer that has
+        // fallen this far behind (a sum over the peers).
+        if queued.bytes > TOTAL_CHECKED_FROM && queued.messages > 1 {
+            let total: usize = (self.peers.read().values())
+                .map(|p| {
+                    p.link
+                        .queued_bytes
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                })
+                .sum();
+            if total > self.config.max_total_queue {
+                tracing::warn!(
+                    peer = node,
+                    queued = queued.bytes,
+                    total,
+                    "outgoing queues of every peer together over {} bytes: disconnecting this slow peer",
+                    self.config.max_total_queue
+                );
+                self.drop_peer(node, DownReason::QueueOverflow);
+                return Err(SendError::NoConnection(node.to_string()));
+            }
         }
         Ok(())
     }

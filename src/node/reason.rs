@@ -51,7 +51,8 @@ pub enum DownReason {
     #[error("replaced by a new connection")]
     Replaced,
     /// The peer could not keep up: more than `max_peer_queue` (messages,
-    /// or bytes) was queued for it.
+    /// or bytes) was queued for it, or it had fallen behind while every
+    /// peer's queue together was past `max_total_queue`.
     #[error("outgoing queue overflow")]
     QueueOverflow,
     /// We closed it otherwise (the node shutting down).

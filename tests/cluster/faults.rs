@@ -1049,3 +1049,49 @@ async fn messages_queued_before_shutdown_reach_a_slow_erl_node() {
     }
     assert_eq!(term::as_int(&got), Some(N as i64), "got {got}");
 }
+
+/// Slow peers cannot add their queue bounds up: once every peer's queue
+/// together is past `max_total_queue`, a peer that has fallen behind (more
+/// than 16 MiB queued) and is sent more is disconnected, while the others
+/// stay. Two BEAM nodes stopped with SIGSTOP read nothing; each is sent
+/// 1 MiB messages in turn, far under its own 1 GiB bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_peers_cannot_add_their_queue_bounds_up() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (e1, e2) = (w.erl("slow1").await, w.erl("slow2").await);
+    let mut c = w.config("r");
+    c.max_total_queue = 48 << 20;
+    let r = Node::start(c).await.unwrap();
+    for e in [&e1, &e2] {
+        r.connect(&e.name).await.unwrap();
+    }
+    let mut ev = r.subscribe();
+    sig(e1.os_pid(), "-STOP");
+    sig(e2.os_pid(), "-STOP");
+    let p = r.spawn_process();
+    let big = term::binary(vec![7; 1 << 20]);
+    for _ in 0..40 {
+        for e in [&e1, &e2] {
+            let _ = p.send(Dest::Name("sink".into(), e.name.clone()), big.clone());
+        }
+    }
+    let mut down = Vec::new();
+    while let Ok(Ok(NodeEvent::Down { node, reason })) =
+        tokio::time::timeout(Duration::from_millis(500), ev.recv()).await
+    {
+        down.push((node, reason.to_string()));
+    }
+    sig(e1.os_pid(), "-CONT");
+    sig(e2.os_pid(), "-CONT");
+    // One of them (a send after its drop may dial it again, and be
+    // dropped again), for its queue; the other one kept.
+    let nodes: std::collections::BTreeSet<&str> = down.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 1, "{down:?}");
+    assert!(
+        down.iter().all(|(_, why)| why.contains("overflow")),
+        "{down:?}"
+    );
+    let other = if down[0].0 == e1.name { &e2 } else { &e1 };
+    assert!(r.peers().contains(&other.name), "{:?}", r.peers());
+}
