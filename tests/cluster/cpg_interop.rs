@@ -374,17 +374,7 @@ async fn calls_answered_as_genuine_cpg_answers_them() {
         );
         let (ctl, g) = (&ctl, &g);
         async move {
-            let got = crate::support::rpc(
-                ctl,
-                &g.name,
-                "cpg_node_test_util",
-                "eval",
-                vec![
-                    term::string_to_charlist(&code),
-                    term::list(vec![term::tuple(vec![term::atom("P"), p])]),
-                ],
-            )
-            .await;
+            let got = crate::support::eval_with(ctl, &g.name, &code, &[("P", p)]).await;
             let Some([reply, pid]) = term::as_tuple(&got) else {
                 panic!("{got}")
             };

@@ -4,7 +4,7 @@
 //! monitors, nodedown, and malformed input.
 
 use crate::support::cpg::{self, cast, erl_pid_text, member, ours, DRV};
-use crate::support::{eval, eventually, rpc, World};
+use crate::support::{eval, eval_with, eventually, rpc, World};
 use cpg_node::cpg::scope::Request;
 use cpg_node::cpg::wire::WireMsg;
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
@@ -421,18 +421,10 @@ async fn scope_answers_gen_server_calls() {
              {{F(R), F(P), erlang:monotonic_time(millisecond) - T0}}.",
             r.name()
         );
-        let bindings = term::list(vec![tuple(vec![atom("P"), p.clone()])]);
-        let (r, e) = (&r, &e);
+        let (r, e, p) = (&r, &e, p.clone());
         let req = req.to_string();
         async move {
-            let got = rpc(
-                r,
-                &e.name,
-                "cpg_node_test_util",
-                "eval",
-                vec![s(&code), bindings],
-            )
-            .await;
+            let got = eval_with(r, &e.name, &code, &[("P", p)]).await;
             match term::as_tuple(&got) {
                 Some([reply, pid, ms]) => {
                     assert!(term::as_int(ms).unwrap() < 2000, "slow reply to {req}");
@@ -500,15 +492,7 @@ async fn a_join_of_a_pid_of_ours_that_names_no_process_is_dropped_at_once() {
          {{gen_server:call({{{DEFAULT_SCOPE}, '{}'}}, {{join, \"ghost\", Ghost}}, 5000), Ghost}}.",
         r.name()
     );
-    let bindings = term::list(vec![tuple(vec![atom("P"), Term::Pid(m.pid().clone())])]);
-    let got = rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "eval",
-        vec![s(&code), bindings],
-    )
-    .await;
+    let got = eval_with(&r, &e.name, &code, &[("P", Term::Pid(m.pid().clone()))]).await;
     let Some([reply, Term::Pid(ghost)]) = term::as_tuple(&got) else {
         panic!("{got}")
     };

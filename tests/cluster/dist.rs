@@ -1,7 +1,9 @@
 //! The hidden node as real Erlang nodes see it.
 
 use crate::require_erl;
-use crate::support::{eval, is_atom, recorded_eventually, rpc, show, sig, ErlNode, World};
+use crate::support::{
+    eval, eval_with, is_atom, recorded_eventually, rpc, show, sig, ErlNode, World,
+};
 use cpg_node::config::{Cookie, NodeName, QueueLimit};
 use cpg_node::dist::connection::ConnectionError;
 use cpg_node::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
@@ -155,23 +157,14 @@ async fn a_stream_from_erl_arrives_whole_and_in_order_with_calls_meanwhile() {
          receive sent -> ok end, \
          Rs =:= lists:seq(1, 200)."
     );
-    let bindings = term::list(vec![
-        tuple(vec![atom("P"), Term::Pid(me.pid().clone())]),
-        tuple(vec![atom("E"), Term::Pid(echo_pid)]),
-    ]);
+    let bindings = [
+        ("P", Term::Pid(me.pid().clone())),
+        ("E", Term::Pid(echo_pid)),
+    ];
     let calls = tokio::spawn({
         let r = r.clone();
         let name = e.name.clone();
-        async move {
-            rpc(
-                &r,
-                &name,
-                "cpg_node_test_util",
-                "eval",
-                vec![term::string_to_charlist(&code), bindings],
-            )
-            .await
-        }
+        async move { eval_with(&r, &name, &code, &bindings).await }
     });
     for i in 1..=N {
         match me.recv_timeout(Duration::from_secs(30)).await.unwrap() {
@@ -944,17 +937,7 @@ async fn too_deep_message_is_dropped_not_the_connection() {
         max * 5,
         max - 1
     );
-    let ok = rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "eval",
-        vec![
-            term::string_to_charlist(&code),
-            term::list(vec![tuple(vec![atom("P"), Term::Pid(me.pid().clone())])]),
-        ],
-    )
-    .await;
+    let ok = eval_with(&r, &e.name, &code, &[("P", Term::Pid(me.pid().clone()))]).await;
     assert!(is_atom(&ok, "ok"), "{ok}");
     match me.recv_timeout(T).await.unwrap() {
         Some(Signal::Message { msg, .. }) => {

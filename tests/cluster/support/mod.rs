@@ -241,11 +241,20 @@ impl Drop for ErlNode {
 
 /// Evaluates Erlang code on `erl` (through rex) and returns the value.
 pub async fn eval(node: &Node, erl: &str, code: &str) -> Term {
+    eval_with(node, erl, code, &[]).await
+}
+
+/// [`eval`] with variables bound first (`("P", pid)`: `P` in `code`).
+pub async fn eval_with(node: &Node, erl: &str, code: &str, bindings: &[(&str, Term)]) -> Term {
+    let bindings = bindings
+        .iter()
+        .map(|(name, value)| term::tuple(vec![term::atom(name), value.clone()]))
+        .collect();
     node.rpc(
         erl,
         "cpg_node_test_util",
         "eval",
-        vec![term::string_to_charlist(code)],
+        vec![term::string_to_charlist(code), term::list(bindings)],
         Duration::from_secs(20),
     )
     .await
