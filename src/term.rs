@@ -387,9 +387,7 @@ pub fn encode_into(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
 /// the wire. One walk of the term, no allocation.
 pub fn heap_size(t: &Term) -> usize {
     const SLOT: usize = std::mem::size_of::<Term>();
-    let slots = |elements: &[Term], capacity: usize| {
-        capacity * SLOT + elements.iter().map(heap_size).sum::<usize>()
-    };
+    let slots = elements_heap_size;
     match t {
         Term::Atom(a) => a.name.capacity(),
         Term::FixInteger(_) | Term::Float(_) => 0,
@@ -399,11 +397,9 @@ pub fn heap_size(t: &Term) -> usize {
         Term::Binary(b) => b.bytes.capacity(),
         Term::BitBinary(b) => b.bytes.capacity(),
         Term::ByteList(b) => b.bytes.capacity(),
-        Term::Tuple(t) => slots(&t.elements, t.elements.capacity()),
-        Term::List(l) => slots(&l.elements, l.elements.capacity()),
-        Term::ImproperList(l) => {
-            slots(&l.elements, l.elements.capacity()) + SLOT + heap_size(&l.last)
-        }
+        Term::Tuple(t) => slots(&t.elements),
+        Term::List(l) => slots(&l.elements),
+        Term::ImproperList(l) => slots(&l.elements) + SLOT + heap_size(&l.last),
         Term::Map(m) => {
             // Each entry two slots and the table's control byte and slack.
             m.map.capacity() * (2 * SLOT + 8)
@@ -417,6 +413,13 @@ pub fn heap_size(t: &Term) -> usize {
             crate::dist::control::term_size(t)
         }
     }
+}
+
+/// [`heap_size`] of a tuple's or a list's elements: their slots (the
+/// vector's capacity) and what each holds.
+pub fn elements_heap_size(elements: &Vec<Term>) -> usize {
+    elements.capacity() * std::mem::size_of::<Term>()
+        + elements.iter().map(heap_size).sum::<usize>()
 }
 
 // ---------------------------------------------------------------------------

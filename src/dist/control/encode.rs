@@ -396,10 +396,7 @@ pub fn message_cost(msg: &Message) -> usize {
 pub fn message_memory(msg: &Message) -> usize {
     let heap = |f: &F<'_>| match f {
         F::Term(t) => crate::term::heap_size(t),
-        F::List(l) => {
-            l.elements.capacity() * std::mem::size_of::<Term>()
-                + l.elements.iter().map(crate::term::heap_size).sum::<usize>()
-        }
+        F::List(l) => crate::term::elements_heap_size(&l.elements),
         F::Pid(p) => p.node.name.capacity(),
         F::Proc(PidOrAtom::Pid(p)) => p.node.name.capacity(),
         F::Atom(a) => a.name.capacity(),
