@@ -39,12 +39,14 @@ pub(crate) mod canonical;
 pub mod decode;
 pub mod parse;
 pub mod show;
+pub mod write;
 
 pub use erl_dist::term::{
     Atom, BigInteger, Binary, BitBinary, ExternalFun, FixInteger, Float, ImproperList, InternalFun,
     List, Map, Pid, PidOrAtom, Port, Reference, Term, Tuple,
 };
 pub use show::{show, show_max, Show};
+pub use write::Encoded;
 
 /// Version byte that starts every external term.
 pub const VERSION: u8 = 131;

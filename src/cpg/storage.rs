@@ -133,17 +133,19 @@ pub trait GroupStore<K: GroupKey, V>: Default {
     where
         V: 'a;
 
-    /// The storage as a genuine cpg scope holds it, `{Module, Data}` (what
-    /// `cpg_data:get_groups/1` returns and `cpg_data`'s functions read),
-    /// each value written by `value`: `{trie, Trie}` for the trie
-    /// ([`Trie::genuine_term`]); `None` for a map, whose BEAM module
-    /// (`dict`, `orddict`, ...) the scope does not know.
-    fn genuine_term(
+    /// Writes into `out` the storage as a genuine cpg scope holds it,
+    /// `{Module, Data}` (what `cpg_data:get_groups/1` returns and
+    /// `cpg_data`'s functions read), in the external format, each value
+    /// written by `value`: `{trie, Trie}` for the trie
+    /// ([`Trie::genuine_write`]). `None` (nothing written) for a map,
+    /// whose BEAM module (`dict`, `orddict`, ...) the scope does not know.
+    fn genuine_write(
         &self,
         bounds: GenuineBounds,
-        value: impl FnMut(&V) -> Term,
-    ) -> Option<Result<Term, GenuineTooBig>> {
-        let _ = (bounds, value);
+        out: &mut Vec<u8>,
+        value: impl FnMut(&mut Vec<u8>, &V),
+    ) -> Option<Result<(), GenuineTooBig>> {
+        let _ = (bounds, out, value);
         None
     }
 }
@@ -232,13 +234,21 @@ impl<V> GroupStore<String, V> for Trie<V> {
         Trie::iter(self)
     }
 
-    fn genuine_term(
+    fn genuine_write(
         &self,
         bounds: GenuineBounds,
-        mut value: impl FnMut(&V) -> Term,
-    ) -> Option<Result<Term, GenuineTooBig>> {
-        let t = Trie::genuine_term(self, bounds, &mut value);
-        Some(t.map(|t| term::tuple(vec![term::atom("trie"), t])))
+        out: &mut Vec<u8>,
+        value: impl FnMut(&mut Vec<u8>, &V),
+    ) -> Option<Result<(), GenuineTooBig>> {
+        // Checked before anything is written: nothing is left on refusal.
+        let start = out.len();
+        crate::term::write::tuple(out, 2);
+        crate::term::write::atom(out, "trie");
+        let r = Trie::genuine_write(self, bounds, out, value);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        Some(r)
     }
 }
 

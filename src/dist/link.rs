@@ -19,7 +19,7 @@ use super::control;
 use super::monitors::{self, MonitorBatch, MonitorHead, MonitorTarget, MONITOR_P_SIZE};
 use super::raw::{RawNames, RawRegSend};
 use super::send_cache::SendCache;
-use crate::term::Limits;
+use crate::term::{Encoded, Limits};
 use erl_dist::message::Message;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -95,6 +95,9 @@ pub const LOW_WATER: usize = 64 * 1024;
 enum Queued {
     /// A message and what it costs while queued ([`Link::queue_sized`]).
     Msg(Message, usize),
+    /// A message sent with these bytes as its payload
+    /// ([`Link::queue_encoded`]).
+    Encoded(Message, Encoded, usize),
     Monitors(Arc<MonitorHead>, std::vec::IntoIter<MonitorTarget>),
 }
 
@@ -272,6 +275,14 @@ impl Link {
         self.queued_bytes += size;
     }
 
+    /// [`queue_sized`](Self::queue_sized) of a message whose payload is
+    /// written as `payload`'s bytes, not as its own term (a placeholder).
+    pub fn queue_encoded(&mut self, msg: Message, payload: Encoded, size: usize) {
+        self.queue.push_back(Queued::Encoded(msg, payload, size));
+        self.queued += 1;
+        self.queued_bytes += size;
+    }
+
     /// Queues the MONITOR_Ps of `batch`, in order (one queued message
     /// each).
     pub fn queue_monitors(&mut self, batch: MonitorBatch) {
@@ -321,13 +332,17 @@ impl Link {
                 self.queued_bytes -= MONITOR_P_SIZE;
                 r
             } else {
-                let Some(Queued::Msg(m, size)) = self.queue.pop_front() else {
-                    break;
+                let (m, payload, size) = match self.queue.pop_front() {
+                    Some(Queued::Msg(m, size)) => (m, None, size),
+                    Some(Queued::Encoded(m, payload, size)) => (m, Some(payload), size),
+                    // (A batch at the front was taken above.)
+                    Some(Queued::Monitors(..)) | None => break,
                 };
                 self.queued_bytes -= size;
+                let payload = payload.as_ref().map(Encoded::as_bytes);
                 match self.send_cache.as_mut() {
-                    Some(c) => control::encode_message_cached(&m, buf, c),
-                    None => control::encode_message(&m, buf, fragments),
+                    Some(c) => control::encode_message_cached_with(&m, payload, buf, c),
+                    None => control::encode_message_with(&m, payload, buf, fragments),
                 }
             };
             self.queued -= 1;
@@ -615,6 +630,32 @@ mod tests {
             drain(&mut peer),
             vec![msg(1, 5000), msg(2, 10), msg(3, 2500)]
         );
+    }
+
+    /// A message queued with its payload as bytes arrives as the term those
+    /// bytes hold, in either header form, fragmented or not, between
+    /// messages written from terms.
+    #[test]
+    fn a_payload_queued_as_bytes_arrives_as_its_term() {
+        let t0 = Instant::now();
+        let to = Pid::new("a@h", 9, 0, 1);
+        let payload = crate::term::tuple(vec![atom("cloudi_cpg_data"), binary(vec![3; 4000])]);
+        let encoded = Encoded::of_term(&payload).unwrap();
+        for fragments in [false, true] {
+            let mut l = Link::new(cfg(fragments), t0);
+            l.queue(msg(1, 10));
+            let control = Message::send(to.clone(), crate::term::nil());
+            l.queue_encoded(control, encoded.clone(), encoded.memory());
+            l.queue(msg(2, 10));
+            assert_eq!(l.queued(), 3);
+            let mut buf = vec![];
+            assert_eq!(l.poll_transmit(t0, &mut buf), 3);
+            assert_eq!((l.queued(), l.queued_bytes()), (0, 0));
+            let mut peer = Link::new(cfg(fragments), t0);
+            peer.handle_input(&buf, t0).unwrap();
+            let want = Message::send(to.clone(), payload.clone());
+            assert_eq!(drain(&mut peer), vec![msg(1, 10), want, msg(2, 10)]);
+        }
     }
 
     #[test]

@@ -6,10 +6,12 @@ use super::links::{MonItem, MonOut};
 use super::registry::RefKey;
 use super::Inner;
 use crate::atom::Atom as NodeAtom;
-use crate::dist::connection::{PeerLink, QueueLimit, BATCH_MAX};
+use crate::dist::connection::{Outgoing, PeerLink, QueueLimit, BATCH_MAX};
 use crate::dist::monitors::{MonitorBatch, MonitorHead, MonitorTarget};
-use crate::process::{Dest, InternedPid, Kernel, MonitorKey, SendError, Signal};
-use crate::term::{self, atom, tuple, Atom, Pid, PidOrAtom, Reference, Term};
+use crate::process::{
+    send_decoded, Dest, InternedPid, Kernel, MonitorKey, SendError, Signal, Target,
+};
+use crate::term::{self, atom, tuple, Atom, Encoded, Pid, PidOrAtom, Reference, Term};
 use crate::util::shrink_sparse;
 use erl_dist::message::Message;
 use std::sync::atomic::Ordering;
@@ -50,6 +52,26 @@ impl Kernel for Inner {
                 Message::reg_send(from.clone(), Atom::from(name.as_str()), msg),
             ),
         }
+    }
+
+    fn send_encoded(&self, from: &Pid, to: Target<'_>, msg: Encoded) -> Result<(), SendError> {
+        // The control message carries `[]` where its payload goes; the
+        // writer puts `msg`'s bytes there.
+        let (node, control) = match to {
+            Target::Dest(Dest::Pid(p)) if p.node.name != self.name => {
+                (&p.node.name, Message::send(p.clone(), term::nil()))
+            }
+            Target::Dest(Dest::Name(name, node)) if *node != self.name => (
+                node,
+                Message::reg_send(from.clone(), Atom::from(name.as_str()), term::nil()),
+            ),
+            Target::Alias(a) if a.node.name != self.name => (
+                &a.node.name,
+                Message::alias_send(from.clone(), a.clone(), term::nil()),
+            ),
+            _ => return send_decoded(self, from, to, &msg),
+        };
+        self.send_out(node, Outgoing::encoded(control, msg))
     }
 
     fn busy_link(&self, to: &Dest) -> Option<(Arc<PeerLink>, QueueLimit)> {

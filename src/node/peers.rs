@@ -353,7 +353,7 @@ impl Inner {
         self.send_out(node, Outgoing::Monitors(batch))
     }
 
-    fn send_out(&self, node: &str, out: Outgoing) -> Result<(), SendError> {
+    pub(super) fn send_out(&self, node: &str, out: Outgoing) -> Result<(), SendError> {
         let queued = {
             let peers = self.peers.read();
             if let Some(p) = peers.get(node) {

@@ -6,7 +6,7 @@
 
 use crate::dist::connection::{PeerLink, QueueLimit};
 use crate::dist::raw::RawPayload;
-use crate::term::{self, atom, tuple, Pid, Reference, Term};
+use crate::term::{self, atom, tuple, Encoded, Pid, Reference, Term};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +98,32 @@ pub enum Dest {
     Name(String, String),
 }
 
+/// Where [`Kernel::send_encoded`] sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target<'a> {
+    /// A process or a registered name ([`Kernel::send`]).
+    Dest(&'a Dest),
+    /// A process alias ([`Kernel::send_alias`]).
+    Alias(&'a Reference),
+}
+
+/// [`Kernel::send_encoded`] as every kernel can do it: the bytes read
+/// back into a term (within [`term::Limits::default`]) and sent as one.
+pub fn send_decoded(
+    kernel: &(impl Kernel + ?Sized),
+    from: &Pid,
+    to: Target<'_>,
+    msg: &Encoded,
+) -> Result<(), SendError> {
+    let msg = msg
+        .decode(term::Limits::default())
+        .map_err(|e| SendError::Encode(e.to_string()))?;
+    match to {
+        Target::Dest(d) => kernel.send(from, d, msg),
+        Target::Alias(a) => kernel.send_alias(from, a, msg),
+    }
+}
+
 impl std::convert::From<Pid> for Dest {
     fn from(p: Pid) -> Self {
         Dest::Pid(p)
@@ -154,6 +180,13 @@ pub trait Kernel: Send + Sync + 'static {
     /// Msg`; ALIAS_SEND on the wire). A message to an alias that is no
     /// longer active is dropped by the node that made it.
     fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError>;
+    /// Sends a message already in the external format: to another node
+    /// these bytes are its payload, with no term built on the way (by
+    /// default, and to a local process, it is read back into a term and
+    /// sent so: [`send_decoded`]).
+    fn send_encoded(&self, from: &Pid, to: Target<'_>, msg: Encoded) -> Result<(), SendError> {
+        send_decoded(self, from, to, &msg)
+    }
     /// `from` starts monitoring `to`; returns the reference.
     fn monitor(&self, from: &Pid, to: &Dest) -> Reference;
     /// `from` starts monitoring each pid of `to`, in order; returns the
@@ -311,6 +344,15 @@ impl Process {
     /// Sends a message.
     pub fn send(&self, to: impl Into<Dest>, msg: Term) -> Result<(), SendError> {
         self.kernel.send(&self.pid, &to.into(), msg)
+    }
+
+    /// Sends a message already in the external format
+    /// ([`Kernel::send_encoded`]): a large message made from this
+    /// process's own data (written with [`term::write`]) goes to a peer
+    /// without a term built, measured and dropped.
+    pub fn send_encoded(&self, to: impl Into<Dest>, msg: Encoded) -> Result<(), SendError> {
+        self.kernel
+            .send_encoded(&self.pid, Target::Dest(&to.into()), msg)
     }
 
     /// Sends a message, then, if it went to a busy peer (more messages or
@@ -547,6 +589,19 @@ impl Process {
             Some(alias) => self.kernel.send_alias(&self.pid, alias, msg),
             None => self.send(from.pid.clone(), msg),
         }
+    }
+
+    /// [`Process::reply`] with a reply already in the external format
+    /// ([`Process::send_encoded`]).
+    pub fn reply_encoded(&self, from: &From, reply: Encoded) -> Result<(), SendError> {
+        let msg = reply
+            .tagged(&from.tag)
+            .map_err(|e| SendError::Encode(e.to_string()))?;
+        let to = match from.alias() {
+            Some(alias) => Target::Alias(alias),
+            None => return self.send_encoded(from.pid.clone(), msg),
+        };
+        self.kernel.send_encoded(&self.pid, to, msg)
     }
 
     /// A gen_server's receive loop: answers every `{'$gen_call', From,

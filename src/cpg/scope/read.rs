@@ -1,7 +1,6 @@
 //! Reads: cpg_data's `get_*` functions and the inspection helpers.
 
 use super::*;
-use crate::term::{self, Term};
 
 impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// The storage's lookup ([`GroupStore::find`]): for the trie, a
@@ -268,30 +267,35 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         self.groups.get(name)
     }
 
-    /// The scope's state as genuine cpg hands it out (its `cpg_data` call,
-    /// `cpg_data:get_groups/1`): the group storage as its BEAM module
-    /// holds it ([`GroupStore::genuine_term`]: `{trie, Trie}`), each group
-    /// a `#cpg_data{}` record `{cpg_data, LocalCount, Local, RemoteCount,
+    /// Writes into `out` the scope's state as genuine cpg hands it out (its
+    /// `cpg_data` call, `cpg_data:get_groups/1`), in the external format
+    /// (no 131 byte; read it with [`Encoded`](crate::term::Encoded)): the
+    /// group storage as its BEAM module holds it
+    /// ([`GroupStore::genuine_write`]: `{trie, Trie}`), each group a
+    /// `#cpg_data{}` record `{cpg_data, LocalCount, Local, RemoteCount,
     /// Remote, History}` of this node's view, every list newest first and
     /// each pid written by `pid`. Any BEAM node with cpg loaded reads it
     /// with `cpg_data`'s functions (`cpg_data:get_members(Name, Groups)`).
-    /// `None` for a map storage; refused past `bounds`.
+    /// `None` for a map storage; refused past `bounds`. Nothing is written
+    /// unless it is `Some(Ok)`.
     pub fn genuine_state(
         &self,
         bounds: crate::cpg::trie::GenuineBounds,
-        pid: impl Fn(&P) -> Term,
-    ) -> Option<Result<Term, crate::cpg::trie::GenuineTooBig>> {
-        let count = |n: usize| term::uint(n as u64);
-        let pids = |it: &mut dyn Iterator<Item = &P>| term::list(it.map(&pid).collect());
-        self.groups.genuine_term(bounds, |g| {
-            term::tuple(vec![
-                term::atom("cpg_data"),
-                count(g.local_count()),
-                pids(&mut g.local()),
-                count(g.remote_count()),
-                pids(&mut g.remote()),
-                pids(&mut g.history()),
-            ])
+        out: &mut Vec<u8>,
+        pid: impl Fn(&mut Vec<u8>, &P),
+    ) -> Option<Result<(), crate::cpg::trie::GenuineTooBig>> {
+        use crate::term::write;
+        let pids = |out: &mut Vec<u8>, it: &mut dyn Iterator<Item = &P>| {
+            write::list_of(out, it, &pid);
+        };
+        self.groups.genuine_write(bounds, out, |out, g| {
+            write::tuple(out, 6);
+            write::atom(out, "cpg_data");
+            write::uint(out, g.local_count() as u64);
+            pids(out, &mut g.local());
+            write::uint(out, g.remote_count() as u64);
+            pids(out, &mut g.remote());
+            pids(out, &mut g.history());
         })
     }
 

@@ -5,7 +5,8 @@ use super::task::ScopeTask;
 use crate::cpg::member::MemberPid;
 use crate::cpg::scope::{ReadError, WriteError};
 use crate::cpg::wire::WireName;
-use crate::term::{self, Term};
+use crate::process;
+use crate::term::{self, write, Encoded, Term};
 
 /// `{ok, Key, Pids}` of a members read (a snapshot or a list), or its
 /// error.
@@ -59,22 +60,50 @@ fn unknown_call(
 
 impl<N: WireName> ScopeTask<N> {
     /// The scope's state as genuine cpg hands it out
-    /// ([`Scope::genuine_state`](crate::cpg::scope::Scope::genuine_state)):
-    /// the reply to a `cpg_data` call, and what `{cpg_data, From}` sends.
-    /// `None` for a map storage, and (with a warning) for a trie too big to
-    /// write ([`GenuineBounds`](crate::cpg::trie::GenuineBounds)).
-    pub(super) fn genuine_state(&self) -> Option<Term> {
+    /// ([`Scope::genuine_state`](crate::cpg::scope::Scope::genuine_state)),
+    /// written as bytes: the reply to a `cpg_data` call, and what
+    /// `{cpg_data, From}` sends. `None` for a map storage, and (with a
+    /// warning) for a trie too big to write
+    /// ([`GenuineBounds`](crate::cpg::trie::GenuineBounds)).
+    fn genuine_state(&self) -> Option<Encoded> {
         let bounds = crate::cpg::trie::GenuineBounds::default();
         let state = self.state.read();
-        match state.genuine_state(bounds, |p| Term::Pid(p.to_pid()))? {
-            Ok(t) => Some(t),
+        // Sized for a group of one member (about 80 bytes; 8.4 MB for
+        // 100,000), not grown by doubling from nothing.
+        let mut out = Vec::with_capacity(state.group_count().saturating_mul(80).min(64 << 20));
+        let written = state.genuine_state(bounds, &mut out, |out, p: &MemberPid| {
+            write::pid(out, p.node(), p.id(), p.serial(), p.creation())
+        })?;
+        drop(state);
+        match written {
+            Ok(()) => Some(Encoded::written(out)),
             Err(e) => {
-                drop(state);
                 if let Some(held_back) = self.refusals.event() {
                     tracing::warn!(scope = %self.opts.name, held_back, "cpg_data: {e}, too big to hand out");
                 }
                 None
             }
+        }
+    }
+
+    /// Answers the call `request` from `caller` (see the module docs):
+    /// [`answer_call`](Self::answer_call), or for `cpg_data` the state
+    /// written as bytes.
+    pub(super) fn reply(&mut self, caller: &process::From, request: &Term) {
+        let sent = match request {
+            Term::Atom(a) if a.name == "cpg_data" && N::STORAGE == crate::cpg::Storage::Trie => {
+                match self.genuine_state() {
+                    Some(state) => self.proc.reply_encoded(caller, state),
+                    None => self.proc.reply(caller, term::atom("error")),
+                }
+            }
+            _ => {
+                let reply = self.answer_call(request);
+                self.proc.reply(caller, reply)
+            }
+        };
+        if let Err(e) = sent {
+            tracing::debug!(scope = %self.opts.name, "reply to {}: {e}", term::pid_text(&caller.pid));
         }
     }
 
@@ -92,14 +121,17 @@ impl<N: WireName> ScopeTask<N> {
             // (A map storage hands out no state: the message is refused.)
             Some("cpg_data") if N::STORAGE == crate::cpg::Storage::Trie => {
                 match self.genuine_state() {
-                    Some(groups) => term::tuple(vec![term::atom("cloudi_cpg_data"), groups]),
+                    Some(groups) => match groups.tagged(&term::atom("cloudi_cpg_data")) {
+                        Ok(msg) => Ok(msg),
+                        Err(_) => return true,
+                    },
                     None => return true,
                 }
             }
-            Some("reset") => term::tuple(vec![
+            Some("reset") => Err(term::tuple(vec![
                 term::atom("cloudi_cpg_reset"),
                 term::atom(&self.opts.name),
-            ]),
+            ])),
             _ => return false,
         };
         let to = match from {
@@ -109,7 +141,11 @@ impl<N: WireName> ScopeTask<N> {
             }
             _ => return false,
         };
-        if let Err(e) = self.proc.send(to, reply) {
+        let sent = match reply {
+            Ok(encoded) => self.proc.send_encoded(to, encoded),
+            Err(msg) => self.proc.send(to, msg),
+        };
+        if let Err(e) = sent {
             tracing::debug!(scope = %self.opts.name, "{}: {e}", crate::util::short_text(msg));
         }
         true
@@ -158,11 +194,6 @@ impl<N: WireName> ScopeTask<N> {
                 }
                 Err(_) => term::atom("error"),
             };
-        }
-        if let ("cpg_data", []) = (op, args) {
-            return self
-                .genuine_state()
-                .unwrap_or_else(|| unknown_call(&self.opts.name, &self.refusals, request));
         }
         let s = self.state.read();
         let names = |v: Vec<N>| term::list(v.iter().map(N::to_term).collect());

@@ -435,10 +435,7 @@ impl<N: WireName> ScopeTask<N> {
                 let Some((caller, request)) = process::parse_call(&msg) else {
                     return;
                 };
-                let reply = self.answer_call(request);
-                if let Err(e) = self.proc.reply(&caller, reply) {
-                    tracing::debug!(scope = %self.opts.name, "reply to {}: {e}", term::pid_text(&caller.pid));
-                }
+                self.reply(&caller, request);
             }
             Signal::Message { from, msg } => {
                 if !self.info(&msg) {

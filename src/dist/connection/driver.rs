@@ -258,6 +258,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     bytes += size;
                     self.state.queue_sized(m, size);
                 }
+                Poll::Ready(Some(Outgoing::Encoded(m, payload, size))) => {
+                    taken += 1;
+                    bytes += size;
+                    self.state.queue_encoded(m, payload, size);
+                }
                 // Taken whole: the batch may take the link past TAKE once.
                 Poll::Ready(Some(Outgoing::Monitors(b))) => {
                     taken += b.targets.len();

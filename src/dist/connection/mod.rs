@@ -22,6 +22,7 @@ use super::link::LinkError;
 use super::monitors::MonitorBatch;
 use super::raw::{RawNames, RawRegSend};
 pub use crate::config::QueueLimit;
+use crate::term::Encoded;
 use erl_dist::message::Message;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
@@ -77,6 +78,10 @@ pub enum Outgoing {
     /// ([`Outgoing::msg`] measures it): counted against the queue's byte
     /// bound by the sender, taken back by the writer.
     Msg(Message, usize),
+    /// A control message whose payload is sent as the bytes of an
+    /// [`Encoded`] term instead of its own (a placeholder), with what it
+    /// costs while queued ([`Outgoing::encoded`] measures it).
+    Encoded(Message, Encoded, usize),
     /// MONITOR_Ps of one process to pids of the peer, sent in this order,
     /// queued at once (one channel send, not one each) and written from
     /// their numbers ([`MonitorBatch`]).
@@ -90,10 +95,17 @@ impl Outgoing {
         Outgoing::Msg(msg, size)
     }
 
+    /// `msg` with `payload` in place of its payload, measured: the
+    /// control message's cost and the memory the bytes hold.
+    pub fn encoded(msg: Message, payload: Encoded) -> Self {
+        let size = control::message_cost(&msg) + payload.memory();
+        Outgoing::Encoded(msg, payload, size)
+    }
+
     /// How many messages this is.
     pub(crate) fn len(&self) -> usize {
         match self {
-            Outgoing::Msg(..) => 1,
+            Outgoing::Msg(..) | Outgoing::Encoded(..) => 1,
             Outgoing::Monitors(b) => b.targets.len(),
         }
     }
@@ -103,7 +115,7 @@ impl Outgoing {
     /// [`PeerLink::queued_bytes`], the writer takes it back.
     pub(crate) fn bytes(&self) -> usize {
         match self {
-            Outgoing::Msg(_, size) => *size,
+            Outgoing::Msg(_, size) | Outgoing::Encoded(_, _, size) => *size,
             Outgoing::Monitors(b) => b.targets.len() * MONITOR_P_SIZE,
         }
     }

@@ -289,6 +289,150 @@ pub(super) fn put_term_in(out: &mut Enc<'_>, t: &Term) -> Result<(), EncodeError
     Ok(())
 }
 
+/// Writes `bytes`, one term in the external format without its 131 byte
+/// ([`Encoded`](crate::term::Encoded)), into a message: as they are, or,
+/// with the connection's atom cache, with each UTF-8 atom through the
+/// cache (as a BEAM writes every atom of a message: a receiving BEAM reads
+/// a cached atom without looking its text up, which for a state of 100,000
+/// groups, 300,000 atoms, is most of its decoding), the rest copied in
+/// runs. One walk of the bytes, nothing allocated but the walk's stack.
+/// Bytes that do not hold one whole term (never, for an `Encoded`) are an
+/// error, and nothing is appended.
+pub(super) fn put_encoded(out: &mut Enc<'_>, bytes: &[u8]) -> Result<(), EncodeError> {
+    if out.cache.is_none() {
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
+    let start = out.len();
+    let r = put_encoded_cached(out, bytes);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn put_encoded_cached(out: &mut Enc<'_>, bytes: &[u8]) -> Result<(), EncodeError> {
+    let bad = || EncodeError::Term("not one whole term in the encoded payload".into());
+    let byte = |at: usize| bytes.get(at).copied().ok_or_else(bad);
+    let u16_at = |at: usize| match bytes.get(at..at + 2) {
+        Some(b) => Ok(u16::from_be_bytes([b[0], b[1]]) as usize),
+        None => Err(bad()),
+    };
+    let u32_at = |at: usize| match bytes.get(at..at + 4) {
+        Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize),
+        None => Err(bad()),
+    };
+    // `bytes[run..pos]` is still to be copied; an atom through the cache
+    // copies the run before it, then writes its reference.
+    let (mut pos, mut run) = (0usize, 0usize);
+    // The atom at `at`: through the cache when it is UTF-8 text the cache
+    // takes, else left in the run. Returns where it ends.
+    let mut recent: [Option<(&[u8], Option<u8>)>; 2] = [None; 2];
+    let mut atom_at =
+        |out: &mut Enc<'_>, run: &mut usize, at: usize| -> Result<usize, EncodeError> {
+            let (len, name_at) = match byte(at)? {
+                SMALL_ATOM_UTF8 => (byte(at + 1)? as usize, at + 2),
+                ATOM_UTF8 => (u16_at(at + 1)?, at + 3),
+                // Latin-1 atoms (ATOM_EXT, SMALL_ATOM_EXT): inline.
+                100 => return Ok(at + 3 + u16_at(at + 1)?),
+                115 => return Ok(at + 2 + byte(at + 1)? as usize),
+                _ => return Err(bad()),
+            };
+            let name = bytes.get(name_at..name_at + len).ok_or_else(bad)?;
+            // A state repeats few atoms many times ('cpg_data', node names):
+            // the last two looked up answer without hashing (within one
+            // message an atom keeps its reference).
+            let i = match recent.iter().flatten().find(|(n, _)| *n == name) {
+                Some(&(_, i)) => i,
+                None => {
+                    let text = std::str::from_utf8(name).map_err(|_| bad())?;
+                    let i = out.cache.as_deref_mut().and_then(|c| c.reference(text));
+                    recent[1] = recent[0];
+                    recent[0] = Some((name, i));
+                    i
+                }
+            };
+            if let Some(i) = i {
+                out.out.extend_from_slice(&bytes[*run..at]);
+                out.out.extend_from_slice(&[ATOM_CACHE_REF, i]);
+                *run = name_at + len;
+            }
+            Ok(name_at + len)
+        };
+    // Terms still to read at each nesting level.
+    let mut pending: Vec<usize> = vec![1];
+    while let Some(top) = pending.last_mut() {
+        if *top == 0 {
+            pending.pop();
+            continue;
+        }
+        *top -= 1;
+        let mut children = 0;
+        pos = match byte(pos)? {
+            SMALL_INTEGER => pos + 2,
+            INTEGER => pos + 5,
+            NEW_FLOAT => pos + 9,
+            99 => pos + 32, // FLOAT_EXT
+            NIL => pos + 1,
+            STRING => pos + 3 + u16_at(pos + 1)?,
+            BINARY => pos + 5 + u32_at(pos + 1)?,
+            BIT_BINARY => pos + 6 + u32_at(pos + 1)?,
+            110 => pos + 3 + byte(pos + 1)? as usize, // SMALL_BIG_EXT
+            111 => pos + 6 + u32_at(pos + 1)?,        // LARGE_BIG_EXT
+            SMALL_ATOM_UTF8 | ATOM_UTF8 | 100 | 115 => atom_at(out, &mut run, pos)?,
+            NEW_PID | V4_PORT => atom_at(out, &mut run, pos + 1)? + 12,
+            103 => atom_at(out, &mut run, pos + 1)? + 9, // PID_EXT
+            NEW_PORT => atom_at(out, &mut run, pos + 1)? + 8,
+            102 => atom_at(out, &mut run, pos + 1)? + 5, // PORT_EXT
+            101 => atom_at(out, &mut run, pos + 1)? + 5, // REFERENCE_EXT
+            NEWER_REFERENCE => {
+                let n = u16_at(pos + 1)?;
+                atom_at(out, &mut run, pos + 3)? + 4 + 4 * n
+            }
+            114 => {
+                // NEW_REFERENCE_EXT
+                let n = u16_at(pos + 1)?;
+                atom_at(out, &mut run, pos + 3)? + 1 + 4 * n
+            }
+            SMALL_TUPLE => {
+                children = byte(pos + 1)? as usize;
+                pos + 2
+            }
+            LARGE_TUPLE => {
+                children = u32_at(pos + 1)?;
+                pos + 5
+            }
+            LIST => {
+                children = u32_at(pos + 1)? + 1;
+                pos + 5
+            }
+            MAP => {
+                children = 2 * u32_at(pos + 1)?;
+                pos + 5
+            }
+            113 => {
+                // EXPORT_EXT: module, function, arity.
+                children = 3;
+                pos + 1
+            }
+            // NEW_FUN_EXT: its size covers it all; its atoms go inline.
+            112 => pos + 1 + u32_at(pos + 1)?,
+            _ => return Err(bad()),
+        };
+        if pos > bytes.len() {
+            return Err(bad());
+        }
+        if children > 0 {
+            pending.push(children);
+        }
+    }
+    if pos != bytes.len() {
+        return Err(bad());
+    }
+    out.out.extend_from_slice(&bytes[run..]);
+    Ok(())
+}
+
 /// The length of what [`put_term`] writes for `t`, computed without
 /// writing it (what a queued message will cost on the wire; 0 for a term
 /// it refuses). One walk of the term, no allocation but for big integers
@@ -685,7 +829,19 @@ pub fn encode_message(
     out: &mut Vec<u8>,
     dist_header: bool,
 ) -> Result<(), EncodeError> {
-    encode_in(msg, out, dist_header, None)
+    encode_in(msg, None, out, dist_header, None)
+}
+
+/// [`encode_message`], with `payload` (one term's bytes without its 131
+/// byte, [`Encoded`](crate::term::Encoded)), when given, written as the
+/// message's payload in place of its own.
+pub fn encode_message_with(
+    msg: &Message,
+    payload: Option<&[u8]>,
+    out: &mut Vec<u8>,
+    dist_header: bool,
+) -> Result<(), EncodeError> {
+    encode_in(msg, payload, out, dist_header, None)
 }
 
 /// [`encode_message`] with a distribution header whose atom cache
@@ -696,11 +852,23 @@ pub fn encode_message_cached(
     out: &mut Vec<u8>,
     cache: &mut SendCache,
 ) -> Result<(), EncodeError> {
-    encode_in(msg, out, true, Some(cache))
+    encode_in(msg, None, out, true, Some(cache))
+}
+
+/// [`encode_message_cached`], with `payload` written as in
+/// [`encode_message_with`] (its atoms inline, not through the cache).
+pub fn encode_message_cached_with(
+    msg: &Message,
+    payload: Option<&[u8]>,
+    out: &mut Vec<u8>,
+    cache: &mut SendCache,
+) -> Result<(), EncodeError> {
+    encode_in(msg, payload, out, true, Some(cache))
 }
 
 pub(super) fn encode_in(
     msg: &Message,
+    payload_bytes: Option<&[u8]>,
     out: &mut Vec<u8>,
     dist_header: bool,
     cache: Option<&mut SendCache>,
@@ -717,7 +885,10 @@ pub(super) fn encode_in(
             if !dist_header {
                 out.push(term::VERSION);
             }
-            put_field(out, p)?;
+            match payload_bytes {
+                Some(bytes) => put_encoded(out, bytes)?,
+                None => put_field(out, p)?,
+            }
         }
         Ok(())
     })

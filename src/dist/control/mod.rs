@@ -32,8 +32,8 @@ pub(crate) mod tests;
 pub(crate) use decode::reg_send_head;
 pub use decode::{decode_message, decode_terms, decode_terms_in, decode_terms_two_pass};
 pub use encode::{
-    encode_message, encode_message_cached, message_cost, message_memory, message_size, put_term,
-    term_size,
+    encode_message, encode_message_cached, encode_message_cached_with, encode_message_with,
+    message_cost, message_memory, message_size, put_term, term_size,
 };
 pub(super) use encode::{
     put_packet, put_pid, put_pid_parts, put_ref_parts, SMALL_INTEGER, SMALL_TUPLE,

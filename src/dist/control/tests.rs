@@ -266,7 +266,7 @@ fn negative_integers_in_a_list() {
     assert_eq!(term::decode(&ours, Limits::default()).unwrap(), t);
 }
 
-fn arb_term() -> impl Strategy<Value = Term> {
+pub(crate) fn arb_term() -> impl Strategy<Value = Term> {
     // Non-negative: eetf 0.11 writes a list of integers below 256 as a
     // byte string, negative ones included ([-1] becomes [255]); we do
     // not (`negative_integers_in_a_list`).

@@ -212,7 +212,15 @@ fn the_state_handed_out_is_genuine_cpgs_term() {
     s.join("gh", a1.clone()).unwrap();
     s.join("gi", a1.clone()).unwrap();
     let pid = |p: &T| atom(&format!("{}{}", p.node, p.id));
-    let got = s.genuine_state(Default::default(), pid).unwrap().unwrap();
+    let write_pid =
+        |out: &mut Vec<u8>, p: &T| crate::term::write::atom(out, &format!("{}{}", p.node, p.id));
+    let mut out = Vec::new();
+    s.genuine_state(Default::default(), &mut out, write_pid)
+        .unwrap()
+        .unwrap();
+    let got = crate::term::Encoded::written(out)
+        .decode(Default::default())
+        .unwrap();
     let record = |lc: i32, l: Vec<Term>, rc: i32, r: Vec<Term>, h: Vec<Term>| {
         tuple(vec![
             atom("cpg_data"),
@@ -251,5 +259,9 @@ fn the_state_handed_out_is_genuine_cpgs_term() {
     assert_eq!(got, want);
     let mut m = Scope::<T, TermName>::new_map("a");
     m.join(&TermName::new(atom("g")), a1).unwrap();
-    assert!(m.genuine_state(Default::default(), pid).is_none());
+    let mut out = Vec::new();
+    assert!(m
+        .genuine_state(Default::default(), &mut out, write_pid)
+        .is_none());
+    assert!(out.is_empty());
 }
