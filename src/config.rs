@@ -351,6 +351,21 @@ pub struct NodeConfig {
     /// so that many slow peers cannot add their bounds up. By default
     /// 2 GiB.
     pub max_total_queue: usize,
+    /// Most monitors and links one peer holds on this node's processes
+    /// (its `erlang:monitor/2` and `link/1` of them): a peer past it is
+    /// disconnected (its monitors and links go with it), as one past
+    /// [`max_peer_queue`](Self::max_peer_queue) is, rather than allowed to
+    /// grow memory without bound (about 200 bytes each). Counted every
+    /// eighth of it (at most every 65,536) that the peer sets. BEAM sets
+    /// no such bound. By default a million (a BEAM cpg or pg scope
+    /// monitors each of our member pids once).
+    pub max_peer_holds: usize,
+    /// Most monitors and links every peer together holds on this node's
+    /// processes: past it, a peer that sets more and holds more than an
+    /// eighth of [`max_peer_holds`](Self::max_peer_holds) (at most 65,536)
+    /// is disconnected, so that many peers cannot add their bounds up. By
+    /// default 4 million.
+    pub max_total_holds: usize,
     /// Queued for one peer above which it is busy:
     /// [`Process::send_paced`](crate::process::Process::send_paced) waits
     /// until its connection has taken the queue back to this. By default
@@ -456,6 +471,8 @@ impl NodeConfig {
                 bytes: 1 << 30,
             },
             max_total_queue: 2 << 30,
+            max_peer_holds: 1 << 20,
+            max_total_holds: 4 << 20,
             busy_peer_queue: QueueLimit {
                 messages: 8192,
                 bytes: 1 << 20,

@@ -208,6 +208,14 @@ fn item_node(item: &Term) -> Option<&str> {
     }
 }
 
+/// How many monitors and links a peer sets between two counts of what it
+/// holds ([`Inner::count_hold`]): an eighth of `max_peer_holds`, at most
+/// 65,536. Past `max_total_holds`, a peer holding more than this is
+/// disconnected.
+fn holds_counted_every(cfg: &crate::config::NodeConfig) -> usize {
+    (cfg.max_peer_holds / 8).clamp(1, 1 << 16)
+}
+
 impl Inner {
     /// A connection to `node` is gone: fire `noconnection` for links and
     /// monitors that cross it.
@@ -237,6 +245,7 @@ impl Inner {
             e.monitors.retain(|_, (w, _)| w.node.name != node);
             shrink_sparse(&mut e.monitors);
         });
+        self.holds_added.lock().remove(node);
         {
             let taken = self.mons_out.lock().take_node(node);
             for (key, m) in taken {
@@ -274,6 +283,65 @@ impl Inner {
     pub(super) fn hold(&self, watcher: &Pid, key: RefKey, target: Option<u32>) {
         if let Some(e) = self.procs.write(watcher.id).get_mut(&watcher.id) {
             e.held.insert(key, target);
+        }
+    }
+
+    /// `peer` set a monitor or a link on one of our processes: every
+    /// eighth of `max_peer_holds` (at most 65,536) it sets, what it holds
+    /// is counted, and past the bound ([`NodeConfig::max_peer_holds`],
+    /// [`NodeConfig::max_total_holds`]) it is disconnected.
+    ///
+    /// [`NodeConfig::max_peer_holds`]: crate::config::NodeConfig::max_peer_holds
+    /// [`NodeConfig::max_total_holds`]: crate::config::NodeConfig::max_total_holds
+    pub(super) fn count_hold(&self, peer: &str) {
+        let every = holds_counted_every(&self.config);
+        let due = {
+            let mut added = self.holds_added.lock();
+            let n = match added.get_mut(peer) {
+                Some(n) => n,
+                None => added.entry(peer.to_string()).or_default(),
+            };
+            *n += 1;
+            let due = *n >= every;
+            if due {
+                *n = 0;
+            }
+            due
+        };
+        if due {
+            self.check_holds(peer);
+        }
+    }
+
+    /// Counts the monitors and links `peer`, and every peer, holds on our
+    /// processes (one pass over the processes), and disconnects `peer` if
+    /// they are past the bounds.
+    fn check_holds(&self, peer: &str) {
+        let (mut mine, mut all) = (0usize, 0usize);
+        self.procs.for_each(|_, e| {
+            let links = e.links.iter().map(|l| &l.node.name);
+            let monitors = e.monitors.values().map(|(w, _)| &w.node.name);
+            for node in links.chain(monitors) {
+                if *node != self.name {
+                    all += 1;
+                    mine += usize::from(*node == peer);
+                }
+            }
+        });
+        let cfg = &self.config;
+        let over = mine > cfg.max_peer_holds
+            || (all > cfg.max_total_holds && mine > holds_counted_every(cfg));
+        if over {
+            tracing::warn!(
+                peer,
+                holds = mine,
+                all_peers = all,
+                "the peer holds more monitors and links on our processes than allowed \
+                 ({} for one peer, {} for all): disconnecting",
+                cfg.max_peer_holds,
+                cfg.max_total_holds
+            );
+            self.drop_peer(peer, DownReason::HoldsOverflow);
         }
     }
 

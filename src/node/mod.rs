@@ -123,6 +123,9 @@ struct Inner {
     /// Monitors our processes hold on processes elsewhere, by the key of
     /// their ref.
     mons_out: Mutex<MonsOut>,
+    /// Monitors and links each peer set on our processes since they were
+    /// last counted ([`Inner::count_hold`]).
+    holds_added: Mutex<HashMap<String, usize>>,
     events: broadcast::Sender<NodeEvent>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Connections running (handshake done, see `peers::LiveConn`), and
@@ -204,6 +207,7 @@ impl Node {
             next_conn: AtomicU64::new(1),
             peers: RwLock::default(),
             mons_out: Mutex::default(),
+            holds_added: Mutex::default(),
             events,
             tasks: Mutex::default(),
             live_conns: AtomicUsize::new(0),

@@ -55,6 +55,11 @@ pub enum DownReason {
     /// peer's queue together was past `max_total_queue`.
     #[error("outgoing queue overflow")]
     QueueOverflow,
+    /// The peer held more monitors and links on our processes than
+    /// `max_peer_holds`, or more than its share while every peer's
+    /// together were past `max_total_holds`.
+    #[error("too many monitors and links on our processes")]
+    HoldsOverflow,
     /// We closed it otherwise (the node shutting down).
     #[error("connection closed locally")]
     ClosedLocally,

@@ -134,6 +134,15 @@ impl ProcTable {
         ids
     }
 
+    /// Calls `f` on every process, one shard read-locked at a time.
+    pub(super) fn for_each(&self, mut f: impl FnMut(u32, &ProcEntry)) {
+        for s in &self.shards {
+            for (&id, e) in s.read().iter() {
+                f(id, e);
+            }
+        }
+    }
+
     /// Calls `f` on every process, one shard locked at a time.
     pub(super) fn for_each_mut(&self, mut f: impl FnMut(u32, &mut ProcEntry)) {
         for s in &self.shards {

@@ -61,7 +61,9 @@ impl Inner {
                 let ok = self
                     .with_proc(&m.to_pid, |e| e.links.insert(m.from_pid.clone()))
                     .is_some();
-                if !ok {
+                if ok {
+                    self.count_hold(peer);
+                } else {
                     let _ = self
                         .send_to_node(peer, Message::exit(m.to_pid, m.from_pid, atom("noproc")));
                 }
@@ -92,7 +94,9 @@ impl Inner {
                     ),
                     None => false,
                 };
-                if !ok {
+                if ok {
+                    self.count_hold(peer);
+                } else {
                     let _ = self.send_to_node(
                         peer,
                         Message::monitor_p_exit(m.to_proc, m.from_pid, m.reference, atom("noproc")),

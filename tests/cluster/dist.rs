@@ -1059,3 +1059,91 @@ async fn a_link_naming_another_nodes_process_is_dropped() {
     assert_hidden_peer_of(&r, &e.name).await;
     r.shutdown().await;
 }
+
+/// The monitors and links peers hold on our processes are bounded: a peer
+/// past `max_peer_holds` is disconnected (its monitors go with it), and
+/// past `max_total_holds` together, the peer that sets more is, while the
+/// one under its share stays. BEAM bounds neither; each monitor here takes
+/// memory until the peer takes it back.
+#[tokio::test]
+async fn the_monitors_peers_hold_on_our_processes_are_bounded() {
+    use cpg_node::node::NodeEvent;
+    require_erl!();
+    let w = World::new().await;
+    let mut c = w.config("r");
+    c.max_peer_holds = 1000;
+    c.max_total_holds = 1200;
+    let r = Node::start(c).await.unwrap();
+    let (e1, e2, e3) = (w.erl("h1").await, w.erl("h2").await, w.erl("h3").await);
+    let target = r.spawn_process();
+    let mut ev = r.subscribe();
+    // A process of the erl node that monitors ours N times and stays.
+    let monitor = |n: usize| {
+        format!(
+            "Self = self(), spawn(fun() -> [erlang:monitor(process, P) || _ <- lists:seq(1, {n})], \
+             Self ! done, receive stop -> ok end end), receive done -> ok end."
+        )
+    };
+    let p = Term::Pid(target.pid().clone());
+    // (Through rex; a peer dropped meanwhile gives no answer, no matter.)
+    let set = |erl: &str, n: usize| {
+        let args = vec![
+            term::string_to_charlist(&monitor(n)),
+            term::list(vec![tuple(vec![atom("P"), p.clone()])]),
+        ];
+        let r = &r;
+        let erl = erl.to_string();
+        async move {
+            let _ = r
+                .rpc(
+                    &erl,
+                    "cpg_node_test_util",
+                    "eval",
+                    args,
+                    Duration::from_secs(20),
+                )
+                .await;
+        }
+    };
+    let downs = |ev: &mut tokio::sync::broadcast::Receiver<NodeEvent>| {
+        let mut downs = Vec::new();
+        while let Ok(e) = ev.try_recv() {
+            if let NodeEvent::Down { node, reason } = e {
+                downs.push((node, reason.to_string()));
+            }
+        }
+        downs
+    };
+    let held = |down: &[(String, String)], node: &str| {
+        down.iter()
+            .any(|(n, why)| n == node && why.contains("monitors and links"))
+    };
+    let any_of = |down: &[(String, String)], node: &str| down.iter().any(|(n, _)| n == node);
+    // Under both bounds: kept.
+    set(&e1.name, 700).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(downs(&mut ev), vec![]);
+    // A second peer: the two together pass the total; the one setting
+    // more goes, the first stays.
+    set(&e2.name, 700).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let down = downs(&mut ev);
+    assert!(
+        held(&down, &e2.name) && !any_of(&down, &e1.name),
+        "{down:?}"
+    );
+    assert!(r.peers().contains(&e1.name), "{:?}", r.peers());
+    // One peer past its own bound (the first now holds 700 + 1,200). (Its
+    // monitoring process dials us again for the monitors it sets after:
+    // the new connection may replace the old one, another down.)
+    set(&e1.name, 1200).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let down = downs(&mut ev);
+    assert!(held(&down, &e1.name), "{down:?}");
+    // Their monitors went with them: a third peer's are taken.
+    set(&e3.name, 900).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let down = downs(&mut ev);
+    assert!(!any_of(&down, &e3.name), "{down:?}");
+    assert!(r.peers().contains(&e3.name), "{:?}", r.peers());
+}

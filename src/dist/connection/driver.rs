@@ -292,6 +292,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         let mut n = 0;
         let mut calls = 0;
         while let Some(e) = self.state.poll_event() {
+            if self.shared.has_ended() {
+                // The node let go of the peer (dropped for its queue or
+                // what it holds, or replaced): what it sent after is not
+                // acted on (a monitor set now would outlive its
+                // connection). The connection closes next.
+                continue;
+            }
             match e {
                 // A message whose sender is not the peer's is dropped
                 // here, before any router acts on it (see `sender`).

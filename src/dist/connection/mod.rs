@@ -295,6 +295,11 @@ impl PeerLink {
         self.drained.notify_waiters();
     }
 
+    /// Whether the node has let go of the peer ([`PeerLink::end`]).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Relaxed)
+    }
+
     /// The connection is up, dialled by `direction`'s side.
     pub fn mark_up(&self, direction: Direction) {
         let now = self.ms();
