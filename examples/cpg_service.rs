@@ -33,7 +33,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let cookie = args.next().unwrap_or_else(|| "cookie".into());
     let seed = args.next();
     let mut config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
-    config.epmd_port = cpg_node::epmd::port_from_env(); // ERL_EPMD_PORT, as erl
+    config.epmd_port = cpg_node::epmd::port_from_env()?; // ERL_EPMD_PORT, as erl
     let node = Node::start(config).await?;
     let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
     let mut worker = node.spawn_process();

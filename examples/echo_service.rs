@@ -27,7 +27,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let name = args.next().unwrap_or_else(|| "svc".into());
     let cookie = args.next().unwrap_or_else(|| "cookie".into());
     let mut config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
-    config.epmd_port = cpg_node::epmd::port_from_env(); // ERL_EPMD_PORT, as erl
+    config.epmd_port = cpg_node::epmd::port_from_env()?; // ERL_EPMD_PORT, as erl
     let node = Node::start(config).await?;
     println!("{} serving echo_service; Ctrl-C to stop", node.name());
     let mut p = node.spawn_registered("echo_service")?;

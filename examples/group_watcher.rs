@@ -29,7 +29,7 @@ async fn watch() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: group_watcher NAME COOKIE SEED_NODE")?;
     let mut config = NodeConfig::new(NodeName::from_cli(&name, false)?, Cookie::new(cookie));
-    config.epmd_port = cpg_node::epmd::port_from_env(); // ERL_EPMD_PORT, as erl
+    config.epmd_port = cpg_node::epmd::port_from_env()?; // ERL_EPMD_PORT, as erl
     let node = Node::start(config).await?;
     let scope = CpgScope::start(&node, ScopeOptions::new(DEFAULT_SCOPE))?;
     let mut events = scope.subscribe();

@@ -36,7 +36,7 @@ async fn bridge() -> Result<(), Box<dyn std::error::Error>> {
         NodeName::from_cli(name, false)?,
         Cookie::new(cookie.clone()),
     );
-    config.epmd_port = cpg_node::epmd::port_from_env(); // ERL_EPMD_PORT, as erl
+    config.epmd_port = cpg_node::epmd::port_from_env()?; // ERL_EPMD_PORT, as erl
     let node = Node::start(config).await?;
     let scope = PgScope::start(&node, pubsub::SCOPE)?;
     node.connect(seed).await?;

@@ -15,8 +15,10 @@
 //! names costs at most the table, never the node).
 //!
 //! The last [`PEER_RESERVE`] places are kept for the names of nodes that
-//! connect ([`Atom::new_peer`], called once a handshake is through, and
-//! for the node's own name): names that only come in messages
+//! connect ([`Atom::new_peer`], called once a handshake with a visible
+//! node is through, once a hidden node's cpg scope talks to ours, and for
+//! the node's own name; not for a hidden node connecting alone, such as a
+//! query client under a new name each time): names that only come in messages
 //! ([`Atom::new`]) cannot take them. A peer that fills the rest with
 //! invented node names (a million in 3 s, measured) then keeps no node
 //! that connects later from being named, nor that node's members from

@@ -163,14 +163,21 @@ pub enum ConfigError {
     /// The cookie is empty (`erl` refuses it too).
     #[error("the cookie is empty")]
     EmptyCookie,
-    /// `net_ticktime` under one second: ticks would never let a connection
-    /// rest (`erl` wants a positive integer too).
-    #[error("net_ticktime must be at least 1 second (got {0:?})")]
+    /// `net_ticktime` under one second (ticks would never let a connection
+    /// rest; `erl` wants a positive integer too), or over
+    /// [`MAX_NET_TICKTIME`] (where `erl`'s ticker exits with
+    /// `timeout_value`).
+    #[error("net_ticktime must be from 1 to 17179869 seconds, as erl's (got {0:?})")]
     TickTime(Duration),
     /// A distribution port range whose low end is above its high end.
     #[error("bad distribution port range {0}: the low end is above the high end")]
     PortRange(PortRange),
 }
+
+/// The largest `net_ticktime` `erl` runs with: 17,179,869 seconds (OTP 25's
+/// ticker waits a quarter of it, in milliseconds, and a timer takes at
+/// most 2^32 - 1; one second more and it exits with `timeout_value`).
+pub const MAX_NET_TICKTIME: Duration = Duration::from_secs(17_179_869);
 
 /// The ports the node may listen on for distribution connections, as
 /// `erl`'s `inet_dist_listen_min`/`inet_dist_listen_max`: the first free
@@ -308,6 +315,15 @@ pub struct NodeConfig {
     /// Where that matters, start `epmd -daemon` before the node, as `erl`
     /// and the CLI's `run` do.
     pub embedded_epmd: bool,
+    /// Where no EPMD answers, at start and whenever the EPMD the node
+    /// registered with is gone, first run `epmd -daemon` on `epmd_port`
+    /// (as `erl` starts one, [`crate::epmd::start_daemon`]) and register
+    /// with it: it outlives this process, so the BEAM nodes that register
+    /// with it again stay findable by name after this node stops. The
+    /// embedded EPMD ([`embedded_epmd`](Self::embedded_epmd)) only where
+    /// `epmd` cannot be run. Off by default (a library should not start
+    /// daemons unasked); the CLI's `run` sets it (`--start-epmd`).
+    pub epmd_daemon: bool,
     /// Whether [`crate::Node::start`] fails when no EPMD answers and
     /// `embedded_epmd` is off (the default, as `erl -start_epmd false`
     /// without an EPMD does). Off, the node starts unregistered: it dials
@@ -439,13 +455,14 @@ impl Backoff {
 impl NodeConfig {
     /// Refuses a configuration `erl` would refuse: a name it would not
     /// take ([`NodeName::check_own`]), an empty cookie, a `net_ticktime`
-    /// under one second. [`crate::Node::start`] checks it.
+    /// under one second or over [`MAX_NET_TICKTIME`].
+    /// [`crate::Node::start`] checks it.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.name.check_own()?;
         if self.cookie.expose().is_empty() {
             return Err(ConfigError::EmptyCookie);
         }
-        if self.net_ticktime < Duration::from_secs(1) {
+        if self.net_ticktime < Duration::from_secs(1) || self.net_ticktime > MAX_NET_TICKTIME {
             return Err(ConfigError::TickTime(self.net_ticktime));
         }
         if self.listen_ports.min > self.listen_ports.max {
@@ -462,6 +479,7 @@ impl NodeConfig {
             epmd_port: 4369,
             net_ticktime: Duration::from_secs(60),
             embedded_epmd: true,
+            epmd_daemon: false,
             epmd_required: true,
             max_frame: 256 << 20,
             fragment_size: 64 << 10,

@@ -67,7 +67,7 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
         .clone()
         .unwrap_or_else(|| format!("demo{}", rand_u32()));
     let suffix = format!("{}_{}", std::process::id(), rand_u32() % 10000);
-    let mut cfg = config(
+    let cfg = config(
         &NodeArgs {
             cookie: Some(cookie.clone()),
             name: Some(args.name.clone().unwrap_or(format!("demo_rust_{suffix}"))),
@@ -75,7 +75,6 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
         },
         "demo_rust",
     )?;
-    cfg.epmd_port = cpg_node::epmd::port_from_env();
     let node = Node::start(cfg.clone())
         .await
         .with_context(|| format!("cannot start node {}", cfg.name))?;

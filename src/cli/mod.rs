@@ -75,14 +75,16 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
             cookie
         }
     };
-    if a.net_ticktime == 0 {
+    let max = cpg_node::config::MAX_NET_TICKTIME.as_secs();
+    if a.net_ticktime == 0 || a.net_ticktime > max {
         return Err(user_error(
             "usage",
-            "--net-ticktime must be at least 1 (seconds)",
+            format!("--net-ticktime must be from 1 to {max} (seconds), as erl's"),
         ));
     }
     let mut c = NodeConfig::new(name, cookie);
-    c.epmd_port = cpg_node::epmd::port_from_env();
+    c.epmd_port =
+        cpg_node::epmd::port_from_env().map_err(|e| user_error("usage", e.to_string()))?;
     c.net_ticktime = Duration::from_secs(a.net_ticktime);
     c.listen_ports = a.dist_port_range.unwrap_or_default();
     if let Some(us) = a.read_hold_us {
@@ -102,42 +104,6 @@ pub(crate) fn client_config(a: &NodeArgs, default_name: &str) -> Result<NodeConf
     c.embedded_epmd = false;
     c.epmd_required = false;
     Ok(c)
-}
-
-/// Where no EPMD answers on `port`, starts `epmd -port PORT -daemon` and
-/// waits (at most 3 s) until it answers, as `erl` starts one. Quietly does
-/// nothing where `epmd` cannot be run (Erlang not installed): the node
-/// then starts the EPMD of its own process.
-async fn epmd_daemon(port: u16) {
-    if cpg_node::epmd::names("127.0.0.1", port).await.is_ok() {
-        return;
-    }
-    let started = tokio::process::Command::new("epmd")
-        .args(["-port", &port.to_string(), "-daemon"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .await;
-    match started {
-        Ok(s) if s.success() => {}
-        Ok(s) => {
-            tracing::info!("epmd -daemon on port {port} failed ({s}); running an EPMD in-process");
-            return;
-        }
-        Err(e) => {
-            tracing::info!("cannot run epmd ({e}); running an EPMD in-process");
-            return;
-        }
-    }
-    for _ in 0..150 {
-        if cpg_node::epmd::names("127.0.0.1", port).await.is_ok() {
-            tracing::info!("started epmd -daemon on port {port}");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tracing::warn!("epmd -daemon on port {port} does not answer; running an EPMD in-process");
 }
 
 /// Starts the node, saying which one failed to start.
@@ -184,10 +150,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
             for g in &join {
                 check_group(g)?;
             }
-            let config = config(&cli.node, "cpg_node")?;
-            if start_epmd {
-                epmd_daemon(config.epmd_port).await;
-            }
+            let mut config = config(&cli.node, "cpg_node")?;
+            config.epmd_daemon = start_epmd;
             let node = start(config).await?;
             for name in &register {
                 spawn_echo(node.spawn_registered(name)?);

@@ -126,7 +126,9 @@ pub struct Link {
 
 impl Link {
     /// A link that came up at `now`.
-    pub fn new(cfg: LinkConfig, now: Instant) -> Self {
+    pub fn new(mut cfg: LinkConfig, now: Instant) -> Self {
+        // (A longer one, which a node refuses, would overflow the clock.)
+        cfg.ticktime = cfg.ticktime.min(crate::config::MAX_NET_TICKTIME);
         Link {
             cfg,
             partial: Vec::new(),

@@ -113,10 +113,59 @@ pub async fn names(host: &str, port: u16) -> Result<Vec<(String, u16)>, EpmdErro
     wire::decode_names_resp(&b)
 }
 
-/// The EPMD port from `ERL_EPMD_PORT`, else 4369.
-pub fn port_from_env() -> u16 {
-    std::env::var("ERL_EPMD_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(4369)
+/// Where no EPMD answers on `port` (loopback), runs `epmd -port PORT
+/// -daemon`, as `erl` starts one, and waits (at most 3 s) until it answers:
+/// it outlives this process, so the nodes that register with it stay
+/// findable when this one stops. Whether an EPMD answers in the end;
+/// false, quietly, where `epmd` cannot be run (Erlang not installed).
+pub async fn start_daemon(port: u16) -> bool {
+    if names("127.0.0.1", port).await.is_ok() {
+        return true;
+    }
+    let started = tokio::process::Command::new("epmd")
+        .args(["-port", &port.to_string(), "-daemon"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    match started {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            tracing::info!("epmd -daemon on port {port} failed ({s})");
+            return false;
+        }
+        Err(e) => {
+            tracing::info!("cannot run epmd ({e})");
+            return false;
+        }
+    }
+    for _ in 0..150 {
+        if names("127.0.0.1", port).await.is_ok() {
+            tracing::info!("started epmd -daemon on port {port}");
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tracing::warn!("epmd -daemon on port {port} does not answer");
+    false
+}
+
+/// `ERL_EPMD_PORT` holds no port number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ERL_EPMD_PORT is not a port number (1 to 65535): {0:?}")]
+pub struct BadEpmdPort(pub String);
+
+/// The EPMD port from `ERL_EPMD_PORT`, else 4369. A value that is no port
+/// number is an error, as `erl` refuses to start its distribution then
+/// (not a silent 4369, which would register with another EPMD).
+pub fn port_from_env() -> Result<u16, BadEpmdPort> {
+    match std::env::var("ERL_EPMD_PORT") {
+        Ok(p) => match p.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(BadEpmdPort(p)),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(4369),
+        Err(std::env::VarError::NotUnicode(p)) => Err(BadEpmdPort(p.to_string_lossy().into())),
+    }
 }

@@ -89,14 +89,21 @@ impl Drop for LiveConn {
 pub(super) const EPMD_HOST: &str = "127.0.0.1";
 
 /// Registers a starting node with the EPMD on `config.epmd_port`. When none
-/// answers, starts an embedded one if the config allows (and registers with
-/// it), or starts unregistered if the config does not require EPMD.
+/// answers, runs `epmd -daemon` if the config says so, else (or where it
+/// cannot run) starts an embedded one if the config allows (and registers
+/// with it), or starts unregistered if the config does not require EPMD.
 pub(super) async fn register_first(
     config: &NodeConfig,
     entry: &NodeEntry,
 ) -> Result<(Option<epmd::Registration>, Option<EpmdServer>), StartError> {
     let port = config.epmd_port;
-    match epmd::register(EPMD_HOST, port, entry.clone()).await {
+    let first = match epmd::register(EPMD_HOST, port, entry.clone()).await {
+        Err(epmd::EpmdError::Io(_)) if config.epmd_daemon && epmd::start_daemon(port).await => {
+            epmd::register(EPMD_HOST, port, entry.clone()).await
+        }
+        r => r,
+    };
+    match first {
         Ok(r) => Ok((Some(r), None)),
         Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
             tracing::info!(
@@ -164,6 +171,14 @@ pub(super) async fn keep_registered(
                 Ok(r) => {
                     tracing::info!(%node, "registered with EPMD on port {port}");
                     break r;
+                }
+                Err(epmd::EpmdError::Io(_))
+                    if config.epmd_daemon && epmd::start_daemon(port).await =>
+                {
+                    // Nothing listened there: an `epmd -daemon` now does
+                    // (ours, or one another node started meanwhile), with
+                    // which the next attempt registers.
+                    attempt = 0;
                 }
                 Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
                     // Nothing listens there: take the port. Another node
@@ -613,11 +628,18 @@ impl Inner {
                 _ => return, // superseded while handshaking
             }
         };
-        // Its name may take the places of the node-name table kept for
-        // connected nodes, so its pids can be named however full the
-        // table is of names that only came in messages.
-        if let Err(e) = crate::atom::Atom::new_peer(&node) {
-            tracing::warn!(peer = %node, "its pids cannot be named: {e}");
+        // A visible node's name may take the places of the node-name
+        // table kept for connected nodes, so its pids can be named however
+        // full the table is of names that only came in messages. Not a
+        // hidden one's for connecting alone: names are never given back,
+        // and query clients (ours connect as `<command>_<os pid>`) would
+        // use the places up, one each; a hidden peer whose cpg scope talks
+        // to ours takes its place then (see `cpg::server`).
+        let hidden = peer.flags & flags::PUBLISHED == 0;
+        if !hidden {
+            if let Err(e) = crate::atom::Atom::new_peer(&node) {
+                tracing::warn!(peer = %node, "its pids cannot be named: {e}");
+            }
         }
         tracing::info!(peer = %node, creation = peer.creation, "nodeup");
         let _ = self.events.send(NodeEvent::Up {

@@ -224,13 +224,19 @@ async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
     assert_eq!((code, out.trim()), (1, "pang"));
     assert!(one_error_line(&err).contains("wrong cookie"), "{err}");
 
-    // An empty cookie and a zero net_ticktime are refused (exit 2).
+    // An empty cookie and a net_ticktime erl would not run with (0, or
+    // one its ticker's timer cannot wait a quarter of) are refused (exit
+    // 2); the largest erl takes is taken.
     let (code, _, err) = cli_raw(&w, &["--cookie", "", "ping", &target], None).await;
     assert_eq!(code, 2);
     assert!(one_error_line(&err).contains("cookie is empty"), "{err}");
-    let (code, _, err) = run(with(&["--net-ticktime", "0", "ping", &target])).await;
-    assert_eq!(code, 2);
-    assert!(one_error_line(&err).contains("net-ticktime"), "{err}");
+    for bad in ["0", "17179870", "18446744073709551615"] {
+        let (code, _, err) = run(with(&["--net-ticktime", bad, "ping", &target])).await;
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(one_error_line(&err).contains("net-ticktime"), "{err}");
+    }
+    let (code, out, err) = run(with(&["--net-ticktime", "17179869", "ping", &target])).await;
+    assert_eq!((code, out.trim()), (0, "pong"), "{err}");
     let (code, _, err) = run(with(&["--dist-port-range", "9200-9100", "ping", &target])).await;
     assert_eq!(code, 2);
     assert!(err.contains("bad port range"), "{err}");
@@ -321,6 +327,17 @@ impl Drop for KillEpmd {
     }
 }
 
+/// A free port for an EPMD of the test's own, and what kills the EPMD
+/// that `run` starts there when the test ends.
+fn epmd_port_of_its_own() -> (u16, KillEpmd) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (port, KillEpmd(port))
+}
+
 /// `cpg-node run` where no EPMD answers starts `epmd -daemon`, as `erl`
 /// does: when the node is killed, an erl node that registered with that
 /// EPMD meanwhile is still found by name (with the EPMD inside the killed
@@ -328,12 +345,7 @@ impl Drop for KillEpmd {
 #[tokio::test]
 async fn run_starts_an_epmd_daemon_that_outlives_it() {
     crate::require_erl!();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _kill_epmd = KillEpmd(port);
+    let (port, _kill_epmd) = epmd_port_of_its_own();
     let cookie = crate::support::cookie();
     let mut run = RunningNode::start_on(port, &cookie, &[]).await;
     let e = crate::support::ErlNode::start(&unique("e"), &cookie, port, &[]).await;
@@ -350,6 +362,59 @@ async fn run_starts_an_epmd_daemon_that_outlives_it() {
         "pong",
         "{}",
         String::from_utf8_lossy(&ping.stderr)
+    );
+}
+
+/// The pid of the `epmd -port PORT -daemon` process, found by its command
+/// line.
+fn epmd_daemon_pid(port: u16) -> Option<u32> {
+    let port = port.to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|d| {
+        let pid: u32 = d.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(d.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        let is_epmd = args.first()?.ends_with(b"epmd");
+        let on_port = args
+            .windows(2)
+            .any(|w| w[0] == b"-port" && w[1] == port.as_bytes());
+        (is_epmd && on_port && args.contains(&&b"-daemon"[..])).then_some(pid)
+    })
+}
+
+/// `cpg-node run` whose EPMD goes away (killed, then started again by
+/// someone a moment later, or not) starts `epmd -daemon` again, as at
+/// start, not an EPMD inside its own process: the nodes that register with
+/// it again stay findable once `run` has stopped.
+#[tokio::test]
+async fn run_whose_epmd_goes_away_starts_the_daemon_again() {
+    crate::require_erl!();
+    let (port, _kill_epmd) = epmd_port_of_its_own();
+    let cookie = crate::support::cookie();
+    let mut run = RunningNode::start_on(port, &cookie, &[]).await;
+    let first = epmd_daemon_pid(port).expect("run started epmd -daemon");
+    let kill = std::process::Command::new("kill")
+        .arg(first.to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let alive = run.name.split('@').next().unwrap().to_string();
+    let registered = crate::support::eventually(10, || {
+        let alive = alive.clone();
+        async move {
+            cpg_node::epmd::names("127.0.0.1", port)
+                .await
+                .is_ok_and(|n| n.iter().any(|(name, _)| *name == alive))
+        }
+    })
+    .await;
+    assert!(registered, "run registered again");
+    let second = epmd_daemon_pid(port).expect("an epmd -daemon answers again");
+    assert_ne!(second, first);
+    run.child.kill().await.unwrap();
+    run.child.wait().await.unwrap();
+    assert!(
+        cpg_node::epmd::names("127.0.0.1", port).await.is_ok(),
+        "the EPMD outlived run"
     );
 }
 
@@ -1017,4 +1082,27 @@ async fn run_takes_the_scope_cap_on_copies() {
         err.contains("joining \"g\"") && err.contains("past its limit of 2 copies in all"),
         "{err}"
     );
+}
+
+/// An `ERL_EPMD_PORT` that is no port number is refused, as `erl` refuses
+/// to start its distribution then, rather than read as 4369 (which would
+/// register the node with whatever EPMD runs there). No EPMD is needed to
+/// see it.
+#[tokio::test]
+async fn an_epmd_port_that_is_no_port_number_is_refused() {
+    for bad in ["abc", "99999", "0", ""] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+            .args(["--name", &unique("cli"), "--cookie", "c", "ping", "x@h"])
+            .env("ERL_EPMD_PORT", bad)
+            .output()
+            .await
+            .expect("run cpg-node");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(
+            err.contains("ERL_EPMD_PORT is not a port number"),
+            "{bad:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }

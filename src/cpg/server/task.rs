@@ -424,6 +424,22 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// A message from `from`, of a connected peer whose scope we watch:
+    /// the peer's name may take the node-name table's places kept for
+    /// connected nodes ([`Atom::new_peer`](crate::atom::Atom::new_peer)),
+    /// so that its members are named however full the table is. The node
+    /// does so for every visible peer once connected; a hidden one
+    /// (another cpg-node, an `erl -hidden`) is named so once its scope
+    /// talks to ours, not for connecting alone (a query client connecting
+    /// under a new name each time would use the places up).
+    fn name_peer(&self, from: Option<&Pid>) {
+        if let Some(p) = from {
+            if p.node.name != self.node.name() && self.remote.contains_key(&p.node.name) {
+                let _ = crate::atom::Atom::new_peer(&p.node.name);
+            }
+        }
+    }
+
     pub(super) fn signal(&mut self, s: Signal) {
         if let Signal::Message { msg, .. } = &s {
             if self.poll_reply(msg) {
@@ -439,22 +455,26 @@ impl<N: WireName> ScopeTask<N> {
             }
             Signal::Message { from, msg } => {
                 if !self.info(&msg) {
+                    self.name_peer(from.as_ref());
                     self.wire(from, WireMsg::decode(&msg));
                 }
             }
             // A large message to the scope: an exchange is read from its
             // bytes; anything else as a term, as it would have come.
-            Signal::Raw { from, payload } => match WireMsg::decode_exchange(&payload) {
-                Some(m) => self.wire(from, Ok(m)),
-                None => match payload.decode() {
-                    Ok(msg) => self.signal(Signal::Message { from, msg }),
-                    Err(e) => {
-                        if let Some(held_back) = self.refusals.event() {
-                            tracing::warn!(scope = %self.opts.name, held_back, "dropped: {e}");
+            Signal::Raw { from, payload } => {
+                self.name_peer(from.as_ref());
+                match WireMsg::decode_exchange(&payload) {
+                    Some(m) => self.wire(from, Ok(m)),
+                    None => match payload.decode() {
+                        Ok(msg) => self.signal(Signal::Message { from, msg }),
+                        Err(e) => {
+                            if let Some(held_back) = self.refusals.event() {
+                                tracing::warn!(scope = %self.opts.name, held_back, "dropped: {e}");
+                            }
                         }
-                    }
-                },
-            },
+                    },
+                }
+            }
             Signal::Down {
                 item: Term::Pid(pid),
                 reason,
