@@ -177,8 +177,9 @@ pub(super) async fn keep_registered(
                 {
                     // Nothing listened there: an `epmd -daemon` now does
                     // (ours, or one another node started meanwhile), with
-                    // which the next attempt registers.
-                    attempt = 0;
+                    // which the next attempt registers (backing off all
+                    // the same, should it keep going away).
+                    attempt = attempt.saturating_add(1);
                 }
                 Err(epmd::EpmdError::Io(e)) if config.embedded_epmd => {
                     // Nothing listens there: take the port. Another node
