@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Arguments: the folder holding `cluster_bench.beam`, runs, parts
-//! (`prop`, `ingest`, `codec`; default all). `prop` and `ingest` need
-//! genuine cpg (`CPG_EBIN`, its ebin folders `:`-separated) and are skipped
+//! (`prop`, `ingest`, `state`, `codec`; default all). `prop`, `ingest` and
+//! `state` need genuine cpg (`CPG_EBIN`, its ebin folders `:`-separated) and are skipped
 //! with a message without it; `codec` is this side only (the script runs
 //! `cluster_bench:codec/1` on BEAM). Prints `key value` lines:
 //! `beam.<key>` for BEAM -> BEAM, `ours.<key>` for the paths through this
@@ -50,6 +50,13 @@
 //!   BEAM -> BEAM runs, `CB_MARKS=1` prints each ingest's window to stderr
 //!   as `mark ingest.<G>x<K> START,END` (CLOCK_MONOTONIC seconds); run
 //!   under `perf record -k mono` and give a window to `perf report --time`.
+//! - `state.<G>x<K>` ms: a scope holding the shape hands out its state
+//!   (the `cpg_data` call of `cpg_data:get_groups/1`) to an `erl` node on
+//!   the other side, the reply's decoding there included: the median of 5
+//!   calls after one (`cluster_bench:state_call/1`). `beam`: a genuine
+//!   scope holding its own members, asked by another `erl` node; `ours`:
+//!   our scope holding an `erl` node's members, asked by a third `erl`
+//!   node (on both sides the caller reads pids of another node).
 //! - `codec.<msg>.<op>` ns per op: `encode` ([`control::put_term`] into a
 //!   new buffer with the version byte, as `term_to_binary` returns a new
 //!   binary), `decode` ([`term::decode`]), `decode_msg`
@@ -256,6 +263,14 @@ async fn prop_rust_beam(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usiz
     wait_until("our scope to empty", || groups(scope) == 0).await;
     wait_beam_empty(r, e).await;
     (t, joins)
+}
+
+fn print_state(side: &str, t: &Term) {
+    let ms = match t {
+        Term::Float(f) => f.value,
+        t => panic!("state_call: {t}"),
+    };
+    println!("{side}.state.{} {ms:.1}", shape_key(STATE_SHAPE));
 }
 
 fn print_prop(side: &str, path: &str, shape: (usize, usize), (t, joins): (f64, f64)) {
@@ -480,7 +495,23 @@ fn ingest_tuple(t: &Term) -> (Window, Window) {
     (w(0), w(4))
 }
 
-async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bool) {
+/// Which parts run against genuine cpg.
+#[derive(Clone, Copy)]
+struct Parts {
+    prop: bool,
+    ingest: bool,
+    state: bool,
+}
+
+/// The shape `state` hands out.
+const STATE_SHAPE: (usize, usize) = (100_000, 1);
+
+async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, parts: Parts) {
+    let Parts {
+        prop,
+        ingest,
+        state,
+    } = parts;
     let epmd = EpmdServer::start("127.0.0.1", 0).await.expect("epmd");
     let cookie = format!("cb{}", rand::random::<u32>());
     let tag = std::process::id();
@@ -576,6 +607,14 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
             wait_beam_empty(&r, &b.1).await;
         }
     }
+    if state && beam {
+        rpc(&r, &a.1, "fill", vec![shape_term(STATE_SHAPE)]).await;
+        for _ in 0..runs {
+            let t = rpc(&r, &b.1, "state_call", vec![a_atom.clone()]).await;
+            print_state("beam", &t);
+        }
+        rpc(&r, &a.1, "clear", vec![]).await;
+    }
     drop((a, b));
     // With Rust: e at node_type = all (a hidden node is a full peer).
     let e = up(erl(&format!("cb_e{tag}"), &cookie, epmd.port, &pa, "all")).await;
@@ -615,6 +654,27 @@ async fn cluster(ebin: &str, cpg_ebin: &str, runs: usize, prop: bool, ingest: bo
             wait_until("our scope to empty", || groups(&scope) == 0).await;
         }
         drop(member);
+    }
+    if state {
+        // Asked by a third node, as b asks a: the pids it reads are of
+        // another node on both sides (a node reads its own pids faster).
+        let f = up(erl(
+            &format!("cb_f{tag}"),
+            &cookie,
+            epmd.port,
+            &pa,
+            "visible",
+        ))
+        .await;
+        rpc(&r, &e.1, "fill", vec![shape_term(STATE_SHAPE)]).await;
+        wait_until("the fill to arrive", || holds(&scope, STATE_SHAPE)).await;
+        for _ in 0..runs {
+            let t = rpc(&r, &f.1, "state_call", vec![atom(r.name())]).await;
+            print_state("ours", &t);
+        }
+        rpc(&r, &e.1, "clear", vec![]).await;
+        wait_until("our scope to empty", || groups(&scope) == 0).await;
+        drop(f);
     }
     drop(e);
     r.shutdown().await;
@@ -707,15 +767,21 @@ async fn main() {
         .map_or(3, |s| s.parse().expect("runs: a number"));
     let mut parts: Vec<String> = args.collect();
     if parts.is_empty() {
-        parts = ["prop", "ingest", "codec"].map(String::from).to_vec();
+        parts = ["prop", "ingest", "state", "codec"]
+            .map(String::from)
+            .to_vec();
     }
     let want = |p: &str| parts.iter().any(|x| x == p);
-    let (prop, ingest) = (want("prop"), want("ingest"));
-    if prop || ingest {
+    let parts = Parts {
+        prop: want("prop"),
+        ingest: want("ingest"),
+        state: want("state"),
+    };
+    if parts.prop || parts.ingest || parts.state {
         match std::env::var("CPG_EBIN") {
-            Ok(cpg) if !cpg.is_empty() => cluster(&ebin, &cpg, runs, prop, ingest).await,
+            Ok(cpg) if !cpg.is_empty() => cluster(&ebin, &cpg, runs, parts).await,
             _ => eprintln!(
-                "cluster_bench: CPG_EBIN unset, prop and ingest skipped (they need genuine cpg)"
+                "cluster_bench: CPG_EBIN unset, prop, ingest and state skipped (they need genuine cpg)"
             ),
         }
     }

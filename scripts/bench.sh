@@ -7,16 +7,17 @@
 # quickrand), ':'-separated. Without it only our side runs and the rows it
 # could not compare are listed. RUNS (default 5): runs of each figure; the
 # table shows median [min-max]. PARTS (default all): a subset of
-# "lookup pattern join scope quad mem remote quad30 msgs prop ingest codec"
+# "lookup pattern join scope quad mem remote quad30 msgs prop ingest state codec"
 # (scope: our joins
 # through a running scope process, on a node of ours; quad30, the 30k sizes of
 # the quadratic paths, and remote run once, not RUNS times: BEAM takes tens
 # of seconds there; msgs: messages per second and RSS after a burst,
 # scripts/bench_msgs.sh, BEAM -> BEAM between two erl nodes as the
-# baseline, which needs no CPG_EBIN; prop, ingest, codec: propagation of
-# 100k joins, exchange ingest and the term codec, scripts/bench_cluster.sh,
-# BEAM -> BEAM between two erl nodes as the baseline; codec needs no
-# CPG_EBIN, the other two are skipped without it).
+# baseline, which needs no CPG_EBIN; prop, ingest, state, codec:
+# propagation of 100k joins, exchange ingest, a scope's state handed out
+# (cpg_data) and the term codec, scripts/bench_cluster.sh, BEAM -> BEAM
+# between two erl nodes as the baseline; codec needs no CPG_EBIN, the other
+# three are skipped without it).
 #
 # Our side: examples/cpg_bench.rs (release build). BEAM side:
 # bench/erl/cpg_bench.erl, compiled here with erlc into a temporary folder.
@@ -24,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-5}"
-PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30 msgs prop ingest codec}"
+PARTS="${PARTS:-lookup pattern join scope quad mem remote quad30 msgs prop ingest state codec}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -32,7 +33,7 @@ many=() once=() msgs="" cluster=()
 for p in $PARTS; do
     case "$p" in
         msgs) msgs=1 ;;
-        prop | ingest | codec) cluster+=("$p") ;;
+        prop | ingest | state | codec) cluster+=("$p") ;;
         quad30 | remote) once+=("$p") ;;
         lookup | pattern | join | scope | quad | mem) many+=("$p") ;;
         *) echo "unknown part: $p" >&2; exit 2 ;;
@@ -203,6 +204,9 @@ for key, label in shapes + (("100000x10", "100k groups × 10 (1M memberships)"),
     rows.append((f"memory of the whole receiving node per membership after the ingest of {label} "
                  "[erlang:memory(total) vs bytes allocated less freed]",
                  f"ingest_mem.{key}", f"ingest_mem.{key}", "bytes", False))
+rows.append(("the scope's state handed out to another node, 100k groups × 1 (a cpg_data call, "
+             "cpg_data:get_groups/1; the caller's decode included) [vs BEAM→BEAM]",
+             "state.100000x1", "state.100000x1", "ms", False))
 for msg, what in (("join", "{'$gen_cast', {join, \"group/name\", Pid}}"),
                   ("exchange", "{'$gen_cast', {exchange, Node, 1000 × {\"group/I\", [Pid]}}}"),
                   ("bin1k", "{m, <<_:1024/binary>>}"), ("small", "{m, 1}")):

@@ -8,9 +8,11 @@
 #   ingest  a node whose scope holds them (or 100k x 10) is connected to;
 #           time until the receiving scope holds them, and lookups
 #           meanwhile: BEAM -> BEAM vs BEAM -> Rust
+#   state   a scope holding 100k groups hands out its state (the cpg_data
+#           call) to another node: BEAM -> BEAM vs ours -> BEAM
 #   codec   encode/decode of four messages: term_to_binary/binary_to_term
 #           vs the crate's term codec
-# prop and ingest need genuine cpg (CPG_EBIN: its ebin folders and those of
+# prop, ingest and state need genuine cpg (CPG_EBIN: its ebin folders and those of
 # trie and quickrand, ':'-separated) and are skipped without it; codec needs
 # only erl. The erl nodes use an EPMD embedded in the bench (random port)
 # and a random cookie, and are killed when it ends.
@@ -19,10 +21,10 @@
 #
 # With two files, appends `key value` lines to them (BEAM figures, ours),
 # as scripts/bench.sh merges them into its table; alone, prints the lines.
-# PARTS (default "prop ingest codec"), RUNS (default 3).
+# PARTS (default "prop ingest state codec"), RUNS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PARTS="${PARTS:-prop ingest codec}"
+PARTS="${PARTS:-prop ingest state codec}"
 RUNS="${RUNS:-3}"
 # shellcheck source=scripts/bench_lib.sh
 . scripts/bench_lib.sh
@@ -31,7 +33,7 @@ bench_prepare cluster_bench
 cluster=()
 for p in $PARTS; do
     case "$p" in
-        prop | ingest) cluster+=("$p") ;;
+        prop | ingest | state) cluster+=("$p") ;;
         codec)
             echo "codec: BEAM x $RUNS..." >&2
             # not distributed: the pids are built from bytes

@@ -15,7 +15,7 @@
 -module(cluster_bench).
 -export([bb_prop/2, run_joins/2, watch/1, wait_empty/0, fill/1, clear/0,
          groups/0, reader_group/0, settle/2, ingest/2, ingest_memory/2,
-         codec/1]).
+         state_call/1, codec/1]).
 
 -define(SCOPE, cpg_default_scope).
 -define(T, 120000).
@@ -250,6 +250,19 @@ reader(Parent, Acc) ->
 %% Runs times; prints "codec.<msg>.<op> ns" lines.
 %% The pid is one of node 'cpg_bench_node@localhost' (as a pid from
 %% another node arrives), as on our side.
+%% The scope of Node hands out its state (`cpg_data:get_groups/1`'s call):
+%% ms of a call, the reply decoded here included, the median of 5 after
+%% one to warm up.
+state_call(Node) ->
+    S = {?SCOPE, Node},
+    {trie, _} = gen_server:call(S, cpg_data, ?T),
+    Ts = [begin
+              T0 = now_us(),
+              {trie, _} = gen_server:call(S, cpg_data, ?T),
+              now_us() - T0
+          end || _ <- lists:seq(1, 5)],
+    lists:nth(3, lists:sort(Ts)) / 1000.
+
 codec([Runs]) ->
     N = list_to_integer(atom_to_list(Runs)),
     Node = <<"cpg_bench_node@localhost">>,
