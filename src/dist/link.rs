@@ -96,8 +96,9 @@ enum Queued {
     /// A message and what it costs while queued ([`Link::queue_sized`]).
     Msg(Message, usize),
     /// A message sent with these bytes as its payload
-    /// ([`Link::queue_encoded`]).
-    Encoded(Message, Encoded, usize),
+    /// ([`Link::queue_encoded`]); boxed, so that every other queued
+    /// message does not grow by its bytes' handle.
+    Encoded(Box<(Message, Encoded)>, usize),
     Monitors(Arc<MonitorHead>, std::vec::IntoIter<MonitorTarget>),
 }
 
@@ -280,7 +281,8 @@ impl Link {
     /// [`queue_sized`](Self::queue_sized) of a message whose payload is
     /// written as `payload`'s bytes, not as its own term (a placeholder).
     pub fn queue_encoded(&mut self, msg: Message, payload: Encoded, size: usize) {
-        self.queue.push_back(Queued::Encoded(msg, payload, size));
+        self.queue
+            .push_back(Queued::Encoded(Box::new((msg, payload)), size));
         self.queued += 1;
         self.queued_bytes += size;
     }
@@ -336,7 +338,10 @@ impl Link {
             } else {
                 let (m, payload, size) = match self.queue.pop_front() {
                     Some(Queued::Msg(m, size)) => (m, None, size),
-                    Some(Queued::Encoded(m, payload, size)) => (m, Some(payload), size),
+                    Some(Queued::Encoded(b, size)) => {
+                        let (m, payload) = *b;
+                        (m, Some(payload), size)
+                    }
                     // (A batch at the front was taken above.)
                     Some(Queued::Monitors(..)) | None => break,
                 };

@@ -258,9 +258,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     bytes += size;
                     self.state.queue_sized(m, size);
                 }
-                Poll::Ready(Some(Outgoing::Encoded(m, payload, size))) => {
+                Poll::Ready(Some(Outgoing::Encoded(b, size))) => {
                     taken += 1;
                     bytes += size;
+                    let (m, payload) = *b;
                     self.state.queue_encoded(m, payload, size);
                 }
                 // Taken whole: the batch may take the link past TAKE once.

@@ -80,8 +80,9 @@ pub enum Outgoing {
     Msg(Message, usize),
     /// A control message whose payload is sent as the bytes of an
     /// [`Encoded`] term instead of its own (a placeholder), with what it
-    /// costs while queued ([`Outgoing::encoded`] measures it).
-    Encoded(Message, Encoded, usize),
+    /// costs while queued ([`Outgoing::encoded`] measures it). Boxed: the
+    /// rare large reply does not make every message in the channel bigger.
+    Encoded(Box<(Message, Encoded)>, usize),
     /// MONITOR_Ps of one process to pids of the peer, sent in this order,
     /// queued at once (one channel send, not one each) and written from
     /// their numbers ([`MonitorBatch`]).
@@ -99,7 +100,7 @@ impl Outgoing {
     /// control message's cost and the memory the bytes hold.
     pub fn encoded(msg: Message, payload: Encoded) -> Self {
         let size = control::message_cost(&msg) + payload.memory();
-        Outgoing::Encoded(msg, payload, size)
+        Outgoing::Encoded(Box::new((msg, payload)), size)
     }
 
     /// How many messages this is.
@@ -115,7 +116,7 @@ impl Outgoing {
     /// [`PeerLink::queued_bytes`], the writer takes it back.
     pub(crate) fn bytes(&self) -> usize {
         match self {
-            Outgoing::Msg(_, size) | Outgoing::Encoded(_, _, size) => *size,
+            Outgoing::Msg(_, size) | Outgoing::Encoded(_, size) => *size,
             Outgoing::Monitors(b) => b.targets.len() * MONITOR_P_SIZE,
         }
     }
