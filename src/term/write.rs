@@ -11,17 +11,32 @@
 
 use super::{Limits, Term, TermError, VERSION};
 
-const SMALL_INTEGER: u8 = 97;
-const INTEGER: u8 = 98;
-const SMALL_TUPLE: u8 = 104;
-const LARGE_TUPLE: u8 = 105;
-const NIL: u8 = 106;
-const STRING: u8 = 107;
-const LIST: u8 = 108;
-const SMALL_BIG: u8 = 110;
-const NEW_PID: u8 = 88;
-const ATOM_UTF8: u8 = 118;
-const SMALL_ATOM_UTF8: u8 = 119;
+use tag::*;
+
+/// The tags of the external term format that this crate writes (and the
+/// atom cache reference it writes in messages), named once for every
+/// writer (this module, `dist::control`).
+pub(crate) mod tag {
+    pub(crate) const NEW_FLOAT: u8 = 70;
+    pub(crate) const BIT_BINARY: u8 = 77;
+    pub(crate) const ATOM_CACHE_REF: u8 = 82;
+    pub(crate) const NEW_PID: u8 = 88;
+    pub(crate) const NEW_PORT: u8 = 89;
+    pub(crate) const NEWER_REFERENCE: u8 = 90;
+    pub(crate) const SMALL_INTEGER: u8 = 97;
+    pub(crate) const INTEGER: u8 = 98;
+    pub(crate) const SMALL_TUPLE: u8 = 104;
+    pub(crate) const LARGE_TUPLE: u8 = 105;
+    pub(crate) const NIL: u8 = 106;
+    pub(crate) const STRING: u8 = 107;
+    pub(crate) const LIST: u8 = 108;
+    pub(crate) const BINARY: u8 = 109;
+    pub(crate) const SMALL_BIG: u8 = 110;
+    pub(crate) const MAP: u8 = 116;
+    pub(crate) const ATOM_UTF8: u8 = 118;
+    pub(crate) const SMALL_ATOM_UTF8: u8 = 119;
+    pub(crate) const V4_PORT: u8 = 120;
+}
 
 /// One term in the external format, without its 131 version byte, as the
 /// functions of this module (or [`Encoded::of_term`]) wrote it: a message

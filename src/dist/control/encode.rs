@@ -7,24 +7,11 @@ use crate::dist::send_cache::SendCache;
 use crate::term::{self, Atom, List, Pid, PidOrAtom, Reference, Term};
 use erl_dist::message::Message;
 
-pub(in crate::dist) const SMALL_INTEGER: u8 = 97;
-pub(super) const INTEGER: u8 = 98;
-pub(in crate::dist) const SMALL_TUPLE: u8 = 104;
-pub(super) const LARGE_TUPLE: u8 = 105;
-pub(super) const NIL: u8 = 106;
-pub(super) const STRING: u8 = 107;
-pub(super) const LIST: u8 = 108;
-pub(super) const BINARY: u8 = 109;
-pub(super) const MAP: u8 = 116;
-pub(super) const NEW_FLOAT: u8 = 70;
-pub(super) const BIT_BINARY: u8 = 77;
-pub(super) const NEW_PID: u8 = 88;
-pub(super) const NEW_PORT: u8 = 89;
-pub(super) const NEWER_REFERENCE: u8 = 90;
-pub(super) const V4_PORT: u8 = 120;
-pub(super) const ATOM_UTF8: u8 = 118;
-pub(super) const SMALL_ATOM_UTF8: u8 = 119;
-pub(super) const ATOM_CACHE_REF: u8 = 82;
+pub(super) use crate::term::write::tag::{
+    ATOM_CACHE_REF, ATOM_UTF8, BINARY, BIT_BINARY, INTEGER, LARGE_TUPLE, LIST, MAP,
+    NEWER_REFERENCE, NEW_FLOAT, NEW_PID, NEW_PORT, NIL, SMALL_ATOM_UTF8, STRING, V4_PORT,
+};
+pub(in crate::dist) use crate::term::write::tag::{SMALL_INTEGER, SMALL_TUPLE};
 
 /// Where a message's terms are written: the connection's buffer, and the
 /// connection's atom cache when its atoms go through it (then the caller
