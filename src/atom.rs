@@ -151,6 +151,13 @@ impl Atom {
             .unwrap_or("")
     }
 
+    /// The atom for `name` if it is interned, without interning it.
+    pub fn lookup(name: &str) -> Option<Atom> {
+        let index = INDEX.get()?;
+        let map = index.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(name).map(|&i| Atom(i))
+    }
+
     /// How many names are interned.
     pub fn count() -> usize {
         INDEX

@@ -1147,3 +1147,28 @@ async fn the_monitors_peers_hold_on_our_processes_are_bounded() {
     assert!(!any_of(&down, &e3.name), "{down:?}");
     assert!(r.peers().contains(&e3.name), "{:?}", r.peers());
 }
+
+/// A hidden peer that connects takes no place of the node-name table (its
+/// name is never given back: query clients connecting under a new name
+/// each time would fill it), while a visible node's name is interned once
+/// it connects, so that its pids are named however full the table is.
+#[tokio::test]
+async fn a_hidden_peer_connecting_alone_is_not_interned_a_visible_one_is() {
+    use cpg_node::atom::Atom;
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let hidden = format!("{}@{}", crate::support::unique("q"), crate::support::host());
+    let (sock, up) = handshake_as(&hidden, &w.cookie, r.port()).await;
+    up.unwrap();
+    assert!(
+        crate::support::eventually(5, || async { r.peers().contains(&hidden) }).await,
+        "{:?}",
+        r.peers()
+    );
+    assert_eq!(Atom::lookup(&hidden), None);
+    drop(sock);
+    let e = w.erl("vis").await;
+    assert!(r.ping(&e.name).await);
+    assert!(Atom::lookup(&e.name).is_some());
+}
