@@ -58,16 +58,10 @@ pub(super) fn put_atom_text(out: &mut Enc<'_>, text: &str) -> Result<(), EncodeE
         out.out.extend_from_slice(&[ATOM_CACHE_REF, i]);
         return Ok(());
     }
-    let name = text.as_bytes();
-    if let Ok(n) = u8::try_from(name.len()) {
-        out.extend_from_slice(&[SMALL_ATOM_UTF8, n]);
-    } else if let Ok(n) = u16::try_from(name.len()) {
-        out.push(ATOM_UTF8);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        return Err(EncodeError::AtomTooLong(name.len()));
+    if text.len() > u16::MAX as usize {
+        return Err(EncodeError::AtomTooLong(text.len()));
     }
-    out.extend_from_slice(name);
+    term::write::atom(out, text);
     Ok(())
 }
 
@@ -284,21 +278,12 @@ pub(super) fn put_term_in(out: &mut Enc<'_>, t: &Term) -> Result<(), EncodeError
 /// groups, 300,000 atoms, is most of its decoding), the rest copied in
 /// runs. One walk of the bytes, nothing allocated but the walk's stack.
 /// Bytes that do not hold one whole term (never, for an `Encoded`) are an
-/// error, and nothing is appended.
+/// error (and [`put_packet`] then appends nothing of the message).
 pub(super) fn put_encoded(out: &mut Enc<'_>, bytes: &[u8]) -> Result<(), EncodeError> {
     if out.cache.is_none() {
         out.extend_from_slice(bytes);
         return Ok(());
     }
-    let start = out.len();
-    let r = put_encoded_cached(out, bytes);
-    if r.is_err() {
-        out.truncate(start);
-    }
-    r
-}
-
-fn put_encoded_cached(out: &mut Enc<'_>, bytes: &[u8]) -> Result<(), EncodeError> {
     let bad = || EncodeError::Term("not one whole term in the encoded payload".into());
     let byte = |at: usize| bytes.get(at).copied().ok_or_else(bad);
     let u16_at = |at: usize| match bytes.get(at..at + 2) {
@@ -843,7 +828,8 @@ pub fn encode_message_cached(
 }
 
 /// [`encode_message_cached`], with `payload` written as in
-/// [`encode_message_with`] (its atoms inline, not through the cache).
+/// [`encode_message_with`], its atoms through the cache as well, as a
+/// BEAM writes every atom of a message.
 pub fn encode_message_cached_with(
     msg: &Message,
     payload: Option<&[u8]>,
