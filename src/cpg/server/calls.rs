@@ -117,21 +117,10 @@ impl<N: WireName> ScopeTask<N> {
         let Some([tag, from]) = term::as_tuple(msg) else {
             return false;
         };
-        let reply = match term::as_atom(tag) {
+        let state = match term::as_atom(tag) {
             // (A map storage hands out no state: the message is refused.)
-            Some("cpg_data") if N::STORAGE == crate::cpg::Storage::Trie => {
-                match self.genuine_state() {
-                    Some(groups) => match groups.tagged(&term::atom("cloudi_cpg_data")) {
-                        Ok(msg) => Ok(msg),
-                        Err(_) => return true,
-                    },
-                    None => return true,
-                }
-            }
-            Some("reset") => Err(term::tuple(vec![
-                term::atom("cloudi_cpg_reset"),
-                term::atom(&self.opts.name),
-            ])),
+            Some("cpg_data") if N::STORAGE == crate::cpg::Storage::Trie => true,
+            Some("reset") => false,
             _ => return false,
         };
         let to = match from {
@@ -141,9 +130,18 @@ impl<N: WireName> ScopeTask<N> {
             }
             _ => return false,
         };
-        let sent = match reply {
-            Ok(encoded) => self.proc.send_encoded(to, encoded),
-            Err(msg) => self.proc.send(to, msg),
+        let sent = if state {
+            let groups = self.genuine_state();
+            match groups.map(|g| g.tagged(&term::atom("cloudi_cpg_data"))) {
+                Some(Ok(reply)) => self.proc.send_encoded(to, reply),
+                _ => return true,
+            }
+        } else {
+            let reply = term::tuple(vec![
+                term::atom("cloudi_cpg_reset"),
+                term::atom(&self.opts.name),
+            ]);
+            self.proc.send(to, reply)
         };
         if let Err(e) = sent {
             tracing::debug!(scope = %self.opts.name, "{}: {e}", crate::util::short_text(msg));
