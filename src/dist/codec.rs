@@ -452,9 +452,6 @@ impl Reassembler {
     }
 }
 
-/// Counts `n` more bytes into `held`, the bytes of every message in
-/// reassembly, if that stays within `max` (a field of the reassembler,
-/// taken apart from it so that a message in reassembly can stay borrowed).
 impl Reassembler {
     /// Counts `n` more bytes in reassembly: refused past one message's
     /// worth on this connection, or past the budget of every connection.
@@ -462,6 +459,10 @@ impl Reassembler {
         Self::hold_in(&mut self.partial_bytes, self.budget, self.max_message, n)
     }
 
+    /// [`hold`](Self::hold) on the reassembler's fields taken apart, so
+    /// that a message in reassembly can stay borrowed: counts `n` more
+    /// bytes into `held` (the bytes of every message in reassembly) if
+    /// that stays within `max`, and takes them from `budget`.
     fn hold_in(
         held: &mut usize,
         budget: &ReassemblyBudget,

@@ -615,6 +615,7 @@ impl Inner {
         direction: Direction,
     ) {
         let node = peer.name.to_string();
+        let hidden = peer.flags & flags::PUBLISHED == 0;
         // Counted under the peers lock: a shutdown that drains the peers
         // after this waits for this connection to flush.
         let (link, _live) = {
@@ -623,7 +624,7 @@ impl Inner {
                 Some(p) if p.id == id => {
                     p.link.mark_up(direction);
                     p.up_creation = Some(peer.creation);
-                    p.hidden = peer.flags & flags::PUBLISHED == 0;
+                    p.hidden = hidden;
                     (p.link.clone(), LiveConn::new(&self))
                 }
                 _ => return, // superseded while handshaking
@@ -636,7 +637,6 @@ impl Inner {
         // and query clients (ours connect as `<command>_<os pid>`) would
         // use the places up, one each; a hidden peer whose cpg scope talks
         // to ours takes its place then (see `cpg::server`).
-        let hidden = peer.flags & flags::PUBLISHED == 0;
         if !hidden {
             if let Err(e) = crate::atom::Atom::new_peer(&node) {
                 tracing::warn!(peer = %node, "its pids cannot be named: {e}");
@@ -645,7 +645,7 @@ impl Inner {
         tracing::info!(peer = %node, creation = peer.creation, "nodeup");
         let _ = self.events.send(NodeEvent::Up {
             node: node.clone(),
-            hidden: peer.flags & flags::PUBLISHED == 0,
+            hidden,
         });
         let router: Arc<dyn Router> = self.clone();
         let drive = connection::drive(s, peer, rx, link, router, self.conn_config());
