@@ -1074,7 +1074,19 @@ async fn the_monitors_peers_hold_on_our_processes_are_bounded() {
     c.max_peer_holds = 1000;
     c.max_total_holds = 1200;
     let r = Node::start(c).await.unwrap();
-    let (e1, e2, e3) = (w.erl("h1").await, w.erl("h2").await, w.erl("h3").await);
+    // A peer dropped in the middle of setting its monitors would dial us
+    // again for the rest (an erl node connects on demand), and hold them
+    // legitimately on its new connection: `dist_auto_connect once` makes
+    // its later monitors fire `noconnection` at once instead, so that what
+    // each step holds is known.
+    let once = |prefix: &str| {
+        let (w, prefix) = (&w, crate::support::unique(prefix));
+        async move {
+            let args = ["-kernel", "dist_auto_connect", "once"];
+            ErlNode::start(&prefix, &w.cookie, w.epmd.port, &args).await
+        }
+    };
+    let (e1, e2, e3) = (once("h1").await, once("h2").await, once("h3").await);
     let target = r.spawn_process();
     let mut ev = r.subscribe();
     // A process of the erl node that monitors ours N times and stays.
@@ -1119,6 +1131,26 @@ async fn the_monitors_peers_hold_on_our_processes_are_bounded() {
             .any(|(n, why)| n == node && why.contains("monitors and links"))
     };
     let any_of = |down: &[(String, String)], node: &str| down.iter().any(|(n, _)| n == node);
+    // The downs until `node`'s for its holds, 10 s at most (a loaded
+    // machine may take a while to read a peer's monitors).
+    async fn until_held(
+        ev: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+        node: &str,
+    ) -> Vec<(String, String)> {
+        let mut downs = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(Ok(e)) = tokio::time::timeout_at(deadline, ev.recv()).await {
+            if let NodeEvent::Down { node: n, reason } = e {
+                let why = reason.to_string();
+                let done = n == node && why.contains("monitors and links");
+                downs.push((n, why));
+                if done {
+                    break;
+                }
+            }
+        }
+        downs
+    }
     // Under both bounds: kept.
     set(&e1.name, 700).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1126,19 +1158,17 @@ async fn the_monitors_peers_hold_on_our_processes_are_bounded() {
     // A second peer: the two together pass the total; the one setting
     // more goes, the first stays.
     set(&e2.name, 700).await;
+    let mut down = until_held(&mut ev, &e2.name).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let down = downs(&mut ev);
+    down.extend(downs(&mut ev));
     assert!(
         held(&down, &e2.name) && !any_of(&down, &e1.name),
         "{down:?}"
     );
     assert!(r.peers().contains(&e1.name), "{:?}", r.peers());
-    // One peer past its own bound (the first now holds 700 + 1,200). (Its
-    // monitoring process dials us again for the monitors it sets after:
-    // the new connection may replace the old one, another down.)
+    // One peer past its own bound (the first now holds 700 + 1,200).
     set(&e1.name, 1200).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let down = downs(&mut ev);
+    let down = until_held(&mut ev, &e1.name).await;
     assert!(held(&down, &e1.name), "{down:?}");
     // Their monitors went with them: a third peer's are taken.
     set(&e3.name, 900).await;
