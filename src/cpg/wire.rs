@@ -23,6 +23,14 @@ pub trait WireName: GroupKey {
     /// The term sent for this name.
     fn to_term(&self) -> Term;
 
+    /// Appends `name` in the external format (no 131 byte), the term
+    /// [`WireName::to_term`] gives: for a long reply written as bytes
+    /// ([`term::write`]).
+    fn write_name(name: &Self::Borrowed, out: &mut Vec<u8>) -> Result<(), term::TermError> {
+        crate::dist::control::put_term(out, &name.to_owned().to_term())
+            .map_err(|e| term::TermError::Encode(e.to_string()))
+    }
+
     /// The name an Erlang string of characters below 256 stands for
     /// (`bytes`, one a character: a STRING_EXT, or `[]` when empty), as
     /// [`WireName::from_term`] of that string; `None` when this type does
@@ -61,6 +69,12 @@ impl WireName for String {
     fn to_term(&self) -> Term {
         term::string_to_charlist(self)
     }
+
+    /// The Erlang string, straight from the text ([`term::write::charlist`]).
+    fn write_name(name: &str, out: &mut Vec<u8>) -> Result<(), term::TermError> {
+        term::write::charlist(out, name);
+        Ok(())
+    }
 }
 
 impl WireName for TermName {
@@ -72,6 +86,12 @@ impl WireName for TermName {
     /// The term as given or received.
     fn to_term(&self) -> Term {
         self.term().clone()
+    }
+
+    /// The term's bytes, with no copy of it.
+    fn write_name(name: &TermName, out: &mut Vec<u8>) -> Result<(), term::TermError> {
+        crate::dist::control::put_term(out, name.term())
+            .map_err(|e| term::TermError::Encode(e.to_string()))
     }
 }
 

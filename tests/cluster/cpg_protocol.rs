@@ -409,32 +409,34 @@ async fn scope_answers_gen_server_calls() {
     let e = w.erl("e").await;
     let r = w.rust_node("r").await;
     let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
-    let m = r.spawn_process();
+    let (m, m2) = (r.spawn_process(), r.spawn_process());
     scope.join("g", m.pid()).await.unwrap();
     scope.join("g", m.pid()).await.unwrap();
     let p = Term::Pid(m.pid().clone());
+    let q = Term::Pid(m2.pid().clone());
     let call = |req: &str| {
         let code = format!(
             "T0 = erlang:monotonic_time(millisecond), \
              R = gen_server:call({{{DEFAULT_SCOPE}, '{}'}}, {req}, 5000), \
              F = fun(X) -> lists:flatten(io_lib:format(\"~p\", [X])) end, \
-             {{F(R), F(P), erlang:monotonic_time(millisecond) - T0}}.",
+             {{F(R), F(P), F(Q), erlang:monotonic_time(millisecond) - T0}}.",
             r.name()
         );
-        let (r, e, p) = (&r, &e, p.clone());
+        let (r, e, p, q) = (&r, &e, p.clone(), q.clone());
         let req = req.to_string();
         async move {
-            let got = eval_with(r, &e.name, &code, &[("P", p)]).await;
+            let got = eval_with(r, &e.name, &code, &[("P", p), ("Q", q)]).await;
             match term::as_tuple(&got) {
-                Some([reply, pid, ms]) => {
+                Some([reply, pid, pid2, ms]) => {
                     assert!(term::as_int(ms).unwrap() < 2000, "slow reply to {req}");
                     // As erl prints it, without line breaks, and with the
-                    // Rust pid written `P`.
+                    // Rust pids written `P` and `Q`.
                     let text: String = term::charlist_to_string(reply)
                         .unwrap()
                         .split_whitespace()
                         .collect();
                     text.replace(&term::charlist_to_string(pid).unwrap(), "P")
+                        .replace(&term::charlist_to_string(pid2).unwrap(), "Q")
                 }
                 _ => panic!("call {req}: {got}"),
             }
@@ -457,6 +459,45 @@ async fn scope_answers_gen_server_calls() {
     assert_eq!(call("which_groups").await, "[\"g\"]");
     assert_eq!(call("{which_groups_counts, P}").await, "[{\"g\",2}]");
     assert_eq!(call("{join_count, \"g\", P}").await, "2");
+    // The long replies (written as bytes): names past Latin-1, patterns,
+    // exclusions, a pid with no group.
+    assert_eq!(call("{which_groups, Q}").await, "[]");
+    assert_eq!(call("{which_groups_counts, Q}").await, "[]");
+    scope.join("g", m2.pid()).await.unwrap();
+    scope.join("\u{e9}/\u{20ac}", m.pid()).await.unwrap();
+    scope.join("a/*", m2.pid()).await.unwrap();
+    let euro = "[233,47,8364]";
+    assert_eq!(
+        call("which_groups").await,
+        format!("[\"a/*\",\"g\",{euro}]")
+    );
+    assert_eq!(call("{which_groups, P}").await, format!("[\"g\",{euro}]"));
+    assert_eq!(
+        call("{which_groups_counts, P}").await,
+        format!("[{{\"g\",2}},{{{euro},1}}]")
+    );
+    assert_eq!(
+        call("{get_members, [233, $/, 8364]}").await,
+        format!("{{ok,{euro},[P]}}")
+    );
+    assert_eq!(call("{get_members, \"a/x\"}").await, "{ok,\"a/*\",[Q]}");
+    assert_eq!(call("{get_members, \"g\", P}").await, "{ok,\"g\",[Q]}");
+    assert_eq!(
+        call("{get_local_members, \"g\"}").await,
+        "{ok,\"g\",[Q,P,P]}"
+    );
+    assert_eq!(
+        call("{get_remote_members, \"g\"}").await,
+        "{error,{no_such_group,\"g\"}}"
+    );
+    assert_eq!(
+        call("{get_members, \"a/x\", Q}").await,
+        "{error,{no_such_group,\"a/x\"}}"
+    );
+    assert_eq!(call("{get_members, \"g\", 7}").await, "error");
+    scope.leave("\u{e9}/\u{20ac}", m.pid()).await.unwrap();
+    scope.leave("a/*", m2.pid()).await.unwrap();
+    scope.leave("g", m2.pid()).await.unwrap();
     // Unknown requests get cpg's `error`, and the scope goes on serving.
     assert_eq!(call("whatever").await, "error");
     assert_eq!(call("{get_members}").await, "error");

@@ -90,7 +90,7 @@ async fn term_names_against_a_driver_scope() {
         pids.into_iter()
             .map(|p| Term::Pid(p.into()))
             .collect::<Vec<_>>(),
-        [a]
+        std::slice::from_ref(&a)
     );
     // "a/*" is a plain name: no pattern matching, and an atom is not a string.
     assert_eq!(ours(&scope, &s("a/*")), vec![b.clone(), b.clone()]);
@@ -149,6 +149,34 @@ async fn term_names_against_a_driver_scope() {
     })
     .await;
     assert!(ok, "no exchange with the term names");
+
+    // A BEAM caller's long replies (written as bytes, not built as terms)
+    // hold the term names as given.
+    let call = |req: &str| {
+        let code = format!(
+            "gen_server:call({{{DEFAULT_SCOPE}, '{}'}}, {req}, 5000).",
+            r.name()
+        );
+        let (ctl, e) = (&ctl, &e);
+        let m = Term::Pid(m.pid().clone());
+        async move { crate::support::eval_with(ctl, &e.name, &code, &[("M", m)]).await }
+    };
+    let mine_1 = tuple(vec![mine.clone(), int(1)]);
+    let counts = call("{which_groups_counts, M}").await;
+    let counts = term::as_list(&counts).unwrap_or_else(|| panic!("{counts}"));
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(counts.contains(&mine_1) && counts.contains(&tuple(vec![s(""), int(1)])));
+    let groups = call("{which_groups, M}").await;
+    let groups = term::as_list(&groups).unwrap_or_else(|| panic!("{groups}"));
+    assert!(groups.len() == 2 && groups.contains(&mine), "{groups:?}");
+    let all = call("which_groups").await;
+    assert!(term::as_list(&all).is_some_and(|l| l.contains(&mine) && l.contains(&tup)));
+    let code = format!("{{get_members, {tup}}}");
+    let members = call(&code).await;
+    assert_eq!(
+        members,
+        tuple(vec![atom("ok"), tup.clone(), term::list(vec![a])])
+    );
 }
 
 /// Genuine cpg started with `group_storage` `dict` and `node_type` `all`.

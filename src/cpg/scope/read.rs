@@ -227,31 +227,46 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// `cpg:which_groups/0`: every group name (patterns included), in name
     /// order.
     pub fn which_groups(&self) -> Vec<N> {
-        self.groups.iter().map(|(k, _)| k.to_owned()).collect()
+        self.group_names().map(ToOwned::to_owned).collect()
+    }
+
+    /// [`which_groups`](Self::which_groups), borrowed: no name is copied.
+    pub fn group_names(&self) -> impl Iterator<Item = &N::Borrowed> + '_ {
+        self.groups.iter().map(|(k, _)| k)
     }
 
     /// `cpg:which_groups(Pid)`: the groups of `pid`, in name order; `[]` if
     /// unknown.
     pub fn which_groups_of(&self, pid: &P) -> Vec<N> {
-        let Some(entry) = self.pids.get(pid) else {
-            return Vec::new();
-        };
-        let names = self.names_of(entry.names.iter());
+        let names = self.group_names_of(pid);
         names.into_iter().map(ToOwned::to_owned).collect()
+    }
+
+    /// [`which_groups_of`](Self::which_groups_of), borrowed: no name is
+    /// copied.
+    pub fn group_names_of(&self, pid: &P) -> Vec<&N::Borrowed> {
+        match self.pids.get(pid) {
+            Some(entry) => self.names_of(entry.names.iter()),
+            None => Vec::new(),
+        }
     }
 
     /// `cpg:which_groups_counts(Pid)`: `(name, copies)` per group of `pid`,
     /// sorted by name; `[]` if unknown.
     pub fn which_groups_counts(&self, pid: &P) -> Vec<(N, usize)> {
-        let Some(entry) = self.pids.get(pid) else {
-            return Vec::new();
-        };
-        let names = self.names_of(entry.names.iter());
+        let counts = self.group_counts_of(pid);
+        counts.into_iter().map(|(n, c)| (n.to_owned(), c)).collect()
+    }
+
+    /// [`which_groups_counts`](Self::which_groups_counts), borrowed: no
+    /// name is copied.
+    pub fn group_counts_of(&self, pid: &P) -> Vec<(&N::Borrowed, usize)> {
+        let names = self.group_names_of(pid);
         names
             .into_iter()
             .filter_map(|name| {
                 let count = self.groups.get(name).map_or(0, |g| g.count_of(pid));
-                (count > 0).then(|| (name.to_owned(), count))
+                (count > 0).then_some((name, count))
             })
             .collect()
     }

@@ -24,6 +24,24 @@ fn members_reply<N: WireName>(
     }
 }
 
+/// A call's operation and arguments: `(op, [])` for the atom `op`, `(op,
+/// args)` for the tuple `{op, args...}`, `("", [])` for anything else.
+fn split_call(request: &Term) -> (&str, &[Term]) {
+    match request {
+        Term::Atom(a) => (a.name.as_str(), &[]),
+        Term::Tuple(t) => match t.elements.split_first() {
+            Some((Term::Atom(a), rest)) => (a.name.as_str(), rest),
+            _ => ("", &[]),
+        },
+        _ => ("", &[]),
+    }
+}
+
+/// The member pid `t` stands for, if a pid a scope can hold.
+fn pid(t: &Term) -> Option<MemberPid> {
+    term::as_pid(t).and_then(|p| MemberPid::try_from(p).ok())
+}
+
 /// `{error, {no_such_group | no_process, Name}}` with the name as asked.
 fn read_error<M>(e: &ReadError<M>, name: &Term) -> Term {
     let why = match e {
@@ -97,13 +115,100 @@ impl<N: WireName> ScopeTask<N> {
                     None => self.proc.reply(caller, term::atom("error")),
                 }
             }
-            _ => {
-                let reply = self.answer_call(request);
-                self.proc.reply(caller, reply)
-            }
+            _ => match self.written_reply(request) {
+                Some(reply) => self.proc.reply_encoded(caller, reply),
+                None => {
+                    let reply = self.answer_call(request);
+                    self.proc.reply(caller, reply)
+                }
+            },
         };
         if let Err(e) = sent {
             tracing::debug!(scope = %self.opts.name, "reply to {}: {e}", term::pid_text(&caller.pid));
+        }
+    }
+
+    /// The reply to a call whose answer is a list as long as the scope
+    /// (every group's name, a pid's groups and their counts, a group's
+    /// members), written as bytes ([`term::write`]) as [`answer_call`]
+    /// would build it. Building the term (a few allocations an element),
+    /// encoding it and dropping it took most of such a call: at 100,000
+    /// groups, `{which_groups, Pid}` took 10 ms as a BEAM caller timed it,
+    /// 6 written (genuine cpg's: 6), `{which_groups_counts, Pid}` 23 ms,
+    /// 9 written (genuine's: 25). `None` for every other call, and for an
+    /// error reply, which [`answer_call`] gives.
+    ///
+    /// [`answer_call`]: Self::answer_call
+    fn written_reply(&self, request: &Term) -> Option<Encoded> {
+        let (op, args) = split_call(request);
+        let s = self.state.read();
+        let mut out = Vec::new();
+        let names = |out: &mut Vec<u8>, names: &mut dyn Iterator<Item = &N::Borrowed>| {
+            let mut written = Ok(());
+            write::list_of(out, names, |out, n| {
+                if written.is_ok() {
+                    written = N::write_name(n, out);
+                }
+            });
+            written
+        };
+        let written = match (op, args) {
+            ("which_groups", []) => {
+                // About 16 bytes a name: sized once rather than grown by
+                // doubling (each doubling a copy into fresh pages).
+                out.reserve(s.group_count().saturating_mul(16).min(64 << 20));
+                names(&mut out, &mut s.group_names())
+            }
+            ("which_groups", [p]) => {
+                let of = pid(p).map(|p| s.group_names_of(&p)).unwrap_or_default();
+                out.reserve(of.len().saturating_mul(16));
+                names(&mut out, &mut of.into_iter())
+            }
+            ("which_groups_counts", [p]) => {
+                let counts = pid(p).map(|p| s.group_counts_of(&p)).unwrap_or_default();
+                out.reserve(counts.len().saturating_mul(24));
+                let mut written = Ok(());
+                write::list_of(&mut out, counts, |out, (n, c)| {
+                    if written.is_ok() {
+                        write::tuple(out, 2);
+                        written = N::write_name(n, out);
+                        write::uint(out, c as u64);
+                    }
+                });
+                written
+            }
+            ("get_members" | "get_local_members" | "get_remote_members", [n, rest @ ..])
+                if rest.len() <= 1 =>
+            {
+                let exclude = match rest {
+                    [p] => Some(pid(p)?),
+                    _ => None,
+                };
+                let name = N::from_term(n)?;
+                let (n, ex) = (name.as_borrowed(), exclude.as_ref());
+                let members = match op {
+                    "get_members" => s.get_members(n, ex).ok()?,
+                    "get_local_members" => s.get_local_members(n, ex).ok()?,
+                    _ => s.get_remote_members(n, ex).ok()?,
+                };
+                let (key, pids) = members;
+                // A pid is its node's name and 13 bytes.
+                out.reserve(pids.len().saturating_mul(64));
+                write::tuple(&mut out, 3);
+                write::atom(&mut out, "ok");
+                let written = N::write_name(key, &mut out);
+                write::list_of(&mut out, pids.iter(), |out, p| {
+                    write::pid(out, p.node(), p.id(), p.serial(), p.creation())
+                });
+                written
+            }
+            _ => return None,
+        };
+        match written {
+            Ok(()) => Some(Encoded::written(out)),
+            // (A name that could not be written: answer_call's term says
+            // why when it is sent.)
+            Err(_) => None,
         }
     }
 
@@ -152,15 +257,7 @@ impl<N: WireName> ScopeTask<N> {
     /// The reply cpg's `handle_call` gives to `request` (see the module
     /// docs); writes are carried out like local ones.
     pub(super) fn answer_call(&mut self, request: &Term) -> Term {
-        let (op, args): (&str, &[Term]) = match request {
-            Term::Atom(a) => (a.name.as_str(), &[]),
-            Term::Tuple(t) => match t.elements.split_first() {
-                Some((Term::Atom(a), rest)) => (a.name.as_str(), rest),
-                _ => ("", &[]),
-            },
-            _ => ("", &[]),
-        };
-        let pid = |t: &Term| term::as_pid(t).and_then(|p| MemberPid::try_from(p).ok());
+        let (op, args) = split_call(request);
         let write = match (op, args) {
             ("join", [n, p]) => match (N::from_term(n), pid(p)) {
                 (Some(n), Some(p)) => Some(self.state_mut().join(n.as_borrowed(), p)),
