@@ -57,6 +57,8 @@
 //!   scope holding its own members, asked by another `erl` node; `ours`:
 //!   our scope holding an `erl` node's members, asked by a third `erl`
 //!   node (on both sides the caller reads pids of another node).
+//!   `which_groups.<G>x<K>` ms: the same for the `which_groups` call
+//!   (every group's name).
 //! - `codec.<msg>.<op>` ns per op: `encode` ([`control::put_term`] into a
 //!   new buffer with the version byte, as `term_to_binary` returns a new
 //!   binary), `decode` ([`term::decode`]), `decode_msg`
@@ -266,11 +268,12 @@ async fn prop_rust_beam(r: &Node, scope: &CpgScope, e: &str, shape: (usize, usiz
 }
 
 fn print_state(side: &str, t: &Term) {
-    let ms = match t {
-        Term::Float(f) => f.value,
-        t => panic!("state_call: {t}"),
+    let (state, names) = match term::as_tuple(t) {
+        Some([Term::Float(s), Term::Float(n)]) => (s.value, n.value),
+        _ => panic!("state_call: {t}"),
     };
-    println!("{side}.state.{} {ms:.1}", shape_key(STATE_SHAPE));
+    println!("{side}.state.{} {state:.1}", shape_key(STATE_SHAPE));
+    println!("{side}.which_groups.{} {names:.1}", shape_key(STATE_SHAPE));
 }
 
 fn print_prop(side: &str, path: &str, shape: (usize, usize), (t, joins): (f64, f64)) {

@@ -207,6 +207,9 @@ for key, label in shapes + (("100000x10", "100k groups × 10 (1M memberships)"),
 rows.append(("the scope's state handed out to another node, 100k groups × 1 (a cpg_data call, "
              "cpg_data:get_groups/1; the caller's decode included) [vs BEAM→BEAM]",
              "state.100000x1", "state.100000x1", "ms", False))
+rows.append(("every group's name handed out to another node, 100k groups × 1 (a which_groups "
+             "call; the caller's decode included) [vs BEAM→BEAM]",
+             "which_groups.100000x1", "which_groups.100000x1", "ms", False))
 for msg, what in (("join", "{'$gen_cast', {join, \"group/name\", Pid}}"),
                   ("exchange", "{'$gen_cast', {exchange, Node, 1000 × {\"group/I\", [Pid]}}}"),
                   ("bin1k", "{m, <<_:1024/binary>>}"), ("small", "{m, 1}")):

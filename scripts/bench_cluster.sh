@@ -9,7 +9,8 @@
 #           time until the receiving scope holds them, and lookups
 #           meanwhile: BEAM -> BEAM vs BEAM -> Rust
 #   state   a scope holding 100k groups hands out its state (the cpg_data
-#           call) to another node: BEAM -> BEAM vs ours -> BEAM
+#           call), then every group's name (which_groups), to another
+#           node: BEAM -> BEAM vs ours -> BEAM
 #   codec   encode/decode of four messages: term_to_binary/binary_to_term
 #           vs the crate's term codec
 # prop, ingest and state need genuine cpg (CPG_EBIN: its ebin folders and those of

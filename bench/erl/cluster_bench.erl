@@ -250,18 +250,23 @@ reader(Parent, Acc) ->
 %% Runs times; prints "codec.<msg>.<op> ns" lines.
 %% The pid is one of node 'cpg_bench_node@localhost' (as a pid from
 %% another node arrives), as on our side.
-%% The scope of Node hands out its state (`cpg_data:get_groups/1`'s call):
-%% ms of a call, the reply decoded here included, the median of 5 after
+%% The scope of Node hands out its state (`cpg_data:get_groups/1`'s call),
+%% then every group's name (`which_groups`): `{StateMs, NamesMs}`, the ms
+%% of a call, the reply decoded here included, each the median of 5 after
 %% one to warm up.
 state_call(Node) ->
     S = {?SCOPE, Node},
-    {trie, _} = gen_server:call(S, cpg_data, ?T),
-    Ts = [begin
-              T0 = now_us(),
-              {trie, _} = gen_server:call(S, cpg_data, ?T),
-              now_us() - T0
-          end || _ <- lists:seq(1, 5)],
-    lists:nth(3, lists:sort(Ts)) / 1000.
+    Median = fun(Req, Check) ->
+                     Check(gen_server:call(S, Req, ?T)),
+                     Ts = [begin
+                               T0 = now_us(),
+                               Check(gen_server:call(S, Req, ?T)),
+                               now_us() - T0
+                           end || _ <- lists:seq(1, 5)],
+                     lists:nth(3, lists:sort(Ts)) / 1000
+             end,
+    {Median(cpg_data, fun({trie, _}) -> ok end),
+     Median(which_groups, fun([_ | _]) -> ok end)}.
 
 codec([Runs]) ->
     N = list_to_integer(atom_to_list(Runs)),
