@@ -723,6 +723,13 @@ async fn polls_racing_our_writes_set_nothing_wrong() {
         most <= 1,
         "BEAM held {most} copies of one membership of ours"
     );
+    // It ends holding what we hold (the last leave may still be on its
+    // way on a loaded machine), and still does a while later.
+    let settled = || async {
+        beam_count(&ctl, &g.name, "flip", m.pid()).await == 0
+            && beam_count(&ctl, &g.name, "steady", m.pid()).await == 1
+    };
+    assert!(eventually(5, settled).await, "BEAM did not end with ours");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(beam_count(&ctl, &g.name, "flip", m.pid()).await, 0);
     assert_eq!(beam_count(&ctl, &g.name, "steady", m.pid()).await, 1);
