@@ -289,6 +289,14 @@ impl From {
             _ => None,
         }
     }
+
+    /// The first bytes of a reply to this caller, `{Tag, Reply}`: the
+    /// tuple's header and the tag, with room for `capacity` bytes more.
+    /// The reply's term is written after them ([`term::write`]), and the
+    /// whole sent with [`Process::reply_headed`].
+    pub(crate) fn reply_head(&self, capacity: usize) -> Result<Vec<u8>, SendError> {
+        Encoded::pair_head(&self.tag, capacity).map_err(|e| SendError::Encode(e.to_string()))
+    }
 }
 
 /// Matches `{'$gen_call', {Pid, Tag}, Request}`.
@@ -597,6 +605,13 @@ impl Process {
         let msg = reply
             .tagged(&from.tag)
             .map_err(|e| SendError::Encode(e.to_string()))?;
+        self.reply_headed(from, msg)
+    }
+
+    /// [`Process::reply_encoded`] of `{Tag, Reply}` whole: bytes that
+    /// [`From::reply_head`] began and one whole term, the reply, ended. A
+    /// large reply so written is not copied again to put its tag before it.
+    pub(crate) fn reply_headed(&self, from: &From, msg: Encoded) -> Result<(), SendError> {
         let to = match from.alias() {
             Some(alias) => Target::Alias(alias),
             None => return self.send_encoded(from.pid.clone(), msg),

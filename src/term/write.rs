@@ -88,12 +88,21 @@ impl Encoded {
     /// The tuple `{head, self}`, as bytes: a gen_server reply, `{Tag,
     /// Reply}`, or a tagged message.
     pub fn tagged(self, head: &Term) -> Result<Encoded, TermError> {
-        let mut bytes = Vec::with_capacity(self.bytes.len() + 64);
+        let mut bytes = Encoded::pair_head(head, self.bytes.len())?;
+        bytes.extend_from_slice(&self.bytes);
+        Ok(Encoded { bytes })
+    }
+
+    /// The first bytes of the tuple `{head, Term}`: its header and `head`,
+    /// with room for `capacity` bytes more. Writing one whole term after
+    /// them makes the pair ([`Encoded::written`]), with no copy of that
+    /// term as [`Encoded::tagged`] makes.
+    pub(crate) fn pair_head(head: &Term, capacity: usize) -> Result<Vec<u8>, TermError> {
+        let mut bytes = Vec::with_capacity(capacity.saturating_add(64));
         tuple(&mut bytes, 2);
         crate::dist::control::put_term(&mut bytes, head)
             .map_err(|e| TermError::Encode(e.to_string()))?;
-        bytes.extend_from_slice(&self.bytes);
-        Ok(Encoded { bytes })
+        Ok(bytes)
     }
 }
 

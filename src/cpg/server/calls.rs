@@ -83,12 +83,16 @@ impl<N: WireName> ScopeTask<N> {
     /// `{cpg_data, From}` sends. `None` for a map storage, and (with a
     /// warning) for a trie too big to write
     /// ([`GenuineBounds`](crate::cpg::trie::GenuineBounds)).
-    fn genuine_state(&self) -> Option<Encoded> {
+    ///
+    /// Written after the bytes `out` holds: the head of the message that
+    /// carries it ([`Encoded::pair_head`]), so that the state is not
+    /// copied again to put a head before it.
+    fn genuine_state(&self, mut out: Vec<u8>) -> Option<Encoded> {
         let bounds = crate::cpg::trie::GenuineBounds::default();
         let state = self.state.read();
         // Sized for a group of one member (about 80 bytes; 8.4 MB for
         // 100,000), not grown by doubling from nothing.
-        let mut out = Vec::with_capacity(state.group_count().saturating_mul(80).min(64 << 20));
+        out.reserve(state.group_count().saturating_mul(80).min(64 << 20));
         let written = state.genuine_state(bounds, &mut out, |out, p: &MemberPid| {
             write::pid(out, p.node(), p.id(), p.serial(), p.creation())
         })?;
@@ -110,13 +114,18 @@ impl<N: WireName> ScopeTask<N> {
     pub(super) fn reply(&mut self, caller: &process::From, request: &Term) {
         let sent = match request {
             Term::Atom(a) if a.name == "cpg_data" && N::STORAGE == crate::cpg::Storage::Trie => {
-                match self.genuine_state() {
-                    Some(state) => self.proc.reply_encoded(caller, state),
+                let state = caller.reply_head(0).ok();
+                match state.and_then(|head| self.genuine_state(head)) {
+                    Some(reply) => self.proc.reply_headed(caller, reply),
                     None => self.proc.reply(caller, term::atom("error")),
                 }
             }
-            _ => match self.written_reply(request) {
-                Some(reply) => self.proc.reply_encoded(caller, reply),
+            _ => match caller
+                .reply_head(0)
+                .ok()
+                .and_then(|head| self.written_reply(request, head))
+            {
+                Some(reply) => self.proc.reply_headed(caller, reply),
                 None => {
                     let reply = self.answer_call(request);
                     self.proc.reply(caller, reply)
@@ -138,11 +147,13 @@ impl<N: WireName> ScopeTask<N> {
     /// 9 written (genuine's: 25). `None` for every other call, and for an
     /// error reply, which [`answer_call`] gives.
     ///
+    /// Written after the bytes `out` holds (the head of the reply message,
+    /// [`process::From::reply_head`]).
+    ///
     /// [`answer_call`]: Self::answer_call
-    fn written_reply(&self, request: &Term) -> Option<Encoded> {
+    fn written_reply(&self, request: &Term, mut out: Vec<u8>) -> Option<Encoded> {
         let (op, args) = split_call(request);
         let s = self.state.read();
-        let mut out = Vec::new();
         let names = |out: &mut Vec<u8>, names: &mut dyn Iterator<Item = &N::Borrowed>| {
             let mut written = Ok(());
             write::list_of(out, names, |out, n| {
@@ -236,10 +247,10 @@ impl<N: WireName> ScopeTask<N> {
             _ => return false,
         };
         let sent = if state {
-            let groups = self.genuine_state();
-            match groups.map(|g| g.tagged(&term::atom("cloudi_cpg_data"))) {
-                Some(Ok(reply)) => self.proc.send_encoded(to, reply),
-                _ => return true,
+            let head = Encoded::pair_head(&term::atom("cloudi_cpg_data"), 0).ok();
+            match head.and_then(|head| self.genuine_state(head)) {
+                Some(msg) => self.proc.send_encoded(to, msg),
+                None => return true,
             }
         } else {
             let reply = term::tuple(vec![
