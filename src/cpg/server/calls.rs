@@ -109,8 +109,8 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     /// Answers the call `request` from `caller` (see the module docs):
-    /// [`answer_call`](Self::answer_call), or for `cpg_data` the state
-    /// written as bytes.
+    /// [`answer_call`](Self::answer_call), or, written as bytes, the state
+    /// for `cpg_data` and the long lists ([`written_reply`](Self::written_reply)).
     pub(super) fn reply(&mut self, caller: &process::From, request: &Term) {
         let sent = match request {
             Term::Atom(a) if a.name == "cpg_data" && N::STORAGE == crate::cpg::Storage::Trie => {
@@ -120,11 +120,7 @@ impl<N: WireName> ScopeTask<N> {
                     None => self.proc.reply(caller, term::atom("error")),
                 }
             }
-            _ => match caller
-                .reply_head(0)
-                .ok()
-                .and_then(|head| self.written_reply(request, head))
-            {
+            _ => match self.written_reply(request, caller) {
                 Some(reply) => self.proc.reply_headed(caller, reply),
                 None => {
                     let reply = self.answer_call(request);
@@ -147,12 +143,25 @@ impl<N: WireName> ScopeTask<N> {
     /// 9 written (genuine's: 25). `None` for every other call, and for an
     /// error reply, which [`answer_call`] gives.
     ///
-    /// Written after the bytes `out` holds (the head of the reply message,
-    /// [`process::From::reply_head`]).
+    /// Gives the whole message to `caller`, `{Tag, Reply}`, the reply
+    /// written after its head ([`process::From::reply_head`]). The call's
+    /// kind is looked at first: any other call costs nothing here.
     ///
     /// [`answer_call`]: Self::answer_call
-    fn written_reply(&self, request: &Term, mut out: Vec<u8>) -> Option<Encoded> {
+    fn written_reply(&self, request: &Term, caller: &process::From) -> Option<Encoded> {
         let (op, args) = split_call(request);
+        let long = matches!(
+            op,
+            "which_groups"
+                | "which_groups_counts"
+                | "get_members"
+                | "get_local_members"
+                | "get_remote_members"
+        );
+        if !long {
+            return None;
+        }
+        let mut out = caller.reply_head(0).ok()?;
         let s = self.state.read();
         let names = |out: &mut Vec<u8>, names: &mut dyn Iterator<Item = &N::Borrowed>| {
             let mut written = Ok(());
