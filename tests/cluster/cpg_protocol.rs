@@ -501,6 +501,9 @@ async fn scope_answers_gen_server_calls() {
     // Unknown requests get cpg's `error`, and the scope goes on serving.
     assert_eq!(call("whatever").await, "error");
     assert_eq!(call("{get_members}").await, "error");
+    assert_eq!(call("{get_members, \"g\", P, 1}").await, "error");
+    assert_eq!(call("{which_groups, P, 1}").await, "error");
+    assert_eq!(call("{get_members, 5}").await, "{error,{no_such_group,5}}");
     // Writes for our own pids; an erl pid is not ours to join.
     assert_eq!(call("{join, \"h\", P}").await, "{ok,[]}");
     assert_eq!(ours(&scope, "h"), vec![p.clone()]);

@@ -8,20 +8,13 @@ use crate::cpg::wire::WireName;
 use crate::process;
 use crate::term::{self, write, Encoded, Term};
 
-/// `{ok, Key, Pids}` of a members read (a snapshot or a list), or its
-/// error.
-fn members_reply<N: WireName>(
-    r: Result<(&N::Borrowed, impl std::ops::Deref<Target = [MemberPid]>), ReadError<N>>,
-    name: &Term,
-) -> Term {
-    match r {
-        Ok((k, v)) => term::tuple(vec![
-            term::atom("ok"),
-            k.to_owned().to_term(),
-            term::list(v.iter().map(|p| Term::Pid(p.to_pid())).collect()),
-        ]),
-        Err(e) => read_error(&e, name),
-    }
+/// A reply to a call: written as bytes after its head
+/// ([`process::From::reply_head`]), or a term.
+enum Answer {
+    /// The whole message, `{Tag, Reply}`.
+    Written(Encoded),
+    /// The reply, its head put before it when sent.
+    Term(Term),
 }
 
 /// A call's operation and arguments: `(op, [])` for the atom `op`, `(op,
@@ -110,7 +103,7 @@ impl<N: WireName> ScopeTask<N> {
 
     /// Answers the call `request` from `caller` (see the module docs):
     /// [`answer_call`](Self::answer_call), or, written as bytes, the state
-    /// for `cpg_data` and the long lists ([`written_reply`](Self::written_reply)).
+    /// for `cpg_data` and the long lists ([`long_reply`](Self::long_reply)).
     pub(super) fn reply(&mut self, caller: &process::From, request: &Term) {
         let sent = match request {
             Term::Atom(a) if a.name == "cpg_data" && N::STORAGE == crate::cpg::Storage::Trie => {
@@ -120,8 +113,9 @@ impl<N: WireName> ScopeTask<N> {
                     None => self.proc.reply(caller, term::atom("error")),
                 }
             }
-            _ => match self.written_reply(request, caller) {
-                Some(reply) => self.proc.reply_headed(caller, reply),
+            _ => match self.long_reply(request, caller) {
+                Some(Answer::Written(reply)) => self.proc.reply_headed(caller, reply),
+                Some(Answer::Term(reply)) => self.proc.reply(caller, reply),
                 None => {
                     let reply = self.answer_call(request);
                     self.proc.reply(caller, reply)
@@ -135,20 +129,19 @@ impl<N: WireName> ScopeTask<N> {
 
     /// The reply to a call whose answer is a list as long as the scope
     /// (every group's name, a pid's groups and their counts, a group's
-    /// members), written as bytes ([`term::write`]) as [`answer_call`]
-    /// would build it. Building the term (a few allocations an element),
-    /// encoding it and dropping it took most of such a call: at 100,000
-    /// groups, `{which_groups, Pid}` took 10 ms as a BEAM caller timed it,
-    /// 6 written (genuine cpg's: 6), `{which_groups_counts, Pid}` 23 ms,
-    /// 9 written (genuine's: 25). `None` for every other call, and for an
-    /// error reply, which [`answer_call`] gives.
+    /// members), as cpg's `handle_call` gives it: written as bytes
+    /// ([`term::write`]) after its head, or, for an error, a term.
+    /// Building the term (a few allocations an element), encoding it and
+    /// dropping it took most of such a call: at 100,000 groups,
+    /// `{which_groups, Pid}` took 10 ms as a BEAM caller timed it, 6
+    /// written (genuine cpg's: 6), `{which_groups_counts, Pid}` 23 ms, 9
+    /// written (genuine's: 25). `None` for every other call, which
+    /// [`answer_call`](Self::answer_call) answers.
     ///
-    /// Gives the whole message to `caller`, `{Tag, Reply}`, the reply
-    /// written after its head ([`process::From::reply_head`]). The call's
-    /// kind is looked at first: any other call costs nothing here.
-    ///
-    /// [`answer_call`]: Self::answer_call
-    fn written_reply(&self, request: &Term, caller: &process::From) -> Option<Encoded> {
+    /// The bytes are the whole message to `caller`, `{Tag, Reply}`
+    /// ([`process::From::reply_head`]). The call's kind is looked at
+    /// first: any other call costs nothing here.
+    fn long_reply(&self, request: &Term, caller: &process::From) -> Option<Answer> {
         let (op, args) = split_call(request);
         let long = matches!(
             op,
@@ -161,7 +154,11 @@ impl<N: WireName> ScopeTask<N> {
         if !long {
             return None;
         }
-        let mut out = caller.reply_head(0).ok()?;
+        let unknown = || Answer::Term(unknown_call(&self.opts.name, &self.refusals, request));
+        let Ok(mut out) = caller.reply_head(0) else {
+            // (A tag no reply can carry: sending says so.)
+            return Some(Answer::Term(term::atom("error")));
+        };
         let s = self.state.read();
         let names = |out: &mut Vec<u8>, names: &mut dyn Iterator<Item = &N::Borrowed>| {
             let mut written = Ok(());
@@ -201,17 +198,26 @@ impl<N: WireName> ScopeTask<N> {
                 if rest.len() <= 1 =>
             {
                 let exclude = match rest {
-                    [p] => Some(pid(p)?),
+                    [p] => match pid(p) {
+                        Some(p) => Some(p),
+                        None => return Some(unknown()),
+                    },
                     _ => None,
                 };
-                let name = N::from_term(n)?;
-                let (n, ex) = (name.as_borrowed(), exclude.as_ref());
-                let members = match op {
-                    "get_members" => s.get_members(n, ex).ok()?,
-                    "get_local_members" => s.get_local_members(n, ex).ok()?,
-                    _ => s.get_remote_members(n, ex).ok()?,
+                let no_group = |e: &ReadError<_>| Some(Answer::Term(read_error(e, n)));
+                let Some(name) = N::from_term(n) else {
+                    return no_group(&ReadError::NoSuchGroup(()));
                 };
-                let (key, pids) = members;
+                let (name, ex) = (name.as_borrowed(), exclude.as_ref());
+                let members = match op {
+                    "get_members" => s.get_members(name, ex),
+                    "get_local_members" => s.get_local_members(name, ex),
+                    _ => s.get_remote_members(name, ex),
+                };
+                let (key, pids) = match members {
+                    Ok(m) => m,
+                    Err(e) => return Some(Answer::Term(read_error(&e, n))),
+                };
                 // A pid is its node's name and 13 bytes.
                 out.reserve(pids.len().saturating_mul(64));
                 write::tuple(&mut out, 3);
@@ -222,14 +228,20 @@ impl<N: WireName> ScopeTask<N> {
                 });
                 written
             }
-            _ => return None,
+            _ => return Some(unknown()),
         };
-        match written {
-            Ok(()) => Some(Encoded::written(out)),
-            // (A name that could not be written: answer_call's term says
-            // why when it is sent.)
-            Err(_) => None,
-        }
+        drop(s);
+        Some(match written {
+            Ok(()) => Answer::Written(Encoded::written(out)),
+            Err(e) => {
+                // A name no encoder writes (the term reply could not be
+                // sent either): the caller is told, not left waiting.
+                if let Some(held_back) = self.refusals.event() {
+                    tracing::warn!(scope = %self.opts.name, held_back, "{op}: a name not written ({e}): replied error");
+                }
+                Answer::Term(term::atom("error"))
+            }
+        })
     }
 
     /// A message cpg's `handle_info` takes besides the protocol's:
@@ -311,31 +323,12 @@ impl<N: WireName> ScopeTask<N> {
             };
         }
         let s = self.state.read();
-        let names = |v: Vec<N>| term::list(v.iter().map(N::to_term).collect());
-        match (op, args) {
-            ("which_groups", []) => return names(s.which_groups()),
-            ("which_groups", [p]) => {
-                return names(pid(p).map(|p| s.which_groups_of(&p)).unwrap_or_default())
-            }
-            ("which_groups_counts", [p]) => {
-                let counts = pid(p)
-                    .map(|p| s.which_groups_counts(&p))
-                    .unwrap_or_default();
-                return term::list(
-                    counts
-                        .iter()
-                        .map(|(n, c)| term::tuple(vec![n.to_term(), count_term(*c)]))
-                        .collect(),
-                );
-            }
-            ("join_count", [n, p]) => {
-                let count = match (N::from_term(n), pid(p)) {
-                    (Some(n), Some(p)) => s.join_count(n.as_borrowed(), &p),
-                    _ => 0,
-                };
-                return count_term(count);
-            }
-            _ => {}
+        if let ("join_count", [n, p]) = (op, args) {
+            let count = match (N::from_term(n), pid(p)) {
+                (Some(n), Some(p)) => s.join_count(n.as_borrowed(), &p),
+                _ => 0,
+            };
+            return count_term(count);
         }
         let (name_term, exclude) = match args {
             [n] => (n, None),
@@ -356,12 +349,10 @@ impl<N: WireName> ScopeTask<N> {
             Err(e) => read_error(&e, name_term),
         };
         let choose = &mut |n: usize| rand::random_range(0..n.max(1));
+        // (The long lists, `get_members` among them: `long_reply`.)
         let is_read = matches!(
             op,
-            "get_members"
-                | "get_local_members"
-                | "get_remote_members"
-                | "get_closest_pid"
+            "get_closest_pid"
                 | "get_furthest_pid"
                 | "get_random_pid"
                 | "get_local_pid"
@@ -381,9 +372,6 @@ impl<N: WireName> ScopeTask<N> {
         };
         let n = name.as_borrowed();
         match op {
-            "get_members" => members_reply(s.get_members(n, ex), name_term),
-            "get_local_members" => members_reply(s.get_local_members(n, ex), name_term),
-            "get_remote_members" => members_reply(s.get_remote_members(n, ex), name_term),
             "get_closest_pid" => one(s.get_closest_pid(n, ex, choose)),
             "get_furthest_pid" => one(s.get_furthest_pid(n, ex, choose)),
             "get_random_pid" => one(s.get_random_pid(n, ex, choose)),
