@@ -450,9 +450,7 @@ impl Reassembler {
             },
         }
     }
-}
 
-impl Reassembler {
     /// Counts `n` more bytes in reassembly: refused past one message's
     /// worth on this connection, or past the budget of every connection.
     fn hold(&mut self, n: usize) -> Result<(), DecodeError> {
