@@ -217,8 +217,9 @@ for msg, what in (("join", "{'$gen_cast', {join, \"group/name\", Pid}}"),
                  f"codec.{msg}.encode", f"codec.{msg}.encode", "ns", False))
     rows.append((f"decode {what} [binary_to_term vs term::decode]",
                  f"codec.{msg}.decode", f"codec.{msg}.decode", "ns", False))
-    rows.append((f"decode {what} as a received SEND [binary_to_term vs control::decode_message]",
-                 f"codec.{msg}.decode", f"codec.{msg}.decode_msg", "ns", False))
+    rows.append((f"decode {what} as a received SEND, control tuple and payload "
+                 "[binary_to_term of each vs control::decode_message]",
+                 f"codec.{msg}.decode_msg", f"codec.{msg}.decode_msg", "ns", False))
 for when in ("before_burst", "after_burst", "idle_3s_after"):
     # ours only (no BEAM key): not listed as "not compared"
     rows.append((f"RSS of our node, {when.replace('_', ' ')} (200k × 1 KiB each way)",

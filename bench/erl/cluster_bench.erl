@@ -247,7 +247,12 @@ reader(Parent, Acc) ->
     end.
 
 %% Term codec: ns per term_to_binary / binary_to_term of each message,
-%% Runs times; prints "codec.<msg>.<op> ns" lines.
+%% Runs times; prints "codec.<msg>.<op> ns" lines. `decode_msg` decodes
+%% the message as a received SEND carries it, as ours does: the control
+%% tuple {2, '', ToPid} and the payload, one binary_to_term each (each
+%% its own binary: no `[used]` option nor sub-binary to find where the
+%% payload starts). ToPid is a pid of this node, as a receiver's is (an
+%% other node's pid costs BEAM an external pid and a node lookup).
 %% The pid is one of node 'cpg_bench_node@localhost' (as a pid from
 %% another node arrives), as on our side.
 %% The scope of Node hands out its state (`cpg_data:get_groups/1`'s call),
@@ -273,6 +278,7 @@ codec([Runs]) ->
     Node = <<"cpg_bench_node@localhost">>,
     Pid = binary_to_term(<<131, 88, 119, (byte_size(Node)), Node/binary,
                            82:32, 0:32, 1:32>>),
+    Ctl = term_to_binary({2, '', self()}),
     Msgs = [{join, {'$gen_cast', {join, "group/name", Pid}}},
             {exchange, {'$gen_cast', {exchange, binary_to_atom(Node),
                                       [{"group/" ++ integer_to_list(I), [Pid]}
@@ -286,7 +292,9 @@ codec([Runs]) ->
                    out("codec." ++ atom_to_list(K) ++ ".encode",
                        per_op(fun() -> term_to_binary(T) end)),
                    out("codec." ++ atom_to_list(K) ++ ".decode",
-                       per_op(fun() -> binary_to_term(Bin) end))
+                       per_op(fun() -> binary_to_term(Bin) end)),
+                   out("codec." ++ atom_to_list(K) ++ ".decode_msg",
+                       per_op(fun() -> binary_to_term(Ctl), binary_to_term(Bin) end))
                end || {K, T} <- Msgs]
       end, lists:seq(1, N)),
     ok.
