@@ -58,6 +58,23 @@ pub const VERSION: u8 = 131;
 /// ([`TermError::IntegerTooLarge`]) before anything is built from it.
 pub const MAX_INTEGER_BYTES: usize = 4_194_296;
 
+/// The most id words a reference has in the external format that BEAM
+/// takes (`ERTS_MAX_REF_NUMBERS`; OTP 25 refuses 6 with `badarg`). A
+/// longer one is refused ([`TermError::ReferenceTooLong`]), as it would
+/// be by a BEAM node this one passed it on to.
+pub const MAX_REFERENCE_WORDS: usize = 5;
+
+/// Characters of the atom whose text is `bytes` (tag 100, `ATOM_EXT`:
+/// Latin-1, a byte a character; else UTF-8, not yet checked): only
+/// counted past 255 bytes, which is all a length of one byte allows.
+pub(crate) fn atom_chars(tag: u8, bytes: &[u8]) -> usize {
+    if tag == 100 || bytes.len() <= crate::atom::MAX_ATOM_CHARS {
+        return bytes.len();
+    }
+    // (UTF-8: every byte but a continuation byte starts a character.)
+    bytes.iter().filter(|&&b| b & 0xc0 != 0x80).count()
+}
+
 /// Limits the validator enforces on terms from the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -131,6 +148,27 @@ pub enum TermError {
         /// Where it was.
         pos: usize,
     },
+    /// An atom (or a pid's, port's or reference's node) of more than
+    /// [`crate::atom::MAX_ATOM_CHARS`] characters: BEAM refuses it
+    /// (`badarg`; on a connection, it closes it), so this node neither
+    /// takes one nor passes it on to a BEAM node that would drop the
+    /// connection for it.
+    #[error("atom of {chars} characters at byte {pos}: over the 255 BEAM takes")]
+    AtomTooLong {
+        /// Its length in characters.
+        chars: usize,
+        /// Where it was.
+        pos: usize,
+    },
+    /// A reference of more than [`MAX_REFERENCE_WORDS`] id words, which
+    /// BEAM refuses too.
+    #[error("reference of {words} words at byte {pos}: over the 5 BEAM takes")]
+    ReferenceTooLong {
+        /// Its id words.
+        words: usize,
+        /// Where it was.
+        pos: usize,
+    },
     /// Well-formed bytes holding what `eetf` refuses too (bad UTF-8 in an
     /// atom, a non-finite float, and the like).
     #[error("term decode: {0}")]
@@ -173,9 +211,13 @@ impl Cursor<'_> {
     fn atom(&mut self) -> Result<(), TermError> {
         let at = self.pos;
         match self.u8()? {
-            100 | 118 => {
+            tag @ (100 | 118) => {
                 let n = self.u16()?;
-                self.need(n)?;
+                let from = self.need(n)?;
+                let chars = atom_chars(tag, &self.buf[from..from + n]);
+                if chars > crate::atom::MAX_ATOM_CHARS {
+                    return Err(TermError::AtomTooLong { chars, pos: at });
+                }
             }
             115 | 119 => {
                 let n = self.u8()? as usize;
@@ -269,6 +311,9 @@ pub fn validate_body_depth(
             114 | 90 => {
                 // NEW_REFERENCE_EXT / NEWER_REFERENCE_EXT
                 let n = c.u16()?;
+                if n > MAX_REFERENCE_WORDS {
+                    return Err(TermError::ReferenceTooLong { words: n, pos: at });
+                }
                 c.atom()?;
                 c.need(if tag == 114 { 1 } else { 4 })?;
                 c.need(n.checked_mul(4).ok_or(TermError::Truncated(buf.len()))?)?;

@@ -231,6 +231,9 @@ impl AtomCache {
                 pos += len;
                 let name = std::str::from_utf8(text)
                     .map_err(|_| DecodeError::AtomCache("atom text is not UTF-8"))?;
+                if name.chars().count() > crate::atom::MAX_ATOM_CHARS {
+                    return Err(DecodeError::AtomCache("atom longer than 255 characters"));
+                }
                 self.slots[slot] = Some(name.into());
             } else if self.slots[slot].is_none() {
                 return Err(DecodeError::AtomCache("reference to an entry never set"));
@@ -924,9 +927,12 @@ pub(crate) mod tests {
             matches!(e, DecodeError::AtomCache(_)) && e.is_fatal(),
             "{e:?}"
         );
-        // An atom over 255 characters, or not UTF-8: fatal too.
+        // An atom over 255 characters (bytes, or one-byte characters
+        // within the bytes 255 four-byte ones take), or not UTF-8: fatal
+        // too.
         let long = "x".repeat(MAX_ATOM_BYTES + 1);
-        for text in [long.as_str(), "\u{0}"] {
+        let chars = "x".repeat(256);
+        for text in [long.as_str(), chars.as_str(), "\u{0}"] {
             let mut b = vec![131, 68];
             b.extend(cache_header(&[(0, 0, Some(text))], true));
             if text.len() == 1 {

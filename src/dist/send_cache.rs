@@ -510,7 +510,7 @@ mod tests {
             let name = |i: usize| match i % 500 {
                 0 => a.clone(),
                 1 => b.clone(),
-                2 => "z".repeat(255 + i % 3),
+                2 => "\u{e9}".repeat(128 + i % 3),
                 3 => String::new(),
                 _ => format!("p{i}"),
             };

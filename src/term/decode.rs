@@ -205,13 +205,28 @@ impl<'a> Decoder<'a> {
     /// gives.
     fn atom_bytes(&mut self) -> Result<&'a [u8], TermError> {
         let at = self.c.pos;
-        let n = match self.c.u8()? {
-            100 | 118 => self.c.u16()?,
-            115 | 119 => usize::from(self.c.u8()?),
-            82 if !self.refs.idx.is_empty() => return self.cached_name(at).map(str::as_bytes),
-            _ => return Err(TermError::ExpectedAtom(at)),
-        };
-        self.bytes(n)
+        match self.c.u8()? {
+            tag @ (100 | 118) => self.long_atom_bytes(tag, at),
+            115 | 119 => {
+                let n = usize::from(self.c.u8()?);
+                self.bytes(n)
+            }
+            82 if !self.refs.idx.is_empty() => self.cached_name(at).map(str::as_bytes),
+            _ => Err(TermError::ExpectedAtom(at)),
+        }
+    }
+
+    /// The text of an `ATOM_EXT` or `ATOM_UTF8_EXT` at `at` (its tag
+    /// read), whose two-byte length allows more than an atom may hold:
+    /// refused past 255 characters, as BEAM refuses it.
+    fn long_atom_bytes(&mut self, tag: u8, at: usize) -> Result<&'a [u8], TermError> {
+        let n = self.c.u16()?;
+        let bytes = self.bytes(n)?;
+        let chars = super::atom_chars(tag, bytes);
+        if chars > crate::atom::MAX_ATOM_CHARS {
+            return Err(TermError::AtomTooLong { chars, pos: at });
+        }
+        Ok(bytes)
     }
 
     /// The name an `ATOM_CACHE_REF` at `at` gives (its tag read).
@@ -290,8 +305,7 @@ impl<'a> Decoder<'a> {
             }
             106 => Term::List(List::nil()),
             100 | 118 => {
-                let n = self.c.u16()?;
-                let name = self.bytes(n)?;
+                let name = self.long_atom_bytes(tag, at)?;
                 Term::Atom(self.atom_name(name))
             }
             115 | 119 => {
@@ -343,6 +357,9 @@ impl<'a> Decoder<'a> {
             }
             114 | 90 => {
                 let n = self.c.u16()?;
+                if n > super::MAX_REFERENCE_WORDS {
+                    return Err(TermError::ReferenceTooLong { words: n, pos: at });
+                }
                 let node = self.atom()?;
                 let creation = if tag == 114 {
                     u32::from(self.c.u8()?)
@@ -756,7 +773,7 @@ pub(crate) mod tests {
             any::<i32>().prop_map(int),
             any::<i64>().prop_map(|i| Term::from(crate::term::BigInteger::from(i))),
             any::<u64>().prop_map(crate::term::uint),
-            "[a-zé组]{0,300}".prop_map(|s| atom(&s)),
+            "[a-zé组]{0,255}".prop_map(|s| atom(&s)),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(binary),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Term::ByteList(b.into())),
             any::<f64>()
@@ -1008,5 +1025,66 @@ pub(crate) mod tests {
             assert_eq!(decode_two_pass(&b, Limits::default()), refused);
         }
         check(&big(max + 1, 3));
+    }
+
+    /// Atoms of more than 255 characters and references of more than 5
+    /// words are refused as OTP 25's `binary_to_term` refuses them (tried:
+    /// `badarg`), by both paths alike, wherever they stand: an atom, a
+    /// pid's node; 255 characters of two bytes each still pass.
+    #[test]
+    fn atoms_and_references_past_beams_bounds_are_refused() {
+        let atom_ext = |tag: u8, text: &str| {
+            let mut b = vec![131, tag];
+            b.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            b.extend_from_slice(text.as_bytes());
+            b
+        };
+        let long = "x".repeat(256);
+        for tag in [100, 118] {
+            let refused = Err(TermError::AtomTooLong { chars: 256, pos: 1 });
+            assert_eq!(decode(&atom_ext(tag, &long), Limits::default()), refused);
+            assert_eq!(
+                decode_two_pass(&atom_ext(tag, &long), Limits::default()),
+                refused
+            );
+            let ok = decode(&atom_ext(tag, &long[1..]), Limits::default());
+            assert_eq!(ok, Ok(atom(&long[1..])));
+        }
+        let wide = "\u{e9}".repeat(255);
+        assert_eq!(
+            decode(&atom_ext(118, &wide), Limits::default()),
+            Ok(atom(&wide))
+        );
+        let wider = "\u{e9}".repeat(256);
+        let refused = Err(TermError::AtomTooLong { chars: 256, pos: 1 });
+        assert_eq!(decode(&atom_ext(118, &wider), Limits::default()), refused);
+        // A pid whose node is too long, inside a tuple.
+        let mut pid = vec![131, 104, 1, 88, 118, 1, 0];
+        pid.extend_from_slice(long.as_bytes());
+        pid.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let refused = Err(TermError::AtomTooLong { chars: 256, pos: 4 });
+        assert_eq!(decode(&pid, Limits::default()), refused);
+        assert_eq!(decode_two_pass(&pid, Limits::default()), refused);
+        let reference = |words: u16| {
+            let mut b = vec![131, 90];
+            b.extend_from_slice(&words.to_be_bytes());
+            b.extend_from_slice(&[119, 3, b'a', b'@', b'b', 0, 0, 0, 1]);
+            for _ in 0..words {
+                b.extend_from_slice(&[0, 0, 0, 1]);
+            }
+            b
+        };
+        for words in [0, 3, 5] {
+            assert!(matches!(
+                decode(&reference(words), Limits::default()),
+                Ok(Term::Reference(_))
+            ));
+        }
+        let refused = Err(TermError::ReferenceTooLong { words: 6, pos: 1 });
+        assert_eq!(decode(&reference(6), Limits::default()), refused);
+        assert_eq!(decode_two_pass(&reference(6), Limits::default()), refused);
+        for b in [atom_ext(118, &long), pid, reference(6)] {
+            check(&b);
+        }
     }
 }

@@ -1060,6 +1060,95 @@ async fn a_link_naming_another_nodes_process_is_dropped() {
     r.shutdown().await;
 }
 
+/// A term BEAM refuses from a peer (an atom of 256 characters) costs that
+/// message only, and is not passed on. Before, a raw client X's
+/// `gen_server` call to our scope with such an atom as its tag and a reply
+/// address on the erl node E made the scope reply to E with it; E logged
+/// "got a corrupted external term" and dropped its connection to us (a
+/// hostile run cut E's view of our members that way every few hundred
+/// ms). Now the call is dropped as it is read, X's connection and E's
+/// stay, and the same call with a 255-character tag is answered on E.
+#[tokio::test]
+async fn an_atom_beam_refuses_is_dropped_not_passed_on() {
+    use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+    use cpg_node::dist::control;
+    use erl_dist::message::Message;
+    use tokio::io::AsyncWriteExt;
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let _scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let e = w.erl("e").await;
+    assert!(r.ping(&e.name).await);
+    // The reply address on E, which records what it gets; a monitor of it
+    // tells whether E dropped its connection to us.
+    let rec = eval(&r, &e.name, "cpg_node_test_util:spawn_recorder(long_tags).").await;
+    let rec_pid = term::as_pid(&rec).unwrap().clone();
+    let mut watch = r.spawn_process();
+    let mref = watch.monitor(rec_pid.clone());
+    let x = format!("{}@{}", crate::support::unique("x"), crate::support::host());
+    let (mut sock, up) = handshake_as(&x, &w.cookie, r.port()).await;
+    up.unwrap();
+    let x_pid = term::Pid::new(x.as_str(), 5, 0, 7);
+    let call = |tag: &str| {
+        let request = tuple(vec![
+            atom("get_members"),
+            term::string_to_charlist("nosuchgroup"),
+        ]);
+        let from = tuple(vec![Term::Pid(rec_pid.clone()), atom(tag)]);
+        let msg = tuple(vec![atom("$gen_call"), from, request]);
+        let mut out = Vec::new();
+        let m = Message::reg_send(x_pid.clone(), DEFAULT_SCOPE.into(), msg);
+        control::encode_message(&m, &mut out, false).unwrap();
+        out
+    };
+    let tag = "T".repeat(255);
+    let good = call(&tag);
+    // The same bytes with the tag made 256 characters (`ATOM_UTF8_EXT`,
+    // which our encoder no longer writes for it), the length fixed.
+    let mut small = vec![119, 255];
+    small.extend_from_slice(tag.as_bytes());
+    let at = good.windows(small.len()).position(|w| w == small).unwrap();
+    let mut bad = good[..at].to_vec();
+    bad.extend_from_slice(&[118, 1, 0]);
+    bad.extend_from_slice("T".repeat(256).as_bytes());
+    bad.extend_from_slice(&good[at + small.len()..]);
+    let len = (bad.len() - 4) as u32;
+    bad[..4].copy_from_slice(&len.to_be_bytes());
+    for _ in 0..3 {
+        sock.write_all(&bad).await.unwrap();
+    }
+    sock.write_all(&good).await.unwrap();
+    // The good call is answered on E, the bad ones never were.
+    assert!(
+        recorded_eventually(&r, &e.name, &rec, &["no_such_group", "TTTT"]).await,
+        "the call with a 255-character tag was not answered"
+    );
+    match watch.recv_timeout(Duration::from_secs(1)).await.unwrap() {
+        None => {}
+        Some(Signal::Down {
+            mref: m, reason, ..
+        }) if m == mref => {
+            panic!("erl dropped its connection to us: {reason}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let got = rpc(
+        &r,
+        &e.name,
+        "cpg_node_test_util",
+        "recorded_pid",
+        vec![rec.clone()],
+    )
+    .await;
+    assert_eq!(term::as_list(&got).map(|l| l.len()), Some(1), "{got}");
+    assert!(r.peers().contains(&e.name));
+    assert!(r.peers().contains(&x), "X's connection was dropped");
+    assert_hidden_peer_of(&r, &e.name).await;
+    drop(sock);
+    r.shutdown().await;
+}
+
 /// The monitors and links peers hold on our processes are bounded: a peer
 /// past `max_peer_holds` is disconnected (its monitors go with it), and
 /// past `max_total_holds` together, the peer that sets more is, while the

@@ -54,12 +54,15 @@ pub(super) fn put_atom(out: &mut Enc<'_>, a: &Atom) -> Result<(), EncodeError> {
 /// An atom: a reference into the message's atom cache entries when the
 /// connection has one and the atom is cached, else its text.
 pub(super) fn put_atom_text(out: &mut Enc<'_>, text: &str) -> Result<(), EncodeError> {
+    if text.len() > crate::atom::MAX_ATOM_CHARS {
+        let chars = text.chars().count();
+        if chars > crate::atom::MAX_ATOM_CHARS {
+            return Err(EncodeError::AtomTooLong(chars));
+        }
+    }
     if let Some(i) = out.cache.as_deref_mut().and_then(|c| c.reference(text)) {
         out.out.extend_from_slice(&[ATOM_CACHE_REF, i]);
         return Ok(());
-    }
-    if text.len() > u16::MAX as usize {
-        return Err(EncodeError::AtomTooLong(text.len()));
     }
     term::write::atom(out, text);
     Ok(())
@@ -106,7 +109,10 @@ pub(in crate::dist) fn put_ref_parts(
     creation: u32,
     id: &[u32],
 ) -> Result<(), EncodeError> {
-    let n = u16::try_from(id.len()).map_err(|_| EncodeError::TooLarge(id.len()))?;
+    if id.len() > term::MAX_REFERENCE_WORDS {
+        return Err(EncodeError::ReferenceTooLong(id.len()));
+    }
+    let n = id.len() as u16;
     out.push(NEWER_REFERENCE);
     out.extend_from_slice(&n.to_be_bytes());
     put_atom(out, node)?;

@@ -43,9 +43,14 @@ pub(super) use encode::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// An atom longer than 65,535 bytes.
-    #[error("atom of {0} bytes is too long to encode")]
+    /// An atom of more than 255 characters (BEAM takes none; a peer that
+    /// got one would drop the connection).
+    #[error("atom of {0} characters: over the 255 BEAM takes")]
     AtomTooLong(usize),
+    /// A reference of more than [`crate::term::MAX_REFERENCE_WORDS`] id words
+    /// (BEAM takes none).
+    #[error("reference of {0} words: over the 5 BEAM takes")]
+    ReferenceTooLong(usize),
     /// A binary, list, tuple or map with more than 2^32 - 1 elements or bytes.
     #[error("term with {0} elements or bytes is too large to encode")]
     TooLarge(usize),

@@ -272,7 +272,7 @@ pub(crate) fn arb_term() -> impl Strategy<Value = Term> {
     // not (`negative_integers_in_a_list`).
     let leaf = prop_oneof![
         (0..i32::MAX).prop_map(int),
-        "[a-zé]{0,300}".prop_map(|s| atom(&s)),
+        "[a-zé]{0,255}".prop_map(|s| atom(&s)),
         proptest::collection::vec(any::<u8>(), 0..40).prop_map(binary),
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
@@ -378,4 +378,40 @@ fn a_huge_integer_in_a_control_message_costs_a_short_error() {
     check_against_two_pass(&big_op(max + 1), true);
     let shown = crate::dist::codec::describe_control(&at_max).unwrap();
     assert_eq!(shown, format!("{{<integer of {max} bytes>,'x'}}"));
+}
+
+/// Atoms of more than 255 characters and references of more than 5 words
+/// are not written: a BEAM node refuses them and drops the connection
+/// that brought them (which a hostile peer used: one it reflected off
+/// our node cut the link to a third, BEAM, node). 255 characters of two
+/// bytes each go.
+#[test]
+fn atoms_and_references_beam_refuses_are_not_written() {
+    let long = atom(&"x".repeat(256));
+    let mut out = vec![];
+    assert!(matches!(
+        put_term(&mut out, &long),
+        Err(EncodeError::AtomTooLong(256))
+    ));
+    let msg = Message::send(Pid::new("a@h", 1, 0, 1), tuple(vec![int(1), long]));
+    assert!(encode_message(&msg, &mut Vec::new(), true).is_err());
+    let node = Pid::new(format!("{}@h", "n".repeat(254)), 1, 0, 1);
+    assert!(put_term(&mut out, &Term::Pid(node)).is_err());
+    let wide = atom(&"\u{e9}".repeat(255));
+    let mut out = vec![];
+    put_term(&mut out, &wide).unwrap();
+    let back = term::decode::decode_body(&out, 0, Limits::default()).unwrap();
+    assert_eq!(back.term.unwrap(), wide);
+    let reference = |words: usize| {
+        Term::Reference(Box::new(Reference {
+            node: Atom::from("a@h"),
+            id: vec![1; words],
+            creation: 1,
+        }))
+    };
+    put_term(&mut Vec::new(), &reference(5)).unwrap();
+    assert!(matches!(
+        put_term(&mut Vec::new(), &reference(6)),
+        Err(EncodeError::ReferenceTooLong(6))
+    ));
 }
