@@ -984,6 +984,21 @@ async fn too_deep_message_is_dropped_not_the_connection() {
     r.shutdown().await;
 }
 
+/// Nothing comes to `watch` within `wait`, in particular not the `DOWN` of
+/// its monitor `mref` of a process on an erl node, which would say that
+/// node dropped its connection to us.
+async fn still_connected(watch: &mut Process, mref: &term::Reference, wait: Duration) {
+    match watch.recv_timeout(wait).await.unwrap() {
+        None => {}
+        Some(Signal::Down {
+            mref: m, reason, ..
+        }) if m == *mref => {
+            panic!("erl dropped its connection to us: {reason}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 /// A peer speaks for its own processes only, as BEAM's `erts_net_message`
 /// requires: a `LINK` from a raw client X naming a process of the erl node
 /// N (of an old creation of N) as the sender is dropped, and so is a
@@ -1046,15 +1061,7 @@ async fn a_link_naming_another_nodes_process_is_dropped() {
     }
     // The spoofed link was not: the victim's exit sends erl nothing.
     victim.exit(atom("boom"));
-    match watch.recv_timeout(Duration::from_secs(2)).await.unwrap() {
-        None => {}
-        Some(Signal::Down {
-            mref: m, reason, ..
-        }) if m == mref => {
-            panic!("erl dropped its connection to us: {reason}")
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    still_connected(&mut watch, &mref, Duration::from_secs(2)).await;
     assert!(r.peers().contains(&e.name));
     assert_hidden_peer_of(&r, &e.name).await;
     r.shutdown().await;
@@ -1124,15 +1131,7 @@ async fn an_atom_beam_refuses_is_dropped_not_passed_on() {
         recorded_eventually(&r, &e.name, &rec, &["no_such_group", "TTTT"]).await,
         "the call with a 255-character tag was not answered"
     );
-    match watch.recv_timeout(Duration::from_secs(1)).await.unwrap() {
-        None => {}
-        Some(Signal::Down {
-            mref: m, reason, ..
-        }) if m == mref => {
-            panic!("erl dropped its connection to us: {reason}")
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    still_connected(&mut watch, &mref, Duration::from_secs(1)).await;
     let got = rpc(
         &r,
         &e.name,
