@@ -681,6 +681,59 @@ async fn a_visible_beam_scope_that_lost_our_member_gets_it_back() {
     r.shutdown().await;
 }
 
+/// Only the polled node's own scope answers a poll. Another node casting
+/// `{exchange, G, []}` (G the visible BEAM node we poll) every 2 ms while
+/// we poll G every 50 ms: an exchange naming G is merged as cpg merges it
+/// (here: nothing), never taken for G's whole view. Before, one landing
+/// while a poll was out dropped G's members from our view and made the
+/// poll cast our joins to G again, its copies of our member growing by 2
+/// a poll (a hostile run's F3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_naming_a_polled_node_from_another_node_answers_no_poll() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (g, ctl, theirs) = beam_with(&w, "visible", "theirs").await;
+    let (r, scope) = polling_node(&w, Duration::from_millis(50)).await;
+    let m = r.spawn_process();
+    scope
+        .join_counts(&[("ours".into(), 2)], m.pid())
+        .await
+        .unwrap();
+    r.connect(&g.name).await.unwrap();
+    if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
+        panic!("BEAM holds {got} copies of ours, not 2");
+    }
+    let theirs_now = || crate::support::cpg::ours(&scope, "theirs") == vec![theirs.clone()];
+    assert!(eventually(5, || async { theirs_now() }).await);
+    let spoof = term::tuple(vec![
+        term::atom("$gen_cast"),
+        term::tuple(vec![
+            term::atom("exchange"),
+            term::atom(&g.name),
+            term::nil(),
+        ]),
+    ]);
+    ctl.connect(r.name()).await.unwrap();
+    let spoofer = ctl.spawn_process();
+    let to = Dest::Name(DEFAULT_SCOPE.into(), r.name().to_string());
+    let (mut missing, mut most) = (0, 0);
+    for i in 0..1000 {
+        spoofer.send(to.clone(), spoof.clone()).unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        missing += usize::from(!theirs_now());
+        if i % 10 == 0 {
+            most = most.max(beam_count(&ctl, &g.name, "ours", m.pid()).await);
+        }
+    }
+    assert_eq!(missing, 0, "G's member left our view while spoofed");
+    assert_eq!(most, 2, "BEAM held more copies of ours than joined");
+    // A few polls more, then BEAM holds ours as often as joined.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(beam_count(&ctl, &g.name, "ours", m.pid()).await, 2);
+    assert!(theirs_now());
+    r.shutdown().await;
+}
+
 /// Polls racing our writes: a member joins and leaves over and over while
 /// a BEAM scope at visible is polled every 10 ms. An answer to a poll holds
 /// our casts sent before the question only, so a member written since is

@@ -579,7 +579,19 @@ impl<N: WireName> ScopeTask<N> {
                 let mut groups = groups;
                 // (The first exchange after a poll: also from a peer that
                 // turned full peer since, whose members came by polls.)
-                let polled = self.polled.remove(&origin);
+                // Only the polled node's own scope answers a poll: an
+                // exchange naming it that another node sent (anyone may
+                // name any node, and cpg merges it as it would that
+                // node's) is merged as any exchange, not taken for its
+                // whole view. Taken so, a node casting `{exchange, B,
+                // []}` over and over while B was polled dropped B's
+                // members here and made each poll cast our joins to B
+                // again, its copies of our members growing by each.
+                let sent_by_origin = from.as_ref().is_some_and(|p| p.node.name == origin);
+                let polled = match sent_by_origin {
+                    true => self.polled.remove(&origin),
+                    false => None,
+                };
                 if let Some(poll) = &polled {
                     tracing::debug!(scope = %self.opts.name, peer = %origin, groups = groups.len(), "poll answered");
                     self.drop_unlisted(&origin, &groups);
