@@ -339,6 +339,22 @@ async fn polling_node(w: &World, poll: Duration) -> (Node, CpgScope) {
     (r, scope)
 }
 
+/// [`polling_node`] with a process joined as `counts` say, connected to
+/// `g` once joined.
+async fn polling_node_joined(
+    w: &World,
+    poll: Duration,
+    counts: &[(&str, usize)],
+    g: &ErlNode,
+) -> (Node, CpgScope, Process) {
+    let (r, scope) = polling_node(w, poll).await;
+    let m = r.spawn_process();
+    let counts: Vec<(String, usize)> = counts.iter().map(|&(n, c)| (n.into(), c)).collect();
+    scope.join_counts(&counts, m.pid()).await.unwrap();
+    r.connect(&g.name).await.unwrap();
+    (r, scope, m)
+}
+
 /// A BEAM scope at visible whose last member leaves (not dies): its view
 /// is empty, and cpg answers a poll of an empty view with no exchange at
 /// all; the leave must still reach us (the poll's call tells).
@@ -567,13 +583,8 @@ async fn a_beam_scope_reset_from_all_to_visible() {
     crate::require_erl!();
     let w = World::new().await;
     let (g, ctl, theirs) = beam_with(&w, "all", "theirs").await;
-    let (r, scope) = polling_node(&w, Duration::from_millis(200)).await;
-    let m = r.spawn_process();
-    scope
-        .join_counts(&[("ours".into(), 2)], m.pid())
-        .await
-        .unwrap();
-    r.connect(&g.name).await.unwrap();
+    let (r, scope, m) =
+        polling_node_joined(&w, Duration::from_millis(200), &[("ours", 2)], &g).await;
     let mode = |t: &str| (g.name.clone(), t.to_string());
     assert!(
         eventually(5, || async {
@@ -645,13 +656,8 @@ async fn a_visible_beam_scope_that_lost_our_member_gets_it_back() {
     crate::require_erl!();
     let w = World::new().await;
     let (g, ctl, _) = beam_with(&w, "visible", "theirs").await;
-    let (r, scope) = polling_node(&w, Duration::from_secs(60)).await;
-    let m = r.spawn_process();
-    scope
-        .join_counts(&[("ours".into(), 2), ("also".into(), 1)], m.pid())
-        .await
-        .unwrap();
-    r.connect(&g.name).await.unwrap();
+    let (r, scope, m) =
+        polling_node_joined(&w, Duration::from_secs(60), &[("ours", 2), ("also", 1)], &g).await;
     if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
         panic!("BEAM holds {got} copies of ours, not 2");
     }
@@ -693,13 +699,8 @@ async fn an_exchange_naming_a_polled_node_from_another_node_answers_no_poll() {
     crate::require_erl!();
     let w = World::new().await;
     let (g, ctl, theirs) = beam_with(&w, "visible", "theirs").await;
-    let (r, scope) = polling_node(&w, Duration::from_millis(50)).await;
-    let m = r.spawn_process();
-    scope
-        .join_counts(&[("ours".into(), 2)], m.pid())
-        .await
-        .unwrap();
-    r.connect(&g.name).await.unwrap();
+    let (r, scope, m) =
+        polling_node_joined(&w, Duration::from_millis(50), &[("ours", 2)], &g).await;
     if let Err(got) = beam_holds(&ctl, &g.name, "ours", m.pid(), 2).await {
         panic!("BEAM holds {got} copies of ours, not 2");
     }
