@@ -368,6 +368,14 @@ impl Reassembler {
                     if self.partial.len() >= self.max_partial {
                         return Err(DecodeError::Fragment("too many messages in reassembly"));
                     }
+                    // (A peer starting one again would have the first
+                    // one's bytes counted with nothing holding them: the
+                    // budget of every connection filled at no cost.)
+                    if self.partial.contains_key(&seq) {
+                        return Err(DecodeError::Fragment(
+                            "a message started again under a sequence id in reassembly",
+                        ));
+                    }
                     // (`to_vec` below: exactly this long.)
                     self.hold(rest.len())?;
                     let slots = self.cache.slots();
@@ -695,6 +703,26 @@ pub(crate) mod tests {
         assert_eq!(budget.held(), 0);
         assert!(c.push(&first_fragment(2, 2, 900)).unwrap().is_none());
         drop(c);
+        assert_eq!(budget.held(), 0);
+    }
+
+    /// A first fragment under a sequence id already in reassembly is a
+    /// fault (fatal): taken, it replaced the first message with its bytes
+    /// still counted, and 257 of 1 MiB each closed a connection holding 1
+    /// MiB as over 256 MiB, five such connections filled every
+    /// connection's budget. The budget is whole again once it is dropped.
+    #[test]
+    fn a_message_started_again_under_its_sequence_id_is_refused() {
+        let budget: &'static ReassemblyBudget = Box::leak(Box::new(ReassemblyBudget::new(10_000)));
+        let mut r = Reassembler::with_budget(5000, budget);
+        assert!(matches!(r.push(&first_fragment(7, 3, 1000)), Ok(None)));
+        let e = r.push(&first_fragment(7, 3, 1000)).unwrap_err();
+        assert!(
+            matches!(e, DecodeError::Fragment(_)) && e.is_fatal(),
+            "{e:?}"
+        );
+        assert_eq!(budget.held(), 1000);
+        drop(r);
         assert_eq!(budget.held(), 0);
     }
 
