@@ -503,6 +503,7 @@ async fn scope_answers_gen_server_calls() {
     assert_eq!(call("{get_members}").await, "error");
     assert_eq!(call("{get_members, \"g\", P, 1}").await, "error");
     assert_eq!(call("{which_groups, P, 1}").await, "error");
+    assert_eq!(call("{which_groups}").await, "error");
     assert_eq!(call("{get_members, 5}").await, "{error,{no_such_group,5}}");
     // Writes for our own pids; an erl pid is not ours to join.
     assert_eq!(call("{join, \"h\", P}").await, "{ok,[]}");

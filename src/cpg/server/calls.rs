@@ -18,12 +18,14 @@ enum Answer {
 }
 
 /// A call's operation and arguments: `(op, [])` for the atom `op`, `(op,
-/// args)` for the tuple `{op, args...}`, `("", [])` for anything else.
+/// args)` for the tuple `{op, args...}` of at least one argument, `("",
+/// [])` for anything else (`{which_groups}` is no `which_groups`: cpg
+/// answers it `error`).
 fn split_call(request: &Term) -> (&str, &[Term]) {
     match request {
         Term::Atom(a) => (a.name.as_str(), &[]),
         Term::Tuple(t) => match t.elements.split_first() {
-            Some((Term::Atom(a), rest)) => (a.name.as_str(), rest),
+            Some((Term::Atom(a), rest)) if !rest.is_empty() => (a.name.as_str(), rest),
             _ => ("", &[]),
         },
         _ => ("", &[]),
