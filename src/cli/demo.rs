@@ -78,7 +78,7 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
     let node = Node::start(cfg.clone())
         .await
         .with_context(|| format!("cannot start node {}", cfg.name))?;
-    println!(
+    outln!(
         "rust: node {} started (hidden, creation {})",
         node.name(),
         node.creation()
@@ -89,7 +89,7 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
     let member_pid = member.pid().clone();
     spawn_echo(member);
     scope.join("demo/*", &member_pid).await?;
-    println!(
+    outln!(
         "rust: cpg: {} joined \"demo/*\" in {DEFAULT_SCOPE}",
         term::pid_text(&member_pid)
     );
@@ -105,7 +105,7 @@ pub async fn demo(args: NodeArgs) -> Result<i32> {
     let code = if erl_available {
         demo_with_erl(&node, &scope, &cookie, &suffix, &host).await
     } else {
-        println!("rust: erl not found; demo with a second Rust node instead");
+        outln!("rust: erl not found; demo with a second Rust node instead");
         demo_with_rust(&node, &cookie, &suffix, &cfg).await
     };
     node.shutdown().await;
@@ -155,7 +155,7 @@ async fn demo_with_erl(
     // timer. Listening starts here, before erl does.
     let interrupted = super::wait_for_signal();
     let mut child = cmd.spawn().context("starting erl")?;
-    println!(
+    outln!(
         "rust: started a real erl node {erl_name} (OS pid {})",
         child.id().unwrap_or_default()
     );
@@ -163,7 +163,7 @@ async fn demo_with_erl(
     let result = tokio::select! {
         r = demo_steps(node, scope, &erl_name) => r,
         code = &mut interrupted => {
-            println!("rust: interrupted; stopping {erl_name}");
+            outln!("rust: interrupted; stopping {erl_name}");
             let _ = child.kill().await;
             return Ok(code);
         }
@@ -178,7 +178,7 @@ async fn demo_with_erl(
     let _ = child.kill().await;
     // After erl's own last line.
     if result.is_ok() {
-        println!("demo done");
+        outln!("demo done");
     }
     result
 }
@@ -195,7 +195,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
     if !ok {
         bail!("{peer} did not answer ping");
     }
-    println!("rust: ping {peer} (as net_adm:ping does): pong");
+    outln!("rust: ping {peer} (as net_adm:ping does): pong");
     // Distribution is up before erl runs its -eval: wait for demo_peer.
     let mut registered = false;
     for _ in 0..50 {
@@ -222,7 +222,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
     let expect = |what: &str, s: Option<Signal>| -> Result<Term> {
         match s {
             Some(Signal::Message { msg, .. }) => {
-                println!("rust: {what}: got {msg}");
+                outln!("rust: {what}: got {msg}");
                 Ok(msg)
             }
             Some(other) => bail!("{what}: expected a message, got {}", other.to_term()),
@@ -260,7 +260,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
     let mut seen = false;
     for _ in 0..50 {
         if let Ok((_, pids)) = scope.get_members("from_erl") {
-            println!(
+            outln!(
                 "rust: cpg get_members(\"from_erl\") -> {}",
                 pids.iter()
                     .map(|p| p.to_string())
@@ -276,7 +276,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
         bail!("the erl member's join did not reach the Rust scope");
     }
     // 4. monitor the erl side process from Rust, and let it monitor our echo
-    println!("rust: asking demo_peer for its pid (`who`), to monitor it");
+    outln!("rust: asking demo_peer for its pid (`who`), to monitor it");
     let erl_pid = node_whereis_remote(&mut me, &dest).await?;
     let mref = me.monitor(erl_pid.clone());
     me.send(
@@ -285,7 +285,7 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
     )?;
     let s = me.recv_timeout(Duration::from_secs(5)).await.ok().flatten();
     expect("erl monitors rust echo", s)?;
-    println!("rust: killing the echo process; erl should see 'DOWN' with reason killed");
+    outln!("rust: killing the echo process; erl should see 'DOWN' with reason killed");
     if let Some(echo) = node.whereis("echo") {
         me.exit_other(&echo, atom("kill"));
     }
@@ -295,9 +295,9 @@ async fn demo_steps(node: &Node, scope: &CpgScope, peer: &str) -> Result<i32> {
             item,
             reason,
         })) if r == mref => {
-            println!("rust: our monitor on {item} fired: {reason}");
+            outln!("rust: our monitor on {item} fired: {reason}");
         }
-        other => println!("rust: our monitor did not fire: {}", received(&other)),
+        other => outln!("rust: our monitor did not fire: {}", received(&other)),
     }
     Ok(0)
 }
@@ -340,7 +340,7 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
         if !node.ping(other.name()).await {
             bail!("second Rust node did not answer ping");
         }
-        println!("rust: ping {}: pong", other.name());
+        outln!("rust: ping {}: pong", other.name());
         let mut me = node.spawn_process();
         let dest = cpg_node::process::Dest::Name("demo_peer".into(), other.name().into());
         me.send(
@@ -349,7 +349,7 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
         )?;
         let got = me.recv_timeout(Duration::from_secs(5)).await;
         match got {
-            Ok(Some(s)) => println!("rust: round trip: got {}", s.to_term()),
+            Ok(Some(s)) => outln!("rust: round trip: got {}", s.to_term()),
             other => bail!("no round trip: {}", received(&other)),
         }
         let mut caller = other.spawn_process();
@@ -360,19 +360,19 @@ async fn demo_with_rust(node: &Node, cookie: &str, suffix: &str, cfg: &NodeConfi
                 Duration::from_secs(5),
             )
             .await;
-        println!("rust2: gen_server call to echo: {}", r?);
+        outln!("rust2: gen_server call to echo: {}", r?);
         for _ in 0..50 {
             if let Ok((key, pid)) = other_scope.get_closest_pid("demo/x") {
-                println!("rust2: cpg get_closest_pid(\"demo/x\") -> \"{key}\" {pid}");
+                outln!("rust2: cpg get_closest_pid(\"demo/x\") -> \"{key}\" {pid}");
                 let r = caller
                     .call(pid, atom("hello_member"), Duration::from_secs(5))
                     .await;
-                println!("rust2: gen_server call to that member: {}", r?);
+                outln!("rust2: gen_server call to that member: {}", r?);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        println!("demo done");
+        outln!("demo done");
         Ok(0)
     }
     .await;

@@ -3,6 +3,17 @@
 //! print in `show`, the OTP pg and Phoenix.PubSub commands in `pg`, the
 //! local demo in `demo`.
 
+/// `println!` that drops the line when stdout is gone ([`report::out_line`])
+/// rather than panic.
+macro_rules! outln {
+    () => {
+        $crate::cli::report::out_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::report::out_line(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod demo;
 mod pg;
@@ -190,7 +201,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
             }
             let stop = wait_for_signal();
-            println!("{} running (hidden); Ctrl-C to stop", node.name());
+            outln!("{} running (hidden); Ctrl-C to stop", node.name());
             stop.await;
             node.shutdown().await;
             Ok(0)
@@ -202,7 +213,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             // net_adm:ping says only pang; the reason goes to stderr.
             let why = node.connect(&target).await.err();
             let pong = why.is_none() && node.ping(&target).await;
-            println!("{}", if pong { "pong" } else { "pang" });
+            outln!("{}", if pong { "pong" } else { "pang" });
             node.shutdown().await;
             if let Some(e) = why {
                 eprintln!("error: cannot connect to {target}: {e}");
@@ -241,7 +252,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             node.shutdown().await;
             let st = got?;
             if json {
-                println!("{}", status_json(&st));
+                outln!("{}", status_json(&st));
             } else {
                 print_status(&st, node.name());
             }
@@ -331,7 +342,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 node.peers().join(", ")
             );
             tokio::pin!(stop);
-            loop {
+            // (Until stopped, or stdout is gone.)
+            while !report::stdout_gone() {
                 tokio::select! {
                     _ = &mut stop => break,
                     Ok(e) = node_events.recv() => match e {
@@ -347,11 +359,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     Some((scope, e)) = rx.recv() => {
                         let pid = term::pid_text(&e.pid);
                         if json {
-                            println!("{}", serde_json::json!({
+                            outln!("{}", serde_json::json!({
                                 "scope": scope, "group": e.group, "pid": pid, "event": e.reason.to_string(),
                             }));
                         } else {
-                            println!("{scope} {} {pid} {}", e.group, e.reason);
+                            outln!("{scope} {} {pid} {}", show::plain(&e.group), e.reason);
                         }
                     }
                 }

@@ -134,7 +134,7 @@ fn pid_texts(pids: &[Pid]) -> Vec<String> {
 fn print_group(scope: &PgScope, group: &TermName, pids: &[Pid], json: bool) {
     let local = scope.get_local_members(group);
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "scope": scope.name(), "group": group.to_string(), "pids": pid_texts(pids),
@@ -142,7 +142,7 @@ fn print_group(scope: &PgScope, group: &TermName, pids: &[Pid], json: bool) {
             })
         );
     } else {
-        println!("{} {group}: {}", scope.name(), pid_texts(pids).join(" "));
+        outln!("{} {group}: {}", scope.name(), pid_texts(pids).join(" "));
     }
 }
 
@@ -218,17 +218,17 @@ pub async fn watch(args: &NodeArgs, c: &PgClientArgs) -> Result<i32> {
         node.peers().join(", ")
     );
     tokio::pin!(stop);
-    loop {
+    while !super::report::stdout_gone() {
         tokio::select! {
             _ = &mut stop => break,
             Some((scope, e)) = rx.recv() => {
                 let pids = pid_texts(&e.pids);
                 if c.json {
-                    println!("{}", serde_json::json!({
+                    outln!("{}", serde_json::json!({
                         "scope": scope, "group": e.group.to_string(), "event": e.kind.as_str(), "pids": pids,
                     }));
                 } else {
-                    println!("{scope} {} {} {}", e.kind.as_str(), e.group, pids.join(" "));
+                    outln!("{scope} {} {} {}", e.kind.as_str(), e.group, pids.join(" "));
                 }
             }
         }
@@ -275,9 +275,9 @@ pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
             }
             let nodes: Vec<&str> = sent.iter().map(|p| p.node.name.as_str()).collect();
             if p.json {
-                println!("{}", serde_json::json!({ "topic": topic, "nodes": nodes }));
+                outln!("{}", serde_json::json!({ "topic": topic, "nodes": nodes }));
             } else {
-                println!("sent to {}", nodes.join(" "));
+                outln!("sent to {}", nodes.join(" "));
             }
             Ok(0)
         }
@@ -304,7 +304,7 @@ pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
                     .join(", "),
             );
             tokio::pin!(stop);
-            loop {
+            while !super::report::stdout_gone() {
                 tokio::select! {
                     _ = &mut stop => break,
                     b = sub.recv() => match b {
@@ -312,11 +312,11 @@ pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
                             let topic = String::from_utf8_lossy(&b.topic);
                             let msg = TermName::new(b.msg).to_string();
                             if p.json {
-                                println!("{}", serde_json::json!({
+                                outln!("{}", serde_json::json!({
                                     "topic": topic, "msg": msg, "dispatcher": b.dispatcher,
                                 }));
                             } else {
-                                println!("{topic} {msg}");
+                                outln!("{} {msg}", super::show::plain(&topic));
                             }
                         }
                         Err(reason) => {

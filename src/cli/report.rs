@@ -3,6 +3,30 @@
 
 use cpg_node::config::{ConfigError, CookieError, NameError};
 use cpg_node::node::DownReason;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether a line written to stdout failed: its reader is gone (a pipe
+/// into `head` that read enough).
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Writes `args` and a newline to stdout, as `println!` does, without its
+/// panic when stdout is gone (`cpg-node groups | head -1` exited 101 with
+/// "failed printing to stdout: Broken pipe"): the line is dropped, and
+/// [`stdout_gone`] says so from then on. What the command does besides
+/// printing (a node's shutdown, the demo's clean-up) still runs.
+pub(crate) fn out_line(args: std::fmt::Arguments<'_>) {
+    let mut o = std::io::stdout().lock();
+    if o.write_fmt(args).and_then(|()| o.write_all(b"\n")).is_err() {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Whether stdout is gone ([`out_line`]): a command that prints as events
+/// come (`watch`, ...) stops then.
+pub(crate) fn stdout_gone() -> bool {
+    STDOUT_GONE.load(Ordering::Relaxed)
+}
 
 /// A mistake the user can fix (a bad argument, an unknown group, ...):
 /// printed as one line, with a `kind` for `--json`.
@@ -64,7 +88,7 @@ pub fn report(e: &anyhow::Error, json: bool) -> i32 {
     let kind = kind_of(e);
     let message = format!("{e:#}");
     if json {
-        println!("{}", serde_json::json!({ "error": message, "kind": kind }));
+        outln!("{}", serde_json::json!({ "error": message, "kind": kind }));
     } else {
         eprintln!("error: {message}");
     }

@@ -129,7 +129,7 @@ fn print_table(head: &[&str], rows: &[Vec<String>]) {
             .enumerate()
             .map(|(i, c)| format!("{c:<width$}", width = w[i]))
             .collect();
-        println!("  {}", s.join("  ").trim_end());
+        outln!("  {}", s.join("  ").trim_end());
     };
     line(head.to_vec());
     for r in rows {
@@ -158,13 +158,15 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
             n.to_string()
         }
     };
-    println!(
+    outln!(
         "node {} (creation {}), cpg-node {}",
-        st.node, st.creation, st.version
+        st.node,
+        st.creation,
+        st.version
     );
-    println!("up {}, {} processes", human_time(st.uptime), st.processes);
-    println!();
-    println!("peers: {}", st.peers.len());
+    outln!("up {}, {} processes", human_time(st.uptime), st.processes);
+    outln!();
+    outln!("peers: {}", st.peers.len());
     if !st.peers.is_empty() {
         let rows: Vec<Vec<String>> = st
             .peers
@@ -199,8 +201,8 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
             &rows,
         );
     }
-    println!();
-    println!("scopes: {}", st.scopes.len());
+    outln!();
+    outln!("scopes: {}", st.scopes.len());
     if !st.scopes.is_empty() {
         let rows: Vec<Vec<String>> = st
             .scopes
@@ -221,12 +223,12 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
             &rows,
         );
     }
-    println!();
+    outln!();
     match &st.cluster {
-        None => println!("cluster: no keeper runs"),
+        None => outln!("cluster: no keeper runs"),
         Some(ts) => {
             let n = ts.len();
-            println!("cluster: {n} node{} kept", if n == 1 { "" } else { "s" });
+            outln!("cluster: {n} node{} kept", if n == 1 { "" } else { "s" });
             if !ts.is_empty() {
                 let rows: Vec<Vec<String>> = ts
                     .iter()
@@ -258,6 +260,26 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
     }
 }
 
+/// `name` for a line of text output: as it is, or, if it holds a control
+/// character (a newline, an escape sequence) or a backslash, with those
+/// written as Rust escapes (`\n`, `\u{1b}`, `\\`), so that a name cannot
+/// forge a line of output or drive the terminal (`--json` escapes them as
+/// JSON does).
+pub(crate) fn plain(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(|c| c.is_control() || c == '\\') {
+        return name.into();
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
 pub(crate) fn print_group(
     scope: &str,
     group: &str,
@@ -273,7 +295,7 @@ pub(crate) fn print_group(
         .cloned()
         .collect();
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "scope": scope, "group": group, "pattern": key, "pids": text(pids),
@@ -282,10 +304,10 @@ pub(crate) fn print_group(
         );
     } else {
         let via = if key != group {
-            format!(" (via {key})")
+            format!(" (via {})", plain(key))
         } else {
             String::new()
         };
-        println!("{scope} {group}{via}: {}", text(pids).join(" "));
+        outln!("{scope} {}{via}: {}", plain(group), text(pids).join(" "));
     }
 }

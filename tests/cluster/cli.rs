@@ -86,6 +86,14 @@ async fn cli_raw(w: &World, args: &[&str], home: Option<&Path>) -> (i32, String,
     )
 }
 
+/// [`cli_raw`] with a name of its own and the world's cookie.
+async fn cli_text(w: &World, args: &[&str]) -> (i32, String, String) {
+    let name = unique("cli");
+    let mut all = vec!["--name", &name, "--cookie", &w.cookie];
+    all.extend_from_slice(args);
+    cli_raw(w, &all, None).await
+}
+
 /// One JSON error object on stdout; returns (kind, message).
 fn json_error(stdout: &str) -> (String, String) {
     let lines: Vec<&str> = stdout.lines().collect();
@@ -497,21 +505,7 @@ async fn a_query_through_a_cpg_node_seed_sees_the_nodes_beyond_it() {
     let c = w.rust_node("c").await;
     let _c_scope = CpgScope::start(&c, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
     c.connect(b.name()).await.unwrap();
-    let name = unique("cli");
-    let (code, _, err) = cli_raw(
-        &w,
-        &[
-            "--name",
-            &name,
-            "--cookie",
-            &w.cookie,
-            "groups",
-            "--connect",
-            c.name(),
-        ],
-        None,
-    )
-    .await;
+    let (code, _, err) = cli_text(&w, &["groups", "--connect", c.name()]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(&format!(
@@ -1105,4 +1099,67 @@ async fn an_epmd_port_that_is_no_port_number_is_refused() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// `cpg-node groups | head -1`, and `watch` so: a reader that stops
+/// reading ends the command with exit code 0, no panic ("failed printing
+/// to stdout: Broken pipe", exit 101, before), `watch` at its next line.
+/// A group name cannot forge a line of text output: its newline and
+/// escape character are printed escaped.
+#[tokio::test]
+async fn output_into_a_closed_pipe_ends_quietly_and_names_forge_no_line() {
+    use tokio::io::AsyncBufReadExt;
+    let w = World::new().await;
+    let a = w.rust_node("a").await;
+    let scope = CpgScope::start(&a, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let p = a.spawn_process();
+    let forged = "evil\nfake_scope fake_group: <0.1.0>\u{1b}[31mRED";
+    let mut counts: Vec<(String, usize)> = (0..5000).map(|i| (format!("g{i:05}"), 1)).collect();
+    counts.push((forged.to_string(), 1));
+    scope.join_counts(&counts, p.pid()).await.unwrap();
+    let (code, out, err) = cli_text(&w, &["groups", "--connect", a.name()]).await;
+    assert_eq!(code, 0, "{err}");
+    let forged_line = out.lines().find(|l| l.contains("evil")).unwrap();
+    assert!(
+        forged_line.starts_with(&format!(
+            "{DEFAULT_SCOPE} evil\\nfake_scope fake_group: <0.1.0>\\u{{1b}}[31mRED: "
+        )),
+        "{forged_line}"
+    );
+    assert!(!out.lines().any(|l| l.starts_with("fake_scope")), "{out}");
+    for cmd in ["groups", "watch"] {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+            .args(["--name", &unique("cli"), "--cookie", &w.cookie, cmd])
+            .args(["--connect", a.name()])
+            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run cpg-node");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        assert!(lines.next_line().await.unwrap().is_some());
+        drop(lines);
+        if cmd == "watch" {
+            // (Its next line, after the groups it prints first.)
+            scope.join("later", p.pid()).await.unwrap();
+        }
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{cmd} did not end once stdout was gone"))
+            .unwrap();
+        let mut err = String::new();
+        use tokio::io::AsyncReadExt;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{cmd}: {err}");
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+    }
+    a.shutdown().await;
 }
