@@ -81,15 +81,29 @@ pub struct Limits {
     /// Deepest nesting of tuples, lists, maps and funs accepted (see the
     /// module documentation for why 2,000 by default).
     pub max_depth: usize,
+    /// The most memory one term may take once decoded, counted as it is
+    /// read, before what it counts is allocated: every element of a
+    /// tuple, list or map as a [`Term`] (56 bytes), the bytes of every
+    /// binary, string, integer and atom text. A term past it is refused
+    /// ([`TermError::TooLargeDecoded`]); on a connection, that message is
+    /// dropped and the connection stays. Bytes on the wire cost more
+    /// decoded (an element of a list of `[]`s is one byte on the wire, a
+    /// cached atom's reference two), so without it one message of 4 MB
+    /// took 463 MB here (BEAM's list cells take 16 bytes an element).
+    pub max_memory: usize,
 }
 
 /// The default [`Limits::max_depth`].
 pub const DEFAULT_MAX_DEPTH: usize = 2_000;
 
+/// The default [`Limits::max_memory`]: 512 MiB (9.6 million elements).
+pub const DEFAULT_MAX_MEMORY: usize = 512 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_depth: DEFAULT_MAX_DEPTH,
+            max_memory: DEFAULT_MAX_MEMORY,
         }
     }
 }
@@ -169,6 +183,10 @@ pub enum TermError {
         /// Where it was.
         pos: usize,
     },
+    /// A term that would take more than [`Limits::max_memory`] bytes once
+    /// decoded.
+    #[error("term of more than {0} bytes decoded: over the node's bound")]
+    TooLargeDecoded(usize),
     /// Well-formed bytes holding what `eetf` refuses too (bad UTF-8 in an
     /// atom, a non-finite float, and the like).
     #[error("term decode: {0}")]
@@ -745,7 +763,10 @@ mod tests {
             b.extend(std::iter::repeat_n(106, d));
             b
         };
-        let limits = Limits { max_depth: 10 };
+        let limits = Limits {
+            max_depth: 10,
+            ..Limits::default()
+        };
         assert_eq!(validate_depth(&nested(10), 0, limits).map(|x| x.1), Ok(10));
         assert_eq!(
             validate(&nested(11), 0, limits),

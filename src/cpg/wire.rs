@@ -860,7 +860,10 @@ mod tests {
             0,
             false,
             atoms.to_vec(),
-            term::Limits { max_depth: 4 },
+            term::Limits {
+                max_depth: 4,
+                ..term::Limits::default()
+            },
         );
         assert!(check_raw::<String>(&shallow).is_none());
         assert!(shallow.decode().is_err());

@@ -513,7 +513,10 @@ fn be_u64(b: &[u8], at: usize) -> Result<u64, DecodeError> {
 /// their 131 bytes), or a packet body with a whole-message distribution
 /// header (`131, 68, 0`). `None` if it cannot be told.
 pub fn describe_control(msg: &[u8]) -> Option<String> {
-    let shallow = Limits { max_depth: 4 };
+    let shallow = Limits {
+        max_depth: 4,
+        ..Limits::default()
+    };
     let body = match msg {
         [term::VERSION, 68, 0, body @ ..] => body,
         [term::VERSION, ..] => &msg[1..],
@@ -846,7 +849,10 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn decode_beyond_the_default_depth_on_a_grown_stack() {
         let body = deep_reg_send(20_000);
-        let limits = Limits { max_depth: 20_000 };
+        let limits = Limits {
+            max_depth: 20_000,
+            ..Limits::default()
+        };
         tokio::spawn(async move {
             let msg = control::decode_terms(&body[3..], false, limits).unwrap();
             // Freed on a grown stack too (Drop recursion is ~64 B a level).

@@ -116,6 +116,8 @@ pub fn decode_body_in(
         max_depth: limits.max_depth,
         refused: None,
         refs,
+        max_memory: limits.max_memory,
+        memory_left: limits.max_memory,
     };
     let mut t = nil();
     d.child(0, &mut t)?;
@@ -144,6 +146,9 @@ struct Decoder<'a> {
     refused: Option<String>,
     /// What `ATOM_CACHE_REF`s name.
     refs: AtomRefs<'a>,
+    /// [`Limits::max_memory`], and what is left of it.
+    max_memory: usize,
+    memory_left: usize,
 }
 
 /// `to` taken from a term, the way `eetf` converts (`"X is not a Y"`).
@@ -183,13 +188,26 @@ impl<'a> Decoder<'a> {
         })
     }
 
-    fn atom_name(&mut self, bytes: &[u8]) -> Atom {
-        match utf8(bytes) {
+    fn atom_name(&mut self, bytes: &[u8]) -> Result<Atom, TermError> {
+        self.charge(bytes.len())?;
+        Ok(match utf8(bytes) {
             Ok(s) => Atom::from(s),
             Err(e) => {
                 self.refuse(format!("I/O error: {e}"));
                 Atom::from("")
             }
+        })
+    }
+
+    /// Counts `bytes` more of the decoded term against
+    /// [`Limits::max_memory`], before they are allocated.
+    fn charge(&mut self, bytes: usize) -> Result<(), TermError> {
+        match self.memory_left.checked_sub(bytes) {
+            Some(left) => {
+                self.memory_left = left;
+                Ok(())
+            }
+            None => Err(TermError::TooLargeDecoded(self.max_memory)),
         }
     }
 
@@ -197,7 +215,7 @@ impl<'a> Decoder<'a> {
     /// reference).
     fn atom(&mut self) -> Result<Atom, TermError> {
         let name = self.atom_bytes()?;
-        Ok(self.atom_name(name))
+        self.atom_name(name)
     }
 
     /// The text of an atom where the format requires one, borrowed: its
@@ -239,20 +257,30 @@ impl<'a> Decoder<'a> {
 
     /// The atom an `ATOM_CACHE_REF` at `at` names (its tag read).
     fn cached_atom(&mut self, at: usize) -> Result<Atom, TermError> {
-        self.cached_name(at).map(Atom::from)
+        let name = self.cached_name(at)?;
+        self.charge(name.len())?;
+        Ok(Atom::from(name))
     }
 
     /// Checks a container of `n` elements at nesting `level` (the
     /// validator's rules: every element takes at least a byte; nesting is
     /// bounded).
-    fn open(&self, n: usize, level: usize) -> Result<(), TermError> {
+    fn open(&mut self, n: usize, level: usize) -> Result<(), TermError> {
         if n > self.c.buf.len() - self.c.pos {
             return Err(TermError::Truncated(self.c.buf.len()));
         }
         if level >= self.max_depth {
             return Err(TermError::TooDeep(self.max_depth));
         }
-        Ok(())
+        self.charge(n.saturating_mul(std::mem::size_of::<Term>()))
+    }
+
+    /// The next `n` bytes, to be copied into the term: counted first
+    /// ([`Decoder::charge`]).
+    fn owned_bytes(&mut self, n: usize) -> Result<Vec<u8>, TermError> {
+        let b = self.bytes(n)?;
+        self.charge(n)?;
+        Ok(b.to_vec())
     }
 
     /// The term at nesting `level` into `out`, on a stack with room for
@@ -306,12 +334,12 @@ impl<'a> Decoder<'a> {
             106 => Term::List(List::nil()),
             100 | 118 => {
                 let name = self.long_atom_bytes(tag, at)?;
-                Term::Atom(self.atom_name(name))
+                Term::Atom(self.atom_name(name)?)
             }
             115 | 119 => {
                 let n = usize::from(self.c.u8()?);
                 let name = self.bytes(n)?;
-                Term::Atom(self.atom_name(name))
+                Term::Atom(self.atom_name(name)?)
             }
             82 if !self.refs.idx.is_empty() => Term::Atom(self.cached_atom(at)?),
             77 => {
@@ -322,7 +350,7 @@ impl<'a> Decoder<'a> {
                 if n == 0 || bits == 0 || bits > 8 {
                     return Err(TermError::UnsupportedTag { tag, pos: at });
                 }
-                let mut bytes = self.bytes(n)?.to_vec();
+                let mut bytes = self.owned_bytes(n)?;
                 if let Some(last) = bytes.last_mut() {
                     *last >>= 8 - bits;
                 }
@@ -330,11 +358,11 @@ impl<'a> Decoder<'a> {
             }
             109 => {
                 let n = self.c.u32()?;
-                Term::Binary(Binary::from(self.bytes(n)?.to_vec()))
+                Term::Binary(Binary::from(self.owned_bytes(n)?))
             }
             107 => {
                 let n = self.c.u16()?;
-                Term::ByteList(self.bytes(n)?.to_vec().into())
+                Term::ByteList(self.owned_bytes(n)?.into())
             }
             110 | 111 => {
                 let n = if tag == 110 {
@@ -347,6 +375,7 @@ impl<'a> Decoder<'a> {
                 }
                 self.c.need(1)?;
                 self.bytes(n)?;
+                self.charge(n)?;
                 self.big(at)
             }
             101 => {
@@ -544,6 +573,8 @@ impl<'a> Fields<'a> {
                 max_depth: usize::MAX,
                 refused: None,
                 refs,
+                max_memory: usize::MAX,
+                memory_left: usize::MAX,
             },
         }
     }
@@ -936,7 +967,10 @@ pub(crate) mod tests {
     #[test]
     fn depth_limit_matches_the_validator() {
         for max_depth in [1, 2, 3, 63, 64, 65, 130] {
-            let limits = Limits { max_depth };
+            let limits = Limits {
+                max_depth,
+                ..Limits::default()
+            };
             for d in [max_depth - 1, max_depth, max_depth + 1] {
                 for open in [&[104u8, 1][..], &[108, 0, 0, 0, 1], &[116, 0, 0, 0, 1, 106]] {
                     let mut b = vec![131];
@@ -970,7 +1004,14 @@ pub(crate) mod tests {
         std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
-                let t = decode(&b, Limits { max_depth: DEEP }).unwrap();
+                let t = decode(
+                    &b,
+                    Limits {
+                        max_depth: DEEP,
+                        ..Limits::default()
+                    },
+                )
+                .unwrap();
                 // Dropping it recurses too.
                 crate::term::with_stack_for(DEEP, move || drop(t));
             })
@@ -1086,5 +1127,57 @@ pub(crate) mod tests {
         for b in [atom_ext(118, &long), pid, reference(6)] {
             check(&b);
         }
+    }
+
+    /// A term is refused once what it would take decoded passes
+    /// `max_memory`, counted before it is allocated: a list's elements as
+    /// `Term`s, a binary's bytes, an atom's text (a cached one's too, its
+    /// reference two bytes on the wire).
+    #[test]
+    fn a_term_past_the_memory_bound_is_refused_before_it_is_built() {
+        let term_size = std::mem::size_of::<Term>();
+        let nils = |n: u32| {
+            let mut b = vec![131, 108];
+            b.extend_from_slice(&n.to_be_bytes());
+            b.resize(b.len() + n as usize + 1, 106);
+            b
+        };
+        let at = |max_memory: usize| Limits {
+            max_memory,
+            ..Limits::default()
+        };
+        // 10 elements and the tail: 11 terms.
+        assert!(decode(&nils(10), at(11 * term_size)).is_ok());
+        assert_eq!(
+            decode(&nils(10), at(11 * term_size - 1)),
+            Err(TermError::TooLargeDecoded(11 * term_size - 1))
+        );
+        let mut bin = vec![131, 109, 0, 0, 0, 100];
+        bin.resize(bin.len() + 100, 7);
+        assert!(decode(&bin, at(100)).is_ok());
+        assert_eq!(decode(&bin, at(99)), Err(TermError::TooLargeDecoded(99)));
+        // 100 references to a cached atom of 1,000 bytes: 100,000 bytes
+        // of text from 200 bytes of references.
+        let long = "a".repeat(1000);
+        let slots = [Some(Box::<str>::from(long.as_str()))];
+        let refs = AtomRefs {
+            idx: &[0],
+            slots: &slots,
+        };
+        let mut b = vec![108, 0, 0, 0, 100];
+        for _ in 0..100 {
+            b.extend_from_slice(&[82, 0]);
+        }
+        b.push(106);
+        let terms = 101 * term_size;
+        assert!(decode_body_in(&b, 0, at(terms + 100_000), refs).is_ok());
+        let over = decode_body_in(&b, 0, at(terms + 99_999), refs);
+        assert_eq!(over.err(), Some(TermError::TooLargeDecoded(terms + 99_999)));
+        // The default bound: 10 million `[]`s (10 MB on the wire) are
+        // refused at the list's header, nothing built.
+        assert_eq!(
+            decode(&nils(10_000_000), Limits::default()),
+            Err(TermError::TooLargeDecoded(super::super::DEFAULT_MAX_MEMORY))
+        );
     }
 }

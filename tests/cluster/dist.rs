@@ -999,6 +999,30 @@ async fn still_connected(watch: &mut Process, mref: &term::Reference, wait: Dura
     }
 }
 
+/// A message that would take more memory decoded than a term may
+/// (`Limits::max_memory`, 512 MiB by default) costs that message only:
+/// ten million `[]`s (10 MB on the wire, 560 MB as terms here; a hostile
+/// run took 463 MB of RSS with four million) are refused at the list's
+/// header, the message after it arrives, the connection stays.
+#[tokio::test]
+async fn a_message_too_large_decoded_is_dropped_not_the_connection() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let code = "P ! {huge, lists:duplicate(10000000, [])}, P ! after_huge, ok.";
+    let ok = eval_with(&r, &e.name, code, &[("P", Term::Pid(me.pid().clone()))]).await;
+    assert!(is_atom(&ok, "ok"), "{ok}");
+    match me.recv_timeout(Duration::from_secs(30)).await.unwrap() {
+        Some(Signal::Message { msg, .. }) => assert!(is_atom(&msg, "after_huge"), "{msg}"),
+        other => panic!("expected after_huge, got {other:?}"),
+    }
+    assert!(r.peers().contains(&e.name));
+    assert_hidden_peer_of(&r, &e.name).await;
+    r.shutdown().await;
+}
+
 /// A peer speaks for its own processes only, as BEAM's `erts_net_message`
 /// requires: a `LINK` from a raw client X naming a process of the erl node
 /// N (of an old creation of N) as the sender is dropped, and so is a
