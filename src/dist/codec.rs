@@ -60,6 +60,11 @@ pub enum DecodeError {
     /// message is dropped, the connection stays.
     #[error("unsupported control operation {0}")]
     UnsupportedOp(i32),
+    /// A message to a pid or name with no receiver here, not decoded
+    /// ([`control::decode_terms_for`]): dropped without a word, as BEAM
+    /// drops it.
+    #[error("no receiver here")]
+    NoReceiver,
 }
 
 impl DecodeError {
@@ -76,7 +81,10 @@ impl DecodeError {
             | DecodeError::UnknownType(_)
             | DecodeError::AtomCache(_)
             | DecodeError::Fragment(_) => true,
-            DecodeError::Term(_) | DecodeError::Control(_) | DecodeError::UnsupportedOp(_) => false,
+            DecodeError::Term(_)
+            | DecodeError::Control(_)
+            | DecodeError::UnsupportedOp(_)
+            | DecodeError::NoReceiver => false,
         }
     }
 }
@@ -110,15 +118,25 @@ impl Whole<'_> {
     /// Validates the terms once and decodes the control message
     /// ([`control::decode_terms_in`]).
     pub fn decode(&self, limits: Limits) -> Result<Message, DecodeError> {
+        self.decode_for(limits, None)
+    }
+
+    /// [`Whole::decode`], a message with no receiver among `receivers`
+    /// left undecoded ([`control::decode_terms_for`]).
+    pub fn decode_for(
+        &self,
+        limits: Limits,
+        receivers: Option<control::Receivers<'_>>,
+    ) -> Result<Message, DecodeError> {
         match self {
             Whole::Borrowed {
                 data,
                 versioned,
                 refs,
-            } => control::decode_terms_in(data, *versioned, limits, *refs),
+            } => control::decode_terms_for(data, *versioned, limits, *refs, receivers),
             Whole::Owned { data, atoms, idx } => {
                 let refs = AtomRefs { idx, slots: atoms };
-                control::decode_terms_in(data, false, limits, refs)
+                control::decode_terms_for(data, false, limits, refs, receivers)
             }
         }
     }

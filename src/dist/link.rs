@@ -102,6 +102,10 @@ enum Queued {
     Monitors(Arc<MonitorHead>, std::vec::IntoIter<MonitorTarget>),
 }
 
+/// Whether a message to a [`control::Target`] would find a receiver
+/// ([`Link::set_receivers`]).
+pub type ReceiverCheck = dyn Fn(control::Target<'_>) -> bool + Send + Sync;
+
 /// One connection's protocol state.
 pub struct Link {
     cfg: LinkConfig,
@@ -121,6 +125,8 @@ pub struct Link {
     seq: u64,
     /// Names whose large `REG_SEND`s are handed over as bytes.
     raw: Option<RawNames>,
+    /// Whether a message would find a receiver ([`Link::set_receivers`]).
+    receivers: Option<Arc<ReceiverCheck>>,
     /// The peer's atom cache as our messages filled it.
     send_cache: Option<SendCache>,
 }
@@ -143,6 +149,7 @@ impl Link {
             last_out: now,
             seq: 1,
             raw: None,
+            receivers: None,
             send_cache: (cfg.fragments && cfg.atom_cache).then(SendCache::new),
         }
     }
@@ -151,6 +158,14 @@ impl Link {
     /// payload as bytes ([`Event::Raw`], see [`super::raw`]).
     pub fn set_raw_names(&mut self, names: RawNames) {
         self.raw = Some(names);
+    }
+
+    /// Asks `has` whether a message (a `SEND`, `SEND_SENDER` or
+    /// `REG_SEND`) would find a receiver before its payload is decoded:
+    /// one that would not is dropped as it is read, without a word
+    /// ([`control::decode_terms_for`]).
+    pub fn set_receivers(&mut self, has: Arc<ReceiverCheck>) {
+        self.receivers = Some(has);
     }
 
     /// Feeds bytes read from the peer. Whole packets are decoded where they
@@ -246,8 +261,10 @@ impl Link {
             },
             None => whole,
         };
-        match whole.decode(self.cfg.limits) {
+        match whole.decode_for(self.cfg.limits, self.receivers.as_deref()) {
             Ok(m) => self.events.push_back(Event::Message(m)),
+            // (As BEAM drops it: no log line a message.)
+            Err(DecodeError::NoReceiver) => {}
             Err(e) if !e.is_fatal() => dropped(&mut self.events, e, whole.bytes()),
             Err(e) => return Err(e.into()),
         }

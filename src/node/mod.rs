@@ -306,9 +306,7 @@ impl Node {
 
     /// Whether a local pid is alive.
     pub fn is_alive(&self, pid: &Pid) -> bool {
-        self.inner
-            .local_id(pid)
-            .is_some_and(|id| self.inner.procs.read(id).contains_key(&id))
+        self.inner.is_alive(pid)
     }
 
     /// Connected peers (handshake done).

@@ -179,6 +179,12 @@ impl Inner {
         (self.is_local(pid) && pid.serial == 0).then_some(pid.id)
     }
 
+    /// Whether `pid` is a live process of this node.
+    pub(super) fn is_alive(&self, pid: &Pid) -> bool {
+        self.local_id(pid)
+            .is_some_and(|id| self.procs.read(id).contains_key(&id))
+    }
+
     /// `f` on the table entry of the process `pid` names, if it lives.
     pub(super) fn with_proc<T>(&self, pid: &Pid, f: impl FnOnce(&mut ProcEntry) -> T) -> Option<T> {
         let id = self.local_id(pid)?;

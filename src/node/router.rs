@@ -4,6 +4,7 @@
 
 use super::Inner;
 use crate::dist::connection::Router;
+use crate::dist::control::Target;
 use crate::dist::raw::{RawNames, RawRegSend};
 use crate::process::Signal;
 use crate::term::{self, atom, Pid, Term};
@@ -17,6 +18,15 @@ impl Router for Inner {
 
     fn raw_names(&self) -> Option<RawNames> {
         Some(self.raw_names.clone())
+    }
+
+    /// A live process of ours, or a registered name (a race with its
+    /// process ending is settled on delivery, as before).
+    fn has_receiver(&self, to: Target<'_>) -> bool {
+        match to {
+            Target::Pid(p) => self.is_alive(p),
+            Target::Name(name) => self.names.read().contains_key(name),
+        }
     }
 
     /// Delivered as [`Signal::Raw`] when the name is still one registered

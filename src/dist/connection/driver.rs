@@ -72,6 +72,8 @@ where
     if let Some(names) = router.raw_names() {
         state.set_raw_names(names);
     }
+    let r = router.clone();
+    state.set_receivers(Arc::new(move |to| r.has_receiver(to)));
     let mut d = Driver {
         io: stream,
         state,

@@ -343,6 +343,18 @@ pub trait Router: Send + Sync + 'static {
     /// A control message from `peer`.
     fn incoming(&self, peer: &str, msg: Message);
 
+    /// Whether a message to `to` (a `SEND`, `SEND_SENDER` or `REG_SEND`)
+    /// would find a receiver here: one that would not is dropped as it is
+    /// read, its payload not decoded ([`Link::set_receivers`]), as BEAM
+    /// drops a message to a name not registered or a pid not alive. Every
+    /// one would by default.
+    ///
+    /// [`Link::set_receivers`]: crate::dist::link::Link::set_receivers
+    fn has_receiver(&self, to: crate::dist::control::Target<'_>) -> bool {
+        let _ = to;
+        true
+    }
+
     /// The names whose large `REG_SEND`s this router takes with their
     /// payload as bytes ([`Router::incoming_raw`]); none by default.
     fn raw_names(&self) -> Option<RawNames> {

@@ -27,7 +27,37 @@ pub fn decode_terms_in(
     limits: Limits,
     refs: AtomRefs<'_>,
 ) -> Result<Message, DecodeError> {
-    decode_usual(data, versioned, limits, refs)
+    decode_terms_for(data, versioned, limits, refs, None)
+}
+
+/// Where a `SEND`, `SEND_SENDER` or `REG_SEND` goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A pid (`SEND`, `SEND_SENDER`).
+    Pid(&'a Pid),
+    /// A registered name (`REG_SEND`).
+    Name(&'a str),
+}
+
+/// Whether a message to a [`Target`] would find a receiver (see
+/// [`decode_terms_for`]).
+pub type Receivers<'r> = &'r (dyn Fn(Target<'_>) -> bool + Send + Sync);
+
+/// [`decode_terms_in`], asking `receivers` (if given) whether the message
+/// would find a receiver once its control tuple is read: one that would
+/// not is [`DecodeError::NoReceiver`], its payload neither decoded nor
+/// checked, as BEAM drops a message to a name not registered or a pid
+/// not alive without decoding it (a message of millions of elements to
+/// no one cost hundreds of MB to decode here). Asked of the messages
+/// shaped as BEAM sends them (`SEND`, `SEND_SENDER`, `REG_SEND`).
+pub fn decode_terms_for(
+    data: &[u8],
+    versioned: bool,
+    limits: Limits,
+    refs: AtomRefs<'_>,
+    receivers: Option<Receivers<'_>>,
+) -> Result<Message, DecodeError> {
+    decode_usual(data, versioned, limits, refs, receivers)
         .unwrap_or_else(|| decode_general(data, versioned, limits, refs))
 }
 
@@ -106,6 +136,7 @@ pub(super) fn decode_usual(
     versioned: bool,
     limits: Limits,
     refs: AtomRefs<'_>,
+    receivers: Option<Receivers<'_>>,
 ) -> Option<Result<Message, DecodeError>> {
     // The tuple and its fields are two levels.
     if limits.max_depth < 2 {
@@ -140,6 +171,16 @@ pub(super) fn decode_usual(
         }
         _ => return None,
     };
+    if let Some(has) = receivers {
+        let to = match &ctl {
+            Usual::Send(to) | Usual::SendSender(_, to) => Target::Pid(to),
+            Usual::RegSend(_, name) => Target::Name(&name.name),
+        };
+        // (Some bytes must follow: with none, the general path says why.)
+        if f.end() < data.len() && !has(to) {
+            return Some(Err(DecodeError::NoReceiver));
+        }
+    }
     let payload = payload_at(data, f.end(), versioned, limits, refs).and_then(required);
     Some(payload.map(|p| match ctl {
         Usual::Send(to) => Message::send(to, p),

@@ -30,7 +30,10 @@ mod encode;
 pub(crate) mod tests;
 
 pub(crate) use decode::reg_send_head;
-pub use decode::{decode_message, decode_terms, decode_terms_in, decode_terms_two_pass};
+pub use decode::{
+    decode_message, decode_terms, decode_terms_for, decode_terms_in, decode_terms_two_pass,
+    Receivers, Target,
+};
 pub use encode::{
     encode_message, encode_message_cached, encode_message_cached_with, encode_message_with,
     message_cost, message_memory, message_size, put_term, term_size,

@@ -21,7 +21,7 @@ pub(crate) fn check_against_two_pass(data: &[u8], versioned: bool) {
     let limits = Limits::default();
     let ours = decode_terms(data, versioned, limits);
     let none = AtomRefs::NONE;
-    if let Some(usual) = decode_usual(data, versioned, limits, none) {
+    if let Some(usual) = decode_usual(data, versioned, limits, none, None) {
         // the direct read of the usual messages is the general path's
         assert_eq!(
             usual,
@@ -414,4 +414,59 @@ fn atoms_and_references_beam_refuses_are_not_written() {
         put_term(&mut Vec::new(), &reference(6)),
         Err(EncodeError::ReferenceTooLong(6))
     ));
+}
+
+/// A message to no receiver is `NoReceiver` once its control tuple is
+/// read, its payload neither decoded nor checked (as BEAM drops it); one
+/// to a receiver decodes as ever; the receivers are asked of its target.
+#[test]
+fn a_message_to_no_receiver_is_left_undecoded() {
+    use super::{decode_terms_for, Target};
+    let to = Pid::new("us@h", 5, 0, 1);
+    let mut send = vec![];
+    let msg = Message::send(to.clone(), atom("hi"));
+    encode_message(&msg, &mut send, false).unwrap();
+    let body = &send[5..];
+    let asked = std::sync::Mutex::new(vec![]);
+    let none = |t: Target<'_>| {
+        asked.lock().unwrap().push(match t {
+            Target::Pid(p) => term::pid_text(p),
+            Target::Name(n) => n.to_string(),
+        });
+        false
+    };
+    let all = |_: Target<'_>| true;
+    let limits = Limits::default();
+    let refs = AtomRefs::NONE;
+    assert_eq!(
+        decode_terms_for(body, true, limits, refs, Some(&none)),
+        Err(DecodeError::NoReceiver)
+    );
+    assert_eq!(
+        decode_terms_for(body, true, limits, refs, Some(&all)),
+        Ok(msg)
+    );
+    // A payload that would not decode is not looked at.
+    let mut broken = body.to_vec();
+    let n = broken.len();
+    broken[n - 3] = 99; // the atom's tag: a float of 31 bytes that are not there
+    assert_eq!(
+        decode_terms_for(&broken, true, limits, refs, Some(&none)),
+        Err(DecodeError::NoReceiver)
+    );
+    assert!(decode_terms_for(&broken, true, limits, refs, Some(&all)).is_err());
+    let mut reg = vec![];
+    let m = Message::reg_send(Pid::new("them@h", 1, 0, 1), "nobody".into(), atom("hi"));
+    encode_message(&m, &mut reg, false).unwrap();
+    assert_eq!(
+        decode_terms_for(&reg[5..], true, limits, refs, Some(&none)),
+        Err(DecodeError::NoReceiver)
+    );
+    assert_eq!(
+        *asked.lock().unwrap(),
+        vec![term::pid_text(&to); 2]
+            .into_iter()
+            .chain(["nobody".to_string()])
+            .collect::<Vec<_>>()
+    );
 }
