@@ -83,13 +83,16 @@ pub struct Limits {
     pub max_depth: usize,
     /// The most memory one term may take once decoded, counted as it is
     /// read, before what it counts is allocated: every element of a
-    /// tuple, list or map as a [`Term`] (56 bytes), the bytes of every
-    /// binary, string, integer and atom text. A term past it is refused
-    /// ([`TermError::TooLargeDecoded`]); on a connection, that message is
-    /// dropped and the connection stays. Bytes on the wire cost more
-    /// decoded (an element of a list of `[]`s is one byte on the wire, a
-    /// cached atom's reference two), so without it one message of 4 MB
-    /// took 463 MB here (BEAM's list cells take 16 bytes an element).
+    /// tuple, list or map as its [`Term`] ([`decode::ELEMENT_COST`], 56
+    /// bytes; the vector of a container is sized once, from its count),
+    /// the bytes of every binary, string, integer and atom text. A term
+    /// past it is refused ([`TermError::TooLargeDecoded`]); on a
+    /// connection, that message is dropped and the connection stays.
+    /// Bytes on the wire cost more decoded (an element of a list of `[]`s
+    /// is one byte on the wire, a cached atom's reference two): without
+    /// it, four million `[]`s, 4 MB, took 463 MB here (BEAM's list cells
+    /// take 16 bytes an element). It bounds one message: as many can be
+    /// decoded at once as the runtime has worker threads.
     pub max_memory: usize,
 }
 

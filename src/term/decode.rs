@@ -30,9 +30,13 @@
 //! # Hostile input
 //!
 //! No count read off the wire sizes an allocation before it is checked
-//! against the bytes left, and preallocation of tuples, lists and maps is
-//! capped ([`PREALLOC`]): a nest of headers claiming large counts costs a
-//! few KiB per level, not a product of the claims. An integer is
+//! against the bytes left and counted against [`Limits::max_memory`]: a
+//! tuple, list or map is then sized once from its count, so that its
+//! memory is what was counted (grown by doubling, it held up to three
+//! times that at a moment), and a nest of headers claiming large counts
+//! is refused once the claims together pass the bound (what they reserve
+//! until then is address space, not memory, until elements fill it). An
+//! integer is
 //! refused past [`super::MAX_INTEGER_BYTES`] (4 MiB, BEAM's own bound);
 //! below it, it is built in linear time (`num-bigint`'s `from_bytes_le`
 //! packs the bytes, no base conversion). Recursion is one frame
@@ -46,9 +50,10 @@ use super::{
 };
 use std::collections::HashMap;
 
-/// The most elements preallocated for a tuple, list or map before its
-/// elements were seen (the vector grows past it as they come).
-pub const PREALLOC: usize = 64;
+/// What an element of a tuple, list or map is counted against
+/// [`Limits::max_memory`]: its `Term` (56 bytes; its vector is sized
+/// once, from the count).
+pub const ELEMENT_COST: usize = std::mem::size_of::<Term>();
 
 /// Nesting levels between two checks of the stack.
 const LEVELS_PER_CHECK: usize = 64;
@@ -272,7 +277,7 @@ impl<'a> Decoder<'a> {
         if level >= self.max_depth {
             return Err(TermError::TooDeep(self.max_depth));
         }
-        self.charge(n.saturating_mul(std::mem::size_of::<Term>()))
+        self.charge(n.saturating_mul(ELEMENT_COST))
     }
 
     /// The next `n` bytes, to be copied into the term: counted first
@@ -306,8 +311,9 @@ impl<'a> Decoder<'a> {
         Ok(t)
     }
 
+    /// `n` elements, checked and counted ([`Decoder::open`]) before.
     fn children(&mut self, n: usize, level: usize) -> Result<Vec<Term>, TermError> {
-        let mut v = Vec::with_capacity(n.min(PREALLOC));
+        let mut v = Vec::with_capacity(n);
         for _ in 0..n {
             v.push(nil());
             let slot = v.last_mut().expect("just pushed");
@@ -440,7 +446,7 @@ impl<'a> Decoder<'a> {
                 if n > 0 {
                     self.open(n.saturating_mul(2), level)?;
                 }
-                let mut map = HashMap::with_capacity(n.min(PREALLOC));
+                let mut map = HashMap::with_capacity(n);
                 // (Whether a key could equal another spelled otherwise.)
                 let mut spelled = false;
                 for _ in 0..n {
@@ -1024,7 +1030,8 @@ pub(crate) mod tests {
     fn hostile_counts_allocate_little() {
         // Nested tuples each claiming 2^32 - 1 elements: refused before
         // anything is sized from the claim; a nest of plausible claims
-        // preallocates at most PREALLOC elements a level.
+        // reserves what was counted of them, then ends as truncated, and
+        // one whose claims pass the memory bound together is refused.
         check(&[131, 105, 255, 255, 255, 255, 105, 255, 255, 255, 255, 106]);
         let mut b = vec![131];
         for _ in 0..1000 {
@@ -1034,6 +1041,14 @@ pub(crate) mod tests {
         assert!(matches!(
             decode(&b, Limits::default()),
             Err(TermError::Truncated(_))
+        ));
+        let tight = Limits {
+            max_memory: 100 * 0x1000 * ELEMENT_COST,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode(&b, tight),
+            Err(TermError::TooLargeDecoded(_))
         ));
     }
 
@@ -1135,7 +1150,7 @@ pub(crate) mod tests {
     /// reference two bytes on the wire).
     #[test]
     fn a_term_past_the_memory_bound_is_refused_before_it_is_built() {
-        let term_size = std::mem::size_of::<Term>();
+        let term_size = ELEMENT_COST;
         let nils = |n: u32| {
             let mut b = vec![131, 108];
             b.extend_from_slice(&n.to_be_bytes());

@@ -1001,9 +1001,9 @@ async fn still_connected(watch: &mut Process, mref: &term::Reference, wait: Dura
 
 /// A message that would take more memory decoded than a term may
 /// (`Limits::max_memory`, 512 MiB by default) costs that message only:
-/// ten million `[]`s (10 MB on the wire, 560 MB as terms here; a hostile
-/// run took 463 MB of RSS with four million) are refused at the list's
-/// header, the message after it arrives, the connection stays.
+/// ten million `[]`s (10 MB on the wire, 560 MB counted as decoded here;
+/// a hostile run took 463 MB of RSS with four million) are refused at
+/// the list's header, the message after it arrives, the connection stays.
 #[tokio::test]
 async fn a_message_too_large_decoded_is_dropped_not_the_connection() {
     require_erl!();
