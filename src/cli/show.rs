@@ -261,17 +261,25 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
 }
 
 /// `name` for a line of text output: as it is, or, if it holds a control
-/// character (a newline, an escape sequence) or a backslash, with those
+/// character (a newline, an escape sequence), a bidirectional or invisible
+/// format character, or a backslash, with those
 /// written as Rust escapes (`\n`, `\u{1b}`, `\\`), so that a name cannot
 /// forge a line of output or drive the terminal (`--json` escapes them as
 /// JSON does).
 pub(crate) fn plain(name: &str) -> std::borrow::Cow<'_, str> {
-    if !name.chars().any(|c| c.is_control() || c == '\\') {
+    // (Bidirectional and invisible format characters too: U+202E turns
+    // the rest of a line around.)
+    let escaped = |c: char| {
+        c.is_control()
+            || c == '\\'
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+    };
+    if !name.chars().any(escaped) {
         return name.into();
     }
     let mut out = String::with_capacity(name.len() + 8);
     for c in name.chars() {
-        if c.is_control() || c == '\\' {
+        if escaped(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);

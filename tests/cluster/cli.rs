@@ -1113,7 +1113,7 @@ async fn output_into_a_closed_pipe_ends_quietly_and_names_forge_no_line() {
     let a = w.rust_node("a").await;
     let scope = CpgScope::start(&a, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
     let p = a.spawn_process();
-    let forged = "evil\nfake_scope fake_group: <0.1.0>\u{1b}[31mRED";
+    let forged = "evil\nfake_scope fake_group: <0.1.0>\u{1b}[31mRED\u{202e}";
     let mut counts: Vec<(String, usize)> = (0..5000).map(|i| (format!("g{i:05}"), 1)).collect();
     counts.push((forged.to_string(), 1));
     scope.join_counts(&counts, p.pid()).await.unwrap();
@@ -1122,7 +1122,7 @@ async fn output_into_a_closed_pipe_ends_quietly_and_names_forge_no_line() {
     let forged_line = out.lines().find(|l| l.contains("evil")).unwrap();
     assert!(
         forged_line.starts_with(&format!(
-            "{DEFAULT_SCOPE} evil\\nfake_scope fake_group: <0.1.0>\\u{{1b}}[31mRED: "
+            "{DEFAULT_SCOPE} evil\\nfake_scope fake_group: <0.1.0>\\u{{1b}}[31mRED\\u{{202e}}: "
         )),
         "{forged_line}"
     );
