@@ -336,6 +336,10 @@ pub struct NodeConfig {
     pub epmd_required: bool,
     /// Largest frame accepted from a peer (bytes).
     pub max_frame: usize,
+    /// The most memory one term from a peer may take once decoded
+    /// ([`crate::term::Limits::max_memory`], 512 MiB by default): a
+    /// message past it is dropped with a warning, the connection stays.
+    pub max_term_memory: usize,
     /// Messages larger than this are sent in fragments to peers that accept
     /// them.
     pub fragment_size: usize,
@@ -482,6 +486,7 @@ impl NodeConfig {
             epmd_daemon: false,
             epmd_required: true,
             max_frame: 256 << 20,
+            max_term_memory: crate::term::DEFAULT_MAX_MEMORY,
             fragment_size: 64 << 10,
             read_hold: Some(DEFAULT_READ_HOLD),
             max_peer_queue: QueueLimit {

@@ -297,6 +297,7 @@ impl Inner {
         ConnConfig {
             ticktime: self.config.net_ticktime,
             max_frame: self.config.max_frame,
+            max_term_memory: self.config.max_term_memory,
             fragment_size: self.config.fragment_size,
             read_hold: self.config.read_hold,
         }

@@ -1004,22 +1004,42 @@ async fn still_connected(watch: &mut Process, mref: &term::Reference, wait: Dura
 /// ten million `[]`s (10 MB on the wire, 560 MB counted as decoded here;
 /// a hostile run took 463 MB of RSS with four million) are refused at
 /// the list's header, the message after it arrives, the connection stays.
+/// `NodeConfig::max_term_memory` sets the bound: at 1 MiB, 100,000 `[]`s
+/// (5.6 MB counted) are refused and 1,000 taken.
 #[tokio::test]
 async fn a_message_too_large_decoded_is_dropped_not_the_connection() {
     require_erl!();
     let w = World::new().await;
     let r = w.rust_node("r").await;
+    let mut small = w.config("small");
+    small.max_term_memory = 1 << 20;
+    let s = Node::start(small).await.unwrap();
     let e = w.erl("e").await;
-    let mut me = r.spawn_process();
-    let code = "P ! {huge, lists:duplicate(10000000, [])}, P ! after_huge, ok.";
-    let ok = eval_with(&r, &e.name, code, &[("P", Term::Pid(me.pid().clone()))]).await;
-    assert!(is_atom(&ok, "ok"), "{ok}");
-    match me.recv_timeout(Duration::from_secs(30)).await.unwrap() {
-        Some(Signal::Message { msg, .. }) => assert!(is_atom(&msg, "after_huge"), "{msg}"),
-        other => panic!("expected after_huge, got {other:?}"),
+    for (node, big, fits) in [(&r, 10_000_000, None), (&s, 100_000, Some(1000))] {
+        let mut me = node.spawn_process();
+        let fits = fits.map_or(String::new(), |n| {
+            format!("P ! {{fits, lists:duplicate({n}, [])}}, ")
+        });
+        let code = format!("P ! {{huge, lists:duplicate({big}, [])}}, {fits}P ! after_huge, ok.");
+        let ok = eval_with(node, &e.name, &code, &[("P", Term::Pid(me.pid().clone()))]).await;
+        assert!(is_atom(&ok, "ok"), "{ok}");
+        if !fits.is_empty() {
+            match me.recv_timeout(Duration::from_secs(30)).await.unwrap() {
+                Some(Signal::Message { msg, .. }) => {
+                    let f = term::as_tuple(&msg).expect("{fits, L}");
+                    assert!(is_atom(&f[0], "fits"), "{msg}");
+                }
+                other => panic!("expected fits, got {other:?}"),
+            }
+        }
+        match me.recv_timeout(Duration::from_secs(30)).await.unwrap() {
+            Some(Signal::Message { msg, .. }) => assert!(is_atom(&msg, "after_huge"), "{msg}"),
+            other => panic!("expected after_huge, got {other:?}"),
+        }
+        assert!(node.peers().contains(&e.name));
+        assert_hidden_peer_of(node, &e.name).await;
     }
-    assert!(r.peers().contains(&e.name));
-    assert_hidden_peer_of(&r, &e.name).await;
+    s.shutdown().await;
     r.shutdown().await;
 }
 

@@ -65,7 +65,10 @@ where
             fragment_size: cfg.fragment_size,
             fragments: peer.flags & flags::FRAGMENTS != 0,
             atom_cache: peer.flags & flags::DIST_HDR_ATOM_CACHE != 0,
-            limits: Limits::default(),
+            limits: Limits {
+                max_memory: cfg.max_term_memory,
+                ..Limits::default()
+            },
         },
         now.into_std(),
     );

@@ -387,6 +387,9 @@ pub struct ConnConfig {
     pub ticktime: Duration,
     /// Largest packet or message accepted.
     pub max_frame: usize,
+    /// The most memory one received term may take decoded
+    /// ([`Limits::max_memory`](crate::term::Limits::max_memory)).
+    pub max_term_memory: usize,
     /// Fragment size for large outgoing messages.
     pub fragment_size: usize,
     /// How long to wait before reading again amid a stream ([`Burst`]);

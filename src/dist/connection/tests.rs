@@ -55,6 +55,7 @@ fn side_with(io: DuplexStream, name: &str, read_hold: Option<Duration>) -> Side 
     let cfg = ConnConfig {
         ticktime: TICK,
         max_frame: 1 << 24,
+        max_term_memory: crate::term::DEFAULT_MAX_MEMORY,
         fragment_size: 64 * 1024,
         read_hold,
     };
