@@ -88,6 +88,18 @@ pub enum AtomError {
     TooLong(usize),
 }
 
+/// The characters of `name` when it holds more than an atom may
+/// ([`MAX_ATOM_CHARS`]), `None` when it fits: counted only past 255
+/// bytes. The one rule for a name this node interns, reads from a
+/// connection's atom cache or writes to a peer.
+pub(crate) fn over_long(name: &str) -> Option<usize> {
+    if name.len() <= MAX_ATOM_CHARS {
+        return None;
+    }
+    let chars = name.chars().count();
+    (chars > MAX_ATOM_CHARS).then_some(chars)
+}
+
 impl Atom {
     /// The atom for `name`, interning it on first use if fewer than
     /// [`MAX_ATOMS`] - [`PEER_RESERVE`] names are interned.
@@ -103,11 +115,8 @@ impl Atom {
 
     /// Interns `name` if fewer than `limit` names are.
     fn intern(name: &str, limit: usize) -> Result<Atom, AtomError> {
-        if name.len() > MAX_ATOM_CHARS {
-            let chars = name.chars().count();
-            if chars > MAX_ATOM_CHARS {
-                return Err(AtomError::TooLong(chars));
-            }
+        if let Some(chars) = over_long(name) {
+            return Err(AtomError::TooLong(chars));
         }
         // The names this thread interned last: a decoded exchange or a
         // stream of messages names the same few nodes over and over, found

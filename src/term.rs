@@ -64,15 +64,24 @@ pub const MAX_INTEGER_BYTES: usize = 4_194_296;
 /// be by a BEAM node this one passed it on to.
 pub const MAX_REFERENCE_WORDS: usize = 5;
 
-/// Characters of the atom whose text is `bytes` (tag 100, `ATOM_EXT`:
-/// Latin-1, a byte a character; else UTF-8, not yet checked): only
-/// counted past 255 bytes, which is all a length of one byte allows.
-pub(crate) fn atom_chars(tag: u8, bytes: &[u8]) -> usize {
-    if tag == 100 || bytes.len() <= crate::atom::MAX_ATOM_CHARS {
-        return bytes.len();
+/// Refuses the text `bytes` of the atom at `pos` past
+/// [`crate::atom::MAX_ATOM_CHARS`] characters ([`TermError::AtomTooLong`]),
+/// as BEAM refuses it: tag 100 (`ATOM_EXT`) is Latin-1, a byte a
+/// character, the others UTF-8 not yet checked. Counted only past 255
+/// bytes, which is all a length of one byte allows. Both decoders' rule.
+pub(crate) fn check_atom_length(tag: u8, bytes: &[u8], pos: usize) -> Result<(), TermError> {
+    if bytes.len() <= crate::atom::MAX_ATOM_CHARS {
+        return Ok(());
     }
-    // (UTF-8: every byte but a continuation byte starts a character.)
-    bytes.iter().filter(|&&b| b & 0xc0 != 0x80).count()
+    let chars = match tag {
+        100 => bytes.len(),
+        // (UTF-8: every byte but a continuation byte starts a character.)
+        _ => bytes.iter().filter(|&&b| b & 0xc0 != 0x80).count(),
+    };
+    match chars > crate::atom::MAX_ATOM_CHARS {
+        true => Err(TermError::AtomTooLong { chars, pos }),
+        false => Ok(()),
+    }
 }
 
 /// Limits the validator enforces on terms from the network.
@@ -235,10 +244,7 @@ impl Cursor<'_> {
             tag @ (100 | 118) => {
                 let n = self.u16()?;
                 let from = self.need(n)?;
-                let chars = atom_chars(tag, &self.buf[from..from + n]);
-                if chars > crate::atom::MAX_ATOM_CHARS {
-                    return Err(TermError::AtomTooLong { chars, pos: at });
-                }
+                check_atom_length(tag, &self.buf[from..from + n], at)?;
             }
             115 | 119 => {
                 let n = self.u8()? as usize;

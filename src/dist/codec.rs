@@ -249,7 +249,7 @@ impl AtomCache {
                 pos += len;
                 let name = std::str::from_utf8(text)
                     .map_err(|_| DecodeError::AtomCache("atom text is not UTF-8"))?;
-                if name.chars().count() > crate::atom::MAX_ATOM_CHARS {
+                if crate::atom::over_long(name).is_some() {
                     return Err(DecodeError::AtomCache("atom longer than 255 characters"));
                 }
                 self.slots[slot] = Some(name.into());

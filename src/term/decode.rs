@@ -245,10 +245,7 @@ impl<'a> Decoder<'a> {
     fn long_atom_bytes(&mut self, tag: u8, at: usize) -> Result<&'a [u8], TermError> {
         let n = self.c.u16()?;
         let bytes = self.bytes(n)?;
-        let chars = super::atom_chars(tag, bytes);
-        if chars > crate::atom::MAX_ATOM_CHARS {
-            return Err(TermError::AtomTooLong { chars, pos: at });
-        }
+        super::check_atom_length(tag, bytes, at)?;
         Ok(bytes)
     }
 

@@ -54,11 +54,8 @@ pub(super) fn put_atom(out: &mut Enc<'_>, a: &Atom) -> Result<(), EncodeError> {
 /// An atom: a reference into the message's atom cache entries when the
 /// connection has one and the atom is cached, else its text.
 pub(super) fn put_atom_text(out: &mut Enc<'_>, text: &str) -> Result<(), EncodeError> {
-    if text.len() > crate::atom::MAX_ATOM_CHARS {
-        let chars = text.chars().count();
-        if chars > crate::atom::MAX_ATOM_CHARS {
-            return Err(EncodeError::AtomTooLong(chars));
-        }
+    if let Some(chars) = crate::atom::over_long(text) {
+        return Err(EncodeError::AtomTooLong(chars));
     }
     if let Some(i) = out.cache.as_deref_mut().and_then(|c| c.reference(text)) {
         out.out.extend_from_slice(&[ATOM_CACHE_REF, i]);
