@@ -449,7 +449,7 @@ pub fn encode_into(term: &Term, out: &mut Vec<u8>) -> Result<(), TermError> {
     out.push(VERSION);
     crate::dist::control::put_term(out, term).map_err(|e| {
         out.truncate(start);
-        TermError::Encode(e.to_string())
+        e.into()
     })
 }
 

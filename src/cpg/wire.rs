@@ -27,8 +27,10 @@ pub trait WireName: GroupKey {
     /// [`WireName::to_term`] gives: for a long reply written as bytes
     /// ([`term::write`]).
     fn write_name(name: &Self::Borrowed, out: &mut Vec<u8>) -> Result<(), term::TermError> {
-        crate::dist::control::put_term(out, &name.to_owned().to_term())
-            .map_err(|e| term::TermError::Encode(e.to_string()))
+        Ok(crate::dist::control::put_term(
+            out,
+            &name.to_owned().to_term(),
+        )?)
     }
 
     /// The name an Erlang string of characters below 256 stands for
@@ -90,8 +92,7 @@ impl WireName for TermName {
 
     /// The term's bytes, with no copy of it.
     fn write_name(name: &TermName, out: &mut Vec<u8>) -> Result<(), term::TermError> {
-        crate::dist::control::put_term(out, name.term())
-            .map_err(|e| term::TermError::Encode(e.to_string()))
+        Ok(crate::dist::control::put_term(out, name.term())?)
     }
 }
 

@@ -51,8 +51,7 @@ impl Encoded {
     /// The bytes of `term`.
     pub fn of_term(term: &Term) -> Result<Encoded, TermError> {
         let mut bytes = Vec::new();
-        crate::dist::control::put_term(&mut bytes, term)
-            .map_err(|e| TermError::Encode(e.to_string()))?;
+        crate::dist::control::put_term(&mut bytes, term)?;
         Ok(Encoded { bytes })
     }
 
@@ -100,8 +99,7 @@ impl Encoded {
     pub(crate) fn pair_head(head: &Term, capacity: usize) -> Result<Vec<u8>, TermError> {
         let mut bytes = Vec::with_capacity(capacity.saturating_add(64));
         tuple(&mut bytes, 2);
-        crate::dist::control::put_term(&mut bytes, head)
-            .map_err(|e| TermError::Encode(e.to_string()))?;
+        crate::dist::control::put_term(&mut bytes, head)?;
         Ok(bytes)
     }
 }

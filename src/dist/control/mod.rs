@@ -61,3 +61,11 @@ pub enum EncodeError {
     #[error("term: {0}")]
     Term(String),
 }
+
+/// A term that could not be written, said as the term module says it
+/// ([`TermError::Encode`](crate::term::TermError::Encode)).
+impl From<EncodeError> for crate::term::TermError {
+    fn from(e: EncodeError) -> Self {
+        crate::term::TermError::Encode(e.to_string())
+    }
+}
