@@ -127,6 +127,14 @@ struct Inner {
     /// last counted ([`Inner::count_hold`]).
     holds_added: Mutex<HashMap<String, usize>>,
     events: broadcast::Sender<NodeEvent>,
+    /// Held while a connection's end is reported (its peer entry removed,
+    /// its links and monitors fired, [`NodeEvent::Down`] sent) and while a
+    /// connection is reported up, so that a node's `Down` for one
+    /// connection always comes before the `Up` of the next: a new
+    /// connection that came up while the old one's end was being reported
+    /// was once followed by the old one's `Down`, and the cpg scopes took
+    /// the node for gone while it was connected (`peers::Inner::end_peer`).
+    peer_order: Mutex<()>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Connections running (handshake done, see `peers::LiveConn`), and
     /// their end, which shutdown waits for.
@@ -206,6 +214,7 @@ impl Node {
             next_ref: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             peers: RwLock::default(),
+            peer_order: Mutex::default(),
             mons_out: Mutex::default(),
             holds_added: Mutex::default(),
             events,

@@ -345,9 +345,7 @@ impl Inner {
             let dial = supervise::CatchUnwind::new(me.clone().dial(target, id, rx, adopted));
             if let Err(msg) = dial.await {
                 tracing::error!(peer = %node, "the connection task crashed: {msg}");
-                if me.remove_peer(&node, id) {
-                    me.node_down(&node, id, DownReason::Crashed(msg));
-                }
+                me.end_peer(&node, id, || DownReason::Crashed(msg));
             }
         });
         Ok((tx, link))
@@ -428,6 +426,7 @@ impl Inner {
     /// Closes the connection to `node` at once (its queue is dropped) and
     /// reports it down.
     pub(super) fn drop_peer(&self, node: &str, why: DownReason) {
+        let _order = self.peer_order.lock();
         let removed = self.peers.write().remove(node);
         if let Some(p) = removed {
             p.link.close.notify_one();
@@ -501,9 +500,7 @@ impl Inner {
                 // Debug only: whoever asked for the connection (a call to
                 // `connect`, the cluster keeper) reports it as it sees fit.
                 tracing::debug!(peer = %node, "connection failed: {e}");
-                if self.remove_peer(&node, id) {
-                    self.node_down(&node, id, e.into());
-                }
+                self.end_peer(&node, id, || e.into());
             }
         }
     }
@@ -585,6 +582,7 @@ impl Inner {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let order = self.peer_order.lock();
         let old = self.peers.write().insert(
             node.clone(),
             Peer {
@@ -604,6 +602,7 @@ impl Inner {
             old.link.close.notify_one();
             self.node_down(&node, old.id, DownReason::Replaced);
         }
+        drop(order);
         self.run_connection(sock, peer, id, rx, Direction::In).await;
     }
 
@@ -617,6 +616,9 @@ impl Inner {
     ) {
         let node = peer.name.to_string();
         let hidden = peer.flags & flags::PUBLISHED == 0;
+        // Reported up in order with the ends of this node's earlier
+        // connections (`end_peer`).
+        let order = self.peer_order.lock();
         // Counted under the peers lock: a shutdown that drains the peers
         // after this waits for this connection to flush.
         let (link, _live) = {
@@ -648,18 +650,34 @@ impl Inner {
             node: node.clone(),
             hidden,
         });
+        drop(order);
         let router: Arc<dyn Router> = self.clone();
         let drive = connection::drive(s, peer, rx, link, router, self.conn_config());
         let why = supervise::CatchUnwind::new(drive)
             .await
             .unwrap_or_else(ConnectionError::Crashed);
-        let removed = self.remove_peer(&node, id);
-        if removed || matches!(why, ConnectionError::ClosedLocally) {
+        let closed_locally = matches!(why, ConnectionError::ClosedLocally);
+        let ended = self.end_peer(&node, id, || {
             tracing::info!(peer = %node, "nodedown: {why}");
+            why.into()
+        });
+        if !ended && closed_locally {
+            tracing::info!(peer = %node, "nodedown: {}", ConnectionError::ClosedLocally);
         }
-        if removed {
-            self.node_down(&node, id, why.into());
+    }
+
+    /// Removes the peer entry of connection `id` (not a newer one that
+    /// replaced it) and, if it was there, reports the connection's end
+    /// ([`node_down`](Self::node_down), with the reason `why` gives), all
+    /// under `peer_order`: no connection to the node is reported up
+    /// between the removal and the `Down`. Whether it was there.
+    pub(super) fn end_peer(&self, node: &str, id: u64, why: impl FnOnce() -> DownReason) -> bool {
+        let _order = self.peer_order.lock();
+        if !self.remove_peer(node, id) {
+            return false;
         }
+        self.node_down(node, id, why());
+        true
     }
 
     /// Resolves once no connection is running (each has flushed its queue

@@ -1109,3 +1109,54 @@ async fn slow_peers_cannot_add_their_queue_bounds_up() {
     let other = if down[0].0 == e1.name { &e2 } else { &e1 };
     assert!(r.peers().contains(&other.name), "{:?}", r.peers());
 }
+
+/// A BEAM node that drops its connection to us and dials again at once,
+/// many times over, while our node has many processes (so that reporting
+/// a connection's end takes a while): every connection's `Down` is
+/// reported before the next one's `Up`, so that the events of the node
+/// alternate and the last one says what is true. A new connection once
+/// came up while the old one's end was being reported, and its `Up`
+/// came before the old one's `Down`: the cpg scopes then took the node
+/// for gone while it was connected, and dropped its members until it
+/// reconnected again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_drops_and_dials_again_at_once_is_reported_in_order() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let ctl = w.rust_node("ctl").await;
+    let e = w.erl("e").await;
+    // Processes that `node_down` goes through at each end.
+    let procs: Vec<_> = (0..100_000).map(|_| r.spawn_process()).collect();
+    let mut ev = r.subscribe();
+    r.connect(&e.name).await.unwrap();
+    let flaps = 200;
+    let code = format!(
+        "R = '{}', [begin erlang:disconnect_node(R), net_kernel:connect_node(R) end \
+         || _ <- lists:seq(1, {flaps})], ok.",
+        r.name()
+    );
+    let done = eval(&ctl, &e.name, &code).await;
+    assert!(crate::support::is_atom(&done, "ok"), "{done}");
+    // The events of `e`, once it has settled (connected).
+    assert!(eventually(10, || async { r.peers().contains(&e.name) }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen = Vec::new();
+    while let Ok(event) = ev.try_recv() {
+        match event {
+            NodeEvent::Up { node, .. } if node == e.name => seen.push('U'),
+            NodeEvent::Down { node, .. } if node == e.name => seen.push('D'),
+            _ => {}
+        }
+    }
+    let seen: String = seen.into_iter().collect();
+    assert!(seen.len() > 20, "too few reconnections to tell: {seen}");
+    assert!(
+        !seen.contains("UU")
+            && !seen.contains("DD")
+            && seen.starts_with('U')
+            && seen.ends_with('U'),
+        "events of a peer out of order: {seen}"
+    );
+    drop(procs);
+}
