@@ -393,6 +393,23 @@ impl<P: Clone + Eq + Hash> Big<P> {
             .map_or(n, |v| n - self.copies(v))
     }
 
+    /// How many of the copies of `part` newer than the `i`-th (newest
+    /// first) are copies of the pid valued `v`, and whether the `i`-th is
+    /// one. `O((1 + those copies) * log n)`.
+    pub(super) fn excluded_before(&self, part: Part, i: usize, v: u32) -> (usize, bool) {
+        let n = self.count(part);
+        let mut before = 0;
+        // Ranks (from newest) of the copies of `v`, ascending.
+        for pos in self.newest_first(v) {
+            let rank = n - self.tree.prefix(pos + 1, part);
+            if rank >= i {
+                return (before, rank == i);
+            }
+            before += 1;
+        }
+        (before, false)
+    }
+
     /// The `i`-th copy of `part` that is not a copy of `exclude`, newest
     /// first. `O((1 + copies of exclude) * log n)`.
     pub(super) fn nth_excluding(&self, part: Part, i: usize, exclude: Option<&P>) -> Option<&P> {

@@ -466,6 +466,26 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
         }
     }
 
+    /// How many of the copies of `part` newer than the `i`-th (newest
+    /// first) are copies of `exclude`, and whether the `i`-th is one.
+    pub fn excluded_before(&self, part: Part, i: usize, exclude: &P) -> (usize, bool) {
+        match &self.repr {
+            Repr::Big(b) => b
+                .excluded(part, Some(exclude))
+                .map_or((0, false), |v| b.excluded_before(part, i, v)),
+            _ => {
+                let mut before = 0;
+                for (rank, p) in self.iter(part).enumerate() {
+                    if rank == i {
+                        return (before, p == exclude);
+                    }
+                    before += usize::from(p == exclude);
+                }
+                (before, false)
+            }
+        }
+    }
+
     /// The newest copy of `part` that is not `exclude`.
     pub fn newest(&self, part: Part, exclude: Option<&P>) -> Option<&P> {
         self.nth_excluding(part, 0, exclude)

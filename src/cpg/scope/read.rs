@@ -36,13 +36,16 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     ) -> ReadResult<'_, P, N> {
         let (key, group) = self.find(name)?;
         for &part in parts {
-            let n = group.count_excluding(part, exclude);
-            if n > 0 {
-                // one candidate: taken without a draw
-                let i = if n == 1 { 0 } else { choose(n) % n };
-                if let Some(pid) = group.nth_excluding(part, i, exclude) {
-                    return Ok((key, pid.clone()));
+            let pid = match exclude {
+                None => {
+                    let n = group.count(part);
+                    // one candidate: taken without a draw
+                    (n > 0).then(|| group.nth(part, draw(n, choose))).flatten()
                 }
+                Some(x) => pick_excluding(group, part, x, choose),
+            };
+            if let Some(pid) = pid {
+                return Ok((key, pid.clone()));
             }
         }
         Err(ReadError::NoProcess(name.to_owned()))
@@ -352,4 +355,48 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     pub fn monitor_of(&self, pid: &P) -> Option<MonitorTag> {
         self.pids.get(pid)?.monitor
     }
+}
+
+/// An index in `0..n` (`n > 0`) from `choose`, which is not called when
+/// there is one.
+fn draw(n: usize, choose: &mut dyn FnMut(usize) -> usize) -> usize {
+    if n == 1 {
+        0
+    } else {
+        choose(n) % n
+    }
+}
+
+/// A copy of `part` that is not `exclude`, drawn as `cpg_data`'s `pick_i`
+/// draws it, so that each pid comes with genuine's odds: the draw is over
+/// every copy, `exclude`'s too; one of `exclude`'s copies drawn gives the
+/// next copy after it that is not `exclude` (newest first), or, when none
+/// is after it, the one `pick_i` takes from those before it. (An even draw
+/// over the other copies once gave different odds: with the copies
+/// `[X, P2, P1, P1, P1]` and `X` excluded, genuine returns `P2` 2 times in
+/// 5, an even draw 1 in 4.)
+fn pick_excluding<'g, P: ScopePid>(
+    group: &'g GroupData<P>,
+    part: Part,
+    exclude: &P,
+    choose: &mut dyn FnMut(usize) -> usize,
+) -> Option<&'g P> {
+    let left = group.count_excluding(part, Some(exclude));
+    if left == 0 {
+        return None;
+    }
+    let n = group.count(part);
+    let i = draw(n, choose);
+    let (before, excluded) = group.excluded_before(part, i, exclude);
+    // The copies before the `i`-th that are not `exclude`: the next one
+    // that is not is the `others`-th of them.
+    let others = i - before;
+    let j = if excluded && others == left {
+        // None after it: `lists:nth((Random rem Length) + 1, Filtered)`,
+        // `Filtered` being those before it, last first.
+        left - 1 - (i + 1) % left
+    } else {
+        others
+    };
+    group.nth_excluding(part, j, Some(exclude))
 }

@@ -51,7 +51,7 @@ fn reads_single_node() {
         Ok(("g", vec![c.clone(), c.clone(), b.clone()].into()))
     );
     // random selection: index into the copies, newest first
-    let mut idx = 3;
+    let idx = 3;
     assert_eq!(
         s.get_random_pid("g", None, &mut |n| {
             assert_eq!(n, 5);
@@ -59,19 +59,31 @@ fn reads_single_node() {
         }),
         Ok(("g", b.clone()))
     );
-    idx = 1;
-    assert_eq!(
-        s.get_random_pid("g", Some(&c), &mut |n| {
-            assert_eq!(n, 3);
-            idx
-        }),
-        Ok(("g", b.clone()))
-    );
+    // With a pid excluded, the draw is still over every copy, as
+    // cpg_data's pick_i draws (`genuine_pick` below): a copy that is not
+    // excluded is taken, an excluded one gives the next that is not.
+    for (idx, want) in [(0, &a), (1, &a), (2, &a), (3, &b), (4, &a)] {
+        assert_eq!(
+            s.get_random_pid("g", Some(&c), &mut |n| {
+                assert_eq!(n, 5);
+                idx
+            }),
+            Ok(("g", want.clone())),
+            "{idx}"
+        );
+    }
+    // [C,C,A,B,A] without A, drawn at the last copy: none after it, so
+    // the one pick_i takes from those before it (`(5 rem 3) + 1`-th of
+    // [B,C,C]: C).
     assert_eq!(
         s.get_local_pid("g", Some(&a), &mut |n| {
-            assert_eq!(n, 3);
-            2
+            assert_eq!(n, 5);
+            4
         }),
+        Ok(("g", c.clone()))
+    );
+    assert_eq!(
+        s.get_local_pid("g", Some(&a), &mut |_| 2),
         Ok(("g", b.clone()))
     );
     assert_eq!(
@@ -264,4 +276,59 @@ fn the_state_handed_out_is_genuine_cpgs_term() {
         .genuine_state(Default::default(), &mut out, write_pid)
         .is_none());
     assert!(out.is_empty());
+}
+
+/// `cpg_data:pick_i/8` as genuine cpg 2.0.7 runs it: `random` (1 to the
+/// length of `l`, every copy counted) picks a copy; an excluded one gives
+/// the next copy that is not excluded, else one of those before it.
+fn genuine_pick(l: &[T], exclude: &T, random: usize) -> Option<T> {
+    let mut i = 1;
+    // Those before the drawn copy that are not excluded, last first.
+    let mut filtered: Vec<&T> = Vec::new();
+    for p in l {
+        if i == random {
+            if p == exclude {
+                continue;
+            }
+            return Some(p.clone());
+        }
+        if p != exclude {
+            filtered.insert(0, p);
+        }
+        i += 1;
+    }
+    match filtered.len() {
+        0 => None,
+        len => Some(filtered[random % len].clone()),
+    }
+}
+
+proptest! {
+    /// Every pick with a pid excluded (`get_random_pid`, and through the
+    /// same code the local, remote, closest and furthest picks) returns
+    /// the copy genuine's `pick_i` returns for the same draw, in groups of
+    /// every size and layout (small lists and the large groups' tree).
+    #[test]
+    fn a_pick_with_a_pid_excluded_is_genuines(
+        joins in proptest::collection::vec(0u32..5, 1..60),
+        exclude in 0u32..6,
+        draw in 0usize..1000,
+    ) {
+        let mut s = Scope::new("n");
+        for &id in &joins {
+            s.join("g", t("n", id)).unwrap();
+        }
+        let x = t("n", exclude);
+        let history: Vec<T> = s.get_members("g", None).unwrap().1.iter().cloned().collect();
+        let n = history.len();
+        let want = genuine_pick(&history, &x, draw % n + 1);
+        let got = s.get_random_pid("g", Some(&x), &mut |m| {
+            assert_eq!(m, n, "drawn over every copy");
+            draw
+        });
+        match want {
+            Some(p) => prop_assert_eq!(got, Ok(("g", p))),
+            None => prop_assert_eq!(got, Err(ReadError::NoProcess("g".into()))),
+        }
+    }
 }
