@@ -15,6 +15,12 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
 
+/// `cpg_node_test_util:F(Args)` on the erl node `erl` (`erl_test/`),
+/// called through `r`.
+async fn util(r: &Node, erl: &str, f: &str, args: Vec<Term>) -> Term {
+    rpc(r, erl, "cpg_node_test_util", f, args).await
+}
+
 /// `r` is among `erl`'s hidden peers (`nodes(hidden)`).
 async fn assert_hidden_peer_of(r: &Node, erl: &str) {
     let code = format!("lists:member('{}', nodes(hidden)).", r.name());
@@ -30,14 +36,7 @@ async fn with_recorder() -> (World, Node, ErlNode, Process) {
     let r = w.rust_node("r").await;
     let e = w.erl("e").await;
     let me = r.spawn_process();
-    rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "spawn_recorder",
-        vec![atom("rec")],
-    )
-    .await;
+    util(&r, &e.name, "spawn_recorder", vec![atom("rec")]).await;
     (w, r, e, me)
 }
 
@@ -186,10 +185,9 @@ async fn erl_monitors_rust_processes() {
     let e = w.erl("e").await;
     let p = r.spawn_process();
     let pid = p.pid().clone();
-    let watcher = rpc(
+    let watcher = util(
         &r,
         &e.name,
-        "cpg_node_test_util",
         "spawn_monitor_of",
         vec![Term::Pid(pid.clone())],
     )
@@ -221,14 +219,7 @@ async fn monitor_nonexistent_rust_pid_is_noproc() {
     let mut dead = p.pid().clone();
     dead.id += 1_000_000;
     // Ask erl to monitor the dead pid: use a recorder that monitors it.
-    let watcher = rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "spawn_monitor_of",
-        vec![Term::Pid(dead)],
-    )
-    .await;
+    let watcher = util(&r, &e.name, "spawn_monitor_of", vec![Term::Pid(dead)]).await;
     let seen = recorded_eventually(&r, &e.name, &watcher, &["noproc"]).await;
     assert!(seen, "no immediate noproc DOWN");
 }
@@ -241,8 +232,8 @@ async fn rust_monitors_and_links_erl_processes() {
     let e = w.erl("e").await;
     let mut me = r.spawn_process();
     me.trap_exit(true);
-    let a = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
-    let b = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let a = util(&r, &e.name, "spawn_idle", vec![]).await;
+    let b = util(&r, &e.name, "spawn_idle", vec![]).await;
     let (a, b) = (
         term::as_pid(&a).unwrap().clone(),
         term::as_pid(&b).unwrap().clone(),
@@ -279,10 +270,9 @@ async fn erl_links_to_rust_process() {
     let r = w.rust_node("r").await;
     let e = w.erl("e").await;
     let p = r.spawn_process();
-    let trapper = rpc(
+    let trapper = util(
         &r,
         &e.name,
-        "cpg_node_test_util",
         "spawn_linked_trapper",
         vec![Term::Pid(p.pid().clone())],
     )
@@ -294,14 +284,7 @@ async fn erl_links_to_rust_process() {
     // Linking to a pid that does not exist: the trapper gets noproc.
     let mut gone = r.spawn_process().pid().clone();
     gone.id += 1_000_000;
-    let trapper = rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "spawn_linked_trapper",
-        vec![Term::Pid(gone)],
-    )
-    .await;
+    let trapper = util(&r, &e.name, "spawn_linked_trapper", vec![Term::Pid(gone)]).await;
     let ok = recorded_eventually(&r, &e.name, &trapper, &["noproc"]).await;
     assert!(ok, "link to a missing Rust pid did not give noproc");
 }
@@ -348,14 +331,7 @@ async fn one_mebibyte_both_ways() {
         other => panic!("no 1 MiB echo: {other:?}"),
     }
     // erl -> Rust built on the erl side.
-    let got = rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "big_binary",
-        vec![term::int(1 << 20)],
-    )
-    .await;
+    let got = util(&r, &e.name, "big_binary", vec![term::int(1 << 20)]).await;
     assert_eq!(got, big);
 }
 
@@ -418,7 +394,7 @@ async fn monitor_many_on_an_erl_node() {
     let mut me = r.spawn_process();
     let mut pids = Vec::new();
     for _ in 0..3 {
-        let p = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+        let p = util(&r, &e.name, "spawn_idle", vec![]).await;
         pids.push(term::as_pid(&p).unwrap().clone());
     }
     // A local pid in the batch too.
@@ -471,7 +447,7 @@ async fn erl_node_restart_and_connection_loss() {
     let r = w.rust_node("r").await;
     let mut e = w.erl("e").await;
     let mut me = r.spawn_process();
-    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = util(&r, &e.name, "spawn_idle", vec![]).await;
     let idle = term::as_pid(&idle).unwrap().clone();
     let mref = me.monitor(idle.clone());
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -500,14 +476,7 @@ async fn rust_node_stop_fires_erl_monitors() {
     let e = w.erl("e").await;
     let ctl = w.rust_node("ctl").await;
     let target = tuple(vec![atom("echo"), atom(r.name())]);
-    let watcher = rpc(
-        &ctl,
-        &e.name,
-        "cpg_node_test_util",
-        "spawn_monitor_of",
-        vec![target],
-    )
-    .await;
+    let watcher = util(&ctl, &e.name, "spawn_monitor_of", vec![target]).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     r.shutdown().await;
     let ok = recorded_eventually(&ctl, &e.name, &watcher, &["'DOWN'"]).await;
@@ -543,7 +512,7 @@ async fn ticks_keep_idle_links_and_silent_peers_go_down() {
         "link dropped while idle: ticks not sent or answered"
     );
     let mut me = r.spawn_process();
-    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = util(&r, &e.name, "spawn_idle", vec![]).await;
     let mref = me.monitor(term::as_pid(&idle).unwrap().clone());
     // Freeze the erl node: the socket stays open but goes silent.
     sig(e.os_pid(), "-STOP");
@@ -627,7 +596,7 @@ async fn a_peer_that_cannot_keep_up_is_dropped(max: QueueLimit) {
     let r = cpg_node::Node::start(cfg).await.unwrap();
     let e = w.erl("e").await;
     let mut me = r.spawn_process();
-    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = util(&r, &e.name, "spawn_idle", vec![]).await;
     let mref = me.monitor(term::as_pid(&idle).unwrap().clone());
     sig(e.os_pid(), "-STOP");
     let big = term::binary(vec![0; 64 << 10]);
@@ -695,7 +664,7 @@ async fn a_paced_sender_waits_on_a_busy_peer(busy: QueueLimit, most_queued: usiz
     let r = cpg_node::Node::start(cfg).await.unwrap();
     let e = w.erl("e").await;
     let me = r.spawn_process();
-    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = util(&r, &e.name, "spawn_idle", vec![]).await;
     let idle = term::as_pid(&idle).unwrap().clone();
     sig(e.os_pid(), "-STOP");
     let n = 400;
@@ -918,13 +887,12 @@ async fn too_deep_message_is_dropped_not_the_connection() {
     let r = w.rust_node("r").await;
     let e = w.erl("e").await;
     let mut me = r.spawn_process();
-    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = util(&r, &e.name, "spawn_idle", vec![]).await;
     let idle = term::as_pid(&idle).unwrap().clone();
     let mref = me.monitor(idle.clone());
-    let watcher = rpc(
+    let watcher = util(
         &r,
         &e.name,
-        "cpg_node_test_util",
         "spawn_monitor_of",
         vec![Term::Pid(me.pid().clone())],
     )
@@ -962,14 +930,7 @@ async fn too_deep_message_is_dropped_not_the_connection() {
     // Still connected, both ways, and the monitors across the link stand.
     assert!(r.peers().contains(&e.name));
     assert_hidden_peer_of(&r, &e.name).await;
-    let recorded = rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "recorded_pid",
-        vec![watcher],
-    )
-    .await;
+    let recorded = util(&r, &e.name, "recorded_pid", vec![watcher]).await;
     assert_eq!(show(&recorded), "[]", "the erl monitor fired");
     me.send(idle.clone(), tuple(vec![atom("exit"), atom("bye")]))
         .unwrap();
@@ -1067,7 +1028,7 @@ async fn a_link_naming_another_nodes_process_is_dropped() {
         .expect("erl is a peer")
         .creation;
     // Watches the connection to erl: a DOWN here means it was dropped.
-    let idle = rpc(&r, &e.name, "cpg_node_test_util", "spawn_idle", vec![]).await;
+    let idle = util(&r, &e.name, "spawn_idle", vec![]).await;
     let idle = term::as_pid(&idle).unwrap().clone();
     let mut watch = r.spawn_process();
     let mref = watch.monitor(idle);
@@ -1176,14 +1137,7 @@ async fn an_atom_beam_refuses_is_dropped_not_passed_on() {
         "the call with a 255-character tag was not answered"
     );
     still_connected(&mut watch, &mref, Duration::from_secs(1)).await;
-    let got = rpc(
-        &r,
-        &e.name,
-        "cpg_node_test_util",
-        "recorded_pid",
-        vec![rec.clone()],
-    )
-    .await;
+    let got = util(&r, &e.name, "recorded_pid", vec![rec.clone()]).await;
     assert_eq!(term::as_list(&got).map(|l| l.len()), Some(1), "{got}");
     assert!(r.peers().contains(&e.name));
     assert!(r.peers().contains(&x), "X's connection was dropped");
