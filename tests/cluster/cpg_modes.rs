@@ -789,3 +789,46 @@ async fn polls_racing_our_writes_set_nothing_wrong() {
     assert_eq!(beam_count(&ctl, &g.name, "steady", m.pid()).await, 1);
     r.shutdown().await;
 }
+
+/// An exchange lists its sender's view of third nodes' members too (cpg's
+/// does), and ours takes only the sender's own members from it: a BEAM
+/// node that comes back from a freeze sends its view as it held it when
+/// it stopped, before it sees the end of its other connections, and its
+/// copies of a third node's members that left meanwhile came back here as
+/// ghosts (a fault soak: up to 35 extra copies, for good). Sent here by
+/// hand from `a`, as `a`'s: a process of `b` that never joined, and a
+/// second copy of `b`'s member, are not taken; `a`'s own pid is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_nodes_members_in_an_exchange_are_not_taken() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let (a, ctl, pa) = beam_with(&w, "all", "x").await;
+    let b = beam_at(&w, "all", true).await;
+    scope_up(&ctl, &b.name).await;
+    let pb = beam_join(&ctl, &b.name, "y").await;
+    let (r, scope, _m) = joined_then_connected(&w, BeamNodeType::All, "ours", &a).await;
+    r.connect(&b.name).await.unwrap();
+    let ours = crate::support::cpg::ours;
+    assert!(
+        eventually(10, || async {
+            ours(&scope, "x") == vec![pa.clone()] && ours(&scope, "y") == vec![pb.clone()]
+        })
+        .await
+    );
+    let idle = eval(&ctl, &b.name, "cpg_node_test_util:spawn_idle().").await;
+    let code = format!(
+        "gen_server:cast({{{DEFAULT_SCOPE}, '{}'}}, \
+         {{exchange, node(), [{{\"z\", [Idle, PA]}}, {{\"y\", [PB, PB]}}]}}), ok.",
+        r.name()
+    );
+    let bindings = [("Idle", idle), ("PA", pa.clone()), ("PB", pb.clone())];
+    crate::support::eval_with(&ctl, &a.name, &code, &bindings).await;
+    assert!(
+        eventually(5, || async { ours(&scope, "z") == vec![pa.clone()] }).await,
+        "z: {:?}",
+        ours(&scope, "z")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ours(&scope, "z"), vec![pa.clone()], "b's process taken");
+    assert_eq!(ours(&scope, "y"), vec![pb], "b's copies set by a");
+}

@@ -545,30 +545,47 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         self.exchange_to(node).into_iter().collect()
     }
 
-    /// [`new_node`](Self::new_node) without `node`'s own pids, for a node
-    /// that has no need of them and whose writes they could undo: a scope
-    /// that listens to us takes its own pids' counts from our state (the
-    /// merge of rule 2). Used for a node whose members we know from polls
-    /// only (a BEAM scope at `visible`: what we hold of them may have left
-    /// since the last poll) and for the state a new peer gets once it said
-    /// its node_type (what we hold of its members came from it, and may
-    /// cross its later writes on the way).
-    pub fn new_node_without_its_own(&self, node: &str) -> Vec<Effect<P, N>> {
-        let mut effects = self.new_node(node);
-        if let Some(Effect::Cast {
-            request: Request::Exchange { groups, .. },
-            ..
-        }) = effects.first_mut()
-        {
-            groups.retain_mut(|(_, pids)| {
-                pids.retain(|p| p.node() != node);
-                !pids.is_empty()
-            });
-            if groups.is_empty() {
-                effects.clear();
-            }
+    /// The state `node` is told by the scope process
+    /// ([`CpgScope`](crate::cpg::CpgScope)): an exchange of the members of
+    /// this node only, and with `theirs` of `node`'s too (the answer to a
+    /// `{new, Node}` from a full peer: a scope that came back empty asks
+    /// so, and takes its own pids' counts from the answers, as cpg's merge
+    /// repairs it). Nothing when none is listed.
+    ///
+    /// A third node's members are never listed (cpg lists its whole view):
+    /// the peer has them from their own node, which it is connected to
+    /// (else its merge drops them), and ours may be stale by then. After a
+    /// freeze of our node, what we held of a node whose end we had not yet
+    /// seen went to the first peer we reached again, and that peer's merge
+    /// set those members back (ghosts of members that had left meanwhile).
+    /// `node`'s own are left out unless `theirs`: they came from it, and
+    /// listed again they could undo its writes that cross them (see
+    /// `cpg::server::modes::state_for`).
+    pub fn state_to(&self, node: &str, theirs: bool) -> Vec<Effect<P, N>> {
+        if node == self.node {
+            return Vec::new();
         }
-        effects
+        let keep = |p: &P| self.is_local(p) || (theirs && p.node() == node);
+        let mut groups: Vec<(N, Vec<P>)> = self
+            .groups
+            .iter()
+            .filter_map(|(name, g)| {
+                let pids: Vec<P> = g.history().filter(|p| keep(p)).cloned().collect();
+                (!pids.is_empty()).then(|| (name.to_owned(), pids))
+            })
+            .collect();
+        if groups.is_empty() {
+            return Vec::new();
+        }
+        // (In the order `exchange_groups` lists them.)
+        groups.reverse();
+        vec![Effect::Cast {
+            node: node.to_string(),
+            request: Request::Exchange {
+                from: self.node.clone(),
+                groups,
+            },
+        }]
     }
 
     /// True when `node` is connected and listened (a full peer).

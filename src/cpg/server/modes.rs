@@ -135,8 +135,9 @@ pub(super) async fn check_mode(node: &Node, peer: &str, scope: &str, ours: BeamN
 /// when its scope came back. `replace`: it may hold our members already
 /// (what it gets replaces them, see [`publish_to`]).
 ///
-/// The exchange leaves the peer's own members out
-/// ([`Scope::new_node_without_its_own`]): the peer has no need of them,
+/// The exchange lists our own members only ([`Scope::state_to`]): a
+/// third node's the peer has from that node. It leaves the peer's own
+/// members out too: the peer has no need of them,
 /// and they could undo its writes, for the merge sets a scope's own pids'
 /// counts from an exchange:
 /// - on a new connection: cpg sends its exchange at nodeup, when it holds
@@ -161,7 +162,7 @@ pub(super) fn state_for<N: WireName>(
 ) -> Vec<Effect<MemberPid, N>> {
     match mode {
         PeerMode::Visible => publish_to(s, peer, replace),
-        _ => s.new_node_without_its_own(peer),
+        _ => s.state_to(peer, false),
     }
 }
 

@@ -350,7 +350,11 @@ impl<N: WireName> ScopeTask<N> {
         // nothing unasked, so ask, and publish ours by casts.
         let visible = self.mode_of(peer) == PeerMode::Visible;
         self.change(|s| {
-            let mut effects = s.node_up(peer, true);
+            // As cpg on nodeup, but our own members only (`Scope::state_to`:
+            // what we hold of a third node's the peer has from it, and ours
+            // may be stale when we come back from a freeze).
+            let _ = s.node_up(peer, true);
+            let mut effects = s.state_to(peer, false);
             if visible {
                 effects.extend(publish_to(s, peer, false));
             }
@@ -552,11 +556,10 @@ impl<N: WireName> ScopeTask<N> {
                 let mode = self.mode_of(&node);
                 // Answered whatever the node's type, as cpg does; without
                 // its own members where we know them from polls only.
-                if mode == PeerMode::All {
-                    self.tell_state(|s| s.new_node(&node));
-                } else {
-                    self.tell_state(|s| s.new_node_without_its_own(&node));
-                }
+                // (Our own members, and a full peer's own to repair a scope
+                // of its that came back empty: `Scope::state_to`.)
+                let theirs = mode == PeerMode::All;
+                self.tell_state(|s| s.state_to(&node, theirs));
                 // A cpg at `visible` sends `{new, Node}` to no hidden node:
                 // one that does listens to us now (its node_type set to
                 // `all` and `cpg:reset/1` called, which asks every hidden
@@ -610,13 +613,26 @@ impl<N: WireName> ScopeTask<N> {
                 // BEAM scope at `visible` learns our members only from our
                 // casts, and one still asked for its mode has had nothing
                 // of ours yet: the same holds for them.
-                // (Our node's atom, compared as a number: an exchange of a
-                // million memberships is read once more. A name that could
-                // be no atom is that of no pid decoded.)
-                if let Ok(me) = crate::atom::Atom::new(self.node.name()) {
-                    for (_, pids) in groups.iter_mut() {
-                        pids.retain(|p| p.node_atom() != me);
-                    }
+                //
+                // Nor is a third node's (cpg merges them too): its members
+                // are read from its own exchange, casts or polls. A peer
+                // coming back from a freeze sends the view it held when it
+                // stopped, before it sees the end of its other
+                // connections; merged, its copies of a third node's
+                // members set them back as they were then (ghosts of those
+                // that left meanwhile, copies lost), and nothing repaired
+                // them while the third node stayed connected.
+                //
+                // So only the origin's own pids are taken (its node's atom
+                // compared as a number: an exchange of a million
+                // memberships is read once more; a name that could be no
+                // atom is that of no pid decoded).
+                match crate::atom::Atom::new(&origin) {
+                    Ok(theirs) => groups.retain_mut(|(_, pids)| {
+                        pids.retain(|p| p.node_atom() == theirs);
+                        !pids.is_empty()
+                    }),
+                    Err(_) => groups.clear(),
                 }
                 // Merged in chunks, each under its own write lock, so
                 // readers wait for at most one chunk of a large state

@@ -273,7 +273,7 @@ fn node_up_sends_exchange_reverse_alphabetical() {
 }
 
 #[test]
-fn state_for_a_polled_node_leaves_its_members_out() {
+fn the_state_told_a_peer_lists_our_own_members_only() {
     let mut s = Scope::new("a");
     let (a1, b1, c1) = (t("a", 1), t("b", 1), t("c", 1));
     s.node_up("b", true);
@@ -288,35 +288,53 @@ fn state_for_a_polled_node_leaves_its_members_out() {
             },
         );
     }
-    let e = s.new_node_without_its_own("b");
+    // Our own members only: neither the peer's nor a third node's.
+    let e = s.state_to("b", false);
     assert_eq!(
         casts(&e),
         vec![(
             "b".to_string(),
             Request::Exchange {
                 from: "a".into(),
-                groups: vec![("g".into(), vec![c1.clone(), a1.clone()])],
+                groups: vec![("g".into(), vec![a1.clone()])],
             }
         )]
     );
-    // The whole state to anyone else.
-    assert_eq!(casts(&s.new_node("b")).len(), 1);
-    match &casts(&s.new_node_without_its_own("c"))[0].1 {
-        Request::Exchange { groups, .. } => assert_eq!(groups.len(), 2),
+    // With `theirs`, the peer's own too (a scope that came back empty is
+    // repaired so), never a third node's.
+    match &casts(&s.state_to("b", true))[0].1 {
+        Request::Exchange { groups, .. } => assert_eq!(
+            groups,
+            &vec![
+                ("only_b".into(), vec![b1.clone()]),
+                ("g".into(), vec![b1.clone(), a1.clone()]),
+            ]
+        ),
         other => panic!("{other:?}"),
     }
-    // Nothing when all we hold is its own.
+    // The whole state (cpg's) from `new_node`.
+    match &casts(&s.new_node("b"))[0].1 {
+        Request::Exchange { groups, .. } => {
+            assert_eq!(groups.iter().map(|(_, p)| p.len()).sum::<usize>(), 4)
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing when we hold none of our own.
     let mut s = Scope::new("a");
     s.node_up("b", true);
-    s.remote_request(
-        "b",
-        Request::Join {
-            name: "g".into(),
-            pid: b1.clone(),
-        },
-    );
-    assert!(s.new_node_without_its_own("b").is_empty());
-    assert!(s.new_node_without_its_own("a").is_empty());
+    s.node_up("c", true);
+    for pid in [&b1, &c1] {
+        s.remote_request(
+            pid.node(),
+            Request::Join {
+                name: "g".into(),
+                pid: pid.clone(),
+            },
+        );
+    }
+    assert!(s.state_to("b", false).is_empty());
+    assert!(s.state_to("c", false).is_empty());
+    assert!(s.state_to("a", true).is_empty());
 }
 
 // ------------------------------------------------------------------
