@@ -39,7 +39,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             let pid = match exclude {
                 None => {
                     let n = group.count(part);
-                    // one candidate: taken without a draw
+                    // one copy: taken without a draw (`draw`)
                     (n > 0).then(|| group.nth(part, draw(n, choose))).flatten()
                 }
                 Some(x) => pick_excluding(group, part, x, choose),
@@ -130,8 +130,10 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     }
 
     /// `cpg:get_closest_pid`: a random local copy, else a random remote one.
-    /// `choose(n)` returns an index in `0..n` (taken modulo `n`); it is not
-    /// called when there is one candidate.
+    /// `choose(n)` returns an index in `0..n` (taken modulo `n`) into the
+    /// part's copies, `exclude`'s included, as `cpg_data` draws (an
+    /// excluded copy drawn gives the next that is not); it is not called
+    /// when the part holds one copy.
     pub fn get_closest_pid(
         &self,
         name: &N::Borrowed,
