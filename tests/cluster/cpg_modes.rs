@@ -437,6 +437,38 @@ async fn a_visible_beam_scopes_order_after_leaves_and_joins_between_polls() {
     r.shutdown().await;
 }
 
+/// A BEAM scope at visible (polled) and one at all (which casts), joins
+/// on both within one poll: every BEAM node holds them in the order they
+/// were made, and ours, once polled, too. (The merge alone put the polled
+/// node's new members after the one that came by cast meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polled_nodes_members_keep_their_place_among_a_casting_nodes() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let a = beam_at(&w, "visible", true).await;
+    let b = beam_at(&w, "all", true).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &a.name).await;
+    scope_up(&ctl, &b.name).await;
+    let connect = format!("true = net_kernel:connect_node('{}').", b.name);
+    eval(&ctl, &a.name, &connect).await;
+    let (r, scope) = polling_node(&w, Duration::from_secs(2)).await;
+    r.connect(&a.name).await.unwrap();
+    r.connect(&b.name).await.unwrap();
+    // Polled once: the joins below come between two polls, mostly.
+    let m = beam_join(&ctl, &a.name, "marker").await;
+    assert!(eventually(10, || async { count_ours(&scope, "marker", &m) == 1 }).await);
+    let mut order = Vec::new();
+    for (on, then) in [(&a, &b), (&b, &a), (&a, &b)] {
+        order.insert(0, beam_join(&ctl, &on.name, "ord").await);
+        let told = || async { beam_members(&ctl, &then.name, "ord").await == order };
+        assert!(eventually(5, told).await, "{} not told", then.name);
+    }
+    assert_eq!(beam_members(&ctl, &a.name, "ord").await, order);
+    ours_become(&scope, "ord", &order).await;
+    r.shutdown().await;
+}
+
 /// Polls go on while other nodes keep our scope busy with calls: BEAM
 /// processes calling it back to back (a cluster's lookups) must not hold
 /// off the poll that sees a visible BEAM scope's member leave.

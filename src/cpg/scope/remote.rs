@@ -102,7 +102,8 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// as new as ours: a leave still on its way to it would bring a member
     /// back here until that node's next poll; the third node's are read
     /// from it, by poll or by cast). After each group's merge, that node's
-    /// copies in ours are put in the order its history lists them
+    /// copies in ours are put in the order its history lists them, and
+    /// where it lists them among the other nodes' copies that we hold too
     /// (`follow_order`).
     ///
     /// A node whose scope tells us nothing of its changes (a BEAM scope at
@@ -140,7 +141,11 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             if !N::valid_remote(name) {
                 continue;
             }
+            // A poll's answer as listed, other nodes' copies included: where
+            // ours go among theirs (`follow_order`).
+            let mut listed = Vec::new();
             if polled && history.iter().any(|p| p.node() != from_node) {
+                listed = history.clone();
                 history.retain(|p| p.node() == from_node);
                 if history.is_empty() {
                     continue;
@@ -152,7 +157,8 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
                 Some(h) => {
                     self.merge_conflict(name, h.clone(), &history, &mut memo, &mut effects);
                     if polled {
-                        self.follow_order(name, &h, from_node, &history, &mut effects);
+                        let listed = if listed.is_empty() { &history } else { &listed };
+                        self.follow_order(name, &h, from_node, listed, &mut effects);
                     }
                 }
                 // (Built in the order listed.)
@@ -197,12 +203,14 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// oldest copies that ours hold in the same order stays in place, and
     /// the copies before it, which must have joined again since ours were
     /// placed, go to the newest end of the group, as their casts would have
-    /// put them (a leave and a join notified for each). The other nodes'
-    /// copies stay where they are: where they interleave with `origin`'s,
-    /// the order a genuine observer holds depends on when each cast
-    /// reached it, which no poll tells. Nothing is done unless the merge
-    /// left us the same copies of `origin`'s pids as listed (a cap may
-    /// have cut them).
+    /// put them (a leave and a join notified for each). Then, among the
+    /// other nodes' copies, which stay in their order, each of `origin`'s
+    /// goes where `listed` puts it among those it lists too
+    /// ([`place_among`]): a node that got `origin`'s casts as they were
+    /// made holds them so, up to the casts' latency, where a poll brings
+    /// all of them at once, after the other nodes' that came by cast
+    /// meanwhile. Nothing is done unless the merge left us the same copies
+    /// of `origin`'s pids as listed (a cap may have cut them).
     pub(super) fn follow_order(
         &mut self,
         name: &N::Borrowed,
@@ -215,12 +223,13 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             return;
         };
         let of_origin = |p: &&P| p.node() == origin;
-        // (Mostly in order already: told without a copy.)
-        if listed
+        let in_order = listed
             .iter()
             .filter(of_origin)
-            .eq(group.history().filter(of_origin))
-        {
+            .eq(group.history().filter(of_origin));
+        let mixed = group.history().any(|p| p.node() != origin);
+        // (Mostly in order already, and alone: told without a copy.)
+        if in_order && !mixed {
             return;
         }
         let theirs: Vec<&P> = listed.iter().filter(of_origin).collect();
@@ -228,7 +237,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if theirs.len() != ours.len() {
             return;
         }
-        let same_copies = {
+        let same_copies = in_order || {
             let (mut a, mut b) = (theirs.clone(), ours.clone());
             a.sort_unstable();
             b.sort_unstable();
@@ -263,6 +272,10 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
                 }
                 k += 1;
             }
+        }
+        let placed = mixed && place_among(&mut order, listed, origin);
+        if in_order && !placed {
+            return;
         }
         let mut rebuilt = GroupData::with_capacity(order.len());
         for p in order.iter().rev() {
@@ -438,4 +451,101 @@ impl<P> AcceptMemo<P> {
     pub(super) fn new() -> Self {
         AcceptMemo { last: None }
     }
+}
+
+/// Moves `origin`'s copies in `order` (a group's history, newest first,
+/// `origin`'s copies in the order `listed` lists them) among the other
+/// nodes' copies, which keep their order, so that each of `origin`'s is
+/// newer than every copy `listed` (`origin`'s view of the group, newest
+/// first) lists before it and older than every one it lists after it, as
+/// far as `order` holds those copies (the k-th copy of a pid from the
+/// oldest end in `listed` is the k-th in `order`). A copy that meets
+/// these bounds where it is stays there; one that does not goes just
+/// inside the nearest bound (where the bounds cross, the older one wins).
+/// Whether anything moved.
+///
+/// So a poll that brings `[P3, P2, P1]` from a node owning P1 and P3, when
+/// P2 came by cast meanwhile (ours `[P3, P1, P2]` after the merge, which
+/// adds copies at the newest end), leaves `[P3, P2, P1]`, as on every node
+/// that got the three joins as they were made.
+fn place_among<P: ScopePid>(order: &mut Vec<P>, listed: &[P], origin: &str) -> bool {
+    use std::collections::HashMap;
+    // The others, oldest first. Gap `g` (0 ..= others.len()) is the place
+    // just older than `others[g]` (the newest end for the last).
+    let others: Vec<&P> = order.iter().rev().filter(|p| p.node() != origin).collect();
+    let mut at: HashMap<&P, Vec<usize>> = HashMap::with_capacity(others.len());
+    for (i, p) in others.iter().enumerate() {
+        at.entry(*p).or_default().push(i);
+    }
+    // Where each listed copy of another node is in `others`, oldest first.
+    let mut seen: HashMap<&P, usize> = HashMap::new();
+    let matched: Vec<Option<usize>> = listed
+        .iter()
+        .rev()
+        .map(|p| {
+            if p.node() == origin {
+                return None;
+            }
+            let k = seen.entry(p).or_default();
+            *k += 1;
+            at.get(p).and_then(|v| v.get(*k - 1)).copied()
+        })
+        .collect();
+    // The bounds of each of `origin`'s copies, oldest first: past every
+    // matched copy listed as older, before every one listed as newer.
+    let mut lo = Vec::new();
+    let mut bound = 0;
+    for (p, m) in listed.iter().rev().zip(&matched) {
+        if p.node() == origin {
+            lo.push(bound);
+        } else if let Some(i) = m {
+            bound = bound.max(i + 1);
+        }
+    }
+    let mut hi = Vec::with_capacity(lo.len());
+    let mut bound = others.len();
+    for (p, m) in listed.iter().zip(matched.iter().rev()) {
+        if p.node() == origin {
+            hi.push(bound);
+        } else if let Some(i) = m {
+            bound = bound.min(*i);
+        }
+    }
+    hi.reverse();
+    // Where each is now, and where it goes (each sequence never decreases
+    // from the oldest: so neither do the places, and `origin`'s copies keep
+    // their order).
+    let mut now = Vec::with_capacity(lo.len());
+    let mut passed = 0;
+    for p in order.iter().rev() {
+        if p.node() == origin {
+            now.push(passed);
+        } else {
+            passed += 1;
+        }
+    }
+    if now.len() != lo.len() {
+        return false;
+    }
+    let to: Vec<usize> = (0..now.len())
+        .map(|k| lo[k].max(now[k].min(hi[k])))
+        .collect();
+    if to == now {
+        return false;
+    }
+    let mine: Vec<&P> = order.iter().rev().filter(|p| p.node() == origin).collect();
+    let mut placed = Vec::with_capacity(order.len());
+    let mut k = 0;
+    for g in 0..=others.len() {
+        while k < mine.len() && to[k] == g {
+            placed.push(mine[k].clone());
+            k += 1;
+        }
+        if let Some(p) = others.get(g) {
+            placed.push((*p).clone());
+        }
+    }
+    placed.reverse();
+    *order = placed;
+    true
 }

@@ -626,8 +626,11 @@ impl<N: WireName> ScopeTask<N> {
                 // So only the origin's own pids are taken (its node's atom
                 // compared as a number: an exchange of a million
                 // memberships is read once more; a name that could be no
-                // atom is that of no pid decoded).
+                // atom is that of no pid decoded). A poll's answer keeps the
+                // others to the merge, which takes the same, and puts them
+                // among ours as listed (`Scope::exchange_polled`).
                 match crate::atom::Atom::new(&origin) {
+                    Ok(_) if polled.is_some() => {}
                     Ok(theirs) => groups.retain_mut(|(_, pids)| {
                         pids.retain(|p| p.node_atom() == theirs);
                         !pids.is_empty()

@@ -954,3 +954,88 @@ fn polled_exchange_takes_only_the_polled_nodes_pids() {
     assert_eq!(history(&s, "g"), vec![a1.clone(), c1.clone()]);
     check_invariants(&s);
 }
+
+#[test]
+fn polled_exchange_puts_its_copies_among_the_others_as_listed() {
+    // `a` (polled) joins P1, `c` (casting) P2, `a` P3: every node that got
+    // the casts holds [P3, P2, P1]. We got P2 at once and the others with
+    // the next poll, which the merge puts at the newest end.
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    s.node_up("c", true);
+    let (p1, p2, p3) = (t("a", 1), t("c", 2), t("a", 3));
+    joined(&mut s, "ord", std::slice::from_ref(&p2));
+    let listed = vec![("ord".to_string(), vec![p3.clone(), p2.clone(), p1.clone()])];
+    let e = s.exchange_polled("a", listed.clone());
+    assert_eq!(history(&s, "ord"), vec![p3.clone(), p2.clone(), p1.clone()]);
+    // Two joins notified, nothing left.
+    let mut joins = notifies(&e);
+    joins.sort_by(|x, y| format!("{x:?}").cmp(&format!("{y:?}")));
+    assert_eq!(
+        joins,
+        vec![
+            n("ord", &p1, Reason::JoinRemote),
+            n("ord", &p3, Reason::JoinRemote)
+        ]
+    );
+    assert!(s.exchange_polled("a", listed).is_empty());
+    assert_eq!(history(&s, "ord"), vec![p3.clone(), p2.clone(), p1.clone()]);
+    // A copy of another node that the polled node does not list (not yet
+    // told, or of a node it is not connected to) bounds nothing: P4 stays
+    // the newest, and `a`'s copies where they were.
+    let p4 = t("d", 4);
+    s.node_up("d", true);
+    joined(&mut s, "ord", std::slice::from_ref(&p4));
+    let listed = vec![("ord".to_string(), vec![p3.clone(), p2.clone(), p1.clone()])];
+    assert!(s.exchange_polled("a", listed).is_empty());
+    assert_eq!(history(&s, "ord"), vec![p4, p3, p2, p1]);
+    check_invariants(&s);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A node `a` read by polls (a BEAM scope at `visible`) and a node `c`
+    /// whose writes are cast (at `all`) to both `a` and us, in one group.
+    /// After every poll of `a`, our history of each group is `a`'s, order
+    /// included: `a`'s copies among `c`'s where `a` holds them.
+    #[test]
+    fn polls_and_casts_follow_a_nodes_order(
+        steps in proptest::collection::vec((0u8..9, 0u32..4, 0usize..2), 1..80),
+    ) {
+        const NAMES: [&str; 2] = ["g", "h"];
+        let mut a: Scope<T> = Scope::new("a");
+        a.node_up("c", true);
+        let mut s = Scope::new("b");
+        s.node_up("a", true);
+        s.node_up("c", true);
+        for (op, id, g) in steps {
+            let name = NAMES[g];
+            let (pa, pc) = (t("a", id), t("c", id));
+            let _ = match op {
+                0 | 1 => a.join(name, pa),
+                2 => a.leave(name, &pa),
+                3 => a.leave_all(&pa),
+                4..=6 => {
+                    let r = match op {
+                        4 | 5 => Request::Join { name: name.into(), pid: pc },
+                        _ => Request::Leave { name: name.into(), pid: pc },
+                    };
+                    a.remote_request("c", r.clone());
+                    s.remote_request("c", r);
+                    Ok(Vec::new())
+                }
+                _ => {
+                    let view = a.exchange_groups();
+                    drop_unlisted(&mut s, "a", &view);
+                    s.exchange_polled("a", view.clone());
+                    for name in NAMES {
+                        prop_assert_eq!(history(&s, name), history(&a, name), "{}", name);
+                    }
+                    check_invariants(&s);
+                    Ok(Vec::new())
+                }
+            };
+        }
+    }
+}
