@@ -397,7 +397,7 @@ impl Task {
                 Input::Signal(s) => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
-                        if term::as_atom(&reason) == Some("shutdown") {
+                        if self.proc.stopped_by_node() {
                             tracing::debug!(scope = %self.name, "pg scope stopped: node shutdown");
                             return None;
                         }

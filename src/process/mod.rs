@@ -250,6 +250,9 @@ pub struct Process {
     saved: VecDeque<Signal>,
     trap_exit: bool,
     exit_reason: Option<Term>,
+    /// The node shut down (it closed the mailbox), as opposed to an exit
+    /// signal ending the process.
+    node_stopped: bool,
 }
 
 impl std::fmt::Debug for Process {
@@ -335,6 +338,7 @@ impl Process {
             saved: VecDeque::new(),
             trap_exit: false,
             exit_reason: None,
+            node_stopped: false,
         }
     }
 
@@ -470,6 +474,15 @@ impl Process {
         self.exit_reason = Some(reason);
     }
 
+    /// Whether the process ended because its node shut down
+    /// ([`Node::shutdown`](crate::Node::shutdown): a receive gave
+    /// `Err(shutdown)` for it), rather than by an exit signal, whatever
+    /// that signal's reason (`exit(Pid, shutdown)` from any process
+    /// included). A supervisor restarts its child in the second case only.
+    pub fn stopped_by_node(&self) -> bool {
+        self.node_stopped
+    }
+
     /// Whether an exit signal ends this process; sets the exit reason.
     fn kills(&mut self, s: &Signal) -> Option<Term> {
         if let Signal::Exit { reason, exit2, .. } = s {
@@ -528,6 +541,7 @@ impl Process {
                 // while the process still exists.
                 let r = atom("shutdown");
                 self.exit_reason = Some(r.clone());
+                self.node_stopped = true;
                 return Err(r);
             };
             if let Some(reason) = self.kills(&s) {

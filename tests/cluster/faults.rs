@@ -755,7 +755,7 @@ async fn beam_join_idle(ctl: &Node, erl: &str, group: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
+async fn rust_scope_crashed_killed_or_shut_down_is_restarted_and_rebuilt() {
     crate::require_erl!();
     let w = World::new().await;
     let g = start_beam(&w, &unique("sup")).await;
@@ -820,6 +820,26 @@ async fn rust_scope_crashed_or_killed_is_restarted_and_rebuilt() {
     assert!(
         eventually(10, rust_view_ok).await,
         "state not rebuilt after a kill"
+    );
+
+    // Ended by an exit signal `shutdown` from a BEAM process, as any other
+    // reason ends it (the scope does not trap exits): it comes back too,
+    // as cpg's supervisor restarts a genuine one. (It stopped for good,
+    // our members gone from the cluster once the BEAM scope restarted.)
+    let third = r.whereis(DEFAULT_SCOPE).unwrap();
+    let exit = vec![Term::Pid(third.clone()), term::atom("shutdown")];
+    crate::support::rpc(&ctl, &g.name, "erlang", "exit", exit).await;
+    assert!(
+        restarted(&r, &third).await,
+        "the scope ended by exit(Scope, shutdown) was not restarted"
+    );
+    scope.join("g4", member.pid()).await.unwrap();
+    assert!(back_on_beam(&ctl, &g.name, "g4", &suffix, 1, 10)
+        .await
+        .is_some());
+    assert!(
+        eventually(10, rust_view_ok).await,
+        "state not rebuilt after exit(Scope, shutdown)"
     );
     assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
         .await

@@ -276,7 +276,12 @@ impl<N: WireName> ScopeTask<N> {
                 Input::Signal(s) => match s {
                     Ok(s) => self.signal(s),
                     Err(reason) => {
-                        if crate::term::as_atom(&reason) == Some("shutdown") {
+                        // An exit signal ends the scope whatever its reason,
+                        // and the scope comes back, as cpg's supervisor
+                        // restarts it: `exit(Scope, shutdown)` from any
+                        // process too (it stopped the scope for good, our
+                        // members gone from the cluster).
+                        if self.proc.stopped_by_node() {
                             tracing::debug!(scope = %self.opts.name, "scope stopped: node shutdown");
                             return Stop::Done;
                         }
