@@ -237,6 +237,13 @@ fn parse_name(b: &[u8], at: usize) -> Result<NodeName, HandshakeError> {
         .get(at + 2..at + 2 + n)
         .ok_or(HandshakeError::Malformed("name truncated"))?;
     let s = std::str::from_utf8(raw).map_err(|_| HandshakeError::Malformed("name not UTF-8"))?;
+    // No node name holds a control character (`erl` takes none, EPMD
+    // registers none). Refused, a name with a newline cannot forge a line
+    // of the log wherever the peer's name is written, and this error
+    // shows it escaped.
+    if s.chars().any(char::is_control) {
+        return Err(HandshakeError::BadName(s.to_string()));
+    }
     NodeName::parse(s).map_err(|_| HandshakeError::BadName(s.to_string()))
 }
 
@@ -655,5 +662,22 @@ mod tests {
             a.handle(&m),
             Err(HandshakeError::MissingFlags { .. })
         ));
+    }
+
+    #[test]
+    fn a_name_with_a_control_character_is_refused_and_shown_escaped() {
+        let name = "x@h\n2099-01-01T00:00:00Z  INFO forged";
+        let mut m = vec![b'N'];
+        m.extend_from_slice(&flags::OFFERED.to_be_bytes());
+        m.extend_from_slice(&[0, 0, 0, 1]);
+        m.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        m.extend_from_slice(name.as_bytes());
+        let e = Acceptor::new(local("b@h", "c"), 2).handle(&m).unwrap_err();
+        assert_eq!(e, HandshakeError::BadName(name.into()));
+        let shown = e.to_string();
+        assert!(
+            !shown.contains('\n') && shown.contains("\\n2099"),
+            "{shown}"
+        );
     }
 }

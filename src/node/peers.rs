@@ -246,6 +246,15 @@ pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) 
             "{held_back} more connections closed while handshaking were not logged (a flood, now over)"
         );
     });
+    // Refused handshakes (a wrong cookie, a name of the other kind, ...):
+    // ten warnings a second, as BEAM logs each, so that one client without
+    // the cookie cannot write thousands of lines a second.
+    let refusals = crate::util::FloodLog::new(10, std::time::Duration::from_secs(1), |held_back| {
+        tracing::warn!(
+            held_back,
+            "{held_back} more refused incoming connections were not logged (a flood, now over)"
+        );
+    });
     loop {
         let (sock, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -273,7 +282,11 @@ pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) 
             );
         }
         let Some(i) = inner.upgrade() else { return };
-        tokio::spawn(async move { i.incoming_connection(sock, addr, slot, closed).await });
+        let refusals = refusals.clone();
+        tokio::spawn(async move {
+            i.incoming_connection(sock, addr, slot, closed, refusals)
+                .await
+        });
     }
 }
 
@@ -514,6 +527,7 @@ impl Inner {
         addr: std::net::SocketAddr,
         slot: crate::admission::Slot,
         closed: tokio::sync::oneshot::Receiver<()>,
+        refusals: std::sync::Arc<crate::util::FloodLog>,
     ) {
         // The name the peer gave, for the warnings after it.
         let claimed = std::sync::OnceLock::new();
@@ -523,11 +537,15 @@ impl Inner {
             if node == self.name {
                 // As BEAM answers a node that has its own name: `nok` (its
                 // `net_kernel` cannot make a connection to itself).
-                tracing::warn!(%addr, "incoming connection refused: the peer says it is {}, this node", self.name);
+                if let Some(held_back) = refusals.event() {
+                    tracing::warn!(%addr, held_back, "incoming connection refused: the peer says it is {}, this node", self.name);
+                }
                 return Err(Status::Nok);
             }
             if let Some(why) = crate::config::mixed_names(&self.config.name, &p.name) {
-                tracing::warn!(%addr, peer = %node, "incoming connection refused: {why}");
+                if let Some(held_back) = refusals.event() {
+                    tracing::warn!(%addr, peer = %node, held_back, "incoming connection refused: {why}");
+                }
                 return Err(Status::NotAllowed);
             }
             let state = match self.peers.read().get(&node) {
@@ -555,12 +573,16 @@ impl Inner {
             }
             Err(ConnectionError::Handshake(HandshakeError::CookieMismatch)) => {
                 let peer = claimed.get().map_or("?", String::as_str);
-                tracing::warn!(%addr, %peer, "connection attempt refused: the peer presented a wrong cookie");
+                if let Some(held_back) = refusals.event() {
+                    tracing::warn!(%addr, %peer, held_back, "connection attempt refused: the peer presented a wrong cookie");
+                }
                 return;
             }
             Err(e) => {
                 let peer = claimed.get().map_or("?", String::as_str);
-                tracing::warn!(%addr, %peer, "incoming connection refused: {e}");
+                if let Some(held_back) = refusals.event() {
+                    tracing::warn!(%addr, %peer, held_back, "incoming connection refused: {e}");
+                }
                 return;
             }
         };
