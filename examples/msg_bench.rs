@@ -203,9 +203,8 @@ async fn main() {
     // path.
     let only = std::env::var("MSG_BENCH_ONLY").ok();
     let wanted = |path: &str, size: &str| {
-        only.as_deref().map_or(true, |o| {
-            o.split(',').any(|w| w == format!("{path}.{size}"))
-        })
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == format!("{path}.{size}")))
     };
     for _ in 0..runs {
         for (size, payload) in &sizes {

@@ -180,7 +180,7 @@ fn watchdog(w: &Watch, handle: &tokio::runtime::Handle) {
     while !w.stopped.load(Ordering::SeqCst) {
         match w.busiest() {
             Some(busy) => {
-                if busy >= STUCK && last_nudge.map_or(true, |t| t.elapsed() >= STUCK) {
+                if busy >= STUCK && last_nudge.is_none_or(|t| t.elapsed() >= STUCK) {
                     // An empty task: the spawn wakes an idle worker, which
                     // takes the IO driver once it has run it.
                     drop(handle.spawn(async {}));

@@ -372,7 +372,7 @@ fn match_stars(pattern: &str, name: &str, first: Star) -> Result<bool, Raise> {
             let scan = |end, from| {
                 let scan = || position(end, name, from);
                 match scans.iter_mut().find(|s| s.0 == pi) {
-                    Some(s) if from >= s.1 && s.2.map_or(true, |at| at >= from) => {
+                    Some(s) if from >= s.1 && s.2.is_none_or(|at| at >= from) => {
                         s.1 = from;
                         s.2
                     }

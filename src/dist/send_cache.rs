@@ -140,7 +140,7 @@ impl SendCache {
                     h.push(low | half << 4);
                 }
             }
-            h.push(if n % 2 == 0 { 0 } else { low });
+            h.push(if n.is_multiple_of(2) { 0 } else { low });
             for &(slot, new) in &self.refs {
                 h.push(slot as u8);
                 if new {

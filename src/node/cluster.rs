@@ -332,7 +332,7 @@ impl Keeper {
             let mut v: Vec<String> = self
                 .targets
                 .iter()
-                .filter(|(_, t)| t.connected && o.map_or(true, |o| t.origin == o))
+                .filter(|(_, t)| t.connected && o.is_none_or(|o| t.origin == o))
                 .map(|(n, _)| n.clone())
                 .collect();
             v.sort();

@@ -851,10 +851,10 @@ mod tests {
                 for gr in 0..3 {
                     let want_local: Vec<Pid> = sorted(local_model.iter()
                         .filter(|((x, _), _)| *x == gr)
-                        .flat_map(|((_, p), n)| std::iter::repeat(local(*p)).take(*n)).collect());
+                        .flat_map(|((_, p), n)| std::iter::repeat_n(local(*p), *n)).collect());
                     let want_remote: Vec<Pid> = remote_model.iter()
                         .filter(|((x, _), _)| *x == gr)
-                        .flat_map(|((_, p), n)| std::iter::repeat(remote(*p)).take(*n)).collect();
+                        .flat_map(|((_, p), n)| std::iter::repeat_n(remote(*p), *n)).collect();
                     prop_assert_eq!(sorted(s.get_local_members(&g(gr))), want_local.clone());
                     let mut all = want_local.clone();
                     all.extend(want_remote);

@@ -113,7 +113,7 @@ impl PgMonitor {
     pub async fn recv(&mut self) -> Result<PgEvent, MonitorError> {
         loop {
             match self.rx.recv().await {
-                Ok(e) if self.group.as_ref().map_or(true, |g| *g == e.group) => return Ok(e),
+                Ok(e) if self.group.as_ref().is_none_or(|g| *g == e.group) => return Ok(e),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => return Err(MonitorError::Lagged(n)),
                 Err(broadcast::error::RecvError::Closed) => return Err(MonitorError::Stopped),

@@ -294,7 +294,7 @@ impl<'a> Decoder<'a> {
     /// forwarding and made this slower than `eetf` for all its fewer
     /// instructions.
     fn child(&mut self, level: usize, out: &mut Term) -> Result<(), TermError> {
-        if level % LEVELS_PER_CHECK == 0 {
+        if level.is_multiple_of(LEVELS_PER_CHECK) {
             stacker::maybe_grow(RED_ZONE, SEGMENT, || self.term(level, out))
         } else {
             self.term(level, out)

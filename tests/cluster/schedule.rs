@@ -387,7 +387,7 @@ async fn leave_one(
     node: Option<usize>,
 ) -> Option<String> {
     let all: Vec<(usize, usize, String)> = (0..NODES)
-        .filter(|&i| node.map_or(true, |n| n == i))
+        .filter(|&i| node.is_none_or(|n| n == i))
         .flat_map(|i| {
             truth.members[i]
                 .iter()

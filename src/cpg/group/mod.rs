@@ -395,7 +395,7 @@ impl<P: Clone + Eq + Hash> GroupData<P> {
             Part::Local => self.local_count() == self.len(),
             Part::Remote => self.remote_count() == self.len(),
         };
-        if whole && exclude.map_or(true, |p| self.count_of(p) == 0) {
+        if whole && exclude.is_none_or(|p| self.count_of(p) == 0) {
             self.shared_members()
         } else {
             Members::from(self.members(part, exclude))

@@ -276,7 +276,7 @@ fn compaction_remaps_the_pid_table() {
         } else {
             (1 + (i % 3) as usize).min(first)
         };
-        want.extend(std::iter::repeat(i).take(first - left));
+        want.extend(std::iter::repeat_n(i, first - left));
     }
     let mut second: Vec<u32> = (0..200u32)
         .filter(|i| {
@@ -301,7 +301,7 @@ struct Model {
 }
 
 fn is_local(p: u8) -> bool {
-    p % 2 == 0
+    p.is_multiple_of(2)
 }
 
 impl Model {

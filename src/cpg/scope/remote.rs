@@ -29,7 +29,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if let Request::Exchange { from, groups } = request {
             return self.exchange(&from, groups);
         }
-        if from_node == self.node || request.pid().map_or(true, |p| self.is_local(p)) {
+        if from_node == self.node || request.pid().is_none_or(|p| self.is_local(p)) {
             return effects;
         }
         if self.check_remote(&request).is_err() {

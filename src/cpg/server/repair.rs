@@ -340,7 +340,7 @@ mod tests {
             // copies of a pid not side by side (every other element first).
             let mut groups: HashMap<String, Vec<MemberPid>> = HashMap::new();
             for ((p, n), c) in &before {
-                groups.entry(n.clone()).or_default().extend(std::iter::repeat(*p).take(*c));
+                groups.entry(n.clone()).or_default().extend(std::iter::repeat_n(*p, *c));
             }
             let v: Vec<(String, Vec<MemberPid>)> = groups
                 .into_iter()

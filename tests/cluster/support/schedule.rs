@@ -98,7 +98,7 @@ impl Truth {
             for (pid, groups) in &self.members[j] {
                 for (g, &n) in groups {
                     let e = v.entry(g.clone()).or_default();
-                    e.extend(std::iter::repeat(pid.to_string()).take(n));
+                    e.extend(std::iter::repeat_n(pid.to_string(), n));
                 }
             }
         }
@@ -361,7 +361,7 @@ impl Cluster {
                 None => self.scope.inject_crash(),
             }
             let t0 = Instant::now();
-            while self.r.whereis(DEFAULT_SCOPE).map_or(true, |p| p == old) {
+            while self.r.whereis(DEFAULT_SCOPE).is_none_or(|p| p == old) {
                 assert!(
                     t0.elapsed() < Duration::from_secs(10),
                     "our scope not restarted"
