@@ -29,9 +29,12 @@ pub enum NameError {
         /// Which part is wrong, and what it may hold.
         why: &'static str,
     },
-    /// A short name whose host part has dots, or a long name whose host
-    /// has none (and is not an IP address), as `erl` refuses.
-    #[error("node name {name:?} does not fit {mode} names")]
+    /// A short name whose host part has dots or is an IP address, or a
+    /// long name whose host is neither, as `erl` refuses.
+    #[error(
+        "node name {name:?} does not fit {mode} names (as erl: a short name's host has no dots \
+         and is no IP address; --long-names or -name for a long one)"
+    )]
     WrongMode {
         /// The name.
         name: String,
@@ -67,14 +70,16 @@ impl NodeName {
             Self::parse(&format!("{}@{}", alive, local_host(long_names)))?
         };
         n.check_own()?;
-        let ip = n.host.parse::<std::net::IpAddr>().is_ok();
-        if !long_names && n.host.contains('.') && !ip {
+        // As `erl` refuses `-sname x@127.0.0.1` ("Can't set short node
+        // name!"): a short name with an IP address would be taken for a
+        // long one by every peer, and connect to no short-name node.
+        if !long_names && n.is_long() {
             return Err(NameError::WrongMode {
                 name: n.to_string(),
                 mode: "short",
             });
         }
-        if long_names && !n.host.contains('.') && !ip {
+        if long_names && !n.is_long() {
             return Err(NameError::WrongMode {
                 name: n.to_string(),
                 mode: "long",
@@ -167,7 +172,7 @@ pub enum ConfigError {
     /// rest; `erl` wants a positive integer too), or over
     /// [`MAX_NET_TICKTIME`] (where `erl`'s ticker exits with
     /// `timeout_value`).
-    #[error("net_ticktime must be from 1 to 17179869 seconds, as erl's (got {0:?})")]
+    #[error("net_ticktime must be from 1 to 17179869 seconds, as erl's (got {} s)", .0.as_secs_f64())]
     TickTime(Duration),
     /// A distribution port range whose low end is above its high end.
     #[error("bad distribution port range {0}: the low end is above the high end")]
@@ -663,7 +668,11 @@ mod tests {
             let n = NodeName::from_cli(bad, false);
             assert!(matches!(n, Err(NameError::Invalid { .. })), "{bad}: {n:?}");
         }
-        assert!(NodeName::from_cli("r@127.0.0.1", false).is_ok());
+        assert!(NodeName::from_cli("r@127.0.0.1", true).is_ok());
+        for ip in ["r@127.0.0.1", "r@::1"] {
+            let n = NodeName::from_cli(ip, false);
+            assert!(matches!(n, Err(NameError::WrongMode { .. })), "{ip}: {n:?}");
+        }
         assert!(NodeName::from_cli("r@host", true).is_err());
         let short = NodeName::from_cli("r", false).unwrap();
         assert!(!short.host().contains('.'));

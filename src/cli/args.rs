@@ -186,7 +186,7 @@ pub struct PubsubArgs {
     #[arg(long)]
     pub pubsub: String,
     /// Nodes to connect to (the nodes they are connected to are joined
-    /// too); kept connected while subscribed.
+    /// too); `subscribe` keeps them connected while it runs.
     #[arg(long, required = true)]
     pub connect: Vec<String>,
     /// The instance's pool size (default: as many groups as the nodes
