@@ -561,6 +561,14 @@ impl Task {
                 }
             },
             Signal::Message { msg, from } => {
+                // `sys:get_state/1` and the like: answered at once (the
+                // state `undefined`: OTP pg's record is not this one).
+                if let Some((caller, request)) = process::parse_system(&msg) {
+                    let state = || term::atom("undefined");
+                    let reply = process::system_reply(self.proc.pid(), &self.name, request, state);
+                    let _ = self.proc.reply(&caller, reply);
+                    return;
+                }
                 if process::parse_call(&msg).is_some() {
                     if let Some(held_back) = self.drops.event() {
                         tracing::warn!(scope = %self.name, held_back, "dropped a gen_server call (a pg scope takes none from other nodes): {}", crate::util::short_text(&msg));

@@ -304,8 +304,68 @@ impl From {
 
 /// Matches `{'$gen_call', {Pid, Tag}, Request}`.
 pub fn parse_call(msg: &Term) -> Option<(From, &Term)> {
+    parse_from(msg, "$gen_call")
+}
+
+/// Matches `{system, {Pid, Tag}, Request}`: what `sys` sends
+/// (`sys:get_state/1`, `sys:get_status/1`, `sys:suspend/1`, ...), answered
+/// as a call ([`system_reply`]).
+pub fn parse_system(msg: &Term) -> Option<(From, &Term)> {
+    parse_from(msg, "system")
+}
+
+/// The reply to the system message `request` ([`parse_system`]) of
+/// process `pid`, whose state is `state()`, as a gen_server gives it:
+/// `get_state` the state, `get_status` `{status, Pid, {module,
+/// gen_server}, [PDict, running, Parent, Debug, Status]}` with the state
+/// under `{data, [{"State", State}]}` (so `sys:get_status/1` and
+/// observer show it). Any other request (`suspend`, `resume`,
+/// `replace_state`, `change_code`, a debug option) is answered `{error,
+/// {unknown_system_msg, Request}}`: this node's processes are never
+/// suspended or changed by `sys`, and a caller is told so at once where it
+/// would otherwise wait for its timeout.
+pub fn system_reply(pid: &Pid, name: &str, request: &Term, state: impl FnOnce() -> Term) -> Term {
+    let pair = |a: &str, b: Term| tuple(vec![atom(a), b]);
+    let text = term::string_to_charlist;
+    match term::as_atom(request) {
+        Some("get_state") => state(),
+        Some("get_status") => {
+            let me = Term::Pid(pid.clone());
+            let header = format!("Status for generic server {name}");
+            let sys = term::list(vec![
+                tuple(vec![text("Status"), atom("running")]),
+                tuple(vec![text("Parent"), me.clone()]),
+                tuple(vec![text("Logged events"), term::list(vec![])]),
+            ]);
+            let data = term::list(vec![tuple(vec![text("State"), state()])]);
+            let status = term::list(vec![
+                pair("header", text(&header)),
+                pair("data", sys),
+                pair("data", data),
+            ]);
+            tuple(vec![
+                atom("status"),
+                me.clone(),
+                pair("module", atom("gen_server")),
+                term::list(vec![
+                    term::list(vec![]),
+                    atom("running"),
+                    me,
+                    term::list(vec![]),
+                    status,
+                ]),
+            ])
+        }
+        _ => pair(
+            "error",
+            tuple(vec![atom("unknown_system_msg"), request.clone()]),
+        ),
+    }
+}
+
+fn parse_from<'a>(msg: &'a Term, tag: &str) -> Option<(From, &'a Term)> {
     let t = term::as_tuple(msg)?;
-    if t.len() != 3 || term::as_atom(&t[0]) != Some("$gen_call") {
+    if t.len() != 3 || term::as_atom(&t[0]) != Some(tag) {
         return None;
     }
     let f = term::as_tuple(&t[1])?;
@@ -634,9 +694,10 @@ impl Process {
     }
 
     /// A gen_server's receive loop: answers every `{'$gen_call', From,
-    /// Request}` with `on_call(self, Request)` (see [`Process::reply`]) and
-    /// drops any other signal. Returns the exit reason when the process is
-    /// killed.
+    /// Request}` with `on_call(self, Request)` (see [`Process::reply`]),
+    /// and `sys`'s system messages as [`system_reply`] does (the state
+    /// `undefined`), and drops any other signal. Returns the exit reason
+    /// when the process is killed.
     pub async fn serve_calls(&mut self, on_call: impl FnMut(&Process, &Term) -> Term) -> Term {
         self.serve(on_call, |_, _| {}).await
     }
@@ -657,6 +718,12 @@ impl Process {
                 if let Some((from, req)) = parse_call(msg) {
                     let reply = on_call(self, req);
                     // A caller that has gone is no error of the server's.
+                    let _ = self.reply(&from, reply);
+                    continue;
+                }
+                if let Some((from, req)) = parse_system(msg) {
+                    let name = term::pid_text(&self.pid).to_string();
+                    let reply = system_reply(&self.pid, &name, req, || atom("undefined"));
                     let _ = self.reply(&from, reply);
                     continue;
                 }

@@ -126,6 +126,13 @@ pub fn nil(out: &mut Vec<u8>) {
     out.push(NIL);
 }
 
+/// The header of a map of `pairs` pairs (each key, then its value,
+/// follows).
+pub fn map(out: &mut Vec<u8>, pairs: usize) {
+    out.push(MAP);
+    out.extend_from_slice(&length(pairs).to_be_bytes());
+}
+
 /// A non-negative integer: `SMALL_INTEGER_EXT`, `INTEGER_EXT`, or
 /// `SMALL_BIG_EXT` past 2^31 - 1.
 pub fn uint(out: &mut Vec<u8>, n: u64) {

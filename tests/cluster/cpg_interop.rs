@@ -497,3 +497,43 @@ async fn cpg_data_hands_out_the_state_as_genuine_cpg_holds_it() {
         panic!("{}", eval(&ctl, &g.name, &reads).await);
     }
 }
+
+/// `sys` asks our scope and processes as it asks a gen_server, and gets
+/// an answer at once (each waited out its timeout before): the scope's
+/// `sys:get_state/1` is genuine cpg's `#state{}` record, its groups what
+/// the `cpg_data` call gives (so `cpg_data`'s functions read them), and
+/// `sys:get_status/1` a gen_server's status holding the same state; a
+/// process serving calls has the state `undefined`; and what a Rust
+/// process never is (suspended) is refused. Plain erl: no cpg needed.
+#[tokio::test]
+async fn sys_asks_our_scope_and_processes_as_a_gen_server() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let e = w.erl("sys").await;
+    let ctl = w.rust_node("ctl").await;
+    let r = w.rust_node("r").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let m = r.spawn_process();
+    scope.join("g", m.pid()).await.unwrap();
+    scope.join("jobs/*", m.pid()).await.unwrap();
+    let mut echo = r.spawn_process();
+    echo.register("sys_echo").unwrap();
+    tokio::spawn(async move { echo.serve_calls(|_, req| req.clone()).await });
+    let code = format!(
+        "R = '{}', T0 = erlang:monotonic_time(millisecond), \
+         S = sys:get_state({{cpg_default_scope, R}}, 2000), \
+         {{state, NodeName, cpg_default_scope, Groups, #{{}}, #{{}}, undefined, all}} = S, \
+         NodeName = atom_to_list(R), \
+         Groups = gen_server:call({{cpg_default_scope, R}}, cpg_data, 2000), \
+         {{trie, _}} = Groups, \
+         {{status, _, {{module, gen_server}}, [[], running, _, [], Status]}} = \
+             sys:get_status({{cpg_default_scope, R}}, 2000), \
+         [{{\"State\", S}}] = proplists:get_value(data, lists:reverse(Status)), \
+         undefined = sys:get_state({{sys_echo, R}}, 2000), \
+         {{error, {{unknown_system_msg, suspend}}}} = sys:suspend({{sys_echo, R}}, 2000), \
+         erlang:monotonic_time(millisecond) - T0 < 2000 orelse slow.",
+        r.name()
+    );
+    let got = eval(&ctl, &e.name, &code).await;
+    assert_eq!(term::as_atom(&got), Some("true"), "{got}");
+}

@@ -103,6 +103,59 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// Answers `sys`'s system message `request` from `caller`
+    /// ([`process::system_reply`]), with genuine cpg's `#state{}` record
+    /// for the state, as `sys:get_state/1` of a BEAM scope gives it:
+    /// `{state, NodeName, Scope, Groups, Monitors, NodeMonitors,
+    /// Callbacks, Listen}`, where `Groups` is what a `cpg_data` call
+    /// answers (so `cpg`'s and `cpg_data`'s own functions read it), the
+    /// two monitor maps are empty (this node's monitors are its own, not
+    /// BEAM references and processes), `Callbacks` is `undefined` and
+    /// `Listen` `all` (the scope takes part with every node, hidden ones
+    /// too). `{error, cpg_data_unavailable}` where no `cpg_data` answer
+    /// can be given (a map storage, a trie too big to write). Without an
+    /// answer, `sys:get_state/1` waited out its five seconds.
+    pub(super) fn system(&mut self, caller: &process::From, request: &Term) {
+        let unavailable = || {
+            term::tuple(vec![
+                term::atom("error"),
+                term::atom("cpg_data_unavailable"),
+            ])
+        };
+        let sent = if term::as_atom(request) == Some("get_state") {
+            match caller.reply_head(0).ok().and_then(|h| self.sys_state(h)) {
+                Some(reply) => self.proc.reply_headed(caller, reply),
+                None => self.proc.reply(caller, unavailable()),
+            }
+        } else {
+            let state = || {
+                self.sys_state(Vec::new())
+                    .and_then(|s| s.decode(term::Limits::default()).ok())
+                    .unwrap_or_else(unavailable)
+            };
+            let reply = process::system_reply(self.proc.pid(), &self.opts.name, request, state);
+            self.proc.reply(caller, reply)
+        };
+        if let Err(e) = sent {
+            tracing::debug!(scope = %self.opts.name, "system reply to {}: {e}", term::pid_text(&caller.pid));
+        }
+    }
+
+    /// The `#state{}` record of [`system`](Self::system), written after
+    /// the bytes `out` holds.
+    fn sys_state(&self, mut out: Vec<u8>) -> Option<Encoded> {
+        write::tuple(&mut out, 8);
+        write::atom(&mut out, "state");
+        write::charlist(&mut out, self.node.name());
+        write::atom(&mut out, &self.opts.name);
+        let mut out = self.genuine_state(out)?.into_bytes();
+        write::map(&mut out, 0);
+        write::map(&mut out, 0);
+        write::atom(&mut out, "undefined");
+        write::atom(&mut out, "all");
+        Some(Encoded::written(out))
+    }
+
     /// Answers the call `request` from `caller` (see the module docs):
     /// [`answer_call`](Self::answer_call), or, written as bytes, the state
     /// for `cpg_data` and the long lists ([`long_reply`](Self::long_reply)).

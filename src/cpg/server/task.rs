@@ -462,6 +462,12 @@ impl<N: WireName> ScopeTask<N> {
                 };
                 self.reply(&caller, request);
             }
+            Signal::Message { msg, .. } if process::parse_system(&msg).is_some() => {
+                let Some((caller, request)) = process::parse_system(&msg) else {
+                    return;
+                };
+                self.system(&caller, request);
+            }
             Signal::Message { from, msg } => {
                 if !self.info(&msg) {
                     self.name_peer(from.as_ref());
