@@ -545,6 +545,12 @@ fn place_among<P: ScopePid>(order: &mut Vec<P>, listed: &[P], origin: &str) -> b
             placed.push((*p).clone());
         }
     }
+    // (Every copy placed: `to` never decreases and ends at most at the
+    // newest end. Kept so whatever comes: a copy lost here would be a
+    // member lost.)
+    if placed.len() != order.len() {
+        return false;
+    }
     placed.reverse();
     *order = placed;
     true
