@@ -111,6 +111,10 @@ enum Op {
     Remote(Node, Remote),
     /// `{exchange, From, Groups}`, cast by the first node.
     Exchange(Node, Node, Vec<(Name, Vec<At>)>),
+    /// The answer to a poll of the node: its whole view
+    /// (`Scope::exchange_polled`), of which its own pids are taken and
+    /// put in its order, among the others where it lists them.
+    Polled(Node, Vec<(Name, Vec<At>)>),
     NodeUp(Node, bool),
     NodeDown(Node),
     /// A member died (`'DOWN'`); the flag picks the reason.
@@ -123,6 +127,18 @@ enum Op {
 fn pid(ix: usize) -> MemberPid {
     MemberPid::new(NODES[ix / PIDS_PER_NODE], (ix % PIDS_PER_NODE) as u32, 0, 1)
         .expect("a short node name")
+}
+
+/// The groups an exchange lists, as the scope reads them (bounded).
+fn listing(groups: &[(Name, Vec<At>)]) -> Vec<(String, Vec<MemberPid>)> {
+    groups
+        .iter()
+        .take(MAX_LIST)
+        .map(|(g, h)| {
+            let h = h.iter().take(MAX_HISTORY).map(|at| pid(at.ix())).collect();
+            (g.s().to_string(), h)
+        })
+        .collect()
 }
 
 fn ix_of(p: &MemberPid) -> usize {
@@ -714,14 +730,7 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
         }
         Op::Exchange(sender, from, groups) => {
             let from = *from as usize;
-            let groups: Vec<(String, Vec<MemberPid>)> = groups
-                .iter()
-                .take(MAX_LIST)
-                .map(|(g, h)| {
-                    let h = h.iter().take(MAX_HISTORY).map(|at| pid(at.ix())).collect();
-                    (g.s().to_string(), h)
-                })
-                .collect();
+            let groups = listing(groups);
             // Only from a listened node (named inside the message, trusted);
             // each accepted pid gets exactly its number of copies, capped.
             if model.listened(from) {
@@ -748,6 +757,73 @@ fn apply(scope: &mut Scope<MemberPid>, model: &mut Model, op: &Op) {
             round_trip(&request);
             let effects = scope.remote_request(NODES[*sender as usize], request);
             check_effects(Kind::Exchange, &before, model, &effects, None);
+        }
+        Op::Polled(from, groups) => {
+            let from = *from as usize;
+            let groups = listing(groups);
+            let of_from = |q: &MemberPid| ix_of(q) / PIDS_PER_NODE == from;
+            // First, as the scope task does, the copies of `from`'s pids
+            // that it no longer lists leave (`Scope::unlisted`; a name
+            // listed twice counts its copies in both listings).
+            let dropped = model.clone();
+            let listened = model.listened(from);
+            for g in NAMES.iter().filter(|_| listened) {
+                for q in (0..NPIDS).filter(|q| q / PIDS_PER_NODE == from) {
+                    let listed = groups
+                        .iter()
+                        .filter(|(n, _)| n == g)
+                        .map(|(_, h)| h.iter().filter(|p| ix_of(p) == q).count())
+                        .sum::<usize>();
+                    if model.get(g, q) > listed {
+                        model.set(g, q, listed);
+                    }
+                }
+            }
+            let mut effects = Vec::new();
+            for (pid, counts) in scope
+                .unlisted(NODES[from], &groups)
+                .into_iter()
+                .filter(|_| listened)
+            {
+                let leave = Request::LeaveCounts { counts, pid };
+                effects.extend(scope.remote_request(NODES[from], leave));
+            }
+            check_effects(Kind::Remote, &dropped, model, &effects, None);
+            let before = model.clone();
+            // The groups whose copies of `from`'s pids are then in its
+            // order: its copies all taken (none capped).
+            let mut ordered = Vec::new();
+            if model.listened(from) {
+                for (g, h) in &groups {
+                    if !valid_remote(g) {
+                        continue;
+                    }
+                    let mut wanted: BTreeMap<usize, usize> = BTreeMap::new();
+                    for q in h.iter().filter(|q| of_from(q)) {
+                        *wanted.entry(ix_of(q)).or_default() += 1;
+                    }
+                    if wanted.is_empty() {
+                        continue;
+                    }
+                    if wanted.values().all(|&c| c <= model.max) {
+                        ordered.push(g.clone());
+                    }
+                    for (q, c) in wanted {
+                        model.set(g, q, c.min(model.max));
+                    }
+                }
+            }
+            // (A group listed twice: its last listing is what stays.)
+            ordered.retain(|g| groups.iter().filter(|(n, _)| n == g).count() == 1);
+            let effects = scope.exchange_polled(NODES[from], groups.clone());
+            check_effects(Kind::Exchange, &before, model, &effects, None);
+            for g in &ordered {
+                let listed = &groups.iter().find(|(n, _)| n == g).expect("listed").1;
+                let data = scope.group_data(g).expect("a polled group");
+                let ours: Vec<&MemberPid> = data.history.iter().filter(|q| of_from(q)).collect();
+                let theirs: Vec<&MemberPid> = listed.iter().filter(|q| of_from(q)).collect();
+                assert_eq!(ours, theirs, "{g}: a polled node's copies in its order");
+            }
         }
         Op::NodeUp(n, listen) => {
             let n = *n as usize;
