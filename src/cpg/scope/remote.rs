@@ -258,7 +258,8 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             }
             j -= 1;
         }
-        let mut order: Vec<P> = theirs[..moved].iter().map(|p| (*p).clone()).collect();
+        let rejoined: Vec<P> = theirs[..moved].iter().map(|p| (*p).clone()).collect();
+        let mut order = rejoined.clone();
         let mut left: Vec<P> = Vec::new();
         let mut k = 0;
         for p in group.history() {
@@ -290,7 +291,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             };
             push_notify(self.notify, effects, name, p, &reason, 1);
         }
-        for p in &order[..moved] {
+        for p in &rejoined {
             push_notify(
                 self.notify,
                 effects,

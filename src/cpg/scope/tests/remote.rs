@@ -1028,9 +1028,22 @@ proptest! {
                 _ => {
                     let view = a.exchange_groups();
                     drop_unlisted(&mut s, "a", &view);
-                    s.exchange_polled("a", view.clone());
-                    for name in NAMES {
+                    let before: Vec<Vec<T>> = NAMES.iter().map(|g| history(&s, g)).collect();
+                    let e = s.exchange_polled("a", view.clone());
+                    for (name, was) in NAMES.iter().zip(before) {
                         prop_assert_eq!(history(&s, name), history(&a, name), "{}", name);
+                        // Each copy that came or went notified, and each
+                        // moved one a leave and a join: the notifications
+                        // of a pid add up to its change.
+                        for p in history(&s, name).iter().chain(&was) {
+                            let count = |h: &[T]| h.iter().filter(|q| *q == p).count() as isize;
+                            let net: isize = notifies(&e)
+                                .iter()
+                                .filter(|(g, q, _)| g == name && q == p)
+                                .map(|(_, _, r)| if r.is_join() { 1 } else { -1 })
+                                .sum();
+                            prop_assert_eq!(net, count(&history(&s, name)) - count(&was), "{} {:?}", name, p);
+                        }
                     }
                     check_invariants(&s);
                     Ok(Vec::new())
