@@ -308,59 +308,10 @@ pub fn parse_call(msg: &Term) -> Option<(From, &Term)> {
 }
 
 /// Matches `{system, {Pid, Tag}, Request}`: what `sys` sends
-/// (`sys:get_state/1`, `sys:get_status/1`, `sys:suspend/1`, ...), answered
-/// as a call ([`system_reply`]).
+/// (`sys:get_state/1`, `sys:get_status/1`, `sys:suspend/1`, ...), which
+/// [`Process::serve`] answers as a gen_server does.
 pub fn parse_system(msg: &Term) -> Option<(From, &Term)> {
     parse_from(msg, "system")
-}
-
-/// The reply to the system message `request` ([`parse_system`]) of
-/// process `pid`, whose state is `state()`, as a gen_server gives it:
-/// `get_state` the state, `get_status` `{status, Pid, {module,
-/// gen_server}, [PDict, running, Parent, Debug, Status]}` with the state
-/// under `{data, [{"State", State}]}` (so `sys:get_status/1` and
-/// observer show it). Any other request (`suspend`, `resume`,
-/// `replace_state`, `change_code`, a debug option) is answered `{error,
-/// {unknown_system_msg, Request}}`: this node's processes are never
-/// suspended or changed by `sys`, and a caller is told so at once where it
-/// would otherwise wait for its timeout.
-pub fn system_reply(pid: &Pid, name: &str, request: &Term, state: impl FnOnce() -> Term) -> Term {
-    let pair = |a: &str, b: Term| tuple(vec![atom(a), b]);
-    let text = term::string_to_charlist;
-    match term::as_atom(request) {
-        Some("get_state") => state(),
-        Some("get_status") => {
-            let me = Term::Pid(pid.clone());
-            let header = format!("Status for generic server {name}");
-            let sys = term::list(vec![
-                tuple(vec![text("Status"), atom("running")]),
-                tuple(vec![text("Parent"), me.clone()]),
-                tuple(vec![text("Logged events"), term::list(vec![])]),
-            ]);
-            let data = term::list(vec![tuple(vec![text("State"), state()])]);
-            let status = term::list(vec![
-                pair("header", text(&header)),
-                pair("data", sys),
-                pair("data", data),
-            ]);
-            tuple(vec![
-                atom("status"),
-                me.clone(),
-                pair("module", atom("gen_server")),
-                term::list(vec![
-                    term::list(vec![]),
-                    atom("running"),
-                    me,
-                    term::list(vec![]),
-                    status,
-                ]),
-            ])
-        }
-        _ => pair(
-            "error",
-            tuple(vec![atom("unknown_system_msg"), request.clone()]),
-        ),
-    }
 }
 
 fn parse_from<'a>(msg: &'a Term, tag: &str) -> Option<(From, &'a Term)> {
@@ -693,10 +644,91 @@ impl Process {
         self.kernel.send_encoded(&self.pid, to, msg)
     }
 
+    /// Answers the system message `request` from `from` ([`parse_system`])
+    /// as a gen_server named `name` answers it, its state written by
+    /// `state` (or, `Err(reply)`, none to give: `reply` is sent instead):
+    /// `get_state` the state, `get_status` `{status, Pid, {module,
+    /// gen_server}, [PDict, running, Parent, Debug, Status]}` with the state
+    /// under `{data, [{"State", State}]}` (so `sys:get_status/1` and
+    /// observer show it). Any other request (`suspend`, `resume`,
+    /// `replace_state`, `change_code`, a debug option) is answered `{error,
+    /// {unknown_system_msg, Request}}`: this node's processes are never
+    /// suspended or changed by `sys`, and a caller is told so at once where
+    /// it would otherwise wait for its timeout. Written as bytes, the state
+    /// included: a scope's is as long as the scope.
+    pub(crate) fn answer_system(
+        &self,
+        from: &From,
+        name: &str,
+        request: &Term,
+        state: impl FnOnce(&mut Vec<u8>) -> Result<(), Term>,
+    ) -> Result<(), SendError> {
+        use crate::term::write;
+        let mut out = from.reply_head(64)?;
+        let me = |out: &mut Vec<u8>| {
+            let p = &self.pid;
+            write::pid(out, &p.node.name, p.id, p.serial, p.creation);
+        };
+        let pair = |out: &mut Vec<u8>, key: &str| {
+            write::tuple(out, 2);
+            write::charlist(out, key);
+        };
+        match term::as_atom(request) {
+            Some("get_state") => {
+                if let Err(reply) = state(&mut out) {
+                    return self.reply(from, reply);
+                }
+            }
+            Some("get_status") => {
+                write::tuple(&mut out, 4);
+                write::atom(&mut out, "status");
+                me(&mut out);
+                write::tuple(&mut out, 2);
+                write::atom(&mut out, "module");
+                write::atom(&mut out, "gen_server");
+                // [PDict, SysState, Parent, Debug, Status]
+                write::list(&mut out, 5);
+                write::nil(&mut out);
+                write::atom(&mut out, "running");
+                me(&mut out);
+                write::nil(&mut out);
+                write::list(&mut out, 3);
+                write::tuple(&mut out, 2);
+                write::atom(&mut out, "header");
+                write::charlist(&mut out, &format!("Status for generic server {name}"));
+                write::tuple(&mut out, 2);
+                write::atom(&mut out, "data");
+                write::list(&mut out, 3);
+                pair(&mut out, "Status");
+                write::atom(&mut out, "running");
+                pair(&mut out, "Parent");
+                me(&mut out);
+                pair(&mut out, "Logged events");
+                write::nil(&mut out);
+                write::nil(&mut out);
+                write::tuple(&mut out, 2);
+                write::atom(&mut out, "data");
+                write::list(&mut out, 1);
+                pair(&mut out, "State");
+                if let Err(reply) = state(&mut out) {
+                    return self.reply(from, reply);
+                }
+                write::nil(&mut out);
+                write::nil(&mut out);
+                write::nil(&mut out);
+            }
+            _ => {
+                let why = tuple(vec![atom("unknown_system_msg"), request.clone()]);
+                return self.reply(from, tuple(vec![atom("error"), why]));
+            }
+        }
+        self.reply_headed(from, Encoded::written(out))
+    }
+
     /// A gen_server's receive loop: answers every `{'$gen_call', From,
     /// Request}` with `on_call(self, Request)` (see [`Process::reply`]),
-    /// and `sys`'s system messages as [`system_reply`] does (the state
-    /// `undefined`), and drops any other signal. Returns the exit reason
+    /// and `sys`'s system messages ([`parse_system`]) as a gen_server whose
+    /// state is `undefined`, and drops any other signal. Returns the exit reason
     /// when the process is killed.
     pub async fn serve_calls(&mut self, on_call: impl FnMut(&Process, &Term) -> Term) -> Term {
         self.serve(on_call, |_, _| {}).await
@@ -723,8 +755,11 @@ impl Process {
                 }
                 if let Some((from, req)) = parse_system(msg) {
                     let name = term::pid_text(&self.pid).to_string();
-                    let reply = system_reply(&self.pid, &name, req, || atom("undefined"));
-                    let _ = self.reply(&from, reply);
+                    let undefined = |out: &mut Vec<u8>| {
+                        crate::term::write::atom(out, "undefined");
+                        Ok(())
+                    };
+                    let _ = self.answer_system(&from, &name, req, undefined);
                     continue;
                 }
             }

@@ -126,6 +126,13 @@ pub fn nil(out: &mut Vec<u8>) {
     out.push(NIL);
 }
 
+/// The header of a proper list of `len` elements (at least one): the
+/// elements follow, then the tail ([`nil`]).
+pub fn list(out: &mut Vec<u8>, len: usize) {
+    out.push(LIST);
+    out.extend_from_slice(&length(len).to_be_bytes());
+}
+
 /// The header of a map of `pairs` pairs (each key, then its value,
 /// follows).
 pub fn map(out: &mut Vec<u8>, pairs: usize) {

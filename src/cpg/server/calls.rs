@@ -104,7 +104,7 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     /// Answers `sys`'s system message `request` from `caller`
-    /// ([`process::system_reply`]), with genuine cpg's `#state{}` record
+    /// (`Process::answer_system`), with genuine cpg's `#state{}` record
     /// for the state, as `sys:get_state/1` of a BEAM scope gives it:
     /// `{state, NodeName, Scope, Groups, Monitors, NodeMonitors,
     /// Callbacks, Listen}`, where `Groups` is what a `cpg_data` call
@@ -116,26 +116,22 @@ impl<N: WireName> ScopeTask<N> {
     /// can be given (a map storage, a trie too big to write). Without an
     /// answer, `sys:get_state/1` waited out its five seconds.
     pub(super) fn system(&mut self, caller: &process::From, request: &Term) {
-        let unavailable = || {
-            term::tuple(vec![
-                term::atom("error"),
-                term::atom("cpg_data_unavailable"),
-            ])
-        };
-        let sent = if term::as_atom(request) == Some("get_state") {
-            match caller.reply_head(0).ok().and_then(|h| self.sys_state(h)) {
-                Some(reply) => self.proc.reply_headed(caller, reply),
-                None => self.proc.reply(caller, unavailable()),
+        let state = |out: &mut Vec<u8>| {
+            let head = std::mem::take(out);
+            match self.sys_state(head) {
+                Some(state) => {
+                    *out = state.into_bytes();
+                    Ok(())
+                }
+                None => Err(term::tuple(vec![
+                    term::atom("error"),
+                    term::atom("cpg_data_unavailable"),
+                ])),
             }
-        } else {
-            let state = || {
-                self.sys_state(Vec::new())
-                    .and_then(|s| s.decode(term::Limits::default()).ok())
-                    .unwrap_or_else(unavailable)
-            };
-            let reply = process::system_reply(self.proc.pid(), &self.opts.name, request, state);
-            self.proc.reply(caller, reply)
         };
+        let sent = self
+            .proc
+            .answer_system(caller, &self.opts.name, request, state);
         if let Err(e) = sent {
             tracing::debug!(scope = %self.opts.name, "system reply to {}: {e}", term::pid_text(&caller.pid));
         }
