@@ -268,6 +268,10 @@ impl Kernel for Inner {
     fn node_name(&self) -> &str {
         &self.name
     }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
 }
 
 impl Inner {

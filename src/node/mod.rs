@@ -45,7 +45,7 @@ use peers::Peer;
 pub use reason::DownReason;
 use registry::ProcTable;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Weak};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, Notify};
@@ -135,6 +135,8 @@ struct Inner {
     /// was once followed by the old one's `Down`, and the cpg scopes took
     /// the node for gone while it was connected (`peers::Inner::end_peer`).
     peer_order: Mutex<()>,
+    /// [`Node::shutdown`] has begun.
+    stopping: AtomicBool,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Connections running (handshake done, see `peers::LiveConn`), and
     /// their end, which shutdown waits for.
@@ -215,6 +217,7 @@ impl Node {
             next_conn: AtomicU64::new(1),
             peers: RwLock::default(),
             peer_order: Mutex::default(),
+            stopping: AtomicBool::new(false),
             mons_out: Mutex::default(),
             holds_added: Mutex::default(),
             events,
@@ -433,6 +436,9 @@ impl Node {
     /// connections close, the EPMD entry goes, and an embedded EPMD the
     /// node runs stops.
     pub async fn shutdown(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         let pids: Vec<Pid> = self
             .inner
             .procs

@@ -239,6 +239,11 @@ pub trait Kernel: Send + Sync + 'static {
     fn exited(&self, pid: &Pid, reason: Term);
     /// This node's name.
     fn node_name(&self) -> &str;
+    /// Whether the node is shutting down ([`Node::shutdown`](crate::Node::shutdown)
+    /// has begun): the exit signals its processes get then are its own.
+    fn stopping(&self) -> bool {
+        false
+    }
 }
 
 /// A process: owns its mailbox. Dropping it ends the process (reason
@@ -487,11 +492,12 @@ impl Process {
 
     /// Whether the process ended because its node shut down
     /// ([`Node::shutdown`](crate::Node::shutdown): a receive gave
-    /// `Err(shutdown)` for it), rather than by an exit signal, whatever
-    /// that signal's reason (`exit(Pid, shutdown)` from any process
-    /// included). A supervisor restarts its child in the second case only.
+    /// `Err(shutdown)` for it, or an exit signal came while the node was
+    /// stopping), rather than by an exit signal, whatever that signal's
+    /// reason (`exit(Pid, shutdown)` from any process included). A supervisor restarts its child in the second case only.
     pub fn stopped_by_node(&self) -> bool {
-        self.node_stopped
+        // (Or by a link to a process the shutdown ended first.)
+        self.node_stopped || self.kernel.stopping()
     }
 
     /// Whether an exit signal ends this process; sets the exit reason.

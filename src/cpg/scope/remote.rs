@@ -462,7 +462,9 @@ impl<P> AcceptMemo<P> {
 /// far as `order` holds those copies (the k-th copy of a pid from the
 /// oldest end in `listed` is the k-th in `order`). A copy that meets
 /// these bounds where it is stays there; one that does not goes just
-/// inside the nearest bound (where the bounds cross, the older one wins).
+/// inside the bound it missed (where the bounds cross, which a third node's
+/// copies in other orders on the two nodes can make, it goes past the
+/// copies listed as older).
 /// Whether anything moved.
 ///
 /// So a poll that brings `[P3, P2, P1]` from a node owning P1 and P3, when
