@@ -247,8 +247,8 @@ pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) 
         );
     });
     // Refused handshakes (a wrong cookie, a name of the other kind, ...):
-    // ten warnings a second, as BEAM logs each, so that one client without
-    // the cookie cannot write thousands of lines a second.
+    // BEAM logs each; here ten a second at most, then a count, so that one
+    // client without the cookie cannot write thousands of lines a second.
     let refusals = crate::util::FloodLog::new(10, std::time::Duration::from_secs(1), |held_back| {
         tracing::warn!(
             held_back,

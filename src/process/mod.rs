@@ -494,7 +494,8 @@ impl Process {
     /// ([`Node::shutdown`](crate::Node::shutdown): a receive gave
     /// `Err(shutdown)` for it, or an exit signal came while the node was
     /// stopping), rather than by an exit signal, whatever that signal's
-    /// reason (`exit(Pid, shutdown)` from any process included). A supervisor restarts its child in the second case only.
+    /// reason (`exit(Pid, shutdown)` from any process included). A
+    /// supervisor restarts its child in the second case only.
     pub fn stopped_by_node(&self) -> bool {
         // (Or by a link to a process the shutdown ended first.)
         self.node_stopped || self.kernel.stopping()
@@ -734,8 +735,8 @@ impl Process {
     /// A gen_server's receive loop: answers every `{'$gen_call', From,
     /// Request}` with `on_call(self, Request)` (see [`Process::reply`]),
     /// and `sys`'s system messages ([`parse_system`]) as a gen_server whose
-    /// state is `undefined`, and drops any other signal. Returns the exit reason
-    /// when the process is killed.
+    /// state is `undefined`, and drops any other signal. Returns the exit
+    /// reason when the process is killed.
     pub async fn serve_calls(&mut self, on_call: impl FnMut(&Process, &Term) -> Term) -> Term {
         self.serve(on_call, |_, _| {}).await
     }
