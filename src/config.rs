@@ -29,12 +29,9 @@ pub enum NameError {
         /// Which part is wrong, and what it may hold.
         why: &'static str,
     },
-    /// A short name whose host part has dots or is an IP address, or a
-    /// long name whose host is neither, as `erl` refuses.
-    #[error(
-        "node name {name:?} does not fit {mode} names (as erl: a short name's host has no dots \
-         and is no IP address; --long-names or -name for a long one)"
-    )]
+    /// A short name whose host part has dots, or a long name whose host
+    /// has none (and is not an IP address), as `erl` refuses.
+    #[error("node name {name:?} does not fit {mode} names")]
     WrongMode {
         /// The name.
         name: String,
@@ -70,16 +67,20 @@ impl NodeName {
             Self::parse(&format!("{}@{}", alive, local_host(long_names)))?
         };
         n.check_own()?;
-        // As `erl` refuses `-sname x@127.0.0.1` ("Can't set short node
-        // name!"): a short name with an IP address would be taken for a
-        // long one by every peer, and connect to no short-name node.
-        if !long_names && n.is_long() {
+        // A host that is an IP address is taken in either mode: the node
+        // is then a long-name node to every peer ([`NodeName::is_long`]),
+        // as `erl -name x@127.0.0.1` is, and connects to long-name nodes
+        // only (`erl -sname x@127.0.0.1` refuses to start instead; refused
+        // here, `--name x@127.0.0.1` without `--long-names`, which loopback
+        // clusters use, stopped working).
+        let ip = n.host.parse::<std::net::IpAddr>().is_ok();
+        if !long_names && n.host.contains('.') && !ip {
             return Err(NameError::WrongMode {
                 name: n.to_string(),
                 mode: "short",
             });
         }
-        if long_names && !n.is_long() {
+        if long_names && !n.host.contains('.') && !ip {
             return Err(NameError::WrongMode {
                 name: n.to_string(),
                 mode: "long",
@@ -668,10 +669,10 @@ mod tests {
             let n = NodeName::from_cli(bad, false);
             assert!(matches!(n, Err(NameError::Invalid { .. })), "{bad}: {n:?}");
         }
-        assert!(NodeName::from_cli("r@127.0.0.1", true).is_ok());
-        for ip in ["r@127.0.0.1", "r@::1"] {
-            let n = NodeName::from_cli(ip, false);
-            assert!(matches!(n, Err(NameError::WrongMode { .. })), "{ip}: {n:?}");
+        // An IP host: a long-name node, with or without --long-names.
+        for long_names in [false, true] {
+            let n = NodeName::from_cli("r@127.0.0.1", long_names).unwrap();
+            assert!(n.is_long());
         }
         assert!(NodeName::from_cli("r@host", true).is_err());
         let short = NodeName::from_cli("r", false).unwrap();

@@ -24,7 +24,8 @@ pub struct Cli {
 #[command(next_help_heading = "Node options (this process's own hidden node)")]
 pub struct NodeArgs {
     /// Node name: `name` (this host is added) or `name@host`; a short name
-    /// unless --long-names (`-name N` sets both).
+    /// unless --long-names (`-name N` sets both) or the host is an IP
+    /// address (`name@127.0.0.1`: a long name).
     #[arg(long, global = true, conflicts_with = "sname")]
     pub name: Option<String>,
     /// Short node name, as `erl -sname`: `name` or `name@host`.

@@ -1200,3 +1200,22 @@ async fn a_message_to_no_one_is_not_decoded() {
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB");
     driver.shutdown().await;
 }
+
+/// `--name N@127.0.0.1` without `--long-names` is a long-name node, as
+/// `erl -name N@127.0.0.1` is: it reaches a long-name `erl` node (loopback
+/// clusters start so), and is refused by a short-name one.
+#[tokio::test]
+async fn a_name_at_an_ip_address_is_a_long_name() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let long = crate::support::ErlNode::start_long(&unique("el"), &w.cookie, w.epmd.port).await;
+    let me = format!("{}@127.0.0.1", unique("ip"));
+    let args = ["--name", &me, "--cookie", &w.cookie, "ping", &long.name];
+    let (code, out, err) = cli_raw(&w, &args, None).await;
+    assert_eq!((code, out.trim()), (0, "pong"), "{err}");
+    let short = w.erl("es").await;
+    let args = ["--name", &me, "--cookie", &w.cookie, "ping", &short.name];
+    let (code, _, err) = cli_raw(&w, &args, None).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("short name"), "{err}");
+}
