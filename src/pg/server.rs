@@ -564,13 +564,8 @@ impl Task {
                 // `sys:get_state/1` and the like: answered at once (the
                 // state `undefined`: OTP pg's record is not this one).
                 if let Some((caller, request)) = process::parse_system(&msg) {
-                    let undefined = |out: &mut Vec<u8>| {
-                        crate::term::write::atom(out, "undefined");
-                        Ok(())
-                    };
-                    let _ = self
-                        .proc
-                        .answer_system(&caller, &self.name, request, undefined);
+                    let state = process::no_state;
+                    let _ = self.proc.answer_system(&caller, &self.name, request, state);
                     return;
                 }
                 if process::parse_call(&msg).is_some() {

@@ -319,6 +319,13 @@ pub fn parse_system(msg: &Term) -> Option<(From, &Term)> {
     parse_from(msg, "system")
 }
 
+/// The state `undefined`, for [`Process::answer_system`] of a process
+/// that keeps none to show.
+pub(crate) fn no_state(out: &mut Vec<u8>) -> Result<(), Term> {
+    crate::term::write::atom(out, "undefined");
+    Ok(())
+}
+
 fn parse_from<'a>(msg: &'a Term, tag: &str) -> Option<(From, &'a Term)> {
     let t = term::as_tuple(msg)?;
     if t.len() != 3 || term::as_atom(&t[0]) != Some(tag) {
@@ -762,11 +769,7 @@ impl Process {
                 }
                 if let Some((from, req)) = parse_system(msg) {
                     let name = term::pid_text(&self.pid).to_string();
-                    let undefined = |out: &mut Vec<u8>| {
-                        crate::term::write::atom(out, "undefined");
-                        Ok(())
-                    };
-                    let _ = self.answer_system(&from, &name, req, undefined);
+                    let _ = self.answer_system(&from, &name, req, no_state);
                     continue;
                 }
             }

@@ -565,20 +565,10 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
         if node == self.node {
             return Vec::new();
         }
-        let keep = |p: &P| self.is_local(p) || (theirs && p.node() == node);
-        let mut groups: Vec<(N, Vec<P>)> = self
-            .groups
-            .iter()
-            .filter_map(|(name, g)| {
-                let pids: Vec<P> = g.history().filter(|p| keep(p)).cloned().collect();
-                (!pids.is_empty()).then(|| (name.to_owned(), pids))
-            })
-            .collect();
+        let groups = self.listing(|p| self.is_local(p) || (theirs && p.node() == node));
         if groups.is_empty() {
             return Vec::new();
         }
-        // (In the order `exchange_groups` lists them.)
-        groups.reverse();
         vec![Effect::Cast {
             node: node.to_string(),
             request: Request::Exchange {
@@ -609,10 +599,20 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
     /// The state cpg sends in an exchange: `(name, history)` for every
     /// group, in reverse name order (cpg folds its trie onto a list).
     pub fn exchange_groups(&self) -> Vec<(N, Vec<P>)> {
+        self.listing(|_| true)
+    }
+
+    /// Each group's copies that `keep` keeps, as an exchange lists them
+    /// (groups in reverse name order, histories newest first); a group
+    /// with none kept is left out (a stored group is never empty).
+    fn listing(&self, keep: impl Fn(&P) -> bool) -> Vec<(N, Vec<P>)> {
         let mut v: Vec<(N, Vec<P>)> = self
             .groups
             .iter()
-            .map(|(name, g)| (name.to_owned(), g.history().cloned().collect()))
+            .filter_map(|(name, g)| {
+                let pids: Vec<P> = g.history().filter(|p| keep(p)).cloned().collect();
+                (!pids.is_empty()).then(|| (name.to_owned(), pids))
+            })
             .collect();
         v.reverse();
         v
