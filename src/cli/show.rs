@@ -260,24 +260,28 @@ pub(crate) fn print_status(st: &NodeStatus, me: &str) {
     }
 }
 
-/// `name` for a line of text output: as it is, or, if it holds a control
-/// character (a newline, an escape sequence), a bidirectional or invisible
-/// format character, or a backslash, with those
-/// written as Rust escapes (`\n`, `\u{1b}`, `\\`), so that a name cannot
-/// forge a line of output or drive the terminal (`--json` escapes them as
-/// JSON does).
+/// `name` for a line of text output: as it is, or in double quotes if it
+/// is empty or holds a space, a double quote or a character that is
+/// escaped. Escaped are control characters (a newline, an escape
+/// sequence), bidirectional and invisible format characters, a backslash
+/// and, in quotes, a double quote: they are written as Rust escapes (`\n`,
+/// `\u{1b}`, `\\`, `\"`). So a name cannot forge a line of output or
+/// drive the terminal, and `"my group"` reads as one name among the
+/// line's other words (`--json` escapes as JSON does).
 pub(crate) fn plain(name: &str) -> std::borrow::Cow<'_, str> {
     // (Bidirectional and invisible format characters too: U+202E turns
     // the rest of a line around.)
     let escaped = |c: char| {
         c.is_control()
             || c == '\\'
+            || c == '"'
             || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
     };
-    if !name.chars().any(escaped) {
+    if !name.is_empty() && !name.chars().any(|c| escaped(c) || c.is_whitespace()) {
         return name.into();
     }
     let mut out = String::with_capacity(name.len() + 8);
+    out.push('"');
     for c in name.chars() {
         if escaped(c) {
             out.extend(c.escape_default());
@@ -285,6 +289,7 @@ pub(crate) fn plain(name: &str) -> std::borrow::Cow<'_, str> {
             out.push(c);
         }
     }
+    out.push('"');
     out.into()
 }
 
@@ -317,5 +322,22 @@ pub(crate) fn print_group(
             String::new()
         };
         outln!("{scope} {}{via}: {}", plain(group), text(pids).join(" "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain;
+
+    #[test]
+    fn a_name_is_bare_unless_it_has_a_space_a_quote_or_an_escape() {
+        assert_eq!(plain("jobs/42"), "jobs/42");
+        assert_eq!(plain("Grüße:*"), "Grüße:*");
+        assert_eq!(plain("my group"), "\"my group\"");
+        assert_eq!(plain(""), "\"\"");
+        assert_eq!(plain("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(plain("a\\b"), "\"a\\\\b\"");
+        assert_eq!(plain("a\nb\u{202e}"), "\"a\\nb\\u{202e}\"");
+        assert_eq!(plain("tab\there"), "\"tab\\there\"");
     }
 }

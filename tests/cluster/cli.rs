@@ -1105,7 +1105,8 @@ async fn an_epmd_port_that_is_no_port_number_is_refused() {
 /// reading ends the command with exit code 0, no panic ("failed printing
 /// to stdout: Broken pipe", exit 101, before), `watch` at its next line.
 /// A group name cannot forge a line of text output: its newline and
-/// escape character are printed escaped.
+/// escape character are printed escaped, and the name, holding spaces,
+/// in double quotes.
 #[tokio::test]
 async fn output_into_a_closed_pipe_ends_quietly_and_names_forge_no_line() {
     use tokio::io::AsyncBufReadExt;
@@ -1122,7 +1123,7 @@ async fn output_into_a_closed_pipe_ends_quietly_and_names_forge_no_line() {
     let forged_line = out.lines().find(|l| l.contains("evil")).unwrap();
     assert!(
         forged_line.starts_with(&format!(
-            "{DEFAULT_SCOPE} evil\\nfake_scope fake_group: <0.1.0>\\u{{1b}}[31mRED\\u{{202e}}: "
+            "{DEFAULT_SCOPE} \"evil\\nfake_scope fake_group: <0.1.0>\\u{{1b}}[31mRED\\u{{202e}}\": "
         )),
         "{forged_line}"
     );
