@@ -1052,3 +1052,41 @@ proptest! {
         }
     }
 }
+
+/// A name that is no valid pattern, refused to a local join, is stored
+/// when a peer's scope (a genuine one took it) casts it, and listed. The
+/// lookups answer as genuine trie with these three keys: a name holding a
+/// wildcard finds nothing (`badarg` there), `xyz` finds `x*`, and where
+/// genuine's scope crashes (`abc`, `q`: `badmatch` on `*?`) ours finds no
+/// group.
+#[test]
+fn a_peers_invalid_pattern_is_stored_listed_and_crashes_no_lookup() {
+    let mut s = Scope::new("b");
+    s.node_up("a", true);
+    let (a1, a2) = (t("a", 1), t("a", 2));
+    assert_eq!(
+        s.join("a**", t("b", 1)),
+        Err(WriteError::InvalidName("a**".into()))
+    );
+    for (name, pid) in [("a**", &a1), ("*?", &a1), ("x*", &a2)] {
+        s.remote_request(
+            "a",
+            Request::Join {
+                name: name.into(),
+                pid: pid.clone(),
+            },
+        );
+    }
+    let mut groups = s.which_groups();
+    groups.sort();
+    assert_eq!(groups, vec!["*?", "a**", "x*"]);
+    assert_eq!(s.which_groups_of(&a1).len(), 2);
+    for name in ["a**", "*?", "x*", "abc", "q"] {
+        assert!(
+            matches!(s.get_members(name, None), Err(ReadError::NoSuchGroup(_))),
+            "{name}"
+        );
+    }
+    assert_eq!(s.get_members("xyz", None).unwrap().0, "x*");
+    check_invariants(&s);
+}
