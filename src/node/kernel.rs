@@ -229,21 +229,22 @@ impl Kernel for Inner {
         }
         for (mref, (watcher, how)) in e.monitors {
             if self.is_local(&watcher) {
-                if let Some(key) = self.ref_key(&mref) {
-                    self.forget_held(&watcher, key);
-                }
                 let item = match &how {
                     PidOrAtom::Pid(p) => Term::Pid(p.clone()),
                     PidOrAtom::Atom(a) => tuple(vec![Term::Atom(a.clone()), atom(&self.name)]),
                 };
-                self.deliver(
-                    &watcher,
-                    Signal::Down {
-                        mref,
-                        item,
-                        reason: reason.clone(),
-                    },
-                );
+                let key = self.ref_key(&mref);
+                let down = Signal::Down {
+                    mref,
+                    item,
+                    reason: reason.clone(),
+                };
+                match key {
+                    Some(key) => self.fire_held(&watcher, key, down),
+                    None => {
+                        self.deliver(&watcher, down);
+                    }
+                }
             } else {
                 let _ = self.send_to_node(
                     &watcher.node.name,
@@ -371,9 +372,12 @@ impl Inner {
         if node == self.name {
             let ok = match self.local_target(&target) {
                 Some(t) => {
+                    // Held before it is added: the target may end at once,
+                    // and fires only a monitor its watcher holds.
+                    self.hold(from, key, Some(t.id));
                     let added = self.add_monitor(&t, mref.clone(), from.clone(), target);
-                    if added {
-                        self.hold(from, key, Some(t.id));
+                    if !added {
+                        self.forget_held(from, key);
                     }
                     added
                 }

@@ -261,15 +261,32 @@ impl Inner {
             }
         }
         for (to, s, held) in signals {
-            if let Some(key) = held {
-                self.forget_held(&to, key);
+            match held {
+                Some(key) => self.fire_held(&to, key, s),
+                None => {
+                    self.deliver(&to, s);
+                }
             }
-            self.deliver(&to, s);
         }
         let _ = self.events.send(NodeEvent::Down {
             node: node.to_string(),
             reason,
         });
+    }
+
+    /// Fires monitor `key` of `watcher`: its `'DOWN'` `s` is queued in the
+    /// same step, under the watcher's entry lock, as the monitor leaves
+    /// what the watcher holds, and only if it was still held. So a
+    /// `demonitor` either removes the monitor first (no `'DOWN'` comes
+    /// after it, as on BEAM) or finds it gone with its `'DOWN'` already in
+    /// the mailbox, where [`Process::demonitor`](crate::process::Process::demonitor)
+    /// flushes it.
+    pub(super) fn fire_held(&self, watcher: &Pid, key: RefKey, s: Signal) {
+        if let Some(e) = self.procs.write(watcher.id).get_mut(&watcher.id) {
+            if e.held.remove(key).is_some() {
+                let _ = e.tx.send(s);
+            }
+        }
     }
 
     /// `watcher` no longer holds monitor `mref`.
@@ -405,9 +422,8 @@ impl Inner {
         let Some(m) = fired else {
             return;
         };
-        self.forget_held(&to, key);
         let item = m.item.to_term();
-        self.deliver(&to, Signal::Down { mref, item, reason });
+        self.fire_held(&to, key, Signal::Down { mref, item, reason });
     }
 
     /// The MONITOR_P of remote monitor `key` could not be queued (no
@@ -416,9 +432,9 @@ impl Inner {
     pub(super) fn monitor_unsent(&self, watcher: &Pid, key: RefKey) {
         let removed = self.mons_out.lock().remove(key);
         if let Some(m) = removed {
-            self.forget_held(watcher, key);
-            self.deliver(
+            self.fire_held(
                 watcher,
+                key,
                 Signal::Down {
                     mref: self.ref_of(key),
                     item: m.item.to_term(),
@@ -537,6 +553,60 @@ mod tests {
         assert!(i.mons_out.lock().len() == 0);
         // Fired once: a second exit (or one after demonitor) is dropped.
         i.monitor_fired("far@host", a.pid().clone(), mref, bye());
+        assert_eq!(a.recv_timeout(quiet).await.unwrap(), None);
+        n.shutdown().await;
+    }
+
+    /// `demonitor` after a monitor fired but before its `'DOWN'` was read
+    /// (a call's server replying, then ending) flushes that `'DOWN'` from
+    /// the mailbox, local or remote, and a message between stays; after
+    /// `demonitor` of a live monitor, its firing queues nothing.
+    #[tokio::test]
+    async fn demonitor_flushes_a_down_already_queued_and_stops_a_later_one() {
+        let (n, _epmd) = node().await;
+        let i = &n.inner;
+        let mut a = n.spawn_process();
+        let far = Pid {
+            node: Atom::from("far@host"),
+            id: 7,
+            serial: 0,
+            creation: 1,
+        };
+        let remote = |a: &crate::process::Process| {
+            let key = i.make_ref_key();
+            i.mons_out.lock().insert(
+                key,
+                MonOut {
+                    watcher: a.pid().id,
+                    item: MonItem::new(Term::Pid(far.clone())),
+                },
+            );
+            i.hold(a.pid(), key, None);
+            i.ref_of(key)
+        };
+        // Remote: fired, then a message, then demonitor.
+        let m1 = remote(&a);
+        i.monitor_fired("far@host", a.pid().clone(), m1.clone(), atom("normal"));
+        a.send(a.pid().clone(), atom("between")).unwrap();
+        a.demonitor(&m1);
+        // Local: the server ends before the demonitor.
+        let b = n.spawn_process();
+        let m2 = a.monitor(b.pid().clone());
+        b.exit(atom("normal"));
+        a.demonitor(&m2);
+        // Demonitored while live: its exit later queues nothing.
+        let m3 = remote(&a);
+        a.demonitor(&m3);
+        i.monitor_fired("far@host", a.pid().clone(), m3, atom("late"));
+        let c = n.spawn_process();
+        let m4 = a.monitor(c.pid().clone());
+        a.demonitor(&m4);
+        drop(c);
+        let quiet = Duration::from_millis(50);
+        match a.recv_timeout(quiet).await.unwrap() {
+            Some(Signal::Message { msg, .. }) => assert_eq!(msg, atom("between")),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(a.recv_timeout(quiet).await.unwrap(), None);
         n.shutdown().await;
     }

@@ -145,6 +145,16 @@ impl MailboxRx {
     }
 }
 
+impl MailboxRx {
+    /// Drops every signal already in the mailbox for which `drop_it`
+    /// holds; the others keep their order (as `demonitor(Ref, [flush])`
+    /// takes a `'DOWN'` out of a BEAM mailbox).
+    pub fn remove_queued(&mut self, mut drop_it: impl FnMut(&Signal) -> bool) {
+        self.local.retain(|s| !drop_it(s));
+        self.shared.state.lock().queue.retain(|s| !drop_it(s));
+    }
+}
+
 impl Drop for MailboxRx {
     fn drop(&mut self) {
         let mut st = self.shared.state.lock();

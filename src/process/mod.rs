@@ -440,21 +440,26 @@ impl Process {
         self.kernel.monitor_key(mref)
     }
 
-    /// Removes a monitor and flushes its `'DOWN'` if already there.
+    /// Removes a monitor and flushes its `'DOWN'` if already there
+    /// (`erlang:demonitor(Ref, [flush])`): no `'DOWN'` of it is received
+    /// after this.
     pub fn demonitor(&mut self, mref: &Reference) {
         self.kernel.demonitor(&self.pid, mref);
-        self.saved
-            .retain(|s| !matches!(s, Signal::Down { mref: m, .. } if m == mref));
+        // The node queues a monitor's 'DOWN' in the same step as it stops
+        // holding it, so a 'DOWN' not prevented above is queued by now.
+        let down = |s: &Signal| matches!(s, Signal::Down { mref: m, .. } if m == mref);
+        self.saved.retain(|s| !down(s));
+        self.rx.remove_queued(down);
     }
 
     /// Removes the monitor of `key` and flushes its `'DOWN'` if already
-    /// there.
+    /// there, as [`Process::demonitor`].
     pub fn demonitor_key(&mut self, key: MonitorKey) {
         self.kernel.demonitor_key(&self.pid, key);
         let kernel = &self.kernel;
-        self.saved.retain(
-            |s| !matches!(s, Signal::Down { mref, .. } if kernel.monitor_key(mref) == Some(key)),
-        );
+        let down = |s: &Signal| matches!(s, Signal::Down { mref, .. } if kernel.monitor_key(mref) == Some(key));
+        self.saved.retain(|s| !down(s));
+        self.rx.remove_queued(down);
     }
 
     /// Links to a process.
@@ -581,6 +586,14 @@ impl Process {
     }
 
     /// `gen_server:call(To, Request, Timeout)`.
+    ///
+    /// As `gen:call` does: the callee is monitored for the call, a reply
+    /// already in the mailbox when the timeout expires is still taken,
+    /// and the monitor is removed with its `'DOWN'` flushed however the
+    /// call ends. Dropping the future (a `select!` or `timeout` around
+    /// it) removes the monitor too. A reply that comes after the call
+    /// ended lands in the mailbox as `{Ref, Reply}` (as it does on BEAM
+    /// for a caller without an alias).
     pub async fn call(
         &mut self,
         to: impl Into<Dest>,
@@ -589,41 +602,62 @@ impl Process {
     ) -> Result<Term, CallError> {
         let to = to.into();
         let mref = self.monitor(to.clone());
+        let mut guard = CallGuard {
+            kernel: self.kernel.clone(),
+            pid: self.pid.clone(),
+            mref: Some(mref.clone()),
+        };
         let from = tuple(vec![
             Term::Pid(self.pid.clone()),
             Term::Reference(Box::new(mref.clone())),
         ]);
         let msg = tuple(vec![atom("$gen_call"), from, request]);
-        if let Err(e) = self.send(to, msg) {
-            self.demonitor(&mref);
-            return Err(e.into());
-        }
-        let m = mref.clone();
-        let got = self
-            .recv_match(
-                |s| match s {
-                    Signal::Message { msg, .. } => is_reply(msg, &m),
-                    Signal::Down { mref, .. } => *mref == m,
-                    _ => false,
-                },
-                Some(timeout),
-            )
-            .await;
+        let sent = self.send(to, msg);
+        let got = match sent {
+            Err(e) => Err(e),
+            Ok(()) => Ok(self.call_answer(&mref, timeout).await),
+        };
+        guard.mref = None;
+        // The 'DOWN' that ended the call is read; any other is flushed.
+        self.demonitor(&mref);
+        let got = match got {
+            Err(e) => return Err(e.into()),
+            Ok(got) => got,
+        };
         match got {
             Err(reason) => Err(CallError::Exited(reason)),
-            Ok(None) => {
-                self.demonitor(&mref);
-                Err(CallError::Timeout)
-            }
+            Ok(None) => Err(CallError::Timeout),
             Ok(Some(Signal::Down { reason, .. })) => Err(CallError::Down(reason)),
-            Ok(Some(Signal::Message { msg, .. })) => {
-                self.demonitor(&mref);
-                match msg {
-                    Term::Tuple(mut t) if t.elements.len() == 2 => Ok(t.elements.swap_remove(1)),
-                    _ => Err(CallError::Down(atom("badreply"))),
-                }
-            }
+            Ok(Some(Signal::Message { msg, .. })) => match msg {
+                Term::Tuple(mut t) if t.elements.len() == 2 => Ok(t.elements.swap_remove(1)),
+                _ => Err(CallError::Down(atom("badreply"))),
+            },
             Ok(Some(_)) => Err(CallError::Timeout),
+        }
+    }
+
+    /// The reply to the call of `mref`, or its `'DOWN'`; at the timeout,
+    /// a reply already in the mailbox (`gen:call` looks once more after
+    /// its demonitor).
+    async fn call_answer(
+        &mut self,
+        mref: &Reference,
+        timeout: Duration,
+    ) -> Result<Option<Signal>, Term> {
+        let answer = |s: &Signal| match s {
+            Signal::Message { msg, .. } => is_reply(msg, mref),
+            Signal::Down { mref: m, .. } => m == mref,
+            _ => false,
+        };
+        match self.recv_match(answer, Some(timeout)).await? {
+            Some(s) => Ok(Some(s)),
+            None => {
+                let reply = |s: &Signal| match s {
+                    Signal::Message { msg, .. } => is_reply(msg, mref),
+                    _ => false,
+                };
+                self.recv_match(reply, Some(Duration::ZERO)).await
+            }
         }
     }
 
@@ -774,6 +808,22 @@ impl Process {
                 }
             }
             on_other(self, s);
+        }
+    }
+}
+
+/// Removes the monitor of a call whose future was dropped before it
+/// ended ([`Process::call`]).
+struct CallGuard {
+    kernel: Arc<dyn Kernel>,
+    pid: Pid,
+    mref: Option<Reference>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if let Some(mref) = self.mref.take() {
+            self.kernel.demonitor(&self.pid, &mref);
         }
     }
 }

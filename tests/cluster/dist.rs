@@ -876,6 +876,69 @@ async fn a_late_reply_to_a_timed_out_call_is_dropped() {
     assert!(is_atom(&plain, "plain"), "{plain}");
 }
 
+/// `Process::call` leaves nothing behind, as `gen:call` does: no
+/// `'DOWN'` in the caller's mailbox after BEAM servers that reply and end
+/// at once (their `'DOWN'` can reach the node before the caller has read
+/// the reply), nor after calls to names nobody holds, here or there. A
+/// call given up by dropping its future removes its monitor of the
+/// server.
+#[tokio::test]
+async fn calls_leave_no_down_behind_and_a_dropped_call_no_monitor() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let servers = eval(
+        &r,
+        &e.name,
+        "[spawn(fun() -> receive {'$gen_call', {P, T}, Req} -> P ! {T, Req} end end) \
+          || _ <- lists:seq(1, 200)].",
+    )
+    .await;
+    let servers = term::as_list(&servers).unwrap().to_vec();
+    for s in servers {
+        let pid = term::as_pid(&s).unwrap().clone();
+        let got = me.call(pid, atom("hi"), Duration::from_secs(5)).await;
+        assert!(matches!(got, Ok(ref t) if is_atom(t, "hi")), "{got:?}");
+    }
+    for to in [
+        Dest::Name("nobody".into(), e.name.clone()),
+        Dest::Name("nobody".into(), r.name().to_string()),
+    ] {
+        assert!(me
+            .call(to, atom("hi"), Duration::from_secs(5))
+            .await
+            .is_err());
+    }
+    let left = me.recv_timeout(Duration::from_millis(300)).await.unwrap();
+    assert!(left.is_none(), "left in the mailbox: {left:?}");
+    let slow = eval(
+        &r,
+        &e.name,
+        "spawn(fun() -> receive _ -> timer:sleep(infinity) end end).",
+    )
+    .await;
+    let slow_pid = term::as_pid(&slow).unwrap().clone();
+    let call = me.call(slow_pid, atom("hi"), Duration::from_secs(5));
+    assert!(tokio::time::timeout(Duration::from_millis(100), call)
+        .await
+        .is_err());
+    let monitored_by = eval_with(
+        &r,
+        &e.name,
+        "cpg_node_test_util:wait_until({monitored_by, []}, \
+           fun() -> process_info(P, monitored_by) end, 100).",
+        &[("P", slow)],
+    )
+    .await;
+    assert_eq!(
+        monitored_by,
+        tuple(vec![atom("monitored_by"), term::nil()]),
+        "{monitored_by}"
+    );
+}
+
 /// A message nested deeper than the node accepts costs that message only:
 /// the connection, a monitor across it and an erl monitor of a Rust process
 /// stay, and the messages after it arrive. A message at the deepest depth
