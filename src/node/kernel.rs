@@ -210,6 +210,38 @@ impl Kernel for Inner {
     }
 
     fn exited(&self, pid: &Pid, reason: Term) {
+        self.end_now(pid.clone(), reason);
+    }
+
+    fn trap_exit(&self, pid: &Pid, on: bool) {
+        self.with_proc(pid, |e| e.trap_exit = on);
+    }
+
+    fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+impl Inner {
+    /// Ends local `pid` with `reason` now: its name freed, its links and
+    /// monitors told, the monitors it held dropped. Local processes that
+    /// its exit ends in turn (linked, not trapping exits) are ended in the
+    /// same loop, not by recursion: a chain of linked processes as long
+    /// as it may be costs no stack.
+    pub(super) fn end_now(&self, pid: Pid, reason: Term) {
+        let mut ending = vec![(pid, reason)];
+        while let Some((pid, reason)) = ending.pop() {
+            self.end_one(&pid, reason, &mut ending);
+        }
+    }
+
+    /// [`Inner::end_now`] of one process; the local processes its exit
+    /// ends are pushed on `ending`.
+    fn end_one(&self, pid: &Pid, reason: Term, ending: &mut Vec<(Pid, Term)>) {
         let removed = self.procs.remove(pid.id);
         let Some(e) = removed else {
             return;
@@ -221,7 +253,9 @@ impl Kernel for Inner {
         }
         for l in e.links {
             if self.is_local(&l) {
-                self.link_exit(pid.clone(), l, reason.clone());
+                if let Some(r) = self.exit_signal(pid.clone(), &l, reason.clone(), false) {
+                    ending.push((l, r));
+                }
             } else {
                 let node = l.node.name.clone();
                 let _ = self.send_to_node(&node, Message::exit(pid.clone(), l, reason.clone()));
@@ -266,16 +300,6 @@ impl Kernel for Inner {
         }
     }
 
-    fn node_name(&self) -> &str {
-        &self.name
-    }
-
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-}
-
-impl Inner {
     /// Monitors `to` for `from` in one go: one lock for the records, one
     /// queueing per run of pids of one node, in batches the writer takes
     /// whole (at most BATCH_MAX monitors each), written from their numbers

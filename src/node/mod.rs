@@ -153,6 +153,11 @@ struct Inner {
 pub const SHUTDOWN_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A running node. Clone it freely.
+///
+/// The node runs until [`Node::shutdown`], as a BEAM node runs until it
+/// is stopped: dropping every handle does not stop it (its tasks keep
+/// its connections, its EPMD entry and its processes). After `shutdown`
+/// it dials no node and every process made with it is dead at once.
 #[derive(Clone)]
 pub struct Node {
     inner: Arc<Inner>,
@@ -523,6 +528,28 @@ mod tests {
     pub(super) async fn node() -> (Node, EpmdServer) {
         let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
         (node_named("unit", epmd.port).await, epmd)
+    }
+
+    /// A node that is shut down dials no node (a connect or a send to one
+    /// fails at once) and starts no process: one made after is dead, its
+    /// receive ending with `shutdown`.
+    #[tokio::test]
+    async fn a_node_shut_down_dials_nothing_and_starts_no_process() {
+        let (n, epmd) = node().await;
+        let other = node_named("other", epmd.port).await;
+        n.shutdown().await;
+        assert!(n.connect(other.name()).await.is_err());
+        assert!(n.peers().is_empty());
+        let mut p = n.spawn_process();
+        assert!(!n.inner.is_alive(p.pid()));
+        assert_eq!(
+            p.send(Pid::new(other.name(), 1, 0, 1), atom("hi")),
+            Err(SendError::NodeStopped)
+        );
+        assert_eq!(p.recv().await, Err(atom("shutdown")));
+        assert!(p.stopped_by_node());
+        assert!(other.peers().is_empty());
+        other.shutdown().await;
     }
 
     #[tokio::test]

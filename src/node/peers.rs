@@ -330,6 +330,11 @@ impl Inner {
             return Err(SendError::NoConnection(node.into()));
         }
         let mut peers = self.peers.write();
+        // (Under the lock `shutdown` empties the peers under, after it
+        // marked the node stopping: no dial starts after that.)
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(SendError::NodeStopped);
+        }
         // Looked up again: another sender may have started the dial.
         if let Some(p) = peers.get(node) {
             return Ok((p.tx.clone(), p.link.clone()));

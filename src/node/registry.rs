@@ -20,6 +20,9 @@ pub(super) struct ProcEntry {
     /// Monitors this process holds. Lets exit and demonitor find them
     /// without scanning every monitor on the node.
     pub(super) held: Held,
+    /// The process traps exits ([`Process::trap_exit`]): an exit signal
+    /// is a message to it, not its end.
+    pub(super) trap_exit: bool,
 }
 
 /// The monitors a process holds, by the [`RefKey`] of their ref (every
@@ -202,8 +205,14 @@ impl Inner {
                 links: HashSet::new(),
                 monitors: FastHashMap::default(),
                 held: Held::default(),
+                trap_exit: false,
             },
         );
+        if self.stopping.load(Ordering::Acquire) {
+            // A process made after (or while) the node shut down ends at
+            // once, as those it ended did.
+            self.end_now(self.pid(id), crate::term::atom("shutdown"));
+        }
         Process::new(self.pid(id), self.arc(), rx)
     }
 

@@ -146,6 +146,10 @@ pub enum SendError {
     /// The message could not be encoded.
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// The node is shut down ([`Node::shutdown`](crate::Node::shutdown)):
+    /// it dials no node any more.
+    #[error("the node is shut down")]
+    NodeStopped,
 }
 
 /// How a gen_server call failed.
@@ -217,6 +221,12 @@ pub trait Kernel: Send + Sync + 'static {
     fn unlink(&self, from: &Pid, to: &Pid);
     /// Sends an exit signal (`exit(To, Reason)`).
     fn exit2(&self, from: &Pid, to: &Pid, reason: Term);
+    /// Whether local `pid` traps exits: one that does not is ended by the
+    /// kernel as an exit signal comes (by default: at its next receive
+    /// only).
+    fn trap_exit(&self, pid: &Pid, on: bool) {
+        let _ = (pid, on);
+    }
     /// Registers a name for a local pid.
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
     /// The connection a message to `to` goes out on, if it is busy (more
@@ -372,8 +382,16 @@ impl Process {
 
     /// Trap exits: exit signals arrive as [`Signal::Exit`] instead of
     /// ending the process.
+    ///
+    /// A process that does not trap them ends when an exit signal comes
+    /// (any reason but `normal`, or `kill` sent by `exit/2` whatever it
+    /// traps), as a BEAM process does: at once for the node and the
+    /// cluster (its pid is dead, its name free, its links and monitors
+    /// told, its cpg memberships gone), and for its own code at its next
+    /// receive, which returns `Err(Reason)`.
     pub fn trap_exit(&mut self, on: bool) {
         self.trap_exit = on;
+        self.kernel.trap_exit(&self.pid, on);
     }
 
     /// Sends a message.
