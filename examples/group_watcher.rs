@@ -55,11 +55,34 @@ async fn watch() -> Result<(), Box<dyn std::error::Error>> {
         events.try_recv(),
         Err(TryRecvError::Empty | TryRecvError::Closed)
     ) {}
-    let groups = scope.which_groups();
-    if groups.is_empty() {
+    if scope.which_groups().is_empty() {
         println!("(no groups yet)");
     }
-    for g in groups {
+    print_groups(&scope);
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            e = events.recv() => match e {
+                Ok(e) => println!("{} {} {}", e.group, pid_text(&e.pid), e.reason),
+                // Behind by more events than the stream keeps (a burst):
+                // the groups as they are now, then on.
+                Err(RecvError::Lagged(n)) => {
+                    eprintln!("missed {n} events; the groups now:");
+                    print_groups(&scope);
+                }
+                Err(RecvError::Closed) => break,
+            },
+        }
+    }
+    drop(cluster);
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Every group of `scope` with its members, newest first.
+fn print_groups(scope: &CpgScope) {
+    for g in scope.which_groups() {
         if let Ok((_, pids)) = scope.get_members(&g) {
             println!(
                 "{g}: {}",
@@ -70,16 +93,4 @@ async fn watch() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            e = events.recv() => match e {
-                Ok(e) => println!("{} {} {}", e.group, pid_text(&e.pid), e.reason),
-                Err(_) => break,
-            },
-        }
-    }
-    drop(cluster);
-    node.shutdown().await;
-    Ok(())
 }

@@ -317,12 +317,21 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             // Subscribed before the groups are printed: a change made
             // meanwhile is printed again as an event rather than lost.
-            for s in &scopes {
+            // A forwarder that falls behind the scope's event stream (a
+            // burst of more events than it holds) is told how many it
+            // missed: the scope's groups are then printed again whole.
+            for (i, s) in scopes.iter().enumerate() {
                 let mut events = s.subscribe();
-                let (tx, name) = (tx.clone(), s.name().to_string());
+                let tx = tx.clone();
                 tokio::spawn(async move {
-                    while let Ok(e) = events.recv().await {
-                        if tx.send((name.clone(), e)).is_err() {
+                    use tokio::sync::broadcast::error::RecvError;
+                    loop {
+                        let got = match events.recv().await {
+                            Ok(e) => Ok(e),
+                            Err(RecvError::Lagged(n)) => Err(n),
+                            Err(RecvError::Closed) => break,
+                        };
+                        if tx.send((i, got)).is_err() {
                             break;
                         }
                     }
@@ -356,14 +365,27 @@ pub async fn run(cli: Cli) -> Result<i32> {
                         }
                         _ => {}
                     },
-                    Some((scope, e)) = rx.recv() => {
-                        let pid = term::pid_text(&e.pid);
-                        if json {
-                            outln!("{}", serde_json::json!({
-                                "scope": scope, "group": e.group, "pid": pid, "event": e.reason.to_string(),
-                            }));
-                        } else {
-                            outln!("{scope} {} {pid} {}", show::plain(&e.group), e.reason);
+                    Some((i, got)) = rx.recv() => {
+                        let scope = scopes[i].name();
+                        match got {
+                            Ok(e) => {
+                                let pid = term::pid_text(&e.pid);
+                                if json {
+                                    outln!("{}", serde_json::json!({
+                                        "scope": scope, "group": e.group, "pid": pid, "event": e.reason.to_string(),
+                                    }));
+                                } else {
+                                    outln!("{scope} {} {pid} {}", show::plain(&e.group), e.reason);
+                                }
+                            }
+                            Err(missed) => {
+                                eprintln!(
+                                    "cpg-node: fell behind scope {scope} by {missed} events; its groups now:"
+                                );
+                                for (g, all, local) in group_rows(&scopes[i]) {
+                                    print_group(scope, &g, &g, &all, &local, json);
+                                }
+                            }
                         }
                     }
                 }

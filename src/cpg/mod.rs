@@ -24,6 +24,7 @@ pub mod wire;
 pub use member::MemberPid;
 pub use server::{
     BeamNodeType, CpgError, CpgScope, GroupEvent, ScopeOptions, ScopeSummary, DEFAULT_SCOPE,
+    EVENTS_KEPT,
 };
 pub use snapshot::Members;
 pub use storage::{Storage, TermName};

@@ -893,6 +893,46 @@ async fn watch_prints_the_groups_first_then_follows_nodes_that_come_later() {
     let _ = watch.start_kill();
 }
 
+/// `watch` keeps following after a burst of more events than the scope's
+/// stream keeps (one cast of 30,000 joins): a forwarder that fell behind
+/// says so and prints the groups again, then goes on (it stopped for good
+/// before, and a later join was never printed).
+#[tokio::test]
+async fn watch_goes_on_after_a_burst_it_fell_behind() {
+    let w = World::new().await;
+    let a = w.rust_node("a").await;
+    let scope = CpgScope::start(&a, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let p = a.spawn_process();
+    scope.join("before", p.pid()).await.unwrap();
+    let (mut watch, mut out, mut err) = spawn_watch(&w, a.name());
+    let secs = std::time::Duration::from_secs(30);
+    let first = tokio::time::timeout(secs, out.next_line()).await.unwrap();
+    assert!(first.unwrap().unwrap().contains("before"));
+    let counts: Vec<(String, usize)> = (0..30_000).map(|i| (format!("b{i:05}"), 1)).collect();
+    scope.join_counts(&counts, p.pid()).await.unwrap();
+    scope.join("after_burst", p.pid()).await.unwrap();
+    let found = tokio::time::timeout(secs, async {
+        while let Some(l) = out.next_line().await.unwrap() {
+            let v: Value = serde_json::from_str(&l).unwrap();
+            if v["group"] == "after_burst" && v["event"] == "join_remote" {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "the join after the burst was not printed");
+    let _ = watch.start_kill();
+    // What it said, if it fell behind.
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), err.next_line()).await
+    {
+        if l.contains("fell behind") {
+            assert!(l.contains("its groups now"), "{l}");
+        }
+    }
+}
+
 /// `watch` through a cpg-node seed (no `rex`) follows the nodes that
 /// connect to that seed later: it learns them from the seed's status.
 #[tokio::test]

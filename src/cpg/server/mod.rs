@@ -226,6 +226,10 @@ pub struct ScopeSummary {
     pub node_types: Vec<(String, String)>,
 }
 
+/// The events a scope's stream holds for a receiver that is behind
+/// ([`CpgScope::subscribe`]).
+pub const EVENTS_KEPT: usize = 4096;
+
 /// How the scope task treats each peer, as the handles read it for
 /// [`CpgScope::summary`].
 type PeerModes = parking_lot::Mutex<std::collections::BTreeMap<String, PeerMode>>;
@@ -339,7 +343,7 @@ where
         scope.set_max_total_copies(opts.max_total_copies);
         let state = Arc::new(ReadMostly::new(scope));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(EVENTS_KEPT);
         let pending = Arc::new(Pending {
             effects: parking_lot::Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
@@ -372,6 +376,13 @@ impl<N: WireName> CpgScope<N> {
     }
 
     /// Join/leave events of every group (cpg's callbacks, as a stream).
+    ///
+    /// The stream holds the last [`EVENTS_KEPT`] events. A receiver that
+    /// falls further behind (a burst: one poll of a BEAM scope at
+    /// `visible` that joined 5,000 copies gives 5,000 events) gets
+    /// `Err(RecvError::Lagged(n))` once, for the `n` it missed, and then
+    /// the events after them: it should read the groups again (as
+    /// `cpg-node watch` does) and go on receiving, not stop.
     pub fn subscribe(&self) -> broadcast::Receiver<GroupEvent<N>> {
         self.events.subscribe()
     }
