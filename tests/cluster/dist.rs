@@ -939,6 +939,42 @@ async fn calls_leave_no_down_behind_and_a_dropped_call_no_monitor() {
     );
 }
 
+/// An exit signal from a BEAM process ends a Rust process that does not
+/// trap exits at once, while its code does not read its mailbox: a BEAM
+/// monitor of it gets the reason, a call to it exits `noproc` (not
+/// `timeout`), its cpg membership is gone, and its next receive returns
+/// the reason.
+#[tokio::test]
+async fn a_beam_exit_signal_ends_a_busy_rust_process_at_once() {
+    use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let scope = CpgScope::start(&r, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    let mut busy = r.spawn_process();
+    scope.join("kk", busy.pid()).await.unwrap();
+    let p = Term::Pid(busy.pid().clone());
+    let seen = eval_with(
+        &r,
+        &e.name,
+        "M = monitor(process, P), \
+         spawn(fun() -> link(P), receive after 50 -> exit(boom) end end), \
+         Down = receive {'DOWN', M, process, P, Why} -> Why after 3000 -> none end, \
+         Call = (catch gen_server:call(P, hi, 1000)), \
+         {Down, Call}.",
+        &[("P", p)],
+    )
+    .await;
+    let [down, call] = term::as_tuple(&seen).unwrap() else {
+        panic!("{seen}")
+    };
+    assert!(is_atom(down, "boom"), "{seen}");
+    assert!(show(call).contains("noproc"), "{seen}");
+    assert!(scope.get_members("kk").is_err());
+    assert_eq!(busy.recv().await, Err(atom("boom")));
+}
+
 /// A message nested deeper than the node accepts costs that message only:
 /// the connection, a monitor across it and an erl monitor of a Rust process
 /// stay, and the messages after it arrive. A message at the deepest depth
