@@ -313,6 +313,12 @@ pub struct NodeConfig {
     /// `net_ticktime`: a peer silent this long is declared down; ticks are
     /// sent every quarter of it.
     pub net_ticktime: Duration,
+    /// `net_setuptime`: how long a dial may take to find the node in its
+    /// EPMD and open a TCP connection to it (default 7 s, as BEAM's). A
+    /// SYN sent into a silent network (a partition) is otherwise retried
+    /// by the kernel for about two minutes, and holds the redial after
+    /// the network is back. The handshake after it has a bound of its own.
+    pub net_setuptime: Duration,
     /// Start an EPMD server inside the process if none answers: at start,
     /// and later whenever the EPMD the node registered with is gone and
     /// none answers in its place (so that the node stays findable by name).
@@ -488,6 +494,7 @@ impl NodeConfig {
             cookie,
             epmd_port: 4369,
             net_ticktime: Duration::from_secs(60),
+            net_setuptime: Duration::from_secs(7),
             embedded_epmd: true,
             epmd_daemon: false,
             epmd_required: true,

@@ -92,7 +92,8 @@ impl Kernel for Inner {
 
     fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) -> Result<(), SendError> {
         if alias.node.name == self.name {
-            // Our processes make no aliases: nothing can be reached.
+            // (Dropped, as on BEAM, when the alias is not active.)
+            self.deliver_alias(Some(from.clone()), alias, msg);
             return Ok(());
         }
         self.send_to_node(
@@ -146,6 +147,18 @@ impl Kernel for Inner {
             Some(None) => self.demonitor_remote(from, key),
             None => {}
         }
+    }
+
+    fn alias(&self, pid: &Pid, key: MonitorKey) {
+        if let Some(id) = self.local_id(pid) {
+            self.aliases.lock().insert(key.0, id);
+        }
+    }
+
+    fn unalias(&self, key: MonitorKey) {
+        let mut aliases = self.aliases.lock();
+        aliases.remove(&key.0);
+        crate::util::shrink_sparse(&mut *aliases);
     }
 
     fn link(&self, from: &Pid, to: &Pid) {
@@ -227,6 +240,24 @@ impl Kernel for Inner {
 }
 
 impl Inner {
+    /// A message sent to `alias` (ALIAS_SEND from a peer, or a send here):
+    /// delivered to the process whose call made it while that call runs,
+    /// else dropped. Delivered under the aliases' lock, so that once
+    /// [`Kernel::unalias`] has returned nothing more arrives through it.
+    pub(super) fn deliver_alias(&self, from: Option<Pid>, alias: &Reference, msg: Term) {
+        let Some(key) = self.ref_key(alias) else {
+            return;
+        };
+        let aliases = self.aliases.lock();
+        let Some(&id) = aliases.get(&key) else {
+            tracing::trace!("message to inactive alias {} dropped", term::show(alias));
+            return;
+        };
+        if let Some(e) = self.procs.read(id).get(&id) {
+            let _ = e.tx.send(Signal::Message { from, msg });
+        }
+    }
+
     /// Ends local `pid` with `reason` now: its name freed, its links and
     /// monitors told, the monitors it held dropped. Local processes that
     /// its exit ends in turn (linked, not trapping exits) are ended in the

@@ -123,6 +123,11 @@ struct Inner {
     /// Monitors our processes hold on processes elsewhere, by the key of
     /// their ref.
     mons_out: Mutex<MonsOut>,
+    /// The active aliases of our processes' calls ([`Process::call`]): the
+    /// key of the call's ref, by which its reply may come (ALIAS_SEND),
+    /// and the process it reaches. A reply to an alias no longer here is
+    /// dropped.
+    aliases: Mutex<crate::util::FastHashMap<registry::RefKey, u32>>,
     /// Monitors and links each peer set on our processes since they were
     /// last counted ([`Inner::count_hold`]).
     holds_added: Mutex<HashMap<String, usize>>,
@@ -224,6 +229,7 @@ impl Node {
             peer_order: Mutex::default(),
             stopping: AtomicBool::new(false),
             mons_out: Mutex::default(),
+            aliases: Mutex::default(),
             holds_added: Mutex::default(),
             events,
             tasks: Mutex::default(),
@@ -279,6 +285,11 @@ impl Node {
     /// body panics, the panic is logged with its message and the process
     /// ends with reason `{panic, rust}`, which its links and monitors see as
     /// they would see an Erlang process crash; the node carries on.
+    ///
+    /// The process lives as long as the body holds its [`Process`]: move
+    /// it into the future (`node.spawn(|mut p| async move { ... p.recv()
+    /// ... })`). A body whose future does not take it drops it at once,
+    /// and the process ends with reason `normal` before the future runs.
     pub fn spawn<F, Fut>(&self, body: F) -> Pid
     where
         F: FnOnce(Process) -> Fut,
@@ -528,6 +539,47 @@ mod tests {
     pub(super) async fn node() -> (Node, EpmdServer) {
         let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
         (node_named("unit", epmd.port).await, epmd)
+    }
+
+    /// A dial whose SYN goes unanswered (a listener whose accept queue is
+    /// full drops it, as a partitioned network does) ends at
+    /// `net_setuptime`, not after the kernel's two minutes of retries.
+    #[tokio::test]
+    async fn a_dial_into_silence_ends_at_net_setuptime() {
+        let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+        let silent = tokio::net::TcpSocket::new_v4().unwrap();
+        silent.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let silent = silent.listen(0).unwrap();
+        let port = silent.local_addr().unwrap().port();
+        // The accept queue filled: the next SYN is dropped.
+        let mut held = Vec::new();
+        loop {
+            let c = tokio::net::TcpStream::connect(("127.0.0.1", port));
+            match tokio::time::timeout(Duration::from_millis(300), c).await {
+                Ok(c) => held.push(c.unwrap()),
+                Err(_) => break,
+            }
+            assert!(held.len() < 64, "the listener's queue never filled");
+        }
+        let _entry = crate::epmd::register(
+            "127.0.0.1",
+            epmd.port,
+            crate::epmd::NodeEntry::hidden("silent", port),
+        )
+        .await
+        .unwrap();
+        let mut c = config("dialer", epmd.port);
+        c.net_setuptime = Duration::from_millis(500);
+        let n = Node::start(c).await.unwrap();
+        let t = std::time::Instant::now();
+        let got = n.connect("silent@localhost").await;
+        let took = t.elapsed();
+        assert!(
+            matches!(&got, Err(DownReason::Unreachable(e)) if e.contains("net_setuptime")),
+            "{got:?}"
+        );
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        n.shutdown().await;
     }
 
     /// A node that is shut down dials no node (a connect or a send to one

@@ -464,8 +464,29 @@ impl Inner {
             if let Some(why) = crate::config::mixed_names(&self.config.name, &target) {
                 return Err(ConnectionError::MixedNames(why));
             }
-            let entry = epmd::port_please(target.host(), self.config.epmd_port, target.alive())
+            // The lookup and the TCP connect bounded together, as BEAM's
+            // `net_setuptime` bounds a connection's set-up: a SYN into a
+            // silent network (a partition) is otherwise retried by the
+            // kernel for about two minutes, and the redial after the heal
+            // waited that long.
+            let setup = self.config.net_setuptime;
+            let deadline = tokio::time::Instant::now() + setup;
+            let timed_out = |what: &str| {
+                ConnectionError::Unreachable(format!(
+                    "{what}: no answer within net_setuptime ({} ms)",
+                    setup.as_millis()
+                ))
+            };
+            let lookup = epmd::port_please(target.host(), self.config.epmd_port, target.alive());
+            let entry = tokio::time::timeout_at(deadline, lookup)
                 .await
+                .map_err(|_| {
+                    timed_out(&format!(
+                        "EPMD at {}:{}",
+                        target.host(),
+                        self.config.epmd_port
+                    ))
+                })?
                 .map_err(|e| {
                     let port = self.config.epmd_port;
                     let hint = match &e {
@@ -489,12 +510,12 @@ impl Inner {
                         target.host()
                     ))
                 })?;
-            let mut s = TcpStream::connect((target.host(), entry.port))
+            let at = format!("{}:{}", target.host(), entry.port);
+            let connect = TcpStream::connect((target.host(), entry.port));
+            let mut s = tokio::time::timeout_at(deadline, connect)
                 .await
-                .map_err(|e| {
-                    let at = format!("{}:{}", target.host(), entry.port);
-                    ConnectionError::Unreachable(format!("{at}: {e}"))
-                })?;
+                .map_err(|_| timed_out(&at))?
+                .map_err(|e| ConnectionError::Unreachable(format!("{at}: {e}")))?;
             let peer = connection::handshake_out(&mut s, self.local()).await?;
             Ok((s, peer))
         }

@@ -125,20 +125,8 @@ impl Inner {
             Message::PayloadMonitorPExit(m) => {
                 self.monitor_fired(peer, m.to_pid, m.reference, m.reason)
             }
-            Message::AliasSend(m) => {
-                tracing::debug!(
-                    peer,
-                    "dropped ALIAS_SEND to {}: no aliases here",
-                    term::show(&m.alias)
-                )
-            }
-            Message::AliasSendTt(m) => {
-                tracing::debug!(
-                    peer,
-                    "dropped ALIAS_SEND to {}: no aliases here",
-                    term::show(&m.alias)
-                )
-            }
+            Message::AliasSend(m) => self.deliver_alias(Some(m.from_pid), &m.alias, m.message),
+            Message::AliasSendTt(m) => self.deliver_alias(Some(m.from_pid), &m.alias, m.message),
             // (Named, not printed: its terms are the peer's to size.)
             other => tracing::debug!(peer, "dropped a {} control message", unserved(&other)),
         }

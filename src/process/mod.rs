@@ -215,6 +215,12 @@ pub trait Kernel: Send + Sync + 'static {
     }
     /// Removes the monitor of `key`.
     fn demonitor_key(&self, from: &Pid, key: MonitorKey);
+    /// Makes the ref of `key` an alias of local `pid`: a message sent to
+    /// it (ALIAS_SEND, or [`Kernel::send_alias`] here) reaches `pid` until
+    /// [`Kernel::unalias`].
+    fn alias(&self, pid: &Pid, key: MonitorKey);
+    /// Ends the alias of `key`: a message to it is dropped from now on.
+    fn unalias(&self, key: MonitorKey);
     /// Links `from` and `to`.
     fn link(&self, from: &Pid, to: &Pid);
     /// Removes a link.
@@ -605,13 +611,14 @@ impl Process {
 
     /// `gen_server:call(To, Request, Timeout)`.
     ///
-    /// As `gen:call` does: the callee is monitored for the call, a reply
-    /// already in the mailbox when the timeout expires is still taken,
-    /// and the monitor is removed with its `'DOWN'` flushed however the
-    /// call ends. Dropping the future (a `select!` or `timeout` around
-    /// it) removes the monitor too. A reply that comes after the call
-    /// ended lands in the mailbox as `{Ref, Reply}` (as it does on BEAM
-    /// for a caller without an alias).
+    /// As OTP 24+'s `gen:call` does: the callee is monitored for the
+    /// call, and the monitor's ref is an alias of this process while the
+    /// call runs (the request's tag is `[alias|Ref]`, and `gen_server`
+    /// replies to the alias). A reply already in the mailbox when the
+    /// timeout expires is still taken; one that comes later is dropped by
+    /// the node. The monitor is removed with its `'DOWN'` flushed however
+    /// the call ends. Dropping the future (a `select!` or `timeout` around
+    /// it) removes the monitor and the alias too.
     pub async fn call(
         &mut self,
         to: impl Into<Dest>,
@@ -620,22 +627,36 @@ impl Process {
     ) -> Result<Term, CallError> {
         let to = to.into();
         let mref = self.monitor(to.clone());
+        // The monitor's ref is the call's alias, as OTP 24+'s gen:call
+        // makes it (`[alias|Ref]` tags the request): a reply that comes
+        // once the call has ended is dropped by the node.
+        let key = self.kernel.monitor_key(&mref);
+        if let Some(key) = key {
+            self.kernel.alias(&self.pid, key);
+        }
         let mut guard = CallGuard {
             kernel: self.kernel.clone(),
             pid: self.pid.clone(),
-            mref: Some(mref.clone()),
+            call: Some((mref.clone(), key)),
         };
-        let from = tuple(vec![
-            Term::Pid(self.pid.clone()),
-            Term::Reference(Box::new(mref.clone())),
-        ]);
+        let tag = match key {
+            Some(_) => Term::ImproperList(term::ImproperList {
+                elements: vec![atom("alias")],
+                last: Box::new(Term::Reference(Box::new(mref.clone()))),
+            }),
+            None => Term::Reference(Box::new(mref.clone())),
+        };
+        let from = tuple(vec![Term::Pid(self.pid.clone()), tag]);
         let msg = tuple(vec![atom("$gen_call"), from, request]);
         let sent = self.send(to, msg);
         let got = match sent {
             Err(e) => Err(e),
-            Ok(()) => Ok(self.call_answer(&mref, timeout).await),
+            Ok(()) => Ok(self.call_answer(&mref, key, timeout).await),
         };
-        guard.mref = None;
+        guard.call = None;
+        if let Some(key) = key {
+            self.kernel.unalias(key);
+        }
         // The 'DOWN' that ended the call is read; any other is flushed.
         self.demonitor(&mref);
         let got = match got {
@@ -660,6 +681,7 @@ impl Process {
     async fn call_answer(
         &mut self,
         mref: &Reference,
+        alias: Option<MonitorKey>,
         timeout: Duration,
     ) -> Result<Option<Signal>, Term> {
         let answer = |s: &Signal| match s {
@@ -670,6 +692,11 @@ impl Process {
         match self.recv_match(answer, Some(timeout)).await? {
             Some(s) => Ok(Some(s)),
             None => {
+                // No reply comes through the alias after this; one that
+                // came meanwhile is taken.
+                if let Some(key) = alias {
+                    self.kernel.unalias(key);
+                }
                 let reply = |s: &Signal| match s {
                     Signal::Message { msg, .. } => is_reply(msg, mref),
                     _ => false,
@@ -835,20 +862,30 @@ impl Process {
 struct CallGuard {
     kernel: Arc<dyn Kernel>,
     pid: Pid,
-    mref: Option<Reference>,
+    /// The call's monitor and alias, while it runs.
+    call: Option<(Reference, Option<MonitorKey>)>,
 }
 
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if let Some(mref) = self.mref.take() {
+        if let Some((mref, key)) = self.call.take() {
+            if let Some(key) = key {
+                self.kernel.unalias(key);
+            }
             self.kernel.demonitor(&self.pid, &mref);
         }
     }
 }
 
+/// Whether `msg` is the reply `{Tag, Reply}` to the call of `mref`, its
+/// tag the ref or the alias tag `[alias|Ref]`.
 fn is_reply(msg: &Term, mref: &Reference) -> bool {
     match term::as_tuple(msg) {
         Some([Term::Reference(r), _]) => **r == *mref,
+        Some([Term::ImproperList(l), _]) => match (l.elements.as_slice(), &*l.last) {
+            ([a], Term::Reference(r)) => **r == *mref && term::as_atom(a) == Some("alias"),
+            _ => false,
+        },
         _ => false,
     }
 }

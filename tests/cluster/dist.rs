@@ -939,6 +939,52 @@ async fn calls_leave_no_down_behind_and_a_dropped_call_no_monitor() {
     );
 }
 
+/// `Process::call` tags its request with an alias, as OTP 24+'s
+/// `gen:call` does: a reply from another process than the server (a
+/// worker given `From`, `gen_server:reply/2`) reaches the caller, and a
+/// reply that comes after the call timed out is dropped instead of
+/// landing in the caller's mailbox.
+#[tokio::test]
+async fn a_late_reply_to_a_rust_call_is_dropped_and_a_workers_reply_arrives() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut me = r.spawn_process();
+    let server = eval(
+        &r,
+        &e.name,
+        "spawn(fun L() -> \
+            receive {'$gen_call', From, {sleep, T}} -> \
+                spawn(fun() -> timer:sleep(T), gen_server:reply(From, {slept, T}) end), \
+                L() \
+            end \
+         end).",
+    )
+    .await;
+    let server = term::as_pid(&server).unwrap().clone();
+    let sleep = |ms: i32| tuple(vec![atom("sleep"), Term::from(term::FixInteger::from(ms))]);
+    let quick = me
+        .call(server.clone(), sleep(0), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(show(&quick), "{'slept',0}");
+    let late = me
+        .call(server.clone(), sleep(300), Duration::from_millis(50))
+        .await;
+    assert!(
+        matches!(late, Err(cpg_node::process::CallError::Timeout)),
+        "{late:?}"
+    );
+    let left = me.recv_timeout(Duration::from_millis(600)).await.unwrap();
+    assert!(left.is_none(), "a late reply landed: {left:?}");
+    let again = me
+        .call(server, sleep(10), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(show(&again), "{'slept',10}");
+}
+
 /// An exit signal from a BEAM process ends a Rust process that does not
 /// trap exits at once, while its code does not read its mailbox: a BEAM
 /// monitor of it gets the reason, a call to it exits `noproc` (not
