@@ -2,7 +2,7 @@
 //! monitor, link, exit, register), through [`crate::process::Kernel`].
 //! Changes with the process API.
 
-use super::links::{MonItem, MonOut};
+use super::links::{ExitVia, MonItem, MonOut};
 use super::registry::RefKey;
 use super::Inner;
 use crate::atom::Atom as NodeAtom;
@@ -284,7 +284,7 @@ impl Inner {
         }
         for l in e.links {
             if self.is_local(&l) {
-                if let Some(r) = self.exit_signal(pid.clone(), &l, reason.clone(), false) {
+                if let Some(r) = self.exit_signal(pid.clone(), &l, reason.clone(), ExitVia::Link) {
                     ending.push((l, r));
                 }
             } else {

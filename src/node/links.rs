@@ -216,27 +216,35 @@ fn holds_counted_every(cfg: &crate::config::NodeConfig) -> usize {
     (cfg.max_peer_holds / 8).clamp(1, 1 << 16)
 }
 
+/// How an exit signal came ([`Inner::exit_signal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ExitVia {
+    /// Through a link, which it removes (nothing if there was none).
+    Link,
+    /// Through a link already removed (its connection is gone).
+    LinkGone,
+    /// Sent by `exit/2`.
+    Exit2,
+}
+
 impl Inner {
     /// A connection to `node` is gone: fire `noconnection` for links and
     /// monitors that cross it.
     pub(super) fn node_down(&self, node: &str, _id: u64, reason: DownReason) {
         let noconn = atom("noconnection");
-        // Each signal, with the key of the monitor it fires (its watcher
-        // no longer holds it).
-        let mut signals: Vec<(Pid, Signal, Option<RefKey>)> = Vec::new();
+        // Each monitor across the connection: its watcher, its 'DOWN', its
+        // key.
+        let mut downs: Vec<(Pid, Signal, RefKey)> = Vec::new();
+        // Links across the connection, (ours, theirs): each ends as an
+        // exit signal `noconnection` through it (below).
+        let mut links: Vec<(Pid, Pid)> = Vec::new();
+        // (Removed here, all at once: a process these exits end must not
+        // send its exit through another link to the node that is gone,
+        // which would dial it again.)
         self.procs.for_each_mut(|id, e| {
-            let me = self.pid(id);
             e.links.retain(|l| {
                 if l.node.name == node {
-                    signals.push((
-                        me.clone(),
-                        Signal::Exit {
-                            from: l.clone(),
-                            reason: noconn.clone(),
-                            exit2: false,
-                        },
-                        None,
-                    ));
+                    links.push((self.pid(id), l.clone()));
                     false
                 } else {
                     true
@@ -249,23 +257,25 @@ impl Inner {
         {
             let taken = self.mons_out.lock().take_node(node);
             for (key, m) in taken {
-                signals.push((
+                downs.push((
                     self.pid(m.watcher),
                     Signal::Down {
                         mref: self.ref_of(key),
                         item: m.item.to_term(),
                         reason: noconn.clone(),
                     },
-                    Some(key),
+                    key,
                 ));
             }
         }
-        for (to, s, held) in signals {
-            match held {
-                Some(key) => self.fire_held(&to, key, s),
-                None => {
-                    self.deliver(&to, s);
-                }
+        for (to, s, key) in downs {
+            self.fire_held(&to, key, s);
+        }
+        // After the monitors across it are gone: a process these exits end
+        // has nothing left to demonitor on that node.
+        for (ours, theirs) in links {
+            if let Some(r) = self.exit_signal(theirs, &ours, noconn.clone(), ExitVia::LinkGone) {
+                self.end_now(ours, r);
             }
         }
         let _ = self.events.send(NodeEvent::Down {
@@ -376,40 +386,40 @@ impl Inner {
     /// An exit signal from `from` through their link (which it removes)
     /// reaches `to`, ending it unless it traps exits.
     pub(super) fn link_exit(&self, from: Pid, to: Pid, reason: Term) {
-        if let Some(r) = self.exit_signal(from, &to, reason, false) {
+        if let Some(r) = self.exit_signal(from, &to, reason, ExitVia::Link) {
             self.end_now(to, r);
         }
     }
 
     /// `exit(To, Reason)` from `from` reaches `to`.
     pub(super) fn exit2_in(&self, from: Pid, to: Pid, reason: Term) {
-        if let Some(r) = self.exit_signal(from, &to, reason, true) {
+        if let Some(r) = self.exit_signal(from, &to, reason, ExitVia::Exit2) {
             self.end_now(to, r);
         }
     }
 
-    /// Queues the exit signal `reason` from `from` for local `to`
-    /// (`exit2`: sent by `exit/2`; else through a link, which it removes,
-    /// and nothing at all if there was none). Returns the reason `to`
-    /// ends with if the signal ends it, as a BEAM process's does: `kill`
-    /// from `exit/2` whatever it traps (reason `killed`), any reason but
-    /// `normal` if it does not trap exits. The caller then ends it at once
-    /// ([`Inner::end_now`]), not when its code next reads its mailbox
-    /// (where [`Process::recv`](crate::process::Process::recv) finds the
-    /// signal and returns the same reason).
+    /// Queues the exit signal `reason` from `from` for local `to`, come
+    /// by `via`. Returns the reason `to` ends with if the signal ends it,
+    /// as a BEAM process's does: `kill` from `exit/2` whatever it traps
+    /// (reason `killed`), any reason but `normal` if it does not trap
+    /// exits. The caller then ends it at once ([`Inner::end_now`]), not
+    /// when its code next reads its mailbox (where
+    /// [`Process::recv`](crate::process::Process::recv) finds the signal
+    /// and returns the same reason).
     pub(super) fn exit_signal(
         &self,
         from: Pid,
         to: &Pid,
         reason: Term,
-        exit2: bool,
+        via: ExitVia,
     ) -> Option<Term> {
         let id = self.local_id(to)?;
         let mut procs = self.procs.write(id);
         let e = procs.get_mut(&id)?;
-        if !exit2 && !e.links.remove(&from) {
+        if via == ExitVia::Link && !e.links.remove(&from) {
             return None;
         }
+        let exit2 = via == ExitVia::Exit2;
         let r = term::as_atom(&reason);
         let ends = if exit2 && r == Some("kill") {
             Some(atom("killed"))
@@ -418,11 +428,15 @@ impl Inner {
         } else {
             None
         };
-        let _ = e.tx.send(Signal::Exit {
-            from,
-            reason,
-            exit2,
-        });
+        // (A `normal` exit to a process that does not trap exits is
+        // nothing, as on BEAM: not queued.)
+        if e.trap_exit || ends.is_some() {
+            let _ = e.tx.send(Signal::Exit {
+                from,
+                reason,
+                exit2,
+            });
+        }
         ends
     }
 
@@ -914,6 +928,36 @@ mod tests {
         chain.next().unwrap().exit(atom("gone"));
         assert!(!i.is_alive(&last));
         drop(chain);
+        n.shutdown().await;
+    }
+
+    /// A connection's end is an exit signal `noconnection` through every
+    /// link across it: a process that does not trap exits ends at once, a
+    /// trapping one gets the signal.
+    #[tokio::test]
+    async fn a_lost_connection_ends_the_linked_processes_that_do_not_trap() {
+        let (n, _epmd) = node().await;
+        let i = &n.inner;
+        let far = Pid {
+            node: Atom::from("far@host"),
+            id: 7,
+            serial: 0,
+            creation: 1,
+        };
+        let mut plain = n.spawn_process();
+        let mut trapper = n.spawn_process();
+        trapper.trap_exit(true);
+        for p in [&plain, &trapper] {
+            i.with_proc(p.pid(), |e| e.links.insert(far.clone()));
+        }
+        i.node_down("far@host", 0, DownReason::Disconnected);
+        assert!(!i.is_alive(plain.pid()));
+        assert_eq!(plain.recv().await, Err(atom("noconnection")));
+        assert!(matches!(
+            trapper.recv_timeout(Duration::from_secs(1)).await.unwrap(),
+            Some(Signal::Exit { from, reason, .. }) if from == far && reason == atom("noconnection")
+        ));
+        assert!(i.is_alive(trapper.pid()));
         n.shutdown().await;
     }
 
