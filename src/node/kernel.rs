@@ -132,7 +132,7 @@ impl Kernel for Inner {
         self.ref_of(key.0)
     }
 
-    fn demonitor_key(&self, from: &Pid, key: MonitorKey) {
+    fn demonitor_key(&self, from: &Pid, key: MonitorKey) -> bool {
         let key = key.0;
         let held = match self.procs.write(from.id).get_mut(&from.id) {
             Some(e) => e.held.remove(key),
@@ -143,9 +143,13 @@ impl Kernel for Inner {
                 if let Some(e) = self.procs.write(target).get_mut(&target) {
                     e.monitors.remove(&self.ref_of(key));
                 }
+                true
             }
-            Some(None) => self.demonitor_remote(from, key),
-            None => {}
+            Some(None) => {
+                self.demonitor_remote(from, key);
+                true
+            }
+            None => false,
         }
     }
 

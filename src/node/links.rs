@@ -648,6 +648,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(a.recv_timeout(quiet).await.unwrap(), None);
+        // The node tells an active monitor (nothing queued: the mailbox
+        // is not scanned, as a scope demonitoring a member per leave
+        // needs) from one that fired.
+        let d = n.spawn_process();
+        let live = a.monitor(d.pid().clone());
+        assert!(Kernel::demonitor(&**i, a.pid(), &live));
+        let fired = a.monitor(d.pid().clone());
+        drop(d);
+        assert!(!Kernel::demonitor(&**i, a.pid(), &fired));
         n.shutdown().await;
     }
 

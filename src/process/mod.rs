@@ -207,14 +207,17 @@ pub trait Kernel: Send + Sync + 'static {
     fn monitor_key(&self, mref: &Reference) -> Option<MonitorKey>;
     /// The reference of a key ([`Kernel::monitor_key`] of it is the key).
     fn monitor_ref(&self, key: MonitorKey) -> Reference;
-    /// Removes a monitor.
-    fn demonitor(&self, from: &Pid, mref: &Reference) {
-        if let Some(key) = self.monitor_key(mref) {
-            self.demonitor_key(from, key);
+    /// Removes a monitor; whether it was active ([`Kernel::demonitor_key`]).
+    fn demonitor(&self, from: &Pid, mref: &Reference) -> bool {
+        match self.monitor_key(mref) {
+            Some(key) => self.demonitor_key(from, key),
+            None => false,
         }
     }
-    /// Removes the monitor of `key`.
-    fn demonitor_key(&self, from: &Pid, key: MonitorKey);
+    /// Removes the monitor of `key`. True if it was active: then no
+    /// `'DOWN'` of it was queued, nor ever will be. False if it had fired
+    /// (its `'DOWN'` is queued, or already read) or never was.
+    fn demonitor_key(&self, from: &Pid, key: MonitorKey) -> bool;
     /// Makes the ref of `key` an alias of local `pid`: a message sent to
     /// it (ALIAS_SEND, or [`Kernel::send_alias`] here) reaches `pid` until
     /// [`Kernel::unalias`].
@@ -468,9 +471,13 @@ impl Process {
     /// (`erlang:demonitor(Ref, [flush])`): no `'DOWN'` of it is received
     /// after this.
     pub fn demonitor(&mut self, mref: &Reference) {
-        self.kernel.demonitor(&self.pid, mref);
         // The node queues a monitor's 'DOWN' in the same step as it stops
-        // holding it, so a 'DOWN' not prevented above is queued by now.
+        // holding it: a monitor still active has none queued (and a
+        // scope that demonitors a member per leave scans no mailbox), and
+        // one that fired has its 'DOWN' queued by now.
+        if self.kernel.demonitor(&self.pid, mref) {
+            return;
+        }
         let down = |s: &Signal| matches!(s, Signal::Down { mref: m, .. } if m == mref);
         self.saved.retain(|s| !down(s));
         self.rx.remove_queued(down);
@@ -479,7 +486,9 @@ impl Process {
     /// Removes the monitor of `key` and flushes its `'DOWN'` if already
     /// there, as [`Process::demonitor`].
     pub fn demonitor_key(&mut self, key: MonitorKey) {
-        self.kernel.demonitor_key(&self.pid, key);
+        if self.kernel.demonitor_key(&self.pid, key) {
+            return;
+        }
         let kernel = &self.kernel;
         let down = |s: &Signal| matches!(s, Signal::Down { mref, .. } if kernel.monitor_key(mref) == Some(key));
         self.saved.retain(|s| !down(s));
@@ -872,7 +881,7 @@ impl Drop for CallGuard {
             if let Some(key) = key {
                 self.kernel.unalias(key);
             }
-            self.kernel.demonitor(&self.pid, &mref);
+            let _ = self.kernel.demonitor(&self.pid, &mref);
         }
     }
 }
