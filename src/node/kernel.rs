@@ -234,6 +234,19 @@ impl Kernel for Inner {
         self.with_proc(pid, |e| e.trap_exit = on);
     }
 
+    fn monitor_nodes(&self, pid: &Pid, on: bool) {
+        let Some(id) = self.local_id(pid) else {
+            return;
+        };
+        let mut watchers = self.node_watchers.lock();
+        let was = self.with_proc(pid, |e| std::mem::replace(&mut e.watches_nodes, on));
+        match (was, on) {
+            (Some(false), true) => watchers.push(id),
+            (Some(true), false) => watchers.retain(|&w| w != id),
+            _ => {}
+        }
+    }
+
     fn node_name(&self) -> &str {
         &self.name
     }
@@ -281,6 +294,9 @@ impl Inner {
         let Some(e) = removed else {
             return;
         };
+        if e.watches_nodes {
+            self.node_watchers.lock().retain(|&w| w != pid.id);
+        }
         if let Some(n) = &e.name {
             let mut names = self.names.write();
             names.remove(n);

@@ -278,6 +278,9 @@ impl Inner {
                 self.end_now(ours, r);
             }
         }
+        self.tell_node_watchers(|| Signal::NodeDown {
+            node: node.to_string(),
+        });
         let _ = self.events.send(NodeEvent::Down {
             node: node.to_string(),
             reason,

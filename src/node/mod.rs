@@ -128,6 +128,9 @@ struct Inner {
     /// and the process it reaches. A reply to an alias no longer here is
     /// dropped.
     aliases: Mutex<crate::util::FastHashMap<registry::RefKey, u32>>,
+    /// Processes told of connections coming and going, by id
+    /// ([`Process::monitor_nodes`]).
+    node_watchers: Mutex<Vec<u32>>,
     /// Monitors and links each peer set on our processes since they were
     /// last counted ([`Inner::count_hold`]).
     holds_added: Mutex<HashMap<String, usize>>,
@@ -230,6 +233,7 @@ impl Node {
             stopping: AtomicBool::new(false),
             mons_out: Mutex::default(),
             aliases: Mutex::default(),
+            node_watchers: Mutex::default(),
             holds_added: Mutex::default(),
             events,
             tasks: Mutex::default(),
@@ -539,6 +543,60 @@ mod tests {
     pub(super) async fn node() -> (Node, EpmdServer) {
         let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
         (node_named("unit", epmd.port).await, epmd)
+    }
+
+    /// A process that watches nodes gets a connection's `NodeUp` before
+    /// any message that came over it and its `NodeDown` after every one:
+    /// a cpg scope applies a peer's last casts before its nodedown clears
+    /// the peer's members, never after.
+    #[tokio::test]
+    async fn node_ups_and_downs_come_in_order_with_the_connections_messages() {
+        let (a, epmd) = node().await;
+        let b = node_named("b", epmd.port).await;
+        let mut watcher = a.spawn_registered("watcher").unwrap();
+        watcher.monitor_nodes(true);
+        let sender = b.spawn_process();
+        b.connect(a.name()).await.unwrap();
+        for i in 0..100 {
+            let to = crate::process::Dest::Name("watcher".into(), a.name().into());
+            sender
+                .send(
+                    to,
+                    crate::term::Term::from(crate::term::FixInteger::from(i)),
+                )
+                .unwrap();
+        }
+        // Sent before the disconnect: all come before the NodeDown.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        b.disconnect(a.name());
+        let mut seen = Vec::new();
+        loop {
+            match watcher.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+                Some(Signal::NodeUp { node, .. }) => seen.push(format!("up {node}")),
+                Some(Signal::NodeDown { node }) => {
+                    seen.push(format!("down {node}"));
+                    break;
+                }
+                Some(Signal::Message { .. }) => seen.push("msg".into()),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut want = vec![format!("up {}", b.name())];
+        want.extend(std::iter::repeat_n("msg".to_string(), 100));
+        want.push(format!("down {}", b.name()));
+        assert_eq!(seen, want);
+        // Not asked for: nothing.
+        watcher.monitor_nodes(false);
+        b.connect(a.name()).await.unwrap();
+        assert_eq!(
+            watcher
+                .recv_timeout(Duration::from_millis(100))
+                .await
+                .unwrap(),
+            None
+        );
+        b.shutdown().await;
+        a.shutdown().await;
     }
 
     /// A dial whose SYN goes unanswered (a listener whose accept queue is

@@ -14,7 +14,7 @@ use crate::dist::handshake::{HandshakeError, Local, PeerInfo, Status};
 use crate::dist::monitors::MonitorBatch;
 use crate::epmd::server::{EpmdOptions, EpmdServer};
 use crate::epmd::{self, NodeEntry};
-use crate::process::SendError;
+use crate::process::{SendError, Signal};
 use erl_dist::message::Message;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -694,6 +694,10 @@ impl Inner {
             }
         }
         tracing::info!(peer = %node, creation = peer.creation, "nodeup");
+        self.tell_node_watchers(|| Signal::NodeUp {
+            node: node.clone(),
+            hidden,
+        });
         let _ = self.events.send(NodeEvent::Up {
             node: node.clone(),
             hidden,

@@ -23,6 +23,9 @@ pub(super) struct ProcEntry {
     /// The process traps exits ([`Process::trap_exit`]): an exit signal
     /// is a message to it, not its end.
     pub(super) trap_exit: bool,
+    /// The process is among the node's watchers
+    /// ([`Process::monitor_nodes`]).
+    pub(super) watches_nodes: bool,
 }
 
 /// The monitors a process holds, by the [`RefKey`] of their ref (every
@@ -206,6 +209,7 @@ impl Inner {
                 monitors: FastHashMap::default(),
                 held: Held::default(),
                 trap_exit: false,
+                watches_nodes: false,
             },
         );
         if self.stopping.load(Ordering::Acquire) {
@@ -233,6 +237,19 @@ impl Inner {
             self.raw_names.insert(name);
         }
         Ok(())
+    }
+
+    /// Tells every process that watches nodes ([`Process::monitor_nodes`])
+    /// the signal `s` makes. Called where a connection is reported up
+    /// (before it reads anything) and down (after it delivered all it
+    /// read), under the order lock of peers.
+    pub(super) fn tell_node_watchers(&self, s: impl Fn() -> Signal) {
+        let watchers = self.node_watchers.lock();
+        for &id in watchers.iter() {
+            if let Some(e) = self.procs.read(id).get(&id) {
+                let _ = e.tx.send(s());
+            }
+        }
     }
 
     pub(super) fn deliver(&self, to: &Pid, s: Signal) -> bool {

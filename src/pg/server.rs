@@ -550,6 +550,8 @@ impl Task {
 
     fn signal(&mut self, s: Signal) {
         match s {
+            // (Not asked for: this scope follows the node events.)
+            Signal::NodeUp { .. } | Signal::NodeDown { .. } => {}
             // Never registered raw: none comes, but one would be read as
             // any message.
             Signal::Raw { .. } => match s.decoded() {

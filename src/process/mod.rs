@@ -48,6 +48,20 @@ pub enum Signal {
         /// Why.
         reason: Term,
     },
+    /// A connection to `node` came up ([`Process::monitor_nodes`]), in
+    /// order with the messages that come over it.
+    NodeUp {
+        /// The peer.
+        node: String,
+        /// It is a hidden node.
+        hidden: bool,
+    },
+    /// The connection to `node` is gone ([`Process::monitor_nodes`]):
+    /// every message that came over it is before this in the mailbox.
+    NodeDown {
+        /// The peer.
+        node: String,
+    },
 }
 
 impl Signal {
@@ -82,6 +96,8 @@ impl Signal {
                 item.clone(),
                 reason.clone(),
             ]),
+            Signal::NodeUp { node, .. } => tuple(vec![atom("nodeup"), atom(node)]),
+            Signal::NodeDown { node } => tuple(vec![atom("nodedown"), atom(node)]),
         }
     }
 }
@@ -230,6 +246,12 @@ pub trait Kernel: Send + Sync + 'static {
     fn unlink(&self, from: &Pid, to: &Pid);
     /// Sends an exit signal (`exit(To, Reason)`).
     fn exit2(&self, from: &Pid, to: &Pid, reason: Term);
+    /// Whether local `pid` gets [`Signal::NodeUp`] and
+    /// [`Signal::NodeDown`] (`net_kernel:monitor_nodes/1`; by default:
+    /// never).
+    fn monitor_nodes(&self, pid: &Pid, on: bool) {
+        let _ = (pid, on);
+    }
     /// Whether local `pid` traps exits: one that does not is ended by the
     /// kernel as an exit signal comes (by default: at its next receive
     /// only).
@@ -401,6 +423,15 @@ impl Process {
     pub fn trap_exit(&mut self, on: bool) {
         self.trap_exit = on;
         self.kernel.trap_exit(&self.pid, on);
+    }
+
+    /// Asks for [`Signal::NodeUp`] and [`Signal::NodeDown`] as this
+    /// node's connections come and go (`net_kernel:monitor_nodes(true)`),
+    /// in the mailbox in order with the messages each connection brings:
+    /// a peer's messages come after its `NodeUp` and before its
+    /// `NodeDown`.
+    pub fn monitor_nodes(&self, on: bool) {
+        self.kernel.monitor_nodes(&self.pid, on);
     }
 
     /// Sends a message.

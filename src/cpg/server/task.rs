@@ -205,6 +205,15 @@ impl<N: WireName> ScopeTask<N> {
         node_events: &mut broadcast::Receiver<NodeEvent>,
         restarted: bool,
     ) -> Stop {
+        // Connections' ups and downs come in the mailbox, in order with
+        // what each connection brings: a peer's casts read before its
+        // nodedown (a node resuming from a freeze reads its old
+        // connections' last casts, and its peers' new connections are up
+        // at once) and its exchange after its nodeup. Taken from the
+        // node's event stream, ahead of the mailbox, such old casts were
+        // applied after the nodedown had cleared the peer's members, and
+        // stayed.
+        self.proc.monitor_nodes(true);
         if restarted {
             self.rebuild();
         }
@@ -253,19 +262,9 @@ impl<N: WireName> ScopeTask<N> {
                 })
                 .await;
             match input {
+                // (Ups and downs come in the mailbox: `Signal::NodeUp`.)
                 Input::Node(e) => match e {
-                    Ok(NodeEvent::Up { node: n, .. }) => self.peer_up(&n, false),
-                    Ok(NodeEvent::Down { node: n, .. }) => {
-                        self.node_down(&n);
-                        self.polled.remove(&n);
-                        self.refused.remove(&n);
-                        self.remote.remove(&n);
-                        self.show_mode(&n);
-                    }
-                    Err(broadcast::error::RecvError::Lagged(k)) => {
-                        tracing::warn!(scope = %self.opts.name, "missed {k} node events; resynchronising");
-                        self.resync_peers();
-                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return Stop::Done,
                 },
                 Input::Command(c) => match c {
@@ -395,17 +394,6 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
-    pub(super) fn resync_peers(&mut self) {
-        let peers = self.node.peers();
-        let known = self.connected_nodes();
-        for n in known.iter().filter(|n| !peers.contains(n)) {
-            self.node_down(n);
-        }
-        for p in peers.iter().filter(|p| !known.contains(p)) {
-            self.peer_up(p, false);
-        }
-    }
-
     pub(super) fn cast(&self, node: &str, request: Request<MemberPid, N>) {
         // cpg casts to the nodes connected at the time of the call; a send to
         // a node not connected (our view of peers lags the node's) would dial
@@ -518,6 +506,20 @@ impl<N: WireName> ScopeTask<N> {
             }
             Signal::Exit { from, reason, .. } => {
                 tracing::debug!(scope = %self.opts.name, "exit signal from {}: {} (trapped)", crate::term::show(&from), crate::term::show(&reason));
+            }
+            // (One the scope took up already: listed among the peers as
+            // the run began, after it asked for these.)
+            Signal::NodeUp { node, .. } => {
+                if !self.remote.contains_key(&node) {
+                    self.peer_up(&node, false);
+                }
+            }
+            Signal::NodeDown { node } => {
+                self.node_down(&node);
+                self.polled.remove(&node);
+                self.refused.remove(&node);
+                self.remote.remove(&node);
+                self.show_mode(&node);
             }
         }
     }
