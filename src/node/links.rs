@@ -229,8 +229,14 @@ pub(super) enum ExitVia {
 
 impl Inner {
     /// A connection to `node` is gone: fire `noconnection` for links and
-    /// monitors that cross it.
-    pub(super) fn node_down(&self, node: &str, _id: u64, reason: DownReason) {
+    /// monitors that cross it. Returns the local processes those exit
+    /// signals end, with their reasons: the caller ends them
+    /// ([`Inner::end_all`]) once it has let go of the order lock of
+    /// peers it reports this under, for ending a process sends (its exits
+    /// through other links, its demonitors) and a send may disconnect a
+    /// peer, which takes that lock.
+    #[must_use = "the processes the node's exits end are to be ended"]
+    pub(super) fn node_down(&self, node: &str, _id: u64, reason: DownReason) -> Vec<(Pid, Term)> {
         let noconn = atom("noconnection");
         // Each monitor across the connection: its watcher, its 'DOWN', its
         // key.
@@ -271,13 +277,16 @@ impl Inner {
         for (to, s, key) in downs {
             self.fire_held(&to, key, s);
         }
-        // After the monitors across it are gone: a process these exits end
-        // has nothing left to demonitor on that node.
-        for (ours, theirs) in links {
-            if let Some(r) = self.exit_signal(theirs, &ours, noconn.clone(), ExitVia::LinkGone) {
-                self.end_now(ours, r);
-            }
-        }
+        // (Decided here, in order with the node's end; ended by the caller,
+        // after the monitors across it are gone: such a process has nothing
+        // left to demonitor on that node.)
+        let ending = links
+            .into_iter()
+            .filter_map(|(ours, theirs)| {
+                self.exit_signal(theirs, &ours, noconn.clone(), ExitVia::LinkGone)
+                    .map(|r| (ours, r))
+            })
+            .collect();
         self.tell_node_watchers(|| Signal::NodeDown {
             node: node.to_string(),
         });
@@ -285,6 +294,15 @@ impl Inner {
             node: node.to_string(),
             reason,
         });
+        ending
+    }
+
+    /// Ends each process of `ending` ([`Inner::node_down`]'s) with its
+    /// reason.
+    pub(super) fn end_all(&self, ending: Vec<(Pid, Term)>) {
+        for (pid, reason) in ending {
+            self.end_now(pid, reason);
+        }
     }
 
     /// Fires monitor `key` of `watcher`: its `'DOWN'` `s` is queued in the
@@ -962,7 +980,9 @@ mod tests {
         for p in [&plain, &trapper] {
             i.with_proc(p.pid(), |e| e.links.insert(far.clone()));
         }
-        i.node_down("far@host", 0, DownReason::Disconnected);
+        let ending = i.node_down("far@host", 0, DownReason::Disconnected);
+        assert!(i.is_alive(plain.pid()), "ended by the caller");
+        i.end_all(ending);
         assert!(!i.is_alive(plain.pid()));
         assert_eq!(plain.recv().await, Err(atom("noconnection")));
         assert!(matches!(

@@ -444,12 +444,18 @@ impl Inner {
     /// Closes the connection to `node` at once (its queue is dropped) and
     /// reports it down.
     pub(super) fn drop_peer(&self, node: &str, why: DownReason) {
-        let _order = self.peer_order.lock();
-        let removed = self.peers.write().remove(node);
-        if let Some(p) = removed {
-            p.link.close.notify_one();
-            self.node_down(node, p.id, why);
-        }
+        let ending = {
+            let _order = self.peer_order.lock();
+            let removed = self.peers.write().remove(node);
+            match removed {
+                Some(p) => {
+                    p.link.close.notify_one();
+                    self.node_down(node, p.id, why)
+                }
+                None => Vec::new(),
+            }
+        };
+        self.end_all(ending);
     }
 
     pub(super) async fn dial(
@@ -648,9 +654,12 @@ impl Inner {
             // (messages queued for our own attempt are lost with it).
             tracing::info!(peer = %node, "replacing the previous connection");
             old.link.close.notify_one();
-            self.node_down(&node, old.id, DownReason::Replaced);
+            let ending = self.node_down(&node, old.id, DownReason::Replaced);
+            drop(order);
+            self.end_all(ending);
+        } else {
+            drop(order);
         }
-        drop(order);
         self.run_connection(sock, peer, id, rx, Direction::In).await;
     }
 
@@ -724,11 +733,14 @@ impl Inner {
     /// under `peer_order`: no connection to the node is reported up
     /// between the removal and the `Down`. Whether it was there.
     pub(super) fn end_peer(&self, node: &str, id: u64, why: impl FnOnce() -> DownReason) -> bool {
-        let _order = self.peer_order.lock();
-        if !self.remove_peer(node, id) {
-            return false;
-        }
-        self.node_down(node, id, why());
+        let ending = {
+            let _order = self.peer_order.lock();
+            if !self.remove_peer(node, id) {
+                return false;
+            }
+            self.node_down(node, id, why())
+        };
+        self.end_all(ending);
         true
     }
 
