@@ -363,7 +363,6 @@ where
             (state, pending, events, modes),
             proc,
             cmd_rx,
-            node.subscribe(),
         ));
         Ok(handle)
     }

@@ -13,7 +13,7 @@ use crate::cpg::member::MemberPid;
 use crate::cpg::scope::{Effect, MonitorTag, Request, Scope, WriteError};
 use crate::cpg::storage::GroupKey;
 use crate::cpg::wire::{WireError, WireMsg, WireName};
-use crate::node::{supervise, Node, NodeEvent};
+use crate::node::{supervise, Node};
 use crate::process::{self, Dest, MonitorKey, Process, Signal};
 use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Term};
@@ -82,7 +82,6 @@ pub(super) struct Merge<N> {
 
 /// What the scope task's loop waited for.
 enum Input {
-    Node(Result<NodeEvent, broadcast::error::RecvError>),
     Command(Option<Command>),
     /// The handles queued effects.
     Pending,
@@ -128,7 +127,6 @@ pub(super) async fn supervise_scope<N: WireName>(
     (state, pending, events, modes): Shared<N>,
     first: Process,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
-    mut node_events: broadcast::Receiver<NodeEvent>,
 ) {
     let mut proc = Some(first);
     let mut attempt: u32 = 0;
@@ -169,7 +167,7 @@ pub(super) async fn supervise_scope<N: WireName>(
             refused: Default::default(),
         };
         let started = tokio::time::Instant::now();
-        let run = task.run(&mut cmd_rx, &mut node_events, attempt > 0);
+        let run = task.run(&mut cmd_rx, attempt > 0);
         let why = match supervise::CatchUnwind::new(run).await {
             Ok(Stop::Done) => return,
             Ok(Stop::Killed(reason)) => format!("its process was killed: {reason}"),
@@ -202,7 +200,6 @@ impl<N: WireName> ScopeTask<N> {
     pub(super) async fn run(
         mut self,
         cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
-        node_events: &mut broadcast::Receiver<NodeEvent>,
         restarted: bool,
     ) -> Stop {
         // Connections' ups and downs come in the mailbox, in order with
@@ -246,11 +243,9 @@ impl<N: WireName> ScopeTask<N> {
             let input = turns
                 .next(async {
                     tokio::select! {
-                        // Node events first: a peer's exchange that follows
-                        // its nodeup must find the peer known (else it is
-                        // ignored).
+                        // (A peer's nodeup and nodedown come in the
+                        // mailbox, in order with its messages.)
                         biased;
-                        e = node_events.recv() => Input::Node(e),
                         c = cmd_rx.recv() => Input::Command(c),
                         _ = self.pending.wake.notified() => Input::Pending,
                         s = self.proc.recv() => Input::Signal(s),
@@ -262,11 +257,6 @@ impl<N: WireName> ScopeTask<N> {
                 })
                 .await;
             match input {
-                // (Ups and downs come in the mailbox: `Signal::NodeUp`.)
-                Input::Node(e) => match e {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Stop::Done,
-                },
                 Input::Command(c) => match c {
                     Some(c) => self.command(c),
                     None => return Stop::Done,
