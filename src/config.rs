@@ -80,7 +80,7 @@ impl NodeName {
                 mode: "short",
             });
         }
-        if long_names && !n.host.contains('.') && !ip {
+        if long_names && !n.is_long() {
             return Err(NameError::WrongMode {
                 name: n.to_string(),
                 mode: "long",

@@ -648,18 +648,19 @@ impl Inner {
                 adopt: None,
             },
         );
-        if let Some(old) = old {
+        let ending = match old {
             // A peer that dials while we hold a connection to it is a
             // restarted node, or won a simultaneous connect: the new one wins
             // (messages queued for our own attempt are lost with it).
-            tracing::info!(peer = %node, "replacing the previous connection");
-            old.link.close.notify_one();
-            let ending = self.node_down(&node, old.id, DownReason::Replaced);
-            drop(order);
-            self.end_all(ending);
-        } else {
-            drop(order);
-        }
+            Some(old) => {
+                tracing::info!(peer = %node, "replacing the previous connection");
+                old.link.close.notify_one();
+                self.node_down(&node, old.id, DownReason::Replaced)
+            }
+            None => Vec::new(),
+        };
+        drop(order);
+        self.end_all(ending);
         self.run_connection(sock, peer, id, rx, Direction::In).await;
     }
 

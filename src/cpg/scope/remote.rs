@@ -258,8 +258,7 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             }
             j -= 1;
         }
-        let rejoined: Vec<P> = theirs[..moved].iter().map(|p| (*p).clone()).collect();
-        let mut order = rejoined.clone();
+        let mut order: Vec<P> = theirs[..moved].iter().map(|p| (*p).clone()).collect();
         let mut left: Vec<P> = Vec::new();
         let mut k = 0;
         for p in group.history() {
@@ -291,7 +290,9 @@ impl<P: ScopePid, N: GroupKey> Scope<P, N> {
             };
             push_notify(self.notify, effects, name, p, &reason, 1);
         }
-        for p in &rejoined {
+        // (`theirs` is of `listed`: its first `moved` are the copies that
+        // joined again, wherever `order` now put them.)
+        for &p in &theirs[..moved] {
             push_notify(
                 self.notify,
                 effects,
