@@ -27,7 +27,7 @@ use super::scope::{Effect, PgError, PgEvent, PgState};
 use super::wire::PgMsg;
 use crate::cpg::storage::TermName;
 use crate::node::supervise;
-use crate::node::{Node, NodeEvent};
+use crate::node::Node;
 use crate::process::{self, Dest, Process, SendError, Signal};
 use crate::sync::ReadMostly;
 use crate::term::{self, Pid, Reference};
@@ -126,7 +126,6 @@ impl PgScope {
     /// Starts the scope process `name` on `node`, registered under `name`,
     /// and discovers the scopes of every connected node.
     pub fn start(node: &Node, name: &str) -> Result<PgScope, PgScopeError> {
-        let node_events = node.subscribe();
         let proc = node.spawn_registered(name)?;
         let state = Arc::new(ReadMostly::new(PgState::new(proc.pid().clone())));
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
@@ -138,7 +137,6 @@ impl PgScope {
             events.clone(),
             proc,
             cmd_rx,
-            node_events,
         ));
         Ok(PgScope {
             name: name.to_string(),
@@ -296,7 +294,6 @@ async fn supervise(
     events: broadcast::Sender<PgEvent>,
     first: Process,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
-    mut node_events: broadcast::Receiver<NodeEvent>,
 ) {
     let mut proc = Some(first);
     let mut attempt: u32 = 0;
@@ -327,7 +324,7 @@ async fn supervise(
             task.apply(|s| s.restarted(me));
         }
         let started = tokio::time::Instant::now();
-        let run = task.run(&mut cmd_rx, &mut node_events);
+        let run = task.run(&mut cmd_rx);
         let why = match supervise::CatchUnwind::new(run).await {
             Ok(None) => return,
             Ok(Some(reason)) => format!("its process was killed: {reason}"),
@@ -340,7 +337,6 @@ async fn supervise(
 
 /// What the pg scope task's loop waited for.
 enum Input {
-    Node(Result<NodeEvent, broadcast::error::RecvError>),
     Command(Option<Command>),
     Signal(Result<Signal, term::Term>),
     /// Discovers that did not answer are due again.
@@ -350,11 +346,14 @@ enum Input {
 impl Task {
     /// Serves until the handles or the node are gone (`None`) or the scope
     /// process is killed (`Some(reason)`).
-    async fn run(
-        mut self,
-        cmd_rx: &mut mpsc::UnboundedReceiver<Command>,
-        node_events: &mut broadcast::Receiver<NodeEvent>,
-    ) -> Option<String> {
+    async fn run(mut self, cmd_rx: &mut mpsc::UnboundedReceiver<Command>) -> Option<String> {
+        // Connections' ups and downs come in the mailbox, in order with
+        // what each connection brings (as OTP pg takes them from
+        // `net_kernel:monitor_nodes/1` and its peers' monitors): a peer's
+        // last joins on a connection are read before its nodedown, not
+        // applied after the nodedown cleared its members. Asked for
+        // before the peers are listed, so that none is missed.
+        self.proc.monitor_nodes(true);
         for peer in self.node.peers() {
             self.discover_now(&peer);
         }
@@ -369,7 +368,6 @@ impl Task {
                 .next(async {
                     tokio::select! {
                         biased;
-                        e = node_events.recv() => Input::Node(e),
                         c = cmd_rx.recv() => Input::Command(c),
                         s = self.proc.recv() => Input::Signal(s),
                         _ = tick.tick(), if retrying => Input::Retry,
@@ -377,19 +375,6 @@ impl Task {
                 })
                 .await;
             match input {
-                Input::Node(e) => match e {
-                    Ok(NodeEvent::Up { node: n, .. }) => self.discover_now(&n),
-                    Ok(NodeEvent::Down { node: n, .. }) => {
-                        self.pending.remove(&n);
-                        self.peers.retain(|_, p| p.node.name != n);
-                        self.apply(|s| s.node_down(&n));
-                    }
-                    Err(broadcast::error::RecvError::Lagged(k)) => {
-                        tracing::warn!(scope = %self.name, "missed {k} node events; resynchronising");
-                        self.resync();
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
                 Input::Command(c) => match c {
                     Some(c) => self.command(c),
                     None => return None,
@@ -500,24 +485,6 @@ impl Task {
         }
     }
 
-    fn resync(&mut self) {
-        let up = self.node.peers();
-        let known: Vec<String> = self
-            .state
-            .read()
-            .peers()
-            .map(|p| p.node.name.clone())
-            .collect();
-        for n in known.iter().filter(|n| !up.contains(n)) {
-            self.apply(|s| s.node_down(n));
-        }
-        for n in up {
-            if !self.state.read().has_peer_on(&n) {
-                self.discover_now(&n);
-            }
-        }
-    }
-
     /// A local write: carried out, and its result sent back.
     fn write(
         &mut self,
@@ -550,8 +517,18 @@ impl Task {
 
     fn signal(&mut self, s: Signal) {
         match s {
-            // (Not asked for: this scope follows the node events.)
-            Signal::NodeUp { .. } | Signal::NodeDown { .. } => {}
+            // (One the scope found already, listed among the peers as the
+            // run began after it asked for these, is not asked again.)
+            Signal::NodeUp { node, .. } => {
+                if !self.pending.contains_key(&node) && !self.state.read().has_peer_on(&node) {
+                    self.discover_now(&node);
+                }
+            }
+            Signal::NodeDown { node } => {
+                self.pending.remove(&node);
+                self.peers.retain(|_, p| p.node.name != node);
+                self.apply(|s| s.node_down(&node));
+            }
             // Never registered raw: none comes, but one would be read as
             // any message.
             Signal::Raw { .. } => match s.decoded() {
