@@ -11,6 +11,8 @@
 //! ```erlang
 //! pong = net_adm:ping('svc@yourhost').
 //! {you_said, hi} = gen_server:call({echo_service, 'svc@yourhost'}, hi).
+//! %% Answered after T ms, each call on its own (a slow one holds up none):
+//! {slept, 10} = gen_server:call({slow_service, 'svc@yourhost'}, 10).
 //! ```
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
@@ -37,8 +39,23 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         p.serve_calls(|_, req| tuple(vec![atom("you_said"), req.clone()]))
             .await
     });
+    // A server whose answers take async work: each call is a task of its
+    // own, replying when done (`Process::sender` does the same by hand).
+    let mut slow = node.spawn_registered("slow_service")?;
+    let slow_server = tokio::spawn(async move {
+        slow.serve_calls_async(
+            |req| async move {
+                let ms = cpg_node::term::as_int(&req).unwrap_or(0).clamp(0, 60_000);
+                tokio::time::sleep(std::time::Duration::from_millis(ms as u64)).await;
+                tuple(vec![atom("slept"), req])
+            },
+            |_, _| {},
+        )
+        .await
+    });
     tokio::signal::ctrl_c().await?;
     server.abort();
+    slow_server.abort();
     node.shutdown().await;
     Ok(())
 }

@@ -230,6 +230,10 @@ impl Kernel for Inner {
         self.end_now(pid.clone(), reason);
     }
 
+    fn is_alive(&self, pid: &Pid) -> bool {
+        Inner::is_alive(self, pid)
+    }
+
     fn trap_exit(&self, pid: &Pid, on: bool) {
         self.with_proc(pid, |e| e.trap_exit = on);
     }

@@ -545,6 +545,72 @@ mod tests {
         (node_named("unit", epmd.port).await, epmd)
     }
 
+    /// A server on `serve_calls_async` works on its calls together: a call
+    /// made after a slow one, from another node, is answered first, each
+    /// caller gets its own answer, and `sys` is answered meanwhile. Once
+    /// the server has ended, its sender is refused.
+    #[tokio::test]
+    async fn async_served_calls_run_together_and_each_caller_gets_its_reply() {
+        use crate::process::Dest;
+        let (a, epmd) = node().await;
+        let b = node_named("b", epmd.port).await;
+        let mut server = a.spawn_registered("slow").unwrap();
+        let sender = server.sender();
+        let served = tokio::spawn(async move {
+            server
+                .serve_calls_async(
+                    |req| async move {
+                        let ms = term::as_int(&req).unwrap_or(0) as u64;
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        tuple(vec![atom("slept"), req])
+                    },
+                    |_, _| {},
+                )
+                .await
+        });
+        let to = Dest::Name("slow".into(), a.name().into());
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        for ms in [3000i64, 0, 20] {
+            let mut caller = b.spawn_process();
+            let (to, done_tx) = (to.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                let n = term::Term::from(term::FixInteger::from(ms as i32));
+                let r = caller.call(to, n.clone(), Duration::from_secs(10)).await;
+                let _ = done_tx.send((ms, r.map(|r| r == tuple(vec![atom("slept"), n]))));
+            });
+            // (Made in this order.)
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first = done_rx.recv().await.unwrap();
+        let second = done_rx.recv().await.unwrap();
+        assert_eq!((first, second), ((0, Ok(true)), (20, Ok(true))));
+        // `sys:get_state` while the slow call is worked on.
+        let mut asker = b.spawn_process();
+        let sys = tuple(vec![
+            atom("system"),
+            tuple(vec![asker.pid().clone().into(), asker.make_ref().into()]),
+            atom("get_state"),
+        ]);
+        asker.send(to.clone(), sys).unwrap();
+        let got = asker.recv_timeout(Duration::from_secs(5)).await.unwrap();
+        assert!(
+            matches!(&got, Some(crate::process::Signal::Message { msg, .. }) if term::as_tuple(msg).is_some_and(|t| t.len() == 2 && term::as_atom(&t[1]) == Some("undefined"))),
+            "{got:?}"
+        );
+        assert_eq!(done_rx.recv().await.unwrap(), (3000, Ok(true)));
+        // Killed: the loop returns the reason; its sender sends nothing.
+        assert!(sender.is_alive());
+        asker.exit_other(sender.pid(), atom("kill"));
+        assert_eq!(served.await.unwrap(), atom("killed"));
+        assert!(!sender.is_alive());
+        assert_eq!(
+            sender.send(asker.pid().clone(), atom("late")),
+            Err(SendError::NoProc)
+        );
+        b.shutdown().await;
+        a.shutdown().await;
+    }
+
     /// A process that watches nodes gets a connection's `NodeUp` before
     /// any message that came over it and its `NodeDown` after every one:
     /// a cpg scope applies a peer's last casts before its nodedown clears

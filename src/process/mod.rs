@@ -104,6 +104,8 @@ impl Signal {
 
 pub mod mailbox;
 pub use mailbox::{mailbox, MailboxRx, MailboxTx};
+mod sender;
+pub use sender::ProcessSender;
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +259,12 @@ pub trait Kernel: Send + Sync + 'static {
     /// only).
     fn trap_exit(&self, pid: &Pid, on: bool) {
         let _ = (pid, on);
+    }
+    /// Whether local `pid` lives (by default: always, for a kernel that
+    /// does not keep track).
+    fn is_alive(&self, pid: &Pid) -> bool {
+        let _ = pid;
+        true
     }
     /// Registers a name for a local pid.
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
@@ -750,11 +758,7 @@ impl Process {
     /// its alias when the tag carries one (as `gen:reply/2` does), else to
     /// its pid.
     pub fn reply(&self, from: &From, reply: Term) -> Result<(), SendError> {
-        let msg = tuple(vec![from.tag.clone(), reply]);
-        match from.alias() {
-            Some(alias) => self.kernel.send_alias(&self.pid, alias, msg),
-            None => self.send(from.pid.clone(), msg),
-        }
+        sender::reply_from(&*self.kernel, &self.pid, from, reply)
     }
 
     /// [`Process::reply`] with a reply already in the external format

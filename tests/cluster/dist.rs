@@ -1433,3 +1433,45 @@ async fn a_hidden_peer_connecting_alone_is_not_interned_a_visible_one_is() {
     assert!(r.ping(&e.name).await);
     assert!(Atom::lookup(&e.name).is_some());
 }
+
+/// BEAM callers of a Rust server on `serve_calls_async` are served
+/// together: `gen_server:call`s made after a slow one come back first,
+/// each with its own answer, as from a gen_server that hands requests to
+/// workers; `sys:get_state` is answered meanwhile.
+#[tokio::test]
+async fn beam_calls_to_an_async_rust_server_are_worked_on_together() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut server = r.spawn_registered("async_srv").unwrap();
+    tokio::spawn(async move {
+        server
+            .serve_calls_async(
+                |req| async move {
+                    let ms = term::as_int(&req).unwrap_or(0) as u64;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    tuple(vec![atom("slept"), req])
+                },
+                |_, _| {},
+            )
+            .await
+    });
+    let order = eval_with(
+        &r,
+        &e.name,
+        "Me = self(), \
+         [begin \
+            spawn(fun() -> Me ! {done, T, gen_server:call({async_srv, R}, T, 10000)} end), \
+            timer:sleep(20) \
+          end || T <- [2000, 0, 30]], \
+         undefined = sys:get_state({async_srv, R}), \
+         [receive {done, T, Got} -> {T, Got} end || _ <- [1, 2, 3]].",
+        &[("R", atom(r.name()))],
+    )
+    .await;
+    assert_eq!(
+        show(&order),
+        "[{0,{'slept',0}},{30,{'slept',30}},{2000,{'slept',2000}}]"
+    );
+}
