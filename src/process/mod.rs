@@ -876,6 +876,25 @@ impl Process {
     pub async fn serve(
         &mut self,
         mut on_call: impl FnMut(&Process, &Term) -> Term,
+        on_other: impl FnMut(&Process, Signal),
+    ) -> Term {
+        self.serve_with(
+            |p, from, req| {
+                let reply = on_call(p, req);
+                // A caller that has gone is no error of the server's.
+                let _ = p.reply(&from, reply);
+            },
+            on_other,
+        )
+        .await
+    }
+
+    /// The receive loop of [`Process::serve`]: each call's `From` and
+    /// request to `on_call`, system messages answered, any other signal to
+    /// `on_other`; the exit reason when the process is killed.
+    async fn serve_with(
+        &mut self,
+        mut on_call: impl FnMut(&Process, From, &Term),
         mut on_other: impl FnMut(&Process, Signal),
     ) -> Term {
         loop {
@@ -885,9 +904,7 @@ impl Process {
             };
             if let Signal::Message { msg, .. } = &s {
                 if let Some((from, req)) = parse_call(msg) {
-                    let reply = on_call(self, req);
-                    // A caller that has gone is no error of the server's.
-                    let _ = self.reply(&from, reply);
+                    on_call(self, from, req);
                     continue;
                 }
                 if let Some((from, req)) = parse_system(msg) {

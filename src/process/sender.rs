@@ -2,7 +2,7 @@
 //! to answer one call later holds ([`Process::sender`]), and what lets a
 //! server answer calls with `async` work ([`Process::serve_calls_async`]).
 
-use super::{parse_call, parse_system, Dest, From, Kernel, Process, SendError, Signal, Target};
+use super::{Dest, From, Kernel, Process, SendError, Signal, Target};
 use crate::term::{self, tuple, Encoded, Pid, Term};
 use std::future::Future;
 use std::sync::Arc;
@@ -110,37 +110,26 @@ impl Process {
     pub async fn serve_calls_async<F, Fut>(
         &mut self,
         mut on_call: F,
-        mut on_other: impl FnMut(&Process, Signal),
+        on_other: impl FnMut(&Process, Signal),
     ) -> Term
     where
         F: FnMut(Term) -> Fut,
         Fut: Future<Output = Term> + Send + 'static,
     {
         let sender = self.sender();
-        loop {
-            let s = match self.recv().await {
-                Ok(s) => s,
-                Err(reason) => return reason,
-            };
-            if let Signal::Message { msg, .. } = &s {
-                if let Some((from, req)) = parse_call(msg) {
-                    let work = on_call(req.clone());
-                    let sender = sender.clone();
-                    tokio::spawn(async move {
-                        let reply = work.await;
-                        // A caller that has gone, or a server that has
-                        // ended, is no error of the task's.
-                        let _ = sender.reply(&from, reply);
-                    });
-                    continue;
-                }
-                if let Some((from, req)) = parse_system(msg) {
-                    let name = term::pid_text(self.pid()).to_string();
-                    let _ = self.answer_system(&from, &name, req, super::no_state);
-                    continue;
-                }
-            }
-            on_other(self, s);
-        }
+        self.serve_with(
+            |_, from, req| {
+                let work = on_call(req.clone());
+                let sender = sender.clone();
+                tokio::spawn(async move {
+                    let reply = work.await;
+                    // A caller that has gone, or a server that has ended,
+                    // is no error of the task's.
+                    let _ = sender.reply(&from, reply);
+                });
+            },
+            on_other,
+        )
+        .await
     }
 }
