@@ -450,6 +450,9 @@ impl Inner {
             match removed {
                 Some(p) => {
                     p.link.close.notify_one();
+                    // Its reader stops routing first: the node down comes
+                    // after all it read.
+                    p.link.let_go();
                     self.node_down(node, p.id, why)
                 }
                 None => Vec::new(),
@@ -655,6 +658,7 @@ impl Inner {
             Some(old) => {
                 tracing::info!(peer = %node, "replacing the previous connection");
                 old.link.close.notify_one();
+                old.link.let_go();
                 self.node_down(&node, old.id, DownReason::Replaced)
             }
             None => Vec::new(),

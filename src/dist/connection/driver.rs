@@ -297,6 +297,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         // Counted once per read, not with an atomic add per message.
         let mut n = 0;
         let mut calls = 0;
+        // (Its own clone: the guard must not borrow `self`.)
+        let shared = self.shared.clone();
+        let _routing = shared.routing();
         while let Some(e) = self.state.poll_event() {
             if self.shared.has_ended() {
                 // The node let go of the peer (dropped for its queue or

@@ -160,6 +160,9 @@ pub struct PeerLink {
     drained: Notify,
     /// Set by [`PeerLink::end`].
     ended: AtomicBool,
+    /// The reader is handing what it read to the router
+    /// ([`PeerLink::routing`]); [`PeerLink::let_go`] waits for it.
+    routing: AtomicBool,
     /// Senders in [`PeerLink::wait_below`]: the writer notifies only when
     /// there are some (a notification takes a lock).
     waiting: AtomicUsize,
@@ -181,6 +184,28 @@ pub struct PeerLink {
     bytes_out: AtomicU64,
 }
 
+/// How long [`PeerLink::let_go`] waits at most for the reader to hand on
+/// the message it is routing (routing one takes microseconds).
+const LET_GO_WAIT: Duration = Duration::from_millis(50);
+
+std::thread_local! {
+    /// The link whose reader this thread is routing for, as an address (0:
+    /// none): [`PeerLink::let_go`] from inside that routing does not wait
+    /// for itself.
+    static ROUTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The reader of a link is routing ([`PeerLink::routing`]) while this
+/// lives.
+pub struct Routing<'a>(&'a PeerLink);
+
+impl Drop for Routing<'_> {
+    fn drop(&mut self) {
+        ROUTING.with(|r| r.set(0));
+        self.0.routing.store(false, SeqCst);
+    }
+}
+
 impl Default for PeerLink {
     fn default() -> Self {
         PeerLink {
@@ -189,6 +214,7 @@ impl Default for PeerLink {
             close: Notify::new(),
             drained: Notify::new(),
             ended: AtomicBool::new(false),
+            routing: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             base: Instant::now(),
             up_at: AtomicU64::new(0),
@@ -298,7 +324,53 @@ impl PeerLink {
 
     /// Whether the node has let go of the peer ([`PeerLink::end`]).
     pub fn has_ended(&self) -> bool {
-        self.ended.load(Relaxed)
+        // (`SeqCst`: against `routing`'s store, see `let_go`.)
+        self.ended.load(SeqCst)
+    }
+
+    /// Marks the reader as handing messages to the router until the guard
+    /// is dropped; it checks [`PeerLink::has_ended`] before each one.
+    pub fn routing(&self) -> Routing<'_> {
+        self.routing.store(true, SeqCst);
+        ROUTING.with(|r| r.set(self as *const PeerLink as usize));
+        Routing(self)
+    }
+
+    /// [`PeerLink::end`], then waits until the reader has handed on the
+    /// message it was routing, if any: once this returns, nothing more
+    /// that the connection read reaches a process, so a node down reported
+    /// next comes after all of it (a peer's last casts are not applied
+    /// after its nodedown, nor a link or monitor set that would outlive
+    /// the connection). For a connection dropped or replaced while its
+    /// reader runs; one whose task has ended reads nothing more anyway.
+    ///
+    /// The reader sets `routing` and then reads `ended`; this sets `ended`
+    /// and then reads `routing` (all `SeqCst`): either the reader sees the
+    /// end and routes nothing more, or this sees it routing and waits. It
+    /// waits at most `LET_GO_WAIT`: a message whose routing needs what the
+    /// caller holds (a send from it that drops another peer, under the
+    /// peers' order lock) would otherwise never finish, and from the
+    /// reader's own thread (such a send dropping this very peer) it does
+    /// not wait at all.
+    pub fn let_go(&self) {
+        self.end();
+        if ROUTING.with(|r| r.get()) == self as *const PeerLink as usize {
+            return;
+        }
+        let until = Instant::now() + LET_GO_WAIT;
+        let mut spins = 0u32;
+        while self.routing.load(SeqCst) {
+            if Instant::now() >= until {
+                tracing::debug!("let go of a peer whose reader is still routing a message");
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// The connection is up, dialled by `direction`'s side.

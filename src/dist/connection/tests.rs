@@ -439,3 +439,65 @@ async fn a_peer_that_never_reads_holds_little_outside_the_counted_queue() {
     );
     assert_eq!(st.queued_bytes, st.queued * cost);
 }
+
+/// Routes slowly: says when it starts a message, and counts those it has
+/// handed on.
+struct Slow {
+    started: std::sync::mpsc::Sender<()>,
+    done: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Router for Slow {
+    fn incoming(&self, _peer: &str, _msg: Message) {
+        let _ = self.started.send(());
+        std::thread::sleep(Duration::from_millis(20));
+        self.done.fetch_add(1, Relaxed);
+    }
+}
+
+/// `let_go` returns only once the reader has handed on the message it
+/// was routing, and nothing the connection reads after is routed: a node
+/// down reported after it comes after everything the connection brought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn let_go_waits_for_the_message_being_routed_and_stops_the_rest() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let link = Arc::new(PeerLink::default());
+    let cfg = ConnConfig {
+        ticktime: TICK,
+        max_frame: 1 << 24,
+        max_term_memory: crate::term::DEFAULT_MAX_MEMORY,
+        fragment_size: 64 * 1024,
+        read_hold: None,
+    };
+    let (_tx_a, rx_a) = mpsc::unbounded_channel();
+    let router = Slow {
+        started: started_tx,
+        done: done.clone(),
+    };
+    let _reader = tokio::spawn(drive(
+        a,
+        peer("b@h"),
+        rx_a,
+        link.clone(),
+        Arc::new(router),
+        cfg,
+    ));
+    let writer = side(b, "a@h");
+    for i in 0..50 {
+        send(&writer, msg(i, 10));
+    }
+    // The reader is routing the first message (for 20 ms).
+    tokio::task::spawn_blocking(move || {
+        started.recv().unwrap();
+        link.let_go();
+        let at_return = done.load(Relaxed);
+        assert!(at_return >= 1, "let_go returned mid-routing");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(done.load(Relaxed), at_return, "routed after let_go");
+        assert!(at_return < 50, "routed all {at_return} before let_go");
+    })
+    .await
+    .unwrap();
+}
