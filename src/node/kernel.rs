@@ -230,10 +230,6 @@ impl Kernel for Inner {
         self.end_now(pid.clone(), reason);
     }
 
-    fn is_alive(&self, pid: &Pid) -> bool {
-        Inner::is_alive(self, pid)
-    }
-
     fn trap_exit(&self, pid: &Pid, on: bool) {
         self.with_proc(pid, |e| e.trap_exit = on);
     }
@@ -298,6 +294,9 @@ impl Inner {
         let Some(e) = removed else {
             return;
         };
+        // Its code stops here, before anyone is told: it reads nothing
+        // more, and nothing more goes out from it.
+        e.tx.kill(reason.clone());
         if e.watches_nodes {
             self.node_watchers.lock().retain(|&w| w != pid.id);
         }

@@ -605,8 +605,72 @@ mod tests {
         assert!(!sender.is_alive());
         assert_eq!(
             sender.send(asker.pid().clone(), atom("late")),
-            Err(SendError::NoProc)
+            Err(SendError::Ended)
         );
+        b.shutdown().await;
+        a.shutdown().await;
+    }
+
+    /// A process killed while messages wait in its mailbox does nothing
+    /// more: no reply to any of them comes after its `'DOWN'` (on BEAM
+    /// the exit ends it between two reductions), to a watcher on its node
+    /// or another; its next receive gives the reason, and its sends are
+    /// refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_process_sends_nothing_after_its_down() {
+        use crate::process::Dest;
+        let (a, epmd) = node().await;
+        let b = node_named("b", epmd.port).await;
+        for watcher_node in [&a, &b] {
+            let mut echo = a.spawn_process();
+            let target = echo.pid().clone();
+            let ended = tokio::spawn(async move {
+                let reason = loop {
+                    match echo.recv().await {
+                        Ok(Signal::Message { msg, .. }) => {
+                            if let Some([from, n]) = term::as_tuple(&msg) {
+                                let to = term::as_pid(from).unwrap().clone();
+                                let _ = echo.send(to, n.clone());
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(r) => break r,
+                    }
+                };
+                let late = echo.send(Dest::Pid(echo.pid().clone()), atom("late"));
+                (reason, late)
+            });
+            let mut w = watcher_node.spawn_process();
+            let mref = w.monitor(Dest::Pid(target.clone()));
+            for i in 0..3000 {
+                let n = term::Term::from(term::FixInteger::from(i));
+                w.send(target.clone(), tuple(vec![w.pid().clone().into(), n]))
+                    .unwrap();
+            }
+            w.exit_other(&target, atom("kill"));
+            let mut before = 0;
+            loop {
+                match w.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+                    Some(Signal::Message { .. }) => before += 1,
+                    Some(Signal::Down {
+                        mref: m, reason, ..
+                    }) if m == mref => {
+                        assert_eq!(reason, atom("killed"));
+                        break;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            let after = w.recv_timeout(Duration::from_millis(300)).await.unwrap();
+            let on = watcher_node.name();
+            assert!(
+                after.is_none(),
+                "watcher on {on}: after {before} replies and the 'DOWN': {after:?}"
+            );
+            let (reason, late) = ended.await.unwrap();
+            assert_eq!(reason, atom("killed"));
+            assert_eq!(late, Err(SendError::Ended));
+        }
         b.shutdown().await;
         a.shutdown().await;
     }
@@ -718,9 +782,10 @@ mod tests {
         assert!(n.peers().is_empty());
         let mut p = n.spawn_process();
         assert!(!n.inner.is_alive(p.pid()));
+        // (Dead: it sends nothing.)
         assert_eq!(
             p.send(Pid::new(other.name(), 1, 0, 1), atom("hi")),
-            Err(SendError::NodeStopped)
+            Err(SendError::Ended)
         );
         assert_eq!(p.recv().await, Err(atom("shutdown")));
         assert!(p.stopped_by_node());

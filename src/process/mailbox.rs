@@ -12,13 +12,15 @@
 //! swapped under the lock), so a busy process takes the lock once per
 //! batch, not once per signal.
 
-use super::Signal;
+use super::{SendError, Signal};
+use crate::term::Term;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// Capacity (signals) a drained queue keeps; a larger one, grown by a
 /// burst, is given back.
@@ -28,6 +30,52 @@ struct Shared {
     state: Mutex<State>,
     /// Live [`MailboxTx`]s.
     senders: AtomicUsize,
+    /// The process has ended (killed, or its receiver dropped): it sends
+    /// nothing more ([`SendGate`]).
+    ended: AtomicBool,
+    /// Sends of the process under way ([`SendGate::open`]).
+    sending: AtomicUsize,
+}
+
+/// How long ending a process waits at most for a send of its own under
+/// way to finish (a send takes microseconds).
+const END_WAIT: Duration = Duration::from_millis(50);
+
+std::thread_local! {
+    /// The mailbox whose process this thread is sending for, as an
+    /// address (0: none): a send that ends its own process (a queue
+    /// bound dropping a peer it is linked to) does not wait for itself.
+    static SENDING_AS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl Shared {
+    /// Marks the process ended, then waits until a send of its own under
+    /// way has finished: after this, nothing more goes out from it.
+    ///
+    /// A send counts itself in `sending` and then reads `ended`; this sets
+    /// `ended` and then reads `sending` (all `SeqCst`): either the send
+    /// sees the end and sends nothing, or this sees the send and waits for
+    /// it. At most [`END_WAIT`], and not at all from inside one of the
+    /// process's own sends.
+    fn end_sends(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        if SENDING_AS.with(|s| s.get()) == self as *const Shared as usize {
+            return;
+        }
+        let until = Instant::now() + END_WAIT;
+        let mut spins = 0u32;
+        while self.sending.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= until {
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -38,6 +86,9 @@ struct State {
     rx_gone: bool,
     /// Every sender is gone: the receiver gets `None` once drained.
     tx_gone: bool,
+    /// The process was ended by an exit signal ([`MailboxTx::kill`]),
+    /// with this reason.
+    killed: Option<Term>,
 }
 
 /// A new mailbox: its sender and its receiver.
@@ -45,6 +96,8 @@ pub fn mailbox() -> (MailboxTx, MailboxRx) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         senders: AtomicUsize::new(1),
+        ended: AtomicBool::new(false),
+        sending: AtomicUsize::new(0),
     });
     (
         MailboxTx(shared.clone()),
@@ -67,7 +120,7 @@ impl MailboxTx {
     #[allow(clippy::result_large_err)]
     pub fn send(&self, s: Signal) -> Result<(), Signal> {
         let mut st = self.0.state.lock();
-        if st.rx_gone {
+        if st.rx_gone || st.killed.is_some() {
             return Err(s);
         }
         st.queue.push_back(s);
@@ -77,6 +130,31 @@ impl MailboxTx {
             w.wake();
         }
         Ok(())
+    }
+}
+
+impl MailboxTx {
+    /// Ends the process at once, as an exit signal ends a BEAM process
+    /// between two reductions: what its mailbox holds is dropped, later
+    /// signals are refused, a send of its own under way finishes and no
+    /// other starts ([`SendGate`]), and its next receive gives `reason`
+    /// ([`MailboxRx::killed`]). Called before its links and monitors are
+    /// told: nothing from it comes after its `'DOWN'` or `'EXIT'`.
+    pub fn kill(&self, reason: Term) {
+        let (queued, waker) = {
+            let mut st = self.0.state.lock();
+            if st.rx_gone || st.killed.is_some() {
+                return;
+            }
+            st.killed = Some(reason);
+            (std::mem::take(&mut st.queue), st.waker.take())
+        };
+        self.0.end_sends();
+        // Dropped outside the lock (signals may own large terms).
+        drop(queued);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -121,8 +199,13 @@ impl MailboxRx {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// [`MailboxRx::recv`] as a poll.
+    /// [`MailboxRx::recv`] as a poll. `None` too once the process was
+    /// killed ([`MailboxRx::killed`]), whatever was left unread.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Signal>> {
+        if self.shared.ended.load(Ordering::Acquire) {
+            self.local = VecDeque::new();
+            return Poll::Ready(None);
+        }
         if let Some(s) = self.local.pop_front() {
             return Poll::Ready(Some(s));
         }
@@ -146,6 +229,20 @@ impl MailboxRx {
 }
 
 impl MailboxRx {
+    /// The reason the process was killed with ([`MailboxTx::kill`]), if
+    /// it was.
+    pub fn killed(&self) -> Option<Term> {
+        if !self.shared.ended.load(Ordering::Acquire) {
+            return None;
+        }
+        self.shared.state.lock().killed.clone()
+    }
+
+    /// The process's [`SendGate`].
+    pub fn gate(&self) -> SendGate {
+        SendGate(self.shared.clone())
+    }
+
     /// Drops every signal already in the mailbox for which `drop_it`
     /// holds; the others keep their order (as `demonitor(Ref, [flush])`
     /// takes a `'DOWN'` out of a BEAM mailbox).
@@ -157,6 +254,8 @@ impl MailboxRx {
 
 impl Drop for MailboxRx {
     fn drop(&mut self) {
+        // (Ended already by `Process`'s drop, before it told the node.)
+        self.shared.end_sends();
         let mut st = self.shared.state.lock();
         st.rx_gone = true;
         let queued = std::mem::take(&mut st.queue);
@@ -169,6 +268,51 @@ impl Drop for MailboxRx {
 impl std::fmt::Debug for MailboxRx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MailboxRx")
+    }
+}
+
+/// What lets a process send, held by the process and each of its
+/// [`ProcessSender`](super::ProcessSender)s: once the process has ended
+/// (killed, or dropped) it sends nothing more, and ending it waits for a
+/// send under way, so that none comes after its `'DOWN'` or `'EXIT'`.
+#[derive(Clone)]
+pub struct SendGate(Arc<Shared>);
+
+impl SendGate {
+    /// Runs `send` as a send of the process, unless it has ended
+    /// ([`SendError::Ended`]).
+    pub fn open<T>(&self, send: impl FnOnce() -> Result<T, SendError>) -> Result<T, SendError> {
+        struct Sending<'a>(&'a Shared, usize);
+        impl Drop for Sending<'_> {
+            fn drop(&mut self) {
+                SENDING_AS.with(|s| s.set(self.1));
+                self.0.sending.fetch_sub(1, Ordering::Release);
+            }
+        }
+        let shared = &*self.0;
+        shared.sending.fetch_add(1, Ordering::SeqCst);
+        let outer = SENDING_AS.with(|s| s.replace(shared as *const Shared as usize));
+        let _sending = Sending(shared, outer);
+        if shared.ended.load(Ordering::SeqCst) {
+            return Err(SendError::Ended);
+        }
+        send()
+    }
+
+    /// Whether the process has ended.
+    pub fn is_ended(&self) -> bool {
+        self.0.ended.load(Ordering::Acquire)
+    }
+
+    /// Marks the process ended, waiting for a send of its own under way.
+    pub(crate) fn end(&self) {
+        self.0.end_sends();
+    }
+}
+
+impl std::fmt::Debug for SendGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SendGate")
     }
 }
 

@@ -103,7 +103,7 @@ impl Signal {
 }
 
 pub mod mailbox;
-pub use mailbox::{mailbox, MailboxRx, MailboxTx};
+pub use mailbox::{mailbox, MailboxRx, MailboxTx, SendGate};
 mod sender;
 pub use sender::ProcessSender;
 
@@ -168,6 +168,10 @@ pub enum SendError {
     /// it dials no node any more.
     #[error("the node is shut down")]
     NodeStopped,
+    /// The sending process has ended (an exit signal killed it, or it was
+    /// dropped): as a dead BEAM process, it sends nothing more.
+    #[error("the sending process has ended")]
+    Ended,
 }
 
 /// How a gen_server call failed.
@@ -260,12 +264,6 @@ pub trait Kernel: Send + Sync + 'static {
     fn trap_exit(&self, pid: &Pid, on: bool) {
         let _ = (pid, on);
     }
-    /// Whether local `pid` lives (by default: always, for a kernel that
-    /// does not keep track).
-    fn is_alive(&self, pid: &Pid) -> bool {
-        let _ = pid;
-        true
-    }
     /// Registers a name for a local pid.
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
     /// The connection a message to `to` goes out on, if it is busy (more
@@ -301,6 +299,8 @@ pub struct Process {
     pid: Pid,
     kernel: Arc<dyn Kernel>,
     rx: MailboxRx,
+    /// Closed once the process has ended: it sends nothing more.
+    gate: SendGate,
     saved: VecDeque<Signal>,
     trap_exit: bool,
     exit_reason: Option<Term>,
@@ -406,6 +406,7 @@ impl Process {
         Process {
             pid,
             kernel,
+            gate: rx.gate(),
             rx,
             saved: VecDeque::new(),
             trap_exit: false,
@@ -444,7 +445,8 @@ impl Process {
 
     /// Sends a message.
     pub fn send(&self, to: impl Into<Dest>, msg: Term) -> Result<(), SendError> {
-        self.kernel.send(&self.pid, &to.into(), msg)
+        let to = to.into();
+        self.gate.open(|| self.kernel.send(&self.pid, &to, msg))
     }
 
     /// Sends a message already in the external format
@@ -467,7 +469,7 @@ impl Process {
     /// [`send`](Self::send) never waits.
     pub async fn send_paced(&self, to: impl Into<Dest>, msg: Term) -> Result<(), SendError> {
         let to = to.into();
-        self.kernel.send(&self.pid, &to, msg)?;
+        self.gate.open(|| self.kernel.send(&self.pid, &to, msg))?;
         if let Some((link, limit)) = self.kernel.busy_link(&to) {
             link.wait_below(limit).await;
         }
@@ -546,7 +548,10 @@ impl Process {
 
     /// Sends an exit signal to another process.
     pub fn exit_other(&self, to: &Pid, reason: Term) {
-        self.kernel.exit2(&self.pid, to, reason);
+        let _ = self.gate.open(|| {
+            self.kernel.exit2(&self.pid, to, reason);
+            Ok(())
+        });
     }
 
     /// Registers a name for this process.
@@ -599,6 +604,16 @@ impl Process {
         None
     }
 
+    /// The reason, when an exit signal has ended this process
+    /// ([`MailboxTx::kill`]): what it had set aside is dropped with its
+    /// mailbox, and every later receive gives the reason.
+    fn was_killed(&mut self) -> Option<Term> {
+        let r = self.rx.killed()?;
+        self.exit_reason = Some(r.clone());
+        self.saved.clear();
+        Some(r)
+    }
+
     async fn next_raw(&mut self) -> Option<Signal> {
         self.rx.recv().await
     }
@@ -626,6 +641,9 @@ impl Process {
         if let Some(r) = &self.exit_reason {
             return Err(r.clone());
         }
+        if let Some(r) = self.was_killed() {
+            return Err(r);
+        }
         if let Some(i) = self.saved.iter().position(&mut pred) {
             return Ok(self.saved.remove(i));
         }
@@ -639,6 +657,9 @@ impl Process {
                 None => self.next_raw().await,
             };
             let Some(s) = s else {
+                if let Some(r) = self.was_killed() {
+                    return Err(r);
+                }
                 // The node dropped the mailbox: only its shutdown does that
                 // while the process still exists.
                 let r = atom("shutdown");
@@ -758,7 +779,8 @@ impl Process {
     /// its alias when the tag carries one (as `gen:reply/2` does), else to
     /// its pid.
     pub fn reply(&self, from: &From, reply: Term) -> Result<(), SendError> {
-        sender::reply_from(&*self.kernel, &self.pid, from, reply)
+        self.gate
+            .open(|| sender::reply_from(&*self.kernel, &self.pid, from, reply))
     }
 
     /// [`Process::reply`] with a reply already in the external format
@@ -778,7 +800,8 @@ impl Process {
             Some(alias) => Target::Alias(alias),
             None => return self.send_encoded(from.pid.clone(), msg),
         };
-        self.kernel.send_encoded(&self.pid, to, msg)
+        self.gate
+            .open(|| self.kernel.send_encoded(&self.pid, to, msg))
     }
 
     /// Answers the system message `request` from `from` ([`parse_system`])
@@ -958,6 +981,9 @@ impl Drop for Process {
             None if std::thread::panicking() => tuple(vec![atom("panic"), atom("rust")]),
             None => atom("normal"),
         };
+        // Nothing goes out from it (a `ProcessSender`'s task) after its
+        // links and monitors are told.
+        self.gate.end();
         self.kernel.exited(&self.pid, reason);
     }
 }

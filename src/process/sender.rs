@@ -2,7 +2,7 @@
 //! to answer one call later holds ([`Process::sender`]), and what lets a
 //! server answer calls with `async` work ([`Process::serve_calls_async`]).
 
-use super::{Dest, From, Kernel, Process, SendError, Signal, Target};
+use super::{Dest, From, Kernel, Process, SendError, SendGate, Signal, Target};
 use crate::term::{self, tuple, Encoded, Pid, Term};
 use std::future::Future;
 use std::sync::Arc;
@@ -13,12 +13,13 @@ use std::sync::Arc;
 /// gen_server hands `From` to a worker that calls `gen_server:reply/2`.
 ///
 /// Messages go out from the process's pid while it lives; once it has
-/// ended they are refused ([`SendError::NoProc`]), as a dead BEAM process
-/// sends nothing.
+/// ended they are refused ([`SendError::Ended`]), as a dead BEAM process
+/// sends nothing, and none comes after its `'DOWN'` or `'EXIT'`.
 #[derive(Clone)]
 pub struct ProcessSender {
     pid: Pid,
     kernel: Arc<dyn Kernel>,
+    gate: SendGate,
 }
 
 impl std::fmt::Debug for ProcessSender {
@@ -35,36 +36,28 @@ impl ProcessSender {
 
     /// Whether the process still lives.
     pub fn is_alive(&self) -> bool {
-        self.kernel.is_alive(&self.pid)
-    }
-
-    fn alive(&self) -> Result<(), SendError> {
-        if self.is_alive() {
-            Ok(())
-        } else {
-            Err(SendError::NoProc)
-        }
+        !self.gate.is_ended()
     }
 
     /// [`Process::send`] from the process.
     pub fn send(&self, to: impl Into<Dest>, msg: Term) -> Result<(), SendError> {
-        self.alive()?;
-        self.kernel.send(&self.pid, &to.into(), msg)
+        let to = to.into();
+        self.gate.open(|| self.kernel.send(&self.pid, &to, msg))
     }
 
     /// [`Process::send_encoded`] from the process.
     pub fn send_encoded(&self, to: impl Into<Dest>, msg: Encoded) -> Result<(), SendError> {
-        self.alive()?;
-        self.kernel
-            .send_encoded(&self.pid, Target::Dest(&to.into()), msg)
+        let to = to.into();
+        self.gate
+            .open(|| self.kernel.send_encoded(&self.pid, Target::Dest(&to), msg))
     }
 
     /// [`Process::reply`] from the process: `{Tag, Reply}` to the caller
     /// (through its alias when the tag carries one, so that a reply after
     /// the caller gave up is dropped).
     pub fn reply(&self, from: &From, reply: Term) -> Result<(), SendError> {
-        self.alive()?;
-        reply_from(&*self.kernel, &self.pid, from, reply)
+        self.gate
+            .open(|| reply_from(&*self.kernel, &self.pid, from, reply))
     }
 }
 
@@ -91,6 +84,7 @@ impl Process {
         ProcessSender {
             pid: self.pid.clone(),
             kernel: self.kernel.clone(),
+            gate: self.gate.clone(),
         }
     }
 

@@ -1475,3 +1475,66 @@ async fn beam_calls_to_an_async_rust_server_are_worked_on_together() {
         "[{0,{'slept',0}},{30,{'slept',30}},{2000,{'slept',2000}}]"
     );
 }
+
+/// A Rust process killed by BEAM with messages still in its mailbox does
+/// nothing more: no reply comes after the `'DOWN'`, and a
+/// `gen_server:send_request` the server answered is never reported as
+/// killed (BEAM ends a process between two reductions).
+#[tokio::test]
+async fn a_rust_process_killed_from_beam_sends_nothing_after_its_down() {
+    use cpg_node::process::Signal;
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut echo = r.spawn_process();
+    let echo_pid = Term::Pid(echo.pid().clone());
+    tokio::spawn(async move {
+        while let Ok(s) = echo.recv().await {
+            if let Signal::Message { msg, .. } = s {
+                if let Some([from, n]) = term::as_tuple(&msg) {
+                    let to = term::as_pid(from).unwrap().clone();
+                    let _ = echo.send(to, n.clone());
+                }
+                // (Slower than the messages come: the kill finds some
+                // waiting.)
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut server = r.spawn_process();
+    let server_pid = Term::Pid(server.pid().clone());
+    tokio::spawn(async move { server.serve_calls(|_, req| req.clone()).await });
+    let got = eval_with(
+        &r,
+        &e.name,
+        "Count = fun C(M, Before) -> \
+             receive {'DOWN', M, process, _, R} -> {Before, R}; N when is_integer(N) -> C(M, Before + 1) \
+             after 5000 -> timeout end \
+         end, \
+         M = monitor(process, P), \
+         [P ! {self(), I} || I <- lists:seq(1, 3000)], \
+         exit(P, kill), \
+         {Before, Why} = Count(M, 0), \
+         After = receive X -> X after 300 -> none end, \
+         Reqs = [gen_server:send_request(S, I) || I <- lists:seq(1, 500)], \
+         exit(S, kill), \
+         Rs = [gen_server:receive_response(Q, 5000) || Q <- Reqs], \
+         Answered = [I || {reply, I} <- Rs], \
+         Killed = length([x || {error, {killed, _}} <- Rs]), \
+         Order = Answered =:= lists:seq(1, length(Answered)) \
+             andalso Killed =:= 500 - length(Answered), \
+         {Why, After, Order, Before, length(Answered)}.",
+        &[("P", echo_pid), ("S", server_pid)],
+    )
+    .await;
+    // (How many came before the kill varies; whether any came after does
+    // not.)
+    let parts = term::as_tuple(&got).unwrap_or_else(|| panic!("{}", show(&got)));
+    assert_eq!(
+        show(&term::tuple(parts[..3].to_vec())),
+        "{'killed','none','true'}",
+        "{}",
+        show(&got)
+    );
+}
