@@ -58,6 +58,28 @@ impl std::hash::Hasher for SeqHasher {
     }
 }
 
+/// Waits while `busy` holds, spinning a little and then yielding the
+/// thread, for at most `max`: whether it stopped holding. For a wait of
+/// microseconds on another thread's short step (a message being routed,
+/// a send under way), bounded so that a step that needs what the waiter
+/// holds cannot hang it.
+pub(crate) fn wait_while(mut busy: impl FnMut() -> bool, max: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + max;
+    let mut spins = 0u32;
+    while busy() {
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    true
+}
+
 /// Gives memory back from a map that has emptied out: once fewer than a
 /// quarter of its slots are used it shrinks to twice its length. Called
 /// after removals, this costs O(1) amortised (a map shrinks again only

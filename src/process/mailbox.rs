@@ -20,7 +20,7 @@ use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Capacity (signals) a drained queue keeps; a larger one, grown by a
 /// burst, is given back.
@@ -62,19 +62,7 @@ impl Shared {
         if SENDING_AS.with(|s| s.get()) == self as *const Shared as usize {
             return;
         }
-        let until = Instant::now() + END_WAIT;
-        let mut spins = 0u32;
-        while self.sending.load(Ordering::SeqCst) > 0 {
-            if Instant::now() >= until {
-                return;
-            }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        crate::util::wait_while(|| self.sending.load(Ordering::SeqCst) > 0, END_WAIT);
     }
 }
 

@@ -357,19 +357,8 @@ impl PeerLink {
         if ROUTING.with(|r| r.get()) == self as *const PeerLink as usize {
             return;
         }
-        let until = Instant::now() + LET_GO_WAIT;
-        let mut spins = 0u32;
-        while self.routing.load(SeqCst) {
-            if Instant::now() >= until {
-                tracing::debug!("let go of a peer whose reader is still routing a message");
-                return;
-            }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        if !crate::util::wait_while(|| self.routing.load(SeqCst), LET_GO_WAIT) {
+            tracing::debug!("let go of a peer whose reader is still routing a message");
         }
     }
 

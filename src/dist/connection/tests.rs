@@ -47,18 +47,23 @@ fn side(io: DuplexStream, name: &str) -> Side {
     side_with(io, name, None)
 }
 
-/// [`side`] with a [`ConnConfig::read_hold`].
-fn side_with(io: DuplexStream, name: &str, read_hold: Option<Duration>) -> Side {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (gtx, got) = mpsc::unbounded_channel();
-    let link = Arc::new(PeerLink::default());
-    let cfg = ConnConfig {
+/// The tests' connection settings, with `read_hold`.
+fn conn_config(read_hold: Option<Duration>) -> ConnConfig {
+    ConnConfig {
         ticktime: TICK,
         max_frame: 1 << 24,
         max_term_memory: crate::term::DEFAULT_MAX_MEMORY,
         fragment_size: 64 * 1024,
         read_hold,
-    };
+    }
+}
+
+/// [`side`] with a [`ConnConfig::read_hold`].
+fn side_with(io: DuplexStream, name: &str, read_hold: Option<Duration>) -> Side {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (gtx, got) = mpsc::unbounded_channel();
+    let link = Arc::new(PeerLink::default());
+    let cfg = conn_config(read_hold);
     let task = tokio::spawn(drive(
         io,
         peer(name),
@@ -464,13 +469,7 @@ async fn let_go_waits_for_the_message_being_routed_and_stops_the_rest() {
     let (started_tx, started) = std::sync::mpsc::channel();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let link = Arc::new(PeerLink::default());
-    let cfg = ConnConfig {
-        ticktime: TICK,
-        max_frame: 1 << 24,
-        max_term_memory: crate::term::DEFAULT_MAX_MEMORY,
-        fragment_size: 64 * 1024,
-        read_hold: None,
-    };
+    let cfg = conn_config(None);
     let (_tx_a, rx_a) = mpsc::unbounded_channel();
     let router = Slow {
         started: started_tx,
