@@ -230,6 +230,10 @@ impl Kernel for Inner {
         self.end_now(pid.clone(), reason);
     }
 
+    fn registered_name(&self, pid: &Pid) -> Option<String> {
+        self.with_proc(pid, |e| e.name.clone()).flatten()
+    }
+
     fn trap_exit(&self, pid: &Pid, on: bool) {
         self.with_proc(pid, |e| e.trap_exit = on);
     }

@@ -266,6 +266,12 @@ pub trait Kernel: Send + Sync + 'static {
     }
     /// Registers a name for a local pid.
     fn register(&self, pid: &Pid, name: &str) -> Result<(), SendError>;
+    /// The name local `pid` is registered under, if any (by default:
+    /// none known).
+    fn registered_name(&self, pid: &Pid) -> Option<String> {
+        let _ = pid;
+        None
+    }
     /// The connection a message to `to` goes out on, if it is busy (more
     /// queued for it, messages or bytes, than the node's limit), with that
     /// limit; `None` otherwise, and for a local destination (by default:
@@ -931,7 +937,10 @@ impl Process {
                     continue;
                 }
                 if let Some((from, req)) = parse_system(msg) {
-                    let name = term::pid_text(&self.pid).to_string();
+                    // (`sys:get_status` names the server as gen_server
+                    // does: by its registered name, else its pid.)
+                    let name = (self.kernel.registered_name(&self.pid))
+                        .unwrap_or_else(|| term::pid_text(&self.pid).to_string());
                     let _ = self.answer_system(&from, &name, req, no_state);
                     continue;
                 }

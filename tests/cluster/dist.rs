@@ -1466,6 +1466,9 @@ async fn beam_calls_to_an_async_rust_server_are_worked_on_together() {
             timer:sleep(20) \
           end || T <- [2000, 0, 30]], \
          undefined = sys:get_state({async_srv, R}), \
+         {status, _, {module, gen_server}, [_, running, _, _, [{header, H} | _]]} = \
+             sys:get_status({async_srv, R}), \
+         \"Status for generic server async_srv\" = H, \
          [receive {done, T, Got} -> {T, Got} end || _ <- [1, 2, 3]].",
         &[("R", atom(r.name()))],
     )
