@@ -307,7 +307,11 @@ async fn supervise(
             Some(p) => p,
             None => supervise::register_again(&node, &name, false, &mut attempt).await,
         };
-        p.trap_exit(true);
+        // Not trapping exits, as OTP pg does not: `exit(Scope, shutdown)`
+        // (or any reason but `normal`) ends it, and it restarts as
+        // kernel's supervisor restarts pg (keeping its members, see
+        // `supervise`).
+        p.trap_exit(false);
         let mut task = Task {
             drops: drops.clone(),
             node: node.clone(),
@@ -593,8 +597,10 @@ impl Task {
                     }
                 }
             }
+            // (Only `normal` could come, which a process that does not
+            // trap exits never gets.)
             Signal::Exit { from, reason, .. } => {
-                tracing::debug!(scope = %self.name, "exit signal from {}: {} (trapped)", term::show(&from), term::show(&reason));
+                tracing::debug!(scope = %self.name, "exit signal from {}: {}", term::show(&from), term::show(&reason));
             }
         }
     }

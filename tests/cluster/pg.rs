@@ -3,7 +3,7 @@
 //! non-members, a disconnect and reconnect, and a BEAM scope restart; the
 //! BEAM scope processes never crash (their pids are checked at the end).
 
-use crate::support::{eval, eventually, unique, ErlNode, World};
+use crate::support::{eval, eval_with, eventually, unique, ErlNode, World};
 use cpg_node::cpg::TermName;
 use cpg_node::pg::{PgError, PgScope, PgScopeError};
 use cpg_node::term::{self, parse::parse_term, Pid, Term};
@@ -352,6 +352,21 @@ async fn reconnect_and_remote_scope_restart_converge() {
     // member and is discovered again; BEAM dropped the old one's groups.
     let old_ours = pg.pid();
     pg.inject_crash();
+    assert!(eventually(10, || async { pg.pid() != old_ours }).await);
+    assert!(converged("pg", "grp", both.to_vec()).await);
+    // Our scope does not trap exits, as OTP pg does not: `normal` from
+    // BEAM is nothing, `shutdown` ends it (restarted as above).
+    let old_ours = pg.pid();
+    let ours = Term::Pid(old_ours.clone());
+    eval_with(
+        &ctl,
+        &a.name,
+        "exit(P, normal), timer:sleep(200).",
+        &[("P", ours.clone())],
+    )
+    .await;
+    assert_eq!(pg.pid(), old_ours, "ended by a normal exit");
+    eval_with(&ctl, &a.name, "exit(P, shutdown).", &[("P", ours)]).await;
     assert!(eventually(10, || async { pg.pid() != old_ours }).await);
     assert!(converged("pg", "grp", both.to_vec()).await);
     // A last change goes through, and no scope crashed on it.
