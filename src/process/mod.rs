@@ -307,6 +307,8 @@ pub struct Process {
     rx: MailboxRx,
     /// Closed once the process has ended: it sends nothing more.
     gate: SendGate,
+    /// Suspended by `sys:suspend` ([`Process::serve`]).
+    suspended: bool,
     saved: VecDeque<Signal>,
     trap_exit: bool,
     exit_reason: Option<Term>,
@@ -413,6 +415,7 @@ impl Process {
             pid,
             kernel,
             gate: rx.gate(),
+            suspended: false,
             rx,
             saved: VecDeque::new(),
             trap_exit: false,
@@ -816,11 +819,13 @@ impl Process {
     /// `get_state` the state, `get_status` `{status, Pid, {module,
     /// gen_server}, [PDict, running, Parent, Debug, Status]}` with the state
     /// under `{data, [{"State", State}]}` (so `sys:get_status/1` and
-    /// observer show it). Any other request (`suspend`, `resume`,
-    /// `replace_state`, `change_code`, a debug option) is answered `{error,
-    /// {unknown_system_msg, Request}}`: this node's processes are never
-    /// suspended or changed by `sys`, and a caller is told so at once where
-    /// it would otherwise wait for its timeout. Written as bytes, the state
+    /// observer show it; `suspended` in place of `running` while
+    /// [`Process::serve`] is suspended). Any other request (`suspend` and
+    /// `resume` outside [`Process::serve`], `replace_state`,
+    /// `change_code`, a debug option) is answered `{error,
+    /// {unknown_system_msg, Request}}`: this node's processes are not
+    /// changed by `sys`, and a caller is told so at once where it would
+    /// otherwise wait for its timeout. Written as bytes, the state
     /// included: a scope's is as long as the scope.
     pub(crate) fn answer_system(
         &self,
@@ -839,6 +844,11 @@ impl Process {
             write::tuple(out, 2);
             write::charlist(out, key);
         };
+        let sys_state = if self.suspended {
+            "suspended"
+        } else {
+            "running"
+        };
         match term::as_atom(request) {
             Some("get_state") => {
                 if let Err(reply) = state(&mut out) {
@@ -855,7 +865,7 @@ impl Process {
                 // [PDict, SysState, Parent, Debug, Status]
                 write::list(&mut out, 5);
                 write::nil(&mut out);
-                write::atom(&mut out, "running");
+                write::atom(&mut out, sys_state);
                 me(&mut out);
                 write::nil(&mut out);
                 write::list(&mut out, 3);
@@ -866,7 +876,7 @@ impl Process {
                 write::atom(&mut out, "data");
                 write::list(&mut out, 3);
                 pair(&mut out, "Status");
-                write::atom(&mut out, "running");
+                write::atom(&mut out, sys_state);
                 pair(&mut out, "Parent");
                 me(&mut out);
                 pair(&mut out, "Logged events");
@@ -937,15 +947,51 @@ impl Process {
                     continue;
                 }
                 if let Some((from, req)) = parse_system(msg) {
-                    // (`sys:get_status` names the server as gen_server
-                    // does: by its registered name, else its pid.)
-                    let name = (self.kernel.registered_name(&self.pid))
-                        .unwrap_or_else(|| term::pid_text(&self.pid).to_string());
-                    let _ = self.answer_system(&from, &name, req, no_state);
+                    if let Err(reason) = self.serve_system(from, req).await {
+                        return reason;
+                    }
                     continue;
                 }
             }
             on_other(self, s);
+        }
+    }
+
+    /// A system message to a server loop, answered as gen_server answers
+    /// it: `sys:suspend` stops the server, which then answers only system
+    /// messages (the others wait in the mailbox, in order) until
+    /// `sys:resume`; any other request as [`Process::answer_system`].
+    /// `Err` with the exit reason when the process is killed meanwhile.
+    async fn serve_system(&mut self, from: From, request: &Term) -> Result<(), Term> {
+        let (mut from, mut request) = (from, request.clone());
+        loop {
+            match term::as_atom(&request) {
+                Some("suspend") => {
+                    self.suspended = true;
+                    let _ = self.reply(&from, atom("ok"));
+                }
+                Some("resume") => {
+                    self.suspended = false;
+                    let _ = self.reply(&from, atom("ok"));
+                }
+                _ => {
+                    // (`sys:get_status` names the server as gen_server
+                    // does: by its registered name, else its pid.)
+                    let name = (self.kernel.registered_name(&self.pid))
+                        .unwrap_or_else(|| term::pid_text(&self.pid).to_string());
+                    let _ = self.answer_system(&from, &name, &request, no_state);
+                }
+            }
+            if !self.suspended {
+                return Ok(());
+            }
+            let is_system = |s: &Signal| matches!(s, Signal::Message { msg, .. } if parse_system(msg).is_some());
+            let Some(Signal::Message { msg, .. }) = self.recv_match(is_system, None).await? else {
+                continue;
+            };
+            if let Some((f, r)) = parse_system(&msg) {
+                (from, request) = (f, r.clone());
+            }
         }
     }
 }

@@ -1541,3 +1541,36 @@ async fn a_rust_process_killed_from_beam_sends_nothing_after_its_down() {
         show(&got)
     );
 }
+
+/// `sys:suspend` stops a Rust server as it stops a gen_server: calls
+/// wait (in order, answered after `sys:resume`), `sys:get_status` says
+/// `suspended`, and `sys:get_state` is answered meanwhile.
+#[tokio::test]
+async fn sys_suspend_and_resume_a_rust_server() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut server = r.spawn_registered("susp").unwrap();
+    tokio::spawn(async move { server.serve_calls(|_, req| req.clone()).await });
+    let got = eval_with(
+        &r,
+        &e.name,
+        "S = {susp, R}, Me = self(), \
+         ok = sys:suspend(S), \
+         [spawn(fun() -> Me ! {got, I, gen_server:call(S, I)} end) || I <- [1, 2]], \
+         Waiting = receive {got, _, _} -> answered after 300 -> waiting end, \
+         {status, _, _, [_, State, _, _, _]} = sys:get_status(S), \
+         undefined = sys:get_state(S), \
+         ok = sys:resume(S), \
+         Got = lists:sort([receive {got, I, V} -> {I, V} after 5000 -> lost end || _ <- [1, 2]]), \
+         {status, _, _, [_, State2, _, _, _]} = sys:get_status(S), \
+         {Waiting, State, Got, State2, gen_server:call(S, 3)}.",
+        &[("R", atom(r.name()))],
+    )
+    .await;
+    assert_eq!(
+        show(&got),
+        "{'waiting','suspended',[{1,1},{2,2}],'running',3}"
+    );
+}
