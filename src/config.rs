@@ -313,11 +313,13 @@ pub struct NodeConfig {
     /// `net_ticktime`: a peer silent this long is declared down; ticks are
     /// sent every quarter of it.
     pub net_ticktime: Duration,
-    /// `net_setuptime`: how long a dial may take to find the node in its
-    /// EPMD and open a TCP connection to it (default 7 s, as BEAM's). A
-    /// SYN sent into a silent network (a partition) is otherwise retried
-    /// by the kernel for about two minutes, and holds the redial after
-    /// the network is back. The handshake after it has a bound of its own.
+    /// `net_setuptime`: how long a connection's set-up may take (default
+    /// 7 s, as BEAM's): for a dial, finding the node in its EPMD, opening
+    /// a TCP connection to it and the handshake together; for a peer that
+    /// dials us, the handshake. A SYN sent into a silent network (a
+    /// partition) is otherwise retried by the kernel for about two
+    /// minutes, and holds the redial after the network is back; a peer
+    /// that accepts and then stalls would hold the dial as long.
     pub net_setuptime: Duration,
     /// Start an EPMD server inside the process if none answers: at start,
     /// and later whenever the EPMD the node registered with is gone and

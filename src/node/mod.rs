@@ -770,6 +770,52 @@ mod tests {
         n.shutdown().await;
     }
 
+    /// A peer that accepts and then says nothing holds a dial no longer
+    /// than `net_setuptime` (the handshake is within it, as BEAM's), and
+    /// one that dials us and says nothing is let go as soon.
+    #[tokio::test]
+    async fn a_handshake_that_stalls_ends_at_net_setuptime() {
+        let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = mute.local_addr().unwrap().port();
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = mute.accept().await {
+                held.push(s);
+            }
+        });
+        let _entry = crate::epmd::register(
+            "127.0.0.1",
+            epmd.port,
+            crate::epmd::NodeEntry::hidden("mute", port),
+        )
+        .await
+        .unwrap();
+        let mut c = config("dialer", epmd.port);
+        c.net_setuptime = Duration::from_millis(500);
+        let n = Node::start(c).await.unwrap();
+        let t = std::time::Instant::now();
+        let got = n.connect("mute@localhost").await;
+        assert!(
+            matches!(&got, Err(DownReason::Unreachable(e)) if e.contains("handshake") && e.contains("net_setuptime")),
+            "{got:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        // Dialling us and saying nothing: closed by us at net_setuptime.
+        let mut quiet = tokio::net::TcpStream::connect(("127.0.0.1", n.port()))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut quiet, &mut buf),
+        )
+        .await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        accepted.abort();
+        n.shutdown().await;
+    }
+
     /// A node that is shut down dials no node (a connect or a send to one
     /// fails at once) and starts no process: one made after is dead, its
     /// receive ending with `shutdown`.

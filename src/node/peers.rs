@@ -473,8 +473,9 @@ impl Inner {
             if let Some(why) = crate::config::mixed_names(&self.config.name, &target) {
                 return Err(ConnectionError::MixedNames(why));
             }
-            // The lookup and the TCP connect bounded together, as BEAM's
-            // `net_setuptime` bounds a connection's set-up: a SYN into a
+            // The lookup, the TCP connect and the handshake bounded
+            // together, as BEAM's `net_setuptime` bounds a connection's
+            // set-up: a SYN into a
             // silent network (a partition) is otherwise retried by the
             // kernel for about two minutes, and the redial after the heal
             // waited that long.
@@ -525,7 +526,11 @@ impl Inner {
                 .await
                 .map_err(|_| timed_out(&at))?
                 .map_err(|e| ConnectionError::Unreachable(format!("{at}: {e}")))?;
-            let peer = connection::handshake_out(&mut s, self.local()).await?;
+            // (The handshake within the same bound, as BEAM's.)
+            let handshake = connection::handshake_out(&mut s, self.local());
+            let peer = tokio::time::timeout_at(deadline, handshake)
+                .await
+                .map_err(|_| timed_out(&format!("the handshake with {at}")))??;
             Ok((s, peer))
         }
         .await;
@@ -592,8 +597,13 @@ impl Inner {
             };
             admit_incoming(&self.name, p, state)
         };
+        // Within `net_setuptime`, as BEAM's accepting side bounds it.
+        let setup = self.config.net_setuptime;
+        let handshake_in = connection::handshake_in(&mut sock, self.local(), admit);
         let handshake = tokio::select! {
-            h = connection::handshake_in(&mut sock, self.local(), admit) => h,
+            h = tokio::time::timeout(setup, handshake_in) => {
+                h.unwrap_or(Err(ConnectionError::HandshakeTimeout))
+            }
             _ = closed => {
                 tracing::debug!(%addr, "closed before its handshake ended: the oldest of {} handshaking", max_handshakes());
                 return;
