@@ -729,6 +729,22 @@ mod tests {
         a.shutdown().await;
     }
 
+    /// A node `dialer` whose `net_setuptime` is 500 ms, and `name`
+    /// registered at `port` in the EPMD at `epmd` (for as long as the
+    /// entry is kept).
+    async fn dialer_of(name: &str, port: u16, epmd: u16) -> (Node, crate::epmd::Registration) {
+        let entry = crate::epmd::register(
+            "127.0.0.1",
+            epmd,
+            crate::epmd::NodeEntry::hidden(name, port),
+        )
+        .await
+        .unwrap();
+        let mut c = config("dialer", epmd);
+        c.net_setuptime = Duration::from_millis(500);
+        (Node::start(c).await.unwrap(), entry)
+    }
+
     /// A dial whose SYN goes unanswered (a listener whose accept queue is
     /// full drops it, as a partitioned network does) ends at
     /// `net_setuptime`, not after the kernel's two minutes of retries.
@@ -749,16 +765,7 @@ mod tests {
             }
             assert!(held.len() < 64, "the listener's queue never filled");
         }
-        let _entry = crate::epmd::register(
-            "127.0.0.1",
-            epmd.port,
-            crate::epmd::NodeEntry::hidden("silent", port),
-        )
-        .await
-        .unwrap();
-        let mut c = config("dialer", epmd.port);
-        c.net_setuptime = Duration::from_millis(500);
-        let n = Node::start(c).await.unwrap();
+        let (n, _entry) = dialer_of("silent", port, epmd.port).await;
         let t = std::time::Instant::now();
         let got = n.connect("silent@localhost").await;
         let took = t.elapsed();
@@ -784,16 +791,7 @@ mod tests {
                 held.push(s);
             }
         });
-        let _entry = crate::epmd::register(
-            "127.0.0.1",
-            epmd.port,
-            crate::epmd::NodeEntry::hidden("mute", port),
-        )
-        .await
-        .unwrap();
-        let mut c = config("dialer", epmd.port);
-        c.net_setuptime = Duration::from_millis(500);
-        let n = Node::start(c).await.unwrap();
+        let (n, _entry) = dialer_of("mute", port, epmd.port).await;
         let t = std::time::Instant::now();
         let got = n.connect("mute@localhost").await;
         assert!(
