@@ -503,8 +503,9 @@ async fn cpg_data_hands_out_the_state_as_genuine_cpg_holds_it() {
 /// `sys:get_state/1` is genuine cpg's `#state{}` record, its groups what
 /// the `cpg_data` call gives (so `cpg_data`'s functions read them), and
 /// `sys:get_status/1` a gen_server's status holding the same state; a
-/// process serving calls has the state `undefined`; and what a Rust
-/// process never is (suspended) is refused. Plain erl: no cpg needed.
+/// process serving calls has the state `undefined` and is suspended and
+/// resumed as a gen_server is; a scope is never suspended (refused).
+/// Plain erl: no cpg needed.
 #[tokio::test]
 async fn sys_asks_our_scope_and_processes_as_a_gen_server() {
     crate::require_erl!();
@@ -530,7 +531,9 @@ async fn sys_asks_our_scope_and_processes_as_a_gen_server() {
              sys:get_status({{cpg_default_scope, R}}, 2000), \
          [{{\"State\", S}}] = proplists:get_value(data, lists:reverse(Status)), \
          undefined = sys:get_state({{sys_echo, R}}, 2000), \
-         {{error, {{unknown_system_msg, suspend}}}} = sys:suspend({{sys_echo, R}}, 2000), \
+         {{error, {{unknown_system_msg, suspend}}}} = sys:suspend({{cpg_default_scope, R}}, 2000), \
+         ok = sys:suspend({{sys_echo, R}}, 2000), \
+         ok = sys:resume({{sys_echo, R}}, 2000), \
          erlang:monotonic_time(millisecond) - T0 < 2000 orelse slow.",
         r.name()
     );
