@@ -963,34 +963,35 @@ impl Process {
     /// `sys:resume`; any other request as [`Process::answer_system`].
     /// `Err` with the exit reason when the process is killed meanwhile.
     async fn serve_system(&mut self, from: From, request: &Term) -> Result<(), Term> {
-        let (mut from, mut request) = (from, request.clone());
-        loop {
-            match term::as_atom(&request) {
-                Some("suspend") => {
-                    self.suspended = true;
-                    let _ = self.reply(&from, atom("ok"));
-                }
-                Some("resume") => {
-                    self.suspended = false;
-                    let _ = self.reply(&from, atom("ok"));
-                }
-                _ => {
-                    // (`sys:get_status` names the server as gen_server
-                    // does: by its registered name, else its pid.)
-                    let name = (self.kernel.registered_name(&self.pid))
-                        .unwrap_or_else(|| term::pid_text(&self.pid).to_string());
-                    let _ = self.answer_system(&from, &name, &request, no_state);
-                }
-            }
-            if !self.suspended {
-                return Ok(());
-            }
+        self.answer_in_loop(&from, request);
+        while self.suspended {
             let is_system = |s: &Signal| matches!(s, Signal::Message { msg, .. } if parse_system(msg).is_some());
-            let Some(Signal::Message { msg, .. }) = self.recv_match(is_system, None).await? else {
-                continue;
-            };
-            if let Some((f, r)) = parse_system(&msg) {
-                (from, request) = (f, r.clone());
+            if let Some(Signal::Message { msg, .. }) = self.recv_match(is_system, None).await? {
+                if let Some((from, request)) = parse_system(&msg) {
+                    self.answer_in_loop(&from, request);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One system message to a server loop ([`Process::serve_system`]).
+    fn answer_in_loop(&mut self, from: &From, request: &Term) {
+        match term::as_atom(request) {
+            Some("suspend") => {
+                self.suspended = true;
+                let _ = self.reply(from, atom("ok"));
+            }
+            Some("resume") => {
+                self.suspended = false;
+                let _ = self.reply(from, atom("ok"));
+            }
+            _ => {
+                // (`sys:get_status` names the server as gen_server does:
+                // by its registered name, else its pid.)
+                let name = (self.kernel.registered_name(&self.pid))
+                    .unwrap_or_else(|| term::pid_text(&self.pid).to_string());
+                let _ = self.answer_system(from, &name, request, no_state);
             }
         }
     }
