@@ -105,7 +105,10 @@ impl Signal {
 pub mod mailbox;
 pub use mailbox::{mailbox, MailboxRx, MailboxTx, SendGate};
 mod sender;
+mod sys_debug;
 pub use sender::ProcessSender;
+pub use sys_debug::MAX_LOGGED_EVENTS;
+use sys_debug::{Event, SysDebug};
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -309,6 +312,8 @@ pub struct Process {
     gate: SendGate,
     /// Suspended by `sys:suspend` ([`Process::serve`]).
     suspended: bool,
+    /// `sys`'s debug options ([`Process::serve`]), while any is on.
+    debug: Option<Box<SysDebug>>,
     saved: VecDeque<Signal>,
     trap_exit: bool,
     exit_reason: Option<Term>,
@@ -416,6 +421,7 @@ impl Process {
             kernel,
             gate: rx.gate(),
             suspended: false,
+            debug: None,
             rx,
             saved: VecDeque::new(),
             trap_exit: false,
@@ -820,9 +826,10 @@ impl Process {
     /// gen_server}, [PDict, running, Parent, Debug, Status]}` with the state
     /// under `{data, [{"State", State}]}` (so `sys:get_status/1` and
     /// observer show it; `suspended` in place of `running` while
-    /// [`Process::serve`] is suspended). Any other request (`suspend` and
-    /// `resume` outside [`Process::serve`], `replace_state`,
-    /// `change_code`, a debug option) is answered `{error,
+    /// [`Process::serve`] is suspended; the events its debug log keeps
+    /// under `"Logged events"`). Any other request (`suspend`, `resume`
+    /// and the debug options outside [`Process::serve`], `replace_state`,
+    /// `change_code`) is answered `{error,
     /// {unknown_system_msg, Request}}`: this node's processes are not
     /// changed by `sys`, and a caller is told so at once where it would
     /// otherwise wait for its timeout. Written as bytes, the state
@@ -880,6 +887,15 @@ impl Process {
                 pair(&mut out, "Parent");
                 me(&mut out);
                 pair(&mut out, "Logged events");
+                let logged: Vec<&Term> = self.debug.iter().flat_map(|d| d.logged()).collect();
+                if !logged.is_empty() {
+                    write::list(&mut out, logged.len());
+                    for e in logged {
+                        if let Err(e) = crate::dist::control::put_term(&mut out, e) {
+                            return Err(SendError::Encode(e.to_string()));
+                        }
+                    }
+                }
                 write::nil(&mut out);
                 write::nil(&mut out);
                 write::tuple(&mut out, 2);
@@ -917,23 +933,18 @@ impl Process {
         mut on_call: impl FnMut(&Process, &Term) -> Term,
         on_other: impl FnMut(&Process, Signal),
     ) -> Term {
-        self.serve_with(
-            |p, from, req| {
-                let reply = on_call(p, req);
-                // A caller that has gone is no error of the server's.
-                let _ = p.reply(&from, reply);
-            },
-            on_other,
-        )
-        .await
+        self.serve_with(|p, from, req| Some((from, on_call(p, req))), on_other)
+            .await
     }
 
     /// The receive loop of [`Process::serve`]: each call's `From` and
-    /// request to `on_call`, system messages answered, any other signal to
-    /// `on_other`; the exit reason when the process is killed.
+    /// request to `on_call`, which gives the reply to send (or `None`:
+    /// another task sends it), system messages answered, any other signal
+    /// to `on_other`; the exit reason when the process is killed. Each is
+    /// an event of `sys`'s debug options ([`sys_debug`]).
     async fn serve_with(
         &mut self,
-        mut on_call: impl FnMut(&Process, From, &Term),
+        mut on_call: impl FnMut(&Process, From, &Term) -> Option<(From, Term)>,
         mut on_other: impl FnMut(&Process, Signal),
     ) -> Term {
         loop {
@@ -943,7 +954,19 @@ impl Process {
             };
             if let Signal::Message { msg, .. } = &s {
                 if let Some((from, req)) = parse_call(msg) {
-                    on_call(self, from, req);
+                    self.debug_event(|| Event::In(msg));
+                    match on_call(self, from, req) {
+                        Some((from, reply)) => {
+                            self.debug_event(|| Event::Out {
+                                reply: &reply,
+                                to: &from,
+                            });
+                            // A caller that has gone is no error of the
+                            // server's.
+                            let _ = self.reply(&from, reply);
+                        }
+                        None => self.debug_event(|| Event::NoReply),
+                    }
                     continue;
                 }
                 if let Some((from, req)) = parse_system(msg) {
@@ -953,15 +976,33 @@ impl Process {
                     continue;
                 }
             }
-            on_other(self, s);
+            if self.debug.is_some() {
+                let msg = s.to_term();
+                self.debug_event(|| Event::In(&msg));
+                on_other(self, s);
+                self.debug_event(|| Event::NoReply);
+            } else {
+                on_other(self, s);
+            }
         }
+    }
+
+    /// Records an event of a server loop for `sys`'s debug options, if
+    /// any is on (`event` is made only then).
+    fn debug_event<'a>(&mut self, event: impl FnOnce() -> Event<'a>) {
+        let Some(debug) = &mut self.debug else {
+            return;
+        };
+        let (kernel, pid) = (&self.kernel, &self.pid);
+        debug.record(event(), || server_name(&**kernel, pid));
     }
 
     /// A system message to a server loop, answered as gen_server answers
     /// it: `sys:suspend` stops the server, which then answers only system
     /// messages (the others wait in the mailbox, in order) until
-    /// `sys:resume`; any other request as [`Process::answer_system`].
-    /// `Err` with the exit reason when the process is killed meanwhile.
+    /// `sys:resume`; a debug option (`sys:statistics`, `sys:log`,
+    /// `sys:trace`, `sys:no_debug`) as [`sys_debug`] says; any other
+    /// request as [`Process::answer_system`]. `Err` with the exit reason when the process is killed meanwhile.
     async fn serve_system(&mut self, from: From, request: &Term) -> Result<(), Term> {
         self.answer_in_loop(&from, request);
         while self.suspended {
@@ -987,14 +1028,31 @@ impl Process {
                 let _ = self.reply(from, atom("ok"));
             }
             _ => {
-                // (`sys:get_status` names the server as gen_server does:
-                // by its registered name, else its pid.)
-                let name = (self.kernel.registered_name(&self.pid))
-                    .unwrap_or_else(|| term::pid_text(&self.pid).to_string());
+                if let Some([what, option]) = term::as_tuple(request) {
+                    if term::as_atom(what) == Some("debug") {
+                        let debug = self.debug.get_or_insert_with(Default::default);
+                        let (kernel, pid) = (&self.kernel, &self.pid);
+                        let reply = debug.command(option, || server_name(&**kernel, pid));
+                        if debug.is_off() {
+                            self.debug = None;
+                        }
+                        let _ = self.reply(from, reply);
+                        return;
+                    }
+                }
+                let name = server_name(&*self.kernel, &self.pid);
                 let _ = self.answer_system(from, &name, request, no_state);
             }
         }
     }
+}
+
+/// The name `sys` shows for a server, as gen_server does: its registered
+/// name, else its pid.
+fn server_name(kernel: &dyn Kernel, pid: &Pid) -> String {
+    kernel
+        .registered_name(pid)
+        .unwrap_or_else(|| term::pid_text(pid).to_string())
 }
 
 /// Removes the monitor of a call whose future was dropped before it

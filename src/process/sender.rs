@@ -121,6 +121,7 @@ impl Process {
                     // is no error of the task's.
                     let _ = sender.reply(&from, reply);
                 });
+                None
             },
             on_other,
         )

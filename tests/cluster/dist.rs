@@ -1574,3 +1574,54 @@ async fn sys_suspend_and_resume_a_rust_server() {
         "{'waiting','suspended',[{1,1},{2,2}],'running',3}"
     );
 }
+
+/// `sys`'s debug options on a Rust server answer as on a gen_server (as
+/// an OTP 25 gen_server answered the same script): statistics count the
+/// messages in and the replies out, the log keeps the last N events in
+/// gen_server's shapes and `sys:get_status` lists them, `no_debug` turns
+/// everything off, and what this node cannot do is refused.
+#[tokio::test]
+async fn sys_debug_options_on_a_rust_server() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut server = r.spawn_registered("sysd").unwrap();
+    tokio::spawn(async move { server.serve_calls(|_, req| req.clone()).await });
+    let got = eval_with(
+        &r,
+        &e.name,
+        "S = {sysd, R}, Me = self(), \
+         Off = {sys:statistics(S, get), sys:log(S, get)}, \
+         ok = sys:statistics(S, true), ok = sys:log(S, {true, 3}), ok = sys:trace(S, true), \
+         a = gen_server:call(S, a), b = gen_server:call(S, b), gen_server:cast(S, c), S ! d, \
+         e = gen_server:call(S, e), \
+         {ok, Stats} = sys:statistics(S, get), \
+         {ok, Log} = sys:log(S, get), \
+         {status, _, _, [_, _, _, _, [_, {data, Data}, _]]} = sys:get_status(S), \
+         {_, Logged} = lists:keyfind(\"Logged events\", 1, Data), \
+         Shapes = [case Ev of \
+                     {in, {'$gen_call', {Me, _}, X}} -> {in_call, X}; \
+                     {out, X, {Me, _}, St} -> {out, X, St}; \
+                     Other -> Other \
+                   end || Ev <- Log], \
+         ok = sys:no_debug(S), \
+         After = {sys:statistics(S, get), sys:log(S, get)}, \
+         {Off, [K || {K, _} <- Stats], \
+          {proplists:get_value(messages_in, Stats), proplists:get_value(messages_out, Stats)}, \
+          Shapes, Logged =:= Log, After, \
+          sys:log(S, {true, x}), sys:log_to_file(S, \"/tmp/x\"), gen_server:call(S, f)}.",
+        &[("R", atom(r.name()))],
+    )
+    .await;
+    assert_eq!(
+        show(&got),
+        "{{{'ok','no_statistics'},{'ok',[]}},\
+         ['start_time','current_time','reductions','messages_in','messages_out'],\
+         {5,3},\
+         [{'noreply','undefined'},{'in_call','e'},{'out','e','undefined'}],\
+         'true',\
+         {{'ok','no_statistics'},{'ok',[]}},\
+         'unknown_debug',{'error','open_file'},'f'}"
+    );
+}
