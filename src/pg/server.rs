@@ -279,6 +279,10 @@ struct Task {
     /// junk would flood the log); once a flood is over, one more says how
     /// many were not logged ([`crate::util::FloodLog`]).
     drops: Arc<crate::util::FloodLog>,
+    /// Lines of peer scopes gone, as `drops`: any process can make itself
+    /// a peer (`discover`), and a node of 200k such peers going down made
+    /// 200k lines.
+    downs: Arc<crate::util::FloodLog>,
 }
 
 /// Runs the scope task, and restarts it (a new process under the scope
@@ -302,6 +306,10 @@ async fn supervise(
     let drops = crate::util::FloodLog::new(10, Duration::from_secs(1), move |held_back| {
         tracing::warn!(scope = %scope, held_back, "{held_back} more dropped messages were not logged (a flood, now over)");
     });
+    let scope = name.clone();
+    let downs = crate::util::FloodLog::new(10, Duration::from_secs(1), move |held_back| {
+        tracing::info!(scope = %scope, held_back, "{held_back} more peer scopes went down (not logged one by one)");
+    });
     loop {
         let mut p = match proc.take() {
             Some(p) => p,
@@ -314,6 +322,7 @@ async fn supervise(
         p.trap_exit(false);
         let mut task = Task {
             drops: drops.clone(),
+            downs: downs.clone(),
             node: node.clone(),
             name: name.clone(),
             proc: p,
@@ -580,7 +589,9 @@ impl Task {
             Signal::Down { mref, item, reason } => {
                 if let Some(peer) = self.peers.remove(&mref) {
                     let node = peer.node.name.clone();
-                    tracing::info!(scope = %self.name, peer = %term::pid_text(&peer), "peer scope down: {}", term::show(&reason));
+                    if let Some(held_back) = self.downs.event() {
+                        tracing::info!(scope = %self.name, peer = %term::pid_text(&peer), held_back, "peer scope down: {}", term::show(&reason));
+                    }
                     self.apply(|s| s.peer_down(&peer));
                     // Restarted scopes never discover a hidden node: find
                     // the new one.
