@@ -41,7 +41,7 @@ use crate::process::{Kernel, Process, SendError};
 use crate::term::{self, atom, tuple, Atom, Pid};
 use links::MonsOut;
 use parking_lot::{Mutex, RwLock};
-use peers::Peer;
+use peers::{Dial, Peer};
 pub use reason::DownReason;
 use registry::ProcTable;
 use std::collections::HashMap;
@@ -117,6 +117,15 @@ struct Inner {
     next_id: AtomicU32,
     next_ref: AtomicU64,
     next_conn: AtomicU64,
+    /// Dials under way that no one asked for by name: a send, monitor,
+    /// link or reply to a node not connected (as BEAM connects on its
+    /// own). At most [`peers::max_unasked_dials`] at once: each holds a
+    /// socket up to `net_setuptime`, and a peer naming made-up nodes (cpg
+    /// joins of their pids, calls with their pids as `From`) had this node
+    /// dial thousands at once, out of file descriptors.
+    unasked_dials: AtomicUsize,
+    /// Warnings of unasked dials refused at that bound, rate-limited.
+    dial_refusals: Arc<crate::util::FloodLog>,
     /// Peers by name: read by every remote send, written when a peer is
     /// dialled, comes up, or goes.
     peers: RwLock<HashMap<String, Peer>>,
@@ -228,6 +237,14 @@ impl Node {
             next_id: AtomicU32::new(100),
             next_ref: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
+            unasked_dials: AtomicUsize::new(0),
+            dial_refusals: crate::util::FloodLog::new(
+                10,
+                std::time::Duration::from_secs(1),
+                |held_back| {
+                    tracing::warn!(held_back, "{held_back} more dials refused (too many under way that no one asked for) were not logged");
+                },
+            ),
             peers: RwLock::default(),
             peer_order: Mutex::default(),
             stopping: AtomicBool::new(false),
@@ -423,7 +440,7 @@ impl Node {
             return Ok(());
         }
         self.inner
-            .peer_tx(node)
+            .peer_tx(node, Dial::Asked)
             .map_err(|e| DownReason::Unreachable(e.to_string()))?;
         let wait = async {
             loop {
@@ -774,6 +791,103 @@ mod tests {
             "{got:?}"
         );
         assert!(took < Duration::from_secs(5), "{took:?}");
+        n.shutdown().await;
+    }
+
+    /// Dials no one asked for (a monitor of a pid on a node not
+    /// connected) are at most `max_unasked_dials` at once: past it, a
+    /// monitor sees `noconnection` at once and nothing is dialled, while
+    /// an asked `connect` still goes through. Once the dials under way end
+    /// (at `net_setuptime`), unasked dials go again.
+    #[tokio::test]
+    async fn unasked_dials_under_way_are_bounded() {
+        use crate::process::Dest;
+        let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+        // Nodes on 127.0.0.2, whose EPMD port takes a connection and
+        // answers nothing: each dial holds its socket until net_setuptime.
+        let mute = match tokio::net::TcpListener::bind(("127.0.0.2", epmd.port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("SKIPPED: cannot listen on 127.0.0.2 ({e})");
+                return;
+            }
+        };
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = mute.accept().await {
+                held.push(s);
+            }
+        });
+        let mut c = config("x", epmd.port);
+        c.name = NodeName::parse("dialer@127.0.0.1").unwrap();
+        c.net_setuptime = Duration::from_secs(2);
+        let n = Node::start(c).await.unwrap();
+        let max = peers::max_unasked_dials();
+        let extra = 20;
+        let mut p = n.spawn_process();
+        let ghost = |i: usize| Pid::new(format!("g{i}@127.0.0.2"), 1, 0, 1);
+        for i in 0..max + extra {
+            p.monitor(Dest::Pid(ghost(i)));
+        }
+        // The ones past the bound at once, the others not yet.
+        let mut downs = 0;
+        while let Ok(Some(s)) = p.recv_timeout(Duration::from_millis(500)).await {
+            assert!(
+                matches!(&s, Signal::Down { reason, .. } if term::as_atom(reason) == Some("noconnection")),
+                "{s:?}"
+            );
+            downs += 1;
+        }
+        assert_eq!(downs, extra);
+        assert_eq!(
+            n.inner
+                .unasked_dials
+                .load(std::sync::atomic::Ordering::Acquire),
+            max
+        );
+        // An asked connect is not held back.
+        let mut oc = config("x", epmd.port);
+        oc.name = NodeName::parse("other@127.0.0.1").unwrap();
+        let other = Node::start(oc).await.unwrap();
+        n.connect(other.name()).await.unwrap();
+        // At net_setuptime the dials under way end: every monitor fired.
+        let t = std::time::Instant::now();
+        while downs < max + extra {
+            let s = p.recv_timeout(Duration::from_secs(10)).await.unwrap();
+            assert!(matches!(s, Some(Signal::Down { .. })), "{s:?}");
+            downs += 1;
+        }
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+        crate::util::wait_while(
+            || {
+                n.inner
+                    .unasked_dials
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    > 0
+            },
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            n.inner
+                .unasked_dials
+                .load(std::sync::atomic::Ordering::Acquire),
+            0
+        );
+        // and unasked dials go again
+        p.monitor(Dest::Pid(ghost(0)));
+        assert!(p
+            .recv_timeout(Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            n.inner
+                .unasked_dials
+                .load(std::sync::atomic::Ordering::Acquire),
+            1
+        );
+        accepted.abort();
+        other.shutdown().await;
         n.shutdown().await;
     }
 

@@ -296,6 +296,36 @@ pub(super) fn max_handshakes() -> usize {
     epmd::server::default_max_connections()
 }
 
+/// Most dials no one asked for ([`Dial::Unasked`]) under way at once: as
+/// many as [`max_handshakes`]. A cluster's own traffic never comes near
+/// it (dials of seeds and discovered nodes are asked for, and are not
+/// counted).
+pub(super) fn max_unasked_dials() -> usize {
+    max_handshakes()
+}
+
+/// Why [`Inner::peer_tx`] may dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dial {
+    /// [`Node::connect`](super::Node::connect): the user, `--connect`,
+    /// the cluster keeper. Never refused for the number of dials.
+    Asked,
+    /// A send, monitor, link or reply to a node not connected. Refused
+    /// (`NoConnection`, so a monitor fires `noconnection` at once, as
+    /// for a dial that failed) while [`max_unasked_dials`] are under way.
+    Unasked,
+}
+
+/// An unasked dial counted in [`Inner`]'s `unasked_dials` until its
+/// set-up is over (or its task ends).
+struct UnaskedDial(Arc<Inner>);
+
+impl Drop for UnaskedDial {
+    fn drop(&mut self) {
+        self.0.unasked_dials.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Inner {
     pub(super) fn local(&self) -> Local {
         Local {
@@ -316,10 +346,11 @@ impl Inner {
         }
     }
 
-    /// The outgoing queue to `node`, dialling it if needed.
+    /// The outgoing queue to `node`, dialling it if needed (see [`Dial`]).
     pub(super) fn peer_tx(
         &self,
         node: &str,
+        why: Dial,
     ) -> Result<(mpsc::UnboundedSender<Outgoing>, Arc<PeerLink>), SendError> {
         if let Some(p) = self.peers.read().get(node) {
             return Ok((p.tx.clone(), p.link.clone()));
@@ -340,6 +371,28 @@ impl Inner {
             return Ok((p.tx.clone(), p.link.clone()));
         }
         let target = NodeName::parse(node).map_err(|_| SendError::NoConnection(node.into()))?;
+        // (Counted under the peers' write lock: no two dials pass the
+        // bound together.)
+        let unasked = match why {
+            Dial::Asked => None,
+            Dial::Unasked => {
+                let max = max_unasked_dials();
+                if self.unasked_dials.load(Ordering::Acquire) >= max {
+                    if let Some(held_back) = self.dial_refusals.event() {
+                        tracing::warn!(
+                            peer = node,
+                            held_back,
+                            "not dialled: {max} dials that no one asked for are under way \
+                             (a send, monitor or reply to a node not connected); \
+                             its monitors see noconnection"
+                        );
+                    }
+                    return Err(SendError::NoConnection(node.into()));
+                }
+                self.unasked_dials.fetch_add(1, Ordering::AcqRel);
+                Some(UnaskedDial(self.arc()))
+            }
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let (adopt, adopted) = oneshot::channel();
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -360,7 +413,8 @@ impl Inner {
         tokio::spawn(async move {
             // A panic (a bug) must not leave a peer entry that never comes
             // up or goes down: the peer is reported down and redialled.
-            let dial = supervise::CatchUnwind::new(me.clone().dial(target, id, rx, adopted));
+            let dial = me.clone().dial(target, id, rx, adopted, unasked);
+            let dial = supervise::CatchUnwind::new(dial);
             if let Err(msg) = dial.await {
                 tracing::error!(peer = %node, "the connection task crashed: {msg}");
                 me.end_peer(&node, id, || DownReason::Crashed(msg));
@@ -393,7 +447,7 @@ impl Inner {
                 p.link.enqueue(&p.tx, out)
             } else {
                 drop(peers);
-                let (tx, link) = self.peer_tx(node)?;
+                let (tx, link) = self.peer_tx(node, Dial::Unasked)?;
                 link.enqueue(&tx, out)
             }
         };
@@ -461,12 +515,13 @@ impl Inner {
         self.end_all(ending);
     }
 
-    pub(super) async fn dial(
+    async fn dial(
         self: Arc<Self>,
         target: NodeName,
         id: u64,
         rx: mpsc::UnboundedReceiver<Outgoing>,
         adopted: oneshot::Receiver<Adopted>,
+        unasked: Option<UnaskedDial>,
     ) {
         let node = target.to_string();
         let result: Result<(TcpStream, PeerInfo), ConnectionError> = async {
@@ -547,6 +602,8 @@ impl Inner {
             }
             other => other.map(|(sock, peer)| (sock, peer, Direction::Out)),
         };
+        // The set-up is over: no longer an unasked dial under way.
+        drop(unasked);
         match result {
             Ok((s, peer, dir)) => self.run_connection(s, peer, id, rx, dir).await,
             Err(e) => {
