@@ -15,7 +15,7 @@
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::TermName;
 use cpg_node::pg::PgScope;
-use cpg_node::pubsub::{self, Naming, PubSub};
+use cpg_node::pubsub::{self, PubSub};
 use cpg_node::term::{self, parse::parse_term};
 use cpg_node::Node;
 use std::time::Duration;
@@ -49,7 +49,8 @@ async fn bridge() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pool = pubsub::seen_pool_size(&scope, &adapter).max(1);
-    let ps = PubSub::new(scope, instance, pool, Naming::Current);
+    let naming = pubsub::seen_naming(&scope, &adapter);
+    let ps = PubSub::new(scope, instance, pool, naming);
     let mut sub = ps.subscribe(&node, &[topic.as_bytes()]).await?;
     let from = node.spawn_process();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();

@@ -18,16 +18,24 @@
 //!   of `Topic`.
 //!
 //! So a [`Subscriber`] joins one process to every group of the pool (each
-//! broadcast arrives once, whatever group it picked) and filters topics
-//! itself; [`PubSub::broadcast`] sends the 4-tuple to one member of the
-//! first group on each node (as Phoenix does).
+//! broadcast arrives once, whatever group it picked), and to each group of
+//! the pool that appears later (a pool grown by a rolling restart, as
+//! Phoenix 2.2 documents it, or a node of another pool size), and filters
+//! topics itself; [`PubSub::broadcast`] sends the 4-tuple to every member
+//! of the pool's first group (as Phoenix sends to every member of the group
+//! it picked; each BEAM node has one, a Rust node one per subscriber).
+//!
+//! Not done: `Phoenix.PubSub.direct_broadcast` to this node sends to the
+//! registered name of a group's worker (`{'Elixir.MyApp.PubSub.Adapter',
+//! Node}`), which no process here has; such a broadcast is dropped.
 
 use crate::cpg::storage::TermName;
 use crate::node::Node;
+use crate::pg::{MonitorError, PgMonitor};
 use crate::pg::{PgScope, PgScopeError};
 use crate::process::{Process, Signal};
 use crate::term::{self, atom, binary, tuple, Pid, Term};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 /// The pg scope every Phoenix.PubSub instance uses.
 pub const SCOPE: &str = "Elixir.Phoenix.PubSub";
@@ -97,23 +105,42 @@ pub fn parse_forward(t: &Term) -> Option<Broadcast> {
     }
 }
 
+/// The number of `group` in `adapter`'s pool, by either naming (`Adapter`
+/// is 1, `Adapter_N` N), or `None` for a group of no such pool.
+pub fn pool_index(adapter: &str, group: &TermName) -> Option<usize> {
+    let g = term::as_atom(group.term())?;
+    if g == adapter {
+        return Some(1);
+    }
+    let n = g.strip_prefix(adapter)?.strip_prefix('_')?;
+    // (Phoenix's own numbers only: no sign, no leading zero.)
+    if n.starts_with(['0', '+']) {
+        return None;
+    }
+    n.parse::<usize>().ok().filter(|&n| n >= 1)
+}
+
 /// How many groups of `adapter`'s pool the scope knows (members on any
 /// node), by either naming: the pool size to subscribe with.
 pub fn seen_pool_size(scope: &PgScope, adapter: &str) -> usize {
-    let prefix = format!("{adapter}_");
     scope
         .which_groups()
         .iter()
-        .filter_map(|g| term::as_atom(g.term()).map(str::to_string))
-        .filter_map(|g| {
-            if g == adapter {
-                Some(1)
-            } else {
-                g.strip_prefix(&prefix)?.parse::<usize>().ok()
-            }
-        })
+        .filter_map(|g| pool_index(adapter, g))
         .max()
         .unwrap_or(0)
+}
+
+/// The naming of `adapter`'s pool as the scope shows it: 2.1.0's when it
+/// has `Adapter_1` and no `Adapter`, else the current one.
+pub fn seen_naming(scope: &PgScope, adapter: &str) -> Naming {
+    let groups = scope.which_groups();
+    let has = |g: &str| groups.contains(&TermName::atom(g));
+    if has(&format!("{adapter}_1")) && !has(adapter) {
+        Naming::V2_1_0
+    } else {
+        Naming::Current
+    }
 }
 
 /// One Phoenix.PubSub instance, seen from this node.
@@ -151,25 +178,37 @@ impl PubSub {
     }
 
     /// A subscriber of `topics` (every topic when empty): a process of
-    /// `node` joined to every group of the pool.
+    /// `node` joined to every group of the pool, and to every other group
+    /// of the adapter's pool the scope has, by either naming; later, as
+    /// [`Subscriber::recv`] says, to each one that appears.
     pub async fn subscribe(
         &self,
         node: &Node,
         topics: &[&[u8]],
     ) -> Result<Subscriber, PgScopeError> {
         let proc = node.spawn_process();
-        for g in &self.groups {
-            self.scope.join(g, proc.pid()).await?;
-        }
-        Ok(Subscriber {
+        // (Watched before the groups are read: none appears unseen.)
+        let (groups, watch) = self.scope.monitor_scope();
+        let mut sub = Subscriber {
             proc,
             topics: topics.iter().map(|t| t.to_vec()).collect(),
-        })
+            scope: self.scope.clone(),
+            adapter: self.adapter.clone(),
+            joined: BTreeSet::new(),
+            watch: Some(watch),
+        };
+        for g in self.groups.iter().chain(groups.keys()) {
+            sub.join(g).await?;
+        }
+        Ok(sub)
     }
 
     /// `Phoenix.PubSub.broadcast(PubSub, Topic, Msg)` from `from`: the
-    /// 4-tuple to one member of the first group on each node (ours
-    /// included, for our own subscribers). Returns the pids sent to.
+    /// 4-tuple to every member of the pool's first group, on every node
+    /// (ours included, for our own subscribers), as Phoenix sends to every
+    /// member of the group it picks on other nodes (each BEAM node has one
+    /// worker in it; a Rust node one member per subscriber). Returns the
+    /// pids sent to.
     pub fn broadcast(&self, from: &Process, topic: &[u8], msg: Term) -> Vec<Pid> {
         self.broadcast_with(from, topic, msg, DEFAULT_DISPATCHER)
     }
@@ -183,13 +222,7 @@ impl PubSub {
         msg: Term,
         dispatcher: &str,
     ) -> Vec<Pid> {
-        let mut nodes = HashSet::new();
-        let targets: Vec<Pid> = self
-            .scope
-            .get_members(&self.groups[0])
-            .into_iter()
-            .filter(|p| nodes.insert(p.node.name.clone()))
-            .collect();
+        let targets = self.scope.get_members(&self.groups[0]);
         let m = forward_to_local(topic, msg, dispatcher);
         targets
             .into_iter()
@@ -210,6 +243,13 @@ impl PubSub {
 pub struct Subscriber {
     proc: Process,
     topics: BTreeSet<Vec<u8>>,
+    scope: PgScope,
+    adapter: String,
+    /// The pool's groups it is in.
+    joined: BTreeSet<TermName>,
+    /// The scope's joins, for groups of the pool that appear (`None` once
+    /// the scope has stopped).
+    watch: Option<PgMonitor>,
 }
 
 impl Subscriber {
@@ -218,11 +258,67 @@ impl Subscriber {
         self.proc.pid()
     }
 
+    /// The pool's groups it is in (it joins each one that appears).
+    pub fn groups(&self) -> impl Iterator<Item = &TermName> {
+        self.joined.iter()
+    }
+
+    /// Joins `group` if it is one of the adapter's pool it is not in yet.
+    /// Counted as joined before the join is asked for: the scope takes the
+    /// join in the same poll, so a `recv` dropped while it waits for the
+    /// answer (a `select!`) neither joins twice (each broadcast would come
+    /// twice) nor misses the group.
+    async fn join(&mut self, group: &TermName) -> Result<(), PgScopeError> {
+        if pool_index(&self.adapter, group).is_none() || !self.joined.insert(group.clone()) {
+            return Ok(());
+        }
+        let joined = self.scope.join(group, self.proc.pid()).await;
+        if joined.is_err() {
+            self.joined.remove(group);
+        }
+        joined
+    }
+
+    /// Joins the groups of the pool that appeared (`seen`), or, after
+    /// events were missed, every group of the pool the scope has.
+    async fn follow_pool(&mut self, seen: Result<crate::pg::PgEvent, MonitorError>) {
+        let groups = match seen {
+            Ok(e) => vec![e.group],
+            Err(MonitorError::Lagged(_)) => self.scope.which_groups(),
+            // The scope stopped: nothing more to follow.
+            Err(_) => {
+                self.watch = None;
+                return;
+            }
+        };
+        for g in groups {
+            if let Err(e) = self.join(&g).await {
+                tracing::warn!("pubsub subscriber: cannot join {g}: {e}");
+            }
+        }
+    }
+
     /// The next broadcast to one of its topics; other messages are logged
-    /// and dropped. `Err` when the process was killed.
+    /// and dropped. Meanwhile it joins each group of the pool that
+    /// appears (a node with a larger pool), so that a broadcast that picks
+    /// it reaches this subscriber too. `Err` when the process was killed.
     pub async fn recv(&mut self) -> Result<Broadcast, Term> {
         loop {
-            match self.proc.recv().await? {
+            let watch = self.watch.as_mut();
+            let seen = async {
+                match watch {
+                    Some(w) => w.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let signal = tokio::select! {
+                s = self.proc.recv() => s?,
+                seen = seen => {
+                    self.follow_pool(seen).await;
+                    continue;
+                }
+            };
+            match signal {
                 Signal::Message { msg, .. } => match parse_forward(&msg) {
                     Some(b) if self.topics.is_empty() || self.topics.contains(&b.topic) => {
                         return Ok(b)
@@ -260,6 +356,26 @@ mod tests {
             groups(&a, 2, Naming::V2_1_0),
             vec![format!("{a}_1"), format!("{a}_2")]
         );
+    }
+
+    #[test]
+    fn pool_indexes_by_either_naming() {
+        let a = adapter_name("MyApp.PubSub");
+        let at = |g: &str| pool_index(&a, &TermName::atom(g));
+        assert_eq!(at(&a), Some(1));
+        assert_eq!(at(&format!("{a}_1")), Some(1));
+        assert_eq!(at(&format!("{a}_12")), Some(12));
+        for not in [
+            "x",
+            "Elixir.MyApp.PubSub.Adapter2",
+            "Elixir.MyApp.PubSub.Adapter_",
+        ] {
+            assert_eq!(at(not), None, "{not}");
+        }
+        for not in ["_0", "_02", "_+2", "_-1", "_x"] {
+            assert_eq!(at(&format!("{a}{not}")), None, "{not}");
+        }
+        assert_eq!(pool_index(&a, &TermName::string(&a)), None);
     }
 
     #[test]

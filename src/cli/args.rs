@@ -194,8 +194,10 @@ pub struct PubsubArgs {
     /// have, at least 1).
     #[arg(long)]
     pub pool_size: Option<usize>,
-    /// Group naming: `current` (2.0 and 2.1.1 onwards) or `2.1.0`.
-    #[arg(long, default_value = "current", value_parser = ["current", "2.1.0"])]
+    /// Group naming: `current` (2.0 and 2.1.1 onwards), `2.1.0`
+    /// (`Adapter_1`, ...), or `auto`: 2.1.0's when the nodes have
+    /// `Adapter_1` and no `Adapter`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "current", "2.1.0"])]
     pub naming: String,
     /// One JSON object per line.
     #[arg(long)]

@@ -247,10 +247,10 @@ pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
     let adapter = pubsub::adapter_name(&p.pubsub);
     let seen = pubsub::seen_pool_size(&scope, &adapter);
     let pool = p.pool_size.unwrap_or(seen).max(1);
-    let naming = if p.naming == "2.1.0" {
-        Naming::V2_1_0
-    } else {
-        Naming::Current
+    let naming = match p.naming.as_str() {
+        "2.1.0" => Naming::V2_1_0,
+        "current" => Naming::Current,
+        _ => pubsub::seen_naming(&scope, &adapter),
     };
     let ps = PubSub::new(scope, &p.pubsub, pool, naming);
     match cmd {

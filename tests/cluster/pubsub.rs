@@ -21,17 +21,7 @@ async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
     let Some(ebin) = elixir_ebin() else { return };
     let w = World::new().await;
     let ctl = w.rust_node("ctl").await;
-    let ex = ErlNode::start(&unique("ex"), &w.cookie, w.epmd.port, &["-pa", &ebin]).await;
-    let groups = eval(
-        &ctl,
-        &ex.name,
-        &format!("{MODEL}:start('Elixir.MyApp.PubSub', 2)."),
-    )
-    .await;
-    eprintln!(
-        "Elixir node {} runs MyApp.PubSub with groups {groups}",
-        ex.name
-    );
+    let ex = model_node(&w, &ctl, &ebin, "ex", 2).await;
     let before = scope_pids(&ctl, &[&ex.name], &["'Elixir.Phoenix.PubSub'"]).await;
 
     let r = w.rust_node("r").await;
@@ -94,19 +84,14 @@ async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
     );
 
     // A Rust broadcast reaches the Elixir subscriber (and ours).
-    let esub = eval(
-        &ctl,
-        &ex.name,
-        &format!("{MODEL}:subscriber('Elixir.MyApp.PubSub', <<\"room:1\">>)."),
-    )
-    .await;
+    let esub = elixir_subscriber(&ctl, &ex.name, "room:1").await;
     let from = r.spawn_process();
     let msg = term::tuple(vec![term::atom("from_rust"), term::int(1)]);
     let sent = ps.broadcast(&from, b"room:1", msg.clone());
     assert_eq!(
         sent.len(),
         2,
-        "one member per node (theirs and ours): {sent:?}"
+        "every member of the first group (their worker and our subscriber): {sent:?}"
     );
     assert!(elixir_got(&ctl, &ex.name, &esub, &msg).await);
     eprintln!("Elixir subscriber got {}", TermName::new(msg.clone()));
@@ -122,11 +107,132 @@ async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
     );
 }
 
+/// A node whose pool is larger (a rolling restart that grows the pool, as
+/// Phoenix 2.2 documents it) brings a group the subscriber was not in: it
+/// joins it, so every broadcast from that node, whatever group it picks,
+/// reaches it once. A Rust broadcast reaches every subscriber of this
+/// node, as Phoenix's reaches every member of the group it picks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_follows_a_grown_pool_and_rust_broadcasts_reach_every_subscriber() {
+    crate::require_erl!();
+    let Some(ebin) = elixir_ebin() else { return };
+    let w = World::new().await;
+    let ctl = w.rust_node("ctl").await;
+    let ex = model_node(&w, &ctl, &ebin, "ex", 1).await;
+    let r = w.rust_node("r").await;
+    let scope = PgScope::start(&r, pubsub::SCOPE).unwrap();
+    r.connect(&ex.name).await.unwrap();
+    let adapter = pubsub::adapter_name("MyApp.PubSub");
+    assert!(
+        eventually(10, || async {
+            pubsub::seen_pool_size(&scope, &adapter) == 1
+        })
+        .await
+    );
+    let ps = PubSub::new(scope.clone(), "MyApp.PubSub", 1, Naming::Current);
+    let mut sub = ps.subscribe(&r, &[b"room:1"]).await.unwrap();
+    let mut sub2 = ps.subscribe(&r, &[b"room:1"]).await.unwrap();
+
+    // Both Rust subscribers get a Rust broadcast, and so does Elixir's.
+    let esub = elixir_subscriber(&ctl, &ex.name, "room:1").await;
+    let from = r.spawn_process();
+    let msg = term::tuple(vec![term::atom("from_rust"), term::int(1)]);
+    let sent = ps.broadcast(&from, b"room:1", msg.clone());
+    assert_eq!(
+        sent.len(),
+        3,
+        "their worker and our two subscribers: {sent:?}"
+    );
+    for s in [&mut sub, &mut sub2] {
+        let got = tokio::time::timeout(Duration::from_secs(10), s.recv()).await;
+        assert_eq!(got.unwrap().unwrap().msg, msg);
+    }
+    assert!(elixir_got(&ctl, &ex.name, &esub, &msg).await);
+
+    // A second node with a pool of 3: its groups 2 and 3 are joined.
+    let ex2 = model_node(&w, &ctl, &ebin, "ex2", 3).await;
+    r.connect(&ex2.name).await.unwrap();
+    let all3 = pubsub::groups(&adapter, 3, Naming::Current);
+    let want: Vec<TermName> = all3.iter().map(|g| TermName::atom(g)).collect();
+    fn joined(subs: [&pubsub::Subscriber; 2]) -> Vec<Vec<TermName>> {
+        subs.iter().map(|s| s.groups().cloned().collect()).collect()
+    }
+    // (recv follows the pool: run it while waiting.)
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                _ = sub.recv() => {}
+                _ = sub2.recv() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            if joined([&sub, &sub2]) == [want.clone(), want.clone()] {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the subscribers are in {:?}",
+        joined([&sub, &sub2])
+    );
+    // Broadcasts from eight processes of the pool-3 node (each picks a
+    // group by its pid), then a marker: each arrives once.
+    for i in 1..=8 {
+        elixir_broadcast(&ctl, &ex2.name, "room:1", &format!("{{grown, {i}}}")).await;
+    }
+    elixir_broadcast(&ctl, &ex2.name, "room:1", "done").await;
+    let mut got = Vec::new();
+    loop {
+        let b = tokio::time::timeout(Duration::from_secs(10), sub.recv())
+            .await
+            .expect("a broadcast of the grown pool did not reach the Rust subscriber")
+            .unwrap();
+        if term::as_atom(&b.msg) == Some("done") {
+            break;
+        }
+        got.push(TermName::new(b.msg).to_string());
+    }
+    got.sort();
+    let expected: Vec<String> = (1..=8).map(|i| format!("{{grown,{i}}}")).collect();
+    assert_eq!(got, expected);
+}
+
+/// An Elixir node (named from `prefix`) on which the model runs
+/// `MyApp.PubSub` with a pool of `pool` groups.
+async fn model_node(
+    w: &World,
+    ctl: &cpg_node::Node,
+    ebin: &str,
+    prefix: &str,
+    pool: usize,
+) -> ErlNode {
+    let ex = ErlNode::start(&unique(prefix), &w.cookie, w.epmd.port, &["-pa", ebin]).await;
+    let groups = eval(
+        ctl,
+        &ex.name,
+        &format!("{MODEL}:start('Elixir.MyApp.PubSub', {pool})."),
+    )
+    .await;
+    eprintln!(
+        "Elixir node {} runs MyApp.PubSub with groups {groups}",
+        ex.name
+    );
+    ex
+}
+
 /// `Phoenix.PubSub.broadcast(MyApp.PubSub, Topic, Msg)` (Msg in Erlang
 /// syntax) from a new process on the Elixir node.
 async fn elixir_broadcast(ctl: &cpg_node::Node, ex: &str, topic: &str, msg: &str) {
     let code = format!("{MODEL}:broadcast('Elixir.MyApp.PubSub', <<\"{topic}\">>, {msg}).");
     eval(ctl, ex, &code).await;
+}
+
+/// A process on the Elixir node subscribed to `topic` that records what
+/// it gets ([`elixir_got`]).
+async fn elixir_subscriber(ctl: &cpg_node::Node, ex: &str, topic: &str) -> Term {
+    let code = format!("{MODEL}:subscriber('Elixir.MyApp.PubSub', <<\"{topic}\">>).");
+    eval(ctl, ex, &code).await
 }
 
 /// Whether the Elixir subscriber `esub` gets exactly `[want]` (within 10 s).
@@ -153,13 +259,7 @@ async fn cli_subscribe_and_broadcast() {
     let Some(ebin) = elixir_ebin() else { return };
     let w = World::new().await;
     let ctl = w.rust_node("ctl").await;
-    let ex = ErlNode::start(&unique("ex"), &w.cookie, w.epmd.port, &["-pa", &ebin]).await;
-    eval(
-        &ctl,
-        &ex.name,
-        &format!("{MODEL}:start('Elixir.MyApp.PubSub', 3)."),
-    )
-    .await;
+    let ex = model_node(&w, &ctl, &ebin, "ex", 3).await;
 
     let sname = format!("{}@{}", unique("sub"), crate::support::host());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
@@ -190,12 +290,7 @@ async fn cli_subscribe_and_broadcast() {
     assert_eq!(v["msg"], "{new_msg,<<\"hi\">>}", "{line}");
     let _ = child.kill().await;
 
-    let esub = eval(
-        &ctl,
-        &ex.name,
-        &format!("{MODEL}:subscriber('Elixir.MyApp.PubSub', <<\"room:2\">>)."),
-    )
-    .await;
+    let esub = elixir_subscriber(&ctl, &ex.name, "room:2").await;
     let (code, out) = crate::cli::cli(
         &w,
         &[
