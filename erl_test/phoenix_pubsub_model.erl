@@ -16,7 +16,7 @@
 %%   {forward_to_local, Topic, Msg, Dispatcher} to its members on other
 %%   nodes, then dispatches locally; a worker dispatches what it receives.
 -module(phoenix_pubsub_model).
--export([start/2, broadcast/3, subscriber/2, received/1]).
+-export([start/2, broadcast/3, direct_broadcast/4, subscriber/2, received/1]).
 
 -define(SCOPE, 'Elixir.Phoenix.PubSub').
 -define(DISPATCHER, 'Elixir.Phoenix.PubSub').
@@ -71,6 +71,15 @@ broadcast(Name, Topic, Msg) ->
     Forward = {forward_to_local, Topic, Msg, ?DISPATCHER},
     [P ! Forward || P <- pg:get_members(?SCOPE, Group), node(P) =/= node()],
     local_broadcast(Name, Topic, Msg).
+
+%% Phoenix.PubSub.direct_broadcast(Name, Node, Topic, Msg) from the calling
+%% process: the 4-tuple to the registered name of one group (picked as
+%% broadcast picks it) on Node.
+direct_broadcast(Name, Node, Topic, Msg) ->
+    Groups = persistent_term:get({?MODULE, Name}),
+    Group = element(erlang:phash2(self(), tuple_size(Groups)) + 1, Groups),
+    {Group, Node} ! {forward_to_local, Topic, Msg, ?DISPATCHER},
+    ok.
 
 %% The default dispatcher: Msg to every local subscriber of Topic.
 local_broadcast(Name, Topic, Msg) ->

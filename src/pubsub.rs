@@ -25,9 +25,12 @@
 //! of the pool's first group (as Phoenix sends to every member of the group
 //! it picked; each BEAM node has one, a Rust node one per subscriber).
 //!
-//! Not done: `Phoenix.PubSub.direct_broadcast` to this node sends to the
-//! registered name of a group's worker (`{'Elixir.MyApp.PubSub.Adapter',
-//! Node}`), which no process here has; such a broadcast is dropped.
+//!
+//! `Phoenix.PubSub.direct_broadcast` to this node sends the 4-tuple to the
+//! registered name of one group's worker (`{'Elixir.MyApp.PubSub.Adapter',
+//! Node}`). A node with subscribers has, for each group of the pool they
+//! are in, a forwarder registered under the group's name that hands what
+//! it gets to the group's local members: each subscriber gets it once.
 
 use crate::cpg::storage::TermName;
 use crate::node::Node;
@@ -190,6 +193,7 @@ impl PubSub {
         // (Watched before the groups are read: none appears unseen.)
         let (groups, watch) = self.scope.monitor_scope();
         let mut sub = Subscriber {
+            node: node.clone(),
             proc,
             topics: topics.iter().map(|t| t.to_vec()).collect(),
             scope: self.scope.clone(),
@@ -237,10 +241,44 @@ impl PubSub {
     }
 }
 
+/// Starts, unless one runs, the forwarder of `group` on `node`: a process
+/// registered under the group's name, as Phoenix's worker is, that gives
+/// each `{forward_to_local, ...}` it gets (a `direct_broadcast` to this
+/// node) to the group's members on this node (its subscribers), and drops
+/// anything else. It runs as long as the node (one per group of a pool).
+fn start_forwarder(node: &Node, scope: &PgScope, group: &TermName) {
+    let Some(name) = term::as_atom(group.term()) else {
+        return;
+    };
+    // (Taken: a forwarder runs, started for another subscriber.)
+    let Ok(mut proc) = node.spawn_registered(name) else {
+        return;
+    };
+    let (scope, group) = (scope.clone(), group.clone());
+    tokio::spawn(async move {
+        while let Ok(signal) = proc.recv().await {
+            let Signal::Message { msg, .. } = signal else {
+                continue;
+            };
+            if parse_forward(&msg).is_none() {
+                tracing::debug!(
+                    "pubsub forwarder: dropped {}",
+                    crate::util::short_text(&msg)
+                );
+                continue;
+            }
+            for member in scope.get_local_members(&group) {
+                let _ = proc.send(member, msg.clone());
+            }
+        }
+    });
+}
+
 /// A Rust subscriber of a PubSub instance's topics (see [`PubSub::subscribe`]).
 /// Dropping it ends its process, which leaves the groups on every node.
 #[derive(Debug)]
 pub struct Subscriber {
+    node: Node,
     proc: Process,
     topics: BTreeSet<Vec<u8>>,
     scope: PgScope,
@@ -275,8 +313,10 @@ impl Subscriber {
         let joined = self.scope.join(group, self.proc.pid()).await;
         if joined.is_err() {
             self.joined.remove(group);
+            return joined;
         }
-        joined
+        start_forwarder(&self.node, &self.scope, group);
+        Ok(())
     }
 
     /// Joins the groups of the pool that appeared (`seen`), or, after

@@ -196,6 +196,40 @@ async fn a_subscriber_follows_a_grown_pool_and_rust_broadcasts_reach_every_subsc
     got.sort();
     let expected: Vec<String> = (1..=8).map(|i| format!("{{grown,{i}}}")).collect();
     assert_eq!(got, expected);
+
+    // `direct_broadcast` to our node from eight processes of the pool-3
+    // node (each names one group's worker): every subscriber gets each
+    // once. (sub2 has the pool-3 broadcasts queued before them.)
+    for i in 1..=8 {
+        let code = format!(
+            "{MODEL}:direct_broadcast('Elixir.MyApp.PubSub', '{}', <<\"room:1\">>, {{direct, {i}}}).",
+            r.name()
+        );
+        eval(&ctl, &ex2.name, &code).await;
+    }
+    let code = format!(
+        "{MODEL}:direct_broadcast('Elixir.MyApp.PubSub', '{}', <<\"room:1\">>, done).",
+        r.name()
+    );
+    eval(&ctl, &ex2.name, &code).await;
+    for (s, skip) in [(&mut sub, 0), (&mut sub2, 9)] {
+        let mut got = Vec::new();
+        loop {
+            let b = tokio::time::timeout(Duration::from_secs(10), s.recv())
+                .await
+                .expect("a direct broadcast did not reach a Rust subscriber")
+                .unwrap();
+            got.push(TermName::new(b.msg).to_string());
+            if got.len() > skip && got.last().map(String::as_str) == Some("done") {
+                break;
+            }
+        }
+        let mut direct: Vec<String> = got.split_off(skip);
+        direct.pop();
+        direct.sort();
+        let expected: Vec<String> = (1..=8).map(|i| format!("{{direct,{i}}}")).collect();
+        assert_eq!(direct, expected);
+    }
 }
 
 /// An Elixir node (named from `prefix`) on which the model runs
