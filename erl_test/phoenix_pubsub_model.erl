@@ -2,10 +2,9 @@
 %% onwards; pool size 1 is 2.0), for a node where Phoenix itself is not
 %% installed. Runs on an erl node with Elixir's ebin on the path: the local
 %% subscriptions live in an Elixir `Registry`, as Phoenix keeps them. Every
-%% wire shape is in this module; with Phoenix installed, the same test runs
-%% against `Phoenix.PubSub` itself by starting it instead of `start/2` and
-%% calling `Phoenix.PubSub.broadcast/3` and `subscribe/2` in the places of
-%% `broadcast/3` and `subscriber/2`.
+%% wire shape is in this module. `phoenix_pubsub_genuine` has the same
+%% interface over Phoenix.PubSub itself: the tests use it when
+%% PHOENIX_PUBSUB_EBIN names a Phoenix.PubSub build.
 %%
 %% - scope: 'Elixir.Phoenix.PubSub' (pg:start_link(Phoenix.PubSub) in
 %%   Phoenix's application);
@@ -16,7 +15,7 @@
 %%   {forward_to_local, Topic, Msg, Dispatcher} to its members on other
 %%   nodes, then dispatches locally; a worker dispatches what it receives.
 -module(phoenix_pubsub_model).
--export([start/2, broadcast/3, direct_broadcast/4, subscriber/2, received/1]).
+-export([start/2, groups/1, broadcast/3, direct_broadcast/4, subscriber/2, received/1]).
 
 -define(SCOPE, 'Elixir.Phoenix.PubSub').
 -define(DISPATCHER, 'Elixir.Phoenix.PubSub').
@@ -39,6 +38,10 @@ start(Name, PoolSize) ->
         receive stop -> ok end
     end),
     receive {Owner, Groups} -> wait_workers(Groups), Groups after 10000 -> timeout end.
+
+%% The pool's group atoms.
+groups(Name) ->
+    tuple_to_list(persistent_term:get({?MODULE, Name})).
 
 wait_workers(Groups) ->
     case lists:all(fun(G) -> lists:member(whereis(G), pg:get_local_members(?SCOPE, G)) end, Groups) of

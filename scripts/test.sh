@@ -6,6 +6,8 @@
 #
 # Tests against genuine cpg are `#[ignore]`d unless CPG_EBIN names the ebin
 # folders of a cpg, trie and quickrand you built yourself; then they run too.
+# PHOENIX_PUBSUB_EBIN (the ebin folder of a Phoenix.PubSub you built) has
+# the Phoenix.PubSub tests drive it instead of the project's model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,12 @@ if [ -n "${CPG_EBIN:-}" ]; then
   IGNORED=(--include-ignored)
 else
   echo "== CPG_EBIN is not set: the tests against genuine cpg are reported as ignored (the project's own erl_test driver scopes still run)"
+fi
+
+if [ -n "${PHOENIX_PUBSUB_EBIN:-}" ]; then
+  echo "== PHOENIX_PUBSUB_EBIN is set: the Phoenix.PubSub tests drive Phoenix.PubSub itself"
+else
+  echo "== PHOENIX_PUBSUB_EBIN is not set: the Phoenix.PubSub tests run against the project's model of it (erl_test/phoenix_pubsub_model.erl)"
 fi
 
 echo "== cargo fmt / clippy / doc"

@@ -1,9 +1,12 @@
 //! Phoenix.PubSub's wire shapes between the Rust node and an Elixir node
-//! (erl with Elixir's ebin; Phoenix itself is not installed here, so
-//! `erl_test/phoenix_pubsub_model.erl` plays its PG2 adapter, with an
-//! Elixir Registry for subscriptions): a broadcast from the Elixir side
-//! reaches a Rust subscriber exactly once, with a pool of two groups, and a
-//! Rust broadcast reaches an Elixir subscriber.
+//! (erl with Elixir's ebin): a broadcast from the Elixir side reaches a
+//! Rust subscriber exactly once, with a pool of two groups, and a Rust
+//! broadcast reaches an Elixir subscriber. Phoenix itself is not part of
+//! this repository: `erl_test/phoenix_pubsub_model.erl` plays its PG2
+//! adapter (with an Elixir Registry for subscriptions), unless
+//! `PHOENIX_PUBSUB_EBIN` names the ebin folder of a Phoenix.PubSub build,
+//! and then `erl_test/phoenix_pubsub_genuine.erl` drives Phoenix.PubSub
+//! itself through the same calls ([`driver`]).
 
 use crate::pg::scope_pids;
 use crate::support::{elixir_ebin, eval, eventually, unique, ErlNode, World};
@@ -13,7 +16,15 @@ use cpg_node::pubsub::{self, Naming, PubSub};
 use cpg_node::term::{self, Term};
 use std::time::Duration;
 
-const MODEL: &str = "phoenix_pubsub_model";
+/// The erl_test module the tests call for the Elixir side: Phoenix.PubSub
+/// itself when `PHOENIX_PUBSUB_EBIN` is set, else our model; and the
+/// folder of the Phoenix build, when there is one.
+fn driver() -> (&'static str, Option<String>) {
+    match std::env::var("PHOENIX_PUBSUB_EBIN") {
+        Ok(ebin) if !ebin.is_empty() => ("phoenix_pubsub_genuine", Some(ebin)),
+        _ => ("phoenix_pubsub_model", None),
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
@@ -197,18 +208,19 @@ async fn a_subscriber_follows_a_grown_pool_and_rust_broadcasts_reach_every_subsc
     let expected: Vec<String> = (1..=8).map(|i| format!("{{grown,{i}}}")).collect();
     assert_eq!(got, expected);
 
+    let (model, _) = driver();
     // `direct_broadcast` to our node from eight processes of the pool-3
     // node (each names one group's worker): every subscriber gets each
     // once. (sub2 has the pool-3 broadcasts queued before them.)
     for i in 1..=8 {
         let code = format!(
-            "{MODEL}:direct_broadcast('Elixir.MyApp.PubSub', '{}', <<\"room:1\">>, {{direct, {i}}}).",
+            "{model}:direct_broadcast('Elixir.MyApp.PubSub', '{}', <<\"room:1\">>, {{direct, {i}}}).",
             r.name()
         );
         eval(&ctl, &ex2.name, &code).await;
     }
     let code = format!(
-        "{MODEL}:direct_broadcast('Elixir.MyApp.PubSub', '{}', <<\"room:1\">>, done).",
+        "{model}:direct_broadcast('Elixir.MyApp.PubSub', '{}', <<\"room:1\">>, done).",
         r.name()
     );
     eval(&ctl, &ex2.name, &code).await;
@@ -241,15 +253,20 @@ async fn model_node(
     prefix: &str,
     pool: usize,
 ) -> ErlNode {
-    let ex = ErlNode::start(&unique(prefix), &w.cookie, w.epmd.port, &["-pa", ebin]).await;
+    let (model, phoenix) = driver();
+    let mut args = vec!["-pa", ebin];
+    if let Some(p) = &phoenix {
+        args.extend(["-pa", p.as_str()]);
+    }
+    let ex = ErlNode::start(&unique(prefix), &w.cookie, w.epmd.port, &args).await;
     let groups = eval(
         ctl,
         &ex.name,
-        &format!("{MODEL}:start('Elixir.MyApp.PubSub', {pool})."),
+        &format!("{model}:start('Elixir.MyApp.PubSub', {pool})."),
     )
     .await;
     eprintln!(
-        "Elixir node {} runs MyApp.PubSub with groups {groups}",
+        "Elixir node {} runs MyApp.PubSub ({model}) with groups {groups}",
         ex.name
     );
     ex
@@ -258,21 +275,24 @@ async fn model_node(
 /// `Phoenix.PubSub.broadcast(MyApp.PubSub, Topic, Msg)` (Msg in Erlang
 /// syntax) from a new process on the Elixir node.
 async fn elixir_broadcast(ctl: &cpg_node::Node, ex: &str, topic: &str, msg: &str) {
-    let code = format!("{MODEL}:broadcast('Elixir.MyApp.PubSub', <<\"{topic}\">>, {msg}).");
+    let (model, _) = driver();
+    let code = format!("{model}:broadcast('Elixir.MyApp.PubSub', <<\"{topic}\">>, {msg}).");
     eval(ctl, ex, &code).await;
 }
 
 /// A process on the Elixir node subscribed to `topic` that records what
 /// it gets ([`elixir_got`]).
 async fn elixir_subscriber(ctl: &cpg_node::Node, ex: &str, topic: &str) -> Term {
-    let code = format!("{MODEL}:subscriber('Elixir.MyApp.PubSub', <<\"{topic}\">>).");
+    let (model, _) = driver();
+    let code = format!("{model}:subscriber('Elixir.MyApp.PubSub', <<\"{topic}\">>).");
     eval(ctl, ex, &code).await
 }
 
 /// Whether the Elixir subscriber `esub` gets exactly `[want]` (within 10 s).
 async fn elixir_got(ctl: &cpg_node::Node, ex: &str, esub: &Term, want: &Term) -> bool {
+    let (model, _) = driver();
     eventually(10, || async {
-        let got = eval(ctl, ex, &format!("{MODEL}:received({}).", erl_pid(esub))).await;
+        let got = eval(ctl, ex, &format!("{model}:received({}).", erl_pid(esub))).await;
         term::as_list(&got).is_some_and(|l| l == std::slice::from_ref(want))
     })
     .await
@@ -308,7 +328,9 @@ async fn cli_subscribe_and_broadcast() {
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     // Subscribed once its process is in all three groups.
     assert!(eventually(20, || async {
-        let got = eval(&ctl, &ex.name, "lists:sum([length([P || P <- pg:get_members('Elixir.Phoenix.PubSub', G), node(P) =/= node()]) || G <- tuple_to_list(persistent_term:get({phoenix_pubsub_model, 'Elixir.MyApp.PubSub'}))]).").await;
+        let (model, _) = driver();
+        let code = format!("lists:sum([length([P || P <- pg:get_members('Elixir.Phoenix.PubSub', G), node(P) =/= node()]) || G <- {model}:groups('Elixir.MyApp.PubSub')]).");
+        let got = eval(&ctl, &ex.name, &code).await;
         term::as_int(&got) == Some(3)
     })
     .await);
