@@ -62,9 +62,10 @@ pub fn adapter_name(name: &str) -> String {
     format!("Elixir.{bare}.Adapter")
 }
 
-/// The pool's group atoms, in the order Phoenix numbers them.
+/// The pool's group atoms, in the order Phoenix numbers them (a pool of 1
+/// to [`MAX_POOL_SIZE`]: a size outside is taken as the nearest).
 pub fn groups(adapter: &str, pool_size: usize, naming: Naming) -> Vec<String> {
-    (1..=pool_size.max(1))
+    (1..=pool_size.clamp(1, MAX_POOL_SIZE))
         .map(|i| match (naming, i) {
             (Naming::Current, 1) => adapter.to_string(),
             _ => format!("{adapter}_{i}"),
@@ -108,8 +109,16 @@ pub fn parse_forward(t: &Term) -> Option<Broadcast> {
     }
 }
 
+/// The largest pool this module takes a group of (`Adapter_N` with N at
+/// most this): Phoenix's pools are a few dozen groups at most, and a peer
+/// joining `Adapter_2000000` had a subscriber build and join two million
+/// groups (out of memory). A larger group is ignored, as a group of no
+/// pool.
+pub const MAX_POOL_SIZE: usize = 1024;
+
 /// The number of `group` in `adapter`'s pool, by either naming (`Adapter`
-/// is 1, `Adapter_N` N), or `None` for a group of no such pool.
+/// is 1, `Adapter_N` N), or `None` for a group of no such pool (or past
+/// [`MAX_POOL_SIZE`]).
 pub fn pool_index(adapter: &str, group: &TermName) -> Option<usize> {
     let g = term::as_atom(group.term())?;
     if g == adapter {
@@ -120,7 +129,9 @@ pub fn pool_index(adapter: &str, group: &TermName) -> Option<usize> {
     if n.starts_with(['0', '+']) {
         return None;
     }
-    n.parse::<usize>().ok().filter(|&n| n >= 1)
+    n.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_POOL_SIZE).contains(n))
 }
 
 /// How many groups of `adapter`'s pool the scope knows (members on any
@@ -135,11 +146,13 @@ pub fn seen_pool_size(scope: &PgScope, adapter: &str) -> usize {
 }
 
 /// The naming of `adapter`'s pool as the scope shows it: 2.1.0's when it
-/// has `Adapter_1` and no `Adapter`, else the current one.
+/// has `Adapter_1` (which only 2.1.0 makes), else the current one. (Not
+/// "and no `Adapter`": a subscriber started before the nodes ran
+/// Phoenix.PubSub joins `Adapter`, the current naming's pool of 1, and
+/// stays there.)
 pub fn seen_naming(scope: &PgScope, adapter: &str) -> Naming {
-    let groups = scope.which_groups();
-    let has = |g: &str| groups.contains(&TermName::atom(g));
-    if has(&format!("{adapter}_1")) && !has(adapter) {
+    let first = TermName::atom(&format!("{adapter}_1"));
+    if scope.which_groups().contains(&first) {
         Naming::V2_1_0
     } else {
         Naming::Current
@@ -405,6 +418,11 @@ mod tests {
         assert_eq!(at(&a), Some(1));
         assert_eq!(at(&format!("{a}_1")), Some(1));
         assert_eq!(at(&format!("{a}_12")), Some(12));
+        assert_eq!(at(&format!("{a}_{MAX_POOL_SIZE}")), Some(MAX_POOL_SIZE));
+        let past = MAX_POOL_SIZE + 1;
+        assert_eq!(at(&format!("{a}_{past}")), None);
+        assert_eq!(at(&format!("{a}_2000000")), None);
+        assert_eq!(at(&format!("{a}_99999999999999999999999")), None);
         for not in [
             "x",
             "Elixir.MyApp.PubSub.Adapter2",
