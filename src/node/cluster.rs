@@ -26,6 +26,17 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
+/// Most dials under way at once of targets that are not seeds (found by
+/// discovery, or peers seen). A seed's `erlang:nodes()` can list any names:
+/// one that listed 30,000 made-up nodes had the keeper dial them all at
+/// once, 20,000 file descriptors, and real peers refused. The rest wait
+/// their turn; seeds are never held back.
+pub const MAX_OTHER_DIALS: usize = 32;
+
+/// Most nodes the keeper knows (seeds included): names listed past it are
+/// not taken (a warning says so).
+pub const MAX_TARGETS: usize = 4096;
+
 /// A node-name pattern for [`ClusterOptions::only`]: `*` stands for any run
 /// of characters (also none), `?` for one character, as in a shell glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,12 +264,27 @@ impl Keeper {
     /// until [`Keeper::dialled`] reports the outcome.
     pub fn due(&mut self, now: Instant) -> Vec<String> {
         let mut v = Vec::new();
-        for (n, t) in self.targets.iter_mut() {
-            if !t.connected && !t.dialling && t.next_at.is_some_and(|at| at <= now) {
-                t.dialling = true;
-                t.next_at = None;
-                v.push(n.clone());
+        let mut others = self.others_dialling();
+        // (Seeds first, then the rest by name: which ones the bound lets
+        // through does not depend on the table's order.)
+        let mut due: Vec<(&String, &mut Target)> = self
+            .targets
+            .iter_mut()
+            .filter(|(_, t)| !t.connected && !t.dialling && t.next_at.is_some_and(|at| at <= now))
+            .collect();
+        due.sort_by(|a, b| {
+            (a.1.origin != Origin::Seed, a.0).cmp(&(b.1.origin != Origin::Seed, b.0))
+        });
+        for (n, t) in due {
+            if t.origin != Origin::Seed {
+                if others >= MAX_OTHER_DIALS {
+                    continue;
+                }
+                others += 1;
             }
+            t.dialling = true;
+            t.next_at = None;
+            v.push(n.clone());
         }
         v.sort();
         v
@@ -319,6 +345,12 @@ impl Keeper {
             if *n == self.me || self.targets.contains_key(n) || !self.opts.wanted(n) {
                 continue;
             }
+            if self.targets.len() >= MAX_TARGETS {
+                tracing::warn!(
+                    "the cluster lists more than {MAX_TARGETS} nodes: {n} and the rest of this list are not dialled"
+                );
+                return;
+            }
             let mut t = Target::new(Origin::Discovered);
             t.next_at = Some(now);
             self.targets.insert(n.clone(), t);
@@ -348,11 +380,23 @@ impl Keeper {
 
     /// When the next dial is due, if any.
     pub fn next_wake(&self) -> Option<Instant> {
+        // (Targets held back by the bound wait for a dial to end, which
+        // wakes the keeper: not a wake-up in the past, which would spin.)
+        let held = self.others_dialling() >= MAX_OTHER_DIALS;
         self.targets
             .values()
             .filter(|t| !t.connected && !t.dialling)
+            .filter(|t| !held || t.origin == Origin::Seed)
             .filter_map(|t| t.next_at)
             .min()
+    }
+
+    /// Dials under way of targets that are not seeds.
+    fn others_dialling(&self) -> usize {
+        self.targets
+            .values()
+            .filter(|t| t.dialling && t.origin != Origin::Seed)
+            .count()
     }
 
     /// What the keeper knows, sorted by node name.
@@ -626,6 +670,32 @@ mod tests {
         k.up("p@h"); // it dialled us first
         assert_eq!(k.next_wake(), None);
         assert!(k.due(at).is_empty());
+    }
+
+    /// A seed that lists thousands of nodes: at most `MAX_OTHER_DIALS` of
+    /// them are dialled at once, the next once one ends; a seed is never
+    /// held back, the keeper does not spin while the rest wait, and it
+    /// keeps at most `MAX_TARGETS` nodes.
+    #[test]
+    fn discovered_dials_are_bounded_and_seeds_are_not_held_back() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&["s@h"]), t0);
+        assert_eq!(k.due(t0), vec!["s@h"]);
+        k.dialled("s@h", Ok(()), t0, 0.0);
+        let listed: Vec<String> = (0..MAX_TARGETS + 100).map(|i| format!("n{i}@h")).collect();
+        k.discovered(&listed, t0);
+        assert_eq!(k.status(t0).len(), MAX_TARGETS);
+        let first = k.due(t0);
+        assert_eq!(first.len(), MAX_OTHER_DIALS);
+        assert!(k.due(t0).is_empty());
+        // the rest wait for a dial to end, not for a time already past
+        assert_eq!(k.next_wake(), None);
+        // the seed lost meanwhile is redialled whatever the bound
+        k.down("s@h", "closed", t0, 0.0);
+        let later = k.next_wake().unwrap();
+        assert_eq!(k.due(later), vec!["s@h"]);
+        k.dialled(&first[0], Err("unreachable".into()), t0, 0.0);
+        assert_eq!(k.due(later).len(), 1);
     }
 
     #[test]
