@@ -107,8 +107,8 @@ pub use mailbox::{mailbox, MailboxRx, MailboxTx, SendGate};
 mod sender;
 mod sys_debug;
 pub use sender::ProcessSender;
-pub use sys_debug::MAX_LOGGED_EVENTS;
 use sys_debug::{Event, SysDebug};
+pub use sys_debug::{MAX_LOGGED_BYTES, MAX_LOGGED_EVENTS};
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -887,13 +887,11 @@ impl Process {
                 pair(&mut out, "Parent");
                 me(&mut out);
                 pair(&mut out, "Logged events");
-                let logged: Vec<&Term> = self.debug.iter().flat_map(|d| d.logged()).collect();
+                let logged: Vec<&Encoded> = self.debug.iter().flat_map(|d| d.logged()).collect();
                 if !logged.is_empty() {
                     write::list(&mut out, logged.len());
                     for e in logged {
-                        if let Err(e) = crate::dist::control::put_term(&mut out, e) {
-                            return Err(SendError::Encode(e.to_string()));
-                        }
+                        out.extend_from_slice(e.as_bytes());
                     }
                 }
                 write::nil(&mut out);

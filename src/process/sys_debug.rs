@@ -23,7 +23,7 @@
 //! [`Process::serve_calls_async`]: super::Process::serve_calls_async
 
 use super::From;
-use crate::term::{self, atom, show, tuple, Term};
+use crate::term::{self, atom, show, tuple, Encoded, Term};
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
@@ -31,6 +31,14 @@ use std::time::SystemTime;
 /// asks: each holds its message, and a peer's `N` should not make this
 /// node keep millions of them.
 pub const MAX_LOGGED_EVENTS: usize = 10_000;
+
+/// The most bytes the events of one log take, in the external format
+/// (the oldest go first past it; an event larger alone is not kept). A
+/// term can take 28 times its external size once decoded, and a peer that
+/// turned the log on and sent 300 casts of 200 KB held the node at 1.7 GB:
+/// the log keeps the bytes, and decodes them only when asked (`sys:log(S,
+/// get)` or `print`); `sys:get_status` writes them as they are.
+pub const MAX_LOGGED_BYTES: usize = 1 << 20;
 
 /// How many events `sys:log(Server, true)` keeps, as on BEAM.
 const DEFAULT_LOGGED_EVENTS: usize = 10;
@@ -124,7 +132,10 @@ struct Stats {
 #[derive(Debug)]
 struct Log {
     cap: usize,
-    events: VecDeque<Term>,
+    /// Each event's bytes, oldest first.
+    events: VecDeque<Encoded>,
+    /// Their bytes together (at most [`MAX_LOGGED_BYTES`]).
+    bytes: usize,
 }
 
 impl SysDebug {
@@ -151,20 +162,36 @@ impl SysDebug {
             tracing::info!(target: "cpg_node::sys", "{}", event_text(&name(), &event));
         }
         if let Some(log) = &mut self.log {
-            if log.cap == 0 {
+            let Ok(event) = Encoded::of_term(&event) else {
+                return;
+            };
+            let len = event.as_bytes().len();
+            if log.cap == 0 || len > MAX_LOGGED_BYTES {
                 return;
             }
-            if log.events.len() == log.cap {
-                log.events.pop_front();
+            while log.events.len() >= log.cap || log.bytes + len > MAX_LOGGED_BYTES {
+                let Some(old) = log.events.pop_front() else {
+                    break;
+                };
+                log.bytes -= old.as_bytes().len();
             }
+            log.bytes += len;
             log.events.push_back(event);
         }
     }
 
-    /// The logged events, oldest first (`"Logged events"` of
+    /// The logged events' bytes, oldest first (`"Logged events"` of
     /// `sys:get_status`).
-    pub(super) fn logged(&self) -> impl Iterator<Item = &Term> {
+    pub(super) fn logged(&self) -> impl Iterator<Item = &Encoded> {
         self.log.iter().flat_map(|l| l.events.iter())
+    }
+
+    /// The logged events as terms, oldest first (those that cannot be
+    /// read back, none, left out).
+    fn logged_terms(&self) -> Vec<Term> {
+        self.logged()
+            .filter_map(|e| e.decode(term::Limits::default()).ok())
+            .collect()
     }
 
     /// Answers `{debug, Option}`: the reply gen_server gives, the option
@@ -223,14 +250,11 @@ impl SysDebug {
                 self.log = None;
                 ok()
             }
-            (Some("log"), Some("get")) => {
-                let events = self.logged().cloned().collect();
-                tuple(vec![ok(), term::list(events)])
-            }
+            (Some("log"), Some("get")) => tuple(vec![ok(), term::list(self.logged_terms())]),
             (Some("log"), Some("print")) => {
                 let name = name();
-                for e in self.logged() {
-                    tracing::info!(target: "cpg_node::sys", "{}", event_text(&name, e));
+                for e in self.logged_terms() {
+                    tracing::info!(target: "cpg_node::sys", "{}", event_text(&name, &e));
                 }
                 ok()
             }
@@ -248,6 +272,7 @@ impl SysDebug {
         self.log.get_or_insert(Log {
             cap: cap.min(MAX_LOGGED_EVENTS),
             events: VecDeque::new(),
+            bytes: 0,
         });
         atom("ok")
     }
@@ -412,6 +437,30 @@ mod tests {
             d.record(Event::In(&m), name);
         }
         assert_eq!(d.logged().count(), MAX_LOGGED_EVENTS);
+    }
+
+    /// Large messages: the log keeps at most `MAX_LOGGED_BYTES` of them,
+    /// the newest; one larger alone is not kept.
+    #[test]
+    fn the_log_is_bounded_in_bytes() {
+        let mut d = SysDebug::default();
+        let cap = tuple(vec![atom("true"), int(1000)]);
+        assert_eq!(d.command(&opt("log", cap), name), atom("ok"));
+        let big = crate::term::binary(vec![7; 100_000]);
+        for _ in 0..50 {
+            d.record(Event::In(&big), name);
+        }
+        let kept: usize = d.logged().map(|e| e.as_bytes().len()).sum();
+        assert!(kept <= MAX_LOGGED_BYTES, "{kept}");
+        assert_eq!(d.logged().count(), MAX_LOGGED_BYTES / 100_010);
+        let huge = crate::term::binary(vec![7; MAX_LOGGED_BYTES + 1]);
+        d.record(Event::In(&huge), name);
+        assert_eq!(d.logged().count(), MAX_LOGGED_BYTES / 100_010);
+        let Term::Tuple(got) = d.command(&opt("log", atom("get")), name) else {
+            panic!("not a tuple");
+        };
+        let events = term::as_list(&got.elements[1]).unwrap();
+        assert_eq!(events.last(), Some(&tuple(vec![atom("in"), big])));
     }
 
     #[test]
