@@ -290,8 +290,14 @@ async fn serve(
     match req {
         Request::Alive2(entry) => {
             // A name erl's epmd refuses (empty, or over its MAXSYMLEN of
-            // 255 bytes): refused too, as a taken name is.
-            if entry.name.is_empty() || entry.name.len() > MAX_NAME {
+            // 255 bytes): refused too, as a taken name is. So is one
+            // holding a control character, which no node name has: a
+            // newline in it forged lines of the NAMES answer
+            // (`name forged at port 1`).
+            if entry.name.is_empty()
+                || entry.name.len() > MAX_NAME
+                || entry.name.chars().any(char::is_control)
+            {
                 sock.write_all(&wire::encode_alive2_resp(1, 0)).await?;
                 return Ok(());
             }
@@ -413,12 +419,20 @@ mod tests {
         panic!("entry not removed after the registering connection closed");
     }
 
-    /// Names erl's epmd refuses (empty, over 255 bytes) are refused; 255
-    /// bytes are taken.
+    /// Names erl's epmd refuses (empty, over 255 bytes) are refused, and
+    /// names holding a control character (which would forge lines of the
+    /// NAMES answer); 255 bytes are taken.
     #[tokio::test]
     async fn names_empty_or_over_255_bytes_are_refused() {
         let srv = small(16, Duration::from_secs(5)).await;
-        for name in [String::new(), "n".repeat(256), "n".repeat(300)] {
+        let forged = "evil at port 1\nname forged".to_string();
+        for name in [
+            String::new(),
+            "n".repeat(256),
+            "n".repeat(300),
+            forged,
+            "a\u{7f}".into(),
+        ] {
             let r = crate::epmd::register("127.0.0.1", srv.port, NodeEntry::hidden(&name, 1)).await;
             assert!(
                 matches!(r, Err(crate::epmd::EpmdError::Refused(1))),
