@@ -54,6 +54,7 @@ pub mod pg;
 pub mod pid;
 pub mod process;
 pub mod pubsub;
+mod resolve;
 pub mod runtime;
 pub mod status;
 pub mod sync;

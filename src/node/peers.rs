@@ -576,7 +576,10 @@ impl Inner {
                     ))
                 })?;
             let at = format!("{}:{}", target.host(), entry.port);
-            let connect = TcpStream::connect((target.host(), entry.port));
+            let connect = async {
+                let addrs = crate::resolve::resolve(target.host(), entry.port).await?;
+                TcpStream::connect(&*addrs).await
+            };
             let mut s = tokio::time::timeout_at(deadline, connect)
                 .await
                 .map_err(|_| timed_out(&at))?

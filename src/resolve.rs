@@ -1,0 +1,130 @@
+//! Host names to addresses, for every connection the node makes (its EPMD
+//! lookups and registrations, its dials), at most [`MAX_LOOKUPS`] at once.
+//!
+//! A name is looked up by the system's resolver (`getaddrinfo`), which
+//! blocks a thread of tokio's blocking pool until the resolver answers or
+//! gives up (10 s with glibc's defaults and a DNS server that does not
+//! answer). A time-out around the lookup does not stop that thread. A peer
+//! that named thousands of made-up hosts (cpg joins of their pids) had
+//! the node hold 512 threads in lookups, and its own dials of its seeds
+//! wait behind them. Here a lookup holds one of [`MAX_LOOKUPS`] places
+//! until its thread is done, whoever still waits for it; the others wait
+//! for a place (within their caller's time-out). As BEAM's `inet_gethost`
+//! works through its lookups with a few workers.
+//!
+//! An address (`127.0.0.1`, `::1`) is not looked up. A name looked up is
+//! kept [`KEEP`] (at most [`MAX_KEPT`] names), so that the hosts of the
+//! cluster's own nodes, looked up again at every redial, do not wait for
+//! places that lookups of made-up names hold.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Most lookups under way at once.
+pub const MAX_LOOKUPS: usize = 16;
+
+/// How long a name's addresses are kept.
+pub const KEEP: Duration = Duration::from_secs(60);
+
+/// Most names kept (past it, the kept ones are dropped and kept anew).
+pub const MAX_KEPT: usize = 1024;
+
+struct Resolver {
+    places: Arc<Semaphore>,
+    kept: Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>,
+}
+
+fn resolver() -> &'static Resolver {
+    static R: OnceLock<Resolver> = OnceLock::new();
+    R.get_or_init(|| Resolver {
+        places: Arc::new(Semaphore::new(MAX_LOOKUPS)),
+        kept: Mutex::new(HashMap::new()),
+    })
+}
+
+/// The addresses of `host` at `port`: `host` itself when it is an address,
+/// else what the system's resolver gives (see the module documentation).
+pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let at = |ips: &[IpAddr]| ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect();
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let r = resolver();
+    if let Some((when, ips)) = r.kept.lock().get(host) {
+        if when.elapsed() < KEEP {
+            return Ok(at(ips));
+        }
+    }
+    let place = r
+        .places
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| std::io::Error::other("the resolver is closed"))?;
+    let name = host.to_string();
+    let ips = tokio::task::spawn_blocking(move || {
+        // (The place goes when the lookup is done, not when its caller
+        // stops waiting.)
+        let _place = place;
+        (name.as_str(), 0)
+            .to_socket_addrs()
+            .map(|a| a.map(|a| a.ip()).collect::<Vec<IpAddr>>())
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let mut kept = r.kept.lock();
+    if kept.len() >= MAX_KEPT {
+        kept.clear();
+    }
+    kept.insert(host.to_string(), (Instant::now(), ips.clone()));
+    Ok(at(&ips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_are_not_looked_up_and_names_are() {
+        let got = resolve("127.0.0.1", 4369).await.unwrap();
+        assert_eq!(got, vec!["127.0.0.1:4369".parse().unwrap()]);
+        let got = resolve("::1", 1).await.unwrap();
+        assert_eq!(got, vec!["[::1]:1".parse().unwrap()]);
+        let got = resolve("localhost", 7).await.unwrap();
+        assert!(
+            got.iter().all(|a| a.port() == 7 && a.ip().is_loopback()),
+            "{got:?}"
+        );
+        // kept, and given at another port
+        let again = resolve("localhost", 8).await.unwrap();
+        assert_eq!(again.len(), got.len());
+        assert!(again.iter().all(|a| a.port() == 8));
+    }
+
+    /// Lookups wait for a place: with every place held, one waits (and its
+    /// caller's time-out ends it), and goes once a place is free; a name
+    /// already kept does not wait.
+    #[tokio::test]
+    async fn lookups_past_the_bound_wait_for_a_place() {
+        resolve("localhost", 1).await.unwrap();
+        let r = resolver();
+        let held = r
+            .places
+            .clone()
+            .acquire_many_owned(MAX_LOOKUPS as u32)
+            .await
+            .unwrap();
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(200), resolve("not-kept.invalid", 1)).await;
+        assert!(waiting.is_err(), "{waiting:?}");
+        assert!(resolve("localhost", 2).await.is_ok());
+        drop(held);
+        // `.invalid` never resolves (RFC 6761): an error, not a wait.
+        let done = tokio::time::timeout(Duration::from_secs(30), resolve("x.invalid", 1)).await;
+        assert!(matches!(done, Ok(Err(_))), "{done:?}");
+    }
+}
