@@ -463,6 +463,41 @@ mod tests {
         assert_eq!(events.last(), Some(&tuple(vec![atom("in"), big])));
     }
 
+    proptest::proptest! {
+        /// Any option a peer sends, bare or under a known key, is answered
+        /// (never a panic) with one of gen_server's answers, and whatever
+        /// events follow, the log stays within its bounds.
+        #[test]
+        fn any_option_is_answered_and_the_log_stays_bounded(
+            key in proptest::sample::select(vec!["statistics", "log", "trace", "log_to_file", "install", "x"]),
+            arg in crate::dist::control::tests::arb_term(),
+            bare in crate::dist::control::tests::arb_term(),
+            events in proptest::collection::vec(crate::dist::control::tests::arb_term(), 0..20),
+        ) {
+            let mut d = SysDebug::default();
+            d.command(&opt("log", atom("true")), name);
+            for option in [opt(key, arg), bare] {
+                let answer = d.command(&option, name);
+                let shape = match &answer {
+                    Term::Atom(a) => a.name.clone(),
+                    Term::Tuple(t) => format!("{}/{}", show(&t.elements[0]), t.elements.len()),
+                    other => format!("{other}"),
+                };
+                proptest::prop_assert!(
+                    ["ok", "unknown_debug", "'ok'/2", "'error'/2"].contains(&shape.as_str()),
+                    "{}", answer
+                );
+            }
+            for e in &events {
+                d.record(Event::In(e), name);
+                d.record(Event::NoReply, name);
+            }
+            let kept: usize = d.logged().map(|e| e.as_bytes().len()).sum();
+            proptest::prop_assert!(kept <= MAX_LOGGED_BYTES);
+            proptest::prop_assert!(d.logged().count() <= MAX_LOGGED_EVENTS);
+        }
+    }
+
     #[test]
     fn events_print_as_gen_server_prints_them() {
         let from = From {
