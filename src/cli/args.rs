@@ -196,7 +196,7 @@ pub struct PubsubArgs {
     pub pool_size: Option<usize>,
     /// Group naming: `current` (2.0 and 2.1.1 onwards), `2.1.0`
     /// (`Adapter_1`, ...), or `auto`: 2.1.0's when the nodes have
-    /// `Adapter_1` and no `Adapter`.
+    /// `Adapter_1` (which only 2.1.0 makes).
     #[arg(long, default_value = "auto", value_parser = ["auto", "current", "2.1.0"])]
     pub naming: String,
     /// One JSON object per line.
