@@ -164,6 +164,9 @@ pub struct TargetStatus {
 struct Target {
     origin: Origin,
     connected: bool,
+    /// It has been connected: a node that exists, dialled before the
+    /// names a seed listed that never answered.
+    was_up: bool,
     dialling: bool,
     attempt: u32,
     next_at: Option<Instant>,
@@ -176,6 +179,7 @@ impl Target {
         Target {
             origin,
             connected: false,
+            was_up: false,
             dialling: false,
             attempt: 0,
             next_at: None,
@@ -230,6 +234,7 @@ impl Keeper {
             .entry(node.to_string())
             .or_insert_with(|| Target::new(Origin::Seen));
         t.connected = true;
+        t.was_up = true;
         t.attempt = 0;
         t.next_at = None;
         t.failing_since = None;
@@ -265,16 +270,17 @@ impl Keeper {
     pub fn due(&mut self, now: Instant) -> Vec<String> {
         let mut v = Vec::new();
         let mut others = self.others_dialling();
-        // (Seeds first, then the rest by name: which ones the bound lets
-        // through does not depend on the table's order.)
+        // (Seeds first, then nodes that have been up, then the rest, each
+        // by name: which ones the bound lets through does not depend on
+        // the table's order, and names a seed listed that never answered
+        // do not hold back the redial of a node that was there.)
         let mut due: Vec<(&String, &mut Target)> = self
             .targets
             .iter_mut()
             .filter(|(_, t)| !t.connected && !t.dialling && t.next_at.is_some_and(|at| at <= now))
             .collect();
-        due.sort_by(|a, b| {
-            (a.1.origin != Origin::Seed, a.0).cmp(&(b.1.origin != Origin::Seed, b.0))
-        });
+        let rank = |t: &Target| (t.origin != Origin::Seed, !t.was_up);
+        due.sort_by(|a, b| (rank(a.1), a.0).cmp(&(rank(b.1), b.0)));
         for (n, t) in due {
             if t.origin != Origin::Seed {
                 if others >= MAX_OTHER_DIALS {
@@ -696,6 +702,12 @@ mod tests {
         assert_eq!(k.due(later), vec!["s@h"]);
         k.dialled(&first[0], Err("unreachable".into()), t0, 0.0);
         assert_eq!(k.due(later).len(), 1);
+        // A node that was up goes before every listed name that never
+        // answered, whatever its name.
+        k.up("zz@h");
+        k.down("zz@h", "closed", later, 0.0);
+        k.dialled(&first[1], Err("unreachable".into()), later, 0.0);
+        assert_eq!(k.due(later + Duration::from_secs(5)), vec!["zz@h"]);
     }
 
     #[test]
