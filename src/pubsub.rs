@@ -221,8 +221,9 @@ impl PubSub {
     }
 
     /// `Phoenix.PubSub.broadcast(PubSub, Topic, Msg)` from `from`: the
-    /// 4-tuple to every member of the pool's first group, on every node
-    /// (ours included, for our own subscribers), as Phoenix sends to every
+    /// 4-tuple to every member of the pool's first group (`Adapter` or
+    /// 2.1.0's `Adapter_1`: both, each member once), on every node (ours
+    /// included, for our own subscribers), as Phoenix sends to every
     /// member of the group it picks on other nodes (each BEAM node has one
     /// worker in it; a Rust node one member per subscriber). Returns the
     /// pids sent to.
@@ -239,7 +240,24 @@ impl PubSub {
         msg: Term,
         dispatcher: &str,
     ) -> Vec<Pid> {
-        let targets = self.scope.get_members(&self.groups[0]);
+        // The pool's first group by both namings (`Adapter`,
+        // `Adapter_1`), each member once: a BEAM worker is in the one of
+        // its version, a Rust subscriber in both. Whichever naming the
+        // nodes use, each gets it once; a process that joined the other
+        // one (a subscriber started before Phoenix ran, or anyone) does
+        // not turn the broadcast away from the workers.
+        let mut targets = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for g in [
+            TermName::atom(&self.adapter),
+            TermName::atom(&format!("{}_1", self.adapter)),
+        ] {
+            for p in self.scope.get_members(&g) {
+                if seen.insert(p.clone()) {
+                    targets.push(p);
+                }
+            }
+        }
         let m = forward_to_local(topic, msg, dispatcher);
         targets
             .into_iter()

@@ -94,16 +94,29 @@ async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
         vec!["{hello,1}", "{hello,2}", "{hello,3}", "{hello,4}"]
     );
 
-    // A Rust broadcast reaches the Elixir subscriber (and ours).
+    // A Rust broadcast reaches the Elixir subscriber (and ours), also
+    // with a process in 2.1.0's first group, `Adapter_1` (a subscriber
+    // started before Phoenix ran, or anyone): it gets a copy too, and
+    // turns nothing away from the worker.
+    let stray = eval(
+        &ctl,
+        &ex.name,
+        "P = spawn(fun() -> receive stop -> ok end end), \
+         ok = pg:join('Elixir.Phoenix.PubSub', 'Elixir.MyApp.PubSub.Adapter_1', P), P.",
+    )
+    .await;
+    let adapter_1 = TermName::atom(&format!("{adapter}_1"));
+    assert!(eventually(10, || async { scope.get_members(&adapter_1).len() == 1 }).await);
     let esub = elixir_subscriber(&ctl, &ex.name, "room:1").await;
     let from = r.spawn_process();
     let msg = term::tuple(vec![term::atom("from_rust"), term::int(1)]);
     let sent = ps.broadcast(&from, b"room:1", msg.clone());
     assert_eq!(
         sent.len(),
-        2,
-        "every member of the first group (their worker and our subscriber): {sent:?}"
+        3,
+        "every member of the first group by both namings (their worker, our subscriber, the stray): {sent:?}"
     );
+    assert!(sent.contains(term::as_pid(&stray).unwrap()));
     assert!(elixir_got(&ctl, &ex.name, &esub, &msg).await);
     eprintln!("Elixir subscriber got {}", TermName::new(msg.clone()));
     let ours = tokio::time::timeout(Duration::from_secs(10), sub.recv())
