@@ -13,9 +13,12 @@
 //! works through its lookups with a few workers.
 //!
 //! An address (`127.0.0.1`, `::1`) is not looked up. A name looked up is
-//! kept [`KEEP`] (at most [`MAX_KEPT`] names), so that the hosts of the
-//! cluster's own nodes, looked up again at every redial, do not wait for
-//! places that lookups of made-up names hold.
+//! kept, so that the hosts of the cluster's own nodes, looked up again at
+//! every redial, do not wait for places that lookups of made-up names
+//! hold: for [`KEEP`], and after that it is still given at once while a
+//! lookup in the background brings it up to date (a redial once a minute
+//! waited behind the made-up names' lookups). At most [`MAX_KEPT`] names
+//! are kept; past it a new name is not kept, and the kept ones stay.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -54,11 +57,29 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let r = resolver();
-    if let Some((when, ips)) = r.kept.lock().get(host) {
-        if when.elapsed() < KEEP {
-            return Ok(at(ips));
+    let kept = r.kept.lock().get(host).cloned();
+    if let Some((when, ips)) = kept {
+        if when.elapsed() >= KEEP {
+            // Given as it is; brought up to date meanwhile (once: the
+            // entry's time is set now, so the next asker does not start
+            // another lookup).
+            if let Some(e) = r.kept.lock().get_mut(host) {
+                e.0 = Instant::now();
+            }
+            let name = host.to_string();
+            tokio::spawn(async move {
+                let _ = look_up(&name).await;
+            });
         }
+        return Ok(at(&ips));
     }
+    let ips = look_up(host).await?;
+    Ok(at(&ips))
+}
+
+/// Looks `host` up in one of the places, and keeps the answer.
+async fn look_up(host: &str) -> std::io::Result<Vec<IpAddr>> {
+    let r = resolver();
     let place = r
         .places
         .clone()
@@ -77,11 +98,10 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
     .await
     .map_err(std::io::Error::other)??;
     let mut kept = r.kept.lock();
-    if kept.len() >= MAX_KEPT {
-        kept.clear();
+    if kept.len() < MAX_KEPT || kept.contains_key(host) {
+        kept.insert(host.to_string(), (Instant::now(), ips.clone()));
     }
-    kept.insert(host.to_string(), (Instant::now(), ips.clone()));
-    Ok(at(&ips))
+    Ok(ips)
 }
 
 #[cfg(test)]
@@ -122,6 +142,14 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(200), resolve("not-kept.invalid", 1)).await;
         assert!(waiting.is_err(), "{waiting:?}");
         assert!(resolve("localhost", 2).await.is_ok());
+        // Kept past `KEEP`: still given at once (brought up to date once
+        // a place is free).
+        let long_ago = Instant::now().checked_sub(2 * KEEP);
+        if let (Some(e), Some(t)) = (r.kept.lock().get_mut("localhost"), long_ago) {
+            e.0 = t;
+        }
+        let stale = tokio::time::timeout(Duration::from_millis(200), resolve("localhost", 3)).await;
+        assert!(matches!(stale, Ok(Ok(ref a)) if !a.is_empty()), "{stale:?}");
         drop(held);
         // `.invalid` never resolves (RFC 6761): an error, not a wait.
         let done = tokio::time::timeout(Duration::from_secs(30), resolve("x.invalid", 1)).await;
