@@ -57,15 +57,18 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let r = resolver();
-    let kept = r.kept.lock().get(host).cloned();
-    if let Some((when, ips)) = kept {
-        if when.elapsed() >= KEEP {
-            // Given as it is; brought up to date meanwhile (once: the
-            // entry's time is set now, so the next asker does not start
-            // another lookup).
-            if let Some(e) = r.kept.lock().get_mut(host) {
-                e.0 = Instant::now();
-            }
+    // (Under one lock: an expired entry is renewed by the one asker that
+    // finds it expired, so one lookup starts, not one per asker.)
+    let kept = r.kept.lock().get_mut(host).map(|(when, ips)| {
+        let expired = when.elapsed() >= KEEP;
+        if expired {
+            *when = Instant::now();
+        }
+        (expired, ips.clone())
+    });
+    if let Some((expired, ips)) = kept {
+        if expired {
+            // Given as it is; brought up to date meanwhile.
             let name = host.to_string();
             tokio::spawn(async move {
                 let _ = look_up(&name).await;
