@@ -2,7 +2,8 @@
 %% start. The tests reach them through rex (rpc), which a hidden node can
 %% use without SPAWN or monitor flags.
 -module(cpg_node_test_util).
--export([eval/1, eval/2, spawn_recorder/1, recorded/1, spawn_linked_trapper/1,
+-export([eval/1, eval/2, spawn_recorder/1, spawn_recorder_after/1, recorded/1,
+         spawn_linked_trapper/1,
          spawn_monitor_of/1, spawn_idle/0, big_binary/1, recorded_pid/1, wait_for/1,
          wait_until/3]).
 
@@ -31,6 +32,18 @@ recorder_loop(Acc) ->
         M -> recorder_loop([M | Acc])
     end.
 recorded_pid(Pid) -> recorded(Pid).
+
+%% A process that runs Setup() (subscribes, links, monitors...) and then
+%% records every message it receives (read with recorded_pid/1); returns
+%% its pid once Setup has run.
+spawn_recorder_after(Setup) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+        Setup(),
+        Parent ! {self(), ready},
+        recorder_loop([])
+    end),
+    receive {Pid, ready} -> Pid after 5000 -> timeout end.
 recorded(Name) ->
     Name ! {'$recorded', self()},
     receive {'$recorded', L} -> L after 5000 -> timeout end.
@@ -38,25 +51,12 @@ recorded(Name) ->
 %% A process that traps exits, links to Target and records what it sees
 %% under the registered Name.
 spawn_linked_trapper(Target) ->
-    Parent = self(),
-    Pid = spawn(fun() ->
-        process_flag(trap_exit, true),
-        link(Target),
-        Parent ! {self(), linked},
-        recorder_loop([])
-    end),
-    receive {Pid, linked} -> Pid after 5000 -> timeout end.
+    spawn_recorder_after(fun() -> process_flag(trap_exit, true), link(Target) end).
 
 %% A process that monitors Target (a pid or {Name, Node}) and records the
 %% 'DOWN' it gets.
 spawn_monitor_of(Target) ->
-    Parent = self(),
-    Pid = spawn(fun() ->
-        Ref = erlang:monitor(process, Target),
-        Parent ! {self(), Ref},
-        recorder_loop([])
-    end),
-    receive {Pid, _Ref} -> Pid after 5000 -> timeout end.
+    spawn_recorder_after(fun() -> erlang:monitor(process, Target) end).
 
 %% A process that waits until told to exit with a reason.
 spawn_idle() ->

@@ -53,22 +53,11 @@ broadcast(Name, Topic, Msg) ->
 direct_broadcast(Name, Node, Topic, Msg) ->
     ?PUBSUB:direct_broadcast(Node, Name, Topic, Msg).
 
-%% A process subscribed to Topic that records what it receives.
+%% A process subscribed to Topic that records what it receives
+%% (cpg_node_test_util's recorder).
 subscriber(Name, Topic) ->
-    Parent = self(),
-    P = spawn(fun() ->
-        ok = ?PUBSUB:subscribe(Name, Topic),
-        Parent ! {self(), subscribed},
-        loop([])
-    end),
-    receive {P, subscribed} -> P after 5000 -> timeout end.
+    cpg_node_test_util:spawn_recorder_after(fun() -> ok = ?PUBSUB:subscribe(Name, Topic) end).
 
-loop(Acc) ->
-    receive
-        {'$received', From} -> From ! {'$received', lists:reverse(Acc)}, loop(Acc);
-        M -> loop([M | Acc])
-    end.
-
+%% What the subscriber P has received, oldest first.
 received(P) ->
-    P ! {'$received', self()},
-    receive {'$received', L} -> L after 5000 -> timeout end.
+    cpg_node_test_util:recorded_pid(P).

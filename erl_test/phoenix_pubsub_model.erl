@@ -89,22 +89,11 @@ local_broadcast(Name, Topic, Msg) ->
     'Elixir.Registry':dispatch(Name, Topic, fun(Entries) -> [P ! Msg || {P, _} <- Entries] end),
     ok.
 
-%% A process subscribed to Topic that records what it receives.
+%% A process subscribed to Topic that records what it receives
+%% (cpg_node_test_util's recorder).
 subscriber(Name, Topic) ->
-    Parent = self(),
-    P = spawn(fun() ->
-        {ok, _} = 'Elixir.Registry':register(Name, Topic, nil),
-        Parent ! {self(), subscribed},
-        loop([])
-    end),
-    receive {P, subscribed} -> P after 5000 -> timeout end.
+    cpg_node_test_util:spawn_recorder_after(fun() -> {ok, _} = 'Elixir.Registry':register(Name, Topic, nil) end).
 
-loop(Acc) ->
-    receive
-        {'$received', From} -> From ! {'$received', lists:reverse(Acc)}, loop(Acc);
-        M -> loop([M | Acc])
-    end.
-
+%% What the subscriber P has received, oldest first.
 received(P) ->
-    P ! {'$received', self()},
-    receive {'$received', L} -> L after 5000 -> timeout end.
+    cpg_node_test_util:recorded_pid(P).
