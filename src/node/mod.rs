@@ -746,6 +746,17 @@ mod tests {
         a.shutdown().await;
     }
 
+    /// Accepts every connection to `listener` and holds it, saying nothing
+    /// (a peer or an EPMD that stalls), until the task is aborted.
+    fn hold_accepted(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        })
+    }
+
     /// A node `dialer` whose `net_setuptime` is 500 ms, and `name`
     /// registered at `port` in the EPMD at `epmd` (for as long as the
     /// entry is kept).
@@ -812,17 +823,17 @@ mod tests {
                 return;
             }
         };
-        let accepted = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = mute.accept().await {
-                held.push(s);
-            }
-        });
+        let accepted = hold_accepted(mute);
         let mut c = config("x", epmd.port);
         c.name = NodeName::parse("dialer@127.0.0.1").unwrap();
         c.net_setuptime = Duration::from_secs(2);
         let n = Node::start(c).await.unwrap();
         let max = peers::max_unasked_dials();
+        let under_way = || {
+            n.inner
+                .unasked_dials
+                .load(std::sync::atomic::Ordering::Acquire)
+        };
         let extra = 20;
         let mut p = n.spawn_process();
         let ghost = |i: usize| Pid::new(format!("g{i}@127.0.0.2"), 1, 0, 1);
@@ -839,12 +850,7 @@ mod tests {
             downs += 1;
         }
         assert_eq!(downs, extra);
-        assert_eq!(
-            n.inner
-                .unasked_dials
-                .load(std::sync::atomic::Ordering::Acquire),
-            max
-        );
+        assert_eq!(under_way(), max);
         // An asked connect is not held back.
         let mut oc = config("x", epmd.port);
         oc.name = NodeName::parse("other@127.0.0.1").unwrap();
@@ -858,21 +864,8 @@ mod tests {
             downs += 1;
         }
         assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
-        crate::util::wait_while(
-            || {
-                n.inner
-                    .unasked_dials
-                    .load(std::sync::atomic::Ordering::Acquire)
-                    > 0
-            },
-            Duration::from_secs(5),
-        );
-        assert_eq!(
-            n.inner
-                .unasked_dials
-                .load(std::sync::atomic::Ordering::Acquire),
-            0
-        );
+        crate::util::wait_while(|| under_way() > 0, Duration::from_secs(5));
+        assert_eq!(under_way(), 0);
         // and unasked dials go again
         p.monitor(Dest::Pid(ghost(0)));
         assert!(p
@@ -880,12 +873,7 @@ mod tests {
             .await
             .unwrap()
             .is_none());
-        assert_eq!(
-            n.inner
-                .unasked_dials
-                .load(std::sync::atomic::Ordering::Acquire),
-            1
-        );
+        assert_eq!(under_way(), 1);
         accepted.abort();
         other.shutdown().await;
         n.shutdown().await;
@@ -899,12 +887,7 @@ mod tests {
         let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
         let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = mute.local_addr().unwrap().port();
-        let accepted = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((s, _)) = mute.accept().await {
-                held.push(s);
-            }
-        });
+        let accepted = hold_accepted(mute);
         let (n, _entry) = dialer_of("mute", port, epmd.port).await;
         let t = std::time::Instant::now();
         let got = n.connect("mute@localhost").await;

@@ -1000,7 +1000,8 @@ impl Process {
     /// messages (the others wait in the mailbox, in order) until
     /// `sys:resume`; a debug option (`sys:statistics`, `sys:log`,
     /// `sys:trace`, `sys:no_debug`) as [`sys_debug`] says; any other
-    /// request as [`Process::answer_system`]. `Err` with the exit reason when the process is killed meanwhile.
+    /// request as [`Process::answer_system`]. `Err` with the exit reason
+    /// when the process is killed meanwhile.
     async fn serve_system(&mut self, from: From, request: &Term) -> Result<(), Term> {
         self.answer_in_loop(&from, request);
         while self.suspended {

@@ -35,17 +35,7 @@ async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
     let ex = model_node(&w, &ctl, &ebin, "ex", 2).await;
     let before = scope_pids(&ctl, &[&ex.name], &["'Elixir.Phoenix.PubSub'"]).await;
 
-    let r = w.rust_node("r").await;
-    let scope = PgScope::start(&r, pubsub::SCOPE).unwrap();
-    r.connect(&ex.name).await.unwrap();
-    let adapter = pubsub::adapter_name("MyApp.PubSub");
-    assert!(
-        eventually(10, || async {
-            pubsub::seen_pool_size(&scope, &adapter) == 2
-        })
-        .await
-    );
-    let ps = PubSub::new(scope.clone(), "MyApp.PubSub", 2, Naming::Current);
+    let (r, scope, ps) = rust_pubsub(&w, &ex, 2).await;
     let mut sub = ps.subscribe(&r, &[b"room:1"]).await.unwrap();
     // Our subscriber is in both groups on the Elixir node.
     for g in [
@@ -105,7 +95,7 @@ async fn broadcasts_cross_both_ways_once_with_a_pool_of_two() {
          ok = pg:join('Elixir.Phoenix.PubSub', 'Elixir.MyApp.PubSub.Adapter_1', P), P.",
     )
     .await;
-    let adapter_1 = TermName::atom(&format!("{adapter}_1"));
+    let adapter_1 = TermName::atom(&format!("{}_1", ps.adapter()));
     assert!(eventually(10, || async { scope.get_members(&adapter_1).len() == 1 }).await);
     let esub = elixir_subscriber(&ctl, &ex.name, "room:1").await;
     let from = r.spawn_process();
@@ -143,17 +133,7 @@ async fn a_subscriber_follows_a_grown_pool_and_rust_broadcasts_reach_every_subsc
     let w = World::new().await;
     let ctl = w.rust_node("ctl").await;
     let ex = model_node(&w, &ctl, &ebin, "ex", 1).await;
-    let r = w.rust_node("r").await;
-    let scope = PgScope::start(&r, pubsub::SCOPE).unwrap();
-    r.connect(&ex.name).await.unwrap();
-    let adapter = pubsub::adapter_name("MyApp.PubSub");
-    assert!(
-        eventually(10, || async {
-            pubsub::seen_pool_size(&scope, &adapter) == 1
-        })
-        .await
-    );
-    let ps = PubSub::new(scope.clone(), "MyApp.PubSub", 1, Naming::Current);
+    let (r, _scope, ps) = rust_pubsub(&w, &ex, 1).await;
     let mut sub = ps.subscribe(&r, &[b"room:1"]).await.unwrap();
     let mut sub2 = ps.subscribe(&r, &[b"room:1"]).await.unwrap();
 
@@ -176,7 +156,7 @@ async fn a_subscriber_follows_a_grown_pool_and_rust_broadcasts_reach_every_subsc
     // A second node with a pool of 3: its groups 2 and 3 are joined.
     let ex2 = model_node(&w, &ctl, &ebin, "ex2", 3).await;
     r.connect(&ex2.name).await.unwrap();
-    let all3 = pubsub::groups(&adapter, 3, Naming::Current);
+    let all3 = pubsub::groups(ps.adapter(), 3, Naming::Current);
     let want: Vec<TermName> = all3.iter().map(|g| TermName::atom(g)).collect();
     fn joined(subs: [&pubsub::Subscriber; 2]) -> Vec<Vec<TermName>> {
         subs.iter().map(|s| s.groups().cloned().collect()).collect()
@@ -255,6 +235,23 @@ async fn a_subscriber_follows_a_grown_pool_and_rust_broadcasts_reach_every_subsc
         let expected: Vec<String> = (1..=8).map(|i| format!("{{direct,{i}}}")).collect();
         assert_eq!(direct, expected);
     }
+}
+
+/// A Rust node `r` with the Phoenix.PubSub pg scope, connected to `ex`,
+/// once it sees `ex`'s pool of `pool` groups; `MyApp.PubSub` over it.
+async fn rust_pubsub(w: &World, ex: &ErlNode, pool: usize) -> (cpg_node::Node, PgScope, PubSub) {
+    let r = w.rust_node("r").await;
+    let scope = PgScope::start(&r, pubsub::SCOPE).unwrap();
+    r.connect(&ex.name).await.unwrap();
+    let adapter = pubsub::adapter_name("MyApp.PubSub");
+    assert!(
+        eventually(10, || async {
+            pubsub::seen_pool_size(&scope, &adapter) == pool
+        })
+        .await
+    );
+    let ps = PubSub::new(scope.clone(), "MyApp.PubSub", pool, Naming::Current);
+    (r, scope, ps)
 }
 
 /// An Elixir node (named from `prefix`) on which the model runs
