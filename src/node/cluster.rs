@@ -187,6 +187,12 @@ impl Target {
             last_error: None,
         }
     }
+
+    /// When its next dial is due: a time when it is neither connected nor
+    /// being dialled and a dial is scheduled.
+    fn waiting(&self) -> Option<Instant> {
+        self.next_at.filter(|_| !self.connected && !self.dialling)
+    }
 }
 
 /// The reconnection policy as a pure state machine: it is told what
@@ -277,7 +283,7 @@ impl Keeper {
         let mut due: Vec<(&String, &mut Target)> = self
             .targets
             .iter_mut()
-            .filter(|(_, t)| !t.connected && !t.dialling && t.next_at.is_some_and(|at| at <= now))
+            .filter(|(_, t)| t.waiting().is_some_and(|at| at <= now))
             .collect();
         let rank = |t: &Target| (t.origin != Origin::Seed, !t.was_up);
         due.sort_by(|a, b| (rank(a.1), a.0).cmp(&(rank(b.1), b.0)));
@@ -391,9 +397,8 @@ impl Keeper {
         let held = self.others_dialling() >= MAX_OTHER_DIALS;
         self.targets
             .values()
-            .filter(|t| !t.connected && !t.dialling)
             .filter(|t| !held || t.origin == Origin::Seed)
-            .filter_map(|t| t.next_at)
+            .filter_map(Target::waiting)
             .min()
     }
 
