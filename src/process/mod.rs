@@ -145,7 +145,7 @@ pub fn send_decoded(
     }
 }
 
-impl std::convert::From<Pid> for Dest {
+impl From<Pid> for Dest {
     fn from(p: Pid) -> Self {
         Dest::Pid(p)
     }
@@ -338,14 +338,14 @@ pub struct MonitorKey(pub(crate) u64);
 
 /// The caller of a gen_server call, as found in `{'$gen_call', From, Req}`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct From {
+pub struct CallFrom {
     /// The caller.
     pub pid: Pid,
     /// The tag to echo (a ref, or `[alias|Ref]` in OTP 24+).
     pub tag: Term,
 }
 
-impl From {
+impl CallFrom {
     /// The caller's alias when the tag is `[alias|Alias]`, as OTP 24+
     /// `gen:call` makes it: the reply goes to the alias, so that once the
     /// caller has given up (timeout) it is dropped instead of landing in
@@ -370,14 +370,14 @@ impl From {
 }
 
 /// Matches `{'$gen_call', {Pid, Tag}, Request}`.
-pub fn parse_call(msg: &Term) -> Option<(From, &Term)> {
+pub fn parse_call(msg: &Term) -> Option<(CallFrom, &Term)> {
     parse_from(msg, "$gen_call")
 }
 
 /// Matches `{system, {Pid, Tag}, Request}`: what `sys` sends
 /// (`sys:get_state/1`, `sys:get_status/1`, `sys:suspend/1`, ...), which
 /// [`Process::serve`] answers as a gen_server does.
-pub fn parse_system(msg: &Term) -> Option<(From, &Term)> {
+pub fn parse_system(msg: &Term) -> Option<(CallFrom, &Term)> {
     parse_from(msg, "system")
 }
 
@@ -388,7 +388,7 @@ pub(crate) fn no_state(out: &mut Vec<u8>) -> Result<(), Term> {
     Ok(())
 }
 
-fn parse_from<'a>(msg: &'a Term, tag: &str) -> Option<(From, &'a Term)> {
+fn parse_from<'a>(msg: &'a Term, tag: &str) -> Option<(CallFrom, &'a Term)> {
     let t = term::as_tuple(msg)?;
     if t.len() != 3 || term::as_atom(&t[0]) != Some(tag) {
         return None;
@@ -399,7 +399,7 @@ fn parse_from<'a>(msg: &'a Term, tag: &str) -> Option<(From, &'a Term)> {
     }
     let pid = term::as_pid(&f[0])?.clone();
     Some((
-        From {
+        CallFrom {
             pid,
             tag: f[1].clone(),
         },
@@ -793,14 +793,14 @@ impl Process {
     /// Answers a gen_server call: `{Tag, Reply}` to the caller, through
     /// its alias when the tag carries one (as `gen:reply/2` does), else to
     /// its pid.
-    pub fn reply(&self, from: &From, reply: Term) -> Result<(), SendError> {
+    pub fn reply(&self, from: &CallFrom, reply: Term) -> Result<(), SendError> {
         self.gate
             .open(|| sender::reply_from(&*self.kernel, &self.pid, from, reply))
     }
 
     /// [`Process::reply`] with a reply already in the external format
     /// ([`Process::send_encoded`]).
-    pub fn reply_encoded(&self, from: &From, reply: Encoded) -> Result<(), SendError> {
+    pub fn reply_encoded(&self, from: &CallFrom, reply: Encoded) -> Result<(), SendError> {
         let msg = reply
             .tagged(&from.tag)
             .map_err(|e| SendError::Encode(e.to_string()))?;
@@ -810,7 +810,7 @@ impl Process {
     /// [`Process::reply_encoded`] of `{Tag, Reply}` whole: bytes that
     /// [`From::reply_head`] began and one whole term, the reply, ended. A
     /// large reply so written is not copied again to put its tag before it.
-    pub(crate) fn reply_headed(&self, from: &From, msg: Encoded) -> Result<(), SendError> {
+    pub(crate) fn reply_headed(&self, from: &CallFrom, msg: Encoded) -> Result<(), SendError> {
         let to = match from.alias() {
             Some(alias) => Target::Alias(alias),
             None => return self.send_encoded(from.pid.clone(), msg),
@@ -836,7 +836,7 @@ impl Process {
     /// included: a scope's is as long as the scope.
     pub(crate) fn answer_system(
         &self,
-        from: &From,
+        from: &CallFrom,
         name: &str,
         request: &Term,
         state: impl FnOnce(&mut Vec<u8>) -> Result<(), Term>,
@@ -942,7 +942,7 @@ impl Process {
     /// an event of `sys`'s debug options ([`sys_debug`]).
     async fn serve_with(
         &mut self,
-        mut on_call: impl FnMut(&Process, From, &Term) -> Option<(From, Term)>,
+        mut on_call: impl FnMut(&Process, CallFrom, &Term) -> Option<(CallFrom, Term)>,
         mut on_other: impl FnMut(&Process, Signal),
     ) -> Term {
         loop {
@@ -1002,7 +1002,7 @@ impl Process {
     /// `sys:trace`, `sys:no_debug`) as [`sys_debug`] says; any other
     /// request as [`Process::answer_system`]. `Err` with the exit reason
     /// when the process is killed meanwhile.
-    async fn serve_system(&mut self, from: From, request: &Term) -> Result<(), Term> {
+    async fn serve_system(&mut self, from: CallFrom, request: &Term) -> Result<(), Term> {
         self.answer_in_loop(&from, request);
         while self.suspended {
             let is_system = |s: &Signal| matches!(s, Signal::Message { msg, .. } if parse_system(msg).is_some());
@@ -1016,7 +1016,7 @@ impl Process {
     }
 
     /// One system message to a server loop ([`Process::serve_system`]).
-    fn answer_in_loop(&mut self, from: &From, request: &Term) {
+    fn answer_in_loop(&mut self, from: &CallFrom, request: &Term) {
         match term::as_atom(request) {
             Some("suspend") => {
                 self.suspended = true;
@@ -1129,7 +1129,7 @@ mod tests {
         let (from, req) = parse_call(&msg).unwrap();
         assert_eq!(from.alias(), Some(&r));
         assert_eq!(req, &atom("req"));
-        let plain = From {
+        let plain = CallFrom {
             pid: pid(),
             tag: Term::Reference(Box::new(r)),
         };

@@ -2,13 +2,13 @@
 //! to answer one call later holds ([`Process::sender`]), and what lets a
 //! server answer calls with `async` work ([`Process::serve_calls_async`]).
 
-use super::{Dest, From, Kernel, Process, SendError, SendGate, Signal, Target};
+use super::{CallFrom, Dest, Kernel, Process, SendError, SendGate, Signal, Target};
 use crate::term::{self, tuple, Encoded, Pid, Term};
 use std::future::Future;
 use std::sync::Arc;
 
 /// Sends as one process, from anywhere: `Clone`, `Send` and `'static`,
-/// without its mailbox. A server hands one, with the caller's [`From`], to
+/// without its mailbox. A server hands one, with the caller's [`CallFrom`], to
 /// a task that works on the request and replies when it is done, as a
 /// gen_server hands `From` to a worker that calls `gen_server:reply/2`.
 ///
@@ -55,7 +55,7 @@ impl ProcessSender {
     /// [`Process::reply`] from the process: `{Tag, Reply}` to the caller
     /// (through its alias when the tag carries one, so that a reply after
     /// the caller gave up is dropped).
-    pub fn reply(&self, from: &From, reply: Term) -> Result<(), SendError> {
+    pub fn reply(&self, from: &CallFrom, reply: Term) -> Result<(), SendError> {
         self.gate
             .open(|| reply_from(&*self.kernel, &self.pid, from, reply))
     }
@@ -66,7 +66,7 @@ impl ProcessSender {
 pub(super) fn reply_from(
     kernel: &dyn Kernel,
     me: &Pid,
-    from: &From,
+    from: &CallFrom,
     reply: Term,
 ) -> Result<(), SendError> {
     let msg = tuple(vec![from.tag.clone(), reply]);

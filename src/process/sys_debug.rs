@@ -22,7 +22,7 @@
 //! [`Process::serve_calls`]: super::Process::serve_calls
 //! [`Process::serve_calls_async`]: super::Process::serve_calls_async
 
-use super::From;
+use super::CallFrom;
 use crate::term::{self, atom, show, tuple, Encoded, Term};
 use std::collections::VecDeque;
 use std::time::SystemTime;
@@ -52,7 +52,7 @@ pub(super) enum Event<'a> {
         /// The reply.
         reply: &'a Term,
         /// The caller.
-        to: &'a From,
+        to: &'a CallFrom,
     },
     /// A message answered with nothing (a cast, another message, a call
     /// whose reply another task sends).
@@ -372,7 +372,7 @@ mod tests {
         );
         let cap = tuple(vec![atom("true"), int(2)]);
         assert_eq!(d.command(&opt("log", cap), name), atom("ok"));
-        let from = From {
+        let from = CallFrom {
             pid: crate::term::Pid::new("a@h", 1, 0, 1),
             tag: atom("t"),
         };
@@ -500,7 +500,7 @@ mod tests {
 
     #[test]
     fn events_print_as_gen_server_prints_them() {
-        let from = From {
+        let from = CallFrom {
             pid: crate::term::Pid::new("a@h", 9, 0, 1),
             tag: atom("t"),
         };

@@ -9,7 +9,7 @@ use crate::process;
 use crate::term::{self, write, Encoded, Term};
 
 /// A reply to a call: written as bytes after its head
-/// ([`process::From::reply_head`]), or a term.
+/// ([`process::CallFrom::reply_head`]), or a term.
 enum Answer {
     /// The whole message, `{Tag, Reply}`.
     Written(Encoded),
@@ -115,7 +115,7 @@ impl<N: WireName> ScopeTask<N> {
     /// too). `{error, cpg_data_unavailable}` where no `cpg_data` answer
     /// can be given (a map storage, a trie too big to write). Without an
     /// answer, `sys:get_state/1` waited out its five seconds.
-    pub(super) fn system(&mut self, caller: &process::From, request: &Term) {
+    pub(super) fn system(&mut self, caller: &process::CallFrom, request: &Term) {
         let state = |out: &mut Vec<u8>| {
             let head = std::mem::take(out);
             match self.sys_state(head) {
@@ -155,7 +155,7 @@ impl<N: WireName> ScopeTask<N> {
     /// Answers the call `request` from `caller` (see the module docs):
     /// [`answer_call`](Self::answer_call), or, written as bytes, the state
     /// for `cpg_data` and the long lists ([`long_reply`](Self::long_reply)).
-    pub(super) fn reply(&mut self, caller: &process::From, request: &Term) {
+    pub(super) fn reply(&mut self, caller: &process::CallFrom, request: &Term) {
         let sent = match request {
             Term::Atom(a) if a.name == "cpg_data" && N::STORAGE == crate::cpg::Storage::Trie => {
                 let state = caller.reply_head(0).ok();
@@ -190,9 +190,9 @@ impl<N: WireName> ScopeTask<N> {
     /// [`answer_call`](Self::answer_call) answers.
     ///
     /// The bytes are the whole message to `caller`, `{Tag, Reply}`
-    /// ([`process::From::reply_head`]). The call's kind is looked at
+    /// ([`process::CallFrom::reply_head`]). The call's kind is looked at
     /// first: any other call costs nothing here.
-    fn long_reply(&self, request: &Term, caller: &process::From) -> Option<Answer> {
+    fn long_reply(&self, request: &Term, caller: &process::CallFrom) -> Option<Answer> {
         let (op, args) = split_call(request);
         let long = matches!(
             op,
