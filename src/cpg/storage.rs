@@ -18,6 +18,7 @@ use std::hash::{Hash, Hasher};
 use super::pattern;
 use super::trie::{EntryId, GenuineBounds, GenuineTooBig, Trie};
 use crate::term::canonical::{canonical, write_canonical};
+use crate::term::show::is_plain_atom;
 use crate::term::{self, Term};
 
 /// Which kind of group storage a scope uses (cpg's `group_storage`).
@@ -443,20 +444,6 @@ fn write_erlang(t: &Term, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         }
         _ => Display::fmt(t, f),
     }
-}
-
-/// An atom Erlang prints without quotes.
-fn is_plain_atom(name: &str) -> bool {
-    const RESERVED: &[&str] = &[
-        "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
-        "catch", "cond", "div", "else", "end", "fun", "if", "let", "maybe", "not", "of", "or",
-        "orelse", "receive", "rem", "try", "when", "xor",
-    ];
-    name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@')
-        && !RESERVED.contains(&name)
 }
 
 fn write_quoted(s: &str, quote: char, f: &mut fmt::Formatter<'_>) -> fmt::Result {

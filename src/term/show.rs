@@ -65,7 +65,7 @@ pub struct Show<'a> {
 /// bytes.resize(bytes.len() + 100_000, 0xff);
 /// let big = term::decode(&bytes, term::Limits::default()).unwrap();
 /// let shown = show(&tuple(vec![big, term::atom("x")])).to_string();
-/// assert_eq!(shown, "{<integer of 100000 bytes>,'x'}");
+/// assert_eq!(shown, "{<integer of 100000 bytes>,x}");
 /// ```
 pub fn show<'a>(t: impl Into<Shown<'a>>) -> Show<'a> {
     show_max(t, DEFAULT_MAX)
@@ -139,6 +139,7 @@ impl Write for Budget<'_, '_> {
 fn term(b: &mut Budget<'_, '_>, t: &Term) -> fmt::Result {
     match t {
         Term::BigInteger(i) => write_integer(b, i),
+        Term::Atom(a) if is_plain_atom(&a.name) => b.write_str(&a.name),
         Term::Atom(a) => {
             b.write_char('\'')?;
             for c in a.name.chars() {
@@ -199,6 +200,24 @@ fn seq(b: &mut Budget<'_, '_>, open: &str, elements: &[Term], close: &str) -> fm
     b.write_str(close)
 }
 
+/// An atom Erlang prints without quotes (`~p`, `io_lib:write_atom/1`):
+/// a lowercase ASCII letter, then letters, digits, `_` and `@`, and not a
+/// reserved word. (Erlang also leaves Latin-1 letters unquoted, `é` or
+/// `aÀ`; they are quoted here, as [`parse`](super::parse) reads unquoted
+/// atoms of ASCII only.)
+pub fn is_plain_atom(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "after", "and", "andalso", "band", "begin", "bnot", "bor", "bsl", "bsr", "bxor", "case",
+        "catch", "cond", "div", "else", "end", "fun", "if", "let", "maybe", "not", "of", "or",
+        "orelse", "receive", "rem", "try", "when", "xor",
+    ];
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@')
+        && !RESERVED.contains(&name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn ordinary_terms_print_as_eetf_prints_them() {
+    fn ordinary_terms_print_as_erlang_writes_them() {
         let small_big = Term::BigInteger(BigInteger::from(u64::MAX));
         let terms = [
             tuple(vec![int(6), atom("it's"), atom("a\\b"), list(vec![])]),
@@ -230,9 +249,28 @@ mod tests {
             )]),
             Term::from(crate::term::Pid::new("a@h", 1, 2, 3)),
             crate::term::string_to_charlist("héllo"),
+            tuple(vec![
+                atom("ok"),
+                atom("Up"),
+                atom("end"),
+                atom("a@h"),
+                atom("é"),
+            ]),
         ];
-        for t in terms {
-            assert_eq!(show_max(&t, 10_000).to_string(), t.to_string());
+        // (As `io_lib:format("~w", [T])` writes them on OTP 25, but for
+        // pids, which name their node, `eetf`'s floats and strings, and
+        // 'é', which Erlang leaves unquoted.)
+        let written = [
+            r"{6,'it\'s','a\\b',[]}".to_string(),
+            format!("[<<97,98>>,{},{}]", u64::MAX, big(64, true)),
+            "[1,2|t]".to_string(),
+            "#{k=>1.5}".to_string(),
+            "<'a@h'.1.2>".to_string(),
+            "[104,233,108,108,111]".to_string(),
+            "{ok,'Up','end',a@h,'é'}".to_string(),
+        ];
+        for (t, w) in terms.iter().zip(written) {
+            assert_eq!(show_max(t, 10_000).to_string(), w, "{t}");
         }
     }
 
@@ -246,7 +284,7 @@ mod tests {
         let t = tuple(vec![big(n, false), atom("x")]);
         let started = Instant::now();
         let s = show(&t).to_string();
-        assert_eq!(s, format!("{{<integer of {n} bytes>,'x'}}"));
+        assert_eq!(s, format!("{{<integer of {n} bytes>,x}}"));
         let neg = show(&big(65, true)).to_string();
         assert_eq!(neg, "<integer of 65 bytes>");
         // (The bound that matters is the length; the time is only a guard

@@ -377,7 +377,7 @@ fn a_huge_integer_in_a_control_message_costs_a_short_error() {
     // (Not `at_max`: erl_dist's error would print it in decimal.)
     check_against_two_pass(&big_op(max + 1), true);
     let shown = crate::dist::codec::describe_control(&at_max).unwrap();
-    assert_eq!(shown, format!("{{<integer of {max} bytes>,'x'}}"));
+    assert_eq!(shown, format!("{{<integer of {max} bytes>,x}}"));
 }
 
 /// Atoms of more than 255 characters and references of more than 5 words
