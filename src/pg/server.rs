@@ -556,6 +556,11 @@ impl Task {
                 // `sys:get_state/1` and the like: answered at once (the
                 // state `undefined`: OTP pg's record is not this one).
                 if let Some((caller, request)) = process::parse_system(&msg) {
+                    // `sys:terminate`: ended with the reason, restarted.
+                    if let Some(reason) = process::terminate_request(request) {
+                        self.proc.terminate(&caller, reason.clone());
+                        return;
+                    }
                     let state = process::no_state;
                     let _ = self.proc.answer_system(&caller, &self.name, request, state);
                     return;

@@ -369,6 +369,15 @@ impl CallFrom {
     }
 }
 
+/// The reason of `sys:terminate`'s request `{terminate, Reason}` (the
+/// `Request` of a system message, [`parse_system`]).
+pub(crate) fn terminate_request(request: &Term) -> Option<&Term> {
+    match term::as_tuple(request) {
+        Some([what, reason]) if term::as_atom(what) == Some("terminate") => Some(reason),
+        _ => None,
+    }
+}
+
 /// Matches `{'$gen_call', {Pid, Tag}, Request}`.
 pub fn parse_call(msg: &Term) -> Option<(CallFrom, &Term)> {
     parse_from(msg, "$gen_call")
@@ -594,6 +603,18 @@ impl Process {
         self.exit_reason = Some(reason);
     }
 
+    /// Ends the process as `sys:terminate(Process, Reason)` (and so
+    /// `gen_server:stop/1,3`, Elixir's `GenServer.stop`) ends a
+    /// gen_server (`sys:handle_system_msg`): `ok` to the caller `from`,
+    /// then every later receive gives `Err(reason)`; links and monitors
+    /// are told `reason` when the process is dropped, and
+    /// `gen_server:stop` returns `ok` once they are.
+    pub(crate) fn terminate(&mut self, from: &CallFrom, reason: Term) {
+        let _ = self.reply(from, atom("ok"));
+        self.exit_reason = Some(reason);
+        self.saved.clear();
+    }
+
     /// Whether the process ended because its node shut down
     /// ([`Node::shutdown`](crate::Node::shutdown): a receive gave
     /// `Err(shutdown)` for it, or an exit signal came while the node was
@@ -808,7 +829,7 @@ impl Process {
     }
 
     /// [`Process::reply_encoded`] of `{Tag, Reply}` whole: bytes that
-    /// [`From::reply_head`] began and one whole term, the reply, ended. A
+    /// [`CallFrom::reply_head`] began and one whole term, the reply, ended. A
     /// large reply so written is not copied again to put its tag before it.
     pub(crate) fn reply_headed(&self, from: &CallFrom, msg: Encoded) -> Result<(), SendError> {
         let to = match from.alias() {
@@ -827,9 +848,10 @@ impl Process {
     /// under `{data, [{"State", State}]}` (so `sys:get_status/1` and
     /// observer show it; `suspended` in place of `running` while
     /// [`Process::serve`] is suspended; the events its debug log keeps
-    /// under `"Logged events"`). Any other request (`suspend`, `resume`
-    /// and the debug options outside [`Process::serve`], `replace_state`,
-    /// `change_code`) is answered `{error,
+    /// under `"Logged events"`). `terminate` is its callers' to take
+    /// first ([`terminate_request`], [`Process::terminate`]). Any other
+    /// request (`suspend`, `resume` and the debug options outside
+    /// [`Process::serve`], `replace_state`, `change_code`) is answered `{error,
     /// {unknown_system_msg, Request}}`: this node's processes are not
     /// changed by `sys`, and a caller is told so at once where it would
     /// otherwise wait for its timeout. Written as bytes, the state
@@ -1003,20 +1025,26 @@ impl Process {
     /// request as [`Process::answer_system`]. `Err` with the exit reason
     /// when the process is killed meanwhile.
     async fn serve_system(&mut self, from: CallFrom, request: &Term) -> Result<(), Term> {
-        self.answer_in_loop(&from, request);
+        self.answer_in_loop(&from, request)?;
         while self.suspended {
             let is_system = |s: &Signal| matches!(s, Signal::Message { msg, .. } if parse_system(msg).is_some());
             if let Some(Signal::Message { msg, .. }) = self.recv_match(is_system, None).await? {
                 if let Some((from, request)) = parse_system(&msg) {
-                    self.answer_in_loop(&from, request);
+                    self.answer_in_loop(&from, request)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// One system message to a server loop ([`Process::serve_system`]).
-    fn answer_in_loop(&mut self, from: &CallFrom, request: &Term) {
+    /// One system message to a server loop ([`Process::serve_system`]);
+    /// `Err(reason)` when it ends the process (`sys:terminate`,
+    /// [`Process::terminate`]), suspended or not, as gen_server does.
+    fn answer_in_loop(&mut self, from: &CallFrom, request: &Term) -> Result<(), Term> {
+        if let Some(reason) = terminate_request(request) {
+            self.terminate(from, reason.clone());
+            return Err(reason.clone());
+        }
         match term::as_atom(request) {
             Some("suspend") => {
                 self.suspended = true;
@@ -1036,13 +1064,14 @@ impl Process {
                             self.debug = None;
                         }
                         let _ = self.reply(from, reply);
-                        return;
+                        return Ok(());
                     }
                 }
                 let name = server_name(&*self.kernel, &self.pid);
                 let _ = self.answer_system(from, &name, request, no_state);
             }
         }
+        Ok(())
     }
 }
 

@@ -1542,6 +1542,51 @@ async fn a_rust_process_killed_from_beam_sends_nothing_after_its_down() {
     );
 }
 
+/// `gen_server:stop` (Elixir's `GenServer.stop`, `sys:terminate`) ends a
+/// Rust server as it ends a gen_server: `ok` once it has exited with the
+/// reason, a monitor told that reason, the serve loop returning it; a
+/// suspended one too. It answered `{error, {unknown_system_msg, ...}}`,
+/// which `gen_server:stop` raised.
+#[tokio::test]
+async fn gen_server_stop_ends_a_rust_server_with_its_reason() {
+    require_erl!();
+    let w = World::new().await;
+    let r = w.rust_node("r").await;
+    let e = w.erl("e").await;
+    let mut ends = Vec::new();
+    for name in ["stop_a", "stop_b"] {
+        let mut server = r.spawn_registered(name).unwrap();
+        ends.push(tokio::spawn(async move {
+            server.serve_calls(|_, req| req.clone()).await
+        }));
+    }
+    let got = eval_with(
+        &r,
+        &e.name,
+        "A = {stop_a, R}, B = {stop_b, R}, \
+         MA = monitor(process, A), MB = monitor(process, B), \
+         Echo = gen_server:call(A, ping), \
+         StopA = gen_server:stop(A, {shutdown, bye}, 5000), \
+         DownA = receive {'DOWN', MA, _, _, Ra} -> Ra after 5000 -> none end, \
+         ok = sys:suspend(B), \
+         StopB = gen_server:stop(B), \
+         DownB = receive {'DOWN', MB, _, _, Rb} -> Rb after 5000 -> none end, \
+         Gone = catch gen_server:call(A, ping, 1000), \
+         {Echo, StopA, DownA, StopB, DownB, element(1, element(2, Gone))}.",
+        &[("R", atom(r.name()))],
+    )
+    .await;
+    assert_eq!(
+        show(&got),
+        "{'ping','ok',{'shutdown','bye'},'ok','normal','noproc'}"
+    );
+    let a = ends.remove(0).await.unwrap();
+    assert_eq!(show(&a), "{'shutdown','bye'}");
+    let b = ends.remove(0).await.unwrap();
+    assert!(is_atom(&b, "normal"), "{b}");
+    assert!(r.whereis("stop_a").is_none() && r.whereis("stop_b").is_none());
+}
+
 /// `sys:suspend` stops a Rust server as it stops a gen_server: calls
 /// wait (in order, answered after `sys:resume`), `sys:get_status` says
 /// `suspended`, and `sys:get_state` is answered meanwhile.

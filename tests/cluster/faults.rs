@@ -841,6 +841,26 @@ async fn rust_scope_crashed_killed_or_shut_down_is_restarted_and_rebuilt() {
         eventually(10, rust_view_ok).await,
         "state not rebuilt after exit(Scope, shutdown)"
     );
+
+    // Stopped by `gen_server:stop` (`sys:terminate`), which returns `ok`
+    // once the scope process has ended with the reason: it comes back as
+    // cpg's supervisor restarts a genuine one.
+    let fourth = r.whereis(DEFAULT_SCOPE).unwrap();
+    let stop = vec![
+        Term::Pid(fourth.clone()),
+        term::atom("normal"),
+        term::uint(5000),
+    ];
+    let stopped = crate::support::rpc(&ctl, &g.name, "gen_server", "stop", stop).await;
+    assert!(crate::support::is_atom(&stopped, "ok"), "{stopped}");
+    assert!(
+        restarted(&r, &fourth).await,
+        "the scope ended by gen_server:stop was not restarted"
+    );
+    assert!(
+        eventually(10, rust_view_ok).await,
+        "state not rebuilt after gen_server:stop"
+    );
     assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
         .await
         .is_some());

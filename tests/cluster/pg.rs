@@ -369,6 +369,18 @@ async fn reconnect_and_remote_scope_restart_converge() {
     eval_with(&ctl, &a.name, "exit(P, shutdown).", &[("P", ours)]).await;
     assert!(eventually(10, || async { pg.pid() != old_ours }).await);
     assert!(converged("pg", "grp", both.to_vec()).await);
+    // `gen_server:stop` (`sys:terminate`) too: `ok`, then restarted.
+    let old_ours = pg.pid();
+    let stopped = eval_with(
+        &ctl,
+        &a.name,
+        "gen_server:stop(P, normal, 5000).",
+        &[("P", Term::Pid(old_ours.clone()))],
+    )
+    .await;
+    assert_eq!(term::as_atom(&stopped), Some("ok"), "{stopped}");
+    assert!(eventually(10, || async { pg.pid() != old_ours }).await);
+    assert!(converged("pg", "grp", both.to_vec()).await);
     // A last change goes through, and no scope crashed on it.
     pg.leave(&g("grp"), m.pid()).await.unwrap();
     assert!(converged("pg", "grp", vec![pa.clone()]).await);

@@ -116,6 +116,12 @@ impl<N: WireName> ScopeTask<N> {
     /// can be given (a map storage, a trie too big to write). Without an
     /// answer, `sys:get_state/1` waited out its five seconds.
     pub(super) fn system(&mut self, caller: &process::CallFrom, request: &Term) {
+        // `sys:terminate` (`gen_server:stop`): the scope process ends with
+        // the reason, and comes back as cpg's supervisor restarts it.
+        if let Some(reason) = process::terminate_request(request) {
+            self.proc.terminate(caller, reason.clone());
+            return;
+        }
         let state = |out: &mut Vec<u8>| {
             let head = std::mem::take(out);
             match self.sys_state(head) {
