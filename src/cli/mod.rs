@@ -16,11 +16,14 @@ macro_rules! outln {
 
 mod args;
 mod demo;
+mod echo;
 mod pg;
 mod report;
 mod show;
 
 pub use args::*;
+pub use echo::spawn_echo;
+use echo::{keep_echo, Role};
 pub use report::report;
 pub(crate) use report::user_error;
 use show::{group_rows, print_group, print_status, status_json};
@@ -30,9 +33,9 @@ use cpg_node::config::{default_cookie_or_create, ConfigError, Cookie, NodeConfig
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
 use cpg_node::node::NodeEvent;
-use cpg_node::process::{CallError, Dest, Process, Signal};
+use cpg_node::process::{CallError, Dest, Signal};
 use cpg_node::status::{self, AskError, NodeStatus, Status};
-use cpg_node::term::{self, Term};
+use cpg_node::term;
 use cpg_node::Node;
 use std::time::Duration;
 
@@ -162,23 +165,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
             config.epmd_daemon = start_epmd;
             let node = start(config).await?;
             for name in &register {
-                spawn_echo(node.spawn_registered(name)?);
+                keep_echo(&node, Role::Registered(name.clone()))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
                 tracing::info!("echo process registered as {name}");
             }
             let scopes = cpg.start(&node)?;
             let _pg_scopes = pg::start_run(&node, &pg).await?;
             if !join.is_empty() {
-                let member = node.spawn_process();
-                let pid = member.pid().clone();
-                spawn_echo(member);
-                for scope in &scopes {
-                    for g in &join {
-                        scope
-                            .join(g, &pid)
-                            .await
-                            .with_context(|| format!("joining {g:?} in scope {}", scope.name()))?;
-                    }
-                }
+                let pid = keep_echo(&node, Role::Cpg(scopes.clone(), join.clone()))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
                 tracing::info!("echo process {} joined {join:?}", term::pid_text(&pid));
             }
             let mut opts = ClusterOptions::new(connect.clone());
@@ -590,24 +587,6 @@ pub(crate) fn wait_for_signal() -> impl std::future::Future<Output = i32> {
             130
         }
     }
-}
-
-/// An echo process: `{From, Msg}` gets `Msg` back; a gen_server call gets
-/// its request back as the reply.
-pub fn spawn_echo(mut p: Process) {
-    tokio::spawn(async move {
-        let on_other = |p: &Process, s: Signal| {
-            if let Signal::Message { msg, .. } = s {
-                match term::as_tuple(&msg) {
-                    Some([Term::Pid(from), m]) => {
-                        let _ = p.send(from.clone(), m.clone());
-                    }
-                    _ => tracing::debug!("echo: ignored {msg}"),
-                }
-            }
-        };
-        p.serve(|_, req| req.clone(), on_other).await;
-    });
 }
 
 #[cfg(test)]

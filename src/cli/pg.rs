@@ -2,10 +2,11 @@
 //! `pg-members`, `pg-groups`, `pg-watch`) and Phoenix.PubSub (`pubsub
 //! subscribe`, `pubsub broadcast`).
 
+use crate::cli::echo::{keep_echo, Role};
 use crate::cli::user_error;
 use crate::cli::{
-    client_config, connect_seeds_peers, peer_name, scope_nodes, spawn_echo, start, wait_for_signal,
-    NodeArgs, PgClientArgs, PgRunArgs, PubsubCmd,
+    client_config, connect_seeds_peers, peer_name, scope_nodes, start, wait_for_signal, NodeArgs,
+    PgClientArgs, PgRunArgs, PubsubCmd,
 };
 use anyhow::{Context, Result};
 use cpg_node::cpg::TermName;
@@ -42,16 +43,10 @@ pub async fn start_run(node: &Node, a: &PgRunArgs) -> Result<Vec<PgScope>> {
         .map(|n| PgScope::start(node, n).with_context(|| format!("starting pg scope {n}")))
         .collect::<Result<_>>()?;
     if !a.pg_join.is_empty() {
-        let member = node.spawn_process();
-        let pid = member.pid().clone();
-        spawn_echo(member);
-        for s in &scopes {
-            for g in &a.pg_join {
-                s.join(&group_name(g), &pid)
-                    .await
-                    .with_context(|| format!("joining {g} in pg scope {}", s.name()))?;
-            }
-        }
+        let groups = a.pg_join.iter().map(|g| group_name(g)).collect();
+        let pid = keep_echo(node, Role::Pg(scopes.clone(), groups))
+            .await
+            .map_err(anyhow::Error::msg)?;
         tracing::info!(
             "echo process {} joined pg groups {:?}",
             term::pid_text(&pid),

@@ -397,6 +397,14 @@ impl Node {
         self.inner.started.elapsed()
     }
 
+    /// Whether [`Node::shutdown`] has begun: a task that keeps a service
+    /// running (restarts it when it ends) stops doing so then.
+    pub fn is_stopping(&self) -> bool {
+        self.inner
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// How many processes the node hosts (its own `net_kernel` included).
     pub fn process_count(&self) -> usize {
         self.inner.procs.len()

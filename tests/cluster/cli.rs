@@ -1260,3 +1260,82 @@ async fn a_name_at_an_ip_address_is_a_long_name() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("short name"), "{err}");
 }
+
+/// `run`'s echo processes are kept as a supervisor keeps a permanent
+/// child: the registered one killed (`exit(P, kill)`, as a link to a
+/// crashed BEAM process does) or stopped (`gen_server:stop`) is followed
+/// by a new one under the same name, and the `--join` member killed by a
+/// new one in its groups. They stayed gone: the node connected, nothing
+/// behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_echo_processes_come_back_after_they_end() {
+    use crate::support::{eval, eval_with, eventually};
+    use cpg_node::term::{self, Term};
+    crate::require_erl!();
+    let w = World::new().await;
+    let run = RunningNode::start(&w, &["--register", "echo", "--join", "g"]).await;
+    let e = w.erl("e").await;
+    let driver = w.rust_node("drv").await;
+    // The echo's pid, once it answers a call (`none` while no echo is
+    // registered).
+    let echo_pid = || {
+        let code = format!(
+            "R = '{}', true = net_kernel:connect_node(R), \
+             case catch gen_server:call({{echo, R}}, ping, 1000) of \
+               ping -> element(2, sys:get_status({{echo, R}})); \
+               _ -> none end.",
+            run.name
+        );
+        let (driver, e) = (&driver, &e.name);
+        async move { eval(driver, e, &code).await }
+    };
+    let first = echo_pid().await;
+    assert!(term::as_pid(&first).is_some(), "{first}");
+    let kill = |p: &Term| {
+        let (driver, e, p) = (&driver, &e.name, p.clone());
+        async move { eval_with(driver, e, "exit(P, kill).", &[("P", p)]).await }
+    };
+    kill(&first).await;
+    // A new echo other than `old`, within 10 s.
+    let next_echo = |old: Term| {
+        let echo_pid = &echo_pid;
+        async move {
+            for _ in 0..100 {
+                let now = echo_pid().await;
+                if term::as_pid(&now).is_some() && now != old {
+                    return now;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("no echo other than {old} within 10 s");
+        }
+    };
+    let second = next_echo(first.clone()).await;
+    let stop = format!("gen_server:stop({{echo, '{}'}}).", run.name);
+    let stopped = eval(&driver, &e.name, &stop).await;
+    assert_eq!(term::as_atom(&stopped), Some("ok"), "{stopped}");
+    next_echo(second).await;
+
+    // The `--join` member, seen by another Rust node's scope.
+    let scope = CpgScope::start(&driver, ScopeOptions::new(DEFAULT_SCOPE)).unwrap();
+    driver.connect(&run.name).await.unwrap();
+    let members = || {
+        scope
+            .get_members("g")
+            .map(|(_, v)| v.to_vec())
+            .unwrap_or_default()
+    };
+    assert!(eventually(10, || async { members().len() == 1 }).await);
+    let member = Term::Pid(members()[0].to_pid());
+    kill(&member).await;
+    assert!(
+        eventually(10, || async {
+            let now = members();
+            now.len() == 1 && Term::Pid(now[0].to_pid()) != member
+        })
+        .await,
+        "no member in g after the kill: {:?}",
+        members()
+    );
+    driver.shutdown().await;
+}
