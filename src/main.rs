@@ -52,8 +52,19 @@ async fn run() {
     // RUST_LOG overrides; else one-shot commands log warnings only (their
     // own failures come back as the command's error, so the node's log line
     // for a failed dial would say it twice) and `run` logs at info.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(args.cmd.default_log()));
+    // A RUST_LOG that does not parse is said, not silently replaced.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+                eprintln!(
+                    "warning: RUST_LOG={spec:?} is not a log filter ({e}); logging at the default level ({})",
+                    args.cmd.default_log()
+                );
+                tracing_subscriber::EnvFilter::new(args.cmd.default_log())
+            })
+        }
+        _ => tracing_subscriber::EnvFilter::new(args.cmd.default_log()),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -171,7 +171,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 tracing::info!("echo process registered as {name}");
             }
             let scopes = cpg.start(&node)?;
-            let _pg_scopes = pg::start_run(&node, &pg).await?;
+            let pg_scopes = pg::start_run(&node, &pg).await?;
             if !join.is_empty() {
                 let pid = keep_echo(&node, Role::Cpg(scopes.clone(), join.clone()))
                     .await
@@ -190,13 +190,22 @@ pub async fn run(cli: Cli) -> Result<i32> {
             st.serve()
                 .with_context(|| format!("cannot register {}", status::NAME))?;
             // Say how the first attempt went; the keeper retries either way.
+            let mut reached = Vec::new();
             for peer in &connect {
                 // A failure is logged by the cluster keeper, which dials
                 // again.
                 if node.connect(peer).await.is_ok() {
                     tracing::info!("connected to {peer}");
+                    reached.push(peer.clone());
                 }
             }
+            let names = scopes.iter().map(|s| ("cpg", s.name().to_string()));
+            let names = names.chain(pg_scopes.iter().map(|s| ("pg", s.name().to_string())));
+            tokio::spawn(warn_of_scopes_no_seed_runs(
+                node.clone(),
+                names.collect(),
+                reached,
+            ));
             let stop = wait_for_signal();
             outln!("{} running (hidden); Ctrl-C to stop", node.name());
             stop.await;
@@ -521,6 +530,30 @@ async fn nodes_with(node: &Node, name: &str, nodes: &[String]) -> (Vec<String>, 
     with.sort();
     silent.sort();
     (with, silent)
+}
+
+/// `run`'s scopes (`(kind, name)`) that none of the seeds it `reached`
+/// runs, each said in a warning: a misspelt `--scope` or `--pg-scope`
+/// otherwise reads as a cluster with no groups. (Nodes that start the
+/// scope later still get our members.)
+async fn warn_of_scopes_no_seed_runs(
+    node: Node,
+    scopes: Vec<(&'static str, String)>,
+    reached: Vec<String>,
+) {
+    if reached.is_empty() {
+        return;
+    }
+    for (kind, name) in scopes {
+        let (with, _) = nodes_with(&node, &name, &reached).await;
+        if with.is_empty() {
+            tracing::warn!(
+                "no seed runs {kind} scope {name} (connected: {}): is it misspelt? \
+                 Our members reach nodes that start it later",
+                reached.join(", ")
+            );
+        }
+    }
 }
 
 /// The connected nodes that run the scope `name` (of the kind `kind`,

@@ -570,9 +570,10 @@ impl Inner {
                 })?
                 .ok_or_else(|| {
                     ConnectionError::Unreachable(format!(
-                        "no node {} in EPMD on {} (is it running?)",
+                        "no node {} in EPMD at {}:{} (is it running, with this EPMD port?)",
                         target.alive(),
-                        target.host()
+                        target.host(),
+                        self.config.epmd_port
                     ))
                 })?;
             let at = format!("{}:{}", target.host(), entry.port);

@@ -163,6 +163,70 @@ async fn a_scope_no_node_runs_is_said() {
     let (code, _, err) = run(&["pg-groups", "--connect", &e.name]).await;
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("warning"), "{err}");
+
+    // `run` says it in its log, once its seeds are reached, for a scope
+    // no seed runs (a misspelt `--scope`), and not for one they run.
+    let said = |args: &'static [&'static str], want: &'static str| {
+        let (w, a) = (&w, a.name().to_string());
+        async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut all = args.to_vec();
+            all.extend(["--connect", &a]);
+            let mut node =
+                RunningNode::start_with(w.epmd.port, &w.cookie, &all, std::process::Stdio::piped())
+                    .await;
+            let err = node.child.stderr.take().unwrap();
+            let mut lines = tokio::io::BufReader::new(err).lines();
+            let seen = async {
+                while let Ok(Some(l)) = lines.next_line().await {
+                    if l.contains("no seed runs") {
+                        return Some(l);
+                    }
+                }
+                None
+            };
+            let seen = tokio::time::timeout(std::time::Duration::from_secs(5), seen)
+                .await
+                .ok()
+                .flatten();
+            assert!(
+                match want {
+                    "" => seen.is_none(),
+                    want => seen.as_deref().is_some_and(|l| l.contains(want)),
+                },
+                "{args:?}: {seen:?}"
+            );
+        }
+    };
+    said(&["--scope", "nosuch"], "no seed runs cpg scope nosuch").await;
+    said(&[], "").await;
+
+    // A RUST_LOG that is no filter is said, not silently dropped.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args(["--help"])
+        .env("RUST_LOG", "bogus[[")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "--help parses no filter: {err}");
+    let (code, _, err) = {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"));
+        let out = cmd
+            .args(["--cookie", &w.cookie, "ping", a.name()])
+            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+            .env("RUST_LOG", "bogus[[")
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), (), err)
+    };
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.starts_with("warning: RUST_LOG=\"bogus[[\" is not a log filter"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

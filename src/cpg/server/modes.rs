@@ -346,8 +346,10 @@ impl<N: WireName> ScopeTask<N> {
             r.retry = (r.retry * 2).min(self.opts.poll_interval.max(PROBE_FIRST));
         } else {
             let msg = "the peer's scope process is not running; our members go to it when it is (back) up";
-            // (At debug for a hidden peer, as above.)
-            if self.node.is_hidden_peer(peer) == Some(true) {
+            // (At debug for a hidden peer, as above, and for one no longer
+            // connected: a peer that stops ends its scope first, and its
+            // nodedown says the rest, as for a `cpg-node members` client.)
+            if self.node.is_hidden_peer(peer) != Some(false) {
                 tracing::debug!(scope = %self.opts.name, %peer, %reason, "{msg}");
             } else {
                 tracing::info!(scope = %self.opts.name, %peer, %reason, "{msg}");
