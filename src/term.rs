@@ -589,6 +589,24 @@ pub fn as_list(t: &Term) -> Option<&[Term]> {
     }
 }
 
+/// The elements of any proper list, whatever its encoding: [`as_list`]'s,
+/// or, for a list BEAM wrote as STRING_EXT (every element an integer
+/// 0..=255: `[42]`, `[1,2]`, `"abc"`), its bytes as integers. A list of
+/// arbitrary terms from BEAM (pg's groups in a leave) must be read so:
+/// with [`as_list`] alone, `[42]` is no list.
+pub fn list_elements(t: &Term) -> Option<std::borrow::Cow<'_, [Term]>> {
+    match t {
+        Term::List(l) => Some(std::borrow::Cow::Borrowed(&l.elements)),
+        Term::ByteList(b) => Some(std::borrow::Cow::Owned(
+            b.bytes
+                .iter()
+                .map(|&c| Term::from(FixInteger::from(i32::from(c))))
+                .collect(),
+        )),
+        _ => None,
+    }
+}
+
 /// Why a term is not an Erlang string that maps to a Rust `String`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

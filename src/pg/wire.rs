@@ -153,7 +153,9 @@ impl PgMsg {
             [tag, p, pids, groups] if term::as_atom(tag) == Some("leave") => Ok(PgMsg::Leave {
                 peer: peer(p)?,
                 pids: read_pids(pids, t)?,
-                groups: term::as_list(groups)
+                // (BEAM writes `[42]` or `[1,2]` as a string: read as
+                // the integer groups they are.)
+                groups: term::list_elements(groups)
                     .ok_or_else(|| bad("the groups are not a list", t))?
                     .iter()
                     .cloned()
@@ -240,6 +242,39 @@ mod tests {
         assert!(matches!(&term::as_tuple(&one).unwrap()[3], Term::Pid(_)));
         let d = tuple(vec![atom("discover"), Term::Pid(pid(1)), term::int(1)]);
         assert_eq!(PgMsg::decode(&d).unwrap(), PgMsg::Discover { peer: pid(1) });
+    }
+
+    /// BEAM writes a leave's groups `[42, 1]` (integers 0..=255 only) as
+    /// a string (STRING_EXT), decoded as a `ByteList`: they are the
+    /// integer groups, as joined (the leave was dropped, the member kept).
+    #[test]
+    fn a_leave_of_small_integer_groups_written_as_a_string_is_read() {
+        let bytes = Term::ByteList(vec![42u8, 1].into());
+        let m = tuple(vec![
+            atom("leave"),
+            Term::Pid(pid(1)),
+            Term::Pid(pid(2)),
+            bytes,
+        ]);
+        assert_eq!(
+            PgMsg::decode(&m).unwrap(),
+            PgMsg::Leave {
+                peer: pid(1),
+                pids: vec![pid(2)],
+                groups: vec![TermName::new(term::int(42)), TermName::new(term::int(1))],
+            }
+        );
+        // As the join of 42 named it.
+        let join = tuple(vec![
+            atom("join"),
+            Term::Pid(pid(1)),
+            term::int(42),
+            Term::Pid(pid(2)),
+        ]);
+        let PgMsg::Join { group, .. } = PgMsg::decode(&join).unwrap() else {
+            panic!("not a join");
+        };
+        assert_eq!(group, TermName::new(term::int(42)));
     }
 
     #[test]

@@ -206,6 +206,32 @@ async fn both_directions_several_scopes_and_exact_counts() {
     assert!(eventually(10, || async { pg.get_members(&g("pre")).is_empty() }).await);
     eval(&ctl, &b.name, &format!("exit({}, kill).", erl_pid(&pb2))).await;
     assert!(eventually(10, || async { pg.get_members(&g("grp")).len() == 2 }).await);
+    // Groups that are integers 0..=255: BEAM writes a leave's `[42]` (and
+    // an exit's `[1,2]`) as a string; it was dropped, the member kept.
+    let pi = beam_member(&ctl, &a.name, "pg", "42").await;
+    let pj = beam_member(&ctl, &a.name, "pg", "1").await;
+    let also_2 = format!("ok = pg:join(pg, 2, {}).", erl_pid(&pj));
+    eval(&ctl, &a.name, &also_2).await;
+    let joined =
+        || async { pg.get_members(&g("42")).len() == 1 && pg.get_members(&g("2")).len() == 1 };
+    assert!(eventually(10, joined).await);
+    eval(
+        &ctl,
+        &a.name,
+        &format!("pg:leave(pg, 42, {}).", erl_pid(&pi)),
+    )
+    .await;
+    eval(&ctl, &a.name, &format!("exit({}, kill).", erl_pid(&pj))).await;
+    assert!(
+        eventually(10, || async {
+            ["42", "1", "2"]
+                .iter()
+                .all(|n| pg.get_members(&g(n)).is_empty())
+        })
+        .await,
+        "integer groups left on BEAM kept: {:?}",
+        pg.which_groups()
+    );
     // BEAM's own view agrees with ours.
     for e in erls {
         assert!(
