@@ -546,6 +546,67 @@ async fn beam_scope_restarted() {
     );
 }
 
+/// A BEAM scope that restarts while we are disconnected from its node
+/// takes its own members back from another node's answer to its `{new,
+/// Node}` (cpg's merge), and tells us none of them: its exchange at our
+/// reconnection went before (here none at all: it was empty, held so by
+/// the other node's scope suspended). A genuine hidden node in our place
+/// lacks them for good, and so did we (a fault soak: 83 members); now a
+/// reconnected peer whose scope we knew is asked for its state again 1 and
+/// 5 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_that_restarted_while_we_were_away_is_asked_again() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let a = start_beam(&w, &unique("away_a")).await;
+    let b = start_beam(&w, &unique("away_b")).await;
+    let ctl = w.rust_node("ctl").await;
+    let ping = eval(&ctl, &a.name, &format!("net_adm:ping('{}').", b.name)).await;
+    assert_eq!(term::as_atom(&ping), Some("pong"));
+    for _ in 0..5 {
+        beam_join_idle(&ctl, &a.name, "x").await;
+    }
+    let (r, scope, _member) = rust_member(&w).await;
+    let _cluster = Cluster::start(
+        &r,
+        ClusterOptions::new(vec![a.name.clone(), b.name.clone()]),
+    );
+    let xs = || scope.get_members("x").map(|(_, v)| v.len()).unwrap_or(0);
+    assert!(eventually(10, || async { xs() == 5 }).await, "{}", xs());
+    // (`b`'s scope answers `a`'s `{new, Node}` only once resumed.)
+    eval(&ctl, &b.name, "sys:suspend(cpg_default_scope).").await;
+    let restart = if genuine() {
+        // (Restarted by cpg's supervisor.)
+        format!(
+            "exit(whereis(cpg_default_scope), kill), erlang:disconnect_node('{}'), \
+             cpg_node_test_util:wait_for(cpg_default_scope).",
+            r.name()
+        )
+    } else {
+        format!(
+            "ok = cpg_model_scope:stop(cpg_default_scope), erlang:disconnect_node('{}'), \
+             {{ok, _}} = cpg_model_scope:start(cpg_default_scope), ok.",
+            r.name()
+        )
+    };
+    eval(&ctl, &a.name, &restart).await;
+    assert!(eventually(10, || async { r.is_connected(&a.name) && xs() == 0 }).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    eval(&ctl, &b.name, "sys:resume(cpg_default_scope).").await;
+    assert!(
+        eventually(15, || async {
+            beam_members(&ctl, &a.name, "x").await.len() == 5
+        })
+        .await,
+        "the BEAM scope did not take its members back"
+    );
+    assert!(
+        eventually(15, || async { xs() == 5 }).await,
+        "the restarted scope's members were not asked for again: {}",
+        xs()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs genuine cpg: set CPG_EBIN (see README)"]
 async fn beam_scope_restarted_in_visible_mode() {

@@ -10,7 +10,7 @@ use crate::cpg::scope::{Effect, Scope};
 use crate::cpg::wire::WireName;
 use crate::node::Node;
 use crate::process::Dest;
-use crate::term::{self, Reference, Term};
+use crate::term::{self, Pid, Reference, Term};
 use std::time::Duration;
 
 /// Why `Auto` asks a peer how its cpg runs.
@@ -46,6 +46,13 @@ pub(super) const PROBE_GRACE: Duration = Duration::from_millis(300);
 /// The first wait before probing a peer's scope that went away.
 pub(super) const PROBE_FIRST: Duration = Duration::from_millis(200);
 
+/// After an exchange from a peer's new scope process, its state is asked
+/// again this much later ([`ScopeTask::scope_seen`]) ...
+pub(super) const REASK_FIRST: Duration = Duration::from_secs(1);
+
+/// ... and once more this much after that.
+pub(super) const REASK_THEN: Duration = Duration::from_secs(4);
+
 /// What the scope task knows of one peer's scope process. A BEAM scope that
 /// restarts (`application:stop/start(cpg)`, a crash) has lost every
 /// membership, ours included, and a hidden node gets no nodeup to tell it:
@@ -69,6 +76,10 @@ pub(super) struct RemoteScope {
     /// The wait before the next probe after a failed one (doubles up to the
     /// poll interval).
     pub(super) retry: Duration,
+    /// When to ask its state again ([`ScopeTask::scope_seen`]), and how
+    /// many times more after that.
+    pub(super) reask_at: Option<tokio::time::Instant>,
+    pub(super) reasks_left: u8,
 }
 
 impl RemoteScope {
@@ -194,8 +205,13 @@ impl<N: WireName> ScopeTask<N> {
                 probing_since: None,
                 next_probe: None,
                 retry: PROBE_FIRST,
+                reask_at: None,
+                reasks_left: 0,
             },
         );
+        if self.scope_pids.contains_key(peer) {
+            self.reask_soon(peer);
+        }
         self.show_mode(peer);
         if self.opts.beam_node_type == BeamNodeType::Auto {
             self.ask_mode(peer, if known { Ask::Restarted } else { Ask::Connect });
@@ -364,14 +380,65 @@ impl<N: WireName> ScopeTask<N> {
         true
     }
 
+    /// A cpg message (`exchange`: the exchange of its own node) from
+    /// `scope`, a peer's scope process: remembered as its node's, and an
+    /// exchange from another scope process than the last (it restarted)
+    /// has the peer asked for its state again ([`reask_soon`](Self::reask_soon)).
+    pub(super) fn scope_seen(&mut self, scope: &Pid, exchange: bool) {
+        let node = &scope.node.name;
+        if !self.remote.contains_key(node) {
+            return;
+        }
+        let before = self.scope_pids.insert(node.clone(), scope.clone());
+        if exchange && before.is_some_and(|b| b != *scope) {
+            self.reask_soon(node);
+        }
+        // (Nodes that came and went: only as many as are connected, past
+        // a margin.)
+        if self.scope_pids.len() > 2 * self.remote.len() + 64 {
+            let remote = &self.remote;
+            self.scope_pids.retain(|n, _| remote.contains_key(n));
+        }
+    }
+
+    /// Asks `peer` for its state twice more, [`REASK_FIRST`] and
+    /// [`REASK_THEN`] from now, unless that is planned already: on a
+    /// connection to a node whose scope we knew before, and after an
+    /// exchange from a new scope process of a peer. A genuine scope that
+    /// restarts starts empty and takes its own members back from the other
+    /// nodes' answers to its `{new, Node}` (cpg's merge), telling us none
+    /// of them; its exchange to us (at our nodeup) may have gone before
+    /// they came, or not at all (cpg sends none for an empty view). A
+    /// genuine hidden node in our place lacks them for good (a fault
+    /// soak's scope kill with a disconnect left 83 members out; a
+    /// deterministic reproduction, 40). (A peer that sends from two pids
+    /// in turn gets at most two questions per [`REASK_THEN`].)
+    pub(super) fn reask_soon(&mut self, peer: &str) {
+        let Some(r) = self.remote.get_mut(peer) else {
+            return;
+        };
+        if r.reask_at.is_none() {
+            tracing::debug!(scope = %self.opts.name, %peer, "its state asked again soon");
+            r.reask_at = Some(tokio::time::Instant::now() + REASK_FIRST);
+            r.reasks_left = 2;
+        }
+    }
+
     /// Probes peers whose scope went away, and republishes to those whose
-    /// probe held.
+    /// probe held; asks for the state of those [`scope_seen`](Self::scope_seen)
+    /// said to ask again.
     pub(super) fn probe_remote_scopes(&mut self) {
         let now = tokio::time::Instant::now();
         let mut back = Vec::new();
+        let mut reask = Vec::new();
         for (peer, r) in self.remote.iter_mut() {
             if !self.node.is_connected(peer) {
                 continue; // its nodedown is on its way; a probe would dial it
+            }
+            if r.reask_at.is_some_and(|at| at <= now) {
+                r.reasks_left = r.reasks_left.saturating_sub(1);
+                r.reask_at = (r.reasks_left > 0).then(|| now + REASK_THEN);
+                reask.push(peer.clone());
             }
             if r.next_probe.is_some_and(|at| at <= now) {
                 r.next_probe = None;
@@ -384,6 +451,9 @@ impl<N: WireName> ScopeTask<N> {
                 r.retry = PROBE_FIRST;
                 back.push(peer.clone());
             }
+        }
+        for peer in reask {
+            self.send_new(&peer);
         }
         for peer in back {
             tracing::info!(scope = %self.opts.name, %peer, "the peer's scope is back: publishing our members to it");

@@ -69,6 +69,9 @@ pub(super) struct ScopeTask<N: GroupKey> {
     /// ([`ScopeTask::ask_refused`]). Their casts say no more of what was
     /// left out, and a peer at `all` is not polled.
     pub(super) refused: std::collections::BTreeSet<String>,
+    /// The scope process that last sent us a cpg message, of each node
+    /// that has (kept across its disconnects, for [`ScopeTask::scope_seen`]).
+    pub(super) scope_pids: HashMap<String, Pid>,
 }
 
 /// The groups of an exchange not yet merged, and whose they are.
@@ -165,6 +168,7 @@ pub(super) async fn supervise_scope<N: WireName>(
             merging: None,
             refusals: refusals.clone(),
             refused: Default::default(),
+            scope_pids: HashMap::new(),
         };
         let started = tokio::time::Instant::now();
         let run = task.run(&mut cmd_rx, attempt > 0);
@@ -239,7 +243,10 @@ impl<N: WireName> ScopeTask<N> {
                 self.merge_chunk();
                 continue;
             }
-            let probing = self.remote.values().any(RemoteScope::away);
+            let probing = self
+                .remote
+                .values()
+                .any(|r| r.away() || r.reask_at.is_some());
             let input = turns
                 .next(async {
                     tokio::select! {
@@ -554,6 +561,10 @@ impl<N: WireName> ScopeTask<N> {
 
     /// A message from another node's scope (decoded, or why not).
     pub(super) fn wire(&mut self, from: Option<Pid>, m: Result<WireMsg<MemberPid, N>, WireError>) {
+        if let (Some(scope), Ok(WireMsg::Cast(request))) = (&from, &m) {
+            let exchange = matches!(request, Request::Exchange { from: origin, .. } if *origin == scope.node.name);
+            self.scope_seen(scope, exchange);
+        }
         match m {
             Ok(WireMsg::New(node)) => {
                 let mode = self.mode_of(&node);
