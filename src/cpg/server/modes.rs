@@ -46,8 +46,8 @@ pub(super) const PROBE_GRACE: Duration = Duration::from_millis(300);
 /// The first wait before probing a peer's scope that went away.
 pub(super) const PROBE_FIRST: Duration = Duration::from_millis(200);
 
-/// After an exchange from a peer's new scope process, its state is asked
-/// again this much later ([`ScopeTask::scope_seen`]) ...
+/// A peer reconnected, or whose exchange came from a new scope process,
+/// is asked for its state again this much later ([`ScopeTask::reask_soon`]) ...
 pub(super) const REASK_FIRST: Duration = Duration::from_secs(1);
 
 /// ... and once more this much after that.
@@ -76,7 +76,7 @@ pub(super) struct RemoteScope {
     /// The wait before the next probe after a failed one (doubles up to the
     /// poll interval).
     pub(super) retry: Duration,
-    /// When to ask its state again ([`ScopeTask::scope_seen`]), and how
+    /// When to ask its state again ([`ScopeTask::reask_soon`]), and how
     /// many times more after that.
     pub(super) reask_at: Option<tokio::time::Instant>,
     pub(super) reasks_left: u8,
@@ -425,7 +425,7 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     /// Probes peers whose scope went away, and republishes to those whose
-    /// probe held; asks for the state of those [`scope_seen`](Self::scope_seen)
+    /// probe held; asks for the state of those [`reask_soon`](Self::reask_soon)
     /// said to ask again.
     pub(super) fn probe_remote_scopes(&mut self) {
         let now = tokio::time::Instant::now();
