@@ -80,6 +80,13 @@ pub(super) struct RemoteScope {
     /// many times more after that.
     pub(super) reask_at: Option<tokio::time::Instant>,
     pub(super) reasks_left: u8,
+    /// Not asked again once a cpg message came from this scope process
+    /// (a reconnection: the one we knew before, which did not restart);
+    /// `None`: asked whatever came (its scope process changed).
+    pub(super) reask_unless: Option<Pid>,
+    /// The scope process that sent its last cpg message on this
+    /// connection.
+    pub(super) seen: Option<Pid>,
 }
 
 impl RemoteScope {
@@ -207,10 +214,12 @@ impl<N: WireName> ScopeTask<N> {
                 retry: PROBE_FIRST,
                 reask_at: None,
                 reasks_left: 0,
+                reask_unless: None,
+                seen: None,
             },
         );
-        if self.scope_pids.contains_key(peer) {
-            self.reask_soon(peer);
+        if let Some(before) = self.scope_pids.get(peer).cloned() {
+            self.reask_soon(peer, Some(before));
         }
         self.show_mode(peer);
         if self.opts.beam_node_type == BeamNodeType::Auto {
@@ -386,12 +395,13 @@ impl<N: WireName> ScopeTask<N> {
     /// has the peer asked for its state again ([`reask_soon`](Self::reask_soon)).
     pub(super) fn scope_seen(&mut self, scope: &Pid, exchange: bool) {
         let node = &scope.node.name;
-        if !self.remote.contains_key(node) {
+        let Some(r) = self.remote.get_mut(node) else {
             return;
-        }
+        };
+        r.seen = Some(scope.clone());
         let before = self.scope_pids.insert(node.clone(), scope.clone());
         if exchange && before.is_some_and(|b| b != *scope) {
-            self.reask_soon(node);
+            self.reask_soon(node, None);
         }
         // (Nodes that came and went: only as many as are connected, past
         // a margin.)
@@ -402,9 +412,12 @@ impl<N: WireName> ScopeTask<N> {
     }
 
     /// Asks `peer` for its state twice more, [`REASK_FIRST`] and
-    /// [`REASK_THEN`] from now, unless that is planned already: on a
-    /// connection to a node whose scope we knew before, and after an
-    /// exchange from a new scope process of a peer. A genuine scope that
+    /// [`REASK_THEN`] from now, unless that is planned already: after an
+    /// exchange from a new scope process of a peer (`unless` `None`), and
+    /// on a connection to a node whose scope process `unless` we knew
+    /// before, each time only if nothing came from that process since (a
+    /// scope that did not restart sent its whole view at the nodeup:
+    /// nothing more is asked of it). A genuine scope that
     /// restarts starts empty and takes its own members back from the other
     /// nodes' answers to its `{new, Node}` (cpg's merge), telling us none
     /// of them; its exchange to us (at our nodeup) may have gone before
@@ -413,14 +426,16 @@ impl<N: WireName> ScopeTask<N> {
     /// soak's scope kill with a disconnect left 83 members out; a
     /// deterministic reproduction, 40). (A peer that sends from two pids
     /// in turn gets at most two questions per [`REASK_THEN`].)
-    pub(super) fn reask_soon(&mut self, peer: &str) {
+    pub(super) fn reask_soon(&mut self, peer: &str, unless: Option<Pid>) {
         let Some(r) = self.remote.get_mut(peer) else {
             return;
         };
         if r.reask_at.is_none() {
-            tracing::debug!(scope = %self.opts.name, %peer, "its state asked again soon");
             r.reask_at = Some(tokio::time::Instant::now() + REASK_FIRST);
             r.reasks_left = 2;
+            r.reask_unless = unless;
+        } else if unless.is_none() {
+            r.reask_unless = None;
         }
     }
 
@@ -438,7 +453,12 @@ impl<N: WireName> ScopeTask<N> {
             if r.reask_at.is_some_and(|at| at <= now) {
                 r.reasks_left = r.reasks_left.saturating_sub(1);
                 r.reask_at = (r.reasks_left > 0).then(|| now + REASK_THEN);
-                reask.push(peer.clone());
+                if r.reask_unless.is_some() && r.reask_unless == r.seen {
+                    r.reask_at = None; // the scope we knew: nothing missing
+                } else {
+                    tracing::debug!(scope = %self.opts.name, %peer, "its scope may have restarted: its state asked again");
+                    reask.push(peer.clone());
+                }
             }
             if r.next_probe.is_some_and(|at| at <= now) {
                 r.next_probe = None;
