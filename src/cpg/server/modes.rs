@@ -398,9 +398,16 @@ impl<N: WireName> ScopeTask<N> {
         let Some(r) = self.remote.get_mut(node) else {
             return;
         };
-        r.seen = Some(scope.clone());
+        // (Every cast of a peer comes here: nothing is cloned while its
+        // scope process stays the same.)
+        if r.seen.as_ref() != Some(scope) {
+            r.seen = Some(scope.clone());
+        }
+        if self.scope_pids.get(node) == Some(scope) {
+            return;
+        }
         let before = self.scope_pids.insert(node.clone(), scope.clone());
-        if exchange && before.is_some_and(|b| b != *scope) {
+        if exchange && before.is_some() {
             self.reask_soon(node, None);
         }
         // (Nodes that came and went: only as many as are connected, past
