@@ -47,11 +47,14 @@ pub(super) const PROBE_GRACE: Duration = Duration::from_millis(300);
 pub(super) const PROBE_FIRST: Duration = Duration::from_millis(200);
 
 /// A peer reconnected, or whose exchange came from a new scope process,
-/// is asked for its state again this much later ([`ScopeTask::reask_soon`]) ...
-pub(super) const REASK_FIRST: Duration = Duration::from_secs(1);
+/// is asked for its state again this much later ([`ScopeTask::reask_soon`])
+/// ... (Long enough for the exchange of a large scope that did not
+/// restart to come first: a BEAM scope of a million memberships takes
+/// about 2 s to send it, and is not asked to again once it has.)
+pub(super) const REASK_FIRST: Duration = Duration::from_secs(3);
 
 /// ... and once more this much after that.
-pub(super) const REASK_THEN: Duration = Duration::from_secs(4);
+pub(super) const REASK_THEN: Duration = Duration::from_secs(6);
 
 /// What the scope task knows of one peer's scope process. A BEAM scope that
 /// restarts (`application:stop/start(cpg)`, a crash) has lost every
