@@ -165,6 +165,9 @@ pub struct PubSub {
     scope: PgScope,
     adapter: String,
     groups: Vec<TermName>,
+    /// The pool's first group by both namings (`Adapter`, `Adapter_1`),
+    /// where broadcasts go ([`PubSub::broadcast_with`]).
+    first: [TermName; 2],
 }
 
 impl PubSub {
@@ -172,6 +175,8 @@ impl PubSub {
     /// [`SCOPE`], with a pool of `pool_size` groups named as `naming`.
     pub fn new(scope: PgScope, name: &str, pool_size: usize, naming: Naming) -> PubSub {
         let adapter = adapter_name(name);
+        let first =
+            [Naming::Current, Naming::V2_1_0].map(|n| TermName::atom(&groups(&adapter, 1, n)[0]));
         let groups = groups(&adapter, pool_size, naming)
             .iter()
             .map(|g| TermName::atom(g))
@@ -180,6 +185,7 @@ impl PubSub {
             scope,
             adapter,
             groups,
+            first,
         }
     }
 
@@ -248,11 +254,8 @@ impl PubSub {
         // not turn the broadcast away from the workers.
         let mut targets = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for g in [
-            TermName::atom(&self.adapter),
-            TermName::atom(&format!("{}_1", self.adapter)),
-        ] {
-            for p in self.scope.get_members(&g) {
+        for g in &self.first {
+            for p in self.scope.get_members(g) {
                 if seen.insert(p.clone()) {
                     targets.push(p);
                 }
