@@ -162,6 +162,10 @@ impl EpmdServer {
         for ip in opts.also.iter().filter(|ip| **ip != opts.bind) {
             match TcpListener::bind((*ip, port)).await {
                 Ok(l) => listeners.push(l),
+                // IPv6's loopback is asked for wherever the system has it.
+                Err(e) if *ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) => {
+                    tracing::debug!("embedded epmd: no IPv6 loopback ({e})")
+                }
                 Err(e) => tracing::warn!("embedded epmd: cannot listen on {ip}:{port} too: {e}"),
             }
         }

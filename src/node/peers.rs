@@ -52,18 +52,63 @@ impl Drop for Peer {
 /// (trying each in turn, as `inet_dist_listen_min/max` do).
 pub(super) async fn listen(ports: PortRange) -> Result<TcpListener, StartError> {
     if ports.is_any() {
-        return TcpListener::bind(("0.0.0.0", 0))
-            .await
-            .map_err(StartError::Listen);
+        return bind_any(0).map_err(StartError::Listen);
     }
     for port in ports.min..=ports.max {
-        match TcpListener::bind(("0.0.0.0", port)).await {
+        match bind_any(port) {
             Ok(l) => return Ok(l),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
             Err(e) => return Err(StartError::Listen(e)),
         }
     }
     Err(StartError::NoFreePort(ports))
+}
+
+/// A listener on `port` of every address, IPv4 and IPv6 alike: one
+/// dual-stack socket on `[::]` (`IPV6_V6ONLY` off, whatever the system's
+/// `bindv6only`), so that both `erl -proto_dist inet_tcp` nodes (the
+/// default) and `inet6_tcp` ones (IPv6 clusters, e.g. Fly.io's private
+/// network) can connect to us; BEAM listens on one family, as its
+/// `-proto_dist` says, and a node of the other family cannot reach it.
+/// Where the system has no IPv6, `0.0.0.0` alone.
+fn bind_any(port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::{Ipv6Addr, SocketAddr};
+    let dual = || -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+        s.set_only_v6(false)?;
+        Ok(s)
+    };
+    let (sock, addr) = match dual() {
+        Ok(s) => (s, SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))),
+        // No IPv6 in this kernel (or it is turned off): IPv4 only.
+        Err(_) => (
+            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
+            SocketAddr::from(([0, 0, 0, 0], port)),
+        ),
+    };
+    // As std's and tokio's listeners (and BEAM's): a port whose last
+    // connections are in TIME_WAIT can be listened on again at once.
+    #[cfg(unix)]
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    match sock.bind(&addr.into()) {
+        // IPv6 sockets exist but no address can be bound (IPv6 turned off
+        // on every interface, `disable_ipv6`): IPv4 only.
+        Err(e) if addr.is_ipv6() && e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+            return bind_v4(port);
+        }
+        r => r?,
+    }
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}
+
+/// A listener on `0.0.0.0:port` (a system without IPv6).
+fn bind_v4(port: u16) -> std::io::Result<TcpListener> {
+    let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
 }
 
 /// A running connection, counted in `Inner::live_conns` for as long as it
@@ -127,13 +172,20 @@ pub(super) async fn register_first(
     }
 }
 
-/// An embedded EPMD on `config.epmd_port`, listening on loopback and where
-/// the node's host name points (127.0.1.1 on some systems): where nodes look
+/// An embedded EPMD on `config.epmd_port`, listening on loopback (IPv4 and,
+/// where the system has it, IPv6's `::1`, where `erl -proto_dist
+/// inet6_tcp` nodes of this host register and look up) and where the
+/// node's host name points (127.0.1.1 on some systems): where nodes look
 /// us up. Not 0.0.0.0.
 async fn start_embedded_epmd(config: &NodeConfig) -> std::io::Result<EpmdServer> {
+    let mut also = epmd::server::name_addrs_of(config.name.host()).await;
+    let v6_loopback = std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+    if !also.contains(&v6_loopback) {
+        also.push(v6_loopback);
+    }
     EpmdServer::start_with(EpmdOptions {
         port: config.epmd_port,
-        also: epmd::server::name_addrs_of(config.name.host()).await,
+        also,
         ..Default::default()
     })
     .await
@@ -257,7 +309,12 @@ pub(super) async fn accept_loop(inner: Weak<Inner>, listener: Arc<TcpListener>) 
     });
     loop {
         let (sock, addr) = match listener.accept().await {
-            Ok(x) => x,
+            // An IPv4 peer on the dual-stack listener comes as
+            // `::ffff:a.b.c.d`: logged as a.b.c.d.
+            Ok((s, a)) => (
+                s,
+                std::net::SocketAddr::new(a.ip().to_canonical(), a.port()),
+            ),
             Err(e) => {
                 tracing::warn!("accept: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -943,6 +1000,29 @@ mod tests {
         assert!(b.process_count() >= 2, "net_kernel and inbox");
         a.shutdown().await;
         b.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_listener_takes_ipv4_and_ipv6_peers() {
+        let l = listen(PortRange::ANY).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        let mut addrs = vec![format!("127.0.0.1:{port}")];
+        if v6 {
+            addrs.push(format!("[::1]:{port}"));
+        }
+        for a in addrs {
+            let dial = tokio::net::TcpStream::connect(a.as_str());
+            let (c, accepted) = tokio::join!(dial, l.accept());
+            c.unwrap_or_else(|e| panic!("{a}: {e}"));
+            let from = accepted.unwrap().1.ip().to_canonical();
+            assert_eq!(from.is_ipv6(), a.starts_with('['), "{a}: from {from}");
+        }
+        // A port taken for IPv4 only is taken for the dual-stack listener.
+        let taken = TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
+        let p = taken.local_addr().unwrap().port();
+        let e = listen(PortRange::single(p)).await.unwrap_err();
+        assert!(matches!(e, StartError::NoFreePort(_)), "{e}");
     }
 
     #[tokio::test]

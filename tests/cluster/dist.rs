@@ -87,6 +87,58 @@ async fn erl_dials_rust_first() {
     assert!(r.peers().contains(&e.name));
 }
 
+/// An IPv6 cluster (`erl -proto_dist inet6_tcp`, as on Fly.io's private
+/// network): we dial its node over IPv6, and it dials us (our listener
+/// takes IPv4 and IPv6 alike; it took IPv4 only, and such a node's ping
+/// of ours was `pang`).
+#[tokio::test]
+async fn an_inet6_tcp_node_and_ours_dial_each_other() {
+    require_erl!();
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED an_inet6_tcp_node_and_ours_dial_each_other: this machine has no IPv6 loopback (::1)");
+        return;
+    }
+    // An EPMD on both loopbacks, as erl's epmd listens on both families.
+    let epmd =
+        cpg_node::epmd::server::EpmdServer::start_with(cpg_node::epmd::server::EpmdOptions {
+            also: vec![std::net::Ipv6Addr::LOCALHOST.into()],
+            port: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let cookie = crate::support::cookie();
+    let config = |prefix: &str| {
+        let name = format!("{}@::1", crate::support::unique(prefix));
+        let mut c =
+            cpg_node::NodeConfig::new(NodeName::parse(&name).unwrap(), Cookie::new(cookie.clone()));
+        c.epmd_port = epmd.port;
+        c.embedded_epmd = false;
+        c
+    };
+    let r = Node::start(config("r6")).await.unwrap();
+    let mut echo = r.spawn_registered("echo").unwrap();
+    tokio::spawn(async move { echo.serve_calls(|_, req| req.clone()).await });
+    let e = ErlNode::start_inet6(&crate::support::unique("e6"), &cookie, epmd.port).await;
+    // Ours dials it (over IPv6: its name's host is ::1).
+    let ctl = Node::start(config("ctl6")).await.unwrap();
+    assert!(ctl.ping(&e.name).await, "our ping of the inet6_tcp node");
+    // It dials ours: a call to our echo, then it lists us as hidden.
+    let code = format!(
+        "R = list_to_atom(\"{r}\"), {{gen_server:call({{echo, R}}, hi), net_adm:ping(R), lists:member(R, nodes(hidden))}}.",
+        r = r.name()
+    );
+    let got = eval(&ctl, &e.name, &code).await;
+    assert_eq!(
+        show(&got),
+        "{'hi','pong','true'}",
+        "the inet6_tcp node's call, ping and nodes(hidden)"
+    );
+    assert!(r.peers().contains(&e.name), "{:?}", r.peers());
+    r.shutdown().await;
+    ctl.shutdown().await;
+}
+
 #[tokio::test]
 async fn messages_and_calls_both_ways() {
     require_erl!();

@@ -162,13 +162,31 @@ impl ErlNode {
 
     /// A node with a long name, `alive@127.0.0.1`.
     pub async fn start_long(alive: &str, cookie: &str, epmd_port: u16) -> ErlNode {
+        ErlNode::start_long_at(alive, "127.0.0.1", cookie, epmd_port, &[]).await
+    }
+
+    /// A node of an IPv6 cluster: `erl -proto_dist inet6_tcp -name
+    /// alive@::1` (it registers with EPMD, and finds other nodes' EPMD and
+    /// ports, over IPv6 only).
+    pub async fn start_inet6(alive: &str, cookie: &str, epmd_port: u16) -> ErlNode {
+        let extra = ["-proto_dist", "inet6_tcp"];
+        ErlNode::start_long_at(alive, "::1", cookie, epmd_port, &extra).await
+    }
+
+    async fn start_long_at(
+        alive: &str,
+        host: &str,
+        cookie: &str,
+        epmd_port: u16,
+        extra: &[&str],
+    ) -> ErlNode {
         let mut n = ErlNode {
             child: None,
             alive: alive.to_string(),
-            name: format!("{alive}@127.0.0.1"),
+            name: format!("{alive}@{host}"),
             cookie: cookie.to_string(),
             epmd_port,
-            extra: vec![],
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             long: true,
         };
         n.boot().await;
