@@ -178,6 +178,10 @@ pub enum ConfigError {
     /// A distribution port range whose low end is above its high end.
     #[error("bad distribution port range {0}: the low end is above the high end")]
     PortRange(PortRange),
+    /// The EPMD-less distribution port ([`NodeConfig::static_port`]) is 0:
+    /// peers could not be dialled at it.
+    #[error("the EPMD-less distribution port (erl_epmd_port) cannot be 0")]
+    StaticPortZero,
 }
 
 /// The largest `net_ticktime` `erl` runs with: 17,179,869 seconds (OTP 25's
@@ -412,6 +416,17 @@ pub struct NodeConfig {
     pub backoff: Backoff,
     /// The ports to listen on for distribution connections (default: any).
     pub listen_ports: PortRange,
+    /// EPMD-less distribution, as `erl -start_epmd false -erl_epmd_port
+    /// PORT` (OTP 23.1+; clusters in containers use it): every node of the
+    /// cluster listens on this one port, so a peer is dialled at
+    /// `host:PORT` with no EPMD asked, and this node registers with no
+    /// EPMD and starts none. `None` (the default): EPMD as usual.
+    /// [`epmd_less`](Self::epmd_less) sets it and listens on the port too;
+    /// set by hand, the node listens where
+    /// [`listen_ports`](Self::listen_ports) says (a node that only asks
+    /// the cluster, as the CLI's one-shot commands, listens on any port:
+    /// the port is the running node's).
+    pub static_port: Option<u16>,
 }
 
 /// The default [`NodeConfig::read_hold`].
@@ -486,6 +501,9 @@ impl NodeConfig {
         if self.listen_ports.min > self.listen_ports.max {
             return Err(ConfigError::PortRange(self.listen_ports));
         }
+        if self.static_port == Some(0) {
+            return Err(ConfigError::StaticPortZero);
+        }
         Ok(())
     }
 
@@ -517,7 +535,18 @@ impl NodeConfig {
             },
             backoff: Backoff::default(),
             listen_ports: PortRange::ANY,
+            static_port: None,
         }
+    }
+
+    /// EPMD-less distribution on `port`, as `erl -start_epmd false
+    /// -erl_epmd_port PORT`: peers dialled at that port of their host
+    /// ([`static_port`](Self::static_port)), and this node listening on it
+    /// ([`listen_ports`](Self::listen_ports)), where they dial it.
+    pub fn epmd_less(&mut self, port: u16) -> &mut Self {
+        self.static_port = Some(port);
+        self.listen_ports = PortRange::single(port);
+        self
     }
 }
 

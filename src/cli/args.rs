@@ -52,6 +52,14 @@ pub struct NodeArgs {
     /// message; 0 reads at once (lowest latency under load). Default 100.
     #[arg(long, global = true, value_name = "MICROSECONDS")]
     pub read_hold_us: Option<u64>,
+    /// EPMD-less distribution, as `erl -start_epmd false -erl_epmd_port
+    /// PORT`: every node of the cluster listens on this one port, so peers
+    /// are dialled at it with no EPMD asked, and this node registers with
+    /// none. `run` listens on it (unless --dist-port-range says otherwise);
+    /// the one-shot commands on any port.
+    #[arg(long, global = true, value_name = "PORT", env = "ERL_DIST_PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub erl_epmd_port: Option<u16>,
 }
 
 /// What to do.
@@ -305,7 +313,8 @@ impl Cmd {
 
 /// Rewrites Erlang's single-dash flags into the long flags clap knows:
 /// `-sname N` to `--sname N`, `-name N` to `--name N --long-names`,
-/// `-setcookie C` to `--cookie C`, `-start_epmd B` to `--start-epmd B`.
+/// `-setcookie C` to `--cookie C`, `-start_epmd B` to `--start-epmd B`,
+/// `-erl_epmd_port P` to `--erl-epmd-port P`.
 /// Only whole arguments are rewritten, and none after `--`.
 pub fn erlang_style_args(
     args: impl IntoIterator<Item = std::ffi::OsString>,
@@ -321,6 +330,7 @@ pub fn erlang_style_args(
             Some("-sname") => out.push("--sname".into()),
             Some("-setcookie") => out.push("--cookie".into()),
             Some("-start_epmd") => out.push("--start-epmd".into()),
+            Some("-erl_epmd_port") => out.push("--erl-epmd-port".into()),
             Some("-name") => {
                 out.push("--long-names".into());
                 out.push("--name".into());

@@ -29,7 +29,9 @@ pub(crate) use report::user_error;
 use show::{group_rows, print_group, print_status, status_json};
 
 use anyhow::{Context, Result};
-use cpg_node::config::{default_cookie_or_create, ConfigError, Cookie, NodeConfig, NodeName};
+use cpg_node::config::{
+    default_cookie_or_create, ConfigError, Cookie, NodeConfig, NodeName, PortRange,
+};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
 use cpg_node::node::NodeEvent;
@@ -94,6 +96,12 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
         cpg_node::epmd::port_from_env().map_err(|e| user_error("usage", e.to_string()))?;
     c.net_ticktime = Duration::from_secs(a.net_ticktime);
     c.listen_ports = a.dist_port_range.unwrap_or_default();
+    if let Some(p) = a.erl_epmd_port {
+        c.static_port = Some(p);
+        // Where the peers dial us (a one-shot command listens on any port:
+        // `client_config`).
+        c.listen_ports = a.dist_port_range.unwrap_or(PortRange::single(p));
+    }
     if let Some(us) = a.read_hold_us {
         c.read_hold = (us > 0).then(|| Duration::from_micros(us));
     }
@@ -114,6 +122,8 @@ pub(crate) fn client_config(a: &NodeArgs, default_name: &str) -> Result<NodeConf
     let mut c = config(a, default_name)?;
     c.embedded_epmd = false;
     c.epmd_required = false;
+    // EPMD-less: the port is the running node's; none dials a client.
+    c.listen_ports = a.dist_port_range.unwrap_or_default();
     Ok(c)
 }
 
@@ -672,6 +682,35 @@ mod tests {
             hold(&["--read-hold-us", "250"]),
             Some(Duration::from_micros(250))
         );
+    }
+
+    #[test]
+    fn erl_epmd_port_dials_and_listens_at_one_port() {
+        let ports = |args: &[&str]| {
+            let cli = parse(args);
+            let run = config(&cli.node, "x").unwrap();
+            let client = client_config(&cli.node, "x").unwrap();
+            (run.static_port, run.listen_ports, client.listen_ports)
+        };
+        let base = ["cpg-node", "-sname", "x", "-setcookie", "c"];
+        let with = |more: &[&'static str]| [&base[..], more].concat();
+        assert_eq!(
+            ports(&with(&["-erl_epmd_port", "9100", "run"])),
+            (Some(9100), PortRange::single(9100), PortRange::ANY)
+        );
+        assert_eq!(
+            ports(&with(&[
+                "--erl-epmd-port",
+                "9100",
+                "--dist-port-range",
+                "9200",
+                "run"
+            ])),
+            (Some(9100), PortRange::single(9200), PortRange::single(9200))
+        );
+        assert_eq!(ports(&with(&["run"])).0, None);
+        let argv = with(&["--erl-epmd-port", "0", "run"]);
+        assert!(Cli::try_parse_from(argv).is_err(), "port 0");
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub enum HandshakeError {
         /// The flags.
         missing: Vec<&'static str>,
     },
+    /// Another node than the one dialled answered
+    /// ([`Initiator::dialling`]).
+    #[error("dialled {dialled}, but {answered} answered there")]
+    WrongNode {
+        /// The node we meant to reach.
+        dialled: String,
+        /// The node that answered.
+        answered: String,
+    },
     /// The peer's node name is not `alive@host`.
     #[error("bad peer node name {0:?}")]
     BadName(String),
@@ -265,6 +274,8 @@ pub struct Initiator {
     local: Local,
     our_challenge: u32,
     state: IState,
+    /// The node we meant to reach, when known ([`Initiator::dialling`]).
+    dialled: Option<NodeName>,
 }
 
 #[derive(Debug)]
@@ -285,9 +296,19 @@ impl Initiator {
                 local,
                 our_challenge,
                 state: IState::ExpectStatus,
+                dialled: None,
             },
             first,
         )
+    }
+
+    /// Refuse a challenge from any node but `node`, as BEAM refuses it
+    /// (`dist_util`'s `recv_challenge`): another node listening where we
+    /// looked for `node` (a stale EPMD entry, a port reused, two nodes of
+    /// an EPMD-less cluster on one host) is not taken for it.
+    pub fn dialling(mut self, node: NodeName) -> Initiator {
+        self.dialled = Some(node);
+        self
     }
 
     /// What it means that the peer closed the connection now.
@@ -350,6 +371,12 @@ impl Initiator {
                 let challenge = be_u32(msg, 9)?;
                 let creation = be_u32(msg, 13)?;
                 let name = parse_name(msg, 17)?;
+                if let Some(dialled) = self.dialled.as_ref().filter(|d| **d != name) {
+                    return Err(HandshakeError::WrongNode {
+                        dialled: dialled.to_string(),
+                        answered: name.to_string(),
+                    });
+                }
                 let flags = check_flags(&name, f)?;
                 let mut reply = vec![b'r'];
                 reply.extend_from_slice(&self.our_challenge.to_be_bytes());
@@ -538,6 +565,28 @@ mod tests {
         let (i, a) = run("c", "c");
         assert_eq!(i.unwrap().name.to_string(), "b@h");
         assert_eq!(a.unwrap().name.to_string(), "a@h");
+    }
+
+    #[test]
+    fn a_node_other_than_the_one_dialled_is_refused_at_its_challenge() {
+        let talk = |dialled: &str| {
+            let (i, first) = Initiator::start(local("a@h", "c"), 11);
+            let mut i = i.dialling(NodeName::parse(dialled).unwrap());
+            let mut a = Acceptor::new(local("b@h", "c"), 22);
+            a.handle(&first).unwrap();
+            let out = a.accept().unwrap();
+            assert_eq!(i.handle(&out[0]).unwrap(), Step::Continue(vec![]));
+            i.handle(&out[1])
+        };
+        // No reply to the challenge: the other node never sees us up.
+        assert_eq!(
+            talk("x@h"),
+            Err(HandshakeError::WrongNode {
+                dialled: "x@h".into(),
+                answered: "b@h".into(),
+            })
+        );
+        assert!(matches!(talk("b@h"), Ok(Step::Continue(r)) if r[0][0] == b'r'));
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub(super) async fn register_first(
     config: &NodeConfig,
     entry: &NodeEntry,
 ) -> Result<(Option<epmd::Registration>, Option<EpmdServer>), StartError> {
+    if let Some(p) = config.static_port {
+        tracing::debug!("EPMD-less (every node at port {p}): not registering with EPMD");
+        return Ok((None, None));
+    }
     let port = config.epmd_port;
     let first = match epmd::register(EPMD_HOST, port, entry.clone()).await {
         Err(epmd::EpmdError::Io(_)) if config.epmd_daemon && epmd::start_daemon(port).await => {
@@ -207,6 +211,10 @@ pub(super) async fn keep_registered(
     let Some((node, config)) = inner.upgrade().map(|i| (i.name.clone(), i.config.clone())) else {
         return;
     };
+    if config.static_port.is_some() {
+        // EPMD-less: nothing to hold.
+        return;
+    }
     let (port, backoff) = (config.epmd_port, config.backoff);
     // A node that may run without EPMD says little about not finding one.
     let quiet = !config.epmd_required && !config.embedded_epmd;
@@ -572,6 +580,48 @@ impl Inner {
         self.end_all(ending);
     }
 
+    /// The distribution port of `target`, from the EPMD of its host, by
+    /// `deadline`.
+    async fn port_please(
+        &self,
+        target: &NodeName,
+        deadline: tokio::time::Instant,
+        timed_out: &impl Fn(&str) -> ConnectionError,
+    ) -> Result<u16, ConnectionError> {
+        let lookup = epmd::port_please(target.host(), self.config.epmd_port, target.alive());
+        let entry = tokio::time::timeout_at(deadline, lookup)
+            .await
+            .map_err(|_| {
+                timed_out(&format!(
+                    "EPMD at {}:{}",
+                    target.host(),
+                    self.config.epmd_port
+                ))
+            })?
+            .map_err(|e| {
+                let port = self.config.epmd_port;
+                let hint = match &e {
+                    epmd::EpmdError::Io(io)
+                        if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                    {
+                        " (no EPMD listens there: is the node running, and on this \
+                         port? ERL_EPMD_PORT sets it, as for erl)"
+                    }
+                    _ => "",
+                };
+                ConnectionError::Unreachable(format!("EPMD at {}:{port}: {e}{hint}", target.host()))
+            })?
+            .ok_or_else(|| {
+                ConnectionError::Unreachable(format!(
+                    "no node {} in EPMD at {}:{} (is it running, with this EPMD port?)",
+                    target.alive(),
+                    target.host(),
+                    self.config.epmd_port
+                ))
+            })?;
+        Ok(entry.port)
+    }
+
     async fn dial(
         self: Arc<Self>,
         target: NodeName,
@@ -599,43 +649,14 @@ impl Inner {
                     setup.as_millis()
                 ))
             };
-            let lookup = epmd::port_please(target.host(), self.config.epmd_port, target.alive());
-            let entry = tokio::time::timeout_at(deadline, lookup)
-                .await
-                .map_err(|_| {
-                    timed_out(&format!(
-                        "EPMD at {}:{}",
-                        target.host(),
-                        self.config.epmd_port
-                    ))
-                })?
-                .map_err(|e| {
-                    let port = self.config.epmd_port;
-                    let hint = match &e {
-                        epmd::EpmdError::Io(io)
-                            if io.kind() == std::io::ErrorKind::ConnectionRefused =>
-                        {
-                            " (no EPMD listens there: is the node running, and on this \
-                             port? ERL_EPMD_PORT sets it, as for erl)"
-                        }
-                        _ => "",
-                    };
-                    ConnectionError::Unreachable(format!(
-                        "EPMD at {}:{port}: {e}{hint}",
-                        target.host()
-                    ))
-                })?
-                .ok_or_else(|| {
-                    ConnectionError::Unreachable(format!(
-                        "no node {} in EPMD at {}:{} (is it running, with this EPMD port?)",
-                        target.alive(),
-                        target.host(),
-                        self.config.epmd_port
-                    ))
-                })?;
-            let at = format!("{}:{}", target.host(), entry.port);
+            // EPMD-less: every node listens on the one port.
+            let port = match self.config.static_port {
+                Some(p) => p,
+                None => self.port_please(&target, deadline, &timed_out).await?,
+            };
+            let at = format!("{}:{}", target.host(), port);
             let connect = async {
-                let addrs = crate::resolve::resolve(target.host(), entry.port).await?;
+                let addrs = crate::resolve::resolve(target.host(), port).await?;
                 TcpStream::connect(&*addrs).await
             };
             let mut s = tokio::time::timeout_at(deadline, connect)
@@ -643,7 +664,7 @@ impl Inner {
                 .map_err(|_| timed_out(&at))?
                 .map_err(|e| ConnectionError::Unreachable(format!("{at}: {e}")))?;
             // (The handshake within the same bound, as BEAM's.)
-            let handshake = connection::handshake_out(&mut s, self.local());
+            let handshake = connection::handshake_out(&mut s, self.local(), Some(&target));
             let peer = tokio::time::timeout_at(deadline, handshake)
                 .await
                 .map_err(|_| timed_out(&format!("the handshake with {at}")))??;

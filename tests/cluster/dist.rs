@@ -139,6 +139,88 @@ async fn an_inet6_tcp_node_and_ours_dial_each_other() {
     ctl.shutdown().await;
 }
 
+/// EPMD-less distribution (`erl -start_epmd false -erl_epmd_port P`, OTP
+/// 23.1+, as clusters in containers run): no EPMD anywhere, every node at
+/// the one port. Ours dials such a node, and such a node dials ours.
+#[tokio::test]
+async fn epmd_less_nodes_and_ours_dial_each_other() {
+    require_erl!();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    // An EPMD port where nothing listens: any lookup there would fail.
+    let no_epmd = free_port();
+    let cookie = crate::support::cookie();
+    let config = |prefix: &str, port: u16| {
+        let mut c = crate::support::node_config(prefix, &cookie, no_epmd);
+        c.embedded_epmd = false;
+        c.epmd_less(port);
+        c
+    };
+    // 1. A BEAM node listening on p1; ours, a client at p1 (listening on
+    // any port), dials it.
+    let p1 = free_port().to_string();
+    let e = ErlNode::start(
+        &crate::support::unique("el"),
+        &cookie,
+        no_epmd,
+        &["-erl_epmd_port", &p1, "-start_epmd", "false"],
+    )
+    .await;
+    let mut c = config("elc", p1.parse().unwrap());
+    c.listen_ports = cpg_node::config::PortRange::ANY;
+    let ctl = Node::start(c).await.expect("started with no EPMD");
+    assert!(ctl.ping(&e.name).await, "our ping of the EPMD-less node");
+    let code = format!("lists:member('{}', nodes(hidden)).", ctl.name());
+    assert!(is_atom(&eval(&ctl, &e.name, &code).await, "true"));
+    // Another node answering at the port is not taken for the one dialled.
+    let other = format!("nosuch@{}", crate::support::host());
+    let err = ctl.connect(&other).await.unwrap_err().to_string();
+    assert!(err.contains("answered"), "{err}");
+    // 2. Ours listening on p2; a BEAM node that does not listen dials it.
+    let p2 = free_port();
+    let r = Node::start(config("elr", p2)).await.unwrap();
+    assert_eq!(r.port(), p2);
+    let mut echo = r.spawn_registered("echo").unwrap();
+    tokio::spawn(async move { echo.serve_calls(|_, req| req.clone()).await });
+    let mut rec = r.spawn_registered("rec").unwrap();
+    let dial = format!(
+        "R = '{r}', {{rec, R}} ! {{report, net_adm:ping(R), gen_server:call({{echo, R}}, hi)}}, \
+         receive after 2000 -> ok end, halt().",
+        r = r.name()
+    );
+    let p2s = p2.to_string();
+    let _e2 = ErlNode::start(
+        &crate::support::unique("eld"),
+        &cookie,
+        no_epmd,
+        &[
+            "-hidden",
+            "-erl_epmd_port",
+            &p2s,
+            "-start_epmd",
+            "false",
+            "-dist_listen",
+            "false",
+            "-eval",
+            &dial,
+        ],
+    )
+    .await;
+    match rec.recv_timeout(T).await {
+        Ok(Some(Signal::Message { msg, .. })) => {
+            assert_eq!(show(&msg), "{'report','pong','hi'}")
+        }
+        other => panic!("no report from the dialling node: {other:?}"),
+    }
+    r.shutdown().await;
+    ctl.shutdown().await;
+}
+
 #[tokio::test]
 async fn messages_and_calls_both_ways() {
     require_erl!();
@@ -823,7 +905,7 @@ async fn handshake_as(
     let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let r = cpg_node::dist::connection::handshake_out(&mut sock, local).await;
+    let r = cpg_node::dist::connection::handshake_out(&mut sock, local, None).await;
     (sock, r)
 }
 

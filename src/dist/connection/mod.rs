@@ -476,11 +476,19 @@ async fn write_hs(s: &mut TcpStream, msgs: &[Vec<u8>]) -> Result<(), ConnectionE
     Ok(())
 }
 
-/// Runs the initiating handshake on a fresh socket.
-pub async fn handshake_out(s: &mut TcpStream, local: Local) -> Result<PeerInfo, ConnectionError> {
+/// Runs the initiating handshake on a fresh socket; with `dialled`, only
+/// that node is taken ([`Initiator::dialling`]).
+pub async fn handshake_out(
+    s: &mut TcpStream,
+    local: Local,
+    dialled: Option<&crate::config::NodeName>,
+) -> Result<PeerInfo, ConnectionError> {
     let _ = s.set_nodelay(true);
     tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         let (mut hs, first) = Initiator::start(local, rand::random());
+        if let Some(d) = dialled {
+            hs = hs.dialling(d.clone());
+        }
         write_hs(s, &[first]).await?;
         loop {
             let m = match read_hs(s).await {

@@ -211,6 +211,27 @@ impl ErlNode {
             .spawn()
             .expect("spawn erl");
         self.child = Some(child);
+        // EPMD-less (`-erl_epmd_port P`): ready once P takes connections;
+        // one that does not listen (`-dist_listen false`) is not waited for.
+        let flag = |f: &str| {
+            let at = self.extra.iter().position(|a| a == f)?;
+            self.extra.get(at + 1).cloned()
+        };
+        if let Some(p) = flag("-erl_epmd_port") {
+            if flag("-dist_listen").as_deref() == Some("false") {
+                return;
+            }
+            for _ in 0..200 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", p.parse::<u16>().unwrap()))
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("erl node {} did not listen on {p}", self.name);
+        }
         for _ in 0..200 {
             if let Ok(Some(_)) =
                 cpg_node::epmd::port_please("127.0.0.1", self.epmd_port, &self.alive).await
