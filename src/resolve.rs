@@ -19,6 +19,10 @@
 //! lookup in the background brings it up to date (a redial once a minute
 //! waited behind the made-up names' lookups). At most [`MAX_KEPT`] names
 //! are kept; past it a new name is not kept, and the kept ones stay.
+//! A connection to a name's kept addresses that fails, or is given up,
+//! forgets them ([`connect`]): a node that moved (a pod restarted with a
+//! new address) was dialled at its old address for a minute and more; it
+//! is now found at the next attempt, as BEAM finds it.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -78,6 +82,29 @@ pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> 
     }
     let ips = look_up(host).await?;
     Ok(at(&ips))
+}
+
+/// A TCP connection to `host:port`, trying each of its addresses in turn.
+/// Where it fails, or is given up (its caller's time-out), a name's kept
+/// addresses are forgotten, so that the next connection looks the name up
+/// afresh: a node that moved (a container or pod restarted under its old
+/// name with a new address) is dialled where it now is at the next
+/// attempt, as BEAM, which looks a name up at every dial, finds it.
+pub async fn connect(host: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    /// Forgets the name unless disarmed (a connection made).
+    struct ForgetUnlessMade<'a>(Option<&'a str>);
+    impl Drop for ForgetUnlessMade<'_> {
+        fn drop(&mut self) {
+            if let Some(host) = self.0 {
+                resolver().kept.lock().remove(host);
+            }
+        }
+    }
+    let addrs = resolve(host, port).await?;
+    let mut guard = ForgetUnlessMade(host.parse::<IpAddr>().is_err().then_some(host));
+    let s = tokio::net::TcpStream::connect(&*addrs).await?;
+    guard.0 = None;
+    Ok(s)
 }
 
 /// Looks `host` up in one of the places, and keeps the answer.
@@ -157,5 +184,23 @@ mod tests {
         // `.invalid` never resolves (RFC 6761): an error, not a wait.
         let done = tokio::time::timeout(Duration::from_secs(30), resolve("x.invalid", 1)).await;
         assert!(matches!(done, Ok(Err(_))), "{done:?}");
+    }
+
+    /// A connection that fails forgets the name's kept addresses (a node
+    /// that moved is looked up afresh); one made keeps them.
+    #[tokio::test]
+    async fn a_failed_connection_forgets_the_name() {
+        // This host's name (the other tests use `localhost`, and wait on
+        // its being kept).
+        let host = crate::config::local_host(false);
+        let kept = || resolver().kept.lock().contains_key(&host);
+        let l = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        connect(&host, port).await.unwrap();
+        assert!(kept());
+        drop(l);
+        // Nothing listens on `port` now.
+        assert!(connect(&host, port).await.is_err());
+        assert!(!kept());
     }
 }

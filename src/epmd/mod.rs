@@ -64,7 +64,7 @@ impl Registration {
 /// Registers `entry` with the EPMD at `host:port`.
 pub async fn register(host: &str, port: u16, entry: NodeEntry) -> Result<Registration, EpmdError> {
     with_timeout(async {
-        let mut s = TcpStream::connect(&*crate::resolve::resolve(host, port).await?).await?;
+        let mut s = crate::resolve::connect(host, port).await?;
         s.set_nodelay(true)?;
         s.write_all(&wire::Request::Alive2(entry).encode()).await?;
         let mut buf = Vec::with_capacity(8);
@@ -88,7 +88,7 @@ pub async fn register(host: &str, port: u16, entry: NodeEntry) -> Result<Registr
 
 async fn one_shot(host: &str, port: u16, req: wire::Request) -> Result<Vec<u8>, EpmdError> {
     with_timeout(async {
-        let mut s = TcpStream::connect(&*crate::resolve::resolve(host, port).await?).await?;
+        let mut s = crate::resolve::connect(host, port).await?;
         s.write_all(&req.encode()).await?;
         let mut buf = Vec::new();
         s.take(64 * 1024).read_to_end(&mut buf).await?;

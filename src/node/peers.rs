@@ -655,10 +655,7 @@ impl Inner {
                 None => self.port_please(&target, deadline, &timed_out).await?,
             };
             let at = format!("{}:{}", target.host(), port);
-            let connect = async {
-                let addrs = crate::resolve::resolve(target.host(), port).await?;
-                TcpStream::connect(&*addrs).await
-            };
+            let connect = crate::resolve::connect(target.host(), port);
             let mut s = tokio::time::timeout_at(deadline, connect)
                 .await
                 .map_err(|_| timed_out(&at))?
