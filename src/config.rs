@@ -416,6 +416,11 @@ pub struct NodeConfig {
     pub backoff: Backoff,
     /// The ports to listen on for distribution connections (default: any).
     pub listen_ports: PortRange,
+    /// The address to listen on for distribution connections, as `erl`'s
+    /// `inet_dist_use_interface` (e.g. a private network's, or 127.0.0.1
+    /// for a node of this host only). `None` (the default): every address,
+    /// IPv4 and IPv6 alike.
+    pub listen_addr: Option<std::net::IpAddr>,
     /// EPMD-less distribution, as `erl -start_epmd false -erl_epmd_port
     /// PORT` (OTP 23.1+; clusters in containers use it): every node of the
     /// cluster listens on this one port, so a peer is dialled at
@@ -536,6 +541,7 @@ impl NodeConfig {
             backoff: Backoff::default(),
             listen_ports: PortRange::ANY,
             static_port: None,
+            listen_addr: None,
         }
     }
 

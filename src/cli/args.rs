@@ -52,6 +52,11 @@ pub struct NodeArgs {
     /// message; 0 reads at once (lowest latency under load). Default 100.
     #[arg(long, global = true, value_name = "MICROSECONDS")]
     pub read_hold_us: Option<u64>,
+    /// Address to listen on for distribution connections, as erl's
+    /// `inet_dist_use_interface` (e.g. 10.0.0.5, or 127.0.0.1 for this host
+    /// only); default: every address, IPv4 and IPv6.
+    #[arg(long, global = true, value_name = "IP")]
+    pub dist_listen_addr: Option<std::net::IpAddr>,
     /// EPMD-less distribution, as `erl -start_epmd false -erl_epmd_port
     /// PORT`: every node of the cluster listens on this one port, so peers
     /// are dialled at it with no EPMD asked, and this node registers with

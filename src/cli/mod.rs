@@ -96,6 +96,7 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
         cpg_node::epmd::port_from_env().map_err(|e| user_error("usage", e.to_string()))?;
     c.net_ticktime = Duration::from_secs(a.net_ticktime);
     c.listen_ports = a.dist_port_range.unwrap_or_default();
+    c.listen_addr = a.dist_listen_addr;
     if let Some(p) = a.erl_epmd_port {
         c.static_port = Some(p);
         // Where the peers dial us (a one-shot command listens on any port:
@@ -709,6 +710,9 @@ mod tests {
             (Some(9100), PortRange::single(9200), PortRange::single(9200))
         );
         assert_eq!(ports(&with(&["run"])).0, None);
+        let cli = parse(&with(&["--dist-listen-addr", "10.0.0.5", "run"]));
+        let c = config(&cli.node, "x").unwrap();
+        assert_eq!(c.listen_addr, Some([10, 0, 0, 5].into()));
         let argv = with(&["--erl-epmd-port", "0", "run"]);
         assert!(Cli::try_parse_from(argv).is_err(), "port 0");
     }

@@ -193,7 +193,7 @@ impl Node {
     /// port of [`NodeConfig::listen_ports`] (any port by default).
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
         config.check()?;
-        let listener = peers::listen(config.listen_ports).await?;
+        let listener = peers::listen(config.listen_ports, config.listen_addr).await?;
         Node::start_with_listener(config, listener).await
     }
 

@@ -49,13 +49,21 @@ impl Drop for Peer {
 }
 
 /// Binds the distribution listener on the first free port of `ports`
-/// (trying each in turn, as `inet_dist_listen_min/max` do).
-pub(super) async fn listen(ports: PortRange) -> Result<TcpListener, StartError> {
+/// (trying each in turn, as `inet_dist_listen_min/max` do), at `addr`
+/// (as `inet_dist_use_interface`) or, without one, every address.
+pub(super) async fn listen(
+    ports: PortRange,
+    addr: Option<std::net::IpAddr>,
+) -> Result<TcpListener, StartError> {
+    let bind = |port| match addr {
+        Some(ip) => bind_at(ip, port),
+        None => bind_any(port),
+    };
     if ports.is_any() {
-        return bind_any(0).map_err(StartError::Listen);
+        return bind(0).map_err(StartError::Listen);
     }
     for port in ports.min..=ports.max {
-        match bind_any(port) {
+        match bind(port) {
             Ok(l) => return Ok(l),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
             Err(e) => return Err(StartError::Listen(e)),
@@ -106,7 +114,12 @@ fn bind_any(port: u16) -> std::io::Result<TcpListener> {
 
 /// A listener on `0.0.0.0:port` (a system without IPv6).
 fn bind_v4(port: u16) -> std::io::Result<TcpListener> {
-    let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
+    bind_at([0, 0, 0, 0].into(), port)
+}
+
+/// A listener on `ip:port` alone.
+fn bind_at(ip: std::net::IpAddr, port: u16) -> std::io::Result<TcpListener> {
+    let l = std::net::TcpListener::bind((ip, port))?;
     l.set_nonblocking(true)?;
     TcpListener::from_std(l)
 }
@@ -1022,7 +1035,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_listener_takes_ipv4_and_ipv6_peers() {
-        let l = listen(PortRange::ANY).await.unwrap();
+        let l = listen(PortRange::ANY, None).await.unwrap();
         let port = l.local_addr().unwrap().port();
         let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
         let mut addrs = vec![format!("127.0.0.1:{port}")];
@@ -1039,8 +1052,17 @@ mod tests {
         // A port taken for IPv4 only is taken for the dual-stack listener.
         let taken = TcpListener::bind(("0.0.0.0", 0)).await.unwrap();
         let p = taken.local_addr().unwrap().port();
-        let e = listen(PortRange::single(p)).await.unwrap_err();
+        let e = listen(PortRange::single(p), None).await.unwrap_err();
         assert!(matches!(e, StartError::NoFreePort(_)), "{e}");
+        // At one address (inet_dist_use_interface): there alone.
+        let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+        let one = listen(PortRange::ANY, Some(lo)).await.unwrap();
+        let at = one.local_addr().unwrap();
+        assert_eq!(at.ip(), lo);
+        if v6 {
+            let six = tokio::net::TcpStream::connect(("::1", at.port())).await;
+            assert!(six.is_err(), "{six:?}");
+        }
     }
 
     #[tokio::test]
