@@ -858,17 +858,21 @@ async fn rust_scope_crashed_killed_or_shut_down_is_restarted_and_rebuilt() {
                 == Ok(vec![MemberPid::try_from(member.pid()).unwrap()])
     };
     assert!(eventually(10, rust_view_ok).await);
+    // Registered again under a new pid, and its state rebuilt.
+    let came_back = |old: cpg_node::Pid, how: &'static str| {
+        let (r, view_ok) = (&r, &rust_view_ok);
+        async move {
+            assert!(restarted(r, &old).await, "not restarted after {how}");
+            assert!(
+                eventually(10, view_ok).await,
+                "state not rebuilt after {how}"
+            );
+        }
+    };
 
     let first = r.whereis(DEFAULT_SCOPE).unwrap();
     scope.inject_crash();
-    assert!(
-        restarted(&r, &first).await,
-        "the crashed scope was not restarted"
-    );
-    assert!(
-        eventually(10, rust_view_ok).await,
-        "state not rebuilt after a crash"
-    );
+    came_back(first, "a crash").await;
     scope.join("g2", member.pid()).await.unwrap();
     assert!(back_on_beam(&ctl, &g.name, "g2", &suffix, 1, 10)
         .await
@@ -913,18 +917,11 @@ async fn rust_scope_crashed_killed_or_shut_down_is_restarted_and_rebuilt() {
     let third = r.whereis(DEFAULT_SCOPE).unwrap();
     let exit = vec![Term::Pid(third.clone()), term::atom("shutdown")];
     crate::support::rpc(&ctl, &g.name, "erlang", "exit", exit).await;
-    assert!(
-        restarted(&r, &third).await,
-        "the scope ended by exit(Scope, shutdown) was not restarted"
-    );
+    came_back(third, "exit(Scope, shutdown)").await;
     scope.join("g4", member.pid()).await.unwrap();
     assert!(back_on_beam(&ctl, &g.name, "g4", &suffix, 1, 10)
         .await
         .is_some());
-    assert!(
-        eventually(10, rust_view_ok).await,
-        "state not rebuilt after exit(Scope, shutdown)"
-    );
 
     // Stopped by `gen_server:stop` (`sys:terminate`), which returns `ok`
     // once the scope process has ended with the reason: it comes back as
@@ -937,14 +934,7 @@ async fn rust_scope_crashed_killed_or_shut_down_is_restarted_and_rebuilt() {
     ];
     let stopped = crate::support::rpc(&ctl, &g.name, "gen_server", "stop", stop).await;
     assert!(crate::support::is_atom(&stopped, "ok"), "{stopped}");
-    assert!(
-        restarted(&r, &fourth).await,
-        "the scope ended by gen_server:stop was not restarted"
-    );
-    assert!(
-        eventually(10, rust_view_ok).await,
-        "state not rebuilt after gen_server:stop"
-    );
+    came_back(fourth, "gen_server:stop").await;
     assert!(back_on_beam(&ctl, &g.name, "g", &suffix, 1, 10)
         .await
         .is_some());
