@@ -56,10 +56,10 @@ async fn run() {
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => {
             tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-                eprintln!(
+                cli::err_line(format_args!(
                     "warning: RUST_LOG={spec:?} is not a log filter ({e}); logging at the default level ({})",
                     args.cmd.default_log()
-                );
+                ));
                 tracing_subscriber::EnvFilter::new(args.cmd.default_log())
             })
         }
@@ -67,7 +67,7 @@ async fn run() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| cli::LogWriter)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let code = match cli::run(args).await {

@@ -14,6 +14,14 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` that drops the line when stderr is gone
+/// ([`report::err_line`]) rather than panic.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::report::err_line(format_args!($($arg)*))
+    };
+}
+
 mod args;
 mod demo;
 mod echo;
@@ -26,6 +34,7 @@ pub use echo::spawn_echo;
 use echo::{keep_echo, Role};
 pub use report::report;
 pub(crate) use report::user_error;
+pub(crate) use report::{err_line, LogWriter};
 use show::{group_rows, print_group, print_status, status_json};
 
 use anyhow::{Context, Result};
@@ -82,7 +91,7 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
         None => {
             let (cookie, created) = default_cookie_or_create()?;
             if let Some(path) = created {
-                eprintln!(
+                errln!(
                     "cpg-node: no cookie given and no {} found: created it with a new random \
                      cookie, as erl does (every node of the cluster needs the same cookie)",
                     path.display()
@@ -233,7 +242,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             outln!("{}", if pong { "pong" } else { "pang" });
             node.shutdown().await;
             if let Some(e) = why {
-                eprintln!("error: cannot connect to {target}: {e}");
+                errln!("error: cannot connect to {target}: {e}");
             }
             Ok(if pong { 0 } else { 1 })
         }
@@ -362,7 +371,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let names: Vec<&str> = scopes.iter().map(|s| s.name()).collect();
             let mut up: std::collections::HashSet<String> = node.peers().into_iter().collect();
             let stop = wait_for_signal();
-            eprintln!(
+            errln!(
                 "cpg-node: watching scope {} on {} (and nodes that join later); Ctrl-C to stop",
                 names.join(", "),
                 node.peers().join(", ")
@@ -374,11 +383,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     _ = &mut stop => break,
                     Ok(e) = node_events.recv() => match e {
                         NodeEvent::Up { node: n, .. } if up.insert(n.clone()) => {
-                            eprintln!("cpg-node: now watching {n} too");
+                            errln!("cpg-node: now watching {n} too");
                         }
                         // A failed redial is a Down too: said once.
                         NodeEvent::Down { node: n, reason: why } if up.remove(&n) => {
-                            eprintln!("cpg-node: lost {n}: {why}");
+                            errln!("cpg-node: lost {n}: {why}");
                         }
                         _ => {}
                     },
@@ -396,7 +405,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                                 }
                             }
                             Err(missed) => {
-                                eprintln!(
+                                errln!(
                                     "cpg-node: fell behind scope {scope} by {missed} events; its groups now:"
                                 );
                                 for (g, all, local) in group_rows(&scopes[i]) {
@@ -478,7 +487,7 @@ async fn cpg_client(args: &NodeArgs, client: &ClientArgs) -> Result<(Node, Vec<C
 pub(crate) async fn connect_seeds_peers(node: &Node, seeds: &[String]) {
     for seed in seeds {
         let Some(peers) = cpg_node::node::cluster::nodes_of(node, seed, true).await else {
-            eprintln!(
+            errln!(
                 "warning: cannot learn the nodes {seed} is connected to (a BEAM node tells \
                  them through rex, a cpg-node through its {}): only {seed} is asked",
                 status::NAME
@@ -584,7 +593,7 @@ pub(crate) async fn scope_nodes(node: &Node, kind: &str, name: &str) -> Vec<Stri
         } else {
             format!("; no answer to a ping in 3 s from {}", silent.join(", "))
         };
-        eprintln!(
+        errln!(
             "warning: no node asked runs {kind} scope {name} (asked: {asked}{silent}), so it shows no group"
         );
     }

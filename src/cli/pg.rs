@@ -190,7 +190,7 @@ pub async fn watch(args: &NodeArgs, c: &PgClientArgs) -> Result<i32> {
                         }
                     }
                     Err(cpg_node::pg::MonitorError::Lagged(n)) => {
-                        eprintln!("cpg-node: missed {n} events of scope {name}");
+                        errln!("cpg-node: missed {n} events of scope {name}");
                     }
                     Err(_) => break,
                 }
@@ -203,7 +203,7 @@ pub async fn watch(args: &NodeArgs, c: &PgClientArgs) -> Result<i32> {
         cpg_node::node::cluster::ClusterOptions::new(c.connect.clone()),
     );
     let stop = wait_for_signal();
-    eprintln!(
+    errln!(
         "cpg-node: watching pg scope {} on {}; Ctrl-C to stop",
         scopes
             .iter()
@@ -284,7 +284,7 @@ pub async fn pubsub(args: &NodeArgs, cmd: PubsubCmd) -> Result<i32> {
                 cpg_node::node::cluster::ClusterOptions::new(p.connect.clone()),
             );
             let stop = wait_for_signal();
-            eprintln!(
+            errln!(
                 "cpg-node: subscribed to {} on {} (pool of {pool}: {}); Ctrl-C to stop",
                 if topics.is_empty() {
                     "every topic".to_string()

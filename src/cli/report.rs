@@ -22,6 +22,34 @@ pub(crate) fn out_line(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Writes `args` and a newline to stderr, as `eprintln!` does, without its
+/// panic when stderr is gone (its reader exited: a log shipper, a
+/// supervisor's pipe); the line is dropped.
+pub(crate) fn err_line(args: std::fmt::Arguments<'_>) {
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_fmt(args).and_then(|()| e.write_all(b"\n"));
+}
+
+/// Where the log goes: stderr, whose write errors are dropped. With the
+/// plain `std::io::stderr` writer, a write that failed (its reader gone,
+/// `EPIPE`) had `tracing-subscriber` report it with `eprintln!`, which
+/// panicked on the same broken stderr in whatever task logged: the
+/// accept loop or a dial, and the running node could connect to no one
+/// again (`pang`) while it stayed up. BEAM logs into the void then, and
+/// keeps serving.
+pub(crate) struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Whether stdout is gone ([`out_line`]): a command that prints as events
 /// come (`watch`, ...) stops then.
 pub(crate) fn stdout_gone() -> bool {
@@ -90,7 +118,7 @@ pub fn report(e: &anyhow::Error, json: bool) -> i32 {
     if json {
         outln!("{}", serde_json::json!({ "error": message, "kind": kind }));
     } else {
-        eprintln!("error: {message}");
+        err_line(format_args!("error: {message}"));
     }
     if kind == "usage" {
         2

@@ -730,6 +730,36 @@ async fn a_flood_of_refused_messages_is_counted_once_it_is_over() {
 /// `run` signalled (SIGTERM, SIGINT) as soon as it says it is running shuts
 /// down and exits 0: it listens for the signals before it says so (a
 /// listener set up later left a window in which the signal killed it).
+/// `run` whose log reader went away (a log shipper's pipe that closed)
+/// goes on serving: a failed log write made a task panic, and the node,
+/// up and registered, could be connected to no more (`pang`).
+#[tokio::test]
+async fn run_goes_on_when_its_log_reader_is_gone() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let mut n =
+        RunningNode::start_with(w.epmd.port, &w.cookie, &[], std::process::Stdio::piped()).await;
+    drop(n.child.stderr.take());
+    let p = w.rust_node("p").await;
+    for round in 0..3 {
+        // Each connection is logged (nodeup, nodedown): into the void.
+        assert!(p.ping(&n.name).await, "round {round}: pang");
+        p.disconnect(&n.name);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // SAFETY: kill(2) with a pid and a signal number.
+    assert_eq!(
+        unsafe { libc::kill(n.child.id().unwrap() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), n.child.wait())
+        .await
+        .expect("run ends on the signal")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    p.shutdown().await;
+}
+
 #[tokio::test]
 async fn run_stopped_by_a_signal_right_after_it_says_running_exits_cleanly() {
     let w = World::new().await;
