@@ -596,17 +596,42 @@ pub fn cookie_path() -> Result<std::path::PathBuf, CookieError> {
     Ok(std::path::Path::new(&home).join(".erlang.cookie"))
 }
 
-/// Reads `$HOME/.erlang.cookie` as `erl` does: a file that group or others
-/// may access, or an empty one, is refused.
-pub fn default_cookie() -> Result<Cookie, CookieError> {
-    read_cookie_file(&cookie_path()?)
+/// Where `erl` (OTP 24+) looks for the cookie when `$HOME/.erlang.cookie`
+/// is missing: `erlang/.erlang.cookie` in the XDG user configuration
+/// folder (`$XDG_CONFIG_HOME`, or `$HOME/.config`), as
+/// `filename:basedir(user_config, "erlang")` gives it.
+pub fn xdg_cookie_path() -> Option<std::path::PathBuf> {
+    let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        Some(x) => std::path::PathBuf::from(x),
+        None => std::path::Path::new(&std::env::var_os("HOME").filter(|h| !h.is_empty())?)
+            .join(".config"),
+    };
+    Some(config.join("erlang").join(".erlang.cookie"))
 }
 
-/// Like [`default_cookie`], but a missing file is created as `erl` creates
-/// it: 20 random capital letters, mode 0400. Returns the cookie and, when
-/// the file was created, its path (so the caller can say so).
+/// The cookie file `erl` reads: `$HOME/.erlang.cookie`, or where that is
+/// missing and the XDG one ([`xdg_cookie_path`]) exists, that one.
+fn cookie_file_read() -> Result<std::path::PathBuf, CookieError> {
+    let home = cookie_path()?;
+    Ok(match xdg_cookie_path() {
+        Some(xdg) if !home.exists() && xdg.exists() => xdg,
+        _ => home,
+    })
+}
+
+/// Reads the cookie as `erl` does, from `$HOME/.erlang.cookie` or, where
+/// that is missing, the XDG location ([`xdg_cookie_path`]): a file that
+/// group or others may access, or an empty one, is refused.
+pub fn default_cookie() -> Result<Cookie, CookieError> {
+    read_cookie_file(&cookie_file_read()?)
+}
+
+/// Like [`default_cookie`], but where neither file exists,
+/// `$HOME/.erlang.cookie` is created as `erl` creates it: 20 random capital
+/// letters, mode 0400. Returns the cookie and, when the file was created,
+/// its path (so the caller can say so).
 pub fn default_cookie_or_create() -> Result<(Cookie, Option<std::path::PathBuf>), CookieError> {
-    cookie_file_or_create(&cookie_path()?)
+    cookie_file_or_create(&cookie_file_read()?)
 }
 
 /// [`default_cookie_or_create`] for a cookie file at `path`.

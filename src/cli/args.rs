@@ -32,7 +32,8 @@ pub struct NodeArgs {
     #[arg(long, global = true, conflicts_with = "long_names")]
     pub sname: Option<String>,
     /// Cluster cookie, as `erl -setcookie` (default: $HOME/.erlang.cookie,
-    /// created as erl creates it when missing).
+    /// or $XDG_CONFIG_HOME/erlang/.erlang.cookie where that is missing, as
+    /// erl reads them; created as erl creates it when neither exists).
     #[arg(long, global = true, env = "CPG_NODE_COOKIE", hide_env_values = true)]
     pub cookie: Option<String>,
     /// Use long names (name@fully.qualified.host).

@@ -76,7 +76,7 @@ async fn cli_raw(w: &World, args: &[&str], home: Option<&Path>) -> (i32, String,
         // User errors print one line whatever the backtrace setting.
         .env("RUST_BACKTRACE", "1");
     if let Some(h) = home {
-        cmd.env("HOME", h);
+        cmd.env("HOME", h).env_remove("XDG_CONFIG_HOME");
     }
     let out = cmd.output().await.expect("run cpg-node");
     (
@@ -540,6 +540,20 @@ async fn a_missing_cookie_file_is_created_as_erl_does_and_an_open_one_refused() 
     assert!(
         one_error_line(&err).contains("must be accessible by owner only"),
         "{err}"
+    );
+
+    // None in HOME, the cluster's in the XDG folder (as OTP 24+ reads it):
+    // pong, and none created in HOME (erl would then read that one).
+    std::fs::remove_file(&file).unwrap();
+    let xdg = home.join(".config/erlang/.erlang.cookie");
+    std::fs::create_dir_all(xdg.parent().unwrap()).unwrap();
+    std::fs::write(&xdg, &w.cookie).unwrap();
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let (code, out, err) = cli_raw(&w, &args, Some(&home)).await;
+    assert_eq!((code, out.trim()), (0, "pong"), "{err}");
+    assert!(
+        !file.exists(),
+        "a cookie created in HOME beside the XDG one"
     );
     let _ = std::fs::remove_dir_all(&home);
 }
