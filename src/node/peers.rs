@@ -866,7 +866,15 @@ impl Inner {
                 tracing::warn!(peer = %node, "its pids cannot be named: {e}");
             }
         }
-        tracing::info!(peer = %node, creation = peer.creation, "nodeup");
+        // A hidden node that dialled us (a `status` or `ping` probe, a
+        // remote shell) comes and goes at debug: a liveness probe every
+        // 10 s wrote 17,000 lines a day at info (BEAM logs no connection).
+        let quiet = hidden && direction == Direction::In;
+        if quiet {
+            tracing::debug!(peer = %node, creation = peer.creation, "nodeup (hidden, it dialled us)");
+        } else {
+            tracing::info!(peer = %node, creation = peer.creation, "nodeup");
+        }
         self.tell_node_watchers(|| Signal::NodeUp {
             node: node.clone(),
             hidden,
@@ -883,10 +891,19 @@ impl Inner {
             .unwrap_or_else(ConnectionError::Crashed);
         let closed_locally = matches!(why, ConnectionError::ClosedLocally);
         let ended = self.end_peer(&node, id, || {
-            tracing::info!(peer = %node, "nodedown: {why}");
+            match &why {
+                // As BEAM's "Node ... not responding" error: a peer gone
+                // silent (or a net_ticktime that differs between nodes,
+                // which drops the connection again and again).
+                ConnectionError::TickTimeout(_) => {
+                    tracing::warn!(peer = %node, "nodedown: {why}")
+                }
+                _ if quiet => tracing::debug!(peer = %node, "nodedown: {why}"),
+                _ => tracing::info!(peer = %node, "nodedown: {why}"),
+            }
             why.into()
         });
-        if !ended && closed_locally {
+        if !ended && closed_locally && !quiet {
             tracing::info!(peer = %node, "nodedown: {}", ConnectionError::ClosedLocally);
         }
     }
