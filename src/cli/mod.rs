@@ -219,7 +219,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     reached.push(peer.clone());
                 }
             }
-            let names = scopes.iter().map(|s| ("cpg", s.name().to_string()));
+            // The default cpg scope, when neither named nor joined (a node
+            // run for OTP pg or Phoenix.PubSub only), is not warned about.
+            let cpg_asked = !cpg.scopes.is_empty() || !join.is_empty();
+            let cpg_named = scopes.iter().filter(|_| cpg_asked);
+            let names = cpg_named.map(|s| ("cpg", s.name().to_string()));
             let names = names.chain(pg_scopes.iter().map(|s| ("pg", s.name().to_string())));
             tokio::spawn(warn_of_scopes_no_seed_runs(
                 node.clone(),

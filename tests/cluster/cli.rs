@@ -166,8 +166,8 @@ async fn a_scope_no_node_runs_is_said() {
 
     // `run` says it in its log, once its seeds are reached, for a scope
     // no seed runs (a misspelt `--scope`), and not for one they run.
-    let said = |args: &'static [&'static str], want: &'static str| {
-        let (w, a) = (&w, a.name().to_string());
+    let said = |seed: &str, args: &'static [&'static str], want: &'static str| {
+        let (w, a) = (&w, seed.to_string());
         async move {
             use tokio::io::AsyncBufReadExt;
             let mut all = args.to_vec();
@@ -198,8 +198,27 @@ async fn a_scope_no_node_runs_is_said() {
             );
         }
     };
-    said(&["--scope", "nosuch"], "no seed runs cpg scope nosuch").await;
-    said(&[], "").await;
+    said(
+        a.name(),
+        &["--scope", "nosuch"],
+        "no seed runs cpg scope nosuch",
+    )
+    .await;
+    said(a.name(), &[], "").await;
+    // A node run for OTP pg only: the default cpg scope, neither named nor
+    // joined, is not warned about (a seed without cpg).
+    said(
+        &e.name,
+        &["--pg-scope", "nosuchpg"],
+        "no seed runs pg scope nosuchpg",
+    )
+    .await;
+    said(
+        &e.name,
+        &["--join", "g"],
+        "no seed runs cpg scope cpg_default_scope",
+    )
+    .await;
 
     // A RUST_LOG that is no filter is said, not silently dropped.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
