@@ -62,10 +62,9 @@ pub struct NodeArgs {
     /// PORT`: every node of the cluster listens on this one port, so peers
     /// are dialled at it with no EPMD asked, and this node registers with
     /// none. `run` listens on it (unless --dist-port-range says otherwise);
-    /// the one-shot commands on any port.
-    #[arg(long, global = true, value_name = "PORT", env = "ERL_DIST_PORT",
-          value_parser = clap::value_parser!(u16).range(1..))]
-    pub erl_epmd_port: Option<u16>,
+    /// the one-shot commands on any port. An empty ERL_DIST_PORT is unset.
+    #[arg(long, global = true, value_name = "PORT", env = "ERL_DIST_PORT")]
+    pub erl_epmd_port: Option<String>,
 }
 
 /// What to do.

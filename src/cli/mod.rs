@@ -106,7 +106,18 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
     c.net_ticktime = Duration::from_secs(a.net_ticktime);
     c.listen_ports = a.dist_port_range.unwrap_or_default();
     c.listen_addr = a.dist_listen_addr;
-    if let Some(p) = a.erl_epmd_port {
+    // (A string, so that an empty ERL_DIST_PORT, as templates leave it,
+    // reads as unset.)
+    let static_port = match a.erl_epmd_port.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
+            user_error(
+                "usage",
+                format!("--erl-epmd-port (ERL_DIST_PORT): {p:?} is no port number (1-65535)"),
+            )
+        })?),
+    };
+    if let Some(p) = static_port {
         c.static_port = Some(p);
         // Where the peers dial us (a one-shot command listens on any port:
         // `client_config`).
@@ -726,8 +737,12 @@ mod tests {
         let cli = parse(&with(&["--dist-listen-addr", "10.0.0.5", "run"]));
         let c = config(&cli.node, "x").unwrap();
         assert_eq!(c.listen_addr, Some([10, 0, 0, 5].into()));
-        let argv = with(&["--erl-epmd-port", "0", "run"]);
-        assert!(Cli::try_parse_from(argv).is_err(), "port 0");
+        for bad in ["0", "65536", "x"] {
+            let cli = parse(&with(&["--erl-epmd-port", bad, "run"]));
+            assert!(config(&cli.node, "x").is_err(), "{bad}");
+        }
+        let cli = parse(&with(&["--erl-epmd-port", "", "run"]));
+        assert_eq!(config(&cli.node, "x").unwrap().static_port, None);
     }
 
     #[test]

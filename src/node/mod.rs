@@ -58,7 +58,7 @@ pub enum StartError {
     #[error("cannot listen: {0}")]
     Listen(std::io::Error),
     /// Every port of [`NodeConfig::listen_ports`] is taken.
-    #[error("no free distribution port in {0} (inet_dist_listen_min/max)")]
+    #[error("{}", no_free_port(.0))]
     NoFreePort(crate::config::PortRange),
     /// EPMD failed.
     #[error(transparent)]
@@ -66,6 +66,19 @@ pub enum StartError {
     /// The configuration is refused ([`NodeConfig::check`]).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+}
+
+/// What [`StartError::NoFreePort`] says: for one port (`--erl-epmd-port`,
+/// `--dist-port-range PORT`), that it is in use, as erl's `eaddrinuse`.
+fn no_free_port(ports: &crate::config::PortRange) -> String {
+    if ports.min == ports.max {
+        format!(
+            "the distribution port {} is in use (another node on this host?)",
+            ports.min
+        )
+    } else {
+        format!("no free distribution port in {ports} (inet_dist_listen_min/max)")
+    }
 }
 
 /// A connected peer, as [`Node::peer_info`] shows it.

@@ -1071,6 +1071,10 @@ mod tests {
         let p = taken.local_addr().unwrap().port();
         let e = listen(PortRange::single(p), None).await.unwrap_err();
         assert!(matches!(e, StartError::NoFreePort(_)), "{e}");
+        assert!(
+            e.to_string().contains(&format!("port {p} is in use")),
+            "{e}"
+        );
         // At one address (inet_dist_use_interface): there alone.
         let lo = std::net::IpAddr::from([127, 0, 0, 1]);
         let one = listen(PortRange::ANY, Some(lo)).await.unwrap();
