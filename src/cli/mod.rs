@@ -195,6 +195,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let mut config = config(&cli.node, "cpg_node")?;
             config.epmd_daemon = start_epmd;
             let node = start(config).await?;
+            // From here a signal stops the node cleanly, during the first
+            // dials of the seeds too (up to net_setuptime each where a
+            // seed's address drops packets: SIGTERM then killed the
+            // process outright, exit 143).
+            let mut stop = std::pin::pin!(wait_for_signal());
             for name in &register {
                 keep_echo(&node, Role::Registered(name.clone()))
                     .await
@@ -222,13 +227,23 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("cannot register {}", status::NAME))?;
             // Say how the first attempt went; the keeper retries either way.
             let mut reached = Vec::new();
-            for peer in &connect {
-                // A failure is logged by the cluster keeper, which dials
-                // again.
-                if node.connect(peer).await.is_ok() {
-                    tracing::info!("connected to {peer}");
-                    reached.push(peer.clone());
+            let first_dials = async {
+                for peer in &connect {
+                    // A failure is logged by the cluster keeper, which
+                    // dials again.
+                    if node.connect(peer).await.is_ok() {
+                        tracing::info!("connected to {peer}");
+                        reached.push(peer.clone());
+                    }
                 }
+            };
+            let stopped = tokio::select! {
+                () = first_dials => false,
+                _ = &mut stop => true,
+            };
+            if stopped {
+                node.shutdown().await;
+                return Ok(0);
             }
             // The default cpg scope, when neither named nor joined (a node
             // run for OTP pg or Phoenix.PubSub only), is not warned about.
@@ -241,7 +256,6 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 names.collect(),
                 reached,
             ));
-            let stop = wait_for_signal();
             outln!("{} running (hidden); Ctrl-C to stop", node.name());
             stop.await;
             node.shutdown().await;

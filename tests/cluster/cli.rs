@@ -793,6 +793,54 @@ async fn run_goes_on_when_its_log_reader_is_gone() {
     p.shutdown().await;
 }
 
+/// SIGTERM while `run` still makes its first dials of its seeds (one whose
+/// EPMD accepts and answers nothing: the dial waits out net_setuptime)
+/// stops it cleanly; the signal's default action killed it (exit 143).
+#[tokio::test]
+async fn run_stopped_while_it_first_dials_its_seeds_exits_cleanly() {
+    let w = World::new().await;
+    // The seed's host: an EPMD port that takes connections and says nothing.
+    let _mute = tokio::net::TcpListener::bind(("127.0.0.2", w.epmd.port))
+        .await
+        .unwrap();
+    let alive = unique("early");
+    let name = format!("{alive}@127.0.0.1");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args(["--name", &name, "--cookie", &w.cookie, "run"])
+        .args([
+            "--connect",
+            "silent@127.0.0.2",
+            "--discover-interval-ms",
+            "0",
+        ])
+        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Registered with EPMD: started, and dialling the seed.
+    let registered = crate::support::eventually(10, || async {
+        matches!(
+            cpg_node::epmd::port_please("127.0.0.1", w.epmd.port, &alive).await,
+            Ok(Some(_))
+        )
+    })
+    .await;
+    assert!(registered);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // SAFETY: kill(2) with a pid and a signal number.
+    assert_eq!(
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("run ends on the signal")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 #[tokio::test]
 async fn run_stopped_by_a_signal_right_after_it_says_running_exits_cleanly() {
     let w = World::new().await;
