@@ -55,6 +55,14 @@ async fn run() {
     // A RUST_LOG that does not parse is said, not silently replaced.
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => {
+            // A filter naming the binary (`cpg-node=debug`) parses, names
+            // no target there is, and turns every other line off, warnings
+            // and errors included.
+            if spec.contains("cpg-node") {
+                cli::err_line(format_args!(
+                    "warning: RUST_LOG={spec:?} names cpg-node: the log targets are cpg_node::... (with an underscore), e.g. RUST_LOG=cpg_node=debug"
+                ));
+            }
             tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
                 cli::err_line(format_args!(
                     "warning: RUST_LOG={spec:?} is not a log filter ({e}); logging at the default level ({})",

@@ -246,6 +246,16 @@ async fn a_scope_no_node_runs_is_said() {
         err.starts_with("warning: RUST_LOG=\"bogus[[\" is not a log filter"),
         "{err}"
     );
+    // One that names the binary, not its log targets, is said too.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+        .args(["--cookie", &w.cookie, "ping", a.name()])
+        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+        .env("RUST_LOG", "cpg-node=debug")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the log targets are cpg_node"), "{err}");
 }
 
 #[tokio::test]
