@@ -110,11 +110,29 @@ fn down_kind(r: &DownReason) -> &'static str {
     }
 }
 
+/// `e` and its causes, joined with `: ` as `{e:#}` joins them, a cause
+/// left out where the text before already ends with it: the library's
+/// errors name their source in their own text ("cookie file F:
+/// Read-only file system (os error 30)"), which the chain then said twice.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if text.is_empty() {
+            text = c;
+        } else if !text.ends_with(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 /// Prints `e` once (stderr, or a JSON object on stdout under `--json`);
 /// returns the exit code: 2 for a usage error, as clap uses, else 1.
 pub fn report(e: &anyhow::Error, json: bool) -> i32 {
     let kind = kind_of(e);
-    let message = format!("{e:#}");
+    let message = chain_text(e);
     if json {
         outln!("{}", serde_json::json!({ "error": message, "kind": kind }));
     } else {
@@ -124,5 +142,24 @@ pub fn report(e: &anyhow::Error, json: bool) -> i32 {
         2
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_already_said_is_not_said_again() {
+        let io = std::io::Error::other("Read-only file system");
+        let e = anyhow::Error::new(cpg_node::config::CookieError::Io {
+            path: "/h/.erlang.cookie".into(),
+            source: io,
+        })
+        .context("cannot start node x@h");
+        assert_eq!(
+            super::chain_text(&e),
+            "cannot start node x@h: cookie file /h/.erlang.cookie: Read-only file system"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::chain_text(&plain), "outer: inner");
     }
 }
