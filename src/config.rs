@@ -31,13 +31,22 @@ pub enum NameError {
     },
     /// A short name whose host part has dots, or a long name whose host
     /// has none (and is not an IP address), as `erl` refuses.
-    #[error("node name {name:?} does not fit {mode} names")]
+    #[error("node name {name:?} does not fit {mode} names ({})", mode_hint(mode))]
     WrongMode {
         /// The name.
         name: String,
         /// "short" or "long".
         mode: &'static str,
     },
+}
+
+/// What to do about a name of the other kind ([`NameError::WrongMode`]).
+fn mode_hint(mode: &str) -> &'static str {
+    if mode == "short" {
+        "a host with dots makes a long name: add --long-names, or give it with -name, as erl takes it"
+    } else {
+        "a long name's host has dots or is an IP address: give a fully qualified host, or use short names (--sname)"
+    }
 }
 
 impl NodeName {

@@ -65,6 +65,14 @@ pub struct NodeArgs {
     /// the one-shot commands on any port. An empty ERL_DIST_PORT is unset.
     #[arg(long, global = true, value_name = "PORT", env = "ERL_DIST_PORT")]
     pub erl_epmd_port: Option<String>,
+    /// `run`: where no EPMD answers, start Erlang's `epmd -daemon` (as
+    /// `erl` does; `-start_epmd false` works too, before or after `run`):
+    /// it outlives this node, so the nodes that register with it stay
+    /// findable when this one stops or restarts. Without `epmd` installed,
+    /// or with `false`, the node runs an EPMD inside its own process
+    /// instead. The one-shot commands never start one.
+    #[arg(long, global = true, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub start_epmd: bool,
 }
 
 /// What to do.
@@ -91,13 +99,6 @@ pub enum Cmd {
         /// group to join it several times; patterns such as "a/*" allowed).
         #[arg(long)]
         join: Vec<String>,
-        /// Where no EPMD answers, start Erlang's `epmd -daemon` (as `erl`
-        /// does; `-start_epmd false` works too): it outlives this node, so
-        /// the nodes that register with it stay findable when this one
-        /// stops or restarts. Without `epmd` installed, or with `false`,
-        /// the node runs an EPMD inside its own process instead.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
-        start_epmd: bool,
         // The flattened groups last: each sets its own help heading, which
         // clap keeps for the fields after it.
         #[command(flatten)]

@@ -187,13 +187,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
             cpg,
             join,
             pg,
-            start_epmd,
         } => {
             for g in &join {
                 check_group(g)?;
             }
             let mut config = config(&cli.node, "cpg_node")?;
-            config.epmd_daemon = start_epmd;
+            config.epmd_daemon = cli.node.start_epmd;
             let node = start(config).await?;
             // From here a signal stops the node cleanly, during the first
             // dials of the seeds too (up to net_setuptime each where a
@@ -688,21 +687,13 @@ mod tests {
             (cli.node.sname.as_deref(), cli.node.cookie.as_deref()),
             (Some("x"), Some("c"))
         );
-        assert!(matches!(
-            cli.cmd,
-            Cmd::Run {
-                start_epmd: true,
-                ..
-            }
-        ));
+        assert!(cli.node.start_epmd);
         let cli = parse(&["cpg-node", "run", "-start_epmd", "false"]);
-        assert!(matches!(
-            cli.cmd,
-            Cmd::Run {
-                start_epmd: false,
-                ..
-            }
-        ));
+        assert!(!cli.node.start_epmd);
+        // As erl takes it: before the command too.
+        let cli = parse(&["cpg-node", "-sname", "x", "-start_epmd", "false", "run"]);
+        assert!(!cli.node.start_epmd);
+        assert!(matches!(cli.cmd, Cmd::Run { .. }));
         let cli = parse(&["cpg-node", "-name", "x@h.example", "ping", "y@h.example"]);
         assert!(cli.node.long_names);
     }
