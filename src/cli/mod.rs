@@ -193,6 +193,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             let mut config = config(&cli.node, "cpg_node")?;
             config.epmd_daemon = cli.node.start_epmd;
+            // A seed that can never be connected to (a name of the other
+            // kind) is refused up front: retried for ever, it left a node
+            // that looked healthy and never joined.
+            for seed in &connect {
+                peer_name(seed)?;
+                let name = NodeName::parse(seed)?;
+                if let Some(why) = cpg_node::config::mixed_names(&config.name, &name) {
+                    return Err(user_error(
+                        "mixed_names",
+                        format!("--connect {seed}: {why}"),
+                    ));
+                }
+            }
             let node = start(config).await?;
             // From here a signal stops the node cleanly, during the first
             // dials of the seeds too (up to net_setuptime each where a

@@ -369,6 +369,27 @@ async fn user_mistakes_read_as_one_clear_line_or_a_json_object() {
     .await;
     assert_eq!(code, 1);
     assert_eq!(json_error(&out).0, "mixed_names");
+    // `run` with a seed of the other kind does not start (it retried the
+    // seed for ever, a node that looked healthy and never joined).
+    let (code, _, err) = cli_raw(
+        &w,
+        &[
+            "-name",
+            &long,
+            "-setcookie",
+            &w.cookie,
+            "run",
+            "--connect",
+            &target,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        one_error_line(&err).contains("Erlang never connects"),
+        "{err}"
+    );
 }
 
 /// A one-shot command where no EPMD answers runs no EPMD of its own (a
