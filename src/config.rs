@@ -599,10 +599,16 @@ pub enum CookieError {
 
 /// `$HOME/.erlang.cookie`.
 pub fn cookie_path() -> Result<std::path::PathBuf, CookieError> {
-    let home = std::env::var_os("HOME")
+    Ok(home_dir()
+        .ok_or(CookieError::NoHome)?
+        .join(".erlang.cookie"))
+}
+
+/// `$HOME`, where it is set and not empty.
+fn home_dir() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
-        .ok_or(CookieError::NoHome)?;
-    Ok(std::path::Path::new(&home).join(".erlang.cookie"))
+        .map(std::path::PathBuf::from)
 }
 
 /// Where `erl` (OTP 24+) looks for the cookie when `$HOME/.erlang.cookie`
@@ -612,8 +618,7 @@ pub fn cookie_path() -> Result<std::path::PathBuf, CookieError> {
 pub fn xdg_cookie_path() -> Option<std::path::PathBuf> {
     let config = match std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
         Some(x) => std::path::PathBuf::from(x),
-        None => std::path::Path::new(&std::env::var_os("HOME").filter(|h| !h.is_empty())?)
-            .join(".config"),
+        None => home_dir()?.join(".config"),
     };
     Some(config.join("erlang").join(".erlang.cookie"))
 }

@@ -38,9 +38,7 @@ pub(crate) use report::{err_line, LogWriter};
 use show::{group_rows, print_group, print_status, status_json};
 
 use anyhow::{Context, Result};
-use cpg_node::config::{
-    default_cookie_or_create, ConfigError, Cookie, NodeConfig, NodeName, PortRange,
-};
+use cpg_node::config::{default_cookie_or_create, ConfigError, Cookie, NodeConfig, NodeName};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions, NodePattern};
 use cpg_node::node::NodeEvent;
@@ -118,10 +116,13 @@ pub(crate) fn config(a: &NodeArgs, default_name: &str) -> Result<NodeConfig> {
         })?),
     };
     if let Some(p) = static_port {
-        c.static_port = Some(p);
-        // Where the peers dial us (a one-shot command listens on any port:
+        // Listening where the peers dial us, unless --dist-port-range says
+        // otherwise (a one-shot command listens on any port:
         // `client_config`).
-        c.listen_ports = a.dist_port_range.unwrap_or(PortRange::single(p));
+        c.epmd_less(p);
+        if let Some(r) = a.dist_port_range {
+            c.listen_ports = r;
+        }
     }
     if let Some(us) = a.read_hold_us {
         c.read_hold = (us > 0).then(|| Duration::from_micros(us));
@@ -164,8 +165,8 @@ fn check_group(g: &str) -> Result<()> {
 }
 
 /// Checks a node name given on the command line.
-pub(crate) fn peer_name(node: &str) -> Result<()> {
-    NodeName::parse(node).map(|_| ()).map_err(|e| {
+pub(crate) fn peer_name(node: &str) -> Result<NodeName> {
+    NodeName::parse(node).map_err(|e| {
         user_error(
             "usage",
             format!(
@@ -197,8 +198,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             // kind) is refused up front: retried for ever, it left a node
             // that looked healthy and never joined.
             for seed in &connect {
-                peer_name(seed)?;
-                let name = NodeName::parse(seed)?;
+                let name = peer_name(seed)?;
                 if let Some(why) = cpg_node::config::mixed_names(&config.name, &name) {
                     return Err(user_error(
                         "mixed_names",
@@ -687,6 +687,7 @@ pub(crate) fn wait_for_signal() -> impl std::future::Future<Output = i32> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use cpg_node::config::PortRange;
 
     fn parse(args: &[&str]) -> Cli {
         let argv = erlang_style_args(args.iter().map(std::ffi::OsString::from));

@@ -16,18 +16,22 @@ static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 /// [`stdout_gone`] says so from then on. What the command does besides
 /// printing (a node's shutdown, the demo's clean-up) still runs.
 pub(crate) fn out_line(args: std::fmt::Arguments<'_>) {
-    let mut o = std::io::stdout().lock();
-    if o.write_fmt(args).and_then(|()| o.write_all(b"\n")).is_err() {
+    if write_line(&mut std::io::stdout().lock(), args).is_err() {
         STDOUT_GONE.store(true, Ordering::Relaxed);
     }
+}
+
+/// `args` and a newline to `w`.
+fn write_line(w: &mut impl Write, args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    w.write_fmt(args)?;
+    w.write_all(b"\n")
 }
 
 /// Writes `args` and a newline to stderr, as `eprintln!` does, without its
 /// panic when stderr is gone (its reader exited: a log shipper, a
 /// supervisor's pipe); the line is dropped.
 pub(crate) fn err_line(args: std::fmt::Arguments<'_>) {
-    let mut e = std::io::stderr().lock();
-    let _ = e.write_fmt(args).and_then(|()| e.write_all(b"\n"));
+    let _ = write_line(&mut std::io::stderr().lock(), args);
 }
 
 /// Where the log goes: stderr, whose write errors are dropped. With the

@@ -81,40 +81,28 @@ pub(super) async fn listen(
 /// Where the system has no IPv6, `0.0.0.0` alone.
 fn bind_any(port: u16) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    use std::net::{Ipv6Addr, SocketAddr};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    let v4_only = || bind_at(Ipv4Addr::UNSPECIFIED.into(), port);
     let dual = || -> std::io::Result<Socket> {
         let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
         s.set_only_v6(false)?;
         Ok(s)
     };
-    let (sock, addr) = match dual() {
-        Ok(s) => (s, SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))),
-        // No IPv6 in this kernel (or it is turned off): IPv4 only.
-        Err(_) => (
-            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?,
-            SocketAddr::from(([0, 0, 0, 0], port)),
-        ),
-    };
+    // No IPv6 in this kernel (or it is turned off): IPv4 only.
+    let Ok(sock) = dual() else { return v4_only() };
     // As std's and tokio's listeners (and BEAM's): a port whose last
     // connections are in TIME_WAIT can be listened on again at once.
     #[cfg(unix)]
     sock.set_reuse_address(true)?;
     sock.set_nonblocking(true)?;
-    match sock.bind(&addr.into()) {
+    match sock.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into()) {
         // IPv6 sockets exist but no address can be bound (IPv6 turned off
         // on every interface, `disable_ipv6`): IPv4 only.
-        Err(e) if addr.is_ipv6() && e.kind() == std::io::ErrorKind::AddrNotAvailable => {
-            return bind_v4(port);
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => return v4_only(),
         r => r?,
     }
     sock.listen(1024)?;
     TcpListener::from_std(sock.into())
-}
-
-/// A listener on `0.0.0.0:port` (a system without IPv6).
-fn bind_v4(port: u16) -> std::io::Result<TcpListener> {
-    bind_at([0, 0, 0, 0].into(), port)
 }
 
 /// A listener on `ip:port` alone.
