@@ -86,6 +86,21 @@ async fn cli_raw(w: &World, args: &[&str], home: Option<&Path>) -> (i32, String,
     )
 }
 
+/// Sends `signal` to `child` and waits (at most 20 s) for it to end: its
+/// exit status (`what` names the wait in a failure).
+async fn signal_and_wait(
+    child: &mut tokio::process::Child,
+    signal: i32,
+    what: &str,
+) -> std::process::ExitStatus {
+    // SAFETY: kill(2) with a pid and a signal number.
+    assert_eq!(unsafe { libc::kill(child.id().unwrap() as i32, signal) }, 0);
+    tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect(what)
+        .unwrap()
+}
+
 /// [`cli_raw`] with a name of its own and the world's cookie.
 async fn cli_text(w: &World, args: &[&str]) -> (i32, String, String) {
     let name = unique("cli");
@@ -229,32 +244,29 @@ async fn a_scope_no_node_runs_is_said() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.is_empty(), "--help parses no filter: {err}");
-    let (code, _, err) = {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"));
-        let out = cmd
-            .args(["--cookie", &w.cookie, "ping", a.name()])
-            .env("ERL_EPMD_PORT", w.epmd.port.to_string())
-            .env("RUST_LOG", "bogus[[")
-            .output()
-            .await
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.code(), (), err)
+    // `ping` with RUST_LOG `filter`: its exit code and stderr.
+    let ping_logging = |filter: &'static str| {
+        let (w, a) = (&w, a.name().to_string());
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
+                .args(["--cookie", &w.cookie, "ping", &a])
+                .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+                .env("RUST_LOG", filter)
+                .output()
+                .await
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.code(), err)
+        }
     };
+    let (code, err) = ping_logging("bogus[[").await;
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.starts_with("warning: RUST_LOG=\"bogus[[\" is not a log filter"),
         "{err}"
     );
     // One that names the binary, not its log targets, is said too.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_cpg-node"))
-        .args(["--cookie", &w.cookie, "ping", a.name()])
-        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
-        .env("RUST_LOG", "cpg-node=debug")
-        .output()
-        .await
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (_, err) = ping_logging("cpg-node=debug").await;
     assert!(err.contains("the log targets are cpg_node"), "{err}");
 }
 
@@ -811,15 +823,7 @@ async fn run_goes_on_when_its_log_reader_is_gone() {
         p.disconnect(&n.name);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    // SAFETY: kill(2) with a pid and a signal number.
-    assert_eq!(
-        unsafe { libc::kill(n.child.id().unwrap() as i32, libc::SIGTERM) },
-        0
-    );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), n.child.wait())
-        .await
-        .expect("run ends on the signal")
-        .unwrap();
+    let status = signal_and_wait(&mut n.child, libc::SIGTERM, "run ends on the signal").await;
     assert_eq!(status.code(), Some(0), "{status:?}");
     p.shutdown().await;
 }
@@ -860,15 +864,7 @@ async fn run_stopped_while_it_first_dials_its_seeds_exits_cleanly() {
     .await;
     assert!(registered);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    // SAFETY: kill(2) with a pid and a signal number.
-    assert_eq!(
-        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGTERM) },
-        0
-    );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
-        .await
-        .expect("run ends on the signal")
-        .unwrap();
+    let status = signal_and_wait(&mut child, libc::SIGTERM, "run ends on the signal").await;
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
@@ -877,15 +873,7 @@ async fn run_stopped_by_a_signal_right_after_it_says_running_exits_cleanly() {
     let w = World::new().await;
     for signal in [libc::SIGTERM, libc::SIGINT] {
         let mut n = RunningNode::start(&w, &[]).await;
-        // SAFETY: kill(2) with a pid and a signal number.
-        assert_eq!(
-            unsafe { libc::kill(n.child.id().unwrap() as i32, signal) },
-            0
-        );
-        let status = tokio::time::timeout(std::time::Duration::from_secs(20), n.child.wait())
-            .await
-            .expect("run ends on the signal")
-            .unwrap();
+        let status = signal_and_wait(&mut n.child, signal, "run ends on the signal").await;
         assert_eq!(status.code(), Some(0), "signal {signal}: {status:?}");
     }
 }
@@ -1258,12 +1246,7 @@ async fn an_interrupted_demo_stops_its_erl_node() {
                 break rest.trim_end_matches(')').parse().expect("an OS pid");
             }
         };
-        // SAFETY: kill(2) with a pid and a signal number.
-        assert_eq!(unsafe { libc::kill(child.id().unwrap() as i32, signal) }, 0);
-        let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
-            .await
-            .expect("the demo ends on the signal")
-            .unwrap();
+        let status = signal_and_wait(&mut child, signal, "the demo ends on the signal").await;
         assert_eq!(status.code(), Some(code), "signal {signal}: {status:?}");
         assert!(
             crate::support::eventually(5, || async { os_process_gone(erl) }).await,
