@@ -88,8 +88,8 @@ pub enum Cmd {
         /// (`*` any run of characters, `?` one; repeatable).
         #[arg(long)]
         only: Vec<String>,
-        /// How often to ask the seeds for the cluster's nodes (ms); 0 turns
-        /// discovery off.
+        /// How often to ask the seeds for the cluster's nodes, other
+        /// cpg-node instances included (ms); 0 turns discovery off.
         #[arg(long, default_value_t = 10_000)]
         discover_interval_ms: u64,
         /// Start an echo process registered under this name (repeatable).

@@ -17,7 +17,7 @@
 //! the nodes to dial out) so its rules are tested without sockets; one task
 //! ([`Cluster::start`]) drives it.
 
-use crate::config::Backoff;
+use crate::config::{Backoff, NodeName};
 use crate::node::{Node, NodeEvent};
 use crate::term::{self, Term};
 use std::collections::HashMap;
@@ -88,13 +88,17 @@ pub struct ClusterOptions {
     pub seeds: Vec<String>,
     /// Learn the cluster's nodes from the seeds (`erlang:nodes()` through
     /// `rex`; from a cpg-node seed, the visible peers its status lists) and
-    /// connect to them too.
+    /// connect to them too; and connect to the nodes whose members a
+    /// peer's cpg exchange or poll answer lists (a hidden node such as
+    /// another cpg-node connected to the same BEAM nodes, whose members
+    /// this node reads from that node alone).
     pub discover: bool,
-    /// Discover hidden nodes too (`erlang:nodes(connected)` instead of
-    /// `erlang:nodes()`), such as other cpg-node instances connected to
-    /// the seeds (a seed that is itself a cpg-node, with no `rex`, is asked
-    /// for the peers its status lists, [`nodes_of`]). Off by default: it
-    /// also finds short-lived clients.
+    /// Discover every hidden node too (`erlang:nodes(connected)` instead
+    /// of `erlang:nodes()`; a seed that is itself a cpg-node, with no
+    /// `rex`, is asked for the peers its status lists, [`nodes_of`]),
+    /// remote shells and `erl_call` nodes included, each redialled as a
+    /// visible one. Off by default: `discover` alone finds the hidden
+    /// nodes that are no `erl` (other cpg-node instances).
     pub discover_hidden: bool,
     /// Only discovered nodes whose name matches one of these are connected
     /// to (all when empty). Seeds, and peers that connect to us, are kept
@@ -132,12 +136,18 @@ impl ClusterOptions {
     }
 }
 
+/// At most this many hidden nodes a seed lists are looked up in EPMD a
+/// round ([`foreign_nodes_of`]); the others wait for the next.
+const MAX_FOREIGN_LOOKUPS: usize = 16;
+
 /// Why a node is a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// Given as a seed: dialled for as long as the node runs.
     Seed,
-    /// Learned from a seed's `erlang:nodes()`.
+    /// Learned from the cluster: a seed's `erlang:nodes()`, or a peer's
+    /// cpg view listing members of a node we were not connected to (a
+    /// hidden node, such as another cpg-node).
     Discovered,
     /// A visible peer that was connected (it dialled us, mostly).
     Seen,
@@ -167,6 +177,9 @@ struct Target {
     /// It has been connected: a node that exists, dialled before the
     /// names a seed listed that never answered.
     was_up: bool,
+    /// Dialled while the cluster lists it, not redialled once lost (a
+    /// hidden node a seed or a cpg view listed: [`Keeper::heard_of`]).
+    once: bool,
     dialling: bool,
     attempt: u32,
     next_at: Option<Instant>,
@@ -180,6 +193,7 @@ impl Target {
             origin,
             connected: false,
             was_up: false,
+            once: false,
             dialling: false,
             attempt: 0,
             next_at: None,
@@ -256,6 +270,10 @@ impl Keeper {
         let Some(t) = self.targets.get_mut(node) else {
             return;
         };
+        if t.once && !t.dialling {
+            self.targets.remove(node);
+            return;
+        }
         let was_up = std::mem::replace(&mut t.connected, false);
         t.last_error = Some(why.to_string());
         if t.dialling {
@@ -327,6 +345,10 @@ impl Keeper {
             return false;
         };
         t.dialling = false;
+        if t.once && result.is_err() {
+            self.targets.remove(node);
+            return false;
+        }
         match result {
             Ok(()) => {
                 t.connected = true;
@@ -366,6 +388,24 @@ impl Keeper {
             let mut t = Target::new(Origin::Discovered);
             t.next_at = Some(now);
             self.targets.insert(n.clone(), t);
+        }
+    }
+
+    /// Hidden nodes the cluster lists (another cpg-node, whose members a
+    /// peer's cpg view lists or that a seed is connected to): the wanted
+    /// ones not yet known become targets, due at once, that are not
+    /// redialled once lost or failed. They are found again by the next
+    /// view or round of discovery that lists them, so a node that left
+    /// for good is not dialled for a minute after (a `cpg-node status`
+    /// client that a seed listed, mostly).
+    pub fn heard_of(&mut self, nodes: &[String], now: Instant) {
+        for n in nodes {
+            if !self.targets.contains_key(n) {
+                self.discovered(std::slice::from_ref(n), now);
+                if let Some(t) = self.targets.get_mut(n) {
+                    t.once = true;
+                }
+            }
         }
     }
 
@@ -446,6 +486,8 @@ impl Drop for Cluster {
 enum Report {
     Dialled(String, Result<(), String>),
     Nodes(Vec<String>),
+    /// Hidden nodes that are no `erl` ([`foreign_nodes_of`]).
+    Hidden(Vec<String>),
 }
 
 impl Cluster {
@@ -512,6 +554,9 @@ async fn drive(
     interval: Duration,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Report>();
+    // Nodes whose members a peer's cpg view lists and that we are not
+    // connected to: dialled as discovered nodes (`Node::heard_of`).
+    let mut sightings = discover.map(|_| node.sightings());
     let mut ask = tokio::time::interval(interval);
     ask.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -568,20 +613,115 @@ async fn drive(
                     }
                 }
                 Report::Nodes(nodes) => keeper.lock().discovered(&nodes, Instant::now()),
+                Report::Hidden(nodes) => keeper.lock().heard_of(&nodes, Instant::now()),
+            },
+            heard = recv_sighting(&mut sightings) => match heard {
+                Ok(n) => keeper.lock().heard_of(&[n], Instant::now()),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => sightings = None,
             },
             _ = ask.tick(), if discover.is_some() => {
                 let hidden = discover == Some(true);
                 for seed in keeper.lock().to_ask() {
-                    let (node, tx) = (node.clone(), tx.clone());
+                    let (node, tx, keeper) = (node.clone(), tx.clone(), keeper.clone());
                     tokio::spawn(async move {
                         if let Some(nodes) = nodes_of(&node, &seed, hidden).await {
                             let _ = tx.send(Report::Nodes(nodes));
+                        }
+                        if !hidden {
+                            let nodes = foreign_nodes_of(&node, &seed, &keeper).await;
+                            if !nodes.is_empty() {
+                                let _ = tx.send(Report::Hidden(nodes));
+                            }
                         }
                     });
                 }
             }
             _ = sleep => {}
         }
+    }
+}
+
+/// The hidden nodes `peer` is connected to that are no Erlang runtime
+/// (cpg-node instances, C nodes), as their hosts' EPMD tells: `erl`
+/// registers as a normal node (type 77) even when hidden, a cpg-node as a
+/// hidden one (72). A hidden cpg-node connected to the same BEAM nodes
+/// holds members that reach this node only over a connection of their
+/// own, and a BEAM scope at `all` relays nothing of them: where neither
+/// node held members when the other connected, no cpg view listed them
+/// ([`Node::heard_of`]) and they never met. Hidden nodes that are
+/// `erl` (remote shells, `erl_call`, observers) are left alone, and so
+/// are all where the node uses no EPMD (`NodeConfig::static_port`: none
+/// to ask). Names the keeper knows, and of the other kind, are not looked
+/// up; at most [`MAX_FOREIGN_LOOKUPS`] a round.
+async fn foreign_nodes_of(
+    node: &Node,
+    peer: &str,
+    keeper: &parking_lot::Mutex<Keeper>,
+) -> Vec<String> {
+    if node.config().static_port.is_some() {
+        return Vec::new();
+    }
+    let listed = node
+        .rpc(
+            peer,
+            "erlang",
+            "nodes",
+            vec![term::atom("hidden")],
+            Duration::from_secs(5),
+        )
+        .await;
+    let names: Vec<String> = match listed {
+        Ok(Term::List(l)) => l
+            .elements
+            .iter()
+            .filter_map(|t| term::as_atom(t).map(String::from))
+            .collect(),
+        // (A cpg-node seed: the hidden peers its status lists.)
+        Err(crate::process::CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
+            match crate::status::NodeStatus::ask(node, peer, Duration::from_secs(5)).await {
+                Ok(st) => st
+                    .peers
+                    .into_iter()
+                    .filter(|p| p.hidden)
+                    .map(|p| p.node)
+                    .collect(),
+                Err(_) => return Vec::new(),
+            }
+        }
+        _ => return Vec::new(),
+    };
+    let me = node.config().name.clone();
+    let candidates: Vec<NodeName> = {
+        let k = keeper.lock();
+        names
+            .iter()
+            .filter(|n| **n != k.me && !k.knows(n) && k.opts.wanted(n) && !node.is_connected(n))
+            .filter_map(|n| NodeName::parse(n).ok())
+            .filter(|n| n.check_own().is_ok() && crate::config::mixed_names(&me, n).is_none())
+            .take(MAX_FOREIGN_LOOKUPS)
+            .collect()
+    };
+    let port = node.config().epmd_port;
+    let mut foreign = Vec::new();
+    for n in candidates {
+        let lookup = crate::epmd::port_please(n.host(), port, n.alive());
+        if let Ok(Ok(Some(e))) = tokio::time::timeout(Duration::from_secs(2), lookup).await {
+            if e.node_type == crate::epmd::wire::NODE_TYPE_HIDDEN {
+                foreign.push(n.to_string());
+            }
+        }
+    }
+    foreign
+}
+
+/// The next name [`Node::heard_of`] told of; never, where not listened to.
+async fn recv_sighting(
+    sightings: &mut Option<broadcast::Receiver<String>>,
+) -> Result<String, broadcast::error::RecvError> {
+    match sightings {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -774,6 +914,31 @@ mod tests {
         assert!(now - t0 >= Duration::from_secs(60));
         assert!(now - t0 < Duration::from_secs(80));
         assert!(k.status(now).is_empty());
+    }
+
+    #[test]
+    fn hidden_nodes_heard_of_are_dialled_while_listed_and_not_redialled() {
+        let t0 = Instant::now();
+        let mut o = opts(&["s@h"]);
+        o.only = vec![NodePattern::new("app*"), NodePattern::new("s@h")];
+        let mut k = Keeper::new("me@h", o, t0);
+        k.heard_of(&["s@h".into(), "app_a@h".into(), "web@h".into()], t0);
+        assert_eq!(k.due(t0), vec!["app_a@h", "s@h"]);
+        // Up, then lost: gone from the targets, not redialled.
+        k.dialled("app_a@h", Ok(()), t0, 0.0);
+        k.down("app_a@h", "closed", t0, 0.0);
+        assert!(!k.knows("app_a@h"));
+        assert!(k.due(t0 + Duration::from_secs(60)).is_empty());
+        // Listed again: dialled again; a failed dial forgets it too.
+        k.heard_of(&["app_a@h".into()], t0);
+        assert_eq!(k.due(t0), vec!["app_a@h"]);
+        k.dialled("app_a@h", Err("no such node".into()), t0, 0.0);
+        assert!(!k.knows("app_a@h"));
+        // The seed heard of stays a seed: redialled once lost.
+        k.dialled("s@h", Ok(()), t0, 0.0);
+        k.down("s@h", "closed", t0, 0.0);
+        assert!(k.knows("s@h"));
+        assert_eq!(k.due(t0 + Duration::from_secs(1)), vec!["s@h"]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod router;
 mod services;
 pub(crate) mod supervise;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, NodeName};
 use crate::dist::connection::{LinkStats, PeerLink};
 use crate::dist::raw::RawNames;
 use crate::epmd::{self, server::EpmdServer, NodeEntry};
@@ -157,6 +157,9 @@ struct Inner {
     /// last counted ([`Inner::count_hold`]).
     holds_added: Mutex<HashMap<String, usize>>,
     events: broadcast::Sender<NodeEvent>,
+    /// Nodes a peer's cpg view lists members of, that this node is not
+    /// connected to ([`Node::heard_of`]), for the cluster keeper.
+    sightings: broadcast::Sender<String>,
     /// Held while a connection's end is reported (its peer entry removed,
     /// its links and monitors fired, [`NodeEvent::Down`] sent) and while a
     /// connection is reported up, so that a node's `Down` for one
@@ -237,6 +240,9 @@ impl Node {
             tracing::warn!("this node's own name cannot be interned: {e}");
         }
         let (events, _) = broadcast::channel(1024);
+        // (A keeper that falls behind loses some: they are told again at
+        // the next exchange or poll that lists them.)
+        let (sightings, _) = broadcast::channel(64);
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             atom: Atom::from(name.as_str()),
@@ -266,6 +272,7 @@ impl Node {
             node_watchers: Mutex::default(),
             holds_added: Mutex::default(),
             events,
+            sightings,
             tasks: Mutex::default(),
             live_conns: AtomicUsize::new(0),
             conn_ended: Notify::new(),
@@ -446,6 +453,36 @@ impl Node {
     /// Subscribe to nodeup/nodedown events.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Tells the cluster keeper ([`crate::node::cluster::Cluster`]) that a
+    /// peer's cpg view lists members of `node`: another hidden node (a
+    /// second cpg-node, mostly) whose members reach this one only over a
+    /// connection of their own, as each node's members are read from that
+    /// node. Ignored where the keeper could not dial it: our own name, a
+    /// node connected already, a name `erl` would not take as a node's or
+    /// of the other name kind (a peer may list any name).
+    pub(crate) fn heard_of(&self, node: &str) {
+        if node == self.name()
+            || self.inner.sightings.receiver_count() == 0
+            || self.is_connected(node)
+        {
+            return;
+        }
+        let Ok(name) = NodeName::parse(node) else {
+            return;
+        };
+        if name.check_own().is_err()
+            || crate::config::mixed_names(&self.inner.config.name, &name).is_some()
+        {
+            return;
+        }
+        let _ = self.inner.sightings.send(node.to_string());
+    }
+
+    /// The names [`Node::heard_of`] tells of, for the cluster keeper.
+    pub(crate) fn sightings(&self) -> broadcast::Receiver<String> {
+        self.inner.sightings.subscribe()
     }
 
     /// Connects to `node` (no-op if connected) and waits until the

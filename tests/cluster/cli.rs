@@ -1,7 +1,7 @@
 //! The `cpg-node` binary's cpg commands against a running node, and what
 //! it tells a user who got something wrong.
 
-use crate::support::{unique, World};
+use crate::support::{unique, ErlNode, World};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::term::{atom, pid_text, tuple};
 use serde_json::{json, Value};
@@ -658,9 +658,10 @@ async fn a_query_through_a_cpg_node_seed_sees_the_nodes_beyond_it() {
 
 /// Discovery through a cpg-node seed (which has no `rex`): the node learns
 /// the seed's visible peers from the seed's status, as it learns a BEAM
-/// seed's `erlang:nodes()`, and connects to them; the seed's hidden peers
-/// (query clients, other cpg-nodes) are left out unless hidden discovery is
-/// asked for.
+/// seed's `erlang:nodes()`, and connects to them. Of the seed's hidden
+/// peers, another Rust node (registered with EPMD as no `erl`: it may hold
+/// members read only from it) is connected to as well, and an `erl
+/// -hidden` node (a remote shell) is left alone.
 #[tokio::test]
 async fn discovery_through_a_cpg_node_seed_finds_its_visible_peers() {
     use cpg_node::node::cluster::{Cluster, ClusterOptions};
@@ -670,27 +671,35 @@ async fn discovery_through_a_cpg_node_seed_finds_its_visible_peers() {
     let seed = RunningNode::start(&w, &["--connect", &e.name]).await;
     let hidden = w.rust_node("h").await;
     hidden.connect(&seed.name).await.unwrap();
+    let shell = ErlNode::start(&unique("sh"), &w.cookie, w.epmd.port, &["-hidden"]).await;
+    let pinged = crate::support::eval(
+        &hidden,
+        &shell.name,
+        &format!("net_adm:ping('{}').", seed.name),
+    )
+    .await;
+    assert!(crate::support::is_atom(&pinged, "pong"), "{pinged:?}");
     let r = w.rust_node("r").await;
     let mut opts = ClusterOptions::new(vec![seed.name.clone()]);
     opts.discover_interval = std::time::Duration::from_millis(200);
     let _cluster = Cluster::start(&r, opts);
-    let e_name = e.name.clone();
-    assert!(
-        crate::support::eventually(10, || {
-            let (r, e_name) = (r.clone(), e_name.clone());
-            async move { r.peers().contains(&e_name) }
-        })
-        .await,
-        "the seed's BEAM peer not found: {:?}",
-        r.peers()
-    );
-    // The hidden peer is not taken for a cluster node.
+    for (what, name) in [
+        ("BEAM peer", e.name.clone()),
+        ("hidden Rust peer", hidden.name().to_string()),
+    ] {
+        assert!(
+            crate::support::eventually(10, || {
+                let (r, name) = (r.clone(), name.clone());
+                async move { r.peers().contains(&name) }
+            })
+            .await,
+            "the seed's {what} not found: {:?}",
+            r.peers()
+        );
+    }
+    // The remote shell is not taken for a cluster node.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert!(
-        !r.peers().iter().any(|p| p == hidden.name()),
-        "{:?}",
-        r.peers()
-    );
+    assert!(!r.peers().contains(&shell.name), "{:?}", r.peers());
 }
 
 /// `cpg-node run` as a child process (killed when dropped), with the

@@ -8,6 +8,7 @@
 use crate::support::schedule::Backend;
 use crate::support::{eval, eventually, unique, ErlNode, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
+use cpg_node::node::cluster::{Cluster, ClusterOptions};
 use cpg_node::process::{Dest, Process};
 use cpg_node::term;
 use cpg_node::term::Term;
@@ -863,4 +864,116 @@ async fn a_third_nodes_members_in_an_exchange_are_not_taken() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(ours(&scope, "z"), vec![pa.clone()], "b's process taken");
     assert_eq!(ours(&scope, "y"), vec![pb], "b's copies set by a");
+}
+
+/// A Rust node with a scope (BEAM scopes at visible polled every 200 ms)
+/// kept connected to `seed` by a [`Cluster`] that discovers every
+/// `interval`.
+async fn clustered(
+    w: &World,
+    prefix: &str,
+    seed: &str,
+    interval: Duration,
+) -> (Node, CpgScope, Cluster) {
+    let r = w.rust_node(prefix).await;
+    let mut opts = ScopeOptions::new(DEFAULT_SCOPE);
+    opts.poll_interval = Duration::from_millis(200);
+    let scope = CpgScope::start(&r, opts).unwrap();
+    let mut copts = ClusterOptions::new(vec![seed.to_string()]);
+    copts.discover_interval = interval;
+    let cluster = Cluster::start(&r, copts);
+    (r, scope, cluster)
+}
+
+/// Whether `scope` holds `pid` in `group`, within 10 s.
+async fn sees(scope: &CpgScope, group: &str, pid: &cpg_node::Pid) -> bool {
+    let pid = Term::Pid(pid.clone());
+    eventually(10, || async { count_ours(scope, group, &pid) == 1 }).await
+}
+
+/// Two Rust nodes connected to one BEAM node only see each other's
+/// members, as two visible BEAM nodes would: each node's members are read
+/// from that node, so ours dial the other hidden node. Here the reader,
+/// with no member of its own, is up first and the other joins later: no
+/// cpg view listed either node when the other connected, and a BEAM
+/// scope at `all` relays nothing of a third node's, so the reader finds
+/// it as a hidden node of the seed's that its EPMD says is no `erl`. An
+/// `erl -hidden` node connected to the seed (a remote shell) is left
+/// alone. (Before, the reader never saw the member: BEAM did.)
+async fn hidden_rust_nodes_meet_through(node_type: &str) {
+    let w = World::new().await;
+    let b = beam_at(&w, node_type, true).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &b.name).await;
+    let shell = ErlNode::start(&unique("sh"), &w.cookie, w.epmd.port, &["-hidden"]).await;
+    let pinged = eval(&ctl, &shell.name, &format!("net_adm:ping('{}').", b.name)).await;
+    assert!(crate::support::is_atom(&pinged, "pong"), "{pinged:?}");
+    let every = Duration::from_millis(300);
+    let (rb, reader, _kb) = clustered(&w, "rb", &b.name, every).await;
+    let (ra, provider, _ka) = clustered(&w, "ra", &b.name, every).await;
+    let m = ra.spawn_process();
+    provider.join("svc", m.pid()).await.unwrap();
+    assert!(
+        sees(&reader, "svc", m.pid()).await,
+        "{node_type}: the reader never saw the other Rust node's member; peers {:?}",
+        rb.peers()
+    );
+    assert_eq!(beam_count(&ctl, &b.name, "svc", m.pid()).await, 1);
+    provider.leave("svc", m.pid()).await.unwrap();
+    assert!(
+        eventually(10, || async { reader.get_members("svc").is_err() }).await,
+        "{node_type}: the leave did not reach the reader"
+    );
+    assert!(!rb.peers().contains(&shell.name), "{:?}", rb.peers());
+    assert!(!ra.peers().contains(&shell.name), "{:?}", ra.peers());
+    ra.shutdown().await;
+    rb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_rust_nodes_of_one_beam_node_at_all_see_each_others_members() {
+    crate::require_erl!();
+    hidden_rust_nodes_meet_through("all").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_rust_nodes_of_one_beam_node_at_visible_see_each_others_members() {
+    crate::require_erl!();
+    hidden_rust_nodes_meet_through("visible").await;
+}
+
+/// A node that comes to a BEAM node at `all` whose view already lists
+/// another hidden node's members finds that node from the exchange, at
+/// once (discovery's rounds are an hour apart here, and the first went
+/// before the seed was up), and reads them from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_members_a_beam_view_lists_is_dialled() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let b = beam_at(&w, "all", true).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &b.name).await;
+    let hour = Duration::from_secs(3600);
+    let (ra, provider, _ka) = clustered(&w, "ra", &b.name, hour).await;
+    let m = ra.spawn_process();
+    provider.join("svc", m.pid()).await.unwrap();
+    assert!(
+        eventually(10, || async {
+            beam_count(&ctl, &b.name, "svc", m.pid()).await == 1
+        })
+        .await
+    );
+    let (rb, reader, kb) = clustered(&w, "rb", &b.name, hour).await;
+    assert!(
+        sees(&reader, "svc", m.pid()).await,
+        "peers {:?}",
+        rb.peers()
+    );
+    assert!(
+        kb.targets().iter().any(|t| t.node == ra.name()),
+        "{:?}",
+        kb.targets()
+    );
+    ra.shutdown().await;
+    rb.shutdown().await;
 }

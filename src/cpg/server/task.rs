@@ -23,6 +23,11 @@ use tokio::sync::{broadcast, mpsc};
 
 /// How often peers some of whose members did not fit under the scope's
 /// total cap are asked again, while there is room ([`ScopeTask::ask_refused`]).
+/// At most this many third nodes are told of per exchange
+/// ([`ScopeTask::tell_of_third_nodes`]): a peer may list pids of any
+/// number of made-up nodes, and the cluster keeper bounds its own table.
+const MAX_THIRD_NODES: usize = 16;
+
 pub(super) const REFUSED_ASKED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The scope process's state between signals: the peers it watches, the
@@ -521,6 +526,37 @@ impl<N: WireName> ScopeTask<N> {
         }
     }
 
+    /// Tells the node of the third nodes (neither `origin` nor ours) whose
+    /// pids an exchange or a poll's answer from `origin` lists, at most
+    /// [`MAX_THIRD_NODES`] of them ([`Node::heard_of`]). Their members
+    /// are not taken from it (each node's are read from that node), so a
+    /// node we are not connected to, another hidden node such as a second
+    /// cpg-node connected to the same BEAM nodes, is dialled by the
+    /// cluster keeper to read them: a BEAM node's view holds them, and
+    /// so should ours.
+    fn tell_of_third_nodes(&self, groups: &[(N, Vec<MemberPid>)], origin: crate::atom::Atom) {
+        let ours = crate::atom::Atom::new(self.node.name()).ok();
+        let mut seen: Vec<crate::atom::Atom> = Vec::new();
+        let mut last = origin;
+        'groups: for (_, pids) in groups {
+            for p in pids {
+                let a = p.node_atom();
+                // (Runs of one node's pids are the common case.)
+                if a == last || a == origin || Some(a) == ours || seen.contains(&a) {
+                    continue;
+                }
+                last = a;
+                seen.push(a);
+                if seen.len() == MAX_THIRD_NODES {
+                    break 'groups;
+                }
+            }
+        }
+        for a in seen {
+            self.node.heard_of(a.as_str());
+        }
+    }
+
     /// Merges the next [`MERGE_CHUNK`] groups of the exchange being merged.
     pub(super) fn merge_chunk(&mut self) {
         let Some(mut m) = self.merging.take() else {
@@ -643,7 +679,11 @@ impl<N: WireName> ScopeTask<N> {
                 // atom is that of no pid decoded). A poll's answer keeps the
                 // others to the merge, which takes the same, and puts them
                 // among ours as listed (`Scope::exchange_polled`).
-                match crate::atom::Atom::new(&origin) {
+                let theirs = crate::atom::Atom::new(&origin);
+                if let Ok(theirs) = theirs {
+                    self.tell_of_third_nodes(&groups, theirs);
+                }
+                match theirs {
                     Ok(_) if polled.is_some() => {}
                     Ok(theirs) => groups.retain_mut(|(_, pids)| {
                         pids.retain(|p| p.node_atom() == theirs);
