@@ -662,46 +662,24 @@ async fn foreign_nodes_of(
     if node.config().static_port.is_some() {
         return Vec::new();
     }
-    let listed = node
-        .rpc(
-            peer,
-            "erlang",
-            "nodes",
-            vec![term::atom("hidden")],
-            Duration::from_secs(5),
-        )
-        .await;
-    let names: Vec<String> = match listed {
-        Ok(Term::List(l)) => l
-            .elements
-            .iter()
-            .filter_map(|t| term::as_atom(t).map(String::from))
-            .collect(),
-        // (A cpg-node seed: the hidden peers its status lists.)
-        Err(crate::process::CallError::Down(r)) if term::as_atom(&r) == Some("noproc") => {
-            match crate::status::NodeStatus::ask(node, peer, Duration::from_secs(5)).await {
-                Ok(st) => st
-                    .peers
-                    .into_iter()
-                    .filter(|p| p.hidden)
-                    .map(|p| p.node)
-                    .collect(),
-                Err(_) => return Vec::new(),
-            }
-        }
-        _ => return Vec::new(),
+    let Some(names) = listed_nodes(node, peer, Listed::Hidden).await else {
+        return Vec::new();
     };
-    let me = node.config().name.clone();
-    let candidates: Vec<NodeName> = {
+    let unknown: Vec<String> = {
         let k = keeper.lock();
         names
-            .iter()
-            .filter(|n| **n != k.me && !k.knows(n) && k.opts.wanted(n) && !node.is_connected(n))
-            .filter_map(|n| NodeName::parse(n).ok())
-            .filter(|n| n.check_own().is_ok() && crate::config::mixed_names(&me, n).is_none())
-            .take(MAX_FOREIGN_LOOKUPS)
+            .into_iter()
+            .filter(|n| *n != k.me && !k.knows(n) && k.opts.wanted(n))
             .collect()
     };
+    let me = &node.config().name;
+    let candidates: Vec<NodeName> = unknown
+        .iter()
+        .filter(|n| !node.is_connected(n))
+        .filter_map(|n| NodeName::parse(n).ok())
+        .filter(|n| n.check_own().is_ok() && crate::config::mixed_names(me, n).is_none())
+        .take(MAX_FOREIGN_LOOKUPS)
+        .collect();
     let port = node.config().epmd_port;
     let mut foreign = Vec::new();
     for n in candidates {
@@ -731,10 +709,34 @@ async fn recv_sighting(
 /// status lists ([`crate::status::NodeStatus::ask`]), its hidden ones only
 /// when `hidden`. `None` where the peer answers neither.
 pub async fn nodes_of(node: &Node, peer: &str, hidden: bool) -> Option<Vec<String>> {
-    let args = if hidden {
-        vec![term::atom("connected")]
+    let which = if hidden {
+        Listed::Connected
     } else {
-        vec![]
+        Listed::Visible
+    };
+    listed_nodes(node, peer, which).await
+}
+
+/// Which of a peer's nodes [`listed_nodes`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    /// `erlang:nodes()`.
+    Visible,
+    /// `erlang:nodes(connected)`.
+    Connected,
+    /// `erlang:nodes(hidden)`.
+    Hidden,
+}
+
+/// The nodes `peer` is connected to, of the kind `which` says, through its
+/// `rex`, or from a peer without `rex` (another cpg-node) the peers its
+/// status lists ([`crate::status::NodeStatus::ask`]). `None` where the
+/// peer answers neither.
+async fn listed_nodes(node: &Node, peer: &str, which: Listed) -> Option<Vec<String>> {
+    let args = match which {
+        Listed::Visible => vec![],
+        Listed::Connected => vec![term::atom("connected")],
+        Listed::Hidden => vec![term::atom("hidden")],
     };
     let got = node
         .rpc(peer, "erlang", "nodes", args, Duration::from_secs(5))
@@ -753,7 +755,11 @@ pub async fn nodes_of(node: &Node, peer: &str, hidden: bool) -> Option<Vec<Strin
             Some(
                 st.peers
                     .into_iter()
-                    .filter(|p| hidden || !p.hidden)
+                    .filter(|p| match which {
+                        Listed::Visible => !p.hidden,
+                        Listed::Connected => true,
+                        Listed::Hidden => p.hidden,
+                    })
                     .map(|p| p.node)
                     .collect(),
             )

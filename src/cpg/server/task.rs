@@ -21,13 +21,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
-/// How often peers some of whose members did not fit under the scope's
-/// total cap are asked again, while there is room ([`ScopeTask::ask_refused`]).
 /// At most this many third nodes are told of per exchange
 /// ([`ScopeTask::tell_of_third_nodes`]): a peer may list pids of any
 /// number of made-up nodes, and the cluster keeper bounds its own table.
 const MAX_THIRD_NODES: usize = 16;
 
+/// How often peers some of whose members did not fit under the scope's
+/// total cap are asked again, while there is room ([`ScopeTask::ask_refused`]).
 pub(super) const REFUSED_ASKED_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The scope process's state between signals: the peers it watches, the
