@@ -548,3 +548,44 @@ async fn two_rust_scopes_are_peers() {
     assert_eq!(e.pids, vec![m2.pid().clone()]);
     assert_eq!(s1.get_members(&g("both")), vec![m1.pid().clone()]);
 }
+
+/// Two Rust nodes with pg scopes only, each kept connected to one BEAM
+/// node by a cluster keeper, see each other's pg members: pg's sync lists
+/// a scope's own members only, so no view names the other hidden node,
+/// and each finds the other as a hidden node of the seed's that its EPMD
+/// says is no `erl`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_only_rust_nodes_of_one_beam_node_see_each_others_members() {
+    use cpg_node::node::cluster::{Cluster, ClusterOptions};
+    crate::require_erl!();
+    let w = World::new().await;
+    let ctl = w.rust_node("ctl").await;
+    let b = pg_node(&w, &ctl, &[]).await;
+    let mut nodes = Vec::new();
+    for prefix in ["ra", "rb"] {
+        let r = w.rust_node(prefix).await;
+        let scope = PgScope::start(&r, "pg").unwrap();
+        let mut opts = ClusterOptions::new(vec![b.name.clone()]);
+        opts.discover_interval = std::time::Duration::from_millis(300);
+        let cluster = Cluster::start(&r, opts);
+        nodes.push((r, scope, cluster));
+    }
+    let m = nodes[0].0.spawn_process();
+    nodes[0].1.join(&g("svc"), m.pid()).await.unwrap();
+    let reader = &nodes[1].1;
+    assert!(
+        eventually(10, || async {
+            reader.get_members(&g("svc")) == vec![m.pid().clone()]
+        })
+        .await,
+        "the other Rust node's pg member not seen; peers {:?}",
+        nodes[1].0.peers()
+    );
+    assert_eq!(
+        beam_members(&ctl, &b.name, "pg", "svc").await,
+        pids(&[m.pid().clone()])
+    );
+    for (r, _, _) in &nodes {
+        r.shutdown().await;
+    }
+}
