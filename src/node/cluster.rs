@@ -242,6 +242,13 @@ impl Keeper {
         self.targets.contains_key(node)
     }
 
+    /// Whether `node` is a seed.
+    pub fn is_seed(&self, node: &str) -> bool {
+        self.targets
+            .get(node)
+            .is_some_and(|t| t.origin == Origin::Seed)
+    }
+
     /// A connection to `node` is up: a node not yet a target becomes one
     /// ([`Origin::Seen`]), so the caller reports only targets and visible
     /// peers. This node's own name is never a target.
@@ -588,6 +595,13 @@ async fn drive(
                     if k.knows(&n) || !hidden {
                         k.up(&n);
                     }
+                    // A seed is asked at once, not at the next round: a
+                    // node that starts (or comes back) finds the cluster
+                    // as soon as it reaches a seed.
+                    if let Some(hidden) = discover.filter(|_| k.is_seed(&n)) {
+                        drop(k);
+                        ask_seed(&node, &tx, &keeper, n, hidden);
+                    }
                 }
                 Ok(NodeEvent::Down { node: n, reason }) => {
                     keeper.lock().down(&n, &reason.to_string(), Instant::now(), rand::random());
@@ -622,24 +636,38 @@ async fn drive(
             },
             _ = ask.tick(), if discover.is_some() => {
                 let hidden = discover == Some(true);
-                for seed in keeper.lock().to_ask() {
-                    let (node, tx, keeper) = (node.clone(), tx.clone(), keeper.clone());
-                    tokio::spawn(async move {
-                        if let Some(nodes) = nodes_of(&node, &seed, hidden).await {
-                            let _ = tx.send(Report::Nodes(nodes));
-                        }
-                        if !hidden {
-                            let nodes = foreign_nodes_of(&node, &seed, &keeper).await;
-                            if !nodes.is_empty() {
-                                let _ = tx.send(Report::Hidden(nodes));
-                            }
-                        }
-                    });
+                let seeds = keeper.lock().to_ask();
+                for seed in seeds {
+                    ask_seed(&node, &tx, &keeper, seed, hidden);
                 }
             }
             _ = sleep => {}
         }
     }
+}
+
+/// Asks `seed` for the nodes it is connected to ([`nodes_of`]; unless
+/// `hidden`, also the hidden ones that are no `erl`, [`foreign_nodes_of`]),
+/// reported to the keeper's loop.
+fn ask_seed(
+    node: &Node,
+    tx: &mpsc::UnboundedSender<Report>,
+    keeper: &Arc<parking_lot::Mutex<Keeper>>,
+    seed: String,
+    hidden: bool,
+) {
+    let (node, tx, keeper) = (node.clone(), tx.clone(), keeper.clone());
+    tokio::spawn(async move {
+        if let Some(nodes) = nodes_of(&node, &seed, hidden).await {
+            let _ = tx.send(Report::Nodes(nodes));
+        }
+        if !hidden {
+            let nodes = foreign_nodes_of(&node, &seed, &keeper).await;
+            if !nodes.is_empty() {
+                let _ = tx.send(Report::Hidden(nodes));
+            }
+        }
+    });
 }
 
 /// The hidden nodes `peer` is connected to that are no Erlang runtime

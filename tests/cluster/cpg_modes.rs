@@ -942,37 +942,68 @@ async fn hidden_rust_nodes_of_one_beam_node_at_visible_see_each_others_members()
     hidden_rust_nodes_meet_through("visible").await;
 }
 
-/// A node that comes to a BEAM node at `all` whose view already lists
-/// another hidden node's members finds that node from the exchange, at
-/// once (discovery's rounds are an hour apart here, and the first went
-/// before the seed was up), and reads them from it.
+/// A node whose members a peer's cpg view lists is dialled, at once:
+/// here a hidden BEAM node running cpg at `all` (an `erl -hidden` service;
+/// its EPMD entry says `erl`, so only its members in the seed's exchange
+/// tell of it), whose members the reader then reads from it. Discovery's
+/// rounds are an hour apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_members_a_beam_view_lists_is_dialled() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let b = beam_at(&w, "all", true).await;
+    let mut args = Backend::from_env().erl_args("all");
+    args.push("-hidden".into());
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let hb = ErlNode::start(&unique("hb"), &w.cookie, w.epmd.port, &args).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &b.name).await;
+    scope_up(&ctl, &hb.name).await;
+    let pinged = eval(&ctl, &hb.name, &format!("net_adm:ping('{}').", b.name)).await;
+    assert!(term::as_atom(&pinged) == Some("pong"), "{pinged:?}");
+    let m = beam_join(&ctl, &hb.name, "svc").await;
+    assert!(
+        eventually(10, || async {
+            beam_members(&ctl, &b.name, "svc").await == vec![m.clone()]
+        })
+        .await
+    );
+    let hour = Duration::from_secs(3600);
+    let (rb, reader, kb) = clustered(&w, "rb", &b.name, hour).await;
+    assert!(
+        eventually(10, || async { count_ours(&reader, "svc", &m) == 1 }).await,
+        "peers {:?}",
+        rb.peers()
+    );
+    assert!(
+        kb.targets().iter().any(|t| t.node == hb.name),
+        "{:?}",
+        kb.targets()
+    );
+    rb.shutdown().await;
+}
+
+/// A node asks a seed for the cluster's nodes as soon as it reaches it,
+/// not at its next round: with rounds an hour apart, a provider that
+/// comes after a reader (at `all`, where no view lists the reader, which
+/// holds no member) finds it at once, and the reader reads its member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_comes_later_finds_the_hidden_nodes_at_once() {
     crate::require_erl!();
     let w = World::new().await;
     let b = beam_at(&w, "all", true).await;
     let ctl = w.rust_node("ctl").await;
     scope_up(&ctl, &b.name).await;
     let hour = Duration::from_secs(3600);
+    let (rb, reader, _kb) = clustered(&w, "rb", &b.name, hour).await;
+    assert!(eventually(10, || async { rb.is_connected(&b.name) }).await);
     let (ra, provider, _ka) = clustered(&w, "ra", &b.name, hour).await;
     let m = ra.spawn_process();
     provider.join("svc", m.pid()).await.unwrap();
     assert!(
-        eventually(10, || async {
-            beam_count(&ctl, &b.name, "svc", m.pid()).await == 1
-        })
-        .await
-    );
-    let (rb, reader, kb) = clustered(&w, "rb", &b.name, hour).await;
-    assert!(
         sees(&reader, "svc", m.pid()).await,
         "peers {:?}",
         rb.peers()
-    );
-    assert!(
-        kb.targets().iter().any(|t| t.node == ra.name()),
-        "{:?}",
-        kb.targets()
     );
     ra.shutdown().await;
     rb.shutdown().await;
