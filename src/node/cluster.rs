@@ -136,6 +136,15 @@ impl ClusterOptions {
     }
 }
 
+/// Dials of hidden nodes heard of ([`Keeper::heard_of`]) that may start a
+/// second, after a burst of [`HEARD_BURST`].
+pub const HEARD_PER_SECOND: f64 = 8.0;
+/// See [`HEARD_PER_SECOND`].
+pub const HEARD_BURST: f64 = 32.0;
+/// A hidden node heard of whose dial failed is not dialled again on
+/// hearing of it for this long.
+pub const HEARD_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// At most this many hidden nodes a seed lists are looked up in EPMD a
 /// round ([`foreign_nodes_of`]); the others wait for the next.
 const MAX_FOREIGN_LOOKUPS: usize = 16;
@@ -217,6 +226,12 @@ pub struct Keeper {
     me: String,
     opts: ClusterOptions,
     targets: HashMap<String, Target>,
+    /// Hidden nodes heard of ([`Keeper::heard_of`]) whose dial failed, and
+    /// when: not dialled again on hearing of them for [`HEARD_RETRY_AFTER`].
+    heard_failed: HashMap<String, Instant>,
+    /// Dials of hidden nodes heard of that may start now (refilled at
+    /// [`HEARD_PER_SECOND`] up to [`HEARD_BURST`]), and when last refilled.
+    heard_budget: (f64, Instant),
 }
 
 impl Keeper {
@@ -226,6 +241,8 @@ impl Keeper {
             me: me.to_string(),
             targets: HashMap::new(),
             opts,
+            heard_failed: HashMap::new(),
+            heard_budget: (HEARD_BURST, now),
         };
         for s in k.opts.seeds.clone() {
             if s != k.me {
@@ -354,6 +371,13 @@ impl Keeper {
         t.dialling = false;
         if t.once && result.is_err() {
             self.targets.remove(node);
+            if self.heard_failed.len() >= MAX_TARGETS {
+                self.heard_failed
+                    .retain(|_, at| now.duration_since(*at) < HEARD_RETRY_AFTER);
+            }
+            if self.heard_failed.len() < MAX_TARGETS {
+                self.heard_failed.insert(node.to_string(), now);
+            }
             return false;
         }
         match result {
@@ -405,15 +429,38 @@ impl Keeper {
     /// view or round of discovery that lists them, so a node that left
     /// for good is not dialled for a minute after (a `cpg-node status`
     /// client that a seed listed, mostly).
+    ///
+    /// A peer may list pids of any number of made-up nodes, exchange after
+    /// exchange: at most [`HEARD_PER_SECOND`] such dials start a second
+    /// (bursts of [`HEARD_BURST`]), and a name whose dial failed is not
+    /// dialled again on hearing of it for [`HEARD_RETRY_AFTER`] (a member
+    /// of a gone node left in a BEAM view is listed at every poll). The
+    /// names left out are told again by the next view or round.
     pub fn heard_of(&mut self, nodes: &[String], now: Instant) {
+        let (tokens, at) = self.heard_budget;
+        let mut tokens =
+            (tokens + now.duration_since(at).as_secs_f64() * HEARD_PER_SECOND).min(HEARD_BURST);
         for n in nodes {
-            if !self.targets.contains_key(n) {
-                self.discovered(std::slice::from_ref(n), now);
-                if let Some(t) = self.targets.get_mut(n) {
-                    t.once = true;
+            if self.targets.contains_key(n) {
+                continue;
+            }
+            if let Some(failed) = self.heard_failed.get(n) {
+                if now.duration_since(*failed) < HEARD_RETRY_AFTER {
+                    continue;
                 }
+                self.heard_failed.remove(n);
+            }
+            if tokens < 1.0 {
+                tracing::debug!(peer = %n, "heard of too many nodes at once: left to the next round");
+                break;
+            }
+            self.discovered(std::slice::from_ref(n), now);
+            if let Some(t) = self.targets.get_mut(n) {
+                t.once = true;
+                tokens -= 1.0;
             }
         }
+        self.heard_budget = (tokens, now);
     }
 
     /// The connected nodes to ask for the cluster's members: the connected
@@ -973,6 +1020,29 @@ mod tests {
         k.down("s@h", "closed", t0, 0.0);
         assert!(k.knows("s@h"));
         assert_eq!(k.due(t0 + Duration::from_secs(1)), vec!["s@h"]);
+    }
+
+    #[test]
+    fn hidden_nodes_heard_of_are_dialled_at_a_bounded_rate() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&[]), t0);
+        let names: Vec<String> = (0..100).map(|i| format!("f{i:03}@h")).collect();
+        k.heard_of(&names, t0);
+        let first = k.due(t0);
+        assert_eq!(first.len(), HEARD_BURST as usize);
+        for n in &first {
+            k.dialled(n, Err("no such node".into()), t0, 0.0);
+        }
+        // A second later, 8 more; those that failed are not taken again.
+        let t1 = t0 + Duration::from_secs(1);
+        k.heard_of(&names, t1);
+        let second = k.due(t1);
+        assert_eq!(second.len(), HEARD_PER_SECOND as usize);
+        assert!(second.iter().all(|n| !first.contains(n)), "{second:?}");
+        // After the retry wait, a failed name is dialled again.
+        let t2 = t0 + HEARD_RETRY_AFTER;
+        k.heard_of(&first[..1], t2);
+        assert_eq!(k.due(t2), vec![first[0].clone()]);
     }
 
     #[test]
