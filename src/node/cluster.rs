@@ -744,15 +744,12 @@ async fn foreign_nodes_of(
         let k = keeper.lock();
         names
             .into_iter()
-            .filter(|n| *n != k.me && !k.knows(n) && k.opts.wanted(n))
+            .filter(|n| !k.knows(n) && k.opts.wanted(n))
             .collect()
     };
-    let me = &node.config().name;
     let candidates: Vec<NodeName> = unknown
         .iter()
-        .filter(|n| !node.is_connected(n))
-        .filter_map(|n| NodeName::parse(n).ok())
-        .filter(|n| n.check_own().is_ok() && crate::config::mixed_names(me, n).is_none())
+        .filter_map(|n| node.could_dial(n))
         .take(MAX_FOREIGN_LOOKUPS)
         .collect();
     let port = node.config().epmd_port;

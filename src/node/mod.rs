@@ -463,21 +463,22 @@ impl Node {
     /// node connected already, a name `erl` would not take as a node's or
     /// of the other name kind (a peer may list any name).
     pub(crate) fn heard_of(&self, node: &str) {
-        if node == self.name()
-            || self.inner.sightings.receiver_count() == 0
-            || self.is_connected(node)
-        {
-            return;
+        if self.inner.sightings.receiver_count() > 0 && self.could_dial(node).is_some() {
+            let _ = self.inner.sightings.send(node.to_string());
         }
-        let Ok(name) = NodeName::parse(node) else {
-            return;
-        };
-        if name.check_own().is_err()
-            || crate::config::mixed_names(&self.inner.config.name, &name).is_some()
-        {
-            return;
+    }
+
+    /// `node` parsed, where this node could dial it and is not connected
+    /// to it: not our own name, a name `erl` would take as a node's, and of
+    /// our name kind. (For names a peer listed, which may be anything.)
+    pub(crate) fn could_dial(&self, node: &str) -> Option<NodeName> {
+        if node == self.name() || self.is_connected(node) {
+            return None;
         }
-        let _ = self.inner.sightings.send(node.to_string());
+        let name = NodeName::parse(node).ok()?;
+        let fits = name.check_own().is_ok()
+            && crate::config::mixed_names(&self.inner.config.name, &name).is_none();
+        fits.then_some(name)
     }
 
     /// The names [`Node::heard_of`] tells of, for the cluster keeper.
