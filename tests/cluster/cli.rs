@@ -1,7 +1,7 @@
 //! The `cpg-node` binary's cpg commands against a running node, and what
 //! it tells a user who got something wrong.
 
-use crate::support::{unique, ErlNode, World};
+use crate::support::{unique, World};
 use cpg_node::cpg::{CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::term::{atom, pid_text, tuple};
 use serde_json::{json, Value};
@@ -671,14 +671,7 @@ async fn discovery_through_a_cpg_node_seed_finds_its_visible_peers() {
     let seed = RunningNode::start(&w, &["--connect", &e.name]).await;
     let hidden = w.rust_node("h").await;
     hidden.connect(&seed.name).await.unwrap();
-    let shell = ErlNode::start(&unique("sh"), &w.cookie, w.epmd.port, &["-hidden"]).await;
-    let pinged = crate::support::eval(
-        &hidden,
-        &shell.name,
-        &format!("net_adm:ping('{}').", seed.name),
-    )
-    .await;
-    assert!(crate::support::is_atom(&pinged, "pong"), "{pinged:?}");
+    let shell = w.hidden_shell(&hidden, &seed.name).await;
     let r = w.rust_node("r").await;
     let mut opts = ClusterOptions::new(vec![seed.name.clone()]);
     opts.discover_interval = std::time::Duration::from_millis(200);

@@ -905,9 +905,7 @@ async fn hidden_rust_nodes_meet_through(node_type: &str) {
     let b = beam_at(&w, node_type, true).await;
     let ctl = w.rust_node("ctl").await;
     scope_up(&ctl, &b.name).await;
-    let shell = ErlNode::start(&unique("sh"), &w.cookie, w.epmd.port, &["-hidden"]).await;
-    let pinged = eval(&ctl, &shell.name, &format!("net_adm:ping('{}').", b.name)).await;
-    assert!(crate::support::is_atom(&pinged, "pong"), "{pinged:?}");
+    let shell = w.hidden_shell(&ctl, &b.name).await;
     let every = Duration::from_millis(300);
     let (rb, reader, _kb) = clustered(&w, "rb", &b.name, every).await;
     let (ra, provider, _ka) = clustered(&w, "ra", &b.name, every).await;

@@ -131,6 +131,19 @@ impl World {
     pub async fn erl(&self, prefix: &str) -> ErlNode {
         ErlNode::start(&unique(prefix), &self.cookie, self.epmd.port, &[]).await
     }
+
+    /// An `erl -hidden` node, as a remote shell is, connected to `to`
+    /// (its `net_adm:ping`, driven from `ctl`).
+    pub async fn hidden_shell(&self, ctl: &Node, to: &str) -> ErlNode {
+        let shell = ErlNode::start(&unique("sh"), &self.cookie, self.epmd.port, &["-hidden"]).await;
+        let pinged = eval(ctl, &shell.name, &format!("net_adm:ping('{to}').")).await;
+        assert!(
+            is_atom(&pinged, "pong"),
+            "{} pinging {to}: {pinged:?}",
+            shell.name
+        );
+        shell
+    }
 }
 
 /// A real erl node, killed (by pid) when dropped.
