@@ -269,7 +269,14 @@ impl Keeper {
     /// A connection to `node` is up: a node not yet a target becomes one
     /// ([`Origin::Seen`]), so the caller reports only targets and visible
     /// peers. This node's own name is never a target.
-    pub fn up(&mut self, node: &str) {
+    ///
+    /// A node heard of ([`Keeper::heard_of`]) that is up as a visible node
+    /// (`hidden` false) is a BEAM node of the cluster, kept as any visible
+    /// peer is: redialled once lost. A cpg view lists the members of
+    /// visible nodes too, and often before a seed's `erlang:nodes()` does;
+    /// when a netsplit then cut that node from us and from the seed alike,
+    /// no seed listed it again and it was never redialled.
+    pub fn up(&mut self, node: &str, hidden: bool) {
         if node == self.me {
             return;
         }
@@ -277,6 +284,7 @@ impl Keeper {
             .targets
             .entry(node.to_string())
             .or_insert_with(|| Target::new(Origin::Seen));
+        t.once &= hidden;
         t.connected = true;
         t.was_up = true;
         t.attempt = 0;
@@ -404,10 +412,15 @@ impl Keeper {
     }
 
     /// Nodes a seed listed: the wanted ones not yet known become targets,
-    /// due at once.
+    /// due at once. One already heard of ([`Keeper::heard_of`]) is now kept
+    /// as any discovered node is, redialled once lost.
     pub fn discovered(&mut self, nodes: &[String], now: Instant) {
         for n in nodes {
-            if *n == self.me || self.targets.contains_key(n) || !self.opts.wanted(n) {
+            if let Some(t) = self.targets.get_mut(n) {
+                t.once = false;
+                continue;
+            }
+            if *n == self.me || !self.opts.wanted(n) {
                 continue;
             }
             if self.targets.len() >= MAX_TARGETS {
@@ -562,7 +575,7 @@ impl Cluster {
             let mut k = keeper.lock();
             for p in node.peers() {
                 if node.is_hidden_peer(&p) == Some(false) {
-                    k.up(&p);
+                    k.up(&p, false);
                 }
             }
         }
@@ -640,7 +653,7 @@ async fn drive(
                     // there to ask.)
                     let mut k = keeper.lock();
                     if k.knows(&n) || !hidden {
-                        k.up(&n);
+                        k.up(&n, hidden);
                     }
                     // A seed is asked at once, not at the next round: a
                     // node that starts (or comes back) finds the cluster
@@ -659,7 +672,7 @@ async fn drive(
                     let known: Vec<String> = k.status(Instant::now()).into_iter().map(|t| t.node).collect();
                     for n in known {
                         if peers.contains(&n) {
-                            k.up(&n);
+                            k.up(&n, node.is_hidden_peer(&n) != Some(false));
                         } else {
                             k.down(&n, "missed events", Instant::now(), rand::random());
                         }
@@ -891,12 +904,12 @@ mod tests {
     fn a_lost_peer_is_redialled_well_under_a_second_and_up_cancels_it() {
         let t0 = Instant::now();
         let mut k = Keeper::new("me@h", opts(&[]), t0);
-        k.up("p@h");
+        k.up("p@h", false);
         assert!(k.due(t0).is_empty());
         k.down("p@h", "tick timeout", t0, 0.5);
         let at = k.next_wake().unwrap();
         assert!(at - t0 < Duration::from_millis(250));
-        k.up("p@h"); // it dialled us first
+        k.up("p@h", false); // it dialled us first
         assert_eq!(k.next_wake(), None);
         assert!(k.due(at).is_empty());
     }
@@ -927,7 +940,7 @@ mod tests {
         assert_eq!(k.due(later).len(), 1);
         // A node that was up goes before every listed name that never
         // answered, whatever its name.
-        k.up("zz@h");
+        k.up("zz@h", false);
         k.down("zz@h", "closed", later, 0.0);
         k.dialled(&first[1], Err("unreachable".into()), later, 0.0);
         assert_eq!(k.due(later + Duration::from_secs(5)), vec!["zz@h"]);
@@ -937,7 +950,7 @@ mod tests {
     fn our_own_name_is_never_a_target() {
         let t0 = Instant::now();
         let mut k = Keeper::new("me@h", opts(&["me@h"]), t0);
-        k.up("me@h");
+        k.up("me@h", false);
         k.down("me@h", "closed", t0, 0.0);
         k.discovered(&["me@h".into()], t0);
         assert!(k.status(t0).is_empty());
@@ -960,7 +973,7 @@ mod tests {
         let known: Vec<String> = k.status(t0).into_iter().map(|t| t.node).collect();
         assert_eq!(known, vec!["s@h"]);
         // A visible peer (reported up) is redialled when lost.
-        k.up("visible@h");
+        k.up("visible@h", false);
         k.down("visible@h", "closed", t0, 0.0);
         assert_eq!(k.due(t0 + Duration::from_secs(1)), vec!["visible@h"]);
     }
@@ -980,7 +993,7 @@ mod tests {
     fn peers_that_are_not_seeds_are_forgotten_after_a_long_absence() {
         let t0 = Instant::now();
         let mut k = Keeper::new("me@h", opts(&[]), t0);
-        k.up("client@h");
+        k.up("client@h", false);
         k.down("client@h", "closed", t0, 0.0);
         let now = loop {
             let now = k.next_wake().unwrap();
@@ -1020,6 +1033,32 @@ mod tests {
     }
 
     #[test]
+    fn a_visible_node_heard_of_first_is_redialled_once_lost() {
+        // A seed's cpg exchange lists b2's members before its
+        // `erlang:nodes()` lists b2; b2 is up as a visible node. A
+        // netsplit then cuts b2 from us and from the seed: no seed lists
+        // it again, and it is redialled all the same.
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&["s@h"]), t0);
+        k.heard_of(&["b2@h".into()], t0);
+        assert_eq!(k.due(t0), vec!["b2@h", "s@h"]);
+        k.dialled("b2@h", Ok(()), t0, 0.0);
+        k.up("b2@h", false);
+        k.down("b2@h", "net_tick_timeout", t0, 0.0);
+        assert!(k.knows("b2@h"));
+        assert_eq!(k.due(t0 + Duration::from_secs(1)), vec!["b2@h"]);
+        // A hidden node heard of that a seed's round then lists is kept
+        // too (a round of `discover_hidden`).
+        k.heard_of(&["r2@h".into()], t0);
+        assert_eq!(k.due(t0), vec!["r2@h"]);
+        k.dialled("r2@h", Ok(()), t0, 0.0);
+        k.up("r2@h", true);
+        k.discovered(&["r2@h".into()], t0);
+        k.down("r2@h", "closed", t0, 0.0);
+        assert_eq!(k.due(t0 + Duration::from_secs(1)), vec!["r2@h"]);
+    }
+
+    #[test]
     fn hidden_nodes_heard_of_are_dialled_at_a_bounded_rate() {
         let t0 = Instant::now();
         let mut k = Keeper::new("me@h", opts(&[]), t0);
@@ -1051,7 +1090,7 @@ mod tests {
         assert!(k.to_ask().is_empty());
         assert_eq!(k.due(t0), vec!["s@h"]);
         k.dialled("s@h", Ok(()), t0, 0.0);
-        k.up("other_rust@h");
+        k.up("other_rust@h", true);
         assert_eq!(k.to_ask(), vec!["s@h"]);
         k.discovered(
             &["app1@h".into(), "web@h".into(), "me@h".into(), "s@h".into()],

@@ -9,6 +9,7 @@ use crate::support::schedule::Backend;
 use crate::support::{eval, eventually, unique, ErlNode, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions};
+use cpg_node::node::NodeEvent;
 use cpg_node::process::{Dest, Process};
 use cpg_node::term;
 use cpg_node::term::Term;
@@ -1005,4 +1006,69 @@ async fn a_node_that_comes_later_finds_the_hidden_nodes_at_once() {
     );
     ra.shutdown().await;
     rb.shutdown().await;
+}
+
+/// A visible BEAM node first heard of through a seed's cpg view, then cut
+/// from us and from the seed alike (a netsplit around it), is redialled:
+/// it is a node of the cluster like any visible peer, though no seed
+/// lists it any more. The seed's scope runs at `visible`, so its poll's
+/// answer tells of `b2` (whose member it holds) before any round of
+/// discovery does (rounds an hour apart; the seed's `erlang:nodes()`,
+/// asked on reaching it, did not list `b2` yet). Before, such a node was
+/// dialled once and never again once lost: a netsplit seen on network
+/// namespaces left the Rust node without `b2`'s members for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visible_node_heard_of_then_split_from_us_and_the_seed_is_redialled() {
+    crate::require_erl!();
+    let w = World::new().await;
+    let b1 = beam_at(&w, "visible", true).await;
+    let ctl = w.rust_node("ctl").await;
+    scope_up(&ctl, &b1.name).await;
+    let hour = Duration::from_secs(3600);
+    let (r, reader, kr) = clustered(&w, "r", &b1.name, hour).await;
+    assert!(eventually(10, || async { r.is_connected(&b1.name) }).await);
+    let b2 = beam_at(&w, "visible", true).await;
+    scope_up(&ctl, &b2.name).await;
+    let pinged = eval(&ctl, &b2.name, &format!("net_adm:ping('{}').", b1.name)).await;
+    assert!(term::as_atom(&pinged) == Some("pong"), "{pinged:?}");
+    let m = beam_join(&ctl, &b2.name, "svc").await;
+    assert!(
+        eventually(10, || async { count_ours(&reader, "svc", &m) == 1 }).await,
+        "b2's member never seen; peers {:?}",
+        r.peers()
+    );
+    assert!(r.is_connected(&b2.name), "{:?}", r.peers());
+    // The split: b2 apart from the seed, then from us.
+    let cut = format!("true = erlang:disconnect_node('{}'), ok.", b1.name);
+    eval(&ctl, &b2.name, &cut).await;
+    assert!(
+        eventually(10, || async {
+            beam_members(&ctl, &b1.name, "svc").await.is_empty()
+        })
+        .await,
+        "the seed kept b2's member"
+    );
+    let mut events = r.subscribe();
+    let cut = format!("true = erlang:disconnect_node('{}'), ok.", r.name());
+    eval(&ctl, &b2.name, &cut).await;
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down { node, .. }) if node == b2.name => return,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    down.await.expect("no nodedown of b2");
+    assert!(
+        eventually(10, || async {
+            r.is_connected(&b2.name) && count_ours(&reader, "svc", &m) == 1
+        })
+        .await,
+        "b2 not redialled: peers {:?}, targets {:?}",
+        r.peers(),
+        kr.targets()
+    );
+    r.shutdown().await;
 }
