@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# Silent netsplits between real hosts: BEAM nodes and `cpg-node run` nodes,
+# each in its own network namespace on one bridge, and cuts that drop
+# packets without a word (no RST, no FIN: the peer's neighbour entry is
+# pointed at a MAC no host has), as a switch that fails or a firewall that
+# drops. After each cut heals, every node's view of one group must equal
+# the union of every node's own members.
+#
+#   sudo bash scripts/netsplit.sh            # root: ip netns, veth, bridge
+#
+# Hosts (10.213.77.0/24; the root namespace, where the checks run, is .254):
+#   h1 b1  BEAM node, cpg at NODE_TYPE, two members of "svc"
+#   h2 b2  BEAM node likewise, connected to b1
+#   h3 r   cpg-node run --connect b1 --join svc --join svc (finds b2 itself)
+#   h4 r2  with R2=1: cpg-node run --connect b2 --join svc
+#
+# Scenarios (ONLY="S1 S4" runs some; ROUNDS repeats them):
+#   S1  r cut from every host for 12 s (past net_ticktime)
+#   S2  r cut from b1 only (b2 reachable)          S3  r cut for 2 s only
+#   S3b b2 cut for 2 s (its BEAM peer drops it too)
+#   S4  r -> b1 dropped, one way                   S5  b1 -> r, one way
+#   S6  b1 cut from every host (r keeps b2)        S6b b2 likewise
+#   S7  r-b1 flapping
+#   S8  r cut for 75 s (past forget_after)
+#   S9  r-r2 cut (R2=1)                            S10 r2 cut (R2=1)
+# BEAM nodes never reconnect to each other on their own: after S3b, S6, S6b
+# r's view is checked (it redials both), then the script pings b2 from
+# b1, as an operator would, and checks every view.
+#
+# Genuine cpg when CPG_EBIN is set (its ebin folders and those of trie and
+# quickrand, ':'-separated), else the project's model scope
+# (erl_test/cpg_model_scope.erl). NODE_TYPE all (default) or visible;
+# TT, the net_ticktime of every node (default 4 s); BIN, the cpg-node
+# binary (default: cargo build --release). Logs go to a temporary folder
+# that is printed, and kept. Exits 1 if any check diverged.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+NT="${NODE_TYPE:-all}"
+TT="${TT:-4}"
+ROUNDS="${ROUNDS:-1}"
+ONLY="${ONLY:-}"
+R2="${R2:-}"
+if [ "$(id -u)" != 0 ]; then
+  echo "netsplit.sh: needs root (network namespaces)" >&2
+  exit 2
+fi
+ID=$$
+if ! ip netns add "cpgprobe$ID" 2>/dev/null; then
+  echo "netsplit.sh: network namespaces are not available here" >&2
+  exit 2
+fi
+ip netns del "cpgprobe$ID"
+if [ -z "${BIN:-}" ]; then
+  BIN=$(cargo build --release --bin cpg-node --message-format=json-render-diagnostics \
+    | grep '"kind":\["bin"\]' \
+    | sed -n 's/.*"executable":"\([^"]*cpg-node\)".*/\1/p' | tail -n 1)
+fi
+[ -x "$BIN" ] || { echo "netsplit.sh: no cpg-node binary" >&2; exit 2; }
+LOGS=$(mktemp -d)
+echo "logs in $LOGS; binary $BIN; node_type $NT; net_ticktime $TT"
+
+# Every EPMD of the run (one per namespace, one for the checks) on one
+# private port: nothing of the host's own EPMD is touched.
+export ERL_EPMD_PORT=$((20000 + RANDOM % 10000))
+NET=10.213.77
+BR="cpgbr$ID"
+HOSTS=3
+[ -n "$R2" ] && HOSTS=4
+ns() { echo "cpg${ID}h$1"; }
+net_up() {
+  ip link add "$BR" type bridge && ip addr add "$NET.254/24" dev "$BR" && ip link set "$BR" up || return 1
+  for i in $(seq 1 $HOSTS); do
+    ip netns add "$(ns "$i")" || return 1
+    ip link add "cpgv${ID}h$i" type veth peer name eth0 netns "$(ns "$i")" || return 1
+    ip link set "cpgv${ID}h$i" master "$BR"
+    ip link set "cpgv${ID}h$i" up
+    ip -n "$(ns "$i")" addr add "$NET.$i/24" dev eth0
+    ip -n "$(ns "$i")" link set eth0 up
+    ip -n "$(ns "$i")" link set lo up
+  done
+}
+cleanup() {
+  for i in $(seq 1 $HOSTS); do
+    p=$(ip netns pids "$(ns "$i")" 2>/dev/null)
+    [ -n "$p" ] && kill $p 2>/dev/null
+  done
+  sleep 1
+  for i in $(seq 1 $HOSTS); do
+    p=$(ip netns pids "$(ns "$i")" 2>/dev/null)
+    [ -n "$p" ] && kill -9 $p 2>/dev/null
+    ip netns del "$(ns "$i")" 2>/dev/null
+    ip link del "cpgv${ID}h$i" 2>/dev/null
+  done
+  ip link del "$BR" 2>/dev/null
+  [ -n "${EPMD_PID:-}" ] && kill "$EPMD_PID" 2>/dev/null
+  [ -n "${WORK:-}" ] && rm -rf "$WORK"
+  true
+}
+trap cleanup EXIT
+net_up || { echo "netsplit.sh: could not set up the hosts" >&2; exit 2; }
+# split A B [oneway]: packets from host A to host B (and back, unless
+# oneway) are dropped; heal A B ends it both ways.
+split() {
+  ip -n "$(ns "$1")" neigh replace "$NET.$2" lladdr "02:de:ad:00:00:0$2" dev eth0 nud permanent
+  [ "${3:-}" = oneway ] || ip -n "$(ns "$2")" neigh replace "$NET.$1" lladdr "02:de:ad:00:00:0$1" dev eth0 nud permanent
+}
+heal() {
+  ip -n "$(ns "$1")" neigh del "$NET.$2" dev eth0 2>/dev/null
+  ip -n "$(ns "$2")" neigh del "$NET.$1" dev eth0 2>/dev/null
+  true
+}
+isolate() { for j in $(seq 1 $HOSTS); do [ "$j" = "$1" ] || split "$1" "$j"; done; }
+rejoin() { for j in $(seq 1 $HOSTS); do [ "$j" = "$1" ] || heal "$1" "$j"; done; }
+
+COOKIE="c$RANDOM$RANDOM$RANDOM"
+if [ -n "${CPG_EBIN:-}" ]; then
+  MOD=cpg
+  PA=$(echo "$CPG_EBIN" | tr ':' ' ')
+  SCOPE="application:load(cpg), application:set_env(cpg, node_type, $NT), {ok, _} = application:ensure_all_started(cpg)"
+else
+  MOD=cpg_model_scope
+  WORK=$(mktemp -d)
+  erlc -o "$WORK" erl_test/*.erl || exit 2
+  PA=$WORK
+  SCOPE="{ok, _} = cpg_model_scope:start(cpg_default_scope, $NT)"
+  echo "CPG_EBIN is not set: the BEAM nodes run the model scope (erl_test/cpg_model_scope.erl)"
+fi
+B1="b1@$NET.1"; B2="b2@$NET.2"; R="r@$NET.3"; R2N="r2@$NET.4"
+declare -A PID
+startb() { # startb I: bI on host I, two members of "svc"; b2 pings b1
+  local ping="ok"
+  [ "$1" = 2 ] && ping="pong = net_adm:ping('$B1')"
+  # shellcheck disable=SC2086
+  ip netns exec "$(ns "$1")" erl -name "b$1@$NET.$1" -setcookie "$COOKIE" -kernel net_ticktime "$TT" \
+    -noshell -pa $PA -eval "$SCOPE, \
+      [spawn(fun() -> ok = $MOD:join(cpg_default_scope, \"svc\", self()), receive stop -> ok end end) || _ <- [1, 2]], \
+      $ping" >> "$LOGS/b$1.log" 2>&1 &
+  PID[b$1]=$!
+}
+startr() { # startr NAME HOST SEED JOINS...
+  local name=$1 host=$2 seed=$3
+  shift 3
+  ip netns exec "$(ns "$host")" env RUST_LOG="${RUST_LOG:-info}" "$BIN" --name "$name@$NET.$host" \
+    --cookie "$COOKIE" --net-ticktime "$TT" run --connect "$seed" "$@" >> "$LOGS/$name.log" 2>&1 &
+  PID[$name]=$!
+}
+epmd -port "$ERL_EPMD_PORT" > /dev/null 2>&1 &
+EPMD_PID=$!
+startb 1
+sleep 2
+startb 2
+sleep 1
+startr r 3 "$B1" --join svc --join svc
+ALLR=$R
+# (the Rust nodes other than r: reachable from the viewers when r is cut)
+O=""
+ONONE=none
+if [ -n "$R2" ]; then
+  startr r2 4 "$B2" --join svc
+  ALLR="$R,$R2N"
+  O=",$R2N"
+  ONONE=$R2N
+fi
+ALLB="$B1,$B2"
+FAILED=0
+# check WHAT RUST BEAM [TIMEOUT [VIEWERS]]
+check() {
+  local out
+  out=$(ERL_FLAGS="-setcookie $COOKIE" escript scripts/netsplit_check.escript "chk$RANDOM@$NET.254" \
+    "$MOD" "${4:-60}" svc "$2" "$3" "${5:-all}" 2>&1)
+  case "$out" in converged*) ;; *) FAILED=$((FAILED + 1)) ;; esac
+  echo "  $1: $(echo "$out" | tr -s ' \n' ' ')"
+}
+settle() { check healed "$ALLR" "$ALLB" 90; sleep $((2 * TT)); check "settled" "$ALLR" "$ALLB"; }
+remesh() { # the BEAM nodes do not reconnect to each other by themselves
+  ERL_FLAGS="-setcookie $COOKIE" erl -noshell -hidden -name "png$RANDOM@$NET.254" -eval "
+    L = fun L(0) -> timeout; L(N) -> case rpc:call('$B1', net_adm, ping, ['$B2']) of
+      pong -> pong; _ -> timer:sleep(200), L(N - 1) end end,
+    io:format(\"  b1-b2 ~p~n\", [L(50)]), halt()."
+}
+want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+check start "$ALLR" "$ALLB"
+for _ in $(seq 1 "$ROUNDS"); do
+  if want S1; then
+    echo "S1 r cut from every host for 12 s"
+    isolate 3; sleep 12
+    check "during, BEAM side" "$ONONE" "$ALLB" 10
+    check "during, r" "$R" none 10
+    rejoin 3; settle
+  fi
+  if want S2; then
+    echo "S2 r cut from b1 only for 12 s"
+    split 3 1; sleep 12
+    check "during, r" "$R$O" "$B2" 10 "$R"
+    check "during, b1" "$ONONE" "$ALLB" 10 "$B1"
+    heal 3 1; settle
+  fi
+  if want S3; then
+    echo "S3 r cut from every host for 2 s"
+    isolate 3; sleep 2; rejoin 3; settle
+  fi
+  if want S3b; then
+    echo "S3b b2 cut from every host for 2 s"
+    isolate 2; sleep 2; rejoin 2; sleep $((2 * TT))
+    check "r, before b1 and b2 meet again" "$ALLR" "$ALLB" 30 "$R"
+    remesh; settle
+  fi
+  if want S4; then
+    echo "S4 r -> b1 dropped for 12 s (one way)"
+    split 3 1 oneway; sleep 12
+    check "during, r" "$R$O" "$B2" 10 "$R"
+    heal 3 1; settle
+  fi
+  if want S5; then
+    echo "S5 b1 -> r dropped for 12 s (one way)"
+    split 1 3 oneway; sleep 12
+    check "during, r" "$R$O" "$B2" 10 "$R"
+    heal 1 3; settle
+  fi
+  if want S6; then
+    echo "S6 b1 cut from every host for 12 s"
+    isolate 1; sleep 12
+    check "during, r and b2" "$ALLR" "$B2" 10
+    rejoin 1
+    check "r, before b1 and b2 meet again" "$ALLR" "$ALLB" 30 "$R"
+    remesh; settle
+  fi
+  if want S6b; then
+    echo "S6b b2 cut from every host for 12 s"
+    isolate 2; sleep 12
+    check "during, r and b1" "$ALLR" "$B1" 10
+    rejoin 2; sleep $((2 * TT))
+    check "r, before b1 and b2 meet again" "$ALLR" "$ALLB" 30 "$R"
+    remesh; settle
+  fi
+  if want S7; then
+    echo "S7 r-b1 flapping: 6 x (5 s cut, 1 s up)"
+    for _ in 1 2 3 4 5 6; do split 3 1; sleep 5; heal 3 1; sleep 1; done
+    settle
+  fi
+  if want S8; then
+    echo "S8 r cut from every host for 75 s"
+    isolate 3; sleep 75; rejoin 3; settle
+  fi
+  if [ -n "$R2" ] && want S9; then
+    echo "S9 r-r2 cut for 12 s"
+    split 3 4; sleep 12
+    check "during, BEAM side" "$ALLR" "$ALLB" 10 "$ALLB"
+    heal 3 4; settle
+  fi
+  if [ -n "$R2" ] && want S10; then
+    echo "S10 r2 cut from every host for 12 s"
+    isolate 4; sleep 12; rejoin 4; settle
+  fi
+done
+for n in "${!PID[@]}"; do
+  kill -0 "${PID[$n]}" 2>/dev/null || { echo "$n is no longer running"; FAILED=$((FAILED + 1)); }
+done
+echo "diverged checks: $FAILED (logs in $LOGS)"
+[ "$FAILED" = 0 ]
