@@ -187,7 +187,8 @@ struct Target {
     /// names a seed listed that never answered.
     was_up: bool,
     /// Dialled while the cluster lists it, not redialled once lost (a
-    /// hidden node a seed or a cpg view listed: [`Keeper::heard_of`]).
+    /// hidden node a seed or a cpg view listed: [`Keeper::heard_of`]);
+    /// cleared when it is up as a visible node or a seed's round lists it.
     once: bool,
     dialling: bool,
     attempt: u32,
@@ -441,7 +442,9 @@ impl Keeper {
     /// redialled once lost or failed. They are found again by the next
     /// view or round of discovery that lists them, so a node that left
     /// for good is not dialled for a minute after (a `cpg-node status`
-    /// client that a seed listed, mostly).
+    /// client that a seed listed, mostly). One that is up as a visible
+    /// node ([`Keeper::up`]), or that a seed's round lists
+    /// ([`Keeper::discovered`]), is kept as any other target.
     ///
     /// A peer may list pids of any number of made-up nodes, exchange after
     /// exchange: at most [`HEARD_PER_SECOND`] such dials start a second
