@@ -23,6 +23,7 @@
 #   S7  r-b1 flapping
 #   S8  r cut for 75 s (past forget_after)
 #   S9  r-r2 cut (R2=1)                            S10 r2 cut (R2=1)
+#   S11 r cut for 12 s while b1 and b2 each join a member and lose one
 # BEAM nodes never reconnect to each other on their own: after S3b, S6, S6b
 # r's view is checked (it redials both), then the script pings b2 from
 # b1, as an operator would, and checks every view.
@@ -178,6 +179,15 @@ remesh() { # the BEAM nodes do not reconnect to each other by themselves
       pong -> pong; _ -> timer:sleep(200), L(N - 1) end end,
     io:format(\"  b1-b2 ~p~n\", [L(50)]), halt()."
 }
+writes() { # on b1 and b2: one member more, one member gone (killed)
+  ERL_FLAGS="-setcookie $COOKIE" erl -noshell -hidden -name "wr$RANDOM@$NET.254" -eval "
+    W = fun(B) ->
+      P = spawn(B, timer, sleep, [infinity]),
+      ok = rpc:call(B, $MOD, join, [cpg_default_scope, \"svc\", P]),
+      {ok, _, [Old | _]} = rpc:call(B, $MOD, get_local_members, [cpg_default_scope, \"svc\"]),
+      exit(Old, kill) end,
+    W('$B1'), W('$B2'), io:format(\"  wrote on b1 and b2~n\"), halt()."
+}
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 check start "$ALLR" "$ALLB"
 for _ in $(seq 1 "$ROUNDS"); do
@@ -241,6 +251,12 @@ for _ in $(seq 1 "$ROUNDS"); do
   if want S8; then
     echo "S8 r cut from every host for 75 s"
     isolate 3; sleep 75; rejoin 3; settle
+  fi
+  if want S11; then
+    echo "S11 r cut from every host for 12 s while b1 and b2 join and leave"
+    isolate 3; sleep 2; writes; sleep 10
+    check "during, BEAM side" "$ONONE" "$ALLB" 10
+    rejoin 3; settle
   fi
   if [ -n "$R2" ] && want S9; then
     echo "S9 r-r2 cut for 12 s"
