@@ -6,10 +6,9 @@
 //! these run in CI too.
 
 use crate::support::schedule::Backend;
-use crate::support::{eval, eventually, unique, ErlNode, World};
+use crate::support::{down_of, eval, eventually, ping, unique, ErlNode, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions};
-use cpg_node::node::NodeEvent;
 use cpg_node::process::{Dest, Process};
 use cpg_node::term;
 use cpg_node::term::Term;
@@ -958,8 +957,7 @@ async fn a_node_whose_members_a_beam_view_lists_is_dialled() {
     let ctl = w.rust_node("ctl").await;
     scope_up(&ctl, &b.name).await;
     scope_up(&ctl, &hb.name).await;
-    let pinged = eval(&ctl, &hb.name, &format!("net_adm:ping('{}').", b.name)).await;
-    assert!(term::as_atom(&pinged) == Some("pong"), "{pinged:?}");
+    ping(&ctl, &hb.name, &b.name).await;
     let m = beam_join(&ctl, &hb.name, "svc").await;
     assert!(
         eventually(10, || async {
@@ -1029,8 +1027,7 @@ async fn a_visible_node_heard_of_then_split_from_us_and_the_seed_is_redialled() 
     assert!(eventually(10, || async { r.is_connected(&b1.name) }).await);
     let b2 = beam_at(&w, "visible", true).await;
     scope_up(&ctl, &b2.name).await;
-    let pinged = eval(&ctl, &b2.name, &format!("net_adm:ping('{}').", b1.name)).await;
-    assert!(term::as_atom(&pinged) == Some("pong"), "{pinged:?}");
+    ping(&ctl, &b2.name, &b1.name).await;
     let m = beam_join(&ctl, &b2.name, "svc").await;
     assert!(
         eventually(10, || async { count_ours(&reader, "svc", &m) == 1 }).await,
@@ -1051,16 +1048,8 @@ async fn a_visible_node_heard_of_then_split_from_us_and_the_seed_is_redialled() 
     let mut events = r.subscribe();
     let cut = format!("true = erlang:disconnect_node('{}'), ok.", r.name());
     eval(&ctl, &b2.name, &cut).await;
-    let down = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(NodeEvent::Down { node, .. }) if node == b2.name => return,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
-    });
-    down.await.expect("no nodedown of b2");
+    let down = down_of(&mut events, &b2.name, Duration::from_secs(10)).await;
+    assert!(down.is_some(), "no nodedown of b2");
     assert!(
         eventually(10, || async {
             r.is_connected(&b2.name) && count_ours(&reader, "svc", &m) == 1

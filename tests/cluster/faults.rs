@@ -10,7 +10,9 @@
 //! silent partition (a proxy that drops every byte) healed.
 
 use crate::support::schedule::Backend;
-use crate::support::{eval, eventually, host, node_config, sig, unique, ErlNode, World};
+use crate::support::{
+    down_of, eval, eventually, host, node_config, ping, sig, unique, ErlNode, World,
+};
 use cpg_node::cpg::{CpgScope, MemberPid, ScopeOptions, DEFAULT_SCOPE};
 use cpg_node::node::cluster::{Cluster, ClusterOptions, Origin};
 use cpg_node::node::NodeEvent;
@@ -186,19 +188,10 @@ async fn beam_peer_frozen_longer_than_the_ticktime() {
 
     let mut ev = r.subscribe();
     sig(g.os_pid(), "-STOP");
-    let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
-        loop {
-            if let Ok(cpg_node::node::NodeEvent::Down { node: n, .. }) = ev.recv().await {
-                if n == g.name {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
+    let down = down_of(&mut ev, &g.name, Duration::from_secs(4 * TICK)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     sig(g.os_pid(), "-CONT");
-    assert!(down.is_ok(), "the frozen peer was not declared down");
+    assert!(down.is_some(), "the frozen peer was not declared down");
     let t = back_on_beam(ctl, &g.name, "g", suffix, 1, 20).await;
     println!("BEAM peer frozen (SIGSTOP) then resumed: member back {t:?} after SIGCONT");
     assert!(
@@ -561,8 +554,7 @@ async fn a_scope_that_restarted_while_we_were_away_is_asked_again() {
     let a = start_beam(&w, &unique("away_a")).await;
     let b = start_beam(&w, &unique("away_b")).await;
     let ctl = w.rust_node("ctl").await;
-    let ping = eval(&ctl, &a.name, &format!("net_adm:ping('{}').", b.name)).await;
-    assert_eq!(term::as_atom(&ping), Some("pong"));
+    ping(&ctl, &a.name, &b.name).await;
     for _ in 0..5 {
         beam_join_idle(&ctl, &a.name, "x").await;
     }
@@ -783,25 +775,12 @@ async fn silent_partition_detected_by_ticks_and_healed() {
     let mut ev = r.subscribe();
     proxy.blackhole.store(true, Ordering::SeqCst);
     let t = Instant::now();
-    let down = tokio::time::timeout(Duration::from_secs(4 * TICK), async {
-        loop {
-            if let Ok(cpg_node::node::NodeEvent::Down {
-                node: n,
-                reason: why,
-            }) = ev.recv().await
-            {
-                if n == g.name {
-                    return why;
-                }
-            }
-        }
-    })
-    .await;
+    let down = down_of(&mut ev, &g.name, Duration::from_secs(4 * TICK)).await;
     println!(
         "silent partition: Rust side declared the peer down after {:?}: {down:?}",
         t.elapsed()
     );
-    assert!(down.is_ok(), "a silent partition was not detected");
+    assert!(down.is_some(), "a silent partition was not detected");
     assert!(
         eventually(4 * TICK, || async {
             beam_members(&ctl, &g.name, "g")

@@ -98,8 +98,7 @@ async fn both_directions_several_scopes_and_exact_counts() {
     let ctl = w.rust_node("ctl").await;
     let a = pg_node(&w, &ctl, &["s2"]).await;
     let b = pg_node(&w, &ctl, &["s2"]).await;
-    let ping = eval(&ctl, &a.name, &format!("net_adm:ping('{}').", b.name)).await;
-    assert_eq!(term::as_atom(&ping), Some("pong"));
+    crate::support::ping(&ctl, &a.name, &b.name).await;
     let erls = [a.name.as_str(), b.name.as_str()];
     let before = scope_pids(&ctl, &erls, &["pg", "s2"]).await;
 

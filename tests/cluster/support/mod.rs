@@ -6,6 +6,7 @@ pub mod schedule;
 
 use cpg_node::config::{Cookie, NodeConfig, NodeName};
 use cpg_node::epmd::server::EpmdServer;
+use cpg_node::node::{DownReason, NodeEvent};
 use cpg_node::term::{self, Term};
 use cpg_node::Node;
 use std::path::PathBuf;
@@ -136,12 +137,7 @@ impl World {
     /// (its `net_adm:ping`, driven from `ctl`).
     pub async fn hidden_shell(&self, ctl: &Node, to: &str) -> ErlNode {
         let shell = ErlNode::start(&unique("sh"), &self.cookie, self.epmd.port, &["-hidden"]).await;
-        let pinged = eval(ctl, &shell.name, &format!("net_adm:ping('{to}').")).await;
-        assert!(
-            is_atom(&pinged, "pong"),
-            "{} pinging {to}: {pinged:?}",
-            shell.name
-        );
+        ping(ctl, &shell.name, to).await;
         shell
     }
 }
@@ -289,6 +285,36 @@ impl Drop for ErlNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `from` pings `to` (`net_adm:ping`, driven from `ctl` through rex),
+/// asserting `pong`: two erl nodes joined, or an erl node connected to
+/// a Rust node.
+pub async fn ping(ctl: &Node, from: &str, to: &str) {
+    let pinged = eval(ctl, from, &format!("net_adm:ping('{to}').")).await;
+    assert!(is_atom(&pinged, "pong"), "{from} pinging {to}: {pinged:?}");
+}
+
+/// Waits up to `within` for the [`NodeEvent::Down`] of `node` on
+/// `events`: its reason, or `None` when none came (or the node stopped).
+pub async fn down_of(
+    events: &mut tokio::sync::broadcast::Receiver<NodeEvent>,
+    node: &str,
+    within: Duration,
+) -> Option<DownReason> {
+    use tokio::sync::broadcast::error::RecvError;
+    tokio::time::timeout(within, async {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Down { node: n, reason }) if n == node => return Some(reason),
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Evaluates Erlang code on `erl` (through rex) and returns the value.

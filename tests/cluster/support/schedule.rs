@@ -145,8 +145,7 @@ impl Cluster {
             )
             .await;
         }
-        let got = eval(&ctl, &a.name, &format!("net_adm:ping('{}').", b.name)).await;
-        assert!(super::is_atom(&got, "pong"), "a-b ping: {got}");
+        super::ping(&ctl, &a.name, &b.name).await;
         let r = w.rust_node("sr").await;
         let scope = rust_scope(&r);
         r.connect(&a.name).await.unwrap();
