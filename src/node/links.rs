@@ -228,15 +228,26 @@ pub(super) enum ExitVia {
 }
 
 impl Inner {
-    /// A connection to `node` is gone: fire `noconnection` for links and
-    /// monitors that cross it. Returns the local processes those exit
+    /// A connection to `node` is gone, or an attempt to make one (`was_up`
+    /// false): fire `noconnection` for links and monitors that cross it
+    /// (those set while it was dialled included) and report it
+    /// ([`NodeEvent::Down`]). Processes that watch nodes
+    /// ([`Process::monitor_nodes`](crate::process::Process::monitor_nodes))
+    /// are told only of a connection that was up, as BEAM's
+    /// `net_kernel:monitor_nodes/1` sends no `nodedown` for a failed
+    /// attempt: each `NodeDown` follows its `NodeUp`. Returns the local processes those exit
     /// signals end, with their reasons: the caller ends them
     /// ([`Inner::end_all`]) once it has let go of the order lock of
     /// peers it reports this under, for ending a process sends (its exits
     /// through other links, its demonitors) and a send may disconnect a
     /// peer, which takes that lock.
     #[must_use = "the processes the node's exits end are to be ended"]
-    pub(super) fn node_down(&self, node: &str, _id: u64, reason: DownReason) -> Vec<(Pid, Term)> {
+    pub(super) fn node_down(
+        &self,
+        node: &str,
+        was_up: bool,
+        reason: DownReason,
+    ) -> Vec<(Pid, Term)> {
         let noconn = atom("noconnection");
         // Each monitor across the connection: its watcher, its 'DOWN', its
         // key.
@@ -287,9 +298,11 @@ impl Inner {
                     .map(|r| (ours, r))
             })
             .collect();
-        self.tell_node_watchers(|| Signal::NodeDown {
-            node: node.to_string(),
-        });
+        if was_up {
+            self.tell_node_watchers(|| Signal::NodeDown {
+                node: node.to_string(),
+            });
+        }
         let _ = self.events.send(NodeEvent::Down {
             node: node.to_string(),
             reason,
@@ -980,7 +993,7 @@ mod tests {
         for p in [&plain, &trapper] {
             i.with_proc(p.pid(), |e| e.links.insert(far.clone()));
         }
-        let ending = i.node_down("far@host", 0, DownReason::Disconnected);
+        let ending = i.node_down("far@host", true, DownReason::Disconnected);
         assert!(i.is_alive(plain.pid()), "ended by the caller");
         i.end_all(ending);
         assert!(!i.is_alive(plain.pid()));

@@ -106,7 +106,10 @@ pub enum NodeEvent {
         /// `cpg-node` client, another hidden node).
         hidden: bool,
     },
-    /// A connection went down, or an attempt to make one failed.
+    /// A connection went down, or an attempt to make one failed (a `Down`
+    /// with no `Up` of its own before it: so two may come in a row).
+    /// Processes that watch nodes get a `NodeDown` for the first kind only
+    /// ([`Process::monitor_nodes`](crate::process::Process::monitor_nodes)).
     Down {
         /// The peer.
         node: String,
@@ -803,6 +806,47 @@ mod tests {
         );
         b.shutdown().await;
         a.shutdown().await;
+    }
+
+    /// As `net_kernel:monitor_nodes(true)` on BEAM: a `NodeDown` only for
+    /// a connection that was up. An attempt that fails (no such node, a
+    /// peer that stalls in the handshake, a dial ended by `disconnect`)
+    /// tells the watcher nothing, though [`NodeEvent::Down`] reports it to
+    /// the caller.
+    #[tokio::test]
+    async fn a_failed_attempt_tells_a_node_watcher_nothing() {
+        let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = mute.local_addr().unwrap().port();
+        let accepted = hold_accepted(mute);
+        let (n, _entry) = dialer_of("mute", port, epmd.port).await;
+        let mut watcher = n.spawn_process();
+        watcher.monitor_nodes(true);
+        let mut ev = n.subscribe();
+        // No such node; a peer that says nothing (net_setuptime).
+        assert!(n.connect("nosuch@localhost").await.is_err());
+        assert!(n.connect("mute@localhost").await.is_err());
+        // A dial ended by a disconnect while it is under way.
+        let dialling = n.clone();
+        let dial = tokio::spawn(async move { dialling.connect("mute@localhost").await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        n.disconnect("mute@localhost");
+        assert_eq!(dial.await.unwrap(), Err(DownReason::Disconnected));
+        let mut downs = 0;
+        while let Ok(e) = ev.try_recv() {
+            assert!(matches!(e, NodeEvent::Down { .. }), "{e:?}");
+            downs += 1;
+        }
+        assert_eq!(downs, 3, "each failed attempt reported to the caller");
+        assert_eq!(
+            watcher
+                .recv_timeout(Duration::from_millis(200))
+                .await
+                .unwrap(),
+            None
+        );
+        accepted.abort();
+        n.shutdown().await;
     }
 
     /// Accepts every connection to `listener` and holds it, saying nothing

@@ -573,7 +573,7 @@ impl Inner {
                     // Its reader stops routing first: the node down comes
                     // after all it read.
                     p.link.let_go();
-                    self.node_down(node, p.id, why)
+                    self.node_down(node, p.up_creation.is_some(), why)
                 }
                 None => Vec::new(),
             }
@@ -806,7 +806,7 @@ impl Inner {
                 tracing::info!(peer = %node, "replacing the previous connection");
                 old.link.close.notify_one();
                 old.link.let_go();
-                self.node_down(&node, old.id, DownReason::Replaced)
+                self.node_down(&node, old.up_creation.is_some(), DownReason::Replaced)
             }
             None => Vec::new(),
         };
@@ -904,10 +904,10 @@ impl Inner {
     pub(super) fn end_peer(&self, node: &str, id: u64, why: impl FnOnce() -> DownReason) -> bool {
         let ending = {
             let _order = self.peer_order.lock();
-            if !self.remove_peer(node, id) {
+            let Some(was_up) = self.remove_peer(node, id) else {
                 return false;
-            }
-            self.node_down(node, id, why())
+            };
+            self.node_down(node, was_up, why())
         };
         self.end_all(ending);
         true
@@ -928,12 +928,12 @@ impl Inner {
     }
 
     /// Removes the peer entry of connection `id` (not a newer one that
-    /// replaced it); whether it was there.
-    pub(super) fn remove_peer(&self, node: &str, id: u64) -> bool {
+    /// replaced it); if it was there, whether its connection was up.
+    pub(super) fn remove_peer(&self, node: &str, id: u64) -> Option<bool> {
         let mut peers = self.peers.write();
         match peers.get(node) {
-            Some(p) if p.id == id => peers.remove(node).is_some(),
-            _ => false,
+            Some(p) if p.id == id => peers.remove(node).map(|p| p.up_creation.is_some()),
+            _ => None,
         }
     }
 }

@@ -462,7 +462,8 @@ impl Process {
     /// node's connections come and go (`net_kernel:monitor_nodes(true)`),
     /// in the mailbox in order with the messages each connection brings:
     /// a peer's messages come after its `NodeUp` and before its
-    /// `NodeDown`.
+    /// `NodeDown`. As on BEAM, an attempt to connect that fails tells it
+    /// nothing: each `NodeDown` follows the node's `NodeUp`.
     pub fn monitor_nodes(&self, on: bool) {
         self.kernel.monitor_nodes(&self.pid, on);
     }
