@@ -1235,10 +1235,15 @@ async fn a_peer_that_drops_and_dials_again_at_once_is_reported_in_order() {
     assert!(eventually(10, || async { r.peers().contains(&e.name) }).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut seen = Vec::new();
+    // (Each down's reason, for the message of a failure.)
+    let mut reasons = Vec::new();
     while let Ok(event) = ev.try_recv() {
         match event {
             NodeEvent::Up { node, .. } if node == e.name => seen.push('U'),
-            NodeEvent::Down { node, .. } if node == e.name => seen.push('D'),
+            NodeEvent::Down { node, reason } if node == e.name => {
+                seen.push('D');
+                reasons.push(format!("{}: {reason}", seen.len() - 1));
+            }
             _ => {}
         }
     }
@@ -1249,7 +1254,7 @@ async fn a_peer_that_drops_and_dials_again_at_once_is_reported_in_order() {
             && !seen.contains("DD")
             && seen.starts_with('U')
             && seen.ends_with('U'),
-        "events of a peer out of order: {seen}"
+        "events of a peer out of order: {seen}\nthe downs' reasons: {reasons:?}"
     );
     drop(procs);
 }
