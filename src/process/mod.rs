@@ -459,7 +459,9 @@ impl Process {
     }
 
     /// Asks for [`Signal::NodeUp`] and [`Signal::NodeDown`] as this
-    /// node's connections come and go (`net_kernel:monitor_nodes(true)`),
+    /// node's connections come and go, hidden nodes' too, told apart by
+    /// `NodeUp`'s `hidden` (`net_kernel:monitor_nodes(true, [{node_type,
+    /// all}])`; `monitor_nodes(true)` alone is told of visible nodes only),
     /// in the mailbox in order with the messages each connection brings:
     /// a peer's messages come after its `NodeUp` and before its
     /// `NodeDown`. As on BEAM, an attempt to connect that fails tells it
