@@ -24,6 +24,12 @@
 #   S8  r cut for 75 s (past forget_after)
 #   S9  r-r2 cut (R2=1)                            S10 r2 cut (R2=1)
 #   S11 r cut for 12 s while b1 and b2 each join a member and lose one
+# SOAK=N then runs N random cuts (ONLY=none: those alone), from SEED
+# (printed; the same SEED replays the same cuts): a host isolated, a pair
+# cut both ways or one way, a pair flapping, or two pairs cut at once, for
+# 1-15 s, with b1 and b2 joining and losing members during half of them.
+# After each heal the Rust nodes' views are checked before the BEAM nodes
+# meet again, then every view.
 # BEAM nodes never reconnect to each other on their own: after S3b, S6, S6b
 # r's view is checked (it redials both), then the script pings b2 from
 # b1, as an operator would, and checks every view.
@@ -40,6 +46,8 @@ NT="${NODE_TYPE:-all}"
 TT="${TT:-4}"
 ROUNDS="${ROUNDS:-1}"
 ONLY="${ONLY:-}"
+SOAK="${SOAK:-0}"
+SEED="${SEED:-$((RANDOM * 32768 + RANDOM))}"
 R2="${R2:-}"
 if [ "$(id -u)" != 0 ]; then
   echo "netsplit.sh: needs root (network namespaces)" >&2
@@ -268,6 +276,51 @@ for _ in $(seq 1 "$ROUNDS"); do
     echo "S10 r2 cut from every host for 12 s"
     isolate 4; sleep 12; rejoin 4; settle
   fi
+done
+# rnd N: a number in 0..N-1 in RV, from the soak's own generator (an LCG
+# seeded by SEED; $RANDOM also names the checks' nodes).
+RS=$SEED
+rnd() { RS=$(((RS * 1103515245 + 12345) % 2147483648)); RV=$(((RS / 65536) % $1)); }
+# pair: two distinct hosts, in PA and PB.
+pair() { rnd "$HOSTS"; PA=$((RV + 1)); rnd $((HOSTS - 1)); PB=$((RV + 1)); [ "$PB" -ge "$PA" ] && PB=$((PB + 1)); true; }
+[ "$SOAK" -gt 0 ] && echo "soak of $SOAK random cuts, SEED=$SEED"
+for k in $(seq 1 "$SOAK"); do
+  rnd 15; d=$((RV + 1))
+  rnd 2; w=$RV
+  rnd 5
+  case $RV in
+    0) rnd "$HOSTS"; h=$((RV + 1)); what="host $h isolated"
+       cut() { isolate "$h"; sleep "$d"; }; mend() { rejoin "$h"; } ;;
+    1) pair; what="$PA-$PB cut"; cut() { split "$PA" "$PB"; sleep "$d"; }; mend() { heal "$PA" "$PB"; } ;;
+    2) pair; what="$PA -> $PB dropped (one way)"
+       cut() { split "$PA" "$PB" oneway; sleep "$d"; }; mend() { heal "$PA" "$PB"; } ;;
+    3) pair; what="$PA-$PB flapping (1-4 s cut, up to 1 s up)"
+       cut() {
+         local end=$((SECONDS + d))
+         while [ "$SECONDS" -lt "$end" ]; do
+           split "$PA" "$PB"; rnd 4; sleep $((RV + 1)); heal "$PA" "$PB"; rnd 10; sleep "0.$RV"
+         done
+       }
+       mend() { heal "$PA" "$PB"; } ;;
+    4) pair; P1="$PA $PB"; pair; P2="$PA $PB"; what="$P1 and $P2 cut"
+       # shellcheck disable=SC2086
+       cut() { split $P1; split $P2; sleep "$d"; }
+       # shellcheck disable=SC2086
+       mend() { heal $P1; heal $P2; } ;;
+  esac
+  [ "$w" = 1 ] && what="$what, with writes"
+  echo "K$k: $what, $d s"
+  # (The writes come from the checks' host, never cut, halfway through.)
+  WP=""
+  if [ "$w" = 1 ]; then (sleep $((d / 2)); writes) & WP=$!; fi
+  cut
+  [ -n "$WP" ] && wait "$WP"
+  mend
+  # The Rust nodes redial every node; the BEAM nodes may have lost each
+  # other (net_ticktime) and wait for someone to connect them.
+  sleep $((2 * TT))
+  check "Rust views, before b1 and b2 meet again" "$ALLR" "$ALLB" 30 "$ALLR"
+  remesh; settle
 done
 for n in "${!PID[@]}"; do
   kill -0 "${PID[$n]}" 2>/dev/null || { echo "$n is no longer running"; FAILED=$((FAILED + 1)); }
