@@ -1,7 +1,9 @@
 //! Keeping the node in the cluster: the seeds are dialled until they
 //! answer, they, the discovered nodes and every visible peer the node has
 //! seen are redialled after a loss (capped exponential backoff with
-//! jitter; hidden peers that dialled us, query clients mostly, are not),
+//! jitter; hidden peers that dialled us, query clients mostly, are not,
+//! nor other cpg-nodes heard of that closed their connection; one that
+//! went silent is),
 //! and the cluster's other nodes are learned from the seeds through `rex`
 //! (`erlang:nodes()`), because a hidden node gets no nodeup for them.
 //!
@@ -18,7 +20,7 @@
 //! ([`Cluster::start`]) drives it.
 
 use crate::config::{Backoff, NodeName};
-use crate::node::{Node, NodeEvent};
+use crate::node::{DownReason, Node, NodeEvent};
 use crate::term::{self, Term};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -320,6 +322,21 @@ impl Keeper {
             t.next_at = Some(now + backoff.delay(t.attempt, jitter));
             t.attempt = t.attempt.saturating_add(1);
         }
+    }
+
+    /// The connection to `node` went silent (`net_tick_timeout`): as
+    /// [`Keeper::down`], but a hidden node heard of is redialled too, as a
+    /// discovered node is (forgotten after `forget_after` away). A peer
+    /// that leaves closes its connection; one that goes silent is behind a
+    /// netsplit or a frozen host, and another cpg-node cut from us that
+    /// way came back only when the next round of discovery listed it
+    /// (up to `discover_interval`, 10 s by default), its members missing
+    /// from our view meanwhile, though every BEAM view held them.
+    pub fn lost(&mut self, node: &str, why: &str, now: Instant, jitter: f64) {
+        if let Some(t) = self.targets.get_mut(node).filter(|t| t.connected) {
+            t.once = false;
+        }
+        self.down(node, why, now, jitter);
     }
 
     /// The nodes due for a dial at `now`; each is marked as being dialled
@@ -667,7 +684,12 @@ async fn drive(
                     }
                 }
                 Ok(NodeEvent::Down { node: n, reason }) => {
-                    keeper.lock().down(&n, &reason.to_string(), Instant::now(), rand::random());
+                    let mut k = keeper.lock();
+                    let why = reason.to_string();
+                    match reason {
+                        DownReason::TickTimeout(_) => k.lost(&n, &why, Instant::now(), rand::random()),
+                        _ => k.down(&n, &why, Instant::now(), rand::random()),
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let peers = node.peers();
@@ -1059,6 +1081,40 @@ mod tests {
         k.discovered(&["r2@h".into()], t0);
         k.down("r2@h", "closed", t0, 0.0);
         assert_eq!(k.due(t0 + Duration::from_secs(1)), vec!["r2@h"]);
+    }
+
+    #[test]
+    fn a_hidden_node_heard_of_that_goes_silent_is_redialled() {
+        // Another cpg-node heard of through a view, cut from us by a
+        // netsplit (the tick timeout): redialled until forget_after.
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&[]), t0);
+        k.heard_of(&["r2@h".into(), "r3@h".into()], t0);
+        assert_eq!(k.due(t0), vec!["r2@h", "r3@h"]);
+        for n in ["r2@h", "r3@h"] {
+            k.dialled(n, Ok(()), t0, 0.0);
+            k.up(n, true);
+        }
+        k.lost("r2@h", "net_tick_timeout", t0, 0.0);
+        // One that closed its connection left: not redialled.
+        k.down("r3@h", "connection closed by peer", t0, 0.0);
+        assert!(!k.knows("r3@h"));
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(k.due(t1), vec!["r2@h"]);
+        // Still cut: dialled again after each failure, then forgotten.
+        assert!(!k.dialled("r2@h", Err("timeout".into()), t1, 0.0));
+        assert!(k.knows("r2@h"));
+        let late = t1 + Duration::from_secs(61);
+        assert_eq!(k.due(late), vec!["r2@h"]);
+        assert!(k.dialled("r2@h", Err("timeout".into()), late, 0.0));
+        assert!(!k.knows("r2@h"));
+        // A node heard of whose dial never got through is not taken by a
+        // tick timeout reported for it (nothing was up to go silent).
+        k.heard_of(&["r4@h".into()], late);
+        assert_eq!(k.due(late), vec!["r4@h"]);
+        k.lost("r4@h", "net_tick_timeout", late, 0.0);
+        assert!(!k.dialled("r4@h", Err("refused".into()), late, 0.0));
+        assert!(!k.knows("r4@h"));
     }
 
     #[test]
