@@ -20,7 +20,7 @@
 //! ([`Cluster::start`]) drives it.
 
 use crate::config::{Backoff, NodeName};
-use crate::node::{DownReason, Node, NodeEvent};
+use crate::node::{Node, NodeEvent};
 use crate::term::{self, Term};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -324,10 +324,11 @@ impl Keeper {
         }
     }
 
-    /// The connection to `node` went silent (`net_tick_timeout`): as
+    /// The network lost the connection to `node` (it went silent, or the
+    /// socket failed: [`DownReason::is_network_loss`]): as
     /// [`Keeper::down`], but a hidden node heard of is redialled too, as a
     /// discovered node is (forgotten after `forget_after` away). A peer
-    /// that leaves closes its connection; one that goes silent is behind a
+    /// that leaves closes its connection; one lost this way is behind a
     /// netsplit or a frozen host, and another cpg-node cut from us that
     /// way came back only when the next round of discovery listed it
     /// (up to `discover_interval`, 10 s by default), its members missing
@@ -686,9 +687,9 @@ async fn drive(
                 Ok(NodeEvent::Down { node: n, reason }) => {
                     let mut k = keeper.lock();
                     let why = reason.to_string();
-                    match reason {
-                        DownReason::TickTimeout(_) => k.lost(&n, &why, Instant::now(), rand::random()),
-                        _ => k.down(&n, &why, Instant::now(), rand::random()),
+                    match reason.is_network_loss() {
+                        true => k.lost(&n, &why, Instant::now(), rand::random()),
+                        false => k.down(&n, &why, Instant::now(), rand::random()),
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -84,6 +84,15 @@ impl DownReason {
     pub fn is_wrong_cookie(&self) -> bool {
         matches!(self, DownReason::WrongCookie(_))
     }
+
+    /// Whether the network lost the connection rather than the peer
+    /// closing it: the peer went silent ([`DownReason::TickTimeout`]: a
+    /// netsplit, a frozen host) or the socket failed
+    /// ([`DownReason::Io`]: a reset from a middlebox that forgot the
+    /// flow, an unreachable host).
+    pub fn is_network_loss(&self) -> bool {
+        matches!(self, DownReason::TickTimeout(_) | DownReason::Io { .. })
+    }
 }
 
 impl From<HandshakeError> for DownReason {
@@ -167,5 +176,25 @@ mod tests {
             assert!(is(&r), "{r:?}");
             assert_eq!(r.to_string(), text);
         }
+    }
+
+    #[test]
+    fn the_network_loses_a_connection_by_silence_or_a_socket_error() {
+        let lost = [
+            DownReason::TickTimeout(std::time::Duration::from_secs(4)),
+            DownReason::Io {
+                kind: std::io::ErrorKind::ConnectionReset,
+                message: "reset".into(),
+            },
+        ];
+        assert!(lost.iter().all(DownReason::is_network_loss));
+        let left = [
+            DownReason::ClosedByPeer,
+            DownReason::Disconnected,
+            DownReason::Replaced,
+            DownReason::ClosedLocally,
+            DownReason::HandshakeTimeout,
+        ];
+        assert!(!left.iter().any(DownReason::is_network_loss));
     }
 }
