@@ -29,7 +29,9 @@
 # cut both ways or one way, a pair flapping, or two pairs cut at once, for
 # 1-15 s, with b1 and b2 joining and losing members during half of them.
 # After each heal the Rust nodes' views are checked before the BEAM nodes
-# meet again, then every view.
+# meet again, then every view. WRITES (default 1): how many members b1 and
+# b2 each join, and how many older ones they lose, at each write (S11 and
+# the soak).
 # BEAM nodes never reconnect to each other on their own: after S3b, S6, S6b
 # r's view is checked (it redials both), then the script pings b2 from
 # b1, as an operator would, and checks every view.
@@ -47,6 +49,7 @@ TT="${TT:-4}"
 ROUNDS="${ROUNDS:-1}"
 ONLY="${ONLY:-}"
 SOAK="${SOAK:-0}"
+WRITES="${WRITES:-1}"
 SEED="${SEED:-$((RANDOM * 32768 + RANDOM))}"
 R2="${R2:-}"
 if [ "$(id -u)" != 0 ]; then
@@ -187,13 +190,13 @@ remesh() { # the BEAM nodes do not reconnect to each other by themselves
       pong -> pong; _ -> timer:sleep(200), L(N - 1) end end,
     io:format(\"  b1-b2 ~p~n\", [L(50)]), halt()."
 }
-writes() { # on b1 and b2: one member more, one member gone (killed)
+writes() { # on b1 and b2: WRITES members more, as many older ones gone (killed)
   ERL_FLAGS="-setcookie $COOKIE" erl -noshell -hidden -name "wr$RANDOM@$NET.254" -eval "
     W = fun(B) ->
-      P = spawn(B, timer, sleep, [infinity]),
-      ok = rpc:call(B, $MOD, join, [cpg_default_scope, \"svc\", P]),
-      {ok, _, [Old | _]} = rpc:call(B, $MOD, get_local_members, [cpg_default_scope, \"svc\"]),
-      exit(Old, kill) end,
+      Ps = [spawn(B, timer, sleep, [infinity]) || _ <- lists:seq(1, $WRITES)],
+      [ok = rpc:call(B, $MOD, join, [cpg_default_scope, \"svc\", P]) || P <- Ps],
+      {ok, _, L} = rpc:call(B, $MOD, get_local_members, [cpg_default_scope, \"svc\"]),
+      [exit(O, kill) || O <- lists:sublist(L -- Ps, $WRITES)] end,
     W('$B1'), W('$B2'), io:format(\"  wrote on b1 and b2~n\"), halt()."
 }
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
