@@ -2,8 +2,8 @@
 //! answer, they, the discovered nodes and every visible peer the node has
 //! seen are redialled after a loss (capped exponential backoff with
 //! jitter; hidden peers that dialled us, query clients mostly, are not,
-//! nor other cpg-nodes heard of that closed their connection; one that
-//! went silent is),
+//! nor other cpg-nodes heard of that closed their connection; one the
+//! network lost is),
 //! and the cluster's other nodes are learned from the seeds through `rex`
 //! (`erlang:nodes()`), because a hidden node gets no nodeup for them.
 //!
@@ -687,9 +687,10 @@ async fn drive(
                 Ok(NodeEvent::Down { node: n, reason }) => {
                     let mut k = keeper.lock();
                     let why = reason.to_string();
-                    match reason.is_network_loss() {
-                        true => k.lost(&n, &why, Instant::now(), rand::random()),
-                        false => k.down(&n, &why, Instant::now(), rand::random()),
+                    if reason.is_network_loss() {
+                        k.lost(&n, &why, Instant::now(), rand::random());
+                    } else {
+                        k.down(&n, &why, Instant::now(), rand::random());
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -235,8 +235,9 @@ impl Inner {
     /// ([`Process::monitor_nodes`](crate::process::Process::monitor_nodes))
     /// are told only of a connection that was up, as BEAM's
     /// `net_kernel:monitor_nodes/1` sends no `nodedown` for a failed
-    /// attempt: each `NodeDown` follows its `NodeUp`. Returns the local processes those exit
-    /// signals end, with their reasons: the caller ends them
+    /// attempt: each `NodeDown` follows its `NodeUp`. Returns the local
+    /// processes those exit signals end, with their reasons: the caller
+    /// ends them
     /// ([`Inner::end_all`]) once it has let go of the order lock of
     /// peers it reports this under, for ending a process sends (its exits
     /// through other links, its demonitors) and a send may disconnect a

@@ -819,7 +819,17 @@ mod tests {
         let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = mute.local_addr().unwrap().port();
         let accepted = hold_accepted(mute);
-        let (n, _entry) = dialer_of("mute", port, epmd.port).await;
+        let _entry = crate::epmd::register(
+            "127.0.0.1",
+            epmd.port,
+            crate::epmd::NodeEntry::hidden("mute", port),
+        )
+        .await
+        .unwrap();
+        let mut c = config("dialer", epmd.port);
+        // (The dial ended by a disconnect below is still under way then.)
+        c.net_setuptime = Duration::from_millis(1500);
+        let n = Node::start(c).await.unwrap();
         let mut watcher = n.spawn_process();
         watcher.monitor_nodes(true);
         let mut ev = n.subscribe();
