@@ -28,7 +28,8 @@
 # (printed; the same SEED replays the same cuts): a host isolated, a pair
 # cut both ways or one way, a pair flapping, or two pairs cut at once, for
 # 1-15 s, with b1 and b2 joining and losing members during half of them.
-# After each heal the Rust nodes' views are checked before the BEAM nodes
+# After each heal the Rust nodes' views are checked (timed from the heal
+# for a cut longer than 1.5 tick times) and again before the BEAM nodes
 # meet again, then every view. WRITES (default 1): how many members b1 and
 # b2 each join, and how many older ones they lose, at each write (S11 and
 # the soak).
@@ -319,6 +320,11 @@ for k in $(seq 1 "$SOAK"); do
   cut
   [ -n "$WP" ] && wait "$WP"
   mend
+  # A cut past the tick time has ended every connection across it by now:
+  # the time until the Rust views are whole again is the heal's.
+  if [ "$d" -gt $((TT + TT / 2)) ]; then
+    check "Rust views, from the heal" "$ALLR" "$ALLB" 30 "$ALLR"
+  fi
   # The Rust nodes redial every node; the BEAM nodes may have lost each
   # other (net_ticktime) and wait for someone to connect them.
   sleep $((2 * TT))
