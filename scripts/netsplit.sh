@@ -26,8 +26,9 @@
 #   S11 r cut for 12 s while b1 and b2 each join a member and lose one
 # SOAK=N then runs N random cuts (ONLY=none: those alone), from SEED
 # (printed; the same SEED replays the same cuts): a host isolated, a pair
-# cut both ways or one way, a pair flapping, or two pairs cut at once, for
-# 1-15 s, with b1 and b2 joining and losing members during half of them.
+# cut both ways or one way, a pair flapping, two pairs cut at once, or a
+# host isolated whose node is killed and started again halfway, for 1-15
+# s, with b1 and b2 joining and losing members during half of them.
 # After each heal the Rust nodes' views are checked (timed from the heal
 # for a cut longer than 1.5 tick times) and again before the BEAM nodes
 # meet again, then every view. WRITES (default 1): how many members b1 and
@@ -75,6 +76,8 @@ echo "logs in $LOGS; binary $BIN; node_type $NT; net_ticktime $TT"
 # Every EPMD of the run (one per namespace, one for the checks) on one
 # private port: nothing of the host's own EPMD is touched.
 export ERL_EPMD_PORT=$((20000 + RANDOM % 10000))
+# (A helper node that fails writes no erl_crash.dump into the repository.)
+export ERL_CRASH_DUMP_SECONDS=0
 NET=10.213.77
 BR="cpgbr$ID"
 HOSTS=3
@@ -142,7 +145,8 @@ B1="b1@$NET.1"; B2="b2@$NET.2"; R="r@$NET.3"; R2N="r2@$NET.4"
 declare -A PID
 startb() { # startb I: bI on host I, two members of "svc"; b2 pings b1
   local ping="ok"
-  [ "$1" = 2 ] && ping="pong = net_adm:ping('$B1')"
+  # (Not matched: b2 restarted during a cut does not reach b1 yet.)
+  [ "$1" = 2 ] && ping="net_adm:ping('$B1')"
   # shellcheck disable=SC2086
   ip netns exec "$(ns "$1")" erl -name "b$1@$NET.$1" -setcookie "$COOKIE" -kernel net_ticktime "$TT" \
     -noshell -pa $PA -eval "$SCOPE, \
@@ -193,12 +197,14 @@ remesh() { # the BEAM nodes do not reconnect to each other by themselves
 }
 writes() { # on b1 and b2: WRITES members more, as many older ones gone (killed)
   ERL_FLAGS="-setcookie $COOKIE" erl -noshell -hidden -name "wr$RANDOM@$NET.254" -eval "
-    W = fun(B) ->
+    W = fun(B) -> try
+      pong = net_adm:ping(B),
       Ps = [spawn(B, timer, sleep, [infinity]) || _ <- lists:seq(1, $WRITES)],
       [ok = rpc:call(B, $MOD, join, [cpg_default_scope, \"svc\", P]) || P <- Ps],
       {ok, _, L} = rpc:call(B, $MOD, get_local_members, [cpg_default_scope, \"svc\"]),
-      [exit(O, kill) || O <- lists:sublist(L -- Ps, $WRITES)] end,
-    W('$B1'), W('$B2'), io:format(\"  wrote on b1 and b2~n\"), halt()."
+      [exit(O, kill) || O <- lists:sublist(L -- Ps, $WRITES)], [B]
+      catch _:E -> io:format(\"  not all written on ~s (restarting?): ~0p~n\", [B, E]), [] end end,
+    io:format(\"  wrote on ~0p~n\", [W('$B1') ++ W('$B2')]), halt()."
 }
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 check start "$ALLR" "$ALLB"
@@ -285,32 +291,46 @@ done
 # seeded by SEED; $RANDOM also names the checks' nodes).
 RS=$SEED
 rnd() { RS=$(((RS * 1103515245 + 12345) % 2147483648)); RV=$(((RS / 65536) % $1)); }
-# pair: two distinct hosts, in PA and PB.
-pair() { rnd "$HOSTS"; PA=$((RV + 1)); rnd $((HOSTS - 1)); PB=$((RV + 1)); [ "$PB" -ge "$PA" ] && PB=$((PB + 1)); true; }
+# pair: two distinct hosts, in HA and HB.
+pair() { rnd "$HOSTS"; HA=$((RV + 1)); rnd $((HOSTS - 1)); HB=$((RV + 1)); [ "$HB" -ge "$HA" ] && HB=$((HB + 1)); true; }
+# restart H: the node of host H killed (SIGKILL: no goodbye) and started
+# again, as it was at the start (a new incarnation, new member pids).
+restart() {
+  local n
+  case $1 in 1) n=b1 ;; 2) n=b2 ;; 3) n=r ;; 4) n=r2 ;; esac
+  kill -9 "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null
+  case $1 in
+    1 | 2) startb "$1" ;;
+    3) startr r 3 "$B1" --join svc --join svc ;;
+    4) startr r2 4 "$B2" --join svc ;;
+  esac
+}
 [ "$SOAK" -gt 0 ] && echo "soak of $SOAK random cuts, SEED=$SEED"
 for k in $(seq 1 "$SOAK"); do
   rnd 15; d=$((RV + 1))
   rnd 2; w=$RV
-  rnd 5
+  rnd 6
   case $RV in
     0) rnd "$HOSTS"; h=$((RV + 1)); what="host $h isolated"
        cut() { isolate "$h"; sleep "$d"; }; mend() { rejoin "$h"; } ;;
-    1) pair; what="$PA-$PB cut"; cut() { split "$PA" "$PB"; sleep "$d"; }; mend() { heal "$PA" "$PB"; } ;;
-    2) pair; what="$PA -> $PB dropped (one way)"
-       cut() { split "$PA" "$PB" oneway; sleep "$d"; }; mend() { heal "$PA" "$PB"; } ;;
-    3) pair; what="$PA-$PB flapping (1-4 s cut, up to 1 s up)"
+    1) pair; what="$HA-$HB cut"; cut() { split "$HA" "$HB"; sleep "$d"; }; mend() { heal "$HA" "$HB"; } ;;
+    2) pair; what="$HA -> $HB dropped (one way)"
+       cut() { split "$HA" "$HB" oneway; sleep "$d"; }; mend() { heal "$HA" "$HB"; } ;;
+    3) pair; what="$HA-$HB flapping (1-4 s cut, up to 1 s up)"
        cut() {
          local end=$((SECONDS + d))
          while [ "$SECONDS" -lt "$end" ]; do
-           split "$PA" "$PB"; rnd 4; sleep $((RV + 1)); heal "$PA" "$PB"; rnd 10; sleep "0.$RV"
+           split "$HA" "$HB"; rnd 4; sleep $((RV + 1)); heal "$HA" "$HB"; rnd 10; sleep "0.$RV"
          done
        }
-       mend() { heal "$PA" "$PB"; } ;;
-    4) pair; P1="$PA $PB"; pair; P2="$PA $PB"; what="$P1 and $P2 cut"
+       mend() { heal "$HA" "$HB"; } ;;
+    4) pair; P1="$HA $HB"; pair; P2="$HA $HB"; what="$P1 and $P2 cut"
        # shellcheck disable=SC2086
        cut() { split $P1; split $P2; sleep "$d"; }
        # shellcheck disable=SC2086
        mend() { heal $P1; heal $P2; } ;;
+    5) rnd "$HOSTS"; h=$((RV + 1)); what="host $h isolated, its node killed and restarted halfway"
+       cut() { isolate "$h"; sleep $((d / 2)); restart "$h"; sleep $((d - d / 2)); }; mend() { rejoin "$h"; } ;;
   esac
   [ "$w" = 1 ] && what="$what, with writes"
   echo "K$k: $what, $d s"
