@@ -687,11 +687,11 @@ async fn drive(
                 }
                 Ok(NodeEvent::Down { node: n, reason }) => {
                     let mut k = keeper.lock();
-                    let why = reason.to_string();
+                    let (why, now, jitter) = (reason.to_string(), Instant::now(), rand::random());
                     if reason.is_network_loss() {
-                        k.lost(&n, &why, Instant::now(), rand::random());
+                        k.lost(&n, &why, now, jitter);
                     } else {
-                        k.down(&n, &why, Instant::now(), rand::random());
+                        k.down(&n, &why, now, jitter);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -237,11 +237,10 @@ impl Inner {
     /// `net_kernel:monitor_nodes/1` sends no `nodedown` for a failed
     /// attempt: each `NodeDown` follows its `NodeUp`. Returns the local
     /// processes those exit signals end, with their reasons: the caller
-    /// ends them
-    /// ([`Inner::end_all`]) once it has let go of the order lock of
-    /// peers it reports this under, for ending a process sends (its exits
-    /// through other links, its demonitors) and a send may disconnect a
-    /// peer, which takes that lock.
+    /// ends them ([`Inner::end_all`]) once it has let go of the order lock
+    /// of peers it reports this under, for ending a process sends (its
+    /// exits through other links, its demonitors) and a send may
+    /// disconnect a peer, which takes that lock.
     #[must_use = "the processes the node's exits end are to be ended"]
     pub(super) fn node_down(
         &self,

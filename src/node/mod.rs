@@ -819,17 +819,9 @@ mod tests {
         let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = mute.local_addr().unwrap().port();
         let accepted = hold_accepted(mute);
-        let _entry = crate::epmd::register(
-            "127.0.0.1",
-            epmd.port,
-            crate::epmd::NodeEntry::hidden("mute", port),
-        )
-        .await
-        .unwrap();
-        let mut c = config("dialer", epmd.port);
-        // (The dial ended by a disconnect below is still under way then.)
-        c.net_setuptime = Duration::from_millis(1500);
-        let n = Node::start(c).await.unwrap();
+        // (1.5 s: the dial ended by a disconnect below is still under way
+        // then.)
+        let (n, _entry) = dialer_of("mute", port, epmd.port, Duration::from_millis(1500)).await;
         let mut watcher = n.spawn_process();
         watcher.monitor_nodes(true);
         let mut ev = n.subscribe();
@@ -870,10 +862,15 @@ mod tests {
         })
     }
 
-    /// A node `dialer` whose `net_setuptime` is 500 ms, and `name`
+    /// A node `dialer` whose `net_setuptime` is `setup`, and `name`
     /// registered at `port` in the EPMD at `epmd` (for as long as the
     /// entry is kept).
-    async fn dialer_of(name: &str, port: u16, epmd: u16) -> (Node, crate::epmd::Registration) {
+    async fn dialer_of(
+        name: &str,
+        port: u16,
+        epmd: u16,
+        setup: Duration,
+    ) -> (Node, crate::epmd::Registration) {
         let entry = crate::epmd::register(
             "127.0.0.1",
             epmd,
@@ -882,7 +879,7 @@ mod tests {
         .await
         .unwrap();
         let mut c = config("dialer", epmd);
-        c.net_setuptime = Duration::from_millis(500);
+        c.net_setuptime = setup;
         (Node::start(c).await.unwrap(), entry)
     }
 
@@ -906,7 +903,7 @@ mod tests {
             }
             assert!(held.len() < 64, "the listener's queue never filled");
         }
-        let (n, _entry) = dialer_of("silent", port, epmd.port).await;
+        let (n, _entry) = dialer_of("silent", port, epmd.port, Duration::from_millis(500)).await;
         let t = std::time::Instant::now();
         let got = n.connect("silent@localhost").await;
         let took = t.elapsed();
@@ -1001,7 +998,7 @@ mod tests {
         let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = mute.local_addr().unwrap().port();
         let accepted = hold_accepted(mute);
-        let (n, _entry) = dialer_of("mute", port, epmd.port).await;
+        let (n, _entry) = dialer_of("mute", port, epmd.port, Duration::from_millis(500)).await;
         let t = std::time::Instant::now();
         let got = n.connect("mute@localhost").await;
         assert!(

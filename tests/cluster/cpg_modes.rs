@@ -5,6 +5,7 @@
 //! (`erl_test/cpg_model_scope.erl`, started at the node_type asked), so
 //! these run in CI too.
 
+use crate::support::cpg::count_ours;
 use crate::support::schedule::Backend;
 use crate::support::{down_of, eval, eventually, ping, unique, ErlNode, World};
 use cpg_node::cpg::{BeamNodeType, CpgScope, ScopeOptions, DEFAULT_SCOPE};
@@ -100,13 +101,6 @@ async fn beam_leave(ctl: &Node, erl: &str, group: &str, pid: &Term) {
     let pid = format!("list_to_pid({:?})", crate::support::cpg::erl_pid_text(pid));
     let leave = format!("ok = {}.", cpg_call("leave", &format!("{group:?}, {pid}")));
     eval(ctl, erl, &leave).await;
-}
-
-fn count_ours(scope: &CpgScope, group: &str, pid: &Term) -> usize {
-    crate::support::cpg::ours(scope, group)
-        .iter()
-        .filter(|p| *p == pid)
-        .count()
 }
 
 /// A Rust node whose scope runs in `mode` (BEAM scopes at visible polled

@@ -854,13 +854,7 @@ async fn another_cpg_node_cut_silently_is_redialled_once_healed() {
     opts.discover_interval = Duration::from_secs(3600);
     let keeper = Cluster::start(&rb, opts);
     let pid = Term::Pid(m.pid().clone());
-    let holds = || {
-        crate::support::cpg::ours(&reader, "g")
-            .iter()
-            .filter(|p| **p == pid)
-            .count()
-            == 1
-    };
+    let holds = || crate::support::cpg::count_ours(&reader, "g", &pid) == 1;
     assert!(
         eventually(10, || async { holds() }).await,
         "the provider's member never seen: peers {:?}",

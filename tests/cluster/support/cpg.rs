@@ -46,6 +46,11 @@ where
         .unwrap_or_default()
 }
 
+/// How many times the Rust scope holds `pid` in `group`.
+pub fn count_ours(scope: &CpgScope, group: &str, pid: &Term) -> usize {
+    ours(scope, group).iter().filter(|p| *p == pid).count()
+}
+
 /// A genuine cpg node (`node_type` and more `-cpg` settings) whose default
 /// scope is up, with a Rust `ctl` node to drive it. The tests that call it
 /// are `#[ignore]`d; run with `--include-ignored` only when CPG_EBIN is set.
