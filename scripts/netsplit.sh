@@ -161,19 +161,28 @@ startr() { # startr NAME HOST SEED JOINS...
     --cookie "$COOKIE" --net-ticktime "$TT" run --connect "$seed" "$@" >> "$LOGS/$name.log" 2>&1 &
   PID[$name]=$!
 }
+# starth H: the node of host H (b1, b2, r, r2), as at the start and at a
+# restart.
+starth() {
+  case $1 in
+    1 | 2) startb "$1" ;;
+    3) startr r 3 "$B1" --join svc --join svc ;;
+    4) startr r2 4 "$B2" --join svc ;;
+  esac
+}
 epmd -port "$ERL_EPMD_PORT" > /dev/null 2>&1 &
 EPMD_PID=$!
-startb 1
+starth 1
 sleep 2
-startb 2
+starth 2
 sleep 1
-startr r 3 "$B1" --join svc --join svc
+starth 3
 ALLR=$R
 # (the Rust nodes other than r: reachable from the viewers when r is cut)
 O=""
 ONONE=none
 if [ -n "$R2" ]; then
-  startr r2 4 "$B2" --join svc
+  starth 4
   ALLR="$R,$R2N"
   O=",$R2N"
   ONONE=$R2N
@@ -296,14 +305,10 @@ pair() { rnd "$HOSTS"; HA=$((RV + 1)); rnd $((HOSTS - 1)); HB=$((RV + 1)); [ "$H
 # restart H: the node of host H killed (SIGKILL: no goodbye) and started
 # again, as it was at the start (a new incarnation, new member pids).
 restart() {
-  local n
-  case $1 in 1) n=b1 ;; 2) n=b2 ;; 3) n=r ;; 4) n=r2 ;; esac
-  kill -9 "${PID[$n]}" 2>/dev/null; wait "${PID[$n]}" 2>/dev/null
-  case $1 in
-    1 | 2) startb "$1" ;;
-    3) startr r 3 "$B1" --join svc --join svc ;;
-    4) startr r2 4 "$B2" --join svc ;;
-  esac
+  local old
+  case $1 in 1) old=b1 ;; 2) old=b2 ;; 3) old=r ;; 4) old=r2 ;; esac
+  kill -9 "${PID[$old]}" 2>/dev/null; wait "${PID[$old]}" 2>/dev/null
+  starth "$1"
 }
 [ "$SOAK" -gt 0 ] && echo "soak of $SOAK random cuts, SEED=$SEED"
 for k in $(seq 1 "$SOAK"); do
