@@ -7,10 +7,13 @@
 //!
 //! Ticks follow OTP's `dist_util`: a tick (a zero length) goes out when
 //! nothing was sent for a quarter of `net_ticktime` (`net_tickintensity`
-//! 4), every tick received is answered (a primitive hidden node only
-//! ticks when it receives one, so a BEAM ticks a hidden peer it has not
-//! heard from); any bytes received count as the peer being alive, and a
-//! peer silent for `net_ticktime` is down. (OTP checks on its tick timer
+//! 4); a tick received is answered when nothing went out for an eighth of
+//! it (a BEAM ticks a hidden peer it has not heard from, as a primitive
+//! hidden node only ticks when it receives one; answering *every* tick
+//! had two cpg-nodes, or one and an `ei` node, which answers every tick,
+//! tick each other at wire speed for as long as they were connected, a
+//! fifth of a core each); any bytes received count as the peer being
+//! alive, and a peer silent for `net_ticktime` is down. (OTP checks on its tick timer
 //! and drops a peer after 4 silent intervals, so between 1 and 1.25
 //! `net_ticktime` after the last bytes; here it is `net_ticktime` exactly.)
 
@@ -239,7 +242,11 @@ impl Link {
 
     fn packet(&mut self, body: &[u8]) -> Result<(), LinkError> {
         if body.is_empty() {
-            self.tick_due = true; // answer every tick
+            // A tick: answered unless we spoke lately (see the module doc).
+            // (`last_in` is now: this input's time.)
+            if self.last_in.saturating_duration_since(self.last_out) >= self.cfg.ticktime / 8 {
+                self.tick_due = true;
+            }
             return Ok(());
         }
         let whole = match self.reasm.push(body) {
@@ -526,6 +533,59 @@ mod tests {
         assert!(l.wants_transmit());
         assert_eq!(l.next_timeout(), t1 + TICK, "a due tick waits for output");
         assert!(l.handle_timeout(t1 + TICK).is_err());
+    }
+
+    #[test]
+    fn a_tick_right_after_ours_is_not_answered() {
+        let t0 = Instant::now();
+        let mut l = Link::new(cfg(true), t0);
+        let mut buf = vec![];
+        // Our own tick, after a quarter of silence.
+        l.handle_timeout(t0 + TICK / 4).unwrap();
+        l.poll_transmit(t0 + TICK / 4, &mut buf);
+        assert_eq!(buf, [0, 0, 0, 0]);
+        // The peer's answer: we just spoke, so no answer to it.
+        l.handle_input(&[0, 0, 0, 0], t0 + TICK / 4 + Duration::from_millis(1))
+            .unwrap();
+        assert!(!l.wants_transmit(), "an answer to our tick is not answered");
+    }
+
+    /// Two links wired to each other, idle for ten tick times, as two
+    /// cpg-nodes are: they tick each other a few times per quarter of
+    /// `net_ticktime`, not at wire speed (each used to answer every tick
+    /// of the other), and neither times out.
+    #[test]
+    fn two_idle_links_tick_each_other_a_few_times_a_quarter() {
+        let t0 = Instant::now();
+        let mut l = [Link::new(cfg(true), t0), Link::new(cfg(true), t0)];
+        let lag = Duration::from_micros(50);
+        let mut now = t0;
+        let mut frames = 0u32;
+        let end = t0 + TICK * 10;
+        while now < end {
+            l[0].handle_timeout(now).unwrap();
+            l[1].handle_timeout(now).unwrap();
+            // Whatever one wrote reaches the other `lag` later.
+            let mut moved = true;
+            while moved {
+                moved = false;
+                for from in [0, 1] {
+                    let mut buf = vec![];
+                    l[from].poll_transmit(now, &mut buf);
+                    if !buf.is_empty() {
+                        frames += 1;
+                        assert!(frames < 1000, "ticking each other at wire speed");
+                        now += lag;
+                        l[1 - from].handle_input(&buf, now).unwrap();
+                        moved = true;
+                    }
+                }
+            }
+            now = l[0].next_timeout().min(l[1].next_timeout()).max(now + lag);
+        }
+        // 40 quarters: one tick each way per quarter at most.
+        assert!(frames <= 80, "{frames} ticks");
+        assert!(frames >= 40, "{frames} ticks");
     }
 
     #[test]
