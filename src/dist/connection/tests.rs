@@ -324,8 +324,8 @@ async fn a_stream_is_read_after_the_hold() {
 }
 
 /// Ticks on paused time: a quarter of `net_ticktime` of silence brings a
-/// tick, a tick received is answered, and a peer silent for
-/// `net_ticktime` is down.
+/// tick, a tick received an eighth or more after our last output is
+/// answered, and a peer silent for `net_ticktime` is down.
 #[tokio::test(start_paused = true)]
 async fn ticks_and_the_silent_peer_timeout() {
     let (ours, mut raw) = tokio::io::duplex(4096);
@@ -335,7 +335,7 @@ async fn ticks_and_the_silent_peer_timeout() {
     raw.read_exact(&mut four).await.unwrap();
     assert_eq!(four, [0, 0, 0, 0]);
     assert_eq!(t0.elapsed(), TICK / 4);
-    // The peer ticks: answered at once.
+    // The peer ticks, an eighth after ours: answered at once.
     tokio::time::sleep(TICK / 8).await;
     raw.write_all(&[0, 0, 0, 0]).await.unwrap();
     let heard = tokio::time::Instant::now();
