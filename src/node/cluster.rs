@@ -20,7 +20,7 @@
 //! ([`Cluster::start`]) drives it.
 
 use crate::config::{Backoff, NodeName};
-use crate::node::{Node, NodeEvent};
+use crate::node::{DownReason, Node, NodeEvent};
 use crate::term::{self, Term};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,8 +109,19 @@ pub struct ClusterOptions {
     /// How often to ask the seeds again: nodes that join the cluster later
     /// are found within this time.
     pub discover_interval: Duration,
-    /// Waits between attempts to reach a lost peer.
+    /// Waits between attempts to reach a lost peer that the network keeps
+    /// from us (unreachable, reset, silent, timed out): [`NETWORK_BACKOFF`]
+    /// by default, 100–200 ms first, doubling up to 2 s. A dial that fails
+    /// at once (a reset, ICMP unreachable, a node not yet registered) is
+    /// cheap, and a short cap has the node back soon after the fault
+    /// ends: with 10 s, a host refused for 12 s was back 6 s after it
+    /// healed.
     pub backoff: Backoff,
+    /// Waits between attempts after the peer refused us
+    /// ([`DownReason::is_refusal`]: a wrong cookie, `not_allowed`, names
+    /// that cannot mix): [`Backoff::default`], up to 10 s. Only an operator
+    /// mends that, and a BEAM peer logs an error at each attempt.
+    pub refused_backoff: Backoff,
     /// A peer that is not a seed and has not been reached for this long is
     /// no longer dialled (it stopped for good, or was a short-lived client
     /// such as `cpg-node members`). Discovery finds it again if it returns,
@@ -119,8 +130,9 @@ pub struct ClusterOptions {
 }
 
 impl ClusterOptions {
-    /// Seeds `seeds`, discovery every 10 s, the default backoff, peers that
-    /// are not seeds forgotten after a minute away.
+    /// Seeds `seeds`, discovery every 10 s, [`NETWORK_BACKOFF`] (and the
+    /// default backoff after a refusal), peers that are not seeds forgotten
+    /// after a minute away.
     pub fn new(seeds: Vec<String>) -> Self {
         ClusterOptions {
             seeds,
@@ -128,7 +140,8 @@ impl ClusterOptions {
             discover_hidden: false,
             only: Vec::new(),
             discover_interval: Duration::from_secs(10),
-            backoff: Backoff::default(),
+            backoff: NETWORK_BACKOFF,
+            refused_backoff: Backoff::default(),
             forget_after: Duration::from_secs(60),
         }
     }
@@ -137,6 +150,17 @@ impl ClusterOptions {
         self.only.is_empty() || self.only.iter().any(|p| p.matches(discovered))
     }
 }
+
+/// The default [`ClusterOptions::backoff`]: 100–200 ms for the first
+/// retry, doubling up to 2 s.
+pub const NETWORK_BACKOFF: Backoff = Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(2),
+};
+
+/// A seed that cannot be reached is warned of at its first failure in a
+/// row, then at most this often (it is dialled every 1–2 s).
+pub const SEED_WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Dials of hidden nodes heard of ([`Keeper::heard_of`]) that may start a
 /// second, after a burst of [`HEARD_BURST`].
@@ -196,6 +220,9 @@ struct Target {
     attempt: u32,
     next_at: Option<Instant>,
     failing_since: Option<Instant>,
+    /// When a failure to reach this seed was last warned of, while it
+    /// keeps failing.
+    warned_at: Option<Instant>,
     last_error: Option<String>,
 }
 
@@ -210,6 +237,7 @@ impl Target {
             attempt: 0,
             next_at: None,
             failing_since: None,
+            warned_at: None,
             last_error: None,
         }
     }
@@ -326,7 +354,7 @@ impl Keeper {
 
     /// The network lost the connection to `node` (it went silent, or the
     /// socket failed:
-    /// [`DownReason::is_network_loss`](crate::node::DownReason::is_network_loss)):
+    /// [`DownReason::is_network_loss`]):
     /// as [`Keeper::down`], but a hidden node heard of is redialled too, as a
     /// discovered node is (forgotten after `forget_after` away). A peer
     /// that leaves closes its connection; one lost this way is behind a
@@ -378,24 +406,31 @@ impl Keeper {
     pub fn dialled(
         &mut self,
         node: &str,
-        result: Result<(), String>,
+        result: Result<(), DownReason>,
         now: Instant,
         jitter: f64,
     ) -> bool {
-        if let (Err(e), Some(t)) = (&result, self.targets.get(node)) {
-            // A seed's first failure in a row, then every tenth, is worth a
-            // warning; other peers come and go.
-            if t.origin == Origin::Seed && t.attempt % 10 == 0 {
+        let backoff = match &result {
+            Err(e) if e.is_refusal() => self.opts.refused_backoff,
+            _ => self.opts.backoff,
+        };
+        let forget_after = self.opts.forget_after;
+        let Some(t) = self.targets.get_mut(node) else {
+            return false;
+        };
+        if let Err(e) = &result {
+            // A seed's first failure in a row, then one a minute, is worth
+            // a warning; other peers come and go.
+            let due = t
+                .warned_at
+                .is_none_or(|w| now.duration_since(w) >= SEED_WARN_EVERY);
+            if t.origin == Origin::Seed && due {
+                t.warned_at = Some(now);
                 tracing::warn!(peer = %node, "cannot reach seed {node}: {e}; retrying");
             } else {
                 tracing::debug!(peer = %node, "cannot reach it yet: {e}");
             }
         }
-        let backoff = self.opts.backoff;
-        let forget_after = self.opts.forget_after;
-        let Some(t) = self.targets.get_mut(node) else {
-            return false;
-        };
         t.dialling = false;
         if t.once && result.is_err() {
             self.targets.remove(node);
@@ -413,10 +448,11 @@ impl Keeper {
                 t.connected = true;
                 t.attempt = 0;
                 t.failing_since = None;
+                t.warned_at = None;
                 false
             }
             Err(e) => {
-                t.last_error = Some(e);
+                t.last_error = Some(e.to_string());
                 let since = *t.failing_since.get_or_insert(now);
                 if t.origin != Origin::Seed && now.duration_since(since) >= forget_after {
                     self.targets.remove(node);
@@ -573,7 +609,7 @@ impl Drop for Cluster {
 }
 
 enum Report {
-    Dialled(String, Result<(), String>),
+    Dialled(String, Result<(), DownReason>),
     Nodes(Vec<String>),
     /// Hidden nodes that are no `erl` ([`foreign_nodes_of`]).
     Hidden(Vec<String>),
@@ -654,7 +690,7 @@ async fn drive(
             tracing::debug!(peer = %n, "dialling");
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
-                let r = node.connect(&n).await.map_err(|e| e.to_string());
+                let r = node.connect(&n).await;
                 let _ = tx.send(Report::Dialled(n, r));
             });
         }
@@ -885,6 +921,11 @@ async fn listed_nodes(node: &Node, peer: &str, which: Listed) -> Option<Vec<Stri
 mod tests {
     use super::*;
 
+    /// A dial that failed for `why`, as a network failure.
+    fn unreachable(why: &str) -> DownReason {
+        DownReason::Unreachable(why.to_string())
+    }
+
     fn opts(seeds: &[&str]) -> ClusterOptions {
         ClusterOptions::new(seeds.iter().map(|s| s.to_string()).collect())
     }
@@ -903,8 +944,9 @@ mod tests {
         assert!(!NodePattern::new("").matches("a"));
     }
 
-    #[test]
-    fn seeds_are_due_at_once_and_retried_with_growing_waits_forever() {
+    /// The waits of a seed that fails `why` at each of 12 dials, each
+    /// dialled as soon as due.
+    fn waits_of_a_seed_failing(why: DownReason) -> Vec<Duration> {
         let t0 = Instant::now();
         let mut k = Keeper::new("me@h", opts(&["s@h", "me@h"]), t0);
         assert_eq!(k.due(t0), vec!["s@h"]);
@@ -912,20 +954,45 @@ mod tests {
         let mut now = t0;
         let mut waits = Vec::new();
         for _ in 0..12 {
-            assert!(!k.dialled("s@h", Err("refused".into()), now, 1.0));
+            assert!(!k.dialled("s@h", Err(why.clone()), now, 1.0));
             let at = k.next_wake().unwrap();
             waits.push(at - now);
             now = at;
             assert_eq!(k.due(now), vec!["s@h"]);
         }
-        assert_eq!(waits[0], Duration::from_millis(200));
-        assert_eq!(waits[1], Duration::from_millis(400));
-        assert_eq!(*waits.last().unwrap(), Duration::from_secs(10));
         now += Duration::from_secs(3600);
         assert!(
-            !k.dialled("s@h", Err("refused".into()), now, 0.0),
+            !k.dialled("s@h", Err(why), now, 0.0),
             "a seed is never forgotten"
         );
+        waits
+    }
+
+    #[test]
+    fn seeds_are_due_at_once_and_retried_with_growing_waits_forever() {
+        // The network keeps it from us: soon back once the fault ends.
+        let waits = waits_of_a_seed_failing(unreachable("refused"));
+        assert_eq!(waits[0], Duration::from_millis(200));
+        assert_eq!(waits[1], Duration::from_millis(400));
+        assert_eq!(waits[4], Duration::from_secs(2));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(2));
+        // It refuses us (a wrong cookie): only an operator mends that.
+        let refused =
+            DownReason::WrongCookie(crate::dist::handshake::HandshakeError::CookieMismatch);
+        let waits = waits_of_a_seed_failing(refused);
+        assert_eq!(waits[0], Duration::from_millis(200));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn refusals_are_told_apart_from_network_faults() {
+        use crate::dist::handshake::{HandshakeError, Status};
+        assert!(DownReason::WrongCookie(HandshakeError::CookieMismatch).is_refusal());
+        assert!(DownReason::Refused(Status::NotAllowed).is_refusal());
+        assert!(DownReason::MixedNames("short and long".into()).is_refusal());
+        assert!(!DownReason::Refused(Status::Nok).is_refusal());
+        assert!(!unreachable("econnrefused").is_refusal());
+        assert!(!DownReason::HandshakeTimeout.is_refusal());
     }
 
     #[test]
@@ -964,13 +1031,13 @@ mod tests {
         k.down("s@h", "closed", t0, 0.0);
         let later = k.next_wake().unwrap();
         assert_eq!(k.due(later), vec!["s@h"]);
-        k.dialled(&first[0], Err("unreachable".into()), t0, 0.0);
+        k.dialled(&first[0], Err(unreachable("unreachable")), t0, 0.0);
         assert_eq!(k.due(later).len(), 1);
         // A node that was up goes before every listed name that never
         // answered, whatever its name.
         k.up("zz@h", false);
         k.down("zz@h", "closed", later, 0.0);
-        k.dialled(&first[1], Err("unreachable".into()), later, 0.0);
+        k.dialled(&first[1], Err(unreachable("unreachable")), later, 0.0);
         assert_eq!(k.due(later + Duration::from_secs(5)), vec!["zz@h"]);
     }
 
@@ -1013,7 +1080,7 @@ mod tests {
         assert_eq!(k.due(t0), vec!["s@h"]);
         k.down("s@h", "not registered", t0, 0.0);
         assert_eq!(k.next_wake(), None);
-        k.dialled("s@h", Err("not registered".into()), t0, 0.0);
+        k.dialled("s@h", Err(unreachable("not registered")), t0, 0.0);
         assert_eq!(k.next_wake(), Some(t0 + Duration::from_millis(100)));
     }
 
@@ -1026,7 +1093,7 @@ mod tests {
         let now = loop {
             let now = k.next_wake().unwrap();
             assert_eq!(k.due(now), vec!["client@h"]);
-            if k.dialled("client@h", Err("not registered".into()), now, 0.0) {
+            if k.dialled("client@h", Err(unreachable("not registered")), now, 0.0) {
                 break now;
             }
         };
@@ -1051,7 +1118,7 @@ mod tests {
         // Listed again: dialled again; a failed dial forgets it too.
         k.heard_of(&["app_a@h".into()], t0);
         assert_eq!(k.due(t0), vec!["app_a@h"]);
-        k.dialled("app_a@h", Err("no such node".into()), t0, 0.0);
+        k.dialled("app_a@h", Err(unreachable("no such node")), t0, 0.0);
         assert!(!k.knows("app_a@h"));
         // The seed heard of stays a seed: redialled once lost.
         k.dialled("s@h", Ok(()), t0, 0.0);
@@ -1105,18 +1172,18 @@ mod tests {
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(k.due(t1), vec!["r2@h"]);
         // Still cut: dialled again after each failure, then forgotten.
-        assert!(!k.dialled("r2@h", Err("timeout".into()), t1, 0.0));
+        assert!(!k.dialled("r2@h", Err(unreachable("timeout")), t1, 0.0));
         assert!(k.knows("r2@h"));
         let late = t1 + Duration::from_secs(61);
         assert_eq!(k.due(late), vec!["r2@h"]);
-        assert!(k.dialled("r2@h", Err("timeout".into()), late, 0.0));
+        assert!(k.dialled("r2@h", Err(unreachable("timeout")), late, 0.0));
         assert!(!k.knows("r2@h"));
         // A node heard of whose dial never got through is not taken by a
         // tick timeout reported for it (nothing was up to go silent).
         k.heard_of(&["r4@h".into()], late);
         assert_eq!(k.due(late), vec!["r4@h"]);
         k.lost("r4@h", "net_tick_timeout", late, 0.0);
-        assert!(!k.dialled("r4@h", Err("refused".into()), late, 0.0));
+        assert!(!k.dialled("r4@h", Err(unreachable("refused")), late, 0.0));
         assert!(!k.knows("r4@h"));
     }
 
@@ -1129,7 +1196,7 @@ mod tests {
         let first = k.due(t0);
         assert_eq!(first.len(), HEARD_BURST as usize);
         for n in &first {
-            k.dialled(n, Err("no such node".into()), t0, 0.0);
+            k.dialled(n, Err(unreachable("no such node")), t0, 0.0);
         }
         // A second later, 8 more; those that failed are not taken again.
         let t1 = t0 + Duration::from_secs(1);

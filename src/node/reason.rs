@@ -93,6 +93,19 @@ impl DownReason {
     pub fn is_network_loss(&self) -> bool {
         matches!(self, DownReason::TickTimeout(_) | DownReason::Io { .. })
     }
+
+    /// Whether the peer refused us for good, until an operator mends it: a
+    /// wrong cookie ([`DownReason::WrongCookie`]), names that cannot mix
+    /// ([`DownReason::MixedNames`]) or `not_allowed`. A `nok` (a
+    /// simultaneous connect the peer wins) is no refusal.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            DownReason::WrongCookie(_)
+                | DownReason::MixedNames(_)
+                | DownReason::Refused(Status::NotAllowed)
+        )
+    }
 }
 
 impl From<HandshakeError> for DownReason {
