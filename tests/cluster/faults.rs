@@ -8,7 +8,8 @@
 //! BEAM peer and the Rust node (the binary) frozen with SIGSTOP longer than
 //! net_ticktime; EPMD killed and restarted; the BEAM scope restarted; a
 //! silent partition (a proxy that drops every byte) healed, between us and
-//! a BEAM node or another cpg-node.
+//! a BEAM node or another cpg-node, and a middlebox that resets the flows
+//! to another cpg-node for a while.
 
 use crate::support::schedule::Backend;
 use crate::support::{
@@ -666,12 +667,16 @@ async fn beam_scope_restarted_in_visible_mode() {
         .is_some());
 }
 
-/// A TCP proxy that can go silent: while `blackhole` is set it swallows
-/// every byte both ways and holds new connections without forwarding, as
-/// a network that drops packets does (no FIN, no RST).
+/// A TCP proxy that can go silent or reset. While `blackhole` is set it
+/// swallows every byte both ways and holds new connections without
+/// forwarding, as a network that drops packets does (no FIN, no RST).
+/// While `reset` is set it is a middlebox that refuses the flows: every
+/// connection it carries is reset on both sides (RST, no FIN) and each new
+/// one is reset as it comes.
 struct Proxy {
     port: u16,
     blackhole: Arc<AtomicBool>,
+    reset: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -681,16 +686,27 @@ impl Drop for Proxy {
     }
 }
 
+/// Closes `s` with a reset (SO_LINGER 0) once its last half is dropped.
+fn reset_on_close(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
 impl Proxy {
     async fn start(to: u16) -> Proxy {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         let blackhole = Arc::new(AtomicBool::new(false));
+        let (reset, resetting) = tokio::sync::watch::channel(false);
         let bh = blackhole.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((a, _)) = l.accept().await else { return };
+                if *resetting.borrow() {
+                    reset_on_close(&a);
+                    continue;
+                }
                 let bh = bh.clone();
+                let resetting = resetting.clone();
                 tokio::spawn(async move {
                     while bh.load(Ordering::SeqCst) {
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -700,8 +716,8 @@ impl Proxy {
                     };
                     let (ar, aw) = a.into_split();
                     let (br, bw) = b.into_split();
-                    let one = tokio::spawn(pump(ar, bw, bh.clone()));
-                    let two = tokio::spawn(pump(br, aw, bh));
+                    let one = tokio::spawn(pump(ar, bw, bh.clone(), resetting.clone()));
+                    let two = tokio::spawn(pump(br, aw, bh, resetting));
                     let _ = tokio::join!(one, two);
                 });
             }
@@ -709,6 +725,7 @@ impl Proxy {
         Proxy {
             port,
             blackhole,
+            reset,
             task,
         }
     }
@@ -718,12 +735,31 @@ async fn pump(
     mut r: tokio::net::tcp::OwnedReadHalf,
     mut w: tokio::net::tcp::OwnedWriteHalf,
     blackhole: Arc<AtomicBool>,
+    mut resetting: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = r.read(&mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    // A silent network passes no FIN either: the other
+                    // side is left to find the silence by its ticks.
+                    if blackhole.load(Ordering::SeqCst) {
+                        w.forget();
+                    }
+                    return;
+                }
+                Ok(n) => n,
+            },
+            _ = resetting.wait_for(|on| *on) => {
+                // Both sockets reset as this pump and the other one (which
+                // holds their other halves) drop them; `forget`, as a
+                // write half dropped would first send a FIN.
+                reset_on_close(r.as_ref());
+                reset_on_close(w.as_ref());
+                w.forget();
+                return;
+            }
         };
         if blackhole.load(Ordering::SeqCst) {
             continue; // dropped on the floor
@@ -809,6 +845,20 @@ async fn silent_partition_detected_by_ticks_and_healed() {
 /// BEAM view held them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_cpg_node_cut_silently_is_redialled_once_healed() {
+    another_cpg_node_cut_then_healed(false).await;
+}
+
+/// The same, cut by a middlebox that resets the flow and refuses new ones
+/// for a while (a socket error on both sides, then dials reset during the
+/// handshake): the node is redialled until the middlebox lets it through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_cpg_node_reset_by_a_middlebox_is_redialled_once_healed() {
+    another_cpg_node_cut_then_healed(true).await;
+}
+
+/// The provider on one Rust node, read by another through the proxy, which
+/// goes silent (or resets, with `reset`) and heals.
+async fn another_cpg_node_cut_then_healed(reset: bool) {
     crate::require_erl!();
     let w = World::new().await;
     let alive = unique("far");
@@ -861,15 +911,25 @@ async fn another_cpg_node_cut_silently_is_redialled_once_healed() {
         rb.peers()
     );
     let mut ev = rb.subscribe();
-    proxy.blackhole.store(true, Ordering::SeqCst);
-    let down = down_of(&mut ev, ra.name(), Duration::from_secs(4 * TICK)).await;
-    assert!(
-        matches!(down, Some(cpg_node::node::DownReason::TickTimeout(_))),
-        "{down:?}"
-    );
+    use cpg_node::node::DownReason;
+    if reset {
+        proxy.reset.send_replace(true);
+        let down = down_of(&mut ev, ra.name(), Duration::from_secs(4 * TICK)).await;
+        assert!(matches!(down, Some(DownReason::Io { .. })), "{down:?}");
+    } else {
+        proxy.blackhole.store(true, Ordering::SeqCst);
+        let down = down_of(&mut ev, ra.name(), Duration::from_secs(4 * TICK)).await;
+        assert!(matches!(down, Some(DownReason::TickTimeout(_))), "{down:?}");
+    }
     assert!(eventually(5, || async { !holds() }).await);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    proxy.blackhole.store(false, Ordering::SeqCst);
+    // (Long enough for a reset cut to refuse a redial or two.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if reset {
+        assert!(!holds(), "a dial got through the resetting middlebox");
+        proxy.reset.send_replace(false);
+    } else {
+        proxy.blackhole.store(false, Ordering::SeqCst);
+    }
     let t = Instant::now();
     assert!(
         eventually(20, || async { holds() }).await,
@@ -877,8 +937,9 @@ async fn another_cpg_node_cut_silently_is_redialled_once_healed() {
         rb.peers(),
         keeper.targets()
     );
+    let how = if reset { "reset" } else { "cut silently" };
     println!(
-        "another cpg-node cut silently: back {:?} after the heal",
+        "another cpg-node {how}: back {:?} after the heal",
         t.elapsed()
     );
     rb.shutdown().await;
