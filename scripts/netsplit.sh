@@ -3,12 +3,14 @@
 # each in its own network namespace on one bridge, and cuts that drop
 # packets without a word (no RST, no FIN: the peer's neighbour entry is
 # pointed at a MAC no host has), as a switch that fails or a firewall that
-# drops. After each cut heals, every node's view of one group must equal
+# drops; the soak can also cut by resets, ICMP unreachable or heavy loss
+# (CUTS). After each cut heals, every node's view of one group must equal
 # the union of every node's own members.
 #
 #   sudo bash scripts/netsplit.sh            # root: ip netns, veth, bridge
 #
-# Hosts (10.213.77.0/24; the root namespace, where the checks run, is .254):
+# Hosts (10.213.77.0/24, or NETSPLIT_NET.0/24 for two runs at once; the
+# root namespace, where the checks run, is .254):
 #   h1 b1  BEAM node, cpg at NODE_TYPE, two members of "svc"
 #   h2 b2  BEAM node likewise, connected to b1
 #   h3 r   cpg-node run --connect b1 --join svc --join svc (finds b2 itself)
@@ -24,11 +26,14 @@
 #   S8  r cut for 75 s (past forget_after)
 #   S9  r-r2 cut (R2=1)                            S10 r2 cut (R2=1)
 #   S11 r cut for 12 s while b1 and b2 each join a member and lose one
+#   S12 b2 killed and restarted at once while its host is cut for 1 s
 # SOAK=N then runs N random cuts (ONLY=none: those alone), from SEED
 # (printed; the same SEED replays the same cuts): a host isolated, a pair
 # cut both ways or one way, a pair flapping, two pairs cut at once, or a
 # host isolated whose node is killed and started again halfway, for 1-15
 # s, with b1 and b2 joining and losing members during half of them.
+# CUTS (default "drop"): the ways of cutting each soak cut draws from,
+# e.g. CUTS="drop reset unreach lossy" (see HOW below; the scenarios drop).
 # After each heal the Rust nodes' views are checked (timed from the heal
 # for a cut longer than 1.5 tick times) and again before the BEAM nodes
 # meet again, then every view. WRITES (default 1): how many members b1 and
@@ -53,6 +58,7 @@ ONLY="${ONLY:-}"
 SOAK="${SOAK:-0}"
 WRITES="${WRITES:-1}"
 SEED="${SEED:-$((RANDOM * 32768 + RANDOM))}"
+read -r -a CUTS <<< "${CUTS:-drop}"
 R2="${R2:-}"
 if [ "$(id -u)" != 0 ]; then
   echo "netsplit.sh: needs root (network namespaces)" >&2
@@ -63,6 +69,18 @@ if ! ip netns add "cpgprobe$ID" 2>/dev/null; then
   echo "netsplit.sh: network namespaces are not available here" >&2
   exit 2
 fi
+for how in "${CUTS[@]}"; do
+  case $how in
+    drop) ;;
+    reset | unreach | lossy)
+      if ! ip netns exec "cpgprobe$ID" iptables -A OUTPUT -d 10.0.0.1 -j DROP 2>/dev/null; then
+        ip netns del "cpgprobe$ID"
+        echo "netsplit.sh: CUTS=$how needs iptables in a network namespace" >&2
+        exit 2
+      fi ;;
+    *) ip netns del "cpgprobe$ID"; echo "netsplit.sh: no such way to cut: $how" >&2; exit 2 ;;
+  esac
+done
 ip netns del "cpgprobe$ID"
 if [ -z "${BIN:-}" ]; then
   BIN=$(cargo build --release --bin cpg-node --message-format=json-render-diagnostics \
@@ -78,7 +96,7 @@ echo "logs in $LOGS; binary $BIN; node_type $NT; net_ticktime $TT"
 export ERL_EPMD_PORT=$((20000 + RANDOM % 10000))
 # (A helper node that fails writes no erl_crash.dump into the repository.)
 export ERL_CRASH_DUMP_SECONDS=0
-NET=10.213.77
+NET="${NETSPLIT_NET:-10.213.77}"
 BR="cpgbr$ID"
 HOSTS=3
 [ -n "$R2" ] && HOSTS=4
@@ -114,16 +132,54 @@ cleanup() {
 }
 trap cleanup EXIT
 net_up || { echo "netsplit.sh: could not set up the hosts" >&2; exit 2; }
+# How a cut is made (HOW; the soak draws it from CUTS for each cut):
+#   drop     the sender's neighbour entry for the peer points at a MAC no
+#            host has: every frame is lost, without a word;
+#   reset    a firewall on the sender refuses TCP to the peer with a reset:
+#            the sender's own connection ends at its next send, and a dial
+#            is refused at once;
+#   unreach  it refuses every packet with ICMP host unreachable: a dial
+#            fails at once, an open connection retransmits in silence (TCP
+#            takes it as a soft error);
+#   lossy    it drops LOSS (default 0.3) of the packets at random: the link
+#            is slow and lossy rather than cut.
+# The last three need iptables in the hosts' namespaces.
+HOW=drop
+LOSS="${LOSS:-0.3}"
+# cutter A B add|del: HOW's rule on host A for packets to host B.
+cutter() {
+  local -a rule
+  case $HOW in
+    drop)
+      if [ "$3" = add ]; then
+        ip -n "$(ns "$1")" neigh replace "$NET.$2" lladdr "02:de:ad:00:00:0$2" dev eth0 nud permanent
+      else
+        ip -n "$(ns "$1")" neigh del "$NET.$2" dev eth0 2>/dev/null
+      fi ;;
+    reset) rule=(-d "$NET.$2" -p tcp -j REJECT --reject-with tcp-reset) ;;
+    unreach) rule=(-d "$NET.$2" -j REJECT --reject-with icmp-host-unreachable) ;;
+    lossy) rule=(-d "$NET.$2" -m statistic --mode random --probability "$LOSS" -j DROP) ;;
+  esac
+  [ "$HOW" = drop ] && return 0
+  # (One rule per pair: a cut made twice, as two pairs drawn alike, is
+  # healed by one delete.)
+  if [ "$3" = add ]; then
+    ip netns exec "$(ns "$1")" iptables -C OUTPUT "${rule[@]}" 2>/dev/null \
+      || ip netns exec "$(ns "$1")" iptables -A OUTPUT "${rule[@]}"
+  else
+    ip netns exec "$(ns "$1")" iptables -D OUTPUT "${rule[@]}" 2>/dev/null
+  fi
+  true
+}
 # split A B [oneway]: packets from host A to host B (and back, unless
-# oneway) are dropped; heal A B ends it both ways.
+# oneway) are cut, the HOW way; heal A B ends it both ways (the same HOW).
 split() {
-  ip -n "$(ns "$1")" neigh replace "$NET.$2" lladdr "02:de:ad:00:00:0$2" dev eth0 nud permanent
-  [ "${3:-}" = oneway ] || ip -n "$(ns "$2")" neigh replace "$NET.$1" lladdr "02:de:ad:00:00:0$1" dev eth0 nud permanent
+  cutter "$1" "$2" add
+  [ "${3:-}" = oneway ] || cutter "$2" "$1" add
 }
 heal() {
-  ip -n "$(ns "$1")" neigh del "$NET.$2" dev eth0 2>/dev/null
-  ip -n "$(ns "$2")" neigh del "$NET.$1" dev eth0 2>/dev/null
-  true
+  cutter "$1" "$2" del
+  cutter "$2" "$1" del
 }
 isolate() { for j in $(seq 1 $HOSTS); do [ "$j" = "$1" ] || split "$1" "$j"; done; }
 rejoin() { for j in $(seq 1 $HOSTS); do [ "$j" = "$1" ] || heal "$1" "$j"; done; }
@@ -216,6 +272,14 @@ writes() { # on b1 and b2: WRITES members more, as many older ones gone (killed)
     io:format(\"  wrote on ~0p~n\", [W('$B1') ++ W('$B2')]), halt()."
 }
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+# restart H: the node of host H killed (SIGKILL: no goodbye) and started
+# again, as it was at the start (a new incarnation, new member pids).
+restart() {
+  local old
+  case $1 in 1) old=b1 ;; 2) old=b2 ;; 3) old=r ;; 4) old=r2 ;; esac
+  kill -9 "${PID[$old]}" 2>/dev/null; wait "${PID[$old]}" 2>/dev/null
+  starth "$1"
+}
 check start "$ALLR" "$ALLB"
 for _ in $(seq 1 "$ROUNDS"); do
   if want S1; then
@@ -285,6 +349,12 @@ for _ in $(seq 1 "$ROUNDS"); do
     check "during, BEAM side" "$ONONE" "$ALLB" 10
     rejoin 3; settle
   fi
+  if want S12; then
+    echo "S12 b2 killed and restarted at once while its host is cut for 1 s"
+    isolate 2; restart 2; sleep 1; rejoin 2; sleep $((2 * TT))
+    check "r, before b1 and b2 meet again" "$ALLR" "$ALLB" 30 "$R"
+    remesh; settle
+  fi
   if [ -n "$R2" ] && want S9; then
     echo "S9 r-r2 cut for 12 s"
     split 3 4; sleep 12
@@ -302,14 +372,6 @@ RS=$SEED
 rnd() { RS=$(((RS * 1103515245 + 12345) % 2147483648)); RV=$(((RS / 65536) % $1)); }
 # pair: two distinct hosts, in HA and HB.
 pair() { rnd "$HOSTS"; HA=$((RV + 1)); rnd $((HOSTS - 1)); HB=$((RV + 1)); [ "$HB" -ge "$HA" ] && HB=$((HB + 1)); true; }
-# restart H: the node of host H killed (SIGKILL: no goodbye) and started
-# again, as it was at the start (a new incarnation, new member pids).
-restart() {
-  local old
-  case $1 in 1) old=b1 ;; 2) old=b2 ;; 3) old=r ;; 4) old=r2 ;; esac
-  kill -9 "${PID[$old]}" 2>/dev/null; wait "${PID[$old]}" 2>/dev/null
-  starth "$1"
-}
 [ "$SOAK" -gt 0 ] && echo "soak of $SOAK random cuts, SEED=$SEED"
 for k in $(seq 1 "$SOAK"); do
   rnd 15; d=$((RV + 1))
@@ -337,6 +399,10 @@ for k in $(seq 1 "$SOAK"); do
     5) rnd "$HOSTS"; h=$((RV + 1)); what="host $h isolated, its node killed and restarted halfway"
        cut() { isolate "$h"; sleep $((d / 2)); restart "$h"; sleep $((d - d / 2)); }; mend() { rejoin "$h"; } ;;
   esac
+  # (One way of cutting draws nothing: a SEED from before CUTS replays.)
+  HOW=${CUTS[0]}
+  if [ "${#CUTS[@]}" -gt 1 ]; then rnd "${#CUTS[@]}"; HOW=${CUTS[$RV]}; fi
+  [ "$HOW" = drop ] || what="$what ($HOW)"
   [ "$w" = 1 ] && what="$what, with writes"
   echo "K$k: $what, $d s"
   # (The writes come from the checks' host, never cut, halfway through.)

@@ -36,8 +36,17 @@ loop(Mod, G, R, B, V, T0, Deadline) ->
     Now = erlang:monotonic_time(millisecond),
     if Ok -> io:format("converged ~p (~p members)~n", [Now - T0, length(Expected)]);
        Now > Deadline ->
-            io:format("diverged: own members ~p~n", [Owns]),
-            [io:format("  ~p: ~p~n", [N, X]) || {N, X} <- Views],
+            io:format("diverged: own members ~p~n", [shown(Owns)]),
+            [io:format("  ~p: ~p~n", [N, shown(X)]) || {N, X} <- Views],
             halt(1);
        true -> timer:sleep(100), loop(Mod, G, R, B, V, T0, Deadline)
     end.
+
+%% Pids with their node's creation (`<0.104.0>/1796690275`): a restarted
+%% node's pids print as its last incarnation's did.
+shown(L) when is_list(L) -> [shown(X) || X <- L];
+shown(P) when is_pid(P) ->
+    B = term_to_binary(P),
+    <<Creation:32>> = binary:part(B, byte_size(B) - 4, 4),
+    lists:flatten(io_lib:format("~p/~p", [P, Creation]));
+shown(X) -> X.
