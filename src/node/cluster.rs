@@ -242,6 +242,20 @@ impl Target {
         }
     }
 
+    /// Whether a failure to reach it is worth a warning at `now`: the first
+    /// in a row, then one a [`SEED_WARN_EVERY`]. If so, it counts as
+    /// warned of.
+    fn warn_due(&mut self, now: Instant) -> bool {
+        if self
+            .warned_at
+            .is_some_and(|w| now.duration_since(w) < SEED_WARN_EVERY)
+        {
+            return false;
+        }
+        self.warned_at = Some(now);
+        true
+    }
+
     /// When its next dial is due: a time when it is neither connected nor
     /// being dialled and a dial is scheduled.
     fn waiting(&self) -> Option<Instant> {
@@ -321,6 +335,7 @@ impl Keeper {
         t.attempt = 0;
         t.next_at = None;
         t.failing_since = None;
+        t.warned_at = None;
     }
 
     /// The connection to `node` went down (or a dial we did not start
@@ -421,11 +436,7 @@ impl Keeper {
         if let Err(e) = &result {
             // A seed's first failure in a row, then one a minute, is worth
             // a warning; other peers come and go.
-            let due = t
-                .warned_at
-                .is_none_or(|w| now.duration_since(w) >= SEED_WARN_EVERY);
-            if t.origin == Origin::Seed && due {
-                t.warned_at = Some(now);
+            if t.origin == Origin::Seed && t.warn_due(now) {
                 tracing::warn!(peer = %node, "cannot reach seed {node}: {e}; retrying");
             } else {
                 tracing::debug!(peer = %node, "cannot reach it yet: {e}");
@@ -982,6 +993,25 @@ mod tests {
         let waits = waits_of_a_seed_failing(refused);
         assert_eq!(waits[0], Duration::from_millis(200));
         assert_eq!(*waits.last().unwrap(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn an_unreachable_seed_is_warned_of_at_once_then_once_a_minute() {
+        let t0 = Instant::now();
+        let mut k = Keeper::new("me@h", opts(&["s@h"]), t0);
+        assert_eq!(k.due(t0), vec!["s@h"]);
+        k.dialled("s@h", Err(unreachable("econnrefused")), t0, 0.0);
+        let due_at = |k: &mut Keeper, secs| {
+            let t = k.targets.get_mut("s@h").unwrap();
+            t.warn_due(t0 + Duration::from_secs(secs))
+        };
+        // The dial's failure was warned of: not again within the minute.
+        assert!(!due_at(&mut k, 30));
+        assert!(due_at(&mut k, 61));
+        assert!(!due_at(&mut k, 62));
+        // Up again (it dialled us): its next failure starts a new run.
+        k.up("s@h", false);
+        assert!(due_at(&mut k, 63));
     }
 
     #[test]
