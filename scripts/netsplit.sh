@@ -28,7 +28,9 @@
 #   S11 r cut for 12 s while b1 and b2 each join a member and lose one
 #   S12 b2 killed and restarted at once while its host is cut for 1 s
 # SOAK=N then runs N random cuts (ONLY=none: those alone), from SEED
-# (printed; the same SEED replays the same cuts): a host isolated, a pair
+# (printed; the same SEED replays the same cuts: a script from before
+# flapping cuts had a generator of their own replays a SEED only up to its
+# first flapping cut): a host isolated, a pair
 # cut both ways or one way, a pair flapping, two pairs cut at once, or a
 # host isolated whose node is killed and started again halfway, for 1-15
 # s, with b1 and b2 joining and losing members during half of them.
@@ -384,10 +386,16 @@ for k in $(seq 1 "$SOAK"); do
     2) pair; what="$HA -> $HB dropped (one way)"
        cut() { split "$HA" "$HB" oneway; sleep "$d"; }; mend() { heal "$HA" "$HB"; } ;;
     3) pair; what="$HA-$HB flapping (1-4 s cut, up to 1 s up)"
+       # (How many flaps fit in d depends on timing: they draw from a
+       # generator of their own, so the cuts after them replay alike.)
+       rnd 32768; FS=$RV
        cut() {
          local end=$((SECONDS + d))
          while [ "$SECONDS" -lt "$end" ]; do
-           split "$HA" "$HB"; rnd 4; sleep $((RV + 1)); heal "$HA" "$HB"; rnd 10; sleep "0.$RV"
+           FS=$(((FS * 1103515245 + 12345) % 2147483648))
+           split "$HA" "$HB"; sleep $(((FS / 65536) % 4 + 1)); heal "$HA" "$HB"
+           FS=$(((FS * 1103515245 + 12345) % 2147483648))
+           sleep "0.$(((FS / 65536) % 10))"
          done
        }
        mend() { heal "$HA" "$HB"; } ;;
