@@ -11,11 +11,12 @@
 //! it (a BEAM ticks a hidden peer it has not heard from, as a primitive
 //! hidden node only ticks when it receives one; answering *every* tick
 //! had two cpg-nodes, or one and an `ei` node, which answers every tick,
-//! tick each other at wire speed for as long as they were connected, a
-//! fifth of a core each); any bytes received count as the peer being
-//! alive, and a peer silent for `net_ticktime` is down. (OTP checks on its tick timer
-//! and drops a peer after 4 silent intervals, so between 1 and 1.25
-//! `net_ticktime` after the last bytes; here it is `net_ticktime` exactly.)
+//! tick each other at wire speed for as long as they were connected: up
+//! to half a core each); any bytes received count as the peer being
+//! alive, and a peer silent for `net_ticktime` is down. (OTP checks on
+//! its tick timer and drops a peer after 4 silent intervals, so between 1
+//! and 1.25 `net_ticktime` after the last bytes; here it is
+//! `net_ticktime` exactly.)
 
 use super::codec::{self, DecodeError, Reassembler};
 use super::control;

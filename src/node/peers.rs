@@ -1000,7 +1000,7 @@ mod tests {
     /// Two nodes of ours, connected and idle, tick each other as
     /// `net_ticktime` asks (a few times a second here), not at wire speed:
     /// each used to answer every tick of the other, for as long as they
-    /// were connected (a fifth of a core each, seen on two `cpg-node run`).
+    /// were connected (up to half a core each, seen on two `cpg-node run`).
     #[tokio::test]
     async fn two_idle_nodes_of_ours_do_not_tick_each_other_at_wire_speed() {
         let epmd = EpmdServer::start("127.0.0.1", 0).await.unwrap();
