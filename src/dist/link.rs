@@ -133,6 +133,8 @@ pub struct Link {
     receivers: Option<Arc<ReceiverCheck>>,
     /// The peer's atom cache as our messages filled it.
     send_cache: Option<SendCache>,
+    /// What the peer takes, as its flags tell ([`Link::set_peer_flags`]).
+    peer_flags: u64,
 }
 
 impl Link {
@@ -155,7 +157,15 @@ impl Link {
             raw: None,
             receivers: None,
             send_cache: (cfg.fragments && cfg.atom_cache).then(SendCache::new),
+            peer_flags: u64::MAX,
         }
+    }
+
+    /// The peer's distribution flags: a message it did not say it takes
+    /// goes in the form a BEAM would send it, or not at all
+    /// ([`super::compat`]). Until told, the peer takes everything.
+    pub fn set_peer_flags(&mut self, peer: u64) {
+        self.peer_flags = super::flags::expand(peer);
     }
 
     /// Hands over large `REG_SEND`s to the names of `names` with their
@@ -354,11 +364,20 @@ impl Link {
                     continue;
                 };
                 let cache = self.send_cache.as_mut();
-                let r = monitors::encode_monitor_p(head, &t, buf, fragments, cache);
+                let takes = self.peer_flags & super::flags::DIST_MONITOR != 0;
+                let r = if takes {
+                    monitors::encode_monitor_p(head, &t, buf, fragments, cache)
+                } else {
+                    Ok(()) // (none sent: see `compat`)
+                };
                 if targets.len() == 0 {
                     self.queue.pop_front();
                 }
                 self.queued_bytes -= MONITOR_P_SIZE;
+                if !takes {
+                    self.queued -= 1;
+                    continue;
+                }
                 r
             } else {
                 let (m, payload, size) = match self.queue.pop_front() {
@@ -371,6 +390,10 @@ impl Link {
                     Some(Queued::Monitors(..)) | None => break,
                 };
                 self.queued_bytes -= size;
+                let Some(m) = super::compat::for_peer(m, self.peer_flags, payload.is_some()) else {
+                    self.queued -= 1;
+                    continue;
+                };
                 let payload = payload.as_ref().map(Encoded::as_bytes);
                 match self.send_cache.as_mut() {
                     Some(c) => control::encode_message_cached_with(&m, payload, buf, c),

@@ -19,6 +19,7 @@
 //! `codec.rs`).
 
 pub mod codec;
+pub mod compat;
 pub mod connection;
 pub mod control;
 pub mod flags;

@@ -1804,3 +1804,100 @@ async fn sys_debug_options_on_a_rust_server() {
          'unknown_debug',{'error','open_file'},'f'}"
     );
 }
+
+/// The `erl_interface` folder of the `erl` on the path, with `ei.h` and
+/// `libei.a`, and a C compiler: `None` (said) where either is missing.
+fn ei_toolchain() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("erl")
+        .args([
+            "-noshell",
+            "-eval",
+            "io:format(\"~s\", [code:lib_dir(erl_interface)]), halt().",
+        ])
+        .output()
+        .ok()?;
+    let dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let cc = std::process::Command::new("cc").arg("--version").output();
+    if !dir.join("include/ei.h").exists() || !dir.join("lib/libei.a").exists() {
+        println!("skipped: no erl_interface (ei.h, libei.a) beside erl: install erlang-dev");
+        return None;
+    }
+    if cc.is_err() {
+        println!("skipped: no C compiler (cc) to build the ei node");
+        return None;
+    }
+    Some(dir)
+}
+
+/// A C node built on `erl_interface` (OTP 25's `ei` offers neither
+/// DIST_MONITOR_NAME nor SEND_SENDER nor EXIT_PAYLOAD) connects to a node
+/// of ours running a cpg scope and an echo process: it stays connected,
+/// is ticked, and gets its message back. Before, the MONITOR_P by name
+/// that our scope sends every new peer failed its receive (`EIO`) at once,
+/// and the echo's reply went as SEND_SENDER; now such a peer gets what a
+/// BEAM would send it (`dist::compat`).
+#[tokio::test]
+async fn an_ei_c_node_stays_connected_is_ticked_and_gets_its_echo() {
+    require_erl!();
+    let Some(ei) = ei_toolchain() else { return };
+    let bin = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ei_node");
+    let built = std::process::Command::new("cc")
+        .args(["-O2", "-D_REENTRANT", "-o"])
+        .arg(&bin)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ei_node.c"))
+        .arg(format!("-I{}", ei.join("include").display()))
+        .arg(format!("-L{}", ei.join("lib").display()))
+        .args(["-lei", "-lpthread"])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let w = World::new().await;
+    let mut c = w.config("r");
+    c.net_ticktime = Duration::from_secs(2);
+    let r = Node::start(c).await.unwrap();
+    let _scope = cpg_node::cpg::CpgScope::start(
+        &r,
+        cpg_node::cpg::ScopeOptions::new(cpg_node::cpg::DEFAULT_SCOPE),
+    )
+    .unwrap();
+    let mut echo = r.spawn_registered("echo").unwrap();
+    tokio::spawn(async move {
+        while let Ok(Some(s)) = echo.recv_timeout(Duration::from_secs(30)).await {
+            if let Signal::Message { msg, .. } = s {
+                if let Some([Term::Pid(from), m]) = term::as_tuple(&msg) {
+                    let _ = echo.send(Dest::Pid(from.clone()), m.clone());
+                }
+            }
+        }
+    });
+    let me = format!(
+        "{}@{}",
+        crate::support::unique("ei"),
+        crate::support::host()
+    );
+    let run = tokio::process::Command::new(&bin)
+        .args([me.as_str(), r.name(), w.cookie.as_str(), "3"])
+        .env("ERL_EPMD_PORT", w.epmd.port.to_string())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout).to_string();
+    let err = String::from_utf8_lossy(&run.stderr).to_string();
+    println!("ei node: {said} {err}");
+    assert!(run.status.success(), "{said} {err}");
+    let n = |what: &str| -> u64 {
+        let words: Vec<&str> = said.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == what).unwrap();
+        words[at + 1].parse().unwrap()
+    };
+    assert_eq!(n("errors"), 0, "{said}");
+    assert_eq!(n("echoed"), 1, "{said}");
+    // Ticks a quarter of net_ticktime apart for 3 s, answered by ei and
+    // not answered back: a handful, not thousands.
+    assert!((3..=40).contains(&n("ticks")), "{said}");
+    r.shutdown().await;
+}

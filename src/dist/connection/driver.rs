@@ -72,6 +72,7 @@ where
         },
         now.into_std(),
     );
+    state.set_peer_flags(peer.flags);
     if let Some(names) = router.raw_names() {
         state.set_raw_names(names);
     }
