@@ -158,6 +158,14 @@ pub const NETWORK_BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(2),
 };
 
+/// A seed is asked for the cluster's nodes when it is reached, then again
+/// this long after (as long as it stays connected), before the rounds of
+/// `discover_interval`: nodes that start with us often join the cluster a
+/// moment after we reached the seed (seen at the start of two netsplit
+/// soaks, where a BEAM node that booted late was found 9 s later, at the
+/// next round).
+pub const SEED_ASKED_AGAIN: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+
 /// A seed that cannot be reached is warned of at its first failure in a
 /// row, then at most this often (it is dialled every 1–2 s).
 pub const SEED_WARN_EVERY: Duration = Duration::from_secs(60);
@@ -726,10 +734,25 @@ async fn drive(
                     }
                     // A seed is asked at once, not at the next round: a
                     // node that starts (or comes back) finds the cluster
-                    // as soon as it reaches a seed.
+                    // as soon as it reaches a seed. And again shortly
+                    // after (SEED_ASKED_AGAIN): nodes that start with us
+                    // often reach the seed a moment after we did, and a
+                    // hidden node is told of no nodeup.
                     if let Some(hidden) = discover.filter(|_| k.is_seed(&n)) {
                         drop(k);
-                        ask_seed(&node, &tx, &keeper, n, hidden);
+                        ask_seed(&node, &tx, &keeper, n.clone(), hidden);
+                        let (node, tx, keeper) = (node.clone(), tx.clone(), keeper.clone());
+                        tokio::spawn(async move {
+                            let mut waited = Duration::ZERO;
+                            for at in SEED_ASKED_AGAIN {
+                                tokio::time::sleep(at - waited).await;
+                                waited = at;
+                                if !node.peers().contains(&n) {
+                                    return; // asked again once it is back
+                                }
+                                ask_seed(&node, &tx, &keeper, n.clone(), hidden);
+                            }
+                        });
                     }
                 }
                 Ok(NodeEvent::Down { node: n, reason }) => {
