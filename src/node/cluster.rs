@@ -376,9 +376,8 @@ impl Keeper {
     }
 
     /// The network lost the connection to `node` (it went silent, or the
-    /// socket failed:
-    /// [`DownReason::is_network_loss`]):
-    /// as [`Keeper::down`], but a hidden node heard of is redialled too, as a
+    /// socket failed: [`DownReason::is_network_loss`]): as
+    /// [`Keeper::down`], but a hidden node heard of is redialled too, as a
     /// discovered node is (forgotten after `forget_after` away). A peer
     /// that leaves closes its connection; one lost this way is behind a
     /// netsplit or a frozen host, and another cpg-node cut from us that

@@ -1178,11 +1178,6 @@ async fn the_cluster_is_discovered_from_a_seed_and_filtered_by_only() {
     assert!(t.is_some(), "a node that joined later was not discovered");
 }
 
-/// The keeper redials seeds, discovered nodes and visible peers, not the
-/// hidden peers that dialled us (query clients such as `cpg-node status`):
-/// hidden nodes that connect and leave never become targets and are never
-/// dialled (300 of them became 2,483 failed dials in 20 s), while a BEAM
-/// node that dialled us and was killed is redialled.
 /// A node that reaches the seed a moment after we did (as nodes that start
 /// together do) is found within seconds, though the rounds of discovery
 /// are an hour apart: the seed is asked again 1 and 3 s after we reach it
@@ -1220,6 +1215,11 @@ async fn a_node_that_reaches_the_seed_just_after_us_is_found_within_seconds() {
     );
 }
 
+/// The keeper redials seeds, discovered nodes and visible peers, not the
+/// hidden peers that dialled us (query clients such as `cpg-node status`):
+/// hidden nodes that connect and leave never become targets and are never
+/// dialled (300 of them became 2,483 failed dials in 20 s), while a BEAM
+/// node that dialled us and was killed is redialled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_peers_that_dialled_us_are_not_redialled_visible_ones_are() {
     crate::require_erl!();
