@@ -22,10 +22,7 @@ use erl_dist::term::PidOrAtom;
 /// field is a placeholder, and an exit keeps its payload form).
 pub fn for_peer(m: Message, peer: u64, payload: bool) -> Option<Message> {
     let has = |f: u64| peer & f != 0;
-    let monitors = |to: &PidOrAtom| {
-        has(flags::DIST_MONITOR)
-            && (matches!(to, PidOrAtom::Pid(_)) || has(flags::DIST_MONITOR_NAME))
-    };
+    let monitors = |to: &PidOrAtom| takes_monitors(peer, matches!(to, PidOrAtom::Atom(_)));
     Some(match m {
         Message::MonitorP(x) if !monitors(&x.to_proc) => return None,
         Message::DemonitorP(x) if !monitors(&x.to_proc) => return None,
@@ -44,6 +41,12 @@ pub fn for_peer(m: Message, peer: u64, payload: bool) -> Option<Message> {
         }
         m => m,
     })
+}
+
+/// Whether a peer with `peer` flags (expanded) takes `MONITOR_P` and
+/// `DEMONITOR_P` of pids, or with `by_name` of registered names.
+pub fn takes_monitors(peer: u64, by_name: bool) -> bool {
+    peer & flags::DIST_MONITOR != 0 && (!by_name || peer & flags::DIST_MONITOR_NAME != 0)
 }
 
 #[cfg(test)]

@@ -363,21 +363,19 @@ impl Link {
                     self.queue.pop_front();
                     continue;
                 };
-                let cache = self.send_cache.as_mut();
-                let takes = self.peer_flags & super::flags::DIST_MONITOR != 0;
-                let r = if takes {
+                // (None sent to a peer without monitors: see `compat`.)
+                let r = super::compat::takes_monitors(self.peer_flags, false).then(|| {
+                    let cache = self.send_cache.as_mut();
                     monitors::encode_monitor_p(head, &t, buf, fragments, cache)
-                } else {
-                    Ok(()) // (none sent: see `compat`)
-                };
+                });
                 if targets.len() == 0 {
                     self.queue.pop_front();
                 }
                 self.queued_bytes -= MONITOR_P_SIZE;
-                if !takes {
+                let Some(r) = r else {
                     self.queued -= 1;
                     continue;
-                }
+                };
                 r
             } else {
                 let (m, payload, size) = match self.queue.pop_front() {
@@ -682,6 +680,22 @@ mod tests {
             want.push(msg(4, 10));
             assert_eq!(drain(&mut peer), want);
         }
+        // A peer without DIST_MONITOR gets the messages and no monitor
+        // (see `compat`), and nothing stays counted as queued.
+        let mut l = Link::new(cfg(true), t0);
+        l.set_peer_flags(super::super::flags::MANDATORY_25);
+        l.queue(msg(0, 10));
+        l.queue_monitors(MonitorBatch {
+            head: head.clone(),
+            targets: (1..4).map(target).collect(),
+        });
+        l.queue(msg(4, 10));
+        let mut buf = vec![];
+        assert_eq!(l.poll_transmit(t0, &mut buf), 2);
+        assert_eq!((l.queued(), l.queued_bytes()), (0, 0));
+        let mut peer = Link::new(cfg(true), t0);
+        peer.handle_input(&buf, t0).unwrap();
+        assert_eq!(drain(&mut peer), vec![msg(0, 10), msg(4, 10)]);
     }
 
     #[test]
