@@ -70,46 +70,38 @@ mod tests {
     /// handshake (`0x4_0707_4F9C`).
     const EI_25: u64 = 0x4_0707_4F9C;
 
+    /// What a peer with `peer` flags is sent for a monitor of a name, a
+    /// SEND_SENDER of `hi` and a PAYLOAD_EXIT.
+    fn sent_as(peer: u64) -> [Option<Message>; 3] {
+        let peer = flags::expand(peer);
+        let by_name = Message::monitor_p(pid(), PidOrAtom::Atom(Atom::from("scope")), reference());
+        let sent = Message::send_sender(pid(), pid(), atom("hi"));
+        let exit = Message::payload_exit(pid(), pid(), atom("normal"));
+        [by_name, sent, exit].map(|m| for_peer(m, peer, false))
+    }
+
     #[test]
     fn an_ei_node_gets_no_monitor_by_name_and_a_plain_send() {
-        let peer = flags::expand(EI_25);
-        let by_name = Message::monitor_p(pid(), PidOrAtom::Atom(Atom::from("scope")), reference());
-        assert!(for_peer(by_name, peer, false).is_none());
-        let by_pid = Message::monitor_p(pid(), PidOrAtom::Pid(pid()), reference());
-        assert!(matches!(
-            for_peer(by_pid, peer, false),
-            Some(Message::MonitorP(_))
-        ));
-        let sent = Message::send_sender(pid(), pid(), atom("hi"));
-        let Some(Message::Send(s)) = for_peer(sent, peer, false) else {
+        let [by_name, sent, exit] = sent_as(EI_25);
+        assert!(by_name.is_none());
+        let Some(Message::Send(s)) = sent else {
             panic!("not a SEND");
         };
         assert_eq!(s.message, atom("hi"));
-        let exit = Message::payload_exit(pid(), pid(), atom("normal"));
+        assert!(matches!(exit, Some(Message::Exit(_))));
+        let by_pid = Message::monitor_p(pid(), PidOrAtom::Pid(pid()), reference());
         assert!(matches!(
-            for_peer(exit, peer, false),
-            Some(Message::Exit(_))
+            for_peer(by_pid, flags::expand(EI_25), false),
+            Some(Message::MonitorP(_))
         ));
     }
 
     #[test]
     fn a_beam_gets_every_message_as_it_is() {
-        let peer = flags::expand(flags::OFFERED);
-        let by_name = Message::monitor_p(pid(), PidOrAtom::Atom(Atom::from("scope")), reference());
-        assert!(matches!(
-            for_peer(by_name, peer, false),
-            Some(Message::MonitorP(_))
-        ));
-        let sent = Message::send_sender(pid(), pid(), atom("hi"));
-        assert!(matches!(
-            for_peer(sent, peer, false),
-            Some(Message::SendSender(_))
-        ));
-        let exit = Message::payload_exit(pid(), pid(), atom("normal"));
-        assert!(matches!(
-            for_peer(exit, peer, false),
-            Some(Message::PayloadExit(_))
-        ));
+        let [by_name, sent, exit] = sent_as(flags::OFFERED);
+        assert!(matches!(by_name, Some(Message::MonitorP(_))));
+        assert!(matches!(sent, Some(Message::SendSender(_))));
+        assert!(matches!(exit, Some(Message::PayloadExit(_))));
     }
 
     #[test]
