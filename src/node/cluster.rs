@@ -740,18 +740,7 @@ async fn drive(
                     if let Some(hidden) = discover.filter(|_| k.is_seed(&n)) {
                         drop(k);
                         ask_seed(&node, &tx, &keeper, n.clone(), hidden);
-                        let (node, tx, keeper) = (node.clone(), tx.clone(), keeper.clone());
-                        tokio::spawn(async move {
-                            let mut waited = Duration::ZERO;
-                            for at in SEED_ASKED_AGAIN {
-                                tokio::time::sleep(at - waited).await;
-                                waited = at;
-                                if !node.peers().contains(&n) {
-                                    return; // asked again once it is back
-                                }
-                                ask_seed(&node, &tx, &keeper, n.clone(), hidden);
-                            }
-                        });
+                        ask_seed_again(&node, &tx, &keeper, n, hidden);
                     }
                 }
                 Ok(NodeEvent::Down { node: n, reason }) => {
@@ -823,6 +812,29 @@ fn ask_seed(
             if !nodes.is_empty() {
                 let _ = tx.send(Report::Hidden(nodes));
             }
+        }
+    });
+}
+
+/// [`ask_seed`] again at each of [`SEED_ASKED_AGAIN`] after now, while
+/// `seed` stays connected (once it is lost, it is asked again when it is
+/// back).
+fn ask_seed_again(
+    node: &Node,
+    tx: &mpsc::UnboundedSender<Report>,
+    keeper: &Arc<parking_lot::Mutex<Keeper>>,
+    seed: String,
+    hidden: bool,
+) {
+    let (node, tx, keeper) = (node.clone(), tx.clone(), keeper.clone());
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        for at in SEED_ASKED_AGAIN {
+            tokio::time::sleep_until(start + at).await;
+            if !node.peers().contains(&seed) {
+                return;
+            }
+            ask_seed(&node, &tx, &keeper, seed.clone(), hidden);
         }
     });
 }
